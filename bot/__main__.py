@@ -1,0 +1,6 @@
+"""`python -m bot`: the same command line as the `bot` script."""
+import sys
+
+from bot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""The shared event bus: tagged publishing, filtered subscriptions, bounded async streams."""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import anyio
+
+from bot.clock import Clock
+from bot.errors import EventTaggingError
+from bot.events import EVENT_TYPES, STRATEGY_EVENTS, Event
+
+Handler = Callable[[Event], None]
+_ANY = "*"
+
+
+class Subscription:
+    """A handle returned by subscribe; pass it to `EventBus.unsubscribe` to stop delivery."""
+
+    __slots__ = ("types", "strategy_id", "handler")
+
+    def __init__(self, types: frozenset[str] | None, strategy_id: str | None, handler: Handler) -> None:
+        self.types = types
+        self.strategy_id = strategy_id
+        self.handler = handler
+
+
+class EventStream:
+    """A bounded buffer of events for one async consumer; when full the oldest event is dropped."""
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError("event stream maxlen must be >= 1")
+        self._buffer: deque[Event] = deque()
+        self._maxlen = maxlen
+        self._wakeup = anyio.Event()
+        self._closed = False
+        self.dropped = 0
+        self.subscription: Subscription | None = None
+
+    def push(self, event: Event) -> None:
+        """Queue an event without ever blocking the publisher."""
+        if self._closed:
+            return
+        if len(self._buffer) >= self._maxlen:
+            self._buffer.popleft()
+            self.dropped += 1
+        self._buffer.append(event)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """End the stream: the consumer drains what is buffered, then iteration stops."""
+        self._closed = True
+        self._wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def __aiter__(self) -> "EventStream":
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._buffer:
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        return self._buffer.popleft()
+
+
+class EventBus:
+    """Publishes events to subscribers chosen by type and/or strategy id, by dictionary lookup."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._seq = 0
+        self._subs: list[Subscription] = []
+        # Resolved handler lists per (type, strategy_id); rebuilt lazily after (un)subscribe so
+        # publishing costs one dict lookup plus the handler calls.
+        self._routes: dict[tuple[str, str | None], tuple[Handler, ...]] = {}
+        self._streams: list[EventStream] = []
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last published event."""
+        return self._seq
+
+    def publish(self, type_: str, payload: dict[str, Any], strategy_id: str | None = None, ts: int | None = None) -> Event:
+        """Build, sequence and deliver one event; refuse a strategy event without a strategy id."""
+        if strategy_id is None:
+            if type_ in STRATEGY_EVENTS:
+                raise EventTaggingError(f"event type {type_!r} is strategy-scoped and needs a strategy_id")
+            if type_ not in EVENT_TYPES:
+                raise EventTaggingError(f"unknown event type {type_!r}")
+        elif type_ not in STRATEGY_EVENTS:
+            raise EventTaggingError(f"event type {type_!r} is market-wide and must not carry a strategy_id")
+        self._seq += 1
+        event = Event(type_, strategy_id, self._clock.now_ms() if ts is None else ts, self._seq, payload)
+        key = (type_, strategy_id)
+        handlers = self._routes.get(key)
+        if handlers is None:
+            handlers = self._resolve(type_, strategy_id)
+            self._routes[key] = handlers
+        for handler in handlers:
+            handler(event)
+        return event
+
+    def subscribe(
+        self,
+        handler: Handler,
+        types: Iterable[str] | None = None,
+        strategy_id: str | None = None,
+    ) -> Subscription:
+        """Call `handler` synchronously for each matching event (types None = all types)."""
+        type_set = None if types is None else frozenset(types)
+        if type_set is not None:
+            unknown = type_set - EVENT_TYPES
+            if unknown:
+                raise ValueError(f"unknown event types: {sorted(unknown)}")
+        sub = Subscription(type_set, strategy_id, handler)
+        self._subs.append(sub)
+        self._routes.clear()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to a subscription; unknown subscriptions are ignored."""
+        try:
+            self._subs.remove(sub)
+        except ValueError:
+            return
+        self._routes.clear()
+
+    def stream(self, types: Iterable[str] | None = None, strategy_id: str | None = None, maxlen: int = 10_000) -> EventStream:
+        """Open a bounded async stream of matching events; slow readers lose the oldest, counted."""
+        stream = EventStream(maxlen)
+        stream.subscription = self.subscribe(stream.push, types, strategy_id)
+        self._streams.append(stream)
+        return stream
+
+    def close_stream(self, stream: EventStream) -> None:
+        """Unsubscribe and end a stream opened with `stream`."""
+        if stream.subscription is not None:
+            self.unsubscribe(stream.subscription)
+            stream.subscription = None
+        stream.close()
+        if stream in self._streams:
+            self._streams.remove(stream)
+
+    def close(self) -> None:
+        """End every open stream and drop every subscription."""
+        for stream in list(self._streams):
+            self.close_stream(stream)
+        self._subs.clear()
+        self._routes.clear()
+
+    def subscriber_count(self, strategy_id: str | None = None) -> int:
+        """Count subscriptions, all or those bound to one strategy id."""
+        if strategy_id is None:
+            return len(self._subs)
+        return sum(1 for s in self._subs if s.strategy_id == strategy_id)
+
+    def _resolve(self, type_: str, strategy_id: str | None) -> tuple[Handler, ...]:
+        return tuple(
+            s.handler
+            for s in self._subs
+            if (s.types is None or type_ in s.types) and (s.strategy_id is None or s.strategy_id == strategy_id)
+        )
+
+
+class StrategyPublisher:
+    """A publisher bound to one strategy id at construction, so its events are always tagged."""
+
+    __slots__ = ("_bus", "strategy_id")
+
+    def __init__(self, bus: EventBus, strategy_id: str) -> None:
+        self._bus = bus
+        self.strategy_id = strategy_id
+
+    def __call__(self, type_: str, payload: dict[str, Any], ts: int | None = None) -> Event:
+        return self._bus.publish(type_, payload, self.strategy_id, ts)

@@ -1,0 +1,1 @@
+"""Candles: the value type, timeframes, recorded-file reading, aggregation and history."""

@@ -1,0 +1,138 @@
+"""The candle hub: ingests base candles per symbol, derives higher timeframes, keeps bounded history."""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.bus import EventBus
+from bot.candles.aggregate import Aggregator
+from bot.candles.model import Candle, timeframe_ms
+
+CandleCallback = Callable[[str, str, Candle, int], None]
+
+
+@dataclass(slots=True)
+class _Feed:
+    base_tf: str
+    base_ms: int
+    last_ts: int | None = None
+    first_ts: int | None = None
+    derived: list[tuple[str, int, Aggregator]] = field(default_factory=list)
+
+
+class CandleHub:
+    """Publishes each closed candle of a (symbol, timeframe) to its subscribers, in time order.
+
+    Base candles come from a source (a recorded file in replay, an exchange feed live).
+    Higher timeframes are derived from them on UTC boundaries, only where someone asked.
+    Missing base candles are reported as `candle_gap` events, never filled in silently.
+    """
+
+    def __init__(self, bus: EventBus, history_size: int, advance_clock: Callable[[int], None] | None, publish_candles: bool) -> None:
+        if history_size < 1:
+            raise ValueError("history_size must be >= 1")
+        self._bus = bus
+        self._history_size = history_size
+        self._advance = advance_clock
+        self._publish_candles = publish_candles
+        self._feeds: dict[str, _Feed] = {}
+        self._history: dict[tuple[str, str], deque[Candle]] = {}
+        self._subscribers: dict[tuple[str, str], list[CandleCallback]] = {}
+        self.gap_count = 0
+        self.gaps: deque[dict[str, object]] = deque(maxlen=1_000)
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def add_feed(self, symbol: str, base_timeframe: str) -> None:
+        """Declare the base timeframe that `symbol`'s candles arrive in."""
+        if symbol in self._feeds:
+            if self._feeds[symbol].base_tf != base_timeframe:
+                raise ValueError(f"{symbol} already has base timeframe {self._feeds[symbol].base_tf}, not {base_timeframe}")
+            return
+        self._feeds[symbol] = _Feed(base_timeframe, timeframe_ms(base_timeframe))
+        self._history.setdefault((symbol, base_timeframe), deque(maxlen=self._history_size))
+
+    def symbols(self) -> list[str]:
+        """Symbols with a feed."""
+        return list(self._feeds)
+
+    def require(self, symbol: str, timeframe: str) -> None:
+        """Make sure `timeframe` candles exist for `symbol`, deriving them from its base timeframe."""
+        feed = self._feeds.get(symbol)
+        if feed is None:
+            raise KeyError(f"no candle feed for symbol {symbol!r}")
+        if timeframe == feed.base_tf or any(tf == timeframe for tf, _, _ in feed.derived):
+            return
+        target_ms = timeframe_ms(timeframe)
+        if target_ms < feed.base_ms or target_ms % feed.base_ms:
+            raise ValueError(f"{timeframe} cannot be derived from {symbol}'s {feed.base_tf} candles")
+        feed.derived.append((timeframe, target_ms, Aggregator(feed.base_ms, target_ms)))
+        # Deliver in ascending timeframe order so that at a shared close time a lower timeframe
+        # is always processed before the higher one that closes with it.
+        feed.derived.sort(key=lambda item: item[1])
+        self._history.setdefault((symbol, timeframe), deque(maxlen=self._history_size))
+
+    def subscribe(self, symbol: str, timeframe: str, callback: CandleCallback) -> None:
+        """Deliver closed (symbol, timeframe) candles to `callback(symbol, timeframe, candle, ts)`."""
+        self.require(symbol, timeframe)
+        self._subscribers.setdefault((symbol, timeframe), []).append(callback)
+
+    def unsubscribe(self, symbol: str, timeframe: str, callback: CandleCallback) -> None:
+        """Stop delivering to a callback."""
+        callbacks = self._subscribers.get((symbol, timeframe))
+        if callbacks and callback in callbacks:
+            callbacks.remove(callback)
+
+    def subscriber_count(self) -> int:
+        """Number of callbacks subscribed, over all streams."""
+        return sum(len(c) for c in self._subscribers.values())
+
+    # -- data -----------------------------------------------------------------------------------
+    def history(self, symbol: str, timeframe: str, limit: int | None = None) -> list[Candle]:
+        """A copy of the most recent closed candles, oldest first (read-only to the caller)."""
+        candles = self._history.get((symbol, timeframe))
+        if not candles:
+            return []
+        if limit is None or limit >= len(candles):
+            return list(candles)
+        return list(candles)[-limit:]
+
+    def ingest(self, symbol: str, candle: Candle) -> None:
+        """Take the next closed base candle of a symbol and publish it and any derived candles."""
+        feed = self._feeds[symbol]
+        last = feed.last_ts
+        base_ms = feed.base_ms
+        if last is not None and candle.ts - last > base_ms:
+            self._report_gap(symbol, feed, last, candle.ts)
+        if last is None:
+            feed.first_ts = candle.ts
+        feed.last_ts = candle.ts
+        close_ts = candle.ts + base_ms
+        if self._advance is not None:
+            self._advance(close_ts)
+        self._emit(symbol, feed.base_tf, candle, close_ts)
+        for timeframe, target_ms, aggregator in feed.derived:
+            for derived in aggregator.add(candle):
+                if derived.ts < feed.first_ts:  # type: ignore[operator]
+                    # The feed began inside this bucket: it is not a whole candle, drop it.
+                    continue
+                # A bucket closed late by a gap is announced when its closing is learned, so
+                # event time never runs backwards.
+                self._emit(symbol, timeframe, derived, max(close_ts, derived.ts + target_ms))
+
+    def _emit(self, symbol: str, timeframe: str, candle: Candle, close_ts: int) -> None:
+        key = (symbol, timeframe)
+        self._history[key].append(candle)
+        if self._publish_candles:
+            self._bus.publish("candle", {"symbol": symbol, "timeframe": timeframe, "candle": candle}, None, close_ts)
+        callbacks = self._subscribers.get(key)
+        if callbacks:
+            for callback in callbacks:
+                callback(symbol, timeframe, candle, close_ts)
+
+    def _report_gap(self, symbol: str, feed: _Feed, last: int, now: int) -> None:
+        missing = (now - last) // feed.base_ms - 1
+        gap = {"symbol": symbol, "timeframe": feed.base_tf, "after": last, "next": now, "missing": missing}
+        self.gap_count += 1
+        self.gaps.append(gap)
+        self._bus.publish("candle_gap", gap, None, now)

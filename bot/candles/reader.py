@@ -1,0 +1,288 @@
+"""Streaming reader for recorded candle files: CSV or ccxt-style JSON, either optionally gzipped."""
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import math
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+import orjson
+
+from bot.candles.model import TIMEFRAME_MS, Candle, timeframe_of_ms
+from bot.errors import CandleFileError
+
+HEADER = b"ts_ms,open,high,low,close,volume"
+FIELDS = ("ts_ms", "open", "high", "low", "close", "volume")
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+_INF = math.inf
+# Below any real timestamp, so the first row always passes the "ascending" comparison.
+_BEFORE_ANY = -(2**63)
+_INFER_ROWS = 1000
+# A timeframe token stands alone between separators: `_1m.csv`, `-5m.json`, `-5m-futures`.
+_TF_TOKEN = re.compile(r"(?<![0-9A-Za-z])(\d+[mhd])(?![0-9A-Za-z])")
+_NUMBER_TYPES = frozenset((int, float))
+# Skips NamedTuple.__new__, a Python-level function, on the hot path.
+_new_tuple = tuple.__new__
+
+PathArg = str | os.PathLike[str]
+
+
+def read_candles(path: PathArg) -> Iterator[Candle]:
+    """Stream the candles of a recorded file, validating every row; raises CandleFileError."""
+    name = str(path)
+    with _open(path) as stream:
+        if _kind(path, stream) == "json":
+            yield from _read_json(name, stream)
+        else:
+            yield from _read_csv(name, stream)
+
+
+def count_candles(path: PathArg) -> int:
+    """Count data rows quickly for a progress bar; does not validate them."""
+    with _open(path) as stream:
+        if _kind(path, stream) == "json":
+            return len(_load_json(str(path), stream))
+        newlines = 0
+        last = b""
+        while chunk := stream.read(_CHUNK):
+            newlines += chunk.count(b"\n")
+            last = chunk
+        content = last.rstrip()
+        # Trailing blank lines and a missing final newline would both skew a bare newline count.
+        lines = newlines - last.count(b"\n", len(content)) + (1 if content else 0)
+        return max(lines - 1, 0)
+
+
+def infer_timeframe(path: PathArg) -> str:
+    """Return a file's timeframe from a name token like `_1m`/`-5m`, else from its first rows."""
+    for token in reversed(_TF_TOKEN.findall(os.path.basename(os.fspath(path)))):
+        if token in TIMEFRAME_MS:
+            return token
+    rows = read_candles(path)
+    try:
+        stamps = [candle.ts for candle in itertools.islice(rows, _INFER_ROWS)]
+    finally:
+        rows.close()
+    if len(stamps) < 2:
+        raise CandleFileError(
+            str(path), None, "cannot infer timeframe: no token in the file name and fewer than 2 candles"
+        )
+    step = min(b - a for a, b in zip(stamps, stamps[1:]))
+    timeframe = timeframe_of_ms(step)
+    if timeframe is None:
+        raise CandleFileError(
+            str(path), None,
+            f"cannot infer timeframe: no token in the file name and the smallest step, {step} ms, "
+            "is not a known timeframe",
+        )
+    return timeframe
+
+
+@contextmanager
+def _open(path: PathArg) -> Iterator[BinaryIO]:
+    """Open a file for binary reading, decompressing gzip by magic bytes; I/O errors become CandleFileError."""
+    name = str(path)
+    try:
+        raw = open(path, "rb")
+    except FileNotFoundError:
+        raise CandleFileError(name, None, "file not found") from None
+    except OSError as exc:
+        raise CandleFileError(name, None, f"cannot open: {exc.strerror or exc}") from None
+    gz: gzip.GzipFile | None = None
+    try:
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
+            gz = gzip.GzipFile(fileobj=raw, mode="rb")
+            # GzipFile's own readline is Python code; a C BufferedReader on top doubles line speed.
+            yield io.BufferedReader(gz, _CHUNK)  # type: ignore[arg-type]
+        else:
+            yield raw
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CandleFileError(name, None, f"corrupt or unreadable data: {exc}") from None
+    finally:
+        if gz is not None:
+            gz.close()
+        raw.close()
+
+
+def _kind(path: PathArg, stream: BinaryIO) -> str:
+    """Return "csv" or "json": by suffix (optionally before .gz), else by the first non-space byte."""
+    name = os.fspath(path).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".json"):
+        return "json"
+    head = stream.peek(4096).lstrip()  # type: ignore[attr-defined]
+    return "json" if head[:1] == b"[" else "csv"
+
+
+def _read_csv(name: str, stream: BinaryIO) -> Iterator[Candle]:
+    """Yield validated candles from a CSV stream positioned at its header."""
+    first = stream.readline()
+    if first.rstrip(b"\r\n") != HEADER:
+        if not first.strip() and not _rest_has_data(stream):
+            raise CandleFileError(name, None, "no candles")
+        raise CandleFileError(name, 1, _header_problem(first))
+    prev = _BEFORE_ANY
+    new, inf = _new_tuple, _INF
+    for lineno, line in enumerate(stream, 2):
+        try:
+            a, b, c, d, e, f = line.split(b",")
+            ts = int(a)
+            o = float(b)
+            h = float(c)
+            lo = float(d)
+            cl = float(e)
+            v = float(f)
+        except ValueError:
+            if not line.strip():
+                if _rest_has_data(stream):
+                    raise CandleFileError(name, lineno, "blank line between candles") from None
+                break
+            # Rare path: an integral float timestamp such as 1640991600000.0, or a real error.
+            candle = _parse_csv_row(name, lineno, line, prev)
+            prev = candle[0]
+            yield candle
+            continue
+        # One chained comparison rejects nan (every comparison is false), inf, bad OHLC and order.
+        if prev < ts and 0.0 < lo <= o <= h < inf and lo <= cl <= h and 0.0 <= v < inf:
+            prev = ts
+            yield new(Candle, (ts, o, h, lo, cl, v))
+        else:
+            candle = _check(name, lineno, "line", ts, (o, h, lo, cl, v), prev)
+            prev = ts
+            yield candle
+    if prev == _BEFORE_ANY:
+        raise CandleFileError(name, None, "no candles")
+
+
+def _rest_has_data(stream: BinaryIO) -> bool:
+    """Consume the rest of the stream and say whether any non-blank line remains."""
+    return any(line.strip() for line in stream)
+
+
+def _header_problem(first: bytes) -> str:
+    """Describe why the first line is not the expected header."""
+    text = first.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+    expected = HEADER.decode()
+    if first[:1].isdigit():
+        return f"missing header: expected {expected!r}, line 1 looks like data: {text[:80]!r}"
+    return f"wrong header: expected {expected!r}, got {text[:80]!r}"
+
+
+def _parse_csv_row(name: str, lineno: int, line: bytes, prev: int) -> Candle:
+    """Parse one CSV row carefully, raising CandleFileError with the exact problem."""
+    fields = line.rstrip(b"\r\n").split(b",")
+    if len(fields) != len(FIELDS):
+        raise CandleFileError(name, lineno, f"expected {len(FIELDS)} fields, got {len(fields)}")
+    values: list[float] = []
+    for field, raw in zip(FIELDS, fields):
+        try:
+            values.append(float(raw))
+        except ValueError:
+            text = raw.decode("utf-8", "backslashreplace").strip()
+            raise CandleFileError(name, lineno, f"unparsable number in field {field}: '{text}'") from None
+    try:
+        ts = int(fields[0])
+    except ValueError:
+        text = fields[0].decode("utf-8", "backslashreplace").strip()
+        ts = _integral_ts(name, lineno, "line", values[0], text)
+    return _check(name, lineno, "line", ts, tuple(values[1:]), prev)
+
+
+def _integral_ts(name: str, where: int, unit: str, value: float, text: str) -> int:
+    """Accept a float timestamp only if it is finite and integral."""
+    if not math.isfinite(value):
+        raise CandleFileError(name, where, f"non-finite number in field ts_ms: {text}", unit)
+    if not value.is_integer():
+        raise CandleFileError(name, where, f"timestamp not an integer: {text}", unit)
+    return int(value)
+
+
+def _check(
+    name: str, where: int, unit: str, ts: int, ohlcv: tuple[float, ...], prev: int
+) -> Candle:
+    """Validate parsed values, raising CandleFileError naming the first problem; return the candle."""
+    floats: list[float] = []
+    for field, value in zip(FIELDS[1:], ohlcv):
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer too large for a float
+            number = _INF
+        if not math.isfinite(number):
+            raise CandleFileError(name, where, f"non-finite number in field {field}: {_short(value)}", unit)
+        floats.append(number)
+    o, h, lo, cl, v = floats
+    for field, value in zip(FIELDS[1:5], floats):
+        if value <= 0:
+            raise CandleFileError(name, where, f"price <= 0 in field {field}: {value}", unit)
+    if v < 0:
+        raise CandleFileError(name, where, f"negative volume: {v}", unit)
+    if h < lo:
+        raise CandleFileError(name, where, f"high {h} below low {lo}", unit)
+    if not lo <= o <= h:
+        raise CandleFileError(name, where, f"open {o} outside [low {lo}, high {h}]", unit)
+    if not lo <= cl <= h:
+        raise CandleFileError(name, where, f"close {cl} outside [low {lo}, high {h}]", unit)
+    if ts == prev:
+        raise CandleFileError(name, where, f"duplicate timestamp {ts}", unit)
+    if ts < prev:
+        raise CandleFileError(
+            name, where, f"timestamp not ascending: previous {prev}, current {ts}", unit
+        )
+    return _new_tuple(Candle, (ts, o, h, lo, cl, v))
+
+
+def _load_json(name: str, stream: BinaryIO) -> list[Any]:
+    """Load a whole JSON candle array."""
+    try:
+        rows = orjson.loads(stream.read())
+    except orjson.JSONDecodeError as exc:
+        raise CandleFileError(name, None, f"invalid JSON: {exc}") from None
+    if not isinstance(rows, list):
+        raise CandleFileError(name, None, f"JSON top level is {type(rows).__name__}, not an array")
+    return rows
+
+
+def _read_json(name: str, stream: BinaryIO) -> Iterator[Candle]:
+    """Yield validated candles from a ccxt-style `[[ts, o, h, l, c, v], ...]` stream."""
+    rows = _load_json(name, stream)
+    if not rows:
+        raise CandleFileError(name, None, "no candles")
+    prev = _BEFORE_ANY
+    for index, row in enumerate(rows, 1):
+        if type(row) is not list or len(row) != len(FIELDS):
+            raise CandleFileError(
+                name, index, f"expected an array of {len(FIELDS)} numbers, got {_short(row)}", "row"
+            )
+        ts = row[0]
+        if type(ts) is not int or not _NUMBER_TYPES.issuperset(map(type, row)):
+            # type() checks, not isinstance: JSON true/false would otherwise pass as 1/0.
+            ts = _json_ts(name, index, row)
+        candle = _check(name, index, "row", ts, tuple(row[1:]), prev)
+        prev = ts
+        yield candle
+
+
+def _json_ts(name: str, index: int, row: list[Any]) -> int:
+    """Check the value types of a JSON row and return its integer timestamp."""
+    for field, value in zip(FIELDS, row):
+        if type(value) not in _NUMBER_TYPES:
+            raise CandleFileError(name, index, f"field {field} is not a number: {_short(value)}", "row")
+    ts = row[0]
+    return ts if type(ts) is int else _integral_ts(name, index, "row", ts, repr(ts))
+
+
+def _short(value: Any) -> str:
+    """A repr clipped for error messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,139 @@
+"""The `bot` command line: replay and validate."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bot.candles.reader import count_candles
+from bot.config.loader import LoadedConfig, load_config
+from bot.errors import BotError, ConfigError, ConfigProblem
+from bot.log import BotLogger
+from bot.replay.runner import Replay, ReplayResult
+from bot.replay.sources import CandleSource, parse_candle_arg, resolve_sources
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bot", description="Multi-strategy crypto trading bot.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    replay = commands.add_parser("replay", help="paper-trade every enabled strategy over recorded candles")
+    replay.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
+    replay.add_argument(
+        "--candles",
+        action="append",
+        default=[],
+        metavar="SYMBOL=PATH",
+        help="recorded candle file for a symbol (repeatable); default: the files named in the config",
+    )
+    replay.add_argument("--out", default=Path("runs/replay"), type=Path, help="output folder (default: runs/replay)")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+
+    validate = commands.add_parser("validate", help="check the configuration and strategy files without running")
+    validate.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
+    return parser
+
+
+def _print_problems(console: Console, problems: Sequence[ConfigProblem]) -> None:
+    for problem in problems:
+        console.print(f"[bold red]error[/]: {problem.file}: [bold]{problem.field or '<file>'}[/]: {problem.reason}", highlight=False)
+
+
+def _prepare(config: Path, candle_args: list[str], console: Console) -> tuple[LoadedConfig, list[CandleSource]] | None:
+    try:
+        loaded = load_config(config)
+        overrides = dict(parse_candle_arg(arg) for arg in candle_args)
+    except ConfigError as exc:
+        _print_problems(console, exc.problems)
+        return None
+    except ValueError as exc:
+        console.print(f"[bold red]error[/]: {exc}", highlight=False)
+        return None
+    sources, problems = resolve_sources(loaded, overrides)
+    if problems:
+        _print_problems(console, problems)
+        return None
+    return loaded, sources
+
+
+def _summary(result: ReplayResult) -> Table:
+    table = Table(title=f"Replay: {result.candles:,} candles, {result.events:,} events -> {result.out_dir}")
+    for column in ("strategy", "state", "trades", "win rate", "realised", "fees", "max DD", "final equity", "return"):
+        table.add_column(column, justify="left" if column in ("strategy", "state") else "right")
+    rows = list(result.report["strategies"].items()) + [("TOTAL", result.report["totals"])]
+    for sid, r in rows:
+        table.add_row(
+            sid,
+            str(r.get("state", "")),
+            str(r["trades"]),
+            f"{100 * r['win_rate']:.1f}%",
+            f"{r['realised_pnl']:,.2f}",
+            f"{r['fees']:,.2f}",
+            f"{r['max_drawdown_pct']:.2f}%" if "max_drawdown_pct" in r else "",
+            f"{r['final_equity']:,.2f}",
+            f"{r['return_pct']:+.2f}%",
+        )
+    return table
+
+
+def _replay(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    prepared = _prepare(args.config, args.candles, err)
+    if prepared is None:
+        return EXIT_INVALID
+    loaded, sources = prepared
+    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr())
+    if args.quiet:
+        result = anyio.run(replay.run)
+    else:
+        total = sum(count_candles(s.path) for s in sources)
+        columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task("replay", total=total)
+            result = anyio.run(replay.run, lambda n: bar.update(task, completed=n))
+        # Outside a terminal rich would wrap the table at 80 columns; logs and CI are wider.
+        Console(width=None if sys.stdout.isatty() else 140).print(_summary(result))
+    failed = [sid for sid, r in result.report["strategies"].items() if r["state"] == "failed"]
+    for sid in failed:
+        err.print(f"[bold yellow]warning[/]: strategy {sid} failed: {result.report['strategies'][sid]['last_error']}", highlight=False)
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    console = Console()
+    prepared = _prepare(args.config, [], Console(stderr=True))
+    if prepared is None:
+        return EXIT_INVALID
+    loaded, sources = prepared
+    enabled = loaded.enabled_strategies()
+    console.print(
+        f"{args.config}: OK ({len(loaded.strategies)} strategies, {len(enabled)} enabled; "
+        f"candles for {', '.join(s.symbol + ' ' + s.timeframe for s in sources) or 'nothing'})",
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        return _validate(args)
+    except BotError as exc:
+        Console(stderr=True).print(f"[bold red]error[/]: {exc}", highlight=False)
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Load config.json and its strategy files, merge them, and report every problem with file and field."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from bot.config.models import BotConfig, StrategyConfig
+from bot.errors import ConfigError, ConfigProblem
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """The validated base config, every strategy's merged config, and where each came from."""
+
+    path: Path
+    bot: BotConfig
+    strategies: tuple[StrategyConfig, ...]
+    strategy_files: dict[str, Path]
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in config.json are resolved against."""
+        return self.path.parent
+
+    def enabled_strategies(self) -> tuple[StrategyConfig, ...]:
+        """The strategies to run: enabled both in config.json's list and in their own file."""
+        return tuple(s for s in self.strategies if s.enabled)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge `override` into a copy of `base`; nested dicts merge, everything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_json(path: Path, label: str) -> tuple[Any, list[ConfigProblem]]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, [ConfigProblem(label, "", "file not found")]
+    except OSError as exc:
+        return None, [ConfigProblem(label, "", f"cannot read file: {exc.strerror or exc}")]
+    try:
+        return orjson.loads(raw), []
+    except orjson.JSONDecodeError as exc:
+        return None, [ConfigProblem(label, "", f"not valid JSON: {exc}")]
+
+
+def _loc_str(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _has_path(data: Any, loc: tuple[int | str, ...]) -> bool:
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return False
+        elif not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _problems(exc: ValidationError, label: str, prefix: str = "") -> list[ConfigProblem]:
+    return [
+        ConfigProblem(label, prefix + _loc_str(tuple(err["loc"])), err["msg"].removeprefix("Value error, "))
+        for err in exc.errors()
+    ]
+
+
+def _strategy_problems(
+    exc: ValidationError, file_label: str, file_data: dict[str, Any], config_label: str, defaults: dict[str, Any]
+) -> list[ConfigProblem]:
+    # A bad value is reported in the file that supplied it: the strategy file if it sets the
+    # field, otherwise config.json's strategy_defaults; a missing field belongs to the strategy file.
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        reason = err["msg"].removeprefix("Value error, ")
+        if not _has_path(file_data, loc[:1]) and _has_path(defaults, loc[:1]):
+            problems.append(ConfigProblem(config_label, "strategy_defaults." + _loc_str(loc), reason))
+        else:
+            problems.append(ConfigProblem(file_label, _loc_str(loc), reason))
+    return problems
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, merge and validate config.json and its strategy files; raise ConfigError listing every problem."""
+    config_path = Path(path)
+    label = str(path)
+    data, problems = _read_json(config_path, label)
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(label, "", "the top level must be a JSON object")])
+    try:
+        bot = BotConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, label)) from None
+
+    strategies: list[StrategyConfig] = []
+    files: dict[str, Path] = {}
+    seen: dict[str, str] = {}
+    for index, ref in enumerate(bot.strategies):
+        strategy_path = (config_path.parent / ref.file).resolve()
+        file_label = str(config_path.parent / ref.file)
+        file_data, file_problems = _read_json(strategy_path, file_label)
+        if file_problems:
+            problems.extend(
+                ConfigProblem(p.file, p.field, p.reason + f" (named by {label} strategies[{index}].file)")
+                for p in file_problems
+            )
+            continue
+        if not isinstance(file_data, dict):
+            problems.append(ConfigProblem(file_label, "", "the top level must be a JSON object"))
+            continue
+        merged = deep_merge(bot.strategy_defaults, file_data)
+        if not ref.enabled:
+            merged["enabled"] = False
+        try:
+            strategy = StrategyConfig.model_validate(merged)
+        except ValidationError as exc:
+            problems.extend(_strategy_problems(exc, file_label, file_data, label, bot.strategy_defaults))
+            continue
+        if strategy.id in seen:
+            problems.append(
+                ConfigProblem(file_label, "id", f"duplicate strategy id {strategy.id!r} (also in {seen[strategy.id]})")
+            )
+            continue
+        seen[strategy.id] = file_label
+        strategies.append(strategy)
+        files[strategy.id] = strategy_path
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(config_path, bot, tuple(strategies), files)

@@ -1,0 +1,182 @@
+"""Frozen, strict configuration models; unknown fields are rejected everywhere."""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bot.candles.model import timeframe_ms
+from bot.strategy.analyzer_params import validate_analyzer_params, validate_filter_params
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Strict(BaseModel):
+    """Base for every config model: frozen and rejecting unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_timeframe(value: str) -> str:
+    timeframe_ms(value)
+    return value
+
+
+Timeframe = Annotated[str, Field(description="candle timeframe such as 1m, 5m, 1h, 1d")]
+Bps = Annotated[float, Field(ge=0, le=10_000)]
+
+
+class FeesConfig(Strict):
+    """Fees per fill in basis points: maker for take-profit (limit) fills, taker for the rest."""
+
+    maker_bps: Bps = 0.0
+    taker_bps: Bps = 0.0
+
+
+class FillConfig(Strict):
+    """How the paper exchange fills market orders decided on a candle's close."""
+
+    model: Literal["next_open", "close"] = "next_open"
+    slippage_bps: Bps = 0.0
+
+
+class StrategyRiskConfig(Strict):
+    """Per-strategy risk limits; None disables a limit."""
+
+    max_open_positions: int = Field(default=1, ge=1)
+    max_position_size: float | None = Field(default=None, gt=0, description="max quantity of one position")
+    max_daily_loss: float | None = Field(default=None, gt=0, description="quote currency, net of fees, per UTC day")
+
+
+class GlobalRiskConfig(Strict):
+    """Limits across all strategies; the daily loss limit trips the kill switch."""
+
+    max_total_exposure: float | None = Field(default=None, gt=0, description="sum of open notional, quote currency")
+    max_daily_loss: float | None = Field(default=None, gt=0, description="quote currency, net of fees, per UTC day")
+
+
+class AnalyzerConfig(Strict):
+    """One weighted analyzer of a strategy; its params are validated against the analyzer's schema."""
+
+    type: str
+    weight: float = Field(default=1.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _params_fit_type(self) -> "AnalyzerConfig":
+        validate_analyzer_params(self.type, self.params)
+        return self
+
+
+class FilterConfig(Strict):
+    """One entry filter, such as the multi-timeframe trend gate."""
+
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _params_fit_type(self) -> "FilterConfig":
+        validate_filter_params(self.type, self.params)
+        return self
+
+
+class TakeProfitStep(Strict):
+    """One rung of the take-profit ladder: at +pct from entry, close close_pct of the initial size."""
+
+    pct: float = Field(gt=0, description="distance from entry, percent")
+    close_pct: float = Field(gt=0, le=100, description="percent of the initial quantity to close")
+
+
+class TrailingConfig(Strict):
+    """Trailing stop: activates once price is activation_pct above entry, trails distance_pct below the high."""
+
+    activation_pct: float = Field(default=0.0, ge=0)
+    distance_pct: float = Field(gt=0, lt=100)
+
+
+class ExitConfig(Strict):
+    """Exit rules applied to every position of the strategy."""
+
+    stop_loss_pct: float | None = Field(default=None, gt=0, lt=100)
+    take_profit: tuple[TakeProfitStep, ...] = ()
+    trailing: TrailingConfig | None = None
+    break_even_after_first_take_profit: bool = False
+
+    @model_validator(mode="after")
+    def _ladder_ascending(self) -> "ExitConfig":
+        pcts = [step.pct for step in self.take_profit]
+        if pcts != sorted(pcts) or len(set(pcts)) != len(pcts):
+            raise ValueError("take_profit steps must have strictly ascending pct")
+        if sum(step.close_pct for step in self.take_profit) > 100 + 1e-9:
+            raise ValueError("take_profit close_pct values add up to more than 100")
+        return self
+
+
+class StrategyConfig(Strict):
+    """A strategy's full, merged configuration (built-in defaults < config.json < strategy file)."""
+
+    id: str
+    enabled: bool = True
+    description: str = ""
+    symbol: str = Field(min_length=1)
+    timeframe: Timeframe = "1m"
+    quantity: float = Field(gt=0, description="fixed order quantity in base units")
+    starting_balance: float = Field(default=10_000.0, gt=0)
+    analyzers: tuple[AnalyzerConfig, ...] = Field(min_length=1)
+    entry_threshold: float = Field(default=1.0, gt=0, le=1)
+    exit_threshold: float | None = Field(default=1.0, gt=0, le=1, description="exit when score <= -exit_threshold")
+    filters: tuple[FilterConfig, ...] = ()
+    exits: ExitConfig = ExitConfig()
+    fees: FeesConfig = FeesConfig()
+    fill: FillConfig = FillConfig()
+    risk: StrategyRiskConfig = StrategyRiskConfig()
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _ID_PATTERN.match(value):
+            raise ValueError("id must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
+        return value
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe_known(cls, value: str) -> str:
+        return _check_timeframe(value)
+
+
+class CandleSourceConfig(Strict):
+    """A recorded candle file for one symbol; the timeframe is inferred from the file when omitted."""
+
+    path: str
+    timeframe: str | None = None
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe_known(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timeframe(value)
+
+
+class StrategyRef(Strict):
+    """A strategy file named by config.json, relative to config.json's folder."""
+
+    file: str
+    enabled: bool = True
+
+
+class ReplayConfig(Strict):
+    """Settings of `bot replay`."""
+
+    candles: dict[str, CandleSourceConfig] = Field(default_factory=dict)
+    history_size: int = Field(default=1_000, ge=1, le=1_000_000, description="candles kept per symbol and timeframe")
+    log_candles: bool = Field(default=True, description="write market candle events to events.jsonl")
+
+
+class BotConfig(Strict):
+    """The base configuration from config.json."""
+
+    mode: Literal["replay"] = "replay"
+    replay: ReplayConfig = ReplayConfig()
+    risk: GlobalRiskConfig = GlobalRiskConfig()
+    strategy_defaults: dict[str, Any] = Field(default_factory=dict)
+    strategies: tuple[StrategyRef, ...] = ()

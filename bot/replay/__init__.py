@@ -1,0 +1,1 @@
+"""Data-driven replay of recorded candles and its report."""

@@ -1,0 +1,71 @@
+"""Resolve which recorded file feeds each symbol, and check every strategy is fed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.candles.model import timeframe_ms
+from bot.candles.reader import infer_timeframe
+from bot.config.loader import LoadedConfig
+from bot.errors import CandleFileError, ConfigProblem
+
+
+@dataclass(frozen=True, slots=True)
+class CandleSource:
+    """A recorded candle file for one symbol and its base timeframe."""
+
+    symbol: str
+    path: Path
+    timeframe: str
+
+
+def parse_candle_arg(text: str) -> tuple[str, str]:
+    """Split a `SYMBOL=PATH` command-line value; ValueError names the bad value."""
+    symbol, sep, path = text.partition("=")
+    if not sep or not symbol.strip() or not path.strip():
+        raise ValueError(f"--candles expects SYMBOL=PATH, got {text!r}")
+    return symbol.strip(), path.strip()
+
+
+def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = None) -> tuple[list[CandleSource], list[ConfigProblem]]:
+    """The candle files to replay: command-line overrides, else the config's replay.candles."""
+    problems: list[ConfigProblem] = []
+    sources: list[CandleSource] = []
+    label = str(loaded.path)
+    if overrides:
+        entries = [(symbol, Path(path), None, f"--candles {symbol}") for symbol, path in overrides.items()]
+    else:
+        entries = [
+            (symbol, loaded.base_dir / cfg.path, cfg.timeframe, f"replay.candles.{symbol}.path")
+            for symbol, cfg in loaded.bot.replay.candles.items()
+        ]
+    for symbol, path, timeframe, field in entries:
+        if not path.is_file():
+            problems.append(ConfigProblem(label, field, f"candle file not found: {path}"))
+            continue
+        if timeframe is None:
+            try:
+                timeframe = infer_timeframe(path)
+            except CandleFileError as exc:
+                problems.append(ConfigProblem(label, field, str(exc)))
+                continue
+        sources.append(CandleSource(symbol, path, timeframe))
+    by_symbol = {s.symbol: s for s in sources}
+    for strategy in loaded.enabled_strategies():
+        file_label = str(loaded.strategy_files.get(strategy.id, label))
+        source = by_symbol.get(strategy.symbol)
+        if source is None:
+            if not any(p.field.endswith(strategy.symbol) or strategy.symbol in p.field for p in problems):
+                problems.append(
+                    ConfigProblem(file_label, "symbol", f"no candles for {strategy.symbol!r}: add it to replay.candles or pass --candles {strategy.symbol}=PATH")
+                )
+            continue
+        needed = [strategy.timeframe] + [str(f.params["timeframe"]) for f in strategy.filters if "timeframe" in f.params]
+        base_ms = timeframe_ms(source.timeframe)
+        for timeframe in needed:
+            target = timeframe_ms(timeframe)
+            if target < base_ms or target % base_ms:
+                problems.append(
+                    ConfigProblem(file_label, "timeframe", f"{timeframe} cannot be built from {strategy.symbol}'s {source.timeframe} candles ({source.path})")
+                )
+    return sources, problems

@@ -1,0 +1,75 @@
+"""BotServices: the one composition root that builds, starts and stops the shared services."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from bot.bus import EventBus
+from bot.candles.hub import CandleHub
+from bot.clock import Clock, ReplayClock
+from bot.config.models import BotConfig
+from bot.log import BotLogger
+from bot.metrics import Metrics
+from bot.trading.paper import PaperExchange
+from bot.trading.risk import RiskManager
+
+
+class Service(Protocol):
+    """A shared service with an async lifecycle."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class BotServices:
+    """Everything shared by all strategies: clock, bus, candle hub, logger, risk, exchange gateway, metrics.
+
+    Built once per process (by `bot replay` or the daemon) and passed down through
+    constructors; there are no module-level singletons. `start` brings the services up in
+    dependency order and `stop` takes them down in reverse.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        bus: EventBus,
+        hub: CandleHub,
+        logger: BotLogger,
+        risk: RiskManager,
+        exchange: PaperExchange,
+        metrics: Metrics,
+    ) -> None:
+        self.clock = clock
+        self.bus = bus
+        self.hub = hub
+        self.logger = logger
+        self.risk = risk
+        self.exchange = exchange
+        self.metrics = metrics
+        self._lifecycle: tuple[Service, ...] = (risk, exchange)
+        self._started: list[Service] = []
+
+    @classmethod
+    def for_replay(cls, config: BotConfig, logger: BotLogger | None = None) -> "BotServices":
+        """Services for data-driven replay: candle clock, paper exchange, no network."""
+        clock = ReplayClock()
+        bus = EventBus(clock)
+        hub = CandleHub(bus, config.replay.history_size, clock.advance_to, config.replay.log_candles)
+        risk = RiskManager(config.risk, lambda payload: bus.publish("kill_switch", payload))
+        return cls(clock, bus, hub, logger or BotLogger.to_stderr(), risk, PaperExchange(), Metrics())
+
+    async def start(self) -> None:
+        """Start services in order; on a failure, stop those already started and re-raise."""
+        for service in self._lifecycle:
+            try:
+                await service.start()
+            except BaseException:
+                await self.stop()
+                raise
+            self._started.append(service)
+
+    async def stop(self) -> None:
+        """Stop started services in reverse order, then close the bus's streams."""
+        while self._started:
+            await self._started.pop().stop()
+        self.bus.close()

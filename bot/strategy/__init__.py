@@ -1,0 +1,1 @@
+"""Strategies: analyzers, filters, the per-strategy orchestrator, its factory and the manager."""

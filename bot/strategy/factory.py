@@ -1,0 +1,60 @@
+"""OrchestratorFactory: builds one isolated orchestrator per strategy id and caches it until unload."""
+from __future__ import annotations
+
+from bot.bus import StrategyPublisher
+from bot.config.models import StrategyConfig
+from bot.services import BotServices
+from bot.strategy.orchestrator import TradingOrchestrator
+
+
+class OrchestratorFactory:
+    """Get-or-create by strategy id: the same orchestrator until `evict`, with identity bound at build.
+
+    Each orchestrator gets a publisher, logger, exchange account, risk view and metrics
+    already bound to its strategy id, so it cannot emit an untagged event or act for another.
+    """
+
+    def __init__(self, services: BotServices) -> None:
+        self._services = services
+        self._cache: dict[str, TradingOrchestrator] = {}
+
+    def get_or_create(self, spec: StrategyConfig) -> TradingOrchestrator:
+        """Return the cached orchestrator of `spec.id`, or build it."""
+        cached = self._cache.get(spec.id)
+        if cached is not None:
+            return cached
+        services = self._services
+        sid = spec.id
+        risk = services.risk.bind(sid, spec.risk)
+        try:
+            orchestrator = TradingOrchestrator(
+                spec,
+                StrategyPublisher(services.bus, sid),
+                services.logger.for_strategy(sid),
+                services.exchange.open_account(sid, spec.fees, spec.fill),
+                risk,
+                services.metrics.for_strategy(sid),
+            )
+        except BaseException:
+            services.risk.forget(sid)
+            services.metrics.forget(sid)
+            raise
+        self._cache[sid] = orchestrator
+        return orchestrator
+
+    def get(self, strategy_id: str) -> TradingOrchestrator | None:
+        """The cached orchestrator of a strategy id, if any."""
+        return self._cache.get(strategy_id)
+
+    def __contains__(self, strategy_id: object) -> bool:
+        return strategy_id in self._cache
+
+    def ids(self) -> list[str]:
+        """Cached strategy ids in load order."""
+        return list(self._cache)
+
+    def evict(self, strategy_id: str) -> None:
+        """Drop a strategy from the cache and release what the shared services hold for it."""
+        self._cache.pop(strategy_id, None)
+        self._services.risk.forget(strategy_id)
+        self._services.metrics.forget(strategy_id)

@@ -1,0 +1,207 @@
+"""StrategyManager: strategy lifecycle and routing of candles to orchestrators by subscription."""
+from __future__ import annotations
+
+import traceback
+from typing import Any, Literal
+
+from bot.candles.model import Candle
+from bot.config.models import StrategyConfig
+from bot.errors import StrategyStateError, UnknownStrategyError
+from bot.services import BotServices
+from bot.strategy.factory import OrchestratorFactory
+from bot.strategy.orchestrator import TradingOrchestrator
+
+Policy = Literal["manage", "close", "freeze"]
+POLICIES: tuple[Policy, ...] = ("manage", "close", "freeze")
+_Key = tuple[str, str]
+
+
+class StrategyManager:
+    """Loads, activates, deactivates, switches and unloads strategies, and routes candles to them.
+
+    Lifecycle: loaded (dormant) -> active -> dormant -> unloaded, plus failed. Routing is a
+    dict lookup by (symbol, timeframe). A strategy whose code raises is marked failed, keeps
+    its positions protected by their stops, and never stops the others.
+    """
+
+    def __init__(self, services: BotServices, factory: OrchestratorFactory) -> None:
+        self._services = services
+        self._factory = factory
+        self._active: dict[_Key, tuple[TradingOrchestrator, ...]] = {}
+        # Orchestrators not trading but whose positions are still managed: deactivated with
+        # policy manage or close, and failed ones.
+        self._protect: dict[_Key, tuple[TradingOrchestrator, ...]] = {}
+        self._hub_keys: set[_Key] = set()
+
+    # -- queries --------------------------------------------------------------------------------
+    def get(self, strategy_id: str) -> TradingOrchestrator:
+        """A loaded strategy's orchestrator; UnknownStrategyError otherwise."""
+        orchestrator = self._factory.get(strategy_id)
+        if orchestrator is None:
+            raise UnknownStrategyError(f"strategy {strategy_id!r} is not loaded")
+        return orchestrator
+
+    def ids(self) -> list[str]:
+        """Loaded strategy ids, in load order."""
+        return self._factory.ids()
+
+    def states(self) -> dict[str, str]:
+        """Each loaded strategy's state."""
+        return {sid: self.get(sid).state for sid in self._factory.ids()}
+
+    def routed_to(self, symbol: str, timeframe: str) -> list[str]:
+        """Ids of the strategies that trade on this stream now."""
+        return [o.strategy_id for o in self._active.get((symbol, timeframe), ())]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def load(self, spec: StrategyConfig) -> TradingOrchestrator:
+        """Build a strategy's orchestrator, dormant; refuse an id that is already loaded."""
+        if spec.id in self._factory:
+            raise StrategyStateError(f"strategy {spec.id!r} is already loaded")
+        hub = self._services.hub
+        if spec.symbol not in hub.symbols():
+            raise StrategyStateError(f"strategy {spec.id!r} trades {spec.symbol!r}, which has no candle feed")
+        orchestrator = self._factory.get_or_create(spec)
+        try:
+            for symbol, timeframe in orchestrator.subscriptions():
+                hub.require(symbol, timeframe)
+        except (KeyError, ValueError) as exc:
+            self._factory.evict(spec.id)
+            raise StrategyStateError(f"strategy {spec.id!r}: {exc}") from None
+        self._announce(orchestrator, "loaded")
+        return orchestrator
+
+    def activate(self, strategy_id: str) -> None:
+        """Warm the strategy's indicators from history, then route candles to it."""
+        orchestrator = self.get(strategy_id)
+        if orchestrator.state == "active":
+            raise StrategyStateError(f"strategy {strategy_id!r} is already active")
+        hub = self._services.hub
+        history = {tf: hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
+        orchestrator.warm_up(history)
+        self._remove(self._protect, orchestrator)
+        for key in orchestrator.subscriptions():
+            self._ensure_hub_route(key)
+            self._active[key] = self._active.get(key, ()) + (orchestrator,)
+        orchestrator.state = "active"
+        orchestrator.policy = None
+        orchestrator.last_error = None
+        self._announce(orchestrator, "activated")
+
+    def deactivate(self, strategy_id: str, policy: Policy = "manage") -> None:
+        """Stop new entries; `manage` keeps enforcing exits, `close` closes positions, `freeze` leaves them."""
+        if policy not in POLICIES:
+            raise ValueError(f"unknown position policy {policy!r} (use one of {', '.join(POLICIES)})")
+        orchestrator = self.get(strategy_id)
+        if orchestrator.state not in ("active", "failed"):
+            raise StrategyStateError(f"strategy {strategy_id!r} is {orchestrator.state}, not active")
+        self._remove(self._active, orchestrator)
+        self._remove(self._protect, orchestrator)
+        orchestrator.state = "dormant"
+        orchestrator.policy = policy
+        if policy == "freeze":
+            orchestrator.positions.cancel_pending()
+        else:
+            if policy == "close":
+                orchestrator.close_all("deactivate")
+            key = (orchestrator.symbol, orchestrator.timeframe)
+            self._protect[key] = self._protect.get(key, ()) + (orchestrator,)
+        self._announce(orchestrator, "deactivated")
+
+    def switch(self, from_id: str, to_id: str, policy: Policy = "manage") -> None:
+        """Deactivate one strategy and activate another as one step: later candles reach only the second."""
+        source = self.get(from_id)
+        target = self.get(to_id)
+        if source.state != "active":
+            raise StrategyStateError(f"strategy {from_id!r} is {source.state}, not active")
+        if target.state == "active":
+            raise StrategyStateError(f"strategy {to_id!r} is already active")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown position policy {policy!r}")
+        self.deactivate(from_id, policy)
+        self.activate(to_id)
+
+    def unload(self, strategy_id: str, close_positions: bool = False) -> dict[str, Any]:
+        """Run the cleanup sequence and evict the strategy; return its final state snapshot.
+
+        Stop routing, carry out queued actions, optionally close positions at the last
+        price, take the snapshot, clear indicator state, evict from the cache.
+        """
+        orchestrator = self.get(strategy_id)
+        self._remove(self._active, orchestrator)
+        self._remove(self._protect, orchestrator)
+        orchestrator.actions.drain()
+        orchestrator.positions.cancel_pending()
+        if close_positions:
+            orchestrator.positions.close_all_now("unload")
+        snapshot = orchestrator.snapshot()
+        orchestrator.clear()
+        orchestrator.state = "unloaded"
+        self._announce(orchestrator, "unloaded")
+        self._factory.evict(strategy_id)
+        return snapshot
+
+    # -- routing --------------------------------------------------------------------------------
+    def on_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """Deliver one closed candle to every orchestrator subscribed to its stream."""
+        key = (symbol, timeframe)
+        active = self._active.get(key)
+        if active:
+            for orchestrator in active:
+                try:
+                    orchestrator.on_candle(symbol, timeframe, candle, ts)
+                except Exception as exc:  # the guarded seam: a strategy's error fails it alone
+                    self._fail(orchestrator, exc)
+        protect = self._protect.get(key)
+        if protect:
+            for orchestrator in protect:
+                try:
+                    orchestrator.protect(symbol, timeframe, candle, ts)
+                except Exception as exc:
+                    self._remove(self._protect, orchestrator)
+                    self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
+                    continue
+                if orchestrator.state == "dormant" and not orchestrator.positions.positions and not orchestrator.positions.pending_orders():
+                    self._remove(self._protect, orchestrator)
+
+    def _ensure_hub_route(self, key: _Key) -> None:
+        if key not in self._hub_keys:
+            self._services.hub.subscribe(key[0], key[1], self.on_candle)
+            self._hub_keys.add(key)
+
+    @staticmethod
+    def _remove(table: dict[_Key, tuple[TradingOrchestrator, ...]], orchestrator: TradingOrchestrator) -> None:
+        for key, routed in list(table.items()):
+            if orchestrator in routed:
+                remaining = tuple(o for o in routed if o is not orchestrator)
+                if remaining:
+                    table[key] = remaining
+                else:
+                    del table[key]
+
+    def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
+        self._remove(self._active, orchestrator)
+        orchestrator.actions.clear()
+        orchestrator.state = "failed"
+        orchestrator.last_error = f"{type(exc).__name__}: {exc}"
+        self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
+        key = (orchestrator.symbol, orchestrator.timeframe)
+        self._protect[key] = self._protect.get(key, ()) + (orchestrator,)
+        self._announce(orchestrator, "failed")
+
+    def _report_error(self, orchestrator: TradingOrchestrator, exc: Exception, note: str) -> None:
+        orchestrator.metrics.errors += 1
+        orchestrator.log.error("%s: %s: %s", note, type(exc).__name__, exc)
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        self._services.bus.publish(
+            "strategy_error", {"error": f"{type(exc).__name__}: {exc}", "where": where, "note": note}, orchestrator.strategy_id
+        )
+
+    def _announce(self, orchestrator: TradingOrchestrator, change: str) -> None:
+        self._services.bus.publish(
+            "strategy_state",
+            {"state": orchestrator.state, "change": change, "policy": orchestrator.policy, "error": orchestrator.last_error},
+            orchestrator.strategy_id,
+        )
+        orchestrator.log.info("%s (state %s)", change, orchestrator.state)

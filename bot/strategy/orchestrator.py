@@ -1,0 +1,246 @@
+"""TradingOrchestrator: one strategy's isolated pipeline from candle to actions to positions."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from time import perf_counter_ns
+from typing import Any, Literal
+
+from bot.bus import StrategyPublisher
+from bot.candles.model import Candle
+from bot.config.models import StrategyConfig
+from bot.errors import ActionError
+from bot.indicators.registry import IndicatorRegistry
+from bot.log import StrategyLogger
+from bot.metrics import StrategyMetrics
+from bot.strategy.analyzers import AnalyzerRegistry
+from bot.strategy.filters import EntryFilter, build_filters
+from bot.trading.actions import (
+    Action,
+    ActionQueue,
+    ActivateTrailingStop,
+    ClosePercent,
+    OpenPosition,
+    UpdateStopLoss,
+)
+from bot.trading.paper import PaperAccount
+from bot.trading.portfolio import Portfolio
+from bot.trading.positions import PositionManager
+from bot.trading.risk import StrategyRisk
+
+StrategyState = Literal["dormant", "active", "failed", "unloaded"]
+
+
+class TradingOrchestrator:
+    """Owns one strategy's indicators, analyzers, filters, action queue, positions and portfolio.
+
+    Per candle of its trading (symbol, timeframe): fill pending orders at the open, enforce
+    stops/take-profits/trailing intrabar, mark to the close, update indicators, then (when
+    trading) decide and carry out actions. Candles of other timeframes only feed their
+    indicators (multi-timeframe filters). Nothing here is shared with another orchestrator.
+    """
+
+    def __init__(
+        self,
+        spec: StrategyConfig,
+        publish: StrategyPublisher,
+        logger: StrategyLogger,
+        account: PaperAccount,
+        risk: StrategyRisk,
+        metrics: StrategyMetrics,
+    ) -> None:
+        self.strategy_id = spec.id
+        self.spec = spec
+        self.state: StrategyState = "dormant"
+        self.policy: str | None = None
+        self.last_error: str | None = None
+        self._publish = publish
+        self.log = logger
+        self.metrics = metrics
+        self.symbol = spec.symbol
+        self.timeframe = spec.timeframe
+        self.indicators: dict[str, IndicatorRegistry] = {spec.timeframe: IndicatorRegistry()}
+        main = self.indicators[spec.timeframe]
+        self.analyzers = AnalyzerRegistry(spec.analyzers, main)
+        self.filters: tuple[EntryFilter, ...] = build_filters(spec.filters, self._registry_for)
+        self._filters_by_tf: dict[str, tuple[EntryFilter, ...]] = {
+            tf: tuple(f for f in self.filters if (f.timeframe or spec.timeframe) == tf) for tf in self.indicators
+        }
+        self.portfolio = Portfolio(spec.starting_balance)
+        self.positions = PositionManager(spec.id, spec.exits, account, self.portfolio, risk, publish)
+        self.actions = ActionQueue(
+            {
+                "open_position": self._handle_open,
+                "close_percent": self._handle_close_percent,
+                "update_stop_loss": self._handle_update_stop,
+                "activate_trailing_stop": self._handle_activate_trailing,
+            },
+            self._on_action_failed,
+        )
+        self._now = 0
+        self._last_close: dict[str, float] = {}
+        self._update_main = main.update
+        self._entry_threshold = spec.entry_threshold
+        self._exit_threshold = spec.exit_threshold
+
+    def _registry_for(self, timeframe: str) -> IndicatorRegistry:
+        registry = self.indicators.get(timeframe)
+        if registry is None:
+            registry = self.indicators[timeframe] = IndicatorRegistry()
+        return registry
+
+    # -- routing --------------------------------------------------------------------------------
+    def subscriptions(self) -> list[tuple[str, str]]:
+        """The (symbol, timeframe) streams this strategy consumes, trading timeframe first."""
+        return [(self.symbol, tf) for tf in self.indicators]
+
+    def on_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """Process one closed candle while active."""
+        started = perf_counter_ns()
+        self._now = ts
+        if timeframe == self.timeframe and symbol == self.symbol:
+            positions = self.positions
+            positions.fill_pending(symbol, candle, ts)
+            positions.enforce_exits(symbol, candle, ts)
+            self._last_close[symbol] = candle.close
+            positions.mark(symbol, candle.close, ts)
+            self._update_main(candle)
+            self._decide(symbol, candle)
+            if self.actions:
+                self.actions.drain()
+        else:
+            self._observe_other(timeframe, candle)
+        self.metrics.record(perf_counter_ns() - started)
+
+    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """Process a candle without new decisions: fill pending orders and enforce exits only."""
+        if timeframe != self.timeframe or symbol != self.symbol:
+            return
+        self._now = ts
+        positions = self.positions
+        positions.fill_pending(symbol, candle, ts)
+        positions.enforce_exits(symbol, candle, ts)
+        self._last_close[symbol] = candle.close
+        positions.mark(symbol, candle.close, ts)
+
+    def _observe_other(self, timeframe: str, candle: Candle) -> None:
+        registry = self.indicators.get(timeframe)
+        if registry is None:
+            return
+        registry.update(candle)
+        for entry_filter in self._filters_by_tf.get(timeframe, ()):
+            entry_filter.observe(candle)
+
+    def warm_up(self, history: Mapping[str, Iterable[Candle]]) -> int:
+        """Feed recorded history to the indicators (no trading) so the next candle can be acted on."""
+        count = 0
+        for timeframe, candles in history.items():
+            registry = self.indicators.get(timeframe)
+            if registry is None:
+                continue
+            filters = self._filters_by_tf.get(timeframe, ())
+            for candle in candles:
+                registry.update(candle)
+                for entry_filter in filters:
+                    entry_filter.observe(candle)
+                count += 1
+        return count
+
+    # -- decisions ------------------------------------------------------------------------------
+    def _decide(self, symbol: str, candle: Candle) -> None:
+        score = self.analyzers.score(candle)
+        positions = self.positions
+        position = positions.position_on(symbol)
+        if position is None:
+            if score >= self._entry_threshold and positions.is_flat(symbol):
+                for entry_filter in self.filters:
+                    if not entry_filter.allows("long", candle):
+                        return
+                self._signal("entry", score, symbol, candle)
+                self.actions.put(OpenPosition(symbol, "long", self.spec.quantity))
+            return
+        exit_threshold = self._exit_threshold
+        if exit_threshold is not None and score <= -exit_threshold and position.pending_close < position.quantity:
+            self._signal("exit", score, symbol, candle)
+            self.actions.put(ClosePercent(position.id, 100.0))
+            return
+        exits = self.spec.exits
+        trailing = exits.trailing
+        if trailing is not None and not position.trailing_active:
+            activation = position.trailing_activation_price
+            if activation is not None and (candle.close >= activation if position.direction > 0 else candle.close <= activation):
+                self.actions.put(ActivateTrailingStop(position.id, trailing.distance_pct, candle.close))
+        if exits.break_even_after_first_take_profit and position.take_profits and position.take_profits[0].done:
+            entry = position.entry_price
+            stop = position.stop_loss
+            if stop is None or (stop < entry if position.direction > 0 else stop > entry):
+                self.actions.put(UpdateStopLoss(position.id, entry, "break_even"))
+
+    def _signal(self, decision: str, score: float, symbol: str, candle: Candle) -> None:
+        self._publish(
+            "signal",
+            {"decision": decision, "score": score, "symbol": symbol, "close": candle.close, "analyzers": self.analyzers.breakdown(candle)},
+            self._now,
+        )
+
+    # -- action handlers ------------------------------------------------------------------------
+    def _handle_open(self, action: Action) -> None:
+        assert isinstance(action, OpenPosition)
+        if action.quantity <= 0:
+            raise ActionError(f"open_position quantity must be positive, got {action.quantity}")
+        price = self._last_close.get(action.symbol)
+        if price is None:
+            raise ActionError(f"no price seen yet for {action.symbol}")
+        self.positions.submit_open(action.symbol, action.side, action.quantity, action.reason, self._now, price)
+
+    def _handle_close_percent(self, action: Action) -> None:
+        assert isinstance(action, ClosePercent)
+        if not 0 < action.percent <= 100:
+            raise ActionError(f"close_percent percent must be in (0, 100], got {action.percent}")
+        position = self.positions.get(action.position_id)
+        available = position.quantity - position.pending_close
+        if available <= 0:
+            raise ActionError(f"position {position.id} is already being closed")
+        quantity = available if action.percent == 100 else position.quantity * action.percent / 100.0
+        price = self._last_close.get(position.symbol, position.entry_price)
+        self.positions.submit_close(position, quantity, action.reason, self._now, price)
+
+    def _handle_update_stop(self, action: Action) -> None:
+        assert isinstance(action, UpdateStopLoss)
+        self.positions.update_stop(action.position_id, action.price, action.reason, self._now)
+
+    def _handle_activate_trailing(self, action: Action) -> None:
+        assert isinstance(action, ActivateTrailingStop)
+        self.positions.activate_trailing(action.position_id, action.distance_pct, action.anchor_price, self._now)
+
+    def _on_action_failed(self, action: Action, error: ActionError) -> None:
+        self._publish("action_failed", {"kind": action.kind, "error": str(error)}, self._now)
+
+    # -- lifecycle helpers ----------------------------------------------------------------------
+    def close_all(self, reason: str) -> int:
+        """Queue and send market closes for every open position; return how many."""
+        count = 0
+        for position in list(self.positions.positions.values()):
+            if position.quantity - position.pending_close > 0:
+                self.actions.put(ClosePercent(position.id, 100.0, reason))
+                count += 1
+        self.actions.drain()
+        return count
+
+    def snapshot(self) -> dict[str, Any]:
+        """The strategy's state as plain data (status, journal, unload)."""
+        return {
+            "strategy_id": self.strategy_id,
+            "state": self.state,
+            "policy": self.policy,
+            "last_error": self.last_error,
+            "portfolio": self.portfolio.snapshot(),
+            "positions": [p.state() for p in self.positions.positions.values()],
+            "pending_orders": [o.client_id for o in self.positions.pending_orders()],
+            "closed_trades": self.positions.closed_trades,
+        }
+
+    def clear(self) -> None:
+        """Drop indicator state and queued actions (the last step before eviction)."""
+        self.actions.clear()
+        for registry in self.indicators.values():
+            registry.clear()

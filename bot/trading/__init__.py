@@ -1,0 +1,1 @@
+"""Trading: actions, positions, portfolio, paper exchange and risk."""

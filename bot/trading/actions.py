@@ -1,0 +1,108 @@
+"""Typed actions a strategy decides on, and the per-orchestrator queue whose handlers carry them out."""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Union
+
+from bot.errors import ActionError
+
+Side = Literal["long", "short"]
+ActionKind = Literal["open_position", "close_percent", "update_stop_loss", "activate_trailing_stop"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    """Open a position of `quantity` on `symbol` at market."""
+
+    kind: ClassVar[ActionKind] = "open_position"
+    symbol: str
+    side: Side
+    quantity: float
+    reason: str = "signal"
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePercent:
+    """Close `percent` of an open position's remaining quantity at market."""
+
+    kind: ClassVar[ActionKind] = "close_percent"
+    position_id: str
+    percent: float
+    reason: str = "signal"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateStopLoss:
+    """Move a position's stop-loss to `price`."""
+
+    kind: ClassVar[ActionKind] = "update_stop_loss"
+    position_id: str
+    price: float
+    reason: str = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivateTrailingStop:
+    """Start trailing a position's stop `distance_pct` behind the best price since `anchor_price`."""
+
+    kind: ClassVar[ActionKind] = "activate_trailing_stop"
+    position_id: str
+    distance_pct: float
+    anchor_price: float
+
+
+Action = Union[OpenPosition, ClosePercent, UpdateStopLoss, ActivateTrailingStop]
+ActionHandler = Callable[[Action], None]
+ACTION_KINDS: tuple[ActionKind, ...] = ("open_position", "close_percent", "update_stop_loss", "activate_trailing_stop")
+
+
+class ActionQueue:
+    """A FIFO of actions drained through a handler per kind; an unknown kind raises, never falls through."""
+
+    __slots__ = ("_queue", "_handlers", "done", "failed", "on_failure")
+
+    def __init__(
+        self,
+        handlers: Mapping[str, ActionHandler],
+        on_failure: Callable[[Action, ActionError], None],
+    ) -> None:
+        missing = set(ACTION_KINDS) - set(handlers)
+        if missing:
+            raise ValueError(f"action handlers missing for: {sorted(missing)}")
+        self._queue: deque[Action] = deque()
+        self._handlers = dict(handlers)
+        self.on_failure = on_failure
+        self.done = 0
+        self.failed = 0
+
+    def put(self, action: Action) -> None:
+        """Queue an action for the next drain."""
+        self._queue.append(action)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def drain(self) -> None:
+        """Carry out every queued action in order; an ActionError fails that action only."""
+        queue = self._queue
+        handlers = self._handlers
+        while queue:
+            action = queue.popleft()
+            handler = handlers.get(action.kind)
+            if handler is None:
+                raise ActionError(f"no handler for action kind {action.kind!r}")
+            try:
+                handler(action)
+            except ActionError as exc:
+                self.failed += 1
+                self.on_failure(action, exc)
+            else:
+                self.done += 1
+
+    def clear(self) -> int:
+        """Drop queued actions without running them; return how many were dropped."""
+        count = len(self._queue)
+        self._queue.clear()
+        return count

@@ -1,0 +1,111 @@
+"""The paper exchange: fills a strategy's orders from candles, per the documented fill model."""
+from __future__ import annotations
+
+from typing import Literal
+
+from bot.candles.model import Candle
+from bot.config.models import FeesConfig, FillConfig
+from bot.trading.orders import Fill, Intent, Order, OrderSide
+
+
+class PaperAccount:
+    """One strategy's account on the paper exchange: its pending orders, fill model and fees.
+
+    Fill model (documented trading semantics):
+    - `next_open` (default): a market order decided on a candle's close fills at the next
+      candle's open, so no decision sees a price it could not have traded at.
+    - `close`: it fills at once at the deciding candle's close.
+    Either way the price moves against the order by `slippage_bps`. Stop and take-profit
+    triggers fill at their trigger price, or at the open when the candle gapped through it.
+    Take-profits pay the maker fee, everything else the taker fee.
+    """
+
+    __slots__ = ("strategy_id", "_fees", "_fill", "_pending", "_next_id", "_slip")
+
+    def __init__(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> None:
+        self.strategy_id = strategy_id
+        self._fees = fees
+        self._fill = fill
+        self._slip = fill.slippage_bps / 10_000.0
+        self._pending: list[Order] = []
+        self._next_id = 0
+
+    @property
+    def pending(self) -> tuple[Order, ...]:
+        """Orders waiting for the next candle."""
+        return tuple(self._pending)
+
+    def new_order(
+        self, symbol: str, side: OrderSide, quantity: float, intent: Intent, position_id: str, reason: str, ts: int, ref_price: float
+    ) -> Order:
+        """Create an order whose client id is `<strategy_id>-<n>`."""
+        self._next_id += 1
+        return Order(
+            f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price
+        )
+
+    def submit(self, order: Order) -> Fill | None:
+        """Accept a market order: fill it now (close model) or keep it for the next candle's open."""
+        if self._fill.model == "close":
+            return self._market_fill(order, order.ref_price, order.submitted_ts)
+        self._pending.append(order)
+        return None
+
+    def fill_now(self, order: Order, price: float, ts: int) -> Fill:
+        """Fill a market order at once at `price` (plus slippage): closing out on unload."""
+        return self._market_fill(order, price, ts)
+
+    def on_candle(self, symbol: str, candle: Candle, ts: int) -> list[Fill]:
+        """Fill this symbol's pending orders at the candle's open."""
+        if not self._pending:
+            return []
+        fills = []
+        keep = []
+        for order in self._pending:
+            if order.symbol == symbol:
+                fills.append(self._market_fill(order, candle.open, ts))
+            else:
+                keep.append(order)
+        self._pending = keep
+        return fills
+
+    def cancel_pending(self, symbol: str | None = None) -> list[Order]:
+        """Drop pending orders (all, or one symbol's) and return them."""
+        dropped = [o for o in self._pending if symbol is None or o.symbol == symbol]
+        self._pending = [o for o in self._pending if not (symbol is None or o.symbol == symbol)]
+        return dropped
+
+    def trigger_fill(self, order: Order, trigger: float, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> Fill:
+        """Fill a stop or take-profit at its trigger, or at the open if the candle gapped through it."""
+        open_ = candle.open
+        worse_for_seller = kind == "stop"
+        if (order.side == "sell") == worse_for_seller:
+            # A sell stop (or buy limit) fills at the lower of open and trigger: a gap down
+            # through a sell stop fills at the open, and a buy limit gapped under fills better.
+            price = open_ if open_ < trigger else trigger
+        else:
+            price = open_ if open_ > trigger else trigger
+        if kind == "limit":
+            return Fill(order, price, order.quantity, price * order.quantity * self._fees.maker_bps / 10_000.0, ts, "maker")
+        return Fill(order, price, order.quantity, price * order.quantity * self._fees.taker_bps / 10_000.0, ts, "taker")
+
+    def _market_fill(self, order: Order, base_price: float, ts: int) -> Fill:
+        price = base_price * (1.0 + self._slip) if order.side == "buy" else base_price * (1.0 - self._slip)
+        fee = price * order.quantity * self._fees.taker_bps / 10_000.0
+        return Fill(order, price, order.quantity, fee, ts, "taker")
+
+
+class PaperExchange:
+    """The shared paper exchange gateway: opens one isolated account per strategy id."""
+
+    name = "paper"
+
+    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> PaperAccount:
+        """Create the account a strategy's orchestrator trades through."""
+        return PaperAccount(strategy_id, fees, fill)
+
+    async def start(self) -> None:
+        """Nothing to connect for paper trading."""
+
+    async def stop(self) -> None:
+        """Nothing to disconnect for paper trading."""

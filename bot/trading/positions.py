@@ -1,0 +1,410 @@
+"""One strategy's positions: lifecycle, stop-loss, take-profit ladder and trailing stop, enforced intrabar."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bot.candles.model import Candle
+from bot.config.models import ExitConfig
+from bot.errors import ActionError
+from bot.trading.orders import Fill, Order
+from bot.trading.paper import PaperAccount
+from bot.trading.portfolio import Portfolio
+from bot.trading.risk import StrategyRisk
+
+PositionStatus = Literal["open", "partially_closed", "closed"]
+Publish = Callable[[str, dict[str, Any], int | None], object]
+# Quantities left below this fraction of the initial size are float dust, not a position.
+_DUST = 1e-9
+
+
+@dataclass(slots=True)
+class TakeProfitLevel:
+    """One rung of a position's take-profit ladder, with its absolute price and quantity."""
+
+    price: float
+    quantity: float
+    done: bool = False
+
+
+@dataclass(slots=True)
+class Position:
+    """An open, partially closed or closed position of one strategy."""
+
+    id: str
+    symbol: str
+    side: Literal["long", "short"]
+    direction: int
+    initial_quantity: float
+    quantity: float
+    entry_price: float
+    entry_ts: int
+    stop_loss: float | None = None
+    take_profits: list[TakeProfitLevel] = field(default_factory=list)
+    trailing_distance_pct: float | None = None
+    trailing_activation_price: float | None = None
+    trailing_active: bool = False
+    trail_anchor: float = 0.0
+    trailing_stop: float | None = None
+    realised: float = 0.0
+    fees: float = 0.0
+    exit_value: float = 0.0
+    closed_quantity: float = 0.0
+    pending_close: float = 0.0
+    status: PositionStatus = "open"
+    exit_reason: str = ""
+    exit_ts: int = 0
+
+    def effective_stop(self) -> tuple[float | None, str]:
+        """The binding stop price and its kind: the tighter of stop-loss and trailing stop."""
+        stop, kind = self.stop_loss, "stop_loss"
+        trail = self.trailing_stop
+        if trail is not None and (stop is None or (trail > stop if self.direction > 0 else trail < stop)):
+            stop, kind = trail, "trailing_stop"
+        return stop, kind
+
+    def state(self) -> dict[str, Any]:
+        """The position as a plain dict (events, status, journal snapshots)."""
+        return {
+            "position_id": self.id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "status": self.status,
+            "initial_quantity": self.initial_quantity,
+            "quantity": self.quantity,
+            "entry_price": self.entry_price,
+            "entry_ts": self.entry_ts,
+            "stop_loss": self.stop_loss,
+            "take_profit": [[tp.price, tp.quantity, tp.done] for tp in self.take_profits],
+            "trailing_active": self.trailing_active,
+            "trailing_distance_pct": self.trailing_distance_pct,
+            "trailing_stop": self.trailing_stop,
+            "realised": self.realised,
+            "fees": self.fees,
+        }
+
+
+class PositionManager:
+    """Owns one strategy's positions; applies fills to them and to its portfolio, and enforces exits."""
+
+    def __init__(
+        self, strategy_id: str, exits: ExitConfig, account: PaperAccount, portfolio: Portfolio, risk: StrategyRisk, publish: Publish
+    ) -> None:
+        self.strategy_id = strategy_id
+        self._exits = exits
+        self._account = account
+        self._risk = risk
+        self._portfolio = portfolio
+        self._publish = publish
+        self.positions: dict[str, Position] = {}
+        self._by_symbol: dict[str, list[Position]] = {}
+        self._marks: dict[str, float] = {}
+        self._last_ts = 0
+        self._ladder_closes_all = sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9
+        self._next_id = 0
+        self._pending_open: dict[str, float] = {}
+        self.closed_trades = 0
+        self.winning_trades = 0
+
+    # -- queries -------------------------------------------------------------------------------
+    def open_count(self) -> int:
+        """Open positions plus entries waiting to fill."""
+        return len(self.positions) + sum(1 for q in self._pending_open.values() if q > 0)
+
+    def is_flat(self, symbol: str) -> bool:
+        """True when the symbol has no open position and no pending entry."""
+        return not self._by_symbol.get(symbol) and not self._pending_open.get(symbol)
+
+    def position_on(self, symbol: str) -> Position | None:
+        """The oldest open position on a symbol, if any."""
+        positions = self._by_symbol.get(symbol)
+        return positions[0] if positions else None
+
+    def pending_orders(self) -> tuple[Order, ...]:
+        """Orders sent and not yet filled."""
+        return self._account.pending
+
+    def get(self, position_id: str) -> Position:
+        """An open position by id; ActionError when there is none."""
+        position = self.positions.get(position_id)
+        if position is None:
+            raise ActionError(f"no open position {position_id!r}")
+        return position
+
+    # -- orders --------------------------------------------------------------------------------
+    def submit_open(self, symbol: str, side: Literal["long", "short"], quantity: float, reason: str, ts: int, ref_price: float) -> None:
+        """Check an entry against the risk limits and send it, or publish the rejection."""
+        rejection = self._risk.check_open(quantity, ref_price, self.open_count(), ts)
+        if rejection is not None:
+            rule, why = rejection
+            self._publish(
+                "risk_rejected", {"rule": rule, "reason": why, "symbol": symbol, "side": side, "quantity": quantity, "price": ref_price}, ts
+            )
+            return
+        self._next_id += 1
+        position_id = f"{self.strategy_id}-p{self._next_id}"
+        self._risk.on_entry(position_id, quantity * ref_price)
+        order = self._account.new_order(symbol, "buy" if side == "long" else "sell", quantity, "open", position_id, reason, ts, ref_price)
+        self._pending_open[symbol] = self._pending_open.get(symbol, 0.0) + quantity
+        self._announce_order(order)
+        fill = self._account.submit(order)
+        if fill is not None:
+            self.apply_fill(fill)
+
+    def submit_close(self, position: Position, quantity: float, reason: str, ts: int, ref_price: float) -> None:
+        """Send a market order closing `quantity` of a position."""
+        available = position.quantity - position.pending_close
+        if quantity > available * (1 + _DUST):
+            raise ActionError(f"cannot close {quantity} of {position.id}: only {available} not already being closed")
+        quantity = min(quantity, available)
+        side = "sell" if position.direction > 0 else "buy"
+        order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, ts, ref_price)
+        position.pending_close += quantity
+        self._announce_order(order)
+        fill = self._account.submit(order)
+        if fill is not None:
+            self.apply_fill(fill)
+
+    def fill_pending(self, symbol: str, candle: Candle, ts: int) -> None:
+        """Fill this symbol's pending market orders at the candle's open."""
+        for fill in self._account.on_candle(symbol, candle, ts):
+            self.apply_fill(fill)
+
+    def cancel_pending(self) -> int:
+        """Cancel every pending order; return how many."""
+        dropped = self._account.cancel_pending()
+        for order in dropped:
+            if order.intent == "open":
+                self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
+                self._risk.release(order.position_id)
+            else:
+                position = self.positions.get(order.position_id)
+                if position is not None:
+                    position.pending_close = max(0.0, position.pending_close - order.quantity)
+            self._publish("order_cancelled", {"client_id": order.client_id, "symbol": order.symbol, "reason": order.reason}, None)
+        return len(dropped)
+
+    def close_all_now(self, reason: str) -> int:
+        """Close every open position at once at its last mark (there is no next candle); return how many."""
+        count = 0
+        for position in list(self.positions.values()):
+            quantity = position.quantity - position.pending_close
+            if quantity <= 0:
+                continue
+            price = self._marks.get(position.symbol, position.entry_price)
+            side = "sell" if position.direction > 0 else "buy"
+            order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, self._last_ts, price)
+            self._announce_order(order)
+            self.apply_fill(self._account.fill_now(order, price, self._last_ts))
+            count += 1
+        return count
+
+    # -- fills ---------------------------------------------------------------------------------
+    def apply_fill(self, fill: Fill) -> None:
+        """Book a fill into its position and the portfolio, then announce it."""
+        order = fill.order
+        self._publish(
+            "order_filled",
+            {
+                "client_id": order.client_id,
+                "symbol": order.symbol,
+                "side": order.side,
+                "quantity": fill.quantity,
+                "price": fill.price,
+                "fee": fill.fee,
+                "liquidity": fill.liquidity,
+                "reason": order.reason,
+            },
+            fill.ts,
+        )
+        if order.intent == "open":
+            self._open(fill)
+        else:
+            self._reduce(fill)
+
+    def _open(self, fill: Fill) -> None:
+        order = fill.order
+        symbol = order.symbol
+        self._pending_open[symbol] = max(0.0, self._pending_open.get(symbol, 0.0) - order.quantity)
+        direction = 1 if order.side == "buy" else -1
+        price = fill.price
+        exits = self._exits
+        position = Position(
+            order.position_id, symbol, "long" if direction > 0 else "short", direction, fill.quantity, fill.quantity, price, fill.ts
+        )
+        if exits.stop_loss_pct is not None:
+            position.stop_loss = price * (1 - direction * exits.stop_loss_pct / 100.0)
+        cumulative = 0.0
+        for step in exits.take_profit:
+            cumulative += step.close_pct
+            qty = fill.quantity * step.close_pct / 100.0
+            position.take_profits.append(TakeProfitLevel(price * (1 + direction * step.pct / 100.0), qty))
+        if exits.trailing is not None:
+            position.trailing_distance_pct = exits.trailing.distance_pct
+            position.trailing_activation_price = price * (1 + direction * exits.trailing.activation_pct / 100.0)
+        position.fees = fill.fee
+        self.positions[position.id] = position
+        self._by_symbol.setdefault(symbol, []).append(position)
+        self._portfolio.on_fill(direction, price, fill.quantity, fill.fee, True, 0.0)
+        if fill.fee:
+            self._risk.book(-fill.fee, fill.ts)
+        self._marks[symbol] = price
+        self._revalue()
+        self._publish("position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot()}, fill.ts)
+
+    def _reduce(self, fill: Fill) -> None:
+        order = fill.order
+        position = self.positions.get(order.position_id)
+        if position is None:
+            raise ActionError(f"fill {order.client_id} for unknown position {order.position_id!r}")
+        qty = min(fill.quantity, position.quantity)
+        fraction = qty / position.quantity
+        realised = position.direction * (fill.price - position.entry_price) * qty
+        position.quantity -= qty
+        position.pending_close = max(0.0, position.pending_close - qty)
+        position.closed_quantity += qty
+        position.exit_value += fill.price * qty
+        position.realised += realised
+        position.fees += fill.fee
+        position.exit_reason = order.reason
+        position.exit_ts = fill.ts
+        self._portfolio.on_fill(position.direction, fill.price, qty, fill.fee, False, realised)
+        self._risk.on_exit(position.id, fraction, realised - fill.fee, fill.ts)
+        self._marks[position.symbol] = fill.price
+        if position.quantity <= position.initial_quantity * _DUST:
+            position.quantity = 0.0
+            position.status = "closed"
+            del self.positions[position.id]
+            self._by_symbol[position.symbol].remove(position)
+            self.closed_trades += 1
+            if position.realised - position.fees > 0:
+                self.winning_trades += 1
+            self._revalue()
+            self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot()}, fill.ts)
+        else:
+            position.status = "partially_closed"
+            self._revalue()
+            self._publish(
+                "position_reduced",
+                {**position.state(), "closed_quantity": qty, "price": fill.price, "reason": order.reason, "portfolio": self._portfolio.snapshot()},
+                fill.ts,
+            )
+
+    def trade_record(self, position: Position) -> dict[str, Any]:
+        """The closed trade as one row: pnl is net of fees, exit price is the quantity-weighted average."""
+        return {
+            "strategy_id": self.strategy_id,
+            "position_id": position.id,
+            "symbol": position.symbol,
+            "side": position.side,
+            "quantity": position.initial_quantity,
+            "entry_ts": position.entry_ts,
+            "entry_price": position.entry_price,
+            "exit_ts": position.exit_ts,
+            "exit_price": position.exit_value / position.closed_quantity if position.closed_quantity else 0.0,
+            "pnl": position.realised - position.fees,
+            "fees": position.fees,
+            "exit_reason": position.exit_reason,
+        }
+
+    # -- marks and exits ----------------------------------------------------------------------
+    def mark(self, symbol: str, price: float, ts: int) -> None:
+        """Revalue open positions of a symbol at `price`, the close at time `ts`."""
+        self._marks[symbol] = price
+        self._last_ts = ts
+        if self._by_symbol.get(symbol):
+            self._revalue()
+
+    def _revalue(self) -> None:
+        value = 0.0
+        unrealised = 0.0
+        marks = self._marks
+        for position in self.positions.values():
+            mark = marks.get(position.symbol, position.entry_price)
+            value += position.direction * position.quantity * mark
+            unrealised += position.direction * position.quantity * (mark - position.entry_price)
+        self._portfolio.revalue(value, unrealised)
+
+    def enforce_exits(self, symbol: str, candle: Candle, ts: int) -> None:
+        """Trigger stops, take-profits and trailing stops inside this candle (stop first when both hit)."""
+        positions = self._by_symbol.get(symbol)
+        if not positions:
+            return
+        for position in list(positions):
+            self._enforce(position, candle, ts)
+
+    def _enforce(self, position: Position, candle: Candle, ts: int) -> None:
+        d = position.direction
+        stop, stop_kind = position.effective_stop()
+        adverse = candle.low if d > 0 else candle.high
+        if stop is not None and (adverse <= stop if d > 0 else adverse >= stop):
+            self._trigger(position, position.quantity - position.pending_close, stop, stop_kind, candle, ts, "stop")
+            return
+        favourable = candle.high if d > 0 else candle.low
+        for index, level in enumerate(position.take_profits):
+            if level.done:
+                continue
+            if not (favourable >= level.price if d > 0 else favourable <= level.price):
+                break
+            level.done = True
+            available = position.quantity - position.pending_close
+            # The last rung of a ladder that adds up to 100% closes whatever is left, so float
+            # rounding in the step sizes never leaves dust open.
+            last = index == len(position.take_profits) - 1
+            qty = available if last and self._ladder_closes_all else min(level.quantity, available)
+            if qty > 0:
+                self._trigger(position, qty, level.price, f"take_profit_{index + 1}", candle, ts, "limit")
+            if position.status == "closed":
+                return
+        if position.trailing_active:
+            if (favourable > position.trail_anchor) if d > 0 else (favourable < position.trail_anchor):
+                position.trail_anchor = favourable
+                position.trailing_stop = favourable * (1 - d * position.trailing_distance_pct / 100.0)  # type: ignore[operator]
+
+    def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
+        side = "sell" if position.direction > 0 else "buy"
+        order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, ts, price)
+        self._announce_order(order)
+        self.apply_fill(self._account.trigger_fill(order, price, candle, ts, kind))
+
+    # -- stop management (action handlers call these) ------------------------------------------
+    def update_stop(self, position_id: str, price: float, reason: str, ts: int) -> None:
+        """Move a position's stop-loss."""
+        position = self.get(position_id)
+        if price <= 0:
+            raise ActionError(f"stop price must be positive, got {price}")
+        position.stop_loss = price
+        self._publish("stop_updated", {"position_id": position_id, "stop_loss": price, "reason": reason}, ts)
+
+    def activate_trailing(self, position_id: str, distance_pct: float, anchor: float, ts: int) -> None:
+        """Start trailing a position's stop behind the best price from `anchor` on."""
+        position = self.get(position_id)
+        if not 0 < distance_pct < 100:
+            raise ActionError(f"trailing distance must be in (0, 100) percent, got {distance_pct}")
+        d = position.direction
+        position.trailing_active = True
+        position.trailing_distance_pct = distance_pct
+        position.trail_anchor = anchor
+        position.trailing_stop = anchor * (1 - d * distance_pct / 100.0)
+        self._publish(
+            "trailing_activated",
+            {"position_id": position_id, "distance_pct": distance_pct, "anchor": anchor, "trailing_stop": position.trailing_stop},
+            ts,
+        )
+
+    def _announce_order(self, order: Order) -> None:
+        self._publish(
+            "order_submitted",
+            {
+                "client_id": order.client_id,
+                "symbol": order.symbol,
+                "side": order.side,
+                "quantity": order.quantity,
+                "intent": order.intent,
+                "position_id": order.position_id,
+                "reason": order.reason,
+                "ref_price": order.ref_price,
+            },
+            order.submitted_ts,
+        )

@@ -1,0 +1,131 @@
+"""The shared risk manager: per-strategy and global limits, and the kill switch."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.config.models import GlobalRiskConfig, StrategyRiskConfig
+
+_DAY_MS = 86_400_000
+
+
+class StrategyRisk:
+    """One strategy's view of the risk manager, bound to its id and limits at construction."""
+
+    __slots__ = ("strategy_id", "limits", "_manager", "exposure", "day", "day_pnl")
+
+    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig) -> None:
+        self._manager = manager
+        self.strategy_id = strategy_id
+        self.limits = limits
+        # Notional per position id, so exactly what an entry added is released at its exit.
+        self.exposure: dict[str, float] = {}
+        self.day = -1
+        self.day_pnl = 0.0
+
+    def check_open(self, quantity: float, price: float, open_positions: int, ts: int) -> tuple[str, str] | None:
+        """Return (rule, reason) when an entry must be refused, else None."""
+        manager = self._manager
+        if manager.kill_switch:
+            return "kill_switch", "kill switch engaged: global daily loss limit reached"
+        self._roll_day(ts)
+        limits = self.limits
+        if open_positions >= limits.max_open_positions:
+            return "max_open_positions", f"{open_positions} open positions, limit {limits.max_open_positions}"
+        if limits.max_position_size is not None and quantity > limits.max_position_size:
+            return "max_position_size", f"quantity {quantity} above limit {limits.max_position_size}"
+        if limits.max_daily_loss is not None and -self.day_pnl >= limits.max_daily_loss:
+            return "max_daily_loss", f"daily loss {-self.day_pnl:.8g} reached limit {limits.max_daily_loss}"
+        cap = manager.limits.max_total_exposure
+        if cap is not None:
+            total = manager.total_exposure() + quantity * price
+            if total > cap:
+                return "max_total_exposure", f"total exposure would be {total:.8g}, limit {cap}"
+        return None
+
+    def on_entry(self, position_id: str, notional: float) -> None:
+        """Count an accepted entry's notional as exposure from the moment it is sent."""
+        self.exposure[position_id] = notional
+
+    def on_exit(self, position_id: str, fraction: float, net_pnl: float, ts: int) -> None:
+        """Release `fraction` of a position's exposure and book PnL net of fees for the day."""
+        notional = self.exposure.get(position_id)
+        if notional is not None:
+            if fraction >= 1.0:
+                del self.exposure[position_id]
+            else:
+                self.exposure[position_id] = notional * (1.0 - fraction)
+        self.book(net_pnl, ts)
+
+    def release(self, position_id: str) -> None:
+        """Forget the exposure of an entry that will not fill."""
+        self.exposure.pop(position_id, None)
+
+    def book(self, net_pnl: float, ts: int) -> None:
+        """Add realised PnL net of fees (negative for a fee alone) to today's tally."""
+        self._roll_day(ts)
+        self.day_pnl += net_pnl
+        self._manager.book(self.strategy_id, net_pnl, ts)
+
+    def _roll_day(self, ts: int) -> None:
+        day = ts // _DAY_MS
+        if day != self.day:
+            self.day, self.day_pnl = day, 0.0
+
+
+class RiskManager:
+    """Checks every entry against its strategy's limits and the global ones; attributes all to a strategy id.
+
+    Daily loss is realised PnL net of fees per UTC day (by event time). Tripping the global
+    daily loss limit engages the kill switch: no new entries anywhere until `reset_kill_switch`.
+    Exits are never blocked.
+    """
+
+    def __init__(self, limits: GlobalRiskConfig, on_kill_switch: Callable[[dict[str, Any]], None]) -> None:
+        self.limits = limits
+        self._on_kill_switch = on_kill_switch
+        self._views: dict[str, StrategyRisk] = {}
+        self._day = -1
+        self._day_pnl = 0.0
+        self.kill_switch = False
+
+    def bind(self, strategy_id: str, limits: StrategyRiskConfig) -> StrategyRisk:
+        """Create the risk view of one strategy; a strategy id is bound once until `forget`."""
+        if strategy_id in self._views:
+            raise ValueError(f"strategy {strategy_id!r} already has a risk view")
+        view = StrategyRisk(self, strategy_id, limits)
+        self._views[strategy_id] = view
+        return view
+
+    def forget(self, strategy_id: str) -> None:
+        """Stop tracking an unloaded strategy."""
+        self._views.pop(strategy_id, None)
+
+    def tracked(self) -> list[str]:
+        """Strategy ids currently tracked."""
+        return list(self._views)
+
+    def total_exposure(self) -> float:
+        """Open notional summed over every strategy."""
+        return sum(sum(v.exposure.values()) for v in self._views.values())
+
+    def book(self, strategy_id: str, net_pnl: float, ts: int) -> None:
+        """Add to the global daily tally; trip the kill switch at the global daily loss limit."""
+        day = ts // _DAY_MS
+        if day != self._day:
+            self._day, self._day_pnl = day, 0.0
+        self._day_pnl += net_pnl
+        cap = self.limits.max_daily_loss
+        if cap is not None and not self.kill_switch and -self._day_pnl >= cap:
+            self.kill_switch = True
+            self._on_kill_switch({"daily_loss": -self._day_pnl, "limit": cap, "tripped_by": strategy_id})
+
+    def reset_kill_switch(self) -> None:
+        """Allow new entries again (an operator's decision)."""
+        self.kill_switch = False
+
+    async def start(self) -> None:
+        """Nothing to start; here so every service has the same lifecycle."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""

@@ -1,0 +1,64 @@
+"""Builders shared by the tests: real configs, services and strategies, no mocks."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.candles.model import Candle
+from bot.config.loader import deep_merge
+from bot.config.models import BotConfig, StrategyConfig
+from bot.log import BotLogger
+from bot.services import BotServices
+from bot.strategy.factory import OrchestratorFactory
+from bot.strategy.manager import StrategyManager
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+BTC_1M = SHARED_DATA / "BTC-USD-PERP_1m.csv"
+ETH_1M = SHARED_DATA / "ETH-BTC_1m.csv"
+ETH_5M = SHARED_DATA / "ETH-BTC_5m.csv"
+
+
+def strategy(**overrides: Any) -> StrategyConfig:
+    """A valid ema_cross strategy config on BTC/USD 1m, with `overrides` deep-merged in."""
+    base: dict[str, Any] = {
+        "id": "s1",
+        "symbol": "BTC/USD",
+        "timeframe": "1m",
+        "quantity": 0.1,
+        "analyzers": [{"type": "ema_cross", "params": {"fast": 3, "slow": 6}}],
+    }
+    return StrategyConfig.model_validate(deep_merge(base, overrides))
+
+
+class Rig:
+    """Services, factory and manager wired for a replay, with a list of every published event."""
+
+    def __init__(self, config: BotConfig | None = None, feeds: dict[str, str] | None = None) -> None:
+        self.services = BotServices.for_replay(config or BotConfig(), BotLogger.to_stderr(level=50, name="bot.tests"))
+        self.factory = OrchestratorFactory(self.services)
+        self.manager = StrategyManager(self.services, self.factory)
+        self.events: list[Any] = []
+        self.services.bus.subscribe(self.events.append)
+        for symbol, timeframe in (feeds or {"BTC/USD": "1m"}).items():
+            self.services.hub.add_feed(symbol, timeframe)
+
+    def start(self, *specs: StrategyConfig) -> None:
+        """Load and activate strategies."""
+        for spec in specs:
+            self.manager.load(spec)
+            self.manager.activate(spec.id)
+
+    def feed(self, symbol: str, candles: list[Candle]) -> None:
+        """Push candles through the hub, as replay does."""
+        for candle in candles:
+            self.services.hub.ingest(symbol, candle)
+
+    def of_type(self, type_: str, strategy_id: str | None = None) -> list[Any]:
+        """Published events of one type (and strategy)."""
+        return [e for e in self.events if e.type == type_ and (strategy_id is None or e.strategy_id == strategy_id)]
+
+
+def candles_from(rows: list[tuple[float, float, float, float]], start_ts: int = 1_640_995_200_000, step_ms: int = 60_000) -> list[Candle]:
+    """Hand-made candles from (open, high, low, close) rows, one minute apart, volume 1."""
+    return [Candle(start_ts + i * step_ms, o, h, l, c, 1.0) for i, (o, h, l, c) in enumerate(rows)]
