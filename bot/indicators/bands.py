@@ -9,14 +9,15 @@ from bot.indicators.base import SOURCE_INDEX, check_period, check_positive_float
 
 # Bollinger keeps running sums s1 = sum(d), s2 = sum(d^2) of deviations d = x - shift. The
 # variance var = s2/n - (s1/n)^2 is exact in real arithmetic for any shift, but in floats its
-# error is ~1e-16 times the largest s2 seen since the sums were last recomputed, so:
-# * when that peak exceeds `limit * n * var`, more than ~4 of the 16 significant digits would
-#   cancel (the mean drifted far from the shift, or the volatility collapsed after a spike);
-# * and every max(period, 64) updates anyway, to discard accumulated rounding;
-# the shift is re-centred on the latest input and both sums recomputed from the window with
-# fsum (O(period), so O(1) amortised). That also makes a flat window exactly zero-width.
-# Right after a re-centre on a window member (x - mean)^2 <= (n - 1) * var, i.e.
-# s2 <= n^2 * var, so limit >= n guarantees it cannot fire twice in a row.
+# error is ~1e-16 times the largest s2 seen since the sums were last recomputed. So the shift is
+# re-centred on the latest input and both sums recomputed from the window with fsum (O(period),
+# O(1) amortised):
+# * when that peak exceeds `limit * n * var`, i.e. more than ~4 of the 16 significant digits
+#   would cancel (the mean drifted far from the shift, or volatility collapsed after a spike);
+# * and every max(period, 64) updates anyway, to discard accumulated rounding.
+# This also makes a flat window exactly zero-width. Right after a re-centre on a window member,
+# (x - mean)^2 <= (n - 1) * var, so s2 <= n^2 * var: with limit >= n a re-centre always clears
+# the condition, and cannot repeat on every update unless the data keep forcing it.
 _REBASE_MIN_INTERVAL = 64
 _CANCELLATION_LIMIT = 1e4
 

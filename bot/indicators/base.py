@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Mapping, Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from bot.candles.model import Candle
 

@@ -53,14 +53,12 @@ class RSI:
     def update(self, candle: Candle) -> None:
         """Consume the next closed candle."""
         x = candle[self._src]
-        px = self._prev_x
-        self._prev_x = x
-        if px is None:
-            return
-        ch = x - px
         if self.ready:
+            ch = x - self._prev_x  # type: ignore[operator]
+            self._prev_x = x
             n = self._n
             nm1 = self._nm1
+            # Same operations as talipp's ``(avg * (n - 1) + gain) / n`` with a 0.0 gain or loss.
             if ch > 0.0:
                 ag = (self._gain * nm1 + ch) / n
                 al = (self._loss * nm1) / n
@@ -68,6 +66,11 @@ class RSI:
                 ag = (self._gain * nm1) / n
                 al = (self._loss * nm1 - ch) / n
         else:
+            px = self._prev_x
+            self._prev_x = x
+            if px is None:
+                return
+            ch = x - px
             # Warm-up: `_gain`/`_loss` hold sums until `period` changes have been seen.
             if ch > 0.0:
                 self._gain += ch

@@ -1,9 +1,9 @@
 """Per-timeframe registry that creates each indicator a strategy needs once and shares it."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Final, Literal, Mapping, NamedTuple, overload
+from typing import Final, Literal, NamedTuple, overload
 
 from bot.candles.model import Candle
 from bot.indicators.averages import EMA, SMA

@@ -89,10 +89,7 @@ class ADX:
         # Inline ATR (same as bot.indicators.ATR): a sub-object would cost a call per candle.
         pc = self._prev_close
         self._prev_close = candle[4]
-        if pc is None:
-            tr = h - lo
-        else:
-            tr = (h if h > pc else pc) - (lo if lo < pc else pc)
+        tr = h - lo if pc is None else (h if h > pc else pc) - (lo if lo < pc else pc)
         atr = self._atr
         if atr is not None:
             atr = (atr * nm1 + tr) / n
@@ -113,7 +110,7 @@ class ADX:
         if ph is None:
             return
         up = h - ph
-        down = pl - lo
+        down = pl - lo  # type: ignore[operator]
         pdm = up if up > down and up > 0.0 else 0.0
         mdm = down if down > up and down > 0.0 else 0.0
 

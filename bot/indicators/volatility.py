@@ -48,15 +48,12 @@ class ATR:
         lo = candle[3]
         pc = self._prev_close
         self._prev_close = candle[4]
-        if pc is None:
-            tr = h - lo
-        else:
-            # For high >= low this is max(h - l, |h - pc|, |l - pc|) with the very same float
-            # subtraction in every case, without the cost of calling max() and abs().
-            tr = (h if h > pc else pc) - (lo if lo < pc else pc)
+        # For high >= low, max(h, pc) - min(l, pc) is max(h - l, |h - pc|, |l - pc|) computed by
+        # the very same float subtraction in every case, without calling max() and abs().
+        tr = h - lo if pc is None else (h if h > pc else pc) - (lo if lo < pc else pc)
         self.tr = tr
         if self.ready:
-            self.value = (self.value * self._nm1 + tr) / self._n
+            self.value = (self.value * self._nm1 + tr) / self._n  # type: ignore[operator]
             return
         s = self._sum + tr
         c = self._count + 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import orjson
 
 from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import read_candles
+from bot.clock import ReplayClock
 from bot.config.loader import LoadedConfig
 from bot.log import BotLogger
 from bot.replay.event_log import EventLog, TradesCsv
@@ -72,6 +74,11 @@ class Replay:
         services.bus.subscribe(trades.write, types=("position_closed",))
         await services.start()
         try:
+            # Event time starts at the first recorded candle, so even the set-up events carry
+            # market time rather than the epoch.
+            firsts = [c.ts for s in self.sources for c in itertools.islice(read_candles(s.path), 1)]
+            if firsts and isinstance(services.clock, ReplayClock):
+                services.clock.advance_to(min(firsts))
             for source in self.sources:
                 services.hub.add_feed(source.symbol, source.timeframe)
             for spec in self.loaded.enabled_strategies():

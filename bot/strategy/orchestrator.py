@@ -99,7 +99,7 @@ class TradingOrchestrator:
         self._now = ts
         if timeframe == self.timeframe and symbol == self.symbol:
             positions = self.positions
-            positions.fill_pending(symbol, candle, ts)
+            positions.fill_pending(symbol, candle)
             positions.enforce_exits(symbol, candle, ts)
             self._last_close[symbol] = candle.close
             positions.mark(symbol, candle.close, ts)
@@ -117,7 +117,7 @@ class TradingOrchestrator:
             return
         self._now = ts
         positions = self.positions
-        positions.fill_pending(symbol, candle, ts)
+        positions.fill_pending(symbol, candle)
         positions.enforce_exits(symbol, candle, ts)
         self._last_close[symbol] = candle.close
         positions.mark(symbol, candle.close, ts)

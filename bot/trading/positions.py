@@ -86,7 +86,12 @@ class Position:
 
 
 class PositionManager:
-    """Owns one strategy's positions; applies fills to them and to its portfolio, and enforces exits."""
+    """Owns one strategy's positions; applies fills to them and to its portfolio, and enforces exits.
+
+    Events are stamped with processing time on the event clock (monotonic); the market time of
+    a fill (the open time of the candle it filled in) is in the payload as `fill_ts`, and as
+    `entry_ts`/`exit_ts` in trade records.
+    """
 
     def __init__(
         self, strategy_id: str, exits: ExitConfig, account: PaperAccount, portfolio: Portfolio, risk: StrategyRisk, publish: Publish
@@ -139,7 +144,7 @@ class PositionManager:
         if rejection is not None:
             rule, why = rejection
             self._publish(
-                "risk_rejected", {"rule": rule, "reason": why, "symbol": symbol, "side": side, "quantity": quantity, "price": ref_price}, ts
+                "risk_rejected", {"rule": rule, "reason": why, "symbol": symbol, "side": side, "quantity": quantity, "price": ref_price}, None
             )
             return
         self._next_id += 1
@@ -166,9 +171,9 @@ class PositionManager:
         if fill is not None:
             self.apply_fill(fill)
 
-    def fill_pending(self, symbol: str, candle: Candle, ts: int) -> None:
-        """Fill this symbol's pending market orders at the candle's open."""
-        for fill in self._account.on_candle(symbol, candle, ts):
+    def fill_pending(self, symbol: str, candle: Candle) -> None:
+        """Fill this symbol's pending market orders at the candle's open, stamped with its open time."""
+        for fill in self._account.on_candle(symbol, candle, candle.ts):
             self.apply_fill(fill)
 
     def cancel_pending(self) -> int:
@@ -215,8 +220,9 @@ class PositionManager:
                 "fee": fill.fee,
                 "liquidity": fill.liquidity,
                 "reason": order.reason,
+                "fill_ts": fill.ts,
             },
-            fill.ts,
+            None,
         )
         if order.intent == "open":
             self._open(fill)
@@ -251,7 +257,7 @@ class PositionManager:
             self._risk.book(-fill.fee, fill.ts)
         self._marks[symbol] = price
         self._revalue()
-        self._publish("position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot()}, fill.ts)
+        self._publish("position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot()}, None)
 
     def _reduce(self, fill: Fill) -> None:
         order = fill.order
@@ -281,14 +287,14 @@ class PositionManager:
             if position.realised - position.fees > 0:
                 self.winning_trades += 1
             self._revalue()
-            self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot()}, fill.ts)
+            self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot()}, None)
         else:
             position.status = "partially_closed"
             self._revalue()
             self._publish(
                 "position_reduced",
                 {**position.state(), "closed_quantity": qty, "price": fill.price, "reason": order.reason, "portfolio": self._portfolio.snapshot()},
-                fill.ts,
+                None,
             )
 
     def trade_record(self, position: Position) -> dict[str, Any]:
@@ -363,10 +369,12 @@ class PositionManager:
                 position.trailing_stop = favourable * (1 - d * position.trailing_distance_pct / 100.0)  # type: ignore[operator]
 
     def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
+        # Market time of an intrabar trigger is not known finer than its candle: stamp the fill
+        # with the candle's open time, as the next-open fills are.
         side = "sell" if position.direction > 0 else "buy"
-        order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, ts, price)
+        order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, candle.ts, price)
         self._announce_order(order)
-        self.apply_fill(self._account.trigger_fill(order, price, candle, ts, kind))
+        self.apply_fill(self._account.trigger_fill(order, price, candle, candle.ts, kind))
 
     # -- stop management (action handlers call these) ------------------------------------------
     def update_stop(self, position_id: str, price: float, reason: str, ts: int) -> None:
@@ -375,7 +383,7 @@ class PositionManager:
         if price <= 0:
             raise ActionError(f"stop price must be positive, got {price}")
         position.stop_loss = price
-        self._publish("stop_updated", {"position_id": position_id, "stop_loss": price, "reason": reason}, ts)
+        self._publish("stop_updated", {"position_id": position_id, "stop_loss": price, "reason": reason}, None)
 
     def activate_trailing(self, position_id: str, distance_pct: float, anchor: float, ts: int) -> None:
         """Start trailing a position's stop behind the best price from `anchor` on."""
@@ -390,7 +398,7 @@ class PositionManager:
         self._publish(
             "trailing_activated",
             {"position_id": position_id, "distance_pct": distance_pct, "anchor": anchor, "trailing_stop": position.trailing_stop},
-            ts,
+            None,
         )
 
     def _announce_order(self, order: Order) -> None:
@@ -406,5 +414,5 @@ class PositionManager:
                 "reason": order.reason,
                 "ref_price": order.ref_price,
             },
-            order.submitted_ts,
+            None,
         )

@@ -1,0 +1,205 @@
+"""Whole replays on real candles: determinism, the accounting identity, failure staying local."""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from bot.candles.model import Candle
+from bot.config.loader import load_config
+from bot.events import Event
+from bot.replay.runner import Replay
+from bot.replay.sources import resolve_sources
+from tests.support import REPO, Rig, strategy
+
+RSI = {
+    "id": "rsi",
+    "timeframe": "5m",
+    "analyzers": [{"type": "rsi", "params": {"period": 14, "oversold": 35, "overbought": 65}}],
+    "filters": [{"type": "mtf_trend", "params": {"timeframe": "1h", "period": 20}}],
+    "exits": {
+        "stop_loss_pct": 0.8,
+        "take_profit": [{"pct": 0.4, "close_pct": 50}, {"pct": 0.9, "close_pct": 50}],
+        "break_even_after_first_take_profit": True,
+    },
+    "fees": {"maker_bps": 2, "taker_bps": 5},
+    "fill": {"slippage_bps": 1},
+}
+TRAIL = {
+    "id": "trail",
+    "timeframe": "15m",
+    "analyzers": [{"type": "ema_cross", "params": {"fast": 5, "slow": 13}}],
+    "exits": {"trailing": {"activation_pct": 0.3, "distance_pct": 0.4}},
+    "fees": {"taker_bps": 4},
+    "fill": {"model": "close", "slippage_bps": 2},
+}
+
+
+def _write_config(tmp: Path, data_file: Path) -> Path:
+    shutil.copytree(REPO / "strategies", tmp / "strategies")
+    (tmp / "strategies" / "rsi.json").write_bytes(orjson.dumps(strategy(**RSI).model_dump()))
+    (tmp / "strategies" / "trail.json").write_bytes(orjson.dumps(strategy(**TRAIL).model_dump()))
+    config = orjson.loads((REPO / "config.json").read_bytes())
+    config["replay"]["candles"] = {"BTC/USD": {"path": str(data_file)}}
+    config["strategies"] += [{"file": "strategies/rsi.json"}, {"file": "strategies/trail.json"}]
+    path = tmp / "config.json"
+    path.write_bytes(orjson.dumps(config))
+    return path
+
+
+def _run(config_path: Path, out: Path) -> dict[str, Any]:
+    loaded = load_config(config_path)
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    return anyio.run(Replay(loaded, sources, out).run).report
+
+
+def test_two_replays_write_byte_identical_outputs(tmp_path: Path, btc_slice_file: Path) -> None:
+    config = _write_config(tmp_path, btc_slice_file)
+    first = _run(config, tmp_path / "one")
+    second = _run(config, tmp_path / "two")
+    one = (tmp_path / "one" / "events.jsonl").read_bytes()
+    assert one == (tmp_path / "two" / "events.jsonl").read_bytes()
+    assert (tmp_path / "one" / "trades.csv").read_bytes() == (tmp_path / "two" / "trades.csv").read_bytes()
+    assert (tmp_path / "one" / "report.json").read_bytes() == (tmp_path / "two" / "report.json").read_bytes()
+    assert first == second
+    lines = one.splitlines()
+    assert len(lines) > 12_000
+    assert all(first["strategies"][sid]["trades"] > 0 for sid in ("ema_cross", "rsi", "trail")), first["strategies"]
+    # Event time is candle time, never the wall clock: every ts lies inside the replayed data.
+    stamps = [orjson.loads(line)["ts"] for line in lines]
+    assert min(stamps) == stamps[0] == 1_640_991_600_000
+    assert stamps == sorted(stamps)
+    assert max(stamps) <= 1_640_991_600_000 + 12_001 * 60_000
+
+
+def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) -> None:
+    rig = Rig()
+    specs = [strategy(**RSI), strategy(**TRAIL), strategy(id="plain")]
+    checked = 0
+
+    def check(event: Event) -> None:
+        nonlocal checked
+        for sid in ("rsi", "trail", "plain"):
+            if sid not in rig.factory:
+                continue
+            p = rig.manager.get(sid).portfolio
+            expected = p.start + p.realised - p.fees + p.unrealised
+            assert math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6), (event, sid, p.snapshot())
+            checked += 1
+        snapshot = event.payload.get("portfolio") if isinstance(event.payload, dict) else None
+        if snapshot is not None:
+            s = snapshot
+            assert math.isclose(s["equity"], s["start"] + s["realised"] - s["fees"] + s["unrealised"], rel_tol=1e-9, abs_tol=1e-6)
+
+    rig.services.bus.subscribe(check)
+    rig.start(*specs)
+    rig.feed("BTC/USD", btc_candles)
+    reasons = {e.payload["exit_reason"] for e in rig.of_type("position_closed")}
+    assert {"take_profit_2", "stop_loss", "trailing_stop", "signal"} & reasons >= {"stop_loss", "trailing_stop"}, reasons
+    assert rig.of_type("position_reduced"), "partial closes should occur"
+    assert checked > 30_000
+    for sid in ("rsi", "trail"):
+        assert rig.manager.get(sid).portfolio.fees > 0
+
+
+class _ExplodingAnalyzers:
+    """Stands in for one orchestrator's analyzer registry and raises on its nth candle."""
+
+    def __init__(self, inner: Any, after: int) -> None:
+        self._inner = inner
+        self._left = after
+
+    def score(self, candle: Candle) -> float:
+        self._left -= 1
+        if self._left < 0:
+            raise ZeroDivisionError("boom inside the strategy")
+        return float(self._inner.score(candle))
+
+    def breakdown(self, candle: Candle) -> dict[str, float]:
+        return dict(self._inner.breakdown(candle))
+
+
+def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc_candles: list[Candle]) -> None:
+    candles = btc_candles[:6_000]
+    baseline = Rig()
+    baseline.start(strategy(id="healthy"))
+    baseline.feed("BTC/USD", candles)
+
+    rig = Rig()
+    doomed_spec = strategy(id="doomed", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}], exits={"stop_loss_pct": 0.5})
+    rig.start(doomed_spec, strategy(id="healthy"))
+    doomed = rig.manager.get("doomed")
+    rig.feed("BTC/USD", candles[:30])
+    assert doomed.positions.positions, "ema_trend should hold a position within 30 candles"
+    doomed.analyzers = _ExplodingAnalyzers(doomed.analyzers, after=0)  # type: ignore[assignment]
+    rig.feed("BTC/USD", candles[30:])
+
+    assert doomed.state == "failed" and "ZeroDivisionError: boom" in (doomed.last_error or "")
+    errors = rig.of_type("strategy_error", "doomed")
+    assert len(errors) == 1 and "boom" in errors[0].payload["error"]
+    assert rig.of_type("strategy_state", "doomed")[-1].payload["state"] == "failed"
+    assert doomed.metrics.errors == 1
+    # Its open position stayed protected: the stop fired after the failure.
+    closed = rig.of_type("position_closed", "doomed")
+    assert closed and closed[-1].payload["exit_reason"] == "stop_loss"
+    assert closed[-1].ts > errors[0].ts
+    # The other strategy did exactly what it does alone.
+    healthy = [(e.type, e.ts, e.payload) for e in rig.events if e.strategy_id == "healthy"]
+    assert healthy == [(e.type, e.ts, e.payload) for e in baseline.events if e.strategy_id == "healthy"]
+    # activate brings it back.
+    doomed.analyzers = doomed.analyzers._inner  # type: ignore[attr-defined]
+    rig.manager.activate("doomed")
+    assert doomed.state == "active" and doomed.last_error is None
+    assert rig.manager.routed_to("BTC/USD", "1m") == ["healthy", "doomed"]
+
+
+@pytest.mark.parametrize("fast,slow", [(12, 26), (5, 20)])
+def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], fast: int, slow: int) -> None:
+    """Trades equal a from-scratch reading of the architecture guide's ema_cross semantics."""
+    candles = btc_candles[:8_000]
+
+    def ema_series(n: int) -> list[float | None]:
+        a = 2 / (n + 1)
+        out: list[float | None] = []
+        ema = None
+        for i, c in enumerate(candles):
+            if i + 1 < n:
+                out.append(None)
+                continue
+            if i + 1 == n:
+                ema = sum(x.close for x in candles[:n]) / n
+            else:
+                ema = a * c.close + (1 - a) * ema  # type: ignore[operator]
+            out.append(ema)
+        return out
+
+    f, s = ema_series(fast), ema_series(slow)
+    expected = []
+    holding = False
+    entry: tuple[int, float] | None = None
+    for i in range(1, len(candles) - 1):
+        if f[i - 1] is None or s[i - 1] is None:
+            continue
+        before, now = f[i - 1] - s[i - 1], f[i] - s[i]  # type: ignore[operator]
+        nxt = candles[i + 1]
+        if before < 0 < now and not holding:
+            holding, entry = True, (nxt.ts, nxt.open)
+        elif before > 0 > now and holding:
+            assert entry is not None
+            expected.append((entry[0], entry[1], nxt.ts, nxt.open, round((nxt.open - entry[1]) * 2.0, 6)))
+            holding = False
+    rig = Rig()
+    rig.start(strategy(id="ema", quantity=2.0, analyzers=[{"type": "ema_cross", "params": {"fast": fast, "slow": slow}}]))
+    rig.feed("BTC/USD", candles)
+    got = [
+        (p["entry_ts"], p["entry_price"], p["exit_ts"], p["exit_price"], round(p["pnl"], 6))
+        for p in (e.payload for e in rig.of_type("position_closed", "ema"))
+    ]
+    assert len(expected) > 20
+    assert got == expected
