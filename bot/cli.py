@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -43,9 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stderr() -> Console:
+    # soft_wrap on print keeps one problem on one line when stderr is a file or a pipe.
+    return Console(stderr=True)
+
+
+def _error(console: Console, text: str) -> None:
+    # Error text quotes user input and candle values such as "[low 9.0, high 12.0]": never markup.
+    console.print(f"[bold red]error[/]: {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def _print_problems(console: Console, problems: Sequence[ConfigProblem]) -> None:
     for problem in problems:
-        console.print(f"[bold red]error[/]: {problem.file}: [bold]{problem.field or '<file>'}[/]: {problem.reason}", highlight=False)
+        _error(console, str(problem))
 
 
 def _prepare(config: Path, candle_args: list[str], console: Console) -> tuple[LoadedConfig, list[CandleSource]] | None:
@@ -56,7 +67,7 @@ def _prepare(config: Path, candle_args: list[str], console: Console) -> tuple[Lo
         _print_problems(console, exc.problems)
         return None
     except ValueError as exc:
-        console.print(f"[bold red]error[/]: {exc}", highlight=False)
+        _error(console, str(exc))
         return None
     sources, problems = resolve_sources(loaded, overrides)
     if problems:
@@ -86,7 +97,7 @@ def _summary(result: ReplayResult) -> Table:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
+    err = _stderr()
     prepared = _prepare(args.config, args.candles, err)
     if prepared is None:
         return EXIT_INVALID
@@ -104,21 +115,26 @@ def _replay(args: argparse.Namespace) -> int:
         Console(width=None if sys.stdout.isatty() else 140).print(_summary(result))
     failed = [sid for sid, r in result.report["strategies"].items() if r["state"] == "failed"]
     for sid in failed:
-        err.print(f"[bold yellow]warning[/]: strategy {sid} failed: {result.report['strategies'][sid]['last_error']}", highlight=False)
+        err.print(
+            f"[bold yellow]warning[/]: strategy {escape(sid)} failed: {escape(str(result.report['strategies'][sid]['last_error']))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
     console = Console()
-    prepared = _prepare(args.config, [], Console(stderr=True))
+    prepared = _prepare(args.config, [], _stderr())
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
     enabled = loaded.enabled_strategies()
     console.print(
-        f"{args.config}: OK ({len(loaded.strategies)} strategies, {len(enabled)} enabled; "
+        f"{escape(str(args.config))}: OK ({len(loaded.strategies)} strategies, {len(enabled)} enabled; "
         f"candles for {', '.join(s.symbol + ' ' + s.timeframe for s in sources) or 'nothing'})",
         highlight=False,
+        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -131,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         return _validate(args)
     except BotError as exc:
-        Console(stderr=True).print(f"[bold red]error[/]: {exc}", highlight=False)
+        _error(_stderr(), str(exc))
         return EXIT_INVALID
 
 

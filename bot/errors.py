@@ -25,7 +25,7 @@ class ConfigProblem:
         self.reason = reason
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.field or '<root>'}: {self.reason}"
+        return f"{self.file}: {self.field or '<file>'}: {self.reason}"
 
     def __repr__(self) -> str:
         return f"ConfigProblem({self.file!r}, {self.field!r}, {self.reason!r})"

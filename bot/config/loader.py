@@ -77,11 +77,21 @@ def _has_path(data: Any, loc: tuple[int | str, ...]) -> bool:
     return True
 
 
-def _problems(exc: ValidationError, label: str, prefix: str = "") -> list[ConfigProblem]:
-    return [
-        ConfigProblem(label, prefix + _loc_str(tuple(err["loc"])), err["msg"].removeprefix("Value error, "))
-        for err in exc.errors()
-    ]
+def _errors(exc: ValidationError) -> list[tuple[tuple[int | str, ...], str]]:
+    """(location, reason) of each error, without follow-on errors.
+
+    When an item of a list fails, pydantic also reports the list as too short (it counts only
+    the items that validated); that second error only repeats the first, so it is dropped.
+    """
+    errors = [(tuple(err["loc"]), err["msg"].removeprefix("Value error, ")) for err in exc.errors()]
+    failing_items = {loc[:-1] for loc, _ in errors if loc and isinstance(loc[-1], int)} | {
+        loc[:i] for loc, _ in errors for i in range(1, len(loc)) if isinstance(loc[i], int)
+    }
+    return [(loc, msg) for loc, msg in errors if not ("after validation" in msg and loc in failing_items)]
+
+
+def _problems(exc: ValidationError, label: str) -> list[ConfigProblem]:
+    return [ConfigProblem(label, _loc_str(loc), reason) for loc, reason in _errors(exc)]
 
 
 def _strategy_problems(
@@ -90,10 +100,9 @@ def _strategy_problems(
     # A bad value is reported in the file that supplied it: the strategy file if it sets the
     # field, otherwise config.json's strategy_defaults; a missing field belongs to the strategy file.
     problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        reason = err["msg"].removeprefix("Value error, ")
-        if not _has_path(file_data, loc[:1]) and _has_path(defaults, loc[:1]):
+    for loc, reason in _errors(exc):
+        from_defaults = _has_path(defaults, loc) if _has_path(defaults, loc) or _has_path(file_data, loc) else _has_path(defaults, loc[:1])
+        if from_defaults and not _has_path(file_data, loc):
             problems.append(ConfigProblem(config_label, "strategy_defaults." + _loc_str(loc), reason))
         else:
             problems.append(ConfigProblem(file_label, _loc_str(loc), reason))
@@ -118,8 +127,8 @@ def load_config(path: str | Path) -> LoadedConfig:
     files: dict[str, Path] = {}
     seen: dict[str, str] = {}
     for index, ref in enumerate(bot.strategies):
-        strategy_path = (config_path.parent / ref.file).resolve()
-        file_label = str(config_path.parent / ref.file)
+        strategy_path = config_path.parent / ref.file
+        file_label = str(strategy_path)
         file_data, file_problems = _read_json(strategy_path, file_label)
         if file_problems:
             problems.extend(
@@ -136,7 +145,10 @@ def load_config(path: str | Path) -> LoadedConfig:
         try:
             strategy = StrategyConfig.model_validate(merged)
         except ValidationError as exc:
-            problems.extend(_strategy_problems(exc, file_label, file_data, label, bot.strategy_defaults))
+            for problem in _strategy_problems(exc, file_label, file_data, label, bot.strategy_defaults):
+                # A bad default fails every strategy that inherits it: report it once.
+                if not any((p.file, p.field, p.reason) == (problem.file, problem.field, problem.reason) for p in problems):
+                    problems.append(problem)
             continue
         if strategy.id in seen:
             problems.append(

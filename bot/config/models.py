@@ -103,14 +103,15 @@ class ExitConfig(Strict):
     trailing: TrailingConfig | None = None
     break_even_after_first_take_profit: bool = False
 
-    @model_validator(mode="after")
-    def _ladder_ascending(self) -> "ExitConfig":
-        pcts = [step.pct for step in self.take_profit]
+    @field_validator("take_profit")
+    @classmethod
+    def _ladder_ascending(cls, steps: tuple[TakeProfitStep, ...]) -> tuple[TakeProfitStep, ...]:
+        pcts = [step.pct for step in steps]
         if pcts != sorted(pcts) or len(set(pcts)) != len(pcts):
             raise ValueError("take_profit steps must have strictly ascending pct")
-        if sum(step.close_pct for step in self.take_profit) > 100 + 1e-9:
+        if sum(step.close_pct for step in steps) > 100 + 1e-9:
             raise ValueError("take_profit close_pct values add up to more than 100")
-        return self
+        return steps
 
 
 class StrategyConfig(Strict):

@@ -33,21 +33,25 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
     sources: list[CandleSource] = []
     label = str(loaded.path)
     if overrides:
-        entries = [(symbol, Path(path), None, f"--candles {symbol}") for symbol, path in overrides.items()]
+        # A file named on the command line is the command line's problem, not config.json's.
+        entries = [(symbol, Path(path), None, "command line", f"--candles {symbol}") for symbol, path in overrides.items()]
     else:
         entries = [
-            (symbol, loaded.base_dir / cfg.path, cfg.timeframe, f"replay.candles.{symbol}.path")
+            (symbol, loaded.base_dir / cfg.path, cfg.timeframe, label, f"replay.candles.{symbol}.path")
             for symbol, cfg in loaded.bot.replay.candles.items()
         ]
-    for symbol, path, timeframe, field in entries:
+    unusable: set[str] = set()
+    for symbol, path, timeframe, where, field in entries:
         if not path.is_file():
-            problems.append(ConfigProblem(label, field, f"candle file not found: {path}"))
+            problems.append(ConfigProblem(where, field, f"candle file not found: {path}"))
+            unusable.add(symbol)
             continue
         if timeframe is None:
             try:
                 timeframe = infer_timeframe(path)
             except CandleFileError as exc:
-                problems.append(ConfigProblem(label, field, str(exc)))
+                problems.append(ConfigProblem(where, field, str(exc)))
+                unusable.add(symbol)
                 continue
         sources.append(CandleSource(symbol, path, timeframe))
     by_symbol = {s.symbol: s for s in sources}
@@ -55,17 +59,19 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
         file_label = str(loaded.strategy_files.get(strategy.id, label))
         source = by_symbol.get(strategy.symbol)
         if source is None:
-            if not any(p.field.endswith(strategy.symbol) or strategy.symbol in p.field for p in problems):
+            if strategy.symbol not in unusable:  # an unusable file was reported already
                 problems.append(
                     ConfigProblem(file_label, "symbol", f"no candles for {strategy.symbol!r}: add it to replay.candles or pass --candles {strategy.symbol}=PATH")
                 )
             continue
-        needed = [strategy.timeframe] + [str(f.params["timeframe"]) for f in strategy.filters if "timeframe" in f.params]
+        needed = [("timeframe", strategy.timeframe)] + [
+            (f"filters[{i}].params.timeframe", str(f.params["timeframe"])) for i, f in enumerate(strategy.filters) if "timeframe" in f.params
+        ]
         base_ms = timeframe_ms(source.timeframe)
-        for timeframe in needed:
+        for field, timeframe in needed:
             target = timeframe_ms(timeframe)
             if target < base_ms or target % base_ms:
                 problems.append(
-                    ConfigProblem(file_label, "timeframe", f"{timeframe} cannot be built from {strategy.symbol}'s {source.timeframe} candles ({source.path})")
+                    ConfigProblem(file_label, field, f"{timeframe} cannot be built from {strategy.symbol}'s {source.timeframe} candles ({source.path})")
                 )
     return sources, problems

@@ -89,7 +89,8 @@ def _validate(kind: str, table: dict[str, type[_Params]], name: str, params: dic
         parts = []
         for err in exc.errors():
             field = ".".join(str(x) for x in err["loc"])
-            parts.append(f"params.{field}: {err['msg']}" if field else f"params: {err['msg']}")
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"params.{field}: {msg}" if field else f"params: {msg}")
         raise ValueError(f"{kind} {name!r}: " + "; ".join(parts)) from None
 
 

@@ -109,7 +109,7 @@ _BUILDERS: Final[dict[str, Callable[[Any, IndicatorRegistry], Analyzer]]] = {
 class AnalyzerRegistry:
     """One strategy's analyzers with their weights; the combined score is their weighted mean."""
 
-    __slots__ = ("_scorers", "_weights", "_total", "names", "last_scores")
+    __slots__ = ("_scorers", "_weights", "_total", "names", "score")
 
     def __init__(self, configs: Sequence[AnalyzerConfig], indicators: IndicatorRegistry) -> None:
         analyzers = []
@@ -120,15 +120,14 @@ class AnalyzerRegistry:
         self._weights = tuple(c.weight for c in configs)
         self._total = sum(self._weights)
         self.names = tuple(c.type for c in configs)
-        self.last_scores: tuple[float, ...] = ()
+        # With one analyzer the weighted mean is its own score: call it directly.
+        self.score: Callable[[Candle], float] = self._scorers[0] if len(self._scorers) == 1 else self._weighted
 
     def __len__(self) -> int:
         return len(self._scorers)
 
-    def score(self, candle: Candle) -> float:
+    def _weighted(self, candle: Candle) -> float:
         """Weighted mean of every analyzer's score, in [-1, 1]."""
-        if len(self._scorers) == 1:
-            return self._scorers[0](candle)
         total = 0.0
         for scorer, weight in zip(self._scorers, self._weights):
             total += weight * scorer(candle)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from typing import Any, Literal
 
 from bot.candles.model import Candle
@@ -14,6 +15,8 @@ from bot.strategy.orchestrator import TradingOrchestrator
 Policy = Literal["manage", "close", "freeze"]
 POLICIES: tuple[Policy, ...] = ("manage", "close", "freeze")
 _Key = tuple[str, str]
+_Handler = Callable[[str, str, Candle, int], None]
+_Route = tuple[TradingOrchestrator, _Handler]
 
 
 class StrategyManager:
@@ -27,10 +30,12 @@ class StrategyManager:
     def __init__(self, services: BotServices, factory: OrchestratorFactory) -> None:
         self._services = services
         self._factory = factory
-        self._active: dict[_Key, tuple[TradingOrchestrator, ...]] = {}
+        # Routes hold the orchestrator with the bound method for that stream, so delivery is a
+        # dict lookup and a call.
+        self._active: dict[_Key, tuple[_Route, ...]] = {}
         # Orchestrators not trading but whose positions are still managed: deactivated with
-        # policy manage or close, and failed ones.
-        self._protect: dict[_Key, tuple[TradingOrchestrator, ...]] = {}
+        # policy manage or close, and failed ones (their trading stream only).
+        self._protect: dict[_Key, tuple[_Route, ...]] = {}
         self._hub_keys: set[_Key] = set()
 
     # -- queries --------------------------------------------------------------------------------
@@ -51,7 +56,7 @@ class StrategyManager:
 
     def routed_to(self, symbol: str, timeframe: str) -> list[str]:
         """Ids of the strategies that trade on this stream now."""
-        return [o.strategy_id for o in self._active.get((symbol, timeframe), ())]
+        return [o.strategy_id for o, _ in self._active.get((symbol, timeframe), ())]
 
     # -- lifecycle ------------------------------------------------------------------------------
     def load(self, spec: StrategyConfig) -> TradingOrchestrator:
@@ -82,7 +87,7 @@ class StrategyManager:
         self._remove(self._protect, orchestrator)
         for key in orchestrator.subscriptions():
             self._ensure_hub_route(key)
-            self._active[key] = self._active.get(key, ()) + (orchestrator,)
+            self._active[key] = self._active.get(key, ()) + ((orchestrator, orchestrator.handler_for(*key)),)
         orchestrator.state = "active"
         orchestrator.policy = None
         orchestrator.last_error = None
@@ -104,8 +109,7 @@ class StrategyManager:
         else:
             if policy == "close":
                 orchestrator.close_all("deactivate")
-            key = (orchestrator.symbol, orchestrator.timeframe)
-            self._protect[key] = self._protect.get(key, ()) + (orchestrator,)
+            self._add_protect(orchestrator)
         self._announce(orchestrator, "deactivated")
 
     def switch(self, from_id: str, to_id: str, policy: Policy = "manage") -> None:
@@ -147,16 +151,16 @@ class StrategyManager:
         key = (symbol, timeframe)
         active = self._active.get(key)
         if active:
-            for orchestrator in active:
+            for orchestrator, handler in active:
                 try:
-                    orchestrator.on_candle(symbol, timeframe, candle, ts)
+                    handler(symbol, timeframe, candle, ts)
                 except Exception as exc:  # the guarded seam: a strategy's error fails it alone
                     self._fail(orchestrator, exc)
         protect = self._protect.get(key)
         if protect:
-            for orchestrator in protect:
+            for orchestrator, handler in protect:
                 try:
-                    orchestrator.protect(symbol, timeframe, candle, ts)
+                    handler(symbol, timeframe, candle, ts)
                 except Exception as exc:
                     self._remove(self._protect, orchestrator)
                     self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
@@ -169,11 +173,16 @@ class StrategyManager:
             self._services.hub.subscribe(key[0], key[1], self.on_candle)
             self._hub_keys.add(key)
 
+    def _add_protect(self, orchestrator: TradingOrchestrator) -> None:
+        key = (orchestrator.symbol, orchestrator.timeframe)
+        self._ensure_hub_route(key)
+        self._protect[key] = self._protect.get(key, ()) + ((orchestrator, orchestrator.protect),)
+
     @staticmethod
-    def _remove(table: dict[_Key, tuple[TradingOrchestrator, ...]], orchestrator: TradingOrchestrator) -> None:
+    def _remove(table: dict[_Key, tuple[_Route, ...]], orchestrator: TradingOrchestrator) -> None:
         for key, routed in list(table.items()):
-            if orchestrator in routed:
-                remaining = tuple(o for o in routed if o is not orchestrator)
+            if any(o is orchestrator for o, _ in routed):
+                remaining = tuple(route for route in routed if route[0] is not orchestrator)
                 if remaining:
                     table[key] = remaining
                 else:
@@ -185,8 +194,7 @@ class StrategyManager:
         orchestrator.state = "failed"
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
         self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
-        key = (orchestrator.symbol, orchestrator.timeframe)
-        self._protect[key] = self._protect.get(key, ()) + (orchestrator,)
+        self._add_protect(orchestrator)
         self._announce(orchestrator, "failed")
 
     def _report_error(self, orchestrator: TradingOrchestrator, exc: Exception, note: str) -> None:

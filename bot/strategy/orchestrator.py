@@ -1,7 +1,7 @@
 """TradingOrchestrator: one strategy's isolated pipeline from candle to actions to positions."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter_ns
 from typing import Any, Literal
 
@@ -76,8 +76,9 @@ class TradingOrchestrator:
             },
             self._on_action_failed,
         )
+        self._queued = self.actions.queued
         self._now = 0
-        self._last_close: dict[str, float] = {}
+        self._on_bar = self.positions.on_bar
         self._update_main = main.update
         self._entry_threshold = spec.entry_threshold
         self._exit_threshold = spec.exit_threshold
@@ -94,33 +95,33 @@ class TradingOrchestrator:
         return [(self.symbol, tf) for tf in self.indicators]
 
     def on_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        """Process one closed candle while active."""
+        """Process one closed candle of the trading stream while active (the replay hot path)."""
         started = perf_counter_ns()
         self._now = ts
-        if timeframe == self.timeframe and symbol == self.symbol:
-            positions = self.positions
-            positions.fill_pending(symbol, candle)
-            positions.enforce_exits(symbol, candle, ts)
-            self._last_close[symbol] = candle.close
-            positions.mark(symbol, candle.close, ts)
-            self._update_main(candle)
-            self._decide(symbol, candle)
-            if self.actions:
-                self.actions.drain()
-        else:
-            self._observe_other(timeframe, candle)
-        self.metrics.record(perf_counter_ns() - started)
+        self._on_bar(symbol, candle, ts)
+        self._update_main(candle)
+        self._decide(symbol, candle)
+        if self._queued:
+            self.actions.drain()
+        elapsed = perf_counter_ns() - started
+        metrics = self.metrics
+        metrics.candles += 1
+        metrics.busy_ns += elapsed
+        if elapsed > metrics.max_ns:
+            metrics.max_ns = elapsed
+
+    def on_other_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """A candle of another timeframe this strategy watches (multi-timeframe filters)."""
+        self._observe_other(timeframe, candle)
+
+    def handler_for(self, symbol: str, timeframe: str) -> Callable[[str, str, Candle, int], None]:
+        """The method that processes candles of one subscribed stream while active."""
+        return self.on_candle if (symbol, timeframe) == (self.symbol, self.timeframe) else self.on_other_candle
 
     def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        """Process a candle without new decisions: fill pending orders and enforce exits only."""
-        if timeframe != self.timeframe or symbol != self.symbol:
-            return
+        """Process a candle of the trading stream without new decisions: fill pending orders, enforce exits."""
         self._now = ts
-        positions = self.positions
-        positions.fill_pending(symbol, candle)
-        positions.enforce_exits(symbol, candle, ts)
-        self._last_close[symbol] = candle.close
-        positions.mark(symbol, candle.close, ts)
+        self.positions.on_bar(symbol, candle, ts)
 
     def _observe_other(self, timeframe: str, candle: Candle) -> None:
         registry = self.indicators.get(timeframe)
@@ -151,6 +152,8 @@ class TradingOrchestrator:
         positions = self.positions
         position = positions.position_on(symbol)
         if position is None:
+            if score < self._entry_threshold:
+                return
             if score >= self._entry_threshold and positions.is_flat(symbol):
                 for entry_filter in self.filters:
                     if not entry_filter.allows("long", candle):
@@ -187,7 +190,7 @@ class TradingOrchestrator:
         assert isinstance(action, OpenPosition)
         if action.quantity <= 0:
             raise ActionError(f"open_position quantity must be positive, got {action.quantity}")
-        price = self._last_close.get(action.symbol)
+        price = self.positions.last_price(action.symbol)
         if price is None:
             raise ActionError(f"no price seen yet for {action.symbol}")
         self.positions.submit_open(action.symbol, action.side, action.quantity, action.reason, self._now, price)
@@ -201,7 +204,7 @@ class TradingOrchestrator:
         if available <= 0:
             raise ActionError(f"position {position.id} is already being closed")
         quantity = available if action.percent == 100 else position.quantity * action.percent / 100.0
-        price = self._last_close.get(position.symbol, position.entry_price)
+        price = self.positions.last_price(position.symbol) or position.entry_price
         self.positions.submit_close(position, quantity, action.reason, self._now, price)
 
     def _handle_update_stop(self, action: Action) -> None:

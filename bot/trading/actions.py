@@ -61,7 +61,7 @@ ACTION_KINDS: tuple[ActionKind, ...] = ("open_position", "close_percent", "updat
 class ActionQueue:
     """A FIFO of actions drained through a handler per kind; an unknown kind raises, never falls through."""
 
-    __slots__ = ("_queue", "_handlers", "done", "failed", "on_failure")
+    __slots__ = ("queued", "_handlers", "done", "failed", "on_failure")
 
     def __init__(
         self,
@@ -71,7 +71,8 @@ class ActionQueue:
         missing = set(ACTION_KINDS) - set(handlers)
         if missing:
             raise ValueError(f"action handlers missing for: {sorted(missing)}")
-        self._queue: deque[Action] = deque()
+        # Public so the owner can test `if queue.queued:` on its hot path without a call.
+        self.queued: deque[Action] = deque()
         self._handlers = dict(handlers)
         self.on_failure = on_failure
         self.done = 0
@@ -79,14 +80,14 @@ class ActionQueue:
 
     def put(self, action: Action) -> None:
         """Queue an action for the next drain."""
-        self._queue.append(action)
+        self.queued.append(action)
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.queued)
 
     def drain(self) -> None:
         """Carry out every queued action in order; an ActionError fails that action only."""
-        queue = self._queue
+        queue = self.queued
         handlers = self._handlers
         while queue:
             action = queue.popleft()
@@ -103,6 +104,6 @@ class ActionQueue:
 
     def clear(self) -> int:
         """Drop queued actions without running them; return how many were dropped."""
-        count = len(self._queue)
-        self._queue.clear()
+        count = len(self.queued)
+        self.queued.clear()
         return count

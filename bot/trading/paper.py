@@ -20,20 +20,16 @@ class PaperAccount:
     Take-profits pay the maker fee, everything else the taker fee.
     """
 
-    __slots__ = ("strategy_id", "_fees", "_fill", "_pending", "_next_id", "_slip")
+    __slots__ = ("strategy_id", "_fees", "_fill", "pending_orders", "_next_id", "_slip")
 
     def __init__(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> None:
         self.strategy_id = strategy_id
         self._fees = fees
         self._fill = fill
         self._slip = fill.slippage_bps / 10_000.0
-        self._pending: list[Order] = []
+        # Mutated in place, never rebound: the position manager holds a reference to it.
+        self.pending_orders: list[Order] = []
         self._next_id = 0
-
-    @property
-    def pending(self) -> tuple[Order, ...]:
-        """Orders waiting for the next candle."""
-        return tuple(self._pending)
 
     def new_order(
         self, symbol: str, side: OrderSide, quantity: float, intent: Intent, position_id: str, reason: str, ts: int, ref_price: float
@@ -48,7 +44,7 @@ class PaperAccount:
         """Accept a market order: fill it now (close model) or keep it for the next candle's open."""
         if self._fill.model == "close":
             return self._market_fill(order, order.ref_price, order.submitted_ts)
-        self._pending.append(order)
+        self.pending_orders.append(order)
         return None
 
     def fill_now(self, order: Order, price: float, ts: int) -> Fill:
@@ -57,22 +53,18 @@ class PaperAccount:
 
     def on_candle(self, symbol: str, candle: Candle, ts: int) -> list[Fill]:
         """Fill this symbol's pending orders at the candle's open."""
-        if not self._pending:
+        pending = self.pending_orders
+        if not pending:
             return []
-        fills = []
-        keep = []
-        for order in self._pending:
-            if order.symbol == symbol:
-                fills.append(self._market_fill(order, candle.open, ts))
-            else:
-                keep.append(order)
-        self._pending = keep
+        fills = [self._market_fill(order, candle.open, ts) for order in pending if order.symbol == symbol]
+        pending[:] = [order for order in pending if order.symbol != symbol]
         return fills
 
     def cancel_pending(self, symbol: str | None = None) -> list[Order]:
         """Drop pending orders (all, or one symbol's) and return them."""
-        dropped = [o for o in self._pending if symbol is None or o.symbol == symbol]
-        self._pending = [o for o in self._pending if not (symbol is None or o.symbol == symbol)]
+        pending = self.pending_orders
+        dropped = [o for o in pending if symbol is None or o.symbol == symbol]
+        pending[:] = [o for o in pending if not (symbol is None or o.symbol == symbol)]
         return dropped
 
     def trigger_fill(self, order: Order, trigger: float, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> Fill:

@@ -47,6 +47,10 @@ class Position:
     trailing_active: bool = False
     trail_anchor: float = 0.0
     trailing_stop: float | None = None
+    # The binding stop (tighter of stop-loss and trailing stop), kept current by `refresh_stop`
+    # so the per-candle check reads one attribute.
+    stop: float | None = None
+    stop_kind: str = "stop_loss"
     realised: float = 0.0
     fees: float = 0.0
     exit_value: float = 0.0
@@ -56,13 +60,13 @@ class Position:
     exit_reason: str = ""
     exit_ts: int = 0
 
-    def effective_stop(self) -> tuple[float | None, str]:
-        """The binding stop price and its kind: the tighter of stop-loss and trailing stop."""
+    def refresh_stop(self) -> None:
+        """Recompute the binding stop after the stop-loss or the trailing stop moved."""
         stop, kind = self.stop_loss, "stop_loss"
         trail = self.trailing_stop
         if trail is not None and (stop is None or (trail > stop if self.direction > 0 else trail < stop)):
             stop, kind = trail, "trailing_stop"
-        return stop, kind
+        self.stop, self.stop_kind = stop, kind
 
     def state(self) -> dict[str, Any]:
         """The position as a plain dict (events, status, journal snapshots)."""
@@ -99,6 +103,8 @@ class PositionManager:
         self.strategy_id = strategy_id
         self._exits = exits
         self._account = account
+        # The account's own pending list (mutated in place), so "anything pending?" is a truth test.
+        self._pending_orders = account.pending_orders
         self._risk = risk
         self._portfolio = portfolio
         self._publish = publish
@@ -109,13 +115,14 @@ class PositionManager:
         self._ladder_closes_all = sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9
         self._next_id = 0
         self._pending_open: dict[str, float] = {}
+        self._pending_entries = 0
         self.closed_trades = 0
         self.winning_trades = 0
 
     # -- queries -------------------------------------------------------------------------------
     def open_count(self) -> int:
         """Open positions plus entries waiting to fill."""
-        return len(self.positions) + sum(1 for q in self._pending_open.values() if q > 0)
+        return len(self.positions) + self._pending_entries
 
     def is_flat(self, symbol: str) -> bool:
         """True when the symbol has no open position and no pending entry."""
@@ -128,7 +135,7 @@ class PositionManager:
 
     def pending_orders(self) -> tuple[Order, ...]:
         """Orders sent and not yet filled."""
-        return self._account.pending
+        return tuple(self._pending_orders)
 
     def get(self, position_id: str) -> Position:
         """An open position by id; ActionError when there is none."""
@@ -152,6 +159,7 @@ class PositionManager:
         self._risk.on_entry(position_id, quantity * ref_price)
         order = self._account.new_order(symbol, "buy" if side == "long" else "sell", quantity, "open", position_id, reason, ts, ref_price)
         self._pending_open[symbol] = self._pending_open.get(symbol, 0.0) + quantity
+        self._pending_entries += 1
         self._announce_order(order)
         fill = self._account.submit(order)
         if fill is not None:
@@ -171,6 +179,29 @@ class PositionManager:
         if fill is not None:
             self.apply_fill(fill)
 
+    def on_bar(self, symbol: str, candle: Candle, ts: int) -> None:
+        """Per candle of the trading timeframe: fill pending orders, enforce exits, mark to the close.
+
+        The hot path of every delivery: with nothing pending and no position it is two lookups.
+        """
+        self._last_ts = ts
+        if self._pending_orders:
+            self.fill_pending(symbol, candle)
+        held = self._by_symbol.get(symbol)
+        if held:
+            for position in tuple(held):
+                self._enforce(position, candle, ts)
+            # After the exits: a fill inside this candle marked at its own price, and what is
+            # left open is worth the close.
+            self._marks[symbol] = candle.close
+            self._revalue()
+        else:
+            self._marks[symbol] = candle.close
+
+    def last_price(self, symbol: str) -> float | None:
+        """The latest close (or fill price) seen for a symbol."""
+        return self._marks.get(symbol)
+
     def fill_pending(self, symbol: str, candle: Candle) -> None:
         """Fill this symbol's pending market orders at the candle's open, stamped with its open time."""
         for fill in self._account.on_candle(symbol, candle, candle.ts):
@@ -182,6 +213,7 @@ class PositionManager:
         for order in dropped:
             if order.intent == "open":
                 self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
+                self._pending_entries -= 1
                 self._risk.release(order.position_id)
             else:
                 position = self.positions.get(order.position_id)
@@ -233,6 +265,7 @@ class PositionManager:
         order = fill.order
         symbol = order.symbol
         self._pending_open[symbol] = max(0.0, self._pending_open.get(symbol, 0.0) - order.quantity)
+        self._pending_entries -= 1
         direction = 1 if order.side == "buy" else -1
         price = fill.price
         exits = self._exits
@@ -241,6 +274,7 @@ class PositionManager:
         )
         if exits.stop_loss_pct is not None:
             position.stop_loss = price * (1 - direction * exits.stop_loss_pct / 100.0)
+            position.refresh_stop()
         cumulative = 0.0
         for step in exits.take_profit:
             cumulative += step.close_pct
@@ -253,10 +287,11 @@ class PositionManager:
         self.positions[position.id] = position
         self._by_symbol.setdefault(symbol, []).append(position)
         self._portfolio.on_fill(direction, price, fill.quantity, fill.fee, True, 0.0)
-        if fill.fee:
-            self._risk.book(-fill.fee, fill.ts)
         self._marks[symbol] = price
         self._revalue()
+        # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
+        if fill.fee:
+            self._risk.book(-fill.fee, fill.ts)
         self._publish("position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot()}, None)
 
     def _reduce(self, fill: Fill) -> None:
@@ -276,21 +311,23 @@ class PositionManager:
         position.exit_reason = order.reason
         position.exit_ts = fill.ts
         self._portfolio.on_fill(position.direction, fill.price, qty, fill.fee, False, realised)
-        self._risk.on_exit(position.id, fraction, realised - fill.fee, fill.ts)
         self._marks[position.symbol] = fill.price
-        if position.quantity <= position.initial_quantity * _DUST:
+        closed = position.quantity <= position.initial_quantity * _DUST
+        if closed:
             position.quantity = 0.0
             position.status = "closed"
             del self.positions[position.id]
             self._by_symbol[position.symbol].remove(position)
+        self._revalue()
+        # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
+        self._risk.on_exit(position.id, 1.0 if closed else fraction, realised - fill.fee, fill.ts)
+        if closed:
             self.closed_trades += 1
             if position.realised - position.fees > 0:
                 self.winning_trades += 1
-            self._revalue()
             self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot()}, None)
         else:
             position.status = "partially_closed"
-            self._revalue()
             self._publish(
                 "position_reduced",
                 {**position.state(), "closed_quantity": qty, "price": fill.price, "reason": order.reason, "portfolio": self._portfolio.snapshot()},
@@ -315,37 +352,22 @@ class PositionManager:
         }
 
     # -- marks and exits ----------------------------------------------------------------------
-    def mark(self, symbol: str, price: float, ts: int) -> None:
-        """Revalue open positions of a symbol at `price`, the close at time `ts`."""
-        self._marks[symbol] = price
-        self._last_ts = ts
-        if self._by_symbol.get(symbol):
-            self._revalue()
-
     def _revalue(self) -> None:
         value = 0.0
         unrealised = 0.0
         marks = self._marks
         for position in self.positions.values():
-            mark = marks.get(position.symbol, position.entry_price)
-            value += position.direction * position.quantity * mark
-            unrealised += position.direction * position.quantity * (mark - position.entry_price)
+            mark = marks[position.symbol]
+            signed = position.direction * position.quantity
+            value += signed * mark
+            unrealised += signed * (mark - position.entry_price)
         self._portfolio.revalue(value, unrealised)
-
-    def enforce_exits(self, symbol: str, candle: Candle, ts: int) -> None:
-        """Trigger stops, take-profits and trailing stops inside this candle (stop first when both hit)."""
-        positions = self._by_symbol.get(symbol)
-        if not positions:
-            return
-        for position in list(positions):
-            self._enforce(position, candle, ts)
 
     def _enforce(self, position: Position, candle: Candle, ts: int) -> None:
         d = position.direction
-        stop, stop_kind = position.effective_stop()
-        adverse = candle.low if d > 0 else candle.high
-        if stop is not None and (adverse <= stop if d > 0 else adverse >= stop):
-            self._trigger(position, position.quantity - position.pending_close, stop, stop_kind, candle, ts, "stop")
+        stop = position.stop
+        if stop is not None and (candle.low <= stop if d > 0 else candle.high >= stop):
+            self._trigger(position, position.quantity - position.pending_close, stop, position.stop_kind, candle, ts, "stop")
             return
         favourable = candle.high if d > 0 else candle.low
         for index, level in enumerate(position.take_profits):
@@ -367,6 +389,7 @@ class PositionManager:
             if (favourable > position.trail_anchor) if d > 0 else (favourable < position.trail_anchor):
                 position.trail_anchor = favourable
                 position.trailing_stop = favourable * (1 - d * position.trailing_distance_pct / 100.0)  # type: ignore[operator]
+                position.refresh_stop()
 
     def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
         # Market time of an intrabar trigger is not known finer than its candle: stamp the fill
@@ -383,6 +406,7 @@ class PositionManager:
         if price <= 0:
             raise ActionError(f"stop price must be positive, got {price}")
         position.stop_loss = price
+        position.refresh_stop()
         self._publish("stop_updated", {"position_id": position_id, "stop_loss": price, "reason": reason}, None)
 
     def activate_trailing(self, position_id: str, distance_pct: float, anchor: float, ts: int) -> None:
@@ -395,6 +419,7 @@ class PositionManager:
         position.trailing_distance_pct = distance_pct
         position.trail_anchor = anchor
         position.trailing_stop = anchor * (1 - d * distance_pct / 100.0)
+        position.refresh_stop()
         self._publish(
             "trailing_activated",
             {"position_id": position_id, "distance_pct": distance_pct, "anchor": anchor, "trailing_stop": position.trailing_stop},

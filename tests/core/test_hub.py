@@ -1,0 +1,117 @@
+"""The candle hub: gaps reported, derived timeframes routed, bounded history; multi-symbol replay order."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bot.bus import EventBus
+from bot.candles.hub import CandleHub
+from bot.candles.model import Candle
+from bot.candles.reader import read_candles
+from bot.clock import ReplayClock
+from bot.config.models import BotConfig
+from bot.events import Event
+from bot.replay.runner import merged_candles
+from bot.replay.sources import CandleSource
+from bot.services import BotServices
+from tests.support import ETH_1M, ETH_5M, SHARED_DATA
+
+
+def _hub(history: int = 1_000) -> tuple[CandleHub, list[Event], ReplayClock]:
+    clock = ReplayClock()
+    bus = EventBus(clock)
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    return CandleHub(bus, history, clock.advance_to, publish_candles=True), events, clock
+
+
+def test_gaps_are_reported_not_hidden() -> None:
+    manifest = {m["file"]: m for m in json.loads((SHARED_DATA / "manifest.json").read_text())}
+    hub, events, _ = _hub()
+    hub.add_feed("XMR/BTC", "1m")
+    for candle in read_candles(SHARED_DATA / "XMR-BTC_1m.csv"):
+        hub.ingest("XMR/BTC", candle)
+    gaps = [e for e in events if e.type == "candle_gap"]
+    expected = manifest["XMR-BTC_1m.csv"]
+    assert hub.gap_count == len(gaps) == expected["gap_events"]
+    assert sum(g.payload["missing"] for g in gaps) == expected["missing_candles"]
+    largest = max(gaps, key=lambda g: g.payload["missing"])
+    assert largest.payload["missing"] == expected["largest_gap_candles"]
+    assert all(g.strategy_id is None for g in gaps)
+
+
+def test_derived_timeframes_reach_their_subscribers_in_order_with_bounded_history() -> None:
+    hub, events, clock = _hub(history=50)
+    hub.add_feed("ETH/BTC", "1m")
+    got: list[tuple[str, int, int]] = []
+    hub.subscribe("ETH/BTC", "5m", lambda s, tf, c, ts: got.append((tf, c.ts, ts)))
+    hub.subscribe("ETH/BTC", "1h", lambda s, tf, c, ts: got.append((tf, c.ts, ts)))
+    candles = list(read_candles(ETH_1M))
+    for candle in candles:
+        hub.ingest("ETH/BTC", candle)
+    fives = [g for g in got if g[0] == "5m"]
+    hours = [g for g in got if g[0] == "1h"]
+    assert all(ts == start + 300_000 for _, start, ts in fives)
+    assert all(start % 3_600_000 == 0 and ts == start + 3_600_000 for _, start, ts in hours)
+    # The 1m data starts at 04:53, inside a bucket: that partial bucket is not a candle.
+    assert fives[0][1] == 1516424100000 and fives[0][1] >= candles[0].ts
+    # At a shared close time the lower timeframe goes first.
+    shared = [i for i, g in enumerate(got) if g[0] == "1h"]
+    assert all(got[i - 1][0] == "5m" and got[i - 1][2] == got[i][2] for i in shared)
+    # Reproduces the exchange's own 5m candles (prices exactly).
+    recorded = {c.ts: c for c in read_candles(ETH_5M)}
+    history = hub.history("ETH/BTC", "5m")
+    assert len(history) == 50 and len(hub.history("ETH/BTC", "1m")) == 50
+    for candle in history:
+        assert candle[:5] == recorded[candle.ts][:5]
+    assert clock.now_ms() == candles[-1].ts + 60_000
+    assert hub.history("ETH/BTC", "5m", limit=3) == history[-3:]
+
+
+def test_require_refuses_what_cannot_be_derived() -> None:
+    hub, _, _ = _hub()
+    hub.add_feed("ETH/BTC", "5m")
+    with pytest.raises(ValueError, match="1m cannot be derived"):
+        hub.require("ETH/BTC", "1m")
+    with pytest.raises(KeyError, match="no candle feed"):
+        hub.require("DOGE/USD", "5m")
+    with pytest.raises(ValueError, match="already has base timeframe"):
+        hub.add_feed("ETH/BTC", "1m")
+
+
+def test_two_symbols_replay_in_close_time_order_deterministically() -> None:
+    sources = [CandleSource("ETH/BTC", ETH_5M, "5m"), CandleSource("XMR/BTC", SHARED_DATA / "XMR-BTC_1m.csv", "1m")]
+    merged = list(merged_candles(sources))
+    closes = [c.ts + (300_000 if s == "ETH/BTC" else 60_000) for s, c in merged]
+    assert closes == sorted(closes)
+    assert len(merged) == 5_760 + 12_519
+    # A tie in close time goes in source order.
+    ties = [i for i in range(1, len(merged)) if closes[i] == closes[i - 1]]
+    assert ties and all(merged[i - 1][0] == "ETH/BTC" and merged[i][0] == "XMR/BTC" for i in ties)
+    assert merged == list(merged_candles(sources))
+
+
+def test_services_start_and_stop_in_order_and_close_streams() -> None:
+    services = BotServices.for_replay(BotConfig())
+    stream = services.bus.stream()
+
+    async def main() -> list[Event]:
+        await services.start()
+        services.bus.publish("candle", {"n": 1})
+        await services.stop()
+        return [e async for e in stream]
+
+    received = anyio.run(main)
+    assert [e.payload for e in received] == [{"n": 1}]
+    assert services.bus.subscriber_count() == 0
+
+
+def test_candle_events_carry_the_candle(tmp_path: Path) -> None:
+    hub, events, _ = _hub()
+    hub.add_feed("X/Y", "1m")
+    hub.ingest("X/Y", Candle(60_000, 1.0, 2.0, 0.5, 1.5, 10.0))
+    (event,) = [e for e in events if e.type == "candle"]
+    assert event.ts == 120_000 and event.payload["candle"] == (60_000, 1.0, 2.0, 0.5, 1.5, 10.0)
