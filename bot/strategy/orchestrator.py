@@ -203,7 +203,9 @@ class TradingOrchestrator:
         available = position.quantity - position.pending_close
         if available <= 0:
             raise ActionError(f"position {position.id} is already being closed")
-        quantity = available if action.percent == 100 else position.quantity * action.percent / 100.0
+        # A percent of what is not already being closed, so two 50% closes queued together
+        # close 75%, the same as one after the other.
+        quantity = available if action.percent == 100 else available * action.percent / 100.0
         price = self.positions.last_price(position.symbol) or position.entry_price
         self.positions.submit_close(position, quantity, action.reason, self._now, price)
 

@@ -25,7 +25,7 @@ class OpenPosition:
 
 @dataclass(frozen=True, slots=True)
 class ClosePercent:
-    """Close `percent` of an open position's remaining quantity at market."""
+    """Close `percent` of a position's quantity not already being closed, at market."""
 
     kind: ClassVar[ActionKind] = "close_percent"
     position_id: str
