@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from bot.indicators import (
     SMA,
     BollingerBands,
     Donchian,
+    Indicator,
     IndicatorRegistry,
 )
 
@@ -98,14 +100,14 @@ def test_two_registries_are_independent(sample: list[Candle]) -> None:
 
 def test_update_feeds_each_once_in_creation_order(sample: list[Candle]) -> None:
     reg = IndicatorRegistry()
-    shared = [reg.require("ema", period=9), reg.require("rsi"), reg.require("adx", period=5)]
+    shared: list[Indicator] = [reg.require("ema", period=9), reg.require("rsi"), reg.require("adx", period=5)]
     reg.require("ema", period=9)  # a second user of the same indicator must not double-feed it
-    standalone = [EMA(9), RSI(14), ADX(5)]
+    standalone: list[Indicator] = [EMA(9), RSI(14), ADX(5)]
     for c in sample:
         reg.update(c)
         for ind in standalone:
             ind.update(c)
-    for ours, ref in zip(shared, standalone):
+    for ours, ref in zip(shared, standalone, strict=True):
         assert ours.value == ref.value and ours.ready
     assert [u.__self__ for u in reg._updates] == shared  # type: ignore[attr-defined]
 
@@ -154,10 +156,10 @@ def test_clear_drops_everything(sample: list[Candle]) -> None:
         ("bollinger", {"k": "2"}, r"bollinger: parameter 'k'"),
     ],
 )
-def test_bad_requests_raise_value_error(name: str, params: dict[str, object], pattern: str) -> None:
+def test_bad_requests_raise_value_error(name: str, params: dict[str, Any], pattern: str) -> None:
     reg = IndicatorRegistry()
     with pytest.raises(ValueError, match=pattern):
-        reg.require(name, **params)  # type: ignore[arg-type]
+        reg.require(name, **params)
     assert len(reg) == 0
 
 
