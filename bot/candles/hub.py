@@ -67,9 +67,6 @@ class CandleHub:
         if target_ms < feed.base_ms or target_ms % feed.base_ms:
             raise ValueError(f"{timeframe} cannot be derived from {symbol}'s {feed.base_tf} candles")
         feed.derived.append((timeframe, target_ms, Aggregator(feed.base_ms, target_ms)))
-        # Deliver in ascending timeframe order so that at a shared close time a lower timeframe
-        # is always processed before the higher one that closes with it.
-        feed.derived.sort(key=lambda item: item[1])
         self._history.setdefault((symbol, timeframe), deque(maxlen=self._history_size))
 
     def subscribe(self, symbol: str, timeframe: str, callback: CandleCallback) -> None:
@@ -110,15 +107,26 @@ class CandleHub:
         close_ts = candle.ts + base_ms
         if self._advance is not None:
             self._advance(close_ts)
-        self._emit(symbol, feed.base_tf, candle, close_ts)
+        completed: list[tuple[int, int, str, Candle]] | None = None
         for timeframe, target_ms, aggregator in feed.derived:
             for derived in aggregator.add(candle):
                 if derived.ts < feed.first_ts:  # type: ignore[operator]
                     # The feed began inside this bucket: it is not a whole candle, drop it.
                     continue
-                # A bucket closed late by a gap is announced when its closing is learned, so
-                # event time never runs backwards.
-                self._emit(symbol, timeframe, derived, max(close_ts, derived.ts + target_ms))
+                if completed is None:
+                    completed = []
+                completed.append((derived.ts + target_ms, -target_ms, timeframe, derived))
+        if completed is None:
+            self._emit(symbol, feed.base_tf, candle, close_ts)
+            return
+        # Everything that closed at this instant is known before anyone decides on it: older
+        # closes first (a bucket closed late by a gap), then the higher timeframe before the
+        # lower one, the base candle last. A bucket closed late is announced now, so event time
+        # never runs backwards.
+        completed.append((close_ts, -base_ms, feed.base_tf, candle))
+        completed.sort(key=lambda item: (item[0], item[1]))
+        for _, _, timeframe, closed in completed:
+            self._emit(symbol, timeframe, closed, close_ts)
 
     def _emit(self, symbol: str, timeframe: str, candle: Candle, close_ts: int) -> None:
         key = (symbol, timeframe)

@@ -58,9 +58,10 @@ def test_derived_timeframes_reach_their_subscribers_in_order_with_bounded_histor
     assert all(start % 3_600_000 == 0 and ts == start + 3_600_000 for _, start, ts in hours)
     # The 1m data starts at 04:53, inside a bucket: that partial bucket is not a candle.
     assert fives[0][1] == 1516424100000 and fives[0][1] >= candles[0].ts
-    # At a shared close time the lower timeframe goes first.
+    # At a shared close time the higher timeframe goes first: whoever decides at that instant
+    # already knows every candle that closed then.
     shared = [i for i, g in enumerate(got) if g[0] == "1h"]
-    assert all(got[i - 1][0] == "5m" and got[i - 1][2] == got[i][2] for i in shared)
+    assert shared and all(got[i + 1][0] == "5m" and got[i + 1][2] == got[i][2] for i in shared)
     # Reproduces the exchange's own 5m candles (prices exactly).
     recorded = {c.ts: c for c in read_candles(ETH_5M)}
     history = hub.history("ETH/BTC", "5m")
@@ -115,3 +116,38 @@ def test_candle_events_carry_the_candle(tmp_path: Path) -> None:
     hub.ingest("X/Y", Candle(60_000, 1.0, 2.0, 0.5, 1.5, 10.0))
     (event,) = [e for e in events if e.type == "candle"]
     assert event.ts == 120_000 and event.payload["candle"] == (60_000, 1.0, 2.0, 0.5, 1.5, 10.0)
+
+
+class _Recorder:
+    """A service that records its start/stop calls and can refuse to start."""
+
+    def __init__(self, name: str, log: list[str], fail: bool = False) -> None:
+        self.name, self.log, self.fail = name, log, fail
+
+    async def start(self) -> None:
+        self.log.append(f"start {self.name}")
+        if self.fail:
+            raise RuntimeError(f"{self.name} cannot start")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
+
+def test_a_service_that_fails_to_start_stops_those_already_started() -> None:
+    base = BotServices.for_replay(BotConfig())
+    log: list[str] = []
+    services = BotServices(
+        base.clock, base.bus, base.hub, base.logger, _Recorder("risk", log), _Recorder("exchange", log, fail=True), base.metrics  # type: ignore[arg-type]
+    )
+    with pytest.raises(RuntimeError, match="exchange cannot start"):
+        anyio.run(services.start)
+    assert log == ["start risk", "start exchange", "stop risk"]
+    ok_log: list[str] = []
+    ok = BotServices(base.clock, base.bus, base.hub, base.logger, _Recorder("risk", ok_log), _Recorder("exchange", ok_log), base.metrics)  # type: ignore[arg-type]
+
+    async def cycle() -> None:
+        await ok.start()
+        await ok.stop()
+
+    anyio.run(cycle)
+    assert ok_log == ["start risk", "start exchange", "stop exchange", "stop risk"]
