@@ -1,7 +1,7 @@
 """BotServices: the one composition root that builds, starts and stops the shared services."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
@@ -55,7 +55,10 @@ class BotServices:
         clock = ReplayClock()
         bus = EventBus(clock)
         hub = CandleHub(bus, config.replay.history_size, clock.advance_to, config.replay.log_candles)
-        risk = RiskManager(config.risk, lambda payload: bus.publish("kill_switch", payload))
+        def announce_kill_switch(payload: dict[str, Any]) -> None:
+            bus.publish("kill_switch", payload)
+
+        risk = RiskManager(config.risk, announce_kill_switch)
         return cls(clock, bus, hub, logger or BotLogger.to_stderr(), risk, PaperExchange(), Metrics())
 
     async def start(self) -> None:

@@ -8,7 +8,7 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -35,7 +35,7 @@ _new_tuple = tuple.__new__
 PathArg = str | os.PathLike[str]
 
 
-def read_candles(path: PathArg) -> Iterator[Candle]:
+def read_candles(path: PathArg) -> Generator[Candle, None, None]:
     """Stream the candles of a recorded file, validating every row; raises CandleFileError."""
     name = str(path)
     with _open(path) as stream:
@@ -65,7 +65,7 @@ def infer_timeframe(path: PathArg) -> str:
     """Return a file's timeframe from a name token like `_1m`/`-5m`, else from its first rows."""
     for token in reversed(_TF_TOKEN.findall(os.path.basename(os.fspath(path)))):
         if token in TIMEFRAME_MS:
-            return token
+            return str(token)
     rows = read_candles(path)
     try:
         stamps = [candle.ts for candle in itertools.islice(rows, _INFER_ROWS)]
@@ -101,7 +101,7 @@ def _open(path: PathArg) -> Iterator[BinaryIO]:
         if raw.peek(2)[:2] == _GZIP_MAGIC:
             gz = gzip.GzipFile(fileobj=raw, mode="rb")
             # GzipFile's own readline is Python code; a C BufferedReader on top doubles line speed.
-            yield io.BufferedReader(gz, _CHUNK)  # type: ignore[arg-type]
+            yield io.BufferedReader(gz, _CHUNK)
         else:
             yield raw
     except (OSError, EOFError, zlib.error) as exc:

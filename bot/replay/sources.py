@@ -32,6 +32,7 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
     problems: list[ConfigProblem] = []
     sources: list[CandleSource] = []
     label = str(loaded.path)
+    entries: list[tuple[str, Path, str | None, str, str]]
     if overrides:
         # A file named on the command line is the command line's problem, not config.json's.
         entries = [(symbol, Path(path), None, "command line", f"--candles {symbol}") for symbol, path in overrides.items()]

@@ -28,7 +28,7 @@ class EmaCrossAnalyzer:
     def score(self, candle: Candle) -> float:
         """Detect a cross between the previous candle and this one."""
         fast, slow = self._fast, self._slow
-        fast_prev, slow_prev = fast.prev, slow.prev  # type: ignore[attr-defined]
+        fast_prev, slow_prev = fast.prev, slow.prev
         if fast_prev is None or slow_prev is None:
             return 0.0
         before = fast_prev - slow_prev
@@ -74,7 +74,10 @@ class BollingerAnalyzer:
         if middle is None:
             return 0.0
         close = candle.close
-        half_width = (bands.upper - middle) if close > middle else (middle - bands.lower)  # type: ignore[attr-defined]
+        upper, lower = bands.upper, bands.lower
+        if upper is None or lower is None:
+            return 0.0
+        half_width = (upper - middle) if close > middle else (middle - lower)
         if half_width <= 0.0:
             return 0.0
         score = (middle - close) / half_width

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from bot.candles.model import Candle
 from bot.config.models import ExitConfig
 from bot.errors import ActionError
-from bot.trading.orders import Fill, Order
+from bot.trading.orders import Fill, Order, OrderSide
 from bot.trading.paper import PaperAccount
 from bot.trading.portfolio import Portfolio
 from bot.trading.risk import StrategyRisk
@@ -171,7 +171,7 @@ class PositionManager:
         if quantity > available * (1 + _DUST):
             raise ActionError(f"cannot close {quantity} of {position.id}: only {available} not already being closed")
         quantity = min(quantity, available)
-        side = "sell" if position.direction > 0 else "buy"
+        side: OrderSide = "sell" if position.direction > 0 else "buy"
         order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, ts, ref_price)
         position.pending_close += quantity
         self._announce_order(order)
@@ -230,7 +230,7 @@ class PositionManager:
             if quantity <= 0:
                 continue
             price = self._marks.get(position.symbol, position.entry_price)
-            side = "sell" if position.direction > 0 else "buy"
+            side: OrderSide = "sell" if position.direction > 0 else "buy"
             order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, self._last_ts, price)
             self._announce_order(order)
             self.apply_fill(self._account.fill_now(order, price, self._last_ts))
@@ -394,7 +394,7 @@ class PositionManager:
     def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
         # Market time of an intrabar trigger is not known finer than its candle: stamp the fill
         # with the candle's open time, as the next-open fills are.
-        side = "sell" if position.direction > 0 else "buy"
+        side: OrderSide = "sell" if position.direction > 0 else "buy"
         order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, candle.ts, price)
         self._announce_order(order)
         self.apply_fill(self._account.trigger_fill(order, price, candle, candle.ts, kind))
