@@ -20,10 +20,7 @@ def _encode(value: Any) -> Any:
 
 def encode_event(event: Event) -> bytes:
     """One event as a JSON line with a stable key order."""
-    return orjson.dumps(
-        {"seq": event.seq, "ts": event.ts, "type": event.type, "strategy_id": event.strategy_id, "payload": event.payload},
-        default=_encode,
-    )
+    return orjson.dumps(event.as_dict(), default=_encode)
 
 
 class EventLog:
