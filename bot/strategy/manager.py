@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from bot.candles.model import Candle
 from bot.config.models import StrategyConfig
-from bot.errors import StrategyStateError, UnknownStrategyError
+from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.orchestrator import TradingOrchestrator
@@ -83,7 +83,15 @@ class StrategyManager:
             raise StrategyStateError(f"strategy {strategy_id!r} is already active")
         hub = self._services.hub
         history = {tf: hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
-        orchestrator.warm_up(history)
+        try:
+            orchestrator.warm_up(history)
+        except Exception as exc:  # strategy code ran during warm-up: the same guarded seam
+            if orchestrator.state != "failed":
+                orchestrator.state = "failed"
+                orchestrator.last_error = f"{type(exc).__name__}: {exc}"
+                self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
+                self._announce(orchestrator, "failed")
+            raise StrategyError(strategy_id, exc) from exc
         self._remove(self._protect, orchestrator)
         for key in orchestrator.subscriptions():
             self._ensure_hub_route(key)
@@ -123,7 +131,12 @@ class StrategyManager:
         if policy not in POLICIES:
             raise ValueError(f"unknown position policy {policy!r}")
         self.deactivate(from_id, policy)
-        self.activate(to_id)
+        try:
+            self.activate(to_id)
+        except StrategyError:
+            # One step or none: the target could not start, so the source goes back to trading.
+            self.activate(from_id)
+            raise
 
     def unload(self, strategy_id: str, close_positions: bool = False) -> dict[str, Any]:
         """Run the cleanup sequence and evict the strategy; return its final state snapshot.

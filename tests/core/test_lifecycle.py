@@ -7,7 +7,7 @@ import weakref
 import pytest
 
 from bot.candles.model import Candle
-from bot.errors import StrategyStateError, UnknownStrategyError
+from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.trading.actions import OpenPosition
 from tests.support import Rig, strategy
 
@@ -147,3 +147,24 @@ def test_switch_routes_later_candles_to_the_second_strategy_only(btc_candles: li
     assert not rig.manager.get("A").positions.positions
     with pytest.raises(StrategyStateError):
         rig.manager.switch("A", "B")
+
+
+def test_switch_to_a_strategy_whose_warm_up_raises_leaves_the_source_trading(btc_candles: list[Candle]) -> None:
+    rig = Rig()
+    rig.start(strategy(id="A"))
+    rig.manager.load(strategy(id="B"))
+    rig.feed("BTC/USD", btc_candles[:100])
+    target = rig.manager.get("B")
+
+    def broken_warm_up(history: object) -> int:
+        raise RuntimeError("indicator exploded")
+
+    target.warm_up = broken_warm_up  # type: ignore[method-assign]
+    with pytest.raises(StrategyError, match="indicator exploded"):
+        rig.manager.switch("A", "B")
+    assert rig.manager.get("A").state == "active"
+    assert target.state == "failed" and "indicator exploded" in (target.last_error or "")
+    assert rig.manager.routed_to("BTC/USD", "1m") == ["A"]
+    assert rig.of_type("strategy_error", "B")
+    rig.feed("BTC/USD", btc_candles[100:200])
+    assert rig.manager.get("A").metrics.candles == 200
