@@ -17,6 +17,8 @@ class EntryFilter(Protocol):
 
     def observe(self, candle: Candle) -> None: ...
 
+    def reset(self) -> None: ...
+
     def allows(self, side: str, candle: Candle) -> bool: ...
 
 
@@ -38,6 +40,10 @@ class MtfTrendFilter:
         """Remember the higher timeframe's latest close (its registry updates the EMA)."""
         self._last_close = candle.close
 
+    def reset(self) -> None:
+        """Forget the last close (its indicators are reset by their registry)."""
+        self._last_close = None
+
     def allows(self, side: str, candle: Candle) -> bool:
         """Compare the higher timeframe's last close with its EMA."""
         ema, close = self._ema.value, self._last_close
@@ -57,6 +63,9 @@ class MinVolumeFilter:
 
     def observe(self, candle: Candle) -> None:
         """Nothing to remember."""
+
+    def reset(self) -> None:
+        """Nothing to forget."""
 
     def allows(self, side: str, candle: Candle) -> bool:
         """Compare the candle's volume with the minimum."""

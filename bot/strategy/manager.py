@@ -81,17 +81,22 @@ class StrategyManager:
         orchestrator = self.get(strategy_id)
         if orchestrator.state == "active":
             raise StrategyStateError(f"strategy {strategy_id!r} is already active")
+        self._warm(orchestrator)
+        self._route_active(orchestrator)
+
+    def _warm(self, orchestrator: TradingOrchestrator) -> None:
         hub = self._services.hub
         history = {tf: hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
         try:
             orchestrator.warm_up(history)
         except Exception as exc:  # strategy code ran during warm-up: the same guarded seam
-            if orchestrator.state != "failed":
-                orchestrator.state = "failed"
-                orchestrator.last_error = f"{type(exc).__name__}: {exc}"
-                self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
-                self._announce(orchestrator, "failed")
-            raise StrategyError(strategy_id, exc) from exc
+            orchestrator.state = "failed"
+            orchestrator.last_error = f"{type(exc).__name__}: {exc}"
+            self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
+            self._announce(orchestrator, "failed")
+            raise StrategyError(orchestrator.strategy_id, exc) from exc
+
+    def _route_active(self, orchestrator: TradingOrchestrator) -> None:
         self._remove(self._protect, orchestrator)
         for key in orchestrator.subscriptions():
             self._ensure_hub_route(key)
@@ -112,9 +117,10 @@ class StrategyManager:
         self._remove(self._protect, orchestrator)
         orchestrator.state = "dormant"
         orchestrator.policy = policy
-        if policy == "freeze":
-            orchestrator.positions.cancel_pending()
-        else:
+        # No new entries once it stops trading: an entry decided on the last candle must not
+        # fill afterwards. Pending closes stay (except under freeze, which leaves everything).
+        orchestrator.positions.cancel_pending(entries_only=policy != "freeze")
+        if policy != "freeze":
             if policy == "close":
                 orchestrator.close_all("deactivate")
             self._add_protect(orchestrator)
@@ -130,13 +136,10 @@ class StrategyManager:
             raise StrategyStateError(f"strategy {to_id!r} is already active")
         if policy not in POLICIES:
             raise ValueError(f"unknown position policy {policy!r}")
+        # Warm the target first: if its code raises, nothing has changed for the source.
+        self._warm(target)
         self.deactivate(from_id, policy)
-        try:
-            self.activate(to_id)
-        except StrategyError:
-            # One step or none: the target could not start, so the source goes back to trading.
-            self.activate(from_id)
-            raise
+        self._route_active(target)
 
     def unload(self, strategy_id: str, close_positions: bool = False) -> dict[str, Any]:
         """Run the cleanup sequence and evict the strategy; return its final state snapshot.
@@ -163,13 +166,15 @@ class StrategyManager:
         """Deliver one closed candle to every orchestrator subscribed to its stream."""
         key = (symbol, timeframe)
         active = self._active.get(key)
+        # Read before the active loop: a strategy that fails on this candle joins the protect
+        # route for the next candle, not again for this one.
+        protect = self._protect.get(key)
         if active:
             for orchestrator, handler in active:
                 try:
                     handler(symbol, timeframe, candle, ts)
                 except Exception as exc:  # the guarded seam: a strategy's error fails it alone
                     self._fail(orchestrator, exc)
-        protect = self._protect.get(key)
         if protect:
             for orchestrator, handler in protect:
                 try:
@@ -204,6 +209,7 @@ class StrategyManager:
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         self._remove(self._active, orchestrator)
         orchestrator.actions.clear()
+        orchestrator.positions.cancel_pending(entries_only=True)
         orchestrator.state = "failed"
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
         self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")

@@ -1,7 +1,7 @@
 """TradingOrchestrator: one strategy's isolated pipeline from candle to actions to positions."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter_ns
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ from bot.trading.actions import (
 )
 from bot.trading.paper import PaperAccount
 from bot.trading.portfolio import Portfolio
-from bot.trading.positions import PositionManager
+from bot.trading.positions import Position, PositionManager
 from bot.trading.risk import StrategyRisk
 
 StrategyState = Literal["dormant", "active", "failed", "unloaded"]
@@ -78,6 +78,9 @@ class TradingOrchestrator:
         )
         self._queued = self.actions.queued
         self._now = 0
+        # Open time of the last candle each timeframe's indicators consumed, so a warm-up after
+        # a pause feeds only what they have not seen.
+        self._seen: dict[str, int] = {}
         self._on_bar = self.positions.on_bar
         self._update_main = main.update
         self._entry_threshold = spec.entry_threshold
@@ -99,6 +102,7 @@ class TradingOrchestrator:
         started = perf_counter_ns()
         self._now = ts
         self._on_bar(symbol, candle, ts)
+        self._seen[timeframe] = candle.ts
         self._update_main(candle)
         self._decide(symbol, candle)
         if self._queued:
@@ -119,30 +123,52 @@ class TradingOrchestrator:
         return self.on_candle if (symbol, timeframe) == (self.symbol, self.timeframe) else self.on_other_candle
 
     def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        """Process a candle of the trading stream without new decisions: fill pending orders, enforce exits."""
+        """A candle of the trading stream while not trading: fills, stops, take-profits, trailing, break-even; no entries."""
         self._now = ts
-        self.positions.on_bar(symbol, candle, ts)
+        positions = self.positions
+        positions.on_bar(symbol, candle, ts)
+        position = positions.position_on(symbol)
+        if position is not None:
+            self._manage_exits(position, candle)
+            if self._queued:
+                self.actions.drain()
 
     def _observe_other(self, timeframe: str, candle: Candle) -> None:
         registry = self.indicators.get(timeframe)
         if registry is None:
             return
+        self._seen[timeframe] = candle.ts
         registry.update(candle)
         for entry_filter in self._filters_by_tf.get(timeframe, ()):
             entry_filter.observe(candle)
 
-    def warm_up(self, history: Mapping[str, Iterable[Candle]]) -> int:
-        """Feed recorded history to the indicators (no trading) so the next candle can be acted on."""
+    def warm_up(self, history: Mapping[str, Sequence[Candle]]) -> int:
+        """Feed recorded history to the indicators (no trading) so the next candle can be acted on.
+
+        After a pause, only candles newer than the last one consumed are fed, so indicator state
+        continues exactly; if the history no longer reaches back to that candle (the pause was
+        longer than the history kept), the indicators restart from the whole history instead.
+        """
         count = 0
         for timeframe, candles in history.items():
             registry = self.indicators.get(timeframe)
-            if registry is None:
+            if registry is None or not candles:
                 continue
             filters = self._filters_by_tf.get(timeframe, ())
-            for candle in candles:
+            last = self._seen.get(timeframe)
+            if last is not None and candles[0].ts <= last:
+                feed: Iterable[Candle] = (c for c in candles if c.ts > last)
+            else:
+                if last is not None:
+                    registry.reset()
+                    for entry_filter in filters:
+                        entry_filter.reset()
+                feed = candles
+            for candle in feed:
                 registry.update(candle)
                 for entry_filter in filters:
                     entry_filter.observe(candle)
+                self._seen[timeframe] = candle.ts
                 count += 1
         return count
 
@@ -166,6 +192,10 @@ class TradingOrchestrator:
             self._signal("exit", score, symbol, candle)
             self.actions.put(ClosePercent(position.id, 100.0))
             return
+        self._manage_exits(position, candle)
+
+    def _manage_exits(self, position: Position, candle: Candle) -> None:
+        """Exit management that goes on whether or not the strategy trades: trailing activation, break-even."""
         exits = self.spec.exits
         trailing = exits.trailing
         if trailing is not None and not position.trailing_active:

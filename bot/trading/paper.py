@@ -60,11 +60,11 @@ class PaperAccount:
         pending[:] = [order for order in pending if order.symbol != symbol]
         return fills
 
-    def cancel_pending(self, symbol: str | None = None) -> list[Order]:
-        """Drop pending orders (all, or one symbol's) and return them."""
+    def cancel_pending(self, intent: Intent | None = None) -> list[Order]:
+        """Drop pending orders (all, or those of one intent) and return them."""
         pending = self.pending_orders
-        dropped = [o for o in pending if symbol is None or o.symbol == symbol]
-        pending[:] = [o for o in pending if not (symbol is None or o.symbol == symbol)]
+        dropped = [o for o in pending if intent is None or o.intent == intent]
+        pending[:] = [o for o in pending if not (intent is None or o.intent == intent)]
         return dropped
 
     def trigger_fill(self, order: Order, trigger: float, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> Fill:

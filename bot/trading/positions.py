@@ -207,9 +207,9 @@ class PositionManager:
         for fill in self._account.on_candle(symbol, candle, candle.ts):
             self.apply_fill(fill)
 
-    def cancel_pending(self) -> int:
-        """Cancel every pending order; return how many."""
-        dropped = self._account.cancel_pending()
+    def cancel_pending(self, entries_only: bool = False) -> int:
+        """Cancel pending orders (all, or only entries: pending closes stay); return how many."""
+        dropped = self._account.cancel_pending(intent="open" if entries_only else None)
         for order in dropped:
             if order.intent == "open":
                 self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
