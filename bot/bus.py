@@ -12,7 +12,7 @@ from bot.errors import EventTaggingError
 from bot.events import EVENT_TYPES, STRATEGY_EVENTS, Event
 
 Handler = Callable[[Event], None]
-_ANY = "*"
+HandlerErrorPolicy = Callable[[Event, Handler, Exception], None]
 
 
 class Subscription:
@@ -70,10 +70,17 @@ class EventStream:
 
 
 class EventBus:
-    """Publishes events to subscribers chosen by type and/or strategy id, by dictionary lookup."""
+    """Publishes events to subscribers chosen by type and/or strategy id, by dictionary lookup.
 
-    def __init__(self, clock: Clock) -> None:
+    A subscriber that raises must not break the code that published (a fill half-booked, a
+    feed stopped): with `on_handler_error` set, its exception is counted and handed to that
+    policy and delivery goes on. Without it (tests), the exception propagates.
+    """
+
+    def __init__(self, clock: Clock, on_handler_error: HandlerErrorPolicy | None = None) -> None:
         self._clock = clock
+        self._on_handler_error = on_handler_error
+        self.handler_errors = 0
         self._seq = 0
         self._subs: list[Subscription] = []
         # Resolved handler lists per (type, strategy_id); rebuilt lazily after (un)subscribe so
@@ -103,7 +110,13 @@ class EventBus:
             handlers = self._resolve(type_, strategy_id)
             self._routes[key] = handlers
         for handler in handlers:
-            handler(event)
+            try:
+                handler(event)
+            except Exception as exc:
+                self.handler_errors += 1
+                if self._on_handler_error is None:
+                    raise
+                self._on_handler_error(event, handler, exc)
         return event
 
     def subscribe(

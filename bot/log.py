@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
+
+from bot.events import Event
 
 
 class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -20,6 +22,7 @@ class BotLogger:
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+        self.first_subscriber_error: str | None = None
 
     @classmethod
     def to_stderr(cls, level: int = logging.INFO, name: str = "bot") -> "BotLogger":
@@ -36,3 +39,11 @@ class BotLogger:
     def for_strategy(self, strategy_id: str) -> StrategyLogger:
         """A logger whose lines carry `strategy_id`."""
         return StrategyLogger(self.logger, {"strategy_id": strategy_id})
+
+    def subscriber_failed(self, event: Event, handler: Callable[[Event], None], exc: Exception) -> None:
+        """Log an event subscriber's exception (the bus goes on delivering) and keep the first."""
+        name = getattr(handler, "__qualname__", repr(handler))
+        text = f"event subscriber {name} failed on {event.type} #{event.seq}: {type(exc).__name__}: {exc}"
+        if self.first_subscriber_error is None:
+            self.first_subscriber_error = text
+        self.logger.error("%s", text)

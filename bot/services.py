@@ -50,16 +50,21 @@ class BotServices:
         self._started: list[Service] = []
 
     @classmethod
-    def for_replay(cls, config: BotConfig, logger: BotLogger | None = None) -> "BotServices":
-        """Services for data-driven replay: candle clock, paper exchange, no network."""
+    def for_replay(cls, config: BotConfig, logger: BotLogger | None = None, isolate_subscribers: bool = True) -> "BotServices":
+        """Services for data-driven replay: candle clock, paper exchange, no network.
+
+        `isolate_subscribers=False` lets a bus subscriber's exception propagate (tests use it so
+        an assertion inside a subscriber fails the test).
+        """
+        log = logger or BotLogger.to_stderr()
         clock = ReplayClock()
-        bus = EventBus(clock)
+        bus = EventBus(clock, log.subscriber_failed if isolate_subscribers else None)
         hub = CandleHub(bus, config.replay.history_size, clock.advance_to, config.replay.log_candles)
         def announce_kill_switch(payload: dict[str, Any]) -> None:
             bus.publish("kill_switch", payload)
 
         risk = RiskManager(config.risk, announce_kill_switch)
-        return cls(clock, bus, hub, logger or BotLogger.to_stderr(), risk, PaperExchange(), Metrics())
+        return cls(clock, bus, hub, log, risk, PaperExchange(), Metrics())
 
     async def start(self) -> None:
         """Start services in order; on a failure, stop those already started and re-raise."""

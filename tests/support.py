@@ -35,7 +35,9 @@ class Rig:
     """Services, factory and manager wired for a replay, with a list of every published event."""
 
     def __init__(self, config: BotConfig | None = None, feeds: dict[str, str] | None = None) -> None:
-        self.services = BotServices.for_replay(config or BotConfig(), BotLogger.to_stderr(level=50, name="bot.tests"))
+        self.services = BotServices.for_replay(
+            config or BotConfig(), BotLogger.to_stderr(level=50, name="bot.tests"), isolate_subscribers=False
+        )
         self.factory = OrchestratorFactory(self.services)
         self.manager = StrategyManager(self.services, self.factory)
         self.events: list[Any] = []

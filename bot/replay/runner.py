@@ -14,6 +14,7 @@ from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import read_candles
 from bot.clock import ReplayClock
 from bot.config.loader import LoadedConfig
+from bot.errors import BotError
 from bot.log import BotLogger
 from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report
@@ -24,6 +25,15 @@ from bot.strategy.manager import StrategyManager
 
 Progress = Callable[[int], None]
 _PROGRESS_EVERY = 8192
+
+
+class ReplayAborted(BotError):
+    """A replay stopped before its end; report.json says why and the outputs are partial."""
+
+    def __init__(self, reason: str, out_dir: Path) -> None:
+        self.reason = reason
+        self.out_dir = out_dir
+        super().__init__(f"replay aborted: {reason} (partial output in {out_dir})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,59 +73,90 @@ class Replay:
         self.services = BotServices.for_replay(loaded.bot, logger)
         self.factory = OrchestratorFactory(self.services)
         self.manager = StrategyManager(self.services, self.factory)
+        self.candles_done = 0
 
     async def run(self, progress: Progress | None = None) -> ReplayResult:
-        """Replay every candle to completion and write events.jsonl, trades.csv and report.json."""
+        """Replay every candle and write events.jsonl, trades.csv and report.json.
+
+        A run cut short (a corrupt candle file, a failing event subscriber) still writes
+        report.json, with status "aborted" and the error, then raises ReplayAborted.
+        """
         services = self.services
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ReplayAborted(f"output folder {self.out_dir} exists and is not a folder", self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         events = EventLog(self.out_dir / "events.jsonl")
         trades = TradesCsv(self.out_dir / "trades.csv")
         services.bus.subscribe(events.write)
         services.bus.subscribe(trades.write, types=("position_closed",))
+        count = 0
+        error: str | None = None
         await services.start()
         try:
-            # Event time starts at the first recorded candle, so even the set-up events carry
-            # market time rather than the epoch.
-            firsts = [c.ts for s in self.sources for c in itertools.islice(read_candles(s.path), 1)]
-            if firsts and isinstance(services.clock, ReplayClock):
-                services.clock.advance_to(min(firsts))
-            for source in self.sources:
-                services.hub.add_feed(source.symbol, source.timeframe)
-            for spec in self.loaded.enabled_strategies():
-                self.manager.load(spec)
-                self.manager.activate(spec.id)
-            services.bus.publish(
-                "replay_started",
-                {"sources": [{"symbol": s.symbol, "file": s.path.name, "timeframe": s.timeframe} for s in self.sources]},
-            )
-            count = self._stream(progress)
+            self._set_up()
+            self._stream(progress)
+            count = self.candles_done
             services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
-            orchestrators = [self.manager.get(sid) for sid in self.manager.ids()]
-            report = build_report(
-                orchestrators,
-                {"candles": count, "gaps": services.hub.gap_count, "sources": [str(s.path) for s in self.sources]},
-            )
+        except BotError as exc:
+            error = str(exc)
+            count = self.candles_done
         finally:
             events.close()
             trades.close()
             await services.stop()
+        if error is None and services.bus.handler_errors:
+            error = (
+                f"{services.bus.handler_errors} event subscriber error(s), so the outputs are incomplete; "
+                f"first: {services.logger.first_subscriber_error}"
+            )
+        orchestrators = [self.manager.get(sid) for sid in self.manager.ids()]
+        facts: dict[str, Any] = {
+            "status": "aborted" if error else "complete",
+            "error": error,
+            "candles": count,
+            "gaps": services.hub.gap_count,
+            "sources": [str(s.path) for s in self.sources],
+        }
+        report = build_report(orchestrators, facts)
         (self.out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        if error is not None:
+            raise ReplayAborted(error, self.out_dir)
         return ReplayResult(self.out_dir, report, count, events.count)
+
+    def _set_up(self) -> None:
+        services = self.services
+        # Event time starts at the first recorded candle, so even the set-up events carry
+        # market time rather than the epoch.
+        firsts = [c.ts for s in self.sources for c in itertools.islice(read_candles(s.path), 1)]
+        if firsts and isinstance(services.clock, ReplayClock):
+            services.clock.advance_to(min(firsts))
+        for source in self.sources:
+            services.hub.add_feed(source.symbol, source.timeframe)
+        for spec in self.loaded.enabled_strategies():
+            self.manager.load(spec)
+            self.manager.activate(spec.id)
+        services.bus.publish(
+            "replay_started",
+            {"sources": [{"symbol": s.symbol, "file": s.path.name, "timeframe": s.timeframe} for s in self.sources]},
+        )
 
     def _stream(self, progress: Progress | None) -> int:
         # The hot loop: no awaits, no per-candle allocation beyond the candle; the next candle
         # goes out only after every subscribed orchestrator has finished with this one.
         ingest = self.services.hub.ingest
         count = 0
-        if progress is None:
+        try:
+            if progress is None:
+                for symbol, candle in merged_candles(self.sources):
+                    ingest(symbol, candle)
+                    count += 1
+                return count
             for symbol, candle in merged_candles(self.sources):
                 ingest(symbol, candle)
                 count += 1
+                if not count % _PROGRESS_EVERY:
+                    progress(count)
+            progress(count)
             return count
-        for symbol, candle in merged_candles(self.sources):
-            ingest(symbol, candle)
-            count += 1
-            if not count % _PROGRESS_EVERY:
-                progress(count)
-        progress(count)
-        return count
+        finally:
+            self.candles_done = count

@@ -239,7 +239,13 @@ class PositionManager:
 
     # -- fills ---------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill) -> None:
-        """Book a fill into its position and the portfolio, then announce it."""
+        """Book a fill into its position and the portfolio, then announce it (booked first, always)."""
+        if fill.order.intent == "open":
+            self._open(fill)
+        else:
+            self._reduce(fill)
+
+    def _announce_fill(self, fill: Fill) -> None:
         order = fill.order
         self._publish(
             "order_filled",
@@ -256,10 +262,6 @@ class PositionManager:
             },
             None,
         )
-        if order.intent == "open":
-            self._open(fill)
-        else:
-            self._reduce(fill)
 
     def _open(self, fill: Fill) -> None:
         order = fill.order
@@ -292,6 +294,7 @@ class PositionManager:
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         if fill.fee:
             self._risk.book(-fill.fee, fill.ts)
+        self._announce_fill(fill)
         self._publish("position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot()}, None)
 
     def _reduce(self, fill: Fill) -> None:
@@ -321,6 +324,7 @@ class PositionManager:
         self._revalue()
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         self._risk.on_exit(position.id, 1.0 if closed else fraction, realised - fill.fee, fill.ts)
+        self._announce_fill(fill)
         if closed:
             self.closed_trades += 1
             if position.realised - position.fees > 0:

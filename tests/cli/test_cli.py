@@ -283,8 +283,14 @@ def test_corrupt_candle_file_fails_replay_naming_file_and_line(tmp_path: Path) -
     (tmp_path / "corrupt_1m.csv").write_text(CORRUPT_ROWS)
     result = run_bot("replay", "--config", "config.json", "--candles", "BTC/USD=corrupt_1m.csv", "--out", "out", "--quiet", cwd=tmp_path)
     assert result.returncode == 2
-    assert error_lines(result.stderr) == ["error: corrupt_1m.csv: line 4: high 9.0 below low 10.0"]
-    assert not (tmp_path / "out" / "report.json").exists()
+    assert error_lines(result.stderr) == [
+        "error: replay aborted: corrupt_1m.csv: line 4: high 9.0 below low 10.0 (partial output in out)"
+    ]
+    # The partial run still says what happened and how far it got.
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["replay"]["status"] == "aborted"
+    assert report["replay"]["error"] == "corrupt_1m.csv: line 4: high 9.0 below low 10.0"
+    assert report["replay"]["candles"] == 2
 
 
 def test_corrupt_candle_error_text_is_printed_verbatim(tmp_path: Path) -> None:
@@ -294,7 +300,9 @@ def test_corrupt_candle_error_text_is_printed_verbatim(tmp_path: Path) -> None:
     )
     result = run_bot("replay", "--config", "config.json", "--candles", "BTC/USD=corrupt_1m.csv", "--out", "out", "--quiet", cwd=tmp_path)
     assert result.returncode == 2
-    assert error_lines(result.stderr) == ["error: corrupt_1m.csv: line 3: open 20.0 outside [low 9.0, high 12.0]"]
+    assert error_lines(result.stderr) == [
+        "error: replay aborted: corrupt_1m.csv: line 3: open 20.0 outside [low 9.0, high 12.0] (partial output in out)"
+    ]
 
 
 def test_replay_with_bad_candles_argument_exits_2(tmp_path: Path) -> None:

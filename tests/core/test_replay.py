@@ -203,3 +203,54 @@ def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], f
     ]
     assert len(expected) > 20
     assert got == expected
+
+
+def test_a_failing_subscriber_never_corrupts_trading_state(btc_candles: list[Candle]) -> None:
+    from bot.config.models import BotConfig
+    from bot.log import BotLogger
+    from bot.services import BotServices
+    from bot.strategy.factory import OrchestratorFactory
+    from bot.strategy.manager import StrategyManager
+
+    def run(with_bad_subscriber: bool) -> tuple[Any, int]:
+        logger = BotLogger.to_stderr(level=60, name="bot.tests.isolated")
+        services = BotServices.for_replay(BotConfig(), logger)  # isolation on, as in production
+        manager = StrategyManager(services, OrchestratorFactory(services))
+        if with_bad_subscriber:
+
+            def bad(event: Event) -> None:
+                raise RuntimeError("subscriber bug")
+
+            services.bus.subscribe(bad, types=["order_filled", "candle", "position_opened"])
+        services.hub.add_feed("BTC/USD", "1m")
+        manager.load(strategy(id="s", exits={"stop_loss_pct": 0.5}))
+        manager.activate("s")
+        for candle in btc_candles[:3_000]:
+            services.hub.ingest("BTC/USD", candle)
+        orchestrator = manager.get("s")
+        assert orchestrator.state == "active"
+        snapshot = orchestrator.snapshot()
+        return snapshot, services.bus.handler_errors
+
+    clean, clean_errors = run(False)
+    dirty, dirty_errors = run(True)
+    assert clean_errors == 0 and dirty_errors > 3_000
+    assert dirty == clean  # every fill booked, no phantom pending order
+
+
+def test_replay_with_a_failing_subscriber_reports_incomplete_output(tmp_path: Path, btc_slice_file: Path) -> None:
+    from bot.replay.runner import ReplayAborted
+
+    config = _write_config(tmp_path, btc_slice_file)
+    loaded = load_config(config)
+    sources, _ = resolve_sources(loaded)
+    replay = Replay(loaded, sources, tmp_path / "out")
+
+    def bad(event: Event) -> None:
+        raise RuntimeError("disk full")
+
+    replay.services.bus.subscribe(bad, types=["position_closed"])
+    with pytest.raises(ReplayAborted, match="event subscriber error.*disk full.*partial output"):
+        anyio.run(replay.run)
+    report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
+    assert report["replay"]["status"] == "aborted" and report["replay"]["candles"] == 12_000
