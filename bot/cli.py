@@ -14,13 +14,14 @@ from rich.table import Table
 
 from bot.candles.reader import count_candles
 from bot.config.loader import LoadedConfig, load_config
-from bot.errors import BotError, ConfigError, ConfigProblem
+from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.log import BotLogger
 from bot.replay.runner import Replay, ReplayResult
-from bot.replay.sources import CandleSource, parse_candle_arg, resolve_sources
+from bot.replay.sources import CandleSource, parse_candle_arg, resolve_sources, scan_source
 
 EXIT_OK = 0
 EXIT_INVALID = 2
+EXIT_STRATEGY_FAILED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +63,12 @@ def _print_problems(console: Console, problems: Sequence[ConfigProblem]) -> None
 def _prepare(config: Path, candle_args: list[str], console: Console) -> tuple[LoadedConfig, list[CandleSource]] | None:
     try:
         loaded = load_config(config)
-        overrides = dict(parse_candle_arg(arg) for arg in candle_args)
+        overrides: dict[str, str] = {}
+        for arg in candle_args:
+            symbol, path = parse_candle_arg(arg)
+            if symbol in overrides:
+                raise ValueError(f"--candles names {symbol} twice ({overrides[symbol]} and {path})")
+            overrides[symbol] = path
     except ConfigError as exc:
         _print_problems(console, exc.problems)
         return None
@@ -114,13 +120,15 @@ def _replay(args: argparse.Namespace) -> int:
         # Outside a terminal rich would wrap the table at 80 columns; logs and CI are wider.
         Console(width=None if sys.stdout.isatty() else 140).print(_summary(result))
     failed = [sid for sid, r in result.report["strategies"].items() if r["state"] == "failed"]
+    if not failed:
+        return EXIT_OK
     for sid in failed:
         err.print(
             f"[bold yellow]warning[/]: strategy {escape(sid)} failed: {escape(str(result.report['strategies'][sid]['last_error']))}",
             highlight=False,
             soft_wrap=True,
         )
-    return EXIT_OK
+    return EXIT_STRATEGY_FAILED
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -129,6 +137,21 @@ def _validate(args: argparse.Namespace) -> int:
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
+    err = _stderr()
+    scans = []
+    for source in sources:
+        try:
+            scans.append((source, scan_source(source)))
+        except CandleFileError as exc:
+            _error(err, str(exc))
+    if len(scans) < len(sources):
+        return EXIT_INVALID
+    for source, scan in scans:
+        console.print(
+            f"{escape(source.symbol)}: {escape(str(source.path))}: {scan.candles:,} candles of {source.timeframe}, {scan.gaps:,} gaps",
+            highlight=False,
+            soft_wrap=True,
+        )
     enabled = loaded.enabled_strategies()
     console.print(
         f"{escape(str(args.config))}: OK ({len(loaded.strategies)} strategies, {len(enabled)} enabled; "

@@ -41,7 +41,11 @@ EVENT_TYPES: Final[frozenset[str]] = STRATEGY_EVENTS | MARKET_EVENTS
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One immutable bus event: type, strategy id (None for market events), event time, seq, payload."""
+    """One immutable bus event: type, strategy id (None for market events), event time, seq, payload.
+
+    The payload dict is shared by every subscriber and the event log: subscribers must treat it
+    as read-only (it is not copied per subscriber, to keep publishing cheap).
+    """
 
     type: str
     strategy_id: str | None

@@ -8,8 +8,26 @@ from dataclasses import dataclass, field
 from bot.bus import EventBus
 from bot.candles.aggregate import Aggregator
 from bot.candles.model import Candle, timeframe_ms
+from bot.errors import BotError
 
 CandleCallback = Callable[[str, str, Candle, int], None]
+
+
+class CandleFeedError(BotError):
+    """Candles that do not fit their declared timeframe (too close together or off its boundaries)."""
+
+    def __init__(self, symbol: str, reason: str) -> None:
+        self.symbol = symbol
+        super().__init__(f"{symbol}: {reason}")
+
+
+@dataclass(slots=True)
+class _Derived:
+    timeframe: str
+    ms: int
+    aggregator: Aggregator
+    # Buckets starting before this are partial (the data began inside them): never emitted.
+    min_ts: int | None
 
 
 @dataclass(slots=True)
@@ -17,8 +35,7 @@ class _Feed:
     base_tf: str
     base_ms: int
     last_ts: int | None = None
-    first_ts: int | None = None
-    derived: list[tuple[str, int, Aggregator]] = field(default_factory=list)
+    derived: list[_Derived] = field(default_factory=list)
 
 
 class CandleHub:
@@ -61,13 +78,23 @@ class CandleHub:
         feed = self._feeds.get(symbol)
         if feed is None:
             raise KeyError(f"no candle feed for symbol {symbol!r}")
-        if timeframe == feed.base_tf or any(tf == timeframe for tf, _, _ in feed.derived):
+        if timeframe == feed.base_tf or any(d.timeframe == timeframe for d in feed.derived):
             return
         target_ms = timeframe_ms(timeframe)
         if target_ms < feed.base_ms or target_ms % feed.base_ms:
             raise ValueError(f"{timeframe} cannot be derived from {symbol}'s {feed.base_tf} candles")
-        feed.derived.append((timeframe, target_ms, Aggregator(feed.base_ms, target_ms)))
-        self._history.setdefault((symbol, timeframe), deque(maxlen=self._history_size))
+        aggregator = Aggregator(feed.base_ms, target_ms)
+        history: deque[Candle] = deque(maxlen=self._history_size)
+        base_history = self._history[(symbol, feed.base_tf)]
+        # Asked for mid-stream: build what the base history already holds, so the new timeframe
+        # starts with history to warm up from and its pending bucket is complete.
+        min_ts = base_history[0].ts if base_history else None
+        for candle in base_history:
+            for derived in aggregator.add(candle):
+                if derived.ts >= min_ts:  # type: ignore[operator]
+                    history.append(derived)
+        feed.derived.append(_Derived(timeframe, target_ms, aggregator, min_ts))
+        self._history[(symbol, timeframe)] = history
 
     def subscribe(self, symbol: str, timeframe: str, callback: CandleCallback) -> None:
         """Deliver closed (symbol, timeframe) candles to `callback(symbol, timeframe, candle, ts)`."""
@@ -99,23 +126,32 @@ class CandleHub:
         feed = self._feeds[symbol]
         last = feed.last_ts
         base_ms = feed.base_ms
-        if last is not None and candle.ts - last > base_ms:
-            self._report_gap(symbol, feed, last, candle.ts)
+        ts = candle.ts
+        if ts % base_ms:
+            raise CandleFeedError(symbol, f"candle at {ts} is not on a {feed.base_tf} boundary (wrong timeframe declared?)")
         if last is None:
-            feed.first_ts = candle.ts
-        feed.last_ts = candle.ts
-        close_ts = candle.ts + base_ms
+            for item in feed.derived:
+                if item.min_ts is None:
+                    item.min_ts = ts
+        elif ts - last < base_ms:
+            raise CandleFeedError(
+                symbol, f"candle at {ts} comes {ts - last} ms after the previous one, less than one {feed.base_tf} (wrong timeframe declared?)"
+            )
+        feed.last_ts = ts
+        close_ts = ts + base_ms
         if self._advance is not None:
             self._advance(close_ts)
+        if last is not None and ts - last > base_ms:
+            self._report_gap(symbol, feed, last, ts)
         completed: list[tuple[int, int, str, Candle]] | None = None
-        for timeframe, target_ms, aggregator in feed.derived:
-            for derived in aggregator.add(candle):
-                if derived.ts < feed.first_ts:  # type: ignore[operator]
-                    # The feed began inside this bucket: it is not a whole candle, drop it.
+        for item in feed.derived:
+            for derived in item.aggregator.add(candle):
+                if derived.ts < item.min_ts:  # type: ignore[operator]
+                    # The data began inside this bucket: it is not a whole candle, drop it.
                     continue
                 if completed is None:
                     completed = []
-                completed.append((derived.ts + target_ms, -target_ms, timeframe, derived))
+                completed.append((derived.ts + item.ms, -item.ms, item.timeframe, derived))
         if completed is None:
             self._emit(symbol, feed.base_tf, candle, close_ts)
             return
@@ -143,4 +179,5 @@ class CandleHub:
         gap = {"symbol": symbol, "timeframe": feed.base_tf, "after": last, "next": now, "missing": missing}
         self.gap_count += 1
         self.gaps.append(gap)
-        self._bus.publish("candle_gap", gap, None, now)
+        # Stamped with the event clock (already at this candle's close), never behind it.
+        self._bus.publish("candle_gap", gap)

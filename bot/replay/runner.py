@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from bot.candles.hub import CandleFeedError
 from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import read_candles
 from bot.clock import ReplayClock
@@ -97,6 +98,10 @@ class Replay:
             self._stream(progress)
             count = self.candles_done
             services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
+        except CandleFeedError as exc:
+            paths = {s.symbol: s.path for s in self.sources}
+            error = f"{paths.get(exc.symbol, '?')}: {exc}"
+            count = self.candles_done
         except BotError as exc:
             error = str(exc)
             count = self.candles_done

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.candles.model import timeframe_ms
-from bot.candles.reader import infer_timeframe
+from bot.candles.reader import infer_timeframe, read_candles
 from bot.config.loader import LoadedConfig
 from bot.errors import CandleFileError, ConfigProblem
 
@@ -17,6 +17,34 @@ class CandleSource:
     symbol: str
     path: Path
     timeframe: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceScan:
+    """What a full read of a candle file found."""
+
+    candles: int
+    gaps: int
+    first: int | None
+    last: int | None
+
+
+def scan_source(source: CandleSource) -> SourceScan:
+    """Read a whole candle file and check it fits its timeframe; CandleFileError names the candle at fault."""
+    step = timeframe_ms(source.timeframe)
+    count = gaps = 0
+    first = last = None
+    for candle in read_candles(source.path):
+        ts = candle.ts
+        if ts % step:
+            raise CandleFileError(str(source.path), count + 1, f"timestamp {ts} is not on a {source.timeframe} boundary", unit="candle")
+        if last is None:
+            first = ts
+        elif ts - last > step:
+            gaps += 1
+        last = ts
+        count += 1
+    return SourceScan(count, gaps, first, last)
 
 
 def parse_candle_arg(text: str) -> tuple[str, str]:

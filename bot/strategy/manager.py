@@ -1,6 +1,7 @@
 """StrategyManager: strategy lifecycle and routing of candles to orchestrators by subscription."""
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable
 from typing import Any, Literal
@@ -220,7 +221,8 @@ class StrategyManager:
         orchestrator.metrics.errors += 1
         orchestrator.log.error("%s: %s: %s", note, type(exc).__name__, exc)
         frames = traceback.extract_tb(exc.__traceback__)
-        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        # The file's name only: an absolute path would make event logs differ between checkouts.
+        where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
         self._services.bus.publish(
             "strategy_error", {"error": f"{type(exc).__name__}: {exc}", "where": where, "note": note}, orchestrator.strategy_id
         )

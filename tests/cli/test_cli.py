@@ -48,7 +48,10 @@ def flat(text: str) -> str:
 def test_validate_repo_config_exits_0() -> None:
     result = run_bot("validate", "--config", "config.json", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("config.json: OK (")
+    assert result.stdout.splitlines() == [
+        "BTC/USD: data/BTC-USD-PERP_1m.csv: 45,031 candles of 1m, 0 gaps",
+        "config.json: OK (2 strategies, 2 enabled; candles for BTC/USD 1m)",
+    ]
     assert error_lines(result.stderr) == []
 
 
@@ -61,7 +64,7 @@ def test_validate_reports_counts_of_strategies_and_candles(tmp_path: Path) -> No
     )
     result = run_bot("validate", "--config", path.name, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert flat(result.stdout) == "config.json: OK (2 strategies, 1 enabled; candles for BTC/USD 1m)"
+    assert result.stdout.splitlines()[-1] == "config.json: OK (2 strategies, 1 enabled; candles for BTC/USD 1m)"
 
 
 def test_validate_bad_config_prints_one_line_per_problem(tmp_path: Path) -> None:
@@ -343,3 +346,45 @@ def test_help_and_usage_errors(via_script: bool, tmp_path: Path) -> None:
     missing = run_bot(cwd=tmp_path, script=script)
     assert missing.returncode == 2
     assert "usage: bot" in missing.stderr
+
+
+# --- edges found in review -------------------------------------------------------------------
+
+
+def test_validate_reads_whole_candle_files(tmp_path: Path) -> None:
+    write_setup(tmp_path, {"a.json": valid_strategy()})
+    config = json.loads((tmp_path / "config.json").read_text())
+    rows = CORRUPT_ROWS.splitlines()
+    # 1,500 good candles, then a bad one: the first rows alone would not show it.
+    good = [f"{1640991600000 + i * 60_000},10,12,9,11,1" for i in range(1_500)]
+    (tmp_path / "late_1m.csv").write_text("\n".join([rows[0], *good, f"{1640991600000 + 1_500 * 60_000},11,9,10,10,1"]) + "\n")
+    config["replay"] = {"candles": {"BTC/USD": {"path": "late_1m.csv", "timeframe": "1m"}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == ["error: late_1m.csv: line 1502: high 9.0 below low 10.0"]
+    (tmp_path / "late_1m.csv").write_text("\n".join([rows[0], *good]) + "\n")
+    ok = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "BTC/USD: late_1m.csv: 1,500 candles of 1m, 0 gaps" in ok.stdout
+
+
+def test_validate_refuses_candles_off_the_declared_timeframe(tmp_path: Path) -> None:
+    write_setup(tmp_path, {"a.json": valid_strategy(timeframe="5m")})
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["replay"] = {"candles": {"BTC/USD": {"path": str(BTC_1M), "timeframe": "5m"}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [f"error: {BTC_1M}: candle 2: timestamp 1640991660000 is not on a 5m boundary"]
+
+
+def test_replay_refuses_the_same_symbol_twice_and_an_output_path_that_is_a_file(tmp_path: Path) -> None:
+    write_setup(tmp_path, {"a.json": valid_strategy()})
+    twice = run_bot("replay", "--config", "config.json", "--candles", f"BTC/USD={BTC_1M}", "--candles", "BTC/USD=other.csv", "--quiet", cwd=tmp_path)
+    assert twice.returncode == 2
+    assert error_lines(twice.stderr) == [f"error: --candles names BTC/USD twice ({BTC_1M} and other.csv)"]
+    (tmp_path / "taken").write_text("not a folder")
+    blocked = run_bot("replay", "--config", "config.json", "--candles", f"BTC/USD={BTC_1M}", "--out", "taken", "--quiet", cwd=tmp_path)
+    assert blocked.returncode == 2
+    assert error_lines(blocked.stderr) == ["error: replay aborted: output folder taken exists and is not a folder (partial output in taken)"]

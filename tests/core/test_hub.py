@@ -151,3 +151,58 @@ def test_a_service_that_fails_to_start_stops_those_already_started() -> None:
 
     anyio.run(cycle)
     assert ok_log == ["start risk", "start exchange", "stop exchange", "stop risk"]
+
+
+def test_candles_that_contradict_the_declared_timeframe_are_refused() -> None:
+    from bot.candles.hub import CandleFeedError
+
+    hub, _, _ = _hub()
+    hub.add_feed("BTC/USD", "5m")
+    candles = list(read_candles(SHARED_DATA / "BTC-USD-PERP_1m.csv"))[:3]
+    hub.ingest("BTC/USD", candles[0])  # 23:00 is on a 5m boundary
+    # 1m data declared as 5m: the second minute is off the 5m grid.
+    with pytest.raises(CandleFeedError, match=r"BTC/USD: candle at 1640991660000 is not on a 5m boundary"):
+        hub.ingest("BTC/USD", candles[1])
+    # On the grid but repeated (a live feed can do that): refused too.
+    with pytest.raises(CandleFeedError, match=r"comes 0 ms after the previous one, less than one 5m"):
+        hub.ingest("BTC/USD", candles[0])
+    hub2, _, _ = _hub()
+    hub2.add_feed("X/Y", "5m")
+    with pytest.raises(CandleFeedError, match="not on a 5m boundary"):
+        hub2.ingest("X/Y", Candle(60_000, 1.0, 1.0, 1.0, 1.0, 1.0))
+
+
+def test_a_timeframe_requested_mid_stream_is_built_from_history_without_a_partial_candle() -> None:
+    candles = list(read_candles(ETH_1M))[:600]
+    hub, _, _ = _hub()
+    hub.add_feed("ETH/BTC", "1m")
+    for candle in candles[:100]:
+        hub.ingest("ETH/BTC", candle)
+    got: list[Candle] = []
+    hub.subscribe("ETH/BTC", "15m", lambda s, tf, c, ts: got.append(c))
+    backfilled = hub.history("ETH/BTC", "15m")
+    for candle in candles[100:]:
+        hub.ingest("ETH/BTC", candle)
+    reference, _, _ = _hub()
+    reference.add_feed("ETH/BTC", "1m")
+    reference.require("ETH/BTC", "15m")
+    for candle in candles:
+        reference.ingest("ETH/BTC", candle)
+    assert backfilled and got
+    assert backfilled + got == reference.history("ETH/BTC", "15m")
+
+
+def test_gap_events_never_run_behind_the_event_clock_in_a_multi_symbol_replay() -> None:
+    clock = ReplayClock()
+    bus = EventBus(clock)
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    hub = CandleHub(bus, 100, clock.advance_to, publish_candles=True)
+    sources = [CandleSource("ETH/BTC", ETH_5M, "5m"), CandleSource("XMR/BTC", SHARED_DATA / "XMR-BTC_1m.csv", "1m")]
+    for source in sources:
+        hub.add_feed(source.symbol, source.timeframe)
+    for symbol, candle in merged_candles(sources):
+        hub.ingest(symbol, candle)
+    stamps = [e.ts for e in events]
+    assert stamps == sorted(stamps)
+    assert any(e.type == "candle_gap" for e in events)
