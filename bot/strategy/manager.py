@@ -38,6 +38,9 @@ class StrategyManager:
         # policy manage or close, and failed ones (their trading stream only).
         self._protect: dict[_Key, tuple[_Route, ...]] = {}
         self._hub_keys: set[_Key] = set()
+        # Per paused strategy: the open time of the last candle of each stream it consumed, so
+        # reactivation feeds its indicators only what they have not seen.
+        self._paused_at: dict[str, dict[str, int]] = {}
 
     # -- queries --------------------------------------------------------------------------------
     def get(self, strategy_id: str) -> TradingOrchestrator:
@@ -89,7 +92,7 @@ class StrategyManager:
         hub = self._services.hub
         history = {tf: hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
         try:
-            orchestrator.warm_up(history)
+            orchestrator.warm_up(history, self._paused_at.pop(orchestrator.strategy_id, None))
         except Exception as exc:  # strategy code ran during warm-up: the same guarded seam
             orchestrator.state = "failed"
             orchestrator.last_error = f"{type(exc).__name__}: {exc}"
@@ -114,6 +117,12 @@ class StrategyManager:
         orchestrator = self.get(strategy_id)
         if orchestrator.state not in ("active", "failed"):
             raise StrategyStateError(f"strategy {strategy_id!r} is {orchestrator.state}, not active")
+        if orchestrator.state == "active":
+            # Everything in the hub's history so far was delivered to it.
+            hub = self._services.hub
+            self._paused_at[strategy_id] = {
+                tf: candles[-1].ts for symbol, tf in orchestrator.subscriptions() if (candles := hub.history(symbol, tf, limit=1))
+            }
         self._remove(self._active, orchestrator)
         self._remove(self._protect, orchestrator)
         orchestrator.state = "dormant"
@@ -157,6 +166,7 @@ class StrategyManager:
             orchestrator.positions.close_all_now("unload")
         snapshot = orchestrator.snapshot()
         orchestrator.clear()
+        self._paused_at.pop(strategy_id, None)
         orchestrator.state = "unloaded"
         self._announce(orchestrator, "unloaded")
         self._factory.evict(strategy_id)

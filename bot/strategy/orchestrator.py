@@ -78,10 +78,8 @@ class TradingOrchestrator:
         )
         self._queued = self.actions.queued
         self._now = 0
-        # Open time of the last candle each timeframe's indicators consumed, so a warm-up after
-        # a pause feeds only what they have not seen.
-        self._seen: dict[str, int] = {}
         self._on_bar = self.positions.on_bar
+        self._held = self.positions.by_symbol
         self._update_main = main.update
         self._entry_threshold = spec.entry_threshold
         self._exit_threshold = spec.exit_threshold
@@ -102,7 +100,6 @@ class TradingOrchestrator:
         started = perf_counter_ns()
         self._now = ts
         self._on_bar(symbol, candle, ts)
-        self._seen[timeframe] = candle.ts
         self._update_main(candle)
         self._decide(symbol, candle)
         if self._queued:
@@ -137,17 +134,17 @@ class TradingOrchestrator:
         registry = self.indicators.get(timeframe)
         if registry is None:
             return
-        self._seen[timeframe] = candle.ts
         registry.update(candle)
         for entry_filter in self._filters_by_tf.get(timeframe, ()):
             entry_filter.observe(candle)
 
-    def warm_up(self, history: Mapping[str, Sequence[Candle]]) -> int:
+    def warm_up(self, history: Mapping[str, Sequence[Candle]], resume_after: Mapping[str, int] | None = None) -> int:
         """Feed recorded history to the indicators (no trading) so the next candle can be acted on.
 
-        After a pause, only candles newer than the last one consumed are fed, so indicator state
-        continues exactly; if the history no longer reaches back to that candle (the pause was
-        longer than the history kept), the indicators restart from the whole history instead.
+        `resume_after` gives, per timeframe, the open time of the last candle the indicators
+        consumed before a pause: only newer candles are fed, so their state continues exactly.
+        Without it, or when the history no longer reaches back to that candle (the pause
+        outlasted it), the indicators restart from the whole history.
         """
         count = 0
         for timeframe, candles in history.items():
@@ -155,38 +152,37 @@ class TradingOrchestrator:
             if registry is None or not candles:
                 continue
             filters = self._filters_by_tf.get(timeframe, ())
-            last = self._seen.get(timeframe)
+            last = None if resume_after is None else resume_after.get(timeframe)
             if last is not None and candles[0].ts <= last:
                 feed: Iterable[Candle] = (c for c in candles if c.ts > last)
             else:
-                if last is not None:
-                    registry.reset()
-                    for entry_filter in filters:
-                        entry_filter.reset()
+                registry.reset()
+                for entry_filter in filters:
+                    entry_filter.reset()
                 feed = candles
             for candle in feed:
                 registry.update(candle)
                 for entry_filter in filters:
                     entry_filter.observe(candle)
-                self._seen[timeframe] = candle.ts
                 count += 1
         return count
 
     # -- decisions ------------------------------------------------------------------------------
     def _decide(self, symbol: str, candle: Candle) -> None:
         score = self.analyzers.score(candle)
-        positions = self.positions
-        position = positions.position_on(symbol)
-        if position is None:
+        held = self._held.get(symbol)
+        if not held:
             if score < self._entry_threshold:
                 return
-            if score >= self._entry_threshold and positions.is_flat(symbol):
+            positions = self.positions
+            if positions.is_flat(symbol):
                 for entry_filter in self.filters:
                     if not entry_filter.allows("long", candle):
                         return
                 self._signal("entry", score, symbol, candle)
                 self.actions.put(OpenPosition(symbol, "long", self.spec.quantity))
             return
+        position = held[0]
         exit_threshold = self._exit_threshold
         if exit_threshold is not None and score <= -exit_threshold and position.pending_close < position.quantity:
             self._signal("exit", score, symbol, candle)

@@ -109,7 +109,8 @@ class PositionManager:
         self._portfolio = portfolio
         self._publish = publish
         self.positions: dict[str, Position] = {}
-        self._by_symbol: dict[str, list[Position]] = {}
+        # Open positions per symbol, oldest first (read-only outside this class).
+        self.by_symbol: dict[str, list[Position]] = {}
         self._marks: dict[str, float] = {}
         self._last_ts = 0
         self._ladder_closes_all = sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9
@@ -126,11 +127,11 @@ class PositionManager:
 
     def is_flat(self, symbol: str) -> bool:
         """True when the symbol has no open position and no pending entry."""
-        return not self._by_symbol.get(symbol) and not self._pending_open.get(symbol)
+        return not self.by_symbol.get(symbol) and not self._pending_open.get(symbol)
 
     def position_on(self, symbol: str) -> Position | None:
         """The oldest open position on a symbol, if any."""
-        positions = self._by_symbol.get(symbol)
+        positions = self.by_symbol.get(symbol)
         return positions[0] if positions else None
 
     def pending_orders(self) -> tuple[Order, ...]:
@@ -187,7 +188,7 @@ class PositionManager:
         self._last_ts = ts
         if self._pending_orders:
             self.fill_pending(symbol, candle)
-        held = self._by_symbol.get(symbol)
+        held = self.by_symbol.get(symbol)
         if held:
             for position in tuple(held):
                 self._enforce(position, candle, ts)
@@ -287,7 +288,7 @@ class PositionManager:
             position.trailing_activation_price = price * (1 + direction * exits.trailing.activation_pct / 100.0)
         position.fees = fill.fee
         self.positions[position.id] = position
-        self._by_symbol.setdefault(symbol, []).append(position)
+        self.by_symbol.setdefault(symbol, []).append(position)
         self._portfolio.on_fill(direction, price, fill.quantity, fill.fee, True, 0.0)
         self._marks[symbol] = price
         self._revalue()
@@ -320,7 +321,7 @@ class PositionManager:
             position.quantity = 0.0
             position.status = "closed"
             del self.positions[position.id]
-            self._by_symbol[position.symbol].remove(position)
+            self.by_symbol[position.symbol].remove(position)
         self._revalue()
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         self._risk.on_exit(position.id, 1.0 if closed else fraction, realised - fill.fee, fill.ts)

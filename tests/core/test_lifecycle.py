@@ -156,7 +156,7 @@ def test_switch_to_a_strategy_whose_warm_up_raises_leaves_the_source_trading(btc
     rig.feed("BTC/USD", btc_candles[:100])
     target = rig.manager.get("B")
 
-    def broken_warm_up(history: object) -> int:
+    def broken_warm_up(history: object, resume_after: object = None) -> int:
         raise RuntimeError("indicator exploded")
 
     target.warm_up = broken_warm_up  # type: ignore[method-assign]
