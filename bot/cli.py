@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from rich.table import Table
 
 from bot.candles.reader import count_candles
 from bot.config.loader import LoadedConfig, load_config
+from bot.control.ctl_cli import add_ctl_parser, run_ctl
+from bot.daemon.app import Daemon
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.log import BotLogger
 from bot.replay.runner import Replay, ReplayResult
@@ -42,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check the configuration and strategy files without running")
     validate.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
+
+    run = commands.add_parser("run", help="run the daemon: paper-trade on a clock-driven feed, steered through the control socket")
+    run.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
+    run.add_argument("--candles", action="append", default=[], metavar="SYMBOL=PATH", help="recorded candle file for a symbol (repeatable)")
+
+    add_ctl_parser(commands)
     return parser
 
 
@@ -162,12 +171,25 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run(args: argparse.Namespace) -> int:
+    prepared = _prepare(args.config, args.candles, _stderr())
+    if prepared is None:
+        return EXIT_INVALID
+    loaded, sources = prepared
+    logger = BotLogger.to_stderr(level=getattr(logging, loaded.bot.daemon.log_level))
+    return anyio.run(Daemon(loaded, sources, logger).run)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "ctl":
+            return run_ctl(args)
         return _validate(args)
     except BotError as exc:
         _error(_stderr(), str(exc))

@@ -1,32 +1,46 @@
 """Per-strategy counters, kept by the shared metrics service and attributed by strategy id."""
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
+
+SAMPLES = 1_024
 
 
 class StrategyMetrics:
-    """Counters of one strategy: candles processed, processing time, errors."""
+    """Counters of one strategy: candles processed, processing time (with recent samples for p99), errors."""
 
-    __slots__ = ("candles", "busy_ns", "max_ns", "errors")
+    __slots__ = ("busy_ns", "candles", "errors", "max_ns", "samples")
 
     def __init__(self) -> None:
         self.candles = 0
         self.busy_ns = 0
         self.max_ns = 0
         self.errors = 0
+        # The most recent processing times, bounded, for percentiles.
+        self.samples: deque[int] = deque(maxlen=SAMPLES)
 
     def record(self, elapsed_ns: int) -> None:
         """Count one processed candle and its processing time."""
         self.candles += 1
         self.busy_ns += elapsed_ns
+        self.samples.append(elapsed_ns)
         if elapsed_ns > self.max_ns:
             self.max_ns = elapsed_ns
+
+    def percentile_us(self, fraction: float) -> float:
+        """A percentile of the recent processing times, in microseconds."""
+        if not self.samples:
+            return 0.0
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1000.0
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a plain dict."""
         return {
             "candles": self.candles,
             "avg_us": (self.busy_ns / self.candles / 1000.0) if self.candles else 0.0,
+            "p99_us": self.percentile_us(0.99),
             "max_us": self.max_ns / 1000.0,
             "errors": self.errors,
         }

@@ -109,6 +109,23 @@ def _strategy_problems(
     return problems
 
 
+def load_strategy(path: Path, bot: BotConfig, config_label: str, enabled: bool = True) -> StrategyConfig:
+    """Read one strategy file and merge it over config.json's strategy_defaults; ConfigError lists every problem."""
+    file_label = str(path)
+    file_data, problems = _read_json(path, file_label)
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(file_data, dict):
+        raise ConfigError([ConfigProblem(file_label, "", "the top level must be a JSON object")])
+    merged = deep_merge(bot.strategy_defaults, file_data)
+    if not enabled:
+        merged["enabled"] = False
+    try:
+        return StrategyConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_strategy_problems(exc, file_label, file_data, config_label, bot.strategy_defaults)) from None
+
+
 def load_config(path: str | Path) -> LoadedConfig:
     """Read, merge and validate config.json and its strategy files; raise ConfigError listing every problem."""
     config_path = Path(path)
@@ -128,28 +145,17 @@ def load_config(path: str | Path) -> LoadedConfig:
     seen: dict[str, str] = {}
     for index, ref in enumerate(bot.strategies):
         strategy_path = config_path.parent / ref.file
-        file_label = str(strategy_path)
-        file_data, file_problems = _read_json(strategy_path, file_label)
-        if file_problems:
-            problems.extend(
-                ConfigProblem(p.file, p.field, p.reason + f" (named by {label} strategies[{index}].file)")
-                for p in file_problems
-            )
-            continue
-        if not isinstance(file_data, dict):
-            problems.append(ConfigProblem(file_label, "", "the top level must be a JSON object"))
-            continue
-        merged = deep_merge(bot.strategy_defaults, file_data)
-        if not ref.enabled:
-            merged["enabled"] = False
         try:
-            strategy = StrategyConfig.model_validate(merged)
-        except ValidationError as exc:
-            for problem in _strategy_problems(exc, file_label, file_data, label, bot.strategy_defaults):
+            strategy = load_strategy(strategy_path, bot, label, enabled=ref.enabled)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                if problem.reason in ("file not found",) or problem.reason.startswith(("cannot read file", "not valid JSON")):
+                    problem = ConfigProblem(problem.file, problem.field, problem.reason + f" (named by {label} strategies[{index}].file)")
                 # A bad default fails every strategy that inherits it: report it once.
                 if not any((p.file, p.field, p.reason) == (problem.file, problem.field, problem.reason) for p in problems):
                     problems.append(problem)
             continue
+        file_label = str(strategy_path)
         if strategy.id in seen:
             problems.append(
                 ConfigProblem(file_label, "id", f"duplicate strategy id {strategy.id!r} (also in {seen[strategy.id]})")

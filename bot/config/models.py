@@ -1,6 +1,7 @@
 """Frozen, strict configuration models; unknown fields are rejected everywhere."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -146,6 +147,14 @@ class StrategyConfig(Strict):
         return _check_timeframe(value)
 
 
+# Fields a running strategy can take a new value for without losing positions or indicator
+# state (reload, set). New exits, fees and fill settings apply to orders and positions opened
+# from then on; open positions keep the levels they were opened with.
+RUNTIME_FIELDS: frozenset[str] = frozenset(
+    {"description", "enabled", "quantity", "entry_threshold", "exit_threshold", "exits", "fees", "fill", "risk"}
+)
+
+
 class CandleSourceConfig(Strict):
     """A recorded candle file for one symbol; the timeframe is inferred from the file when omitted."""
 
@@ -173,11 +182,67 @@ class ReplayConfig(Strict):
     log_candles: bool = Field(default=True, description="write market candle events to events.jsonl")
 
 
+class FeedConfig(Strict):
+    """The daemon's candle feed: recorded candles published clock-driven (live feeds: a later issue)."""
+
+    source: Literal["recorded"] = "recorded"
+    speed: float = Field(default=60.0, gt=0, le=1_000_000, description="multiple of real time")
+    loop: bool = Field(default=False, description="start the recording again, shifted in time, when it ends")
+    backfill: int = Field(default=3_000, ge=0, description="candles published at once before trading starts (warm-up)")
+
+
+class TcpControlConfig(Strict):
+    """Optional TCP control listener: loopback only, token required."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65_535)
+    token_env: str = Field(default="BOT_CONTROL_TOKEN", min_length=1, description="environment variable holding the token")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            if value != "localhost":
+                raise ValueError(f"{value!r} is not a loopback address (use 127.0.0.1, ::1 or localhost)") from None
+            return value
+        if not address.is_loopback:
+            raise ValueError(f"{value} is not a loopback address: the control port never listens on a network")
+        return value
+
+
+class ControlConfig(Strict):
+    """The control socket: a Unix socket (mode 0600), optionally also loopback TCP with a token."""
+
+    socket: str = "run/bot.sock"
+    tcp: TcpControlConfig | None = None
+    max_message_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
+    event_buffer: int = Field(default=10_000, ge=10, description="events buffered per `events` reader before it is dropped")
+
+
+class DaemonConfig(Strict):
+    """Settings of `bot run`."""
+
+    inbox_size: int = Field(default=1_000, ge=1, description="candles queued per strategy before coalescing")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class JournalConfig(Strict):
+    """The SQLite journal of the daemon."""
+
+    path: str = "run/journal.sqlite"
+
+
 class BotConfig(Strict):
     """The base configuration from config.json."""
 
-    mode: Literal["replay"] = "replay"
+    mode: Literal["replay", "paper"] = "replay"
     replay: ReplayConfig = ReplayConfig()
+    feed: FeedConfig = FeedConfig()
+    control: ControlConfig = ControlConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    journal: JournalConfig = JournalConfig()
     risk: GlobalRiskConfig = GlobalRiskConfig()
     strategy_defaults: dict[str, Any] = Field(default_factory=dict)
     strategies: tuple[StrategyRef, ...] = ()

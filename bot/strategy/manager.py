@@ -10,6 +10,7 @@ from bot.candles.model import Candle
 from bot.config.models import StrategyConfig
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
+from bot.strategy.delivery import Delivery, DirectDelivery
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.orchestrator import TradingOrchestrator
 
@@ -28,9 +29,10 @@ class StrategyManager:
     its positions protected by their stops, and never stops the others.
     """
 
-    def __init__(self, services: BotServices, factory: OrchestratorFactory) -> None:
+    def __init__(self, services: BotServices, factory: OrchestratorFactory, delivery: Delivery | None = None) -> None:
         self._services = services
         self._factory = factory
+        self.delivery: Delivery = delivery or DirectDelivery()
         # Routes hold the orchestrator with the bound method for that stream, so delivery is a
         # dict lookup and a call.
         self._active: dict[_Key, tuple[_Route, ...]] = {}
@@ -104,7 +106,8 @@ class StrategyManager:
         self._remove(self._protect, orchestrator)
         for key in orchestrator.subscriptions():
             self._ensure_hub_route(key)
-            self._active[key] = self._active.get(key, ()) + ((orchestrator, orchestrator.handler_for(*key)),)
+            handler = self.delivery.wrap(orchestrator, orchestrator.handler_for(*key))
+            self._active[key] = self._active.get(key, ()) + ((orchestrator, handler),)
         orchestrator.state = "active"
         orchestrator.policy = None
         orchestrator.last_error = None
@@ -125,6 +128,7 @@ class StrategyManager:
             }
         self._remove(self._active, orchestrator)
         self._remove(self._protect, orchestrator)
+        self.delivery.reset(orchestrator)
         orchestrator.state = "dormant"
         orchestrator.policy = policy
         # No new entries once it stops trading: an entry decided on the last candle must not
@@ -160,6 +164,7 @@ class StrategyManager:
         orchestrator = self.get(strategy_id)
         self._remove(self._active, orchestrator)
         self._remove(self._protect, orchestrator)
+        self.delivery.detach(orchestrator)
         orchestrator.actions.drain()
         orchestrator.positions.cancel_pending()
         if close_positions:
@@ -205,7 +210,7 @@ class StrategyManager:
     def _add_protect(self, orchestrator: TradingOrchestrator) -> None:
         key = (orchestrator.symbol, orchestrator.timeframe)
         self._ensure_hub_route(key)
-        self._protect[key] = self._protect.get(key, ()) + ((orchestrator, orchestrator.protect),)
+        self._protect[key] = self._protect.get(key, ()) + ((orchestrator, self.delivery.wrap(orchestrator, orchestrator.protect)),)
 
     @staticmethod
     def _remove(table: dict[_Key, tuple[_Route, ...]], orchestrator: TradingOrchestrator) -> None:
@@ -217,8 +222,18 @@ class StrategyManager:
                 else:
                     del table[key]
 
+    def on_handler_error(self, orchestrator: TradingOrchestrator, handler: object, exc: Exception) -> None:
+        """The guarded seam for queued delivery: a failing protect stops protection, anything else fails the strategy."""
+        if handler == orchestrator.protect:
+            self._remove(self._protect, orchestrator)
+            self.delivery.reset(orchestrator)
+            self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
+        elif orchestrator.state == "active":
+            self._fail(orchestrator, exc)
+
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         self._remove(self._active, orchestrator)
+        self.delivery.reset(orchestrator)
         orchestrator.actions.clear()
         orchestrator.positions.cancel_pending(entries_only=True)
         orchestrator.state = "failed"
@@ -243,4 +258,3 @@ class StrategyManager:
             {"state": orchestrator.state, "change": change, "policy": orchestrator.policy, "error": orchestrator.last_error},
             orchestrator.strategy_id,
         )
-        orchestrator.log.info("%s (state %s)", change, orchestrator.state)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from bot.bus import StrategyPublisher
 from bot.candles.model import Candle
-from bot.config.models import StrategyConfig
+from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import ActionError
 from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
@@ -65,6 +65,8 @@ class TradingOrchestrator:
         self._filters_by_tf: dict[str, tuple[EntryFilter, ...]] = {
             tf: tuple(f for f in self.filters if (f.timeframe or spec.timeframe) == tf) for tf in self.indicators
         }
+        self._account = account
+        self._risk = risk
         self.portfolio = Portfolio(spec.starting_balance)
         self.positions = PositionManager(spec.id, spec.exits, account, self.portfolio, risk, publish)
         self.actions = ActionQueue(
@@ -108,6 +110,7 @@ class TradingOrchestrator:
         metrics = self.metrics
         metrics.candles += 1
         metrics.busy_ns += elapsed
+        metrics.samples.append(elapsed)
         if elapsed > metrics.max_ns:
             metrics.max_ns = elapsed
 
@@ -245,6 +248,26 @@ class TradingOrchestrator:
 
     def _on_action_failed(self, action: Action, error: ActionError) -> None:
         self._publish("action_failed", {"kind": action.kind, "error": str(error)}, self._now)
+
+    def reconfigure(self, spec: StrategyConfig) -> list[str]:
+        """Apply a new config that differs only in runtime-changeable fields; return the fields changed.
+
+        Raises ValueError naming the fields that would need a rebuild.
+        """
+        if spec.id != self.strategy_id:
+            raise ValueError(f"config is for {spec.id!r}, not {self.strategy_id!r}")
+        old, new = self.spec.model_dump(), spec.model_dump()
+        changed = sorted(k for k in new if new[k] != old[k])
+        frozen = [k for k in changed if k not in RUNTIME_FIELDS]
+        if frozen:
+            raise ValueError(f"cannot change {', '.join(frozen)} of a loaded strategy in place")
+        self.spec = spec
+        self._entry_threshold = spec.entry_threshold
+        self._exit_threshold = spec.exit_threshold
+        self.positions.configure(spec.exits)
+        self._account.configure(spec.fees, spec.fill)
+        self._risk.limits = spec.risk
+        return changed
 
     # -- lifecycle helpers ----------------------------------------------------------------------
     def close_all(self, reason: str) -> int:

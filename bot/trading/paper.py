@@ -31,6 +31,12 @@ class PaperAccount:
         self.pending_orders: list[Order] = []
         self._next_id = 0
 
+    def configure(self, fees: FeesConfig, fill: FillConfig) -> None:
+        """Take new fee and fill settings for orders from now on."""
+        self._fees = fees
+        self._fill = fill
+        self._slip = fill.slippage_bps / 10_000.0
+
     def new_order(
         self, symbol: str, side: OrderSide, quantity: float, intent: Intent, position_id: str, reason: str, ts: int, ref_price: float
     ) -> Order:

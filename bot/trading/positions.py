@@ -120,6 +120,11 @@ class PositionManager:
         self.closed_trades = 0
         self.winning_trades = 0
 
+    def configure(self, exits: ExitConfig) -> None:
+        """Exit rules for positions opened from now on (open ones keep theirs)."""
+        self._exits = exits
+        self._ladder_closes_all = sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9
+
     # -- queries -------------------------------------------------------------------------------
     def open_count(self) -> int:
         """Open positions plus entries waiting to fill."""

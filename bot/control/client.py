@@ -1,0 +1,58 @@
+"""`bot ctl`: send one command to the daemon's control socket and print the reply."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, unix_connect
+from websockets.exceptions import ConnectionClosed
+
+from bot.errors import BotError
+
+
+class DaemonNotRunning(BotError):
+    """No daemon answers on the control socket."""
+
+
+class ControlClient:
+    """A connection to the daemon's control socket."""
+
+    def __init__(self, socket_path: Path, max_size: int = 16 * 1024 * 1024) -> None:
+        self.socket_path = socket_path
+        self._max_size = max_size
+        self._ids = itertools.count(1)
+        self._ws: ClientConnection | None = None
+
+    async def __aenter__(self) -> "ControlClient":
+        if not self.socket_path.exists():
+            raise DaemonNotRunning(f"the bot daemon is not running (no control socket at {self.socket_path})")
+        try:
+            self._ws = await unix_connect(str(self.socket_path), max_size=self._max_size)
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            raise DaemonNotRunning(f"the bot daemon is not running (nobody listens on {self.socket_path})") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def call(self, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one request and return the reply dict (`ok`, and `result` or `error`)."""
+        assert self._ws is not None
+        request_id = next(self._ids)
+        await self._ws.send(orjson.dumps({"id": request_id, "cmd": cmd, "args": args or {}}).decode())
+        reply: dict[str, Any] = orjson.loads(await self._ws.recv())
+        return reply
+
+    async def events(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Stream events (each message as a dict) until the daemon ends the stream."""
+        assert self._ws is not None
+        await self._ws.send(orjson.dumps({"id": "events", "cmd": "events", "args": args}).decode())
+        try:
+            async for raw in self._ws:
+                yield orjson.loads(raw)
+        except ConnectionClosed:
+            return

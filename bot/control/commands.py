@@ -1,0 +1,346 @@
+"""The control commands: each validates its args with its own model and acts on the running daemon."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.config.loader import LoadedConfig, deep_merge, load_config, load_strategy
+from bot.config.models import StrategyConfig
+from bot.control.protocol import ControlError, validate_args
+from bot.daemon.feed import RecordedFeed
+from bot.errors import ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
+from bot.events import EVENT_TYPES
+from bot.services import BotServices
+from bot.strategy.manager import StrategyManager
+from bot.strategy.orchestrator import TradingOrchestrator
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NoArgs(_Args):
+    """Commands without arguments."""
+
+
+class StrategyArg(_Args):
+    """One strategy id."""
+
+    id: str = Field(min_length=1)
+
+
+class OptionalStrategyArg(_Args):
+    """An optional strategy id (all strategies when omitted)."""
+
+    id: str | None = None
+
+
+class LoadArgs(_Args):
+    """load: a strategy file (relative to config.json's folder), optionally activated at once."""
+
+    file: str = Field(min_length=1)
+    activate: bool = False
+
+
+class UnloadArgs(_Args):
+    """unload: a strategy id, and whether to close its positions at the last price first."""
+
+    id: str = Field(min_length=1)
+    close_positions: bool = False
+
+
+class DeactivateArgs(_Args):
+    """deactivate: a strategy id and what happens to its positions."""
+
+    id: str = Field(min_length=1)
+    policy: Literal["manage", "close", "freeze"] = "manage"
+
+
+class SwitchArgs(_Args):
+    """switch: from one strategy to another in one step."""
+
+    source: str = Field(alias="from", min_length=1)
+    target: str = Field(alias="to", min_length=1)
+    policy: Literal["manage", "close", "freeze"] = "manage"
+
+
+class SetArgs(_Args):
+    """set: one runtime-changeable parameter, by dotted path (e.g. exits.stop_loss_pct)."""
+
+    id: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+    value: Any
+
+
+class ValidateArgs(_Args):
+    """validate: a config.json-like file or a strategy file, checked without applying."""
+
+    file: str = Field(min_length=1)
+
+
+class EventsArgs(_Args):
+    """events: a live stream, filtered by strategy and/or event types."""
+
+    strategy_id: str | None = None
+    types: list[str] | None = None
+
+
+@dataclass
+class DaemonState:
+    """What the control commands act on: the daemon's services, manager, feed and config."""
+
+    loaded: LoadedConfig
+    services: BotServices
+    manager: StrategyManager
+    feed: RecordedFeed
+    request_stop: Callable[[], None]
+    started_monotonic: float = field(default_factory=time.monotonic)
+    strategy_files: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.strategy_files.update(self.loaded.strategy_files)
+
+
+Handler = Callable[[DaemonState, Any], Any]
+
+
+def _orchestrator(state: DaemonState, strategy_id: str) -> TradingOrchestrator:
+    try:
+        return state.manager.get(strategy_id)
+    except UnknownStrategyError as exc:
+        raise ControlError("unknown_strategy", str(exc)) from None
+
+
+def _strategy_status(state: DaemonState, orchestrator: TradingOrchestrator) -> dict[str, Any]:
+    return {
+        "state": orchestrator.state,
+        "policy": orchestrator.policy,
+        "symbols": sorted({symbol for symbol, _ in orchestrator.subscriptions()}),
+        "timeframe": orchestrator.timeframe,
+        "positions": len(orchestrator.positions.positions),
+        "equity": orchestrator.portfolio.equity,
+        "last_error": orchestrator.last_error,
+    }
+
+
+def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
+    """Per-strategy state and the daemon's health."""
+    strategies = {sid: _strategy_status(state, state.manager.get(sid)) for sid in state.manager.ids()}
+    failed = sorted(sid for sid, s in strategies.items() if s["state"] == "failed")
+    kill_switch = state.services.risk.kill_switch
+    problems = [f"strategy {sid} failed" for sid in failed]
+    if kill_switch:
+        problems.append("kill switch engaged")
+    if state.feed.state == "stopped":
+        problems.append("feed stopped")
+    return {
+        "health": "degraded" if problems else "ok",
+        "problems": problems,
+        "uptime_s": round(time.monotonic() - state.started_monotonic, 3),
+        "clock_ts": state.services.clock.now_ms(),
+        "feed": {"state": state.feed.state, "candles": state.feed.published},
+        "kill_switch": kill_switch,
+        "strategies": strategies,
+    }
+
+
+def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
+    """Loaded strategies, and the strategy files available in the strategies folder with their config."""
+    loaded = {sid: {"state": state.manager.get(sid).state, "file": str(state.strategy_files.get(sid, ""))} for sid in state.manager.ids()}
+    available: dict[str, Any] = {}
+    folder = state.loaded.base_dir / "strategies"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            spec = load_strategy(path, state.loaded.bot, str(state.loaded.path))
+        except ConfigError as exc:
+            available[path.name] = {"valid": False, "problems": [str(p) for p in exc.problems]}
+        else:
+            available[path.name] = {"valid": True, "id": spec.id, "config": spec.model_dump(mode="json")}
+    return {"loaded": loaded, "available": available}
+
+
+def validate(state: DaemonState, args: ValidateArgs) -> dict[str, Any]:
+    """Check a config or strategy file without applying it."""
+    path = state.loaded.base_dir / args.file
+    try:
+        head = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        head = None
+    try:
+        if isinstance(head, dict) and "analyzers" not in head and ("strategies" in head or "replay" in head):
+            loaded = load_config(path)
+            return {"valid": True, "kind": "config", "strategies": [s.id for s in loaded.strategies]}
+        spec = load_strategy(path, state.loaded.bot, str(state.loaded.path))
+        return {"valid": True, "kind": "strategy", "id": spec.id}
+    except ConfigError as exc:
+        return {"valid": False, "problems": [{"file": p.file, "field": p.field, "reason": p.reason} for p in exc.problems]}
+
+
+def _read_spec(state: DaemonState, path: Path) -> StrategyConfig:
+    try:
+        return load_strategy(path, state.loaded.bot, str(state.loaded.path))
+    except ConfigError as exc:
+        raise ControlError("invalid_config", "; ".join(str(p) for p in exc.problems)) from None
+
+
+def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
+    """Load a strategy file (dormant), optionally activating it."""
+    path = state.loaded.base_dir / args.file
+    spec = _read_spec(state, path)
+    try:
+        state.manager.load(spec)
+        state.strategy_files[spec.id] = path
+        if args.activate:
+            state.manager.activate(spec.id)
+    except (StrategyStateError, StrategyError) as exc:
+        raise ControlError("invalid_state", str(exc)) from None
+    return {"id": spec.id, "state": state.manager.get(spec.id).state}
+
+
+def unload(state: DaemonState, args: UnloadArgs) -> dict[str, Any]:
+    """Unload a strategy; return its final snapshot."""
+    _orchestrator(state, args.id)
+    snapshot = state.manager.unload(args.id, close_positions=args.close_positions)
+    state.strategy_files.pop(args.id, None)
+    return snapshot
+
+
+def activate(state: DaemonState, args: StrategyArg) -> dict[str, Any]:
+    """Warm up and start routing candles to a strategy (also brings a failed one back)."""
+    _orchestrator(state, args.id)
+    try:
+        state.manager.activate(args.id)
+    except (StrategyStateError, StrategyError) as exc:
+        raise ControlError("invalid_state", str(exc)) from None
+    return {"id": args.id, "state": "active"}
+
+
+def deactivate(state: DaemonState, args: DeactivateArgs) -> dict[str, Any]:
+    """Stop a strategy's new entries, with a position policy."""
+    _orchestrator(state, args.id)
+    try:
+        state.manager.deactivate(args.id, args.policy)
+    except StrategyStateError as exc:
+        raise ControlError("invalid_state", str(exc)) from None
+    return {"id": args.id, "state": "dormant", "policy": args.policy}
+
+
+def switch(state: DaemonState, args: SwitchArgs) -> dict[str, Any]:
+    """Deactivate one strategy and activate another as one step."""
+    _orchestrator(state, args.source)
+    _orchestrator(state, args.target)
+    try:
+        state.manager.switch(args.source, args.target, args.policy)
+    except (StrategyStateError, StrategyError) as exc:
+        raise ControlError("invalid_state", str(exc)) from None
+    return {"from": args.source, "to": args.target, "policy": args.policy}
+
+
+def _apply(state: DaemonState, orchestrator: TradingOrchestrator, spec: StrategyConfig) -> dict[str, Any]:
+    try:
+        changed = orchestrator.reconfigure(spec)
+    except ValueError as exc:
+        raise ControlError("invalid_config", f"{exc}: unload and load it again to change them") from None
+    return {"id": spec.id, "changed": changed}
+
+
+def reload(state: DaemonState, args: StrategyArg) -> dict[str, Any]:
+    """Re-read and validate a strategy's file; apply it if valid and only runtime fields changed."""
+    orchestrator = _orchestrator(state, args.id)
+    path = state.strategy_files.get(args.id)
+    if path is None:
+        raise ControlError("invalid_state", f"strategy {args.id!r} has no file to reload from")
+    return _apply(state, orchestrator, _read_spec(state, path))
+
+
+def set_param(state: DaemonState, args: SetArgs) -> dict[str, Any]:
+    """Change one runtime parameter, validated as the whole config would be."""
+    orchestrator = _orchestrator(state, args.id)
+    update: Any = args.value
+    for part in reversed(args.path.split(".")):
+        update = {part: update}
+    merged = deep_merge(orchestrator.spec.model_dump(mode="json"), update)
+    try:
+        spec = StrategyConfig.model_validate(merged)
+    except Exception as exc:  # pydantic.ValidationError: reported as bad args with its text
+        raise ControlError("bad_args", f"{args.path}={args.value!r} is invalid: {exc}".replace("\n", " ")) from None
+    return _apply(state, orchestrator, spec)
+
+
+def positions(state: DaemonState, args: OptionalStrategyArg) -> dict[str, Any]:
+    """Open positions and pending orders, of one strategy or all."""
+    ids = [args.id] if args.id is not None else state.manager.ids()
+    result = {}
+    for sid in ids:
+        orchestrator = _orchestrator(state, sid)
+        result[sid] = {
+            "positions": [p.state() for p in orchestrator.positions.positions.values()],
+            "pending_orders": [o.client_id for o in orchestrator.positions.pending_orders()],
+        }
+    return result
+
+
+def metrics(state: DaemonState, _: NoArgs) -> dict[str, Any]:
+    """Per-strategy processing figures; the slowest strategy named."""
+    per: dict[str, Any] = {}
+    delivery_stats = getattr(state.manager.delivery, "stats", None)
+    for sid in state.manager.ids():
+        orchestrator = state.manager.get(sid)
+        figures = orchestrator.metrics.as_dict()
+        if delivery_stats is not None:
+            figures.update(delivery_stats(orchestrator))
+        figures["actions_done"] = orchestrator.actions.done
+        figures["actions_failed"] = orchestrator.actions.failed
+        per[sid] = figures
+    slowest = max(per, key=lambda sid: per[sid]["p99_us"], default=None)
+    return {"strategies": per, "slowest": slowest}
+
+
+def shutdown(state: DaemonState, _: NoArgs) -> dict[str, Any]:
+    """Stop the daemon gracefully."""
+    state.request_stop()
+    return {"stopping": True}
+
+
+def check_event_args(state: DaemonState, args: EventsArgs) -> EventsArgs:
+    """Validate an events request's filters (the server streams it)."""
+    if args.strategy_id is not None:
+        _orchestrator(state, args.strategy_id)
+    unknown = sorted(set(args.types or ()) - EVENT_TYPES)
+    if unknown:
+        raise ControlError("bad_args", f"unknown event types: {', '.join(unknown)}")
+    return args
+
+
+COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
+    "status": (NoArgs, status),
+    "strategies": (NoArgs, strategies),
+    "validate": (ValidateArgs, validate),
+    "load": (LoadArgs, load),
+    "unload": (UnloadArgs, unload),
+    "activate": (StrategyArg, activate),
+    "deactivate": (DeactivateArgs, deactivate),
+    "switch": (SwitchArgs, switch),
+    "reload": (StrategyArg, reload),
+    "set": (SetArgs, set_param),
+    "positions": (OptionalStrategyArg, positions),
+    "metrics": (NoArgs, metrics),
+    "shutdown": (NoArgs, shutdown),
+}
+STREAM_COMMANDS = {"events": EventsArgs}
+
+
+def run_command(state: DaemonState, cmd: str, raw_args: dict[str, Any]) -> Any:
+    """Validate and run one command; ControlError for anything the caller got wrong."""
+    entry = COMMANDS.get(cmd)
+    if entry is None:
+        known = ", ".join(sorted([*COMMANDS, *STREAM_COMMANDS]))
+        raise ControlError("unknown_command", f"unknown command {cmd!r} (known: {known})")
+    model, handler = entry
+    return handler(state, validate_args(model, raw_args))

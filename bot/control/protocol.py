@@ -1,0 +1,81 @@
+"""Control messages: request validation and reply shapes; pydantic lives here, at the edge."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.errors import BotError
+
+ErrorCode = Literal[
+    "bad_json",
+    "bad_request",
+    "unknown_command",
+    "bad_args",
+    "unknown_strategy",
+    "invalid_state",
+    "invalid_config",
+    "slow_reader",
+    "internal",
+]
+
+
+class ControlError(BotError):
+    """A request that cannot be carried out; becomes an error reply with its code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class Request(BaseModel):
+    """One control request: `{"id", "cmd", "args"}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | int
+    cmd: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def parse_request(raw: str | bytes) -> tuple[Request | None, dict[str, Any] | None]:
+    """Parse one message into a Request, or return the error reply for it (id echoed when readable)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, error_reply(None, "bad_json", f"message is not JSON: {exc}")
+    if not isinstance(data, dict):
+        return None, error_reply(None, "bad_request", "message must be a JSON object with id, cmd and args")
+    request_id = data.get("id") if isinstance(data.get("id"), (str, int)) else None
+    try:
+        return Request.model_validate(data), None
+    except ValidationError as exc:
+        return None, error_reply(request_id, "bad_request", _describe(exc))
+
+
+def validate_args(model: type[BaseModel], args: dict[str, Any]) -> Any:
+    """Validate a command's args with its model; ControlError(bad_args) names each bad field."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        raise ControlError("bad_args", _describe(exc)) from None
+
+
+def ok_reply(request_id: str | int | None, result: Any) -> dict[str, Any]:
+    """A successful reply."""
+    return {"id": request_id, "ok": True, "result": result}
+
+
+def error_reply(request_id: str | int | None, code: ErrorCode, message: str) -> dict[str, Any]:
+    """A failed reply."""
+    return {"id": request_id, "ok": False, "error": {"code": code, "message": message}}

@@ -1,0 +1,1 @@
+"""The long-running daemon: clock-driven feed, per-strategy inboxes, control socket."""

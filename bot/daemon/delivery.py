@@ -1,0 +1,96 @@
+"""Live-mode delivery: each orchestrator consumes its own bounded inbox in its own task."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from bot.candles.model import Candle
+from bot.daemon.inbox import CandleInbox
+from bot.strategy.delivery import CandleHandler
+
+_Item = tuple[CandleHandler, str, str, Candle, int]
+ErrorHook = Callable[[Any, CandleHandler, Exception], None]
+
+
+@dataclass(slots=True)
+class _Lane:
+    inbox: CandleInbox[_Item]
+    processed: int = 0
+
+
+class InboxDelivery:
+    """Routes each candle into the owner's inbox; a task per owner, in the daemon's task group, runs it.
+
+    A slow strategy delays nobody else: the feed only appends to inboxes, and each owner's task
+    yields to the others after every candle. Errors in a handler go to `on_error` (the manager's
+    guarded seam), never out of the task.
+    """
+
+    def __init__(self, task_group: TaskGroup, inbox_size: int, on_error: ErrorHook) -> None:
+        self._tg = task_group
+        self._inbox_size = inbox_size
+        self._on_error = on_error
+        self._lanes: dict[object, _Lane] = {}
+
+    def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:
+        """A callable that queues the candle for `owner` with `handler`."""
+        lane = self._lanes.get(owner)
+        if lane is None:
+            lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size))
+            self._tg.start_soon(self._consume, owner, lane, name=f"inbox:{getattr(owner, 'strategy_id', owner)}")
+        put = lane.inbox.put
+
+        def enqueue(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+            put((symbol, timeframe), (handler, symbol, timeframe, candle, ts))
+
+        return enqueue
+
+    def reset(self, owner: object) -> int:
+        """Drop what is queued for `owner`: candles routed under its previous role."""
+        lane = self._lanes.get(owner)
+        return lane.inbox.clear() if lane else 0
+
+    def detach(self, owner: object) -> None:
+        """Close `owner`'s inbox; its task ends after the queue (cleared here) is empty."""
+        lane = self._lanes.pop(owner, None)
+        if lane is not None:
+            lane.inbox.clear()
+            lane.inbox.close()
+
+    def stats(self, owner: object) -> dict[str, int]:
+        """Inbox depth, overruns, coalesced candles and candles processed for `owner`."""
+        lane = self._lanes.get(owner)
+        if lane is None:
+            return {"inbox_depth": 0, "overruns": 0, "coalesced": 0, "processed": 0}
+        inbox = lane.inbox
+        return {"inbox_depth": len(inbox), "overruns": inbox.overruns, "coalesced": inbox.coalesced, "processed": lane.processed}
+
+    async def drain(self) -> None:
+        """Wait until every inbox is empty (graceful stop)."""
+        for lane in list(self._lanes.values()):
+            await lane.inbox.drained()
+
+    def close_all(self) -> None:
+        """Close every inbox so every consumer task ends."""
+        for owner in list(self._lanes):
+            lane = self._lanes.pop(owner)
+            lane.inbox.close()
+
+    async def _consume(self, owner: object, lane: _Lane) -> None:
+        inbox = lane.inbox
+        while True:
+            try:
+                handler, symbol, timeframe, candle, ts = await inbox.get()
+            except anyio.EndOfStream:
+                return
+            try:
+                handler(symbol, timeframe, candle, ts)
+            except Exception as exc:  # the guarded seam: the manager marks the strategy failed
+                self._on_error(owner, handler, exc)
+            lane.processed += 1
+            # Let the feed and the other strategies run between two candles of this one.
+            await anyio.lowlevel.checkpoint()

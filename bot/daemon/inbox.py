@@ -1,0 +1,79 @@
+"""A strategy's bounded candle inbox: when it falls behind, pending candles coalesce per stream."""
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+import anyio
+
+Item = TypeVar("Item")
+Key = tuple[str, str]
+
+
+class CandleInbox(Generic[Item]):
+    """Bounded FIFO of candles for one orchestrator; never blocks the publisher.
+
+    When full, the pending items are coalesced to the newest per (symbol, timeframe), in the
+    order those newest ones arrived, and the overrun is counted: a strategy that falls behind
+    skips to the latest candle of each stream instead of growing a backlog or slowing the rest.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError("inbox size must be >= 1")
+        self._items: deque[tuple[Key, Item]] = deque()
+        self._maxlen = maxlen
+        self._wakeup = anyio.Event()
+        self._closed = False
+        self.overruns = 0
+        self.coalesced = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, key: Key, item: Item) -> None:
+        """Queue an item (the publisher's side: synchronous, never waits)."""
+        if self._closed:
+            return
+        if len(self._items) >= self._maxlen:
+            self._coalesce()
+        self._items.append((key, item))
+        self._wakeup.set()
+
+    def _coalesce(self) -> None:
+        before = len(self._items)
+        newest: dict[Key, tuple[Key, Item]] = {}
+        for entry in reversed(self._items):
+            newest.setdefault(entry[0], entry)
+        kept = list(reversed(newest.values()))
+        # More distinct streams than room: keep the most recent ones.
+        while len(kept) >= self._maxlen:
+            kept.pop(0)
+        self._items = deque(kept)
+        self.overruns += 1
+        self.coalesced += before - len(kept)
+
+    def clear(self) -> int:
+        """Drop every queued item; return how many."""
+        count = len(self._items)
+        self._items.clear()
+        return count
+
+    def close(self) -> None:
+        """End the inbox: the consumer finishes what is queued, then `get` raises EndOfStream."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def get(self) -> Item:
+        """The next item, waiting for one; EndOfStream once closed and drained."""
+        while not self._items:
+            if self._closed:
+                raise anyio.EndOfStream
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        return self._items.popleft()[1]
+
+    async def drained(self) -> None:
+        """Wait until the consumer has taken every queued item."""
+        while self._items:
+            await anyio.sleep(0.001)

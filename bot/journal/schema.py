@@ -1,0 +1,186 @@
+"""The journal's SQLite schema, and opening a journal file safely (WAL, version check)."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+from bot.errors import BotError
+
+SCHEMA_VERSION: Final[int] = 1
+
+# Every table is keyed by strategy_id first, so one strategy's rows never mix with another's
+# and every per-strategy read is an index range scan. STRICT makes SQLite refuse a value of the
+# wrong type instead of storing it silently. JSON columns hold orjson text.
+_DDL: Final[tuple[str, ...]] = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT",
+    """CREATE TABLE strategy_states (
+        strategy_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        change TEXT,
+        policy TEXT,
+        last_error TEXT,
+        ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    ) STRICT""",
+    # number: n of a client id `<strategy_id>-<n>` (NULL for another shape), for last_order_number.
+    """CREATE TABLE orders (
+        strategy_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        number INTEGER,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        intent TEXT NOT NULL,
+        position_id TEXT,
+        reason TEXT,
+        ref_price REAL,
+        status TEXT NOT NULL CHECK (status IN ('submitted', 'filled', 'cancelled')),
+        filled_quantity REAL NOT NULL DEFAULT 0,
+        submitted_ts INTEGER NOT NULL,
+        submitted_seq INTEGER NOT NULL,
+        done_ts INTEGER,
+        done_seq INTEGER,
+        PRIMARY KEY (strategy_id, client_id)
+    ) STRICT""",
+    # Pending orders are few; a partial index keeps the recovery read cheap without indexing history.
+    "CREATE INDEX orders_pending ON orders (strategy_id) WHERE status = 'submitted'",
+    """CREATE TABLE fills (
+        id INTEGER PRIMARY KEY,
+        strategy_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        symbol TEXT,
+        side TEXT,
+        price REAL NOT NULL,
+        quantity REAL NOT NULL,
+        fee REAL NOT NULL,
+        liquidity TEXT,
+        reason TEXT,
+        fill_ts INTEGER,
+        ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    ) STRICT""",
+    # state: the Position.state() dict as last announced. trail_anchor, closed_quantity and
+    # exit_value are Position attributes that state() leaves out but recovery needs; they are
+    # kept from the trailing_activated and position_reduced payloads.
+    """CREATE TABLE positions (
+        strategy_id TEXT NOT NULL,
+        position_id TEXT NOT NULL,
+        number INTEGER,
+        symbol TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'partially_closed', 'closed')),
+        state TEXT NOT NULL,
+        trail_anchor REAL NOT NULL DEFAULT 0,
+        closed_quantity REAL NOT NULL DEFAULT 0,
+        exit_value REAL NOT NULL DEFAULT 0,
+        client_id TEXT,
+        opened_ts INTEGER NOT NULL,
+        opened_seq INTEGER NOT NULL,
+        updated_ts INTEGER NOT NULL,
+        updated_seq INTEGER NOT NULL,
+        PRIMARY KEY (strategy_id, position_id)
+    ) STRICT""",
+    "CREATE INDEX positions_open ON positions (strategy_id) WHERE status != 'closed'",
+    # Closed trades are append-only, apart from the positions table, so a reused position id
+    # (a restart that did not continue numbering) can never overwrite a trade.
+    """CREATE TABLE trades (
+        id INTEGER PRIMARY KEY,
+        strategy_id TEXT NOT NULL,
+        position_id TEXT NOT NULL,
+        exit_ts INTEGER,
+        ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        record TEXT NOT NULL
+    ) STRICT""",
+    "CREATE INDEX trades_strategy ON trades (strategy_id)",
+    """CREATE TABLE portfolio (
+        strategy_id TEXT PRIMARY KEY,
+        snapshot TEXT NOT NULL,
+        ts INTEGER NOT NULL
+    ) STRICT""",
+    """CREATE TABLE equity_daily (
+        strategy_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (strategy_id, day)
+    ) STRICT, WITHOUT ROWID""",
+    # A bounded log of the strategy events with no table of their own: n counts per strategy,
+    # and each insert deletes what fell out of the window, so it never holds more than N rows.
+    """CREATE TABLE strategy_events (
+        strategy_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (strategy_id, n)
+    ) STRICT, WITHOUT ROWID""",
+)
+
+
+class JournalError(BotError):
+    """The journal file cannot be opened, is not a journal, has a newer schema, or a write failed."""
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """Open or create the journal at `path` (parent folders too), in WAL mode with the current schema."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: the journal issues BEGIN/COMMIT itself, one transaction per event.
+        conn = sqlite3.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
+    try:
+        _prepare(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        # "file is not a database" and friends: name the file, the operator must move it away.
+        raise JournalError(f"{path}: not a usable SQLite journal: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise JournalError(f"{path}: the journal needs WAL mode, SQLite left it in {mode!r} mode")
+    # In WAL mode, synchronous=NORMAL syncs only at checkpoints, not at each commit: a committed
+    # transaction is in the WAL file (the OS page cache) when COMMIT returns, so it survives the
+    # process being killed (kill -9) and is replayed on the next open. Only an OS crash or power
+    # loss can take back the last commits, and never corrupts the file.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    # A second process (a `bot ctl` reader) may hold the lock briefly; wait rather than fail.
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _check_or_create(conn, path)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _check_or_create(conn: sqlite3.Connection, path: Path) -> None:
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "schema_version" not in tables:
+        if tables:
+            raise JournalError(f"{path}: is a SQLite database but not a journal (tables: {', '.join(sorted(tables))})")
+        for statement in _DDL:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        return
+    rows = conn.execute("SELECT version FROM schema_version").fetchall()
+    if len(rows) != 1 or not isinstance(rows[0][0], int):
+        raise JournalError(f"{path}: the journal's schema_version table is damaged ({rows!r})")
+    version = rows[0][0]
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"{path}: journal schema version {version} is newer than this bot supports ({SCHEMA_VERSION}); "
+            "run a newer bot or point journal.path at another file"
+        )
+    if version < SCHEMA_VERSION:
+        # Version 1 is the first schema: there is nothing older to migrate from yet.
+        raise JournalError(f"{path}: journal schema version {version} is unknown (this bot writes {SCHEMA_VERSION})")

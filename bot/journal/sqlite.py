@@ -1,0 +1,151 @@
+"""The SQLite journal: every strategy event is on disk before the bus delivers it, and recovery reads it back."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import orjson
+
+from bot.events import Event
+from bot.journal.schema import JournalError, open_database
+from bot.journal.writer import JournalWriter
+
+STRATEGY_EVENT_LIMIT: Final[int] = 1000
+# Position attributes that Position.state() leaves out but recovery needs: open_positions adds
+# them to each state dict (trail_anchor is 0.0 until trailing is activated, as on Position).
+JOURNAL_EXTRAS: Final[tuple[str, ...]] = ("trail_anchor", "closed_quantity", "exit_value")
+
+_ORDER_COLUMNS: Final[tuple[str, ...]] = (
+    "client_id",
+    "symbol",
+    "side",
+    "quantity",
+    "intent",
+    "position_id",
+    "reason",
+    "ref_price",
+    "submitted_ts",
+    "filled_quantity",
+)
+_STATE_COLUMNS: Final[tuple[str, ...]] = ("state", "change", "policy", "last_error", "ts")
+_TABLES_WITH_STRATEGIES: Final[tuple[str, ...]] = (
+    "strategy_states",
+    "orders",
+    "positions",
+    "trades",
+    "portfolio",
+    "equity_daily",
+    "strategy_events",
+)
+
+
+class Journal:
+    """An SQLite journal (one file, WAL) of strategy state, written synchronously from the event bus.
+
+    Subscribe `record` to the bus before any other subscriber: the bus calls subscribers in
+    order, so each change is committed to disk before anything else hears the event. Each
+    strategy's rows are keyed by its id and never mix with another's.
+    """
+
+    def __init__(self, path: Path | str, strategy_event_limit: int = STRATEGY_EVENT_LIMIT) -> None:
+        self.path = Path(path)
+        self._conn = open_database(self.path)
+        try:
+            self._writer = JournalWriter(self._conn, self.path, strategy_event_limit)
+        except BaseException:
+            self._conn.close()
+            raise
+        self._closed = False
+
+    # -- writing --------------------------------------------------------------------------------
+    def record(self, event: Event) -> None:
+        """Journal one event in its own transaction, committed before returning (a bus subscriber)."""
+        self._writer.record(event)
+
+    def snapshot_equity(self, strategy_id: str, ts: int, portfolio: dict[str, Any]) -> None:
+        """Store a strategy's end-of-day equity snapshot without a trade (the latest of a UTC day wins)."""
+        self._writer.snapshot_equity(strategy_id, ts, portfolio)
+
+    # -- recovery reads -------------------------------------------------------------------------
+    def strategy_states(self) -> dict[str, dict[str, Any]]:
+        """Every journalled strategy's last lifecycle state: state, change, policy, last_error, ts."""
+        rows = self._query("SELECT strategy_id, " + ", ".join(_STATE_COLUMNS) + " FROM strategy_states ORDER BY strategy_id")
+        return {row[0]: dict(zip(_STATE_COLUMNS, row[1:])) for row in rows}
+
+    def open_positions(self, strategy_id: str) -> list[dict[str, Any]]:
+        """A strategy's open and partially closed positions, oldest first: Position.state() plus JOURNAL_EXTRAS."""
+        rows = self._query(
+            "SELECT state, trail_anchor, closed_quantity, exit_value FROM positions "
+            "WHERE strategy_id = ? AND status != 'closed' ORDER BY rowid",
+            (strategy_id,),
+        )
+        positions = []
+        for state_text, *extras in rows:
+            state: dict[str, Any] = orjson.loads(state_text)
+            state.update(zip(JOURNAL_EXTRAS, extras))
+            positions.append(state)
+        return positions
+
+    def pending_orders(self, strategy_id: str) -> list[dict[str, Any]]:
+        """A strategy's submitted, not yet (fully) filled or cancelled orders, in submission order."""
+        rows = self._query(
+            "SELECT " + ", ".join(_ORDER_COLUMNS) + " FROM orders WHERE strategy_id = ? AND status = 'submitted' ORDER BY rowid",
+            (strategy_id,),
+        )
+        return [dict(zip(_ORDER_COLUMNS, row)) for row in rows]
+
+    def portfolio(self, strategy_id: str) -> dict[str, Any] | None:
+        """The latest portfolio snapshot carried by one of the strategy's events, or None."""
+        rows = self._query("SELECT snapshot FROM portfolio WHERE strategy_id = ?", (strategy_id,))
+        return orjson.loads(rows[0][0]) if rows else None
+
+    def closed_trades(self, strategy_id: str) -> list[dict[str, Any]]:
+        """The strategy's trade records (position_closed payloads without `portfolio`), in closing order."""
+        rows = self._query("SELECT record FROM trades WHERE strategy_id = ? ORDER BY id", (strategy_id,))
+        return [orjson.loads(row[0]) for row in rows]
+
+    def last_order_number(self, strategy_id: str) -> int:
+        """The largest n of the strategy's client ids `<strategy_id>-<n>` (0 if none), to continue numbering."""
+        rows = self._query("SELECT max(number) FROM orders WHERE strategy_id = ?", (strategy_id,))
+        return rows[0][0] or 0
+
+    def last_position_number(self, strategy_id: str) -> int:
+        """The largest n of the strategy's position ids `<strategy_id>-p<n>` (0 if none), to continue numbering."""
+        rows = self._query("SELECT max(number) FROM positions WHERE strategy_id = ?", (strategy_id,))
+        return rows[0][0] or 0
+
+    def equity_days(self, strategy_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The strategy's daily equity snapshots as ('YYYY-MM-DD' UTC, snapshot), oldest day first."""
+        rows = self._query("SELECT day, snapshot FROM equity_daily WHERE strategy_id = ? ORDER BY day", (strategy_id,))
+        return [(day, orjson.loads(snapshot)) for day, snapshot in rows]
+
+    def strategy_events(self, strategy_id: str) -> list[dict[str, Any]]:
+        """The bounded log of the strategy's other events (signals, rejections, errors), oldest first."""
+        rows = self._query("SELECT type, ts, seq, payload FROM strategy_events WHERE strategy_id = ? ORDER BY n", (strategy_id,))
+        return [{"type": type_, "ts": ts, "seq": seq, "payload": orjson.loads(payload)} for type_, ts, seq, payload in rows]
+
+    def strategy_ids(self) -> list[str]:
+        """Every strategy id with a row in any table, sorted."""
+        union = " UNION ".join(f"SELECT strategy_id FROM {table}" for table in _TABLES_WITH_STRATEGIES)
+        return [row[0] for row in self._query(union + " ORDER BY 1")]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the file (idempotent); the last connection's close checkpoints the WAL into it."""
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: journal read failed: {exc}") from exc

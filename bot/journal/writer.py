@@ -1,0 +1,318 @@
+"""Applies each strategy event to the journal tables, one committed transaction per event."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from bot.events import Event
+from bot.journal.schema import JournalError
+
+# date.fromordinal(_EPOCH_ORDINAL) is 1970-01-01: day n after the epoch is ordinal + n.
+_EPOCH_ORDINAL: Final[int] = date(1970, 1, 1).toordinal()
+_DAY_MS: Final[int] = 86_400_000
+
+# Payload keys that ride along with Position.state() in position events but are not part of it.
+# Everything else in those payloads is kept as state, so a field added to state() is journalled
+# without touching this module.
+_NOT_STATE_OPENED: Final[frozenset[str]] = frozenset({"client_id", "portfolio"})
+_NOT_STATE_REDUCED: Final[frozenset[str]] = frozenset({"closed_quantity", "price", "reason", "portfolio"})
+# Fields of stop_updated / trailing_activated payloads that patch the stored state, by the
+# state key they set. A payload carries only some of them.
+_STATE_PATCH: Final[tuple[tuple[str, str], ...]] = (
+    ("stop_loss", "stop_loss"),
+    ("trailing_active", "trailing_active"),
+    ("distance_pct", "trailing_distance_pct"),
+    ("trailing_distance_pct", "trailing_distance_pct"),
+    ("trailing_stop", "trailing_stop"),
+)
+
+_INSERT_ORDER: Final[str] = """
+    INSERT OR REPLACE INTO orders (strategy_id, client_id, number, symbol, side, quantity, intent, position_id,
+        reason, ref_price, status, submitted_ts, submitted_seq)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?)"""
+# A fill completes its order once the filled quantity reaches the order's (allowing float dust),
+# so a partial fill from a real exchange leaves the order pending.
+_FILL_ORDER: Final[str] = """
+    UPDATE orders SET filled_quantity = filled_quantity + ?1,
+        status = CASE WHEN filled_quantity + ?1 >= quantity * (1 - 1e-9) THEN 'filled' ELSE status END,
+        done_ts = ?2, done_seq = ?3
+    WHERE strategy_id = ?4 AND client_id = ?5"""
+_INSERT_FILL: Final[str] = """
+    INSERT INTO fills (strategy_id, client_id, symbol, side, price, quantity, fee, liquidity, reason, fill_ts, ts, seq)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_CANCEL_ORDER: Final[str] = """
+    UPDATE orders SET status = 'cancelled', done_ts = ?, done_seq = ?
+    WHERE strategy_id = ? AND client_id = ? AND status = 'submitted'"""
+# REPLACE (not an upsert): a reused id gets a new rowid, so "oldest first" stays insertion order.
+_INSERT_POSITION: Final[str] = """
+    INSERT OR REPLACE INTO positions (strategy_id, position_id, number, symbol, status, state, client_id,
+        opened_ts, opened_seq, updated_ts, updated_seq)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?9)"""
+# An upsert, so a position the journal never saw open (journal attached mid-run) is still kept.
+_REDUCE_POSITION: Final[str] = """
+    INSERT INTO positions (strategy_id, position_id, number, symbol, status, state, closed_quantity, exit_value,
+        opened_ts, opened_seq, updated_ts, updated_seq)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?9, ?10)
+    ON CONFLICT (strategy_id, position_id) DO UPDATE SET
+        status = excluded.status, state = excluded.state,
+        closed_quantity = closed_quantity + excluded.closed_quantity, exit_value = exit_value + excluded.exit_value,
+        updated_ts = excluded.updated_ts, updated_seq = excluded.updated_seq"""
+_SELECT_POSITION_STATE: Final[str] = "SELECT state, trail_anchor FROM positions WHERE strategy_id = ? AND position_id = ?"
+_PATCH_POSITION: Final[str] = """
+    UPDATE positions SET state = ?, trail_anchor = ?, updated_ts = ?, updated_seq = ?
+    WHERE strategy_id = ? AND position_id = ?"""
+# json_set keeps the other numbers' text as stored, so no float is re-rendered (and rounded).
+_CLOSE_POSITION: Final[str] = """
+    UPDATE positions SET status = 'closed', state = json_set(state, '$.status', 'closed', '$.quantity', 0.0),
+        updated_ts = ?, updated_seq = ?
+    WHERE strategy_id = ? AND position_id = ?"""
+_INSERT_TRADE: Final[str] = "INSERT INTO trades (strategy_id, position_id, exit_ts, ts, seq, record) VALUES (?, ?, ?, ?, ?, ?)"
+_UPSERT_STATE: Final[str] = """
+    INSERT OR REPLACE INTO strategy_states (strategy_id, state, change, policy, last_error, ts, seq)
+    VALUES (?, ?, ?, ?, ?, ?, ?)"""
+_UPSERT_PORTFOLIO: Final[str] = "INSERT OR REPLACE INTO portfolio (strategy_id, snapshot, ts) VALUES (?, ?, ?)"
+# The latest snapshot of the day wins, even if snapshots arrive out of order.
+_UPSERT_EQUITY: Final[str] = """
+    INSERT INTO equity_daily (strategy_id, day, snapshot, ts) VALUES (?, ?, ?, ?)
+    ON CONFLICT (strategy_id, day) DO UPDATE SET snapshot = excluded.snapshot, ts = excluded.ts
+    WHERE excluded.ts >= equity_daily.ts"""
+_NEXT_EVENT_N: Final[str] = "SELECT coalesce(max(n), -1) + 1 FROM strategy_events WHERE strategy_id = ?"
+_INSERT_EVENT: Final[str] = "INSERT INTO strategy_events (strategy_id, n, type, ts, seq, payload) VALUES (?, ?, ?, ?, ?, ?)"
+_TRIM_EVENTS: Final[str] = "DELETE FROM strategy_events WHERE strategy_id = ? AND n <= ?"
+
+
+def _encode(value: Any) -> Any:
+    # NamedTuples (candles) are not serialised by orjson itself: write them as arrays.
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    """A value as orjson text for a JSON column."""
+    return orjson.dumps(value, default=_encode).decode()
+
+
+def trailing_number(identifier: str, prefix: str) -> int | None:
+    """n of an id shaped `<prefix><n>`, or None for another shape."""
+    if identifier.startswith(prefix):
+        tail = identifier[len(prefix) :]
+        if tail.isascii() and tail.isdigit():
+            return int(tail)
+    return None
+
+
+class JournalWriter:
+    """Writes strategy events into the journal tables; `record` commits before it returns."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, event_limit: int) -> None:
+        if event_limit < 1:
+            raise ValueError(f"strategy event limit must be >= 1, got {event_limit}")
+        self._conn = conn
+        self._execute = conn.execute
+        self._path = path
+        self._event_limit = event_limit
+        # Next n of the bounded event log per strategy; read from the table on first use and
+        # dropped on a rollback, so it never runs ahead of what is committed.
+        self._next_n: dict[str, int] = {}
+        # The last UTC day computed, as (day number, 'YYYY-MM-DD'): consecutive events share it.
+        self._day: tuple[int, str] = (-(2**62), "")
+        self._handlers: dict[str, Callable[[Event, str, dict[str, Any]], None]] = {
+            "order_submitted": self._order_submitted,
+            "order_filled": self._order_filled,
+            "order_cancelled": self._order_cancelled,
+            "position_opened": self._position_opened,
+            "position_reduced": self._position_reduced,
+            "position_closed": self._position_closed,
+            "stop_updated": self._patch_position,
+            "trailing_activated": self._patch_position,
+            "strategy_state": self._strategy_state,
+        }
+
+    def record(self, event: Event) -> None:
+        """Journal one event in its own transaction, committed on return; market events are ignored."""
+        strategy_id = event.strategy_id
+        if strategy_id is None:
+            return
+        payload = event.payload
+        handler = self._handlers.get(event.type, self._log_event)
+        execute = self._execute
+        execute("BEGIN")
+        try:
+            handler(event, strategy_id, payload)
+            snapshot = payload.get("portfolio")
+            if snapshot is not None:
+                self._portfolio(strategy_id, event.ts, dumps(snapshot))
+            execute("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, (sqlite3.Error, TypeError, KeyError, ValueError)):
+                raise JournalError(
+                    f"{self._path}: could not journal event seq {event.seq} ({event.type} of {strategy_id!r}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            raise
+
+    def snapshot_equity(self, strategy_id: str, ts: int, portfolio: dict[str, Any]) -> None:
+        """Upsert the day's equity snapshot of a strategy (one statement, so its own transaction)."""
+        try:
+            self._execute(_UPSERT_EQUITY, (strategy_id, self._utc_day(ts), dumps(portfolio), ts))
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self._path}: could not journal the equity snapshot of {strategy_id!r}: {exc}") from exc
+
+    # -- handlers -------------------------------------------------------------------------------
+    def _order_submitted(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        client_id = p["client_id"]
+        self._execute(
+            _INSERT_ORDER,
+            (
+                sid,
+                client_id,
+                trailing_number(client_id, sid + "-"),
+                p["symbol"],
+                p["side"],
+                p["quantity"],
+                p["intent"],
+                p.get("position_id"),
+                p.get("reason"),
+                p.get("ref_price"),
+                event.ts,
+                event.seq,
+            ),
+        )
+
+    def _order_filled(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        client_id = p["client_id"]
+        quantity = p["quantity"]
+        execute = self._execute
+        execute(
+            _INSERT_FILL,
+            (
+                sid,
+                client_id,
+                p.get("symbol"),
+                p.get("side"),
+                p["price"],
+                quantity,
+                p.get("fee", 0.0),
+                p.get("liquidity"),
+                p.get("reason"),
+                p.get("fill_ts"),
+                event.ts,
+                event.seq,
+            ),
+        )
+        execute(_FILL_ORDER, (quantity, event.ts, event.seq, sid, client_id))
+
+    def _order_cancelled(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        self._execute(_CANCEL_ORDER, (event.ts, event.seq, sid, p["client_id"]))
+
+    def _position_opened(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        position_id = p["position_id"]
+        state = {k: v for k, v in p.items() if k not in _NOT_STATE_OPENED}
+        self._execute(
+            _INSERT_POSITION,
+            (
+                sid,
+                position_id,
+                trailing_number(position_id, sid + "-p"),
+                p["symbol"],
+                p.get("status", "open"),
+                dumps(state),
+                p.get("client_id"),
+                event.ts,
+                event.seq,
+            ),
+        )
+
+    def _position_reduced(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        position_id = p["position_id"]
+        state = {k: v for k, v in p.items() if k not in _NOT_STATE_REDUCED}
+        closed = p["closed_quantity"]
+        self._execute(
+            _REDUCE_POSITION,
+            (
+                sid,
+                position_id,
+                trailing_number(position_id, sid + "-p"),
+                p["symbol"],
+                p.get("status", "partially_closed"),
+                dumps(state),
+                closed,
+                # The same float operation as Position.exit_value += fill.price * qty.
+                p["price"] * closed,
+                event.ts,
+                event.seq,
+            ),
+        )
+
+    def _position_closed(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        position_id = p["position_id"]
+        record = {k: v for k, v in p.items() if k != "portfolio"}
+        execute = self._execute
+        execute(_INSERT_TRADE, (sid, position_id, p.get("exit_ts"), event.ts, event.seq, dumps(record)))
+        execute(_CLOSE_POSITION, (event.ts, event.seq, sid, position_id))
+
+    def _patch_position(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        # stop_updated and trailing_activated carry only the fields they change: read the stored
+        # state, patch those fields, write it back (both events are rare next to fills).
+        position_id = p["position_id"]
+        row = self._execute(_SELECT_POSITION_STATE, (sid, position_id)).fetchone()
+        if row is None:
+            # Nothing journalled to patch (journal attached mid-run): the event alone is not a
+            # position; keep it in the event log rather than drop it.
+            self._log_event(event, sid, p)
+            return
+        state: dict[str, Any] = orjson.loads(row[0])
+        anchor: float = row[1]
+        for source, target in _STATE_PATCH:
+            if source in p:
+                state[target] = p[source]
+        if event.type == "trailing_activated":
+            state["trailing_active"] = True
+            anchor = p.get("anchor", anchor)
+        elif "trail_anchor" in p:
+            anchor = p["trail_anchor"]
+        self._execute(_PATCH_POSITION, (dumps(state), anchor, event.ts, event.seq, sid, position_id))
+
+    def _strategy_state(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        self._execute(_UPSERT_STATE, (sid, p["state"], p.get("change"), p.get("policy"), p.get("error"), event.ts, event.seq))
+
+    def _log_event(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        n = self._next_n.get(sid)
+        if n is None:
+            n = self._execute(_NEXT_EVENT_N, (sid,)).fetchone()[0]
+        execute = self._execute
+        execute(_INSERT_EVENT, (sid, n, event.type, event.ts, event.seq, dumps(p)))
+        # A range delete, so a window made smaller since the last run is trimmed at once too.
+        execute(_TRIM_EVENTS, (sid, n - self._event_limit))
+        self._next_n[sid] = n + 1
+
+    def _portfolio(self, sid: str, ts: int, snapshot: str) -> None:
+        self._execute(_UPSERT_PORTFOLIO, (sid, snapshot, ts))
+        self._execute(_UPSERT_EQUITY, (sid, self._utc_day(ts), snapshot, ts))
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _utc_day(self, ts: int) -> str:
+        number = ts // _DAY_MS
+        cached = self._day
+        if cached[0] == number:
+            return cached[1]
+        day = date.fromordinal(_EPOCH_ORDINAL + number).isoformat()
+        self._day = (number, day)
+        return day
+
+    def _rollback(self) -> None:
+        self._next_n.clear()
+        conn = self._conn
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # The connection is unusable (closed, disk gone): the original error says why.
+            pass

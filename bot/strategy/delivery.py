@@ -1,0 +1,41 @@
+"""How the manager hands a candle to an orchestrator: a direct call (replay) or its own inbox (live)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from bot.candles.model import Candle
+
+CandleHandler = Callable[[str, str, Candle, int], None]
+
+
+class Delivery(Protocol):
+    """Turns an orchestrator's handler into what the router calls for each candle."""
+
+    def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:
+        """The callable the router invokes for `owner`'s candles."""
+        ...
+
+    def reset(self, owner: object) -> int:
+        """Drop candles queued for `owner` (its routing changed); return how many."""
+        ...
+
+    def detach(self, owner: object) -> None:
+        """Forget `owner` for good (unload): no task, no queue left behind."""
+        ...
+
+
+class DirectDelivery:
+    """Data-driven replay: the router calls the orchestrator itself, so a candle is finished by
+    every orchestrator before the next is published."""
+
+    def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:
+        """The handler itself."""
+        return handler
+
+    def reset(self, owner: object) -> int:
+        """Nothing is ever queued."""
+        return 0
+
+    def detach(self, owner: object) -> None:
+        """Nothing to release."""
