@@ -1,6 +1,7 @@
 """Live-mode delivery: each orchestrator consumes its own bounded inbox in its own task."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from bot.daemon.inbox import CandleInbox
 from bot.strategy.delivery import CandleHandler
 
 _Item = tuple[CandleHandler, str, str, Candle, int]
+_TIME_SLICE_S = 0.001
 ErrorHook = Callable[[Any, CandleHandler, Exception], None]
 
 
@@ -84,13 +86,19 @@ class InboxDelivery:
         inbox = lane.inbox
         while True:
             try:
-                handler, symbol, timeframe, candle, ts = await inbox.get()
+                item: _Item | None = await inbox.get()
             except anyio.EndOfStream:
                 return
-            try:
-                handler(symbol, timeframe, candle, ts)
-            except Exception as exc:  # the guarded seam: the manager marks the strategy failed
-                self._on_error(owner, handler, exc)
-            lane.processed += 1
-            # Let the feed and the other strategies run between two candles of this one.
+            # Take queued candles for up to one time slice, then let the feed and the other
+            # strategies run: a cheap strategy clears a burst in one turn, an expensive one
+            # yields after every candle and, if it cannot keep up, its inbox coalesces.
+            turn_ends = time.perf_counter() + _TIME_SLICE_S
+            while item is not None:
+                handler, symbol, timeframe, candle, ts = item
+                try:
+                    handler(symbol, timeframe, candle, ts)
+                except Exception as exc:  # the guarded seam: the manager marks the strategy failed
+                    self._on_error(owner, handler, exc)
+                lane.processed += 1
+                item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
             await anyio.lowlevel.checkpoint()

@@ -35,9 +35,9 @@ class CandleInbox(Generic[Item]):
         """Queue an item (the publisher's side: synchronous, never waits)."""
         if self._closed:
             return
-        if len(self._items) >= self._maxlen:
-            self._coalesce()
         self._items.append((key, item))
+        if len(self._items) > self._maxlen:
+            self._coalesce()
         self._wakeup.set()
 
     def _coalesce(self) -> None:
@@ -47,7 +47,7 @@ class CandleInbox(Generic[Item]):
             newest.setdefault(entry[0], entry)
         kept = list(reversed(newest.values()))
         # More distinct streams than room: keep the most recent ones.
-        while len(kept) >= self._maxlen:
+        while len(kept) > self._maxlen:
             kept.pop(0)
         self._items = deque(kept)
         self.overruns += 1
@@ -63,6 +63,10 @@ class CandleInbox(Generic[Item]):
         """End the inbox: the consumer finishes what is queued, then `get` raises EndOfStream."""
         self._closed = True
         self._wakeup.set()
+
+    def get_nowait(self) -> Item | None:
+        """The next item if one is queued, else None."""
+        return self._items.popleft()[1] if self._items else None
 
     async def get(self) -> Item:
         """The next item, waiting for one; EndOfStream once closed and drained."""

@@ -1,4 +1,4 @@
-"""Fixtures for the core tests: slices of real recorded candles."""
+"""Fixtures shared by every test package: slices of real recorded candles."""
 from __future__ import annotations
 
 from pathlib import Path

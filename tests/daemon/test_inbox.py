@@ -1,0 +1,109 @@
+"""Per-strategy inboxes: bounded, coalescing, and a slow strategy does not hold the others back."""
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from bot.candles.model import Candle
+from bot.config.models import BotConfig
+from bot.daemon.delivery import InboxDelivery
+from bot.daemon.inbox import CandleInbox
+from bot.log import BotLogger
+from bot.services import BotServices
+from bot.strategy.factory import OrchestratorFactory
+from bot.strategy.manager import StrategyManager
+from tests.support import strategy
+
+
+def test_a_full_inbox_coalesces_to_the_newest_candle_per_stream() -> None:
+    inbox: CandleInbox[int] = CandleInbox(4)
+    for i, key in enumerate([("A", "1m"), ("B", "1m"), ("A", "1m"), ("A", "5m")]):
+        inbox.put(key, i)
+    inbox.put(("B", "1m"), 4)  # full: coalesce, then append
+    assert len(inbox) == 3 and inbox.overruns == 1 and inbox.coalesced == 2
+    drained = []
+
+    async def take() -> None:
+        while len(inbox):
+            drained.append(await inbox.get())
+
+    anyio.run(take)
+    # Newest per stream, in the order those newest arrived: A/1m=2, A/5m=3, then B/1m=4.
+    assert drained == [2, 3, 4]
+
+
+def test_more_streams_than_room_keeps_the_most_recent() -> None:
+    inbox: CandleInbox[int] = CandleInbox(2)
+    for i in range(5):
+        inbox.put((f"S{i}", "1m"), i)
+    assert len(inbox) == 2 and inbox.overruns >= 1
+    assert inbox.coalesced + len(inbox) == 5
+
+
+def test_closed_inbox_ends_the_consumer_after_draining() -> None:
+    inbox: CandleInbox[int] = CandleInbox(10)
+    inbox.put(("A", "1m"), 1)
+    inbox.close()
+    inbox.put(("A", "1m"), 2)  # ignored once closed
+
+    async def take() -> list[int]:
+        got = [await inbox.get()]
+        with pytest.raises(anyio.EndOfStream):
+            await inbox.get()
+        return got
+
+    assert anyio.run(take) == [1]
+
+
+def test_a_slow_strategy_is_coalesced_while_a_fast_one_sees_every_candle(btc_candles: list[Candle]) -> None:
+    candles = btc_candles[:300]
+    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox"), isolate_subscribers=False)
+    services.hub.add_feed("BTC/USD", "1m")
+    latencies: list[float] = []
+
+    async def main() -> tuple[int, int, dict[str, int], dict[str, int]]:
+        async with anyio.create_task_group() as tg:
+            manager: StrategyManager
+
+            def on_error(owner: object, handler: object, exc: Exception) -> None:
+                raise AssertionError(f"unexpected strategy error: {exc}")
+
+            delivery = InboxDelivery(tg, 16, on_error)
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+            manager.load(strategy(id="slow"))
+            manager.load(strategy(id="fast"))
+            slow, fast = manager.get("slow"), manager.get("fast")
+            slow_on_candle, fast_on_candle = slow.on_candle, fast.on_candle
+            published: dict[int, float] = {}
+
+            def sluggish(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+                time.sleep(0.004)  # a strategy doing 4 ms of work per candle
+                slow_on_candle(symbol, timeframe, candle, ts)
+
+            def timed(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+                latencies.append(time.perf_counter() - published[candle.ts])
+                fast_on_candle(symbol, timeframe, candle, ts)
+
+            slow.handler_for = lambda symbol, timeframe: sluggish  # type: ignore[method-assign]
+            fast.handler_for = lambda symbol, timeframe: timed  # type: ignore[method-assign]
+            manager.activate("slow")
+            manager.activate("fast")
+            # Candles come in bursts of 10 (as after a reconnect, or many streams closing at once).
+            for start in range(0, len(candles), 10):
+                for candle in candles[start : start + 10]:
+                    published[candle.ts] = time.perf_counter()
+                    services.hub.ingest("BTC/USD", candle)
+                await anyio.sleep(0.002)
+            await delivery.drain()
+            result = (slow.metrics.candles, fast.metrics.candles, delivery.stats(slow), delivery.stats(fast))
+            delivery.close_all()
+        return result
+
+    slow_count, fast_count, slow_stats, fast_stats = anyio.run(main)
+    assert fast_count == len(candles) and fast_stats["overruns"] == 0
+    assert slow_count < len(candles) and slow_stats["overruns"] > 0 and slow_stats["coalesced"] > 0
+    # The fast strategy waits for at most the slow one's current candle, never its backlog:
+    # without inboxes it would wait for 10 slow candles (40 ms) per burst.
+    assert max(latencies) < 0.03, max(latencies)
