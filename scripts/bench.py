@@ -5,8 +5,9 @@ Each case runs in its own subprocess so its peak RSS is its own. The input is a 
 1m series (geometric random walk, fixed seed) written once to a temporary CSV and streamed
 from disk by the replay, as a recorded file would be.
 
-    .venv/bin/python scripts/bench.py            # all cases, 525,600 candles (one year of 1m)
-    .venv/bin/python scripts/bench.py --candles 100000
+    .venv/bin/python scripts/bench.py                  # everything
+    .venv/bin/python scripts/bench.py --suite replay   # replay throughput only (525,600 candles)
+    .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
 """
 from __future__ import annotations
 
@@ -113,30 +114,76 @@ def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candles", type=int, default=525_600)
+    parser.add_argument("--suite", choices=("all", "replay", "daemon"), default="all")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
+        if args.case.startswith("daemon:"):
+            print(json.dumps(run_daemon_case(args.case.removeprefix("daemon:"))))
+            return 0
         n, log = args.case.split(",")
         print(json.dumps(run_case(args.data, int(n), log == "log")))
         return 0
+    if args.suite in ("all", "replay"):
+        replay_suite(args.candles)
+    if args.suite in ("all", "daemon"):
+        daemon_suite()
+    return 0
+
+
+def run_daemon_case(name: str) -> dict[str, Any]:
+    """One daemon benchmark, in this (fresh) process."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_daemon
+
+    if name == "switch":
+        return bench_daemon.switch_latency(200)
+    if name == "memory":
+        return bench_daemon.idle_memory(1000)
+    return bench_daemon.live_latency(1000, 10, 60)
+
+
+def _subprocess_case(case: str, data: Path | None = None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--case", case]
+    if data is not None:
+        command += ["--data", str(data)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def daemon_suite() -> None:
+    """Hot-switch latency through the socket, idle memory per strategy, live candle-to-decision latency."""
+    print()
+    switch = _subprocess_case("daemon:switch")
+    print(f"hot-switch through the control socket, {switch['switches']} switches while the feed plays:")
+    print(f"  request -> reply            p50 {switch['reply_p50_ms']:.2f} ms   p99 {switch['reply_p99_ms']:.2f} ms")
+    print(f"  request -> first candle (B) p50 {switch['first_candle_p50_ms']:.2f} ms   p99 {switch['first_candle_p99_ms']:.2f} ms")
+    memory = _subprocess_case("daemon:memory")
+    print(f"idle loaded strategies: {memory['strategies']:,} -> RSS +{memory['rss_growth_mb']:.1f} MB ({memory['per_strategy_kb']:.1f} KB each)")
+    live = _subprocess_case("daemon:live")
+    print(
+        f"live mode, {live['strategies']:,} active strategies on {live['symbols']} symbols, {live['decisions']:,} decisions:"
+        f" candle-to-decision p50 {live['p50_ms']:.1f} ms  p99 {live['p99_ms']:.1f} ms  max {live['max_ms']:.1f} ms"
+    )
+
+
+def replay_suite(candles: int) -> None:
+    """Replay throughput and peak memory, 1 and 10 strategies, with and without candle events."""
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         data = Path(tmp) / "SYN-USD_1m.csv"
-        generate(data, args.candles)
+        generate(data, candles)
         cases = [(1, "nolog"), (1, "log"), (10, "nolog"), (10, "log")]
-        print(f"replay benchmark: {args.candles:,} synthetic 1m candles, python {sys.version.split()[0]}")
+        print(f"replay benchmark: {candles:,} synthetic 1m candles, python {sys.version.split()[0]}")
         print(f"{'strategies':>10} {'events.jsonl':>13} {'seconds':>8} {'candles/s':>11} {'deliveries/s':>13} {'events':>10} {'trades':>7} {'peak MB':>8}")
         for n, log in cases:
-            out = subprocess.run(
-                [sys.executable, __file__, "--case", f"{n},{log}", "--data", str(data)], check=True, capture_output=True, text=True, cwd=REPO
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r = _subprocess_case(f"{n},{log}", data)
             events = "with candles" if r["log_candles"] else "trading only"
             print(
                 f"{r['strategies']:>10} {events:>13} {r['seconds']:>8.2f} {r['candles_per_s']:>11,.0f} {r['deliveries_per_s']:>13,.0f} "
                 f"{r['events']:>10,} {r['trades']:>7,} {r['peak_rss_mb']:>8.1f}"
             )
-    return 0
 
 
 if __name__ == "__main__":

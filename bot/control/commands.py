@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.config.loader import LoadedConfig, deep_merge, load_config, load_strategy
 from bot.config.models import StrategyConfig
 from bot.control.protocol import ControlError, validate_args
+from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
 from bot.errors import ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
 from bot.events import EVENT_TYPES
@@ -200,6 +201,7 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
             state.manager.activate(spec.id)
     except (StrategyStateError, StrategyError) as exc:
         raise ControlError("invalid_state", str(exc)) from None
+    heap.settle()
     return {"id": spec.id, "state": state.manager.get(spec.id).state}
 
 
@@ -208,6 +210,7 @@ def unload(state: DaemonState, args: UnloadArgs) -> dict[str, Any]:
     _orchestrator(state, args.id)
     snapshot = state.manager.unload(args.id, close_positions=args.close_positions)
     state.strategy_files.pop(args.id, None)
+    heap.release()
     return snapshot
 
 

@@ -12,6 +12,7 @@ from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
+from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
 from bot.errors import BotError
 from bot.log import BotLogger
@@ -77,6 +78,7 @@ class Daemon:
                             manager.activate(spec.id)
                         except BotError as exc:  # one strategy's failure stays its own
                             self.logger.logger.error("%s", exc)
+                    heap.settle()
                     tg.start_soon(self._watch_signals)
                     await self._stop.wait()
                     self.logger.logger.info("stopping: feed, then queued candles")

@@ -1,0 +1,185 @@
+"""Daemon benchmarks (imported by scripts/bench.py): hot-switch latency, idle memory, live latency."""
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "BTC-USD-PERP_1m.csv"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * 4096 / 1024 / 1024
+
+
+def _pct(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _strategy(sid: str, symbol: str = "BTC/USD", fast: int = 5, slow: int = 13) -> dict[str, Any]:
+    return {
+        "id": sid,
+        "symbol": symbol,
+        "timeframe": "1m",
+        "quantity": 0.01,
+        "analyzers": [{"type": "ema_cross", "params": {"fast": fast, "slow": slow}}],
+    }
+
+
+def switch_latency(switches: int = 200) -> dict[str, float]:
+    """Switch back and forth through the real socket while the feed plays; time reply and first candle."""
+    from bot.config.loader import load_config
+    from bot.control.client import ControlClient
+    from bot.daemon.app import Daemon
+    from bot.log import BotLogger
+    from bot.replay.sources import resolve_sources
+
+    work = Path(tempfile.mkdtemp(prefix="bsw-", dir="/tmp"))
+    (work / "strategies").mkdir()
+    for sid in ("A", "B"):
+        (work / "strategies" / f"{sid}.json").write_text(json.dumps(_strategy(sid)))
+    config = {
+        "mode": "paper",
+        "replay": {"candles": {"BTC/USD": {"path": str(DATA), "timeframe": "1m"}}},
+        "feed": {"speed": 60_000, "loop": True, "backfill": 500},
+        "control": {"socket": "bot.sock"},
+        "strategies": [{"file": "strategies/A.json"}],
+    }
+    (work / "config.json").write_text(json.dumps(config))
+    loaded = load_config(work / "config.json")
+    sources, _ = resolve_sources(loaded)
+    daemon = Daemon(loaded, sources, BotLogger.to_stderr(level=40, name="bench.switch"))
+    replies: list[float] = []
+    first_candles: list[float] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            while not daemon.socket_path.exists():
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.2)
+            async with ControlClient(daemon.socket_path) as client:
+                assert (await client.call("load", {"file": "strategies/B.json"}))["ok"]
+                pair = ("A", "B")
+                for i in range(switches):
+                    source, target = pair[i % 2], pair[(i + 1) % 2]
+                    metrics_before = (await client.call("metrics"))["result"]["strategies"][target]["candles"]
+                    started = time.perf_counter()
+                    reply = await client.call("switch", {"from": source, "to": target})
+                    replied = time.perf_counter()
+                    assert reply["ok"], reply
+                    replies.append(replied - started)
+                    # First candle processed by the target: poll its counter (each poll is a round trip,
+                    # so this figure is an upper bound).
+                    while (await client.call("metrics"))["result"]["strategies"][target]["candles"] == metrics_before:
+                        pass
+                    first_candles.append(time.perf_counter() - started)
+                await client.call("shutdown")
+
+    anyio.run(main)
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "switches": switches,
+        "reply_p50_ms": 1000 * _pct(replies, 0.5),
+        "reply_p99_ms": 1000 * _pct(replies, 0.99),
+        "first_candle_p50_ms": 1000 * _pct(first_candles, 0.5),
+        "first_candle_p99_ms": 1000 * _pct(first_candles, 0.99),
+    }
+
+
+def idle_memory(count: int = 1000) -> dict[str, float]:
+    """RSS growth from loading `count` dormant strategies."""
+    from bot.config.models import BotConfig, StrategyConfig
+    from bot.log import BotLogger
+    from bot.services import BotServices
+    from bot.strategy.factory import OrchestratorFactory
+    from bot.strategy.manager import StrategyManager
+
+    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=40, name="bench.memory"))
+    services.hub.add_feed("BTC/USD", "1m")
+    manager = StrategyManager(services, OrchestratorFactory(services))
+    specs = [StrategyConfig.model_validate(_strategy(f"s{i}", fast=5 + i % 7, slow=20 + i % 11)) for i in range(count)]
+    gc.collect()
+    before = _rss_mb()
+    for spec in specs:
+        manager.load(spec)
+    gc.collect()
+    after = _rss_mb()
+    return {"strategies": count, "rss_growth_mb": after - before, "per_strategy_kb": (after - before) * 1024 / count}
+
+
+def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) -> dict[str, float]:
+    """1,000 active strategies over 10 symbols with per-strategy inboxes: publish-to-decision latency."""
+    from bot.candles.model import Candle
+    from bot.candles.reader import read_candles
+    from bot.config.models import BotConfig, StrategyConfig
+    from bot.daemon import heap
+    from bot.daemon.delivery import InboxDelivery
+    from bot.log import BotLogger
+    from bot.services import BotServices
+    from bot.strategy.factory import OrchestratorFactory
+    from bot.strategy.manager import StrategyManager
+
+    candles = [c for _, c in zip(range(rounds + 200), read_candles(DATA))]
+    names = [f"SYM{i}/USD" for i in range(symbols)]
+    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=40, name="bench.live"))
+    latencies: list[float] = []
+    published: dict[tuple[str, int], float] = {}
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            manager: StrategyManager | None = None
+
+            def on_error(owner: Any, handler: Any, exc: Exception) -> None:
+                raise exc
+
+            delivery = InboxDelivery(tg, 1000, on_error)
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+            for name in names:
+                services.hub.add_feed(name, "1m")
+            for i in range(strategies):
+                spec = StrategyConfig.model_validate(_strategy(f"s{i}", names[i % symbols], 5 + i % 7, 20 + i % 11))
+                orchestrator = manager.load(spec)
+                inner = orchestrator.on_candle
+
+                def timed(symbol: str, timeframe: str, candle: Candle, ts: int, inner: Any = inner) -> None:
+                    inner(symbol, timeframe, candle, ts)
+                    latencies.append(time.perf_counter() - published[(symbol, candle.ts)])
+
+                orchestrator.handler_for = lambda s, tf, timed=timed: timed  # type: ignore[method-assign]
+            # Warm-up candles (not timed), then activate, then timed rounds at one minute each.
+            for candle in candles[:200]:
+                for name in names:
+                    services.hub.ingest(name, candle)
+            for i in range(strategies):
+                manager.activate(f"s{i}")
+            heap.settle()  # as the daemon does after start-up
+            for candle in candles[200:]:
+                now = time.perf_counter()
+                for name in names:
+                    published[(name, candle.ts)] = now
+                    services.hub.ingest(name, candle)
+                await delivery.drain()
+                await anyio.sleep(0)
+            delivery.close_all()
+
+    anyio.run(main)
+    return {
+        "strategies": strategies,
+        "symbols": symbols,
+        "decisions": len(latencies),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * _pct(latencies, 0.99),
+        "max_ms": 1000 * max(latencies),
+    }
