@@ -42,9 +42,9 @@ _DDL: Final[tuple[str, ...]] = (
         done_ts INTEGER,
         done_seq INTEGER,
         PRIMARY KEY (strategy_id, client_id)
-    ) STRICT""",
-    # Pending orders are few; a partial index keeps the recovery read cheap without indexing history.
-    "CREATE INDEX orders_pending ON orders (strategy_id) WHERE status = 'submitted'",
+    ) STRICT, WITHOUT ROWID""",
+    # No index on pending orders: the table is clustered by strategy, recovery scans that range
+    # once at start-up, and every index would be one more page written per order event.
     """CREATE TABLE fills (
         id INTEGER PRIMARY KEY,
         strategy_id TEXT NOT NULL,
@@ -79,7 +79,7 @@ _DDL: Final[tuple[str, ...]] = (
         updated_ts INTEGER NOT NULL,
         updated_seq INTEGER NOT NULL,
         PRIMARY KEY (strategy_id, position_id)
-    ) STRICT""",
+    ) STRICT, WITHOUT ROWID""",
     "CREATE INDEX positions_open ON positions (strategy_id) WHERE status != 'closed'",
     # Closed trades are append-only, apart from the positions table, so a reused position id
     # (a restart that did not continue numbering) can never overwrite a trade.

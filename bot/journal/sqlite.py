@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import orjson
 
@@ -78,7 +78,7 @@ class Journal:
         """A strategy's open and partially closed positions, oldest first: Position.state() plus JOURNAL_EXTRAS."""
         rows = self._query(
             "SELECT state, trail_anchor, closed_quantity, exit_value FROM positions "
-            "WHERE strategy_id = ? AND status != 'closed' ORDER BY rowid",
+            "WHERE strategy_id = ? AND status != 'closed' ORDER BY opened_ts, number, position_id",
             (strategy_id,),
         )
         positions = []
@@ -91,7 +91,7 @@ class Journal:
     def pending_orders(self, strategy_id: str) -> list[dict[str, Any]]:
         """A strategy's submitted, not yet (fully) filled or cancelled orders, in submission order."""
         rows = self._query(
-            "SELECT " + ", ".join(_ORDER_COLUMNS) + " FROM orders WHERE strategy_id = ? AND status = 'submitted' ORDER BY rowid",
+            "SELECT " + ", ".join(_ORDER_COLUMNS) + " FROM orders WHERE strategy_id = ? AND status = 'submitted' ORDER BY submitted_ts, number, client_id",
             (strategy_id,),
         )
         return [dict(zip(_ORDER_COLUMNS, row)) for row in rows]
@@ -138,7 +138,7 @@ class Journal:
             self._closed = True
             self._conn.close()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -48,7 +48,7 @@ _INSERT_FILL: Final[str] = """
 _CANCEL_ORDER: Final[str] = """
     UPDATE orders SET status = 'cancelled', done_ts = ?, done_seq = ?
     WHERE strategy_id = ? AND client_id = ? AND status = 'submitted'"""
-# REPLACE (not an upsert): a reused id gets a new rowid, so "oldest first" stays insertion order.
+# REPLACE (not an upsert): a reused id (a restart that did not continue numbering) starts afresh.
 _INSERT_POSITION: Final[str] = """
     INSERT OR REPLACE INTO positions (strategy_id, position_id, number, symbol, status, state, client_id,
         opened_ts, opened_seq, updated_ts, updated_seq)
@@ -84,6 +84,10 @@ _UPSERT_EQUITY: Final[str] = """
 _NEXT_EVENT_N: Final[str] = "SELECT coalesce(max(n), -1) + 1 FROM strategy_events WHERE strategy_id = ?"
 _INSERT_EVENT: Final[str] = "INSERT INTO strategy_events (strategy_id, n, type, ts, seq, payload) VALUES (?, ?, ?, ?, ?, ?)"
 _TRIM_EVENTS: Final[str] = "DELETE FROM strategy_events WHERE strategy_id = ? AND n <= ?"
+# At open: a window made smaller since the last run applies to every strategy at once.
+_TRIM_ALL_EVENTS: Final[str] = """
+    DELETE FROM strategy_events AS e
+    WHERE n <= (SELECT max(n) FROM strategy_events WHERE strategy_id = e.strategy_id) - ?"""
 
 
 def _encode(value: Any) -> Any:
@@ -133,6 +137,10 @@ class JournalWriter:
             "trailing_activated": self._patch_position,
             "strategy_state": self._strategy_state,
         }
+        try:
+            conn.execute(_TRIM_ALL_EVENTS, (event_limit,))
+        except sqlite3.Error as exc:
+            raise JournalError(f"{path}: could not trim the strategy event log: {exc}") from exc
 
     def record(self, event: Event) -> None:
         """Journal one event in its own transaction, committed on return; market events are ignored."""
@@ -142,8 +150,8 @@ class JournalWriter:
         payload = event.payload
         handler = self._handlers.get(event.type, self._log_event)
         execute = self._execute
-        execute("BEGIN")
         try:
+            execute("BEGIN")
             handler(event, strategy_id, payload)
             snapshot = payload.get("portfolio")
             if snapshot is not None:
@@ -162,7 +170,7 @@ class JournalWriter:
         """Upsert the day's equity snapshot of a strategy (one statement, so its own transaction)."""
         try:
             self._execute(_UPSERT_EQUITY, (strategy_id, self._utc_day(ts), dumps(portfolio), ts))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, TypeError, ValueError) as exc:
             raise JournalError(f"{self._path}: could not journal the equity snapshot of {strategy_id!r}: {exc}") from exc
 
     # -- handlers -------------------------------------------------------------------------------
@@ -275,9 +283,9 @@ class JournalWriter:
                 state[target] = p[source]
         if event.type == "trailing_activated":
             state["trailing_active"] = True
-            anchor = p.get("anchor", anchor)
-        elif "trail_anchor" in p:
-            anchor = p["trail_anchor"]
+        # trailing_activated names it `anchor`; accept the Position attribute name as well, so a
+        # later event that reports a ratcheted trailing stop with its anchor is kept too.
+        anchor = p.get("anchor", p.get("trail_anchor", anchor))
         self._execute(_PATCH_POSITION, (dumps(state), anchor, event.ts, event.seq, sid, position_id))
 
     def _strategy_state(self, event: Event, sid: str, p: dict[str, Any]) -> None:
@@ -289,7 +297,7 @@ class JournalWriter:
             n = self._execute(_NEXT_EVENT_N, (sid,)).fetchone()[0]
         execute = self._execute
         execute(_INSERT_EVENT, (sid, n, event.type, event.ts, event.seq, dumps(p)))
-        # A range delete, so a window made smaller since the last run is trimmed at once too.
+        # A range delete by primary key: normally the one row that just fell out of the window.
         execute(_TRIM_EVENTS, (sid, n - self._event_limit))
         self._next_n[sid] = n + 1
 
