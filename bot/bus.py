@@ -77,9 +77,14 @@ class EventBus:
     policy and delivery goes on. Without it (tests), the exception propagates.
     """
 
-    def __init__(self, clock: Clock, on_handler_error: HandlerErrorPolicy | None = None) -> None:
+    def __init__(
+        self, clock: Clock, on_handler_error: HandlerErrorPolicy | None = None, before_delivery: Handler | None = None
+    ) -> None:
         self._clock = clock
         self._on_handler_error = on_handler_error
+        # Runs before any subscriber sees the event (the journal): if it raises, the event is
+        # not delivered and the publisher gets the exception, so nothing is announced unrecorded.
+        self.before_delivery = before_delivery
         self.handler_errors = 0
         self._seq = 0
         self._subs: list[Subscription] = []
@@ -104,6 +109,8 @@ class EventBus:
             raise EventTaggingError(f"event type {type_!r} is market-wide and must not carry a strategy_id")
         self._seq += 1
         event = Event(type_, strategy_id, self._clock.now_ms() if ts is None else ts, self._seq, payload)
+        if self.before_delivery is not None:
+            self.before_delivery(event)
         key = (type_, strategy_id)
         handlers = self._routes.get(key)
         if handlers is None:

@@ -61,4 +61,20 @@ class Portfolio:
             "realised": self.realised,
             "unrealised": self.unrealised,
             "fees": self.fees,
+            "market_value": self.market_value,
+            "peak_equity": self.peak_equity,
+            "max_drawdown": self.max_drawdown,
+            "max_drawdown_pct": self.max_drawdown_pct,
         }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Take back the numbers of a snapshot (crash recovery)."""
+        self.start = snapshot["start"]
+        self.cash = snapshot["cash"]
+        self.realised = snapshot["realised"]
+        self.fees = snapshot["fees"]
+        self.unrealised = snapshot["unrealised"]
+        self.market_value = snapshot.get("market_value", snapshot["equity"] - snapshot["cash"])
+        self.peak_equity = snapshot.get("peak_equity", max(self.start, snapshot["equity"]))
+        self.max_drawdown = snapshot.get("max_drawdown", 0.0)
+        self.max_drawdown_pct = snapshot.get("max_drawdown_pct", 0.0)

@@ -83,6 +83,7 @@ class Position:
             "take_profit": [[tp.price, tp.quantity, tp.done] for tp in self.take_profits],
             "trailing_active": self.trailing_active,
             "trailing_distance_pct": self.trailing_distance_pct,
+            "trailing_activation_price": self.trailing_activation_price,
             "trailing_stop": self.trailing_stop,
             "realised": self.realised,
             "fees": self.fees,
@@ -400,6 +401,12 @@ class PositionManager:
                 position.trail_anchor = favourable
                 position.trailing_stop = favourable * (1 - d * position.trailing_distance_pct / 100.0)  # type: ignore[operator]
                 position.refresh_stop()
+                # A moved stop is a position change: announced (and so journalled) like any other.
+                self._publish(
+                    "stop_updated",
+                    {"position_id": position.id, "trailing_stop": position.trailing_stop, "anchor": favourable, "reason": "trailing"},
+                    None,
+                )
 
     def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
         # Market time of an intrabar trigger is not known finer than its candle: stamp the fill

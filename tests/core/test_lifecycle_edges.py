@@ -119,7 +119,7 @@ def test_trailing_and_break_even_keep_working_under_manage() -> None:
     # TP1 at 102 (half), then break-even; a close at 105 activates the trailing stop (anchor 105 -> 102.9).
     rig.feed("BTC/USD", candles_from([(100, 102.5, 100, 102), (102, 105, 102, 105), (105, 110, 105, 109), (109, 109, 107, 107.5)],
                                      start_ts=1_640_995_320_000))
-    assert [e.payload["reason"] for e in rig.of_type("stop_updated", "s1")] == ["break_even"]
+    assert [e.payload["reason"] for e in rig.of_type("stop_updated", "s1") if e.payload["reason"] != "trailing"] == ["break_even"]
     assert len(rig.of_type("trailing_activated", "s1")) == 1
     closed = rig.of_type("position_closed", "s1")
     # Trailing: anchor 110 after the third candle, stop 107.8; the fourth candle's low 107 hits it.
