@@ -15,6 +15,8 @@ from bot.config.models import StrategyConfig
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
+from bot.daemon.recovery import STRATEGY_FILE
+from bot.journal import Journal
 from bot.errors import ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
 from bot.events import EVENT_TYPES
 from bot.services import BotServices
@@ -101,6 +103,7 @@ class DaemonState:
     manager: StrategyManager
     feed: RecordedFeed
     request_stop: Callable[[], None]
+    journal: Journal | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     strategy_files: dict[str, Path] = field(default_factory=dict)
 
@@ -197,6 +200,9 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
     try:
         state.manager.load(spec)
         state.strategy_files[spec.id] = path
+        if state.journal is not None:
+            # So a restart can load it again from the same file.
+            state.journal.set_meta(STRATEGY_FILE + spec.id, str(path))
         if args.activate:
             state.manager.activate(spec.id)
     except (StrategyStateError, StrategyError) as exc:

@@ -7,14 +7,17 @@ from typing import Any
 
 import anyio
 
-from bot.config.loader import LoadedConfig
+from bot.config.loader import LoadedConfig, load_strategy
+from bot.config.models import StrategyConfig
 from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
 from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
-from bot.errors import BotError
+from bot.daemon.recovery import FEED_POSITION, STRATEGY_FILE, DailySnapshots, restore_orchestrator
+from bot.errors import BotError, ConfigError
+from bot.journal import Journal
 from bot.log import BotLogger
 from bot.replay.sources import CandleSource
 from bot.services import BotServices
@@ -25,10 +28,13 @@ from bot.strategy.manager import StrategyManager
 class Daemon:
     """`bot run`: trades every enabled strategy on a clock-driven feed until told to stop.
 
-    Start: claim the control socket (a second daemon refuses here), start services, load the
-    strategies, backfill the feed, activate the strategies (they warm up from the backfill),
-    then play the feed. Stop (SIGTERM, SIGINT or `shutdown`): stop the feed, let every
-    strategy finish its queued candles, stop services, close the socket and remove its file.
+    Start: claim the control socket (a second daemon refuses here), open the journal, load the
+    strategies and restore what the journal recorded for them (positions with stops, take-
+    profit ladders and trailing state, pending orders, portfolio, id counters), backfill the
+    feed (resuming after the last candle published before a restart), then put each strategy
+    back in its journalled state (or activate a new one; they warm up from the backfill) and
+    play the feed. Stop (SIGTERM, SIGINT or `shutdown`): stop the feed, let every strategy
+    finish its queued candles, journal an equity snapshot, close the socket, remove its file.
     """
 
     def __init__(self, loaded: LoadedConfig, sources: list[CandleSource], logger: BotLogger) -> None:
@@ -44,11 +50,23 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        config = self.loaded.bot
         # Before anything else, so a second daemon on the same socket refuses at once and cleanly.
         claim_socket_path(self.socket_path)
+        journal = Journal(self.loaded.base_dir / self.loaded.bot.journal.path)
+        try:
+            return await self._run(journal)
+        finally:
+            journal.close()
+
+    async def _run(self, journal: Journal) -> int:
+        config = self.loaded.bot
+        log = self.logger.logger
         services = BotServices.for_replay(config, self.logger)
-        services.bus.subscribe(EventLines(self.logger.logger), types=LOGGED_EVENTS)
+        # Every strategy change is committed to the journal before any subscriber hears of it.
+        services.bus.before_delivery = journal.record
+        services.bus.subscribe(EventLines(log), types=LOGGED_EVENTS)
+        saved = journal.strategy_states()  # read before loading announces fresh states
+        resume = journal.get_meta(FEED_POSITION)
         async with anyio.create_task_group() as tg:
             manager: StrategyManager | None = None
 
@@ -60,38 +78,85 @@ class Daemon:
             manager = StrategyManager(services, OrchestratorFactory(services), delivery)
             for source in self.sources:
                 services.hub.add_feed(source.symbol, source.timeframe)
+
             def announce_feed(feed_state: str, info: dict[str, Any]) -> None:
                 services.bus.publish("feed_state", {"state": feed_state, **info})
 
-            feed = RecordedFeed(self.sources, services.hub, config.feed.speed, config.feed.loop, config.feed.backfill, announce_feed)
-            state = DaemonState(self.loaded, services, manager, feed, self.request_stop)
-            server = ControlServer(state, config.control, self.socket_path, self.logger.logger)
+            def record_feed_position(ts: int) -> None:
+                journal.set_meta(FEED_POSITION, str(ts))
+
+            feed = RecordedFeed(
+                self.sources,
+                services.hub,
+                config.feed.speed,
+                config.feed.loop,
+                config.feed.backfill,
+                announce_feed,
+                resume_after=int(resume) if resume else None,
+                on_published=record_feed_position,
+            )
+            specs, files = self._strategies_to_load(journal, saved)
+            state = DaemonState(self.loaded, services, manager, feed, self.request_stop, journal=journal)
+            state.strategy_files.update(files)
+            server = ControlServer(state, config.control, self.socket_path, log)
+            services.bus.subscribe(DailySnapshots(journal, manager), types=("candle",))
             async with server.serving():
-                self.logger.logger.info("control socket %s", self.socket_path)
+                log.info("control socket %s", self.socket_path)
                 await services.start()
                 try:
-                    for spec in self.loaded.enabled_strategies():
-                        manager.load(spec)
+                    for spec in specs:
+                        orchestrator = manager.load(spec)
+                        journal.set_meta(STRATEGY_FILE + spec.id, str(files[spec.id]))
+                        if spec.id in saved:
+                            restored = restore_orchestrator(journal, orchestrator)
+                            log.info("[%s] restored from the journal: %s", spec.id, restored)
                     await tg.start(feed.run)
-                    for spec in self.loaded.enabled_strategies():
+                    for spec in specs:
+                        row = saved.get(spec.id)
                         try:
-                            manager.activate(spec.id)
+                            if row is None:
+                                manager.activate(spec.id)
+                            else:
+                                manager.restore_state(spec.id, row["state"], row["policy"], row["last_error"])
                         except BotError as exc:  # one strategy's failure stays its own
-                            self.logger.logger.error("%s", exc)
+                            log.error("%s", exc)
                     heap.settle()
                     tg.start_soon(self._watch_signals)
                     await self._stop.wait()
-                    self.logger.logger.info("stopping: feed, then queued candles")
+                    log.info("stopping: feed, then queued candles")
                     feed.stop()
                     with anyio.move_on_after(10):
                         await delivery.drain()
                     delivery.close_all()
+                    ts = services.clock.now_ms()
+                    for sid in manager.ids():
+                        journal.snapshot_equity(sid, ts, manager.get(sid).portfolio.snapshot())
                 finally:
                     with anyio.CancelScope(shield=True):
                         await services.stop()
             tg.cancel_scope.cancel()
-        self.logger.logger.info("stopped")
+        log.info("stopped")
         return 0
+
+    def _strategies_to_load(self, journal: Journal, saved: dict[str, dict[str, Any]]) -> tuple[list[StrategyConfig], dict[str, Path]]:
+        """The config's enabled strategies, plus those loaded at runtime before a restart (from their files)."""
+        specs = list(self.loaded.enabled_strategies())
+        files: dict[str, Path] = {spec.id: self.loaded.strategy_files[spec.id] for spec in specs}
+        for sid, row in saved.items():
+            if sid in files or row["state"] == "unloaded":
+                continue
+            recorded = journal.get_meta(STRATEGY_FILE + sid)
+            if not recorded:
+                self.logger.logger.warning("[%s] journalled but no strategy file is known: not restored", sid)
+                continue
+            try:
+                spec = load_strategy(Path(recorded), self.loaded.bot, str(self.loaded.path))
+            except ConfigError as exc:
+                self.logger.logger.error("[%s] not restored: %s", sid, exc)
+                continue
+            specs.append(spec)
+            files[sid] = Path(recorded)
+        return specs, files
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

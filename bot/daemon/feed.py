@@ -1,7 +1,9 @@
 """The daemon's recorded feed: candles from files published at a multiple of real time."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import anyio
@@ -21,6 +23,8 @@ class RecordedFeed:
     The first `backfill` candles go out at once, before trading starts, so strategies warm up
     from history as they would from an exchange's REST backfill. With `loop`, the recording
     starts again shifted forward in time by its own length, so time never runs backwards.
+    With `resume_after` (a restart), playing continues after that candle time, and the backfill
+    is the `backfill` candles just before it.
     """
 
     def __init__(
@@ -31,6 +35,8 @@ class RecordedFeed:
         loop: bool,
         backfill: int,
         on_state: Callable[[FeedState, dict[str, Any]], None],
+        resume_after: int | None = None,
+        on_published: Callable[[int], None] | None = None,
     ) -> None:
         self._sources = sources
         self._hub = hub
@@ -38,6 +44,8 @@ class RecordedFeed:
         self._loop = loop
         self._backfill = backfill
         self._on_state = on_state
+        self._resume_after = resume_after
+        self._on_published = on_published
         self.state: FeedState = "starting"
         self.published = 0
         self._stop = anyio.Event()
@@ -73,11 +81,21 @@ class RecordedFeed:
         self._set_state("backfilling", backfill=self._backfill)
         ingest = self._hub.ingest
         lengths = {s.symbol: timeframe_ms(s.timeframe) for s in self._sources}
-        for symbol, candle in stream:
+        if self._resume_after is None:
+            backlog: Iterable[tuple[str, Candle]] = itertools.islice(stream, self._backfill)
+        else:
+            window: deque[tuple[str, Candle]] = deque(maxlen=self._backfill)
+            resume_at: list[tuple[str, Candle]] = []
+            for item in stream:
+                if item[1].ts > self._resume_after:
+                    resume_at.append(item)
+                    break
+                window.append(item)
+            backlog = window
+            stream = itertools.chain(resume_at, stream)
+        for symbol, candle in backlog:
             ingest(symbol, candle)
             self.published += 1
-            if self.published >= self._backfill:
-                break
         task_status.started()
         self._set_state("playing", speed=self._speed)
         origin_wall: float | None = None
@@ -100,4 +118,6 @@ class RecordedFeed:
                 await anyio.lowlevel.checkpoint()
             ingest(symbol, candle)
             self.published += 1
+            if self._on_published is not None:
+                self._on_published(candle.ts)
         self._set_state("ended")

@@ -116,6 +116,12 @@ _DDL: Final[tuple[str, ...]] = (
         payload TEXT NOT NULL,
         PRIMARY KEY (strategy_id, n)
     ) STRICT, WITHOUT ROWID""",
+    # Daemon-level facts that are not strategy events: where the feed is, which file each
+    # strategy was loaded from.
+    """CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID""",
 )
 
 

@@ -131,6 +131,20 @@ class Journal:
         union = " UNION ".join(f"SELECT strategy_id FROM {table}" for table in _TABLES_WITH_STRATEGIES)
         return [row[0] for row in self._query(union + " ORDER BY 1")]
 
+    # -- daemon facts -------------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        """Store one daemon fact (feed position, a strategy's file), committed on return."""
+        try:
+            with self._conn:
+                self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: could not write {key!r}: {exc}") from exc
+
+    def get_meta(self, key: str) -> str | None:
+        """A stored daemon fact, or None."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
         """Close the file (idempotent); the last connection's close checkpoints the WAL into it."""

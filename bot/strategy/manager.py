@@ -155,6 +155,22 @@ class StrategyManager:
         self.deactivate(from_id, policy)
         self._route_active(target)
 
+    def restore_state(self, strategy_id: str, state: str, policy: str | None, last_error: str | None) -> None:
+        """Put a loaded strategy back into a journalled state (crash recovery) before candles flow."""
+        orchestrator = self.get(strategy_id)
+        if state == "active":
+            self.activate(strategy_id)
+            return
+        if state not in ("dormant", "failed"):
+            raise StrategyStateError(f"cannot restore strategy {strategy_id!r} to state {state!r}")
+        orchestrator.state = state  # type: ignore[assignment]
+        orchestrator.policy = policy
+        orchestrator.last_error = last_error
+        # Dormant under manage/close and failed strategies keep their positions protected.
+        if state == "failed" or policy in ("manage", "close"):
+            self._add_protect(orchestrator)
+        self._announce(orchestrator, "restored")
+
     def unload(self, strategy_id: str, close_positions: bool = False) -> dict[str, Any]:
         """Run the cleanup sequence and evict the strategy; return its final state snapshot.
 

@@ -37,6 +37,10 @@ class PaperAccount:
         self._fill = fill
         self._slip = fill.slippage_bps / 10_000.0
 
+    def continue_numbering(self, last: int) -> None:
+        """Number new orders after `last` (restored from the journal), so no client id is reused."""
+        self._next_id = max(self._next_id, last)
+
     def new_order(
         self, symbol: str, side: OrderSide, quantity: float, intent: Intent, position_id: str, reason: str, ts: int, ref_price: float
     ) -> Order:

@@ -126,6 +126,52 @@ class PositionManager:
         self._exits = exits
         self._ladder_closes_all = sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9
 
+    def restore(self, positions: list[dict[str, Any]], pending: list[dict[str, Any]], last_order: int, last_position: int) -> None:
+        """Rebuild open positions and pending orders from journalled state (crash recovery).
+
+        Numbering continues after the highest journalled ids, so no client order id or position
+        id is reused. Exposure is re-registered with the risk view.
+        """
+        if self.positions or self._pending_orders:
+            raise ValueError(f"strategy {self.strategy_id!r} already has positions or orders; restore only a fresh one")
+        for row in positions:
+            direction = 1 if row["side"] == "long" else -1
+            position = Position(
+                row["position_id"], row["symbol"], row["side"], direction, row["initial_quantity"], row["quantity"],
+                row["entry_price"], row["entry_ts"],
+            )
+            position.stop_loss = row["stop_loss"]
+            position.take_profits = [TakeProfitLevel(price, qty, bool(done)) for price, qty, done in row["take_profit"]]
+            position.trailing_distance_pct = row["trailing_distance_pct"]
+            position.trailing_activation_price = row.get("trailing_activation_price")
+            position.trailing_active = bool(row["trailing_active"])
+            position.trailing_stop = row["trailing_stop"]
+            position.trail_anchor = row.get("trail_anchor", 0.0)
+            position.realised = row["realised"]
+            position.fees = row["fees"]
+            position.closed_quantity = row.get("closed_quantity", 0.0)
+            position.exit_value = row.get("exit_value", 0.0)
+            position.status = row["status"]
+            position.refresh_stop()
+            self.positions[position.id] = position
+            self.by_symbol.setdefault(position.symbol, []).append(position)
+            self._marks.setdefault(position.symbol, position.entry_price)
+            self._risk.on_entry(position.id, position.quantity * position.entry_price)
+        for row in pending:
+            order = Order(
+                row["client_id"], self.strategy_id, row["symbol"], row["side"], row["quantity"], row["intent"],
+                row["position_id"], row["reason"], row["submitted_ts"], row["ref_price"],
+            )
+            self._pending_orders.append(order)
+            if order.intent == "open":
+                self._pending_open[order.symbol] = self._pending_open.get(order.symbol, 0.0) + order.quantity
+                self._pending_entries += 1
+                self._risk.on_entry(order.position_id, order.quantity * order.ref_price)
+            elif order.position_id in self.positions:
+                self.positions[order.position_id].pending_close += order.quantity
+        self._next_id = max(self._next_id, last_position)
+        self._account.continue_numbering(last_order)
+
     # -- queries -------------------------------------------------------------------------------
     def open_count(self) -> int:
         """Open positions plus entries waiting to fill."""

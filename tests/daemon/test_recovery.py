@@ -1,0 +1,111 @@
+"""kill -9 with open positions, restart: positions, stops, trailing state and strategy states come back."""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bot.journal import Journal
+from tests.daemon.client import result
+from tests.daemon.conftest import DaemonProcess
+from tests.support import BTC_1M
+
+BUSY: dict[str, Any] = {
+    "symbol": "BTC/USD",
+    "timeframe": "1m",
+    "quantity": 0.1,
+    "analyzers": [{"type": "ema_cross", "params": {"fast": 3, "slow": 8}}],
+    "exit_threshold": None,
+    "exits": {
+        "stop_loss_pct": 0.4,
+        "take_profit": [{"pct": 0.2, "close_pct": 50}, {"pct": 0.6, "close_pct": 50}],
+        "trailing": {"activation_pct": 0.1, "distance_pct": 0.15},
+    },
+    "fees": {"taker_bps": 5, "maker_bps": 2},
+}
+
+
+def _config(folder: Path, speed: float) -> Path:
+    (folder / "strategies").mkdir(exist_ok=True)
+    for sid, fast in (("trend", 3), ("keeper", 4)):
+        spec = {**BUSY, "id": sid, "analyzers": [{"type": "ema_cross", "params": {"fast": fast, "slow": 8}}]}
+        (folder / "strategies" / f"{sid}.json").write_bytes(orjson.dumps(spec))
+    config = {
+        "mode": "paper",
+        "replay": {"candles": {"BTC/USD": {"path": str(BTC_1M), "timeframe": "1m"}}},
+        "feed": {"speed": speed, "loop": False, "backfill": 300},
+        "control": {"socket": "bot.sock"},
+        "journal": {"path": "journal.sqlite"},
+        "strategies": [{"file": "strategies/trend.json"}, {"file": "strategies/keeper.json"}],
+    }
+    path = folder / "config.json"
+    path.write_bytes(orjson.dumps(config))
+    return path
+
+
+def _wait_for(predicate: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def _without_extras(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k not in ("trail_anchor", "closed_quantity", "exit_value")} for row in rows]
+
+
+def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: Path) -> None:
+    first = DaemonProcess(_config(short_tmp, speed=6000))
+    try:
+        first.wait_ready()
+        socket = first.socket
+        # Wait until the keeper holds a position with a live take-profit ladder, then freeze it.
+        _wait_for(lambda: result(socket, "positions", {"id": "keeper"})["keeper"]["positions"])
+        result(socket, "deactivate", {"id": "keeper", "policy": "freeze"})
+        frozen = result(socket, "positions", {"id": "keeper"})["keeper"]
+        _wait_for(lambda: any(p["trailing_active"] for p in result(socket, "positions", {"id": "trend"})["trend"]["positions"]))
+        before_status = result(socket, "status")["strategies"]
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+    finally:
+        first.stop()
+    assert first.proc.returncode == -signal.SIGKILL
+    assert first.socket.exists()  # a dead daemon leaves its socket behind
+
+    with Journal(short_tmp / "journal.sqlite") as journal:
+        journalled = {sid: _without_extras(journal.open_positions(sid)) for sid in ("trend", "keeper")}
+        pending = {sid: [o["client_id"] for o in journal.pending_orders(sid)] for sid in ("trend", "keeper")}
+        states = journal.strategy_states()
+        last_orders = {sid: journal.last_order_number(sid) for sid in ("trend", "keeper")}
+    assert journalled["keeper"] == frozen["positions"]  # the frozen strategy's last status is the journal
+    assert journalled["trend"], "the active strategy should hold a position at the kill"
+    assert any(p["trailing_active"] for p in journalled["trend"])
+    assert (states["keeper"]["state"], states["keeper"]["policy"]) == ("dormant", "freeze")
+    assert states["trend"]["state"] == "active"
+
+    # Restart with the feed effectively paused, so nothing moves between restore and comparison.
+    second = DaemonProcess(_config(short_tmp, speed=0.0001))
+    try:
+        second.wait_ready()
+        restored = result(second.socket, "positions")
+        status = result(second.socket, "status")["strategies"]
+        for sid in ("trend", "keeper"):
+            assert restored[sid]["positions"] == journalled[sid], sid
+            assert restored[sid]["pending_orders"] == pending[sid], sid
+        assert restored["keeper"]["positions"] == frozen["positions"]
+        assert (status["keeper"]["state"], status["keeper"]["policy"]) == ("dormant", "freeze")
+        assert status["trend"]["state"] == "active"
+        assert status["keeper"]["positions"] == before_status["keeper"]["positions"]
+        assert "[trend] restored from the journal" in second.log.read_text()
+        # New orders continue the numbering: no client id is ever reused.
+        with Journal(short_tmp / "journal.sqlite") as journal:
+            assert journal.last_order_number("trend") >= last_orders["trend"]
+        assert second.stop() == 0
+    finally:
+        second.stop()
