@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from bot.bus import EventBus
@@ -69,6 +69,14 @@ class CandleHub:
         self._feeds[symbol] = _Feed(base_timeframe, timeframe_ms(base_timeframe))
         self._history.setdefault((symbol, base_timeframe), deque(maxlen=self._history_size))
 
+    def remove_feed(self, symbol: str) -> None:
+        """Forget a feed nobody subscribes to (an add that failed half-way)."""
+        if any(key[0] == symbol and callbacks for key, callbacks in self._subscribers.items()):
+            raise ValueError(f"{symbol} has subscribers; it cannot be removed")
+        self._feeds.pop(symbol, None)
+        for key in [k for k in self._history if k[0] == symbol]:
+            del self._history[key]
+
     def symbols(self) -> list[str]:
         """Symbols with a feed."""
         return list(self._feeds)
@@ -120,6 +128,30 @@ class CandleHub:
         if limit is None or limit >= len(candles):
             return list(candles)
         return list(candles)[-limit:]
+
+    def preload(self, symbol: str, candles: Iterable[Candle]) -> int:
+        """Fill a new feed's history from past candles without publishing them (a symbol added mid-session).
+
+        Nobody is subscribed yet and these closes lie in the past of the event clock, so they
+        are history to warm up from, not events. Returns how many were taken.
+        """
+        feed = self._feeds[symbol]
+        if feed.last_ts is not None or feed.derived:
+            raise ValueError(f"{symbol} already has candles; preload only a new feed")
+        history = self._history[(symbol, feed.base_tf)]
+        count = 0
+        last = None
+        for candle in candles:
+            ts = candle.ts
+            if ts % feed.base_ms:
+                raise CandleFeedError(symbol, f"candle at {ts} is not on a {feed.base_tf} boundary (wrong timeframe declared?)")
+            if last is not None and ts - last < feed.base_ms:
+                raise CandleFeedError(symbol, f"candle at {ts} comes {ts - last} ms after the previous one, less than one {feed.base_tf}")
+            history.append(candle)
+            last = ts
+            count += 1
+        feed.last_ts = last
+        return count
 
     def ingest(self, symbol: str, candle: Candle) -> None:
         """Take the next closed base candle of a symbol and publish it and any derived candles."""

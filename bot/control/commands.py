@@ -17,7 +17,10 @@ from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
 from bot.daemon.recovery import STRATEGY_FILE
 from bot.journal import Journal
-from bot.errors import ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
+from bot.candles.model import timeframe_ms
+from bot.candles.reader import infer_timeframe
+from bot.errors import BotError, ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
+from bot.replay.sources import CandleSource
 from bot.events import EVENT_TYPES
 from bot.services import BotServices
 from bot.strategy.manager import StrategyManager
@@ -87,6 +90,14 @@ class ValidateArgs(_Args):
     file: str = Field(min_length=1)
 
 
+class AddSymbolArgs(_Args):
+    """add-symbol: a symbol and its recorded candle file (relative to config.json's folder)."""
+
+    symbol: str = Field(min_length=1)
+    file: str = Field(min_length=1)
+    timeframe: str | None = None
+
+
 class EventsArgs(_Args):
     """events: a live stream, filtered by strategy and/or event types."""
 
@@ -128,6 +139,7 @@ def _strategy_status(state: DaemonState, orchestrator: TradingOrchestrator) -> d
         "symbols": sorted({symbol for symbol, _ in orchestrator.subscriptions()}),
         "timeframe": orchestrator.timeframe,
         "positions": len(orchestrator.positions.positions),
+        "warm": orchestrator.is_warm(),
         "equity": orchestrator.portfolio.equity,
         "last_error": orchestrator.last_error,
     }
@@ -311,6 +323,24 @@ def metrics(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     return {"strategies": per, "slowest": slowest}
 
 
+def add_symbol(state: DaemonState, args: AddSymbolArgs) -> dict[str, Any]:
+    """Subscribe a new symbol mid-session: its past candles warm the history before anything is routed."""
+    if args.symbol in state.services.hub.symbols():
+        raise ControlError("invalid_state", f"{args.symbol} already has a candle feed")
+    if state.feed.state != "playing":
+        raise ControlError("invalid_state", f"the feed is {state.feed.state}, not playing")
+    path = state.loaded.base_dir / args.file
+    if not path.is_file():
+        raise ControlError("bad_args", f"file: candle file not found: {path}")
+    try:
+        timeframe = args.timeframe or infer_timeframe(path)
+        timeframe_ms(timeframe)
+        warmed = state.feed.add_source(CandleSource(args.symbol, path, timeframe), state.services.clock.now_ms())
+    except (BotError, ValueError) as exc:
+        raise ControlError("invalid_config", str(exc)) from None
+    return {"symbol": args.symbol, "timeframe": timeframe, "history": warmed}
+
+
 def shutdown(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     """Stop the daemon gracefully."""
     state.request_stop()
@@ -340,6 +370,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "set": (SetArgs, set_param),
     "positions": (OptionalStrategyArg, positions),
     "metrics": (NoArgs, metrics),
+    "add-symbol": (AddSymbolArgs, add_symbol),
     "shutdown": (NoArgs, shutdown),
 }
 STREAM_COMMANDS = {"events": EventsArgs}

@@ -58,6 +58,10 @@ def add_ctl_parser(commands: Any) -> None:
     p.add_argument("id")
     p.add_argument("path", help="dotted field path, e.g. quantity or exits.stop_loss_pct")
     p.add_argument("value")
+    p = sub.add_parser("add-symbol", help="subscribe a symbol mid-session from a recorded candle file")
+    p.add_argument("symbol")
+    p.add_argument("file")
+    p.add_argument("--timeframe")
     p = sub.add_parser("events", help="follow the live event stream")
     p.add_argument("--strategy", dest="strategy_id")
     p.add_argument("--type", dest="types", action="append", help="event type (repeatable)")
@@ -87,6 +91,9 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         except orjson.JSONDecodeError:
             value = args.value
         return cmd, {"id": args.id, "path": args.path, "value": value}
+    if cmd == "add-symbol":
+        extra = {} if args.timeframe is None else {"timeframe": args.timeframe}
+        return cmd, {"symbol": args.symbol, "file": args.file, **extra}
     if cmd == "events":
         request: dict[str, Any] = {}
         if args.strategy_id:

@@ -1,6 +1,7 @@
 """The daemon's recorded feed: candles from files published at a multiple of real time."""
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -11,6 +12,7 @@ from anyio.abc import TaskStatus
 
 from bot.candles.hub import CandleHub
 from bot.candles.model import Candle, timeframe_ms
+from bot.candles.reader import read_candles
 from bot.replay.runner import merged_candles
 from bot.replay.sources import CandleSource
 
@@ -49,6 +51,10 @@ class RecordedFeed:
         self.state: FeedState = "starting"
         self.published = 0
         self._stop = anyio.Event()
+        # Sources added mid-session: (next close time, order, symbol, candle, rest of the file).
+        self._added: list[tuple[int, int, str, Candle, Iterator[Candle]]] = []
+        self._added_count = 0
+        self._lengths = {s.symbol: timeframe_ms(s.timeframe) for s in sources}
 
     def _set_state(self, state: FeedState, **info: Any) -> None:
         self.state = state
@@ -57,6 +63,34 @@ class RecordedFeed:
     def stop(self) -> None:
         """Stop publishing after the current candle."""
         self._stop.set()
+
+    def add_source(self, source: CandleSource, now_ms: int) -> int:
+        """Add a symbol mid-session: its candles closed by `now_ms` warm the history, the rest are played.
+
+        Returns how many candles went into history. An added source does not loop; it is played
+        only while the feed plays. A bad file leaves no trace (CandleFileError/CandleFeedError).
+        """
+        length = timeframe_ms(source.timeframe)
+        candles = read_candles(source.path)
+        past: list[Candle] = []
+        upcoming: Candle | None = None
+        for candle in candles:
+            if candle.ts + length > now_ms:
+                upcoming = candle
+                break
+            past.append(candle)
+        self._hub.add_feed(source.symbol, source.timeframe)
+        try:
+            warmed = self._hub.preload(source.symbol, past)
+        except BaseException:
+            self._hub.remove_feed(source.symbol)
+            raise
+        self._lengths[source.symbol] = length
+        self._sources.append(source)
+        if upcoming is not None:
+            self._added_count += 1
+            heapq.heappush(self._added, (upcoming.ts + length, self._added_count, source.symbol, upcoming, candles))
+        return warmed
 
     def _stream(self) -> Iterator[tuple[str, Candle]]:
         shift = 0
@@ -75,12 +109,28 @@ class RecordedFeed:
             span = last - first + step
             shift += -(-span // unit) * unit + unit
 
+    def _with_added(self, stream: Iterator[tuple[str, Candle]], lengths: dict[str, int]) -> Iterator[tuple[str, Candle]]:
+        """The main stream merged, in close-time order, with sources added while playing."""
+        head = next(stream, None)
+        while head is not None or self._added:
+            added = self._added
+            if added and (head is None or added[0][0] < head[1].ts + lengths[head[0]]):
+                _, order, symbol, candle, rest = heapq.heappop(added)
+                following = next(rest, None)
+                if following is not None:
+                    heapq.heappush(added, (following.ts + lengths[symbol], order, symbol, following, rest))
+                yield symbol, candle
+            else:
+                assert head is not None
+                yield head
+                head = next(stream, None)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Backfill, report started, then play the rest in (scaled) real time until the end or `stop`."""
         stream = self._stream()
         self._set_state("backfilling", backfill=self._backfill)
         ingest = self._hub.ingest
-        lengths = {s.symbol: timeframe_ms(s.timeframe) for s in self._sources}
+        lengths = self._lengths
         if self._resume_after is None:
             backlog: Iterable[tuple[str, Candle]] = itertools.islice(stream, self._backfill)
         else:
@@ -100,7 +150,7 @@ class RecordedFeed:
         self._set_state("playing", speed=self._speed)
         origin_wall: float | None = None
         origin_ts = 0
-        for symbol, candle in stream:
+        for symbol, candle in self._with_added(stream, lengths):
             if self._stop.is_set():
                 self._set_state("stopped")
                 return

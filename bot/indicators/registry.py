@@ -140,6 +140,10 @@ class IndicatorRegistry:
         self._by_key.clear()
         self._updates.clear()
 
+    def ready(self) -> bool:
+        """True when every registered indicator has warmed up."""
+        return all(indicator.ready for indicator in self._by_key.values())
+
     def keys(self) -> list[str]:
         """Readable keys of the registered indicators in creation order, e.g. 'ema(period=12,source=close)'."""
         return list(self._by_key)

@@ -280,6 +280,10 @@ class TradingOrchestrator:
         self.actions.drain()
         return count
 
+    def is_warm(self) -> bool:
+        """True when every indicator of every timeframe it watches has warmed up."""
+        return all(registry.ready() for registry in self.indicators.values())
+
     def snapshot(self) -> dict[str, Any]:
         """The strategy's state as plain data (status, journal, unload)."""
         return {
