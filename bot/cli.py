@@ -177,7 +177,18 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     loaded, sources = prepared
     logger = BotLogger.to_stderr(level=getattr(logging, loaded.bot.daemon.log_level))
-    return anyio.run(Daemon(loaded, sources, logger).run)
+    try:
+        return anyio.run(Daemon(loaded, sources, logger).run)
+    except BaseExceptionGroup as group:
+        # An operator's error raised inside the task group (a journal file that is not a
+        # journal, say) is still reported as one clear line, not a traceback.
+        errors, others = group.split(BotError)
+        if others is not None or errors is None:
+            raise
+        err = _stderr()
+        for exc in errors.exceptions:
+            _error(err, str(exc))
+        return EXIT_INVALID
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,6 +63,16 @@ def claim_socket_path(path: Path) -> None:
     raise DaemonAlreadyRunning(f"another bot daemon is running on {path}")
 
 
+def control_token(config: ControlConfig) -> str | None:
+    """The TCP control token from the environment (None without TCP); SocketPathError if unusable."""
+    if config.tcp is None:
+        return None
+    token = os.environ.get(config.tcp.token_env, "")
+    if len(token) < 16:
+        raise SocketPathError(f"control.tcp needs a token of at least 16 characters in the environment variable {config.tcp.token_env}")
+    return token
+
+
 class ControlServer:
     """Serves control requests; each connection is independent and a bad one never affects the daemon."""
 
@@ -71,14 +81,7 @@ class ControlServer:
         self._config = config
         self.socket_path = socket_path
         self._log = logger
-        self._token: str | None = None
-        if config.tcp is not None:
-            token = os.environ.get(config.tcp.token_env, "")
-            if len(token) < 16:
-                raise SocketPathError(
-                    f"control.tcp needs a token of at least 16 characters in the environment variable {config.tcp.token_env}"
-                )
-            self._token = token
+        self._token = control_token(config)
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[list[Server]]:

@@ -10,7 +10,7 @@ import anyio
 from bot.config.loader import LoadedConfig, load_strategy
 from bot.config.models import StrategyConfig
 from bot.control.commands import DaemonState
-from bot.control.server import ControlServer, claim_socket_path
+from bot.control.server import ControlServer, claim_socket_path, control_token
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
 from bot.daemon import heap
@@ -50,8 +50,9 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        # Before anything else, so a second daemon on the same socket refuses at once and cleanly.
+        # Before anything else, so a second daemon (or a missing token) is refused at once and cleanly.
         claim_socket_path(self.socket_path)
+        control_token(self.loaded.bot.control)
         journal = Journal(self.loaded.base_dir / self.loaded.bot.journal.path)
         try:
             return await self._run(journal)
