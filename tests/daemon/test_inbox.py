@@ -107,3 +107,50 @@ def test_a_slow_strategy_is_coalesced_while_a_fast_one_sees_every_candle(btc_can
     # The fast strategy waits for at most the slow one's current candle, never its backlog:
     # without inboxes it would wait for 10 slow candles (40 ms) per burst.
     assert max(latencies) < 0.03, max(latencies)
+
+
+def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(btc_candles: list[Candle]) -> None:
+    candles = btc_candles[:400]
+    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox2"), isolate_subscribers=False)
+    services.hub.add_feed("BTC/USD", "1m")
+    events: list[str] = []
+    services.bus.subscribe(lambda e: events.append(f"{e.strategy_id}:{e.type}:{e.payload.get('exit_reason', '')}"), types=["position_closed", "strategy_error"])
+
+    async def main() -> tuple[str, str | None, int, int]:
+        async with anyio.create_task_group() as tg:
+            manager: StrategyManager | None = None
+
+            def on_error(owner: object, handler: object, exc: Exception) -> None:
+                assert manager is not None
+                manager.on_handler_error(owner, handler, exc)  # type: ignore[arg-type]
+
+            delivery = InboxDelivery(tg, 100, on_error)
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+            doomed = manager.load(
+                strategy(id="doomed", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}], exits={"stop_loss_pct": 0.3})
+            )
+            healthy = manager.load(strategy(id="healthy"))
+            manager.activate("doomed")
+            manager.activate("healthy")
+            for candle in candles[:40]:
+                services.hub.ingest("BTC/USD", candle)
+                await anyio.sleep(0)
+            await delivery.drain()
+            assert doomed.positions.positions, "ema_trend should hold a position by now"
+
+            def explode(candle: Candle) -> float:
+                raise RuntimeError("strategy bug")
+
+            doomed.analyzers.score = explode  # type: ignore[method-assign]
+            for candle in candles[40:]:
+                services.hub.ingest("BTC/USD", candle)
+                await anyio.sleep(0)
+            await delivery.drain()
+            delivery.close_all()
+        return doomed.state, doomed.last_error, doomed.metrics.errors, healthy.metrics.candles
+
+    state, error, errors, healthy_candles = anyio.run(main)
+    assert state == "failed" and "strategy bug" in (error or "") and errors == 1
+    assert healthy_candles == len(candles)
+    assert events.count("doomed:strategy_error:") == 1
+    assert "doomed:position_closed:stop_loss" in events  # its stop still fired after the failure
