@@ -49,6 +49,8 @@ def _read_json(path: Path, label: str) -> tuple[Any, list[ConfigProblem]]:
         return None, [ConfigProblem(label, "", "file not found")]
     except OSError as exc:
         return None, [ConfigProblem(label, "", f"cannot read file: {exc.strerror or exc}")]
+    except ValueError as exc:  # a path with a NUL byte, from a control message
+        return None, [ConfigProblem(label, "", f"not a usable file name: {exc}")]
     try:
         return orjson.loads(raw), []
     except orjson.JSONDecodeError as exc:

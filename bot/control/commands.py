@@ -186,7 +186,7 @@ def validate(state: DaemonState, args: ValidateArgs) -> dict[str, Any]:
     path = state.loaded.base_dir / args.file
     try:
         head = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not JSON (JSONDecodeError), or a NUL in the name
         head = None
     try:
         if isinstance(head, dict) and "analyzers" not in head and ("strategies" in head or "replay" in head):
@@ -330,7 +330,7 @@ def add_symbol(state: DaemonState, args: AddSymbolArgs) -> dict[str, Any]:
     if state.feed.state != "playing":
         raise ControlError("invalid_state", f"the feed is {state.feed.state}, not playing")
     path = state.loaded.base_dir / args.file
-    if not path.is_file():
+    if "\x00" in args.file or not path.is_file():
         raise ControlError("bad_args", f"file: candle file not found: {path}")
     try:
         timeframe = args.timeframe or infer_timeframe(path)

@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.config.loader import load_config
+from websockets.exceptions import ConnectionClosed
+
 from bot.control.client import ControlClient, DaemonNotRunning
 from bot.errors import ConfigError
 
@@ -214,5 +216,9 @@ def run_ctl(args: argparse.Namespace) -> int:
     except DaemonNotRunning as exc:
         err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_NOT_RUNNING
+    except ConnectionClosed as exc:
+        reason = f" ({exc.rcvd.reason or exc.rcvd.code})" if exc.rcvd is not None else ""
+        err.print(f"[bold red]error[/]: the daemon closed the connection{escape(reason)}", highlight=False, soft_wrap=True)
+        return EXIT_REFUSED
     except KeyboardInterrupt:
         return EXIT_OK

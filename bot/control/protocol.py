@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from bot.errors import BotError
 
@@ -35,7 +35,8 @@ class Request(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str | int
+    # Strict: a JSON true must not come back as the id 1.
+    id: StrictStr | StrictInt
     cmd: str = Field(min_length=1, max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
 
@@ -56,7 +57,8 @@ def parse_request(raw: str | bytes) -> tuple[Request | None, dict[str, Any] | No
         return None, error_reply(None, "bad_json", f"message is not JSON: {exc}")
     if not isinstance(data, dict):
         return None, error_reply(None, "bad_request", "message must be a JSON object with id, cmd and args")
-    request_id = data.get("id") if isinstance(data.get("id"), (str, int)) else None
+    raw_id = data.get("id")
+    request_id = raw_id if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
     try:
         return Request.model_validate(data), None
     except ValidationError as exc:

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
+from bot.bus import EventStream
 from bot.config.models import ControlConfig
 from bot.control.commands import STREAM_COMMANDS, DaemonState, check_event_args, run_command
 from bot.control.protocol import ControlError, error_reply, ok_reply, parse_request, validate_args
@@ -157,22 +158,38 @@ class ControlServer:
         stream = bus.stream(args.types, args.strategy_id, maxlen=self._config.event_buffer)
         try:
             await ws.send(orjson.dumps(ok_reply(request_id, {"streaming": True})).decode())
-            async for event in stream:
-                if stream.dropped:
-                    # The reader fell a whole buffer behind: drop it rather than slow the bot.
-                    message = f"reader too slow: {stream.dropped} events dropped; reconnect to resume"
-                    await ws.send(orjson.dumps(error_reply(request_id, "slow_reader", message)).decode())
-                    await ws.close(code=1008, reason="slow reader")
-                    return
-                with anyio.move_on_after(_SEND_TIMEOUT) as scope:
-                    await ws.send(_event_message(request_id, event))
-                if scope.cancelled_caught:
-                    await ws.close(code=1008, reason="slow reader")
-                    return
+            async with anyio.create_task_group() as tg:
+
+                async def end_when_closed() -> None:
+                    # A reader that hangs up is noticed at once, even with no matching event.
+                    await ws.wait_closed()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(end_when_closed)
+                await self._forward(ws, request_id, stream)
+                tg.cancel_scope.cancel()
         except ConnectionClosed:
             return
         finally:
             bus.close_stream(stream)
+
+    async def _forward(self, ws: ServerConnection, request_id: str | int, stream: EventStream) -> None:
+        async for event in stream:
+            if stream.dropped:
+                # The reader fell a whole buffer behind: drop it rather than slow the bot.
+                message = f"reader too slow: {stream.dropped} events dropped; reconnect to resume"
+                with anyio.move_on_after(_SEND_TIMEOUT) as scope:
+                    await ws.send(orjson.dumps(error_reply(request_id, "slow_reader", message)).decode())
+                    await ws.close(code=1008, reason="slow reader")
+                if scope.cancelled_caught:
+                    ws.transport.abort()
+                return
+            with anyio.move_on_after(_SEND_TIMEOUT) as scope:
+                await ws.send(_event_message(request_id, event))
+            if scope.cancelled_caught:
+                # Its socket takes nothing: a polite close would wait on the same full buffer.
+                ws.transport.abort()
+                return
 
 
 def _event_message(request_id: str | int, event: Event) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from bot.config.loader import LoadedConfig, load_strategy
 from bot.config.models import StrategyConfig
@@ -69,6 +70,8 @@ class Daemon:
         saved = journal.strategy_states()  # read before loading announces fresh states
         resume = journal.get_meta(FEED_POSITION)
         async with anyio.create_task_group() as tg:
+            # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
+            await tg.start(self._watch_signals)
             manager: StrategyManager | None = None
 
             def on_error(owner: object, handler: object, exc: Exception) -> None:
@@ -122,7 +125,6 @@ class Daemon:
                         except BotError as exc:  # one strategy's failure stays its own
                             log.error("%s", exc)
                     heap.settle()
-                    tg.start_soon(self._watch_signals)
                     await self._stop.wait()
                     log.info("stopping: feed, then queued candles")
                     feed.stop()
@@ -159,8 +161,9 @@ class Daemon:
             files[sid] = Path(recorded)
         return specs, files
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
                 self.logger.logger.info("received %s", signal.Signals(signum).name)
                 self.request_stop()

@@ -143,13 +143,16 @@ class RecordedFeed:
                 window.append(item)
             backlog = window
             stream = itertools.chain(resume_at, stream)
+        last_close: int | None = None
         for symbol, candle in backlog:
             ingest(symbol, candle)
             self.published += 1
+            last_close = candle.ts + lengths[symbol]
         task_status.started()
         self._set_state("playing", speed=self._speed)
-        origin_wall: float | None = None
-        origin_ts = 0
+        # Pace from the last backfilled close: the next candle comes one scaled interval later.
+        origin_wall: float | None = None if last_close is None else anyio.current_time()
+        origin_ts = 0 if last_close is None else last_close
         for symbol, candle in self._with_added(stream, lengths):
             if self._stop.is_set():
                 self._set_state("stopped")

@@ -185,10 +185,10 @@ class StrategyManager:
         orchestrator.positions.cancel_pending()
         if close_positions:
             orchestrator.positions.close_all_now("unload")
+        orchestrator.state = "unloaded"
         snapshot = orchestrator.snapshot()
         orchestrator.clear()
         self._paused_at.pop(strategy_id, None)
-        orchestrator.state = "unloaded"
         self._announce(orchestrator, "unloaded")
         self._factory.evict(strategy_id)
         return snapshot

@@ -96,7 +96,8 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
         restored = result(second.socket, "positions")
         status = result(second.socket, "status")["strategies"]
         for sid in ("trend", "keeper"):
-            assert restored[sid]["positions"] == journalled[sid], sid
+            got, want = restored[sid]["positions"], journalled[sid]
+            assert got == want, (sid, [{k: (g[k], w.get(k)) for k in g if g[k] != w.get(k)} for g, w in zip(got, want)])
             assert restored[sid]["pending_orders"] == pending[sid], sid
         assert restored["keeper"]["positions"] == frozen["positions"]
         assert (status["keeper"]["state"], status["keeper"]["policy"]) == ("dormant", "freeze")
