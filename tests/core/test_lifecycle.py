@@ -35,7 +35,7 @@ def test_unload_leaves_nothing_alive(btc_candles: list[Candle]) -> None:
     registry = orchestrator.indicators["1m"]
     del orchestrator
     snapshot = rig.manager.unload("gone")
-    assert snapshot["strategy_id"] == "gone" and snapshot["state"] == "active"
+    assert snapshot["strategy_id"] == "gone" and snapshot["state"] == "unloaded"
     assert "gone" not in rig.factory and "gone" not in rig.manager.ids()
     assert "gone" not in rig.services.risk.tracked()
     assert "gone" not in rig.services.metrics.snapshot()
