@@ -122,11 +122,12 @@ def _print_status(console: Console, result: dict[str, Any]) -> None:
         highlight=False,
     )
     table = Table()
-    for column in ("strategy", "state", "symbols", "tf", "positions", "equity", "last error"):
+    for column in ("strategy", "state", "symbols", "tf", "warm", "positions", "equity", "last error"):
         table.add_column(column)
     for sid, s in result["strategies"].items():
         state = s["state"] + (f" ({s['policy']})" if s["policy"] else "")
-        table.add_row(sid, state, ", ".join(s["symbols"]), s["timeframe"], str(s["positions"]), f"{s['equity']:,.2f}", escape(s["last_error"] or ""))
+        warm = "yes" if s["warm"] else "no"
+        table.add_row(sid, state, ", ".join(s["symbols"]), s["timeframe"], warm, str(s["positions"]), f"{s['equity']:,.2f}", escape(s["last_error"] or ""))
     console.print(table)
 
 
