@@ -42,8 +42,17 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+# A configuration file is small; anything bigger is the wrong file (and a FIFO or a device
+# would block or never end), so only regular files up to this size are read.
+MAX_CONFIG_BYTES = 1_048_576
+
+
 def _read_json(path: Path, label: str) -> tuple[Any, list[ConfigProblem]]:
     try:
+        if path.exists() and not path.is_file():
+            return None, [ConfigProblem(label, "", "not a regular file")]
+        if path.exists() and path.stat().st_size > MAX_CONFIG_BYTES:
+            return None, [ConfigProblem(label, "", f"larger than {MAX_CONFIG_BYTES} bytes: not a configuration file")]
         raw = path.read_bytes()
     except FileNotFoundError:
         return None, [ConfigProblem(label, "", "file not found")]

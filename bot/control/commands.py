@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.config.loader import LoadedConfig, deep_merge, load_config, load_strategy
+from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, deep_merge, load_config, load_strategy
 from bot.config.models import StrategyConfig
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
@@ -184,10 +184,12 @@ def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
 def validate(state: DaemonState, args: ValidateArgs) -> dict[str, Any]:
     """Check a config or strategy file without applying it."""
     path = state.loaded.base_dir / args.file
-    try:
-        head = orjson.loads(path.read_bytes())
-    except (OSError, ValueError):  # unreadable, not JSON (JSONDecodeError), or a NUL in the name
-        head = None
+    head = None
+    if "\x00" not in args.file and path.is_file() and path.stat().st_size <= MAX_CONFIG_BYTES:
+        try:
+            head = orjson.loads(path.read_bytes())
+        except (OSError, ValueError):  # unreadable or not JSON: load_* below reports why
+            head = None
     try:
         if isinstance(head, dict) and "analyzers" not in head and ("strategies" in head or "replay" in head):
             loaded = load_config(path)
@@ -207,7 +209,9 @@ def _read_spec(state: DaemonState, path: Path) -> StrategyConfig:
 
 def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
     """Load a strategy file (dormant), optionally activating it."""
-    path = state.loaded.base_dir / args.file
+    if "\x00" in args.file:
+        raise ControlError("invalid_config", f"{args.file!r}: not a usable file name (embedded NUL)")
+    path = (state.loaded.base_dir / args.file).resolve()
     spec = _read_spec(state, path)
     try:
         state.manager.load(spec)

@@ -86,8 +86,11 @@ class Daemon:
             def announce_feed(feed_state: str, info: dict[str, Any]) -> None:
                 services.bus.publish("feed_state", {"state": feed_state, **info})
 
-            def record_feed_position(ts: int) -> None:
-                journal.set_meta(FEED_POSITION, str(ts))
+            def record_feed_position(close_ts: int) -> None:
+                # Only once every strategy has processed what was published: a restart resumes
+                # after this point, and must not skip candles still queued at a crash.
+                if delivery.queued() == 0:
+                    journal.set_meta(FEED_POSITION, str(close_ts))
 
             feed = RecordedFeed(
                 self.sources,
@@ -108,15 +111,25 @@ class Daemon:
                 log.info("control socket %s", self.socket_path)
                 await services.start()
                 try:
+                    loaded_specs = []
                     for spec in specs:
-                        orchestrator = manager.load(spec)
-                        journal.set_meta(STRATEGY_FILE + spec.id, str(files[spec.id]))
-                        if spec.id in saved:
-                            restored = restore_orchestrator(journal, orchestrator)
-                            log.info("[%s] restored from the journal: %s", spec.id, restored)
+                        try:
+                            orchestrator = manager.load(spec, announce=spec.id not in saved)
+                            journal.set_meta(STRATEGY_FILE + spec.id, str(files[spec.id]))
+                            if spec.id in saved:
+                                restored = restore_orchestrator(journal, orchestrator)
+                                log.info("[%s] restored from the journal: %s", spec.id, restored)
+                        except (BotError, ValueError) as exc:  # one strategy's problem stays its own
+                            log.error("[%s] not loaded: %s", spec.id, exc)
+                            if spec.id in manager.ids():
+                                manager.unload(spec.id)
+                            continue
+                        loaded_specs.append(spec)
                     await tg.start(feed.run)
-                    for spec in specs:
+                    for spec in loaded_specs:
                         row = saved.get(spec.id)
+                        if row is not None and row["state"] == "unloaded":
+                            row = None  # unloaded at runtime; the config enables it: start it afresh
                         try:
                             if row is None:
                                 manager.activate(spec.id)
@@ -144,9 +157,11 @@ class Daemon:
     def _strategies_to_load(self, journal: Journal, saved: dict[str, dict[str, Any]]) -> tuple[list[StrategyConfig], dict[str, Path]]:
         """The config's enabled strategies, plus those loaded at runtime before a restart (from their files)."""
         specs = list(self.loaded.enabled_strategies())
-        files: dict[str, Path] = {spec.id: self.loaded.strategy_files[spec.id] for spec in specs}
+        files: dict[str, Path] = {spec.id: self.loaded.strategy_files[spec.id].resolve() for spec in specs}
+        in_config = {spec.id for spec in self.loaded.strategies}
         for sid, row in saved.items():
-            if sid in files or row["state"] == "unloaded":
+            # A strategy the config lists but disables stays off; an unloaded one stays unloaded.
+            if sid in files or sid in in_config or row["state"] == "unloaded":
                 continue
             recorded = journal.get_meta(STRATEGY_FILE + sid)
             if not recorded:
@@ -157,6 +172,9 @@ class Daemon:
             except ConfigError as exc:
                 self.logger.logger.error("[%s] not restored: %s", sid, exc)
                 continue
+            if spec.id != sid or spec.id in files:
+                self.logger.logger.error("[%s] not restored: its file %s now holds strategy %r", sid, recorded, spec.id)
+                continue
             specs.append(spec)
             files[sid] = Path(recorded)
         return specs, files
@@ -165,9 +183,10 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             task_status.started()
             async for signum in signals:
-                self.logger.logger.info("received %s", signal.Signals(signum).name)
+                # Keep the receiver for the whole run: a second signal during a slow stop must
+                # not fall back to the default handler (which would leave the socket file).
+                self.logger.logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if self._stop.is_set() else "")
                 self.request_stop()
-                return
 
 
 def socket_path_of(loaded: LoadedConfig) -> Path:

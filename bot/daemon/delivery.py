@@ -71,6 +71,10 @@ class InboxDelivery:
         inbox = lane.inbox
         return {"inbox_depth": len(inbox), "overruns": inbox.overruns, "coalesced": inbox.coalesced, "processed": lane.processed}
 
+    def queued(self) -> int:
+        """Candles waiting in all inboxes."""
+        return sum(len(lane.inbox) for lane in self._lanes.values())
+
     async def drain(self) -> None:
         """Wait until every inbox is empty (graceful stop)."""
         for lane in list(self._lanes.values()):

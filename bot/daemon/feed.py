@@ -25,8 +25,8 @@ class RecordedFeed:
     The first `backfill` candles go out at once, before trading starts, so strategies warm up
     from history as they would from an exchange's REST backfill. With `loop`, the recording
     starts again shifted forward in time by its own length, so time never runs backwards.
-    With `resume_after` (a restart), playing continues after that candle time, and the backfill
-    is the `backfill` candles just before it.
+    With `resume_after` (a restart: the close time of the last candle processed), playing
+    continues after it, and the backfill is the `backfill` candles just before it.
     """
 
     def __init__(
@@ -137,7 +137,7 @@ class RecordedFeed:
             window: deque[tuple[str, Candle]] = deque(maxlen=self._backfill)
             resume_at: list[tuple[str, Candle]] = []
             for item in stream:
-                if item[1].ts > self._resume_after:
+                if item[1].ts + lengths[item[0]] > self._resume_after:
                     resume_at.append(item)
                     break
                 window.append(item)
@@ -172,5 +172,5 @@ class RecordedFeed:
             ingest(symbol, candle)
             self.published += 1
             if self._on_published is not None:
-                self._on_published(candle.ts)
+                self._on_published(close_ts)
         self._set_state("ended")

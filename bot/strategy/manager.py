@@ -65,8 +65,12 @@ class StrategyManager:
         return [o.strategy_id for o, _ in self._active.get((symbol, timeframe), ())]
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def load(self, spec: StrategyConfig) -> TradingOrchestrator:
-        """Build a strategy's orchestrator, dormant; refuse an id that is already loaded."""
+    def load(self, spec: StrategyConfig, announce: bool = True) -> TradingOrchestrator:
+        """Build a strategy's orchestrator, dormant; refuse an id that is already loaded.
+
+        Recovery loads with `announce=False`: the journalled state must not be overwritten by a
+        transient "dormant" before `restore_state` puts the strategy back.
+        """
         if spec.id in self._factory:
             raise StrategyStateError(f"strategy {spec.id!r} is already loaded")
         hub = self._services.hub
@@ -79,7 +83,8 @@ class StrategyManager:
         except (KeyError, ValueError) as exc:
             self._factory.evict(spec.id)
             raise StrategyStateError(f"strategy {spec.id!r}: {exc}") from None
-        self._announce(orchestrator, "loaded")
+        if announce:
+            self._announce(orchestrator, "loaded")
         return orchestrator
 
     def activate(self, strategy_id: str) -> None:
@@ -99,6 +104,8 @@ class StrategyManager:
             orchestrator.state = "failed"
             orchestrator.last_error = f"{type(exc).__name__}: {exc}"
             self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
+            self._remove(self._protect, orchestrator)
+            self._add_protect(orchestrator)  # its positions stay protected by their stops
             self._announce(orchestrator, "failed")
             raise StrategyError(orchestrator.strategy_id, exc) from exc
 
