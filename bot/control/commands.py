@@ -15,7 +15,7 @@ from bot.config.models import StrategyConfig
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
-from bot.daemon.recovery import STRATEGY_FILE
+from bot.daemon.recovery import STRATEGY_FILE, restore_orchestrator
 from bot.journal import Journal
 from bot.candles.model import timeframe_ms
 from bot.candles.reader import infer_timeframe
@@ -214,11 +214,14 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
     path = (state.loaded.base_dir / args.file).resolve()
     spec = _read_spec(state, path)
     try:
-        state.manager.load(spec)
+        orchestrator = state.manager.load(spec)
         state.strategy_files[spec.id] = path
         if state.journal is not None:
             # So a restart can load it again from the same file.
             state.journal.set_meta(STRATEGY_FILE + spec.id, str(path))
+            # Loaded before (and unloaded without closing)? Take its book back: open positions,
+            # and numbering that continues, so no order or position id is ever reused.
+            restore_orchestrator(state.journal, orchestrator, state.services.hub)
         if args.activate:
             state.manager.activate(spec.id)
     except (StrategyStateError, StrategyError) as exc:

@@ -16,7 +16,7 @@ from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
 from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
-from bot.daemon.recovery import FEED_POSITION, STRATEGY_FILE, DailySnapshots, restore_orchestrator
+from bot.daemon.recovery import FEED_POSITION, STRATEGY_FILE, DailySnapshots, mark_at_last_close, restore_orchestrator
 from bot.errors import BotError, ConfigError
 from bot.journal import Journal
 from bot.log import BotLogger
@@ -126,6 +126,9 @@ class Daemon:
                             continue
                         loaded_specs.append(spec)
                     await tg.start(feed.run)
+                    for spec in loaded_specs:
+                        if spec.id in saved:
+                            mark_at_last_close(manager.get(spec.id), services.hub)
                     for spec in loaded_specs:
                         row = saved.get(spec.id)
                         if row is not None and row["state"] == "unloaded":

@@ -19,8 +19,8 @@ _DAY_MS: Final[int] = 86_400_000
 # Payload keys that ride along with Position.state() in position events but are not part of it.
 # Everything else in those payloads is kept as state, so a field added to state() is journalled
 # without touching this module.
-_NOT_STATE_OPENED: Final[frozenset[str]] = frozenset({"client_id", "portfolio"})
-_NOT_STATE_REDUCED: Final[frozenset[str]] = frozenset({"closed_quantity", "price", "reason", "portfolio"})
+_NOT_STATE_OPENED: Final[frozenset[str]] = frozenset({"client_id", "portfolio", "fill"})
+_NOT_STATE_REDUCED: Final[frozenset[str]] = frozenset({"closed_quantity", "price", "reason", "portfolio", "fill"})
 # Fields of stop_updated / trailing_activated payloads that patch the stored state, by the
 # state key they set. A payload carries only some of them.
 _STATE_PATCH: Final[tuple[tuple[str, str], ...]] = (
@@ -128,7 +128,10 @@ class JournalWriter:
         self._day: tuple[int, str] = (-(2**62), "")
         self._handlers: dict[str, Callable[[Event, str, dict[str, Any]], None]] = {
             "order_submitted": self._order_submitted,
-            "order_filled": self._order_filled,
+            # A fill is journalled from the position event that carries it (`fill`), in the same
+            # transaction as the position change, so a crash can never keep one without the
+            # other; the order_filled event that follows only repeats it.
+            "order_filled": self._ignore,
             "order_cancelled": self._order_cancelled,
             "position_opened": self._position_opened,
             "position_reduced": self._position_reduced,
@@ -217,10 +220,19 @@ class JournalWriter:
         )
         execute(_FILL_ORDER, (quantity, event.ts, event.seq, sid, client_id))
 
+    def _ignore(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        """Nothing to write: the information is journalled with another event."""
+
+    def _fill_of(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        fill = p.get("fill")
+        if fill is not None:
+            self._order_filled(event, sid, fill)
+
     def _order_cancelled(self, event: Event, sid: str, p: dict[str, Any]) -> None:
         self._execute(_CANCEL_ORDER, (event.ts, event.seq, sid, p["client_id"]))
 
     def _position_opened(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        self._fill_of(event, sid, p)
         position_id = p["position_id"]
         state = {k: v for k, v in p.items() if k not in _NOT_STATE_OPENED}
         self._execute(
@@ -239,6 +251,7 @@ class JournalWriter:
         )
 
     def _position_reduced(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        self._fill_of(event, sid, p)
         position_id = p["position_id"]
         state = {k: v for k, v in p.items() if k not in _NOT_STATE_REDUCED}
         closed = p["closed_quantity"]
@@ -260,6 +273,7 @@ class JournalWriter:
         )
 
     def _position_closed(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        self._fill_of(event, sid, p)
         position_id = p["position_id"]
         record = {k: v for k, v in p.items() if k != "portfolio"}
         execute = self._execute

@@ -194,14 +194,15 @@ class TradingOrchestrator:
         self._manage_exits(position, candle)
 
     def _manage_exits(self, position: Position, candle: Candle) -> None:
-        """Exit management that goes on whether or not the strategy trades: trailing activation, break-even."""
-        exits = self.spec.exits
-        trailing = exits.trailing
-        if trailing is not None and not position.trailing_active:
-            activation = position.trailing_activation_price
-            if activation is not None and (candle.close >= activation if position.direction > 0 else candle.close <= activation):
-                self.actions.put(ActivateTrailingStop(position.id, trailing.distance_pct, candle.close))
-        if exits.break_even_after_first_take_profit and position.take_profits and position.take_profits[0].done:
+        """Exit management that goes on whether or not the strategy trades: trailing activation, break-even.
+
+        Uses the rules the position was opened with, not the strategy's current config.
+        """
+        activation = position.trailing_activation_price
+        if activation is not None and not position.trailing_active:
+            if candle.close >= activation if position.direction > 0 else candle.close <= activation:
+                self.actions.put(ActivateTrailingStop(position.id, position.trailing_distance_pct, candle.close))  # type: ignore[arg-type]
+        if position.break_even and position.take_profits and position.take_profits[0].done:
             entry = position.entry_price
             stop = position.stop_loss
             if stop is None or (stop < entry if position.direction > 0 else stop > entry):

@@ -51,6 +51,9 @@ class Position:
     # so the per-candle check reads one attribute.
     stop: float | None = None
     stop_kind: str = "stop_loss"
+    # Exit rules fixed when the position opened, so a later reload/set never changes them.
+    ladder_closes_all: bool = False
+    break_even: bool = False
     realised: float = 0.0
     fees: float = 0.0
     exit_value: float = 0.0
@@ -85,6 +88,8 @@ class Position:
             "trailing_distance_pct": self.trailing_distance_pct,
             "trailing_activation_price": self.trailing_activation_price,
             "trailing_stop": self.trailing_stop,
+            "ladder_closes_all": self.ladder_closes_all,
+            "break_even": self.break_even,
             "realised": self.realised,
             "fees": self.fees,
         }
@@ -147,6 +152,8 @@ class PositionManager:
             position.trailing_active = bool(row["trailing_active"])
             position.trailing_stop = row["trailing_stop"]
             position.trail_anchor = row.get("trail_anchor", 0.0)
+            position.ladder_closes_all = bool(row.get("ladder_closes_all", self._ladder_closes_all))
+            position.break_even = bool(row.get("break_even", self._exits.break_even_after_first_take_profit))
             position.realised = row["realised"]
             position.fees = row["fees"]
             position.closed_quantity = row.get("closed_quantity", 0.0)
@@ -251,6 +258,13 @@ class PositionManager:
         else:
             self._marks[symbol] = candle.close
 
+    def mark_to(self, symbol: str, price: float, ts: int) -> None:
+        """Mark open positions of a symbol at a known close (after a restore, before candles flow)."""
+        self._marks[symbol] = price
+        self._last_ts = ts
+        if self.by_symbol.get(symbol):
+            self._revalue()
+
     def last_price(self, symbol: str) -> float | None:
         """The latest close (or fill price) seen for a symbol."""
         return self._marks.get(symbol)
@@ -298,23 +312,25 @@ class PositionManager:
         else:
             self._reduce(fill)
 
-    def _announce_fill(self, fill: Fill) -> None:
+    @staticmethod
+    def _fill_payload(fill: Fill) -> dict[str, Any]:
         order = fill.order
-        self._publish(
-            "order_filled",
-            {
-                "client_id": order.client_id,
-                "symbol": order.symbol,
-                "side": order.side,
-                "quantity": fill.quantity,
-                "price": fill.price,
-                "fee": fill.fee,
-                "liquidity": fill.liquidity,
-                "reason": order.reason,
-                "fill_ts": fill.ts,
-            },
-            None,
-        )
+        return {
+            "client_id": order.client_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "quantity": fill.quantity,
+            "price": fill.price,
+            "fee": fill.fee,
+            "liquidity": fill.liquidity,
+            "reason": order.reason,
+            "fill_ts": fill.ts,
+        }
+
+    def _announce_fill(self, fill: dict[str, Any]) -> None:
+        # After the position event, which carries the same fill: a journal writes both in one
+        # transaction from that event.
+        self._publish("order_filled", fill, None)
 
     def _open(self, fill: Fill) -> None:
         order = fill.order
@@ -335,6 +351,8 @@ class PositionManager:
             cumulative += step.close_pct
             qty = fill.quantity * step.close_pct / 100.0
             position.take_profits.append(TakeProfitLevel(price * (1 + direction * step.pct / 100.0), qty))
+        position.ladder_closes_all = self._ladder_closes_all
+        position.break_even = exits.break_even_after_first_take_profit
         if exits.trailing is not None:
             position.trailing_distance_pct = exits.trailing.distance_pct
             position.trailing_activation_price = price * (1 + direction * exits.trailing.activation_pct / 100.0)
@@ -347,8 +365,11 @@ class PositionManager:
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         if fill.fee:
             self._risk.book(-fill.fee, fill.ts)
-        self._announce_fill(fill)
-        self._publish("position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot()}, None)
+        filled = self._fill_payload(fill)
+        self._publish(
+            "position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot(), "fill": filled}, None
+        )
+        self._announce_fill(filled)
 
     def _reduce(self, fill: Fill) -> None:
         order = fill.order
@@ -377,19 +398,27 @@ class PositionManager:
         self._revalue()
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         self._risk.on_exit(position.id, 1.0 if closed else fraction, realised - fill.fee, fill.ts)
-        self._announce_fill(fill)
+        filled = self._fill_payload(fill)
         if closed:
             self.closed_trades += 1
             if position.realised - position.fees > 0:
                 self.winning_trades += 1
-            self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot()}, None)
+            self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot(), "fill": filled}, None)
         else:
             position.status = "partially_closed"
             self._publish(
                 "position_reduced",
-                {**position.state(), "closed_quantity": qty, "price": fill.price, "reason": order.reason, "portfolio": self._portfolio.snapshot()},
+                {
+                    **position.state(),
+                    "closed_quantity": qty,
+                    "price": fill.price,
+                    "reason": order.reason,
+                    "portfolio": self._portfolio.snapshot(),
+                    "fill": filled,
+                },
                 None,
             )
+        self._announce_fill(filled)
 
     def trade_record(self, position: Position) -> dict[str, Any]:
         """The closed trade as one row: pnl is net of fees, exit price is the quantity-weighted average."""
@@ -437,7 +466,7 @@ class PositionManager:
             # The last rung of a ladder that adds up to 100% closes whatever is left, so float
             # rounding in the step sizes never leaves dust open.
             last = index == len(position.take_profits) - 1
-            qty = available if last and self._ladder_closes_all else min(level.quantity, available)
+            qty = available if last and position.ladder_closes_all else min(level.quantity, available)
             if qty > 0:
                 self._trigger(position, qty, level.price, f"take_profit_{index + 1}", candle, ts, "limit")
             if position.status == "closed":

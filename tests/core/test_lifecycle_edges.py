@@ -125,3 +125,20 @@ def test_trailing_and_break_even_keep_working_under_manage() -> None:
     # Trailing: anchor 110 after the third candle, stop 107.8; the fourth candle's low 107 hits it.
     assert len(closed) == 1 and closed[0].payload["exit_reason"] == "trailing_stop"
     assert closed[0].payload["exit_price"] == pytest.approx((102 + 107.8) / 2)
+
+
+def test_a_reconfigured_ladder_applies_to_new_positions_only() -> None:
+    ladder = {"take_profit": [{"pct": 1, "close_pct": 50}, {"pct": 2, "close_pct": 25}]}
+    rig = Rig()
+    rig.start(strategy(id="s1", exits=ladder, **QUIET))
+    _entry_pending(rig)
+    rig.feed("BTC/USD", candles_from([(100, 100, 100, 100)], start_ts=1_640_995_260_000))  # filled at 100
+    orchestrator = rig.manager.get("s1")
+    changed = orchestrator.reconfigure(
+        strategy(id="s1", exits={"take_profit": [{"pct": 1, "close_pct": 50}, {"pct": 2, "close_pct": 50}]}, **QUIET)
+    )
+    assert changed == ["exits"]
+    rig.feed("BTC/USD", candles_from([(100, 102.5, 100, 102)], start_ts=1_640_995_320_000))  # both rungs hit
+    reduced = [e.payload["closed_quantity"] for e in rig.of_type("position_reduced", "s1")]
+    assert reduced == [0.5, 0.25]  # the ladder it opened with: a quarter stays open
+    assert orchestrator.positions.position_on("BTC/USD").quantity == pytest.approx(0.25)  # type: ignore[union-attr]

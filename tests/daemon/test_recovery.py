@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,28 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
         assert second.stop() == 0
     finally:
         second.stop()
+
+
+def test_unload_without_closing_then_load_again_takes_the_book_back(short_tmp: Path) -> None:
+    daemon = DaemonProcess(_config(short_tmp, speed=6000))
+    try:
+        daemon.wait_ready()
+        socket = daemon.socket
+        _wait_for(lambda: result(socket, "positions", {"id": "keeper"})["keeper"]["positions"])
+        result(socket, "deactivate", {"id": "keeper", "policy": "freeze"})
+        held = result(socket, "positions", {"id": "keeper"})["keeper"]["positions"]
+        assert result(socket, "unload", {"id": "keeper"})["state"] == "unloaded"
+        assert result(socket, "load", {"file": "strategies/keeper.json"})["state"] == "dormant"
+        back = result(socket, "positions", {"id": "keeper"})["keeper"]["positions"]
+        assert [p["position_id"] for p in back] == [p["position_id"] for p in held]
+        assert [(p["quantity"], p["stop_loss"], p["take_profit"]) for p in back] == [(p["quantity"], p["stop_loss"], p["take_profit"]) for p in held]
+        result(socket, "activate", {"id": "keeper"})
+        time.sleep(1.5)  # let it trade on with the restored book
+        with sqlite3.connect(short_tmp / "journal.sqlite") as db:
+            reused = db.execute(
+                "SELECT client_id, COUNT(*) FROM fills WHERE strategy_id = 'keeper' GROUP BY client_id HAVING COUNT(*) > 1"
+            ).fetchall()
+            fills = db.execute("SELECT COUNT(*) FROM fills WHERE strategy_id = 'keeper'").fetchone()[0]
+        assert fills > len(held) and reused == []  # it kept trading, and no client id was used twice
+    finally:
+        assert daemon.stop() == 0
