@@ -15,7 +15,7 @@ from bot.config.models import StrategyConfig
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
-from bot.daemon.recovery import STRATEGY_FILE, restore_orchestrator
+from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, STRATEGY_FILE, restore_orchestrator
 from bot.journal import Journal
 from bot.candles.model import timeframe_ms
 from bot.candles.reader import infer_timeframe
@@ -345,7 +345,19 @@ def add_symbol(state: DaemonState, args: AddSymbolArgs) -> dict[str, Any]:
         warmed = state.feed.add_source(CandleSource(args.symbol, path, timeframe), state.services.clock.now_ms())
     except (BotError, ValueError) as exc:
         raise ControlError("invalid_config", str(exc)) from None
+    if state.journal is not None:
+        # A restart adds it again (and strategies on it can be restored).
+        state.journal.set_meta(ADDED_SYMBOL + args.symbol, orjson.dumps({"path": str(path.resolve()), "timeframe": timeframe}).decode())
     return {"symbol": args.symbol, "timeframe": timeframe, "history": warmed}
+
+
+def risk_reset(state: DaemonState, _: NoArgs) -> dict[str, Any]:
+    """Release the kill switch (an operator's decision): entries are allowed again."""
+    was = state.services.risk.kill_switch
+    state.services.risk.reset_kill_switch()
+    if state.journal is not None:
+        state.journal.set_meta(KILL_SWITCH, "")
+    return {"kill_switch": False, "was": was}
 
 
 def shutdown(state: DaemonState, _: NoArgs) -> dict[str, Any]:
@@ -378,6 +390,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "positions": (OptionalStrategyArg, positions),
     "metrics": (NoArgs, metrics),
     "add-symbol": (AddSymbolArgs, add_symbol),
+    "risk-reset": (NoArgs, risk_reset),
     "shutdown": (NoArgs, shutdown),
 }
 STREAM_COMMANDS = {"events": EventsArgs}

@@ -36,6 +36,7 @@ def add_ctl_parser(commands: Any) -> None:
     sub.add_parser("strategies", help="loaded and available strategies")
     sub.add_parser("metrics", help="per-strategy processing figures")
     sub.add_parser("shutdown", help="stop the daemon gracefully")
+    sub.add_parser("risk-reset", help="release the kill switch")
     p = sub.add_parser("positions", help="open positions, all or one strategy")
     p.add_argument("id", nargs="?")
     p = sub.add_parser("validate", help="check a config or strategy file without applying it")
@@ -71,7 +72,7 @@ def add_ctl_parser(commands: Any) -> None:
 
 def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     cmd = args.ctl_command
-    if cmd in ("status", "strategies", "metrics", "shutdown"):
+    if cmd in ("status", "strategies", "metrics", "shutdown", "risk-reset"):
         return cmd, {}
     if cmd == "positions":
         return cmd, {} if args.id is None else {"id": args.id}

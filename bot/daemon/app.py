@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 from anyio.abc import TaskStatus
 
 from bot.config.loader import LoadedConfig, load_strategy
@@ -16,7 +17,16 @@ from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
 from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
-from bot.daemon.recovery import FEED_POSITION, STRATEGY_FILE, DailySnapshots, mark_at_last_close, restore_orchestrator
+from bot.daemon.recovery import (
+    ADDED_SYMBOL,
+    FEED_POSITION,
+    KILL_SWITCH,
+    STRATEGY_FILE,
+    DailySnapshots,
+    mark_at_last_close,
+    restore_orchestrator,
+)
+from bot.events import Event
 from bot.errors import BotError, ConfigError
 from bot.journal import Journal
 from bot.log import BotLogger
@@ -64,8 +74,17 @@ class Daemon:
         config = self.loaded.bot
         log = self.logger.logger
         services = BotServices.for_replay(config, self.logger)
+
+        def journal_first(event: Event) -> None:
+            journal.record(event)
+            if event.type == "kill_switch":  # market-wide, but it must survive a restart
+                journal.set_meta(KILL_SWITCH, orjson.dumps(event.payload).decode())
+
         # Every strategy change is committed to the journal before any subscriber hears of it.
-        services.bus.before_delivery = journal.record
+        services.bus.before_delivery = journal_first
+        if journal.get_meta(KILL_SWITCH):
+            services.risk.kill_switch = True
+            log.warning("kill switch still engaged from before the restart (bot ctl risk-reset releases it)")
         services.bus.subscribe(EventLines(log), types=LOGGED_EVENTS)
         saved = journal.strategy_states()  # read before loading announces fresh states
         resume = journal.get_meta(FEED_POSITION)
@@ -102,6 +121,13 @@ class Daemon:
                 resume_after=int(resume) if resume else None,
                 on_published=record_feed_position,
             )
+            resume_close = int(resume) if resume else None
+            for symbol, raw in journal.meta_with_prefix(ADDED_SYMBOL).items():
+                added = orjson.loads(raw)
+                try:
+                    feed.add_source(CandleSource(symbol, Path(added["path"]), added["timeframe"]), resume_close or 0)
+                except (BotError, ValueError) as exc:
+                    log.error("symbol %s added before the restart cannot be added again: %s", symbol, exc)
             specs, files = self._strategies_to_load(journal, saved)
             state = DaemonState(self.loaded, services, manager, feed, self.request_stop, journal=journal)
             state.strategy_files.update(files)

@@ -24,6 +24,19 @@ class _Lane:
     processed: int = 0
 
 
+def _span(older: _Item, newer: _Item) -> _Item:
+    """Coalesce two queued candles of one stream into one spanning both.
+
+    First open, extreme high and low, last close, summed volume: the strategy skips candles but
+    its stops and take-profits still see every price it missed.
+    """
+    handler, symbol, timeframe, candle, ts = newer
+    first = older[3]
+    high = first.high if first.high > candle.high else candle.high
+    low = first.low if first.low < candle.low else candle.low
+    return handler, symbol, timeframe, Candle(candle.ts, first.open, high, low, candle.close, first.volume + candle.volume), ts
+
+
 class InboxDelivery:
     """Routes each candle into the owner's inbox; a task per owner, in the daemon's task group, runs it.
 
@@ -42,7 +55,7 @@ class InboxDelivery:
         """A callable that queues the candle for `owner` with `handler`."""
         lane = self._lanes.get(owner)
         if lane is None:
-            lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size))
+            lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _span))
             self._tg.start_soon(self._consume, owner, lane, name=f"inbox:{getattr(owner, 'strategy_id', owner)}")
         put = lane.inbox.put
 
@@ -51,10 +64,12 @@ class InboxDelivery:
 
         return enqueue
 
-    def reset(self, owner: object) -> int:
-        """Drop what is queued for `owner`: candles routed under its previous role."""
+    def reset(self, owner: object) -> list[tuple[str, str, Candle, int]]:
+        """Take out what is queued for `owner` (routed under its previous role), oldest first."""
         lane = self._lanes.get(owner)
-        return lane.inbox.clear() if lane else 0
+        if lane is None:
+            return []
+        return [(symbol, timeframe, candle, ts) for _, symbol, timeframe, candle, ts in lane.inbox.clear()]
 
     def detach(self, owner: object) -> None:
         """Close `owner`'s inbox; its task ends after the queue (cleared here) is empty."""

@@ -13,6 +13,7 @@ from anyio.abc import TaskStatus
 from bot.candles.hub import CandleHub
 from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import read_candles
+from bot.errors import BotError
 from bot.replay.runner import merged_candles
 from bot.replay.sources import CandleSource
 
@@ -54,6 +55,7 @@ class RecordedFeed:
         # Sources added mid-session: (next close time, order, symbol, candle, rest of the file).
         self._added: list[tuple[int, int, str, Candle, Iterator[Candle]]] = []
         self._added_count = 0
+        self.added_sources: list[CandleSource] = []
         self._lengths = {s.symbol: timeframe_ms(s.timeframe) for s in sources}
 
     def _set_state(self, state: FeedState, **info: Any) -> None:
@@ -86,7 +88,7 @@ class RecordedFeed:
             self._hub.remove_feed(source.symbol)
             raise
         self._lengths[source.symbol] = length
-        self._sources.append(source)
+        self.added_sources.append(source)
         if upcoming is not None:
             self._added_count += 1
             heapq.heappush(self._added, (upcoming.ts + length, self._added_count, source.symbol, upcoming, candles))
@@ -116,7 +118,12 @@ class RecordedFeed:
             added = self._added
             if added and (head is None or added[0][0] < head[1].ts + lengths[head[0]]):
                 _, order, symbol, candle, rest = heapq.heappop(added)
-                following = next(rest, None)
+                try:
+                    following = next(rest, None)
+                except BotError as exc:
+                    # A bad row deep in an added file ends that symbol's feed, not the daemon.
+                    self._on_state(self.state, {"candles": self.published, "symbol": symbol, "error": str(exc)})
+                    following = None
                 if following is not None:
                     heapq.heappush(added, (following.ts + lengths[symbol], order, symbol, following, rest))
                 yield symbol, candle

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -13,16 +14,18 @@ Key = tuple[str, str]
 class CandleInbox(Generic[Item]):
     """Bounded FIFO of candles for one orchestrator; never blocks the publisher.
 
-    When full, the pending items are coalesced to the newest per (symbol, timeframe), in the
-    order those newest ones arrived, and the overrun is counted: a strategy that falls behind
-    skips to the latest candle of each stream instead of growing a backlog or slowing the rest.
+    When full, the pending items are coalesced to one per (symbol, timeframe), in the order of
+    each stream's newest arrival, and the overrun is counted: a strategy that falls behind skips
+    to the latest candle of each stream instead of growing a backlog or slowing the rest.
+    `merge(older, newer)` folds the skipped items into the kept one (by default the newer wins).
     """
 
-    def __init__(self, maxlen: int) -> None:
+    def __init__(self, maxlen: int, merge: Callable[[Item, Item], Item] | None = None) -> None:
         if maxlen < 1:
             raise ValueError("inbox size must be >= 1")
         self._items: deque[tuple[Key, Item]] = deque()
         self._maxlen = maxlen
+        self._merge = merge
         self._wakeup = anyio.Event()
         self._closed = False
         self.overruns = 0
@@ -42,10 +45,14 @@ class CandleInbox(Generic[Item]):
 
     def _coalesce(self) -> None:
         before = len(self._items)
-        newest: dict[Key, tuple[Key, Item]] = {}
-        for entry in reversed(self._items):
-            newest.setdefault(entry[0], entry)
-        kept = list(reversed(newest.values()))
+        merged: dict[Key, Item] = {}
+        last_seen: dict[Key, int] = {}
+        merge = self._merge
+        for position, (key, item) in enumerate(self._items):
+            previous = merged.get(key)
+            merged[key] = item if previous is None or merge is None else merge(previous, item)
+            last_seen[key] = position
+        kept = sorted(merged.items(), key=lambda entry: last_seen[entry[0]])
         # More distinct streams than room: keep the most recent ones.
         while len(kept) > self._maxlen:
             kept.pop(0)
@@ -53,11 +60,11 @@ class CandleInbox(Generic[Item]):
         self.overruns += 1
         self.coalesced += before - len(kept)
 
-    def clear(self) -> int:
-        """Drop every queued item; return how many."""
-        count = len(self._items)
+    def clear(self) -> list[Item]:
+        """Take every queued item out, oldest first, and return them."""
+        items = [item for _, item in self._items]
         self._items.clear()
-        return count
+        return items
 
     def close(self) -> None:
         """End the inbox: the consumer finishes what is queued, then `get` raises EndOfStream."""

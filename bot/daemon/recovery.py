@@ -14,6 +14,8 @@ _DAY_MS = 86_400_000
 
 FEED_POSITION = "feed.last_ts"
 STRATEGY_FILE = "strategy_file:"
+ADDED_SYMBOL = "added_symbol:"
+KILL_SWITCH = "risk.kill_switch"
 
 
 def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hub: CandleHub | None = None) -> dict[str, Any]:

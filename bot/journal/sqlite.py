@@ -140,6 +140,11 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: could not write {key!r}: {exc}") from exc
 
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every daemon fact whose key starts with `prefix`, keyed by the rest of the key."""
+        rows = self._query("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+        return {key[len(prefix):]: value for key, value in rows}
+
     def get_meta(self, key: str) -> str | None:
         """A stored daemon fact, or None."""
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))

@@ -16,8 +16,8 @@ class Delivery(Protocol):
         """The callable the router invokes for `owner`'s candles."""
         ...
 
-    def reset(self, owner: object) -> int:
-        """Drop candles queued for `owner` (its routing changed); return how many."""
+    def reset(self, owner: object) -> list[tuple[str, str, Candle, int]]:
+        """Take out candles queued for `owner` (its routing changed): (symbol, timeframe, candle, ts)."""
         ...
 
     def detach(self, owner: object) -> None:
@@ -33,9 +33,9 @@ class DirectDelivery:
         """The handler itself."""
         return handler
 
-    def reset(self, owner: object) -> int:
+    def reset(self, owner: object) -> list[tuple[str, str, Candle, int]]:
         """Nothing is ever queued."""
-        return 0
+        return []
 
     def detach(self, owner: object) -> None:
         """Nothing to release."""

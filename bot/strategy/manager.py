@@ -127,15 +127,19 @@ class StrategyManager:
         orchestrator = self.get(strategy_id)
         if orchestrator.state not in ("active", "failed"):
             raise StrategyStateError(f"strategy {strategy_id!r} is {orchestrator.state}, not active")
-        if orchestrator.state == "active":
-            # Everything in the hub's history so far was delivered to it.
-            hub = self._services.hub
-            self._paused_at[strategy_id] = {
-                tf: candles[-1].ts for symbol, tf in orchestrator.subscriptions() if (candles := hub.history(symbol, tf, limit=1))
-            }
+        was_active = orchestrator.state == "active"
         self._remove(self._active, orchestrator)
         self._remove(self._protect, orchestrator)
-        self.delivery.reset(orchestrator)
+        dropped = self.delivery.reset(orchestrator)
+        if was_active:
+            # Everything in the hub's history was delivered to it, except what was still queued.
+            hub = self._services.hub
+            paused = {tf: candles[-1].ts for symbol, tf in orchestrator.subscriptions() if (candles := hub.history(symbol, tf, limit=1))}
+            for _, tf, candle, _ in dropped:
+                paused[tf] = min(paused.get(tf, candle.ts), candle.ts - 1)
+            self._paused_at[strategy_id] = paused
+        if policy != "freeze":
+            self._protect_dropped(orchestrator, dropped)
         orchestrator.state = "dormant"
         orchestrator.policy = policy
         # No new entries once it stops trading: an entry decided on the last candle must not
@@ -254,15 +258,26 @@ class StrategyManager:
         elif orchestrator.state == "active":
             self._fail(orchestrator, exc)
 
+    def _protect_dropped(self, orchestrator: TradingOrchestrator, dropped: list[tuple[str, str, Candle, int]]) -> None:
+        """Show candles that were queued when it stopped trading to its positions (stops, take-profits)."""
+        for symbol, timeframe, candle, ts in dropped:
+            if (symbol, timeframe) == (orchestrator.symbol, orchestrator.timeframe):
+                try:
+                    orchestrator.protect(symbol, timeframe, candle, ts)
+                except Exception as exc:
+                    self._report_error(orchestrator, exc, "while protecting positions")
+                    return
+
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         self._remove(self._active, orchestrator)
-        self.delivery.reset(orchestrator)
+        dropped = self.delivery.reset(orchestrator)
         orchestrator.actions.clear()
         orchestrator.positions.cancel_pending(entries_only=True)
         orchestrator.state = "failed"
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
         self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
         self._add_protect(orchestrator)
+        self._protect_dropped(orchestrator, dropped)
         self._announce(orchestrator, "failed")
 
     def _report_error(self, orchestrator: TradingOrchestrator, exc: Exception, note: str) -> None:

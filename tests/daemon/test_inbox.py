@@ -154,3 +154,18 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
     assert healthy_candles == len(candles)
     assert events.count("doomed:strategy_error:") == 1
     assert "doomed:position_closed:stop_loss" in events  # its stop still fired after the failure
+
+
+def test_coalesced_candles_span_every_price_the_strategy_skipped() -> None:
+    from bot.daemon.delivery import _span
+
+    def item(ts: int, o: float, h: float, low: float, c: float) -> tuple[object, str, str, Candle, int]:
+        return (None, "BTC/USD", "1m", Candle(ts, o, h, low, c, 1.0), ts + 60_000)
+
+    inbox: CandleInbox[tuple[object, str, str, Candle, int]] = CandleInbox(2, _span)  # type: ignore[arg-type]
+    inbox.put(("BTC/USD", "1m"), item(0, 100, 101, 99, 100))
+    inbox.put(("BTC/USD", "1m"), item(60_000, 100, 100.5, 90, 95))  # the dip a stop at 92 must see
+    inbox.put(("BTC/USD", "1m"), item(120_000, 95, 104, 94, 103))  # full: coalesce into one
+    (kept,) = inbox.clear()
+    assert kept[3] == Candle(120_000, 100, 104, 90, 103, 3.0) and kept[4] == 180_000
+    assert inbox.overruns == 1 and inbox.coalesced == 2

@@ -136,3 +136,35 @@ def test_unload_without_closing_then_load_again_takes_the_book_back(short_tmp: P
         assert fills > len(held) and reused == []  # it kept trading, and no client id was used twice
     finally:
         assert daemon.stop() == 0
+
+
+def test_the_kill_switch_survives_a_crash_until_released(short_tmp: Path) -> None:
+    config = _config(short_tmp, speed=6000)
+    data = orjson.loads(config.read_bytes())
+    data["risk"] = {"max_daily_loss": 0.5}  # the first losing trade trips it
+    config.write_bytes(orjson.dumps(data))
+    first = DaemonProcess(config)
+    try:
+        first.wait_ready()
+        _wait_for(lambda: result(first.socket, "status")["kill_switch"])
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+    finally:
+        first.stop()
+    data["feed"]["speed"] = 0.0001
+    config.write_bytes(orjson.dumps(data))
+    second = DaemonProcess(config)
+    try:
+        second.wait_ready()
+        status = result(second.socket, "status")
+        assert status["kill_switch"] is True and status["health"] == "degraded"
+        assert result(second.socket, "risk-reset") == {"kill_switch": False, "was": True}
+        assert result(second.socket, "status")["kill_switch"] is False
+    finally:
+        assert second.stop() == 0
+    third = DaemonProcess(config)  # released for good: not engaged again after a restart
+    try:
+        third.wait_ready()
+        assert result(third.socket, "status")["kill_switch"] is False
+    finally:
+        assert third.stop() == 0
