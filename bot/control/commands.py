@@ -15,7 +15,7 @@ from bot.config.models import StrategyConfig
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
 from bot.daemon.feed import RecordedFeed
-from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, STRATEGY_FILE, restore_orchestrator
+from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, OVERRIDES, STRATEGY_FILE, restore_orchestrator
 from bot.journal import Journal
 from bot.candles.model import timeframe_ms
 from bot.candles.reader import infer_timeframe
@@ -168,7 +168,14 @@ def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
 
 def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     """Loaded strategies, and the strategy files available in the strategies folder with their config."""
-    loaded = {sid: {"state": state.manager.get(sid).state, "file": str(state.strategy_files.get(sid, ""))} for sid in state.manager.ids()}
+    loaded = {
+        sid: {
+            "state": state.manager.get(sid).state,
+            "file": str(state.strategy_files.get(sid, "")),
+            "config": state.manager.get(sid).spec.model_dump(mode="json"),  # as running, with runtime changes
+        }
+        for sid in state.manager.ids()
+    }
     available: dict[str, Any] = {}
     folder = state.loaded.base_dir / "strategies"
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -217,8 +224,9 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
         orchestrator = state.manager.load(spec)
         state.strategy_files[spec.id] = path
         if state.journal is not None:
-            # So a restart can load it again from the same file.
+            # So a restart can load it again from the same file (without earlier `set`s).
             state.journal.set_meta(STRATEGY_FILE + spec.id, str(path))
+            state.journal.set_meta(OVERRIDES + spec.id, "")
             # Loaded before (and unloaded without closing)? Take its book back: open positions,
             # and numbering that continues, so no order or position id is ever reused.
             restore_orchestrator(state.journal, orchestrator, state.services.hub)
@@ -284,15 +292,28 @@ def reload(state: DaemonState, args: StrategyArg) -> dict[str, Any]:
     path = state.strategy_files.get(args.id)
     if path is None:
         raise ControlError("invalid_state", f"strategy {args.id!r} has no file to reload from")
-    return _apply(state, orchestrator, _read_spec(state, path))
+    applied = _apply(state, orchestrator, _read_spec(state, path))
+    if state.journal is not None:
+        state.journal.set_meta(OVERRIDES + args.id, "")  # the file is the whole truth again
+    return applied
 
 
 def set_param(state: DaemonState, args: SetArgs) -> dict[str, Any]:
-    """Change one runtime parameter, validated as the whole config would be."""
+    """Change one runtime parameter, validated as the whole config would be; journalled so a restart keeps it."""
     orchestrator = _orchestrator(state, args.id)
     update: Any = args.value
     for part in reversed(args.path.split(".")):
         update = {part: update}
+    result = _set(state, orchestrator, args, update)
+    if state.journal is not None:
+        key = OVERRIDES + args.id
+        previous = state.journal.get_meta(key)
+        overrides = deep_merge(orjson.loads(previous) if previous else {}, update)
+        state.journal.set_meta(key, orjson.dumps(overrides).decode())
+    return result
+
+
+def _set(state: DaemonState, orchestrator: TradingOrchestrator, args: SetArgs, update: dict[str, Any]) -> dict[str, Any]:
     merged = deep_merge(orchestrator.spec.model_dump(mode="json"), update)
     try:
         spec = StrategyConfig.model_validate(merged)

@@ -9,7 +9,7 @@ import anyio
 import orjson
 from anyio.abc import TaskStatus
 
-from bot.config.loader import LoadedConfig, load_strategy
+from bot.config.loader import LoadedConfig, deep_merge, load_strategy
 from bot.config.models import StrategyConfig
 from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path, control_token
@@ -21,6 +21,7 @@ from bot.daemon.recovery import (
     ADDED_SYMBOL,
     FEED_POSITION,
     KILL_SWITCH,
+    OVERRIDES,
     STRATEGY_FILE,
     DailySnapshots,
     mark_at_last_close,
@@ -206,7 +207,18 @@ class Daemon:
                 continue
             specs.append(spec)
             files[sid] = Path(recorded)
-        return specs, files
+        return [self._with_overrides(journal, spec) for spec in specs], files
+
+    def _with_overrides(self, journal: Journal, spec: StrategyConfig) -> StrategyConfig:
+        """Re-apply the parameters changed with `set` before the restart."""
+        raw = journal.get_meta(OVERRIDES + spec.id)
+        if not raw:
+            return spec
+        try:
+            return StrategyConfig.model_validate(deep_merge(spec.model_dump(mode="json"), orjson.loads(raw)))
+        except ValueError as exc:  # pydantic's ValidationError: the file changed under them
+            self.logger.logger.error("[%s] runtime changes not re-applied: %s", spec.id, exc)
+            return spec
 
     async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

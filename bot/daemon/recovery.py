@@ -16,6 +16,7 @@ FEED_POSITION = "feed.last_ts"
 STRATEGY_FILE = "strategy_file:"
 ADDED_SYMBOL = "added_symbol:"
 KILL_SWITCH = "risk.kill_switch"
+OVERRIDES = "strategy_overrides:"
 
 
 def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hub: CandleHub | None = None) -> dict[str, Any]:

@@ -168,3 +168,30 @@ def test_the_kill_switch_survives_a_crash_until_released(short_tmp: Path) -> Non
         assert result(third.socket, "status")["kill_switch"] is False
     finally:
         assert third.stop() == 0
+
+
+def test_runtime_set_survives_a_restart_and_reload_returns_to_the_file(short_tmp: Path) -> None:
+    config = _config(short_tmp, speed=0.0001)
+    first = DaemonProcess(config)
+    try:
+        first.wait_ready()
+        assert result(first.socket, "set", {"id": "trend", "path": "exits.stop_loss_pct", "value": 0.9})["changed"] == ["exits"]
+        assert result(first.socket, "set", {"id": "trend", "path": "quantity", "value": 0.3})["changed"] == ["quantity"]
+    finally:
+        assert first.stop() == 0
+    second = DaemonProcess(config)
+    try:
+        second.wait_ready()
+        running = result(second.socket, "strategies")["loaded"]["trend"]["config"]
+        assert (running["quantity"], running["exits"]["stop_loss_pct"]) == (0.3, 0.9)
+        assert result(second.socket, "reload", {"id": "trend"})["changed"] == ["exits", "quantity"]
+        running = result(second.socket, "strategies")["loaded"]["trend"]["config"]
+        assert (running["quantity"], running["exits"]["stop_loss_pct"]) == (0.1, 0.4)
+    finally:
+        assert second.stop() == 0
+    third = DaemonProcess(config)
+    try:
+        third.wait_ready()
+        assert result(third.socket, "strategies")["loaded"]["trend"]["config"]["quantity"] == 0.1
+    finally:
+        assert third.stop() == 0
