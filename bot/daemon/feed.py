@@ -94,22 +94,38 @@ class RecordedFeed:
             heapq.heappush(self._added, (upcoming.ts + length, self._added_count, source.symbol, upcoming, candles))
         return warmed
 
+    def _loop_period(self) -> tuple[int, int] | None:
+        """(first open time, time shift between two passes) of the looped recording, or None if empty."""
+        first = last = None
+        for _, candle in merged_candles(self._sources):
+            if first is None:
+                first = candle.ts
+            last = candle.ts
+        if first is None or last is None:
+            return None
+        step = min(timeframe_ms(s.timeframe) for s in self._sources)
+        # Shift by a whole number of the largest timeframe, so derived buckets stay aligned.
+        unit = max(timeframe_ms(s.timeframe) for s in self._sources)
+        return first, -(-(last - first + step) // unit) * unit + unit
+
     def _stream(self) -> Iterator[tuple[str, Candle]]:
         shift = 0
-        while True:
-            first = last = None
-            for symbol, candle in merged_candles(self._sources):
-                if first is None:
-                    first = candle.ts
-                last = candle.ts
-                yield symbol, candle._replace(ts=candle.ts + shift) if shift else candle
-            if not self._loop or first is None or last is None:
+        period: int | None = None
+        if self._loop:
+            found = self._loop_period()
+            if found is None:
                 return
-            step = min(timeframe_ms(s.timeframe) for s in self._sources)
-            # Shift by a whole number of the largest timeframe, so derived buckets stay aligned.
-            unit = max(timeframe_ms(s.timeframe) for s in self._sources)
-            span = last - first + step
-            shift += -(-span // unit) * unit + unit
+            first, period = found
+            if self._resume_after is not None and self._resume_after > first:
+                # Start at the pass holding the resume point instead of re-reading every pass
+                # since the daemon began (one pass back, so the backfill window is complete).
+                shift = max(0, (self._resume_after - first) // period - 1) * period
+        while True:
+            for symbol, candle in merged_candles(self._sources):
+                yield symbol, candle._replace(ts=candle.ts + shift) if shift else candle
+            if period is None:
+                return
+            shift += period
 
     def _with_added(self, stream: Iterator[tuple[str, Candle]], lengths: dict[str, int]) -> Iterator[tuple[str, Candle]]:
         """The main stream merged, in close-time order, with sources added while playing."""
