@@ -120,14 +120,20 @@ def _strategy_problems(
     return problems
 
 
+def _read_object(path: Path, label: str) -> dict[str, Any]:
+    """A JSON file whose top level is an object; ConfigError naming the file otherwise."""
+    data, problems = _read_json(path, label)
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(label, "", "the top level must be a JSON object")])
+    return data
+
+
 def load_strategy(path: Path, bot: BotConfig, config_label: str, enabled: bool = True) -> StrategyConfig:
     """Read one strategy file and merge it over config.json's strategy_defaults; ConfigError lists every problem."""
     file_label = str(path)
-    file_data, problems = _read_json(path, file_label)
-    if problems:
-        raise ConfigError(problems)
-    if not isinstance(file_data, dict):
-        raise ConfigError([ConfigProblem(file_label, "", "the top level must be a JSON object")])
+    file_data = _read_object(path, file_label)
     merged = deep_merge(bot.strategy_defaults, file_data)
     if not enabled:
         merged["enabled"] = False
@@ -141,11 +147,8 @@ def load_config(path: str | Path) -> LoadedConfig:
     """Read, merge and validate config.json and its strategy files; raise ConfigError listing every problem."""
     config_path = Path(path)
     label = str(path)
-    data, problems = _read_json(config_path, label)
-    if problems:
-        raise ConfigError(problems)
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(label, "", "the top level must be a JSON object")])
+    data = _read_object(config_path, label)
+    problems: list[ConfigProblem] = []
     try:
         bot = BotConfig.model_validate(data)
     except ValidationError as exc:

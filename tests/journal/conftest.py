@@ -1,24 +1,11 @@
-"""Fixtures for the journal tests: real candles and one journalled two-strategy run shared by the read-only tests."""
+"""Fixtures for the journal tests: one journalled two-strategy run (on tests/conftest.py's candles) shared by the read-only tests."""
 from __future__ import annotations
 
 import pytest
 
 from bot.candles.model import Candle
-from bot.candles.reader import read_candles
 from bot.journal import Journal
 from tests.journal.builders import JournalledRun, journalled_rig, strategies
-from tests.support import BTC_1M
-
-
-@pytest.fixture(scope="session")
-def btc_candles() -> list[Candle]:
-    """The first 12,000 one-minute BTC-PERP candles (about 8 days)."""
-    candles = []
-    for candle in read_candles(BTC_1M):
-        candles.append(candle)
-        if len(candles) == 12_000:
-            break
-    return candles
 
 
 @pytest.fixture(scope="session")
