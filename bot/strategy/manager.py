@@ -138,14 +138,14 @@ class StrategyManager:
             for _, tf, candle, _ in dropped:
                 paused[tf] = min(paused.get(tf, candle.ts), candle.ts - 1)
             self._paused_at[strategy_id] = paused
-        if policy != "freeze":
-            self._protect_dropped(orchestrator, dropped)
         orchestrator.state = "dormant"
         orchestrator.policy = policy
         # No new entries once it stops trading: an entry decided on the last candle must not
-        # fill afterwards. Pending closes stay (except under freeze, which leaves everything).
+        # fill afterwards, not even on candles that were still queued. Pending closes stay
+        # (except under freeze, which leaves everything).
         orchestrator.positions.cancel_pending(entries_only=policy != "freeze")
         if policy != "freeze":
+            self._protect_dropped(orchestrator, dropped)
             if policy == "close":
                 orchestrator.close_all("deactivate")
             self._add_protect(orchestrator)
