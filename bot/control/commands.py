@@ -230,6 +230,9 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
             # Loaded before (and unloaded without closing)? Take its book back: open positions,
             # and numbering that continues, so no order or position id is ever reused.
             restore_orchestrator(state.journal, orchestrator, state.services.hub)
+            if orchestrator.positions.positions or orchestrator.positions.pending_orders():
+                # A book came back: its stops are enforced from now on, as under `manage`.
+                state.manager.restore_state(spec.id, "dormant", "manage", None)
         if args.activate:
             state.manager.activate(spec.id)
     except (StrategyStateError, StrategyError) as exc:

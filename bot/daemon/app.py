@@ -98,7 +98,12 @@ class Daemon:
                 assert manager is not None
                 manager.on_handler_error(owner, handler, exc)  # type: ignore[arg-type]
 
-            delivery = InboxDelivery(tg, config.daemon.inbox_size, on_error)
+            def record_processed() -> None:
+                # Called when every inbox is empty: all published candles have been processed.
+                if feed.last_close is not None:
+                    journal.set_meta(FEED_POSITION, str(feed.last_close))
+
+            delivery = InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=record_processed)
             manager = StrategyManager(services, OrchestratorFactory(services), delivery)
             for source in self.sources:
                 services.hub.add_feed(source.symbol, source.timeframe)

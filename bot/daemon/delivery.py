@@ -10,10 +10,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from bot.candles.model import Candle
-from bot.daemon.inbox import CandleInbox
+from bot.candles.model import timeframe_ms
+from bot.daemon.inbox import CandleInbox, QueuedCounter
 from bot.strategy.delivery import CandleHandler
 
-_Item = tuple[CandleHandler, str, str, Candle, int]
+# handler, symbol, timeframe, candle, ts, and the older candles of the stream coalesced into it
+_Item = tuple[CandleHandler, str, str, Candle, int, tuple[Candle, ...]]
 _TIME_SLICE_S = 0.001
 ErrorHook = Callable[[Any, CandleHandler, Exception], None]
 
@@ -24,17 +26,9 @@ class _Lane:
     processed: int = 0
 
 
-def _span(older: _Item, newer: _Item) -> _Item:
-    """Coalesce two queued candles of one stream into one spanning both.
-
-    First open, extreme high and low, last close, summed volume: the strategy skips candles but
-    its stops and take-profits still see every price it missed.
-    """
-    handler, symbol, timeframe, candle, ts = newer
-    first = older[3]
-    high = first.high if first.high > candle.high else candle.high
-    low = first.low if first.low < candle.low else candle.low
-    return handler, symbol, timeframe, Candle(candle.ts, first.open, high, low, candle.close, first.volume + candle.volume), ts
+def _coalesce(older: _Item, newer: _Item) -> _Item:
+    """Keep the newer candle of a stream; remember the older ones it replaces, in order."""
+    return (*newer[:5], older[5] + (older[3],) + newer[5])
 
 
 class InboxDelivery:
@@ -45,22 +39,24 @@ class InboxDelivery:
     guarded seam), never out of the task.
     """
 
-    def __init__(self, task_group: TaskGroup, inbox_size: int, on_error: ErrorHook) -> None:
+    def __init__(self, task_group: TaskGroup, inbox_size: int, on_error: ErrorHook, on_drained: Callable[[], None] | None = None) -> None:
         self._tg = task_group
         self._inbox_size = inbox_size
         self._on_error = on_error
+        self._on_drained = on_drained
+        self._queued = QueuedCounter()
         self._lanes: dict[object, _Lane] = {}
 
     def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:
         """A callable that queues the candle for `owner` with `handler`."""
         lane = self._lanes.get(owner)
         if lane is None:
-            lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _span))
+            lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _coalesce, self._queued))
             self._tg.start_soon(self._consume, owner, lane, name=f"inbox:{getattr(owner, 'strategy_id', owner)}")
         put = lane.inbox.put
 
         def enqueue(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-            put((symbol, timeframe), (handler, symbol, timeframe, candle, ts))
+            put((symbol, timeframe), (handler, symbol, timeframe, candle, ts, ()))
 
         return enqueue
 
@@ -69,7 +65,12 @@ class InboxDelivery:
         lane = self._lanes.get(owner)
         if lane is None:
             return []
-        return [(symbol, timeframe, candle, ts) for _, symbol, timeframe, candle, ts in lane.inbox.clear()]
+        taken: list[tuple[str, str, Candle, int]] = []
+        for _, symbol, timeframe, candle, ts, skipped in lane.inbox.clear():
+            length = timeframe_ms(timeframe)
+            taken.extend((symbol, timeframe, old, old.ts + length) for old in skipped)
+            taken.append((symbol, timeframe, candle, ts))
+        return taken
 
     def detach(self, owner: object) -> None:
         """Close `owner`'s inbox; its task ends after the queue (cleared here) is empty."""
@@ -88,7 +89,7 @@ class InboxDelivery:
 
     def queued(self) -> int:
         """Candles waiting in all inboxes."""
-        return sum(len(lane.inbox) for lane in self._lanes.values())
+        return self._queued.n
 
     async def drain(self) -> None:
         """Wait until every inbox is empty (graceful stop)."""
@@ -113,11 +114,19 @@ class InboxDelivery:
             # yields after every candle and, if it cannot keep up, its inbox coalesces.
             turn_ends = time.perf_counter() + _TIME_SLICE_S
             while item is not None:
-                handler, symbol, timeframe, candle, ts = item
+                handler, symbol, timeframe, candle, ts, skipped = item
                 try:
+                    if skipped:
+                        # Coalesced: decisions skip to the newest candle, but positions see every
+                        # skipped one, in order (stops, gaps, take-profits, trailing).
+                        length = timeframe_ms(timeframe)
+                        for old in skipped:
+                            owner.catch_up(symbol, timeframe, old, old.ts + length)  # type: ignore[attr-defined]
                     handler(symbol, timeframe, candle, ts)
                 except Exception as exc:  # the guarded seam: the manager marks the strategy failed
                     self._on_error(owner, handler, exc)
                 lane.processed += 1
                 item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
+            if self._on_drained is not None and self._queued.n == 0:
+                self._on_drained()
             await anyio.lowlevel.checkpoint()

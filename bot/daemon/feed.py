@@ -51,6 +51,8 @@ class RecordedFeed:
         self._on_published = on_published
         self.state: FeedState = "starting"
         self.published = 0
+        # Close time of the last candle published while playing (the restart point once processed).
+        self.last_close: int | None = None
         self._stop = anyio.Event()
         # Sources added mid-session: (next close time, order, symbol, candle, rest of the file).
         self._added: list[tuple[int, int, str, Candle, Iterator[Candle]]] = []
@@ -194,6 +196,7 @@ class RecordedFeed:
                 await anyio.lowlevel.checkpoint()
             ingest(symbol, candle)
             self.published += 1
+            self.last_close = close_ts
             if self._on_published is not None:
                 self._on_published(close_ts)
         self._set_state("ended")

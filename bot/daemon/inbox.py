@@ -11,6 +11,15 @@ Item = TypeVar("Item")
 Key = tuple[str, str]
 
 
+class QueuedCounter:
+    """Items queued across a set of inboxes, kept current in O(1) (is everything processed?)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class CandleInbox(Generic[Item]):
     """Bounded FIFO of candles for one orchestrator; never blocks the publisher.
 
@@ -18,14 +27,16 @@ class CandleInbox(Generic[Item]):
     each stream's newest arrival, and the overrun is counted: a strategy that falls behind skips
     to the latest candle of each stream instead of growing a backlog or slowing the rest.
     `merge(older, newer)` folds the skipped items into the kept one (by default the newer wins).
+    A strategy with more streams than `maxlen` keeps one item per stream.
     """
 
-    def __init__(self, maxlen: int, merge: Callable[[Item, Item], Item] | None = None) -> None:
+    def __init__(self, maxlen: int, merge: Callable[[Item, Item], Item] | None = None, counter: "QueuedCounter | None" = None) -> None:
         if maxlen < 1:
             raise ValueError("inbox size must be >= 1")
         self._items: deque[tuple[Key, Item]] = deque()
         self._maxlen = maxlen
         self._merge = merge
+        self._counter = counter if counter is not None else QueuedCounter()
         self._wakeup = anyio.Event()
         self._closed = False
         self.overruns = 0
@@ -39,6 +50,7 @@ class CandleInbox(Generic[Item]):
         if self._closed:
             return
         self._items.append((key, item))
+        self._counter.n += 1
         if len(self._items) > self._maxlen:
             self._coalesce()
         self._wakeup.set()
@@ -52,18 +64,19 @@ class CandleInbox(Generic[Item]):
             previous = merged.get(key)
             merged[key] = item if previous is None or merge is None else merge(previous, item)
             last_seen[key] = position
+        # One per stream even if that exceeds maxlen: dropping a whole stream would hide its
+        # prices; the streams of one strategy are few, so this stays bounded.
         kept = sorted(merged.items(), key=lambda entry: last_seen[entry[0]])
-        # More distinct streams than room: keep the most recent ones.
-        while len(kept) > self._maxlen:
-            kept.pop(0)
         self._items = deque(kept)
         self.overruns += 1
         self.coalesced += before - len(kept)
+        self._counter.n -= before - len(kept)
 
     def clear(self) -> list[Item]:
         """Take every queued item out, oldest first, and return them."""
         items = [item for _, item in self._items]
         self._items.clear()
+        self._counter.n -= len(items)
         return items
 
     def close(self) -> None:
@@ -73,7 +86,10 @@ class CandleInbox(Generic[Item]):
 
     def get_nowait(self) -> Item | None:
         """The next item if one is queued, else None."""
-        return self._items.popleft()[1] if self._items else None
+        if not self._items:
+            return None
+        self._counter.n -= 1
+        return self._items.popleft()[1]
 
     async def get(self) -> Item:
         """The next item, waiting for one; EndOfStream once closed and drained."""
@@ -82,6 +98,7 @@ class CandleInbox(Generic[Item]):
                 raise anyio.EndOfStream
             self._wakeup = anyio.Event()
             await self._wakeup.wait()
+        self._counter.n -= 1
         return self._items.popleft()[1]
 
     async def drained(self) -> None:

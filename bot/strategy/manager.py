@@ -111,6 +111,9 @@ class StrategyManager:
 
     def _route_active(self, orchestrator: TradingOrchestrator) -> None:
         self._remove(self._protect, orchestrator)
+        # Candles queued under its dormant role: positions see them now, warm-up already fed the
+        # indicators from history, and they must not merge with candles of its new role.
+        self._protect_dropped(orchestrator, self.delivery.reset(orchestrator))
         for key in orchestrator.subscriptions():
             self._ensure_hub_route(key)
             handler = self.delivery.wrap(orchestrator, orchestrator.handler_for(*key))
@@ -191,6 +194,8 @@ class StrategyManager:
         orchestrator = self.get(strategy_id)
         self._remove(self._active, orchestrator)
         self._remove(self._protect, orchestrator)
+        if orchestrator.state != "dormant" or orchestrator.policy != "freeze":
+            self._protect_dropped(orchestrator, self.delivery.reset(orchestrator))
         self.delivery.detach(orchestrator)
         orchestrator.actions.drain()
         orchestrator.positions.cancel_pending()
@@ -259,14 +264,13 @@ class StrategyManager:
             self._fail(orchestrator, exc)
 
     def _protect_dropped(self, orchestrator: TradingOrchestrator, dropped: list[tuple[str, str, Candle, int]]) -> None:
-        """Show candles that were queued when it stopped trading to its positions (stops, take-profits)."""
+        """Show candles that were queued when its role changed to its positions (stops, take-profits)."""
         for symbol, timeframe, candle, ts in dropped:
-            if (symbol, timeframe) == (orchestrator.symbol, orchestrator.timeframe):
-                try:
-                    orchestrator.protect(symbol, timeframe, candle, ts)
-                except Exception as exc:
-                    self._report_error(orchestrator, exc, "while protecting positions")
-                    return
+            try:
+                orchestrator.catch_up(symbol, timeframe, candle, ts)
+            except Exception as exc:
+                self._report_error(orchestrator, exc, "while protecting positions")
+                return
 
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         self._remove(self._active, orchestrator)

@@ -133,6 +133,11 @@ class TradingOrchestrator:
             if self._queued:
                 self.actions.drain()
 
+    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """A candle skipped by coalescing: its positions still see it (indicators and decisions do not)."""
+        if (symbol, timeframe) == (self.symbol, self.timeframe):
+            self.protect(symbol, timeframe, candle, ts)
+
     def _observe_other(self, timeframe: str, candle: Candle) -> None:
         registry = self.indicators.get(timeframe)
         if registry is None:

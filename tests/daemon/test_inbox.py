@@ -14,6 +14,7 @@ from bot.log import BotLogger
 from bot.services import BotServices
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
+from bot.trading.actions import OpenPosition
 from tests.support import strategy
 
 
@@ -34,12 +35,12 @@ def test_a_full_inbox_coalesces_to_the_newest_candle_per_stream() -> None:
     assert drained == [2, 3, 4]
 
 
-def test_more_streams_than_room_keeps_the_most_recent() -> None:
+def test_more_streams_than_room_keeps_one_candle_per_stream() -> None:
     inbox: CandleInbox[int] = CandleInbox(2)
     for i in range(5):
         inbox.put((f"S{i}", "1m"), i)
-    assert len(inbox) == 2 and inbox.overruns >= 1
-    assert inbox.coalesced + len(inbox) == 5
+    # Dropping a whole stream would hide its prices: every stream keeps its candle.
+    assert len(inbox) == 5 and inbox.overruns >= 1 and inbox.coalesced == 0
 
 
 def test_closed_inbox_ends_the_consumer_after_draining() -> None:
@@ -156,16 +157,38 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
     assert "doomed:position_closed:stop_loss" in events  # its stop still fired after the failure
 
 
-def test_coalesced_candles_span_every_price_the_strategy_skipped() -> None:
-    from bot.daemon.delivery import _span
+def test_skipped_candles_still_reach_the_positions_in_order(btc_candles: list[Candle]) -> None:
+    """A coalesced strategy decides on the newest candle, but a stop inside a skipped one fires, gap included."""
+    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox3"), isolate_subscribers=False)
+    services.hub.add_feed("BTC/USD", "1m")
+    closed: list[dict[str, object]] = []
+    services.bus.subscribe(lambda e: closed.append(e.payload), types=["position_closed"])
+    t0 = 1_640_995_200_000
+    burst = [
+        Candle(t0 + 60_000, 100, 101, 99.5, 100, 1.0),
+        Candle(t0 + 120_000, 90, 91, 89, 90, 1.0),  # gaps down through the stop at 95: fills at the open, 90
+        Candle(t0 + 180_000, 92, 104, 91, 103, 1.0),
+    ]
 
-    def item(ts: int, o: float, h: float, low: float, c: float) -> tuple[object, str, str, Candle, int]:
-        return (None, "BTC/USD", "1m", Candle(ts, o, h, low, c, 1.0), ts + 60_000)
+    async def main() -> tuple[int, int]:
+        async with anyio.create_task_group() as tg:
+            delivery = InboxDelivery(tg, 1, lambda owner, handler, exc: (_ for _ in ()).throw(exc))
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+            orchestrator = manager.load(
+                strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_cross", "params": {"fast": 50, "slow": 100}}], exits={"stop_loss_pct": 5})
+            )
+            manager.activate("s")
+            services.hub.ingest("BTC/USD", Candle(t0, 100, 100, 100, 100, 1.0))
+            await delivery.drain()
+            orchestrator.actions.put(OpenPosition("BTC/USD", "long", 1.0))
+            orchestrator.actions.drain()
+            for candle in burst:  # no yield between them: the inbox of size 1 coalesces
+                services.hub.ingest("BTC/USD", candle)
+            await delivery.drain()
+            stats = delivery.stats(orchestrator)
+            delivery.close_all()
+        return stats["overruns"], stats["coalesced"]
 
-    inbox: CandleInbox[tuple[object, str, str, Candle, int]] = CandleInbox(2, _span)  # type: ignore[arg-type]
-    inbox.put(("BTC/USD", "1m"), item(0, 100, 101, 99, 100))
-    inbox.put(("BTC/USD", "1m"), item(60_000, 100, 100.5, 90, 95))  # the dip a stop at 92 must see
-    inbox.put(("BTC/USD", "1m"), item(120_000, 95, 104, 94, 103))  # full: coalesce into one
-    (kept,) = inbox.clear()
-    assert kept[3] == Candle(120_000, 100, 104, 90, 103, 3.0) and kept[4] == 180_000
-    assert inbox.overruns == 1 and inbox.coalesced == 2
+    overruns, coalesced = anyio.run(main)
+    assert overruns >= 1 and coalesced >= 1
+    assert [(c["exit_reason"], c["exit_price"]) for c in closed] == [("stop_loss", 90.0)]

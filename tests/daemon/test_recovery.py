@@ -84,6 +84,9 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
         pending = {sid: [o["client_id"] for o in journal.pending_orders(sid)] for sid in ("trend", "keeper")}
         states = journal.strategy_states()
         last_orders = {sid: journal.last_order_number(sid) for sid in ("trend", "keeper")}
+        feed_position = journal.get_meta("feed.last_ts")
+    # Recorded even though both strategies trade the feed's own 1m stream.
+    assert feed_position is not None and int(feed_position) > 0
     assert journalled["keeper"] == frozen["positions"]  # the frozen strategy's last status is the journal
     assert journalled["trend"], "the active strategy should hold a position at the kill"
     assert any(p["trailing_active"] for p in journalled["trend"])
@@ -95,7 +98,9 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
     try:
         second.wait_ready()
         restored = result(second.socket, "positions")
-        status = result(second.socket, "status")["strategies"]
+        full_status = result(second.socket, "status")
+        status = full_status["strategies"]
+        assert full_status["clock_ts"] >= int(feed_position)  # resumed, not rewound to the file's start
         for sid in ("trend", "keeper"):
             got, want = restored[sid]["positions"], journalled[sid]
             assert got == want, (sid, [{k: (g[k], w.get(k)) for k in g if g[k] != w.get(k)} for g, w in zip(got, want)])
@@ -123,6 +128,8 @@ def test_unload_without_closing_then_load_again_takes_the_book_back(short_tmp: P
         held = result(socket, "positions", {"id": "keeper"})["keeper"]["positions"]
         assert result(socket, "unload", {"id": "keeper"})["state"] == "unloaded"
         assert result(socket, "load", {"file": "strategies/keeper.json"})["state"] == "dormant"
+        keeper = result(socket, "status")["strategies"]["keeper"]
+        assert (keeper["state"], keeper["policy"]) == ("dormant", "manage")  # its stops are enforced again
         back = result(socket, "positions", {"id": "keeper"})["keeper"]["positions"]
         assert [p["position_id"] for p in back] == [p["position_id"] for p in held]
         assert [(p["quantity"], p["stop_loss"], p["take_profit"]) for p in back] == [(p["quantity"], p["stop_loss"], p["take_profit"]) for p in held]
