@@ -140,6 +140,7 @@ def _strategy_status(state: DaemonState, orchestrator: TradingOrchestrator) -> d
         "timeframe": orchestrator.timeframe,
         "positions": len(orchestrator.positions.positions),
         "warm": orchestrator.is_warm(),
+        "day_pnl": state.services.risk.daily_state(orchestrator.strategy_id).get("pnl", 0.0),
         "equity": orchestrator.portfolio.equity,
         "last_error": orchestrator.last_error,
     }

@@ -22,6 +22,7 @@ from bot.daemon.recovery import (
     FEED_POSITION,
     KILL_SWITCH,
     OVERRIDES,
+    RISK_DAY,
     STRATEGY_FILE,
     DailySnapshots,
     mark_at_last_close,
@@ -35,6 +36,10 @@ from bot.replay.sources import CandleSource
 from bot.services import BotServices
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
+
+
+# Events whose fill books PnL or fees into the risk manager's daily tallies.
+_BOOKING_EVENTS = frozenset({"position_opened", "position_reduced", "position_closed"})
 
 
 class Daemon:
@@ -80,6 +85,9 @@ class Daemon:
             journal.record(event)
             if event.type == "kill_switch":  # market-wide, but it must survive a restart
                 journal.set_meta(KILL_SWITCH, orjson.dumps(event.payload).decode())
+            elif event.type in _BOOKING_EVENTS and event.strategy_id is not None:
+                # The daily-loss limits must hold across a restart too.
+                journal.set_meta(RISK_DAY + event.strategy_id, orjson.dumps(services.risk.daily_state(event.strategy_id)).decode())
 
         # Every strategy change is committed to the journal before any subscriber hears of it.
         services.bus.before_delivery = journal_first
@@ -150,6 +158,9 @@ class Daemon:
                             journal.set_meta(STRATEGY_FILE + spec.id, str(files[spec.id]))
                             if spec.id in saved:
                                 restored = restore_orchestrator(journal, orchestrator)
+                                daily = journal.get_meta(RISK_DAY + spec.id)
+                                if daily:
+                                    services.risk.restore_daily(spec.id, orjson.loads(daily))
                                 log.info("[%s] restored from the journal: %s", spec.id, restored)
                         except (BotError, ValueError) as exc:  # one strategy's problem stays its own
                             log.error("[%s] not loaded: %s", spec.id, exc)

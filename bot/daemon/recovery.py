@@ -17,6 +17,7 @@ STRATEGY_FILE = "strategy_file:"
 ADDED_SYMBOL = "added_symbol:"
 KILL_SWITCH = "risk.kill_switch"
 OVERRIDES = "strategy_overrides:"
+RISK_DAY = "risk.day:"
 
 
 def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hub: CandleHub | None = None) -> dict[str, Any]:

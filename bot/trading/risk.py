@@ -120,6 +120,22 @@ class RiskManager:
             self.kill_switch = True
             self._on_kill_switch({"daily_loss": -self._day_pnl, "limit": cap, "tripped_by": strategy_id})
 
+    def daily_state(self, strategy_id: str) -> dict[str, float]:
+        """Today's loss tallies (the strategy's and the global one), to be journalled."""
+        view = self._views.get(strategy_id)
+        state = {"global_day": float(self._day), "global_pnl": self._day_pnl}
+        if view is not None:
+            state.update({"day": float(view.day), "pnl": view.day_pnl})
+        return state
+
+    def restore_daily(self, strategy_id: str, state: dict[str, float]) -> None:
+        """Take back journalled loss tallies after a restart (older days roll over as usual)."""
+        view = self._views.get(strategy_id)
+        if view is not None and "day" in state:
+            view.day, view.day_pnl = int(state["day"]), state["pnl"]
+        if int(state["global_day"]) >= self._day:
+            self._day, self._day_pnl = int(state["global_day"]), state["global_pnl"]
+
     def reset_kill_switch(self) -> None:
         """Allow new entries again (an operator's decision)."""
         self.kill_switch = False

@@ -202,3 +202,27 @@ def test_runtime_set_survives_a_restart_and_reload_returns_to_the_file(short_tmp
         assert result(third.socket, "strategies")["loaded"]["trend"]["config"]["quantity"] == 0.1
     finally:
         assert third.stop() == 0
+
+
+def test_daily_loss_tallies_survive_a_crash(short_tmp: Path) -> None:
+    config = _config(short_tmp, speed=6000)
+    first = DaemonProcess(config)
+    try:
+        first.wait_ready()
+        _wait_for(lambda: result(first.socket, "status")["strategies"]["trend"]["day_pnl"] < 0)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+    finally:
+        first.stop()
+    with Journal(short_tmp / "journal.sqlite") as journal:
+        journalled = orjson.loads(journal.get_meta("risk.day:trend") or "{}")
+    assert journalled["pnl"] < 0
+    data = orjson.loads(config.read_bytes())
+    data["feed"]["speed"] = 0.0001
+    config.write_bytes(orjson.dumps(data))
+    second = DaemonProcess(config)
+    try:
+        second.wait_ready()
+        assert result(second.socket, "status")["strategies"]["trend"]["day_pnl"] == journalled["pnl"]
+    finally:
+        assert second.stop() == 0
