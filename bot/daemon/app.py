@@ -162,10 +162,10 @@ class Daemon:
                                 if daily:
                                     services.risk.restore_daily(spec.id, orjson.loads(daily))
                                 log.info("[%s] restored from the journal: %s", spec.id, restored)
-                        except (BotError, ValueError) as exc:  # one strategy's problem stays its own
-                            log.error("[%s] not loaded: %s", spec.id, exc)
+                        except (BotError, ValueError, KeyError) as exc:  # one strategy's problem stays its own
+                            log.error("[%s] not loaded (its journalled state is kept): %s", spec.id, exc)
                             if spec.id in manager.ids():
-                                manager.unload(spec.id)
+                                manager.discard(spec.id)
                             continue
                         loaded_specs.append(spec)
                     await tg.start(feed.run)

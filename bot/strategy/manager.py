@@ -185,6 +185,18 @@ class StrategyManager:
             self._add_protect(orchestrator)
         self._announce(orchestrator, "restored")
 
+    def discard(self, strategy_id: str) -> None:
+        """Forget a strategy that could not be restored, publishing nothing and touching no order.
+
+        Its journalled book stays as it was, for a later start that can restore it.
+        """
+        orchestrator = self.get(strategy_id)
+        self._remove(self._active, orchestrator)
+        self._remove(self._protect, orchestrator)
+        self.delivery.detach(orchestrator)
+        self._paused_at.pop(strategy_id, None)
+        self._factory.evict(strategy_id)
+
     def unload(self, strategy_id: str, close_positions: bool = False) -> dict[str, Any]:
         """Run the cleanup sequence and evict the strategy; return its final state snapshot.
 
