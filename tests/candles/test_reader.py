@@ -227,7 +227,7 @@ BAD_JSON = [
     ("row not array", f'[{GOOD_JSON_ROW}, "abcdef"]', 2, "expected an array of 6 numbers, got 'abcdef'"),
     ("string number", f'[{GOOD_JSON_ROW}, [1640995260000, "11", 13, 10, 12, 6]]', 2, "field open is not a number: '11'"),
     ("bool", f"[{GOOD_JSON_ROW}, [1640995260000, 11, 13, 10, 12, true]]", 2, "field volume is not a number: True"),
-    ("null", f"[[null, 11, 13, 10, 12, 6]]", 1, "field ts_ms is not a number: None"),
+    ("null", "[[null, 11, 13, 10, 12, 6]]", 1, "field ts_ms is not a number: None"),
     ("float ts", f"[{GOOD_JSON_ROW}, [1640995260000.5, 11, 13, 10, 12, 6]]", 2, "timestamp not an integer"),
     ("high below low", f"[{GOOD_JSON_ROW}, [1640995260000, 11, 9, 13, 12, 6]]", 2, "high 9.0 below low 13.0"),
     ("duplicate", f"[{GOOD_JSON_ROW}, {GOOD_JSON_ROW}]", 2, "duplicate timestamp 1640995200000"),
