@@ -128,7 +128,7 @@ class TradingOrchestrator:
         positions = self.positions
         positions.on_bar(symbol, candle, ts)
         position = positions.position_on(symbol)
-        if position is not None:
+        if position is not None and (position.trailing_activation_price is not None or position.break_even):
             self._manage_exits(position, candle)
             if self._queued:
                 self.actions.drain()
@@ -196,7 +196,8 @@ class TradingOrchestrator:
             self._signal("exit", score, symbol, candle)
             self.actions.put(ClosePercent(position.id, 100.0))
             return
-        self._manage_exits(position, candle)
+        if position.trailing_activation_price is not None or position.break_even:
+            self._manage_exits(position, candle)
 
     def _manage_exits(self, position: Position, candle: Candle) -> None:
         """Exit management that goes on whether or not the strategy trades: trailing activation, break-even.
