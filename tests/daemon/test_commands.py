@@ -6,19 +6,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import orjson
 import pytest
 from websockets.asyncio.client import unix_connect
 
-from tests.daemon.client import call, result
+from tests.daemon.client import call, result, wait_for
 from tests.daemon.conftest import DaemonProcess
 
-T = TypeVar("T")
 
 # ema_cross.json retuned to trade often: on the 1m stream (50 candles/s at 3000x) it opens a
 # position within about a second and flips every few hundred milliseconds.
@@ -45,17 +43,6 @@ def error_of(reply: dict[str, Any], code: str) -> str:
     assert reply["error"]["code"] == code, reply
     message: str = reply["error"]["message"]
     return message
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 15.0) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def strategy_status(sock: Path, sid: str) -> dict[str, Any] | None:

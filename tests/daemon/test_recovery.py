@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from bot.journal import Journal
-from tests.daemon.client import result
+from tests.daemon.client import result, wait_for
 from tests.daemon.conftest import DaemonProcess
 from tests.support import BTC_1M
 
@@ -47,16 +47,6 @@ def _config(folder: Path, speed: float) -> Path:
     return path
 
 
-def _wait_for(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def _without_extras(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k not in ("trail_anchor", "closed_quantity", "exit_value")} for row in rows]
 
@@ -67,10 +57,10 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
         first.wait_ready()
         socket = first.socket
         # Wait until the keeper holds a position with a live take-profit ladder, then freeze it.
-        _wait_for(lambda: result(socket, "positions", {"id": "keeper"})["keeper"]["positions"])
+        wait_for(lambda: result(socket, "positions", {"id": "keeper"})["keeper"]["positions"], "a keeper position", timeout=30)
         result(socket, "deactivate", {"id": "keeper", "policy": "freeze"})
         frozen = result(socket, "positions", {"id": "keeper"})["keeper"]
-        _wait_for(lambda: any(p["trailing_active"] for p in result(socket, "positions", {"id": "trend"})["trend"]["positions"]))
+        wait_for(lambda: any(p["trailing_active"] for p in result(socket, "positions", {"id": "trend"})["trend"]["positions"]), "an active trailing stop", timeout=30)
         before_status = result(socket, "status")["strategies"]
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(10)
@@ -123,7 +113,7 @@ def test_unload_without_closing_then_load_again_takes_the_book_back(short_tmp: P
     try:
         daemon.wait_ready()
         socket = daemon.socket
-        _wait_for(lambda: result(socket, "positions", {"id": "keeper"})["keeper"]["positions"])
+        wait_for(lambda: result(socket, "positions", {"id": "keeper"})["keeper"]["positions"], "a keeper position", timeout=30)
         result(socket, "deactivate", {"id": "keeper", "policy": "freeze"})
         held = result(socket, "positions", {"id": "keeper"})["keeper"]["positions"]
         assert result(socket, "unload", {"id": "keeper"})["state"] == "unloaded"
@@ -153,7 +143,7 @@ def test_the_kill_switch_survives_a_crash_until_released(short_tmp: Path) -> Non
     first = DaemonProcess(config)
     try:
         first.wait_ready()
-        _wait_for(lambda: result(first.socket, "status")["kill_switch"])
+        wait_for(lambda: result(first.socket, "status")["kill_switch"], "the kill switch", timeout=30)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(10)
     finally:
@@ -209,7 +199,7 @@ def test_daily_loss_tallies_survive_a_crash(short_tmp: Path) -> None:
     first = DaemonProcess(config)
     try:
         first.wait_ready()
-        _wait_for(lambda: result(first.socket, "status")["strategies"]["trend"]["day_pnl"] < 0)
+        wait_for(lambda: result(first.socket, "status")["strategies"]["trend"]["day_pnl"] < 0, "a losing day", timeout=30)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(10)
     finally:
