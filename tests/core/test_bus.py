@@ -119,3 +119,21 @@ async def test_stream_delivers_to_a_waiting_consumer_and_ends_on_close() -> None
         await anyio.wait_all_tasks_blocked()
         bus.close()
     assert received == [1, 3]
+
+
+def test_before_delivery_runs_first_and_a_failure_stops_delivery() -> None:
+    bus, _ = make_bus()
+    order: list[str] = []
+    bus.subscribe(lambda e: order.append(f"subscriber:{e.seq}"))
+
+    def journal(event: Event) -> None:
+        order.append(f"journal:{event.seq}")
+        if event.payload.get("disk") == "full":
+            raise OSError("disk full")
+
+    bus.before_delivery = journal
+    bus.publish("signal", {}, "s1")
+    with pytest.raises(OSError, match="disk full"):
+        bus.publish("signal", {"disk": "full"}, "s1")
+    # The change that could not be recorded was never announced.
+    assert order == ["journal:1", "subscriber:1", "journal:2"]

@@ -47,6 +47,14 @@ def _config(folder: Path, speed: float) -> Path:
     return path
 
 
+def _pause_feed(config: Path) -> None:
+    """Rewrite the config so a restarted daemon's feed effectively stands still: nothing moves
+    between restore and the test's comparison."""
+    data = orjson.loads(config.read_bytes())
+    data["feed"]["speed"] = 0.0001
+    config.write_bytes(orjson.dumps(data))
+
+
 def _without_extras(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k not in ("trail_anchor", "closed_quantity", "exit_value")} for row in rows]
 
@@ -62,8 +70,7 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
         frozen = result(socket, "positions", {"id": "keeper"})["keeper"]
         wait_for(lambda: any(p["trailing_active"] for p in result(socket, "positions", {"id": "trend"})["trend"]["positions"]), "an active trailing stop", timeout=30)
         before_status = result(socket, "status")["strategies"]
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait(10)
+        first.stop(signal.SIGKILL)
     finally:
         first.stop()
     assert first.proc.returncode == -signal.SIGKILL
@@ -144,12 +151,10 @@ def test_the_kill_switch_survives_a_crash_until_released(short_tmp: Path) -> Non
     try:
         first.wait_ready()
         wait_for(lambda: result(first.socket, "status")["kill_switch"], "the kill switch", timeout=30)
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait(10)
+        first.stop(signal.SIGKILL)
     finally:
         first.stop()
-    data["feed"]["speed"] = 0.0001
-    config.write_bytes(orjson.dumps(data))
+    _pause_feed(config)
     second = DaemonProcess(config)
     try:
         second.wait_ready()
@@ -200,16 +205,13 @@ def test_daily_loss_tallies_survive_a_crash(short_tmp: Path) -> None:
     try:
         first.wait_ready()
         wait_for(lambda: result(first.socket, "status")["strategies"]["trend"]["day_pnl"] < 0, "a losing day", timeout=30)
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait(10)
+        first.stop(signal.SIGKILL)
     finally:
         first.stop()
     with Journal(short_tmp / "journal.sqlite") as journal:
         journalled = orjson.loads(journal.get_meta("risk.day:trend") or "{}")
     assert journalled["pnl"] < 0
-    data = orjson.loads(config.read_bytes())
-    data["feed"]["speed"] = 0.0001
-    config.write_bytes(orjson.dumps(data))
+    _pause_feed(config)
     second = DaemonProcess(config)
     try:
         second.wait_ready()
