@@ -17,6 +17,7 @@ from bot.clock import ReplayClock
 from bot.config.loader import LoadedConfig
 from bot.errors import BotError
 from bot.log import BotLogger
+from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report
 from bot.replay.sources import CandleSource
@@ -77,7 +78,7 @@ class Replay:
         self.candles_done = 0
 
     async def run(self, progress: Progress | None = None) -> ReplayResult:
-        """Replay every candle and write events.jsonl, trades.csv and report.json.
+        """Replay every candle and write events.jsonl, trades.csv, equity.csv and report.json.
 
         A run cut short (a corrupt candle file, a failing event subscriber) still writes
         report.json, with status "aborted" and the error, then raises ReplayAborted.
@@ -90,12 +91,16 @@ class Replay:
         trades = TradesCsv(self.out_dir / "trades.csv")
         services.bus.subscribe(events.write)
         services.bus.subscribe(trades.write, types=("position_closed",))
+        frames = {s.symbol: timeframe_ms(s.timeframe) for s in self.sources}
+        equity = EquitySampler(self.out_dir / "equity.csv", frames, sampling_interval_ms(list(frames.values())))
         count = 0
         error: str | None = None
         await services.start()
         try:
             self._set_up()
-            self._stream(progress)
+            equity.start([self.manager.get(sid) for sid in self.manager.ids()], services.clock.now_ms())
+            self._stream(progress, equity)
+            equity.finish(services.clock.now_ms())
             count = self.candles_done
             services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
         except CandleFeedError as exc:
@@ -108,6 +113,7 @@ class Replay:
         finally:
             events.close()
             trades.close()
+            equity.close()
             await services.stop()
         if error is None and services.bus.handler_errors:
             error = (
@@ -121,6 +127,7 @@ class Replay:
             "candles": count,
             "gaps": services.hub.gap_count,
             "sources": [str(s.path) for s in self.sources],
+            "equity_interval_ms": equity.interval_ms,
         }
         report = build_report(orchestrators, facts)
         (self.out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
@@ -145,18 +152,19 @@ class Replay:
             {"sources": [{"symbol": s.symbol, "file": s.path.name, "timeframe": s.timeframe} for s in self.sources]},
         )
 
-    def _stream(self, progress: Progress | None) -> int:
+    def _stream(self, progress: Progress | None, equity: EquitySampler) -> int:
         # The hot loop: no awaits, no per-candle allocation beyond the candle; the next candle
         # goes out only after every subscribed orchestrator has finished with this one.
         ingest = self.services.hub.ingest
+        candles = equity.sampled(merged_candles(self.sources))
         count = 0
         try:
             if progress is None:
-                for symbol, candle in merged_candles(self.sources):
+                for symbol, candle in candles:
                     ingest(symbol, candle)
                     count += 1
                 return count
-            for symbol, candle in merged_candles(self.sources):
+            for symbol, candle in candles:
                 ingest(symbol, candle)
                 count += 1
                 if not count % _PROGRESS_EVERY:

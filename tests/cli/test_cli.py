@@ -164,7 +164,7 @@ def test_quiet_replay_exits_0_without_summary(quiet_replay: ReplayRun) -> None:
     assert quiet_replay.result.returncode == 0, quiet_replay.result.stderr
     assert quiet_replay.result.stdout == ""
     assert error_lines(quiet_replay.result.stderr) == []
-    assert sorted(p.name for p in quiet_replay.out.iterdir()) == ["events.jsonl", "report.json", "trades.csv"]
+    assert sorted(p.name for p in quiet_replay.out.iterdir()) == ["equity.csv", "events.jsonl", "report.json", "trades.csv"]
 
 
 def test_events_jsonl_lines_are_valid_and_sequenced(quiet_replay: ReplayRun) -> None:
@@ -268,7 +268,7 @@ def test_replay_is_deterministic(quiet_replay: ReplayRun, tmp_path: Path) -> Non
     write_replay_setup(tmp_path)
     result = run_bot("replay", "--config", "config.json", "--candles", f"BTC/USD={BTC_1M}", "--out", "out", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for name in ("events.jsonl", "trades.csv"):
+    for name in ("events.jsonl", "trades.csv", "equity.csv"):
         assert (tmp_path / "out" / name).read_bytes() == (quiet_replay.out / name).read_bytes(), name
 
 

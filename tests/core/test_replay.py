@@ -66,6 +66,7 @@ def test_two_replays_write_byte_identical_outputs(tmp_path: Path, btc_slice_file
     one = (tmp_path / "one" / "events.jsonl").read_bytes()
     assert one == (tmp_path / "two" / "events.jsonl").read_bytes()
     assert (tmp_path / "one" / "trades.csv").read_bytes() == (tmp_path / "two" / "trades.csv").read_bytes()
+    assert (tmp_path / "one" / "equity.csv").read_bytes() == (tmp_path / "two" / "equity.csv").read_bytes()
     assert (tmp_path / "one" / "report.json").read_bytes() == (tmp_path / "two" / "report.json").read_bytes()
     assert first == second
     lines = one.splitlines()
