@@ -10,6 +10,10 @@ from pydantic import ValidationError
 
 from bot.config.models import BotConfig, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
+from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
+
+# The strategy modules of a config live here, beside config.json (plus its strategy_paths).
+STRATEGY_FOLDER = "strategies"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,7 @@ class LoadedConfig:
     bot: BotConfig
     strategies: tuple[StrategyConfig, ...]
     strategy_files: dict[str, Path]
+    catalog: StrategyCatalog
 
     @property
     def base_dir(self) -> Path:
@@ -130,17 +135,40 @@ def _read_object(path: Path, label: str) -> dict[str, Any]:
     return data
 
 
-def load_strategy(path: Path, bot: BotConfig, config_label: str, enabled: bool = True) -> StrategyConfig:
-    """Read one strategy file and merge it over config.json's strategy_defaults; ConfigError lists every problem."""
+def strategy_folders(config_path: Path, bot: BotConfig) -> list[Path]:
+    """Where strategy modules are discovered: strategies/ beside config.json, then each of strategy_paths."""
+    base = config_path.parent
+    folders = [base / STRATEGY_FOLDER] if (base / STRATEGY_FOLDER).is_dir() else []
+    return folders + [base / extra for extra in bot.strategy_paths]
+
+
+def load_strategy(
+    path: Path, bot: BotConfig, config_label: str, enabled: bool = True, catalog: StrategyCatalog | None = None
+) -> StrategyConfig:
+    """Read one strategy file, merge it over config.json's strategy_defaults and check its params
+    against its strategy's schema; ConfigError lists every problem with file and field."""
     file_label = str(path)
     file_data = _read_object(path, file_label)
     merged = deep_merge(bot.strategy_defaults, file_data)
     if not enabled:
         merged["enabled"] = False
     try:
-        return StrategyConfig.model_validate(merged)
+        spec = StrategyConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_strategy_problems(exc, file_label, file_data, config_label, bot.strategy_defaults)) from None
+    catalog = catalog if catalog is not None else StrategyCatalog()
+    try:
+        entry = catalog.resolve(spec.module, spec.class_name)
+    except CatalogLookupError as exc:
+        raise ConfigError([ConfigProblem(file_label, exc.field, exc.reason)]) from None
+    try:
+        entry.validate_params(spec.params)
+    except ValidationError as exc:
+        problems = [
+            ConfigProblem(file_label, _loc_str(("params", *loc)), f"{reason} (strategy {entry.name!r})") for loc, reason in _errors(exc)
+        ]
+        raise ConfigError(problems) from None
+    return spec
 
 
 def load_config(path: str | Path) -> LoadedConfig:
@@ -154,13 +182,19 @@ def load_config(path: str | Path) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError(_problems(exc, label)) from None
 
+    for index, extra in enumerate(bot.strategy_paths):
+        if not (config_path.parent / extra).is_dir():
+            problems.append(ConfigProblem(label, f"strategy_paths[{index}]", f"{config_path.parent / extra} is not a folder"))
+    if problems:
+        raise ConfigError(problems)
+    catalog = StrategyCatalog.discover(strategy_folders(config_path, bot))
     strategies: list[StrategyConfig] = []
     files: dict[str, Path] = {}
     seen: dict[str, str] = {}
     for index, ref in enumerate(bot.strategies):
         strategy_path = config_path.parent / ref.file
         try:
-            strategy = load_strategy(strategy_path, bot, label, enabled=ref.enabled)
+            strategy = load_strategy(strategy_path, bot, label, enabled=ref.enabled, catalog=catalog)
         except ConfigError as exc:
             for problem in exc.problems:
                 if problem.reason in ("file not found",) or problem.reason.startswith(("cannot read file", "not valid JSON")):
@@ -180,4 +214,4 @@ def load_config(path: str | Path) -> LoadedConfig:
         files[strategy.id] = strategy_path
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(config_path, bot, tuple(strategies), files)
+    return LoadedConfig(config_path, bot, tuple(strategies), files, catalog)

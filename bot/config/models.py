@@ -5,7 +5,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bot.candles.model import timeframe_ms
 from bot.strategy.analyzer_params import validate_analyzer_params, validate_filter_params
@@ -115,17 +115,26 @@ class ExitConfig(Strict):
         return steps
 
 
+# Fields only the built-in declarative strategy reads; a strategy module takes `params` instead.
+DECLARATIVE_FIELDS: tuple[str, ...] = ("analyzers", "filters", "entry_threshold", "exit_threshold")
+
+
 class StrategyConfig(Strict):
     """A strategy's full, merged configuration (built-in defaults < config.json < strategy file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     id: str
     enabled: bool = True
     description: str = ""
+    module: str | None = Field(default=None, description="strategy module (file stem) found by discovery; omit for the declarative strategy")
+    class_name: str | None = Field(default=None, alias="class", description="strategy class in the module, when it has several")
+    params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters, validated by its Params model")
     symbol: str = Field(min_length=1)
     timeframe: Timeframe = "1m"
     quantity: float = Field(gt=0, description="fixed order quantity in base units")
     starting_balance: float = Field(default=10_000.0, gt=0)
-    analyzers: tuple[AnalyzerConfig, ...] = Field(min_length=1)
+    analyzers: tuple[AnalyzerConfig, ...] = Field(default=(), validate_default=True)
     entry_threshold: float = Field(default=1.0, gt=0, le=1)
     exit_threshold: float | None = Field(default=1.0, gt=0, le=1, description="exit when score <= -exit_threshold")
     filters: tuple[FilterConfig, ...] = ()
@@ -145,6 +154,31 @@ class StrategyConfig(Strict):
     @classmethod
     def _timeframe_known(cls, value: str) -> str:
         return _check_timeframe(value)
+
+    @field_validator("analyzers", mode="after", check_fields=True)
+    @classmethod
+    def _analyzers_fit_kind(cls, value: tuple[AnalyzerConfig, ...], info: ValidationInfo) -> tuple[AnalyzerConfig, ...]:
+        module = info.data.get("module")
+        if module is None and not value:
+            raise ValueError("the declarative strategy needs at least one analyzer (or name a strategy module)")
+        if module is not None:
+            raise ValueError(f"only the declarative strategy reads analyzers; module {module!r} takes params")
+        return value
+
+    @field_validator("filters", "entry_threshold", "exit_threshold", mode="after")
+    @classmethod
+    def _declarative_only(cls, value: Any, info: ValidationInfo) -> Any:
+        module = info.data.get("module")
+        if module is not None:
+            raise ValueError(f"only the declarative strategy reads {info.field_name}; module {module!r} takes params")
+        return value
+
+    @field_validator("params", mode="after")
+    @classmethod
+    def _params_need_module(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if value and info.data.get("module") is None:
+            raise ValueError("params are for strategy modules; the declarative strategy takes analyzers, filters and thresholds")
+        return value
 
 
 # Fields a running strategy can take a new value for without losing positions or indicator
@@ -185,7 +219,7 @@ class ReplayConfig(Strict):
 class FeedConfig(Strict):
     """The daemon's candle feed: recorded candles published clock-driven (live feeds: a later issue)."""
 
-    source: Literal["recorded"] = "recorded"
+    source: Literal["recorded", "ccxt"] = Field(default="recorded", description="ccxt: live candles from the exchange section")
     speed: float = Field(default=60.0, gt=0, le=1_000_000, description="multiple of real time")
     loop: bool = Field(default=False, description="start the recording again, shifted in time, when it ends")
     backfill: int = Field(default=3_000, ge=0, description="candles published at once before trading starts (warm-up)")
@@ -234,15 +268,21 @@ class JournalConfig(Strict):
     path: str = "run/journal.sqlite"
 
 
+# Imported here, not at the top: exchange.py builds on Strict, defined above.
+from bot.config.exchange import ExchangeConfig  # noqa: E402
+
+
 class BotConfig(Strict):
     """The base configuration from config.json."""
 
     mode: Literal["replay", "paper"] = "replay"
     replay: ReplayConfig = ReplayConfig()
     feed: FeedConfig = FeedConfig()
+    exchange: ExchangeConfig | None = Field(default=None, description="the ccxt exchange: live candles, recording")
     control: ControlConfig = ControlConfig()
     daemon: DaemonConfig = DaemonConfig()
     journal: JournalConfig = JournalConfig()
     risk: GlobalRiskConfig = GlobalRiskConfig()
     strategy_defaults: dict[str, Any] = Field(default_factory=dict)
+    strategy_paths: tuple[str, ...] = Field(default=(), description="extra folders searched for strategy modules, besides strategies/")
     strategies: tuple[StrategyRef, ...] = ()

@@ -181,7 +181,7 @@ def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     folder = state.loaded.base_dir / "strategies"
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            spec = load_strategy(path, state.loaded.bot, str(state.loaded.path))
+            spec = load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
         except ConfigError as exc:
             available[path.name] = {"valid": False, "problems": [str(p) for p in exc.problems]}
         else:
@@ -202,7 +202,7 @@ def validate(state: DaemonState, args: ValidateArgs) -> dict[str, Any]:
         if isinstance(head, dict) and "analyzers" not in head and ("strategies" in head or "replay" in head):
             loaded = load_config(path)
             return {"valid": True, "kind": "config", "strategies": [s.id for s in loaded.strategies]}
-        spec = load_strategy(path, state.loaded.bot, str(state.loaded.path))
+        spec = load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
         return {"valid": True, "kind": "strategy", "id": spec.id}
     except ConfigError as exc:
         return {"valid": False, "problems": [{"file": p.file, "field": p.field, "reason": p.reason} for p in exc.problems]}
@@ -210,7 +210,7 @@ def validate(state: DaemonState, args: ValidateArgs) -> dict[str, Any]:
 
 def _read_spec(state: DaemonState, path: Path) -> StrategyConfig:
     try:
-        return load_strategy(path, state.loaded.bot, str(state.loaded.path))
+        return load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
     except ConfigError as exc:
         raise ControlError("invalid_config", "; ".join(str(p) for p in exc.problems)) from None
 

@@ -112,7 +112,7 @@ class Daemon:
                     journal.set_meta(FEED_POSITION, str(feed.last_close))
 
             delivery = InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=record_processed)
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+            manager = StrategyManager(services, OrchestratorFactory(services, self.loaded.catalog), delivery)
             for source in self.sources:
                 services.hub.add_feed(source.symbol, source.timeframe)
 
@@ -214,7 +214,7 @@ class Daemon:
                 self.logger.logger.warning("[%s] journalled but no strategy file is known: not restored", sid)
                 continue
             try:
-                spec = load_strategy(Path(recorded), self.loaded.bot, str(self.loaded.path))
+                spec = load_strategy(Path(recorded), self.loaded.bot, str(self.loaded.path), catalog=self.loaded.catalog)
             except ConfigError as exc:
                 self.logger.logger.error("[%s] not restored: %s", sid, exc)
                 continue

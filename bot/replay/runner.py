@@ -73,7 +73,7 @@ class Replay:
         self.sources = sources
         self.out_dir = out_dir
         self.services = BotServices.for_replay(loaded.bot, logger)
-        self.factory = OrchestratorFactory(self.services)
+        self.factory = OrchestratorFactory(self.services, loaded.catalog)
         self.manager = StrategyManager(self.services, self.factory)
         self.candles_done = 0
 

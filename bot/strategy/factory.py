@@ -4,6 +4,8 @@ from __future__ import annotations
 from bot.bus import StrategyPublisher
 from bot.config.models import StrategyConfig
 from bot.services import BotServices
+from bot.strategy.base import Strategy, StrategyContext
+from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.orchestrator import TradingOrchestrator
 
 
@@ -14,8 +16,10 @@ class OrchestratorFactory:
     already bound to its strategy id, so it cannot emit an untagged event or act for another.
     """
 
-    def __init__(self, services: BotServices) -> None:
+    def __init__(self, services: BotServices, catalog: StrategyCatalog | None = None) -> None:
         self._services = services
+        # Without a catalog only the built-in declarative strategy can be built.
+        self.catalog = catalog if catalog is not None else StrategyCatalog()
         self._cache: dict[str, TradingOrchestrator] = {}
 
     def get_or_create(self, spec: StrategyConfig) -> TradingOrchestrator:
@@ -34,6 +38,7 @@ class OrchestratorFactory:
                 services.exchange.open_account(sid, spec.fees, spec.fill),
                 risk,
                 services.metrics.for_strategy(sid),
+                lambda context: self._build_strategy(spec, context),
             )
         except BaseException:
             services.risk.forget(sid)
@@ -41,6 +46,9 @@ class OrchestratorFactory:
             raise
         self._cache[sid] = orchestrator
         return orchestrator
+
+    def _build_strategy(self, spec: StrategyConfig, context: StrategyContext) -> Strategy:
+        return self.catalog.build(spec.module, spec.class_name, spec.params, context)
 
     def get(self, strategy_id: str) -> TradingOrchestrator | None:
         """The cached orchestrator of a strategy id, if any."""

@@ -42,7 +42,7 @@ class StrategyManager:
         self._hub_keys: set[_Key] = set()
         # Per paused strategy: the open time of the last candle of each stream it consumed, so
         # reactivation feeds its indicators only what they have not seen.
-        self._paused_at: dict[str, dict[str, int]] = {}
+        self._paused_at: dict[str, dict[_Key, int]] = {}
 
     # -- queries --------------------------------------------------------------------------------
     def get(self, strategy_id: str) -> TradingOrchestrator:
@@ -97,7 +97,7 @@ class StrategyManager:
 
     def _warm(self, orchestrator: TradingOrchestrator) -> None:
         hub = self._services.hub
-        history = {tf: hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
+        history = {(symbol, tf): hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
         try:
             orchestrator.warm_up(history, self._paused_at.pop(orchestrator.strategy_id, None))
         except Exception as exc:  # strategy code ran during warm-up: the same guarded seam
@@ -137,9 +137,11 @@ class StrategyManager:
         if was_active:
             # Everything in the hub's history was delivered to it, except what was still queued.
             hub = self._services.hub
-            paused = {tf: candles[-1].ts for symbol, tf in orchestrator.subscriptions() if (candles := hub.history(symbol, tf, limit=1))}
-            for _, tf, candle, _ in dropped:
-                paused[tf] = min(paused.get(tf, candle.ts), candle.ts - 1)
+            paused = {
+                (symbol, tf): candles[-1].ts for symbol, tf in orchestrator.subscriptions() if (candles := hub.history(symbol, tf, limit=1))
+            }
+            for symbol, tf, candle, _ in dropped:
+                paused[(symbol, tf)] = min(paused.get((symbol, tf), candle.ts), candle.ts - 1)
             self._paused_at[strategy_id] = paused
         orchestrator.state = "dormant"
         orchestrator.policy = policy
@@ -252,9 +254,10 @@ class StrategyManager:
             self._hub_keys.add(key)
 
     def _add_protect(self, orchestrator: TradingOrchestrator) -> None:
-        key = (orchestrator.symbol, orchestrator.timeframe)
-        self._ensure_hub_route(key)
-        self._protect[key] = self._protect.get(key, ()) + ((orchestrator, self.delivery.wrap(orchestrator, orchestrator.protect)),)
+        handler = self.delivery.wrap(orchestrator, orchestrator.protect)
+        for key in orchestrator.trading_streams():
+            self._ensure_hub_route(key)
+            self._protect[key] = self._protect.get(key, ()) + ((orchestrator, handler),)
 
     @staticmethod
     def _remove(table: dict[_Key, tuple[_Route, ...]], orchestrator: TradingOrchestrator) -> None:

@@ -1,24 +1,26 @@
 """TradingOrchestrator: one strategy's isolated pipeline from candle to actions to positions."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter_ns
 from typing import Any, Literal
 
 from bot.bus import StrategyPublisher
-from bot.candles.model import Candle
+from bot.candles.model import Candle, timeframe_ms
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import ActionError
 from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
 from bot.metrics import StrategyMetrics
-from bot.strategy.analyzers import AnalyzerRegistry
-from bot.strategy.filters import EntryFilter, build_filters
+from bot.strategy.base import Strategy, StrategyContext, Stream
 from bot.trading.actions import (
     Action,
     ActionQueue,
     ActivateTrailingStop,
+    ClosePair,
     ClosePercent,
+    OpenPair,
     OpenPosition,
     UpdateStopLoss,
 )
@@ -28,15 +30,18 @@ from bot.trading.positions import Position, PositionManager
 from bot.trading.risk import StrategyRisk
 
 StrategyState = Literal["dormant", "active", "failed", "unloaded"]
+StrategyBuilder = Callable[[StrategyContext], Strategy]
 
 
 class TradingOrchestrator:
-    """Owns one strategy's indicators, analyzers, filters, action queue, positions and portfolio.
+    """Owns one strategy's indicators, strategy object, action queue, positions and portfolio.
 
-    Per candle of its trading (symbol, timeframe): fill pending orders at the open, enforce
-    stops/take-profits/trailing intrabar, mark to the close, update indicators, then (when
-    trading) decide and carry out actions. Candles of other timeframes only feed their
-    indicators (multi-timeframe filters). Nothing here is shared with another orchestrator.
+    Per candle of a trading stream (a subscribed symbol at the trading timeframe): fill
+    pending orders at the open, enforce stops/take-profits/trailing intrabar, mark to the
+    close, update that stream's indicators, then (when trading) let the strategy decide and
+    carry out its actions. Candles of other timeframes update their indicators and reach the
+    strategy too (multi-timeframe conditions), but never touch positions. Nothing here is
+    shared with another orchestrator.
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class TradingOrchestrator:
         account: PaperAccount,
         risk: StrategyRisk,
         metrics: StrategyMetrics,
+        build_strategy: StrategyBuilder,
     ) -> None:
         self.strategy_id = spec.id
         self.spec = spec
@@ -58,13 +64,7 @@ class TradingOrchestrator:
         self.metrics = metrics
         self.symbol = spec.symbol
         self.timeframe = spec.timeframe
-        self.indicators: dict[str, IndicatorRegistry] = {spec.timeframe: IndicatorRegistry()}
-        main = self.indicators[spec.timeframe]
-        self.analyzers = AnalyzerRegistry(spec.analyzers, main)
-        self.filters: tuple[EntryFilter, ...] = build_filters(spec.filters, self._registry_for)
-        self._filters_by_tf: dict[str, tuple[EntryFilter, ...]] = {
-            tf: tuple(f for f in self.filters if (f.timeframe or spec.timeframe) == tf) for tf in self.indicators
-        }
+        self.indicators: dict[Stream, IndicatorRegistry] = {(spec.symbol, spec.timeframe): IndicatorRegistry()}
         self._account = account
         self._risk = risk
         self.portfolio = Portfolio(spec.starting_balance)
@@ -75,6 +75,8 @@ class TradingOrchestrator:
                 "close_percent": self._handle_close_percent,
                 "update_stop_loss": self._handle_update_stop,
                 "activate_trailing_stop": self._handle_activate_trailing,
+                "open_pair": self._handle_open_pair,
+                "close_pair": self._handle_close_pair,
             },
             self._on_action_failed,
         )
@@ -82,28 +84,53 @@ class TradingOrchestrator:
         self._now = 0
         self._on_bar = self.positions.on_bar
         self._held = self.positions.by_symbol
-        self._update_main = main.update
-        self._entry_threshold = spec.entry_threshold
-        self._exit_threshold = spec.exit_threshold
+        self.context = StrategyContext(spec, self._registry_for, self.actions.put, publish, self.positions, self._clock)
+        self.strategy: Strategy = build_strategy(self.context)
+        streams = list(dict.fromkeys(tuple(s) for s in self.strategy.subscriptions()))
+        if not streams or streams[0] != (spec.symbol, spec.timeframe):
+            raise ValueError(
+                f"strategy {spec.id!r}: its first subscription must be its trading stream {spec.symbol} {spec.timeframe}, got {streams[:1]}"
+            )
+        for symbol, timeframe in streams:
+            timeframe_ms(timeframe)
+            self._registry_for(symbol, timeframe)
+        self._streams: tuple[Stream, ...] = tuple(streams) + tuple(k for k in self.indicators if k not in streams)
+        self._trading: frozenset[Stream] = frozenset(s for s in self._streams if s[1] == spec.timeframe)
+        self._updates = {key: registry.update for key, registry in self.indicators.items()}
 
-    def _registry_for(self, timeframe: str) -> IndicatorRegistry:
-        registry = self.indicators.get(timeframe)
+    def _clock(self) -> int:
+        return self._now
+
+    def _registry_for(self, symbol: str, timeframe: str) -> IndicatorRegistry:
+        key = (symbol, timeframe)
+        registry = self.indicators.get(key)
         if registry is None:
-            registry = self.indicators[timeframe] = IndicatorRegistry()
+            if hasattr(self, "_streams") and key not in self._streams:
+                raise ValueError(f"strategy {self.strategy_id!r} does not subscribe to {symbol} {timeframe}: list it in subscriptions()")
+            registry = self.indicators[key] = IndicatorRegistry()
         return registry
 
     # -- routing --------------------------------------------------------------------------------
-    def subscriptions(self) -> list[tuple[str, str]]:
-        """The (symbol, timeframe) streams this strategy consumes, trading timeframe first."""
-        return [(self.symbol, tf) for tf in self.indicators]
+    def subscriptions(self) -> list[Stream]:
+        """The (symbol, timeframe) streams this strategy consumes, trading stream first."""
+        return list(self._streams)
+
+    def trading_streams(self) -> list[Stream]:
+        """The streams whose candles fill orders and enforce exits: its symbols at the trading timeframe."""
+        return [s for s in self._streams if s in self._trading]
 
     def on_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        """Process one closed candle of the trading stream while active (the replay hot path)."""
+        """Process one closed candle of a trading stream while active (the replay hot path)."""
         started = perf_counter_ns()
         self._now = ts
         self._on_bar(symbol, candle, ts)
-        self._update_main(candle)
-        self._decide(symbol, candle)
+        self._updates[(symbol, timeframe)](candle)
+        self.strategy.on_candle(symbol, timeframe, candle)
+        held = self._held.get(symbol)
+        if held:
+            for position in held:
+                if (position.trailing_activation_price is not None or position.break_even) and position.pending_close < position.quantity:
+                    self._manage_exits(position, candle)
         if self._queued:
             self.actions.drain()
         elapsed = perf_counter_ns() - started
@@ -115,89 +142,60 @@ class TradingOrchestrator:
             metrics.max_ns = elapsed
 
     def on_other_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        """A candle of another timeframe this strategy watches (multi-timeframe filters)."""
-        self._observe_other(timeframe, candle)
+        """A candle of another timeframe it watches: indicators and the strategy see it; positions do not."""
+        self._now = ts
+        update = self._updates.get((symbol, timeframe))
+        if update is None:
+            return
+        update(candle)
+        self.strategy.on_candle(symbol, timeframe, candle)
+        if self._queued:
+            self.actions.drain()
 
     def handler_for(self, symbol: str, timeframe: str) -> Callable[[str, str, Candle, int], None]:
         """The method that processes candles of one subscribed stream while active."""
-        return self.on_candle if (symbol, timeframe) == (self.symbol, self.timeframe) else self.on_other_candle
+        return self.on_candle if (symbol, timeframe) in self._trading else self.on_other_candle
 
     def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        """A candle of the trading stream while not trading: fills, stops, take-profits, trailing, break-even; no entries."""
+        """A candle of a trading stream while not trading: fills, stops, take-profits, trailing, break-even; no entries."""
         self._now = ts
         positions = self.positions
         positions.on_bar(symbol, candle, ts)
-        position = positions.position_on(symbol)
-        if position is not None and (position.trailing_activation_price is not None or position.break_even):
-            self._manage_exits(position, candle)
-            if self._queued:
-                self.actions.drain()
+        for position in tuple(positions.by_symbol.get(symbol, ())):
+            if position.trailing_activation_price is not None or position.break_even:
+                self._manage_exits(position, candle)
+        if self._queued:
+            self.actions.drain()
 
     def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         """A candle skipped by coalescing: its positions still see it (indicators and decisions do not)."""
-        if (symbol, timeframe) == (self.symbol, self.timeframe):
+        if (symbol, timeframe) in self._trading:
             self.protect(symbol, timeframe, candle, ts)
 
-    def _observe_other(self, timeframe: str, candle: Candle) -> None:
-        registry = self.indicators.get(timeframe)
-        if registry is None:
-            return
-        registry.update(candle)
-        for entry_filter in self._filters_by_tf.get(timeframe, ()):
-            entry_filter.observe(candle)
+    def warm_up(self, history: Mapping[Stream, Sequence[Candle]], resume_after: Mapping[Stream, int] | None = None) -> int:
+        """Feed recorded history to the indicators and the strategy (no trading) so the next candle can be acted on.
 
-    def warm_up(self, history: Mapping[str, Sequence[Candle]], resume_after: Mapping[str, int] | None = None) -> int:
-        """Feed recorded history to the indicators (no trading) so the next candle can be acted on.
-
-        `resume_after` gives, per timeframe, the open time of the last candle the indicators
-        consumed before a pause: only newer candles are fed, so their state continues exactly.
-        Without it, or when the history no longer reaches back to that candle (the pause
-        outlasted it), the indicators restart from the whole history.
+        `resume_after` gives, per stream, the open time of the last candle consumed before a
+        pause: only newer candles are fed, so the state continues exactly. Without it, or when
+        some stream's history no longer reaches back that far (the pause outlasted it),
+        everything restarts from the whole history. Streams are fed interleaved in close-time
+        order, as they arrived live.
         """
-        count = 0
-        for timeframe, candles in history.items():
-            registry = self.indicators.get(timeframe)
-            if registry is None or not candles:
-                continue
-            filters = self._filters_by_tf.get(timeframe, ())
-            last = None if resume_after is None else resume_after.get(timeframe)
-            if last is not None and candles[0].ts <= last:
-                feed: Iterable[Candle] = (c for c in candles if c.ts > last)
-            else:
+        streams = [(key, candles) for key, candles in history.items() if key in self.indicators and candles]
+        resume = resume_after is not None and all(
+            key in resume_after and candles[0].ts <= resume_after[key] for key, candles in streams
+        )
+        if not resume:
+            for registry in self.indicators.values():
                 registry.reset()
-                for entry_filter in filters:
-                    entry_filter.reset()
-                feed = candles
-            for candle in feed:
-                registry.update(candle)
-                for entry_filter in filters:
-                    entry_filter.observe(candle)
-                count += 1
+            self.strategy.reset()
+        on_history = self.strategy.on_history
+        count = 0
+        for key, candle in _merged(streams, resume_after if resume else None):
+            self._updates[key](candle)
+            on_history(key[0], key[1], candle)
+            count += 1
         return count
-
-    # -- decisions ------------------------------------------------------------------------------
-    def _decide(self, symbol: str, candle: Candle) -> None:
-        score = self.analyzers.score(candle)
-        held = self._held.get(symbol)
-        if not held:
-            if score < self._entry_threshold:
-                return
-            positions = self.positions
-            if positions.is_flat(symbol):
-                for entry_filter in self.filters:
-                    if not entry_filter.allows("long", candle):
-                        return
-                self._signal("entry", score, symbol, candle)
-                self.actions.put(OpenPosition(symbol, "long", self.spec.quantity))
-            return
-        position = held[0]
-        exit_threshold = self._exit_threshold
-        if exit_threshold is not None and score <= -exit_threshold and position.pending_close < position.quantity:
-            self._signal("exit", score, symbol, candle)
-            self.actions.put(ClosePercent(position.id, 100.0))
-            return
-        if position.trailing_activation_price is not None or position.break_even:
-            self._manage_exits(position, candle)
 
     def _manage_exits(self, position: Position, candle: Candle) -> None:
         """Exit management that goes on whether or not the strategy trades: trailing activation, break-even.
@@ -213,13 +211,6 @@ class TradingOrchestrator:
             stop = position.stop_loss
             if stop is None or (stop < entry if position.direction > 0 else stop > entry):
                 self.actions.put(UpdateStopLoss(position.id, entry, "break_even"))
-
-    def _signal(self, decision: str, score: float, symbol: str, candle: Candle) -> None:
-        self._publish(
-            "signal",
-            {"decision": decision, "score": score, "symbol": symbol, "close": candle.close, "analyzers": self.analyzers.breakdown(candle)},
-            self._now,
-        )
 
     # -- action handlers ------------------------------------------------------------------------
     def _handle_open(self, action: Action) -> None:
@@ -239,6 +230,8 @@ class TradingOrchestrator:
         available = position.quantity - position.pending_close
         if available <= 0:
             raise ActionError(f"position {position.id} is already being closed")
+        if position.group is not None and action.percent != 100:
+            raise ActionError(f"position {position.id} is a leg of pair {position.group}: pairs close whole, together")
         # A percent of what is not already being closed, so two 50% closes queued together
         # close 75%, the same as one after the other.
         quantity = available if action.percent == 100 else available * action.percent / 100.0
@@ -252,6 +245,27 @@ class TradingOrchestrator:
     def _handle_activate_trailing(self, action: Action) -> None:
         assert isinstance(action, ActivateTrailingStop)
         self.positions.activate_trailing(action.position_id, action.distance_pct, action.anchor_price, self._now)
+
+    def _handle_open_pair(self, action: Action) -> None:
+        assert isinstance(action, OpenPair)
+        legs = []
+        for leg in (action.long, action.short):
+            if leg.quantity <= 0:
+                raise ActionError(f"open_pair {leg.side} leg quantity must be positive, got {leg.quantity}")
+            price = self.positions.last_price(leg.symbol)
+            if price is None:
+                raise ActionError(f"no price seen yet for {leg.symbol}")
+            legs.append((leg.symbol, leg.side, leg.quantity, price))
+        if action.long.symbol == action.short.symbol:
+            raise ActionError(f"open_pair legs must be on two symbols, both are {action.long.symbol}")
+        self.positions.submit_pair(tuple(legs), action.long.reason, self._now)
+
+    def _handle_close_pair(self, action: Action) -> None:
+        assert isinstance(action, ClosePair)
+        if not self.positions.group_legs(action.group):
+            raise ActionError(f"no open pair {action.group!r}")
+        if not self.positions.close_group(action.group, action.reason, self._now):
+            raise ActionError(f"pair {action.group!r} is already being closed")
 
     def _on_action_failed(self, action: Action, error: ActionError) -> None:
         self._publish("action_failed", {"kind": action.kind, "error": str(error)}, self._now)
@@ -269,8 +283,9 @@ class TradingOrchestrator:
         if frozen:
             raise ValueError(f"cannot change {', '.join(frozen)} of a loaded strategy in place")
         self.spec = spec
-        self._entry_threshold = spec.entry_threshold
-        self._exit_threshold = spec.exit_threshold
+        self.context.spec = spec
+        self.context.quantity = spec.quantity
+        self.strategy.reconfigured()
         self.positions.configure(spec.exits)
         self._account.configure(spec.fees, spec.fill)
         self._risk.limits = spec.risk
@@ -302,6 +317,7 @@ class TradingOrchestrator:
             "positions": [p.state() for p in self.positions.positions.values()],
             "pending_orders": [o.client_id for o in self.positions.pending_orders()],
             "closed_trades": self.positions.closed_trades,
+            "strategy": self.strategy.snapshot(),
         }
 
     def clear(self) -> None:
@@ -309,3 +325,24 @@ class TradingOrchestrator:
         self.actions.clear()
         for registry in self.indicators.values():
             registry.clear()
+
+
+def _merged(streams: list[tuple[Stream, Sequence[Candle]]], after: Mapping[Stream, int] | None) -> Iterator[tuple[Stream, Candle]]:
+    """Candles of several streams in close-time order; at a shared close the longer timeframe comes first, as the hub delivers them."""
+
+    def keyed(index: int, key: Stream, candles: Sequence[Candle]) -> Iterator[tuple[int, int, int, int, Stream, Candle]]:
+        length = timeframe_ms(key[1])
+        last = None if after is None else after.get(key)
+        for n, candle in enumerate(candles):
+            if last is None or candle.ts > last:
+                yield candle.ts + length, -length, index, n, key, candle
+
+    if len(streams) == 1:
+        key, candles = streams[0]
+        last = None if after is None else after.get(key)
+        for candle in candles:
+            if last is None or candle.ts > last:
+                yield key, candle
+        return
+    for item in heapq.merge(*(keyed(i, key, candles) for i, (key, candles) in enumerate(streams))):
+        yield item[4], item[5]

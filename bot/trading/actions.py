@@ -9,7 +9,7 @@ from typing import ClassVar, Literal, Union
 from bot.errors import ActionError
 
 Side = Literal["long", "short"]
-ActionKind = Literal["open_position", "close_percent", "update_stop_loss", "activate_trailing_stop"]
+ActionKind = Literal["open_position", "close_percent", "update_stop_loss", "activate_trailing_stop", "open_pair", "close_pair"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,29 @@ class ActivateTrailingStop:
     anchor_price: float
 
 
-Action = Union[OpenPosition, ClosePercent, UpdateStopLoss, ActivateTrailingStop]
+@dataclass(frozen=True, slots=True)
+class OpenPair:
+    """Open two legs (one long, one short) as one action: both are sent, or neither."""
+
+    kind: ClassVar[ActionKind] = "open_pair"
+    long: OpenPosition
+    short: OpenPosition
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePair:
+    """Close every leg of a pair together, at market."""
+
+    kind: ClassVar[ActionKind] = "close_pair"
+    group: str
+    reason: str = "signal"
+
+
+Action = Union[OpenPosition, ClosePercent, UpdateStopLoss, ActivateTrailingStop, OpenPair, ClosePair]
 ActionHandler = Callable[[Action], None]
-ACTION_KINDS: tuple[ActionKind, ...] = ("open_position", "close_percent", "update_stop_loss", "activate_trailing_stop")
+ACTION_KINDS: tuple[ActionKind, ...] = (
+    "open_position", "close_percent", "update_stop_loss", "activate_trailing_stop", "open_pair", "close_pair"
+)
 
 
 class ActionQueue:

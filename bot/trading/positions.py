@@ -62,6 +62,8 @@ class Position:
     status: PositionStatus = "open"
     exit_reason: str = ""
     exit_ts: int = 0
+    # Legs opened together as one paired action share a group id and are closed together.
+    group: str | None = None
 
     def refresh_stop(self) -> None:
         """Recompute the binding stop after the stop-loss or the trailing stop moved."""
@@ -92,6 +94,7 @@ class Position:
             "break_even": self.break_even,
             "realised": self.realised,
             "fees": self.fees,
+            "group": self.group,
         }
 
 
@@ -123,6 +126,8 @@ class PositionManager:
         self._next_id = 0
         self._pending_open: dict[str, float] = {}
         self._pending_entries = 0
+        # Position id -> pair group of entries sent and not filled yet.
+        self._pending_groups: dict[str, str] = {}
         self.closed_trades = 0
         self.winning_trades = 0
 
@@ -159,6 +164,7 @@ class PositionManager:
             position.closed_quantity = row.get("closed_quantity", 0.0)
             position.exit_value = row.get("exit_value", 0.0)
             position.status = row["status"]
+            position.group = row.get("group")
             position.refresh_stop()
             self.positions[position.id] = position
             self.by_symbol.setdefault(position.symbol, []).append(position)
@@ -174,6 +180,8 @@ class PositionManager:
                 self._pending_open[order.symbol] = self._pending_open.get(order.symbol, 0.0) + order.quantity
                 self._pending_entries += 1
                 self._risk.on_entry(order.position_id, order.quantity * order.ref_price)
+                if row.get("group"):
+                    self._pending_groups[order.position_id] = row["group"]
             elif order.position_id in self.positions:
                 self.positions[order.position_id].pending_close += order.quantity
         self._next_id = max(self._next_id, last_position)
@@ -209,14 +217,49 @@ class PositionManager:
         """Check an entry against the risk limits and send it, or publish the rejection."""
         rejection = self._risk.check_open(quantity, ref_price, self.open_count(), ts)
         if rejection is not None:
-            rule, why = rejection
-            self._publish(
-                "risk_rejected", {"rule": rule, "reason": why, "symbol": symbol, "side": side, "quantity": quantity, "price": ref_price}, None
-            )
+            self._reject(rejection, symbol, side, quantity, ref_price)
             return
-        self._next_id += 1
-        position_id = f"{self.strategy_id}-p{self._next_id}"
+        position_id = self._new_position_id()
         self._risk.on_entry(position_id, quantity * ref_price)
+        self._send_open(symbol, side, quantity, reason, ts, ref_price, position_id)
+
+    def submit_pair(self, legs: tuple[tuple[str, Literal["long", "short"], float, float], ...], reason: str, ts: int) -> str | None:
+        """Send legs (symbol, side, quantity, ref price) as one pair: every leg passes the risk limits, or none is sent.
+
+        Returns the pair's group id, or None when a leg was rejected.
+        """
+        registered: list[str] = []
+        for index, (symbol, side, quantity, price) in enumerate(legs):
+            rejection = self._risk.check_open(quantity, price, self.open_count() + index, ts)
+            if rejection is not None:
+                for position_id in registered:
+                    self._risk.release(position_id)
+                self._next_id -= len(registered)
+                self._reject(rejection, symbol, side, quantity, price, pair=True)
+                return None
+            position_id = self._new_position_id()
+            self._risk.on_entry(position_id, quantity * price)
+            registered.append(position_id)
+        group = registered[0].replace("-p", "-g", 1)
+        for (symbol, side, quantity, price), position_id in zip(legs, registered):
+            self._pending_groups[position_id] = group
+            self._send_open(symbol, side, quantity, reason, ts, price, position_id)
+        return group
+
+    def _new_position_id(self) -> str:
+        self._next_id += 1
+        return f"{self.strategy_id}-p{self._next_id}"
+
+    def _reject(self, rejection: tuple[str, str], symbol: str, side: str, quantity: float, price: float, pair: bool = False) -> None:
+        rule, why = rejection
+        payload = {"rule": rule, "reason": why, "symbol": symbol, "side": side, "quantity": quantity, "price": price}
+        if pair:
+            payload["pair"] = True
+        self._publish("risk_rejected", payload, None)
+
+    def _send_open(
+        self, symbol: str, side: Literal["long", "short"], quantity: float, reason: str, ts: int, ref_price: float, position_id: str
+    ) -> None:
         order = self._account.new_order(symbol, "buy" if side == "long" else "sell", quantity, "open", position_id, reason, ts, ref_price)
         self._pending_open[symbol] = self._pending_open.get(symbol, 0.0) + quantity
         self._pending_entries += 1
@@ -224,6 +267,21 @@ class PositionManager:
         fill = self._account.submit(order)
         if fill is not None:
             self.apply_fill(fill)
+
+    def group_legs(self, group: str) -> list[Position]:
+        """The open legs of a pair."""
+        return [p for p in self.positions.values() if p.group == group]
+
+    def close_group(self, group: str, reason: str, ts: int) -> int:
+        """Send market closes for what is left of every leg of a pair; return how many legs."""
+        count = 0
+        for position in self.group_legs(group):
+            available = position.quantity - position.pending_close
+            if available > 0:
+                price = self._marks.get(position.symbol, position.entry_price)
+                self.submit_close(position, available, reason, ts, price)
+                count += 1
+        return count
 
     def submit_close(self, position: Position, quantity: float, reason: str, ts: int, ref_price: float) -> None:
         """Send a market order closing `quantity` of a position."""
@@ -282,6 +340,7 @@ class PositionManager:
                 self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
                 self._pending_entries -= 1
                 self._risk.release(order.position_id)
+                self._pending_groups.pop(order.position_id, None)
             else:
                 position = self.positions.get(order.position_id)
                 if position is not None:
@@ -357,6 +416,16 @@ class PositionManager:
             position.trailing_distance_pct = exits.trailing.distance_pct
             position.trailing_activation_price = price * (1 + direction * exits.trailing.activation_pct / 100.0)
         position.fees = fill.fee
+        position.group = self._pending_groups.pop(position.id, None)
+        if position.group is not None:
+            # A leg's own stop or take-profit would close it alone: pairs exit as a whole,
+            # on the strategy's spread rules.
+            position.stop_loss = None
+            position.take_profits = []
+            position.trailing_activation_price = None
+            position.trailing_distance_pct = None
+            position.break_even = False
+            position.refresh_stop()
         self.positions[position.id] = position
         self.by_symbol.setdefault(symbol, []).append(position)
         self._portfolio.on_fill(direction, price, fill.quantity, fill.fee, True, 0.0)
@@ -404,6 +473,16 @@ class PositionManager:
             if position.realised - position.fees > 0:
                 self.winning_trades += 1
             self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot(), "fill": filled}, None)
+            if position.group is not None:
+                self._announce_fill(filled)
+                # Whatever closed one leg (the strategy, a user, the unload) closes the others
+                # with it, so a pair is never left half open.
+                for sibling in self.group_legs(position.group):
+                    available = sibling.quantity - sibling.pending_close
+                    if available > 0:
+                        price = self._marks.get(sibling.symbol, sibling.entry_price)
+                        self.submit_close(sibling, available, "pair_leg_closed", fill.ts, price)
+                return
         else:
             position.status = "partially_closed"
             self._publish(
@@ -435,6 +514,7 @@ class PositionManager:
             "pnl": position.realised - position.fees,
             "fees": position.fees,
             "exit_reason": position.exit_reason,
+            "group": position.group,
         }
 
     # -- marks and exits ----------------------------------------------------------------------

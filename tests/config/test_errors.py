@@ -274,7 +274,7 @@ def test_empty_analyzer_list(tmp_path: Path) -> None:
     path = write_setup(tmp_path, {"a.json": valid_strategy(analyzers=[])})
     problem = only(problems_of(path))
     assert (problem.file, problem.field) == (str(tmp_path / "strategies" / "a.json"), "analyzers")
-    assert "at least 1 item" in problem.reason
+    assert "at least one analyzer" in problem.reason
 
 
 def test_config_error_message_lists_every_problem(tmp_path: Path) -> None:

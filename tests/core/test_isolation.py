@@ -31,8 +31,8 @@ def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Ca
     assert oa.portfolio is not ob.portfolio
     assert oa.positions is not ob.positions and oa.positions.positions is not ob.positions.positions
     assert oa.actions is not ob.actions
-    assert oa.analyzers is not ob.analyzers
-    reg_a, reg_b = oa.indicators["1m"], ob.indicators["1m"]
+    assert oa.strategy.analyzers is not ob.strategy.analyzers
+    reg_a, reg_b = oa.indicators[("BTC/USD", "1m")], ob.indicators[("BTC/USD", "1m")]
     assert reg_a is not reg_b
     assert reg_a.keys() == reg_b.keys() == ["ema(period=3,source=close)", "ema(period=6,source=close)"]
     assert reg_a.require("ema", period=3) is not reg_b.require("ema", period=3)

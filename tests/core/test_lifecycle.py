@@ -32,7 +32,7 @@ def test_unload_leaves_nothing_alive(btc_candles: list[Candle]) -> None:
     orchestrator = rig.manager.get("gone")
     assert orchestrator.positions.closed_trades > 0
     ref = weakref.ref(orchestrator)
-    registry = orchestrator.indicators["1m"]
+    registry = orchestrator.indicators[("BTC/USD", "1m")]
     del orchestrator
     snapshot = rig.manager.unload("gone")
     assert snapshot["strategy_id"] == "gone" and snapshot["state"] == "unloaded"
@@ -88,13 +88,13 @@ def test_activate_warms_up_from_history_so_the_next_candle_can_be_acted_on(btc_c
     orchestrator = rig.manager.get("late")
     assert orchestrator.metrics.candles == 0
     rig.manager.activate("late")
-    slow = orchestrator.indicators["1m"].require("ema", period=20)
+    slow = orchestrator.indicators[("BTC/USD", "1m")].require("ema", period=20)
     assert slow.ready
     # A strategy that saw every candle from the start has the same EMA value.
     reference = Rig()
     reference.start(strategy(id="ref", analyzers=[{"type": "ema_cross", "params": {"fast": 5, "slow": 20}}]))
     reference.feed("BTC/USD", btc_candles[:100])
-    assert slow.value == reference.manager.get("ref").indicators["1m"].require("ema", period=20).value
+    assert slow.value == reference.manager.get("ref").indicators[("BTC/USD", "1m")].require("ema", period=20).value
 
 
 def _open_now(rig: Rig, sid: str) -> None:

@@ -44,7 +44,7 @@ def test_a_pending_entry_never_fills_after_switch_or_failure() -> None:
     def explode(candle: Candle) -> float:
         raise RuntimeError("boom")
 
-    orchestrator_c.analyzers.score = explode  # type: ignore[method-assign]
+    orchestrator_c.strategy.analyzers.score = explode  # type: ignore[method-assign]
     rig.feed("BTC/USD", candles_from([(101, 101, 101, 101)] * 3, start_ts=1_640_995_260_000))
     assert orchestrator_c.state == "failed"
     # C's entry was filled at the open of the very candle that failed it (fills come first),
@@ -69,7 +69,7 @@ def test_a_strategy_failing_on_a_candle_is_not_also_protected_on_that_candle() -
 
     orchestrator.positions.on_bar = counting_on_bar  # type: ignore[method-assign]
     orchestrator._on_bar = counting_on_bar  # noqa: SLF001
-    orchestrator.analyzers.score = explode  # type: ignore[method-assign]
+    orchestrator.strategy.analyzers.score = explode  # type: ignore[method-assign]
     candles = candles_from([(100, 100, 100, 100)] * 3)
     rig.feed("BTC/USD", candles)
     assert orchestrator.state == "failed"
@@ -86,8 +86,8 @@ def test_reactivation_feeds_only_unseen_candles(btc_candles: list[Candle]) -> No
     rig.manager.activate("paused")
     rig.manager.deactivate("paused")
     rig.manager.activate("paused")  # twice: nothing may be fed a second time
-    paused = rig.manager.get("paused").indicators["1m"].require("ema", period=20)
-    steady = rig.manager.get("steady").indicators["1m"].require("ema", period=20)
+    paused = rig.manager.get("paused").indicators[("BTC/USD", "1m")].require("ema", period=20)
+    steady = rig.manager.get("steady").indicators[("BTC/USD", "1m")].require("ema", period=20)
     assert paused.value == steady.value
     assert rig.manager.get("paused").metrics.candles == 200
 
@@ -104,8 +104,8 @@ def test_reactivation_after_a_pause_longer_than_history_restarts_indicators(btc_
     fresh.manager.load(strategy(id="fresh", **ema))
     fresh.feed("BTC/USD", btc_candles[:400])
     fresh.manager.activate("fresh")
-    got = rig.manager.get("paused").indicators["1m"].require("ema", period=20).value
-    assert got == fresh.manager.get("fresh").indicators["1m"].require("ema", period=20).value
+    got = rig.manager.get("paused").indicators[("BTC/USD", "1m")].require("ema", period=20).value
+    assert got == fresh.manager.get("fresh").indicators[("BTC/USD", "1m")].require("ema", period=20).value
 
 
 def test_trailing_and_break_even_keep_working_under_manage() -> None:

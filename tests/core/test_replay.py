@@ -138,7 +138,7 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     doomed = rig.manager.get("doomed")
     rig.feed("BTC/USD", candles[:30])
     assert doomed.positions.positions, "ema_trend should hold a position within 30 candles"
-    doomed.analyzers = _ExplodingAnalyzers(doomed.analyzers, after=0)  # type: ignore[assignment]
+    doomed.strategy.analyzers = _ExplodingAnalyzers(doomed.strategy.analyzers, after=0)  # type: ignore[assignment]
     rig.feed("BTC/USD", candles[30:])
 
     assert doomed.state == "failed" and "ZeroDivisionError: boom" in (doomed.last_error or "")
@@ -154,7 +154,7 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     healthy = [(e.type, e.ts, e.payload) for e in rig.events if e.strategy_id == "healthy"]
     assert healthy == [(e.type, e.ts, e.payload) for e in baseline.events if e.strategy_id == "healthy"]
     # activate brings it back.
-    doomed.analyzers = doomed.analyzers._inner  # type: ignore[attr-defined]
+    doomed.strategy.analyzers = doomed.strategy.analyzers._inner  # type: ignore[attr-defined]
     rig.manager.activate("doomed")
     assert doomed.state == "active" and doomed.last_error is None
     assert rig.manager.routed_to("BTC/USD", "1m") == ["healthy", "doomed"]

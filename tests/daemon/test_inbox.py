@@ -142,7 +142,7 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
             def explode(candle: Candle) -> float:
                 raise RuntimeError("strategy bug")
 
-            doomed.analyzers.score = explode  # type: ignore[method-assign]
+            doomed.strategy.analyzers.score = explode  # type: ignore[method-assign]
             for candle in candles[40:]:
                 services.hub.ingest("BTC/USD", candle)
                 await anyio.sleep(0)

@@ -286,6 +286,8 @@ def test_unknown_action_kind_raises_action_error() -> None:
         "close_percent": lambda a: seen.append("close"),
         "update_stop_loss": lambda a: seen.append("stop"),
         "activate_trailing_stop": lambda a: seen.append("trail"),
+        "open_pair": lambda a: seen.append("pair"),
+        "close_pair": lambda a: seen.append("unpair"),
     }
     failures: list[Any] = []
     queue = ActionQueue(handlers, lambda action, error: failures.append((action, error)))

@@ -1,0 +1,168 @@
+"""The strategy plug-in interface: what a strategy declares, and what its orchestrator lends it."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.candles.model import Candle
+from bot.indicators.registry import IndicatorRegistry
+from bot.trading.actions import (
+    ActivateTrailingStop,
+    ClosePair,
+    ClosePercent,
+    OpenPair,
+    OpenPosition,
+    Side,
+    UpdateStopLoss,
+)
+
+if TYPE_CHECKING:
+    from bot.config.models import StrategyConfig
+    from bot.trading.positions import Position, PositionManager
+
+Stream = tuple[str, str]
+
+
+class StrategyParams(BaseModel):
+    """Base of every strategy's parameter model: frozen, unknown parameters rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StrategyContext:
+    """What an orchestrator lends its strategy: indicators, a read-only view of positions, actions, signals.
+
+    Everything here belongs to that one orchestrator, so a strategy can reach no other
+    strategy's state and cannot emit an event without its strategy id.
+    """
+
+    __slots__ = ("spec", "strategy_id", "symbol", "timeframe", "quantity", "_registry_for", "_put", "_publish", "_positions", "_now")
+
+    def __init__(
+        self,
+        spec: StrategyConfig,
+        registry_for: Callable[[str, str], IndicatorRegistry],
+        put: Callable[[Any], None],
+        publish: Callable[[str, dict[str, Any], int | None], object],
+        positions: PositionManager,
+        now: Callable[[], int],
+    ) -> None:
+        self.spec = spec
+        self.strategy_id = spec.id
+        self.symbol = spec.symbol
+        self.timeframe = spec.timeframe
+        self.quantity = spec.quantity
+        self._registry_for = registry_for
+        self._put = put
+        self._publish = publish
+        self._positions = positions
+        self._now = now
+
+    # -- market data ---------------------------------------------------------------------------
+    def indicators(self, symbol: str | None = None, timeframe: str | None = None) -> IndicatorRegistry:
+        """The indicator registry of a stream (default: the trading symbol and timeframe); it is
+        updated with each closed candle before the strategy sees it."""
+        return self._registry_for(symbol or self.symbol, timeframe or self.timeframe)
+
+    @property
+    def now(self) -> int:
+        """Event-clock time of the candle being processed."""
+        return self._now()
+
+    # -- positions (read-only) -----------------------------------------------------------------
+    def position(self, symbol: str | None = None) -> Position | None:
+        """The oldest open position on a symbol (default: the trading symbol), if any."""
+        return self._positions.position_on(symbol or self.symbol)
+
+    def positions(self) -> list[Position]:
+        """Every open position of this strategy."""
+        return list(self._positions.positions.values())
+
+    def is_flat(self, symbol: str | None = None) -> bool:
+        """True when the symbol has no open position and no entry waiting to fill."""
+        return self._positions.is_flat(symbol or self.symbol)
+
+    def last_price(self, symbol: str | None = None) -> float | None:
+        """The latest close (or fill price) seen for a symbol."""
+        return self._positions.last_price(symbol or self.symbol)
+
+    # -- actions -------------------------------------------------------------------------------
+    def open(self, side: Side, symbol: str | None = None, quantity: float | None = None, reason: str = "signal") -> None:
+        """Queue a market entry (default: the configured quantity of the trading symbol)."""
+        self._put(OpenPosition(symbol or self.symbol, side, self.quantity if quantity is None else quantity, reason))
+
+    def close(self, position: Position, percent: float = 100.0, reason: str = "signal") -> None:
+        """Queue a market close of `percent` of a position's quantity not already being closed."""
+        self._put(ClosePercent(position.id, percent, reason))
+
+    def open_pair(self, long_symbol: str, long_quantity: float, short_symbol: str, short_quantity: float, reason: str = "signal") -> None:
+        """Queue a long and a short as one action: both legs are sent, or neither."""
+        self._put(OpenPair(OpenPosition(long_symbol, "long", long_quantity, reason), OpenPosition(short_symbol, "short", short_quantity, reason)))
+
+    def close_pair(self, group: str, reason: str = "signal") -> None:
+        """Queue closing both legs of a pair together."""
+        self._put(ClosePair(group, reason))
+
+    def update_stop(self, position: Position, price: float, reason: str = "strategy") -> None:
+        """Queue moving a position's stop-loss."""
+        self._put(UpdateStopLoss(position.id, price, reason))
+
+    def trail(self, position: Position, distance_pct: float, anchor_price: float) -> None:
+        """Queue activating a trailing stop on a position."""
+        self._put(ActivateTrailingStop(position.id, distance_pct, anchor_price))
+
+    def signal(self, decision: str, score: float, symbol: str, candle: Candle, details: dict[str, Any] | None = None) -> None:
+        """Publish why the strategy decided what it did (a `signal` event, tagged with its id)."""
+        self._publish(
+            "signal",
+            {"decision": decision, "score": score, "symbol": symbol, "close": candle.close, "analyzers": details or {}},
+            self._now(),
+        )
+
+
+class Strategy:
+    """Base of every strategy: decides from closed candles through its context; owns its market filters.
+
+    A subclass declares `name`, `version`, a docstring (its description: what it does and
+    when it suits) and `Params`, the pydantic model of its parameters with their defaults.
+    The orchestrator updates the indicator registries, feeds positions, fills and exits;
+    the strategy only decides. It must keep no state outside itself and the registries it
+    asked its context for, so two instances never interfere.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.0.0"
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, params: StrategyParams, context: StrategyContext) -> None:
+        self.params = params
+        self.ctx = context
+
+    @classmethod
+    def description(cls) -> str:
+        """The class docstring, dedented: what the strategy does and when it suits."""
+        import inspect
+
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    def subscriptions(self) -> Sequence[Stream]:
+        """The (symbol, timeframe) streams it reads; the trading symbol and timeframe come first."""
+        return ((self.ctx.symbol, self.ctx.timeframe),)
+
+    def on_candle(self, symbol: str, timeframe: str, candle: Candle) -> None:
+        """A closed candle of one of its streams while trading, after that stream's indicators took it."""
+
+    def on_history(self, symbol: str, timeframe: str, candle: Candle) -> None:
+        """A candle of warm-up history, after its indicators took it: keep state current, decide nothing."""
+
+    def reset(self) -> None:
+        """Forget candle-derived state of its own (warm-up is about to replay the whole history)."""
+
+    def reconfigured(self) -> None:
+        """Runtime settings changed (reload, set): `ctx.spec` is the new config; re-read what it caches."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Strategy-specific state worth showing in `status` (plain data)."""
+        return {}
