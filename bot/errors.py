@@ -65,3 +65,13 @@ class EventTaggingError(BotError):
 
 class ActionError(BotError):
     """An action could not be carried out (unknown kind, no position to close, bad percent)."""
+
+
+class RunFileError(BotError):
+    """A replay output file is missing or malformed; names the file, the line or field, and the reason."""
+
+    def __init__(self, path: str, where: str | None, reason: str) -> None:
+        self.path = path
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{path}: {where}: {reason}" if where else f"{path}: {reason}")

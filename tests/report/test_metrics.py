@@ -1,0 +1,80 @@
+"""The report's metrics against values worked out by hand."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bot.report import metrics
+from bot.report.rundata import EquitySeries, StrategyFacts, StrategyRun, Trade
+from bot.report.summary import held_intervals, summarise
+
+HOUR = 3_600_000
+
+
+def test_periods_per_year_counts_every_hour_of_365_days() -> None:
+    assert metrics.periods_per_year(HOUR) == 8760
+    assert metrics.periods_per_year(24 * HOUR) == 365
+
+
+def test_grid_returns_skip_partial_periods() -> None:
+    # 0 -> 10 -> 20 are whole periods; 20 -> 25 (the run's end) is not.
+    assert metrics.grid_returns([0, 10, 20, 25], [100.0, 110.0, 99.0, 120.0], 10) == pytest.approx([0.1, -0.1])
+
+
+def test_sharpe_is_mean_over_sample_deviation_times_root_periods() -> None:
+    # mean 0.01; squared deviations 1e-4, 4e-4, 4e-4, 1e-4 -> variance 1e-3 / 3; sqrt(0.01^2 / (1e-3/3)) = sqrt(0.3).
+    assert metrics.sharpe_ratio([0.02, -0.01, 0.03, 0.0], 4) == pytest.approx(2 * math.sqrt(0.3))
+
+
+def test_sortino_uses_the_downside_deviation_over_all_returns() -> None:
+    # downside deviation sqrt(0.01^2 / 4) = 0.005; 0.01 / 0.005 * sqrt(4) = 4.
+    assert metrics.sortino_ratio([0.02, -0.01, 0.03, 0.0], 4) == pytest.approx(4.0)
+
+
+def test_ratios_are_undefined_without_enough_variation() -> None:
+    assert metrics.sharpe_ratio([0.01], 8760) is None
+    assert metrics.sharpe_ratio([0.01, 0.01, 0.01], 8760) is None
+    assert metrics.sortino_ratio([0.01, 0.02], 8760) is None
+
+
+def test_drawdowns_and_max_drawdown() -> None:
+    equity = [100.0, 120.0, 90.0, 130.0, 117.0]
+    assert metrics.drawdowns_pct(equity) == pytest.approx([0.0, 0.0, -25.0, 0.0, -10.0])
+    assert metrics.max_drawdown(equity) == pytest.approx((30.0, 25.0))
+    assert metrics.max_drawdown([100.0, 101.0, 102.0]) == (0.0, 0.0)
+
+
+def test_win_rate_and_profit_factor() -> None:
+    assert metrics.win_rate([10.0, -5.0, 0.0, 20.0]) == 0.5  # a break-even trade is no win
+    assert metrics.profit_factor([10.0, -5.0, 0.0, 20.0]) == 6.0
+    assert metrics.win_rate([]) is None
+    assert metrics.profit_factor([]) is None
+    assert metrics.profit_factor([5.0]) == math.inf
+
+
+def test_exposure_counts_overlaps_once_and_clips_to_the_run() -> None:
+    spans = [(0, 10), (5, 20), (30, 40), (90, 200), (-10, 2)]
+    # [0, 20] + [30, 40] + [90, 100] = 40 of 100
+    assert metrics.exposure(spans, 0, 100) == pytest.approx(0.4)
+    assert metrics.exposure([], 0, 100) == 0.0
+    assert metrics.exposure([(0, 5)], 5, 5) == 0.0
+
+
+def _facts() -> StrategyFacts:
+    return StrategyFacts(
+        state="active", symbol="BTC/USD", timeframe="1m", trades=1, starting_balance=100.0, final_equity=110.0,
+        return_pct=10.0, net_pnl=10.0, fees=0.0, max_drawdown=0.0, max_drawdown_pct=0.0, open_positions=1,
+    )
+
+
+def test_a_position_open_at_the_end_counts_from_the_first_sample_showing_it() -> None:
+    trade = Trade("BTC/USD", "long", 1.0, 0, 100.0, HOUR, 101.0, 1.0, 0.0, "signal", "s-p1")
+    series = EquitySeries(ts=[0, HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR], equity=[100.0, 101.0, 101.0, 104.0, 110.0], open_positions=[0, 0, 1, 1, 1])
+    run = StrategyRun("s", _facts(), series, [trade])
+    assert held_intervals(run) == [(0, HOUR), (2 * HOUR, 4 * HOUR)]
+    summary = summarise(run, HOUR)
+    assert summary.exposure == pytest.approx(0.75)
+    assert summary.returns_used == 4
+    assert summary.win_rate == 1.0
+    assert summary.drawdowns_pct == [0.0] * 5
