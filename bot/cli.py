@@ -20,6 +20,7 @@ from bot.daemon.app import Daemon
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.log import BotLogger
 from bot.replay.runner import Replay, ReplayResult
+from bot.report.build import write_report
 from bot.replay.sources import CandleSource, parse_candle_arg, resolve_sources, scan_source
 
 EXIT_OK = 0
@@ -42,9 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--out", default=Path("runs/replay"), type=Path, help="output folder (default: runs/replay)")
     replay.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    replay.add_argument("--report", action="store_true", help="also write the HTML report (OUT/report.html)")
 
     validate = commands.add_parser("validate", help="check the configuration and strategy files without running")
     validate.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
+
+    report = commands.add_parser("report", help="turn a replay's output folder into one self-contained HTML page")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a replay's output folder (from bot replay --out)")
+    report.add_argument("--out", type=Path, default=None, metavar="FILE", help="the HTML file to write (default: RUN_DIR/report.html)")
 
     run = commands.add_parser("run", help="run the daemon: paper-trade on a clock-driven feed, steered through the control socket")
     run.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
@@ -128,6 +134,8 @@ def _replay(args: argparse.Namespace) -> int:
             result = anyio.run(replay.run, lambda n: bar.update(task, completed=n))
         # Outside a terminal rich would wrap the table at 80 columns; logs and CI are wider.
         Console(width=None if sys.stdout.isatty() else 140).print(_summary(result))
+    if args.report:
+        _write_report(args.out, None, args.quiet)
     failed = [sid for sid, r in result.report["strategies"].items() if r["state"] == "failed"]
     if not failed:
         return EXIT_OK
@@ -138,6 +146,17 @@ def _replay(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
     return EXIT_STRATEGY_FAILED
+
+
+def _write_report(run_dir: Path, out: Path | None, quiet: bool) -> None:
+    path = write_report(run_dir, out)
+    if not quiet:
+        Console().print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
+def _report(args: argparse.Namespace) -> int:
+    _write_report(args.run_dir, args.out, quiet=False)
+    return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -201,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "ctl":
             return run_ctl(args)
+        if args.command == "report":
+            return _report(args)
         return _validate(args)
     except BotError as exc:
         _error(_stderr(), str(exc))
