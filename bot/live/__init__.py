@@ -1,0 +1,1 @@
+"""Live market data through ccxt: exchange construction, candle feed, recorder."""

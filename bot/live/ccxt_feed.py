@@ -1,0 +1,336 @@
+"""LiveCandleFeed: closed candles from a ccxt exchange, in order, with holes filled over REST."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random as _random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import anyio
+import ccxt
+from anyio.abc import TaskStatus
+
+from bot.candles.model import Candle, timeframe_ms
+from bot.config.exchange import LiveFeedConfig
+from bot.live.assembler import CandleAssembler, Fill, Publish
+from bot.live.backoff import Backoff
+from bot.live.errors import ExchangeSetupError, describe, is_retryable
+from bot.live.kline_tap import BinanceKlineTap
+from bot.live.rest import RestCandles
+from bot.live.rows import BadRow, to_candle
+from bot.live.ws_guard import install_message_guard
+
+FeedState = Literal["starting", "backfilling", "connected", "reconnecting", "stale", "polling", "failed", "stopped"]
+CandleCallback = Callable[[str, str, Candle], None]
+StateCallback = Callable[[str, FeedState, dict[str, Any]], None]
+_MAX_LOGGED = 500
+
+
+class LiveCandleFeed:
+    """Publishes closed candles of several symbols of one timeframe from a ccxt exchange.
+
+    First a REST backfill (paginated fetch_ohlcv) up to the newest closed candle, then
+    `watch_ohlcv` streaming, or polling with fetch_ohlcv when the exchange has no websocket
+    OHLCV or the config asks for it. Per symbol, candles go to `on_candle(symbol, timeframe,
+    candle)` strictly in time order, each once; a hole (after a disconnect, or seen in the
+    stream) is fetched over REST and published before any newer candle. Feed state changes go
+    to `on_state(symbol, state, detail)`. Both callbacks are synchronous and called from the
+    feed's task. Reconnects back off exponentially with jitter; a symbol with no candle for
+    `stale_after_s` (a timeframe plus the configured margin) is reported stale and reconnected.
+    """
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str],
+        settings: LiveFeedConfig,
+        on_candle: CandleCallback,
+        on_state: StateCallback,
+        *,
+        logger: logging.Logger,
+        since: Mapping[str, int] | None = None,
+        stale_after_s: float | None = None,
+        use_close_flag: bool = True,
+        redact: Callable[[str], str] = str,
+        on_flush: Callable[[str], None] | None = None,
+        random: Callable[[], float] = _random.random,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not symbols:
+            raise ValueError("a feed needs at least one symbol")
+        self._exchange = exchange
+        self.symbols = list(dict.fromkeys(symbols))
+        self.timeframe = settings.timeframe
+        self._tf_ms = timeframe_ms(settings.timeframe)
+        self._settings = settings
+        self._on_candle = on_candle
+        self._on_state = on_state
+        self._log = logger
+        self._since = dict(since or {})
+        self.stale_after_s = stale_after_s if stale_after_s is not None else self._tf_ms / 1000 + settings.stale_margin_s
+        self._use_close_flag = use_close_flag
+        self._redact = redact
+        self._on_flush = on_flush
+        self._random = random
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._rest = RestCandles(
+            exchange, self.timeframe, self._tf_ms, settings.page_limit, settings.rest_retries,
+            self._backoff, sleep, logger, redact, on_retry=self._rest_retry,
+        )
+        self._assemblers = {s: CandleAssembler(self._tf_ms, None, flags_closes=False) for s in self.symbols}
+        self._tap: BinanceKlineTap | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._stop_requested = False
+        self._unflushed: set[str] = set()
+        self._progress: dict[str, float] = {}
+        self._seen_tail: dict[str, list[Any]] = {}
+        self.mode: Literal["stream", "poll"] | None = None
+        self.states: dict[str, FeedState] = {s: "starting" for s in self.symbols}
+        self.details: dict[str, dict[str, Any]] = {s: {} for s in self.symbols}
+        self.published: dict[str, int] = {s: 0 for s in self.symbols}
+        self.last_ts: dict[str, int | None] = {s: None for s in self.symbols}
+        self.malformed = 0
+
+    # -- control ----------------------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Backfill every symbol, report started, then stream or poll until `stop` (or cancellation)."""
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            if self._stop_requested:
+                scope.cancel()
+            await self._rest.call("load_markets", self._exchange.load_markets)
+            missing = [s for s in self.symbols if s not in self._exchange.markets]
+            if missing:
+                raise ExchangeSetupError(f"{self._exchange.id} has no market {', '.join(missing)}")
+            self.mode = self._choose_mode()
+            if self.mode == "stream":
+                self._install_taps()
+            now = await self._rest.server_ms()
+            start = now - now % self._tf_ms  # open time of the forming candle
+            until = now - self._tf_ms + 1  # candles opening before this are closed
+            for symbol in self.symbols:
+                self._set_state(symbol, "backfilling", reason="start")
+                first = self._since.get(symbol, start - self._settings.backfill * self._tf_ms)
+                await self._fill(symbol, until, first)
+            task_status.started()
+            async with anyio.create_task_group() as tg:
+                for symbol in self.symbols:
+                    tg.start_soon(self._stream if self.mode == "stream" else self._poll, symbol)
+                tg.start_soon(self._watchdog)
+        for symbol in self.symbols:
+            self._set_state(symbol, "stopped")
+
+    def stop(self) -> None:
+        """Stop streaming and polling; `run` returns."""
+        self._stop_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def status(self) -> dict[str, Any]:
+        """Per symbol: state, its detail, candles published, last open time; plus the mode."""
+        return {
+            "mode": self.mode,
+            "malformed": self.malformed,
+            "symbols": {
+                s: {"state": self.states[s], "detail": self.details[s], "published": self.published[s], "last_ts": self.last_ts[s]}
+                for s in self.symbols
+            },
+        }
+
+    # -- publishing -----------------------------------------------------------------------------
+    def _publish(self, symbol: str, candle: Candle) -> None:
+        last = self.last_ts[symbol]
+        if last is not None and candle.ts <= last:
+            return  # already published (a REST page overlapping the stream): never twice
+        self.last_ts[symbol] = candle.ts
+        self._assemblers[symbol].published(candle.ts)
+        self.published[symbol] += 1
+        self._progress[symbol] = self._monotonic()
+        self._unflushed.add(symbol)
+        self._on_candle(symbol, self.timeframe, candle)
+        if self.states[symbol] == "stale":
+            self._set_state(symbol, "connected" if self.mode == "stream" else "polling", recovered=True)
+
+    def _flush(self, symbol: str) -> None:
+        if symbol in self._unflushed:
+            self._unflushed.discard(symbol)
+            if self._on_flush is not None:
+                self._on_flush(symbol)
+
+    def _set_state(self, symbol: str, state: FeedState, **detail: Any) -> None:
+        self.states[symbol] = state
+        self.details[symbol] = detail
+        self._log.info("feed %s %s: %s %s", symbol, self.timeframe, state, detail or "")
+        self._on_state(symbol, state, detail)
+
+    def _malformed(self, message: Any, exc: BaseException) -> None:
+        self.malformed += 1
+        text = repr(message)
+        if len(text) > _MAX_LOGGED:
+            text = text[:_MAX_LOGGED] + "..."
+        self._log.error("skipped a malformed message from %s: %s (%s)", self._exchange.id, self._redact(text), self._redact(describe(exc)))
+
+    def _rest_retry(self, what: str, reason: str, delay: float) -> None:
+        self._log.debug("REST retry: %s: %s (%.2f s)", what, reason, delay)
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self._settings.reconnect_min_s, max(self._settings.reconnect_min_s, self._settings.reconnect_max_s), random=self._random)
+
+    # -- REST -----------------------------------------------------------------------------------
+    async def _fill(self, symbol: str, until: int, first: int | None = None) -> None:
+        """Publish, from REST, every candle after the last published one that opens before `until`."""
+        assembler = self._assemblers[symbol]
+        since = assembler.next_ts if assembler.next_ts is not None else first
+        if since is None or since >= until:
+            return
+        async for page in self._rest.pages(symbol, since, until):
+            for candle in page:
+                self._publish(symbol, candle)
+            self._flush(symbol)
+        assembler.filled(until)
+
+    # -- modes ----------------------------------------------------------------------------------
+    def _choose_mode(self) -> Literal["stream", "poll"]:
+        has_ws = bool(self._exchange.has.get("watchOHLCV")) and hasattr(self._exchange, "watch_ohlcv")
+        wanted = self._settings.mode
+        if wanted == "stream" and not has_ws:
+            raise ExchangeSetupError(f"exchange.feed.mode: {self._exchange.id} has no websocket OHLCV (watchOHLCV); use poll or auto")
+        return "stream" if wanted == "stream" or (wanted == "auto" and has_ws) else "poll"
+
+    def _install_taps(self) -> None:
+        install_message_guard(self._exchange, self._malformed)
+        if self._use_close_flag and BinanceKlineTap.supports(self._exchange):
+            self._tap = BinanceKlineTap(self._exchange, {self.timeframe: self._tf_ms}, self._malformed)
+            for symbol in self.symbols:
+                self._tap.watch(symbol, self.timeframe)
+                # With the exchange's own close flag, a candle that ends without it is re-fetched.
+                self._assemblers[symbol].flags_closes = True
+
+    async def _watch(self, symbol: str) -> list[Any]:
+        try:
+            return list(await self._exchange.watch_ohlcv(symbol, self.timeframe))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled: never swallow that
+            # ccxt cancels its pending futures when a client closes: that is a disconnect.
+            raise ccxt.NetworkError("websocket closed while waiting for candles") from None
+
+    async def _stream(self, symbol: str) -> None:
+        assembler = self._assemblers[symbol]
+        backoff = self._backoff()
+        connected = False
+        self._progress[symbol] = self._monotonic()
+        while True:
+            try:
+                # Updates that arrived while we were busy (a REST fill) resolved no future: take
+                # them before waiting, or they would sit there until the next message.
+                rows = [] if self._pending(symbol) else await self._watch(symbol)
+                if not connected:
+                    connected = True
+                    backoff.reset()
+                    self._set_state(symbol, "connected")
+                for candle, closed in self._updates(symbol, rows):
+                    for step in assembler.update(candle, closed):
+                        if isinstance(step, Publish):
+                            self._publish(symbol, step.candle)
+                        else:
+                            await self._fill_hole(symbol, step)
+                self._flush(symbol)
+            except Exception as exc:
+                self._flush(symbol)
+                if not is_retryable(exc):
+                    self._log.exception("feed %s stopped by an error", symbol)
+                    self._set_state(symbol, "failed", error=self._redact(describe(exc)))
+                    return
+                # The forming candle's later updates, maybe its close, went with the connection.
+                assembler.disconnected()
+                connected = False
+                delay = backoff.next_delay()
+                self._set_state(symbol, "reconnecting", error=self._redact(describe(exc)), attempt=backoff.attempts, delay_s=round(delay, 3))
+                await self._sleep(delay)
+
+    def _cache(self, symbol: str) -> Any:
+        # ccxt.pro keeps every symbol's rows in `exchange.ohlcvs[symbol][timeframe]`, updated in place.
+        return ((getattr(self._exchange, "ohlcvs", None) or {}).get(symbol) or {}).get(self.timeframe)
+
+    def _pending(self, symbol: str) -> bool:
+        """Whether updates arrived that no watch call returned (they resolve no future while we are busy)."""
+        if self._tap is not None:
+            return self._tap.pending(symbol, self.timeframe) > 0
+        cache = self._cache(symbol)
+        return bool(cache) and list(cache[-1]) != self._seen_tail.get(symbol)
+
+    def _updates(self, symbol: str, rows: list[Any]) -> list[tuple[Candle, bool | None]]:
+        if self._tap is not None:
+            return list(self._tap.drain(symbol, self.timeframe))
+        cache = self._cache(symbol)
+        if cache:
+            # Read the cache's tail, not only the rows returned: it also holds what arrived since.
+            last = self.last_ts[symbol]
+            tail: list[Any] = []
+            for row in reversed(cache):
+                if last is not None and isinstance(row[0], int) and row[0] <= last:
+                    break
+                tail.append(list(row))
+            rows = tail[::-1]
+            self._seen_tail[symbol] = list(cache[-1])
+        updates: list[tuple[Candle, bool | None]] = []
+        for row in rows:
+            try:
+                updates.append((to_candle(row, self._tf_ms), None))
+            except BadRow as exc:
+                self._malformed(row, exc)
+        return updates
+
+    async def _fill_hole(self, symbol: str, step: Fill) -> None:
+        self._set_state(symbol, "backfilling", reason=step.reason, until=step.until)
+        await self._fill(symbol, step.until)
+        self._set_state(symbol, "connected")
+
+    async def _poll(self, symbol: str) -> None:
+        settings = self._settings
+        interval = settings.poll_interval_s or min(10.0, max(1.0, self._tf_ms / 10_000))
+        backoff = self._backoff()
+        self._progress[symbol] = self._monotonic()
+        self._set_state(symbol, "polling", interval_s=interval)
+        while True:
+            try:
+                await self._fill(symbol, await self._rest.closed_until())
+                self._flush(symbol)
+                if backoff.attempts:
+                    backoff.reset()
+                    self._set_state(symbol, "polling", interval_s=interval)
+                await self._sleep(interval)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    self._log.exception("feed %s stopped by an error", symbol)
+                    self._set_state(symbol, "failed", error=self._redact(describe(exc)))
+                    return
+                delay = backoff.next_delay()
+                self._set_state(symbol, "reconnecting", error=self._redact(describe(exc)), attempt=backoff.attempts, delay_s=round(delay, 3))
+                await self._sleep(delay)
+
+    async def _watchdog(self) -> None:
+        check = min(1.0, self.stale_after_s / 4)
+        while True:
+            await anyio.sleep(check)
+            now = self._monotonic()
+            for symbol in self.symbols:
+                if self.states[symbol] == "failed":
+                    continue
+                quiet = now - self._progress.get(symbol, now)
+                if quiet > self.stale_after_s:
+                    self._progress[symbol] = now  # report again only after another full period
+                    self._set_state(symbol, "stale", quiet_s=round(quiet, 3), last_ts=self.last_ts[symbol])
+                    if self.mode == "stream":
+                        self._reconnect(f"stale feed: no {symbol} candle for {quiet:.1f} s")
+
+    def _reconnect(self, reason: str) -> None:
+        """Drop every websocket of the exchange; each stream loop then reconnects and fills what it missed."""
+        for client in list((getattr(self._exchange, "clients", None) or {}).values()):
+            client.on_error(ccxt.NetworkError(reason))

@@ -1,0 +1,107 @@
+"""Binance spot REST endpoints of the fake: ping, time, exchangeInfo, klines."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from tests.fake_exchange.server import FakeBinance
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 500
+
+
+def _error(status: int, code: int, msg: str) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=status)
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    return int(raw)
+
+
+class RestApi:
+    """Answers the public market-data endpoints ccxt's binance uses for load_markets and fetch_ohlcv."""
+
+    def __init__(self, fake: "FakeBinance") -> None:
+        self._fake = fake
+
+    def routes(self) -> list[web.RouteDef]:
+        """The aiohttp routes, under /api/v3 like Binance."""
+        return [
+            web.get("/api/v3/ping", self.ping),
+            web.get("/api/v3/time", self.time),
+            web.get("/api/v3/exchangeInfo", self.exchange_info),
+            web.get("/api/v3/klines", self.klines),
+        ]
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        """Count requests and apply scheduled REST faults before the real handler runs."""
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        self._fake.requests.append((request.path, dict(request.query)))
+        fault = self._fake.faults.take_rest()
+        if fault is not None:
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            if fault.status == 429:
+                body = '{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight per 1 MINUTE."}'
+            else:
+                body = '{"code":-1001,"msg":"Internal error; unable to process your request. Please try again."}'
+            return web.Response(status=fault.status, text=body, content_type="application/json", headers=headers)
+        return await handler(request)
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def time(self, request: web.Request) -> web.Response:
+        return web.json_response({"serverTime": self._fake.now_ms})
+
+    async def exchange_info(self, request: web.Request) -> web.Response:
+        symbols = [market.info() for market in self._fake.markets.values()]
+        return web.json_response(
+            {
+                "timezone": "UTC",
+                "serverTime": self._fake.now_ms,
+                "rateLimits": [
+                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                ],
+                "exchangeFilters": [],
+                "symbols": symbols,
+            }
+        )
+
+    async def klines(self, request: web.Request) -> web.Response:
+        """GET /api/v3/klines: startTime/endTime filter open times inclusively, limit 500 by default, 1000 at most."""
+        market = self._fake.markets_by_id.get(request.query.get("symbol", ""))
+        if market is None:
+            return _error(400, -1121, "Invalid symbol.")
+        series = market.series
+        if request.query.get("interval") != series.timeframe:
+            # Binance would aggregate other intervals; the fake serves the recorded one only.
+            return _error(400, -1120, "Invalid interval.")
+        try:
+            start = _int_param(request, "startTime")
+            end = _int_param(request, "endTime")
+            limit = _int_param(request, "limit") or DEFAULT_LIMIT
+        except ValueError:
+            return _error(400, -1100, "Illegal characters found in a parameter.")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, -1130, "Invalid data sent for a parameter.")
+        now = self._fake.now_ms
+        # Nothing opens after the fake's "now": candles of the future do not exist yet.
+        upper = series.index_at_or_after(now + 1)
+        if end is not None:
+            upper = min(upper, series.index_at_or_after(end + 1))
+        if start is not None:
+            lower = series.index_at_or_after(start)
+            upper = min(upper, lower + limit)
+        else:
+            lower = max(0, upper - limit)
+        updates = self._fake.updates_per_candle
+        rows = [series.kline(i, now, updates) for i in range(lower, upper)]
+        return web.json_response(rows)

@@ -1,0 +1,169 @@
+"""The fake's kline websocket: subscriptions, and pushes of recorded candles as time advances."""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import WSMsgType, web
+
+if TYPE_CHECKING:
+    from tests.fake_exchange.server import FakeBinance, FakeMarket
+
+# A text frame that is not JSON, and a kline whose prices are not numbers.
+BROKEN_JSON = '{"e":"kline","E":17,"s":'
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """One accepted websocket and the streams it subscribed to."""
+
+    ws: web.WebSocketResponse
+    combined: bool
+    streams: set[str] = field(default_factory=set)
+
+
+def kline_message(market: "FakeMarket", index: int, step: int, event_ms: int) -> dict[str, object]:
+    """Binance's `<symbol>@kline_<interval>` payload for push `step` (of updates_per_candle) of a candle."""
+    series = market.series
+    updates = market.fake.updates_per_candle
+    final = step >= updates
+    o, h, lo, c, v = series.values[index] if final else series.partial(index, step, updates)
+    ts = series.stamps[index]
+    return {
+        "e": "kline",
+        "E": event_ms,
+        "s": market.id,
+        "k": {
+            "t": ts, "T": ts + series.tf_ms - 1, "s": market.id, "i": series.timeframe,
+            "f": 0, "L": 0, "o": o, "c": c, "h": h, "l": lo, "v": v, "n": 0, "x": final,
+            "q": "0", "V": "0", "Q": "0", "B": "0",
+        },
+    }
+
+
+def bad_kline(market: "FakeMarket", index: int) -> str:
+    """A well-formed JSON kline for candle `index` whose prices are garbage."""
+    message = kline_message(market, index, market.fake.updates_per_candle, market.series.stamps[index])
+    message["k"]["o"] = message["k"]["h"] = "not-a-number"  # type: ignore[index]
+    return json.dumps(message)
+
+
+class StreamServer:
+    """Accepts websockets on /ws, /ws/<n> and /stream, answers SUBSCRIBE, and pushes klines."""
+
+    def __init__(self, fake: "FakeBinance") -> None:
+        self._fake = fake
+        self.connections: list[Connection] = []
+        self.subscriptions = 0
+        self.connects = 0
+        # Per market: (candle index, push number) of the next push.
+        self._cursor: dict[str, tuple[int, int]] = {}
+        # Per market: a closing push held back by the `late` fault.
+        self._held: dict[str, str] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        """The aiohttp routes of the raw and combined stream endpoints."""
+        return [web.get("/ws", self.handle), web.get("/ws/{tail:.*}", self.handle), web.get("/stream", self.handle)]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one websocket until it closes."""
+        faults = self._fake.faults
+        if faults.reject_ws > 0:
+            faults.reject_ws -= 1
+            return web.Response(status=503, text="Service Unavailable")
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.connects += 1
+        conn = Connection(ws, combined=request.path.startswith("/stream"))
+        tail = request.match_info.get("tail", "")
+        if "@" in tail:
+            conn.streams.add(tail)
+        if "streams" in request.query:
+            conn.streams.update(request.query["streams"].split("/"))
+        self.connections.append(conn)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._command(conn, msg.data)
+        finally:
+            if conn in self.connections:
+                self.connections.remove(conn)
+        return ws
+
+    async def _command(self, conn: Connection, text: str) -> None:
+        try:
+            request = json.loads(text)
+            method, params, rid = request["method"], request.get("params", []), request.get("id")
+        except (ValueError, KeyError, TypeError):
+            await conn.ws.send_str(json.dumps({"code": 2, "msg": "Invalid request"}))
+            return
+        if method == "SUBSCRIBE":
+            conn.streams.update(params)
+            self.subscriptions += len(params)
+        elif method == "UNSUBSCRIBE":
+            conn.streams.difference_update(params)
+        await conn.ws.send_str(json.dumps({"result": None, "id": rid}))
+
+    async def disconnect_all(self) -> None:
+        """Close every websocket, as a server restart or a network cut would."""
+        for conn in list(self.connections):
+            self.connections.remove(conn)
+            await conn.ws.close(code=1001, message=b"going away")
+
+    async def send(self, stream: str, text: str) -> None:
+        """Push one frame to every connection subscribed to `stream`."""
+        for conn in list(self.connections):
+            if stream in conn.streams and not conn.ws.closed:
+                frame = f'{{"stream":"{stream}","data":{text}}}' if conn.combined else text
+                try:
+                    await conn.ws.send_str(frame)
+                except ConnectionError:
+                    pass
+
+    def _pushes(self, market: "FakeMarket") -> Iterator[tuple[int, str, int, int]]:
+        """(event time, symbol, candle index, push number) of the market's pushes after its cursor."""
+        series = market.series
+        updates = self._fake.updates_per_candle
+        index, step = self._cursor.get(market.symbol) or (series.index_at_or_after(self._fake.now_ms), 1)
+        while index < len(series):
+            ts = series.stamps[index]
+            for push in range(step, updates + 1):
+                yield ts + push * series.tf_ms // updates, market.symbol, index, push
+            index, step = index + 1, 1
+
+    async def advance(self, until_ms: int, pause: float) -> None:
+        """Push every update due up to `until_ms`, moving the fake's clock along, with scheduled faults."""
+        faults = self._fake.faults
+        markets = self._fake.markets
+        merged = heapq.merge(*(self._pushes(m) for m in markets.values()))
+        for event_ms, symbol, index, step in merged:
+            if event_ms > until_ms:
+                break
+            market = markets[symbol]
+            self._fake.now_ms = event_ms
+            self._cursor[symbol] = (index + 1, 1) if step == market.fake.updates_per_candle else (index, step + 1)
+            if faults.disconnect.get(index) == step - 1:
+                del faults.disconnect[index]
+                await self.disconnect_all()
+            if index in faults.skip:
+                continue
+            final = step == self._fake.updates_per_candle
+            if final:
+                for text in faults.malformed.pop(index, []):
+                    await self.send(market.stream, text)
+            text = json.dumps(kline_message(market, index, step, event_ms))
+            if final and index in faults.late:
+                # Held back: sent after the next candle's first push, out of order.
+                self._held[symbol] = text
+            else:
+                await self.send(market.stream, text)
+            if final and index in faults.duplicate:
+                await self.send(market.stream, text)
+            if step == 1 and symbol in self._held:
+                await self.send(market.stream, self._held.pop(symbol))
+            await asyncio.sleep(pause)
+        self._fake.now_ms = max(self._fake.now_ms, until_ms)

@@ -1,0 +1,134 @@
+"""LiveCandleFeed against the fake Binance through the real ccxt client: what comes out, in what order."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.candles.model import Candle
+from tests.fake_exchange import BROKEN_JSON, bad_kline
+from tests.live.support import ETH, running_feed, until
+from tests.support import SHARED_DATA
+
+START = 1200  # the fake's clock starts at the open of this candle
+BACKFILL = 50
+
+
+@pytest.mark.asyncio
+async def test_backfill_then_stream_publishes_the_recorded_candles_exactly(eth: list[Candle]) -> None:
+    async with running_feed(start=START, backfill=BACKFILL) as rig:
+        assert rig.candles[ETH] == eth[START - BACKFILL:START]  # backfilled before run() reported started
+        await rig.fake.wait_subscribed()
+        await rig.fake.stream(30)
+        await rig.published_through(eth[START + 29].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 30]
+        assert rig.state_names()[:2] == ["backfilling", "connected"]
+        # Only the closing pushes were published: one REST page at the start, none after.
+        assert len(rig.fake.kline_requests()) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_disconnect_mid_candle_loses_nothing_and_publishes_no_partial_candle(eth: list[Candle]) -> None:
+    async with running_feed(start=START) as rig:
+        await rig.fake.wait_subscribed()
+        rig.fake.faults.disconnect[START + 3] = 1  # after the first of the candle's three pushes
+        await rig.fake.stream(8)  # candles pushed while nobody listens are lost to the stream
+        await rig.fake.wait_subscribed(2)
+        await rig.fake.stream(5)
+        await rig.published_through(eth[START + 12].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 13]
+        states = rig.state_names()
+        assert "reconnecting" in states
+        assert states.index("reconnecting") < states.index("backfilling", 1)
+        # The missing candles came from REST, from the first one not published.
+        fill = rig.fake.kline_requests()[1]
+        assert int(fill["startTime"]) == eth[START + 3].ts
+
+
+@pytest.mark.asyncio
+async def test_a_hole_in_the_stream_is_backfilled_before_newer_candles(eth: list[Candle]) -> None:
+    async with running_feed(start=START) as rig:
+        await rig.fake.wait_subscribed()
+        rig.fake.faults.skip_range(START + 5, 4)
+        await rig.fake.stream(15)
+        await rig.published_through(eth[START + 14].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 15]
+        holes = [d for s, state, d in rig.states if state == "backfilling" and d.get("reason") != "start"]
+        assert holes == [{"reason": f"candles missing before {eth[START + 9].ts}", "until": eth[START + 9].ts}]
+
+
+@pytest.mark.asyncio
+async def test_duplicated_and_out_of_order_messages_are_dropped(eth: list[Candle]) -> None:
+    async with running_feed(start=START) as rig:
+        await rig.fake.wait_subscribed()
+        rig.fake.faults.duplicate.update({START + 2, START + 3})
+        rig.fake.faults.late.add(START + 6)  # its close arrives after the next candle started
+        await rig.fake.stream(12)
+        await rig.published_through(eth[START + 11].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 12]
+        assert rig.feed._assemblers[ETH].ignored >= 3
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_message_is_logged_and_skipped_and_the_feed_goes_on(
+    eth: list[Candle], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="bot.tests.live")
+    async with running_feed(start=START) as rig:
+        await rig.fake.wait_subscribed()
+        market = rig.fake.market(ETH)
+        rig.fake.faults.malformed[START + 2] = [BROKEN_JSON, bad_kline(market, START + 2), '{"e":"kline","s":"ETHBTC"}']
+        await rig.fake.stream(6)
+        await rig.published_through(eth[START + 5].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 6]
+        assert rig.feed.malformed == 3
+        assert "reconnecting" not in rig.state_names()  # one bad message does not cost the connection
+    logged = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(logged) == 3
+    assert BROKEN_JSON in logged[0]
+    assert "not-a-number" in logged[1]
+
+
+@pytest.mark.asyncio
+async def test_a_close_lost_in_a_bad_message_is_fetched_over_rest(eth: list[Candle]) -> None:
+    # The garbage replaces the candle's closing push: its final values must come from REST.
+    async with running_feed(start=START) as rig:
+        await rig.fake.wait_subscribed()
+        rig.fake.faults.skip.add(START + 4)
+        rig.fake.faults.malformed[START + 4] = [bad_kline(rig.fake.market(ETH), START + 4)]
+        await rig.fake.stream(8)
+        await rig.published_through(eth[START + 7].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 8]
+
+
+@pytest.mark.asyncio
+async def test_without_the_close_flag_a_candle_closes_when_the_next_starts(eth: list[Candle]) -> None:
+    # The path for exchanges whose stream has no close flag: ccxt's own cache rows only.
+    async with running_feed(start=START, use_close_flag=False) as rig:
+        await rig.fake.wait_subscribed()
+        rig.fake.faults.skip_range(START + 4, 2)
+        await rig.fake.stream(10)
+        await rig.published_through(eth[START + 8].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 9]
+
+
+@pytest.mark.asyncio
+async def test_several_symbols_share_one_connection(eth: list[Candle]) -> None:
+    from bot.candles.reader import read_candles
+
+    xmr_path = SHARED_DATA / "XMR-BTC_1m.csv"
+    xmr = list(read_candles(xmr_path))
+    markets = {ETH: SHARED_DATA / "ETH-BTC_1m.csv", "XMR/BTC": xmr_path}
+    async with running_feed(markets=markets, start=START) as rig:
+        await rig.fake.wait_subscribed(2)
+        rig.fake.faults.disconnect[START + 4] = 2
+        await rig.fake.stream(8)
+        await rig.fake.wait_subscribed(4)
+        await rig.fake.stream(6)
+        await rig.published_through(eth[START + 13].ts)
+        end = eth[START + 13].ts
+        await until(lambda: bool(rig.candles["XMR/BTC"]) and rig.candles["XMR/BTC"][-1].ts >= max(c.ts for c in xmr if c.ts <= end))
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 14]
+        first = rig.candles["XMR/BTC"][0].ts
+        assert rig.candles["XMR/BTC"] == [c for c in xmr if first <= c.ts <= end]
+        assert rig.fake.ws.connects == 2
