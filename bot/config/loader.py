@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
 
 from bot.config.models import BotConfig, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
-from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
+
+if TYPE_CHECKING:
+    from bot.strategy.catalog import StrategyCatalog
 
 # The strategy modules of a config live here, beside config.json (plus its strategy_paths).
 STRATEGY_FOLDER = "strategies"
@@ -156,6 +158,9 @@ def load_strategy(
         spec = StrategyConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_strategy_problems(exc, file_label, file_data, config_label, bot.strategy_defaults)) from None
+    # Imported here: strategies import config models, so the catalog cannot be imported at load time.
+    from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
+
     catalog = catalog if catalog is not None else StrategyCatalog()
     try:
         entry = catalog.resolve(spec.module, spec.class_name)
@@ -187,6 +192,8 @@ def load_config(path: str | Path) -> LoadedConfig:
             problems.append(ConfigProblem(label, f"strategy_paths[{index}]", f"{config_path.parent / extra} is not a folder"))
     if problems:
         raise ConfigError(problems)
+    from bot.strategy.catalog import StrategyCatalog
+
     catalog = StrategyCatalog.discover(strategy_folders(config_path, bot))
     strategies: list[StrategyConfig] = []
     files: dict[str, Path] = {}

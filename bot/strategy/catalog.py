@@ -43,8 +43,8 @@ class CatalogEntry:
 
     @property
     def summary(self) -> str:
-        """The description's first line."""
-        return self.description.splitlines()[0] if self.description else ""
+        """The description's first paragraph, on one line."""
+        return " ".join(self.description.split("\n\n")[0].split())
 
     def defaults(self) -> dict[str, Any]:
         """Default parameters, as a strategy file would write them."""
