@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 
 from bot.report import metrics
 from bot.report.rundata import RunData, StrategyRun
@@ -29,7 +30,7 @@ def interval_of(data: RunData) -> int:
     steps: Counter[int] = Counter()
     for run in data.strategies.values():
         ts = run.equity.ts
-        steps.update(b - a for a, b in zip(ts, ts[1:]))
+        steps.update(b - a for a, b in pairwise(ts))
     return steps.most_common(1)[0][0] if steps else metrics.YEAR_MS
 
 

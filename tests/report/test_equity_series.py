@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,12 @@ import orjson
 
 from bot.candles.model import Candle
 from bot.config.loader import load_config
-from bot.replay.equity import EQUITY_COLUMNS, HOUR_MS, EquitySampler, sampling_interval_ms
+from bot.replay.equity import (
+    EQUITY_COLUMNS,
+    HOUR_MS,
+    EquitySampler,
+    sampling_interval_ms,
+)
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
 from tests.report.builders import write_replay_config
@@ -125,7 +131,7 @@ def test_a_real_replay_writes_a_grid_series_ending_at_the_reported_equity(tmp_pa
     stamps = sorted(by_ts)
     assert stamps[0] == 1_640_991_600_000  # the first candle's open time
     # This slice starts and ends on the hour, so every row is on the grid.
-    assert all(b - a == HOUR_MS for a, b in zip(stamps, stamps[1:]))
+    assert all(b - a == HOUR_MS for a, b in pairwise(stamps))
     assert stamps[-1] == 1_640_991_600_000 + 12_000 * MIN  # the last candle's close
     assert len(stamps) == 12_000 // 60 + 1
     last = {row[1]: row for row in rows if int(row[0]) == stamps[-1]}
