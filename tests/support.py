@@ -9,6 +9,7 @@ from bot.config.loader import deep_merge
 from bot.config.models import BotConfig, StrategyConfig
 from bot.log import BotLogger
 from bot.services import BotServices
+from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 
@@ -34,11 +35,13 @@ def strategy(**overrides: Any) -> StrategyConfig:
 class Rig:
     """Services, factory and manager wired for a replay, with a list of every published event."""
 
-    def __init__(self, config: BotConfig | None = None, feeds: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: BotConfig | None = None, feeds: dict[str, str] | None = None, catalog: StrategyCatalog | None = None
+    ) -> None:
         self.services = BotServices.for_replay(
             config or BotConfig(), BotLogger.to_stderr(level=50, name="bot.tests"), isolate_subscribers=False
         )
-        self.factory = OrchestratorFactory(self.services)
+        self.factory = OrchestratorFactory(self.services, catalog)
         self.manager = StrategyManager(self.services, self.factory)
         self.events: list[Any] = []
         self.services.bus.subscribe(self.events.append)
@@ -59,6 +62,17 @@ class Rig:
     def of_type(self, type_: str, strategy_id: str | None = None) -> list[Any]:
         """Published events of one type (and strategy)."""
         return [e for e in self.events if e.type == type_ and (strategy_id is None or e.strategy_id == strategy_id)]
+
+
+def repo_catalog() -> StrategyCatalog:
+    """The strategies found in the repository's strategies/ folder (what config.json uses)."""
+    return StrategyCatalog.discover([REPO / "strategies"])
+
+
+def module_strategy(module: str, **overrides: Any) -> StrategyConfig:
+    """A config of strategy module `module` on BTC/USD 1m, quantity 0.1, with `overrides` deep-merged in."""
+    base: dict[str, Any] = {"id": module, "module": module, "symbol": "BTC/USD", "timeframe": "1m", "quantity": 0.1}
+    return StrategyConfig.model_validate(deep_merge(base, overrides))
 
 
 def candles_from(rows: list[tuple[float, float, float, float]], start_ts: int = 1_640_995_200_000, step_ms: int = 60_000) -> list[Candle]:
