@@ -161,7 +161,7 @@ class StrategyConfig(Strict):
         module = info.data.get("module")
         if module is None and not value:
             raise ValueError("the declarative strategy needs at least one analyzer (or name a strategy module)")
-        if module is not None:
+        if module is not None and value:
             raise ValueError(f"only the declarative strategy reads analyzers; module {module!r} takes params")
         return value
 
