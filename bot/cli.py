@@ -21,6 +21,7 @@ from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.log import BotLogger
 from bot.replay.runner import Replay, ReplayResult
 from bot.report.build import write_report
+from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
 from bot.replay.sources import CandleSource, parse_candle_arg, resolve_sources, scan_source
 
 EXIT_OK = 0
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
     run.add_argument("--candles", action="append", default=[], metavar="SYMBOL=PATH", help="recorded candle file for a symbol (repeatable)")
 
+    add_strategies_parser(commands)
     add_ctl_parser(commands)
     return parser
 
@@ -222,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ctl(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "strategies":
+            return run_strategies(args, Console(), _stderr())
         return _validate(args)
     except BotError as exc:
         _error(_stderr(), str(exc))

@@ -38,8 +38,8 @@ class CatalogEntry:
 
     @property
     def description(self) -> str:
-        """The class docstring: what it does and when it suits."""
-        return self.cls.description()
+        """The class docstring, each paragraph on one line: what it does and when it suits."""
+        return "\n\n".join(" ".join(paragraph.split()) for paragraph in self.cls.description().split("\n\n"))
 
     @property
     def summary(self) -> str:
@@ -146,7 +146,9 @@ class StrategyCatalog:
         if name in self._entries:
             return self._entries[name]
         module, _, class_name = name.partition(":")
-        return self.resolve(module, class_name or None)
+        if module in self._broken or any(e.module == module for e in self._entries.values()):
+            return self.resolve(module, class_name or None)
+        raise CatalogLookupError("name", f"no strategy named {name!r}")
 
     def resolve(self, module: str | None, class_name: str | None) -> CatalogEntry:
         """The entry a strategy file names with `module` and `class` (neither: the declarative strategy)."""
