@@ -16,6 +16,7 @@ from rich.table import Table
 from bot.candles.reader import count_candles
 from bot.config.loader import LoadedConfig, load_config
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
+from bot.live.record_cli import add_record_parser, run_record
 from bot.daemon.app import Daemon
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.log import BotLogger
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_strategies_parser(commands)
     add_ctl_parser(commands)
+    add_record_parser(commands)
     return parser
 
 
@@ -222,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "ctl":
             return run_ctl(args)
+        if args.command == "record":
+            return run_record(args)
         if args.command == "report":
             return _report(args)
         if args.command == "strategies":

@@ -88,7 +88,10 @@ class LiveCandleFeed:
         self._unflushed: set[str] = set()
         self._progress: dict[str, float] = {}
         self._seen_tail: dict[str, list[Any]] = {}
+        self._stale_rows: dict[str, dict[int, list[Any]]] = {}
         self.mode: Literal["stream", "poll"] | None = None
+        # The exchange's clock when the start backfill began: every candle before it was closed.
+        self.started_at_ms: int | None = None
         self.states: dict[str, FeedState] = {s: "starting" for s in self.symbols}
         self.details: dict[str, dict[str, Any]] = {s: {} for s in self.symbols}
         self.published: dict[str, int] = {s: 0 for s in self.symbols}
@@ -110,6 +113,7 @@ class LiveCandleFeed:
             if self.mode == "stream":
                 self._install_taps()
             now = await self._rest.server_ms()
+            self.started_at_ms = now
             start = now - now % self._tf_ms  # open time of the forming candle
             until = now - self._tf_ms + 1  # candles opening before this are closed
             for symbol in self.symbols:
@@ -249,6 +253,7 @@ class LiveCandleFeed:
                     return
                 # The forming candle's later updates, maybe its close, went with the connection.
                 assembler.disconnected()
+                self._cut_rows(symbol)
                 connected = False
                 delay = backoff.next_delay()
                 self._set_state(symbol, "reconnecting", error=self._redact(describe(exc)), attempt=backoff.attempts, delay_s=round(delay, 3))
@@ -265,6 +270,12 @@ class LiveCandleFeed:
         cache = self._cache(symbol)
         return bool(cache) and list(cache[-1]) != self._seen_tail.get(symbol)
 
+    def _cut_rows(self, symbol: str) -> None:
+        """Remember the cache rows seen before a disconnect: ccxt keeps them, but a partial one is stale now."""
+        cache = self._cache(symbol) if self._tap is None else None
+        last = self.last_ts[symbol]
+        self._stale_rows[symbol] = {row[0]: list(row) for row in (cache or ()) if last is None or row[0] > last}
+
     def _updates(self, symbol: str, rows: list[Any]) -> list[tuple[Candle, bool | None]]:
         if self._tap is not None:
             return list(self._tap.drain(symbol, self.timeframe))
@@ -273,10 +284,12 @@ class LiveCandleFeed:
             # Read the cache's tail, not only the rows returned: it also holds what arrived since.
             last = self.last_ts[symbol]
             tail: list[Any] = []
+            stale = self._stale_rows.get(symbol, {})
             for row in reversed(cache):
                 if last is not None and isinstance(row[0], int) and row[0] <= last:
                     break
-                tail.append(list(row))
+                if stale.get(row[0]) != list(row):
+                    tail.append(list(row))
             rows = tail[::-1]
             self._seen_tail[symbol] = list(cache[-1])
         updates: list[tuple[Candle, bool | None]] = []

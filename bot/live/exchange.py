@@ -1,6 +1,7 @@
 """Build a ccxt exchange from an ExchangeConfig: urls/options overrides, sandbox, rate limit, keys from the environment."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,34 @@ class Redactor:
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._secrets)} secrets)"
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a log record's text through a Redactor before any handler sees it."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = self._redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _own_logger(exchange_id: str, redact: Redactor) -> logging.Logger:
+    """A logger for one exchange instance that redacts its secrets.
+
+    ccxt logs every request's headers at DEBUG, and Binance's carry the API key. The logger is
+    built outside logging's registry, so it belongs to this instance only (filters do not pile
+    up across builds), and its records still reach the handlers of the `ccxt` logger tree.
+    """
+    logger = logging.Logger(f"ccxt.{exchange_id}")
+    logger.parent = logging.getLogger("ccxt")
+    logger.addFilter(_RedactingFilter(redact))
+    return logger
 
 
 def read_credentials(config: ExchangeConfig, env: Mapping[str, str]) -> dict[str, str]:
@@ -75,19 +104,23 @@ def build_exchange(config: ExchangeConfig, env: Mapping[str, str], streaming: bo
             **credentials,
         }
     )
+    exchange.logger = _own_logger(config.id, redact)
     try:
         if config.sandbox:
+            if not exchange.urls.get("test"):
+                raise ExchangeSetupError(f"exchange.sandbox: {config.id} has no sandbox (testnet) in ccxt")
             exchange.set_sandbox_mode(True)
         # After sandbox mode, so explicit overrides win over the testnet urls.
         if config.urls:
             exchange.urls = deep_merge(exchange.urls, config.urls)
         if config.options:
             exchange.options = deep_merge(dict(exchange.options), config.options)
+    except ExchangeSetupError:
+        _discard(exchange)
+        raise
     except Exception as exc:
         # Nothing connected yet, but the async exchange still holds resources to release.
         _discard(exchange)
-        if type(exc).__name__ == "NotSupported":
-            raise ExchangeSetupError(f"exchange.sandbox: {config.id} has no sandbox (testnet) in ccxt") from None
         raise ExchangeSetupError(redact(f"exchange: {config.id}: {exc}")) from None
     return exchange, redact
 

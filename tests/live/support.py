@@ -65,6 +65,7 @@ async def running_feed(
     backfill: int = 50,
     feed_settings: dict[str, Any] | None = None,
     exchange: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
     **feed_kwargs: Any,
 ) -> AsyncIterator[Rig]:
     """Start a fake exchange at candle `start`, a feed on it (backfilled), and stop both on exit."""
@@ -72,7 +73,7 @@ async def running_feed(
         config = ExchangeConfig.model_validate(
             fake.exchange_config(feed={"backfill": backfill, **(feed_settings or {})}, **(exchange or {}))
         )
-        client, redact = build_exchange(config, {})
+        client, redact = build_exchange(config, env or {})
         holder: list[Rig] = []
 
         async def sleep(delay: float) -> None:

@@ -132,3 +132,15 @@ async def test_several_symbols_share_one_connection(eth: list[Candle]) -> None:
         first = rig.candles["XMR/BTC"][0].ts
         assert rig.candles["XMR/BTC"] == [c for c in xmr if first <= c.ts <= end]
         assert rig.fake.ws.connects == 2
+
+
+@pytest.mark.asyncio
+async def test_without_the_close_flag_a_disconnect_discards_the_partial_candle(eth: list[Candle]) -> None:
+    async with running_feed(start=START, use_close_flag=False) as rig:
+        await rig.fake.wait_subscribed()
+        rig.fake.faults.disconnect[START + 3] = 1  # candle START+3 seen only partially
+        await rig.fake.stream(5)
+        await rig.fake.wait_subscribed(2)
+        await rig.fake.stream(4)
+        await rig.published_through(eth[START + 7].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 8]

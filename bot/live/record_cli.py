@@ -1,0 +1,121 @@
+"""`bot record`: record an exchange's candles to CSV files in the format replay reads."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bot.config.exchange import ExchangeConfig
+from bot.config.loader import load_config
+from bot.errors import BotError, ConfigError
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+def add_record_parser(commands: Any) -> None:
+    """Add the `record` subcommand to the `bot` parser's subcommands."""
+    record = commands.add_parser("record", help="record an exchange's closed candles to CSV files replay can read")
+    record.add_argument("--config", type=Path, help="take the exchange settings (urls, options, sandbox, keys' variables) from this config")
+    record.add_argument("--exchange", help="ccxt exchange id (default: the config's exchange.id)")
+    record.add_argument("--symbols", required=True, help="unified symbols, comma-separated: ETH/BTC,BTC/USDT")
+    record.add_argument("--timeframe", default=None, help="candle timeframe (default: the config's exchange.feed.timeframe, else 1m)")
+    record.add_argument("--out", required=True, type=Path, help="folder of the CSV files, one per symbol (SYMBOL_TF.csv)")
+    record.add_argument("--since", help="first candle to record, ISO 8601 UTC (a resumed file continues after its last row instead)")
+    record.add_argument("--until", help="stop before the candle opening at this ISO 8601 UTC time (default: run until stopped)")
+
+
+def parse_time(text: str, option: str) -> int:
+    """UTC epoch ms of an ISO 8601 time (a time without zone is UTC); ValueError naming the option."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{option}: not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def exchange_config(args: argparse.Namespace) -> ExchangeConfig:
+    """The exchange settings: the config's exchange section (if any) with --exchange and --timeframe applied."""
+    base: dict[str, Any] = {}
+    if args.config is not None:
+        section = load_config(args.config).bot.exchange
+        if section is None and args.exchange is None:
+            raise ValueError(f"{args.config}: no exchange section; give --exchange")
+        if section is not None:
+            if args.exchange is not None and args.exchange != section.id:
+                raise ValueError(f"--exchange {args.exchange} differs from {args.config}'s exchange.id {section.id}")
+            base = section.model_dump()
+    elif args.exchange is None:
+        raise ValueError("give --exchange ID (or --config with an exchange section)")
+    if args.exchange is not None:
+        base["id"] = args.exchange
+    if args.timeframe is not None:
+        base["feed"] = {**base.get("feed", {}), "timeframe": args.timeframe}
+    return ExchangeConfig.model_validate(base)
+
+
+def run_record(args: argparse.Namespace) -> int:
+    """Run `bot record`; return the exit code."""
+    logger = logging.getLogger("bot.record")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        config = exchange_config(args)
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+        if not symbols:
+            raise ValueError("--symbols: no symbol given")
+        since = parse_time(args.since, "--since") if args.since else None
+        until = parse_time(args.until, "--until") if args.until else None
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except ValueError as exc:  # pydantic's ValidationError is one: it names the field
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    from bot.live.recorder import Recorder  # here: ccxt is slow to import, other commands need none
+
+    recorder = Recorder(config, symbols, args.out, logger, os.environ, since, until)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        logger.info("stopping: what was recorded is on disk")
+                        recorder.stop()
+                        return
+
+            tg.start_soon(on_signals)
+            result = await recorder.run()
+            for symbol, path in result.files.items():
+                logger.info("%s: %d candles written to %s", symbol, result.rows[symbol], path)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)
+    except BaseExceptionGroup as group:
+        # An operator's error (unknown symbol, missing key variable) is one line, not a traceback.
+        errors, others = group.split(BotError)
+        if others is not None or errors is None:
+            raise
+        for exc in errors.exceptions:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except BotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
