@@ -8,6 +8,7 @@ from disk by the replay, as a recorded file would be.
     .venv/bin/python scripts/bench.py                  # everything
     .venv/bin/python scripts/bench.py --suite replay   # replay throughput only (525,600 candles)
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
+    .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies (fake exchange, loopback)
 """
 from __future__ import annotations
 
@@ -114,11 +115,17 @@ def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candles", type=int, default=525_600)
-    parser.add_argument("--suite", choices=("all", "replay", "daemon"), default="all")
+    parser.add_argument("--suite", choices=("all", "replay", "daemon", "live"), default="all")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
+        if args.case == "live":
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import bench_live
+
+            print(json.dumps(bench_live.live_latency(600, 10)))
+            return 0
         if args.case.startswith("daemon:"):
             print(json.dumps(run_daemon_case(args.case.removeprefix("daemon:"))))
             return 0
@@ -129,6 +136,12 @@ def main() -> int:
         replay_suite(args.candles)
     if args.suite in ("all", "daemon"):
         daemon_suite()
+    if args.suite in ("all", "live"):
+        live = _subprocess_case("live")
+        print(
+            f"live feed on the fake exchange over loopback, {live['strategies']} strategies, {live['candles']} candles:"
+            f" ws kline message -> candle processed by every strategy p50 {live['p50_ms']:.3f} ms  p99 {live['p99_ms']:.3f} ms  max {live['max_ms']:.1f} ms"
+        )
     return 0
 
 
