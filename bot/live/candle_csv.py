@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 from bot.candles.model import Candle
 from bot.candles.reader import HEADER
@@ -44,7 +45,7 @@ class CandleCsv:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.last_ts: int | None = None
-        self._file = None
+        self._file: TextIO | None = None
         self.rows = 0
 
     def open(self) -> int | None:

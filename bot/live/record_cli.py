@@ -112,8 +112,8 @@ def run_record(args: argparse.Namespace) -> int:
         errors, others = group.split(BotError)
         if others is not None or errors is None:
             raise
-        for exc in errors.exceptions:
-            print(f"error: {exc}", file=sys.stderr)
+        for error in errors.exceptions:
+            print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
     except BotError as exc:
         print(f"error: {exc}", file=sys.stderr)
