@@ -14,6 +14,9 @@ from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 
 REPO = Path(__file__).resolve().parents[1]
+# The two-strategy declarative setup (ema_cross + rsi_reversion on BTC/USD) that tests build on;
+# the repository's config.json runs the whole catalog instead.
+BASIC_CONFIG = REPO / "tests" / "basic_config.json"
 SHARED_DATA = REPO.parent / "shared" / "data"
 BTC_1M = SHARED_DATA / "BTC-USD-PERP_1m.csv"
 ETH_1M = SHARED_DATA / "ETH-BTC_1m.csv"

@@ -194,6 +194,9 @@ class CandleSourceConfig(Strict):
 
     path: str
     timeframe: str | None = None
+    shift_days: int = Field(
+        default=0, ge=-36_500, le=36_500, description="move the recording in time by whole days, so files of different years play side by side"
+    )
 
     @field_validator("timeframe")
     @classmethod

@@ -12,7 +12,6 @@ from anyio.abc import TaskStatus
 
 from bot.candles.hub import CandleHub
 from bot.candles.model import Candle, timeframe_ms
-from bot.candles.reader import read_candles
 from bot.errors import BotError
 from bot.replay.runner import merged_candles
 from bot.replay.sources import CandleSource
@@ -75,7 +74,7 @@ class RecordedFeed:
         only while the feed plays. A bad file leaves no trace (CandleFileError/CandleFeedError).
         """
         length = timeframe_ms(source.timeframe)
-        candles = read_candles(source.path)
+        candles = source.candles()
         past: list[Candle] = []
         upcoming: Candle | None = None
         for candle in candles:

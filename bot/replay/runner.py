@@ -12,7 +12,6 @@ import orjson
 
 from bot.candles.hub import CandleFeedError
 from bot.candles.model import Candle, timeframe_ms
-from bot.candles.reader import read_candles
 from bot.clock import ReplayClock
 from bot.config.loader import LoadedConfig
 from bot.errors import BotError
@@ -52,13 +51,13 @@ def merged_candles(sources: list[CandleSource]) -> Iterator[tuple[str, Candle]]:
     """All sources' candles in close-time order; ties go in source order, so replay is deterministic."""
     if len(sources) == 1:
         symbol = sources[0].symbol
-        for candle in read_candles(sources[0].path):
+        for candle in sources[0].candles():
             yield symbol, candle
         return
 
     def keyed(index: int, source: CandleSource) -> Iterator[tuple[int, int, str, Candle]]:
         length = timeframe_ms(source.timeframe)
-        for candle in read_candles(source.path):
+        for candle in source.candles():
             yield candle.ts + length, index, source.symbol, candle
 
     for _, _, symbol, candle in heapq.merge(*(keyed(i, s) for i, s in enumerate(sources))):
@@ -139,7 +138,7 @@ class Replay:
         services = self.services
         # Event time starts at the first recorded candle, so even the set-up events carry
         # market time rather than the epoch.
-        firsts = [c.ts for s in self.sources for c in itertools.islice(read_candles(s.path), 1)]
+        firsts = [c.ts for s in self.sources for c in itertools.islice(s.candles(), 1)]
         if firsts and isinstance(services.clock, ReplayClock):
             services.clock.advance_to(min(firsts))
         for source in self.sources:

@@ -1,10 +1,11 @@
 """Resolve which recorded file feeds each symbol, and check every strategy is fed."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.candles.model import timeframe_ms
+from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import infer_timeframe, read_candles
 from bot.config.loader import LoadedConfig
 from bot.errors import CandleFileError, ConfigProblem
@@ -17,6 +18,16 @@ class CandleSource:
     symbol: str
     path: Path
     timeframe: str
+    shift_ms: int = 0
+
+    def candles(self) -> Iterator[Candle]:
+        """The file's candles, moved in time by `shift_ms` (whole days, so aggregation stays aligned)."""
+        if not self.shift_ms:
+            yield from read_candles(self.path)
+            return
+        shift = self.shift_ms
+        for candle in read_candles(self.path):
+            yield candle._replace(ts=candle.ts + shift)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +45,7 @@ def scan_source(source: CandleSource) -> SourceScan:
     step = timeframe_ms(source.timeframe)
     count = gaps = 0
     first = last = None
-    for candle in read_candles(source.path):
+    for candle in source.candles():
         ts = candle.ts
         if ts % step:
             raise CandleFileError(str(source.path), count + 1, f"timestamp {ts} is not on a {source.timeframe} boundary", unit="candle")
@@ -60,17 +71,17 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
     problems: list[ConfigProblem] = []
     sources: list[CandleSource] = []
     label = str(loaded.path)
-    entries: list[tuple[str, Path, str | None, str, str]]
+    entries: list[tuple[str, Path, str | None, str, str, int]]
     if overrides:
         # A file named on the command line is the command line's problem, not config.json's.
-        entries = [(symbol, Path(path), None, "command line", f"--candles {symbol}") for symbol, path in overrides.items()]
+        entries = [(symbol, Path(path), None, "command line", f"--candles {symbol}", 0) for symbol, path in overrides.items()]
     else:
         entries = [
-            (symbol, loaded.base_dir / cfg.path, cfg.timeframe, label, f"replay.candles.{symbol}.path")
+            (symbol, loaded.base_dir / cfg.path, cfg.timeframe, label, f"replay.candles.{symbol}.path", cfg.shift_days * 86_400_000)
             for symbol, cfg in loaded.bot.replay.candles.items()
         ]
     unusable: set[str] = set()
-    for symbol, path, timeframe, where, field in entries:
+    for symbol, path, timeframe, where, field, shift in entries:
         if not path.is_file():
             problems.append(ConfigProblem(where, field, f"candle file not found: {path}"))
             unusable.add(symbol)
@@ -82,7 +93,7 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
                 problems.append(ConfigProblem(where, field, str(exc)))
                 unusable.add(symbol)
                 continue
-        sources.append(CandleSource(symbol, path, timeframe))
+        sources.append(CandleSource(symbol, path, timeframe, shift))
     by_symbol = {s.symbol: s for s in sources}
     for strategy in loaded.enabled_strategies():
         file_label = str(loaded.strategy_files.get(strategy.id, label))

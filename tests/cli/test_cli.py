@@ -50,7 +50,9 @@ def test_validate_repo_config_exits_0() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "BTC/USD: data/BTC-USD-PERP_1m.csv: 45,031 candles of 1m, 0 gaps",
-        "config.json: OK (2 strategies, 2 enabled; candles for BTC/USD 1m)",
+        "ETH/BTC: data/ETH-BTC_1m.csv: 14,397 candles of 1m, 1 gaps",
+        "XMR/BTC: data/XMR-BTC_1m.csv: 12,519 candles of 1m, 1,416 gaps",
+        "config.json: OK (7 strategies, 7 enabled; candles for BTC/USD 1m, ETH/BTC 1m, XMR/BTC 1m)",
     ]
     assert error_lines(result.stderr) == []
 

@@ -15,7 +15,7 @@ from bot.config.loader import load_config
 from bot.events import Event
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
-from tests.support import REPO, Rig, strategy
+from tests.support import BASIC_CONFIG, REPO, Rig, strategy
 
 RSI = {
     "id": "rsi",
@@ -44,7 +44,7 @@ def _write_config(tmp: Path, data_file: Path) -> Path:
     shutil.copytree(REPO / "strategies", tmp / "strategies")
     (tmp / "strategies" / "rsi.json").write_bytes(orjson.dumps(strategy(**RSI).model_dump()))
     (tmp / "strategies" / "trail.json").write_bytes(orjson.dumps(strategy(**TRAIL).model_dump()))
-    config = orjson.loads((REPO / "config.json").read_bytes())
+    config = orjson.loads(BASIC_CONFIG.read_bytes())
     config["replay"]["candles"] = {"BTC/USD": {"path": str(data_file)}}
     config["strategies"] += [{"file": "strategies/rsi.json"}, {"file": "strategies/trail.json"}]
     path = tmp / "config.json"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.support import REPO, strategy
+from tests.support import BASIC_CONFIG, REPO, strategy
 
 TRAIL = {
     "id": "trail",
@@ -21,7 +21,7 @@ def write_replay_config(root: Path, data_file: Path) -> Path:
     """Write config.json and strategies/ under `root`: the repository's strategies and `trail`, over `data_file`."""
     shutil.copytree(REPO / "strategies", root / "strategies")
     (root / "strategies" / "trail.json").write_bytes(orjson.dumps(strategy(**TRAIL).model_dump()))
-    config = orjson.loads((REPO / "config.json").read_bytes())
+    config = orjson.loads(BASIC_CONFIG.read_bytes())
     config["replay"]["candles"] = {"BTC/USD": {"path": str(data_file)}}
     config["strategies"] = [*config["strategies"], {"file": "strategies/trail.json"}]
     path = root / "config.json"
