@@ -7,7 +7,7 @@ from typing import Final
 
 from bot.errors import BotError
 
-SCHEMA_VERSION: Final[int] = 1
+SCHEMA_VERSION: Final[int] = 2
 
 # Every table is keyed by strategy_id first, so one strategy's rows never mix with another's
 # and every per-strategy read is an index range scan. STRICT makes SQLite refuse a value of the
@@ -41,6 +41,7 @@ _DDL: Final[tuple[str, ...]] = (
         submitted_seq INTEGER NOT NULL,
         done_ts INTEGER,
         done_seq INTEGER,
+        pair_group TEXT,
         PRIMARY KEY (strategy_id, client_id)
     ) STRICT, WITHOUT ROWID""",
     # No index on pending orders: the table is clustered by strategy, recovery scans that range
@@ -187,6 +188,11 @@ def _check_or_create(conn: sqlite3.Connection, path: Path) -> None:
             f"{path}: journal schema version {version} is newer than this bot supports ({SCHEMA_VERSION}); "
             "run a newer bot or point journal.path at another file"
         )
+    if version == 1:
+        # Version 2 records the pair group of an order, so a pair leg still pending after a
+        # crash is restored as a leg of its pair.
+        conn.execute("ALTER TABLE orders ADD COLUMN pair_group TEXT")
+        conn.execute("UPDATE schema_version SET version = 2")
+        version = 2
     if version < SCHEMA_VERSION:
-        # Version 1 is the first schema: there is nothing older to migrate from yet.
         raise JournalError(f"{path}: journal schema version {version} is unknown (this bot writes {SCHEMA_VERSION})")

@@ -28,6 +28,7 @@ _ORDER_COLUMNS: Final[tuple[str, ...]] = (
     "ref_price",
     "submitted_ts",
     "filled_quantity",
+    "pair_group",
 )
 _STATE_COLUMNS: Final[tuple[str, ...]] = ("state", "change", "policy", "last_error", "ts")
 _TABLES_WITH_STRATEGIES: Final[tuple[str, ...]] = (

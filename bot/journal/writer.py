@@ -33,8 +33,8 @@ _STATE_PATCH: Final[tuple[tuple[str, str], ...]] = (
 
 _INSERT_ORDER: Final[str] = """
     INSERT OR REPLACE INTO orders (strategy_id, client_id, number, symbol, side, quantity, intent, position_id,
-        reason, ref_price, status, submitted_ts, submitted_seq)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?)"""
+        reason, ref_price, status, submitted_ts, submitted_seq, pair_group)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?, ?)"""
 # A fill completes its order once the filled quantity reaches the order's (allowing float dust),
 # so a partial fill from a real exchange leaves the order pending.
 _FILL_ORDER: Final[str] = """
@@ -194,6 +194,7 @@ class JournalWriter:
                 p.get("ref_price"),
                 event.ts,
                 event.seq,
+                p.get("group"),
             ),
         )
 

@@ -180,8 +180,8 @@ class PositionManager:
                 self._pending_open[order.symbol] = self._pending_open.get(order.symbol, 0.0) + order.quantity
                 self._pending_entries += 1
                 self._risk.on_entry(order.position_id, order.quantity * order.ref_price)
-                if row.get("group"):
-                    self._pending_groups[order.position_id] = row["group"]
+                if row.get("pair_group"):
+                    self._pending_groups[order.position_id] = row["pair_group"]
             elif order.position_id in self.positions:
                 self.positions[order.position_id].pending_close += order.quantity
         self._next_id = max(self._next_id, last_position)
@@ -599,17 +599,18 @@ class PositionManager:
         )
 
     def _announce_order(self, order: Order) -> None:
-        self._publish(
-            "order_submitted",
-            {
-                "client_id": order.client_id,
-                "symbol": order.symbol,
-                "side": order.side,
-                "quantity": order.quantity,
-                "intent": order.intent,
-                "position_id": order.position_id,
-                "reason": order.reason,
-                "ref_price": order.ref_price,
-            },
-            None,
-        )
+        payload: dict[str, Any] = {
+            "client_id": order.client_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "quantity": order.quantity,
+            "intent": order.intent,
+            "position_id": order.position_id,
+            "reason": order.reason,
+            "ref_price": order.ref_price,
+        }
+        group = self._pending_groups.get(order.position_id) if order.intent == "open" else None
+        if group is not None:
+            # Journalled with the order, so a leg pending at a crash comes back as a leg of its pair.
+            payload["group"] = group
+        self._publish("order_submitted", payload, None)

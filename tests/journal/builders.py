@@ -55,8 +55,8 @@ def position_as_journalled(position: Position) -> dict[str, Any]:
     return {**position.state(), **{name: getattr(position, name) for name in JOURNAL_EXTRAS}}
 
 
-def order_as_journalled(order: Order) -> dict[str, Any]:
-    """What pending_orders should return for a live pending order."""
+def order_as_journalled(order: Order, pair_group: str | None = None) -> dict[str, Any]:
+    """What pending_orders should return for a live pending order (of a pair's leg: with its group)."""
     return {
         "client_id": order.client_id,
         "symbol": order.symbol,
@@ -68,6 +68,7 @@ def order_as_journalled(order: Order) -> dict[str, Any]:
         "ref_price": order.ref_price,
         "submitted_ts": order.submitted_ts,
         "filled_quantity": 0.0,
+        "pair_group": pair_group,
     }
 
 
