@@ -100,6 +100,13 @@ class PairsArbitrage(Strategy):
         super().__init__(params, context)
         if params.second_symbol == context.symbol:
             raise ValueError(f"second_symbol must differ from the strategy's symbol {context.symbol!r}")
+        spec = context.spec
+        if spec.exits.stop_loss_pct is not None or spec.exits.take_profit or spec.exits.trailing is not None:
+            # Legs of a pair have no stops of their own (one leg stopped alone would leave the
+            # other unhedged): refuse exits the user would believe are in force.
+            raise ValueError("exits (stop_loss_pct, take_profit, trailing) do not apply to pair legs: remove them; stop_z and max_hold_bars end a pair")
+        if spec.risk.max_open_positions < 2:
+            raise ValueError(f"risk.max_open_positions is {spec.risk.max_open_positions}: a pair needs at least 2")
         self.p = params
         self.spread = SpreadWindow(params.window, params.hedge)
         self._closes: dict[str, tuple[int, float]] = {}
@@ -148,11 +155,18 @@ class PairsArbitrage(Strategy):
             self._held_bars = (candle.ts - min(p.entry_ts for p in legs)) // self._tf_ms + 1
             group = legs[0].group
             assert group is not None
-            # Act only on a complete pair: a leg still waiting for its fill (its symbol skipped a
-            # candle) would be left open alone.
-            if len(legs) < 2 or any(p.pending_close >= p.quantity for p in legs):
+            if any(p.pending_close >= p.quantity for p in legs):
                 return
-            reason = self._exit_reason(z, legs[0].symbol == ctx.symbol and legs[0].side == "long")
+            if len(legs) < 2:
+                other = self.p.second_symbol if legs[0].symbol == ctx.symbol else ctx.symbol
+                if ctx.is_flat(other):
+                    # The other leg will never fill (its entry was cancelled): an unhedged leg
+                    # is not a pair trade, so it goes.
+                    ctx.signal("exit", z or 0.0, symbol, candle, self._details("pair_incomplete"))
+                    ctx.close_pair(group, "pair_incomplete")
+                return  # otherwise the other leg is still waiting for its fill
+            first = next(p for p in legs if p.symbol == ctx.symbol)
+            reason = self._exit_reason(z, first.side == "long")
             if reason is not None:
                 ctx.signal("exit", z or 0.0, symbol, candle, self._details(reason))
                 ctx.close_pair(group, reason)

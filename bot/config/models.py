@@ -115,6 +115,8 @@ class ExitConfig(Strict):
         return steps
 
 
+# `module` values meaning the built-in declarative strategy (omitted, or named as the catalog lists it).
+_DECLARATIVE_MODULES: tuple[str | None, ...] = (None, "builtin")
 # Fields only the built-in declarative strategy reads; a strategy module takes `params` instead.
 DECLARATIVE_FIELDS: tuple[str, ...] = ("analyzers", "filters", "entry_threshold", "exit_threshold")
 
@@ -159,9 +161,9 @@ class StrategyConfig(Strict):
     @classmethod
     def _analyzers_fit_kind(cls, value: tuple[AnalyzerConfig, ...], info: ValidationInfo) -> tuple[AnalyzerConfig, ...]:
         module = info.data.get("module")
-        if module is None and not value:
+        if module in _DECLARATIVE_MODULES and not value:
             raise ValueError("the declarative strategy needs at least one analyzer (or name a strategy module)")
-        if module is not None and value:
+        if module not in _DECLARATIVE_MODULES and value:
             raise ValueError(f"only the declarative strategy reads analyzers; module {module!r} takes params")
         return value
 
@@ -169,14 +171,14 @@ class StrategyConfig(Strict):
     @classmethod
     def _declarative_only(cls, value: Any, info: ValidationInfo) -> Any:
         module = info.data.get("module")
-        if module is not None:
+        if module not in _DECLARATIVE_MODULES:
             raise ValueError(f"only the declarative strategy reads {info.field_name}; module {module!r} takes params")
         return value
 
     @field_validator("params", mode="after")
     @classmethod
     def _params_need_module(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if value and info.data.get("module") is None:
+        if value and info.data.get("module") in _DECLARATIVE_MODULES:
             raise ValueError("params are for strategy modules; the declarative strategy takes analyzers, filters and thresholds")
         return value
 

@@ -103,6 +103,9 @@ class StrategyCatalog:
                 stem = path.stem
                 if stem.startswith("_"):
                     continue
+                if stem == BUILTIN_MODULE:
+                    problems.append(DiscoveryProblem(path, f"module {stem!r}: the name is reserved for the built-in strategies; rename the file"))
+                    continue
                 if stem in seen_modules:
                     problems.append(DiscoveryProblem(path, f"module {stem!r} is also in {seen_modules[stem].parent}; this one is ignored"))
                     continue
@@ -232,4 +235,6 @@ def _check_class(cls: type[Strategy]) -> str | None:
     except ValidationError as exc:
         missing = ", ".join(".".join(str(x) for x in err["loc"]) for err in exc.errors())
         return f"every parameter needs a valid default (Params() fails at: {missing})"
+    except Exception as exc:  # a validator with a bug is the module's problem, not discovery's
+        return f"Params() raised {type(exc).__name__}: {exc}"
     return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from bot.bus import StrategyPublisher
 from bot.config.models import StrategyConfig
+from bot.errors import BotError, StrategyError
 from bot.services import BotServices
 from bot.strategy.base import Strategy, StrategyContext
 from bot.strategy.catalog import StrategyCatalog
@@ -40,9 +41,13 @@ class OrchestratorFactory:
                 services.metrics.for_strategy(sid),
                 lambda context: self._build_strategy(spec, context),
             )
-        except BaseException:
+        except BaseException as exc:
             services.risk.forget(sid)
             services.metrics.forget(sid)
+            if isinstance(exc, Exception) and not isinstance(exc, BotError):
+                # The strategy's own constructor or subscriptions raised: its failure, reported
+                # as one, never a crash of whoever was loading it.
+                raise StrategyError(sid, exc) from exc
             raise
         self._cache[sid] = orchestrator
         return orchestrator

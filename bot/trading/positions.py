@@ -184,7 +184,14 @@ class PositionManager:
                     self._pending_groups[order.position_id] = row["pair_group"]
             elif order.position_id in self.positions:
                 self.positions[order.position_id].pending_close += order.quantity
-        self._next_id = max(self._next_id, last_position)
+        # Pending entries carry position ids the positions table has not seen yet: numbering
+        # continues after those too, or a restart would hand their ids (and pair groups) out again.
+        prefix = f"{self.strategy_id}-p"
+        pending_numbers = [
+            int(row["position_id"][len(prefix):]) for row in pending
+            if row.get("position_id", "").startswith(prefix) and row["position_id"][len(prefix):].isdigit()
+        ]
+        self._next_id = max(self._next_id, last_position, *pending_numbers)
         self._account.continue_numbering(last_order)
 
     # -- queries -------------------------------------------------------------------------------
@@ -335,21 +342,38 @@ class PositionManager:
     def cancel_pending(self, entries_only: bool = False) -> int:
         """Cancel pending orders (all, or only entries: pending closes stay); return how many."""
         dropped = self._account.cancel_pending(intent="open" if entries_only else None)
+        orphaned: set[str] = set()
         for order in dropped:
             if order.intent == "open":
                 self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
                 self._pending_entries -= 1
                 self._risk.release(order.position_id)
-                self._pending_groups.pop(order.position_id, None)
+                group = self._pending_groups.pop(order.position_id, None)
+                if group is not None:
+                    orphaned.add(group)
             else:
                 position = self.positions.get(order.position_id)
                 if position is not None:
                     position.pending_close = max(0.0, position.pending_close - order.quantity)
             self._publish("order_cancelled", {"client_id": order.client_id, "symbol": order.symbol, "reason": order.reason}, None)
+        # A pair whose entry was cancelled after its other leg filled would be left unhedged:
+        # the filled leg is closed too (its close stays pending; entries_only keeps it).
+        for group in orphaned:
+            if entries_only:
+                self.close_group(group, "pair_incomplete", self._last_ts)
         return len(dropped)
 
     def close_all_now(self, reason: str) -> int:
         """Close every open position at once at its last mark (there is no next candle); return how many."""
+        count = self._close_all_now_pass(reason)
+        if self.positions:
+            # Closing a pair leg sent its sibling a market close for the next candle, which will
+            # not come: cancel it and close at once too.
+            self.cancel_pending()
+            count += self._close_all_now_pass(reason)
+        return count
+
+    def _close_all_now_pass(self, reason: str) -> int:
         count = 0
         for position in list(self.positions.values()):
             quantity = position.quantity - position.pending_close

@@ -55,6 +55,13 @@ BROKEN = {
         "class NoDefaults(Strategy):\n    '''Doc.'''\n    name = 'no_defaults'\n    Params = P\n",
         "class NoDefaults: every parameter needs a valid default (Params() fails at: period)",
     ),
+    "validator_bug.py": (
+        "from pydantic import model_validator\nfrom bot.strategy.base import Strategy, StrategyParams\n"
+        "class P(StrategyParams):\n    @model_validator(mode='after')\n    def _bug(self):\n        raise TypeError('oops')\n"
+        "class Buggy(Strategy):\n    '''Doc.'''\n    name = 'buggy'\n    Params = P\n",
+        "class Buggy: Params() raised TypeError: oops",
+    ),
+    "builtin.py": ("x = 1\n", "the name is reserved"),
     "bad_name.py": (
         "from bot.strategy.base import Strategy\nclass BadName(Strategy):\n    '''Doc.'''\n    name = 'Bad Name'\n",
         "class BadName: name must be 1-64 lowercase letters",
@@ -187,3 +194,22 @@ def test_bot_validate_names_the_strategy_file_the_param_and_the_reason(tmp_path:
     assert main(["validate", "--config", str(tmp_path / "config.json")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "fast.json") in err and "params" in err and "fast (30) must be smaller than slow (10)" in err
+
+
+def test_a_strategy_whose_constructor_raises_fails_its_load_only(tmp_path: Path) -> None:
+    from bot.errors import StrategyError
+    from tests.support import Rig, module_strategy
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    body = GOOD.replace('name = "good"', 'name = "typo"') + (
+        "\n    def __init__(self, params, context):\n"
+        "        super().__init__(params, context)\n"
+        "        context.indicators().requir('ema', period=3)\n"
+    )
+    (folder / "typo.py").write_text(body)
+    rig = Rig(catalog=StrategyCatalog.discover([folder, REPO / "strategies"]))
+    with pytest.raises(StrategyError, match="AttributeError"):
+        rig.manager.load(module_strategy("typo"))
+    rig.start(module_strategy("ema_cross", id="fine"))
+    assert rig.manager.ids() == ["fine"]

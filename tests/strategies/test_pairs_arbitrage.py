@@ -14,6 +14,7 @@ from bot.candles.reader import read_candles
 from bot.config.loader import load_config
 from bot.errors import ConfigError
 from bot.trading.actions import ClosePercent
+from bot.errors import StrategyError
 from tests.support import REPO, SHARED_DATA, Rig, module_strategy, repo_catalog
 
 TF_MS = 300_000
@@ -182,7 +183,8 @@ def test_closing_one_leg_closes_the_other_and_a_partial_close_of_a_leg_is_refuse
 
 def test_a_pair_whose_second_leg_breaks_a_risk_limit_opens_neither_leg(legs: tuple[list[Candle], list[Candle]]) -> None:
     eth, xmr = legs
-    rig = run(eth[:6000], xmr[:6000], risk={"max_open_positions": 1})
+    # One ETH (the first leg) is allowed; the ~3 XMR of equal notional are not.
+    rig = run(eth[:6000], xmr[:6000], risk={"max_open_positions": 2, "max_position_size": 2.0})
     rejected = rig.of_type("risk_rejected", "pairs_arbitrage")
     assert rejected and all(r.payload.get("pair") for r in rejected)
     assert not rig.of_type("position_opened", "pairs_arbitrage")
@@ -213,3 +215,73 @@ def test_bad_params_name_the_file_the_field_and_the_reason(tmp_path: Path, param
     assert problem.file == str(tmp_path / "pairs.json")
     assert problem.field == field
     assert words in problem.reason and "pairs_arbitrage" in problem.reason
+
+
+def _pair_rig(eth: list[Candle], xmr: list[Candle]) -> tuple[Rig, list[tuple[str, Candle]]]:
+    rig = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
+    rig.start(module_strategy("pairs_arbitrage", symbol="ETH/BTC", timeframe="5m", quantity=1.0, params=PARAMS, risk={"max_open_positions": 2}))
+    merged = [(symbol, c) for _, _, symbol, c in sorted([(c.ts, 0, "ETH/BTC", c) for c in eth] + [(c.ts, 1, "XMR/BTC", c) for c in xmr])]
+    return rig, merged
+
+
+def test_trades_do_not_depend_on_which_leg_fills_first(legs: tuple[list[Candle], list[Candle]]) -> None:
+    eth, xmr = legs
+    baseline = run(eth, xmr)
+    swapped = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
+    swapped.start(module_strategy("pairs_arbitrage", symbol="ETH/BTC", timeframe="5m", quantity=1.0, params=PARAMS, risk={"max_open_positions": 2}))
+    # XMR/BTC first at every shared minute: the second leg's fill now comes before the first's.
+    for _, _, symbol, candle in sorted([(c.ts, 1, "ETH/BTC", c) for c in eth] + [(c.ts, 0, "XMR/BTC", c) for c in xmr]):
+        swapped.services.hub.ingest(symbol, candle)
+
+    def trades(rig: Rig) -> list[tuple[str, str, str]]:
+        return [(e.payload["symbol"], e.payload["side"], e.payload["exit_reason"]) for e in rig.of_type("position_closed", "pairs_arbitrage")]
+
+    assert len(trades(baseline)) >= 60 and sorted(trades(swapped)) == sorted(trades(baseline))
+
+
+def test_a_leg_left_alone_by_a_cancelled_entry_is_closed(legs: tuple[list[Candle], list[Candle]]) -> None:
+    eth, xmr = legs
+    rig, merged = _pair_rig(eth, xmr)
+    orchestrator = rig.manager.get("pairs_arbitrage")
+    index = 0
+    while len(orchestrator.positions.positions) < 1:
+        symbol, candle = merged[index]
+        rig.services.hub.ingest(symbol, candle)
+        index += 1
+    assert len(orchestrator.positions.pending_orders()) == 1  # the other leg still waits for its candle
+    rig.manager.deactivate("pairs_arbitrage", "manage")
+    for symbol, candle in merged[index : index + 20]:
+        rig.services.hub.ingest(symbol, candle)
+    assert not orchestrator.positions.positions and not orchestrator.positions.pending_orders()
+    closed = rig.of_type("position_closed", "pairs_arbitrage")
+    assert [c.payload["exit_reason"] for c in closed] == ["pair_incomplete"]
+
+
+def test_unload_closing_positions_closes_both_legs_at_once(legs: tuple[list[Candle], list[Candle]]) -> None:
+    eth, xmr = legs
+    rig, merged = _pair_rig(eth, xmr)
+    orchestrator = rig.manager.get("pairs_arbitrage")
+    index = 0
+    while len(orchestrator.positions.positions) < 2:
+        symbol, candle = merged[index]
+        rig.services.hub.ingest(symbol, candle)
+        index += 1
+    snapshot = rig.manager.unload("pairs_arbitrage", close_positions=True)
+    assert snapshot["positions"] == [] and snapshot["pending_orders"] == []
+    closed = rig.of_type("position_closed", "pairs_arbitrage")
+    assert sorted(c.payload["symbol"] for c in closed) == ["ETH/BTC", "XMR/BTC"]
+
+
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        ({"exits": {"stop_loss_pct": 2.0}}, "do not apply to pair legs"),
+        ({"risk": {"max_open_positions": 1}}, "a pair needs at least 2"),
+    ],
+)
+def test_settings_a_pair_cannot_honour_refuse_the_load(overrides: dict[str, Any], words: str) -> None:
+    rig = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
+    settings: dict[str, Any] = {"symbol": "ETH/BTC", "timeframe": "5m", "quantity": 1.0, "params": PARAMS, "risk": {"max_open_positions": 2}}
+    with pytest.raises(StrategyError, match=words):
+        rig.manager.load(module_strategy("pairs_arbitrage", **{**settings, **overrides}))
+    assert rig.manager.ids() == []

@@ -65,6 +65,13 @@ def test_pending_pair_legs_are_restored_with_their_group_and_close_together(tmp_
         after.services.hub.ingest(symbol, candle)
     closed = [e.payload for e in after.of_type("position_closed", "pairs_arbitrage")]
     assert [c["group"] for c in closed[:2]] == [group, group]
+    # Later pairs get new position ids and groups: the restored pending legs' ids are not handed out again.
+    for symbol, candle in candles[index + 40 : index + 6000]:
+        after.services.hub.ingest(symbol, candle)
+    ids = [e.payload["position_id"] for e in after.of_type("position_opened", "pairs_arbitrage")]
+    groups = [e.payload["group"] for e in after.of_type("position_opened", "pairs_arbitrage")]
+    assert len(ids) >= 6 and len(set(ids)) == len(ids)
+    assert all(groups.count(g) == 2 for g in groups)
     assert closed[0]["exit_reason"] == closed[1]["exit_reason"] or "pair_leg_closed" in (closed[0]["exit_reason"], closed[1]["exit_reason"])
 
 

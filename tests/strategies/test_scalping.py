@@ -9,7 +9,7 @@ import pytest
 
 from bot.candles.model import Candle
 from bot.config.loader import load_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StrategyError
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000
@@ -227,7 +227,7 @@ def test_warm_up_carries_the_trend_and_the_previous_close_into_the_first_live_ca
 
 def test_a_trend_timeframe_the_trading_one_cannot_build_is_refused() -> None:
     rig = Rig(catalog=repo_catalog())
-    with pytest.raises(ValueError, match="params.trend_timeframe 5m must be a multiple of the trading timeframe 15m"):
+    with pytest.raises(StrategyError, match="params.trend_timeframe 5m must be a multiple of the trading timeframe 15m"):
         rig.start(module_strategy("scalping", timeframe="15m"))
 
 

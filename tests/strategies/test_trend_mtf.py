@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.config.loader import load_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StrategyError
 from tests.strategies.reference import (
     Bar,
     atr,
@@ -175,7 +175,7 @@ def test_market_filter_hours_block_crosses_outside_the_session(ref: Trend) -> No
 
 def test_trend_timeframe_must_be_longer_than_the_trading_one() -> None:
     rig = Rig(catalog=repo_catalog())
-    with pytest.raises(ValueError, match=r"trend_timeframe \(1h\) must be longer than the trading timeframe \(1h\)"):
+    with pytest.raises(StrategyError, match=r"trend_timeframe \(1h\) must be longer than the trading timeframe \(1h\)"):
         rig.manager.load(module_strategy("trend_mtf", timeframe="1h"))
 
 
