@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from bot.candles.model import Candle, timeframe_ms
+from bot.indicators.averages import crossing
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams
 from bot.strategy.conditions import MarketConditions, MarketFilter
 
@@ -42,13 +43,8 @@ class EmaCross(Strategy):
         self.market = MarketFilter(params.market, indicators, timeframe_ms(context.timeframe))
 
     def cross(self) -> int:
-        """+1 when fast went from below to above slow on this candle, -1 for the reverse, else 0."""
-        fast, slow = self.fast, self.slow
-        if fast.prev is None or slow.prev is None or fast.value is None or slow.value is None:
-            return 0
-        before = fast.prev - slow.prev
-        now = fast.value - slow.value
-        return 1 if before < 0.0 < now else -1 if before > 0.0 > now else 0
+        """+1 when the fast EMA went from below to above the slow one on this candle, -1 for the reverse, else 0."""
+        return crossing(self.fast, self.slow)
 
     def on_candle(self, symbol: str, timeframe: str, candle: Candle) -> None:
         """Enter on an upward cross, exit on a downward one."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from bot.candles.model import Candle, timeframe_ms
+from bot.indicators.averages import crossing
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams, Stream
 from bot.strategy.conditions import MarketConditions, MarketFilter
 
@@ -99,12 +100,7 @@ class TrendMtf(Strategy):
 
     def cross(self) -> int:
         """+1 when the fast EMA went from below to above the slow one on this candle, -1 for the reverse, else 0."""
-        fast, slow = self.fast, self.slow
-        if fast.prev is None or slow.prev is None or fast.value is None or slow.value is None:
-            return 0
-        before = fast.prev - slow.prev
-        now = fast.value - slow.value
-        return 1 if before < 0.0 < now else -1 if before > 0.0 > now else 0
+        return crossing(self.fast, self.slow)
 
     def on_candle(self, symbol: str, timeframe: str, candle: Candle) -> None:
         """Ratchet the stop of an open position; otherwise enter on an upward cross inside an uptrend."""

@@ -131,3 +131,12 @@ class EMA:
 
     def __repr__(self) -> str:
         return f"EMA(period={self.period}, source={self.source!r}, value={self.value!r})"
+
+
+def crossing(fast: EMA, slow: EMA) -> int:
+    """+1 when `fast` went from below `slow` to above it on the last candle, -1 for the reverse, else 0."""
+    if fast.prev is None or slow.prev is None or fast.value is None or slow.value is None:
+        return 0
+    before = fast.prev - slow.prev
+    now = fast.value - slow.value
+    return 1 if before < 0.0 < now else -1 if before > 0.0 > now else 0
