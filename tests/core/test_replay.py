@@ -15,7 +15,7 @@ from bot.config.loader import load_config
 from bot.events import Event
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
-from tests.support import BASIC_CONFIG, REPO, Rig, strategy
+from tests.support import BASIC_CONFIG, REPO, Rig, module_strategy, repo_catalog, strategy
 
 RSI = {
     "id": "rsi",
@@ -160,8 +160,9 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     assert rig.manager.routed_to("BTC/USD", "1m") == ["healthy", "doomed"]
 
 
+@pytest.mark.parametrize("engine", ["declarative", "module"])
 @pytest.mark.parametrize("fast,slow", [(12, 26), (5, 20)])
-def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], fast: int, slow: int) -> None:
+def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], fast: int, slow: int, engine: str) -> None:
     """Trades equal a from-scratch reading of the architecture guide's ema_cross semantics."""
     candles = btc_candles[:8_000]
 
@@ -195,8 +196,12 @@ def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], f
             assert entry is not None
             expected.append((entry[0], entry[1], nxt.ts, nxt.open, round((nxt.open - entry[1]) * 2.0, 6)))
             holding = False
-    rig = Rig()
-    rig.start(strategy(id="ema", quantity=2.0, analyzers=[{"type": "ema_cross", "params": {"fast": fast, "slow": slow}}]))
+    if engine == "declarative":
+        rig = Rig()
+        rig.start(strategy(id="ema", quantity=2.0, analyzers=[{"type": "ema_cross", "params": {"fast": fast, "slow": slow}}]))
+    else:  # strategies/ema_cross.py, the catalog's ema_cross
+        rig = Rig(catalog=repo_catalog())
+        rig.start(module_strategy("ema_cross", id="ema", quantity=2.0, params={"fast": fast, "slow": slow}))
     rig.feed("BTC/USD", candles)
     got = [
         (p["entry_ts"], p["entry_price"], p["exit_ts"], p["exit_price"], round(p["pnl"], 6))
