@@ -86,7 +86,7 @@ class TradingOrchestrator:
         self._held = self.positions.by_symbol
         self.context = StrategyContext(spec, self._registry_for, self.actions.put, publish, self.positions, self._clock)
         self.strategy: Strategy = build_strategy(self.context)
-        streams = list(dict.fromkeys(tuple(s) for s in self.strategy.subscriptions()))
+        streams: list[Stream] = list(dict.fromkeys((s[0], s[1]) for s in self.strategy.subscriptions()))
         if not streams or streams[0] != (spec.symbol, spec.timeframe):
             raise ValueError(
                 f"strategy {spec.id!r}: its first subscription must be its trading stream {spec.symbol} {spec.timeframe}, got {streams[:1]}"
