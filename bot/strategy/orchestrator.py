@@ -84,6 +84,9 @@ class TradingOrchestrator:
         self._now = 0
         self._on_bar = self.positions.on_bar
         self._held = self.positions.by_symbol
+        # Registries are created on request while the strategy is being built; afterwards a
+        # request for a stream it did not subscribe to is its bug (it would never be updated).
+        self._building = True
         self.context = StrategyContext(spec, self._registry_for, self.actions.put, publish, self.positions, self._clock)
         self.strategy: Strategy = build_strategy(self.context)
         streams: list[Stream] = list(dict.fromkeys((s[0], s[1]) for s in self.strategy.subscriptions()))
@@ -94,6 +97,7 @@ class TradingOrchestrator:
         for symbol, timeframe in streams:
             timeframe_ms(timeframe)
             self._registry_for(symbol, timeframe)
+        self._building = False
         self._streams: tuple[Stream, ...] = tuple(streams) + tuple(k for k in self.indicators if k not in streams)
         self._trading: frozenset[Stream] = frozenset(s for s in self._streams if s[1] == spec.timeframe)
         self._updates = {key: registry.update for key, registry in self.indicators.items()}
@@ -105,7 +109,7 @@ class TradingOrchestrator:
         key = (symbol, timeframe)
         registry = self.indicators.get(key)
         if registry is None:
-            if hasattr(self, "_streams") and key not in self._streams:
+            if not self._building:
                 raise ValueError(f"strategy {self.strategy_id!r} does not subscribe to {symbol} {timeframe}: list it in subscriptions()")
             registry = self.indicators[key] = IndicatorRegistry()
         return registry
