@@ -158,13 +158,9 @@ class PairsArbitrage(Strategy):
             if any(p.pending_close >= p.quantity for p in legs):
                 return
             if len(legs) < 2:
-                other = self.p.second_symbol if legs[0].symbol == ctx.symbol else ctx.symbol
-                if ctx.is_flat(other):
-                    # The other leg will never fill (its entry was cancelled): an unhedged leg
-                    # is not a pair trade, so it goes.
-                    ctx.signal("exit", z or 0.0, symbol, candle, self._details("pair_incomplete"))
-                    ctx.close_pair(group, "pair_incomplete")
-                return  # otherwise the other leg is still waiting for its fill
+                # The other leg is still waiting for its fill; if its entry is cancelled instead,
+                # the position manager closes this one (PositionManager.cancel_pending).
+                return
             first = next(p for p in legs if p.symbol == ctx.symbol)
             reason = self._exit_reason(z, first.side == "long")
             if reason is not None:

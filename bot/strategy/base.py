@@ -1,6 +1,7 @@
 """The strategy plug-in interface: what a strategy declares, and what its orchestrator lends it."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -143,8 +144,6 @@ class Strategy:
     @classmethod
     def description(cls) -> str:
         """The class docstring, dedented: what the strategy does and when it suits."""
-        import inspect
-
         return inspect.cleandoc(cls.__doc__ or "")
 
     def subscriptions(self) -> Sequence[Stream]:

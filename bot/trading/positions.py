@@ -358,8 +358,8 @@ class PositionManager:
             self._publish("order_cancelled", {"client_id": order.client_id, "symbol": order.symbol, "reason": order.reason}, None)
         # A pair whose entry was cancelled after its other leg filled would be left unhedged:
         # the filled leg is closed too (its close stays pending; entries_only keeps it).
-        for group in orphaned:
-            if entries_only:
+        if entries_only:
+            for group in orphaned:
                 self.close_group(group, "pair_incomplete", self._last_ts)
         return len(dropped)
 

@@ -12,6 +12,7 @@ import pytest
 from bot.candles.model import Candle
 from bot.candles.reader import read_candles
 from bot.config.loader import load_config
+from bot.config.models import StrategyConfig
 from bot.errors import ConfigError
 from bot.trading.actions import ClosePercent
 from bot.errors import StrategyError
@@ -27,13 +28,29 @@ def legs() -> tuple[list[Candle], list[Candle]]:
     return list(read_candles(SHARED_DATA / "ETH-BTC_1m.csv")), list(read_candles(SHARED_DATA / "XMR-BTC_1m.csv"))
 
 
-def run(eth: list[Candle], xmr: list[Candle], **overrides: Any) -> Rig:
-    rig = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
+def spec(**overrides: Any) -> StrategyConfig:
+    """pairs_arbitrage on ETH/BTC against XMR/BTC, 5m, one ETH per pair, with `overrides` replacing top-level settings."""
     settings: dict[str, Any] = {"symbol": "ETH/BTC", "timeframe": "5m", "quantity": 1.0, "params": PARAMS, "risk": {"max_open_positions": 2}}
-    spec = module_strategy("pairs_arbitrage", **{**settings, **overrides})
-    rig.start(spec)
-    # Interleaved by time, as replay merges its sources.
-    for _, _, symbol, candle in sorted([(c.ts, 0, "ETH/BTC", c) for c in eth] + [(c.ts, 1, "XMR/BTC", c) for c in xmr]):
+    return module_strategy("pairs_arbitrage", **{**settings, **overrides})
+
+
+def pair_rig(**overrides: Any) -> Rig:
+    """A rig with both legs' feeds and the strategy active."""
+    rig = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
+    rig.start(spec(**overrides))
+    return rig
+
+
+def interleaved(eth: list[Candle], xmr: list[Candle], xmr_first: bool = False) -> list[tuple[str, Candle]]:
+    """Both legs' candles by time, as replay merges its sources; at a shared minute ETH/BTC first unless `xmr_first`."""
+    rank = (1, 0) if xmr_first else (0, 1)
+    rows = sorted([(c.ts, rank[0], "ETH/BTC", c) for c in eth] + [(c.ts, rank[1], "XMR/BTC", c) for c in xmr])
+    return [(symbol, candle) for _, _, symbol, candle in rows]
+
+
+def run(eth: list[Candle], xmr: list[Candle], xmr_first: bool = False, **overrides: Any) -> Rig:
+    rig = pair_rig(**overrides)
+    for symbol, candle in interleaved(eth, xmr, xmr_first):
         rig.services.hub.ingest(symbol, candle)
     return rig
 
@@ -158,13 +175,12 @@ def test_legs_open_and_close_together_and_pair_pnl_is_the_sum_of_its_legs(legs: 
 
 def test_closing_one_leg_closes_the_other_and_a_partial_close_of_a_leg_is_refused(legs: tuple[list[Candle], list[Candle]]) -> None:
     eth, xmr = legs
-    rig = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
-    rig.start(module_strategy("pairs_arbitrage", symbol="ETH/BTC", timeframe="5m", quantity=1.0, params=PARAMS, risk={"max_open_positions": 2}))
-    merged = sorted([(c.ts, 0, "ETH/BTC", c) for c in eth] + [(c.ts, 1, "XMR/BTC", c) for c in xmr])
+    rig = pair_rig()
+    merged = interleaved(eth, xmr)
     orchestrator = rig.manager.get("pairs_arbitrage")
     index = 0
     while len(orchestrator.positions.positions) < 2:
-        _, _, symbol, candle = merged[index]
+        symbol, candle = merged[index]
         rig.services.hub.ingest(symbol, candle)
         index += 1
     eth_leg = orchestrator.positions.position_on("ETH/BTC")
@@ -175,7 +191,7 @@ def test_closing_one_leg_closes_the_other_and_a_partial_close_of_a_leg_is_refuse
     assert failed and "pairs close whole" in failed[-1].payload["error"]
     orchestrator.actions.put(ClosePercent(eth_leg.id, 100.0, "manual"))
     orchestrator.actions.drain()
-    for _, _, symbol, candle in merged[index : index + 20]:
+    for symbol, candle in merged[index : index + 20]:
         rig.services.hub.ingest(symbol, candle)
     closed = [e.payload for e in rig.of_type("position_closed", "pairs_arbitrage")]
     assert [(c["symbol"], c["exit_reason"]) for c in closed[:2]] == [("ETH/BTC", "manual"), ("XMR/BTC", "pair_leg_closed")]
@@ -217,21 +233,11 @@ def test_bad_params_name_the_file_the_field_and_the_reason(tmp_path: Path, param
     assert words in problem.reason and "pairs_arbitrage" in problem.reason
 
 
-def _pair_rig(eth: list[Candle], xmr: list[Candle]) -> tuple[Rig, list[tuple[str, Candle]]]:
-    rig = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
-    rig.start(module_strategy("pairs_arbitrage", symbol="ETH/BTC", timeframe="5m", quantity=1.0, params=PARAMS, risk={"max_open_positions": 2}))
-    merged = [(symbol, c) for _, _, symbol, c in sorted([(c.ts, 0, "ETH/BTC", c) for c in eth] + [(c.ts, 1, "XMR/BTC", c) for c in xmr])]
-    return rig, merged
-
-
 def test_trades_do_not_depend_on_which_leg_fills_first(legs: tuple[list[Candle], list[Candle]]) -> None:
     eth, xmr = legs
     baseline = run(eth, xmr)
-    swapped = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
-    swapped.start(module_strategy("pairs_arbitrage", symbol="ETH/BTC", timeframe="5m", quantity=1.0, params=PARAMS, risk={"max_open_positions": 2}))
     # XMR/BTC first at every shared minute: the second leg's fill now comes before the first's.
-    for _, _, symbol, candle in sorted([(c.ts, 1, "ETH/BTC", c) for c in eth] + [(c.ts, 0, "XMR/BTC", c) for c in xmr]):
-        swapped.services.hub.ingest(symbol, candle)
+    swapped = run(eth, xmr, xmr_first=True)
 
     def trades(rig: Rig) -> list[tuple[str, str, str]]:
         return [(e.payload["symbol"], e.payload["side"], e.payload["exit_reason"]) for e in rig.of_type("position_closed", "pairs_arbitrage")]
@@ -241,7 +247,7 @@ def test_trades_do_not_depend_on_which_leg_fills_first(legs: tuple[list[Candle],
 
 def test_a_leg_left_alone_by_a_cancelled_entry_is_closed(legs: tuple[list[Candle], list[Candle]]) -> None:
     eth, xmr = legs
-    rig, merged = _pair_rig(eth, xmr)
+    rig, merged = pair_rig(), interleaved(eth, xmr)
     orchestrator = rig.manager.get("pairs_arbitrage")
     index = 0
     while len(orchestrator.positions.positions) < 1:
@@ -259,7 +265,7 @@ def test_a_leg_left_alone_by_a_cancelled_entry_is_closed(legs: tuple[list[Candle
 
 def test_unload_closing_positions_closes_both_legs_at_once(legs: tuple[list[Candle], list[Candle]]) -> None:
     eth, xmr = legs
-    rig, merged = _pair_rig(eth, xmr)
+    rig, merged = pair_rig(), interleaved(eth, xmr)
     orchestrator = rig.manager.get("pairs_arbitrage")
     index = 0
     while len(orchestrator.positions.positions) < 2:
@@ -281,7 +287,6 @@ def test_unload_closing_positions_closes_both_legs_at_once(legs: tuple[list[Cand
 )
 def test_settings_a_pair_cannot_honour_refuse_the_load(overrides: dict[str, Any], words: str) -> None:
     rig = Rig(feeds={"ETH/BTC": "1m", "XMR/BTC": "1m"}, catalog=repo_catalog())
-    settings: dict[str, Any] = {"symbol": "ETH/BTC", "timeframe": "5m", "quantity": 1.0, "params": PARAMS, "risk": {"max_open_positions": 2}}
     with pytest.raises(StrategyError, match=words):
-        rig.manager.load(module_strategy("pairs_arbitrage", **{**settings, **overrides}))
+        rig.manager.load(spec(**overrides))
     assert rig.manager.ids() == []
