@@ -14,6 +14,8 @@ STRATEGY_EVENTS: Final[frozenset[str]] = frozenset(
         "order_submitted",
         "order_filled",
         "order_cancelled",
+        "order_rejected",  # the exchange refused an order: kind (insufficient_funds, ...) and its reason
+        "reconcile_difference",  # the exchange disagreed with the journal at start-up, and what was done
         "position_opened",
         "position_reduced",  # a partial close (take-profit step or close-percent action)
         "position_closed",
@@ -30,6 +32,8 @@ MARKET_EVENTS: Final[frozenset[str]] = frozenset(
         "candle",  # a candle closed (symbol, timeframe)
         "candle_gap",  # missing candles detected in a feed
         "feed_state",
+        "reconciled",  # start-up reconciliation with the exchange finished: counts of what differed
+        "exchange_difference",  # an exchange balance or order no strategy accounts for
         "kill_switch",  # the global daily loss limit tripped: no new entries anywhere
         "replay_started",
         "replay_finished",

@@ -7,7 +7,7 @@ from typing import Final
 
 from bot.errors import BotError
 
-SCHEMA_VERSION: Final[int] = 2
+SCHEMA_VERSION: Final[int] = 3
 
 # Every table is keyed by strategy_id first, so one strategy's rows never mix with another's
 # and every per-strategy read is an index range scan. STRICT makes SQLite refuse a value of the
@@ -42,6 +42,8 @@ _DDL: Final[tuple[str, ...]] = (
         done_ts INTEGER,
         done_seq INTEGER,
         pair_group TEXT,
+        order_type TEXT,
+        limit_price REAL,
         PRIMARY KEY (strategy_id, client_id)
     ) STRICT, WITHOUT ROWID""",
     # No index on pending orders: the table is clustered by strategy, recovery scans that range
@@ -194,5 +196,11 @@ def _check_or_create(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("ALTER TABLE orders ADD COLUMN pair_group TEXT")
         conn.execute("UPDATE schema_version SET version = 2")
         version = 2
+    if version == 2:
+        # Version 3 records limit orders (type and price), so one resting at a crash comes back as one.
+        conn.execute("ALTER TABLE orders ADD COLUMN order_type TEXT")
+        conn.execute("ALTER TABLE orders ADD COLUMN limit_price REAL")
+        conn.execute("UPDATE schema_version SET version = 3")
+        version = 3
     if version < SCHEMA_VERSION:
         raise JournalError(f"{path}: journal schema version {version} is unknown (this bot writes {SCHEMA_VERSION})")

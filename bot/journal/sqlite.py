@@ -29,6 +29,8 @@ _ORDER_COLUMNS: Final[tuple[str, ...]] = (
     "submitted_ts",
     "filled_quantity",
     "pair_group",
+    "order_type",
+    "limit_price",
 )
 _STATE_COLUMNS: Final[tuple[str, ...]] = ("state", "change", "policy", "last_error", "ts")
 _TABLES_WITH_STRATEGIES: Final[tuple[str, ...]] = (

@@ -33,14 +33,12 @@ _STATE_PATCH: Final[tuple[tuple[str, str], ...]] = (
 
 _INSERT_ORDER: Final[str] = """
     INSERT OR REPLACE INTO orders (strategy_id, client_id, number, symbol, side, quantity, intent, position_id,
-        reason, ref_price, status, submitted_ts, submitted_seq, pair_group)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?, ?)"""
-# A fill completes its order once the filled quantity reaches the order's (allowing float dust),
-# so a partial fill from a real exchange leaves the order pending.
+        reason, ref_price, status, submitted_ts, submitted_seq, pair_group, order_type, limit_price)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?)"""
+# A fill completes its order (an exchange's partial fills are summed into one fill, which is
+# short of the order's quantity only when the rest was cancelled).
 _FILL_ORDER: Final[str] = """
-    UPDATE orders SET filled_quantity = filled_quantity + ?1,
-        status = CASE WHEN filled_quantity + ?1 >= quantity * (1 - 1e-9) THEN 'filled' ELSE status END,
-        done_ts = ?2, done_seq = ?3
+    UPDATE orders SET filled_quantity = filled_quantity + ?1, status = 'filled', done_ts = ?2, done_seq = ?3
     WHERE strategy_id = ?4 AND client_id = ?5"""
 _INSERT_FILL: Final[str] = """
     INSERT INTO fills (strategy_id, client_id, symbol, side, price, quantity, fee, liquidity, reason, fill_ts, ts, seq)
@@ -133,6 +131,7 @@ class JournalWriter:
             # other; the order_filled event that follows only repeats it.
             "order_filled": self._ignore,
             "order_cancelled": self._order_cancelled,
+            "order_rejected": self._order_cancelled,
             "position_opened": self._position_opened,
             "position_reduced": self._position_reduced,
             "position_closed": self._position_closed,
@@ -195,6 +194,8 @@ class JournalWriter:
                 event.ts,
                 event.seq,
                 p.get("group"),
+                p.get("order_type"),
+                p.get("limit_price"),
             ),
         )
 

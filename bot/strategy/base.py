@@ -90,9 +90,14 @@ class StrategyContext:
         return self._positions.last_price(symbol or self.symbol)
 
     # -- actions -------------------------------------------------------------------------------
-    def open(self, side: Side, symbol: str | None = None, quantity: float | None = None, reason: str = "signal") -> None:
-        """Queue a market entry (default: the configured quantity of the trading symbol)."""
-        self._put(OpenPosition(symbol or self.symbol, side, self.quantity if quantity is None else quantity, reason))
+    def open(
+        self, side: Side, symbol: str | None = None, quantity: float | None = None, reason: str = "signal", limit_price: float | None = None
+    ) -> None:
+        """Queue an entry at market, or a limit order at `limit_price` (default: the configured quantity of the trading symbol).
+
+        A limit entry rests until the price trades through it (deactivating the strategy cancels it).
+        """
+        self._put(OpenPosition(symbol or self.symbol, side, self.quantity if quantity is None else quantity, reason, limit_price))
 
     def close(self, position: Position, percent: float = 100.0, reason: str = "signal") -> None:
         """Queue a market close of `percent` of a position's quantity not already being closed."""

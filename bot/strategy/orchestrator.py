@@ -24,7 +24,7 @@ from bot.trading.actions import (
     OpenPosition,
     UpdateStopLoss,
 )
-from bot.trading.paper import PaperAccount
+from bot.trading.account import ExchangeAccount
 from bot.trading.portfolio import Portfolio
 from bot.trading.positions import Position, PositionManager
 from bot.trading.risk import StrategyRisk
@@ -49,7 +49,7 @@ class TradingOrchestrator:
         spec: StrategyConfig,
         publish: StrategyPublisher,
         logger: StrategyLogger,
-        account: PaperAccount,
+        account: ExchangeAccount,
         risk: StrategyRisk,
         metrics: StrategyMetrics,
         build_strategy: StrategyBuilder,
@@ -221,10 +221,12 @@ class TradingOrchestrator:
         assert isinstance(action, OpenPosition)
         if action.quantity <= 0:
             raise ActionError(f"open_position quantity must be positive, got {action.quantity}")
+        if action.limit_price is not None and not action.limit_price > 0:
+            raise ActionError(f"open_position limit price must be positive, got {action.limit_price}")
         price = self.positions.last_price(action.symbol)
         if price is None:
             raise ActionError(f"no price seen yet for {action.symbol}")
-        self.positions.submit_open(action.symbol, action.side, action.quantity, action.reason, self._now, price)
+        self.positions.submit_open(action.symbol, action.side, action.quantity, action.reason, self._now, price, action.limit_price)
 
     def _handle_close_percent(self, action: Action) -> None:
         assert isinstance(action, ClosePercent)
@@ -256,6 +258,8 @@ class TradingOrchestrator:
         for leg in (action.long, action.short):
             if leg.quantity <= 0:
                 raise ActionError(f"open_pair {leg.side} leg quantity must be positive, got {leg.quantity}")
+            if leg.limit_price is not None:
+                raise ActionError("open_pair legs are market orders: a limit leg could leave the pair half open")
             price = self.positions.last_price(leg.symbol)
             if price is None:
                 raise ActionError(f"no price seen yet for {leg.symbol}")

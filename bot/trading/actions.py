@@ -14,13 +14,14 @@ ActionKind = Literal["open_position", "close_percent", "update_stop_loss", "acti
 
 @dataclass(frozen=True, slots=True)
 class OpenPosition:
-    """Open a position of `quantity` on `symbol` at market."""
+    """Open a position of `quantity` on `symbol` at market, or with a limit order at `limit_price`."""
 
     kind: ClassVar[ActionKind] = "open_position"
     symbol: str
     side: Side
     quantity: float
     reason: str = "signal"
+    limit_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

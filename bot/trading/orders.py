@@ -6,11 +6,12 @@ from typing import Literal
 
 OrderSide = Literal["buy", "sell"]
 Intent = Literal["open", "close"]
+OrderType = Literal["market", "limit"]
 
 
 @dataclass(slots=True)
 class Order:
-    """A market order submitted for one strategy; its client id starts with the strategy id."""
+    """A market or limit order submitted for one strategy; its client id starts with the strategy id."""
 
     client_id: str
     strategy_id: str
@@ -22,11 +23,17 @@ class Order:
     reason: str
     submitted_ts: int
     ref_price: float
+    order_type: OrderType = "market"
+    limit_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """An execution of (part of) an order at a price, with its fee."""
+    """The execution of an order: quantity filled, average price and fee.
+
+    One fill completes its order: an exchange's partial fills are summed into one. Its quantity
+    is below the order's only when the rest was cancelled (a limit order cancelled part-filled).
+    """
 
     order: Order
     price: float

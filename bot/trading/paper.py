@@ -5,7 +5,8 @@ from typing import Literal
 
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
-from bot.trading.orders import Fill, Intent, Order, OrderSide
+from bot.trading.account import OnDropped, OnFill
+from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
 
 
 class PaperAccount:
@@ -17,7 +18,9 @@ class PaperAccount:
     - `close`: it fills at once at the deciding candle's close.
     Either way the price moves against the order by `slippage_bps`. Stop and take-profit
     triggers fill at their trigger price, or at the open when the candle gapped through it.
-    Take-profits pay the maker fee, everything else the taker fee.
+    A limit order waits from the next candle on until the price trades through its limit, and
+    fills at the limit (or at the open, when the candle opened beyond it), without slippage.
+    Take-profits and limit orders pay the maker fee, everything else the taker fee.
     """
 
     __slots__ = ("strategy_id", "_fees", "_fill", "pending_orders", "_next_id", "_slip")
@@ -31,6 +34,9 @@ class PaperAccount:
         self.pending_orders: list[Order] = []
         self._next_id = 0
 
+    def bind(self, on_fill: OnFill, on_dropped: OnDropped) -> None:
+        """Nothing to bind: paper orders are filled or dropped synchronously, through return values."""
+
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None:
         """Take new fee and fill settings for orders from now on."""
         self._fees = fees
@@ -42,17 +48,28 @@ class PaperAccount:
         self._next_id = max(self._next_id, last)
 
     def new_order(
-        self, symbol: str, side: OrderSide, quantity: float, intent: Intent, position_id: str, reason: str, ts: int, ref_price: float
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: float,
+        intent: Intent,
+        position_id: str,
+        reason: str,
+        ts: int,
+        ref_price: float,
+        order_type: OrderType = "market",
+        limit_price: float | None = None,
     ) -> Order:
         """Create an order whose client id is `<strategy_id>-<n>`."""
         self._next_id += 1
         return Order(
-            f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price
+            f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price,
+            order_type, limit_price,
         )
 
     def submit(self, order: Order) -> Fill | None:
-        """Accept a market order: fill it now (close model) or keep it for the next candle's open."""
-        if self._fill.model == "close":
+        """Accept an order: a market order fills now (close model) or at the next candle's open; a limit order waits."""
+        if self._fill.model == "close" and order.order_type == "market":
             return self._market_fill(order, order.ref_price, order.submitted_ts)
         self.pending_orders.append(order)
         return None
@@ -62,13 +79,38 @@ class PaperAccount:
         return self._market_fill(order, price, ts)
 
     def on_candle(self, symbol: str, candle: Candle, ts: int) -> list[Fill]:
-        """Fill this symbol's pending orders at the candle's open."""
+        """Fill this symbol's pending market orders at the candle's open, and its limit orders the candle reached."""
         pending = self.pending_orders
         if not pending:
             return []
-        fills = [self._market_fill(order, candle.open, ts) for order in pending if order.symbol == symbol]
-        pending[:] = [order for order in pending if order.symbol != symbol]
+        fills: list[Fill] = []
+        waiting: list[Order] = []
+        for order in pending:
+            if order.symbol != symbol:
+                waiting.append(order)
+            elif order.order_type == "market":
+                fills.append(self._market_fill(order, candle.open, ts))
+            else:
+                fill = self._limit_fill(order, candle, ts)
+                if fill is None:
+                    waiting.append(order)
+                else:
+                    fills.append(fill)
+        pending[:] = waiting
         return fills
+
+    def _limit_fill(self, order: Order, candle: Candle, ts: int) -> Fill | None:
+        limit = order.limit_price
+        assert limit is not None, f"limit order {order.client_id} without a limit price"
+        if order.side == "buy":
+            if candle.low > limit:
+                return None
+            price = min(candle.open, limit)
+        else:
+            if candle.high < limit:
+                return None
+            price = max(candle.open, limit)
+        return Fill(order, price, order.quantity, price * order.quantity * self._fees.maker_bps / 10_000.0, ts, "maker")
 
     def cancel_pending(self, intent: Intent | None = None) -> list[Order]:
         """Drop pending orders (all, or those of one intent) and return them."""

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from bot.candles.model import Candle
 from bot.config.models import ExitConfig
 from bot.errors import ActionError
+from bot.trading.account import ExchangeAccount
 from bot.trading.orders import Fill, Order, OrderSide
-from bot.trading.paper import PaperAccount
 from bot.trading.portfolio import Portfolio
 from bot.trading.risk import StrategyRisk
 
@@ -107,7 +107,7 @@ class PositionManager:
     """
 
     def __init__(
-        self, strategy_id: str, exits: ExitConfig, account: PaperAccount, portfolio: Portfolio, risk: StrategyRisk, publish: Publish
+        self, strategy_id: str, exits: ExitConfig, account: ExchangeAccount, portfolio: Portfolio, risk: StrategyRisk, publish: Publish
     ) -> None:
         self.strategy_id = strategy_id
         self._exits = exits
@@ -130,6 +130,8 @@ class PositionManager:
         self._pending_groups: dict[str, str] = {}
         self.closed_trades = 0
         self.winning_trades = 0
+        # A live account reports fills and refusals later, from the gateway's task.
+        account.bind(self.apply_fill, self.drop_order)
 
     def configure(self, exits: ExitConfig) -> None:
         """Exit rules for positions opened from now on (open ones keep theirs)."""
@@ -174,6 +176,7 @@ class PositionManager:
             order = Order(
                 row["client_id"], self.strategy_id, row["symbol"], row["side"], row["quantity"], row["intent"],
                 row["position_id"], row["reason"], row["submitted_ts"], row["ref_price"],
+                row.get("order_type") or "market", row.get("limit_price"),
             )
             self._pending_orders.append(order)
             if order.intent == "open":
@@ -220,15 +223,18 @@ class PositionManager:
         return position
 
     # -- orders --------------------------------------------------------------------------------
-    def submit_open(self, symbol: str, side: Literal["long", "short"], quantity: float, reason: str, ts: int, ref_price: float) -> None:
-        """Check an entry against the risk limits and send it, or publish the rejection."""
-        rejection = self._risk.check_open(quantity, ref_price, self.open_count(), ts)
+    def submit_open(
+        self, symbol: str, side: Literal["long", "short"], quantity: float, reason: str, ts: int, ref_price: float, limit_price: float | None = None
+    ) -> None:
+        """Check an entry (at market, or at `limit_price`) against the risk limits and send it, or publish the rejection."""
+        price = ref_price if limit_price is None else limit_price
+        rejection = self._risk.check_open(quantity, price, self.open_count(), ts)
         if rejection is not None:
-            self._reject(rejection, symbol, side, quantity, ref_price)
+            self._reject(rejection, symbol, side, quantity, price)
             return
         position_id = self._new_position_id()
-        self._risk.on_entry(position_id, quantity * ref_price)
-        self._send_open(symbol, side, quantity, reason, ts, ref_price, position_id)
+        self._risk.on_entry(position_id, quantity * price)
+        self._send_open(symbol, side, quantity, reason, ts, price, position_id, limit_price)
 
     def submit_pair(self, legs: tuple[tuple[str, Literal["long", "short"], float, float], ...], reason: str, ts: int) -> str | None:
         """Send legs (symbol, side, quantity, ref price) as one pair: every leg passes the risk limits, or none is sent.
@@ -265,9 +271,20 @@ class PositionManager:
         self._publish("risk_rejected", payload, None)
 
     def _send_open(
-        self, symbol: str, side: Literal["long", "short"], quantity: float, reason: str, ts: int, ref_price: float, position_id: str
+        self,
+        symbol: str,
+        side: Literal["long", "short"],
+        quantity: float,
+        reason: str,
+        ts: int,
+        ref_price: float,
+        position_id: str,
+        limit_price: float | None = None,
     ) -> None:
-        order = self._account.new_order(symbol, "buy" if side == "long" else "sell", quantity, "open", position_id, reason, ts, ref_price)
+        order = self._account.new_order(
+            symbol, "buy" if side == "long" else "sell", quantity, "open", position_id, reason, ts, ref_price,
+            "market" if limit_price is None else "limit", limit_price,
+        )
         self._pending_open[symbol] = self._pending_open.get(symbol, 0.0) + quantity
         self._pending_entries += 1
         self._announce_order(order)
@@ -340,21 +357,17 @@ class PositionManager:
             self.apply_fill(fill)
 
     def cancel_pending(self, entries_only: bool = False) -> int:
-        """Cancel pending orders (all, or only entries: pending closes stay); return how many."""
+        """Cancel pending orders (all, or only entries: pending closes stay); return how many were cancelled now.
+
+        A live account cancels asynchronously (a market order in flight cannot be cancelled at
+        all): its orders end later, through `drop_order` or `apply_fill`.
+        """
         dropped = self._account.cancel_pending(intent="open" if entries_only else None)
         orphaned: set[str] = set()
         for order in dropped:
-            if order.intent == "open":
-                self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
-                self._pending_entries -= 1
-                self._risk.release(order.position_id)
-                group = self._pending_groups.pop(order.position_id, None)
-                if group is not None:
-                    orphaned.add(group)
-            else:
-                position = self.positions.get(order.position_id)
-                if position is not None:
-                    position.pending_close = max(0.0, position.pending_close - order.quantity)
+            group = self._forget(order)
+            if group is not None:
+                orphaned.add(group)
             self._publish("order_cancelled", {"client_id": order.client_id, "symbol": order.symbol, "reason": order.reason}, None)
         # A pair whose entry was cancelled after its other leg filled would be left unhedged:
         # the filled leg is closed too (its close stays pending; entries_only keeps it).
@@ -362,6 +375,40 @@ class PositionManager:
             for group in orphaned:
                 self.close_group(group, "pair_incomplete", self._last_ts)
         return len(dropped)
+
+    def _forget(self, order: Order) -> str | None:
+        """Undo what an order that ends unfilled had reserved; return the pair group of a dropped entry."""
+        if order.intent == "open":
+            self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
+            self._pending_entries -= 1
+            self._risk.release(order.position_id)
+            return self._pending_groups.pop(order.position_id, None)
+        position = self.positions.get(order.position_id)
+        if position is not None:
+            position.pending_close = max(0.0, position.pending_close - order.quantity)
+        return None
+
+    def drop_order(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
+        """An order ended without any fill (the exchange refused or cancelled it): release it and announce why.
+
+        `kind` is a stable category (insufficient_funds, invalid_order, rate_limited, ...) and
+        `reason` the exchange's own message. A refused pair leg closes its partner if that filled.
+        """
+        group = self._forget(order)
+        payload = {
+            "client_id": order.client_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "quantity": order.quantity,
+            "intent": order.intent,
+            "position_id": order.position_id,
+            "reason": order.reason,
+            "kind": kind,
+            "exchange_reason": reason,
+        }
+        self._publish("order_rejected" if outcome == "rejected" else "order_cancelled", payload, None)
+        if group is not None and self.group_legs(group):
+            self.close_group(group, "pair_incomplete", self._last_ts)
 
     def close_all_now(self, reason: str) -> int:
         """Close every open position at once at its last mark (there is no next candle); return how many."""
@@ -383,7 +430,11 @@ class PositionManager:
             side: OrderSide = "sell" if position.direction > 0 else "buy"
             order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, self._last_ts, price)
             self._announce_order(order)
-            self.apply_fill(self._account.fill_now(order, price, self._last_ts))
+            fill = self._account.fill_now(order, price, self._last_ts)
+            if fill is None:  # a live account sent it at market: the fill comes later
+                position.pending_close += quantity
+            else:
+                self.apply_fill(fill)
             count += 1
         return count
 
@@ -473,7 +524,8 @@ class PositionManager:
         fraction = qty / position.quantity
         realised = position.direction * (fill.price - position.entry_price) * qty
         position.quantity -= qty
-        position.pending_close = max(0.0, position.pending_close - qty)
+        # The fill ends its order: the whole order stops being pending, filled in full or not.
+        position.pending_close = max(0.0, position.pending_close - order.quantity)
         position.closed_quantity += qty
         position.exit_value += fill.price * qty
         position.realised += realised
@@ -590,10 +642,16 @@ class PositionManager:
     def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
         # Market time of an intrabar trigger is not known finer than its candle: stamp the fill
         # with the candle's open time, as the next-open fills are.
+        if quantity <= 0:
+            return  # already being closed (a live close in flight): nothing more to send
         side: OrderSide = "sell" if position.direction > 0 else "buy"
         order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, candle.ts, price)
         self._announce_order(order)
-        self.apply_fill(self._account.trigger_fill(order, price, candle, candle.ts, kind))
+        fill = self._account.trigger_fill(order, price, candle, candle.ts, kind)
+        if fill is None:  # a live account sent it at market: the fill comes later
+            position.pending_close += quantity
+        else:
+            self.apply_fill(fill)
 
     # -- stop management (action handlers call these) ------------------------------------------
     def update_stop(self, position_id: str, price: float, reason: str, ts: int) -> None:
@@ -633,6 +691,9 @@ class PositionManager:
             "reason": order.reason,
             "ref_price": order.ref_price,
         }
+        if order.order_type != "market":
+            payload["order_type"] = order.order_type
+            payload["limit_price"] = order.limit_price
         group = self._pending_groups.get(order.position_id) if order.intent == "open" else None
         if group is not None:
             # Journalled with the order, so a leg pending at a crash comes back as a leg of its pair.

@@ -69,6 +69,8 @@ def order_as_journalled(order: Order, pair_group: str | None = None) -> dict[str
         "submitted_ts": order.submitted_ts,
         "filled_quantity": 0.0,
         "pair_group": pair_group,
+        "order_type": None if order.order_type == "market" else order.order_type,
+        "limit_price": order.limit_price,
     }
 
 

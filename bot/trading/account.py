@@ -1,0 +1,68 @@
+"""What a strategy's position manager needs from its exchange account, paper or live."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from bot.candles.model import Candle
+from bot.config.models import FeesConfig, FillConfig
+from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
+
+# How an order ended without a fill: refused by the exchange, or cancelled (by us, the exchange
+# or a user); `reason` is the exchange's own words, `kind` a stable category for the event.
+OnFill = Callable[[Fill], None]
+OnDropped = Callable[[Order, Literal["rejected", "cancelled"], str, str], None]
+
+
+class ExchangeAccount(Protocol):
+    """One strategy's account on an exchange: creates, sends and fills its orders.
+
+    A paper account fills synchronously (the return values of `submit`, `trigger_fill`,
+    `fill_now`, `on_candle`); a live account returns nothing there and reports each order's
+    outcome later through the callbacks given to `bind`, from the gateway's task.
+    """
+
+    strategy_id: str
+    pending_orders: list[Order]
+
+    def bind(self, on_fill: OnFill, on_dropped: OnDropped) -> None: ...
+
+    def configure(self, fees: FeesConfig, fill: FillConfig) -> None: ...
+
+    def continue_numbering(self, last: int) -> None: ...
+
+    def new_order(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: float,
+        intent: Intent,
+        position_id: str,
+        reason: str,
+        ts: int,
+        ref_price: float,
+        order_type: OrderType = "market",
+        limit_price: float | None = None,
+    ) -> Order: ...
+
+    def submit(self, order: Order) -> Fill | None: ...
+
+    def fill_now(self, order: Order, price: float, ts: int) -> Fill | None: ...
+
+    def on_candle(self, symbol: str, candle: Candle, ts: int) -> list[Fill]: ...
+
+    def cancel_pending(self, intent: Intent | None = None) -> list[Order]: ...
+
+    def trigger_fill(self, order: Order, trigger: float, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> Fill | None: ...
+
+
+class ExchangeGateway(Protocol):
+    """The shared execution service: opens one isolated account per strategy id."""
+
+    name: str
+
+    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> ExchangeAccount: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
