@@ -1,7 +1,8 @@
-"""Faults a test schedules on the fake exchange: each applies once, at the point it names."""
+"""Faults a test schedules on the fake exchange: each applies once (or `count` times), at the point it names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 
 @dataclass(slots=True)
@@ -14,18 +15,57 @@ class RestFault:
 
 
 @dataclass(slots=True)
+class OrderDelay:
+    """The next `count` order creations are booked, but their responses wait `delay_s` seconds."""
+
+    delay_s: float
+    count: int
+
+
+@dataclass(slots=True)
+class OrderError:
+    """The next `count` order creations are refused with this Binance error, nothing booked."""
+
+    status: int
+    code: int
+    msg: str
+    count: int
+
+
+class _Counted(Protocol):
+    count: int
+
+
+_F = TypeVar("_F", bound=_Counted)
+
+
+def _take(queue: list[_F]) -> _F | None:
+    """The first fault of `queue` with uses left (consumes one), dropping spent ones."""
+    while queue:
+        fault = queue[0]
+        if fault.count > 0:
+            fault.count -= 1
+            return fault
+        queue.pop(0)
+    return None
+
+
+@dataclass(slots=True)
 class Faults:
-    """Scheduled misbehaviour, keyed by the index of the candle being streamed.
+    """Scheduled misbehaviour, keyed by the index of the candle being streamed, or by request.
 
     Indexes are positions in the served series. `disconnect` closes every websocket after
     that many pushes of the candle (0: before its first); `skip` leaves candles out of the
     stream (REST still has them); `duplicate` sends a candle's closing push twice; `late`
     holds a candle's closing push back until the next candle has started; `malformed` sends
     broken messages before the candle's closing push; `reject_ws` refuses that many
-    websocket handshakes with HTTP 503.
+    websocket handshakes with HTTP 503. `rest` fails any /api/ request; `order_delays` and
+    `order_errors` apply to POST /api/v3/order only (after `rest` and authentication).
     """
 
     rest: list[RestFault] = field(default_factory=list)
+    order_delays: list[OrderDelay] = field(default_factory=list)
+    order_rejects: list[OrderError] = field(default_factory=list)
     disconnect: dict[int, int] = field(default_factory=dict)
     skip: set[int] = field(default_factory=set)
     duplicate: set[int] = field(default_factory=set)
@@ -37,16 +77,29 @@ class Faults:
         """Fail the next `count` REST requests with `status`."""
         self.rest.append(RestFault(status, count, retry_after))
 
+    def order_timeout(self, delay_s: float, count: int = 1) -> None:
+        """Book the next `count` orders as usual but hold each response back `delay_s` seconds.
+
+        A client whose timeout is shorter gives up without learning that the order exists.
+        """
+        self.order_delays.append(OrderDelay(delay_s, count))
+
+    def order_errors(self, status: int, code: int, msg: str, count: int = 1) -> None:
+        """Refuse the next `count` order creations with HTTP `status` and `{"code": code, "msg": msg}`."""
+        self.order_rejects.append(OrderError(status, code, msg, count))
+
     def skip_range(self, first: int, count: int) -> None:
         """Leave `count` candles from index `first` out of the stream."""
         self.skip.update(range(first, first + count))
 
     def take_rest(self) -> RestFault | None:
         """The fault the next REST request suffers, if any (consumes one)."""
-        while self.rest:
-            fault = self.rest[0]
-            if fault.count > 0:
-                fault.count -= 1
-                return fault
-            self.rest.pop(0)
-        return None
+        return _take(self.rest)
+
+    def take_order_delay(self) -> OrderDelay | None:
+        """The delay the next order creation's response suffers, if any (consumes one)."""
+        return _take(self.order_delays)
+
+    def take_order_error(self) -> OrderError | None:
+        """The error the next order creation is refused with, if any (consumes one)."""
+        return _take(self.order_rejects)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 if TYPE_CHECKING:
     from tests.fake_exchange.server import FakeBinance
@@ -39,11 +40,15 @@ class RestApi:
         ]
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count requests and apply scheduled REST faults before the real handler runs."""
         if not request.path.startswith("/api/"):
             return await handler(request)
         self._fake.requests.append((request.path, dict(request.query)))
+        if request.method == "POST" and request.path == "/api/v3/order":
+            # Every attempt counts, one a fault refuses below too: its parameters are in the body.
+            params, _, _ = await self._fake.private.read(request)
+            self._fake.order_requests.append(params)
         fault = self._fake.faults.take_rest()
         if fault is not None:
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}

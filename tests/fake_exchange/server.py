@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -11,11 +13,27 @@ from typing import Any
 from aiohttp import web
 
 from tests.fake_exchange.faults import Faults
+from tests.fake_exchange.orders import EIGHT, Account, BinanceError, Filters, Order, OrderRequest, Pair
+from tests.fake_exchange.private import PrivateApi, parse_order_request
 from tests.fake_exchange.rest import RestApi
 from tests.fake_exchange.series import Series
 from tests.fake_exchange.stream import StreamServer
 
 HOST = "127.0.0.1"
+# The environment variables `signed_exchange_config` names, filled by `credential_env`.
+API_KEY_ENV = "FAKE_BINANCE_API_KEY"
+SECRET_ENV = "FAKE_BINANCE_SECRET"
+Amount = Decimal | str | float | int
+
+
+def _decimal(value: Amount) -> Decimal:
+    # Through str, so 0.1 means 0.1 and not the binary float nearest to it.
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _tick(text: str) -> Decimal:
+    # Partial candles carry float text (0.08909999999999999): prices live on the 1e-8 tick.
+    return Decimal(text).quantize(EIGHT, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(eq=False)
@@ -81,9 +99,22 @@ class FakeBinance:
     (so REST has every earlier candle, closed) and moves only as `advance`/`stream` push
     candles over the websocket. Each candle is pushed `updates_per_candle` times: partial
     (`x: false`) updates, then the closing one (`x: true`). `faults` schedules misbehaviour.
+
+    It also keeps one spot account (see orders.py) behind Binance's signed endpoints: ccxt
+    needs `credentials()`; MARKET orders fill at `price(symbol)`, resting LIMIT orders as the
+    pushes reach their price.
     """
 
-    def __init__(self, markets: dict[str, Path], start: int = 0, updates_per_candle: int = 3, timeframe: str = "1m") -> None:
+    def __init__(
+        self,
+        markets: dict[str, Path],
+        start: int = 0,
+        updates_per_candle: int = 3,
+        timeframe: str = "1m",
+        api_key: str = "fake-api-key",
+        secret: str = "fake-secret",
+        commission_rate: Amount = "0.001",
+    ) -> None:
         self.faults = Faults()
         self.updates_per_candle = updates_per_candle
         self.markets: dict[str, FakeMarket] = {
@@ -93,7 +124,19 @@ class FakeBinance:
         first = next(iter(self.markets.values())).series
         self.now_ms = first.stamps[start] if start < len(first) else first.stamps[-1] + first.tf_ms
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.api_key = api_key
+        self.secret = secret
+        self.account = Account(
+            {m.id: Pair(m.id, m.base, m.quote, Filters.from_info(m.info())) for m in self.markets.values()},
+            _decimal(commission_rate),
+        )
+        # Parameters (signature left out) of every POST /api/v3/order received, faulted ones too.
+        self.order_requests: list[dict[str, str]] = []
+        # Per market: the close of the latest kline push, the price MARKET orders fill at.
+        self._last_close: dict[str, Decimal] = {}
+        self._stopping = asyncio.Event()
         self.rest = RestApi(self)
+        self.private = PrivateApi(self)
         self.ws = StreamServer(self)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -101,8 +144,9 @@ class FakeBinance:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Listen on 127.0.0.1 with an ephemeral port."""
+        self._stopping.clear()
         app = web.Application(middlewares=[self.rest.middleware])
-        app.add_routes(self.rest.routes() + self.ws.routes())
+        app.add_routes(self.rest.routes() + self.private.routes() + self.ws.routes())
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, 0)
@@ -110,7 +154,8 @@ class FakeBinance:
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
-        """Close every websocket and stop listening."""
+        """Close every websocket, release held responses, and stop listening."""
+        self._stopping.set()
         await self.ws.disconnect_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -138,7 +183,7 @@ class FakeBinance:
         Not only the spot ones: an endpoint ccxt was not expected to call then fails loudly
         with a 404 from the fake instead of reaching the real exchange.
         """
-        import ccxt.pro
+        import ccxt.pro  # type: ignore[import-untyped]
 
         def rewrite(value: Any) -> Any:
             if isinstance(value, dict):
@@ -167,6 +212,18 @@ class FakeBinance:
         config.update(overrides)
         return config
 
+    def credentials(self) -> dict[str, str]:
+        """ccxt's credential fields for the fake's account: `{"apiKey": ..., "secret": ...}`."""
+        return {"apiKey": self.api_key, "secret": self.secret}
+
+    def credential_env(self) -> dict[str, str]:
+        """An environment holding the credentials under the names `signed_exchange_config` gives."""
+        return {API_KEY_ENV: self.api_key, SECRET_ENV: self.secret}
+
+    def signed_exchange_config(self, **overrides: Any) -> dict[str, Any]:
+        """`exchange_config` with api_key_env/secret_env naming `credential_env`'s variables."""
+        return self.exchange_config(**{"api_key_env": API_KEY_ENV, "secret_env": SECRET_ENV, **overrides})
+
     # -- driving it ---------------------------------------------------------------------------
     def market(self, symbol: str) -> FakeMarket:
         return self.markets[symbol]
@@ -188,6 +245,89 @@ class FakeBinance:
                 raise TimeoutError(f"{self.ws.subscriptions} subscriptions, expected {count}")
             await asyncio.sleep(0.005)
 
+    def on_push(self, market: FakeMarket, index: int, step: int) -> None:
+        """The clock reached push `step` of candle `index`: the price moves, resting orders it reaches fill.
+
+        Called for every push, sent or withheld by a stream fault: faults hit the websocket, not the market.
+        """
+        series = market.series
+        updates = self.updates_per_candle
+        _, high, low, close, _ = series.values[index] if step >= updates else series.partial(index, step, updates)
+        self._last_close[market.symbol] = _tick(close)
+        self.account.trade_through(market.id, _tick(high), _tick(low), self.now_ms)
+
     def kline_requests(self) -> list[dict[str, str]]:
         """Query parameters of every /api/v3/klines request so far."""
         return [query for path, query in self.requests if path == "/api/v3/klines"]
+
+    # -- the account ------------------------------------------------------------------------
+    def price(self, symbol: str) -> Decimal:
+        """The price a MARKET order of `symbol` fills at now, on the 1e-8 tick.
+
+        The close of the market's latest kline push (partial or closing); before any push, the
+        close of the last candle closed at the start (the first candle's open if none is).
+        """
+        last = self._last_close.get(symbol)
+        if last is not None:
+            return last
+        series = self.markets[symbol].series
+        closed = series.index_at_or_after(self.now_ms - series.tf_ms + 1) - 1
+        return _tick(series.values[closed][3] if closed >= 0 else series.values[0][0])
+
+    def _market_price(self, market_id: str) -> Decimal:
+        market = self.markets_by_id.get(market_id)
+        if market is None:
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        return self.price(market.symbol)
+
+    def submit(self, request: OrderRequest) -> Order:
+        """Book an order at the current price and clock (what POST /api/v3/order does), or raise its BinanceError."""
+        return self.account.place(request, self._market_price(request.symbol), self.now_ms)
+
+    def check(self, request: OrderRequest) -> None:
+        """Raise the BinanceError the order would get from its market's filters (POST /api/v3/order/test)."""
+        self.account.check(request, self._market_price(request.symbol))
+
+    def place_order(
+        self,
+        symbol: str,
+        side: str,
+        type: str,
+        quantity: Amount,
+        price: Amount | None = None,
+        client_id: str | None = None,
+        time_in_force: str | None = None,
+    ) -> Order:
+        """Book an order from outside the API (a previous run of the bot, the user): same rules, no faults.
+
+        `symbol` is unified (ETH/BTC); side and type are Binance's or ccxt's (buy, limit);
+        LIMIT orders default to GTC. Raises BinanceError as the endpoint would refuse it.
+        """
+        kind = type.upper()
+        params = {"symbol": self.markets[symbol].id, "side": side.upper(), "type": kind, "quantity": f"{_decimal(quantity):f}"}
+        if price is not None:
+            params["price"] = f"{_decimal(price):f}"
+        if kind == "LIMIT":
+            params["timeInForce"] = time_in_force or "GTC"
+        if client_id is not None:
+            params["newClientOrderId"] = client_id
+        request, _ = parse_order_request(params)
+        return self.submit(request)
+
+    def set_balance(self, asset: str, free: Amount) -> None:
+        """Set an asset's free amount; what open orders lock stays locked."""
+        self.account.set_balance(asset, _decimal(free))
+
+    def balances(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """Every asset of the account: (free, locked)."""
+        return {asset: (b.free, b.locked) for asset, b in self.account.balances.items()}
+
+    @property
+    def orders(self) -> list[Order]:
+        """Every order the fake accepted, oldest first (client_id, status, executed_qty, avg_price, fills...)."""
+        return self.account.orders
+
+    async def hold(self, delay_s: float) -> None:
+        """Wait `delay_s` seconds, or less if the fake stops meanwhile (a held response must not stall shutdown)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay_s)

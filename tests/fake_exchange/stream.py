@@ -146,6 +146,7 @@ class StreamServer:
             market = markets[symbol]
             self._fake.now_ms = event_ms
             self._cursor[symbol] = (index + 1, 1) if step == market.fake.updates_per_candle else (index, step + 1)
+            self._fake.on_push(market, index, step)
             if faults.disconnect.get(index) == step - 1:
                 del faults.disconnect[index]
                 await self.disconnect_all()
