@@ -9,6 +9,7 @@ from bot.clock import Clock, ReplayClock
 from bot.config.models import BotConfig
 from bot.log import BotLogger
 from bot.metrics import Metrics
+from bot.trading.account import ExchangeGateway
 from bot.trading.paper import PaperExchange
 from bot.trading.risk import RiskManager
 
@@ -36,7 +37,7 @@ class BotServices:
         hub: CandleHub,
         logger: BotLogger,
         risk: RiskManager,
-        exchange: PaperExchange,
+        exchange: ExchangeGateway,
         metrics: Metrics,
     ) -> None:
         self.clock = clock
@@ -50,11 +51,18 @@ class BotServices:
         self._started: list[Service] = []
 
     @classmethod
-    def for_replay(cls, config: BotConfig, logger: BotLogger | None = None, isolate_subscribers: bool = True) -> "BotServices":
+    def for_replay(
+        cls,
+        config: BotConfig,
+        logger: BotLogger | None = None,
+        isolate_subscribers: bool = True,
+        exchange: ExchangeGateway | None = None,
+    ) -> "BotServices":
         """Services for data-driven replay: candle clock, paper exchange, no network.
 
         `isolate_subscribers=False` lets a bus subscriber's exception propagate (tests use it so
-        an assertion inside a subscriber fails the test).
+        an assertion inside a subscriber fails the test). With `exchange` (the live gateway)
+        orders go to it instead of the paper exchange.
         """
         log = logger or BotLogger.to_stderr()
         clock = ReplayClock()
@@ -64,7 +72,7 @@ class BotServices:
             bus.publish("kill_switch", payload)
 
         risk = RiskManager(config.risk, announce_kill_switch)
-        return cls(clock, bus, hub, log, risk, PaperExchange(), Metrics())
+        return cls(clock, bus, hub, log, risk, exchange if exchange is not None else PaperExchange(), Metrics())
 
     async def start(self) -> None:
         """Start services in order; on a failure, stop those already started and re-raise."""

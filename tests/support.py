@@ -12,6 +12,7 @@ from bot.services import BotServices
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
+from bot.trading.account import ExchangeGateway
 
 REPO = Path(__file__).resolve().parents[1]
 # The two-strategy declarative setup (ema_cross + rsi_reversion on BTC/USD) that tests build on;
@@ -39,10 +40,14 @@ class Rig:
     """Services, factory and manager wired for a replay, with a list of every published event."""
 
     def __init__(
-        self, config: BotConfig | None = None, feeds: dict[str, str] | None = None, catalog: StrategyCatalog | None = None
+        self,
+        config: BotConfig | None = None,
+        feeds: dict[str, str] | None = None,
+        catalog: StrategyCatalog | None = None,
+        exchange: ExchangeGateway | None = None,
     ) -> None:
         self.services = BotServices.for_replay(
-            config or BotConfig(), BotLogger.to_stderr(level=50, name="bot.tests"), isolate_subscribers=False
+            config or BotConfig(), BotLogger.to_stderr(level=50, name="bot.tests"), isolate_subscribers=False, exchange=exchange
         )
         self.factory = OrchestratorFactory(self.services, catalog)
         self.manager = StrategyManager(self.services, self.factory)

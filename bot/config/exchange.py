@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from bot.candles.model import timeframe_ms
+from bot.config.execution import ExecutionConfig
 from bot.config.models import Strict
 
 _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
@@ -50,6 +51,7 @@ class ExchangeConfig(Strict):
     secret_env: str | None = None
     password_env: str | None = None
     feed: LiveFeedConfig = LiveFeedConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     @field_validator("id")
     @classmethod

@@ -278,6 +278,16 @@ class StrategyManager:
         elif orchestrator.state == "active":
             self._fail(orchestrator, exc)
 
+    def on_booking_error(self, strategy_id: str, exc: BaseException) -> None:
+        """Booking an exchange's fill or refusal failed in a strategy's code: an active strategy is marked failed."""
+        orchestrator = self._factory.get(strategy_id)
+        if orchestrator is None or not isinstance(exc, Exception):
+            return
+        if orchestrator.state == "active":
+            self._fail(orchestrator, exc)
+        else:
+            self._report_error(orchestrator, exc, "while booking an exchange fill")
+
     def _protect_dropped(self, orchestrator: TradingOrchestrator, dropped: list[tuple[str, str, Candle, int]]) -> None:
         """Show candles that were queued when its role changed to its positions (stops, take-profits)."""
         for symbol, timeframe, candle, ts in dropped:

@@ -1,0 +1,26 @@
+"""Configuration of live order execution through ccxt (mode "live")."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from bot.config.models import Strict
+
+
+class ExecutionConfig(Strict):
+    """How the live gateway sends, retries, tracks and looks up orders on the exchange."""
+
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60, description="how often resting orders are checked for fills")
+    send_retries: int = Field(default=3, ge=0, le=20, description="resends of an order that never reached the exchange (same client id)")
+    lookup_delay_s: float = Field(
+        default=1.0, ge=0, le=30, description="wait after a network error before asking the exchange whether the order arrived"
+    )
+    retry_min_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+    stops: Literal["local"] = Field(
+        default="local", description="stops, take-profits and trailing stops are enforced by the bot from the feed, sent at market"
+    )
+    client_id_max_length: int = Field(
+        default=36, ge=8, le=64, description="the exchange's limit on client order ids (Binance: 36); strategy ids must fit"
+    )

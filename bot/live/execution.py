@@ -1,0 +1,291 @@
+"""LiveExchange: the execution gateway that sends every strategy's orders to a ccxt exchange and tracks them to an outcome."""
+from __future__ import annotations
+
+import logging
+import random as _random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import ccxt
+from anyio.abc import TaskGroup, TaskStatus
+
+from bot.clock import Clock
+from bot.config.execution import ExecutionConfig
+from bot.config.models import FeesConfig, FillConfig
+from bot.live.backoff import Backoff
+from bot.live.errors import ExchangeSetupError, describe
+from bot.live.live_account import LiveAccount
+from bot.live.order_results import OrderOutcome, outcome_of, rejection_kind
+from bot.trading.orders import Order
+
+Lookup = Literal["found", "not_found", "unknown"]
+# Client ids are `<strategy id>-<n>`: room for n up to 10**9.
+_NUMBER_ROOM = 10
+
+
+@dataclass(slots=True, eq=False)
+class TrackedOrder:
+    """An order the gateway is responsible for until the exchange reports it done."""
+
+    account: LiveAccount
+    order: Order
+    exchange_id: str | None = None
+    # Sent, and the network failed before the answer: whether it reached the exchange is not known yet.
+    unconfirmed: bool = False
+    cancel_requested: bool = False
+
+
+class LiveExchange:
+    """The shared live gateway: one LiveAccount per strategy, every order sent, retried and tracked here.
+
+    An order goes out with its client id `<strategy_id>-<n>`. A network error while sending
+    leaves it unknown whether the exchange got it, so the gateway asks the exchange for that
+    client id before anything else and sends again (the same client id) only when the exchange
+    says it has no such order: an order is never placed twice. Refusals (insufficient funds,
+    invalid order, rate limited) become the strategy's `order_rejected` events with the
+    exchange's words. Resting orders are polled until filled or cancelled.
+    """
+
+    name = "live"
+
+    def __init__(
+        self,
+        exchange: Any,
+        settings: ExecutionConfig,
+        clock: Clock,
+        logger: logging.Logger,
+        *,
+        redact: Callable[[str], str] = str,
+        on_error: Callable[[str, BaseException], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.exchange = exchange
+        self.settings = settings
+        self._clock = clock
+        self._log = logger
+        self._redact = redact
+        self._on_error = on_error or self._log_error
+        self._sleep = sleep
+        self._random = random
+        self.accounts: dict[str, LiveAccount] = {}
+        # Client id -> the order being sent or resting; only orders without an outcome yet.
+        self.tracked: dict[str, TrackedOrder] = {}
+        self._tg: TaskGroup | None = None
+        self._scope: anyio.CancelScope | None = None
+        self.sent = 0
+        self.resent = 0
+
+    # -- service lifecycle -----------------------------------------------------------------------
+    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> LiveAccount:
+        """The account a strategy's orchestrator trades through; its id must fit the exchange's client id limit."""
+        limit = self.settings.client_id_max_length
+        if len(strategy_id) + _NUMBER_ROOM > limit:
+            raise ExchangeSetupError(
+                f"strategy id {strategy_id!r} is too long for live trading: client order ids '<id>-<n>' must fit "
+                f"{self.exchange.id}'s {limit} characters (use an id of at most {limit - _NUMBER_ROOM})"
+            )
+        account = LiveAccount(strategy_id, fees, self, self._on_error)
+        self.accounts[strategy_id] = account
+        return account
+
+    async def start(self) -> None:
+        """Nothing to do before `run`: ccxt loads the markets on the first order."""
+
+    async def stop(self) -> None:
+        """Stop tracking; orders resting on the exchange stay there (the next start reconciles them)."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Load the markets, then send and track orders until stopped (start it in the daemon's task group)."""
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            await self._load_markets()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._poll_loop)
+                task_status.started()
+        self._tg = None
+
+    async def _load_markets(self) -> None:
+        # Before any order: ccxt would load them inside the first create_order, where a
+        # failure is indistinguishable from the order's own.
+        backoff = self._backoff()
+        while True:
+            try:
+                await self.exchange.load_markets()
+                return
+            except ccxt.OperationFailed as exc:
+                delay = backoff.next_delay()
+                self._log.warning("%s: loading markets failed (%s); again in %.1f s", self.exchange.id, self._text(exc), delay)
+                await self._sleep(delay)
+
+    # -- from accounts -------------------------------------------------------------------------
+    def send(self, account: LiveAccount, order: Order) -> None:
+        """Place an order in the background; its outcome reaches the account."""
+        if self._tg is None:
+            raise RuntimeError("the live gateway is not running: start LiveExchange.run first")
+        tracked = TrackedOrder(account, order)
+        self.tracked[order.client_id] = tracked
+        self._tg.start_soon(self._place, tracked)
+
+    def cancel(self, order: Order) -> None:
+        """Ask the exchange to cancel a resting order; the outcome (cancelled, or filled after all) comes by polling."""
+        tracked = self.tracked.get(order.client_id)
+        if tracked is None or tracked.cancel_requested:
+            return
+        tracked.cancel_requested = True
+        if tracked.exchange_id is not None and self._tg is not None:
+            self._tg.start_soon(self._cancel, tracked)
+
+    def adopt(self, account: LiveAccount, order: Order) -> TrackedOrder:
+        """Take over an order restored from the journal (reconciliation decides what it became)."""
+        tracked = TrackedOrder(account, order, unconfirmed=True)
+        self.tracked[order.client_id] = tracked
+        return tracked
+
+    # -- placing ---------------------------------------------------------------------------------
+    def _backoff(self) -> Backoff:
+        s = self.settings
+        return Backoff(s.retry_min_s, max(s.retry_min_s, s.retry_max_s), random=self._random)
+
+    async def _place(self, tracked: TrackedOrder) -> None:
+        order = tracked.order
+        backoff = self._backoff()
+        resends = 0
+        while True:
+            self.sent += 1
+            try:
+                reply = await self.exchange.create_order(
+                    order.symbol, order.order_type, order.side, order.quantity, order.limit_price, {"clientOrderId": order.client_id}
+                )
+            except ccxt.DuplicateOrderId:
+                # An earlier attempt of ours reached the exchange after all: that one is the order.
+                reply = None
+            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
+                # A definite refusal, not an unknown outcome: a late market order is another trade.
+                self._refused(tracked, exc)
+                return
+            except ccxt.OperationFailed as exc:
+                # The network, or the exchange's "failed this time" (Binance -1001): whether the
+                # order was booked is unknown until we ask.
+                self._log.warning("%s: sending %s failed (%s); asking the exchange whether it arrived", self.exchange.id, order.client_id, self._text(exc))
+                await self._sleep(self.settings.lookup_delay_s)
+                found, reply = await self._lookup_with_retries(tracked)
+                if found == "not_found":
+                    if resends >= self.settings.send_retries:
+                        self._refused(tracked, exc)
+                        return
+                    resends += 1
+                    self.resent += 1
+                    await self._sleep(backoff.next_delay())
+                    continue
+                if found == "unknown":
+                    tracked.unconfirmed = True  # the poller keeps asking; never resent blindly
+                    return
+            except ccxt.BaseError as exc:
+                self._refused(tracked, exc)
+                return
+            if reply is None:
+                found, reply = await self._lookup_with_retries(tracked)
+                if found != "found":
+                    tracked.unconfirmed = True
+                    return
+            assert reply is not None
+            self.apply(tracked, reply)
+            return
+
+    async def _lookup_with_retries(self, tracked: TrackedOrder) -> tuple[Lookup, dict[str, Any] | None]:
+        backoff = self._backoff()
+        for _ in range(max(1, self.settings.send_retries + 1)):
+            found, reply = await self.lookup(tracked)
+            if found != "unknown":
+                return found, reply
+            await self._sleep(backoff.next_delay())
+        return "unknown", None
+
+    async def lookup(self, tracked: TrackedOrder) -> tuple[Lookup, dict[str, Any] | None]:
+        """Ask the exchange about an order by its exchange id, or by client id when that is not known."""
+        order = tracked.order
+        try:
+            if tracked.exchange_id is not None:
+                reply = await self.exchange.fetch_order(tracked.exchange_id, order.symbol)
+            else:
+                reply = await self.exchange.fetch_order(None, order.symbol, {"clientOrderId": order.client_id})
+        except ccxt.OrderNotFound:
+            return "not_found", None
+        except ccxt.BaseError as exc:
+            self._log.warning("%s: could not look up order %s: %s", self.exchange.id, order.client_id, self._text(exc))
+            return "unknown", None
+        return "found", reply
+
+    def apply(self, tracked: TrackedOrder, reply: dict[str, Any]) -> OrderOutcome:
+        """Act on what the exchange says about an order: deliver its outcome, or keep tracking it."""
+        order = tracked.order
+        fee_bps = tracked.account.fees.taker_bps if order.order_type == "market" else tracked.account.fees.maker_bps
+        outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps)
+        tracked.unconfirmed = False
+        if outcome.exchange_id is not None:
+            tracked.exchange_id = str(outcome.exchange_id)
+        if outcome.status == "open":
+            if tracked.cancel_requested and self._tg is not None:
+                self._tg.start_soon(self._cancel, tracked)
+            return outcome
+        self.tracked.pop(order.client_id, None)
+        if outcome.fill is not None:
+            tracked.account.filled(outcome.fill)
+        else:
+            kind = "cancelled" if outcome.status == "cancelled" else "rejected"
+            tracked.account.dropped(order, outcome.status, kind, f"the exchange reports the order {outcome.reason or outcome.status}")  # type: ignore[arg-type]
+        return outcome
+
+    def forget(self, tracked: TrackedOrder, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
+        """End an order without a fill (it never reached the exchange, or was refused)."""
+        self.tracked.pop(tracked.order.client_id, None)
+        tracked.account.dropped(tracked.order, outcome, kind, self._redact(reason))
+
+    def _refused(self, tracked: TrackedOrder, exc: BaseException) -> None:
+        kind = rejection_kind(exc)
+        self._log.warning("%s refused order %s (%s): %s", self.exchange.id, tracked.order.client_id, kind, self._text(exc))
+        self.forget(tracked, "rejected", kind, describe(exc))
+
+    # -- tracking --------------------------------------------------------------------------------
+    async def _cancel(self, tracked: TrackedOrder) -> None:
+        order = tracked.order
+        try:
+            reply = await self.exchange.cancel_order(tracked.exchange_id, order.symbol)
+        except ccxt.OrderNotFound:
+            return  # already done (filled, most likely): the poller reports what it became
+        except ccxt.BaseError as exc:
+            self._log.warning("%s: cancelling %s failed: %s (polling continues)", self.exchange.id, order.client_id, self._text(exc))
+            return
+        if isinstance(reply, dict) and reply.get("status") and order.client_id in self.tracked:
+            self.apply(tracked, reply)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await self._sleep(self.settings.poll_interval_s)
+            await self.poll_once()
+
+    async def poll_once(self) -> None:
+        """Ask the exchange about every order still without an outcome."""
+        for tracked in list(self.tracked.values()):
+            if tracked.exchange_id is None and not tracked.unconfirmed:
+                continue  # still being sent by its own task
+            found, reply = await self.lookup(tracked)
+            if tracked.order.client_id not in self.tracked:
+                continue  # its outcome arrived meanwhile
+            if found == "found" and reply is not None:
+                self.apply(tracked, reply)
+            elif found == "not_found" and tracked.unconfirmed:
+                self.forget(tracked, "rejected", "network", "the order never reached the exchange (a network error while sending it)")
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _text(self, exc: BaseException) -> str:
+        return self._redact(describe(exc))
+
+    def _log_error(self, strategy_id: str, exc: BaseException) -> None:
+        self._log.error("[%s] booking an exchange fill failed: %s", strategy_id, self._redact(describe(exc)))

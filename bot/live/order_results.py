@@ -1,0 +1,95 @@
+"""Reading ccxt's answers about an order: done or not, the fill it amounts to, and why it was refused."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import ccxt
+
+from bot.trading.orders import Fill, Order
+
+OrderStatus = Literal["open", "filled", "cancelled", "rejected"]
+_DONE_WITHOUT_FILL = {"canceled": "cancelled", "cancelled": "cancelled", "expired": "cancelled", "rejected": "rejected"}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """Where an order stands on the exchange: still open, or done with a fill (possibly partial) or none."""
+
+    status: OrderStatus
+    fill: Fill | None = None
+    exchange_id: str | None = None
+    reason: str = ""
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number
+
+
+def fee_in_quote(order: dict[str, Any], symbol: str, price: float, fallback: float) -> float:
+    """The order's fees in the quote currency: base-currency fees valued at the fill price.
+
+    A fee in a third currency (Binance's BNB discount) cannot be valued without its price:
+    `fallback` (the configured fee rate) stands in for it.
+    """
+    base, _, quote = symbol.partition("/")
+    quote = quote.split(":")[0]
+    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    total = 0.0
+    for fee in fees:
+        cost = _number(fee.get("cost")) if isinstance(fee, dict) else None
+        if not cost:
+            continue
+        currency = fee.get("currency")
+        if currency == quote:
+            total += cost
+        elif currency == base:
+            total += cost * price
+        else:
+            return fallback
+    return total if fees else fallback
+
+
+def outcome_of(order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float) -> OrderOutcome:
+    """Turn ccxt's unified order structure into an outcome for `order` (the partial fills summed into one)."""
+    exchange_id = reply.get("id")
+    status = str(reply.get("status") or "open").lower()
+    filled = _number(reply.get("filled")) or 0.0
+    if status == "open" or (status not in ("closed", *_DONE_WITHOUT_FILL) and filled < order.quantity * (1 - 1e-9)):
+        return OrderOutcome("open", None, exchange_id)
+    if filled <= 0:
+        return OrderOutcome(_DONE_WITHOUT_FILL.get(status, "cancelled"), None, exchange_id, status)  # type: ignore[arg-type]
+    price = _number(reply.get("average"))
+    if not price:
+        cost = _number(reply.get("cost"))
+        price = cost / filled if cost else (_number(reply.get("price")) or order.ref_price)
+    fallback = price * filled * fee_bps / 10_000.0
+    fee = fee_in_quote(reply, order.symbol, price, fallback)
+    ts = reply.get("lastTradeTimestamp") or reply.get("timestamp") or now_ms
+    trades = reply.get("trades") or []
+    taker_or_maker = next((t.get("takerOrMaker") for t in trades if isinstance(t, dict) and t.get("takerOrMaker")), None)
+    liquidity: Literal["maker", "taker"] = "taker" if order.order_type == "market" else "maker"
+    if taker_or_maker == "maker" or taker_or_maker == "taker":
+        liquidity = taker_or_maker
+    return OrderOutcome("filled", Fill(order, price, filled, fee, int(ts), liquidity), exchange_id)
+
+
+def rejection_kind(exc: BaseException) -> str:
+    """A stable category for an order the exchange refused, for events and alerts."""
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return "insufficient_funds"
+    if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+        return "rate_limited"
+    if isinstance(exc, ccxt.InvalidOrder):
+        return "invalid_order"
+    if isinstance(exc, (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended)):
+        return "not_permitted"
+    if isinstance(exc, ccxt.BadSymbol):
+        return "bad_symbol"
+    if isinstance(exc, ccxt.NetworkError):
+        return "network"
+    return "exchange_error"

@@ -1,0 +1,141 @@
+"""The live gateway: strategies' orders go through real ccxt to the fake exchange, and come back as fills or refusals."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from bot.trading.actions import ClosePercent, OpenPosition
+from tests.live.support import ETH, until
+from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on
+
+
+def _start(live: LiveRig, **overrides: object) -> None:
+    live.rig.start(eth_strategy(**overrides))
+    live.feed_served(START - 50, 50)
+
+
+@pytest.mark.asyncio
+async def test_a_market_entry_and_exit_fill_on_the_exchange_under_the_strategys_client_ids() -> None:
+    async with fake_market(btc="1") as fake, gateway_on(fake) as live:
+        _start(live)
+        price = float(fake.price(ETH))
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        (opened,) = await live.wait_for("position_opened")
+        assert opened["client_id"] == "s1-1" and opened["entry_price"] == pytest.approx(price)
+        assert opened["fill"]["fee"] == pytest.approx(0.5 * price * 0.001) and opened["fill"]["liquidity"] == "taker"
+        assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
+        assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
+        portfolio = live.orch().portfolio.snapshot()
+        assert portfolio["fees"] == pytest.approx(0.5 * price * 0.001)
+
+        (position,) = live.positions()
+        live.act(ClosePercent(position.id, 100.0, "done"))
+        (closed,) = await live.wait_for("position_closed")
+        assert closed["exit_reason"] == "done" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
+        assert fake.balances()["ETH"] == (Decimal("0"), 0)
+        assert live.orch().positions.pending_orders() == () and live.gateway.tracked == {}
+
+
+@pytest.mark.asyncio
+async def test_insufficient_funds_become_a_tagged_rejection_with_the_exchanges_reason_and_release_the_entry() -> None:
+    async with fake_market(btc="0.001") as fake, gateway_on(fake) as live:
+        _start(live)
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        (rejected,) = await live.wait_for("order_rejected")
+        assert rejected["client_id"] == "s1-1" and rejected["kind"] == "insufficient_funds" and rejected["intent"] == "open"
+        assert "insufficient balance" in rejected["exchange_reason"]
+        orchestrator = live.orch()
+        assert orchestrator.positions.open_count() == 0 and orchestrator.positions.is_flat(ETH)
+        assert live.payloads("position_opened") == [] and fake.orders == []
+        # Keys never appear in what the bot publishes, even in an exchange error.
+        published = orjson.dumps([e.payload for e in live.rig.events if e.strategy_id], default=str).decode()
+        assert fake.secret not in published and fake.api_key not in published
+        # The risk view released the refused entry's exposure: the next one is allowed.
+        fake.set_balance("BTC", "1")
+        live.act(OpenPosition(ETH, "long", 0.5, "again"))
+        await live.wait_for("position_opened")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("status", "code", "message", "kind"),
+    [(400, -1013, "Filter failure: LOT_SIZE", "invalid_order"), (429, -1015, "Too many new orders; current limit is 50 orders per 10 SECOND.", "rate_limited")],
+)
+async def test_invalid_and_rate_limited_orders_are_rejections_naming_the_exchanges_reason(status: int, code: int, message: str, kind: str) -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        _start(live)
+        fake.faults.order_errors(status, code, message)
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        (rejected,) = await live.wait_for("order_rejected")
+        assert rejected["kind"] == kind and message.split(";")[0] in rejected["exchange_reason"]
+        assert live.orch().positions.open_count() == 0 and fake.orders == []
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_on_an_order_that_reached_the_exchange_is_found_by_client_id_not_placed_twice() -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        _start(live)
+        fake.faults.order_timeout(1.5)
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        (opened,) = await live.wait_for("position_opened")
+        assert opened["client_id"] == "s1-1" and opened["quantity"] == 0.5
+        assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
+        assert len(fake.order_requests) == 1 and live.gateway.resent == 0
+        assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
+
+
+@pytest.mark.asyncio
+async def test_an_order_lost_on_the_way_is_sent_again_with_the_same_client_id() -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        _start(live)
+        fake.faults.rest_errors(503, count=1)  # the create request fails before the exchange books anything
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        await live.wait_for("position_opened")
+        assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
+        assert live.gateway.resent == 1 and len(fake.order_requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_limit_entry_rests_on_the_exchange_and_becomes_a_position_when_the_price_comes_to_it() -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        _start(live)
+        series = fake.market(ETH).series
+        limit = float(min(Decimal(v[2]) for v in series.values[START : START + 30]))
+        live.act(OpenPosition(ETH, "long", 0.5, "dip", limit_price=limit))
+        await until(lambda: bool(fake.orders) and fake.orders[0].status == "NEW", what="the limit order resting")
+        assert fake.orders[0].client_id == "s1-1" and live.payloads("position_opened") == []
+        await fake.stream(30)
+        (opened,) = await live.wait_for("position_opened")
+        assert opened["entry_price"] == pytest.approx(limit) and opened["fill"]["liquidity"] == "maker"
+
+
+@pytest.mark.asyncio
+async def test_deactivating_cancels_a_resting_limit_entry_on_the_exchange() -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        _start(live)
+        live.act(OpenPosition(ETH, "long", 0.5, "dip", limit_price=float(fake.price(ETH)) * 0.5))
+        await until(lambda: bool(fake.orders) and fake.orders[0].status == "NEW", what="the limit order resting")
+        assert fake.balances()["BTC"][1] > 0  # funds locked by the resting order
+        live.rig.manager.deactivate("s1", "manage")
+        (cancelled,) = await live.wait_for("order_cancelled")
+        assert cancelled["client_id"] == "s1-1" and fake.orders[0].status == "CANCELED"
+        assert fake.balances()["BTC"] == (Decimal("1"), 0)
+        assert live.orch().positions.open_count() == 0 and live.gateway.tracked == {}
+
+
+@pytest.mark.asyncio
+async def test_a_stop_loss_is_enforced_from_the_feed_and_sent_at_market() -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        _start(live, exits={"stop_loss_pct": 0.3})
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        (opened,) = await live.wait_for("position_opened")
+        stop = opened["stop_loss"]
+        series = fake.market(ETH).series
+        hit = next(i for i in range(START, len(series)) if float(series.values[i][2]) <= stop)
+        await fake.stream(hit - START + 1)  # the exchange's price moves on as the feed does
+        live.feed_served(START, hit - START + 1)
+        (closed,) = await live.wait_for("position_closed")
+        assert closed["exit_reason"] == "stop_loss" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
+        assert fake.orders[1].side == "SELL" and fake.balances()["ETH"] == (Decimal("0"), 0)

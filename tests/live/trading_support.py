@@ -1,0 +1,119 @@
+"""A live-trading rig: real strategies whose orders go through the live gateway and real ccxt to the fake exchange."""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bot.candles.model import Candle
+from bot.clock import WallClock
+from bot.config.exchange import ExchangeConfig
+from bot.config.models import StrategyConfig
+from bot.journal import Journal
+from bot.live.exchange import build_exchange
+from bot.live.execution import LiveExchange
+from bot.strategy.orchestrator import TradingOrchestrator
+from bot.trading.actions import Action
+from bot.trading.positions import Position
+from tests.fake_exchange import FakeBinance
+from tests.live.support import ETH, until
+from tests.support import Rig, strategy
+
+START = 1200
+# Fast settings so tests do not wait out real delays; the client timeout is short so a held
+# order response (the timeout fault) times out quickly.
+EXECUTION = {"poll_interval_s": 0.02, "lookup_delay_s": 0.05, "retry_min_s": 0.01, "retry_max_s": 0.05}
+TIMEOUT_MS = 400
+
+
+def eth_strategy(**overrides: Any) -> StrategyConfig:
+    """A strategy on ETH/BTC 1m that never signals by itself: tests queue its actions."""
+    base: dict[str, Any] = {
+        "symbol": ETH,
+        "quantity": 0.5,
+        "analyzers": [{"type": "ema_cross", "params": {"fast": 50, "slow": 100}}],
+        "exit_threshold": None,
+        "fees": {"maker_bps": 10, "taker_bps": 10},
+    }
+    base.update(overrides)
+    return strategy(**base)
+
+
+class LiveRig:
+    """A Rig trading through a running LiveExchange on a fake exchange."""
+
+    def __init__(self, fake: FakeBinance, rig: Rig, gateway: LiveExchange) -> None:
+        self.fake = fake
+        self.rig = rig
+        self.gateway = gateway
+
+    def orch(self, strategy_id: str = "s1") -> TradingOrchestrator:
+        return self.rig.manager.get(strategy_id)
+
+    def act(self, *actions: Action, strategy_id: str = "s1") -> None:
+        """Queue actions and drain them, as the orchestrator does after a candle."""
+        orchestrator = self.orch(strategy_id)
+        for action in actions:
+            orchestrator.actions.put(action)
+        orchestrator.actions.drain()
+
+    def payloads(self, type_: str, strategy_id: str | None = "s1") -> list[dict[str, Any]]:
+        return [e.payload for e in self.rig.events if e.type == type_ and e.strategy_id == strategy_id]
+
+    def positions(self, strategy_id: str = "s1") -> list[Position]:
+        return list(self.orch(strategy_id).positions.positions.values())
+
+    async def wait_for(self, type_: str, count: int = 1, strategy_id: str | None = "s1", timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Wait until `count` events of a type have been published; return their payloads."""
+        await until(lambda: len(self.payloads(type_, strategy_id)) >= count, timeout, f"{count} {type_} event(s)")
+        return self.payloads(type_, strategy_id)
+
+    def served(self, first: int, count: int) -> list[Candle]:
+        """Candles of the served ETH/BTC series, as the hub would get them."""
+        series = self.fake.market(ETH).series
+        return [Candle(series.stamps[i], *(float(v) for v in series.values[i])) for i in range(first, first + count)]
+
+    def feed_served(self, first: int, count: int) -> None:
+        """Push served candles through the hub (what the live feed does)."""
+        self.rig.feed(ETH, self.served(first, count))
+
+
+@asynccontextmanager
+async def gateway_on(fake: FakeBinance, journal: Journal | None = None, **execution: Any) -> AsyncIterator[LiveRig]:
+    """A running gateway and a Rig on it (the journal, when given, hears every event first); stopped on exit."""
+    config = ExchangeConfig.model_validate(fake.signed_exchange_config(timeout_ms=TIMEOUT_MS, execution={**EXECUTION, **execution}))
+    exchange, redact = build_exchange(config, fake.credential_env(), streaming=False)
+    gateway = LiveExchange(exchange, config.execution, WallClock(), logging.getLogger("bot.tests.live"), redact=redact)
+    rig = Rig(feeds={ETH: "1m"}, exchange=gateway)
+    if journal is not None:
+        rig.services.bus.before_delivery = journal.record
+    gateway_rig = LiveRig(fake, rig, gateway)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(gateway.run)
+            try:
+                yield gateway_rig
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        await exchange.close()
+
+
+@asynccontextmanager
+async def fake_market(btc: str = "1", eth: str = "0") -> AsyncIterator[FakeBinance]:
+    """The fake exchange at candle START, serving ETH/BTC, with a funded account."""
+    from tests.support import ETH_1M
+
+    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
+        fake.set_balance("BTC", btc)
+        fake.set_balance("ETH", eth)
+        yield fake
+
+
+def journal_at(folder: Path) -> Journal:
+    """A real SQLite journal file in `folder`."""
+    return Journal(folder / "journal.sqlite")
