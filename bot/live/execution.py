@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import random as _random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import anyio
@@ -17,7 +17,7 @@ from bot.config.models import FeesConfig, FillConfig
 from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeSetupError, describe
 from bot.live.live_account import LiveAccount
-from bot.live.order_results import OrderOutcome, outcome_of, rejection_kind
+from bot.live.order_results import OrderOutcome, fee_in_quote, has_fee, outcome_of, rejection_kind
 from bot.trading.orders import Order
 
 Lookup = Literal["found", "not_found", "unknown"]
@@ -195,7 +195,7 @@ class LiveExchange:
                     tracked.unconfirmed = True
                     return
             assert reply is not None
-            self.apply(tracked, reply)
+            await self.apply(tracked, reply)
             return
 
     async def _lookup_with_retries(self, tracked: TrackedOrder) -> tuple[Lookup, dict[str, Any] | None]:
@@ -222,11 +222,13 @@ class LiveExchange:
             return "unknown", None
         return "found", reply
 
-    def apply(self, tracked: TrackedOrder, reply: dict[str, Any]) -> OrderOutcome:
+    async def apply(self, tracked: TrackedOrder, reply: dict[str, Any]) -> OrderOutcome:
         """Act on what the exchange says about an order: deliver its outcome, or keep tracking it."""
         order = tracked.order
         fee_bps = tracked.account.fees.taker_bps if order.order_type == "market" else tracked.account.fees.maker_bps
         outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps)
+        if outcome.fill is not None and not has_fee(reply) and reply.get("id"):
+            outcome = await self._with_trade_fees(outcome, reply)
         tracked.unconfirmed = False
         if outcome.exchange_id is not None:
             tracked.exchange_id = str(outcome.exchange_id)
@@ -241,6 +243,21 @@ class LiveExchange:
             kind = "cancelled" if outcome.status == "cancelled" else "rejected"
             tracked.account.dropped(order, outcome.status, kind, f"the exchange reports the order {outcome.reason or outcome.status}")  # type: ignore[arg-type]
         return outcome
+
+    async def _with_trade_fees(self, outcome: OrderOutcome, reply: dict[str, Any]) -> OrderOutcome:
+        # An order status (Binance's GET order) carries no fees: its trades do.
+        fill = outcome.fill
+        assert fill is not None
+        try:
+            trades = await self.exchange.fetch_order_trades(reply["id"], fill.order.symbol)
+        except ccxt.BaseError as exc:
+            self._log.warning("%s: fees of order %s unknown (%s): estimated from the configured rate", self.exchange.id, fill.order.client_id, self._text(exc))
+            return outcome
+        fees = [t["fee"] for t in trades if isinstance(t, dict) and t.get("fee")]
+        if not fees:
+            return outcome
+        fee = fee_in_quote({"fees": fees}, fill.order.symbol, fill.price, fill.fee)
+        return OrderOutcome(outcome.status, replace(fill, fee=fee), outcome.exchange_id, outcome.reason)
 
     def forget(self, tracked: TrackedOrder, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
         """End an order without a fill (it never reached the exchange, or was refused)."""
@@ -263,7 +280,7 @@ class LiveExchange:
             self._log.warning("%s: cancelling %s failed: %s (polling continues)", self.exchange.id, order.client_id, self._text(exc))
             return
         if isinstance(reply, dict) and reply.get("status") and order.client_id in self.tracked:
-            self.apply(tracked, reply)
+            await self.apply(tracked, reply)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -279,7 +296,7 @@ class LiveExchange:
             if tracked.order.client_id not in self.tracked:
                 continue  # its outcome arrived meanwhile
             if found == "found" and reply is not None:
-                self.apply(tracked, reply)
+                await self.apply(tracked, reply)
             elif found == "not_found" and tracked.unconfirmed:
                 self.forget(tracked, "rejected", "network", "the order never reached the exchange (a network error while sending it)")
 

@@ -30,6 +30,12 @@ def _number(value: Any) -> float | None:
     return number
 
 
+def has_fee(order: dict[str, Any]) -> bool:
+    """Whether the exchange's order structure reports the fee it charged."""
+    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    return any(isinstance(fee, dict) and fee.get("cost") is not None for fee in fees)
+
+
 def fee_in_quote(order: dict[str, Any], symbol: str, price: float, fallback: float) -> float:
     """The order's fees in the quote currency: base-currency fees valued at the fill price.
 

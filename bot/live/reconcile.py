@@ -91,7 +91,7 @@ class Reconciler:
                     self._difference(report, "order_missing", sid, f"[{sid}] order {cid} ({order.side} {order.quantity} {order.symbol}) never reached the exchange: dropped", client_id=cid)
                     continue
                 assert reply is not None
-                outcome = gateway.apply(tracked, reply)
+                outcome = await gateway.apply(tracked, reply)
                 if outcome.status == "open":
                     report.counts["order_still_open"] = report.counts.get("order_still_open", 0) + 1
                     self._log.info("reconcile: [%s] order %s is still open on the exchange: tracking it again", sid, cid)

@@ -100,7 +100,8 @@ async def test_an_order_lost_on_the_way_is_sent_again_with_the_same_client_id() 
 @pytest.mark.asyncio
 async def test_a_limit_entry_rests_on_the_exchange_and_becomes_a_position_when_the_price_comes_to_it() -> None:
     async with fake_market() as fake, gateway_on(fake) as live:
-        _start(live)
+        # The configured rates differ from the exchange's 10 bps: the booked fee must be the exchange's.
+        _start(live, fees={"maker_bps": 2, "taker_bps": 5})
         series = fake.market(ETH).series
         limit = float(min(Decimal(v[2]) for v in series.values[START : START + 30]))
         live.act(OpenPosition(ETH, "long", 0.5, "dip", limit_price=limit))
@@ -109,6 +110,7 @@ async def test_a_limit_entry_rests_on_the_exchange_and_becomes_a_position_when_t
         await fake.stream(30)
         (opened,) = await live.wait_for("position_opened")
         assert opened["entry_price"] == pytest.approx(limit) and opened["fill"]["liquidity"] == "maker"
+        assert opened["fill"]["fee"] == pytest.approx(0.5 * limit * 0.001)
 
 
 @pytest.mark.asyncio
