@@ -79,7 +79,7 @@ def _print_problems(console: Console, problems: Sequence[ConfigProblem]) -> None
         _error(console, str(problem))
 
 
-def _prepare(config: Path, candle_args: list[str], console: Console) -> tuple[LoadedConfig, list[CandleSource]] | None:
+def _prepare(config: Path, candle_args: list[str], console: Console, daemon: bool = False) -> tuple[LoadedConfig, list[CandleSource]] | None:
     try:
         loaded = load_config(config)
         overrides: dict[str, str] = {}
@@ -94,6 +94,13 @@ def _prepare(config: Path, candle_args: list[str], console: Console) -> tuple[Lo
     except ValueError as exc:
         _error(console, str(exc))
         return None
+    if daemon and loaded.bot.feed.source == "ccxt":
+        # The daemon streams exchange.feed.symbols (load_config checked every strategy against
+        # them): no recorded file is read. `bot replay` still replays replay.candles.
+        if overrides:
+            _error(console, "--candles: feed.source is ccxt, the daemon streams exchange.feed.symbols")
+            return None
+        return loaded, []
     sources, problems = resolve_sources(loaded, overrides)
     if problems:
         _print_problems(console, problems)
@@ -165,7 +172,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     console = Console()
-    prepared = _prepare(args.config, [], _stderr())
+    prepared = _prepare(args.config, [], _stderr(), daemon=True)
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
@@ -185,9 +192,10 @@ def _validate(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
     enabled = loaded.enabled_strategies()
+    live = loaded.bot.exchange.feed if loaded.bot.exchange is not None and loaded.bot.feed.source == "ccxt" else None
+    fed = f"live candles of {', '.join(live.symbols)} {live.timeframe}" if live is not None else f"candles for {', '.join(s.symbol + ' ' + s.timeframe for s in sources) or 'nothing'}"
     console.print(
-        f"{escape(str(args.config))}: OK ({len(loaded.strategies)} strategies, {len(enabled)} enabled; "
-        f"candles for {', '.join(s.symbol + ' ' + s.timeframe for s in sources) or 'nothing'})",
+        f"{escape(str(args.config))}: OK ({len(loaded.strategies)} strategies, {len(enabled)} enabled; {fed})",
         highlight=False,
         soft_wrap=True,
     )
@@ -195,7 +203,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    prepared = _prepare(args.config, args.candles, _stderr())
+    prepared = _prepare(args.config, args.candles, _stderr(), daemon=True)
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared

@@ -56,18 +56,22 @@ class BotServices:
         config: BotConfig,
         logger: BotLogger | None = None,
         isolate_subscribers: bool = True,
+        clock: Clock | None = None,
         exchange: ExchangeGateway | None = None,
     ) -> "BotServices":
         """Services for data-driven replay: candle clock, paper exchange, no network.
 
         `isolate_subscribers=False` lets a bus subscriber's exception propagate (tests use it so
-        an assertion inside a subscriber fails the test). With `exchange` (the live gateway)
-        orders go to it instead of the paper exchange.
+        an assertion inside a subscriber fails the test). With `clock` (the wall clock of a live
+        feed) event time comes from it and candles no longer move the clock. With `exchange` (the
+        live gateway) orders go to it instead of the paper exchange.
         """
         log = logger or BotLogger.to_stderr()
-        clock = ReplayClock()
+        candle_clock: ReplayClock | None = None
+        if clock is None:
+            clock = candle_clock = ReplayClock()
         bus = EventBus(clock, log.subscriber_failed if isolate_subscribers else None)
-        hub = CandleHub(bus, config.replay.history_size, clock.advance_to, config.replay.log_candles)
+        hub = CandleHub(bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles)
         def announce_kill_switch(payload: dict[str, Any]) -> None:
             bus.publish("kill_switch", payload)
 

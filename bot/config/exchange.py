@@ -18,6 +18,7 @@ class LiveFeedConfig(Strict):
     """How the ccxt candle feed backfills, streams, polls and decides a feed is stale."""
 
     timeframe: str = "1m"
+    symbols: tuple[str, ...] = Field(default=(), description="unified symbols the daemon streams when feed.source is ccxt")
     mode: Literal["auto", "stream", "poll"] = Field(default="auto", description="auto: stream when the exchange has watchOHLCV, else poll")
     backfill: int = Field(default=1_000, ge=0, description="closed candles fetched over REST before the first live one")
     page_limit: int = Field(default=1_000, ge=1, le=5_000, description="candles asked for per fetch_ohlcv request")
@@ -31,6 +32,17 @@ class LiveFeedConfig(Strict):
     @classmethod
     def _timeframe_known(cls, value: str) -> str:
         timeframe_ms(value)
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for symbol in value:
+            if not symbol.strip() or symbol != symbol.strip():
+                raise ValueError(f"{symbol!r} is not a symbol (unified form such as ETH/BTC)")
+        repeated = sorted({s for s in value if value.count(s) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
         return value
 
 

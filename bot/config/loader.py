@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from pydantic import ValidationError
 
+from bot.candles.model import timeframe_ms
 from bot.config.models import BotConfig, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
 
@@ -219,6 +220,69 @@ def load_config(path: str | Path) -> LoadedConfig:
         seen[strategy.id] = file_label
         strategies.append(strategy)
         files[strategy.id] = strategy_path
+    problems += live_feed_problems(bot, label, [(s, str(files[s.id])) for s in strategies if s.enabled], catalog)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config_path, bot, tuple(strategies), files, catalog)
+
+
+def live_feed_problems(
+    bot: BotConfig, label: str, strategies: list[tuple[StrategyConfig, str]], catalog: StrategyCatalog
+) -> list[ConfigProblem]:
+    """With `feed.source` ccxt: the exchange section and its symbols are there, and every strategy
+    (file label given) trades and reads only streamed symbols at timeframes built from the streamed one."""
+    if bot.feed.source != "ccxt":
+        return []
+    if bot.exchange is None:
+        return [ConfigProblem(label, "exchange", "required when feed.source is 'ccxt': the exchange to stream candles from (id, feed.symbols)")]
+    feed = bot.exchange.feed
+    if not feed.symbols:
+        return [ConfigProblem(label, "exchange.feed.symbols", "required when feed.source is 'ccxt': the symbols to stream, such as [\"ETH/BTC\"]")]
+    streamed = set(feed.symbols)
+    base_ms = timeframe_ms(feed.timeframe)
+    problems: list[ConfigProblem] = []
+    for spec, file_label in strategies:
+        if spec.symbol not in streamed:
+            problems.append(ConfigProblem(file_label, "symbol", f"{spec.symbol!r} is not streamed: add it to exchange.feed.symbols in {label}"))
+            continue
+        needed = [("timeframe", spec.timeframe)] + [
+            (f"filters[{i}].params.timeframe", str(f.params["timeframe"])) for i, f in enumerate(spec.filters) if "timeframe" in f.params
+        ]
+        for symbol, timeframe in _extra_streams(spec, catalog):
+            if symbol not in streamed:
+                problems.append(ConfigProblem(file_label, "params", f"the strategy also reads {symbol!r}, which is not streamed: add it to exchange.feed.symbols in {label}"))
+            else:
+                needed.append(("params", timeframe))
+        fields: dict[str, str] = {}
+        for field, timeframe in needed:
+            fields.setdefault(timeframe, field)
+        for timeframe, field in fields.items():
+            target = timeframe_ms(timeframe)
+            if target < base_ms or target % base_ms:
+                problems.append(
+                    ConfigProblem(file_label, field, f"{timeframe} cannot be built from the streamed {feed.timeframe} candles (exchange.feed.timeframe in {label})")
+                )
+    return problems
+
+
+def _extra_streams(spec: StrategyConfig, catalog: StrategyCatalog) -> list[tuple[str, str]]:
+    """The (symbol, timeframe) streams a strategy reads besides its trading stream, by building it on a
+    throwaway context; none when it cannot be built here (loading it reports why)."""
+    from bot.indicators.registry import IndicatorRegistry
+    from bot.strategy.base import StrategyContext
+
+    asked: dict[tuple[str, str], IndicatorRegistry] = {}
+
+    def registry_for(symbol: str, timeframe: str) -> IndicatorRegistry:
+        return asked.setdefault((symbol, timeframe), IndicatorRegistry())
+
+    def nothing(*_: Any) -> None:
+        return None
+
+    context = StrategyContext(spec, registry_for, nothing, nothing, cast(Any, None), lambda: 0)
+    try:
+        strategy = catalog.build(spec.module, spec.class_name, spec.params, context)
+        streams = [(str(s[0]), str(s[1])) for s in strategy.subscriptions()]
+    except Exception:  # the strategy's own code: its errors are reported when it is loaded
+        return []
+    return [s for s in dict.fromkeys([*streams, *asked]) if s != (spec.symbol, spec.timeframe)]

@@ -222,9 +222,13 @@ class ReplayConfig(Strict):
 
 
 class FeedConfig(Strict):
-    """The daemon's candle feed: recorded candles published clock-driven (live feeds: a later issue)."""
+    """The daemon's candle feed: recorded candles published clock-driven, or live candles from the exchange.
 
-    source: Literal["recorded", "ccxt"] = Field(default="recorded", description="ccxt: live candles from the exchange section")
+    With `source` ccxt the exchange section is required and its `feed` says what to stream
+    (symbols, timeframe, backfill); speed, loop and backfill here are for recorded candles only.
+    """
+
+    source: Literal["recorded", "ccxt"] = Field(default="recorded", description="ccxt: live candles of exchange.feed.symbols from the exchange section")
     speed: float = Field(default=60.0, gt=0, le=1_000_000, description="multiple of real time")
     loop: bool = Field(default=False, description="start the recording again, shifted in time, when it ends")
     backfill: int = Field(default=3_000, ge=0, description="candles published at once before trading starts (warm-up)")

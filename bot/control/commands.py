@@ -14,7 +14,7 @@ from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, deep_merge, load_c
 from bot.config.models import StrategyConfig
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
-from bot.daemon.feed import RecordedFeed
+from bot.daemon.live_feed import DaemonFeed, FeedCannotAddSymbol
 from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, OVERRIDES, STRATEGY_FILE, restore_orchestrator
 from bot.journal import Journal
 from bot.candles.model import timeframe_ms
@@ -112,7 +112,7 @@ class DaemonState:
     loaded: LoadedConfig
     services: BotServices
     manager: StrategyManager
-    feed: RecordedFeed
+    feed: DaemonFeed
     request_stop: Callable[[], None]
     journal: Journal | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
@@ -154,14 +154,13 @@ def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     problems = [f"strategy {sid} failed" for sid in failed]
     if kill_switch:
         problems.append("kill switch engaged")
-    if state.feed.state == "stopped":
-        problems.append("feed stopped")
+    problems += state.feed.problems()  # a live feed: symbols reconnecting, stale or failed
     return {
         "health": "degraded" if problems else "ok",
         "problems": problems,
         "uptime_s": round(time.monotonic() - state.started_monotonic, 3),
         "clock_ts": state.services.clock.now_ms(),
-        "feed": {"state": state.feed.state, "candles": state.feed.published},
+        "feed": state.feed.status(),
         "kill_switch": kill_switch,
         "strategies": strategies,
     }
@@ -359,6 +358,8 @@ def add_symbol(state: DaemonState, args: AddSymbolArgs) -> dict[str, Any]:
     """Subscribe a new symbol mid-session: its past candles warm the history before anything is routed."""
     if args.symbol in state.services.hub.symbols():
         raise ControlError("invalid_state", f"{args.symbol} already has a candle feed")
+    if state.feed.source != "recorded":
+        raise ControlError("invalid_state", f"adding a symbol at runtime needs the recorded feed (feed.source is {state.feed.source}): add {args.symbol} to exchange.feed.symbols and restart")
     if state.feed.state != "playing":
         raise ControlError("invalid_state", f"the feed is {state.feed.state}, not playing")
     path = state.loaded.base_dir / args.file
@@ -368,6 +369,8 @@ def add_symbol(state: DaemonState, args: AddSymbolArgs) -> dict[str, Any]:
         timeframe = args.timeframe or infer_timeframe(path)
         timeframe_ms(timeframe)
         warmed = state.feed.add_source(CandleSource(args.symbol, path, timeframe), state.services.clock.now_ms())
+    except FeedCannotAddSymbol as exc:
+        raise ControlError("invalid_state", str(exc)) from None
     except (BotError, ValueError) as exc:
         raise ControlError("invalid_config", str(exc)) from None
     if state.journal is not None:

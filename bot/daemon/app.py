@@ -1,6 +1,7 @@
 """The daemon: one task group running the feed, a task per strategy and the control server."""
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ import anyio
 import orjson
 from anyio.abc import TaskStatus
 
+from bot.clock import WallClock
 from bot.config.loader import LoadedConfig, deep_merge, load_strategy
 from bot.config.models import StrategyConfig
 from bot.control.commands import DaemonState
@@ -16,7 +18,7 @@ from bot.control.server import ControlServer, claim_socket_path, control_token
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
 from bot.daemon import heap
-from bot.daemon.feed import RecordedFeed
+from bot.daemon.live_feed import DaemonFeed, LiveFeed, PlayedFeed, close_exchange
 from bot.daemon.recovery import (
     ADDED_SYMBOL,
     FEED_POSITION,
@@ -40,18 +42,22 @@ from bot.strategy.manager import StrategyManager
 
 # Events whose fill books PnL or fees into the risk manager's daily tallies.
 _BOOKING_EVENTS = frozenset({"position_opened", "position_reduced", "position_closed"})
+# `bot run`'s exit code when the live feed fails while trading (a failure at start is a BotError: 2).
+EXIT_FEED_FAILED = 4
 
 
 class Daemon:
-    """`bot run`: trades every enabled strategy on a clock-driven feed until told to stop.
+    """`bot run`: trades every enabled strategy on a clock-driven or live feed until told to stop.
 
     Start: claim the control socket (a second daemon refuses here), open the journal, load the
     strategies and restore what the journal recorded for them (positions with stops, take-
     profit ladders and trailing state, pending orders, portfolio, id counters), backfill the
-    feed (resuming after the last candle published before a restart), then put each strategy
-    back in its journalled state (or activate a new one; they warm up from the backfill) and
-    play the feed. Stop (SIGTERM, SIGINT or `shutdown`): stop the feed, let every strategy
-    finish its queued candles, journal an equity snapshot, close the socket, remove its file.
+    feed (recorded: resuming after the last candle published before a restart; live, with
+    `feed.source` ccxt: the candles before now, the downtime reported as a gap), then put each
+    strategy back in its journalled state (or activate a new one; they warm up from the
+    backfill) and play the feed. Stop (SIGTERM, SIGINT, `shutdown`, or the live feed failing):
+    stop the feed, let every strategy finish its queued candles, journal an equity snapshot,
+    close the socket, remove its file, close the exchange's connections.
     """
 
     def __init__(self, loaded: LoadedConfig, sources: list[CandleSource], logger: BotLogger) -> None:
@@ -60,10 +66,20 @@ class Daemon:
         self.logger = logger
         self._stop = anyio.Event()
         self.socket_path = (loaded.base_dir / loaded.bot.control.socket).resolve()
+        self._feed: DaemonFeed | None = None
+        self._failure: str | None = None
 
     def request_stop(self) -> None:
-        """Begin a graceful stop."""
+        """Begin a graceful stop (a live backfill still under way is cut short)."""
         self._stop.set()
+        if self._feed is not None:
+            self._feed.stop()
+
+    def _feed_failed(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+            self.logger.logger.error("%s: stopping the daemon", reason)
+        self.request_stop()
 
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
@@ -72,14 +88,25 @@ class Daemon:
         control_token(self.loaded.bot.control)
         journal = Journal(self.loaded.base_dir / self.loaded.bot.journal.path)
         try:
-            return await self._run(journal)
+            exchange_config = self.loaded.bot.exchange if self.loaded.bot.feed.source == "ccxt" else None
+            if exchange_config is None:
+                return await self._run(journal, None)
+            from bot.live.exchange import build_exchange  # here: ccxt is slow to import
+
+            # Keys come from the environment variables the config names; never logged.
+            exchange, redact = build_exchange(exchange_config, os.environ, streaming=True)
+            try:
+                return await self._run(journal, (exchange, redact))
+            finally:
+                await close_exchange(exchange, redact, self.logger.logger)
         finally:
             journal.close()
 
-    async def _run(self, journal: Journal) -> int:
+    async def _run(self, journal: Journal, exchange: tuple[Any, Any] | None) -> int:
         config = self.loaded.bot
         log = self.logger.logger
-        services = BotServices.for_replay(config, self.logger)
+        # A live feed's event time is the wall clock; recorded candles drive a candle clock.
+        services = BotServices.for_replay(config, self.logger, clock=WallClock() if exchange is not None else None)
 
         def journal_first(event: Event) -> None:
             journal.record(event)
@@ -113,8 +140,6 @@ class Daemon:
 
             delivery = InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=record_processed)
             manager = StrategyManager(services, OrchestratorFactory(services, self.loaded.catalog), delivery)
-            for source in self.sources:
-                services.hub.add_feed(source.symbol, source.timeframe)
 
             def announce_feed(feed_state: str, info: dict[str, Any]) -> None:
                 services.bus.publish("feed_state", {"state": feed_state, **info})
@@ -125,17 +150,37 @@ class Daemon:
                 if delivery.queued() == 0:
                     journal.set_meta(FEED_POSITION, str(close_ts))
 
-            feed = RecordedFeed(
-                self.sources,
-                services.hub,
-                config.feed.speed,
-                config.feed.loop,
-                config.feed.backfill,
-                announce_feed,
-                resume_after=int(resume) if resume else None,
-                on_published=record_feed_position,
-            )
             resume_close = int(resume) if resume else None
+            feed: DaemonFeed
+            if exchange is not None:
+                assert config.exchange is not None
+                feed = LiveFeed(
+                    exchange[0],
+                    config.exchange.feed,
+                    services.hub,
+                    services.bus,
+                    log,
+                    redact=exchange[1],
+                    resume_after=resume_close,
+                    on_published=record_feed_position,
+                    on_fatal=self._feed_failed,
+                )
+            else:
+                for source in self.sources:
+                    services.hub.add_feed(source.symbol, source.timeframe)
+                feed = PlayedFeed(
+                    self.sources,
+                    services.hub,
+                    config.feed.speed,
+                    config.feed.loop,
+                    config.feed.backfill,
+                    announce_feed,
+                    resume_after=resume_close,
+                    on_published=record_feed_position,
+                )
+            self._feed = feed
+            if self._stop.is_set():
+                feed.stop()  # a signal came during start-up
             for symbol, raw in journal.meta_with_prefix(ADDED_SYMBOL).items():
                 added = orjson.loads(raw)
                 try:
@@ -197,6 +242,9 @@ class Daemon:
                     with anyio.CancelScope(shield=True):
                         await services.stop()
             tg.cancel_scope.cancel()
+        if self._failure is not None:
+            log.error("stopped: %s", self._failure)
+            return EXIT_FEED_FAILED
         log.info("stopped")
         return 0
 
