@@ -221,9 +221,25 @@ def load_config(path: str | Path) -> LoadedConfig:
         strategies.append(strategy)
         files[strategy.id] = strategy_path
     problems += live_feed_problems(bot, label, [(s, str(files[s.id])) for s in strategies if s.enabled], catalog)
+    problems += live_trading_problems(bot, label)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config_path, bot, tuple(strategies), files, catalog)
+
+
+def live_trading_problems(bot: BotConfig, label: str) -> list[ConfigProblem]:
+    """Mode live sends real orders: it needs live candles and the names of the variables holding the keys."""
+    if bot.mode != "live":
+        return []
+    problems = []
+    if bot.feed.source != "ccxt":
+        problems.append(ConfigProblem(label, "feed.source", "must be 'ccxt' in mode live: real orders are never decided on recorded candles"))
+    if bot.exchange is None:
+        return problems + [ConfigProblem(label, "exchange", "required in mode live: the exchange account to trade (id, api_key_env, secret_env)")]
+    for field in ("api_key_env", "secret_env"):
+        if getattr(bot.exchange, field) is None:
+            problems.append(ConfigProblem(label, f"exchange.{field}", "required in mode live: the name of the environment variable holding it"))
+    return problems
 
 
 def live_feed_problems(

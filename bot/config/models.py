@@ -284,7 +284,9 @@ from bot.config.exchange import ExchangeConfig  # noqa: E402
 class BotConfig(Strict):
     """The base configuration from config.json."""
 
-    mode: Literal["replay", "paper"] = "replay"
+    mode: Literal["replay", "paper", "live"] = Field(
+        default="replay", description="paper: orders filled by the bot's paper exchange; live: sent to the exchange section's account"
+    )
     replay: ReplayConfig = ReplayConfig()
     feed: FeedConfig = FeedConfig()
     exchange: ExchangeConfig | None = Field(default=None, description="the ccxt exchange: live candles, recording")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -38,6 +38,9 @@ from bot.replay.sources import CandleSource
 from bot.services import BotServices
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
+
+if TYPE_CHECKING:
+    from bot.daemon.live_trading import LiveTrading
 
 
 # Events whose fill books PnL or fees into the risk manager's daily tallies.
@@ -106,7 +109,24 @@ class Daemon:
         config = self.loaded.bot
         log = self.logger.logger
         # A live feed's event time is the wall clock; recorded candles drive a candle clock.
-        services = BotServices.for_replay(config, self.logger, clock=WallClock() if exchange is not None else None)
+        clock = WallClock() if exchange is not None else None
+        live: LiveTrading | None = None
+        if config.mode == "live":
+            assert config.exchange is not None and clock is not None  # checked when the config was loaded
+            from bot.daemon.live_trading import LiveTrading  # here: ccxt is slow to import
+
+            # Orders go to the exchange instead of the paper exchange; keys from the environment.
+            live = LiveTrading(config.exchange, os.environ, clock, log)
+        try:
+            return await self._run_services(journal, exchange, clock, live)
+        finally:
+            if live is not None:
+                await live.close()
+
+    async def _run_services(self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None) -> int:
+        config = self.loaded.bot
+        log = self.logger.logger
+        services = BotServices.for_replay(config, self.logger, clock=clock, exchange=None if live is None else live.gateway)
 
         def journal_first(event: Event) -> None:
             journal.record(event)
@@ -196,6 +216,8 @@ class Daemon:
                 log.info("control socket %s", self.socket_path)
                 await services.start()
                 try:
+                    if live is not None:
+                        await live.start(tg, manager)
                     loaded_specs = []
                     for spec in specs:
                         try:
@@ -213,6 +235,9 @@ class Daemon:
                                 manager.discard(spec.id)
                             continue
                         loaded_specs.append(spec)
+                    if live is not None:
+                        assert config.exchange is not None
+                        await self._reconcile(live, manager, services, config.exchange.feed.symbols)
                     await tg.start(feed.run)
                     for spec in loaded_specs:
                         if spec.id in saved:
@@ -247,6 +272,17 @@ class Daemon:
             return EXIT_FEED_FAILED
         log.info("stopped")
         return 0
+
+    async def _reconcile(self, live: LiveTrading, manager: StrategyManager, services: BotServices, symbols: tuple[str, ...]) -> None:
+        """Fix the journal from the exchange before any strategy trades; no trading when the exchange cannot be asked."""
+        import ccxt
+
+        from bot.live.errors import ExchangeSetupError, describe
+
+        try:
+            await live.reconcile(manager, services.bus, symbols)
+        except ccxt.BaseError as exc:
+            raise ExchangeSetupError(f"reconciliation with the exchange failed, not trading: {live.redact(describe(exc))}") from None
 
     def _strategies_to_load(self, journal: Journal, saved: dict[str, dict[str, Any]]) -> tuple[list[StrategyConfig], dict[str, Path]]:
         """The config's enabled strategies, plus those loaded at runtime before a restart (from their files)."""

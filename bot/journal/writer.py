@@ -131,7 +131,7 @@ class JournalWriter:
             # other; the order_filled event that follows only repeats it.
             "order_filled": self._ignore,
             "order_cancelled": self._order_cancelled,
-            "order_rejected": self._order_cancelled,
+            "order_rejected": self._order_rejected,
             "position_opened": self._position_opened,
             "position_reduced": self._position_reduced,
             "position_closed": self._position_closed,
@@ -232,6 +232,11 @@ class JournalWriter:
 
     def _order_cancelled(self, event: Event, sid: str, p: dict[str, Any]) -> None:
         self._execute(_CANCEL_ORDER, (event.ts, event.seq, sid, p["client_id"]))
+
+    def _order_rejected(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+        # The order is done, and why the exchange refused it is kept in the strategy's event log.
+        self._order_cancelled(event, sid, p)
+        self._log_event(event, sid, p)
 
     def _position_opened(self, event: Event, sid: str, p: dict[str, Any]) -> None:
         self._fill_of(event, sid, p)

@@ -67,7 +67,8 @@ class LiveExchange:
         self._clock = clock
         self._log = logger
         self._redact = redact
-        self._on_error = on_error or self._log_error
+        # Settable after construction: the strategy manager that fails a strategy is built later.
+        self.on_error: Callable[[str, BaseException], None] = on_error or self._log_error
         self._sleep = sleep
         self._random = random
         self.accounts: dict[str, LiveAccount] = {}
@@ -87,7 +88,7 @@ class LiveExchange:
                 f"strategy id {strategy_id!r} is too long for live trading: client order ids '<id>-<n>' must fit "
                 f"{self.exchange.id}'s {limit} characters (use an id of at most {limit - _NUMBER_ROOM})"
             )
-        account = LiveAccount(strategy_id, fees, self, self._on_error)
+        account = LiveAccount(strategy_id, fees, self, self._booking_failed)
         self.accounts[strategy_id] = account
         return account
 
@@ -303,6 +304,9 @@ class LiveExchange:
     # -- helpers -----------------------------------------------------------------------------------
     def _text(self, exc: BaseException) -> str:
         return self._redact(describe(exc))
+
+    def _booking_failed(self, strategy_id: str, exc: BaseException) -> None:
+        self.on_error(strategy_id, exc)
 
     def _log_error(self, strategy_id: str, exc: BaseException) -> None:
         self._log.error("[%s] booking an exchange fill failed: %s", strategy_id, self._redact(describe(exc)))

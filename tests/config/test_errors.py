@@ -56,7 +56,7 @@ def test_wrong_type(tmp_path: Path) -> None:
 
 
 def test_several_problems_in_config_json_are_all_reported(tmp_path: Path) -> None:
-    path = write_setup(tmp_path, {}, {"mode": "live", "replay": {"history_size": 0, "candles": {"BTC/USD": {}}}})
+    path = write_setup(tmp_path, {}, {"mode": "yolo", "replay": {"history_size": 0, "candles": {"BTC/USD": {}}}})
     problems = problems_of(path)
     assert {p.file for p in problems} == {str(path)}
     assert {p.field for p in problems} == {"mode", "replay.history_size", "replay.candles.BTC/USD.path"}
@@ -291,3 +291,17 @@ def test_problem_without_field_names_the_whole_file(tmp_path: Path) -> None:
     problem = ConfigProblem("config.json", "", "file not found")
     assert str(problem) == "config.json: <file>: file not found"
     assert repr(problem) == "ConfigProblem('config.json', '', 'file not found')"
+
+
+def test_mode_live_needs_live_candles_and_the_names_of_the_key_variables(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, {}, {"mode": "live", "exchange": {"id": "binance"}})
+    problems = problems_of(path)
+    assert {(p.file, p.field) for p in problems} == {
+        (str(path), "feed.source"), (str(path), "exchange.api_key_env"), (str(path), "exchange.secret_env")
+    }
+    assert any("never decided on recorded candles" in p.reason for p in problems)
+
+
+def test_mode_live_without_an_exchange_section_names_it(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, {}, {"mode": "live", "feed": {"source": "ccxt"}})
+    assert ("exchange", True) in {(p.field, "required" in p.reason) for p in problems_of(path)}

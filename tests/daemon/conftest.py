@@ -40,7 +40,7 @@ def write_daemon_config(folder: Path, **overrides: Any) -> Path:
 class DaemonProcess:
     """A `bot run` child process; `stop()` ends it (SIGTERM, then SIGKILL) and returns its exit code."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.folder = config.parent
         self.socket = self.folder / "bot.sock"
@@ -51,7 +51,7 @@ class DaemonProcess:
             cwd=self.folder,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:

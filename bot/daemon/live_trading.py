@@ -1,0 +1,44 @@
+"""Mode "live" in the daemon: the ccxt execution gateway, run in the daemon's task group and reconciled before trading."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+import anyio
+from anyio.abc import TaskGroup
+
+from bot.bus import EventBus
+from bot.clock import Clock
+from bot.config.exchange import ExchangeConfig
+from bot.live.errors import ExchangeSetupError
+from bot.live.exchange import build_exchange
+from bot.live.execution import LiveExchange
+from bot.live.reconcile import Reconciler, ReconcileReport
+from bot.strategy.manager import StrategyManager
+
+
+class LiveTrading:
+    """Owns the live gateway's exchange connection: built from the exchange section, keys from the environment."""
+
+    def __init__(self, config: ExchangeConfig, env: Mapping[str, str], clock: Clock, logger: logging.Logger) -> None:
+        if config.api_key_env is None or config.secret_env is None:
+            raise ExchangeSetupError("mode live trades with your account: set exchange.api_key_env and exchange.secret_env")
+        self._exchange, self.redact = build_exchange(config, env, streaming=False)
+        self.gateway = LiveExchange(self._exchange, config.execution, clock, logger, redact=self.redact)
+        self._log = logger
+
+    async def start(self, tg: TaskGroup, manager: StrategyManager) -> None:
+        """Run the gateway (markets loaded) in `tg`; a strategy whose fill cannot be booked is failed by `manager`."""
+        self.gateway.on_error = manager.on_booking_error
+        await tg.start(self.gateway.run)
+
+    async def reconcile(self, manager: StrategyManager, bus: EventBus, symbols: Iterable[str]) -> ReconcileReport:
+        """Bring the restored strategies in line with the exchange; raises when the exchange cannot be asked."""
+        managers = {sid: manager.get(sid).positions for sid in manager.ids()}
+        return await Reconciler(self.gateway, managers, bus.publish, self._log).run(symbols)
+
+    async def close(self) -> None:
+        """Stop tracking and close the connection (orders resting on the exchange stay there)."""
+        with anyio.CancelScope(shield=True):
+            await self.gateway.stop()
+            await self._exchange.close()
