@@ -155,12 +155,14 @@ def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     if kill_switch:
         problems.append("kill switch engaged")
     problems += state.feed.problems()  # a live feed: symbols reconnecting, stale or failed
+    problems += state.services.exchange.problems()  # live orders not confirmed yet
     return {
         "health": "degraded" if problems else "ok",
         "problems": problems,
         "uptime_s": round(time.monotonic() - state.started_monotonic, 3),
         "clock_ts": state.services.clock.now_ms(),
         "feed": state.feed.status(),
+        "execution": state.services.exchange.status(),
         "kill_switch": kill_switch,
         "strategies": strategies,
     }

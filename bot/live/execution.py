@@ -92,8 +92,24 @@ class LiveExchange:
         self.accounts[strategy_id] = account
         return account
 
+    def status(self) -> dict[str, Any]:
+        """What `status` shows of the gateway: orders without an outcome yet, sends and resends."""
+        return {
+            "gateway": "live",
+            "exchange": self.exchange.id,
+            "running": self._tg is not None,
+            "orders_in_flight": sorted(self.tracked),
+            "unconfirmed": sorted(cid for cid, t in self.tracked.items() if t.unconfirmed),
+            "sent": self.sent,
+            "resent": self.resent,
+        }
+
+    def problems(self) -> list[str]:
+        """Orders whose arrival at the exchange could not be confirmed yet (the poller keeps asking)."""
+        return [f"order {cid}: not known yet whether it reached {self.exchange.id}" for cid, t in self.tracked.items() if t.unconfirmed]
+
     async def start(self) -> None:
-        """Nothing to do before `run`: ccxt loads the markets on the first order."""
+        """Nothing to do before `run`, which loads the markets."""
 
     async def stop(self) -> None:
         """Stop tracking; orders resting on the exchange stay there (the next start reconciles them)."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
@@ -62,6 +62,10 @@ class ExchangeGateway(Protocol):
     name: str
 
     def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> ExchangeAccount: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def problems(self) -> list[str]: ...
 
     async def start(self) -> None: ...
 

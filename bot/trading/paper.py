@@ -1,7 +1,7 @@
 """The paper exchange: fills a strategy's orders from candles, per the documented fill model."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
@@ -147,6 +147,14 @@ class PaperExchange:
     def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> PaperAccount:
         """Create the account a strategy's orchestrator trades through."""
         return PaperAccount(strategy_id, fees, fill)
+
+    def status(self) -> dict[str, Any]:
+        """What `status` shows of the gateway."""
+        return {"gateway": "paper"}
+
+    def problems(self) -> list[str]:
+        """Nothing can go wrong between the bot and its own paper exchange."""
+        return []
 
     async def start(self) -> None:
         """Nothing to connect for paper trading."""

@@ -154,6 +154,9 @@ async def test_an_order_refused_for_insufficient_funds_is_journalled_as_a_tagged
             assert status[0]["kind"] == "insufficient_funds" and "insufficient balance" in status[0]["exchange_reason"]
             state = await call(process, "status")
             assert state["strategies"]["dip"]["state"] == "active"
+            execution = state["execution"]
+            assert (execution["gateway"], execution["exchange"], execution["running"]) == ("live", "binance", True)
+            assert execution["sent"] >= 1 and execution["unconfirmed"] == [] and state["health"] == "ok"
         assert process.proc.returncode == 0
     assert fake.orders == []
 
