@@ -8,7 +8,7 @@ from disk by the replay, as a recorded file would be.
     .venv/bin/python scripts/bench.py                  # everything
     .venv/bin/python scripts/bench.py --suite replay   # replay throughput only (525,600 candles)
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
-    .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies (fake exchange, loopback)
+    .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies done / action queued (fake exchange, loopback)
 """
 from __future__ import annotations
 
@@ -120,11 +120,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        if args.case == "live":
-            sys.path.insert(0, str(Path(__file__).resolve().parent))
-            import bench_live
-
-            print(json.dumps(bench_live.live_latency(600, 10)))
+        if args.case.startswith("live"):
+            print(json.dumps(run_live_case(args.case)))
             return 0
         if args.case.startswith("daemon:"):
             print(json.dumps(run_daemon_case(args.case.removeprefix("daemon:"))))
@@ -137,12 +134,44 @@ def main() -> int:
     if args.suite in ("all", "daemon"):
         daemon_suite()
     if args.suite in ("all", "live"):
-        live = _subprocess_case("live")
-        print(
-            f"live feed on the fake exchange over loopback, {live['strategies']} strategies, {live['candles']} candles:"
-            f" ws kline message -> candle processed by every strategy p50 {live['p50_ms']:.3f} ms  p99 {live['p99_ms']:.3f} ms  max {live['max_ms']:.1f} ms"
-        )
+        live_suite()
     return 0
+
+
+def run_live_case(name: str) -> dict[str, Any]:
+    """One live-feed latency run, in this (fresh) process."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_live
+
+    if name == "live":
+        return bench_live.live_latency(2000, 10)
+    return bench_live.inbox_latency(2000, 10, journal=name == "live:journal")
+
+
+def live_suite() -> None:
+    """ws kline message -> every strategy done / action queued, direct and through the daemon's inboxes."""
+    direct = _subprocess_case("live")
+    inbox = _subprocess_case("live:inbox")
+    journal = _subprocess_case("live:journal")
+
+    def figures(r: dict[str, Any], prefix: str) -> str:
+        return f"p50 {r[prefix + 'p50_ms']:.3f} ms  p99 {r[prefix + 'p99_ms']:.3f} ms  max {r[prefix + 'max_ms']:.1f} ms"
+
+    print()
+    print(
+        f"live feed on the fake exchange over loopback: ETH/BTC 1m, {direct['strategies']} ema_cross strategies,"
+        f" {direct['candles']:,} closing kline messages per run"
+    )
+    rows = [
+        ("direct delivery (as replay)", "ws kline message -> hub.ingest returned, all done", direct, ""),
+        ("", f"ws kline message -> action put ({direct['action_count']} actions)", direct, "action_"),
+    ]
+    for label, r in (("inbox delivery (as bot run)", inbox), ("inbox + journal (as bot run)", journal)):
+        rows.append((label, "ws kline message -> every strategy done", r, "done_"))
+        rows.append(("", f"ws kline message -> action put ({r['action_count']} actions, {r['action_candles']} candles)", r, "action_"))
+    for label, what, r, prefix in rows:
+        print(f"  {label:<29} {what:<62} {figures(r, prefix)}")
+    print(json.dumps({"direct": direct, "inbox": inbox, "inbox_journal": journal}))
 
 
 def run_daemon_case(name: str) -> dict[str, Any]:
