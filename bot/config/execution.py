@@ -16,6 +16,11 @@ class ExecutionConfig(Strict):
     lookup_delay_s: float = Field(
         default=1.0, ge=0, le=30, description="wait after a network error before asking the exchange whether the order arrived"
     )
+    request_window_s: float = Field(
+        default=11.0, ge=0, le=120,
+        description="after a failed send, how long the request could still execute (Binance: ccxt's 10 s recvWindow): "
+        "an order not found is resent only after it",
+    )
     retry_min_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
     stops: Literal["local"] = Field(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import random as _random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from bot.config.models import FeesConfig, FillConfig
 from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeSetupError, describe
 from bot.live.live_account import LiveAccount
-from bot.live.order_results import OrderOutcome, fee_in_quote, has_fee, outcome_of, rejection_kind
+from bot.live.order_results import OrderOutcome, base_fee, fee_in_quote, has_fee, is_duplicate_id, outcome_of, rejection_kind
 from bot.trading.orders import Order
 
 Lookup = Literal["found", "not_found", "unknown"]
@@ -61,6 +62,7 @@ class LiveExchange:
         on_error: Callable[[str, BaseException], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = _random.random,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.exchange = exchange
         self.settings = settings
@@ -71,6 +73,7 @@ class LiveExchange:
         self.on_error: Callable[[str, BaseException], None] = on_error or self._log_error
         self._sleep = sleep
         self._random = random
+        self._monotonic = monotonic
         self.accounts: dict[str, LiveAccount] = {}
         # Client id -> the order being sent or resting; only orders without an outcome yet.
         self.tracked: dict[str, TrackedOrder] = {}
@@ -179,7 +182,10 @@ class LiveExchange:
                 reply = await self.exchange.create_order(
                     order.symbol, order.order_type, order.side, order.quantity, order.limit_price, {"clientOrderId": order.client_id}
                 )
-            except ccxt.DuplicateOrderId:
+            except ccxt.InvalidOrder as exc:
+                if not is_duplicate_id(exc):
+                    self._refused(tracked, exc)
+                    return
                 # An earlier attempt of ours reached the exchange after all: that one is the order.
                 reply = None
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
@@ -190,8 +196,15 @@ class LiveExchange:
                 # The network, or the exchange's "failed this time" (Binance -1001): whether the
                 # order was booked is unknown until we ask.
                 self._log.warning("%s: sending %s failed (%s); asking the exchange whether it arrived", self.exchange.id, order.client_id, self._text(exc))
+                sent_at = self._monotonic()
                 await self._sleep(self.settings.lookup_delay_s)
                 found, reply = await self._lookup_with_retries(tracked)
+                # "Not found" is final only once the request can no longer execute (the exchange
+                # refuses it after its request window): before that it may still be booked late,
+                # and a market order's client id is not unique once it has filled.
+                while found == "not_found" and self._monotonic() - sent_at < self.settings.request_window_s:
+                    await self._sleep(min(self.settings.poll_interval_s, max(0.0, self.settings.request_window_s - (self._monotonic() - sent_at))))
+                    found, reply = await self._lookup_with_retries(tracked)
                 if found == "not_found":
                     if resends >= self.settings.send_retries:
                         self._refused(tracked, exc)
@@ -274,7 +287,10 @@ class LiveExchange:
         if not fees:
             return outcome
         fee = fee_in_quote({"fees": fees}, fill.order.symbol, fill.price, fill.fee)
-        return OrderOutcome(outcome.status, replace(fill, fee=fee), outcome.exchange_id, outcome.reason)
+        quantity = fill.quantity
+        if fill.order.side == "buy":
+            quantity = max(0.0, quantity - base_fee({"fees": fees}, fill.order.symbol))
+        return OrderOutcome(outcome.status, replace(fill, fee=fee, quantity=quantity), outcome.exchange_id, outcome.reason)
 
     def forget(self, tracked: TrackedOrder, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
         """End an order without a fill (it never reached the exchange, or was refused)."""

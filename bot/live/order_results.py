@@ -81,7 +81,28 @@ def outcome_of(order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float)
     liquidity: Literal["maker", "taker"] = "taker" if order.order_type == "market" else "maker"
     if taker_or_maker == "maker" or taker_or_maker == "taker":
         liquidity = taker_or_maker
-    return OrderOutcome("filled", Fill(order, price, filled, fee, int(ts), liquidity), exchange_id)
+    quantity = filled
+    if order.side == "buy":
+        # Binance spot takes a buyer's commission in the asset bought: what the account holds is
+        # the filled quantity less that fee (its value is in `fee`), and a close must not ask for more.
+        quantity = max(0.0, filled - base_fee(reply, order.symbol))
+    return OrderOutcome("filled", Fill(order, price, quantity, fee, int(ts), liquidity), exchange_id)
+
+
+def base_fee(order: dict[str, Any], symbol: str) -> float:
+    """The part of an order's fees charged in the base currency, in base units."""
+    base = symbol.partition("/")[0]
+    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    return sum(_number(fee.get("cost")) or 0.0 for fee in fees if isinstance(fee, dict) and fee.get("currency") == base)
+
+
+def is_duplicate_id(exc: BaseException) -> bool:
+    """Whether the exchange refused an order because its client id is already in use (an earlier attempt landed).
+
+    ccxt raises DuplicateOrderId where it knows the code; Binance's -2010 "Duplicate order sent."
+    comes as a plain InvalidOrder.
+    """
+    return isinstance(exc, ccxt.DuplicateOrderId) or (isinstance(exc, ccxt.InvalidOrder) and "duplicate order" in str(exc).lower())
 
 
 def rejection_kind(exc: BaseException) -> str:

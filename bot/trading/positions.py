@@ -128,6 +128,8 @@ class PositionManager:
         self._pending_entries = 0
         # Position id -> pair group of entries sent and not filled yet.
         self._pending_groups: dict[str, str] = {}
+        # Pairs one of whose legs the exchange refused while the other was still on its way.
+        self._broken_groups: set[str] = set()
         self.closed_trades = 0
         self.winning_trades = 0
         # A live account reports fills and refusals later, from the gateway's task.
@@ -407,8 +409,12 @@ class PositionManager:
             "exchange_reason": reason,
         }
         self._publish("order_rejected" if outcome == "rejected" else "order_cancelled", payload, None)
-        if group is not None and self.group_legs(group):
-            self.close_group(group, "pair_incomplete", self._last_ts)
+        if group is not None:
+            if self.group_legs(group):
+                self.close_group(group, "pair_incomplete", self._last_ts)
+            elif group in self._pending_groups.values():
+                # The partner's entry is still on its way: when it fills, it is closed at once.
+                self._broken_groups.add(group)
 
     def close_all_now(self, reason: str) -> int:
         """Close every open position at once at its last mark (there is no next candle); return how many."""
@@ -514,6 +520,9 @@ class PositionManager:
             "position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot(), "fill": filled}, None
         )
         self._announce_fill(filled)
+        if position.group is not None and position.group in self._broken_groups:
+            self._broken_groups.discard(position.group)
+            self.submit_close(position, position.quantity, "pair_incomplete", fill.ts, price)
 
     def _reduce(self, fill: Fill) -> None:
         order = fill.order

@@ -1,0 +1,32 @@
+"""Reading ccxt order structures: a buyer's commission taken in the asset bought, and Binance's duplicate-id refusal."""
+from __future__ import annotations
+
+import ccxt
+import pytest
+
+from bot.live.order_results import is_duplicate_id, outcome_of
+from bot.trading.orders import Order
+
+
+def _order(side: str) -> Order:
+    return Order("s1-1", "s1", "ETH/BTC", side, 0.5, "open", "s1-p1", "test", 0, 0.05)  # type: ignore[arg-type]
+
+
+def test_a_commission_in_the_bought_asset_reduces_the_quantity_held_and_is_valued_in_the_quote() -> None:
+    reply = {"id": "7", "status": "closed", "filled": 0.5, "average": 0.05, "fees": [{"currency": "ETH", "cost": 0.0005}]}
+    fill = outcome_of(_order("buy"), reply, 0, 10.0).fill
+    assert fill is not None
+    assert fill.quantity == pytest.approx(0.4995) and fill.fee == pytest.approx(0.0005 * 0.05)
+
+
+def test_a_commission_in_the_quote_leaves_the_quantity_whole() -> None:
+    reply = {"id": "7", "status": "closed", "filled": 0.5, "average": 0.05, "fee": {"currency": "BTC", "cost": 0.000025}}
+    for side in ("buy", "sell"):
+        fill = outcome_of(_order(side), reply, 0, 10.0).fill
+        assert fill is not None and fill.quantity == 0.5 and fill.fee == pytest.approx(0.000025)
+
+
+def test_binances_duplicate_order_refusal_is_recognised_though_ccxt_calls_it_an_invalid_order() -> None:
+    assert is_duplicate_id(ccxt.InvalidOrder('binance {"code":-2010,"msg":"Duplicate order sent."}'))
+    assert is_duplicate_id(ccxt.DuplicateOrderId("x"))
+    assert not is_duplicate_id(ccxt.InvalidOrder('binance {"code":-1013,"msg":"Filter failure: LOT_SIZE"}'))
