@@ -5,7 +5,7 @@ import logging
 import random as _random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -18,7 +18,7 @@ from bot.config.models import FeesConfig, FillConfig
 from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeSetupError, describe
 from bot.live.live_account import LiveAccount
-from bot.live.order_results import OrderOutcome, base_fee, fee_in_quote, has_fee, is_duplicate_id, outcome_of, rejection_kind
+from bot.live.order_results import OrderOutcome, has_fee, is_duplicate_id, outcome_of, rejection_kind
 from bot.trading.orders import Order
 
 Lookup = Literal["found", "not_found", "unknown"]
@@ -258,7 +258,10 @@ class LiveExchange:
         fee_bps = tracked.account.fees.taker_bps if order.order_type == "market" else tracked.account.fees.maker_bps
         outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps)
         if outcome.fill is not None and not has_fee(reply) and reply.get("id"):
-            outcome = await self._with_trade_fees(outcome, reply)
+            # An order status (Binance's GET order) carries no fees: its trades do.
+            fees = await self._trade_fees(order, reply["id"])
+            if fees:
+                outcome = outcome_of(order, {**reply, "fees": fees}, self._clock.now_ms(), fee_bps)
         tracked.unconfirmed = False
         if outcome.exchange_id is not None:
             tracked.exchange_id = str(outcome.exchange_id)
@@ -274,23 +277,14 @@ class LiveExchange:
             tracked.account.dropped(order, outcome.status, kind, f"the exchange reports the order {outcome.reason or outcome.status}")  # type: ignore[arg-type]
         return outcome
 
-    async def _with_trade_fees(self, outcome: OrderOutcome, reply: dict[str, Any]) -> OrderOutcome:
-        # An order status (Binance's GET order) carries no fees: its trades do.
-        fill = outcome.fill
-        assert fill is not None
+    async def _trade_fees(self, order: Order, exchange_id: str) -> list[Any]:
+        """The fees of an order's trades, or none when they cannot be read (the configured rate stands in)."""
         try:
-            trades = await self.exchange.fetch_order_trades(reply["id"], fill.order.symbol)
+            trades = await self.exchange.fetch_order_trades(exchange_id, order.symbol)
         except ccxt.BaseError as exc:
-            self._log.warning("%s: fees of order %s unknown (%s): estimated from the configured rate", self.exchange.id, fill.order.client_id, self._text(exc))
-            return outcome
-        fees = [t["fee"] for t in trades if isinstance(t, dict) and t.get("fee")]
-        if not fees:
-            return outcome
-        fee = fee_in_quote({"fees": fees}, fill.order.symbol, fill.price, fill.fee)
-        quantity = fill.quantity
-        if fill.order.side == "buy":
-            quantity = max(0.0, quantity - base_fee({"fees": fees}, fill.order.symbol))
-        return OrderOutcome(outcome.status, replace(fill, fee=fee, quantity=quantity), outcome.exchange_id, outcome.reason)
+            self._log.warning("%s: fees of order %s unknown (%s): estimated from the configured rate", self.exchange.id, order.client_id, self._text(exc))
+            return []
+        return [t["fee"] for t in trades if isinstance(t, dict) and t.get("fee")]
 
     def forget(self, tracked: TrackedOrder, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
         """End an order without a fill (it never reached the exchange, or was refused)."""

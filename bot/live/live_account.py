@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Literal
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.trading.account import OnDropped, OnFill
-from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
+from bot.trading.orders import Fill, Intent, Order, OrderNumbering
 
 if TYPE_CHECKING:
     from bot.live.execution import LiveExchange
 
 
-class LiveAccount:
+class LiveAccount(OrderNumbering):
     """A strategy's account on the live gateway: same interface as the paper account, outcomes come later.
 
     Every order is sent to the exchange at once (a stop or take-profit the bot enforces goes out
@@ -23,13 +23,12 @@ class LiveAccount:
     """
 
     def __init__(self, strategy_id: str, fees: FeesConfig, gateway: "LiveExchange", on_error: Callable[[str, BaseException], None]) -> None:
-        self.strategy_id = strategy_id
+        super().__init__(strategy_id)
         self.fees = fees
         self._gateway = gateway
         self._on_error = on_error
         # Mutated in place, never rebound: the position manager holds a reference to it.
         self.pending_orders: list[Order] = []
-        self._next_id = 0
         self._on_fill: OnFill | None = None
         self._on_dropped: OnDropped | None = None
 
@@ -41,30 +40,6 @@ class LiveAccount:
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None:
         """Fees estimate a fill's fee when the exchange does not report it in the quote currency; the fill model is the exchange's."""
         self.fees = fees
-
-    def continue_numbering(self, last: int) -> None:
-        """Number new orders after `last` (restored from the journal), so no client id is reused."""
-        self._next_id = max(self._next_id, last)
-
-    def new_order(
-        self,
-        symbol: str,
-        side: OrderSide,
-        quantity: float,
-        intent: Intent,
-        position_id: str,
-        reason: str,
-        ts: int,
-        ref_price: float,
-        order_type: OrderType = "market",
-        limit_price: float | None = None,
-    ) -> Order:
-        """Create an order whose client id is `<strategy_id>-<n>`."""
-        self._next_id += 1
-        return Order(
-            f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price,
-            order_type, limit_price,
-        )
 
     def submit(self, order: Order) -> Fill | None:
         """Send the order; its outcome comes later."""
@@ -92,10 +67,6 @@ class LiveAccount:
         return []
 
     # -- outcomes, called by the gateway ---------------------------------------------------------
-    def is_pending(self, order: Order) -> bool:
-        """Whether the order is still waiting for an outcome."""
-        return any(o is order for o in self.pending_orders)
-
     def filled(self, fill: Fill) -> None:
         """The order is done with this (possibly partial) fill: book it."""
         if not self._remove(fill.order):

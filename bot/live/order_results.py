@@ -30,9 +30,14 @@ def _number(value: Any) -> float | None:
     return number
 
 
+def _fees(order: dict[str, Any]) -> list[Any]:
+    """ccxt's fee list of an order (`fees`, or the single `fee`)."""
+    return order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+
+
 def has_fee(order: dict[str, Any]) -> bool:
     """Whether the exchange's order structure reports the fee it charged."""
-    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    fees = _fees(order)
     return any(isinstance(fee, dict) and fee.get("cost") is not None for fee in fees)
 
 
@@ -44,7 +49,7 @@ def fee_in_quote(order: dict[str, Any], symbol: str, price: float, fallback: flo
     """
     base, _, quote = symbol.partition("/")
     quote = quote.split(":")[0]
-    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    fees = _fees(order)
     total = 0.0
     for fee in fees:
         cost = _number(fee.get("cost")) if isinstance(fee, dict) else None
@@ -92,7 +97,7 @@ def outcome_of(order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float)
 def base_fee(order: dict[str, Any], symbol: str) -> float:
     """The part of an order's fees charged in the base currency, in base units."""
     base = symbol.partition("/")[0]
-    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    fees = _fees(order)
     return sum(_number(fee.get("cost")) or 0.0 for fee in fees if isinstance(fee, dict) and fee.get("currency") == base)
 
 

@@ -41,3 +41,37 @@ class Fill:
     fee: float
     ts: int
     liquidity: Literal["maker", "taker"]
+
+
+class OrderNumbering:
+    """Creates one strategy's orders with client ids `<strategy_id>-<n>`: the base of every exchange account."""
+
+    __slots__ = ("strategy_id", "_next_id")
+
+    def __init__(self, strategy_id: str) -> None:
+        self.strategy_id = strategy_id
+        self._next_id = 0
+
+    def continue_numbering(self, last: int) -> None:
+        """Number new orders after `last` (restored from the journal), so no client id is reused."""
+        self._next_id = max(self._next_id, last)
+
+    def new_order(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: float,
+        intent: Intent,
+        position_id: str,
+        reason: str,
+        ts: int,
+        ref_price: float,
+        order_type: OrderType = "market",
+        limit_price: float | None = None,
+    ) -> Order:
+        """Create an order whose client id is `<strategy_id>-<n>`."""
+        self._next_id += 1
+        return Order(
+            f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price,
+            order_type, limit_price,
+        )

@@ -6,10 +6,10 @@ from typing import Any, Literal
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.trading.account import OnDropped, OnFill
-from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
+from bot.trading.orders import Fill, Intent, Order, OrderNumbering
 
 
-class PaperAccount:
+class PaperAccount(OrderNumbering):
     """One strategy's account on the paper exchange: its pending orders, fill model and fees.
 
     Fill model (documented trading semantics):
@@ -23,16 +23,15 @@ class PaperAccount:
     Take-profits and limit orders pay the maker fee, everything else the taker fee.
     """
 
-    __slots__ = ("strategy_id", "_fees", "_fill", "pending_orders", "_next_id", "_slip")
+    __slots__ = ("_fees", "_fill", "pending_orders", "_slip")
 
     def __init__(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> None:
-        self.strategy_id = strategy_id
+        super().__init__(strategy_id)
         self._fees = fees
         self._fill = fill
         self._slip = fill.slippage_bps / 10_000.0
         # Mutated in place, never rebound: the position manager holds a reference to it.
         self.pending_orders: list[Order] = []
-        self._next_id = 0
 
     def bind(self, on_fill: OnFill, on_dropped: OnDropped) -> None:
         """Nothing to bind: paper orders are filled or dropped synchronously, through return values."""
@@ -42,30 +41,6 @@ class PaperAccount:
         self._fees = fees
         self._fill = fill
         self._slip = fill.slippage_bps / 10_000.0
-
-    def continue_numbering(self, last: int) -> None:
-        """Number new orders after `last` (restored from the journal), so no client id is reused."""
-        self._next_id = max(self._next_id, last)
-
-    def new_order(
-        self,
-        symbol: str,
-        side: OrderSide,
-        quantity: float,
-        intent: Intent,
-        position_id: str,
-        reason: str,
-        ts: int,
-        ref_price: float,
-        order_type: OrderType = "market",
-        limit_price: float | None = None,
-    ) -> Order:
-        """Create an order whose client id is `<strategy_id>-<n>`."""
-        self._next_id += 1
-        return Order(
-            f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price,
-            order_type, limit_price,
-        )
 
     def submit(self, order: Order) -> Fill | None:
         """Accept an order: a market order fills now (close model) or at the next candle's open; a limit order waits."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
+from bot.journal import Journal
 from bot.live.reconcile import Reconciler, ReconcileReport
 from bot.trading.actions import OpenPosition
 from tests.live.support import ETH, until
@@ -20,10 +21,10 @@ async def _reconcile(live: LiveRig) -> ReconcileReport:
     return await reconciler.run([ETH])
 
 
-def _restart(live: LiveRig, journal: object) -> None:
+def _restart(live: LiveRig, journal: Journal) -> None:
     """Load the strategy afresh and restore it from the journal, as the daemon does at start-up."""
     live.rig.manager.load(eth_strategy(risk={"max_open_positions": 3}), announce=False)
-    restore_orchestrator(journal, live.rig.manager.get("s1"))  # type: ignore[arg-type]
+    restore_orchestrator(journal, live.rig.manager.get("s1"))
 
 
 @pytest.mark.asyncio
