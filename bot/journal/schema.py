@@ -7,7 +7,7 @@ from typing import Final
 
 from bot.errors import BotError
 
-SCHEMA_VERSION: Final[int] = 3
+SCHEMA_VERSION: Final[int] = 4
 
 # Every table is keyed by strategy_id first, so one strategy's rows never mix with another's
 # and every per-strategy read is an index range scan. STRICT makes SQLite refuse a value of the
@@ -44,6 +44,7 @@ _DDL: Final[tuple[str, ...]] = (
         pair_group TEXT,
         order_type TEXT,
         limit_price REAL,
+        stop_price REAL,
         PRIMARY KEY (strategy_id, client_id)
     ) STRICT, WITHOUT ROWID""",
     # No index on pending orders: the table is clustered by strategy, recovery scans that range
@@ -202,5 +203,11 @@ def _check_or_create(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("ALTER TABLE orders ADD COLUMN limit_price REAL")
         conn.execute("UPDATE schema_version SET version = 3")
         version = 3
+    if version == 3:
+        # Version 4 records stop orders resting on the exchange (their trigger price), so the
+        # stop protecting a position is looked up, not forgotten, after a crash.
+        conn.execute("ALTER TABLE orders ADD COLUMN stop_price REAL")
+        conn.execute("UPDATE schema_version SET version = 4")
+        version = 4
     if version < SCHEMA_VERSION:
         raise JournalError(f"{path}: journal schema version {version} is unknown (this bot writes {SCHEMA_VERSION})")

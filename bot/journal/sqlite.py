@@ -31,6 +31,7 @@ _ORDER_COLUMNS: Final[tuple[str, ...]] = (
     "pair_group",
     "order_type",
     "limit_price",
+    "stop_price",
 )
 _STATE_COLUMNS: Final[tuple[str, ...]] = ("state", "change", "policy", "last_error", "ts")
 _TABLES_WITH_STRATEGIES: Final[tuple[str, ...]] = (

@@ -33,8 +33,8 @@ _STATE_PATCH: Final[tuple[tuple[str, str], ...]] = (
 
 _INSERT_ORDER: Final[str] = """
     INSERT OR REPLACE INTO orders (strategy_id, client_id, number, symbol, side, quantity, intent, position_id,
-        reason, ref_price, status, submitted_ts, submitted_seq, pair_group, order_type, limit_price)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?)"""
+        reason, ref_price, status, submitted_ts, submitted_seq, pair_group, order_type, limit_price, stop_price)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?)"""
 # A fill completes its order (an exchange's partial fills are summed into one fill, which is
 # short of the order's quantity only when the rest was cancelled).
 _FILL_ORDER: Final[str] = """
@@ -196,6 +196,7 @@ class JournalWriter:
                 p.get("group"),
                 p.get("order_type"),
                 p.get("limit_price"),
+                p.get("stop_price"),
             ),
         )
 

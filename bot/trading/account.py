@@ -43,6 +43,7 @@ class ExchangeAccount(Protocol):
         ref_price: float,
         order_type: OrderType = "market",
         limit_price: float | None = None,
+        stop_price: float | None = None,
     ) -> Order: ...
 
     def submit(self, order: Order) -> Fill | None: ...

@@ -6,12 +6,13 @@ from typing import Literal
 
 OrderSide = Literal["buy", "sell"]
 Intent = Literal["open", "close"]
-OrderType = Literal["market", "limit"]
+# "stop": a stop-market order resting on the exchange, protecting a position (live accounts only).
+OrderType = Literal["market", "limit", "stop"]
 
 
 @dataclass(slots=True)
 class Order:
-    """A market or limit order submitted for one strategy; its client id starts with the strategy id."""
+    """A market, limit or stop order submitted for one strategy; its client id starts with the strategy id."""
 
     client_id: str
     strategy_id: str
@@ -25,6 +26,7 @@ class Order:
     ref_price: float
     order_type: OrderType = "market"
     limit_price: float | None = None
+    stop_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +70,11 @@ class OrderNumbering:
         ref_price: float,
         order_type: OrderType = "market",
         limit_price: float | None = None,
+        stop_price: float | None = None,
     ) -> Order:
         """Create an order whose client id is `<strategy_id>-<n>`."""
         self._next_id += 1
         return Order(
             f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price,
-            order_type, limit_price,
+            order_type, limit_price, stop_price,
         )

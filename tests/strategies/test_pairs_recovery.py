@@ -79,7 +79,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     Journal(path).close()
     with sqlite3.connect(path) as conn:
-        for column in ("pair_group", "order_type", "limit_price"):
+        for column in ("pair_group", "order_type", "limit_price", "stop_price"):
             conn.execute(f"ALTER TABLE orders DROP COLUMN {column}")
         conn.execute("UPDATE schema_version SET version = 1")
     conn.close()
@@ -88,4 +88,4 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(orders)")]
         version = conn.execute("SELECT version FROM schema_version").fetchall()
     conn.close()
-    assert {"pair_group", "order_type", "limit_price"} <= set(columns) and version == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 3
+    assert {"pair_group", "order_type", "limit_price", "stop_price"} <= set(columns) and version == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 4
