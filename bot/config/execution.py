@@ -23,8 +23,11 @@ class ExecutionConfig(Strict):
     )
     retry_min_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
-    stops: Literal["local"] = Field(
-        default="local", description="stops, take-profits and trailing stops are enforced by the bot from the feed, sent at market"
+    stops: Literal["exchange", "local"] = Field(
+        default="exchange",
+        description="exchange: each position's stop-loss (or trailing stop) rests on the exchange as a stop-market order, "
+        "moved as the stop moves, so it fires while the bot is down; markets without stop-market orders fall back to local. "
+        "local: the bot enforces stops from the feed and sends them at market. Take-profits are always enforced by the bot",
     )
     client_id_max_length: int = Field(
         default=36, ge=8, le=64, description="the exchange's limit on client order ids (Binance: 36); strategy ids must fit"

@@ -18,7 +18,7 @@ from bot.config.models import FeesConfig, FillConfig
 from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeSetupError, describe
 from bot.live.live_account import LiveAccount
-from bot.live.order_results import OrderOutcome, has_fee, is_duplicate_id, outcome_of, rejection_kind
+from bot.live.order_results import OrderOutcome, has_fee, is_duplicate_id, is_order_type_refused, outcome_of, rejection_kind
 from bot.trading.orders import Order
 
 Lookup = Literal["found", "not_found", "unknown"]
@@ -81,6 +81,9 @@ class LiveExchange:
         self._scope: anyio.CancelScope | None = None
         self.sent = 0
         self.resent = 0
+        # Symbols whose market refused stop-market orders: their stops are enforced by the bot.
+        self._no_stop_orders: set[str] = set()
+        self._stops_armed = False
 
     # -- service lifecycle -----------------------------------------------------------------------
     def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> LiveAccount:
@@ -93,10 +96,12 @@ class LiveExchange:
             )
         account = LiveAccount(strategy_id, fees, self, self._booking_failed)
         self.accounts[strategy_id] = account
+        if self._stops_armed:
+            account.stops.arm()
         return account
 
     def status(self) -> dict[str, Any]:
-        """What `status` shows of the gateway: orders without an outcome yet, sends and resends."""
+        """What `status` shows of the gateway: orders without an outcome yet, sends and resends, stops on the exchange."""
         return {
             "gateway": "live",
             "exchange": self.exchange.id,
@@ -105,7 +110,55 @@ class LiveExchange:
             "unconfirmed": sorted(cid for cid, t in self.tracked.items() if t.unconfirmed),
             "sent": self.sent,
             "resent": self.resent,
+            "stops": {
+                "mode": self.settings.stops,
+                "armed": self._stops_armed,
+                "enforced_locally": sorted(self._no_stop_orders),
+                "positions": {sid: rows for sid, account in self.accounts.items() if (rows := account.stops.status())},
+            },
         }
+
+    @property
+    def running(self) -> bool:
+        """Whether orders can be sent (markets loaded, tracking running)."""
+        return self._tg is not None
+
+    def supports_stops(self, symbol: str) -> bool:
+        """Whether a position on `symbol` gets its stop resting on the exchange (else the bot enforces it from the feed).
+
+        Needs `stops: "exchange"` and a market that takes stop-market orders: where the market
+        lists its order types (Binance's `orderTypes`), STOP_LOSS must be one; elsewhere ccxt's
+        `createStopLossOrder` capability decides, and a refusal of the order type turns it off.
+        """
+        if self.settings.stops != "exchange" or symbol in self._no_stop_orders:
+            return False
+        market = (getattr(self.exchange, "markets", None) or {}).get(symbol)
+        if market is None:
+            return False
+        types = (market.get("info") or {}).get("orderTypes")
+        if isinstance(types, list):
+            return "STOP_LOSS" in types
+        has = getattr(self.exchange, "has", {}) or {}
+        return bool(has.get("createStopLossOrder") or has.get("createTriggerOrder"))
+
+    def same_stop(self, symbol: str, quantity: float, price: float, other_quantity: float, other_price: float) -> bool:
+        """Whether two stops are the same order on the exchange (equal once rounded to the market's precision)."""
+        return self._rounded(self.exchange.amount_to_precision, symbol, quantity) == self._rounded(
+            self.exchange.amount_to_precision, symbol, other_quantity
+        ) and self._rounded(self.exchange.price_to_precision, symbol, price) == self._rounded(self.exchange.price_to_precision, symbol, other_price)
+
+    @staticmethod
+    def _rounded(rounding: Callable[[str, float], Any], symbol: str, value: float) -> float:
+        try:
+            return float(rounding(symbol, value))
+        except (ccxt.BaseError, KeyError, TypeError, ValueError):
+            return value  # below the market's minimum, or no precision known: compare as is
+
+    def arm_stops(self) -> None:
+        """Start placing stops on the exchange (after reconciliation has settled those restored from the journal)."""
+        self._stops_armed = True
+        for account in list(self.accounts.values()):
+            account.stops.arm()
 
     def problems(self) -> list[str]:
         """Orders whose arrival at the exchange could not be confirmed yet (the poller keeps asking)."""
@@ -179,19 +232,28 @@ class LiveExchange:
         while True:
             self.sent += 1
             try:
-                reply = await self.exchange.create_order(
-                    order.symbol, order.order_type, order.side, order.quantity, order.limit_price, {"clientOrderId": order.client_id}
-                )
+                reply = await self._create(order)
             except ccxt.InvalidOrder as exc:
                 if not is_duplicate_id(exc):
+                    if order.order_type == "stop" and is_order_type_refused(exc):
+                        self._no_stop_orders.add(order.symbol)
+                        self._log.warning("%s takes no stop-market orders on %s: its stops are enforced by the bot", self.exchange.id, order.symbol)
                     self._refused(tracked, exc)
                     return
                 # An earlier attempt of ours reached the exchange after all: that one is the order.
                 reply = None
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
-                # A definite refusal, not an unknown outcome: a late market order is another trade.
-                self._refused(tracked, exc)
-                return
+                # A definite refusal, not an unknown outcome. A late entry is another trade, so it
+                # is reported; a close (a stop, a take-profit, an exit) is still wanted late: it
+                # is sent again, same client id, after the backoff.
+                if order.intent != "close" or resends >= self.settings.send_retries:
+                    self._refused(tracked, exc)
+                    return
+                resends += 1
+                self.resent += 1
+                self._log.warning("%s: close %s rate limited (%s); sending it again", self.exchange.id, order.client_id, self._text(exc))
+                await self._sleep(backoff.next_delay())
+                continue
             except ccxt.OperationFailed as exc:
                 # The network, or the exchange's "failed this time" (Binance -1001): whether the
                 # order was booked is unknown until we ask.
@@ -228,6 +290,14 @@ class LiveExchange:
             await self.apply(tracked, reply)
             return
 
+    async def _create(self, order: Order) -> dict[str, Any]:
+        params: dict[str, Any] = {"clientOrderId": order.client_id}
+        if order.order_type == "stop":
+            # ccxt's unified stop-loss trigger: a stop-market order (Binance spot STOP_LOSS).
+            params["stopLossPrice"] = order.stop_price
+            return await self.exchange.create_order(order.symbol, "market", order.side, order.quantity, None, params)  # type: ignore[no-any-return]
+        return await self.exchange.create_order(order.symbol, order.order_type, order.side, order.quantity, order.limit_price, params)  # type: ignore[no-any-return]
+
     async def _lookup_with_retries(self, tracked: TrackedOrder) -> tuple[Lookup, dict[str, Any] | None]:
         backoff = self._backoff()
         for _ in range(max(1, self.settings.send_retries + 1)):
@@ -255,7 +325,7 @@ class LiveExchange:
     async def apply(self, tracked: TrackedOrder, reply: dict[str, Any]) -> OrderOutcome:
         """Act on what the exchange says about an order: deliver its outcome, or keep tracking it."""
         order = tracked.order
-        fee_bps = tracked.account.fees.taker_bps if order.order_type == "market" else tracked.account.fees.maker_bps
+        fee_bps = tracked.account.fees.maker_bps if order.order_type == "limit" else tracked.account.fees.taker_bps
         outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps)
         if outcome.fill is not None and not has_fee(reply) and reply.get("id"):
             # An order status (Binance's GET order) carries no fees: its trades do.
@@ -268,6 +338,7 @@ class LiveExchange:
         if outcome.status == "open":
             if tracked.cancel_requested and self._tg is not None:
                 self._tg.start_soon(self._cancel, tracked)
+            tracked.account.opened(order)
             return outcome
         self.tracked.pop(order.client_id, None)
         if outcome.fill is not None:
@@ -313,6 +384,8 @@ class LiveExchange:
         while True:
             await self._sleep(self.settings.poll_interval_s)
             await self.poll_once()
+            for account in list(self.accounts.values()):
+                account.stops.retry_refused()
 
     async def poll_once(self) -> None:
         """Ask the exchange about every order still without an outcome."""

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Literal
 
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
-from bot.trading.account import OnDropped, OnFill
-from bot.trading.orders import Fill, Intent, Order, OrderNumbering
+from bot.live.stop_keeper import StopKeeper, StopSpec
+from bot.trading.account import OnAnnounce, OnDropped, OnFill
+from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide
 
 if TYPE_CHECKING:
     from bot.live.execution import LiveExchange
@@ -20,6 +21,8 @@ class LiveAccount(OrderNumbering):
     as a market order when the feed shows it was hit); its fill or refusal is reported through
     the callbacks the position manager binds, from the gateway's task. Client ids are
     `<strategy_id>-<n>`, so every order on the exchange names the strategy that owns it.
+    Where the exchange takes stop orders, each position's stop rests there (its StopKeeper),
+    and a close of a position waits until that stop is cancelled.
     """
 
     def __init__(self, strategy_id: str, fees: FeesConfig, gateway: "LiveExchange", on_error: Callable[[str, BaseException], None]) -> None:
@@ -31,19 +34,24 @@ class LiveAccount(OrderNumbering):
         self.pending_orders: list[Order] = []
         self._on_fill: OnFill | None = None
         self._on_dropped: OnDropped | None = None
+        self._on_announce: OnAnnounce | None = None
+        self.stops = StopKeeper(self, gateway)
 
-    def bind(self, on_fill: OnFill, on_dropped: OnDropped) -> None:
-        """Where fills and refusals go (the position manager)."""
+    def bind(self, on_fill: OnFill, on_dropped: OnDropped, on_announce: OnAnnounce | None = None) -> None:
+        """Where fills and refusals go, and who announces orders the account creates itself (the position manager)."""
         self._on_fill = on_fill
         self._on_dropped = on_dropped
+        self._on_announce = on_announce
 
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None:
         """Fees estimate a fill's fee when the exchange does not report it in the quote currency; the fill model is the exchange's."""
         self.fees = fees
 
     def submit(self, order: Order) -> Fill | None:
-        """Send the order; its outcome comes later."""
+        """Send the order (a close waits while its position's stop rests on the exchange); its outcome comes later."""
         self.pending_orders.append(order)
+        if order.intent == "close" and self.stops.hold_close(order):
+            return None
         self._gateway.send(self, order)
         return None
 
@@ -66,20 +74,60 @@ class LiveAccount(OrderNumbering):
                 self._gateway.cancel(order)
         return []
 
+    # -- exchange-side stops (the position manager says what each position's stop should be) -------
+    def protect(self, position_id: str, symbol: str, side: OrderSide, quantity: float, stop: float | None, reason: str, ts: int) -> None:
+        """Keep this stop resting on the exchange for the position (None: none), where the exchange takes stop orders."""
+        spec = None if stop is None or quantity <= 0 else StopSpec(symbol, side, quantity, stop, reason, ts)
+        self.stops.protect(position_id, spec)
+
+    def stop_held(self, position_id: str) -> bool:
+        """Whether the exchange holds the position's stop as it stands (then the bot does not enforce it)."""
+        return self.stops.held(position_id)
+
+    def position_closed(self, position_id: str) -> None:
+        """Cancel the closed position's stop on the exchange."""
+        self.stops.position_closed(position_id)
+
+    def restore_stop(self, order: Order) -> None:
+        """A stop order journalled as resting: looked up at reconciliation."""
+        self.stops.restore(order)
+
+    def announce(self, order: Order) -> None:
+        """Announce an order the account created itself (a stop), as the position manager announces its own."""
+        if self._on_announce is not None:
+            self._on_announce(order)
+
     # -- outcomes, called by the gateway ---------------------------------------------------------
+    def opened(self, order: Order) -> None:
+        """The exchange says the order rests (polled again and again: idempotent)."""
+        if order.order_type == "stop":
+            self.stops.opened(order)
+
     def filled(self, fill: Fill) -> None:
         """The order is done with this (possibly partial) fill: book it."""
-        if not self._remove(fill.order):
-            return
+        if fill.order.order_type == "stop":
+            self.stops.filled(fill)
+        elif self._remove(fill.order):
+            self.deliver_fill(fill)
+
+    def dropped(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
+        """The order ended without a fill: release it."""
+        if order.order_type == "stop":
+            self.stops.dropped(order, outcome, kind, reason)
+        else:
+            self.deliver_drop(order, outcome, kind, reason)
+
+    def deliver_fill(self, fill: Fill) -> None:
+        """Book a fill into the position manager (a failure there fails the strategy, not the gateway)."""
         assert self._on_fill is not None, "account not bound to a position manager"
         try:
             self._on_fill(fill)
         except Exception as exc:  # the strategy's bookkeeping failed: its problem, not the gateway's
             self._on_error(self.strategy_id, exc)
 
-    def dropped(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
-        """The order ended without a fill: release it."""
-        if not self._remove(order):
+    def deliver_drop(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
+        """Release an order that ended unfilled in the position manager."""
+        if order.order_type != "stop" and not self._remove(order):
             return
         assert self._on_dropped is not None, "account not bound to a position manager"
         try:

@@ -80,10 +80,11 @@ def outcome_of(order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float)
         price = cost / filled if cost else (_number(reply.get("price")) or order.ref_price)
     fallback = price * filled * fee_bps / 10_000.0
     fee = fee_in_quote(reply, order.symbol, price, fallback)
-    ts = reply.get("lastTradeTimestamp") or reply.get("timestamp") or now_ms
+    # Binance answers a stop order with workingTime -1 (not triggered yet), which ccxt takes for its time.
+    ts = next((t for t in (reply.get("lastTradeTimestamp"), reply.get("timestamp")) if isinstance(t, (int, float)) and t > 0), now_ms)
     trades = reply.get("trades") or []
     taker_or_maker = next((t.get("takerOrMaker") for t in trades if isinstance(t, dict) and t.get("takerOrMaker")), None)
-    liquidity: Literal["maker", "taker"] = "taker" if order.order_type == "market" else "maker"
+    liquidity: Literal["maker", "taker"] = "maker" if order.order_type == "limit" else "taker"
     if taker_or_maker == "maker" or taker_or_maker == "taker":
         liquidity = taker_or_maker
     quantity = filled
@@ -108,6 +109,12 @@ def is_duplicate_id(exc: BaseException) -> bool:
     comes as a plain InvalidOrder.
     """
     return isinstance(exc, ccxt.DuplicateOrderId) or (isinstance(exc, ccxt.InvalidOrder) and "duplicate order" in str(exc).lower())
+
+
+def is_order_type_refused(exc: BaseException) -> bool:
+    """Whether ccxt refused an order because the market does not take its type (checked before sending)."""
+    text = str(exc)
+    return isinstance(exc, ccxt.InvalidOrder) and ("is not a valid order type" in text or "parameter is not allowed" in text)
 
 
 def rejection_kind(exc: BaseException) -> str:

@@ -40,7 +40,9 @@ class Reconciler:
     2. Open orders on the exchange that carry a loaded strategy's client id prefix but that the
        journal does not know are reported (left alone: the bot did not decide them this run).
     3. Each base asset's balance is compared with the net quantity the strategies' open
-       positions hold, and the quote balance with the cash the strategies' entries may need.
+       positions hold; when every traded symbol has the same quote asset, its balance is
+       compared with the cash the strategies count on (more is fine: kept outside the bot).
+    Then stops may be placed on the exchange (`arm_stops`): restored ones are settled by now.
     Every difference is an event (`reconcile_difference` for a strategy, `exchange_difference`
     for the account) and a log warning; `reconciled` sums them up.
     """
@@ -62,6 +64,8 @@ class Reconciler:
         )
         await self._open_orders(report, traded)
         await self._balances(report, traded)
+        # Only now may stops be placed: the journal's resting stops are settled, so none is doubled.
+        self._gateway.arm_stops()
         self._publish("reconciled", {"differences": dict(report.counts), "lines": list(report.lines)}, None)
         if report.lines:
             self._log.warning("reconciliation with %s found %d difference(s)", self._gateway.exchange.id, len(report.lines))
@@ -80,7 +84,9 @@ class Reconciler:
     async def _pending_orders(self, report: ReconcileReport) -> None:
         gateway = self._gateway
         for sid, account in gateway.accounts.items():
-            for order in list(account.pending_orders):
+            # Stops resting when the bot stopped are looked up like any order: one that fired
+            # while the bot was down is the position's close, booked now.
+            for order in [*account.pending_orders, *account.stops.restored_orders()]:
                 tracked = gateway.adopt(account, order)
                 found, reply = await gateway.lookup(tracked)
                 cid = order.client_id
@@ -142,6 +148,18 @@ class Reconciler:
         except ccxt.BaseError as exc:
             raise ccxt.NetworkError(f"cannot read balances: {describe(exc)}") from exc
         totals: Mapping[str, Any] = balance.get("total") or {}
+        quotes = {symbol.partition("/")[2].split(":")[0] for symbol in symbols}
+        if len(quotes) == 1:
+            # Cash can only be attributed when one quote asset funds every strategy.
+            quote = next(iter(quotes))
+            cash = sum(manager.cash() for manager in self._managers.values())
+            actual = float(totals.get(quote) or 0.0)
+            if cash > 0 and actual < cash * (1 - _TOLERANCE):
+                self._difference(
+                    report, "balance_short", None,
+                    f"{quote}: the strategies count on {cash:g} of cash but the exchange balance is {actual:g}: entries may be refused",
+                    asset=quote, expected=cash, actual=actual,
+                )
         for asset, expected in sorted(self._held(symbols).items()):
             actual = float(totals.get(asset) or 0.0)
             if expected < 0:

@@ -12,6 +12,8 @@ from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
 # or a user); `reason` is the exchange's own words, `kind` a stable category for the event.
 OnFill = Callable[[Fill], None]
 OnDropped = Callable[[Order, Literal["rejected", "cancelled"], str, str], None]
+# Orders an account creates itself (a live account's exchange-side stops) are announced like the manager's own.
+OnAnnounce = Callable[[Order], None]
 
 
 class ExchangeAccount(Protocol):
@@ -25,7 +27,7 @@ class ExchangeAccount(Protocol):
     strategy_id: str
     pending_orders: list[Order]
 
-    def bind(self, on_fill: OnFill, on_dropped: OnDropped) -> None: ...
+    def bind(self, on_fill: OnFill, on_dropped: OnDropped, on_announce: OnAnnounce | None = None) -> None: ...
 
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None: ...
 
@@ -55,6 +57,16 @@ class ExchangeAccount(Protocol):
     def cancel_pending(self, intent: Intent | None = None) -> list[Order]: ...
 
     def trigger_fill(self, order: Order, trigger: float, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> Fill | None: ...
+
+    # Stops resting on the exchange (a live account where the exchange takes stop orders; the
+    # paper account enforces every stop from candles and ignores these).
+    def protect(self, position_id: str, symbol: str, side: OrderSide, quantity: float, stop: float | None, reason: str, ts: int) -> None: ...
+
+    def stop_held(self, position_id: str) -> bool: ...
+
+    def position_closed(self, position_id: str) -> None: ...
+
+    def restore_stop(self, order: Order) -> None: ...
 
 
 class ExchangeGateway(Protocol):

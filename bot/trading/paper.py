@@ -5,8 +5,8 @@ from typing import Any, Literal
 
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
-from bot.trading.account import OnDropped, OnFill
-from bot.trading.orders import Fill, Intent, Order, OrderNumbering
+from bot.trading.account import OnAnnounce, OnDropped, OnFill
+from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide
 
 
 class PaperAccount(OrderNumbering):
@@ -33,7 +33,7 @@ class PaperAccount(OrderNumbering):
         # Mutated in place, never rebound: the position manager holds a reference to it.
         self.pending_orders: list[Order] = []
 
-    def bind(self, on_fill: OnFill, on_dropped: OnDropped) -> None:
+    def bind(self, on_fill: OnFill, on_dropped: OnDropped, on_announce: OnAnnounce | None = None) -> None:
         """Nothing to bind: paper orders are filled or dropped synchronously, through return values."""
 
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None:
@@ -107,6 +107,24 @@ class PaperAccount(OrderNumbering):
         if kind == "limit":
             return Fill(order, price, order.quantity, price * order.quantity * self._fees.maker_bps / 10_000.0, ts, "maker")
         return Fill(order, price, order.quantity, price * order.quantity * self._fees.taker_bps / 10_000.0, ts, "taker")
+
+    # -- stops: the paper exchange enforces every stop from candles, none rests "on the exchange" ----
+    def protect(self, position_id: str, symbol: str, side: OrderSide, quantity: float, stop: float | None, reason: str, ts: int) -> None:
+        """Nothing to place: `trigger_fill` fills stops the candles reach."""
+
+    def stop_held(self, position_id: str) -> bool:
+        """Never: the position manager enforces paper stops itself."""
+        return False
+
+    def position_closed(self, position_id: str) -> None:
+        """Nothing rests on a paper exchange."""
+
+    def restore_stop(self, order: Order) -> None:
+        """A journal written in mode live names a stop resting on a real exchange: paper cannot take it over."""
+        raise ValueError(
+            f"the journal has stop order {order.client_id} resting on the live exchange for position {order.position_id}: "
+            "restore this strategy in mode live (or use another journal for paper trading)"
+        )
 
     def _market_fill(self, order: Order, base_price: float, ts: int) -> Fill:
         price = base_price * (1.0 + self._slip) if order.side == "buy" else base_price * (1.0 - self._slip)

@@ -17,6 +17,15 @@ PositionStatus = Literal["open", "partially_closed", "closed"]
 Publish = Callable[[str, dict[str, Any], int | None], object]
 # Quantities left below this fraction of the initial size are float dust, not a position.
 _DUST = 1e-9
+# A take-profit rung's close carries the reason `take_profit_<n>` (1-based).
+_RUNG = "take_profit_"
+
+
+def _rung_of(reason: str) -> int | None:
+    """The 0-based ladder rung a close order's reason names, if it is a take-profit's."""
+    if reason.startswith(_RUNG) and reason[len(_RUNG):].isdigit():
+        return int(reason[len(_RUNG):]) - 1
+    return None
 
 
 @dataclass(slots=True)
@@ -133,7 +142,7 @@ class PositionManager:
         self.closed_trades = 0
         self.winning_trades = 0
         # A live account reports fills and refusals later, from the gateway's task.
-        account.bind(self.apply_fill, self.drop_order)
+        account.bind(self.apply_fill, self.drop_order, self._announce_order)
 
     def configure(self, exits: ExitConfig) -> None:
         """Exit rules for positions opened from now on (open ones keep theirs)."""
@@ -178,8 +187,12 @@ class PositionManager:
             order = Order(
                 row["client_id"], self.strategy_id, row["symbol"], row["side"], row["quantity"], row["intent"],
                 row["position_id"], row["reason"], row["submitted_ts"], row["ref_price"],
-                row.get("order_type") or "market", row.get("limit_price"),
+                row.get("order_type") or "market", row.get("limit_price"), row.get("stop_price"),
             )
+            if order.order_type == "stop":
+                # A stop resting on the exchange reserves nothing here: its account looks it up.
+                self._account.restore_stop(order)
+                continue
             self._pending_orders.append(order)
             if order.intent == "open":
                 self._pending_open[order.symbol] = self._pending_open.get(order.symbol, 0.0) + order.quantity
@@ -188,7 +201,12 @@ class PositionManager:
                 if row.get("pair_group"):
                     self._pending_groups[order.position_id] = row["pair_group"]
             elif order.position_id in self.positions:
-                self.positions[order.position_id].pending_close += order.quantity
+                position = self.positions[order.position_id]
+                position.pending_close += order.quantity
+                # A rung's close in flight at the crash: the rung has fired, it must not fire again.
+                rung = _rung_of(order.reason)
+                if rung is not None and rung < len(position.take_profits):
+                    position.take_profits[rung].done = True
         # Pending entries carry position ids the positions table has not seen yet: numbering
         # continues after those too, or a restart would hand their ids (and pair groups) out again.
         prefix = f"{self.strategy_id}-p"
@@ -198,6 +216,8 @@ class PositionManager:
         ]
         self._next_id = max(self._next_id, last_position, *pending_numbers)
         self._account.continue_numbering(last_order)
+        for position in self.positions.values():
+            self._sync_stop(position)
 
     # -- queries -------------------------------------------------------------------------------
     def open_count(self) -> int:
@@ -322,6 +342,8 @@ class PositionManager:
         fill = self._account.submit(order)
         if fill is not None:
             self.apply_fill(fill)
+        elif position.status != "closed":
+            self._sync_stop(position)
 
     def on_bar(self, symbol: str, candle: Candle, ts: int) -> None:
         """Per candle of the trading timeframe: fill pending orders, enforce exits, mark to the close.
@@ -348,6 +370,10 @@ class PositionManager:
         self._last_ts = ts
         if self.by_symbol.get(symbol):
             self._revalue()
+
+    def cash(self) -> float:
+        """The strategy's cash (what its portfolio counts on, in the quote currency)."""
+        return self._portfolio.cash
 
     def last_price(self, symbol: str) -> float | None:
         """The latest close (or fill price) seen for a symbol."""
@@ -386,8 +412,13 @@ class PositionManager:
             self._risk.release(order.position_id)
             return self._pending_groups.pop(order.position_id, None)
         position = self.positions.get(order.position_id)
-        if position is not None:
+        if position is not None and order.order_type != "stop":
             position.pending_close = max(0.0, position.pending_close - order.quantity)
+            # A take-profit whose close the exchange refused has not been taken: it may fire again.
+            rung = _rung_of(order.reason)
+            if rung is not None and rung < len(position.take_profits):
+                position.take_profits[rung].done = False
+            self._sync_stop(position)
         return None
 
     def drop_order(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
@@ -439,6 +470,7 @@ class PositionManager:
             fill = self._account.fill_now(order, price, self._last_ts)
             if fill is None:  # a live account sent it at market: the fill comes later
                 position.pending_close += quantity
+                self._sync_stop(position)
             else:
                 self.apply_fill(fill)
             count += 1
@@ -520,6 +552,7 @@ class PositionManager:
             "position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot(), "fill": filled}, None
         )
         self._announce_fill(filled)
+        self._sync_stop(position)
         if position.group is not None and position.group in self._broken_groups:
             self._broken_groups.discard(position.group)
             self.submit_close(position, position.quantity, "pair_incomplete", fill.ts, price)
@@ -534,7 +567,9 @@ class PositionManager:
         realised = position.direction * (fill.price - position.entry_price) * qty
         position.quantity -= qty
         # The fill ends its order: the whole order stops being pending, filled in full or not.
-        position.pending_close = max(0.0, position.pending_close - order.quantity)
+        # (An exchange-side stop was never counted as pending: it protects, it does not reserve.)
+        if order.order_type != "stop":
+            position.pending_close = max(0.0, position.pending_close - order.quantity)
         position.closed_quantity += qty
         position.exit_value += fill.price * qty
         position.realised += realised
@@ -558,6 +593,7 @@ class PositionManager:
             if position.realised - position.fees > 0:
                 self.winning_trades += 1
             self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot(), "fill": filled}, None)
+            self._account.position_closed(position.id)
             if position.group is not None:
                 self._announce_fill(filled)
                 # Whatever closed one leg (the strategy, a user, the unload) closes the others
@@ -582,6 +618,7 @@ class PositionManager:
                 },
                 None,
             )
+            self._sync_stop(position)
         self._announce_fill(filled)
 
     def trade_record(self, position: Position) -> dict[str, Any]:
@@ -618,7 +655,9 @@ class PositionManager:
         d = position.direction
         stop = position.stop
         if stop is not None and (candle.low <= stop if d > 0 else candle.high >= stop):
-            self._trigger(position, position.quantity - position.pending_close, stop, position.stop_kind, candle, ts, "stop")
+            if not self._account.stop_held(position.id):
+                self._trigger(position, position.quantity - position.pending_close, stop, position.stop_kind, candle, ts, "stop")
+            # else the stop order resting on the exchange fires: its fill arrives from the gateway.
             return
         favourable = candle.high if d > 0 else candle.low
         for index, level in enumerate(position.take_profits):
@@ -633,7 +672,7 @@ class PositionManager:
             last = index == len(position.take_profits) - 1
             qty = available if last and position.ladder_closes_all else min(level.quantity, available)
             if qty > 0:
-                self._trigger(position, qty, level.price, f"take_profit_{index + 1}", candle, ts, "limit")
+                self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, ts, "limit")
             if position.status == "closed":
                 return
         if position.trailing_active:
@@ -647,6 +686,7 @@ class PositionManager:
                     {"position_id": position.id, "trailing_stop": position.trailing_stop, "anchor": favourable, "reason": "trailing"},
                     None,
                 )
+                self._sync_stop(position)
 
     def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
         # Market time of an intrabar trigger is not known finer than its candle: stamp the fill
@@ -659,6 +699,7 @@ class PositionManager:
         fill = self._account.trigger_fill(order, price, candle, candle.ts, kind)
         if fill is None:  # a live account sent it at market: the fill comes later
             position.pending_close += quantity
+            self._sync_stop(position)
         else:
             self.apply_fill(fill)
 
@@ -671,6 +712,7 @@ class PositionManager:
         position.stop_loss = price
         position.refresh_stop()
         self._publish("stop_updated", {"position_id": position_id, "stop_loss": price, "reason": reason}, None)
+        self._sync_stop(position)
 
     def activate_trailing(self, position_id: str, distance_pct: float, anchor: float, ts: int) -> None:
         """Start trailing a position's stop behind the best price from `anchor` on."""
@@ -688,6 +730,17 @@ class PositionManager:
             {"position_id": position_id, "distance_pct": distance_pct, "anchor": anchor, "trailing_stop": position.trailing_stop},
             None,
         )
+        self._sync_stop(position)
+
+    def _sync_stop(self, position: Position) -> None:
+        """Tell the account what stop the position should have resting on the exchange (a paper account ignores it).
+
+        It covers what is not already being closed; a position wholly being closed has none.
+        """
+        quantity = position.quantity - position.pending_close
+        stop = position.stop if quantity > position.initial_quantity * _DUST else None
+        side: OrderSide = "sell" if position.direction > 0 else "buy"
+        self._account.protect(position.id, position.symbol, side, quantity, stop, position.stop_kind, self._last_ts)
 
     def _announce_order(self, order: Order) -> None:
         payload: dict[str, Any] = {
@@ -700,9 +753,12 @@ class PositionManager:
             "reason": order.reason,
             "ref_price": order.ref_price,
         }
-        if order.order_type != "market":
+        if order.order_type == "limit":
             payload["order_type"] = order.order_type
             payload["limit_price"] = order.limit_price
+        elif order.order_type == "stop":
+            payload["order_type"] = order.order_type
+            payload["stop_price"] = order.stop_price
         group = self._pending_groups.get(order.position_id) if order.intent == "open" else None
         if group is not None:
             # Journalled with the order, so a leg pending at a crash comes back as a leg of its pair.

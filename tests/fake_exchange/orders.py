@@ -1,10 +1,19 @@
-"""The fake's spot account: balances, orders, and the matching of MARKET/LIMIT orders against recorded prices.
+"""The fake's spot account: balances, orders, and the matching of MARKET/LIMIT/STOP_LOSS orders against recorded prices.
 
 Simplifications (documented so tests do not mistake them for Binance's behaviour):
 - there is no order book: a marketable order fills at once, whole, at the current price
   (MARKET) or at its own limit price (LIMIT), and a resting LIMIT fills whole, at its price,
   on the first kline push (partial or closing) after it was placed whose low (BUY) or high
   (SELL) reaches it;
+- a resting STOP_LOSS (stop-market) order triggers on the first kline push after it was placed
+  whose low (SELL) or high (BUY) reaches its stopPrice, and then fills whole, as a taker, at
+  the stopPrice, or at the candle's open when the candle opened beyond it (a gap) and the
+  order was placed before that candle's first push. Like LIMIT matching, the test uses the
+  pushed kline's whole range so far, the part before the order was placed included: a stop
+  placed mid-candle inside the candle's range so far triggers at the next push (at its
+  stopPrice). A triggered BUY stop that the free quote (its lock released) no longer pays
+  for, the gap included, EXPIRES unfilled. trailingDelta is not modelled (stopPrice is
+  required). STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT are refused (-1116);
 - commission is charged in the QUOTE asset on both sides, at one rate for makers and takers,
   so a BUY needs quote for the cost plus the commission (Binance takes it from the asset
   received, or BNB);
@@ -79,12 +88,13 @@ class Filters:
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """A market as the account sees it: Binance id, base and quote assets, filters."""
+    """A market as the account sees it: Binance id, base and quote assets, filters, whether STOP_LOSS is enabled."""
 
     id: str
     base: str
     quote: str
     filters: Filters
+    stop_loss: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,7 @@ class OrderRequest:
     quote_order_qty: Decimal | None
     price: Decimal | None
     client_id: str | None
+    stop_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +146,16 @@ class Order:
     fills: list[Fill] = field(default_factory=list)
     # The asset and amount this order holds in `locked` while it rests.
     lock: tuple[str, Decimal] | None = None
+    # STOP_LOSS orders: the trigger price, and when it triggered (None while it waits).
+    stop_price: Decimal | None = None
+    triggered_ms: int | None = None
+
+    @property
+    def working_ms(self) -> int:
+        """Binance's workingTime: when the order reached the book; -1 for a stop that has not triggered."""
+        if self.stop_price is None:
+            return self.created_ms
+        return self.triggered_ms if self.triggered_ms is not None else -1
 
     @property
     def is_open(self) -> bool:
@@ -191,7 +212,14 @@ class Account:
     def check(self, request: OrderRequest, market_price: Decimal) -> tuple[Pair, Decimal, Decimal]:
         """The order's market, quantity and price if it passes the market's filters, else the BinanceError."""
         pair = self.pair(request.symbol)
-        price = request.price if request.price is not None else market_price
+        if request.type == "STOP_LOSS":
+            if not pair.stop_loss:
+                raise BinanceError(400, -2010, "Stop loss orders are not supported for this symbol.")
+            # The filters check the stopPrice (PRICE_FILTER) and quantity * stopPrice (NOTIONAL).
+            assert request.stop_price is not None
+            price = request.stop_price
+        else:
+            price = request.price if request.price is not None else market_price
         quantity = request.quantity
         if quantity is None:
             # quoteOrderQty: as much base as that much quote buys (or sells for) now, in whole steps.
@@ -207,7 +235,12 @@ class Account:
             o.is_open and o.symbol == pair.id and o.client_id == request.client_id for o in self.orders
         ):
             raise BinanceError(400, -2010, "Duplicate order sent.")
-        marketable = request.type == "MARKET" or (price >= market_price if request.side == "BUY" else price <= market_price)
+        if request.type == "STOP_LOSS":
+            if price <= market_price if request.side == "BUY" else price >= market_price:
+                raise BinanceError(400, -2010, "Stop price would trigger immediately.")
+            marketable = False
+        else:
+            marketable = request.type == "MARKET" or (price >= market_price if request.side == "BUY" else price <= market_price)
         if request.type == "LIMIT_MAKER" and marketable:
             raise BinanceError(400, -2010, "Order would immediately match and take.")
         cost, commission = self._cost(quantity, price)
@@ -222,7 +255,7 @@ class Account:
         order = Order(
             order_id, pair.id, request.client_id or f"fakeauto{order_id}", request.side, request.type,
             request.time_in_force, quantity, request.price or Decimal(0), request.quote_order_qty or Decimal(0),
-            now_ms, now_ms,
+            now_ms, now_ms, stop_price=request.stop_price,
         )
         self.orders.append(order)
         self._by_id[order_id] = order
@@ -271,15 +304,49 @@ class Account:
         ]
 
     # -- the market moving --------------------------------------------------------------------
-    def trade_through(self, symbol: str, high: Decimal, low: Decimal, now_ms: int) -> list[Order]:
-        """Fill every resting order of `symbol` whose price the range [low, high] reaches; the filled orders."""
+    def trade_through(
+        self, symbol: str, high: Decimal, low: Decimal, now_ms: int,
+        open: Decimal | None = None, opened_ms: int | None = None,
+    ) -> list[Order]:
+        """Fill every resting order of `symbol` whose price the range [low, high] reaches; the filled orders.
+
+        `open` and `opened_ms` are the pushed candle's open price and open time: a stop placed
+        before the candle's first push (created at or before `opened_ms`) that the open is
+        already beyond fills at the open.
+        """
         filled = []
         for order in self.open_orders(symbol):
-            if (low <= order.price) if order.side == "BUY" else (high >= order.price):
+            if order.stop_price is not None:
+                if self._trigger(order, high, low, now_ms, open, opened_ms):
+                    filled.append(order)
+            elif (low <= order.price) if order.side == "BUY" else (high >= order.price):
                 self._unlock(order)
                 self._fill(order, order.price, now_ms, maker=True)
                 filled.append(order)
         return filled
+
+    def _trigger(
+        self, order: Order, high: Decimal, low: Decimal, now_ms: int, open: Decimal | None, opened_ms: int | None,
+    ) -> bool:
+        """Trigger a resting stop the range reaches: fill it as a taker (True), or expire it if a BUY cannot pay."""
+        stop = order.stop_price
+        assert stop is not None
+        buy = order.side == "BUY"
+        if not (high >= stop if buy else low <= stop):
+            return False
+        price = stop
+        if open is not None and opened_ms is not None and order.created_ms <= opened_ms and (open > stop if buy else open < stop):
+            price = open
+        self._unlock(order)
+        order.triggered_ms = now_ms
+        if buy:
+            cost, commission = self._cost(order.quantity, price)
+            if self.balances[self.pairs[order.symbol].quote].free < cost + commission:
+                order.status = "EXPIRED"
+                order.updated_ms = now_ms
+                return False
+        self._fill(order, price, now_ms, maker=False)
+        return True
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _cost(self, quantity: Decimal, price: Decimal) -> tuple[Decimal, Decimal]:

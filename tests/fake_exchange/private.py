@@ -80,15 +80,16 @@ def _limit(params: Mapping[str, str]) -> int:
 
 
 def parse_order_request(params: Mapping[str, str]) -> tuple[OrderRequest, str]:
-    """A POST /api/v3/order request checked as Binance checks it (MARKET, LIMIT, LIMIT_MAKER), and its response type."""
+    """A POST /api/v3/order request checked as Binance checks it (MARKET, LIMIT, LIMIT_MAKER, STOP_LOSS), and its response type."""
     symbol = _mandatory(params, "symbol")
     side = _mandatory(params, "side")
     if side not in ("BUY", "SELL"):
         raise BinanceError(400, -1117, "Invalid side.")
     kind = _mandatory(params, "type")
     quantity, quote_qty, price = _decimal(params, "quantity"), _decimal(params, "quoteOrderQty"), _decimal(params, "price")
+    stop_price = _decimal(params, "stopPrice")
     if kind == "MARKET":
-        _not_sent(params, "price", "timeInForce")
+        _not_sent(params, "price", "timeInForce", "stopPrice")
         if quantity is None and quote_qty is None:
             raise BinanceError(400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!")
         if quantity is not None and quote_qty is not None:
@@ -97,7 +98,7 @@ def parse_order_request(params: Mapping[str, str]) -> tuple[OrderRequest, str]:
     elif kind in ("LIMIT", "LIMIT_MAKER"):
         _mandatory(params, "quantity")
         _mandatory(params, "price")
-        _not_sent(params, "quoteOrderQty")
+        _not_sent(params, "quoteOrderQty", "stopPrice")
         if kind == "LIMIT":
             time_in_force = _mandatory(params, "timeInForce")
             if time_in_force not in TIME_IN_FORCE:
@@ -105,14 +106,20 @@ def parse_order_request(params: Mapping[str, str]) -> tuple[OrderRequest, str]:
         else:
             _not_sent(params, "timeInForce")
             time_in_force = "GTC"
+    elif kind == "STOP_LOSS":
+        # A stop-market order: quantity and stopPrice (trailingDelta is not modelled).
+        _mandatory(params, "quantity")
+        _mandatory(params, "stopPrice")
+        _not_sent(params, "price", "timeInForce", "quoteOrderQty")
+        time_in_force = "GTC"
     else:
-        # Stop and take-profit types exist on Binance but the fake does not model them.
+        # STOP_LOSS_LIMIT and the take-profit types exist on Binance but the fake does not model them.
         raise BinanceError(400, -1116, "Invalid orderType.")
     respond = params.get("newOrderRespType", "FULL")
     if respond not in RESPONSE_TYPES:
         raise BinanceError(400, -1100, "Illegal characters found in parameter 'newOrderRespType'; legal range is 'ACK, RESULT, FULL'.")
     client_id = _client_id(params, "newClientOrderId")
-    return OrderRequest(symbol, side, kind, time_in_force, quantity, quote_qty, price, client_id), respond
+    return OrderRequest(symbol, side, kind, time_in_force, quantity, quote_qty, price, client_id, stop_price), respond
 
 
 # -- the JSON Binance answers with ------------------------------------------------------------
@@ -121,6 +128,8 @@ def order_ack(order: Order) -> dict[str, Any]:
 
 
 def _order_body(order: Order) -> dict[str, Any]:
+    # stopPrice is one of Binance's conditional fields: only stop orders carry it.
+    stop = {"stopPrice": text(order.stop_price)} if order.stop_price is not None else {}
     return {
         "price": text(order.price),
         "origQty": text(order.quantity),
@@ -131,6 +140,7 @@ def _order_body(order: Order) -> dict[str, Any]:
         "timeInForce": order.time_in_force,
         "type": order.type,
         "side": order.side,
+        **stop,
     }
 
 
@@ -139,7 +149,7 @@ def order_result(order: Order, respond: str) -> dict[str, Any]:
     body = order_ack(order)
     if respond == "ACK":
         return body
-    body |= _order_body(order) | {"workingTime": order.created_ms, "selfTradePreventionMode": "EXPIRE_MAKER"}
+    body |= _order_body(order) | {"workingTime": order.working_ms, "selfTradePreventionMode": "EXPIRE_MAKER"}
     if respond == "FULL":
         body["fills"] = [
             {"price": text(f.price), "qty": text(f.qty), "commission": text(f.commission), "commissionAsset": f.commission_asset, "tradeId": f.trade_id}
@@ -153,8 +163,10 @@ def order_status(order: Order) -> dict[str, Any]:
     return {
         "symbol": order.symbol, "orderId": order.order_id, "orderListId": -1, "clientOrderId": order.client_id,
         **_order_body(order),
-        "stopPrice": text(Decimal(0)), "icebergQty": text(Decimal(0)),
-        "time": order.created_ms, "updateTime": order.updated_ms, "isWorking": True, "workingTime": order.created_ms,
+        "stopPrice": text(order.stop_price or Decimal(0)), "icebergQty": text(Decimal(0)),
+        "time": order.created_ms, "updateTime": order.updated_ms,
+        # A stop is not working (workingTime -1) until it triggers.
+        "isWorking": order.working_ms != -1, "workingTime": order.working_ms,
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
 

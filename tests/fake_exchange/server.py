@@ -43,6 +43,9 @@ class FakeMarket:
     symbol: str
     series: Series
     fake: "FakeBinance" = field(repr=False)
+    # Whether STOP_LOSS (stop-market) is in the market's orderTypes and accepted: set by
+    # FakeBinance(stop_loss=...), read once when the account is built (changing it later has no effect on the account).
+    stop_loss: bool = True
 
     @property
     def base(self) -> str:
@@ -72,7 +75,8 @@ class FakeMarket:
             "quoteAssetPrecision": 8,
             "baseCommissionPrecision": 8,
             "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+            # STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT are listed but refused (-1116): the fake does not model them.
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", *(["STOP_LOSS"] if self.stop_loss else []), "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
             "icebergAllowed": True,
             "ocoAllowed": True,
             "quoteOrderQtyMarketAllowed": True,
@@ -102,7 +106,8 @@ class FakeBinance:
 
     It also keeps one spot account (see orders.py) behind Binance's signed endpoints: ccxt
     needs `credentials()`; MARKET orders fill at `price(symbol)`, resting LIMIT orders as the
-    pushes reach their price.
+    pushes reach their price, STOP_LOSS orders as the pushes reach their stopPrice.
+    `stop_loss=False` serves every market without STOP_LOSS in its orderTypes (and refuses it).
     """
 
     def __init__(
@@ -114,11 +119,12 @@ class FakeBinance:
         api_key: str = "fake-api-key",
         secret: str = "fake-secret",
         commission_rate: Amount = "0.001",
+        stop_loss: bool = True,
     ) -> None:
         self.faults = Faults()
         self.updates_per_candle = updates_per_candle
         self.markets: dict[str, FakeMarket] = {
-            symbol: FakeMarket(symbol, Series.load(path, timeframe), self) for symbol, path in markets.items()
+            symbol: FakeMarket(symbol, Series.load(path, timeframe), self, stop_loss) for symbol, path in markets.items()
         }
         self.markets_by_id = {m.id: m for m in self.markets.values()}
         first = next(iter(self.markets.values())).series
@@ -127,7 +133,7 @@ class FakeBinance:
         self.api_key = api_key
         self.secret = secret
         self.account = Account(
-            {m.id: Pair(m.id, m.base, m.quote, Filters.from_info(m.info())) for m in self.markets.values()},
+            {m.id: Pair(m.id, m.base, m.quote, Filters.from_info(m.info()), m.stop_loss) for m in self.markets.values()},
             _decimal(commission_rate),
         )
         # Parameters (signature left out) of every POST /api/v3/order received, faulted ones too.
@@ -246,15 +252,15 @@ class FakeBinance:
             await asyncio.sleep(0.005)
 
     def on_push(self, market: FakeMarket, index: int, step: int) -> None:
-        """The clock reached push `step` of candle `index`: the price moves, resting orders it reaches fill.
+        """The clock reached push `step` of candle `index`: the price moves, resting orders (and stops) it reaches fill.
 
         Called for every push, sent or withheld by a stream fault: faults hit the websocket, not the market.
         """
         series = market.series
         updates = self.updates_per_candle
-        _, high, low, close, _ = series.values[index] if step >= updates else series.partial(index, step, updates)
+        open_, high, low, close, _ = series.values[index] if step >= updates else series.partial(index, step, updates)
         self._last_close[market.symbol] = _tick(close)
-        self.account.trade_through(market.id, _tick(high), _tick(low), self.now_ms)
+        self.account.trade_through(market.id, _tick(high), _tick(low), self.now_ms, _tick(open_), series.stamps[index])
 
     def kline_requests(self) -> list[dict[str, str]]:
         """Query parameters of every /api/v3/klines request so far."""
@@ -297,16 +303,20 @@ class FakeBinance:
         price: Amount | None = None,
         client_id: str | None = None,
         time_in_force: str | None = None,
+        stop_price: Amount | None = None,
     ) -> Order:
         """Book an order from outside the API (a previous run of the bot, the user): same rules, no faults.
 
-        `symbol` is unified (ETH/BTC); side and type are Binance's or ccxt's (buy, limit);
-        LIMIT orders default to GTC. Raises BinanceError as the endpoint would refuse it.
+        `symbol` is unified (ETH/BTC); side and type are Binance's or ccxt's (buy, limit,
+        stop_loss with `stop_price`); LIMIT orders default to GTC. Raises BinanceError as the
+        endpoint would refuse it.
         """
         kind = type.upper()
         params = {"symbol": self.markets[symbol].id, "side": side.upper(), "type": kind, "quantity": f"{_decimal(quantity):f}"}
         if price is not None:
             params["price"] = f"{_decimal(price):f}"
+        if stop_price is not None:
+            params["stopPrice"] = f"{_decimal(stop_price):f}"
         if kind == "LIMIT":
             params["timeInForce"] = time_in_force or "GTC"
         if client_id is not None:

@@ -128,16 +128,15 @@ async def test_deactivating_cancels_a_resting_limit_entry_on_the_exchange() -> N
 
 
 @pytest.mark.asyncio
-async def test_a_stop_loss_is_enforced_from_the_feed_and_sent_at_market() -> None:
+async def test_a_rate_limited_close_is_sent_again_with_the_same_client_id_while_a_rate_limited_entry_is_refused() -> None:
     async with fake_market() as fake, gateway_on(fake) as live:
-        _start(live, exits={"stop_loss_pct": 0.3})
+        _start(live)
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        (opened,) = await live.wait_for("position_opened")
-        stop = opened["stop_loss"]
-        series = fake.market(ETH).series
-        hit = next(i for i in range(START, len(series)) if float(series.values[i][2]) <= stop)
-        await fake.stream(hit - START + 1)  # the exchange's price moves on as the feed does
-        live.feed_served(START, hit - START + 1)
+        await live.wait_for("position_opened")
+        (position,) = live.positions()
+        fake.faults.order_errors(429, -1015, "Too many new orders; current limit is 50 orders per 10 SECOND.")
+        live.act(ClosePercent(position.id, 100.0, "exit"))
         (closed,) = await live.wait_for("position_closed")
-        assert closed["exit_reason"] == "stop_loss" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
-        assert fake.orders[1].side == "SELL" and fake.balances()["ETH"] == (Decimal("0"), 0)
+        assert closed["exit_reason"] == "exit" and live.payloads("order_rejected") == []
+        assert [r["newClientOrderId"] for r in fake.order_requests] == ["s1-1", "s1-2", "s1-2"]
+        assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"] and live.gateway.status()["resent"] == 1

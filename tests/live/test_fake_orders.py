@@ -23,9 +23,9 @@ RATE = Decimal("0.001")
 
 
 @asynccontextmanager
-async def trading(btc: str = "1", eth: str = "0") -> AsyncIterator[tuple[FakeBinance, Any]]:
+async def trading(btc: str = "1", eth: str = "0", stop_loss: bool = True) -> AsyncIterator[tuple[FakeBinance, Any]]:
     """A fake at candle START with a funded account, and ccxt.async_support.binance signed in to it."""
-    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
+    async with FakeBinance({ETH: ETH_1M}, start=START, stop_loss=stop_loss) as fake:
         fake.set_balance("BTC", btc)
         fake.set_balance("ETH", eth)
         config = ExchangeConfig.model_validate(fake.signed_exchange_config())
@@ -229,3 +229,176 @@ async def test_a_bad_signature_or_key_is_refused() -> None:
             headers = {"X-MBX-APIKEY": fake.api_key}
             async with session.get(f"{fake.http_url}/api/v3/account", params={"timestamp": "1", "signature": "00"}, headers=headers) as response:
                 assert response.status == 400 and (await response.json())["code"] == -1022
+
+
+# -- STOP_LOSS (stop-market) orders -----------------------------------------------------------
+def stop_loss(qty: float, stop: Decimal, client_id: str | None = None) -> tuple[Any, ...]:
+    """create_order arguments of a stop-market order, as the bot sends them (side and symbol left out)."""
+    params: dict[str, Any] = {"stopLossPrice": float(stop)}
+    if client_id is not None:
+        params["clientOrderId"] = client_id
+    return ("market", qty, None, params)
+
+
+async def place_stop(exchange: Any, side: str, qty: float, stop: Decimal, client_id: str | None = None) -> dict[str, Any]:
+    kind, amount, price, params = stop_loss(qty, stop, client_id)
+    return await exchange.create_order(ETH, kind, side, amount, price, params)
+
+
+@pytest.mark.asyncio
+async def test_a_stop_loss_rests_open_with_its_trigger_price_and_locks_its_funds() -> None:
+    async with trading(btc="1", eth="2") as (fake, exchange):
+        price = fake.price(ETH)
+        assert "STOP_LOSS" in (await exchange.load_markets())[ETH]["info"]["orderTypes"]
+        sell_stop, buy_stop = price - Decimal("0.001"), price + Decimal("0.001")
+        sell = await place_stop(exchange, "sell", 1.5, sell_stop, "stop-1")
+        assert fake.order_requests[-1] | {"timestamp": "", "recvWindow": ""} == {
+            "symbol": "ETHBTC", "side": "SELL", "type": "STOP_LOSS", "quantity": "1.5", "stopPrice": f"{sell_stop:f}",
+            "newClientOrderId": "stop-1", "newOrderRespType": "FULL", "timestamp": "", "recvWindow": "",
+        }
+        assert sell["status"] == "open" and sell["type"] == "market" and sell["clientOrderId"] == "stop-1"
+        assert sell["triggerPrice"] == pytest.approx(float(sell_stop)) and sell["filled"] == 0 and sell["average"] is None
+        assert sell["info"]["type"] == "STOP_LOSS" and sell["info"]["stopPrice"] == f"{sell_stop:.8f}"
+        assert fake.balances()["ETH"] == (Decimal("0.5"), Decimal("1.5"))
+        buy = await place_stop(exchange, "buy", 1, buy_stop)
+        locked = buy_stop * (1 + RATE)
+        assert buy["status"] == "open" and buy["triggerPrice"] == pytest.approx(float(buy_stop))
+        assert fake.balances()["BTC"] == (1 - locked, locked)
+        # Resting stops are open orders (what reconciliation reads), and fetch_order sees them too.
+        listed = await exchange.fetch_open_orders(ETH)
+        assert [(o["id"], o["status"], o["info"]["type"]) for o in listed] == [(sell["id"], "open", "STOP_LOSS"), (buy["id"], "open", "STOP_LOSS")]
+        assert [o["triggerPrice"] for o in listed] == [pytest.approx(float(sell_stop)), pytest.approx(float(buy_stop))]
+        fetched = await exchange.fetch_order(sell["id"], ETH)
+        assert fetched["status"] == "open" and fetched["triggerPrice"] == pytest.approx(float(sell_stop))
+        assert fetched["info"]["isWorking"] is False and fetched["info"]["workingTime"] == -1
+        # The funds a stop locks count: what is left free is all a second stop may take.
+        with pytest.raises(ccxt.InsufficientFunds):
+            await place_stop(exchange, "sell", 0.6, sell_stop)
+        # One placed from outside the API (a previous run) is listed as well.
+        outside = fake.place_order(ETH, "sell", "stop_loss", "0.5", stop_price=sell_stop, client_id="previous-stop")
+        assert outside.status == "NEW" and fake.balances()["ETH"] == (0, 2)
+        assert [o["clientOrderId"] for o in await exchange.fetch_open_orders(ETH)][-1] == "previous-stop"
+
+
+@pytest.mark.asyncio
+async def test_canceling_a_stop_loss_unlocks_its_funds() -> None:
+    async with trading(btc="1", eth="2") as (fake, exchange):
+        stop = fake.price(ETH) - Decimal("0.001")
+        order = await place_stop(exchange, "sell", 2, stop)
+        assert fake.balances()["ETH"] == (0, 2)
+        canceled = await exchange.cancel_order(order["id"], ETH)
+        assert canceled["status"] == "canceled" and canceled["triggerPrice"] == pytest.approx(float(stop))
+        assert fake.balances()["ETH"] == (2, 0)
+        assert await exchange.fetch_open_orders(ETH) == []
+        [listed] = await exchange.fetch_orders(ETH)
+        assert listed["status"] == "canceled" and listed["info"]["type"] == "STOP_LOSS" and listed["triggerPrice"] == pytest.approx(float(stop))
+        # Canceled, it never triggers.
+        await fake.stream(20)
+        assert fake.orders[0].status == "CANCELED" and fake.balances()["ETH"] == (2, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_kline_reaching_a_sell_stop_fills_it_whole_at_the_stop_price_as_a_taker() -> None:
+    async with trading(btc="1", eth="1") as (fake, exchange):
+        stop = Decimal("0.0899")
+        reached = first_reaching(fake, stop, "buy")  # the first candle whose low is at or under the stop
+        series = fake.market(ETH).series
+        assert reached > START + 1 and Decimal(series.values[reached][0]) > stop  # it opens above: no gap
+        order = await place_stop(exchange, "sell", 1, stop, "stop-cross")
+        await fake.stream(reached - START)  # every candle before the one reaching it, closed
+        assert (await exchange.fetch_order(order["id"], ETH))["status"] == "open"
+        assert fake.balances()["ETH"] == (0, 1)
+        await fake.stream(1)
+        filled = await exchange.fetch_order(order["id"], ETH)
+        assert filled["status"] == "closed" and filled["filled"] == 1 and filled["remaining"] == 0
+        assert filled["average"] == pytest.approx(float(stop)) and filled["triggerPrice"] == pytest.approx(float(stop))
+        assert filled["info"]["type"] == "STOP_LOSS" and filled["info"]["isWorking"] is True
+        assert await exchange.fetch_open_orders(ETH) == []
+        assert fake.balances() == {"BTC": (1 + stop * (1 - RATE), 0), "ETH": (0, 0)}
+        [trade] = await exchange.fetch_my_trades(ETH)
+        assert trade["order"] == order["id"] and trade["takerOrMaker"] == "taker" and trade["side"] == "sell"
+        assert trade["price"] == pytest.approx(float(stop)) and trade["fee"]["cost"] == pytest.approx(float(stop * RATE))
+        opened = series.stamps[reached]
+        assert opened < trade["timestamp"] <= opened + 60_000  # at a push of the candle that reached it
+        assert filled["info"]["workingTime"] == trade["timestamp"]
+
+
+@pytest.mark.asyncio
+async def test_a_stop_the_candle_opens_beyond_fills_at_the_open() -> None:
+    async with trading(btc="1", eth="1") as (fake, exchange):
+        values = fake.market(ETH).series.values
+        # The first candle opening at least two ticks under the previous close: a gap down.
+        gap = next(i for i in range(START + 1, len(values)) if Decimal(values[i - 1][3]) - Decimal(values[i][0]) >= Decimal("2e-8"))
+        opening, before = Decimal(values[gap][0]), Decimal(values[gap - 1][3])
+        await fake.stream(gap - START)  # up to the gap candle's open
+        assert fake.price(ETH) == before
+        stop = opening + Decimal("1e-8")
+        assert opening < stop < before
+        order = await place_stop(exchange, "sell", 1, stop)
+        await fake.stream(1)
+        filled = await exchange.fetch_order(order["id"], ETH)
+        assert filled["status"] == "closed" and filled["filled"] == 1 and filled["info"]["cummulativeQuoteQty"] == f"{opening:.8f}"
+        assert fake.balances() == {"BTC": (1 + opening * (1 - RATE), 0), "ETH": (0, 0)}
+        [trade] = await exchange.fetch_order_trades(order["id"], ETH)
+        assert trade["info"]["price"] == f"{opening:.8f}" and trade["takerOrMaker"] == "taker"
+
+
+@pytest.mark.asyncio
+async def test_a_stop_that_would_trigger_at_once_is_refused() -> None:
+    async with trading(btc="1", eth="1") as (fake, exchange):
+        price = fake.price(ETH)
+        for side, stop in (("sell", price), ("sell", price + Decimal("0.001")), ("buy", price), ("buy", price - Decimal("0.001"))):
+            with pytest.raises(ccxt.OrderImmediatelyFillable, match="Stop price would trigger immediately"):
+                await place_stop(exchange, side, 1, stop)
+        assert fake.orders == [] and len(fake.order_requests) == 4
+        assert fake.balances() == {"BTC": (1, 0), "ETH": (1, 0)}
+
+
+@pytest.mark.asyncio
+async def test_a_stop_loss_without_stop_price_or_with_a_price_is_refused() -> None:
+    async with trading(btc="1", eth="1") as (fake, exchange):
+        request = {"symbol": "ETHBTC", "side": "SELL", "type": "STOP_LOSS", "quantity": "1"}
+        with pytest.raises(ccxt.BadRequest, match="Mandatory parameter 'stopPrice' was not sent"):
+            await exchange.private_post_order(request)
+        stop = f"{fake.price(ETH) - Decimal('0.001'):f}"
+        with pytest.raises(ccxt.BadRequest, match="Parameter 'price' sent when not required"):
+            await exchange.private_post_order(request | {"stopPrice": stop, "price": stop})
+        with pytest.raises(ccxt.BadRequest, match="Mandatory parameter 'quantity' was not sent"):
+            await exchange.private_post_order({"symbol": "ETHBTC", "side": "SELL", "type": "STOP_LOSS", "stopPrice": stop})
+        with pytest.raises(ccxt.InvalidOrder, match="PRICE_FILTER"):
+            await exchange.private_post_order(request | {"stopPrice": "0.0000001"})
+        assert fake.orders == [] and fake.balances()["ETH"] == (1, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_market_without_stop_loss_makes_ccxt_refuse_the_stop_before_sending_it() -> None:
+    async with trading(btc="1", eth="1", stop_loss=False) as (fake, exchange):
+        assert "STOP_LOSS" not in (await exchange.load_markets())[ETH]["info"]["orderTypes"]
+        stop = fake.price(ETH) - Decimal("0.001")
+        with pytest.raises(ccxt.InvalidOrder, match="triggerPrice parameter is not allowed for ETH/BTC market orders"):
+            await place_stop(exchange, "sell", 1, stop)
+        assert fake.order_requests == []
+        # Sent anyway, Binance refuses it.
+        with pytest.raises(ccxt.InvalidOrder, match="Stop loss orders are not supported for this symbol"):
+            await exchange.private_post_order({"symbol": "ETHBTC", "side": "SELL", "type": "STOP_LOSS", "quantity": "1", "stopPrice": f"{stop:f}"})
+        assert fake.orders == [] and fake.balances()["ETH"] == (1, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_buy_stop_whose_gap_the_free_quote_cannot_pay_expires_and_unlocks() -> None:
+    async with trading(btc="1") as (fake, exchange):
+        values = fake.market(ETH).series.values
+        # The first candle opening at least two ticks over the previous close: a gap up.
+        gap = next(i for i in range(START + 1, len(values)) if Decimal(values[i][0]) - Decimal(values[i - 1][3]) >= Decimal("2e-8"))
+        opening = Decimal(values[gap][0])
+        await fake.stream(gap - START)
+        stop = opening - Decimal("1e-8")
+        assert fake.price(ETH) < stop
+        fake.set_balance("BTC", stop * (1 + RATE))  # exactly the lock: the open costs more
+        order = await place_stop(exchange, "buy", 1, stop)
+        assert fake.balances()["BTC"] == (0, stop * (1 + RATE))
+        await fake.stream(1)
+        expired = await exchange.fetch_order(order["id"], ETH)
+        assert expired["status"] == "expired" and expired["filled"] == 0
+        assert fake.balances() == {"BTC": (stop * (1 + RATE), 0), "ETH": (0, 0)}
+        assert await exchange.fetch_my_trades(ETH) == []

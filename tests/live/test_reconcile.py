@@ -87,17 +87,19 @@ async def test_unknown_and_foreign_orders_missing_orders_and_balances_are_each_r
             fake.place_order(ETH, "buy", "limit", "0.1", price=low, client_id="s1-77")  # carries s1's prefix, not in the journal
             fake.place_order(ETH, "buy", "limit", "0.1", price=low, client_id="by-hand")  # the user's own
             fake.set_balance("ETH", "0.3")  # 0.2 of the position's 0.5 ETH were moved off the account
+            fake.set_balance("BTC", "0.5")  # less than the strategy's cash: its entries may be refused
 
             async with gateway_on(fake, journal) as second:
                 _restart(second, journal)
                 report = await _reconcile(second)
-        assert report.counts == {"order_missing": 1, "order_unknown": 1, "order_foreign": 1, "balance_short": 1}
+        assert report.counts == {"order_missing": 1, "order_unknown": 1, "order_foreign": 1, "balance_short": 2}
         text = "\n".join(report.lines)
         assert "s1-2" in text and "never reached the exchange" in text
         assert "s1-77" in text and "by-hand" in text and "ETH: the strategies' open positions hold 0.5 but the exchange balance is 0.3" in text
+        assert "BTC: the strategies count on 0.9" in text and "entries may be refused" in text
         kinds = sorted(d["kind"] for d in second.payloads("reconcile_difference"))
         assert kinds == ["order_missing", "order_unknown"]
-        assert sorted(d["kind"] for d in second.payloads("exchange_difference", None)) == ["balance_short", "order_foreign"]
+        assert sorted(d["kind"] for d in second.payloads("exchange_difference", None)) == ["balance_short", "balance_short", "order_foreign"]
         with journal_at(tmp_path) as reopened:
             assert reopened.pending_orders("s1") == []
         # Nothing was placed, cancelled or sent again by reconciling.

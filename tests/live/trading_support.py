@@ -38,6 +38,8 @@ def eth_strategy(**overrides: Any) -> StrategyConfig:
         "analyzers": [{"type": "ema_cross", "params": {"fast": 50, "slow": 100}}],
         "exit_threshold": None,
         "fees": {"maker_bps": 10, "taker_bps": 10},
+        # In BTC, the fake account's quote asset: within what the tests fund it with.
+        "starting_balance": 1.0,
     }
     base.update(overrides)
     return strategy(**base)
@@ -83,8 +85,12 @@ class LiveRig:
 
 
 @asynccontextmanager
-async def gateway_on(fake: FakeBinance, journal: Journal | None = None, **execution: Any) -> AsyncIterator[LiveRig]:
-    """A running gateway and a Rig on it (the journal, when given, hears every event first); stopped on exit."""
+async def gateway_on(fake: FakeBinance, journal: Journal | None = None, *, arm: bool = True, **execution: Any) -> AsyncIterator[LiveRig]:
+    """A running gateway and a Rig on it (the journal, when given, hears every event first); stopped on exit.
+
+    Stops may be placed on the exchange at once (`arm`); a test that restores and reconciles
+    passes arm=False, and reconciliation arms them, as in the daemon.
+    """
     config = ExchangeConfig.model_validate(fake.signed_exchange_config(timeout_ms=TIMEOUT_MS, execution={**EXECUTION, **execution}))
     exchange, redact = build_exchange(config, fake.credential_env(), streaming=False)
     gateway = LiveExchange(exchange, config.execution, WallClock(), logging.getLogger("bot.tests.live"), redact=redact)
@@ -95,6 +101,8 @@ async def gateway_on(fake: FakeBinance, journal: Journal | None = None, **execut
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(gateway.run)
+            if arm:
+                gateway.arm_stops()
             try:
                 yield gateway_rig
             finally:
@@ -104,11 +112,11 @@ async def gateway_on(fake: FakeBinance, journal: Journal | None = None, **execut
 
 
 @asynccontextmanager
-async def fake_market(btc: str = "1", eth: str = "0") -> AsyncIterator[FakeBinance]:
-    """The fake exchange at candle START, serving ETH/BTC, with a funded account."""
+async def fake_market(btc: str = "1", eth: str = "0", stop_orders: bool = True) -> AsyncIterator[FakeBinance]:
+    """The fake exchange at candle START, serving ETH/BTC (taking stop-market orders or not), with a funded account."""
     from tests.support import ETH_1M
 
-    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
+    async with FakeBinance({ETH: ETH_1M}, start=START, stop_loss=stop_orders) as fake:
         fake.set_balance("BTC", btc)
         fake.set_balance("ETH", eth)
         yield fake
