@@ -177,8 +177,7 @@ class LiveFeed:
         try:
             await self._live.run(task_status=status)
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, BotError) else _describe(exc)
-            self.error = self._redact(reason)
+            self.error = self._redact(str(exc)) if isinstance(exc, BotError) else _describe(exc, self._redact)
             if not status.done:
                 self._set_state("failed", error=self.error)
                 raise LiveFeedError(f"live feed did not start: {self.error}") from None
@@ -291,10 +290,10 @@ class LiveFeed:
         self._set_state("playing", **info)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, redact: Callable[[str], str]) -> str:
     from bot.live.errors import describe  # ccxt is loaded by now: a live feed was built
 
-    return describe(exc)
+    return describe(exc, redact)
 
 
 async def close_exchange(exchange: Any, redact: Callable[[str], str], logger: logging.Logger) -> None:
@@ -304,4 +303,4 @@ async def close_exchange(exchange: Any, redact: Callable[[str], str], logger: lo
             with anyio.fail_after(_CLOSE_TIMEOUT_S):
                 await exchange.close()
         except Exception as exc:  # closing is best effort: the process is ending anyway
-            logger.warning("closing the exchange connection failed: %s", redact(_describe(exc)))
+            logger.warning("closing the exchange connection failed: %s", _describe(exc, redact))

@@ -176,7 +176,7 @@ class LiveCandleFeed:
         text = repr(message)
         if len(text) > _MAX_LOGGED:
             text = text[:_MAX_LOGGED] + "..."
-        self._log.error("skipped a malformed message from %s: %s (%s)", self._exchange.id, self._redact(text), self._redact(describe(exc)))
+        self._log.error("skipped a malformed message from %s: %s (%s)", self._exchange.id, self._redact(text), describe(exc, self._redact))
 
     def _rest_retry(self, what: str, reason: str, delay: float) -> None:
         self._log.debug("REST retry: %s: %s (%.2f s)", what, reason, delay)
@@ -249,14 +249,14 @@ class LiveCandleFeed:
                 self._flush(symbol)
                 if not is_retryable(exc):
                     self._log.exception("feed %s stopped by an error", symbol)
-                    self._set_state(symbol, "failed", error=self._redact(describe(exc)))
+                    self._set_state(symbol, "failed", error=describe(exc, self._redact))
                     return
                 # The forming candle's later updates, maybe its close, went with the connection.
                 assembler.disconnected()
                 self._cut_rows(symbol)
                 connected = False
                 delay = backoff.next_delay()
-                self._set_state(symbol, "reconnecting", error=self._redact(describe(exc)), attempt=backoff.attempts, delay_s=round(delay, 3))
+                self._set_state(symbol, "reconnecting", error=describe(exc, self._redact), attempt=backoff.attempts, delay_s=round(delay, 3))
                 await self._sleep(delay)
 
     def _cache(self, symbol: str) -> Any:
@@ -322,10 +322,10 @@ class LiveCandleFeed:
             except Exception as exc:
                 if not is_retryable(exc):
                     self._log.exception("feed %s stopped by an error", symbol)
-                    self._set_state(symbol, "failed", error=self._redact(describe(exc)))
+                    self._set_state(symbol, "failed", error=describe(exc, self._redact))
                     return
                 delay = backoff.next_delay()
-                self._set_state(symbol, "reconnecting", error=self._redact(describe(exc)), attempt=backoff.attempts, delay_s=round(delay, 3))
+                self._set_state(symbol, "reconnecting", error=describe(exc, self._redact), attempt=backoff.attempts, delay_s=round(delay, 3))
                 await self._sleep(delay)
 
     async def _watchdog(self) -> None:

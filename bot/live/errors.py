@@ -1,7 +1,7 @@
 """ccxt errors translated in one place: what to retry, how long to wait, what is the operator's to fix."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ccxt
@@ -43,7 +43,13 @@ def retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
     return None
 
 
-def describe(exc: BaseException) -> str:
-    """A one-line description of an exchange error for logs and events."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+def describe(exc: BaseException, redact: Callable[[str], str] | None = None) -> str:
+    """A one-line description of an exchange error for logs and events, secrets masked by `redact`.
+
+    Masked before it is cut to length: a secret cut in half would no longer be recognised.
+    """
+    full = str(exc).strip()
+    if redact is not None:
+        full = redact(full)
+    text = full.splitlines()[0] if full else ""
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__

@@ -203,7 +203,7 @@ class LiveExchange:
             raise RuntimeError("the live gateway is not running: start LiveExchange.run first")
         tracked = TrackedOrder(account, order)
         self.tracked[order.client_id] = tracked
-        self._tg.start_soon(self._place, tracked)
+        self._tg.start_soon(self._guarded, self._place, tracked)
 
     def cancel(self, order: Order) -> None:
         """Ask the exchange to cancel a resting order; the outcome (cancelled, or filled after all) comes by polling."""
@@ -212,7 +212,7 @@ class LiveExchange:
             return
         tracked.cancel_requested = True
         if tracked.exchange_id is not None and self._tg is not None:
-            self._tg.start_soon(self._cancel, tracked)
+            self._tg.start_soon(self._guarded, self._cancel, tracked)
 
     def adopt(self, account: LiveAccount, order: Order) -> TrackedOrder:
         """Take over an order restored from the journal (reconciliation decides what it became)."""
@@ -337,7 +337,7 @@ class LiveExchange:
             tracked.exchange_id = str(outcome.exchange_id)
         if outcome.status == "open":
             if tracked.cancel_requested and self._tg is not None:
-                self._tg.start_soon(self._cancel, tracked)
+                self._tg.start_soon(self._guarded, self._cancel, tracked)
             tracked.account.opened(order)
             return outcome
         self.tracked.pop(order.client_id, None)
@@ -365,7 +365,7 @@ class LiveExchange:
     def _refused(self, tracked: TrackedOrder, exc: BaseException) -> None:
         kind = rejection_kind(exc)
         self._log.warning("%s refused order %s (%s): %s", self.exchange.id, tracked.order.client_id, kind, self._text(exc))
-        self.forget(tracked, "rejected", kind, describe(exc))
+        self.forget(tracked, "rejected", kind, describe(exc, self._redact))
 
     # -- tracking --------------------------------------------------------------------------------
     async def _cancel(self, tracked: TrackedOrder) -> None:
@@ -380,32 +380,52 @@ class LiveExchange:
         if isinstance(reply, dict) and reply.get("status") and order.client_id in self.tracked:
             await self.apply(tracked, reply)
 
+    async def _guarded(self, step: Callable[[TrackedOrder], Awaitable[None]], tracked: TrackedOrder) -> None:
+        """Run one order's step so that a bug (not an exchange error) cannot stop the gateway for every strategy."""
+        try:
+            await step(tracked)
+        except Exception:
+            self._log.exception("%s: unexpected error handling order %s; the poller asks the exchange what became of it", self.exchange.id, tracked.order.client_id)
+            if tracked.order.client_id in self.tracked:
+                tracked.unconfirmed = True  # looked up, never resent blindly
+
     async def _poll_loop(self) -> None:
         while True:
             await self._sleep(self.settings.poll_interval_s)
-            await self.poll_once()
-            for account in list(self.accounts.values()):
-                account.stops.retry_refused()
+            try:
+                await self.poll_once()
+                for account in list(self.accounts.values()):
+                    account.stops.retry_refused()
+            except Exception:
+                # A bug must not stop the tracking of every strategy's orders: logged, next round.
+                self._log.exception("%s: polling orders failed unexpectedly", self.exchange.id)
 
     async def poll_once(self) -> None:
         """Ask the exchange about every order still without an outcome."""
         for tracked in list(self.tracked.values()):
             if tracked.exchange_id is None and not tracked.unconfirmed:
                 continue  # still being sent by its own task
-            found, reply = await self.lookup(tracked)
-            if tracked.order.client_id not in self.tracked:
-                continue  # its outcome arrived meanwhile
-            if found == "found" and reply is not None:
-                await self.apply(tracked, reply)
-            elif found == "not_found" and tracked.unconfirmed:
-                self.forget(tracked, "rejected", "network", "the order never reached the exchange (a network error while sending it)")
+            try:
+                await self._poll(tracked)
+            except Exception:
+                # One order's surprise (a bug, an answer ccxt could not parse) must not starve the others.
+                self._log.exception("%s: checking order %s failed unexpectedly; asking again next round", self.exchange.id, tracked.order.client_id)
+
+    async def _poll(self, tracked: TrackedOrder) -> None:
+        found, reply = await self.lookup(tracked)
+        if tracked.order.client_id not in self.tracked:
+            return  # its outcome arrived meanwhile
+        if found == "found" and reply is not None:
+            await self.apply(tracked, reply)
+        elif found == "not_found" and tracked.unconfirmed:
+            self.forget(tracked, "rejected", "network", "the order never reached the exchange (a network error while sending it)")
 
     # -- helpers -----------------------------------------------------------------------------------
     def _text(self, exc: BaseException) -> str:
-        return self._redact(describe(exc))
+        return describe(exc, self._redact)
 
     def _booking_failed(self, strategy_id: str, exc: BaseException) -> None:
         self.on_error(strategy_id, exc)
 
     def _log_error(self, strategy_id: str, exc: BaseException) -> None:
-        self._log.error("[%s] booking an exchange fill failed: %s", strategy_id, self._redact(describe(exc)))
+        self._log.error("[%s] booking an exchange fill failed: %s", strategy_id, describe(exc, self._redact))

@@ -63,7 +63,7 @@ class RestCandles:
                     raise
                 floor = retry_after_s(getattr(self._exchange, "last_response_headers", None)) if is_rate_limit(exc) else None
                 delay = backoff.next_delay(floor)
-                reason = self._redact(describe(exc))
+                reason = describe(exc, self._redact)
                 self._log.warning("%s failed (%s); retry %d in %.2f s", what, reason, backoff.attempts, delay)
                 if self._on_retry is not None:
                     self._on_retry(what, reason, delay)

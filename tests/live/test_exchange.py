@@ -99,3 +99,17 @@ async def test_keys_never_appear_in_logs_errors_states_or_reprs(caplog: pytest.L
     assert len(shown) > 20
     for text in shown:
         assert KEY not in text and SECRET not in text, text
+
+
+def test_an_error_is_masked_before_it_is_cut_so_a_secret_across_the_cut_never_shows() -> None:
+    import ccxt
+
+    from bot.live.errors import describe
+    from bot.live.exchange import Redactor
+
+    secret = "S3CRETKEY0123456789"
+    exc = ccxt.ExchangeError("x" * 290 + secret + " and more")
+    text = describe(exc, Redactor([secret]))
+    assert "***" in text and secret[:10] not in text and text.startswith("ExchangeError: ")
+    # Unmasked, the cut would have left the secret's first characters in the line.
+    assert secret[:10] in describe(exc)

@@ -1,6 +1,7 @@
 """The live gateway: strategies' orders go through real ccxt to the fake exchange, and come back as fills or refusals."""
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import orjson
@@ -140,3 +141,37 @@ async def test_a_rate_limited_close_is_sent_again_with_the_same_client_id_while_
         assert closed["exit_reason"] == "exit" and live.payloads("order_rejected") == []
         assert [r["newClientOrderId"] for r in fake.order_requests] == ["s1-1", "s1-2", "s1-2"]
         assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"] and live.gateway.status()["resent"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_bug_while_sending_or_polling_one_order_fails_that_order_not_the_gateway(caplog: pytest.LogCaptureFixture) -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        _start(live)
+        exchange = live.gateway.exchange
+        real_create, real_fetch = exchange.create_order, exchange.fetch_order
+        failures = {"create": 1, "fetch": 1}
+
+        async def create_order(*args: object, **kwargs: object) -> object:
+            if failures["create"]:
+                failures["create"] -= 1
+                raise KeyError("a ccxt parsing bug")
+            return await real_create(*args, **kwargs)
+
+        async def fetch_order(*args: object, **kwargs: object) -> object:
+            if failures["fetch"]:
+                failures["fetch"] -= 1
+                raise TypeError("another bug")
+            return await real_fetch(*args, **kwargs)
+
+        exchange.create_order, exchange.fetch_order = create_order, fetch_order
+        caplog.set_level(logging.ERROR, logger=live.gateway._log.name)
+        live.gateway._log.addHandler(caplog.handler)  # the bot's logger tree does not propagate to the root
+        live.act(OpenPosition(ETH, "long", 0.5, "first"))
+        # Unknown whether it reached the exchange: the poller asks (its first ask fails too), then drops it.
+        (lost,) = await live.wait_for("order_rejected")
+        assert lost["client_id"] == "s1-1" and lost["kind"] == "network" and fake.orders == []
+        assert "unexpected error handling order s1-1" in caplog.text and "checking order s1-1 failed unexpectedly" in caplog.text
+        # The gateway still trades.
+        live.act(OpenPosition(ETH, "long", 0.5, "second"))
+        (opened,) = await live.wait_for("position_opened")
+        assert opened["client_id"] == "s1-2" and live.gateway.running
