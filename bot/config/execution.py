@@ -21,6 +21,11 @@ class ExecutionConfig(Strict):
         description="after a failed send, how long the request could still execute (Binance: ccxt's 10 s recvWindow): "
         "an order not found is resent only after it",
     )
+    stop_poll_interval_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="how often a stop resting on the exchange is checked (at once when the feed shows it crossed): "
+        "each check costs request weight",
+    )
     retry_min_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
     stops: Literal["exchange", "local"] = Field(

@@ -36,6 +36,12 @@ class TrackedOrder:
     # Sent, and the network failed before the answer: whether it reached the exchange is not known yet.
     unconfirmed: bool = False
     cancel_requested: bool = False
+    # Monotonic time it was (last) sent: "not found" proves it never arrived only after the request window.
+    sent_at: float = 0.0
+    # A resting stop is asked about less often than other orders (monotonic time of its next poll).
+    next_poll: float = 0.0
+    # Polls in a row in which the exchange said it has no order under the id it gave us.
+    missing: int = 0
 
 
 class LiveExchange:
@@ -154,6 +160,16 @@ class LiveExchange:
         except (ccxt.BaseError, KeyError, TypeError, ValueError):
             return value  # below the market's minimum, or no precision known: compare as is
 
+    def now(self) -> float:
+        """The gateway's monotonic clock, in seconds."""
+        return self._monotonic()
+
+    def poll_soon(self, order: Order) -> None:
+        """Ask about a resting order at the next poll (the feed shows its stop was crossed)."""
+        tracked = self.tracked.get(order.client_id)
+        if tracked is not None:
+            tracked.next_poll = 0.0
+
     def arm_stops(self) -> None:
         """Start placing stops on the exchange (after reconciliation has settled those restored from the journal)."""
         self._stops_armed = True
@@ -201,7 +217,7 @@ class LiveExchange:
         """Place an order in the background; its outcome reaches the account."""
         if self._tg is None:
             raise RuntimeError("the live gateway is not running: start LiveExchange.run first")
-        tracked = TrackedOrder(account, order)
+        tracked = TrackedOrder(account, order, sent_at=self._monotonic())
         self.tracked[order.client_id] = tracked
         self._tg.start_soon(self._guarded, self._place, tracked)
 
@@ -274,6 +290,7 @@ class LiveExchange:
                     resends += 1
                     self.resent += 1
                     await self._sleep(backoff.next_delay())
+                    tracked.sent_at = self._monotonic()
                     continue
                 if found == "unknown":
                     tracked.unconfirmed = True  # the poller keeps asking; never resent blindly
@@ -295,6 +312,9 @@ class LiveExchange:
         if order.order_type == "stop":
             # ccxt's unified stop-loss trigger: a stop-market order (Binance spot STOP_LOSS).
             params["stopLossPrice"] = order.stop_price
+            if (self.exchange.markets or {}).get(order.symbol, {}).get("contract"):
+                # On derivatives a stop outliving its position must not open the opposite one.
+                params["reduceOnly"] = True
             return await self.exchange.create_order(order.symbol, "market", order.side, order.quantity, None, params)  # type: ignore[no-any-return]
         return await self.exchange.create_order(order.symbol, order.order_type, order.side, order.quantity, order.limit_price, params)  # type: ignore[no-any-return]
 
@@ -395,7 +415,7 @@ class LiveExchange:
             try:
                 await self.poll_once()
                 for account in list(self.accounts.values()):
-                    account.stops.retry_refused()
+                    account.stops.retry_refused(self._monotonic())
             except Exception:
                 # A bug must not stop the tracking of every strategy's orders: logged, next round.
                 self._log.exception("%s: polling orders failed unexpectedly", self.exchange.id)
@@ -405,6 +425,14 @@ class LiveExchange:
         for tracked in list(self.tracked.values()):
             if tracked.exchange_id is None and not tracked.unconfirmed:
                 continue  # still being sent by its own task
+            resting_stop = tracked.order.order_type == "stop" and not tracked.unconfirmed and not tracked.cancel_requested
+            if resting_stop:
+                # Its fill is no one's cue to act at once (the position is protected either way): asked
+                # about every stop_poll_interval_s, or at once when the feed shows the stop crossed.
+                now = self._monotonic()
+                if now < tracked.next_poll:
+                    continue
+                tracked.next_poll = now + self.settings.stop_poll_interval_s
             try:
                 await self._poll(tracked)
             except Exception:
@@ -416,9 +444,18 @@ class LiveExchange:
         if tracked.order.client_id not in self.tracked:
             return  # its outcome arrived meanwhile
         if found == "found" and reply is not None:
+            tracked.missing = 0
             await self.apply(tracked, reply)
         elif found == "not_found" and tracked.unconfirmed:
-            self.forget(tracked, "rejected", "network", "the order never reached the exchange (a network error while sending it)")
+            # Inside the request window it may still be booked late: forgotten only after it.
+            if self._monotonic() - tracked.sent_at >= self.settings.request_window_s:
+                self.forget(tracked, "rejected", "network", "the order never reached the exchange (a network error while sending it)")
+        elif found == "not_found":
+            # An order the exchange confirmed and no longer knows (purged, or removed by hand):
+            # after three polls in a row it is taken as cancelled, or a close held behind it would wait forever.
+            tracked.missing += 1
+            if tracked.missing >= 3:
+                self.forget(tracked, "cancelled", "not_on_exchange", "the exchange no longer knows this order")
 
     # -- helpers -----------------------------------------------------------------------------------
     def _text(self, exc: BaseException) -> str:

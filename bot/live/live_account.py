@@ -84,6 +84,10 @@ class LiveAccount(OrderNumbering):
         """Whether the exchange holds the position's stop as it stands (then the bot does not enforce it)."""
         return self.stops.held(position_id)
 
+    def stop_crossed(self, position_id: str) -> None:
+        """The feed shows the exchange's stop was crossed: its fill is looked up at the next poll."""
+        self.stops.crossed(position_id)
+
     def position_closed(self, position_id: str) -> None:
         """Cancel the closed position's stop on the exchange."""
         self.stops.position_closed(position_id)

@@ -10,8 +10,10 @@ if TYPE_CHECKING:
     from bot.live.execution import LiveExchange
 
 SlotState = Literal["idle", "placing", "resting", "cancelling"]
-# Refusals that say nothing about the stop itself: asked again at the next poll.
-_PASSING = frozenset({"rate_limited", "network", "exchange_error"})
+# Refusals that say nothing about the stop itself: asked again, after a growing pause.
+_PASSING = frozenset({"rate_limited", "network"})
+_RETRY_MIN_S = 1.0
+_RETRY_MAX_S = 300.0
 
 
 class StopOwner(Protocol):
@@ -55,6 +57,8 @@ class StopSlot:
     # passing refusal such as a rate limit, until the gateway's next poll: `retry_refused`).
     refused: StopSpec | None = None
     refused_kind: str = ""
+    retry_at: float = 0.0
+    retry_pause_s: float = 0.0
     # Market closes of this position held until no stop rests: on spot a resting stop locks the
     # quantity it would sell, so a close sent beside it would be refused for insufficient funds.
     waiting: list[Order] = field(default_factory=list)
@@ -104,6 +108,12 @@ class StopKeeper:
         self._step(slot)
         return True
 
+    def crossed(self, position_id: str) -> None:
+        """The feed shows the price went through the stop the exchange holds: ask the exchange about it soon."""
+        slot = self.slots.get(position_id)
+        if slot is not None and slot.order is not None:
+            self._gateway.poll_soon(slot.order)
+
     def position_closed(self, position_id: str) -> None:
         """The position is closed: cancel its stop, drop closes still held for it."""
         slot = self.slots.get(position_id)
@@ -121,6 +131,9 @@ class StopKeeper:
         slot = self.slots.setdefault(order.position_id, StopSlot(order.position_id))
         slot.order = order
         slot.state = "placing"
+        if self._armed and order.client_id not in self._gateway.tracked:
+            # Loaded while the daemon runs (no start-up reconciliation): the poller looks it up.
+            self._gateway.adopt(self._owner, order)  # type: ignore[arg-type]
 
     def restored_orders(self) -> list[Order]:
         """Stop orders not confirmed on the exchange yet (restored from the journal, or being placed)."""
@@ -134,10 +147,10 @@ class StopKeeper:
                 self._gateway.adopt(self._owner, slot.order)  # type: ignore[arg-type]
             self._step(slot)
 
-    def retry_refused(self) -> None:
-        """Ask again for stops refused for a passing reason (rate limit, network): called once per poll, never in a loop."""
+    def retry_refused(self, now: float) -> None:
+        """Ask again for stops refused for a passing reason (rate limit, network), each after its own growing pause."""
         for slot in list(self.slots.values()):
-            if slot.refused is not None and slot.refused_kind in _PASSING:
+            if slot.refused is not None and slot.refused_kind in _PASSING and now >= slot.retry_at:
                 slot.refused = None
                 self._step(slot)
 
@@ -163,15 +176,24 @@ class StopKeeper:
         if slot is None or slot.state != "placing":
             return
         slot.state = "resting"
+        slot.retry_pause_s = 0.0
         self._step(slot)
 
     def filled(self, fill: Fill) -> None:
-        """The stop fired on the exchange: book its fill, then see to the closes held meanwhile."""
+        """The stop fired on the exchange: book its fill; closes held meanwhile were decided before it and are dropped.
+
+        Sent as they are they could sell what the stop already sold. The position manager sends
+        again what is still wanted of them, capped at what is left (`stop_filled`).
+        """
         slot = self._slot_of(fill.order)
+        held: list[Order] = []
         if slot is not None:
             slot.order = None
             slot.state = "idle"
+            held, slot.waiting = slot.waiting, []
         self._owner.deliver_fill(fill)
+        for order in held:
+            self._owner.deliver_drop(order, "cancelled", "stop_filled", "the stop filled on the exchange before this close was sent")
         if slot is not None:
             self._step(slot)
 
@@ -182,7 +204,9 @@ class StopKeeper:
             if outcome == "rejected" and slot.state == "placing":
                 slot.refused = slot.desired if self._same(order, slot.desired) else None
                 slot.refused_kind = kind
-            elif slot.state == "cancelling":
+                slot.retry_pause_s = min(_RETRY_MAX_S, max(_RETRY_MIN_S, slot.retry_pause_s * 2))
+                slot.retry_at = self._gateway.now() + slot.retry_pause_s
+            elif slot.state == "cancelling" and outcome == "cancelled":
                 kind = "stop_moved" if slot.desired is not None and not slot.closed else "stop_released"
             slot.order = None
             slot.state = "idle"

@@ -116,6 +116,9 @@ class PaperAccount(OrderNumbering):
         """Never: the position manager enforces paper stops itself."""
         return False
 
+    def stop_crossed(self, position_id: str) -> None:
+        """Never called: no paper stop is held."""
+
     def position_closed(self, position_id: str) -> None:
         """Nothing rests on a paper exchange."""
 

@@ -404,7 +404,7 @@ class PositionManager:
                 self.close_group(group, "pair_incomplete", self._last_ts)
         return len(dropped)
 
-    def _forget(self, order: Order) -> str | None:
+    def _forget(self, order: Order, sync_stop: bool = True) -> str | None:
         """Undo what an order that ends unfilled had reserved; return the pair group of a dropped entry."""
         if order.intent == "open":
             self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
@@ -418,7 +418,8 @@ class PositionManager:
             rung = _rung_of(order.reason)
             if rung is not None and rung < len(position.take_profits):
                 position.take_profits[rung].done = False
-            self._sync_stop(position)
+            if sync_stop:
+                self._sync_stop(position)
         return None
 
     def drop_order(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
@@ -427,7 +428,10 @@ class PositionManager:
         `kind` is a stable category (insufficient_funds, invalid_order, rate_limited, ...) and
         `reason` the exchange's own message. A refused pair leg closes its partner if that filled.
         """
-        group = self._forget(order)
+        # A close held back while the exchange's stop fired is sent again first (capped at what is
+        # left): syncing the stop before would place one only to cancel it for that close.
+        resend = kind == "stop_filled"
+        group = self._forget(order, sync_stop=not resend)
         payload = {
             "client_id": order.client_id,
             "symbol": order.symbol,
@@ -440,12 +444,25 @@ class PositionManager:
             "exchange_reason": reason,
         }
         self._publish("order_rejected" if outcome == "rejected" else "order_cancelled", payload, None)
+        if resend:
+            self._resend_after_stop(order)
         if group is not None:
             if self.group_legs(group):
                 self.close_group(group, "pair_incomplete", self._last_ts)
             elif group in self._pending_groups.values():
                 # The partner's entry is still on its way: when it fills, it is closed at once.
                 self._broken_groups.add(group)
+
+    def _resend_after_stop(self, order: Order) -> None:
+        """A close held back while the exchange's stop fired: what is still wanted of it goes out, capped at what is left."""
+        position = self.positions.get(order.position_id)
+        if position is None:
+            return
+        quantity = min(order.quantity, position.quantity - position.pending_close)
+        if quantity > position.initial_quantity * _DUST:
+            self.submit_close(position, quantity, order.reason, self._last_ts, self._marks.get(position.symbol, position.entry_price))
+        else:
+            self._sync_stop(position)
 
     def close_all_now(self, reason: str) -> int:
         """Close every open position at once at its last mark (there is no next candle); return how many."""
@@ -655,9 +672,11 @@ class PositionManager:
         d = position.direction
         stop = position.stop
         if stop is not None and (candle.low <= stop if d > 0 else candle.high >= stop):
-            if not self._account.stop_held(position.id):
+            if self._account.stop_held(position.id):
+                # The stop order resting on the exchange fires: its fill arrives from the gateway.
+                self._account.stop_crossed(position.id)
+            else:
                 self._trigger(position, position.quantity - position.pending_close, stop, position.stop_kind, candle, ts, "stop")
-            # else the stop order resting on the exchange fires: its fill arrives from the gateway.
             return
         favourable = candle.high if d > 0 else candle.low
         for index, level in enumerate(position.take_profits):
@@ -737,7 +756,8 @@ class PositionManager:
 
         It covers what is not already being closed; a position wholly being closed has none.
         """
-        quantity = position.quantity - position.pending_close
+        # Rounded: float noise just under a lot step (0.5 - 0.4995) would cost the stop a whole step when the exchange truncates it.
+        quantity = round(position.quantity - position.pending_close, 12)
         stop = position.stop if quantity > position.initial_quantity * _DUST else None
         side: OrderSide = "sell" if position.direction > 0 else "buy"
         self._account.protect(position.id, position.symbol, side, quantity, stop, position.stop_kind, self._last_ts)

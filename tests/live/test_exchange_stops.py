@@ -5,6 +5,7 @@ import logging
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
@@ -220,3 +221,50 @@ async def test_a_stop_that_fired_while_the_bot_was_down_is_booked_at_restart_and
                 assert closed["exit_reason"] == "stop_loss" and third.positions() == []
                 assert journal.open_positions("s1") == [] and journal.pending_orders("s1") == []
                 assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
+
+
+@pytest.mark.asyncio
+async def test_a_stop_below_min_notional_is_not_placed_again_every_poll() -> None:
+    async with fake_market() as fake, gateway_on(fake) as live:
+        live.rig.start(eth_strategy(exits={"stop_loss_pct": 0.3}))
+        live.feed_served(START - 50, 50)
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        await live.wait_for("position_opened")
+        (position,) = live.positions()
+        await until(lambda: live.orch().positions._account.stop_held(position.id), what="stop resting")
+        # The strategy takes 99.9 %: what is left (0.0005 ETH, ~0.000045 BTC) is below the market's NOTIONAL minimum for a stop.
+        live.act(ClosePercent(position.id, 99.9, "most"))
+        await live.wait_for("position_reduced")
+        await anyio.sleep(1.0)  # 50 polls at the test's 0.02 s poll interval (50 s at the default 1 s)
+        rejected = [p for p in live.payloads("order_rejected")]
+        kinds = {p["kind"] for p in rejected}
+        stops = [o for o in fake.orders if o.type == "STOP_LOSS"]
+        assert len(rejected) == 1 and "NOTIONAL" in rejected[0]["exchange_reason"], f"{len(rejected)} refused stops ({kinds}) in 1 s; exchange took {len(stops)} stops"
+        assert live.gateway.status()["stops"]["positions"]["s1"][0]["state"] == "refused"
+
+
+@pytest.mark.asyncio
+async def test_a_resting_stop_is_asked_about_rarely_and_at_once_when_the_feed_shows_it_crossed() -> None:
+    async with fake_market() as fake, gateway_on(fake, stop_poll_interval_s=60.0) as live:
+        _start(live)
+        live.act(OpenPosition(ETH, "long", 0.5, "test"))
+        (opened,) = await live.wait_for("position_opened")
+        stop = await _resting_stop(live)
+        exchange = live.gateway.exchange
+        real_fetch = exchange.fetch_order
+        asked: list[object] = []
+
+        async def fetch_order(*args: object, **kwargs: object) -> object:
+            asked.append(args[0])
+            return await real_fetch(*args, **kwargs)
+
+        exchange.fetch_order = fetch_order
+        await anyio.sleep(0.5)  # 25 polls of other orders
+        assert len(asked) <= 1
+        # The market falls through the stop; the exchange fills it, and the bot's feed shows the fall.
+        hit = _first_low_at_or_below(live, opened["stop_loss"])
+        await fake.stream(hit - START + 1)
+        assert stop.status == "FILLED"
+        live.feed_served(START, hit - START + 1)
+        (closed,) = await live.wait_for("position_closed", timeout=2.0)
+        assert closed["exit_reason"] == "stop_loss" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]

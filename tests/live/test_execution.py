@@ -166,12 +166,15 @@ async def test_a_bug_while_sending_or_polling_one_order_fails_that_order_not_the
         exchange.create_order, exchange.fetch_order = create_order, fetch_order
         caplog.set_level(logging.ERROR, logger=live.gateway._log.name)
         live.gateway._log.addHandler(caplog.handler)  # the bot's logger tree does not propagate to the root
-        live.act(OpenPosition(ETH, "long", 0.5, "first"))
-        # Unknown whether it reached the exchange: the poller asks (its first ask fails too), then drops it.
-        (lost,) = await live.wait_for("order_rejected")
-        assert lost["client_id"] == "s1-1" and lost["kind"] == "network" and fake.orders == []
-        assert "unexpected error handling order s1-1" in caplog.text and "checking order s1-1 failed unexpectedly" in caplog.text
-        # The gateway still trades.
-        live.act(OpenPosition(ETH, "long", 0.5, "second"))
-        (opened,) = await live.wait_for("position_opened")
-        assert opened["client_id"] == "s1-2" and live.gateway.running
+        try:
+            live.act(OpenPosition(ETH, "long", 0.5, "first"))
+            # Unknown whether it reached the exchange: the poller asks (its first ask fails too), then drops it.
+            (lost,) = await live.wait_for("order_rejected")
+            assert lost["client_id"] == "s1-1" and lost["kind"] == "network" and fake.orders == []
+            assert "unexpected error handling order s1-1" in caplog.text and "checking order s1-1 failed unexpectedly" in caplog.text
+            # The gateway still trades.
+            live.act(OpenPosition(ETH, "long", 0.5, "second"))
+            (opened,) = await live.wait_for("position_opened")
+            assert opened["client_id"] == "s1-2" and live.gateway.running
+        finally:
+            live.gateway._log.removeHandler(caplog.handler)

@@ -26,7 +26,10 @@ from tests.support import Rig, strategy
 START = 1200
 # Fast settings so tests do not wait out real delays; the client timeout is short so a held
 # order response (the timeout fault) times out quickly.
-EXECUTION = {"poll_interval_s": 0.02, "lookup_delay_s": 0.05, "retry_min_s": 0.01, "retry_max_s": 0.05, "request_window_s": 0.3}
+EXECUTION = {
+    "poll_interval_s": 0.02, "stop_poll_interval_s": 0.05, "lookup_delay_s": 0.05, "retry_min_s": 0.01, "retry_max_s": 0.05,
+    "request_window_s": 0.3,
+}
 TIMEOUT_MS = 400
 
 
