@@ -165,6 +165,8 @@ def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
         "execution": state.services.exchange.status(),
         "kill_switch": kill_switch,
         "strategies": strategies,
+        # Unloaded strategies whose orders are still in flight (live): outcomes still booked and journalled.
+        "settling": state.manager.settling(),
     }
 
 
@@ -232,6 +234,9 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
             # Loaded before (and unloaded without closing)? Take its book back: open positions,
             # and numbering that continues, so no order or position id is ever reused.
             restore_orchestrator(state.journal, orchestrator, state.services.hub)
+            # Live: orders still pending when it was unloaded (or not restored at start) may have
+            # filled or ended since; the gateway looks each up, as reconciliation does at start.
+            state.manager.adopt_restored(spec.id)
             if orchestrator.positions.positions or orchestrator.positions.pending_orders():
                 # A book came back: its stops are enforced from now on, as under `manage`.
                 state.manager.restore_state(spec.id, "dormant", "manage", None)
@@ -244,12 +249,12 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
 
 
 def unload(state: DaemonState, args: UnloadArgs) -> dict[str, Any]:
-    """Unload a strategy; return its final snapshot."""
+    """Unload a strategy; return its final snapshot, and the orders still in flight (live: `settling`)."""
     _orchestrator(state, args.id)
     snapshot = state.manager.unload(args.id, close_positions=args.close_positions)
     state.strategy_files.pop(args.id, None)
     heap.release()
-    return snapshot
+    return {**snapshot, "settling": state.manager.settling().get(args.id, [])}
 
 
 def activate(state: DaemonState, args: StrategyArg) -> dict[str, Any]:

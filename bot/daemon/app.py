@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +62,9 @@ class Daemon:
     strategy back in its journalled state (or activate a new one; they warm up from the
     backfill) and play the feed. Stop (SIGTERM, SIGINT, `shutdown`, or the live feed failing):
     stop the feed, let every strategy finish its queued candles, journal an equity snapshot,
-    close the socket, remove its file, close the exchange's connections.
+    close the socket, remove its file, close the exchange's connections. A stop while mode live
+    still waits on the exchange at start (markets, reconciliation) ends the start there: exit 0,
+    "stopped before trading started".
     """
 
     def __init__(self, loaded: LoadedConfig, sources: list[CandleSource], logger: BotLogger) -> None:
@@ -71,12 +75,28 @@ class Daemon:
         self.socket_path = (loaded.base_dir / loaded.bot.control.socket).resolve()
         self._feed: DaemonFeed | None = None
         self._failure: str | None = None
+        # The start-up step waiting on the exchange (markets, reconciliation): a stop cuts it short.
+        self._starting: anyio.CancelScope | None = None
 
     def request_stop(self) -> None:
-        """Begin a graceful stop (a live backfill still under way is cut short)."""
+        """Begin a graceful stop (a live backfill, or a start still waiting on the exchange, is cut short)."""
         self._stop.set()
         if self._feed is not None:
             self._feed.stop()
+        if self._starting is not None:
+            self._starting.cancel()
+
+    async def _unless_stopped(self, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run a start-up step that may wait on the exchange for long; False when a stop came first or cut it short."""
+        if self._stop.is_set():
+            return False
+        with anyio.CancelScope() as scope:
+            self._starting = scope
+            try:
+                await step()
+            finally:
+                self._starting = None
+        return not scope.cancelled_caught
 
     def _feed_failed(self, reason: str) -> None:
         if self._failure is None:
@@ -144,6 +164,7 @@ class Daemon:
         services.bus.subscribe(EventLines(log), types=LOGGED_EVENTS)
         saved = journal.strategy_states()  # read before loading announces fresh states
         resume = journal.get_meta(FEED_POSITION)
+        trading = True  # False once a stop cut the live start short: nothing was reconciled or traded
         async with anyio.create_task_group() as tg:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
@@ -159,7 +180,9 @@ class Daemon:
                     journal.set_meta(FEED_POSITION, str(feed.last_close))
 
             delivery = InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=record_processed)
-            manager = StrategyManager(services, OrchestratorFactory(services, self.loaded.catalog), delivery)
+            # Live: the gateway's accounts outlive an unload while orders of it are in flight.
+            accounts = None if live is None else live.gateway
+            manager = StrategyManager(services, OrchestratorFactory(services, self.loaded.catalog), delivery, accounts)
 
             def announce_feed(feed_state: str, info: dict[str, Any]) -> None:
                 services.bus.publish("feed_state", {"state": feed_state, **info})
@@ -216,8 +239,10 @@ class Daemon:
                 log.info("control socket %s", self.socket_path)
                 await services.start()
                 try:
+                    # The gateway retries the markets while the exchange is down: a stop meanwhile ends
+                    # the start there (no reconciliation, no order), then the usual orderly stop.
                     if live is not None:
-                        await live.start(tg, manager)
+                        trading = await self._unless_stopped(partial(live.start, tg, manager))
                     loaded_specs = []
                     for spec in specs:
                         try:
@@ -235,9 +260,9 @@ class Daemon:
                                 manager.discard(spec.id)
                             continue
                         loaded_specs.append(spec)
-                    if live is not None:
+                    if live is not None and trading:
                         assert config.exchange is not None
-                        await self._reconcile(live, manager, services, config.exchange.feed.symbols)
+                        trading = await self._unless_stopped(partial(self._reconcile, live, manager, services, config.exchange.feed.symbols))
                     await tg.start(feed.run)
                     for spec in loaded_specs:
                         if spec.id in saved:
@@ -270,7 +295,7 @@ class Daemon:
         if self._failure is not None:
             log.error("stopped: %s", self._failure)
             return EXIT_FEED_FAILED
-        log.info("stopped")
+        log.info("stopped before trading started" if not trading else "stopped")
         return 0
 
     async def _reconcile(self, live: LiveTrading, manager: StrategyManager, services: BotServices, symbols: tuple[str, ...]) -> None:
@@ -282,7 +307,7 @@ class Daemon:
         try:
             await live.reconcile(manager, services.bus, symbols)
         except ccxt.BaseError as exc:
-            raise ExchangeSetupError(f"reconciliation with the exchange failed, not trading: {live.redact(describe(exc))}") from None
+            raise ExchangeSetupError(f"reconciliation with the exchange failed, not trading: {describe(exc, live.redact)}") from None
 
     def _strategies_to_load(self, journal: Journal, saved: dict[str, dict[str, Any]]) -> tuple[list[StrategyConfig], dict[str, Path]]:
         """The config's enabled strategies, plus those loaded at runtime before a restart (from their files)."""

@@ -28,9 +28,13 @@ class LiveTrading:
         self._log = logger
 
     async def start(self, tg: TaskGroup, manager: StrategyManager) -> None:
-        """Run the gateway (markets loaded) in `tg`; a strategy whose fill cannot be booked is failed by `manager`."""
+        """Run the gateway (markets loaded) in `tg`; a strategy whose fill cannot be booked is failed by `manager`.
+
+        Unloaded strategies whose orders were in flight are settled at every poll interval.
+        """
         self.gateway.on_error = manager.on_booking_error
         await tg.start(self.gateway.run)
+        tg.start_soon(settle_unloaded, manager, self.gateway.settings.poll_interval_s)
 
     async def reconcile(self, manager: StrategyManager, bus: EventBus, symbols: Iterable[str]) -> ReconcileReport:
         """Bring the restored strategies in line with the exchange; raises when the exchange cannot be asked."""
@@ -42,3 +46,10 @@ class LiveTrading:
         with anyio.CancelScope(shield=True):
             await self.gateway.stop()
             await self._exchange.close()
+
+
+async def settle_unloaded(manager: StrategyManager, interval_s: float) -> None:
+    """Every `interval_s`, close the gateway accounts of unloaded strategies whose orders in flight have all had their outcome."""
+    while True:
+        await anyio.sleep(interval_s)
+        manager.settle()

@@ -236,6 +236,44 @@ class LiveExchange:
         self.tracked[order.client_id] = tracked
         return tracked
 
+    # -- account lifecycle -------------------------------------------------------------------------
+    def in_flight(self, strategy_id: str) -> list[str]:
+        """Client ids of a strategy's orders still waiting for an outcome (a stop resting on the exchange waits for none)."""
+        return sorted(cid for cid, t in self.tracked.items() if t.account.strategy_id == strategy_id and not self._protecting(t))
+
+    def close_account(self, strategy_id: str) -> list[str]:
+        """Drop a strategy's account, unless orders of it are in flight: then return those, and it stays (their outcomes still reach it).
+
+        Stops resting for its open positions stay on the exchange, no longer tracked: the journal
+        keeps them, and a later load of the strategy looks them up again.
+        """
+        waiting = self.in_flight(strategy_id)
+        if waiting:
+            return waiting
+        self.accounts.pop(strategy_id, None)
+        for cid in [cid for cid, t in self.tracked.items() if t.account.strategy_id == strategy_id]:
+            del self.tracked[cid]
+        return []
+
+    def adopt_restored(self, strategy_id: str) -> list[str]:
+        """Hand the pending orders a strategy took back from the journal to the poller, which looks each up by client id; return their ids.
+
+        For a strategy loaded while trading (at start-up, reconciliation looks them up instead);
+        its stops journalled as resting are handed over by its StopKeeper as they are restored.
+        """
+        account = self.accounts.get(strategy_id)
+        if account is None:
+            return []
+        restored = [order for order in account.pending_orders if order.client_id not in self.tracked]
+        for order in restored:
+            self.adopt(account, order)
+        return [order.client_id for order in restored]
+
+    @staticmethod
+    def _protecting(tracked: TrackedOrder) -> bool:
+        # Confirmed resting and nothing asked of it: it protects a position until it fires, maybe never.
+        return tracked.order.order_type == "stop" and tracked.exchange_id is not None and not tracked.unconfirmed and not tracked.cancel_requested
+
     # -- placing ---------------------------------------------------------------------------------
     def _backoff(self) -> Backoff:
         s = self.settings

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from bot.candles.model import Candle
 from bot.config.models import StrategyConfig
@@ -21,18 +22,46 @@ _Handler = Callable[[str, str, Candle, int], None]
 _Route = tuple[TradingOrchestrator, _Handler]
 
 
+class SettlingAccounts(Protocol):
+    """The execution gateway's part in a strategy's lifecycle where orders outlive the strategy's code (live trading)."""
+
+    def in_flight(self, strategy_id: str) -> list[str]: ...
+
+    def close_account(self, strategy_id: str) -> list[str]: ...
+
+    def adopt_restored(self, strategy_id: str) -> list[str]: ...
+
+
+@dataclass(eq=False, slots=True)
+class _Settling:
+    """An unloaded strategy with orders still in flight: their outcomes are booked into its book, and journalled."""
+
+    orchestrator: TradingOrchestrator
+    close_positions: bool
+    # Positions the unload already dealt with; one opened later by an entry in flight is new.
+    seen: set[str] = field(default_factory=set)
+
+
 class StrategyManager:
     """Loads, activates, deactivates, switches and unloads strategies, and routes candles to them.
 
     Lifecycle: loaded (dormant) -> active -> dormant -> unloaded, plus failed. Routing is a
     dict lookup by (symbol, timeframe). A strategy whose code raises is marked failed, keeps
     its positions protected by their stops, and never stops the others.
+
+    With `accounts` (live trading), an unloaded strategy whose orders are still in flight is
+    settling: their fills and refusals still go to its book and the journal, a `load` of its id
+    is refused until `settle` finds them all done and closes its account on the gateway.
     """
 
-    def __init__(self, services: BotServices, factory: OrchestratorFactory, delivery: Delivery | None = None) -> None:
+    def __init__(
+        self, services: BotServices, factory: OrchestratorFactory, delivery: Delivery | None = None, accounts: SettlingAccounts | None = None
+    ) -> None:
         self._services = services
         self._factory = factory
         self.delivery: Delivery = delivery or DirectDelivery()
+        self._accounts = accounts
+        self._settling: dict[str, _Settling] = {}
         # Routes hold the orchestrator with the bound method for that stream, so delivery is a
         # dict lookup and a call.
         self._active: dict[_Key, tuple[_Route, ...]] = {}
@@ -73,15 +102,28 @@ class StrategyManager:
         """
         if spec.id in self._factory:
             raise StrategyStateError(f"strategy {spec.id!r} is already loaded")
+        waiting = self._in_flight(spec.id)
+        if waiting:
+            # Its journalled book is not final until they have an outcome, and that outcome goes
+            # to the unloaded strategy's book: a second one would never hear of it.
+            raise StrategyStateError(
+                f"strategy {spec.id!r} was unloaded with orders in flight ({', '.join(waiting)}): "
+                "load it again once the exchange has settled them"
+            )
         hub = self._services.hub
         if spec.symbol not in hub.symbols():
             raise StrategyStateError(f"strategy {spec.id!r} trades {spec.symbol!r}, which has no candle feed")
-        orchestrator = self._factory.get_or_create(spec)
+        try:
+            orchestrator = self._factory.get_or_create(spec)
+        except BaseException:
+            self._release_account(spec.id)  # opened before the strategy's own code refused to build
+            raise
         try:
             for symbol, timeframe in orchestrator.subscriptions():
                 hub.require(symbol, timeframe)
         except (KeyError, ValueError) as exc:
             self._factory.evict(spec.id)
+            self._release_account(spec.id)
             raise StrategyStateError(f"strategy {spec.id!r}: {exc}") from None
         if announce:
             self._announce(orchestrator, "loaded")
@@ -190,7 +232,8 @@ class StrategyManager:
     def discard(self, strategy_id: str) -> None:
         """Forget a strategy that could not be restored, publishing nothing and touching no order.
 
-        Its journalled book stays as it was, for a later start that can restore it.
+        Its journalled book stays as it was, for a later start that can restore it: its account
+        leaves the gateway too, so start-up reconciliation does not book its orders.
         """
         orchestrator = self.get(strategy_id)
         self._remove(self._active, orchestrator)
@@ -198,6 +241,7 @@ class StrategyManager:
         self.delivery.detach(orchestrator)
         self._paused_at.pop(strategy_id, None)
         self._factory.evict(strategy_id)
+        self._detach(orchestrator, close_positions=False)
 
     def unload(self, strategy_id: str, close_positions: bool = False) -> dict[str, Any]:
         """Run the cleanup sequence and evict the strategy; return its final state snapshot.
@@ -221,7 +265,78 @@ class StrategyManager:
         self._paused_at.pop(strategy_id, None)
         self._announce(orchestrator, "unloaded")
         self._factory.evict(strategy_id)
+        self._detach(orchestrator, close_positions)
         return snapshot
+
+    # -- orders that outlive their strategy (live) ------------------------------------------------
+    def settling(self) -> dict[str, list[str]]:
+        """Unloaded strategies whose orders are still in flight, with those orders' client ids."""
+        if self._accounts is None:
+            return {}
+        return {sid: self._accounts.in_flight(sid) for sid in self._settling}
+
+    def settle(self) -> list[str]:
+        """Close the accounts of unloaded strategies whose orders have all had their outcome; return their ids (call it periodically).
+
+        After an unload that closed positions, a position opened since by an entry that was in
+        flight is closed at market too: such an unload leaves nothing open.
+        """
+        settled: list[str] = []
+        for sid in list(self._settling):
+            entry = self._settling[sid]
+            try:
+                done = self._settle(sid, entry)
+            except Exception as exc:  # its bookkeeping's problem: reported, the others settle on
+                self._report_error(entry.orchestrator, exc, "while settling its orders after its unload")
+                continue
+            if done:
+                settled.append(sid)
+        return settled
+
+    def adopt_restored(self, strategy_id: str) -> list[str]:
+        """Have the gateway look up the pending orders a strategy loaded while trading took back from the journal; return their ids."""
+        return [] if self._accounts is None else self._accounts.adopt_restored(strategy_id)
+
+    def _settle(self, strategy_id: str, entry: _Settling) -> bool:
+        assert self._accounts is not None
+        if entry.close_positions:
+            positions = entry.orchestrator.positions
+            for position in list(positions.positions.values()):
+                if position.id in entry.seen:
+                    continue
+                entry.seen.add(position.id)  # one close each: a refused close is not sent again and again
+                quantity = position.quantity - position.pending_close
+                if quantity > 0:
+                    price = positions.last_price(position.symbol) or position.entry_price
+                    positions.submit_close(position, quantity, "unload", self._services.clock.now_ms(), price)
+        if self._accounts.close_account(strategy_id):
+            return False
+        del self._settling[strategy_id]
+        entry.orchestrator.log.info("the orders in flight after its unload have settled: its exchange account is closed")
+        return True
+
+    def _in_flight(self, strategy_id: str) -> list[str]:
+        if self._accounts is None:
+            return []
+        if strategy_id in self._settling:
+            self.settle()  # done since the last periodic settle?
+        return self._accounts.in_flight(strategy_id)
+
+    def _detach(self, orchestrator: TradingOrchestrator, close_positions: bool) -> None:
+        """Close an evicted strategy's account on the gateway, or keep it settling while orders of it are in flight."""
+        if self._accounts is None:
+            return
+        sid = orchestrator.strategy_id
+        waiting = self._accounts.close_account(sid)
+        if waiting:
+            self._settling[sid] = _Settling(orchestrator, close_positions, set(orchestrator.positions.positions))
+            orchestrator.log.warning(
+                "unloaded with %d order(s) in flight (%s): their outcomes are still booked and journalled", len(waiting), ", ".join(waiting)
+            )
+
+    def _release_account(self, strategy_id: str) -> None:
+        if self._accounts is not None:
+            self._accounts.close_account(strategy_id)
 
     # -- routing --------------------------------------------------------------------------------
     def on_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
@@ -281,6 +396,8 @@ class StrategyManager:
     def on_booking_error(self, strategy_id: str, exc: BaseException) -> None:
         """Booking an exchange's fill or refusal failed in a strategy's code: an active strategy is marked failed."""
         orchestrator = self._factory.get(strategy_id)
+        if orchestrator is None and strategy_id in self._settling:
+            orchestrator = self._settling[strategy_id].orchestrator  # unloaded: reported, nothing to fail
         if orchestrator is None or not isinstance(exc, Exception):
             return
         if orchestrator.state == "active":
