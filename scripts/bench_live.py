@@ -25,7 +25,9 @@ Three runs, the same strategies and stream otherwise:
   proves every action carried out went through the timed `put`.
 - `inbox` with `journal`: the same, plus an SQLite journal written as `bot run` writes it (each
   strategy event committed before the bus delivers it, the daily risk tallies on fills, the feed
-  position when every inbox is empty, committed after the stamp).
+  position when every inbox is empty, committed after the stamp), with its WAL checkpoint
+  thread. It is closed after the run, out of the timings; the result adds the WAL file's size
+  at the end and the checkpoints the WAL's size forced onto the writer (the loop).
 
 Candles are streamed one at a time: the next is pushed 1 ms after the previous one has been
 processed by every strategy (on an exchange they are a minute apart), so no backlog inflates
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -257,13 +260,16 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
     orchestrators: list[Any] = []
     write_position: Callable[[int], None] | None = None
 
+    book: Any = None
+    wal_bytes = writer_checkpoints = 0
     if journal:
         import orjson
 
         from bot.daemon.recovery import FEED_POSITION, RISK_DAY
         from bot.journal import Journal
 
-        book = Journal(Path(tempfile.mkdtemp(prefix="bench-live-")) / "journal.sqlite")
+        folder = Path(tempfile.mkdtemp(prefix="bench-live-"))
+        book = Journal(folder / "journal.sqlite")
 
         def journal_first(event: Any) -> None:  # bot/daemon/app.py's
             book.record(event)
@@ -320,7 +326,15 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
             delivery.close_all()
         return stats
 
-    stats = asyncio.run(main())
+    try:
+        stats = asyncio.run(main())
+    finally:
+        if book is not None:  # as the daemon on its way out: stops the checkpoint thread, checkpoints
+            wal = book.path.with_name(book.path.name + "-wal")
+            wal_bytes = wal.stat().st_size if wal.exists() else 0
+            writer_checkpoints = book.writer_checkpoints
+            book.close()
+            shutil.rmtree(folder, ignore_errors=True)
     if errors:
         raise RuntimeError(f"strategy errors on the inbox path: {errors[:3]}")
     if in_flight:
@@ -341,6 +355,7 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
         "overruns": sum(s["overruns"] for s in stats),
         "coalesced": sum(s["coalesced"] for s in stats),
         "trading_events": sum(e.type in _TRADING_EVENTS for e in events),
+        **({"wal_bytes": wal_bytes, "writer_checkpoints": writer_checkpoints} if journal else {}),
     }
 
 

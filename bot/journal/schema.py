@@ -133,8 +133,12 @@ class JournalError(BotError):
     """The journal file cannot be opened, is not a journal, has a newer schema, or a write failed."""
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """Open or create the journal at `path` (parent folders too), in WAL mode with the current schema."""
+def open_database(path: Path, wal_size_limit: int = -1) -> sqlite3.Connection:
+    """Open or create the journal at `path` (parent folders too), in WAL mode with the current schema.
+
+    The connection never checkpoints on its own (the journal's checkpoint thread does), and
+    truncates the WAL file to `wal_size_limit` bytes (-1: never) when the WAL starts over.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: the journal issues BEGIN/COMMIT itself, one transaction per event.
@@ -143,10 +147,27 @@ def open_database(path: Path) -> sqlite3.Connection:
         raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
     try:
         _prepare(conn, path)
+        # A commit that reaches SQLite's threshold would carry the checkpoint and its syncs on
+        # the writer's (the event loop's) thread: the journal's checkpoint thread does it instead.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={int(wal_size_limit)}")
     except sqlite3.DatabaseError as exc:
         conn.close()
         # "file is not a database" and friends: name the file, the operator must move it away.
         raise JournalError(f"{path}: not a usable SQLite journal: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_checkpoint_connection(path: Path) -> sqlite3.Connection:
+    """A second connection to an open journal, for the checkpoint thread (which it may be used from)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        # As the writer's: a checkpoint syncs the WAL before copying it and the file after, so a
+        # power loss cannot leave the file half copied from a WAL that has since started over.
+        conn.execute("PRAGMA synchronous=NORMAL")
     except BaseException:
         conn.close()
         raise

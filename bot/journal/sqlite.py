@@ -1,7 +1,10 @@
 """The SQLite journal: every strategy event is on disk before the bus delivers it, and recovery reads it back."""
 from __future__ import annotations
 
+import logging
 import sqlite3
+import weakref
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -9,7 +12,8 @@ from typing import Any, Final, Self
 import orjson
 
 from bot.events import Event
-from bot.journal.schema import JournalError, open_database
+from bot.journal.checkpoint import CheckpointPolicy, WalCheckpointer, run_checkpoint
+from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
 from bot.journal.writer import JournalWriter
 
 STRATEGY_EVENT_LIMIT: Final[int] = 1000
@@ -50,23 +54,46 @@ class Journal:
 
     Subscribe `record` to the bus before any other subscriber: the bus calls subscribers in
     order, so each change is committed to disk before anything else hears the event. Each
-    strategy's rows are keyed by its id and never mix with another's.
+    strategy's rows are keyed by its id and never mix with another's. A thread of the journal's
+    own checkpoints the WAL into the file (bot/journal/checkpoint.py), so a commit carries a
+    checkpoint only when writes never pause long enough for the WAL to start over; `close`
+    stops the thread and checkpoints once more.
     """
 
-    def __init__(self, path: Path | str, strategy_event_limit: int = STRATEGY_EVENT_LIMIT) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        strategy_event_limit: int = STRATEGY_EVENT_LIMIT,
+        checkpoints: CheckpointPolicy | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.path = Path(path)
-        self._conn = open_database(self.path)
+        self._log = log if log is not None else logging.getLogger("bot.journal")
+        policy = checkpoints if checkpoints is not None else CheckpointPolicy()
+        self._conn = open_database(self.path, wal_size_limit=policy.wal_size_limit)
         try:
             self._writer = JournalWriter(self._conn, self.path, strategy_event_limit)
+            # Nothing the thread holds refers back to the journal, so a journal dropped without
+            # close is still freed, and its finalizer stops the thread.
+            self._checkpointer = WalCheckpointer(partial(open_checkpoint_connection, self.path), self.path, policy, self._log)
+            self._checkpointer.start()
+            weakref.finalize(self, self._checkpointer.request_stop)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise JournalError(f"{self.path}: cannot open the journal's checkpoint connection: {exc}") from exc
         except BaseException:
             self._conn.close()
             raise
         self._closed = False
+        # Checkpoints the WAL's size forced onto the writer (the caller's thread): 0 while writes pause now and then.
+        self.writer_checkpoints = 0
 
     # -- writing --------------------------------------------------------------------------------
     def record(self, event: Event) -> None:
         """Journal one event in its own transaction, committed before returning (a bus subscriber)."""
         self._writer.record(event)
+        if self._checkpointer.writer_should_checkpoint:
+            self._checkpoint_here()
 
     def snapshot_equity(self, strategy_id: str, ts: int, portfolio: dict[str, Any]) -> None:
         """Store a strategy's end-of-day equity snapshot without a trade (the latest of a UTC day wins)."""
@@ -143,6 +170,8 @@ class Journal:
                 self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: could not write {key!r}: {exc}") from exc
+        if self._checkpointer.writer_should_checkpoint:
+            self._checkpoint_here()
 
     def meta_with_prefix(self, prefix: str) -> dict[str, str]:
         """Every daemon fact whose key starts with `prefix`, keyed by the rest of the key."""
@@ -156,16 +185,44 @@ class Journal:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the file (idempotent); the last connection's close checkpoints the WAL into it."""
+        """Stop the checkpoint thread, checkpoint the WAL into the file and close it (idempotent)."""
         if not self._closed:
             self._closed = True
-            self._conn.close()
+            try:
+                self._checkpointer.stop()
+                try:
+                    run_checkpoint(self._conn)
+                except sqlite3.Error as exc:
+                    # Every commit is in the WAL, which the next open replays: log and close anyway.
+                    self._log.error("journal %s: final WAL checkpoint failed (the WAL keeps every event): %s", self.path, exc)
+            finally:
+                self._conn.close()
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether the journal's checkpoint thread is running (it stops on close)."""
+        return self._checkpointer.running
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+    def _checkpoint_here(self) -> None:
+        """The WAL has outgrown the thread's checkpoints: checkpoint once on the writing connection, right after a commit."""
+        try:
+            result = run_checkpoint(self._conn)
+        except sqlite3.Error as exc:
+            # The event is committed; a failed checkpoint only leaves the frames in the WAL.
+            self._checkpointer.writer_should_checkpoint = False
+            self._checkpointer.report_failure(exc)
+            return
+        # Busy: the thread is checkpointing (PASSIVE does not wait for it); try after the next commit.
+        if not result.busy:
+            # Cleared once tried: the thread sets it again, at most once per checkpoint of its own.
+            self._checkpointer.writer_should_checkpoint = False
+            self.writer_checkpoints += 1
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         try:

@@ -1,0 +1,233 @@
+"""The journal's WAL checkpoint thread: the WAL stays bounded, close stops the thread, a failing checkpoint loses nothing."""
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bot.journal.sqlite as journal_module
+from bot.events import Event
+from bot.journal import Journal
+from bot.journal.checkpoint import CheckpointPolicy
+from tests.journal.builders import JournalledRun, dump_tables, integrity
+
+# Recording every event of the journalled run with no checkpoint at all leaves a WAL of about
+# 150 MB (measured): each bound below is far under that, and far over what a working thread leaves.
+_MB = 1024 * 1024
+# The thread alone (no writer fallback): every WAL a burst leaves is about 1.5 MB (measured).
+_BURSTS_BOUND = 16 * _MB
+# Writes with no pause, the writer's fallback at 300 frames: about 8 MB at most (measured).
+_NO_PAUSE_BOUND = 32 * _MB
+_WAIT_S = 10.0
+# Checkpoints by the thread only: the writer never does one.
+_THREAD_ONLY = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=10**9)
+
+
+@pytest.fixture
+def events(journalled_run: JournalledRun) -> list[Event]:
+    """The strategy events of the journalled run, in bus order (about 11,000)."""
+    return [e for e in journalled_run.rig.events if e.strategy_id is not None]
+
+
+@pytest.fixture
+def log(caplog: pytest.LogCaptureFixture) -> Iterator[logging.Logger]:
+    """A logger for the journal under test whose records caplog keeps (from any thread)."""
+    caplog.set_level(logging.INFO, logger="tests.journal.checkpoint")
+    yield logging.getLogger("tests.journal.checkpoint")
+
+
+def _wal_size(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def _checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("journal-checkpoint")]
+
+
+def _reference(tmp_path: Path, events: list[Event]) -> dict[str, list[tuple[Any, ...]]]:
+    path = tmp_path / "reference.sqlite"
+    with Journal(path) as reference:
+        for event in events:
+            reference.record(event)
+    return dump_tables(path)
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + _WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "tests.journal.checkpoint" and r.levelno == level]
+
+
+def test_the_thread_keeps_the_wal_bounded_when_events_come_in_bursts(tmp_path: Path, events: list[Event], log: logging.Logger) -> None:
+    path = tmp_path / "journal.sqlite"
+    largest = 0
+    with Journal(path, checkpoints=_THREAD_ONLY, log=log) as journal:
+        for start in range(0, len(events), 100):
+            for event in events[start : start + 100]:
+                journal.record(event)
+            largest = max(largest, _wal_size(path))
+            # As between two candles: the thread's checkpoint catches the WAL's end, the next
+            # write starts the WAL over.
+            time.sleep(0.02)
+        assert journal.writer_checkpoints == 0
+    assert 0 < largest < _BURSTS_BOUND
+    assert dump_tables(path) == _reference(tmp_path, events)
+
+
+def test_the_writer_bounds_the_wal_when_writes_never_pause(tmp_path: Path, events: list[Event], log: logging.Logger) -> None:
+    path = tmp_path / "journal.sqlite"
+    largest = 0
+    policy = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=300)
+    with Journal(path, checkpoints=policy, log=log) as journal:
+        for index, event in enumerate(events):
+            journal.record(event)
+            if index % 50 == 0:
+                largest = max(largest, _wal_size(path))
+        assert journal.writer_checkpoints > 0
+    assert 0 < largest < _NO_PAUSE_BOUND
+    assert dump_tables(path) == _reference(tmp_path, events)
+
+
+def test_a_commit_never_carries_a_checkpoint(tmp_path: Path, events: list[Event]) -> None:
+    path = tmp_path / "journal.sqlite"
+    # Neither the thread (it waits too long) nor the writer's fallback (too far) checkpoints here.
+    with Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9)) as journal:
+        for event in events[:2000]:
+            journal.record(event)
+        # SQLite's automatic checkpoint would have started the WAL over after 1000 pages (4 MiB).
+        assert _wal_size(path) > 4 * _MB
+        assert journal.writer_checkpoints == 0
+
+
+def test_close_stops_the_checkpoint_thread(tmp_path: Path, events: list[Event]) -> None:
+    before = set(threading.enumerate())
+    journal = Journal(tmp_path / "journal.sqlite", checkpoints=_THREAD_ONLY)
+    assert journal.checkpointing and len(_checkpoint_threads()) == 1
+    for event in events[:2000]:
+        journal.record(event)
+    journal.close()
+    assert not journal.checkpointing
+    assert set(threading.enumerate()) == before
+    journal.close()  # idempotent, and still no thread
+    assert set(threading.enumerate()) == before
+
+
+def test_a_journal_dropped_without_close_stops_its_thread(tmp_path: Path, events: list[Event]) -> None:
+    before = set(threading.enumerate())
+    journal = Journal(tmp_path / "journal.sqlite", checkpoints=_THREAD_ONLY)
+    for event in events[:500]:
+        journal.record(event)
+    assert len(_checkpoint_threads()) == 1
+    del journal
+    _wait_for(lambda: set(threading.enumerate()) == before, "the thread to stop")
+
+
+def test_a_journal_that_fails_to_open_leaves_no_thread(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    with pytest.raises(ValueError, match="limit"):
+        Journal(tmp_path / "journal.sqlite", strategy_event_limit=0)
+    assert set(threading.enumerate()) == before
+
+
+def test_close_checkpoints_every_event_into_the_file(tmp_path: Path, events: list[Event]) -> None:
+    path = tmp_path / "journal.sqlite"
+    # A connection still open (a `bot ctl` reader) keeps the journal's close from being the last
+    # one, which would checkpoint by itself; the thread waits too long to run during the test.
+    journal = Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9))
+    with closing(sqlite3.connect(path)) as other:
+        other.execute("SELECT count(*) FROM meta").fetchone()
+        for event in events[:2000]:
+            journal.record(event)
+        journal.close()
+        assert _wal_size(path) > 0  # the WAL is still there, so only the copy in the file counts
+        alone = tmp_path / "alone.sqlite"
+        shutil.copyfile(path, alone)  # the database file without its WAL
+    assert integrity(alone) == "ok"
+    assert dump_tables(alone) == _reference(tmp_path, events[:2000])
+
+
+def test_a_reader_holding_an_old_snapshot_is_reported_and_events_keep_being_written(
+    tmp_path: Path, events: list[Event], log: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=200, stuck_warning_s=0.05)
+    written = events[:3000]
+    with Journal(path, checkpoints=policy, log=log) as journal:
+        for event in written[:500]:
+            journal.record(event)
+        with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM positions").fetchone()  # the snapshot is held from here on
+            for start in range(500, 2000, 100):
+                for event in written[start : start + 100]:
+                    journal.record(event)
+                time.sleep(0.01)
+            _wait_for(lambda: any("holding an old snapshot" in m for m in _messages(caplog, logging.WARNING)), "the warning")
+            held = _wal_size(path)
+            reader.execute("COMMIT")
+        for start in range(2000, 3000, 100):
+            for event in written[start : start + 100]:
+                journal.record(event)
+            time.sleep(0.01)
+        _wait_for(lambda: any("complete again" in m for m in _messages(caplog, logging.WARNING)), "checkpoints to complete again")
+        assert journal.checkpointing
+    assert held > 0
+    assert integrity(path) == "ok"
+    assert dump_tables(path) == _reference(tmp_path, written)
+
+
+class _FailingCheckpoints(sqlite3.Connection):
+    """A connection whose first `failures` checkpoints fail as a disk error would."""
+
+    failures = 0
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql.startswith("PRAGMA wal_checkpoint") and self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().execute(sql, *args)
+
+
+def test_a_failing_checkpoint_is_logged_and_events_keep_being_written(
+    tmp_path: Path, events: list[Event], log: logging.Logger, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[_FailingCheckpoints] = []
+
+    def failing_connection(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=_FailingCheckpoints)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.failures = 5
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(journal_module, "open_checkpoint_connection", failing_connection)
+    path = tmp_path / "journal.sqlite"
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=10**9)
+    with Journal(path, checkpoints=policy, log=log) as journal:
+        for start in range(0, 3000, 100):
+            for event in events[start : start + 100]:
+                journal.record(event)
+            time.sleep(0.01)
+        _wait_for(lambda: any("work again" in m for m in _messages(caplog, logging.WARNING)), "checkpoints to work again")
+        assert journal.checkpointing
+    assert len(opened) == 1 and opened[0].failures == 0
+    errors = _messages(caplog, logging.ERROR)
+    # Logged once for the run of failures (then at most once a minute), not once per failure.
+    assert len(errors) == 1 and "disk I/O error" in errors[0] and "WAL checkpoint failed" in errors[0]
+    assert "after 5 failed" in next(m for m in _messages(caplog, logging.WARNING) if "work again" in m)
+    assert integrity(path) == "ok"
+    assert dump_tables(path) == _reference(tmp_path, events[:3000])

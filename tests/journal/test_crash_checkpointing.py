@@ -1,0 +1,95 @@
+"""kill -9 while the checkpoint thread and the writer checkpoint all the time: nothing acknowledged is lost, nothing corrupted."""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from bot.events import Event
+from bot.journal import Journal
+from tests.journal.builders import JournalledRun, dump_tables, integrity
+from tests.support import REPO
+
+# As tests/journal/test_crash.py's child, with checkpoints as often as they can be: the thread's
+# every millisecond and the writer's every 100 frames, so the kill lands amid them.
+_CHILD = """
+import pickle
+import sys
+from pathlib import Path
+
+from bot.journal import Journal
+from bot.journal.checkpoint import CheckpointPolicy
+
+events = pickle.loads(Path(sys.argv[2]).read_bytes())
+policy = CheckpointPolicy(interval_s=0.001, busy_interval_s=0.001, writer_frames=100, wal_size_limit=0)
+journal = Journal(Path(sys.argv[1]), checkpoints=policy)
+for index, event in enumerate(events):
+    journal.record(event)
+    print(index, journal.writer_checkpoints, flush=True)
+print("done", flush=True)
+"""
+_ACKS_BEFORE_KILL = 3_000
+_TIMEOUT_S = 60.0
+
+
+def test_kill_9_amid_checkpoints_keeps_every_acknowledged_record(tmp_path: Path, journalled_run: JournalledRun) -> None:
+    events: list[Event] = [e for e in journalled_run.rig.events if e.strategy_id is not None]
+    assert len(events) > 2 * _ACKS_BEFORE_KILL
+    events_file = tmp_path / "events.pickle"
+    events_file.write_bytes(pickle.dumps(events))
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    path = tmp_path / "crashed" / "journal.sqlite"
+    stderr_file = tmp_path / "child.stderr"
+
+    acked: list[list[str]] = []
+    with stderr_file.open("wb") as stderr:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(path), str(events_file)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        watchdog = threading.Timer(_TIMEOUT_S, proc.kill)
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            while len(acked) < _ACKS_BEFORE_KILL:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                acked.append(line.split())
+            still_running = proc.poll() is None
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=_TIMEOUT_S)
+            acked.extend(line.split() for line in proc.stdout.read().splitlines())
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    assert len(acked) >= _ACKS_BEFORE_KILL, stderr_file.read_text()
+    assert still_running and proc.returncode == -signal.SIGKILL
+    assert [a[0] for a in acked] == [str(i) for i in range(len(acked))]
+    # The writer did checkpoint itself along the way (and the thread, which counts nowhere, too).
+    assert int(acked[-1][1]) > 0
+    count = len(acked)
+
+    with Journal(path) as journal:
+        assert journal.strategy_ids() == ["a", "b"]
+    assert integrity(path) == "ok"
+    crashed = dump_tables(path)
+    reference_path = tmp_path / "reference.sqlite"
+    with Journal(reference_path) as reference:
+        for event in events[:count]:
+            reference.record(event)
+    expected = dump_tables(reference_path)
+    if crashed != expected:  # the one committed just before the kill landed, before its ack
+        with Journal(reference_path) as reference:
+            reference.record(events[count])
+        expected = dump_tables(reference_path)
+    assert crashed == expected
