@@ -2,34 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 from bot.trading.orders import Fill, Order, OrderSide
 
 if TYPE_CHECKING:
     from bot.live.execution import LiveExchange
+    from bot.live.live_account import LiveAccount
 
 SlotState = Literal["idle", "placing", "resting", "cancelling"]
 # Refusals that say nothing about the stop itself: asked again, after a growing pause.
 _PASSING = frozenset({"rate_limited", "network"})
 _RETRY_MIN_S = 1.0
 _RETRY_MAX_S = 300.0
-
-
-class StopOwner(Protocol):
-    """What the keeper needs from its live account: order numbering, and where outcomes go."""
-
-    def new_order(
-        self, symbol: str, side: OrderSide, quantity: float, intent: Literal["open", "close"], position_id: str, reason: str, ts: int,
-        ref_price: float, order_type: Literal["market", "limit", "stop"] = "market", limit_price: float | None = None,
-        stop_price: float | None = None,
-    ) -> Order: ...
-
-    def announce(self, order: Order) -> None: ...
-
-    def deliver_fill(self, fill: Fill) -> None: ...
-
-    def deliver_drop(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +62,7 @@ class StopKeeper:
     `arm` (after start-up reconciliation has settled the stops restored from the journal).
     """
 
-    def __init__(self, owner: StopOwner, gateway: "LiveExchange") -> None:
+    def __init__(self, owner: "LiveAccount", gateway: "LiveExchange") -> None:
         self._owner = owner
         self._gateway = gateway
         self.slots: dict[str, StopSlot] = {}
@@ -133,7 +118,7 @@ class StopKeeper:
         slot.state = "placing"
         if self._armed and order.client_id not in self._gateway.tracked:
             # Loaded while the daemon runs (no start-up reconciliation): the poller looks it up.
-            self._gateway.adopt(self._owner, order)  # type: ignore[arg-type]
+            self._gateway.adopt(self._owner, order)
 
     def restored_orders(self) -> list[Order]:
         """Stop orders not confirmed on the exchange yet (restored from the journal, or being placed)."""
@@ -144,7 +129,7 @@ class StopKeeper:
         self._armed = True
         for slot in list(self.slots.values()):
             if slot.order is not None and slot.order.client_id not in self._gateway.tracked:
-                self._gateway.adopt(self._owner, slot.order)  # type: ignore[arg-type]
+                self._gateway.adopt(self._owner, slot.order)
             self._step(slot)
 
     def retry_refused(self, now: float) -> None:
@@ -228,11 +213,10 @@ class StopKeeper:
         if slot.waiting:
             waiting, slot.waiting = slot.waiting, []
             for close in waiting:
-                self._gateway.send(self._owner, close)  # type: ignore[arg-type]
+                self._gateway.send(self._owner, close)
         spec = slot.desired
         if spec is None or slot.closed:
-            if slot.closed or spec is None:
-                self.slots.pop(slot.position_id, None)
+            self.slots.pop(slot.position_id, None)
             return
         if spec == slot.refused or spec.quantity <= 0 or not self._gateway.supports_stops(spec.symbol):
             return
@@ -243,7 +227,7 @@ class StopKeeper:
         slot.order = stop
         slot.state = "placing"
         self._owner.announce(stop)
-        self._gateway.send(self._owner, stop)  # type: ignore[arg-type]
+        self._gateway.send(self._owner, stop)
 
     def _slot_of(self, order: Order) -> StopSlot | None:
         slot = self.slots.get(order.position_id)

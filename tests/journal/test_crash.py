@@ -1,4 +1,4 @@
-"""Crash safety with a real process: kill -9 while journalling loses nothing acknowledged and corrupts nothing."""
+"""Crash safety with a real process: kill -9 while journalling (and while checkpointing) loses nothing acknowledged and corrupts nothing."""
 from __future__ import annotations
 
 import os
@@ -30,21 +30,54 @@ for index, event in enumerate(events):
     print(index, flush=True)
 print("done", flush=True)
 """
-_ACKS_BEFORE_KILL = 2_000
+# As _CHILD, with checkpoints as often as they can be: the thread's every millisecond and the
+# writer's every 100 frames, so the kill lands amid them. Each ack also says how many
+# checkpoints the writer ran itself.
+_CHECKPOINTING_CHILD = """
+import pickle
+import sys
+from pathlib import Path
+
+from bot.journal import Journal
+from bot.journal.checkpoint import CheckpointPolicy
+
+events = pickle.loads(Path(sys.argv[2]).read_bytes())
+policy = CheckpointPolicy(interval_s=0.001, busy_interval_s=0.001, writer_frames=100, wal_size_limit=0)
+journal = Journal(Path(sys.argv[1]), checkpoints=policy)
+for index, event in enumerate(events):
+    journal.record(event)
+    print(index, journal.writer_checkpoints, flush=True)
+print("done", flush=True)
+"""
 _TIMEOUT_S = 60.0
 
 
 def test_kill_9_mid_run_keeps_every_acknowledged_record(tmp_path: Path, journalled_run: JournalledRun) -> None:
     events: list[Event] = [e for e in journalled_run.rig.events if e.strategy_id is not None]
-    assert len(events) > 4 * _ACKS_BEFORE_KILL
+    assert len(events) > 4 * 2_000
+    path, acked = _kill_mid_run(tmp_path, events, _CHILD, acks_before_kill=2_000)
+    _assert_holds_exactly_the_acknowledged(tmp_path, path, events, len(acked))
+
+
+def test_kill_9_amid_checkpoints_keeps_every_acknowledged_record(tmp_path: Path, journalled_run: JournalledRun) -> None:
+    events: list[Event] = [e for e in journalled_run.rig.events if e.strategy_id is not None]
+    assert len(events) > 2 * 3_000
+    path, acked = _kill_mid_run(tmp_path, events, _CHECKPOINTING_CHILD, acks_before_kill=3_000)
+    # The writer did checkpoint itself along the way (and the thread, which counts nowhere, too).
+    assert int(acked[-1][1]) > 0
+    _assert_holds_exactly_the_acknowledged(tmp_path, path, events, len(acked))
+
+
+def _kill_mid_run(tmp_path: Path, events: list[Event], child: str, acks_before_kill: int) -> tuple[Path, list[list[str]]]:
+    """Run `child` journalling `events`, kill -9 it after `acks_before_kill` acks; return the journal and every ack, split."""
     events_file = tmp_path / "events.pickle"
     events_file.write_bytes(pickle.dumps(events))
     script = tmp_path / "child.py"
-    script.write_text(_CHILD)
+    script.write_text(child)
     path = tmp_path / "crashed" / "journal.sqlite"
     stderr_file = tmp_path / "child.stderr"
 
-    acked: list[str] = []
+    acked: list[list[str]] = []
     with stderr_file.open("wb") as stderr:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen(
@@ -55,17 +88,17 @@ def test_kill_9_mid_run_keeps_every_acknowledged_record(tmp_path: Path, journall
         watchdog.start()
         try:
             assert proc.stdout is not None
-            while len(acked) < _ACKS_BEFORE_KILL:
+            while len(acked) < acks_before_kill:
                 line = proc.stdout.readline()
                 if not line:
                     break
-                acked.append(line.strip())
+                acked.append(line.split())
             # Mid-run: the child is still writing (it blocks on a full pipe at worst, far from its end).
             still_running = proc.poll() is None
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=_TIMEOUT_S)
             # Lines already in the pipe were acknowledged before the kill.
-            acked.extend(line.strip() for line in proc.stdout.read().splitlines())
+            acked.extend(line.split() for line in proc.stdout.read().splitlines())
         finally:
             watchdog.cancel()
             if proc.poll() is None:
@@ -73,15 +106,17 @@ def test_kill_9_mid_run_keeps_every_acknowledged_record(tmp_path: Path, journall
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-    assert len(acked) >= _ACKS_BEFORE_KILL, stderr_file.read_text()
+    assert len(acked) >= acks_before_kill, stderr_file.read_text()
     assert still_running and proc.returncode == -signal.SIGKILL
-    assert "done" not in acked
-    assert acked == [str(i) for i in range(len(acked))]
-    count = len(acked)
-    assert count < len(events)
+    # Acks in order, and never "done": the kill landed mid-run.
+    assert [a[0] for a in acked] == [str(i) for i in range(len(acked))]
+    assert len(acked) < len(events)
+    return path, acked
 
-    # Opening replays the WAL; then the file must be sound and hold exactly the acknowledged
-    # records, or those plus the one committed just before the kill landed (before its ack).
+
+def _assert_holds_exactly_the_acknowledged(tmp_path: Path, path: Path, events: list[Event], count: int) -> None:
+    """Opening replays the WAL; then the file must be sound and hold exactly the acknowledged
+    records, or those plus the one committed just before the kill landed (before its ack)."""
     with Journal(path) as journal:
         assert journal.strategy_ids() == ["a", "b"]
     assert integrity(path) == "ok"
