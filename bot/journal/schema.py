@@ -1,7 +1,9 @@
 """The journal's SQLite schema, and opening a journal file safely (WAL, version check)."""
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Final
 
@@ -139,8 +141,19 @@ def open_database(path: Path, wal_size_limit: int = -1) -> sqlite3.Connection:
     The connection never checkpoints on its own (the journal's checkpoint thread does), and
     truncates the WAL file to `wal_size_limit` bytes (-1: never) when the WAL starts over.
     """
+    # The trading history is the user's alone: folders created here are 0700, the file 0600, and
+    # SQLite gives the WAL and shm files the file's own mode.
+    previous = os.umask(0o077)
+    try:
+        return _open(path, wal_size_limit)
+    finally:
+        os.umask(previous)
+
+
+def _open(path: Path, wal_size_limit: int) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        restrict_journal_files(path)
         # isolation_level=None: the journal issues BEGIN/COMMIT itself, one transaction per event.
         conn = sqlite3.connect(path, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
@@ -159,6 +172,18 @@ def open_database(path: Path, wal_size_limit: int = -1) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def restrict_journal_files(path: Path) -> None:
+    """Make an existing journal (and its WAL and shm files) readable by its owner only, as a new one is."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        candidate = path.with_name(name)
+        try:
+            mode = candidate.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(candidate, stat.S_IMODE(mode) & 0o700)
 
 
 def open_checkpoint_connection(path: Path) -> sqlite3.Connection:

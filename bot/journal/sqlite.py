@@ -12,6 +12,7 @@ from typing import Any, Final, Self
 import orjson
 
 from bot.events import Event
+from bot.journal.lock import JournalLock
 from bot.journal.checkpoint import CheckpointPolicy, WalCheckpointer, run_checkpoint
 from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
 from bot.journal.writer import JournalWriter
@@ -70,7 +71,15 @@ class Journal:
         self.path = Path(path)
         self._log = log if log is not None else logging.getLogger("bot.journal")
         policy = checkpoints if checkpoints is not None else CheckpointPolicy()
-        self._conn = open_database(self.path, wal_size_limit=policy.wal_size_limit)
+        # One writer per journal: a second process (another daemon on the same path) is refused
+        # here, before it reads or writes anything. Held until close; the kernel drops it on kill -9.
+        self._lock = JournalLock(self.path)
+        self._lock.acquire()
+        try:
+            self._conn = open_database(self.path, wal_size_limit=policy.wal_size_limit)
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             self._writer = JournalWriter(self._conn, self.path, strategy_event_limit)
             # Nothing the thread holds refers back to the journal, so a journal dropped without
@@ -80,9 +89,11 @@ class Journal:
             weakref.finalize(self, self._checkpointer.request_stop)
         except sqlite3.Error as exc:
             self._conn.close()
+            self._lock.release()
             raise JournalError(f"{self.path}: cannot open the journal's checkpoint connection: {exc}") from exc
         except BaseException:
             self._conn.close()
+            self._lock.release()
             raise
         self._closed = False
         # Checkpoints the WAL's size forced onto the writer (the caller's thread): 0 while writes pause now and then.
@@ -197,6 +208,7 @@ class Journal:
                     self._log.error("journal %s: final WAL checkpoint failed (the WAL keeps every event): %s", self.path, exc)
             finally:
                 self._conn.close()
+                self._lock.release()
 
     @property
     def checkpointing(self) -> bool:
