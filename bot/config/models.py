@@ -5,18 +5,17 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bot.candles.model import timeframe_ms
+from bot.config.numbers import Amount, StrictNumbers
 from bot.strategy.analyzer_params import validate_analyzer_params, validate_filter_params
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class Strict(BaseModel):
-    """Base for every config model: frozen and rejecting unknown fields."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Strict(StrictNumbers):
+    """Base for every config model: frozen, rejecting unknown fields, numbers only as finite JSON numbers."""
 
 
 def _check_timeframe(value: str) -> str:
@@ -46,15 +45,15 @@ class StrategyRiskConfig(Strict):
     """Per-strategy risk limits; None disables a limit."""
 
     max_open_positions: int = Field(default=1, ge=1)
-    max_position_size: float | None = Field(default=None, gt=0, description="max quantity of one position")
-    max_daily_loss: float | None = Field(default=None, gt=0, description="quote currency, net of fees, per UTC day")
+    max_position_size: Amount | None = Field(default=None, description="max quantity of one position")
+    max_daily_loss: Amount | None = Field(default=None, description="quote currency, net of fees, per UTC day")
 
 
 class GlobalRiskConfig(Strict):
     """Limits across all strategies; the daily loss limit trips the kill switch."""
 
-    max_total_exposure: float | None = Field(default=None, gt=0, description="sum of open notional, quote currency")
-    max_daily_loss: float | None = Field(default=None, gt=0, description="quote currency, net of fees, per UTC day")
+    max_total_exposure: Amount | None = Field(default=None, description="sum of open notional, quote currency")
+    max_daily_loss: Amount | None = Field(default=None, description="quote currency, net of fees, per UTC day")
 
 
 class AnalyzerConfig(Strict):
@@ -124,7 +123,7 @@ DECLARATIVE_FIELDS: tuple[str, ...] = ("analyzers", "filters", "entry_threshold"
 class StrategyConfig(Strict):
     """A strategy's full, merged configuration (built-in defaults < config.json < strategy file)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     id: str
     enabled: bool = True
@@ -134,8 +133,8 @@ class StrategyConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters, validated by its Params model")
     symbol: str = Field(min_length=1)
     timeframe: Timeframe = "1m"
-    quantity: float = Field(gt=0, description="fixed order quantity in base units")
-    starting_balance: float = Field(default=10_000.0, gt=0)
+    quantity: Amount = Field(description="fixed order quantity in base units")
+    starting_balance: Amount = Field(default=10_000.0, description="quote currency the strategy starts with")
     analyzers: tuple[AnalyzerConfig, ...] = Field(default=(), validate_default=True)
     entry_threshold: float = Field(default=1.0, gt=0, le=1)
     exit_threshold: float | None = Field(default=1.0, gt=0, le=1, description="exit when score <= -exit_threshold")

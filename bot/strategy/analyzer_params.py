@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from bot.candles.model import timeframe_ms
+from bot.config.numbers import StrictNumbers, Volume
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Params(StrictNumbers):
+    pass
 
 
 class EmaCrossParams(_Params):
@@ -61,7 +62,7 @@ class MtfTrendParams(_Params):
 class MinVolumeParams(_Params):
     """min_volume filter: allow entries only when the candle's volume is at least min_volume."""
 
-    min_volume: float = Field(ge=0)
+    min_volume: Volume
 
 
 ANALYZER_PARAMS: Final[dict[str, type[_Params]]] = {

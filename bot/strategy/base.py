@@ -5,9 +5,8 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from bot.candles.model import Candle
+from bot.config.numbers import StrictNumbers
 from bot.indicators.registry import IndicatorRegistry
 from bot.trading.actions import (
     ActivateTrailingStop,
@@ -26,10 +25,8 @@ if TYPE_CHECKING:
 Stream = tuple[str, str]
 
 
-class StrategyParams(BaseModel):
-    """Base of every strategy's parameter model: frozen, unknown parameters rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class StrategyParams(StrictNumbers):
+    """Base of every strategy's parameter model: frozen, unknown parameters rejected, numbers only as finite JSON numbers."""
 
 
 class StrategyContext:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from bot.candles.model import Candle
+from bot.config.numbers import Volume
 from bot.indicators.registry import IndicatorRegistry
 from bot.strategy.base import StrategyParams
 
@@ -17,7 +18,7 @@ _HOUR_MS = 3_600_000
 class MarketConditions(StrategyParams):
     """Entry conditions on volume, volatility, trend regime and time of day; each is off when unset."""
 
-    min_volume: float | None = Field(default=None, ge=0, description="the candle's volume, in the data's unit")
+    min_volume: Volume | None = Field(default=None, description="the candle's volume, in the data's unit")
     volume_period: int = Field(default=20, ge=2, description="candles in the volume average")
     min_volume_ratio: float | None = Field(default=None, gt=0, description="the candle's volume over its average")
     atr_period: int = Field(default=14, ge=1)

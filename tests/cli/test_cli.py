@@ -94,7 +94,7 @@ def test_validate_config_json_problem(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = error_lines(result.stderr)
     assert len(lines) == 2
-    assert lines[0].startswith("error: config.json: replay.history_size: Input should be a valid integer")
+    assert lines[0] == "error: config.json: replay.history_size: a string is not a number"
     assert lines[1] == "error: config.json: mood: Extra inputs are not permitted"
 
 

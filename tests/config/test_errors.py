@@ -52,6 +52,13 @@ def test_wrong_type(tmp_path: Path) -> None:
     path = write_setup(tmp_path, {}, {"replay": {"history_size": "lots"}})
     problem = only(problems_of(path))
     assert (problem.file, problem.field) == (str(path), "replay.history_size")
+    assert problem.reason == "a string is not a number"
+
+
+def test_wrong_type_not_a_number(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, {}, {"replay": {"history_size": [1000]}})
+    problem = only(problems_of(path))
+    assert (problem.file, problem.field) == (str(path), "replay.history_size")
     assert "valid integer" in problem.reason
 
 
@@ -155,7 +162,8 @@ def test_unknown_analyzer_type_names_the_analyzer_index(tmp_path: Path) -> None:
         ({"fast": 9, "slow": 3}, "fast (9) must be smaller than slow (3)"),
         ({"fast": 5, "slow": 5}, "fast (5) must be smaller than slow (5)"),
         ({"fast": 3, "slow": 6, "signal": 9}, "params.signal: Extra inputs are not permitted"),
-        ({"fast": "quick"}, "params.fast: Input should be a valid integer"),
+        ({"fast": "quick"}, "params.fast: a string is not a number"),
+        ({"fast": 2.5}, "params.fast: Input should be a valid integer"),
     ],
 )
 def test_bad_analyzer_params_name_the_analyzer_index(tmp_path: Path, params: dict[str, Any], phrase: str) -> None:

@@ -179,7 +179,8 @@ def test_a_close_level_with_a_channel_is_neither_a_breakout_nor_an_exit() -> Non
     [
         ({"entry_period": 10, "exit_period": 10}, "params", "exit_period (10) must be smaller than entry_period (10)"),
         ({"volume_ratio": 0}, "params.volume_ratio", "greater than 0"),
-        ({"entry_period": "wide"}, "params.entry_period", "valid integer"),
+        ({"entry_period": "wide"}, "params.entry_period", "a string is not a number"),
+        ({"entry_period": 20.5}, "params.entry_period", "valid integer"),
         ({"market": {"min_adx": 40, "max_adx": 20}}, "params.market", "min_adx (40.0) is above max_adx (20.0)"),
         ({"lookback": 5}, "params.lookback", "Extra inputs are not permitted"),
     ],
