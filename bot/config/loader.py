@@ -177,8 +177,13 @@ def load_strategy(
     return spec
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read, merge and validate config.json and its strategy files; raise ConfigError listing every problem."""
+def load_config(path: str | Path, catalog: StrategyCatalog | None = None) -> LoadedConfig:
+    """Read, merge and validate config.json and its strategy files; raise ConfigError listing every problem.
+
+    Strategy modules are discovered (imported) from the config's folders, unless `catalog` is
+    given: the daemon checks a file a control client names against the modules it found at
+    start, and never imports code because of a client (`strategy_paths` are then not consulted).
+    """
     config_path = Path(path)
     label = str(path)
     data = _read_object(config_path, label)
@@ -188,14 +193,15 @@ def load_config(path: str | Path) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError(_problems(exc, label)) from None
 
-    for index, extra in enumerate(bot.strategy_paths):
+    for index, extra in enumerate(bot.strategy_paths if catalog is None else ()):
         if not (config_path.parent / extra).is_dir():
             problems.append(ConfigProblem(label, f"strategy_paths[{index}]", f"{config_path.parent / extra} is not a folder"))
     if problems:
         raise ConfigError(problems)
     from bot.strategy.catalog import StrategyCatalog
 
-    catalog = StrategyCatalog.discover(strategy_folders(config_path, bot))
+    if catalog is None:
+        catalog = StrategyCatalog.discover(strategy_folders(config_path, bot))
     strategies: list[StrategyConfig] = []
     files: dict[str, Path] = {}
     seen: dict[str, str] = {}

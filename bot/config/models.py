@@ -198,6 +198,15 @@ class CandleSourceConfig(Strict):
     shift_days: int = Field(
         default=0, ge=-36_500, le=36_500, description="move the recording in time by whole days, so files of different years play side by side"
     )
+    latest_ts_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=253_402_300_799_999,
+        description="latest candle open time accepted (UTC epoch ms, after shift_days); default now + one timeframe",
+    )
+    close_jump_factor: float = Field(
+        default=10.0, gt=1, le=1e6, description="bot validate warns about a close more than this factor above or below the previous close"
+    )
 
     @field_validator("timeframe")
     @classmethod
@@ -261,6 +270,11 @@ class ControlConfig(Strict):
     tcp: TcpControlConfig | None = None
     max_message_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
     event_buffer: int = Field(default=10_000, ge=10, description="events buffered per `events` reader before it is dropped")
+    allowed_paths: tuple[str, ...] = Field(
+        default=(),
+        max_length=64,
+        description="folders (relative to config.json's) whose files control clients may name, besides config.json's folder and strategy_paths",
+    )
 
 
 class DaemonConfig(Strict):

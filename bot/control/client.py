@@ -8,13 +8,21 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, unix_connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
 
 from bot.errors import BotError
 
 
 class DaemonNotRunning(BotError):
     """No daemon answers on the control socket."""
+
+
+class DaemonUnreachable(BotError):
+    """Something answers on the control socket but the conversation failed (not a daemon, or it hung up)."""
+
+
+# What talking to something that is not (or no longer) a working daemon can raise.
+_TALK_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, TimeoutError, InvalidHandshake, InvalidMessage, ConnectionClosed, orjson.JSONDecodeError)
 
 
 class ControlClient:
@@ -33,6 +41,8 @@ class ControlClient:
             self._ws = await unix_connect(str(self.socket_path), max_size=self._max_size)
         except (ConnectionRefusedError, FileNotFoundError) as exc:
             raise DaemonNotRunning(f"the bot daemon is not running (nobody listens on {self.socket_path})") from exc
+        except _TALK_ERRORS as exc:
+            raise DaemonUnreachable(f"cannot talk to the daemon on {self.socket_path}: {_why(exc)}") from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -43,16 +53,35 @@ class ControlClient:
         """Send one request and return the reply dict (`ok`, and `result` or `error`)."""
         assert self._ws is not None
         request_id = next(self._ids)
-        await self._ws.send(orjson.dumps({"id": request_id, "cmd": cmd, "args": args or {}}).decode())
-        reply: dict[str, Any] = orjson.loads(await self._ws.recv())
+        try:
+            await self._ws.send(orjson.dumps({"id": request_id, "cmd": cmd, "args": args or {}}).decode())
+            reply = orjson.loads(await self._ws.recv())
+        except _TALK_ERRORS as exc:
+            raise DaemonUnreachable(f"lost the daemon on {self.socket_path}: {_why(exc)}") from None
+        if not isinstance(reply, dict):
+            raise DaemonUnreachable(f"the daemon on {self.socket_path} sent a reply that is not an object")
         return reply
 
     async def events(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Stream events (each message as a dict) until the daemon ends the stream."""
         assert self._ws is not None
-        await self._ws.send(orjson.dumps({"id": "events", "cmd": "events", "args": args}).decode())
         try:
+            await self._ws.send(orjson.dumps({"id": "events", "cmd": "events", "args": args}).decode())
             async for raw in self._ws:
                 yield orjson.loads(raw)
-        except ConnectionClosed:
+        except ConnectionClosed as exc:
+            if exc.rcvd is None:  # no close frame: the daemon died or the connection broke
+                raise DaemonUnreachable(f"lost the daemon on {self.socket_path}: {_why(exc)}") from None
             return
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise DaemonUnreachable(f"lost the daemon on {self.socket_path}: {_why(exc)}") from None
+
+
+def _why(exc: BaseException) -> str:
+    """One line on what went wrong, without a traceback."""
+    if isinstance(exc, ConnectionClosed):
+        return "the connection was closed" + (f" ({exc.rcvd.reason or exc.rcvd.code})" if exc.rcvd is not None else "")
+    if isinstance(exc, (InvalidHandshake, InvalidMessage, EOFError)):
+        return "it does not speak the control protocol (the WebSocket handshake failed)"
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

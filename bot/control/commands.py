@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, deep_merge, load_config, load_strategy
 from bot.config.models import StrategyConfig
+from bot.control.files import MAX_FILE_ARG, FileAccess, redact_reason, redacted
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
 from bot.daemon.live_feed import DaemonFeed, FeedCannotAddSymbol
@@ -23,6 +24,7 @@ from bot.errors import BotError, ConfigError, StrategyError, StrategyStateError,
 from bot.replay.sources import CandleSource
 from bot.events import EVENT_TYPES
 from bot.services import BotServices
+from bot.symbols import MAX_SYMBOL_LENGTH, shown, symbol_problem
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
 
@@ -35,74 +37,86 @@ class NoArgs(_Args):
     """Commands without arguments."""
 
 
+# Bounds on what a client may send, checked before anything else looks at it.
+_ID = 128
+_FILE = MAX_FILE_ARG
+_PATH = 256
+
+
 class StrategyArg(_Args):
     """One strategy id."""
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=_ID)
 
 
 class OptionalStrategyArg(_Args):
     """An optional strategy id (all strategies when omitted)."""
 
-    id: str | None = None
+    id: str | None = Field(default=None, min_length=1, max_length=_ID)
 
 
 class LoadArgs(_Args):
     """load: a strategy file (relative to config.json's folder), optionally activated at once."""
 
-    file: str = Field(min_length=1)
+    file: str = Field(min_length=1, max_length=_FILE)
     activate: bool = False
 
 
 class UnloadArgs(_Args):
     """unload: a strategy id, and whether to close its positions at the last price first."""
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=_ID)
     close_positions: bool = False
 
 
 class DeactivateArgs(_Args):
     """deactivate: a strategy id and what happens to its positions."""
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=_ID)
     policy: Literal["manage", "close", "freeze"] = "manage"
 
 
 class SwitchArgs(_Args):
     """switch: from one strategy to another in one step."""
 
-    source: str = Field(alias="from", min_length=1)
-    target: str = Field(alias="to", min_length=1)
+    source: str = Field(alias="from", min_length=1, max_length=_ID)
+    target: str = Field(alias="to", min_length=1, max_length=_ID)
     policy: Literal["manage", "close", "freeze"] = "manage"
 
 
 class SetArgs(_Args):
     """set: one runtime-changeable parameter, by dotted path (e.g. exits.stop_loss_pct)."""
 
-    id: str = Field(min_length=1)
-    path: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=_ID)
+    path: str = Field(min_length=1, max_length=_PATH, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
     value: Any
 
 
 class ValidateArgs(_Args):
     """validate: a config.json-like file or a strategy file, checked without applying."""
 
-    file: str = Field(min_length=1)
+    file: str = Field(min_length=1, max_length=_FILE)
 
 
 class AddSymbolArgs(_Args):
     """add-symbol: a symbol and its recorded candle file (relative to config.json's folder)."""
 
-    symbol: str = Field(min_length=1)
-    file: str = Field(min_length=1)
-    timeframe: str | None = None
+    symbol: str = Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)
+    file: str = Field(min_length=1, max_length=_FILE)
+    timeframe: str | None = Field(default=None, min_length=1, max_length=8)
+
+
+class SymbolArg(_Args):
+    """remove-symbol: a symbol added at runtime."""
+
+    symbol: str = Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)
 
 
 class EventsArgs(_Args):
     """events: a live stream, filtered by strategy and/or event types."""
 
-    strategy_id: str | None = None
-    types: list[str] | None = None
+    strategy_id: str | None = Field(default=None, min_length=1, max_length=_ID)
+    types: list[str] | None = Field(default=None, max_length=256)
 
 
 @dataclass
@@ -117,9 +131,13 @@ class DaemonState:
     journal: Journal | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     strategy_files: dict[str, Path] = field(default_factory=dict)
+    # Symbols added at runtime: {"file", "timeframe"} each, as journalled.
+    added_symbols: dict[str, dict[str, str]] = field(default_factory=dict)
+    files: FileAccess = field(init=False)
 
     def __post_init__(self) -> None:
         self.strategy_files.update(self.loaded.strategy_files)
+        self.files = FileAccess.of(self.loaded)
 
 
 Handler = Callable[[DaemonState, Any], Any]
@@ -165,6 +183,7 @@ def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
         "execution": state.services.exchange.status(),
         "kill_switch": kill_switch,
         "strategies": strategies,
+        "added_symbols": dict(state.added_symbols),
         # Unloaded strategies whose orders are still in flight (live): outcomes still booked and journalled.
         "settling": state.manager.settling(),
     }
@@ -193,36 +212,44 @@ def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
 
 
 def validate(state: DaemonState, args: ValidateArgs) -> dict[str, Any]:
-    """Check a config or strategy file without applying it."""
-    path = state.loaded.base_dir / args.file
+    """Check a config or strategy file without applying it, against the strategy modules found at start (no code is imported)."""
+    path = state.files.resolve(args.file)
     head = None
-    if "\x00" not in args.file and path.is_file() and path.stat().st_size <= MAX_CONFIG_BYTES:
-        try:
+    try:
+        if path.is_file() and path.stat().st_size <= MAX_CONFIG_BYTES:
             head = orjson.loads(path.read_bytes())
-        except (OSError, ValueError):  # unreadable or not JSON: load_* below reports why
-            head = None
+    except (OSError, ValueError):  # unreadable or not JSON: load_* below reports why
+        head = None
     try:
         if isinstance(head, dict) and "analyzers" not in head and ("strategies" in head or "replay" in head):
-            loaded = load_config(path)
+            _check_strategy_files(state, path, head)
+            loaded = load_config(path, catalog=state.loaded.catalog)
             return {"valid": True, "kind": "config", "strategies": [s.id for s in loaded.strategies]}
         spec = load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
         return {"valid": True, "kind": "strategy", "id": spec.id}
     except ConfigError as exc:
-        return {"valid": False, "problems": [{"file": p.file, "field": p.field, "reason": p.reason} for p in exc.problems]}
+        return {"valid": False, "problems": redacted(exc.problems)}
+
+
+def _check_strategy_files(state: DaemonState, config: Path, data: dict[str, Any]) -> None:
+    """The strategy files a config names must be readable to a client too."""
+    refs = data.get("strategies")
+    for index, ref in enumerate(refs if isinstance(refs, list) else ()):
+        name = ref.get("file") if isinstance(ref, dict) else None
+        if isinstance(name, str):
+            state.files.resolve(str(config.parent / name), f"strategies[{index}].file")
 
 
 def _read_spec(state: DaemonState, path: Path) -> StrategyConfig:
     try:
         return load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
     except ConfigError as exc:
-        raise ControlError("invalid_config", "; ".join(str(p) for p in exc.problems)) from None
+        raise ControlError("invalid_config", "; ".join(f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in redacted(exc.problems))) from None
 
 
 def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
     """Load a strategy file (dormant), optionally activating it."""
-    if "\x00" in args.file:
-        raise ControlError("invalid_config", f"{args.file!r}: not a usable file name (embedded NUL)")
-    path = (state.loaded.base_dir / args.file).resolve()
+    path = state.files.resolve(args.file)
     spec = _read_spec(state, path)
     try:
         orchestrator = state.manager.load(spec)
@@ -363,27 +390,48 @@ def metrics(state: DaemonState, _: NoArgs) -> dict[str, Any]:
 
 def add_symbol(state: DaemonState, args: AddSymbolArgs) -> dict[str, Any]:
     """Subscribe a new symbol mid-session: its past candles warm the history before anything is routed."""
+    problem = symbol_problem(args.symbol)
+    if problem is not None:
+        raise ControlError("bad_args", f"symbol: {problem}")
     if args.symbol in state.services.hub.symbols():
         raise ControlError("invalid_state", f"{args.symbol} already has a candle feed")
     if state.feed.source != "recorded":
         raise ControlError("invalid_state", f"adding a symbol at runtime needs the recorded feed (feed.source is {state.feed.source}): add {args.symbol} to exchange.feed.symbols and restart")
     if state.feed.state != "playing":
         raise ControlError("invalid_state", f"the feed is {state.feed.state}, not playing")
-    path = state.loaded.base_dir / args.file
-    if "\x00" in args.file or not path.is_file():
-        raise ControlError("bad_args", f"file: candle file not found: {path}")
+    path = state.files.resolve(args.file)
+    if not path.is_file():
+        raise ControlError("bad_args", f"file: candle file not found: {args.file}")
     try:
         timeframe = args.timeframe or infer_timeframe(path)
         timeframe_ms(timeframe)
         warmed = state.feed.add_source(CandleSource(args.symbol, path, timeframe), state.services.clock.now_ms())
     except FeedCannotAddSymbol as exc:
         raise ControlError("invalid_state", str(exc)) from None
-    except (BotError, ValueError) as exc:
-        raise ControlError("invalid_config", str(exc)) from None
+    except (BotError, ValueError, OSError) as exc:
+        # The file's content stays in the file: its name, the line and why, not the values.
+        raise ControlError("invalid_config", redact_reason(str(exc))) from None
+    added = {"file": str(path), "timeframe": timeframe}
+    state.added_symbols[args.symbol] = added
     if state.journal is not None:
         # A restart adds it again (and strategies on it can be restored).
-        state.journal.set_meta(ADDED_SYMBOL + args.symbol, orjson.dumps({"path": str(path.resolve()), "timeframe": timeframe}).decode())
+        state.journal.set_meta(ADDED_SYMBOL + args.symbol, orjson.dumps({"path": str(path), "timeframe": timeframe}).decode())
     return {"symbol": args.symbol, "timeframe": timeframe, "history": warmed}
+
+
+def remove_symbol(state: DaemonState, args: SymbolArg) -> dict[str, Any]:
+    """Stop the feed of a symbol added at runtime that no loaded strategy uses; journalled."""
+    if args.symbol not in state.added_symbols:
+        raise ControlError("invalid_state", f"{shown(args.symbol)} was not added at runtime (added: {', '.join(sorted(state.added_symbols)) or 'none'})")
+    try:
+        state.manager.release_symbol(args.symbol)
+        state.feed.remove_source(args.symbol)
+    except (StrategyStateError, FeedCannotAddSymbol) as exc:
+        raise ControlError("invalid_state", str(exc)) from None
+    del state.added_symbols[args.symbol]
+    if state.journal is not None:
+        state.journal.delete_meta(ADDED_SYMBOL + args.symbol)
+    return {"symbol": args.symbol, "removed": True}
 
 
 def risk_reset(state: DaemonState, _: NoArgs) -> dict[str, Any]:
@@ -425,6 +473,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "positions": (OptionalStrategyArg, positions),
     "metrics": (NoArgs, metrics),
     "add-symbol": (AddSymbolArgs, add_symbol),
+    "remove-symbol": (SymbolArg, remove_symbol),
     "risk-reset": (NoArgs, risk_reset),
     "shutdown": (NoArgs, shutdown),
 }

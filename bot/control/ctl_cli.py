@@ -13,9 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.config.loader import load_config
-from websockets.exceptions import ConnectionClosed
 
-from bot.control.client import ControlClient, DaemonNotRunning
+from bot.control.client import ControlClient, DaemonNotRunning, DaemonUnreachable
 from bot.errors import ConfigError
 
 EXIT_OK = 0
@@ -65,6 +64,8 @@ def add_ctl_parser(commands: Any) -> None:
     p.add_argument("symbol")
     p.add_argument("file")
     p.add_argument("--timeframe")
+    p = sub.add_parser("remove-symbol", help="stop the feed of a symbol added with add-symbol (no strategy may use it)")
+    p.add_argument("symbol")
     p = sub.add_parser("events", help="follow the live event stream")
     p.add_argument("--strategy", dest="strategy_id")
     p.add_argument("--type", dest="types", action="append", help="event type (repeatable)")
@@ -97,6 +98,8 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if cmd == "add-symbol":
         extra = {} if args.timeframe is None else {"timeframe": args.timeframe}
         return cmd, {"symbol": args.symbol, "file": args.file, **extra}
+    if cmd == "remove-symbol":
+        return cmd, {"symbol": args.symbol}
     if cmd == "events":
         request: dict[str, Any] = {}
         if args.strategy_id:
@@ -130,6 +133,10 @@ def _print_status(console: Console, result: dict[str, Any]) -> None:
         warm = "yes" if s["warm"] else "no"
         table.add_row(sid, state, ", ".join(s["symbols"]), s["timeframe"], warm, str(s["positions"]), f"{s['equity']:,.2f}", escape(s["last_error"] or ""))
     console.print(table)
+    added = result.get("added_symbols") or {}
+    if added:
+        listed = ", ".join(f"{symbol} {entry['timeframe']} ({entry['file']})" for symbol, entry in added.items())
+        console.print(f"added symbols: {escape(listed)}", highlight=False, soft_wrap=True)
 
 
 def _print_metrics(console: Console, result: dict[str, Any]) -> None:
@@ -204,7 +211,7 @@ async def _follow(client: ControlClient, request: dict[str, Any], as_json: bool,
 
 
 def run_ctl(args: argparse.Namespace) -> int:
-    """Run `bot ctl`; return the exit code (0 ok, 1 refused, 2 usage, 3 daemon not running)."""
+    """Run `bot ctl`; return the exit code (0 ok, 1 refused, 2 usage, 3 no daemon to talk to)."""
     err = Console(stderr=True)
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
@@ -215,12 +222,9 @@ def run_ctl(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         return anyio.run(_call, args, socket_path, console, err)
-    except DaemonNotRunning as exc:
+    except (DaemonNotRunning, DaemonUnreachable) as exc:
+        # Any failure to talk to the daemon: one line, exit 3, never a traceback.
         err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_NOT_RUNNING
-    except ConnectionClosed as exc:
-        reason = f" ({exc.rcvd.reason or exc.rcvd.code})" if exc.rcvd is not None else ""
-        err.print(f"[bold red]error[/]: the daemon closed the connection{escape(reason)}", highlight=False, soft_wrap=True)
-        return EXIT_REFUSED
     except KeyboardInterrupt:
         return EXIT_OK

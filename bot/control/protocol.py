@@ -49,8 +49,36 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# No command takes arguments nested deeper than a few levels; deeper ones would only reach
+# recursive code (merging a `set` value) with a stack to exhaust.
+MAX_ARGS_DEPTH = 32
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists/objects more than `limit` levels deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_request(raw: str | bytes) -> tuple[Request | None, dict[str, Any] | None]:
-    """Parse one message into a Request, or return the error reply for it (id echoed when readable)."""
+    """Parse one text message into a Request, or return the error reply for it (id echoed when readable).
+
+    Binary frames are refused: the protocol is JSON text, and a client sending bytes has a bug
+    best reported at once.
+    """
+    if isinstance(raw, bytes):
+        return None, error_reply(None, "bad_request", "binary frames are not accepted: send each request as a JSON text frame")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -59,6 +87,10 @@ def parse_request(raw: str | bytes) -> tuple[Request | None, dict[str, Any] | No
         return None, error_reply(None, "bad_request", "message must be a JSON object with id, cmd and args")
     raw_id = data.get("id")
     request_id = raw_id if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
+    for key, value in data.items():
+        if _too_deep(value, MAX_ARGS_DEPTH):
+            code: ErrorCode = "bad_args" if key == "args" else "bad_request"
+            return None, error_reply(request_id, code, f"{key}: nested more than {MAX_ARGS_DEPTH} levels deep")
     try:
         return Request.model_validate(data), None
     except ValidationError as exc:

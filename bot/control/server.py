@@ -29,6 +29,8 @@ from bot.replay.event_log import encode_event
 
 # Unix socket paths longer than this do not fit in sockaddr_un on Linux.
 _MAX_SOCKET_PATH = 100
+# Connections waiting to be accepted: a burst of clients must not be dropped in the handshake.
+_BACKLOG = 1024
 # An events reader whose socket accepts nothing for this long is dropped.
 _SEND_TIMEOUT = 5.0
 
@@ -91,7 +93,7 @@ class ControlServer:
         servers: list[Server] = []
         previous = os.umask(0o177)  # the socket is created 0600: only this user may steer the bot
         try:
-            unix = await unix_serve(self._connection, str(self.socket_path), max_size=self._config.max_message_bytes)
+            unix = await unix_serve(self._connection, str(self.socket_path), max_size=self._config.max_message_bytes, backlog=_BACKLOG)
         finally:
             os.umask(previous)
         servers.append(unix)
@@ -105,6 +107,7 @@ class ControlServer:
                     self._config.tcp.port,
                     max_size=self._config.max_message_bytes,
                     process_request=self._check_token,
+                    backlog=_BACKLOG,
                 )
                 servers.append(tcp)
             yield servers
@@ -119,9 +122,9 @@ class ControlServer:
                     self.socket_path.unlink()
 
     def _check_token(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
-        header = request.headers.get("Authorization", "")
-        expected = f"Bearer {self._token}"
-        if self._token is None or not hmac.compare_digest(header.encode(), expected.encode()):
+        # The scheme is case-insensitive (RFC 9110 11.1); the token is compared in constant time.
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        if self._token is None or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a control token is required\n")
         return None
 

@@ -66,6 +66,9 @@ class DaemonFeed(Protocol):
     def add_source(self, source: CandleSource, now_ms: int) -> int:
         """Add a symbol mid-session from a recorded file; FeedCannotAddSymbol when this feed cannot."""
 
+    def remove_source(self, symbol: str) -> None:
+        """Stop a symbol added mid-session (no strategy may use it); FeedCannotAddSymbol when this feed cannot."""
+
 
 class FeedCannotAddSymbol(BotError):
     """The feed takes no new symbol while running."""
@@ -201,6 +204,10 @@ class LiveFeed:
         raise FeedCannotAddSymbol(
             f"adding a symbol at runtime needs the recorded feed; with feed.source ccxt, add {source.symbol} to exchange.feed.symbols and restart"
         )
+
+    def remove_source(self, symbol: str) -> None:
+        """Not possible on a live feed: its symbols are fixed while it runs."""
+        raise FeedCannotAddSymbol(f"removing a symbol at runtime needs the recorded feed; with feed.source ccxt, remove {symbol} from exchange.feed.symbols and restart")
 
     def status(self) -> dict[str, Any]:
         """State, candles published, mode, malformed messages skipped, and per symbol its live state."""

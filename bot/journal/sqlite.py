@@ -184,6 +184,14 @@ class Journal:
         if self._checkpointer.writer_should_checkpoint:
             self._checkpoint_here()
 
+    def delete_meta(self, key: str) -> None:
+        """Forget one daemon fact (no error when it is not there), committed on return."""
+        try:
+            with self._conn:
+                self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: could not delete {key!r}: {exc}") from exc
+
     def meta_with_prefix(self, prefix: str) -> dict[str, str]:
         """Every daemon fact whose key starts with `prefix`, keyed by the rest of the key."""
         rows = self._query("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))

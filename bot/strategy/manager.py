@@ -363,6 +363,19 @@ class StrategyManager:
                 if orchestrator.state == "dormant" and not orchestrator.positions.positions and not orchestrator.positions.pending_orders():
                     self._remove(self._protect, orchestrator)
 
+    def release_symbol(self, symbol: str) -> None:
+        """Stop listening to a symbol's candles; StrategyStateError while a loaded or settling strategy uses it."""
+        users = [
+            sid
+            for sid, orchestrator in [*((sid, self.get(sid)) for sid in self.ids()), *((sid, s.orchestrator) for sid, s in self._settling.items())]
+            if any(key[0] == symbol for key in orchestrator.subscriptions())
+        ]
+        if users:
+            raise StrategyStateError(f"{symbol} is used by {', '.join(users)}: unload them first")
+        for key in [k for k in self._hub_keys if k[0] == symbol]:
+            self._services.hub.unsubscribe(key[0], key[1], self.on_candle)
+            self._hub_keys.discard(key)
+
     def _ensure_hub_route(self, key: _Key) -> None:
         if key not in self._hub_keys:
             self._services.hub.subscribe(key[0], key[1], self.on_candle)

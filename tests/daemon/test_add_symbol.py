@@ -18,10 +18,12 @@ def test_add_symbol_warms_history_then_routes(daemon: DaemonProcess) -> None:
     assert "bad_1m.csv: line 2" in refused["error"]["message"]
     missing = call(daemon.socket, "add-symbol", {"symbol": "ETH/USD", "file": "nope.csv"})
     assert missing["error"]["code"] == "bad_args"
-    # The same recorded BTC file under another name: its past candles become history.
-    added = result(daemon.socket, "add-symbol", {"symbol": "ETH/USD", "file": str(BTC_1M)})
+    # The same recorded BTC file under another name: its past candles become history. Copied:
+    # a client may name files in the config's folder only (control.allowed_paths widens that).
+    (daemon.folder / "eth_1m.csv").write_bytes(BTC_1M.read_bytes())
+    added = result(daemon.socket, "add-symbol", {"symbol": "ETH/USD", "file": "eth_1m.csv"})
     assert added["timeframe"] == "1m" and added["history"] > 3_000
-    again = call(daemon.socket, "add-symbol", {"symbol": "ETH/USD", "file": str(BTC_1M)})
+    again = call(daemon.socket, "add-symbol", {"symbol": "ETH/USD", "file": "eth_1m.csv"})
     assert again["error"]["code"] == "invalid_state"
     spec = orjson.loads((daemon.folder / "strategies" / "ema_cross.json").read_bytes())
     spec.update({"id": "eth_5m", "symbol": "ETH/USD", "timeframe": "5m"})

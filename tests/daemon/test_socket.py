@@ -207,7 +207,8 @@ GARBAGE = [
     # (message, id echoed, error code, words the message must contain)
     pytest.param("{not json", None, "bad_json", ["JSON"], id="not-json"),
     pytest.param("", None, "bad_json", ["JSON"], id="empty"),
-    pytest.param(b"\xff\xfe\x00garbage", None, "bad_json", ["JSON"], id="binary-frame"),
+    pytest.param(b"\xff\xfe\x00garbage", None, "bad_request", ["binary", "text"], id="binary-frame"),
+    pytest.param(b'{"id": 1, "cmd": "status", "args": {}}', None, "bad_request", ["binary", "text"], id="binary-frame-of-json"),
     pytest.param("[1, 2, 3]", None, "bad_request", ["object"], id="json-array"),
     pytest.param('"status"', None, "bad_request", ["object"], id="json-string"),
     pytest.param("null", None, "bad_request", ["object"], id="json-null"),
