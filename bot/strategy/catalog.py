@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams
 from bot.strategy.declarative import DeclarativeStrategy
@@ -228,8 +228,9 @@ def _check_class(cls: type[Strategy]) -> str | None:
         return "version must be a non-empty string"
     if not cls.description():
         return "needs a docstring saying what it does and when it suits"
-    if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):
-        return "Params must be a pydantic model (subclass bot.strategy.base.StrategyParams)"
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, StrategyParams)):
+        # StrategyParams is what refuses quoted numbers, booleans and NaN in a strategy file's params.
+        return "Params must subclass bot.strategy.base.StrategyParams (a pydantic model)"
     try:
         cls.Params()
     except ValidationError as exc:

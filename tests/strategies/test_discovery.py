@@ -213,3 +213,25 @@ def test_a_strategy_whose_constructor_raises_fails_its_load_only(tmp_path: Path)
         rig.manager.load(module_strategy("typo"))
     rig.start(module_strategy("ema_cross", id="fine"))
     assert rig.manager.ids() == ["fine"]
+
+
+def test_a_params_model_that_skips_strategy_params_is_refused(tmp_path: Path) -> None:
+    """A Params model outside StrategyParams would take quoted numbers: the module is skipped with the reason."""
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    (folder / "plain.py").write_text(
+        '"""A strategy whose Params is a plain pydantic model."""\n'
+        "from pydantic import BaseModel\n"
+        "from bot.strategy.base import Strategy\n\n\n"
+        "class Plain(Strategy):\n"
+        '    """Buys nothing."""\n\n'
+        '    name = "plain"\n'
+        '    version = "1"\n\n'
+        "    class Params(BaseModel):\n"
+        "        size: float = 1.0\n\n"
+        "    def on_candle(self, symbol, timeframe, candle):\n"
+        "        return None\n"
+    )
+    catalog = StrategyCatalog.discover([folder])
+    assert [e.name for e in catalog.entries()] == ["declarative"]
+    assert any("StrategyParams" in p.reason for p in catalog.problems)
