@@ -18,6 +18,7 @@ from bot.config.loader import LoadedConfig, load_config
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
 from bot.daemon.app import Daemon
+from bot.daemon.feed import Pacer
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.log import BotLogger
 from bot.replay.runner import Replay, ReplayResult
@@ -202,14 +203,14 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
     prepared = _prepare(args.config, args.candles, _stderr(), daemon=True)
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
     logger = BotLogger.to_stderr(level=getattr(logging, loaded.bot.daemon.log_level))
     try:
-        return anyio.run(Daemon(loaded, sources, logger).run)
+        return anyio.run(Daemon(loaded, sources, logger, pacer).run)
     except BaseExceptionGroup as group:
         # An operator's error raised inside the task group (a journal file that is not a
         # journal, say) is still reported as one clear line, not a traceback.

@@ -19,6 +19,7 @@ from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path, control_token
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
+from bot.daemon.feed import Pacer
 from bot.daemon import heap
 from bot.daemon.live_feed import DaemonFeed, LiveFeed, PlayedFeed, close_exchange
 from bot.daemon.recovery import (
@@ -67,10 +68,12 @@ class Daemon:
     "stopped before trading started".
     """
 
-    def __init__(self, loaded: LoadedConfig, sources: list[CandleSource], logger: BotLogger) -> None:
+    def __init__(self, loaded: LoadedConfig, sources: list[CandleSource], logger: BotLogger, pacer: Pacer | None = None) -> None:
         self.loaded = loaded
         self.sources = sources
         self.logger = logger
+        # When the recorded feed plays each candle: None is feed.speed's clock; a test steps it instead.
+        self._pacer = pacer
         self._stop = anyio.Event()
         self.socket_path = (loaded.base_dir / loaded.bot.control.socket).resolve()
         self._feed: DaemonFeed | None = None
@@ -220,6 +223,8 @@ class Daemon:
                     announce_feed,
                     resume_after=resume_close,
                     on_published=record_feed_position,
+                    pacer=self._pacer,
+                    processed=delivery.drain,
                 )
             self._feed = feed
             if self._stop.is_set():

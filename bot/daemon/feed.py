@@ -1,11 +1,11 @@
-"""The daemon's recorded feed: candles from files published at a multiple of real time."""
+"""The daemon's recorded feed: candles from files published at a multiple of real time, or when a test says."""
 from __future__ import annotations
 
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Literal, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
@@ -19,14 +19,65 @@ from bot.replay.sources import CandleSource
 FeedState = Literal["starting", "backfilling", "playing", "ended", "stopped"]
 
 
+class Pacer(Protocol):
+    """When the recorded feed publishes each candle while playing: clock-driven in `bot run`, stepped by a test."""
+
+    def begin(self, last_close: int | None, processed: Callable[[], Awaitable[None]]) -> None:
+        """Playing starts, after the backfill.
+
+        `last_close` is the close time of the newest backfilled candle (None without a backfill);
+        `processed()` returns once every strategy has processed every candle published so far.
+        """
+
+    async def wait(self, close_ts: int) -> None:
+        """Return when the candle closing at `close_ts` may be published; the feed cancels this wait to stop."""
+
+    async def finish(self, state: Literal["ended", "stopped"]) -> None:
+        """Playing is over (the recording ended, or the feed was stopped): nothing more is published."""
+
+
+class ClockPacer:
+    """Each candle at its close time scaled by `speed`, counted from the last backfilled close."""
+
+    def __init__(self, speed: float) -> None:
+        self._speed = speed
+        self._origin_wall: float | None = None
+        self._origin_ts = 0
+
+    def begin(self, last_close: int | None, processed: Callable[[], Awaitable[None]]) -> None:
+        """Start the clock at the last backfilled close: the next candle comes one scaled interval later."""
+        # Without a backfill, the clock starts at the first candle played (published at once).
+        self._origin_wall = None if last_close is None else anyio.current_time()
+        self._origin_ts = 0 if last_close is None else last_close
+
+    async def wait(self, close_ts: int) -> None:
+        """Sleep until the candle's scaled close time (only yield when it is already due)."""
+        if self._origin_wall is None:
+            self._origin_wall, self._origin_ts = anyio.current_time(), close_ts
+        delay = self._origin_wall + (close_ts - self._origin_ts) / 1000.0 / self._speed - anyio.current_time()
+        if delay > 0:
+            await anyio.sleep(delay)
+        else:
+            await anyio.lowlevel.checkpoint()
+
+    async def finish(self, state: Literal["ended", "stopped"]) -> None:
+        """Nothing to release."""
+
+
+async def _nothing_to_process() -> None:
+    await anyio.lowlevel.checkpoint()
+
+
 class RecordedFeed:
-    """Publishes recorded candles to the hub, each at its close time scaled by `speed`.
+    """Publishes recorded candles to the hub, each at its close time scaled by `speed` (or when `pacer` says).
 
     The first `backfill` candles go out at once, before trading starts, so strategies warm up
     from history as they would from an exchange's REST backfill. With `loop`, the recording
     starts again shifted forward in time by its own length, so time never runs backwards.
     With `resume_after` (a restart: the close time of the last candle processed), playing
     continues after it, and the backfill is the `backfill` candles just before it.
+    `pacer` decides when each candle is played (default: ClockPacer(speed)); `processed` waits
+    until every candle published so far has been processed (the daemon's inboxes drained).
     """
 
     def __init__(
@@ -39,6 +90,8 @@ class RecordedFeed:
         on_state: Callable[[FeedState, dict[str, Any]], None],
         resume_after: int | None = None,
         on_published: Callable[[int], None] | None = None,
+        pacer: Pacer | None = None,
+        processed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._sources = sources
         self._hub = hub
@@ -48,6 +101,10 @@ class RecordedFeed:
         self._on_state = on_state
         self._resume_after = resume_after
         self._on_published = on_published
+        self._pacer: Pacer = pacer if pacer is not None else ClockPacer(speed)
+        self._processed = processed if processed is not None else _nothing_to_process
+        # The pacer's wait for the next candle, cancelled by `stop`.
+        self._pacing: anyio.CancelScope | None = None
         self.state: FeedState = "starting"
         self.published = 0
         # Close time of the last candle published while playing (the restart point once processed).
@@ -66,6 +123,8 @@ class RecordedFeed:
     def stop(self) -> None:
         """Stop publishing after the current candle."""
         self._stop.set()
+        if self._pacing is not None:
+            self._pacing.cancel()
 
     def add_source(self, source: CandleSource, now_ms: int) -> int:
         """Add a symbol mid-session: its candles closed by `now_ms` warm the history, the rest are played.
@@ -174,28 +233,22 @@ class RecordedFeed:
             last_close = candle.ts + lengths[symbol]
         task_status.started()
         self._set_state("playing", speed=self._speed)
-        # Pace from the last backfilled close: the next candle comes one scaled interval later.
-        origin_wall: float | None = None if last_close is None else anyio.current_time()
-        origin_ts = 0 if last_close is None else last_close
+        pacer = self._pacer
+        pacer.begin(last_close, self._processed)
         for symbol, candle in self._with_added(stream, lengths):
             if self._stop.is_set():
-                self._set_state("stopped")
-                return
+                break
             close_ts = candle.ts + lengths[symbol]
-            if origin_wall is None:
-                origin_wall, origin_ts = anyio.current_time(), close_ts
-            delay = origin_wall + (close_ts - origin_ts) / 1000.0 / self._speed - anyio.current_time()
-            if delay > 0:
-                with anyio.move_on_after(delay):
-                    await self._stop.wait()
-                if self._stop.is_set():
-                    self._set_state("stopped")
-                    return
-            else:
-                await anyio.lowlevel.checkpoint()
+            with anyio.CancelScope() as self._pacing:
+                await pacer.wait(close_ts)
+            self._pacing = None
+            if self._stop.is_set():
+                break
             ingest(symbol, candle)
             self.published += 1
             self.last_close = close_ts
             if self._on_published is not None:
                 self._on_published(close_ts)
-        self._set_state("ended")
+        state: Literal["ended", "stopped"] = "stopped" if self._stop.is_set() else "ended"
+        self._set_state(state)
+        await pacer.finish(state)
