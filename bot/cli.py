@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.candles.reader import count_candles
+from bot.clock import WallClock
 from bot.config.loader import LoadedConfig, load_config
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
@@ -24,7 +25,7 @@ from bot.log import BotLogger
 from bot.replay.runner import Replay, ReplayResult
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
-from bot.replay.sources import CandleSource, parse_candle_arg, resolve_sources, scan_source
+from bot.replay.sources import CandleSource, SourceScan, parse_candle_arg, resolve_sources, scan_source
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -135,7 +136,7 @@ def _replay(args: argparse.Namespace) -> int:
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
-    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr())
+    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr(), WallClock())
     if args.quiet:
         result = anyio.run(replay.run)
     else:
@@ -179,9 +180,10 @@ def _validate(args: argparse.Namespace) -> int:
     loaded, sources = prepared
     err = _stderr()
     scans = []
+    now = WallClock().now_ms()
     for source in sources:
         try:
-            scans.append((source, scan_source(source)))
+            scans.append((source, scan_source(source.bounded(now))))
         except CandleFileError as exc:
             _error(err, str(exc))
     if len(scans) < len(sources):
@@ -192,6 +194,7 @@ def _validate(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+        _warn_jumps(err, source, scan)
     enabled = loaded.enabled_strategies()
     live = loaded.bot.exchange.feed if loaded.bot.exchange is not None and loaded.bot.feed.source == "ccxt" else None
     fed = f"live candles of {', '.join(live.symbols)} {live.timeframe}" if live is not None else f"candles for {', '.join(s.symbol + ' ' + s.timeframe for s in sources) or 'nothing'}"
@@ -201,6 +204,23 @@ def _validate(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     return EXIT_OK
+
+
+def _warn_jumps(console: Console, source: CandleSource, scan: SourceScan) -> None:
+    # Warnings, not errors: a real market can move that much, so validate still passes.
+    for jump in scan.jumps:
+        console.print(
+            f"[bold yellow]warning[/]: {escape(str(source.path))}: {jump.unit} {jump.where}: close {jump.close!r} is more than "
+            f"{source.close_jump_factor:g}x away from the previous close {jump.previous!r} (replay.candles.{escape(source.symbol)}.close_jump_factor)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if scan.jump_count > len(scan.jumps):
+        console.print(
+            f"[bold yellow]warning[/]: {escape(str(source.path))}: {scan.jump_count - len(scan.jumps):,} more close jumps not listed",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:

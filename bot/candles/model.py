@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# The largest price or volume a candle may hold: far above any real market, yet small enough
+# that amounts built from it (quantity x price, sums of fees) stay exact enough and finite.
+MAX_VALUE = 1e12
+
 # A NamedTuple rather than a dataclass: immutable, and built by the C tuple constructor,
 # which matters on the replay hot path (hundreds of thousands of candles per second).
 

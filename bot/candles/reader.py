@@ -14,7 +14,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from bot.candles.model import TIMEFRAME_MS, Candle, timeframe_of_ms
+from bot.candles.model import MAX_VALUE, TIMEFRAME_MS, Candle, timeframe_of_ms
+from bot.candles.window import TimeWindow
 from bot.errors import CandleFileError
 
 HEADER = b"ts_ms,open,high,low,close,volume"
@@ -23,8 +24,10 @@ FIELDS = ("ts_ms", "open", "high", "low", "close", "volume")
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 _INF = math.inf
-# Below any real timestamp, so the first row always passes the "ascending" comparison.
-_BEFORE_ANY = -(2**63)
+# The bounds of a read without a window: any timestamp that fits in 64 bits.
+_NO_WINDOW = TimeWindow(-(2**63), 2**63 - 1, "the 64-bit range")
+# How far back from the end of a file its last line is looked for before giving up.
+_TAIL_LIMIT = 1 << 20
 _INFER_ROWS = 1000
 # A timeframe token stands alone between separators: `_1m.csv`, `-5m.json`, `-5m-futures`.
 _TF_TOKEN = re.compile(r"(?<![0-9A-Za-z])(\d+[mhd])(?![0-9A-Za-z])")
@@ -35,14 +38,68 @@ _new_tuple = tuple.__new__
 PathArg = str | os.PathLike[str]
 
 
-def read_candles(path: PathArg) -> Generator[Candle, None, None]:
-    """Stream the candles of a recorded file, validating every row; raises CandleFileError."""
+def read_candles(path: PathArg, window: TimeWindow | None = None) -> Generator[Candle, None, None]:
+    """Stream the candles of a recorded file, validating every row; raises CandleFileError.
+
+    With a window, a timestamp outside it is refused like any other bad value, before the
+    candle is yielded.
+    """
     name = str(path)
+    bounds = window or _NO_WINDOW
     with _open(path) as stream:
         if _kind(path, stream) == "json":
-            yield from _read_json(name, stream)
+            yield from _read_json(name, stream, bounds)
         else:
-            yield from _read_csv(name, stream)
+            yield from _read_csv(name, stream, bounds)
+
+
+def file_kind(path: PathArg) -> str:
+    """"csv" or "json": how a file's candles are numbered in messages (CSV by line, JSON by row)."""
+    with _open(path) as stream:
+        return _kind(path, stream)
+
+
+def last_timestamp(path: PathArg) -> int | None:
+    """The timestamp of a plain CSV file's last row, found by reading back from the end.
+
+    None when that takes more than reading the tail: a gzipped or JSON file, a last line that
+    does not parse (the full read reports it, with its line number) or a file without rows.
+    """
+    try:
+        raw = open(path, "rb")
+    except OSError:
+        return None
+    with raw:
+        if raw.peek(2)[:2] == _GZIP_MAGIC or _kind(path, raw) != "csv":
+            return None
+        line = _last_line(raw)
+    if line is None or line.rstrip(b"\r\n") == HEADER:
+        return None
+    text = line.split(b",", 1)[0]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) and value.is_integer() else None
+
+
+def _last_line(raw: BinaryIO) -> bytes | None:
+    """The last non-blank line of a seekable file, or None when it is longer than _TAIL_LIMIT."""
+    end = raw.seek(0, os.SEEK_END)
+    size = min(end, 1 << 16)
+    while True:
+        raw.seek(end - size)
+        tail = raw.read(size).rstrip()
+        cut = tail.rfind(b"\n")
+        if cut >= 0 or size == end:
+            return tail[cut + 1 :] if tail else None
+        if size >= _TAIL_LIMIT:
+            return None
+        size = min(end, size * 4)
 
 
 def count_candles(path: PathArg) -> int:
@@ -125,15 +182,17 @@ def _kind(path: PathArg, stream: BinaryIO) -> str:
     return "json" if head[:1] == b"[" else "csv"
 
 
-def _read_csv(name: str, stream: BinaryIO) -> Iterator[Candle]:
+def _read_csv(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Candle]:
     """Yield validated candles from a CSV stream positioned at its header."""
     first = stream.readline()
     if first.rstrip(b"\r\n") != HEADER:
         if not first.strip() and not _rest_has_data(stream):
             raise CandleFileError(name, None, "no candles")
         raise CandleFileError(name, 1, _header_problem(first))
-    prev = _BEFORE_ANY
-    new, inf = _new_tuple, _INF
+    # Just before the earliest allowed time: the "ascending" comparison also enforces the lower bound.
+    start = prev = window.earliest - 1
+    latest, top = window.latest, MAX_VALUE
+    new = _new_tuple
     for lineno, line in enumerate(stream, 2):
         try:
             a, b, c, d, e, f = line.split(b",")
@@ -149,19 +208,20 @@ def _read_csv(name: str, stream: BinaryIO) -> Iterator[Candle]:
                     raise CandleFileError(name, lineno, "blank line between candles") from None
                 break
             # Rare path: an integral float timestamp such as 1640991600000.0, or a real error.
-            candle = _parse_csv_row(name, lineno, line, prev)
+            candle = _parse_csv_row(name, lineno, line, prev, window)
             prev = candle[0]
             yield candle
             continue
-        # One chained comparison rejects nan (every comparison is false), inf, bad OHLC and order.
-        if prev < ts and 0.0 < lo <= o <= h < inf and lo <= cl <= h and 0.0 <= v < inf:
+        # One chained comparison rejects nan (every comparison is false), inf, values above the
+        # cap, bad OHLC, order and times past the window.
+        if prev < ts <= latest and 0.0 < lo <= o <= h <= top and lo <= cl <= h and 0.0 <= v <= top:
             prev = ts
             yield new(Candle, (ts, o, h, lo, cl, v))
         else:
-            candle = _check(name, lineno, "line", ts, (o, h, lo, cl, v), prev)
+            candle = _check(name, lineno, "line", ts, (o, h, lo, cl, v), prev, window)
             prev = ts
             yield candle
-    if prev == _BEFORE_ANY:
+    if prev == start:
         raise CandleFileError(name, None, "no candles")
 
 
@@ -179,7 +239,7 @@ def _header_problem(first: bytes) -> str:
     return f"wrong header: expected {expected!r}, got {text[:80]!r}"
 
 
-def _parse_csv_row(name: str, lineno: int, line: bytes, prev: int) -> Candle:
+def _parse_csv_row(name: str, lineno: int, line: bytes, prev: int, window: TimeWindow) -> Candle:
     """Parse one CSV row carefully, raising CandleFileError with the exact problem."""
     fields = line.rstrip(b"\r\n").split(b",")
     if len(fields) != len(FIELDS):
@@ -196,7 +256,7 @@ def _parse_csv_row(name: str, lineno: int, line: bytes, prev: int) -> Candle:
     except ValueError:
         text = fields[0].decode("utf-8", "backslashreplace").strip()
         ts = _integral_ts(name, lineno, "line", values[0], text)
-    return _check(name, lineno, "line", ts, tuple(values[1:]), prev)
+    return _check(name, lineno, "line", ts, tuple(values[1:]), prev, window)
 
 
 def _integral_ts(name: str, where: int, unit: str, value: float, text: str) -> int:
@@ -209,7 +269,7 @@ def _integral_ts(name: str, where: int, unit: str, value: float, text: str) -> i
 
 
 def _check(
-    name: str, where: int, unit: str, ts: int, ohlcv: tuple[float, ...], prev: int
+    name: str, where: int, unit: str, ts: int, ohlcv: tuple[float, ...], prev: int, window: TimeWindow
 ) -> Candle:
     """Validate parsed values, raising CandleFileError naming the first problem; return the candle."""
     floats: list[float] = []
@@ -225,14 +285,21 @@ def _check(
     for field, value in zip(FIELDS[1:5], floats):
         if value <= 0:
             raise CandleFileError(name, where, f"price <= 0 in field {field}: {value}", unit)
+        if value > MAX_VALUE:
+            raise CandleFileError(name, where, f"price above {MAX_VALUE:g} in field {field}: {value}", unit)
     if v < 0:
         raise CandleFileError(name, where, f"negative volume: {v}", unit)
+    if v > MAX_VALUE:
+        raise CandleFileError(name, where, f"volume above {MAX_VALUE:g}: {v}", unit)
     if h < lo:
         raise CandleFileError(name, where, f"high {h} below low {lo}", unit)
     if not lo <= o <= h:
         raise CandleFileError(name, where, f"open {o} outside [low {lo}, high {h}]", unit)
     if not lo <= cl <= h:
         raise CandleFileError(name, where, f"close {cl} outside [low {lo}, high {h}]", unit)
+    outside = window.problem(ts)
+    if outside is not None:
+        raise CandleFileError(name, where, outside, unit)
     if ts == prev:
         raise CandleFileError(name, where, f"duplicate timestamp {ts}", unit)
     if ts < prev:
@@ -253,12 +320,17 @@ def _load_json(name: str, stream: BinaryIO) -> list[Any]:
     return rows
 
 
-def _read_json(name: str, stream: BinaryIO) -> Iterator[Candle]:
+def _read_json(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Candle]:
     """Yield validated candles from a ccxt-style `[[ts, o, h, l, c, v], ...]` stream."""
     rows = _load_json(name, stream)
     if not rows:
         raise CandleFileError(name, None, "no candles")
-    prev = _BEFORE_ANY
+    # The whole array is in memory already: a last row past the window is refused before the
+    # first candle goes out, as the tail of a plain CSV file is.
+    last = rows[-1]
+    if type(last) is list and last and type(last[0]) is int and last[0] > window.latest:
+        raise CandleFileError(name, len(rows), window.problem(last[0]) or "", "row")
+    prev = window.earliest - 1
     for index, row in enumerate(rows, 1):
         if type(row) is not list or len(row) != len(FIELDS):
             raise CandleFileError(
@@ -268,7 +340,7 @@ def _read_json(name: str, stream: BinaryIO) -> Iterator[Candle]:
         if type(ts) is not int or not _NUMBER_TYPES.issuperset(map(type, row)):
             # type() checks, not isinstance: JSON true/false would otherwise pass as 1/0.
             ts = _json_ts(name, index, row)
-        candle = _check(name, index, "row", ts, tuple(row[1:]), prev)
+        candle = _check(name, index, "row", ts, tuple(row[1:]), prev, window)
         prev = ts
         yield candle
 

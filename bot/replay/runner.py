@@ -12,7 +12,7 @@ import orjson
 
 from bot.candles.hub import CandleFeedError
 from bot.candles.model import Candle, timeframe_ms
-from bot.clock import ReplayClock
+from bot.clock import Clock, ReplayClock, WallClock
 from bot.config.loader import LoadedConfig
 from bot.errors import BotError
 from bot.log import BotLogger
@@ -67,10 +67,19 @@ def merged_candles(sources: list[CandleSource]) -> Iterator[tuple[str, Candle]]:
 class Replay:
     """One replay run: services, strategies, the candle stream and the output files."""
 
-    def __init__(self, loaded: LoadedConfig, sources: list[CandleSource], out_dir: Path, logger: BotLogger | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        sources: list[CandleSource],
+        out_dir: Path,
+        logger: BotLogger | None = None,
+        wall_clock: Clock | None = None,
+    ) -> None:
         self.loaded = loaded
         self.sources = sources
         self.out_dir = out_dir
+        # Only for the latest candle time a source accepts by default (now + one timeframe).
+        self._wall_clock = wall_clock or WallClock()
         self.services = BotServices.for_replay(loaded.bot, logger)
         self.factory = OrchestratorFactory(self.services, loaded.catalog)
         self.manager = StrategyManager(self.services, self.factory)
@@ -81,8 +90,15 @@ class Replay:
 
         A run cut short (a corrupt candle file, a failing event subscriber) still writes
         report.json, with status "aborted" and the error, then raises ReplayAborted.
+        A source whose first or last candle lies outside its time window (before 1970, after
+        now + one timeframe unless the source sets latest_ts_ms) raises CandleFileError before
+        anything is written; a gzipped CSV file cannot be read from its end, so its last row
+        is refused as the stream reaches it, and the run aborts there.
         """
         services = self.services
+        now = self._wall_clock.now_ms()
+        self.sources = [source.bounded(now) for source in self.sources]
+        firsts = self._first_times()
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ReplayAborted(f"output folder {self.out_dir} exists and is not a folder", self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +112,7 @@ class Replay:
         error: str | None = None
         await services.start()
         try:
-            self._set_up()
+            self._set_up(firsts)
             equity.start([self.manager.get(sid) for sid in self.manager.ids()], services.clock.now_ms())
             self._stream(progress, equity)
             equity.finish(services.clock.now_ms())
@@ -134,11 +150,18 @@ class Replay:
             raise ReplayAborted(error, self.out_dir)
         return ReplayResult(self.out_dir, report, count, events.count)
 
-    def _set_up(self) -> None:
+    def _first_times(self) -> list[int]:
+        """Each source's first candle time, after refusing any file whose ends lie outside its window."""
+        firsts = []
+        for source in self.sources:
+            source.check_last()
+            firsts += [c.ts for c in itertools.islice(source.candles(), 1)]
+        return firsts
+
+    def _set_up(self, firsts: list[int]) -> None:
         services = self.services
         # Event time starts at the first recorded candle, so even the set-up events carry
         # market time rather than the epoch.
-        firsts = [c.ts for s in self.sources for c in itertools.islice(s.candles(), 1)]
         if firsts and isinstance(services.clock, ReplayClock):
             services.clock.advance_to(min(firsts))
         for source in self.sources:

@@ -1,33 +1,83 @@
 """Resolve which recorded file feeds each symbol, and check every strategy is fed."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.candles.model import Candle, timeframe_ms
-from bot.candles.reader import infer_timeframe, read_candles
+from bot.candles.reader import file_kind, infer_timeframe, last_timestamp, read_candles
+from bot.candles.window import EARLIEST_MS, TimeWindow
 from bot.config.loader import LoadedConfig
 from bot.errors import CandleFileError, ConfigProblem
+
+# The close-to-close factor above which `bot validate` warns, unless a source sets its own.
+DEFAULT_CLOSE_JUMP_FACTOR = 10.0
+# Jumps listed one by one per file; the rest are only counted.
+_JUMPS_SHOWN = 20
 
 
 @dataclass(frozen=True, slots=True)
 class CandleSource:
-    """A recorded candle file for one symbol and its base timeframe."""
+    """A recorded candle file for one symbol and its base timeframe.
+
+    `latest_ms` is the configured latest candle open time (play time, after the shift), when
+    the source widens the default bound of now + one timeframe. `window`, when set, is the
+    span every candle read must lie in (see `bounded`).
+    """
 
     symbol: str
     path: Path
     timeframe: str
     shift_ms: int = 0
+    latest_ms: int | None = None
+    close_jump_factor: float = DEFAULT_CLOSE_JUMP_FACTOR
+    window: TimeWindow | None = field(default=None, compare=False)
+
+    def bounded(self, now_ms: int) -> CandleSource:
+        """This source refusing candles that open before 1970 or after its latest allowed time.
+
+        The latest allowed time is `latest_ms` when configured, else `now_ms` + one timeframe
+        (the candle in progress). Bounds are moved back by the shift, so the file is read as written.
+        """
+        if self.latest_ms is not None:
+            latest, why = self.latest_ms, f"replay.candles.{self.symbol}.latest_ts_ms"
+        else:
+            latest = now_ms + timeframe_ms(self.timeframe)
+            why = f"now + one {self.timeframe} candle; replay.candles.{self.symbol}.latest_ts_ms allows later ones"
+        window = TimeWindow(EARLIEST_MS - self.shift_ms, latest - self.shift_ms, why, self.shift_ms)
+        return dataclasses.replace(self, window=window)
 
     def candles(self) -> Iterator[Candle]:
         """The file's candles, moved in time by `shift_ms` (whole days, so aggregation stays aligned)."""
         if not self.shift_ms:
-            yield from read_candles(self.path)
+            yield from read_candles(self.path, self.window)
             return
         shift = self.shift_ms
-        for candle in read_candles(self.path):
+        for candle in read_candles(self.path, self.window):
             yield candle._replace(ts=candle.ts + shift)
+
+    def check_last(self) -> None:
+        """Refuse a plain CSV file whose last row lies after the window, reading only its tail.
+
+        Other files are checked as they stream (see `last_timestamp`). No-op without a window.
+        """
+        if self.window is None:
+            return
+        ts = last_timestamp(self.path)
+        if ts is not None and ts > self.window.latest:
+            raise CandleFileError(str(self.path), None, f"last line: {self.window.problem(ts)}")
+
+
+@dataclass(frozen=True, slots=True)
+class CloseJump:
+    """A candle whose close is more than the source's factor above or below the previous close."""
+
+    unit: str
+    where: int
+    previous: float
+    close: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,24 +88,42 @@ class SourceScan:
     gaps: int
     first: int | None
     last: int | None
+    jumps: list[CloseJump] = field(default_factory=list)
+    jump_count: int = 0
 
 
 def scan_source(source: CandleSource) -> SourceScan:
-    """Read a whole candle file and check it fits its timeframe; CandleFileError names the candle at fault."""
+    """Read a whole candle file and check it fits its timeframe; CandleFileError names the candle at fault.
+
+    Also lists the candles whose close jumps by more than the source's factor (the first
+    few; all are counted): warnings, since a real market can do it, but a file in the wrong
+    unit or with a stray row does it far more often.
+    """
     step = timeframe_ms(source.timeframe)
-    count = gaps = 0
+    unit, offset = ("line", 1) if file_kind(source.path) == "csv" else ("row", 0)
+    factor = source.close_jump_factor
+    count = gaps = jump_count = 0
+    jumps: list[CloseJump] = []
     first = last = None
+    prev_close = 0.0
     for candle in source.candles():
         ts = candle.ts
         if ts % step:
             raise CandleFileError(str(source.path), count + 1, f"timestamp {ts} is not on a {source.timeframe} boundary", unit="candle")
+        close = candle.close
         if last is None:
             first = ts
-        elif ts - last > step:
-            gaps += 1
+        else:
+            if ts - last > step:
+                gaps += 1
+            if close > prev_close * factor or close * factor < prev_close:
+                jump_count += 1
+                if len(jumps) < _JUMPS_SHOWN:
+                    jumps.append(CloseJump(unit, count + 1 + offset, prev_close, close))
         last = ts
+        prev_close = close
         count += 1
-    return SourceScan(count, gaps, first, last)
+    return SourceScan(count, gaps, first, last, jumps, jump_count)
 
 
 def parse_candle_arg(text: str) -> tuple[str, str]:
@@ -71,29 +139,41 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
     problems: list[ConfigProblem] = []
     sources: list[CandleSource] = []
     label = str(loaded.path)
-    entries: list[tuple[str, Path, str | None, str, str, int]]
+    entries: list[tuple[str, Path, str | None, str, str, int, int | None, float]]
     if overrides:
         # A file named on the command line is the command line's problem, not config.json's.
-        entries = [(symbol, Path(path), None, "command line", f"--candles {symbol}", 0) for symbol, path in overrides.items()]
+        entries = [
+            (symbol, Path(path), None, "command line", f"--candles {symbol}", 0, None, DEFAULT_CLOSE_JUMP_FACTOR)
+            for symbol, path in overrides.items()
+        ]
     else:
         entries = [
-            (symbol, loaded.base_dir / cfg.path, cfg.timeframe, label, f"replay.candles.{symbol}.path", cfg.shift_days * 86_400_000)
+            (
+                symbol,
+                loaded.base_dir / cfg.path,
+                cfg.timeframe,
+                label,
+                f"replay.candles.{symbol}.path",
+                cfg.shift_days * 86_400_000,
+                cfg.latest_ts_ms,
+                cfg.close_jump_factor,
+            )
             for symbol, cfg in loaded.bot.replay.candles.items()
         ]
     unusable: set[str] = set()
-    for symbol, path, timeframe, where, field, shift in entries:
+    for symbol, path, timeframe, where, field_name, shift, latest, jump in entries:
         if not path.is_file():
-            problems.append(ConfigProblem(where, field, f"candle file not found: {path}"))
+            problems.append(ConfigProblem(where, field_name, f"candle file not found: {path}"))
             unusable.add(symbol)
             continue
         if timeframe is None:
             try:
                 timeframe = infer_timeframe(path)
             except CandleFileError as exc:
-                problems.append(ConfigProblem(where, field, str(exc)))
+                problems.append(ConfigProblem(where, field_name, str(exc)))
                 unusable.add(symbol)
                 continue
-        sources.append(CandleSource(symbol, path, timeframe, shift))
+        sources.append(CandleSource(symbol, path, timeframe, shift, latest, jump))
     by_symbol = {s.symbol: s for s in sources}
     for strategy in loaded.enabled_strategies():
         file_label = str(loaded.strategy_files.get(strategy.id, label))

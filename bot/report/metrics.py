@@ -13,46 +13,70 @@ def periods_per_year(interval_ms: int) -> float:
 
 
 def grid_returns(ts: Sequence[int], equity: Sequence[float], interval_ms: int) -> list[float]:
-    """Simple returns between consecutive samples exactly one interval apart.
+    """Simple returns between consecutive samples at least one interval apart (see `timed_returns`)."""
+    return timed_returns(ts, equity, interval_ms)[0]
 
-    The opening and closing samples of a run may sit off the grid: the returns over those
-    partial periods are left out so that every return covers the same length of time.
+
+def timed_returns(ts: Sequence[int], equity: Sequence[float], interval_ms: int) -> tuple[list[float], list[float]]:
+    """Simple returns between consecutive samples, and how many intervals of time each spans.
+
+    Samples are one interval apart on the grid, several after a long gap in the data (the
+    replay then writes its two ends only). The opening and closing samples of a run may sit
+    off the grid: the returns over those partial periods (under one interval) are left out.
     """
-    returns = []
+    returns: list[float] = []
+    spans: list[float] = []
     for i in range(1, len(ts)):
-        if ts[i] - ts[i - 1] == interval_ms and equity[i - 1] > 0:
+        elapsed = ts[i] - ts[i - 1]
+        if elapsed >= interval_ms and equity[i - 1] > 0:
             returns.append(equity[i] / equity[i - 1] - 1.0)
-    return returns
+            spans.append(elapsed / interval_ms)
+    return returns, spans
 
 
-def sharpe_ratio(returns: Sequence[float], periods: float) -> float | None:
+def _spans(returns: Sequence[float], spans: Sequence[float] | None) -> Sequence[float]:
+    if spans is None:
+        return [1.0] * len(returns)
+    if len(spans) != len(returns):
+        raise ValueError(f"{len(returns)} returns but {len(spans)} spans")
+    return spans
+
+
+def sharpe_ratio(returns: Sequence[float], periods: float, spans: Sequence[float] | None = None) -> float | None:
     """Annualised Sharpe ratio (risk-free rate 0): mean / sample standard deviation * sqrt(periods per year).
 
-    None when it is undefined: fewer than two returns, or no variation at all.
+    A return spanning w periods (`spans`, 1 each when omitted) counts as w periods of time:
+    mean = sum(r) / sum(w), variance = sum((r - mean * w)^2 / w) / (n - 1), the estimates of
+    a per-period mean and variance that grow with time. With every w = 1 these are the plain
+    mean and sample variance. None when undefined: fewer than two returns, or no variation.
     """
     n = len(returns)
     if n < 2:
         return None
-    mean = sum(returns) / n
-    variance = sum((r - mean) ** 2 for r in returns) / (n - 1)
+    weights = _spans(returns, spans)
+    mean = sum(returns) / sum(weights)
+    variance = sum((r - mean * w) ** 2 / w for r, w in zip(returns, weights)) / (n - 1)
     if variance <= 0.0:
         return None
     return mean / math.sqrt(variance) * math.sqrt(periods)
 
 
-def sortino_ratio(returns: Sequence[float], periods: float) -> float | None:
+def sortino_ratio(returns: Sequence[float], periods: float, spans: Sequence[float] | None = None) -> float | None:
     """Annualised Sortino ratio (target 0): mean / downside deviation * sqrt(periods per year).
 
-    The downside deviation is sqrt(sum(min(r, 0)^2) / n) over all n returns. None when
-    there are fewer than two returns or no negative return.
+    The downside deviation is sqrt(sum(min(r, 0)^2 / w) / sum(w)) over all n returns, the
+    mean sum(r) / sum(w), with w the periods each return spans (as in `sharpe_ratio`). None
+    when there are fewer than two returns or no negative return.
     """
     n = len(returns)
     if n < 2:
         return None
-    downside = sum(r * r for r in returns if r < 0.0) / n
+    weights = _spans(returns, spans)
+    total = sum(weights)
+    downside = sum(r * r / w for r, w in zip(returns, weights) if r < 0.0) / total
     if downside <= 0.0:
         return None
-    return (sum(returns) / n) / math.sqrt(downside) * math.sqrt(periods)
+    return (sum(returns) / total) / math.sqrt(downside) * math.sqrt(periods)
 
 
 def drawdowns_pct(equity: Sequence[float]) -> list[float]:

@@ -137,11 +137,14 @@ class ReportPage:
         periods = 365 * 86_400_000 / interval_ms
         return (
             '<section id="method"><h2>How the figures are computed</h2><ul class="note">'
-            f"<li>Equity is sampled every {escape(period)} of candle close time (equity.csv), plus the start and the end of the run. "
+            f"<li>Equity is sampled every {escape(period)} of candle close time (equity.csv), plus the start and the end of the run; "
+            "a gap in the data longer than 7 days is sampled at its two ends only. "
             "The curves and drawdown charts plot these samples.</li>"
-            f"<li><b>Sharpe</b> = mean / sample standard deviation of the simple returns between consecutive samples one period apart, "
+            f"<li><b>Sharpe</b> = mean / sample standard deviation of the simple returns between consecutive samples, per period, "
             f"× √{periods:,.0f} (periods in a 365-day year: crypto trades around the clock); risk-free rate 0. "
-            "<b>Sortino</b> = the same mean / downside deviation √(Σ min(r, 0)² / n), × the same factor. "
+            "Each return counts for the time between its two samples: one spanning w periods (after a long gap) weighs w, "
+            "mean = Σr / Σw and variance = Σ (r − mean·w)² / w / (n − 1); on the grid every w is 1. "
+            "<b>Sortino</b> = the same mean / downside deviation √(Σ min(r, 0)² / w / Σw), × the same factor. "
             "Partial periods at the start and end are left out; n/a when undefined (under two returns, no variation, no losing period).</li>"
             "<li><b>Max drawdown</b> is the replay's own figure (report.json), tracked at every mark of the portfolio, so it can be deeper "
             "than the sampled drawdown chart shows.</li>"

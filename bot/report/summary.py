@@ -54,14 +54,14 @@ def summarise(run: StrategyRun, interval_ms: int) -> StrategySummary:
     """Compute one strategy's metrics."""
     pnls = [t.pnl for t in run.trades]
     ts, equity = run.equity.ts, run.equity.equity
-    returns = metrics.grid_returns(ts, equity, interval_ms)
+    returns, spans = metrics.timed_returns(ts, equity, interval_ms)
     periods = metrics.periods_per_year(interval_ms)
     return StrategySummary(
         run=run,
         win_rate=metrics.win_rate(pnls),
         profit_factor=metrics.profit_factor(pnls),
-        sharpe=metrics.sharpe_ratio(returns, periods),
-        sortino=metrics.sortino_ratio(returns, periods),
+        sharpe=metrics.sharpe_ratio(returns, periods, spans),
+        sortino=metrics.sortino_ratio(returns, periods, spans),
         returns_used=len(returns),
         exposure=metrics.exposure(held_intervals(run), ts[0], ts[-1]),
         drawdowns_pct=metrics.drawdowns_pct(equity),
