@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import sqlite3
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +41,13 @@ def write_daemon_config(folder: Path, **overrides: Any) -> Path:
     path = folder / "config.json"
     path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
     return path
+
+
+def journal_rows(folder: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of `folder`'s journal.sqlite read with plain SQLite: a running daemon's lock refuses a second Journal, never a reader."""
+    with closing(sqlite3.connect(folder / "journal.sqlite")) as db:
+        rows: list[tuple[Any, ...]] = db.execute(sql, params).fetchall()
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

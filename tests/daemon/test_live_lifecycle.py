@@ -9,14 +9,13 @@ the gateway's accounts, a late fill closed, a resting stop left to the exchange.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 import pytest
 
 from bot.control.client import ControlClient
@@ -26,7 +25,7 @@ from bot.errors import StrategyStateError
 from bot.journal import Journal
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.conftest import DaemonProcess, journal_rows
 from tests.daemon.test_live_trading import ETH, START, _positions, call, daemon, limit_reached_within, until, write_config
 from tests.fake_exchange import FakeBinance
 from tests.live.support import until as until_live
@@ -100,9 +99,8 @@ async def _dip_traded(process: DaemonProcess, fake: FakeBinance) -> None:
 
 def _order_status(folder: Path, client_id: str) -> str | None:
     """How the journal's order table ended a dip order (submitted while it waits for an outcome)."""
-    with closing(sqlite3.connect(folder / "journal.sqlite")) as conn:
-        row = conn.execute("SELECT status FROM orders WHERE strategy_id = 'dip' AND client_id = ?", (client_id,)).fetchone()
-    return None if row is None else str(row[0])
+    rows = journal_rows(folder, "SELECT status FROM orders WHERE strategy_id = 'dip' AND client_id = ?", client_id)
+    return str(rows[0][0]) if rows else None
 
 
 @pytest.mark.asyncio
@@ -159,9 +157,9 @@ async def test_a_strategy_not_restored_at_start_is_left_out_of_reconciliation_an
         async with daemon(config, fake) as second:
             assert "dip" not in (await call(second, "status"))["strategies"]
             # Its journalled book is kept for a later start, untouched by the reconciliation.
-            with Journal(short_tmp / "journal.sqlite") as journal:
-                assert [o["client_id"] for o in journal.pending_orders("dip")] == ["dip-2"]
-                assert [p["quantity"] for p in journal.open_positions("dip")] == [0.5]
+            assert journal_rows(short_tmp, "SELECT client_id FROM orders WHERE strategy_id = 'dip' AND status = 'submitted'") == [("dip-2",)]
+            open_positions = journal_rows(short_tmp, "SELECT state FROM positions WHERE strategy_id = 'dip' AND status != 'closed'")
+            assert [orjson.loads(state)["quantity"] for (state,) in open_positions] == [0.5]
             # Loaded by hand, it takes its book back and its pending order is looked up on the exchange.
             await call(second, "load", {"file": "strategies/dip.json"})
             held = await until(lambda: _two_positions(second), "dip-2's fill booked")

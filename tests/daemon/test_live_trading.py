@@ -21,7 +21,7 @@ import pytest
 
 from bot.control.client import ControlClient
 from bot.journal import Journal
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.conftest import DaemonProcess, journal_rows
 from tests.fake_exchange import FakeBinance
 from tests.support import ETH_1M
 
@@ -126,8 +126,11 @@ async def test_a_restart_reconciles_a_limit_order_filled_while_the_daemon_was_do
             entry = [p for p in held["positions"] if p["quantity"] == 0.2][0]
             assert entry["entry_price"] == pytest.approx(limit)
             await fake.stream(2)
-            await anyio.sleep(0.3)
-            # It acted once: nothing new was sent after the restart.
+            # It acted once: once it has decided on both candles, nothing new was sent after the restart
+            # (an order it decides on is tracked by the gateway at once, before it is sent).
+            await until(lambda: _processed(second, 2), "the two streamed candles processed")
+            execution = (await call(second, "status"))["execution"]
+            assert (execution["sent"], execution["orders_in_flight"]) == (0, [])
             assert [o.client_id for o in fake.orders] == ["dip-1", "dip-2"]
         assert second.proc.returncode == 0
     log = second.log.read_text()
@@ -135,6 +138,11 @@ async def test_a_restart_reconciles_a_limit_order_filled_while_the_daemon_was_do
     with Journal(short_tmp / "journal.sqlite") as journal:
         assert journal.pending_orders("dip") == []
         assert sorted(p["quantity"] for p in journal.open_positions("dip")) == [0.2, 0.5]
+
+
+async def _processed(process: DaemonProcess, candles: int) -> bool:
+    metrics = await call(process, "metrics")
+    return bool(metrics["strategies"]["dip"]["candles"] >= candles)
 
 
 async def _positions(process: DaemonProcess) -> dict[str, Any] | None:
@@ -162,6 +170,5 @@ async def test_an_order_refused_for_insufficient_funds_is_journalled_as_a_tagged
 
 
 def _rejections(folder: Path) -> list[dict[str, Any]]:
-    with Journal(folder / "journal.sqlite") as journal:
-        events = journal.strategy_events("dip")
-    return [e["payload"] for e in events if e.get("type") == "order_rejected"]
+    rows = journal_rows(folder, "SELECT payload FROM strategy_events WHERE strategy_id = 'dip' AND type = 'order_rejected' ORDER BY n")
+    return [orjson.loads(payload) for (payload,) in rows]

@@ -8,8 +8,6 @@ resume point, so what it restored is compared with nothing traded on top.
 from __future__ import annotations
 
 import signal
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import orjson
 
 from bot.journal import Journal
 from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.conftest import DaemonProcess, journal_rows
 from tests.support import BTC_1M
 
 BUSY: dict[str, Any] = {
@@ -61,19 +59,13 @@ def _positions(socket: Path, sid: str) -> list[dict[str, Any]]:
     return positions
 
 
-def _journal_rows(folder: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows of the journal read beside the daemon that owns it (SQLite readers never block its writer)."""
-    with closing(sqlite3.connect(folder / "journal.sqlite")) as db:
-        return db.execute(sql, params).fetchall()
-
-
 def _fills(folder: Path, sid: str) -> int:
-    return int(_journal_rows(folder, "SELECT COUNT(*) FROM fills WHERE strategy_id = ?", sid)[0][0])
+    return int(journal_rows(folder, "SELECT COUNT(*) FROM fills WHERE strategy_id = ?", sid)[0][0])
 
 
 def _reused_client_ids(folder: Path, sid: str) -> list[tuple[Any, ...]]:
     """Client ids with more than one fill: an order number used twice."""
-    return _journal_rows(folder, "SELECT client_id, COUNT(*) FROM fills WHERE strategy_id = ? GROUP BY client_id HAVING COUNT(*) > 1", sid)
+    return journal_rows(folder, "SELECT client_id, COUNT(*) FROM fills WHERE strategy_id = ? GROUP BY client_id HAVING COUNT(*) > 1", sid)
 
 
 def _without_extras(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -138,7 +130,7 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
         fills = _fills(short_tmp, "trend")
         second.step_until(lambda: _fills(short_tmp, "trend") > fills, "new trend fill")
         assert _reused_client_ids(short_tmp, "trend") == []
-        newest = _journal_rows(short_tmp, "SELECT MAX(number) FROM orders WHERE strategy_id = 'trend'")[0][0]
+        newest = journal_rows(short_tmp, "SELECT MAX(number) FROM orders WHERE strategy_id = 'trend'")[0][0]
         assert newest > last_orders["trend"]
     finally:
         assert second.stop() == 0

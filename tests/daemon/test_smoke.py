@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import stat
-import time
+from typing import Any
 
-from tests.daemon.client import result
+from tests.daemon.client import result, wait_for
 from tests.daemon.conftest import DaemonProcess
 
 
@@ -14,11 +14,15 @@ def test_daemon_runs_answers_and_stops_cleanly(daemon: DaemonProcess) -> None:
     assert status["health"] == "ok"
     assert set(status["strategies"]) == {"ema_cross", "rsi_reversion"}
     assert all(s["state"] == "active" for s in status["strategies"].values())
-    first = status["feed"]["candles"]
-    time.sleep(1.0)
-    later = result(daemon.socket, "status")
-    assert later["feed"]["candles"] > first  # clock-driven: candles keep arriving
+    # Clock-driven (feed.speed): candles keep arriving with nobody asking, and the candle clock moves.
+    later = wait_for(lambda: _moved_on(daemon, status), "the clock-driven feed to publish more candles")
     assert later["clock_ts"] > status["clock_ts"]
     assert daemon.stop() == 0
     assert not daemon.socket.exists()
     assert "stopped" in daemon.log.read_text()
+
+
+def _moved_on(daemon: DaemonProcess, before: dict[str, Any]) -> dict[str, Any] | None:
+    """The status once the feed has published more candles than in `before`."""
+    status: dict[str, Any] = result(daemon.socket, "status")
+    return status if status["feed"]["candles"] > before["feed"]["candles"] else None

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-import sqlite3
 from collections.abc import Awaitable, Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +14,7 @@ import pytest
 from bot.daemon.feed import RecordedFeed
 from bot.replay.sources import CandleSource
 from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess, Step, write_daemon_config
+from tests.daemon.conftest import DaemonProcess, Step, journal_rows, write_daemon_config
 from tests.support import BTC_1M, Rig
 
 MINUTE = 60_000
@@ -83,11 +81,36 @@ def test_the_recorded_feed_publishes_only_what_its_pacer_lets_through_and_a_stop
     assert states == ["backfilling", "playing", "stopped"]
 
 
-def _feed_position(folder: Path) -> str | None:
-    """The feed position the daemon journalled (read beside the daemon that owns the journal)."""
-    with closing(sqlite3.connect(folder / "journal.sqlite")) as db:
-        row = db.execute("SELECT value FROM meta WHERE key = 'feed.last_ts'").fetchone()
-    return None if row is None else str(row[0])
+def test_the_default_pacer_publishes_no_candle_before_its_scaled_close_time() -> None:
+    rig = Rig()
+    speed = 6000.0  # a 1m candle every 10 ms
+    played: list[tuple[float, int]] = []
+    feed = RecordedFeed(
+        [CandleSource("BTC/USD", BTC_1M, "1m")], rig.services.hub, speed, False, 10, lambda state, info: None,
+        on_published=lambda close_ts: played.append((anyio.current_time(), close_ts)),
+    )
+
+    async def main() -> float:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                before = anyio.current_time()  # the pacer's clock starts after this, at the end of the backfill
+                await tg.start(feed.run)
+                while len(played) < 30:
+                    await anyio.sleep(0.01)
+                feed.stop()
+        return before
+
+    before = anyio.run(main)
+    backfilled = rig.services.hub.history("BTC/USD", "1m")[9].ts + MINUTE
+    for when, close_ts in played:
+        # Load can only make a candle late; 1 ms for the event loop's timer granularity.
+        assert when - before >= (close_ts - backfilled) / 1000 / speed - 0.001, (when - before, close_ts - backfilled)
+    assert [close for _, close in played[:30]] == [backfilled + n * MINUTE for n in range(1, 31)]
+
+
+def _feed_position(folder: Path) -> list[tuple[str]]:
+    """The feed position the daemon journalled."""
+    return [(str(value),) for (value,) in journal_rows(folder, "SELECT value FROM meta WHERE key = 'feed.last_ts'")]
 
 
 def _load_every_candle(daemon: DaemonProcess) -> None:
@@ -110,7 +133,7 @@ def test_a_stepped_daemon_plays_exactly_the_candles_asked_for_and_each_step_is_p
     assert (status["feed"]["candles"], status["clock_ts"]) == (BACKFILL + 7, step.last_close)
     # Returned once processed: every candle reached the 1m strategy, and the position is journalled.
     assert result(stepped.socket, "metrics")["strategies"]["every_candle"]["candles"] == 7
-    assert _feed_position(stepped.folder) == str(step.last_close)
+    assert _feed_position(stepped.folder) == [(str(step.last_close),)]
 
     assert stepped.step(0) == Step(0, step.last_close, "playing")  # a barrier: nothing published
     assert result(stepped.socket, "status")["feed"]["candles"] == BACKFILL + 7
