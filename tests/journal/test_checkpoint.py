@@ -68,6 +68,19 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.005)
 
 
+def _checkpoint_tried(journal: Journal) -> None:
+    """Return once the journal's thread has tried a checkpoint that began after this call (as between two candles)."""
+    # The thread's counters are the only outside view of its progress.
+    checkpointer = journal._checkpointer
+
+    def tried() -> int:
+        return checkpointer.checkpoints + checkpointer.failures
+
+    # The attempt under way now may have begun before the last write; the one after it cannot.
+    start = tried()
+    _wait_for(lambda: tried() >= start + 2, "the checkpoint thread to try again")
+
+
 def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "tests.journal.checkpoint" and r.levelno == level]
 
@@ -82,7 +95,7 @@ def test_the_thread_keeps_the_wal_bounded_when_events_come_in_bursts(tmp_path: P
             largest = max(largest, _wal_size(path))
             # As between two candles: the thread's checkpoint catches the WAL's end, the next
             # write starts the WAL over.
-            time.sleep(0.02)
+            _checkpoint_tried(journal)
         assert journal.writer_checkpoints == 0
     assert 0 < largest < _BURSTS_BOUND
     assert dump_tables(path) == _reference(tmp_path, events)
@@ -175,14 +188,14 @@ def test_a_reader_holding_an_old_snapshot_is_reported_and_events_keep_being_writ
             for start in range(500, 2000, 100):
                 for event in written[start : start + 100]:
                     journal.record(event)
-                time.sleep(0.01)
+                _checkpoint_tried(journal)  # stopped short: the reader holds the WAL
             _wait_for(lambda: any("holding an old snapshot" in m for m in _messages(caplog, logging.WARNING)), "the warning")
             held = _wal_size(path)
             reader.execute("COMMIT")
         for start in range(2000, 3000, 100):
             for event in written[start : start + 100]:
                 journal.record(event)
-            time.sleep(0.01)
+            _checkpoint_tried(journal)
         _wait_for(lambda: any("complete again" in m for m in _messages(caplog, logging.WARNING)), "checkpoints to complete again")
         assert journal.checkpointing
     assert held > 0
@@ -221,7 +234,7 @@ def test_a_failing_checkpoint_is_logged_and_events_keep_being_written(
         for start in range(0, 3000, 100):
             for event in events[start : start + 100]:
                 journal.record(event)
-            time.sleep(0.01)
+            _checkpoint_tried(journal)  # failed for the first five
         _wait_for(lambda: any("work again" in m for m in _messages(caplog, logging.WARNING)), "checkpoints to work again")
         assert journal.checkpointing
     assert len(opened) == 1 and opened[0].failures == 0
