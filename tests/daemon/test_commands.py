@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,12 @@ import orjson
 import pytest
 from websockets.asyncio.client import unix_connect
 
-from tests.daemon.client import call, result, wait_for
+from tests.daemon.client import call, result
 from tests.daemon.conftest import DaemonProcess
 
 
-# ema_cross.json retuned to trade often: on the 1m stream (50 candles/s at 3000x) it opens a
-# position within about a second and flips every few hundred milliseconds.
+# ema_cross.json retuned to trade often: on the 1m stream it opens a position within a few dozen
+# candles and flips every few candles.
 FAST = {
     "id": "ema_fast",
     "timeframe": "1m",
@@ -58,7 +57,7 @@ def open_positions(sock: Path, sid: str) -> list[dict[str, Any]]:
 
 
 def pipelined(sock: Path, *requests: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Send several requests in one go on one connection (no candle in between in practice); the replies."""
+    """Send several requests in one go on one connection; the replies."""
 
     async def go() -> list[dict[str, Any]]:
         with anyio.fail_after(10):
@@ -72,18 +71,14 @@ def pipelined(sock: Path, *requests: tuple[str, dict[str, Any]]) -> list[dict[st
     return anyio.run(go)
 
 
-def freeze_with_position(sock: Path, sid: str) -> list[dict[str, Any]]:
-    """Let an active strategy trade until it holds a position, then freeze it there; its positions."""
-    deadline = time.monotonic() + 20.0
-    while time.monotonic() < deadline:
-        wait_for(lambda: open_positions(sock, sid), f"{sid} to open a position")
-        assert result(sock, "deactivate", {"id": sid, "policy": "freeze"}) == {"id": sid, "state": "dormant", "policy": "freeze"}
-        positions = open_positions(sock, sid)
-        if positions:
-            return positions
-        # The position closed on the candle between the two requests: trade on and try again.
-        result(sock, "activate", {"id": sid})
-    raise AssertionError(f"{sid} never held a position when frozen")
+def freeze_with_position(daemon: DaemonProcess, sid: str) -> list[dict[str, Any]]:
+    """Step a stepped daemon until an active strategy holds a position, then freeze it there; its positions."""
+    sock = daemon.socket
+    daemon.step_until(lambda: open_positions(sock, sid), f"{sid} position")
+    assert result(sock, "deactivate", {"id": sid, "policy": "freeze"}) == {"id": sid, "state": "dormant", "policy": "freeze"}
+    positions = open_positions(sock, sid)
+    assert positions, f"{sid} was frozen without the position it held"  # no candle came in between
+    return positions
 
 
 def frozen_view(sock: Path, sid: str) -> dict[str, Any]:
@@ -109,7 +104,8 @@ def ctl(sock: Path, *args: str, timeout: float = 30.0) -> subprocess.CompletedPr
 
 
 # -- 6. load / activate / deactivate / unload -----------------------------------------------------
-def test_lifecycle_replies_agree_with_status(daemon: DaemonProcess) -> None:
+def test_lifecycle_replies_agree_with_status(stepped: DaemonProcess) -> None:
+    daemon = stepped
     sock = daemon.socket
     write_strategy(daemon.folder, "ema_fast", **FAST)
 
@@ -130,7 +126,8 @@ def test_lifecycle_replies_agree_with_status(daemon: DaemonProcess) -> None:
     assert strategy_status(sock, "ema_fast")["state"] == "active"  # type: ignore[index]
     assert "already active" in error_of(call(sock, "activate", {"id": "ema_fast"}), "invalid_state")
     assert strategy_status(sock, "ema_fast")["state"] == "active"  # type: ignore[index]
-    wait_for(lambda: result(sock, "metrics")["strategies"]["ema_fast"]["candles"] > 0, "ema_fast to process candles")
+    daemon.step(3)
+    assert result(sock, "metrics")["strategies"]["ema_fast"]["candles"] == 3
 
     # manage: dormant, positions still looked after.
     reply = result(sock, "deactivate", {"id": "ema_fast", "policy": "manage"})
@@ -141,24 +138,24 @@ def test_lifecycle_replies_agree_with_status(daemon: DaemonProcess) -> None:
 
     # freeze: positions left exactly as they are while the feed goes on.
     result(sock, "activate", {"id": "ema_fast"})
-    frozen = freeze_with_position(sock, "ema_fast")
+    frozen = freeze_with_position(daemon, "ema_fast")
     status = strategy_status(sock, "ema_fast")
     assert (status["state"], status["policy"], status["positions"]) == ("dormant", "freeze", len(frozen))  # type: ignore[index]
-    candles = result(sock, "status")["feed"]["candles"]
-    wait_for(lambda: result(sock, "status")["feed"]["candles"] >= candles + 30, "the feed to move on")
+    daemon.step(30)  # the feed moves on
     assert open_positions(sock, "ema_fast") == frozen
 
     # close: from holding a position, deactivate closes it at the next candle and trades no more.
     replies = pipelined(sock, ("activate", {"id": "ema_fast"}), ("deactivate", {"id": "ema_fast", "policy": "close"}))
     assert replies[0]["result"] == {"id": "ema_fast", "state": "active"}
     assert replies[1]["result"] == {"id": "ema_fast", "state": "dormant", "policy": "close"}
-    wait_for(lambda: not open_positions(sock, "ema_fast") or None, "the positions to be closed", timeout=5.0)
+    daemon.step(1)
+    assert open_positions(sock, "ema_fast") == []
     status = strategy_status(sock, "ema_fast")
     assert (status["state"], status["policy"], status["positions"]) == ("dormant", "close", 0)  # type: ignore[index]
 
     # unload with close_positions: the snapshot shows the position closed; the strategy is gone.
     result(sock, "activate", {"id": "ema_fast"})
-    held = freeze_with_position(sock, "ema_fast")
+    held = freeze_with_position(daemon, "ema_fast")
     snapshot = result(sock, "unload", {"id": "ema_fast", "close_positions": True})
     assert snapshot["strategy_id"] == "ema_fast"
     assert snapshot["positions"] == [] and held
@@ -230,11 +227,12 @@ def test_file_name_with_nul_byte_is_bad_args(daemon: DaemonProcess, cmd: str) ->
 
 
 # -- 7. reload ------------------------------------------------------------------------------------
-def test_reload_applies_runtime_fields_and_keeps_positions(daemon: DaemonProcess) -> None:
+def test_reload_applies_runtime_fields_and_keeps_positions(stepped: DaemonProcess) -> None:
+    daemon = stepped
     sock = daemon.socket
     path = write_strategy(daemon.folder, "ema_fast", **FAST)
     result(sock, "load", {"file": "strategies/ema_fast.json", "activate": True})
-    held = freeze_with_position(sock, "ema_fast")
+    held = freeze_with_position(daemon, "ema_fast")
     assert all(p["quantity"] == pytest.approx(0.1) for p in held)
     before = frozen_view(sock, "ema_fast")
     assert before["candles"] > 0
@@ -264,23 +262,24 @@ def test_reload_applies_runtime_fields_and_keeps_positions(daemon: DaemonProcess
 
     # Trading again, new positions use the reloaded quantity (the frozen one kept 0.1).
     result(sock, "activate", {"id": "ema_fast"})
-    new = wait_for(
+    new = daemon.step_until(
         lambda: [p for p in open_positions(sock, "ema_fast") if p["position_id"] not in {h["position_id"] for h in held}],
-        "a position opened after the reload",
+        "position opened after the reload",
     )
     assert new[0]["initial_quantity"] == pytest.approx(0.2)
 
 
-def test_reload_of_an_active_strategy_keeps_its_counters(daemon: DaemonProcess) -> None:
+def test_reload_of_an_active_strategy_keeps_its_counters(stepped: DaemonProcess) -> None:
+    daemon = stepped
     sock = daemon.socket
-    wait_for(lambda: result(sock, "metrics")["strategies"]["rsi_reversion"]["candles"] > 0, "rsi_reversion to process candles")
+    daemon.step(10)  # two of its 5m candles
     before = result(sock, "metrics")["strategies"]["rsi_reversion"]
     spec = orjson.loads((daemon.folder / "strategies" / "rsi_reversion.json").read_bytes())
     spec["quantity"] = 0.3
     (daemon.folder / "strategies" / "rsi_reversion.json").write_bytes(orjson.dumps(spec))
     assert result(sock, "reload", {"id": "rsi_reversion"}) == {"id": "rsi_reversion", "changed": ["quantity"]}
     after = result(sock, "metrics")["strategies"]["rsi_reversion"]
-    assert after["candles"] >= before["candles"] > 0  # not reset by a rebuild
+    assert after["candles"] == before["candles"] == 2  # not reset by a rebuild
     assert after["errors"] == 0
     assert strategy_status(sock, "rsi_reversion")["state"] == "active"  # type: ignore[index]
     # An unchanged file changes nothing; an unknown id is refused.
@@ -289,7 +288,8 @@ def test_reload_of_an_active_strategy_keeps_its_counters(daemon: DaemonProcess) 
 
 
 # -- 8. set ---------------------------------------------------------------------------------------
-def test_set_one_parameter_by_dotted_path(daemon: DaemonProcess) -> None:
+def test_set_one_parameter_by_dotted_path(stepped: DaemonProcess) -> None:
+    daemon = stepped
     sock = daemon.socket
     write_strategy(daemon.folder, "ema_fast", **FAST)
     result(sock, "load", {"file": "strategies/ema_fast.json", "activate": True})
@@ -310,10 +310,7 @@ def test_set_one_parameter_by_dotted_path(daemon: DaemonProcess) -> None:
     assert result(sock, "set", {"id": "ema_fast", "path": "quantity", "value": 0.1}) == {"id": "ema_fast", "changed": []}
 
     # Positions opened from now on carry the new stop, 2% below entry.
-    new = wait_for(
-        lambda: [p for p in open_positions(sock, "ema_fast") if p["position_id"] not in seen],
-        "a position opened after the set",
-    )
+    new = daemon.step_until(lambda: [p for p in open_positions(sock, "ema_fast") if p["position_id"] not in seen], "position opened after the set")
     assert new[0]["stop_loss"] == pytest.approx(new[0]["entry_price"] * 0.98, rel=1e-6)
     status = strategy_status(sock, "ema_fast")
     assert (status["state"], status["last_error"]) == ("active", None)  # type: ignore[index]
