@@ -12,6 +12,7 @@ import pytest
 
 from bot.candles.model import Candle
 from bot.config.loader import load_config
+from bot.errors import CandleFileError
 from bot.events import Event
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
@@ -260,3 +261,61 @@ def test_replay_with_a_failing_subscriber_reports_incomplete_output(tmp_path: Pa
         anyio.run(replay.run)
     report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
     assert report["replay"]["status"] == "aborted" and report["replay"]["candles"] == 12_000
+
+
+# --- the time window: the wall clock and a source's latest_ts_ms --------------------------------
+
+DAY = 86_400_000
+
+
+class _StoppedClock:
+    """A wall clock that always reads the same instant."""
+
+    def __init__(self, now_ms: int) -> None:
+        self._now = now_ms
+
+    def now_ms(self) -> int:
+        return self._now
+
+
+def _small_setup(tmp: Path, candles: list[Candle], source: dict[str, Any] | None = None) -> tuple[Path, int]:
+    """A config over the first 300 BTC minutes (written to a CSV file); returns it and the last open time."""
+    data = tmp / "btc_1m.csv"
+    data.write_text("\n".join(["ts_ms,open,high,low,close,volume", *(",".join(repr(v) for v in c) for c in candles[:300])]) + "\n")
+    config = _write_config(tmp, data)
+    if source:
+        body = orjson.loads(config.read_bytes())
+        body["replay"]["candles"]["BTC/USD"].update(source)
+        config.write_bytes(orjson.dumps(body))
+    return config, candles[299].ts
+
+
+def _replay_at(config: Path, out: Path, now_ms: int) -> Any:
+    loaded = load_config(config)
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    return anyio.run(Replay(loaded, sources, out, None, _StoppedClock(now_ms)).run)
+
+
+def test_the_default_window_ends_one_timeframe_after_the_wall_clock(tmp_path: Path, btc_candles: list[Candle]) -> None:
+    config, last = _small_setup(tmp_path, btc_candles)
+    # The candle in progress at `now` opened at most one timeframe before it: accepted.
+    assert _replay_at(config, tmp_path / "ok", last - 60_000).report["replay"]["status"] == "complete"
+    with pytest.raises(CandleFileError) as info:
+        _replay_at(config, tmp_path / "early", last - 60_001)
+    assert str(info.value).startswith(f"{tmp_path / 'btc_1m.csv'}: last line: timestamp {last} (2022-01-01T03:59:00Z) is after")
+    assert not (tmp_path / "early").exists()
+
+
+def test_latest_ts_ms_sets_the_bound_in_play_time(tmp_path: Path, btc_candles: list[Candle]) -> None:
+    long_ago = btc_candles[0].ts - 3_650 * DAY  # a wall clock ten years before the data
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config, last = _small_setup(tmp_path / "a", btc_candles, {"shift_days": 1, "latest_ts_ms": btc_candles[299].ts + DAY})
+    assert _replay_at(config, tmp_path / "ok", long_ago).report["replay"]["status"] == "complete"
+    config, last = _small_setup(tmp_path / "b", btc_candles, {"shift_days": 1, "latest_ts_ms": last + DAY - 1})
+    with pytest.raises(CandleFileError) as info:
+        _replay_at(config, tmp_path / "late", long_ago)
+    assert "(played at 2022-01-02T03:59:00Z after shift_days) is after the latest allowed open time, 2022-01-02T03:58:59Z" in str(info.value)
+    assert "(replay.candles.BTC/USD.latest_ts_ms)" in str(info.value)
+    assert not (tmp_path / "late").exists()

@@ -143,3 +143,34 @@ def test_a_real_replay_writes_a_grid_series_ending_at_the_reported_equity(tmp_pa
     # Exposure needs to see positions open and closed: some samples hold positions, some not.
     assert any(int(row[5]) == 0 for row in rows[len(ids):])
     assert orjson.loads((tmp_path / "out" / "report.json").read_bytes())["replay"]["equity_interval_ms"] == HOUR_MS
+
+
+def test_a_gap_of_more_than_seven_days_writes_its_two_ends_only(tmp_path: Path) -> None:
+    a = _Strategy("a")
+    sampler = EquitySampler(tmp_path / "equity.csv", {"X": MIN}, HOUR_MS)
+    sampler.start([a], T0)
+    far = T0 + 3_000 * 365 * 24 * HOUR_MS  # three thousand years on, on the hour
+    stream = [("X", _candle(T0 + i * MIN, 1.0 + i)) for i in range(90)] + [("X", _candle(far + 30 * MIN, 7.0))]
+    for _, candle in sampler.sampled(iter(stream)):
+        a.portfolio.equity = candle.close
+    sampler.finish(far + 31 * MIN)
+    sampler.close()
+    got = [(int(r[0]), float(r[2])) for r in _rows(tmp_path / "equity.csv")[1:]]
+    assert got == [
+        (T0, 100.0),
+        (T0 + HOUR_MS, 60.0),
+        # The gap: its first boundary and its last one, both with the state before it.
+        (T0 + 2 * HOUR_MS, 90.0),
+        (far, 90.0),
+        (far + 31 * MIN, 7.0),
+    ]
+    assert sampler.rows == 5
+    # Seven days of boundaries exactly is not a long gap: every one of them keeps its row.
+    week = EquitySampler(tmp_path / "week.csv", {"X": MIN}, HOUR_MS)
+    week.start([a], T0)
+    # Last close at 00:01; the next candle closes at 7 days + 01:01: boundaries 01:00 .. 7 days + 01:00.
+    list(week.sampled(iter([("X", _candle(T0, 1.0)), ("X", _candle(T0 + 7 * 24 * HOUR_MS + HOUR_MS, 2.0))])))
+    week.finish(T0 + 7 * 24 * HOUR_MS + HOUR_MS + MIN)
+    week.close()
+    stamps = [int(r[0]) for r in _rows(tmp_path / "week.csv")[1:]]
+    assert stamps == [T0, *(T0 + h * HOUR_MS for h in range(1, 7 * 24 + 2)), T0 + 7 * 24 * HOUR_MS + HOUR_MS + MIN]

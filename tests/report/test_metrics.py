@@ -78,3 +78,52 @@ def test_a_position_open_at_the_end_counts_from_the_first_sample_showing_it() ->
     assert summary.returns_used == 4
     assert summary.win_rate == 1.0
     assert summary.drawdowns_pct == [0.0] * 5
+
+
+# --- returns over the time between samples (a long gap in the data: two rows, years apart) ---
+
+YEAR = 365 * 24 * HOUR
+
+
+def test_timed_returns_keep_a_return_spanning_several_periods_with_its_span() -> None:
+    # 0 -> 10 and 10 -> 20 are one period each; 20 -> 50 (a gap's two ends) spans three; 50 -> 55 is partial.
+    returns, spans = metrics.timed_returns([0, 10, 20, 50, 55], [100.0, 110.0, 99.0, 99.0, 120.0], 10)
+    assert returns == pytest.approx([0.1, -0.1, 0.0])
+    assert spans == [1.0, 1.0, 3.0]
+
+
+def test_a_return_spanning_w_periods_counts_as_w_periods() -> None:
+    # Returns 0.02 (1 period), -0.01 (1), 0.0 (over 2): mean per period 0.01 / 4 = 0.0025.
+    returns, spans = [0.02, -0.01, 0.0], [1.0, 1.0, 2.0]
+    mean = 0.01 / 4
+    variance = ((0.02 - mean) ** 2 + (-0.01 - mean) ** 2 + (0.0 - 2 * mean) ** 2 / 2) / 2
+    assert metrics.sharpe_ratio(returns, 4, spans) == pytest.approx(mean / math.sqrt(variance) * 2)
+    downside = math.sqrt(0.01**2 / 4)
+    assert metrics.sortino_ratio(returns, 4, spans) == pytest.approx(mean / downside * 2)
+
+
+def test_on_the_grid_the_weighted_ratios_are_exactly_the_plain_ones() -> None:
+    returns = [0.013, -0.0071, 0.0021, 0.0, -0.0003, 0.0117]
+    n = len(returns)
+    mean = sum(returns) / n
+    plain_sharpe = mean / math.sqrt(sum((r - mean) ** 2 for r in returns) / (n - 1)) * math.sqrt(8760)
+    plain_sortino = mean / math.sqrt(sum(r * r for r in returns if r < 0.0) / n) * math.sqrt(8760)
+    assert metrics.sharpe_ratio(returns, 8760, [1.0] * n) == plain_sharpe == metrics.sharpe_ratio(returns, 8760)
+    assert metrics.sortino_ratio(returns, 8760, [1.0] * n) == plain_sortino == metrics.sortino_ratio(returns, 8760)
+
+
+def test_three_flat_years_between_two_rows_dilute_the_annualised_ratios() -> None:
+    equity = [100.0, 101.0, 100.5, 102.0, 101.0, 103.0]
+    hourly = EquitySeries(ts=[i * HOUR for i in range(6)], equity=equity, open_positions=[0] * 6)
+    # The same hours, then the replay's two rows of a three-year hole, then the same moves again.
+    ts = [i * HOUR for i in range(6)] + [6 * HOUR, 6 * HOUR + 3 * YEAR] + [6 * HOUR + 3 * YEAR + i * HOUR for i in range(1, 6)]
+    gapped = EquitySeries(ts=ts, equity=equity + [103.0, 103.0] + [103.0 * e / 100.0 for e in equity[1:]], open_positions=[0] * 13)
+    plain = summarise(StrategyRun("s", _facts(), hourly, []), HOUR)
+    summary = summarise(StrategyRun("s", _facts(), gapped, []), HOUR)
+    returns, spans = metrics.timed_returns(gapped.ts, gapped.equity, HOUR)
+    assert summary.returns_used == 12 and max(spans) == 3 * 8760
+    assert summary.sharpe == pytest.approx(metrics.sharpe_ratio(returns, 8760, spans))
+    assert plain.sharpe is not None and summary.sharpe is not None and summary.sortino is not None
+    # Ten hours of gains spread over three years: the per-hour mean, so the ratio, is far smaller.
+    assert 0 < summary.sharpe < plain.sharpe / 100
+    assert 0 < summary.sortino
