@@ -133,3 +133,16 @@ def test_last_timestamp_is_none_when_the_tail_does_not_tell(tmp_path: Path, name
 
 def test_last_timestamp_of_a_missing_file_is_none(tmp_path: Path) -> None:
     assert last_timestamp(tmp_path / "nope.csv") is None
+
+
+def test_a_timestamp_beyond_any_date_is_refused_from_the_tail_and_in_the_stream(tmp_path: Path) -> None:
+    path = tmp_path / "absurd.csv"
+    absurd = 10**20 // MIN * MIN
+    path.write_text(HEADER + _rows(2) + f"{absurd},10,12,9,11,5\n")
+    assert last_timestamp(path) == absurd
+    window = TimeWindow(0, T0 + 9 * MIN, "test bound")
+    err = _error(path, window)
+    assert (err.line, err.reason) == (
+        4,
+        f"timestamp {absurd} (beyond the year 9999) is after the latest allowed open time, 2022-01-01T00:09:00Z (test bound)",
+    )
