@@ -69,7 +69,9 @@ class DaemonProcess:
     and `step` returns once every strategy has processed them. Between two steps the daemon's
     candle clock stands still, so what a test reads on the control socket cannot change under
     it (unless a command changes it). A stepped daemon never stepped is a restart whose feed
-    stays at its resume point. kill -9 (`kill()`) and SIGTERM work as for `bot run`.
+    stays at its resume point, or a daemon held still while a test does something else to it.
+    kill -9 (`kill()`) and SIGTERM work as for `bot run`. Stepping needs the recorded feed
+    (feed.source recorded, the default): a live feed has no pacer and never says it plays.
     """
 
     def __init__(self, config: Path, env: dict[str, str] | None = None, *, stepped: bool = False) -> None:
