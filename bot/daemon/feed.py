@@ -209,7 +209,7 @@ class RecordedFeed:
                 head = next(stream, None)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Backfill, report started, then play the rest in (scaled) real time until the end or `stop`."""
+        """Backfill, report started, then play the rest as the pacer allows until the end or `stop`."""
         stream = self._stream()
         self._set_state("backfilling", backfill=self._backfill)
         ingest = self._hub.ingest
