@@ -39,6 +39,7 @@ from bot.journal import Journal
 from bot.log import BotLogger
 from bot.replay.sources import CandleSource
 from bot.services import BotServices
+from bot.symbols import shown, symbol_problem
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 
@@ -229,15 +230,11 @@ class Daemon:
             self._feed = feed
             if self._stop.is_set():
                 feed.stop()  # a signal came during start-up
-            for symbol, raw in journal.meta_with_prefix(ADDED_SYMBOL).items():
-                added = orjson.loads(raw)
-                try:
-                    feed.add_source(CandleSource(symbol, Path(added["path"]), added["timeframe"]), resume_close or 0)
-                except (BotError, ValueError) as exc:
-                    log.error("symbol %s added before the restart cannot be added again: %s", symbol, exc)
+            added_symbols = self._add_journalled_symbols(journal, feed, resume_close or 0)
             specs, files = self._strategies_to_load(journal, saved)
             state = DaemonState(self.loaded, services, manager, feed, self.request_stop, journal=journal)
             state.strategy_files.update(files)
+            state.added_symbols.update(added_symbols)
             server = ControlServer(state, config.control, self.socket_path, log)
             services.bus.subscribe(DailySnapshots(journal, manager), types=("candle",))
             async with server.serving():
@@ -302,6 +299,27 @@ class Daemon:
             return EXIT_FEED_FAILED
         log.info("stopped before trading started" if not trading else "stopped")
         return 0
+
+    def _add_journalled_symbols(self, journal: Journal, feed: DaemonFeed, now_ms: int) -> dict[str, dict[str, str]]:
+        """Add again the symbols added at runtime before a restart; one that is not a symbol is dropped from the journal."""
+        log = self.logger.logger
+        added: dict[str, dict[str, str]] = {}
+        for symbol, raw in journal.meta_with_prefix(ADDED_SYMBOL).items():
+            problem = symbol_problem(symbol)
+            if problem is not None:
+                # Accepted by an older version that checked nothing: never a reason not to start.
+                log.warning("dropping the symbol %s added before the restart: %s", shown(symbol), problem)
+                journal.delete_meta(ADDED_SYMBOL + symbol)
+                continue
+            try:
+                entry = orjson.loads(raw)
+                source = CandleSource(symbol, Path(entry["path"]), entry["timeframe"])
+                feed.add_source(source, now_ms)
+            except (BotError, ValueError, KeyError, TypeError, OSError) as exc:
+                log.error("symbol %s added before the restart cannot be added again: %s", symbol, exc)
+                continue
+            added[symbol] = {"file": str(source.path), "timeframe": source.timeframe}
+        return added
 
     async def _reconcile(self, live: LiveTrading, manager: StrategyManager, services: BotServices, symbols: tuple[str, ...]) -> None:
         """Fix the journal from the exchange before any strategy trades; no trading when the exchange cannot be asked."""

@@ -154,6 +154,16 @@ class RecordedFeed:
             heapq.heappush(self._added, (upcoming.ts + length, self._added_count, source.symbol, upcoming, candles))
         return warmed
 
+    def remove_source(self, symbol: str) -> None:
+        """Stop playing a symbol added mid-session and forget its feed (nobody may subscribe to it)."""
+        if symbol not in {source.symbol for source in self.added_sources}:
+            raise ValueError(f"{symbol} was not added mid-session")
+        self._hub.remove_feed(symbol)
+        self._added = [entry for entry in self._added if entry[2] != symbol]
+        heapq.heapify(self._added)
+        self.added_sources = [source for source in self.added_sources if source.symbol != symbol]
+        del self._lengths[symbol]
+
     def _loop_period(self) -> tuple[int, int] | None:
         """(first open time, time shift between two passes) of the looped recording, or None if empty."""
         first = last = None
