@@ -130,7 +130,7 @@ class StepPacer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `bot run` with the arguments after --ack-fd, its feed stepped through stdin."""
-    parser = argparse.ArgumentParser(prog="python -m tests.daemon.stepped_daemon", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.daemon.stepped_daemon", description="bot run, its recorded feed stepped through stdin")
     parser.add_argument("--ack-fd", type=int, default=1, help="file descriptor the acknowledgements go to (default: stdout)")
     ours, rest = parser.parse_known_args(argv)
     args = cli._parser().parse_args(["run", *rest])
