@@ -35,7 +35,11 @@ class ControlClient:
         self._ws: ClientConnection | None = None
 
     async def __aenter__(self) -> "ControlClient":
-        if not self.socket_path.exists():
+        try:
+            exists = self.socket_path.exists()
+        except OSError as exc:  # a name too long, a folder we may not enter
+            raise DaemonUnreachable(f"cannot use the control socket path {str(self.socket_path)[:200]}: {exc.strerror}") from None
+        if not exists:
             raise DaemonNotRunning(f"the bot daemon is not running (no control socket at {self.socket_path})")
         try:
             self._ws = await unix_connect(str(self.socket_path), max_size=self._max_size)
@@ -58,8 +62,8 @@ class ControlClient:
             reply = orjson.loads(await self._ws.recv())
         except _TALK_ERRORS as exc:
             raise DaemonUnreachable(f"lost the daemon on {self.socket_path}: {_why(exc)}") from None
-        if not isinstance(reply, dict):
-            raise DaemonUnreachable(f"the daemon on {self.socket_path} sent a reply that is not an object")
+        if not _is_reply(reply):
+            raise DaemonUnreachable(f"the daemon on {self.socket_path} sent a reply that is not a control reply")
         return reply
 
     async def events(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -85,3 +89,13 @@ def _why(exc: BaseException) -> str:
         return "it does not speak the control protocol (the WebSocket handshake failed)"
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def _is_reply(reply: Any) -> bool:
+    """Whether `reply` has the shape of a control reply (what `bot ctl` reads of it)."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        return False
+    if reply["ok"]:
+        return "result" in reply
+    error = reply.get("error")
+    return isinstance(error, dict) and isinstance(error.get("code"), str) and isinstance(error.get("message"), str)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, deep_merge, load_config, load_strategy
 from bot.config.models import StrategyConfig
@@ -104,6 +104,13 @@ class AddSymbolArgs(_Args):
     symbol: str = Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)
     file: str = Field(min_length=1, max_length=_FILE)
     timeframe: str | None = Field(default=None, min_length=1, max_length=8)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, value: str | None) -> str | None:
+        if value is not None:
+            timeframe_ms(value)  # ValueError names the timeframe and the ones known
+        return value
 
 
 class SymbolArg(_Args):
@@ -203,9 +210,13 @@ def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     folder = state.loaded.base_dir / "strategies"
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
+            state.files.resolve(str(path))  # a link out of the allowed folders is not listed
+        except ControlError:
+            continue
+        try:
             spec = load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
         except ConfigError as exc:
-            available[path.name] = {"valid": False, "problems": [str(p) for p in exc.problems]}
+            available[path.name] = {"valid": False, "problems": [f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in redacted(exc.problems)]}
         else:
             available[path.name] = {"valid": True, "id": spec.id, "config": spec.model_dump(mode="json")}
     return {"loaded": loaded, "available": available}

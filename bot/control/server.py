@@ -50,7 +50,8 @@ def claim_socket_path(path: Path) -> None:
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The run folder is the user's alone, as the journal's is.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return
     if not stat.S_ISSOCK(mode):
         raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")

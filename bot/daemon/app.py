@@ -12,6 +12,7 @@ import anyio
 import orjson
 from anyio.abc import TaskStatus
 
+from bot.candles.hub import CandleHub
 from bot.clock import WallClock
 from bot.config.loader import LoadedConfig, deep_merge, load_strategy
 from bot.config.models import StrategyConfig
@@ -110,11 +111,12 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        # Before anything else, so a second daemon (or a missing token) is refused at once and cleanly.
-        claim_socket_path(self.socket_path)
-        control_token(self.loaded.bot.control)
+        # Before anything else: the journal's lock, so a second daemon on it is refused before it
+        # reads or writes anything (even with another socket); then the socket and its token.
         journal = Journal(self.loaded.base_dir / self.loaded.bot.journal.path)
         try:
+            claim_socket_path(self.socket_path)
+            control_token(self.loaded.bot.control)
             exchange_config = self.loaded.bot.exchange if self.loaded.bot.feed.source == "ccxt" else None
             if exchange_config is None:
                 return await self._run(journal, None)
@@ -230,7 +232,7 @@ class Daemon:
             self._feed = feed
             if self._stop.is_set():
                 feed.stop()  # a signal came during start-up
-            added_symbols = self._add_journalled_symbols(journal, feed, resume_close or 0)
+            added_symbols = self._add_journalled_symbols(journal, feed, services.hub, resume_close or 0)
             specs, files = self._strategies_to_load(journal, saved)
             state = DaemonState(self.loaded, services, manager, feed, self.request_stop, journal=journal)
             state.strategy_files.update(files)
@@ -300,12 +302,15 @@ class Daemon:
         log.info("stopped before trading started" if not trading else "stopped")
         return 0
 
-    def _add_journalled_symbols(self, journal: Journal, feed: DaemonFeed, now_ms: int) -> dict[str, dict[str, str]]:
+    def _add_journalled_symbols(self, journal: Journal, feed: DaemonFeed, hub: CandleHub, now_ms: int) -> dict[str, dict[str, str]]:
         """Add again the symbols added at runtime before a restart; one that is not a symbol is dropped from the journal."""
         log = self.logger.logger
         added: dict[str, dict[str, str]] = {}
+        feed_symbols = set(hub.symbols())
         for symbol, raw in journal.meta_with_prefix(ADDED_SYMBOL).items():
             problem = symbol_problem(symbol)
+            if problem is None and symbol in feed_symbols:
+                problem = "it has a feed from the config now"
             if problem is not None:
                 # Accepted by an older version that checked nothing: never a reason not to start.
                 log.warning("dropping the symbol %s added before the restart: %s", shown(symbol), problem)

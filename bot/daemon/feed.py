@@ -113,6 +113,9 @@ class RecordedFeed:
         # Sources added mid-session: (next close time, order, symbol, candle, rest of the file).
         self._added: list[tuple[int, int, str, Candle, Iterator[Candle]]] = []
         self._added_count = 0
+        # Each added symbol's source number while it plays, and that of the candle being played (None: the main stream).
+        self._live_added: dict[str, int] = {}
+        self._playing_source: int | None = None
         self.added_sources: list[CandleSource] = []
         self._lengths = {s.symbol: timeframe_ms(s.timeframe) for s in sources}
 
@@ -149,8 +152,9 @@ class RecordedFeed:
             raise
         self._lengths[source.symbol] = length
         self.added_sources.append(source)
+        self._added_count += 1
+        self._live_added[source.symbol] = self._added_count
         if upcoming is not None:
-            self._added_count += 1
             heapq.heappush(self._added, (upcoming.ts + length, self._added_count, source.symbol, upcoming, candles))
         return warmed
 
@@ -163,6 +167,9 @@ class RecordedFeed:
         heapq.heapify(self._added)
         self.added_sources = [source for source in self.added_sources if source.symbol != symbol]
         del self._lengths[symbol]
+        # Its next candle may already wait on the pacer in `run`: it must not reach the hub, nor a
+        # feed of the same symbol added again later.
+        del self._live_added[symbol]
 
     def _loop_period(self) -> tuple[int, int] | None:
         """(first open time, time shift between two passes) of the looped recording, or None if empty."""
@@ -212,9 +219,11 @@ class RecordedFeed:
                     following = None
                 if following is not None:
                     heapq.heappush(added, (following.ts + lengths[symbol], order, symbol, following, rest))
+                self._playing_source = order
                 yield symbol, candle
             else:
                 assert head is not None
+                self._playing_source = None
                 yield head
                 head = next(stream, None)
 
@@ -249,11 +258,14 @@ class RecordedFeed:
             if self._stop.is_set():
                 break
             close_ts = candle.ts + lengths[symbol]
+            source = self._playing_source
             with anyio.CancelScope() as self._pacing:
                 await pacer.wait(close_ts)
             self._pacing = None
             if self._stop.is_set():
                 break
+            if source is not None and self._live_added.get(symbol) != source:
+                continue  # removed (remove-symbol) while this candle waited
             ingest(symbol, candle)
             self.published += 1
             self.last_close = close_ts

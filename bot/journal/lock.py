@@ -49,7 +49,8 @@ class JournalLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # O_CLOEXEC (Python's default): a child process never inherits the lock.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            # O_NOFOLLOW: a symlink planted as the lock file must not get its target truncated.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise JournalLockError(f"journal {self.journal}: cannot create its lock file {self.path}: {exc.strerror}") from None
         finally:

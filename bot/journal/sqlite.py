@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import weakref
 from functools import partial
@@ -73,7 +74,8 @@ class Journal:
         policy = checkpoints if checkpoints is not None else CheckpointPolicy()
         # One writer per journal: a second process (another daemon on the same path) is refused
         # here, before it reads or writes anything. Held until close; the kernel drops it on kill -9.
-        self._lock = JournalLock(self.path)
+        # Locked by its real path: a symlinked name must not get a lock file of its own.
+        self._lock = JournalLock(Path(os.path.realpath(self.path)))
         self._lock.acquire()
         try:
             self._conn = open_database(self.path, wal_size_limit=policy.wal_size_limit)
@@ -191,6 +193,8 @@ class Journal:
                 self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: could not delete {key!r}: {exc}") from exc
+        if self._checkpointer.writer_should_checkpoint:
+            self._checkpoint_here()
 
     def meta_with_prefix(self, prefix: str) -> dict[str, str]:
         """Every daemon fact whose key starts with `prefix`, keyed by the rest of the key."""

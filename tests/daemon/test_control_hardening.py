@@ -261,3 +261,46 @@ def test_the_auth_scheme_is_case_insensitive(short_tmp: Path) -> None:
     finally:
         assert daemon.stop() == 0
     assert os.environ.get("BOT_TEST_TOKEN") is None
+
+
+def test_remove_symbol_while_its_next_candle_waits_to_be_played(short_tmp: Path) -> None:
+    daemon = DaemonProcess(write_daemon_config(short_tmp), stepped=True)
+    try:
+        daemon.wait_ready()
+        (short_tmp / "eth_1m.csv").write_bytes(BTC_1M.read_bytes())
+        for _ in range(2):  # removed, then added again: no stale candle reaches the new feed
+            result(daemon.socket, "add-symbol", {"symbol": "ETH/USD", "file": "eth_1m.csv"})
+            daemon.step(1)  # the added symbol's next candle is now the one waiting on the feed
+            assert result(daemon.socket, "remove-symbol", {"symbol": "ETH/USD"})["removed"] is True
+            daemon.step(3)
+        assert daemon.proc.poll() is None
+        status = result(daemon.socket, "status")
+        assert status["health"] == "ok" and status["added_symbols"] == {}
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log.read_text()
+
+
+def test_the_default_run_folder_is_private(short_tmp: Path) -> None:
+    config = write_daemon_config(short_tmp, control={"socket": "run/bot.sock"}, journal={"path": "run/journal.sqlite"})
+    daemon = DaemonProcess(config, stepped=True)
+    try:
+        daemon.wait_ready()
+        assert (short_tmp / "run").stat().st_mode & 0o777 == 0o700
+        assert (short_tmp / "run" / "journal.sqlite").stat().st_mode & 0o777 == 0o600
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_strategies_lists_no_file_linked_from_outside(daemon: DaemonProcess) -> None:
+    outside = daemon.folder.parent / f"{daemon.folder.name}-outside.json"
+    outside.write_bytes(b'{"id": "leak", "mode": "hunter2"}')
+    try:
+        (daemon.folder / "strategies" / "leak.json").symlink_to(outside)
+        (daemon.folder / "strategies" / "odd.json").write_bytes(b'{"id": "odd", "symbol": "BTC/USD", "hunter3": 1}')
+        available = result(daemon.socket, "strategies")["available"]
+        assert "leak.json" not in available
+        assert available["odd.json"]["valid"] is False
+        _no_secret(available, "hunter2", "hunter3")
+    finally:
+        outside.unlink()

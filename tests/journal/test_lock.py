@@ -70,7 +70,14 @@ def _mode(path: Path) -> int:
 
 
 def test_run_folder_journal_wal_and_shm_are_private(tmp_path: Path) -> None:
-    os.umask(0o022)  # the usual umask; pytest's process keeps it for every test
+    previous = os.umask(0o022)  # the usual umask, whatever the machine's
+    try:
+        _check_private_files(tmp_path)
+    finally:
+        os.umask(previous)
+
+
+def _check_private_files(tmp_path: Path) -> None:
     path = tmp_path / "runs" / "deep" / "journal.sqlite"
     with Journal(path) as journal:
         journal.set_meta("k", "v")  # a write: the WAL and shm files exist now
@@ -88,3 +95,25 @@ def test_an_existing_world_readable_journal_is_made_private(tmp_path: Path) -> N
         journal.set_meta("k", "v")
         assert _mode(path) == 0o600
         assert _mode(path.with_name("journal.sqlite-wal")) == 0o600
+
+
+def test_a_symlinked_name_for_the_journal_takes_the_same_lock(tmp_path: Path) -> None:
+    real = tmp_path / "a" / "journal.sqlite"
+    other = tmp_path / "b"
+    other.mkdir()
+    first = Journal(real)
+    try:
+        (other / "journal.sqlite").symlink_to(real)
+        with pytest.raises(JournalInUse):
+            Journal(other / "journal.sqlite")
+    finally:
+        first.close()
+
+
+def test_a_symlink_planted_as_the_lock_file_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    (tmp_path / "journal.sqlite.lock").symlink_to(target)
+    with pytest.raises(Exception, match="lock file"):
+        Journal(tmp_path / "journal.sqlite")
+    assert target.read_text() == "keep me"
