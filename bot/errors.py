@@ -38,6 +38,7 @@ class CandleFileError(BotError):
         self.path = path
         self.line = line
         self.reason = reason
+        self.unit = unit
         where = f"{path}: {unit} {line}" if line is not None else path
         super().__init__(f"{where}: {reason}")
 

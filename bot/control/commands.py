@@ -11,8 +11,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, deep_merge, load_config, load_strategy
-from bot.config.models import StrategyConfig
-from bot.control.files import MAX_FILE_ARG, FileAccess, redact_reason, redacted
+from bot.config.models import BotConfig, StrategyConfig
+from bot.control.files import MAX_FILE_ARG, FileAccess
+from bot.control.redact import Redactor, schema_words
 from bot.control.protocol import ControlError, validate_args
 from bot.daemon import heap
 from bot.daemon.live_feed import DaemonFeed, FeedCannotAddSymbol
@@ -20,7 +21,7 @@ from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, OVERRIDES, STRATEGY_F
 from bot.journal import Journal
 from bot.candles.model import timeframe_ms
 from bot.candles.reader import infer_timeframe
-from bot.errors import BotError, ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
+from bot.errors import BotError, CandleFileError, ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
 from bot.replay.sources import CandleSource
 from bot.events import EVENT_TYPES
 from bot.services import BotServices
@@ -141,10 +142,13 @@ class DaemonState:
     # Symbols added at runtime: {"file", "timeframe"} each, as journalled.
     added_symbols: dict[str, dict[str, str]] = field(default_factory=dict)
     files: FileAccess = field(init=False)
+    redact: Redactor = field(init=False)
 
     def __post_init__(self) -> None:
         self.strategy_files.update(self.loaded.strategy_files)
         self.files = FileAccess.of(self.loaded)
+        params = [entry.cls.Params for entry in self.loaded.catalog.entries()]
+        self.redact = Redactor(self.files, schema_words([BotConfig, StrategyConfig, *params]))
 
 
 Handler = Callable[[DaemonState, Any], Any]
@@ -216,7 +220,7 @@ def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
         try:
             spec = load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
         except ConfigError as exc:
-            available[path.name] = {"valid": False, "problems": [f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in redacted(exc.problems)]}
+            available[path.name] = {"valid": False, "problems": [f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in state.redact.problems(exc.problems)]}
         else:
             available[path.name] = {"valid": True, "id": spec.id, "config": spec.model_dump(mode="json")}
     return {"loaded": loaded, "available": available}
@@ -239,7 +243,7 @@ def validate(state: DaemonState, args: ValidateArgs) -> dict[str, Any]:
         spec = load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
         return {"valid": True, "kind": "strategy", "id": spec.id}
     except ConfigError as exc:
-        return {"valid": False, "problems": redacted(exc.problems)}
+        return {"valid": False, "problems": state.redact.problems(exc.problems)}
 
 
 def _check_strategy_files(state: DaemonState, config: Path, data: dict[str, Any]) -> None:
@@ -255,7 +259,7 @@ def _read_spec(state: DaemonState, path: Path) -> StrategyConfig:
     try:
         return load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
     except ConfigError as exc:
-        raise ControlError("invalid_config", "; ".join(f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in redacted(exc.problems))) from None
+        raise ControlError("invalid_config", state.redact.joined(exc.problems)) from None
 
 
 def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
@@ -281,7 +285,7 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
         if args.activate:
             state.manager.activate(spec.id)
     except (StrategyStateError, StrategyError) as exc:
-        raise ControlError("invalid_state", str(exc)) from None
+        raise ControlError("invalid_state", state.redact.about_file(str(exc), path)) from None
     heap.settle()
     return {"id": spec.id, "state": state.manager.get(spec.id).state}
 
@@ -419,9 +423,11 @@ def add_symbol(state: DaemonState, args: AddSymbolArgs) -> dict[str, Any]:
         warmed = state.feed.add_source(CandleSource(args.symbol, path, timeframe), state.services.clock.now_ms())
     except FeedCannotAddSymbol as exc:
         raise ControlError("invalid_state", str(exc)) from None
-    except (BotError, ValueError, OSError) as exc:
+    except CandleFileError as exc:
         # The file's content stays in the file: its name, the line and why, not the values.
-        raise ControlError("invalid_config", redact_reason(str(exc))) from None
+        raise ControlError("invalid_config", state.redact.candle_error(exc)) from None
+    except (BotError, ValueError, OSError) as exc:
+        raise ControlError("invalid_config", f"{args.file}: {state.redact.numbers_hidden(str(exc))}") from None
     added = {"file": str(path), "timeframe": timeframe}
     state.added_symbols[args.symbol] = added
     if state.journal is not None:

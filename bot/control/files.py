@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 from bot.config.loader import LoadedConfig
 from bot.control.protocol import ControlError
-from bot.errors import ConfigProblem
 
 # Longer names are refused before the file system sees them (Linux: 4096 per path, 255 per name).
 MAX_FILE_ARG: Final[int] = 1024
 _MAX_COMPONENT: Final[int] = 255
-# A reason quoting the file's content: 'text' or "text" (our validators use {value!r}).
-_QUOTED: Final[re.Pattern[str]] = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
-_REASON_LIMIT: Final[int] = 160
 
 
 class FileAccess:
@@ -47,33 +42,17 @@ class FileAccess:
             real = Path(os.path.realpath(self._base / name))
         except (OSError, ValueError):
             raise ControlError("bad_args", f"{field}: not a usable file name: {name}") from None
-        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+        if not self.allows(real):
             raise ControlError(
                 "bad_args",
                 f"{field}: {name} is outside the folders control clients may name (config.json's folder, strategy_paths, control.allowed_paths)",
             )
         return real
 
-    def check(self, path: Path, field: str) -> None:
-        """Refuse a path that a file named by a client names in turn (a config's strategy files)."""
-        self.resolve(str(path), field)
-
-
-def redact_reason(reason: str) -> str:
-    """A problem's reason fit for a control reply: quoted values from the file replaced, length bounded."""
-    text = _QUOTED.sub("<value>", reason)
-    return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 3] + "..."
-
-
-def redacted(problems: Sequence[ConfigProblem]) -> list[dict[str, str]]:
-    """Problems as reply dicts that name file, field and a short reason, never the file's raw text."""
-    out = []
-    for problem in problems:
-        field = problem.field
-        reason = redact_reason(problem.reason)
-        if "Extra inputs are not permitted" in problem.reason:
-            # The key itself is the file's text: say where, not what.
-            field, _, _ = field.rpartition(".")
-            reason = "a field that is not allowed here"
-        out.append({"file": problem.file, "field": redact_reason(field), "reason": reason})
-    return out
+    def allows(self, path: Path) -> bool:
+        """Whether `path` (after symlinks) lies inside the allowed folders."""
+        try:
+            real = Path(os.path.realpath(path))
+        except (OSError, ValueError):
+            return False
+        return any(real == root or real.is_relative_to(root) for root in self.roots)

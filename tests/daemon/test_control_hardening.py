@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -221,6 +222,29 @@ def test_ctl_against_a_socket_that_is_not_a_daemon_prints_one_line_and_exits_3(s
         assert "Traceback" not in done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], done.stderr
+
+
+def test_200_connections_wait_in_the_backlog_while_the_daemon_is_busy(daemon: DaemonProcess) -> None:
+    # A stopped process accepts nothing: every connect must find room in the listen backlog
+    # (with the old backlog of 100, the 101st was refused).
+    os.kill(daemon.proc.pid, signal.SIGSTOP)
+    waiting: list[socket.socket] = []
+    refused = 0
+    try:
+        for _ in range(200):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            waiting.append(client)
+            try:
+                client.connect(str(daemon.socket))
+            except BlockingIOError:
+                refused += 1
+    finally:
+        os.kill(daemon.proc.pid, signal.SIGCONT)
+        for client in waiting:
+            client.close()
+    assert refused == 0
+    assert result(daemon.socket, "status")["health"] == "ok"
 
 
 def test_a_burst_of_200_connections_is_served(daemon: DaemonProcess) -> None:
