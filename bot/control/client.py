@@ -64,7 +64,8 @@ class ControlClient:
             raise DaemonUnreachable(f"lost the daemon on {self.socket_path}: {_why(exc)}") from None
         if not _is_reply(reply):
             raise DaemonUnreachable(f"the daemon on {self.socket_path} sent a reply that is not a control reply")
-        return reply
+        checked: dict[str, Any] = reply
+        return checked
 
     async def events(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Stream events (each message as a dict) until the daemon ends the stream."""

@@ -41,7 +41,7 @@ class JournalLock:
         self.journal = journal
         self.path = lock_path_of(journal)
         self._fd: int | None = None
-        self._finalizer: weakref.finalize[[int], None] | None = None
+        self._finalizer: weakref.finalize[[int], JournalLock] | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise JournalInUse naming the owner's pid; call before the journal is opened."""
