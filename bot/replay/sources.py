@@ -135,19 +135,24 @@ def parse_candle_arg(text: str) -> tuple[str, str]:
 
 
 def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = None) -> tuple[list[CandleSource], list[ConfigProblem]]:
-    """The candle files to replay: command-line overrides, else the config's replay.candles."""
+    """The candle files to replay: config.json's replay.candles, each symbol named in `overrides`
+    (the command line's --candles) read from the file given there instead; a symbol the config
+    does not name is added."""
     problems: list[ConfigProblem] = []
     sources: list[CandleSource] = []
     label = str(loaded.path)
-    entries: list[tuple[str, Path, str | None, str, str, int, int | None, float]]
-    if overrides:
-        # A file named on the command line is the command line's problem, not config.json's.
-        entries = [
-            (symbol, Path(path), None, "command line", f"--candles {symbol}", 0, None, DEFAULT_CLOSE_JUMP_FACTOR)
-            for symbol, path in overrides.items()
-        ]
-    else:
-        entries = [
+    overrides = overrides or {}
+    entries: list[tuple[str, Path, str | None, str, str, int, int | None, float]] = []
+    # An overridden symbol keeps its place in the config's order, so the merge of candles that
+    # close at the same instant is the same as with the config's own file.
+    for symbol in [*loaded.bot.replay.candles, *(s for s in overrides if s not in loaded.bot.replay.candles)]:
+        if symbol in overrides:
+            # A file named on the command line is the command line's problem, not config.json's;
+            # the config's timeframe, shift and bounds describe the config's file, so none carries over.
+            entries.append((symbol, Path(overrides[symbol]), None, "command line", f"--candles {symbol}", 0, None, DEFAULT_CLOSE_JUMP_FACTOR))
+            continue
+        cfg = loaded.bot.replay.candles[symbol]
+        entries.append(
             (
                 symbol,
                 loaded.base_dir / cfg.path,
@@ -158,8 +163,7 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
                 cfg.latest_ts_ms,
                 cfg.close_jump_factor,
             )
-            for symbol, cfg in loaded.bot.replay.candles.items()
-        ]
+        )
     unusable: set[str] = set()
     for symbol, path, timeframe, where, field_name, shift, latest, jump in entries:
         if not path.is_file():

@@ -135,19 +135,29 @@ def test_underivable_filter_timeframe_names_the_filter_field(tmp_path: Path) -> 
 
 def test_command_line_candles_override_the_config(tmp_path: Path) -> None:
     strategies = {"a.json": valid_strategy(symbol="ETH/BTC", timeframe="1m")}
-    # The config names a missing 5m file; the command line's 1m file replaces it entirely.
-    loaded = load(tmp_path, strategies, {"ETH/BTC": {"path": "missing_5m.csv"}, "BTC/USD": {"path": "missing_1m.csv"}})
+    # The config names a missing 5m file with its own settings; the command line's 1m file
+    # replaces it, and none of the config entry's settings carries over.
+    candles = {"ETH/BTC": {"path": "missing_5m.csv", "timeframe": "5m", "shift_days": 3}, "BTC/USD": {"path": str(BTC_1M)}}
+    loaded = load(tmp_path, strategies, candles)
     sources, problems = resolve_sources(loaded, {"ETH/BTC": str(ETH_1M)})
     assert problems == []
-    assert sources == [CandleSource("ETH/BTC", ETH_1M, "1m")]
+    assert sources == [CandleSource("ETH/BTC", ETH_1M, "1m"), CandleSource("BTC/USD", BTC_1M, "1m")]
 
 
-def test_command_line_override_replaces_the_whole_config_map(tmp_path: Path) -> None:
+def test_command_line_override_keeps_the_config_sources_it_does_not_name(tmp_path: Path) -> None:
     strategies = {"a.json": valid_strategy(id="a"), "b.json": valid_strategy(id="b", symbol="ETH/BTC")}
     loaded = load(tmp_path, strategies, {"BTC/USD": {"path": str(BTC_1M)}})
     sources, problems = resolve_sources(loaded, {"ETH/BTC": str(ETH_1M)})
+    assert problems == []
+    assert [(s.symbol, s.path) for s in sources] == [("BTC/USD", BTC_1M), ("ETH/BTC", ETH_1M)]
+
+
+def test_a_missing_config_file_the_command_line_does_not_replace_is_still_reported(tmp_path: Path) -> None:
+    strategies = {"a.json": valid_strategy(symbol="ETH/BTC")}
+    loaded = load(tmp_path, strategies, {"ETH/BTC": {"path": str(ETH_1M)}, "BTC/USD": {"path": "missing_1m.csv"}})
+    sources, problems = resolve_sources(loaded, {"ETH/BTC": str(ETH_1M)})
     assert [s.symbol for s in sources] == ["ETH/BTC"]
-    assert [(p.file, p.field) for p in problems] == [(strategy_file(tmp_path, "a.json"), "symbol")]
+    assert [(p.file, p.field) for p in problems] == [(str(tmp_path / "config.json"), "replay.candles.BTC/USD.path")]
 
 
 def test_unreadable_candle_file_without_name_token_is_a_problem(tmp_path: Path) -> None:
