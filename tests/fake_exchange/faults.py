@@ -59,7 +59,7 @@ class Faults:
     stream (REST still has them); `duplicate` sends a candle's closing push twice; `late`
     holds a candle's closing push back until the next candle has started; `malformed` sends
     broken messages before the candle's closing push; `reject_ws` refuses that many
-    websocket handshakes with HTTP 503. `rest` fails any /api/ request; `order_delays` and
+    websocket handshakes with HTTP 503. `rest` fails any /api/, /fapi/ or /dapi/ request; `order_delays` and
     `order_errors` apply to POST /api/v3/order only (after `rest` and authentication).
     """
 

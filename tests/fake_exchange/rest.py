@@ -1,16 +1,19 @@
-"""Binance spot REST endpoints of the fake: ping, time, exchangeInfo, klines."""
+"""Binance public REST endpoints of the fake, spot (/api/v3), USDT-M (/fapi/v1) and COIN-M (/dapi/v1): ping, time, exchangeInfo, klines."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from tests.fake_exchange.markets import USDM, VENUES, Venue
+
 if TYPE_CHECKING:
     from tests.fake_exchange.server import FakeBinance
 
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 500
+# The path prefixes whose requests are recorded and suffer REST faults.
+API_PREFIXES = tuple(f"/{venue.rest.strip('/').split('/')[0]}/" for venue in VENUES)
 
 
 def _error(status: int, code: int, msg: str) -> web.Response:
@@ -31,18 +34,17 @@ class RestApi:
         self._fake = fake
 
     def routes(self) -> list[web.RouteDef]:
-        """The aiohttp routes, under /api/v3 like Binance."""
-        return [
-            web.get("/api/v3/ping", self.ping),
-            web.get("/api/v3/time", self.time),
-            web.get("/api/v3/exchangeInfo", self.exchange_info),
-            web.get("/api/v3/klines", self.klines),
-        ]
+        """The aiohttp routes, under each venue's prefix like Binance (/api/v3/klines, /fapi/v1/klines)."""
+        routes: list[web.RouteDef] = []
+        for venue in VENUES:
+            for name, handler in (("ping", self.ping), ("time", self.time), ("exchangeInfo", self.exchange_info), ("klines", self.klines)):
+                routes.append(web.get(f"{venue.rest}/{name}", _for_venue(handler, venue)))
+        return routes
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count requests and apply scheduled REST faults before the real handler runs."""
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(API_PREFIXES):
             return await handler(request)
         self._fake.requests.append((request.path, dict(request.query)))
         if request.method == "POST" and request.path == "/api/v3/order":
@@ -59,30 +61,31 @@ class RestApi:
             return web.Response(status=fault.status, text=body, content_type="application/json", headers=headers)
         return await handler(request)
 
-    async def ping(self, request: web.Request) -> web.Response:
+    async def ping(self, request: web.Request, venue: Venue) -> web.Response:
         return web.json_response({})
 
-    async def time(self, request: web.Request) -> web.Response:
+    async def time(self, request: web.Request, venue: Venue) -> web.Response:
         return web.json_response({"serverTime": self._fake.now_ms})
 
-    async def exchange_info(self, request: web.Request) -> web.Response:
-        symbols = [market.info() for market in self._fake.markets.values()]
-        return web.json_response(
-            {
-                "timezone": "UTC",
-                "serverTime": self._fake.now_ms,
-                "rateLimits": [
-                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                ],
-                "exchangeFilters": [],
-                "symbols": symbols,
-            }
-        )
+    async def exchange_info(self, request: web.Request, venue: Venue) -> web.Response:
+        info: dict[str, Any] = {
+            "timezone": "UTC",
+            "serverTime": self._fake.now_ms,
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+            ],
+            "exchangeFilters": [],
+            "symbols": [market.info() for market in self._fake.venue_markets(venue).values()],
+        }
+        if venue is USDM:
+            info["futuresType"] = "U_MARGINED"
+            info["assets"] = [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}]
+        return web.json_response(info)
 
-    async def klines(self, request: web.Request) -> web.Response:
-        """GET /api/v3/klines: startTime/endTime filter open times inclusively, limit 500 by default, 1000 at most."""
-        market = self._fake.markets_by_id.get(request.query.get("symbol", ""))
+    async def klines(self, request: web.Request, venue: Venue) -> web.Response:
+        """GET klines: startTime/endTime filter open times inclusively, limit 500 by default, at most 1000 (spot) or 1500 (futures)."""
+        market = self._fake.venue_markets(venue).get(request.query.get("symbol", ""))
         if market is None:
             return _error(400, -1121, "Invalid symbol.")
         series = market.series
@@ -92,10 +95,10 @@ class RestApi:
         try:
             start = _int_param(request, "startTime")
             end = _int_param(request, "endTime")
-            limit = _int_param(request, "limit") or DEFAULT_LIMIT
+            limit = _int_param(request, "limit") or venue.default_limit
         except ValueError:
             return _error(400, -1100, "Illegal characters found in a parameter.")
-        if not 1 <= limit <= MAX_LIMIT:
+        if not 1 <= limit <= venue.max_limit:
             return _error(400, -1130, "Invalid data sent for a parameter.")
         now = self._fake.now_ms
         # Nothing opens after the fake's "now": candles of the future do not exist yet.
@@ -108,5 +111,12 @@ class RestApi:
         else:
             lower = max(0, upper - limit)
         updates = self._fake.updates_per_candle
-        rows = [series.kline(i, now, updates) for i in range(lower, upper)]
+        rows = [series.kline(i, now, updates, market.volumes) for i in range(lower, upper)]
         return web.json_response(rows)
+
+
+def _for_venue(handler: Callable[[web.Request, Venue], Awaitable[web.Response]], venue: Venue) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        return await handler(request, venue)
+
+    return handle

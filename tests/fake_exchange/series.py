@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.candles.model import timeframe_ms
@@ -35,6 +36,12 @@ class Series:
                 values.append((o, h, lo, c, v))
         return cls(timeframe, timeframe_ms(timeframe), stamps, values)
 
+    def shifted(self, ms: int) -> "Series":
+        """The same recorded values, each candle opening `ms` later (negative: earlier); a whole number of candles."""
+        if ms % self.tf_ms:
+            raise ValueError(f"a shift of {ms} ms is not a whole number of {self.timeframe} candles")
+        return replace(self, stamps=[ts + ms for ts in self.stamps])
+
     def __len__(self) -> int:
         return len(self.stamps)
 
@@ -42,11 +49,15 @@ class Series:
         """Index of the first candle opening at or after `ts`."""
         return bisect.bisect_left(self.stamps, ts)
 
-    def kline(self, index: int, now_ms: int, updates: int) -> list[object]:
-        """The 12-field REST row of candle `index` as seen at `now_ms` (partial while it is forming)."""
+    def kline(self, index: int, now_ms: int, updates: int, volumes: Callable[[str, str], tuple[str, str]] = lambda v, c: (v, "0")) -> list[object]:
+        """The 12-field REST row of candle `index` as seen at `now_ms` (partial while it is forming).
+
+        `volumes(volume, close)` gives fields 5 and 7 (by default the volume, and "0").
+        """
         ts = self.stamps[index]
         o, h, lo, c, v = self.visible(index, now_ms, updates)
-        return [ts, o, h, lo, c, v, ts + self.tf_ms - 1, "0", 0, "0", "0", "0"]
+        volume, second = volumes(v, c)
+        return [ts, o, h, lo, c, volume, ts + self.tf_ms - 1, second, 0, "0", "0", "0"]
 
     def visible(self, index: int, now_ms: int, updates: int) -> Values:
         """The candle's values at `now_ms`: final once closed, else the partial update reached by then."""

@@ -1,10 +1,9 @@
-"""FakeBinance: a local Binance spot exchange (REST + kline websocket) serving recorded candles."""
+"""FakeBinance: a local Binance (spot and USDT-M futures REST + kline websockets) serving recorded candles."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fake_exchange.faults import Faults
+from tests.fake_exchange.markets import SPOT, VENUES, FakeMarket, Venue
 from tests.fake_exchange.orders import EIGHT, Account, BinanceError, Filters, Order, OrderRequest, Pair
 from tests.fake_exchange.private import PrivateApi, parse_order_request
 from tests.fake_exchange.rest import RestApi
@@ -36,75 +36,19 @@ def _tick(text: str) -> Decimal:
     return Decimal(text).quantize(EIGHT, rounding=ROUND_HALF_EVEN)
 
 
-@dataclass(eq=False)
-class FakeMarket:
-    """A spot market of the fake: unified symbol, Binance id (`ETHBTC`) and its recorded series."""
-
-    symbol: str
-    series: Series
-    fake: "FakeBinance" = field(repr=False)
-    # Whether STOP_LOSS (stop-market) is in the market's orderTypes and accepted: set by
-    # FakeBinance(stop_loss=...), read once when the account is built (changing it later has no effect on the account).
-    stop_loss: bool = True
-
-    @property
-    def base(self) -> str:
-        return self.symbol.split("/")[0]
-
-    @property
-    def quote(self) -> str:
-        return self.symbol.split("/")[1]
-
-    @property
-    def id(self) -> str:
-        return self.base + self.quote
-
-    @property
-    def stream(self) -> str:
-        return f"{self.id.lower()}@kline_{self.series.timeframe}"
-
-    def info(self) -> dict[str, Any]:
-        """The market's entry in /api/v3/exchangeInfo `symbols`."""
-        return {
-            "symbol": self.id,
-            "status": "TRADING",
-            "baseAsset": self.base,
-            "baseAssetPrecision": 8,
-            "quoteAsset": self.quote,
-            "quotePrecision": 8,
-            "quoteAssetPrecision": 8,
-            "baseCommissionPrecision": 8,
-            "quoteCommissionPrecision": 8,
-            # STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT are listed but refused (-1116): the fake does not model them.
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", *(["STOP_LOSS"] if self.stop_loss else []), "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-            "icebergAllowed": True,
-            "ocoAllowed": True,
-            "quoteOrderQtyMarketAllowed": True,
-            "allowTrailingStop": True,
-            "cancelReplaceAllowed": True,
-            "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": False,
-            "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "922327.00000000", "tickSize": "0.00000001"},
-                {"filterType": "LOT_SIZE", "minQty": "0.00010000", "maxQty": "100000.00000000", "stepSize": "0.00000001"},
-                {"filterType": "NOTIONAL", "minNotional": "0.00010000", "applyMinToMarket": True, "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
-            ],
-            "permissions": [],
-            "permissionSets": [["SPOT"]],
-            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-            "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-        }
-
-
 class FakeBinance:
-    """A Binance spot look-alike on 127.0.0.1 (ephemeral port) for tests; use as an async context manager.
+    """A Binance look-alike on 127.0.0.1 (ephemeral port) for tests; use as an async context manager.
 
+    `markets` maps unified symbols to recorded candles (a CSV, or a Series, say one shifted in
+    time): `ETH/BTC` is a spot market (/api/v3, the spot websocket), `BTC/USDT:USDT` a USDT-M
+    perpetual (/fapi/v1, the USDT-M websocket), both may share an id (BTCUSDT); `BTC/USD:BTC` a
+    COIN-M perpetual (/dapi/v1, the COIN-M websocket).
     Its clock is its own: it starts at the open time of candle `start` of the first market
     (so REST has every earlier candle, closed) and moves only as `advance`/`stream` push
-    candles over the websocket. Each candle is pushed `updates_per_candle` times: partial
+    candles over the websockets. Each candle is pushed `updates_per_candle` times: partial
     (`x: false`) updates, then the closing one (`x: true`). `faults` schedules misbehaviour.
 
-    It also keeps one spot account (see orders.py) behind Binance's signed endpoints: ccxt
+    It also keeps one spot account (see orders.py) behind Binance's spot signed endpoints: ccxt
     needs `credentials()`; MARKET orders fill at `price(symbol)`, resting LIMIT orders as the
     pushes reach their price, STOP_LOSS orders as the pushes reach their stopPrice.
     `stop_loss=False` serves every market without STOP_LOSS in its orderTypes (and refuses it).
@@ -112,7 +56,7 @@ class FakeBinance:
 
     def __init__(
         self,
-        markets: dict[str, Path],
+        markets: Mapping[str, Path | Series],
         start: int = 0,
         updates_per_candle: int = 3,
         timeframe: str = "1m",
@@ -124,16 +68,21 @@ class FakeBinance:
         self.faults = Faults()
         self.updates_per_candle = updates_per_candle
         self.markets: dict[str, FakeMarket] = {
-            symbol: FakeMarket(symbol, Series.load(path, timeframe), self, stop_loss) for symbol, path in markets.items()
+            symbol: FakeMarket(symbol, source if isinstance(source, Series) else Series.load(source, timeframe), self, stop_loss)
+            for symbol, source in markets.items()
         }
-        self.markets_by_id = {m.id: m for m in self.markets.values()}
+        for market in self.markets.values():
+            if market.series.timeframe != timeframe:
+                raise ValueError(f"{market.symbol}: a {market.series.timeframe} series in a {timeframe} fake")
+        # Spot markets by Binance id: what the spot endpoints and the account know.
+        self.markets_by_id = self.venue_markets(SPOT)
         first = next(iter(self.markets.values())).series
         self.now_ms = first.stamps[start] if start < len(first) else first.stamps[-1] + first.tf_ms
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.api_key = api_key
         self.secret = secret
         self.account = Account(
-            {m.id: Pair(m.id, m.base, m.quote, Filters.from_info(m.info()), m.stop_loss) for m in self.markets.values()},
+            {m.id: Pair(m.id, m.base, m.quote, Filters.from_info(m.info()), m.stop_loss) for m in self.markets_by_id.values()},
             _decimal(commission_rate),
         )
         # Parameters (signature left out) of every POST /api/v3/order received, faulted ones too.
@@ -183,11 +132,14 @@ class FakeBinance:
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}"
 
-    def ccxt_urls(self) -> dict[str, Any]:
-        """ccxt `urls` override: every binance API url (REST and websocket) pointed at the fake.
+    def ccxt_urls(self, exchange_id: str = "binance") -> dict[str, Any]:
+        """ccxt `urls` override: every API url (REST and websocket) of a binance class pointed at the fake.
 
-        Not only the spot ones: an endpoint ccxt was not expected to call then fails loudly
-        with a 404 from the fake instead of reaching the real exchange.
+        Not only the ones the tests use: an endpoint ccxt was not expected to call then fails
+        loudly with a 404 from the fake instead of reaching the real exchange. REST urls keep
+        their path (/api/v3, /fapi/v1, /dapi/v1); a websocket url's host becomes its first path segment
+        (wss://fstream.binance.com/ws -> /fstream/ws), as ccxt tells spot from futures
+        connections by it.
         """
         import ccxt.pro  # type: ignore[import-untyped]
 
@@ -196,25 +148,28 @@ class FakeBinance:
                 return {key: rewrite(item) for key, item in value.items()}
             if isinstance(value, str) and "://" in value:
                 scheme, rest = value.split("://", 1)
-                path = rest.split("/", 1)[1] if "/" in rest else ""
-                base = self.ws_url if scheme.startswith("ws") else self.http_url
+                host, _, path = rest.partition("/")
                 if scheme.startswith("ws"):
-                    # The kline streams live at /ws whatever the real host's layout.
-                    return f"{base}/ws" if path.endswith("ws") or "/ws" in "/" + path else f"{base}/{path}"
-                return f"{base}/{path}"
+                    return f"{self.ws_url}/{host.split('.')[0]}/{path}"
+                return f"{self.http_url}/{path}"
             return value
 
-        exchange = ccxt.pro.binance()
+        exchange = getattr(ccxt.pro, exchange_id)()
         return {"api": rewrite(exchange.urls["api"])}
 
-    @staticmethod
-    def ccxt_options() -> dict[str, Any]:
-        """ccxt options that keep binance on spot: no futures, margin or (private) currency calls."""
-        return {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}, "fetchMargins": False, "fetchCurrencies": False}
+    def ccxt_options(self, exchange_id: str = "binance") -> dict[str, Any]:
+        """ccxt options: binance loads the kinds of markets the fake has (binanceusdm, binancecoinm their own); no margin or (private) currency calls."""
+        options: dict[str, Any] = {"fetchMargins": False, "fetchCurrencies": False}
+        if exchange_id == "binance":
+            types = [venue.ccxt_type for venue in VENUES if self.venue_markets(venue)]
+            options.update(defaultType="spot", fetchMarkets={"types": types})
+        return options
 
-    def exchange_config(self, **overrides: Any) -> dict[str, Any]:
-        """An `exchange` config section (plain data) pointing ccxt's binance at this fake."""
-        config: dict[str, Any] = {"id": "binance", "urls": self.ccxt_urls(), "options": self.ccxt_options(), "rate_limit_ms": 1}
+    def exchange_config(self, exchange_id: str = "binance", **overrides: Any) -> dict[str, Any]:
+        """An `exchange` config section (plain data) pointing ccxt's `exchange_id` (binance, binanceusdm, binancecoinm) at this fake."""
+        config: dict[str, Any] = {
+            "id": exchange_id, "urls": self.ccxt_urls(exchange_id), "options": self.ccxt_options(exchange_id), "rate_limit_ms": 1,
+        }
         config.update(overrides)
         return config
 
@@ -234,6 +189,10 @@ class FakeBinance:
     def market(self, symbol: str) -> FakeMarket:
         return self.markets[symbol]
 
+    def venue_markets(self, venue: Venue) -> dict[str, FakeMarket]:
+        """The markets one venue serves, by Binance id."""
+        return {m.id: m for m in self.markets.values() if m.venue is venue}
+
     async def stream(self, candles: int, pause: float = 0.0) -> None:
         """Advance the clock by `candles` candles of the first market, pushing every update on the way."""
         first = next(iter(self.markets.values())).series
@@ -245,11 +204,7 @@ class FakeBinance:
 
     async def wait_subscribed(self, count: int = 1, timeout: float = 5.0) -> None:
         """Wait until `count` stream subscriptions have been made in total (since start)."""
-        deadline = time.monotonic() + timeout
-        while self.ws.subscriptions < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.ws.subscriptions} subscriptions, expected {count}")
-            await asyncio.sleep(0.005)
+        await self.ws.wait_subscribed(count, timeout)
 
     def on_push(self, market: FakeMarket, index: int, step: int) -> None:
         """The clock reached push `step` of candle `index`: the price moves, resting orders (and stops) it reaches fill.
@@ -260,11 +215,14 @@ class FakeBinance:
         updates = self.updates_per_candle
         open_, high, low, close, _ = series.values[index] if step >= updates else series.partial(index, step, updates)
         self._last_close[market.symbol] = _tick(close)
+        if market.venue is not SPOT:
+            return  # the account is spot only: nothing rests on a futures market
         self.account.trade_through(market.id, _tick(high), _tick(low), self.now_ms, _tick(open_), series.stamps[index])
 
-    def kline_requests(self) -> list[dict[str, str]]:
-        """Query parameters of every /api/v3/klines request so far."""
-        return [query for path, query in self.requests if path == "/api/v3/klines"]
+    def kline_requests(self, venue: Venue | None = None) -> list[dict[str, str]]:
+        """Query parameters of every klines request so far (/api/v3, /fapi/v1, /dapi/v1), or of one venue's."""
+        paths = {f"{v.rest}/klines" for v in (VENUES if venue is None else (venue,))}
+        return [query for path, query in self.requests if path in paths]
 
     # -- the account ------------------------------------------------------------------------
     def price(self, symbol: str) -> Decimal:

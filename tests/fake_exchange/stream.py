@@ -1,4 +1,4 @@
-"""The fake's kline websocket: subscriptions, and pushes of recorded candles as time advances."""
+"""The fake's kline websockets (spot, USDT-M and COIN-M futures): subscriptions, and pushes of recorded candles as time advances."""
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
+
+from tests.fake_exchange.markets import USDM, VENUES, Venue
 
 if TYPE_CHECKING:
     from tests.fake_exchange.server import FakeBinance, FakeMarket
@@ -19,9 +22,10 @@ BROKEN_JSON = '{"e":"kline","E":17,"s":'
 
 @dataclass(eq=False, slots=True)
 class Connection:
-    """One accepted websocket and the streams it subscribed to."""
+    """One accepted websocket, the venue whose streams it carries, and the streams it subscribed to."""
 
     ws: web.WebSocketResponse
+    venue: Venue
     combined: bool
     streams: set[str] = field(default_factory=set)
 
@@ -31,7 +35,8 @@ def kline_message(market: "FakeMarket", index: int, step: int, event_ms: int) ->
     series = market.series
     updates = market.fake.updates_per_candle
     final = step >= updates
-    o, h, lo, c, v = series.values[index] if final else series.partial(index, step, updates)
+    o, h, lo, c, recorded = series.values[index] if final else series.partial(index, step, updates)
+    v, q = market.volumes(recorded, c)
     ts = series.stamps[index]
     return {
         "e": "kline",
@@ -40,7 +45,7 @@ def kline_message(market: "FakeMarket", index: int, step: int, event_ms: int) ->
         "k": {
             "t": ts, "T": ts + series.tf_ms - 1, "s": market.id, "i": series.timeframe,
             "f": 0, "L": 0, "o": o, "c": c, "h": h, "l": lo, "v": v, "n": 0, "x": final,
-            "q": "0", "V": "0", "Q": "0", "B": "0",
+            "q": q, "V": "0", "Q": "0", "B": "0",
         },
     }
 
@@ -53,24 +58,54 @@ def bad_kline(market: "FakeMarket", index: int) -> str:
 
 
 class StreamServer:
-    """Accepts websockets on /ws, /ws/<n> and /stream, answers SUBSCRIBE, and pushes klines."""
+    """Accepts websockets, answers SUBSCRIBE, and pushes klines, each venue on its own endpoints.
+
+    Spot: /stream/ws, /stream/ws/<n> and /stream/stream (combined). USDT-M futures: the same
+    under /fstream, and under /fstream/market (Binance's USDT-M routing for kline streams).
+    COIN-M futures: the same under /dstream.
+    A connection only ever carries its venue's markets: BTCUSDT spot and BTCUSDT perpetual
+    share a stream name, not a websocket.
+    """
 
     def __init__(self, fake: "FakeBinance") -> None:
         self._fake = fake
         self.connections: list[Connection] = []
         self.subscriptions = 0
         self.connects = 0
+        # Set (and replaced) whenever a subscription is made, so waiters need not poll.
+        self._subscribed = asyncio.Event()
         # Per market: (candle index, push number) of the next push.
         self._cursor: dict[str, tuple[int, int]] = {}
         # Per market: a closing push held back by the `late` fault.
         self._held: dict[str, str] = {}
 
     def routes(self) -> list[web.RouteDef]:
-        """The aiohttp routes of the raw and combined stream endpoints."""
-        return [web.get("/ws", self.handle), web.get("/ws/{tail:.*}", self.handle), web.get("/stream", self.handle)]
+        """The aiohttp routes of every venue's raw and combined stream endpoints."""
+        routes: list[web.RouteDef] = []
+        for venue in VENUES:
+            roots = [f"/{venue.ws_host}", *([f"/{venue.ws_host}/market"] if venue is USDM else [])]
+            handler = self._handler(venue)
+            for root in roots:
+                routes += [web.get(f"{root}/ws", handler), web.get(f"{root}/ws/{{tail:.*}}", handler), web.get(f"{root}/stream", handler)]
+        return routes
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Serve one websocket until it closes."""
+    async def wait_subscribed(self, count: int, timeout: float) -> None:
+        """Wait until `count` stream subscriptions have been made in total (since start)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.subscriptions < count:
+                    await self._subscribed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{self.subscriptions} subscriptions, expected {count}") from None
+
+    def _handler(self, venue: Venue) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, venue)
+
+        return handle
+
+    async def handle(self, request: web.Request, venue: Venue) -> web.StreamResponse:
+        """Serve one websocket of `venue` until it closes."""
         faults = self._fake.faults
         if faults.reject_ws > 0:
             faults.reject_ws -= 1
@@ -78,7 +113,7 @@ class StreamServer:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.connects += 1
-        conn = Connection(ws, combined=request.path.startswith("/stream"))
+        conn = Connection(ws, venue, combined=request.path.endswith("/stream"))
         tail = request.match_info.get("tail", "")
         if "@" in tail:
             conn.streams.add(tail)
@@ -104,6 +139,8 @@ class StreamServer:
         if method == "SUBSCRIBE":
             conn.streams.update(params)
             self.subscriptions += len(params)
+            self._subscribed.set()
+            self._subscribed = asyncio.Event()
         elif method == "UNSUBSCRIBE":
             conn.streams.difference_update(params)
         await conn.ws.send_str(json.dumps({"result": None, "id": rid}))
@@ -114,10 +151,11 @@ class StreamServer:
             self.connections.remove(conn)
             await conn.ws.close(code=1001, message=b"going away")
 
-    async def send(self, stream: str, text: str) -> None:
-        """Push one frame to every connection subscribed to `stream`."""
+    async def send(self, market: "FakeMarket", text: str) -> None:
+        """Push one frame to every connection of the market's venue subscribed to its stream."""
+        stream = market.stream
         for conn in list(self.connections):
-            if stream in conn.streams and not conn.ws.closed:
+            if conn.venue is market.venue and stream in conn.streams and not conn.ws.closed:
                 frame = f'{{"stream":"{stream}","data":{text}}}' if conn.combined else text
                 try:
                     await conn.ws.send_str(frame)
@@ -155,16 +193,16 @@ class StreamServer:
             final = step == self._fake.updates_per_candle
             if final:
                 for text in faults.malformed.pop(index, []):
-                    await self.send(market.stream, text)
+                    await self.send(market, text)
             text = json.dumps(kline_message(market, index, step, event_ms))
             if final and index in faults.late:
                 # Held back: sent after the next candle's first push, out of order.
                 self._held[symbol] = text
             else:
-                await self.send(market.stream, text)
+                await self.send(market, text)
             if final and index in faults.duplicate:
-                await self.send(market.stream, text)
+                await self.send(market, text)
             if step == 1 and symbol in self._held:
-                await self.send(market.stream, self._held.pop(symbol))
+                await self.send(market, self._held.pop(symbol))
             await asyncio.sleep(pause)
         self._fake.now_ms = max(self._fake.now_ms, until_ms)

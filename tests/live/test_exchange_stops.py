@@ -5,7 +5,6 @@ import logging
 from decimal import Decimal
 from pathlib import Path
 
-import anyio
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
@@ -235,11 +234,11 @@ async def test_a_stop_below_min_notional_is_not_placed_again_every_poll() -> Non
         # The strategy takes 99.9 %: what is left (0.0005 ETH, ~0.000045 BTC) is below the market's NOTIONAL minimum for a stop.
         live.act(ClosePercent(position.id, 99.9, "most"))
         await live.wait_for("position_reduced")
-        await anyio.sleep(1.0)  # 50 polls at the test's 0.02 s poll interval (50 s at the default 1 s)
+        await live.gateway.polled(30)
         rejected = [p for p in live.payloads("order_rejected")]
         kinds = {p["kind"] for p in rejected}
         stops = [o for o in fake.orders if o.type == "STOP_LOSS"]
-        assert len(rejected) == 1 and "NOTIONAL" in rejected[0]["exchange_reason"], f"{len(rejected)} refused stops ({kinds}) in 1 s; exchange took {len(stops)} stops"
+        assert len(rejected) == 1 and "NOTIONAL" in rejected[0]["exchange_reason"], f"{len(rejected)} refused stops ({kinds}) in 30 polls; exchange took {len(stops)} stops"
         assert live.gateway.status()["stops"]["positions"]["s1"][0]["state"] == "refused"
 
 
@@ -259,7 +258,7 @@ async def test_a_resting_stop_is_asked_about_rarely_and_at_once_when_the_feed_sh
             return await real_fetch(*args, **kwargs)
 
         exchange.fetch_order = fetch_order
-        await anyio.sleep(0.5)  # 25 polls of other orders
+        await live.gateway.polled(25)
         assert len(asked) <= 1
         # The market falls through the stop; the exchange fills it, and the bot's feed shows the fall.
         hit = _first_low_at_or_below(live, opened["stop_loss"])

@@ -48,10 +48,32 @@ def eth_strategy(**overrides: Any) -> StrategyConfig:
     return strategy(**base)
 
 
+class CountedGateway(LiveExchange):
+    """The live gateway, counting its poll rounds so a test can wait for some instead of for a time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.poll_rounds = 0
+        self._polled = anyio.Event()
+
+    async def poll_once(self) -> None:
+        await super().poll_once()
+        self.poll_rounds += 1
+        self._polled.set()
+        self._polled = anyio.Event()
+
+    async def polled(self, rounds: int, timeout: float = 5.0) -> None:
+        """Wait until `rounds` more poll rounds have run."""
+        target = self.poll_rounds + rounds
+        with anyio.fail_after(timeout):
+            while self.poll_rounds < target:
+                await self._polled.wait()
+
+
 class LiveRig:
     """A Rig trading through a running LiveExchange on a fake exchange."""
 
-    def __init__(self, fake: FakeBinance, rig: Rig, gateway: LiveExchange) -> None:
+    def __init__(self, fake: FakeBinance, rig: Rig, gateway: CountedGateway) -> None:
         self.fake = fake
         self.rig = rig
         self.gateway = gateway
@@ -96,7 +118,7 @@ async def gateway_on(fake: FakeBinance, journal: Journal | None = None, *, arm: 
     """
     config = ExchangeConfig.model_validate(fake.signed_exchange_config(timeout_ms=TIMEOUT_MS, execution={**EXECUTION, **execution}))
     exchange, redact = build_exchange(config, fake.credential_env(), streaming=False)
-    gateway = LiveExchange(exchange, config.execution, WallClock(), logging.getLogger("bot.tests.live"), redact=redact)
+    gateway = CountedGateway(exchange, config.execution, WallClock(), logging.getLogger("bot.tests.live"), redact=redact)
     rig = Rig(feeds={ETH: "1m"}, exchange=gateway)
     if journal is not None:
         rig.services.bus.before_delivery = journal.record
