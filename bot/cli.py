@@ -15,13 +15,19 @@ from rich.table import Table
 
 from bot.candles.reader import count_candles
 from bot.clock import WallClock
-from bot.config.loader import LoadedConfig, load_config
+from bot.config.currency import money_decimals
+from bot.config.loader import IncompleteConfigError, LoadedConfig, load_config
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
 from bot.daemon.app import Daemon
 from bot.daemon.feed import Pacer
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
+from bot.journal.aside import move_aside
+from bot.journal.lock import JournalLock
 from bot.log import BotLogger
+from bot.log_options import add_log_options, log_level
+from bot.fmt import format_path
+from bot.version import bot_version
 from bot.replay.runner import Replay, ReplayResult
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
@@ -34,7 +40,9 @@ EXIT_STRATEGY_FAILED = 3
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bot", description="Multi-strategy crypto trading bot.")
+    parser.add_argument("--version", action="version", version=f"bot {bot_version()}", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("version", help="print the version")
 
     replay = commands.add_parser("replay", help="paper-trade every enabled strategy over recorded candles")
     replay.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
@@ -46,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         help="recorded candle file for a symbol (repeatable); default: the files named in the config",
     )
     replay.add_argument("--out", default=Path("runs/replay"), type=Path, help="output folder (default: runs/replay)")
-    replay.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary table, log warnings and errors only")
     replay.add_argument("--report", action="store_true", help="also write the HTML report (OUT/report.html)")
+    add_log_options(replay, quiet=False)
 
     validate = commands.add_parser("validate", help="check the configuration and strategy files without running")
     validate.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
@@ -59,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon: paper-trade on a clock-driven feed, steered through the control socket")
     run.add_argument("--config", default="config.json", type=Path, help="base configuration (default: config.json)")
     run.add_argument("--candles", action="append", default=[], metavar="SYMBOL=PATH", help="recorded candle file for a symbol (repeatable)")
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: move the journal (and its -wal/-shm) aside as JOURNAL.<UTC time>, never deleted, instead of resuming it",
+    )
+    add_log_options(run)
 
     add_strategies_parser(commands)
     add_ctl_parser(commands)
@@ -76,55 +91,75 @@ def _error(console: Console, text: str) -> None:
     console.print(f"[bold red]error[/]: {escape(text)}", highlight=False, soft_wrap=True)
 
 
-def _print_problems(console: Console, problems: Sequence[ConfigProblem]) -> None:
+def _print_problems(console: Console, problems: Sequence[ConfigProblem | str]) -> None:
     for problem in problems:
         _error(console, str(problem))
 
 
-def _prepare(config: Path, candle_args: list[str], console: Console, daemon: bool = False) -> tuple[LoadedConfig, list[CandleSource]] | None:
+def _gather(config: Path, candle_args: list[str], daemon: bool) -> tuple[LoadedConfig | None, list[CandleSource], list[ConfigProblem | str]]:
+    """The config (None when it has problems), the candle files to read and every problem found:
+    the command line's, config.json's, the strategy files' and the candle sources' in one list,
+    so one run shows them all. The files of a config with problems are still resolved."""
+    problems: list[ConfigProblem | str] = []
+    overrides: dict[str, str] = {}
     try:
-        loaded = load_config(config)
-        overrides: dict[str, str] = {}
         for arg in candle_args:
             symbol, path = parse_candle_arg(arg)
             if symbol in overrides:
                 raise ValueError(f"--candles names {symbol} twice ({overrides[symbol]} and {path})")
             overrides[symbol] = path
-    except ConfigError as exc:
-        _print_problems(console, exc.problems)
-        return None
     except ValueError as exc:
-        _error(console, str(exc))
-        return None
-    if daemon and loaded.bot.feed.source == "ccxt":
+        problems.append(str(exc))
+    loaded: LoadedConfig | None = None
+    partial: LoadedConfig | None
+    try:
+        loaded = partial = load_config(config)
+    except IncompleteConfigError as exc:
+        problems += exc.problems
+        partial = exc.partial
+    except ConfigError as exc:
+        return None, [], problems + exc.problems
+    if partial is None or len(overrides) < len(candle_args):
+        return loaded, [], problems
+    if daemon and partial.bot.feed.source == "ccxt":
         # The daemon streams exchange.feed.symbols (load_config checked every strategy against
         # them): no recorded file is read. `bot replay` still replays replay.candles.
         if overrides:
-            _error(console, "--candles: feed.source is ccxt, the daemon streams exchange.feed.symbols")
-            return None
-        return loaded, []
-    sources, problems = resolve_sources(loaded, overrides)
-    if problems:
+            problems.append("--candles: feed.source is ccxt, the daemon streams exchange.feed.symbols")
+        return loaded, [], problems
+    sources, source_problems = resolve_sources(partial, overrides)
+    return loaded, sources, problems + source_problems
+
+
+def _prepare(config: Path, candle_args: list[str], console: Console, daemon: bool = False) -> tuple[LoadedConfig, list[CandleSource]] | None:
+    loaded, sources, problems = _gather(config, candle_args, daemon)
+    if problems or loaded is None:
         _print_problems(console, problems)
         return None
     return loaded, sources
 
 
 def _summary(result: ReplayResult) -> Table:
+    # Money is never added across currencies: one TOTAL row per quote currency, and amounts
+    # shown with enough decimals for their scale (10 BTC is not 10,000 USD).
     table = Table(title=f"Replay: {result.candles:,} candles, {result.events:,} events -> {result.out_dir}")
-    for column in ("strategy", "state", "trades", "win rate", "realised", "fees", "max DD", "final equity", "return"):
-        table.add_column(column, justify="left" if column in ("strategy", "state") else "right")
-    rows = list(result.report["strategies"].items()) + [("TOTAL", result.report["totals"])]
-    for sid, r in rows:
+    for column in ("strategy", "state", "currency", "trades", "win rate", "realised", "fees", "max DD", "final equity", "return"):
+        table.add_column(column, justify="left" if column in ("strategy", "state", "currency") else "right")
+    strategies = result.report["strategies"]
+    rows = [(sid, r["currency"], r) for sid, r in strategies.items()]
+    rows += [(f"TOTAL {currency}", currency, r) for currency, r in result.report["totals"].items()]
+    for label, currency, r in rows:
+        places = money_decimals(min(s["starting_balance"] for s in strategies.values() if s["currency"] == currency))
         table.add_row(
-            sid,
+            label,
             str(r.get("state", "")),
+            currency,
             str(r["trades"]),
             f"{100 * r['win_rate']:.1f}%",
-            f"{r['realised_pnl']:,.2f}",
-            f"{r['fees']:,.2f}",
+            f"{r['realised_pnl']:,.{places}f}",
+            f"{r['fees']:,.{places}f}",
             f"{r['max_drawdown_pct']:.2f}%" if "max_drawdown_pct" in r else "",
-            f"{r['final_equity']:,.2f}",
+            f"{r['final_equity']:,.{places}f}",
             f"{r['return_pct']:+.2f}%",
         )
     return table
@@ -136,7 +171,7 @@ def _replay(args: argparse.Namespace) -> int:
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
-    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr(), WallClock())
+    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr(level=log_level(args), log_file=args.log_file), WallClock())
     if args.quiet:
         result = anyio.run(replay.run)
     else:
@@ -174,19 +209,17 @@ def _report(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     console = Console()
-    prepared = _prepare(args.config, [], _stderr(), daemon=True)
-    if prepared is None:
-        return EXIT_INVALID
-    loaded, sources = prepared
     err = _stderr()
+    loaded, sources, problems = _gather(args.config, [], daemon=True)
     scans = []
     now = WallClock().now_ms()
     for source in sources:
         try:
             scans.append((source, scan_source(source.bounded(now))))
         except CandleFileError as exc:
-            _error(err, str(exc))
-    if len(scans) < len(sources):
+            problems.append(str(exc))
+    if problems or loaded is None:
+        _print_problems(err, problems)
         return EXIT_INVALID
     for source, scan in scans:
         console.print(
@@ -228,9 +261,12 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
-    logger = BotLogger.to_stderr(level=getattr(logging, loaded.bot.daemon.log_level))
+    logger = BotLogger.to_stderr(level=log_level(args, loaded.bot.daemon.log_level), log_file=args.log_file)
+    lock: JournalLock | None = None
     try:
-        return anyio.run(Daemon(loaded, sources, logger, pacer).run)
+        if args.fresh:
+            lock = _fresh(loaded, logger.logger)
+        return anyio.run(Daemon(loaded, sources, logger, pacer, journal_lock=lock).run)
     except BaseExceptionGroup as group:
         # An operator's error raised inside the task group (a journal file that is not a
         # journal, say) is still reported as one clear line, not a traceback.
@@ -241,6 +277,23 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
         for exc in errors.exceptions:
             _error(err, str(exc))
         return EXIT_INVALID
+    finally:
+        if lock is not None:
+            lock.release()  # the daemon's journal released it already, unless it never opened
+        logger.close()
+
+
+def _fresh(loaded: LoadedConfig, log: logging.Logger) -> JournalLock:
+    """`run --fresh`: move the journal aside under its lock, and keep the lock for the daemon's new journal."""
+    journal = loaded.base_dir / loaded.bot.journal.path
+    done = move_aside(journal, WallClock().now_ms())
+    if done.checkpoint_problem is not None:
+        log.warning("journal %s: WAL not checkpointed (%s): it was moved aside with the journal", format_path(journal), done.checkpoint_problem)
+    if done.moved:
+        log.info("--fresh: moved %s aside to %s; starting a new journal", format_path(journal), ", ".join(format_path(new) for _, new in done.moved))
+    else:
+        log.info("--fresh: no journal at %s yet; starting a new one", format_path(journal))
+    return done.lock
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "version":
+            print(f"bot {bot_version()}")
+            return EXIT_OK
         if args.command == "ctl":
             return run_ctl(args)
         if args.command == "record":

@@ -9,6 +9,7 @@ import orjson
 from pydantic import ValidationError
 
 from bot.candles.model import timeframe_ms
+from bot.config.currency import RISK_LIMITS, quote_currency, risk_problems
 from bot.config.models import BotConfig, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
 
@@ -113,6 +114,40 @@ def _problems(exc: ValidationError, label: str) -> list[ConfigProblem]:
     return [ConfigProblem(label, _loc_str(loc), reason) for loc, reason in _errors(exc)]
 
 
+def strategy_params_problems(module: str | None, class_name: str | None, params: Any, catalog: StrategyCatalog, label: str) -> list[ConfigProblem]:
+    """Whether the catalog has the strategy a spec names, and its params fit that strategy's Params; the problems, labelled `label`."""
+    from bot.strategy.catalog import CatalogLookupError  # here: strategies import config models
+
+    try:
+        entry = catalog.resolve(module, class_name)
+    except CatalogLookupError as exc:
+        return [ConfigProblem(label, exc.field, exc.reason)]
+    try:
+        entry.validate_params(params)
+    except ValidationError as exc:
+        return [ConfigProblem(label, _loc_str(("params", *loc)), f"{reason} (strategy {entry.name!r})") for loc, reason in _errors(exc)]
+    return []
+
+
+def changed_strategy(spec: StrategyConfig, changes: dict[str, Any], catalog: StrategyCatalog, label: str) -> StrategyConfig:
+    """`spec` with `changes` merged in, validated as a strategy file is (its module's params included).
+
+    The changes are merged over the fields `spec` was given, not over a dump of every field: a
+    full dump also holds the defaults of the declarative strategy's own fields
+    (entry_threshold, exit_threshold, filters), which a strategy module's spec must not name.
+    ConfigError lists every problem as `label: field.path: reason`.
+    """
+    merged = deep_merge(spec.model_dump(mode="json", exclude_unset=True), changes)
+    try:
+        changed = StrategyConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, label)) from None
+    problems = strategy_params_problems(changed.module, changed.class_name, changed.params, catalog, label)
+    if problems:
+        raise ConfigError(problems)
+    return changed
+
+
 def _strategy_problems(
     exc: ValidationError, file_label: str, file_data: dict[str, Any], config_label: str, defaults: dict[str, Any]
 ) -> list[ConfigProblem]:
@@ -155,25 +190,38 @@ def load_strategy(
     merged = deep_merge(bot.strategy_defaults, file_data)
     if not enabled:
         merged["enabled"] = False
+    problems: list[ConfigProblem] = []
+    spec: StrategyConfig | None = None
     try:
         spec = StrategyConfig.model_validate(merged)
+        module, class_name, params = spec.module, spec.class_name, spec.params
     except ValidationError as exc:
-        raise ConfigError(_strategy_problems(exc, file_label, file_data, config_label, bot.strategy_defaults)) from None
+        problems = _strategy_problems(exc, file_label, file_data, config_label, bot.strategy_defaults)
+        # The params are still checked when the fields naming the strategy are sound, so one
+        # run reports a bad timeframe and a bad params.fast together.
+        roots = {p.field.removeprefix("strategy_defaults.").split(".")[0].split("[")[0] for p in problems}
+        if roots & {"module", "class", "class_name", "params"}:
+            raise ConfigError(problems) from None
+        module, class_name, params = merged.get("module"), merged.get("class", merged.get("class_name")), merged.get("params", {})
     # Imported here: strategies import config models, so the catalog cannot be imported at load time.
     from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
 
     catalog = catalog if catalog is not None else StrategyCatalog()
     try:
-        entry = catalog.resolve(spec.module, spec.class_name)
+        entry = catalog.resolve(module, class_name)
     except CatalogLookupError as exc:
-        raise ConfigError([ConfigProblem(file_label, exc.field, exc.reason)]) from None
+        raise ConfigError([*problems, ConfigProblem(file_label, exc.field, exc.reason)]) from None
     try:
-        entry.validate_params(spec.params)
+        entry.validate_params(params)
     except ValidationError as exc:
-        problems = [
+        problems += [
             ConfigProblem(file_label, _loc_str(("params", *loc)), f"{reason} (strategy {entry.name!r})") for loc, reason in _errors(exc)
         ]
-        raise ConfigError(problems) from None
+    if problems or spec is None:
+        raise ConfigError(problems)
+    mixed = _mixed_currency_problems(spec, file_label, catalog)
+    if mixed:
+        raise ConfigError(mixed)
     return spec
 
 
@@ -188,24 +236,35 @@ def load_config(path: str | Path, catalog: StrategyCatalog | None = None) -> Loa
     label = str(path)
     data = _read_object(config_path, label)
     problems: list[ConfigProblem] = []
+    failed: set[str] = set()
     try:
         bot = BotConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, label)) from None
+        problems = _problems(exc, label)
+        # The rest is still checked with the failing fields at their defaults, so one run
+        # reports every problem; the result is never used to run anything.
+        fallback = _without_failing_fields(data, exc)
+        if fallback is None:
+            raise ConfigError(problems) from None
+        bot, failed = fallback
 
-    for index, extra in enumerate(bot.strategy_paths if catalog is None else ()):
-        if not (config_path.parent / extra).is_dir():
-            problems.append(ConfigProblem(label, f"strategy_paths[{index}]", f"{config_path.parent / extra} is not a folder"))
-    if problems:
-        raise ConfigError(problems)
+    bad_paths = [
+        ConfigProblem(label, f"strategy_paths[{index}]", f"{config_path.parent / extra} is not a folder")
+        for index, extra in enumerate(bot.strategy_paths if catalog is None else ())
+        if not (config_path.parent / extra).is_dir()
+    ]
+    problems += bad_paths
+    # Strategy files checked without their defaults or their modules' folders would fail for
+    # the wrong reasons: they are checked once config.json's part of them is sound.
+    check_strategies = not bad_paths and not failed & _STRATEGY_FIELDS
     from bot.strategy.catalog import StrategyCatalog
 
     if catalog is None:
-        catalog = StrategyCatalog.discover(strategy_folders(config_path, bot))
+        catalog = StrategyCatalog.discover(strategy_folders(config_path, bot)) if check_strategies else StrategyCatalog()
     strategies: list[StrategyConfig] = []
     files: dict[str, Path] = {}
     seen: dict[str, str] = {}
-    for index, ref in enumerate(bot.strategies):
+    for index, ref in enumerate(bot.strategies if check_strategies else ()):
         strategy_path = config_path.parent / ref.file
         try:
             strategy = load_strategy(strategy_path, bot, label, enabled=ref.enabled, catalog=catalog)
@@ -226,11 +285,61 @@ def load_config(path: str | Path, catalog: StrategyCatalog | None = None) -> Loa
         seen[strategy.id] = file_label
         strategies.append(strategy)
         files[strategy.id] = strategy_path
-    problems += live_feed_problems(bot, label, [(s, str(files[s.id])) for s in strategies if s.enabled], catalog)
-    problems += live_trading_problems(bot, label)
+    if not failed & {"mode", "feed", "exchange"}:
+        problems += live_feed_problems(bot, label, [(s, str(files[s.id])) for s in strategies if s.enabled], catalog)
+        problems += live_trading_problems(bot, label)
+    if "risk" not in failed:
+        # Every listed strategy, enabled or not: a disabled one can be activated at runtime.
+        limits = {name: getattr(bot.risk, name) for name in RISK_LIMITS}
+        problems += risk_problems(limits, label, [(s.id, s.symbol, str(files[s.id])) for s in strategies])
+    problems += exchange_problems(bot, label)
+    loaded = LoadedConfig(config_path, bot, tuple(strategies), files, catalog)
     if problems:
-        raise ConfigError(problems)
-    return LoadedConfig(config_path, bot, tuple(strategies), files, catalog)
+        raise IncompleteConfigError(problems, None if "replay" in failed else loaded)
+    return loaded
+
+
+class IncompleteConfigError(ConfigError):
+    """A ConfigError carrying what did load (`partial`: the strategies that loaded, config.json's
+    failing fields at their defaults), so the candle files can still be checked in the same run;
+    None when replay.candles itself failed."""
+
+    def __init__(self, problems: list[ConfigProblem], partial: LoadedConfig | None) -> None:
+        super().__init__(problems)
+        self.partial = partial
+
+
+# config.json's fields that hold or shape the strategy files.
+_STRATEGY_FIELDS = frozenset({"strategies", "strategy_defaults", "strategy_paths"})
+
+
+def _without_failing_fields(data: dict[str, Any], exc: ValidationError) -> tuple[BotConfig, set[str]] | None:
+    """config.json with every top-level field that failed left at its default, and those fields;
+    None when the whole file failed or it still does not validate."""
+    locations = [loc for loc, _ in _errors(exc)]
+    if not all(locations):
+        return None
+    failed = {str(loc[0]) for loc in locations}
+    try:
+        return BotConfig.model_validate({key: value for key, value in data.items() if key not in failed}), failed
+    except ValidationError:
+        return None
+
+
+def exchange_problems(bot: BotConfig, label: str) -> list[ConfigProblem]:
+    """An exchange section names an exchange ccxt has, and one that serves candles (fetchOHLCV),
+    which the live feed and `bot record` need."""
+    if bot.exchange is None:
+        return []
+    # Imported only here: ccxt takes ~0.4 s to import, which a replay of recorded files must not pay.
+    import ccxt
+
+    exchange_id = bot.exchange.id
+    if exchange_id not in ccxt.exchanges:
+        return [ConfigProblem(label, "exchange.id", f"ccxt has no exchange {exchange_id!r}")]
+    if not getattr(ccxt, exchange_id)().has.get("fetchOHLCV"):
+        return [ConfigProblem(label, "exchange.id", f"{exchange_id} serves no candles in ccxt (no fetchOHLCV): the live feed and bot record need them")]
+    return []
 
 
 def live_trading_problems(bot: BotConfig, label: str) -> list[ConfigProblem]:
@@ -308,3 +417,34 @@ def _extra_streams(spec: StrategyConfig, catalog: StrategyCatalog) -> list[tuple
     except Exception:  # the strategy's own code: its errors are reported when it is loaded
         return []
     return [s for s in dict.fromkeys([*streams, *asked]) if s != (spec.symbol, spec.timeframe)]
+
+
+def _mixed_currency_problems(spec: StrategyConfig, file_label: str, catalog: StrategyCatalog) -> list[ConfigProblem]:
+    """Every symbol a strategy reads must share its symbol's quote currency: its balance, PnL and
+    exposure are counted in that one currency, never added across currencies."""
+    currency = quote_currency(spec.symbol)
+    problems = []
+    for symbol in dict.fromkeys(symbol for symbol, _ in _extra_streams(spec, catalog)):
+        other = quote_currency(symbol)
+        if other != currency:
+            problems.append(
+                ConfigProblem(
+                    file_label,
+                    _loc_str(("params", *_where(spec.params, symbol))),
+                    f"{symbol!r} is quoted in {other}, but the strategy trades {spec.symbol!r}, quoted in {currency}: "
+                    "a strategy's symbols must share one quote currency, since its balance, PnL and risk are counted in it",
+                )
+            )
+    return problems
+
+
+def _where(params: Any, value: str) -> tuple[int | str, ...]:
+    """Where `value` is written inside a strategy's params (empty when it is not)."""
+    items = params.items() if isinstance(params, dict) else enumerate(params) if isinstance(params, list | tuple) else ()
+    for key, item in items:
+        if item == value:
+            return (key,)
+        inner = _where(item, value)
+        if inner:
+            return (key, *inner)
+    return ()

@@ -68,11 +68,13 @@ def test_a_quoted_number_in_config_json_is_refused_where_it_is_written(tmp_path:
         {"risk": {"max_total_exposure": "50000"}, "feed": {"speed": "60"}, "strategy_defaults": {"starting_balance": "10000"}},
     )
     problems = problems_of(path)
+    # config.json's own fields and the default the strategy file inherits, in one run.
     assert {(p.file, p.field, p.reason) for p in problems} == {
         (str(path), "risk.max_total_exposure", "a string is not a number"),
         (str(path), "feed.speed", "a string is not a number"),
+        (str(path), "strategy_defaults.starting_balance", "a string is not a number"),
     }
-    # With config.json's own fields fixed, the bad default is reported once, in config.json.
+    # Alone, the bad default is reported once, in config.json.
     path = write_setup(tmp_path, {"a.json": valid_strategy()}, {"strategy_defaults": {"starting_balance": "10000"}})
     assert [(p.file, p.field, p.reason) for p in problems_of(path)] == [
         (str(path), "strategy_defaults.starting_balance", "a string is not a number")
