@@ -21,9 +21,11 @@ class PairsParams(StrategyParams):
         default="ols", description="spread = log(first) - beta*log(second), beta by rolling least squares ('ols') or 1 ('none')"
     )
     entry_z: float = Field(default=2.0, gt=0, description="open when the spread's z-score reaches +-entry_z")
-    exit_z: float = Field(default=0.5, ge=0, description="close when the z-score is back within +-exit_z")
-    stop_z: float = Field(default=4.0, gt=0, description="close when the z-score runs out to +-stop_z")
-    max_hold_bars: int | None = Field(default=288, ge=1, description="close a pair held this many candles")
+    exit_z: float = Field(
+        default=0.5, ge=0, description="close when the z-score, signed by the pair's side, is at most exit_z: back near the mean or past it"
+    )
+    stop_z: float = Field(default=4.0, gt=0, description="close when the z-score runs on against the pair to stop_z (its entry side only)")
+    max_hold_bars: int | None = Field(default=288, ge=1, description="close a pair held this many candles of the timeframe, gaps included")
 
     @model_validator(mode="after")
     def _ordered(self) -> "PairsParams":
@@ -83,8 +85,18 @@ class SpreadWindow:
 class PairsArbitrage(Strategy):
     """Market-neutral pairs trade: when the z-score of the spread between two correlated symbols
     (log prices, rolling least-squares hedge ratio) reaches +-entry_z, it shorts the rich leg and
-    buys the cheap one as one paired action, and closes both legs together when the spread is back
-    within +-exit_z, runs out to +-stop_z, or the pair has been held max_hold_bars candles.
+    buys the cheap one as one paired action (reason spread_rich when the first symbol is rich,
+    spread_cheap when it is cheap), and closes both legs together: z_exit when the z-score, signed
+    by the pair's side (z for a pair short the first symbol, -z for one long it), is at most
+    exit_z, so a spread that overshoots past the mean also exits; z_stop when that signed z-score
+    reaches stop_z (the spread ran on in the direction it entered); time_limit when the pair has
+    been held max_hold_bars candles of the timeframe, counted by elapsed time from the first leg's
+    fill, gaps included.
+
+    Decisions happen only on bars where both symbols have a candle; each leg fills at its own
+    symbol's next candle, so after a gap the legs may fill at different times (exits wait for
+    both). The z-score is the newest spread's against the whole window, every spread recomputed
+    with the newest hedge ratio, with the population variance.
 
     Suits two assets driven by the same factor (two altcoins against BTC, two perpetuals of one
     coin) in a ranging market; a lasting break of the relationship is what the z-stop is for.
