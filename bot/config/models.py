@@ -5,10 +5,12 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.candles.model import timeframe_ms
-from bot.config.numbers import Amount, StrictNumbers
+from bot.config.currency import CURRENCY_PATTERN
+from bot.config.numbers import Amount, StrictNumbers, number_problems
 from bot.strategy.analyzer_params import validate_analyzer_params, validate_filter_params
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -49,11 +51,49 @@ class StrategyRiskConfig(Strict):
     max_daily_loss: Amount | None = Field(default=None, description="quote currency, net of fees, per UTC day")
 
 
-class GlobalRiskConfig(Strict):
-    """Limits across all strategies; the daily loss limit trips the kill switch."""
+_ONE_LIMIT = TypeAdapter(Amount)
+_LIMIT_PER_CURRENCY = TypeAdapter(dict[str, Amount | None])
 
-    max_total_exposure: Amount | None = Field(default=None, description="sum of open notional, quote currency")
-    max_daily_loss: Amount | None = Field(default=None, description="quote currency, net of fees, per UTC day")
+
+class GlobalRiskConfig(Strict):
+    """Limits across all strategies, each in one quote currency; a daily loss limit trips the kill switch.
+
+    A limit is one number (valid while every strategy trades in one quote currency) or an object
+    keyed by currency, such as {"USD": 1500, "BTC": 0.05} (null: no limit in that currency).
+    """
+
+    max_total_exposure: float | dict[str, float | None] | None = Field(
+        default=None, description="open notional of the strategies trading in a currency: a number, or an object keyed by currency"
+    )
+    max_daily_loss: float | dict[str, float | None] | None = Field(
+        default=None, description="net of fees, per UTC day, of the strategies trading in a currency: a number, or an object keyed by currency"
+    )
+
+    @field_validator("max_total_exposure", "max_daily_loss", mode="before")
+    @classmethod
+    def _number_or_per_currency(cls, value: Any) -> Any:
+        # Validated here, arm by arm: a union would let a quoted number through its object arm.
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            found = number_problems(dict[str, Amount | None], value) + [
+                ((key,), "not a currency code: letters, digits, '.', '_' or '-', such as USD or BTC (at most 32 characters)", key)
+                for key in value
+                if not isinstance(key, str) or not CURRENCY_PATTERN.fullmatch(key)
+            ]
+            if found:
+                raise ValidationError.from_exception_data(
+                    cls.__name__, [InitErrorDetails(type=PydanticCustomError("risk_limit", r), loc=loc, input=i) for loc, r, i in found]
+                )
+            return _LIMIT_PER_CURRENCY.validate_python(value)
+        problem = number_problems(float, value)
+        if problem:
+            raise PydanticCustomError("number_type", problem[0][1])
+        if not isinstance(value, float | int):
+            raise PydanticCustomError(
+                "limit_type", 'a number, or an object with one amount per quote currency such as {"USD": 1500, "BTC": 0.05}'
+            )
+        return _ONE_LIMIT.validate_python(value)
 
 
 class AnalyzerConfig(Strict):

@@ -1,13 +1,15 @@
-"""The replay report: per-strategy results and totals, as report.json and a terminal table."""
+"""The replay report: per-strategy results and totals per quote currency, as report.json and a terminal table."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from bot.config.currency import quote_currency
 from bot.strategy.orchestrator import TradingOrchestrator
 
 
 def strategy_report(orchestrator: TradingOrchestrator) -> dict[str, Any]:
-    """One strategy's results: trades, win rate, PnL, fees, drawdown and equity."""
+    """One strategy's results: trades, win rate, PnL, fees, drawdown and equity, in its symbol's quote currency."""
     portfolio = orchestrator.portfolio
     positions = orchestrator.positions
     trades = positions.closed_trades
@@ -16,6 +18,7 @@ def strategy_report(orchestrator: TradingOrchestrator) -> dict[str, Any]:
         "state": orchestrator.state,
         "last_error": orchestrator.last_error,
         "symbol": orchestrator.symbol,
+        "currency": quote_currency(orchestrator.symbol),
         "timeframe": orchestrator.timeframe,
         "trades": trades,
         "wins": wins,
@@ -34,25 +37,37 @@ def strategy_report(orchestrator: TradingOrchestrator) -> dict[str, Any]:
     }
 
 
-def build_report(orchestrators: list[TradingOrchestrator], replay: dict[str, Any]) -> dict[str, Any]:
-    """The whole report: replay facts, each strategy, and totals of the additive figures."""
-    strategies = {o.strategy_id: strategy_report(o) for o in orchestrators}
-    trades = sum(s["trades"] for s in strategies.values())
-    wins = sum(s["wins"] for s in strategies.values())
-    start = sum(s["starting_balance"] for s in strategies.values())
-    equity = sum(s["final_equity"] for s in strategies.values())
-    totals = {
+def currency_totals(strategies: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Totals of the additive figures of strategy reports that share one currency."""
+    trades = sum(s["trades"] for s in strategies)
+    wins = sum(s["wins"] for s in strategies)
+    start = sum(s["starting_balance"] for s in strategies)
+    equity = sum(s["final_equity"] for s in strategies)
+    return {
         "strategies": len(strategies),
-        "failed": sum(1 for s in strategies.values() if s["state"] == "failed"),
+        "failed": sum(1 for s in strategies if s["state"] == "failed"),
         "trades": trades,
         "wins": wins,
         "win_rate": wins / trades if trades else 0.0,
-        "realised_pnl": sum(s["realised_pnl"] for s in strategies.values()),
-        "fees": sum(s["fees"] for s in strategies.values()),
-        "net_pnl": sum(s["net_pnl"] for s in strategies.values()),
-        "unrealised_pnl": sum(s["unrealised_pnl"] for s in strategies.values()),
+        "realised_pnl": sum(s["realised_pnl"] for s in strategies),
+        "fees": sum(s["fees"] for s in strategies),
+        "net_pnl": sum(s["net_pnl"] for s in strategies),
+        "unrealised_pnl": sum(s["unrealised_pnl"] for s in strategies),
         "starting_balance": start,
         "final_equity": equity,
         "return_pct": 100.0 * (equity - start) / start if start else 0.0,
     }
+
+
+def build_report(orchestrators: list[TradingOrchestrator], replay: dict[str, Any]) -> dict[str, Any]:
+    """The whole report: replay facts, each strategy, and totals per quote currency.
+
+    Money is never added across currencies: `totals` maps each currency (in the order the
+    strategies first use it) to the totals of the strategies trading in it.
+    """
+    strategies = {o.strategy_id: strategy_report(o) for o in orchestrators}
+    by_currency: dict[str, list[dict[str, Any]]] = {}
+    for report in strategies.values():
+        by_currency.setdefault(report["currency"], []).append(report)
+    totals = {currency: currency_totals(group) for currency, group in by_currency.items()}
     return {"replay": replay, "strategies": strategies, "totals": totals}

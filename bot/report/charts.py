@@ -1,4 +1,4 @@
-"""The page's plotly figures (equity overlay, equity and drawdown per strategy) as JSON for Plotly.newPlot."""
+"""The page's plotly figures (equity overlay per currency, equity and drawdown per strategy) as JSON for Plotly.newPlot."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,6 +8,7 @@ from typing import Any
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 import plotly.io as pio  # type: ignore[import-untyped]
 
+from bot.config.currency import money_decimals
 from bot.report.summary import StrategySummary
 
 _LAYOUT: dict[str, Any] = {
@@ -32,20 +33,34 @@ def _figure(traces: Sequence[go.Scatter], title: str, y_title: str, **layout: An
     return figure
 
 
-def overlay_figure(summaries: Sequence[StrategySummary]) -> go.Figure:
-    """Every strategy's equity curve on one chart."""
+def by_currency(summaries: Sequence[StrategySummary]) -> dict[str, list[StrategySummary]]:
+    """The summaries grouped by their quote currency, in the order the currencies first appear."""
+    groups: dict[str, list[StrategySummary]] = {}
+    for summary in summaries:
+        groups.setdefault(summary.run.facts.currency, []).append(summary)
+    return groups
+
+
+def _rounded(values: Sequence[float], balance: float) -> list[float]:
+    # Enough digits for the account's scale: 10 BTC plotted to cents would be a staircase.
+    places = money_decimals(balance)
+    return [round(v, places) for v in values]
+
+
+def overlay_figure(currency: str, summaries: Sequence[StrategySummary]) -> go.Figure:
+    """The equity curves of the strategies trading in one currency, on one chart and one axis of that currency."""
     traces = [
-        go.Scatter(x=s.run.equity.ts, y=[round(v, 2) for v in s.run.equity.equity], name=_label(s.run.strategy_id), mode="lines")
+        go.Scatter(x=s.run.equity.ts, y=_rounded(s.run.equity.equity, s.run.facts.starting_balance), name=_label(s.run.strategy_id), mode="lines")
         for s in summaries
     ]
-    return _figure(traces, "Equity, all strategies", "equity", height=380, showlegend=True)
+    return _figure(traces, f"Equity in {currency}, all {currency} strategies", f"equity ({escape(currency)})", height=380, showlegend=True)
 
 
 def equity_figure(summary: StrategySummary) -> go.Figure:
-    """One strategy's equity curve."""
+    """One strategy's equity curve, in its currency."""
     run = summary.run
-    trace = go.Scatter(x=run.equity.ts, y=[round(v, 2) for v in run.equity.equity], name=_label(run.strategy_id), mode="lines")
-    return _figure([trace], f"{run.strategy_id}: equity", "equity", showlegend=False)
+    trace = go.Scatter(x=run.equity.ts, y=_rounded(run.equity.equity, run.facts.starting_balance), name=_label(run.strategy_id), mode="lines")
+    return _figure([trace], f"{run.strategy_id}: equity", f"equity ({escape(run.facts.currency)})", showlegend=False)
 
 
 def drawdown_figure(summary: StrategySummary) -> go.Figure:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
 
+from bot.config.currency import money_decimals
 from bot.report import charts
 from bot.report.rundata import RunData, Trade
 from bot.report.summary import StrategySummary
@@ -36,8 +37,14 @@ def _iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _money(value: float) -> str:
-    return f"{value:,.2f}"
+def _money(value: float, balance: float) -> str:
+    # As many decimals as the account's scale needs: 10 BTC is shown to 0.0001, 10,000 USD to 0.01.
+    return f"{value:,.{money_decimals(balance)}f}"
+
+
+def _price(value: float) -> str:
+    # Eight significant digits: 38,525.5 USD and 0.09019899 BTC alike.
+    return f"{value:,.8g}"
 
 
 def _pct(value: float | None, signed: bool = False) -> str:
@@ -88,7 +95,7 @@ class ReportPage:
             self._facts(data, summaries),
             '<section id="comparison"><h2>Strategies side by side</h2>',
             self._comparison(summaries),
-            self._plot("overlay", "overlay", None, charts.figure_json(charts.overlay_figure(summaries))),
+            *self._overlays(summaries),
             "</section>",
             self._method(interval_ms),
         ]
@@ -111,9 +118,17 @@ class ReportPage:
             f"Candles: {sources} · Run folder: {escape(str(data.run_dir))}</p>"
         )
 
+    def _overlays(self, summaries: Sequence[StrategySummary]) -> list[str]:
+        # Money is never added across currencies, nor drawn on one axis: one chart per currency.
+        groups = charts.by_currency(summaries)
+        return [
+            self._plot(f"overlay-{index}", "overlay", None, charts.figure_json(charts.overlay_figure(currency, group)), currency)
+            for index, (currency, group) in enumerate(groups.items())
+        ]
+
     def _comparison(self, summaries: Sequence[StrategySummary]) -> str:
         head = (
-            "<tr><th class=text>strategy</th><th class=text>market</th><th class=text>state</th><th>trades</th><th>win rate</th>"
+            "<tr><th class=text>strategy</th><th class=text>market</th><th class=text>currency</th><th class=text>state</th><th>trades</th><th>win rate</th>"
             "<th>profit factor</th><th>net PnL</th><th>return</th><th>Sharpe</th><th>Sortino</th><th>max drawdown</th>"
             "<th>exposure</th><th>final equity</th></tr>"
         )
@@ -123,11 +138,11 @@ class ReportPage:
             sid = escape(s.run.strategy_id)
             rows.append(
                 f'<tr><td class=text><a href="#s-{sid}">{sid}</a></td><td class=text>{escape(f.symbol)} {escape(f.timeframe)}</td>'
-                f"<td class=text>{escape(f.state)}</td><td>{len(s.run.trades):,}</td><td>{_share(s.win_rate)}</td>"
-                f"<td>{_ratio(s.profit_factor)}</td><td class={_signed_class(f.net_pnl)}>{_money(f.net_pnl)}</td>"
+                f"<td class=text>{escape(f.currency)}</td><td class=text>{escape(f.state)}</td><td>{len(s.run.trades):,}</td><td>{_share(s.win_rate)}</td>"
+                f"<td>{_ratio(s.profit_factor)}</td><td class={_signed_class(f.net_pnl)}>{_money(f.net_pnl, f.starting_balance)}</td>"
                 f"<td class={_signed_class(f.return_pct)}>{_pct(f.return_pct, signed=True)}</td><td>{_ratio(s.sharpe)}</td>"
                 f"<td>{_ratio(s.sortino)}</td><td>{_pct(f.max_drawdown_pct)}</td><td>{_share(s.exposure)}</td>"
-                f"<td>{_money(f.final_equity)}</td></tr>"
+                f"<td>{_money(f.final_equity, f.starting_balance)}</td></tr>"
             )
         return f'<table class="compare"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -137,6 +152,8 @@ class ReportPage:
         periods = 365 * 86_400_000 / interval_ms
         return (
             '<section id="method"><h2>How the figures are computed</h2><ul class="note">'
+            "<li>Each strategy counts its money in its symbol's quote currency (the currency column: USD for BTC/USD, BTC for ETH/BTC). "
+            "Amounts in different currencies are never added: the equity curves are drawn one chart per currency.</li>"
             f"<li>Equity is sampled every {escape(period)} of candle close time (equity.csv), plus the start and the end of the run; "
             "a gap in the data longer than 7 days is sampled at its two ends only. "
             "The curves and drawdown charts plot these samples.</li>"
@@ -159,20 +176,22 @@ class ReportPage:
         run = summary.run
         f = run.facts
         sid = escape(run.strategy_id)
+        balance = f.starting_balance
         stats = [
             ("market", f"{escape(f.symbol)} {escape(f.timeframe)}"),
             ("state", escape(f.state)),
-            ("starting balance", _money(f.starting_balance)),
-            ("final equity", _money(f.final_equity)),
+            ("currency", escape(f.currency)),
+            ("starting balance", _money(balance, balance)),
+            ("final equity", _money(f.final_equity, balance)),
             ("return", _pct(f.return_pct, signed=True)),
-            ("net PnL (after fees)", _money(f.net_pnl)),
-            ("fees", _money(f.fees)),
+            ("net PnL (after fees)", _money(f.net_pnl, balance)),
+            ("fees", _money(f.fees, balance)),
             ("trades", f"{len(run.trades):,}"),
             ("win rate", _share(summary.win_rate)),
             ("profit factor", _ratio(summary.profit_factor)),
             ("Sharpe (annualised)", _ratio(summary.sharpe)),
             ("Sortino (annualised)", _ratio(summary.sortino)),
-            ("max drawdown", f"{_pct(f.max_drawdown_pct)} ({_money(f.max_drawdown)})"),
+            ("max drawdown", f"{_pct(f.max_drawdown_pct)} ({_money(f.max_drawdown, balance)})"),
             ("exposure time", _share(summary.exposure)),
             ("open positions at end", str(f.open_positions)),
         ]
@@ -183,19 +202,20 @@ class ReportPage:
                 '<dl class="stats">' + "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in stats) + "</dl>",
                 self._plot(f"equity-{index}", "equity", run.strategy_id, charts.figure_json(charts.equity_figure(summary))),
                 self._plot(f"drawdown-{index}", "drawdown", run.strategy_id, charts.figure_json(charts.drawdown_figure(summary))),
-                self._trades(run.trades),
+                self._trades(run.trades, f.starting_balance),
                 "</section>",
             ]
         )
 
-    def _plot(self, element_id: str, kind: str, strategy_id: str | None, figure_json: str) -> str:
+    def _plot(self, element_id: str, kind: str, strategy_id: str | None, figure_json: str, currency: str | None = None) -> str:
         owner = f' data-strategy="{escape(strategy_id)}"' if strategy_id is not None else ""
+        owner += f' data-currency="{escape(currency)}"' if currency is not None else ""
         return (
             f'<div class="chart" id="{element_id}" data-kind="{kind}"{owner}></div>'
             f'<script type="application/json" data-for="{element_id}">{figure_json}</script>'
         )
 
-    def _trades(self, trades: Sequence[Trade]) -> str:
+    def _trades(self, trades: Sequence[Trade], balance: float) -> str:
         if not trades:
             return '<p class="note">No closed trades.</p>'
         shown = trades[: self._max_trade_rows]
@@ -211,8 +231,8 @@ class ReportPage:
         )
         rows = [
             f"<tr><td>{i}</td><td class=text>{escape(t.symbol)}</td><td class=text>{escape(t.side)}</td><td>{t.quantity:g}</td>"
-            f"<td class=text>{_iso(t.entry_ms)}</td><td>{t.entry_price:,.2f}</td><td class=text>{_iso(t.exit_ms)}</td>"
-            f"<td>{t.exit_price:,.2f}</td><td class={_signed_class(t.pnl)}>{_money(t.pnl)}</td><td>{_money(t.fees)}</td>"
+            f"<td class=text>{_iso(t.entry_ms)}</td><td>{_price(t.entry_price)}</td><td class=text>{_iso(t.exit_ms)}</td>"
+            f"<td>{_price(t.exit_price)}</td><td class={_signed_class(t.pnl)}>{_money(t.pnl, balance)}</td><td>{_money(t.fees, balance)}</td>"
             f"<td class=text>{escape(t.exit_reason)}</td><td class=text>{escape(t.position_id)}</td></tr>"
             for i, t in enumerate(shown, 1)
         ]

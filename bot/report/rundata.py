@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from bot.config.currency import quote_currency
 from bot.errors import RunFileError
 from bot.replay.equity import EQUITY_COLUMNS
 from bot.replay.event_log import TRADE_COLUMNS
@@ -27,6 +28,7 @@ class StrategyFacts(_Facts):
     state: str
     last_error: str | None = None
     symbol: str
+    currency: str = ""
     timeframe: str
     trades: int
     starting_balance: float
@@ -37,6 +39,13 @@ class StrategyFacts(_Facts):
     max_drawdown: float
     max_drawdown_pct: float
     open_positions: int
+
+    @model_validator(mode="after")
+    def _currency_of_symbol(self) -> "StrategyFacts":
+        # A report.json from before `currency` was written: the symbol's quote currency.
+        if not self.currency:
+            object.__setattr__(self, "currency", quote_currency(self.symbol))
+        return self
 
 
 class ReplayFacts(_Facts):

@@ -1,23 +1,31 @@
-"""The shared risk manager: per-strategy and global limits, and the kill switch."""
+"""The shared risk manager: per-strategy and global limits, and the kill switch.
+
+Money is never added across currencies: each strategy counts in its symbol's quote currency,
+and the global limits (exposure, daily loss) hold per currency, over the strategies trading in it.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from bot.config.currency import RISK_LIMITS, limit_in, limit_problem
 from bot.config.models import GlobalRiskConfig, StrategyRiskConfig
+from bot.errors import StrategyStateError
 
 _DAY_MS = 86_400_000
 
 
 class StrategyRisk:
-    """One strategy's view of the risk manager, bound to its id and limits at construction."""
+    """One strategy's view of the risk manager, bound to its id, limits and currency at construction."""
 
-    __slots__ = ("strategy_id", "limits", "_manager", "exposure", "day", "day_pnl")
+    __slots__ = ("strategy_id", "limits", "currency", "_manager", "exposure", "day", "day_pnl")
 
-    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig) -> None:
+    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig, currency: str) -> None:
         self._manager = manager
         self.strategy_id = strategy_id
         self.limits = limits
+        # The quote currency its balance, PnL and notional are in.
+        self.currency = currency
         # Notional per position id, so exactly what an entry added is released at its exit.
         self.exposure: dict[str, float] = {}
         self.day = -1
@@ -36,11 +44,11 @@ class StrategyRisk:
             return "max_position_size", f"quantity {quantity} above limit {limits.max_position_size}"
         if limits.max_daily_loss is not None and -self.day_pnl >= limits.max_daily_loss:
             return "max_daily_loss", f"daily loss {-self.day_pnl:.8g} reached limit {limits.max_daily_loss}"
-        cap = manager.limits.max_total_exposure
+        cap = limit_in(manager.limits.max_total_exposure, self.currency)
         if cap is not None:
-            total = manager.total_exposure() + quantity * price
+            total = manager.total_exposure(self.currency) + quantity * price
             if total > cap:
-                return "max_total_exposure", f"total exposure would be {total:.8g}, limit {cap}"
+                return "max_total_exposure", f"total exposure would be {total:.8g} {self.currency}, limit {cap}"
         return None
 
     def on_entry(self, position_id: str, notional: float) -> None:
@@ -65,7 +73,7 @@ class StrategyRisk:
         """Add realised PnL net of fees (negative for a fee alone) to today's tally."""
         self._roll_day(ts)
         self.day_pnl += net_pnl
-        self._manager.book(self.strategy_id, net_pnl, ts)
+        self._manager.book(self.strategy_id, self.currency, net_pnl, ts)
 
     def _roll_day(self, ts: int) -> None:
         day = ts // _DAY_MS
@@ -73,27 +81,47 @@ class StrategyRisk:
             self.day, self.day_pnl = day, 0.0
 
 
+class _DayTally:
+    """The realised PnL net of fees of one currency's strategies on one UTC day."""
+
+    __slots__ = ("day", "pnl")
+
+    def __init__(self) -> None:
+        self.day = -1
+        self.pnl = 0.0
+
+
 class RiskManager:
     """Checks every entry against its strategy's limits and the global ones; attributes all to a strategy id.
 
-    Daily loss is realised PnL net of fees per UTC day (by event time). Tripping the global
-    daily loss limit engages the kill switch: no new entries anywhere until `reset_kill_switch`.
-    Exits are never blocked.
+    Daily loss is realised PnL net of fees per UTC day (by event time), tallied per quote
+    currency. The global limits hold per currency: the exposure cap compares the open notional
+    of the strategies trading in a currency with that currency's cap, and a currency's daily
+    loss reaching its limit engages the kill switch, which stops new entries everywhere (in
+    every currency) until `reset_kill_switch`. Exits are never blocked.
     """
 
     def __init__(self, limits: GlobalRiskConfig, on_kill_switch: Callable[[dict[str, Any]], None]) -> None:
         self.limits = limits
         self._on_kill_switch = on_kill_switch
         self._views: dict[str, StrategyRisk] = {}
-        self._day = -1
-        self._day_pnl = 0.0
+        self._days: dict[str, _DayTally] = {}
         self.kill_switch = False
 
-    def bind(self, strategy_id: str, limits: StrategyRiskConfig) -> StrategyRisk:
-        """Create the risk view of one strategy; a strategy id is bound once until `forget`."""
+    def bind(self, strategy_id: str, limits: StrategyRiskConfig, currency: str) -> StrategyRisk:
+        """Create the risk view of a strategy trading in `currency`; a strategy id is bound once until `forget`.
+
+        StrategyStateError when a global limit cannot hold for it: a plain number while other
+        strategies trade in another currency, or an object without an entry for its currency.
+        """
         if strategy_id in self._views:
             raise ValueError(f"strategy {strategy_id!r} already has a risk view")
-        view = StrategyRisk(self, strategy_id, limits)
+        others = [view.currency for view in self._views.values()]
+        for name in RISK_LIMITS:
+            problem = limit_problem(name, getattr(self.limits, name), currency, others)
+            if problem is not None:
+                raise StrategyStateError(f"strategy {strategy_id!r} trades in {currency}, and the global risk.{name} cannot hold for it: {problem}")
+        view = StrategyRisk(self, strategy_id, limits, currency)
         self._views[strategy_id] = view
         return view
 
@@ -105,36 +133,41 @@ class RiskManager:
         """Strategy ids currently tracked."""
         return list(self._views)
 
-    def total_exposure(self) -> float:
-        """Open notional summed over every strategy."""
-        return sum(sum(v.exposure.values()) for v in self._views.values())
+    def total_exposure(self, currency: str) -> float:
+        """Open notional of the strategies trading in `currency`."""
+        return sum(sum(v.exposure.values()) for v in self._views.values() if v.currency == currency)
 
-    def book(self, strategy_id: str, net_pnl: float, ts: int) -> None:
-        """Add to the global daily tally; trip the kill switch at the global daily loss limit."""
+    def book(self, strategy_id: str, currency: str, net_pnl: float, ts: int) -> None:
+        """Add to the currency's daily tally; trip the kill switch at the currency's daily loss limit."""
+        tally = self._days.setdefault(currency, _DayTally())
         day = ts // _DAY_MS
-        if day != self._day:
-            self._day, self._day_pnl = day, 0.0
-        self._day_pnl += net_pnl
-        cap = self.limits.max_daily_loss
-        if cap is not None and not self.kill_switch and -self._day_pnl >= cap:
+        if day != tally.day:
+            tally.day, tally.pnl = day, 0.0
+        tally.pnl += net_pnl
+        cap = limit_in(self.limits.max_daily_loss, currency)
+        if cap is not None and not self.kill_switch and -tally.pnl >= cap:
             self.kill_switch = True
-            self._on_kill_switch({"daily_loss": -self._day_pnl, "limit": cap, "tripped_by": strategy_id})
+            self._on_kill_switch({"daily_loss": -tally.pnl, "limit": cap, "currency": currency, "tripped_by": strategy_id})
 
     def daily_state(self, strategy_id: str) -> dict[str, float]:
-        """Today's loss tallies (the strategy's and the global one), to be journalled."""
+        """Today's loss tallies (the strategy's, and the global one of its currency), to be journalled."""
         view = self._views.get(strategy_id)
-        state = {"global_day": float(self._day), "global_pnl": self._day_pnl}
-        if view is not None:
-            state.update({"day": float(view.day), "pnl": view.day_pnl})
-        return state
+        if view is None:
+            return {"global_day": -1.0, "global_pnl": 0.0}
+        tally = self._days.get(view.currency, _DayTally())
+        return {"global_day": float(tally.day), "global_pnl": tally.pnl, "day": float(view.day), "pnl": view.day_pnl}
 
     def restore_daily(self, strategy_id: str, state: dict[str, float]) -> None:
-        """Take back journalled loss tallies after a restart (older days roll over as usual)."""
+        """Take back journalled loss tallies after a restart (older days roll over as usual); the global
+        tally goes back to the strategy's currency."""
         view = self._views.get(strategy_id)
-        if view is not None and "day" in state:
+        if view is None:
+            return
+        if "day" in state:
             view.day, view.day_pnl = int(state["day"]), state["pnl"]
-        if int(state["global_day"]) >= self._day:
-            self._day, self._day_pnl = int(state["global_day"]), state["global_pnl"]
+        tally = self._days.setdefault(view.currency, _DayTally())
+        if int(state["global_day"]) >= tally.day:
+            tally.day, tally.pnl = int(state["global_day"]), state["global_pnl"]
 
     def reset_kill_switch(self) -> None:
         """Allow new entries again (an operator's decision)."""

@@ -217,9 +217,12 @@ def test_report_json_per_strategy_and_totals(quiet_replay: ReplayRun) -> None:
         assert figures["starting_balance"] == 20_000
         assert 0.0 <= figures["win_rate"] <= 1.0
         assert figures["max_drawdown"] >= 0
-    totals = report["totals"]
+    # Both strategies trade BTC/USD: one currency, so one entry of totals.
+    assert list(report["totals"]) == ["USD"]
+    totals = report["totals"]["USD"]
     assert {"trades", "win_rate", "realised_pnl", "fees", "final_equity"} <= set(totals)
     strategies = report["strategies"].values()
+    assert all(s["currency"] == "USD" for s in strategies)
     assert totals["trades"] == sum(s["trades"] for s in strategies)
     assert totals["realised_pnl"] == pytest.approx(sum(s["realised_pnl"] for s in strategies))
     assert totals["fees"] == pytest.approx(sum(s["fees"] for s in strategies))
@@ -234,7 +237,7 @@ def test_report_trade_counts_match_trades_csv(quiet_replay: ReplayRun) -> None:
     per_strategy = Counter(row["strategy_id"] for row in rows)
     for sid in STRATEGY_IDS:
         assert report["strategies"][sid]["trades"] == per_strategy[sid], sid
-    assert report["totals"]["trades"] == len(rows)
+    assert report["totals"]["USD"]["trades"] == len(rows)
 
 
 def test_trades_csv_pnl_adds_up_to_report_figures(quiet_replay: ReplayRun) -> None:
@@ -261,7 +264,7 @@ def test_replay_shows_summary_table(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for sid in STRATEGY_IDS:
         assert sid in result.stdout
-    assert "TOTAL" in result.stdout
+    assert "TOTAL USD" in result.stdout
     assert "Replay:" in result.stdout
     assert (tmp_path / "out" / "report.json").is_file()
 

@@ -28,7 +28,7 @@ def test_a_pending_entry_never_fills_after_deactivate(policy: str) -> None:
     rig.feed("BTC/USD", candles_from([(101, 101, 101, 101)] * 3, start_ts=1_640_995_260_000))
     assert not rig.of_type("position_opened", "s1")
     assert [e.payload["client_id"] for e in rig.of_type("order_cancelled", "s1")] == ["s1-1"]
-    assert rig.services.risk.total_exposure() == 0.0
+    assert rig.services.risk.total_exposure("USD") == 0.0
 
 
 def test_a_pending_entry_never_fills_after_switch_or_failure() -> None:

@@ -6,7 +6,9 @@ from typing import Any
 import pytest
 
 from bot.config.models import BotConfig
+from bot.errors import StrategyStateError
 from bot.trading.actions import ClosePercent, OpenPosition
+from tests.support import Rig, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, Session, flat, quiet
 
 
@@ -279,3 +281,155 @@ def test_global_daily_loss_sums_strategies() -> None:
     assert len(kills) == 1
     assert kills[0].payload["tripped_by"] == "s2"
     assert kills[0].payload["daily_loss"] == pytest.approx(4.0, rel=1e-9)
+
+
+# -- global limits per quote currency ---------------------------------------------------------------------
+
+ETH_BTC = "ETH/BTC"
+
+
+class TwoCurrencies:
+    """s1 trades BTC/USD (counts in USD), s2 trades ETH/BTC (counts in BTC), on one 1m tape each."""
+
+    def __init__(self, config: BotConfig, **s2: Any) -> None:
+        self.rig = Rig(config, feeds={SYMBOL: "1m", ETH_BTC: "1m"})
+        slots = {"max_open_positions": 3}
+        self.rig.start(quiet(id="s1", exits={"stop_loss_pct": 2}, risk=slots), quiet(id="s2", symbol=ETH_BTC, risk=slots, **s2))
+        self.next_ts = T0
+
+    def bars(self, usd: float | tuple[float, float, float, float], btc: float | tuple[float, float, float, float]) -> None:
+        """One candle on each symbol (a number: a flat candle at that price)."""
+        rows = [usd if isinstance(usd, tuple) else flat(usd), btc if isinstance(btc, tuple) else flat(btc)]
+        for symbol, row in zip((SYMBOL, ETH_BTC), rows):
+            self.rig.feed(symbol, candles_from([row], start_ts=self.next_ts))
+        self.next_ts += MINUTE
+
+    def act(self, strategy_id: str, *actions: Any) -> None:
+        orchestrator = self.rig.manager.get(strategy_id)
+        for action in actions:
+            orchestrator.actions.put(action)
+        orchestrator.actions.drain()
+
+    def rules(self, strategy_id: str) -> list[str]:
+        return [e.payload["rule"] for e in self.rig.of_type("risk_rejected", strategy_id)]
+
+    def kills(self) -> list[dict[str, Any]]:
+        return [e.payload for e in self.rig.events if e.type == "kill_switch"]
+
+
+def test_exposure_is_capped_per_currency_never_summed_across() -> None:
+    """USD cap 150, BTC cap 60: s1 holds 100 USD of notional, s2 50 BTC; each is measured against its own cap only."""
+    two = TwoCurrencies(_global(max_total_exposure={"USD": 150, "BTC": 60}))
+    two.bars(100, 0.5)
+    two.act("s1", OpenPosition(SYMBOL, "long", 1.0))  # 100 USD
+    two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))  # 50 BTC: 150.0 summed, yet within the BTC cap
+    two.bars(100, 0.5)
+    assert two.rules("s1") == two.rules("s2") == []
+    assert two.rig.services.risk.total_exposure("USD") == 100.0
+    assert two.rig.services.risk.total_exposure("BTC") == 50.0
+    two.act("s1", OpenPosition(SYMBOL, "long", 0.5))  # 150 USD: at the USD cap, the 50 BTC do not count
+    two.act("s2", OpenPosition(ETH_BTC, "long", 30.0))  # 65 BTC: above the BTC cap
+    assert two.rules("s1") == []
+    assert two.rules("s2") == ["max_total_exposure"]
+    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s2")]
+    assert reason == "total exposure would be 65 BTC, limit 60.0"
+
+
+def test_a_loss_in_one_currency_never_counts_against_another_currencys_limit() -> None:
+    """USD limit 1.5, no BTC limit: s2 loses 5 BTC (no trip, s1 trades on); then s1 loses 2 USD and trips
+    the kill switch, which reports 2.0 USD, not 7, and then holds every entry in both currencies."""
+    two = TwoCurrencies(_global(max_daily_loss={"USD": 1.5, "BTC": None}), exits={"stop_loss_pct": 10})
+    two.bars(100, 0.5)
+    two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
+    two.bars(100, 0.5)  # s2 filled at 0.5, stop at 0.45
+    two.bars(100, (0.5, 0.5, 0.44, 0.44))  # stopped at 0.45: -5 BTC
+    assert [e.payload["pnl"] for e in two.rig.of_type("position_closed", "s2")] == [pytest.approx(-5.0, rel=1e-9)]
+    assert two.kills() == [] and not two.rig.services.risk.kill_switch
+    two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
+    assert two.rules("s1") == []
+    two.bars(100, 0.44)  # s1 filled at 100, stop at 98
+    two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # stopped at 98: -2 USD
+    assert two.kills() == [{"daily_loss": pytest.approx(2.0, rel=1e-9), "limit": 1.5, "currency": "USD", "tripped_by": "s1"}]
+    two.act("s2", OpenPosition(ETH_BTC, "long", 1.0))
+    assert two.rules("s2") == ["kill_switch"]
+    risk = two.rig.services.risk
+    assert risk.daily_state("s1")["global_pnl"] == pytest.approx(-2.0, rel=1e-9)
+    assert risk.daily_state("s2")["global_pnl"] == pytest.approx(-5.0, rel=1e-9)
+
+
+def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
+    """BTC limit 4: s2's loss of 5 BTC trips it (tripped_by s2, currency BTC); the USD limit is untouched."""
+    two = TwoCurrencies(_global(max_daily_loss={"USD": 1_000, "BTC": 4}), exits={"stop_loss_pct": 10})
+    two.bars(100, 0.5)
+    two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
+    two.bars(100, 0.5)
+    two.bars(100, (0.5, 0.5, 0.44, 0.44))
+    assert two.kills() == [{"daily_loss": pytest.approx(5.0, rel=1e-9), "limit": 4.0, "currency": "BTC", "tripped_by": "s2"}]
+    two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
+    assert two.rules("s1") == ["kill_switch"]
+
+
+@pytest.mark.parametrize(
+    ("risk", "reason"),
+    [
+        (
+            {"max_daily_loss": 1500},
+            "strategy 's2' trades in BTC, and the global risk.max_daily_loss cannot hold for it: a plain number holds for one currency, "
+            "but the strategies trade in USD, BTC: money is never added across currencies, so write the limit per currency: "
+            '{"USD": <amount>, "BTC": <amount>}',
+        ),
+        (
+            {"max_total_exposure": {"USD": 50_000}},
+            "strategy 's2' trades in BTC, and the global risk.max_total_exposure cannot hold for it: "
+            'no limit for BTC: add "BTC": <amount> (or "BTC": null for no limit in BTC)',
+        ),
+    ],
+)
+def test_a_strategy_in_a_currency_the_global_limits_do_not_cover_is_refused_at_load(risk: dict[str, Any], reason: str) -> None:
+    """Loaded at runtime (as `bot ctl load` does), a BTC strategy beside a USD one is refused when a global limit
+    is a plain number or has no entry for BTC; nothing of it stays behind, and a USD strategy still loads."""
+    rig = Rig(_global(**risk), feeds={SYMBOL: "1m", ETH_BTC: "1m"})
+    rig.start(quiet(id="s1"))
+    with pytest.raises(StrategyStateError) as refused:
+        rig.manager.load(quiet(id="s2", symbol=ETH_BTC))
+    assert str(refused.value) == reason
+    assert rig.manager.ids() == ["s1"] and rig.services.risk.tracked() == ["s1"]
+    rig.start(quiet(id="s3"))
+    assert rig.services.risk.tracked() == ["s1", "s3"]
+
+
+def test_a_plain_number_still_holds_for_strategies_of_one_currency() -> None:
+    """Backward compatible: with BTC strategies only, max_daily_loss 4 is the BTC limit; a 5 BTC loss trips it."""
+    rig = Rig(_global(max_daily_loss=4), feeds={ETH_BTC: "1m"})
+    rig.start(quiet(id="a", symbol=ETH_BTC, exits={"stop_loss_pct": 10}), quiet(id="b", symbol=ETH_BTC))
+    rig.feed(ETH_BTC, candles_from([flat(0.5)]))
+    orchestrator = rig.manager.get("a")
+    orchestrator.actions.put(OpenPosition(ETH_BTC, "long", 100.0))
+    orchestrator.actions.drain()
+    rig.feed(ETH_BTC, candles_from([flat(0.5), (0.5, 0.5, 0.44, 0.44)], start_ts=T0 + MINUTE))
+    kills = [e.payload for e in rig.events if e.type == "kill_switch"]
+    assert kills == [{"daily_loss": pytest.approx(5.0, rel=1e-9), "limit": 4.0, "currency": "BTC", "tripped_by": "a"}]
+
+
+def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
+    """daily_state carries the global tally of the strategy's own currency; restore_daily puts it back there."""
+    two = TwoCurrencies(_global(max_daily_loss={"USD": 3, "BTC": 6}), exits={"stop_loss_pct": 10})
+    two.bars(100, 0.5)
+    two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
+    two.bars(100, 0.5)
+    two.bars(100, (0.5, 0.5, 0.44, 0.44))  # -5 BTC
+    saved = {sid: two.rig.services.risk.daily_state(sid) for sid in ("s1", "s2")}
+    assert saved["s1"]["global_pnl"] == 0.0 and saved["s2"]["global_pnl"] == pytest.approx(-5.0, rel=1e-9)
+
+    again = TwoCurrencies(_global(max_daily_loss={"USD": 3, "BTC": 6}), exits={"stop_loss_pct": 10})
+    for sid, state in saved.items():
+        again.rig.services.risk.restore_daily(sid, state)
+    assert again.rig.services.risk.daily_state("s2")["global_pnl"] == pytest.approx(-5.0, rel=1e-9)
+    assert again.rig.services.risk.daily_state("s1")["global_pnl"] == 0.0
+    # 1.5 BTC more makes 6.5 BTC that day: the restored BTC tally trips the BTC limit; USD never moved.
+    again.next_ts = two.next_ts
+    again.bars(100, 0.5)
+    again.act("s2", OpenPosition(ETH_BTC, "long", 30.0))
+    again.bars(100, 0.5)
+    again.bars(100, (0.5, 0.5, 0.44, 0.44))
+    assert again.kills() == [{"daily_loss": pytest.approx(6.5, rel=1e-9), "limit": 6.0, "currency": "BTC", "tripped_by": "s2"}]
