@@ -35,16 +35,20 @@ class ScalpingParams(StrategyParams):
 
 
 class Scalping(Strategy):
-    """Scalps 1m pullbacks in the direction of the 5m trend: buys when the 1m close drops from
-    above its short EMA to at or below it while the last closed 5m candle is above its own EMA
-    (sells the mirror image when `allow_short`), if the 1m ATR as a percent of price is inside
-    the `market` band; closes any position still open after `max_hold_candles` candles.
+    """Scalps pullbacks in the direction of a higher timeframe's trend (1m and 5m unless
+    configured): buys when the trading candle's close drops from above its short EMA to at or
+    below it while the last closed `trend_timeframe` candle is above its own EMA (sells the
+    mirror image when `allow_short`), if the ATR as a percent of price is inside the `market`
+    band; closes any position still open after `max_hold_candles` candles.
 
-    Exits are meant to be tight and come from the strategy file: a stop-loss around 0.3% and a
-    take-profit ladder (e.g. half at +0.15%, the rest at +0.3%); the time limit closes what the
-    ladder has not. Suits liquid markets with steady intraday trends and moderate volatility;
-    it loses to fees when they are large next to the ladder's steps, and in choppy markets
-    where the 5m trend flips often.
+    Exits come from the strategy file: a stop-loss and a take-profit ladder; the time limit
+    closes what the ladder has not. Every round trip pays fees (taker in, maker at a
+    take-profit, taker at a stop or the time limit), so the ladder's steps must be many times
+    that cost: with 5 bps taker and 2 bps maker, steps of 0.15% and 0.3% on 1m candles trade
+    so often that fees eat most of the account. The catalog's file therefore trades 5m
+    pullbacks in the direction of the 1h trend with steps of 0.75% and 1.5%. Suits liquid
+    markets with steady intraday trends and moderate volatility; loses in choppy markets where
+    the context trend flips often.
 
     The time limit: the position filled at the open of candle E; on the close of candle
     E + max_hold_candles - 1 (the position has then been open for `max_hold_candles` whole

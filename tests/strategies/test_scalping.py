@@ -5,11 +5,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from bot.candles.model import Candle
-from bot.config.loader import load_config
+from bot.config.loader import deep_merge, load_config
 from bot.errors import ConfigError, StrategyError
+from bot.replay.runner import Replay
+from bot.replay.sources import resolve_sources
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000
@@ -265,5 +268,47 @@ def test_the_catalog_file_loads_with_its_exits(tmp_path: Path) -> None:
         json.dumps({"strategy_paths": [str(REPO / "strategies")], "strategies": [{"file": str(REPO / "strategies" / "catalog" / "scalping.json")}]})
     )
     [spec] = load_config(config).strategies
-    assert (spec.id, spec.module, spec.timeframe, spec.quantity) == ("scalping", "scalping", "1m", 0.1)
-    assert spec.exits.stop_loss_pct == 0.3 and [s.pct for s in spec.exits.take_profit] == [0.15, 0.3]
+    assert (spec.id, spec.module, spec.timeframe, spec.quantity) == ("scalping", "scalping", "5m", 0.1)
+    assert spec.params["trend_timeframe"] == "1h" and spec.params["max_hold_candles"] == 24
+    assert spec.exits.stop_loss_pct == 1.0 and [s.pct for s in spec.exits.take_profit] == [0.75, 1.5]
+
+
+# What the catalog file looked like when fees ate the account: 1m pullbacks, 5m trend, a ladder of 0.15% / 0.3%.
+ONE_MINUTE = {
+    "timeframe": "1m",
+    "params": {"trend_timeframe": "5m", "max_hold_candles": 15, "market": {"min_atr_pct": 0.05, "max_atr_pct": 0.25}},
+    "exits": {"stop_loss_pct": 0.3, "take_profit": [{"pct": 0.15, "close_pct": 50}, {"pct": 0.3, "close_pct": 50}]},
+}
+
+
+def replay_catalog_file(root: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The catalog's scalping file (with `overrides`) replayed alone over the bundled month of BTC/USD, as config.replay.json sets it up."""
+    bundled = json.loads((REPO / "config.replay.json").read_text())
+    root.mkdir()
+    (root / "scalping.json").write_text(json.dumps(deep_merge(json.loads((REPO / "strategies" / "catalog" / "scalping.json").read_text()), overrides)))
+    config = {
+        "replay": {"candles": {"BTC/USD": {"path": str(REPO / "data" / "BTC-USD-PERP_1m.csv")}}},
+        "strategy_defaults": bundled["strategy_defaults"],
+        "strategy_paths": [str(REPO / "strategies")],
+        "strategies": [{"file": "scalping.json"}],
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    loaded = load_config(root / "config.json")
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    return anyio.run(Replay(loaded, sources, root / "out").run).report["strategies"]["scalping"]
+
+
+def test_the_bundled_default_does_not_lose_its_account_to_fees_and_its_description_gives_the_real_figures(tmp_path: Path) -> None:
+    """On the bundled month the catalog file pays about a tenth of its account in fees (the 1m version paid three
+    quarters of it) and wins before fees; its description quotes both runs' figures as the replay computes them."""
+    description = json.loads((REPO / "strategies" / "catalog" / "scalping.json").read_text())["description"]
+    tuned = replay_catalog_file(tmp_path / "tuned", {})
+    assert tuned["state"] == "active" and 100 < tuned["trades"] < 400
+    assert tuned["fees"] < 0.12 * tuned["starting_balance"]
+    assert tuned["realised_pnl"] > 0 and tuned["return_pct"] > -6
+    assert f"makes {tuned['realised_pnl']:+,.0f} before fees and pays {tuned['fees']:,.0f} in fees ({tuned['return_pct']:+.1f}%)" in description
+
+    fast = replay_catalog_file(tmp_path / "fast", ONE_MINUTE)
+    assert fast["fees"] > 0.7 * fast["starting_balance"] and fast["trades"] > 5 * tuned["trades"]
+    assert f"made {fast['trades']:,} trades and paid {fast['fees']:,.0f} in fees on {fast['starting_balance']:,.0f} ({fast['return_pct']:+.1f}%)" in description
