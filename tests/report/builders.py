@@ -27,3 +27,19 @@ def write_replay_config(root: Path, data_file: Path) -> Path:
     path = root / "config.json"
     path.write_bytes(orjson.dumps(config))
     return path
+
+
+def write_two_currency_config(root: Path) -> Path:
+    """Write config.json naming the catalog's ema_cross (BTC/USD) and pairs_arbitrage (ETH/BTC, XMR/BTC) over the bundled candles."""
+    bundled = orjson.loads((REPO / "config.replay.json").read_bytes())
+    candles = {symbol: {**source, "path": str(REPO / source["path"])} for symbol, source in bundled["replay"]["candles"].items()}
+    config = {
+        "replay": {"candles": candles},
+        "risk": bundled["risk"],
+        "strategy_defaults": bundled["strategy_defaults"],
+        "strategy_paths": [str(REPO / "strategies")],
+        "strategies": [{"file": str(REPO / "strategies" / "catalog" / f"{name}.json")} for name in ("ema_cross", "pairs_arbitrage")],
+    }
+    path = root / "config.json"
+    path.write_bytes(orjson.dumps(config))
+    return path

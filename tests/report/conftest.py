@@ -9,7 +9,8 @@ import pytest
 from bot.config.loader import load_config
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
-from tests.report.builders import write_replay_config
+from tests.cli.test_cli import run_bot
+from tests.report.builders import write_replay_config, write_two_currency_config
 
 
 @pytest.fixture(scope="session")
@@ -20,4 +21,15 @@ def replay_dir(tmp_path_factory: pytest.TempPathFactory, btc_slice_file: Path) -
     sources, problems = resolve_sources(loaded)
     assert not problems
     anyio.run(Replay(loaded, sources, root / "out").run)
+    return root / "out"
+
+
+@pytest.fixture(scope="session")
+def two_currency_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of a replay of the catalog's ema_cross (BTC/USD, in USD) and pairs_arbitrage
+    (ETH/BTC against XMR/BTC, in BTC) over the bundled candles."""
+    root = tmp_path_factory.mktemp("two_currencies")
+    # The real command line, in its own process: the browser tests' Playwright already runs an event loop here.
+    result = run_bot("replay", "--config", write_two_currency_config(root), "--out", root / "out", "--quiet", cwd=root)
+    assert result.returncode == 0, result.stderr
     return root / "out"
