@@ -2,11 +2,47 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
+from bot.errors import BotError
 from bot.events import Event
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class LogFileError(BotError):
+    """The --log-file cannot be created or opened for appending."""
+
+
+class UtcFormatter(logging.Formatter):
+    """Log lines stamped in UTC ISO-8601 with milliseconds (2022-01-04 12:30:15.123Z), whatever the machine's zone."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        """The record's wall-clock time in UTC."""
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def open_log_file(path: Path) -> logging.FileHandler:
+    """A handler appending to `path` (folders created; a new file is the user's alone, 0600), or LogFileError."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise LogFileError(f"--log-file {path}: {path.parent} is not a folder")
+    previous = os.umask(0o077)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created here with 0600: FileHandler would take the umask's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise LogFileError(f"--log-file {path}: cannot open it for appending: {exc.strerror or exc}") from None
+    finally:
+        os.umask(previous)
+    handler.setFormatter(UtcFormatter(LOG_FORMAT))
+    return handler
 
 
 class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -25,16 +61,31 @@ class BotLogger:
         self.first_subscriber_error: str | None = None
 
     @classmethod
-    def to_stderr(cls, level: int = logging.INFO, name: str = "bot") -> "BotLogger":
-        """A logger writing one line per record to stderr."""
+    def to_stderr(cls, level: int = logging.INFO, name: str = "bot", log_file: Path | None = None) -> "BotLogger":
+        """A logger writing one line per record to stderr, and appending it to `log_file` too when given.
+
+        A log file of an earlier call on the same logger is closed and replaced (None: no file).
+        """
         logger = logging.getLogger(name)
-        if not logger.handlers:
+        if not any(type(handler) is logging.StreamHandler for handler in logger.handlers):
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            handler.setFormatter(UtcFormatter(LOG_FORMAT))
             logger.addHandler(handler)
+        new_file = open_log_file(log_file) if log_file is not None else None
+        for old in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(old)
+            old.close()
+        if new_file is not None:
+            logger.addHandler(new_file)
         logger.setLevel(level)
         logger.propagate = False
         return cls(logger)
+
+    def close(self) -> None:
+        """Close the log file, if any (stderr stays): the command is over."""
+        for handler in [h for h in self.logger.handlers if isinstance(h, logging.FileHandler)]:
+            self.logger.removeHandler(handler)
+            handler.close()
 
     def for_strategy(self, strategy_id: str) -> StrategyLogger:
         """A logger whose lines carry `strategy_id`."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -19,8 +20,8 @@ from bot.config.models import StrategyConfig
 from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path, control_token
 from bot.daemon.delivery import InboxDelivery
-from bot.daemon.event_lines import LOGGED_EVENTS, EventLines
-from bot.daemon.feed import Pacer
+from bot.daemon.event_lines import GAP_LINE_INTERVAL, LOGGED_EVENTS, EventLines, GapLines
+from bot.daemon.feed import Pacer, RecordedFeed
 from bot.daemon import heap
 from bot.daemon.live_feed import DaemonFeed, LiveFeed, PlayedFeed, close_exchange
 from bot.daemon.recovery import (
@@ -36,7 +37,9 @@ from bot.daemon.recovery import (
 )
 from bot.events import Event
 from bot.errors import BotError, ConfigError
+from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
+from bot.journal.lock import JournalLock
 from bot.log import BotLogger
 from bot.replay.sources import CandleSource
 from bot.services import BotServices
@@ -70,10 +73,22 @@ class Daemon:
     "stopped before trading started".
     """
 
-    def __init__(self, loaded: LoadedConfig, sources: list[CandleSource], logger: BotLogger, pacer: Pacer | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        sources: list[CandleSource],
+        logger: BotLogger,
+        pacer: Pacer | None = None,
+        journal_lock: JournalLock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.loaded = loaded
         self.sources = sources
         self.logger = logger
+        # The journal's lock already held (`run --fresh` moved the old journal aside under it), or None.
+        self._journal_lock = journal_lock
+        # Wall-clock seconds for rate-limiting log lines (candle gap summaries), never for trading.
+        self._monotonic = monotonic
         # When the recorded feed plays each candle: None is feed.speed's clock; a test steps it instead.
         self._pacer = pacer
         self._stop = anyio.Event()
@@ -113,7 +128,7 @@ class Daemon:
         """Run until stopped; return the process exit code."""
         # Before anything else: the journal's lock, so a second daemon on it is refused before it
         # reads or writes anything (even with another socket); then the socket and its token.
-        journal = Journal(self.loaded.base_dir / self.loaded.bot.journal.path)
+        journal = Journal(self.loaded.base_dir / self.loaded.bot.journal.path, lock=self._journal_lock)
         try:
             claim_socket_path(self.socket_path)
             control_token(self.loaded.bot.control)
@@ -167,13 +182,16 @@ class Daemon:
         if journal.get_meta(KILL_SWITCH):
             services.risk.kill_switch = True
             log.warning("kill switch still engaged from before the restart (bot ctl risk-reset releases it)")
-        services.bus.subscribe(EventLines(log), types=LOGGED_EVENTS)
+        gap_lines = GapLines(log, self._monotonic, self._loop_period)
+        services.bus.subscribe(EventLines(log, gap_lines), types=LOGGED_EVENTS)
         saved = journal.strategy_states()  # read before loading announces fresh states
         resume = journal.get_meta(FEED_POSITION)
+        self._announce_journal(journal, saved, resume)
         trading = True  # False once a stop cut the live start short: nothing was reconciled or traded
         async with anyio.create_task_group() as tg:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
+            tg.start_soon(self._flush_gap_lines, gap_lines)
             manager: StrategyManager | None = None
 
             def on_error(owner: object, handler: object, exc: Exception) -> None:
@@ -257,7 +275,7 @@ class Daemon:
                                 daily = journal.get_meta(RISK_DAY + spec.id)
                                 if daily:
                                     services.risk.restore_daily(spec.id, orjson.loads(daily))
-                                log.info("[%s] restored from the journal: %s", spec.id, restored)
+                                log.info("[%s] restored from the journal: %s", spec.id, format_fields(restored))
                         except (BotError, ValueError, KeyError) as exc:  # one strategy's problem stays its own
                             log.error("[%s] not loaded (its journalled state is kept): %s", spec.id, exc)
                             if spec.id in manager.ids():
@@ -289,6 +307,7 @@ class Daemon:
                     with anyio.move_on_after(10):
                         await delivery.drain()
                     delivery.close_all()
+                    gap_lines.flush()
                     ts = services.clock.now_ms()
                     for sid in manager.ids():
                         journal.snapshot_equity(sid, ts, manager.get(sid).portfolio.snapshot())
@@ -372,6 +391,37 @@ class Daemon:
         except ValueError as exc:  # pydantic's ValidationError: the file changed under them
             self.logger.logger.error("[%s] runtime changes not re-applied: %s", spec.id, exc)
             return spec
+
+    def _announce_journal(self, journal: Journal, saved: dict[str, dict[str, Any]], resume: str | None) -> None:
+        """One line saying whether the daemon resumes a journal (and what is in it) or starts a new one."""
+        shown = format_path(self.loaded.base_dir / self.loaded.bot.journal.path)
+        if not saved and not resume:
+            self.logger.logger.info("new journal %s", shown)
+            return
+        positions = sum(len(journal.open_positions(sid)) for sid in saved)
+        last = f"last candle {format_time(int(resume))}" if resume else "no candle processed yet"
+        self.logger.logger.info(
+            "resuming %s: %d %s, %d open %s, %s; bot run --fresh starts over",
+            shown,
+            len(saved),
+            "strategy" if len(saved) == 1 else "strategies",
+            positions,
+            "position" if positions == 1 else "positions",
+            last,
+        )
+
+    def _loop_period(self, symbol: str) -> int | None:
+        """How far apart two passes of the looped recording are, for a symbol of it (None: it does not loop)."""
+        feed = self._feed
+        if isinstance(feed, RecordedFeed) and any(source.symbol == symbol for source in self.sources):
+            return feed.loop_period
+        return None
+
+    async def _flush_gap_lines(self, gap_lines: GapLines) -> None:
+        """Log the candle gaps held back by the once-a-minute limit, once their minute is over."""
+        while True:
+            await anyio.sleep(GAP_LINE_INTERVAL / 6)
+            gap_lines.flush_due()
 
     async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

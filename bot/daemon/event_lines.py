@@ -1,9 +1,12 @@
-"""One log line per event of interest, with the strategy id, for the daemon's stderr."""
+"""One log line per event of interest, with the strategy id, for the daemon's stderr; candle gaps summarised per symbol."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from bot.events import Event
+from bot.fmt import format_fields, format_number, format_price, format_qty
 
 LOGGED_EVENTS = (
     "strategy_state",
@@ -17,31 +20,134 @@ LOGGED_EVENTS = (
     "feed_state",
     "candle_gap",
 )
+_WARNINGS = frozenset({"strategy_error", "kill_switch", "risk_rejected"})
+# At most one gap line per symbol in this many seconds of wall-clock time.
+GAP_LINE_INTERVAL = 60.0
+
+
+@dataclass
+class _SymbolGaps:
+    """What one symbol's gaps look like since its last gap line."""
+
+    timeframe: str = ""
+    held: int = 0  # gaps counted but not logged yet
+    missing: int = 0  # candles missing in those gaps
+    first_after: int = 0
+    last_next: int = 0
+    total: int = 0  # gaps logged since the start
+    logged_at: float | None = None  # wall-clock seconds of the last line
+    seen: set[tuple[str, int]] = field(default_factory=set)  # positions within the looped recording
+    told_repeat: bool = False
+
+
+class GapLines:
+    """Candle gaps as summaries: at most one line per symbol per `interval` wall-clock seconds, with counts.
+
+    A looped recording replays the same holes on every pass: a gap at a position of the
+    recording already logged (its time modulo `loop_period(symbol)`, None for a symbol that
+    does not loop) is not counted again. `clock`
+    is a monotonic clock in seconds; `flush_due` logs what waited longer than the interval
+    (the daemon calls it now and then), `flush` everything (at stop).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        clock: Callable[[], float],
+        loop_period: Callable[[str], int | None] = lambda symbol: None,
+        interval: float = GAP_LINE_INTERVAL,
+    ) -> None:
+        self._log = logger
+        self._clock = clock
+        self._loop_period = loop_period
+        self._interval = interval
+        self._symbols: dict[str, _SymbolGaps] = {}
+
+    def __call__(self, event: Event) -> None:
+        """Count one candle_gap event; log its symbol's line if none was logged within the interval."""
+        p = event.payload
+        symbol = str(p["symbol"])
+        gaps = self._symbols.setdefault(symbol, _SymbolGaps())
+        period = self._loop_period(symbol)
+        if period:
+            position = (str(p["timeframe"]), int(p["after"]) % period)
+            if position in gaps.seen:
+                if not gaps.told_repeat:
+                    gaps.told_repeat = True
+                    self._log.info("candle gaps of %s repeat as the recording loops: each is logged once", symbol)
+                return
+            gaps.seen.add(position)
+        if not gaps.held:
+            gaps.first_after = int(p["after"])
+        gaps.timeframe = str(p["timeframe"])
+        gaps.held += 1
+        gaps.missing += int(p["missing"])
+        gaps.last_next = int(p["next"])
+        now = self._clock()
+        if gaps.logged_at is None or now - gaps.logged_at >= self._interval:
+            self._line(symbol, gaps, now)
+
+    def flush_due(self) -> None:
+        """Log the held gaps of every symbol whose last line is at least the interval old."""
+        now = self._clock()
+        for symbol, gaps in self._symbols.items():
+            if gaps.held and (gaps.logged_at is None or now - gaps.logged_at >= self._interval):
+                self._line(symbol, gaps, now)
+
+    def flush(self) -> None:
+        """Log every held gap now (the daemon is stopping)."""
+        now = self._clock()
+        for symbol, gaps in self._symbols.items():
+            if gaps.held:
+                self._line(symbol, gaps, now)
+
+    def _line(self, symbol: str, gaps: _SymbolGaps, now: float) -> None:
+        gaps.total += gaps.held
+        if gaps.held == 1:
+            fields = {"symbol": symbol, "timeframe": gaps.timeframe, "missing": gaps.missing, "after": gaps.first_after, "next": gaps.last_next, "total": gaps.total}
+            self._log.warning("candle gap %s", format_fields(fields))
+        else:
+            fields = {
+                "symbol": symbol,
+                "timeframe": gaps.timeframe,
+                "gaps": gaps.held,
+                "missing": gaps.missing,
+                "since": gaps.first_after,  # the first gap began after this candle
+                "until": gaps.last_next,  # the last gap ended at this one
+                "total": gaps.total,
+            }
+            self._log.warning("candle gaps %s", format_fields(fields))
+        gaps.held = gaps.missing = 0
+        gaps.logged_at = now
 
 
 class EventLines:
-    """A bus subscriber that logs the events an operator wants to see scroll by."""
+    """A bus subscriber that logs the events an operator wants to see scroll by (candle gaps go to `gaps`)."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, gaps: GapLines) -> None:
         self._log = logger
+        self._gaps = gaps
 
     def __call__(self, event: Event) -> None:
         """Log one event."""
+        if event.type == "candle_gap":
+            self._gaps(event)
+            return
         p = event.payload
         who = f"[{event.strategy_id}] " if event.strategy_id else ""
         if event.type == "strategy_state":
             text = f"{p['change']} -> {p['state']}" + (f" ({p['policy']})" if p.get("policy") else "") + (f": {p['error']}" if p.get("error") else "")
         elif event.type == "position_opened":
-            text = f"opened {p['side']} {p['quantity']} {p['symbol']} @ {p['entry_price']} (stop {p['stop_loss']})"
+            stop = "no stop" if p["stop_loss"] is None else f"stop {format_price(p['stop_loss'])}"
+            text = f"opened {p['side']} {format_qty(p['quantity'])} {p['symbol']} @ {format_price(p['entry_price'])} ({stop})"
         elif event.type == "position_reduced":
-            text = f"reduced {p['position_id']} by {p['closed_quantity']} @ {p['price']} ({p['reason']})"
+            text = f"reduced {p['position_id']} by {format_qty(p['closed_quantity'])} @ {format_price(p['price'])} ({p['reason']})"
         elif event.type == "position_closed":
-            text = f"closed {p['position_id']} @ {p['exit_price']:.8g} ({p['exit_reason']}), pnl {p['pnl']:.8g}"
+            text = f"closed {p['position_id']} @ {format_price(p['exit_price'])} ({p['exit_reason']}), pnl {format_number(p['pnl'])}"
         elif event.type == "risk_rejected":
             text = f"entry refused by {p['rule']}: {p['reason']}"
         elif event.type == "strategy_error":
             text = f"error: {p['error']} ({p['note']})"
         else:
-            text = f"{event.type} {p}"
-        level = logging.WARNING if event.type in ("strategy_error", "kill_switch", "risk_rejected", "candle_gap") else logging.INFO
-        self._log.log(level, "%s%s", who, text)
+            text = f"{event.type} {format_fields(p)}"
+        self._log.log(logging.WARNING if event.type in _WARNINGS else logging.INFO, "%s%s", who, text)

@@ -109,6 +109,8 @@ class RecordedFeed:
         self.published = 0
         # Close time of the last candle published while playing (the restart point once processed).
         self.last_close: int | None = None
+        # Time shift between two passes of the looped recording (None: not looping, or not known yet).
+        self.loop_period: int | None = None
         self._stop = anyio.Event()
         # Sources added mid-session: (next close time, order, symbol, candle, rest of the file).
         self._added: list[tuple[int, int, str, Candle, Iterator[Candle]]] = []
@@ -193,6 +195,7 @@ class RecordedFeed:
             if found is None:
                 return
             first, period = found
+            self.loop_period = period
             if self._resume_after is not None and self._resume_after > first:
                 # Start at the pass holding the resume point instead of re-reading every pass
                 # since the daemon began (one pass back, so the backfill window is complete).

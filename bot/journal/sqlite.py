@@ -59,7 +59,8 @@ class Journal:
     strategy's rows are keyed by its id and never mix with another's. A thread of the journal's
     own checkpoints the WAL into the file (bot/journal/checkpoint.py), so a commit carries a
     checkpoint only when writes never pause long enough for the WAL to start over; `close`
-    stops the thread and checkpoints once more.
+    stops the thread and checkpoints once more. `lock`: the journal's lock already held by the
+    caller (taken over, released on close), instead of taking it here.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Journal:
         strategy_event_limit: int = STRATEGY_EVENT_LIMIT,
         checkpoints: CheckpointPolicy | None = None,
         log: logging.Logger | None = None,
+        lock: JournalLock | None = None,
     ) -> None:
         self.path = Path(path)
         self._log = log if log is not None else logging.getLogger("bot.journal")
@@ -75,8 +77,15 @@ class Journal:
         # One writer per journal: a second process (another daemon on the same path) is refused
         # here, before it reads or writes anything. Held until close; the kernel drops it on kill -9.
         # Locked by its real path: a symlinked name must not get a lock file of its own.
-        self._lock = JournalLock(Path(os.path.realpath(self.path)))
-        self._lock.acquire()
+        real = Path(os.path.realpath(self.path))
+        if lock is None:
+            self._lock = JournalLock(real)
+            self._lock.acquire()
+        elif not lock.held or lock.journal != real:
+            # A lock handed over (bot run --fresh held it while moving the old journal aside) must be this journal's.
+            raise ValueError(f"journal {self.path}: the lock handed over is {'not held' if not lock.held else 'for ' + str(lock.journal)}")
+        else:
+            self._lock = lock
         try:
             self._conn = open_database(self.path, wal_size_limit=policy.wal_size_limit)
         except BaseException:

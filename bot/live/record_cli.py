@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -15,6 +14,8 @@ import anyio
 from bot.config.exchange import ExchangeConfig
 from bot.config.loader import load_config
 from bot.errors import BotError, ConfigError
+from bot.log import BotLogger
+from bot.log_options import add_log_options, log_level
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -30,6 +31,7 @@ def add_record_parser(commands: Any) -> None:
     record.add_argument("--out", required=True, type=Path, help="folder of the CSV files, one per symbol (SYMBOL_TF.csv)")
     record.add_argument("--since", help="first candle to record, ISO 8601 UTC (a resumed file continues after its last row instead)")
     record.add_argument("--until", help="stop before the candle opening at this ISO 8601 UTC time (default: run until stopped)")
+    add_log_options(record)
 
 
 def parse_time(text: str, option: str) -> int:
@@ -65,13 +67,11 @@ def exchange_config(args: argparse.Namespace) -> ExchangeConfig:
 
 def run_record(args: argparse.Namespace) -> int:
     """Run `bot record`; return the exit code."""
-    logger = logging.getLogger("bot.record")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    try:
+        logger = BotLogger.to_stderr(level=log_level(args), name="bot.record", log_file=args.log_file).logger
+    except BotError as exc:  # the log file cannot be opened
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     try:
         config = exchange_config(args)
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]

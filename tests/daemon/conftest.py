@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +72,10 @@ class DaemonProcess:
     stays at its resume point, or a daemon held still while a test does something else to it.
     kill -9 (`kill()`) and SIGTERM work as for `bot run`. Stepping needs the recorded feed
     (feed.source recorded, the default): a live feed has no pacer and never says it plays.
+    `args` follow `bot run --config CONFIG` (--fresh, --log-file PATH, ...).
     """
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None, *, stepped: bool = False) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, *, stepped: bool = False, args: Sequence[str] = ()) -> None:
         self.config = config
         self.folder = config.parent
         self.socket = self.folder / "bot.sock"
@@ -89,7 +90,7 @@ class DaemonProcess:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         if not stepped:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "run", "--config", str(config)],
+                [sys.executable, "-m", "bot", "run", "--config", str(config), *args],
                 cwd=self.folder,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
@@ -101,7 +102,7 @@ class DaemonProcess:
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.daemon.stepped_daemon", "--ack-fd", str(child_acks), "--config", str(config)],
+                [sys.executable, "-m", "tests.daemon.stepped_daemon", "--ack-fd", str(child_acks), "--config", str(config), *args],
                 cwd=self.folder,
                 stdin=subprocess.PIPE,
                 stdout=self._log_file,
@@ -126,7 +127,7 @@ class DaemonProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            if self.socket.exists() and b"'playing'" in self.log.read_bytes():
+            if self.socket.exists() and b"feed_state state=playing" in self.log.read_bytes():
                 return
             time.sleep(0.05)
         raise AssertionError(f"daemon not ready after {timeout}s:\n{self.log.read_text()}")
