@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from bot.strategy.catalog import CatalogEntry, CatalogLookupError, StrategyCatal
 
 EXIT_OK = 0
 EXIT_INVALID = 2
+# A sentence ends at . ! or ? followed by a space and the next sentence's first letter.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
 
 
 def add_strategies_parser(commands: Any) -> None:
@@ -69,13 +72,25 @@ def run_strategies(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         out.print_json(json.dumps([{k: v for k, v in _info(e).items() if k not in ("schema",)} for e in entries]))
         return EXIT_OK
-    table = Table(title="strategies", title_justify="left")
+    rows = [(entry.name, entry.version, f"{entry.module}:{entry.class_name}", headline(entry.summary)) for entry in entries]
+    if not out.is_terminal:
+        # A pipe or a file: one line per strategy, never wrapped into a column of fragments.
+        widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+        for row in rows:
+            out.print(escape("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3]), highlight=False, soft_wrap=True)
+        return EXIT_OK
+    table = Table(title="strategies (bot strategies info ID for the whole description)", title_justify="left")
     for column in ("name", "version", "module", "description"):
         table.add_column(column, overflow="fold")
-    for entry in entries:
-        table.add_row(escape(entry.name), escape(entry.version), escape(f"{entry.module}:{entry.class_name}"), escape(entry.summary))
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     out.print(table)
     return EXIT_OK
+
+
+def headline(summary: str) -> str:
+    """The first sentence of a strategy's summary (the listing's description; `info ID` prints the whole text)."""
+    return _SENTENCE_END.split(summary.strip(), maxsplit=1)[0]
 
 
 def _info(entry: CatalogEntry) -> dict[str, Any]:
