@@ -98,7 +98,8 @@ def test_the_binding_stop_is_the_higher_of_stop_loss_and_trailing_stop() -> None
     session = _entered({"stop_loss_pct": 3, "trailing": {"activation_pct": 2, "distance_pct": 1}})
     session.bars((100.0, 102.2, 101.5, 102.0))
     position = session.position()
-    assert (position.stop_loss, position.trailing_stop, position.stop) == (approx(97.0), approx(100.98), approx(100.98))
+    assert position.stop_loss == approx(97.0, rel=1e-12)
+    assert position.trailing_stop == position.stop == approx(100.98, rel=1e-12)
     session.bars((101.5, 101.8, 100.0, 100.5))
     assert _exit_fills(session) == [("trailing_stop", approx(100.98, rel=1e-12), 1.0)]
 
