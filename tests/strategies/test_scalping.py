@@ -296,7 +296,8 @@ def replay_catalog_file(root: Path, overrides: dict[str, Any]) -> dict[str, Any]
     loaded = load_config(root / "config.json")
     sources, problems = resolve_sources(loaded)
     assert not problems
-    return anyio.run(Replay(loaded, sources, root / "out").run).report["strategies"]["scalping"]
+    scalping: dict[str, Any] = anyio.run(Replay(loaded, sources, root / "out").run).report["strategies"]["scalping"]
+    return scalping
 
 
 def test_the_bundled_default_does_not_lose_its_account_to_fees_and_its_description_gives_the_real_figures(tmp_path: Path) -> None:
