@@ -16,7 +16,7 @@ from rich.table import Table
 from bot.candles.reader import count_candles
 from bot.clock import WallClock
 from bot.config.currency import money_decimals
-from bot.config.loader import IncompleteConfigError, LoadedConfig, load_config
+from bot.config.loader import IncompleteConfigError, LoadedConfig, exchange_problems, load_config
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
 from bot.daemon.app import Daemon
@@ -119,6 +119,9 @@ def _gather(config: Path, candle_args: list[str], daemon: bool) -> tuple[LoadedC
         partial = exc.partial
     except ConfigError as exc:
         return None, [], problems + exc.problems
+    if partial is not None:
+        # Here, not in load_config: the daemon must not import ccxt because a client sent a config.
+        problems += exchange_problems(partial.bot, str(config))
     if partial is None or len(overrides) < len(candle_args):
         return loaded, [], problems
     if daemon and partial.bot.feed.source == "ccxt":

@@ -292,7 +292,6 @@ def load_config(path: str | Path, catalog: StrategyCatalog | None = None) -> Loa
         # Every listed strategy, enabled or not: a disabled one can be activated at runtime.
         limits = {name: getattr(bot.risk, name) for name in RISK_LIMITS}
         problems += risk_problems(limits, label, [(s.id, s.symbol, str(files[s.id])) for s in strategies])
-    problems += exchange_problems(bot, label)
     loaded = LoadedConfig(config_path, bot, tuple(strategies), files, catalog)
     if problems:
         raise IncompleteConfigError(problems, None if "replay" in failed else loaded)
@@ -328,7 +327,11 @@ def _without_failing_fields(data: dict[str, Any], exc: ValidationError) -> tuple
 
 def exchange_problems(bot: BotConfig, label: str) -> list[ConfigProblem]:
     """An exchange section names an exchange ccxt has, and one that serves candles (fetchOHLCV),
-    which the live feed and `bot record` need."""
+    which the live feed and `bot record` need.
+
+    Not part of `load_config`: it imports ccxt, which the daemon must never do because a control
+    client sent a config to validate; the command line calls it (`bot validate`, `replay`, `run`).
+    """
     if bot.exchange is None:
         return []
     # Imported only here: ccxt takes ~0.4 s to import, which a replay of recorded files must not pay.
