@@ -45,9 +45,9 @@ class GapLines:
 
     A looped recording replays the same holes on every pass: a gap at a position of the
     recording already logged (its time modulo `loop_period(symbol)`, None for a symbol that
-    does not loop) is not counted again. `clock`
-    is a monotonic clock in seconds; `flush_due` logs what waited longer than the interval
-    (the daemon calls it now and then), `flush` everything (at stop).
+    does not loop) is not counted again. `clock` is a monotonic clock in seconds; `flush_due`
+    logs what waited longer than the interval (the daemon calls it now and then), `flush`
+    everything (at stop).
     """
 
     def __init__(
