@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, deep_merge, load_config, load_strategy
+from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, changed_strategy, deep_merge, load_config, load_strategy
 from bot.config.models import BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
 from bot.control.redact import Redactor, schema_words
@@ -285,7 +285,8 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
         if args.activate:
             state.manager.activate(spec.id)
     except (StrategyStateError, StrategyError) as exc:
-        raise ControlError("invalid_state", state.redact.about_file(str(exc), path)) from None
+        # Its id is what a successful load answers with: not hidden.
+        raise ControlError("invalid_state", state.redact.about_file(str(exc), path, shown=(spec.id,))) from None
     heap.settle()
     return {"id": spec.id, "state": state.manager.get(spec.id).state}
 
@@ -330,11 +331,11 @@ def switch(state: DaemonState, args: SwitchArgs) -> dict[str, Any]:
     return {"from": args.source, "to": args.target, "policy": args.policy}
 
 
-def _apply(state: DaemonState, orchestrator: TradingOrchestrator, spec: StrategyConfig) -> dict[str, Any]:
+def _apply(state: DaemonState, orchestrator: TradingOrchestrator, spec: StrategyConfig, hint: str = "unload and load it again to change them") -> dict[str, Any]:
     try:
         changed = orchestrator.reconfigure(spec)
     except ValueError as exc:
-        raise ControlError("invalid_config", f"{exc}: unload and load it again to change them") from None
+        raise ControlError("invalid_config", f"{spec.id}: {exc}: {hint}") from None
     return {"id": spec.id, "changed": changed}
 
 
@@ -351,27 +352,52 @@ def reload(state: DaemonState, args: StrategyArg) -> dict[str, Any]:
 
 
 def set_param(state: DaemonState, args: SetArgs) -> dict[str, Any]:
-    """Change one runtime parameter, validated as the whole config would be; journalled so a restart keeps it."""
+    """Change one field, validated as its strategy file would be (a module's params by its Params); journalled so a restart keeps it.
+
+    The reply says which top-level fields changed, and the value at the path before and after.
+    """
     orchestrator = _orchestrator(state, args.id)
     update: Any = args.value
     for part in reversed(args.path.split(".")):
         update = {part: update}
-    result = _set(state, orchestrator, args, update)
+    before = orchestrator.spec
+    result = _set(state, orchestrator, update)
     if state.journal is not None:
         key = OVERRIDES + args.id
         previous = state.journal.get_meta(key)
         overrides = deep_merge(orjson.loads(previous) if previous else {}, update)
         state.journal.set_meta(key, orjson.dumps(overrides).decode())
-    return result
+    return {**result, "path": args.path, "old": _at(before, args.path), "new": _at(orchestrator.spec, args.path)}
 
 
-def _set(state: DaemonState, orchestrator: TradingOrchestrator, args: SetArgs, update: dict[str, Any]) -> dict[str, Any]:
-    merged = deep_merge(orchestrator.spec.model_dump(mode="json"), update)
+def _set(state: DaemonState, orchestrator: TradingOrchestrator, update: dict[str, Any]) -> dict[str, Any]:
     try:
-        spec = StrategyConfig.model_validate(merged)
-    except Exception as exc:  # pydantic.ValidationError: reported as bad args with its text
-        raise ControlError("bad_args", f"{args.path}={args.value!r} is invalid: {exc}".replace("\n", " ")) from None
-    return _apply(state, orchestrator, spec)
+        spec = changed_strategy(orchestrator.spec, update, state.loaded.catalog, orchestrator.strategy_id)
+    except ConfigError as exc:
+        # One line per problem, as `bot validate` prints them; they name the client's own path and value.
+        raise ControlError("bad_args", "\n".join(str(problem) for problem in exc.problems)) from None
+    path = state.strategy_files.get(orchestrator.strategy_id)
+    where = "its strategy file" if path is None else _relative(path, state.loaded.base_dir)
+    # Its streams, indicators and strategy object are built from the other fields: a new value needs a new build.
+    return _apply(state, orchestrator, spec, f"change the field in {where}, then unload and load the strategy")
+
+
+def _relative(path: Path, base: Path) -> str:
+    """A file as a client names it: relative to config.json's folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except (OSError, ValueError):
+        return str(path)
+
+
+def _at(spec: StrategyConfig, path: str) -> Any:
+    """The value at a dotted path of a strategy's config (None where the path leads nowhere)."""
+    node: Any = spec.model_dump(mode="json")
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def positions(state: DaemonState, args: OptionalStrategyArg) -> dict[str, Any]:

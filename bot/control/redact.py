@@ -67,9 +67,10 @@ class Redactor:
         """The problems as one line, `file: field: reason; ...`."""
         return "; ".join(f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in self.problems(problems))
 
-    def about_file(self, text: str, path: Path) -> str:
-        """A message about `path` (a strategy that would not load) with the file's own text hidden."""
-        return _cut(self._hide(text, self._secrets([str(path)])))
+    def about_file(self, text: str, path: Path, shown: Iterable[str] = ()) -> str:
+        """A message about `path` (a strategy that would not load) with the file's own text hidden, but for `shown`."""
+        keep = set(shown)
+        return _cut(self._hide(text, [secret for secret in self._secrets([str(path)]) if secret not in keep]))
 
     @staticmethod
     def numbers_hidden(text: str) -> str:
