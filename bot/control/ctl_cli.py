@@ -1,72 +1,114 @@
-"""The `bot ctl` command line: argument parsing, the request, and human-readable output."""
+"""The `bot ctl` command line: argument parsing, finding the daemon, the request, and what is printed."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import orjson
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
-from bot.config.loader import load_config
 
 from bot.control.client import ControlClient, DaemonNotRunning, DaemonUnreachable
-from bot.errors import ConfigError
+from bot.control.ctl_output import NEEDS_BEFORE, print_error, print_event, print_following, print_problems, print_result
+from bot.control.locate import SOCKET_ENV, NoSocket, find_socket
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 POLICIES = ("manage", "close", "freeze")
+SET_DESCRIPTION = """\
+Change one field of a loaded strategy, validated as its strategy file would be (a strategy
+module's params by its own Params). quantity, exits, fees, fill, risk, description and
+enabled (and a declarative strategy's thresholds) apply at once, keep positions and
+indicators, and survive a restart. Other fields, params included, are refused with the
+reason: change them in the strategy file, then unload and load it."""
+SET_EXAMPLES = """\
+examples (the default config):
+  bot ctl set ema_cross quantity 0.2
+  bot ctl set momentum exits.stop_loss_pct 5
+  bot ctl set scalping risk.max_open_positions 2
+  bot ctl set hybrid fees.taker_bps 1
+  bot ctl set mean_reversion exits.take_profit '[{"pct": 1, "close_pct": 100}]'"""
+
+
+class _CtlParser(argparse.ArgumentParser):
+    """A `bot ctl` subcommand's parser: arguments it does not know are its own error, under its own name (`bot ctl status`)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:  # type: ignore[override]
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed, extra
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """--socket, --config and --json: taken before the subcommand and after it (there they do not reset what came before)."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--socket", type=Path, default=default, help=f"control socket path (first choice; then ${SOCKET_ENV}, then --config)")
+    common.add_argument("--config", type=Path, default=default, help="config whose control.socket to use (default: ./config.json)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False, help="print the raw JSON reply")
+    return common
 
 
 def add_ctl_parser(commands: Any) -> None:
     """Register `bot ctl` and its subcommands."""
-    ctl = commands.add_parser("ctl", help="steer a running daemon through its control socket")
-    ctl.add_argument("--config", default="config.json", type=Path, help="config whose control.socket to use (default: config.json)")
-    ctl.add_argument("--socket", type=Path, help="control socket path (overrides --config)")
-    ctl.add_argument("--json", action="store_true", help="print the raw JSON reply")
-    sub = ctl.add_subparsers(dest="ctl_command", required=True, metavar="CMD")
-    sub.add_parser("status", help="strategies, health, feed")
-    sub.add_parser("strategies", help="loaded and available strategies")
-    sub.add_parser("metrics", help="per-strategy processing figures")
-    sub.add_parser("shutdown", help="stop the daemon gracefully")
-    sub.add_parser("risk-reset", help="release the kill switch")
-    p = sub.add_parser("positions", help="open positions, all or one strategy")
+    ctl = commands.add_parser(
+        "ctl",
+        help="steer a running daemon through its control socket",
+        parents=[_common(suppress=False)],
+        description=f"The daemon's socket: --socket, else ${SOCKET_ENV}, else control.socket of --config, else of ./config.json.",
+    )
+    sub = ctl.add_subparsers(dest="ctl_command", required=True, metavar="CMD", parser_class=_CtlParser)
+    after = [_common(suppress=True)]
+    sub.add_parser("status", help="strategies, health, feed", parents=after)
+    sub.add_parser("strategies", help="loaded and available strategies", parents=after)
+    sub.add_parser("metrics", help="per-strategy processing figures", parents=after)
+    sub.add_parser("shutdown", help="stop the daemon gracefully", parents=after)
+    sub.add_parser("risk-reset", help="release the kill switch", parents=after)
+    p = sub.add_parser("positions", help="open positions, all or one strategy", parents=after)
     p.add_argument("id", nargs="?")
-    p = sub.add_parser("validate", help="check a config or strategy file without applying it")
+    p = sub.add_parser("validate", help="check a config or strategy file without applying it", parents=after)
     p.add_argument("file")
-    p = sub.add_parser("load", help="load a strategy file (dormant)")
+    p = sub.add_parser("load", help="load a strategy file (dormant)", parents=after)
     p.add_argument("file")
     p.add_argument("--activate", action="store_true")
-    p = sub.add_parser("unload", help="unload a strategy")
+    p = sub.add_parser("unload", help="unload a strategy", parents=after)
     p.add_argument("id")
     p.add_argument("--close", action="store_true", help="close its positions at the last price first")
     for name in ("activate", "reload"):
-        p = sub.add_parser(name, help=f"{name} a strategy")
+        p = sub.add_parser(name, help=f"{name} a strategy", parents=after)
         p.add_argument("id")
-    p = sub.add_parser("deactivate", help="stop a strategy's new entries")
+    p = sub.add_parser("deactivate", help="stop a strategy's new entries", parents=after)
     p.add_argument("id")
     p.add_argument("--policy", choices=POLICIES, default="manage")
-    p = sub.add_parser("switch", help="deactivate one strategy and activate another in one step")
+    p = sub.add_parser("switch", help="deactivate one strategy and activate another in one step", parents=after)
     p.add_argument("source", metavar="FROM")
     p.add_argument("target", metavar="TO")
     p.add_argument("--policy", choices=POLICIES, default="manage")
-    p = sub.add_parser("set", help="change one runtime parameter (VALUE is JSON, else text)")
+    p = sub.add_parser(
+        "set",
+        help="change one field of a loaded strategy (VALUE is JSON, else text)",
+        parents=after,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=SET_DESCRIPTION,
+        epilog=SET_EXAMPLES,
+    )
     p.add_argument("id")
-    p.add_argument("path", help="dotted field path, e.g. quantity or exits.stop_loss_pct")
-    p.add_argument("value")
-    p = sub.add_parser("add-symbol", help="subscribe a symbol mid-session from a recorded candle file")
+    p.add_argument("path", help="dotted field path, e.g. quantity, exits.stop_loss_pct or fees.taker_bps")
+    p.add_argument("value", help="the new value: JSON (0.2, null, [1, 2], {\"pct\": 1}), anything else is text")
+    p = sub.add_parser("add-symbol", help="subscribe a symbol mid-session from a recorded candle file", parents=after)
     p.add_argument("symbol")
     p.add_argument("file")
     p.add_argument("--timeframe")
-    p = sub.add_parser("remove-symbol", help="stop the feed of a symbol added with add-symbol (no strategy may use it)")
+    p = sub.add_parser("remove-symbol", help="stop the feed of a symbol added with add-symbol (no strategy may use it)", parents=after)
     p.add_argument("symbol")
-    p = sub.add_parser("events", help="follow the live event stream")
+    p = sub.add_parser("events", help="follow the live event stream", parents=after)
     p.add_argument("--strategy", dest="strategy_id")
     p.add_argument("--type", dest="types", action="append", help="event type (repeatable)")
 
@@ -110,89 +152,26 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     raise AssertionError(f"unhandled ctl command {cmd}")
 
 
-def _socket(args: argparse.Namespace) -> Path:
-    if args.socket is not None:
-        return Path(args.socket)
-    loaded = load_config(args.config)
-    return (loaded.base_dir / loaded.bot.control.socket).resolve()
-
-
-def _print_status(console: Console, result: dict[str, Any]) -> None:
-    console.print(
-        f"health [bold]{result['health']}[/]"
-        + (f" ({escape('; '.join(result['problems']))})" if result["problems"] else "")
-        + f"  uptime {result['uptime_s']:.0f}s  feed {result['feed']['state']} ({result['feed']['candles']:,} candles)"
-        + ("  [bold red]KILL SWITCH[/]" if result["kill_switch"] else ""),
-        highlight=False,
-    )
-    table = Table()
-    for column in ("strategy", "state", "symbols", "tf", "warm", "positions", "equity", "last error"):
-        table.add_column(column)
-    for sid, s in result["strategies"].items():
-        state = s["state"] + (f" ({s['policy']})" if s["policy"] else "")
-        warm = "yes" if s["warm"] else "no"
-        table.add_row(sid, state, ", ".join(s["symbols"]), s["timeframe"], warm, str(s["positions"]), f"{s['equity']:,.2f}", escape(s["last_error"] or ""))
-    console.print(table)
-    added = result.get("added_symbols") or {}
-    if added:
-        listed = ", ".join(f"{symbol} {entry['timeframe']} ({entry['file']})" for symbol, entry in added.items())
-        console.print(f"added symbols: {escape(listed)}", highlight=False, soft_wrap=True)
-
-
-def _print_metrics(console: Console, result: dict[str, Any]) -> None:
-    table = Table(title=f"slowest: {result['slowest']}")
-    columns = ("candles", "avg_us", "p99_us", "max_us", "inbox_depth", "overruns", "errors", "actions_done", "actions_failed")
-    table.add_column("strategy")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for sid, m in result["strategies"].items():
-        table.add_row(sid, *(f"{m.get(c, 0):,.1f}" if isinstance(m.get(c), float) else f"{m.get(c, 0):,}" for c in columns))
-    console.print(table)
-
-
-def _print_positions(console: Console, result: dict[str, Any]) -> None:
-    table = Table()
-    for column in ("strategy", "position", "side", "quantity", "entry", "stop", "trailing", "take-profits left"):
-        table.add_column(column)
-    for sid, data in result.items():
-        for p in data["positions"]:
-            left = [f"{tp[0]:.8g}" for tp in p["take_profit"] if not tp[2]]
-            trailing = f"{p['trailing_stop']:.8g}" if p["trailing_active"] else "-"
-            stop = "-" if p["stop_loss"] is None else f"{p['stop_loss']:.8g}"
-            table.add_row(sid, p["position_id"], p["side"], f"{p['quantity']:.8g}", f"{p['entry_price']:.8g}", stop, trailing, ", ".join(left))
-    console.print(table)
-
-
-def _print_result(console: Console, cmd: str, result: Any) -> None:
-    if cmd == "status":
-        _print_status(console, result)
-    elif cmd == "metrics":
-        _print_metrics(console, result)
-    elif cmd == "positions":
-        _print_positions(console, result)
-    elif cmd == "validate" and not result.get("valid"):
-        for problem in result["problems"]:
-            console.print(escape(f"{problem['file']}: {problem['field'] or '<file>'}: {problem['reason']}"), soft_wrap=True)
-    else:
-        console.print_json(orjson.dumps(result).decode())
-
-
 async def _call(args: argparse.Namespace, socket_path: Path, console: Console, err: Console) -> int:
     cmd, request_args = _request(args)
     async with ControlClient(socket_path) as client:
         if cmd == "events":
             return await _follow(client, request_args, args.json, console, err)
+        # The line saying what changed names the state before it.
+        before = await client.call("status") if cmd in NEEDS_BEFORE and not args.json else None
         reply = await client.call(cmd, request_args)
     if args.json:
         print(orjson.dumps(reply).decode())
-    elif reply["ok"]:
-        _print_result(console, cmd, reply["result"])
+        ok = reply["ok"] and not (cmd == "validate" and not reply["result"].get("valid"))
+        return EXIT_OK if ok else EXIT_REFUSED
     if not reply["ok"]:
-        if not args.json:
-            err.print(f"[bold red]error[/] ({reply['error']['code']}): {escape(reply['error']['message'])}", highlight=False, soft_wrap=True)
+        print_error(err, reply["error"]["message"])
         return EXIT_REFUSED
-    if cmd == "validate" and not reply["result"].get("valid"):
+    result = reply["result"]
+    if cmd == "validate" and not result.get("valid"):
+        print_problems(err, result["problems"])
         return EXIT_REFUSED
+    print_result(console, cmd, request_args, result, before["result"] if before is not None and before["ok"] else None)
     return EXIT_OK
 
 
@@ -202,29 +181,32 @@ async def _follow(client: ControlClient, request: dict[str, Any], as_json: bool,
             if as_json:
                 print(orjson.dumps(message["event"]).decode(), flush=True)
             else:
-                e = message["event"]
-                console.print(f"{e['seq']:>8} {e['ts']} {e['type']:<16} {e['strategy_id'] or '-':<16} {escape(orjson.dumps(e['payload']).decode())}", highlight=False, soft_wrap=True)
+                print_event(console, message["event"])
         elif not message.get("ok"):
-            err.print(f"[bold red]error[/] ({message['error']['code']}): {escape(message['error']['message'])}", highlight=False, soft_wrap=True)
+            if as_json:
+                print(orjson.dumps(message).decode(), flush=True)
+            else:
+                print_error(err, message["error"]["message"])
             return EXIT_REFUSED
+        elif not as_json:
+            print_following(err, request)
     return EXIT_OK
 
 
 def run_ctl(args: argparse.Namespace) -> int:
-    """Run `bot ctl`; return the exit code (0 ok, 1 refused, 2 usage, 3 no daemon to talk to)."""
+    """Run `bot ctl`; return the exit code (0 ok, 1 refused, 2 usage, 3 no daemon answers on the socket)."""
     err = Console(stderr=True)
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
-        socket_path = _socket(args)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[bold red]error[/]: {escape(str(problem))}", highlight=False, soft_wrap=True)
+        socket_path = find_socket(args.socket, args.config, os.environ, Path.cwd())
+    except NoSocket as exc:
+        print_error(err, str(exc))
         return EXIT_USAGE
     try:
         return anyio.run(_call, args, socket_path, console, err)
     except (DaemonNotRunning, DaemonUnreachable) as exc:
         # Any failure to talk to the daemon: one line, exit 3, never a traceback.
-        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(err, str(exc))
         return EXIT_NOT_RUNNING
     except KeyboardInterrupt:
         return EXIT_OK

@@ -15,7 +15,7 @@ from anyio.abc import TaskStatus
 
 from bot.candles.hub import CandleHub
 from bot.clock import WallClock
-from bot.config.loader import LoadedConfig, deep_merge, load_strategy
+from bot.config.loader import LoadedConfig, changed_strategy, load_strategy
 from bot.config.models import StrategyConfig
 from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path, control_token
@@ -387,10 +387,13 @@ class Daemon:
         if not raw:
             return spec
         try:
-            return StrategyConfig.model_validate(deep_merge(spec.model_dump(mode="json"), orjson.loads(raw)))
-        except ValueError as exc:  # pydantic's ValidationError: the file changed under them
+            # Validated as `bot ctl set` validated them (a module's params by its Params).
+            return changed_strategy(spec, orjson.loads(raw), self.loaded.catalog, spec.id)
+        except ConfigError as exc:  # the file changed under them
+            self.logger.logger.error("[%s] runtime changes not re-applied: %s", spec.id, "; ".join(str(p) for p in exc.problems))
+        except ValueError as exc:  # not JSON: a journal written by something else
             self.logger.logger.error("[%s] runtime changes not re-applied: %s", spec.id, exc)
-            return spec
+        return spec
 
     def _announce_journal(self, journal: Journal, saved: dict[str, dict[str, Any]], resume: str | None) -> None:
         """One line saying whether the daemon resumes a journal (and what is in it) or starts a new one."""

@@ -1,6 +1,7 @@
 """Control commands against a real daemon: load/activate/deactivate/unload, reload, set, validate, `bot ctl`."""
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -249,7 +250,7 @@ def test_reload_applies_runtime_fields_and_keeps_positions(stepped: DaemonProces
     assert frozen_view(sock, "ema_fast") == before
     assert result(sock, "strategies")["available"]["ema_fast.json"]["valid"] is False
     # It still runs with 0.2: setting 0.2 changes nothing.
-    assert result(sock, "set", {"id": "ema_fast", "path": "quantity", "value": 0.2}) == {"id": "ema_fast", "changed": []}
+    assert result(sock, "set", {"id": "ema_fast", "path": "quantity", "value": 0.2})["changed"] == []
 
     # A field that needs a rebuild: refused, naming it.
     write_strategy(daemon.folder, "ema_fast", **{**FAST, "timeframe": "5m"}, quantity=0.2)
@@ -295,8 +296,9 @@ def test_set_one_parameter_by_dotted_path(stepped: DaemonProcess) -> None:
     result(sock, "load", {"file": "strategies/ema_fast.json", "activate": True})
     seen = {p["position_id"] for p in open_positions(sock, "ema_fast")}
 
-    assert result(sock, "set", {"id": "ema_fast", "path": "exits.stop_loss_pct", "value": 2.0}) == {"id": "ema_fast", "changed": ["exits"]}
-    assert result(sock, "set", {"id": "ema_fast", "path": "exits.stop_loss_pct", "value": 2.0}) == {"id": "ema_fast", "changed": []}
+    changed = {"id": "ema_fast", "changed": ["exits"], "path": "exits.stop_loss_pct", "old": None, "new": 2.0}
+    assert result(sock, "set", {"id": "ema_fast", "path": "exits.stop_loss_pct", "value": 2.0}) == changed
+    assert result(sock, "set", {"id": "ema_fast", "path": "exits.stop_loss_pct", "value": 2.0}) == {**changed, "changed": [], "old": 2.0}
 
     # Invalid values are bad_args naming the path; nothing changes.
     for path, value in [("exits.stop_loss_pct", 150), ("exits.stop_loss_pct", "high"), ("quantity", -1), ("exits.nope", 1), ("nope", 1)]:
@@ -306,8 +308,8 @@ def test_set_one_parameter_by_dotted_path(stepped: DaemonProcess) -> None:
     assert "timeframe" in error_of(call(sock, "set", {"id": "ema_fast", "path": "timeframe", "value": "5m"}), "invalid_config")
     assert "symbol" in error_of(call(sock, "set", {"id": "ema_fast", "path": "symbol", "value": "ETH/BTC"}), "invalid_config")
     assert "nope" in error_of(call(sock, "set", {"id": "nope", "path": "quantity", "value": 1}), "unknown_strategy")
-    assert result(sock, "set", {"id": "ema_fast", "path": "exits.stop_loss_pct", "value": 2.0}) == {"id": "ema_fast", "changed": []}
-    assert result(sock, "set", {"id": "ema_fast", "path": "quantity", "value": 0.1}) == {"id": "ema_fast", "changed": []}
+    assert result(sock, "set", {"id": "ema_fast", "path": "exits.stop_loss_pct", "value": 2.0})["changed"] == []
+    assert result(sock, "set", {"id": "ema_fast", "path": "quantity", "value": 0.1})["changed"] == []
 
     # Positions opened from now on carry the new stop, 2% below entry.
     new = daemon.step_until(lambda: [p for p in open_positions(sock, "ema_fast") if p["position_id"] not in seen], "position opened after the set")
@@ -370,7 +372,7 @@ def test_ctl_cli(daemon: DaemonProcess) -> None:
 
     done = ctl(sock, "activate", "nope")
     assert done.returncode == 1
-    assert "nope" in done.stderr and "unknown_strategy" in done.stderr
+    assert done.stderr.splitlines() == ["error: strategy 'nope' is not loaded"], done.stderr
 
     # --config finds the socket from the config file.
     done = subprocess.run(
@@ -381,7 +383,8 @@ def test_ctl_cli(daemon: DaemonProcess) -> None:
         timeout=30,
     )
     assert done.returncode == 0, done.stderr
-    assert orjson.loads(done.stdout) == {"id": "ema_cross", "state": "dormant", "policy": "freeze"}
+    # The feed plays on: ema_cross may or may not hold a position at that moment.
+    assert re.fullmatch(r"ema_cross: active -> dormant \(policy freeze, (no position|1 position left as they are, no exit enforced)\)\n", done.stdout), done.stdout
     assert strategy_status(sock, "ema_cross")["policy"] == "freeze"  # type: ignore[index]
 
 

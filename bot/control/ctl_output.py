@@ -1,0 +1,269 @@
+"""What `bot ctl` prints for people: a table, or one line saying what changed (`--json` prints the raw reply instead)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.fmt import format_amount, format_fields, format_number, format_path, format_time
+
+# What each position policy does to the positions a strategy holds when it stops trading.
+_KEPT = {"manage": "kept, exits still enforced", "close": "closing at market", "freeze": "left as they are, no exit enforced"}
+
+
+def _plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {words or word + 's'}"
+
+
+def _value(value: Any) -> str:
+    """A config value as a person types it: JSON, with numbers without float noise (1, not 1.0)."""
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{orjson.dumps(key).decode()}: {_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    return orjson.dumps(value).decode()
+
+
+def _print(console: Console, text: str) -> None:
+    # Replies quote ids, files and reasons: never rich markup, one line per line.
+    console.print(escape(text), highlight=False, soft_wrap=True)
+
+
+# -- tables -----------------------------------------------------------------------------------
+def _status(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    head = f"health {result['health']}"
+    if result["problems"]:
+        head += f" ({'; '.join(result['problems'])})"
+    head += f"  clock {format_time(result['clock_ts'])}" if result.get("clock_ts") else ""
+    head += f"  uptime {result['uptime_s']:.0f}s  feed {result['feed']['state']} ({result['feed']['candles']:,} candles)"
+    _print(console, head + ("  KILL SWITCH" if result["kill_switch"] else ""))
+    table = Table()
+    for column in ("strategy", "state", "symbols", "tf", "warm", "positions", "equity", "day pnl", "last error"):
+        table.add_column(column, justify="right" if column in ("positions", "equity", "day pnl") else "left")
+    for sid, s in result["strategies"].items():
+        state = s["state"] + (f" ({s['policy']})" if s["policy"] else "")
+        table.add_row(
+            escape(sid),
+            state,
+            escape(", ".join(s["symbols"])),
+            s["timeframe"],
+            "yes" if s["warm"] else "no",
+            str(s["positions"]),
+            format_amount(s["equity"]),
+            format_amount(s["day_pnl"]),
+            escape(s["last_error"] or ""),
+        )
+    console.print(table)
+    added = result.get("added_symbols") or {}
+    if added:
+        _print(console, "added symbols: " + ", ".join(f"{symbol} {entry['timeframe']} ({format_path(Path(entry['file']))})" for symbol, entry in added.items()))
+    for sid, orders in (result.get("settling") or {}).items():
+        _print(console, f"{sid}: unloaded, orders still in flight: {', '.join(orders)}")
+
+
+def _strategies(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    table = Table(title="loaded")
+    for column in ("strategy", "state", "symbol", "tf", "module", "file"):
+        table.add_column(column)
+    for sid, entry in result["loaded"].items():
+        config = entry["config"]
+        module = config.get("module") or "declarative"
+        if config.get("class_name"):
+            module += f" ({config['class_name']})"
+        file = format_path(Path(entry["file"])) if entry["file"] else "-"
+        table.add_row(escape(sid), entry["state"], escape(config["symbol"]), config["timeframe"], escape(module), escape(file))
+    console.print(table)
+    available = result["available"]
+    if not available:
+        return
+    table = Table(title="available in strategies/")
+    for column in ("file", "strategy", "symbol", "tf", "module", "valid"):
+        table.add_column(column)
+    problems: list[str] = []
+    for name, entry in available.items():
+        if entry["valid"]:
+            config = entry["config"]
+            table.add_row(escape(name), escape(entry["id"]), escape(config["symbol"]), config["timeframe"], escape(config.get("module") or "declarative"), "valid")
+        else:
+            table.add_row(escape(name), "", "", "", "", f"invalid ({_plural(len(entry['problems']), 'problem')})")
+            problems += entry["problems"]
+    console.print(table)
+    for problem in problems:
+        _print(console, problem)
+
+
+def _metrics(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    table = Table(title=f"slowest: {result['slowest'] or '-'}")
+    columns = ("candles", "avg_us", "p99_us", "max_us", "inbox_depth", "overruns", "errors", "actions_done", "actions_failed")
+    table.add_column("strategy")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for sid, m in result["strategies"].items():
+        table.add_row(escape(sid), *(f"{m.get(c, 0):,.1f}" if isinstance(m.get(c), float) else f"{m.get(c, 0):,}" for c in columns))
+    console.print(table)
+
+
+def _positions(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    table = Table()
+    for column in ("strategy", "position", "symbol", "side", "quantity", "entry", "opened", "stop", "trailing", "take-profits left"):
+        table.add_column(column)
+    pending: list[str] = []
+    for sid, data in result.items():
+        for p in data["positions"]:
+            left = [format_number(tp[0]) for tp in p["take_profit"] if not tp[2]]
+            trailing = format_number(p["trailing_stop"]) if p["trailing_active"] and p["trailing_stop"] is not None else "-"
+            stop = "-" if p["stop_loss"] is None else format_number(p["stop_loss"])
+            opened = "-" if p.get("entry_ts") is None else format_time(p["entry_ts"])
+            table.add_row(
+                escape(sid), escape(p["position_id"]), escape(p["symbol"]), p["side"], format_number(p["quantity"]),
+                format_number(p["entry_price"]), opened, stop, trailing, ", ".join(left) or "-",
+            )
+        if data["pending_orders"]:
+            pending.append(f"{sid}: pending orders {', '.join(data['pending_orders'])}")
+    if table.row_count:
+        console.print(table)
+    else:
+        _print(console, "no open positions")
+    for line in pending:
+        _print(console, line)
+
+
+# -- one line per action ----------------------------------------------------------------------
+def _was(before: Any, sid: str) -> tuple[str, int]:
+    """A strategy's state and open positions as `status` told them just before the command."""
+    entry = (before or {}).get("strategies", {}).get(sid) if isinstance(before, dict) else None
+    return (entry["state"], entry["positions"]) if entry else ("?", 0)
+
+
+def _deactivated(sid: str, policy: str, before: Any) -> str:
+    was, held = _was(before, sid)
+    kept = f", {_plural(held, 'position')} {_KEPT[policy]}" if held else ", no position"
+    return f"{sid}: {was} -> dormant (policy {policy}{kept})"
+
+
+def _activate(console: Console, result: dict[str, Any], _: dict[str, Any], before: Any) -> None:
+    _print(console, f"{result['id']}: {_was(before, result['id'])[0]} -> {result['state']}")
+
+
+def _deactivate(console: Console, result: dict[str, Any], _: dict[str, Any], before: Any) -> None:
+    _print(console, _deactivated(result["id"], result["policy"], before))
+
+
+def _switch(console: Console, result: dict[str, Any], _: dict[str, Any], before: Any) -> None:
+    _print(console, _deactivated(result["from"], result["policy"], before))
+    _print(console, f"{result['to']}: {_was(before, result['to'])[0]} -> active")
+
+
+def _load(console: Console, result: dict[str, Any], args: dict[str, Any], _: Any) -> None:
+    _print(console, f"{result['id']}: loaded from {args['file']} ({result['state']})")
+
+
+def _unload(console: Console, result: dict[str, Any], args: dict[str, Any], before: Any) -> None:
+    sid = result["strategy_id"]
+    was, held = _was(before, sid)
+    left = len(result["positions"])
+    if args.get("close_positions") and held:
+        what = f"{_plural(held - left, 'position')} closed at the last price"
+    elif left:
+        what = f"{_plural(left, 'open position')} kept in the journal until it is loaded again"
+    else:
+        what = "no open position"
+    _print(console, f"{sid}: {was} -> unloaded ({what}; equity {format_amount(result['portfolio']['equity'])})")
+    if result.get("settling"):
+        _print(console, f"{sid}: orders still in flight, booked as the exchange settles them: {', '.join(result['settling'])}")
+
+
+def _reload(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    changed = ", ".join(result["changed"])
+    _print(console, f"{result['id']}: reloaded, " + (f"changed {changed}" if changed else "nothing changed"))
+
+
+def _set(console: Console, result: dict[str, Any], args: dict[str, Any], _: Any) -> None:
+    path = result.get("path", args["path"])
+    if not result["changed"]:
+        _print(console, f"{result['id']}: {path} is already {_value(result.get('new', args['value']))} (nothing changed)")
+    elif "old" in result:
+        _print(console, f"{result['id']}: {path} {_value(result['old'])} -> {_value(result['new'])}")
+    else:
+        _print(console, f"{result['id']}: {path} = {_value(args['value'])} (changed {', '.join(result['changed'])})")
+
+
+def _validate(console: Console, result: dict[str, Any], args: dict[str, Any], _: Any) -> None:
+    if result["kind"] == "strategy":
+        _print(console, f"{args['file']}: OK (strategy {result['id']})")
+    else:
+        _print(console, f"{args['file']}: OK (config, {_plural(len(result['strategies']), 'strategy', 'strategies')}: {', '.join(result['strategies'])})")
+
+
+def _add_symbol(console: Console, result: dict[str, Any], args: dict[str, Any], _: Any) -> None:
+    _print(console, f"{result['symbol']}: added, {result['timeframe']} candles from {args['file']} ({result['history']:,} candles of history)")
+
+
+def _remove_symbol(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    _print(console, f"{result['symbol']}: removed (its feed stopped)")
+
+
+def _risk_reset(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    _print(console, "kill switch released: entries allowed again" if result["was"] else "kill switch was not engaged (nothing to release)")
+
+
+def _shutdown(console: Console, _: dict[str, Any], __: dict[str, Any], ___: Any) -> None:
+    _print(console, "daemon stopping (it finishes queued candles, then exits)")
+
+
+Printer = Callable[[Console, Any, dict[str, Any], Any], None]
+PRINTERS: dict[str, Printer] = {
+    "status": _status,
+    "strategies": _strategies,
+    "metrics": _metrics,
+    "positions": _positions,
+    "activate": _activate,
+    "deactivate": _deactivate,
+    "switch": _switch,
+    "load": _load,
+    "unload": _unload,
+    "reload": _reload,
+    "set": _set,
+    "validate": _validate,
+    "add-symbol": _add_symbol,
+    "remove-symbol": _remove_symbol,
+    "risk-reset": _risk_reset,
+    "shutdown": _shutdown,
+}
+# Commands whose line says what changed from the state just before: `status` is asked first.
+NEEDS_BEFORE = frozenset({"activate", "deactivate", "switch", "unload"})
+
+
+def print_result(console: Console, cmd: str, args: dict[str, Any], result: Any, before: Any = None) -> None:
+    """A successful reply for people (validate: only when the file is valid)."""
+    PRINTERS[cmd](console, result, args, before)
+
+
+def print_problems(err: Console, problems: list[dict[str, str]]) -> None:
+    """An invalid file's problems, one `error: file: field: reason` line each, as `bot validate` prints them."""
+    for problem in problems:
+        _print(err, f"error: {problem['file']}: {problem['field'] or '<file>'}: {problem['reason']}")
+
+
+def print_error(err: Console, message: str) -> None:
+    """A refusal: one `error: ...` line per line of the daemon's message (`set` lists one problem a line)."""
+    for line in message.splitlines() or [""]:
+        _print(err, f"error: {line}")
+
+
+def print_following(err: Console, request: dict[str, Any]) -> None:
+    """The line `events` prints once the daemon streams (on stderr: stdout holds only events)."""
+    types = ", ".join(request.get("types") or ()) or "all types"
+    _print(err, f"following events ({types}; {request.get('strategy_id') or 'all strategies'}); Ctrl-C to stop")
+
+
+def print_event(console: Console, event: dict[str, Any]) -> None:
+    """One event of `events`: sequence, UTC time, type, strategy and its payload as key=value fields."""
+    _print(console, f"{event['seq']:>8} {format_time(event['ts'])} {event['type']:<16} {event['strategy_id'] or '-':<16} {format_fields(event['payload'])}")

@@ -1,0 +1,63 @@
+"""Where `bot ctl` finds the daemon: --socket, $BOT_SOCKET, the config's control.socket, ./config.json's."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from bot.config.loader import MAX_CONFIG_BYTES
+from bot.config.models import ControlConfig
+from bot.errors import BotError
+
+SOCKET_ENV: Final[str] = "BOT_SOCKET"
+DEFAULT_CONFIG: Final[str] = "config.json"
+HOW_TO_POINT: Final[str] = (
+    f"no daemon to talk to: give --socket PATH or --config FILE, set {SOCKET_ENV}, or run bot ctl in the folder of the daemon's {DEFAULT_CONFIG}"
+)
+
+
+class NoSocket(BotError):
+    """`bot ctl` cannot tell where the daemon's control socket is (a usage problem, exit 2)."""
+
+
+def find_socket(socket: Path | None, config: Path | None, environ: Mapping[str, str], cwd: Path) -> Path:
+    """The control socket to use, in this order: `socket`, $BOT_SOCKET, `config`'s control.socket, ./config.json's.
+
+    Only the `control.socket` field of the config is read (no strategy module is imported, so
+    `bot ctl` stays fast and never runs strategy code); relative paths are relative to the
+    config's folder, as the daemon resolves them.
+    """
+    if socket is not None:
+        return socket
+    from_env = environ.get(SOCKET_ENV)
+    if from_env:
+        return Path(from_env)
+    if config is not None:
+        return _socket_of(config)
+    default = cwd / DEFAULT_CONFIG
+    if default.is_file():
+        return _socket_of(default)
+    raise NoSocket(HOW_TO_POINT)
+
+
+def _socket_of(config: Path) -> Path:
+    """The socket path a config names (ControlConfig's default when it names none)."""
+    try:
+        if not config.is_file():
+            raise NoSocket(f"{config}: not found (--config names the daemon's config.json)")
+        if config.stat().st_size > MAX_CONFIG_BYTES:
+            raise NoSocket(f"{config}: larger than {MAX_CONFIG_BYTES} bytes: not a configuration file")
+        data = orjson.loads(config.read_bytes())
+    except OSError as exc:
+        raise NoSocket(f"{config}: cannot read file: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise NoSocket(f"{config}: not valid JSON: {exc}") from None
+    control = data.get("control", {}) if isinstance(data, dict) else None
+    if not isinstance(control, dict):
+        raise NoSocket(f"{config}: control: must be an object with the control socket's path (control.socket)")
+    socket = control.get("socket", ControlConfig.model_fields["socket"].default)
+    if not isinstance(socket, str) or not socket:
+        raise NoSocket(f"{config}: control.socket: must be the socket's path, a non-empty string")
+    return (config.parent / socket).resolve()
