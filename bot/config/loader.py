@@ -204,19 +204,10 @@ def load_strategy(
             raise ConfigError(problems) from None
         module, class_name, params = merged.get("module"), merged.get("class", merged.get("class_name")), merged.get("params", {})
     # Imported here: strategies import config models, so the catalog cannot be imported at load time.
-    from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
+    from bot.strategy.catalog import StrategyCatalog
 
     catalog = catalog if catalog is not None else StrategyCatalog()
-    try:
-        entry = catalog.resolve(module, class_name)
-    except CatalogLookupError as exc:
-        raise ConfigError([*problems, ConfigProblem(file_label, exc.field, exc.reason)]) from None
-    try:
-        entry.validate_params(params)
-    except ValidationError as exc:
-        problems += [
-            ConfigProblem(file_label, _loc_str(("params", *loc)), f"{reason} (strategy {entry.name!r})") for loc, reason in _errors(exc)
-        ]
+    problems += strategy_params_problems(module, class_name, params, catalog, file_label)
     if problems or spec is None:
         raise ConfigError(problems)
     mixed = _mixed_currency_problems(spec, file_label, catalog)
