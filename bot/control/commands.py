@@ -285,8 +285,9 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
         if args.activate:
             state.manager.activate(spec.id)
     except (StrategyStateError, StrategyError) as exc:
-        # Its id is what a successful load answers with: not hidden.
-        raise ControlError("invalid_state", state.redact.about_file(str(exc), path, shown=(spec.id,))) from None
+        # Its id and market are what the operator asked to trade (and a successful load answers
+        # with): not hidden; the rest of the file's text is.
+        raise ControlError("invalid_state", state.redact.about_file(str(exc), path, shown=(spec.id, spec.symbol))) from None
     heap.settle()
     return {"id": spec.id, "state": state.manager.get(spec.id).state}
 
