@@ -125,6 +125,9 @@ async def test_a_restart_reconciles_a_limit_order_filled_while_the_daemon_was_do
             assert sorted(p["quantity"] for p in held["positions"]) == [0.2, 0.5] and held["pending_orders"] == []
             entry = [p for p in held["positions"] if p["quantity"] == 0.2][0]
             assert entry["entry_price"] == pytest.approx(limit)
+            # Pushed before the restarted daemon subscribed, the candles would reach nobody (a loaded
+            # machine failed here once): its subscription is the second one the fake has seen.
+            await fake.wait_subscribed(2)
             await fake.stream(2)
             # It acted once: once it has decided on both candles, nothing new was sent after the restart
             # (an order it decides on is tracked by the gateway at once, before it is sent).
