@@ -59,6 +59,7 @@ async def test_a_stop_resting_on_the_exchange_closes_the_position_while_the_daem
         async with daemon(config, fake) as second:
             held = await call(second, "positions")
             assert held["dip"]["positions"] == [] and held["dip"]["pending_orders"] == ["dip-2"]
+            await fake.wait_subscribed(2)  # so the two candles reach it, rather than nobody
             await fake.stream(2)
             state = await call(second, "status")
             assert state["execution"]["stops"]["positions"] == {}
