@@ -16,6 +16,7 @@ from bot.candles.model import Candle, timeframe_ms
 from bot.config.exchange import LiveFeedConfig
 from bot.live.assembler import CandleAssembler, Fill, Publish
 from bot.live.backoff import Backoff
+from bot.live.connections import WatchConnections
 from bot.live.errors import ExchangeSetupError, describe, is_retryable
 from bot.live.kline_tap import BinanceKlineTap
 from bot.live.rest import RestCandles
@@ -34,11 +35,13 @@ class LiveCandleFeed:
     First a REST backfill (paginated fetch_ohlcv) up to the newest closed candle, then
     `watch_ohlcv` streaming, or polling with fetch_ohlcv when the exchange has no websocket
     OHLCV or the config asks for it. Per symbol, candles go to `on_candle(symbol, timeframe,
-    candle)` strictly in time order, each once; a hole (after a disconnect, or seen in the
-    stream) is fetched over REST and published before any newer candle. Feed state changes go
-    to `on_state(symbol, state, detail)`. Both callbacks are synchronous and called from the
-    feed's task. Reconnects back off exponentially with jitter; a symbol with no candle for
-    `stale_after_s` (a timeframe plus the configured margin) is reported stale and reconnected.
+    candle)` strictly in time order, each once; a hole seen in the stream is fetched over REST
+    and published before any newer candle, and after a reconnect what closed meanwhile is
+    fetched as soon as the websocket is open again, whether or not the stream says anything.
+    Feed state changes go to `on_state(symbol, state, detail)`. Both callbacks are synchronous
+    and called from the feed's task. Reconnects back off exponentially with jitter; a symbol
+    with no candle for `stale_after_s` (a timeframe plus the configured margin) is reported
+    stale and reconnected.
     """
 
     def __init__(
@@ -83,6 +86,9 @@ class LiveCandleFeed:
         )
         self._assemblers = {s: CandleAssembler(self._tf_ms, None, flags_closes=False) for s in self.symbols}
         self._tap: BinanceKlineTap | None = None
+        self._connections: WatchConnections | None = None
+        # Per symbol: the websocket client its subscription rides on (when known).
+        self._connection: dict[str, Any] = {}
         self._scope: anyio.CancelScope | None = None
         self._stop_requested = False
         self._unflushed: set[str] = set()
@@ -207,6 +213,7 @@ class LiveCandleFeed:
 
     def _install_taps(self) -> None:
         install_message_guard(self._exchange, self._malformed)
+        self._connections = WatchConnections(self._exchange)
         if self._use_close_flag and BinanceKlineTap.supports(self._exchange):
             self._tap = BinanceKlineTap(self._exchange, {self.timeframe: self._tf_ms}, self._malformed)
             for symbol in self.symbols:
@@ -227,17 +234,31 @@ class LiveCandleFeed:
     async def _stream(self, symbol: str) -> None:
         assembler = self._assemblers[symbol]
         backoff = self._backoff()
-        connected = False
+        # Whether the current subscription has delivered (its first rows): until then a cut
+        # keeps growing the backoff, so a server that drops every new connection is not hammered.
+        delivered = False
+        # The start backfill has just run; after a cut, candles closed meanwhile are caught up.
+        catch_up = False
         self._progress[symbol] = self._monotonic()
         while True:
             try:
-                # Updates that arrived while we were busy (a REST fill) resolved no future: take
-                # them before waiting, or they would sit there until the next message.
-                rows = [] if self._pending(symbol) else await self._watch(symbol)
-                if not connected:
-                    connected = True
+                if delivered:
+                    # Updates that arrived while we were busy (a REST fill) resolved no future: take
+                    # them before waiting, or they would sit there until the next message.
+                    if self._pending(symbol):
+                        rows = []
+                    elif not self._still_connected(symbol):
+                        # Cut while we were busy: no watch call saw it fail, and the next one would
+                        # quietly reconnect without the catch-up.
+                        raise ccxt.NetworkError("websocket closed while candles were being processed")
+                    else:
+                        rows = await self._watch(symbol)
+                else:
+                    rows = await self._subscribe(symbol, catch_up)
+                    delivered = True
                     backoff.reset()
-                    self._set_state(symbol, "connected")
+                    if self.states[symbol] != "connected":
+                        self._set_state(symbol, "connected")
                 for candle, closed in self._updates(symbol, rows):
                     for step in assembler.update(candle, closed):
                         if isinstance(step, Publish):
@@ -254,10 +275,48 @@ class LiveCandleFeed:
                 # The forming candle's later updates, maybe its close, went with the connection.
                 assembler.disconnected()
                 self._cut_rows(symbol)
-                connected = False
+                delivered = False
+                catch_up = True
                 delay = backoff.next_delay()
                 self._set_state(symbol, "reconnecting", error=describe(exc, self._redact), attempt=backoff.attempts, delay_s=round(delay, 3))
                 await self._sleep(delay)
+
+    async def _subscribe(self, symbol: str, catch_up: bool) -> list[Any]:
+        """Watch the symbol anew and return the first rows; with `catch_up`, once its websocket is open, fill over REST first.
+
+        Candles that closed while the symbol had no subscription (a cut, a stale reconnect)
+        would otherwise be fetched only when a later message shows the hole: never, if the
+        stream stays quiet.
+        """
+        watch = asyncio.ensure_future(self._watch(symbol))
+        connections = self._connections
+        try:
+            if catch_up and connections is not None and await connections.opened(watch):
+                await self._catch_up(symbol)
+                self._set_state(symbol, "connected")
+            rows = await watch
+            if connections is not None:
+                self._connection[symbol] = connections.client_of(watch)
+            return rows
+        finally:
+            if not watch.done():
+                watch.cancel()
+            elif not watch.cancelled():
+                watch.exception()  # retrieved: raised above, or superseded by the catch-up's own error
+
+    def _still_connected(self, symbol: str) -> bool:
+        """Whether the websocket the symbol's subscription rides on is still open (True when unknown)."""
+        connection = self._connection.get(symbol)
+        return connection is None or self._connections is None or self._connections.is_current(connection)
+
+    async def _catch_up(self, symbol: str) -> None:
+        """Publish from REST every candle closed now that is not published yet."""
+        until = await self._rest.closed_until()
+        next_ts = self._assemblers[symbol].next_ts
+        if next_ts is None or next_ts >= until:
+            return
+        self._set_state(symbol, "backfilling", reason="reconnected", until=until)
+        await self._fill(symbol, until)
 
     def _cache(self, symbol: str) -> Any:
         # ccxt.pro keeps every symbol's rows in `exchange.ohlcvs[symbol][timeframe]`, updated in place.

@@ -216,7 +216,8 @@ async def test_a_websocket_cut_reconnects_and_the_missing_candles_arrive_in_orde
             await fake.wait_subscribed(3)
             await fake.stream(2)
             healthy = await until(_health(live, "ok"), "health ok after reconnecting")
-            assert healthy["feed"]["symbols"][ETH]["state"] == "connected"
+            # backfilling: the REST catch-up right after the reconnect may still be fetching what closed meanwhile
+            assert healthy["feed"]["symbols"][ETH]["state"] in ("backfilling", "connected")
             await until(lambda: live.candles()[-1].ts >= eth[START + 13].ts, "candles after the second cut")
             assert live.candles() == eth[START:START + 14]
 

@@ -39,23 +39,10 @@ async def test_server_errors_back_off_exponentially_then_succeed(eth: list[Candl
 
 @pytest.mark.asyncio
 async def test_errors_at_start_are_retried_before_the_backfill_completes(eth: list[Candle]) -> None:
-    from tests.fake_exchange import FakeBinance
-
-    # The faults must be in place before the feed's first request: a fake whose first
-    # requests fail (exchangeInfo, time) is started by hand here.
-    original_init = FakeBinance.__init__
-
-    def failing_init(self: FakeBinance, *args: object, **kwargs: object) -> None:
-        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
-        self.faults.rest_errors(502, count=3)
-
-    FakeBinance.__init__ = failing_init  # type: ignore[method-assign]
-    try:
-        async with running_feed(start=START) as rig:
-            assert rig.candles[ETH] == eth[START - BACKFILL:START]
-            assert len(rig.delays) == 3
-    finally:
-        FakeBinance.__init__ = original_init  # type: ignore[method-assign]
+    # In place before the feed's first request: exchangeInfo and time fail first.
+    async with running_feed(start=START, faults=lambda faults: faults.rest_errors(502, count=3)) as rig:
+        assert rig.candles[ETH] == eth[START - BACKFILL:START]
+        assert len(rig.delays) == 3
 
 
 @pytest.mark.asyncio
@@ -89,6 +76,23 @@ async def test_a_silent_websocket_is_reported_stale_and_reconnected(eth: list[Ca
         states = rig.state_names()
         after = states[states.index("stale"):]
         assert after[:2] == ["stale", "reconnecting"] and "connected" in after
+
+
+@pytest.mark.asyncio
+async def test_a_stale_reconnect_fetches_the_candles_the_silent_stream_left_out(eth: list[Candle]) -> None:
+    async with running_feed(start=START, stale_after_s=0.3) as rig:
+        await rig.fake.wait_subscribed()
+        await rig.fake.stream(2)
+        await rig.published_through(eth[START + 1].ts)
+        # The connection stays open, but these candles never come over it, and nothing after them.
+        rig.fake.faults.skip_range(START + 2, 5)
+        await rig.fake.stream(5)
+        await rig.published_through(eth[START + 6].ts)
+        assert rig.candles[ETH] == eth[START - BACKFILL:START + 7]
+        states = rig.state_names()
+        assert states[states.index("stale"):][:2] == ["stale", "reconnecting"]
+        fills = [d for s, state, d in rig.states if state == "backfilling" and d.get("reason") != "start"]
+        assert fills and fills[0]["reason"] == "reconnected"
 
 
 @pytest.mark.asyncio
