@@ -12,6 +12,8 @@ from bot.config.models import Strict
 
 _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# How long a start waits for the exchange's markets before giving up (exchange.start_timeout_s).
+DEFAULT_START_TIMEOUT_S = 60.0
 
 
 class LiveFeedConfig(Strict):
@@ -59,6 +61,11 @@ class ExchangeConfig(Strict):
     enable_rate_limit: bool = True
     rate_limit_ms: float | None = Field(default=None, gt=0, description="override ccxt's delay between requests")
     timeout_ms: int = Field(default=10_000, ge=100)
+    start_timeout_s: float = Field(
+        default=DEFAULT_START_TIMEOUT_S, gt=0, le=86_400,
+        description="how long a start (bot record, bot run) retries loading the markets while the exchange cannot be reached; "
+        "then it ends with 'exchange unreachable' (exit code 2)",
+    )
     api_key_env: str | None = None
     secret_env: str | None = None
     password_env: str | None = None

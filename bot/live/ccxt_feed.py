@@ -13,12 +13,14 @@ import ccxt
 from anyio.abc import TaskStatus
 
 from bot.candles.model import Candle, timeframe_ms
-from bot.config.exchange import LiveFeedConfig
+from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
+from bot.fmt import format_fields
 from bot.live.assembler import CandleAssembler, Fill, Publish
 from bot.live.backoff import Backoff
 from bot.live.connections import WatchConnections
 from bot.live.errors import ExchangeSetupError, describe, is_retryable
 from bot.live.kline_tap import BinanceKlineTap
+from bot.live.markets import MarketsAtStart
 from bot.live.rest import RestCandles
 from bot.live.rows import BadRow, to_candle
 from bot.live.ws_guard import install_message_guard
@@ -41,7 +43,9 @@ class LiveCandleFeed:
     Feed state changes go to `on_state(symbol, state, detail)`. Both callbacks are synchronous
     and called from the feed's task. Reconnects back off exponentially with jitter; a symbol
     with no candle for `stale_after_s` (a timeframe plus the configured margin) is reported
-    stale and reconnected.
+    stale and reconnected. The markets are loaded first, retried for at most `start_timeout_s`
+    while the exchange cannot be reached (then ExchangeUnreachable; `start_problem` says why
+    meanwhile).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class LiveCandleFeed:
         random: Callable[[], float] = _random.random,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
     ) -> None:
         if not symbols:
             raise ValueError("a feed needs at least one symbol")
@@ -84,6 +89,7 @@ class LiveCandleFeed:
             exchange, self.timeframe, self._tf_ms, settings.page_limit, settings.rest_retries,
             self._backoff, sleep, logger, redact, on_retry=self._rest_retry,
         )
+        self._markets = MarketsAtStart(exchange, start_timeout_s, self._backoff, logger, redact=redact, sleep=sleep)
         self._assemblers = {s: CandleAssembler(self._tf_ms, None, flags_closes=False) for s in self.symbols}
         self._tap: BinanceKlineTap | None = None
         self._connections: WatchConnections | None = None
@@ -111,7 +117,7 @@ class LiveCandleFeed:
             self._scope = scope
             if self._stop_requested:
                 scope.cancel()
-            await self._rest.call("load_markets", self._exchange.load_markets)
+            await self._markets.load()
             missing = [s for s in self.symbols if s not in self._exchange.markets]
             if missing:
                 raise ExchangeSetupError(f"{self._exchange.id} has no market {', '.join(missing)}")
@@ -139,6 +145,11 @@ class LiveCandleFeed:
         self._stop_requested = True
         if self._scope is not None:
             self._scope.cancel()
+
+    @property
+    def start_problem(self) -> str | None:
+        """Why the exchange cannot be reached, while the start retries loading its markets (else None)."""
+        return self._markets.problem
 
     def status(self) -> dict[str, Any]:
         """Per symbol: state, its detail, candles published, last open time; plus the mode."""
@@ -174,7 +185,7 @@ class LiveCandleFeed:
     def _set_state(self, symbol: str, state: FeedState, **detail: Any) -> None:
         self.states[symbol] = state
         self.details[symbol] = detail
-        self._log.info("feed %s %s: %s %s", symbol, self.timeframe, state, detail or "")
+        self._log.info("feed %s %s: %s%s", symbol, self.timeframe, state, f" {format_fields(detail)}" if detail else "")
         self._on_state(symbol, state, detail)
 
     def _malformed(self, message: Any, exc: BaseException) -> None:
