@@ -8,7 +8,7 @@ from bot.errors import BotError, StrategyError
 from bot.services import BotServices
 from bot.strategy.base import Strategy, StrategyContext
 from bot.strategy.catalog import StrategyCatalog
-from bot.strategy.orchestrator import TradingOrchestrator
+from bot.strategy.orchestrator import StrategyBuild, TradingOrchestrator
 
 
 class OrchestratorFactory:
@@ -40,7 +40,7 @@ class OrchestratorFactory:
                 services.exchange.open_account(sid, spec.fees, spec.fill),
                 risk,
                 services.metrics.for_strategy(sid),
-                lambda context: self._build_strategy(spec, context),
+                self._build_strategy,
             )
         except BaseException as exc:
             services.risk.forget(sid)
@@ -53,8 +53,23 @@ class OrchestratorFactory:
         self._cache[sid] = orchestrator
         return orchestrator
 
-    def _build_strategy(self, spec: StrategyConfig, context: StrategyContext) -> Strategy:
+    def _build_strategy(self, context: StrategyContext) -> Strategy:
+        # The context's config, not the one loaded: a rebuild after `set` passes a new one.
+        spec = context.spec
         return self.catalog.build(spec.module, spec.class_name, spec.params, context)
+
+    def prepare(self, spec: StrategyConfig) -> StrategyBuild:
+        """A new strategy object for the cached orchestrator of `spec.id`, not yet in use (TradingOrchestrator.prepare).
+
+        KeyError when it is not cached; what the strategy's own code raises comes as StrategyError.
+        """
+        orchestrator = self._cache[spec.id]
+        try:
+            return orchestrator.prepare(spec)
+        except Exception as exc:
+            if isinstance(exc, BotError):
+                raise
+            raise StrategyError(spec.id, exc) from exc
 
     def get(self, strategy_id: str) -> TradingOrchestrator | None:
         """The cached orchestrator of a strategy id, if any."""

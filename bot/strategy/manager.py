@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from bot.candles.model import Candle
-from bot.config.models import StrategyConfig
+from bot.config.currency import quote_currency
+from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
 from bot.strategy.delivery import Delivery, DirectDelivery
 from bot.strategy.factory import OrchestratorFactory
-from bot.strategy.orchestrator import TradingOrchestrator
+from bot.strategy.orchestrator import REBUILT_FIELDS, StrategyBuild, TradingOrchestrator
 
 Policy = Literal["manage", "close", "freeze"]
 POLICIES: tuple[Policy, ...] = ("manage", "close", "freeze")
@@ -156,10 +157,7 @@ class StrategyManager:
         # Candles queued under its dormant role: positions see them now, warm-up already fed the
         # indicators from history, and they must not merge with candles of its new role.
         self._protect_dropped(orchestrator, self.delivery.reset(orchestrator))
-        for key in orchestrator.subscriptions():
-            self._ensure_hub_route(key)
-            handler = self.delivery.wrap(orchestrator, orchestrator.handler_for(*key))
-            self._active[key] = self._active.get(key, ()) + ((orchestrator, handler),)
+        self._add_active(orchestrator)
         orchestrator.state = "active"
         orchestrator.policy = None
         orchestrator.last_error = None
@@ -212,6 +210,74 @@ class StrategyManager:
         self._warm(target)
         self.deactivate(from_id, policy)
         self._route_active(target)
+
+    def reconfigure(self, strategy_id: str, spec: StrategyConfig) -> list[str]:
+        """Give a loaded strategy a new config (`set`); return the top-level fields changed.
+
+        Runtime fields (quantity, exits, fees, ...) apply in place. New params (or analyzers,
+        filters) rebuild the strategy object inside the same orchestrator, with indicators of
+        its own: built, checked against the feeds and, while it is active, warmed from the hub's
+        history as `activate` warms it, all before anything changes, so a refusal leaves the
+        running one as it was. Its positions, orders, portfolio, actions and counters stay;
+        candles still queued for it reach its positions only (as on any change of its routing),
+        and the next candle reaches the new object. A dormant or failed one is warmed when
+        activated. ValueError for fields that cannot change in place, StrategyError when the
+        strategy's code raises, StrategyStateError when a stream it would read has no feed or
+        it would stop reading a symbol it holds positions or orders on.
+        """
+        orchestrator = self.get(strategy_id)
+        changed = orchestrator.changes(spec, RUNTIME_FIELDS | REBUILT_FIELDS)
+        if not REBUILT_FIELDS.intersection(changed):
+            return orchestrator.reconfigure(spec)
+        build = self._factory.prepare(spec)
+        self._check_streams(orchestrator, build)
+        active = orchestrator.state == "active"
+        if active:
+            hub = self._services.hub
+            try:
+                build.warm_up({key: hub.history(*key) for key in build.streams})
+            except Exception as exc:  # the new object's code: refused, the running one untouched
+                raise StrategyError(strategy_id, exc) from exc
+        # Nothing refuses from here on. Candles queued for it are in the history the new object
+        # was warmed from: its positions see them, its new indicators must not see them twice.
+        self._protect_dropped(orchestrator, self.delivery.reset(orchestrator))
+        orchestrator.install(build)
+        # Its indicators are new: an activation warms them from the whole history, not from the pause.
+        self._paused_at.pop(strategy_id, None)
+        if active:
+            self._reroute(self._active, orchestrator, orchestrator.subscriptions(), lambda key: self.delivery.wrap(orchestrator, orchestrator.handler_for(*key)))
+        elif any(o is orchestrator for routed in self._protect.values() for o, _ in routed):
+            protect = self.delivery.wrap(orchestrator, orchestrator.protect)
+            self._reroute(self._protect, orchestrator, orchestrator.trading_streams(), lambda _: protect)
+        orchestrator.log.info(
+            "%s changed: strategy rebuilt, reading %s", ", ".join(changed), ", ".join(f"{symbol} {tf}" for symbol, tf in build.streams)
+        )
+        return changed
+
+    def _check_streams(self, orchestrator: TradingOrchestrator, build: StrategyBuild) -> None:
+        """A rebuilt strategy's streams: each has a feed, shares its quote currency, and it still reads every symbol it holds something on."""
+        sid = orchestrator.strategy_id
+        hub = self._services.hub
+        currency = quote_currency(build.spec.symbol)
+        for symbol, timeframe in build.streams:
+            if symbol not in hub.symbols():
+                raise StrategyStateError(f"strategy {sid!r} would read {symbol!r}, which has no candle feed")
+            if quote_currency(symbol) != currency:
+                raise ValueError(
+                    f"{symbol!r} is quoted in {quote_currency(symbol)}, but the strategy trades {build.spec.symbol!r}, quoted in {currency}: "
+                    "a strategy's symbols must share one quote currency"
+                )
+            try:
+                hub.require(symbol, timeframe)
+            except ValueError as exc:
+                raise StrategyStateError(f"strategy {sid!r}: {exc}") from None
+        positions = orchestrator.positions
+        held = {p.symbol for p in positions.positions.values()} | {o.symbol for o in positions.pending_orders()}
+        dropped = sorted(held - {symbol for symbol, _ in build.trading_streams()})
+        if dropped:
+            raise StrategyStateError(
+                f"strategy {sid!r} holds positions or orders on {', '.join(dropped)}, which it would no longer read: close them first"
+            )
 
     def restore_state(self, strategy_id: str, state: str, policy: str | None, last_error: str | None) -> None:
         """Put a loaded strategy back into a journalled state (crash recovery) before candles flow."""
@@ -380,6 +446,28 @@ class StrategyManager:
         if key not in self._hub_keys:
             self._services.hub.subscribe(key[0], key[1], self.on_candle)
             self._hub_keys.add(key)
+
+    def _reroute(self, table: dict[_Key, tuple[_Route, ...]], orchestrator: TradingOrchestrator, keys: list[_Key], handler: Callable[[_Key], _Handler]) -> None:
+        """Route `orchestrator` on exactly `keys`: a stream it keeps keeps its route, and its place among the
+        other strategies' (a route calls the orchestrator, whatever strategy object it holds); new ones come last."""
+        wanted = set(keys)
+        for key in [k for k, routed in table.items() if k not in wanted and any(o is orchestrator for o, _ in routed)]:
+            remaining = tuple(route for route in table[key] if route[0] is not orchestrator)
+            if remaining:
+                table[key] = remaining
+            else:
+                del table[key]
+        for key in keys:
+            routed = table.get(key, ())
+            if not any(o is orchestrator for o, _ in routed):
+                self._ensure_hub_route(key)
+                table[key] = routed + ((orchestrator, handler(key)),)
+
+    def _add_active(self, orchestrator: TradingOrchestrator) -> None:
+        for key in orchestrator.subscriptions():
+            self._ensure_hub_route(key)
+            handler = self.delivery.wrap(orchestrator, orchestrator.handler_for(*key))
+            self._active[key] = self._active.get(key, ()) + ((orchestrator, handler),)
 
     def _add_protect(self, orchestrator: TradingOrchestrator) -> None:
         handler = self.delivery.wrap(orchestrator, orchestrator.protect)

@@ -30,7 +30,11 @@ from bot.trading.positions import Position, PositionManager
 from bot.trading.risk import StrategyRisk
 
 StrategyState = Literal["dormant", "active", "failed", "unloaded"]
+# Builds the strategy object `context.spec` names, for that context.
 StrategyBuilder = Callable[[StrategyContext], Strategy]
+# Fields whose new value needs a new strategy object: they decide which indicators it asks for
+# and which streams it reads (a module's params, the declarative strategy's analyzers and filters).
+REBUILT_FIELDS: frozenset[str] = frozenset({"params", "analyzers", "filters"})
 
 
 class TradingOrchestrator:
@@ -64,7 +68,6 @@ class TradingOrchestrator:
         self.metrics = metrics
         self.symbol = spec.symbol
         self.timeframe = spec.timeframe
-        self.indicators: dict[Stream, IndicatorRegistry] = {(spec.symbol, spec.timeframe): IndicatorRegistry()}
         self._account = account
         self._risk = risk
         self.portfolio = Portfolio(spec.starting_balance)
@@ -84,35 +87,57 @@ class TradingOrchestrator:
         self._now = 0
         self._on_bar = self.positions.on_bar
         self._held = self.positions.by_symbol
-        # Registries are created on request while the strategy is being built; afterwards a
-        # request for a stream it did not subscribe to is its bug (it would never be updated).
-        self._building = True
-        self.context = StrategyContext(spec, self._registry_for, self.actions.put, publish, self.positions, self._clock)
-        self.strategy: Strategy = build_strategy(self.context)
-        streams: list[Stream] = list(dict.fromkeys((s[0], s[1]) for s in self.strategy.subscriptions()))
+        self._build_strategy = build_strategy
+        self._install(self.prepare(spec))
+
+    def _clock(self) -> int:
+        return self._now
+
+    # -- the strategy object ---------------------------------------------------------------------
+    def prepare(self, spec: StrategyConfig) -> StrategyBuild:
+        """Build a strategy object for `spec` with indicator registries of its own, leaving the running one untouched.
+
+        ValueError for streams that cannot be its (its first subscription must be its trading
+        stream); whatever the strategy's own code raises propagates.
+        """
+        if spec.id != self.strategy_id:
+            raise ValueError(f"config is for {spec.id!r}, not {self.strategy_id!r}")
+        registries = _Registries(spec.id)
+        registries(spec.symbol, spec.timeframe)
+        context = StrategyContext(spec, registries, self.actions.put, self._publish, self.positions, self._clock)
+        strategy = self._build_strategy(context)
+        streams: list[Stream] = list(dict.fromkeys((s[0], s[1]) for s in strategy.subscriptions()))
         if not streams or streams[0] != (spec.symbol, spec.timeframe):
             raise ValueError(
                 f"strategy {spec.id!r}: its first subscription must be its trading stream {spec.symbol} {spec.timeframe}, got {streams[:1]}"
             )
         for symbol, timeframe in streams:
             timeframe_ms(timeframe)
-            self._registry_for(symbol, timeframe)
-        self._building = False
-        self._streams: tuple[Stream, ...] = tuple(streams) + tuple(k for k in self.indicators if k not in streams)
-        self._trading: frozenset[Stream] = frozenset(s for s in self._streams if s[1] == spec.timeframe)
-        self._updates = {key: registry.update for key, registry in self.indicators.items()}
+            registries(symbol, timeframe)
+        registries.building = False
+        indicators = registries.by_stream
+        every = tuple(streams) + tuple(k for k in indicators if k not in streams)
+        return StrategyBuild(spec, context, strategy, indicators, every, frozenset(s for s in every if s[1] == spec.timeframe))
 
-    def _clock(self) -> int:
-        return self._now
+    def install(self, build: StrategyBuild) -> list[str]:
+        """Put a prepared build in place of the running strategy object, its config's runtime fields too; return the fields changed.
 
-    def _registry_for(self, symbol: str, timeframe: str) -> IndicatorRegistry:
-        key = (symbol, timeframe)
-        registry = self.indicators.get(key)
-        if registry is None:
-            if not self._building:
-                raise ValueError(f"strategy {self.strategy_id!r} does not subscribe to {symbol} {timeframe}: list it in subscriptions()")
-            registry = self.indicators[key] = IndicatorRegistry()
-        return registry
+        Positions, orders, the portfolio, the action queue and the counters stay; so does the
+        state and the routing, which is its manager's to redo (the streams may have changed).
+        """
+        changed = self.changes(build.spec, RUNTIME_FIELDS | REBUILT_FIELDS)
+        self._install(build)
+        self._apply_runtime(build.spec)
+        return changed
+
+    def _install(self, build: StrategyBuild) -> None:
+        self._build = build
+        self.context = build.context
+        self.strategy: Strategy = build.strategy
+        self.indicators = build.indicators
+        self._streams = build.streams
+        self._trading = build.trading
+        self._updates = build.updates
 
     # -- routing --------------------------------------------------------------------------------
     def subscriptions(self) -> list[Stream]:
@@ -179,27 +204,9 @@ class TradingOrchestrator:
     def warm_up(self, history: Mapping[Stream, Sequence[Candle]], resume_after: Mapping[Stream, int] | None = None) -> int:
         """Feed recorded history to the indicators and the strategy (no trading) so the next candle can be acted on.
 
-        `resume_after` gives, per stream, the open time of the last candle consumed before a
-        pause: only newer candles are fed, so the state continues exactly. Without it, or when
-        some stream's history no longer reaches back that far (the pause outlasted it),
-        everything restarts from the whole history. Streams are fed interleaved in close-time
-        order, as they arrived live.
+        See StrategyBuild.warm_up.
         """
-        streams = [(key, candles) for key, candles in history.items() if key in self.indicators and candles]
-        resume = resume_after is not None and all(
-            key in resume_after and candles[0].ts <= resume_after[key] for key, candles in streams
-        )
-        if not resume:
-            for registry in self.indicators.values():
-                registry.reset()
-            self.strategy.reset()
-        on_history = self.strategy.on_history
-        count = 0
-        for key, candle in _merged(streams, resume_after if resume else None):
-            self._updates[key](candle)
-            on_history(key[0], key[1], candle)
-            count += 1
-        return count
+        return self._build.warm_up(history, resume_after)
 
     def _manage_exits(self, position: Position, candle: Candle) -> None:
         """Exit management that goes on whether or not the strategy trades: trailing activation, break-even.
@@ -278,26 +285,34 @@ class TradingOrchestrator:
     def _on_action_failed(self, action: Action, error: ActionError) -> None:
         self._publish("action_failed", {"kind": action.kind, "error": str(error)}, self._now)
 
+    def changes(self, spec: StrategyConfig, allowed: frozenset[str] = RUNTIME_FIELDS) -> list[str]:
+        """The top-level fields `spec` changes; ValueError naming those not in `allowed`."""
+        if spec.id != self.strategy_id:
+            raise ValueError(f"config is for {spec.id!r}, not {self.strategy_id!r}")
+        old, new = self.spec.model_dump(), spec.model_dump()
+        changed = sorted(k for k in new if new[k] != old[k])
+        frozen = [k for k in changed if k not in allowed]
+        if frozen:
+            raise ValueError(f"cannot change {', '.join(frozen)} of a loaded strategy in place")
+        return changed
+
     def reconfigure(self, spec: StrategyConfig) -> list[str]:
         """Apply a new config that differs only in runtime-changeable fields; return the fields changed.
 
         Raises ValueError naming the fields that would need a rebuild.
         """
-        if spec.id != self.strategy_id:
-            raise ValueError(f"config is for {spec.id!r}, not {self.strategy_id!r}")
-        old, new = self.spec.model_dump(), spec.model_dump()
-        changed = sorted(k for k in new if new[k] != old[k])
-        frozen = [k for k in changed if k not in RUNTIME_FIELDS]
-        if frozen:
-            raise ValueError(f"cannot change {', '.join(frozen)} of a loaded strategy in place")
-        self.spec = spec
+        changed = self.changes(spec)
+        self._apply_runtime(spec)
         self.context.spec = spec
         self.context.quantity = spec.quantity
         self.strategy.reconfigured()
+        return changed
+
+    def _apply_runtime(self, spec: StrategyConfig) -> None:
+        self.spec = spec
         self.positions.configure(spec.exits)
         self._account.configure(spec.fees, spec.fill)
         self._risk.limits = spec.risk
-        return changed
 
     # -- lifecycle helpers ----------------------------------------------------------------------
     def close_all(self, reason: str) -> int:
@@ -333,6 +348,80 @@ class TradingOrchestrator:
         self.actions.clear()
         for registry in self.indicators.values():
             registry.clear()
+
+
+class _Registries:
+    """The indicator registries of one build: created on request while its strategy is built; afterwards a request for a
+    stream it did not subscribe to is its bug (that registry would never be updated)."""
+
+    __slots__ = ("by_stream", "building", "_strategy_id")
+
+    def __init__(self, strategy_id: str) -> None:
+        self.by_stream: dict[Stream, IndicatorRegistry] = {}
+        self.building = True
+        self._strategy_id = strategy_id
+
+    def __call__(self, symbol: str, timeframe: str) -> IndicatorRegistry:
+        key = (symbol, timeframe)
+        registry = self.by_stream.get(key)
+        if registry is None:
+            if not self.building:
+                raise ValueError(f"strategy {self._strategy_id!r} does not subscribe to {symbol} {timeframe}: list it in subscriptions()")
+            registry = self.by_stream[key] = IndicatorRegistry()
+        return registry
+
+
+class StrategyBuild:
+    """A strategy object with its context, its indicator registries and the streams they cover, built for one orchestrator."""
+
+    __slots__ = ("spec", "context", "strategy", "indicators", "streams", "trading", "updates")
+
+    def __init__(
+        self,
+        spec: StrategyConfig,
+        context: StrategyContext,
+        strategy: Strategy,
+        indicators: dict[Stream, IndicatorRegistry],
+        streams: tuple[Stream, ...],
+        trading: frozenset[Stream],
+    ) -> None:
+        self.spec = spec
+        self.context = context
+        self.strategy = strategy
+        self.indicators = indicators
+        self.streams = streams
+        self.trading = trading
+        self.updates = {key: registry.update for key, registry in indicators.items()}
+
+    def trading_streams(self) -> list[Stream]:
+        """The streams whose candles would fill its orders and enforce its exits."""
+        return [s for s in self.streams if s in self.trading]
+
+    def warm_up(self, history: Mapping[Stream, Sequence[Candle]], resume_after: Mapping[Stream, int] | None = None) -> int:
+        """Feed recorded history to the indicators and the strategy (no trading) so the next candle can be acted on.
+
+        `resume_after` gives, per stream, the open time of the last candle consumed before a
+        pause: only newer candles are fed, so the state continues exactly. Without it, or when
+        some stream's history no longer reaches back that far (the pause outlasted it),
+        everything restarts from the whole history. Streams are fed interleaved in close-time
+        order, as they arrived live.
+        """
+        streams = [(key, candles) for key, candles in history.items() if key in self.indicators and candles]
+        resume = resume_after is not None and all(
+            key in resume_after and candles[0].ts <= resume_after[key] for key, candles in streams
+        )
+        if not resume:
+            for registry in self.indicators.values():
+                registry.reset()
+            self.strategy.reset()
+        on_history = self.strategy.on_history
+        updates = self.updates
+        count = 0
+        for key, candle in _merged(streams, resume_after if resume else None):
+            updates[key](candle)
+            on_history(key[0], key[1], candle)
+            count += 1
+        return count
 
 
 def _merged(streams: list[tuple[Stream, Sequence[Candle]]], after: Mapping[Stream, int] | None) -> Iterator[tuple[Stream, Candle]]:
