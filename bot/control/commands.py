@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, changed_strategy, deep_merge, load_config, load_strategy
-from bot.config.models import BotConfig, StrategyConfig
+from bot.config.models import RUNTIME_FIELDS, BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
 from bot.control.redact import Redactor, schema_words
 from bot.control.protocol import ControlError, validate_args
@@ -27,7 +27,7 @@ from bot.events import EVENT_TYPES
 from bot.services import BotServices
 from bot.symbols import MAX_SYMBOL_LENGTH, shown, symbol_problem
 from bot.strategy.manager import StrategyManager
-from bot.strategy.orchestrator import TradingOrchestrator
+from bot.strategy.orchestrator import REBUILT_FIELDS, TradingOrchestrator
 
 
 class _Args(BaseModel):
@@ -371,16 +371,35 @@ def set_param(state: DaemonState, args: SetArgs) -> dict[str, Any]:
     return {**result, "path": args.path, "old": _at(before, args.path), "new": _at(orchestrator.spec, args.path)}
 
 
+# Why a field is refused in place, where there is more to say than "unload and load".
+_FROZEN_WHY: dict[str, str] = dict.fromkeys(("symbol", "timeframe"), "its positions and orders are on its symbol and timeframe")
+
+
 def _set(state: DaemonState, orchestrator: TradingOrchestrator, update: dict[str, Any]) -> dict[str, Any]:
+    sid = orchestrator.strategy_id
     try:
-        spec = changed_strategy(orchestrator.spec, update, state.loaded.catalog, orchestrator.strategy_id)
+        spec = changed_strategy(orchestrator.spec, update, state.loaded.catalog, sid)
     except ConfigError as exc:
         # One line per problem, as `bot validate` prints them; they name the client's own path and value.
         raise ControlError("bad_args", "\n".join(str(problem) for problem in exc.problems)) from None
-    path = state.strategy_files.get(orchestrator.strategy_id)
-    where = "its strategy file" if path is None else _relative(path, state.loaded.base_dir)
-    # Its streams, indicators and strategy object are built from the other fields: a new value needs a new build.
-    return _apply(state, orchestrator, spec, f"change the field in {where}, then unload and load the strategy")
+    try:
+        orchestrator.changes(spec, RUNTIME_FIELDS | REBUILT_FIELDS)
+    except ValueError as exc:
+        path = state.strategy_files.get(sid)
+        where = "its strategy file" if path is None else _relative(path, state.loaded.base_dir)
+        why = next((f" ({_FROZEN_WHY[field]})" for field in update if field in _FROZEN_WHY), "")
+        raise ControlError("invalid_config", f"{sid}: {exc}{why}: change the field in {where}, then unload and load the strategy") from None
+    try:
+        # New params (or analyzers, filters) rebuild the strategy object in place: built and warmed before anything changes.
+        changed = state.manager.reconfigure(sid, spec)
+    except StrategyError as exc:
+        cause = exc.cause
+        raise ControlError("invalid_config", f"{sid}: not changed, the strategy refused it: {type(cause).__name__}: {cause}") from None
+    except ValueError as exc:
+        raise ControlError("invalid_config", f"{sid}: not changed: {exc}") from None
+    except StrategyStateError as exc:
+        raise ControlError("invalid_state", f"{sid}: not changed: {exc}") from None
+    return {"id": sid, "changed": changed}
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -23,16 +23,22 @@ EXIT_NOT_RUNNING = 3
 POLICIES = ("manage", "close", "freeze")
 SET_DESCRIPTION = """\
 Change one field of a loaded strategy, validated as its strategy file would be (a strategy
-module's params by its own Params). quantity, exits, fees, fill, risk, description and
-enabled (and a declarative strategy's thresholds) apply at once, keep positions and
-indicators, and survive a restart. Other fields, params included, are refused with the
-reason: change them in the strategy file, then unload and load it."""
+module's params by its own Params); every change survives a restart. quantity, exits, fees,
+fill, risk, description and enabled (and a declarative strategy's thresholds) apply at once
+and keep positions and indicators. params (and a declarative strategy's analyzers and
+filters) rebuild the strategy in place: its positions, orders and balance stay, and its new
+indicators are warmed from the candle history (an active strategy acts on the very next
+candle); if it does not build with the new value, nothing changes. symbol, timeframe,
+module, class and starting_balance are refused: change them in the strategy file, then
+unload and load it."""
 SET_EXAMPLES = """\
 examples (the default config):
   bot ctl set ema_cross quantity 0.2
   bot ctl set momentum exits.stop_loss_pct 5
   bot ctl set scalping risk.max_open_positions 2
   bot ctl set hybrid fees.taker_bps 1
+  bot ctl set trend_mtf params.fast 8
+  bot ctl set pairs_arbitrage params.entry_z 2.5
   bot ctl set mean_reversion exits.take_profit '[{"pct": 1, "close_pct": 100}]'"""
 
 

@@ -89,15 +89,75 @@ def test_set_works_on_every_default_strategy_and_survives_a_restart(repo_daemon:
         again.stop()
 
 
-def test_set_of_a_module_param_is_checked_by_its_params_then_refused_in_place(repo_daemon: DaemonProcess) -> None:
+def strategies_json(folder: Path) -> dict[str, Any]:
+    """`bot ctl strategies --json`'s reply, as printed."""
+    done = ctl_in(folder, "strategies", "--json")
+    assert done.returncode == 0, done
+    reply: dict[str, Any] = orjson.loads(done.stdout)["result"]
+    return reply
+
+
+def test_set_of_a_module_param_rebuilds_it_in_place_and_survives_a_restart(repo_daemon: DaemonProcess) -> None:
     folder, socket = repo_daemon.folder, repo_daemon.socket
-    # A valid value: params build the strategy's indicators, so it is refused with the reason and what to do.
+    repo_daemon.step(60)
+    before = result(socket, "metrics")["strategies"]["trend_mtf"]
+    # The backfill is some 16 hours of BTC/USD: its 15m indicators are warm, its 1h EMA(50) not yet, before and after.
+    warm = result(socket, "status")["strategies"]["trend_mtf"]["warm"]
     done = ctl_in(folder, "set", "trend_mtf", "params.fast", "8")
-    assert done.returncode == 1 and done.stdout == "", done
+    assert (done.returncode, done.stdout, done.stderr) == (0, "trend_mtf: params.fast 9 -> 8\n", ""), done
+    # Running with it at once: the same strategy (state, counters), warmed again from the history, with the new EMA.
+    config = strategies_json(folder)["loaded"]["trend_mtf"]["config"]
+    assert config["params"] == {"fast": 8, "slow": 21, "trend_timeframe": "1h", "trend_ema": 50, "atr_period": 14, "atr_mult": 3.0}
+    status = result(socket, "status")["strategies"]["trend_mtf"]
+    assert (status["state"], status["warm"], status["last_error"]) == ("active", warm, None)
+    assert result(socket, "metrics")["strategies"]["trend_mtf"]["candles"] == before["candles"]
+    repo_daemon.step(30)
+    status = result(socket, "status")["strategies"]["trend_mtf"]
+    assert (status["state"], status["last_error"]) == ("active", None)
+    assert result(socket, "metrics")["strategies"]["trend_mtf"]["candles"] > before["candles"]
+    assert "trend_mtf] params changed: strategy rebuilt, reading BTC/USD 15m, BTC/USD 1h" in repo_daemon.log.read_text()
+
+    # Journalled: a restart runs it with the new params, validated as set validated them.
+    assert repo_daemon.stop() == 0
+    again = DaemonProcess(repo_daemon.config, stepped=True)
+    try:
+        again.wait_ready(60)
+        assert strategies_json(folder)["loaded"]["trend_mtf"]["config"]["params"]["fast"] == 8
+        assert result(socket, "status")["strategies"]["trend_mtf"]["state"] == "active"
+        log = again.log.read_text()
+        assert "not re-applied" not in log, log[-3000:]
+    finally:
+        again.stop()
+
+
+def test_a_param_the_strategy_refuses_and_fields_that_stay_fixed_change_nothing(repo_daemon: DaemonProcess) -> None:
+    folder, socket = repo_daemon.folder, repo_daemon.socket
+    # Valid for its Params, but its own code refuses to build with it: refused with the reason, the running one untouched.
+    done = ctl_in(folder, "set", "trend_mtf", "params.trend_timeframe", "15m")
+    assert (done.returncode, done.stdout) == (1, ""), done
     assert done.stderr.splitlines() == [
-        "error: trend_mtf: cannot change params of a loaded strategy in place: change the field in "
-        "strategies/catalog/trend_mtf.json, then unload and load the strategy"
+        "error: trend_mtf: not changed, the strategy refused it: ValueError: "
+        "trend_mtf: params.trend_timeframe (15m) must be longer than the trading timeframe (15m)"
     ], done.stderr
+    # A second symbol without a feed.
+    done = ctl_in(folder, "set", "pairs_arbitrage", "params.second_symbol", "DOGE/BTC")
+    assert done.stderr.splitlines() == [
+        "error: pairs_arbitrage: not changed: strategy 'pairs_arbitrage' would read 'DOGE/BTC', which has no candle feed"
+    ], done.stderr
+    # Symbol and timeframe stay what it was loaded with.
+    done = ctl_in(folder, "set", "trend_mtf", "timeframe", "5m")
+    assert done.stderr.splitlines() == [
+        "error: trend_mtf: cannot change timeframe of a loaded strategy in place (its positions and orders are on its symbol "
+        "and timeframe): change the field in strategies/catalog/trend_mtf.json, then unload and load the strategy"
+    ], done.stderr
+    loaded = strategies_json(folder)["loaded"]
+    assert loaded["trend_mtf"]["config"]["params"]["trend_timeframe"] == "1h" and loaded["trend_mtf"]["config"]["timeframe"] == "15m"
+    assert loaded["pairs_arbitrage"]["config"]["params"]["second_symbol"] == "XMR/BTC"
+    assert {s["state"] for s in result(socket, "status")["strategies"].values()} == {"active"}
+
+
+def test_set_of_a_module_param_is_checked_by_its_params(repo_daemon: DaemonProcess) -> None:
+    folder, socket = repo_daemon.folder, repo_daemon.socket
     # An invalid one: the module's own Params say why, one line per problem, as `bot validate` prints them.
     done = ctl_in(folder, "set", "trend_mtf", "params.fast", "0")
     assert done.returncode == 1
