@@ -37,24 +37,26 @@ async def test_a_stop_resting_on_the_exchange_closes_the_position_while_the_daem
         async with daemon(config, fake) as first:
             await fake.wait_subscribed()
             await fake.stream(1)
+            # The dip's limit order and the stop go out concurrently: either may reach the exchange first.
             await until(
-                lambda: [(o.client_id, o.type, o.status) for o in fake.orders]
+                lambda: sorted((o.client_id, o.type, o.status) for o in fake.orders)
                 == [("dip-1", "MARKET", "FILLED"), ("dip-2", "LIMIT", "NEW"), ("dip-3", "STOP_LOSS", "NEW")],
                 "the entry filled, the dip resting, the stop resting",
             )
+            stop_order = next(o for o in fake.orders if o.client_id == "dip-3")
             held = await until(lambda: _positions(first), "the market buy booked")
             (position,) = held["positions"]
             status = await until(
                 lambda: _resting(call(first, "status")), "the stop confirmed on the exchange in status"
             )
             assert status[0]["client_id"] == "dip-3" and status[0]["stop_price"] == pytest.approx(position["stop_loss"])
-            assert float(fake.orders[2].stop_price) == pytest.approx(position["stop_loss"], abs=1e-6)
+            assert float(stop_order.stop_price) == pytest.approx(position["stop_loss"], abs=1e-6)
             assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # a crash: nothing runs on our side now
 
         series = fake.market(ETH).series
         hit = next(i for i in range(START + 1, len(series)) if float(series.values[i][2]) <= position["stop_loss"])
         await fake.stream(hit - START + 1)
-        assert fake.orders[2].status == "FILLED"
+        assert stop_order.status == "FILLED"
 
         async with daemon(config, fake) as second:
             held = await call(second, "positions")
@@ -64,7 +66,7 @@ async def test_a_stop_resting_on_the_exchange_closes_the_position_while_the_daem
             state = await call(second, "status")
             assert state["execution"]["stops"]["positions"] == {}
             # Nothing was sent after the restart: the stop was the close, the dip still rests.
-            assert [o.client_id for o in fake.orders] == ["dip-1", "dip-2", "dip-3"]
+            assert sorted(o.client_id for o in fake.orders) == ["dip-1", "dip-2", "dip-3"]
         assert second.proc.returncode == 0
     log = second.log.read_text()
     assert "dip-3 filled while the bot was down" in log
