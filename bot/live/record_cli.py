@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from bot.config.exchange import ExchangeConfig
 from bot.config.loader import load_config
@@ -90,16 +91,20 @@ def run_record(args: argparse.Namespace) -> int:
 
     recorder = Recorder(config, symbols, args.out, logger, os.environ, since, until)
 
+    async def on_signals(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            stopping = False
+            # Kept until the end: a second signal during the stop must not fall back to the
+            # default handler (a KeyboardInterrupt traceback, the exchange left open).
+            async for signum in signals:
+                logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if stopping else "; stopping: what was recorded is on disk")
+                stopping = True
+                recorder.stop()
+
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for _ in signals:
-                        logger.info("stopping: what was recorded is on disk")
-                        recorder.stop()
-                        return
-
-            tg.start_soon(on_signals)
+            await tg.start(on_signals)
             result = await recorder.run()
             for symbol, path in result.files.items():
                 logger.info("%s: %d candles written to %s", symbol, result.rows[symbol], path)

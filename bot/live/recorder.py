@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+import ccxt
 
 from bot.candles.model import Candle, timeframe_ms
 from bot.config.exchange import ExchangeConfig
+from bot.fmt import format_time
 from bot.live.candle_csv import CandleCsv, csv_name
 from bot.live.ccxt_feed import LiveCandleFeed
+from bot.live.errors import describe
 from bot.live.exchange import build_exchange
+from bot.live.markets import ExchangeUnreachable
 
 
 @dataclass(slots=True)
@@ -30,6 +34,8 @@ class Recorder:
 
     Each file resumes after its last complete row (else starts at `since`, else at the feed's
     backfill); every REST page and every streamed candle is flushed and fsynced before the next.
+    A stop at any time, the start included (markets, backfill), ends the run normally with what
+    was written on disk; an exchange that cannot be reached at start raises ExchangeUnreachable.
     """
 
     def __init__(
@@ -53,9 +59,11 @@ class Recorder:
         self._files = {s: CandleCsv(out_dir / csv_name(s, config.feed.timeframe)) for s in self._symbols}
         self._done: set[str] = set()
         self._feed: LiveCandleFeed | None = None
+        self._stop_requested = False
 
     def stop(self) -> None:
         """Stop after the current candle; everything written so far is on disk."""
+        self._stop_requested = True
         if self._feed is not None:
             self._feed.stop()
 
@@ -76,6 +84,12 @@ class Recorder:
         # The feed logs every state change itself; nothing else to do here.
         pass
 
+    def _backfilled(self) -> None:
+        started = self._feed.started_at_ms if self._feed is not None else None
+        if self._until is not None and started is not None and started >= self._until:
+            # Every candle before `until` was closed at start, so the backfill had them all.
+            self.stop()
+
     async def run(self) -> RecordResult:
         """Record until `until`, `stop()` or cancellation; files are flushed and closed in every case."""
         resumed: dict[str, int | None] = {}
@@ -85,7 +99,7 @@ class Recorder:
             resumed[symbol] = last
             if last is not None:
                 since[symbol] = last + self._tf_ms
-                self._log.info("%s: resuming %s after %d", symbol, file.path, last)
+                self._log.info("%s: resuming %s after %s", symbol, file.path, format_time(last))
             elif self._since is not None:
                 since[symbol] = self._since
         exchange, redact = build_exchange(self._config, self._env)
@@ -93,16 +107,29 @@ class Recorder:
             self._feed = LiveCandleFeed(
                 exchange, self._symbols, self._config.feed, self._on_candle, self._on_state,
                 logger=self._log, since=since, redact=redact, on_flush=lambda s: self._files[s].flush(),
+                start_timeout_s=self._config.start_timeout_s,
             )
-            async with anyio.create_task_group() as tg:
-                await tg.start(self._feed.run)
-                started = self._feed.started_at_ms
-                if self._until is not None and started is not None and started >= self._until:
-                    # Every candle before `until` was closed at start, so the backfill had them all.
-                    self.stop()
+            if self._stop_requested:
+                self._feed.stop()
+            # Awaited here rather than started in a task group: a stop before the backfill is done
+            # (a signal, `until` reached inside it) must end the run, not fail a task's start.
+            await self._feed.run(task_status=_Backfilled(self._backfilled))
+        except ccxt.OperationFailed as exc:
+            # A start request other than the markets, still failing after exchange.feed.rest_retries.
+            raise ExchangeUnreachable(f"exchange unreachable: {describe(exc, redact)} (still failing after exchange.feed.rest_retries retries)") from None
         finally:
             for file in self._files.values():
                 file.close()
             with anyio.CancelScope(shield=True):
                 await exchange.close()
         return RecordResult({s: f.path for s, f in self._files.items()}, {s: f.rows for s, f in self._files.items()}, resumed)
+
+
+class _Backfilled:
+    """The task status the feed reports its finished backfill to: calls `hook`."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        self._hook = hook
+
+    def started(self, value: object = None) -> None:
+        self._hook()
