@@ -137,6 +137,8 @@ class DaemonState:
     feed: DaemonFeed
     request_stop: Callable[[], None]
     journal: Journal | None = None
+    # What keeps the daemon from starting, in words (the exchange not answering): health degraded meanwhile.
+    start_problems: Callable[[], list[str]] = field(default=lambda: [])
     started_monotonic: float = field(default_factory=time.monotonic)
     strategy_files: dict[str, Path] = field(default_factory=dict)
     # Symbols added at runtime: {"file", "timeframe"} each, as journalled.
@@ -183,7 +185,8 @@ def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
     problems = [f"strategy {sid} failed" for sid in failed]
     if kill_switch:
         problems.append("kill switch engaged")
-    problems += state.feed.problems()  # a live feed: symbols reconnecting, stale or failed
+    problems += state.start_problems()  # mode live: the exchange not answering while the start loads its markets
+    problems += state.feed.problems()  # a live feed: the exchange not answering at start, symbols reconnecting, stale or failed
     problems += state.services.exchange.problems()  # live orders not confirmed yet
     return {
         "health": "degraded" if problems else "ok",

@@ -70,7 +70,9 @@ class Daemon:
     stop the feed, let every strategy finish its queued candles, journal an equity snapshot,
     close the socket, remove its file, close the exchange's connections. A stop while mode live
     still waits on the exchange at start (markets, reconciliation) ends the start there: exit 0,
-    "stopped before trading started".
+    "stopped before trading started". An exchange whose markets do not load within
+    `exchange.start_timeout_s` ends the start with ExchangeUnreachable (exit 2); until then
+    `status` is degraded, saying why.
     """
 
     def __init__(
@@ -231,6 +233,7 @@ class Daemon:
                     resume_after=resume_close,
                     on_published=record_feed_position,
                     on_fatal=self._feed_failed,
+                    start_timeout_s=config.exchange.start_timeout_s,
                 )
             else:
                 for source in self.sources:
@@ -252,7 +255,10 @@ class Daemon:
                 feed.stop()  # a signal came during start-up
             added_symbols = self._add_journalled_symbols(journal, feed, services.hub, resume_close or 0)
             specs, files = self._strategies_to_load(journal, saved)
-            state = DaemonState(self.loaded, services, manager, feed, self.request_stop, journal=journal)
+            state = DaemonState(
+                self.loaded, services, manager, feed, self.request_stop, journal=journal,
+                start_problems=live.problems if live is not None else (lambda: []),
+            )
             state.strategy_files.update(files)
             state.added_symbols.update(added_symbols)
             server = ControlServer(state, config.control, self.socket_path, log)

@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
 from bot.candles.model import Candle, timeframe_ms
-from bot.config.exchange import LiveFeedConfig
+from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.daemon.feed import RecordedFeed
 from bot.errors import BotError
 from bot.replay.sources import CandleSource
@@ -117,8 +117,9 @@ class LiveFeed:
     before now is in the hub: strategies warm up from it and trade from the first live candle.
     With `resume_after` (a restart: the close time of the last candle processed before), the
     candles that closed while the daemon was down are reported as the downtime gap, per symbol.
-    A failure before the backfill is done raises LiveFeedError; a symbol failing later (an error
-    retrying cannot fix) calls `on_fatal` with the reason: the daemon stops.
+    A failure before the backfill is done raises LiveFeedError (ExchangeUnreachable when the
+    markets did not load within `start_timeout_s`; until then `problems` says why); a symbol
+    failing later (an error retrying cannot fix) calls `on_fatal` with the reason: the daemon stops.
     """
 
     source: Literal["ccxt"] = "ccxt"
@@ -136,6 +137,7 @@ class LiveFeed:
         on_published: Callable[[int], None] | None = None,
         on_fatal: Callable[[str], None] | None = None,
         stale_after_s: float | None = None,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
     ) -> None:
         from bot.live.ccxt_feed import LiveCandleFeed  # here: ccxt is slow to import
 
@@ -161,7 +163,7 @@ class LiveFeed:
             feed_log.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
         self._live: LiveCandleFeed = LiveCandleFeed(
             exchange, self.symbols, settings, self._candle, self._symbol_state,
-            logger=feed_log, redact=redact, stale_after_s=stale_after_s,
+            logger=feed_log, redact=redact, stale_after_s=stale_after_s, start_timeout_s=start_timeout_s,
         )
         self._exchange = exchange
         self._closed = False
@@ -183,6 +185,8 @@ class LiveFeed:
             self.error = self._redact(str(exc)) if isinstance(exc, BotError) else _describe(exc, self._redact)
             if not status.done:
                 self._set_state("failed", error=self.error)
+                if _unreachable(exc):
+                    raise  # says what it is already: "exchange unreachable: ..."
                 raise LiveFeedError(f"live feed did not start: {self.error}") from None
             self._log.error("live feed stopped by an error", exc_info=not isinstance(exc, BotError))
             self._fail(self.error)
@@ -225,8 +229,11 @@ class LiveFeed:
         }
 
     def problems(self) -> list[str]:
-        """Symbols reconnecting, stale or failed; the feed stopped or failed."""
+        """The exchange not answering at start; symbols reconnecting, stale or failed; the feed stopped or failed."""
         found = []
+        starting = self._live.start_problem
+        if starting is not None:
+            found.append(starting)
         for symbol in self.symbols:
             state = self._live.states[symbol]
             if state in TROUBLED:
@@ -295,6 +302,12 @@ class LiveFeed:
                     ", ".join(f"{n} {symbol} candles" for symbol, n in missed.items()), _iso(self._resume_after), _iso(newest),
                 )
         self._set_state("playing", **info)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    from bot.live.markets import ExchangeUnreachable  # ccxt is loaded by now: a live feed was built
+
+    return isinstance(exc, ExchangeUnreachable)
 
 
 def _describe(exc: BaseException, redact: Callable[[str], str]) -> str:

@@ -10,9 +10,11 @@ from anyio.abc import TaskGroup
 from bot.bus import EventBus
 from bot.clock import Clock
 from bot.config.exchange import ExchangeConfig
+from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeSetupError
 from bot.live.exchange import build_exchange
 from bot.live.execution import LiveExchange
+from bot.live.markets import MarketsAtStart
 from bot.live.reconcile import Reconciler, ReconcileReport
 from bot.strategy.manager import StrategyManager
 
@@ -26,15 +28,29 @@ class LiveTrading:
         self._exchange, self.redact = build_exchange(config, env, streaming=False)
         self.gateway = LiveExchange(self._exchange, config.execution, clock, logger, redact=self.redact)
         self._log = logger
+        execution = config.execution
+        self._markets = MarketsAtStart(
+            self._exchange, config.start_timeout_s,
+            lambda: Backoff(execution.retry_min_s, max(execution.retry_min_s, execution.retry_max_s)),
+            logger, redact=self.redact,
+        )
 
     async def start(self, tg: TaskGroup, manager: StrategyManager) -> None:
-        """Run the gateway (markets loaded) in `tg`; a strategy whose fill cannot be booked is failed by `manager`.
+        """Load the markets, then run the gateway in `tg`; a strategy whose fill cannot be booked is failed by `manager`.
 
-        Unloaded strategies whose orders were in flight are settled at every poll interval.
+        The markets are retried for at most exchange.start_timeout_s while the exchange cannot be
+        reached (then ExchangeUnreachable; `problems` says why meanwhile): the gateway's own
+        loading would retry forever. Unloaded strategies whose orders were in flight are settled
+        at every poll interval.
         """
+        await self._markets.load()
         self.gateway.on_error = manager.on_booking_error
         await tg.start(self.gateway.run)
         tg.start_soon(settle_unloaded, manager, self.gateway.settings.poll_interval_s)
+
+    def problems(self) -> list[str]:
+        """The exchange not answering while the start loads its markets (empty otherwise)."""
+        return [self._markets.problem] if self._markets.problem is not None else []
 
     async def reconcile(self, manager: StrategyManager, bus: EventBus, symbols: Iterable[str]) -> ReconcileReport:
         """Bring the restored strategies in line with the exchange; raises when the exchange cannot be asked."""
