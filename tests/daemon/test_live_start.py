@@ -27,7 +27,7 @@ DOWN = 10**6  # REST requests the fake refuses with 503: down until the test cle
 
 def config_for(mode: str, folder: Path, fake: FakeBinance, start_timeout_s: float | None = None) -> Path:
     """A paper config on the live feed, or a mode-live one; `start_timeout_s` in its exchange section when given."""
-    bound = {} if start_timeout_s is None else {"start_timeout_s": start_timeout_s}
+    bound: dict[str, Any] = {} if start_timeout_s is None else {"start_timeout_s": start_timeout_s}
     if mode == "live":
         path = write_config(folder, fake, 0.01)
         config: dict[str, Any] = orjson.loads(path.read_bytes())
