@@ -12,11 +12,6 @@ def periods_per_year(interval_ms: int) -> float:
     return YEAR_MS / interval_ms
 
 
-def grid_returns(ts: Sequence[int], equity: Sequence[float], interval_ms: int) -> list[float]:
-    """Simple returns between consecutive samples at least one interval apart (see `timed_returns`)."""
-    return timed_returns(ts, equity, interval_ms)[0]
-
-
 def timed_returns(ts: Sequence[int], equity: Sequence[float], interval_ms: int) -> tuple[list[float], list[float]]:
     """Simple returns between consecutive samples, and how many intervals of time each spans.
 
@@ -64,19 +59,20 @@ def sharpe_ratio(returns: Sequence[float], periods: float, spans: Sequence[float
 def sortino_ratio(returns: Sequence[float], periods: float, spans: Sequence[float] | None = None) -> float | None:
     """Annualised Sortino ratio (target 0): mean / downside deviation * sqrt(periods per year).
 
-    The downside deviation is sqrt(sum(min(r, 0)^2 / w) / sum(w)) over all n returns, the
-    mean sum(r) / sum(w), with w the periods each return spans (as in `sharpe_ratio`). None
-    when there are fewer than two returns or no negative return.
+    The mean is sum(r) / sum(w), the downside deviation sqrt(sum(min(r, 0)^2 / w) / n) over
+    all n returns, w the periods each return spans: as in `sharpe_ratio`, a return over w
+    periods is one random-walk step whose square grows with w, so each r^2 / w is one
+    estimate per period, and there are n of them. With every w = 1 this is the plain
+    downside deviation. None when there are fewer than two returns or no negative return.
     """
     n = len(returns)
     if n < 2:
         return None
     weights = _spans(returns, spans)
-    total = sum(weights)
-    downside = sum(r * r / w for r, w in zip(returns, weights) if r < 0.0) / total
+    downside = sum(r * r / w for r, w in zip(returns, weights) if r < 0.0) / n
     if downside <= 0.0:
         return None
-    return (sum(returns) / total) / math.sqrt(downside) * math.sqrt(periods)
+    return (sum(returns) / sum(weights)) / math.sqrt(downside) * math.sqrt(periods)
 
 
 def drawdowns_pct(equity: Sequence[float]) -> list[float]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -15,11 +16,6 @@ HOUR = 3_600_000
 def test_periods_per_year_counts_every_hour_of_365_days() -> None:
     assert metrics.periods_per_year(HOUR) == 8760
     assert metrics.periods_per_year(24 * HOUR) == 365
-
-
-def test_grid_returns_skip_partial_periods() -> None:
-    # 0 -> 10 -> 20 are whole periods; 20 -> 25 (the run's end) is not.
-    assert metrics.grid_returns([0, 10, 20, 25], [100.0, 110.0, 99.0, 120.0], 10) == pytest.approx([0.1, -0.1])
 
 
 def test_sharpe_is_mean_over_sample_deviation_times_root_periods() -> None:
@@ -92,14 +88,48 @@ def test_timed_returns_keep_a_return_spanning_several_periods_with_its_span() ->
     assert spans == [1.0, 1.0, 3.0]
 
 
-def test_a_return_spanning_w_periods_counts_as_w_periods() -> None:
-    # Returns 0.02 (1 period), -0.01 (1), 0.0 (over 2): mean per period 0.01 / 4 = 0.0025.
-    returns, spans = [0.02, -0.01, 0.0], [1.0, 1.0, 2.0]
-    mean = 0.01 / 4
-    variance = ((0.02 - mean) ** 2 + (-0.01 - mean) ** 2 + (0.0 - 2 * mean) ** 2 / 2) / 2
-    assert metrics.sharpe_ratio(returns, 4, spans) == pytest.approx(mean / math.sqrt(variance) * 2)
-    downside = math.sqrt(0.01**2 / 4)
-    assert metrics.sortino_ratio(returns, 4, spans) == pytest.approx(mean / downside * 2)
+def _series(ts: list[int], equity: list[float]) -> StrategyRun:
+    return StrategyRun("s", _facts(), EquitySeries(ts=ts, equity=equity, open_positions=[0] * len(ts)), [])
+
+
+def test_samples_every_w_periods_give_the_ratios_of_a_w_period_interval() -> None:
+    # The same equity read every 3 hours: each return spans 3 one-hour periods, or is one
+    # 3-hour period. Annualised, a random walk's ratios are the same either way.
+    equity = [100.0, 101.2, 100.4, 102.0, 101.1, 103.5, 102.9, 102.2, 104.0, 103.1]
+    ts = [i * 3 * HOUR for i in range(len(equity))]
+    hourly = summarise(_series(ts, equity), HOUR)
+    three_hourly = summarise(_series(ts, equity), 3 * HOUR)
+    assert three_hourly.sharpe is not None and three_hourly.sortino is not None
+    assert hourly.sharpe == pytest.approx(three_hourly.sharpe)
+    assert hourly.sortino == pytest.approx(three_hourly.sortino)
+
+
+def _walk(hours: int, seed: int) -> list[float]:
+    """Hourly equity of a random walk in log price: drift 0.02% and deviation 0.5% an hour."""
+    rng = random.Random(seed)
+    level, equity = 0.0, [100.0]
+    for _ in range(hours):
+        level += rng.gauss(0.0002, 0.005)
+        equity.append(100.0 * math.exp(level))
+    return equity
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_merging_periods_into_long_returns_keeps_sharpe_and_sortino(seed: int) -> None:
+    # One path, read every hour, or every hour for 500 hours and then every 35 hours (100
+    # returns of 35 periods each): both estimate the same walk, so the ratios agree within
+    # the sampling error of 600 returns, and Sortino / Sharpe stays near sqrt(2), the ratio
+    # of the deviation to the downside deviation of a walk whose drift is small beside it.
+    equity = _walk(4_000, seed)
+    hours = list(range(501)) + list(range(535, 4_001, 35))
+    grid = summarise(_series([h * HOUR for h in range(4_001)], equity), HOUR)
+    merged = summarise(_series([h * HOUR for h in hours], [equity[h] for h in hours]), HOUR)
+    assert merged.returns_used == 600 and grid.returns_used == 4_000
+    assert grid.sharpe is not None and grid.sortino is not None and merged.sharpe is not None and merged.sortino is not None
+    assert merged.sharpe == pytest.approx(grid.sharpe, rel=0.15)
+    assert merged.sortino == pytest.approx(grid.sortino, rel=0.15)
+    assert merged.sortino / merged.sharpe == pytest.approx(grid.sortino / grid.sharpe, rel=0.1)
+    assert grid.sortino / grid.sharpe == pytest.approx(math.sqrt(2), rel=0.1)
 
 
 def test_on_the_grid_the_weighted_ratios_are_exactly_the_plain_ones() -> None:
@@ -120,10 +150,11 @@ def test_three_flat_years_between_two_rows_dilute_the_annualised_ratios() -> Non
     gapped = EquitySeries(ts=ts, equity=equity + [103.0, 103.0] + [103.0 * e / 100.0 for e in equity[1:]], open_positions=[0] * 13)
     plain = summarise(StrategyRun("s", _facts(), hourly, []), HOUR)
     summary = summarise(StrategyRun("s", _facts(), gapped, []), HOUR)
-    returns, spans = metrics.timed_returns(gapped.ts, gapped.equity, HOUR)
+    spans = metrics.timed_returns(gapped.ts, gapped.equity, HOUR)[1]
     assert summary.returns_used == 12 and max(spans) == 3 * 8760
-    assert summary.sharpe == pytest.approx(metrics.sharpe_ratio(returns, 8760, spans))
-    assert plain.sharpe is not None and summary.sharpe is not None and summary.sortino is not None
-    # Ten hours of gains spread over three years: the per-hour mean, so the ratio, is far smaller.
+    assert plain.sharpe is not None and plain.sortino is not None and summary.sharpe is not None and summary.sortino is not None
+    # Ten hours of gains spread over three years: the per-hour mean, so each ratio, is far smaller.
     assert 0 < summary.sharpe < plain.sharpe / 100
-    assert 0 < summary.sortino
+    assert 0 < summary.sortino < plain.sortino / 100
+    # The same moves, so the same balance of losses to variation: the flat years change neither.
+    assert summary.sortino / summary.sharpe == pytest.approx(plain.sortino / plain.sharpe, rel=0.1)
