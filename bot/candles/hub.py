@@ -130,15 +130,19 @@ class CandleHub:
         return list(candles)[-limit:]
 
     def preload(self, symbol: str, candles: Iterable[Candle]) -> int:
-        """Fill a new feed's history from past candles without publishing them (a symbol added mid-session).
+        """Fill a new feed's history from past candles without publishing them (a symbol added
+        mid-session, a replay's warm-up before --from).
 
         Nobody is subscribed yet and these closes lie in the past of the event clock, so they
-        are history to warm up from, not events. Returns how many were taken.
+        are history to warm up from, not events. Higher timeframes already asked for are
+        derived from them as they go, so each gets history of its own, not only what the base
+        history holds at the end. Returns how many were taken.
         """
         feed = self._feeds[symbol]
-        if feed.last_ts is not None or feed.derived:
+        if feed.last_ts is not None:
             raise ValueError(f"{symbol} already has candles; preload only a new feed")
         history = self._history[(symbol, feed.base_tf)]
+        derived = [(item, self._history[(symbol, item.timeframe)]) for item in feed.derived]
         count = 0
         last = None
         for candle in candles:
@@ -148,6 +152,12 @@ class CandleHub:
             if last is not None and ts - last < feed.base_ms:
                 raise CandleFeedError(symbol, f"candle at {ts} comes {ts - last} ms after the previous one, less than one {feed.base_tf}")
             history.append(candle)
+            for item, kept in derived:
+                if item.min_ts is None:
+                    item.min_ts = ts
+                for closed in item.aggregator.add(candle):
+                    if closed.ts >= item.min_ts:  # the data began inside this bucket: not a whole candle
+                        kept.append(closed)
             last = ts
             count += 1
         feed.last_ts = last
