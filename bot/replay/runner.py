@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,14 +12,16 @@ import orjson
 
 from bot.candles.hub import CandleFeedError
 from bot.candles.model import Candle, timeframe_ms
+from bot.candles.reader import last_timestamp
 from bot.clock import Clock, ReplayClock, WallClock
 from bot.config.loader import LoadedConfig
-from bot.errors import BotError
+from bot.errors import BotError, StrategyError
 from bot.log import BotLogger
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report
 from bot.replay.sources import CandleSource
+from bot.replay.timerange import EmptyRangeError, TimeRange, iso
 from bot.services import BotServices
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
@@ -49,19 +51,91 @@ class ReplayResult:
 
 def merged_candles(sources: list[CandleSource]) -> Iterator[tuple[str, Candle]]:
     """All sources' candles in close-time order; ties go in source order, so replay is deterministic."""
-    if len(sources) == 1:
-        symbol = sources[0].symbol
-        for candle in sources[0].candles():
+    yield from merge_streams([(s.symbol, timeframe_ms(s.timeframe), s.candles()) for s in sources])
+
+
+def merge_streams(streams: list[tuple[str, int, Iterator[Candle]]]) -> Iterator[tuple[str, Candle]]:
+    """(symbol, timeframe ms, candles) streams merged in close-time order; ties go in stream order."""
+    if len(streams) == 1:
+        symbol, _, candles = streams[0]
+        for candle in candles:
             yield symbol, candle
         return
 
-    def keyed(index: int, source: CandleSource) -> Iterator[tuple[int, int, str, Candle]]:
-        length = timeframe_ms(source.timeframe)
-        for candle in source.candles():
-            yield candle.ts + length, index, source.symbol, candle
+    def keyed(index: int, symbol: str, length: int, candles: Iterator[Candle]) -> Iterator[tuple[int, int, str, Candle]]:
+        for candle in candles:
+            yield candle.ts + length, index, symbol, candle
 
-    for _, _, symbol, candle in heapq.merge(*(keyed(i, s) for i, s in enumerate(sources))):
+    for _, _, symbol, candle in heapq.merge(*(keyed(i, *stream) for i, stream in enumerate(streams))):
         yield symbol, candle
+
+
+def _before(candles: Iterator[Candle], end: int) -> Iterator[Candle]:
+    """The candles that open before `end`; the file is read no further than the first that does not."""
+    for candle in candles:
+        if candle.ts >= end:
+            return
+        yield candle
+
+
+class _Opened:
+    """A source's file opened once for the whole run: the next candle to play, and the rest.
+
+    `first` and `last` are the open times the file holds, for a message about a --from/--to
+    range it misses; `last` is None until known (read from a plain CSV file's tail when
+    `find_last` is set, or seen when the warm-up read the whole file).
+    """
+
+    __slots__ = ("source", "rest", "head", "first", "last")
+
+    def __init__(self, source: CandleSource, find_last: bool) -> None:
+        self.source = source
+        self.rest: Generator[Candle, None, None] = source.candles()
+        self.head: Candle | None = next(self.rest, None)
+        self.first = None if self.head is None else self.head.ts
+        tail = last_timestamp(source.path) if find_last else None
+        self.last = None if tail is None else tail + source.shift_ms
+
+    def before(self, start: int) -> Iterator[Candle]:
+        """Take the candles that open before `start` (the warm-up); `head` is then the first at or after it, if any."""
+        candle = self.head
+        rest = self.rest
+        last = self.last
+        while candle is not None and candle.ts < start:
+            yield candle
+            last = candle.ts
+            candle = next(rest, None)
+        self.head = candle
+        if candle is None:
+            self.last = last
+
+    def playing(self, end: int | None) -> Iterator[Candle]:
+        """The candles to replay: `head` and the rest of the file, up to `end` (exclusive) when given."""
+        if self.head is None:
+            return iter(())
+        candles = itertools.chain((self.head,), self.rest)
+        return candles if end is None else _before(candles, end)
+
+    def holds(self, time_range: TimeRange) -> bool:
+        """Whether a candle to play opens inside the range, as far as is known before reading on."""
+        head = self.head
+        return head is not None and time_range.holds(head.ts, self.last)
+
+    def span(self) -> str:
+        """When the file's candles open (play time, after any shift_days), for a message."""
+        if self.first is None:
+            return "never"
+        return f"from {iso(self.first)}" + (" on" if self.last is None else f" to {iso(self.last)}")
+
+    def where(self) -> str:
+        """The symbol and its file, for a message."""
+        source = self.source
+        shifted = f", shift_days {source.shift_ms // 86_400_000}" if source.shift_ms else ""
+        return f"{source.symbol} ({source.path}{shifted})"
+
+    def close(self) -> None:
+        """Close the file, wherever the reading stopped."""
+        self.rest.close()
 
 
 class Replay:
@@ -74,16 +148,20 @@ class Replay:
         out_dir: Path,
         logger: BotLogger | None = None,
         wall_clock: Clock | None = None,
+        time_range: TimeRange | None = None,
     ) -> None:
         self.loaded = loaded
         self.sources = sources
         self.out_dir = out_dir
+        self.time_range = time_range
         # Only for the latest candle time a source accepts by default (now + one timeframe).
         self._wall_clock = wall_clock or WallClock()
         self.services = BotServices.for_replay(loaded.bot, logger)
         self.factory = OrchestratorFactory(self.services, loaded.catalog)
         self.manager = StrategyManager(self.services, self.factory)
         self.candles_done = 0
+        # Candles read before --from into the hub's history, which strategies warm up from.
+        self.warmup_candles = 0
 
     async def run(self, progress: Progress | None = None) -> ReplayResult:
         """Replay every candle and write events.jsonl, trades.csv, equity.csv and report.json.
@@ -94,11 +172,24 @@ class Replay:
         now + one timeframe unless the source sets latest_ts_ms) raises CandleFileError before
         anything is written; a gzipped CSV file cannot be read from its end, so its last row
         is refused as the stream reaches it, and the run aborts there.
+
+        With a time range, candles before its start fill the hub's history, which every
+        strategy warms up from before the first candle in the range; only candles in the range
+        are traded, sampled and counted. A range no file has a candle in raises EmptyRangeError
+        before anything is written when the files' ends say so (plain CSV files), else the run
+        aborts once the warm-up has read to the end of them.
         """
-        services = self.services
         now = self._wall_clock.now_ms()
         self.sources = [source.bounded(now) for source in self.sources]
-        firsts = self._first_times()
+        opened = self._open()
+        try:
+            return await self._run(opened, self._start_time(opened), progress)
+        finally:
+            for stream in opened:
+                stream.close()
+
+    async def _run(self, opened: list[_Opened], start: int | None, progress: Progress | None) -> ReplayResult:
+        services = self.services
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ReplayAborted(f"output folder {self.out_dir} exists and is not a folder", self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -112,9 +203,9 @@ class Replay:
         error: str | None = None
         await services.start()
         try:
-            self._set_up(firsts)
+            self._set_up(opened, start)
             equity.start([self.manager.get(sid) for sid in self.manager.ids()], services.clock.now_ms())
-            self._stream(progress, equity)
+            self._stream(opened, progress, equity)
             equity.finish(services.clock.now_ms())
             count = self.candles_done
             services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
@@ -144,41 +235,102 @@ class Replay:
             "sources": [str(s.path) for s in self.sources],
             "equity_interval_ms": equity.interval_ms,
         }
+        if self.time_range is not None:
+            facts["range"] = {**self.time_range.as_report(), "warmup_candles": self.warmup_candles}
         report = build_report(orchestrators, facts)
         (self.out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         if error is not None:
             raise ReplayAborted(error, self.out_dir)
         return ReplayResult(self.out_dir, report, count, events.count)
 
-    def _first_times(self) -> list[int]:
-        """Each source's first candle time, after refusing any file whose ends lie outside its window."""
-        firsts = []
-        for source in self.sources:
-            source.check_last()
-            firsts += [c.ts for c in itertools.islice(source.candles(), 1)]
-        return firsts
+    def _open(self) -> list[_Opened]:
+        """Each source's file, opened at its first candle, after refusing any file whose ends lie outside its window."""
+        opened: list[_Opened] = []
+        try:
+            for source in self.sources:
+                source.check_last()
+                opened.append(_Opened(source, find_last=self.time_range is not None))
+        except BaseException:
+            for stream in opened:
+                stream.close()
+            raise
+        return opened
 
-    def _set_up(self, firsts: list[int]) -> None:
+    def _start_time(self, opened: list[_Opened]) -> int | None:
+        """When the run starts: the first candle's open time, or --from when that is later; None without candles.
+
+        Refuses a range that no file can have a candle in, by what is known before reading on.
+        """
+        firsts = [stream.first for stream in opened if stream.first is not None]
+        if not firsts:
+            return None
+        time_range = self.time_range
+        if time_range is None:
+            return min(firsts)
+        if not any(stream.holds(time_range) for stream in opened):
+            raise self._empty(opened)
+        return min(firsts) if time_range.start is None else max(min(firsts), time_range.start)
+
+    def _empty(self, opened: list[_Opened]) -> EmptyRangeError:
+        assert self.time_range is not None
+        spans = "; ".join(f"{stream.where()} {stream.span()}" for stream in opened)
+        return EmptyRangeError(f"{self.time_range.describe()}: no candle opens in that range; the files' candles open: {spans}")
+
+    def _set_up(self, opened: list[_Opened], start: int | None) -> None:
         services = self.services
-        # Event time starts at the first recorded candle, so even the set-up events carry
-        # market time rather than the epoch.
-        if firsts and isinstance(services.clock, ReplayClock):
-            services.clock.advance_to(min(firsts))
+        # Event time starts at the first recorded candle (at --from with a range), so even the
+        # set-up events carry market time rather than the epoch.
+        if start is not None and isinstance(services.clock, ReplayClock):
+            services.clock.advance_to(start)
         for source in self.sources:
             services.hub.add_feed(source.symbol, source.timeframe)
-        for spec in self.loaded.enabled_strategies():
-            self.manager.load(spec)
-            self.manager.activate(spec.id)
+        specs = self.loaded.enabled_strategies()
+        warm_until = None if self.time_range is None else self.time_range.start
+        if warm_until is None or all(stream.head is None or stream.head.ts >= warm_until for stream in opened):
+            for spec in specs:
+                self.manager.load(spec)
+                self._activate(spec.id)
+        else:
+            # Loaded first, so the higher timeframes they ask for are built from the warm-up as
+            # it goes by; activated after it, so each warms up from that history.
+            for spec in specs:
+                self.manager.load(spec)
+            for stream in opened:
+                self.warmup_candles += services.hub.preload(stream.source.symbol, stream.before(warm_until))
+            for spec in specs:
+                self._activate(spec.id)
+        if self.time_range is not None:
+            self._check_range(opened)
         services.bus.publish(
             "replay_started",
             {"sources": [{"symbol": s.symbol, "file": s.path.name, "timeframe": s.timeframe} for s in self.sources]},
         )
 
-    def _stream(self, progress: Progress | None, equity: EquitySampler) -> int:
+    def _activate(self, strategy_id: str) -> None:
+        try:
+            self.manager.activate(strategy_id)
+        except StrategyError:
+            pass  # its warm-up raised: the manager marked it failed and published why; the others go on
+
+    def _check_range(self, opened: list[_Opened]) -> None:
+        """After the warm-up: refuse a range no file has a candle in, and warn of each file that has none."""
+        assert self.time_range is not None
+        missing = [stream for stream in opened if not stream.holds(self.time_range)]
+        if len(missing) == len(opened):
+            raise self._empty(opened)
+        for stream in missing:
+            self.services.logger.logger.warning(
+                "%s: no candle opens in the range %s (they open %s): strategies on %s do not trade",
+                stream.where(), self.time_range.describe(), stream.span(), stream.source.symbol,
+            )
+
+    def _stream(self, opened: list[_Opened], progress: Progress | None, equity: EquitySampler) -> int:
         # The hot loop: no awaits, no per-candle allocation beyond the candle; the next candle
         # goes out only after every subscribed orchestrator has finished with this one.
         ingest = self.services.hub.ingest
-        candles = equity.sampled(merged_candles(self.sources))
+        end = None if self.time_range is None else self.time_range.end
+        streams = [(s.source.symbol, timeframe_ms(s.source.timeframe), s.playing(end)) for s in opened]
+        candles = equity.sampled(merge_streams(streams))
         count = 0
         try:
             if progress is None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +49,7 @@ class CandleSource:
         window = TimeWindow(EARLIEST_MS - self.shift_ms, latest - self.shift_ms, why, self.shift_ms)
         return dataclasses.replace(self, window=window)
 
-    def candles(self) -> Iterator[Candle]:
+    def candles(self) -> Generator[Candle, None, None]:
         """The file's candles, moved in time by `shift_ms` (whole days, so aggregation stays aligned)."""
         if not self.shift_ms:
             yield from read_candles(self.path, self.window)

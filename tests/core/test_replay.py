@@ -16,7 +16,8 @@ from bot.errors import CandleFileError
 from bot.events import Event
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
-from tests.support import BASIC_CONFIG, REPO, Rig, module_strategy, repo_catalog, strategy
+from bot.replay.timerange import TimeRange
+from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
 
 RSI = {
     "id": "rsi",
@@ -319,3 +320,77 @@ def test_latest_ts_ms_sets_the_bound_in_play_time(tmp_path: Path, btc_candles: l
     assert "(played at 2022-01-02T03:59:00Z after shift_days) is after the latest allowed open time, 2022-01-02T03:58:59Z" in str(info.value)
     assert "(replay.candles.BTC/USD.latest_ts_ms)" in str(info.value)
     assert not (tmp_path / "late").exists()
+
+
+# --- a time range: warm-up before --from, per-file cut at --to ----------------------------------
+
+WARM_BOMB = '''
+from bot.strategy.base import Strategy
+
+
+class WarmBomb(Strategy):
+    """Raises on the first candle of warm-up history."""
+
+    name = "warm_bomb"
+    version = "1.0.0"
+
+    def on_history(self, symbol, timeframe, candle):
+        raise RuntimeError(f"cannot digest {candle.ts}")
+'''
+
+
+def _ranged(config: Path, out: Path, start: str | None, end: str | None) -> Any:
+    loaded = load_config(config)
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    return anyio.run(Replay(loaded, sources, out, None, None, TimeRange.parse(start, end)).run)
+
+
+def test_a_strategy_whose_warm_up_raises_fails_alone(tmp_path: Path, btc_slice_file: Path) -> None:
+    config = _write_config(tmp_path, btc_slice_file)
+    (tmp_path / "strategies" / "warm_bomb.py").write_text(WARM_BOMB)
+    body = orjson.loads(config.read_bytes())
+    (tmp_path / "strategies" / "bomb.json").write_bytes(
+        orjson.dumps({"id": "bomb", "module": "warm_bomb", "symbol": "BTC/USD", "timeframe": "1m", "quantity": 0.1})
+    )
+    body["strategies"].append({"file": "strategies/bomb.json"})
+    config.write_bytes(orjson.dumps(body))
+    alone = _write_config(tmp_path / "alone", btc_slice_file)
+
+    result = _ranged(config, tmp_path / "out", "2022-01-02", None)
+    baseline = _ranged(alone, tmp_path / "baseline", "2022-01-02", None)
+
+    # Warm-up feeds the history the hub keeps: history_size (1,000) candles before --from.
+    first_warm = 1_641_081_600_000 - 1_000 * 60_000
+    bomb = result.report["strategies"]["bomb"]
+    assert bomb["state"] == "failed" and bomb["last_error"] == f"RuntimeError: cannot digest {first_warm}"
+    assert bomb["candles"] == 0
+    logged = [orjson.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_bytes().splitlines()]
+    errors = [e for e in logged if e["type"] == "strategy_error"]
+    assert [(e["strategy_id"], e["payload"]["note"]) for e in errors] == [("bomb", "warm-up failed; strategy not activated")]
+    # The others warmed up and traded exactly as they do without it.
+    for sid in ("ema_cross", "rsi", "trail"):
+        assert result.report["strategies"][sid] == baseline.report["strategies"][sid]
+        assert result.report["strategies"][sid]["state"] == "active"
+    assert result.report["strategies"]["ema_cross"]["trades"] > 0
+
+
+def test_to_cuts_each_file_at_its_own_open_times(tmp_path: Path, btc_slice_file: Path) -> None:
+    # ETH/BTC 5m moved to start at 2022-01-01T04:55Z, beside BTC/USD 1m from 2021-12-31T23:00Z.
+    config = _write_config(tmp_path, btc_slice_file)
+    body = orjson.loads(config.read_bytes())
+    body["replay"]["candles"]["ETH/BTC"] = {"path": str(ETH_5M), "timeframe": "5m", "shift_days": 1452}
+    config.write_bytes(orjson.dumps(body))
+    end = "2022-01-01T06:02"  # not on a 5m boundary
+
+    result = _ranged(config, tmp_path / "out", None, end)
+
+    # 1m candles 23:00 to 06:01, and 5m ones 04:55 to 06:00: the 06:00 candle opens before --to
+    # though it closes after 1m candles that do not.
+    assert result.report["replay"]["candles"] == 422 + 14
+    logged = [orjson.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_bytes().splitlines()]
+    base = [(e["payload"]["symbol"], e["payload"]["candle"][0]) for e in logged if e["type"] == "candle" and e["payload"]["timeframe"] in ("1m", "5m")]
+    assert base[-2:] == [("BTC/USD", 1_641_016_860_000), ("ETH/BTC", 1_641_016_800_000)]  # 06:01 (1m) and 06:00 (5m)
+    assert result.report["replay"]["range"] == {
+        "from_ms": None, "to_ms": 1_641_016_920_000, "from": None, "to": "2022-01-01T06:02:00Z", "warmup_candles": 0,
+    }
