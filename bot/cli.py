@@ -29,6 +29,7 @@ from bot.log_options import add_log_options, log_level
 from bot.fmt import format_path
 from bot.version import bot_version
 from bot.replay.runner import Replay, ReplayResult
+from bot.replay.timerange import TimeRange
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
 from bot.replay.sources import CandleSource, SourceScan, parse_candle_arg, resolve_sources, scan_source
@@ -54,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
         help="recorded candle file for a symbol (repeatable); default: the files named in the config",
     )
     replay.add_argument("--out", default=Path("runs/replay"), type=Path, help="output folder (default: runs/replay)")
+    replay.add_argument(
+        "--from",
+        dest="start",
+        metavar="WHEN",
+        help="trade from the first candle that opens at or after WHEN (UTC date or date-time, e.g. 2022-01-01 or 2022-01-01T12:30); "
+        "earlier candles only warm the strategies up",
+    )
+    replay.add_argument("--to", dest="end", metavar="WHEN", help="stop before the first candle that opens at or after WHEN (exclusive)")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary table, log warnings and errors only")
     replay.add_argument("--report", action="store_true", help="also write the HTML report (OUT/report.html)")
     add_log_options(replay, quiet=False)
@@ -142,10 +151,22 @@ def _prepare(config: Path, candle_args: list[str], console: Console, daemon: boo
     return loaded, sources
 
 
+def _short_time(text: str | None, open_end: str) -> str:
+    """A range end for the summary title: the date alone at midnight, no seconds when they are zero."""
+    if text is None:
+        return open_end
+    if text.endswith("T00:00:00Z"):
+        return text.removesuffix("T00:00:00Z")
+    return text.removesuffix(":00Z") + "Z" if text.endswith(":00Z") else text
+
+
 def _summary(result: ReplayResult) -> Table:
     # Money is never added across currencies: one TOTAL row per quote currency, and amounts
     # shown with enough decimals for their scale (10 BTC is not 10,000 USD).
-    table = Table(title=f"Replay: {result.candles:,} candles, {result.events:,} events -> {result.out_dir}")
+    played = result.report["replay"].get("range")
+    when = "" if played is None else f" {_short_time(played['from'], 'start')} to {_short_time(played['to'], 'end')}"
+    warm = "" if played is None else f" (+{played['warmup_candles']:,} warm-up)"
+    table = Table(title=f"Replay{when}: {result.candles:,} candles{warm}, {result.events:,} events -> {result.out_dir}")
     for column in ("strategy", "state", "currency", "trades", "win rate", "realised", "fees", "max DD", "final equity", "return"):
         table.add_column(column, justify="left" if column in ("strategy", "state", "currency") else "right")
     strategies = result.report["strategies"]
@@ -170,19 +191,28 @@ def _summary(result: ReplayResult) -> Table:
 
 def _replay(args: argparse.Namespace) -> int:
     err = _stderr()
+    range_problem: str | None = None
+    try:
+        time_range = TimeRange.parse(args.start, args.end)
+    except ValueError as exc:
+        time_range, range_problem = None, str(exc)
+        _error(err, range_problem)
     prepared = _prepare(args.config, args.candles, err)
-    if prepared is None:
+    if prepared is None or range_problem is not None:
         return EXIT_INVALID
     loaded, sources = prepared
-    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr(level=log_level(args), log_file=args.log_file), WallClock())
+    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr(level=log_level(args), log_file=args.log_file), WallClock(), time_range)
     if args.quiet:
         result = anyio.run(replay.run)
     else:
-        total = sum(count_candles(s.path) for s in sources)
+        # A range plays an unknown part of each file: counting it would mean reading them twice.
+        total = None if time_range is not None else sum(count_candles(s.path) for s in sources)
         columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("replay", total=total)
             result = anyio.run(replay.run, lambda n: bar.update(task, completed=n))
+            if total is None:
+                bar.update(task, total=result.candles, completed=result.candles)
         # Outside a terminal rich would wrap the table at 80 columns; logs and CI are wider.
         Console(width=None if sys.stdout.isatty() else 140).print(_summary(result))
     if args.report:
