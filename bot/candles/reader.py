@@ -28,6 +28,10 @@ _INF = math.inf
 _NO_WINDOW = TimeWindow(-(2**63), 2**63 - 1, "the 64-bit range")
 # How far back from the end of a file its last line is looked for before giving up.
 _TAIL_LIMIT = 1 << 20
+# How far back from its end a plain CSV file is read for a line that starts with a timestamp (about 100 rows).
+_STEP_BACK = 1 << 13
+# How many rows back from the end of a JSON array one that starts with a timestamp is looked for.
+_STEP_BACK_ROWS = 100
 _INFER_ROWS = 1000
 # A timeframe token stands alone between separators: `_1m.csv`, `-5m.json`, `-5m-futures`.
 _TF_TOKEN = re.compile(r"(?<![0-9A-Za-z])(\d+[mhd])(?![0-9A-Za-z])")
@@ -62,8 +66,10 @@ def file_kind(path: PathArg) -> str:
 def last_timestamp(path: PathArg) -> int | None:
     """The timestamp of a plain CSV file's last row, found by reading back from the end.
 
-    None when that takes more than reading the tail: a gzipped or JSON file, a last line that
-    does not parse (the full read reports it, with its line number) or a file without rows.
+    Lines near the end that do not start with a timestamp are stepped over (the full read
+    reports them, with their line numbers), as far back as _STEP_BACK bytes: a row after the
+    window is found even when garbage follows it. None when that takes more than reading the
+    tail: a gzipped or JSON file, no timestamp in those last bytes, or a file without rows.
     """
     try:
         raw = open(path, "rb")
@@ -72,9 +78,39 @@ def last_timestamp(path: PathArg) -> int | None:
     with raw:
         if raw.peek(2)[:2] == _GZIP_MAGIC or _kind(path, raw) != "csv":
             return None
-        line = _last_line(raw)
-    if line is None or line.rstrip(b"\r\n") == HEADER:
-        return None
+        lines = _tail_lines(raw)
+    for line in lines:
+        if line.rstrip(b"\r\n") == HEADER:
+            return None
+        ts = _row_ts(line)
+        if ts is not None:
+            return ts
+    return None
+
+
+def _tail_lines(raw: BinaryIO) -> list[bytes]:
+    """The whole lines in the last _STEP_BACK bytes before a seekable file's trailing blank
+    space, last first; none when that space is longer than _TAIL_LIMIT."""
+    end = raw.seek(0, os.SEEK_END)
+    size = min(end, 1 << 16)
+    while True:
+        raw.seek(end - size)
+        text = raw.read(size).rstrip()
+        if len(text) > _STEP_BACK or size == end:
+            break
+        if size >= _TAIL_LIMIT:
+            if not text:
+                return []
+            break
+        size = min(end, size * 4)
+    lines = text[-_STEP_BACK:].split(b"\n")
+    if size < end or len(text) > _STEP_BACK:
+        del lines[0]  # the read may have started inside it
+    return lines[::-1]
+
+
+def _row_ts(line: bytes) -> int | None:
+    """The timestamp a CSV line starts with (an integer, or an integral float), or None."""
     text = line.split(b",", 1)[0]
     try:
         return int(text)
@@ -85,21 +121,6 @@ def last_timestamp(path: PathArg) -> int | None:
     except ValueError:
         return None
     return int(value) if math.isfinite(value) and value.is_integer() else None
-
-
-def _last_line(raw: BinaryIO) -> bytes | None:
-    """The last non-blank line of a seekable file, or None when it is longer than _TAIL_LIMIT."""
-    end = raw.seek(0, os.SEEK_END)
-    size = min(end, 1 << 16)
-    while True:
-        raw.seek(end - size)
-        tail = raw.read(size).rstrip()
-        cut = tail.rfind(b"\n")
-        if cut >= 0 or size == end:
-            return tail[cut + 1 :] if tail else None
-        if size >= _TAIL_LIMIT:
-            return None
-        size = min(end, size * 4)
 
 
 def count_candles(path: PathArg) -> int:
@@ -327,9 +348,12 @@ def _read_json(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Cand
         raise CandleFileError(name, None, "no candles")
     # The whole array is in memory already: a last row past the window is refused before the
     # first candle goes out, as the tail of a plain CSV file is.
-    last = rows[-1]
-    if type(last) is list and last and type(last[0]) is int and last[0] > window.latest:
-        raise CandleFileError(name, len(rows), window.problem(last[0]) or "", "row")
+    for index in range(len(rows), max(len(rows) - _STEP_BACK_ROWS, 0), -1):
+        last = _json_row_ts(rows[index - 1])
+        if last is not None:
+            if last > window.latest:
+                raise CandleFileError(name, index, window.problem(last) or "", "row")
+            break
     prev = window.earliest - 1
     for index, row in enumerate(rows, 1):
         if type(row) is not list or len(row) != len(FIELDS):
@@ -343,6 +367,18 @@ def _read_json(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Cand
         candle = _check(name, index, "row", ts, tuple(row[1:]), prev, window)
         prev = ts
         yield candle
+
+
+def _json_row_ts(row: Any) -> int | None:
+    """The timestamp a JSON row starts with (an integer, or an integral float; never a bool), or None."""
+    if type(row) is not list or not row:
+        return None
+    ts = row[0]
+    if type(ts) is int:
+        return ts
+    if type(ts) is float and math.isfinite(ts) and ts.is_integer():
+        return int(ts)
+    return None
 
 
 def _json_ts(name: str, index: int, row: list[Any]) -> int:

@@ -23,8 +23,9 @@ class CandleSource:
     """A recorded candle file for one symbol and its base timeframe.
 
     `latest_ms` is the configured latest candle open time (play time, after the shift), when
-    the source widens the default bound of now + one timeframe. `window`, when set, is the
-    span every candle read must lie in (see `bounded`).
+    the source widens the default bound of now + one timeframe; `from_command_line` is set for
+    a --candles file, which has no such setting. `window`, when set, is the span every candle
+    read must lie in (see `bounded`).
     """
 
     symbol: str
@@ -33,6 +34,7 @@ class CandleSource:
     shift_ms: int = 0
     latest_ms: int | None = None
     close_jump_factor: float = DEFAULT_CLOSE_JUMP_FACTOR
+    from_command_line: bool = field(default=False, compare=False)
     window: TimeWindow | None = field(default=None, compare=False)
 
     def bounded(self, now_ms: int) -> CandleSource:
@@ -43,6 +45,12 @@ class CandleSource:
         """
         if self.latest_ms is not None:
             latest, why = self.latest_ms, f"replay.candles.{self.symbol}.latest_ts_ms"
+        elif self.from_command_line:
+            latest = now_ms + timeframe_ms(self.timeframe)
+            why = (
+                f"now + one {self.timeframe} candle; a --candles file has no latest_ts_ms: to allow later ones, "
+                f"name it in replay.candles.{self.symbol}.path and set replay.candles.{self.symbol}.latest_ts_ms"
+            )
         else:
             latest = now_ms + timeframe_ms(self.timeframe)
             why = f"now + one {self.timeframe} candle; replay.candles.{self.symbol}.latest_ts_ms allows later ones"
@@ -177,7 +185,7 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
                 problems.append(ConfigProblem(where, field_name, str(exc)))
                 unusable.add(symbol)
                 continue
-        sources.append(CandleSource(symbol, path, timeframe, shift, latest, jump))
+        sources.append(CandleSource(symbol, path, timeframe, shift, latest, jump, symbol in overrides))
     by_symbol = {s.symbol: s for s in sources}
     for strategy in loaded.enabled_strategies():
         file_label = str(loaded.strategy_files.get(strategy.id, label))

@@ -107,6 +107,24 @@ def test_a_json_file_with_a_late_last_row_is_refused_before_its_first_candle(tmp
     assert "is after the latest allowed open time" in info.value.reason
 
 
+@pytest.mark.parametrize(
+    ("late", "after"),
+    [
+        ([float(T0 + 99 * MIN), 10, 12, 9, 11, 5], []),
+        ([T0 + 99 * MIN, 10, 12, 9, 11, 5], ["garbage", [], [True, 10, 12, 9, 11, 5], ["x"]]),
+    ],
+    ids=["integral-float", "garbage-after"],
+)
+def test_a_late_json_row_is_refused_before_the_first_candle_however_it_is_written(tmp_path: Path, late: list[object], after: list[object]) -> None:
+    path = tmp_path / "late.json"
+    path.write_text(json.dumps([[T0, 10, 12, 9, 11, 5], [T0 + MIN, 10, 12, 9, 11, 5], late, *after]))
+    rows = read_candles(path, TimeWindow(0, T0 + 10 * MIN, "test bound"))
+    with pytest.raises(CandleFileError) as info:
+        next(rows)
+    assert info.value.line == 3
+    assert info.value.reason.startswith(f"timestamp {T0 + 99 * MIN} (2022-01-01T01:39:00Z) is after the latest allowed open time")
+
+
 def test_last_timestamp_reads_a_plain_csv_from_its_end(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     # CRLF endings and 100 KB of trailing blank lines: the tail is read further back until a row shows.
@@ -118,7 +136,8 @@ def test_last_timestamp_reads_a_plain_csv_from_its_end(tmp_path: Path) -> None:
     ("name", "content"),
     [
         ("header.csv", HEADER.encode()),
-        ("garbage.csv", (HEADER + _rows(2) + "not,a,row\n").encode()),
+        ("garbage.csv", (HEADER + "not,a,row\n" * 2).encode()),
+        ("far_garbage.csv", (HEADER + _rows(2) + "not,a,row\n" * 1000).encode()),
         ("zipped.csv.gz", gzip.compress((HEADER + _rows(2)).encode())),
         ("rows.json", json.dumps([[T0, 10, 12, 9, 11, 5]]).encode()),
         ("empty.csv", b""),
@@ -129,6 +148,16 @@ def test_last_timestamp_is_none_when_the_tail_does_not_tell(tmp_path: Path, name
     path = tmp_path / name
     path.write_bytes(content)
     assert last_timestamp(path) is None
+
+
+def test_last_timestamp_steps_back_over_lines_that_do_not_start_with_a_timestamp(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    # A torn row, a line of garbage and blank space after the last row that starts with a time.
+    path.write_bytes((HEADER + _rows(500) + f"{T0 + 600 * MIN}.0,10,12\n" + "x,1,2\r\nnot a row\n\n").encode())
+    assert last_timestamp(path) == T0 + 600 * MIN
+    # The rows of a file too short to cut, read back to the header.
+    path.write_bytes((HEADER + _rows(1) + "garbage\n").encode())
+    assert last_timestamp(path) == T0
 
 
 def test_last_timestamp_of_a_missing_file_is_none(tmp_path: Path) -> None:

@@ -92,6 +92,49 @@ def test_replay_refuses_a_json_file_whose_last_row_is_after_now_before_writing_a
     assert not (tmp_path / "out").exists()
 
 
+def test_replay_refuses_a_json_file_whose_last_time_is_an_integral_float_before_writing_anything(tmp_path: Path) -> None:
+    # The reader takes 96248991600000.0 as the integer it is, so the check before the run does too.
+    rows = [[int(f) if i == 0 else float(f) for i, f in enumerate(r.split(","))] for r in _btc_rows(300)]
+    (tmp_path / "late_1m.json").write_text(json.dumps([*rows, [float(FAR_FUTURE), 1.0, 1.0, 1.0, 1.0, 0.0]]))
+    assert f"[{FAR_FUTURE}.0, 1.0" in (tmp_path / "late_1m.json").read_text()
+    _setup(tmp_path, "late_1m.json")
+    result = _replay(tmp_path)
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"error: late_1m.json: row 301: timestamp {FAR_FUTURE} (")
+    assert "is after the latest allowed open time" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_replay_refuses_a_csv_whose_late_row_is_followed_by_garbage_before_writing_anything(tmp_path: Path) -> None:
+    # The tail is read back past lines that do not start with a time, to the late row.
+    (tmp_path / "late_1m.csv").write_text("\n".join([HEADER, *_btc_rows(500), _row(FAR_FUTURE), "garbage,,", "not a row"]) + "\n")
+    _setup(tmp_path, "late_1m.csv")
+    result = _replay(tmp_path)
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"error: late_1m.csv: last line: timestamp {FAR_FUTURE} (")
+    assert "is after the latest allowed open time" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_late_candles_file_from_the_command_line_is_told_where_a_later_bound_can_be_set(tmp_path: Path) -> None:
+    # The config's latest_ts_ms describes the config's file: a --candles file takes none of its settings.
+    late = _after_a_year()
+    (tmp_path / "ok_1m.csv").write_text("\n".join([HEADER, *_btc_rows(10)]) + "\n")
+    (tmp_path / "late_1m.csv").write_text("\n".join([HEADER, *_btc_rows(500), _row(late)]) + "\n")
+    _setup(tmp_path, "ok_1m.csv", {"latest_ts_ms": FAR_FUTURE})
+    result = run_bot("replay", "--config", "config.json", "--candles", "BTC/USD=late_1m.csv", "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"error: late_1m.csv: last line: timestamp {late} (")
+    assert flat(line).endswith(
+        "(now + one 1m candle; a --candles file has no latest_ts_ms: to allow later ones, "
+        "name it in replay.candles.BTC/USD.path and set replay.candles.BTC/USD.latest_ts_ms)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_replay_refuses_a_first_row_before_1970_before_writing_anything(tmp_path: Path) -> None:
     (tmp_path / "old_1m.csv").write_text("\n".join([HEADER, _row(-2 * MIN), _row(-MIN), _row(0)]) + "\n")
     _setup(tmp_path, "old_1m.csv")
