@@ -41,7 +41,8 @@ class CandleSource:
         """This source refusing candles that open before 1970 or after its latest allowed time.
 
         The latest allowed time is `latest_ms` when configured, else `now_ms` + one timeframe
-        (the candle in progress). Bounds are moved back by the shift, so the file is read as written.
+        (inclusive: up to the candle after the one in progress). Bounds are moved back by the
+        shift, so the file is read as written.
         """
         if self.latest_ms is not None:
             latest, why = self.latest_ms, f"replay.candles.{self.symbol}.latest_ts_ms"

@@ -300,7 +300,8 @@ def _replay_at(config: Path, out: Path, now_ms: int) -> Any:
 
 def test_the_default_window_ends_one_timeframe_after_the_wall_clock(tmp_path: Path, btc_candles: list[Candle]) -> None:
     config, last = _small_setup(tmp_path, btc_candles)
-    # The candle in progress at `now` opened at most one timeframe before it: accepted.
+    # The bound is `now` + one timeframe, inclusive: a candle opening a whole timeframe after
+    # `now` (the one after the candle in progress) is accepted; one opening 1 ms later is not.
     assert _replay_at(config, tmp_path / "ok", last - 60_000).report["replay"]["status"] == "complete"
     with pytest.raises(CandleFileError) as info:
         _replay_at(config, tmp_path / "early", last - 60_001)
