@@ -208,11 +208,22 @@ def _replay(args: argparse.Namespace) -> int:
         # A range plays an unknown part of each file: counting it would mean reading them twice.
         total = None if time_range is not None else sum(count_candles(s.path) for s in sources)
         columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=False) as bar:
-            task = bar.add_task("replay", total=total)
-            result = anyio.run(replay.run, lambda n: bar.update(task, completed=n))
+        bar = Progress(*columns, console=err, transient=False)
+        task = bar.add_task("replay", total=total)
+
+        def show(done: int) -> None:
+            # Shown from the first report on, so a run refused before it starts prints only its error.
+            if not bar.live.is_started:
+                bar.start()
+            bar.update(task, completed=done)
+
+        try:
+            result = anyio.run(replay.run, show)
             if total is None:
                 bar.update(task, total=result.candles, completed=result.candles)
+        finally:
+            if bar.live.is_started:
+                bar.stop()
         # Outside a terminal rich would wrap the table at 80 columns; logs and CI are wider.
         Console(width=None if sys.stdout.isatty() else 140).print(_summary(result))
     if args.report:

@@ -166,6 +166,9 @@ class Replay:
     async def run(self, progress: Progress | None = None) -> ReplayResult:
         """Replay every candle and write events.jsonl, trades.csv, equity.csv and report.json.
 
+        `progress` is called with 0 once the files have passed the checks made before anything
+        is written, then with the count of candles replayed every so often and at the end.
+
         A run cut short (a corrupt candle file, a failing event subscriber) still writes
         report.json, with status "aborted" and the error, then raises ReplayAborted.
         A source whose first or last candle lies outside its time window (before 1970, after
@@ -183,7 +186,10 @@ class Replay:
         self.sources = [source.bounded(now) for source in self.sources]
         opened = self._open()
         try:
-            return await self._run(opened, self._start_time(opened), progress)
+            start = self._start_time(opened)
+            if progress is not None:
+                progress(0)  # the checks made before anything is written have passed
+            return await self._run(opened, start, progress)
         finally:
             for stream in opened:
                 stream.close()
