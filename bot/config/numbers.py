@@ -3,7 +3,9 @@
 Pydantic's lax mode turns "0.1" into 0.1 and true into 1, and its strict mode refuses a JSON
 list for a tuple field; so every config model (and every strategy's Params) inherits
 `StrictNumbers`, whose one validator checks the raw input of each number, wherever it sits in
-a field's type (inside tuples, lists, dicts, optionals), before pydantic coerces it.
+a field's type (inside tuples, lists, dicts, optionals), before pydantic coerces it. In a
+union, a string passes only an arm that takes it as it is (a str type, Any, a Literal holding it),
+a bool only bool, Any or such a Literal: pydantic would turn either into a number otherwise.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Final, Union
+from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -40,14 +42,51 @@ def _number_problem(value: Any) -> str | None:
     return None
 
 
-def _union_problems(arms: tuple[Any, ...], value: Any, loc: Loc) -> list[tuple[Loc, str, Any]]:
+def _union_problems(arms: tuple[Any, ...], value: Any, loc: Loc) -> list[tuple[Loc, str, Any]] | None:
+    """The problems of the arm that takes `value`: none when one takes it as it is, else the
+    first arm's that would convert it; None when no arm takes a value of its kind at all."""
     if value is None:
         return []
-    results = [number_problems(arm, value, loc) for arm in arms if arm is not type(None)]
+    results = [found for arm in arms if arm is not type(None) and (found := _arm_problems(arm, value, loc)) is not None]
+    if not results:
+        return None
     # Some arm takes the value as it is (a str arm takes a string): pydantic decides the rest.
-    if not results or any(not found for found in results):
+    if any(not found for found in results):
         return []
     return results[0]
+
+
+def _arm_problems(arm: Any, value: Any, loc: Loc) -> list[tuple[Loc, str, Any]] | None:
+    """The problems `value` has for one arm of a union, or None when the arm does not take a
+    value of its kind (a string, a bool, an array, an object) at all.
+
+    An arm that cannot take the value must not count as taking it as it is: pydantic would
+    then convert it through a number arm ("0.5" for float | Literal['auto'] becomes 0.5).
+    """
+    while typing.get_origin(arm) is Annotated:
+        arm = typing.get_args(arm)[0]
+    if arm is Any:
+        return []
+    origin = typing.get_origin(arm)
+    if origin is Literal:
+        # type() as well as ==: True == 1, but a Literal[1] arm does not take true.
+        return [] if any(type(choice) is type(value) and choice == value for choice in typing.get_args(arm)) else None
+    if origin is Union or origin is types.UnionType:
+        return _union_problems(typing.get_args(arm), value, loc)
+    if arm is float or arm is int:
+        return number_problems(arm, value, loc) if isinstance(value, (str, bool, int, float)) else None
+    if isinstance(value, bool):
+        return [] if arm is bool else None
+    if isinstance(value, str):
+        return [] if isinstance(arm, type) and issubclass(arm, str) else None
+    kind = origin if isinstance(origin, type) else arm
+    if isinstance(value, (Mapping, list, tuple)) and isinstance(kind, type):
+        if issubclass(kind, (str, bytes)):
+            return None
+        takes = (*_MAPPINGS, BaseModel) if isinstance(value, Mapping) else _SEQUENCES
+        if not issubclass(kind, takes):
+            return None
+    return number_problems(arm, value, loc)
 
 
 def _model_problems(model: type[BaseModel], value: Any, loc: Loc) -> list[tuple[Loc, str, Any]]:
@@ -77,7 +116,7 @@ def number_problems(annotation: Any, value: Any, loc: Loc = ()) -> list[tuple[Lo
     if origin is Annotated:
         return number_problems(args[0], value, loc)
     if origin is Union or origin is types.UnionType:
-        return _union_problems(args, value, loc)
+        return _union_problems(args, value, loc) or []
     if not (args and isinstance(origin, type)):
         return []  # Literal, bare generics: nothing typed as a number inside
     if issubclass(origin, _MAPPINGS) and isinstance(value, Mapping) and len(args) == 2:

@@ -171,8 +171,16 @@ def test_a_runtime_change_keeps_numbers_strict() -> None:
 # --- strategy modules: Params inheriting StrategyParams get the same rule -----------------------
 
 MODULE = '''
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, Field
 from bot.strategy.base import Strategy, StrategyParams
+
+
+class Scale(BaseModel):
+    """A plain pydantic model, not built on StrictNumbers."""
+
+    factor: float = 1.0
 
 
 class BandParams(StrategyParams):
@@ -182,6 +190,9 @@ class BandParams(StrategyParams):
     band: tuple[float, float] = (1.0, 2.0)
     weights: dict[str, float] = {}
     label: str | float = "x"
+    size: float | Literal["auto"] = "auto"
+    levels: list[float] | float = 1.0
+    scale: float | Scale = 1.0
 
 
 class Band(Strategy):
@@ -235,6 +246,35 @@ def test_a_module_strategys_numbers_are_taken_its_quoted_numbers_are_not(tmp_pat
 
 
 @pytest.mark.parametrize(
+    ("params", "field", "reason"),
+    [
+        ({"size": "0.5"}, "params.size", "a string is not a number"),
+        ({"size": True}, "params.size", "a boolean is not a number"),
+        ({"levels": "2"}, "params.levels", "a string is not a number"),
+        ({"levels": [1, "2"]}, "params.levels[1]", "a string is not a number"),
+        ({"scale": "3"}, "params.scale", "a string is not a number"),
+        ({"scale": {"factor": "3"}}, "params.scale.factor", "a string is not a number"),
+        ({"label": False}, "params.label", "a boolean is not a number"),
+    ],
+    ids=["literal-arm", "literal-arm-bool", "list-arm", "list-arm-item", "model-arm", "model-arm-field", "str-arm-bool"],
+)
+def test_a_union_parameter_refuses_what_only_its_number_arm_would_take(tmp_path: Path, params: dict[str, Any], field: str, reason: str) -> None:
+    # An arm that cannot take the value (a Literal without it, a list, a model) does not let it
+    # through: pydantic would turn it into a number by way of the float arm.
+    (problem,) = problems_of(write_module_setup(tmp_path, params))
+    assert (problem.field, problem.reason) == (field, f"{reason} (strategy 'band')")
+
+
+def test_a_union_parameter_takes_what_an_arm_takes_as_it_is(tmp_path: Path) -> None:
+    params = {"size": "auto", "levels": [1, 2.5], "scale": {"factor": 2}, "label": "0.5"}
+    loaded = load_config(write_module_setup(tmp_path, params))
+    typed: Any = loaded.catalog.get("band").validate_params(loaded.strategies[0].params)
+    assert (typed.size, typed.levels, typed.scale.factor, typed.label) == ("auto", [1.0, 2.5], 2.0, "0.5")
+    typed = loaded.catalog.get("band").validate_params({"size": 0.5, "levels": 2, "scale": 3})
+    assert (typed.size, typed.levels, typed.scale) == (0.5, 2.0, 3.0)
+
+
+@pytest.mark.parametrize(
     ("module", "params", "field"),
     [
         ("trend_mtf", {"atr_mult": "3"}, "params.atr_mult"),
@@ -274,9 +314,12 @@ def test_validate_names_file_field_and_reason(tmp_path: Path) -> None:
 
 
 def test_validate_reports_a_module_strategys_quoted_parameter(tmp_path: Path) -> None:
-    write_module_setup(tmp_path, {"threshold": "0.5"})
+    write_module_setup(tmp_path, {"threshold": "0.5", "size": "0.5"})
     result = run_validate(tmp_path)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == ["error: strategies/b.json: params.threshold: a string is not a number (strategy 'band')"]
+    assert result.stderr.splitlines() == [
+        "error: strategies/b.json: params.threshold: a string is not a number (strategy 'band')",
+        "error: strategies/b.json: params.size: a string is not a number (strategy 'band')",
+    ]
     assert "pydantic" not in result.stderr
 
