@@ -2,6 +2,7 @@
 
 Money is never added across currencies: a strategy's balance, PnL and exposure are in the quote
 currency of its symbol, totals are grouped by it, and the global risk limits hold per currency.
+Symbols not written BASE/QUOTE have no known quote: they all share one currency, UNQUOTED.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from bot.errors import ConfigProblem
 # Per-currency global limits: a currency code such as USD, BTC or USDT.
 CURRENCY_PATTERN: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 RISK_LIMITS: Final[tuple[str, ...]] = ("max_total_exposure", "max_daily_loss")
+# The currency of symbols not written BASE/QUOTE: no currency code matches it, so no limit object can name it.
+UNQUOTED: Final[str] = ""
 
 PerCurrency = Mapping[str, float | None]
 Limit = float | PerCurrency | None
@@ -23,13 +26,25 @@ Limit = float | PerCurrency | None
 def quote_currency(symbol: str) -> str:
     """The currency a symbol's prices are in: QUOTE of BASE/QUOTE or BASE/QUOTE:SETTLE (the settle part is not the quote).
 
-    A name that is not a ccxt unified symbol (no '/') counts as its own currency, so its money
-    is never added to another symbol's.
+    A name that is not a ccxt unified symbol (no '/', such as BTCUSD) has no known quote: every
+    such name counts in the one currency UNQUOTED, named after nothing, as all money did before
+    limits were kept per currency, so a config of such names keeps its meaning (one plain
+    number still limits them all together).
     """
     base, slash, rest = symbol.partition("/")
     if not slash:
-        return symbol
+        return UNQUOTED
     return rest.partition(":")[0]
+
+
+def currency_name(currency: str) -> str:
+    """A currency as a message names it: its code, or what UNQUOTED stands for."""
+    return currency if currency != UNQUOTED else "no known currency (symbols not written BASE/QUOTE)"
+
+
+def in_currency(amount: str, currency: str) -> str:
+    """An amount followed by its currency code (UNQUOTED has none to show)."""
+    return f"{amount} {currency}" if currency != UNQUOTED else amount
 
 
 def limit_in(limit: Limit, currency: str) -> float | None:
@@ -48,13 +63,29 @@ def limit_problem(name: str, limit: Limit, currency: str, currencies: Sequence[s
         spanned = list(dict.fromkeys([*currencies, currency]))
         if len(spanned) < 2:
             return None
-        example = ", ".join(f'"{c}": <amount>' for c in spanned)
+        named = [c for c in spanned if c != UNQUOTED]
+        example = ", ".join(f'"{c}": <amount>' for c in named)
+        if UNQUOTED in spanned:
+            return (
+                f"a plain number holds for one currency, but the strategies trade in {', '.join(named)} and in "
+                f"{currency_name(UNQUOTED)}: money is never added across currencies, so write every symbol as "
+                f"BASE/QUOTE, then the limit per currency: {{{example}, ...}}"
+            )
         return (
             f"a plain number holds for one currency, but the strategies trade in {', '.join(spanned)}: "
             f"money is never added across currencies, so write the limit per currency: {{{example}}}"
         )
+    if currency == UNQUOTED:
+        return (
+            "a limit per currency cannot name the currency of a symbol not written BASE/QUOTE: write the symbol as "
+            "BASE/QUOTE (or give a plain number, which holds while every strategy's symbol is written without '/')"
+        )
     if currency not in limit:
-        return f'no limit for {currency}: add "{currency}": <amount> (or "{currency}": null for no limit in {currency})'
+        problem = f'no limit for {currency}: add "{currency}": <amount> (or "{currency}": null for no limit in {currency})'
+        near = [key for key in limit if key.upper() == currency.upper()]
+        if near:
+            problem += f'; currency codes are case-sensitive, as the symbols write them (USD, BTC): "{near[0]}" is not "{currency}"'
+        return problem
     return None
 
 
@@ -75,7 +106,8 @@ def risk_problems(limits: Mapping[str, Limit], label: str, strategies: Sequence[
             users = [f"{sid!r} ({symbol}, {file})" for sid, symbol, file in strategies if quote_currency(symbol) == currency]
             reason = limit_problem(name, limit, currency, currencies)
             if reason is not None:
-                problems.append(ConfigProblem(label, f"risk.{name}", f"{reason}; strategies trading in {currency}: {', '.join(users)}"))
+                which = f"trading in {currency}" if currency != UNQUOTED else "on such symbols"
+                problems.append(ConfigProblem(label, f"risk.{name}", f"{reason}; strategies {which}: {', '.join(users)}"))
     return problems
 
 

@@ -9,7 +9,7 @@ import orjson
 from pydantic import ValidationError
 
 from bot.candles.model import timeframe_ms
-from bot.config.currency import RISK_LIMITS, quote_currency, risk_problems
+from bot.config.currency import RISK_LIMITS, currency_name, quote_currency, risk_problems
 from bot.config.models import BotConfig, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
 
@@ -425,7 +425,7 @@ def _mixed_currency_problems(spec: StrategyConfig, file_label: str, catalog: Str
                 ConfigProblem(
                     file_label,
                     _loc_str(("params", *_where(spec.params, symbol))),
-                    f"{symbol!r} is quoted in {other}, but the strategy trades {spec.symbol!r}, quoted in {currency}: "
+                    f"{symbol!r} is quoted in {currency_name(other)}, but the strategy trades {spec.symbol!r}, quoted in {currency_name(currency)}: "
                     "a strategy's symbols must share one quote currency, since its balance, PnL and risk are counted in it",
                 )
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.config.currency import quote_currency
+from bot.config.currency import UNQUOTED, quote_currency
 from bot.config.loader import load_config
 from tests.cli.test_cli import error_lines, run_bot
 from tests.config.builders import valid_strategy, write_setup
@@ -45,7 +45,7 @@ def setup(root: Path, strategies: dict[str, Any], risk: dict[str, Any] | None = 
 
 @pytest.mark.parametrize(
     ("symbol", "currency"),
-    [("BTC/USD", "USD"), ("ETH/BTC", "BTC"), ("BTC/USDT:USDT", "USDT"), ("BTC/USD:BTC-240927-60000-C", "USD"), ("ETHBTC", "ETHBTC")],
+    [("BTC/USD", "USD"), ("ETH/BTC", "BTC"), ("BTC/USDT:USDT", "USDT"), ("BTC/USD:BTC-240927-60000-C", "USD"), ("ETHBTC", UNQUOTED), ("BTCUSD", UNQUOTED)],
 )
 def test_the_currency_of_a_symbol_is_its_quote_never_its_settle_part(symbol: str, currency: str) -> None:
     assert quote_currency(symbol) == currency
@@ -137,3 +137,65 @@ def test_a_bad_limit_names_the_field_and_the_reason(tmp_path: Path, limit: Any, 
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [f"error: config.json: {field}: {reason}"]
+
+
+# -- symbols not written BASE/QUOTE ---------------------------------------------------------------------
+
+UNIFIED_AND_NOT = {"BTCUSD": {"path": str(BTC_1M)}, "ETHUSD": {"path": str(BTC_1M)}, "BTC/USD": {"path": str(BTC_1M)}}
+
+
+def test_strategies_on_symbols_without_a_quote_validate_as_before_with_one_plain_number(tmp_path: Path) -> None:
+    """BTCUSD and ETHUSD have no known quote: they share one currency, so max_daily_loss 500 (and an exposure
+    cap) still holds for both together, as it did before limits were kept per currency."""
+    strategies = {"a.json": valid_strategy(id="a", symbol="BTCUSD"), "b.json": valid_strategy(id="b", symbol="ETHUSD")}
+    config = {"replay": {"candles": UNIFIED_AND_NOT}, "risk": {"max_daily_loss": 500, "max_total_exposure": 20_000}}
+    path = write_setup(tmp_path, strategies, config)
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("config.json: OK (2 strategies, 2 enabled;"), result.stdout
+    assert load_config(path).bot.risk.max_daily_loss == 500.0
+
+
+def test_a_plain_number_across_a_quoted_symbol_and_one_without_a_quote_is_refused_saying_what_to_write(tmp_path: Path) -> None:
+    """BTC/USD counts in USD, BTCUSD in no known currency: a plain number would add them, so it is refused (never
+    silently split), and so is a limit per currency, which cannot name BTCUSD's currency."""
+    strategies = {"usd.json": valid_strategy(id="usd"), "odd.json": valid_strategy(id="odd", symbol="BTCUSD")}
+    write_setup(tmp_path, strategies, {"replay": {"candles": UNIFIED_AND_NOT}, "risk": {"max_daily_loss": 500}})
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "error: config.json: risk.max_daily_loss: a plain number holds for one currency, but the strategies trade in USD and in "
+        "no known currency (symbols not written BASE/QUOTE): money is never added across currencies, so write every symbol as "
+        'BASE/QUOTE, then the limit per currency: {"USD": <amount>, ...}'
+    ]
+    write_setup(tmp_path, strategies, {"replay": {"candles": UNIFIED_AND_NOT}, "risk": {"max_daily_loss": {"USD": 500}}})
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "error: config.json: risk.max_daily_loss: a limit per currency cannot name the currency of a symbol not written BASE/QUOTE: "
+        "write the symbol as BASE/QUOTE (or give a plain number, which holds while every strategy's symbol is written without '/'); "
+        "strategies on such symbols: 'odd' (BTCUSD, strategies/odd.json)"
+    ]
+
+
+def test_a_strategy_reading_a_symbol_without_a_quote_beside_a_quoted_one_is_refused_naming_both(tmp_path: Path) -> None:
+    candles = {**CANDLES, "ETHBTC": {"path": str(ETH_1M), "shift_days": 1442}}
+    write_setup(tmp_path, {"pairs.json": pairs("ETH/BTC", "ETHBTC")}, {"strategy_paths": [str(REPO / "strategies")], "replay": {"candles": candles}})
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "error: strategies/pairs.json: params.second_symbol: 'ETHBTC' is quoted in no known currency (symbols not written BASE/QUOTE), "
+        "but the strategy trades 'ETH/BTC', quoted in BTC: a strategy's symbols must share one quote currency, since its balance, "
+        "PnL and risk are counted in it"
+    ]
+
+
+def test_a_limit_keyed_by_a_lower_case_code_says_codes_are_case_sensitive(tmp_path: Path) -> None:
+    setup(tmp_path, {"usd.json": valid_strategy(id="usd"), "pairs.json": pairs("ETH/BTC", "XMR/BTC")}, {"max_daily_loss": {"usd": 500, "BTC": 1}})
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        'error: config.json: risk.max_daily_loss: no limit for USD: add "USD": <amount> (or "USD": null for no limit in USD); '
+        'currency codes are case-sensitive, as the symbols write them (USD, BTC): "usd" is not "USD"; '
+        "strategies trading in USD: 'usd' (BTC/USD, strategies/usd.json)"
+    ]
