@@ -29,11 +29,12 @@ from bot.daemon.recovery import (
     FEED_POSITION,
     KILL_SWITCH,
     OVERRIDES,
-    RISK_DAY,
     STRATEGY_FILE,
     DailySnapshots,
+    DailyTallies,
     mark_at_last_close,
     restore_orchestrator,
+    tripped_currency,
 )
 from bot.events import Event
 from bot.errors import BotError, ConfigError
@@ -170,6 +171,7 @@ class Daemon:
         config = self.loaded.bot
         log = self.logger.logger
         services = BotServices.for_replay(config, self.logger, clock=clock, exchange=None if live is None else live.gateway)
+        tallies = DailyTallies(journal, services.risk, log)
 
         def journal_first(event: Event) -> None:
             journal.record(event)
@@ -177,13 +179,15 @@ class Daemon:
                 journal.set_meta(KILL_SWITCH, orjson.dumps(event.payload).decode())
             elif event.type in _BOOKING_EVENTS and event.strategy_id is not None:
                 # The daily-loss limits must hold across a restart too.
-                journal.set_meta(RISK_DAY + event.strategy_id, orjson.dumps(services.risk.daily_state(event.strategy_id)).decode())
+                tallies.record(event.strategy_id)
 
         # Every strategy change is committed to the journal before any subscriber hears of it.
         services.bus.before_delivery = journal_first
-        if journal.get_meta(KILL_SWITCH):
-            services.risk.kill_switch = True
+        tripped = journal.get_meta(KILL_SWITCH)
+        if tripped:
+            services.risk.engage(tripped_currency(tripped))
             log.warning("kill switch still engaged from before the restart (bot ctl risk-reset releases it)")
+        tallies.restore_currencies()
         gap_lines = GapLines(log, self._monotonic, self._loop_period)
         services.bus.subscribe(EventLines(log, gap_lines), types=LOGGED_EVENTS)
         saved = journal.strategy_states()  # read before loading announces fresh states
@@ -278,9 +282,7 @@ class Daemon:
                             journal.set_meta(STRATEGY_FILE + spec.id, str(files[spec.id]))
                             if spec.id in saved:
                                 restored = restore_orchestrator(journal, orchestrator)
-                                daily = journal.get_meta(RISK_DAY + spec.id)
-                                if daily:
-                                    services.risk.restore_daily(spec.id, orjson.loads(daily))
+                                tallies.restore_strategy(spec.id)
                                 log.info("[%s] restored from the journal: %s", spec.id, format_fields(restored))
                         except (BotError, ValueError, KeyError) as exc:  # one strategy's problem stays its own
                             log.error("[%s] not loaded (its journalled state is kept): %s", spec.id, exc)

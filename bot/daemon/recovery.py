@@ -1,7 +1,10 @@
 """Crash recovery: put strategies back as the journal last recorded them, before any candle is routed."""
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import orjson
 
 from bot.candles.hub import CandleHub
 from bot.candles.model import timeframe_ms
@@ -9,6 +12,7 @@ from bot.events import Event
 from bot.journal import Journal
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
+from bot.trading.risk import RiskManager
 
 _DAY_MS = 86_400_000
 
@@ -17,7 +21,9 @@ STRATEGY_FILE = "strategy_file:"
 ADDED_SYMBOL = "added_symbol:"
 KILL_SWITCH = "risk.kill_switch"
 OVERRIDES = "strategy_overrides:"
+# A strategy's own daily loss tally (risk.day:<strategy id>), and a currency's global one (risk.day.currency:<code>).
 RISK_DAY = "risk.day:"
+RISK_CURRENCY_DAY = "risk.day.currency:"
 
 
 def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hub: CandleHub | None = None) -> dict[str, Any]:
@@ -65,3 +71,67 @@ class DailySnapshots:
         self._day = day
         for sid in self._manager.ids():
             self._journal.snapshot_equity(sid, event.ts, self._manager.get(sid).portfolio.snapshot())
+
+
+def tripped_currency(kill_switch: str) -> str | None:
+    """The currency a journalled kill_switch payload names; None when it names none (an older journal's) or is unreadable."""
+    try:
+        payload = orjson.loads(kill_switch)
+    except ValueError:
+        return None
+    currency = payload.get("currency") if isinstance(payload, dict) else None
+    return currency if isinstance(currency, str) else None
+
+
+class DailyTallies:
+    """Journals the daily loss tallies after each booking and takes them back at a restart.
+
+    Each strategy's own tally goes under its id, and each currency's global tally under its
+    code: a currency's tally sums all of its strategies, so no one strategy's record can hold
+    it (restored from strategies' records, the last one restored would win).
+    """
+
+    def __init__(self, journal: Journal, risk: RiskManager, log: logging.Logger) -> None:
+        self._journal = journal
+        self._risk = risk
+        self._log = log
+        self._told_old = False
+
+    def record(self, strategy_id: str) -> None:
+        """After a booking event of `strategy_id`: journal its own tally and every currency tally booked since the last call."""
+        own = self._risk.daily_state(strategy_id)
+        if own is not None:  # None: booked after its unload (an order settling); its currency's tally still moved
+            self._journal.set_meta(RISK_DAY + strategy_id, orjson.dumps(own).decode())
+        for currency, tally in self._risk.changed_tallies().items():
+            self._journal.set_meta(RISK_CURRENCY_DAY + currency, orjson.dumps(tally).decode())
+
+    def restore_currencies(self) -> None:
+        """At start, before any strategy books: take back every currency's journalled global tally."""
+        for currency, text in self._journal.meta_with_prefix(RISK_CURRENCY_DAY).items():
+            try:
+                self._risk.restore_tally({**orjson.loads(text), "currency": currency})
+            except (ValueError, KeyError, TypeError) as exc:
+                self._log.error(
+                    "journal %s: meta %r is not a daily loss tally (%s): the daily loss of %s starts from 0",
+                    self._journal.path, RISK_CURRENCY_DAY + currency, exc, currency or "symbols not written BASE/QUOTE",
+                )
+
+    def restore_strategy(self, strategy_id: str) -> None:
+        """Take back a freshly loaded strategy's own tally; ValueError when its record is unreadable."""
+        text = self._journal.get_meta(RISK_DAY + strategy_id)
+        if not text:
+            return
+        state = orjson.loads(text)
+        if not isinstance(state, dict):
+            raise ValueError(f"journal meta {RISK_DAY + strategy_id!r} is not a daily loss tally: {text[:80]!r}")
+        try:
+            old = self._risk.restore_daily(strategy_id, state)
+        except TypeError as exc:
+            raise ValueError(f"journal meta {RISK_DAY + strategy_id!r} is not a daily loss tally: {exc}") from None
+        if old and not self._told_old:
+            self._told_old = True
+            self._log.warning(
+                "the journal's daily loss tallies were written before they were kept per currency: the global "
+                "daily loss of before the restart is not carried over (each strategy's own is); the global limits "
+                "count from the next trade"
+            )

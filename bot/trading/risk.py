@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.config.currency import RISK_LIMITS, limit_in, limit_problem
+from bot.config.currency import RISK_LIMITS, UNQUOTED, currency_name, in_currency, limit_in, limit_problem
 from bot.config.models import GlobalRiskConfig, StrategyRiskConfig
 from bot.errors import StrategyStateError
 
@@ -35,7 +35,7 @@ class StrategyRisk:
         """Return (rule, reason) when an entry must be refused, else None."""
         manager = self._manager
         if manager.kill_switch:
-            return "kill_switch", "kill switch engaged: global daily loss limit reached"
+            return "kill_switch", manager.kill_switch_reason()
         self._roll_day(ts)
         limits = self.limits
         if open_positions >= limits.max_open_positions:
@@ -48,7 +48,7 @@ class StrategyRisk:
         if cap is not None:
             total = manager.total_exposure(self.currency) + quantity * price
             if total > cap:
-                return "max_total_exposure", f"total exposure would be {total:.8g} {self.currency}, limit {cap}"
+                return "max_total_exposure", f"total exposure would be {in_currency(f'{total:.8g}', self.currency)}, limit {cap}"
         return None
 
     def on_entry(self, position_id: str, notional: float) -> None:
@@ -80,6 +80,10 @@ class StrategyRisk:
         if day != self.day:
             self.day, self.day_pnl = day, 0.0
 
+    def pnl_on(self, ts: int) -> float:
+        """The tally of the UTC day of `ts`: 0 when nothing was booked on it yet (the stored one is of an earlier day)."""
+        return self.day_pnl if self.day == ts // _DAY_MS else 0.0
+
 
 class _DayTally:
     """The realised PnL net of fees of one currency's strategies on one UTC day."""
@@ -90,6 +94,10 @@ class _DayTally:
         self.day = -1
         self.pnl = 0.0
 
+    def state(self, currency: str) -> dict[str, Any]:
+        """The tally as journalled, with the currency it is in."""
+        return {"currency": currency, "day": self.day, "pnl": self.pnl}
+
 
 class RiskManager:
     """Checks every entry against its strategy's limits and the global ones; attributes all to a strategy id.
@@ -99,6 +107,11 @@ class RiskManager:
     of the strategies trading in a currency with that currency's cap, and a currency's daily
     loss reaching its limit engages the kill switch, which stops new entries everywhere (in
     every currency) until `reset_kill_switch`. Exits are never blocked.
+
+    To outlive a restart, each strategy's own tally (`daily_state`) and each currency's
+    (`changed_tallies`, the currencies booked since the last call) are journalled apart and
+    restored apart (`restore_daily`, `restore_tally`): a currency's tally is the sum over all of
+    its strategies, which no one strategy's record can hold.
     """
 
     def __init__(self, limits: GlobalRiskConfig, on_kill_switch: Callable[[dict[str, Any]], None]) -> None:
@@ -106,7 +119,11 @@ class RiskManager:
         self._on_kill_switch = on_kill_switch
         self._views: dict[str, StrategyRisk] = {}
         self._days: dict[str, _DayTally] = {}
+        # Currencies whose tally was booked since `changed_tallies` last answered.
+        self._changed: set[str] = set()
         self.kill_switch = False
+        # The currency whose daily loss engaged the kill switch (None: not known, such as one engaged before a restart by an older journal).
+        self.tripped_in: str | None = None
 
     def bind(self, strategy_id: str, limits: StrategyRiskConfig, currency: str) -> StrategyRisk:
         """Create the risk view of a strategy trading in `currency`; a strategy id is bound once until `forget`.
@@ -120,7 +137,9 @@ class RiskManager:
         for name in RISK_LIMITS:
             problem = limit_problem(name, getattr(self.limits, name), currency, others)
             if problem is not None:
-                raise StrategyStateError(f"strategy {strategy_id!r} trades in {currency}, and the global risk.{name} cannot hold for it: {problem}")
+                raise StrategyStateError(
+                    f"strategy {strategy_id!r} trades in {currency_name(currency)}, and the global risk.{name} cannot hold for it: {problem}"
+                )
         view = StrategyRisk(self, strategy_id, limits, currency)
         self._views[strategy_id] = view
         return view
@@ -144,34 +163,88 @@ class RiskManager:
         if day != tally.day:
             tally.day, tally.pnl = day, 0.0
         tally.pnl += net_pnl
+        self._changed.add(currency)
         cap = limit_in(self.limits.max_daily_loss, currency)
         if cap is not None and not self.kill_switch and -tally.pnl >= cap:
-            self.kill_switch = True
+            self.engage(currency)
             self._on_kill_switch({"daily_loss": -tally.pnl, "limit": cap, "currency": currency, "tripped_by": strategy_id})
 
-    def daily_state(self, strategy_id: str) -> dict[str, float]:
-        """Today's loss tallies (the strategy's, and the global one of its currency), to be journalled."""
-        view = self._views.get(strategy_id)
-        if view is None:
-            return {"global_day": -1.0, "global_pnl": 0.0}
-        tally = self._days.get(view.currency, _DayTally())
-        return {"global_day": float(tally.day), "global_pnl": tally.pnl, "day": float(view.day), "pnl": view.day_pnl}
+    def engage(self, currency: str | None) -> None:
+        """Engage the kill switch, tripped by the daily loss in `currency` (None: not known)."""
+        self.kill_switch = True
+        self.tripped_in = currency
 
-    def restore_daily(self, strategy_id: str, state: dict[str, float]) -> None:
-        """Take back journalled loss tallies after a restart (older days roll over as usual); the global
-        tally goes back to the strategy's currency."""
+    def kill_switch_reason(self) -> str:
+        """Why entries are refused while the kill switch is engaged, naming the currency that tripped it."""
+        if self.tripped_in is None:
+            return "kill switch engaged: a global daily loss limit was reached"
+        where = "of symbols not written BASE/QUOTE" if self.tripped_in == UNQUOTED else f"in {self.tripped_in}"
+        return f"kill switch engaged: the global daily loss limit {where} was reached"
+
+    def daily_state(self, strategy_id: str) -> dict[str, Any] | None:
+        """The strategy's own loss tally as journalled ({"currency", "day", "pnl"}); None for a strategy not tracked."""
         view = self._views.get(strategy_id)
         if view is None:
-            return
-        if "day" in state:
-            view.day, view.day_pnl = int(state["day"]), state["pnl"]
-        tally = self._days.setdefault(view.currency, _DayTally())
-        if int(state["global_day"]) >= tally.day:
-            tally.day, tally.pnl = int(state["global_day"]), state["global_pnl"]
+            return None
+        return {"currency": view.currency, "day": view.day, "pnl": view.day_pnl}
+
+    def day_pnl(self, strategy_id: str, now_ms: int) -> float:
+        """The strategy's realised PnL net of fees on the UTC day of `now_ms` (the caller's clock)."""
+        view = self._views.get(strategy_id)
+        return 0.0 if view is None else view.pnl_on(now_ms)
+
+    def currency_days(self, now_ms: int) -> dict[str, dict[str, float | None]]:
+        """Per currency (of the strategies tracked, or booked in today): the global realised PnL net of
+        fees on the UTC day of `now_ms` (the caller's clock) and the daily loss limit (None: no limit)."""
+        today = now_ms // _DAY_MS
+        currencies = [view.currency for view in self._views.values()] + [c for c, tally in self._days.items() if tally.day == today]
+        days: dict[str, dict[str, float | None]] = {}
+        for currency in dict.fromkeys(currencies):
+            tally = self._days.get(currency)
+            day_pnl = tally.pnl if tally is not None and tally.day == today else 0.0
+            days[currency] = {"day_pnl": day_pnl, "max_daily_loss": limit_in(self.limits.max_daily_loss, currency)}
+        return days
+
+    def tally(self, currency: str) -> dict[str, Any]:
+        """A currency's global tally as journalled: {"currency", "day", "pnl"} (day -1: nothing booked in it yet)."""
+        return self._days.get(currency, _DayTally()).state(currency)
+
+    def changed_tallies(self) -> dict[str, dict[str, Any]]:
+        """The global tallies of the currencies booked since the last call, by currency."""
+        changed = {currency: self.tally(currency) for currency in sorted(self._changed)}
+        self._changed.clear()
+        return changed
+
+    def restore_daily(self, strategy_id: str, state: dict[str, Any]) -> bool:
+        """Take back a strategy's journalled own tally (an older day rolls over as usual).
+
+        A record of another currency than the strategy's (its symbol changed) is not taken back.
+        Returns True when the record is one an older version wrote: a global tally without its
+        currency (summed across currencies before they were kept apart, or the one of the
+        strategy's currency as that strategy last saw it), which is not taken back either; the
+        currencies' own records (`restore_tally`) hold the global tallies.
+        """
+        view = self._views.get(strategy_id)
+        currency = state.get("currency")
+        if view is not None and currency in (None, view.currency) and "day" in state:
+            # Without a currency (an older record) the tally is still the strategy's own, always in its own currency.
+            view.day, view.day_pnl = int(state["day"]), float(state["pnl"])
+        return currency is None and "global_pnl" in state
+
+    def restore_tally(self, state: dict[str, Any]) -> None:
+        """Take back a currency's journalled global tally ({"currency", "day", "pnl"}) unless a later day's is already here."""
+        currency = state["currency"]
+        if not isinstance(currency, str):
+            raise ValueError(f"a daily tally's currency must be a string, got {currency!r}")
+        tally = self._days.setdefault(currency, _DayTally())
+        day = int(state["day"])
+        if day >= tally.day:
+            tally.day, tally.pnl = day, float(state["pnl"])
 
     def reset_kill_switch(self) -> None:
         """Allow new entries again (an operator's decision)."""
         self.kill_switch = False
+        self.tripped_in = None
 
     async def start(self) -> None:
         """Nothing to start; here so every service has the same lifecycle."""

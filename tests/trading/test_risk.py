@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from bot.config.currency import UNQUOTED
 from bot.config.models import BotConfig
 from bot.errors import StrategyStateError
 from bot.trading.actions import ClosePercent, OpenPosition
@@ -289,18 +290,21 @@ ETH_BTC = "ETH/BTC"
 
 
 class TwoCurrencies:
-    """s1 trades BTC/USD (counts in USD), s2 trades ETH/BTC (counts in BTC), on one 1m tape each."""
+    """s1 trades BTC/USD (counts in USD), s2 trades ETH/BTC (counts in BTC), on one 1m tape each (or `symbols`)."""
 
-    def __init__(self, config: BotConfig, **s2: Any) -> None:
-        self.rig = Rig(config, feeds={SYMBOL: "1m", ETH_BTC: "1m"})
+    def __init__(self, config: BotConfig, symbols: tuple[str, str] = (SYMBOL, ETH_BTC), **s2: Any) -> None:
+        self.symbols = symbols
+        self.rig = Rig(config, feeds={symbol: "1m" for symbol in symbols})
         slots = {"max_open_positions": 3}
-        self.rig.start(quiet(id="s1", exits={"stop_loss_pct": 2}, risk=slots), quiet(id="s2", symbol=ETH_BTC, risk=slots, **s2))
+        self.rig.start(
+            quiet(id="s1", symbol=symbols[0], exits={"stop_loss_pct": 2}, risk=slots), quiet(id="s2", symbol=symbols[1], risk=slots, **s2)
+        )
         self.next_ts = T0
 
     def bars(self, usd: float | tuple[float, float, float, float], btc: float | tuple[float, float, float, float]) -> None:
         """One candle on each symbol (a number: a flat candle at that price)."""
         rows = [usd if isinstance(usd, tuple) else flat(usd), btc if isinstance(btc, tuple) else flat(btc)]
-        for symbol, row in zip((SYMBOL, ETH_BTC), rows):
+        for symbol, row in zip(self.symbols, rows):
             self.rig.feed(symbol, candles_from([row], start_ts=self.next_ts))
         self.next_ts += MINUTE
 
@@ -353,8 +357,8 @@ def test_a_loss_in_one_currency_never_counts_against_another_currencys_limit() -
     two.act("s2", OpenPosition(ETH_BTC, "long", 1.0))
     assert two.rules("s2") == ["kill_switch"]
     risk = two.rig.services.risk
-    assert risk.daily_state("s1")["global_pnl"] == pytest.approx(-2.0, rel=1e-9)
-    assert risk.daily_state("s2")["global_pnl"] == pytest.approx(-5.0, rel=1e-9)
+    assert risk.tally("USD")["pnl"] == pytest.approx(-2.0, rel=1e-9)
+    assert risk.tally("BTC")["pnl"] == pytest.approx(-5.0, rel=1e-9)
 
 
 def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
@@ -367,6 +371,9 @@ def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
     assert two.kills() == [{"daily_loss": pytest.approx(5.0, rel=1e-9), "limit": 4.0, "currency": "BTC", "tripped_by": "s2"}]
     two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
     assert two.rules("s1") == ["kill_switch"]
+    # The refusal of a USD entry says which currency's loss holds it.
+    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
+    assert reason == "kill switch engaged: the global daily loss limit in BTC was reached"
 
 
 @pytest.mark.parametrize(
@@ -412,20 +419,29 @@ def test_a_plain_number_still_holds_for_strategies_of_one_currency() -> None:
 
 
 def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
-    """daily_state carries the global tally of the strategy's own currency; restore_daily puts it back there."""
+    """daily_state is the strategy's own tally with its currency; changed_tallies gives each booked currency's
+    global tally once; restore_tally puts it back in its currency, restore_daily the strategy's own."""
     two = TwoCurrencies(_global(max_daily_loss={"USD": 3, "BTC": 6}), exits={"stop_loss_pct": 10})
+    risk = two.rig.services.risk
     two.bars(100, 0.5)
     two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
     two.bars(100, 0.5)
     two.bars(100, (0.5, 0.5, 0.44, 0.44))  # -5 BTC
-    saved = {sid: two.rig.services.risk.daily_state(sid) for sid in ("s1", "s2")}
-    assert saved["s1"]["global_pnl"] == 0.0 and saved["s2"]["global_pnl"] == pytest.approx(-5.0, rel=1e-9)
+    day = T0 // DAY
+    saved = {sid: risk.daily_state(sid) for sid in ("s1", "s2")}
+    assert saved == {"s1": {"currency": "USD", "day": -1, "pnl": 0.0}, "s2": {"currency": "BTC", "day": day, "pnl": pytest.approx(-5.0, rel=1e-9)}}
+    tallies = risk.changed_tallies()
+    assert tallies == {"BTC": {"currency": "BTC", "day": day, "pnl": pytest.approx(-5.0, rel=1e-9)}}
+    assert risk.changed_tallies() == {}  # nothing booked since
 
     again = TwoCurrencies(_global(max_daily_loss={"USD": 3, "BTC": 6}), exits={"stop_loss_pct": 10})
     for sid, state in saved.items():
-        again.rig.services.risk.restore_daily(sid, state)
-    assert again.rig.services.risk.daily_state("s2")["global_pnl"] == pytest.approx(-5.0, rel=1e-9)
-    assert again.rig.services.risk.daily_state("s1")["global_pnl"] == 0.0
+        assert state is not None and again.rig.services.risk.restore_daily(sid, state) is False
+    for tally in tallies.values():
+        again.rig.services.risk.restore_tally(tally)
+    assert again.rig.services.risk.daily_state("s2") == saved["s2"]
+    assert again.rig.services.risk.tally("BTC")["pnl"] == pytest.approx(-5.0, rel=1e-9)
+    assert again.rig.services.risk.tally("USD") == {"currency": "USD", "day": -1, "pnl": 0.0}
     # 1.5 BTC more makes 6.5 BTC that day: the restored BTC tally trips the BTC limit; USD never moved.
     again.next_ts = two.next_ts
     again.bars(100, 0.5)
@@ -433,3 +449,40 @@ def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
     again.bars(100, 0.5)
     again.bars(100, (0.5, 0.5, 0.44, 0.44))
     assert again.kills() == [{"daily_loss": pytest.approx(6.5, rel=1e-9), "limit": 6.0, "currency": "BTC", "tripped_by": "s2"}]
+
+
+def test_symbols_without_a_quote_share_one_tally_and_one_plain_limit_as_before() -> None:
+    """BTCUSD and ETHUSD (not BASE/QUOTE) count in one currency, named after nothing: the plain limit 6 holds for
+    both together, as before limits were kept per currency; s2 loses 5, s1 then 2, and 7 trips it."""
+    two = TwoCurrencies(_global(max_daily_loss=6, max_total_exposure=1_000), symbols=("BTCUSD", "ETHUSD"), exits={"stop_loss_pct": 10})
+    risk = two.rig.services.risk
+    two.bars(100, 0.5)
+    two.act("s2", OpenPosition("ETHUSD", "long", 100.0))
+    two.bars(100, 0.5)
+    two.bars(100, (0.5, 0.5, 0.44, 0.44))  # -5
+    assert two.kills() == []
+    two.act("s1", OpenPosition("BTCUSD", "long", 1.0))
+    two.bars(100, 0.44)
+    two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # -2: 7 in all
+    assert two.kills() == [{"daily_loss": pytest.approx(7.0, rel=1e-9), "limit": 6.0, "currency": UNQUOTED, "tripped_by": "s1"}]
+    assert risk.tally(UNQUOTED)["pnl"] == pytest.approx(-7.0, rel=1e-9)
+    two.act("s2", OpenPosition("ETHUSD", "long", 1.0))
+    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s2")]
+    assert reason == "kill switch engaged: the global daily loss limit of symbols not written BASE/QUOTE was reached"
+
+
+def test_a_day_pnl_is_of_the_day_asked_about_never_yesterdays() -> None:
+    """s1 loses 2 on day one; asked on day two (nothing booked yet) its day PnL and its currency's are 0, on day one -2."""
+    two = TwoCurrencies(_global(max_daily_loss={"USD": 100, "BTC": 100}))
+    risk = two.rig.services.risk
+    two.bars(100, 0.5)
+    two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
+    two.bars(100, 0.5)
+    two.bars((99.0, 99.0, 97.0, 97.5), 0.5)  # stopped at 98: -2
+    assert risk.day_pnl("s1", T0 + 3 * MINUTE) == pytest.approx(-2.0, rel=1e-9)
+    assert risk.currency_days(T0 + 3 * MINUTE) == {
+        "USD": {"day_pnl": pytest.approx(-2.0, rel=1e-9), "max_daily_loss": 100.0},
+        "BTC": {"day_pnl": 0.0, "max_daily_loss": 100.0},
+    }
+    assert risk.day_pnl("s1", T0 + DAY) == 0.0
+    assert risk.currency_days(T0 + DAY)["USD"]["day_pnl"] == 0.0
