@@ -10,6 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.config.currency import quote_currency
 from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, changed_strategy, deep_merge, load_config, load_strategy
 from bot.config.models import RUNTIME_FIELDS, BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
@@ -171,7 +172,11 @@ def _strategy_status(state: DaemonState, orchestrator: TradingOrchestrator) -> d
         "timeframe": orchestrator.timeframe,
         "positions": len(orchestrator.positions.positions),
         "warm": orchestrator.is_warm(),
-        "day_pnl": state.services.risk.daily_state(orchestrator.strategy_id).get("pnl", 0.0),
+        # Of today by the daemon's clock: a tally of an earlier day is no longer today's.
+        "day_pnl": state.services.risk.day_pnl(orchestrator.strategy_id, state.services.clock.now_ms()),
+        # Its money: equity and day_pnl are in this currency; the starting balance gives their scale.
+        "currency": quote_currency(orchestrator.symbol),
+        "starting_balance": orchestrator.portfolio.start,
         "equity": orchestrator.portfolio.equity,
         "last_error": orchestrator.last_error,
     }
@@ -196,6 +201,8 @@ def status(state: DaemonState, _: NoArgs) -> dict[str, Any]:
         "feed": state.feed.status(),
         "execution": state.services.exchange.status(),
         "kill_switch": kill_switch,
+        # The global daily tallies the kill switch watches, per currency, beside their limits.
+        "currencies": state.services.risk.currency_days(state.services.clock.now_ms()),
         "strategies": strategies,
         "added_symbols": dict(state.added_symbols),
         # Unloaded strategies whose orders are still in flight (live): outcomes still booked and journalled.
@@ -297,11 +304,11 @@ def load(state: DaemonState, args: LoadArgs) -> dict[str, Any]:
 
 def unload(state: DaemonState, args: UnloadArgs) -> dict[str, Any]:
     """Unload a strategy; return its final snapshot, and the orders still in flight (live: `settling`)."""
-    _orchestrator(state, args.id)
+    currency = quote_currency(_orchestrator(state, args.id).symbol)
     snapshot = state.manager.unload(args.id, close_positions=args.close_positions)
     state.strategy_files.pop(args.id, None)
     heap.release()
-    return {**snapshot, "settling": state.manager.settling().get(args.id, [])}
+    return {**snapshot, "currency": currency, "settling": state.manager.settling().get(args.id, [])}
 
 
 def activate(state: DaemonState, args: StrategyArg) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.fmt import format_amount, format_fields, format_number, format_path, format_time
+from bot.config.currency import money_decimals
+from bot.fmt import format_fields, format_number, format_path, format_time
 
 # What each position policy does to the positions a strategy holds when it stops trading.
 _KEPT = {"manage": "kept, exits still enforced", "close": "closing at market", "freeze": "left as they are, no exit enforced"}
@@ -31,6 +32,13 @@ def _value(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _money(amount: float, balance: float) -> str:
+    """An amount of an account of this starting balance, to its scale (10 BTC to 0.0001, 10,000 USD to 0.01)."""
+    places = money_decimals(balance)
+    # Rounded first, so a loss smaller than the last decimal shows as 0, not -0.
+    return f"{round(amount, places) or 0.0:,.{places}f}"
+
+
 def _print(console: Console, text: str) -> None:
     # Replies quote ids, files and reasons: never rich markup, one line per line.
     console.print(escape(text), highlight=False, soft_wrap=True)
@@ -45,7 +53,7 @@ def _status(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any
     head += f"  uptime {result['uptime_s']:.0f}s  feed {result['feed']['state']} ({result['feed']['candles']:,} candles)"
     _print(console, head + ("  KILL SWITCH" if result["kill_switch"] else ""))
     table = Table()
-    for column in ("strategy", "state", "symbols", "tf", "warm", "positions", "equity", "day pnl", "last error"):
+    for column in ("strategy", "state", "symbols", "tf", "warm", "positions", "currency", "equity", "day pnl", "last error"):
         table.add_column(column, justify="right" if column in ("positions", "equity", "day pnl") else "left")
     for sid, s in result["strategies"].items():
         state = s["state"] + (f" ({s['policy']})" if s["policy"] else "")
@@ -56,8 +64,9 @@ def _status(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any
             s["timeframe"],
             "yes" if s["warm"] else "no",
             str(s["positions"]),
-            format_amount(s["equity"]),
-            format_amount(s["day_pnl"]),
+            escape(s["currency"]),
+            _money(s["equity"], s["starting_balance"]),
+            _money(s["day_pnl"], s["starting_balance"]),
             escape(s["last_error"] or ""),
         )
     console.print(table)
@@ -175,7 +184,9 @@ def _unload(console: Console, result: dict[str, Any], args: dict[str, Any], befo
         what = f"{_plural(left, 'open position')} kept in the journal until it is loaded again"
     else:
         what = "no open position"
-    _print(console, f"{sid}: {was} -> unloaded ({what}; equity {format_amount(result['portfolio']['equity'])})")
+    portfolio = result["portfolio"]
+    equity = f"{_money(portfolio['equity'], portfolio['start'])} {result['currency']}".rstrip()
+    _print(console, f"{sid}: {was} -> unloaded ({what}; equity {equity})")
     if result.get("settling"):
         _print(console, f"{sid}: orders still in flight, booked as the exchange settles them: {', '.join(result['settling'])}")
 

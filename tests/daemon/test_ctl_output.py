@@ -87,7 +87,7 @@ def test_every_command_prints_a_line_or_a_table(stepped: DaemonProcess) -> None:
     assert one_line(ctl("--socket", sock, "validate", "strategies/ema_cross.json")) == "strategies/ema_cross.json: OK (strategy ema_cross)"
     assert one_line(ctl("--socket", sock, "validate", "config.json")) == "config.json: OK (config, 2 strategies: ema_cross, rsi_reversion)"
     line = one_line(ctl("--socket", sock, "unload", "ema_fast"))
-    assert re.fullmatch(r"ema_fast: dormant -> unloaded \(1 open position kept in the journal until it is loaded again; equity [\d,]+\.\d\d\)", line), line
+    assert re.fullmatch(r"ema_fast: dormant -> unloaded \(1 open position kept in the journal until it is loaded again; equity [\d,]+\.\d\d USD\)", line), line
     (folder / "eth_1m.csv").write_bytes(BTC_1M.read_bytes())
     line = one_line(ctl("--socket", sock, "add-symbol", "ETH/USD", "eth_1m.csv"))
     assert re.fullmatch(r"ETH/USD: added, 1m candles from eth_1m.csv \([\d,]+ candles of history\)", line), line
