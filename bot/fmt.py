@@ -31,8 +31,15 @@ _BARE: Final[re.Pattern[str]] = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
 
 
 def format_time(ms: int) -> str:
-    """UTC ISO-8601 of epoch milliseconds: `2022-01-04 12:30Z`, with seconds and milliseconds only when not zero."""
-    moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    """UTC ISO-8601 of epoch milliseconds: `2022-01-04 12:30Z`, with seconds and milliseconds only when not zero.
+
+    An integer no date can hold (past the year 9999, or beyond the platform's time_t) is shown
+    as the integer itself: a time-named field may carry any number, and its line must not be lost.
+    """
+    try:
+        moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return str(ms)
     text = moment.strftime("%Y-%m-%d %H:%M")
     millis = ms % 1000
     if moment.second or millis:
@@ -58,9 +65,12 @@ def format_number(value: float, significant: int = SIGNIFICANT, group: bool = Fa
     return text
 
 
-def format_price(price: float) -> str:
-    """A price as a person reads it (significant digits; the market's own precision is not known offline)."""
-    return format_number(price)
+def format_price(price: float, group: bool = False) -> str:
+    """A price as a person reads it (significant digits, never an exponent; the market's own precision is not known offline).
+
+    `group` separates thousands (38,525.5), for tables.
+    """
+    return format_number(price, group=group)
 
 
 def format_qty(quantity: float) -> str:
@@ -97,8 +107,33 @@ def format_value(key: str, value: Any) -> str:
     if isinstance(value, float):
         return format_number(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(format_value("", item) for item in value) + "]"
+        return _json(value)
     return _quoted(str(value))
+
+
+def _json(value: Any) -> str:
+    """A list (or a mapping inside one) as compact JSON: numbers without float noise, anything else as its text.
+
+    Never a Python repr: a list of sources reads `[{"symbol":"BTC/USD","file":"x.csv"}]`.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_json_string(str(key))}:{_json(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_json(item) for item in value) + "]"
+    return _json_string(str(value))
+
+
+def _json_string(text: str) -> str:
+    # orjson escapes quotes, backslashes and control characters: the value stays on its line.
+    return orjson.dumps(text).decode()
 
 
 def _pairs(fields: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, str]]:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.config.currency import money_decimals
-from bot.fmt import format_fields, format_number, format_path, format_time
+from bot.fmt import format_fields, format_number, format_path, format_time, format_value
 
 # What each position policy does to the positions a strategy holds when it stops trading.
 _KEPT = {"manage": "kept, exits still enforced", "close": "closing at market", "freeze": "left as they are, no exit enforced"}
@@ -275,6 +275,17 @@ def print_following(err: Console, request: dict[str, Any]) -> None:
     _print(err, f"following events ({types}; {request.get('strategy_id') or 'all strategies'}); Ctrl-C to stop")
 
 
-def print_event(console: Console, event: dict[str, Any]) -> None:
-    """One event of `events`: sequence, UTC time, type, strategy and its payload as key=value fields."""
-    _print(console, f"{event['seq']:>8} {format_time(event['ts'])} {event['type']:<16} {event['strategy_id'] or '-':<16} {format_fields(event['payload'])}")
+def print_event(console: Console, event: Any) -> None:
+    """One event of `events`: sequence, UTC time, type, strategy and its payload as key=value fields.
+
+    Whatever the daemon streams is printed, never a traceback: a field missing or of another
+    type than expected is shown as it came (a payload that is not an object as `payload=...`).
+    """
+    fields: dict[str, Any] = event if isinstance(event, dict) else {"payload": event}
+    seq, ts, kind, who, payload = (fields.get(key) for key in ("seq", "ts", "type", "strategy_id", "payload"))
+    when = format_time(ts) if isinstance(ts, int) and not isinstance(ts, bool) else format_value("ts", ts)
+    try:
+        body = format_fields(payload) if isinstance(payload, dict) else format_fields({"payload": payload})
+    except RecursionError:
+        body = "payload=(nested too deeply to print; --json shows it)"
+    _print(console, f"{format_value('seq', seq):>8} {when} {format_value('type', kind):<16} {format_value('strategy_id', who or '-'):<16} {body}")

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from html import escape
 
 from bot.config.currency import money_decimals
+from bot.fmt import format_price
 from bot.report import charts
 from bot.report.rundata import RunData, Trade
 from bot.report.summary import StrategySummary
@@ -43,8 +44,8 @@ def _money(value: float, balance: float) -> str:
 
 
 def _price(value: float) -> str:
-    # Eight significant digits: 38,525.5 USD and 0.09019899 BTC alike.
-    return f"{value:,.8g}"
+    # Eight significant digits in plain decimals: 38,525.5 USD, 0.09019899 BTC and 0.0000025 BTC alike.
+    return format_price(value, group=True)
 
 
 def _pct(value: float | None, signed: bool = False) -> str:

@@ -1,7 +1,9 @@
 """Human formatting (bot/fmt.py): UTC ISO times, prices and quantities without float noise, key=value fields."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,41 @@ def test_a_value_with_a_newline_stays_on_its_line() -> None:
 def test_paths_are_shown_relative_to_the_working_folder_when_inside_it(tmp_path: Path) -> None:
     assert format_path(tmp_path / "run" / "journal.sqlite", base=tmp_path) == "run/journal.sqlite"
     assert format_path(Path("/elsewhere/journal.sqlite"), base=tmp_path) == "/elsewhere/journal.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [
+        (10**18, "1000000000000000000"),  # the year 31,690,708: past what datetime holds (ValueError)
+        (2**70, "1180591620717411303424"),  # past time_t (OverflowError or OSError)
+        (253_402_300_800_000, "253402300800000"),  # 10000-01-01: one millisecond too far
+        (253_402_300_799_999, '"9999-12-31 23:59:59.999Z"'),  # the last moment a date can show
+    ],
+)
+def test_an_integer_no_date_can_hold_is_shown_as_it_is_in_a_time_field(ms: int, shown: str) -> None:
+    assert format_time(ms) == shown.strip('"')
+    assert format_fields({"ts": ms, "fill": {"fill_ts": ms}}) == f"ts={shown} fill.fill_ts={shown}"
+
+
+def test_lists_of_mappings_are_json_never_python_reprs() -> None:
+    # replay_started's payload, as a replay of the bundled config writes it to events.jsonl, and one
+    # file name a person chose with a space and a quote.
+    sources: list[dict[str, Any]] = [
+        {"symbol": "BTC/USD", "file": "BTC-USD-PERP_1m.csv", "timeframe": "1m"},
+        {"symbol": "ETH/BTC", "file": 'my "eth" 1m.csv', "timeframe": "1m", "shift_days": 1442, "weight": 0.30000000000000004, "live": None},
+    ]
+    line = format_fields({"sources": sources, "take_profit": [[46793.96199999999, 0.05, False]], "symbols": ["BTC/USD", "ETH/BTC"]})
+    assert line == (
+        'sources=[{"symbol":"BTC/USD","file":"BTC-USD-PERP_1m.csv","timeframe":"1m"},'
+        '{"symbol":"ETH/BTC","file":"my \\"eth\\" 1m.csv","timeframe":"1m","shift_days":1442,"weight":0.3,"live":null}] '
+        'take_profit=[[46793.962,0.05,false]] symbols=["BTC/USD","ETH/BTC"]'
+    )
+    value = line.split(" take_profit=")[0].removeprefix("sources=")
+    assert json.loads(value) == [sources[0], {**sources[1], "weight": 0.3}]
+    assert "{'" not in line
+
+
+def test_a_price_for_a_table_groups_thousands_and_never_takes_an_exponent() -> None:
+    assert format_price(38525.5, group=True) == "38,525.5"
+    assert format_price(0.0000025, group=True) == "0.0000025"
+    assert format_price(0.00000001, group=True) == "0.00000001"  # one satoshi
