@@ -1,4 +1,4 @@
-"""Where `bot ctl` finds the daemon: --socket, $BOT_SOCKET, the config's control.socket, ./config.json's."""
+"""Where `bot ctl` finds the daemon: --socket, $BOT_SOCKET, the config's control.socket, ./config.json's (--config against a different $BOT_SOCKET: refused)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -25,21 +25,43 @@ class NoSocket(BotError):
 def find_socket(socket: Path | None, config: Path | None, environ: Mapping[str, str], cwd: Path) -> Path:
     """The control socket to use, in this order: `socket`, $BOT_SOCKET, `config`'s control.socket, ./config.json's.
 
-    Only the `control.socket` field of the config is read (no strategy module is imported, so
-    `bot ctl` stays fast and never runs strategy code); relative paths are relative to the
-    config's folder, as the daemon resolves them.
+    An explicit `config` and $BOT_SOCKET that name different sockets are refused (NoSocket,
+    naming both) rather than one silently winning: with two daemons running, `shutdown` or
+    `unload --close` must never reach the other one. Only the `control.socket` field of the
+    config is read (no strategy module is imported, so `bot ctl` stays fast and never runs
+    strategy code); relative paths are relative to the config's folder, as the daemon resolves
+    them, and $BOT_SOCKET's to `cwd`.
     """
     if socket is not None:
         return socket
     from_env = environ.get(SOCKET_ENV)
     if from_env:
-        return Path(from_env)
+        env_socket = Path(from_env)
+        if config is None:
+            return env_socket
+        named = _socket_of(config)
+        if _same_file(cwd / env_socket, named):
+            return env_socket
+        raise NoSocket(
+            f"--config {config} names the control socket {named} but {SOCKET_ENV} names {cwd / env_socket}: "
+            f"give only one of them (or --socket PATH)"
+        )
     if config is not None:
         return _socket_of(config)
     default = cwd / DEFAULT_CONFIG
     if default.is_file():
         return _socket_of(default)
     raise NoSocket(HOW_TO_POINT)
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """Whether two socket paths name the same file: the same resolved path, or (both existing) the same inode."""
+    if one.resolve() == other.resolve():
+        return True
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
 
 
 def _socket_of(config: Path) -> Path:

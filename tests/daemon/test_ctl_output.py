@@ -196,12 +196,22 @@ def test_ctl_finds_the_daemon_in_order_and_never_imports_strategy_code(stepped: 
     done = ctl("--config", str(other / "config.json"), "status", cwd=elsewhere)
     assert done.returncode == 0 and "ema_cross" in done.stdout, done
     assert not marker.exists()
-    # The order: --socket, then $BOT_SOCKET, then --config.
+    # The order: --socket, then $BOT_SOCKET, then --config, then ./config.json.
     missing = tmp_path / "missing.sock"
     done = ctl("--socket", str(missing), "status", cwd=folder, env={"BOT_SOCKET": str(sock)})
     assert done.returncode == 3 and str(missing) in done.stderr, done
     (elsewhere / "config.json").write_bytes(orjson.dumps({"control": {"socket": str(missing)}}))
-    assert ctl("status", "--config", str(elsewhere / "config.json"), cwd=elsewhere, env={"BOT_SOCKET": str(sock)}).returncode == 0
+    assert ctl("status", cwd=elsewhere, env={"BOT_SOCKET": str(sock)}).returncode == 0  # ./config.json only when nothing else says
+    # --config given and $BOT_SOCKET set: the same socket is fine (however each names it)...
+    assert ctl("status", "--config", str(other / "config.json"), cwd=folder, env={"BOT_SOCKET": "bot.sock"}).returncode == 0
+    # ...two different ones are refused, naming both: with two daemons, a shutdown must never reach the other one.
+    done = ctl("shutdown", "--config", str(elsewhere / "config.json"), cwd=elsewhere, env={"BOT_SOCKET": str(sock)})
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert done.stderr.splitlines() == [
+        f"error: --config {elsewhere / 'config.json'} names the control socket {missing} but BOT_SOCKET names {sock}: "
+        "give only one of them (or --socket PATH)"
+    ], done.stderr
+    assert call(sock, "status")["ok"] is True
 
     # Nothing to go by: one line saying how to point it at a daemon, exit 2.
     empty = tmp_path / "empty"
