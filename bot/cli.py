@@ -19,11 +19,13 @@ from bot.config.currency import money_decimals
 from bot.config.loader import IncompleteConfigError, LoadedConfig, exchange_problems, load_config
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
-from bot.daemon.app import Daemon
+from bot.control.server import claim_socket_path, control_token
+from bot.daemon.app import Daemon, socket_path_of
 from bot.daemon.feed import Pacer
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
-from bot.journal.aside import move_aside
+from bot.journal.aside import move_aside, open_work
 from bot.journal.lock import JournalLock
+from bot.journal.schema import JournalError
 from bot.log import BotLogger
 from bot.log_options import add_log_options, log_level
 from bot.fmt import format_path
@@ -80,7 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fresh",
         action="store_true",
-        help="start over: move the journal (and its -wal/-shm) aside as JOURNAL.<UTC time>, never deleted, instead of resuming it",
+        help="start over: move the journal (and its -wal/-shm) aside as JOURNAL.<UTC time>, never deleted, instead of resuming it; "
+        "in mode live refused while the journal holds open positions or pending orders (see --force)",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="with --fresh in mode live: start over even though the journal holds open positions or pending orders; "
+        "the new journal knows nothing of them, so they and their stop orders stay on the exchange for you to close there",
     )
     add_log_options(run)
 
@@ -305,11 +314,14 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
     if prepared is None:
         return EXIT_INVALID
     loaded, sources = prepared
+    if args.force and not args.fresh:
+        _error(_stderr(), "--force only goes with --fresh (it lets --fresh start over in mode live with positions or orders open)")
+        return EXIT_INVALID
     logger = BotLogger.to_stderr(level=log_level(args, loaded.bot.daemon.log_level), log_file=args.log_file)
     lock: JournalLock | None = None
     try:
         if args.fresh:
-            lock = _fresh(loaded, logger.logger)
+            lock = _fresh(loaded, args.force, logger.logger)
         return anyio.run(Daemon(loaded, sources, logger, pacer, journal_lock=lock).run)
     except BaseExceptionGroup as group:
         # An operator's error raised inside the task group (a journal file that is not a
@@ -327,17 +339,57 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
         logger.close()
 
 
-def _fresh(loaded: LoadedConfig, log: logging.Logger) -> JournalLock:
-    """`run --fresh`: move the journal aside under its lock, and keep the lock for the daemon's new journal."""
+def _fresh(loaded: LoadedConfig, force: bool, log: logging.Logger) -> JournalLock:
+    """`run --fresh`: move the journal aside under its lock, and keep the lock for the daemon's new journal.
+
+    What would stop the daemon right after (another daemon on the socket, no control token) is
+    checked first, under the lock, and so, in mode live without `force`, is the journal's open
+    business on the exchange: a refusal leaves the journal in place for a plain `bot run`.
+    """
     journal = loaded.base_dir / loaded.bot.journal.path
-    done = move_aside(journal, WallClock().now_ms())
+    # What the old journal leaves open on the exchange (mode live with `force`): said once it is moved.
+    left: list[str] = []
+
+    def before_moving(real: Path) -> None:
+        claim_socket_path(socket_path_of(loaded))
+        control_token(loaded.bot.control)
+        if loaded.bot.mode == "live":
+            left.extend(_open_on_the_exchange(journal, real, force))
+
+    done = move_aside(journal, WallClock().now_ms(), before_moving)
     if done.checkpoint_problem is not None:
         log.warning("journal %s: WAL not checkpointed (%s): it was moved aside with the journal", format_path(journal), done.checkpoint_problem)
     if done.moved:
         log.info("--fresh: moved %s aside to %s; starting a new journal", format_path(journal), ", ".join(format_path(new) for _, new in done.moved))
     else:
         log.info("--fresh: no journal at %s yet; starting a new one", format_path(journal))
+    for what in left:
+        log.warning("--fresh --force: %s", what)
     return done.lock
+
+
+def _open_on_the_exchange(journal: Path, real: Path, force: bool) -> list[str]:
+    """What the live journal still has on the exchange, as a warning to log (none: []); without `force`, a BotError instead.
+
+    A new journal knows nothing of those positions and orders: their exchange-side stop orders
+    would be left behind, unmanaged.
+    """
+    shown = format_path(journal)
+    try:
+        work = open_work(real)
+    except JournalError as exc:
+        if force:
+            return [f"cannot tell what the journal moved aside holds ({exc}): whatever it had open stays open on the exchange, unknown to the new journal"]
+        raise BotError(f"--fresh in mode live: cannot tell whether {shown} holds open positions or orders ({exc}); --force moves it aside all the same") from None
+    if not work.positions and not work.orders:
+        return []
+    held = f"{work.positions} open position{'' if work.positions == 1 else 's'} and {work.orders} pending order{'' if work.orders == 1 else 's'}"
+    if force:
+        return [f"the journal moved aside holds {held}: they stay open on the exchange, with their stop orders, unknown to the new journal; close them there"]
+    raise BotError(
+        f"--fresh in mode live: {shown} holds {held} on the exchange; a new journal would leave them and their stop orders "
+        "unmanaged: close them first (bot ctl), or add --force to start over all the same"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,9 @@
-"""`bot run --fresh`: the journal moved aside under its lock (never deleted), the lock kept for the new journal."""
+"""`bot run --fresh`: the journal and its -wal/-shm moved aside under its lock, all or none (never deleted), the lock kept for the new journal."""
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,6 +14,8 @@ from bot.journal.schema import JournalError
 
 # SQLite's companions of a WAL database: they must keep the database's name plus these.
 _COMPANIONS = ("-wal", "-shm")
+
+Rename = Callable[[Path, Path], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,37 +28,97 @@ class MovedAside:
     checkpoint_problem: str | None = None
 
 
-def move_aside(path: Path, now_ms: int) -> MovedAside:
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """What a journal still has going: positions not closed and orders submitted but not filled or cancelled."""
+
+    positions: int
+    orders: int
+
+
+def _no_check(real: Path) -> None:
+    """The default `check` of move_aside: nothing to verify first."""
+
+
+def move_aside(path: Path, now_ms: int, check: Callable[[Path], None] = _no_check, rename: Rename = os.rename) -> MovedAside:
     """Lock the journal at `path`, checkpoint its WAL, and rename it and its -wal/-shm to `<name>.<UTC time>` beside it.
 
-    Raises JournalInUse while another process holds the lock (nothing is touched then). The lock
-    (its `.lock` file never moves) is returned held: the caller hands it to the new Journal, so no
-    other process can open the journal between the move and the new file. A symlinked journal
-    is moved by its real file. No journal: nothing moved, the lock held all the same.
+    Raises JournalInUse while another process holds the lock (nothing is touched then). Then
+    `check(real path)` runs, under the lock and before anything is renamed: whatever it raises
+    leaves every file where it was (the caller's last word on whether to start over). The lock
+    (its `.lock` file never moves) is returned held: the caller hands it to the new Journal, so
+    no other process can open the journal between the move and the new file. A symlinked
+    journal is moved by its real file. A -wal or -shm moves whenever it exists, even without the
+    journal: a new journal must never start beside an old WAL. Either every file moves or none
+    does: a rename that fails puts the ones already moved back. The companions move before the
+    journal, so a process killed halfway leaves the journal in place rather than a WAL without
+    its journal (which SQLite would drop when a new journal is created there). Nothing to move:
+    the lock is held all the same. `rename` is the file system's (a test passes one that races it).
     """
     real = Path(os.path.realpath(path))
     lock = JournalLock(real)
     lock.acquire()
     try:
-        if not real.exists():
+        problem = _checkpoint(real) if os.path.lexists(real) else None
+        check(real)
+        # Listed after the checkpoint: closing its connection removes a WAL it emptied.
+        present = [real.with_name(real.name + suffix) for suffix in ("", *_COMPANIONS) if os.path.lexists(real.with_name(real.name + suffix))]
+        if not present:
             return MovedAside(lock, ())
-        problem = _checkpoint(real)
         stem = _free_name(real, now_ms)
-        moved = []
-        for suffix in ("", *_COMPANIONS):
-            source = real.with_name(real.name + suffix)
-            if source.exists():
-                target = real.with_name(stem + suffix)
-                # rename never replaces here: _free_name chose a name none of the three files has.
-                os.rename(source, target)
-                moved.append((source, target))
-        return MovedAside(lock, tuple(moved), problem)
-    except OSError as exc:
-        lock.release()
-        raise JournalError(f"{real}: cannot move the journal aside: {exc.strerror or exc}") from None
+        moves = [(source, source.with_name(stem + source.name[len(real.name):])) for source in present]
+        _rename_all(real, moves[::-1], rename)
+        return MovedAside(lock, tuple(moves), problem)
     except BaseException:
         lock.release()
         raise
+
+
+def open_work(real: Path) -> OpenWork:
+    """The open positions and pending orders of the journal at `real`, read without writing (none when it does not exist).
+
+    Call it holding the journal's lock. Raises JournalError when the file cannot be read as a journal.
+    """
+    if not real.exists():
+        return OpenWork(0, 0)
+    try:
+        # Not mode=ro: a read-only connection would leave an empty -wal and -shm behind when it closes.
+        with closing(sqlite3.connect(f"{real.as_uri()}?mode=rw", uri=True, isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA query_only=1")
+            (positions,) = conn.execute("SELECT COUNT(*) FROM positions WHERE status != 'closed'").fetchone()
+            (orders,) = conn.execute("SELECT COUNT(*) FROM orders WHERE status = 'submitted'").fetchone()
+    except sqlite3.Error as exc:
+        raise JournalError(f"{real}: cannot read its open positions and pending orders: {exc}") from None
+    return OpenWork(int(positions), int(orders))
+
+
+def _rename_all(real: Path, moves: list[tuple[Path, Path]], rename: Rename) -> None:
+    """Rename each (source, target) in order, or none: on a failure the renames done are undone, newest first."""
+    done: list[tuple[Path, Path]] = []
+    for source, target in moves:
+        try:
+            # rename never replaces here: _free_name chose a name none of the three files has.
+            rename(source, target)
+        except OSError as exc:
+            reason = f"{real}: cannot move the journal aside: {source.name} -> {target.name}: {exc.strerror or exc}"
+            stuck = _undo(done, rename)
+            if stuck:
+                # Nothing is lost, but the operator must know where each file is now.
+                raise JournalError(f"{reason}; and could not move back {'; '.join(stuck)}") from None
+            raise JournalError(f"{reason}; nothing was moved") from None
+        done.append((source, target))
+
+
+def _undo(done: list[tuple[Path, Path]], rename: Rename) -> list[str]:
+    """Rename each target back to its source, newest first; what could not be moved back, as `new -> old: reason`."""
+    stuck = []
+    for source, target in reversed(done):
+        try:
+            rename(target, source)
+        except OSError as exc:
+            stuck.append(f"{target} -> {source.name}: {exc.strerror or exc}")
+    return stuck
 
 
 def _checkpoint(real: Path) -> str | None:
@@ -75,7 +138,8 @@ def _free_name(real: Path, now_ms: int) -> str:
     stamp = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = f"{real.name}.{stamp}"
     candidate, n = base, 1
-    while any(real.with_name(candidate + suffix).exists() or real.with_name(candidate + suffix).is_symlink() for suffix in ("", *_COMPANIONS)):
+    # lexists: a dangling symlink takes the name too, and a name the file system refuses is left to the rename to report.
+    while any(os.path.lexists(real.with_name(candidate + suffix)) for suffix in ("", *_COMPANIONS)):
         n += 1
         candidate = f"{base}-{n}"
     return candidate

@@ -1,6 +1,7 @@
 """`bot run` says when it resumes a journal, and `bot run --fresh` moves the journal aside under its lock, never deleting it."""
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from bot.fmt import format_time
 from bot.journal import Journal, JournalInUse
 from bot.journal.aside import move_aside
 from bot.journal.lock import JournalLock
+from bot.journal.schema import JournalError
 from tests.daemon.conftest import DaemonProcess, journal_rows, write_daemon_config
 
 # The journal moved aside: journal.sqlite.<UTC time>, e.g. journal.sqlite.20260105T114955Z.
@@ -164,3 +166,115 @@ def test_a_file_that_is_not_a_journal_is_moved_aside_all_the_same(tmp_path: Path
         assert not path.exists()
     finally:
         done.lock.release()
+
+
+# --- nothing moves when the daemon could not start on the new journal ---------------------------
+
+
+def a_journal_of_an_earlier_run(folder: Path) -> dict[str, int]:
+    """journal.sqlite with a feed position in `folder`, as a stopped daemon leaves it; its files' inodes by name."""
+    with Journal(folder / "journal.sqlite") as journal:
+        journal.set_meta("feed.last_ts", "1641299400000")
+    return journal_files(folder)
+
+
+def journal_files(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_ino for p in folder.iterdir() if p.name.startswith("journal.sqlite")}
+
+
+def run_fresh(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "BOT_UNSET_TOKEN"} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "run", "--config", str(config), "--fresh"],
+        cwd=config.parent, env=environment, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_fresh_with_another_daemon_on_the_socket_moves_nothing(stepped: DaemonProcess, tmp_path: Path) -> None:
+    # A second config whose journal is its own but whose control socket is the running daemon's.
+    folder = tmp_path / "second"
+    folder.mkdir()
+    config = write_daemon_config(folder, control={"socket": str(stepped.socket)})
+    files = a_journal_of_an_earlier_run(folder)
+    done = run_fresh(config)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: another bot daemon is running on {stepped.socket}"
+    # The journal stays where it was, for the next plain `bot run` to resume.
+    assert journal_files(folder) == files
+    with Journal(folder / "journal.sqlite") as journal:
+        assert journal.get_meta("feed.last_ts") == "1641299400000"
+    assert stepped.step(5).published == 5  # the running daemon never noticed
+
+
+def test_fresh_without_the_control_token_moves_nothing(short_tmp: Path) -> None:
+    config = write_daemon_config(short_tmp, control={"socket": "bot.sock", "tcp": {"port": 1, "token_env": "BOT_UNSET_TOKEN"}})
+    files = a_journal_of_an_earlier_run(short_tmp)
+    done = run_fresh(config)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: control.tcp needs a token of at least 16 characters in the environment variable BOT_UNSET_TOKEN"
+    assert journal_files(short_tmp) == files
+
+
+# --- all or none -----------------------------------------------------------------------------------
+
+
+def wal_of_a_crash(folder: Path) -> bytes:
+    """The -wal file a daemon killed -9 leaves: committed journal pages not yet checkpointed."""
+    scratch = folder / "scratch"
+    scratch.mkdir()
+    journal = Journal(scratch / "journal.sqlite")
+    try:
+        journal.set_meta("feed.last_ts", "1641299400000")
+        return (scratch / "journal.sqlite-wal").read_bytes()
+    finally:
+        journal.close()
+
+
+def test_an_orphan_wal_is_moved_aside_so_the_new_journal_never_starts_beside_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    wal = wal_of_a_crash(tmp_path)
+    assert len(wal) > 0
+    path.with_name("journal.sqlite-wal").write_bytes(wal)  # its journal is gone (moved by hand, say)
+    done = move_aside(path, 1_767_614_400_000)
+    aside = tmp_path / "journal.sqlite.20260105T120000Z-wal"
+    assert done.moved == ((path.with_name("journal.sqlite-wal"), aside),)
+    Journal(path, lock=done.lock).close()
+    # SQLite would have dropped the WAL beside the new, empty journal: it is kept, byte for byte.
+    assert aside.read_bytes() == wal
+    assert not path.with_name("journal.sqlite-wal").exists()
+
+
+def test_a_rename_that_fails_puts_back_the_files_already_moved(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as journal:
+        journal.set_meta("feed.last_ts", "1641299400000")
+    # A reader in a read transaction keeps the WAL from being emptied: it has to move with the journal.
+    reader = sqlite3.connect(path)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM meta").fetchone()
+        with Journal(path) as journal:
+            journal.set_meta("feed.last_ts", "1641299460000")
+        files = journal_files(tmp_path)
+        assert {"journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"} <= files.keys()
+        target = tmp_path / "journal.sqlite.20260105T120000Z"
+
+        def racing(source: Path, new: Path) -> None:
+            # Another process takes the journal's new name just before it is renamed: a real collision.
+            if new == target:
+                new.mkdir()
+                (new / "theirs").touch()
+            os.rename(source, new)
+
+        with pytest.raises(JournalError) as refused:
+            move_aside(path, 1_767_614_400_000, rename=racing)
+        assert str(refused.value).startswith(f"{path}: cannot move the journal aside: journal.sqlite -> {target.name}: ")
+        assert str(refused.value).endswith("; nothing was moved")
+        # The -wal and -shm renamed before the journal's rename failed are back beside it, the same files
+        # (looked at while the reader is still there: the last connection to close removes them).
+        assert {name: inode for name, inode in journal_files(tmp_path).items() if name in files} == files
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("journal.sqlite.2026")) == [target.name]  # their folder only
+    finally:
+        reader.close()
+    with Journal(path) as journal:  # the lock was let go, and nothing of the WAL was lost
+        assert journal.get_meta("feed.last_ts") == "1641299460000"
