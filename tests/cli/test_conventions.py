@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import stat
 import sys
 from datetime import datetime, timezone
@@ -46,12 +47,49 @@ def test_strategies_in_a_pipe_is_one_line_per_strategy_with_its_first_sentence()
     assert info.returncode == 0 and "closes any position still open after `max_hold_candles` candles." in " ".join(info.stdout.split())
 
 
+# A strategy that fails partway: an ERROR line that the log must hold, however quiet.
+_BOOM = '''
+"""Fails on its 100th candle."""
+from bot.strategy.base import Strategy
+
+
+class Boom(Strategy):
+    """Raises on its 100th candle."""
+
+    name = "boom"
+    version = "1.0.0"
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.seen = 0
+
+    def on_candle(self, symbol, timeframe, candle):
+        self.seen += 1
+        if self.seen == 100:
+            raise RuntimeError("boom at candle 100")
+'''
+
+
 def test_replay_q_is_its_quiet_and_the_log_file_is_created_for_the_user_only(tmp_path: Path) -> None:
-    done = run_bot("replay", "--config", "config.replay.json", "--out", tmp_path / "out", "-q", "--log-file", tmp_path / "logs" / "replay.log", cwd=REPO)
-    assert done.returncode == 0, done.stderr
+    # The bundled replay, plus a strategy that fails.
+    shutil.copytree(REPO / "strategies", tmp_path / "strategies", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "strategies" / "boom.py").write_text(_BOOM)
+    (tmp_path / "strategies" / "boom.json").write_text(json.dumps({"id": "boom", "module": "boom", "symbol": "BTC/USD", "timeframe": "1m", "quantity": 0.1}))
+    config = json.loads((REPO / "config.replay.json").read_text())
+    for source in config["replay"]["candles"].values():
+        source["path"] = str(REPO / source["path"])
+    config["strategies"].append({"file": "strategies/boom.json"})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    done = run_bot("replay", "--config", "config.json", "--out", tmp_path / "out", "-q", "--log-file", tmp_path / "logs" / "replay.log", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr  # a strategy failed
     assert done.stdout == ""  # no summary table
     log = tmp_path / "logs" / "replay.log"
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    # The file holds the log lines stderr showed, warnings and errors only, and not the console's own line.
+    logged = log.read_text().splitlines()
+    assert logged == [line for line in done.stderr.splitlines() if _LOG_LINE.fullmatch(line)]
+    assert [line.split(" ", 2)[2] for line in logged] == ["ERROR [boom] strategy marked failed; its positions stay protected: RuntimeError: boom at candle 100"]
+    assert "warning: strategy boom failed: RuntimeError: boom at candle 100" in done.stderr.splitlines()
     assert (tmp_path / "out" / "trades.csv").exists()
 
 
