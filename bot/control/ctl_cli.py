@@ -68,7 +68,10 @@ def add_ctl_parser(commands: Any) -> None:
         "ctl",
         help="steer a running daemon through its control socket",
         parents=[_common(suppress=False)],
-        description=f"The daemon's socket: --socket, else ${SOCKET_ENV}, else control.socket of --config, else of ./config.json.",
+        description=(
+            f"The daemon's socket: --socket, else ${SOCKET_ENV}, else control.socket of --config, else of ./config.json"
+            f" (--config with a ${SOCKET_ENV} naming another socket is refused)."
+        ),
     )
     sub = ctl.add_subparsers(dest="ctl_command", required=True, metavar="CMD", parser_class=_CtlParser)
     after = [_common(suppress=True)]
