@@ -1,6 +1,7 @@
 """Faults a test schedules on the fake exchange: each applies once (or `count` times), at the point it names."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -59,8 +60,10 @@ class Faults:
     stream (REST still has them); `duplicate` sends a candle's closing push twice; `late`
     holds a candle's closing push back until the next candle has started; `malformed` sends
     broken messages before the candle's closing push; `reject_ws` refuses that many
-    websocket handshakes with HTTP 503. `rest` fails any /api/, /fapi/ or /dapi/ request; `order_delays` and
-    `order_errors` apply to POST /api/v3/order only (after `rest` and authentication).
+    websocket handshakes with HTTP 503; `muted` markets (unified symbols) push nothing, their
+    connections staying open; `handshakes`, while not set, holds every websocket handshake.
+    `rest` fails any /api/, /fapi/ or /dapi/ request; `order_delays` and `order_errors` apply
+    to POST /api/v3/order only (after `rest` and authentication).
     """
 
     rest: list[RestFault] = field(default_factory=list)
@@ -72,6 +75,8 @@ class Faults:
     late: set[int] = field(default_factory=set)
     malformed: dict[int, list[str]] = field(default_factory=dict)
     reject_ws: int = 0
+    muted: set[str] = field(default_factory=set)
+    handshakes: asyncio.Event | None = None
 
     def rest_errors(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Fail the next `count` REST requests with `status`."""
@@ -91,6 +96,11 @@ class Faults:
     def skip_range(self, first: int, count: int) -> None:
         """Leave `count` candles from index `first` out of the stream."""
         self.skip.update(range(first, first + count))
+
+    def hold_handshakes(self) -> asyncio.Event:
+        """Hold websocket handshakes until the returned event is set: a client dialing meanwhile hears no push."""
+        self.handshakes = asyncio.Event()
+        return self.handshakes
 
     def take_rest(self) -> RestFault | None:
         """The fault the next REST request suffers, if any (consumes one)."""

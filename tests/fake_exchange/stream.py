@@ -72,6 +72,8 @@ class StreamServer:
         self.connections: list[Connection] = []
         self.subscriptions = 0
         self.connects = 0
+        # Accepted websockets per venue name (spot, usdm, coinm).
+        self.connects_by_venue: dict[str, int] = {}
         # Set (and replaced) whenever a subscription is made, so waiters need not poll.
         self._subscribed = asyncio.Event()
         # Per market: (candle index, push number) of the next push.
@@ -110,9 +112,12 @@ class StreamServer:
         if faults.reject_ws > 0:
             faults.reject_ws -= 1
             return web.Response(status=503, text="Service Unavailable")
+        if faults.handshakes is not None:
+            await faults.handshakes.wait()
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.connects += 1
+        self.connects_by_venue[venue.name] = self.connects_by_venue.get(venue.name, 0) + 1
         conn = Connection(ws, venue, combined=request.path.endswith("/stream"))
         tail = request.match_info.get("tail", "")
         if "@" in tail:
@@ -188,7 +193,7 @@ class StreamServer:
             if faults.disconnect.get(index) == step - 1:
                 del faults.disconnect[index]
                 await self.disconnect_all()
-            if index in faults.skip:
+            if index in faults.skip or symbol in faults.muted:
                 continue
             final = step == self._fake.updates_per_candle
             if final:
