@@ -195,6 +195,9 @@ class LiveCandleFeed:
             text = text[:_MAX_LOGGED] + "..."
         self._log.error("skipped a malformed message from %s: %s (%s)", self._exchange.id, self._redact(text), describe(exc, self._redact))
 
+    def _unfiled(self, problem: str) -> None:
+        self._log.error("%s: %s", self._exchange.id, self._redact(problem))
+
     def _rest_retry(self, what: str, reason: str, delay: float) -> None:
         self._log.debug("REST retry: %s: %s (%.2f s)", what, reason, delay)
 
@@ -226,7 +229,7 @@ class LiveCandleFeed:
         install_message_guard(self._exchange, self._malformed)
         self._connections = WatchConnections(self._exchange)
         if self._use_close_flag and BinanceKlineTap.supports(self._exchange):
-            self._tap = BinanceKlineTap(self._exchange, {self.timeframe: self._tf_ms}, self._malformed)
+            self._tap = BinanceKlineTap(self._exchange, {self.timeframe: self._tf_ms}, self._malformed, self._unfiled)
             for symbol in self.symbols:
                 self._tap.watch(symbol, self.timeframe)
                 # With the exchange's own close flag, a candle that ends without it is re-fetched.
