@@ -38,14 +38,19 @@ class LiveCandleFeed:
     `watch_ohlcv` streaming, or polling with fetch_ohlcv when the exchange has no websocket
     OHLCV or the config asks for it. Per symbol, candles go to `on_candle(symbol, timeframe,
     candle)` strictly in time order, each once; a hole seen in the stream is fetched over REST
-    and published before any newer candle, and after a reconnect what closed meanwhile is
-    fetched as soon as the websocket is open again, whether or not the stream says anything.
-    Feed state changes go to `on_state(symbol, state, detail)`. Both callbacks are synchronous
-    and called from the feed's task. Reconnects back off exponentially with jitter; a symbol
-    with no candle for `stale_after_s` (a timeframe plus the configured margin) is reported
-    stale and reconnected. The markets are loaded first, retried for at most `start_timeout_s`
-    while the exchange cannot be reached (then ExchangeUnreachable; `start_problem` says why
-    meanwhile).
+    and published before any newer candle, and each time a symbol subscribes (the first time
+    too, and after a reconnect) what closed since its last candle is fetched as soon as the
+    websocket is open, whether or not the stream says anything; the symbol is `connected` from
+    then on, before its first message. Feed state changes go to `on_state(symbol, state,
+    detail)`. Both callbacks are synchronous and called from the feed's task. Reconnects back
+    off exponentially with jitter; a symbol with no candle for `stale_after_s` (a timeframe plus
+    the configured margin) is reported stale and reconnected.
+    The markets are loaded first, retried for at most `start_timeout_s` while the exchange
+    cannot be reached (then ExchangeUnreachable; `start_problem` says why meanwhile).
+
+    On Binance-like exchanges the raw klines are read for their close flag (`use_close_flag`);
+    without that, streamed candles are ccxt's cache rows, whose volume on a COIN-M market counts
+    contracts while REST's candles (and the tap's) carry the base asset's volume.
     """
 
     def __init__(
@@ -209,7 +214,12 @@ class LiveCandleFeed:
         """Publish, from REST, every candle after the last published one that opens before `until`."""
         assembler = self._assemblers[symbol]
         since = assembler.next_ts if assembler.next_ts is not None else first
-        if since is None or since >= until:
+        if since is None:
+            return
+        if since >= until:
+            # Nothing closed to fetch yet (a resume right after its last candle): still, candles
+            # from `since` on are the ones expected next, for the catch-ups and the hole checks.
+            assembler.filled(since)
             return
         async for page in self._rest.pages(symbol, since, until):
             for candle in page:
@@ -251,8 +261,9 @@ class LiveCandleFeed:
         # Whether the current subscription has delivered (its first rows): until then a cut
         # keeps growing the backoff, so a server that drops every new connection is not hammered.
         delivered = False
-        # The start backfill has just run; after a cut, candles closed meanwhile are caught up.
-        catch_up = False
+        # Why the next subscription's catch-up may find candles closed: the start backfill ended
+        # at a clock reading taken before this subscription, or the symbol was disconnected.
+        subscribing = "subscribed"
         self._progress[symbol] = self._monotonic()
         while True:
             try:
@@ -268,7 +279,7 @@ class LiveCandleFeed:
                     else:
                         rows = await self._watch(symbol)
                 else:
-                    rows = await self._subscribe(symbol, catch_up)
+                    rows = await self._subscribe(symbol, subscribing)
                     delivered = True
                     backoff.reset()
                     if self.states[symbol] != "connected":
@@ -290,24 +301,27 @@ class LiveCandleFeed:
                 assembler.disconnected()
                 self._cut_rows(symbol)
                 delivered = False
-                catch_up = True
+                subscribing = "reconnected"
                 delay = backoff.next_delay()
                 self._set_state(symbol, "reconnecting", error=describe(exc, self._redact), attempt=backoff.attempts, delay_s=round(delay, 3))
                 await self._sleep(delay)
 
-    async def _subscribe(self, symbol: str, catch_up: bool) -> list[Any]:
-        """Watch the symbol anew and return the first rows; with `catch_up`, once its websocket is open, fill over REST first.
+    async def _subscribe(self, symbol: str, reason: str) -> list[Any]:
+        """Watch the symbol anew and return the first rows; once its websocket is open, catch up over REST first.
 
-        Candles that closed while the symbol had no subscription (a cut, a stale reconnect)
-        would otherwise be fetched only when a later message shows the hole: never, if the
-        stream stays quiet.
+        Candles that closed while the symbol had no subscription (after the start backfill's
+        clock reading, during a cut, before a stale reconnect) would otherwise be fetched only
+        when a later message shows the hole: never, if the stream stays quiet. The symbol is
+        reported connected after that catch-up, before any rows arrive: its subscription is on
+        its way, and nothing closed is missing.
         """
         watch = asyncio.ensure_future(self._watch(symbol))
         connections = self._connections
         try:
-            if catch_up and connections is not None and await connections.opened(watch):
-                await self._catch_up(symbol)
-                self._set_state(symbol, "connected")
+            if connections is not None and await connections.opened(watch):
+                await self._catch_up(symbol, reason)
+                if self.states[symbol] != "connected":
+                    self._set_state(symbol, "connected")
             rows = await watch
             if connections is not None:
                 self._connection[symbol] = connections.client_of(watch)
@@ -323,13 +337,13 @@ class LiveCandleFeed:
         connection = self._connection.get(symbol)
         return connection is None or self._connections is None or self._connections.is_current(connection)
 
-    async def _catch_up(self, symbol: str) -> None:
-        """Publish from REST every candle closed now that is not published yet."""
+    async def _catch_up(self, symbol: str, reason: str) -> None:
+        """Publish from REST every candle closed now that is not published yet (`reason`: the state's)."""
         until = await self._rest.closed_until()
         next_ts = self._assemblers[symbol].next_ts
         if next_ts is None or next_ts >= until:
             return
-        self._set_state(symbol, "backfilling", reason="reconnected", until=until)
+        self._set_state(symbol, "backfilling", reason=reason, until=until)
         await self._fill(symbol, until)
 
     def _cache(self, symbol: str) -> Any:

@@ -87,6 +87,16 @@ class Rig:
         except TimeoutError:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
+    async def subscribed(self, count: int | None = None, timeout: float = 5.0) -> None:
+        """Wait until the fake has seen `count` subscriptions in all (default: one per symbol) and every symbol is connected.
+
+        A symbol is connected once the REST catch-up that follows its websocket's opening is
+        done: a test moving the fake's clock after this wait races no catch-up still asking.
+        """
+        await self.fake.wait_subscribed(len(self.feed.symbols) if count is None else count, timeout)
+        symbols = self.feed.symbols
+        await self.wait(lambda: all(self.feed.states[s] == "connected" for s in symbols), "every symbol connected", timeout)
+
     async def published_through(self, ts: int, symbol: str = ETH, timeout: float = 5.0) -> None:
         """Wait until the candle opening at `ts` has been published."""
         got = self.candles[symbol]

@@ -88,7 +88,7 @@ async def test_keys_never_appear_in_logs_errors_states_or_reprs(caplog: pytest.L
             await exchange.close()
     # A feed through rate limits, a disconnect and malformed messages: every log line and state.
     async with running_feed(start=1200, exchange=credentials, env=ENV) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.rest_errors(429, count=1, retry_after=0)
         rig.fake.faults.skip_range(1201, 2)
         rig.fake.faults.disconnect[1204] = 1

@@ -22,7 +22,7 @@ async def test_a_perpetual_streams_its_closed_candles_under_its_own_symbol(excha
     markets = {PERP: perp, **({SPOT_BTC: perp.shifted(-DAY_MS)} if exchange_id == "binance" else {})}
     async with running_feed(markets=markets, symbols=[PERP], start=START, exchange_id=exchange_id) as rig:
         assert rig.candles[PERP] == served(perp, START - BACKFILL, START)
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.skip_range(START + 4, 2)  # a hole, filled from /fapi/v1/klines
         await rig.fake.stream(10)
         await rig.published_through(perp.stamps[START + 9], PERP)
@@ -39,10 +39,10 @@ async def test_spot_and_perpetual_of_one_pair_each_get_their_own_candles() -> No
     perp = Series.load(BTC_1M, "1m")
     spot = perp.shifted(-DAY_MS)
     async with running_feed(markets={PERP: perp, SPOT_BTC: spot}, start=START) as rig:
-        await rig.fake.wait_subscribed(2)
+        await rig.subscribed(2)
         rig.fake.faults.disconnect[START + 3] = 2
         await rig.fake.stream(6)
-        await rig.fake.wait_subscribed(4)
+        await rig.subscribed(4)
         await rig.fake.stream(6)
         end = perp.stamps[START + 11]
         await rig.published_through(end, PERP)
@@ -57,8 +57,9 @@ async def test_spot_and_perpetual_of_one_pair_each_get_their_own_candles() -> No
 async def test_a_coin_margined_perpetual_streams_under_its_own_symbol() -> None:
     perp = Series.load(BTC_1M, "1m")
     async with running_feed(markets={"BTC/USD:BTC": perp}, start=START, exchange_id="binancecoinm") as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         await rig.fake.stream(5)
         await rig.published_through(perp.stamps[START + 4], "BTC/USD:BTC")
         assert rig.candles["BTC/USD:BTC"] == served(perp, START - BACKFILL, START + 5)
         assert len(rig.fake.kline_requests(COINM)) == 1 == len(rig.fake.kline_requests())
+

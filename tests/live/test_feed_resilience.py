@@ -13,7 +13,7 @@ BACKFILL = 50
 @pytest.mark.asyncio
 async def test_rate_limited_backfill_waits_at_least_retry_after_then_succeeds(eth: list[Candle]) -> None:
     async with running_feed(start=START) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.skip_range(START + 2, 3)  # the hole makes the feed call REST
         rig.fake.faults.rest_errors(429, count=2, retry_after=7)
         await rig.fake.stream(8)
@@ -27,7 +27,7 @@ async def test_rate_limited_backfill_waits_at_least_retry_after_then_succeeds(et
 @pytest.mark.asyncio
 async def test_server_errors_back_off_exponentially_then_succeed(eth: list[Candle]) -> None:
     async with running_feed(start=START, feed_settings={"reconnect_min_s": 0.1, "reconnect_max_s": 1.0}, random=lambda: 0.0) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.skip_range(START + 1, 2)
         rig.fake.faults.rest_errors(503, count=2)
         rig.fake.faults.rest_errors(500, count=2)
@@ -48,11 +48,11 @@ async def test_errors_at_start_are_retried_before_the_backfill_completes(eth: li
 @pytest.mark.asyncio
 async def test_refused_websocket_handshakes_are_retried_with_backoff(eth: list[Candle]) -> None:
     async with running_feed(start=START, feed_settings={"reconnect_min_s": 0.05}) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.reject_ws = 2
         rig.fake.faults.disconnect[START + 1] = 0
         await rig.fake.stream(3)
-        await rig.fake.wait_subscribed(2)
+        await rig.subscribed(2)
         await rig.fake.stream(3)
         await rig.published_through(eth[START + 5].ts)
         assert rig.candles[ETH] == eth[START - BACKFILL:START + 6]
@@ -63,11 +63,11 @@ async def test_refused_websocket_handshakes_are_retried_with_backoff(eth: list[C
 @pytest.mark.asyncio
 async def test_a_silent_websocket_is_reported_stale_and_reconnected(eth: list[Candle]) -> None:
     async with running_feed(start=START, stale_after_s=0.3) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         await rig.fake.stream(2)
         await rig.published_through(eth[START + 1].ts)
         # The connection stays open but nothing comes: only the watchdog can tell.
-        await rig.fake.wait_subscribed(2, timeout=3)
+        await rig.subscribed(2, timeout=3)
         stale = [d for _, state, d in rig.states if state == "stale"]
         assert stale and stale[0]["last_ts"] == eth[START + 1].ts
         await rig.fake.stream(3)
@@ -81,7 +81,7 @@ async def test_a_silent_websocket_is_reported_stale_and_reconnected(eth: list[Ca
 @pytest.mark.asyncio
 async def test_a_stale_reconnect_fetches_the_candles_the_silent_stream_left_out(eth: list[Candle]) -> None:
     async with running_feed(start=START, stale_after_s=0.3) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         await rig.fake.stream(2)
         await rig.published_through(eth[START + 1].ts)
         # The connection stays open, but these candles never come over it, and nothing after them.

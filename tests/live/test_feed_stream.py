@@ -1,6 +1,7 @@
 """LiveCandleFeed against the fake Binance through the real ccxt client: what comes out, in what order."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -18,7 +19,7 @@ BACKFILL = 50
 async def test_backfill_then_stream_publishes_the_recorded_candles_exactly(eth: list[Candle]) -> None:
     async with running_feed(start=START, backfill=BACKFILL) as rig:
         assert rig.candles[ETH] == eth[START - BACKFILL:START]  # backfilled before run() reported started
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         await rig.fake.stream(30)
         await rig.published_through(eth[START + 29].ts)
         assert rig.candles[ETH] == eth[START - BACKFILL:START + 30]
@@ -30,10 +31,10 @@ async def test_backfill_then_stream_publishes_the_recorded_candles_exactly(eth: 
 @pytest.mark.asyncio
 async def test_a_disconnect_mid_candle_loses_nothing_and_publishes_no_partial_candle(eth: list[Candle]) -> None:
     async with running_feed(start=START) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.disconnect[START + 3] = 1  # after the first of the candle's three pushes
         await rig.fake.stream(8)  # candles pushed while nobody listens are lost to the stream
-        await rig.fake.wait_subscribed(2)
+        await rig.subscribed(2)
         await rig.fake.stream(5)
         await rig.published_through(eth[START + 12].ts)
         assert rig.candles[ETH] == eth[START - BACKFILL:START + 13]
@@ -51,7 +52,7 @@ async def test_candles_closed_while_disconnected_are_fetched_at_the_reconnect_th
     eth: list[Candle], use_close_flag: bool
 ) -> None:
     async with running_feed(start=START, use_close_flag=use_close_flag) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         await rig.fake.stream(2)
         # Without the flag, START + 1 is published only once START + 2 starts.
         last = START + 1 if use_close_flag else START
@@ -72,11 +73,34 @@ async def test_candles_closed_while_disconnected_are_fetched_at_the_reconnect_th
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("resumed", [False, True])
+async def test_candles_closed_before_the_first_subscription_are_fetched_though_the_stream_stays_quiet(
+    eth: list[Candle], resumed: bool
+) -> None:
+    # resumed: a feed told to start at the fake's forming candle (a recorder resuming right after
+    # its last row) has nothing to backfill, and must still catch up at its first subscription.
+    since = {ETH: eth[START].ts} if resumed else None
+    gates: list[asyncio.Event] = []
+    async with running_feed(start=START, since=since, faults=lambda faults: gates.append(faults.hold_handshakes())) as rig:
+        first = START if resumed else START - BACKFILL
+        assert rig.candles[ETH] == eth[first:START]
+        await rig.fake.stream(5)  # these close while the feed's websocket is not open: nobody hears their pushes
+        fills = len(rig.fake.kline_requests())
+        gates[0].set()
+        # Nothing is pushed after the subscription: only REST can bring these candles.
+        await rig.published_through(eth[START + 4].ts)
+        assert rig.candles[ETH] == eth[first:START + 5]
+        assert [int(r["startTime"]) for r in rig.fake.kline_requests()[fills:]] == [eth[START].ts]
+        assert rig.state_names() == ["backfilling", "backfilling", "connected"]
+        assert rig.states[1][2] == {"reason": "subscribed", "until": eth[START + 4].ts + 1}
+
+
+@pytest.mark.asyncio
 async def test_a_cut_while_the_feed_is_busy_filling_a_hole_is_a_reconnect_with_its_catch_up(eth: list[Candle]) -> None:
     # No watch call is waiting when the websocket closes, so none fails: ccxt's next one would
     # quietly open a new connection, and what closed meanwhile would wait for the next message.
     async with running_feed(start=START) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.skip.add(START + 2)
         rig.fake.faults.rest_errors(500, count=1)  # the hole's fill fails once: the feed waits to retry
         rig.hold_backoff()
@@ -93,7 +117,7 @@ async def test_a_cut_while_the_feed_is_busy_filling_a_hole_is_a_reconnect_with_i
 @pytest.mark.asyncio
 async def test_a_hole_in_the_stream_is_backfilled_before_newer_candles(eth: list[Candle]) -> None:
     async with running_feed(start=START) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.skip_range(START + 5, 4)
         await rig.fake.stream(15)
         await rig.published_through(eth[START + 14].ts)
@@ -105,7 +129,7 @@ async def test_a_hole_in_the_stream_is_backfilled_before_newer_candles(eth: list
 @pytest.mark.asyncio
 async def test_duplicated_and_out_of_order_messages_are_dropped(eth: list[Candle]) -> None:
     async with running_feed(start=START) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.duplicate.update({START + 2, START + 3})
         rig.fake.faults.late.add(START + 6)  # its close arrives after the next candle started
         await rig.fake.stream(12)
@@ -120,7 +144,7 @@ async def test_a_malformed_message_is_logged_and_skipped_and_the_feed_goes_on(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="bot.tests.live")
     async with running_feed(start=START) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         market = rig.fake.market(ETH)
         rig.fake.faults.malformed[START + 2] = [BROKEN_JSON, bad_kline(market, START + 2), '{"e":"kline","s":"ETHBTC"}']
         await rig.fake.stream(6)
@@ -138,7 +162,7 @@ async def test_a_malformed_message_is_logged_and_skipped_and_the_feed_goes_on(
 async def test_a_close_lost_in_a_bad_message_is_fetched_over_rest(eth: list[Candle]) -> None:
     # The garbage replaces the candle's closing push: its final values must come from REST.
     async with running_feed(start=START) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.skip.add(START + 4)
         rig.fake.faults.malformed[START + 4] = [bad_kline(rig.fake.market(ETH), START + 4)]
         await rig.fake.stream(8)
@@ -150,7 +174,7 @@ async def test_a_close_lost_in_a_bad_message_is_fetched_over_rest(eth: list[Cand
 async def test_without_the_close_flag_a_candle_closes_when_the_next_starts(eth: list[Candle]) -> None:
     # The path for exchanges whose stream has no close flag: ccxt's own cache rows only.
     async with running_feed(start=START, use_close_flag=False) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.skip_range(START + 4, 2)
         await rig.fake.stream(10)
         await rig.published_through(eth[START + 8].ts)
@@ -165,10 +189,10 @@ async def test_several_symbols_share_one_connection(eth: list[Candle]) -> None:
     xmr = list(read_candles(xmr_path))
     markets = {ETH: SHARED_DATA / "ETH-BTC_1m.csv", "XMR/BTC": xmr_path}
     async with running_feed(markets=markets, start=START) as rig:
-        await rig.fake.wait_subscribed(2)
+        await rig.subscribed(2)
         rig.fake.faults.disconnect[START + 4] = 2
         await rig.fake.stream(8)
-        await rig.fake.wait_subscribed(4)
+        await rig.subscribed(4)
         await rig.fake.stream(6)
         await rig.published_through(eth[START + 13].ts)
         end = eth[START + 13].ts
@@ -182,10 +206,10 @@ async def test_several_symbols_share_one_connection(eth: list[Candle]) -> None:
 @pytest.mark.asyncio
 async def test_without_the_close_flag_a_disconnect_discards_the_partial_candle(eth: list[Candle]) -> None:
     async with running_feed(start=START, use_close_flag=False) as rig:
-        await rig.fake.wait_subscribed()
+        await rig.subscribed()
         rig.fake.faults.disconnect[START + 3] = 1  # candle START+3 seen only partially
         await rig.fake.stream(5)
-        await rig.fake.wait_subscribed(2)
+        await rig.subscribed(2)
         await rig.fake.stream(4)
         await rig.published_through(eth[START + 7].ts)
         # START + 8 closed too: the catch-up after the reconnect may have fetched it already.
