@@ -44,7 +44,7 @@ class LiveCandleFeed:
     then on, before its first message. Feed state changes go to `on_state(symbol, state,
     detail)`. Both callbacks are synchronous and called from the feed's task. Reconnects back
     off exponentially with jitter; a symbol with no candle for `stale_after_s` (a timeframe plus
-    the configured margin) is reported stale and reconnected.
+    the configured margin) is reported stale and its websocket (not the others) reconnected.
     The markets are loaded first, retried for at most `start_timeout_s` while the exchange
     cannot be reached (then ExchangeUnreachable; `start_problem` says why meanwhile).
 
@@ -319,6 +319,7 @@ class LiveCandleFeed:
         connections = self._connections
         try:
             if connections is not None and await connections.opened(watch):
+                self._connection[symbol] = connections.client_of(watch)
                 await self._catch_up(symbol, reason)
                 if self.states[symbol] != "connected":
                     self._set_state(symbol, "connected")
@@ -428,9 +429,16 @@ class LiveCandleFeed:
                     self._progress[symbol] = now  # report again only after another full period
                     self._set_state(symbol, "stale", quiet_s=round(quiet, 3), last_ts=self.last_ts[symbol])
                     if self.mode == "stream":
-                        self._reconnect(f"stale feed: no {symbol} candle for {quiet:.1f} s")
+                        self._reconnect(symbol, f"stale feed: no {symbol} candle for {quiet:.1f} s")
 
-    def _reconnect(self, reason: str) -> None:
-        """Drop every websocket of the exchange; each stream loop then reconnects and fills what it missed."""
-        for client in list((getattr(self._exchange, "clients", None) or {}).values()):
+    def _reconnect(self, symbol: str, reason: str) -> None:
+        """Drop the websocket `symbol` rides on (every websocket of the exchange when that is not known yet).
+
+        The stream loops of the symbols on it then reconnect and catch up what they missed.
+        Symbols of other venues ride other websockets (a pair's spot market and its perpetual,
+        say): a quiet one must not cut them, nor make them catch up for nothing.
+        """
+        connection = self._connection.get(symbol)
+        clients = [connection] if connection is not None else list((getattr(self._exchange, "clients", None) or {}).values())
+        for client in clients:
             client.on_error(ccxt.NetworkError(reason))

@@ -63,3 +63,26 @@ async def test_a_coin_margined_perpetual_streams_under_its_own_symbol() -> None:
         assert rig.candles["BTC/USD:BTC"] == served(perp, START - BACKFILL, START + 5)
         assert len(rig.fake.kline_requests(COINM)) == 1 == len(rig.fake.kline_requests())
 
+
+@pytest.mark.asyncio
+async def test_a_quiet_perpetual_is_reconnected_alone_and_the_spot_stream_of_its_pair_stays_up() -> None:
+    perp = Series.load(BTC_1M, "1m")
+    spot = perp.shifted(-DAY_MS)
+    at = spot.index_at_or_after(perp.stamps[START])
+    # The feed's clock is the test's: the perpetual is quiet past the stale bound, the spot market not.
+    clock = [0.0]
+    async with running_feed(markets={PERP: perp, SPOT_BTC: spot}, start=START, stale_after_s=0.4, monotonic=lambda: clock[0]) as rig:
+        await rig.subscribed(2)
+        rig.fake.faults.muted.add(PERP)  # its websocket stays open, and says nothing
+        clock[0] = 0.25
+        await rig.fake.stream(1)
+        await rig.published_through(spot.stamps[at], SPOT_BTC)
+        clock[0] = 0.5
+        await rig.subscribed(3)  # the perpetual subscribed again, and caught up over REST
+        assert rig.candles[PERP] == served(perp, START - BACKFILL, START + 1)
+        assert rig.state_names(PERP)[-4:] == ["stale", "reconnecting", "backfilling", "connected"]
+        await rig.fake.stream(1)
+        await rig.published_through(spot.stamps[at + 1], SPOT_BTC)
+        assert rig.candles[SPOT_BTC] == served(spot, at - BACKFILL, at + 2)
+        assert rig.state_names(SPOT_BTC) == ["backfilling", "connected"]
+        assert rig.fake.ws.connects_by_venue == {"spot": 1, "usdm": 2}
