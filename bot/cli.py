@@ -15,7 +15,7 @@ from rich.table import Table
 
 from bot.candles.reader import count_candles
 from bot.clock import WallClock
-from bot.config.currency import money_decimals
+from bot.config.currency import group_label, money_decimals
 from bot.config.loader import IncompleteConfigError, LoadedConfig, exchange_problems, load_config
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
@@ -179,6 +179,7 @@ def _summary(result: ReplayResult) -> Table:
     for column in ("strategy", "state", "currency", "trades", "win rate", "realised", "fees", "max DD", "final equity", "return"):
         table.add_column(column, justify="left" if column in ("strategy", "state", "currency") else "right")
     strategies = result.report["strategies"]
+    symbols = [s["symbol"] for s in strategies.values()]
     rows = [(sid, r["currency"], r) for sid, r in strategies.items()]
     rows += [(f"TOTAL {currency}", currency, r) for currency, r in result.report["totals"].items()]
     for label, currency, r in rows:
@@ -186,7 +187,7 @@ def _summary(result: ReplayResult) -> Table:
         table.add_row(
             label,
             str(r.get("state", "")),
-            currency,
+            group_label(currency, symbols),
             str(r["trades"]),
             f"{100 * r['win_rate']:.1f}%",
             f"{r['realised_pnl']:,.{places}f}",

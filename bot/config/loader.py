@@ -9,7 +9,7 @@ import orjson
 from pydantic import ValidationError
 
 from bot.candles.model import timeframe_ms
-from bot.config.currency import RISK_LIMITS, currency_name, quote_currency, risk_problems
+from bot.config.currency import RISK_LIMITS, collision_problems, mixed_currency_problem, risk_problems
 from bot.config.models import BotConfig, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
 
@@ -125,7 +125,9 @@ def strategy_params_problems(module: str | None, class_name: str | None, params:
     try:
         entry.validate_params(params)
     except ValidationError as exc:
-        return [ConfigProblem(label, _loc_str(("params", *loc)), f"{reason} (strategy {entry.name!r})") for loc, reason in _errors(exc)]
+        # The strategy's name, unless the line already leads with it (`set` labels its lines with the strategy id).
+        named = "" if label == entry.name else f" (strategy {entry.name!r})"
+        return [ConfigProblem(label, _loc_str(("params", *loc)), f"{reason}{named}") for loc, reason in _errors(exc)]
     return []
 
 
@@ -283,6 +285,7 @@ def load_config(path: str | Path, catalog: StrategyCatalog | None = None) -> Loa
         # Every listed strategy, enabled or not: a disabled one can be activated at runtime.
         limits = {name: getattr(bot.risk, name) for name in RISK_LIMITS}
         problems += risk_problems(limits, label, [(s.id, s.symbol, str(files[s.id])) for s in strategies])
+    problems += collision_problems([(s.id, s.symbol, str(files[s.id])) for s in strategies])
     loaded = LoadedConfig(config_path, bot, tuple(strategies), files, catalog)
     if problems:
         raise IncompleteConfigError(problems, None if "replay" in failed else loaded)
@@ -416,19 +419,11 @@ def _extra_streams(spec: StrategyConfig, catalog: StrategyCatalog) -> list[tuple
 def _mixed_currency_problems(spec: StrategyConfig, file_label: str, catalog: StrategyCatalog) -> list[ConfigProblem]:
     """Every symbol a strategy reads must share its symbol's quote currency: its balance, PnL and
     exposure are counted in that one currency, never added across currencies."""
-    currency = quote_currency(spec.symbol)
     problems = []
     for symbol in dict.fromkeys(symbol for symbol, _ in _extra_streams(spec, catalog)):
-        other = quote_currency(symbol)
-        if other != currency:
-            problems.append(
-                ConfigProblem(
-                    file_label,
-                    _loc_str(("params", *_where(spec.params, symbol))),
-                    f"{symbol!r} is quoted in {currency_name(other)}, but the strategy trades {spec.symbol!r}, quoted in {currency_name(currency)}: "
-                    "a strategy's symbols must share one quote currency, since its balance, PnL and risk are counted in it",
-                )
-            )
+        reason = mixed_currency_problem(spec.symbol, symbol)
+        if reason is not None:
+            problems.append(ConfigProblem(file_label, _loc_str(("params", *_where(spec.params, symbol))), reason))
     return problems
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 import plotly.io as pio  # type: ignore[import-untyped]
 
-from bot.config.currency import money_decimals
+from bot.config.currency import group_label, money_decimals
 from bot.report.summary import StrategySummary
 
 _LAYOUT: dict[str, Any] = {
@@ -47,20 +47,27 @@ def _rounded(values: Sequence[float], balance: float) -> list[float]:
     return [round(v, places) for v in values]
 
 
+def _unit(currency: str, symbols: Sequence[str]) -> str:
+    # An axis title in the group's money: its code, or the quote of a symbol not written BASE/QUOTE.
+    return f"equity ({escape(currency if currency not in symbols else f'{currency} quote, unknown')})"
+
+
 def overlay_figure(currency: str, summaries: Sequence[StrategySummary]) -> go.Figure:
-    """The equity curves of the strategies trading in one currency, on one chart and one axis of that currency."""
+    """The equity curves of the strategies trading in one currency group, on one chart and one axis of its money."""
     traces = [
         go.Scatter(x=s.run.equity.ts, y=_rounded(s.run.equity.equity, s.run.facts.starting_balance), name=_label(s.run.strategy_id), mode="lines")
         for s in summaries
     ]
-    return _figure(traces, f"Equity in {currency}, all {currency} strategies", f"equity ({escape(currency)})", height=380, showlegend=True)
+    symbols = [s.run.facts.symbol for s in summaries]
+    title = f"Equity in {group_label(currency, symbols)}, all {currency} strategies"
+    return _figure(traces, title, _unit(currency, symbols), height=380, showlegend=True)
 
 
 def equity_figure(summary: StrategySummary) -> go.Figure:
     """One strategy's equity curve, in its currency."""
     run = summary.run
     trace = go.Scatter(x=run.equity.ts, y=_rounded(run.equity.equity, run.facts.starting_balance), name=_label(run.strategy_id), mode="lines")
-    return _figure([trace], f"{run.strategy_id}: equity", f"equity ({escape(run.facts.currency)})", showlegend=False)
+    return _figure([trace], f"{run.strategy_id}: equity", _unit(run.facts.currency, [run.facts.symbol]), showlegend=False)
 
 
 def drawdown_figure(summary: StrategySummary) -> go.Figure:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
 
-from bot.config.currency import money_decimals
+from bot.config.currency import group_label, money_decimals
 from bot.fmt import format_price
 from bot.report import charts
 from bot.report.rundata import RunData, Trade
@@ -139,7 +139,7 @@ class ReportPage:
             sid = escape(s.run.strategy_id)
             rows.append(
                 f'<tr><td class=text><a href="#s-{sid}">{sid}</a></td><td class=text>{escape(f.symbol)} {escape(f.timeframe)}</td>'
-                f"<td class=text>{escape(f.currency)}</td><td class=text>{escape(f.state)}</td><td>{len(s.run.trades):,}</td><td>{_share(s.win_rate)}</td>"
+                f"<td class=text>{escape(group_label(f.currency, [f.symbol]))}</td><td class=text>{escape(f.state)}</td><td>{len(s.run.trades):,}</td><td>{_share(s.win_rate)}</td>"
                 f"<td>{_ratio(s.profit_factor)}</td><td class={_signed_class(f.net_pnl)}>{_money(f.net_pnl, f.starting_balance)}</td>"
                 f"<td class={_signed_class(f.return_pct)}>{_pct(f.return_pct, signed=True)}</td><td>{_ratio(s.sharpe)}</td>"
                 f"<td>{_ratio(s.sortino)}</td><td>{_pct(f.max_drawdown_pct)}</td><td>{_share(s.exposure)}</td>"
@@ -154,7 +154,9 @@ class ReportPage:
         return (
             '<section id="method"><h2>How the figures are computed</h2><ul class="note">'
             "<li>Each strategy counts its money in its symbol's quote currency (the currency column: USD for BTC/USD, BTC for ETH/BTC). "
-            "Amounts in different currencies are never added: the equity curves are drawn one chart per currency.</li>"
+            "Amounts in different currencies are never added: the equity curves are drawn one chart per currency. "
+            "A symbol not written BASE/QUOTE (BTCUSD) has no known quote currency: its money counts on its own, "
+            "shown as BTCUSD (quote unknown).</li>"
             f"<li>Equity is sampled every {escape(period)} of candle close time (equity.csv), plus the start and the end of the run; "
             "a gap in the data longer than 7 days is sampled at its two ends only. "
             "The curves and drawdown charts plot these samples.</li>"
@@ -182,7 +184,7 @@ class ReportPage:
         stats = [
             ("market", f"{escape(f.symbol)} {escape(f.timeframe)}"),
             ("state", escape(f.state)),
-            ("currency", escape(f.currency)),
+            ("currency", escape(group_label(f.currency, [f.symbol]))),
             ("starting balance", _money(balance, balance)),
             ("final equity", _money(f.final_equity, balance)),
             ("return", _pct(f.return_pct, signed=True)),

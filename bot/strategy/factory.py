@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from bot.bus import StrategyPublisher
-from bot.config.currency import quote_currency
 from bot.config.models import StrategyConfig
 from bot.errors import BotError, StrategyError
 from bot.services import BotServices
@@ -31,7 +30,7 @@ class OrchestratorFactory:
             return cached
         services = self._services
         sid = spec.id
-        risk = services.risk.bind(sid, spec.risk, quote_currency(spec.symbol))
+        risk = services.risk.bind(sid, spec.risk, spec.symbol)
         try:
             orchestrator = TradingOrchestrator(
                 spec,

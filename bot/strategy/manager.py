@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from bot.candles.model import Candle
-from bot.config.currency import quote_currency
+from bot.config.currency import mixed_currency_problem
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
@@ -258,15 +258,12 @@ class StrategyManager:
         """A rebuilt strategy's streams: each has a feed, shares its quote currency, and it still reads every symbol it holds something on."""
         sid = orchestrator.strategy_id
         hub = self._services.hub
-        currency = quote_currency(build.spec.symbol)
         for symbol, timeframe in build.streams:
             if symbol not in hub.symbols():
                 raise StrategyStateError(f"strategy {sid!r} would read {symbol!r}, which has no candle feed")
-            if quote_currency(symbol) != currency:
-                raise ValueError(
-                    f"{symbol!r} is quoted in {quote_currency(symbol)}, but the strategy trades {build.spec.symbol!r}, quoted in {currency}: "
-                    "a strategy's symbols must share one quote currency"
-                )
+            mixed = mixed_currency_problem(build.spec.symbol, symbol)
+            if mixed is not None:
+                raise ValueError(mixed)
             try:
                 hub.require(symbol, timeframe)
             except ValueError as exc:

@@ -1,14 +1,15 @@
 """The shared risk manager: per-strategy and global limits, and the kill switch.
 
-Money is never added across currencies: each strategy counts in its symbol's quote currency,
-and the global limits (exposure, daily loss) hold per currency, over the strategies trading in it.
+Money is never added across currencies: each strategy counts in its symbol's quote currency
+(a symbol not written BASE/QUOTE is a currency group of its own), and the global limits
+(exposure, daily loss) hold per currency group, over the strategies trading in it.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from bot.config.currency import RISK_LIMITS, UNQUOTED, currency_name, in_currency, limit_in, limit_problem
+from bot.config.currency import RISK_LIMITS, currency_label, group_collision, in_currency, limit_in, limit_problem, quote_currency, quote_known
 from bot.config.models import GlobalRiskConfig, StrategyRiskConfig
 from bot.errors import StrategyStateError
 
@@ -16,16 +17,17 @@ _DAY_MS = 86_400_000
 
 
 class StrategyRisk:
-    """One strategy's view of the risk manager, bound to its id, limits and currency at construction."""
+    """One strategy's view of the risk manager, bound to its id, limits and symbol at construction."""
 
-    __slots__ = ("strategy_id", "limits", "currency", "_manager", "exposure", "day", "day_pnl")
+    __slots__ = ("strategy_id", "limits", "symbol", "currency", "_manager", "exposure", "day", "day_pnl")
 
-    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig, currency: str) -> None:
+    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig, symbol: str) -> None:
         self._manager = manager
         self.strategy_id = strategy_id
         self.limits = limits
-        # The quote currency its balance, PnL and notional are in.
-        self.currency = currency
+        self.symbol = symbol
+        # The currency group its balance, PnL and notional are in (quote_currency): its tallies and limits are keyed by it.
+        self.currency = quote_currency(symbol)
         # Notional per position id, so exactly what an entry added is released at its exit.
         self.exposure: dict[str, float] = {}
         self.day = -1
@@ -48,7 +50,7 @@ class StrategyRisk:
         if cap is not None:
             total = manager.total_exposure(self.currency) + quantity * price
             if total > cap:
-                return "max_total_exposure", f"total exposure would be {in_currency(f'{total:.8g}', self.currency)}, limit {cap}"
+                return "max_total_exposure", f"total exposure would be {in_currency(f'{total:.8g}', self.symbol)}, limit {cap}"
         return None
 
     def on_entry(self, position_id: str, notional: float) -> None:
@@ -102,11 +104,12 @@ class _DayTally:
 class RiskManager:
     """Checks every entry against its strategy's limits and the global ones; attributes all to a strategy id.
 
-    Daily loss is realised PnL net of fees per UTC day (by event time), tallied per quote
-    currency. The global limits hold per currency: the exposure cap compares the open notional
-    of the strategies trading in a currency with that currency's cap, and a currency's daily
-    loss reaching its limit engages the kill switch, which stops new entries everywhere (in
-    every currency) until `reset_kill_switch`. Exits are never blocked.
+    Daily loss is realised PnL net of fees per UTC day (by event time), tallied per currency
+    group: the quote currency, or a symbol not written BASE/QUOTE on its own (quote_currency).
+    The global limits hold per group: the exposure cap compares the open notional of the
+    strategies trading in a group with that group's cap, and a group's daily loss reaching its
+    limit engages the kill switch, which stops new entries everywhere (in every currency) until
+    `reset_kill_switch`. Exits are never blocked.
 
     To outlive a restart, each strategy's own tally (`daily_state`) and each currency's
     (`changed_tallies`, the currencies booked since the last call) are journalled apart and
@@ -125,22 +128,26 @@ class RiskManager:
         # The currency whose daily loss engaged the kill switch (None: not known, such as one engaged before a restart by an older journal).
         self.tripped_in: str | None = None
 
-    def bind(self, strategy_id: str, limits: StrategyRiskConfig, currency: str) -> StrategyRisk:
-        """Create the risk view of a strategy trading in `currency`; a strategy id is bound once until `forget`.
+    def bind(self, strategy_id: str, limits: StrategyRiskConfig, symbol: str) -> StrategyRisk:
+        """Create the risk view of a strategy trading `symbol` (in its currency group); a strategy id is bound once until `forget`.
 
         StrategyStateError when a global limit cannot hold for it: a plain number while other
-        strategies trade in another currency, or an object without an entry for its currency.
+        strategies trade in another currency group, or an object without an entry for its
+        group; or when its symbol is not written BASE/QUOTE and named like another's quote currency.
         """
         if strategy_id in self._views:
             raise ValueError(f"strategy {strategy_id!r} already has a risk view")
-        others = [view.currency for view in self._views.values()]
+        others = [view.symbol for view in self._views.values()]
+        clash = group_collision(symbol, others)
+        if clash is not None:
+            raise StrategyStateError(f"strategy {strategy_id!r}: {clash}")
         for name in RISK_LIMITS:
-            problem = limit_problem(name, getattr(self.limits, name), currency, others)
+            problem = limit_problem(getattr(self.limits, name), symbol, others)
             if problem is not None:
                 raise StrategyStateError(
-                    f"strategy {strategy_id!r} trades in {currency_name(currency)}, and the global risk.{name} cannot hold for it: {problem}"
+                    f"strategy {strategy_id!r} trades in {currency_label(symbol)}, and the global risk.{name} cannot hold for it: {problem}"
                 )
-        view = StrategyRisk(self, strategy_id, limits, currency)
+        view = StrategyRisk(self, strategy_id, limits, symbol)
         self._views[strategy_id] = view
         return view
 
@@ -178,8 +185,8 @@ class RiskManager:
         """Why entries are refused while the kill switch is engaged, naming the currency that tripped it."""
         if self.tripped_in is None:
             return "kill switch engaged: a global daily loss limit was reached"
-        where = "of symbols not written BASE/QUOTE" if self.tripped_in == UNQUOTED else f"in {self.tripped_in}"
-        return f"kill switch engaged: the global daily loss limit {where} was reached"
+        where = next((currency_label(v.symbol) for v in self._views.values() if v.currency == self.tripped_in), self.tripped_in)
+        return f"kill switch engaged: the global daily loss limit in {where} was reached"
 
     def daily_state(self, strategy_id: str) -> dict[str, Any] | None:
         """The strategy's own loss tally as journalled ({"currency", "day", "pnl"}); None for a strategy not tracked."""
@@ -218,15 +225,17 @@ class RiskManager:
     def restore_daily(self, strategy_id: str, state: dict[str, Any]) -> bool:
         """Take back a strategy's journalled own tally (an older day rolls over as usual).
 
-        A record of another currency than the strategy's (its symbol changed) is not taken back.
-        Returns True when the record is one an older version wrote: a global tally without its
-        currency (summed across currencies before they were kept apart, or the one of the
-        strategy's currency as that strategy last saw it), which is not taken back either; the
-        currencies' own records (`restore_tally`) hold the global tallies.
+        A record of another currency than the strategy's (its symbol changed) is not taken back;
+        one of the currency "" is, for a symbol not written BASE/QUOTE (an older version counted
+        all such symbols in "", and the record is still the strategy's own). Returns True when
+        the record is one an older version wrote: a global tally without its currency (summed
+        across currencies before they were kept apart, or the one of the strategy's currency as
+        that strategy last saw it), which is not taken back either; the currencies' own records
+        (`restore_tally`) hold the global tallies.
         """
         view = self._views.get(strategy_id)
         currency = state.get("currency")
-        if view is not None and currency in (None, view.currency) and "day" in state:
+        if view is not None and "day" in state and (currency in (None, view.currency) or (currency == "" and not quote_known(view.symbol))):
             # Without a currency (an older record) the tally is still the strategy's own, always in its own currency.
             view.day, view.day_pnl = int(state["day"]), float(state["pnl"])
         return currency is None and "global_pnl" in state

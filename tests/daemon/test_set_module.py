@@ -161,14 +161,17 @@ def test_set_of_a_module_param_is_checked_by_its_params(repo_daemon: DaemonProce
     # An invalid one: the module's own Params say why, one line per problem, as `bot validate` prints them.
     done = ctl_in(folder, "set", "trend_mtf", "params.fast", "0")
     assert done.returncode == 1
-    assert done.stderr.splitlines() == ["error: trend_mtf: params.fast: Input should be greater than or equal to 1 (strategy 'trend_mtf')"]
+    assert done.stderr.splitlines() == ["error: trend_mtf: params.fast: Input should be greater than or equal to 1"]
     done = ctl_in(folder, "set", "trend_mtf", "params", '{"fast": 0, "slow": 1, "speed": 3}')
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        "error: trend_mtf: params.fast: Input should be greater than or equal to 1 (strategy 'trend_mtf')",
-        "error: trend_mtf: params.slow: Input should be greater than or equal to 2 (strategy 'trend_mtf')",
-        "error: trend_mtf: params.speed: Extra inputs are not permitted (strategy 'trend_mtf')",
+        "error: trend_mtf: params.fast: Input should be greater than or equal to 1",
+        "error: trend_mtf: params.slow: Input should be greater than or equal to 2",
+        "error: trend_mtf: params.speed: Extra inputs are not permitted",
     ]
+    # A problem of the params as a whole (the module's own check across fields): the line leads with the id, once.
+    done = ctl_in(folder, "set", "ema_cross", "params.fast", "40")
+    assert done.stderr.splitlines() == ["error: ema_cross: params: fast (40) must be smaller than slow (26)"]
     # A declarative strategy's own field is refused for a module, naming it; no pydantic text.
     done = ctl_in(folder, "set", "ema_cross", "entry_threshold", "0.5")
     assert done.stderr.splitlines() == ["error: ema_cross: entry_threshold: only the declarative strategy reads entry_threshold; module 'ema_cross' takes params"]
@@ -182,7 +185,7 @@ def test_set_of_a_module_param_is_checked_by_its_params(repo_daemon: DaemonProce
     done = ctl_in(folder, "set", "trend_mtf", "params.fast", "0", "--json")
     reply = orjson.loads(done.stdout)
     assert (done.returncode, reply["ok"], reply["error"]["code"]) == (1, False, "bad_args")
-    assert reply["error"]["message"] == "trend_mtf: params.fast: Input should be greater than or equal to 1 (strategy 'trend_mtf')"
+    assert reply["error"]["message"] == "trend_mtf: params.fast: Input should be greater than or equal to 1"
 
 
 def test_the_help_example_works_on_the_default_config(repo_daemon: DaemonProcess) -> None:
@@ -208,7 +211,7 @@ def test_journalled_changes_are_validated_like_set_at_restart(repo_daemon: Daemo
     try:
         again.wait_ready(60)
         log = again.log.read_text()
-        assert "[trend_mtf] runtime changes not re-applied: trend_mtf: params.fast: Input should be greater than or equal to 1 (strategy 'trend_mtf')" in log, log[-3000:]
+        assert "[trend_mtf] runtime changes not re-applied: trend_mtf: params.fast: Input should be greater than or equal to 1" in log, log[-3000:]
         assert "[momentum] runtime changes not re-applied" not in log
         assert running_config(repo_daemon.socket, "trend_mtf")["params"]["fast"] == 9
         assert running_config(repo_daemon.socket, "momentum")["exits"]["stop_loss_pct"] == 5.0

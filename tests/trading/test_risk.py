@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 
-from bot.config.currency import UNQUOTED
 from bot.config.models import BotConfig
 from bot.errors import StrategyStateError
 from bot.trading.actions import ClosePercent, OpenPosition
@@ -451,24 +450,46 @@ def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
     assert again.kills() == [{"daily_loss": pytest.approx(6.5, rel=1e-9), "limit": 6.0, "currency": "BTC", "tripped_by": "s2"}]
 
 
-def test_symbols_without_a_quote_share_one_tally_and_one_plain_limit_as_before() -> None:
-    """BTCUSD and ETHUSD (not BASE/QUOTE) count in one currency, named after nothing: the plain limit 6 holds for
-    both together, as before limits were kept per currency; s2 loses 5, s1 then 2, and 7 trips it."""
-    two = TwoCurrencies(_global(max_daily_loss=6, max_total_exposure=1_000), symbols=("BTCUSD", "ETHUSD"), exits={"stop_loss_pct": 10})
+def test_each_symbol_without_a_quote_keeps_its_own_tally_and_limit() -> None:
+    """BTCUSD and ETHUSD (not BASE/QUOTE) have no known quote, so each is a currency group of its own, never added to
+    the other: s2 loses 5 on ETHUSD, s1 then 2 on BTCUSD, and nothing trips at 6 (added, 7 would have); s2's next
+    loss of 1.5 makes ETHUSD's 6.5, which trips ETHUSD's limit, named as a symbol whose quote is unknown."""
+    two = TwoCurrencies(
+        _global(max_daily_loss={"BTCUSD": 6, "ETHUSD": 6}, max_total_exposure={"BTCUSD": 1_000, "ETHUSD": 1_000}),
+        symbols=("BTCUSD", "ETHUSD"),
+        exits={"stop_loss_pct": 10},
+    )
     risk = two.rig.services.risk
     two.bars(100, 0.5)
     two.act("s2", OpenPosition("ETHUSD", "long", 100.0))
     two.bars(100, 0.5)
     two.bars(100, (0.5, 0.5, 0.44, 0.44))  # -5
-    assert two.kills() == []
     two.act("s1", OpenPosition("BTCUSD", "long", 1.0))
     two.bars(100, 0.44)
-    two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # -2: 7 in all
-    assert two.kills() == [{"daily_loss": pytest.approx(7.0, rel=1e-9), "limit": 6.0, "currency": UNQUOTED, "tripped_by": "s1"}]
-    assert risk.tally(UNQUOTED)["pnl"] == pytest.approx(-7.0, rel=1e-9)
-    two.act("s2", OpenPosition("ETHUSD", "long", 1.0))
-    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s2")]
-    assert reason == "kill switch engaged: the global daily loss limit of symbols not written BASE/QUOTE was reached"
+    two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # -2
+    assert two.kills() == []
+    assert (risk.tally("BTCUSD")["pnl"], risk.tally("ETHUSD")["pnl"]) == (pytest.approx(-2.0, rel=1e-9), pytest.approx(-5.0, rel=1e-9))
+    assert risk.total_exposure("BTCUSD") == 0.0 and risk.tally("") == {"currency": "", "day": -1, "pnl": 0.0}
+    two.act("s2", OpenPosition("ETHUSD", "long", 30.0))
+    two.bars(97.5, 0.44)
+    two.bars(97.5, (0.44, 0.44, 0.38, 0.38))  # stopped at 0.396: -1.32 more, 6.32 in all
+    assert two.kills() == [{"daily_loss": pytest.approx(6.32, rel=1e-9), "limit": 6.0, "currency": "ETHUSD", "tripped_by": "s2"}]
+    two.act("s1", OpenPosition("BTCUSD", "long", 1.0))
+    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
+    assert reason == "kill switch engaged: the global daily loss limit in ETHUSD (quote unknown) was reached"
+
+
+def test_a_plain_limit_cannot_hold_for_two_symbols_without_a_quote() -> None:
+    """Loaded at runtime beside BTCUSD, a strategy on ETHUSD is refused while a global limit is one plain number."""
+    rig = Rig(_global(max_daily_loss=6), feeds={"BTCUSD": "1m", "ETHUSD": "1m"})
+    rig.start(quiet(id="s1", symbol="BTCUSD"))
+    with pytest.raises(StrategyStateError) as refused:
+        rig.manager.load(quiet(id="s2", symbol="ETHUSD"))
+    assert str(refused.value).startswith(
+        "strategy 's2' trades in ETHUSD (quote unknown), and the global risk.max_daily_loss cannot hold for it: a plain number "
+        "holds for one currency, but the strategies trade in BTCUSD (quote unknown), ETHUSD (quote unknown)"
+    )
+    assert "write 'BTCUSD' and 'ETHUSD' as BASE/QUOTE (preferred" in str(refused.value)
 
 
 def test_a_day_pnl_is_of_the_day_asked_about_never_yesterdays() -> None:
