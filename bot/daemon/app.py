@@ -35,9 +35,10 @@ from bot.daemon.recovery import (
     mark_at_last_close,
     restore_orchestrator,
     tripped_currency,
+    unread_holdings,
 )
 from bot.events import Event
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, StrategyStateError
 from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
@@ -47,6 +48,7 @@ from bot.services import BotServices
 from bot.symbols import shown, symbol_problem
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
+from bot.strategy.orchestrator import TradingOrchestrator
 
 if TYPE_CHECKING:
     from bot.daemon.live_trading import LiveTrading
@@ -258,7 +260,7 @@ class Daemon:
             if self._stop.is_set():
                 feed.stop()  # a signal came during start-up
             added_symbols = self._add_journalled_symbols(journal, feed, services.hub, resume_close or 0)
-            specs, files = self._strategies_to_load(journal, saved)
+            specs, files, on_file_spec = self._strategies_to_load(journal, saved)
             state = DaemonState(
                 self.loaded, services, manager, feed, self.request_stop, journal=journal,
                 start_problems=live.problems if live is not None else (lambda: []),
@@ -279,6 +281,8 @@ class Daemon:
                     for spec in specs:
                         try:
                             orchestrator = manager.load(spec, announce=spec.id not in saved)
+                            if spec.id in on_file_spec:
+                                self._check_fallback(journal, orchestrator)
                             journal.set_meta(STRATEGY_FILE + spec.id, str(files[spec.id]))
                             if spec.id in saved:
                                 restored = restore_orchestrator(journal, orchestrator)
@@ -364,8 +368,11 @@ class Daemon:
         except ccxt.BaseError as exc:
             raise ExchangeSetupError(f"reconciliation with the exchange failed, not trading: {describe(exc, live.redact)}") from None
 
-    def _strategies_to_load(self, journal: Journal, saved: dict[str, dict[str, Any]]) -> tuple[list[StrategyConfig], dict[str, Path]]:
-        """The config's enabled strategies, plus those loaded at runtime before a restart (from their files)."""
+    def _strategies_to_load(
+        self, journal: Journal, saved: dict[str, dict[str, Any]]
+    ) -> tuple[list[StrategyConfig], dict[str, Path], set[str]]:
+        """The config's enabled strategies, plus those loaded at runtime before a restart (from their files);
+        with the ids whose runtime changes could not be re-applied (on their file's spec)."""
         specs = list(self.loaded.enabled_strategies())
         files: dict[str, Path] = {spec.id: self.loaded.strategy_files[spec.id].resolve() for spec in specs}
         in_config = {spec.id for spec in self.loaded.strategies}
@@ -387,21 +394,38 @@ class Daemon:
                 continue
             specs.append(spec)
             files[sid] = Path(recorded)
-        return [self._with_overrides(journal, spec) for spec in specs], files
+        applied = [self._with_overrides(journal, spec) for spec in specs]
+        return [spec for spec, _ in applied], files, {spec.id for spec, dropped in applied if dropped}
 
-    def _with_overrides(self, journal: Journal, spec: StrategyConfig) -> StrategyConfig:
-        """Re-apply the parameters changed with `set` before the restart."""
+    def _with_overrides(self, journal: Journal, spec: StrategyConfig) -> tuple[StrategyConfig, bool]:
+        """Re-apply the parameters changed with `set` before the restart; True with the file's spec when they cannot be."""
         raw = journal.get_meta(OVERRIDES + spec.id)
         if not raw:
-            return spec
+            return spec, False
         try:
             # Validated as `bot ctl set` validated them (a module's params by its Params).
-            return changed_strategy(spec, orjson.loads(raw), self.loaded.catalog, spec.id)
+            return changed_strategy(spec, orjson.loads(raw), self.loaded.catalog, spec.id), False
         except ConfigError as exc:  # the file changed under them
             self.logger.logger.error("[%s] runtime changes not re-applied: %s", spec.id, "; ".join(str(p) for p in exc.problems))
         except ValueError as exc:  # not JSON: a journal written by something else
             self.logger.logger.error("[%s] runtime changes not re-applied: %s", spec.id, exc)
-        return spec
+        return spec, True
+
+    @staticmethod
+    def _check_fallback(journal: Journal, orchestrator: TradingOrchestrator) -> None:
+        """A strategy loaded on its file's spec, its runtime changes dropped, must still read every symbol it holds something on.
+
+        Otherwise it is not started on that spec (StrategyStateError): a pair leg on a symbol it
+        no longer reads would have no stop checked, and its other leg would be managed alone.
+        Its book stays in the journal untouched, so a restart once the file is fixed restores it.
+        """
+        unread = unread_holdings(journal, orchestrator)
+        if unread:
+            raise StrategyStateError(
+                f"its runtime changes cannot be re-applied, and on its file's spec it would not read {', '.join(unread)}, where it "
+                "holds positions or orders (their stops would go unchecked): fix the strategy file so the changes apply again "
+                "(or write them into it), then restart; its positions, orders and changes stay in the journal"
+            )
 
     def _announce_journal(self, journal: Journal, saved: dict[str, dict[str, Any]], resume: str | None) -> None:
         """One line saying whether the daemon resumes a journal (and what is in it) or starts a new one."""

@@ -46,6 +46,14 @@ def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hu
     return {"positions": len(positions), "pending_orders": len(pending), "trades": len(closed)}
 
 
+def unread_holdings(journal: Journal, orchestrator: TradingOrchestrator) -> list[str]:
+    """The symbols the journal holds open positions or pending orders of a strategy on that it does not read
+    at its trading timeframe: their fills and stops would never be checked."""
+    sid = orchestrator.strategy_id
+    held = {p["symbol"] for p in journal.open_positions(sid)} | {o["symbol"] for o in journal.pending_orders(sid)}
+    return sorted(held - {symbol for symbol, _ in orchestrator.trading_streams()})
+
+
 def mark_at_last_close(orchestrator: TradingOrchestrator, hub: CandleHub) -> None:
     """Mark a strategy's open positions at the hub's latest close of their symbol, if it has one."""
     for symbol in {p.symbol for p in orchestrator.positions.positions.values()}:
@@ -80,7 +88,8 @@ def tripped_currency(kill_switch: str) -> str | None:
     except ValueError:
         return None
     currency = payload.get("currency") if isinstance(payload, dict) else None
-    return currency if isinstance(currency, str) else None
+    # "": the one currency an older version counted every symbol not written BASE/QUOTE in, now one group per symbol.
+    return currency if isinstance(currency, str) and currency else None
 
 
 class DailyTallies:
@@ -108,26 +117,43 @@ class DailyTallies:
     def restore_currencies(self) -> None:
         """At start, before any strategy books: take back every currency's journalled global tally."""
         for currency, text in self._journal.meta_with_prefix(RISK_CURRENCY_DAY).items():
+            if currency == "":
+                # An older version's one tally of every symbol not written BASE/QUOTE: each such symbol
+                # is a currency group of its own now, and a sum over several cannot be split among them.
+                self._log.warning(
+                    "journal %s: meta %r is the daily loss of all symbols not written BASE/QUOTE together (an older "
+                    "version's): each is a currency group of its own now, so their global daily loss counts from the next trade",
+                    self._journal.path, RISK_CURRENCY_DAY,
+                )
+                continue
             try:
                 self._risk.restore_tally({**orjson.loads(text), "currency": currency})
             except (ValueError, KeyError, TypeError) as exc:
                 self._log.error(
                     "journal %s: meta %r is not a daily loss tally (%s): the daily loss of %s starts from 0",
-                    self._journal.path, RISK_CURRENCY_DAY + currency, exc, currency or "symbols not written BASE/QUOTE",
+                    self._journal.path, RISK_CURRENCY_DAY + currency, exc, currency,
                 )
 
     def restore_strategy(self, strategy_id: str) -> None:
-        """Take back a freshly loaded strategy's own tally; ValueError when its record is unreadable."""
+        """Take back a freshly loaded strategy's own tally; an unreadable record is logged and the tally starts from 0.
+
+        Never a reason not to load the strategy: its positions must be restored and protected.
+        """
         text = self._journal.get_meta(RISK_DAY + strategy_id)
         if not text:
             return
-        state = orjson.loads(text)
-        if not isinstance(state, dict):
-            raise ValueError(f"journal meta {RISK_DAY + strategy_id!r} is not a daily loss tally: {text[:80]!r}")
         try:
+            state = orjson.loads(text)
+            if not isinstance(state, dict):
+                raise ValueError(f"not a JSON object: {text[:80]!r}")
             old = self._risk.restore_daily(strategy_id, state)
-        except TypeError as exc:
-            raise ValueError(f"journal meta {RISK_DAY + strategy_id!r} is not a daily loss tally: {exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            self._log.error(
+                "[%s] journal %s: meta %r is not a daily loss tally (%s): its daily loss starts from 0",
+                strategy_id, self._journal.path, RISK_DAY + strategy_id, reason,
+            )
+            return
         if old and not self._told_old:
             self._told_old = True
             self._log.warning(

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from bot.config.models import BotConfig
-from bot.daemon.recovery import RISK_CURRENCY_DAY, RISK_DAY, DailyTallies
+from bot.daemon.recovery import RISK_CURRENCY_DAY, RISK_DAY, DailyTallies, tripped_currency
 from bot.events import Event
 from bot.journal import Journal
 from bot.trading.actions import OpenPosition
@@ -139,5 +139,31 @@ def test_a_strategy_record_of_another_currency_is_not_taken_back(tmp_path: Path)
     again = _restart(path, {}, {SYMBOL: "1m"}, logging.getLogger("test.tallies"), quiet(id="s1"))
     try:
         assert again.rig.services.risk.daily_state("s1") == {"currency": "USD", "day": -1, "pnl": 0.0}
+    finally:
+        again.journal.close()
+
+
+def test_records_of_the_one_currency_older_versions_gave_symbols_without_a_quote(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An older version counted every symbol not written BASE/QUOTE in one currency "". Restarted, each such symbol is a
+    group of its own: a strategy's own record of "" is still its own (taken back), the global "" tally (BTCUSD's and
+    ETHUSD's losses together) cannot be split, so it is dropped with one warning, and BTCUSD's group starts from 0."""
+    path, log, day = tmp_path / "journal.sqlite", logging.getLogger("test.tallies"), T0 // DAY
+    with Journal(path) as journal:
+        journal.set_meta(RISK_DAY + "btc", orjson.dumps({"currency": "", "day": day, "pnl": -20.0}).decode())
+        journal.set_meta(RISK_CURRENCY_DAY, orjson.dumps({"currency": "", "day": day, "pnl": -50.0}).decode())
+    with caplog.at_level(logging.WARNING, logger="test.tallies"):
+        again = _restart(path, {"max_daily_loss": {"BTCUSD": 100}}, {"BTCUSD": "1m"}, log, quiet(id="btc", symbol="BTCUSD"))
+    try:
+        risk = again.rig.services.risk
+        assert risk.daily_state("btc") == {"currency": "BTCUSD", "day": day, "pnl": -20.0}
+        assert risk.tally("BTCUSD") == {"currency": "BTCUSD", "day": -1, "pnl": 0.0} and risk.tally("")["day"] == -1
+        assert risk.currency_days(T0) == {"BTCUSD": {"day_pnl": 0.0, "max_daily_loss": 100.0}}
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warning.endswith(
+            "meta 'risk.day.currency:' is the daily loss of all symbols not written BASE/QUOTE together (an older version's): "
+            "each is a currency group of its own now, so their global daily loss counts from the next trade"
+        )
+        # A kill switch that "" tripped names no group it could be now.
+        assert tripped_currency(orjson.dumps({"daily_loss": 60.0, "limit": 50.0, "currency": ""}).decode()) is None
     finally:
         again.journal.close()
