@@ -81,8 +81,13 @@ class CandleHub:
         """Symbols with a feed."""
         return list(self._feeds)
 
-    def require(self, symbol: str, timeframe: str) -> None:
-        """Make sure `timeframe` candles exist for `symbol`, deriving them from its base timeframe."""
+    def timeframes(self, symbol: str) -> list[str]:
+        """The timeframes `symbol` has candles in: its base one, then those derived from it, in the order asked for."""
+        feed = self._feeds.get(symbol)
+        return [] if feed is None else [feed.base_tf, *(d.timeframe for d in feed.derived)]
+
+    def check(self, symbol: str, timeframe: str) -> None:
+        """What `require` would refuse, without deriving anything: KeyError without a feed, ValueError for a timeframe its base cannot make."""
         feed = self._feeds.get(symbol)
         if feed is None:
             raise KeyError(f"no candle feed for symbol {symbol!r}")
@@ -91,6 +96,31 @@ class CandleHub:
         target_ms = timeframe_ms(timeframe)
         if target_ms < feed.base_ms or target_ms % feed.base_ms:
             raise ValueError(f"{timeframe} cannot be derived from {symbol}'s {feed.base_tf} candles")
+
+    def require(self, symbol: str, timeframe: str) -> None:
+        """Make sure `timeframe` candles exist for `symbol`, deriving them from its base timeframe (from now on, on every base candle)."""
+        self.check(symbol, timeframe)
+        feed = self._feeds[symbol]
+        if timeframe == feed.base_tf or any(d.timeframe == timeframe for d in feed.derived):
+            return
+        derived, history = self._derive(symbol, feed, timeframe)
+        feed.derived.append(derived)
+        self._history[(symbol, timeframe)] = history
+
+    def preview(self, symbol: str, timeframe: str) -> list[Candle]:
+        """The history `require` would give the stream now (its own when it exists), deriving nothing for later candles.
+
+        A caller that may still refuse warms up from this and calls `require` once it no longer
+        can, so a refusal leaves no stream aggregated on every base candle.
+        """
+        self.check(symbol, timeframe)
+        kept = self._history.get((symbol, timeframe))
+        if kept is not None:
+            return list(kept)
+        return list(self._derive(symbol, self._feeds[symbol], timeframe)[1])
+
+    def _derive(self, symbol: str, feed: _Feed, timeframe: str) -> tuple[_Derived, deque[Candle]]:
+        target_ms = timeframe_ms(timeframe)
         aggregator = Aggregator(feed.base_ms, target_ms)
         history: deque[Candle] = deque(maxlen=self._history_size)
         base_history = self._history[(symbol, feed.base_tf)]
@@ -101,8 +131,7 @@ class CandleHub:
             for derived in aggregator.add(candle):
                 if derived.ts >= min_ts:  # type: ignore[operator]
                     history.append(derived)
-        feed.derived.append(_Derived(timeframe, target_ms, aggregator, min_ts))
-        self._history[(symbol, timeframe)] = history
+        return _Derived(timeframe, target_ms, aggregator, min_ts), history
 
     def subscribe(self, symbol: str, timeframe: str, callback: CandleCallback) -> None:
         """Deliver closed (symbol, timeframe) candles to `callback(symbol, timeframe, candle, ts)`."""

@@ -409,7 +409,14 @@ def _set(state: DaemonState, orchestrator: TradingOrchestrator, update: dict[str
         raise ControlError("invalid_config", f"{sid}: not changed: {exc}") from None
     except StrategyStateError as exc:
         raise ControlError("invalid_state", f"{sid}: not changed: {exc}") from None
-    return {"id": sid, "changed": changed}
+    reply: dict[str, Any] = {"id": sid, "changed": changed}
+    if REBUILT_FIELDS.intersection(changed):
+        # New indicators are only as warm as the history lets them be: a new higher timeframe
+        # may have too little of it, and the strategy then acts on cold indicators.
+        reply["warm"] = orchestrator.is_warm()
+        if not reply["warm"] and orchestrator.state == "active":
+            reply["cold"] = [stream.as_dict() for stream in state.manager.cold(sid)]
+    return reply
 
 
 def _relative(path: Path, base: Path) -> str:

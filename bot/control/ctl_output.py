@@ -204,6 +204,15 @@ def _set(console: Console, result: dict[str, Any], args: dict[str, Any], _: Any)
         _print(console, f"{result['id']}: {path} {_value(result['old'])} -> {_value(result['new'])}")
     else:
         _print(console, f"{result['id']}: {path} = {_value(args['value'])} (changed {', '.join(result['changed'])})")
+    if result.get("warm") is False:
+        cold = result.get("cold")
+        if cold:
+            streams = "; ".join(
+                f"{_plural(s['history'], 'candle')} of {s['symbol']} {s['timeframe']} history for {', '.join(s['indicators'])}" for s in cold
+            )
+            _print(console, f"{result['id']}: not warm yet: {streams}; it acts on cold indicators until enough candles close")
+        else:
+            _print(console, f"{result['id']}: not warm yet: warmed from the candle history when activated")
 
 
 def _validate(console: Console, result: dict[str, Any], args: dict[str, Any], _: Any) -> None:

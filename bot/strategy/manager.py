@@ -33,6 +33,27 @@ class SettlingAccounts(Protocol):
     def adopt_restored(self, strategy_id: str) -> list[str]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ColdStream:
+    """A stream whose indicators a strategy has not warmed yet: the candles of it the hub holds, and those indicators."""
+
+    symbol: str
+    timeframe: str
+    history: int
+    indicators: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for a reply."""
+        return {"symbol": self.symbol, "timeframe": self.timeframe, "history": self.history, "indicators": list(self.indicators)}
+
+
+def describe_cold(streams: list[ColdStream]) -> str:
+    """`4 candles of BTC/USD 4h history for ema(period=50,source=close)`, one per stream, for a message."""
+    return "; ".join(
+        f"{s.history:,} candle{'' if s.history == 1 else 's'} of {s.symbol} {s.timeframe} history for {', '.join(s.indicators)}" for s in streams
+    )
+
+
 @dataclass(eq=False, slots=True)
 class _Settling:
     """An unloaded strategy with orders still in flight: their outcomes are booked into its book, and journalled."""
@@ -121,11 +142,14 @@ class StrategyManager:
             raise
         try:
             for symbol, timeframe in orchestrator.subscriptions():
-                hub.require(symbol, timeframe)
+                hub.check(symbol, timeframe)
         except (KeyError, ValueError) as exc:
             self._factory.evict(spec.id)
             self._release_account(spec.id)
             raise StrategyStateError(f"strategy {spec.id!r}: {exc}") from None
+        # Only once none is refused: a stream derived for a refused load would be aggregated on every candle for nothing.
+        for symbol, timeframe in orchestrator.subscriptions():
+            hub.require(symbol, timeframe)
         if announce:
             self._announce(orchestrator, "loaded")
         return orchestrator
@@ -232,14 +256,18 @@ class StrategyManager:
         build = self._factory.prepare(spec)
         self._check_streams(orchestrator, build)
         active = orchestrator.state == "active"
+        hub = self._services.hub
         if active:
-            hub = self._services.hub
             try:
-                build.warm_up({key: hub.history(*key) for key in build.streams})
+                # A stream it did not read yet is derived from the base history for the warm-up
+                # only: the hub aggregates it on every candle once nothing can refuse.
+                build.warm_up({key: hub.preview(*key) for key in build.streams})
             except Exception as exc:  # the new object's code: refused, the running one untouched
                 raise StrategyError(strategy_id, exc) from exc
         # Nothing refuses from here on. Candles queued for it are in the history the new object
         # was warmed from: its positions see them, its new indicators must not see them twice.
+        for symbol, timeframe in build.streams:
+            hub.require(symbol, timeframe)
         self._protect_dropped(orchestrator, self.delivery.reset(orchestrator))
         orchestrator.install(build)
         # Its indicators are new: an activation warms them from the whole history, not from the pause.
@@ -252,7 +280,19 @@ class StrategyManager:
         orchestrator.log.info(
             "%s changed: strategy rebuilt, reading %s", ", ".join(changed), ", ".join(f"{symbol} {tf}" for symbol, tf in build.streams)
         )
+        if active and not orchestrator.is_warm():
+            # It trades on cold indicators until enough candles close: as good as a strategy loaded with no history.
+            orchestrator.log.warning("not warm after the change: %s", describe_cold(self.cold(strategy_id)))
         return changed
+
+    def cold(self, strategy_id: str) -> list[ColdStream]:
+        """The streams whose indicators a strategy has not warmed yet, with the candles of history the hub holds for each."""
+        orchestrator = self.get(strategy_id)
+        hub = self._services.hub
+        return [
+            ColdStream(symbol, timeframe, len(hub.history(symbol, timeframe)), keys)
+            for (symbol, timeframe), keys in orchestrator.cold_streams()
+        ]
 
     def _check_streams(self, orchestrator: TradingOrchestrator, build: StrategyBuild) -> None:
         """A rebuilt strategy's streams: each has a feed, shares its quote currency, and it still reads every symbol it holds something on."""
@@ -265,7 +305,7 @@ class StrategyManager:
             if mixed is not None:
                 raise ValueError(mixed)
             try:
-                hub.require(symbol, timeframe)
+                hub.check(symbol, timeframe)  # derived only once nothing refuses: see reconfigure
             except ValueError as exc:
                 raise StrategyStateError(f"strategy {sid!r}: {exc}") from None
         positions = orchestrator.positions

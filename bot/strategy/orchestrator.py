@@ -329,6 +329,10 @@ class TradingOrchestrator:
         """True when every indicator of every timeframe it watches has warmed up."""
         return all(registry.ready() for registry in self.indicators.values())
 
+    def cold_streams(self) -> list[tuple[Stream, tuple[str, ...]]]:
+        """The streams with an indicator not warmed up yet, each with the indicators it has."""
+        return [(stream, tuple(registry.keys())) for stream, registry in self.indicators.items() if not registry.ready()]
+
     def snapshot(self) -> dict[str, Any]:
         """The strategy's state as plain data (status, journal, unload)."""
         return {

@@ -397,3 +397,93 @@ def test_a_declarative_strategys_analyzers_and_filters_rebuild_it_the_same_way(b
     fresh.feed("BTC/USD", btc_candles[fed:])
     now = btc_candles[fed - 1].ts + 60_000
     assert decisions(rig, "d", now) == decisions(fresh, "d", now) and len(decisions(rig, "d", now)) > 20
+
+
+# -- what a set leaves behind: the hub's streams, and how warm the new indicators are ----------------------
+BOOM_MTF = '''
+from pydantic import Field
+
+from bot.strategy.base import Strategy, StrategyParams
+
+
+class BoomMtfParams(StrategyParams):
+    """Parameters of boom_mtf."""
+
+    trend_timeframe: str = "1h"
+    explode_in_warm_up: bool = False
+
+
+class BoomMtf(Strategy):
+    """Reads a higher timeframe's EMA(3); with explode_in_warm_up, its warm-up raises."""
+
+    name = "boom_mtf"
+    version = "1.0.0"
+    Params = BoomMtfParams
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.trend = context.indicators(context.symbol, params.trend_timeframe).require("ema", period=3)
+
+    def subscriptions(self):
+        return ((self.ctx.symbol, self.ctx.timeframe), (self.ctx.symbol, self.params.trend_timeframe))
+
+    def on_history(self, symbol, timeframe, candle):
+        if self.params.explode_in_warm_up:
+            raise RuntimeError("boom while warming up")
+'''
+
+
+def test_a_refused_set_derives_no_new_timeframe_in_the_hub(tmp_path: Path, btc_candles: list[Candle]) -> None:
+    (tmp_path / "boom_mtf.py").write_text(BOOM_MTF)
+    rig = Rig(catalog=StrategyCatalog.discover([tmp_path]))
+    rig.start(module_strategy("boom_mtf", params={"trend_timeframe": "1h"}))
+    rig.feed("BTC/USD", btc_candles[:2000])
+    hub = rig.services.hub
+    assert hub.timeframes("BTC/USD") == ["1m", "1h"]
+    # Refused by the new object's warm-up, the last check of all: each probe of another timeframe would have
+    # left it aggregated on every candle for the rest of the session.
+    for timeframe in ("2h", "4h", "1d"):
+        with pytest.raises(StrategyError, match="boom while warming up"):
+            rig.manager.reconfigure("boom_mtf", with_params(rig, "boom_mtf", {"trend_timeframe": timeframe, "explode_in_warm_up": True}))
+    assert hub.history("BTC/USD", "4h") == []
+    assert hub.timeframes("BTC/USD") == ["1m", "1h"]
+    # One that is accepted derives its stream, warmed up from the same history it would have had.
+    rig.manager.reconfigure("boom_mtf", with_params(rig, "boom_mtf", {"trend_timeframe": "4h"}))
+    assert hub.timeframes("BTC/USD") == ["1m", "1h", "4h"] and rig.manager.routed_to("BTC/USD", "4h") == ["boom_mtf"]
+    assert [c.ts % 14_400_000 for c in hub.history("BTC/USD", "4h")] == [0, 0, 0, 0]
+
+
+def test_a_set_refused_for_a_symbol_it_holds_derives_nothing_for_the_new_one() -> None:
+    rig = pairs_rig()
+    orchestrator = rig.manager.get("pairs_arbitrage")
+    for symbol, candle in eth_and_xmr():
+        rig.services.hub.ingest(symbol, candle)
+        if {p.symbol for p in orchestrator.positions.positions.values()} == {"ETH/BTC", "XMR/BTC"}:
+            break
+    with pytest.raises(StrategyStateError, match="holds positions or orders on XMR/BTC"):
+        rig.manager.reconfigure("pairs_arbitrage", with_params(rig, "pairs_arbitrage", {**PAIRS, "second_symbol": "LTC/BTC"}))
+    assert rig.services.hub.timeframes("LTC/BTC") == ["1m"]
+    assert rig.services.hub.timeframes("ETH/BTC") == rig.services.hub.timeframes("XMR/BTC") == ["1m", "5m"]
+
+
+def test_a_new_timeframe_with_too_little_history_says_how_much_it_has(btc_candles: list[Candle]) -> None:
+    rig = Rig(catalog=repo_catalog())
+    rig.start(trend_spec({**TREND, "trend_ema": 50}))
+    rig.feed("BTC/USD", btc_candles[:4000])
+    orchestrator = rig.manager.get("trend_mtf")
+    assert orchestrator.is_warm()  # its 1h stream has its own history: some 66 hourly candles
+    # A 4h stream is new: built from the 1,000 1m candles the hub holds (2022-01-03T01:00 to 17:39), which make
+    # 3 whole 4h candles (04:00, 08:00, 12:00). EMA(50) of 4h needs 50 of them.
+    held = rig.services.hub.history("BTC/USD", "1m")
+    assert (len(held), held[0].ts) == (1000, btc_candles[3000].ts)
+    whole = [c.ts - 14_400_000 + 60_000 for c in held if c.ts % 14_400_000 == 14_400_000 - 60_000 and c.ts - 14_400_000 + 60_000 >= held[0].ts]
+    assert whole == [1_641_182_400_000, 1_641_196_800_000, 1_641_211_200_000]
+    rig.manager.reconfigure("trend_mtf", with_params(rig, "trend_mtf", {**TREND, "trend_ema": 50, "trend_timeframe": "4h"}))
+    assert not orchestrator.is_warm()
+    assert [c.as_dict() for c in rig.manager.cold("trend_mtf")] == [
+        {"symbol": "BTC/USD", "timeframe": "4h", "history": 3, "indicators": ["ema(period=50,source=close)"]}
+    ]
+    assert [c.ts for c in rig.services.hub.history("BTC/USD", "4h")] == whole
+    # Back to 1h: that stream kept its history, so it is warm at once and nothing is cold.
+    rig.manager.reconfigure("trend_mtf", with_params(rig, "trend_mtf", {**TREND, "trend_ema": 50}))
+    assert orchestrator.is_warm() and rig.manager.cold("trend_mtf") == []

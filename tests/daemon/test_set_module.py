@@ -1,6 +1,7 @@
 """`bot ctl set` on the repository's own config.json: every default strategy is a strategy module, and set works on each."""
 from __future__ import annotations
 
+import csv
 import shutil
 import sqlite3
 import subprocess
@@ -97,19 +98,27 @@ def strategies_json(folder: Path) -> dict[str, Any]:
     return reply
 
 
+def warm(socket: Path, sid: str) -> bool:
+    """Whether `status` says a strategy's indicators are all warm."""
+    return bool(result(socket, "status")["strategies"][sid]["warm"])
+
+
 def test_set_of_a_module_param_rebuilds_it_in_place_and_survives_a_restart(repo_daemon: DaemonProcess) -> None:
     folder, socket = repo_daemon.folder, repo_daemon.socket
-    repo_daemon.step(60)
+    # The backfill is some 20 hours of BTC/USD: its 15m indicators are warm, its 1h EMA(50) not yet. Played on
+    # until it is (the 1h stream keeps its own history), a rebuild must be warm at once too.
+    assert not warm(socket, "trend_mtf")
+    repo_daemon.step_until(lambda: warm(socket, "trend_mtf"), "warm trend_mtf", candles=600, limit=20_000)
     before = result(socket, "metrics")["strategies"]["trend_mtf"]
-    # The backfill is some 16 hours of BTC/USD: its 15m indicators are warm, its 1h EMA(50) not yet, before and after.
-    warm = result(socket, "status")["strategies"]["trend_mtf"]["warm"]
     done = ctl_in(folder, "set", "trend_mtf", "params.fast", "8")
     assert (done.returncode, done.stdout, done.stderr) == (0, "trend_mtf: params.fast 9 -> 8\n", ""), done
     # Running with it at once: the same strategy (state, counters), warmed again from the history, with the new EMA.
     config = strategies_json(folder)["loaded"]["trend_mtf"]["config"]
     assert config["params"] == {"fast": 8, "slow": 21, "trend_timeframe": "1h", "trend_ema": 50, "atr_period": 14, "atr_mult": 3.0}
     status = result(socket, "status")["strategies"]["trend_mtf"]
-    assert (status["state"], status["warm"], status["last_error"]) == ("active", warm, None)
+    assert (status["state"], status["warm"], status["last_error"]) == ("active", True, None)
+    done = ctl_in(folder, "set", "trend_mtf", "params.slow", "20", "--json")
+    assert orjson.loads(done.stdout)["result"] == {"id": "trend_mtf", "changed": ["params"], "path": "params.slow", "old": 21, "new": 20, "warm": True}
     assert result(socket, "metrics")["strategies"]["trend_mtf"]["candles"] == before["candles"]
     repo_daemon.step(30)
     status = result(socket, "status")["strategies"]["trend_mtf"]
@@ -128,6 +137,36 @@ def test_set_of_a_module_param_rebuilds_it_in_place_and_survives_a_restart(repo_
         assert "not re-applied" not in log, log[-3000:]
     finally:
         again.stop()
+
+
+def test_a_new_higher_timeframe_without_enough_history_is_said_not_warm(repo_daemon: DaemonProcess) -> None:
+    folder, socket = repo_daemon.folder, repo_daemon.socket
+    # A 4h stream is new: the hub builds it from the 1,000 BTC/USD 1m candles it holds, the whole 4h buckets among them.
+    assert repo_daemon.last_close is not None
+    with (folder / "data" / "BTC-USD-PERP_1m.csv").open(newline="") as stream:
+        held = [int(row["ts_ms"]) for row in csv.DictReader(stream) if int(row["ts_ms"]) + 60_000 <= repo_daemon.last_close][-1000:]
+    four_hours = 4 * 3_600_000
+    whole = [ts for ts in held if ts % four_hours == 0 and ts + four_hours <= repo_daemon.last_close]
+    assert 0 < len(whole) < 50
+    done = ctl_in(folder, "set", "trend_mtf", "params.trend_timeframe", "4h")
+    assert (done.returncode, done.stderr) == (0, ""), done
+    assert done.stdout.splitlines() == [
+        'trend_mtf: params.trend_timeframe "1h" -> "4h"',
+        f"trend_mtf: not warm yet: {len(whole)} candles of BTC/USD 4h history for ema(period=50,source=close); "
+        "it acts on cold indicators until enough candles close",
+    ]
+    assert f"[trend_mtf] not warm after the change: {len(whole)} candles of BTC/USD 4h history for ema(period=50,source=close)" in repo_daemon.log.read_text()
+    assert not warm(socket, "trend_mtf")
+    # --json: the same facts, as data.
+    done = ctl_in(folder, "set", "trend_mtf", "params.trend_ema", "3", "--json")
+    assert orjson.loads(done.stdout)["result"]["warm"] is True
+    done = ctl_in(folder, "set", "trend_mtf", "params.trend_ema", "50", "--json")
+    reply = orjson.loads(done.stdout)["result"]
+    assert (reply["warm"], reply["cold"]) == (False, [{"symbol": "BTC/USD", "timeframe": "4h", "history": len(whole), "indicators": ["ema(period=50,source=close)"]}])
+    # A dormant strategy is warmed when activated, and says so.
+    assert ctl_in(folder, "deactivate", "trend_mtf").returncode == 0
+    done = ctl_in(folder, "set", "trend_mtf", "params.trend_timeframe", "1h")
+    assert done.stdout.splitlines()[1:] == ["trend_mtf: not warm yet: warmed from the candle history when activated"], done
 
 
 def test_a_param_the_strategy_refuses_and_fields_that_stay_fixed_change_nothing(repo_daemon: DaemonProcess) -> None:
