@@ -10,12 +10,14 @@ from typing import Any
 
 import orjson
 
+from bot.bus import EventBus
 from bot.candles.hub import CandleFeedError
 from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import last_timestamp
 from bot.clock import Clock, ReplayClock, WallClock
 from bot.config.loader import LoadedConfig
 from bot.errors import BotError, StrategyError
+from bot.events import Event
 from bot.log import BotLogger
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
@@ -70,14 +72,6 @@ def merge_streams(streams: list[tuple[str, int, Iterator[Candle]]]) -> Iterator[
         yield symbol, candle
 
 
-def _before(candles: Iterator[Candle], end: int) -> Iterator[Candle]:
-    """The candles that open before `end`; the file is read no further than the first that does not."""
-    for candle in candles:
-        if candle.ts >= end:
-            return
-        yield candle
-
-
 class _Opened:
     """A source's file opened once for the whole run: the next candle to play, and the rest.
 
@@ -114,7 +108,13 @@ class _Opened:
         if self.head is None:
             return iter(())
         candles = itertools.chain((self.head,), self.rest)
-        return candles if end is None else _before(candles, end)
+        if end is None:
+            return candles
+        # The file is read no further than the first candle at or after `end`. A candle is a
+        # tuple starting with its open time, so (end,) > candle is candle.ts < end, compared in C:
+        # no Python call per candle on the hot path.
+        limit: tuple[float, ...] = (end,)
+        return itertools.takewhile(limit.__gt__, candles)
 
     def holds(self, time_range: TimeRange) -> bool:
         """Whether a candle to play opens inside the range, as far as is known before reading on."""
@@ -136,6 +136,36 @@ class _Opened:
     def close(self) -> None:
         """Close the file, wherever the reading stopped."""
         self.rest.close()
+
+
+class _Outputs:
+    """The run's output files, opened in its output folder: events.jsonl, trades.csv and equity.csv."""
+
+    def __init__(self, out_dir: Path, sources: list[CandleSource]) -> None:
+        self.events = EventLog(out_dir / "events.jsonl")
+        try:
+            self.trades = TradesCsv(out_dir / "trades.csv")
+            frames = {s.symbol: timeframe_ms(s.timeframe) for s in sources}
+            self.equity = EquitySampler(out_dir / "equity.csv", frames, sampling_interval_ms(list(frames.values())))
+        except BaseException:
+            self.close()
+            raise
+
+    def take(self, early: list[Event], bus: EventBus) -> None:
+        """Write the events published before the files were open, in order, then every event as it is published."""
+        for event in early:
+            self.events.write(event)
+            if event.type == "position_closed":
+                self.trades.write(event)
+        bus.subscribe(self.events.write)
+        bus.subscribe(self.trades.write, types=("position_closed",))
+
+    def close(self) -> None:
+        """Flush and close whichever files were opened."""
+        for name in ("events", "trades", "equity"):
+            output = getattr(self, name, None)
+            if output is not None:
+                output.close()
 
 
 class Replay:
@@ -166,7 +196,7 @@ class Replay:
     async def run(self, progress: Progress | None = None) -> ReplayResult:
         """Replay every candle and write events.jsonl, trades.csv, equity.csv and report.json.
 
-        `progress` is called with 0 once the files have passed the checks made before anything
+        `progress` is called with 0 once the set-up has passed every check made before anything
         is written, then with the count of candles replayed every so often and at the end.
 
         A run cut short (a corrupt candle file, a failing event subscriber) still writes
@@ -179,16 +209,14 @@ class Replay:
         With a time range, candles before its start fill the hub's history, which every
         strategy warms up from before the first candle in the range; only candles in the range
         are traded, sampled and counted. A range no file has a candle in raises EmptyRangeError
-        before anything is written when the files' ends say so (plain CSV files), else the run
-        aborts once the warm-up has read to the end of them.
+        before anything is written: found from the files' ends when they say so (plain CSV
+        files), else once the warm-up has read up to the range.
         """
         now = self._wall_clock.now_ms()
         self.sources = [source.bounded(now) for source in self.sources]
         opened = self._open()
         try:
             start = self._start_time(opened)
-            if progress is not None:
-                progress(0)  # the checks made before anything is written have passed
             return await self._run(opened, start, progress)
         finally:
             for stream in opened:
@@ -198,34 +226,43 @@ class Replay:
         services = self.services
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ReplayAborted(f"output folder {self.out_dir} exists and is not a folder", self.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        events = EventLog(self.out_dir / "events.jsonl")
-        trades = TradesCsv(self.out_dir / "trades.csv")
-        services.bus.subscribe(events.write)
-        services.bus.subscribe(trades.write, types=("position_closed",))
-        frames = {s.symbol: timeframe_ms(s.timeframe) for s in self.sources}
-        equity = EquitySampler(self.out_dir / "equity.csv", frames, sampling_interval_ms(list(frames.values())))
+        # The set-up (loading, the warm-up, the range check) runs before the output folder is
+        # touched: a range found empty on the way writes nothing. Its events wait here meanwhile;
+        # the files then take the bus's place of this buffer (nothing else on a replay's bus
+        # publishes in turn, so the order of the events written stays the order published).
+        early: list[Event] = []
+        buffering = services.bus.subscribe(early.append)
         count = 0
         error: str | None = None
         await services.start()
         try:
-            self._set_up(opened, start)
-            equity.start([self.manager.get(sid) for sid in self.manager.ids()], services.clock.now_ms())
-            self._stream(opened, progress, equity)
-            equity.finish(services.clock.now_ms())
-            count = self.candles_done
-            services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
-        except CandleFeedError as exc:
-            paths = {s.symbol: s.path for s in self.sources}
-            error = f"{paths.get(exc.symbol, '?')}: {exc}"
-            count = self.candles_done
-        except BotError as exc:
-            error = str(exc)
-            count = self.candles_done
+            try:
+                self._set_up(opened, start)
+            except EmptyRangeError:
+                raise
+            except BotError as exc:
+                error = self._why(exc)
+            if error is None and progress is not None:
+                progress(0)  # the checks made before anything is written have passed
+            services.bus.unsubscribe(buffering)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            outputs = _Outputs(self.out_dir, self.sources)
+            try:
+                outputs.take(early, services.bus)
+                equity = outputs.equity
+                if error is None:
+                    try:
+                        equity.start([self.manager.get(sid) for sid in self.manager.ids()], services.clock.now_ms())
+                        self._stream(opened, progress, equity)
+                        equity.finish(services.clock.now_ms())
+                        count = self.candles_done
+                        services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
+                    except BotError as exc:
+                        error = self._why(exc)
+                        count = self.candles_done
+            finally:
+                outputs.close()
         finally:
-            events.close()
-            trades.close()
-            equity.close()
             await services.stop()
         if error is None and services.bus.handler_errors:
             error = (
@@ -239,7 +276,7 @@ class Replay:
             "candles": count,
             "gaps": services.hub.gap_count,
             "sources": [str(s.path) for s in self.sources],
-            "equity_interval_ms": equity.interval_ms,
+            "equity_interval_ms": outputs.equity.interval_ms,
         }
         if self.time_range is not None:
             facts["range"] = {**self.time_range.as_report(), "warmup_candles": self.warmup_candles}
@@ -247,7 +284,14 @@ class Replay:
         (self.out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         if error is not None:
             raise ReplayAborted(error, self.out_dir)
-        return ReplayResult(self.out_dir, report, count, events.count)
+        return ReplayResult(self.out_dir, report, count, outputs.events.count)
+
+    def _why(self, exc: BotError) -> str:
+        """Why the run stopped, for report.json: a candle feed's error names its file."""
+        if isinstance(exc, CandleFeedError):
+            paths = {s.symbol: s.path for s in self.sources}
+            return f"{paths.get(exc.symbol, '?')}: {exc}"
+        return str(exc)
 
     def _open(self) -> list[_Opened]:
         """Each source's file, opened at its first candle, after refusing any file whose ends lie outside its window."""

@@ -1,6 +1,7 @@
 """`bot replay --from/--to`: the span of candle open times a replay trades on, read from UTC dates."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -9,6 +10,9 @@ from bot.errors import BotError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
+# The fraction of a second, the only one an ISO-8601 date-time can have (fromisoformat drops
+# digits past the sixth without a word).
+_FRACTION = re.compile(r"\d[.,](\d+)")
 _FORMATS = "use a UTC date or date-time such as 2022-01-01, 2022-01-01T12:30 or '2022-01-01 12:30Z'"
 
 
@@ -23,7 +27,14 @@ class EmptyRangeError(BotError):
 
 
 def parse_instant(option: str, text: str) -> int:
-    """Epoch ms of an ISO-8601 date or date-time; without an offset it is UTC. ValueError names `option`."""
+    """Epoch ms of an ISO-8601 date or date-time; without an offset it is UTC. ValueError names `option`.
+
+    A fraction of a second finer than a millisecond is refused: candle times are whole
+    milliseconds, and rounding it would make two different texts one instant.
+    """
+    fraction = _FRACTION.search(text)
+    if fraction is not None and fraction.group(1)[3:].strip("0"):
+        raise ValueError(f"{option} {text!r} is finer than a millisecond, the precision of candle times")
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:

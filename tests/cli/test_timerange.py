@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from tests.cli.test_cli import run_bot
-from tests.support import BTC_1M, REPO
+from tests.support import BTC_1M, REPO, SHARED_DATA
 
 HOUR = 3_600_000
+# Its 7 minutes after 2018-01-29T05:30 are missing.
+XMR_1M = SHARED_DATA / "XMR-BTC_1m.csv"
 OUTPUTS = ("events.jsonl", "trades.csv", "equity.csv")
 # trend_mtf buys only while the last 1h close is above its 1h EMA(50): cold, it could not
 # trade before 50 hourly candles had closed after the first candle it saw.
@@ -161,6 +163,26 @@ def test_strategies_are_warm_at_from_and_decide_as_the_full_replay_does(setup: P
             f"error: --from 2021-01-01T00:00:00Z --to 2021-12-31T23:00:00Z: no candle opens in that range; the files' candles open: "
             f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z",
         ),
+        # Two instants a tenth of a millisecond apart are not one instant: refused, not rounded.
+        (
+            ["--from", "2022-01-05T00:00:00.0001", "--to", "2022-01-05T00:00:00.0002"],
+            "error: --from '2022-01-05T00:00:00.0001' is finer than a millisecond, the precision of candle times",
+        ),
+        (
+            ["--from", "2022-01-05T00:00", "--to", "2022-01-05T00:00:00.0000001"],
+            "error: --to '2022-01-05T00:00:00.0000001' is finer than a millisecond, the precision of candle times",
+        ),
+        # Found empty only once the warm-up has read up to it: between two candles, and inside a hole in the data.
+        (
+            ["--from", "2022-01-05T00:00:10", "--to", "2022-01-05T00:00:50"],
+            f"error: --from 2022-01-05T00:00:10Z --to 2022-01-05T00:00:50Z: no candle opens in that range; the files' candles open: "
+            f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z",
+        ),
+        (
+            ["--candles", f"BTC/USD={XMR_1M}", "--from", "2018-01-29T05:31", "--to", "2018-01-29T05:38"],
+            f"error: --from 2018-01-29T05:31:00Z --to 2018-01-29T05:38:00Z: no candle opens in that range; the files' candles open: "
+            f"BTC/USD ({XMR_1M}) from 2018-01-20T04:52:00Z to 2018-01-30T04:48:00Z",
+        ),
     ],
 )
 def test_a_bad_or_empty_range_exits_2_with_one_line_and_writes_nothing(setup: Path, options: list[str], message: str) -> None:
@@ -171,20 +193,27 @@ def test_a_bad_or_empty_range_exits_2_with_one_line_and_writes_nothing(setup: Pa
     assert not (setup / "refused").exists()
 
 
-def test_a_range_past_the_end_of_a_gzipped_file_is_found_by_the_warm_up(setup: Path) -> None:
+def test_a_range_past_the_end_of_a_gzipped_file_is_found_by_the_warm_up_before_anything_is_written(setup: Path) -> None:
     # A gzipped file cannot be read from its end: the warm-up reads all of it, then says so.
     packed = setup / "btc.csv.gz"
     packed.write_bytes(gzip.compress(BTC_1M.read_bytes()))
     result = run_bot("replay", "--config", "config.json", "--candles", f"BTC/USD={packed}", "--out", "gz", "--quiet", "--from", "2022-03-01", cwd=setup)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"error: replay aborted: --from 2022-03-01T00:00:00Z: no candle opens in that range; the files' candles open: "
-        f"BTC/USD ({packed}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z (partial output in gz)"
+        f"error: --from 2022-03-01T00:00:00Z: no candle opens in that range; the files' candles open: "
+        f"BTC/USD ({packed}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z"
     ]
-    facts = report(setup / "gz")["replay"]
-    assert facts["status"] == "aborted" and facts["candles"] == 0
-    assert facts["range"]["warmup_candles"] == len(open_times(BTC_1M))
-    assert (setup / "gz" / "trades.csv").read_text().count("\n") == 1
+    assert not (setup / "gz").exists()
+
+
+def test_an_empty_range_leaves_a_previous_run_in_out_as_it_was(setup: Path) -> None:
+    previous = setup / "previous"
+    shutil.copytree(setup / "full", previous)
+    result = run_bot("replay", "--config", "config.json", "--out", "previous", "--quiet", "--from", "2022-01-05T00:00:10", "--to", "2022-01-05T00:00:50", cwd=setup)
+    assert result.returncode == 2 and "no candle opens in that range" in result.stderr
+    assert sorted(p.name for p in previous.iterdir()) == sorted([*OUTPUTS, "report.json"])
+    for name in (*OUTPUTS, "report.json"):
+        assert (previous / name).read_bytes() == (setup / "full" / name).read_bytes(), name
 
 
 def test_the_file_is_read_no_further_than_to(setup: Path) -> None:
