@@ -28,6 +28,10 @@ class _Derived:
     aggregator: Aggregator
     # Buckets starting before this are partial (the data began inside them): never emitted.
     min_ts: int | None
+    # Buckets starting before this hold preloaded history (a replay's warm-up before --from):
+    # whole candles, but history, so they go to the history callbacks when they close, never
+    # published. Open times are >= 0, so 0 holds back nothing.
+    history_before: int = 0
 
 
 @dataclass(slots=True)
@@ -56,6 +60,8 @@ class CandleHub:
         self._feeds: dict[str, _Feed] = {}
         self._history: dict[tuple[str, str], deque[Candle]] = {}
         self._subscribers: dict[tuple[str, str], list[CandleCallback]] = {}
+        # Per stream: (subscriber, its history callback), for candles that are history when they close.
+        self._history_subscribers: dict[tuple[str, str], list[tuple[CandleCallback, CandleCallback]]] = {}
         self.gap_count = 0
         self.gaps: deque[dict[str, object]] = deque(maxlen=1_000)
 
@@ -133,16 +139,25 @@ class CandleHub:
                     history.append(derived)
         return _Derived(timeframe, target_ms, aggregator, min_ts), history
 
-    def subscribe(self, symbol: str, timeframe: str, callback: CandleCallback) -> None:
-        """Deliver closed (symbol, timeframe) candles to `callback(symbol, timeframe, candle, ts)`."""
+    def subscribe(self, symbol: str, timeframe: str, callback: CandleCallback, history: CandleCallback | None = None) -> None:
+        """Deliver closed (symbol, timeframe) candles to `callback(symbol, timeframe, candle, ts)`.
+
+        `history`, when given, gets the candles that close after a preload but are history (see
+        `preload`): to warm up on, never to trade.
+        """
         self.require(symbol, timeframe)
         self._subscribers.setdefault((symbol, timeframe), []).append(callback)
+        if history is not None:
+            self._history_subscribers.setdefault((symbol, timeframe), []).append((callback, history))
 
     def unsubscribe(self, symbol: str, timeframe: str, callback: CandleCallback) -> None:
-        """Stop delivering to a callback."""
+        """Stop delivering to a callback (and to the history callback subscribed with it)."""
         callbacks = self._subscribers.get((symbol, timeframe))
         if callbacks and callback in callbacks:
             callbacks.remove(callback)
+        paired = self._history_subscribers.get((symbol, timeframe))
+        if paired:
+            self._history_subscribers[(symbol, timeframe)] = [pair for pair in paired if pair[0] != callback]
 
     def subscriber_count(self) -> int:
         """Number of callbacks subscribed, over all streams."""
@@ -158,14 +173,18 @@ class CandleHub:
             return list(candles)
         return list(candles)[-limit:]
 
-    def preload(self, symbol: str, candles: Iterable[Candle]) -> int:
+    def preload(self, symbol: str, candles: Iterable[Candle], history_before: int | None = None) -> int:
         """Fill a new feed's history from past candles without publishing them (a symbol added
         mid-session, a replay's warm-up before --from).
 
         Nobody is subscribed yet and these closes lie in the past of the event clock, so they
         are history to warm up from, not events. Higher timeframes already asked for are
         derived from them as they go, so each gets history of its own, not only what the base
-        history holds at the end. Returns how many were taken.
+        history holds at the end. With `history_before` (a replay's --from), a higher-timeframe
+        candle of those that opens before it but closes later, once the candles after the
+        preload complete it, is history too: it goes into the history and to the subscribers'
+        history callbacks, and is neither published nor delivered as a candle to trade on.
+        Returns how many were taken.
         """
         feed = self._feeds[symbol]
         if feed.last_ts is not None:
@@ -190,6 +209,9 @@ class CandleHub:
             last = ts
             count += 1
         feed.last_ts = last
+        if history_before is not None:
+            for item, _ in derived:
+                item.history_before = history_before
         return count
 
     def ingest(self, symbol: str, candle: Candle) -> None:
@@ -214,7 +236,7 @@ class CandleHub:
             self._advance(close_ts)
         if last is not None and ts - last > base_ms:
             self._report_gap(symbol, feed, last, ts)
-        completed: list[tuple[int, int, str, Candle]] | None = None
+        completed: list[tuple[int, int, str, Candle, bool]] | None = None
         for item in feed.derived:
             for derived in item.aggregator.add(candle):
                 if derived.ts < item.min_ts:  # type: ignore[operator]
@@ -222,7 +244,7 @@ class CandleHub:
                     continue
                 if completed is None:
                     completed = []
-                completed.append((derived.ts + item.ms, -item.ms, item.timeframe, derived))
+                completed.append((derived.ts + item.ms, -item.ms, item.timeframe, derived, derived.ts < item.history_before))
         if completed is None:
             self._emit(symbol, feed.base_tf, candle, close_ts)
             return
@@ -230,10 +252,13 @@ class CandleHub:
         # closes first (a bucket closed late by a gap), then the higher timeframe before the
         # lower one, the base candle last. A bucket closed late is announced now, so event time
         # never runs backwards.
-        completed.append((close_ts, -base_ms, feed.base_tf, candle))
+        completed.append((close_ts, -base_ms, feed.base_tf, candle, False))
         completed.sort(key=lambda item: (item[0], item[1]))
-        for _, _, timeframe, closed in completed:
-            self._emit(symbol, timeframe, closed, close_ts)
+        for _, _, timeframe, closed, history in completed:
+            if history:
+                self._emit_history(symbol, timeframe, closed, close_ts)
+            else:
+                self._emit(symbol, timeframe, closed, close_ts)
 
     def _emit(self, symbol: str, timeframe: str, candle: Candle, close_ts: int) -> None:
         key = (symbol, timeframe)
@@ -244,6 +269,12 @@ class CandleHub:
         if callbacks:
             for callback in callbacks:
                 callback(symbol, timeframe, candle, close_ts)
+
+    def _emit_history(self, symbol: str, timeframe: str, candle: Candle, close_ts: int) -> None:
+        key = (symbol, timeframe)
+        self._history[key].append(candle)
+        for _, callback in self._history_subscribers.get(key, ()):
+            callback(symbol, timeframe, candle, close_ts)
 
     def _report_gap(self, symbol: str, feed: _Feed, last: int, now: int) -> None:
         missing = (now - last) // feed.base_ms - 1

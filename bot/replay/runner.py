@@ -208,9 +208,10 @@ class Replay:
 
         With a time range, candles before its start fill the hub's history, which every
         strategy warms up from before the first candle in the range; only candles in the range
-        are traded, sampled and counted. A range no file has a candle in raises EmptyRangeError
-        before anything is written: found from the files' ends when they say so (plain CSV
-        files), else once the warm-up has read up to the range.
+        are traded, sampled and counted. A higher-timeframe candle that opens before the start
+        is warm-up too, even when it closes inside the range. A range no file has a candle in
+        raises EmptyRangeError before anything is written: found from the files' ends when they
+        say so (plain CSV files), else once the warm-up has read up to the range.
         """
         now = self._wall_clock.now_ms()
         self.sources = [source.bounded(now) for source in self.sources]
@@ -346,7 +347,8 @@ class Replay:
             for spec in specs:
                 self.manager.load(spec)
             for stream in opened:
-                self.warmup_candles += services.hub.preload(stream.source.symbol, stream.before(warm_until))
+                # A higher-timeframe candle opening before --from is warm-up even if it closes after it.
+                self.warmup_candles += services.hub.preload(stream.source.symbol, stream.before(warm_until), warm_until)
             for spec in specs:
                 self._activate(spec.id)
         if self.time_range is not None:

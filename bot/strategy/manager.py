@@ -466,6 +466,18 @@ class StrategyManager:
                 if orchestrator.state == "dormant" and not orchestrator.positions.positions and not orchestrator.positions.pending_orders():
                     self._remove(self._protect, orchestrator)
 
+    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """A candle that is history when it closes (a replay's higher-timeframe candle that opened before --from): the
+        strategies trading on its stream warm up on it, nothing trades on it.
+
+        Called directly, not through `delivery`: only a replay's preload makes such candles, and replay delivers directly.
+        """
+        for orchestrator, _ in self._active.get((symbol, timeframe), ()):
+            try:
+                orchestrator.on_history(symbol, timeframe, candle, ts)
+            except Exception as exc:  # the strategy's code: the same guarded seam as on_candle
+                self._fail(orchestrator, exc)
+
     def release_symbol(self, symbol: str) -> None:
         """Stop listening to a symbol's candles; StrategyStateError while a loaded or settling strategy uses it."""
         users = [
@@ -481,7 +493,7 @@ class StrategyManager:
 
     def _ensure_hub_route(self, key: _Key) -> None:
         if key not in self._hub_keys:
-            self._services.hub.subscribe(key[0], key[1], self.on_candle)
+            self._services.hub.subscribe(key[0], key[1], self.on_candle, self.on_history)
             self._hub_keys.add(key)
 
     def _reroute(self, table: dict[_Key, tuple[_Route, ...]], orchestrator: TradingOrchestrator, keys: list[_Key], handler: Callable[[_Key], _Handler]) -> None:

@@ -181,6 +181,16 @@ class TradingOrchestrator:
         if self._queued:
             self.actions.drain()
 
+    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """A candle that closed after its warm-up but is history (a higher-timeframe candle that opened before a replay's
+        --from): its indicators and the strategy's state take it, as in warm-up; nothing is decided or traded."""
+        update = self._updates.get((symbol, timeframe))
+        if update is None:
+            return
+        self._now = ts
+        update(candle)
+        self.strategy.on_history(symbol, timeframe, candle)
+
     def handler_for(self, symbol: str, timeframe: str) -> Callable[[str, str, Candle, int], None]:
         """The method that processes candles of one subscribed stream while active."""
         return self.on_candle if (symbol, timeframe) in self._trading else self.on_other_candle

@@ -216,6 +216,24 @@ def test_an_empty_range_leaves_a_previous_run_in_out_as_it_was(setup: Path) -> N
         assert (previous / name).read_bytes() == (setup / "full" / name).read_bytes(), name
 
 
+def test_a_higher_timeframe_candle_that_opens_before_from_is_warm_up(setup: Path) -> None:
+    # --from 00:35 falls inside a 15m candle (00:30) and a 1h candle (00:00): both hold warm-up candles, so
+    # neither is written nor traded on; the first of each in the outputs opens at or after --from.
+    start, end = ms("2022-01-05T00:35"), ms("2022-01-08T00:00")
+    result = run_bot("replay", "--config", "config.json", "--out", "inside", "--quiet", "--from", "2022-01-05T00:35", "--to", "2022-01-08", cwd=setup)
+    assert result.returncode == 0, result.stderr
+    candles = [e["payload"] for e in events(setup / "inside") if e["type"] == "candle"]
+    first = {tf: min(c["candle"][0] for c in candles if c["timeframe"] == tf) for tf in ("1m", "15m", "1h")}
+    assert first == {"1m": start, "15m": ms("2022-01-05T00:45"), "1h": ms("2022-01-05T01:00")}
+    # Both strategies trade on 15m: the candles from 00:45 to 23:45 on the 7th, not the one opening at 00:30.
+    strategies = report(setup / "inside")["strategies"]
+    assert strategies["trend_mtf"]["candles"] == strategies["ema_cross"]["candles"] == (end - ms("2022-01-05T00:45")) // 900_000 == 285
+    # Warm as at a whole hour: the trades the full replay makes in that span (its first decision comes at 01:00).
+    for sid in ("trend_mtf", "ema_cross"):
+        expected = [t for t in trades(setup / "full", sid) if "2022-01-05T01:00:00Z" <= t[1] and t[3] < "2022-01-08T00:00:00Z"]
+        assert expected and trades(setup / "inside", sid) == expected, sid
+
+
 def test_the_file_is_read_no_further_than_to(setup: Path) -> None:
     # A broken line after --to is never reached; before --from, the warm-up reads and checks it.
     lines = BTC_1M.read_text().splitlines()[:3001]

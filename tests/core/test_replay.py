@@ -14,6 +14,7 @@ from bot.candles.model import Candle
 from bot.config.loader import load_config
 from bot.errors import CandleFileError
 from bot.events import Event
+from bot.indicators.averages import EMA
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
@@ -395,3 +396,74 @@ def test_to_cuts_each_file_at_its_own_open_times(tmp_path: Path, btc_slice_file:
     assert result.report["replay"]["range"] == {
         "from_ms": None, "to_ms": 1_641_016_920_000, "from": None, "to": "2022-01-01T06:02:00Z", "warmup_candles": 0,
     }
+
+
+RECORDER = '''
+from bot.strategy.base import Strategy
+
+
+class Recorder(Strategy):
+    """Records every candle that reaches it, as history or to decide on; keeps an EMA(5) of the 1h closes."""
+
+    name = "recorder"
+    version = "1.0.0"
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.trend = context.indicators(context.symbol, "1h").require("ema", period=5)
+        self.seen = []
+
+    def subscriptions(self):
+        return ((self.ctx.symbol, self.ctx.timeframe), (self.ctx.symbol, "1h"))
+
+    def reset(self):
+        self.seen = []
+
+    def on_history(self, symbol, timeframe, candle):
+        self.seen.append(("history", timeframe, candle.ts))
+
+    def on_candle(self, symbol, timeframe, candle):
+        self.seen.append(("candle", timeframe, candle.ts))
+'''
+
+
+def test_a_higher_timeframe_candle_that_opens_before_from_is_warm_up_not_traded(tmp_path: Path, btc_slice_file: Path) -> None:
+    config = _write_config(tmp_path, btc_slice_file)
+    (tmp_path / "strategies" / "recorder.py").write_text(RECORDER)
+    (tmp_path / "strategies" / "rec.json").write_bytes(
+        orjson.dumps({"id": "rec", "module": "recorder", "symbol": "BTC/USD", "timeframe": "15m", "quantity": 0.1})
+    )
+    body = orjson.loads(config.read_bytes())
+    body["strategies"] = [{"file": "strategies/rec.json"}]
+    config.write_bytes(orjson.dumps(body))
+    loaded = load_config(config)
+    sources, _ = resolve_sources(loaded)
+    start, hour, quarter = 1_641_084_900_000, 3_600_000, 900_000  # --from 2022-01-02T00:55: inside a 15m and a 1h candle
+    replay = Replay(loaded, sources, tmp_path / "out", None, None, TimeRange.parse("2022-01-02T00:55", "2022-01-02T04:00"))
+    anyio.run(replay.run)
+
+    # The 1h candle opening at 00:00 and the 15m one opening at 00:45 close at 01:00, inside the range, but hold
+    # warm-up candles: they reach the strategy as history, in the order the hub closes them (the longer timeframe
+    # first), and it decides on neither.
+    seen = replay.manager.get("rec").strategy.seen  # type: ignore[attr-defined]
+    played = seen[[kind for kind, _, _ in seen].index("candle") - 2 :]
+    assert played[:4] == [
+        ("history", "1h", start - 55 * 60_000),
+        ("history", "15m", start - 10 * 60_000),
+        ("candle", "15m", start + 5 * 60_000),
+        ("candle", "15m", start + 5 * 60_000 + quarter),
+    ]
+    assert all(ts >= start for kind, _, ts in seen if kind == "candle")
+    assert [(tf, ts) for kind, tf, ts in played if kind == "candle" and tf == "1h"] == [("1h", start + 5 * 60_000 + n * hour) for n in range(3)]
+    # Nothing before --from is written: no candle of any timeframe opening earlier, and the strategy saw 12 15m candles.
+    logged = [orjson.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_bytes().splitlines()]
+    opens = {(e["payload"]["timeframe"], e["payload"]["candle"][0]) for e in logged if e["type"] == "candle"}
+    assert min(ts for _, ts in opens) == start and ("1h", start + 5 * 60_000) in opens and ("15m", start + 5 * 60_000) in opens
+    assert replay.manager.get("rec").metrics.candles == 12
+    # Its 1h indicator took that candle too: it is the EMA of every 1h candle the hub holds, in order.
+    hours = replay.services.hub.history("BTC/USD", "1h")
+    assert start - 55 * 60_000 in [c.ts for c in hours]
+    reference = EMA(5)
+    for candle in hours:
+        reference.update(candle)
+    assert replay.manager.get("rec").strategy.trend.value == reference.value  # type: ignore[attr-defined]
