@@ -28,7 +28,8 @@ fill, risk, description and enabled (and a declarative strategy's thresholds) ap
 and keep positions and indicators. params (and a declarative strategy's analyzers and
 filters) rebuild the strategy in place: its positions, orders and balance stay, and its new
 indicators are warmed from the candle history (an active strategy acts on the very next
-candle); if it does not build with the new value, nothing changes. symbol, timeframe,
+candle; a timeframe it did not read before has only what the base history makes of it, and set
+says when the strategy is not warm); if it does not build with the new value, nothing changes. symbol, timeframe,
 module, class and starting_balance are refused: change them in the strategy file, then
 unload and load it."""
 SET_EXAMPLES = """\
