@@ -12,12 +12,17 @@ import ccxt
 
 from bot.candles.model import Candle, timeframe_ms
 from bot.config.exchange import ExchangeConfig
+from bot.errors import BotError
 from bot.fmt import format_time
 from bot.live.candle_csv import CandleCsv, csv_name
 from bot.live.ccxt_feed import LiveCandleFeed
 from bot.live.errors import describe
 from bot.live.exchange import build_exchange
 from bot.live.markets import ExchangeUnreachable
+
+
+class RecordingFailed(BotError):
+    """The exchange failed the recording after its start (the files hold every candle written before)."""
 
 
 @dataclass(slots=True)
@@ -35,7 +40,8 @@ class Recorder:
     Each file resumes after its last complete row (else starts at `since`, else at the feed's
     backfill); every REST page and every streamed candle is flushed and fsynced before the next.
     A stop at any time, the start included (markets, backfill), ends the run normally with what
-    was written on disk; an exchange that cannot be reached at start raises ExchangeUnreachable.
+    was written on disk; an exchange that cannot be reached at start raises ExchangeUnreachable,
+    a ccxt failure that ends the feed after its start backfill RecordingFailed.
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class Recorder:
         env: Mapping[str, str],
         since_ms: int | None = None,
         until_ms: int | None = None,
+        feed_type: type[LiveCandleFeed] = LiveCandleFeed,
     ) -> None:
         self._config = config
         self._symbols = list(dict.fromkeys(symbols))
@@ -58,8 +65,11 @@ class Recorder:
         self._tf_ms = timeframe_ms(config.feed.timeframe)
         self._files = {s: CandleCsv(out_dir / csv_name(s, config.feed.timeframe)) for s in self._symbols}
         self._done: set[str] = set()
+        self._feed_type = feed_type
         self._feed: LiveCandleFeed | None = None
         self._stop_requested = False
+        # Whether the feed's start backfill is done: a ccxt failure before it means the exchange could not be reached.
+        self._started = False
 
     def stop(self) -> None:
         """Stop after the current candle; everything written so far is on disk."""
@@ -85,6 +95,7 @@ class Recorder:
         pass
 
     def _backfilled(self) -> None:
+        self._started = True
         started = self._feed.started_at_ms if self._feed is not None else None
         if self._until is not None and started is not None and started >= self._until:
             # Every candle before `until` was closed at start, so the backfill had them all.
@@ -104,7 +115,7 @@ class Recorder:
                 since[symbol] = self._since
         exchange, redact = build_exchange(self._config, self._env)
         try:
-            self._feed = LiveCandleFeed(
+            self._feed = self._feed_type(
                 exchange, self._symbols, self._config.feed, self._on_candle, self._on_state,
                 logger=self._log, since=since, redact=redact, on_flush=lambda s: self._files[s].flush(),
                 start_timeout_s=self._config.start_timeout_s,
@@ -114,7 +125,15 @@ class Recorder:
             # Awaited here rather than started in a task group: a stop before the backfill is done
             # (a signal, `until` reached inside it) must end the run, not fail a task's start.
             await self._feed.run(task_status=_Backfilled(self._backfilled))
-        except ccxt.OperationFailed as exc:
+        except* ccxt.OperationFailed as failed:
+            # Raised by the start itself, or by a task of the streaming that follows it (in a group).
+            exc: BaseException = failed
+            while isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0]
+            if self._started:
+                raise RecordingFailed(
+                    f"recording stopped by an exchange error: {describe(exc, redact)} (the files hold every candle written before it)"
+                ) from None
             # A start request other than the markets, still failing after exchange.feed.rest_retries.
             raise ExchangeUnreachable(f"exchange unreachable: {describe(exc, redact)} (still failing after exchange.feed.rest_retries retries)") from None
         finally:
