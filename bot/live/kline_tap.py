@@ -112,7 +112,8 @@ class BinanceKlineTap:
 
     def _market(self, client: Any, market_id: Any, timeframe: str) -> Mapping[str, Any] | None:
         """The ccxt market of a kline message's market id, None for a market nobody here watches."""
-        markets = (getattr(self._exchange, "markets_by_id", None) or {}).get(market_id) or []
+        # ccxt's untyped market dicts, typed here once.
+        markets: list[Mapping[str, Any]] = (getattr(self._exchange, "markets_by_id", None) or {}).get(market_id) or []
         if len(markets) == 1:
             return markets[0]
         # ccxt's handle_ohlcv passes the same kind to safe_market, which takes the first market of it;
