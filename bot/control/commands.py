@@ -230,7 +230,7 @@ def strategies(state: DaemonState, _: NoArgs) -> dict[str, Any]:
         try:
             spec = load_strategy(path, state.loaded.bot, str(state.loaded.path), catalog=state.loaded.catalog)
         except ConfigError as exc:
-            available[path.name] = {"valid": False, "problems": [f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in state.redact.problems(exc.problems)]}
+            available[path.name] = {"valid": False, "problems": state.redact.lines(exc.problems)}
         else:
             available[path.name] = {"valid": True, "id": spec.id, "config": spec.model_dump(mode="json")}
     return {"loaded": loaded, "available": available}

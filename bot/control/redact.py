@@ -63,9 +63,13 @@ class Redactor:
         secrets = self._secrets({problem.file for problem in problems})
         return [{"file": p.file, "field": self._hide(p.field, secrets), "reason": _cut(self._hide(p.reason, secrets))} for p in problems]
 
+    def lines(self, problems: Sequence[ConfigProblem]) -> list[str]:
+        """The problems as `file: field: reason` lines, as `bot validate` prints them."""
+        return [str(ConfigProblem(p["file"], p["field"], p["reason"])) for p in self.problems(problems)]
+
     def joined(self, problems: Sequence[ConfigProblem]) -> str:
         """The problems as one line, `file: field: reason; ...`."""
-        return "; ".join(f"{p['file']}: {p['field'] or '<file>'}: {p['reason']}" for p in self.problems(problems))
+        return "; ".join(self.lines(problems))
 
     def about_file(self, text: str, path: Path, shown: Iterable[str] = ()) -> str:
         """A message about `path` (a strategy that would not load) with the file's own text hidden, but for `shown`."""
