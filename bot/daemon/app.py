@@ -359,13 +359,11 @@ class Daemon:
 
     async def _reconcile(self, live: LiveTrading, manager: StrategyManager, services: BotServices, symbols: tuple[str, ...]) -> None:
         """Fix the journal from the exchange before any strategy trades; no trading when the exchange cannot be asked."""
-        import ccxt
-
-        from bot.live.errors import ExchangeSetupError, describe
+        from bot.live.errors import ExchangeFailure, ExchangeSetupError, describe
 
         try:
             await live.reconcile(manager, services.bus, symbols)
-        except ccxt.BaseError as exc:
+        except ExchangeFailure as exc:
             raise ExchangeSetupError(f"reconciliation with the exchange failed, not trading: {describe(exc, live.redact)}") from None
 
     def _strategies_to_load(

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import anyio
-import ccxt
 from anyio.abc import TaskStatus
 
 from bot.candles.model import Candle, timeframe_ms
@@ -18,7 +17,8 @@ from bot.fmt import format_fields
 from bot.live.assembler import CandleAssembler, Fill, Publish
 from bot.live.backoff import Backoff
 from bot.live.connections import WatchConnections
-from bot.live.errors import ExchangeSetupError, describe, is_retryable
+from bot.live.errors import ExchangeRetryable, ExchangeSetupError, describe
+from bot.live.exchange_errors import cut, network_failure, translated
 from bot.live.kline_tap import BinanceKlineTap
 from bot.live.markets import MarketsAtStart
 from bot.live.rest import RestCandles
@@ -247,13 +247,14 @@ class LiveCandleFeed:
 
     async def _watch(self, symbol: str) -> list[Any]:
         try:
-            return list(await self._exchange.watch_ohlcv(symbol, self.timeframe))
+            with translated(self._exchange):
+                return list(await self._exchange.watch_ohlcv(symbol, self.timeframe))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # we are being cancelled: never swallow that
             # ccxt cancels its pending futures when a client closes: that is a disconnect.
-            raise ccxt.NetworkError("websocket closed while waiting for candles") from None
+            raise network_failure("websocket closed while waiting for candles") from None
 
     async def _stream(self, symbol: str) -> None:
         assembler = self._assemblers[symbol]
@@ -275,7 +276,7 @@ class LiveCandleFeed:
                     elif not self._still_connected(symbol):
                         # Cut while we were busy: no watch call saw it fail, and the next one would
                         # quietly reconnect without the catch-up.
-                        raise ccxt.NetworkError("websocket closed while candles were being processed")
+                        raise network_failure("websocket closed while candles were being processed")
                     else:
                         rows = await self._watch(symbol)
                 else:
@@ -293,7 +294,7 @@ class LiveCandleFeed:
                 self._flush(symbol)
             except Exception as exc:
                 self._flush(symbol)
-                if not is_retryable(exc):
+                if not isinstance(exc, ExchangeRetryable):
                     self._log.exception("feed %s stopped by an error", symbol)
                     self._set_state(symbol, "failed", error=describe(exc, self._redact))
                     return
@@ -408,7 +409,7 @@ class LiveCandleFeed:
                     self._set_state(symbol, "polling", interval_s=interval)
                 await self._sleep(interval)
             except Exception as exc:
-                if not is_retryable(exc):
+                if not isinstance(exc, ExchangeRetryable):
                     self._log.exception("feed %s stopped by an error", symbol)
                     self._set_state(symbol, "failed", error=describe(exc, self._redact))
                     return
@@ -441,4 +442,4 @@ class LiveCandleFeed:
         connection = self._connection.get(symbol)
         clients = [connection] if connection is not None else list((getattr(self._exchange, "clients", None) or {}).values())
         for client in clients:
-            client.on_error(ccxt.NetworkError(reason))
+            cut(client, reason)

@@ -1,10 +1,12 @@
-"""ccxt errors translated in one place: what to retry, how long to wait, what is the operator's to fix."""
+"""The exchange's failures as the bot sees them, grouped by what to do: retry, give up, or ask what happened.
+
+ccxt's exceptions become these in one place, bot.live.exchange_errors; nothing else catches
+ccxt's. This module does not import ccxt, so code that only handles failures never loads it.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import ccxt
 
 from bot.errors import BotError
 
@@ -13,21 +15,49 @@ class ExchangeSetupError(BotError):
     """The exchange cannot be built or used as configured (unknown id, missing key variable, bad symbol)."""
 
 
-# Worth another try after a pause: the network, the exchange being busy or limiting our rate.
-# OperationFailed is NetworkError's parent: ccxt's "the exchange failed this time, try again"
-# (Binance's -1001 internal error). AuthenticationError, BadSymbol, NotSupported and the like
-# are ExchangeErrors: retrying changes nothing.
-RETRYABLE: tuple[type[BaseException], ...] = (ccxt.OperationFailed,)
+# Not a BotError: code that catches BotError shows its text as the whole story, while an exchange
+# failure is shown with the name of what went wrong (`describe`), as before the translation.
+class ExchangeFailure(Exception):
+    """An exchange request failed; `kind` is its stable category, `source` the exchange library's name for it."""
+
+    def __init__(self, message: str, *, kind: str, source: str) -> None:
+        super().__init__(message)
+        # insufficient_funds, invalid_order, rate_limited, not_permitted, bad_symbol, network or
+        # exchange_error: what `order_rejected` events and the stop keeper go by.
+        self.kind = kind
+        self.source = source
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Whether an exception from ccxt is transient (network, rate limit, exchange unavailable)."""
-    return isinstance(exc, RETRYABLE)
+class ExchangeRetryable(ExchangeFailure):
+    """Transient (the network, a timeout, the exchange busy, down or failing this time): worth another try after a pause."""
 
 
-def is_rate_limit(exc: BaseException) -> bool:
-    """Whether the exchange said we are too fast (HTTP 429/418, Binance -1003)."""
-    return isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection))
+class ExchangeRateLimited(ExchangeRetryable):
+    """The exchange said we are too fast (HTTP 429/418, Binance -1003/-1015); `retry_after_s` when it said how long to wait."""
+
+    def __init__(self, message: str, *, kind: str, source: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message, kind=kind, source=source)
+        self.retry_after_s = retry_after_s
+
+
+class ExchangeRefused(ExchangeFailure):
+    """The exchange refused the request (funds, the order, the symbol, the keys): trying again changes nothing."""
+
+
+class OrderNotFound(ExchangeRefused):
+    """The exchange has no order under the id asked about."""
+
+
+class OrderTypeRefused(ExchangeRefused):
+    """The market does not take the order's type (ccxt checks this before sending)."""
+
+
+class OrderOutcomeUnknown(ExchangeFailure):
+    """An order was sent and the answer lost (network, timeout, the exchange's "failed this time"): it may be booked."""
+
+
+class OrderAlreadyPlaced(OrderOutcomeUnknown):
+    """The exchange refused an order because its client id is in use: an earlier attempt of it landed."""
 
 
 def retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
@@ -52,4 +82,5 @@ def describe(exc: BaseException, redact: Callable[[str], str] | None = None) -> 
     if redact is not None:
         full = redact(full)
     text = full.splitlines()[0] if full else ""
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+    name = exc.source if isinstance(exc, ExchangeFailure) else type(exc).__name__
+    return f"{name}: {text[:300]}" if text else name

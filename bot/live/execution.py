@@ -9,16 +9,26 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-import ccxt
 from anyio.abc import TaskGroup, TaskStatus
 
 from bot.clock import Clock
 from bot.config.execution import ExecutionConfig
 from bot.config.models import FeesConfig, FillConfig
 from bot.live.backoff import Backoff
-from bot.live.errors import ExchangeSetupError, describe
+from bot.live.errors import (
+    ExchangeFailure,
+    ExchangeRateLimited,
+    ExchangeRetryable,
+    ExchangeSetupError,
+    OrderAlreadyPlaced,
+    OrderNotFound,
+    OrderOutcomeUnknown,
+    OrderTypeRefused,
+    describe,
+)
+from bot.live.exchange_errors import translated
 from bot.live.live_account import LiveAccount
-from bot.live.order_results import OrderOutcome, has_fee, is_duplicate_id, is_order_type_refused, outcome_of, rejection_kind
+from bot.live.order_results import OrderOutcome, has_fee, outcome_of
 from bot.trading.orders import Order
 
 Lookup = Literal["found", "not_found", "unknown"]
@@ -156,8 +166,9 @@ class LiveExchange:
     @staticmethod
     def _rounded(rounding: Callable[[str, float], Any], symbol: str, value: float) -> float:
         try:
-            return float(rounding(symbol, value))
-        except (ccxt.BaseError, KeyError, TypeError, ValueError):
+            with translated():
+                return float(rounding(symbol, value))
+        except (ExchangeFailure, KeyError, TypeError, ValueError):
             return value  # below the market's minimum, or no precision known: compare as is
 
     def now(self) -> float:
@@ -205,9 +216,10 @@ class LiveExchange:
         backoff = self._backoff()
         while True:
             try:
-                await self.exchange.load_markets()
+                with translated(self.exchange):
+                    await self.exchange.load_markets()
                 return
-            except ccxt.OperationFailed as exc:
+            except ExchangeRetryable as exc:
                 delay = backoff.next_delay()
                 self._log.warning("%s: loading markets failed (%s); again in %.1f s", self.exchange.id, self._text(exc), delay)
                 await self._sleep(delay)
@@ -286,17 +298,12 @@ class LiveExchange:
         while True:
             self.sent += 1
             try:
-                reply = await self._create(order)
-            except ccxt.InvalidOrder as exc:
-                if not is_duplicate_id(exc):
-                    if order.order_type == "stop" and is_order_type_refused(exc):
-                        self._no_stop_orders.add(order.symbol)
-                        self._log.warning("%s takes no stop-market orders on %s: its stops are enforced by the bot", self.exchange.id, order.symbol)
-                    self._refused(tracked, exc)
-                    return
+                with translated(self.exchange, sending=True):
+                    reply = await self._create(order)
+            except OrderAlreadyPlaced:
                 # An earlier attempt of ours reached the exchange after all: that one is the order.
                 reply = None
-            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
+            except ExchangeRateLimited as exc:
                 # A definite refusal, not an unknown outcome. A late entry is another trade, so it
                 # is reported; a close (a stop, a take-profit, an exit) is still wanted late: it
                 # is sent again, same client id, after the backoff.
@@ -308,7 +315,7 @@ class LiveExchange:
                 self._log.warning("%s: close %s rate limited (%s); sending it again", self.exchange.id, order.client_id, self._text(exc))
                 await self._sleep(backoff.next_delay())
                 continue
-            except ccxt.OperationFailed as exc:
+            except OrderOutcomeUnknown as exc:
                 # The network, or the exchange's "failed this time" (Binance -1001): whether the
                 # order was booked is unknown until we ask.
                 self._log.warning("%s: sending %s failed (%s); asking the exchange whether it arrived", self.exchange.id, order.client_id, self._text(exc))
@@ -333,7 +340,10 @@ class LiveExchange:
                 if found == "unknown":
                     tracked.unconfirmed = True  # the poller keeps asking; never resent blindly
                     return
-            except ccxt.BaseError as exc:
+            except ExchangeFailure as exc:
+                if order.order_type == "stop" and isinstance(exc, OrderTypeRefused):
+                    self._no_stop_orders.add(order.symbol)
+                    self._log.warning("%s takes no stop-market orders on %s: its stops are enforced by the bot", self.exchange.id, order.symbol)
                 self._refused(tracked, exc)
                 return
             if reply is None:
@@ -369,13 +379,14 @@ class LiveExchange:
         """Ask the exchange about an order by its exchange id, or by client id when that is not known."""
         order = tracked.order
         try:
-            if tracked.exchange_id is not None:
-                reply = await self.exchange.fetch_order(tracked.exchange_id, order.symbol)
-            else:
-                reply = await self.exchange.fetch_order(None, order.symbol, {"clientOrderId": order.client_id})
-        except ccxt.OrderNotFound:
+            with translated(self.exchange):
+                if tracked.exchange_id is not None:
+                    reply = await self.exchange.fetch_order(tracked.exchange_id, order.symbol)
+                else:
+                    reply = await self.exchange.fetch_order(None, order.symbol, {"clientOrderId": order.client_id})
+        except OrderNotFound:
             return "not_found", None
-        except ccxt.BaseError as exc:
+        except ExchangeFailure as exc:
             self._log.warning("%s: could not look up order %s: %s", self.exchange.id, order.client_id, self._text(exc))
             return "unknown", None
         return "found", reply
@@ -409,8 +420,9 @@ class LiveExchange:
     async def _trade_fees(self, order: Order, exchange_id: str) -> list[Any]:
         """The fees of an order's trades, or none when they cannot be read (the configured rate stands in)."""
         try:
-            trades = await self.exchange.fetch_order_trades(exchange_id, order.symbol)
-        except ccxt.BaseError as exc:
+            with translated(self.exchange):
+                trades = await self.exchange.fetch_order_trades(exchange_id, order.symbol)
+        except ExchangeFailure as exc:
             self._log.warning("%s: fees of order %s unknown (%s): estimated from the configured rate", self.exchange.id, order.client_id, self._text(exc))
             return []
         return [t["fee"] for t in trades if isinstance(t, dict) and t.get("fee")]
@@ -420,8 +432,8 @@ class LiveExchange:
         self.tracked.pop(tracked.order.client_id, None)
         tracked.account.dropped(tracked.order, outcome, kind, self._redact(reason))
 
-    def _refused(self, tracked: TrackedOrder, exc: BaseException) -> None:
-        kind = rejection_kind(exc)
+    def _refused(self, tracked: TrackedOrder, exc: ExchangeFailure) -> None:
+        kind = exc.kind
         self._log.warning("%s refused order %s (%s): %s", self.exchange.id, tracked.order.client_id, kind, self._text(exc))
         self.forget(tracked, "rejected", kind, describe(exc, self._redact))
 
@@ -429,10 +441,11 @@ class LiveExchange:
     async def _cancel(self, tracked: TrackedOrder) -> None:
         order = tracked.order
         try:
-            reply = await self.exchange.cancel_order(tracked.exchange_id, order.symbol)
-        except ccxt.OrderNotFound:
+            with translated(self.exchange):
+                reply = await self.exchange.cancel_order(tracked.exchange_id, order.symbol)
+        except OrderNotFound:
             return  # already done (filled, most likely): the poller reports what it became
-        except ccxt.BaseError as exc:
+        except ExchangeFailure as exc:
             self._log.warning("%s: cancelling %s failed: %s (polling continues)", self.exchange.id, order.client_id, self._text(exc))
             return
         if isinstance(reply, dict) and reply.get("status") and order.client_id in self.tracked:

@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import ccxt
 
 from bot.errors import BotError
 from bot.live.backoff import Backoff
-from bot.live.errors import ExchangeSetupError, describe, is_rate_limit, is_retryable, retry_after_s
+from bot.live.errors import ExchangeFailure, ExchangeRateLimited, ExchangeRetryable, ExchangeSetupError, describe
+from bot.live.exchange_errors import translated
 
 
 class ExchangeUnreachable(BotError):
@@ -56,15 +56,14 @@ class MarketsAtStart:
                 while True:
                     self.attempts += 1
                     try:
-                        await self._exchange.load_markets()
+                        with translated(self._exchange):
+                            await self._exchange.load_markets()
                         return
-                    except Exception as exc:
-                        if not is_retryable(exc):
-                            if isinstance(exc, ccxt.BaseError):
-                                raise ExchangeSetupError(f"{self._exchange.id}: loading markets failed: {describe(exc, self._redact)}") from None
-                            raise
+                    except ExchangeRetryable as exc:
                         last = describe(exc, self._redact)
-                        floor = retry_after_s(getattr(self._exchange, "last_response_headers", None)) if is_rate_limit(exc) else None
+                        floor = exc.retry_after_s if isinstance(exc, ExchangeRateLimited) else None
+                    except ExchangeFailure as exc:
+                        raise ExchangeSetupError(f"{self._exchange.id}: loading markets failed: {describe(exc, self._redact)}") from None
                     self.problem = f"exchange unreachable at start: {last} (retrying, attempt {self.attempts})"
                     delay = backoff.next_delay(floor)
                     self._log.warning("%s: loading markets failed (%s); retry %d in %.2f s", self._exchange.id, last, self.attempts, delay)

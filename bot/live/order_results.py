@@ -1,10 +1,8 @@
-"""Reading ccxt's answers about an order: done or not, the fill it amounts to, and why it was refused."""
+"""Reading ccxt's answers about an order: done or not, and the fill it amounts to."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import ccxt
 
 from bot.trading.orders import Fill, Order
 
@@ -100,35 +98,3 @@ def base_fee(order: dict[str, Any], symbol: str) -> float:
     base = symbol.partition("/")[0]
     fees = _fees(order)
     return sum(_number(fee.get("cost")) or 0.0 for fee in fees if isinstance(fee, dict) and fee.get("currency") == base)
-
-
-def is_duplicate_id(exc: BaseException) -> bool:
-    """Whether the exchange refused an order because its client id is already in use (an earlier attempt landed).
-
-    ccxt raises DuplicateOrderId where it knows the code; Binance's -2010 "Duplicate order sent."
-    comes as a plain InvalidOrder.
-    """
-    return isinstance(exc, ccxt.DuplicateOrderId) or (isinstance(exc, ccxt.InvalidOrder) and "duplicate order" in str(exc).lower())
-
-
-def is_order_type_refused(exc: BaseException) -> bool:
-    """Whether ccxt refused an order because the market does not take its type (checked before sending)."""
-    text = str(exc)
-    return isinstance(exc, ccxt.InvalidOrder) and ("is not a valid order type" in text or "parameter is not allowed" in text)
-
-
-def rejection_kind(exc: BaseException) -> str:
-    """A stable category for an order the exchange refused, for events and alerts."""
-    if isinstance(exc, ccxt.InsufficientFunds):
-        return "insufficient_funds"
-    if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
-        return "rate_limited"
-    if isinstance(exc, ccxt.InvalidOrder):
-        return "invalid_order"
-    if isinstance(exc, (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended)):
-        return "not_permitted"
-    if isinstance(exc, ccxt.BadSymbol):
-        return "bad_symbol"
-    if isinstance(exc, ccxt.NetworkError):
-        return "network"
-    return "exchange_error"

@@ -6,9 +6,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import ccxt
-
-from bot.live.errors import describe
+from bot.live.errors import ExchangeFailure, describe
+from bot.live.exchange_errors import network_failure, translated
 from bot.live.execution import LiveExchange
 from bot.trading.positions import PositionManager
 
@@ -54,7 +53,7 @@ class Reconciler:
         self._log = logger
 
     async def run(self, symbols: Iterable[str]) -> ReconcileReport:
-        """Reconcile; raises ccxt errors only when the exchange cannot be asked at all (then trading must not start)."""
+        """Reconcile; raises an ExchangeFailure only when the exchange cannot be asked at all (then trading must not start)."""
         report = ReconcileReport()
         await self._pending_orders(report)
         traded = sorted(
@@ -91,7 +90,7 @@ class Reconciler:
                 found, reply = await gateway.lookup(tracked)
                 cid = order.client_id
                 if found == "unknown":
-                    raise ccxt.NetworkError(f"cannot ask {gateway.exchange.id} about order {cid}; not trading on a journal that may be wrong")
+                    raise network_failure(f"cannot ask {gateway.exchange.id} about order {cid}; not trading on a journal that may be wrong")
                 if found == "not_found":
                     gateway.forget(tracked, "cancelled", "not_on_exchange", "the exchange has no order with this client id: it never arrived")
                     self._difference(report, "order_missing", sid, f"[{sid}] order {cid} ({order.side} {order.quantity} {order.symbol}) never reached the exchange: dropped", client_id=cid)
@@ -116,9 +115,10 @@ class Reconciler:
         prefixes = {sid + "-": sid for sid in gateway.accounts}
         for symbol in symbols:
             try:
-                orders = await gateway.exchange.fetch_open_orders(symbol)
-            except ccxt.BaseError as exc:
-                raise ccxt.NetworkError(f"cannot list open orders of {symbol}: {describe(exc)}") from exc
+                with translated(gateway.exchange):
+                    orders = await gateway.exchange.fetch_open_orders(symbol)
+            except ExchangeFailure as exc:
+                raise network_failure(f"cannot list open orders of {symbol}: {describe(exc)}") from exc
             for reply in orders:
                 cid = str(reply.get("clientOrderId") or "")
                 if cid in gateway.tracked:
@@ -144,9 +144,10 @@ class Reconciler:
 
     async def _balances(self, report: ReconcileReport, symbols: list[str]) -> None:
         try:
-            balance = await self._gateway.exchange.fetch_balance()
-        except ccxt.BaseError as exc:
-            raise ccxt.NetworkError(f"cannot read balances: {describe(exc)}") from exc
+            with translated(self._gateway.exchange):
+                balance = await self._gateway.exchange.fetch_balance()
+        except ExchangeFailure as exc:
+            raise network_failure(f"cannot read balances: {describe(exc)}") from exc
         totals: Mapping[str, Any] = balance.get("total") or {}
         quotes = {symbol.partition("/")[2].split(":")[0] for symbol in symbols}
         if len(quotes) == 1:

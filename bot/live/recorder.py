@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import ccxt
 
 from bot.candles.model import Candle, timeframe_ms
 from bot.config.exchange import ExchangeConfig
@@ -16,7 +15,7 @@ from bot.errors import BotError
 from bot.fmt import format_time
 from bot.live.candle_csv import CandleCsv, csv_name
 from bot.live.ccxt_feed import LiveCandleFeed
-from bot.live.errors import describe
+from bot.live.errors import ExchangeRetryable, describe
 from bot.live.exchange import build_exchange
 from bot.live.markets import ExchangeUnreachable
 
@@ -125,7 +124,7 @@ class Recorder:
             # Awaited here rather than started in a task group: a stop before the backfill is done
             # (a signal, `until` reached inside it) must end the run, not fail a task's start.
             await self._feed.run(task_status=_Backfilled(self._backfilled))
-        except* ccxt.OperationFailed as failed:
+        except* ExchangeRetryable as failed:
             # Raised by the start itself, or by a task of the streaming that follows it (in a group).
             exc: BaseException = failed
             while isinstance(exc, BaseExceptionGroup):

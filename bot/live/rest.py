@@ -8,7 +8,8 @@ from typing import Any
 
 from bot.candles.model import Candle
 from bot.live.backoff import Backoff
-from bot.live.errors import describe, is_rate_limit, is_retryable, retry_after_s
+from bot.live.errors import ExchangeRateLimited, ExchangeRetryable, describe
+from bot.live.exchange_errors import translated
 from bot.live.rows import BadRow, to_candle
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -57,11 +58,12 @@ class RestCandles:
         while True:
             self.requests += 1
             try:
-                return await fn(*args, **kwargs)
-            except Exception as exc:
-                if not is_retryable(exc) or backoff.attempts >= self._retries:
+                with translated(self._exchange):
+                    return await fn(*args, **kwargs)
+            except ExchangeRetryable as exc:
+                if backoff.attempts >= self._retries:
                     raise
-                floor = retry_after_s(getattr(self._exchange, "last_response_headers", None)) if is_rate_limit(exc) else None
+                floor = exc.retry_after_s if isinstance(exc, ExchangeRateLimited) else None
                 delay = backoff.next_delay(floor)
                 reason = describe(exc, self._redact)
                 self._log.warning("%s failed (%s); retry %d in %.2f s", what, reason, backoff.attempts, delay)

@@ -1,10 +1,9 @@
-"""Reading ccxt order structures: a buyer's commission taken in the asset bought, and Binance's duplicate-id refusal."""
+"""Reading ccxt order structures: a buyer's commission taken in the asset bought (the duplicate-id refusal: test_exchange_errors)."""
 from __future__ import annotations
 
-import ccxt
 import pytest
 
-from bot.live.order_results import is_duplicate_id, outcome_of
+from bot.live.order_results import outcome_of
 from bot.trading.orders import Order
 
 
@@ -25,8 +24,3 @@ def test_a_commission_in_the_quote_leaves_the_quantity_whole() -> None:
         fill = outcome_of(_order(side), reply, 0, 10.0).fill
         assert fill is not None and fill.quantity == 0.5 and fill.fee == pytest.approx(0.000025)
 
-
-def test_binances_duplicate_order_refusal_is_recognised_though_ccxt_calls_it_an_invalid_order() -> None:
-    assert is_duplicate_id(ccxt.InvalidOrder('binance {"code":-2010,"msg":"Duplicate order sent."}'))
-    assert is_duplicate_id(ccxt.DuplicateOrderId("x"))
-    assert not is_duplicate_id(ccxt.InvalidOrder('binance {"code":-1013,"msg":"Filter failure: LOT_SIZE"}'))

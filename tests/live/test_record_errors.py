@@ -12,6 +12,7 @@ import pytest
 
 from bot.config.exchange import ExchangeConfig
 from bot.live.ccxt_feed import LiveCandleFeed
+from bot.live.exchange_errors import translate
 from bot.live.markets import ExchangeUnreachable
 from bot.live.recorder import Recorder, RecordingFailed
 from tests.fake_exchange import FakeBinance
@@ -22,10 +23,10 @@ DOWN = 10**6  # REST requests the fake refuses with 503
 
 
 class FailsOnceStreaming(LiveCandleFeed):
-    """The real feed, whose streaming part (a task started after the start backfill) fails the way ccxt does."""
+    """The real feed, whose streaming part (a task started after the start backfill) fails as a ccxt request does (translated)."""
 
     async def _watchdog(self) -> None:
-        raise ccxt.ExchangeNotAvailable("binance GET https://api.binance.com/api/v3/klines 503 Service Unavailable")
+        raise translate(ccxt.ExchangeNotAvailable("binance GET https://api.binance.com/api/v3/klines 503 Service Unavailable"))
 
 
 class OnLog(logging.Handler):
