@@ -136,13 +136,11 @@ def test_the_bots_own_network_failure_reads_as_ccxts() -> None:
 
 def test_a_translated_failure_is_chained_to_ccxts_and_other_exceptions_pass_untouched() -> None:
     original = ccxt.InsufficientFunds("binance Account has insufficient balance")
-    with pytest.raises(ExchangeRefused) as caught:
-        with translated():
-            raise original
+    with pytest.raises(ExchangeRefused) as caught, translated():
+        raise original
     assert caught.value.__cause__ is original and caught.value.kind == "insufficient_funds"
-    with pytest.raises(KeyError):
-        with translated():
-            raise KeyError("not ccxt's")
+    with pytest.raises(KeyError), translated():
+        raise KeyError("not ccxt's")
 
 
 # -- the real ccxt client against the fake exchange ---------------------------------------------
@@ -163,9 +161,8 @@ async def signed_in(btc: str = "1", stop_loss: bool = True) -> AsyncIterator[tup
 
 async def failure(exchange: Any, call: Any, *, sending: bool = False) -> ExchangeFailure:
     """What `await call` raises once translated (it must raise)."""
-    with pytest.raises(ExchangeFailure) as caught:
-        with translated(exchange, sending=sending):
-            await call
+    with pytest.raises(ExchangeFailure) as caught, translated(exchange, sending=sending):
+        await call
     assert isinstance(caught.value.__cause__, ccxt.BaseError)
     return caught.value
 
