@@ -21,13 +21,19 @@ from bot.config.currency import quote_currency
 from bot.config.loader import changed_strategy, deep_merge, load_strategy
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.daemon import heap
-from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, OVERRIDES, STRATEGY_FILE, restore_orchestrator
+from bot.daemon.recovery import (
+    ADDED_SYMBOL,
+    KILL_SWITCH,
+    OVERRIDES,
+    STRATEGY_FILE,
+    restore_orchestrator,
+)
 from bot.daemon.state import DaemonState
 from bot.errors import ChangeRefused, FeedStateError, StrategyError, StrategyStateError
 from bot.replay.sources import CandleSource
-from bot.symbols import shown
 from bot.strategy.manager import Policy
 from bot.strategy.orchestrator import REBUILT_FIELDS, TradingOrchestrator
+from bot.symbols import shown
 
 # Why a field is refused in place, where there is more to say than "unload and load".
 _FROZEN_WHY: dict[str, str] = dict.fromkeys(("symbol", "timeframe"), "its positions and orders are on its symbol and timeframe")

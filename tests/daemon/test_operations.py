@@ -20,7 +20,14 @@ from bot.daemon import operations
 from bot.daemon.live_feed import PlayedFeed
 from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, OVERRIDES, STRATEGY_FILE
 from bot.daemon.state import DaemonState
-from bot.errors import CandleFileError, ChangeRefused, ConfigError, FeedStateError, StrategyStateError, UnknownStrategyError
+from bot.errors import (
+    CandleFileError,
+    ChangeRefused,
+    ConfigError,
+    FeedStateError,
+    StrategyStateError,
+    UnknownStrategyError,
+)
 from bot.journal import Journal
 from bot.replay.sources import CandleSource
 from tests.daemon.conftest import write_daemon_config
