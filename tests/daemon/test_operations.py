@@ -30,7 +30,19 @@ from bot.errors import (
 )
 from bot.journal import Journal
 from bot.replay.sources import CandleSource
+from bot.strategy.manager import StrategyManager
+from bot.trading.actions import OpenPosition
 from tests.daemon.conftest import write_daemon_config
+from tests.daemon.test_live_trading import limit_reached_within
+from tests.live.support import ETH
+from tests.live.support import until as until_live
+from tests.live.trading_support import (
+    START,
+    eth_strategy,
+    fake_market,
+    gateway_on,
+    journal_at,
+)
 from tests.support import BTC_1M, Rig
 
 BACKFILL = 600
@@ -155,6 +167,34 @@ def test_unload_closing_positions_leaves_nothing_open(bot: Bot, btc_candles: lis
     assert bot.journal.open_positions("ema_fast") == []
     bot.load(path)
     assert bot.state.manager.get("ema_fast").positions.positions == {}
+
+
+@pytest.mark.asyncio
+async def test_load_has_the_live_gateway_look_up_the_orders_it_takes_back(tmp_path: Path) -> None:
+    # Live, through the real ccxt client to the fake exchange: a limit entry left resting by a
+    # daemon that died fills meanwhile; loading the strategy takes the order back and books its fill.
+    spec = eth_strategy()
+    path = tmp_path / "s1.json"
+    path.write_bytes(orjson.dumps(spec.model_dump(mode="json")))
+    async with fake_market() as fake:
+        with journal_at(tmp_path) as journal:
+            async with gateway_on(fake, journal) as first:
+                first.rig.manager.load(spec)
+                first.rig.manager.activate("s1")
+                first.feed_served(START - 50, 50)
+                first.act(OpenPosition(ETH, "long", 0.5, "test", limit_price=limit_reached_within(fake, START, 30)))
+                await until_live(lambda: [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "NEW")], what="the limit entry resting")
+            assert [o["client_id"] for o in journal.pending_orders("s1")] == ["s1-1"]
+            await fake.stream(30)  # the market reaches the limit while no gateway watches
+            assert fake.orders[0].status == "FILLED"
+            async with gateway_on(fake, journal) as live:
+                manager = StrategyManager(live.rig.services, live.rig.factory, accounts=live.gateway)
+                feed = PlayedFeed([], live.rig.services.hub, 1.0, False, 0, lambda state, info: None, pacer=HeldPacer())
+                state = DaemonState(load_config(write_daemon_config(tmp_path)), live.rig.services, manager, feed, lambda: None, journal=journal)
+                assert operations.load(state, spec, path) == "dormant"
+                assert live.gateway.tracked["s1-1"].unconfirmed  # adopted: the poller looks it up
+                await until_live(lambda: [p.quantity for p in live.positions()] == [0.5], what="the fill booked")
+                assert journal.pending_orders("s1") == [] and manager.get("s1").policy == "manage"
 
 
 # -- lifecycle --------------------------------------------------------------------------------------
