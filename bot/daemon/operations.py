@@ -82,7 +82,8 @@ def load(state: DaemonState, spec: StrategyConfig, path: Path, *, activate: bool
     Journalled: its file (a restart loads it again from there) and no runtime changes. A strategy
     loaded before and unloaded without closing gets its open positions, pending orders and id
     numbering back (ids are never reused); live, the gateway looks up those orders. Refused:
-    StrategyStateError (already loaded, orders of it still settling), StrategyError.
+    StrategyStateError (already loaded, orders of it still settling), StrategyError; an
+    activation refused after the load leaves it loaded.
     """
     orchestrator = state.manager.load(spec)
     state.strategy_files[spec.id] = path
@@ -90,7 +91,7 @@ def load(state: DaemonState, spec: StrategyConfig, path: Path, *, activate: bool
         state.journal.set_meta(STRATEGY_FILE + spec.id, str(path))
         state.journal.set_meta(OVERRIDES + spec.id, "")
         restore_orchestrator(state.journal, orchestrator, state.services.hub)
-        # Orders pending when it was unloaded may have filled or ended since, as at a restart.
+        # Orders pending when it was unloaded (or not restored at start) may have filled or ended since.
         state.manager.adopt_restored(spec.id)
         if orchestrator.positions.positions or orchestrator.positions.pending_orders():
             # A book came back: its stops are enforced from now on, as under `manage`.
