@@ -60,6 +60,14 @@ class StrategyStateError(BotError):
     """A lifecycle call that the strategy's current state does not allow."""
 
 
+class ChangeRefused(BotError):
+    """A configuration change a running strategy cannot take in place: the operator changes its file, or unloads and loads it."""
+
+
+class FeedStateError(BotError):
+    """A feed change that the feed's kind or state does not allow (a symbol it already has, one not added at runtime)."""
+
+
 class EventTaggingError(BotError):
     """A strategy-scoped event was published without a strategy id (or a market event with one)."""
 

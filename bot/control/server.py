@@ -21,8 +21,9 @@ from websockets.http11 import Response as HttpResponse
 
 from bot.bus import EventStream
 from bot.config.models import ControlConfig
-from bot.control.commands import STREAM_COMMANDS, DaemonState, check_event_args, run_command
+from bot.control.commands import STREAM_COMMANDS, Control, check_event_args, run_command
 from bot.control.protocol import ControlError, error_reply, ok_reply, parse_request, validate_args
+from bot.daemon.state import DaemonState
 from bot.errors import BotError
 from bot.events import Event
 from bot.replay.event_log import encode_event
@@ -82,6 +83,7 @@ class ControlServer:
 
     def __init__(self, state: DaemonState, config: ControlConfig, socket_path: Path, logger: logging.Logger) -> None:
         self._state = state
+        self._control = Control.of(state)
         self._config = config
         self.socket_path = socket_path
         self._log = logger
@@ -145,7 +147,7 @@ class ControlServer:
 
     def _answer(self, request_id: str | int, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         try:
-            return ok_reply(request_id, run_command(self._state, cmd, args))
+            return ok_reply(request_id, run_command(self._control, cmd, args))
         except ControlError as exc:
             return error_reply(request_id, exc.code, exc.message)
         except Exception as exc:  # a bug in a command must not take the daemon down
@@ -154,7 +156,7 @@ class ControlServer:
 
     async def _stream_events(self, ws: ServerConnection, request_id: str | int, raw_args: dict[str, Any]) -> None:
         try:
-            args = check_event_args(self._state, validate_args(STREAM_COMMANDS["events"], raw_args))
+            args = check_event_args(self._control, validate_args(STREAM_COMMANDS["events"], raw_args))
         except ControlError as exc:
             await ws.send(orjson.dumps(error_reply(request_id, exc.code, exc.message)).decode())
             return

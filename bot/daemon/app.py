@@ -17,7 +17,7 @@ from bot.candles.hub import CandleHub
 from bot.clock import WallClock
 from bot.config.loader import LoadedConfig, changed_strategy, load_strategy
 from bot.config.models import StrategyConfig
-from bot.control.commands import DaemonState
+from bot.daemon.state import DaemonState
 from bot.control.server import ControlServer, claim_socket_path, control_token
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import GAP_LINE_INTERVAL, LOGGED_EVENTS, EventLines, GapLines

@@ -21,7 +21,7 @@ from bot.candles.hub import CandleHub
 from bot.candles.model import Candle, timeframe_ms
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.daemon.feed import RecordedFeed
-from bot.errors import BotError
+from bot.errors import BotError, FeedStateError
 from bot.replay.sources import CandleSource
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class DaemonFeed(Protocol):
         """Stop a symbol added mid-session (no strategy may use it); FeedCannotAddSymbol when this feed cannot."""
 
 
-class FeedCannotAddSymbol(BotError):
+class FeedCannotAddSymbol(FeedStateError):
     """The feed takes no new symbol while running."""
 
 

@@ -1,0 +1,38 @@
+"""What the daemon's operations act on: the running bot's services, manager, feed, journal and config."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.config.loader import LoadedConfig
+from bot.daemon.live_feed import DaemonFeed
+from bot.journal import Journal
+from bot.services import BotServices
+from bot.strategy.manager import StrategyManager
+
+
+def _no_problems() -> list[str]:
+    return []
+
+
+@dataclass
+class DaemonState:
+    """The running daemon as its operations see it: services, manager, feed, config, and what was added at runtime."""
+
+    loaded: LoadedConfig
+    services: BotServices
+    manager: StrategyManager
+    feed: DaemonFeed
+    request_stop: Callable[[], None]
+    journal: Journal | None = None
+    # What keeps the daemon from starting, in words (the exchange not answering): health degraded meanwhile.
+    start_problems: Callable[[], list[str]] = field(default=_no_problems)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    strategy_files: dict[str, Path] = field(default_factory=dict)
+    # Symbols added at runtime: {"file", "timeframe"} each, as journalled.
+    added_symbols: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.strategy_files.update(self.loaded.strategy_files)
