@@ -1,16 +1,14 @@
-"""BotServices: the one composition root that builds, starts and stops the shared services."""
+"""BotServices: the shared services of one process, started and stopped in dependency order."""
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
-from bot.clock import Clock, ReplayClock
-from bot.config.models import BotConfig
+from bot.clock import Clock
 from bot.log import BotLogger
 from bot.metrics import Metrics
 from bot.trading.account import ExchangeGateway
-from bot.trading.paper import PaperExchange
 from bot.trading.risk import RiskManager
 
 
@@ -25,8 +23,41 @@ class Service(Protocol):
 class BotServices:
     """Everything shared by all strategies: clock, bus, candle hub, logger, risk, exchange gateway, metrics.
 
-    Built once per process (by `bot replay` or the daemon) and passed down through
-    constructors; there are no module-level singletons. `start` brings the services up in
+    Built once per process by the kernel (bot/kernel) and passed down through constructors;
+    there are no module-level singletons. `start` brings the services up in
+    dependency order and `stop` takes them down in reverse.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        bus: EventBus,
+        hub: CandleHub,
+        logger: BotLogger,
+        risk: RiskManager,
+        exchange: ExchangeGateway,
+        metrics: Metrics,
+    ) -> None:
+        self.clock = clock
+        self.bus = bus
+        self.hub = hub
+        self.logger = logger
+        self.risk = risk
+        self.exchange = exchange
+        self.metrics = metrics
+        self._lifecycle: tuple[Service, ...] = (risk, exchange)
+        self._started: list[Service] = []
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class BotServices:
+    """Everything shared by all strategies: clock, bus, candle hub, logger, risk, exchange gateway, metrics.
+
+    Built once per process by the kernel (bot/kernel) and passed down through constructors;
+    there are no module-level singletons. `start` brings the services up in
     dependency order and `stop` takes them down in reverse.
     """
 
