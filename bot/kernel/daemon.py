@@ -18,7 +18,12 @@ from bot.config.loader import LoadedConfig
 from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path, control_token
 from bot.daemon.delivery import InboxDelivery
-from bot.daemon.event_lines import GAP_LINE_INTERVAL, LOGGED_EVENTS, EventLines, GapLines
+from bot.daemon.event_lines import (
+    GAP_LINE_INTERVAL,
+    LOGGED_EVENTS,
+    EventLines,
+    GapLines,
+)
 from bot.daemon.feed import Pacer, RecordedFeed
 from bot.daemon.live_feed import DaemonFeed, close_exchange
 from bot.daemon.recovery import FEED_POSITION, DailySnapshots
@@ -40,7 +45,6 @@ from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
 from bot.replay.sources import CandleSource
 from bot.strategy.delivery import HandlerErrorHook
-from bot.strategy.manager import StrategyManager
 from bot.trading.risk import RiskManager
 
 if TYPE_CHECKING:
@@ -154,7 +158,9 @@ class Daemon:
         live: LiveTrading | None = None
         if config.mode == "live":
             assert config.exchange is not None and clock is not None  # checked when the config was loaded
-            from bot.daemon.live_trading import LiveTrading  # here: ccxt is slow to import
+            from bot.daemon.live_trading import (
+                LiveTrading,  # here: ccxt is slow to import
+            )
 
             # Orders go to the exchange instead of the paper exchange; keys from the environment.
             live = LiveTrading(config.exchange, os.environ, clock, log)
@@ -248,7 +254,7 @@ class Daemon:
         """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
         state = DaemonState(
             self.loaded, bot.services, bot.manager, feed, self.request_stop, journal=journal,
-            start_problems=live.problems if live is not None else (lambda: []),
+            start_problems=live.problems if live is not None else list,
         )
         state.strategy_files.update(files)
         state.added_symbols.update(added_symbols)
