@@ -20,7 +20,7 @@ from bot.config.loader import IncompleteConfigError, LoadedConfig, exchange_prob
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
 from bot.control.server import claim_socket_path, control_token
-from bot.daemon.app import Daemon, socket_path_of
+from bot.kernel.daemon import Daemon, socket_path_of
 from bot.daemon.feed import Pacer
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.journal.aside import move_aside, open_work
@@ -30,7 +30,8 @@ from bot.log import BotLogger
 from bot.log_options import add_log_options, log_level
 from bot.fmt import format_path
 from bot.version import bot_version
-from bot.replay.runner import Replay, ReplayResult
+from bot.kernel.replay import build_replay
+from bot.replay.runner import ReplayResult
 from bot.replay.timerange import TimeRange
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
@@ -211,7 +212,7 @@ def _replay(args: argparse.Namespace) -> int:
     if prepared is None or range_problem is not None:
         return EXIT_INVALID
     loaded, sources = prepared
-    replay = Replay(loaded, sources, args.out, BotLogger.to_stderr(level=log_level(args), log_file=args.log_file), WallClock(), time_range)
+    replay = build_replay(loaded, sources, args.out, BotLogger.to_stderr(level=log_level(args), log_file=args.log_file), WallClock(), time_range)
     if args.quiet:
         result = anyio.run(replay.run)
     else:

@@ -1,16 +1,14 @@
-"""BotServices: the one composition root that builds, starts and stops the shared services."""
+"""BotServices: the shared services of one process, started and stopped in dependency order."""
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
-from bot.clock import Clock, ReplayClock
-from bot.config.models import BotConfig
+from bot.clock import Clock
 from bot.log import BotLogger
 from bot.metrics import Metrics
 from bot.trading.account import ExchangeGateway
-from bot.trading.paper import PaperExchange
 from bot.trading.risk import RiskManager
 
 
@@ -25,8 +23,8 @@ class Service(Protocol):
 class BotServices:
     """Everything shared by all strategies: clock, bus, candle hub, logger, risk, exchange gateway, metrics.
 
-    Built once per process (by `bot replay` or the daemon) and passed down through
-    constructors; there are no module-level singletons. `start` brings the services up in
+    Built once per process by the kernel (bot/kernel) and passed down through constructors;
+    there are no module-level singletons. `start` brings the services up in
     dependency order and `stop` takes them down in reverse.
     """
 
@@ -49,34 +47,6 @@ class BotServices:
         self.metrics = metrics
         self._lifecycle: tuple[Service, ...] = (risk, exchange)
         self._started: list[Service] = []
-
-    @classmethod
-    def for_replay(
-        cls,
-        config: BotConfig,
-        logger: BotLogger | None = None,
-        isolate_subscribers: bool = True,
-        clock: Clock | None = None,
-        exchange: ExchangeGateway | None = None,
-    ) -> "BotServices":
-        """Services for data-driven replay: candle clock, paper exchange, no network.
-
-        `isolate_subscribers=False` lets a bus subscriber's exception propagate (tests use it so
-        an assertion inside a subscriber fails the test). With `clock` (the wall clock of a live
-        feed) event time comes from it and candles no longer move the clock. With `exchange` (the
-        live gateway) orders go to it instead of the paper exchange.
-        """
-        log = logger or BotLogger.to_stderr()
-        candle_clock: ReplayClock | None = None
-        if clock is None:
-            clock = candle_clock = ReplayClock()
-        bus = EventBus(clock, log.subscriber_failed if isolate_subscribers else None)
-        hub = CandleHub(bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles)
-        def announce_kill_switch(payload: dict[str, Any]) -> None:
-            bus.publish("kill_switch", payload)
-
-        risk = RiskManager(config.risk, announce_kill_switch)
-        return cls(clock, bus, hub, log, risk, exchange if exchange is not None else PaperExchange(), Metrics())
 
     async def start(self) -> None:
         """Start services in order; on a failure, stop those already started and re-raise."""

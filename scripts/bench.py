@@ -81,7 +81,7 @@ def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]
 
     from bot.config.loader import load_config
     from bot.log import BotLogger
-    from bot.replay.runner import Replay
+    from bot.kernel.replay import build_replay
     from bot.replay.sources import resolve_sources
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -95,7 +95,7 @@ def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]
     loaded = load_config(work / "config.json")
     sources, problems = resolve_sources(loaded)
     assert not problems, problems
-    replay = Replay(loaded, sources, work / "out", BotLogger.to_stderr(level=40))
+    replay = build_replay(loaded, sources, work / "out", BotLogger.to_stderr(level=40))
     started = time.perf_counter()
     result = anyio.run(replay.run)
     elapsed = time.perf_counter() - started

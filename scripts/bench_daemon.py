@@ -41,7 +41,7 @@ def switch_latency(switches: int = 200) -> dict[str, float]:
     """Switch back and forth through the real socket while the feed plays; time reply and first candle."""
     from bot.config.loader import load_config
     from bot.control.client import ControlClient
-    from bot.daemon.app import Daemon
+    from bot.kernel.daemon import Daemon
     from bot.log import BotLogger
     from bot.replay.sources import resolve_sources
 
@@ -101,14 +101,12 @@ def switch_latency(switches: int = 200) -> dict[str, float]:
 def idle_memory(count: int = 1000) -> dict[str, float]:
     """RSS growth from loading `count` dormant strategies."""
     from bot.config.models import BotConfig, StrategyConfig
+    from bot.kernel import build_bot
     from bot.log import BotLogger
-    from bot.services import BotServices
-    from bot.strategy.factory import OrchestratorFactory
-    from bot.strategy.manager import StrategyManager
 
-    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=40, name="bench.memory"))
-    services.hub.add_feed("BTC/USD", "1m")
-    manager = StrategyManager(services, OrchestratorFactory(services))
+    bot = build_bot(BotConfig(), "replay", logger=BotLogger.to_stderr(level=40, name="bench.memory"))
+    bot.services.hub.add_feed("BTC/USD", "1m")
+    manager = bot.manager
     specs = [StrategyConfig.model_validate(_strategy(f"s{i}", fast=5 + i % 7, slow=20 + i % 11)) for i in range(count)]
     gc.collect()
     before = _rss_mb()
@@ -126,26 +124,27 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
     from bot.config.models import BotConfig, StrategyConfig
     from bot.daemon import heap
     from bot.daemon.delivery import InboxDelivery
+    from bot.kernel import Seams, build_bot
     from bot.log import BotLogger
-    from bot.services import BotServices
-    from bot.strategy.factory import OrchestratorFactory
-    from bot.strategy.manager import StrategyManager
 
     candles = [c for _, c in zip(range(rounds + 200), read_candles(DATA))]
     names = [f"SYM{i}/USD" for i in range(symbols)]
-    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=40, name="bench.live"))
     latencies: list[float] = []
     published: dict[tuple[str, int], float] = {}
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            manager: StrategyManager | None = None
 
             def on_error(owner: Any, handler: Any, exc: Exception) -> None:
                 raise exc
 
-            delivery = InboxDelivery(tg, 1000, on_error)
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+            def inboxes(seam: Any) -> InboxDelivery:
+                return InboxDelivery(tg, 1000, on_error)  # a strategy error fails the benchmark, not the strategy
+
+            bot = build_bot(BotConfig(), "paper", Seams(delivery=inboxes), BotLogger.to_stderr(level=40, name="bench.live"))
+            services, manager = bot.services, bot.manager
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
             for name in names:
                 services.hub.add_feed(name, "1m")
             for i in range(strategies):

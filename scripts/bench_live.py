@@ -15,7 +15,7 @@ Three runs, the same strategies and stream otherwise:
   End points: the feed's `on_published` (right after `hub.ingest` returned), and each action
   appended to an orchestrator's ActionQueue (see below).
 - `inbox` (the daemon's delivery, `bot run`): the manager routes through an InboxDelivery built
-  as bot/daemon/app.py builds it; `hub.ingest` only appends to each strategy's bounded inbox and
+  as the daemon builds it (bot/kernel/daemon.py); `hub.ingest` only appends to each strategy's bounded inbox and
   a task per strategy processes it. End points: the delivery's `on_drained` hook (the one the
   daemon journals its feed position from), called when every inbox is empty after a
   strategy's turn, i.e. every strategy has processed every published candle; and, for candles
@@ -79,14 +79,15 @@ def _specs(strategies: int) -> list[Any]:
     ]
 
 
-def _services() -> Any:
+def _bot(delivery: Any = None, journal: Any = None) -> Any:
     from bot.clock import WallClock
     from bot.config.models import BotConfig
+    from bot.kernel import Seams, build_bot
     from bot.log import BotLogger
-    from bot.services import BotServices
 
-    # As the daemon on a live feed: the wall clock is event time, paper execution.
-    return BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=50, name="bench.live"), clock=WallClock())
+    # As the daemon on a live feed, through the kernel: the wall clock is event time, paper execution.
+    seams = Seams(clock=WallClock(), delivery=delivery, journal=journal)
+    return build_bot(BotConfig(), "paper", seams, BotLogger.to_stderr(level=50, name="bench.live"))
 
 
 class _ActionTimer:
@@ -192,13 +193,11 @@ def live_latency(candles: int = 2000, strategies: int = 10) -> dict[str, Any]:
     """Direct delivery: arrival at the feed -> `hub.ingest` returned (every strategy done), and -> each action put."""
     sys.path.insert(0, str(REPO))
     from bot.daemon import heap
-    from bot.strategy.factory import OrchestratorFactory
-    from bot.strategy.manager import StrategyManager
 
-    services = _services()
+    bot = _bot()
+    services, manager = bot.services, bot.manager
     events: list[Any] = []
     services.bus.subscribe(events.append)
-    manager = StrategyManager(services, OrchestratorFactory(services))
     arrived: dict[int, float] = {}
     latencies: list[float] = []
     timer = _ActionTimer(arrived)
@@ -243,14 +242,10 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
     from bot.config.models import BotConfig
     from bot.daemon import heap
     from bot.daemon.delivery import InboxDelivery
-    from bot.strategy.factory import OrchestratorFactory
-    from bot.strategy.manager import StrategyManager
 
     if inbox_size is None:
         inbox_size = BotConfig().daemon.inbox_size
-    services = _services()
     events: list[Any] = []
-    services.bus.subscribe(events.append)
     arrived: dict[int, float] = {}
     ingested: list[float] = []  # arrival -> hub.ingest returned: queued in every inbox
     done: list[float] = []  # arrival -> every strategy has processed it
@@ -261,22 +256,19 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
     write_position: Callable[[int], None] | None = None
 
     book: Any = None
+    journal_hook: Any = None
     wal_bytes = writer_checkpoints = 0
     if journal:
-        import orjson
-
-        from bot.daemon.recovery import FEED_POSITION, RISK_DAY
+        from bot.daemon.recovery import FEED_POSITION
+        from bot.daemon.startup import JournalRecorder
         from bot.journal import Journal
 
         folder = Path(tempfile.mkdtemp(prefix="bench-live-"))
         book = Journal(folder / "journal.sqlite")
+        log = logging.getLogger("bench.live")
 
-        def journal_first(event: Any) -> None:  # bot/daemon/app.py's
-            book.record(event)
-            if event.type in ("position_opened", "position_reduced", "position_closed") and event.strategy_id is not None:
-                book.set_meta(RISK_DAY + event.strategy_id, orjson.dumps(services.risk.daily_state(event.strategy_id)).decode())
-
-        services.bus.before_delivery = journal_first
+        def journal_hook(risk: Any) -> Any:  # the daemon's: each event committed before delivery, the daily tallies on fills
+            return JournalRecorder(book, risk, log)
 
         def write_position(close_ts: int) -> None:
             book.set_meta(FEED_POSITION, str(close_ts))
@@ -293,19 +285,21 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
 
     async def main() -> list[dict[str, int]]:
         async with anyio.create_task_group() as tg:
-            manager: StrategyManager | None = None
 
-            def on_error(owner: object, handler: object, exc: Exception) -> None:
-                errors.append(exc)
-                assert manager is not None
-                manager.on_handler_error(owner, handler, exc)  # type: ignore[arg-type]
+            def inboxes(seam: Any) -> Any:
+                def on_error(owner: Any, handler: Any, exc: Exception) -> None:
+                    errors.append(exc)
+                    seam(owner, handler, exc)
 
-            # As bot/daemon/app.py builds it.
-            delivery = InboxDelivery(tg, inbox_size, on_error, on_drained=on_drained)
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+                # As the daemon builds it (bot/kernel/daemon.py).
+                return InboxDelivery(tg, inbox_size, on_error, on_drained=on_drained)
+
+            bot = _bot(inboxes, journal_hook)
+            services, manager = bot.services, bot.manager
+            delivery = manager.delivery
+            services.bus.subscribe(events.append)
 
             def ready() -> None:  # as the daemon: load and activate (warm up from the backfill) once the feed started
-                assert manager is not None
                 for spec in _specs(strategies):
                     orchestrators.append(manager.load(spec))
                     timer.instrument(orchestrators[-1])

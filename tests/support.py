@@ -7,11 +7,9 @@ from typing import Any
 from bot.candles.model import Candle
 from bot.config.loader import deep_merge
 from bot.config.models import BotConfig, StrategyConfig
+from bot.kernel import Seams, build_bot
 from bot.log import BotLogger
-from bot.services import BotServices
 from bot.strategy.catalog import StrategyCatalog
-from bot.strategy.factory import OrchestratorFactory
-from bot.strategy.manager import StrategyManager
 from bot.trading.account import ExchangeGateway
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,11 +44,12 @@ class Rig:
         catalog: StrategyCatalog | None = None,
         exchange: ExchangeGateway | None = None,
     ) -> None:
-        self.services = BotServices.for_replay(
-            config or BotConfig(), BotLogger.to_stderr(level=50, name="bot.tests"), isolate_subscribers=False, exchange=exchange
+        bot = build_bot(
+            config or BotConfig(), "replay", Seams(exchange=exchange, isolate_subscribers=False), BotLogger.to_stderr(level=50, name="bot.tests"), catalog
         )
-        self.factory = OrchestratorFactory(self.services, catalog)
-        self.manager = StrategyManager(self.services, self.factory)
+        self.services = bot.services
+        self.factory = bot.factory
+        self.manager = bot.manager
         self.events: list[Any] = []
         self.services.bus.subscribe(self.events.append)
         for symbol, timeframe in (feeds or {"BTC/USD": "1m"}).items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -12,12 +11,12 @@ from anyio.abc import TaskGroup
 from bot.candles.model import Candle
 from bot.candles.model import timeframe_ms
 from bot.daemon.inbox import CandleInbox, QueuedCounter
-from bot.strategy.delivery import CandleHandler
+from bot.strategy.delivery import CandleHandler, HandlerErrorHook
 
 # handler, symbol, timeframe, candle, ts, and the older candles of the stream coalesced into it
 _Item = tuple[CandleHandler, str, str, Candle, int, tuple[Candle, ...]]
 _TIME_SLICE_S = 0.001
-ErrorHook = Callable[[Any, CandleHandler, Exception], None]
+ErrorHook = HandlerErrorHook
 
 
 @dataclass(slots=True)

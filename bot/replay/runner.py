@@ -18,14 +18,12 @@ from bot.clock import Clock, ReplayClock, WallClock
 from bot.config.loader import LoadedConfig
 from bot.errors import BotError, StrategyError
 from bot.events import Event
-from bot.log import BotLogger
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report
 from bot.replay.sources import CandleSource
 from bot.replay.timerange import EmptyRangeError, TimeRange, iso
 from bot.services import BotServices
-from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 
 Progress = Callable[[int], None]
@@ -169,14 +167,15 @@ class _Outputs:
 
 
 class Replay:
-    """One replay run: services, strategies, the candle stream and the output files."""
+    """One replay run: strategies on the kernel's services, the candle stream and the output files."""
 
     def __init__(
         self,
+        services: BotServices,
+        manager: StrategyManager,
         loaded: LoadedConfig,
         sources: list[CandleSource],
         out_dir: Path,
-        logger: BotLogger | None = None,
         wall_clock: Clock | None = None,
         time_range: TimeRange | None = None,
     ) -> None:
@@ -186,9 +185,9 @@ class Replay:
         self.time_range = time_range
         # Only for the latest candle time a source accepts by default (now + one timeframe).
         self._wall_clock = wall_clock or WallClock()
-        self.services = BotServices.for_replay(loaded.bot, logger)
-        self.factory = OrchestratorFactory(self.services, loaded.catalog)
-        self.manager = StrategyManager(self.services, self.factory)
+        # Built by the kernel (bot/kernel), for mode replay.
+        self.services = services
+        self.manager = manager
         self.candles_done = 0
         # Candles read before --from into the hub's history, which strategies warm up from.
         self.warmup_candles = 0

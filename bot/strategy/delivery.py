@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.candles.model import Candle
 
 CandleHandler = Callable[[str, str, Candle, int], None]
+# The manager's guarded seam, for a queued handler's exception: (owner, handler, exception).
+HandlerErrorHook = Callable[[Any, CandleHandler, Exception], None]
 
 
 class Delivery(Protocol):

@@ -12,7 +12,7 @@ from bot.config.currency import mixed_currency_problem
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
-from bot.strategy.delivery import Delivery, DirectDelivery
+from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.orchestrator import REBUILT_FIELDS, StrategyBuild, TradingOrchestrator
 
@@ -77,11 +77,17 @@ class StrategyManager:
     """
 
     def __init__(
-        self, services: BotServices, factory: OrchestratorFactory, delivery: Delivery | None = None, accounts: SettlingAccounts | None = None
+        self,
+        services: BotServices,
+        factory: OrchestratorFactory,
+        delivery: Delivery | None = None,
+        accounts: SettlingAccounts | None = None,
+        delivery_for: Callable[[HandlerErrorHook], Delivery] | None = None,
     ) -> None:
         self._services = services
         self._factory = factory
-        self.delivery: Delivery = delivery or DirectDelivery()
+        # `delivery_for` builds a queued delivery around this manager's guarded seam, so it has it from the start.
+        self.delivery: Delivery = delivery_for(self.on_handler_error) if delivery_for is not None else delivery or DirectDelivery()
         self._accounts = accounts
         self._settling: dict[str, _Settling] = {}
         # Routes hold the orchestrator with the bound method for that stream, so delivery is a

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from bot.config.loader import load_config
-from bot.replay.runner import Replay
+from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from tests.cli.test_cli import run_bot
 from tests.support import ETH_1M, REPO
@@ -111,7 +111,7 @@ def _replay(root: Path, btc_file: Path, strategies: list[dict[str, Any]], risk: 
     loaded = load_config(root / "config.json")
     sources, problems = resolve_sources(loaded)
     assert not problems
-    anyio.run(Replay(loaded, sources, root / "out").run)
+    anyio.run(build_replay(loaded, sources, root / "out").run)
     return root / "out"
 
 

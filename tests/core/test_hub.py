@@ -16,6 +16,7 @@ from bot.config.models import BotConfig
 from bot.events import Event
 from bot.replay.runner import merged_candles
 from bot.replay.sources import CandleSource
+from bot.kernel import build_services
 from bot.services import BotServices
 from tests.support import ETH_1M, ETH_5M, SHARED_DATA
 
@@ -96,7 +97,7 @@ def test_two_symbols_replay_in_close_time_order_deterministically() -> None:
 
 
 def test_services_start_and_stop_in_order_and_close_streams() -> None:
-    services = BotServices.for_replay(BotConfig())
+    services = build_services(BotConfig())
     stream = services.bus.stream()
 
     async def main() -> list[Event]:
@@ -134,7 +135,7 @@ class _Recorder:
 
 
 def test_a_service_that_fails_to_start_stops_those_already_started() -> None:
-    base = BotServices.for_replay(BotConfig())
+    base = build_services(BotConfig())
     log: list[str] = []
     services = BotServices(
         base.clock, base.bus, base.hub, base.logger, _Recorder("risk", log), _Recorder("exchange", log, fail=True), base.metrics  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from bot.config.loader import load_config
 from bot.errors import CandleFileError
 from bot.events import Event
 from bot.indicators.averages import EMA
-from bot.replay.runner import Replay
+from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
 from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
@@ -59,7 +59,7 @@ def _run(config_path: Path, out: Path) -> dict[str, Any]:
     loaded = load_config(config_path)
     sources, problems = resolve_sources(loaded)
     assert not problems
-    return anyio.run(Replay(loaded, sources, out).run).report
+    return anyio.run(build_replay(loaded, sources, out).run).report
 
 
 def test_two_replays_write_byte_identical_outputs(tmp_path: Path, btc_slice_file: Path) -> None:
@@ -217,13 +217,13 @@ def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], f
 def test_a_failing_subscriber_never_corrupts_trading_state(btc_candles: list[Candle]) -> None:
     from bot.config.models import BotConfig
     from bot.log import BotLogger
-    from bot.services import BotServices
+    from bot.kernel import build_services
     from bot.strategy.factory import OrchestratorFactory
     from bot.strategy.manager import StrategyManager
 
     def run(with_bad_subscriber: bool) -> tuple[Any, int]:
         logger = BotLogger.to_stderr(level=60, name="bot.tests.isolated")
-        services = BotServices.for_replay(BotConfig(), logger)  # isolation on, as in production
+        services = build_services(BotConfig(), logger)  # isolation on, as in production
         manager = StrategyManager(services, OrchestratorFactory(services))
         if with_bad_subscriber:
 
@@ -253,7 +253,7 @@ def test_replay_with_a_failing_subscriber_reports_incomplete_output(tmp_path: Pa
     config = _write_config(tmp_path, btc_slice_file)
     loaded = load_config(config)
     sources, _ = resolve_sources(loaded)
-    replay = Replay(loaded, sources, tmp_path / "out")
+    replay = build_replay(loaded, sources, tmp_path / "out")
 
     def bad(event: Event) -> None:
         raise RuntimeError("disk full")
@@ -296,7 +296,7 @@ def _replay_at(config: Path, out: Path, now_ms: int) -> Any:
     loaded = load_config(config)
     sources, problems = resolve_sources(loaded)
     assert not problems
-    return anyio.run(Replay(loaded, sources, out, None, _StoppedClock(now_ms)).run)
+    return anyio.run(build_replay(loaded, sources, out, None, _StoppedClock(now_ms)).run)
 
 
 def test_the_default_window_ends_one_timeframe_after_the_wall_clock(tmp_path: Path, btc_candles: list[Candle]) -> None:
@@ -345,7 +345,7 @@ def _ranged(config: Path, out: Path, start: str | None, end: str | None) -> Any:
     loaded = load_config(config)
     sources, problems = resolve_sources(loaded)
     assert not problems
-    return anyio.run(Replay(loaded, sources, out, None, None, TimeRange.parse(start, end)).run)
+    return anyio.run(build_replay(loaded, sources, out, None, None, TimeRange.parse(start, end)).run)
 
 
 def test_a_strategy_whose_warm_up_raises_fails_alone(tmp_path: Path, btc_slice_file: Path) -> None:
@@ -439,7 +439,7 @@ def test_a_higher_timeframe_candle_that_opens_before_from_is_warm_up_not_traded(
     loaded = load_config(config)
     sources, _ = resolve_sources(loaded)
     start, hour, quarter = 1_641_084_900_000, 3_600_000, 900_000  # --from 2022-01-02T00:55: inside a 15m and a 1h candle
-    replay = Replay(loaded, sources, tmp_path / "out", None, None, TimeRange.parse("2022-01-02T00:55", "2022-01-02T04:00"))
+    replay = build_replay(loaded, sources, tmp_path / "out", None, None, TimeRange.parse("2022-01-02T00:55", "2022-01-02T04:00"))
     anyio.run(replay.run)
 
     # The 1h candle opening at 00:00 and the 15m one opening at 00:45 close at 01:00, inside the range, but hold

@@ -18,7 +18,7 @@ from bot.config.models import BotConfig, StrategyConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.errors import StrategyError, StrategyStateError
 from bot.log import BotLogger
-from bot.services import BotServices
+from bot.kernel import Seams, build_services
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
@@ -324,7 +324,7 @@ def test_candles_queued_at_the_change_reach_its_positions_and_not_the_new_indica
     """The new object was warmed from the hub's history, which holds the queued candles: they are shown to its
     positions (as on any change of its routing) and the next candle is the new object's first."""
     settled, queued = 600, 50  # flat until well after this (its first entry comes some 1,300 candles in)
-    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.set_inbox"), isolate_subscribers=False)
+    services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.set_inbox"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
     events: list[Any] = []
     services.bus.subscribe(events.append)

@@ -16,6 +16,7 @@ from bot.config.models import BotConfig
 from bot.daemon.event_lines import EventLines, GapLines
 from bot.fmt import format_time
 from bot.log import BotLogger
+from bot.kernel import Seams, build_services
 from bot.services import BotServices
 from tests.daemon.conftest import DaemonProcess, write_daemon_config
 from tests.support import ETH_1M, SHARED_DATA
@@ -74,7 +75,7 @@ def lines() -> Iterator[tuple[logging.Logger, Lines]]:
 
 def play(passes: list[tuple[str, list[Candle]]], subscriber: EventLines) -> BotServices:
     """Publish the candles through a real hub; its candle_gap events go to `subscriber`."""
-    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.gap_hub"), isolate_subscribers=False)
+    services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.gap_hub"), Seams(isolate_subscribers=False))
     services.bus.subscribe(subscriber, types=("candle_gap",))
     for symbol, candles in passes:
         services.hub.add_feed(symbol, "1m")

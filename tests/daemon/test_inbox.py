@@ -11,7 +11,7 @@ from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.inbox import CandleInbox
 from bot.log import BotLogger
-from bot.services import BotServices
+from bot.kernel import Seams, build_services
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
@@ -60,7 +60,7 @@ def test_closed_inbox_ends_the_consumer_after_draining() -> None:
 
 def test_a_slow_strategy_is_coalesced_while_a_fast_one_sees_every_candle(btc_candles: list[Candle]) -> None:
     candles = btc_candles[:300]
-    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox"), isolate_subscribers=False)
+    services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
     slow_handled = 0
     # For each candle the fast strategy processed: how many slow candles were handled between its
@@ -121,21 +121,17 @@ def test_a_slow_strategy_is_coalesced_while_a_fast_one_sees_every_candle(btc_can
 
 def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(btc_candles: list[Candle]) -> None:
     candles = btc_candles[:400]
-    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox2"), isolate_subscribers=False)
+    services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox2"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
     events: list[str] = []
     services.bus.subscribe(lambda e: events.append(f"{e.strategy_id}:{e.type}:{e.payload.get('exit_reason', '')}"), types=["position_closed", "strategy_error"])
 
     async def main() -> tuple[str, str | None, int, int]:
         async with anyio.create_task_group() as tg:
-            manager: StrategyManager | None = None
-
-            def on_error(owner: object, handler: object, exc: Exception) -> None:
-                assert manager is not None
-                manager.on_handler_error(owner, handler, exc)  # type: ignore[arg-type]
-
-            delivery = InboxDelivery(tg, 100, on_error)
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery)
+            # The inbox gets the manager's guarded seam at construction: no hook set afterwards.
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error))
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
             doomed = manager.load(
                 strategy(id="doomed", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}], exits={"stop_loss_pct": 0.3})
             )
@@ -168,7 +164,7 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
 
 def test_skipped_candles_still_reach_the_positions_in_order(btc_candles: list[Candle]) -> None:
     """A coalesced strategy decides on the newest candle, but a stop inside a skipped one fires, gap included."""
-    services = BotServices.for_replay(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox3"), isolate_subscribers=False)
+    services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox3"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
     closed: list[dict[str, object]] = []
     services.bus.subscribe(lambda e: closed.append(e.payload), types=["position_closed"])

@@ -279,7 +279,7 @@ async def test_a_fatal_feed_error_stops_an_in_process_daemon_and_closes_the_exch
 ) -> None:
     import ccxt  # type: ignore[import-untyped]
 
-    from bot.daemon.app import EXIT_FEED_FAILED, Daemon
+    from bot.kernel.daemon import EXIT_FEED_FAILED, Daemon
     from bot.daemon.live_feed import LiveFeedError
     from bot.live import exchange as exchange_module
     from bot.log import BotLogger

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from bot.config.loader import load_config
-from bot.replay.runner import Replay
+from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from tests.cli.test_cli import run_bot
 from tests.report.builders import write_replay_config, write_two_currency_config
@@ -20,7 +20,7 @@ def replay_dir(tmp_path_factory: pytest.TempPathFactory, btc_slice_file: Path) -
     loaded = load_config(write_replay_config(root, btc_slice_file))
     sources, problems = resolve_sources(loaded)
     assert not problems
-    anyio.run(Replay(loaded, sources, root / "out").run)
+    anyio.run(build_replay(loaded, sources, root / "out").run)
     return root / "out"
 
 

@@ -18,7 +18,7 @@ from bot.replay.equity import (
     EquitySampler,
     sampling_interval_ms,
 )
-from bot.replay.runner import Replay
+from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from tests.report.builders import write_replay_config
 
@@ -119,7 +119,7 @@ def test_a_real_replay_writes_a_grid_series_ending_at_the_reported_equity(tmp_pa
     loaded = load_config(config)
     sources, problems = resolve_sources(loaded)
     assert not problems
-    report = anyio.run(Replay(loaded, sources, tmp_path / "out").run).report
+    report = anyio.run(build_replay(loaded, sources, tmp_path / "out").run).report
     assert report["replay"]["equity_interval_ms"] == HOUR_MS
     rows = _rows(tmp_path / "out" / "equity.csv")[1:]
     ids = list(report["strategies"])

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from bot.config.loader import load_config
-from bot.replay.runner import Replay
+from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from tests.support import REPO
 
@@ -28,7 +28,7 @@ def test_each_catalog_config_names_the_whole_catalog_and_its_data_is_bundled(nam
 def test_the_replay_config_trades_every_strategy_of_the_catalog(tmp_path: Path) -> None:
     loaded = load_config(REPO / "config.replay.json")
     sources, _ = resolve_sources(loaded)
-    result = anyio.run(Replay(loaded, sources, tmp_path / "out").run)
+    result = anyio.run(build_replay(loaded, sources, tmp_path / "out").run)
     strategies = result.report["strategies"]
     assert set(strategies) == CATALOG
     for sid, summary in strategies.items():

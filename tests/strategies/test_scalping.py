@@ -11,7 +11,7 @@ import pytest
 from bot.candles.model import Candle
 from bot.config.loader import deep_merge, load_config
 from bot.errors import ConfigError, StrategyError
-from bot.replay.runner import Replay
+from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
@@ -296,7 +296,7 @@ def replay_catalog_file(root: Path, overrides: dict[str, Any]) -> dict[str, Any]
     loaded = load_config(root / "config.json")
     sources, problems = resolve_sources(loaded)
     assert not problems
-    scalping: dict[str, Any] = anyio.run(Replay(loaded, sources, root / "out").run).report["strategies"]["scalping"]
+    scalping: dict[str, Any] = anyio.run(build_replay(loaded, sources, root / "out").run).report["strategies"]["scalping"]
     return scalping
 
 

@@ -1,0 +1,284 @@
+"""`bot run`: the daemon's start-up phases in order, the bot built by the kernel, and the control server it serves."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from bot.bus import Handler
+from bot.clock import WallClock
+from bot.config.loader import LoadedConfig
+from bot.control.server import ControlServer, claim_socket_path, control_token
+from bot.daemon.delivery import InboxDelivery
+from bot.daemon.event_lines import (
+    GAP_LINE_INTERVAL,
+    LOGGED_EVENTS,
+    EventLines,
+    GapLines,
+)
+from bot.daemon.feed import Pacer, RecordedFeed
+from bot.daemon.live_feed import DaemonFeed, close_exchange
+from bot.daemon.recovery import FEED_POSITION, DailySnapshots
+from bot.daemon.startup import (
+    JournalRecorder,
+    activate,
+    add_journalled_symbols,
+    build_feed,
+    load_strategies,
+    open_journal,
+    reconcile,
+    restore,
+    stop_trading,
+    strategies_to_load,
+)
+from bot.daemon.state import DaemonState
+from bot.journal import Journal
+from bot.journal.lock import JournalLock
+from bot.kernel.assembly import Bot, Mode, Seams, build_bot
+from bot.log import BotLogger
+from bot.replay.sources import CandleSource
+from bot.strategy.delivery import HandlerErrorHook
+from bot.trading.risk import RiskManager
+
+if TYPE_CHECKING:
+    from bot.daemon.live_trading import LiveTrading
+
+# `bot run`'s exit code when the live feed fails while trading (a failure at start is a BotError: 2).
+EXIT_FEED_FAILED = 4
+
+
+def socket_path_of(loaded: LoadedConfig) -> Path:
+    """Where the daemon of this config listens."""
+    return (loaded.base_dir / loaded.bot.control.socket).resolve()
+
+
+class Daemon:
+    """`bot run`: trades every enabled strategy on a clock-driven or live feed until told to stop.
+
+    Start: claim the control socket (a second daemon refuses here), open the journal, load the
+    strategies and restore what the journal recorded for them (positions with stops, take-
+    profit ladders and trailing state, pending orders, portfolio, id counters), backfill the
+    feed (recorded: resuming after the last candle published before a restart; live, with
+    `feed.source` ccxt: the candles before now, the downtime reported as a gap), then put each
+    strategy back in its journalled state (or activate a new one; they warm up from the
+    backfill) and play the feed. Stop (SIGTERM, SIGINT, `shutdown`, or the live feed failing):
+    stop the feed, let every strategy finish its queued candles, journal an equity snapshot,
+    close the socket, remove its file, close the exchange's connections. A stop while mode live
+    still waits on the exchange at start (markets, reconciliation) ends the start there: exit 0,
+    "stopped before trading started". An exchange whose markets do not load within
+    `exchange.start_timeout_s` ends the start with ExchangeUnreachable (exit 2); until then
+    `status` is degraded, saying why.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        sources: list[CandleSource],
+        logger: BotLogger,
+        pacer: Pacer | None = None,
+        journal_lock: JournalLock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.loaded = loaded
+        self.sources = sources
+        self.logger = logger
+        # The journal's lock already held (`run --fresh` moved the old journal aside under it), or None.
+        self._journal_lock = journal_lock
+        # Wall-clock seconds for rate-limiting log lines (candle gap summaries), never for trading.
+        self._monotonic = monotonic
+        # When the recorded feed plays each candle: None is feed.speed's clock; a test steps it instead.
+        self._pacer = pacer
+        self._stop = anyio.Event()
+        self.socket_path = socket_path_of(loaded)
+        self._feed: DaemonFeed | None = None
+        self._failure: str | None = None
+        # The start-up step waiting on the exchange (markets, reconciliation): a stop cuts it short.
+        self._starting: anyio.CancelScope | None = None
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (a live backfill, or a start still waiting on the exchange, is cut short)."""
+        self._stop.set()
+        if self._feed is not None:
+            self._feed.stop()
+        if self._starting is not None:
+            self._starting.cancel()
+
+    async def _unless_stopped(self, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run a start-up step that may wait on the exchange for long; False when a stop came first or cut it short."""
+        if self._stop.is_set():
+            return False
+        with anyio.CancelScope() as scope:
+            self._starting = scope
+            try:
+                await step()
+            finally:
+                self._starting = None
+        return not scope.cancelled_caught
+
+    def _feed_failed(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+            self.logger.logger.error("%s: stopping the daemon", reason)
+        self.request_stop()
+
+    async def run(self) -> int:
+        """Run until stopped; return the process exit code."""
+        # Before anything else: the journal's lock, so a second daemon on it is refused before it
+        # reads or writes anything (even with another socket); then the socket and its token.
+        journal = open_journal(self.loaded, self._journal_lock)
+        try:
+            claim_socket_path(self.socket_path)
+            control_token(self.loaded.bot.control)
+            exchange_config = self.loaded.bot.exchange if self.loaded.bot.feed.source == "ccxt" else None
+            if exchange_config is None:
+                return await self._run(journal, None)
+            from bot.live.exchange import build_exchange  # here: ccxt is slow to import
+
+            # Keys come from the environment variables the config names; never logged.
+            exchange, redact = build_exchange(exchange_config, os.environ, streaming=True)
+            try:
+                return await self._run(journal, (exchange, redact))
+            finally:
+                await close_exchange(exchange, redact, self.logger.logger)
+        finally:
+            journal.close()
+
+    async def _run(self, journal: Journal, exchange: tuple[Any, Any] | None) -> int:
+        config = self.loaded.bot
+        log = self.logger.logger
+        # A live feed's event time is the wall clock; recorded candles drive a candle clock.
+        clock = WallClock() if exchange is not None else None
+        live: LiveTrading | None = None
+        if config.mode == "live":
+            assert config.exchange is not None and clock is not None  # checked when the config was loaded
+            from bot.daemon.live_trading import (
+                LiveTrading,  # here: ccxt is slow to import
+            )
+
+            # Orders go to the exchange instead of the paper exchange; keys from the environment.
+            live = LiveTrading(config.exchange, os.environ, clock, log)
+        try:
+            return await self._run_services(journal, exchange, clock, live)
+        finally:
+            if live is not None:
+                await live.close()
+
+    def _build(self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None) -> tuple[Bot, InboxDelivery]:
+        """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox."""
+        config = self.loaded.bot
+        log = self.logger.logger
+
+        def record_processed() -> None:
+            # Called when every inbox is empty: all published candles have been processed.
+            feed = self._feed
+            if feed is not None and feed.last_close is not None:
+                journal.set_meta(FEED_POSITION, str(feed.last_close))
+
+        def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=record_processed)
+
+        def journal_first(risk: RiskManager) -> Handler:
+            return JournalRecorder(journal, risk, log)
+
+        mode: Mode = "live" if live is not None else "paper"
+        seams = Seams(
+            clock=clock,
+            exchange=None if live is None else live.gateway,
+            accounts=None if live is None else live.gateway,
+            delivery=inboxes,
+            journal=journal_first,
+        )
+        bot = build_bot(config, mode, seams, self.logger, self.loaded.catalog)
+        delivery = bot.manager.delivery
+        assert isinstance(delivery, InboxDelivery)  # what `inboxes` built
+        return bot, delivery
+
+    async def _run_services(self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None) -> int:
+        config = self.loaded.bot
+        log = self.logger.logger
+        trading = True  # False once a stop cut the live start short: nothing was reconciled or traded
+        async with anyio.create_task_group() as tg:
+            # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
+            await tg.start(self._watch_signals)
+            bot, delivery = self._build(tg, journal, clock, live)
+            services, manager = bot.services, bot.manager
+            restored = restore(self.loaded, journal, services, log)
+            saved = restored.saved
+            gap_lines = GapLines(log, self._monotonic, self._loop_period)
+            services.bus.subscribe(EventLines(log, gap_lines), types=LOGGED_EVENTS)
+            tg.start_soon(self._flush_gap_lines, gap_lines)
+            feed = build_feed(self.loaded, services, delivery, journal, self.sources, exchange, restored.resume_close, self._feed_failed, self._pacer)
+            self._feed = feed
+            if self._stop.is_set():
+                feed.stop()  # a signal came during start-up
+            added_symbols = add_journalled_symbols(journal, feed, services.hub, restored.resume_close or 0, log)
+            to_load = strategies_to_load(self.loaded, journal, saved, log)
+            server = self._control_server(bot, feed, journal, live, to_load.files, added_symbols)
+            services.bus.subscribe(DailySnapshots(journal, manager), types=("candle",))
+            async with server.serving():
+                log.info("control socket %s", self.socket_path)
+                await services.start()
+                try:
+                    # The gateway retries the markets while the exchange is down: a stop meanwhile ends
+                    # the start there (no reconciliation, no order), then the usual orderly stop.
+                    if live is not None:
+                        trading = await self._unless_stopped(partial(live.start, tg, manager))
+                    loaded_specs = load_strategies(to_load, saved, manager, services.risk, journal, log)
+                    if live is not None and trading:
+                        assert config.exchange is not None
+                        trading = await self._unless_stopped(partial(reconcile, live, manager, services.bus, config.exchange.feed.symbols))
+                    await tg.start(feed.run)
+                    activate(loaded_specs, saved, manager, services.hub, log)
+                    await self._stop.wait()
+                    await stop_trading(feed, delivery, gap_lines, manager, services, journal)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await services.stop()
+            tg.cancel_scope.cancel()
+        if self._failure is not None:
+            log.error("stopped: %s", self._failure)
+            return EXIT_FEED_FAILED
+        log.info("stopped before trading started" if not trading else "stopped")
+        return 0
+
+    def _control_server(
+        self, bot: Bot, feed: DaemonFeed, journal: Journal, live: LiveTrading | None, files: dict[str, Path], added_symbols: dict[str, dict[str, str]]
+    ) -> ControlServer:
+        """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
+        state = DaemonState(
+            self.loaded, bot.services, bot.manager, feed, self.request_stop, journal=journal,
+            start_problems=live.problems if live is not None else list,
+        )
+        state.strategy_files.update(files)
+        state.added_symbols.update(added_symbols)
+        return ControlServer(state, self.loaded.bot.control, self.socket_path, self.logger.logger)
+
+    def _loop_period(self, symbol: str) -> int | None:
+        """How far apart two passes of the looped recording are, for a symbol of it (None: it does not loop)."""
+        feed = self._feed
+        if isinstance(feed, RecordedFeed) and any(source.symbol == symbol for source in self.sources):
+            return feed.loop_period
+        return None
+
+    async def _flush_gap_lines(self, gap_lines: GapLines) -> None:
+        """Log the candle gaps held back by the once-a-minute limit, once their minute is over."""
+        while True:
+            await anyio.sleep(GAP_LINE_INTERVAL / 6)
+            gap_lines.flush_due()
+
+    async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for signum in signals:
+                # Keep the receiver for the whole run: a second signal during a slow stop must
+                # not fall back to the default handler (which would leave the socket file).
+                self.logger.logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if self._stop.is_set() else "")
+                self.request_stop()
+

@@ -1,0 +1,157 @@
+"""Each of the daemon's start-up phases (bot/daemon/startup.py) on its own: a real config, a real journal file, recorded candles."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from bot.bus import Handler
+from bot.config.loader import LoadedConfig, load_config
+from bot.daemon.delivery import InboxDelivery
+from bot.daemon.feed import RecordedFeed
+from bot.daemon.recovery import ADDED_SYMBOL, FEED_POSITION, KILL_SWITCH, STRATEGY_FILE
+from bot.daemon.startup import (
+    JournalRecorder,
+    activate,
+    add_journalled_symbols,
+    build_feed,
+    load_strategies,
+    open_journal,
+    restore,
+    strategies_to_load,
+)
+from bot.events import Event
+from bot.journal import Journal
+from bot.journal.lock import JournalInUse
+from bot.kernel import Bot, Seams, build_bot
+from bot.log import BotLogger
+from bot.replay.sources import resolve_sources
+from bot.strategy.delivery import HandlerErrorHook
+from bot.trading.risk import RiskManager
+from tests.daemon.conftest import write_daemon_config
+
+LOG = logging.getLogger("bot.tests.startup")
+
+
+def _loaded(folder: Path) -> LoadedConfig:
+    return load_config(write_daemon_config(folder))
+
+
+def _bot(loaded: LoadedConfig, journal: Journal, delivery: Any = None) -> Bot:
+    def journal_first(risk: RiskManager) -> Handler:
+        return JournalRecorder(journal, risk, LOG)
+
+    seams = Seams(journal=journal_first, delivery=delivery, isolate_subscribers=False)
+    return build_bot(loaded.bot, "paper", seams, BotLogger.to_stderr(level=60, name="bot.tests.startup_services"), loaded.catalog)
+
+
+def test_open_journal_takes_its_lock_so_a_second_daemon_is_refused(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path)
+    journal = open_journal(loaded)
+    try:
+        assert journal.path == tmp_path / "journal.sqlite" and journal.path.exists()
+        with pytest.raises(JournalInUse):
+            open_journal(loaded)
+    finally:
+        journal.close()
+
+
+def test_built_services_commit_every_event_to_the_journal_before_any_subscriber_hears_of_it(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path)
+    journal = open_journal(loaded)
+    try:
+        bot = _bot(loaded, journal)
+        seen: list[bool] = []
+
+        def subscriber(event: Event) -> None:
+            seen.append(journal.get_meta(KILL_SWITCH) is not None)
+
+        bot.services.bus.subscribe(subscriber, types=("kill_switch",))
+        bot.services.bus.publish("kill_switch", {"currency": "USD", "reason": "test"})
+        assert seen == [True]
+        assert orjson.loads(journal.get_meta(KILL_SWITCH) or "null")["currency"] == "USD"
+    finally:
+        journal.close()
+
+
+def test_restore_re_engages_the_kill_switch_and_says_what_is_resumed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    loaded = _loaded(tmp_path)
+    journal = open_journal(loaded)
+    try:
+        journal.set_meta(KILL_SWITCH, orjson.dumps({"currency": "USD"}).decode())
+        journal.set_meta(FEED_POSITION, "1640995260000")
+        bot = _bot(loaded, journal)
+        with caplog.at_level(logging.INFO, logger=LOG.name):
+            restored = restore(loaded, journal, bot.services, LOG)
+        assert bot.services.risk.kill_switch and bot.services.risk.tripped_in == "USD"
+        assert restored.resume_close == 1_640_995_260_000 and restored.saved == {}
+        assert "kill switch still engaged" in caplog.text and "resuming" in caplog.text
+    finally:
+        journal.close()
+
+
+def test_a_new_journal_is_announced_as_new(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    loaded = _loaded(tmp_path)
+    journal = open_journal(loaded)
+    try:
+        with caplog.at_level(logging.INFO, logger=LOG.name):
+            restored = restore(loaded, journal, _bot(loaded, journal).services, LOG)
+        assert restored.resume_close is None and "new journal" in caplog.text
+    finally:
+        journal.close()
+
+
+def test_the_feed_plays_the_recorded_candles_and_drops_a_journalled_symbol_that_is_not_one(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path)
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    journal = open_journal(loaded)
+    try:
+        journal.set_meta(ADDED_SYMBOL + "not a symbol", orjson.dumps({"path": "x.csv", "timeframe": "1m"}).decode())
+
+        async def main() -> tuple[int, int]:
+            async with anyio.create_task_group() as tg:
+
+                def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+                    return InboxDelivery(tg, 100, on_error)
+
+                bot = _bot(loaded, journal, inboxes)
+                delivery = bot.manager.delivery
+                assert isinstance(delivery, InboxDelivery)
+                feed = build_feed(loaded, bot.services, delivery, journal, sources, None, None, LOG.error, None)
+                assert isinstance(feed, RecordedFeed) and bot.services.hub.symbols() == ["BTC/USD"]
+                assert add_journalled_symbols(journal, feed, bot.services.hub, 0, LOG) == {}
+                await tg.start(feed.run)  # returns once the backfill is in the hub
+                history = len(bot.services.hub.history("BTC/USD", "1m", limit=10_000))
+                feed.stop()
+                delivery.close_all()
+            return history, feed.published
+
+        history, published = anyio.run(main)
+        assert published == loaded.bot.feed.backfill and history == min(published, loaded.bot.replay.history_size)
+        assert journal.meta_with_prefix(ADDED_SYMBOL) == {}
+    finally:
+        journal.close()
+
+
+def test_strategies_load_restored_and_are_put_back_in_their_journalled_state(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path)
+    journal = open_journal(loaded)
+    try:
+        bot = _bot(loaded, journal)
+        bot.services.hub.add_feed("BTC/USD", "1m")
+        to_load = strategies_to_load(loaded, journal, {}, LOG)
+        ids = [spec.id for spec in to_load.specs]
+        assert ids == ["ema_cross", "rsi_reversion"] and not to_load.on_file_spec
+        saved = {"rsi_reversion": {"state": "dormant", "policy": "manage", "last_error": None}}
+        loaded_specs = load_strategies(to_load, saved, bot.manager, bot.services.risk, journal, LOG)
+        assert [spec.id for spec in loaded_specs] == ids
+        assert journal.get_meta(STRATEGY_FILE + "ema_cross") == str(to_load.files["ema_cross"])
+        activate(loaded_specs, saved, bot.manager, bot.services.hub, LOG)
+        assert bot.manager.states() == {"ema_cross": "active", "rsi_reversion": "dormant"}
+    finally:
+        journal.close()

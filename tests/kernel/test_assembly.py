@@ -1,0 +1,81 @@
+"""The kernel (bot/kernel) is the one place a bot is assembled, and the layer that starts the servers."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bot.clock import WallClock
+from bot.config.models import BotConfig
+from bot.daemon.delivery import InboxDelivery
+from bot.kernel import Seams, build_bot
+from bot.strategy.delivery import DirectDelivery, HandlerErrorHook
+from bot.trading.paper import PaperExchange
+from tests.support import REPO
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports: top-level, function-local and under TYPE_CHECKING alike."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_daemon_package_imports_nothing_from_the_control_plane_or_the_kernel() -> None:
+    offending = {
+        f"{path.relative_to(REPO)}: {module}"
+        for path in (REPO / "bot" / "daemon").rglob("*.py")
+        for module in _imported_modules(path)
+        if module.startswith(("bot.control", "bot.kernel"))
+    }
+    assert not offending
+
+
+def test_only_the_kernel_builds_services_factories_and_managers() -> None:
+    builders = ("StrategyManager(", "OrchestratorFactory(", "BotServices(", "EventBus(")
+    offending = [
+        f"{path.relative_to(REPO)}: {name}"
+        for folder in ("bot", "scripts")
+        for path in (REPO / folder).rglob("*.py")
+        if path.parent.name != "kernel"
+        for name in builders
+        if name in path.read_text() and f"class {name[:-1]}" not in path.read_text()
+    ]
+    assert not offending
+
+
+def test_a_replay_is_built_on_the_candle_clock_paper_exchange_and_direct_delivery() -> None:
+    bot = build_bot(BotConfig(), "replay")
+    assert isinstance(bot.services.exchange, PaperExchange) and isinstance(bot.manager.delivery, DirectDelivery)
+    with pytest.raises(ValueError, match="candle clock"):
+        build_bot(BotConfig(), "replay", Seams(clock=WallClock()))
+
+
+def test_live_needs_the_gateway_and_the_wall_clock() -> None:
+    with pytest.raises(ValueError, match="mode live"):
+        build_bot(BotConfig(), "live", Seams(clock=WallClock()))
+
+
+def test_a_queued_delivery_is_built_around_the_managers_guarded_seam() -> None:
+    async def main() -> bool:
+        async with anyio.create_task_group() as tg:
+            seams: list[HandlerErrorHook] = []
+
+            def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+                seams.append(on_error)
+                return InboxDelivery(tg, 10, on_error)
+
+            bot = build_bot(BotConfig(), "paper", Seams(delivery=inboxes))
+            delivery = bot.manager.delivery
+            assert isinstance(delivery, InboxDelivery)
+            delivery.close_all()
+        return seams == [bot.manager.on_handler_error]
+
+    assert anyio.run(main)
