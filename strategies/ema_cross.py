@@ -58,6 +58,6 @@ class EmaCross(Strategy):
             if blocked is None:
                 ctx.signal("entry", 1.0, symbol, candle, {"ema_cross": 1.0})
                 ctx.open("long")
-        elif cross < 0 and position is not None and position.pending_close < position.quantity:
+        elif cross < 0 and position is not None and position.closable:
             ctx.signal("exit", -1.0, symbol, candle, {"ema_cross": -1.0})
             ctx.close(position)

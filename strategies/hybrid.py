@@ -110,7 +110,7 @@ class Hybrid(Strategy):
             if prev is not None and prev < threshold <= score and ctx.is_flat() and self.market.allows("long", candle):
                 ctx.signal("entry", score, symbol, candle, now)
                 ctx.open("long")
-        elif score <= -self.p.exit_threshold and position.pending_close < position.quantity:
+        elif score <= -self.p.exit_threshold and position.closable:
             ctx.signal("exit", score, symbol, candle, now)
             ctx.close(position)
 

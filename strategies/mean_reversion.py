@@ -60,6 +60,6 @@ class MeanReversion(Strategy):
                 details: dict[str, Any] = {"close": close, "lower_band": lower, "middle_band": middle, "rsi": rsi}
                 ctx.signal("entry", 1.0, symbol, candle, details)
                 ctx.open("long", reason="oversold")
-        elif close >= middle and position.pending_close < position.quantity:
+        elif close >= middle and position.closable:
             ctx.signal("exit", -1.0, symbol, candle, {"close": close, "middle_band": middle, "rsi": rsi})
             ctx.close(position, reason="mean")

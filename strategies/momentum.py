@@ -93,7 +93,7 @@ class Momentum(Strategy):
         if position is None:
             if high is not None and candle.close > high and ctx.is_flat():
                 self._maybe_enter(symbol, candle, high)
-        elif low is not None and candle.close < low and position.pending_close < position.quantity:
+        elif low is not None and candle.close < low and position.closable:
             ctx.signal("exit", -1.0, symbol, candle, {"exit_channel_low": low, "close": candle.close})
             ctx.close(position, reason="channel_exit")
 

@@ -167,7 +167,7 @@ class PairsArbitrage(Strategy):
             self._held_bars = (candle.ts - min(p.entry_ts for p in legs)) // self._tf_ms + 1
             group = legs[0].group
             assert group is not None
-            if any(p.pending_close >= p.quantity for p in legs):
+            if any(not p.closable for p in legs):
                 return
             if len(legs) < 2:
                 # The other leg is still waiting for its fill; if its entry is cancelled instead,

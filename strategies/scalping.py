@@ -117,7 +117,7 @@ class Scalping(Strategy):
         ctx = self.ctx
         limit = self.p.max_hold_candles
         for position in ctx.positions():
-            if position.symbol != symbol or position.pending_close >= position.quantity:
+            if position.symbol != symbol or not position.closable:
                 continue
             # Candles the position has been open for, the fill candle included.
             held = (candle.ts - position.entry_ts) // self._tf_ms + 1

@@ -128,7 +128,7 @@ class TrendMtf(Strategy):
 
     def _ratchet(self, position: Position, candle: Candle) -> None:
         atr = self.atr.value
-        if atr is None or position.pending_close >= position.quantity:
+        if atr is None or not position.closable:
             return
         stop = candle.close - self.p.atr_mult * atr
         current = position.stop_loss

@@ -63,7 +63,7 @@ class DeclarativeStrategy(Strategy):
             ctx.open("long", symbol)
             return
         exit_threshold = self.exit_threshold
-        if exit_threshold is not None and score <= -exit_threshold and position.pending_close < position.quantity:
+        if exit_threshold is not None and score <= -exit_threshold and position.closable:
             ctx.signal("exit", score, symbol, candle, self.analyzers.breakdown(candle))
             ctx.close(position)
 

@@ -408,7 +408,7 @@ class StrategyManager:
                 if position.id in entry.seen:
                     continue
                 entry.seen.add(position.id)  # one close each: a refused close is not sent again and again
-                quantity = position.quantity - position.pending_close
+                quantity = position.open_quantity
                 if quantity > 0:
                     price = positions.last_price(position.symbol) or position.entry_price
                     positions.submit_close(position, quantity, "unload", self._services.clock.now_ms(), price)

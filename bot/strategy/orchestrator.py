@@ -158,7 +158,7 @@ class TradingOrchestrator:
         held = self._held.get(symbol)
         if held:
             for position in held:
-                if (position.trailing_activation_price is not None or position.break_even) and position.pending_close < position.quantity:
+                if (position.trailing_activation_price is not None or position.break_even) and position.closable:
                     self._manage_exits(position, candle)
         if self._queued:
             self.actions.drain()
@@ -250,7 +250,7 @@ class TradingOrchestrator:
         if not 0 < action.percent <= 100:
             raise ActionError(f"close_percent percent must be in (0, 100], got {action.percent}")
         position = self.positions.get(action.position_id)
-        available = position.quantity - position.pending_close
+        available = position.open_quantity
         if available <= 0:
             raise ActionError(f"position {position.id} is already being closed")
         if position.group is not None and action.percent != 100:
@@ -329,7 +329,7 @@ class TradingOrchestrator:
         """Queue and send market closes for every open position; return how many."""
         count = 0
         for position in list(self.positions.positions.values()):
-            if position.quantity - position.pending_close > 0:
+            if position.closable:
                 self.actions.put(ClosePercent(position.id, 100.0, reason))
                 count += 1
         self.actions.drain()
