@@ -31,7 +31,7 @@ class MomentumParams(StrategyParams):
         return self
 
 
-class Momentum(Strategy):
+class Momentum(Strategy[MomentumParams]):
     """Long-only Donchian breakout: buys when the close breaks above the highest high of the
     previous `entry_period` candles while ROC(`roc_period`) is at least `min_roc_pct` and the
     candle's volume is at least `volume_ratio` times its average; sells everything when the
@@ -47,11 +47,9 @@ class Momentum(Strategy):
 
     name = "momentum"
     version = "1.0.0"
-    Params = MomentumParams
 
     def __init__(self, params: MomentumParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self.p = params
         indicators = context.indicators()
         self.entry_channel = indicators.require("donchian", period=params.entry_period)
         self.exit_channel = indicators.require("donchian", period=params.exit_period)
@@ -98,7 +96,7 @@ class Momentum(Strategy):
             ctx.close(position, reason="channel_exit")
 
     def _maybe_enter(self, symbol: str, candle: Candle, high: float) -> None:
-        p = self.p
+        p = self.params
         roc = self.roc.value
         if roc is None or math.isnan(roc) or roc < p.min_roc_pct:
             return

@@ -1,6 +1,8 @@
 """OrchestratorFactory: builds one isolated orchestrator per strategy id and caches it until unload."""
 from __future__ import annotations
 
+from typing import Any
+
 from bot.bus import StrategyPublisher
 from bot.config.models import StrategyConfig
 from bot.errors import BotError, StrategyError
@@ -52,7 +54,7 @@ class OrchestratorFactory:
         self._cache[sid] = orchestrator
         return orchestrator
 
-    def _build_strategy(self, context: StrategyContext) -> Strategy:
+    def _build_strategy(self, context: StrategyContext) -> Strategy[Any]:
         # The context's config, not the one loaded: a rebuild after `set` passes a new one.
         spec = context.spec
         return self.catalog.build(spec.module, spec.class_name, spec.params, context)

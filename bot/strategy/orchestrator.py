@@ -31,7 +31,7 @@ from bot.trading.risk import StrategyRisk
 
 StrategyState = Literal["dormant", "active", "failed", "unloaded"]
 # Builds the strategy object `context.spec` names, for that context.
-StrategyBuilder = Callable[[StrategyContext], Strategy]
+StrategyBuilder = Callable[[StrategyContext], Strategy[Any]]
 # Fields whose new value needs a new strategy object: they decide which indicators it asks for
 # and which streams it reads (a module's params, the declarative strategy's analyzers and filters).
 REBUILT_FIELDS: frozenset[str] = frozenset({"params", "analyzers", "filters"})
@@ -133,7 +133,7 @@ class TradingOrchestrator:
     def _install(self, build: StrategyBuild) -> None:
         self._build = build
         self.context = build.context
-        self.strategy: Strategy = build.strategy
+        self.strategy: Strategy[Any] = build.strategy
         self.indicators = build.indicators
         self._streams = build.streams
         self._trading = build.trading
@@ -394,7 +394,7 @@ class StrategyBuild:
         self,
         spec: StrategyConfig,
         context: StrategyContext,
-        strategy: Strategy,
+        strategy: Strategy[Any],
         indicators: dict[Stream, IndicatorRegistry],
         streams: tuple[Stream, ...],
         trading: frozenset[Stream],

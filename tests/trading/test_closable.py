@@ -15,7 +15,7 @@ def test_a_position_is_closable_until_closes_cover_its_whole_quantity() -> None:
     position = session.position()
     assert (position.closable, position.open_quantity) == (True, 2.0)
     session.act(ClosePercent(position.id, 25.0))  # pending until the next open
-    assert (position.closable, position.open_quantity) == (True, pytest.approx(1.5))
+    assert position.closable and position.open_quantity == pytest.approx(1.5)
     session.act(ClosePercent(position.id, 100.0))
     assert (position.closable, position.open_quantity) == (False, 0.0)
     session.bars(flat(100))  # both closes fill: nothing left
