@@ -14,6 +14,7 @@ from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
 from bot.strategy.delivery import Delivery, DirectDelivery
 from bot.strategy.factory import OrchestratorFactory
+from bot.strategy.lifecycle import StrategyState
 from bot.strategy.orchestrator import REBUILT_FIELDS, StrategyBuild, TradingOrchestrator
 
 Policy = Literal["manage", "close", "freeze"]
@@ -21,6 +22,8 @@ POLICIES: tuple[Policy, ...] = ("manage", "close", "freeze")
 _Key = tuple[str, str]
 _Handler = Callable[[str, str, Candle, int], None]
 _Route = tuple[TradingOrchestrator, _Handler]
+# The journalled states a strategy is put back into as they are; "active" is restored by activating it.
+_RESTORABLE: dict[str, StrategyState] = {"dormant": "dormant", "failed": "failed"}
 
 
 class SettlingAccounts(Protocol):
@@ -67,7 +70,8 @@ class _Settling:
 class StrategyManager:
     """Loads, activates, deactivates, switches and unloads strategies, and routes candles to them.
 
-    Lifecycle: loaded (dormant) -> active -> dormant -> unloaded, plus failed. Routing is a
+    Lifecycle: loaded (dormant) -> active -> dormant -> unloaded, plus failed; every change goes
+    through the orchestrator's `lifecycle` (bot.strategy.lifecycle.TRANSITIONS). Routing is a
     dict lookup by (symbol, timeframe). A strategy whose code raises is marked failed, keeps
     its positions protected by their stops, and never stops the others.
 
@@ -107,7 +111,7 @@ class StrategyManager:
         """Loaded strategy ids, in load order."""
         return self._factory.ids()
 
-    def states(self) -> dict[str, str]:
+    def states(self) -> dict[str, StrategyState]:
         """Each loaded strategy's state."""
         return {sid: self.get(sid).state for sid in self._factory.ids()}
 
@@ -144,12 +148,14 @@ class StrategyManager:
             for symbol, timeframe in orchestrator.subscriptions():
                 hub.check(symbol, timeframe)
         except (KeyError, ValueError) as exc:
+            orchestrator.lifecycle.to("unloaded")
             self._factory.evict(spec.id)
             self._release_account(spec.id)
             raise StrategyStateError(f"strategy {spec.id!r}: {exc}") from None
         # Only once none is refused: a stream derived for a refused load would be aggregated on every candle for nothing.
         for symbol, timeframe in orchestrator.subscriptions():
             hub.require(symbol, timeframe)
+        orchestrator.lifecycle.to("dormant")
         if announce:
             self._announce(orchestrator, "loaded")
         return orchestrator
@@ -168,7 +174,7 @@ class StrategyManager:
         try:
             orchestrator.warm_up(history, self._paused_at.pop(orchestrator.strategy_id, None))
         except Exception as exc:  # strategy code ran during warm-up: the same guarded seam
-            orchestrator.state = "failed"
+            orchestrator.lifecycle.to("failed")
             orchestrator.last_error = f"{type(exc).__name__}: {exc}"
             self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
             self._remove(self._protect, orchestrator)
@@ -182,7 +188,7 @@ class StrategyManager:
         # indicators from history, and they must not merge with candles of its new role.
         self._protect_dropped(orchestrator, self.delivery.reset(orchestrator))
         self._add_active(orchestrator)
-        orchestrator.state = "active"
+        orchestrator.lifecycle.to("active")
         orchestrator.policy = None
         orchestrator.last_error = None
         self._announce(orchestrator, "activated")
@@ -207,7 +213,7 @@ class StrategyManager:
             for symbol, tf, candle, _ in dropped:
                 paused[(symbol, tf)] = min(paused.get((symbol, tf), candle.ts), candle.ts - 1)
             self._paused_at[strategy_id] = paused
-        orchestrator.state = "dormant"
+        orchestrator.lifecycle.to("dormant")
         orchestrator.policy = policy
         # No new entries once it stops trading: an entry decided on the last candle must not
         # fill afterwards, not even on candles that were still queued. Pending closes stay
@@ -322,9 +328,10 @@ class StrategyManager:
         if state == "active":
             self.activate(strategy_id)
             return
-        if state not in ("dormant", "failed"):
+        restored = _RESTORABLE.get(state)
+        if restored is None:
             raise StrategyStateError(f"cannot restore strategy {strategy_id!r} to state {state!r}")
-        orchestrator.state = state  # type: ignore[assignment]
+        orchestrator.lifecycle.to(restored)
         orchestrator.policy = policy
         orchestrator.last_error = last_error
         # Dormant under manage/close and failed strategies keep their positions protected.
@@ -343,6 +350,7 @@ class StrategyManager:
         self._remove(self._protect, orchestrator)
         self.delivery.detach(orchestrator)
         self._paused_at.pop(strategy_id, None)
+        orchestrator.lifecycle.to("unloaded")
         self._factory.evict(strategy_id)
         self._detach(orchestrator, close_positions=False)
 
@@ -362,7 +370,7 @@ class StrategyManager:
         orchestrator.positions.cancel_pending()
         if close_positions:
             orchestrator.positions.close_all_now("unload")
-        orchestrator.state = "unloaded"
+        orchestrator.lifecycle.to("unloaded")
         snapshot = orchestrator.snapshot()
         orchestrator.clear()
         self._paused_at.pop(strategy_id, None)
@@ -415,6 +423,7 @@ class StrategyManager:
         if self._accounts.close_account(strategy_id):
             return False
         del self._settling[strategy_id]
+        entry.orchestrator.lifecycle.to("unloaded")
         entry.orchestrator.log.info("the orders in flight after its unload have settled: its exchange account is closed")
         return True
 
@@ -432,6 +441,7 @@ class StrategyManager:
         sid = orchestrator.strategy_id
         waiting = self._accounts.close_account(sid)
         if waiting:
+            orchestrator.lifecycle.to("settling")
             self._settling[sid] = _Settling(orchestrator, close_positions, set(orchestrator.positions.positions))
             orchestrator.log.warning(
                 "unloaded with %d order(s) in flight (%s): their outcomes are still booked and journalled", len(waiting), ", ".join(waiting)
@@ -569,7 +579,7 @@ class StrategyManager:
         dropped = self.delivery.reset(orchestrator)
         orchestrator.actions.clear()
         orchestrator.positions.cancel_pending(entries_only=True)
-        orchestrator.state = "failed"
+        orchestrator.lifecycle.to("failed")
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
         self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
         self._add_protect(orchestrator)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter_ns
-from typing import Any, Literal
+from typing import Any
 
 from bot.bus import StrategyPublisher
 from bot.candles.model import Candle, timeframe_ms
@@ -14,6 +14,7 @@ from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
 from bot.metrics import StrategyMetrics
 from bot.strategy.base import Strategy, StrategyContext, Stream
+from bot.strategy.lifecycle import Lifecycle, StrategyState
 from bot.trading.actions import (
     Action,
     ActionQueue,
@@ -29,7 +30,6 @@ from bot.trading.portfolio import Portfolio
 from bot.trading.positions import Position, PositionManager
 from bot.trading.risk import StrategyRisk
 
-StrategyState = Literal["dormant", "active", "failed", "unloaded"]
 # Builds the strategy object `context.spec` names, for that context.
 StrategyBuilder = Callable[[StrategyContext], Strategy[Any]]
 # Fields whose new value needs a new strategy object: they decide which indicators it asks for
@@ -60,7 +60,8 @@ class TradingOrchestrator:
     ) -> None:
         self.strategy_id = spec.id
         self.spec = spec
-        self.state: StrategyState = "dormant"
+        # Its manager moves it on from loading once it is built and accepted.
+        self.lifecycle = Lifecycle(spec.id)
         self.policy: str | None = None
         self.last_error: str | None = None
         self._publish = publish
@@ -89,6 +90,11 @@ class TradingOrchestrator:
         self._held = self.positions.by_symbol
         self._build_strategy = build_strategy
         self._install(self.prepare(spec))
+
+    @property
+    def state(self) -> StrategyState:
+        """Its lifecycle state (changed only through `lifecycle`)."""
+        return self.lifecycle.state
 
     def _clock(self) -> int:
         return self._now
