@@ -5,7 +5,7 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, assert_never
 
 from bot.candles.model import Candle
 from bot.config.currency import mixed_currency_problem
@@ -14,6 +14,7 @@ from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
 from bot.strategy.delivery import Delivery, DirectDelivery
 from bot.strategy.factory import OrchestratorFactory
+from bot.strategy.guard import Stage, attempt, deliver
 from bot.strategy.lifecycle import StrategyState
 from bot.strategy.orchestrator import REBUILT_FIELDS, StrategyBuild, TradingOrchestrator
 
@@ -141,8 +142,8 @@ class StrategyManager:
             raise StrategyStateError(f"strategy {spec.id!r} trades {spec.symbol!r}, which has no candle feed")
         try:
             orchestrator = self._factory.get_or_create(spec)
-        except BaseException:
-            self._release_account(spec.id)  # opened before the strategy's own code refused to build
+        except BaseException:  # cleanup on any exit: the account was opened before the strategy's own code refused to build
+            self._release_account(spec.id)
             raise
         try:
             for symbol, timeframe in orchestrator.subscriptions():
@@ -171,16 +172,10 @@ class StrategyManager:
     def _warm(self, orchestrator: TradingOrchestrator) -> None:
         hub = self._services.hub
         history = {(symbol, tf): hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
-        try:
-            orchestrator.warm_up(history, self._paused_at.pop(orchestrator.strategy_id, None))
-        except Exception as exc:  # strategy code ran during warm-up: the same guarded seam
-            orchestrator.lifecycle.to("failed")
-            orchestrator.last_error = f"{type(exc).__name__}: {exc}"
-            self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
-            self._remove(self._protect, orchestrator)
-            self._add_protect(orchestrator)  # its positions stay protected by their stops
-            self._announce(orchestrator, "failed")
-            raise StrategyError(orchestrator.strategy_id, exc) from exc
+        error = attempt(orchestrator.warm_up, history, self._paused_at.pop(orchestrator.strategy_id, None))
+        if error is not None:
+            self._fault(orchestrator, "warm_up", error)
+            raise StrategyError(orchestrator.strategy_id, error) from error
 
     def _route_active(self, orchestrator: TradingOrchestrator) -> None:
         self._remove(self._protect, orchestrator)
@@ -264,12 +259,11 @@ class StrategyManager:
         active = orchestrator.state == "active"
         hub = self._services.hub
         if active:
-            try:
-                # A stream it did not read yet is derived from the base history for the warm-up
-                # only: the hub aggregates it on every candle once nothing can refuse.
-                build.warm_up({key: hub.preview(*key) for key in build.streams})
-            except Exception as exc:  # the new object's code: refused, the running one untouched
-                raise StrategyError(strategy_id, exc) from exc
+            # A stream it did not read yet is derived from the base history for the warm-up
+            # only: the hub aggregates it on every candle once nothing can refuse.
+            error = attempt(build.warm_up, {key: hub.preview(*key) for key in build.streams})
+            if error is not None:  # the new object's code: refused, the running one untouched
+                raise StrategyError(strategy_id, error) from error
         # Nothing refuses from here on. Candles queued for it are in the history the new object
         # was warmed from: its positions see them, its new indicators must not see them twice.
         for symbol, timeframe in build.streams:
@@ -395,20 +389,16 @@ class StrategyManager:
         settled: list[str] = []
         for sid in list(self._settling):
             entry = self._settling[sid]
-            try:
-                done = self._settle(sid, entry)
-            except Exception as exc:  # its bookkeeping's problem: reported, the others settle on
-                self._report_error(entry.orchestrator, exc, "while settling its orders after its unload")
-                continue
-            if done:
-                settled.append(sid)
+            error = attempt(self._settle, sid, entry, settled)
+            if error is not None:  # its bookkeeping's problem: reported, the others settle on
+                self._fault(entry.orchestrator, "settle", error)
         return settled
 
     def adopt_restored(self, strategy_id: str) -> list[str]:
         """Have the gateway look up the pending orders a strategy loaded while trading took back from the journal; return their ids."""
         return [] if self._accounts is None else self._accounts.adopt_restored(strategy_id)
 
-    def _settle(self, strategy_id: str, entry: _Settling) -> bool:
+    def _settle(self, strategy_id: str, entry: _Settling, settled: list[str]) -> None:
         assert self._accounts is not None
         if entry.close_positions:
             positions = entry.orchestrator.positions
@@ -421,11 +411,11 @@ class StrategyManager:
                     price = positions.last_price(position.symbol) or position.entry_price
                     positions.submit_close(position, quantity, "unload", self._services.clock.now_ms(), price)
         if self._accounts.close_account(strategy_id):
-            return False
+            return
         del self._settling[strategy_id]
         entry.orchestrator.lifecycle.to("unloaded")
         entry.orchestrator.log.info("the orders in flight after its unload have settled: its exchange account is closed")
-        return True
+        settled.append(strategy_id)
 
     def _in_flight(self, strategy_id: str) -> list[str]:
         if self._accounts is None:
@@ -460,19 +450,11 @@ class StrategyManager:
         # route for the next candle, not again for this one.
         protect = self._protect.get(key)
         if active:
-            for orchestrator, handler in active:
-                try:
-                    handler(symbol, timeframe, candle, ts)
-                except Exception as exc:  # the guarded seam: a strategy's error fails it alone
-                    self._fail(orchestrator, exc)
+            deliver(active, symbol, timeframe, candle, ts, self._trade_failed)
         if protect:
-            for orchestrator, handler in protect:
-                try:
-                    handler(symbol, timeframe, candle, ts)
-                except Exception as exc:
-                    self._remove(self._protect, orchestrator)
-                    self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
-                    continue
+            deliver(protect, symbol, timeframe, candle, ts, self._protect_failed)
+            for orchestrator, _ in protect:
+                # Nothing left to protect (a failed one was removed already: removing is idempotent).
                 if orchestrator.state == "dormant" and not orchestrator.positions.positions and not orchestrator.positions.pending_orders():
                     self._remove(self._protect, orchestrator)
 
@@ -483,10 +465,9 @@ class StrategyManager:
         Called directly, not through `delivery`: only a replay's preload makes such candles, and replay delivers directly.
         """
         for orchestrator, _ in self._active.get((symbol, timeframe), ()):
-            try:
-                orchestrator.on_history(symbol, timeframe, candle, ts)
-            except Exception as exc:  # the strategy's code: the same guarded seam as on_candle
-                self._fail(orchestrator, exc)
+            error = attempt(orchestrator.on_history, symbol, timeframe, candle, ts)
+            if error is not None:
+                self._fault(orchestrator, "trade", error)
 
     def release_symbol(self, symbol: str) -> None:
         """Stop listening to a symbol's candles; StrategyStateError while a loaded or settling strategy uses it."""
@@ -545,13 +526,8 @@ class StrategyManager:
                     del table[key]
 
     def on_handler_error(self, orchestrator: TradingOrchestrator, handler: object, exc: Exception) -> None:
-        """The guarded seam for queued delivery: a failing protect stops protection, anything else fails the strategy."""
-        if handler == orchestrator.protect:
-            self._remove(self._protect, orchestrator)
-            self.delivery.reset(orchestrator)
-            self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
-        elif orchestrator.state == "active":
-            self._fail(orchestrator, exc)
+        """A queued candle's handler raised (the delivery caught it through the guard): a failing protect stops protection, anything else fails the strategy."""
+        self._fault(orchestrator, "protect" if handler == orchestrator.protect else "trade", exc)
 
     def on_booking_error(self, strategy_id: str, exc: BaseException) -> None:
         """Booking an exchange's fill or refusal failed in a strategy's code: an active strategy is marked failed."""
@@ -560,19 +536,51 @@ class StrategyManager:
             orchestrator = self._settling[strategy_id].orchestrator  # unloaded: reported, nothing to fail
         if orchestrator is None or not isinstance(exc, Exception):
             return
-        if orchestrator.state == "active":
-            self._fail(orchestrator, exc)
-        else:
-            self._report_error(orchestrator, exc, "while booking an exchange fill")
+        self._fault(orchestrator, "booking", exc)
 
     def _protect_dropped(self, orchestrator: TradingOrchestrator, dropped: list[tuple[str, str, Candle, int]]) -> None:
         """Show candles that were queued when its role changed to its positions (stops, take-profits)."""
         for symbol, timeframe, candle, ts in dropped:
-            try:
-                orchestrator.catch_up(symbol, timeframe, candle, ts)
-            except Exception as exc:
-                self._report_error(orchestrator, exc, "while protecting positions")
+            error = attempt(orchestrator.catch_up, symbol, timeframe, candle, ts)
+            if error is not None:
+                self._fault(orchestrator, "catch_up", error)
                 return
+
+    # -- faults: what its code raised, handled by what it was called for ----------------------------
+    def _trade_failed(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
+        self._fault(orchestrator, "trade", exc)
+
+    def _protect_failed(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
+        self._fault(orchestrator, "protect", exc)
+
+    def _fault(self, orchestrator: TradingOrchestrator, stage: Stage, exc: Exception) -> None:
+        """The one response to a strategy's failure (bot.strategy.guard): it fails, or loses what failed, alone."""
+        match stage:
+            case "trade":
+                if orchestrator.state == "active":
+                    self._fail(orchestrator, exc)
+            case "warm_up":
+                orchestrator.lifecycle.to("failed")
+                orchestrator.last_error = f"{type(exc).__name__}: {exc}"
+                self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
+                self._remove(self._protect, orchestrator)
+                self._add_protect(orchestrator)  # its positions stay protected by their stops
+                self._announce(orchestrator, "failed")
+            case "protect":
+                self._remove(self._protect, orchestrator)
+                self.delivery.reset(orchestrator)
+                self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
+            case "catch_up":
+                self._report_error(orchestrator, exc, "while protecting positions")
+            case "booking":
+                if orchestrator.state == "active":
+                    self._fail(orchestrator, exc)
+                else:
+                    self._report_error(orchestrator, exc, "while booking an exchange fill")
+            case "settle":
+                self._report_error(orchestrator, exc, "while settling its orders after its unload")
+            case _:
+                assert_never(stage)
 
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         self._remove(self._active, orchestrator)
