@@ -23,7 +23,7 @@ class EmaCrossParams(StrategyParams):
         return self
 
 
-class EmaCross(Strategy):
+class EmaCross(Strategy[EmaCrossParams]):
     """Long-only EMA crossover: buys when the fast EMA crosses above the slow one while flat and
     the market conditions hold, sells everything when it crosses back below.
 
@@ -33,7 +33,6 @@ class EmaCross(Strategy):
 
     name = "ema_cross"
     version = "1.0.0"
-    Params = EmaCrossParams
 
     def __init__(self, params: EmaCrossParams, context: StrategyContext) -> None:
         super().__init__(params, context)
@@ -58,6 +57,6 @@ class EmaCross(Strategy):
             if blocked is None:
                 ctx.signal("entry", 1.0, symbol, candle, {"ema_cross": 1.0})
                 ctx.open("long")
-        elif cross < 0 and position is not None and position.pending_close < position.quantity:
+        elif cross < 0 and position is not None and position.closable:
             ctx.signal("exit", -1.0, symbol, candle, {"ema_cross": -1.0})
             ctx.close(position)

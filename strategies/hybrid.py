@@ -37,7 +37,7 @@ class HybridParams(StrategyParams):
         return value
 
 
-class Hybrid(Strategy):
+class Hybrid(Strategy[HybridParams]):
     """Long-only blend of momentum and mean reversion whose weights follow the ADX regime: the
     momentum score (rate of change over `roc_full_pct`, clipped to [-1, 1]) leads with
     `dominant_weight` when ADX >= `trend_adx`, the mean-reversion score (mean of the RSI and
@@ -52,11 +52,9 @@ class Hybrid(Strategy):
 
     name = "hybrid"
     version = "1.0.0"
-    Params = HybridParams
 
     def __init__(self, params: HybridParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self.p = params
         indicators = context.indicators()
         self.roc = indicators.require("roc", period=params.roc_period)
         self.adx = indicators.require("adx", period=params.adx_period)
@@ -73,7 +71,7 @@ class Hybrid(Strategy):
         roc, adx = self.roc.value, self.adx.value
         if roc is None or adx is None or self._rsi.value is None or self._bb.value is None or math.isnan(roc):
             return None
-        p = self.p
+        p = self.params
         momentum = max(-1.0, min(1.0, roc / p.roc_full_pct))
         reversion = (self.rsi.score(candle) + self.bands.score(candle)) / 2.0
         if adx >= p.trend_adx:
@@ -106,11 +104,11 @@ class Hybrid(Strategy):
         score: float = now["score"]
         position = ctx.position()
         if position is None:
-            threshold = self.p.entry_threshold
+            threshold = self.params.entry_threshold
             if prev is not None and prev < threshold <= score and ctx.is_flat() and self.market.allows("long", candle):
                 ctx.signal("entry", score, symbol, candle, now)
                 ctx.open("long")
-        elif score <= -self.p.exit_threshold and position.pending_close < position.quantity:
+        elif score <= -self.params.exit_threshold and position.closable:
             ctx.signal("exit", score, symbol, candle, now)
             ctx.close(position)
 

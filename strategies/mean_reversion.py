@@ -20,7 +20,7 @@ class MeanReversionParams(StrategyParams):
     market: MarketConditions = Field(default=MarketConditions(), description="market conditions required before an entry (all off by default)")
 
 
-class MeanReversion(Strategy):
+class MeanReversion(Strategy[MeanReversionParams]):
     """Long-only mean reversion: buys when the close is at or below the lower Bollinger band and
     RSI is at or below `oversold`, sells everything when the close is back at or above the
     middle band (the mean).
@@ -34,11 +34,9 @@ class MeanReversion(Strategy):
 
     name = "mean_reversion"
     version = "1.0.0"
-    Params = MeanReversionParams
 
     def __init__(self, params: MeanReversionParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self.p = params
         indicators = context.indicators()
         self.bands = indicators.require("bollinger", period=params.bb_period, k=params.bb_k)
         self.rsi = indicators.require("rsi", period=params.rsi_period)
@@ -56,10 +54,10 @@ class MeanReversion(Strategy):
         close = candle.close
         position = ctx.position()
         if position is None:
-            if close <= lower and rsi <= self.p.oversold and ctx.is_flat() and self.market.blocked_by("long", candle) is None:
+            if close <= lower and rsi <= self.params.oversold and ctx.is_flat() and self.market.blocked_by("long", candle) is None:
                 details: dict[str, Any] = {"close": close, "lower_band": lower, "middle_band": middle, "rsi": rsi}
                 ctx.signal("entry", 1.0, symbol, candle, details)
                 ctx.open("long", reason="oversold")
-        elif close >= middle and position.pending_close < position.quantity:
+        elif close >= middle and position.closable:
             ctx.signal("exit", -1.0, symbol, candle, {"close": close, "middle_band": middle, "rsi": rsi})
             ctx.close(position, reason="mean")

@@ -31,7 +31,7 @@ class MomentumParams(StrategyParams):
         return self
 
 
-class Momentum(Strategy):
+class Momentum(Strategy[MomentumParams]):
     """Long-only Donchian breakout: buys when the close breaks above the highest high of the
     previous `entry_period` candles while ROC(`roc_period`) is at least `min_roc_pct` and the
     candle's volume is at least `volume_ratio` times its average; sells everything when the
@@ -47,11 +47,9 @@ class Momentum(Strategy):
 
     name = "momentum"
     version = "1.0.0"
-    Params = MomentumParams
 
     def __init__(self, params: MomentumParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self.p = params
         indicators = context.indicators()
         self.entry_channel = indicators.require("donchian", period=params.entry_period)
         self.exit_channel = indicators.require("donchian", period=params.exit_period)
@@ -93,12 +91,12 @@ class Momentum(Strategy):
         if position is None:
             if high is not None and candle.close > high and ctx.is_flat():
                 self._maybe_enter(symbol, candle, high)
-        elif low is not None and candle.close < low and position.pending_close < position.quantity:
+        elif low is not None and candle.close < low and position.closable:
             ctx.signal("exit", -1.0, symbol, candle, {"exit_channel_low": low, "close": candle.close})
             ctx.close(position, reason="channel_exit")
 
     def _maybe_enter(self, symbol: str, candle: Candle, high: float) -> None:
-        p = self.p
+        p = self.params
         roc = self.roc.value
         if roc is None or math.isnan(roc) or roc < p.min_roc_pct:
             return

@@ -82,7 +82,7 @@ class SpreadWindow:
         return sum((x - mx) * (y - my) for x, y in zip(self._xs, self._ys)) / var
 
 
-class PairsArbitrage(Strategy):
+class PairsArbitrage(Strategy[PairsParams]):
     """Market-neutral pairs trade: when the z-score of the spread between two correlated symbols
     (log prices, rolling least-squares hedge ratio) reaches +-entry_z, it shorts the rich leg and
     buys the cheap one as one paired action (reason spread_rich when the first symbol is rich,
@@ -106,7 +106,6 @@ class PairsArbitrage(Strategy):
 
     name = "pairs_arbitrage"
     version = "1.0.0"
-    Params = PairsParams
 
     def __init__(self, params: PairsParams, context: StrategyContext) -> None:
         super().__init__(params, context)
@@ -119,7 +118,6 @@ class PairsArbitrage(Strategy):
             raise ValueError("exits (stop_loss_pct, take_profit, trailing) do not apply to pair legs: remove them; stop_z and max_hold_bars end a pair")
         if spec.risk.max_open_positions < 2:
             raise ValueError(f"risk.max_open_positions is {spec.risk.max_open_positions}: a pair needs at least 2")
-        self.p = params
         self.spread = SpreadWindow(params.window, params.hedge)
         self._closes: dict[str, tuple[int, float]] = {}
         self._last_bar = -1
@@ -130,13 +128,13 @@ class PairsArbitrage(Strategy):
 
     def subscriptions(self) -> Sequence[Stream]:
         """Both legs at the trading timeframe."""
-        return ((self.ctx.symbol, self.ctx.timeframe), (self.p.second_symbol, self.ctx.timeframe))
+        return ((self.ctx.symbol, self.ctx.timeframe), (self.params.second_symbol, self.ctx.timeframe))
 
     def _aligned(self, symbol: str, candle: Candle) -> bool:
         """Record a leg's close; True once both legs have closed the same bar (evaluated once)."""
         self._closes[symbol] = (candle.ts, candle.close)
         first = self._closes.get(self.ctx.symbol)
-        second = self._closes.get(self.p.second_symbol)
+        second = self._closes.get(self.params.second_symbol)
         if first is None or second is None or first[0] != second[0] or first[0] == self._last_bar:
             return False
         self._last_bar = first[0]
@@ -167,7 +165,7 @@ class PairsArbitrage(Strategy):
             self._held_bars = (candle.ts - min(p.entry_ts for p in legs)) // self._tf_ms + 1
             group = legs[0].group
             assert group is not None
-            if any(p.pending_close >= p.quantity for p in legs):
+            if any(not p.closable for p in legs):
                 return
             if len(legs) < 2:
                 # The other leg is still waiting for its fill; if its entry is cancelled instead,
@@ -179,21 +177,21 @@ class PairsArbitrage(Strategy):
                 ctx.signal("exit", z or 0.0, symbol, candle, self._details(reason))
                 ctx.close_pair(group, reason)
             return
-        if z is None or abs(z) < self.p.entry_z or not ctx.is_flat(ctx.symbol) or not ctx.is_flat(self.p.second_symbol):
+        if z is None or abs(z) < self.params.entry_z or not ctx.is_flat(ctx.symbol) or not ctx.is_flat(self.params.second_symbol):
             return
         first_price = self._closes[ctx.symbol][1]
-        second_price = self._closes[self.p.second_symbol][1]
+        second_price = self._closes[self.params.second_symbol][1]
         first_qty = ctx.quantity
         second_qty = first_qty * first_price / second_price
         self._held_bars = 0
         ctx.signal("entry", z, symbol, candle, self._details("z_entry"))
         if z > 0:  # the first leg is rich against the second: sell it, buy the second
-            ctx.open_pair(self.p.second_symbol, second_qty, ctx.symbol, first_qty, "spread_rich")
+            ctx.open_pair(self.params.second_symbol, second_qty, ctx.symbol, first_qty, "spread_rich")
         else:
-            ctx.open_pair(ctx.symbol, first_qty, self.p.second_symbol, second_qty, "spread_cheap")
+            ctx.open_pair(ctx.symbol, first_qty, self.params.second_symbol, second_qty, "spread_cheap")
 
     def _exit_reason(self, z: float | None, long_first: bool) -> str | None:
-        p = self.p
+        p = self.params
         if z is not None:
             # Long the first leg means it was cheap (z negative): done when z comes back up.
             signed = -z if long_first else z

@@ -34,7 +34,7 @@ class ScalpingParams(StrategyParams):
         return value
 
 
-class Scalping(Strategy):
+class Scalping(Strategy[ScalpingParams]):
     """Scalps pullbacks in the direction of a higher timeframe's trend (1m and 5m unless
     configured): buys when the trading candle's close drops from above its short EMA to at or
     below it while the last closed `trend_timeframe` candle is above its own EMA (sells the
@@ -58,11 +58,9 @@ class Scalping(Strategy):
 
     name = "scalping"
     version = "1.0.0"
-    Params = ScalpingParams
 
     def __init__(self, params: ScalpingParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self.p = params
         trading_ms = timeframe_ms(context.timeframe)
         trend_ms = timeframe_ms(params.trend_timeframe)
         if trend_ms < trading_ms or trend_ms % trading_ms:
@@ -82,7 +80,7 @@ class Scalping(Strategy):
 
     def subscriptions(self) -> Sequence[Stream]:
         """The trading stream, then the context timeframe of the same symbol."""
-        return ((self.ctx.symbol, self.ctx.timeframe), (self.ctx.symbol, self.p.trend_timeframe))
+        return ((self.ctx.symbol, self.ctx.timeframe), (self.ctx.symbol, self.params.trend_timeframe))
 
     def _take_trend(self, candle: Candle) -> None:
         ema = self.trend_ema.value
@@ -104,7 +102,7 @@ class Scalping(Strategy):
         """Context candles update the trend; trading candles enforce the time limit, then look for an entry."""
         if symbol != self.ctx.symbol:
             return
-        if timeframe == self.p.trend_timeframe:
+        if timeframe == self.params.trend_timeframe:
             self._take_trend(candle)
         if timeframe != self.ctx.timeframe:
             return
@@ -115,9 +113,9 @@ class Scalping(Strategy):
 
     def _decide(self, symbol: str, candle: Candle) -> None:
         ctx = self.ctx
-        limit = self.p.max_hold_candles
+        limit = self.params.max_hold_candles
         for position in ctx.positions():
-            if position.symbol != symbol or position.pending_close >= position.quantity:
+            if position.symbol != symbol or not position.closable:
                 continue
             # Candles the position has been open for, the fill candle included.
             held = (candle.ts - position.entry_ts) // self._tf_ms + 1
@@ -125,7 +123,7 @@ class Scalping(Strategy):
                 ctx.signal("exit", 0.0, symbol, candle, {"held_candles": float(held), "max_hold_candles": float(limit)})
                 ctx.close(position, reason="time_limit")
         direction = self.pullback(candle)
-        if direction == 0 or direction != self._trend or (direction < 0 and not self.p.allow_short):
+        if direction == 0 or direction != self._trend or (direction < 0 and not self.params.allow_short):
             return
         if not ctx.is_flat(symbol):
             return
@@ -148,7 +146,7 @@ class Scalping(Strategy):
         """Keep the context trend and the previous close current."""
         if symbol != self.ctx.symbol:
             return
-        if timeframe == self.p.trend_timeframe:
+        if timeframe == self.params.trend_timeframe:
             self._take_trend(candle)
         if timeframe == self.ctx.timeframe:
             self._prev_close = candle.close

@@ -39,7 +39,7 @@ class TrendMtfParams(StrategyParams):
         return self
 
 
-class TrendMtf(Strategy):
+class TrendMtf(Strategy[TrendMtfParams]):
     """Long-only trend following on two timeframes: buys when EMA(`fast`) crosses above
     EMA(`slow`) on the trading timeframe (e.g. 15m) while the last closed `trend_timeframe`
     candle (e.g. 1h) closed above its EMA(`trend_ema`); exits only through an ATR trailing stop.
@@ -54,11 +54,9 @@ class TrendMtf(Strategy):
 
     name = "trend_mtf"
     version = "1.0.0"
-    Params = TrendMtfParams
 
     def __init__(self, params: TrendMtfParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self.p = params
         if timeframe_ms(params.trend_timeframe) <= timeframe_ms(context.timeframe):
             raise ValueError(
                 f"trend_mtf: params.trend_timeframe ({params.trend_timeframe}) must be longer than the trading timeframe ({context.timeframe})"
@@ -75,7 +73,7 @@ class TrendMtf(Strategy):
 
     def subscriptions(self) -> Sequence[Stream]:
         """The trading stream, then the same symbol on the trend timeframe."""
-        return ((self.ctx.symbol, self.ctx.timeframe), (self.ctx.symbol, self.p.trend_timeframe))
+        return ((self.ctx.symbol, self.ctx.timeframe), (self.ctx.symbol, self.params.trend_timeframe))
 
     def reset(self) -> None:
         """Forget the higher-timeframe trend."""
@@ -88,7 +86,7 @@ class TrendMtf(Strategy):
 
     def _observe_trend(self, symbol: str, timeframe: str, candle: Candle) -> bool:
         """Take a higher-timeframe candle into the gate; True when it was one."""
-        if symbol != self.ctx.symbol or timeframe != self.p.trend_timeframe:
+        if symbol != self.ctx.symbol or timeframe != self.params.trend_timeframe:
             return False
         self._trend_close = candle.close
         self._trend_level = self.trend.value
@@ -128,9 +126,9 @@ class TrendMtf(Strategy):
 
     def _ratchet(self, position: Position, candle: Candle) -> None:
         atr = self.atr.value
-        if atr is None or position.pending_close >= position.quantity:
+        if atr is None or not position.closable:
             return
-        stop = candle.close - self.p.atr_mult * atr
+        stop = candle.close - self.params.atr_mult * atr
         current = position.stop_loss
         if stop > 0.0 and (current is None or stop > current):
             self.ctx.update_stop(position, stop, reason="atr_trail")

@@ -12,6 +12,7 @@ from bot.candles.model import Candle
 from bot.candles.model import timeframe_ms
 from bot.daemon.inbox import CandleInbox, QueuedCounter
 from bot.strategy.delivery import CandleHandler, HandlerErrorHook
+from bot.strategy.guard import attempt
 
 # handler, symbol, timeframe, candle, ts, and the older candles of the stream coalesced into it
 _Item = tuple[CandleHandler, str, str, Candle, int, tuple[Candle, ...]]
@@ -30,12 +31,23 @@ def _coalesce(older: _Item, newer: _Item) -> _Item:
     return (*newer[:5], older[5] + (older[3],) + newer[5])
 
 
+def _run(owner: object, item: _Item) -> None:
+    handler, symbol, timeframe, candle, ts, skipped = item
+    if skipped:
+        # Coalesced: decisions skip to the newest candle, but positions see every
+        # skipped one, in order (stops, gaps, take-profits, trailing).
+        length = timeframe_ms(timeframe)
+        for old in skipped:
+            owner.catch_up(symbol, timeframe, old, old.ts + length)  # type: ignore[attr-defined]
+    handler(symbol, timeframe, candle, ts)
+
+
 class InboxDelivery:
     """Routes each candle into the owner's inbox; a task per owner, in the daemon's task group, runs it.
 
     A slow strategy delays nobody else: the feed only appends to inboxes, and each owner's task
-    yields to the others after every candle. Errors in a handler go to `on_error` (the manager's
-    guarded seam), never out of the task.
+    yields to the others after every candle. Each candle is handled through the strategy guard
+    (bot.strategy.guard.attempt); what it raises goes to `on_error` (the manager), never out of the task.
     """
 
     def __init__(self, task_group: TaskGroup, inbox_size: int, on_error: ErrorHook, on_drained: Callable[[], None] | None = None) -> None:
@@ -113,17 +125,9 @@ class InboxDelivery:
             # yields after every candle and, if it cannot keep up, its inbox coalesces.
             turn_ends = time.perf_counter() + _TIME_SLICE_S
             while item is not None:
-                handler, symbol, timeframe, candle, ts, skipped = item
-                try:
-                    if skipped:
-                        # Coalesced: decisions skip to the newest candle, but positions see every
-                        # skipped one, in order (stops, gaps, take-profits, trailing).
-                        length = timeframe_ms(timeframe)
-                        for old in skipped:
-                            owner.catch_up(symbol, timeframe, old, old.ts + length)  # type: ignore[attr-defined]
-                    handler(symbol, timeframe, candle, ts)
-                except Exception as exc:  # the guarded seam: the manager marks the strategy failed
-                    self._on_error(owner, handler, exc)
+                error = attempt(_run, owner, item)
+                if error is not None:  # the manager decides: the strategy fails, or stops being protected
+                    self._on_error(owner, item[0], error)
                 lane.processed += 1
                 item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
             if self._on_drained is not None and self._queued.n == 0:

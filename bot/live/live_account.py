@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from bot.candles.model import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.live.stop_keeper import StopKeeper, StopSpec
+from bot.strategy.guard import attempt
 from bot.trading.account import OnAnnounce, OnDropped, OnFill
 from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide
 
@@ -124,20 +125,18 @@ class LiveAccount(OrderNumbering):
     def deliver_fill(self, fill: Fill) -> None:
         """Book a fill into the position manager (a failure there fails the strategy, not the gateway)."""
         assert self._on_fill is not None, "account not bound to a position manager"
-        try:
-            self._on_fill(fill)
-        except Exception as exc:  # the strategy's bookkeeping failed: its problem, not the gateway's
-            self._on_error(self.strategy_id, exc)
+        error = attempt(self._on_fill, fill)
+        if error is not None:  # the strategy's bookkeeping failed: its problem, not the gateway's
+            self._on_error(self.strategy_id, error)
 
     def deliver_drop(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
         """Release an order that ended unfilled in the position manager."""
         if order.order_type != "stop" and not self._remove(order):
             return
         assert self._on_dropped is not None, "account not bound to a position manager"
-        try:
-            self._on_dropped(order, outcome, kind, reason)
-        except Exception as exc:
-            self._on_error(self.strategy_id, exc)
+        error = attempt(self._on_dropped, order, outcome, kind, reason)
+        if error is not None:
+            self._on_error(self.strategy_id, error)
 
     def _remove(self, order: Order) -> bool:
         for index, pending in enumerate(self.pending_orders):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from bot.candles.model import Candle
 from bot.config.numbers import StrictNumbers
@@ -27,6 +27,9 @@ Stream = tuple[str, str]
 
 class StrategyParams(StrictNumbers):
     """Base of every strategy's parameter model: frozen, unknown parameters rejected, numbers only as finite JSON numbers."""
+
+
+P = TypeVar("P", bound=StrategyParams)
 
 
 class StrategyContext:
@@ -125,11 +128,14 @@ class StrategyContext:
         )
 
 
-class Strategy:
+class Strategy(Generic[P]):
     """Base of every strategy: decides from closed candles through its context; owns its market filters.
 
-    A subclass declares `name`, `version`, a docstring (its description: what it does and
-    when it suits) and `Params`, the pydantic model of its parameters with their defaults.
+    A subclass names its parameter model as the type argument, `class EmaCross(Strategy[EmaCrossParams])`
+    (a pydantic model deriving from StrategyParams, every field with a default), and declares
+    `name`, `version` and a docstring (its description: what it does and when it suits); it reads
+    its parameters, typed, as `self.params`. The type argument becomes its `Params`; a class written
+    the older way (no type argument, `Params = ...`) works as before.
     The orchestrator updates the indicator registries, feeds positions, fills and exits;
     the strategy only decides. It must keep no state outside itself and the registries it
     asked its context for, so two instances never interfere.
@@ -139,8 +145,23 @@ class Strategy:
     version: ClassVar[str] = "0.0.0"
     Params: ClassVar[type[StrategyParams]] = StrategyParams
 
-    def __init__(self, params: StrategyParams, context: StrategyContext) -> None:
-        self.params = params
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            if get_origin(base) is not Strategy:
+                continue
+            (declared,) = get_args(base)
+            if not isinstance(declared, type):
+                continue  # still generic (Strategy[P]): a base for other strategies
+            own = cls.__dict__.get("Params")
+            if own is None:
+                cls.Params = declared
+            elif not (isinstance(own, type) and issubclass(own, declared)):
+                # Validation would build one model and the strategy read it as another.
+                raise TypeError(f"{cls.__name__}: Params {getattr(own, '__name__', own)!r} is not its type argument {declared.__name__!r}")
+
+    def __init__(self, params: P, context: StrategyContext) -> None:
+        self.params: P = params
         self.ctx = context
 
     @classmethod

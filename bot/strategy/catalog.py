@@ -28,7 +28,7 @@ class CatalogEntry:
     name: str
     module: str
     class_name: str
-    cls: type[Strategy]
+    cls: type[Strategy[Any]]
     path: Path | None
 
     @property
@@ -179,7 +179,7 @@ class StrategyCatalog:
         classes = ", ".join(e.class_name for e in found)
         raise CatalogLookupError("class", f"module {module!r} has no strategy class {class_name!r} (it has: {classes})")
 
-    def build(self, module: str | None, class_name: str | None, params: dict[str, Any], context: StrategyContext) -> Strategy:
+    def build(self, module: str | None, class_name: str | None, params: dict[str, Any], context: StrategyContext) -> Strategy[Any]:
         """Instantiate the named strategy with validated parameters for one orchestrator."""
         entry = self.resolve(module, class_name)
         return entry.cls(entry.validate_params(params), context)
@@ -211,7 +211,7 @@ def _where(exc: BaseException, path: Path) -> str:
     return f"line {lines[-1]}: " if lines else ""
 
 
-def _strategy_classes(module: Any) -> list[type[Strategy]]:
+def _strategy_classes(module: Any) -> list[type[Strategy[Any]]]:
     """Strategy subclasses defined in the module itself (not imported into it)."""
     return [
         obj
@@ -220,7 +220,7 @@ def _strategy_classes(module: Any) -> list[type[Strategy]]:
     ]
 
 
-def _check_class(cls: type[Strategy]) -> str | None:
+def _check_class(cls: type[Strategy[Any]]) -> str | None:
     """Why a strategy class cannot be offered, or None when its metadata and defaults are sound."""
     if not isinstance(cls.name, str) or not _NAME.match(cls.name):
         return f"name must be 1-64 lowercase letters, digits or '_' starting with a letter, got {cls.name!r}"

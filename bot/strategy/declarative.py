@@ -9,7 +9,7 @@ from bot.strategy.base import Strategy, StrategyContext, StrategyParams, Stream
 from bot.strategy.filters import EntryFilter, build_filters
 
 
-class DeclarativeStrategy(Strategy):
+class DeclarativeStrategy(Strategy[StrategyParams]):
     """Long-only: enters when the weighted analyzer score reaches `entry_threshold` and every
     filter allows it, exits when the score falls to `-exit_threshold`.
 
@@ -20,7 +20,6 @@ class DeclarativeStrategy(Strategy):
 
     name = "declarative"
     version = "1.0.0"
-    Params = StrategyParams
 
     def __init__(self, params: StrategyParams, context: StrategyContext) -> None:
         super().__init__(params, context)
@@ -63,7 +62,7 @@ class DeclarativeStrategy(Strategy):
             ctx.open("long", symbol)
             return
         exit_threshold = self.exit_threshold
-        if exit_threshold is not None and score <= -exit_threshold and position.pending_close < position.quantity:
+        if exit_threshold is not None and score <= -exit_threshold and position.closable:
             ctx.signal("exit", score, symbol, candle, self.analyzers.breakdown(candle))
             ctx.close(position)
 

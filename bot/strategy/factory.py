@@ -1,12 +1,14 @@
 """OrchestratorFactory: builds one isolated orchestrator per strategy id and caches it until unload."""
 from __future__ import annotations
 
+from typing import Any
+
 from bot.bus import StrategyPublisher
 from bot.config.models import StrategyConfig
-from bot.errors import BotError, StrategyError
 from bot.services import BotServices
 from bot.strategy.base import Strategy, StrategyContext
 from bot.strategy.catalog import StrategyCatalog
+from bot.strategy.guard import build
 from bot.strategy.orchestrator import StrategyBuild, TradingOrchestrator
 
 
@@ -32,7 +34,11 @@ class OrchestratorFactory:
         sid = spec.id
         risk = services.risk.bind(sid, spec.risk, spec.symbol)
         try:
-            orchestrator = TradingOrchestrator(
+            # What the strategy's constructor or subscriptions raise is its failure, reported as
+            # one, never a crash of whoever was loading it.
+            orchestrator = build(
+                sid,
+                TradingOrchestrator,
                 spec,
                 StrategyPublisher(services.bus, sid),
                 services.logger.for_strategy(sid),
@@ -41,18 +47,14 @@ class OrchestratorFactory:
                 services.metrics.for_strategy(sid),
                 self._build_strategy,
             )
-        except BaseException as exc:
+        except BaseException:  # whatever ends the build, cancellation included: release what was bound for it
             services.risk.forget(sid)
             services.metrics.forget(sid)
-            if isinstance(exc, Exception) and not isinstance(exc, BotError):
-                # The strategy's own constructor or subscriptions raised: its failure, reported
-                # as one, never a crash of whoever was loading it.
-                raise StrategyError(sid, exc) from exc
             raise
         self._cache[sid] = orchestrator
         return orchestrator
 
-    def _build_strategy(self, context: StrategyContext) -> Strategy:
+    def _build_strategy(self, context: StrategyContext) -> Strategy[Any]:
         # The context's config, not the one loaded: a rebuild after `set` passes a new one.
         spec = context.spec
         return self.catalog.build(spec.module, spec.class_name, spec.params, context)
@@ -62,13 +64,7 @@ class OrchestratorFactory:
 
         KeyError when it is not cached; what the strategy's own code raises comes as StrategyError.
         """
-        orchestrator = self._cache[spec.id]
-        try:
-            return orchestrator.prepare(spec)
-        except Exception as exc:
-            if isinstance(exc, BotError):
-                raise
-            raise StrategyError(spec.id, exc) from exc
+        return build(spec.id, self._cache[spec.id].prepare, spec)
 
     def get(self, strategy_id: str) -> TradingOrchestrator | None:
         """The cached orchestrator of a strategy id, if any."""

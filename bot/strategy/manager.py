@@ -5,7 +5,7 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, assert_never
 
 from bot.candles.model import Candle
 from bot.config.currency import mixed_currency_problem
@@ -14,6 +14,8 @@ from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.services import BotServices
 from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
+from bot.strategy.guard import Stage, attempt, deliver
+from bot.strategy.lifecycle import StrategyState
 from bot.strategy.orchestrator import REBUILT_FIELDS, StrategyBuild, TradingOrchestrator
 
 Policy = Literal["manage", "close", "freeze"]
@@ -21,6 +23,8 @@ POLICIES: tuple[Policy, ...] = ("manage", "close", "freeze")
 _Key = tuple[str, str]
 _Handler = Callable[[str, str, Candle, int], None]
 _Route = tuple[TradingOrchestrator, _Handler]
+# The journalled states a strategy is put back into as they are; "active" is restored by activating it.
+_RESTORABLE: dict[str, StrategyState] = {"dormant": "dormant", "failed": "failed"}
 
 
 class SettlingAccounts(Protocol):
@@ -67,7 +71,8 @@ class _Settling:
 class StrategyManager:
     """Loads, activates, deactivates, switches and unloads strategies, and routes candles to them.
 
-    Lifecycle: loaded (dormant) -> active -> dormant -> unloaded, plus failed. Routing is a
+    Lifecycle: loaded (dormant) -> active -> dormant -> unloaded, plus failed; every change goes
+    through the orchestrator's `lifecycle` (bot.strategy.lifecycle.TRANSITIONS). Routing is a
     dict lookup by (symbol, timeframe). A strategy whose code raises is marked failed, keeps
     its positions protected by their stops, and never stops the others.
 
@@ -113,7 +118,7 @@ class StrategyManager:
         """Loaded strategy ids, in load order."""
         return self._factory.ids()
 
-    def states(self) -> dict[str, str]:
+    def states(self) -> dict[str, StrategyState]:
         """Each loaded strategy's state."""
         return {sid: self.get(sid).state for sid in self._factory.ids()}
 
@@ -143,19 +148,21 @@ class StrategyManager:
             raise StrategyStateError(f"strategy {spec.id!r} trades {spec.symbol!r}, which has no candle feed")
         try:
             orchestrator = self._factory.get_or_create(spec)
-        except BaseException:
-            self._release_account(spec.id)  # opened before the strategy's own code refused to build
+        except BaseException:  # cleanup on any exit: the account was opened before the strategy's own code refused to build
+            self._release_account(spec.id)
             raise
         try:
             for symbol, timeframe in orchestrator.subscriptions():
                 hub.check(symbol, timeframe)
         except (KeyError, ValueError) as exc:
+            orchestrator.lifecycle.to("unloaded")
             self._factory.evict(spec.id)
             self._release_account(spec.id)
             raise StrategyStateError(f"strategy {spec.id!r}: {exc}") from None
         # Only once none is refused: a stream derived for a refused load would be aggregated on every candle for nothing.
         for symbol, timeframe in orchestrator.subscriptions():
             hub.require(symbol, timeframe)
+        orchestrator.lifecycle.to("dormant")
         if announce:
             self._announce(orchestrator, "loaded")
         return orchestrator
@@ -171,16 +178,10 @@ class StrategyManager:
     def _warm(self, orchestrator: TradingOrchestrator) -> None:
         hub = self._services.hub
         history = {(symbol, tf): hub.history(symbol, tf) for symbol, tf in orchestrator.subscriptions()}
-        try:
-            orchestrator.warm_up(history, self._paused_at.pop(orchestrator.strategy_id, None))
-        except Exception as exc:  # strategy code ran during warm-up: the same guarded seam
-            orchestrator.state = "failed"
-            orchestrator.last_error = f"{type(exc).__name__}: {exc}"
-            self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
-            self._remove(self._protect, orchestrator)
-            self._add_protect(orchestrator)  # its positions stay protected by their stops
-            self._announce(orchestrator, "failed")
-            raise StrategyError(orchestrator.strategy_id, exc) from exc
+        error = attempt(orchestrator.warm_up, history, self._paused_at.pop(orchestrator.strategy_id, None))
+        if error is not None:
+            self._fault(orchestrator, "warm_up", error)
+            raise StrategyError(orchestrator.strategy_id, error) from error
 
     def _route_active(self, orchestrator: TradingOrchestrator) -> None:
         self._remove(self._protect, orchestrator)
@@ -188,7 +189,7 @@ class StrategyManager:
         # indicators from history, and they must not merge with candles of its new role.
         self._protect_dropped(orchestrator, self.delivery.reset(orchestrator))
         self._add_active(orchestrator)
-        orchestrator.state = "active"
+        orchestrator.lifecycle.to("active")
         orchestrator.policy = None
         orchestrator.last_error = None
         self._announce(orchestrator, "activated")
@@ -213,7 +214,7 @@ class StrategyManager:
             for symbol, tf, candle, _ in dropped:
                 paused[(symbol, tf)] = min(paused.get((symbol, tf), candle.ts), candle.ts - 1)
             self._paused_at[strategy_id] = paused
-        orchestrator.state = "dormant"
+        orchestrator.lifecycle.to("dormant")
         orchestrator.policy = policy
         # No new entries once it stops trading: an entry decided on the last candle must not
         # fill afterwards, not even on candles that were still queued. Pending closes stay
@@ -264,12 +265,11 @@ class StrategyManager:
         active = orchestrator.state == "active"
         hub = self._services.hub
         if active:
-            try:
-                # A stream it did not read yet is derived from the base history for the warm-up
-                # only: the hub aggregates it on every candle once nothing can refuse.
-                build.warm_up({key: hub.preview(*key) for key in build.streams})
-            except Exception as exc:  # the new object's code: refused, the running one untouched
-                raise StrategyError(strategy_id, exc) from exc
+            # A stream it did not read yet is derived from the base history for the warm-up
+            # only: the hub aggregates it on every candle once nothing can refuse.
+            error = attempt(build.warm_up, {key: hub.preview(*key) for key in build.streams})
+            if error is not None:  # the new object's code: refused, the running one untouched
+                raise StrategyError(strategy_id, error) from error
         # Nothing refuses from here on. Candles queued for it are in the history the new object
         # was warmed from: its positions see them, its new indicators must not see them twice.
         for symbol, timeframe in build.streams:
@@ -328,9 +328,10 @@ class StrategyManager:
         if state == "active":
             self.activate(strategy_id)
             return
-        if state not in ("dormant", "failed"):
+        restored = _RESTORABLE.get(state)
+        if restored is None:
             raise StrategyStateError(f"cannot restore strategy {strategy_id!r} to state {state!r}")
-        orchestrator.state = state  # type: ignore[assignment]
+        orchestrator.lifecycle.to(restored)
         orchestrator.policy = policy
         orchestrator.last_error = last_error
         # Dormant under manage/close and failed strategies keep their positions protected.
@@ -349,6 +350,7 @@ class StrategyManager:
         self._remove(self._protect, orchestrator)
         self.delivery.detach(orchestrator)
         self._paused_at.pop(strategy_id, None)
+        orchestrator.lifecycle.to("unloaded")
         self._factory.evict(strategy_id)
         self._detach(orchestrator, close_positions=False)
 
@@ -368,7 +370,7 @@ class StrategyManager:
         orchestrator.positions.cancel_pending()
         if close_positions:
             orchestrator.positions.close_all_now("unload")
-        orchestrator.state = "unloaded"
+        orchestrator.lifecycle.to("unloaded")
         snapshot = orchestrator.snapshot()
         orchestrator.clear()
         self._paused_at.pop(strategy_id, None)
@@ -393,20 +395,16 @@ class StrategyManager:
         settled: list[str] = []
         for sid in list(self._settling):
             entry = self._settling[sid]
-            try:
-                done = self._settle(sid, entry)
-            except Exception as exc:  # its bookkeeping's problem: reported, the others settle on
-                self._report_error(entry.orchestrator, exc, "while settling its orders after its unload")
-                continue
-            if done:
-                settled.append(sid)
+            error = attempt(self._settle, sid, entry, settled)
+            if error is not None:  # its bookkeeping's problem: reported, the others settle on
+                self._fault(entry.orchestrator, "settle", error)
         return settled
 
     def adopt_restored(self, strategy_id: str) -> list[str]:
         """Have the gateway look up the pending orders a strategy loaded while trading took back from the journal; return their ids."""
         return [] if self._accounts is None else self._accounts.adopt_restored(strategy_id)
 
-    def _settle(self, strategy_id: str, entry: _Settling) -> bool:
+    def _settle(self, strategy_id: str, entry: _Settling, settled: list[str]) -> None:
         assert self._accounts is not None
         if entry.close_positions:
             positions = entry.orchestrator.positions
@@ -414,15 +412,16 @@ class StrategyManager:
                 if position.id in entry.seen:
                     continue
                 entry.seen.add(position.id)  # one close each: a refused close is not sent again and again
-                quantity = position.quantity - position.pending_close
+                quantity = position.open_quantity
                 if quantity > 0:
                     price = positions.last_price(position.symbol) or position.entry_price
                     positions.submit_close(position, quantity, "unload", self._services.clock.now_ms(), price)
         if self._accounts.close_account(strategy_id):
-            return False
+            return
         del self._settling[strategy_id]
+        entry.orchestrator.lifecycle.to("unloaded")
         entry.orchestrator.log.info("the orders in flight after its unload have settled: its exchange account is closed")
-        return True
+        settled.append(strategy_id)
 
     def _in_flight(self, strategy_id: str) -> list[str]:
         if self._accounts is None:
@@ -438,6 +437,7 @@ class StrategyManager:
         sid = orchestrator.strategy_id
         waiting = self._accounts.close_account(sid)
         if waiting:
+            orchestrator.lifecycle.to("settling")
             self._settling[sid] = _Settling(orchestrator, close_positions, set(orchestrator.positions.positions))
             orchestrator.log.warning(
                 "unloaded with %d order(s) in flight (%s): their outcomes are still booked and journalled", len(waiting), ", ".join(waiting)
@@ -456,19 +456,11 @@ class StrategyManager:
         # route for the next candle, not again for this one.
         protect = self._protect.get(key)
         if active:
-            for orchestrator, handler in active:
-                try:
-                    handler(symbol, timeframe, candle, ts)
-                except Exception as exc:  # the guarded seam: a strategy's error fails it alone
-                    self._fail(orchestrator, exc)
+            deliver(active, symbol, timeframe, candle, ts, self._trade_failed)
         if protect:
-            for orchestrator, handler in protect:
-                try:
-                    handler(symbol, timeframe, candle, ts)
-                except Exception as exc:
-                    self._remove(self._protect, orchestrator)
-                    self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
-                    continue
+            deliver(protect, symbol, timeframe, candle, ts, self._protect_failed)
+            for orchestrator, _ in protect:
+                # Nothing left to protect (a failed one was removed already: removing is idempotent).
                 if orchestrator.state == "dormant" and not orchestrator.positions.positions and not orchestrator.positions.pending_orders():
                     self._remove(self._protect, orchestrator)
 
@@ -479,10 +471,9 @@ class StrategyManager:
         Called directly, not through `delivery`: only a replay's preload makes such candles, and replay delivers directly.
         """
         for orchestrator, _ in self._active.get((symbol, timeframe), ()):
-            try:
-                orchestrator.on_history(symbol, timeframe, candle, ts)
-            except Exception as exc:  # the strategy's code: the same guarded seam as on_candle
-                self._fail(orchestrator, exc)
+            error = attempt(orchestrator.on_history, symbol, timeframe, candle, ts)
+            if error is not None:
+                self._fault(orchestrator, "trade", error)
 
     def release_symbol(self, symbol: str) -> None:
         """Stop listening to a symbol's candles; StrategyStateError while a loaded or settling strategy uses it."""
@@ -541,13 +532,8 @@ class StrategyManager:
                     del table[key]
 
     def on_handler_error(self, orchestrator: TradingOrchestrator, handler: object, exc: Exception) -> None:
-        """The guarded seam for queued delivery: a failing protect stops protection, anything else fails the strategy."""
-        if handler == orchestrator.protect:
-            self._remove(self._protect, orchestrator)
-            self.delivery.reset(orchestrator)
-            self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
-        elif orchestrator.state == "active":
-            self._fail(orchestrator, exc)
+        """A queued candle's handler raised (the delivery caught it through the guard): a failing protect stops protection, anything else fails the strategy."""
+        self._fault(orchestrator, "protect" if handler == orchestrator.protect else "trade", exc)
 
     def on_booking_error(self, strategy_id: str, exc: BaseException) -> None:
         """Booking an exchange's fill or refusal failed in a strategy's code: an active strategy is marked failed."""
@@ -556,26 +542,58 @@ class StrategyManager:
             orchestrator = self._settling[strategy_id].orchestrator  # unloaded: reported, nothing to fail
         if orchestrator is None or not isinstance(exc, Exception):
             return
-        if orchestrator.state == "active":
-            self._fail(orchestrator, exc)
-        else:
-            self._report_error(orchestrator, exc, "while booking an exchange fill")
+        self._fault(orchestrator, "booking", exc)
 
     def _protect_dropped(self, orchestrator: TradingOrchestrator, dropped: list[tuple[str, str, Candle, int]]) -> None:
         """Show candles that were queued when its role changed to its positions (stops, take-profits)."""
         for symbol, timeframe, candle, ts in dropped:
-            try:
-                orchestrator.catch_up(symbol, timeframe, candle, ts)
-            except Exception as exc:
-                self._report_error(orchestrator, exc, "while protecting positions")
+            error = attempt(orchestrator.catch_up, symbol, timeframe, candle, ts)
+            if error is not None:
+                self._fault(orchestrator, "catch_up", error)
                 return
+
+    # -- faults: what its code raised, handled by what it was called for ----------------------------
+    def _trade_failed(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
+        self._fault(orchestrator, "trade", exc)
+
+    def _protect_failed(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
+        self._fault(orchestrator, "protect", exc)
+
+    def _fault(self, orchestrator: TradingOrchestrator, stage: Stage, exc: Exception) -> None:
+        """The one response to a strategy's failure (bot.strategy.guard): it fails, or loses what failed, alone."""
+        match stage:
+            case "trade":
+                if orchestrator.state == "active":
+                    self._fail(orchestrator, exc)
+            case "warm_up":
+                orchestrator.lifecycle.to("failed")
+                orchestrator.last_error = f"{type(exc).__name__}: {exc}"
+                self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
+                self._remove(self._protect, orchestrator)
+                self._add_protect(orchestrator)  # its positions stay protected by their stops
+                self._announce(orchestrator, "failed")
+            case "protect":
+                self._remove(self._protect, orchestrator)
+                self.delivery.reset(orchestrator)
+                self._report_error(orchestrator, exc, "while protecting positions; no longer routed")
+            case "catch_up":
+                self._report_error(orchestrator, exc, "while protecting positions")
+            case "booking":
+                if orchestrator.state == "active":
+                    self._fail(orchestrator, exc)
+                else:
+                    self._report_error(orchestrator, exc, "while booking an exchange fill")
+            case "settle":
+                self._report_error(orchestrator, exc, "while settling its orders after its unload")
+            case _:
+                assert_never(stage)
 
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         self._remove(self._active, orchestrator)
         dropped = self.delivery.reset(orchestrator)
         orchestrator.actions.clear()
         orchestrator.positions.cancel_pending(entries_only=True)
-        orchestrator.state = "failed"
+        orchestrator.lifecycle.to("failed")
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
         self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
         self._add_protect(orchestrator)

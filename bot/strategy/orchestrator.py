@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter_ns
-from typing import Any, Literal
+from typing import Any
 
 from bot.bus import StrategyPublisher
 from bot.candles.model import Candle, timeframe_ms
@@ -14,6 +14,7 @@ from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
 from bot.metrics import StrategyMetrics
 from bot.strategy.base import Strategy, StrategyContext, Stream
+from bot.strategy.lifecycle import Lifecycle, StrategyState
 from bot.trading.actions import (
     Action,
     ActionQueue,
@@ -29,9 +30,8 @@ from bot.trading.portfolio import Portfolio
 from bot.trading.positions import Position, PositionManager
 from bot.trading.risk import StrategyRisk
 
-StrategyState = Literal["dormant", "active", "failed", "unloaded"]
 # Builds the strategy object `context.spec` names, for that context.
-StrategyBuilder = Callable[[StrategyContext], Strategy]
+StrategyBuilder = Callable[[StrategyContext], Strategy[Any]]
 # Fields whose new value needs a new strategy object: they decide which indicators it asks for
 # and which streams it reads (a module's params, the declarative strategy's analyzers and filters).
 REBUILT_FIELDS: frozenset[str] = frozenset({"params", "analyzers", "filters"})
@@ -60,7 +60,8 @@ class TradingOrchestrator:
     ) -> None:
         self.strategy_id = spec.id
         self.spec = spec
-        self.state: StrategyState = "dormant"
+        # Its manager moves it on from loading once it is built and accepted.
+        self.lifecycle = Lifecycle(spec.id)
         self.policy: str | None = None
         self.last_error: str | None = None
         self._publish = publish
@@ -89,6 +90,11 @@ class TradingOrchestrator:
         self._held = self.positions.by_symbol
         self._build_strategy = build_strategy
         self._install(self.prepare(spec))
+
+    @property
+    def state(self) -> StrategyState:
+        """Its lifecycle state (changed only through `lifecycle`)."""
+        return self.lifecycle.state
 
     def _clock(self) -> int:
         return self._now
@@ -133,7 +139,7 @@ class TradingOrchestrator:
     def _install(self, build: StrategyBuild) -> None:
         self._build = build
         self.context = build.context
-        self.strategy: Strategy = build.strategy
+        self.strategy: Strategy[Any] = build.strategy
         self.indicators = build.indicators
         self._streams = build.streams
         self._trading = build.trading
@@ -158,7 +164,7 @@ class TradingOrchestrator:
         held = self._held.get(symbol)
         if held:
             for position in held:
-                if (position.trailing_activation_price is not None or position.break_even) and position.pending_close < position.quantity:
+                if (position.trailing_activation_price is not None or position.break_even) and position.closable:
                     self._manage_exits(position, candle)
         if self._queued:
             self.actions.drain()
@@ -250,7 +256,7 @@ class TradingOrchestrator:
         if not 0 < action.percent <= 100:
             raise ActionError(f"close_percent percent must be in (0, 100], got {action.percent}")
         position = self.positions.get(action.position_id)
-        available = position.quantity - position.pending_close
+        available = position.open_quantity
         if available <= 0:
             raise ActionError(f"position {position.id} is already being closed")
         if position.group is not None and action.percent != 100:
@@ -329,7 +335,7 @@ class TradingOrchestrator:
         """Queue and send market closes for every open position; return how many."""
         count = 0
         for position in list(self.positions.positions.values()):
-            if position.quantity - position.pending_close > 0:
+            if position.closable:
                 self.actions.put(ClosePercent(position.id, 100.0, reason))
                 count += 1
         self.actions.drain()
@@ -394,7 +400,7 @@ class StrategyBuild:
         self,
         spec: StrategyConfig,
         context: StrategyContext,
-        strategy: Strategy,
+        strategy: Strategy[Any],
         indicators: dict[Stream, IndicatorRegistry],
         streams: tuple[Stream, ...],
         trading: frozenset[Stream],

@@ -74,6 +74,16 @@ class Position:
     # Legs opened together as one paired action share a group id and are closed together.
     group: str | None = None
 
+    @property
+    def open_quantity(self) -> float:
+        """The quantity not already being closed by a pending order."""
+        return self.quantity - self.pending_close
+
+    @property
+    def closable(self) -> bool:
+        """True while part of it is not already being closed."""
+        return self.pending_close < self.quantity
+
     def refresh_stop(self) -> None:
         """Recompute the binding stop after the stop-loss or the trailing stop moved."""
         stop, kind = self.stop_loss, "stop_loss"
