@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.candles.reader import count_candles
+from bot.candles.sources import CandleSource
 from bot.clock import WallClock
 from bot.config.currency import group_label, money_decimals
 from bot.config.loader import IncompleteConfigError, LoadedConfig, exchange_problems, load_config
@@ -34,7 +35,7 @@ from bot.replay.runner import Replay, ReplayResult
 from bot.replay.timerange import TimeRange
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
-from bot.replay.sources import CandleSource, SourceScan, parse_candle_arg, resolve_sources, scan_source
+from bot.replay.sources import SourceScan, parse_candle_arg, resolve_sources, scan_source
 
 EXIT_OK = 0
 EXIT_INVALID = 2

@@ -23,7 +23,7 @@ from bot.journal import Journal
 from bot.candles.model import timeframe_ms
 from bot.candles.reader import infer_timeframe
 from bot.errors import BotError, CandleFileError, ConfigError, StrategyError, StrategyStateError, UnknownStrategyError
-from bot.replay.sources import CandleSource
+from bot.candles.sources import CandleSource
 from bot.events import EVENT_TYPES
 from bot.services import BotServices
 from bot.symbols import MAX_SYMBOL_LENGTH, shown, symbol_problem

@@ -43,7 +43,7 @@ from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.log import BotLogger
-from bot.replay.sources import CandleSource
+from bot.candles.sources import CandleSource
 from bot.services import BotServices
 from bot.symbols import shown, symbol_problem
 from bot.strategy.factory import OrchestratorFactory

@@ -22,7 +22,7 @@ from bot.candles.model import Candle, timeframe_ms
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.daemon.feed import RecordedFeed
 from bot.errors import BotError
-from bot.replay.sources import CandleSource
+from bot.candles.sources import CandleSource
 
 if TYPE_CHECKING:
     from bot.live.ccxt_feed import LiveCandleFeed
