@@ -10,14 +10,12 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.candles.model import timeframe_ms
 from bot.config.currency import CURRENCY_PATTERN
-from bot.config.numbers import Amount, StrictNumbers, number_problems
+from bot.config.exchange import ExchangeConfig
+from bot.config.numbers import Amount, number_problems
+from bot.config.strict import Strict
 from bot.strategy.analyzer_params import validate_analyzer_params, validate_filter_params
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class Strict(StrictNumbers):
-    """Base for every config model: frozen, rejecting unknown fields, numbers only as finite JSON numbers."""
 
 
 def _check_timeframe(value: str) -> str:
@@ -328,10 +326,6 @@ class JournalConfig(Strict):
     """The SQLite journal of the daemon."""
 
     path: str = "run/journal.sqlite"
-
-
-# Imported here, not at the top: exchange.py builds on Strict, defined above.
-from bot.config.exchange import ExchangeConfig  # noqa: E402
 
 
 class BotConfig(Strict):
