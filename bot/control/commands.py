@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.config.currency import quote_currency
-from bot.config.loader import MAX_CONFIG_BYTES, LoadedConfig, changed_strategy, deep_merge, load_config, load_strategy
+from bot.config.loader import MAX_CONFIG_BYTES, deep_merge
 from bot.config.models import RUNTIME_FIELDS, BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
 from bot.control.redact import Redactor, schema_words
@@ -27,6 +27,7 @@ from bot.candles.sources import CandleSource
 from bot.events import EVENT_TYPES
 from bot.services import BotServices
 from bot.symbols import MAX_SYMBOL_LENGTH, shown, symbol_problem
+from bot.strategy.config_load import LoadedConfig, changed_strategy, load_config, load_strategy
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import REBUILT_FIELDS, TradingOrchestrator
 

@@ -15,7 +15,6 @@ from anyio.abc import TaskStatus
 
 from bot.candles.hub import CandleHub
 from bot.clock import WallClock
-from bot.config.loader import LoadedConfig, changed_strategy, load_strategy
 from bot.config.models import StrategyConfig
 from bot.control.commands import DaemonState
 from bot.control.server import ControlServer, claim_socket_path, control_token
@@ -46,6 +45,7 @@ from bot.log import BotLogger
 from bot.candles.sources import CandleSource
 from bot.services import BotServices
 from bot.symbols import shown, symbol_problem
+from bot.strategy.config_load import LoadedConfig, changed_strategy, load_strategy
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator

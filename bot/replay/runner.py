@@ -16,7 +16,6 @@ from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import last_timestamp
 from bot.candles.sources import CandleSource
 from bot.clock import Clock, ReplayClock, WallClock
-from bot.config.loader import LoadedConfig
 from bot.errors import BotError, StrategyError
 from bot.events import Event
 from bot.log import BotLogger
@@ -25,6 +24,7 @@ from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report
 from bot.replay.timerange import EmptyRangeError, TimeRange, iso
 from bot.services import BotServices
+from bot.strategy.config_load import LoadedConfig
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from bot.candles.model import timeframe_ms
 from bot.candles.reader import file_kind, infer_timeframe
 from bot.candles.sources import DEFAULT_CLOSE_JUMP_FACTOR, CandleSource
-from bot.config.loader import LoadedConfig
 from bot.errors import CandleFileError, ConfigProblem
+from bot.strategy.config_load import LoadedConfig
 
 # Jumps listed one by one per file; the rest are only counted.
 _JUMPS_SHOWN = 20

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.config.loader import LoadedConfig, load_config
+from bot.strategy.config_load import LoadedConfig, load_config
 from bot.errors import ConfigProblem
 from bot.candles.sources import CandleSource
 from bot.replay.sources import parse_candle_arg, resolve_sources

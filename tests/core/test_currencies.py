@@ -15,7 +15,7 @@ import anyio
 import orjson
 import pytest
 
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
 from tests.cli.test_cli import run_bot

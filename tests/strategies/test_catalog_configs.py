@@ -6,7 +6,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.replay.runner import Replay
 from bot.replay.sources import resolve_sources
 from tests.support import REPO
