@@ -14,9 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.candles.reader import count_candles
+from bot.candles.sources import CandleSource
 from bot.clock import WallClock
 from bot.config.currency import group_label, money_decimals
-from bot.config.loader import IncompleteConfigError, LoadedConfig, exchange_problems, load_config
+from bot.config.loader import exchange_problems
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
 from bot.live.record_cli import add_record_parser, run_record
 from bot.control.server import claim_socket_path, control_token
@@ -35,7 +36,8 @@ from bot.replay.runner import ReplayResult
 from bot.replay.timerange import TimeRange
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
-from bot.replay.sources import CandleSource, SourceScan, parse_candle_arg, resolve_sources, scan_source
+from bot.strategy.config_load import IncompleteConfigError, LoadedConfig, load_config
+from bot.replay.sources import SourceScan, parse_candle_arg, resolve_sources, scan_source
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -408,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ctl":
             return run_ctl(args)
         if args.command == "record":
-            return run_record(args)
+            return run_record(args, lambda path: load_config(path).bot.exchange)
         if args.command == "report":
             return _report(args)
         if args.command == "strategies":

@@ -39,7 +39,7 @@ def _strategy(sid: str, symbol: str = "BTC/USD", fast: int = 5, slow: int = 13) 
 
 def switch_latency(switches: int = 200) -> dict[str, float]:
     """Switch back and forth through the real socket while the feed plays; time reply and first candle."""
-    from bot.config.loader import load_config
+    from bot.strategy.config_load import load_config
     from bot.control.client import ControlClient
     from bot.kernel.daemon import Daemon
     from bot.log import BotLogger

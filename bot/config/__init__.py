@@ -1,5 +1,7 @@
-"""Configuration: strict pydantic models and the loader that merges and validates the files."""
-from bot.config.loader import LoadedConfig, load_config
+"""Configuration: strict pydantic models and the functions that read, merge and validate the files.
+
+Loading a config with its strategy code is bot.strategy.config_load's.
+"""
 from bot.config.models import BotConfig, StrategyConfig
 
-__all__ = ["BotConfig", "LoadedConfig", "StrategyConfig", "load_config"]
+__all__ = ["BotConfig", "StrategyConfig"]

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from bot.candles.model import timeframe_ms
 from bot.config.execution import ExecutionConfig
-from bot.config.models import Strict
+from bot.config.strict import Strict
 
 _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

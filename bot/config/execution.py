@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bot.config.models import Strict
+from bot.config.strict import Strict
 
 
 class ExecutionConfig(Strict):

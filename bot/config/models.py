@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
@@ -10,14 +12,11 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.candles.model import timeframe_ms
 from bot.config.currency import CURRENCY_PATTERN
-from bot.config.numbers import Amount, StrictNumbers, number_problems
-from bot.strategy.analyzer_params import validate_analyzer_params, validate_filter_params
+from bot.config.exchange import ExchangeConfig
+from bot.config.numbers import Amount, number_problems
+from bot.config.strict import Strict
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class Strict(StrictNumbers):
-    """Base for every config model: frozen, rejecting unknown fields, numbers only as finite JSON numbers."""
 
 
 def _check_timeframe(value: str) -> str:
@@ -96,28 +95,43 @@ class GlobalRiskConfig(Strict):
         return _ONE_LIMIT.validate_python(value)
 
 
+@dataclass(frozen=True, slots=True)
+class ParamsChecks:
+    """The checks of built-in analyzers' and filters' params, whose schemas live with their code in the strategy layer.
+
+    Given as pydantic's validation context (`StrategyConfig.model_validate(data, context=checks)`);
+    each raises ValueError naming the type and the parameter. Without it a model's params are
+    checked when its strategy is built.
+    """
+
+    analyzer: Callable[[str, dict[str, Any]], object]
+    filter: Callable[[str, dict[str, Any]], object]
+
+
 class AnalyzerConfig(Strict):
-    """One weighted analyzer of a strategy; its params are validated against the analyzer's schema."""
+    """One weighted analyzer of a strategy; its params are validated against the analyzer's schema (see ParamsChecks)."""
 
     type: str
     weight: float = Field(default=1.0, gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _params_fit_type(self) -> "AnalyzerConfig":
-        validate_analyzer_params(self.type, self.params)
+    def _params_fit_type(self, info: ValidationInfo) -> "AnalyzerConfig":
+        if isinstance(info.context, ParamsChecks):
+            info.context.analyzer(self.type, self.params)
         return self
 
 
 class FilterConfig(Strict):
-    """One entry filter, such as the multi-timeframe trend gate."""
+    """One entry filter, such as the multi-timeframe trend gate; its params are validated as an analyzer's are."""
 
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _params_fit_type(self) -> "FilterConfig":
-        validate_filter_params(self.type, self.params)
+    def _params_fit_type(self, info: ValidationInfo) -> "FilterConfig":
+        if isinstance(info.context, ParamsChecks):
+            info.context.filter(self.type, self.params)
         return self
 
 
@@ -328,10 +342,6 @@ class JournalConfig(Strict):
     """The SQLite journal of the daemon."""
 
     path: str = "run/journal.sqlite"
-
-
-# Imported here, not at the top: exchange.py builds on Strict, defined above.
-from bot.config.exchange import ExchangeConfig  # noqa: E402
 
 
 class BotConfig(Strict):

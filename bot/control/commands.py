@@ -10,15 +10,15 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.candles.model import timeframe_ms
 from bot.config.currency import quote_currency
-from bot.config.loader import MAX_CONFIG_BYTES, load_config
+from bot.config.loader import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
-from bot.control.redact import Redactor, schema_words
 from bot.control.protocol import ControlError, validate_args
+from bot.control.redact import Redactor, schema_words
 from bot.daemon import operations
 from bot.daemon.state import DaemonState
-from bot.candles.model import timeframe_ms
 from bot.errors import (
     BotError,
     CandleFileError,
@@ -30,8 +30,9 @@ from bot.errors import (
     UnknownStrategyError,
 )
 from bot.events import EVENT_TYPES
-from bot.symbols import MAX_SYMBOL_LENGTH, symbol_problem
+from bot.strategy.config_load import load_config
 from bot.strategy.orchestrator import TradingOrchestrator
+from bot.symbols import MAX_SYMBOL_LENGTH, symbol_problem
 
 
 class _Args(BaseModel):

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from bot.config.loader import LoadedConfig
 from bot.control.protocol import ControlError
+from bot.strategy.config_load import LoadedConfig
 
 # Longer names are refused before the file system sees them (Linux: 4096 per path, 255 per name).
 MAX_FILE_ARG: Final[int] = 1024

@@ -13,8 +13,8 @@ from anyio.abc import TaskStatus
 from bot.candles.hub import CandleHub
 from bot.candles.model import Candle, timeframe_ms
 from bot.errors import BotError
-from bot.replay.runner import merged_candles
-from bot.replay.sources import CandleSource
+from bot.candles.merge import merged_candles
+from bot.candles.sources import CandleSource
 
 FeedState = Literal["starting", "backfilling", "playing", "ended", "stopped"]
 

@@ -19,10 +19,10 @@ from anyio.abc import TaskStatus
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
 from bot.candles.model import Candle, timeframe_ms
+from bot.candles.sources import CandleSource
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.daemon.feed import RecordedFeed
 from bot.errors import BotError, FeedStateError
-from bot.replay.sources import CandleSource
 
 if TYPE_CHECKING:
     from bot.live.ccxt_feed import LiveCandleFeed
@@ -305,7 +305,9 @@ class LiveFeed:
 
 
 def _unreachable(exc: BaseException) -> bool:
-    from bot.live.markets import ExchangeUnreachable  # ccxt is loaded by now: a live feed was built
+    from bot.live.markets import (
+        ExchangeUnreachable,  # ccxt is loaded by now: a live feed was built
+    )
 
     return isinstance(exc, ExchangeUnreachable)
 

@@ -17,8 +17,9 @@ import orjson
 
 from bot.candles.model import timeframe_ms
 from bot.candles.reader import infer_timeframe
+from bot.candles.sources import CandleSource
 from bot.config.currency import quote_currency
-from bot.config.loader import changed_strategy, deep_merge, load_strategy
+from bot.config.loader import deep_merge
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.daemon import heap
 from bot.daemon.recovery import (
@@ -30,7 +31,7 @@ from bot.daemon.recovery import (
 )
 from bot.daemon.state import DaemonState
 from bot.errors import ChangeRefused, FeedStateError, StrategyError, StrategyStateError
-from bot.replay.sources import CandleSource
+from bot.strategy.config_load import changed_strategy, load_strategy
 from bot.strategy.manager import Policy
 from bot.strategy.orchestrator import REBUILT_FIELDS, TradingOrchestrator
 from bot.symbols import shown

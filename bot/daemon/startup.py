@@ -13,7 +13,7 @@ import orjson
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
-from bot.config.loader import LoadedConfig, changed_strategy, load_strategy
+from bot.candles.sources import CandleSource
 from bot.config.models import StrategyConfig
 from bot.daemon import heap
 from bot.daemon.delivery import InboxDelivery
@@ -37,8 +37,8 @@ from bot.events import Event
 from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
-from bot.replay.sources import CandleSource
 from bot.services import BotServices
+from bot.strategy.config_load import LoadedConfig, changed_strategy, load_strategy
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.symbols import shown, symbol_problem

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.config.loader import LoadedConfig
 from bot.daemon.live_feed import DaemonFeed
 from bot.journal import Journal
 from bot.services import BotServices
+from bot.strategy.config_load import LoadedConfig
 from bot.strategy.manager import StrategyManager
 
 

@@ -13,8 +13,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from bot.bus import Handler
+from bot.candles.sources import CandleSource
 from bot.clock import WallClock
-from bot.config.loader import LoadedConfig
 from bot.control.server import ControlServer, claim_socket_path, control_token
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import (
@@ -43,7 +43,7 @@ from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
-from bot.replay.sources import CandleSource
+from bot.strategy.config_load import LoadedConfig
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
 

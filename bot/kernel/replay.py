@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.candles.sources import CandleSource
 from bot.clock import Clock
-from bot.config.loader import LoadedConfig
 from bot.kernel.assembly import build_bot
 from bot.log import BotLogger
 from bot.replay.runner import Replay
-from bot.replay.sources import CandleSource
 from bot.replay.timerange import TimeRange
+from bot.strategy.config_load import LoadedConfig
 
 
 def build_replay(

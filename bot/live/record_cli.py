@@ -5,6 +5,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ import anyio
 from anyio.abc import TaskStatus
 
 from bot.config.exchange import ExchangeConfig
-from bot.config.loader import load_config
 from bot.errors import BotError, ConfigError
 from bot.log import BotLogger
 from bot.log_options import add_log_options, log_level
@@ -46,11 +46,16 @@ def parse_time(text: str, option: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def exchange_config(args: argparse.Namespace) -> ExchangeConfig:
+# A config file's exchange section (None when it has none), the whole config validated: the
+# caller's, since loading a config with its strategies belongs to a layer above this one.
+ExchangeSection = Callable[[Path], ExchangeConfig | None]
+
+
+def exchange_config(args: argparse.Namespace, read_section: ExchangeSection) -> ExchangeConfig:
     """The exchange settings: the config's exchange section (if any) with --exchange and --timeframe applied."""
     base: dict[str, Any] = {}
     if args.config is not None:
-        section = load_config(args.config).bot.exchange
+        section = read_section(args.config)
         if section is None and args.exchange is None:
             raise ValueError(f"{args.config}: no exchange section; give --exchange")
         if section is not None:
@@ -66,15 +71,15 @@ def exchange_config(args: argparse.Namespace) -> ExchangeConfig:
     return ExchangeConfig.model_validate(base)
 
 
-def run_record(args: argparse.Namespace) -> int:
-    """Run `bot record`; return the exit code."""
+def run_record(args: argparse.Namespace, read_section: ExchangeSection) -> int:
+    """Run `bot record` (the config's exchange section read by `read_section`); return the exit code."""
     try:
         logger = BotLogger.to_stderr(level=log_level(args), name="bot.record", log_file=args.log_file).logger
     except BotError as exc:  # the log file cannot be opened
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        config = exchange_config(args)
+        config = exchange_config(args, read_section)
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
         if not symbols:
             raise ValueError("--symbols: no symbol given")

@@ -1,7 +1,6 @@
 """Data-driven replay: stream recorded candles through the hub to every enabled strategy, on paper."""
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -12,18 +11,19 @@ import orjson
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleFeedError
+from bot.candles.merge import merge_streams
 from bot.candles.model import Candle, timeframe_ms
 from bot.candles.reader import last_timestamp
+from bot.candles.sources import CandleSource
 from bot.clock import Clock, ReplayClock, WallClock
-from bot.config.loader import LoadedConfig
 from bot.errors import BotError, StrategyError
 from bot.events import Event
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report
-from bot.replay.sources import CandleSource
 from bot.replay.timerange import EmptyRangeError, TimeRange, iso
 from bot.services import BotServices
+from bot.strategy.config_load import LoadedConfig
 from bot.strategy.manager import StrategyManager
 
 Progress = Callable[[int], None]
@@ -47,27 +47,6 @@ class ReplayResult:
     report: dict[str, Any]
     candles: int
     events: int
-
-
-def merged_candles(sources: list[CandleSource]) -> Iterator[tuple[str, Candle]]:
-    """All sources' candles in close-time order; ties go in source order, so replay is deterministic."""
-    yield from merge_streams([(s.symbol, timeframe_ms(s.timeframe), s.candles()) for s in sources])
-
-
-def merge_streams(streams: list[tuple[str, int, Iterator[Candle]]]) -> Iterator[tuple[str, Candle]]:
-    """(symbol, timeframe ms, candles) streams merged in close-time order; ties go in stream order."""
-    if len(streams) == 1:
-        symbol, _, candles = streams[0]
-        for candle in candles:
-            yield symbol, candle
-        return
-
-    def keyed(index: int, symbol: str, length: int, candles: Iterator[Candle]) -> Iterator[tuple[int, int, str, Candle]]:
-        for candle in candles:
-            yield candle.ts + length, index, symbol, candle
-
-    for _, _, symbol, candle in heapq.merge(*(keyed(i, *stream) for i, stream in enumerate(streams))):
-        yield symbol, candle
 
 
 class _Opened:

@@ -147,7 +147,7 @@ def test_ccxt_is_imported_only_for_a_config_with_an_exchange_section(tmp_path: P
 def test_load_config_itself_never_imports_ccxt(tmp_path: Path) -> None:
     """The daemon validates configs a control client names with load_config: that must import no code (ccxt included)."""
     _with_exchange(tmp_path, {"id": "nosuchexchange"})
-    code = "import sys\nfrom bot.config.loader import load_config\nload_config('config.json')\nprint('ccxt' in sys.modules)\n"
+    code = "import sys\nfrom bot.strategy.config_load import load_config\nload_config('config.json')\nprint('ccxt' in sys.modules)\n"
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False"]

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from bot.config.currency import quote_currency
-from bot.config.loader import changed_strategy, load_config
+from bot.strategy.config_load import changed_strategy, load_config
 from tests.cli.test_cli import error_lines, run_bot
 from tests.config.builders import valid_strategy, write_setup
 from tests.support import BTC_1M, ETH_1M, REPO, SHARED_DATA, Rig, module_strategy, repo_catalog

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, ConfigProblem
 from tests.config.builders import problems_of, valid_strategy, write_setup
 

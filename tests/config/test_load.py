@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.config.loader import deep_merge, load_config
+from bot.config.loader import deep_merge
+from bot.strategy.config_load import load_config
 from bot.config.models import (
     AnalyzerConfig,
     BotConfig,

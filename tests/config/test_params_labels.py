@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config.loader import changed_strategy
+from bot.strategy.config_load import changed_strategy
 from bot.errors import ConfigError
 from tests.support import module_strategy, repo_catalog
 

@@ -15,9 +15,9 @@ import anyio
 import orjson
 import pytest
 
-from bot.config.loader import load_config
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
+from bot.strategy.config_load import load_config
 from tests.cli.test_cli import run_bot
 from tests.support import ETH_1M, REPO
 

@@ -9,13 +9,13 @@ import pytest
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
+from bot.candles.merge import merged_candles
 from bot.candles.model import Candle
 from bot.candles.reader import read_candles
+from bot.candles.sources import CandleSource
 from bot.clock import ReplayClock
 from bot.config.models import BotConfig
 from bot.events import Event
-from bot.replay.runner import merged_candles
-from bot.replay.sources import CandleSource
 from bot.kernel import build_services
 from bot.services import BotServices
 from tests.support import ETH_1M, ETH_5M, SHARED_DATA

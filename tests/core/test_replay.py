@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from bot.candles.model import Candle
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.errors import CandleFileError
 from bot.events import Event
 from bot.indicators.averages import EMA

@@ -13,7 +13,7 @@ import pytest
 
 from bot.candles.model import Candle
 from bot.candles.reader import read_candles
-from bot.config.loader import changed_strategy
+from bot.strategy.config_load import changed_strategy
 from bot.config.models import BotConfig, StrategyConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.errors import StrategyError, StrategyStateError

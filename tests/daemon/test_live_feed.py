@@ -20,7 +20,7 @@ import pytest
 
 from bot.candles.model import Candle
 from bot.candles.reader import read_candles
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.control.client import ControlClient
 from bot.errors import ConfigError
 from bot.journal import Journal

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from bot.candles.model import Candle
-from bot.config.loader import load_config
+from bot.candles.sources import CandleSource
 from bot.daemon import operations
 from bot.daemon.live_feed import PlayedFeed
 from bot.daemon.recovery import ADDED_SYMBOL, KILL_SWITCH, OVERRIDES, STRATEGY_FILE
@@ -29,7 +29,7 @@ from bot.errors import (
     UnknownStrategyError,
 )
 from bot.journal import Journal
-from bot.replay.sources import CandleSource
+from bot.strategy.config_load import load_config
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
 from tests.daemon.conftest import write_daemon_config

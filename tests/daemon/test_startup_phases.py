@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from bot.bus import Handler
-from bot.config.loader import LoadedConfig, load_config
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.feed import RecordedFeed
 from bot.daemon.recovery import ADDED_SYMBOL, FEED_POSITION, KILL_SWITCH, STRATEGY_FILE
@@ -30,6 +29,7 @@ from bot.journal.lock import JournalInUse
 from bot.kernel import Bot, Seams, build_bot
 from bot.log import BotLogger
 from bot.replay.sources import resolve_sources
+from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
 from tests.daemon.conftest import write_daemon_config

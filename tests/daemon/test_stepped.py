@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from bot.daemon.feed import RecordedFeed
-from bot.replay.sources import CandleSource
+from bot.candles.sources import CandleSource
 from tests.daemon.client import result
 from tests.daemon.conftest import DaemonProcess, Step, journal_rows, write_daemon_config
 from tests.support import BTC_1M, Rig

@@ -6,9 +6,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bot.config.loader import load_config
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
+from bot.strategy.config_load import load_config
 from tests.cli.test_cli import run_bot
 from tests.report.builders import write_replay_config, write_two_currency_config
 

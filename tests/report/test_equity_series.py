@@ -11,7 +11,7 @@ import anyio
 import orjson
 
 from bot.candles.model import Candle
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.replay.equity import (
     EQUITY_COLUMNS,
     HOUR_MS,

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from bot.cli import main
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
 from bot.strategy.catalog import StrategyCatalog
 from tests.support import REPO
@@ -213,6 +213,53 @@ def test_a_strategy_whose_constructor_raises_fails_its_load_only(tmp_path: Path)
         rig.manager.load(module_strategy("typo"))
     rig.start(module_strategy("ema_cross", id="fine"))
     assert rig.manager.ids() == ["fine"]
+
+
+def _one_strategy_config(root: Path, module_text: str) -> Path:
+    folder = root / "plugins"
+    folder.mkdir()
+    (folder / "odd.py").write_text(GOOD.replace('name = "good"', 'name = "odd"') + module_text)
+    (root / "odd.json").write_bytes(orjson.dumps({"id": "odd", "module": "odd", "symbol": "BTC/USD", "quantity": 1}))
+    (root / "config.json").write_bytes(orjson.dumps({"strategy_paths": ["plugins"], "strategies": [{"file": "odd.json"}]}))
+    return root / "config.json"
+
+
+def test_a_strategy_whose_constructor_raises_is_a_problem_of_its_file_when_the_config_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _one_strategy_config(
+        tmp_path,
+        "\n    def __init__(self, params, context):\n"
+        "        super().__init__(params, context)\n"
+        "        context.indicators().requir('ema', period=3)\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'odd.json'}: <file>: the strategy raised while being built: AttributeError: 'IndicatorRegistry' object has no attribute 'requir'"
+    ]
+    assert main(["validate", "--config", str(config)]) == 2
+    assert "the strategy raised while being built: AttributeError" in capsys.readouterr().err
+
+
+def test_a_strategy_is_checked_on_a_context_whose_positions_it_can_read(tmp_path: Path) -> None:
+    """Built to find the streams it reads, a strategy sees a real (empty) book, as when it is loaded."""
+    config = _one_strategy_config(
+        tmp_path,
+        "\n    def __init__(self, params, context):\n"
+        "        super().__init__(params, context)\n"
+        "        assert context.is_flat() and context.positions() == [] and context.position() is None\n"
+        "        self.extra = 'ETH/USD' if context.last_price() is None else 'none'\n"
+        "\n    def subscriptions(self):\n"
+        "        return [(self.ctx.symbol, self.ctx.timeframe), (self.extra, '1m')]\n",
+    )
+    (tmp_path / "config.json").write_bytes(
+        orjson.dumps({"strategy_paths": ["plugins"], "strategies": [{"file": "odd.json"}], "feed": {"source": "ccxt"}, "exchange": {"id": "binance", "feed": {"symbols": ["BTC/USD"]}}})
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    # The stream the constructor chose from the book is checked against the feed.
+    assert [(p.field, p.reason) for p in caught.value.problems] == [
+        ("params", f"the strategy also reads 'ETH/USD', which is not streamed: add it to exchange.feed.symbols in {config}")
+    ]
 
 
 def test_a_params_model_that_skips_strategy_params_is_refused(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import talipp.indicators as ta  # type: ignore[import-untyped]
 from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
 from bot.candles.model import Candle
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 

@@ -10,7 +10,7 @@ import pytest
 import talipp.indicators as ta  # type: ignore[import-untyped]
 from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
 from tests.strategies.reference import (
     Bar,

@@ -11,7 +11,7 @@ import pytest
 
 from bot.candles.model import Candle
 from bot.candles.reader import read_candles
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.config.models import StrategyConfig
 from bot.errors import ConfigError
 from bot.trading.actions import ClosePercent

@@ -9,7 +9,8 @@ import anyio
 import pytest
 
 from bot.candles.model import Candle
-from bot.config.loader import deep_merge, load_config
+from bot.config.loader import deep_merge
+from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.config.loader import load_config
+from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
 from tests.strategies.reference import (
     Bar,

@@ -1,0 +1,29 @@
+"""Candle streams of several symbols merged into one in close-time order, deterministically."""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from bot.candles.model import Candle, timeframe_ms
+from bot.candles.sources import CandleSource
+
+
+def merged_candles(sources: list[CandleSource]) -> Iterator[tuple[str, Candle]]:
+    """All sources' candles in close-time order; ties go in source order, so replay is deterministic."""
+    yield from merge_streams([(s.symbol, timeframe_ms(s.timeframe), s.candles()) for s in sources])
+
+
+def merge_streams(streams: list[tuple[str, int, Iterator[Candle]]]) -> Iterator[tuple[str, Candle]]:
+    """(symbol, timeframe ms, candles) streams merged in close-time order; ties go in stream order."""
+    if len(streams) == 1:
+        symbol, _, candles = streams[0]
+        for candle in candles:
+            yield symbol, candle
+        return
+
+    def keyed(index: int, symbol: str, length: int, candles: Iterator[Candle]) -> Iterator[tuple[int, int, str, Candle]]:
+        for candle in candles:
+            yield candle.ts + length, index, symbol, candle
+
+    for _, _, symbol, candle in heapq.merge(*(keyed(i, *stream) for i, stream in enumerate(streams))):
+        yield symbol, candle
