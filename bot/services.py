@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from bot.bus import EventBus
+from bot.events import KillSwitch
 from bot.candles.hub import CandleHub
 from bot.clock import Clock, ReplayClock
 from bot.config.models import BotConfig
@@ -73,7 +74,7 @@ class BotServices:
         bus = EventBus(clock, log.subscriber_failed if isolate_subscribers else None)
         hub = CandleHub(bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles)
         def announce_kill_switch(payload: dict[str, Any]) -> None:
-            bus.publish("kill_switch", payload)
+            bus.publish(KillSwitch, None, payload["daily_loss"], payload["limit"], payload["currency"], payload["tripped_by"])
 
         risk = RiskManager(config.risk, announce_kill_switch)
         return cls(clock, bus, hub, log, risk, exchange if exchange is not None else PaperExchange(), Metrics())

@@ -407,7 +407,7 @@ def _extra_streams(spec: StrategyConfig, catalog: StrategyCatalog) -> list[tuple
     def nothing(*_: Any) -> None:
         return None
 
-    context = StrategyContext(spec, registry_for, nothing, nothing, cast(Any, None), lambda: 0)
+    context = StrategyContext(spec, registry_for, nothing, cast(Any, nothing), cast(Any, None), lambda: 0)
     try:
         strategy = catalog.build(spec.module, spec.class_name, spec.params, context)
         streams = [(str(s[0]), str(s[1])) for s in strategy.subscriptions()]

@@ -37,7 +37,8 @@ from bot.daemon.recovery import (
     tripped_currency,
     unread_holdings,
 )
-from bot.events import Event
+from bot.event_codec import payload_of
+from bot.events import CandleClosed, Event, FeedState, KillSwitch, PositionClosed, PositionOpened, PositionReduced
 from bot.errors import BotError, ConfigError, StrategyStateError
 from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 
 # Events whose fill books PnL or fees into the risk manager's daily tallies.
-_BOOKING_EVENTS = frozenset({"position_opened", "position_reduced", "position_closed"})
+_BOOKING_EVENTS = (PositionOpened, PositionReduced, PositionClosed)
 # `bot run`'s exit code when the live feed fails while trading (a failure at start is a BotError: 2).
 EXIT_FEED_FAILED = 4
 
@@ -177,9 +178,9 @@ class Daemon:
 
         def journal_first(event: Event) -> None:
             journal.record(event)
-            if event.type == "kill_switch":  # market-wide, but it must survive a restart
-                journal.set_meta(KILL_SWITCH, orjson.dumps(event.payload).decode())
-            elif event.type in _BOOKING_EVENTS and event.strategy_id is not None:
+            if isinstance(event, KillSwitch):  # market-wide, but it must survive a restart
+                journal.set_meta(KILL_SWITCH, orjson.dumps(payload_of(event)).decode())
+            elif isinstance(event, _BOOKING_EVENTS):
                 # The daily-loss limits must hold across a restart too.
                 tallies.record(event.strategy_id)
 
@@ -217,7 +218,7 @@ class Daemon:
             manager = StrategyManager(services, OrchestratorFactory(services, self.loaded.catalog), delivery, accounts)
 
             def announce_feed(feed_state: str, info: dict[str, Any]) -> None:
-                services.bus.publish("feed_state", {"state": feed_state, **info})
+                services.bus.publish(FeedState, None, feed_state, dict(info))
 
             def record_feed_position(close_ts: int) -> None:
                 # Only once every strategy has processed what was published: a restart resumes
@@ -268,7 +269,7 @@ class Daemon:
             state.strategy_files.update(files)
             state.added_symbols.update(added_symbols)
             server = ControlServer(state, config.control, self.socket_path, log)
-            services.bus.subscribe(DailySnapshots(journal, manager), types=("candle",))
+            services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
             async with server.serving():
                 log.info("control socket %s", self.socket_path)
                 await services.start()

@@ -17,7 +17,7 @@ from bot.candles.reader import last_timestamp
 from bot.clock import Clock, ReplayClock, WallClock
 from bot.config.loader import LoadedConfig
 from bot.errors import BotError, StrategyError
-from bot.events import Event
+from bot.events import Event, PositionClosed, ReplayFinished, ReplaySource, ReplayStarted
 from bot.log import BotLogger
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
@@ -155,10 +155,10 @@ class _Outputs:
         """Write the events published before the files were open, in order, then every event as it is published."""
         for event in early:
             self.events.write(event)
-            if event.type == "position_closed":
+            if isinstance(event, PositionClosed):
                 self.trades.write(event)
         bus.subscribe(self.events.write)
-        bus.subscribe(self.trades.write, types=("position_closed",))
+        bus.subscribe(self.trades.write, types=(PositionClosed,))
 
     def close(self) -> None:
         """Flush and close whichever files were opened."""
@@ -257,7 +257,7 @@ class Replay:
                         self._stream(opened, progress, equity)
                         equity.finish(services.clock.now_ms())
                         count = self.candles_done
-                        services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
+                        services.bus.publish(ReplayFinished, None, count, services.hub.gap_count)
                     except BotError as exc:
                         error = self._why(exc)
                         count = self.candles_done
@@ -353,10 +353,7 @@ class Replay:
                 self._activate(spec.id)
         if self.time_range is not None:
             self._check_range(opened)
-        services.bus.publish(
-            "replay_started",
-            {"sources": [{"symbol": s.symbol, "file": s.path.name, "timeframe": s.timeframe} for s in self.sources]},
-        )
+        services.bus.publish(ReplayStarted, None, tuple(ReplaySource(s.symbol, s.path.name, s.timeframe) for s in self.sources))
 
     def _activate(self, strategy_id: str) -> None:
         try:

@@ -46,6 +46,7 @@ class ExchangeAccount(Protocol):
         order_type: OrderType = "market",
         limit_price: float | None = None,
         stop_price: float | None = None,
+        rung: int | None = None,
     ) -> Order: ...
 
     def submit(self, order: Order) -> Fill | None: ...
