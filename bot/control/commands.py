@@ -533,7 +533,7 @@ def check_event_args(state: DaemonState, args: EventsArgs) -> EventsArgs:
     """Validate an events request's filters (the server streams it)."""
     if args.strategy_id is not None:
         _orchestrator(state, args.strategy_id)
-    unknown = sorted(set(args.types or ()) - EVENT_TYPES)  # the wire names events by type string
+    unknown = sorted(set(args.types or ()) - EVENT_TYPES)
     if unknown:
         raise ControlError("bad_args", f"unknown event types: {', '.join(unknown)}")
     return args
