@@ -71,7 +71,8 @@ class BotServices:
         candle_clock: ReplayClock | None = None
         if clock is None:
             clock = candle_clock = ReplayClock()
-        bus = EventBus(clock, log.subscriber_failed if isolate_subscribers else None)
+        # Live: ts_init is the wall clock. Replay: no wall clock, so ts_init is the market time.
+        bus = EventBus(clock, log.subscriber_failed if isolate_subscribers else None, wall_clock=None if candle_clock is not None else clock)
         hub = CandleHub(bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles)
         def announce_kill_switch(payload: dict[str, Any]) -> None:
             bus.publish(KillSwitch, None, payload["daily_loss"], payload["limit"], payload["currency"], payload["tripped_by"])
