@@ -3,15 +3,18 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio
 
 from bot.clock import Clock
 from bot.errors import EventTaggingError
-from bot.events import EVENT_TYPES, STRATEGY_EVENTS, Event
+from bot.events import EVENT_CLASSES, Event, StrategyEvent
 
 Handler = Callable[[Event], None]
+P = ParamSpec("P")
+E = TypeVar("E", bound=Event)
+S = TypeVar("S", bound=StrategyEvent)
 HandlerErrorPolicy = Callable[[Event, Handler, Exception], None]
 
 
@@ -20,7 +23,7 @@ class Subscription:
 
     __slots__ = ("types", "strategy_id", "handler")
 
-    def __init__(self, types: frozenset[str] | None, strategy_id: str | None, handler: Handler) -> None:
+    def __init__(self, types: frozenset[type[Event]] | None, strategy_id: str | None, handler: Handler) -> None:
         self.types = types
         self.strategy_id = strategy_id
         self.handler = handler
@@ -70,17 +73,26 @@ class EventStream:
 
 
 class EventBus:
-    """Publishes events to subscribers chosen by type and/or strategy id, by dictionary lookup.
+    """Publishes events to subscribers chosen by event class and/or strategy id, by dictionary lookup.
 
     A subscriber that raises must not break the code that published (a fill half-booked, a
     feed stopped): with `on_handler_error` set, its exception is counted and handed to that
     policy and delivery goes on. Without it (tests), the exception propagates.
+
+    `clock` gives the market time of an event published without one; `wall_clock` its creation
+    time (`ts_init`). Without a wall clock (replay) `ts_init` is the market time, so nothing in
+    an event depends on when the replay ran.
     """
 
     def __init__(
-        self, clock: Clock, on_handler_error: HandlerErrorPolicy | None = None, before_delivery: Handler | None = None
+        self,
+        clock: Clock,
+        on_handler_error: HandlerErrorPolicy | None = None,
+        before_delivery: Handler | None = None,
+        wall_clock: Clock | None = None,
     ) -> None:
         self._clock = clock
+        self._wall_clock = wall_clock
         self._on_handler_error = on_handler_error
         # Runs before any subscriber sees the event (the journal): if it raises, the event is
         # not delivered and the publisher gets the exception, so nothing is announced unrecorded.
@@ -90,7 +102,7 @@ class EventBus:
         self._subs: list[Subscription] = []
         # Resolved handler lists per (type, strategy_id); rebuilt lazily after (un)subscribe so
         # publishing costs one dict lookup plus the handler calls.
-        self._routes: dict[tuple[str, str | None], tuple[Handler, ...]] = {}
+        self._routes: dict[tuple[type[Event], str | None], tuple[Handler, ...]] = {}
         self._streams: list[EventStream] = []
 
     @property
@@ -98,23 +110,27 @@ class EventBus:
         """The sequence number of the last published event."""
         return self._seq
 
-    def publish(self, type_: str, payload: dict[str, Any], strategy_id: str | None = None, ts: int | None = None) -> Event:
-        """Build, sequence and deliver one event; refuse a strategy event without a strategy id."""
-        if strategy_id is None:
-            if type_ in STRATEGY_EVENTS:
-                raise EventTaggingError(f"event type {type_!r} is strategy-scoped and needs a strategy_id")
-            if type_ not in EVENT_TYPES:
-                raise EventTaggingError(f"unknown event type {type_!r}")
-        elif type_ not in STRATEGY_EVENTS:
-            raise EventTaggingError(f"event type {type_!r} is market-wide and must not carry a strategy_id")
-        self._seq += 1
-        event = Event(type_, strategy_id, self._clock.now_ms() if ts is None else ts, self._seq, payload)
+    def publish(self, cls: Callable[Concatenate[int, int, int, P], E], ts: int | None, *args: P.args, **kwargs: P.kwargs) -> E:
+        """Build, sequence and deliver one event of class `cls` (its fields after seq, ts, ts_init).
+
+        `ts` None stamps it with the event clock. A strategy event's first field is its
+        strategy id; one built without a usable id is refused.
+        """
+        seq = self._seq + 1
+        if ts is None:
+            ts = self._clock.now_ms()
+        wall = self._wall_clock
+        event = cls(seq, ts, ts if wall is None else wall.now_ms(), *args, **kwargs)
+        strategy_id = event.strategy_id
+        if event.scoped and not (isinstance(strategy_id, str) and strategy_id):
+            raise EventTaggingError(f"event type {event.type!r} is strategy-scoped and needs a strategy_id, got {strategy_id!r}")
+        self._seq = seq
         if self.before_delivery is not None:
             self.before_delivery(event)
-        key = (type_, strategy_id)
+        key = (type(event), strategy_id)
         handlers = self._routes.get(key)
         if handlers is None:
-            handlers = self._resolve(type_, strategy_id)
+            handlers = self._resolve(key[0], strategy_id)
             self._routes[key] = handlers
         for handler in handlers:
             try:
@@ -129,15 +145,15 @@ class EventBus:
     def subscribe(
         self,
         handler: Handler,
-        types: Iterable[str] | None = None,
+        types: Iterable[type[Event]] | None = None,
         strategy_id: str | None = None,
     ) -> Subscription:
-        """Call `handler` synchronously for each matching event (types None = all types)."""
+        """Call `handler` synchronously for each matching event (types None = all classes)."""
         type_set = None if types is None else frozenset(types)
         if type_set is not None:
-            unknown = type_set - EVENT_TYPES
+            unknown = [t for t in type_set if not (isinstance(t, type) and EVENT_CLASSES.get(t.type) is t)]
             if unknown:
-                raise ValueError(f"unknown event types: {sorted(unknown)}")
+                raise ValueError(f"not event classes: {sorted(map(repr, unknown))}")
         sub = Subscription(type_set, strategy_id, handler)
         self._subs.append(sub)
         self._routes.clear()
@@ -151,7 +167,7 @@ class EventBus:
             return
         self._routes.clear()
 
-    def stream(self, types: Iterable[str] | None = None, strategy_id: str | None = None, maxlen: int = 10_000) -> EventStream:
+    def stream(self, types: Iterable[type[Event]] | None = None, strategy_id: str | None = None, maxlen: int = 10_000) -> EventStream:
         """Open a bounded async stream of matching events; slow readers lose the oldest, counted."""
         stream = EventStream(maxlen)
         stream.subscription = self.subscribe(stream.push, types, strategy_id)
@@ -180,7 +196,7 @@ class EventBus:
             return len(self._subs)
         return sum(1 for s in self._subs if s.strategy_id == strategy_id)
 
-    def _resolve(self, type_: str, strategy_id: str | None) -> tuple[Handler, ...]:
+    def _resolve(self, type_: type[Event], strategy_id: str | None) -> tuple[Handler, ...]:
         return tuple(
             s.handler
             for s in self._subs
@@ -197,5 +213,6 @@ class StrategyPublisher:
         self._bus = bus
         self.strategy_id = strategy_id
 
-    def __call__(self, type_: str, payload: dict[str, Any], ts: int | None = None) -> Event:
-        return self._bus.publish(type_, payload, self.strategy_id, ts)
+    def __call__(self, cls: Callable[Concatenate[int, int, int, str, P], S], ts: int | None, *args: P.args, **kwargs: P.kwargs) -> S:
+        """Publish a strategy event of class `cls` tagged with this publisher's strategy id."""
+        return self._bus.publish(cls, ts, self.strategy_id, *args, **kwargs)

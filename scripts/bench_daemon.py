@@ -119,7 +119,7 @@ def idle_memory(count: int = 1000) -> dict[str, float]:
 
 def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) -> dict[str, float]:
     """1,000 active strategies over 10 symbols with per-strategy inboxes: publish-to-decision latency."""
-    from bot.candles.model import Candle
+    from bot.ohlcv import Candle
     from bot.candles.reader import read_candles
     from bot.config.models import BotConfig, StrategyConfig
     from bot.daemon import heap

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.indicators.averages import crossing
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams
 from bot.strategy.conditions import MarketConditions, MarketFilter

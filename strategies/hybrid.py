@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.analyzer_params import BollingerParams, RsiParams
 from bot.strategy.analyzers import BollingerAnalyzer, RsiAnalyzer
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams

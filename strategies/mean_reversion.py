@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams
 from bot.strategy.conditions import MarketConditions, MarketFilter
 

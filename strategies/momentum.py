@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams
 from bot.strategy.conditions import MarketConditions, MarketFilter
 

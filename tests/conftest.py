@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from tests.support import BTC_1M
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.loader import deep_merge
 from bot.config.models import BotConfig, StrategyConfig
 from bot.kernel import Seams, build_bot

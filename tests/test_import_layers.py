@@ -17,8 +17,9 @@ BOT = Path(__file__).resolve().parent.parent / "bot"
 # Lowest first; a module may import only from tiers below its own. Names in one tier do not
 # import each other. Some (http, cluster) do not exist yet: their place is kept.
 ORDER: tuple[tuple[str, ...], ...] = (
-    ("errors", "clock", "events", "fmt", "symbols", "version"),
-    ("bus",),
+    ("errors", "clock", "fmt", "ohlcv", "symbols", "version"),
+    ("events",),
+    ("bus", "event_codec"),
     ("log", "log_options", "metrics"),
     ("candles",),
     ("config",),

@@ -1,7 +1,7 @@
 """Folding base candles into higher-timeframe candles aligned to UTC epoch boundaries."""
 from __future__ import annotations
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 
 # Returned for the common "nothing completed" case so the hot path allocates nothing.
 EMPTY: tuple[Candle, ...] = ()

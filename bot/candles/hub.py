@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from bot.bus import EventBus
 from bot.candles.aggregate import Aggregator
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.errors import BotError
+from bot.events import CandleClosed, CandleGap
 
 CandleCallback = Callable[[str, str, Candle, int], None]
 
@@ -264,7 +265,7 @@ class CandleHub:
         key = (symbol, timeframe)
         self._history[key].append(candle)
         if self._publish_candles:
-            self._bus.publish("candle", {"symbol": symbol, "timeframe": timeframe, "candle": candle}, None, close_ts)
+            self._bus.publish(CandleClosed, close_ts, symbol, timeframe, candle)
         callbacks = self._subscribers.get(key)
         if callbacks:
             for callback in callbacks:
@@ -282,4 +283,4 @@ class CandleHub:
         self.gap_count += 1
         self.gaps.append(gap)
         # Stamped with the event clock (already at this candle's close), never behind it.
-        self._bus.publish("candle_gap", gap)
+        self._bus.publish(CandleGap, None, symbol, feed.base_tf, last, now, missing)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.sources import CandleSource
 
 

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from bot.candles.model import MAX_VALUE, TIMEFRAME_MS, Candle, timeframe_of_ms
+from bot.ohlcv import MAX_VALUE, TIMEFRAME_MS, Candle, timeframe_of_ms
 from bot.candles.window import TimeWindow
 from bot.errors import CandleFileError
 

@@ -6,7 +6,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import last_timestamp, read_candles
 from bot.candles.window import EARLIEST_MS, TimeWindow
 from bot.errors import CandleFileError

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 from bot.config.execution import ExecutionConfig
 from bot.config.strict import Strict
 

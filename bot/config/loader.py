@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 from bot.config.currency import RISK_LIMITS, collision_problems, mixed_currency_problem, risk_problems
 from bot.config.models import BotConfig, ParamsChecks, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 from bot.config.currency import CURRENCY_PATTERN
 from bot.config.exchange import ExchangeConfig
 from bot.config.numbers import Amount, number_problems

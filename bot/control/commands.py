@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 from bot.config.currency import quote_currency
 from bot.config.loader import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, StrategyConfig

@@ -25,8 +25,8 @@ from bot.control.commands import STREAM_COMMANDS, Control, check_event_args, run
 from bot.control.protocol import ControlError, error_reply, ok_reply, parse_request, validate_args
 from bot.daemon.state import DaemonState
 from bot.errors import BotError
-from bot.events import Event
-from bot.replay.event_log import encode_event
+from bot.event_codec import encode_message
+from bot.events import EVENT_CLASSES, Event
 
 # Unix socket paths longer than this do not fit in sockaddr_un on Linux.
 _MAX_SOCKET_PATH = 100
@@ -161,7 +161,8 @@ class ControlServer:
             await ws.send(orjson.dumps(error_reply(request_id, exc.code, exc.message)).decode())
             return
         bus = self._state.services.bus
-        stream = bus.stream(args.types, args.strategy_id, maxlen=self._config.event_buffer)
+        types = None if args.types is None else [EVENT_CLASSES[name] for name in args.types]
+        stream = bus.stream(types, args.strategy_id, maxlen=self._config.event_buffer)
         try:
             await ws.send(orjson.dumps(ok_reply(request_id, {"streaming": True})).decode())
             async with anyio.create_task_group() as tg:
@@ -199,4 +200,4 @@ class ControlServer:
 
 
 def _event_message(request_id: str | int, event: Event) -> str:
-    return '{"id":' + orjson.dumps(request_id).decode() + ',"event":' + encode_event(event).decode() + "}"
+    return '{"id":' + orjson.dumps(request_id).decode() + ',"event":' + encode_message(event).decode() + "}"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
-from bot.candles.model import Candle
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import Candle
+from bot.ohlcv import timeframe_ms
 from bot.daemon.inbox import CandleInbox, QueuedCounter
 from bot.strategy.delivery import CandleHandler, HandlerErrorHook
 from bot.strategy.guard import attempt

@@ -5,22 +5,35 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.events import Event
+from bot.event_codec import payload_of
+from bot.events import (
+    ActionFailed,
+    CandleGap,
+    Event,
+    FeedState,
+    KillSwitch,
+    PositionClosed,
+    PositionOpened,
+    PositionReduced,
+    RiskRejected,
+    StrategyFault,
+    StrategyStateChanged,
+)
 from bot.fmt import format_fields, format_number, format_price, format_qty
 
-LOGGED_EVENTS = (
-    "strategy_state",
-    "strategy_error",
-    "position_opened",
-    "position_reduced",
-    "position_closed",
-    "risk_rejected",
-    "action_failed",
-    "kill_switch",
-    "feed_state",
-    "candle_gap",
+LOGGED_EVENTS: tuple[type[Event], ...] = (
+    StrategyStateChanged,
+    StrategyFault,
+    PositionOpened,
+    PositionReduced,
+    PositionClosed,
+    RiskRejected,
+    ActionFailed,
+    KillSwitch,
+    FeedState,
+    CandleGap,
 )
-_WARNINGS = frozenset({"strategy_error", "kill_switch", "risk_rejected"})
+_WARNINGS: tuple[type[Event], ...] = (StrategyFault, KillSwitch, RiskRejected)
 # At most one gap line per symbol in this many seconds of wall-clock time.
 GAP_LINE_INTERVAL = 60.0
 
@@ -63,14 +76,13 @@ class GapLines:
         self._interval = interval
         self._symbols: dict[str, _SymbolGaps] = {}
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: CandleGap) -> None:
         """Count one candle_gap event; log its symbol's line if none was logged within the interval."""
-        p = event.payload
-        symbol = str(p["symbol"])
+        symbol = event.symbol
         gaps = self._symbols.setdefault(symbol, _SymbolGaps())
         period = self._loop_period(symbol)
         if period:
-            position = (str(p["timeframe"]), int(p["after"]) % period)
+            position = (event.timeframe, event.after % period)
             if position in gaps.seen:
                 if not gaps.told_repeat:
                     gaps.told_repeat = True
@@ -78,11 +90,11 @@ class GapLines:
                 return
             gaps.seen.add(position)
         if not gaps.held:
-            gaps.first_after = int(p["after"])
-        gaps.timeframe = str(p["timeframe"])
+            gaps.first_after = event.after
+        gaps.timeframe = event.timeframe
         gaps.held += 1
-        gaps.missing += int(p["missing"])
-        gaps.last_next = int(p["next"])
+        gaps.missing += event.missing
+        gaps.last_next = event.next
         now = self._clock()
         if gaps.logged_at is None or now - gaps.logged_at >= self._interval:
             self._line(symbol, gaps, now)
@@ -130,24 +142,25 @@ class EventLines:
 
     def __call__(self, event: Event) -> None:
         """Log one event."""
-        if event.type == "candle_gap":
+        if isinstance(event, CandleGap):
             self._gaps(event)
             return
-        p = event.payload
         who = f"[{event.strategy_id}] " if event.strategy_id else ""
-        if event.type == "strategy_state":
-            text = f"{p['change']} -> {p['state']}" + (f" ({p['policy']})" if p.get("policy") else "") + (f": {p['error']}" if p.get("error") else "")
-        elif event.type == "position_opened":
-            stop = "no stop" if p["stop_loss"] is None else f"stop {format_price(p['stop_loss'])}"
-            text = f"opened {p['side']} {format_qty(p['quantity'])} {p['symbol']} @ {format_price(p['entry_price'])} ({stop})"
-        elif event.type == "position_reduced":
-            text = f"reduced {p['position_id']} by {format_qty(p['closed_quantity'])} @ {format_price(p['price'])} ({p['reason']})"
-        elif event.type == "position_closed":
-            text = f"closed {p['position_id']} @ {format_price(p['exit_price'])} ({p['exit_reason']}), pnl {format_number(p['pnl'])}"
-        elif event.type == "risk_rejected":
-            text = f"entry refused by {p['rule']}: {p['reason']}"
-        elif event.type == "strategy_error":
-            text = f"error: {p['error']} ({p['note']})"
+        if isinstance(event, StrategyStateChanged):
+            text = f"{event.change} -> {event.state}" + (f" ({event.policy})" if event.policy else "") + (f": {event.error}" if event.error else "")
+        elif isinstance(event, PositionOpened):
+            position = event.position
+            stop = "no stop" if position.stop_loss is None else f"stop {format_price(position.stop_loss)}"
+            text = f"opened {position.side} {format_qty(position.quantity)} {position.symbol} @ {format_price(position.entry_price)} ({stop})"
+        elif isinstance(event, PositionReduced):
+            text = f"reduced {event.position.position_id} by {format_qty(event.closed_quantity)} @ {format_price(event.price)} ({event.reason})"
+        elif isinstance(event, PositionClosed):
+            trade = event.trade
+            text = f"closed {trade.position_id} @ {format_price(trade.exit_price)} ({trade.exit_reason}), pnl {format_number(trade.pnl)}"
+        elif isinstance(event, RiskRejected):
+            text = f"entry refused by {event.rule}: {event.reason}"
+        elif isinstance(event, StrategyFault):
+            text = f"error: {event.error} ({event.note})"
         else:
-            text = f"{event.type} {format_fields(p)}"
-        self._log.log(logging.WARNING if event.type in _WARNINGS else logging.INFO, "%s%s", who, text)
+            text = f"{event.type} {format_fields(payload_of(event))}"
+        self._log.log(logging.WARNING if isinstance(event, _WARNINGS) else logging.INFO, "%s%s", who, text)

@@ -11,7 +11,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from bot.candles.hub import CandleHub
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.errors import BotError
 from bot.candles.merge import merged_candles
 from bot.candles.sources import CandleSource

@@ -18,11 +18,12 @@ from anyio.abc import TaskStatus
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.sources import CandleSource
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.daemon.feed import RecordedFeed
 from bot.errors import BotError, FeedStateError
+from bot.events import FeedState
 
 if TYPE_CHECKING:
     from bot.live.ccxt_feed import LiveCandleFeed
@@ -264,7 +265,7 @@ class LiveFeed:
                 self._on_published(close)
 
     def _symbol_state(self, symbol: str, state: str, detail: dict[str, Any]) -> None:
-        self._bus.publish("feed_state", {"symbol": symbol, "timeframe": self.timeframe, **detail, "state": state})
+        self._bus.publish(FeedState, None, state, dict(detail), symbol, self.timeframe)
         if state == "failed" and self.state == "playing":
             self.error = f"{symbol}: {detail.get('error', 'failed')}"
             self._fail(self.error)
@@ -272,11 +273,11 @@ class LiveFeed:
     # -- internals ----------------------------------------------------------------------------
     def _set_state(self, state: str, **info: Any) -> None:
         self.state = state
-        self._bus.publish("feed_state", {"state": state, "source": self.source, "candles": self.published, **info})
+        self._bus.publish(FeedState, None, state, {"source": self.source, "candles": self.published, **info})
 
     def _fail(self, reason: str) -> None:
         self.state = "failed"
-        self._bus.publish("feed_state", {"state": "failed", "source": self.source, "candles": self.published, "error": reason})
+        self._bus.publish(FeedState, None, "failed", {"source": self.source, "candles": self.published, "error": reason})
         if self._on_fatal is not None and not self._stopping:
             self._on_fatal(f"live feed failed: {reason}")
 

@@ -55,7 +55,7 @@ class LiveTrading:
     async def reconcile(self, manager: StrategyManager, bus: EventBus, symbols: Iterable[str]) -> ReconcileReport:
         """Bring the restored strategies in line with the exchange; raises when the exchange cannot be asked."""
         managers = {sid: manager.get(sid).positions for sid in manager.ids()}
-        return await Reconciler(self.gateway, managers, bus.publish, self._log).run(symbols)
+        return await Reconciler(self.gateway, managers, bus, self._log).run(symbols)
 
     async def close(self) -> None:
         """Stop tracking and close the connection (orders resting on the exchange stay there)."""

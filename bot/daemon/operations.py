@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 from bot.candles.reader import infer_timeframe
 from bot.candles.sources import CandleSource
 from bot.config.currency import quote_currency

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from bot.candles.hub import CandleHub
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 from bot.events import Event
 from bot.journal import Journal
 from bot.strategy.manager import StrategyManager

@@ -33,7 +33,8 @@ from bot.daemon.recovery import (
     unread_holdings,
 )
 from bot.errors import BotError, ConfigError, StrategyStateError
-from bot.events import Event
+from bot.event_codec import payload_of
+from bot.events import Event, FeedState, KillSwitch, PositionClosed, PositionOpened, PositionReduced
 from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from bot.daemon.live_trading import LiveTrading
 
 # Events whose fill books PnL or fees into the risk manager's daily tallies.
-_BOOKING_EVENTS = frozenset({"position_opened", "position_reduced", "position_closed"})
+_BOOKING_EVENTS = (PositionOpened, PositionReduced, PositionClosed)
 
 
 # -- open journal ---------------------------------------------------------------------------------
@@ -67,9 +68,9 @@ class JournalRecorder:
     def __call__(self, event: Event) -> None:
         """Record the event, then what must survive a restart with it (the kill switch, the daily tallies)."""
         self._journal.record(event)
-        if event.type == "kill_switch":  # market-wide, but it must survive a restart
-            self._journal.set_meta(KILL_SWITCH, orjson.dumps(event.payload).decode())
-        elif event.type in _BOOKING_EVENTS and event.strategy_id is not None:
+        if isinstance(event, KillSwitch):  # market-wide, but it must survive a restart
+            self._journal.set_meta(KILL_SWITCH, orjson.dumps(payload_of(event)).decode())
+        elif isinstance(event, _BOOKING_EVENTS):
             # The daily-loss limits must hold across a restart too.
             self._tallies.record(event.strategy_id)
 
@@ -157,7 +158,7 @@ def build_feed(
         )
 
     def announce_feed(feed_state: str, info: dict[str, Any]) -> None:
-        services.bus.publish("feed_state", {"state": feed_state, **info})
+        services.bus.publish(FeedState, None, feed_state, dict(info))
 
     for source in sources:
         services.hub.add_feed(source.symbol, source.timeframe)

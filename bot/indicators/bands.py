@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.indicators.base import SOURCE_INDEX, check_period, check_positive_float, check_source
 
 # Bollinger keeps running sums s1 = sum(d), s2 = sum(d^2) of deviations d = x - shift. The

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Protocol, runtime_checkable
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 
 # Indicators read their input as `candle[index]`: on a NamedTuple that is measurably faster
 # than getattr(candle, name) on the replay hot path.

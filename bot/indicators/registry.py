@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple, overload
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.indicators.averages import EMA, SMA
 from bot.indicators.bands import BollingerBands, Donchian
 from bot.indicators.base import Indicator, check_period, check_positive_float, check_source

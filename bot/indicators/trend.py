@@ -1,7 +1,7 @@
 """Trend strength: ADX."""
 from __future__ import annotations
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.indicators.base import check_period
 
 

@@ -9,7 +9,7 @@ from typing import Final
 
 from bot.errors import BotError
 
-SCHEMA_VERSION: Final[int] = 4
+SCHEMA_VERSION: Final[int] = 5
 
 # Every table is keyed by strategy_id first, so one strategy's rows never mix with another's
 # and every per-strategy read is an index range scan. STRICT makes SQLite refuse a value of the
@@ -47,6 +47,7 @@ _DDL: Final[tuple[str, ...]] = (
         order_type TEXT,
         limit_price REAL,
         stop_price REAL,
+        rung INTEGER,
         PRIMARY KEY (strategy_id, client_id)
     ) STRICT, WITHOUT ROWID""",
     # No index on pending orders: the table is clustered by strategy, recovery scans that range
@@ -255,5 +256,15 @@ def _check_or_create(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("ALTER TABLE orders ADD COLUMN stop_price REAL")
         conn.execute("UPDATE schema_version SET version = 4")
         version = 4
+    if version == 4:
+        # Version 5 records the take-profit rung a close takes as a number. Older journals only
+        # named it in the reason (`take_profit_<n>`, 1-based): read it from there, here and only here.
+        conn.execute("ALTER TABLE orders ADD COLUMN rung INTEGER")
+        conn.execute(
+            "UPDATE orders SET rung = CAST(substr(reason, 13) AS INTEGER) - 1 "
+            "WHERE intent = 'close' AND reason GLOB 'take_profit_[1-9]*' AND substr(reason, 13) NOT GLOB '*[^0-9]*'"
+        )
+        conn.execute("UPDATE schema_version SET version = 5")
+        version = 5
     if version < SCHEMA_VERSION:
         raise JournalError(f"{path}: journal schema version {version} is unknown (this bot writes {SCHEMA_VERSION})")

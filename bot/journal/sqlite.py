@@ -38,6 +38,7 @@ _ORDER_COLUMNS: Final[tuple[str, ...]] = (
     "order_type",
     "limit_price",
     "stop_price",
+    "rung",
 )
 _STATE_COLUMNS: Final[tuple[str, ...]] = ("state", "change", "policy", "last_error", "ts")
 _TABLES_WITH_STRATEGIES: Final[tuple[str, ...]] = (

@@ -9,32 +9,31 @@ from typing import Any, Final
 
 import orjson
 
-from bot.events import Event
+from bot.event_codec import encode_record, payload_of
+from bot.events import (
+    Event,
+    FillRecord,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    PositionClosed,
+    PositionOpened,
+    PositionReduced,
+    StopUpdated,
+    StrategyStateChanged,
+    TrailingActivated,
+)
 from bot.journal.schema import JournalError
 
 # date.fromordinal(_EPOCH_ORDINAL) is 1970-01-01: day n after the epoch is ordinal + n.
 _EPOCH_ORDINAL: Final[int] = date(1970, 1, 1).toordinal()
 _DAY_MS: Final[int] = 86_400_000
 
-# Payload keys that ride along with Position.state() in position events but are not part of it.
-# Everything else in those payloads is kept as state, so a field added to state() is journalled
-# without touching this module.
-_NOT_STATE_OPENED: Final[frozenset[str]] = frozenset({"client_id", "portfolio", "fill"})
-_NOT_STATE_REDUCED: Final[frozenset[str]] = frozenset({"closed_quantity", "price", "reason", "portfolio", "fill"})
-# Fields of stop_updated / trailing_activated payloads that patch the stored state, by the
-# state key they set. A payload carries only some of them.
-_STATE_PATCH: Final[tuple[tuple[str, str], ...]] = (
-    ("stop_loss", "stop_loss"),
-    ("trailing_active", "trailing_active"),
-    ("distance_pct", "trailing_distance_pct"),
-    ("trailing_distance_pct", "trailing_distance_pct"),
-    ("trailing_stop", "trailing_stop"),
-)
-
 _INSERT_ORDER: Final[str] = """
     INSERT OR REPLACE INTO orders (strategy_id, client_id, number, symbol, side, quantity, intent, position_id,
-        reason, ref_price, status, submitted_ts, submitted_seq, pair_group, order_type, limit_price, stop_price)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?)"""
+        reason, ref_price, status, submitted_ts, submitted_seq, pair_group, order_type, limit_price, stop_price, rung)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?, ?)"""
 # A fill completes its order (an exchange's partial fills are summed into one fill, which is
 # short of the order's quantity only when the rest was cancelled).
 _FILL_ORDER: Final[str] = """
@@ -124,20 +123,20 @@ class JournalWriter:
         self._next_n: dict[str, int] = {}
         # The last UTC day computed, as (day number, 'YYYY-MM-DD'): consecutive events share it.
         self._day: tuple[int, str] = (-(2**62), "")
-        self._handlers: dict[str, Callable[[Event, str, dict[str, Any]], None]] = {
-            "order_submitted": self._order_submitted,
+        self._handlers: dict[type[Event], Callable[[Any, str], None]] = {
+            OrderSubmitted: self._order_submitted,
             # A fill is journalled from the position event that carries it (`fill`), in the same
             # transaction as the position change, so a crash can never keep one without the
             # other; the order_filled event that follows only repeats it.
-            "order_filled": self._ignore,
-            "order_cancelled": self._order_cancelled,
-            "order_rejected": self._order_rejected,
-            "position_opened": self._position_opened,
-            "position_reduced": self._position_reduced,
-            "position_closed": self._position_closed,
-            "stop_updated": self._patch_position,
-            "trailing_activated": self._patch_position,
-            "strategy_state": self._strategy_state,
+            OrderFilled: self._ignore,
+            OrderCancelled: self._order_cancelled,
+            OrderRejected: self._order_rejected,
+            PositionOpened: self._position_opened,
+            PositionReduced: self._position_reduced,
+            PositionClosed: self._position_closed,
+            StopUpdated: self._stop_updated,
+            TrailingActivated: self._trailing_activated,
+            StrategyStateChanged: self._strategy_state,
         }
         try:
             conn.execute(_TRIM_ALL_EVENTS, (event_limit,))
@@ -149,15 +148,13 @@ class JournalWriter:
         strategy_id = event.strategy_id
         if strategy_id is None:
             return
-        payload = event.payload
-        handler = self._handlers.get(event.type, self._log_event)
+        handler = self._handlers.get(type(event), self._log_event)
         execute = self._execute
         try:
             execute("BEGIN")
-            handler(event, strategy_id, payload)
-            snapshot = payload.get("portfolio")
-            if snapshot is not None:
-                self._portfolio(strategy_id, event.ts, dumps(snapshot))
+            handler(event, strategy_id)
+            if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
+                self._portfolio(strategy_id, event.ts, dumps(event.portfolio))
             execute("COMMIT")
         except BaseException as exc:
             self._rollback()
@@ -176,149 +173,149 @@ class JournalWriter:
             raise JournalError(f"{self._path}: could not journal the equity snapshot of {strategy_id!r}: {exc}") from exc
 
     # -- handlers -------------------------------------------------------------------------------
-    def _order_submitted(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        client_id = p["client_id"]
+    def _order_submitted(self, event: OrderSubmitted, sid: str) -> None:
+        client_id = event.client_id
         self._execute(
             _INSERT_ORDER,
             (
                 sid,
                 client_id,
                 trailing_number(client_id, sid + "-"),
-                p["symbol"],
-                p["side"],
-                p["quantity"],
-                p["intent"],
-                p.get("position_id"),
-                p.get("reason"),
-                p.get("ref_price"),
+                event.symbol,
+                event.side,
+                event.quantity,
+                event.intent,
+                event.position_id,
+                event.reason,
+                event.ref_price,
                 event.ts,
                 event.seq,
-                p.get("group"),
-                p.get("order_type"),
-                p.get("limit_price"),
-                p.get("stop_price"),
+                event.group,
+                # NULL for a market order, as every journal before typed events stored it.
+                None if event.order_type == "market" else event.order_type,
+                event.limit_price,
+                event.stop_price,
+                event.rung,
             ),
         )
 
-    def _order_filled(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        client_id = p["client_id"]
-        quantity = p["quantity"]
+    def _fill(self, event: Event, sid: str, fill: FillRecord) -> None:
+        client_id = fill.client_id
+        quantity = fill.quantity
         execute = self._execute
         execute(
             _INSERT_FILL,
             (
                 sid,
                 client_id,
-                p.get("symbol"),
-                p.get("side"),
-                p["price"],
+                fill.symbol,
+                fill.side,
+                fill.price,
                 quantity,
-                p.get("fee", 0.0),
-                p.get("liquidity"),
-                p.get("reason"),
-                p.get("fill_ts"),
+                fill.fee,
+                fill.liquidity,
+                fill.reason,
+                fill.fill_ts,
                 event.ts,
                 event.seq,
             ),
         )
         execute(_FILL_ORDER, (quantity, event.ts, event.seq, sid, client_id))
 
-    def _ignore(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+    def _ignore(self, event: Event, sid: str) -> None:
         """Nothing to write: the information is journalled with another event."""
 
-    def _fill_of(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        fill = p.get("fill")
-        if fill is not None:
-            self._order_filled(event, sid, fill)
+    def _order_cancelled(self, event: OrderCancelled | OrderRejected, sid: str) -> None:
+        self._execute(_CANCEL_ORDER, (event.ts, event.seq, sid, event.client_id))
 
-    def _order_cancelled(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        self._execute(_CANCEL_ORDER, (event.ts, event.seq, sid, p["client_id"]))
-
-    def _order_rejected(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+    def _order_rejected(self, event: OrderRejected, sid: str) -> None:
         # The order is done, and why the exchange refused it is kept in the strategy's event log.
-        self._order_cancelled(event, sid, p)
-        self._log_event(event, sid, p)
+        self._order_cancelled(event, sid)
+        self._log_event(event, sid)
 
-    def _position_opened(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        self._fill_of(event, sid, p)
-        position_id = p["position_id"]
-        state = {k: v for k, v in p.items() if k not in _NOT_STATE_OPENED}
+    def _position_opened(self, event: PositionOpened, sid: str) -> None:
+        self._fill(event, sid, event.fill)
+        position = event.position
+        position_id = position.position_id
         self._execute(
             _INSERT_POSITION,
             (
                 sid,
                 position_id,
                 trailing_number(position_id, sid + "-p"),
-                p["symbol"],
-                p.get("status", "open"),
-                dumps(state),
-                p.get("client_id"),
+                position.symbol,
+                position.status,
+                dumps(position),
+                event.client_id,
                 event.ts,
                 event.seq,
             ),
         )
 
-    def _position_reduced(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        self._fill_of(event, sid, p)
-        position_id = p["position_id"]
-        state = {k: v for k, v in p.items() if k not in _NOT_STATE_REDUCED}
-        closed = p["closed_quantity"]
+    def _position_reduced(self, event: PositionReduced, sid: str) -> None:
+        self._fill(event, sid, event.fill)
+        position = event.position
+        position_id = position.position_id
+        closed = event.closed_quantity
         self._execute(
             _REDUCE_POSITION,
             (
                 sid,
                 position_id,
                 trailing_number(position_id, sid + "-p"),
-                p["symbol"],
-                p.get("status", "partially_closed"),
-                dumps(state),
+                position.symbol,
+                position.status,
+                dumps(position),
                 closed,
                 # The same float operation as Position.exit_value += fill.price * qty.
-                p["price"] * closed,
+                event.price * closed,
                 event.ts,
                 event.seq,
             ),
         )
 
-    def _position_closed(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        self._fill_of(event, sid, p)
-        position_id = p["position_id"]
-        record = {k: v for k, v in p.items() if k != "portfolio"}
+    def _position_closed(self, event: PositionClosed, sid: str) -> None:
+        self._fill(event, sid, event.fill)
+        trade = event.trade
+        record = {**encode_record(trade), "fill": encode_record(event.fill)}
         execute = self._execute
-        execute(_INSERT_TRADE, (sid, position_id, p.get("exit_ts"), event.ts, event.seq, dumps(record)))
-        execute(_CLOSE_POSITION, (event.ts, event.seq, sid, position_id))
+        execute(_INSERT_TRADE, (sid, trade.position_id, trade.exit_ts, event.ts, event.seq, dumps(record)))
+        execute(_CLOSE_POSITION, (event.ts, event.seq, sid, trade.position_id))
 
-    def _patch_position(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+    def _stop_updated(self, event: StopUpdated, sid: str) -> None:
+        patch: dict[str, Any] = {}
+        if event.stop_loss is not None:
+            patch["stop_loss"] = event.stop_loss
+        if event.trailing_stop is not None:
+            patch["trailing_stop"] = event.trailing_stop
+        self._patch_position(event, sid, event.position_id, patch, event.anchor)
+
+    def _trailing_activated(self, event: TrailingActivated, sid: str) -> None:
+        patch = {"trailing_distance_pct": event.distance_pct, "trailing_stop": event.trailing_stop, "trailing_active": True}
+        self._patch_position(event, sid, event.position_id, patch, event.anchor)
+
+    def _patch_position(self, event: Event, sid: str, position_id: str, patch: dict[str, Any], anchor: float | None) -> None:
         # stop_updated and trailing_activated carry only the fields they change: read the stored
         # state, patch those fields, write it back (both events are rare next to fills).
-        position_id = p["position_id"]
         row = self._execute(_SELECT_POSITION_STATE, (sid, position_id)).fetchone()
         if row is None:
             # Nothing journalled to patch (journal attached mid-run): the event alone is not a
             # position; keep it in the event log rather than drop it.
-            self._log_event(event, sid, p)
+            self._log_event(event, sid)
             return
         state: dict[str, Any] = orjson.loads(row[0])
-        anchor: float = row[1]
-        for source, target in _STATE_PATCH:
-            if source in p:
-                state[target] = p[source]
-        if event.type == "trailing_activated":
-            state["trailing_active"] = True
-        # trailing_activated names it `anchor`; accept the Position attribute name as well, so a
-        # later event that reports a ratcheted trailing stop with its anchor is kept too.
-        anchor = p.get("anchor", p.get("trail_anchor", anchor))
-        self._execute(_PATCH_POSITION, (dumps(state), anchor, event.ts, event.seq, sid, position_id))
+        state.update(patch)
+        self._execute(_PATCH_POSITION, (dumps(state), row[1] if anchor is None else anchor, event.ts, event.seq, sid, position_id))
 
-    def _strategy_state(self, event: Event, sid: str, p: dict[str, Any]) -> None:
-        self._execute(_UPSERT_STATE, (sid, p["state"], p.get("change"), p.get("policy"), p.get("error"), event.ts, event.seq))
+    def _strategy_state(self, event: StrategyStateChanged, sid: str) -> None:
+        self._execute(_UPSERT_STATE, (sid, event.state, event.change, event.policy, event.error, event.ts, event.seq))
 
-    def _log_event(self, event: Event, sid: str, p: dict[str, Any]) -> None:
+    def _log_event(self, event: Event, sid: str) -> None:
         n = self._next_n.get(sid)
         if n is None:
             n = self._execute(_NEXT_EVENT_N, (sid,)).fetchone()[0]
         execute = self._execute
-        execute(_INSERT_EVENT, (sid, n, event.type, event.ts, event.seq, dumps(p)))
+        execute(_INSERT_EVENT, (sid, n, event.type, event.ts, event.seq, dumps(payload_of(event))))
         # A range delete by primary key: normally the one row that just fell out of the window.
         execute(_TRIM_EVENTS, (sid, n - self._event_limit))
         self._next_n[sid] = n + 1

@@ -9,6 +9,7 @@ from bot.bus import EventBus, Handler
 from bot.candles.hub import CandleHub
 from bot.clock import Clock, ReplayClock
 from bot.config.models import BotConfig
+from bot.events import KillSwitch
 from bot.log import BotLogger
 from bot.metrics import Metrics
 from bot.services import BotServices
@@ -67,11 +68,14 @@ def build_services(config: BotConfig, logger: BotLogger | None = None, seams: Se
     # the journal hook the bus is built with journals the risk manager's tallies. The risk
     # manager only announces once candles flow, when `bus` is bound.
     def announce_kill_switch(payload: dict[str, Any]) -> None:
-        bus.publish("kill_switch", payload)
+        bus.publish(KillSwitch, None, payload["daily_loss"], payload["limit"], payload["currency"], payload["tripped_by"])
 
     risk = RiskManager(config.risk, announce_kill_switch)
     before_delivery = None if seams.journal is None else seams.journal(risk)
-    bus = EventBus(clock, log.subscriber_failed if seams.isolate_subscribers else None, before_delivery)
+    # Live: ts_init is the wall clock. Replay: no wall clock, so ts_init is the market time.
+    bus = EventBus(
+        clock, log.subscriber_failed if seams.isolate_subscribers else None, before_delivery, wall_clock=None if candle_clock is not None else clock
+    )
     hub = CandleHub(bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles)
     exchange = seams.exchange if seams.exchange is not None else PaperExchange()
     return BotServices(clock, bus, hub, log, risk, exchange, Metrics())

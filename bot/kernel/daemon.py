@@ -39,6 +39,7 @@ from bot.daemon.startup import (
     strategies_to_load,
 )
 from bot.daemon.state import DaemonState
+from bot.events import CandleClosed
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
@@ -221,7 +222,7 @@ class Daemon:
             added_symbols = add_journalled_symbols(journal, feed, services.hub, restored.resume_close or 0, log)
             to_load = strategies_to_load(self.loaded, journal, saved, log)
             server = self._control_server(bot, feed, journal, live, to_load.files, added_symbols)
-            services.bus.subscribe(DailySnapshots(journal, manager), types=("candle",))
+            services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
             async with server.serving():
                 log.info("control socket %s", self.socket_path)
                 await services.start()

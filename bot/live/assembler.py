@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 
 
 @dataclass(frozen=True, slots=True)

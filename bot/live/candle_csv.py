@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import HEADER
 
 _TAIL = 1 << 16

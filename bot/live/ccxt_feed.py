@@ -11,7 +11,7 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskStatus
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.fmt import format_fields
 from bot.live.assembler import CandleAssembler, Fill, Publish

@@ -5,7 +5,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.live.rows import BadRow, to_candle
 from bot.live.ws_guard import MalformedCallback
 

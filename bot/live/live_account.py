@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.live.stop_keeper import StopKeeper, StopSpec
 from bot.strategy.guard import attempt

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.bus import EventBus
+from bot.events import ExchangeDifference, Reconciled, ReconcileDifference
 from bot.live.errors import ExchangeFailure, describe
 from bot.live.exchange_errors import network_failure, translated
 from bot.live.execution import LiveExchange
@@ -13,7 +15,6 @@ from bot.trading.positions import PositionManager
 
 # Balances within this fraction of what the journal expects are equal (exchange rounding, dust).
 _TOLERANCE = 1e-6
-Publish = Callable[[str, dict[str, Any], str | None], object]
 
 
 @dataclass(slots=True)
@@ -46,10 +47,10 @@ class Reconciler:
     for the account) and a log warning; `reconciled` sums them up.
     """
 
-    def __init__(self, gateway: LiveExchange, managers: Mapping[str, PositionManager], publish: Publish, logger: logging.Logger) -> None:
+    def __init__(self, gateway: LiveExchange, managers: Mapping[str, PositionManager], bus: EventBus, logger: logging.Logger) -> None:
         self._gateway = gateway
         self._managers = managers
-        self._publish = publish
+        self._bus = bus
         self._log = logger
 
     async def run(self, symbols: Iterable[str]) -> ReconcileReport:
@@ -65,7 +66,7 @@ class Reconciler:
         await self._balances(report, traded)
         # Only now may stops be placed: the journal's resting stops are settled, so none is doubled.
         self._gateway.arm_stops()
-        self._publish("reconciled", {"differences": dict(report.counts), "lines": list(report.lines)}, None)
+        self._bus.publish(Reconciled, None, dict(report.counts), tuple(report.lines))
         if report.lines:
             self._log.warning("reconciliation with %s found %d difference(s)", self._gateway.exchange.id, len(report.lines))
         else:
@@ -76,9 +77,9 @@ class Reconciler:
         report.add(kind, line)
         self._log.warning("reconcile: %s", line)
         if strategy_id is None:
-            self._publish("exchange_difference", {"kind": kind, "message": line, **detail}, None)
+            self._bus.publish(ExchangeDifference, None, kind, line, **detail)
         else:
-            self._publish("reconcile_difference", {"kind": kind, "message": line, **detail}, strategy_id)
+            self._bus.publish(ReconcileDifference, None, strategy_id, kind, line, **detail)
 
     async def _pending_orders(self, report: ReconcileReport) -> None:
         gateway = self._gateway

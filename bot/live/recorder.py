@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.config.exchange import ExchangeConfig
 from bot.errors import BotError
 from bot.fmt import format_time

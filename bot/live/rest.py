@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeRateLimited, ExchangeRetryable, describe
 from bot.live.exchange_errors import translated

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 
 
 class BadRow(ValueError):

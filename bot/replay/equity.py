@@ -5,7 +5,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 
 EQUITY_COLUMNS = ("ts_ms", "strategy_id", "equity", "cash", "unrealised", "open_positions")
 HOUR_MS = 3_600_000

@@ -4,36 +4,24 @@ from __future__ import annotations
 import csv
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import BinaryIO, TextIO
 
-import orjson
-
-from bot.events import Event
-
-
-def _encode(value: Any) -> Any:
-    # Candles are NamedTuples, which orjson does not serialise on its own: write them as arrays.
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def encode_event(event: Event) -> bytes:
-    """One event as a JSON line with a stable key order."""
-    return orjson.dumps(event.as_dict(), default=_encode)
+from bot.event_codec import HEADER, encode_line
+from bot.events import Event, PositionClosed
 
 
 class EventLog:
-    """Writes every event to `events.jsonl`, one orjson line each, as it is published."""
+    """Writes every event to `events.jsonl` as it is published: the format header, then one line per event."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: BinaryIO = path.open("wb", buffering=1 << 20)
+        self._file.write(HEADER + b"\n")
         self.count = 0
 
     def write(self, event: Event) -> None:
         """Append one event (a bus subscriber)."""
-        self._file.write(encode_event(event) + b"\n")
+        self._file.write(encode_line(event) + b"\n")
         self.count += 1
 
     def close(self) -> None:
@@ -75,21 +63,22 @@ class TradesCsv:
 
     def write(self, event: Event) -> None:
         """Append the trade of a position_closed event (a bus subscriber)."""
-        trade = event.payload
+        assert isinstance(event, PositionClosed), event
+        trade = event.trade
         self._writer.writerow(
             (
-                trade["strategy_id"],
-                trade["symbol"],
-                trade["side"],
-                repr(trade["quantity"]),
-                iso_ms(trade["entry_ts"]),
-                repr(trade["entry_price"]),
-                iso_ms(trade["exit_ts"]),
-                repr(trade["exit_price"]),
-                repr(trade["pnl"]),
-                repr(trade["fees"]),
-                trade["exit_reason"],
-                trade["position_id"],
+                trade.strategy_id,
+                trade.symbol,
+                trade.side,
+                repr(trade.quantity),
+                iso_ms(trade.entry_ts),
+                repr(trade.entry_price),
+                iso_ms(trade.exit_ts),
+                repr(trade.exit_price),
+                repr(trade.pnl),
+                repr(trade.fees),
+                trade.exit_reason,
+                trade.position_id,
             )
         )
         self.count += 1

@@ -12,12 +12,13 @@ import orjson
 from bot.bus import EventBus
 from bot.candles.hub import CandleFeedError
 from bot.candles.merge import merge_streams
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import last_timestamp
 from bot.candles.sources import CandleSource
 from bot.clock import Clock, ReplayClock, WallClock
 from bot.errors import BotError, StrategyError
-from bot.events import Event
+from bot.events import Event, PositionClosed, ReplayFinished, ReplaySource, ReplayStarted
+from bot.log import BotLogger
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report
@@ -132,10 +133,10 @@ class _Outputs:
         """Write the events published before the files were open, in order, then every event as it is published."""
         for event in early:
             self.events.write(event)
-            if event.type == "position_closed":
+            if isinstance(event, PositionClosed):
                 self.trades.write(event)
         bus.subscribe(self.events.write)
-        bus.subscribe(self.trades.write, types=("position_closed",))
+        bus.subscribe(self.trades.write, types=(PositionClosed,))
 
     def close(self) -> None:
         """Flush and close whichever files were opened."""
@@ -235,7 +236,7 @@ class Replay:
                         self._stream(opened, progress, equity)
                         equity.finish(services.clock.now_ms())
                         count = self.candles_done
-                        services.bus.publish("replay_finished", {"candles": count, "gaps": services.hub.gap_count})
+                        services.bus.publish(ReplayFinished, None, count, services.hub.gap_count)
                     except BotError as exc:
                         error = self._why(exc)
                         count = self.candles_done
@@ -331,10 +332,7 @@ class Replay:
                 self._activate(spec.id)
         if self.time_range is not None:
             self._check_range(opened)
-        services.bus.publish(
-            "replay_started",
-            {"sources": [{"symbol": s.symbol, "file": s.path.name, "timeframe": s.timeframe} for s in self.sources]},
-        )
+        services.bus.publish(ReplayStarted, None, tuple(ReplaySource(s.symbol, s.path.name, s.timeframe) for s in self.sources))
 
     def _activate(self, strategy_id: str) -> None:
         try:

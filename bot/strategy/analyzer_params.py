@@ -5,7 +5,7 @@ from typing import Any, Final
 
 from pydantic import Field, ValidationError, model_validator
 
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 from bot.config.numbers import StrictNumbers, Volume
 
 

@@ -5,8 +5,10 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
-from bot.candles.model import Candle
+from bot.bus import StrategyPublisher
+from bot.ohlcv import Candle
 from bot.config.numbers import StrictNumbers
+from bot.events import Signal
 from bot.indicators.registry import IndicatorRegistry
 from bot.trading.actions import (
     ActivateTrailingStop,
@@ -46,7 +48,7 @@ class StrategyContext:
         spec: StrategyConfig,
         registry_for: Callable[[str, str], IndicatorRegistry],
         put: Callable[[Any], None],
-        publish: Callable[[str, dict[str, Any], int | None], object],
+        publish: StrategyPublisher,
         positions: PositionManager,
         now: Callable[[], int],
     ) -> None:
@@ -121,11 +123,7 @@ class StrategyContext:
 
     def signal(self, decision: str, score: float, symbol: str, candle: Candle, details: dict[str, Any] | None = None) -> None:
         """Publish why the strategy decided what it did (a `signal` event, tagged with its id)."""
-        self._publish(
-            "signal",
-            {"decision": decision, "score": score, "symbol": symbol, "close": candle.close, "analyzers": details or {}},
-            self._now(),
-        )
+        self._publish(Signal, self._now(), decision, score, symbol, candle.close, details or {})
 
 
 class Strategy(Generic[P]):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.numbers import Volume
 from bot.indicators.registry import IndicatorRegistry
 from bot.strategy.base import StrategyParams

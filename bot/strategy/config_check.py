@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot.bus import EventBus, StrategyPublisher
+from bot.clock import ReplayClock
 from bot.config.loader import Stream, loc_str, validation_errors
 from bot.config.models import GlobalRiskConfig, ParamsChecks, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
@@ -53,8 +55,10 @@ def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: st
 
     account = PaperAccount(spec.id, spec.fees, spec.fill)
     risk = RiskManager(GlobalRiskConfig(), nothing).bind(spec.id, spec.risk, spec.symbol)
-    positions = PositionManager(spec.id, spec.exits, account, Portfolio(spec.starting_balance), risk, nothing)
-    context = StrategyContext(spec, registry_for, nothing, nothing, positions, lambda: 0)
+    # A bus of its own: what the strategy announces while being built reaches no one.
+    publish = StrategyPublisher(EventBus(ReplayClock()), spec.id)
+    positions = PositionManager(spec.id, spec.exits, account, Portfolio(spec.starting_balance), risk, publish)
+    context = StrategyContext(spec, registry_for, nothing, publish, positions, lambda: 0)
     try:
         strategy = catalog.build(spec.module, spec.class_name, spec.params, context)
         streams = [(str(s[0]), str(s[1])) for s in strategy.subscriptions()]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.strategy.analyzers import AnalyzerRegistry
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams, Stream
 from bot.strategy.filters import EntryFilter, build_filters

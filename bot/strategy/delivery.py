@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 
 CandleHandler = Callable[[str, str, Candle, int], None]
 # The manager's guarded seam, for a queued handler's exception: (owner, handler, exception).

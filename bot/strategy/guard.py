@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, ParamSpec, TypeVar
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.errors import BotError, StrategyError
 from bot.strategy.delivery import CandleHandler
 

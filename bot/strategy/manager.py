@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, assert_never
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.currency import mixed_currency_problem
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
+from bot.events import StrategyFault, StrategyStateChanged
 from bot.services import BotServices
 from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
@@ -606,13 +607,9 @@ class StrategyManager:
         frames = traceback.extract_tb(exc.__traceback__)
         # The file's name only: an absolute path would make event logs differ between checkouts.
         where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
-        self._services.bus.publish(
-            "strategy_error", {"error": f"{type(exc).__name__}: {exc}", "where": where, "note": note}, orchestrator.strategy_id
-        )
+        self._services.bus.publish(StrategyFault, None, orchestrator.strategy_id, f"{type(exc).__name__}: {exc}", where, note)
 
     def _announce(self, orchestrator: TradingOrchestrator, change: str) -> None:
         self._services.bus.publish(
-            "strategy_state",
-            {"state": orchestrator.state, "change": change, "policy": orchestrator.policy, "error": orchestrator.last_error},
-            orchestrator.strategy_id,
+            StrategyStateChanged, None, orchestrator.strategy_id, orchestrator.state, change, orchestrator.policy, orchestrator.last_error
         )

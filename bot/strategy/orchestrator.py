@@ -7,9 +7,10 @@ from time import perf_counter_ns
 from typing import Any
 
 from bot.bus import StrategyPublisher
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import ActionError
+from bot.events import ActionFailed
 from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
 from bot.metrics import StrategyMetrics
@@ -299,7 +300,7 @@ class TradingOrchestrator:
             raise ActionError(f"pair {action.group!r} is already being closed")
 
     def _on_action_failed(self, action: Action, error: ActionError) -> None:
-        self._publish("action_failed", {"kind": action.kind, "error": str(error)}, self._now)
+        self._publish(ActionFailed, self._now, action.kind, str(error))
 
     def changes(self, spec: StrategyConfig, allowed: frozenset[str] = RUNTIME_FIELDS) -> list[str]:
         """The top-level fields `spec` changes; ValueError naming those not in `allowed`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
 
@@ -46,6 +46,7 @@ class ExchangeAccount(Protocol):
         order_type: OrderType = "market",
         limit_price: float | None = None,
         stop_price: float | None = None,
+        rung: int | None = None,
     ) -> Order: ...
 
     def submit(self, order: Order) -> Fill | None: ...

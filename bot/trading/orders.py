@@ -27,6 +27,9 @@ class Order:
     order_type: OrderType = "market"
     limit_price: float | None = None
     stop_price: float | None = None
+    # The 0-based take-profit rung this close takes (set by the ladder only): what recovery and
+    # a refused close act on, never the reason text.
+    rung: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +74,11 @@ class OrderNumbering:
         order_type: OrderType = "market",
         limit_price: float | None = None,
         stop_price: float | None = None,
+        rung: int | None = None,
     ) -> Order:
         """Create an order whose client id is `<strategy_id>-<n>`."""
         self._next_id += 1
         return Order(
             f"{self.strategy_id}-{self._next_id}", self.strategy_id, symbol, side, quantity, intent, position_id, reason, ts, ref_price,
-            order_type, limit_price, stop_price,
+            order_type, limit_price, stop_price, rung,
         )

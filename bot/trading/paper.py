@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.trading.account import OnAnnounce, OnDropped, OnFill
 from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide

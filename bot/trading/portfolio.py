@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.events import PortfolioSnapshot
+
 
 class Portfolio:
     """Starting balance, cash, realised and unrealised PnL, fees, equity and drawdown of one strategy.
@@ -51,6 +53,13 @@ class Portfolio:
             if drawdown > self.max_drawdown:
                 self.max_drawdown = drawdown
                 self.max_drawdown_pct = 100.0 * drawdown / self.peak_equity
+
+    def record(self) -> PortfolioSnapshot:
+        """The numbers as the typed record events carry."""
+        return PortfolioSnapshot(
+            self.start, self.cash, self.cash + self.market_value, self.realised, self.unrealised, self.fees,
+            self.market_value, self.peak_equity, self.max_drawdown, self.max_drawdown_pct,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The numbers as a plain dict for events and reports."""

@@ -1,31 +1,40 @@
 """One strategy's positions: lifecycle, stop-loss, take-profit ladder and trailing stop, enforced intrabar."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.candles.model import Candle
+from bot.bus import StrategyPublisher
+from bot.ohlcv import Candle
 from bot.config.models import ExitConfig
 from bot.errors import ActionError
+from bot.event_codec import encode_record
+from bot.events import (
+    FillRecord,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    PositionClosed,
+    PositionOpened,
+    PositionReduced,
+    PositionState,
+    RiskRejected,
+    StopUpdated,
+    TradeRecord,
+    TrailingActivated,
+)
 from bot.trading.account import ExchangeAccount
 from bot.trading.orders import Fill, Order, OrderSide
 from bot.trading.portfolio import Portfolio
 from bot.trading.risk import StrategyRisk
 
 PositionStatus = Literal["open", "partially_closed", "closed"]
-Publish = Callable[[str, dict[str, Any], int | None], object]
 # Quantities left below this fraction of the initial size are float dust, not a position.
 _DUST = 1e-9
-# A take-profit rung's close carries the reason `take_profit_<n>` (1-based).
+# A take-profit rung's close carries the reason `take_profit_<n>` (1-based) for people and
+# trades.csv; the ladder itself goes by the order's typed `rung`.
 _RUNG = "take_profit_"
-
-
-def _rung_of(reason: str) -> int | None:
-    """The 0-based ladder rung a close order's reason names, if it is a take-profit's."""
-    if reason.startswith(_RUNG) and reason[len(_RUNG):].isdigit():
-        return int(reason[len(_RUNG):]) - 1
-    return None
 
 
 @dataclass(slots=True)
@@ -92,29 +101,18 @@ class Position:
             stop, kind = trail, "trailing_stop"
         self.stop, self.stop_kind = stop, kind
 
+    def record(self) -> PositionState:
+        """The position as the typed record events and journal snapshots carry."""
+        return PositionState(
+            self.id, self.symbol, self.side, self.status, self.initial_quantity, self.quantity, self.entry_price, self.entry_ts,
+            self.stop_loss, tuple((tp.price, tp.quantity, tp.done) for tp in self.take_profits), self.trailing_active,
+            self.trailing_distance_pct, self.trailing_activation_price, self.trailing_stop, self.ladder_closes_all,
+            self.break_even, self.realised, self.fees, self.group,
+        )
+
     def state(self) -> dict[str, Any]:
-        """The position as a plain dict (events, status, journal snapshots)."""
-        return {
-            "position_id": self.id,
-            "symbol": self.symbol,
-            "side": self.side,
-            "status": self.status,
-            "initial_quantity": self.initial_quantity,
-            "quantity": self.quantity,
-            "entry_price": self.entry_price,
-            "entry_ts": self.entry_ts,
-            "stop_loss": self.stop_loss,
-            "take_profit": [[tp.price, tp.quantity, tp.done] for tp in self.take_profits],
-            "trailing_active": self.trailing_active,
-            "trailing_distance_pct": self.trailing_distance_pct,
-            "trailing_activation_price": self.trailing_activation_price,
-            "trailing_stop": self.trailing_stop,
-            "ladder_closes_all": self.ladder_closes_all,
-            "break_even": self.break_even,
-            "realised": self.realised,
-            "fees": self.fees,
-            "group": self.group,
-        }
+        """The position as a plain dict (status replies, orchestrator snapshots)."""
+        return {**encode_record(self.record()), "take_profit": [[tp.price, tp.quantity, tp.done] for tp in self.take_profits]}
 
 
 class PositionManager:
@@ -126,7 +124,7 @@ class PositionManager:
     """
 
     def __init__(
-        self, strategy_id: str, exits: ExitConfig, account: ExchangeAccount, portfolio: Portfolio, risk: StrategyRisk, publish: Publish
+        self, strategy_id: str, exits: ExitConfig, account: ExchangeAccount, portfolio: Portfolio, risk: StrategyRisk, publish: StrategyPublisher
     ) -> None:
         self.strategy_id = strategy_id
         self._exits = exits
@@ -197,7 +195,7 @@ class PositionManager:
             order = Order(
                 row["client_id"], self.strategy_id, row["symbol"], row["side"], row["quantity"], row["intent"],
                 row["position_id"], row["reason"], row["submitted_ts"], row["ref_price"],
-                row.get("order_type") or "market", row.get("limit_price"), row.get("stop_price"),
+                row.get("order_type") or "market", row.get("limit_price"), row.get("stop_price"), row.get("rung"),
             )
             if order.order_type == "stop":
                 # A stop resting on the exchange reserves nothing here: its account looks it up.
@@ -214,7 +212,7 @@ class PositionManager:
                 position = self.positions[order.position_id]
                 position.pending_close += order.quantity
                 # A rung's close in flight at the crash: the rung has fired, it must not fire again.
-                rung = _rung_of(order.reason)
+                rung = order.rung
                 if rung is not None and rung < len(position.take_profits):
                     position.take_profits[rung].done = True
         # Pending entries carry position ids the positions table has not seen yet: numbering
@@ -297,10 +295,7 @@ class PositionManager:
 
     def _reject(self, rejection: tuple[str, str], symbol: str, side: str, quantity: float, price: float, pair: bool = False) -> None:
         rule, why = rejection
-        payload = {"rule": rule, "reason": why, "symbol": symbol, "side": side, "quantity": quantity, "price": price}
-        if pair:
-            payload["pair"] = True
-        self._publish("risk_rejected", payload, None)
+        self._publish(RiskRejected, None, rule, why, symbol, side, quantity, price, pair=pair)
 
     def _send_open(
         self,
@@ -339,14 +334,14 @@ class PositionManager:
                 count += 1
         return count
 
-    def submit_close(self, position: Position, quantity: float, reason: str, ts: int, ref_price: float) -> None:
-        """Send a market order closing `quantity` of a position."""
+    def submit_close(self, position: Position, quantity: float, reason: str, ts: int, ref_price: float, rung: int | None = None) -> None:
+        """Send a market order closing `quantity` of a position (`rung`: the take-profit rung it takes, if any)."""
         available = position.quantity - position.pending_close
         if quantity > available * (1 + _DUST):
             raise ActionError(f"cannot close {quantity} of {position.id}: only {available} not already being closed")
         quantity = min(quantity, available)
         side: OrderSide = "sell" if position.direction > 0 else "buy"
-        order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, ts, ref_price)
+        order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, ts, ref_price, rung=rung)
         position.pending_close += quantity
         self._announce_order(order)
         fill = self._account.submit(order)
@@ -406,7 +401,7 @@ class PositionManager:
             group = self._forget(order)
             if group is not None:
                 orphaned.add(group)
-            self._publish("order_cancelled", {"client_id": order.client_id, "symbol": order.symbol, "reason": order.reason}, None)
+            self._publish(OrderCancelled, None, order.client_id, order.symbol, order.reason)
         # A pair whose entry was cancelled after its other leg filled would be left unhedged:
         # the filled leg is closed too (its close stays pending; entries_only keeps it).
         if entries_only:
@@ -425,7 +420,7 @@ class PositionManager:
         if position is not None and order.order_type != "stop":
             position.pending_close = max(0.0, position.pending_close - order.quantity)
             # A take-profit whose close the exchange refused has not been taken: it may fire again.
-            rung = _rung_of(order.reason)
+            rung = order.rung
             if rung is not None and rung < len(position.take_profits):
                 position.take_profits[rung].done = False
             if sync_stop:
@@ -442,18 +437,16 @@ class PositionManager:
         # left): syncing the stop before would place one only to cancel it for that close.
         resend = kind == "stop_filled"
         group = self._forget(order, sync_stop=not resend)
-        payload = {
-            "client_id": order.client_id,
-            "symbol": order.symbol,
-            "side": order.side,
-            "quantity": order.quantity,
-            "intent": order.intent,
-            "position_id": order.position_id,
-            "reason": order.reason,
-            "kind": kind,
-            "exchange_reason": reason,
-        }
-        self._publish("order_rejected" if outcome == "rejected" else "order_cancelled", payload, None)
+        if outcome == "rejected":
+            self._publish(
+                OrderRejected, None, order.client_id, order.symbol, order.side, order.quantity, order.intent, order.position_id,
+                order.reason, kind, reason,
+            )
+        else:
+            self._publish(
+                OrderCancelled, None, order.client_id, order.symbol, order.reason, side=order.side, quantity=order.quantity,
+                intent=order.intent, position_id=order.position_id, kind=kind, exchange_reason=reason,
+            )
         if resend:
             self._resend_after_stop(order)
         if group is not None:
@@ -470,7 +463,7 @@ class PositionManager:
             return
         quantity = min(order.quantity, position.quantity - position.pending_close)
         if quantity > position.initial_quantity * _DUST:
-            self.submit_close(position, quantity, order.reason, self._last_ts, self._marks.get(position.symbol, position.entry_price))
+            self.submit_close(position, quantity, order.reason, self._last_ts, self._marks.get(position.symbol, position.entry_price), order.rung)
         else:
             self._sync_stop(position)
 
@@ -512,24 +505,17 @@ class PositionManager:
             self._reduce(fill)
 
     @staticmethod
-    def _fill_payload(fill: Fill) -> dict[str, Any]:
+    def _fill_record(fill: Fill) -> FillRecord:
         order = fill.order
-        return {
-            "client_id": order.client_id,
-            "symbol": order.symbol,
-            "side": order.side,
-            "quantity": fill.quantity,
-            "price": fill.price,
-            "fee": fill.fee,
-            "liquidity": fill.liquidity,
-            "reason": order.reason,
-            "fill_ts": fill.ts,
-        }
+        return FillRecord(
+            order.client_id, order.symbol, order.side, fill.quantity, fill.price, fill.fee, fill.liquidity, order.reason, fill.ts,
+            rung=order.rung,
+        )
 
-    def _announce_fill(self, fill: dict[str, Any]) -> None:
+    def _announce_fill(self, fill: FillRecord) -> None:
         # After the position event, which carries the same fill: a journal writes both in one
         # transaction from that event.
-        self._publish("order_filled", fill, None)
+        self._publish(OrderFilled, None, fill)
 
     def _open(self, fill: Fill) -> None:
         order = fill.order
@@ -545,9 +531,7 @@ class PositionManager:
         if exits.stop_loss_pct is not None:
             position.stop_loss = price * (1 - direction * exits.stop_loss_pct / 100.0)
             position.refresh_stop()
-        cumulative = 0.0
         for step in exits.take_profit:
-            cumulative += step.close_pct
             qty = fill.quantity * step.close_pct / 100.0
             position.take_profits.append(TakeProfitLevel(price * (1 + direction * step.pct / 100.0), qty))
         position.ladder_closes_all = self._ladder_closes_all
@@ -574,10 +558,8 @@ class PositionManager:
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         if fill.fee:
             self._risk.book(-fill.fee, fill.ts)
-        filled = self._fill_payload(fill)
-        self._publish(
-            "position_opened", {**position.state(), "client_id": order.client_id, "portfolio": self._portfolio.snapshot(), "fill": filled}, None
-        )
+        filled = self._fill_record(fill)
+        self._publish(PositionOpened, None, position.record(), order.client_id, self._portfolio.record(), filled)
         self._announce_fill(filled)
         self._sync_stop(position)
         if position.group is not None and position.group in self._broken_groups:
@@ -614,12 +596,12 @@ class PositionManager:
         self._revalue()
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         self._risk.on_exit(position.id, 1.0 if closed else fraction, realised - fill.fee, fill.ts)
-        filled = self._fill_payload(fill)
+        filled = self._fill_record(fill)
         if closed:
             self.closed_trades += 1
             if position.realised - position.fees > 0:
                 self.winning_trades += 1
-            self._publish("position_closed", {**self.trade_record(position), "portfolio": self._portfolio.snapshot(), "fill": filled}, None)
+            self._publish(PositionClosed, None, self.trade_record(position), self._portfolio.record(), filled)
             self._account.position_closed(position.id)
             if position.group is not None:
                 self._announce_fill(filled)
@@ -634,37 +616,20 @@ class PositionManager:
         else:
             position.status = "partially_closed"
             self._publish(
-                "position_reduced",
-                {
-                    **position.state(),
-                    "closed_quantity": qty,
-                    "price": fill.price,
-                    "reason": order.reason,
-                    "portfolio": self._portfolio.snapshot(),
-                    "fill": filled,
-                },
-                None,
+                PositionReduced, None, position.record(), qty, fill.price, order.reason, rung=order.rung,
+                portfolio=self._portfolio.record(), fill=filled,
             )
             self._sync_stop(position)
         self._announce_fill(filled)
 
-    def trade_record(self, position: Position) -> dict[str, Any]:
+    def trade_record(self, position: Position) -> TradeRecord:
         """The closed trade as one row: pnl is net of fees, exit price is the quantity-weighted average."""
-        return {
-            "strategy_id": self.strategy_id,
-            "position_id": position.id,
-            "symbol": position.symbol,
-            "side": position.side,
-            "quantity": position.initial_quantity,
-            "entry_ts": position.entry_ts,
-            "entry_price": position.entry_price,
-            "exit_ts": position.exit_ts,
-            "exit_price": position.exit_value / position.closed_quantity if position.closed_quantity else 0.0,
-            "pnl": position.realised - position.fees,
-            "fees": position.fees,
-            "exit_reason": position.exit_reason,
-            "group": position.group,
-        }
+        return TradeRecord(
+            self.strategy_id, position.id, position.symbol, position.side, position.initial_quantity, position.entry_ts,
+            position.entry_price, position.exit_ts,
+            position.exit_value / position.closed_quantity if position.closed_quantity else 0.0,
+            position.realised - position.fees, position.fees, position.exit_reason, position.group,
+        )
 
     # -- marks and exits ----------------------------------------------------------------------
     def _revalue(self) -> None:
@@ -701,7 +666,7 @@ class PositionManager:
             last = index == len(position.take_profits) - 1
             qty = available if last and position.ladder_closes_all else min(level.quantity, available)
             if qty > 0:
-                self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, ts, "limit")
+                self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, ts, "limit", index)
             if position.status == "closed":
                 return
         if position.trailing_active:
@@ -710,20 +675,19 @@ class PositionManager:
                 position.trailing_stop = favourable * (1 - d * position.trailing_distance_pct / 100.0)  # type: ignore[operator]
                 position.refresh_stop()
                 # A moved stop is a position change: announced (and so journalled) like any other.
-                self._publish(
-                    "stop_updated",
-                    {"position_id": position.id, "trailing_stop": position.trailing_stop, "anchor": favourable, "reason": "trailing"},
-                    None,
-                )
+                self._publish(StopUpdated, None, position.id, trailing_stop=position.trailing_stop, anchor=favourable, reason="trailing")
                 self._sync_stop(position)
 
-    def _trigger(self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"]) -> None:
+    def _trigger(
+        self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"],
+        rung: int | None = None,
+    ) -> None:
         # Market time of an intrabar trigger is not known finer than its candle: stamp the fill
         # with the candle's open time, as the next-open fills are.
         if quantity <= 0:
             return  # already being closed (a live close in flight): nothing more to send
         side: OrderSide = "sell" if position.direction > 0 else "buy"
-        order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, candle.ts, price)
+        order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, candle.ts, price, rung=rung)
         self._announce_order(order)
         fill = self._account.trigger_fill(order, price, candle, candle.ts, kind)
         if fill is None:  # a live account sent it at market: the fill comes later
@@ -740,7 +704,7 @@ class PositionManager:
             raise ActionError(f"stop price must be positive, got {price}")
         position.stop_loss = price
         position.refresh_stop()
-        self._publish("stop_updated", {"position_id": position_id, "stop_loss": price, "reason": reason}, None)
+        self._publish(StopUpdated, None, position_id, stop_loss=price, reason=reason)
         self._sync_stop(position)
 
     def activate_trailing(self, position_id: str, distance_pct: float, anchor: float, ts: int) -> None:
@@ -754,11 +718,7 @@ class PositionManager:
         position.trail_anchor = anchor
         position.trailing_stop = anchor * (1 - d * distance_pct / 100.0)
         position.refresh_stop()
-        self._publish(
-            "trailing_activated",
-            {"position_id": position_id, "distance_pct": distance_pct, "anchor": anchor, "trailing_stop": position.trailing_stop},
-            None,
-        )
+        self._publish(TrailingActivated, None, position_id, distance_pct, anchor, position.trailing_stop)
         self._sync_stop(position)
 
     def _sync_stop(self, position: Position) -> None:
@@ -773,24 +733,11 @@ class PositionManager:
         self._account.protect(position.id, position.symbol, side, quantity, stop, position.stop_kind, self._last_ts)
 
     def _announce_order(self, order: Order) -> None:
-        payload: dict[str, Any] = {
-            "client_id": order.client_id,
-            "symbol": order.symbol,
-            "side": order.side,
-            "quantity": order.quantity,
-            "intent": order.intent,
-            "position_id": order.position_id,
-            "reason": order.reason,
-            "ref_price": order.ref_price,
-        }
-        if order.order_type == "limit":
-            payload["order_type"] = order.order_type
-            payload["limit_price"] = order.limit_price
-        elif order.order_type == "stop":
-            payload["order_type"] = order.order_type
-            payload["stop_price"] = order.stop_price
+        # The group is journalled with the order, so a leg pending at a crash comes back as a leg of its pair.
         group = self._pending_groups.get(order.position_id) if order.intent == "open" else None
-        if group is not None:
-            # Journalled with the order, so a leg pending at a crash comes back as a leg of its pair.
-            payload["group"] = group
-        self._publish("order_submitted", payload, None)
+        self._publish(
+            OrderSubmitted, None, order.client_id, order.symbol, order.side, order.quantity, order.intent, order.position_id,
+            order.reason, order.ref_price, order_type=order.order_type,
+            limit_price=order.limit_price if order.order_type == "limit" else None,
+            stop_price=order.stop_price if order.order_type == "stop" else None, group=group, rung=order.rung,
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.candles.aggregate import EMPTY, Aggregator
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import read_candles
 
 M = 60_000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import last_timestamp, read_candles
 from bot.candles.window import TimeWindow
 from bot.errors import CandleFileError

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.candles.model import Candle, timeframe_ms
+from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import count_candles, infer_timeframe, read_candles
 from bot.errors import CandleFileError
 

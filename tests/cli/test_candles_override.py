@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.event_codec import event_lines
 from tests.cli.test_cli import error_lines, run_bot
 from tests.config.builders import valid_strategy, write_setup
 from tests.support import BTC_1M, ETH_1M
@@ -14,12 +15,11 @@ _ROWS = 600
 
 def _candle_counts(events: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
-    with events.open() as lines:
-        for line in lines:
-            event = json.loads(line)
-            if event["type"] == "candle" and event["payload"]["timeframe"] == "1m":
-                symbol = event["payload"]["symbol"]
-                counts[symbol] = counts.get(symbol, 0) + 1
+    for line in event_lines(events.read_bytes()):
+        event = json.loads(line)
+        if event["type"] == "candle" and event["payload"]["timeframe"] == "1m":
+            symbol = event["payload"]["symbol"]
+            counts[symbol] = counts.get(symbol, 0) + 1
     return counts
 
 

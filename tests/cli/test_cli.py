@@ -15,6 +15,7 @@ import pytest
 
 from bot.events import EVENT_TYPES
 from bot.replay.event_log import TRADE_COLUMNS
+from bot.event_codec import event_lines
 from tests.config.builders import valid_strategy, write_setup
 from tests.support import BTC_1M, REPO
 
@@ -170,7 +171,7 @@ def test_quiet_replay_exits_0_without_summary(quiet_replay: ReplayRun) -> None:
 
 
 def test_events_jsonl_lines_are_valid_and_sequenced(quiet_replay: ReplayRun) -> None:
-    lines = (quiet_replay.out / "events.jsonl").read_text().splitlines()
+    lines = event_lines((quiet_replay.out / "events.jsonl").read_bytes())
     assert lines
     events = [json.loads(line) for line in lines]
     for event in events:
@@ -252,7 +253,7 @@ def test_trades_csv_pnl_adds_up_to_report_figures(quiet_replay: ReplayRun) -> No
 
 
 def test_trades_csv_matches_position_closed_events(quiet_replay: ReplayRun) -> None:
-    events = [json.loads(line) for line in (quiet_replay.out / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in event_lines((quiet_replay.out / "events.jsonl").read_bytes())]
     closed = [e for e in events if e["type"] == "position_closed"]
     _, rows = read_trades(quiet_replay.out)
     assert [(e["strategy_id"], e["payload"]["position_id"]) for e in closed] == [(r["strategy_id"], r["position_id"]) for r in rows]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.event_codec import event_lines
 from tests.cli.test_cli import run_bot
 from tests.support import BTC_1M, REPO, SHARED_DATA
 
@@ -41,7 +42,7 @@ def trades(run: Path, strategy_id: str) -> list[tuple[str, ...]]:
 
 
 def events(run: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run / "events.jsonl").read_bytes().splitlines()]
+    return [json.loads(line) for line in event_lines((run / "events.jsonl").read_bytes())]
 
 
 def report(run: Path) -> dict[str, Any]:

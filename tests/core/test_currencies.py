@@ -17,6 +17,7 @@ import pytest
 
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
+from bot.event_codec import event_lines
 from bot.strategy.config_load import load_config
 from tests.cli.test_cli import run_bot
 from tests.support import ETH_1M, REPO
@@ -116,8 +117,7 @@ def _replay(root: Path, btc_file: Path, strategies: list[dict[str, Any]], risk: 
 
 
 def _events(out: Path, type_: str) -> list[dict[str, Any]]:
-    with (out / "events.jsonl").open("rb") as handle:
-        return [event for event in map(orjson.loads, handle) if event["type"] == type_]
+    return [event for event in map(orjson.loads, event_lines((out / "events.jsonl").read_bytes())) if event["type"] == type_]
 
 
 def _rows(out: Path, name: str, strategy_id: str) -> list[dict[str, str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.guard import attempt, build
@@ -84,9 +84,9 @@ def test_a_strategys_exception_fails_it_alone_through_the_guard(tmp_path: Path, 
     rig.start(module_strategy("raiser", id="bad", params={"kind": "value"}), module_strategy("raiser", id="good"))
     rig.feed("BTC/USD", btc_candles[:3])
     assert rig.manager.states() == {"bad": "failed", "good": "active"}
-    (error,) = [e.payload for e in rig.of_type("strategy_error", "bad")]
-    assert error["error"] == "ValueError: bad value" and error["where"].startswith("raiser.py:")
-    assert error["note"] == "strategy marked failed; its positions stay protected"
+    (error,) = rig.of_type("strategy_error", "bad")
+    assert error.error == "ValueError: bad value" and error.where.startswith("raiser.py:")
+    assert error.note == "strategy marked failed; its positions stay protected"
     assert rig.manager.get("good").metrics.candles == 3
 
 

@@ -10,14 +10,15 @@ import pytest
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
 from bot.candles.merge import merged_candles
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.candles.sources import CandleSource
 from bot.clock import ReplayClock
 from bot.config.models import BotConfig
-from bot.events import Event
+from bot.events import Event, ReplayFinished
 from bot.kernel import build_services
 from bot.services import BotServices
+from bot.event_codec import payload_of
 from tests.support import ETH_1M, ETH_5M, SHARED_DATA
 
 
@@ -38,9 +39,9 @@ def test_gaps_are_reported_not_hidden() -> None:
     gaps = [e for e in events if e.type == "candle_gap"]
     expected = manifest["XMR-BTC_1m.csv"]
     assert hub.gap_count == len(gaps) == expected["gap_events"]
-    assert sum(g.payload["missing"] for g in gaps) == expected["missing_candles"]
-    largest = max(gaps, key=lambda g: g.payload["missing"])
-    assert largest.payload["missing"] == expected["largest_gap_candles"]
+    assert sum(payload_of(g)["missing"] for g in gaps) == expected["missing_candles"]
+    largest = max(gaps, key=lambda g: payload_of(g)["missing"])
+    assert payload_of(largest)["missing"] == expected["largest_gap_candles"]
     assert all(g.strategy_id is None for g in gaps)
 
 
@@ -102,12 +103,12 @@ def test_services_start_and_stop_in_order_and_close_streams() -> None:
 
     async def main() -> list[Event]:
         await services.start()
-        services.bus.publish("candle", {"n": 1})
+        services.bus.publish(ReplayFinished, None, 1, 0)
         await services.stop()
         return [e async for e in stream]
 
     received = anyio.run(main)
-    assert [e.payload for e in received] == [{"n": 1}]
+    assert [(type(e), e.candles) for e in received if isinstance(e, ReplayFinished)] == [(ReplayFinished, 1)] and len(received) == 1
     assert services.bus.subscriber_count() == 0
 
 
@@ -116,7 +117,7 @@ def test_candle_events_carry_the_candle(tmp_path: Path) -> None:
     hub.add_feed("X/Y", "1m")
     hub.ingest("X/Y", Candle(60_000, 1.0, 2.0, 0.5, 1.5, 10.0))
     (event,) = [e for e in events if e.type == "candle"]
-    assert event.ts == 120_000 and event.payload["candle"] == (60_000, 1.0, 2.0, 0.5, 1.5, 10.0)
+    assert event.ts == 120_000 and payload_of(event)["candle"] == (60_000, 1.0, 2.0, 0.5, 1.5, 10.0)
 
 
 class _Recorder:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.events import MARKET_EVENTS, STRATEGY_EVENTS
+from bot.event_codec import payload_of
 from tests.support import Rig, strategy
 
 RSI_EXITS: dict[str, Any] = {
@@ -16,7 +17,7 @@ RSI_EXITS: dict[str, Any] = {
 
 
 def _strategy_events(rig: Rig, sid: str) -> list[tuple[str, int, dict[str, Any]]]:
-    return [(e.type, e.ts, e.payload) for e in rig.events if e.strategy_id == sid]
+    return [(e.type, e.ts, payload_of(e)) for e in rig.events if e.strategy_id == sid]
 
 
 def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Candle]) -> None:
@@ -45,9 +46,9 @@ def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Ca
     for sid in ("a", "b"):
         fills = rig.of_type("order_filled", sid)
         assert fills, f"{sid} never traded on 12,000 real candles"
-        assert all(f.payload["client_id"].startswith(f"{sid}-") for f in fills)
+        assert all(payload_of(f)["client_id"].startswith(f"{sid}-") for f in fills)
         opened = rig.of_type("position_opened", sid)
-        assert all(p.payload["position_id"].startswith(f"{sid}-p") for p in opened)
+        assert all(payload_of(p)["position_id"].startswith(f"{sid}-p") for p in opened)
 
 
 def test_a_strategy_behaves_the_same_alone_and_beside_another(btc_candles: list[Candle]) -> None:

@@ -6,9 +6,10 @@ import weakref
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.trading.actions import OpenPosition
+from bot.event_codec import payload_of
 from tests.support import Rig, strategy
 
 
@@ -45,7 +46,7 @@ def test_unload_leaves_nothing_alive(btc_candles: list[Candle]) -> None:
     gc.collect()
     assert ref() is None, gc.get_referrers(ref())
     assert len(registry) == 0  # indicator state cleared during unload
-    states = [e.payload["state"] for e in rig.of_type("strategy_state", "gone")]
+    states = [payload_of(e)["state"] for e in rig.of_type("strategy_state", "gone")]
     assert states[-1] == "unloaded"
     rig.feed("BTC/USD", btc_candles[2_000:2_500])  # the survivor keeps running
     assert rig.manager.get("stays").metrics.candles == 2_500
@@ -59,7 +60,7 @@ def test_unload_with_close_positions_closes_at_the_last_price(btc_candles: list[
     assert orchestrator.positions.positions, "ema_trend should be long within 50 candles"
     snapshot = rig.manager.unload("u", close_positions=True)
     assert snapshot["positions"] == []
-    closed = rig.of_type("position_closed", "u")[-1].payload
+    closed = payload_of(rig.of_type("position_closed", "u")[-1])
     assert closed["exit_reason"] == "unload" and closed["exit_price"] == btc_candles[49].close
 
 
@@ -119,11 +120,11 @@ def test_deactivate_policies(btc_candles: list[Candle]) -> None:
     assert rig.manager.routed_to("BTC/USD", "1m") == []
     # close: closed at the next open after deactivation.
     closed = rig.of_type("position_closed", "close")
-    assert len(closed) == 1 and closed[0].payload["exit_reason"] == "deactivate"
-    assert closed[0].payload["exit_price"] == btc_candles[2].open
+    assert len(closed) == 1 and payload_of(closed[0])["exit_reason"] == "deactivate"
+    assert payload_of(closed[0])["exit_price"] == btc_candles[2].open
     # manage: no new entries, but its stop kept being enforced (0.3% is hit within 3,000 minutes).
     managed = rig.of_type("position_closed", "manage")
-    assert len(managed) == 1 and managed[0].payload["exit_reason"] == "stop_loss"
+    assert len(managed) == 1 and payload_of(managed[0])["exit_reason"] == "stop_loss"
     # freeze: untouched, still open, never marked again.
     frozen = rig.manager.get("freeze")
     assert len(frozen.positions.positions) == 1 and not rig.of_type("position_closed", "freeze")

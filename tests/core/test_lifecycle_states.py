@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.lifecycle import STATES, TRANSITIONS, IllegalTransitionError, Lifecycle, StrategyState
@@ -117,7 +117,7 @@ def test_the_manager_drives_load_activate_deactivate_switch_fail_and_unload_thro
     assert manager.unload("B")["state"] == "unloaded" and b.lifecycle.state == "unloaded"
     with pytest.raises(IllegalTransitionError, match="cannot go from unloaded to active"):
         b.lifecycle.to("active")  # an unloaded strategy never comes back
-    states = [(e.strategy_id, e.payload["state"], e.payload["change"]) for e in rig.of_type("strategy_state")]
+    states = [(e.strategy_id, e.state, e.change) for e in rig.of_type("strategy_state")]
     assert states == [
         ("A", "dormant", "loaded"), ("B", "dormant", "loaded"), ("A", "active", "activated"), ("A", "dormant", "deactivated"),
         ("B", "active", "activated"), ("B", "failed", "failed"), ("B", "dormant", "deactivated"),

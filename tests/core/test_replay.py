@@ -10,7 +10,7 @@ import anyio
 import orjson
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.strategy.config_load import load_config
 from bot.errors import CandleFileError
 from bot.events import Event
@@ -18,6 +18,8 @@ from bot.indicators.averages import EMA
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
+from bot.event_codec import event_lines, payload_of
+from bot.events import CandleClosed, OrderFilled, PositionClosed, PositionOpened
 from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
 
 RSI = {
@@ -72,7 +74,7 @@ def test_two_replays_write_byte_identical_outputs(tmp_path: Path, btc_slice_file
     assert (tmp_path / "one" / "equity.csv").read_bytes() == (tmp_path / "two" / "equity.csv").read_bytes()
     assert (tmp_path / "one" / "report.json").read_bytes() == (tmp_path / "two" / "report.json").read_bytes()
     assert first == second
-    lines = one.splitlines()
+    lines = event_lines(one)
     assert len(lines) > 12_000
     assert all(first["strategies"][sid]["trades"] > 0 for sid in ("ema_cross", "rsi", "trail")), first["strategies"]
     # Event time is candle time, never the wall clock: every ts lies inside the replayed data.
@@ -96,7 +98,7 @@ def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) 
             expected = p.start + p.realised - p.fees + p.unrealised
             assert math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6), (event, sid, p.snapshot())
             checked += 1
-        snapshot = event.payload.get("portfolio") if isinstance(event.payload, dict) else None
+        snapshot = payload_of(event).get("portfolio") if isinstance(payload_of(event), dict) else None
         if snapshot is not None:
             s = snapshot
             assert math.isclose(s["equity"], s["start"] + s["realised"] - s["fees"] + s["unrealised"], rel_tol=1e-9, abs_tol=1e-6)
@@ -104,7 +106,7 @@ def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) 
     rig.services.bus.subscribe(check)
     rig.start(*specs)
     rig.feed("BTC/USD", btc_candles)
-    reasons = {e.payload["exit_reason"] for e in rig.of_type("position_closed")}
+    reasons = {payload_of(e)["exit_reason"] for e in rig.of_type("position_closed")}
     assert {"take_profit_2", "stop_loss", "trailing_stop", "signal"} & reasons >= {"stop_loss", "trailing_stop"}, reasons
     assert rig.of_type("position_reduced"), "partial closes should occur"
     assert checked > 30_000
@@ -146,16 +148,16 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
 
     assert doomed.state == "failed" and "ZeroDivisionError: boom" in (doomed.last_error or "")
     errors = rig.of_type("strategy_error", "doomed")
-    assert len(errors) == 1 and "boom" in errors[0].payload["error"]
-    assert rig.of_type("strategy_state", "doomed")[-1].payload["state"] == "failed"
+    assert len(errors) == 1 and "boom" in payload_of(errors[0])["error"]
+    assert payload_of(rig.of_type("strategy_state", "doomed")[-1])["state"] == "failed"
     assert doomed.metrics.errors == 1
     # Its open position stayed protected: the stop fired after the failure.
     closed = rig.of_type("position_closed", "doomed")
-    assert closed and closed[-1].payload["exit_reason"] == "stop_loss"
+    assert closed and payload_of(closed[-1])["exit_reason"] == "stop_loss"
     assert closed[-1].ts > errors[0].ts
     # The other strategy did exactly what it does alone.
-    healthy = [(e.type, e.ts, e.payload) for e in rig.events if e.strategy_id == "healthy"]
-    assert healthy == [(e.type, e.ts, e.payload) for e in baseline.events if e.strategy_id == "healthy"]
+    healthy = [(e.type, e.ts, payload_of(e)) for e in rig.events if e.strategy_id == "healthy"]
+    assert healthy == [(e.type, e.ts, payload_of(e)) for e in baseline.events if e.strategy_id == "healthy"]
     # activate brings it back.
     doomed.strategy.analyzers = doomed.strategy.analyzers._inner  # type: ignore[attr-defined]
     rig.manager.activate("doomed")
@@ -208,7 +210,7 @@ def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], f
     rig.feed("BTC/USD", candles)
     got = [
         (p["entry_ts"], p["entry_price"], p["exit_ts"], p["exit_price"], round(p["pnl"], 6))
-        for p in (e.payload for e in rig.of_type("position_closed", "ema"))
+        for p in (payload_of(e) for e in rig.of_type("position_closed", "ema"))
     ]
     assert len(expected) > 20
     assert got == expected
@@ -230,7 +232,7 @@ def test_a_failing_subscriber_never_corrupts_trading_state(btc_candles: list[Can
             def bad(event: Event) -> None:
                 raise RuntimeError("subscriber bug")
 
-            services.bus.subscribe(bad, types=["order_filled", "candle", "position_opened"])
+            services.bus.subscribe(bad, types=[OrderFilled, CandleClosed, PositionOpened])
         services.hub.add_feed("BTC/USD", "1m")
         manager.load(strategy(id="s", exits={"stop_loss_pct": 0.5}))
         manager.activate("s")
@@ -258,7 +260,7 @@ def test_replay_with_a_failing_subscriber_reports_incomplete_output(tmp_path: Pa
     def bad(event: Event) -> None:
         raise RuntimeError("disk full")
 
-    replay.services.bus.subscribe(bad, types=["position_closed"])
+    replay.services.bus.subscribe(bad, types=[PositionClosed])
     with pytest.raises(ReplayAborted, match="event subscriber error.*disk full.*partial output"):
         anyio.run(replay.run)
     report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
@@ -367,7 +369,7 @@ def test_a_strategy_whose_warm_up_raises_fails_alone(tmp_path: Path, btc_slice_f
     bomb = result.report["strategies"]["bomb"]
     assert bomb["state"] == "failed" and bomb["last_error"] == f"RuntimeError: cannot digest {first_warm}"
     assert bomb["candles"] == 0
-    logged = [orjson.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_bytes().splitlines()]
+    logged = [orjson.loads(line) for line in event_lines((tmp_path / "out" / "events.jsonl").read_bytes())]
     errors = [e for e in logged if e["type"] == "strategy_error"]
     assert [(e["strategy_id"], e["payload"]["note"]) for e in errors] == [("bomb", "warm-up failed; strategy not activated")]
     # The others warmed up and traded exactly as they do without it.
@@ -390,7 +392,7 @@ def test_to_cuts_each_file_at_its_own_open_times(tmp_path: Path, btc_slice_file:
     # 1m candles 23:00 to 06:01, and 5m ones 04:55 to 06:00: the 06:00 candle opens before --to
     # though it closes after 1m candles that do not.
     assert result.report["replay"]["candles"] == 422 + 14
-    logged = [orjson.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_bytes().splitlines()]
+    logged = [orjson.loads(line) for line in event_lines((tmp_path / "out" / "events.jsonl").read_bytes())]
     base = [(e["payload"]["symbol"], e["payload"]["candle"][0]) for e in logged if e["type"] == "candle" and e["payload"]["timeframe"] in ("1m", "5m")]
     assert base[-2:] == [("BTC/USD", 1_641_016_860_000), ("ETH/BTC", 1_641_016_800_000)]  # 06:01 (1m) and 06:00 (5m)
     assert result.report["replay"]["range"] == {
@@ -456,7 +458,7 @@ def test_a_higher_timeframe_candle_that_opens_before_from_is_warm_up_not_traded(
     assert all(ts >= start for kind, _, ts in seen if kind == "candle")
     assert [(tf, ts) for kind, tf, ts in played if kind == "candle" and tf == "1h"] == [("1h", start + 5 * 60_000 + n * hour) for n in range(3)]
     # Nothing before --from is written: no candle of any timeframe opening earlier, and the strategy saw 12 15m candles.
-    logged = [orjson.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_bytes().splitlines()]
+    logged = [orjson.loads(line) for line in event_lines((tmp_path / "out" / "events.jsonl").read_bytes())]
     opens = {(e["payload"]["timeframe"], e["payload"]["candle"][0]) for e in logged if e["type"] == "candle"}
     assert min(ts for _, ts in opens) == start and ("1h", start + 5 * 60_000) in opens and ("15m", start + 5 * 60_000) in opens
     assert replay.manager.get("rec").metrics.candles == 12

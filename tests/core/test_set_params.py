@@ -11,12 +11,13 @@ from typing import Any
 import anyio
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.strategy.config_load import changed_strategy
 from bot.config.models import BotConfig, StrategyConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.errors import StrategyError, StrategyStateError
+from bot.event_codec import payload_of
 from bot.log import BotLogger
 from bot.kernel import Seams, build_services
 from bot.strategy.catalog import StrategyCatalog
@@ -46,7 +47,7 @@ def with_params(rig: Rig, sid: str, params: dict[str, Any]) -> StrategyConfig:
 def decisions(rig: Rig, sid: str, after: int = 0) -> list[tuple[str, int, dict[str, Any]]]:
     """What `sid` decided and what came of it, published after `after`, without ids (numbering continues in a rebuilt one)."""
     return [
-        (e.type, e.ts, {k: v for k, v in e.payload.items() if k not in _IDS})
+        (e.type, e.ts, {k: v for k, v in payload_of(e).items() if k not in _IDS})
         for e in rig.events
         if e.type in DECISIONS and e.strategy_id == sid and e.ts > after
     ]
@@ -134,17 +135,17 @@ def test_a_position_and_a_pending_entry_are_kept_and_managed_by_the_new_params(b
         seen = len(rig.of_type("stop_updated", "trend_mtf"))
         rig.feed("BTC/USD", [candle])
         for event in rig.of_type("stop_updated", "trend_mtf")[seen:]:
-            ratchets.append((event.payload["stop_loss"], candle.close - 1.5 * atr.value))  # type: ignore[operator]
-    opened = rig.of_type("position_opened", "trend_mtf")[-1].payload
+            ratchets.append((payload_of(event)["stop_loss"], candle.close - 1.5 * atr.value))  # type: ignore[operator]
+    opened = payload_of(rig.of_type("position_opened", "trend_mtf")[-1])
     assert opened["client_id"] == pending[0]
     assert ratchets and all(got == pytest.approx(want) for got, want in ratchets), ratchets
     # The old params would have put the stop elsewhere.
     twin = Rig(catalog=repo_catalog())
     twin.start(trend_spec(TREND))
     twin.feed("BTC/USD", btc_candles)
-    assert [e.payload["stop_loss"] for e in twin.of_type("stop_updated", "trend_mtf") if e.payload["position_id"] == opened["position_id"]][0] != ratchets[0][0]
+    assert [payload_of(e)["stop_loss"] for e in twin.of_type("stop_updated", "trend_mtf") if payload_of(e)["position_id"] == opened["position_id"]][0] != ratchets[0][0]
     closed = rig.of_type("position_closed", "trend_mtf")
-    assert closed[-1].payload["position_id"] == opened["position_id"] and closed[-1].payload["exit_reason"] == "stop_loss"
+    assert payload_of(closed[-1])["position_id"] == opened["position_id"] and payload_of(closed[-1])["exit_reason"] == "stop_loss"
 
 
 def test_params_that_do_not_build_leave_the_running_strategy_untouched(btc_candles: list[Candle]) -> None:
@@ -236,7 +237,7 @@ def test_a_dormant_strategy_is_rebuilt_its_stops_kept_and_warmed_from_the_whole_
     assert orchestrator.indicators[("BTC/USD", "5m")].keys()[0] == "ema(period=5,source=close)"
     # Not trading, but its position is still protected: the stop closes it.
     fed += feed_until(rig, candles, lambda: position.id not in orchestrator.positions.positions)
-    assert rig.of_type("position_closed", "trend_mtf")[-1].payload["exit_reason"] == "stop_loss"
+    assert payload_of(rig.of_type("position_closed", "trend_mtf")[-1])["exit_reason"] == "stop_loss"
     assert len(rig.of_type("signal", "trend_mtf")) == signals  # nothing decided while dormant
 
     # Activated later, its new indicators are warmed from the whole history (not resumed from the pause).
@@ -370,7 +371,7 @@ def test_candles_queued_at_the_change_reach_its_positions_and_not_the_new_indica
     fresh.feed("BTC/USD", btc_candles[settled + queued :])
     assert ema == fresh.manager.get("trend_mtf").indicators[("BTC/USD", "5m")].require("ema", period=5).value
     now = btc_candles[settled + queued - 1].ts + 60_000
-    mine = [(e.type, e.ts, {k: v for k, v in e.payload.items() if k not in _IDS}) for e in events if e.type in DECISIONS and e.ts > now]
+    mine = [(e.type, e.ts, {k: v for k, v in payload_of(e).items() if k not in _IDS}) for e in events if e.type in DECISIONS and e.ts > now]
     assert mine == decisions(fresh, "trend_mtf", now) and len(mine) > 20
 
 

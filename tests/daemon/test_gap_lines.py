@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.config.models import BotConfig
 from bot.daemon.event_lines import EventLines, GapLines
@@ -18,6 +18,7 @@ from bot.fmt import format_time
 from bot.log import BotLogger
 from bot.kernel import Seams, build_services
 from bot.services import BotServices
+from bot.events import CandleGap
 from tests.daemon.conftest import DaemonProcess, write_daemon_config
 from tests.support import ETH_1M, SHARED_DATA
 
@@ -76,7 +77,7 @@ def lines() -> Iterator[tuple[logging.Logger, Lines]]:
 def play(passes: list[tuple[str, list[Candle]]], subscriber: EventLines) -> BotServices:
     """Publish the candles through a real hub; its candle_gap events go to `subscriber`."""
     services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.gap_hub"), Seams(isolate_subscribers=False))
-    services.bus.subscribe(subscriber, types=("candle_gap",))
+    services.bus.subscribe(subscriber, types=(CandleGap,))
     for symbol, candles in passes:
         services.hub.add_feed(symbol, "1m")
         for candle in candles:

@@ -6,7 +6,7 @@ import time
 import anyio
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.inbox import CandleInbox
@@ -15,6 +15,8 @@ from bot.kernel import Seams, build_services
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
+from bot.event_codec import payload_of
+from bot.events import PositionClosed, StrategyFault
 from tests.support import strategy
 
 
@@ -124,7 +126,7 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
     services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox2"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
     events: list[str] = []
-    services.bus.subscribe(lambda e: events.append(f"{e.strategy_id}:{e.type}:{e.payload.get('exit_reason', '')}"), types=["position_closed", "strategy_error"])
+    services.bus.subscribe(lambda e: events.append(f"{e.strategy_id}:{e.type}:{payload_of(e).get('exit_reason', '')}"), types=[PositionClosed, StrategyFault])
 
     async def main() -> tuple[str, str | None, int, int]:
         async with anyio.create_task_group() as tg:
@@ -167,7 +169,7 @@ def test_skipped_candles_still_reach_the_positions_in_order(btc_candles: list[Ca
     services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox3"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
     closed: list[dict[str, object]] = []
-    services.bus.subscribe(lambda e: closed.append(e.payload), types=["position_closed"])
+    services.bus.subscribe(lambda e: closed.append(payload_of(e)), types=[PositionClosed])
     t0 = 1_640_995_200_000
     burst = [
         Candle(t0 + 60_000, 100, 101, 99.5, 100, 1.0),

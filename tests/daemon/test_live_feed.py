@@ -18,7 +18,7 @@ import anyio
 import orjson
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.strategy.config_load import load_config
 from bot.control.client import ControlClient

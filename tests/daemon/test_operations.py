@@ -14,7 +14,7 @@ import anyio
 import orjson
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.sources import CandleSource
 from bot.daemon import operations
 from bot.daemon.live_feed import PlayedFeed

@@ -23,7 +23,7 @@ from bot.daemon.startup import (
     restore,
     strategies_to_load,
 )
-from bot.events import Event
+from bot.events import Event, KillSwitch
 from bot.journal import Journal
 from bot.journal.lock import JournalInUse
 from bot.kernel import Bot, Seams, build_bot
@@ -70,8 +70,8 @@ def test_built_services_commit_every_event_to_the_journal_before_any_subscriber_
         def subscriber(event: Event) -> None:
             seen.append(journal.get_meta(KILL_SWITCH) is not None)
 
-        bot.services.bus.subscribe(subscriber, types=("kill_switch",))
-        bot.services.bus.publish("kill_switch", {"currency": "USD", "reason": "test"})
+        bot.services.bus.subscribe(subscriber, types=(KillSwitch,))
+        bot.services.bus.publish(KillSwitch, None, 30.0, 25.0, "USD", "s1")
         assert seen == [True]
         assert orjson.loads(journal.get_meta(KILL_SWITCH) or "null")["currency"] == "USD"
     finally:

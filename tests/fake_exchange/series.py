@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bot.candles.model import timeframe_ms
+from bot.ohlcv import timeframe_ms
 
 # The five value columns, kept as the file's own text so the fake serves what was recorded.
 Values = tuple[str, str, str, str, str]

@@ -14,7 +14,7 @@ import pytest
 import talipp.indicators as ta  # type: ignore[import-untyped]
 from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.indicators import (
     ADX,
     ATR,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.indicators import (
     ADX,
     ATR,

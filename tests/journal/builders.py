@@ -72,6 +72,7 @@ def order_as_journalled(order: Order, pair_group: str | None = None) -> dict[str
         "order_type": None if order.order_type == "market" else order.order_type,
         "limit_price": order.limit_price,
         "stop_price": order.stop_price,
+        "rung": order.rung,
     }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.journal import Journal
 from tests.journal.builders import JournalledRun, journalled_rig, strategies
 

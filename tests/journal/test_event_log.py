@@ -5,8 +5,9 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from bot.events import Event
+from bot.events import ActionFailed, Event, RiskRejected, Signal, StopUpdated
 from bot.journal import STRATEGY_EVENT_LIMIT, Journal
+from bot.event_codec import payload_of
 from tests.journal.builders import JournalledRun
 
 # Event types with a table of their own; everything else a strategy emits goes to the log.
@@ -24,7 +25,7 @@ _TABLED = {
 
 
 def _signal(sid: str, seq: int) -> Event:
-    return Event("signal", sid, seq * 60_000, seq, {"decision": "entry", "score": seq / 10, "symbol": "BTC/USD"})
+    return Signal(seq, seq * 60_000, seq * 60_000, sid, "entry", seq / 10, "BTC/USD", 100.0, {})
 
 
 def _rows_per_strategy(path: Path) -> dict[str, int]:
@@ -38,7 +39,7 @@ def test_a_real_run_keeps_the_last_n_events_of_each_strategy(journalled_run: Jou
     with Journal(journalled_run.path) as journal:
         for sid in ("a", "b"):
             logged = [
-                {"type": e.type, "ts": e.ts, "seq": e.seq, "payload": e.payload} for e in rig.events if e.strategy_id == sid and e.type not in _TABLED
+                {"type": e.type, "ts": e.ts, "seq": e.seq, "payload": payload_of(e)} for e in rig.events if e.strategy_id == sid and e.type not in _TABLED
             ]
             counts[sid] = len(logged)
             assert journal.strategy_events(sid) == logged[-STRATEGY_EVENT_LIMIT:]
@@ -67,9 +68,9 @@ def test_the_window_is_per_strategy_and_survives_reopening_with_a_smaller_limit(
 
 def test_untabled_and_unknown_strategy_events_are_logged_not_lost(tmp_path: Path) -> None:
     with Journal(tmp_path / "journal.sqlite") as journal:
-        journal.record(Event("risk_rejected", "a", 1, 1, {"rule": "max_open_positions", "reason": "1 open"}))
-        journal.record(Event("action_failed", "a", 2, 2, {"kind": "close_percent", "error": "no open position"}))
+        journal.record(RiskRejected(1, 1, 1, "a", "max_open_positions", "1 open", "BTC/USD", "long", 1.0, 100.0))
+        journal.record(ActionFailed(2, 2, 2, "a", "close_percent", "no open position"))
         # A stop update for a position the journal never saw open is kept in the log.
-        journal.record(Event("stop_updated", "a", 3, 3, {"position_id": "a-p9", "stop_loss": 1.0, "reason": "manual"}))
+        journal.record(StopUpdated(3, 3, 3, "a", "a-p9", stop_loss=1.0, reason="manual"))
         assert [e["type"] for e in journal.strategy_events("a")] == ["risk_rejected", "action_failed", "stop_updated"]
         assert journal.open_positions("a") == []

@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.events import Event
 from bot.journal import JOURNAL_EXTRAS, Journal
 from bot.trading.actions import OpenPosition, UpdateStopLoss
 from bot.trading.positions import Position
+from bot.event_codec import payload_of
 from tests.journal.builders import (
     JournalledRun,
     journalled_rig,
@@ -44,7 +45,7 @@ class CommittedBeforeDelivery:
         self._conn.close()
 
     def __call__(self, event: Event) -> None:
-        sid, p = event.strategy_id, event.payload
+        sid, p = event.strategy_id, payload_of(event)
         if sid is None:
             return
         if event.type in ("position_opened", "position_reduced"):
@@ -144,8 +145,8 @@ def test_journal_equals_live_state_after_every_candle_of_a_real_run(tmp_path: Pa
             checker.close()
 
         for sid in ("a", "b"):
-            assert journal.closed_trades(sid) == [without_portfolio(e.payload) for e in rig.of_type("position_closed", sid)]
-            assert journal.last_order_number(sid) == max(int(e.payload["client_id"].rsplit("-", 1)[1]) for e in rig.of_type("order_submitted", sid))
+            assert journal.closed_trades(sid) == [without_portfolio(payload_of(e)) for e in rig.of_type("position_closed", sid)]
+            assert journal.last_order_number(sid) == max(int(payload_of(e)["client_id"].rsplit("-", 1)[1]) for e in rig.of_type("order_submitted", sid))
             assert journal.last_position_number(sid) == len(rig.of_type("position_opened", sid))
         states = journal.strategy_states()
         assert {sid: (s["state"], s["policy"], s["last_error"]) for sid, s in states.items()} == {
@@ -175,7 +176,7 @@ def test_two_strategies_rows_never_mix(journalled_run: JournalledRun) -> None:
             assert n == len(rig.of_type("order_filled", sid))
     with Journal(path) as journal:
         for sid in ("a", "b"):
-            assert journal.portfolio(sid) == [e.payload["portfolio"] for e in rig.events if e.strategy_id == sid and "portfolio" in e.payload][-1]
+            assert journal.portfolio(sid) == [payload_of(e)["portfolio"] for e in rig.events if e.strategy_id == sid and "portfolio" in payload_of(e)][-1]
             assert len(journal.closed_trades(sid)) == len(rig.of_type("position_closed", sid)) > 100
         assert journal.portfolio("a") != journal.portfolio("b")
 

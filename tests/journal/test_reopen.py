@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from bot.errors import BotError
-from bot.events import Event
+from bot.events import Event, FillRecord, PortfolioSnapshot, PositionOpened, PositionState, StrategyStateChanged
 from bot.journal import SCHEMA_VERSION, Journal, JournalError
+from bot.event_codec import payload_of
 from tests.journal.builders import JournalledRun, dump_tables
 
 DAY = 86_400_000
@@ -59,9 +60,9 @@ def test_state_survives_close_and_reopen(tmp_path: Path, journalled_run: Journal
 def test_reopened_journal_goes_on_writing(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     with Journal(path) as journal:
-        journal.record(Event("strategy_state", "a", 0, 1, {"state": "active", "change": "activated", "policy": None, "error": None}))
+        journal.record(StrategyStateChanged(1, 0, 0, "a", "active", "activated", None, None))
     with Journal(path) as journal:
-        journal.record(Event("strategy_state", "a", 5, 1, {"state": "failed", "change": "failed", "policy": None, "error": "ValueError: x"}))
+        journal.record(StrategyStateChanged(1, 5, 5, "a", "failed", "failed", None, "ValueError: x"))
         assert journal.strategy_states() == {"a": {"state": "failed", "change": "failed", "policy": None, "last_error": "ValueError: x", "ts": 5}}
 
 
@@ -108,16 +109,20 @@ def test_a_closed_journal_refuses_to_record(tmp_path: Path) -> None:
     journal.close()
     journal.close()
     with pytest.raises(JournalError, match="journal.sqlite"):
-        journal.record(Event("strategy_state", "a", 0, 1, {"state": "active", "change": "activated", "policy": None, "error": None}))
+        journal.record(StrategyStateChanged(1, 0, 0, "a", "active", "activated", None, None))
 
 
 def test_a_bad_payload_rolls_back_the_whole_event(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     with Journal(path) as journal:
         # The position is inserted, then the portfolio cannot be serialised: nothing may remain.
-        payload = {"position_id": "a-p1", "symbol": "BTC/USD", "status": "open", "client_id": "a-1", "portfolio": {"cash": object()}}
+        position = PositionState(
+            "a-p1", "BTC/USD", "long", "open", 1.0, 1.0, 100.0, 0, None, (), False, None, None, None, False, False, 0.0, 0.0, None
+        )
+        portfolio = PortfolioSnapshot(1000.0, object(), 1000.0, 0.0, 0.0, 0.0, 0.0, 1000.0, 0.0, 0.0)  # type: ignore[arg-type]
+        fill = FillRecord("a-1", "BTC/USD", "buy", 1.0, 100.0, 0.0, "taker", "signal", 0)
         with pytest.raises(JournalError, match="seq 7"):
-            journal.record(Event("position_opened", "a", 0, 7, payload))
+            journal.record(PositionOpened(7, 0, 0, "a", position, "a-1", portfolio, fill))
         assert journal.open_positions("a") == [] and journal.portfolio("a") is None
     assert all(rows == [] for table, rows in dump_tables(path).items() if table != "schema_version")
 
@@ -130,8 +135,8 @@ def test_equity_daily_has_one_row_per_strategy_per_utc_day(journalled_run: Journ
         for sid in ("a", "b"):
             expected: dict[str, dict[str, Any]] = {}
             for event in rig.events:
-                if event.strategy_id == sid and "portfolio" in event.payload:
-                    expected[_utc_day(event.ts)] = event.payload["portfolio"]
+                if event.strategy_id == sid and "portfolio" in payload_of(event):
+                    expected[_utc_day(event.ts)] = payload_of(event)["portfolio"]
             days = journal.equity_days(sid)
             assert len(days) >= 8 and dict(days) == expected
             assert [day for day, _ in days] == sorted(expected)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from tests.support import ETH_1M
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.exchange import ExchangeConfig
 from bot.live.ccxt_feed import LiveCandleFeed
 from bot.live.exchange import build_exchange

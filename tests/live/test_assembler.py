@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.live.assembler import CandleAssembler, Fill, Publish
 from bot.live.backoff import Backoff
 

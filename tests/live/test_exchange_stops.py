@@ -200,7 +200,7 @@ async def test_a_stop_that_fired_while_the_bot_was_down_is_booked_at_restart_and
                 second.rig.manager.load(eth_strategy(exits={"stop_loss_pct": STOP_PCT}, risk={"max_open_positions": 3}), announce=False)
                 restore_orchestrator(journal, second.orch())
                 managers = {sid: second.rig.manager.get(sid).positions for sid in second.rig.manager.ids()}
-                report = await Reconciler(second.gateway, managers, second.rig.services.bus.publish, logging.getLogger("test")).run([ETH])
+                report = await Reconciler(second.gateway, managers, second.rig.services.bus, logging.getLogger("test")).run([ETH])
                 assert report.counts == {"order_still_open": 1}
                 await _resting_stop(second)
                 assert len(_stops(second)) == 1
@@ -214,7 +214,7 @@ async def test_a_stop_that_fired_while_the_bot_was_down_is_booked_at_restart_and
                 third.rig.manager.load(eth_strategy(exits={"stop_loss_pct": STOP_PCT}, risk={"max_open_positions": 3}), announce=False)
                 restore_orchestrator(journal, third.orch())
                 managers = {sid: third.rig.manager.get(sid).positions for sid in third.rig.manager.ids()}
-                report = await Reconciler(third.gateway, managers, third.rig.services.bus.publish, logging.getLogger("test")).run([ETH])
+                report = await Reconciler(third.gateway, managers, third.rig.services.bus, logging.getLogger("test")).run([ETH])
                 assert report.counts == {"order_filled_while_down": 1}
                 (closed,) = third.payloads("position_closed")
                 assert closed["exit_reason"] == "stop_loss" and third.positions() == []

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from bot.trading.actions import ClosePercent, OpenPosition
+from bot.event_codec import payload_of
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on
 
@@ -51,7 +52,7 @@ async def test_insufficient_funds_become_a_tagged_rejection_with_the_exchanges_r
         assert orchestrator.positions.open_count() == 0 and orchestrator.positions.is_flat(ETH)
         assert live.payloads("position_opened") == [] and fake.orders == []
         # Keys never appear in what the bot publishes, even in an exchange error.
-        published = orjson.dumps([e.payload for e in live.rig.events if e.strategy_id], default=str).decode()
+        published = orjson.dumps([payload_of(e) for e in live.rig.events if e.strategy_id], default=str).decode()
         assert fake.secret not in published and fake.api_key not in published
         # The risk view released the refused entry's exposure: the next one is allowed.
         fake.set_balance("BTC", "1")

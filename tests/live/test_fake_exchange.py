@@ -6,7 +6,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from tests.fake_exchange import FakeBinance
 from tests.live.support import ETH
 from tests.support import ETH_1M

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from tests.live.support import ETH, running_feed
 
 START = 1200

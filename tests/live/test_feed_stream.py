@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from tests.fake_exchange import BROKEN_JSON, bad_kline
 from tests.live.support import ETH, running_feed
 from tests.support import SHARED_DATA

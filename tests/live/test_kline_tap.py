@@ -16,7 +16,7 @@ import ccxt.pro  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.live.kline_tap import BinanceKlineTap
 from tests.fake_exchange import FakeBinance, Series
 from tests.fake_exchange.stream import kline_message

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
+from bot.events import OrderSubmitted
 from bot.journal import Journal
 from bot.live.reconcile import Reconciler, ReconcileReport
 from bot.trading.actions import OpenPosition
@@ -17,7 +18,7 @@ from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market
 
 async def _reconcile(live: LiveRig) -> ReconcileReport:
     managers = {sid: live.rig.manager.get(sid).positions for sid in live.rig.manager.ids()}
-    reconciler = Reconciler(live.gateway, managers, live.rig.services.bus.publish, logging.getLogger("bot.tests.reconcile"))
+    reconciler = Reconciler(live.gateway, managers, live.rig.services.bus, logging.getLogger("bot.tests.reconcile"))
     return await reconciler.run([ETH])
 
 
@@ -78,11 +79,7 @@ async def test_unknown_and_foreign_orders_missing_orders_and_balances_are_each_r
                 first.act(OpenPosition(ETH, "long", 0.5, "market"))
                 await first.wait_for("position_opened")
                 # Journalled, then the bot died before sending it: the exchange never heard of s1-2.
-                first.rig.services.bus.publish(
-                    "order_submitted",
-                    {"client_id": "s1-2", "symbol": ETH, "side": "buy", "quantity": 0.1, "intent": "open", "position_id": "s1-p2", "reason": "x", "ref_price": 0.09},
-                    "s1",
-                )
+                first.rig.services.bus.publish(OrderSubmitted, None, "s1", "s1-2", ETH, "buy", 0.1, "open", "s1-p2", "x", 0.09)
             low = str(round(float(fake.price(ETH)) * 0.5, 6))
             fake.place_order(ETH, "buy", "limit", "0.1", price=low, client_id="s1-77")  # carries s1's prefix, not in the journal
             fake.place_order(ETH, "buy", "limit", "0.1", price=low, client_id="by-hand")  # the user's own

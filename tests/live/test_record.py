@@ -14,7 +14,7 @@ import pytest
 
 from bot.fmt import format_time
 from bot.live.candle_csv import CandleCsv, format_number
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from tests.fake_exchange import FakeBinance
 from tests.live.support import ETH, until
 from tests.support import ETH_1M, REPO

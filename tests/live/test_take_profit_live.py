@@ -69,7 +69,7 @@ async def test_a_rung_close_in_flight_at_a_crash_is_not_sent_again_after_the_res
                 (position,) = second_run.positions()
                 assert position.take_profits[0].done is True and position.pending_close == pytest.approx(0.25)
                 managers = {"s1": second_run.orch().positions}
-                report = await Reconciler(second_run.gateway, managers, second_run.rig.services.bus.publish, logging.getLogger("test")).run([ETH])
+                report = await Reconciler(second_run.gateway, managers, second_run.rig.services.bus, logging.getLogger("test")).run([ETH])
                 assert report.counts == {"order_filled_while_down": 1}
                 (reduced,) = second_run.payloads("position_reduced")
                 assert reduced["reason"] == "take_profit_1"

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.clock import WallClock
 from bot.config.exchange import ExchangeConfig
 from bot.config.models import StrategyConfig
@@ -19,6 +19,7 @@ from bot.live.execution import LiveExchange
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.actions import Action
 from bot.trading.positions import Position
+from bot.event_codec import payload_of
 from tests.fake_exchange import FakeBinance
 from tests.live.support import ETH, until
 from tests.support import Rig, strategy
@@ -89,7 +90,7 @@ class LiveRig:
         orchestrator.actions.drain()
 
     def payloads(self, type_: str, strategy_id: str | None = "s1") -> list[dict[str, Any]]:
-        return [e.payload for e in self.rig.events if e.type == type_ and e.strategy_id == strategy_id]
+        return [payload_of(e) for e in self.rig.events if e.type == type_ and e.strategy_id == strategy_id]
 
     def positions(self, strategy_id: str = "s1") -> list[Position]:
         return list(self.orch(strategy_id).positions.positions.values())

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import orjson
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.strategy.config_load import load_config
 from bot.replay.equity import (
     EQUITY_COLUMNS,

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.config.models import BotConfig
+from bot.event_codec import payload_of
 from tests.support import BTC_1M, Rig, module_strategy, repo_catalog
 
 MINUTE_MS = 60_000
@@ -228,7 +229,7 @@ def run_strategy(
 
 def signals_of(rig: Rig) -> list[tuple[str, int]]:
     """(decision, event time) of every signal the strategy published."""
-    return [(e.payload["decision"], e.ts) for e in rig.of_type("signal")]
+    return [(payload_of(e)["decision"], e.ts) for e in rig.of_type("signal")]
 
 
 def trades_of(rig: Rig) -> list[tuple[int, float, int, float, str]]:
@@ -238,7 +239,7 @@ def trades_of(rig: Rig) -> list[tuple[int, float, int, float, str]]:
     """
     return [
         (p["entry_ts"], round(p["entry_price"], 6), p["exit_ts"], round(p["exit_price"], 6), p["exit_reason"])
-        for p in (e.payload for e in rig.of_type("position_closed"))
+        for p in (payload_of(e) for e in rig.of_type("position_closed"))
     ]
 
 

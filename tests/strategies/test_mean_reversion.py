@@ -12,6 +12,7 @@ from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
+from bot.event_codec import payload_of
 from tests.strategies.reference import (
     Bar,
     bollinger,
@@ -105,11 +106,11 @@ def test_the_hard_stop_closes_dips_that_never_revert(ref: Dips) -> None:
 def test_entry_details_explain_the_dip(ref: Dips) -> None:
     rig = run_strategy("mean_reversion", "5m", warm_minutes=WARM_MINUTES)
     by_close = {b.close_ts: i for i, b in enumerate(ref.bars)}
-    entries = [e for e in rig.of_type("signal") if e.payload["decision"] == "entry"]
+    entries = [e for e in rig.of_type("signal") if payload_of(e)["decision"] == "entry"]
     assert len(entries) >= 50
     for event in entries:
         i = by_close[event.ts]
-        details = event.payload["analyzers"]
+        details = payload_of(event)["analyzers"]
         assert details["lower_band"] == pytest.approx(ref.lower[i], rel=1e-9)
         assert details["middle_band"] == pytest.approx(ref.middle[i], rel=1e-9)
         assert details["rsi"] == pytest.approx(ref.rsi[i], rel=1e-9)

@@ -9,6 +9,7 @@ import pytest
 
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
+from bot.event_codec import payload_of
 from tests.strategies.reference import (
     Bar,
     atr,
@@ -94,11 +95,11 @@ def test_entries_and_exits_are_exactly_the_breakout_and_channel_bars(ref: Breako
 def test_entry_details_explain_the_breakout(ref: Breakouts) -> None:
     rig = run_strategy("momentum", "15m", warm_minutes=WARM_MINUTES)
     by_close = {b.close_ts: i for i, b in enumerate(ref.bars)}
-    entries = [e for e in rig.of_type("signal") if e.payload["decision"] == "entry"]
+    entries = [e for e in rig.of_type("signal") if payload_of(e)["decision"] == "entry"]
     assert len(entries) >= 20
     for event in entries:
         i = by_close[event.ts]
-        details = event.payload["analyzers"]
+        details = payload_of(event)["analyzers"]
         assert details["entry_channel_high"] == ref.prior_high[i]
         assert details["roc_pct"] == pytest.approx(ref.roc[i], rel=1e-9)
         assert details["volume_ratio"] == pytest.approx(ref.bars[i].volume / ref.volume_avg[i], rel=1e-9)  # type: ignore[operator]

@@ -9,13 +9,14 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.strategy.config_load import load_config
 from bot.config.models import StrategyConfig
 from bot.errors import ConfigError
 from bot.trading.actions import ClosePercent
 from bot.errors import StrategyError
+from bot.event_codec import payload_of
 from tests.support import REPO, SHARED_DATA, Rig, module_strategy, repo_catalog
 
 TF_MS = 300_000
@@ -114,10 +115,10 @@ def test_entries_and_exits_follow_an_independent_spread_z_score(legs: tuple[list
     expected = expected_trades(eth, xmr)
     assert len(expected) >= 30, "the recorded pair must diverge and revert often enough to test"
     rig = run(eth, xmr)
-    signals = [e.payload for e in rig.of_type("signal", "pairs_arbitrage")]
+    signals = [payload_of(e) for e in rig.of_type("signal", "pairs_arbitrage")]
     entries = [s for s in signals if s["decision"] == "entry"]
     exits = [s for s in signals if s["decision"] == "exit"]
-    opened = {e.payload["position_id"]: e.payload for e in rig.of_type("position_opened")}
+    opened = {payload_of(e)["position_id"]: payload_of(e) for e in rig.of_type("position_opened")}
     got = []
     for entry, exit_ in zip(entries, exits):
         first_leg_side = "short" if entry["score"] > 0 else "long"
@@ -140,7 +141,7 @@ def test_legs_open_and_close_together_and_pair_pnl_is_the_sum_of_its_legs(legs: 
     for event in rig.events:
         if event.strategy_id != "pairs_arbitrage":
             continue
-        payload = event.payload
+        payload = payload_of(event)
         if event.type == "position_opened":
             group = payload["group"]
             opened_by_group[group].append(payload)
@@ -188,12 +189,12 @@ def test_closing_one_leg_closes_the_other_and_a_partial_close_of_a_leg_is_refuse
     orchestrator.actions.put(ClosePercent(eth_leg.id, 50.0))
     orchestrator.actions.drain()
     failed = rig.of_type("action_failed", "pairs_arbitrage")
-    assert failed and "pairs close whole" in failed[-1].payload["error"]
+    assert failed and "pairs close whole" in payload_of(failed[-1])["error"]
     orchestrator.actions.put(ClosePercent(eth_leg.id, 100.0, "manual"))
     orchestrator.actions.drain()
     for symbol, candle in merged[index : index + 20]:
         rig.services.hub.ingest(symbol, candle)
-    closed = [e.payload for e in rig.of_type("position_closed", "pairs_arbitrage")]
+    closed = [payload_of(e) for e in rig.of_type("position_closed", "pairs_arbitrage")]
     assert [(c["symbol"], c["exit_reason"]) for c in closed[:2]] == [("ETH/BTC", "manual"), ("XMR/BTC", "pair_leg_closed")]
 
 
@@ -202,7 +203,7 @@ def test_a_pair_whose_second_leg_breaks_a_risk_limit_opens_neither_leg(legs: tup
     # One ETH (the first leg) is allowed; the ~3 XMR of equal notional are not.
     rig = run(eth[:6000], xmr[:6000], risk={"max_open_positions": 2, "max_position_size": 2.0})
     rejected = rig.of_type("risk_rejected", "pairs_arbitrage")
-    assert rejected and all(r.payload.get("pair") for r in rejected)
+    assert rejected and all(payload_of(r).get("pair") for r in rejected)
     assert not rig.of_type("position_opened", "pairs_arbitrage")
     assert not rig.of_type("order_submitted", "pairs_arbitrage")
 
@@ -240,7 +241,7 @@ def test_trades_do_not_depend_on_which_leg_fills_first(legs: tuple[list[Candle],
     swapped = run(eth, xmr, xmr_first=True)
 
     def trades(rig: Rig) -> list[tuple[str, str, str]]:
-        return [(e.payload["symbol"], e.payload["side"], e.payload["exit_reason"]) for e in rig.of_type("position_closed", "pairs_arbitrage")]
+        return [(payload_of(e)["symbol"], payload_of(e)["side"], payload_of(e)["exit_reason"]) for e in rig.of_type("position_closed", "pairs_arbitrage")]
 
     assert len(trades(baseline)) >= 60 and sorted(trades(swapped)) == sorted(trades(baseline))
 
@@ -260,7 +261,7 @@ def test_a_leg_left_alone_by_a_cancelled_entry_is_closed(legs: tuple[list[Candle
         rig.services.hub.ingest(symbol, candle)
     assert not orchestrator.positions.positions and not orchestrator.positions.pending_orders()
     closed = rig.of_type("position_closed", "pairs_arbitrage")
-    assert [c.payload["exit_reason"] for c in closed] == ["pair_incomplete"]
+    assert [payload_of(c)["exit_reason"] for c in closed] == ["pair_incomplete"]
 
 
 def test_unload_closing_positions_closes_both_legs_at_once(legs: tuple[list[Candle], list[Candle]]) -> None:
@@ -275,7 +276,7 @@ def test_unload_closing_positions_closes_both_legs_at_once(legs: tuple[list[Cand
     snapshot = rig.manager.unload("pairs_arbitrage", close_positions=True)
     assert snapshot["positions"] == [] and snapshot["pending_orders"] == []
     closed = rig.of_type("position_closed", "pairs_arbitrage")
-    assert sorted(c.payload["symbol"] for c in closed) == ["ETH/BTC", "XMR/BTC"]
+    assert sorted(payload_of(c)["symbol"] for c in closed) == ["ETH/BTC", "XMR/BTC"]
 
 
 @pytest.mark.parametrize(

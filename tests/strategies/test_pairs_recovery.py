@@ -4,11 +4,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.config.models import StrategyConfig
 from bot.daemon.recovery import restore_orchestrator
 from bot.journal import SCHEMA_VERSION, Journal
+from bot.event_codec import payload_of
 from tests.support import SHARED_DATA, Rig, module_strategy, repo_catalog
 
 PARAMS = {"second_symbol": "XMR/BTC", "window": 100, "entry_z": 2.0, "exit_z": 0.5, "stop_z": 4.0}
@@ -42,7 +43,7 @@ def test_pending_pair_legs_are_restored_with_their_group_and_close_together(tmp_
         index += 1
     pending = orchestrator.positions.pending_orders()
     assert {o.intent for o in pending} == {"open"} and not orchestrator.positions.positions
-    group = next(e.payload["group"] for e in before.of_type("order_submitted", "pairs_arbitrage"))
+    group = next(payload_of(e)["group"] for e in before.of_type("order_submitted", "pairs_arbitrage"))
     journal.close()
 
     # The process dies here; a new one restores from the journal and the candles go on.
@@ -59,17 +60,17 @@ def test_pending_pair_legs_are_restored_with_their_group_and_close_together(tmp_
         symbol, candle = candles[index]
         after.services.hub.ingest(symbol, candle)
         index += 1
-    opened = [e.payload for e in after.of_type("position_opened", "pairs_arbitrage")]
+    opened = [payload_of(e) for e in after.of_type("position_opened", "pairs_arbitrage")]
     assert len(opened) == 2 and {p["group"] for p in opened} == {group}
     for symbol, candle in candles[index : index + 40]:
         after.services.hub.ingest(symbol, candle)
-    closed = [e.payload for e in after.of_type("position_closed", "pairs_arbitrage")]
+    closed = [payload_of(e) for e in after.of_type("position_closed", "pairs_arbitrage")]
     assert [c["group"] for c in closed[:2]] == [group, group]
     # Later pairs get new position ids and groups: the restored pending legs' ids are not handed out again.
     for symbol, candle in candles[index + 40 : index + 6000]:
         after.services.hub.ingest(symbol, candle)
-    ids = [e.payload["position_id"] for e in after.of_type("position_opened", "pairs_arbitrage")]
-    groups = [e.payload["group"] for e in after.of_type("position_opened", "pairs_arbitrage")]
+    ids = [payload_of(e)["position_id"] for e in after.of_type("position_opened", "pairs_arbitrage")]
+    groups = [payload_of(e)["group"] for e in after.of_type("position_opened", "pairs_arbitrage")]
     assert len(ids) >= 6 and len(set(ids)) == len(ids)
     assert all(groups.count(g) == 2 for g in groups)
     assert closed[0]["exit_reason"] == closed[1]["exit_reason"] or "pair_leg_closed" in (closed[0]["exit_reason"], closed[1]["exit_reason"])
@@ -79,7 +80,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     Journal(path).close()
     with sqlite3.connect(path) as conn:
-        for column in ("pair_group", "order_type", "limit_price", "stop_price"):
+        for column in ("pair_group", "order_type", "limit_price", "stop_price", "rung"):
             conn.execute(f"ALTER TABLE orders DROP COLUMN {column}")
         conn.execute("UPDATE schema_version SET version = 1")
     conn.close()
@@ -88,4 +89,4 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(orders)")]
         version = conn.execute("SELECT version FROM schema_version").fetchall()
     conn.close()
-    assert {"pair_group", "order_type", "limit_price", "stop_price"} <= set(columns) and version == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 4
+    assert {"pair_group", "order_type", "limit_price", "stop_price", "rung"} <= set(columns) and version == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 5

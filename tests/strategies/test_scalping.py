@@ -8,12 +8,13 @@ from typing import Any
 import anyio
 import pytest
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.config.loader import deep_merge
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
+from bot.event_codec import payload_of
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000
@@ -102,7 +103,7 @@ def bar_at(candles: list[Candle], open_ts: int) -> int:
 
 
 def signals(rig: Rig, candles: list[Candle], decision: str) -> dict[int, float]:
-    return {bar(candles, e.ts): e.payload["score"] for e in rig.of_type("signal", "scalping") if e.payload["decision"] == decision}
+    return {bar(candles, e.ts): payload_of(e)["score"] for e in rig.of_type("signal", "scalping") if payload_of(e)["decision"] == decision}
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_entries_and_time_limit_exits_match_an_independent_replay(candles: list[
     rig = run(candles, params={"max_hold_candles": HOLD})
     got_entries = signals(rig, candles, "entry")
     got_trades = [
-        (p["entry_ts"], p["entry_price"], p["exit_ts"], round(p["exit_price"], 6), p["exit_reason"]) for p in (e.payload for e in rig.of_type("position_closed"))
+        (p["entry_ts"], p["entry_price"], p["exit_ts"], round(p["exit_price"], 6), p["exit_reason"]) for p in (payload_of(e) for e in rig.of_type("position_closed"))
     ]
     assert len(expected_entries) > 150
     assert sum(1 for s in expected_entries.values() if s < 0) > 50 and sum(1 for s in expected_entries.values() if s > 0) > 50
@@ -164,7 +165,7 @@ def test_ladder_stop_and_time_limit_fill_where_an_independent_walk_says(candles:
     fills: dict[str, list[tuple[str, int, float, float]]] = {}
     opened: dict[str, tuple[int, str, float]] = {}
     for event in rig.events:
-        p = event.payload
+        p = payload_of(event)
         if event.type == "position_opened":
             opened[p["position_id"]] = (bar_at(candles, p["entry_ts"]), p["side"], p["entry_price"])
         elif event.type == "position_reduced":

@@ -10,6 +10,7 @@ import pytest
 
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
+from bot.event_codec import payload_of
 from tests.strategies.reference import (
     Bar,
     atr,
@@ -93,7 +94,7 @@ def test_entries_are_exactly_the_gated_crosses_and_stops_equal_the_atr_ratchet(r
     rig = run_strategy("trend_mtf", "15m", exits={"stop_loss_pct": STOP_PCT}, warm_minutes=WARM_MINUTES)
     assert signals_of(rig) == signals
     assert len(signals) >= 15
-    got_moves = [(e.ts, e.payload["stop_loss"]) for e in rig.of_type("stop_updated")]
+    got_moves = [(e.ts, payload_of(e)["stop_loss"]) for e in rig.of_type("stop_updated")]
     assert [ts for ts, _ in got_moves] == [ts for ts, _ in moves]
     assert [stop for _, stop in got_moves] == pytest.approx([stop for _, stop in moves], rel=1e-12)
     assert len(moves) >= 50
@@ -107,9 +108,9 @@ def test_the_stop_only_ever_rises(ref: Trend) -> None:
     stops: dict[str, list[float]] = {}
     for event in rig.events:
         if event.type == "position_opened":
-            stops[event.payload["position_id"]] = [event.payload["stop_loss"]]
+            stops[payload_of(event)["position_id"]] = [payload_of(event)["stop_loss"]]
         elif event.type == "stop_updated":
-            stops[event.payload["position_id"]].append(event.payload["stop_loss"])
+            stops[payload_of(event)["position_id"]].append(payload_of(event)["stop_loss"])
     assert sum(len(s) > 3 for s in stops.values()) >= 5
     for levels in stops.values():
         assert all(later > earlier for earlier, later in pairwise(levels)), levels
@@ -136,7 +137,7 @@ def test_no_entry_while_the_1h_trend_is_down(ref: Trend) -> None:
     assert sum(1 for e in entries if e.ts % HOUR_MS == 0) >= 3
     for event in entries:
         close, level = ref.last_hour[by_close[event.ts]]  # type: ignore[misc]
-        details = event.payload["analyzers"]
+        details = payload_of(event)["analyzers"]
         assert details["trend_close"] == close
         assert details["trend_ema"] == pytest.approx(level, rel=1e-12)
 

@@ -8,6 +8,7 @@ from bot.config.models import BotConfig, StrategyConfig
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.actions import Action
 from bot.trading.positions import Position
+from bot.event_codec import payload_of
 from tests.support import Rig, candles_from, strategy
 
 SYMBOL = "BTC/USD"
@@ -76,7 +77,7 @@ class Session:
 
     def payloads(self, type_: str, strategy_id: str | None = "s1") -> list[dict[str, Any]]:
         """The payloads of `events(type_, strategy_id)`."""
-        return [e.payload for e in self.events(type_, strategy_id)]
+        return [payload_of(e) for e in self.events(type_, strategy_id)]
 
 
 def identity_holds(snapshot: dict[str, Any]) -> bool:

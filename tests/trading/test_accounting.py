@@ -9,6 +9,7 @@ import pytest
 from bot.config.models import BotConfig
 from bot.events import Event
 from bot.trading.actions import ClosePercent, OpenPosition
+from bot.event_codec import payload_of
 from tests.trading.helpers import SYMBOL, Session, flat, identity_holds, quiet
 
 approx = pytest.approx
@@ -34,7 +35,7 @@ class IdentityWatch:
             if not math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6):
                 self.violations.append(f"{event.type}#{event.seq} {sid}: equity {p.equity!r} != {expected!r}")
         if event.type in SNAPSHOT_EVENTS:
-            snapshot = event.payload["portfolio"]
+            snapshot = payload_of(event)["portfolio"]
             self.snapshot_checks += 1
             if not identity_holds(snapshot):
                 self.violations.append(f"{event.type}#{event.seq} payload of {event.strategy_id}: {snapshot!r}")
@@ -87,7 +88,7 @@ def test_identity_holds_after_every_event_of_a_two_strategy_scenario() -> None:
     _run_scenario(session)
     assert watch.violations == []
     # the scenario really exercised what it claims to
-    reasons = {(e.strategy_id, e.payload["reason"]) for e in session.rig.events if e.type == "order_filled"}
+    reasons = {(e.strategy_id, payload_of(e)["reason"]) for e in session.rig.events if e.type == "order_filled"}
     assert {("s1", "take_profit_1"), ("s1", "take_profit_2"), ("s1", "trailing_stop"), ("s1", "stop_loss")} <= reasons
     assert {("s2", "stop_loss"), ("s2", "take_profit_1")} <= reasons
     assert len(session.payloads("position_reduced", "s1")) >= 2

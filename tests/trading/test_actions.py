@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import pytest
 
 from bot.errors import ActionError
+from bot.event_codec import payload_of
 from bot.trading.actions import (
     Action,
     ActionQueue,
@@ -30,7 +31,7 @@ def _holding(**overrides: Any) -> Session:
 
 
 def _failures(session: Session) -> list[tuple[str | None, str]]:
-    return [(e.strategy_id, e.payload["kind"]) for e in session.rig.events if e.type == "action_failed"]
+    return [(e.strategy_id, payload_of(e)["kind"]) for e in session.rig.events if e.type == "action_failed"]
 
 
 # -- handlers that succeed --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from bot.trading.actions import OpenPair, OpenPosition
+from bot.event_codec import payload_of
 from tests.support import Rig, candles_from
 from tests.trading.helpers import MINUTE, SYMBOL, T0, Session, flat, quiet
 
@@ -82,4 +83,4 @@ def test_a_limit_entry_resting_at_a_crash_is_restored_as_a_limit_order(tmp_path:
         assert (restored.client_id, restored.order_type, restored.limit_price) == ("s1-1", "limit", 95.0)
         after.manager.activate("s1")
         after.feed(SYMBOL, candles_from([(99.0, 99.0, 96.0, 97.0), (97.0, 97.0, 94.0, 95.0)], start_ts=T0 + MINUTE, step_ms=MINUTE))
-        assert [e.payload["price"] for e in after.of_type("order_filled", "s1")] == [95.0]
+        assert [payload_of(e)["price"] for e in after.of_type("order_filled", "s1")] == [95.0]

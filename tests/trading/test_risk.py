@@ -8,6 +8,7 @@ import pytest
 from bot.config.models import BotConfig
 from bot.errors import StrategyStateError
 from bot.trading.actions import ClosePercent, OpenPosition
+from bot.event_codec import payload_of
 from tests.support import Rig, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, Session, flat, quiet
 
@@ -40,9 +41,9 @@ def test_max_open_positions_counts_open_positions() -> None:
     rejected = session.events("risk_rejected")
     assert len(rejected) == 1
     assert rejected[0].strategy_id == "s1"
-    assert rejected[0].payload["rule"] == "max_open_positions"
-    assert rejected[0].payload["reason"]
-    assert rejected[0].payload["quantity"] == 1.0
+    assert payload_of(rejected[0])["rule"] == "max_open_positions"
+    assert payload_of(rejected[0])["reason"]
+    assert payload_of(rejected[0])["quantity"] == 1.0
     assert len(session.payloads("order_submitted")) == 2
 
 
@@ -198,9 +199,9 @@ def test_global_daily_loss_trips_the_kill_switch() -> None:
     kills = session.events("kill_switch", None)
     assert len(kills) == 1
     assert kills[0].strategy_id is None
-    assert kills[0].payload["tripped_by"] == "s1"
-    assert kills[0].payload["limit"] == 1.5
-    assert kills[0].payload["daily_loss"] == pytest.approx(2.0, rel=1e-9)
+    assert payload_of(kills[0])["tripped_by"] == "s1"
+    assert payload_of(kills[0])["limit"] == 1.5
+    assert payload_of(kills[0])["daily_loss"] == pytest.approx(2.0, rel=1e-9)
     assert session.rig.services.risk.kill_switch
 
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s1")
@@ -233,13 +234,13 @@ def test_global_daily_loss_trips_the_kill_switch() -> None:
     assert session.payloads("order_submitted", "s1")[-1]["intent"] == "open"
 
     rejected = [e for e in session.rig.events if e.type == "risk_rejected"]
-    assert [(e.strategy_id, e.payload["rule"]) for e in rejected] == [
+    assert [(e.strategy_id, payload_of(e)["rule"]) for e in rejected] == [
         ("s1", "kill_switch"),
         ("s2", "kill_switch"),
         ("s3", "kill_switch"),
         ("s1", "kill_switch"),
     ]
-    assert all(isinstance(e.payload["reason"], str) and e.payload["reason"] for e in rejected)
+    assert all(isinstance(payload_of(e)["reason"], str) and payload_of(e)["reason"] for e in rejected)
 
 
 def test_kill_switch_does_not_block_stops_of_open_positions() -> None:
@@ -279,8 +280,8 @@ def test_global_daily_loss_sums_strategies() -> None:
     session.bars((97.5, 97.5, 95.8, 96.5))  # s2 at 96: -2 -> -4 total (s1 re-entered at 97.5, stop 95.55 holds)
     kills = session.events("kill_switch", None)
     assert len(kills) == 1
-    assert kills[0].payload["tripped_by"] == "s2"
-    assert kills[0].payload["daily_loss"] == pytest.approx(4.0, rel=1e-9)
+    assert payload_of(kills[0])["tripped_by"] == "s2"
+    assert payload_of(kills[0])["daily_loss"] == pytest.approx(4.0, rel=1e-9)
 
 
 # -- global limits per quote currency ---------------------------------------------------------------------
@@ -314,10 +315,10 @@ class TwoCurrencies:
         orchestrator.actions.drain()
 
     def rules(self, strategy_id: str) -> list[str]:
-        return [e.payload["rule"] for e in self.rig.of_type("risk_rejected", strategy_id)]
+        return [payload_of(e)["rule"] for e in self.rig.of_type("risk_rejected", strategy_id)]
 
     def kills(self) -> list[dict[str, Any]]:
-        return [e.payload for e in self.rig.events if e.type == "kill_switch"]
+        return [payload_of(e) for e in self.rig.events if e.type == "kill_switch"]
 
 
 def test_exposure_is_capped_per_currency_never_summed_across() -> None:
@@ -334,7 +335,7 @@ def test_exposure_is_capped_per_currency_never_summed_across() -> None:
     two.act("s2", OpenPosition(ETH_BTC, "long", 30.0))  # 65 BTC: above the BTC cap
     assert two.rules("s1") == []
     assert two.rules("s2") == ["max_total_exposure"]
-    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s2")]
+    [reason] = [payload_of(e)["reason"] for e in two.rig.of_type("risk_rejected", "s2")]
     assert reason == "total exposure would be 65 BTC, limit 60.0"
 
 
@@ -346,7 +347,7 @@ def test_a_loss_in_one_currency_never_counts_against_another_currencys_limit() -
     two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
     two.bars(100, 0.5)  # s2 filled at 0.5, stop at 0.45
     two.bars(100, (0.5, 0.5, 0.44, 0.44))  # stopped at 0.45: -5 BTC
-    assert [e.payload["pnl"] for e in two.rig.of_type("position_closed", "s2")] == [pytest.approx(-5.0, rel=1e-9)]
+    assert [payload_of(e)["pnl"] for e in two.rig.of_type("position_closed", "s2")] == [pytest.approx(-5.0, rel=1e-9)]
     assert two.kills() == [] and not two.rig.services.risk.kill_switch
     two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
     assert two.rules("s1") == []
@@ -371,7 +372,7 @@ def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
     two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
     assert two.rules("s1") == ["kill_switch"]
     # The refusal of a USD entry says which currency's loss holds it.
-    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
+    [reason] = [payload_of(e)["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
     assert reason == "kill switch engaged: the global daily loss limit in BTC was reached"
 
 
@@ -413,7 +414,7 @@ def test_a_plain_number_still_holds_for_strategies_of_one_currency() -> None:
     orchestrator.actions.put(OpenPosition(ETH_BTC, "long", 100.0))
     orchestrator.actions.drain()
     rig.feed(ETH_BTC, candles_from([flat(0.5), (0.5, 0.5, 0.44, 0.44)], start_ts=T0 + MINUTE))
-    kills = [e.payload for e in rig.events if e.type == "kill_switch"]
+    kills = [payload_of(e) for e in rig.events if e.type == "kill_switch"]
     assert kills == [{"daily_loss": pytest.approx(5.0, rel=1e-9), "limit": 4.0, "currency": "BTC", "tripped_by": "a"}]
 
 
@@ -475,7 +476,7 @@ def test_each_symbol_without_a_quote_keeps_its_own_tally_and_limit() -> None:
     two.bars(97.5, (0.44, 0.44, 0.38, 0.38))  # stopped at 0.396: -1.32 more, 6.32 in all
     assert two.kills() == [{"daily_loss": pytest.approx(6.32, rel=1e-9), "limit": 6.0, "currency": "ETHUSD", "tripped_by": "s2"}]
     two.act("s1", OpenPosition("BTCUSD", "long", 1.0))
-    [reason] = [e.payload["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
+    [reason] = [payload_of(e)["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
     assert reason == "kill switch engaged: the global daily loss limit in ETHUSD (quote unknown) was reached"
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bot.candles.model import Candle
+from bot.ohlcv import Candle
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams
 
 
