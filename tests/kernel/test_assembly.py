@@ -38,17 +38,22 @@ def test_the_daemon_package_imports_nothing_from_the_control_plane_or_the_kernel
     assert not offending
 
 
+# A config check builds a strategy once to see which streams it reads, on a bus of its own that
+# nothing subscribes to: a dry build, not a bot.
+_DRY_BUILD = ("bot/strategy/config_check.py", "EventBus(")
+
+
 def test_only_the_kernel_builds_services_factories_and_managers() -> None:
     builders = ("StrategyManager(", "OrchestratorFactory(", "BotServices(", "EventBus(")
     offending = [
-        f"{path.relative_to(REPO)}: {name}"
+        (str(path.relative_to(REPO)), name)
         for folder in ("bot", "scripts")
         for path in (REPO / folder).rglob("*.py")
         if path.parent.name != "kernel"
         for name in builders
         if name in path.read_text() and f"class {name[:-1]}" not in path.read_text()
     ]
-    assert not offending
+    assert [o for o in offending if o != _DRY_BUILD] == []
 
 
 def test_a_replay_is_built_on_the_candle_clock_paper_exchange_and_direct_delivery() -> None:
