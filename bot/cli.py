@@ -268,6 +268,9 @@ def _validate(args: argparse.Namespace) -> int:
     console = Console()
     err = _stderr()
     loaded, sources, problems = _gather(args.config, [], daemon=True)
+    if loaded is not None:
+        # `bot run` starts the others and this one fails alone at load; validate says so now.
+        problems += loaded.unbuildable
     scans = []
     now = WallClock().now_ms()
     for source in sources:

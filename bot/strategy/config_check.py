@@ -38,12 +38,14 @@ def strategy_params_problems(module: str | None, class_name: str | None, params:
     return []
 
 
-def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: str) -> list[Stream]:
+def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: str) -> tuple[list[Stream], ConfigProblem | None]:
     """The (symbol, timeframe) streams a strategy reads besides its trading stream, found by building
     it as an orchestrator would, on a context of its own that nothing else sees.
 
     `spec` must name a strategy of the catalog with valid params (strategy_params_problems).
-    ConfigError naming `file_label` when the strategy's own code raises while it is built.
+    When the strategy's own code raises while it is built: no streams, and the problem naming
+    `file_label` — not a ConfigError: one broken strategy must not keep the others from starting
+    (it fails alone when it is loaded); `bot validate` reports it.
     """
     asked: dict[Stream, IndicatorRegistry] = {}
 
@@ -62,6 +64,6 @@ def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: st
     try:
         strategy = catalog.build(spec.module, spec.class_name, spec.params, context)
         streams = [(str(s[0]), str(s[1])) for s in strategy.subscriptions()]
-    except Exception as exc:  # the strategy's own code: it would fail the same way when loaded
-        raise ConfigError([ConfigProblem(file_label, "", f"the strategy raised while being built: {type(exc).__name__}: {exc}")]) from exc
-    return [s for s in dict.fromkeys([*streams, *asked]) if s != (spec.symbol, spec.timeframe)]
+    except Exception as exc:  # the strategy's own code: it fails the same way, alone, when loaded
+        return [], ConfigProblem(file_label, "", f"the strategy raised while being built: {type(exc).__name__}: {exc}")
+    return [s for s in dict.fromkeys([*streams, *asked]) if s != (spec.symbol, spec.timeframe)], None

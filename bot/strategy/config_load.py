@@ -35,6 +35,9 @@ class LoadedConfig:
     strategies: tuple[StrategyConfig, ...]
     strategy_files: dict[str, Path]
     catalog: StrategyCatalog
+    # Strategies whose code raised while being built to check them: they fail alone when loaded
+    # (the others run); `bot validate` reports them.
+    unbuildable: tuple[ConfigProblem, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -73,15 +76,18 @@ def load_config(path: str | Path, catalog: StrategyCatalog | None = None) -> Loa
         catalog = StrategyCatalog.discover(strategy_folders(config_path, bot)) if check_strategies else StrategyCatalog()
     known = catalog
     streams: dict[Path, list[Stream]] = {}
+    unbuildable: list[ConfigProblem] = []
 
     def load(strategy_path: Path, enabled: bool) -> StrategyConfig:
-        spec, streams[strategy_path] = _load_strategy(strategy_path, bot, label, enabled, known)
+        spec, streams[strategy_path], unbuilt = _load_strategy(strategy_path, bot, label, enabled, known)
+        if unbuilt is not None:
+            unbuildable.append(unbuilt)
         return spec
 
     strategies, files, found = collect_strategies(config_path, bot, label, load) if check_strategies else ([], {}, [])
     problems += found
     problems += across_strategies_problems(bot, label, failed, strategies, files, streams)
-    loaded = LoadedConfig(config_path, bot, tuple(strategies), files, catalog)
+    loaded = LoadedConfig(config_path, bot, tuple(strategies), files, catalog, tuple(unbuildable))
     if problems:
         raise IncompleteConfigError(problems, None if "replay" in failed else loaded)
     return loaded
@@ -95,18 +101,21 @@ def load_strategy(
     return _load_strategy(path, bot, config_label, enabled, catalog if catalog is not None else StrategyCatalog())[0]
 
 
-def _load_strategy(path: Path, bot: BotConfig, config_label: str, enabled: bool, catalog: StrategyCatalog) -> tuple[StrategyConfig, list[Stream]]:
-    """The strategy file's config and the streams its strategy reads besides its trading stream."""
+def _load_strategy(
+    path: Path, bot: BotConfig, config_label: str, enabled: bool, catalog: StrategyCatalog
+) -> tuple[StrategyConfig, list[Stream], ConfigProblem | None]:
+    """The strategy file's config, the streams its strategy reads besides its trading stream, and
+    the problem of a strategy whose code raised while being built."""
     file_label = str(path)
     spec, (module, class_name, params), problems = validated_strategy(path, bot, config_label, enabled, PARAMS_CHECKS)
     problems += strategy_params_problems(module, class_name, params, catalog, file_label)
     if problems or spec is None:
         raise ConfigError(problems)
-    streams = extra_streams(spec, catalog, file_label)
+    streams, unbuilt = extra_streams(spec, catalog, file_label)
     mixed = mixed_currency_problems(spec, file_label, streams)
     if mixed:
         raise ConfigError(mixed)
-    return spec, streams
+    return spec, streams, unbuilt
 
 
 def changed_strategy(spec: StrategyConfig, changes: dict[str, Any], catalog: StrategyCatalog, label: str) -> StrategyConfig:

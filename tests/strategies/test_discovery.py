@@ -12,9 +12,9 @@ import pytest
 
 from bot.cli import main
 from bot.strategy.config_load import load_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StrategyError
 from bot.strategy.catalog import StrategyCatalog
-from tests.support import REPO
+from tests.support import REPO, Rig
 
 CATALOG = {"ema_cross", "momentum", "mean_reversion", "trend_mtf", "scalping", "pairs_arbitrage", "hybrid"}
 
@@ -224,18 +224,27 @@ def _one_strategy_config(root: Path, module_text: str) -> Path:
     return root / "config.json"
 
 
-def test_a_strategy_whose_constructor_raises_is_a_problem_of_its_file_when_the_config_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_strategy_whose_constructor_raises_fails_alone_and_validate_names_its_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The config still loads (the daemon starts the other strategies; this one fails when loaded), and `bot validate` reports it."""
     config = _one_strategy_config(
         tmp_path,
         "\n    def __init__(self, params, context):\n"
         "        super().__init__(params, context)\n"
         "        context.indicators().requir('ema', period=3)\n",
     )
-    with pytest.raises(ConfigError) as caught:
-        load_config(config)
-    assert [str(p) for p in caught.value.problems] == [
+    (tmp_path / "plugins" / "good.py").write_text(GOOD)
+    (tmp_path / "fine.json").write_bytes(orjson.dumps({"id": "fine", "module": "good", "symbol": "BTC/USD", "quantity": 1}))
+    config.write_bytes(orjson.dumps({"strategy_paths": ["plugins"], "strategies": [{"file": "odd.json"}, {"file": "fine.json"}]}))
+    loaded = load_config(config)
+    assert [s.id for s in loaded.strategies] == ["odd", "fine"]
+    assert [str(p) for p in loaded.unbuildable] == [
         f"{tmp_path / 'odd.json'}: <file>: the strategy raised while being built: AttributeError: 'IndicatorRegistry' object has no attribute 'requir'"
     ]
+    rig = Rig(loaded.bot, {"BTC/USD": "1m"}, loaded.catalog)
+    with pytest.raises(StrategyError, match="requir"):
+        rig.manager.load(loaded.strategies[0])
+    rig.manager.load(loaded.strategies[1])
+    assert rig.manager.ids() == ["fine"]
     assert main(["validate", "--config", str(config)]) == 2
     assert "the strategy raised while being built: AttributeError" in capsys.readouterr().err
 
