@@ -44,8 +44,12 @@ class Lifecycle:
         """True when the table allows going to `target` from here."""
         return target in TRANSITIONS[self._state]
 
-    def to(self, target: StrategyState) -> None:
-        """Go to `target`; IllegalTransitionError (nothing changed) when the table does not allow it."""
+    def require(self, target: StrategyState) -> None:
+        """IllegalTransitionError unless the table allows `target`: called before an operation changes anything."""
         if target not in TRANSITIONS[self._state]:
             raise IllegalTransitionError(f"strategy {self.strategy_id!r} cannot go from {self._state} to {target}")
+
+    def to(self, target: StrategyState) -> None:
+        """Go to `target`; IllegalTransitionError (nothing changed) when the table does not allow it."""
+        self.require(target)
         self._state = target

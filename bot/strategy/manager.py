@@ -185,6 +185,7 @@ class StrategyManager:
             raise StrategyError(orchestrator.strategy_id, error) from error
 
     def _route_active(self, orchestrator: TradingOrchestrator) -> None:
+        orchestrator.lifecycle.require("active")  # refused before its routes change
         self._remove(self._protect, orchestrator)
         # Candles queued under its dormant role: positions see them now, warm-up already fed the
         # indicators from history, and they must not merge with candles of its new role.
@@ -202,6 +203,7 @@ class StrategyManager:
         orchestrator = self.get(strategy_id)
         if orchestrator.state not in ("active", "failed"):
             raise StrategyStateError(f"strategy {strategy_id!r} is {orchestrator.state}, not active")
+        orchestrator.lifecycle.require("dormant")
         was_active = orchestrator.state == "active"
         self._remove(self._active, orchestrator)
         self._remove(self._protect, orchestrator)
@@ -362,6 +364,7 @@ class StrategyManager:
         price, take the snapshot, clear indicator state, evict from the cache.
         """
         orchestrator = self.get(strategy_id)
+        orchestrator.lifecycle.require("unloaded")
         self._remove(self._active, orchestrator)
         self._remove(self._protect, orchestrator)
         if orchestrator.state != "dormant" or orchestrator.policy != "freeze":
@@ -590,6 +593,7 @@ class StrategyManager:
                 assert_never(stage)
 
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
+        orchestrator.lifecycle.require("failed")
         self._remove(self._active, orchestrator)
         dropped = self.delivery.reset(orchestrator)
         orchestrator.actions.clear()

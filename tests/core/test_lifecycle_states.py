@@ -73,6 +73,8 @@ def test_every_illegal_transition_is_refused_and_changes_nothing(source: Strateg
     lifecycle = Lifecycle("s", source)
     assert not lifecycle.can(target)
     with pytest.raises(IllegalTransitionError, match=f"strategy 's' cannot go from {source} to {target}"):
+        lifecycle.require(target)  # what the manager asks before it changes routes or orders
+    with pytest.raises(IllegalTransitionError, match=f"strategy 's' cannot go from {source} to {target}"):
         lifecycle.to(target)
     assert lifecycle.state == source
 
