@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ohlcv import Candle
-from bot.events import MARKET_EVENTS, STRATEGY_EVENTS
+from bot.events import MARKET_EVENTS, OrderFilled, PositionClosed, PositionOpened, STRATEGY_EVENTS
 from bot.event_codec import payload_of
 from tests.support import Rig, strategy
 
@@ -41,14 +41,14 @@ def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Ca
     assert len(reg_a) == 2  # require() above found, not created
     # Same signals, but b's stop-loss and fees make its trades and balance differ.
     assert oa.portfolio.fees == 0 and ob.portfolio.fees > 0
-    assert len(rig.of_type("position_closed", "a")) != len(rig.of_type("position_closed", "b")) or oa.portfolio.equity != ob.portfolio.equity
+    assert len(rig.of_type(PositionClosed, "a")) != len(rig.of_type(PositionClosed, "b")) or oa.portfolio.equity != ob.portfolio.equity
     # Both traded, and each one's ids carry its own strategy id only.
     for sid in ("a", "b"):
-        fills = rig.of_type("order_filled", sid)
+        fills = rig.of_type(OrderFilled, sid)
         assert fills, f"{sid} never traded on 12,000 real candles"
-        assert all(payload_of(f)["client_id"].startswith(f"{sid}-") for f in fills)
-        opened = rig.of_type("position_opened", sid)
-        assert all(payload_of(p)["position_id"].startswith(f"{sid}-p") for p in opened)
+        assert all(f.fill.client_id.startswith(f"{sid}-") for f in fills)
+        opened = rig.of_type(PositionOpened, sid)
+        assert all(p.position.position_id.startswith(f"{sid}-p") for p in opened)
 
 
 def test_a_strategy_behaves_the_same_alone_and_beside_another(btc_candles: list[Candle]) -> None:

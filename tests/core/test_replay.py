@@ -13,7 +13,7 @@ import pytest
 from bot.ohlcv import Candle
 from bot.strategy.config_load import load_config
 from bot.errors import CandleFileError
-from bot.events import Event
+from bot.events import CandleClosed, Event, OrderFilled, PositionClosed, PositionOpened, PositionReduced, StrategyFault, StrategyStateChanged
 from bot.indicators.averages import EMA
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
@@ -106,9 +106,9 @@ def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) 
     rig.services.bus.subscribe(check)
     rig.start(*specs)
     rig.feed("BTC/USD", btc_candles)
-    reasons = {payload_of(e)["exit_reason"] for e in rig.of_type("position_closed")}
+    reasons = {e.trade.exit_reason for e in rig.of_type(PositionClosed)}
     assert {"take_profit_2", "stop_loss", "trailing_stop", "signal"} & reasons >= {"stop_loss", "trailing_stop"}, reasons
-    assert rig.of_type("position_reduced"), "partial closes should occur"
+    assert rig.of_type(PositionReduced), "partial closes should occur"
     assert checked > 30_000
     for sid in ("rsi", "trail"):
         assert rig.manager.get(sid).portfolio.fees > 0
@@ -147,13 +147,13 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     rig.feed("BTC/USD", candles[30:])
 
     assert doomed.state == "failed" and "ZeroDivisionError: boom" in (doomed.last_error or "")
-    errors = rig.of_type("strategy_error", "doomed")
-    assert len(errors) == 1 and "boom" in payload_of(errors[0])["error"]
-    assert payload_of(rig.of_type("strategy_state", "doomed")[-1])["state"] == "failed"
+    errors = rig.of_type(StrategyFault, "doomed")
+    assert len(errors) == 1 and "boom" in errors[0].error
+    assert rig.of_type(StrategyStateChanged, "doomed")[-1].state == "failed"
     assert doomed.metrics.errors == 1
     # Its open position stayed protected: the stop fired after the failure.
-    closed = rig.of_type("position_closed", "doomed")
-    assert closed and payload_of(closed[-1])["exit_reason"] == "stop_loss"
+    closed = rig.of_type(PositionClosed, "doomed")
+    assert closed and closed[-1].trade.exit_reason == "stop_loss"
     assert closed[-1].ts > errors[0].ts
     # The other strategy did exactly what it does alone.
     healthy = [(e.type, e.ts, payload_of(e)) for e in rig.events if e.strategy_id == "healthy"]
@@ -209,8 +209,8 @@ def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], f
         rig.start(module_strategy("ema_cross", id="ema", quantity=2.0, params={"fast": fast, "slow": slow}))
     rig.feed("BTC/USD", candles)
     got = [
-        (p["entry_ts"], p["entry_price"], p["exit_ts"], p["exit_price"], round(p["pnl"], 6))
-        for p in (payload_of(e) for e in rig.of_type("position_closed", "ema"))
+        (p.trade.entry_ts, p.trade.entry_price, p.trade.exit_ts, p.trade.exit_price, round(p.trade.pnl, 6))
+        for p in rig.of_type(PositionClosed, "ema")
     ]
     assert len(expected) > 20
     assert got == expected

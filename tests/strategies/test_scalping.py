@@ -15,6 +15,7 @@ from bot.errors import ConfigError, StrategyError
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from bot.event_codec import payload_of
+from bot.events import PositionClosed, Signal
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000
@@ -103,7 +104,7 @@ def bar_at(candles: list[Candle], open_ts: int) -> int:
 
 
 def signals(rig: Rig, candles: list[Candle], decision: str) -> dict[int, float]:
-    return {bar(candles, e.ts): payload_of(e)["score"] for e in rig.of_type("signal", "scalping") if payload_of(e)["decision"] == decision}
+    return {bar(candles, e.ts): e.score for e in rig.of_type(Signal, "scalping") if e.decision == decision}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_entries_and_time_limit_exits_match_an_independent_replay(candles: list[
     rig = run(candles, params={"max_hold_candles": HOLD})
     got_entries = signals(rig, candles, "entry")
     got_trades = [
-        (p["entry_ts"], p["entry_price"], p["exit_ts"], round(p["exit_price"], 6), p["exit_reason"]) for p in (payload_of(e) for e in rig.of_type("position_closed"))
+        (p.trade.entry_ts, p.trade.entry_price, p.trade.exit_ts, round(p.trade.exit_price, 6), p.trade.exit_reason) for p in rig.of_type(PositionClosed)
     ]
     assert len(expected_entries) > 150
     assert sum(1 for s in expected_entries.values() if s < 0) > 50 and sum(1 for s in expected_entries.values() if s > 0) > 50
