@@ -1,6 +1,7 @@
 """Builders shared by the tests: real configs, services and strategies, no mocks."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +72,11 @@ class Rig:
     def of_type(self, cls: type[E], strategy_id: str | None = None) -> list[E]:
         """Published events of one class (and strategy)."""
         return [e for e in self.events if isinstance(e, cls) and (strategy_id is None or e.strategy_id == strategy_id)]
+
+
+def without_seq(event: E) -> E:
+    """The event with its bus sequence number zeroed: what it says, not where it fell among other strategies' events."""
+    return replace(event, seq=0)
 
 
 def repo_catalog() -> StrategyCatalog:

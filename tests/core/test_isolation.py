@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ohlcv import Candle
-from bot.events import MARKET_EVENTS, OrderFilled, PositionClosed, PositionOpened, STRATEGY_EVENTS
-from bot.event_codec import payload_of
-from tests.support import Rig, strategy
+from bot.events import Event, MARKET_EVENTS, OrderFilled, PositionClosed, PositionOpened, STRATEGY_EVENTS
+from tests.support import Rig, strategy, without_seq
 
 RSI_EXITS: dict[str, Any] = {
     "timeframe": "5m",
@@ -16,8 +15,8 @@ RSI_EXITS: dict[str, Any] = {
 }
 
 
-def _strategy_events(rig: Rig, sid: str) -> list[tuple[str, int, dict[str, Any]]]:
-    return [(e.type, e.ts, payload_of(e)) for e in rig.events if e.strategy_id == sid]
+def _strategy_events(rig: Rig, sid: str) -> list[Event]:
+    return [without_seq(e) for e in rig.events if e.strategy_id == sid]
 
 
 def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Candle]) -> None:

@@ -9,7 +9,6 @@ import pytest
 from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.trading.actions import OpenPosition
-from bot.event_codec import payload_of
 from bot.events import PositionClosed, PositionOpened, StrategyFault, StrategyStateChanged
 from tests.support import Rig, strategy
 
@@ -61,8 +60,8 @@ def test_unload_with_close_positions_closes_at_the_last_price(btc_candles: list[
     assert orchestrator.positions.positions, "ema_trend should be long within 50 candles"
     snapshot = rig.manager.unload("u", close_positions=True)
     assert snapshot["positions"] == []
-    closed = payload_of(rig.of_type(PositionClosed, "u")[-1])
-    assert closed["exit_reason"] == "unload" and closed["exit_price"] == btc_candles[49].close
+    closed = rig.of_type(PositionClosed, "u")[-1].trade
+    assert closed.exit_reason == "unload" and closed.exit_price == btc_candles[49].close
 
 
 def test_lifecycle_errors_are_clear() -> None:

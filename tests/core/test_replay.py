@@ -18,9 +18,9 @@ from bot.indicators.averages import EMA
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
-from bot.event_codec import event_lines, payload_of
-from bot.events import CandleClosed, OrderFilled, PositionClosed, PositionOpened
-from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
+from bot.event_codec import event_lines
+from bot.events import CandleClosed, OrderFilled, PositionClosed, PositionOpened, PositionReduced, StrategyFault, StrategyStateChanged
+from tests.support import BASIC_CONFIG, without_seq, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
 
 RSI = {
     "id": "rsi",
@@ -98,10 +98,9 @@ def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) 
             expected = p.start + p.realised - p.fees + p.unrealised
             assert math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6), (event, sid, p.snapshot())
             checked += 1
-        snapshot = payload_of(event).get("portfolio") if isinstance(payload_of(event), dict) else None
-        if snapshot is not None:
-            s = snapshot
-            assert math.isclose(s["equity"], s["start"] + s["realised"] - s["fees"] + s["unrealised"], rel_tol=1e-9, abs_tol=1e-6)
+        if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
+            s = event.portfolio
+            assert math.isclose(s.equity, s.start + s.realised - s.fees + s.unrealised, rel_tol=1e-9, abs_tol=1e-6)
 
     rig.services.bus.subscribe(check)
     rig.start(*specs)
@@ -156,8 +155,8 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     assert closed and closed[-1].trade.exit_reason == "stop_loss"
     assert closed[-1].ts > errors[0].ts
     # The other strategy did exactly what it does alone.
-    healthy = [(e.type, e.ts, payload_of(e)) for e in rig.events if e.strategy_id == "healthy"]
-    assert healthy == [(e.type, e.ts, payload_of(e)) for e in baseline.events if e.strategy_id == "healthy"]
+    healthy = [without_seq(e) for e in rig.events if e.strategy_id == "healthy"]
+    assert healthy == [without_seq(e) for e in baseline.events if e.strategy_id == "healthy"]
     # activate brings it back.
     doomed.strategy.analyzers = doomed.strategy.analyzers._inner  # type: ignore[attr-defined]
     rig.manager.activate("doomed")

@@ -9,7 +9,6 @@ import pytest
 
 from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
-from bot.event_codec import payload_of
 from bot.events import OrderSubmitted, PositionClosed, PositionOpened, Signal
 from strategies.pairs_arbitrage import SpreadWindow
 from tests.support import SHARED_DATA, Rig, module_strategy, repo_catalog
@@ -46,8 +45,10 @@ def decisions(rig: Rig) -> list[tuple[int, str, str, float]]:
     """(minute, entry/exit, reason, z) of every decision."""
     out = []
     for event in rig.of_type(Signal, "pairs_arbitrage"):
-        payload = payload_of(event)
-        out.append(((event.ts - T0) // MINUTE - 1, payload["decision"], payload["analyzers"]["reason"], payload["score"]))
+        # Signal.analyzers is typed dict[str, float], but pairs_arbitrage puts its reason text there.
+        reason: object = event.analyzers["reason"]
+        assert isinstance(reason, str)
+        out.append(((event.ts - T0) // MINUTE - 1, event.decision, reason, event.score))
     return out
 
 

@@ -14,8 +14,7 @@ from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
-from bot.event_codec import payload_of
-from bot.events import PositionClosed, Signal
+from bot.events import PositionClosed, PositionOpened, PositionReduced, Signal
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000
@@ -166,14 +165,14 @@ def test_ladder_stop_and_time_limit_fill_where_an_independent_walk_says(candles:
     fills: dict[str, list[tuple[str, int, float, float]]] = {}
     opened: dict[str, tuple[int, str, float]] = {}
     for event in rig.events:
-        p = payload_of(event)
-        if event.type == "position_opened":
-            opened[p["position_id"]] = (bar_at(candles, p["entry_ts"]), p["side"], p["entry_price"])
-        elif event.type == "position_reduced":
-            fills.setdefault(p["position_id"], []).append((p["reason"], bar_at(candles, p["fill"]["fill_ts"]), p["price"], p["closed_quantity"]))
-        elif event.type == "position_closed":
-            f = p["fill"]
-            fills.setdefault(p["position_id"], []).append((f["reason"], bar_at(candles, f["fill_ts"]), f["price"], f["quantity"]))
+        if isinstance(event, PositionOpened):
+            position = event.position
+            opened[position.position_id] = (bar_at(candles, position.entry_ts), position.side, position.entry_price)
+        elif isinstance(event, PositionReduced):
+            fills.setdefault(event.position.position_id, []).append((event.reason, bar_at(candles, event.fill.fill_ts), event.price, event.closed_quantity))
+        elif isinstance(event, PositionClosed):
+            f = event.fill
+            fills.setdefault(event.trade.position_id, []).append((f.reason, bar_at(candles, f.fill_ts), f.price, f.quantity))
 
     def walk(start: int, side: str, entry: float) -> list[tuple[str, int, float, float]]:
         d = 1 if side == "long" else -1
