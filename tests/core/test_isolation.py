@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ohlcv import Candle
-from bot.events import Event, MARKET_EVENTS, OrderFilled, PositionClosed, PositionOpened, STRATEGY_EVENTS
+from bot.events import CandleClosed, Event, MarketEvent, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened, Signal, StrategyEvent, StrategyStateChanged
 from tests.support import Rig, strategy, without_seq
 
 RSI_EXITS: dict[str, Any] = {
@@ -68,14 +68,14 @@ def test_every_event_is_tagged_by_scope(btc_candles: list[Candle]) -> None:
     rig = Rig()
     rig.start(strategy(id="a"), strategy(id="b", **RSI_EXITS))
     rig.feed("BTC/USD", btc_candles)
-    seen_types = set()
+    seen_types: set[type[Event]] = set()
     for event in rig.events:
-        seen_types.add(event.type)
-        if event.type in STRATEGY_EVENTS:
+        seen_types.add(type(event))
+        if isinstance(event, StrategyEvent):
             assert event.strategy_id in ("a", "b"), event
         else:
-            assert event.type in MARKET_EVENTS and event.strategy_id is None, event
-    assert {"candle", "strategy_state", "signal", "order_submitted", "order_filled", "position_opened", "position_closed"} <= seen_types
+            assert isinstance(event, MarketEvent) and event.strategy_id is None, event
+    assert {CandleClosed, StrategyStateChanged, Signal, OrderSubmitted, OrderFilled, PositionOpened, PositionClosed} <= seen_types
 
 
 def test_subscribing_to_one_strategy_gets_only_its_events(btc_candles: list[Candle]) -> None:

@@ -104,8 +104,8 @@ def test_two_step_take_profit_ladder_closes_in_parts() -> None:
     ]
     assert session.orch().portfolio.realised == approx(3.8, rel=1e-9)
     # order of events: reduced strictly before closed
-    types = [e.type for e in session.rig.events if e.type in ("position_reduced", "position_closed")]
-    assert types == ["position_reduced", "position_closed"]
+    types = [type(e) for e in session.rig.events if isinstance(e, (PositionReduced, PositionClosed))]
+    assert types == [PositionReduced, PositionClosed]
 
 
 def test_take_profit_touched_exactly_triggers() -> None:
