@@ -1,12 +1,14 @@
 """Builders shared by the tests: real configs, services and strategies, no mocks."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.ohlcv import Candle
 from bot.config.loader import deep_merge
 from bot.config.models import BotConfig, StrategyConfig
+from bot.events import Event
 from bot.kernel import Seams, build_bot
 from bot.log import BotLogger
 from bot.strategy.catalog import StrategyCatalog
@@ -16,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The two-strategy declarative setup (ema_cross + rsi_reversion on BTC/USD) that tests build on;
 # the repository's config.json runs the whole catalog instead.
 BASIC_CONFIG = REPO / "tests" / "basic_config.json"
+E = TypeVar("E", bound=Event)
 SHARED_DATA = REPO.parent / "shared" / "data"
 BTC_1M = SHARED_DATA / "BTC-USD-PERP_1m.csv"
 ETH_1M = SHARED_DATA / "ETH-BTC_1m.csv"
@@ -50,7 +53,7 @@ class Rig:
         self.services = bot.services
         self.factory = bot.factory
         self.manager = bot.manager
-        self.events: list[Any] = []
+        self.events: list[Event] = []
         self.services.bus.subscribe(self.events.append)
         for symbol, timeframe in (feeds or {"BTC/USD": "1m"}).items():
             self.services.hub.add_feed(symbol, timeframe)
@@ -66,9 +69,14 @@ class Rig:
         for candle in candles:
             self.services.hub.ingest(symbol, candle)
 
-    def of_type(self, type_: str, strategy_id: str | None = None) -> list[Any]:
-        """Published events of one type (and strategy)."""
-        return [e for e in self.events if e.type == type_ and (strategy_id is None or e.strategy_id == strategy_id)]
+    def of_type(self, cls: type[E], strategy_id: str | None = None) -> list[E]:
+        """Published events of one class (and strategy)."""
+        return [e for e in self.events if isinstance(e, cls) and (strategy_id is None or e.strategy_id == strategy_id)]
+
+
+def without_seq(event: E) -> E:
+    """The event with its bus sequence number zeroed: what it says, not where it fell among other strategies' events."""
+    return replace(event, seq=0)
 
 
 def repo_catalog() -> StrategyCatalog:

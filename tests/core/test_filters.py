@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ohlcv import Candle
-from bot.event_codec import payload_of
+from bot.events import Signal
 from tests.support import Rig, strategy
 
 RSI: dict[str, Any] = {
@@ -50,8 +50,8 @@ def test_mtf_trend_gate_allows_entries_only_in_the_higher_timeframe_uptrend(btc_
         last_hour = max((h for h in above if h <= ts), default=None)
         return None if last_hour is None else above[last_hour]
 
-    gated = [e.ts for e in rig.of_type("signal", "gated") if payload_of(e)["decision"] == "entry"]
-    free = [e.ts for e in rig.of_type("signal", "free") if payload_of(e)["decision"] == "entry"]
+    gated = [e.ts for e in rig.of_type(Signal, "gated") if e.decision == "entry"]
+    free = [e.ts for e in rig.of_type(Signal, "free") if e.decision == "entry"]
     assert len(gated) >= 5 and len(free) > len(gated)
     assert all(regime_at(ts) is True for ts in gated)
     assert any(regime_at(ts) is False for ts in free), "the ungated strategy should also buy in downtrends"

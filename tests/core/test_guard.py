@@ -10,6 +10,7 @@ from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.guard import attempt, build
+from bot.events import StrategyFault
 from tests.support import Rig, module_strategy
 
 RAISER = '''
@@ -84,7 +85,7 @@ def test_a_strategys_exception_fails_it_alone_through_the_guard(tmp_path: Path, 
     rig.start(module_strategy("raiser", id="bad", params={"kind": "value"}), module_strategy("raiser", id="good"))
     rig.feed("BTC/USD", btc_candles[:3])
     assert rig.manager.states() == {"bad": "failed", "good": "active"}
-    (error,) = rig.of_type("strategy_error", "bad")
+    (error,) = rig.of_type(StrategyFault, "bad")
     assert error.error == "ValueError: bad value" and error.where.startswith("raiser.py:")
     assert error.note == "strategy marked failed; its positions stay protected"
     assert rig.manager.get("good").metrics.candles == 3
@@ -98,4 +99,4 @@ def test_an_interrupt_or_cancellation_from_strategy_code_is_not_its_failure(
     rig.start(module_strategy("raiser", id="stop", params={"kind": kind}))
     with pytest.raises(raised):
         rig.feed("BTC/USD", btc_candles[:1])
-    assert rig.manager.states() == {"stop": "active"} and not rig.of_type("strategy_error")
+    assert rig.manager.states() == {"stop": "active"} and not rig.of_type(StrategyFault)

@@ -15,10 +15,9 @@ from bot.candles.reader import read_candles
 from bot.candles.sources import CandleSource
 from bot.clock import ReplayClock
 from bot.config.models import BotConfig
-from bot.events import Event, ReplayFinished
+from bot.events import CandleClosed, CandleGap, Event, ReplayFinished
 from bot.kernel import build_services
 from bot.services import BotServices
-from bot.event_codec import payload_of
 from tests.support import ETH_1M, ETH_5M, SHARED_DATA
 
 
@@ -36,12 +35,12 @@ def test_gaps_are_reported_not_hidden() -> None:
     hub.add_feed("XMR/BTC", "1m")
     for candle in read_candles(SHARED_DATA / "XMR-BTC_1m.csv"):
         hub.ingest("XMR/BTC", candle)
-    gaps = [e for e in events if e.type == "candle_gap"]
+    gaps = [e for e in events if isinstance(e, CandleGap)]
     expected = manifest["XMR-BTC_1m.csv"]
     assert hub.gap_count == len(gaps) == expected["gap_events"]
-    assert sum(payload_of(g)["missing"] for g in gaps) == expected["missing_candles"]
-    largest = max(gaps, key=lambda g: payload_of(g)["missing"])
-    assert payload_of(largest)["missing"] == expected["largest_gap_candles"]
+    assert sum(g.missing for g in gaps) == expected["missing_candles"]
+    largest = max(gaps, key=lambda g: g.missing)
+    assert largest.missing == expected["largest_gap_candles"]
     assert all(g.strategy_id is None for g in gaps)
 
 
@@ -116,8 +115,8 @@ def test_candle_events_carry_the_candle(tmp_path: Path) -> None:
     hub, events, _ = _hub()
     hub.add_feed("X/Y", "1m")
     hub.ingest("X/Y", Candle(60_000, 1.0, 2.0, 0.5, 1.5, 10.0))
-    (event,) = [e for e in events if e.type == "candle"]
-    assert event.ts == 120_000 and payload_of(event)["candle"] == (60_000, 1.0, 2.0, 0.5, 1.5, 10.0)
+    (event,) = [e for e in events if isinstance(e, CandleClosed)]
+    assert event.ts == 120_000 and event.candle == (60_000, 1.0, 2.0, 0.5, 1.5, 10.0)
 
 
 class _Recorder:
@@ -207,4 +206,4 @@ def test_gap_events_never_run_behind_the_event_clock_in_a_multi_symbol_replay() 
         hub.ingest(symbol, candle)
     stamps = [e.ts for e in events]
     assert stamps == sorted(stamps)
-    assert any(e.type == "candle_gap" for e in events)
+    assert any(isinstance(e, CandleGap) for e in events)

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ohlcv import Candle
-from bot.events import MARKET_EVENTS, STRATEGY_EVENTS
-from bot.event_codec import payload_of
-from tests.support import Rig, strategy
+from bot.events import CandleClosed, Event, MarketEvent, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened, Signal, StrategyEvent, StrategyStateChanged
+from tests.support import Rig, strategy, without_seq
 
 RSI_EXITS: dict[str, Any] = {
     "timeframe": "5m",
@@ -16,8 +15,8 @@ RSI_EXITS: dict[str, Any] = {
 }
 
 
-def _strategy_events(rig: Rig, sid: str) -> list[tuple[str, int, dict[str, Any]]]:
-    return [(e.type, e.ts, payload_of(e)) for e in rig.events if e.strategy_id == sid]
+def _strategy_events(rig: Rig, sid: str) -> list[Event]:
+    return [without_seq(e) for e in rig.events if e.strategy_id == sid]
 
 
 def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Candle]) -> None:
@@ -41,14 +40,14 @@ def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Ca
     assert len(reg_a) == 2  # require() above found, not created
     # Same signals, but b's stop-loss and fees make its trades and balance differ.
     assert oa.portfolio.fees == 0 and ob.portfolio.fees > 0
-    assert len(rig.of_type("position_closed", "a")) != len(rig.of_type("position_closed", "b")) or oa.portfolio.equity != ob.portfolio.equity
+    assert len(rig.of_type(PositionClosed, "a")) != len(rig.of_type(PositionClosed, "b")) or oa.portfolio.equity != ob.portfolio.equity
     # Both traded, and each one's ids carry its own strategy id only.
     for sid in ("a", "b"):
-        fills = rig.of_type("order_filled", sid)
+        fills = rig.of_type(OrderFilled, sid)
         assert fills, f"{sid} never traded on 12,000 real candles"
-        assert all(payload_of(f)["client_id"].startswith(f"{sid}-") for f in fills)
-        opened = rig.of_type("position_opened", sid)
-        assert all(payload_of(p)["position_id"].startswith(f"{sid}-p") for p in opened)
+        assert all(f.fill.client_id.startswith(f"{sid}-") for f in fills)
+        opened = rig.of_type(PositionOpened, sid)
+        assert all(p.position.position_id.startswith(f"{sid}-p") for p in opened)
 
 
 def test_a_strategy_behaves_the_same_alone_and_beside_another(btc_candles: list[Candle]) -> None:
@@ -69,14 +68,14 @@ def test_every_event_is_tagged_by_scope(btc_candles: list[Candle]) -> None:
     rig = Rig()
     rig.start(strategy(id="a"), strategy(id="b", **RSI_EXITS))
     rig.feed("BTC/USD", btc_candles)
-    seen_types = set()
+    seen_types: set[type[Event]] = set()
     for event in rig.events:
-        seen_types.add(event.type)
-        if event.type in STRATEGY_EVENTS:
+        seen_types.add(type(event))
+        if isinstance(event, StrategyEvent):
             assert event.strategy_id in ("a", "b"), event
         else:
-            assert event.type in MARKET_EVENTS and event.strategy_id is None, event
-    assert {"candle", "strategy_state", "signal", "order_submitted", "order_filled", "position_opened", "position_closed"} <= seen_types
+            assert isinstance(event, MarketEvent) and event.strategy_id is None, event
+    assert {CandleClosed, StrategyStateChanged, Signal, OrderSubmitted, OrderFilled, PositionOpened, PositionClosed} <= seen_types
 
 
 def test_subscribing_to_one_strategy_gets_only_its_events(btc_candles: list[Candle]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.trading.actions import OpenPosition
-from bot.event_codec import payload_of
+from bot.events import PositionClosed, PositionOpened, StrategyFault, StrategyStateChanged
 from tests.support import Rig, strategy
 
 
@@ -46,7 +46,7 @@ def test_unload_leaves_nothing_alive(btc_candles: list[Candle]) -> None:
     gc.collect()
     assert ref() is None, gc.get_referrers(ref())
     assert len(registry) == 0  # indicator state cleared during unload
-    states = [payload_of(e)["state"] for e in rig.of_type("strategy_state", "gone")]
+    states = [e.state for e in rig.of_type(StrategyStateChanged, "gone")]
     assert states[-1] == "unloaded"
     rig.feed("BTC/USD", btc_candles[2_000:2_500])  # the survivor keeps running
     assert rig.manager.get("stays").metrics.candles == 2_500
@@ -60,8 +60,8 @@ def test_unload_with_close_positions_closes_at_the_last_price(btc_candles: list[
     assert orchestrator.positions.positions, "ema_trend should be long within 50 candles"
     snapshot = rig.manager.unload("u", close_positions=True)
     assert snapshot["positions"] == []
-    closed = payload_of(rig.of_type("position_closed", "u")[-1])
-    assert closed["exit_reason"] == "unload" and closed["exit_price"] == btc_candles[49].close
+    closed = rig.of_type(PositionClosed, "u")[-1].trade
+    assert closed.exit_reason == "unload" and closed.exit_price == btc_candles[49].close
 
 
 def test_lifecycle_errors_are_clear() -> None:
@@ -119,18 +119,18 @@ def test_deactivate_policies(btc_candles: list[Candle]) -> None:
     rig.feed("BTC/USD", btc_candles[2:3_000])
     assert rig.manager.routed_to("BTC/USD", "1m") == []
     # close: closed at the next open after deactivation.
-    closed = rig.of_type("position_closed", "close")
-    assert len(closed) == 1 and payload_of(closed[0])["exit_reason"] == "deactivate"
-    assert payload_of(closed[0])["exit_price"] == btc_candles[2].open
+    closed = rig.of_type(PositionClosed, "close")
+    assert len(closed) == 1 and closed[0].trade.exit_reason == "deactivate"
+    assert closed[0].trade.exit_price == btc_candles[2].open
     # manage: no new entries, but its stop kept being enforced (0.3% is hit within 3,000 minutes).
-    managed = rig.of_type("position_closed", "manage")
-    assert len(managed) == 1 and payload_of(managed[0])["exit_reason"] == "stop_loss"
+    managed = rig.of_type(PositionClosed, "manage")
+    assert len(managed) == 1 and managed[0].trade.exit_reason == "stop_loss"
     # freeze: untouched, still open, never marked again.
     frozen = rig.manager.get("freeze")
-    assert len(frozen.positions.positions) == 1 and not rig.of_type("position_closed", "freeze")
+    assert len(frozen.positions.positions) == 1 and not rig.of_type(PositionClosed, "freeze")
     for sid in ("manage", "close", "freeze"):
         assert rig.manager.get(sid).state == "dormant"
-        assert len(rig.of_type("position_opened", sid)) == 1
+        assert len(rig.of_type(PositionOpened, sid)) == 1
 
 
 def test_switch_routes_later_candles_to_the_second_strategy_only(btc_candles: list[Candle]) -> None:
@@ -166,6 +166,6 @@ def test_switch_to_a_strategy_whose_warm_up_raises_leaves_the_source_trading(btc
     assert rig.manager.get("A").state == "active"
     assert target.state == "failed" and "indicator exploded" in (target.last_error or "")
     assert rig.manager.routed_to("BTC/USD", "1m") == ["A"]
-    assert rig.of_type("strategy_error", "B")
+    assert rig.of_type(StrategyFault, "B")
     rig.feed("BTC/USD", btc_candles[100:200])
     assert rig.manager.get("A").metrics.candles == 200

@@ -6,7 +6,7 @@ import pytest
 from bot.ohlcv import Candle
 from bot.config.models import BotConfig, ReplayConfig
 from bot.trading.actions import OpenPosition
-from bot.event_codec import payload_of
+from bot.events import OrderCancelled, PositionClosed, PositionOpened, PositionReduced, StopUpdated, TrailingActivated
 from tests.support import Rig, candles_from, strategy
 
 QUIET = {"analyzers": [{"type": "ema_cross", "params": {"fast": 50, "slow": 100}}], "exit_threshold": None, "quantity": 1.0}
@@ -27,8 +27,8 @@ def test_a_pending_entry_never_fills_after_deactivate(policy: str) -> None:
     _entry_pending(rig)
     rig.manager.deactivate("s1", policy)  # type: ignore[arg-type]
     rig.feed("BTC/USD", candles_from([(101, 101, 101, 101)] * 3, start_ts=1_640_995_260_000))
-    assert not rig.of_type("position_opened", "s1")
-    assert [payload_of(e)["client_id"] for e in rig.of_type("order_cancelled", "s1")] == ["s1-1"]
+    assert not rig.of_type(PositionOpened, "s1")
+    assert [e.client_id for e in rig.of_type(OrderCancelled, "s1")] == ["s1-1"]
     assert rig.services.risk.total_exposure("USD") == 0.0
 
 
@@ -50,8 +50,8 @@ def test_a_pending_entry_never_fills_after_switch_or_failure() -> None:
     assert orchestrator_c.state == "failed"
     # C's entry was filled at the open of the very candle that failed it (fills come first),
     # so it holds one position; but no entry decided before the failure fills later.
-    assert not rig.of_type("position_opened", "A")
-    assert len(rig.of_type("position_opened", "C")) == 1
+    assert not rig.of_type(PositionOpened, "A")
+    assert len(rig.of_type(PositionOpened, "C")) == 1
 
 
 def test_a_strategy_failing_on_a_candle_is_not_also_protected_on_that_candle() -> None:
@@ -120,12 +120,12 @@ def test_trailing_and_break_even_keep_working_under_manage() -> None:
     # TP1 at 102 (half), then break-even; a close at 105 activates the trailing stop (anchor 105 -> 102.9).
     rig.feed("BTC/USD", candles_from([(100, 102.5, 100, 102), (102, 105, 102, 105), (105, 110, 105, 109), (109, 109, 107, 107.5)],
                                      start_ts=1_640_995_320_000))
-    assert [payload_of(e)["reason"] for e in rig.of_type("stop_updated", "s1") if payload_of(e)["reason"] != "trailing"] == ["break_even"]
-    assert len(rig.of_type("trailing_activated", "s1")) == 1
-    closed = rig.of_type("position_closed", "s1")
+    assert [e.reason for e in rig.of_type(StopUpdated, "s1") if e.reason != "trailing"] == ["break_even"]
+    assert len(rig.of_type(TrailingActivated, "s1")) == 1
+    closed = rig.of_type(PositionClosed, "s1")
     # Trailing: anchor 110 after the third candle, stop 107.8; the fourth candle's low 107 hits it.
-    assert len(closed) == 1 and payload_of(closed[0])["exit_reason"] == "trailing_stop"
-    assert payload_of(closed[0])["exit_price"] == pytest.approx((102 + 107.8) / 2)
+    assert len(closed) == 1 and closed[0].trade.exit_reason == "trailing_stop"
+    assert closed[0].trade.exit_price == pytest.approx((102 + 107.8) / 2)
 
 
 def test_a_reconfigured_ladder_applies_to_new_positions_only() -> None:
@@ -140,6 +140,6 @@ def test_a_reconfigured_ladder_applies_to_new_positions_only() -> None:
     )
     assert changed == ["exits"]
     rig.feed("BTC/USD", candles_from([(100, 102.5, 100, 102)], start_ts=1_640_995_320_000))  # both rungs hit
-    reduced = [payload_of(e)["closed_quantity"] for e in rig.of_type("position_reduced", "s1")]
+    reduced = [e.closed_quantity for e in rig.of_type(PositionReduced, "s1")]
     assert reduced == [0.5, 0.25]  # the ladder it opened with: a quarter stays open
     assert orchestrator.positions.position_on("BTC/USD").quantity == pytest.approx(0.25)  # type: ignore[union-attr]

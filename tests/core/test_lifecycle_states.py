@@ -11,6 +11,7 @@ from bot.errors import StrategyError, StrategyStateError
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.lifecycle import STATES, TRANSITIONS, IllegalTransitionError, Lifecycle, StrategyState
 from bot.strategy.manager import StrategyManager
+from bot.events import StrategyStateChanged
 from tests.support import Rig, module_strategy, strategy
 
 # A real strategy module whose code raises on its `after`-th trading candle (0: never), or during warm-up.
@@ -119,7 +120,7 @@ def test_the_manager_drives_load_activate_deactivate_switch_fail_and_unload_thro
     assert manager.unload("B")["state"] == "unloaded" and b.lifecycle.state == "unloaded"
     with pytest.raises(IllegalTransitionError, match="cannot go from unloaded to active"):
         b.lifecycle.to("active")  # an unloaded strategy never comes back
-    states = [(e.strategy_id, e.state, e.change) for e in rig.of_type("strategy_state")]
+    states = [(e.strategy_id, e.state, e.change) for e in rig.of_type(StrategyStateChanged)]
     assert states == [
         ("A", "dormant", "loaded"), ("B", "dormant", "loaded"), ("A", "active", "activated"), ("A", "dormant", "deactivated"),
         ("B", "active", "activated"), ("B", "failed", "failed"), ("B", "dormant", "deactivated"),

@@ -13,14 +13,14 @@ import pytest
 from bot.ohlcv import Candle
 from bot.strategy.config_load import load_config
 from bot.errors import CandleFileError
-from bot.events import Event
+from bot.events import CandleClosed, Event, OrderFilled, PositionClosed, PositionOpened, PositionReduced, StrategyFault, StrategyStateChanged
 from bot.indicators.averages import EMA
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
-from bot.event_codec import event_lines, payload_of
-from bot.events import CandleClosed, OrderFilled, PositionClosed, PositionOpened
-from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
+from bot.event_codec import event_lines
+from bot.events import CandleClosed, OrderFilled, PositionClosed, PositionOpened, PositionReduced, StrategyFault, StrategyStateChanged
+from tests.support import BASIC_CONFIG, without_seq, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
 
 RSI = {
     "id": "rsi",
@@ -98,17 +98,16 @@ def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) 
             expected = p.start + p.realised - p.fees + p.unrealised
             assert math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6), (event, sid, p.snapshot())
             checked += 1
-        snapshot = payload_of(event).get("portfolio") if isinstance(payload_of(event), dict) else None
-        if snapshot is not None:
-            s = snapshot
-            assert math.isclose(s["equity"], s["start"] + s["realised"] - s["fees"] + s["unrealised"], rel_tol=1e-9, abs_tol=1e-6)
+        if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
+            s = event.portfolio
+            assert math.isclose(s.equity, s.start + s.realised - s.fees + s.unrealised, rel_tol=1e-9, abs_tol=1e-6)
 
     rig.services.bus.subscribe(check)
     rig.start(*specs)
     rig.feed("BTC/USD", btc_candles)
-    reasons = {payload_of(e)["exit_reason"] for e in rig.of_type("position_closed")}
+    reasons = {e.trade.exit_reason for e in rig.of_type(PositionClosed)}
     assert {"take_profit_2", "stop_loss", "trailing_stop", "signal"} & reasons >= {"stop_loss", "trailing_stop"}, reasons
-    assert rig.of_type("position_reduced"), "partial closes should occur"
+    assert rig.of_type(PositionReduced), "partial closes should occur"
     assert checked > 30_000
     for sid in ("rsi", "trail"):
         assert rig.manager.get(sid).portfolio.fees > 0
@@ -147,17 +146,17 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     rig.feed("BTC/USD", candles[30:])
 
     assert doomed.state == "failed" and "ZeroDivisionError: boom" in (doomed.last_error or "")
-    errors = rig.of_type("strategy_error", "doomed")
-    assert len(errors) == 1 and "boom" in payload_of(errors[0])["error"]
-    assert payload_of(rig.of_type("strategy_state", "doomed")[-1])["state"] == "failed"
+    errors = rig.of_type(StrategyFault, "doomed")
+    assert len(errors) == 1 and "boom" in errors[0].error
+    assert rig.of_type(StrategyStateChanged, "doomed")[-1].state == "failed"
     assert doomed.metrics.errors == 1
     # Its open position stayed protected: the stop fired after the failure.
-    closed = rig.of_type("position_closed", "doomed")
-    assert closed and payload_of(closed[-1])["exit_reason"] == "stop_loss"
+    closed = rig.of_type(PositionClosed, "doomed")
+    assert closed and closed[-1].trade.exit_reason == "stop_loss"
     assert closed[-1].ts > errors[0].ts
     # The other strategy did exactly what it does alone.
-    healthy = [(e.type, e.ts, payload_of(e)) for e in rig.events if e.strategy_id == "healthy"]
-    assert healthy == [(e.type, e.ts, payload_of(e)) for e in baseline.events if e.strategy_id == "healthy"]
+    healthy = [without_seq(e) for e in rig.events if e.strategy_id == "healthy"]
+    assert healthy == [without_seq(e) for e in baseline.events if e.strategy_id == "healthy"]
     # activate brings it back.
     doomed.strategy.analyzers = doomed.strategy.analyzers._inner  # type: ignore[attr-defined]
     rig.manager.activate("doomed")
@@ -209,8 +208,8 @@ def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], f
         rig.start(module_strategy("ema_cross", id="ema", quantity=2.0, params={"fast": fast, "slow": slow}))
     rig.feed("BTC/USD", candles)
     got = [
-        (p["entry_ts"], p["entry_price"], p["exit_ts"], p["exit_price"], round(p["pnl"], 6))
-        for p in (payload_of(e) for e in rig.of_type("position_closed", "ema"))
+        (p.trade.entry_ts, p.trade.entry_price, p.trade.exit_ts, p.trade.exit_price, round(p.trade.pnl, 6))
+        for p in rig.of_type(PositionClosed, "ema")
     ]
     assert len(expected) > 20
     assert got == expected

@@ -23,6 +23,7 @@ from bot.kernel import Seams, build_services
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
+from bot.events import PositionClosed, PositionOpened, Signal, StopUpdated, StrategyFault
 from tests.support import ETH_1M, SHARED_DATA, Rig, module_strategy, repo_catalog, strategy
 
 TREND: dict[str, Any] = {"fast": 9, "slow": 21, "trend_timeframe": "1h", "trend_ema": 20, "atr_period": 14, "atr_mult": 3.0}
@@ -73,9 +74,9 @@ def test_new_params_decide_the_next_candle_as_a_fresh_strategy_warmed_on_the_sam
     orchestrator = rig.manager.get("trend_mtf")
     old_object = orchestrator.strategy
     # Set at a moment it is flat, after at least three of its trades: from there it and a fresh one are in the same place.
-    fed = feed_until(rig, iter(btc_candles), lambda: len(rig.of_type("position_closed", "trend_mtf")) >= 3 and flat(rig, "trend_mtf"))
+    fed = feed_until(rig, iter(btc_candles), lambda: len(rig.of_type(PositionClosed, "trend_mtf")) >= 3 and flat(rig, "trend_mtf"))
     now = btc_candles[fed - 1].ts + 60_000
-    trades_before = len(rig.of_type("position_closed", "trend_mtf"))
+    trades_before = len(rig.of_type(PositionClosed, "trend_mtf"))
     cash_before = orchestrator.portfolio.cash
 
     assert rig.manager.reconfigure("trend_mtf", with_params(rig, "trend_mtf", NEW_TREND)) == ["params"]
@@ -128,24 +129,24 @@ def test_a_position_and_a_pending_entry_are_kept_and_managed_by_the_new_params(b
 
     # It fills into a position of the same strategy; the new object ratchets its stop with ATR(7) x 1.5 until the stop is hit.
     atr = orchestrator.indicators[("BTC/USD", "5m")].require("atr", period=7)
-    ratchets: list[tuple[float, float]] = []
-    closed_before = len(rig.of_type("position_closed", "trend_mtf"))
-    while len(rig.of_type("position_closed", "trend_mtf")) == closed_before:
+    ratchets: list[tuple[float | None, float]] = []
+    closed_before = len(rig.of_type(PositionClosed, "trend_mtf"))
+    while len(rig.of_type(PositionClosed, "trend_mtf")) == closed_before:
         candle = next(candles)
-        seen = len(rig.of_type("stop_updated", "trend_mtf"))
+        seen = len(rig.of_type(StopUpdated, "trend_mtf"))
         rig.feed("BTC/USD", [candle])
-        for event in rig.of_type("stop_updated", "trend_mtf")[seen:]:
-            ratchets.append((payload_of(event)["stop_loss"], candle.close - 1.5 * atr.value))  # type: ignore[operator]
-    opened = payload_of(rig.of_type("position_opened", "trend_mtf")[-1])
-    assert opened["client_id"] == pending[0]
+        for event in rig.of_type(StopUpdated, "trend_mtf")[seen:]:
+            ratchets.append((event.stop_loss, candle.close - 1.5 * atr.value))  # type: ignore[operator]
+    opened = rig.of_type(PositionOpened, "trend_mtf")[-1]
+    assert opened.client_id == pending[0]
     assert ratchets and all(got == pytest.approx(want) for got, want in ratchets), ratchets
     # The old params would have put the stop elsewhere.
     twin = Rig(catalog=repo_catalog())
     twin.start(trend_spec(TREND))
     twin.feed("BTC/USD", btc_candles)
-    assert [payload_of(e)["stop_loss"] for e in twin.of_type("stop_updated", "trend_mtf") if payload_of(e)["position_id"] == opened["position_id"]][0] != ratchets[0][0]
-    closed = rig.of_type("position_closed", "trend_mtf")
-    assert payload_of(closed[-1])["position_id"] == opened["position_id"] and payload_of(closed[-1])["exit_reason"] == "stop_loss"
+    assert [e.stop_loss for e in twin.of_type(StopUpdated, "trend_mtf") if e.position_id == opened.position.position_id][0] != ratchets[0][0]
+    closed = rig.of_type(PositionClosed, "trend_mtf")
+    assert closed[-1].trade.position_id == opened.position.position_id and closed[-1].trade.exit_reason == "stop_loss"
 
 
 def test_params_that_do_not_build_leave_the_running_strategy_untouched(btc_candles: list[Candle]) -> None:
@@ -165,7 +166,7 @@ def test_params_that_do_not_build_leave_the_running_strategy_untouched(btc_candl
     rig.feed("BTC/USD", btc_candles[4000:])
     twin.feed("BTC/USD", btc_candles[4000:])
     assert decisions(rig, "trend_mtf") == decisions(twin, "trend_mtf")
-    assert not rig.of_type("strategy_error")
+    assert not rig.of_type(StrategyFault)
 
 
 BOOM = '''
@@ -229,7 +230,7 @@ def test_a_dormant_strategy_is_rebuilt_its_stops_kept_and_warmed_from_the_whole_
     candles = iter(btc_candles)
     fed = feed_until(rig, candles, lambda: bool(orchestrator.positions.positions))
     rig.manager.deactivate("trend_mtf", "manage")
-    signals = len(rig.of_type("signal", "trend_mtf"))
+    signals = len(rig.of_type(Signal, "trend_mtf"))
     (position,) = orchestrator.positions.positions.values()
     # Only an EMA period: the same streams, so a resume from the pause would look possible (it is not: the EMA is new).
     rig.manager.reconfigure("trend_mtf", with_params(rig, "trend_mtf", FAST))
@@ -237,8 +238,8 @@ def test_a_dormant_strategy_is_rebuilt_its_stops_kept_and_warmed_from_the_whole_
     assert orchestrator.indicators[("BTC/USD", "5m")].keys()[0] == "ema(period=5,source=close)"
     # Not trading, but its position is still protected: the stop closes it.
     fed += feed_until(rig, candles, lambda: position.id not in orchestrator.positions.positions)
-    assert payload_of(rig.of_type("position_closed", "trend_mtf")[-1])["exit_reason"] == "stop_loss"
-    assert len(rig.of_type("signal", "trend_mtf")) == signals  # nothing decided while dormant
+    assert rig.of_type(PositionClosed, "trend_mtf")[-1].trade.exit_reason == "stop_loss"
+    assert len(rig.of_type(Signal, "trend_mtf")) == signals  # nothing decided while dormant
 
     # Activated later, its new indicators are warmed from the whole history (not resumed from the pause).
     rig.manager.activate("trend_mtf")

@@ -13,10 +13,9 @@ import pytest
 
 from bot.config.models import BotConfig
 from bot.daemon.recovery import RISK_CURRENCY_DAY, RISK_DAY, DailyTallies, tripped_currency
-from bot.events import Event, PositionClosed, PositionOpened, PositionReduced
+from bot.events import Event, KillSwitch, PositionClosed, PositionOpened, PositionReduced
 from bot.journal import Journal
 from bot.trading.actions import OpenPosition
-from bot.event_codec import payload_of
 from tests.support import Rig, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, flat, quiet
 
@@ -48,8 +47,9 @@ class Daemonish:
         self.rig.feed(symbol, candles_from([row], start_ts=self.next_ts))
         self.next_ts += MINUTE
 
-    def kills(self) -> list[dict[str, Any]]:
-        return [payload_of(e) for e in self.rig.events if e.type == "kill_switch"]
+    def kills(self) -> list[tuple[float, float, str | None, str]]:
+        """(daily_loss, limit, currency, tripped_by) of each kill switch."""
+        return [(e.daily_loss, e.limit, e.currency, e.tripped_by) for e in self.rig.of_type(KillSwitch)]
 
 
 def _restart(path: Path, risk: dict[str, Any], feeds: dict[str, str], log: logging.Logger, *specs: Any) -> Daemonish:
@@ -77,7 +77,7 @@ def test_a_currencys_tally_after_a_restart_is_the_sum_whatever_the_restore_order
     first.bar(SYMBOL, flat(100))  # both filled at 100: a's stop at 94, b's at 97
     first.bar(SYMBOL, (100.0, 100.0, 96.0, 96.5))  # b stopped at 97: -60
     first.bar(SYMBOL, (96.0, 96.0, 93.0, 93.5))  # a stopped at 94: -30
-    assert [payload_of(e)["pnl"] for e in first.rig.of_type("position_closed")] == [pytest.approx(-60.0), pytest.approx(-30.0)]
+    assert [e.trade.pnl for e in first.rig.of_type(PositionClosed)] == [pytest.approx(-60.0), pytest.approx(-30.0)]
     assert first.kills() == []
     assert orjson.loads(first.journal.get_meta(RISK_CURRENCY_DAY + "USD") or "") == {"currency": "USD", "day": T0 // DAY, "pnl": pytest.approx(-90.0)}
     first.journal.close()
@@ -92,7 +92,7 @@ def test_a_currencys_tally_after_a_restart_is_the_sum_whatever_the_restore_order
         again.act("a", SYMBOL, 5.0)
         again.bar(SYMBOL, flat(100))
         again.bar(SYMBOL, (100.0, 100.0, 93.0, 93.5))  # a stopped at 94: -30, 120 in all
-        assert again.kills() == [{"daily_loss": pytest.approx(120.0), "limit": 100.0, "currency": "USD", "tripped_by": "a"}]
+        assert again.kills() == [(pytest.approx(120.0), 100.0, "USD", "a")]
     finally:
         again.journal.close()
 
@@ -123,7 +123,7 @@ def test_an_old_record_summed_across_currencies_never_lands_in_a_strategys_curre
         again.bar(ETH_BTC, flat(0.08))
         again.act("eth", ETH_BTC, 1.0)
         again.bar(ETH_BTC, flat(0.08))  # filled: a fee of 0.00004 BTC
-        assert [payload_of(e)["fill"]["fee"] for e in again.rig.of_type("position_opened", "eth")] == [pytest.approx(0.00004)]
+        assert [e.fill.fee for e in again.rig.of_type(PositionOpened, "eth")] == [pytest.approx(0.00004)]
         assert again.kills() == [] and not risk_manager.kill_switch
         # What is journalled now carries its currency.
         assert orjson.loads(again.journal.get_meta(RISK_DAY + "eth") or "") == {"currency": "BTC", "day": day, "pnl": pytest.approx(-0.00104)}

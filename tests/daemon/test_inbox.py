@@ -15,8 +15,7 @@ from bot.kernel import Seams, build_services
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
-from bot.event_codec import payload_of
-from bot.events import PositionClosed, StrategyFault
+from bot.events import PositionClosed, StrategyFault, TradeRecord
 from tests.support import strategy
 
 
@@ -126,7 +125,7 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
     services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox2"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
     events: list[str] = []
-    services.bus.subscribe(lambda e: events.append(f"{e.strategy_id}:{e.type}:{payload_of(e).get('exit_reason', '')}"), types=[PositionClosed, StrategyFault])
+    services.bus.subscribe(lambda e: events.append(f"{e.strategy_id}:{e.type}:{e.trade.exit_reason if isinstance(e, PositionClosed) else ''}"), types=[PositionClosed, StrategyFault])
 
     async def main() -> tuple[str, str | None, int, int]:
         async with anyio.create_task_group() as tg:
@@ -168,8 +167,8 @@ def test_skipped_candles_still_reach_the_positions_in_order(btc_candles: list[Ca
     """A coalesced strategy decides on the newest candle, but a stop inside a skipped one fires, gap included."""
     services = build_services(BotConfig(), BotLogger.to_stderr(level=60, name="bot.tests.inbox3"), Seams(isolate_subscribers=False))
     services.hub.add_feed("BTC/USD", "1m")
-    closed: list[dict[str, object]] = []
-    services.bus.subscribe(lambda e: closed.append(payload_of(e)), types=[PositionClosed])
+    closed: list[TradeRecord] = []
+    services.bus.subscribe(lambda e: closed.extend(e.trade for e in [e] if isinstance(e, PositionClosed)), types=[PositionClosed])
     t0 = 1_640_995_200_000
     burst = [
         Candle(t0 + 60_000, 100, 101, 99.5, 100, 1.0),
@@ -198,4 +197,4 @@ def test_skipped_candles_still_reach_the_positions_in_order(btc_candles: list[Ca
 
     overruns, coalesced = anyio.run(main)
     assert overruns >= 1 and coalesced >= 1
-    assert [(c["exit_reason"], c["exit_price"]) for c in closed] == [("stop_loss", 90.0)]
+    assert [(c.exit_reason, c.exit_price) for c in closed] == [("stop_loss", 90.0)]

@@ -25,6 +25,7 @@ from bot.errors import StrategyStateError
 from bot.journal import Journal
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
+from bot.events import PositionClosed, PositionOpened
 from tests.daemon.conftest import DaemonProcess, journal_rows
 from tests.daemon.test_live_trading import ETH, START, _positions, call, daemon, limit_reached_within, until, write_config
 from tests.fake_exchange import FakeBinance
@@ -206,8 +207,8 @@ async def test_unload_closing_positions_also_closes_one_an_entry_in_flight_opens
                     tg.cancel_scope.cancel()
                 # The entry filled after the unload; the position it opened was closed at market.
                 assert [(o.client_id, o.side, o.status) for o in fake.orders] == [("s1-1", "BUY", "FILLED"), ("s1-2", "SELL", "FILLED")]
-                (closed,) = live.payloads("position_closed")
-                assert closed["exit_reason"] == "unload" and closed["quantity"] == 0.5
+                (closed,) = live.events(PositionClosed)
+                assert closed.trade.exit_reason == "unload" and closed.trade.quantity == 0.5
                 assert "s1" not in gateway.accounts and gateway.tracked == {}
                 assert journal.open_positions("s1") == [] and journal.pending_orders("s1") == []
                 # Loaded again, it starts flat from its journalled book, and nothing is left to look up.
@@ -227,21 +228,22 @@ async def test_a_stop_resting_at_unload_stays_on_the_exchange_and_a_later_load_b
                 manager.activate("s1")
                 live.feed_served(START - 50, 50)
                 live.act(OpenPosition(ETH, "long", 0.5, "test"))
-                (opened,) = await live.wait_for("position_opened")
+                (opened,) = await live.wait_for(PositionOpened)
                 await until_live(lambda: [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED"), ("s1-2", "NEW")], what="the stop resting")
                 await until_live(lambda: gateway.in_flight("s1") == [], what="the gateway to confirm the stop")
                 manager.unload("s1")
                 # Nothing in flight: its account is closed at once, and the stop keeps protecting the position.
                 assert manager.settling() == {} and "s1" not in gateway.accounts and gateway.tracked == {}
-                series = fake.market(ETH).series
-                hit = next(i for i in range(START, len(series)) if float(series.values[i][2]) <= opened["stop_loss"])
+                series, stop = fake.market(ETH).series, opened.position.stop_loss
+                assert stop is not None
+                hit = next(i for i in range(START, len(series)) if float(series.values[i][2]) <= stop)
                 await fake.stream(hit - START + 1)  # the market falls through the stop while the strategy is unloaded
                 assert fake.orders[1].status == "FILLED" and [o["client_id"] for o in journal.pending_orders("s1")] == ["s1-2"]
 
                 restore_orchestrator(journal, manager.load(spec))
                 manager.adopt_restored("s1")  # as `load` does (its StopKeeper hands the stop over as it is restored)
                 assert gateway.tracked["s1-2"].unconfirmed  # looked up by the poller
-                (closed,) = await live.wait_for("position_closed")
-                assert closed["exit_reason"] == "stop_loss" and closed["exit_price"] == pytest.approx(float(fake.orders[1].stop_price), rel=0.01)
+                (closed,) = await live.wait_for(PositionClosed)
+                assert closed.trade.exit_reason == "stop_loss" and closed.trade.exit_price == pytest.approx(float(fake.orders[1].stop_price), rel=0.01)
                 assert manager.get("s1").positions.positions == {} and journal.open_positions("s1") == [] and journal.pending_orders("s1") == []
                 assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]

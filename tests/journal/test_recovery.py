@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from bot.ohlcv import Candle
-from bot.events import Event
+from bot.events import CandleClosed, Event, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened
 from bot.journal import JOURNAL_EXTRAS, Journal
 from bot.trading.actions import OpenPosition, UpdateStopLoss
 from bot.trading.positions import Position
@@ -145,9 +145,9 @@ def test_journal_equals_live_state_after_every_candle_of_a_real_run(tmp_path: Pa
             checker.close()
 
         for sid in ("a", "b"):
-            assert journal.closed_trades(sid) == [without_portfolio(payload_of(e)) for e in rig.of_type("position_closed", sid)]
-            assert journal.last_order_number(sid) == max(int(payload_of(e)["client_id"].rsplit("-", 1)[1]) for e in rig.of_type("order_submitted", sid))
-            assert journal.last_position_number(sid) == len(rig.of_type("position_opened", sid))
+            assert journal.closed_trades(sid) == [without_portfolio(payload_of(e)) for e in rig.of_type(PositionClosed, sid)]
+            assert journal.last_order_number(sid) == max(int(e.client_id.rsplit("-", 1)[1]) for e in rig.of_type(OrderSubmitted, sid))
+            assert journal.last_position_number(sid) == len(rig.of_type(PositionOpened, sid))
         states = journal.strategy_states()
         assert {sid: (s["state"], s["policy"], s["last_error"]) for sid, s in states.items()} == {
             "a": ("dormant", "freeze", None),
@@ -173,11 +173,11 @@ def test_two_strategies_rows_never_mix(journalled_run: JournalledRun) -> None:
         for sid, record in conn.execute("SELECT strategy_id, record FROM trades"):
             assert orjson.loads(record)["strategy_id"] == sid
         for sid, n in conn.execute("SELECT strategy_id, count(*) FROM fills GROUP BY strategy_id"):
-            assert n == len(rig.of_type("order_filled", sid))
+            assert n == len(rig.of_type(OrderFilled, sid))
     with Journal(path) as journal:
         for sid in ("a", "b"):
             assert journal.portfolio(sid) == [payload_of(e)["portfolio"] for e in rig.events if e.strategy_id == sid and "portfolio" in payload_of(e)][-1]
-            assert len(journal.closed_trades(sid)) == len(rig.of_type("position_closed", sid)) > 100
+            assert len(journal.closed_trades(sid)) == len(rig.of_type(PositionClosed, sid)) > 100
         assert journal.portfolio("a") != journal.portfolio("b")
 
 
@@ -186,7 +186,7 @@ def test_market_events_leave_no_row(tmp_path: Path, btc_candles: list[Candle]) -
     with Journal(path) as journal:
         rig = journalled_rig(journal)
         rig.feed(SYMBOL, btc_candles[:50])
-        assert rig.of_type("candle")
+        assert rig.of_type(CandleClosed)
         assert journal.strategy_ids() == []
 
 

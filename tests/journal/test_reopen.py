@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.errors import BotError
-from bot.events import Event, FillRecord, PortfolioSnapshot, PositionOpened, PositionState, StrategyStateChanged
+from bot.events import FillRecord, OrderSubmitted, PortfolioSnapshot, PositionClosed, PositionOpened, PositionReduced, PositionState, StrategyStateChanged
 from bot.journal import SCHEMA_VERSION, Journal, JournalError
 from bot.event_codec import payload_of
 from tests.journal.builders import JournalledRun, dump_tables
@@ -54,7 +54,7 @@ def test_state_survives_close_and_reopen(tmp_path: Path, journalled_run: Journal
     assert {sid: s["state"] for sid, s in before["states"].items()} == rig.manager.states()
     for sid in ("a", "b"):
         assert before[sid][3] and before[sid][6] and before[sid][7]
-        assert before[sid][4] == len(rig.of_type("order_submitted", sid))
+        assert before[sid][4] == len(rig.of_type(OrderSubmitted, sid))
 
 
 def test_reopened_journal_goes_on_writing(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_equity_daily_has_one_row_per_strategy_per_utc_day(journalled_run: Journ
         for sid in ("a", "b"):
             expected: dict[str, dict[str, Any]] = {}
             for event in rig.events:
-                if event.strategy_id == sid and "portfolio" in payload_of(event):
+                if event.strategy_id == sid and isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
                     expected[_utc_day(event.ts)] = payload_of(event)["portfolio"]
             days = journal.equity_days(sid)
             assert len(days) >= 8 and dict(days) == expected

@@ -9,6 +9,7 @@ import pytest
 
 from bot.trading.actions import ClosePercent, OpenPosition
 from bot.event_codec import payload_of
+from bot.events import OrderCancelled, OrderRejected, PositionClosed, PositionOpened
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on
 
@@ -24,9 +25,9 @@ async def test_a_market_entry_and_exit_fill_on_the_exchange_under_the_strategys_
         _start(live)
         price = float(fake.price(ETH))
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        (opened,) = await live.wait_for("position_opened")
-        assert opened["client_id"] == "s1-1" and opened["entry_price"] == pytest.approx(price)
-        assert opened["fill"]["fee"] == pytest.approx(0.5 * price * 0.001) and opened["fill"]["liquidity"] == "taker"
+        (opened,) = await live.wait_for(PositionOpened)
+        assert opened.client_id == "s1-1" and opened.position.entry_price == pytest.approx(price)
+        assert opened.fill.fee == pytest.approx(0.5 * price * 0.001) and opened.fill.liquidity == "taker"
         assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
         assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
         portfolio = live.orch().portfolio.snapshot()
@@ -34,8 +35,8 @@ async def test_a_market_entry_and_exit_fill_on_the_exchange_under_the_strategys_
 
         (position,) = live.positions()
         live.act(ClosePercent(position.id, 100.0, "done"))
-        (closed,) = await live.wait_for("position_closed")
-        assert closed["exit_reason"] == "done" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
+        (closed,) = await live.wait_for(PositionClosed)
+        assert closed.trade.exit_reason == "done" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
         assert fake.balances()["ETH"] == (Decimal("0"), 0)
         assert live.orch().positions.pending_orders() == () and live.gateway.tracked == {}
 
@@ -45,19 +46,19 @@ async def test_insufficient_funds_become_a_tagged_rejection_with_the_exchanges_r
     async with fake_market(btc="0.001") as fake, gateway_on(fake) as live:
         _start(live)
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        (rejected,) = await live.wait_for("order_rejected")
-        assert rejected["client_id"] == "s1-1" and rejected["kind"] == "insufficient_funds" and rejected["intent"] == "open"
-        assert "insufficient balance" in rejected["exchange_reason"]
+        (rejected,) = await live.wait_for(OrderRejected)
+        assert rejected.client_id == "s1-1" and rejected.kind == "insufficient_funds" and rejected.intent == "open"
+        assert "insufficient balance" in rejected.exchange_reason
         orchestrator = live.orch()
         assert orchestrator.positions.open_count() == 0 and orchestrator.positions.is_flat(ETH)
-        assert live.payloads("position_opened") == [] and fake.orders == []
+        assert live.events(PositionOpened) == [] and fake.orders == []
         # Keys never appear in what the bot publishes, even in an exchange error.
         published = orjson.dumps([payload_of(e) for e in live.rig.events if e.strategy_id], default=str).decode()
         assert fake.secret not in published and fake.api_key not in published
         # The risk view released the refused entry's exposure: the next one is allowed.
         fake.set_balance("BTC", "1")
         live.act(OpenPosition(ETH, "long", 0.5, "again"))
-        await live.wait_for("position_opened")
+        await live.wait_for(PositionOpened)
 
 
 @pytest.mark.asyncio
@@ -70,8 +71,8 @@ async def test_invalid_and_rate_limited_orders_are_rejections_naming_the_exchang
         _start(live)
         fake.faults.order_errors(status, code, message)
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        (rejected,) = await live.wait_for("order_rejected")
-        assert rejected["kind"] == kind and message.split(";")[0] in rejected["exchange_reason"]
+        (rejected,) = await live.wait_for(OrderRejected)
+        assert rejected.kind == kind and message.split(";")[0] in rejected.exchange_reason
         assert live.orch().positions.open_count() == 0 and fake.orders == []
 
 
@@ -81,8 +82,8 @@ async def test_a_timeout_on_an_order_that_reached_the_exchange_is_found_by_clien
         _start(live)
         fake.faults.order_timeout(1.5)
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        (opened,) = await live.wait_for("position_opened")
-        assert opened["client_id"] == "s1-1" and opened["quantity"] == 0.5
+        (opened,) = await live.wait_for(PositionOpened)
+        assert opened.client_id == "s1-1" and opened.position.quantity == 0.5
         assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
         assert len(fake.order_requests) == 1 and live.gateway.resent == 0
         assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
@@ -94,7 +95,7 @@ async def test_an_order_lost_on_the_way_is_sent_again_with_the_same_client_id() 
         _start(live)
         fake.faults.rest_errors(503, count=1)  # the create request fails before the exchange books anything
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        await live.wait_for("position_opened")
+        await live.wait_for(PositionOpened)
         assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
         assert live.gateway.resent == 1 and len(fake.order_requests) == 2
 
@@ -108,11 +109,11 @@ async def test_a_limit_entry_rests_on_the_exchange_and_becomes_a_position_when_t
         limit = float(min(Decimal(v[2]) for v in series.values[START : START + 30]))
         live.act(OpenPosition(ETH, "long", 0.5, "dip", limit_price=limit))
         await until(lambda: bool(fake.orders) and fake.orders[0].status == "NEW", what="the limit order resting")
-        assert fake.orders[0].client_id == "s1-1" and live.payloads("position_opened") == []
+        assert fake.orders[0].client_id == "s1-1" and live.events(PositionOpened) == []
         await fake.stream(30)
-        (opened,) = await live.wait_for("position_opened")
-        assert opened["entry_price"] == pytest.approx(limit) and opened["fill"]["liquidity"] == "maker"
-        assert opened["fill"]["fee"] == pytest.approx(0.5 * limit * 0.001)
+        (opened,) = await live.wait_for(PositionOpened)
+        assert opened.position.entry_price == pytest.approx(limit) and opened.fill.liquidity == "maker"
+        assert opened.fill.fee == pytest.approx(0.5 * limit * 0.001)
 
 
 @pytest.mark.asyncio
@@ -123,8 +124,8 @@ async def test_deactivating_cancels_a_resting_limit_entry_on_the_exchange() -> N
         await until(lambda: bool(fake.orders) and fake.orders[0].status == "NEW", what="the limit order resting")
         assert fake.balances()["BTC"][1] > 0  # funds locked by the resting order
         live.rig.manager.deactivate("s1", "manage")
-        (cancelled,) = await live.wait_for("order_cancelled")
-        assert cancelled["client_id"] == "s1-1" and fake.orders[0].status == "CANCELED"
+        (cancelled,) = await live.wait_for(OrderCancelled)
+        assert cancelled.client_id == "s1-1" and fake.orders[0].status == "CANCELED"
         assert fake.balances()["BTC"] == (Decimal("1"), 0)
         assert live.orch().positions.open_count() == 0 and live.gateway.tracked == {}
 
@@ -134,12 +135,12 @@ async def test_a_rate_limited_close_is_sent_again_with_the_same_client_id_while_
     async with fake_market() as fake, gateway_on(fake) as live:
         _start(live)
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        await live.wait_for("position_opened")
+        await live.wait_for(PositionOpened)
         (position,) = live.positions()
         fake.faults.order_errors(429, -1015, "Too many new orders; current limit is 50 orders per 10 SECOND.")
         live.act(ClosePercent(position.id, 100.0, "exit"))
-        (closed,) = await live.wait_for("position_closed")
-        assert closed["exit_reason"] == "exit" and live.payloads("order_rejected") == []
+        (closed,) = await live.wait_for(PositionClosed)
+        assert closed.trade.exit_reason == "exit" and live.events(OrderRejected) == []
         assert [r["newClientOrderId"] for r in fake.order_requests] == ["s1-1", "s1-2", "s1-2"]
         assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"] and live.gateway.status()["resent"] == 1
 
@@ -170,12 +171,12 @@ async def test_a_bug_while_sending_or_polling_one_order_fails_that_order_not_the
         try:
             live.act(OpenPosition(ETH, "long", 0.5, "first"))
             # Unknown whether it reached the exchange: the poller asks (its first ask fails too), then drops it.
-            (lost,) = await live.wait_for("order_rejected")
-            assert lost["client_id"] == "s1-1" and lost["kind"] == "network" and fake.orders == []
+            (lost,) = await live.wait_for(OrderRejected)
+            assert lost.client_id == "s1-1" and lost.kind == "network" and fake.orders == []
             assert "unexpected error handling order s1-1" in caplog.text and "checking order s1-1 failed unexpectedly" in caplog.text
             # The gateway still trades.
             live.act(OpenPosition(ETH, "long", 0.5, "second"))
-            (opened,) = await live.wait_for("position_opened")
-            assert opened["client_id"] == "s1-2" and live.gateway.running
+            (opened,) = await live.wait_for(PositionOpened)
+            assert opened.client_id == "s1-2" and live.gateway.running
         finally:
             live.gateway._log.removeHandler(caplog.handler)

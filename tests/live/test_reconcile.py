@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
-from bot.events import OrderSubmitted
+from bot.events import ExchangeDifference, OrderCancelled, OrderSubmitted, PositionOpened, ReconcileDifference, Reconciled
 from bot.journal import Journal
 from bot.live.reconcile import Reconciler, ReconcileReport
 from bot.trading.actions import OpenPosition
@@ -39,7 +39,7 @@ async def test_a_restart_books_an_order_filled_while_down_and_keeps_tracking_one
                 first.rig.start(eth_strategy(risk={"max_open_positions": 3}))
                 first.feed_served(START - 50, 50)
                 first.act(OpenPosition(ETH, "long", 0.5, "market"))
-                await first.wait_for("position_opened")
+                await first.wait_for(PositionOpened)
                 first.act(OpenPosition(ETH, "long", 0.2, "near", limit_price=near), OpenPosition(ETH, "long", 0.3, "far", limit_price=price * 0.5))
                 await until(lambda: [o.status for o in fake.orders] == ["FILLED", "NEW", "NEW"], what="two resting limit orders")
             # The bot is down; the market reaches the near limit.
@@ -58,14 +58,14 @@ async def test_a_restart_books_an_order_filled_while_down_and_keeps_tracking_one
                 # Fixed in the journal before trading resumes: the filled order is done, its position open.
                 assert [o["client_id"] for o in journal.pending_orders("s1")] == ["s1-3"]
                 assert sorted(p["quantity"] for p in journal.open_positions("s1")) == [0.2, 0.5]
-                differences = second.payloads("reconcile_difference")
-                assert [d["kind"] for d in differences] == ["order_filled_while_down"]
-                (summary,) = second.payloads("reconciled", None)
-                assert summary["differences"] == {"order_filled_while_down": 1, "order_still_open": 1}
+                differences = second.events(ReconcileDifference)
+                assert [d.kind for d in differences] == ["order_filled_while_down"]
+                (summary,) = second.events(Reconciled, None)
+                assert summary.differences == {"order_filled_while_down": 1, "order_still_open": 1}
                 # The still-open order is tracked again: cancelled by the user on the exchange, it is released.
                 fake.account.cancel(fake.market(ETH).id, None, "s1-3", fake.now_ms)
-                (cancelled,) = await second.wait_for("order_cancelled")
-                assert cancelled["client_id"] == "s1-3" and orchestrator.positions.open_count() == 2
+                (cancelled,) = await second.wait_for(OrderCancelled)
+                assert cancelled.client_id == "s1-3" and orchestrator.positions.open_count() == 2
                 assert journal.pending_orders("s1") == []
 
 
@@ -77,7 +77,7 @@ async def test_unknown_and_foreign_orders_missing_orders_and_balances_are_each_r
                 first.rig.start(eth_strategy(risk={"max_open_positions": 3}))
                 first.feed_served(START - 50, 50)
                 first.act(OpenPosition(ETH, "long", 0.5, "market"))
-                await first.wait_for("position_opened")
+                await first.wait_for(PositionOpened)
                 # Journalled, then the bot died before sending it: the exchange never heard of s1-2.
                 first.rig.services.bus.publish(OrderSubmitted, None, "s1", "s1-2", ETH, "buy", 0.1, "open", "s1-p2", "x", 0.09)
             low = str(round(float(fake.price(ETH)) * 0.5, 6))
@@ -94,9 +94,9 @@ async def test_unknown_and_foreign_orders_missing_orders_and_balances_are_each_r
         assert "s1-2" in text and "never reached the exchange" in text
         assert "s1-77" in text and "by-hand" in text and "ETH: the strategies' open positions hold 0.5 but the exchange balance is 0.3" in text
         assert "BTC: the strategies count on 0.9" in text and "entries may be refused" in text
-        kinds = sorted(d["kind"] for d in second.payloads("reconcile_difference"))
+        kinds = sorted(d.kind for d in second.events(ReconcileDifference))
         assert kinds == ["order_missing", "order_unknown"]
-        assert sorted(d["kind"] for d in second.payloads("exchange_difference", None)) == ["balance_short", "balance_short", "order_foreign"]
+        assert sorted(d.kind for d in second.events(ExchangeDifference, None)) == ["balance_short", "balance_short", "order_foreign"]
         with journal_at(tmp_path) as reopened:
             assert reopened.pending_orders("s1") == []
         # Nothing was placed, cancelled or sent again by reconciling.
@@ -111,9 +111,9 @@ async def test_journal_and_exchange_in_agreement_report_no_difference(tmp_path: 
                 first.rig.start(eth_strategy())
                 first.feed_served(START - 50, 50)
                 first.act(OpenPosition(ETH, "long", 0.5, "market"))
-                await first.wait_for("position_opened")
+                await first.wait_for(PositionOpened)
             async with gateway_on(fake, journal) as second:
                 _restart(second, journal)
                 report = await _reconcile(second)
         assert report.counts == {} and report.lines == []
-        assert second.payloads("reconciled", None) == [{"differences": {}, "lines": []}]
+        assert [(r.differences, r.lines) for r in second.events(Reconciled, None)] == [({}, ())]

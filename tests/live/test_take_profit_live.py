@@ -9,6 +9,7 @@ import pytest
 from bot.daemon.recovery import restore_orchestrator
 from bot.live.reconcile import Reconciler
 from bot.trading.actions import OpenPosition
+from bot.events import OrderRejected, OrderSubmitted, PositionOpened, PositionReduced
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on, journal_at
 
@@ -27,22 +28,22 @@ async def test_a_rung_whose_close_the_exchange_refused_fires_again_when_the_pric
         live.rig.start(eth_strategy(exits=EXITS))
         live.feed_served(START - 50, 50)
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
-        (opened,) = await live.wait_for("position_opened")
-        target = opened["take_profit"][0][0]
+        (opened,) = await live.wait_for(PositionOpened)
+        target = opened.position.take_profit[0][0]
         first = _reaching(live, target)
         fake.faults.order_errors(400, -2010, "Account has insufficient balance for requested action.")
         await fake.stream(first - START + 1)
         live.feed_served(START, first - START + 1)
-        (refused,) = await live.wait_for("order_rejected")
-        assert refused["reason"] == "take_profit_1" and refused["kind"] == "insufficient_funds"
+        (refused,) = await live.wait_for(OrderRejected)
+        assert refused.reason == "take_profit_1" and refused.kind == "insufficient_funds"
         (position,) = live.positions()
         assert position.take_profits[0].done is False and position.pending_close == 0
 
         again = _reaching(live, target, after=first + 1)
         await fake.stream(again - first)
         live.feed_served(first + 1, again - first)
-        (reduced,) = await live.wait_for("position_reduced")
-        assert reduced["reason"] == "take_profit_1" and reduced["quantity"] == pytest.approx(0.25)
+        (reduced,) = await live.wait_for(PositionReduced)
+        assert reduced.reason == "take_profit_1" and reduced.position.quantity == pytest.approx(0.25)
         assert position.take_profits[0].done is True
 
 
@@ -54,8 +55,8 @@ async def test_a_rung_close_in_flight_at_a_crash_is_not_sent_again_after_the_res
                 first_run.rig.start(eth_strategy(exits=EXITS))
                 first_run.feed_served(START - 50, 50)
                 first_run.act(OpenPosition(ETH, "long", 0.5, "test"))
-                (opened,) = await first_run.wait_for("position_opened")
-                target = opened["take_profit"][0][0]
+                (opened,) = await first_run.wait_for(PositionOpened)
+                target = opened.position.take_profit[0][0]
                 first = _reaching(first_run, target)
                 fake.faults.order_timeout(30.0)  # the rung's close is booked, its answer never comes before the crash
                 await fake.stream(first - START + 1)
@@ -71,10 +72,10 @@ async def test_a_rung_close_in_flight_at_a_crash_is_not_sent_again_after_the_res
                 managers = {"s1": second_run.orch().positions}
                 report = await Reconciler(second_run.gateway, managers, second_run.rig.services.bus, logging.getLogger("test")).run([ETH])
                 assert report.counts == {"order_filled_while_down": 1}
-                (reduced,) = second_run.payloads("position_reduced")
-                assert reduced["reason"] == "take_profit_1"
+                (reduced,) = second_run.events(PositionReduced)
+                assert reduced.reason == "take_profit_1"
                 again = _reaching(second_run, target, after=first + 1)
                 await fake.stream(again - first)
                 second_run.feed_served(first + 1, again - first)
                 assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
-                assert position.quantity == pytest.approx(0.25) and second_run.payloads("order_submitted") == []
+                assert position.quantity == pytest.approx(0.25) and second_run.events(OrderSubmitted) == []

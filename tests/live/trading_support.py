@@ -19,10 +19,9 @@ from bot.live.execution import LiveExchange
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.actions import Action
 from bot.trading.positions import Position
-from bot.event_codec import payload_of
 from tests.fake_exchange import FakeBinance
 from tests.live.support import ETH, until
-from tests.support import Rig, strategy
+from tests.support import E, Rig, strategy
 
 START = 1200
 # Fast settings so tests do not wait out real delays; the client timeout is short so a held
@@ -89,16 +88,17 @@ class LiveRig:
             orchestrator.actions.put(action)
         orchestrator.actions.drain()
 
-    def payloads(self, type_: str, strategy_id: str | None = "s1") -> list[dict[str, Any]]:
-        return [payload_of(e) for e in self.rig.events if e.type == type_ and e.strategy_id == strategy_id]
+    def events(self, cls: type[E], strategy_id: str | None = "s1") -> list[E]:
+        """Published events of one class for one strategy (None: market-wide events only)."""
+        return [e for e in self.rig.events if isinstance(e, cls) and e.strategy_id == strategy_id]
 
     def positions(self, strategy_id: str = "s1") -> list[Position]:
         return list(self.orch(strategy_id).positions.positions.values())
 
-    async def wait_for(self, type_: str, count: int = 1, strategy_id: str | None = "s1", timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until `count` events of a type have been published; return their payloads."""
-        await until(lambda: len(self.payloads(type_, strategy_id)) >= count, timeout, f"{count} {type_} event(s)")
-        return self.payloads(type_, strategy_id)
+    async def wait_for(self, cls: type[E], count: int = 1, strategy_id: str | None = "s1", timeout: float = 5.0) -> list[E]:
+        """Wait until `count` events of a class have been published; return them."""
+        await until(lambda: len(self.events(cls, strategy_id)) >= count, timeout, f"{count} {cls.type} event(s)")
+        return self.events(cls, strategy_id)
 
     def served(self, first: int, count: int) -> list[Candle]:
         """Candles of the served ETH/BTC series, as the hub would get them."""

@@ -14,7 +14,7 @@ from typing import Any
 from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.config.models import BotConfig
-from bot.event_codec import payload_of
+from bot.events import PositionClosed, Signal
 from tests.support import BTC_1M, Rig, module_strategy, repo_catalog
 
 MINUTE_MS = 60_000
@@ -229,7 +229,7 @@ def run_strategy(
 
 def signals_of(rig: Rig) -> list[tuple[str, int]]:
     """(decision, event time) of every signal the strategy published."""
-    return [(payload_of(e)["decision"], e.ts) for e in rig.of_type("signal")]
+    return [(e.decision, e.ts) for e in rig.of_type(Signal)]
 
 
 def trades_of(rig: Rig) -> list[tuple[int, float, int, float, str]]:
@@ -238,8 +238,8 @@ def trades_of(rig: Rig) -> list[tuple[int, float, int, float, str]]:
     The exit price is a quantity-weighted average, so it can be off the fill price in the last bit.
     """
     return [
-        (p["entry_ts"], round(p["entry_price"], 6), p["exit_ts"], round(p["exit_price"], 6), p["exit_reason"])
-        for p in (payload_of(e) for e in rig.of_type("position_closed"))
+        (t.entry_ts, round(t.entry_price, 6), t.exit_ts, round(t.exit_price, 6), t.exit_reason)
+        for t in (e.trade for e in rig.of_type(PositionClosed))
     ]
 
 

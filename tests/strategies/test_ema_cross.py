@@ -1,7 +1,7 @@
 """ema_cross (the catalog module) on recorded BTC candles: entries on upward crosses, only where its ATR% condition holds."""
 from __future__ import annotations
 
-from bot.event_codec import payload_of
+from bot.events import Signal
 from tests.strategies.reference import atr, btc_1m, clear_of, ema, resample, run_strategy
 
 CANDLES = 45_031  # the whole recorded month
@@ -37,8 +37,8 @@ def test_entries_are_the_upward_crosses_where_atr_pct_holds_while_flat() -> None
     blocked = sorted(set(ups) - set(allowed))
     assert len(allowed) >= 10 and len(blocked) >= 10, (len(allowed), len(blocked))
     rig = run_strategy("ema_cross", "15m", params={"market": {"min_atr_pct": MIN_ATR_PCT}}, candles=btc_1m()[:CANDLES])
-    entries = [e.ts for e in rig.of_type("signal") if payload_of(e)["decision"] == "entry"]
-    exits = [e.ts for e in rig.of_type("signal") if payload_of(e)["decision"] == "exit"]
+    entries = [e.ts for e in rig.of_type(Signal) if e.decision == "entry"]
+    exits = [e.ts for e in rig.of_type(Signal) if e.decision == "exit"]
     # Replay the position state machine: an entry on an allowed cross while flat, an exit on the next down cross.
     expected_entries, expected_exits, holding = [], [], False
     for ts, kind in sorted([(t, "up") for t in allowed] + [(t, "down") for t in downs]):
@@ -52,5 +52,5 @@ def test_entries_are_the_upward_crosses_where_atr_pct_holds_while_flat() -> None
     assert not set(entries) & set(blocked)
     # Without the condition the blocked crosses trade too: the filter is what held them back.
     free = run_strategy("ema_cross", "15m", candles=btc_1m()[:CANDLES])
-    free_entries = {e.ts for e in free.of_type("signal") if payload_of(e)["decision"] == "entry"}
+    free_entries = {e.ts for e in free.of_type(Signal) if e.decision == "entry"}
     assert free_entries & set(blocked)

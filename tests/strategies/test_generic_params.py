@@ -5,6 +5,7 @@ from pathlib import Path
 
 from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
+from bot.events import PositionClosed
 from tests.support import Rig, module_strategy
 
 _PARAMS = '''
@@ -120,7 +121,7 @@ def test_a_module_written_the_old_way_loads_and_trades_as_the_new_way_does(tmp_p
     assert rig.manager.get("new").strategy.params.fast == 4 and rig.manager.get("old").strategy.p.fast == 4  # type: ignore[attr-defined]
 
     def trades(sid: str) -> list[tuple[object, ...]]:
-        return [(e.trade.entry_ts, e.trade.exit_ts, e.trade.pnl) for e in rig.of_type("position_closed", sid)]
+        return [(e.trade.entry_ts, e.trade.exit_ts, e.trade.pnl) for e in rig.of_type(PositionClosed, sid)]
 
     assert len(trades("new")) > 10
     assert trades("new") == trades("old")

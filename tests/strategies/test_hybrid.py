@@ -13,7 +13,7 @@ from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 from bot.ohlcv import Candle
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
-from bot.event_codec import payload_of
+from bot.events import PositionOpened, Signal
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000
@@ -103,7 +103,7 @@ def run(candles: list[Candle], per_bar: bool = False, **overrides: Any) -> tuple
 
 
 def signals(rig: Rig, candles: list[Candle], decision: str) -> list[int]:
-    return [(e.ts - MINUTE - candles[0].ts) // MINUTE for e in rig.of_type("signal", "hybrid") if payload_of(e)["decision"] == decision]
+    return [(e.ts - MINUTE - candles[0].ts) // MINUTE for e in rig.of_type(Signal, "hybrid") if e.decision == decision]
 
 
 def expected_trades(candles: list[Candle], scores: list[float | None], allowed: Any = lambda i: True) -> tuple[list[int], list[int], list[int]]:
@@ -160,7 +160,7 @@ def test_entries_and_exits_fall_exactly_where_the_weighted_score_crosses(candles
     assert {regimes[i] for i in entries} == {"trend", "range", "mixed"}
     assert signals(rig, candles, "entry") == entries
     assert signals(rig, candles, "exit") == exits
-    opened = [payload_of(e)["entry_ts"] for e in rig.of_type("position_opened", "hybrid")]
+    opened = [e.position.entry_ts for e in rig.of_type(PositionOpened, "hybrid")]
     assert opened == [candles[i + 1].ts for i in entries]
 
 

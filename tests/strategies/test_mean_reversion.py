@@ -12,7 +12,7 @@ from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
-from bot.event_codec import payload_of
+from bot.events import ActionFailed, Signal
 from tests.strategies.reference import (
     Bar,
     bollinger,
@@ -85,7 +85,7 @@ def test_entries_and_exits_are_exactly_the_oversold_and_mean_bars(ref: Dips) -> 
     assert trades_of(rig) == expected_trades(trades)
     assert sum(1 for d, _ in signals if d == "entry") >= 50
     assert [t.exit_reason for t in trades].count("mean") >= 40
-    assert not rig.of_type("action_failed")
+    assert not rig.of_type(ActionFailed)
 
 
 def test_the_hard_stop_closes_dips_that_never_revert(ref: Dips) -> None:
@@ -106,11 +106,11 @@ def test_the_hard_stop_closes_dips_that_never_revert(ref: Dips) -> None:
 def test_entry_details_explain_the_dip(ref: Dips) -> None:
     rig = run_strategy("mean_reversion", "5m", warm_minutes=WARM_MINUTES)
     by_close = {b.close_ts: i for i, b in enumerate(ref.bars)}
-    entries = [e for e in rig.of_type("signal") if payload_of(e)["decision"] == "entry"]
+    entries = [e for e in rig.of_type(Signal) if e.decision == "entry"]
     assert len(entries) >= 50
     for event in entries:
         i = by_close[event.ts]
-        details = payload_of(event)["analyzers"]
+        details = event.analyzers
         assert details["lower_band"] == pytest.approx(ref.lower[i], rel=1e-9)
         assert details["middle_band"] == pytest.approx(ref.middle[i], rel=1e-9)
         assert details["rsi"] == pytest.approx(ref.rsi[i], rel=1e-9)

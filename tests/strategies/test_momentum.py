@@ -9,7 +9,7 @@ import pytest
 
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
-from bot.event_codec import payload_of
+from bot.events import ActionFailed, Signal
 from tests.strategies.reference import (
     Bar,
     atr,
@@ -89,17 +89,17 @@ def test_entries_and_exits_are_exactly_the_breakout_and_channel_bars(ref: Breako
     reasons = [t.exit_reason for t in trades]
     # Enough of each way out that neither can be silently broken.
     assert len(signals) >= 50 and reasons.count("channel_exit") >= 20 and reasons.count("stop_loss") >= 3
-    assert not rig.of_type("action_failed")
+    assert not rig.of_type(ActionFailed)
 
 
 def test_entry_details_explain_the_breakout(ref: Breakouts) -> None:
     rig = run_strategy("momentum", "15m", warm_minutes=WARM_MINUTES)
     by_close = {b.close_ts: i for i, b in enumerate(ref.bars)}
-    entries = [e for e in rig.of_type("signal") if payload_of(e)["decision"] == "entry"]
+    entries = [e for e in rig.of_type(Signal) if e.decision == "entry"]
     assert len(entries) >= 20
     for event in entries:
         i = by_close[event.ts]
-        details = payload_of(event)["analyzers"]
+        details = event.analyzers
         assert details["entry_channel_high"] == ref.prior_high[i]
         assert details["roc_pct"] == pytest.approx(ref.roc[i], rel=1e-9)
         assert details["volume_ratio"] == pytest.approx(ref.bars[i].volume / ref.volume_avg[i], rel=1e-9)  # type: ignore[operator]

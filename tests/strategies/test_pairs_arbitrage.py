@@ -16,7 +16,7 @@ from bot.config.models import StrategyConfig
 from bot.errors import ConfigError
 from bot.trading.actions import ClosePercent
 from bot.errors import StrategyError
-from bot.event_codec import payload_of
+from bot.events import ActionFailed, OrderSubmitted, PositionClosed, PositionOpened, RiskRejected, Signal, TradeRecord
 from tests.support import REPO, SHARED_DATA, Rig, module_strategy, repo_catalog
 
 TF_MS = 300_000
@@ -115,17 +115,17 @@ def test_entries_and_exits_follow_an_independent_spread_z_score(legs: tuple[list
     expected = expected_trades(eth, xmr)
     assert len(expected) >= 30, "the recorded pair must diverge and revert often enough to test"
     rig = run(eth, xmr)
-    signals = [payload_of(e) for e in rig.of_type("signal", "pairs_arbitrage")]
-    entries = [s for s in signals if s["decision"] == "entry"]
-    exits = [s for s in signals if s["decision"] == "exit"]
-    opened = {payload_of(e)["position_id"]: payload_of(e) for e in rig.of_type("position_opened")}
+    signals = rig.of_type(Signal, "pairs_arbitrage")
+    entries = [s for s in signals if s.decision == "entry"]
+    exits = [s for s in signals if s.decision == "exit"]
+    opened = {e.position.position_id: e.position for e in rig.of_type(PositionOpened)}
     got = []
     for entry, exit_ in zip(entries, exits):
-        first_leg_side = "short" if entry["score"] > 0 else "long"
-        got.append((first_leg_side, exit_["analyzers"]["reason"]))
+        first_leg_side = "short" if entry.score > 0 else "long"
+        got.append((first_leg_side, exit_.analyzers["reason"]))
     assert got == [(direction, reason) for _, direction, _, reason in expected]
     # The ETH/BTC leg's side matches the z-score's sign at entry: short when ETH is rich.
-    eth_sides = [p["side"] for p in opened.values() if p["symbol"] == "ETH/BTC"]
+    eth_sides = [p.side for p in opened.values() if p.symbol == "ETH/BTC"]
     assert eth_sides == [direction for _, direction, _, _ in expected]
     assert {reason for *_, reason in expected} >= {"z_exit", "z_stop"}
 
@@ -134,40 +134,41 @@ def test_legs_open_and_close_together_and_pair_pnl_is_the_sum_of_its_legs(legs: 
     eth, xmr = legs
     rig = run(eth, xmr, fees={"taker_bps": 10})
     orchestrator = rig.manager.get("pairs_arbitrage")
-    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    opened_by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_group: dict[str, list[TradeRecord]] = defaultdict(list)
+    opened_by_group: dict[str, list[PositionOpened]] = defaultdict(list)
     open_legs: dict[str, int] = defaultdict(int)
     bar_of_change: dict[str, int] = {}
     for event in rig.events:
         if event.strategy_id != "pairs_arbitrage":
             continue
-        payload = payload_of(event)
-        if event.type == "position_opened":
-            group = payload["group"]
-            opened_by_group[group].append(payload)
+        if isinstance(event, PositionOpened):
+            group = event.position.group
+            assert group is not None
+            opened_by_group[group].append(event)
             open_legs[group] += 1
-            bar_of_change[group] = payload["fill"]["fill_ts"]
-        elif event.type == "position_closed":
-            group = payload["group"]
-            by_group[group].append(payload)
+            bar_of_change[group] = event.fill.fill_ts
+        elif isinstance(event, PositionClosed):
+            group = event.trade.group
+            assert group is not None
+            by_group[group].append(event.trade)
             open_legs[group] -= 1
-        elif event.type == "signal":
+        elif isinstance(event, Signal):
             # Whenever the strategy decides, every pair is whole or gone: never one leg alone.
             assert all(n in (0, 2) for n in open_legs.values()), dict(open_legs)
     assert len(by_group) >= 30
     assert all(len(v) == 2 for v in opened_by_group.values()) and all(len(v) == 2 for v in by_group.values())
     for group, closed in by_group.items():
-        first, second = sorted(closed, key=lambda t: t["symbol"])
-        assert {first["side"], second["side"]} == {"long", "short"}
+        first, second = sorted(closed, key=lambda t: t.symbol)
+        assert {first.side, second.side} == {"long", "short"}
         # Closed by the same decision: the same reason and the same 5m bar (each at its symbol's next open).
-        assert first["exit_reason"] == second["exit_reason"]
-        assert abs(first["exit_ts"] - second["exit_ts"]) <= TF_MS
+        assert first.exit_reason == second.exit_reason
+        assert abs(first.exit_ts - second.exit_ts) <= TF_MS
         for leg in closed:
-            direction = 1 if leg["side"] == "long" else -1
-            gross = direction * (leg["exit_price"] - leg["entry_price"]) * leg["quantity"]
-            assert leg["pnl"] == pytest.approx(gross - leg["fees"], rel=1e-9, abs=1e-12)
-            assert leg["fees"] > 0
-    total = sum(leg["pnl"] for closed in by_group.values() for leg in closed)
+            direction = 1 if leg.side == "long" else -1
+            gross = direction * (leg.exit_price - leg.entry_price) * leg.quantity
+            assert leg.pnl == pytest.approx(gross - leg.fees, rel=1e-9, abs=1e-12)
+            assert leg.fees > 0
+    total = sum(leg.pnl for closed in by_group.values() for leg in closed)
     portfolio = orchestrator.portfolio
     assert not orchestrator.positions.positions
     assert portfolio.realised - portfolio.fees == pytest.approx(total, rel=1e-9, abs=1e-12)
@@ -188,24 +189,24 @@ def test_closing_one_leg_closes_the_other_and_a_partial_close_of_a_leg_is_refuse
     assert eth_leg is not None and eth_leg.group is not None
     orchestrator.actions.put(ClosePercent(eth_leg.id, 50.0))
     orchestrator.actions.drain()
-    failed = rig.of_type("action_failed", "pairs_arbitrage")
-    assert failed and "pairs close whole" in payload_of(failed[-1])["error"]
+    failed = rig.of_type(ActionFailed, "pairs_arbitrage")
+    assert failed and "pairs close whole" in failed[-1].error
     orchestrator.actions.put(ClosePercent(eth_leg.id, 100.0, "manual"))
     orchestrator.actions.drain()
     for symbol, candle in merged[index : index + 20]:
         rig.services.hub.ingest(symbol, candle)
-    closed = [payload_of(e) for e in rig.of_type("position_closed", "pairs_arbitrage")]
-    assert [(c["symbol"], c["exit_reason"]) for c in closed[:2]] == [("ETH/BTC", "manual"), ("XMR/BTC", "pair_leg_closed")]
+    closed = rig.of_type(PositionClosed, "pairs_arbitrage")
+    assert [(c.trade.symbol, c.trade.exit_reason) for c in closed[:2]] == [("ETH/BTC", "manual"), ("XMR/BTC", "pair_leg_closed")]
 
 
 def test_a_pair_whose_second_leg_breaks_a_risk_limit_opens_neither_leg(legs: tuple[list[Candle], list[Candle]]) -> None:
     eth, xmr = legs
     # One ETH (the first leg) is allowed; the ~3 XMR of equal notional are not.
     rig = run(eth[:6000], xmr[:6000], risk={"max_open_positions": 2, "max_position_size": 2.0})
-    rejected = rig.of_type("risk_rejected", "pairs_arbitrage")
-    assert rejected and all(payload_of(r).get("pair") for r in rejected)
-    assert not rig.of_type("position_opened", "pairs_arbitrage")
-    assert not rig.of_type("order_submitted", "pairs_arbitrage")
+    rejected = rig.of_type(RiskRejected, "pairs_arbitrage")
+    assert rejected and all(r.pair for r in rejected)
+    assert not rig.of_type(PositionOpened, "pairs_arbitrage")
+    assert not rig.of_type(OrderSubmitted, "pairs_arbitrage")
 
 
 def _setup(tmp_path: Path, params: dict[str, Any]) -> Path:
@@ -241,7 +242,7 @@ def test_trades_do_not_depend_on_which_leg_fills_first(legs: tuple[list[Candle],
     swapped = run(eth, xmr, xmr_first=True)
 
     def trades(rig: Rig) -> list[tuple[str, str, str]]:
-        return [(payload_of(e)["symbol"], payload_of(e)["side"], payload_of(e)["exit_reason"]) for e in rig.of_type("position_closed", "pairs_arbitrage")]
+        return [(e.trade.symbol, e.trade.side, e.trade.exit_reason) for e in rig.of_type(PositionClosed, "pairs_arbitrage")]
 
     assert len(trades(baseline)) >= 60 and sorted(trades(swapped)) == sorted(trades(baseline))
 
@@ -260,8 +261,8 @@ def test_a_leg_left_alone_by_a_cancelled_entry_is_closed(legs: tuple[list[Candle
     for symbol, candle in merged[index : index + 20]:
         rig.services.hub.ingest(symbol, candle)
     assert not orchestrator.positions.positions and not orchestrator.positions.pending_orders()
-    closed = rig.of_type("position_closed", "pairs_arbitrage")
-    assert [payload_of(c)["exit_reason"] for c in closed] == ["pair_incomplete"]
+    closed = rig.of_type(PositionClosed, "pairs_arbitrage")
+    assert [c.trade.exit_reason for c in closed] == ["pair_incomplete"]
 
 
 def test_unload_closing_positions_closes_both_legs_at_once(legs: tuple[list[Candle], list[Candle]]) -> None:
@@ -275,8 +276,8 @@ def test_unload_closing_positions_closes_both_legs_at_once(legs: tuple[list[Cand
         index += 1
     snapshot = rig.manager.unload("pairs_arbitrage", close_positions=True)
     assert snapshot["positions"] == [] and snapshot["pending_orders"] == []
-    closed = rig.of_type("position_closed", "pairs_arbitrage")
-    assert sorted(payload_of(c)["symbol"] for c in closed) == ["ETH/BTC", "XMR/BTC"]
+    closed = rig.of_type(PositionClosed, "pairs_arbitrage")
+    assert sorted(c.trade.symbol for c in closed) == ["ETH/BTC", "XMR/BTC"]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from bot.candles.reader import read_candles
 from bot.config.models import StrategyConfig
 from bot.daemon.recovery import restore_orchestrator
 from bot.journal import SCHEMA_VERSION, Journal
-from bot.event_codec import payload_of
+from bot.events import OrderSubmitted, PositionClosed, PositionOpened
 from tests.support import SHARED_DATA, Rig, module_strategy, repo_catalog
 
 PARAMS = {"second_symbol": "XMR/BTC", "window": 100, "entry_z": 2.0, "exit_z": 0.5, "stop_z": 4.0}
@@ -43,7 +43,7 @@ def test_pending_pair_legs_are_restored_with_their_group_and_close_together(tmp_
         index += 1
     pending = orchestrator.positions.pending_orders()
     assert {o.intent for o in pending} == {"open"} and not orchestrator.positions.positions
-    group = next(payload_of(e)["group"] for e in before.of_type("order_submitted", "pairs_arbitrage"))
+    group = next(e.group for e in before.of_type(OrderSubmitted, "pairs_arbitrage"))
     journal.close()
 
     # The process dies here; a new one restores from the journal and the candles go on.
@@ -56,24 +56,24 @@ def test_pending_pair_legs_are_restored_with_their_group_and_close_together(tmp_
     assert restore_orchestrator(journal, restored)["pending_orders"] == 2
     after.manager.activate("pairs_arbitrage")
     journal.close()
-    while not after.of_type("position_closed", "pairs_arbitrage"):
+    while not after.of_type(PositionClosed, "pairs_arbitrage"):
         symbol, candle = candles[index]
         after.services.hub.ingest(symbol, candle)
         index += 1
-    opened = [payload_of(e) for e in after.of_type("position_opened", "pairs_arbitrage")]
-    assert len(opened) == 2 and {p["group"] for p in opened} == {group}
+    opened = after.of_type(PositionOpened, "pairs_arbitrage")
+    assert len(opened) == 2 and {p.position.group for p in opened} == {group}
     for symbol, candle in candles[index : index + 40]:
         after.services.hub.ingest(symbol, candle)
-    closed = [payload_of(e) for e in after.of_type("position_closed", "pairs_arbitrage")]
-    assert [c["group"] for c in closed[:2]] == [group, group]
+    closed = after.of_type(PositionClosed, "pairs_arbitrage")
+    assert [c.trade.group for c in closed[:2]] == [group, group]
     # Later pairs get new position ids and groups: the restored pending legs' ids are not handed out again.
     for symbol, candle in candles[index + 40 : index + 6000]:
         after.services.hub.ingest(symbol, candle)
-    ids = [payload_of(e)["position_id"] for e in after.of_type("position_opened", "pairs_arbitrage")]
-    groups = [payload_of(e)["group"] for e in after.of_type("position_opened", "pairs_arbitrage")]
+    ids = [e.position.position_id for e in after.of_type(PositionOpened, "pairs_arbitrage")]
+    groups = [e.position.group for e in after.of_type(PositionOpened, "pairs_arbitrage")]
     assert len(ids) >= 6 and len(set(ids)) == len(ids)
     assert all(groups.count(g) == 2 for g in groups)
-    assert closed[0]["exit_reason"] == closed[1]["exit_reason"] or "pair_leg_closed" in (closed[0]["exit_reason"], closed[1]["exit_reason"])
+    assert closed[0].trade.exit_reason == closed[1].trade.exit_reason or "pair_leg_closed" in (closed[0].trade.exit_reason, closed[1].trade.exit_reason)
 
 
 def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:

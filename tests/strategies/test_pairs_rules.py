@@ -9,7 +9,7 @@ import pytest
 
 from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
-from bot.event_codec import payload_of
+from bot.events import OrderSubmitted, PositionClosed, PositionOpened, Signal
 from strategies.pairs_arbitrage import SpreadWindow
 from tests.support import SHARED_DATA, Rig, module_strategy, repo_catalog
 
@@ -44,20 +44,22 @@ def run_pair(spreads: list[float], missing: dict[str, set[int]] | None = None, *
 def decisions(rig: Rig) -> list[tuple[int, str, str, float]]:
     """(minute, entry/exit, reason, z) of every decision."""
     out = []
-    for event in rig.of_type("signal", "pairs_arbitrage"):
-        payload = payload_of(event)
-        out.append(((event.ts - T0) // MINUTE - 1, payload["decision"], payload["analyzers"]["reason"], payload["score"]))
+    for event in rig.of_type(Signal, "pairs_arbitrage"):
+        # Signal.analyzers is typed dict[str, float], but pairs_arbitrage puts its reason text there.
+        reason: object = event.analyzers["reason"]
+        assert isinstance(reason, str)
+        out.append(((event.ts - T0) // MINUTE - 1, event.decision, reason, event.score))
     return out
 
 
 def entry_reasons(rig: Rig) -> list[tuple[str, str, str]]:
     """(symbol, side, reason) of each entry order sent."""
-    return [(o["symbol"], o["side"], o["reason"]) for o in (payload_of(e) for e in rig.of_type("order_submitted")) if o["intent"] == "open"]
+    return [(o.symbol, o.side, o.reason) for o in rig.of_type(OrderSubmitted) if o.intent == "open"]
 
 
 def exit_reasons(rig: Rig) -> list[tuple[str, str]]:
     """(symbol, exit reason) of each closed leg."""
-    return [(p["symbol"], p["exit_reason"]) for p in (payload_of(e) for e in rig.of_type("position_closed"))]
+    return [(p.trade.symbol, p.trade.exit_reason) for p in rig.of_type(PositionClosed)]
 
 
 def test_a_rich_spread_opens_short_first_long_second_and_an_overshoot_past_the_mean_exits() -> None:
@@ -96,7 +98,7 @@ def test_decisions_happen_only_on_bars_where_both_symbols_have_a_candle() -> Non
 def test_each_leg_fills_at_its_own_symbols_next_candle() -> None:
     """Decided at minute 9; XMR/BTC has no candle at minutes 10 and 11: the ETH/BTC leg fills at 10, the XMR/BTC leg at 12."""
     rig = run_pair([*CALM, A, A, A, A, A], missing={"XMR/BTC": {10, 11}})
-    opened = {payload_of(e)["symbol"]: (payload_of(e)["entry_ts"] - T0) // MINUTE for e in rig.of_type("position_opened")}
+    opened = {e.position.symbol: (e.position.entry_ts - T0) // MINUTE for e in rig.of_type(PositionOpened)}
     assert opened == {"ETH/BTC": 10, "XMR/BTC": 12}
 
 

@@ -14,7 +14,7 @@ from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
-from bot.event_codec import payload_of
+from bot.events import PositionClosed, PositionOpened, PositionReduced, Signal
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000
@@ -103,7 +103,7 @@ def bar_at(candles: list[Candle], open_ts: int) -> int:
 
 
 def signals(rig: Rig, candles: list[Candle], decision: str) -> dict[int, float]:
-    return {bar(candles, e.ts): payload_of(e)["score"] for e in rig.of_type("signal", "scalping") if payload_of(e)["decision"] == decision}
+    return {bar(candles, e.ts): e.score for e in rig.of_type(Signal, "scalping") if e.decision == decision}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_entries_and_time_limit_exits_match_an_independent_replay(candles: list[
     rig = run(candles, params={"max_hold_candles": HOLD})
     got_entries = signals(rig, candles, "entry")
     got_trades = [
-        (p["entry_ts"], p["entry_price"], p["exit_ts"], round(p["exit_price"], 6), p["exit_reason"]) for p in (payload_of(e) for e in rig.of_type("position_closed"))
+        (p.trade.entry_ts, p.trade.entry_price, p.trade.exit_ts, round(p.trade.exit_price, 6), p.trade.exit_reason) for p in rig.of_type(PositionClosed)
     ]
     assert len(expected_entries) > 150
     assert sum(1 for s in expected_entries.values() if s < 0) > 50 and sum(1 for s in expected_entries.values() if s > 0) > 50
@@ -165,14 +165,14 @@ def test_ladder_stop_and_time_limit_fill_where_an_independent_walk_says(candles:
     fills: dict[str, list[tuple[str, int, float, float]]] = {}
     opened: dict[str, tuple[int, str, float]] = {}
     for event in rig.events:
-        p = payload_of(event)
-        if event.type == "position_opened":
-            opened[p["position_id"]] = (bar_at(candles, p["entry_ts"]), p["side"], p["entry_price"])
-        elif event.type == "position_reduced":
-            fills.setdefault(p["position_id"], []).append((p["reason"], bar_at(candles, p["fill"]["fill_ts"]), p["price"], p["closed_quantity"]))
-        elif event.type == "position_closed":
-            f = p["fill"]
-            fills.setdefault(p["position_id"], []).append((f["reason"], bar_at(candles, f["fill_ts"]), f["price"], f["quantity"]))
+        if isinstance(event, PositionOpened):
+            position = event.position
+            opened[position.position_id] = (bar_at(candles, position.entry_ts), position.side, position.entry_price)
+        elif isinstance(event, PositionReduced):
+            fills.setdefault(event.position.position_id, []).append((event.reason, bar_at(candles, event.fill.fill_ts), event.price, event.closed_quantity))
+        elif isinstance(event, PositionClosed):
+            f = event.fill
+            fills.setdefault(event.trade.position_id, []).append((f.reason, bar_at(candles, f.fill_ts), f.price, f.quantity))
 
     def walk(start: int, side: str, entry: float) -> list[tuple[str, int, float, float]]:
         d = 1 if side == "long" else -1

@@ -10,7 +10,7 @@ import pytest
 
 from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
-from bot.event_codec import payload_of
+from bot.events import ActionFailed, PositionOpened, Signal, StopUpdated
 from tests.strategies.reference import (
     Bar,
     atr,
@@ -94,23 +94,25 @@ def test_entries_are_exactly_the_gated_crosses_and_stops_equal_the_atr_ratchet(r
     rig = run_strategy("trend_mtf", "15m", exits={"stop_loss_pct": STOP_PCT}, warm_minutes=WARM_MINUTES)
     assert signals_of(rig) == signals
     assert len(signals) >= 15
-    got_moves = [(e.ts, payload_of(e)["stop_loss"]) for e in rig.of_type("stop_updated")]
+    got_moves = [(e.ts, e.stop_loss) for e in rig.of_type(StopUpdated)]
     assert [ts for ts, _ in got_moves] == [ts for ts, _ in moves]
     assert [stop for _, stop in got_moves] == pytest.approx([stop for _, stop in moves], rel=1e-12)
     assert len(moves) >= 50
     assert trades_of(rig) == expected_trades(trades)
     assert len(trades) >= 15 and all(t.exit_reason == "stop_loss" for t in trades if t.exit_ts is not None)
-    assert not rig.of_type("action_failed")
+    assert not rig.of_type(ActionFailed)
 
 
 def test_the_stop_only_ever_rises(ref: Trend) -> None:
     rig = run_strategy("trend_mtf", "15m", exits={"stop_loss_pct": STOP_PCT}, warm_minutes=WARM_MINUTES)
     stops: dict[str, list[float]] = {}
     for event in rig.events:
-        if event.type == "position_opened":
-            stops[payload_of(event)["position_id"]] = [payload_of(event)["stop_loss"]]
-        elif event.type == "stop_updated":
-            stops[payload_of(event)["position_id"]].append(payload_of(event)["stop_loss"])
+        if isinstance(event, PositionOpened):
+            assert event.position.stop_loss is not None
+            stops[event.position.position_id] = [event.position.stop_loss]
+        elif isinstance(event, StopUpdated):
+            assert event.stop_loss is not None
+            stops[event.position_id].append(event.stop_loss)
     assert sum(len(s) > 3 for s in stops.values()) >= 5
     for levels in stops.values():
         assert all(later > earlier for earlier, later in pairwise(levels)), levels
@@ -133,11 +135,11 @@ def test_no_entry_while_the_1h_trend_is_down(ref: Trend) -> None:
     assert not {("entry", ts) for ts in gated} & set(got)
     # Each entry explains itself with the last closed 1h candle, the one closing with it included.
     by_close = {b.close_ts: i for i, b in enumerate(ref.bars)}
-    entries = rig.of_type("signal")
+    entries = rig.of_type(Signal)
     assert sum(1 for e in entries if e.ts % HOUR_MS == 0) >= 3
     for event in entries:
         close, level = ref.last_hour[by_close[event.ts]]  # type: ignore[misc]
-        details = payload_of(event)["analyzers"]
+        details = event.analyzers
         assert details["trend_close"] == close
         assert details["trend_ema"] == pytest.approx(level, rel=1e-12)
 

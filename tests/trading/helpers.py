@@ -8,8 +8,8 @@ from bot.config.models import BotConfig, StrategyConfig
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.actions import Action
 from bot.trading.positions import Position
-from bot.event_codec import payload_of
-from tests.support import Rig, candles_from, strategy
+from bot.events import PortfolioSnapshot
+from tests.support import E, Rig, candles_from, strategy
 
 SYMBOL = "BTC/USD"
 MINUTE = 60_000
@@ -71,16 +71,12 @@ class Session:
         assert len(positions) == 1, positions
         return positions[0]
 
-    def events(self, type_: str, strategy_id: str | None = "s1") -> list[Any]:
-        """Published events of one type for one strategy (None: market-wide events only)."""
-        return [e for e in self.rig.events if e.type == type_ and e.strategy_id == strategy_id]
-
-    def payloads(self, type_: str, strategy_id: str | None = "s1") -> list[dict[str, Any]]:
-        """The payloads of `events(type_, strategy_id)`."""
-        return [payload_of(e) for e in self.events(type_, strategy_id)]
+    def events(self, cls: type[E], strategy_id: str | None = "s1") -> list[E]:
+        """Published events of one class for one strategy (None: market-wide events only)."""
+        return [e for e in self.rig.events if isinstance(e, cls) and e.strategy_id == strategy_id]
 
 
-def identity_holds(snapshot: dict[str, Any]) -> bool:
-    """equity == start + realised - fees + unrealised, on a portfolio snapshot dict."""
-    expected = snapshot["start"] + snapshot["realised"] - snapshot["fees"] + snapshot["unrealised"]
-    return math.isclose(snapshot["equity"], expected, rel_tol=1e-9, abs_tol=1e-6)
+def identity_holds(snapshot: PortfolioSnapshot) -> bool:
+    """equity == start + realised - fees + unrealised, on a portfolio snapshot."""
+    expected = snapshot.start + snapshot.realised - snapshot.fees + snapshot.unrealised
+    return math.isclose(snapshot.equity, expected, rel_tol=1e-9, abs_tol=1e-6)

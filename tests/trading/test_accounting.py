@@ -7,13 +7,12 @@ from typing import Any
 import pytest
 
 from bot.config.models import BotConfig
-from bot.events import Event
+from bot.events import Event, KillSwitch, OrderFilled, PortfolioSnapshot, PositionClosed, PositionOpened, PositionReduced
 from bot.trading.actions import ClosePercent, OpenPosition
-from bot.event_codec import payload_of
 from tests.trading.helpers import SYMBOL, Session, flat, identity_holds, quiet
 
 approx = pytest.approx
-SNAPSHOT_EVENTS = ("position_opened", "position_reduced", "position_closed")
+SNAPSHOT_EVENTS = (PositionOpened, PositionReduced, PositionClosed)
 
 
 class IdentityWatch:
@@ -34,8 +33,8 @@ class IdentityWatch:
             self.checks += 1
             if not math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6):
                 self.violations.append(f"{event.type}#{event.seq} {sid}: equity {p.equity!r} != {expected!r}")
-        if event.type in SNAPSHOT_EVENTS:
-            snapshot = payload_of(event)["portfolio"]
+        if isinstance(event, SNAPSHOT_EVENTS):
+            snapshot = event.portfolio
             self.snapshot_checks += 1
             if not identity_holds(snapshot):
                 self.violations.append(f"{event.type}#{event.seq} payload of {event.strategy_id}: {snapshot!r}")
@@ -88,13 +87,13 @@ def test_identity_holds_after_every_event_of_a_two_strategy_scenario() -> None:
     _run_scenario(session)
     assert watch.violations == []
     # the scenario really exercised what it claims to
-    reasons = {(e.strategy_id, payload_of(e)["reason"]) for e in session.rig.events if e.type == "order_filled"}
+    reasons = {(e.strategy_id, e.fill.reason) for e in session.rig.of_type(OrderFilled)}
     assert {("s1", "take_profit_1"), ("s1", "take_profit_2"), ("s1", "trailing_stop"), ("s1", "stop_loss")} <= reasons
     assert {("s2", "stop_loss"), ("s2", "take_profit_1")} <= reasons
-    assert len(session.payloads("position_reduced", "s1")) >= 2
-    assert len(session.payloads("position_reduced", "s2")) >= 1
-    assert len(session.payloads("position_closed", "s1")) == 2
-    assert len(session.payloads("position_closed", "s2")) == 2
+    assert len(session.events(PositionReduced, "s1")) >= 2
+    assert len(session.events(PositionReduced, "s2")) >= 1
+    assert len(session.events(PositionClosed, "s1")) == 2
+    assert len(session.events(PositionClosed, "s2")) == 2
     assert session.orch("s1").portfolio.fees > 0 and session.orch("s2").portfolio.fees > 0
     assert watch.snapshot_checks >= 10
     assert watch.checks > 2 * 30
@@ -111,7 +110,7 @@ def test_identity_holds_with_open_positions_at_the_end() -> None:
     for sid in ("s1", "s2"):
         portfolio = session.orch(sid).portfolio
         assert portfolio.unrealised != 0.0
-        assert identity_holds(portfolio.snapshot())
+        assert identity_holds(portfolio.record())
 
 
 def test_portfolio_numbers_by_hand() -> None:
@@ -143,13 +142,25 @@ def test_portfolio_numbers_by_hand() -> None:
     assert {k: snapshot[k] for k in expected} == expected
     assert snapshot["market_value"] == approx(snapshot["equity"] - snapshot["cash"], rel=1e-12)
     # At the fill itself the position is marked at the fill price 109.89: unrealised 9.79.
-    reduced = session.payloads("position_reduced")
+    reduced = session.events(PositionReduced)
     assert len(reduced) == 1
-    in_event = reduced[0]["portfolio"]
-    assert {k: in_event[k] for k in expected} == {
+    in_event = reduced[0].portfolio
+    assert _numbers(in_event) == {
         **expected,
         "equity": approx(10019.26991, rel=1e-12),
         "unrealised": approx(9.79, rel=1e-9),
+    }
+
+
+def _numbers(snapshot: PortfolioSnapshot) -> dict[str, float]:
+    """The figures `test_portfolio_numbers_by_hand` checks, by name."""
+    return {
+        "start": snapshot.start,
+        "cash": snapshot.cash,
+        "equity": snapshot.equity,
+        "realised": snapshot.realised,
+        "unrealised": snapshot.unrealised,
+        "fees": snapshot.fees,
     }
 
 
@@ -219,6 +230,6 @@ def test_identity_holds_at_the_kill_switch_event() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s1")
     session.bars(flat(100))
     session.bars((99.0, 99.0, 97.0, 97.5))  # stop at 98: -2.0 - fees trips the limit of 1.5
-    assert len(session.events("kill_switch", None)) == 1
-    assert len(session.payloads("position_closed", "s1")) == 1
+    assert len(session.events(KillSwitch, None)) == 1
+    assert len(session.events(PositionClosed, "s1")) == 1
     assert watch.violations == []

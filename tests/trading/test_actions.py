@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import pytest
 
 from bot.errors import ActionError
-from bot.event_codec import payload_of
+from bot.events import ActionFailed, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened, PositionReduced, StopUpdated, TrailingActivated
 from bot.trading.actions import (
     Action,
     ActionQueue,
@@ -31,7 +31,7 @@ def _holding(**overrides: Any) -> Session:
 
 
 def _failures(session: Session) -> list[tuple[str | None, str]]:
-    return [(e.strategy_id, payload_of(e)["kind"]) for e in session.rig.events if e.type == "action_failed"]
+    return [(e.strategy_id, e.kind) for e in session.rig.of_type(ActionFailed)]
 
 
 # -- handlers that succeed --------------------------------------------------------------------------
@@ -42,14 +42,14 @@ def test_open_position_sends_an_entry_that_fills_next_candle() -> None:
     session = Session(quiet())
     session.bars(flat(100))
     session.act(OpenPosition(SYMBOL, "long", 0.5, reason="manual"))
-    submitted = session.payloads("order_submitted")
-    assert [(o["side"], o["quantity"], o["intent"], o["reason"], o["ref_price"]) for o in submitted] == [
+    submitted = session.events(OrderSubmitted)
+    assert [(o.side, o.quantity, o.intent, o.reason, o.ref_price) for o in submitted] == [
         ("buy", 0.5, "open", "manual", 100)
     ]
-    assert session.payloads("position_opened") == []
+    assert session.events(PositionOpened) == []
     session.bars((101.0, 102.0, 100.0, 101.5))
-    opened = session.payloads("position_opened")
-    assert [(p["side"], p["quantity"], p["entry_price"], p["status"]) for p in opened] == [("long", 0.5, 101.0, "open")]
+    opened = session.events(PositionOpened)
+    assert [(p.position.side, p.position.quantity, p.position.entry_price, p.position.status) for p in opened] == [("long", 0.5, 101.0, "open")]
     orch = session.orch()
     assert orch.actions.done == 1
     assert orch.actions.failed == 0
@@ -61,18 +61,18 @@ def test_close_percent_half_then_all() -> None:
     position = session.position()
     session.act(ClosePercent(position.id, 50.0))
     session.bars(flat(110))
-    reduced = session.payloads("position_reduced")
-    assert [(r["closed_quantity"], r["quantity"], r["price"]) for r in reduced] == [(0.5, 0.5, 110.0)]
-    assert reduced[0]["realised"] == approx(5.0, rel=1e-12)
+    reduced = session.events(PositionReduced)
+    assert [(r.closed_quantity, r.position.quantity, r.price) for r in reduced] == [(0.5, 0.5, 110.0)]
+    assert reduced[0].position.realised == approx(5.0, rel=1e-12)
     assert position.status == "partially_closed"
 
     session.act(ClosePercent(position.id, 100.0))
     session.bars(flat(120))
-    closed = session.payloads("position_closed")
+    closed = session.events(PositionClosed)
     assert len(closed) == 1
-    assert closed[0]["pnl"] == approx(15.0, rel=1e-12)  # 0.5 * 10 + 0.5 * 20
-    assert closed[0]["exit_price"] == approx(115.0, rel=1e-12)
-    assert [f["quantity"] for f in session.payloads("order_filled")] == [1.0, 0.5, 0.5]
+    assert closed[0].trade.pnl == approx(15.0, rel=1e-12)  # 0.5 * 10 + 0.5 * 20
+    assert closed[0].trade.exit_price == approx(115.0, rel=1e-12)
+    assert [f.fill.quantity for f in session.events(OrderFilled)] == [1.0, 0.5, 0.5]
     assert session.orch().positions.positions == {}
 
 
@@ -84,7 +84,7 @@ def test_close_percent_is_a_percent_of_the_remaining_quantity() -> None:
     session.bars(flat(100))
     session.act(ClosePercent(position.id, 50.0))
     session.bars(flat(100))
-    assert [r["closed_quantity"] for r in session.payloads("position_reduced")] == [0.5, 0.25]
+    assert [r.closed_quantity for r in session.events(PositionReduced)] == [0.5, 0.25]
     assert position.quantity == approx(0.25, rel=1e-12)
 
 
@@ -94,7 +94,7 @@ def test_two_half_closes_queued_together_close_the_same_as_one_after_the_other()
     position = session.position()
     session.act(ClosePercent(position.id, 50.0), ClosePercent(position.id, 50.0))
     session.bars(flat(100))
-    assert [r["closed_quantity"] for r in session.payloads("position_reduced")] == [0.5, 0.25]
+    assert [r.closed_quantity for r in session.events(PositionReduced)] == [0.5, 0.25]
     assert position.quantity == approx(0.25, rel=1e-12)
 
 
@@ -103,11 +103,13 @@ def test_update_stop_loss_moves_the_stop_that_then_triggers() -> None:
     session = _holding(exits={"stop_loss_pct": 5})
     position = session.position()
     session.act(UpdateStopLoss(position.id, 99.0, reason="tighten"))
-    assert session.payloads("stop_updated") == [{"position_id": position.id, "stop_loss": 99.0, "reason": "tighten"}]
+    assert [(u.position_id, u.stop_loss, u.trailing_stop, u.anchor, u.reason) for u in session.events(StopUpdated)] == [
+        (position.id, 99.0, None, None, "tighten")
+    ]
     assert position.stop_loss == 99.0
     session.bars((100.0, 100.5, 98.5, 99.5))
-    fills = session.payloads("order_filled")
-    assert [(f["reason"], f["price"]) for f in fills[1:]] == [("stop_loss", 99.0)]
+    fills = session.events(OrderFilled)
+    assert [(f.fill.reason, f.fill.price) for f in fills[1:]] == [("stop_loss", 99.0)]
 
 
 def test_activate_trailing_stop_anchors_and_trails() -> None:
@@ -115,16 +117,16 @@ def test_activate_trailing_stop_anchors_and_trails() -> None:
     session = _holding()
     position = session.position()
     session.act(ActivateTrailingStop(position.id, 5.0, 110.0))
-    activated = session.payloads("trailing_activated")
+    activated = session.events(TrailingActivated)
     assert len(activated) == 1
-    assert activated[0]["anchor"] == 110.0
-    assert activated[0]["trailing_stop"] == approx(104.5, rel=1e-12)
+    assert activated[0].anchor == 110.0
+    assert activated[0].trailing_stop == approx(104.5, rel=1e-12)
     assert position.trailing_active
     session.bars((106.0, 120.0, 105.0, 118.0))
     assert position.trailing_stop == approx(114.0, rel=1e-12)
     session.bars((118.0, 118.5, 113.0, 113.5))
-    fills = session.payloads("order_filled")
-    assert [(f["reason"], f["price"]) for f in fills[1:]] == [("trailing_stop", approx(114.0, rel=1e-12))]
+    fills = session.events(OrderFilled)
+    assert [(f.fill.reason, f.fill.price) for f in fills[1:]] == [("trailing_stop", approx(114.0, rel=1e-12))]
 
 
 # -- handlers that fail -----------------------------------------------------------------------------
@@ -138,7 +140,7 @@ def test_close_percent_out_of_range_fails(percent: float) -> None:
     session.act(ClosePercent(position.id, percent))
     assert _failures(session) == [("s1", "close_percent")]
     assert session.orch().actions.failed == 1
-    assert session.payloads("order_submitted")[1:] == []
+    assert session.events(OrderSubmitted)[1:] == []
     assert position.quantity == 1.0
 
 
@@ -146,9 +148,9 @@ def test_close_percent_of_unknown_position_fails() -> None:
     """close_percent of a position id that does not exist fails and names it."""
     session = _holding()
     session.act(ClosePercent("s1-p99", 50.0))
-    failed = session.payloads("action_failed")
-    assert [f["kind"] for f in failed] == ["close_percent"]
-    assert "s1-p99" in failed[0]["error"]
+    failed = session.events(ActionFailed)
+    assert [f.kind for f in failed] == ["close_percent"]
+    assert "s1-p99" in failed[0].error
     assert session.orch().actions.failed == 1
 
 
@@ -169,8 +171,8 @@ def test_close_percent_while_everything_is_already_being_closed_fails() -> None:
     session.act(ClosePercent(position_id, 100.0), ClosePercent(position_id, 100.0))
     assert _failures(session) == [("s1", "close_percent")]
     session.bars(flat(100))
-    assert [f["quantity"] for f in session.payloads("order_filled")] == [1.0, 1.0]
-    assert len(session.payloads("position_closed")) == 1
+    assert [f.fill.quantity for f in session.events(OrderFilled)] == [1.0, 1.0]
+    assert len(session.events(PositionClosed)) == 1
 
 
 def test_update_stop_of_unknown_position_fails() -> None:
@@ -178,7 +180,7 @@ def test_update_stop_of_unknown_position_fails() -> None:
     session = _holding()
     session.act(UpdateStopLoss("nope", 99.0))
     assert _failures(session) == [("s1", "update_stop_loss")]
-    assert session.payloads("stop_updated") == []
+    assert session.events(StopUpdated) == []
 
 
 def test_update_stop_to_a_non_positive_price_fails() -> None:
@@ -199,7 +201,7 @@ def test_trailing_distance_out_of_range_fails(distance: float) -> None:
     assert _failures(session) == [("s1", "activate_trailing_stop")]
     assert not position.trailing_active
     assert position.trailing_stop is None
-    assert session.payloads("trailing_activated") == []
+    assert session.events(TrailingActivated) == []
 
 
 def test_activate_trailing_on_unknown_position_fails() -> None:
@@ -216,7 +218,7 @@ def test_open_position_with_non_positive_quantity_fails(quantity: float) -> None
     session.bars(flat(100))
     session.act(OpenPosition(SYMBOL, "long", quantity))
     assert _failures(session) == [("s1", "open_position")]
-    assert session.payloads("order_submitted") == []
+    assert session.events(OrderSubmitted) == []
 
 
 def test_open_position_before_any_price_fails() -> None:
@@ -224,7 +226,7 @@ def test_open_position_before_any_price_fails() -> None:
     session = Session(quiet())
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     assert _failures(session) == [("s1", "open_position")]
-    assert session.payloads("order_submitted") == []
+    assert session.events(OrderSubmitted) == []
 
 
 def test_failures_are_counted_and_do_not_stop_the_queue() -> None:
@@ -245,7 +247,7 @@ def test_failures_are_counted_and_do_not_stop_the_queue() -> None:
     assert all(sid == "s1" for sid, _ in _failures(session))
     assert position.stop_loss == 97.0
     session.bars(flat(100))
-    assert [r["closed_quantity"] for r in session.payloads("position_reduced")] == [0.25]
+    assert [r.closed_quantity for r in session.events(PositionReduced)] == [0.25]
 
 
 def test_failures_are_tagged_with_the_failing_strategy_only() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.trading.actions import ClosePercent, OpenPosition
+from bot.events import OrderFilled, PositionClosed, TrailingActivated
 from tests.cli.test_cli import run_bot
 from tests.config.builders import write_setup
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
@@ -18,7 +19,7 @@ approx = pytest.approx
 
 def _exit_fills(session: Session) -> list[tuple[Any, ...]]:
     """(reason, price, quantity) of every fill after the entry."""
-    return [(f["reason"], f["price"], f["quantity"]) for f in session.payloads("order_filled")[1:]]
+    return [(f.fill.reason, f.fill.price, f.fill.quantity) for f in session.events(OrderFilled)[1:]]
 
 
 def _entered(exits: dict[str, Any], **overrides: Any) -> Session:
@@ -82,8 +83,8 @@ def test_exits_are_checked_on_the_entry_candle_itself() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     session.bars((100.0, 100.5, 97.0, 99.0))
     assert _exit_fills(session) == [("stop_loss", approx(98.0, rel=1e-12), 1.0)]
-    closed = session.payloads("position_closed")[0]
-    assert closed["entry_ts"] == closed["exit_ts"]
+    closed = session.events(PositionClosed)[0]
+    assert closed.trade.entry_ts == closed.trade.exit_ts
 
 
 def test_rungs_filling_in_one_candle_each_fill_at_their_price_or_at_the_open_when_gapped() -> None:
@@ -114,9 +115,9 @@ def test_trailing_activates_on_a_close_at_the_level_anchored_at_that_close_from_
     """
     session = _entered({"trailing": {"activation_pct": 2, "distance_pct": 1}})
     session.bars((100.0, 105.0, 99.5, 101.9))
-    assert session.payloads("trailing_activated") == []
+    assert session.events(TrailingActivated) == []
     session.bars((101.9, 105.0, 100.5, 102.0))
-    assert [(a["anchor"], a["trailing_stop"]) for a in session.payloads("trailing_activated")] == [(102.0, approx(100.98, rel=1e-12))]
+    assert [(a.anchor, a.trailing_stop) for a in session.events(TrailingActivated)] == [(102.0, approx(100.98, rel=1e-12))]
     assert _exit_fills(session) == []
     session.bars((101.5, 101.8, 100.9, 101.0))
     assert _exit_fills(session) == [("trailing_stop", approx(100.98, rel=1e-12), 1.0)]
@@ -140,14 +141,14 @@ def test_a_candle_opening_beyond_a_take_profit_that_also_reaches_the_stop_books_
     session = _entered({"stop_loss_pct": 2, "take_profit": [{"pct": 3, "close_pct": 100}]})
     session.bars((104.0, 105.0, 97.0, 99.0))
     assert _exit_fills(session) == [("stop_loss", approx(98.0, rel=1e-12), 1.0)]
-    assert [c["exit_reason"] for c in session.payloads("position_closed")] == ["stop_loss"]
+    assert [c.trade.exit_reason for c in session.events(PositionClosed)] == ["stop_loss"]
 
 
 def test_a_strategys_own_close_is_named_signal() -> None:
     session = _entered({})
     session.act(ClosePercent(session.position().id, 100.0))
     session.bars(flat(101))
-    assert [c["exit_reason"] for c in session.payloads("position_closed")] == ["signal"]
+    assert [c.trade.exit_reason for c in session.events(PositionClosed)] == ["signal"]
 
 
 # A strategy module that opens one long on its first candle, for a replay whose fills are known.

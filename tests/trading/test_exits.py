@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from bot.trading.actions import OpenPosition, Side
+from bot.events import OrderFilled, PositionClosed, PositionReduced, StopUpdated, TrailingActivated
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
 
 approx = pytest.approx
@@ -23,7 +24,7 @@ def _open(exits: dict[str, Any], side: Side = "long", quantity: float = 1.0, **o
 
 
 def _exit_fills(session: Session) -> list[tuple[Any, ...]]:
-    return [(f["reason"], f["side"], f["price"], f["quantity"]) for f in session.payloads("order_filled")[1:]]
+    return [(f.fill.reason, f.fill.side, f.fill.price, f.fill.quantity) for f in session.events(OrderFilled)[1:]]
 
 
 # -- stop-loss ------------------------------------------------------------------------------------
@@ -34,13 +35,13 @@ def test_stop_loss_triggers_intrabar_at_the_stop_price() -> None:
     session = _open({"stop_loss_pct": 2})
     assert session.position().stop_loss == approx(98.0, rel=1e-12)
     session.bars((99.5, 99.8, 98.5, 99.0))  # low 98.5 stays above the stop
-    assert session.payloads("position_closed") == []
+    assert session.events(PositionClosed) == []
     session.bars((99.5, 100.0, 97.0, 99.0))
     assert _exit_fills(session) == [("stop_loss", "sell", approx(98.0, rel=1e-12), 1.0)]
-    closed = session.payloads("position_closed")
+    closed = session.events(PositionClosed)
     assert len(closed) == 1
-    assert closed[0]["exit_reason"] == "stop_loss"
-    assert closed[0]["pnl"] == approx(-2.0, rel=1e-9)
+    assert closed[0].trade.exit_reason == "stop_loss"
+    assert closed[0].trade.pnl == approx(-2.0, rel=1e-9)
     assert session.orch().positions.positions == {}
 
 
@@ -56,7 +57,7 @@ def test_gap_down_through_stop_fills_at_the_open() -> None:
     session = _open({"stop_loss_pct": 2})
     session.bars((96.0, 97.0, 95.0, 96.5))
     assert _exit_fills(session) == [("stop_loss", "sell", 96.0, 1.0)]
-    assert session.payloads("position_closed")[0]["pnl"] == approx(-4.0, rel=1e-12)
+    assert session.events(PositionClosed)[0].trade.pnl == approx(-4.0, rel=1e-12)
 
 
 def test_stop_wins_when_stop_and_take_profit_share_a_candle() -> None:
@@ -64,10 +65,10 @@ def test_stop_wins_when_stop_and_take_profit_share_a_candle() -> None:
     session = _open({"stop_loss_pct": 2, "take_profit": [{"pct": 3, "close_pct": 100}]})
     session.bars((100.0, 104.0, 97.0, 101.0))
     assert _exit_fills(session) == [("stop_loss", "sell", approx(98.0, rel=1e-12), 1.0)]
-    assert session.payloads("position_reduced") == []
-    closed = session.payloads("position_closed")
-    assert [c["exit_reason"] for c in closed] == ["stop_loss"]
-    assert closed[0]["pnl"] == approx(-2.0, rel=1e-9)
+    assert session.events(PositionReduced) == []
+    closed = session.events(PositionClosed)
+    assert [c.trade.exit_reason for c in closed] == ["stop_loss"]
+    assert closed[0].trade.pnl == approx(-2.0, rel=1e-9)
 
 
 # -- take-profit ladder ----------------------------------------------------------------------------
@@ -77,34 +78,34 @@ def test_two_step_take_profit_ladder_closes_in_parts() -> None:
     """TP1 +2% closes 40% (0.4 @ 102), TP2 +5% closes the other 60% (0.6 @ 105); PnL 0.8 then 3.0."""
     session = _open({"take_profit": [{"pct": 2, "close_pct": 40}, {"pct": 5, "close_pct": 60}]})
     session.bars((100.0, 103.0, 99.5, 102.5))
-    reduced = session.payloads("position_reduced")
+    reduced = session.events(PositionReduced)
     assert len(reduced) == 1
-    assert reduced[0]["closed_quantity"] == approx(0.4, rel=1e-12)
-    assert reduced[0]["quantity"] == approx(0.6, rel=1e-12)
-    assert reduced[0]["price"] == 102.0
-    assert reduced[0]["reason"] == "take_profit_1"
-    assert reduced[0]["status"] == "partially_closed"
-    assert reduced[0]["realised"] == approx(0.8, rel=1e-9)  # (102 - 100) * 0.4
-    assert session.payloads("position_closed") == []
+    assert reduced[0].closed_quantity == approx(0.4, rel=1e-12)
+    assert reduced[0].position.quantity == approx(0.6, rel=1e-12)
+    assert reduced[0].price == 102.0
+    assert reduced[0].reason == "take_profit_1"
+    assert reduced[0].position.status == "partially_closed"
+    assert reduced[0].position.realised == approx(0.8, rel=1e-9)  # (102 - 100) * 0.4
+    assert session.events(PositionClosed) == []
 
     session.bars((102.5, 104.9, 102.0, 104.0))  # TP2 at 105 not reached
-    assert session.payloads("position_closed") == []
+    assert session.events(PositionClosed) == []
 
     session.bars((104.0, 106.0, 103.5, 105.5))
-    closed = session.payloads("position_closed")
+    closed = session.events(PositionClosed)
     assert len(closed) == 1
-    assert closed[0]["exit_reason"] == "take_profit_2"
-    assert closed[0]["quantity"] == 1.0
-    assert closed[0]["pnl"] == approx(3.8, rel=1e-9)  # 0.8 + (105 - 100) * 0.6
-    assert closed[0]["exit_price"] == approx(103.8, rel=1e-9)  # (0.4 * 102 + 0.6 * 105) / 1
+    assert closed[0].trade.exit_reason == "take_profit_2"
+    assert closed[0].trade.quantity == 1.0
+    assert closed[0].trade.pnl == approx(3.8, rel=1e-9)  # 0.8 + (105 - 100) * 0.6
+    assert closed[0].trade.exit_price == approx(103.8, rel=1e-9)  # (0.4 * 102 + 0.6 * 105) / 1
     assert _exit_fills(session) == [
         ("take_profit_1", "sell", 102.0, approx(0.4, rel=1e-12)),
         ("take_profit_2", "sell", 105.0, approx(0.6, rel=1e-12)),
     ]
     assert session.orch().portfolio.realised == approx(3.8, rel=1e-9)
     # order of events: reduced strictly before closed
-    types = [e.type for e in session.rig.events if e.type in ("position_reduced", "position_closed")]
-    assert types == ["position_reduced", "position_closed"]
+    types = [type(e) for e in session.rig.events if isinstance(e, (PositionReduced, PositionClosed))]
+    assert types == [PositionReduced, PositionClosed]
 
 
 def test_take_profit_touched_exactly_triggers() -> None:
@@ -121,7 +122,7 @@ def test_take_profit_gapped_through_fills_at_the_open() -> None:
     session = _open({"take_profit": [{"pct": 2, "close_pct": 50}, {"pct": 10, "close_pct": 50}]})
     session.bars((103.0, 104.0, 102.5, 103.5))
     assert _exit_fills(session) == [("take_profit_1", "sell", 103.0, 0.5)]
-    assert session.payloads("position_reduced")[0]["realised"] == approx(1.5, rel=1e-12)  # (103 - 100) * 0.5
+    assert session.events(PositionReduced)[0].position.realised == approx(1.5, rel=1e-12)  # (103 - 100) * 0.5
 
 
 def test_both_ladder_steps_in_one_candle_fill_in_order() -> None:
@@ -129,7 +130,7 @@ def test_both_ladder_steps_in_one_candle_fill_in_order() -> None:
     session = _open({"take_profit": [{"pct": 2, "close_pct": 50}, {"pct": 5, "close_pct": 50}]})
     session.bars((100.0, 106.0, 99.5, 105.5))
     assert _exit_fills(session) == [("take_profit_1", "sell", 102.0, 0.5), ("take_profit_2", "sell", 105.0, 0.5)]
-    assert session.payloads("position_closed")[0]["pnl"] == approx(3.5, rel=1e-12)
+    assert session.events(PositionClosed)[0].trade.pnl == approx(3.5, rel=1e-12)
 
 
 def test_break_even_stop_after_first_take_profit() -> None:
@@ -143,14 +144,14 @@ def test_break_even_stop_after_first_take_profit() -> None:
     )
     assert session.position().stop_loss == approx(95.0, rel=1e-12)
     session.bars((100.0, 102.5, 100.5, 101.5))
-    updates = session.payloads("stop_updated")
-    assert [(u["stop_loss"], u["reason"]) for u in updates] == [(100.0, "break_even")]
+    updates = session.events(StopUpdated)
+    assert [(u.stop_loss, u.reason) for u in updates] == [(100.0, "break_even")]
     assert session.position().stop_loss == 100.0
     session.bars((101.0, 101.5, 99.0, 99.5))
     assert _exit_fills(session) == [("take_profit_1", "sell", 102.0, 0.5), ("stop_loss", "sell", 100.0, 0.5)]
-    closed = session.payloads("position_closed")[0]
-    assert closed["pnl"] == approx(1.0, rel=1e-12)  # (102 - 100) * 0.5 + 0
-    assert len(session.payloads("stop_updated")) == 1
+    closed = session.events(PositionClosed)[0]
+    assert closed.trade.pnl == approx(1.0, rel=1e-12)  # (102 - 100) * 0.5 + 0
+    assert len(session.events(StopUpdated)) == 1
 
 
 # -- trailing stop --------------------------------------------------------------------------------
@@ -167,29 +168,29 @@ def test_trailing_stop_activates_trails_highs_and_triggers_without_look_ahead() 
     session = _open({"trailing": {"activation_pct": 2, "distance_pct": 5}})
     position = session.position()
     session.bars((100.0, 101.0, 99.0, 100.5))
-    assert session.payloads("trailing_activated") == []
+    assert session.events(TrailingActivated) == []
     assert position.trailing_stop is None
 
     session.bars((100.5, 103.0, 100.0, 102.0))
-    activated = session.payloads("trailing_activated")
+    activated = session.events(TrailingActivated)
     assert len(activated) == 1
-    assert activated[0]["anchor"] == 102.0
-    assert activated[0]["distance_pct"] == 5
-    assert activated[0]["trailing_stop"] == approx(96.9, rel=1e-12)
+    assert activated[0].anchor == 102.0
+    assert activated[0].distance_pct == 5
+    assert activated[0].trailing_stop == approx(96.9, rel=1e-12)
 
     session.bars((102.0, 110.0, 101.0, 108.0))
     assert position.trailing_stop == approx(104.5, rel=1e-12)
     session.bars((108.0, 109.0, 105.0, 106.0))
     assert position.trailing_stop == approx(104.5, rel=1e-12)
-    assert session.payloads("position_closed") == []
+    assert session.events(PositionClosed) == []
 
     session.bars((106.0, 120.0, 104.0, 115.0))
     assert _exit_fills(session) == [("trailing_stop", "sell", approx(104.5, rel=1e-12), 1.0)]
-    closed = session.payloads("position_closed")
+    closed = session.events(PositionClosed)
     assert len(closed) == 1
-    assert closed[0]["exit_reason"] == "trailing_stop"
-    assert closed[0]["pnl"] == approx(4.5, rel=1e-9)
-    assert len(session.payloads("trailing_activated")) == 1
+    assert closed[0].trade.exit_reason == "trailing_stop"
+    assert closed[0].trade.pnl == approx(4.5, rel=1e-9)
+    assert len(session.events(TrailingActivated)) == 1
 
 
 def test_trailing_stop_is_not_raised_by_the_candle_that_sets_a_new_high_and_falls() -> None:
@@ -200,7 +201,7 @@ def test_trailing_stop_is_not_raised_by_the_candle_that_sets_a_new_high_and_fall
     session.bars((101.0, 110.0, 99.0, 109.0))  # 99 > 95.95: no trigger; the stop trails to 104.5
     assert session.position().trailing_stop == approx(104.5, rel=1e-12)
     session.bars((109.0, 112.0, 105.0, 106.0))  # low 105 > 104.5; 112 * 0.95 = 106.4 from the next candle
-    assert session.payloads("position_closed") == []
+    assert session.events(PositionClosed) == []
     assert session.position().trailing_stop == approx(106.4, rel=1e-12)
     session.bars((106.5, 107.0, 106.0, 106.2))  # low 106 <= 106.4 < open 106.5: fills at 106.4
     assert _exit_fills(session) == [("trailing_stop", "sell", approx(106.4, rel=1e-12), 1.0)]
@@ -226,7 +227,7 @@ def test_short_stop_loss_triggers_above_entry() -> None:
     assert position.stop_loss == approx(102.0, rel=1e-12)
     session.bars((100.5, 103.0, 99.0, 101.0))
     assert _exit_fills(session) == [("stop_loss", "buy", approx(102.0, rel=1e-12), 1.0)]
-    assert session.payloads("position_closed")[0]["pnl"] == approx(-2.0, rel=1e-9)
+    assert session.events(PositionClosed)[0].trade.pnl == approx(-2.0, rel=1e-9)
 
 
 def test_short_gap_up_through_stop_fills_at_the_open() -> None:
@@ -234,7 +235,7 @@ def test_short_gap_up_through_stop_fills_at_the_open() -> None:
     session = _open({"stop_loss_pct": 2}, side="short")
     session.bars((104.0, 105.0, 103.0, 104.5))
     assert _exit_fills(session) == [("stop_loss", "buy", 104.0, 1.0)]
-    assert session.payloads("position_closed")[0]["pnl"] == approx(-4.0, rel=1e-12)
+    assert session.events(PositionClosed)[0].trade.pnl == approx(-4.0, rel=1e-12)
 
 
 def test_short_stop_wins_over_take_profit_in_one_candle() -> None:
@@ -249,22 +250,22 @@ def test_short_take_profit_ladder_and_gap() -> None:
     session = _open({"take_profit": [{"pct": 2, "close_pct": 50}, {"pct": 5, "close_pct": 50}]}, side="short")
     session.bars((99.5, 100.0, 97.5, 98.5))
     assert _exit_fills(session) == [("take_profit_1", "buy", 98.0, 0.5)]
-    assert session.payloads("position_reduced")[0]["realised"] == approx(1.0, rel=1e-12)
+    assert session.events(PositionReduced)[0].position.realised == approx(1.0, rel=1e-12)
     session.bars((94.0, 94.5, 93.0, 93.5))
     assert _exit_fills(session)[1] == ("take_profit_2", "buy", 94.0, 0.5)
-    assert session.payloads("position_closed")[0]["pnl"] == approx(4.0, rel=1e-12)  # 1.0 + (100 - 94) * 0.5
+    assert session.events(PositionClosed)[0].trade.pnl == approx(4.0, rel=1e-12)  # 1.0 + (100 - 94) * 0.5
 
 
 def test_short_trailing_stop_trails_the_lows() -> None:
     """Short, activation -2% (98), distance 5%: anchor 98 -> 102.9; low 90 -> 94.5; a rally to 95 fills at 94.5."""
     session = _open({"trailing": {"activation_pct": 2, "distance_pct": 5}}, side="short")
     session.bars((99.0, 99.5, 97.0, 98.0))
-    assert session.payloads("trailing_activated")[0]["trailing_stop"] == approx(102.9, rel=1e-12)
+    assert session.events(TrailingActivated)[0].trailing_stop == approx(102.9, rel=1e-12)
     session.bars((98.0, 99.0, 90.0, 92.0))
     assert session.position().trailing_stop == approx(94.5, rel=1e-12)
     session.bars((92.0, 95.0, 80.0, 85.0))  # the low 80 of the triggering candle does not tighten the stop
     assert _exit_fills(session) == [("trailing_stop", "buy", approx(94.5, rel=1e-12), 1.0)]
-    assert session.payloads("position_closed")[0]["pnl"] == approx(5.5, rel=1e-9)
+    assert session.events(PositionClosed)[0].trade.pnl == approx(5.5, rel=1e-9)
 
 
 def test_short_break_even_after_first_take_profit() -> None:
@@ -278,6 +279,6 @@ def test_short_break_even_after_first_take_profit() -> None:
         side="short",
     )
     session.bars((99.5, 99.8, 97.5, 98.5))
-    assert [(u["stop_loss"], u["reason"]) for u in session.payloads("stop_updated")] == [(100.0, "break_even")]
+    assert [(u.stop_loss, u.reason) for u in session.events(StopUpdated)] == [(100.0, "break_even")]
     session.bars((99.0, 101.0, 98.9, 100.5))
     assert _exit_fills(session) == [("take_profit_1", "buy", 98.0, 0.5), ("stop_loss", "buy", 100.0, 0.5)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from bot.trading.actions import OpenPair, OpenPosition
+from bot.events import ActionFailed, OrderRejected, OrderSubmitted, PositionOpened, RiskRejected
 from tests.support import candles_from
 from tests.trading.helpers import MINUTE, SYMBOL, Session, flat, quiet
 
@@ -16,7 +17,7 @@ def test_a_pair_leg_refused_while_its_partner_is_pending_closes_the_partner_when
     manager = session.orch().positions
     manager.mark_to(OTHER, 0.05, session.next_ts)
     session.act(OpenPair(OpenPosition(SYMBOL, "long", 1.0), OpenPosition(OTHER, "short", 10.0)))
-    assert session.payloads("action_failed") == [] and session.payloads("risk_rejected") == []
+    assert session.events(ActionFailed) == [] and session.events(RiskRejected) == []
     long_leg, short_leg = manager.pending_orders()
     # The exchange refuses the long leg (as a live account reports it); the short one is still on its way.
     manager._account.cancel_pending()  # take both out of the paper book, as a live account's outcomes would
@@ -28,8 +29,8 @@ def test_a_pair_leg_refused_while_its_partner_is_pending_closes_the_partner_when
     fill = manager._account.fill_now(short_leg, 0.05, session.next_ts)
     assert fill is not None
     manager.apply_fill(fill)
-    opened = session.payloads("position_opened")
-    assert [p["symbol"] for p in opened] == [OTHER]
-    closes = [o for o in session.payloads("order_submitted") if o["intent"] == "close"]
-    assert [(c["symbol"], c["reason"]) for c in closes] == [(OTHER, "pair_incomplete")]
-    assert [r["kind"] for r in session.payloads("order_rejected")] == ["insufficient_funds"]
+    opened = session.events(PositionOpened)
+    assert [p.position.symbol for p in opened] == [OTHER]
+    closes = [o for o in session.events(OrderSubmitted) if o.intent == "close"]
+    assert [(c.symbol, c.reason) for c in closes] == [(OTHER, "pair_incomplete")]
+    assert [r.kind for r in session.events(OrderRejected)] == ["insufficient_funds"]

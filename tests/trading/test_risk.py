@@ -8,13 +8,13 @@ import pytest
 from bot.config.models import BotConfig
 from bot.errors import StrategyStateError
 from bot.trading.actions import ClosePercent, OpenPosition
-from bot.event_codec import payload_of
+from bot.events import KillSwitch, OrderSubmitted, PositionClosed, RiskRejected
 from tests.support import Rig, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, Session, flat, quiet
 
 
 def _rejections(session: Session, strategy_id: str = "s1") -> list[tuple[str, str]]:
-    return [(p["rule"], p["reason"]) for p in session.payloads("risk_rejected", strategy_id)]
+    return [(p.rule, p.reason) for p in session.events(RiskRejected, strategy_id)]
 
 
 def _rules(session: Session, strategy_id: str = "s1") -> list[str]:
@@ -38,13 +38,13 @@ def test_max_open_positions_counts_open_positions() -> None:
     session.bars(flat(100))
     assert len(session.orch().positions.positions) == 2
     session.act(OpenPosition(SYMBOL, "long", 1.0))
-    rejected = session.events("risk_rejected")
+    rejected = session.events(RiskRejected)
     assert len(rejected) == 1
     assert rejected[0].strategy_id == "s1"
-    assert payload_of(rejected[0])["rule"] == "max_open_positions"
-    assert payload_of(rejected[0])["reason"]
-    assert payload_of(rejected[0])["quantity"] == 1.0
-    assert len(session.payloads("order_submitted")) == 2
+    assert rejected[0].rule == "max_open_positions"
+    assert rejected[0].reason
+    assert rejected[0].quantity == 1.0
+    assert len(session.events(OrderSubmitted)) == 2
 
 
 def test_max_open_positions_counts_a_pending_entry() -> None:
@@ -80,7 +80,7 @@ def test_closing_frees_an_open_position_slot() -> None:
     session.bars(flat(100))
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     assert _rules(session) == []
-    assert len(session.payloads("order_submitted")) == 3
+    assert len(session.events(OrderSubmitted)) == 3
 
 
 def test_max_position_size() -> None:
@@ -103,22 +103,22 @@ def test_max_daily_loss_blocks_entries_for_the_rest_of_the_utc_day() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     session.bars(flat(100))  # entry at 100, stop 98
     session.bars((99.0, 99.0, 97.0, 97.5))  # stopped out at 98: -2.0
-    closed = session.payloads("position_closed")
+    closed = session.events(PositionClosed)
     assert len(closed) == 1
-    assert closed[0]["pnl"] == pytest.approx(-2.0, rel=1e-9)
+    assert closed[0].trade.pnl == pytest.approx(-2.0, rel=1e-9)
 
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     assert _rules(session) == ["max_daily_loss"]
     session.bars(flat(100))  # later the same day: still blocked
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     assert _rules(session) == ["max_daily_loss", "max_daily_loss"]
-    assert len(session.payloads("order_submitted")) == 2  # the first entry and the stop
+    assert len(session.events(OrderSubmitted)) == 2  # the first entry and the stop
 
     session.jump_to(T0 + DAY + 12 * 3_600_000)  # noon, Jan 2
     session.bars(flat(100))
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     assert _rules(session) == ["max_daily_loss", "max_daily_loss"]
-    assert len(session.payloads("order_submitted")) == 3
+    assert len(session.events(OrderSubmitted)) == 3
 
 
 def test_daily_loss_below_the_limit_allows_entries() -> None:
@@ -139,7 +139,7 @@ def test_daily_loss_counts_fees() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     session.bars(flat(100))
     session.bars((99.5, 99.5, 98.0, 98.5))  # stop at 99: -1.0 - 0.2 - 0.198 = -1.398
-    assert session.payloads("position_closed")[0]["pnl"] == pytest.approx(-1.398, rel=1e-9)
+    assert session.events(PositionClosed)[0].trade.pnl == pytest.approx(-1.398, rel=1e-9)
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     assert _rules(session) == ["max_daily_loss"]
 
@@ -155,7 +155,7 @@ def test_global_max_total_exposure_across_strategies() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s2")
     assert _rules(session, "s1") == []
     assert _rules(session, "s2") == ["max_total_exposure"]
-    assert session.events("risk_rejected", "s2")[0].strategy_id == "s2"
+    assert session.events(RiskRejected, "s2")[0].strategy_id == "s2"
     session.act(OpenPosition(SYMBOL, "long", 0.5), strategy_id="s2")  # 100 + 50 = 150 is within the cap
     assert _rules(session, "s2") == ["max_total_exposure"]
     session.bars(flat(100))
@@ -164,7 +164,7 @@ def test_global_max_total_exposure_across_strategies() -> None:
     assert session.orch("s1").positions.positions == {}
     session.act(OpenPosition(SYMBOL, "long", 0.5), strategy_id="s1")  # 50 + 50 = 100
     assert _rules(session, "s1") == []
-    assert len(session.payloads("order_submitted", "s1")) == 3
+    assert len(session.events(OrderSubmitted, "s1")) == 3
 
 
 def test_partial_close_releases_exposure_in_proportion() -> None:
@@ -193,15 +193,15 @@ def test_global_daily_loss_trips_the_kill_switch() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s1")
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s2")
     session.bars(flat(100))
-    assert session.events("kill_switch", None) == []
+    assert session.events(KillSwitch, None) == []
     session.bars((99.0, 99.0, 97.0, 97.5))  # s1 stopped at 98: -2.0; s2's stop at 90 holds
 
-    kills = session.events("kill_switch", None)
+    kills = session.events(KillSwitch, None)
     assert len(kills) == 1
     assert kills[0].strategy_id is None
-    assert payload_of(kills[0])["tripped_by"] == "s1"
-    assert payload_of(kills[0])["limit"] == 1.5
-    assert payload_of(kills[0])["daily_loss"] == pytest.approx(2.0, rel=1e-9)
+    assert kills[0].tripped_by == "s1"
+    assert kills[0].limit == 1.5
+    assert kills[0].daily_loss == pytest.approx(2.0, rel=1e-9)
     assert session.rig.services.risk.kill_switch
 
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s1")
@@ -213,9 +213,9 @@ def test_global_daily_loss_trips_the_kill_switch() -> None:
     # exits still work: s2 closes by action at a further loss, with no second kill_switch event
     session.act(ClosePercent(session.position("s2").id, 100.0), strategy_id="s2")
     session.bars(flat(96))
-    assert [c["pnl"] for c in session.payloads("position_closed", "s2")] == [pytest.approx(-4.0, rel=1e-9)]
+    assert [c.trade.pnl for c in session.events(PositionClosed, "s2")] == [pytest.approx(-4.0, rel=1e-9)]
     assert session.orch("s2").positions.positions == {}
-    assert len(session.events("kill_switch", None)) == 1
+    assert len(session.events(KillSwitch, None)) == 1
 
     # a strategy loaded after the trip is blocked too
     session.rig.start(quiet(id="s3"))
@@ -231,16 +231,16 @@ def test_global_daily_loss_trips_the_kill_switch() -> None:
     session.rig.services.risk.reset_kill_switch()
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s1")
     assert _rules(session, "s1") == ["kill_switch", "kill_switch"]
-    assert session.payloads("order_submitted", "s1")[-1]["intent"] == "open"
+    assert session.events(OrderSubmitted, "s1")[-1].intent == "open"
 
-    rejected = [e for e in session.rig.events if e.type == "risk_rejected"]
-    assert [(e.strategy_id, payload_of(e)["rule"]) for e in rejected] == [
+    rejected = session.rig.of_type(RiskRejected)
+    assert [(e.strategy_id, e.rule) for e in rejected] == [
         ("s1", "kill_switch"),
         ("s2", "kill_switch"),
         ("s3", "kill_switch"),
         ("s1", "kill_switch"),
     ]
-    assert all(isinstance(payload_of(e)["reason"], str) and payload_of(e)["reason"] for e in rejected)
+    assert all(isinstance(e.reason, str) and e.reason for e in rejected)
 
 
 def test_kill_switch_does_not_block_stops_of_open_positions() -> None:
@@ -255,11 +255,11 @@ def test_kill_switch_does_not_block_stops_of_open_positions() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s2")
     session.bars(flat(100))
     session.bars((99.0, 99.0, 97.0, 97.5))  # trips
-    assert len(session.events("kill_switch", None)) == 1
+    assert len(session.events(KillSwitch, None)) == 1
     session.bars((97.5, 97.5, 95.0, 95.5))  # s2's stop at 96
-    closed = session.payloads("position_closed", "s2")
-    assert [(c["exit_reason"], c["exit_price"]) for c in closed] == [("stop_loss", pytest.approx(96.0, rel=1e-12))]
-    assert len(session.events("kill_switch", None)) == 1
+    closed = session.events(PositionClosed, "s2")
+    assert [(c.trade.exit_reason, c.trade.exit_price) for c in closed] == [("stop_loss", pytest.approx(96.0, rel=1e-12))]
+    assert len(session.events(KillSwitch, None)) == 1
 
 
 def test_global_daily_loss_sums_strategies() -> None:
@@ -274,14 +274,14 @@ def test_global_daily_loss_sums_strategies() -> None:
     session.act(OpenPosition(SYMBOL, "long", 0.5), strategy_id="s2")
     session.bars(flat(100))
     session.bars((99.0, 99.0, 97.0, 97.5))  # s1 at 98: -2
-    assert session.events("kill_switch", None) == []
+    assert session.events(KillSwitch, None) == []
     session.act(OpenPosition(SYMBOL, "long", 1.0), strategy_id="s1")
     assert _rules(session, "s1") == []
     session.bars((97.5, 97.5, 95.8, 96.5))  # s2 at 96: -2 -> -4 total (s1 re-entered at 97.5, stop 95.55 holds)
-    kills = session.events("kill_switch", None)
+    kills = session.events(KillSwitch, None)
     assert len(kills) == 1
-    assert payload_of(kills[0])["tripped_by"] == "s2"
-    assert payload_of(kills[0])["daily_loss"] == pytest.approx(4.0, rel=1e-9)
+    assert kills[0].tripped_by == "s2"
+    assert kills[0].daily_loss == pytest.approx(4.0, rel=1e-9)
 
 
 # -- global limits per quote currency ---------------------------------------------------------------------
@@ -315,10 +315,11 @@ class TwoCurrencies:
         orchestrator.actions.drain()
 
     def rules(self, strategy_id: str) -> list[str]:
-        return [payload_of(e)["rule"] for e in self.rig.of_type("risk_rejected", strategy_id)]
+        return [e.rule for e in self.rig.of_type(RiskRejected, strategy_id)]
 
-    def kills(self) -> list[dict[str, Any]]:
-        return [payload_of(e) for e in self.rig.events if e.type == "kill_switch"]
+    def kills(self) -> list[tuple[float, float, str | None, str]]:
+        """(daily_loss, limit, currency, tripped_by) of each kill switch."""
+        return [(e.daily_loss, e.limit, e.currency, e.tripped_by) for e in self.rig.of_type(KillSwitch)]
 
 
 def test_exposure_is_capped_per_currency_never_summed_across() -> None:
@@ -335,7 +336,7 @@ def test_exposure_is_capped_per_currency_never_summed_across() -> None:
     two.act("s2", OpenPosition(ETH_BTC, "long", 30.0))  # 65 BTC: above the BTC cap
     assert two.rules("s1") == []
     assert two.rules("s2") == ["max_total_exposure"]
-    [reason] = [payload_of(e)["reason"] for e in two.rig.of_type("risk_rejected", "s2")]
+    [reason] = [e.reason for e in two.rig.of_type(RiskRejected, "s2")]
     assert reason == "total exposure would be 65 BTC, limit 60.0"
 
 
@@ -347,13 +348,13 @@ def test_a_loss_in_one_currency_never_counts_against_another_currencys_limit() -
     two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
     two.bars(100, 0.5)  # s2 filled at 0.5, stop at 0.45
     two.bars(100, (0.5, 0.5, 0.44, 0.44))  # stopped at 0.45: -5 BTC
-    assert [payload_of(e)["pnl"] for e in two.rig.of_type("position_closed", "s2")] == [pytest.approx(-5.0, rel=1e-9)]
+    assert [e.trade.pnl for e in two.rig.of_type(PositionClosed, "s2")] == [pytest.approx(-5.0, rel=1e-9)]
     assert two.kills() == [] and not two.rig.services.risk.kill_switch
     two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
     assert two.rules("s1") == []
     two.bars(100, 0.44)  # s1 filled at 100, stop at 98
     two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # stopped at 98: -2 USD
-    assert two.kills() == [{"daily_loss": pytest.approx(2.0, rel=1e-9), "limit": 1.5, "currency": "USD", "tripped_by": "s1"}]
+    assert two.kills() == [(pytest.approx(2.0, rel=1e-9), 1.5, "USD", "s1")]
     two.act("s2", OpenPosition(ETH_BTC, "long", 1.0))
     assert two.rules("s2") == ["kill_switch"]
     risk = two.rig.services.risk
@@ -368,11 +369,11 @@ def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
     two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
     two.bars(100, 0.5)
     two.bars(100, (0.5, 0.5, 0.44, 0.44))
-    assert two.kills() == [{"daily_loss": pytest.approx(5.0, rel=1e-9), "limit": 4.0, "currency": "BTC", "tripped_by": "s2"}]
+    assert two.kills() == [(pytest.approx(5.0, rel=1e-9), 4.0, "BTC", "s2")]
     two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
     assert two.rules("s1") == ["kill_switch"]
     # The refusal of a USD entry says which currency's loss holds it.
-    [reason] = [payload_of(e)["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
+    [reason] = [e.reason for e in two.rig.of_type(RiskRejected, "s1")]
     assert reason == "kill switch engaged: the global daily loss limit in BTC was reached"
 
 
@@ -414,8 +415,8 @@ def test_a_plain_number_still_holds_for_strategies_of_one_currency() -> None:
     orchestrator.actions.put(OpenPosition(ETH_BTC, "long", 100.0))
     orchestrator.actions.drain()
     rig.feed(ETH_BTC, candles_from([flat(0.5), (0.5, 0.5, 0.44, 0.44)], start_ts=T0 + MINUTE))
-    kills = [payload_of(e) for e in rig.events if e.type == "kill_switch"]
-    assert kills == [{"daily_loss": pytest.approx(5.0, rel=1e-9), "limit": 4.0, "currency": "BTC", "tripped_by": "a"}]
+    kills = [(e.daily_loss, e.limit, e.currency, e.tripped_by) for e in rig.of_type(KillSwitch)]
+    assert kills == [(pytest.approx(5.0, rel=1e-9), 4.0, "BTC", "a")]
 
 
 def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
@@ -448,7 +449,7 @@ def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
     again.act("s2", OpenPosition(ETH_BTC, "long", 30.0))
     again.bars(100, 0.5)
     again.bars(100, (0.5, 0.5, 0.44, 0.44))
-    assert again.kills() == [{"daily_loss": pytest.approx(6.5, rel=1e-9), "limit": 6.0, "currency": "BTC", "tripped_by": "s2"}]
+    assert again.kills() == [(pytest.approx(6.5, rel=1e-9), 6.0, "BTC", "s2")]
 
 
 def test_each_symbol_without_a_quote_keeps_its_own_tally_and_limit() -> None:
@@ -474,9 +475,9 @@ def test_each_symbol_without_a_quote_keeps_its_own_tally_and_limit() -> None:
     two.act("s2", OpenPosition("ETHUSD", "long", 30.0))
     two.bars(97.5, 0.44)
     two.bars(97.5, (0.44, 0.44, 0.38, 0.38))  # stopped at 0.396: -1.32 more, 6.32 in all
-    assert two.kills() == [{"daily_loss": pytest.approx(6.32, rel=1e-9), "limit": 6.0, "currency": "ETHUSD", "tripped_by": "s2"}]
+    assert two.kills() == [(pytest.approx(6.32, rel=1e-9), 6.0, "ETHUSD", "s2")]
     two.act("s1", OpenPosition("BTCUSD", "long", 1.0))
-    [reason] = [payload_of(e)["reason"] for e in two.rig.of_type("risk_rejected", "s1")]
+    [reason] = [e.reason for e in two.rig.of_type(RiskRejected, "s1")]
     assert reason == "kill switch engaged: the global daily loss limit in ETHUSD (quote unknown) was reached"
 
 
