@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from bot.bus import EventBus, Handler
 from bot.candles.hub import CandleHub
 from bot.clock import Clock, ReplayClock
 from bot.config.models import BotConfig
-from bot.events import KillSwitch
 from bot.log import BotLogger
 from bot.metrics import Metrics
 from bot.services import BotServices
@@ -64,13 +63,8 @@ def build_services(config: BotConfig, logger: BotLogger | None = None, seams: Se
     if clock is None:
         clock = candle_clock = ReplayClock()
 
-    # The bus and the risk manager need each other: the kill switch is announced on the bus, and
-    # the journal hook the bus is built with journals the risk manager's tallies. The risk
-    # manager only announces once candles flow, when `bus` is bound.
-    def announce_kill_switch(payload: dict[str, Any]) -> None:
-        bus.publish(KillSwitch, None, payload["daily_loss"], payload["limit"], payload["currency"], payload["tripped_by"])
-
-    risk = RiskManager(config.risk, announce_kill_switch)
+    # Built before the bus: the journal hook reads its tallies; each strategy's risk view announces the kill switch on the bus.
+    risk = RiskManager(config.risk)
     before_delivery = None if seams.journal is None else seams.journal(risk)
     # Live: ts_init is the wall clock. Replay: no wall clock, so ts_init is the market time.
     bus = EventBus(
