@@ -50,12 +50,20 @@ class InboxDelivery:
     (bot.strategy.guard.attempt); what it raises goes to `on_error` (the manager), never out of the task.
     """
 
-    def __init__(self, task_group: TaskGroup, inbox_size: int, on_error: ErrorHook, on_drained: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        inbox_size: int,
+        on_error: ErrorHook,
+        on_drained: Callable[[], None] | None = None,
+        queued: QueuedCounter | None = None,
+    ) -> None:
         self._tg = task_group
         self._inbox_size = inbox_size
         self._on_error = on_error
         self._on_drained = on_drained
-        self._queued = QueuedCounter()
+        # Given: shared with whoever must know whether everything published was processed (FeedPosition).
+        self._queued = queued if queued is not None else QueuedCounter()
         self._lanes: dict[object, _Lane] = {}
 
     def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:

@@ -24,8 +24,10 @@ from bot.daemon.event_lines import (
     GapLines,
 )
 from bot.daemon.feed import Pacer, RecordedFeed
+from bot.daemon.feed_position import FeedPosition
+from bot.daemon.inbox import QueuedCounter
 from bot.daemon.live_feed import DaemonFeed, close_exchange
-from bot.daemon.recovery import FEED_POSITION, DailySnapshots
+from bot.daemon.recovery import DailySnapshots
 from bot.daemon.startup import (
     JournalRecorder,
     activate,
@@ -171,19 +173,21 @@ class Daemon:
             if live is not None:
                 await live.close()
 
-    def _build(self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None) -> tuple[Bot, InboxDelivery]:
-        """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox."""
+    def _build(
+        self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None
+    ) -> tuple[Bot, InboxDelivery, FeedPosition]:
+        """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox.
+
+        The feed's journalled position is built first, on the count of queued candles: the
+        delivery reports to it when drained, the feed (built later) each close it publishes.
+        """
         config = self.loaded.bot
         log = self.logger.logger
-
-        def record_processed() -> None:
-            # Called when every inbox is empty: all published candles have been processed.
-            feed = self._feed
-            if feed is not None and feed.last_close is not None:
-                journal.set_meta(FEED_POSITION, str(feed.last_close))
+        queued = QueuedCounter()
+        position = FeedPosition(journal, queued)
 
         def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=record_processed)
+            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued)
 
         def journal_first(risk: RiskManager) -> Handler:
             return JournalRecorder(journal, risk, log)
@@ -199,7 +203,7 @@ class Daemon:
         bot = build_bot(config, mode, seams, self.logger, self.loaded.catalog)
         delivery = bot.manager.delivery
         assert isinstance(delivery, InboxDelivery)  # what `inboxes` built
-        return bot, delivery
+        return bot, delivery, position
 
     async def _run_services(self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None) -> int:
         config = self.loaded.bot
@@ -208,14 +212,14 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
-            bot, delivery = self._build(tg, journal, clock, live)
+            bot, delivery, position = self._build(tg, journal, clock, live)
             services, manager = bot.services, bot.manager
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved
             gap_lines = GapLines(log, self._monotonic, self._loop_period)
             services.bus.subscribe(EventLines(log, gap_lines), types=LOGGED_EVENTS)
             tg.start_soon(self._flush_gap_lines, gap_lines)
-            feed = build_feed(self.loaded, services, delivery, journal, self.sources, exchange, restored.resume_close, self._feed_failed, self._pacer)
+            feed = build_feed(self.loaded, services, delivery, position, self.sources, exchange, restored.resume_close, self._feed_failed, self._pacer)
             self._feed = feed
             if self._stop.is_set():
                 feed.stop()  # a signal came during start-up

@@ -12,6 +12,8 @@ import pytest
 from bot.bus import Handler
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.feed import RecordedFeed
+from bot.daemon.feed_position import FeedPosition
+from bot.daemon.inbox import QueuedCounter
 from bot.daemon.recovery import ADDED_SYMBOL, FEED_POSITION, KILL_SWITCH, STRATEGY_FILE
 from bot.daemon.startup import (
     JournalRecorder,
@@ -24,6 +26,7 @@ from bot.daemon.startup import (
     strategies_to_load,
 )
 from bot.events import Event, KillSwitch
+from bot.ohlcv import Candle
 from bot.journal import Journal
 from bot.journal.lock import JournalInUse
 from bot.kernel import Bot, Seams, build_bot
@@ -116,13 +119,16 @@ def test_the_feed_plays_the_recorded_candles_and_drops_a_journalled_symbol_that_
         async def main() -> tuple[int, int]:
             async with anyio.create_task_group() as tg:
 
+                queued = QueuedCounter()
+                position = FeedPosition(journal, queued)
+
                 def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-                    return InboxDelivery(tg, 100, on_error)
+                    return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
 
                 bot = _bot(loaded, journal, inboxes)
                 delivery = bot.manager.delivery
                 assert isinstance(delivery, InboxDelivery)
-                feed = build_feed(loaded, bot.services, delivery, journal, sources, None, None, LOG.error, None)
+                feed = build_feed(loaded, bot.services, delivery, position, sources, None, None, LOG.error, None)
                 assert isinstance(feed, RecordedFeed) and bot.services.hub.symbols() == ["BTC/USD"]
                 assert add_journalled_symbols(journal, feed, bot.services.hub, 0, LOG) == {}
                 await tg.start(feed.run)  # returns once the backfill is in the hub
@@ -136,6 +142,42 @@ def test_the_feed_plays_the_recorded_candles_and_drops_a_journalled_symbol_that_
         assert journal.meta_with_prefix(ADDED_SYMBOL) == {}
     finally:
         journal.close()
+
+
+class _Owner:
+    strategy_id = "s1"
+
+    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("nothing is coalesced here")
+
+
+def test_the_feed_position_is_journalled_once_every_published_candle_is_processed(tmp_path: Path) -> None:
+    """The position is built before the delivery and the feed, on their shared count of queued candles: a close published
+    while a candle waits in an inbox is journalled when the inbox drains; one published with nothing queued, at once."""
+    with Journal(tmp_path / "journal.sqlite") as journal:
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                queued = QueuedCounter()
+                position = FeedPosition(journal, queued)
+
+                def failed(owner: object, handler: object, exc: Exception) -> None:
+                    raise AssertionError(exc)
+
+                delivery = InboxDelivery(tg, 10, failed, on_drained=position.processed, queued=queued)
+                handled: list[int] = []
+                enqueue = delivery.wrap(_Owner(), lambda symbol, timeframe, candle, ts: handled.append(ts))
+                close = 1_640_995_260_000
+                enqueue("BTC/USD", "1m", Candle(close - 60_000, 1.0, 1.0, 1.0, 1.0, 1.0), close)  # routed by the hub
+                position.published(close)
+                assert queued.n == 1 and journal.get_meta(FEED_POSITION) is None
+                await anyio.wait_all_tasks_blocked()  # the strategy's task takes the candle, and the inbox is empty
+                assert handled == [close] and journal.get_meta(FEED_POSITION) == str(close)
+                position.published(close + 60_000)  # a candle no strategy reads: nothing queued
+                assert journal.get_meta(FEED_POSITION) == str(close + 60_000)
+                delivery.close_all()
+
+        anyio.run(main)
 
 
 def test_strategies_load_restored_and_are_put_back_in_their_journalled_state(tmp_path: Path) -> None:
