@@ -12,6 +12,7 @@ from bot.config.models import BotConfig
 from bot.log import BotLogger
 from bot.metrics import Metrics
 from bot.services import BotServices
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.delivery import Delivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
@@ -38,6 +39,8 @@ class Seams:
     exchange: ExchangeGateway | None = None
     # Live: the gateway's accounts outlive an unload while orders of it are in flight.
     accounts: SettlingAccounts | None = None
+    # Live: the relay the gateway (built before the bot) reports failed bookings through, to the manager.
+    booking_faults: BookingFaults | None = None
     # None: direct delivery (the hub calls each orchestrator in turn).
     delivery: DeliveryFactory | None = None
     # None: no journal.
@@ -79,12 +82,12 @@ def build_bot(
     config: BotConfig, mode: Mode, seams: Seams = Seams(), logger: BotLogger | None = None, catalog: StrategyCatalog | None = None
 ) -> Bot:
     """Everything a run of `mode` trades with; refuses seams that do not fit the mode."""
-    if mode == "live" and (seams.exchange is None or seams.accounts is None or seams.clock is None):
-        raise ValueError("mode live needs the live gateway (exchange and accounts) and the wall clock")
+    if mode == "live" and (seams.exchange is None or seams.accounts is None or seams.booking_faults is None or seams.clock is None):
+        raise ValueError("mode live needs the live gateway (exchange, accounts and its booking faults) and the wall clock")
     if mode == "replay" and (seams.clock is not None or seams.delivery is not None):
         # Determinism: event time from the candles, each candle finished by all before the next.
         raise ValueError("a data-driven replay runs on the candle clock with direct delivery")
     services = build_services(config, logger, seams)
     factory = OrchestratorFactory(services, catalog)
-    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery)
+    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery, booking_faults=seams.booking_faults)
     return Bot(services, factory, manager)

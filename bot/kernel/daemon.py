@@ -46,6 +46,7 @@ from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
@@ -159,6 +160,8 @@ class Daemon:
         # A live feed's event time is the wall clock; recorded candles drive a candle clock.
         clock = WallClock() if exchange is not None else None
         live: LiveTrading | None = None
+        # Live: built before the gateway and the strategy manager; the gateway reports through it, the manager handles.
+        faults = BookingFaults(log)
         if config.mode == "live":
             assert config.exchange is not None and clock is not None  # checked when the config was loaded
             from bot.daemon.live_trading import (
@@ -166,15 +169,15 @@ class Daemon:
             )
 
             # Orders go to the exchange instead of the paper exchange; keys from the environment.
-            live = LiveTrading(config.exchange, os.environ, clock, log)
+            live = LiveTrading(config.exchange, os.environ, clock, log, faults)
         try:
-            return await self._run_services(journal, exchange, clock, live)
+            return await self._run_services(journal, exchange, clock, live, faults)
         finally:
             if live is not None:
                 await live.close()
 
     def _build(
-        self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None
+        self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults
     ) -> tuple[Bot, InboxDelivery, FeedPosition]:
         """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox.
 
@@ -197,6 +200,7 @@ class Daemon:
             clock=clock,
             exchange=None if live is None else live.gateway,
             accounts=None if live is None else live.gateway,
+            booking_faults=None if live is None else faults,
             delivery=inboxes,
             journal=journal_first,
         )
@@ -205,14 +209,16 @@ class Daemon:
         assert isinstance(delivery, InboxDelivery)  # what `inboxes` built
         return bot, delivery, position
 
-    async def _run_services(self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None) -> int:
+    async def _run_services(
+        self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults
+    ) -> int:
         config = self.loaded.bot
         log = self.logger.logger
         trading = True  # False once a stop cut the live start short: nothing was reconciled or traded
         async with anyio.create_task_group() as tg:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
-            bot, delivery, position = self._build(tg, journal, clock, live)
+            bot, delivery, position = self._build(tg, journal, clock, live, faults)
             services, manager = bot.services, bot.manager
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved
