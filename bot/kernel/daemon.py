@@ -1,6 +1,7 @@
 """`bot run`: the daemon's start-up phases in order, the bot built by the kernel, and the control server it serves."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -61,6 +62,26 @@ EXIT_FEED_FAILED = 4
 def socket_path_of(loaded: LoadedConfig) -> Path:
     """Where the daemon of this config listens."""
     return (loaded.base_dir / loaded.bot.control.socket).resolve()
+
+
+# -- serve ----------------------------------------------------------------------------------------
+def control_server(
+    loaded: LoadedConfig,
+    bot: Bot,
+    feed: DaemonFeed,
+    journal: Journal,
+    start_problems: Callable[[], list[str]],
+    files: dict[str, Path],
+    added_symbols: dict[str, dict[str, str]],
+    request_stop: Callable[[], None],
+    socket_path: Path,
+    log: logging.Logger,
+) -> ControlServer:
+    """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
+    state = DaemonState(loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems)
+    state.strategy_files.update(files)
+    state.added_symbols.update(added_symbols)
+    return ControlServer(state, loaded.bot.control, socket_path, log)
 
 
 class Daemon:
@@ -231,7 +252,8 @@ class Daemon:
                 feed.stop()  # a signal came during start-up
             added_symbols = add_journalled_symbols(journal, feed, services.hub, restored.resume_close or 0, log)
             to_load = strategies_to_load(self.loaded, journal, saved, log)
-            server = self._control_server(bot, feed, journal, live, to_load.files, added_symbols)
+            start_problems = live.problems if live is not None else list
+            server = control_server(self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log)
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
             async with server.serving():
                 log.info("control socket %s", self.socket_path)
@@ -258,18 +280,6 @@ class Daemon:
             return EXIT_FEED_FAILED
         log.info("stopped before trading started" if not trading else "stopped")
         return 0
-
-    def _control_server(
-        self, bot: Bot, feed: DaemonFeed, journal: Journal, live: LiveTrading | None, files: dict[str, Path], added_symbols: dict[str, dict[str, str]]
-    ) -> ControlServer:
-        """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
-        state = DaemonState(
-            self.loaded, bot.services, bot.manager, feed, self.request_stop, journal=journal,
-            start_problems=live.problems if live is not None else list,
-        )
-        state.strategy_files.update(files)
-        state.added_symbols.update(added_symbols)
-        return ControlServer(state, self.loaded.bot.control, self.socket_path, self.logger.logger)
 
     def _loop_period(self, symbol: str) -> int | None:
         """How far apart two passes of the looped recording are, for a symbol of it (None: it does not loop)."""
