@@ -11,7 +11,7 @@ from anyio.abc import TaskGroup
 from bot.ohlcv import Candle
 from bot.ohlcv import timeframe_ms
 from bot.daemon.inbox import CandleInbox, QueuedCounter
-from bot.strategy.delivery import CandleHandler, HandlerErrorHook
+from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook
 from bot.strategy.guard import attempt
 
 # handler, symbol, timeframe, candle, ts, and the older candles of the stream coalesced into it
@@ -31,14 +31,14 @@ def _coalesce(older: _Item, newer: _Item) -> _Item:
     return (*newer[:5], older[5] + (older[3],) + newer[5])
 
 
-def _run(owner: object, item: _Item) -> None:
+def _run(owner: CandleOwner, item: _Item) -> None:
     handler, symbol, timeframe, candle, ts, skipped = item
     if skipped:
         # Coalesced: decisions skip to the newest candle, but positions see every
         # skipped one, in order (stops, gaps, take-profits, trailing).
         length = timeframe_ms(timeframe)
         for old in skipped:
-            owner.catch_up(symbol, timeframe, old, old.ts + length)  # type: ignore[attr-defined]
+            owner.catch_up(symbol, timeframe, old, old.ts + length)
     handler(symbol, timeframe, candle, ts)
 
 
@@ -50,20 +50,28 @@ class InboxDelivery:
     (bot.strategy.guard.attempt); what it raises goes to `on_error` (the manager), never out of the task.
     """
 
-    def __init__(self, task_group: TaskGroup, inbox_size: int, on_error: ErrorHook, on_drained: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        inbox_size: int,
+        on_error: ErrorHook,
+        on_drained: Callable[[], None] | None = None,
+        queued: QueuedCounter | None = None,
+    ) -> None:
         self._tg = task_group
         self._inbox_size = inbox_size
         self._on_error = on_error
         self._on_drained = on_drained
-        self._queued = QueuedCounter()
-        self._lanes: dict[object, _Lane] = {}
+        # Given: shared with whoever must know whether everything published was processed (FeedPosition).
+        self._queued = queued if queued is not None else QueuedCounter()
+        self._lanes: dict[CandleOwner, _Lane] = {}
 
-    def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:
+    def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
         """A callable that queues the candle for `owner` with `handler`."""
         lane = self._lanes.get(owner)
         if lane is None:
             lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _coalesce, self._queued))
-            self._tg.start_soon(self._consume, owner, lane, name=f"inbox:{getattr(owner, 'strategy_id', owner)}")
+            self._tg.start_soon(self._consume, owner, lane, name=f"inbox:{owner.strategy_id}")
         put = lane.inbox.put
 
         def enqueue(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
@@ -71,7 +79,7 @@ class InboxDelivery:
 
         return enqueue
 
-    def reset(self, owner: object) -> list[tuple[str, str, Candle, int]]:
+    def reset(self, owner: CandleOwner) -> list[tuple[str, str, Candle, int]]:
         """Take out what is queued for `owner` (routed under its previous role), oldest first."""
         lane = self._lanes.get(owner)
         if lane is None:
@@ -83,14 +91,14 @@ class InboxDelivery:
             taken.append((symbol, timeframe, candle, ts))
         return taken
 
-    def detach(self, owner: object) -> None:
+    def detach(self, owner: CandleOwner) -> None:
         """Close `owner`'s inbox; its task ends after the queue (cleared here) is empty."""
         lane = self._lanes.pop(owner, None)
         if lane is not None:
             lane.inbox.clear()
             lane.inbox.close()
 
-    def stats(self, owner: object) -> dict[str, int]:
+    def stats(self, owner: CandleOwner) -> dict[str, int]:
         """Inbox depth, overruns, coalesced candles and candles processed for `owner`."""
         lane = self._lanes.get(owner)
         if lane is None:
@@ -113,7 +121,7 @@ class InboxDelivery:
             lane = self._lanes.pop(owner)
             lane.inbox.close()
 
-    async def _consume(self, owner: object, lane: _Lane) -> None:
+    async def _consume(self, owner: CandleOwner, lane: _Lane) -> None:
         inbox = lane.inbox
         while True:
             try:

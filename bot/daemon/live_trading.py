@@ -16,17 +16,19 @@ from bot.live.exchange import build_exchange
 from bot.live.execution import LiveExchange
 from bot.live.markets import MarketsAtStart
 from bot.live.reconcile import Reconciler, ReconcileReport
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.manager import StrategyManager
 
 
 class LiveTrading:
     """Owns the live gateway's exchange connection: built from the exchange section, keys from the environment."""
 
-    def __init__(self, config: ExchangeConfig, env: Mapping[str, str], clock: Clock, logger: logging.Logger) -> None:
+    def __init__(self, config: ExchangeConfig, env: Mapping[str, str], clock: Clock, logger: logging.Logger, faults: BookingFaults) -> None:
         if config.api_key_env is None or config.secret_env is None:
             raise ExchangeSetupError("mode live trades with your account: set exchange.api_key_env and exchange.secret_env")
         self._exchange, self.redact = build_exchange(config, env, streaming=False)
-        self.gateway = LiveExchange(self._exchange, config.execution, clock, logger, redact=self.redact)
+        # A strategy whose fill cannot be booked is failed by the strategy manager built with `faults`.
+        self.gateway = LiveExchange(self._exchange, config.execution, clock, logger, redact=self.redact, on_error=faults.report)
         self._log = logger
         execution = config.execution
         self._markets = MarketsAtStart(
@@ -36,7 +38,7 @@ class LiveTrading:
         )
 
     async def start(self, tg: TaskGroup, manager: StrategyManager) -> None:
-        """Load the markets, then run the gateway in `tg`; a strategy whose fill cannot be booked is failed by `manager`.
+        """Load the markets, then run the gateway in `tg`; `manager` settles its unloaded strategies.
 
         The markets are retried for at most exchange.start_timeout_s while the exchange cannot be
         reached (then ExchangeUnreachable; `problems` says why meanwhile): the gateway's own
@@ -44,7 +46,6 @@ class LiveTrading:
         at every poll interval.
         """
         await self._markets.load()
-        self.gateway.on_error = manager.on_booking_error
         await tg.start(self.gateway.run)
         tg.start_soon(settle_unloaded, manager, self.gateway.settings.poll_interval_s)
 

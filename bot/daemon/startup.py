@@ -19,6 +19,7 @@ from bot.daemon import heap
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.event_lines import GapLines
 from bot.daemon.feed import Pacer
+from bot.daemon.feed_position import FeedPosition
 from bot.daemon.live_feed import DaemonFeed, LiveFeed, PlayedFeed
 from bot.daemon.recovery import (
     ADDED_SYMBOL,
@@ -121,7 +122,7 @@ def build_feed(
     loaded: LoadedConfig,
     services: BotServices,
     delivery: InboxDelivery,
-    journal: Journal,
+    position: FeedPosition,
     sources: list[CandleSource],
     exchange: tuple[Any, Any] | None,
     resume_close: int | None,
@@ -130,18 +131,11 @@ def build_feed(
 ) -> DaemonFeed:
     """The live feed on `exchange` (the connection and its redactor), else the recorded `sources` played on the clock.
 
-    Each published candle moves the journalled feed position once every strategy has processed
+    Each published candle moves the journalled feed `position` once every strategy has processed
     what was published: a restart resumes after it.
     """
     config = loaded.bot
     log = services.logger.logger
-
-    def record_feed_position(close_ts: int) -> None:
-        # Only once every strategy has processed what was published: a restart resumes
-        # after this point, and must not skip candles still queued at a crash.
-        if delivery.queued() == 0:
-            journal.set_meta(FEED_POSITION, str(close_ts))
-
     if exchange is not None:
         assert config.exchange is not None
         return LiveFeed(
@@ -152,7 +146,7 @@ def build_feed(
             log,
             redact=exchange[1],
             resume_after=resume_close,
-            on_published=record_feed_position,
+            on_published=position.published,
             on_fatal=on_fatal,
             start_timeout_s=config.exchange.start_timeout_s,
         )
@@ -170,7 +164,7 @@ def build_feed(
         config.feed.backfill,
         announce_feed,
         resume_after=resume_close,
-        on_published=record_feed_position,
+        on_published=position.published,
         pacer=pacer,
         processed=delivery.drain,
     )

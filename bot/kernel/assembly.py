@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from bot.bus import EventBus, Handler
 from bot.candles.hub import CandleHub
 from bot.clock import Clock, ReplayClock
 from bot.config.models import BotConfig
-from bot.events import KillSwitch
 from bot.log import BotLogger
 from bot.metrics import Metrics
 from bot.services import BotServices
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.delivery import Delivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
@@ -39,6 +39,8 @@ class Seams:
     exchange: ExchangeGateway | None = None
     # Live: the gateway's accounts outlive an unload while orders of it are in flight.
     accounts: SettlingAccounts | None = None
+    # Live: the relay the gateway (built before the bot) reports failed bookings through, to the manager.
+    booking_faults: BookingFaults | None = None
     # None: direct delivery (the hub calls each orchestrator in turn).
     delivery: DeliveryFactory | None = None
     # None: no journal.
@@ -64,13 +66,8 @@ def build_services(config: BotConfig, logger: BotLogger | None = None, seams: Se
     if clock is None:
         clock = candle_clock = ReplayClock()
 
-    # The bus and the risk manager need each other: the kill switch is announced on the bus, and
-    # the journal hook the bus is built with journals the risk manager's tallies. The risk
-    # manager only announces once candles flow, when `bus` is bound.
-    def announce_kill_switch(payload: dict[str, Any]) -> None:
-        bus.publish(KillSwitch, None, payload["daily_loss"], payload["limit"], payload["currency"], payload["tripped_by"])
-
-    risk = RiskManager(config.risk, announce_kill_switch)
+    # Built before the bus: the journal hook reads its tallies; each strategy's risk view announces the kill switch on the bus.
+    risk = RiskManager(config.risk)
     before_delivery = None if seams.journal is None else seams.journal(risk)
     # Live: ts_init is the wall clock. Replay: no wall clock, so ts_init is the market time.
     bus = EventBus(
@@ -85,12 +82,12 @@ def build_bot(
     config: BotConfig, mode: Mode, seams: Seams = Seams(), logger: BotLogger | None = None, catalog: StrategyCatalog | None = None
 ) -> Bot:
     """Everything a run of `mode` trades with; refuses seams that do not fit the mode."""
-    if mode == "live" and (seams.exchange is None or seams.accounts is None or seams.clock is None):
-        raise ValueError("mode live needs the live gateway (exchange and accounts) and the wall clock")
+    if mode == "live" and (seams.exchange is None or seams.accounts is None or seams.booking_faults is None or seams.clock is None):
+        raise ValueError("mode live needs the live gateway (exchange, accounts and its booking faults) and the wall clock")
     if mode == "replay" and (seams.clock is not None or seams.delivery is not None):
         # Determinism: event time from the candles, each candle finished by all before the next.
         raise ValueError("a data-driven replay runs on the candle clock with direct delivery")
     services = build_services(config, logger, seams)
     factory = OrchestratorFactory(services, catalog)
-    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery)
+    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery, booking_faults=seams.booking_faults)
     return Bot(services, factory, manager)

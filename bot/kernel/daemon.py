@@ -1,6 +1,7 @@
 """`bot run`: the daemon's start-up phases in order, the bot built by the kernel, and the control server it serves."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -24,8 +25,10 @@ from bot.daemon.event_lines import (
     GapLines,
 )
 from bot.daemon.feed import Pacer, RecordedFeed
+from bot.daemon.feed_position import FeedPosition
+from bot.daemon.inbox import QueuedCounter
 from bot.daemon.live_feed import DaemonFeed, close_exchange
-from bot.daemon.recovery import FEED_POSITION, DailySnapshots
+from bot.daemon.recovery import DailySnapshots
 from bot.daemon.startup import (
     JournalRecorder,
     activate,
@@ -44,6 +47,7 @@ from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
@@ -58,6 +62,26 @@ EXIT_FEED_FAILED = 4
 def socket_path_of(loaded: LoadedConfig) -> Path:
     """Where the daemon of this config listens."""
     return (loaded.base_dir / loaded.bot.control.socket).resolve()
+
+
+# -- serve ----------------------------------------------------------------------------------------
+def control_server(
+    loaded: LoadedConfig,
+    bot: Bot,
+    feed: DaemonFeed,
+    journal: Journal,
+    start_problems: Callable[[], list[str]],
+    files: dict[str, Path],
+    added_symbols: dict[str, dict[str, str]],
+    request_stop: Callable[[], None],
+    socket_path: Path,
+    log: logging.Logger,
+) -> ControlServer:
+    """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
+    state = DaemonState(loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems)
+    state.strategy_files.update(files)
+    state.added_symbols.update(added_symbols)
+    return ControlServer(state, loaded.bot.control, socket_path, log)
 
 
 class Daemon:
@@ -157,6 +181,8 @@ class Daemon:
         # A live feed's event time is the wall clock; recorded candles drive a candle clock.
         clock = WallClock() if exchange is not None else None
         live: LiveTrading | None = None
+        # Live: built before the gateway and the strategy manager; the gateway reports through it, the manager handles.
+        faults = BookingFaults(log)
         if config.mode == "live":
             assert config.exchange is not None and clock is not None  # checked when the config was loaded
             from bot.daemon.live_trading import (
@@ -164,26 +190,28 @@ class Daemon:
             )
 
             # Orders go to the exchange instead of the paper exchange; keys from the environment.
-            live = LiveTrading(config.exchange, os.environ, clock, log)
+            live = LiveTrading(config.exchange, os.environ, clock, log, faults)
         try:
-            return await self._run_services(journal, exchange, clock, live)
+            return await self._run_services(journal, exchange, clock, live, faults)
         finally:
             if live is not None:
                 await live.close()
 
-    def _build(self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None) -> tuple[Bot, InboxDelivery]:
-        """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox."""
+    def _build(
+        self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults
+    ) -> tuple[Bot, InboxDelivery, FeedPosition]:
+        """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox.
+
+        The feed's journalled position is built first, on the count of queued candles: the
+        delivery reports to it when drained, the feed (built later) each close it publishes.
+        """
         config = self.loaded.bot
         log = self.logger.logger
-
-        def record_processed() -> None:
-            # Called when every inbox is empty: all published candles have been processed.
-            feed = self._feed
-            if feed is not None and feed.last_close is not None:
-                journal.set_meta(FEED_POSITION, str(feed.last_close))
+        queued = QueuedCounter()
+        position = FeedPosition(journal, queued)
 
         def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=record_processed)
+            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued)
 
         def journal_first(risk: RiskManager) -> Handler:
             return JournalRecorder(journal, risk, log)
@@ -193,35 +221,39 @@ class Daemon:
             clock=clock,
             exchange=None if live is None else live.gateway,
             accounts=None if live is None else live.gateway,
+            booking_faults=None if live is None else faults,
             delivery=inboxes,
             journal=journal_first,
         )
         bot = build_bot(config, mode, seams, self.logger, self.loaded.catalog)
         delivery = bot.manager.delivery
         assert isinstance(delivery, InboxDelivery)  # what `inboxes` built
-        return bot, delivery
+        return bot, delivery, position
 
-    async def _run_services(self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None) -> int:
+    async def _run_services(
+        self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults
+    ) -> int:
         config = self.loaded.bot
         log = self.logger.logger
         trading = True  # False once a stop cut the live start short: nothing was reconciled or traded
         async with anyio.create_task_group() as tg:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
-            bot, delivery = self._build(tg, journal, clock, live)
+            bot, delivery, position = self._build(tg, journal, clock, live, faults)
             services, manager = bot.services, bot.manager
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved
             gap_lines = GapLines(log, self._monotonic, self._loop_period)
             services.bus.subscribe(EventLines(log, gap_lines), types=LOGGED_EVENTS)
             tg.start_soon(self._flush_gap_lines, gap_lines)
-            feed = build_feed(self.loaded, services, delivery, journal, self.sources, exchange, restored.resume_close, self._feed_failed, self._pacer)
+            feed = build_feed(self.loaded, services, delivery, position, self.sources, exchange, restored.resume_close, self._feed_failed, self._pacer)
             self._feed = feed
             if self._stop.is_set():
                 feed.stop()  # a signal came during start-up
             added_symbols = add_journalled_symbols(journal, feed, services.hub, restored.resume_close or 0, log)
             to_load = strategies_to_load(self.loaded, journal, saved, log)
-            server = self._control_server(bot, feed, journal, live, to_load.files, added_symbols)
+            start_problems = live.problems if live is not None else list
+            server = control_server(self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log)
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
             async with server.serving():
                 log.info("control socket %s", self.socket_path)
@@ -248,18 +280,6 @@ class Daemon:
             return EXIT_FEED_FAILED
         log.info("stopped before trading started" if not trading else "stopped")
         return 0
-
-    def _control_server(
-        self, bot: Bot, feed: DaemonFeed, journal: Journal, live: LiveTrading | None, files: dict[str, Path], added_symbols: dict[str, dict[str, str]]
-    ) -> ControlServer:
-        """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
-        state = DaemonState(
-            self.loaded, bot.services, bot.manager, feed, self.request_stop, journal=journal,
-            start_problems=live.problems if live is not None else list,
-        )
-        state.strategy_files.update(files)
-        state.added_symbols.update(added_symbols)
-        return ControlServer(state, self.loaded.bot.control, self.socket_path, self.logger.logger)
 
     def _loop_period(self, symbol: str) -> int | None:
         """How far apart two passes of the looped recording are, for a symbol of it (None: it does not loop)."""

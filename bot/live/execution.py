@@ -85,8 +85,8 @@ class LiveExchange:
         self._clock = clock
         self._log = logger
         self._redact = redact
-        # Settable after construction: the strategy manager that fails a strategy is built later.
-        self.on_error: Callable[[str, BaseException], None] = on_error or self._log_error
+        # Live trading passes the relay to the strategy manager (bot.strategy.booking_faults), built before both.
+        self._on_error: Callable[[str, BaseException], None] = on_error or self._log_error
         self._sleep = sleep
         self._random = random
         self._monotonic = monotonic
@@ -513,7 +513,7 @@ class LiveExchange:
         return describe(exc, self._redact)
 
     def _booking_failed(self, strategy_id: str, exc: BaseException) -> None:
-        self.on_error(strategy_id, exc)
+        self._on_error(strategy_id, exc)
 
     def _log_error(self, strategy_id: str, exc: BaseException) -> None:
         self._log.error("[%s] booking an exchange fill failed: %s", strategy_id, describe(exc, self._redact))

@@ -56,9 +56,10 @@ def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: st
         return None
 
     account = PaperAccount(spec.id, spec.fees, spec.fill)
-    risk = RiskManager(GlobalRiskConfig(), nothing).bind(spec.id, spec.risk, spec.symbol)
     # A bus of its own: what the strategy announces while being built reaches no one.
-    publish = StrategyPublisher(EventBus(ReplayClock()), spec.id)
+    bus = EventBus(ReplayClock())
+    risk = RiskManager(GlobalRiskConfig()).bind(spec.id, spec.risk, spec.symbol, bus)
+    publish = StrategyPublisher(bus, spec.id)
     positions = PositionManager(spec.id, spec.exits, account, Portfolio(spec.starting_balance), risk, publish)
     context = StrategyContext(spec, registry_for, nothing, publish, positions, lambda: 0)
     try:

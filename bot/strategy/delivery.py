@@ -11,18 +11,31 @@ CandleHandler = Callable[[str, str, Candle, int], None]
 HandlerErrorHook = Callable[[Any, CandleHandler, Exception], None]
 
 
+class CandleOwner(Protocol):
+    """What a delivery queues candles for (an orchestrator): its id names its task; `catch_up` shows it candles it skipped."""
+
+    @property
+    def strategy_id(self) -> str:
+        """The strategy it runs."""
+        ...
+
+    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """Let its positions see a candle its decisions skipped (stops, take-profits, trailing)."""
+        ...
+
+
 class Delivery(Protocol):
     """Turns an orchestrator's handler into what the router calls for each candle."""
 
-    def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:
+    def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
         """The callable the router invokes for `owner`'s candles."""
         ...
 
-    def reset(self, owner: object) -> list[tuple[str, str, Candle, int]]:
+    def reset(self, owner: CandleOwner) -> list[tuple[str, str, Candle, int]]:
         """Take out candles queued for `owner` (its routing changed): (symbol, timeframe, candle, ts)."""
         ...
 
-    def detach(self, owner: object) -> None:
+    def detach(self, owner: CandleOwner) -> None:
         """Forget `owner` for good (unload): no task, no queue left behind."""
         ...
 
@@ -31,13 +44,13 @@ class DirectDelivery:
     """Data-driven replay: the router calls the orchestrator itself, so a candle is finished by
     every orchestrator before the next is published."""
 
-    def wrap(self, owner: object, handler: CandleHandler) -> CandleHandler:
+    def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
         """The handler itself."""
         return handler
 
-    def reset(self, owner: object) -> list[tuple[str, str, Candle, int]]:
+    def reset(self, owner: CandleOwner) -> list[tuple[str, str, Candle, int]]:
         """Nothing is ever queued."""
         return []
 
-    def detach(self, owner: object) -> None:
+    def detach(self, owner: CandleOwner) -> None:
         """Nothing to release."""

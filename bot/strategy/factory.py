@@ -32,7 +32,7 @@ class OrchestratorFactory:
             return cached
         services = self._services
         sid = spec.id
-        risk = services.risk.bind(sid, spec.risk, spec.symbol)
+        risk = services.risk.bind(sid, spec.risk, spec.symbol, services.bus)
         try:
             # What the strategy's constructor or subscriptions raise is its failure, reported as
             # one, never a crash of whoever was loading it.

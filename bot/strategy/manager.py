@@ -13,6 +13,7 @@ from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.events import StrategyFault, StrategyStateChanged
 from bot.services import BotServices
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.guard import Stage, attempt, deliver
@@ -89,12 +90,15 @@ class StrategyManager:
         delivery: Delivery | None = None,
         accounts: SettlingAccounts | None = None,
         delivery_for: Callable[[HandlerErrorHook], Delivery] | None = None,
+        booking_faults: BookingFaults | None = None,
     ) -> None:
         self._services = services
         self._factory = factory
         # `delivery_for` builds a queued delivery around this manager's guarded seam, so it has it from the start.
         self.delivery: Delivery = delivery_for(self.on_handler_error) if delivery_for is not None else delivery or DirectDelivery()
         self._accounts = accounts
+        if booking_faults is not None:  # live: the gateway, built before this manager, reports through it
+            booking_faults.handled_by(self.on_booking_error)
         self._settling: dict[str, _Settling] = {}
         # Routes hold the orchestrator with the bound method for that stream, so delivery is a
         # dict lookup and a call.

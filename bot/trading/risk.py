@@ -6,23 +6,37 @@ Money is never added across currencies: each strategy counts in its symbol's quo
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from bot.bus import EventBus
 from bot.config.currency import RISK_LIMITS, currency_label, group_collision, in_currency, limit_in, limit_problem, quote_currency, quote_known
 from bot.config.models import GlobalRiskConfig, StrategyRiskConfig
 from bot.errors import StrategyStateError
+from bot.events import KillSwitch
 
 _DAY_MS = 86_400_000
 
 
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """The kill switch engaged by a booking: what the KillSwitch event announces."""
+
+    daily_loss: float
+    limit: float
+    currency: str
+    tripped_by: str
+
+
 class StrategyRisk:
-    """One strategy's view of the risk manager, bound to its id, limits and symbol at construction."""
+    """One strategy's view of the risk manager, bound to its id, limits, symbol and bus at construction."""
 
-    __slots__ = ("strategy_id", "limits", "symbol", "currency", "_manager", "exposure", "day", "day_pnl")
+    __slots__ = ("strategy_id", "limits", "symbol", "currency", "_manager", "_bus", "exposure", "day", "day_pnl")
 
-    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig, symbol: str) -> None:
+    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig, symbol: str, bus: EventBus) -> None:
         self._manager = manager
+        # Where a kill switch this strategy's booking trips is announced (market-wide, untagged).
+        self._bus = bus
         self.strategy_id = strategy_id
         self.limits = limits
         self.symbol = symbol
@@ -75,7 +89,9 @@ class StrategyRisk:
         """Add realised PnL net of fees (negative for a fee alone) to today's tally."""
         self._roll_day(ts)
         self.day_pnl += net_pnl
-        self._manager.book(self.strategy_id, self.currency, net_pnl, ts)
+        trip = self._manager.book(self.strategy_id, self.currency, net_pnl, ts)
+        if trip is not None:
+            self._bus.publish(KillSwitch, None, trip.daily_loss, trip.limit, trip.currency, trip.tripped_by)
 
     def _roll_day(self, ts: int) -> None:
         day = ts // _DAY_MS
@@ -117,9 +133,8 @@ class RiskManager:
     its strategies, which no one strategy's record can hold.
     """
 
-    def __init__(self, limits: GlobalRiskConfig, on_kill_switch: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, limits: GlobalRiskConfig) -> None:
         self.limits = limits
-        self._on_kill_switch = on_kill_switch
         self._views: dict[str, StrategyRisk] = {}
         self._days: dict[str, _DayTally] = {}
         # Currencies whose tally was booked since `changed_tallies` last answered.
@@ -128,8 +143,9 @@ class RiskManager:
         # The currency whose daily loss engaged the kill switch (None: not known, such as one engaged before a restart by an older journal).
         self.tripped_in: str | None = None
 
-    def bind(self, strategy_id: str, limits: StrategyRiskConfig, symbol: str) -> StrategyRisk:
-        """Create the risk view of a strategy trading `symbol` (in its currency group); a strategy id is bound once until `forget`.
+    def bind(self, strategy_id: str, limits: StrategyRiskConfig, symbol: str, bus: EventBus) -> StrategyRisk:
+        """Create the risk view of a strategy trading `symbol` (in its currency group), announcing on `bus` the kill switch
+        its booking trips; a strategy id is bound once until `forget`.
 
         StrategyStateError when a global limit cannot hold for it: a plain number while other
         strategies trade in another currency group, or an object without an entry for its
@@ -147,7 +163,7 @@ class RiskManager:
                 raise StrategyStateError(
                     f"strategy {strategy_id!r} trades in {currency_label(symbol)}, and the global risk.{name} cannot hold for it: {problem}"
                 )
-        view = StrategyRisk(self, strategy_id, limits, symbol)
+        view = StrategyRisk(self, strategy_id, limits, symbol, bus)
         self._views[strategy_id] = view
         return view
 
@@ -163,8 +179,8 @@ class RiskManager:
         """Open notional of the strategies trading in `currency`."""
         return sum(sum(v.exposure.values()) for v in self._views.values() if v.currency == currency)
 
-    def book(self, strategy_id: str, currency: str, net_pnl: float, ts: int) -> None:
-        """Add to the currency's daily tally; trip the kill switch at the currency's daily loss limit."""
+    def book(self, strategy_id: str, currency: str, net_pnl: float, ts: int) -> Trip | None:
+        """Add to the currency's daily tally; engage the kill switch at the currency's daily loss limit and return the trip."""
         tally = self._days.setdefault(currency, _DayTally())
         day = ts // _DAY_MS
         if day != tally.day:
@@ -174,7 +190,8 @@ class RiskManager:
         cap = limit_in(self.limits.max_daily_loss, currency)
         if cap is not None and not self.kill_switch and -tally.pnl >= cap:
             self.engage(currency)
-            self._on_kill_switch({"daily_loss": -tally.pnl, "limit": cap, "currency": currency, "tripped_by": strategy_id})
+            return Trip(-tally.pnl, cap, currency, strategy_id)
+        return None
 
     def engage(self, currency: str | None) -> None:
         """Engage the kill switch, tripped by the daily loss in `currency` (None: not known)."""

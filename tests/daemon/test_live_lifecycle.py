@@ -8,6 +8,7 @@ the gateway's accounts, a late fill closed, a resting stop left to the exchange.
 """
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import time
@@ -23,6 +24,7 @@ from bot.daemon.live_trading import settle_unloaded
 from bot.daemon.recovery import restore_orchestrator
 from bot.errors import StrategyStateError
 from bot.journal import Journal
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
 from bot.events import PositionClosed, PositionOpened
@@ -186,10 +188,10 @@ async def _two_positions(process: DaemonProcess) -> dict[str, Any] | None:
 async def test_unload_closing_positions_also_closes_one_an_entry_in_flight_opens_then_the_account_is_closed(tmp_path: Path) -> None:
     async with fake_market(btc="1") as fake:
         with journal_at(tmp_path) as journal:
-            async with gateway_on(fake, journal) as live:
+            faults = BookingFaults(logging.getLogger("bot.tests.live_lifecycle"))
+            async with gateway_on(fake, journal, faults=faults) as live:
                 gateway = live.gateway
-                manager = StrategyManager(live.rig.services, live.rig.factory, accounts=gateway)
-                gateway.on_error = manager.on_booking_error
+                manager = StrategyManager(live.rig.services, live.rig.factory, accounts=gateway, booking_faults=faults)
                 manager.load(eth_strategy())
                 manager.activate("s1")
                 live.feed_served(START - 50, 50)

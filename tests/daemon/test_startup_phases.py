@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,15 @@ import orjson
 import pytest
 
 from bot.bus import Handler
+from bot.clock import WallClock
+from bot.config.exchange import ExchangeConfig
+from bot.config.models import BotConfig
+from bot.control.client import ControlClient
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.feed import RecordedFeed
+from bot.daemon.feed_position import FeedPosition
+from bot.daemon.inbox import QueuedCounter
+from bot.daemon.live_trading import LiveTrading
 from bot.daemon.recovery import ADDED_SYMBOL, FEED_POSITION, KILL_SWITCH, STRATEGY_FILE
 from bot.daemon.startup import (
     JournalRecorder,
@@ -20,19 +28,25 @@ from bot.daemon.startup import (
     build_feed,
     load_strategies,
     open_journal,
+    reconcile,
     restore,
     strategies_to_load,
 )
-from bot.events import Event, KillSwitch
+from bot.events import Event, KillSwitch, Reconciled
+from bot.ohlcv import Candle
 from bot.journal import Journal
 from bot.journal.lock import JournalInUse
 from bot.kernel import Bot, Seams, build_bot
+from bot.kernel.daemon import control_server
+from bot.live.errors import ExchangeSetupError
 from bot.log import BotLogger
 from bot.replay.sources import resolve_sources
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
 from tests.daemon.conftest import write_daemon_config
+from tests.live.trading_support import ETH, EXECUTION, TIMEOUT_MS, eth_strategy, fake_market
 
 LOG = logging.getLogger("bot.tests.startup")
 
@@ -116,13 +130,16 @@ def test_the_feed_plays_the_recorded_candles_and_drops_a_journalled_symbol_that_
         async def main() -> tuple[int, int]:
             async with anyio.create_task_group() as tg:
 
+                queued = QueuedCounter()
+                position = FeedPosition(journal, queued)
+
                 def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-                    return InboxDelivery(tg, 100, on_error)
+                    return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
 
                 bot = _bot(loaded, journal, inboxes)
                 delivery = bot.manager.delivery
                 assert isinstance(delivery, InboxDelivery)
-                feed = build_feed(loaded, bot.services, delivery, journal, sources, None, None, LOG.error, None)
+                feed = build_feed(loaded, bot.services, delivery, position, sources, None, None, LOG.error, None)
                 assert isinstance(feed, RecordedFeed) and bot.services.hub.symbols() == ["BTC/USD"]
                 assert add_journalled_symbols(journal, feed, bot.services.hub, 0, LOG) == {}
                 await tg.start(feed.run)  # returns once the backfill is in the hub
@@ -136,6 +153,42 @@ def test_the_feed_plays_the_recorded_candles_and_drops_a_journalled_symbol_that_
         assert journal.meta_with_prefix(ADDED_SYMBOL) == {}
     finally:
         journal.close()
+
+
+class _Owner:
+    strategy_id = "s1"
+
+    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("nothing is coalesced here")
+
+
+def test_the_feed_position_is_journalled_once_every_published_candle_is_processed(tmp_path: Path) -> None:
+    """The position is built before the delivery and the feed, on their shared count of queued candles: a close published
+    while a candle waits in an inbox is journalled when the inbox drains; one published with nothing queued, at once."""
+    with Journal(tmp_path / "journal.sqlite") as journal:
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                queued = QueuedCounter()
+                position = FeedPosition(journal, queued)
+
+                def failed(owner: object, handler: object, exc: Exception) -> None:
+                    raise AssertionError(exc)
+
+                delivery = InboxDelivery(tg, 10, failed, on_drained=position.processed, queued=queued)
+                handled: list[int] = []
+                enqueue = delivery.wrap(_Owner(), lambda symbol, timeframe, candle, ts: handled.append(ts))
+                close = 1_640_995_260_000
+                enqueue("BTC/USD", "1m", Candle(close - 60_000, 1.0, 1.0, 1.0, 1.0, 1.0), close)  # routed by the hub
+                position.published(close)
+                assert queued.n == 1 and journal.get_meta(FEED_POSITION) is None
+                await anyio.wait_all_tasks_blocked()  # the strategy's task takes the candle, and the inbox is empty
+                assert handled == [close] and journal.get_meta(FEED_POSITION) == str(close)
+                position.published(close + 60_000)  # a candle no strategy reads: nothing queued
+                assert journal.get_meta(FEED_POSITION) == str(close + 60_000)
+                delivery.close_all()
+
+        anyio.run(main)
 
 
 def test_strategies_load_restored_and_are_put_back_in_their_journalled_state(tmp_path: Path) -> None:
@@ -153,5 +206,88 @@ def test_strategies_load_restored_and_are_put_back_in_their_journalled_state(tmp
         assert journal.get_meta(STRATEGY_FILE + "ema_cross") == str(to_load.files["ema_cross"])
         activate(loaded_specs, saved, bot.manager, bot.services.hub, LOG)
         assert bot.manager.states() == {"ema_cross": "active", "rsi_reversion": "dormant"}
+    finally:
+        journal.close()
+
+
+def test_serve_answers_on_a_real_unix_socket_before_the_strategies_load_and_removes_it_after(short_tmp: Path) -> None:
+    """The control server on the daemon's state: `status` over the socket (mode 0600) while serving; no file left after."""
+    loaded = _loaded(short_tmp)
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    socket_path = (loaded.base_dir / loaded.bot.control.socket).resolve()
+    stops: list[bool] = []
+    journal = open_journal(loaded)
+    try:
+
+        async def main() -> dict[str, Any]:
+            async with anyio.create_task_group() as tg:
+                queued = QueuedCounter()
+                position = FeedPosition(journal, queued)
+
+                def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+                    return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
+
+                bot = _bot(loaded, journal, inboxes)
+                delivery = bot.manager.delivery
+                assert isinstance(delivery, InboxDelivery)
+                feed = build_feed(loaded, bot.services, delivery, position, sources, None, None, LOG.error, None)
+                server = control_server(loaded, bot, feed, journal, list, {}, {}, lambda: stops.append(True), socket_path, LOG)
+                async with server.serving():
+                    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+                    async with ControlClient(socket_path) as client:
+                        status: dict[str, Any] = await client.call("status")
+                        shutdown: dict[str, Any] = await client.call("shutdown")
+                delivery.close_all()
+            assert shutdown["ok"], shutdown
+            return status
+
+        status = anyio.run(main)
+        assert status["ok"], status
+        assert status["result"]["strategies"] == {} and status["result"]["feed"]["state"] == "starting"
+        assert stops == [True] and not socket_path.exists()
+    finally:
+        journal.close()
+
+
+def test_reconcile_asks_the_exchange_before_any_strategy_trades_and_refuses_to_trade_when_it_cannot(tmp_path: Path) -> None:
+    """The real ccxt client against the fake Binance: reconciled (announced, stops armed only then) when the exchange
+    answers; ExchangeSetupError, not trading, when it refuses every request."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    seen: list[Event] = []
+
+    async def main() -> None:
+        async with fake_market(btc="1") as fake:
+            config = ExchangeConfig.model_validate(fake.signed_exchange_config(timeout_ms=TIMEOUT_MS, execution=EXECUTION))
+            faults = BookingFaults(LOG)
+            live = LiveTrading(config, fake.credential_env(), WallClock(), LOG, faults)
+            try:
+
+                def journal_first(risk: RiskManager) -> Handler:
+                    return JournalRecorder(journal, risk, LOG)
+
+                seams = Seams(
+                    clock=WallClock(), exchange=live.gateway, accounts=live.gateway, booking_faults=faults, journal=journal_first,
+                    isolate_subscribers=False,
+                )
+                bot = build_bot(BotConfig(), "live", seams, BotLogger.to_stderr(level=60, name="bot.tests.reconcile"))
+                bot.services.hub.add_feed(ETH, "1m")
+                bot.services.bus.subscribe(seen.append, types=(Reconciled,))
+                async with anyio.create_task_group() as tg:
+                    await live.start(tg, bot.manager)
+                    bot.manager.load(eth_strategy())
+                    assert not live.gateway.status()["stops"]["armed"]
+                    await reconcile(live, bot.manager, bot.services.bus, (ETH,))
+                    assert [type(e) for e in seen] == [Reconciled]
+                    assert live.gateway.status()["stops"]["armed"]  # only now may stops be placed
+                    fake.faults.rest_errors(503, 10**6)  # the exchange refuses everything from now on
+                    with pytest.raises(ExchangeSetupError, match="reconciliation with the exchange failed, not trading"):
+                        await reconcile(live, bot.manager, bot.services.bus, (ETH,))
+                    tg.cancel_scope.cancel()
+            finally:
+                await live.close()
+
+    try:
+        anyio.run(main)
     finally:
         journal.close()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -11,9 +13,10 @@ from bot.clock import WallClock
 from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.kernel import Seams, build_bot
+from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.delivery import DirectDelivery, HandlerErrorHook
 from bot.trading.paper import PaperExchange
-from tests.support import REPO
+from tests.support import REPO, strategy
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -84,3 +87,20 @@ def test_a_queued_delivery_is_built_around_the_managers_guarded_seam() -> None:
         return seams == [bot.manager.on_handler_error]
 
     assert anyio.run(main)
+
+
+def test_failed_bookings_the_gateway_reports_reach_the_manager_built_with_the_relay() -> None:
+    """The relay is built before the gateway and the manager: a report through it fails the active strategy (no hook
+    set on the gateway afterwards); one relay serves one manager; mode live is refused without it."""
+    faults = BookingFaults(logging.getLogger("bot.tests.assembly"))
+    bot = build_bot(BotConfig(), "paper", Seams(booking_faults=faults))
+    bot.services.hub.add_feed("BTC/USD", "1m")
+    bot.manager.load(strategy(id="s1"))
+    bot.manager.activate("s1")
+    faults.report("s1", ValueError("the fill could not be booked"))
+    assert bot.manager.states() == {"s1": "failed"}
+    assert bot.manager.get("s1").last_error == "ValueError: the fill could not be booked"
+    with pytest.raises(ValueError, match="already handled"):
+        build_bot(BotConfig(), "paper", Seams(booking_faults=faults))
+    with pytest.raises(ValueError, match="booking faults"):
+        build_bot(BotConfig(), "live", Seams(clock=WallClock(), exchange=PaperExchange(), accounts=cast(Any, object())))

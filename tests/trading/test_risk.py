@@ -509,3 +509,28 @@ def test_a_day_pnl_is_of_the_day_asked_about_never_yesterdays() -> None:
     }
     assert risk.day_pnl("s1", T0 + DAY) == 0.0
     assert risk.currency_days(T0 + DAY)["USD"]["day_pnl"] == 0.0
+
+
+def test_the_risk_manager_is_built_before_the_bus_and_a_strategys_view_announces_the_trip() -> None:
+    """No hook at construction: the risk manager takes its limits only, and the risk view bound with a bus announces
+    there the kill switch its booking trips (untagged, with the currency and the strategy), once."""
+    from bot.bus import EventBus
+    from bot.clock import ReplayClock
+    from bot.config.models import GlobalRiskConfig, StrategyRiskConfig
+    from bot.events import Event, KillSwitch
+    from bot.trading.risk import RiskManager
+
+    risk = RiskManager(GlobalRiskConfig.model_validate({"max_daily_loss": 1.5}))
+    bus = EventBus(ReplayClock())
+    heard: list[Event] = []
+    bus.subscribe(heard.append)
+    view = risk.bind("s1", StrategyRiskConfig(), "BTC/USD", bus)
+    view.book(-1.0, T0)
+    assert heard == [] and not risk.kill_switch
+    view.book(-1.0, T0)
+    assert risk.kill_switch and risk.tripped_in == "USD"
+    assert [type(e) for e in heard] == [KillSwitch]
+    assert heard[0].strategy_id is None
+    assert payload_of(heard[0]) == {"daily_loss": 2.0, "limit": 1.5, "currency": "USD", "tripped_by": "s1"}
+    view.book(-1.0, T0)  # engaged already: no second announcement
+    assert len(heard) == 1
