@@ -53,11 +53,12 @@ def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: st
     def nothing(*_: Any) -> None:
         return None
 
-    account = PaperAccount(spec.id, spec.fees, spec.fill)
     risk = RiskManager(GlobalRiskConfig(), nothing).bind(spec.id, spec.risk, spec.symbol)
     # A bus of its own: what the strategy announces while being built reaches no one.
     publish = StrategyPublisher(EventBus(ReplayClock()), spec.id)
-    positions = PositionManager(spec.id, spec.exits, account, Portfolio(spec.starting_balance), risk, publish)
+    positions = PositionManager(
+        spec.id, spec.exits, lambda _sink: PaperAccount(spec.id, spec.fees, spec.fill), Portfolio(spec.starting_balance), risk, publish
+    )
     context = StrategyContext(spec, registry_for, nothing, publish, positions, lambda: 0)
     try:
         strategy = catalog.build(spec.module, spec.class_name, spec.params, context)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from bot.event_codec import encode_record
 from bot.config.models import BotConfig
 from bot.events import Event
 from bot.trading.actions import ClosePercent, OpenPosition
@@ -111,7 +112,7 @@ def test_identity_holds_with_open_positions_at_the_end() -> None:
     for sid in ("s1", "s2"):
         portfolio = session.orch(sid).portfolio
         assert portfolio.unrealised != 0.0
-        assert identity_holds(portfolio.snapshot())
+        assert identity_holds(encode_record(portfolio.record()))
 
 
 def test_portfolio_numbers_by_hand() -> None:
@@ -131,7 +132,7 @@ def test_portfolio_numbers_by_hand() -> None:
     assert portfolio.equity == approx(9999.5998, rel=1e-12)
     session.act(ClosePercent(session.position().id, 50.0))
     session.bars(flat(110))
-    snapshot = portfolio.snapshot()
+    snapshot = encode_record(portfolio.record())
     expected: dict[str, Any] = {
         "start": 10_000.0,
         "cash": approx(9909.37991, rel=1e-12),
