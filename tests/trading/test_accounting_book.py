@@ -43,10 +43,10 @@ def test_a_long_booked_in_marked_and_closed_in_two_steps() -> None:
     accounting.revalue()
     assert rest.closed and (position.status, position.quantity) == ("closed", 0.0)
     snapshot = accounting.portfolio.record()
-    assert (snapshot.realised, snapshot.fees, snapshot.unrealised) == (approx(0.0), approx(0.4), 0.0)
+    assert (snapshot.realised, snapshot.fees, snapshot.unrealised) == approx((0.0, 0.4, 0.0))
     assert snapshot.equity == approx(1_000.0 - 0.4) and _identity(snapshot)
     trade = trade_record("s", position)
-    assert (trade.exit_price, trade.pnl, trade.fees, trade.exit_reason) == (approx(100.0), approx(-0.4), approx(0.4), "stop_loss")
+    assert (trade.exit_price, trade.pnl, trade.fees) == approx((100.0, -0.4, 0.4)) and trade.exit_reason == "stop_loss"
 
 
 def test_a_remainder_below_dust_closes_the_position() -> None:
