@@ -29,6 +29,7 @@ from bot.errors import (
     StrategyStateError,
     UnknownStrategyError,
 )
+from bot.event_codec import encode_record
 from bot.events import EVENT_TYPES
 from bot.strategy.config_load import load_config
 from bot.strategy.orchestrator import TradingOrchestrator
@@ -357,7 +358,7 @@ def positions(control: Control, args: OptionalStrategyArg) -> dict[str, Any]:
     for sid in ids:
         orchestrator = _orchestrator(daemon, sid)
         result[sid] = {
-            "positions": [p.state() for p in orchestrator.positions.positions.values()],
+            "positions": [encode_record(p.record()) for p in orchestrator.positions.positions.values()],
             "pending_orders": [o.client_id for o in orchestrator.positions.pending_orders()],
         }
     return result

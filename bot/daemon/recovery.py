@@ -8,6 +8,7 @@ import orjson
 
 from bot.candles.hub import CandleHub
 from bot.ohlcv import timeframe_ms
+from bot.event_codec import encode_record
 from bot.events import Event
 from bot.journal import Journal
 from bot.strategy.manager import StrategyManager
@@ -32,10 +33,10 @@ def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hu
     With `hub`, open positions are marked at the latest close it holds for their symbol.
     """
     sid = orchestrator.strategy_id
-    positions = journal.open_positions(sid)
-    pending = journal.pending_orders(sid)
+    positions = journal.position_records(sid)
+    pending = journal.order_records(sid)
     orchestrator.positions.restore(positions, pending, journal.last_order_number(sid), journal.last_position_number(sid))
-    portfolio = journal.portfolio(sid)
+    portfolio = journal.portfolio_record(sid)
     if portfolio is not None:
         orchestrator.portfolio.restore(portfolio)
     if hub is not None:
@@ -50,7 +51,7 @@ def unread_holdings(journal: Journal, orchestrator: TradingOrchestrator) -> list
     """The symbols the journal holds open positions or pending orders of a strategy on that it does not read
     at its trading timeframe: their fills and stops would never be checked."""
     sid = orchestrator.strategy_id
-    held = {p["symbol"] for p in journal.open_positions(sid)} | {o["symbol"] for o in journal.pending_orders(sid)}
+    held = {p.state.symbol for p in journal.position_records(sid)} | {o.order.symbol for o in journal.order_records(sid)}
     return sorted(held - {symbol for symbol, _ in orchestrator.trading_streams()})
 
 
@@ -78,7 +79,7 @@ class DailySnapshots:
             return
         self._day = day
         for sid in self._manager.ids():
-            self._journal.snapshot_equity(sid, event.ts, self._manager.get(sid).portfolio.snapshot())
+            self._journal.snapshot_equity(sid, event.ts, encode_record(self._manager.get(sid).portfolio.record()))
 
 
 def tripped_currency(kill_switch: str) -> str | None:

@@ -34,7 +34,7 @@ from bot.daemon.recovery import (
     unread_holdings,
 )
 from bot.errors import BotError, ConfigError, StrategyStateError
-from bot.event_codec import payload_of
+from bot.event_codec import encode_record, payload_of
 from bot.events import Event, FeedState, KillSwitch, PositionClosed, PositionOpened, PositionReduced
 from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
@@ -329,4 +329,4 @@ async def stop_trading(feed: DaemonFeed, delivery: InboxDelivery, gap_lines: Gap
     gap_lines.flush()
     ts = services.clock.now_ms()
     for sid in manager.ids():
-        journal.snapshot_equity(sid, ts, manager.get(sid).portfolio.snapshot())
+        journal.snapshot_equity(sid, ts, encode_record(manager.get(sid).portfolio.record()))

@@ -67,8 +67,8 @@ _DDL: Final[tuple[str, ...]] = (
         ts INTEGER NOT NULL,
         seq INTEGER NOT NULL
     ) STRICT""",
-    # state: the Position.state() dict as last announced. trail_anchor, closed_quantity and
-    # exit_value are Position attributes that state() leaves out but recovery needs; they are
+    # state: the PositionState as last announced. trail_anchor, closed_quantity and
+    # exit_value are Position attributes that it leaves out but recovery needs; they are
     # kept from the trailing_activated and position_reduced payloads.
     """CREATE TABLE positions (
         strategy_id TEXT NOT NULL,

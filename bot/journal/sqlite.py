@@ -12,14 +12,16 @@ from typing import Any, Final, Self
 
 import orjson
 
-from bot.events import Event
+from bot.events import Event, PortfolioSnapshot
 from bot.journal.lock import JournalLock
 from bot.journal.checkpoint import CheckpointPolicy, WalCheckpointer, run_checkpoint
 from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
+from bot.journal.records import pending_order_record, portfolio_record, position_record
 from bot.journal.writer import JournalWriter
+from bot.trading.journalled import JournalledPosition, PendingOrder
 
 STRATEGY_EVENT_LIMIT: Final[int] = 1000
-# Position attributes that Position.state() leaves out but recovery needs: open_positions adds
+# Position attributes that the journalled PositionState leaves out but recovery needs: open_positions adds
 # them to each state dict (trail_anchor is 0.0 until trailing is activated, as on Position).
 JOURNAL_EXTRAS: Final[tuple[str, ...]] = ("trail_anchor", "closed_quantity", "exit_value")
 
@@ -129,7 +131,7 @@ class Journal:
         return {row[0]: dict(zip(_STATE_COLUMNS, row[1:])) for row in rows}
 
     def open_positions(self, strategy_id: str) -> list[dict[str, Any]]:
-        """A strategy's open and partially closed positions, oldest first: Position.state() plus JOURNAL_EXTRAS."""
+        """A strategy's open and partially closed positions, oldest first: the journalled PositionState plus JOURNAL_EXTRAS, as dicts."""
         rows = self._query(
             "SELECT state, trail_anchor, closed_quantity, exit_value FROM positions "
             "WHERE strategy_id = ? AND status != 'closed' ORDER BY opened_ts, number, position_id",
@@ -141,6 +143,19 @@ class Journal:
             state.update(zip(JOURNAL_EXTRAS, extras))
             positions.append(state)
         return positions
+
+    def position_records(self, strategy_id: str) -> list[JournalledPosition]:
+        """A strategy's open and partially closed positions as the typed records recovery restores, oldest first."""
+        return [position_record(row) for row in self.open_positions(strategy_id)]
+
+    def order_records(self, strategy_id: str) -> list[PendingOrder]:
+        """A strategy's pending orders as the typed records recovery restores, in submission order."""
+        return [pending_order_record(row, strategy_id) for row in self.pending_orders(strategy_id)]
+
+    def portfolio_record(self, strategy_id: str) -> PortfolioSnapshot | None:
+        """The strategy's latest journalled portfolio snapshot as a typed record, or None."""
+        snapshot = self.portfolio(strategy_id)
+        return None if snapshot is None else portfolio_record(snapshot)
 
     def pending_orders(self, strategy_id: str) -> list[dict[str, Any]]:
         """A strategy's submitted, not yet (fully) filled or cancelled orders, in submission order."""

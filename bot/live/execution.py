@@ -29,6 +29,7 @@ from bot.live.errors import (
 from bot.live.exchange_errors import translated
 from bot.live.live_account import LiveAccount
 from bot.live.order_results import OrderOutcome, has_fee, outcome_of
+from bot.trading.account import AccountSink
 from bot.trading.orders import Order
 
 Lookup = Literal["found", "not_found", "unknown"]
@@ -102,7 +103,7 @@ class LiveExchange:
         self._stops_armed = False
 
     # -- service lifecycle -----------------------------------------------------------------------
-    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> LiveAccount:
+    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig, sink: AccountSink) -> LiveAccount:
         """The account a strategy's orchestrator trades through; its id must fit the exchange's client id limit."""
         limit = self.settings.client_id_max_length
         if len(strategy_id) + _NUMBER_ROOM > limit:
@@ -110,7 +111,7 @@ class LiveExchange:
                 f"strategy id {strategy_id!r} is too long for live trading: client order ids '<id>-<n>' must fit "
                 f"{self.exchange.id}'s {limit} characters (use an id of at most {limit - _NUMBER_ROOM})"
             )
-        account = LiveAccount(strategy_id, fees, self, self._booking_failed)
+        account = LiveAccount(strategy_id, fees, self, self._booking_failed, sink)
         self.accounts[strategy_id] = account
         if self._stops_armed:
             account.stops.arm()

@@ -8,7 +8,7 @@ from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.live.stop_keeper import StopKeeper, StopSpec
 from bot.strategy.guard import attempt
-from bot.trading.account import OnAnnounce, OnDropped, OnFill
+from bot.trading.account import AccountSink
 from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide
 
 if TYPE_CHECKING:
@@ -20,29 +20,23 @@ class LiveAccount(OrderNumbering):
 
     Every order is sent to the exchange at once (a stop or take-profit the bot enforces goes out
     as a market order when the feed shows it was hit); its fill or refusal is reported through
-    the callbacks the position manager binds, from the gateway's task. Client ids are
+    its sink (the position manager it was opened for), from the gateway's task. Client ids are
     `<strategy_id>-<n>`, so every order on the exchange names the strategy that owns it.
     Where the exchange takes stop orders, each position's stop rests there (its StopKeeper),
     and a close of a position waits until that stop is cancelled.
     """
 
-    def __init__(self, strategy_id: str, fees: FeesConfig, gateway: "LiveExchange", on_error: Callable[[str, BaseException], None]) -> None:
+    def __init__(
+        self, strategy_id: str, fees: FeesConfig, gateway: "LiveExchange", on_error: Callable[[str, BaseException], None], sink: AccountSink
+    ) -> None:
         super().__init__(strategy_id)
         self.fees = fees
         self._gateway = gateway
         self._on_error = on_error
         # Mutated in place, never rebound: the position manager holds a reference to it.
         self.pending_orders: list[Order] = []
-        self._on_fill: OnFill | None = None
-        self._on_dropped: OnDropped | None = None
-        self._on_announce: OnAnnounce | None = None
+        self._sink = sink
         self.stops = StopKeeper(self, gateway)
-
-    def bind(self, on_fill: OnFill, on_dropped: OnDropped, on_announce: OnAnnounce | None = None) -> None:
-        """Where fills and refusals go, and who announces orders the account creates itself (the position manager)."""
-        self._on_fill = on_fill
-        self._on_dropped = on_dropped
-        self._on_announce = on_announce
 
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None:
         """Fees estimate a fill's fee when the exchange does not report it in the quote currency; the fill model is the exchange's."""
@@ -99,8 +93,7 @@ class LiveAccount(OrderNumbering):
 
     def announce(self, order: Order) -> None:
         """Announce an order the account created itself (a stop), as the position manager announces its own."""
-        if self._on_announce is not None:
-            self._on_announce(order)
+        self._sink.announce_order(order)
 
     # -- outcomes, called by the gateway ---------------------------------------------------------
     def opened(self, order: Order) -> None:
@@ -124,8 +117,7 @@ class LiveAccount(OrderNumbering):
 
     def deliver_fill(self, fill: Fill) -> None:
         """Book a fill into the position manager (a failure there fails the strategy, not the gateway)."""
-        assert self._on_fill is not None, "account not bound to a position manager"
-        error = attempt(self._on_fill, fill)
+        error = attempt(self._sink.apply_fill, fill)
         if error is not None:  # the strategy's bookkeeping failed: its problem, not the gateway's
             self._on_error(self.strategy_id, error)
 
@@ -133,8 +125,7 @@ class LiveAccount(OrderNumbering):
         """Release an order that ended unfilled in the position manager."""
         if order.order_type != "stop" and not self._remove(order):
             return
-        assert self._on_dropped is not None, "account not bound to a position manager"
-        error = attempt(self._on_dropped, order, outcome, kind, reason)
+        error = attempt(self._sink.drop_order, order, outcome, kind, reason)
         if error is not None:
             self._on_error(self.strategy_id, error)
 

@@ -5,6 +5,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from bot.events import PortfolioSnapshot
 from bot.ohlcv import Candle
 
 EQUITY_COLUMNS = ("ts_ms", "strategy_id", "equity", "cash", "unrealised", "open_positions")
@@ -15,7 +16,7 @@ LONG_GAP_MS = 7 * 24 * HOUR_MS
 
 
 class _Portfolio(Protocol):
-    def snapshot(self) -> dict[str, Any]: ...
+    def record(self) -> PortfolioSnapshot: ...
 
 
 class _Positions(Protocol):
@@ -106,10 +107,10 @@ class EquitySampler:
     def _write(self, ts: int) -> None:
         write = self._file.write
         for strategy in self._strategies:
-            snap = strategy.portfolio.snapshot()
+            snap = strategy.portfolio.record()
             # repr keeps floats exact and byte-identical across runs.
             write(
-                f"{ts},{strategy.strategy_id},{snap['equity']!r},{snap['cash']!r},{snap['unrealised']!r},"
+                f"{ts},{strategy.strategy_id},{snap.equity!r},{snap.cash!r},{snap.unrealised!r},"
                 f"{len(strategy.positions.positions)}\n"
             )
             self.rows += 1

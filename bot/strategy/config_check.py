@@ -55,12 +55,13 @@ def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: st
     def nothing(*_: Any) -> None:
         return None
 
-    account = PaperAccount(spec.id, spec.fees, spec.fill)
     # A bus of its own: what the strategy announces while being built reaches no one.
     bus = EventBus(ReplayClock())
     risk = RiskManager(GlobalRiskConfig()).bind(spec.id, spec.risk, spec.symbol, bus)
     publish = StrategyPublisher(bus, spec.id)
-    positions = PositionManager(spec.id, spec.exits, account, Portfolio(spec.starting_balance), risk, publish)
+    positions = PositionManager(
+        spec.id, spec.exits, lambda _sink: PaperAccount(spec.id, spec.fees, spec.fill), Portfolio(spec.starting_balance), risk, publish
+    )
     context = StrategyContext(spec, registry_for, nothing, publish, positions, lambda: 0)
     try:
         strategy = catalog.build(spec.module, spec.class_name, spec.params, context)

@@ -1,6 +1,7 @@
 """OrchestratorFactory: builds one isolated orchestrator per strategy id and caches it until unload."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from bot.bus import StrategyPublisher
@@ -42,7 +43,7 @@ class OrchestratorFactory:
                 spec,
                 StrategyPublisher(services.bus, sid),
                 services.logger.for_strategy(sid),
-                services.exchange.open_account(sid, spec.fees, spec.fill),
+                partial(services.exchange.open_account, sid, spec.fees, spec.fill),
                 risk,
                 services.metrics.for_strategy(sid),
                 self._build_strategy,

@@ -10,6 +10,7 @@ from bot.bus import StrategyPublisher
 from bot.ohlcv import Candle, timeframe_ms
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import ActionError
+from bot.event_codec import encode_record
 from bot.events import ActionFailed
 from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
@@ -26,7 +27,8 @@ from bot.trading.actions import (
     OpenPosition,
     UpdateStopLoss,
 )
-from bot.trading.account import ExchangeAccount
+from bot.trading.account import OpenAccount
+from bot.trading.exit_rules import break_even_stop, trailing_start
 from bot.trading.portfolio import Portfolio
 from bot.trading.positions import Position, PositionManager
 from bot.trading.risk import StrategyRisk
@@ -54,7 +56,7 @@ class TradingOrchestrator:
         spec: StrategyConfig,
         publish: StrategyPublisher,
         logger: StrategyLogger,
-        account: ExchangeAccount,
+        open_account: OpenAccount,
         risk: StrategyRisk,
         metrics: StrategyMetrics,
         build_strategy: StrategyBuilder,
@@ -70,10 +72,9 @@ class TradingOrchestrator:
         self.metrics = metrics
         self.symbol = spec.symbol
         self.timeframe = spec.timeframe
-        self._account = account
         self._risk = risk
         self.portfolio = Portfolio(spec.starting_balance)
-        self.positions = PositionManager(spec.id, spec.exits, account, self.portfolio, risk, publish)
+        self.positions = PositionManager(spec.id, spec.exits, open_account, self.portfolio, risk, publish)
         self.actions = ActionQueue(
             {
                 "open_position": self._handle_open,
@@ -230,15 +231,12 @@ class TradingOrchestrator:
 
         Uses the rules the position was opened with, not the strategy's current config.
         """
-        activation = position.trailing_activation_price
-        if activation is not None and not position.trailing_active:
-            if candle.close >= activation if position.direction > 0 else candle.close <= activation:
-                self.actions.put(ActivateTrailingStop(position.id, position.trailing_distance_pct, candle.close))  # type: ignore[arg-type]
-        if position.break_even and position.take_profits and position.take_profits[0].done:
-            entry = position.entry_price
-            stop = position.stop_loss
-            if stop is None or (stop < entry if position.direction > 0 else stop > entry):
-                self.actions.put(UpdateStopLoss(position.id, entry, "break_even"))
+        start = trailing_start(position, candle)
+        if start is not None:
+            self.actions.put(ActivateTrailingStop(position.id, start.distance_pct, start.anchor))
+        entry = break_even_stop(position)
+        if entry is not None:
+            self.actions.put(UpdateStopLoss(position.id, entry, "break_even"))
 
     # -- action handlers ------------------------------------------------------------------------
     def _handle_open(self, action: Action) -> None:
@@ -328,7 +326,7 @@ class TradingOrchestrator:
     def _apply_runtime(self, spec: StrategyConfig) -> None:
         self.spec = spec
         self.positions.configure(spec.exits)
-        self._account.configure(spec.fees, spec.fill)
+        self.positions.account.configure(spec.fees, spec.fill)
         self._risk.limits = spec.risk
 
     # -- lifecycle helpers ----------------------------------------------------------------------
@@ -357,8 +355,8 @@ class TradingOrchestrator:
             "state": self.state,
             "policy": self.policy,
             "last_error": self.last_error,
-            "portfolio": self.portfolio.snapshot(),
-            "positions": [p.state() for p in self.positions.positions.values()],
+            "portfolio": encode_record(self.portfolio.record()),
+            "positions": [encode_record(p.record()) for p in self.positions.positions.values()],
             "pending_orders": [o.client_id for o in self.positions.pending_orders()],
             "closed_trades": self.positions.closed_trades,
             "strategy": self.strategy.snapshot(),

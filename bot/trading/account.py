@@ -8,12 +8,21 @@ from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
 
-# How an order ended without a fill: refused by the exchange, or cancelled (by us, the exchange
-# or a user); `reason` is the exchange's own words, `kind` a stable category for the event.
-OnFill = Callable[[Fill], None]
-OnDropped = Callable[[Order, Literal["rejected", "cancelled"], str, str], None]
-# Orders an account creates itself (a live account's exchange-side stops) are announced like the manager's own.
-OnAnnounce = Callable[[Order], None]
+
+class AccountSink(Protocol):
+    """Where an account reports its orders' outcomes: the position manager it was opened for."""
+
+    def apply_fill(self, fill: Fill) -> None:
+        """Book a fill (it ends its order)."""
+
+    def drop_order(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
+        """An order ended without a fill: refused by the exchange, or cancelled (by us, the exchange or a user).
+
+        `reason` is the exchange's own words, `kind` a stable category for the event.
+        """
+
+    def announce_order(self, order: Order) -> None:
+        """Announce an order the account created itself (a live account's exchange-side stop), like the manager's own."""
 
 
 class ExchangeAccount(Protocol):
@@ -21,13 +30,11 @@ class ExchangeAccount(Protocol):
 
     A paper account fills synchronously (the return values of `submit`, `trigger_fill`,
     `fill_now`, `on_candle`); a live account returns nothing there and reports each order's
-    outcome later through the callbacks given to `bind`, from the gateway's task.
+    outcome later to the sink it was opened with, from the gateway's task.
     """
 
     strategy_id: str
     pending_orders: list[Order]
-
-    def bind(self, on_fill: OnFill, on_dropped: OnDropped, on_announce: OnAnnounce | None = None) -> None: ...
 
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None: ...
 
@@ -72,12 +79,17 @@ class ExchangeAccount(Protocol):
     def restore_stop(self, order: Order) -> None: ...
 
 
+# Opens a strategy's account with its sink: the position manager calls it with itself, so the
+# account is complete from construction on.
+OpenAccount = Callable[[AccountSink], ExchangeAccount]
+
+
 class ExchangeGateway(Protocol):
     """The shared execution service: opens one isolated account per strategy id."""
 
     name: str
 
-    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> ExchangeAccount: ...
+    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig, sink: AccountSink) -> ExchangeAccount: ...
 
     def status(self) -> dict[str, Any]: ...
 

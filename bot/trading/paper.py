@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
-from bot.trading.account import OnAnnounce, OnDropped, OnFill
+from bot.trading.account import AccountSink
 from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide
 
 
@@ -32,9 +32,6 @@ class PaperAccount(OrderNumbering):
         self._slip = fill.slippage_bps / 10_000.0
         # Mutated in place, never rebound: the position manager holds a reference to it.
         self.pending_orders: list[Order] = []
-
-    def bind(self, on_fill: OnFill, on_dropped: OnDropped, on_announce: OnAnnounce | None = None) -> None:
-        """Nothing to bind: paper orders are filled or dropped synchronously, through return values."""
 
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None:
         """Take new fee and fill settings for orders from now on."""
@@ -140,8 +137,8 @@ class PaperExchange:
 
     name = "paper"
 
-    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig) -> PaperAccount:
-        """Create the account a strategy's orchestrator trades through."""
+    def open_account(self, strategy_id: str, fees: FeesConfig, fill: FillConfig, sink: AccountSink) -> PaperAccount:
+        """Create the account a strategy's orchestrator trades through (it needs no sink: paper outcomes are return values)."""
         return PaperAccount(strategy_id, fees, fill)
 
     def status(self) -> dict[str, Any]:

@@ -1,8 +1,6 @@
 """One strategy's portfolio: cash flows and PnL tallies kept separately, so the identity is a real check."""
 from __future__ import annotations
 
-from typing import Any
-
 from bot.events import PortfolioSnapshot
 
 
@@ -61,29 +59,14 @@ class Portfolio:
             self.market_value, self.peak_equity, self.max_drawdown, self.max_drawdown_pct,
         )
 
-    def snapshot(self) -> dict[str, Any]:
-        """The numbers as a plain dict for events and reports."""
-        return {
-            "start": self.start,
-            "cash": self.cash,
-            "equity": self.cash + self.market_value,
-            "realised": self.realised,
-            "unrealised": self.unrealised,
-            "fees": self.fees,
-            "market_value": self.market_value,
-            "peak_equity": self.peak_equity,
-            "max_drawdown": self.max_drawdown,
-            "max_drawdown_pct": self.max_drawdown_pct,
-        }
-
-    def restore(self, snapshot: dict[str, Any]) -> None:
-        """Take back the numbers of a snapshot (crash recovery)."""
-        self.start = snapshot["start"]
-        self.cash = snapshot["cash"]
-        self.realised = snapshot["realised"]
-        self.fees = snapshot["fees"]
-        self.unrealised = snapshot["unrealised"]
-        self.market_value = snapshot.get("market_value", snapshot["equity"] - snapshot["cash"])
-        self.peak_equity = snapshot.get("peak_equity", max(self.start, snapshot["equity"]))
-        self.max_drawdown = snapshot.get("max_drawdown", 0.0)
-        self.max_drawdown_pct = snapshot.get("max_drawdown_pct", 0.0)
+    def restore(self, snapshot: PortfolioSnapshot) -> None:
+        """Take back the numbers of a journalled snapshot (crash recovery)."""
+        self.start = snapshot.start
+        self.cash = snapshot.cash
+        self.realised = snapshot.realised
+        self.fees = snapshot.fees
+        self.unrealised = snapshot.unrealised
+        self.market_value = snapshot.market_value
+        self.peak_equity = snapshot.peak_equity
+        self.max_drawdown = snapshot.max_drawdown
+        self.max_drawdown_pct = snapshot.max_drawdown_pct

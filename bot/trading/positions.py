@@ -1,14 +1,12 @@
-"""One strategy's positions: lifecycle, stop-loss, take-profit ladder and trailing stop, enforced intrabar."""
+"""One strategy's positions: the coordinator of their orders, fills and exits (stop-loss, take-profit ladder, trailing stop)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from bot.bus import StrategyPublisher
 from bot.ohlcv import Candle
 from bot.config.models import ExitConfig
 from bot.errors import ActionError
-from bot.event_codec import encode_record
 from bot.events import (
     FillRecord,
     OrderCancelled,
@@ -18,105 +16,37 @@ from bot.events import (
     PositionClosed,
     PositionOpened,
     PositionReduced,
-    PositionState,
     RiskRejected,
     StopUpdated,
     TradeRecord,
     TrailingActivated,
 )
-from bot.trading.account import ExchangeAccount
+from bot.trading.account import ExchangeAccount, OpenAccount
+from bot.trading.accounting import Accounting, trade_record
+from bot.trading.exit_rules import rung_quantity, rungs_hit, stop_hit, trail_move, trail_stop
+from bot.trading.journalled import JournalledPosition, PendingOrder
+from bot.trading.order_book import OrderBook
 from bot.trading.orders import Fill, Order, OrderSide
 from bot.trading.portfolio import Portfolio
+from bot.trading.position import DUST, Position, TakeProfitLevel
 from bot.trading.risk import StrategyRisk
 
-PositionStatus = Literal["open", "partially_closed", "closed"]
-# Quantities left below this fraction of the initial size are float dust, not a position.
-_DUST = 1e-9
+__all__ = ["Position", "PositionManager", "TakeProfitLevel"]
+
 # A take-profit rung's close carries the reason `take_profit_<n>` (1-based) for people and
 # trades.csv; the ladder itself goes by the order's typed `rung`.
 _RUNG = "take_profit_"
 
 
-@dataclass(slots=True)
-class TakeProfitLevel:
-    """One rung of a position's take-profit ladder, with its absolute price and quantity."""
-
-    price: float
-    quantity: float
-    done: bool = False
-
-
-@dataclass(slots=True)
-class Position:
-    """An open, partially closed or closed position of one strategy."""
-
-    id: str
-    symbol: str
-    side: Literal["long", "short"]
-    direction: int
-    initial_quantity: float
-    quantity: float
-    entry_price: float
-    entry_ts: int
-    stop_loss: float | None = None
-    take_profits: list[TakeProfitLevel] = field(default_factory=list)
-    trailing_distance_pct: float | None = None
-    trailing_activation_price: float | None = None
-    trailing_active: bool = False
-    trail_anchor: float = 0.0
-    trailing_stop: float | None = None
-    # The binding stop (tighter of stop-loss and trailing stop), kept current by `refresh_stop`
-    # so the per-candle check reads one attribute.
-    stop: float | None = None
-    stop_kind: str = "stop_loss"
-    # Exit rules fixed when the position opened, so a later reload/set never changes them.
-    ladder_closes_all: bool = False
-    break_even: bool = False
-    realised: float = 0.0
-    fees: float = 0.0
-    exit_value: float = 0.0
-    closed_quantity: float = 0.0
-    pending_close: float = 0.0
-    status: PositionStatus = "open"
-    exit_reason: str = ""
-    exit_ts: int = 0
-    # Legs opened together as one paired action share a group id and are closed together.
-    group: str | None = None
-
-    @property
-    def open_quantity(self) -> float:
-        """The quantity not already being closed by a pending order."""
-        return self.quantity - self.pending_close
-
-    @property
-    def closable(self) -> bool:
-        """True while part of it is not already being closed."""
-        return self.pending_close < self.quantity
-
-    def refresh_stop(self) -> None:
-        """Recompute the binding stop after the stop-loss or the trailing stop moved."""
-        stop, kind = self.stop_loss, "stop_loss"
-        trail = self.trailing_stop
-        if trail is not None and (stop is None or (trail > stop if self.direction > 0 else trail < stop)):
-            stop, kind = trail, "trailing_stop"
-        self.stop, self.stop_kind = stop, kind
-
-    def record(self) -> PositionState:
-        """The position as the typed record events and journal snapshots carry."""
-        return PositionState(
-            self.id, self.symbol, self.side, self.status, self.initial_quantity, self.quantity, self.entry_price, self.entry_ts,
-            self.stop_loss, tuple((tp.price, tp.quantity, tp.done) for tp in self.take_profits), self.trailing_active,
-            self.trailing_distance_pct, self.trailing_activation_price, self.trailing_stop, self.ladder_closes_all,
-            self.break_even, self.realised, self.fees, self.group,
-        )
-
-    def state(self) -> dict[str, Any]:
-        """The position as a plain dict (status replies, orchestrator snapshots)."""
-        return {**encode_record(self.record()), "take_profit": [[tp.price, tp.quantity, tp.done] for tp in self.take_profits]}
-
-
 class PositionManager:
-    """Owns one strategy's positions; applies fills to them and to its portfolio, and enforces exits.
+    """Owns one strategy's positions: sends their orders, has fills booked, enforces their exits, and announces each change.
+
+    The jobs are split: the exit rules are pure functions (exit_rules), what orders in flight
+    reserve is the order book (order_book), and booking fills and marks is the accounting
+    (accounting); this class sequences them, publishes the events and talks to the account.
+    The account is opened with this manager as its sink: a live account reports fills and
+    refusals later, from the gateway's task, through `apply_fill`, `drop_order` and
+    `announce_order`.
 
     Events are stamped with processing time on the event clock (monotonic); the market time of
     a fill (the open time of the candle it filled in) is in the payload as `fill_ts`, and as
@@ -124,40 +54,46 @@ class PositionManager:
     """
 
     def __init__(
-        self, strategy_id: str, exits: ExitConfig, account: ExchangeAccount, portfolio: Portfolio, risk: StrategyRisk, publish: StrategyPublisher
+        self,
+        strategy_id: str,
+        exits: ExitConfig,
+        open_account: OpenAccount,
+        portfolio: Portfolio,
+        risk: StrategyRisk,
+        publish: StrategyPublisher,
     ) -> None:
         self.strategy_id = strategy_id
         self._exits = exits
-        self._account = account
-        # The account's own pending list (mutated in place), so "anything pending?" is a truth test.
-        self._pending_orders = account.pending_orders
         self._risk = risk
         self._portfolio = portfolio
         self._publish = publish
         self.positions: dict[str, Position] = {}
         # Open positions per symbol, oldest first (read-only outside this class).
         self.by_symbol: dict[str, list[Position]] = {}
-        self._marks: dict[str, float] = {}
+        self._accounting = Accounting(portfolio, self.positions)
+        self._marks = self._accounting.marks
         self._last_ts = 0
-        self._ladder_closes_all = sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9
+        self._ladder_closes_all = _ladder_closes_all(exits)
         self._next_id = 0
-        self._pending_open: dict[str, float] = {}
-        self._pending_entries = 0
-        # Position id -> pair group of entries sent and not filled yet.
-        self._pending_groups: dict[str, str] = {}
-        # Pairs one of whose legs the exchange refused while the other was still on its way.
-        self._broken_groups: set[str] = set()
         self.closed_trades = 0
         self.winning_trades = 0
-        # A live account reports fills and refusals later, from the gateway's task.
-        account.bind(self.apply_fill, self.drop_order, self._announce_order)
+        # Last: the account gets this manager, complete but for the account itself, as its sink.
+        self._account: ExchangeAccount = open_account(self)
+        self._book = OrderBook(self._account.pending_orders)
+        # The account's own pending list (mutated in place), so "anything pending?" is a truth test.
+        self._pending_orders = self._book.orders
+
+    @property
+    def account(self) -> ExchangeAccount:
+        """The exchange account its orders go through."""
+        return self._account
 
     def configure(self, exits: ExitConfig) -> None:
         """Exit rules for positions opened from now on (open ones keep theirs)."""
         self._exits = exits
-        self._ladder_closes_all = sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9
+        self._ladder_closes_all = _ladder_closes_all(exits)
 
-    def restore(self, positions: list[dict[str, Any]], pending: list[dict[str, Any]], last_order: int, last_position: int) -> None:
+    def restore(self, positions: list[JournalledPosition], pending: list[PendingOrder], last_order: int, last_position: int) -> None:
         """Rebuild open positions and pending orders from journalled state (crash recovery).
 
         Numbering continues after the highest journalled ids, so no client order id or position
@@ -165,76 +101,75 @@ class PositionManager:
         """
         if self.positions or self._pending_orders:
             raise ValueError(f"strategy {self.strategy_id!r} already has positions or orders; restore only a fresh one")
-        for row in positions:
-            direction = 1 if row["side"] == "long" else -1
-            position = Position(
-                row["position_id"], row["symbol"], row["side"], direction, row["initial_quantity"], row["quantity"],
-                row["entry_price"], row["entry_ts"],
-            )
-            position.stop_loss = row["stop_loss"]
-            position.take_profits = [TakeProfitLevel(price, qty, bool(done)) for price, qty, done in row["take_profit"]]
-            position.trailing_distance_pct = row["trailing_distance_pct"]
-            position.trailing_activation_price = row.get("trailing_activation_price")
-            position.trailing_active = bool(row["trailing_active"])
-            position.trailing_stop = row["trailing_stop"]
-            position.trail_anchor = row.get("trail_anchor", 0.0)
-            position.ladder_closes_all = bool(row.get("ladder_closes_all", self._ladder_closes_all))
-            position.break_even = bool(row.get("break_even", self._exits.break_even_after_first_take_profit))
-            position.realised = row["realised"]
-            position.fees = row["fees"]
-            position.closed_quantity = row.get("closed_quantity", 0.0)
-            position.exit_value = row.get("exit_value", 0.0)
-            position.status = row["status"]
-            position.group = row.get("group")
-            position.refresh_stop()
+        for journalled in positions:
+            position = self._restored_position(journalled)
             self.positions[position.id] = position
             self.by_symbol.setdefault(position.symbol, []).append(position)
             self._marks.setdefault(position.symbol, position.entry_price)
             self._risk.on_entry(position.id, position.quantity * position.entry_price)
-        for row in pending:
-            order = Order(
-                row["client_id"], self.strategy_id, row["symbol"], row["side"], row["quantity"], row["intent"],
-                row["position_id"], row["reason"], row["submitted_ts"], row["ref_price"],
-                row.get("order_type") or "market", row.get("limit_price"), row.get("stop_price"), row.get("rung"),
-            )
+        book = self._book
+        for entry in pending:
+            order = entry.order
             if order.order_type == "stop":
                 # A stop resting on the exchange reserves nothing here: its account looks it up.
                 self._account.restore_stop(order)
                 continue
             self._pending_orders.append(order)
             if order.intent == "open":
-                self._pending_open[order.symbol] = self._pending_open.get(order.symbol, 0.0) + order.quantity
-                self._pending_entries += 1
+                book.entry_sent(order.symbol, order.quantity)
                 self._risk.on_entry(order.position_id, order.quantity * order.ref_price)
-                if row.get("pair_group"):
-                    self._pending_groups[order.position_id] = row["pair_group"]
+                if entry.pair_group:
+                    book.join_group(order.position_id, entry.pair_group)
             elif order.position_id in self.positions:
-                position = self.positions[order.position_id]
-                position.pending_close += order.quantity
-                # A rung's close in flight at the crash: the rung has fired, it must not fire again.
-                rung = order.rung
-                if rung is not None and rung < len(position.take_profits):
-                    position.take_profits[rung].done = True
+                book.close_restored(self.positions[order.position_id], order)
         # Pending entries carry position ids the positions table has not seen yet: numbering
         # continues after those too, or a restart would hand their ids (and pair groups) out again.
         prefix = f"{self.strategy_id}-p"
         pending_numbers = [
-            int(row["position_id"][len(prefix):]) for row in pending
-            if row.get("position_id", "").startswith(prefix) and row["position_id"][len(prefix):].isdigit()
+            int(entry.order.position_id[len(prefix):]) for entry in pending
+            if entry.order.position_id.startswith(prefix) and entry.order.position_id[len(prefix):].isdigit()
         ]
         self._next_id = max(self._next_id, last_position, *pending_numbers)
         self._account.continue_numbering(last_order)
         for position in self.positions.values():
             self._sync_stop(position)
 
+    def _restored_position(self, journalled: JournalledPosition) -> Position:
+        state = journalled.state
+        position = Position(
+            state.position_id, state.symbol, state.side, 1 if state.side == "long" else -1, state.initial_quantity, state.quantity,
+            state.entry_price, state.entry_ts,
+        )
+        position.stop_loss = state.stop_loss
+        position.take_profits = [TakeProfitLevel(price, qty, bool(done)) for price, qty, done in state.take_profit]
+        position.trailing_distance_pct = state.trailing_distance_pct
+        position.trailing_activation_price = state.trailing_activation_price
+        position.trailing_active = state.trailing_active
+        position.trailing_stop = state.trailing_stop
+        position.trail_anchor = journalled.trail_anchor
+        if journalled.rules_kept:
+            position.ladder_closes_all = state.ladder_closes_all
+            position.break_even = state.break_even
+        else:
+            position.ladder_closes_all = self._ladder_closes_all
+            position.break_even = self._exits.break_even_after_first_take_profit
+        position.realised = state.realised
+        position.fees = state.fees
+        position.closed_quantity = journalled.closed_quantity
+        position.exit_value = journalled.exit_value
+        position.status = state.status
+        position.group = state.group
+        position.refresh_stop()
+        return position
+
     # -- queries -------------------------------------------------------------------------------
     def open_count(self) -> int:
         """Open positions plus entries waiting to fill."""
-        return len(self.positions) + self._pending_entries
+        return len(self.positions) + self._book.entries
 
     def is_flat(self, symbol: str) -> bool:
         """True when the symbol has no open position and no pending entry."""
-        return not self.by_symbol.get(symbol) and not self._pending_open.get(symbol)
+        return not self.by_symbol.get(symbol) and not self._book.entry_pending_on(symbol)
 
     def position_on(self, symbol: str) -> Position | None:
         """The oldest open position on a symbol, if any."""
@@ -285,7 +220,7 @@ class PositionManager:
             registered.append(position_id)
         group = registered[0].replace("-p", "-g", 1)
         for (symbol, side, quantity, price), position_id in zip(legs, registered):
-            self._pending_groups[position_id] = group
+            self._book.join_group(position_id, group)
             self._send_open(symbol, side, quantity, reason, ts, price, position_id)
         return group
 
@@ -312,9 +247,8 @@ class PositionManager:
             symbol, "buy" if side == "long" else "sell", quantity, "open", position_id, reason, ts, ref_price,
             "market" if limit_price is None else "limit", limit_price,
         )
-        self._pending_open[symbol] = self._pending_open.get(symbol, 0.0) + quantity
-        self._pending_entries += 1
-        self._announce_order(order)
+        self._book.entry_sent(symbol, quantity)
+        self.announce_order(order)
         fill = self._account.submit(order)
         if fill is not None:
             self.apply_fill(fill)
@@ -327,23 +261,23 @@ class PositionManager:
         """Send market closes for what is left of every leg of a pair; return how many legs."""
         count = 0
         for position in self.group_legs(group):
-            available = position.quantity - position.pending_close
+            available = position.open_quantity
             if available > 0:
-                price = self._marks.get(position.symbol, position.entry_price)
+                price = self._accounting.mark_of(position)
                 self.submit_close(position, available, reason, ts, price)
                 count += 1
         return count
 
     def submit_close(self, position: Position, quantity: float, reason: str, ts: int, ref_price: float, rung: int | None = None) -> None:
         """Send a market order closing `quantity` of a position (`rung`: the take-profit rung it takes, if any)."""
-        available = position.quantity - position.pending_close
-        if quantity > available * (1 + _DUST):
+        available = position.open_quantity
+        if quantity > available * (1 + DUST):
             raise ActionError(f"cannot close {quantity} of {position.id}: only {available} not already being closed")
         quantity = min(quantity, available)
         side: OrderSide = "sell" if position.direction > 0 else "buy"
         order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, ts, ref_price, rung=rung)
-        position.pending_close += quantity
-        self._announce_order(order)
+        self._book.close_sent(position, quantity)
+        self.announce_order(order)
         fill = self._account.submit(order)
         if fill is not None:
             self.apply_fill(fill)
@@ -361,11 +295,11 @@ class PositionManager:
         held = self.by_symbol.get(symbol)
         if held:
             for position in tuple(held):
-                self._enforce(position, candle, ts)
+                self._enforce(position, candle)
             # After the exits: a fill inside this candle marked at its own price, and what is
             # left open is worth the close.
             self._marks[symbol] = candle.close
-            self._revalue()
+            self._accounting.revalue()
         else:
             self._marks[symbol] = candle.close
 
@@ -374,7 +308,7 @@ class PositionManager:
         self._marks[symbol] = price
         self._last_ts = ts
         if self.by_symbol.get(symbol):
-            self._revalue()
+            self._accounting.revalue()
 
     def cash(self) -> float:
         """The strategy's cash (what its portfolio counts on, in the quote currency)."""
@@ -412,19 +346,13 @@ class PositionManager:
     def _forget(self, order: Order, sync_stop: bool = True) -> str | None:
         """Undo what an order that ends unfilled had reserved; return the pair group of a dropped entry."""
         if order.intent == "open":
-            self._pending_open[order.symbol] = max(0.0, self._pending_open.get(order.symbol, 0.0) - order.quantity)
-            self._pending_entries -= 1
+            group = self._book.entry_ended(order)
             self._risk.release(order.position_id)
-            return self._pending_groups.pop(order.position_id, None)
+            return group
         position = self.positions.get(order.position_id)
-        if position is not None and order.order_type != "stop":
-            position.pending_close = max(0.0, position.pending_close - order.quantity)
-            # A take-profit whose close the exchange refused has not been taken: it may fire again.
-            rung = order.rung
-            if rung is not None and rung < len(position.take_profits):
-                position.take_profits[rung].done = False
-            if sync_stop:
-                self._sync_stop(position)
+        # A take-profit whose close the exchange refused has not been taken: it may fire again.
+        if position is not None and self._book.close_dropped(position, order) and sync_stop:
+            self._sync_stop(position)
         return None
 
     def drop_order(self, order: Order, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
@@ -452,18 +380,18 @@ class PositionManager:
         if group is not None:
             if self.group_legs(group):
                 self.close_group(group, "pair_incomplete", self._last_ts)
-            elif group in self._pending_groups.values():
+            elif self._book.leg_on_its_way(group):
                 # The partner's entry is still on its way: when it fills, it is closed at once.
-                self._broken_groups.add(group)
+                self._book.mark_broken(group)
 
     def _resend_after_stop(self, order: Order) -> None:
         """A close held back while the exchange's stop fired: what is still wanted of it goes out, capped at what is left."""
         position = self.positions.get(order.position_id)
         if position is None:
             return
-        quantity = min(order.quantity, position.quantity - position.pending_close)
-        if quantity > position.initial_quantity * _DUST:
-            self.submit_close(position, quantity, order.reason, self._last_ts, self._marks.get(position.symbol, position.entry_price), order.rung)
+        quantity = min(order.quantity, position.open_quantity)
+        if quantity > position.initial_quantity * DUST:
+            self.submit_close(position, quantity, order.reason, self._last_ts, self._accounting.mark_of(position), order.rung)
         else:
             self._sync_stop(position)
 
@@ -480,16 +408,16 @@ class PositionManager:
     def _close_all_now_pass(self, reason: str) -> int:
         count = 0
         for position in list(self.positions.values()):
-            quantity = position.quantity - position.pending_close
+            quantity = position.open_quantity
             if quantity <= 0:
                 continue
-            price = self._marks.get(position.symbol, position.entry_price)
+            price = self._accounting.mark_of(position)
             side: OrderSide = "sell" if position.direction > 0 else "buy"
             order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, self._last_ts, price)
-            self._announce_order(order)
+            self.announce_order(order)
             fill = self._account.fill_now(order, price, self._last_ts)
             if fill is None:  # a live account sent it at market: the fill comes later
-                position.pending_close += quantity
+                self._book.close_sent(position, quantity)
                 self._sync_stop(position)
             else:
                 self.apply_fill(fill)
@@ -520,8 +448,7 @@ class PositionManager:
     def _open(self, fill: Fill) -> None:
         order = fill.order
         symbol = order.symbol
-        self._pending_open[symbol] = max(0.0, self._pending_open.get(symbol, 0.0) - order.quantity)
-        self._pending_entries -= 1
+        group = self._book.entry_ended(order)
         direction = 1 if order.side == "buy" else -1
         price = fill.price
         exits = self._exits
@@ -540,8 +467,8 @@ class PositionManager:
             position.trailing_distance_pct = exits.trailing.distance_pct
             position.trailing_activation_price = price * (1 + direction * exits.trailing.activation_pct / 100.0)
         position.fees = fill.fee
-        position.group = self._pending_groups.pop(position.id, None)
-        if position.group is not None:
+        position.group = group
+        if group is not None:
             # A leg's own stop or take-profit would close it alone: pairs exit as a whole,
             # on the strategy's spread rules.
             position.stop_loss = None
@@ -552,9 +479,7 @@ class PositionManager:
             position.refresh_stop()
         self.positions[position.id] = position
         self.by_symbol.setdefault(symbol, []).append(position)
-        self._portfolio.on_fill(direction, price, fill.quantity, fill.fee, True, 0.0)
-        self._marks[symbol] = price
-        self._revalue()
+        self._accounting.book_entry(position, fill)
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
         if fill.fee:
             self._risk.book(-fill.fee, fill.ts)
@@ -562,8 +487,7 @@ class PositionManager:
         self._publish(PositionOpened, None, position.record(), order.client_id, self._portfolio.record(), filled)
         self._announce_fill(filled)
         self._sync_stop(position)
-        if position.group is not None and position.group in self._broken_groups:
-            self._broken_groups.discard(position.group)
+        if self._book.take_broken(group):
             self.submit_close(position, position.quantity, "pair_incomplete", fill.ts, price)
 
     def _reduce(self, fill: Fill) -> None:
@@ -571,31 +495,15 @@ class PositionManager:
         position = self.positions.get(order.position_id)
         if position is None:
             raise ActionError(f"fill {order.client_id} for unknown position {order.position_id!r}")
-        qty = min(fill.quantity, position.quantity)
-        fraction = qty / position.quantity
-        realised = position.direction * (fill.price - position.entry_price) * qty
-        position.quantity -= qty
-        # The fill ends its order: the whole order stops being pending, filled in full or not.
-        # (An exchange-side stop was never counted as pending: it protects, it does not reserve.)
-        if order.order_type != "stop":
-            position.pending_close = max(0.0, position.pending_close - order.quantity)
-        position.closed_quantity += qty
-        position.exit_value += fill.price * qty
-        position.realised += realised
-        position.fees += fill.fee
-        position.exit_reason = order.reason
-        position.exit_ts = fill.ts
-        self._portfolio.on_fill(position.direction, fill.price, qty, fill.fee, False, realised)
-        self._marks[position.symbol] = fill.price
-        closed = position.quantity <= position.initial_quantity * _DUST
+        booked = self._accounting.book_exit(position, fill)
+        self._book.close_filled(position, order)
+        closed = booked.closed
         if closed:
-            position.quantity = 0.0
-            position.status = "closed"
             del self.positions[position.id]
             self.by_symbol[position.symbol].remove(position)
-        self._revalue()
+        self._accounting.revalue()
         # After revaluing: booking may trip the kill switch, whose event must see a consistent portfolio.
-        self._risk.on_exit(position.id, 1.0 if closed else fraction, realised - fill.fee, fill.ts)
+        self._risk.on_exit(position.id, 1.0 if closed else booked.fraction, booked.realised - fill.fee, fill.ts)
         filled = self._fill_record(fill)
         if closed:
             self.closed_trades += 1
@@ -608,15 +516,13 @@ class PositionManager:
                 # Whatever closed one leg (the strategy, a user, the unload) closes the others
                 # with it, so a pair is never left half open.
                 for sibling in self.group_legs(position.group):
-                    available = sibling.quantity - sibling.pending_close
+                    available = sibling.open_quantity
                     if available > 0:
-                        price = self._marks.get(sibling.symbol, sibling.entry_price)
-                        self.submit_close(sibling, available, "pair_leg_closed", fill.ts, price)
+                        self.submit_close(sibling, available, "pair_leg_closed", fill.ts, self._accounting.mark_of(sibling))
                 return
         else:
-            position.status = "partially_closed"
             self._publish(
-                PositionReduced, None, position.record(), qty, fill.price, order.reason, rung=order.rung,
+                PositionReduced, None, position.record(), booked.quantity, fill.price, order.reason, rung=order.rung,
                 portfolio=self._portfolio.record(), fill=filled,
             )
             self._sync_stop(position)
@@ -624,62 +530,37 @@ class PositionManager:
 
     def trade_record(self, position: Position) -> TradeRecord:
         """The closed trade as one row: pnl is net of fees, exit price is the quantity-weighted average."""
-        return TradeRecord(
-            self.strategy_id, position.id, position.symbol, position.side, position.initial_quantity, position.entry_ts,
-            position.entry_price, position.exit_ts,
-            position.exit_value / position.closed_quantity if position.closed_quantity else 0.0,
-            position.realised - position.fees, position.fees, position.exit_reason, position.group,
-        )
+        return trade_record(self.strategy_id, position)
 
-    # -- marks and exits ----------------------------------------------------------------------
-    def _revalue(self) -> None:
-        value = 0.0
-        unrealised = 0.0
-        marks = self._marks
-        for position in self.positions.values():
-            mark = marks[position.symbol]
-            signed = position.direction * position.quantity
-            value += signed * mark
-            unrealised += signed * (mark - position.entry_price)
-        self._portfolio.revalue(value, unrealised)
-
-    def _enforce(self, position: Position, candle: Candle, ts: int) -> None:
-        d = position.direction
-        stop = position.stop
-        if stop is not None and (candle.low <= stop if d > 0 else candle.high >= stop):
+    # -- exits -----------------------------------------------------------------------------------
+    def _enforce(self, position: Position, candle: Candle) -> None:
+        hit = stop_hit(position, candle)
+        if hit is not None:
             if self._account.stop_held(position.id):
                 # The stop order resting on the exchange fires: its fill arrives from the gateway.
                 self._account.stop_crossed(position.id)
             else:
-                self._trigger(position, position.quantity - position.pending_close, stop, position.stop_kind, candle, ts, "stop")
+                self._trigger(position, position.open_quantity, hit.price, hit.kind, candle, "stop")
             return
-        favourable = candle.high if d > 0 else candle.low
-        for index, level in enumerate(position.take_profits):
-            if level.done:
-                continue
-            if not (favourable >= level.price if d > 0 else favourable <= level.price):
-                break
+        for index in rungs_hit(position, candle):
+            level = position.take_profits[index]
             level.done = True
-            available = position.quantity - position.pending_close
-            # The last rung of a ladder that adds up to 100% closes whatever is left, so float
-            # rounding in the step sizes never leaves dust open.
-            last = index == len(position.take_profits) - 1
-            qty = available if last and position.ladder_closes_all else min(level.quantity, available)
+            qty = rung_quantity(position, index, position.open_quantity)
             if qty > 0:
-                self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, ts, "limit", index)
+                self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, "limit", index)
             if position.status == "closed":
                 return
-        if position.trailing_active:
-            if (favourable > position.trail_anchor) if d > 0 else (favourable < position.trail_anchor):
-                position.trail_anchor = favourable
-                position.trailing_stop = favourable * (1 - d * position.trailing_distance_pct / 100.0)  # type: ignore[operator]
-                position.refresh_stop()
-                # A moved stop is a position change: announced (and so journalled) like any other.
-                self._publish(StopUpdated, None, position.id, trailing_stop=position.trailing_stop, anchor=favourable, reason="trailing")
-                self._sync_stop(position)
+        move = trail_move(position, candle)
+        if move is not None:
+            position.trail_anchor = move.anchor
+            position.trailing_stop = move.stop
+            position.refresh_stop()
+            # A moved stop is a position change: announced (and so journalled) like any other.
+            self._publish(StopUpdated, None, position.id, trailing_stop=move.stop, anchor=move.anchor, reason="trailing")
+            self._sync_stop(position)
 
     def _trigger(
-        self, position: Position, quantity: float, price: float, reason: str, candle: Candle, ts: int, kind: Literal["stop", "limit"],
+        self, position: Position, quantity: float, price: float, reason: str, candle: Candle, kind: Literal["stop", "limit"],
         rung: int | None = None,
     ) -> None:
         # Market time of an intrabar trigger is not known finer than its candle: stamp the fill
@@ -688,10 +569,10 @@ class PositionManager:
             return  # already being closed (a live close in flight): nothing more to send
         side: OrderSide = "sell" if position.direction > 0 else "buy"
         order: Order = self._account.new_order(position.symbol, side, quantity, "close", position.id, reason, candle.ts, price, rung=rung)
-        self._announce_order(order)
+        self.announce_order(order)
         fill = self._account.trigger_fill(order, price, candle, candle.ts, kind)
         if fill is None:  # a live account sent it at market: the fill comes later
-            position.pending_close += quantity
+            self._book.close_sent(position, quantity)
             self._sync_stop(position)
         else:
             self.apply_fill(fill)
@@ -716,7 +597,7 @@ class PositionManager:
         position.trailing_active = True
         position.trailing_distance_pct = distance_pct
         position.trail_anchor = anchor
-        position.trailing_stop = anchor * (1 - d * distance_pct / 100.0)
+        position.trailing_stop = trail_stop(anchor, distance_pct, d)
         position.refresh_stop()
         self._publish(TrailingActivated, None, position_id, distance_pct, anchor, position.trailing_stop)
         self._sync_stop(position)
@@ -727,17 +608,22 @@ class PositionManager:
         It covers what is not already being closed; a position wholly being closed has none.
         """
         # Rounded: float noise just under a lot step (0.5 - 0.4995) would cost the stop a whole step when the exchange truncates it.
-        quantity = round(position.quantity - position.pending_close, 12)
-        stop = position.stop if quantity > position.initial_quantity * _DUST else None
+        quantity = round(position.open_quantity, 12)
+        stop = position.stop if quantity > position.initial_quantity * DUST else None
         side: OrderSide = "sell" if position.direction > 0 else "buy"
         self._account.protect(position.id, position.symbol, side, quantity, stop, position.stop_kind, self._last_ts)
 
-    def _announce_order(self, order: Order) -> None:
+    def announce_order(self, order: Order) -> None:
+        """Announce an order sent (an account announces through this the orders it creates itself)."""
         # The group is journalled with the order, so a leg pending at a crash comes back as a leg of its pair.
-        group = self._pending_groups.get(order.position_id) if order.intent == "open" else None
+        group = self._book.group_of_entry(order)
         self._publish(
             OrderSubmitted, None, order.client_id, order.symbol, order.side, order.quantity, order.intent, order.position_id,
             order.reason, order.ref_price, order_type=order.order_type,
             limit_price=order.limit_price if order.order_type == "limit" else None,
             stop_price=order.stop_price if order.order_type == "stop" else None, group=group, rung=order.rung,
         )
+
+
+def _ladder_closes_all(exits: ExitConfig) -> bool:
+    return sum(step.close_pct for step in exits.take_profit) >= 100 - 1e-9

@@ -96,7 +96,7 @@ def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) 
                 continue
             p = rig.manager.get(sid).portfolio
             expected = p.start + p.realised - p.fees + p.unrealised
-            assert math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6), (event, sid, p.snapshot())
+            assert math.isclose(p.equity, expected, rel_tol=1e-9, abs_tol=1e-6), (event, sid, p.record())
             checked += 1
         if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
             s = event.portfolio

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.event_codec import encode_record
 from bot.config.models import StrategyConfig
 from bot.journal import JOURNAL_EXTRAS, Journal
 from bot.trading.orders import Order
@@ -51,8 +52,8 @@ def journalled_rig(journal: Journal) -> Rig:
 
 
 def position_as_journalled(position: Position) -> dict[str, Any]:
-    """What the journal should hold for a live position: state() plus the extras recovery needs."""
-    return {**position.state(), **{name: getattr(position, name) for name in JOURNAL_EXTRAS}}
+    """What the journal should hold for a live position: its record plus the extras recovery needs."""
+    return {**encode_record(position.record()), **{name: getattr(position, name) for name in JOURNAL_EXTRAS}}
 
 
 def order_as_journalled(order: Order, pair_group: str | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bot.event_codec import encode_record
 from bot.ohlcv import Candle
 from bot.events import CandleClosed, Event, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened
 from bot.journal import JOURNAL_EXTRAS, Journal
@@ -111,7 +112,7 @@ def _assert_matches(journal: Journal, rig: Rig, sid: str, seen: Counter[str]) ->
     pending = manager.positions.pending_orders()
     seen["pending"] += len(pending)
     assert journal.pending_orders(sid) == [order_as_journalled(o) for o in pending]
-    live = manager.portfolio.snapshot()
+    live = encode_record(manager.portfolio.record())
     stored = journal.portfolio(sid)
     if stored is None:
         assert live_positions == [] and live["cash"] == live["start"]
@@ -232,4 +233,4 @@ def test_journal_extras_are_what_positions_leave_out_of_state() -> None:
     session.act(OpenPosition(SYMBOL, "long", 1.0))
     session.bars(flat(100))
     position = session.position()
-    assert set(JOURNAL_EXTRAS).isdisjoint(position.state()) and all(hasattr(position, name) for name in JOURNAL_EXTRAS)
+    assert set(JOURNAL_EXTRAS).isdisjoint(encode_record(position.record())) and all(hasattr(position, name) for name in JOURNAL_EXTRAS)

@@ -7,6 +7,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from bot.event_codec import encode_record
 from bot.trading.actions import ClosePercent, OpenPosition
 from bot.event_codec import payload_of
 from bot.events import OrderCancelled, OrderRejected, PositionClosed, PositionOpened
@@ -30,7 +31,7 @@ async def test_a_market_entry_and_exit_fill_on_the_exchange_under_the_strategys_
         assert opened.fill.fee == pytest.approx(0.5 * price * 0.001) and opened.fill.liquidity == "taker"
         assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
         assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
-        portfolio = live.orch().portfolio.snapshot()
+        portfolio = encode_record(live.orch().portfolio.record())
         assert portfolio["fees"] == pytest.approx(0.5 * price * 0.001)
 
         (position,) = live.positions()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from bot.config.models import BotConfig
+from bot.event_codec import encode_record
 from bot.events import Event, KillSwitch, OrderFilled, PortfolioSnapshot, PositionClosed, PositionOpened, PositionReduced
 from bot.trading.actions import ClosePercent, OpenPosition
 from tests.trading.helpers import SYMBOL, Session, flat, identity_holds, quiet
@@ -130,7 +131,7 @@ def test_portfolio_numbers_by_hand() -> None:
     assert portfolio.equity == approx(9999.5998, rel=1e-12)
     session.act(ClosePercent(session.position().id, 50.0))
     session.bars(flat(110))
-    snapshot = portfolio.snapshot()
+    snapshot = encode_record(portfolio.record())
     expected: dict[str, Any] = {
         "start": 10_000.0,
         "cash": approx(9909.37991, rel=1e-12),

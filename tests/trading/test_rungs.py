@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.event_codec import encode_record
+from bot.journal.records import pending_order_record, position_record
 from bot.events import OrderFilled, OrderSubmitted, PositionReduced
 from bot.trading.actions import ClosePercent, OpenPosition
 from bot.trading.orders import Order
@@ -23,7 +25,7 @@ def _entered() -> Session:
 def _restored(row: dict[str, Any], pending: dict[str, Any]) -> Session:
     """A fresh session whose strategy restores one position and one pending order, as after a crash."""
     after = Session(quiet(exits=LADDER))
-    after.orch().positions.restore([row], [pending], 2, 1)
+    after.orch().positions.restore([position_record(row)], [pending_order_record(pending, "s1")], 2, 1)
     return after
 
 
@@ -43,7 +45,7 @@ def test_a_strategy_close_named_like_a_rung_in_flight_at_a_crash_leaves_the_ladd
     session.act(ClosePercent(position.id, 50.0, "take_profit_1"))  # market: pending until the next open
     (pending,) = session.orch().positions.pending_orders()
     assert pending.rung is None
-    after = _restored(position.state(), order_as_journalled(pending))
+    after = _restored(encode_record(position.record()), order_as_journalled(pending))
     # The rung has not fired: it still may (the text named it, the order did not take it).
     assert [tp.done for tp in after.position().take_profits] == [False, False]
 
@@ -52,5 +54,5 @@ def test_a_rung_close_in_flight_at_a_crash_keeps_its_rung_taken() -> None:
     session = _entered()
     position = session.position()
     order = Order("s1-9", "s1", SYMBOL, "sell", 0.5, "close", position.id, "take_profit_1", 0, 102.0, rung=0)
-    after = _restored(position.state(), order_as_journalled(order))
+    after = _restored(encode_record(position.record()), order_as_journalled(order))
     assert [tp.done for tp in after.position().take_profits] == [True, False]
