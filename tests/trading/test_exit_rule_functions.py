@@ -166,7 +166,7 @@ def _manager() -> tuple[PositionManager, list[Event]]:
     bus = EventBus(ReplayClock())
     events: list[Event] = []
     bus.subscribe(events.append)
-    risk = RiskManager(GlobalRiskConfig(), lambda *_: None).bind("s", StrategyRiskConfig(), "BTC/USD")
+    risk = RiskManager(GlobalRiskConfig()).bind("s", StrategyRiskConfig(), "BTC/USD", bus)
     exits = ExitConfig.model_validate({"stop_loss_pct": 5, "take_profit": [{"pct": 2, "close_pct": 50}, {"pct": 4, "close_pct": 50}]})
     manager = PositionManager(
         "s", exits, lambda _sink: PaperAccount("s", FeesConfig(), FillConfig()), Portfolio(10_000.0), risk, StrategyPublisher(bus, "s")
