@@ -131,11 +131,15 @@ _CHECK_STR: Final = _scalar("str", str)
 _CHECK_BOOL: Final = _scalar("bool", bool)
 
 
+_NUMBER: Final = frozenset({int, float})
+
+
 def _check_candle(value: Any) -> Any:
     if type(value) is list and len(value) == 6:
-        ts, *prices = value
-        if type(ts) is int and all(type(v) is float or type(v) is int for v in prices):
-            return Candle(*value)
+        ts, open_, high, low, close, volume = value
+        number = _NUMBER
+        if type(ts) is int and type(open_) in number and type(high) in number and type(low) in number and type(close) in number and type(volume) in number:
+            return Candle(ts, open_, high, low, close, volume)
     raise _Mismatch(f"expected a candle [int ts, 5 numbers], got {orjson.dumps(value).decode()[:80]}")
 
 
@@ -261,6 +265,9 @@ def _checker(hint: Any, wire: bool) -> Check:
 # -- per-class plans, built once from the dataclass fields --------------------------------------
 Encoder = Callable[[Any, dict[str, Any]], None]
 Decoder = Callable[[dict[str, Any], dict[str, Any]], None]
+# A field's decoding step: its name, its check, and the decoder of a field that is not a plain
+# required key (flat, optional, rung), None for a plain one, which the plan reads inline (the hot path).
+Step = tuple[str, Check, Decoder | None]
 
 
 class _Plan:
@@ -268,7 +275,7 @@ class _Plan:
 
     __slots__ = ("cls", "encoders", "decoders", "keys")
 
-    def __init__(self, cls: type[Any], encoders: list[Encoder], decoders: list[Decoder], keys: frozenset[str]) -> None:
+    def __init__(self, cls: type[Any], encoders: list[Encoder], decoders: list[Step], keys: frozenset[str]) -> None:
         self.cls = cls
         self.encoders = encoders
         self.decoders = decoders
@@ -284,8 +291,17 @@ class _Plan:
     def fields_in(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The constructor arguments of the keys this class reads (a flat record shares its parent's payload)."""
         kwargs: dict[str, Any] = {}
-        for decode in self.decoders:
-            decode(payload, kwargs)
+        for name, check, special in self.decoders:
+            if special is not None:
+                special(payload, kwargs)
+                continue
+            try:
+                kwargs[name] = check(payload[name])
+            except KeyError:
+                raise _Mismatch("missing", name) from None
+            except _Mismatch as bad:
+                bad.path.append(name)
+                raise
         return kwargs
 
     def decode_strict(self, value: Any) -> Any:
@@ -295,20 +311,23 @@ class _Plan:
         return self.cls(**self.fields_of(value))
 
 
-_PLANS: dict[tuple[type[Any], bool], _Plan] = {}
+# Per class, the line's plans and the wire's (they differ in `rung` only).
+_LINE_PLANS: dict[type[Any], _Plan] = {}
+_WIRE_PLANS: dict[type[Any], _Plan] = {}
 
 
 def _plan_of(cls: type[Any], wire: bool = False) -> _Plan:
-    plan = _PLANS.get((cls, wire))
+    plans = _WIRE_PLANS if wire else _LINE_PLANS
+    plan = plans.get(cls)
     if plan is None:
-        plan = _PLANS[(cls, wire)] = _plan(cls, wire)
+        plan = plans[cls] = _plan(cls, wire)
     return plan
 
 
 def _plan(cls: type[Any], wire: bool) -> _Plan:
     hints = get_type_hints(cls)
     encoders: list[Encoder] = []
-    decoders: list[Decoder] = []
+    decoders: list[Step] = []
     keys: set[str] = set()
     seen: list[str] = []
     for f in dataclasses.fields(cls):
@@ -393,7 +412,7 @@ def _field_encoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Encoder:
     return plain
 
 
-def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Decoder:
+def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Step:
     name = f.name
     if f.metadata.get("flat"):
         nested = _plan_of(hint, wire)
@@ -401,7 +420,7 @@ def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Decoder:
         def flat(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
             kwargs[name] = nested.cls(**nested.fields_in(payload))
 
-        return flat
+        return name, _identity, flat
     check = _checker(hint, wire)
     if f.metadata.get("rung") and not wire:
         # A line holds no rung where its reason implies one: this bot's encoder left it out
@@ -412,23 +431,15 @@ def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Decoder:
             else:
                 kwargs[name] = rung_in_reason(kwargs["reason"])
 
-        return rung
+        return name, check, rung
     if f.metadata.get("omit"):
         default = f.default
 
         def omit(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
             kwargs[name] = _checked(check, payload[name], name) if name in payload else default
 
-        return omit
-
-    def plain(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
-        try:
-            value = payload[name]
-        except KeyError:
-            raise _Mismatch("missing", name) from None
-        kwargs[name] = _checked(check, value, name)
-
-    return plain
+        return name, check, omit
+    return name, check, None
 
 
 def _checked(check: Check, value: Any, name: str) -> Any:
@@ -501,9 +512,9 @@ def event_from(
     cls = EVENT_CLASSES.get(type_)
     if cls is None:
         raise EventDecodeError(type_, "type", f"unknown event type {type_!r}", seq)
-    for name, value in (("seq", seq), ("ts", ts), ("ts_init", ts_init)):
-        if type(value) is not int:
-            raise EventDecodeError(type_, name, f"expected int, got {_kind(value)}", seq)
+    if type(seq) is not int or type(ts) is not int or type(ts_init) is not int:
+        name, value = next((n, v) for n, v in (("seq", seq), ("ts", ts), ("ts_init", ts_init)) if type(v) is not int)
+        raise EventDecodeError(type_, name, f"expected int, got {_kind(value)}", seq)
     if cls.scoped:
         if type(strategy_id) is not str or not strategy_id:
             raise EventDecodeError(type_, "strategy_id", f"a strategy event needs a non-empty str, got {strategy_id!r}", seq)
