@@ -23,7 +23,8 @@ from bot.daemon.startup import (
     restore,
     strategies_to_load,
 )
-from bot.events import Event, KillSwitch
+from bot.candles.sources import CandleSource
+from bot.events import Event, FeedState, KillSwitch
 from bot.journal import Journal
 from bot.journal.lock import JournalInUse
 from bot.kernel import Bot, Seams, build_bot
@@ -33,6 +34,7 @@ from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
 from tests.daemon.conftest import write_daemon_config
+from tests.support import BTC_1M
 
 LOG = logging.getLogger("bot.tests.startup")
 
@@ -153,5 +155,55 @@ def test_strategies_load_restored_and_are_put_back_in_their_journalled_state(tmp
         assert journal.get_meta(STRATEGY_FILE + "ema_cross") == str(to_load.files["ema_cross"])
         activate(loaded_specs, saved, bot.manager, bot.services.hub, LOG)
         assert bot.manager.states() == {"ema_cross": "active", "rsi_reversion": "dormant"}
+    finally:
+        journal.close()
+
+
+def test_a_bad_row_deep_in_an_added_file_is_announced_as_that_symbols_feed_state(tmp_path: Path) -> None:
+    """The symbol is the event's field, not a detail key: FeedState refuses one in its detail (the payload's own key)."""
+    loaded = _loaded(tmp_path)
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    rows = BTC_1M.read_text().splitlines()
+    journal = open_journal(loaded)
+    try:
+
+        async def main() -> FeedState:
+            async with anyio.create_task_group() as tg:
+
+                def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+                    return InboxDelivery(tg, 100, on_error)
+
+                bot = _bot(loaded, journal, inboxes)
+                delivery = bot.manager.delivery
+                assert isinstance(delivery, InboxDelivery)
+                announced: list[FeedState] = []
+                seen = anyio.Event()
+
+                def symbol_state(event: Event) -> None:
+                    if isinstance(event, FeedState) and event.symbol is not None:
+                        announced.append(event)
+                        seen.set()
+
+                bot.services.bus.subscribe(symbol_state, types=[FeedState])
+                feed = build_feed(loaded, bot.services, delivery, journal, sources, None, None, LOG.error, None)
+                assert isinstance(feed, RecordedFeed)
+                await tg.start(feed.run)  # returns once the backfill is in the hub
+                last = bot.services.hub.history("BTC/USD", "1m", limit=1)[-1]
+                at = next(i for i, row in enumerate(rows) if row.startswith(f"{last.ts},"))
+                # Two good candles still to play, then a row whose high is below its low.
+                bad_ts = rows[at + 3].split(",")[0]
+                added = tmp_path / "eth_1m.csv"
+                added.write_text("\n".join([rows[0], rows[at + 1], rows[at + 2], f"{bad_ts},10,9,12,11,1"]) + "\n")
+                feed.add_source(CandleSource("ETH/USD", added, "1m"), last.ts + 60_000)
+                with anyio.fail_after(30):
+                    await seen.wait()
+                feed.stop()
+                delivery.close_all()
+            return announced[0]
+
+        state = anyio.run(main)
+        assert (state.symbol, state.timeframe) == ("ETH/USD", None)
+        assert "symbol" not in state.detail and "eth_1m.csv" in state.detail["error"]
     finally:
         journal.close()
