@@ -117,10 +117,14 @@ class EventBus:
         strategy id; one built without a usable id is refused.
         """
         seq = self._seq + 1
+        wall = self._wall_clock
         if ts is None:
             ts = self._clock.now_ms()
-        wall = self._wall_clock
-        event = cls(seq, ts, ts if wall is None else wall.now_ms(), *args, **kwargs)
+            # Live reads one clock for both times: one read, so ts_init is never later than ts.
+            ts_init = ts if wall is None or wall is self._clock else wall.now_ms()
+        else:
+            ts_init = ts if wall is None else wall.now_ms()
+        event = cls(seq, ts, ts_init, *args, **kwargs)
         strategy_id = event.strategy_id
         if event.scoped and not (isinstance(strategy_id, str) and strategy_id):
             raise EventTaggingError(f"event type {event.type!r} is strategy-scoped and needs a strategy_id, got {strategy_id!r}")
@@ -151,7 +155,7 @@ class EventBus:
         """Call `handler` synchronously for each matching event (types None = all classes)."""
         type_set = None if types is None else frozenset(types)
         if type_set is not None:
-            unknown = [t for t in type_set if not (isinstance(t, type) and EVENT_CLASSES.get(t.type) is t)]
+            unknown = [t for t in type_set if not (isinstance(t, type) and issubclass(t, Event) and EVENT_CLASSES.get(t.type) is t)]
             if unknown:
                 raise ValueError(f"not event classes: {sorted(map(repr, unknown))}")
         sub = Subscription(type_set, strategy_id, handler)
@@ -214,5 +218,8 @@ class StrategyPublisher:
         self.strategy_id = strategy_id
 
     def __call__(self, cls: Callable[Concatenate[int, int, int, str, P], S], ts: int | None, *args: P.args, **kwargs: P.kwargs) -> S:
-        """Publish a strategy event of class `cls` tagged with this publisher's strategy id."""
+        """Publish a strategy event of class `cls` tagged with this publisher's strategy id; a market event is refused."""
+        if getattr(cls, "scoped", False) is not True:
+            # Otherwise the id would fill the market event's first field (ReplayFinished(candles="a")).
+            raise EventTaggingError(f"{getattr(cls, 'type', cls)!r} is not a strategy event: strategy {self.strategy_id!r} cannot publish it")
         return self._bus.publish(cls, ts, self.strategy_id, *args, **kwargs)

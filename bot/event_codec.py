@@ -3,29 +3,63 @@
 A line is `{"seq","ts","type","strategy_id","payload":{...}}`, the payload keyed as it always
 was (optional keys left out where they always were); `ts_init` is not written, so a replay's
 file stays deterministic, and a line read back gets `ts_init = ts`. A wire message is the same
-envelope with `"v"` and `ts_init`. Both decode to an object equal to the one encoded.
+envelope with `"v"` and `ts_init`, and `rung` always written. Both decode to an object equal to
+the one encoded.
+
+Decoding is strict, as a wire message may come from another process: every field's type is
+checked (an int is not a bool, a float field takes an int, null only where Optional, records,
+arrays and objects to their elements), unknown keys and missing required ones are refused, a
+strategy event needs a non-empty strategy_id. One EventDecodeError names the type, the field
+path and the problem. The one leniency: a line without `rung` reads it from its reason, as this
+bot's encoder leaves it out only where the reason implies it (a wire message must carry it).
 """
 from __future__ import annotations
 
 import dataclasses
 import types
 from collections.abc import Callable
-from typing import Any, Final, Union, get_args, get_origin, get_type_hints
+from typing import Any, Final, Literal, Union, get_args, get_origin, get_type_hints
 
 import orjson
 
 from bot.ohlcv import Candle
-from bot.events import EVENT_CLASSES, Event
+from bot.events import EVENT_CLASSES, Event, FeedState
 
 FORMAT: Final[str] = "bot-events"
 VERSION: Final[int] = 1
 HEADER: Final[bytes] = orjson.dumps({"format": FORMAT, "v": VERSION})
 _RUNG_REASON: Final[str] = "take_profit_"
+_RUNG_DIGITS: Final[int] = 9
 _BASE_FIELDS: Final[frozenset[str]] = frozenset({"seq", "ts", "ts_init", "strategy_id"})
 
 
 class EventFormatError(ValueError):
-    """Bytes that are not an event this version can read: the message names what and where."""
+    """Bytes that are not an event this version can read: the message names what and where (`line N:` in a file)."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        super().__init__(reason if line is None else f"line {line}: {reason}")
+
+    def at_line(self, line: int) -> EventFormatError:
+        """The same error, placed at a file's line."""
+        return EventFormatError(self.reason, line)
+
+
+class EventDecodeError(EventFormatError):
+    """An event whose envelope or payload does not fit its type: names the type, the field path and what is wrong."""
+
+    def __init__(self, type_: str, path: str, problem: str, seq: Any = None, line: int | None = None) -> None:
+        self.type_ = type_
+        self.path = path
+        self.problem = problem
+        self.seq = seq
+        where = type_ if seq is None else f"event seq {seq!r} ({type_})"
+        super().__init__(f"{where}: {path}: {problem}", line)
+
+    def at_line(self, line: int) -> EventDecodeError:
+        """The same error, placed at a file's line."""
+        return EventDecodeError(self.type_, self.path, self.problem, self.seq, line)
 
 
 def rung_in_reason(reason: str) -> int | None:
@@ -35,7 +69,8 @@ def rung_in_reason(reason: str) -> int | None:
     """
     if reason.startswith(_RUNG_REASON):
         tail = reason[len(_RUNG_REASON) :]
-        if tail.isascii() and tail.isdigit() and int(tail) > 0:
+        # Bounded: no ladder has that many rungs, and int() refuses over 4,300 digits.
+        if 0 < len(tail) <= _RUNG_DIGITS and tail.isascii() and tail.isdigit() and int(tail) > 0:
             return int(tail) - 1
     return None
 
@@ -47,56 +82,274 @@ def _tuple_as_list(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-# -- per-class plans, built once from the dataclass fields --------------------------------------
-Encoder = Callable[[Any, dict[str, Any]], None]
-Decoder = Callable[[dict[str, Any], dict[str, Any]], None]
+# -- checking decoded JSON against the declared field types ------------------------------------
+class _Mismatch(Exception):
+    """A value that does not fit; `path` collects the field names outermost last while it unwinds."""
+
+    def __init__(self, problem: str, *path: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path = list(path)
+
+    def where(self) -> str:
+        return "".join(part if part.startswith("[") else "." + part for part in reversed(self.path)).lstrip(".")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+Check = Callable[[Any], Any]
+
+
+def _scalar(name: str, *accepted: type) -> Check:
+    # `type(v) is` rather than isinstance: a bool is not an int here.
+    if len(accepted) == 1:
+        only = accepted[0]
+
+        def check_one(value: Any) -> Any:
+            if type(value) is only:
+                return value
+            raise _Mismatch(f"expected {name}, got {_kind(value)}")
+
+        return check_one
+    allowed = frozenset(accepted)
+
+    def check_any(value: Any) -> Any:
+        if type(value) in allowed:
+            return value
+        raise _Mismatch(f"expected {name}, got {_kind(value)}")
+
+    return check_any
+
+
+_CHECK_INT: Final = _scalar("int", int)
+_CHECK_FLOAT: Final = _scalar("float", float, int)  # JSON writes 1.0 and 1 alike for some producers
+_CHECK_STR: Final = _scalar("str", str)
+_CHECK_BOOL: Final = _scalar("bool", bool)
+
+
+_NUMBER: Final = frozenset({int, float})
+
+
+def _check_candle(value: Any) -> Any:
+    if type(value) is list and len(value) == 6:
+        ts, open_, high, low, close, volume = value
+        number = _NUMBER
+        if type(ts) is int and type(open_) in number and type(high) in number and type(low) in number and type(close) in number and type(volume) in number:
+            return Candle(ts, open_, high, low, close, volume)
+    raise _Mismatch(f"expected a candle [int ts, 5 numbers], got {orjson.dumps(value).decode()[:80]}")
+
+
+def _items(item: Check, convert: Callable[[list[Any]], Any]) -> Check:
+    def check(value: Any) -> Any:
+        if type(value) is not list:
+            raise _Mismatch(f"expected an array, got {_kind(value)}")
+        out = []
+        for index, element in enumerate(value):
+            try:
+                out.append(item(element))
+            except _Mismatch as bad:
+                bad.path.append(f"[{index}]")
+                raise
+        return convert(out)
+
+    return check
+
+
+def _fixed(items: tuple[Check, ...]) -> Check:
+    def check(value: Any) -> Any:
+        if type(value) is not list or len(value) != len(items):
+            raise _Mismatch(f"expected an array of {len(items)}, got {orjson.dumps(value).decode()[:80]}")
+        out = []
+        for index, (item, element) in enumerate(zip(items, value)):
+            try:
+                out.append(item(element))
+            except _Mismatch as bad:
+                bad.path.append(f"[{index}]")
+                raise
+        return tuple(out)
+
+    return check
+
+
+def _mapping(item: Check) -> Check:
+    def check(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Mismatch(f"expected an object, got {_kind(value)}")
+        if item is _identity:
+            return value
+        out = {}
+        for key, element in value.items():
+            try:
+                out[key] = item(element)
+            except _Mismatch as bad:
+                bad.path.append(key)
+                raise
+        return out
+
+    return check
+
+
+def _optional(inner: Check) -> Check:
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return inner(value)
+        except _Mismatch as bad:
+            if not bad.path:
+                bad.problem += " (or null)"
+            raise
+
+    return check
+
+
+def _literal(choices: tuple[Any, ...]) -> Check:
+    allowed = frozenset((type(c), c) for c in choices)
+
+    def check(value: Any) -> Any:
+        if type(value) in (str, int, bool) and (type(value), value) in allowed:
+            return value
+        raise _Mismatch(f"expected one of {list(choices)}, got {orjson.dumps(value).decode()[:80]}")
+
+    return check
 
 
 def _identity(value: Any) -> Any:
     return value
 
 
-def _converter(hint: Any) -> Callable[[Any], Any]:
-    """How a JSON value becomes the field's Python value (tuples, candles, nested records)."""
+def _checker(hint: Any, wire: bool) -> Check:
+    """How a decoded JSON value is checked against a field's type and becomes its Python value."""
     origin = get_origin(hint)
     if hint is Candle:
-        return lambda value: Candle(*value)
+        return _check_candle
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return lambda value: decode_record(hint, value)
+        plan = _plan_of(hint, wire)
+        return plan.decode_strict
+    if hint is Any:
+        return _identity
+    if hint is int:
+        return _CHECK_INT
+    if hint is float:
+        return _CHECK_FLOAT
+    if hint is str:
+        return _CHECK_STR
+    if hint is bool:
+        return _CHECK_BOOL
+    if origin is Literal:
+        return _literal(get_args(hint))
     if origin in (Union, types.UnionType):
         inner = [arg for arg in get_args(hint) if arg is not type(None)]
-        convert = _converter(inner[0]) if len(inner) == 1 else _identity
-        if convert is _identity:
-            return _identity
-        return lambda value: None if value is None else convert(value)
+        if len(inner) != 1 or len(inner) == len(get_args(hint)):
+            raise TypeError(f"the codec reads X | None unions only, not {hint!r}")
+        return _optional(_checker(inner[0], wire))
     if origin is tuple:
         args = get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            item = _converter(args[0])
-            return lambda value: tuple(item(v) for v in value)
-        return tuple
+            return _items(_checker(args[0], wire), tuple)
+        return _fixed(tuple(_checker(arg, wire) for arg in args))
     if origin is list:
-        item = _converter(get_args(hint)[0])
-        return lambda value: [item(v) for v in value]
-    return _identity
+        return _items(_checker(get_args(hint)[0], wire), list)
+    if origin is dict:
+        key, value = get_args(hint)
+        if key is not str:
+            raise TypeError(f"JSON object keys are str, not {key!r}")
+        return _mapping(_checker(value, wire))
+    raise TypeError(f"the codec has no rule for {hint!r}")
 
 
-def _plan(cls: type[Any]) -> tuple[list[Encoder], list[Decoder]]:
+# -- per-class plans, built once from the dataclass fields --------------------------------------
+Encoder = Callable[[Any, dict[str, Any]], None]
+Decoder = Callable[[dict[str, Any], dict[str, Any]], None]
+# A field's decoding step: its name, its check, and the decoder of a field that is not a plain
+# required key (flat, optional, rung), None for a plain one, which the plan reads inline (the hot path).
+Step = tuple[str, Check, Decoder | None]
+
+
+class _Plan:
+    """How one class is encoded and decoded: a step per field, and the payload keys it may have."""
+
+    __slots__ = ("cls", "encoders", "decoders", "keys")
+
+    def __init__(self, cls: type[Any], encoders: list[Encoder], decoders: list[Step], keys: frozenset[str]) -> None:
+        self.cls = cls
+        self.encoders = encoders
+        self.decoders = decoders
+        self.keys = keys
+
+    def fields_of(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The constructor arguments a payload holds, each checked; unknown keys refused."""
+        if not self.keys.issuperset(payload):
+            unknown = sorted(set(payload) - self.keys)
+            raise _Mismatch(f"unknown key (not a field of {self.cls.__name__})", unknown[0])
+        return self.fields_in(payload)
+
+    def fields_in(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The constructor arguments of the keys this class reads (a flat record shares its parent's payload)."""
+        kwargs: dict[str, Any] = {}
+        for name, check, special in self.decoders:
+            if special is not None:
+                special(payload, kwargs)
+                continue
+            try:
+                kwargs[name] = check(payload[name])
+            except KeyError:
+                raise _Mismatch("missing", name) from None
+            except _Mismatch as bad:
+                bad.path.append(name)
+                raise
+        return kwargs
+
+    def decode_strict(self, value: Any) -> Any:
+        """The record a JSON object holds."""
+        if type(value) is not dict:
+            raise _Mismatch(f"expected an object ({self.cls.__name__}), got {_kind(value)}")
+        return self.cls(**self.fields_of(value))
+
+
+# Per class, the line's plans and the wire's (they differ in `rung` only).
+_LINE_PLANS: dict[type[Any], _Plan] = {}
+_WIRE_PLANS: dict[type[Any], _Plan] = {}
+
+
+def _plan_of(cls: type[Any], wire: bool = False) -> _Plan:
+    plans = _WIRE_PLANS if wire else _LINE_PLANS
+    plan = plans.get(cls)
+    if plan is None:
+        plan = plans[cls] = _plan(cls, wire)
+    return plan
+
+
+def _plan(cls: type[Any], wire: bool) -> _Plan:
     hints = get_type_hints(cls)
     encoders: list[Encoder] = []
-    decoders: list[Decoder] = []
+    decoders: list[Step] = []
+    keys: set[str] = set()
+    seen: list[str] = []
     for f in dataclasses.fields(cls):
         if f.name in _BASE_FIELDS and issubclass(cls, Event):
             continue
-        encoders.append(_field_encoder(f, hints[f.name]))
-        decoders.append(_field_decoder(f, hints[f.name]))
-    return encoders, decoders
+        hint = hints[f.name]
+        if f.metadata.get("rung") and "reason" not in seen:
+            raise TypeError(f"{cls.__name__}.{f.name}: a rung field follows its record's reason")
+        seen.append(f.name)
+        own = _plan_of(hint, wire).keys if f.metadata.get("flat") else frozenset({f.name})
+        if keys & own:
+            raise TypeError(f"{cls.__name__}: payload keys {sorted(keys & own)} would be written twice")
+        keys |= own
+        encoders.append(_field_encoder(f, hint, wire))
+        decoders.append(_field_decoder(f, hint, wire))
+    return _Plan(cls, encoders, decoders, frozenset(keys))
 
 
-def _field_encoder(f: dataclasses.Field[Any], hint: Any) -> Encoder:
+def _field_encoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Encoder:
     name = f.name
     if f.metadata.get("flat"):
-        nested = _encoders_of(hint)
+        nested = _plan_of(hint, wire).encoders
 
         def flat(obj: Any, out: dict[str, Any]) -> None:
             value = getattr(obj, name)
@@ -104,8 +357,8 @@ def _field_encoder(f: dataclasses.Field[Any], hint: Any) -> Encoder:
                 encode(value, out)
 
         return flat
-    if f.metadata.get("rung"):
-
+    if f.metadata.get("rung") and not wire:
+        # A line leaves the rung out where the reason says it; the wire always writes it.
         def rung(obj: Any, out: dict[str, Any]) -> None:
             value = getattr(obj, name)
             if value != rung_in_reason(obj.reason):
@@ -122,7 +375,7 @@ def _field_encoder(f: dataclasses.Field[Any], hint: Any) -> Encoder:
 
         return omit
     if dataclasses.is_dataclass(hint):
-        nested = _encoders_of(hint)
+        nested = _plan_of(hint, wire).encoders  # type: ignore[arg-type]
 
         def record(obj: Any, out: dict[str, Any]) -> None:
             value = getattr(obj, name)
@@ -133,7 +386,7 @@ def _field_encoder(f: dataclasses.Field[Any], hint: Any) -> Encoder:
 
         return record
     if get_origin(hint) is tuple and dataclasses.is_dataclass(get_args(hint)[0]):
-        nested = _encoders_of(get_args(hint)[0])
+        nested = _plan_of(get_args(hint)[0], wire).encoders
 
         def records(obj: Any, out: dict[str, Any]) -> None:
             rows = []
@@ -159,59 +412,58 @@ def _field_encoder(f: dataclasses.Field[Any], hint: Any) -> Encoder:
     return plain
 
 
-def _field_decoder(f: dataclasses.Field[Any], hint: Any) -> Decoder:
+def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Step:
     name = f.name
     if f.metadata.get("flat"):
-        return lambda payload, kwargs: kwargs.__setitem__(name, decode_record(hint, payload))
-    convert = _converter(hint)
-    if f.metadata.get("rung"):
+        nested = _plan_of(hint, wire)
 
+        def flat(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
+            kwargs[name] = nested.cls(**nested.fields_in(payload))
+
+        return name, _identity, flat
+    check = _checker(hint, wire)
+    if f.metadata.get("rung") and not wire:
+        # A line holds no rung where its reason implies one: this bot's encoder left it out
+        # only then (a wire message always carries it, so there a missing rung is an error).
         def rung(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
-            kwargs[name] = payload[name] if name in payload else rung_in_reason(payload["reason"])
+            if name in payload:
+                kwargs[name] = _checked(check, payload[name], name)
+            else:
+                kwargs[name] = rung_in_reason(kwargs["reason"])
 
-        return rung
+        return name, check, rung
     if f.metadata.get("omit"):
         default = f.default
 
         def omit(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
-            kwargs[name] = convert(payload[name]) if name in payload else default
+            kwargs[name] = _checked(check, payload[name], name) if name in payload else default
 
-        return omit
-
-    def plain(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
-        kwargs[name] = convert(payload[name])
-
-    return plain
+        return name, check, omit
+    return name, check, None
 
 
-_PLANS: dict[type[Any], tuple[list[Encoder], list[Decoder]]] = {}
-
-
-def _plan_of(cls: type[Any]) -> tuple[list[Encoder], list[Decoder]]:
-    plan = _PLANS.get(cls)
-    if plan is None:
-        plan = _PLANS[cls] = _plan(cls)
-    return plan
-
-
-def _encoders_of(cls: Any) -> list[Encoder]:
-    return _plan_of(cls)[0]
+def _checked(check: Check, value: Any, name: str) -> Any:
+    try:
+        return check(value)
+    except _Mismatch as bad:
+        bad.path.append(name)
+        raise
 
 
 def encode_record(record: Any) -> dict[str, Any]:
     """A record (or an event's payload fields) as a dict in field order, optional keys left out as always."""
     out: dict[str, Any] = {}
-    for encode in _plan_of(type(record))[0]:
+    for encode in _plan_of(type(record)).encoders:
         encode(record, out)
     return out
 
 
 def decode_record(cls: type[Any], payload: dict[str, Any]) -> Any:
-    """The record of class `cls` a dict holds (the inverse of `encode_record`)."""
-    kwargs: dict[str, Any] = {}
-    for decode in _plan_of(cls)[1]:
-        decode(payload, kwargs)
-    return cls(**kwargs)
+    """The record of class `cls` a dict holds (the inverse of `encode_record`); EventDecodeError if it does not fit."""
+    try:
+        return _plan_of(cls).decode_strict(payload)
+    except _Mismatch as bad:
+        raise EventDecodeError(cls.__name__, bad.where(), bad.problem) from None
 
 
 # -- feed_state: its keys are open-ended, the symbol's ones in front, the state last -----------
@@ -223,41 +475,65 @@ def _feed_state_payload(event: Any) -> dict[str, Any]:
 
 def _feed_state_kwargs(payload: dict[str, Any]) -> dict[str, Any]:
     detail = dict(payload)
-    state = detail.pop("state")
-    if next(iter(payload)) == "symbol":
-        return {"state": state, "symbol": detail.pop("symbol"), "timeframe": detail.pop("timeframe"), "detail": detail}
-    return {"state": state, "detail": detail}
+    if "state" not in detail:
+        raise _Mismatch("missing", "state")
+    kwargs = {"state": _checked(_CHECK_STR, detail.pop("state"), "state"), "detail": detail}
+    if "symbol" in payload:  # one symbol's stream: its timeframe is written too, null or not
+        kwargs["symbol"] = _checked(_CHECK_STR, detail.pop("symbol"), "symbol")
+        if "timeframe" not in detail:
+            raise _Mismatch("missing (a symbol's feed state has one, or null)", "timeframe")
+        kwargs["timeframe"] = _checked(_CHECK_OPTIONAL_STR, detail.pop("timeframe"), "timeframe")
+    return kwargs
 
 
-def payload_of(event: Event) -> dict[str, Any]:
-    """The event's payload as events.jsonl and the wire carry it."""
+_CHECK_OPTIONAL_STR: Final = _optional(_CHECK_STR)
+
+
+def payload_of(event: Event, wire: bool = False) -> dict[str, Any]:
+    """The event's payload as events.jsonl (or, `wire`, a wire message) carries it."""
     if event.type == "feed_state":
         return _feed_state_payload(event)
     out: dict[str, Any] = {}
-    for encode in _plan_of(type(event))[0]:
+    for encode in _plan_of(type(event), wire).encoders:
         encode(event, out)
     return out
 
 
-def event_from(type_: str, seq: int, ts: int, ts_init: int, strategy_id: str | None, payload: dict[str, Any]) -> Event:
-    """Build the event a decoded envelope describes; EventFormatError naming what does not fit."""
+def event_from(
+    type_: Any, seq: Any, ts: Any, ts_init: Any, strategy_id: Any, payload: Any, wire: bool = False
+) -> Event:
+    """Build the event a decoded envelope describes, checking every field; EventDecodeError naming what does not fit.
+
+    `wire`: a message from another process, which always carries `rung`; a line may leave it
+    out where its reason implies it (see `rung_in_reason`).
+    """
+    if type(type_) is not str:
+        raise EventDecodeError(repr(type_), "type", f"expected str, got {_kind(type_)}", seq)
     cls = EVENT_CLASSES.get(type_)
     if cls is None:
-        raise EventFormatError(f"unknown event type {type_!r} (seq {seq})")
-    if cls.scoped != (strategy_id is not None):
-        raise EventFormatError(f"event seq {seq} ({type_}): strategy_id {strategy_id!r} does not fit its scope")
+        raise EventDecodeError(type_, "type", f"unknown event type {type_!r}", seq)
+    if type(seq) is not int or type(ts) is not int or type(ts_init) is not int:
+        name, value = next((n, v) for n, v in (("seq", seq), ("ts", ts), ("ts_init", ts_init)) if type(v) is not int)
+        raise EventDecodeError(type_, name, f"expected int, got {_kind(value)}", seq)
+    if cls.scoped:
+        if type(strategy_id) is not str or not strategy_id:
+            raise EventDecodeError(type_, "strategy_id", f"a strategy event needs a non-empty str, got {strategy_id!r}", seq)
+    elif strategy_id is not None:
+        raise EventDecodeError(type_, "strategy_id", f"a market event has null, got {strategy_id!r}", seq)
+    if type(payload) is not dict:
+        raise EventDecodeError(type_, "payload", f"expected an object, got {_kind(payload)}", seq)
     try:
-        if type_ == "feed_state":
+        if cls is FeedState:
             kwargs = _feed_state_kwargs(payload)
         else:
-            kwargs = {}
-            for decode in _plan_of(cls)[1]:
-                decode(payload, kwargs)
+            kwargs = _plan_of(cls, wire).fields_of(payload)
         if strategy_id is not None:
             return cls(seq, ts, ts_init, strategy_id, **kwargs)  # type: ignore[call-arg]
         return cls(seq, ts, ts_init, **kwargs)
-    except (KeyError, TypeError, StopIteration) as exc:
-        raise EventFormatError(f"event seq {seq} ({type_}): payload does not fit: {type(exc).__name__}: {exc}") from exc
+    except _Mismatch as bad:
+        raise EventDecodeError(type_, "payload." + bad.where(), bad.problem, seq) from None
+    except (TypeError, ValueError) as exc:  # a record's own rule (FeedState's keys) or its constructor
+        raise EventDecodeError(type_, "payload", f"{type(exc).__name__}: {exc}", seq) from exc
 
 
 # -- events.jsonl lines -------------------------------------------------------------------------
@@ -269,16 +545,29 @@ def encode_line(event: Event) -> bytes:
     )
 
 
+_LINE_KEYS: Final = frozenset({"seq", "ts", "type", "strategy_id", "payload"})
+_MESSAGE_KEYS: Final = _LINE_KEYS | {"v", "ts_init"}
+
+
+def _envelope(doc: Any, keys: frozenset[str], what: str) -> dict[str, Any]:
+    if type(doc) is not dict:
+        raise EventFormatError(f"{what} is not an object")
+    if doc.keys() != keys:
+        missing, unknown = sorted(keys - doc.keys()), sorted(doc.keys() - keys)
+        problems = ([f"lacks {missing}"] if missing else []) + ([f"has unknown keys {unknown}"] if unknown else [])
+        raise EventFormatError(f"{what} {' and '.join(problems)}")
+    return doc
+
+
 def decode_line(line: bytes | str) -> Event:
-    """The event of one events.jsonl line (`ts_init` = `ts`)."""
+    """The event of one events.jsonl line (`ts_init` = `ts`); EventFormatError naming what does not fit."""
     try:
         doc = orjson.loads(line)
-        seq, ts = doc["seq"], doc["ts"]
-        return event_from(doc["type"], seq, ts, ts, doc["strategy_id"], doc["payload"])
     except orjson.JSONDecodeError as exc:
         raise EventFormatError(f"not a JSON event line: {exc}") from exc
-    except (KeyError, TypeError) as exc:
-        raise EventFormatError(f"not an event envelope: {type(exc).__name__}: {exc}") from exc
+    doc = _envelope(doc, _LINE_KEYS, "event line")
+    ts = doc["ts"]
+    return event_from(doc["type"], doc["seq"], ts, ts, doc["strategy_id"], doc["payload"])
 
 
 def check_header(line: bytes | str) -> None:
@@ -289,7 +578,7 @@ def check_header(line: bytes | str) -> None:
         raise EventFormatError(f"events file header is not JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise EventFormatError(f"not a {FORMAT} file: first line {line!r}")
-    if doc.get("v") != VERSION:
+    if doc.get("v") != VERSION or type(doc.get("v")) is not int:  # true == 1 in Python
         raise EventFormatError(f"{FORMAT} version {doc.get('v')!r} is not supported (this bot reads version {VERSION})")
 
 
@@ -303,8 +592,22 @@ def event_lines(data: bytes) -> list[bytes]:
 
 
 def read_lines(data: bytes) -> list[Event]:
-    """Every event of an events.jsonl file's bytes, after checking its header."""
-    return [decode_line(line) for line in event_lines(data)]
+    """Every event of an events.jsonl file's bytes, after checking its header; an error names the line (1 = header)."""
+    lines = data.splitlines()
+    if not lines:
+        raise EventFormatError("events file is empty: no header")
+    try:
+        check_header(lines[0])
+    except EventFormatError as exc:
+        raise exc.at_line(1) from None
+    events = []
+    for number, line in enumerate(lines[1:], start=2):
+        if line:
+            try:
+                events.append(decode_line(line))
+            except EventFormatError as exc:
+                raise exc.at_line(number) from None
+    return events
 
 
 def is_header(line: bytes | str) -> bool:
@@ -318,7 +621,7 @@ def is_header(line: bytes | str) -> bool:
 
 # -- wire messages ------------------------------------------------------------------------------
 def encode_message(event: Event) -> bytes:
-    """One event as a versioned wire message: the line's envelope plus `v` and `ts_init`."""
+    """One event as a versioned wire message: the line's envelope plus `v` and `ts_init`, and `rung` always written."""
     return orjson.dumps(
         {
             "v": VERSION,
@@ -327,29 +630,27 @@ def encode_message(event: Event) -> bytes:
             "ts_init": event.ts_init,
             "type": event.type,
             "strategy_id": event.strategy_id,
-            "payload": payload_of(event),
+            "payload": payload_of(event, wire=True),
         },
         default=_tuple_as_list,
     )
 
 
 def decode_message(data: bytes | str) -> Event:
-    """The event of a wire message; EventFormatError naming an unknown version or type."""
+    """The event of a wire message, every field checked; EventFormatError naming an unknown version or what does not fit."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise EventFormatError(f"event message is not JSON: {exc}") from exc
-    if not isinstance(doc, dict):
+    if type(doc) is not dict:
         raise EventFormatError("event message is not an object")
-    if doc.get("v") != VERSION:
+    if doc.get("v") != VERSION or type(doc.get("v")) is not int:
         raise EventFormatError(f"event message version {doc.get('v')!r} is not supported (this bot reads version {VERSION})")
-    try:
-        return event_from(doc["type"], doc["seq"], doc["ts"], doc["ts_init"], doc["strategy_id"], doc["payload"])
-    except (KeyError, TypeError) as exc:
-        raise EventFormatError(f"event message lacks {exc}") from exc
+    doc = _envelope(doc, _MESSAGE_KEYS, "event message")
+    return event_from(doc["type"], doc["seq"], doc["ts"], doc["ts_init"], doc["strategy_id"], doc["payload"], wire=True)
 
 
 __all__ = [
-    "EventFormatError", "HEADER", "VERSION", "check_header", "decode_line", "decode_message", "decode_record",
+    "EventDecodeError", "EventFormatError", "HEADER", "VERSION", "check_header", "decode_line", "decode_message", "decode_record",
     "encode_line", "encode_message", "event_lines", "encode_record", "is_header", "payload_of", "read_lines", "rung_in_reason",
 ]

@@ -25,6 +25,12 @@ FLAT: Final = {"flat": True}
 RUNG: Final = {"rung": True}
 
 
+# Detail keys a feed state cannot hold: its payload has them (a "symbol" key marks one symbol's
+# stream; a market-wide state may name a timeframe in its detail).
+_FEED_KEYS: Final = frozenset({"state", "symbol"})
+_STREAM_FEED_KEYS: Final = frozenset({"state", "symbol", "timeframe"})
+
+
 # -- records carried inside events ------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class FillRecord:
@@ -182,6 +188,15 @@ class FeedState(MarketEvent):
     symbol: str | None = None
     timeframe: str | None = None
 
+    def __post_init__(self) -> None:
+        # The payload holds state, symbol and timeframe beside the detail: a detail key of the
+        # same name would overwrite one, and a timeframe without a symbol is not written.
+        if self.symbol is None and self.timeframe is not None:
+            raise ValueError(f"feed_state: timeframe {self.timeframe!r} without a symbol")
+        clash = sorted((_FEED_KEYS if self.symbol is None else _STREAM_FEED_KEYS).intersection(self.detail))
+        if clash:
+            raise ValueError(f"feed_state: detail keys {clash} collide with the event's own fields")
+
 
 @dataclass(frozen=True, slots=True)
 class Reconciled(MarketEvent):
@@ -267,7 +282,7 @@ class Signal(StrategyEvent):
     score: float
     symbol: str
     close: float
-    analyzers: dict[str, float]
+    analyzers: dict[str, Any]  # the strategy's own details (`Strategy.signal`): scores, and text such as a regime
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,10 @@ def build_feed(
         )
 
     def announce_feed(feed_state: str, info: dict[str, Any]) -> None:
-        services.bus.publish(FeedState, None, feed_state, dict(info))
+        detail = dict(info)
+        # One symbol's trouble (a bad row in an added file) is that symbol's feed state.
+        symbol = detail.pop("symbol", None)
+        services.bus.publish(FeedState, None, feed_state, detail, symbol)
 
     for source in sources:
         services.hub.add_feed(source.symbol, source.timeframe)

@@ -10,7 +10,7 @@ from bot.bus import EventBus, StrategyPublisher
 from bot.clock import ReplayClock
 from bot.errors import EventTaggingError
 from bot.ohlcv import Candle
-from bot.events import ActionFailed, CandleClosed, CandleGap, Event, Signal
+from bot.events import ActionFailed, CandleClosed, CandleGap, Event, ReplayFinished, Signal
 
 CANDLE = Candle(0, 1.0, 2.0, 0.5, 1.5, 10.0)
 
@@ -115,6 +115,43 @@ def test_strategy_publisher_always_tags() -> None:
     StrategyPublisher(bus, "mine")(ActionFailed, None, "open", "boom")
     assert got[0].strategy_id == "mine"
     assert isinstance(got[0], ActionFailed) and got[0].error == "boom"
+
+
+def test_a_strategy_publisher_refuses_a_market_event() -> None:
+    """Its id would otherwise fill the market event's first field: ReplayFinished(candles="a")."""
+    bus, _ = make_bus()
+    got: list[Event] = []
+    bus.subscribe(got.append)
+    with pytest.raises(EventTaggingError, match="'replay_finished' is not a strategy event"):
+        StrategyPublisher(bus, "a")(ReplayFinished, None, 5)  # type: ignore[type-var, arg-type]
+    assert got == [] and bus.seq == 0
+
+
+def test_subscribing_to_a_class_that_is_not_an_event_is_a_value_error() -> None:
+    bus, _ = make_bus()
+    with pytest.raises(ValueError, match="not event classes.*str"):
+        bus.subscribe(print, types=[str])  # type: ignore[list-item]
+    assert bus.subscriber_count() == 0
+
+
+class _TickingClock:
+    """A wall clock that moves on by 1 ms at every read, as a real one can between two reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def now_ms(self) -> int:
+        self.reads += 1
+        return 1_000 + self.reads
+
+
+def test_in_live_an_event_stamped_by_the_wall_clock_gets_the_same_ts_init() -> None:
+    wall = _TickingClock()
+    bus = EventBus(wall, wall_clock=wall)
+    event = candle(bus)
+    assert event.ts == event.ts_init and wall.reads == 1
+    stamped = candle(bus, ts=60_000)  # a candle's own time: ts_init is when it was seen
+    assert (stamped.ts, stamped.ts_init) == (60_000, 1_002)
 
 
 @pytest.mark.asyncio

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from bot.bus import Handler
+from bot.candles.sources import CandleSource
 from bot.clock import WallClock
 from bot.config.exchange import ExchangeConfig
 from bot.config.models import BotConfig
@@ -32,21 +33,28 @@ from bot.daemon.startup import (
     restore,
     strategies_to_load,
 )
-from bot.events import Event, KillSwitch, Reconciled
-from bot.ohlcv import Candle
+from bot.events import Event, FeedState, KillSwitch, Reconciled
 from bot.journal import Journal
 from bot.journal.lock import JournalInUse
 from bot.kernel import Bot, Seams, build_bot
 from bot.kernel.daemon import control_server
 from bot.live.errors import ExchangeSetupError
 from bot.log import BotLogger
+from bot.ohlcv import Candle
 from bot.replay.sources import resolve_sources
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
 from tests.daemon.conftest import write_daemon_config
-from tests.live.trading_support import ETH, EXECUTION, TIMEOUT_MS, eth_strategy, fake_market
+from tests.live.trading_support import (
+    ETH,
+    EXECUTION,
+    TIMEOUT_MS,
+    eth_strategy,
+    fake_market,
+)
+from tests.support import BTC_1M
 
 LOG = logging.getLogger("bot.tests.startup")
 
@@ -289,5 +297,57 @@ def test_reconcile_asks_the_exchange_before_any_strategy_trades_and_refuses_to_t
 
     try:
         anyio.run(main)
+    finally:
+        journal.close()
+
+
+def test_a_bad_row_deep_in_an_added_file_is_announced_as_that_symbols_feed_state(tmp_path: Path) -> None:
+    """The symbol is the event's field, not a detail key: FeedState refuses one in its detail (the payload's own key)."""
+    loaded = _loaded(tmp_path)
+    sources, problems = resolve_sources(loaded)
+    assert not problems
+    rows = BTC_1M.read_text().splitlines()
+    journal = open_journal(loaded)
+    try:
+
+        async def main() -> FeedState:
+            async with anyio.create_task_group() as tg:
+                queued = QueuedCounter()
+                position = FeedPosition(journal, queued)
+
+                def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+                    return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
+
+                bot = _bot(loaded, journal, inboxes)
+                delivery = bot.manager.delivery
+                assert isinstance(delivery, InboxDelivery)
+                announced: list[FeedState] = []
+                seen = anyio.Event()
+
+                def symbol_state(event: Event) -> None:
+                    if isinstance(event, FeedState) and event.symbol is not None:
+                        announced.append(event)
+                        seen.set()
+
+                bot.services.bus.subscribe(symbol_state, types=[FeedState])
+                feed = build_feed(loaded, bot.services, delivery, position, sources, None, None, LOG.error, None)
+                assert isinstance(feed, RecordedFeed)
+                await tg.start(feed.run)  # returns once the backfill is in the hub
+                last = bot.services.hub.history("BTC/USD", "1m", limit=1)[-1]
+                at = next(i for i, row in enumerate(rows) if row.startswith(f"{last.ts},"))
+                # Two good candles still to play, then a row whose high is below its low.
+                bad_ts = rows[at + 3].split(",")[0]
+                added = tmp_path / "eth_1m.csv"
+                added.write_text("\n".join([rows[0], rows[at + 1], rows[at + 2], f"{bad_ts},10,9,12,11,1"]) + "\n")
+                feed.add_source(CandleSource("ETH/USD", added, "1m"), last.ts + 60_000)
+                with anyio.fail_after(30):
+                    await seen.wait()
+                feed.stop()
+                delivery.close_all()
+            return announced[0]
+
+        state = anyio.run(main)
+        assert (state.symbol, state.timeframe) == ("ETH/USD", None)
+        assert "symbol" not in state.detail and "eth_1m.csv" in state.detail["error"]
     finally:
         journal.close()
