@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import orjson
 
-from tests.daemon.client import call, result
-from tests.daemon.conftest import DaemonProcess
+from tests.control.client import call, result
+from tests.daemon.process import DaemonProcess
 from tests.support import BTC_1M
 
 

@@ -17,7 +17,7 @@ from bot.journal import Journal, JournalInUse
 from bot.journal.aside import move_aside
 from bot.journal.lock import JournalLock
 from bot.journal.schema import JournalError
-from tests.daemon.conftest import DaemonProcess, journal_rows, write_daemon_config
+from tests.daemon.process import DaemonProcess, journal_rows, write_daemon_config
 
 # The journal moved aside: journal.sqlite.<UTC time>, e.g. journal.sqlite.20260105T114955Z.
 _ASIDE = re.compile(r"journal\.sqlite\.\d{8}T\d{6}Z")

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.process import DaemonProcess
 from tests.daemon.test_live_trading import ETH, START, call, daemon, until, write_config
 from tests.fake_exchange import FakeBinance
 from tests.support import ETH_1M

@@ -19,7 +19,7 @@ from bot.log import BotLogger
 from bot.kernel import Seams, build_services
 from bot.services import BotServices
 from bot.events import CandleGap
-from tests.daemon.conftest import DaemonProcess, write_daemon_config
+from tests.daemon.process import DaemonProcess, write_daemon_config
 from tests.support import ETH_1M, SHARED_DATA
 
 XMR_1M = SHARED_DATA / "XMR-BTC_1m.csv"

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess, write_daemon_config
+from tests.control.client import result
+from tests.daemon.process import DaemonProcess, write_daemon_config
 
 
 def test_a_second_daemon_on_the_same_journal_exits_2_naming_the_owner(short_tmp: Path) -> None:

@@ -24,7 +24,7 @@ from bot.strategy.config_load import load_config
 from bot.control.client import ControlClient
 from bot.errors import ConfigError
 from bot.journal import Journal
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.process import DaemonProcess
 from tests.fake_exchange import FakeBinance
 from tests.support import ETH_1M, REPO
 

@@ -28,7 +28,7 @@ from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
 from bot.events import PositionClosed, PositionOpened
-from tests.daemon.conftest import DaemonProcess, journal_rows
+from tests.daemon.process import DaemonProcess, journal_rows
 from tests.daemon.test_live_trading import ETH, START, _positions, call, daemon, limit_reached_within, until, write_config
 from tests.fake_exchange import FakeBinance
 from tests.live.support import until as until_live

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from bot.control.client import ControlClient, DaemonNotRunning
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.process import DaemonProcess
 from tests.daemon.test_live_feed import write_live_config
 from tests.daemon.test_live_trading import START, write_config
 from tests.fake_exchange import FakeBinance

@@ -21,7 +21,7 @@ import pytest
 
 from bot.control.client import ControlClient
 from bot.journal import Journal
-from tests.daemon.conftest import DaemonProcess, journal_rows
+from tests.daemon.process import DaemonProcess, journal_rows
 from tests.fake_exchange import FakeBinance
 from tests.support import ETH_1M
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.daemon.conftest import DaemonProcess, write_daemon_config
+from tests.daemon.process import DaemonProcess, write_daemon_config
 from tests.support import SHARED_DATA
 
 XMR = "XMR/BTC"

@@ -32,7 +32,7 @@ from bot.journal import Journal
 from bot.strategy.config_load import load_config
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
-from tests.daemon.conftest import write_daemon_config
+from tests.daemon.process import write_daemon_config
 from tests.daemon.test_live_trading import limit_reached_within
 from tests.live.support import ETH
 from tests.live.support import until as until_live

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from bot.journal import Journal
-from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess, journal_rows
+from tests.control.client import result
+from tests.daemon.process import DaemonProcess, journal_rows
 from tests.support import BTC_1M
 
 BUSY: dict[str, Any] = {

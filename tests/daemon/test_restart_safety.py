@@ -14,8 +14,8 @@ import orjson
 
 from bot.daemon.recovery import OVERRIDES, RISK_DAY
 from bot.journal import Journal
-from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess
+from tests.control.client import result
+from tests.daemon.process import DaemonProcess
 from tests.daemon.test_recovery import _config, _positions, _without_extras
 from tests.support import ETH_1M, REPO, SHARED_DATA
 

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess
+from tests.control.client import result
+from tests.daemon.process import DaemonProcess
 from tests.support import REPO
 
 # Issue 12 item 1's commands, and the line each prints: the value at the path before and after.

@@ -4,8 +4,8 @@ from __future__ import annotations
 import stat
 from typing import Any
 
-from tests.daemon.client import result, wait_for
-from tests.daemon.conftest import DaemonProcess
+from tests.control.client import result, wait_for
+from tests.daemon.process import DaemonProcess
 
 
 def test_daemon_runs_answers_and_stops_cleanly(daemon: DaemonProcess) -> None:

@@ -46,7 +46,7 @@ from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
-from tests.daemon.conftest import write_daemon_config
+from tests.daemon.process import write_daemon_config
 from tests.live.trading_support import (
     ETH,
     EXECUTION,

@@ -13,8 +13,8 @@ import pytest
 
 from bot.daemon.feed import RecordedFeed
 from bot.candles.sources import CandleSource
-from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess, Step, journal_rows, write_daemon_config
+from tests.control.client import result
+from tests.daemon.process import DaemonProcess, Step, journal_rows, write_daemon_config
 from tests.support import BTC_1M, Rig
 
 MINUTE = 60_000

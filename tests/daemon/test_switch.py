@@ -7,8 +7,8 @@ import anyio
 import orjson
 
 from bot.control.client import ControlClient
-from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess
+from tests.control.client import result
+from tests.daemon.process import DaemonProcess
 
 
 def _candles(socket: Any, sid: str) -> int:

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from websockets.asyncio.client import unix_connect
 
-from tests.daemon.client import call, result
-from tests.daemon.conftest import DaemonProcess
+from tests.control.client import call, result
+from tests.daemon.process import DaemonProcess
 
 
 # ema_cross.json retuned to trade often: on the 1m stream it opens a position within a few dozen

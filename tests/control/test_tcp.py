@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from bot.config.models import TcpControlConfig
-from tests.daemon.conftest import DaemonProcess, write_daemon_config
+from tests.daemon.process import DaemonProcess, write_daemon_config
 
 TOKEN = "s3cret-token-for-tests-only"
 

@@ -22,8 +22,8 @@ from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed
 
 from bot.control.client import ControlClient
-from tests.daemon.client import call, result
-from tests.daemon.conftest import DaemonProcess, write_daemon_config
+from tests.control.client import call, result
+from tests.daemon.process import DaemonProcess, write_daemon_config
 
 KNOWN_COMMANDS = (
     "activate", "deactivate", "events", "load", "metrics", "positions", "reload",

@@ -18,8 +18,8 @@ import pytest
 from websockets.asyncio.client import connect, unix_connect
 
 from bot.journal import Journal
-from tests.daemon.client import call, result
-from tests.daemon.conftest import DaemonProcess, write_daemon_config
+from tests.control.client import call, result
+from tests.daemon.process import DaemonProcess, write_daemon_config
 from tests.support import BTC_1M
 
 EVIL_MODULE = '''

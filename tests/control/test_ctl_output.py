@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from tests.daemon.client import call, result
-from tests.daemon.conftest import DaemonProcess
-from tests.daemon.test_commands import FAST, open_positions, write_strategy
+from tests.control.client import call, result
+from tests.daemon.process import DaemonProcess
+from tests.control.test_commands import FAST, open_positions, write_strategy
 from tests.support import BTC_1M
 
 # A float's noise (47479.01099999999) or a raw epoch-milliseconds time in what ctl prints.

@@ -21,8 +21,8 @@ from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed
 
 from bot.control.commands import COMMANDS, STREAM_COMMANDS
-from tests.daemon.client import result
-from tests.daemon.conftest import DaemonProcess, write_daemon_config
+from tests.control.client import result
+from tests.daemon.process import DaemonProcess, write_daemon_config
 
 SEED = int(os.environ.get("BOT_FUZZ_SEED", "20261205"))
 MAX_MESSAGE = 65_536
