@@ -14,8 +14,8 @@ from typing import Any, Final, Union, get_args, get_origin, get_type_hints
 
 import orjson
 
-from bot.ohlcv import Candle
 from bot.events import EVENT_CLASSES, Event
+from bot.ohlcv import Candle
 
 FORMAT: Final[str] = "bot-events"
 VERSION: Final[int] = 1
@@ -350,6 +350,19 @@ def decode_message(data: bytes | str) -> Event:
 
 
 __all__ = [
-    "EventFormatError", "HEADER", "VERSION", "check_header", "decode_line", "decode_message", "decode_record",
-    "encode_line", "encode_message", "event_lines", "encode_record", "is_header", "payload_of", "read_lines", "rung_in_reason",
+    "HEADER",
+    "VERSION",
+    "EventFormatError",
+    "check_header",
+    "decode_line",
+    "decode_message",
+    "decode_record",
+    "encode_line",
+    "encode_message",
+    "encode_record",
+    "event_lines",
+    "is_header",
+    "payload_of",
+    "read_lines",
+    "rung_in_reason",
 ]

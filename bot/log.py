@@ -22,7 +22,7 @@ class LogFileError(BotError):
 class UtcFormatter(logging.Formatter):
     """Log lines stamped in UTC ISO-8601 with milliseconds (2022-01-04 12:30:15.123Z), whatever the machine's zone."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """The record's wall-clock time in UTC."""
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
@@ -61,7 +61,7 @@ class BotLogger:
         self.first_subscriber_error: str | None = None
 
     @classmethod
-    def to_stderr(cls, level: int = logging.INFO, name: str = "bot", log_file: Path | None = None) -> "BotLogger":
+    def to_stderr(cls, level: int = logging.INFO, name: str = "bot", log_file: Path | None = None) -> BotLogger:
         """A logger writing one line per record to stderr, and appending it to `log_file` too when given.
 
         A log file of an earlier call on the same logger is closed and replaced (None: no file).

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from bot.bus import EventBus
 from bot.candles.aggregate import Aggregator
-from bot.ohlcv import Candle, timeframe_ms
 from bot.errors import BotError
 from bot.events import CandleClosed, CandleGap
+from bot.ohlcv import Candle, timeframe_ms
 
 CandleCallback = Callable[[str, str, Candle, int], None]
 

@@ -14,9 +14,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from bot.ohlcv import MAX_VALUE, TIMEFRAME_MS, Candle, timeframe_of_ms
 from bot.candles.window import TimeWindow
 from bot.errors import CandleFileError
+from bot.ohlcv import MAX_VALUE, TIMEFRAME_MS, Candle, timeframe_of_ms
 
 HEADER = b"ts_ms,open,high,low,close,volume"
 FIELDS = ("ts_ms", "open", "high", "low", "close", "volume")
@@ -193,8 +193,7 @@ def _open(path: PathArg) -> Iterator[BinaryIO]:
 def _kind(path: PathArg, stream: BinaryIO) -> str:
     """Return "csv" or "json": by suffix (optionally before .gz), else by the first non-space byte."""
     name = os.fspath(path).lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
+    name = name.removesuffix(".gz")
     if name.endswith(".csv"):
         return "csv"
     if name.endswith(".json"):

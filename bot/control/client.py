@@ -34,7 +34,7 @@ class ControlClient:
         self._ids = itertools.count(1)
         self._ws: ClientConnection | None = None
 
-    async def __aenter__(self) -> "ControlClient":
+    async def __aenter__(self) -> ControlClient:
         try:
             exists = self.socket_path.exists()
         except OSError as exc:  # a name too long, a folder we may not enter

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from bot.ohlcv import Candle
 from bot.indicators.base import SOURCE_INDEX, check_period, check_source
+from bot.ohlcv import Candle
 
 
 class RSI:

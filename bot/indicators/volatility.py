@@ -1,8 +1,8 @@
 """Volatility: ATR."""
 from __future__ import annotations
 
-from bot.ohlcv import Candle
 from bot.indicators.base import check_period
+from bot.ohlcv import Candle
 
 
 class ATR:

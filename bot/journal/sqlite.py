@@ -13,8 +13,8 @@ from typing import Any, Final, Self
 import orjson
 
 from bot.events import Event
-from bot.journal.lock import JournalLock
 from bot.journal.checkpoint import CheckpointPolicy, WalCheckpointer, run_checkpoint
+from bot.journal.lock import JournalLock
 from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
 from bot.journal.writer import JournalWriter
 

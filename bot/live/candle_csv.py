@@ -6,8 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from bot.ohlcv import Candle
 from bot.candles.reader import HEADER
+from bot.ohlcv import Candle
 
 _TAIL = 1 << 16
 
@@ -27,7 +27,7 @@ def format_number(value: float) -> str:
     text = repr(float(value))
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
+    return text.removesuffix(".0")
 
 
 def format_row(candle: Candle) -> str:

@@ -11,7 +11,6 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskStatus
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.fmt import format_fields
 from bot.live.assembler import CandleAssembler, Fill, Publish
@@ -24,6 +23,7 @@ from bot.live.markets import MarketsAtStart
 from bot.live.rest import RestCandles
 from bot.live.rows import BadRow, to_candle
 from bot.live.ws_guard import install_message_guard
+from bot.ohlcv import Candle, timeframe_ms
 
 FeedState = Literal["starting", "backfilling", "connected", "reconnecting", "stale", "polling", "failed", "stopped"]
 CandleCallback = Callable[[str, str, Candle], None]

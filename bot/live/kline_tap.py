@@ -5,9 +5,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.ohlcv import Candle
 from bot.live.rows import BadRow, to_candle
 from bot.live.ws_guard import MalformedCallback
+from bot.ohlcv import Candle
 
 # Exchanges whose kline stream is Binance's format, with `k.x` set on a candle's last push: spot,
 # and the USDT-M and COIN-M futures (binance itself streams those too, for swap symbols).

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ohlcv import timeframe_ms
 from bot.candles.reader import file_kind, infer_timeframe
 from bot.candles.sources import DEFAULT_CLOSE_JUMP_FACTOR, CandleSource
 from bot.errors import CandleFileError, ConfigProblem
+from bot.ohlcv import timeframe_ms
 from bot.strategy.config_load import LoadedConfig
 
 # Jumps listed one by one per file; the rest are only counted.

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
-from bot.ohlcv import Candle
 from bot.config.models import AnalyzerConfig
 from bot.indicators.registry import IndicatorRegistry
+from bot.ohlcv import Candle
 from bot.strategy.analyzer_params import BollingerParams, EmaCrossParams, EmaTrendParams, RsiParams, validate_analyzer_params
 
 

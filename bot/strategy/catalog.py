@@ -92,7 +92,7 @@ class StrategyCatalog:
             self._entries[entry.name] = entry
 
     @classmethod
-    def discover(cls, folders: Sequence[Path]) -> "StrategyCatalog":
+    def discover(cls, folders: Sequence[Path]) -> StrategyCatalog:
         """Import every `*.py` module (not starting with '_') of the folders; broken ones become problems."""
         entries: dict[str, CatalogEntry] = {}
         problems: list[DiscoveryProblem] = []

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from bot.ohlcv import Candle
 from bot.config.numbers import Volume
 from bot.indicators.registry import IndicatorRegistry
+from bot.ohlcv import Candle
 from bot.strategy.base import StrategyParams
 
 _HOUR_MS = 3_600_000
@@ -33,7 +33,7 @@ class MarketConditions(StrategyParams):
     )
 
     @model_validator(mode="after")
-    def _ranges(self) -> "MarketConditions":
+    def _ranges(self) -> MarketConditions:
         if self.min_atr_pct is not None and self.max_atr_pct is not None and self.min_atr_pct > self.max_atr_pct:
             raise ValueError(f"min_atr_pct ({self.min_atr_pct}) is above max_atr_pct ({self.max_atr_pct})")
         if self.min_adx is not None and self.max_adx is not None and self.min_adx > self.max_adx:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, ParamSpec, TypeVar
 
-from bot.ohlcv import Candle
 from bot.errors import BotError, StrategyError
+from bot.ohlcv import Candle
 from bot.strategy.delivery import CandleHandler
 
 # What the bot was calling a strategy's code for when it raised.

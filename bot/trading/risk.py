@@ -21,7 +21,7 @@ class StrategyRisk:
 
     __slots__ = ("strategy_id", "limits", "symbol", "currency", "_manager", "exposure", "day", "day_pnl")
 
-    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig, symbol: str) -> None:
+    def __init__(self, manager: RiskManager, strategy_id: str, limits: StrategyRiskConfig, symbol: str) -> None:
         self._manager = manager
         self.strategy_id = strategy_id
         self.limits = limits
