@@ -14,7 +14,7 @@ from typing import Any, Final, Union, get_args, get_origin, get_type_hints
 
 import orjson
 
-from bot.events import EVENT_CLASSES, Event
+from bot.events import EVENT_CLASSES, Event, StrategyEvent
 from bot.ohlcv import Candle
 
 FORMAT: Final[str] = "bot-events"
@@ -253,8 +253,8 @@ def event_from(type_: str, seq: int, ts: int, ts_init: int, strategy_id: str | N
             kwargs = {}
             for decode in _plan_of(cls)[1]:
                 decode(payload, kwargs)
-        if strategy_id is not None:
-            return cls(seq, ts, ts_init, strategy_id, **kwargs)  # type: ignore[call-arg]
+        if strategy_id is not None and issubclass(cls, StrategyEvent):  # the scope check above makes these one test
+            return cls(seq, ts, ts_init, strategy_id, **kwargs)
         return cls(seq, ts, ts_init, **kwargs)
     except (KeyError, TypeError, StopIteration) as exc:
         raise EventFormatError(f"event seq {seq} ({type_}): payload does not fit: {type(exc).__name__}: {exc}") from exc

@@ -45,12 +45,16 @@ def open_log_file(path: Path) -> logging.FileHandler:
     return handler
 
 
-class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class StrategyLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger bound to one strategy id; every line carries it."""
+
+    def __init__(self, logger: logging.Logger, strategy_id: str) -> None:
+        super().__init__(logger, {"strategy_id": strategy_id})
+        self.strategy_id = strategy_id
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         """Prefix the message with the strategy id."""
-        return f"[{self.extra['strategy_id']}] {msg}", kwargs  # type: ignore[index]
+        return f"[{self.strategy_id}] {msg}", kwargs
 
 
 class BotLogger:
@@ -89,7 +93,7 @@ class BotLogger:
 
     def for_strategy(self, strategy_id: str) -> StrategyLogger:
         """A logger whose lines carry `strategy_id`."""
-        return StrategyLogger(self.logger, {"strategy_id": strategy_id})
+        return StrategyLogger(self.logger, strategy_id)
 
     def subscriber_failed(self, event: Event, handler: Callable[[Event], None], exc: Exception) -> None:
         """Log an event subscriber's exception (the bus goes on delivering) and keep the first."""

@@ -157,7 +157,7 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
                     inner(symbol, timeframe, candle, ts)
                     latencies.append(time.perf_counter() - published[(symbol, candle.ts)])
 
-                orchestrator.handler_for = lambda s, tf, timed=timed: timed  # type: ignore[method-assign]
+                orchestrator.handler_for = lambda s, tf, timed=timed: timed  # type: ignore[method-assign]  # times each candle: wraps the handler in place
             # Warm-up candles (not timed), then activate, then timed rounds at one minute each.
             for candle in candles[:200]:
                 for name in names:

@@ -325,5 +325,5 @@ async def close_exchange(exchange: Any, redact: Callable[[str], str], logger: lo
         try:
             with anyio.fail_after(_CLOSE_TIMEOUT_S):
                 await exchange.close()
-        except Exception as exc:  # closing is best effort: the process is ending anyway
+        except Exception as exc:  # noqa: BLE001  closing is best effort: the process is ending anyway
             logger.warning("closing the exchange connection failed: %s", _describe(exc, redact))

@@ -74,7 +74,7 @@ class CandleCsv:
                         raise ValueError(f"{self.path}: the last row is not a candle: {last[:80]!r}") from None
             raw.flush()
             os.fsync(raw.fileno())
-        self._file = open(self.path, "a", encoding="ascii", newline="\n")
+        self._file = open(self.path, "a", encoding="ascii", newline="\n")  # noqa: SIM115  open across appends; close() closes it
         return self.last_ts
 
     def append(self, candle: Candle) -> None:

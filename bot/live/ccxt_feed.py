@@ -292,7 +292,7 @@ class LiveCandleFeed:
                         else:
                             await self._fill_hole(symbol, step)
                 self._flush(symbol)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  a feed reports every failure in its state; a retryable one reconnects
                 self._flush(symbol)
                 if not isinstance(exc, ExchangeRetryable):
                     self._log.exception("feed %s stopped by an error", symbol)
@@ -408,7 +408,7 @@ class LiveCandleFeed:
                     backoff.reset()
                     self._set_state(symbol, "polling", interval_s=interval)
                 await self._sleep(interval)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  a feed reports every failure in its state; a retryable one polls again
                 if not isinstance(exc, ExchangeRetryable):
                     self._log.exception("feed %s stopped by an error", symbol)
                     self._set_state(symbol, "failed", error=describe(exc, self._redact))

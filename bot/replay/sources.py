@@ -136,10 +136,10 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
             (f"filters[{i}].params.timeframe", str(f.params["timeframe"])) for i, f in enumerate(strategy.filters) if "timeframe" in f.params
         ]
         base_ms = timeframe_ms(source.timeframe)
-        for field, timeframe in needed:
+        for field_name, timeframe in needed:
             target = timeframe_ms(timeframe)
             if target < base_ms or target % base_ms:
                 problems.append(
-                    ConfigProblem(file_label, field, f"{timeframe} cannot be built from {strategy.symbol}'s {source.timeframe} candles ({source.path})")
+                    ConfigProblem(file_label, field_name, f"{timeframe} cannot be built from {strategy.symbol}'s {source.timeframe} candles ({source.path})")
                 )
     return sources, problems

@@ -231,9 +231,14 @@ class TradingOrchestrator:
         Uses the rules the position was opened with, not the strategy's current config.
         """
         activation = position.trailing_activation_price
-        if activation is not None and not position.trailing_active:
-            if candle.close >= activation if position.direction > 0 else candle.close <= activation:
-                self.actions.put(ActivateTrailingStop(position.id, position.trailing_distance_pct, candle.close))  # type: ignore[arg-type]
+        distance = position.trailing_distance_pct  # set together with the activation price
+        if (
+            activation is not None
+            and distance is not None
+            and not position.trailing_active
+            and (candle.close >= activation if position.direction > 0 else candle.close <= activation)
+        ):
+            self.actions.put(ActivateTrailingStop(position.id, distance, candle.close))
         if position.break_even and position.take_profits and position.take_profits[0].done:
             entry = position.entry_price
             stop = position.stop_loss
