@@ -170,8 +170,6 @@ class ExitConfig(Strict):
 
 # `module` values meaning the built-in declarative strategy (omitted, or named as the catalog lists it).
 _DECLARATIVE_MODULES: tuple[str | None, ...] = (None, "builtin")
-# Fields only the built-in declarative strategy reads; a strategy module takes `params` instead.
-DECLARATIVE_FIELDS: tuple[str, ...] = ("analyzers", "filters", "entry_threshold", "exit_threshold")
 
 
 class StrategyConfig(Strict):

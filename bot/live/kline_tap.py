@@ -49,7 +49,6 @@ class BinanceKlineTap:
     ) -> None:
         self._exchange = exchange
         self._tf_ms = tf_ms
-        self._on_malformed = on_malformed
         self._on_unfiled = on_unfiled
         self._pending: dict[tuple[str, str], deque[Update]] = {}
         self._unfiled: set[tuple[str, str]] = set()

@@ -56,7 +56,6 @@ class Recorder:
     ) -> None:
         self._config = config
         self._symbols = list(dict.fromkeys(symbols))
-        self._out = out_dir
         self._log = logger
         self._env = env
         self._since = since_ms
