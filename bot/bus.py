@@ -60,7 +60,7 @@ class EventStream:
     def __len__(self) -> int:
         return len(self._buffer)
 
-    def __aiter__(self) -> "EventStream":
+    def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Event:

@@ -19,25 +19,25 @@ from bot.clock import WallClock
 from bot.config.currency import group_label, money_decimals
 from bot.config.loader import exchange_problems
 from bot.control.ctl_cli import add_ctl_parser, run_ctl
-from bot.live.record_cli import add_record_parser, run_record
 from bot.control.server import claim_socket_path, control_token
-from bot.kernel.daemon import Daemon, socket_path_of
 from bot.daemon.feed import Pacer
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
+from bot.fmt import format_path
 from bot.journal.aside import move_aside, open_work
 from bot.journal.lock import JournalLock
 from bot.journal.schema import JournalError
+from bot.kernel.daemon import Daemon, socket_path_of
+from bot.kernel.replay import build_replay
+from bot.live.record_cli import add_record_parser, run_record
 from bot.log import BotLogger
 from bot.log_options import add_log_options, log_level
-from bot.fmt import format_path
-from bot.version import bot_version
-from bot.kernel.replay import build_replay
 from bot.replay.runner import ReplayResult
+from bot.replay.sources import SourceScan, parse_candle_arg, resolve_sources, scan_source
 from bot.replay.timerange import TimeRange
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
 from bot.strategy.config_load import IncompleteConfigError, LoadedConfig, load_config
-from bot.replay.sources import SourceScan, parse_candle_arg, resolve_sources, scan_source
+from bot.version import bot_version
 
 EXIT_OK = 0
 EXIT_INVALID = 2

@@ -9,7 +9,7 @@ class BotError(Exception):
 class ConfigError(BotError):
     """The configuration is invalid; the operator must fix a file. Carries every problem found."""
 
-    def __init__(self, problems: list["ConfigProblem"]) -> None:
+    def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 

@@ -9,7 +9,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -37,7 +37,7 @@ def format_time(ms: int) -> str:
     as the integer itself: a time-named field may carry any number, and its line must not be lost.
     """
     try:
-        moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+        moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
         return str(ms)
     text = moment.strftime("%Y-%m-%d %H:%M")

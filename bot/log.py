@@ -22,7 +22,7 @@ class LogFileError(BotError):
 class UtcFormatter(logging.Formatter):
     """Log lines stamped in UTC ISO-8601 with milliseconds (2022-01-04 12:30:15.123Z), whatever the machine's zone."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """The record's wall-clock time in UTC."""
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
@@ -45,12 +45,16 @@ def open_log_file(path: Path) -> logging.FileHandler:
     return handler
 
 
-class StrategyLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class StrategyLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger bound to one strategy id; every line carries it."""
+
+    def __init__(self, logger: logging.Logger, strategy_id: str) -> None:
+        super().__init__(logger, {"strategy_id": strategy_id})
+        self.strategy_id = strategy_id
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         """Prefix the message with the strategy id."""
-        return f"[{self.extra['strategy_id']}] {msg}", kwargs  # type: ignore[index]
+        return f"[{self.strategy_id}] {msg}", kwargs
 
 
 class BotLogger:
@@ -61,7 +65,7 @@ class BotLogger:
         self.first_subscriber_error: str | None = None
 
     @classmethod
-    def to_stderr(cls, level: int = logging.INFO, name: str = "bot", log_file: Path | None = None) -> "BotLogger":
+    def to_stderr(cls, level: int = logging.INFO, name: str = "bot", log_file: Path | None = None) -> BotLogger:
         """A logger writing one line per record to stderr, and appending it to `log_file` too when given.
 
         A log file of an earlier call on the same logger is closed and replaced (None: no file).
@@ -89,7 +93,7 @@ class BotLogger:
 
     def for_strategy(self, strategy_id: str) -> StrategyLogger:
         """A logger whose lines carry `strategy_id`."""
-        return StrategyLogger(self.logger, {"strategy_id": strategy_id})
+        return StrategyLogger(self.logger, strategy_id)
 
     def subscriber_failed(self, event: Event, handler: Callable[[Event], None], exc: Exception) -> None:
         """Log an event subscriber's exception (the bus goes on delivering) and keep the first."""

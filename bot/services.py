@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from bot.bus import EventBus
-from bot.events import KillSwitch
 from bot.candles.hub import CandleHub
 from bot.clock import Clock
 from bot.log import BotLogger

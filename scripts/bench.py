@@ -79,10 +79,10 @@ def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]
     """Run one replay in this process and return its figures."""
     import anyio
 
-    from bot.strategy.config_load import load_config
-    from bot.log import BotLogger
     from bot.kernel.replay import build_replay
+    from bot.log import BotLogger
     from bot.replay.sources import resolve_sources
+    from bot.strategy.config_load import load_config
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     (work / "strategies").mkdir()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "BTC-USD-PERP_1m.csv"
@@ -39,11 +40,11 @@ def _strategy(sid: str, symbol: str = "BTC/USD", fast: int = 5, slow: int = 13) 
 
 def switch_latency(switches: int = 200) -> dict[str, float]:
     """Switch back and forth through the real socket while the feed plays; time reply and first candle."""
-    from bot.strategy.config_load import load_config
     from bot.control.client import ControlClient
     from bot.kernel.daemon import Daemon
     from bot.log import BotLogger
     from bot.replay.sources import resolve_sources
+    from bot.strategy.config_load import load_config
 
     work = Path(tempfile.mkdtemp(prefix="bsw-", dir="/tmp"))
     (work / "strategies").mkdir()
@@ -119,13 +120,13 @@ def idle_memory(count: int = 1000) -> dict[str, float]:
 
 def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) -> dict[str, float]:
     """1,000 active strategies over 10 symbols with per-strategy inboxes: publish-to-decision latency."""
-    from bot.ohlcv import Candle
     from bot.candles.reader import read_candles
     from bot.config.models import BotConfig, StrategyConfig
     from bot.daemon import heap
     from bot.daemon.delivery import InboxDelivery
     from bot.kernel import Seams, build_bot
     from bot.log import BotLogger
+    from bot.ohlcv import Candle
 
     candles = [c for _, c in zip(range(rounds + 200), read_candles(DATA))]
     names = [f"SYM{i}/USD" for i in range(symbols)]
@@ -156,7 +157,7 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
                     inner(symbol, timeframe, candle, ts)
                     latencies.append(time.perf_counter() - published[(symbol, candle.ts)])
 
-                orchestrator.handler_for = lambda s, tf, timed=timed: timed  # type: ignore[method-assign]
+                orchestrator.handler_for = lambda s, tf, timed=timed: timed  # type: ignore[method-assign]  # times each candle: wraps the handler in place
             # Warm-up candles (not timed), then activate, then timed rounds at one minute each.
             for candle in candles[:200]:
                 for name in names:
@@ -170,7 +171,7 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
                     published[(name, candle.ts)] = now
                     services.hub.ingest(name, candle)
                 await delivery.drain()
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             delivery.close_all()
 
     anyio.run(main)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up, then run the whole test suite (pytest exits non-zero when no test ran).
+# Set up, lint (ruff, mypy: any finding stops here), then run the whole test suite (pytest exits
+# non-zero when no test ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/lint.sh
 # The report's browser test drives Debian's Chromium through Playwright (which never downloads
 # a browser here). Install it once when missing; CI fails that test rather than skip it.
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.indicators.averages import crossing
+from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams
 from bot.strategy.conditions import MarketConditions, MarketFilter
 
@@ -17,7 +17,7 @@ class EmaCrossParams(StrategyParams):
     market: MarketConditions = MarketConditions()
 
     @model_validator(mode="after")
-    def _fast_below_slow(self) -> "EmaCrossParams":
+    def _fast_below_slow(self) -> EmaCrossParams:
         if self.fast >= self.slow:
             raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
         return self

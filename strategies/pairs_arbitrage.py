@@ -28,7 +28,7 @@ class PairsParams(StrategyParams):
     max_hold_bars: int | None = Field(default=288, ge=1, description="close a pair held this many candles of the timeframe, gaps included")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "PairsParams":
+    def _ordered(self) -> PairsParams:
         if not self.exit_z < self.entry_z < self.stop_z:
             raise ValueError(f"need exit_z < entry_z < stop_z, got exit_z={self.exit_z}, entry_z={self.entry_z}, stop_z={self.stop_z}")
         return self

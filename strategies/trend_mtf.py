@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.indicators.averages import crossing
+from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.base import Strategy, StrategyContext, StrategyParams, Stream
 from bot.strategy.conditions import MarketConditions, MarketFilter
 

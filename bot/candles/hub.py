@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from bot.bus import EventBus
 from bot.candles.aggregate import Aggregator
-from bot.ohlcv import Candle, timeframe_ms
 from bot.errors import BotError
 from bot.events import CandleClosed, CandleGap
+from bot.ohlcv import Candle, timeframe_ms
 
 CandleCallback = Callable[[str, str, Candle, int], None]
 
@@ -134,10 +134,11 @@ class CandleHub:
         # Asked for mid-stream: build what the base history already holds, so the new timeframe
         # starts with history to warm up from and its pending bucket is complete.
         min_ts = base_history[0].ts if base_history else None
-        for candle in base_history:
-            for derived in aggregator.add(candle):
-                if derived.ts >= min_ts:  # type: ignore[operator]
-                    history.append(derived)
+        if min_ts is not None:
+            for candle in base_history:
+                for derived in aggregator.add(candle):
+                    if derived.ts >= min_ts:
+                        history.append(derived)
         return _Derived(timeframe, target_ms, aggregator, min_ts), history
 
     def subscribe(self, symbol: str, timeframe: str, callback: CandleCallback, history: CandleCallback | None = None) -> None:
@@ -240,7 +241,7 @@ class CandleHub:
         completed: list[tuple[int, int, str, Candle, bool]] | None = None
         for item in feed.derived:
             for derived in item.aggregator.add(candle):
-                if derived.ts < item.min_ts:  # type: ignore[operator]
+                if derived.ts < item.min_ts:  # type: ignore[operator]  # set by the first candle (above), before any bucket closes
                     # The data began inside this bucket: it is not a whole candle, drop it.
                     continue
                 if completed is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.sources import CandleSource
+from bot.ohlcv import Candle, timeframe_ms
 
 
 def merged_candles(sources: list[CandleSource]) -> Iterator[tuple[str, Candle]]:

@@ -14,9 +14,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from bot.ohlcv import MAX_VALUE, TIMEFRAME_MS, Candle, timeframe_of_ms
 from bot.candles.window import TimeWindow
 from bot.errors import CandleFileError
+from bot.ohlcv import MAX_VALUE, TIMEFRAME_MS, Candle, timeframe_of_ms
 
 HEADER = b"ts_ms,open,high,low,close,volume"
 FIELDS = ("ts_ms", "open", "high", "low", "close", "volume")
@@ -72,7 +72,7 @@ def last_timestamp(path: PathArg) -> int | None:
     tail: a gzipped or JSON file, no timestamp in those last bytes, or a file without rows.
     """
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115  only open's own OSError means None; `with raw` below closes it
     except OSError:
         return None
     with raw:
@@ -153,7 +153,7 @@ def infer_timeframe(path: PathArg) -> str:
         raise CandleFileError(
             str(path), None, "cannot infer timeframe: no token in the file name and fewer than 2 candles"
         )
-    step = min(b - a for a, b in zip(stamps, stamps[1:]))
+    step = min(b - a for a, b in itertools.pairwise(stamps))
     timeframe = timeframe_of_ms(step)
     if timeframe is None:
         raise CandleFileError(
@@ -165,11 +165,11 @@ def infer_timeframe(path: PathArg) -> str:
 
 
 @contextmanager
-def _open(path: PathArg) -> Iterator[BinaryIO]:
+def _open(path: PathArg) -> Iterator[io.BufferedReader]:
     """Open a file for binary reading, decompressing gzip by magic bytes; I/O errors become CandleFileError."""
     name = str(path)
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115  open's errors are told apart from reading's; closed in the finally below
     except FileNotFoundError:
         raise CandleFileError(name, None, "file not found") from None
     except OSError as exc:
@@ -190,16 +190,15 @@ def _open(path: PathArg) -> Iterator[BinaryIO]:
         raw.close()
 
 
-def _kind(path: PathArg, stream: BinaryIO) -> str:
+def _kind(path: PathArg, stream: io.BufferedReader) -> str:
     """Return "csv" or "json": by suffix (optionally before .gz), else by the first non-space byte."""
     name = os.fspath(path).lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
+    name = name.removesuffix(".gz")
     if name.endswith(".csv"):
         return "csv"
     if name.endswith(".json"):
         return "json"
-    head = stream.peek(4096).lstrip()  # type: ignore[attr-defined]
+    head = stream.peek(4096).lstrip()
     return "json" if head[:1] == b"[" else "csv"
 
 

@@ -6,10 +6,10 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import last_timestamp, read_candles
 from bot.candles.window import EARLIEST_MS, TimeWindow
 from bot.errors import CandleFileError
+from bot.ohlcv import Candle, timeframe_ms
 
 # The close-to-close factor above which `bot validate` warns, unless a source sets its own.
 DEFAULT_CLOSE_JUMP_FACTOR = 10.0

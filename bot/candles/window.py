@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # 1970-01-01T00:00:00Z: no recorded market is older, and negative times are a unit mistake.
 EARLIEST_MS = 0
@@ -16,7 +16,7 @@ def iso_or_raw(ts_ms: int) -> str:
         return "before 1970"
     if ts_ms > LATEST_MS:
         return "beyond the year 9999"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ def quote_currency(symbol: str) -> str:
     its own group, named after the symbol, so its money is never added to another symbol's
     (BTCUSD's dollars to ETHBTC's bitcoins).
     """
-    base, slash, rest = symbol.partition("/")
+    _base, slash, rest = symbol.partition("/")
     if not slash:
         return symbol
     return rest.partition(":")[0]

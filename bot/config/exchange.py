@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bot.ohlcv import timeframe_ms
 from bot.config.execution import ExecutionConfig
 from bot.config.strict import Strict
+from bot.ohlcv import timeframe_ms
 
 _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from bot.ohlcv import timeframe_ms
 from bot.config.currency import RISK_LIMITS, collision_problems, mixed_currency_problem, risk_problems
 from bot.config.models import BotConfig, ParamsChecks, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
+from bot.ohlcv import timeframe_ms
 
 # The strategy modules of a config live here, beside config.json (plus its strategy_paths).
 STRATEGY_FOLDER = "strategies"

@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from bot.ohlcv import timeframe_ms
 from bot.config.currency import CURRENCY_PATTERN
 from bot.config.exchange import ExchangeConfig
 from bot.config.numbers import Amount, number_problems
 from bot.config.strict import Strict
+from bot.ohlcv import timeframe_ms
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -116,7 +116,7 @@ class AnalyzerConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _params_fit_type(self, info: ValidationInfo) -> "AnalyzerConfig":
+    def _params_fit_type(self, info: ValidationInfo) -> AnalyzerConfig:
         if isinstance(info.context, ParamsChecks):
             info.context.analyzer(self.type, self.params)
         return self
@@ -129,7 +129,7 @@ class FilterConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _params_fit_type(self, info: ValidationInfo) -> "FilterConfig":
+    def _params_fit_type(self, info: ValidationInfo) -> FilterConfig:
         if isinstance(info.context, ParamsChecks):
             info.context.filter(self.type, self.params)
         return self
@@ -170,8 +170,6 @@ class ExitConfig(Strict):
 
 # `module` values meaning the built-in declarative strategy (omitted, or named as the catalog lists it).
 _DECLARATIVE_MODULES: tuple[str | None, ...] = (None, "builtin")
-# Fields only the built-in declarative strategy reads; a strategy module takes `params` instead.
-DECLARATIVE_FIELDS: tuple[str, ...] = ("analyzers", "filters", "entry_threshold", "exit_threshold")
 
 
 class StrategyConfig(Strict):

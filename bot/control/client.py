@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from websockets.asyncio.client import ClientConnection, unix_connect
@@ -34,7 +34,7 @@ class ControlClient:
         self._ids = itertools.count(1)
         self._ws: ClientConnection | None = None
 
-    async def __aenter__(self) -> "ControlClient":
+    async def __aenter__(self) -> Self:
         try:
             exists = self.socket_path.exists()
         except OSError as exc:  # a name too long, a folder we may not enter

@@ -10,7 +10,6 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.ohlcv import timeframe_ms
 from bot.config.currency import quote_currency
 from bot.config.loader import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, StrategyConfig
@@ -31,6 +30,7 @@ from bot.errors import (
 )
 from bot.event_codec import encode_record
 from bot.events import EVENT_TYPES
+from bot.ohlcv import timeframe_ms
 from bot.strategy.config_load import load_config
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.symbols import MAX_SYMBOL_LENGTH, symbol_problem

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import anyio
 import orjson
@@ -43,10 +43,21 @@ examples (the default config):
   bot ctl set mean_reversion exits.take_profit '[{"pct": 1, "close_pct": 100}]'"""
 
 
+_N = TypeVar("_N")
+
+
 class _CtlParser(argparse.ArgumentParser):
     """A `bot ctl` subcommand's parser: arguments it does not know are its own error, under its own name (`bot ctl status`)."""
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:  # type: ignore[override]
+    # argparse's own three overloads, kept so the override stays a true subtype.
+    @overload
+    def parse_known_args(self, args: Iterable[str] | None = None, namespace: None = None) -> tuple[argparse.Namespace, list[str]]: ...
+    @overload
+    def parse_known_args(self, args: Iterable[str] | None, namespace: _N) -> tuple[_N, list[str]]: ...
+    @overload
+    def parse_known_args(self, *, namespace: _N) -> tuple[_N, list[str]]: ...
+
+    def parse_known_args(self, args: Iterable[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
         parsed, extra = super().parse_known_args(args, namespace)
         if extra:
             self.error(f"unrecognized arguments: {' '.join(extra)}")

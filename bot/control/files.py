@@ -28,7 +28,7 @@ class FileAccess:
         self.roots: tuple[Path, ...] = tuple(dict.fromkeys(Path(os.path.realpath(root)) for root in roots))
 
     @classmethod
-    def of(cls, loaded: LoadedConfig) -> "FileAccess":
+    def of(cls, loaded: LoadedConfig) -> FileAccess:
         """The folders `loaded`'s config allows."""
         return cls(loaded.base_dir, [*loaded.bot.strategy_paths, *loaded.bot.control.allowed_paths])
 

@@ -150,7 +150,7 @@ class ControlServer:
             return ok_reply(request_id, run_command(self._control, cmd, args))
         except ControlError as exc:
             return error_reply(request_id, exc.code, exc.message)
-        except Exception as exc:  # a bug in a command must not take the daemon down
+        except Exception as exc:  # noqa: BLE001  a bug in a command must not take the daemon down
             self._log.exception("control command %s failed", cmd)
             return error_reply(request_id, "internal", f"{type(exc).__name__}: {exc}")
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
-from bot.ohlcv import Candle
-from bot.ohlcv import timeframe_ms
 from bot.daemon.inbox import CandleInbox, QueuedCounter
+from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook
 from bot.strategy.guard import attempt
 

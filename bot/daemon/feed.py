@@ -11,10 +11,10 @@ import anyio
 from anyio.abc import TaskStatus
 
 from bot.candles.hub import CandleHub
-from bot.ohlcv import Candle, timeframe_ms
-from bot.errors import BotError
 from bot.candles.merge import merged_candles
 from bot.candles.sources import CandleSource
+from bot.errors import BotError
+from bot.ohlcv import Candle, timeframe_ms
 
 FeedState = Literal["starting", "backfilling", "playing", "ended", "stopped"]
 

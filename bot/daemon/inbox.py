@@ -30,7 +30,7 @@ class CandleInbox(Generic[Item]):
     A strategy with more streams than `maxlen` keeps one item per stream.
     """
 
-    def __init__(self, maxlen: int, merge: Callable[[Item, Item], Item] | None = None, counter: "QueuedCounter | None" = None) -> None:
+    def __init__(self, maxlen: int, merge: Callable[[Item, Item], Item] | None = None, counter: QueuedCounter | None = None) -> None:
         if maxlen < 1:
             raise ValueError("inbox size must be >= 1")
         self._items: deque[tuple[Key, Item]] = deque()

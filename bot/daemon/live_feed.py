@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
@@ -18,12 +18,12 @@ from anyio.abc import TaskStatus
 
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
-from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.sources import CandleSource
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.daemon.feed import RecordedFeed
 from bot.errors import BotError, FeedStateError
 from bot.events import FeedState
+from bot.ohlcv import Candle, timeframe_ms
 
 if TYPE_CHECKING:
     from bot.live.ccxt_feed import LiveCandleFeed
@@ -108,7 +108,7 @@ class _OnBackfilled:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LiveFeed:
@@ -325,5 +325,5 @@ async def close_exchange(exchange: Any, redact: Callable[[str], str], logger: lo
         try:
             with anyio.fail_after(_CLOSE_TIMEOUT_S):
                 await exchange.close()
-        except Exception as exc:  # closing is best effort: the process is ending anyway
+        except Exception as exc:  # noqa: BLE001  closing is best effort: the process is ending anyway
             logger.warning("closing the exchange connection failed: %s", _describe(exc, redact))

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from bot.ohlcv import timeframe_ms
 from bot.candles.reader import infer_timeframe
 from bot.candles.sources import CandleSource
 from bot.config.currency import quote_currency
@@ -31,6 +30,7 @@ from bot.daemon.recovery import (
 )
 from bot.daemon.state import DaemonState
 from bot.errors import ChangeRefused, FeedStateError, StrategyError, StrategyStateError
+from bot.ohlcv import timeframe_ms
 from bot.strategy.config_load import changed_strategy, load_strategy
 from bot.strategy.manager import Policy
 from bot.strategy.orchestrator import REBUILT_FIELDS, TradingOrchestrator

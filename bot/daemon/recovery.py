@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 
 from bot.candles.hub import CandleHub
-from bot.ohlcv import timeframe_ms
 from bot.event_codec import encode_record
 from bot.events import Event
 from bot.journal import Journal
+from bot.ohlcv import timeframe_ms
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.risk import RiskManager

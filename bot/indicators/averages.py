@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from bot.ohlcv import Candle
 from bot.indicators.base import SOURCE_INDEX, check_period, check_source
+from bot.ohlcv import Candle
 
 # A running sum's rounding error is relative to the largest values that have passed through it
 # (a volume spike, a price that has since fallen) and it accumulates. Recomputing the sum from

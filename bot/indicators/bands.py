@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from bot.ohlcv import Candle
 from bot.indicators.base import SOURCE_INDEX, check_period, check_positive_float, check_source
+from bot.ohlcv import Candle
 
 # Bollinger keeps running sums s1 = sum(d), s2 = sum(d^2) of deviations d = x - shift. The
 # variance var = s2/n - (s1/n)^2 is exact in real arithmetic for any shift, but in floats its

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from bot.ohlcv import Candle
 from bot.indicators.base import SOURCE_INDEX, check_period, check_source
+from bot.ohlcv import Candle
 
 
 class RSI:
@@ -54,7 +54,7 @@ class RSI:
         """Consume the next closed candle."""
         x = candle[self._src]
         if self.ready:
-            ch = x - self._prev_x  # type: ignore[operator]
+            ch = x - self._prev_x  # type: ignore[operator]  # set whenever ready; a check would cost every candle
             self._prev_x = x
             n = self._n
             nm1 = self._nm1

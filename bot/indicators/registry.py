@@ -5,13 +5,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple, overload
 
-from bot.ohlcv import Candle
 from bot.indicators.averages import EMA, SMA
 from bot.indicators.bands import BollingerBands, Donchian
 from bot.indicators.base import Indicator, check_period, check_positive_float, check_source
 from bot.indicators.momentum import ROC, RSI
 from bot.indicators.trend import ADX
 from bot.indicators.volatility import ATR
+from bot.ohlcv import Candle
 
 ParamValue = float | int | str
 

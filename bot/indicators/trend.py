@@ -1,8 +1,8 @@
 """Trend strength: ADX."""
 from __future__ import annotations
 
-from bot.ohlcv import Candle
 from bot.indicators.base import check_period
+from bot.ohlcv import Candle
 
 
 class ADX:
@@ -38,13 +38,13 @@ class ADX:
     _n: float
     _nm1: float
     _prev_high: float | None
-    _prev_low: float | None
+    _prev_low: float  # meaningful once _prev_high is set
     _prev_close: float | None
     _atr: float | None
     _tr_count: int
     _tr_sum: float
     _spdm: float | None
-    _smdm: float | None
+    _smdm: float  # meaningful once _spdm is set
     _dm_count: int
     _pdm_sum: float
     _mdm_sum: float
@@ -61,13 +61,13 @@ class ADX:
     def reset(self) -> None:
         """Return to the unwarmed state."""
         self._prev_high = None
-        self._prev_low = None
+        self._prev_low = 0.0
         self._prev_close = None
         self._atr = None
         self._tr_count = 0
         self._tr_sum = 0.0
         self._spdm = None
-        self._smdm = None
+        self._smdm = 0.0
         self._dm_count = 0
         self._pdm_sum = 0.0
         self._mdm_sum = 0.0
@@ -110,14 +110,14 @@ class ADX:
         if ph is None:
             return
         up = h - ph
-        down = pl - lo  # type: ignore[operator]
+        down = pl - lo
         pdm = up if up > down and up > 0.0 else 0.0
         mdm = down if down > up and down > 0.0 else 0.0
 
         spdm = self._spdm
         if spdm is not None:
             spdm = (spdm * nm1 + pdm) / n
-            smdm = (self._smdm * nm1 + mdm) / n  # type: ignore[operator]
+            smdm = (self._smdm * nm1 + mdm) / n
         else:
             ps = self._pdm_sum + pdm
             ms = self._mdm_sum + mdm
@@ -152,8 +152,9 @@ class ADX:
             dx = self._dx if self._dx is not None else 0.0
         self._dx = dx
 
-        if self.ready:
-            self.value = (self.value * nm1 + dx) / n  # type: ignore[operator]
+        value = self.value
+        if value is not None:  # set together with `ready`
+            self.value = (value * nm1 + dx) / n
             return
         s = self._dx_sum + dx
         c = self._dx_count + 1

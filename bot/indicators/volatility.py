@@ -1,8 +1,8 @@
 """Volatility: ATR."""
 from __future__ import annotations
 
-from bot.ohlcv import Candle
 from bot.indicators.base import check_period
+from bot.ohlcv import Candle
 
 
 class ATR:
@@ -52,8 +52,9 @@ class ATR:
         # the very same float subtraction in every case, without calling max() and abs().
         tr = h - lo if pc is None else (h if h > pc else pc) - (lo if lo < pc else pc)
         self.tr = tr
-        if self.ready:
-            self.value = (self.value * self._nm1 + tr) / self._n  # type: ignore[operator]
+        value = self.value
+        if value is not None:  # set together with `ready`
+            self.value = (value * self._nm1 + tr) / self._n
             return
         s = self._sum + tr
         c = self._count + 1

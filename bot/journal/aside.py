@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.journal.lock import JournalLock
@@ -135,7 +135,7 @@ def _checkpoint(real: Path) -> str | None:
 
 def _free_name(real: Path, now_ms: int) -> str:
     """`<name>.<YYYYmmddTHHMMSSZ>`, with `-2`, `-3`... when a journal was already moved aside in that second."""
-    stamp = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
     base = f"{real.name}.{stamp}"
     candidate, n = base, 1
     # lexists: a dangling symlink takes the name too, and a name the file system refuses is left to the rename to report.

@@ -13,10 +13,10 @@ from typing import Any, Final, Self
 import orjson
 
 from bot.events import Event, PortfolioSnapshot
-from bot.journal.lock import JournalLock
 from bot.journal.checkpoint import CheckpointPolicy, WalCheckpointer, run_checkpoint
-from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
+from bot.journal.lock import JournalLock
 from bot.journal.records import pending_order_record, portfolio_record, position_record
+from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
 from bot.journal.writer import JournalWriter
 from bot.trading.journalled import JournalledPosition, PendingOrder
 

@@ -24,7 +24,7 @@ class Backoff:
 
     def next_delay(self, floor_s: float | None = None) -> float:
         """The delay before the next attempt; at least `floor_s` (a server's Retry-After) when given."""
-        base = min(self._max, self._min * (2 ** min(self.attempts, 62)))
+        base = min(self._max, self._min * (1 << min(self.attempts, 62)))
         self.attempts += 1
         delay = base * (1 - self._jitter * self._random())
         return max(delay, floor_s) if floor_s is not None else delay

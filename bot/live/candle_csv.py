@@ -6,8 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from bot.ohlcv import Candle
 from bot.candles.reader import HEADER
+from bot.ohlcv import Candle
 
 _TAIL = 1 << 16
 
@@ -27,7 +27,7 @@ def format_number(value: float) -> str:
     text = repr(float(value))
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
+    return text.removesuffix(".0")
 
 
 def format_row(candle: Candle) -> str:
@@ -74,7 +74,7 @@ class CandleCsv:
                         raise ValueError(f"{self.path}: the last row is not a candle: {last[:80]!r}") from None
             raw.flush()
             os.fsync(raw.fileno())
-        self._file = open(self.path, "a", encoding="ascii", newline="\n")
+        self._file = open(self.path, "a", encoding="ascii", newline="\n")  # noqa: SIM115  open across appends; close() closes it
         return self.last_ts
 
     def append(self, candle: Candle) -> None:

@@ -11,7 +11,6 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskStatus
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.config.exchange import DEFAULT_START_TIMEOUT_S, LiveFeedConfig
 from bot.fmt import format_fields
 from bot.live.assembler import CandleAssembler, Fill, Publish
@@ -24,6 +23,7 @@ from bot.live.markets import MarketsAtStart
 from bot.live.rest import RestCandles
 from bot.live.rows import BadRow, to_candle
 from bot.live.ws_guard import install_message_guard
+from bot.ohlcv import Candle, timeframe_ms
 
 FeedState = Literal["starting", "backfilling", "connected", "reconnecting", "stale", "polling", "failed", "stopped"]
 CandleCallback = Callable[[str, str, Candle], None]
@@ -292,7 +292,7 @@ class LiveCandleFeed:
                         else:
                             await self._fill_hole(symbol, step)
                 self._flush(symbol)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  a feed reports every failure in its state; a retryable one reconnects
                 self._flush(symbol)
                 if not isinstance(exc, ExchangeRetryable):
                     self._log.exception("feed %s stopped by an error", symbol)
@@ -408,7 +408,7 @@ class LiveCandleFeed:
                     backoff.reset()
                     self._set_state(symbol, "polling", interval_s=interval)
                 await self._sleep(interval)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  a feed reports every failure in its state; a retryable one polls again
                 if not isinstance(exc, ExchangeRetryable):
                     self._log.exception("feed %s stopped by an error", symbol)
                     self._set_state(symbol, "failed", error=describe(exc, self._redact))

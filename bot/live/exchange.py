@@ -55,7 +55,7 @@ def _own_logger(exchange_id: str, redact: Redactor) -> logging.Logger:
     built outside logging's registry, so it belongs to this instance only (filters do not pile
     up across builds), and its records still reach the handlers of the `ccxt` logger tree.
     """
-    logger = logging.Logger(f"ccxt.{exchange_id}")
+    logger = logging.Logger(f"ccxt.{exchange_id}")  # noqa: LOG001  outside the registry on purpose (above)
     logger.parent = logging.getLogger("ccxt")
     logger.addFilter(_RedactingFilter(redact))
     return logger
@@ -118,7 +118,7 @@ def build_exchange(config: ExchangeConfig, env: Mapping[str, str], streaming: bo
     except ExchangeSetupError:
         _discard(exchange)
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  whatever ccxt raises while setting up becomes ExchangeSetupError
         # Nothing connected yet, but the async exchange still holds resources to release.
         _discard(exchange)
         raise ExchangeSetupError(redact(f"exchange: {config.id}: {exc}")) from None

@@ -364,8 +364,10 @@ class LiveExchange:
             if (self.exchange.markets or {}).get(order.symbol, {}).get("contract"):
                 # On derivatives a stop outliving its position must not open the opposite one.
                 params["reduceOnly"] = True
-            return await self.exchange.create_order(order.symbol, "market", order.side, order.quantity, None, params)  # type: ignore[no-any-return]
-        return await self.exchange.create_order(order.symbol, order.order_type, order.side, order.quantity, order.limit_price, params)  # type: ignore[no-any-return]
+            reply: dict[str, Any] = await self.exchange.create_order(order.symbol, "market", order.side, order.quantity, None, params)
+        else:
+            reply = await self.exchange.create_order(order.symbol, order.order_type, order.side, order.quantity, order.limit_price, params)
+        return reply
 
     async def _lookup_with_retries(self, tracked: TrackedOrder) -> tuple[Lookup, dict[str, Any] | None]:
         backoff = self._backoff()
@@ -414,8 +416,9 @@ class LiveExchange:
         if outcome.fill is not None:
             tracked.account.filled(outcome.fill)
         else:
-            kind = "cancelled" if outcome.status == "cancelled" else "rejected"
-            tracked.account.dropped(order, outcome.status, kind, f"the exchange reports the order {outcome.reason or outcome.status}")  # type: ignore[arg-type]
+            # Without a fill the status is "cancelled" or "rejected" ("filled" always carries one).
+            kind: Literal["cancelled", "rejected"] = "cancelled" if outcome.status == "cancelled" else "rejected"
+            tracked.account.dropped(order, kind, kind, f"the exchange reports the order {outcome.reason or outcome.status}")
         return outcome
 
     async def _trade_fees(self, order: Order, exchange_id: str) -> list[Any]:
@@ -456,7 +459,7 @@ class LiveExchange:
         """Run one order's step so that a bug (not an exchange error) cannot stop the gateway for every strategy."""
         try:
             await step(tracked)
-        except Exception:
+        except Exception:  # noqa: BLE001  a bug in one order's step must not stop the gateway
             self._log.exception("%s: unexpected error handling order %s; the poller asks the exchange what became of it", self.exchange.id, tracked.order.client_id)
             if tracked.order.client_id in self.tracked:
                 tracked.unconfirmed = True  # looked up, never resent blindly
@@ -468,8 +471,7 @@ class LiveExchange:
                 await self.poll_once()
                 for account in list(self.accounts.values()):
                     account.stops.retry_refused(self._monotonic())
-            except Exception:
-                # A bug must not stop the tracking of every strategy's orders: logged, next round.
+            except Exception:  # noqa: BLE001  a bug must not stop the tracking of every strategy's orders: logged, next round
                 self._log.exception("%s: polling orders failed unexpectedly", self.exchange.id)
 
     async def poll_once(self) -> None:
@@ -487,8 +489,7 @@ class LiveExchange:
                 tracked.next_poll = now + self.settings.stop_poll_interval_s
             try:
                 await self._poll(tracked)
-            except Exception:
-                # One order's surprise (a bug, an answer ccxt could not parse) must not starve the others.
+            except Exception:  # noqa: BLE001  one order's surprise (a bug, an answer ccxt could not parse) must not starve the others
                 self._log.exception("%s: checking order %s failed unexpectedly; asking again next round", self.exchange.id, tracked.order.client_id)
 
     async def _poll(self, tracked: TrackedOrder) -> None:

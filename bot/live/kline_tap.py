@@ -5,9 +5,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.ohlcv import Candle
 from bot.live.rows import BadRow, to_candle
 from bot.live.ws_guard import MalformedCallback
+from bot.ohlcv import Candle
 
 # Exchanges whose kline stream is Binance's format, with `k.x` set on a candle's last push: spot,
 # and the USDT-M and COIN-M futures (binance itself streams those too, for swap symbols).
@@ -49,7 +49,6 @@ class BinanceKlineTap:
     ) -> None:
         self._exchange = exchange
         self._tf_ms = tf_ms
-        self._on_malformed = on_malformed
         self._on_unfiled = on_unfiled
         self._pending: dict[tuple[str, str], deque[Update]] = {}
         self._unfiled: set[tuple[str, str]] = set()

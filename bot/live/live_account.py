@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
 from bot.live.stop_keeper import StopKeeper, StopSpec
+from bot.ohlcv import Candle
 from bot.strategy.guard import attempt
 from bot.trading.account import AccountSink
 from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide
@@ -27,7 +27,7 @@ class LiveAccount(OrderNumbering):
     """
 
     def __init__(
-        self, strategy_id: str, fees: FeesConfig, gateway: "LiveExchange", on_error: Callable[[str, BaseException], None], sink: AccountSink
+        self, strategy_id: str, fees: FeesConfig, gateway: LiveExchange, on_error: Callable[[str, BaseException], None], sink: AccountSink
     ) -> None:
         super().__init__(strategy_id)
         self.fees = fees

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from bot.trading.orders import Fill, Order
 
 OrderStatus = Literal["open", "filled", "cancelled", "rejected"]
-_DONE_WITHOUT_FILL = {"canceled": "cancelled", "cancelled": "cancelled", "expired": "cancelled", "rejected": "rejected"}
+_DONE_WITHOUT_FILL: dict[str, Literal["cancelled", "rejected"]] = {"canceled": "cancelled", "cancelled": "cancelled", "expired": "cancelled", "rejected": "rejected"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ def outcome_of(order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float)
     if status == "open" or (status not in ("closed", *_DONE_WITHOUT_FILL) and filled < order.quantity * (1 - 1e-9)):
         return OrderOutcome("open", None, exchange_id)
     if filled <= 0:
-        return OrderOutcome(_DONE_WITHOUT_FILL.get(status, "cancelled"), None, exchange_id, status)  # type: ignore[arg-type]
+        return OrderOutcome(_DONE_WITHOUT_FILL.get(status, "cancelled"), None, exchange_id, status)
     price = _number(reply.get("average"))
     if not price:
         cost = _number(reply.get("cost"))

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,11 @@ def add_record_parser(commands: Any) -> None:
 def parse_time(text: str, option: str) -> int:
     """UTC epoch ms of an ISO 8601 time (a time without zone is UTC); ValueError naming the option."""
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))  # noqa: FURB162  also takes a date with Z (2024-01-01Z), which fromisoformat refuses
     except ValueError:
         raise ValueError(f"{option}: not an ISO 8601 time: {text!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 

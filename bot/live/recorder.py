@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.config.exchange import ExchangeConfig
 from bot.errors import BotError
 from bot.fmt import format_time
@@ -18,6 +17,7 @@ from bot.live.ccxt_feed import LiveCandleFeed
 from bot.live.errors import ExchangeRetryable, describe
 from bot.live.exchange import build_exchange
 from bot.live.markets import ExchangeUnreachable
+from bot.ohlcv import Candle, timeframe_ms
 
 
 class RecordingFailed(BotError):
@@ -56,7 +56,6 @@ class Recorder:
     ) -> None:
         self._config = config
         self._symbols = list(dict.fromkeys(symbols))
-        self._out = out_dir
         self._log = logger
         self._env = env
         self._since = since_ms

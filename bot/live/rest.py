@@ -6,11 +6,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from bot.ohlcv import Candle
 from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeRateLimited, ExchangeRetryable, describe
 from bot.live.exchange_errors import translated
 from bot.live.rows import BadRow, to_candle
+from bot.ohlcv import Candle
 
 Sleep = Callable[[float], Awaitable[None]]
 # (what was being fetched, the error, the delay before the next try)

@@ -22,9 +22,9 @@ def to_candle(row: Sequence[object], tf_ms: int) -> Candle:
         raise BadRow(f"timestamp {ts} is not on a {tf_ms} ms boundary")
     values: list[float] = []
     for name, value in zip(("open", "high", "low", "close", "volume"), row[1:6]):
-        if type(value) not in (int, float):
+        if type(value) is not int and type(value) is not float:
             raise BadRow(f"{name} is not a number: {value!r}")
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
         if not math.isfinite(number):
             raise BadRow(f"{name} is not finite: {value!r}")
         values.append(number)

@@ -62,7 +62,7 @@ class StopKeeper:
     `arm` (after start-up reconciliation has settled the stops restored from the journal).
     """
 
-    def __init__(self, owner: "LiveAccount", gateway: "LiveExchange") -> None:
+    def __init__(self, owner: LiveAccount, gateway: LiveExchange) -> None:
         self._owner = owner
         self._gateway = gateway
         self.slots: dict[str, StopSlot] = {}

@@ -12,13 +12,12 @@ import orjson
 from bot.bus import EventBus
 from bot.candles.hub import CandleFeedError
 from bot.candles.merge import merge_streams
-from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import last_timestamp
 from bot.candles.sources import CandleSource
 from bot.clock import Clock, ReplayClock, WallClock
 from bot.errors import BotError, StrategyError
 from bot.events import Event, PositionClosed, ReplayFinished, ReplaySource, ReplayStarted
-from bot.log import BotLogger
+from bot.ohlcv import Candle, timeframe_ms
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
 from bot.replay.report import build_report

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ohlcv import timeframe_ms
 from bot.candles.reader import file_kind, infer_timeframe
 from bot.candles.sources import DEFAULT_CLOSE_JUMP_FACTOR, CandleSource
 from bot.errors import CandleFileError, ConfigProblem
+from bot.ohlcv import timeframe_ms
 from bot.strategy.config_load import LoadedConfig
 
 # Jumps listed one by one per file; the rest are only counted.
@@ -136,10 +136,10 @@ def resolve_sources(loaded: LoadedConfig, overrides: dict[str, str] | None = Non
             (f"filters[{i}].params.timeframe", str(f.params["timeframe"])) for i, f in enumerate(strategy.filters) if "timeframe" in f.params
         ]
         base_ms = timeframe_ms(source.timeframe)
-        for field, timeframe in needed:
+        for field_name, timeframe in needed:
             target = timeframe_ms(timeframe)
             if target < base_ms or target % base_ms:
                 problems.append(
-                    ConfigProblem(file_label, field, f"{timeframe} cannot be built from {strategy.symbol}'s {source.timeframe} candles ({source.path})")
+                    ConfigProblem(file_label, field_name, f"{timeframe} cannot be built from {strategy.symbol}'s {source.timeframe} candles ({source.path})")
                 )
     return sources, problems

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.errors import BotError
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 # The fraction of a second, the only one an ISO-8601 date-time can have (fromisoformat drops
 # digits past the sixth without a word).
@@ -43,7 +43,7 @@ def parse_instant(option: str, text: str) -> int:
         why = "" if reason.startswith("Invalid isoformat") else f" ({reason})"
         raise ValueError(f"{option} {text!r} is not a date{why}: {_FORMATS}") from None
     try:
-        moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before the first day a date can name
         raise ValueError(f"{option} {text!r} is outside the years 1 to 9999") from None
     return (moment - _EPOCH) // _MS

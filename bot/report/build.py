@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import plotly.offline  # type: ignore[import-untyped]
+import plotly.offline
 
 from bot.errors import RunFileError
 from bot.report.page import ReportPage

@@ -5,8 +5,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-import plotly.graph_objects as go  # type: ignore[import-untyped]
-import plotly.io as pio  # type: ignore[import-untyped]
+import plotly.graph_objects as go
+import plotly.io as pio
 
 from bot.config.currency import group_label, money_decimals
 from bot.report.summary import StrategySummary

@@ -5,7 +5,7 @@ import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -41,7 +41,7 @@ class StrategyFacts(_Facts):
     open_positions: int
 
     @model_validator(mode="after")
-    def _currency_of_symbol(self) -> "StrategyFacts":
+    def _currency_of_symbol(self) -> StrategyFacts:
         # A report.json from before `currency` was written: the symbol's quote currency.
         if not self.currency:
             object.__setattr__(self, "currency", quote_currency(self.symbol))
@@ -186,7 +186,7 @@ def _integer(path: Path, line: int, column: str, text: str) -> int:
 
 def _time(path: Path, line: int, column: str, text: str) -> int:
     try:
-        moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise RunFileError(str(path), f"line {line}", f"{column}: not a UTC time like 2022-01-01T00:00:00Z: {text!r}") from None
     return int(moment.timestamp()) * 1000

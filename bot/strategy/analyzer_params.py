@@ -5,8 +5,8 @@ from typing import Any, Final
 
 from pydantic import Field, ValidationError, model_validator
 
-from bot.ohlcv import timeframe_ms
 from bot.config.numbers import StrictNumbers, Volume
+from bot.ohlcv import timeframe_ms
 
 
 class _Params(StrictNumbers):
@@ -20,7 +20,7 @@ class EmaCrossParams(_Params):
     slow: int = Field(default=26, ge=2)
 
     @model_validator(mode="after")
-    def _fast_below_slow(self) -> "EmaCrossParams":
+    def _fast_below_slow(self) -> EmaCrossParams:
         if self.fast >= self.slow:
             raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
         return self
@@ -54,7 +54,7 @@ class MtfTrendParams(_Params):
     period: int = Field(default=50, ge=1)
 
     @model_validator(mode="after")
-    def _timeframe_known(self) -> "MtfTrendParams":
+    def _timeframe_known(self) -> MtfTrendParams:
         timeframe_ms(self.timeframe)
         return self
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
-from bot.ohlcv import Candle
 from bot.config.models import AnalyzerConfig
 from bot.indicators.registry import IndicatorRegistry
+from bot.ohlcv import Candle
 from bot.strategy.analyzer_params import BollingerParams, EmaCrossParams, EmaTrendParams, RsiParams, validate_analyzer_params
 
 
@@ -29,10 +29,11 @@ class EmaCrossAnalyzer:
         """Detect a cross between the previous candle and this one."""
         fast, slow = self._fast, self._slow
         fast_prev, slow_prev = fast.prev, slow.prev
-        if fast_prev is None or slow_prev is None:
+        fast_now, slow_now = fast.value, slow.value
+        if fast_prev is None or slow_prev is None or fast_now is None or slow_now is None:
             return 0.0
         before = fast_prev - slow_prev
-        now = fast.value - slow.value  # type: ignore[operator]
+        now = fast_now - slow_now
         if before < 0.0 < now:
             return 1.0
         if before > 0.0 > now:

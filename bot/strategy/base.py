@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from bot.bus import StrategyPublisher
-from bot.ohlcv import Candle
 from bot.config.numbers import StrictNumbers
 from bot.events import Signal
 from bot.indicators.registry import IndicatorRegistry
+from bot.ohlcv import Candle
 from bot.trading.actions import (
     ActivateTrailingStop,
     ClosePair,

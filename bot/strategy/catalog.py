@@ -92,7 +92,7 @@ class StrategyCatalog:
             self._entries[entry.name] = entry
 
     @classmethod
-    def discover(cls, folders: Sequence[Path]) -> "StrategyCatalog":
+    def discover(cls, folders: Sequence[Path]) -> StrategyCatalog:
         """Import every `*.py` module (not starting with '_') of the folders; broken ones become problems."""
         entries: dict[str, CatalogEntry] = {}
         problems: list[DiscoveryProblem] = []
@@ -236,6 +236,6 @@ def _check_class(cls: type[Strategy[Any]]) -> str | None:
     except ValidationError as exc:
         missing = ", ".join(".".join(str(x) for x in err["loc"]) for err in exc.errors())
         return f"every parameter needs a valid default (Params() fails at: {missing})"
-    except Exception as exc:  # a validator with a bug is the module's problem, not discovery's
+    except Exception as exc:  # noqa: BLE001  a validator with a bug is the module's problem, not discovery's
         return f"Params() raised {type(exc).__name__}: {exc}"
     return None

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from bot.ohlcv import Candle
 from bot.config.numbers import Volume
 from bot.indicators.registry import IndicatorRegistry
+from bot.ohlcv import Candle
 from bot.strategy.base import StrategyParams
 
 _HOUR_MS = 3_600_000
@@ -33,7 +33,7 @@ class MarketConditions(StrategyParams):
     )
 
     @model_validator(mode="after")
-    def _ranges(self) -> "MarketConditions":
+    def _ranges(self) -> MarketConditions:
         if self.min_atr_pct is not None and self.max_atr_pct is not None and self.min_atr_pct > self.max_atr_pct:
             raise ValueError(f"min_atr_pct ({self.min_atr_pct}) is above max_atr_pct ({self.max_atr_pct})")
         if self.min_adx is not None and self.max_adx is not None and self.min_adx > self.max_adx:
@@ -48,7 +48,7 @@ class MarketConditions(StrategyParams):
 class MarketFilter:
     """Checks one strategy's MarketConditions on the candle just closed, from its own indicators."""
 
-    __slots__ = ("_c", "_volume", "_atr", "_adx", "_ema", "_tf_ms")
+    __slots__ = ("_c", "_volume", "_volume_ratio", "_atr", "_adx", "_ema", "_tf_ms")
 
     def __init__(self, conditions: MarketConditions, indicators: IndicatorRegistry, timeframe_ms: int) -> None:
         self._c = conditions
@@ -57,6 +57,7 @@ class MarketFilter:
         need_atr = conditions.min_atr_pct is not None or conditions.max_atr_pct is not None
         need_adx = conditions.min_adx is not None or conditions.max_adx is not None
         self._volume = indicators.require("sma", period=conditions.volume_period, source="volume") if need_volume else None
+        self._volume_ratio = conditions.min_volume_ratio or 0.0  # read only when _volume is set
         self._atr = indicators.require("atr", period=conditions.atr_period) if need_atr else None
         self._adx = indicators.require("adx", period=conditions.adx_period) if need_adx else None
         self._ema = indicators.require("ema", period=conditions.trend_ema) if conditions.trend_ema is not None else None
@@ -71,7 +72,7 @@ class MarketFilter:
             return "min_volume"
         if self._volume is not None:
             average = self._volume.value
-            if average is None or average <= 0 or candle.volume / average < c.min_volume_ratio:  # type: ignore[operator]
+            if average is None or average <= 0 or candle.volume / average < self._volume_ratio:
                 return "min_volume_ratio"
         if self._atr is not None:
             atr = self._atr.value

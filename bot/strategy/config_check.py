@@ -9,11 +9,12 @@ from bot.bus import EventBus, StrategyPublisher
 from bot.clock import ReplayClock
 from bot.config.loader import Stream, loc_str, validation_errors
 from bot.config.models import GlobalRiskConfig, ParamsChecks, StrategyConfig
-from bot.errors import ConfigError, ConfigProblem
+from bot.errors import ConfigProblem
 from bot.indicators.registry import IndicatorRegistry
 from bot.strategy.analyzer_params import validate_analyzer_params, validate_filter_params
 from bot.strategy.base import StrategyContext
 from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
+from bot.strategy.guard import attempt
 from bot.trading.paper import PaperAccount
 from bot.trading.portfolio import Portfolio
 from bot.trading.positions import PositionManager
@@ -63,9 +64,14 @@ def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: st
         spec.id, spec.exits, lambda _sink: PaperAccount(spec.id, spec.fees, spec.fill), Portfolio(spec.starting_balance), risk, publish
     )
     context = StrategyContext(spec, registry_for, nothing, publish, positions, lambda: 0)
-    try:
+    streams: list[Stream] = []
+
+    def build_and_ask() -> None:
         strategy = catalog.build(spec.module, spec.class_name, spec.params, context)
-        streams = [(str(s[0]), str(s[1])) for s in strategy.subscriptions()]
-    except Exception as exc:  # the strategy's own code: it fails the same way, alone, when loaded
-        return [], ConfigProblem(file_label, "", f"the strategy raised while being built: {type(exc).__name__}: {exc}")
+        streams.extend((str(s[0]), str(s[1])) for s in strategy.subscriptions())
+
+    # The strategy's own code, through the one seam: it fails the same way, alone, when loaded.
+    error = attempt(build_and_ask)
+    if error is not None:
+        return [], ConfigProblem(file_label, "", f"the strategy raised while being built: {type(error).__name__}: {error}")
     return [s for s in dict.fromkeys([*streams, *asked]) if s != (spec.symbol, spec.timeframe)], None

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from bot.ohlcv import Candle
 from bot.config.models import FilterConfig
 from bot.indicators.registry import IndicatorRegistry
+from bot.ohlcv import Candle
 from bot.strategy.analyzer_params import MinVolumeParams, MtfTrendParams, validate_filter_params
 
 

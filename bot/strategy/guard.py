@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, ParamSpec, TypeVar
 
-from bot.ohlcv import Candle
 from bot.errors import BotError, StrategyError
+from bot.ohlcv import Candle
 from bot.strategy.delivery import CandleHandler
 
 # What the bot was calling a strategy's code for when it raised.
@@ -27,7 +27,7 @@ def attempt(fn: Callable[_P, object], /, *args: _P.args, **kwargs: _P.kwargs) ->
     """Call `fn`; return the Exception it raised (the strategy's failure, for the caller to hand on), None when it returned."""
     try:
         fn(*args, **kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  the seam: anything a strategy raises is its failure
         return exc
     return None
 
@@ -42,7 +42,7 @@ def deliver(
     for owner, handler in routes:
         try:
             handler(symbol, timeframe, candle, ts)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  the seam: anything a strategy raises is its failure
             on_error(owner, exc)
 
 

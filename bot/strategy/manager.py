@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, assert_never
 
-from bot.ohlcv import Candle
 from bot.config.currency import mixed_currency_problem
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
 from bot.events import StrategyFault, StrategyStateChanged
+from bot.ohlcv import Candle
 from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook

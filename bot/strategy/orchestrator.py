@@ -7,7 +7,6 @@ from time import perf_counter_ns
 from typing import Any
 
 from bot.bus import StrategyPublisher
-from bot.ohlcv import Candle, timeframe_ms
 from bot.config.models import RUNTIME_FIELDS, StrategyConfig
 from bot.errors import ActionError
 from bot.event_codec import encode_record
@@ -15,8 +14,10 @@ from bot.events import ActionFailed
 from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
 from bot.metrics import StrategyMetrics
+from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.base import Strategy, StrategyContext, Stream
 from bot.strategy.lifecycle import Lifecycle, StrategyState
+from bot.trading.account import OpenAccount
 from bot.trading.actions import (
     Action,
     ActionQueue,
@@ -27,7 +28,6 @@ from bot.trading.actions import (
     OpenPosition,
     UpdateStopLoss,
 )
-from bot.trading.account import OpenAccount
 from bot.trading.exit_rules import break_even_stop, trailing_start
 from bot.trading.portfolio import Portfolio
 from bot.trading.positions import Position, PositionManager

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
+from bot.ohlcv import Candle
 from bot.trading.orders import Fill, Intent, Order, OrderSide, OrderType
 
 

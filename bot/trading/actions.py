@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
 from bot.errors import ActionError
 
@@ -72,7 +72,7 @@ class ClosePair:
     reason: str = "signal"
 
 
-Action = Union[OpenPosition, ClosePercent, UpdateStopLoss, ActivateTrailingStop, OpenPair, ClosePair]
+Action = OpenPosition | ClosePercent | UpdateStopLoss | ActivateTrailingStop | OpenPair | ClosePair
 ActionHandler = Callable[[Action], None]
 ACTION_KINDS: tuple[ActionKind, ...] = (
     "open_position", "close_percent", "update_stop_loss", "activate_trailing_stop", "open_pair", "close_pair"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from bot.ohlcv import Candle
 from bot.config.models import FeesConfig, FillConfig
+from bot.ohlcv import Candle
 from bot.trading.account import AccountSink
 from bot.trading.orders import Fill, Intent, Order, OrderNumbering, OrderSide
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Literal
 
 from bot.bus import StrategyPublisher
-from bot.ohlcv import Candle
 from bot.config.models import ExitConfig
 from bot.errors import ActionError
 from bot.events import (
@@ -21,6 +20,7 @@ from bot.events import (
     TradeRecord,
     TrailingActivated,
 )
+from bot.ohlcv import Candle
 from bot.trading.account import ExchangeAccount, OpenAccount
 from bot.trading.accounting import Accounting, trade_record
 from bot.trading.exit_rules import rung_quantity, rungs_hit, stop_hit, trail_move, trail_stop

@@ -33,7 +33,7 @@ class StrategyRisk:
 
     __slots__ = ("strategy_id", "limits", "symbol", "currency", "_manager", "_bus", "exposure", "day", "day_pnl")
 
-    def __init__(self, manager: "RiskManager", strategy_id: str, limits: StrategyRiskConfig, symbol: str, bus: EventBus) -> None:
+    def __init__(self, manager: RiskManager, strategy_id: str, limits: StrategyRiskConfig, symbol: str, bus: EventBus) -> None:
         self._manager = manager
         # Where a kill switch this strategy's booking trips is announced (market-wide, untagged).
         self._bus = bus
