@@ -534,7 +534,8 @@ class PositionManager:
 
     # -- exits -----------------------------------------------------------------------------------
     def _enforce(self, position: Position, candle: Candle) -> None:
-        hit = stop_hit(position, candle)
+        # Per position per candle: each rule is asked only when the position has one of its kind.
+        hit = stop_hit(position, candle) if position.stop is not None else None
         if hit is not None:
             if self._account.stop_held(position.id):
                 # The stop order resting on the exchange fires: its fill arrives from the gateway.
@@ -542,7 +543,7 @@ class PositionManager:
             else:
                 self._trigger(position, position.open_quantity, hit.price, hit.kind, candle, "stop")
             return
-        for index in rungs_hit(position, candle):
+        for index in rungs_hit(position, candle) if position.take_profits else ():
             level = position.take_profits[index]
             level.done = True
             qty = rung_quantity(position, index, position.open_quantity)
@@ -550,7 +551,7 @@ class PositionManager:
                 self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, "limit", index)
             if position.status == "closed":
                 return
-        move = trail_move(position, candle)
+        move = trail_move(position, candle) if position.trailing_active else None
         if move is not None:
             position.trail_anchor = move.anchor
             position.trailing_stop = move.stop
