@@ -504,8 +504,11 @@ def event_from(
 # -- events.jsonl lines -------------------------------------------------------------------------
 def encode_line(event: Event) -> bytes:
     """One event as an events.jsonl line (no newline): the envelope without `ts_init`."""
+    # Every replay event passes here: the class's line encoder straight from its plan once built.
+    plan = _LINE_PLANS.get(type(event))
+    payload = plan.encode(event) if plan is not None and event.type != "feed_state" else payload_of(event)
     return orjson.dumps(
-        {"seq": event.seq, "ts": event.ts, "type": event.type, "strategy_id": event.strategy_id, "payload": payload_of(event)},
+        {"seq": event.seq, "ts": event.ts, "type": event.type, "strategy_id": event.strategy_id, "payload": payload},
         default=_tuple_as_list,
     )
 

@@ -57,14 +57,17 @@ def rungs_hit(position: Position, candle: Candle) -> tuple[int, ...]:
         return ()
     long = position.direction > 0
     favourable = candle.high if long else candle.low
-    hit: list[int] = []
+    hit: list[int] | None = None  # built only on a hit: most candles reach no rung
     for index, level in enumerate(levels):
         if level.done:
             continue
         if not (favourable >= level.price if long else favourable <= level.price):
             break
-        hit.append(index)
-    return tuple(hit)
+        if hit is None:
+            hit = [index]
+        else:
+            hit.append(index)
+    return () if hit is None else tuple(hit)
 
 
 def rung_quantity(position: Position, index: int, available: float) -> float:
