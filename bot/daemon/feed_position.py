@@ -26,7 +26,9 @@ class FeedPosition:
         # Only once every strategy has processed what was published: a restart resumes
         # after this point, and must not skip candles still queued at a crash.
         if self._queued.n == 0:
-            self._journal.set_meta(FEED_POSITION, str(close_ts))
+            # The newest close, not this one: a source added later publishes closes older than
+            # what went out already, and the position must never move back over processed candles.
+            self._journal.set_meta(FEED_POSITION, str(self.last_close))
 
     def processed(self) -> None:
         """Every inbox is empty: all published candles have been processed."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from math import isfinite
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from bot.bus import StrategyPublisher
@@ -122,7 +123,13 @@ class StrategyContext:
         self._put(ActivateTrailingStop(position.id, distance_pct, anchor_price))
 
     def signal(self, decision: str, score: float, symbol: str, candle: Candle, details: dict[str, Any] | None = None) -> None:
-        """Publish why the strategy decided what it did (a `signal` event, tagged with its id)."""
+        """Publish why the strategy decided what it did (a `signal` event, tagged with its id).
+
+        The score must be a finite number: JSON has no NaN, and an event that could not be read
+        back from the event log would be lost to every reader of it.
+        """
+        if not isfinite(score):
+            raise ValueError(f"a signal's score must be a finite number, got {score!r}")
         self._publish(Signal, self._now(), decision, score, symbol, candle.close, details or {})
 
 

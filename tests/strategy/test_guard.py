@@ -11,7 +11,7 @@ from bot.errors import StrategyError, StrategyStateError
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.guard import attempt, build
 from bot.events import StrategyFault
-from tests.support import Rig, module_strategy
+from tests.support import Rig, module_strategy, repo_catalog
 
 RAISER = '''
 from pydantic import Field
@@ -100,3 +100,16 @@ def test_an_interrupt_or_cancellation_from_strategy_code_is_not_its_failure(
     with pytest.raises(raised):
         rig.feed("BTC/USD", btc_candles[:1])
     assert rig.manager.states() == {"stop": "active"} and not rig.of_type(StrategyFault)
+
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), float("-inf")])
+def test_a_signal_score_that_is_not_a_finite_number_is_refused(btc_candles: list[Candle], score: float) -> None:
+    """JSON has no NaN: an event log line holding one could not be read back. Raised in the strategy's own call,
+    so the guarded seam fails that strategy alone."""
+    rig = Rig(catalog=repo_catalog())
+    rig.start(module_strategy("ema_cross", id="s"))
+    context = rig.manager.get("s").strategy.ctx
+    with pytest.raises(ValueError, match="a signal's score must be a finite number"):
+        context.signal("enter", score, "BTC/USD", btc_candles[0])
+    context.signal("enter", 1, "BTC/USD", btc_candles[0])  # an int is a finite number
