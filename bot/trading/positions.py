@@ -535,23 +535,28 @@ class PositionManager:
     # -- exits -----------------------------------------------------------------------------------
     def _enforce(self, position: Position, candle: Candle) -> None:
         # Per position per candle: each rule is asked only when the position has one of its kind.
-        hit = stop_hit(position, candle) if position.stop is not None else None
-        if hit is not None:
-            if self._account.stop_held(position.id):
-                # The stop order resting on the exchange fires: its fill arrives from the gateway.
-                self._account.stop_crossed(position.id)
-            else:
-                self._trigger(position, position.open_quantity, hit.price, hit.kind, candle, "stop")
-            return
-        for index in rungs_hit(position, candle) if position.take_profits else ():
-            level = position.take_profits[index]
-            level.done = True
-            qty = rung_quantity(position, index, position.open_quantity)
-            if qty > 0:
-                self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, "limit", index)
-            if position.status == "closed":
+        # Statements, not conditional expressions: no empty tuple to iterate on the usual candle.
+        if position.stop is not None:
+            hit = stop_hit(position, candle)
+            if hit is not None:
+                if self._account.stop_held(position.id):
+                    # The stop order resting on the exchange fires: its fill arrives from the gateway.
+                    self._account.stop_crossed(position.id)
+                else:
+                    self._trigger(position, position.open_quantity, hit.price, hit.kind, candle, "stop")
                 return
-        move = trail_move(position, candle) if position.trailing_active else None
+        if position.take_profits:
+            for index in rungs_hit(position, candle):
+                level = position.take_profits[index]
+                level.done = True
+                qty = rung_quantity(position, index, position.open_quantity)
+                if qty > 0:
+                    self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, "limit", index)
+                if position.status == "closed":
+                    return
+        if not position.trailing_active:
+            return
+        move = trail_move(position, candle)
         if move is not None:
             position.trail_anchor = move.anchor
             position.trailing_stop = move.stop
