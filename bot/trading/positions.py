@@ -71,6 +71,7 @@ class PositionManager:
         # Open positions per symbol, oldest first (read-only outside this class).
         self.by_symbol: dict[str, list[Position]] = {}
         self._accounting = Accounting(portfolio, self.positions)
+        self._revalue = self._accounting.revalue  # bound once: on_bar calls it per candle while holding
         self._marks = self._accounting.marks
         self._last_ts = 0
         self._ladder_closes_all = _ladder_closes_all(exits)
@@ -294,12 +295,16 @@ class PositionManager:
             self.fill_pending(symbol, candle)
         held = self.by_symbol.get(symbol)
         if held:
-            for position in tuple(held):
-                self._enforce(position, candle)
+            if len(held) == 1:
+                # The usual case: no copy needed, since nothing is enforced after this one.
+                self._enforce(held[0], candle)
+            else:
+                for position in tuple(held):  # a copy: an exit removes its position from `held`
+                    self._enforce(position, candle)
             # After the exits: a fill inside this candle marked at its own price, and what is
             # left open is worth the close.
             self._marks[symbol] = candle.close
-            self._accounting.revalue()
+            self._revalue()
         else:
             self._marks[symbol] = candle.close
 
