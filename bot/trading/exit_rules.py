@@ -64,7 +64,7 @@ def rungs_hit(position: Position, candle: Candle) -> tuple[int, ...]:
                 hit = [index]
             else:
                 hit.append(index)
-        index += 1
+        index += 1  # noqa: SIM113  enumerate costs a tuple per rung per candle (see above)
     return () if hit is None else tuple(hit)
 
 
