@@ -26,11 +26,14 @@ class Accounting:
     every revaluation. `positions` is the manager's own dict of open positions (read here).
     """
 
-    __slots__ = ("portfolio", "marks", "_positions")
+    __slots__ = ("portfolio", "marks", "_open", "_set_value")
 
     def __init__(self, portfolio: Portfolio, positions: dict[str, Position]) -> None:
         self.portfolio = portfolio
-        self._positions = positions
+        # A live view of the manager's dict and the bound setter: revalue runs per candle per
+        # strategy holding a position, and these were two lookups and a method call each time.
+        self._open = positions.values()
+        self._set_value = portfolio.revalue
         self.marks: dict[str, float] = {}
 
     def book_entry(self, position: Position, fill: Fill) -> None:
@@ -70,12 +73,12 @@ class Accounting:
         value = 0.0
         unrealised = 0.0
         marks = self.marks
-        for position in self._positions.values():
+        for position in self._open:
             mark = marks[position.symbol]
             signed = position.direction * position.quantity
             value += signed * mark
             unrealised += signed * (mark - position.entry_price)
-        self.portfolio.revalue(value, unrealised)
+        self._set_value(value, unrealised)
 
     def mark(self, symbol: str, price: float) -> None:
         """Take a symbol's latest price (revalue after)."""

@@ -52,21 +52,19 @@ def rungs_hit(position: Position, candle: Candle) -> tuple[int, ...]:
 
     A rung not reached ends the walk: a ladder fires from the nearest rung out.
     """
-    levels = position.take_profits
-    if not levels:
-        return ()
     long = position.direction > 0
     favourable = candle.high if long else candle.low
     hit: list[int] | None = None  # built only on a hit: most candles reach no rung
-    for index, level in enumerate(levels):
-        if level.done:
-            continue
-        if not (favourable >= level.price if long else favourable <= level.price):
-            break
-        if hit is None:
-            hit = [index]
-        else:
-            hit.append(index)
+    index = 0  # counted by hand: enumerate's tuple per rung is most of this rule's cost per candle
+    for level in position.take_profits:
+        if not level.done:
+            if not (favourable >= level.price if long else favourable <= level.price):
+                break
+            if hit is None:
+                hit = [index]
+            else:
+                hit.append(index)
+        index += 1  # noqa: SIM113  enumerate costs a tuple per rung per candle (see above)
     return () if hit is None else tuple(hit)
 
 

@@ -71,6 +71,7 @@ class PositionManager:
         # Open positions per symbol, oldest first (read-only outside this class).
         self.by_symbol: dict[str, list[Position]] = {}
         self._accounting = Accounting(portfolio, self.positions)
+        self._revalue = self._accounting.revalue  # bound once: on_bar calls it per candle while holding
         self._marks = self._accounting.marks
         self._last_ts = 0
         self._ladder_closes_all = _ladder_closes_all(exits)
@@ -294,12 +295,16 @@ class PositionManager:
             self.fill_pending(symbol, candle)
         held = self.by_symbol.get(symbol)
         if held:
-            for position in tuple(held):
-                self._enforce(position, candle)
+            if len(held) == 1:
+                # The usual case: no copy needed, since nothing is enforced after this one.
+                self._enforce(held[0], candle)
+            else:
+                for position in tuple(held):  # a copy: an exit removes its position from `held`
+                    self._enforce(position, candle)
             # After the exits: a fill inside this candle marked at its own price, and what is
             # left open is worth the close.
             self._marks[symbol] = candle.close
-            self._accounting.revalue()
+            self._revalue()
         else:
             self._marks[symbol] = candle.close
 
@@ -535,23 +540,28 @@ class PositionManager:
     # -- exits -----------------------------------------------------------------------------------
     def _enforce(self, position: Position, candle: Candle) -> None:
         # Per position per candle: each rule is asked only when the position has one of its kind.
-        hit = stop_hit(position, candle) if position.stop is not None else None
-        if hit is not None:
-            if self._account.stop_held(position.id):
-                # The stop order resting on the exchange fires: its fill arrives from the gateway.
-                self._account.stop_crossed(position.id)
-            else:
-                self._trigger(position, position.open_quantity, hit.price, hit.kind, candle, "stop")
-            return
-        for index in rungs_hit(position, candle) if position.take_profits else ():
-            level = position.take_profits[index]
-            level.done = True
-            qty = rung_quantity(position, index, position.open_quantity)
-            if qty > 0:
-                self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, "limit", index)
-            if position.status == "closed":
+        # Statements, not conditional expressions: no empty tuple to iterate on the usual candle.
+        if position.stop is not None:
+            hit = stop_hit(position, candle)
+            if hit is not None:
+                if self._account.stop_held(position.id):
+                    # The stop order resting on the exchange fires: its fill arrives from the gateway.
+                    self._account.stop_crossed(position.id)
+                else:
+                    self._trigger(position, position.open_quantity, hit.price, hit.kind, candle, "stop")
                 return
-        move = trail_move(position, candle) if position.trailing_active else None
+        if position.take_profits:
+            for index in rungs_hit(position, candle):
+                level = position.take_profits[index]
+                level.done = True
+                qty = rung_quantity(position, index, position.open_quantity)
+                if qty > 0:
+                    self._trigger(position, qty, level.price, f"{_RUNG}{index + 1}", candle, "limit", index)
+                if position.status == "closed":
+                    return
+        if not position.trailing_active:
+            return
+        move = trail_move(position, candle)
         if move is not None:
             position.trail_anchor = move.anchor
             position.trailing_stop = move.stop
