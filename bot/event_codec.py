@@ -15,14 +15,14 @@ bot's encoder leaves it out only where the reason implies it (a wire message mus
 """
 from __future__ import annotations
 
-import dataclasses
 import types
 from collections.abc import Callable
-from typing import Any, Final, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Final, Literal, Union, get_args, get_origin
 
+import msgspec
 import orjson
 
-from bot.events import EVENT_CLASSES, Event, FeedState, StrategyEvent
+from bot.events import EVENT_CLASSES, Event, FeedState, Frozen, StrategyEvent
 from bot.ohlcv import Candle
 
 FORMAT: Final[str] = "bot-events"
@@ -227,7 +227,7 @@ def _checker(hint: Any, wire: bool) -> Check:
     origin = get_origin(hint)
     if hint is Candle:
         return _check_candle
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+    if _is_record(hint):
         plan = _plan_of(hint, wire)
         return plan.decode_strict
     if hint is Any:
@@ -262,7 +262,29 @@ def _checker(hint: Any, wire: bool) -> Check:
     raise TypeError(f"the codec has no rule for {hint!r}")
 
 
-# -- per-class plans, built once from the dataclass fields --------------------------------------
+def _is_record(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, Frozen)
+
+
+# -- per-class plans, built once from the Struct fields -----------------------------------------
+Field = msgspec.structs.FieldInfo
+
+
+def payload_fields(cls: type[Frozen]) -> tuple[Field, ...]:
+    """The fields a class writes into its payload, in key order (an event's envelope fields left out)."""
+    fields = msgspec.structs.fields(cls)
+    if issubclass(cls, Event):
+        fields = tuple(f for f in fields if f.name not in _BASE_FIELDS)
+    if cls.__order__:
+        by_name = {f.name: f for f in fields}
+        if sorted(cls.__order__) != sorted(by_name):
+            raise TypeError(f"{cls.__name__}.__order__ {cls.__order__} does not name each payload field once: {sorted(by_name)}")
+        fields = tuple(by_name[name] for name in cls.__order__)
+    for notes in (cls.__omit__, cls.__flat__, cls.__rung__):
+        if not notes <= {f.name for f in fields}:
+            raise TypeError(f"{cls.__name__}: {sorted(notes)} are not all payload fields")
+    return fields
+
 Decoder = Callable[[dict[str, Any], dict[str, Any]], None]
 # A field's decoding step: its name, its check, and the decoder of a field that is not a plain
 # required key (flat, optional, rung), None for a plain one, which the plan reads inline (the hot path).
@@ -323,31 +345,28 @@ def _plan_of(cls: type[Any], wire: bool = False) -> _Plan:
     return plan
 
 
-def _plan(cls: type[Any], wire: bool) -> _Plan:
-    hints = get_type_hints(cls)
+def _plan(cls: type[Frozen], wire: bool) -> _Plan:
     lines: list[str] = []
     names: dict[str, Any] = {"rung_in_reason": rung_in_reason}
     decoders: list[Step] = []
     keys: set[str] = set()
     seen: list[str] = []
-    for f in dataclasses.fields(cls):
-        if f.name in _BASE_FIELDS and issubclass(cls, Event):
-            continue
-        hint = hints[f.name]
-        if f.metadata.get("rung") and "reason" not in seen:
+    for f in payload_fields(cls):
+        hint = f.type
+        if f.name in cls.__rung__ and "reason" not in seen:
             raise TypeError(f"{cls.__name__}.{f.name}: a rung field follows its record's reason")
         seen.append(f.name)
-        own = _plan_of(hint, wire).keys if f.metadata.get("flat") else frozenset({f.name})
+        own = _plan_of(hint, wire).keys if f.name in cls.__flat__ else frozenset({f.name})
         if keys & own:
             raise TypeError(f"{cls.__name__}: payload keys {sorted(keys & own)} would be written twice")
         keys |= own
-        lines += _field_source(f, hint, wire, names)
-        decoders.append(_field_decoder(f, hint, wire))
+        lines += _field_source(cls, f, hint, wire, names)
+        decoders.append(_field_decoder(cls, f, hint, wire))
     return _Plan(cls, _encoder(cls, lines, names), decoders, frozenset(keys))
 
 
 def _encoder(cls: type[Any], lines: list[str], names: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
-    """One function per class writing its fields in order, as dataclasses writes its __init__: every
+    """One function per class writing its fields in order (as dataclasses writes an __init__): every
     event passes through it, and one call with the fields inline costs a fraction of a call per field.
     The source is built from the class's own field names (identifiers), never from data."""
     body = "\n".join(f"    {line}" for line in ["out = {}", *lines, "return out"])
@@ -357,24 +376,30 @@ def _encoder(cls: type[Any], lines: list[str], names: dict[str, Any]) -> Callabl
     return encode
 
 
-def _field_source(f: dataclasses.Field[Any], hint: Any, wire: bool, names: dict[str, Any]) -> list[str]:
+def _default_of(cls: type[Frozen], f: Field) -> Any:
+    if f.default is msgspec.NODEFAULT:
+        raise TypeError(f"{cls.__name__}.{f.name}: a key left out at its default needs a default")
+    return f.default
+
+
+def _field_source(cls: type[Frozen], f: Field, hint: Any, wire: bool, names: dict[str, Any]) -> list[str]:
     """The lines that write one field into `out`; helpers they call go into `names`."""
     name = f.name
     if not name.isidentifier():
         raise TypeError(f"field {name!r} is not an identifier")
-    if f.metadata.get("flat"):
+    if name in cls.__flat__:
         names[f"flat_{name}"] = _plan_of(hint, wire).encode
         return [f"out.update(flat_{name}(obj.{name}))"]
-    if f.metadata.get("rung") and not wire:
+    if name in cls.__rung__ and not wire:
         # A line leaves the rung out where the reason says it; the wire always writes it.
         return [f"value = obj.{name}", "if value != rung_in_reason(obj.reason):", f"    out[{name!r}] = value"]
-    if f.metadata.get("omit"):
-        names[f"default_{name}"] = f.default
+    if name in cls.__omit__:
+        names[f"default_{name}"] = _default_of(cls, f)
         return [f"value = obj.{name}", f"if value != default_{name}:", f"    out[{name!r}] = value"]
-    if dataclasses.is_dataclass(hint):
-        names[f"record_{name}"] = _plan_of(hint, wire).encode  # type: ignore[arg-type]
+    if _is_record(hint):
+        names[f"record_{name}"] = _plan_of(hint, wire).encode
         return [f"out[{name!r}] = record_{name}(obj.{name})"]
-    if get_origin(hint) is tuple and dataclasses.is_dataclass(get_args(hint)[0]):
+    if get_origin(hint) is tuple and _is_record(get_args(hint)[0]):
         names[f"record_{name}"] = _plan_of(get_args(hint)[0], wire).encode
         return [f"out[{name!r}] = [record_{name}(value) for value in obj.{name}]"]
     if get_origin(hint) is tuple:
@@ -383,9 +408,9 @@ def _field_source(f: dataclasses.Field[Any], hint: Any, wire: bool, names: dict[
     return [f"out[{name!r}] = obj.{name}"]
 
 
-def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Step:
+def _field_decoder(cls: type[Frozen], f: Field, hint: Any, wire: bool) -> Step:
     name = f.name
-    if f.metadata.get("flat"):
+    if name in cls.__flat__:
         nested = _plan_of(hint, wire)
 
         def flat(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
@@ -393,7 +418,7 @@ def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Step:
 
         return name, _identity, flat
     check = _checker(hint, wire)
-    if f.metadata.get("rung") and not wire:
+    if name in cls.__rung__ and not wire:
         # A line holds no rung where its reason implies one: this bot's encoder left it out
         # only then (a wire message always carries it, so there a missing rung is an error).
         def rung(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
@@ -403,8 +428,8 @@ def _field_decoder(f: dataclasses.Field[Any], hint: Any, wire: bool) -> Step:
                 kwargs[name] = rung_in_reason(kwargs["reason"])
 
         return name, check, rung
-    if f.metadata.get("omit"):
-        default = f.default
+    if name in cls.__omit__:
+        default = _default_of(cls, f)
 
         def omit(payload: dict[str, Any], kwargs: dict[str, Any]) -> None:
             kwargs[name] = _checked(check, payload[name], name) if name in payload else default
@@ -632,6 +657,7 @@ __all__ = [
     "encode_record",
     "event_lines",
     "is_header",
+    "payload_fields",
     "payload_of",
     "read_lines",
     "rung_in_reason",

@@ -3,15 +3,18 @@
 Every event carries `seq` (bus order), `ts` (market time: the candle clock in replay) and
 `ts_init` (when it was created: the wall clock in live, equal to `ts` in replay). Events a
 strategy caused derive from `StrategyEvent` and cannot be built without a `strategy_id`.
-How an event is written as bytes (events.jsonl, the wire) is `bot.event_codec`'s job; field
-metadata here only tells it which optional keys today's format leaves out.
+Every class is a frozen msgspec Struct: slotted, immutable, built in C (a tenth of a frozen
+dataclass's cost), positional in field order. msgspec makes a class's fields keyword-only per
+class, so a class with positional fields and keyword-only ones is split in two (its positional
+fields in a private base). How an event is written as bytes (events.jsonl, the wire) is
+`bot.event_codec`'s job; the class-level notes of `Frozen` tell it which optional keys today's
+format leaves out and the key order where it is not the field order.
 """
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+import msgspec
 
 from bot.ohlcv import Candle
 
@@ -19,12 +22,6 @@ OrderSide = Literal["buy", "sell"]
 Intent = Literal["open", "close"]
 OrderType = Literal["market", "limit", "stop"]
 
-# Field metadata read by the codec. OMIT: the key is left out when the value is the field's
-# default. FLAT: a nested record whose keys sit in the parent payload. RUNG: the take-profit
-# rung, left out when the sibling `reason` already says it (`take_profit_<rung + 1>`).
-OMIT: Final = {"omit": True}
-FLAT: Final = {"flat": True}
-RUNG: Final = {"rung": True}
 
 
 # Detail keys a feed state cannot hold: its payload has them (a "symbol" key marks one symbol's
@@ -33,60 +30,28 @@ _FEED_KEYS: Final = frozenset({"state", "symbol"})
 _STREAM_FEED_KEYS: Final = frozenset({"state", "symbol", "timeframe"})
 
 
+# Optional facts of a difference found at reconciliation (`bot.live.reconcile`).
+_DIFFERENCE_DETAIL: Final = frozenset({"client_id", "quantity", "price", "symbol", "asset", "expected", "actual"})
 
-_T = TypeVar("_T")
-_NO_VALUE: Final = object()
 
+class Frozen(msgspec.Struct, frozen=True):
+    """Base of every event and record: a frozen, slotted Struct, with the codec's notes on its fields."""
 
-def _quick_init(cls: type[_T]) -> type[_T]:
-    """Give a frozen slotted dataclass an __init__ that fills each slot through its own descriptor.
-
-    The frozen __init__ of dataclasses calls object.__setattr__ per field (~95 ns each on Python
-    3.11), and every event and record on the replay's hot path is built through it; the slot's
-    setter costs about half. Same signature, defaults, factories and __post_init__; the instance
-    stays immutable (its __setattr__ is still the frozen one). The source is built from the
-    class's own field names (identifiers), never from data.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    names: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
-    params: list[str] = []
-    body: list[str] = []
-    starred = False
-    for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
-        f = fields[param.name]
-        if not f.name.isidentifier() or not f.init:
-            raise TypeError(f"{cls.__name__}.{f.name}: not a plain init field")
-        if param.kind is inspect.Parameter.KEYWORD_ONLY and not starred:
-            params.append("*")
-            starred = True
-        if f.default_factory is not dataclasses.MISSING:
-            names[f"factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=_NO_VALUE")
-            body.append(f"if {f.name} is _NO_VALUE: {f.name} = factory_{f.name}()")
-        elif f.default is not dataclasses.MISSING:
-            names[f"default_{f.name}"] = f.default
-            params.append(f"{f.name}=default_{f.name}")
-        else:
-            params.append(f.name)
-    for name in fields:
-        names[f"set_{name}"] = getattr(cls, name).__set__
-        body.append(f"set_{name}(self, {name})")
-    if hasattr(cls, "__post_init__"):
-        body.append("self.__post_init__()")
-    source = f"def __init__(self, {', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
-    exec(compile(source, f"<__init__ of {cls.__qualname__}>", "exec"), names)  # noqa: S102  our classes' field names only
-    init = names["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__annotations__ = cls.__init__.__annotations__
-    cls.__init__ = init  # type: ignore[method-assign]  # replaces the generated one
-    return cls
+    # Read by bot.event_codec; a subclass names its own fields. Keys left out of the payload
+    # when the value is the field's default:
+    __omit__: ClassVar[frozenset[str]] = frozenset()
+    # Nested records whose keys sit in the parent payload:
+    __flat__: ClassVar[frozenset[str]] = frozenset()
+    # The take-profit rung, left out of a line when the sibling `reason` says it (`take_profit_<rung + 1>`):
+    __rung__: ClassVar[frozenset[str]] = frozenset()
+    # The payload's key order where it is not the field order (msgspec puts keyword-only fields
+    # last); empty: the field order.
+    __order__: ClassVar[tuple[str, ...]] = ()
 
 
 # -- records carried inside events ------------------------------------------------------------
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class FillRecord:
-    """One fill as events and the journal carry it; `fill_ts` is its market time."""
+class _FillRecordPositional(Frozen, frozen=True):
+    """FillRecord's positional fields."""
 
     client_id: str
     symbol: str
@@ -97,12 +62,16 @@ class FillRecord:
     liquidity: Literal["maker", "taker"]
     reason: str
     fill_ts: int
-    rung: int | None = field(default=None, kw_only=True, metadata=RUNG)
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class PortfolioSnapshot:
+class FillRecord(_FillRecordPositional, frozen=True, kw_only=True):
+    """One fill as events and the journal carry it; `fill_ts` is its market time."""
+
+    __rung__ = frozenset({"rung"})
+    rung: int | None = None
+
+
+class PortfolioSnapshot(Frozen, frozen=True):
     """A strategy portfolio's numbers at one moment."""
 
     start: float
@@ -117,9 +86,7 @@ class PortfolioSnapshot:
     max_drawdown_pct: float
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class PositionState:
+class PositionState(Frozen, frozen=True):
     """A position as journalled and announced; `take_profit` holds (price, quantity, done) per rung."""
 
     position_id: str
@@ -143,9 +110,7 @@ class PositionState:
     group: str | None
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class TradeRecord:
+class TradeRecord(Frozen, frozen=True):
     """A closed trade: pnl net of fees, exit price quantity-weighted."""
 
     strategy_id: str
@@ -163,9 +128,7 @@ class TradeRecord:
     group: str | None
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class ReplaySource:
+class ReplaySource(Frozen, frozen=True):
     """One recorded candle file a replay reads."""
 
     symbol: str
@@ -174,9 +137,7 @@ class ReplaySource:
 
 
 # -- bases --------------------------------------------------------------------------------------
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(Frozen, frozen=True):
     """Base of every event: bus sequence number, market time and creation time."""
 
     type: ClassVar[str] = ""
@@ -193,9 +154,7 @@ class Event:
             """The strategy the event belongs to; None for a market-wide event."""
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class MarketEvent(Event):
+class MarketEvent(Event, frozen=True):
     """Base of the market-wide events: they carry no strategy id."""
 
     @property
@@ -204,9 +163,7 @@ class MarketEvent(Event):
         return None
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class StrategyEvent(Event):
+class StrategyEvent(Event, frozen=True):
     """Base of the events a strategy caused or had done to it: always tagged with its id."""
 
     scoped: ClassVar[bool] = True
@@ -215,9 +172,7 @@ class StrategyEvent(Event):
 
 
 # -- market events ------------------------------------------------------------------------------
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class CandleClosed(MarketEvent):
+class CandleClosed(MarketEvent, frozen=True):
     """A candle of (symbol, timeframe) closed; `ts` is its close time."""
 
     type: ClassVar[str] = "candle"
@@ -226,9 +181,7 @@ class CandleClosed(MarketEvent):
     candle: Candle
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class CandleGap(MarketEvent):
+class CandleGap(MarketEvent, frozen=True):
     """Missing candles in a feed: `missing` candles between the one opening at `after` and at `next`."""
 
     type: ClassVar[str] = "candle_gap"
@@ -239,14 +192,12 @@ class CandleGap(MarketEvent):
     missing: int
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class FeedState(MarketEvent):
+class FeedState(MarketEvent, frozen=True):
     """A feed changed state; `symbol` set for one symbol's stream, `detail` the state's open-ended facts."""
 
     type: ClassVar[str] = "feed_state"
     state: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
     symbol: str | None = None
     timeframe: str | None = None
 
@@ -260,9 +211,7 @@ class FeedState(MarketEvent):
             raise ValueError(f"feed_state: detail keys {clash} collide with the event's own fields")
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class Reconciled(MarketEvent):
+class Reconciled(MarketEvent, frozen=True):
     """Start-up reconciliation with the exchange finished: counts per kind of difference, and each line."""
 
     type: ClassVar[str] = "reconciled"
@@ -270,26 +219,28 @@ class Reconciled(MarketEvent):
     lines: tuple[str, ...]
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class ExchangeDifference(MarketEvent):
+class _ExchangeDifferencePositional(MarketEvent, frozen=True):
+    """ExchangeDifference's positional fields."""
+
+    kind: str
+    message: str
+
+
+class ExchangeDifference(_ExchangeDifferencePositional, frozen=True, kw_only=True):
     """An exchange balance or order no strategy accounts for."""
 
     type: ClassVar[str] = "exchange_difference"
-    kind: str
-    message: str
-    client_id: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    quantity: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    price: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    symbol: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    asset: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    expected: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    actual: float | None = field(default=None, kw_only=True, metadata=OMIT)
+    __omit__ = _DIFFERENCE_DETAIL
+    client_id: str | None = None
+    quantity: float | None = None
+    price: float | None = None
+    symbol: str | None = None
+    asset: str | None = None
+    expected: float | None = None
+    actual: float | None = None
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class KillSwitch(MarketEvent):
+class KillSwitch(MarketEvent, frozen=True):
     """The global daily loss limit tripped: no new entries anywhere."""
 
     type: ClassVar[str] = "kill_switch"
@@ -299,18 +250,14 @@ class KillSwitch(MarketEvent):
     tripped_by: str
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class ReplayStarted(MarketEvent):
+class ReplayStarted(MarketEvent, frozen=True):
     """A replay begins, with the files it reads."""
 
     type: ClassVar[str] = "replay_started"
     sources: tuple[ReplaySource, ...]
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class ReplayFinished(MarketEvent):
+class ReplayFinished(MarketEvent, frozen=True):
     """A replay ended after `candles` candles and `gaps` gaps."""
 
     type: ClassVar[str] = "replay_finished"
@@ -319,9 +266,7 @@ class ReplayFinished(MarketEvent):
 
 
 # -- strategy events ----------------------------------------------------------------------------
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class StrategyStateChanged(StrategyEvent):
+class StrategyStateChanged(StrategyEvent, frozen=True):
     """A strategy's lifecycle state changed (loaded / active / dormant / failed / unloaded)."""
 
     type: ClassVar[str] = "strategy_state"
@@ -331,9 +276,7 @@ class StrategyStateChanged(StrategyEvent):
     error: str | None
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class StrategyFault(StrategyEvent):
+class StrategyFault(StrategyEvent, frozen=True):
     """An exception in a strategy's code: its text, where it was raised and what was being done."""
 
     type: ClassVar[str] = "strategy_error"
@@ -342,9 +285,7 @@ class StrategyFault(StrategyEvent):
     note: str
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class Signal(StrategyEvent):
+class Signal(StrategyEvent, frozen=True):
     """An entry or exit decision with its score and each analyzer's part."""
 
     type: ClassVar[str] = "signal"
@@ -355,12 +296,9 @@ class Signal(StrategyEvent):
     analyzers: dict[str, Any]  # the strategy's own details (`Strategy.signal`): scores, and text such as a regime
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class OrderSubmitted(StrategyEvent):
-    """An order was sent; `group` names the pair an entry leg belongs to, `rung` the take-profit it takes."""
+class _OrderSubmittedPositional(StrategyEvent, frozen=True):
+    """OrderSubmitted's positional fields."""
 
-    type: ClassVar[str] = "order_submitted"
     client_id: str
     symbol: str
     side: OrderSide
@@ -369,42 +307,52 @@ class OrderSubmitted(StrategyEvent):
     position_id: str
     reason: str
     ref_price: float
-    order_type: OrderType = field(default="market", kw_only=True, metadata=OMIT)
-    limit_price: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    stop_price: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    group: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    rung: int | None = field(default=None, kw_only=True, metadata=RUNG)
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class OrderFilled(StrategyEvent):
+class OrderSubmitted(_OrderSubmittedPositional, frozen=True, kw_only=True):
+    """An order was sent; `group` names the pair an entry leg belongs to, `rung` the take-profit it takes."""
+
+    type: ClassVar[str] = "order_submitted"
+    __omit__ = frozenset({"order_type", "limit_price", "stop_price", "group"})
+    __rung__ = frozenset({"rung"})
+    order_type: OrderType = "market"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    group: str | None = None
+    rung: int | None = None
+
+
+class OrderFilled(StrategyEvent, frozen=True):
     """An order filled (announced after the position event that booked the same fill)."""
 
     type: ClassVar[str] = "order_filled"
-    fill: FillRecord = field(metadata=FLAT)
+    __flat__ = frozenset({"fill"})
+    fill: FillRecord
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class OrderCancelled(StrategyEvent):
+class _OrderCancelledPositional(StrategyEvent, frozen=True):
+    """OrderCancelled's positional fields."""
+
+    client_id: str
+    symbol: str
+    reason: str
+
+
+class OrderCancelled(_OrderCancelledPositional, frozen=True, kw_only=True):
     """An order ended unfilled: cancelled by the bot (client id, symbol, reason) or by the exchange (all of it)."""
 
     type: ClassVar[str] = "order_cancelled"
-    client_id: str
-    symbol: str
-    side: OrderSide | None = field(default=None, kw_only=True, metadata=OMIT)
-    quantity: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    intent: Intent | None = field(default=None, kw_only=True, metadata=OMIT)
-    position_id: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    reason: str
-    kind: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    exchange_reason: str | None = field(default=None, kw_only=True, metadata=OMIT)
+    __omit__ = frozenset({"side", "quantity", "intent", "position_id", "kind", "exchange_reason"})
+    __order__ = ("client_id", "symbol", "side", "quantity", "intent", "position_id", "reason", "kind", "exchange_reason")
+    side: OrderSide | None = None
+    quantity: float | None = None
+    intent: Intent | None = None
+    position_id: str | None = None
+    kind: str | None = None
+    exchange_reason: str | None = None
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class OrderRejected(StrategyEvent):
+class OrderRejected(StrategyEvent, frozen=True):
     """The exchange refused an order: `kind` its stable category, `exchange_reason` its message."""
 
     type: ClassVar[str] = "order_rejected"
@@ -419,77 +367,87 @@ class OrderRejected(StrategyEvent):
     exchange_reason: str
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class ReconcileDifference(StrategyEvent):
+class _ReconcileDifferencePositional(StrategyEvent, frozen=True):
+    """ReconcileDifference's positional fields."""
+
+    kind: str
+    message: str
+
+
+class ReconcileDifference(_ReconcileDifferencePositional, frozen=True, kw_only=True):
     """The exchange disagreed with a strategy's journal at start-up, and what was done."""
 
     type: ClassVar[str] = "reconcile_difference"
-    kind: str
-    message: str
-    client_id: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    quantity: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    price: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    symbol: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    asset: str | None = field(default=None, kw_only=True, metadata=OMIT)
-    expected: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    actual: float | None = field(default=None, kw_only=True, metadata=OMIT)
+    __omit__ = _DIFFERENCE_DETAIL
+    client_id: str | None = None
+    quantity: float | None = None
+    price: float | None = None
+    symbol: str | None = None
+    asset: str | None = None
+    expected: float | None = None
+    actual: float | None = None
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class PositionOpened(StrategyEvent):
+class PositionOpened(StrategyEvent, frozen=True):
     """A position opened by the fill of order `client_id`."""
 
     type: ClassVar[str] = "position_opened"
-    position: PositionState = field(metadata=FLAT)
+    __flat__ = frozenset({"position"})
+    position: PositionState
     client_id: str
     portfolio: PortfolioSnapshot
     fill: FillRecord
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class PositionReduced(StrategyEvent):
-    """A partial close: `closed_quantity` at `price` (a take-profit rung or a close-percent action)."""
+class _PositionReducedPositional(StrategyEvent, frozen=True):
+    """PositionReduced's positional fields."""
 
-    type: ClassVar[str] = "position_reduced"
-    position: PositionState = field(metadata=FLAT)
+    position: PositionState
     closed_quantity: float
     price: float
     reason: str
-    rung: int | None = field(default=None, kw_only=True, metadata=RUNG)
-    portfolio: PortfolioSnapshot = field(kw_only=True)
-    fill: FillRecord = field(kw_only=True)
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class PositionClosed(StrategyEvent):
-    """A position closed: its trade record, the portfolio after it and the closing fill."""
+class PositionReduced(_PositionReducedPositional, frozen=True, kw_only=True):
+    """A partial close: `closed_quantity` at `price` (a take-profit rung or a close-percent action)."""
 
-    type: ClassVar[str] = "position_closed"
-    trade: TradeRecord = field(metadata=FLAT)
+    type: ClassVar[str] = "position_reduced"
+    __flat__ = frozenset({"position"})
+    __rung__ = frozenset({"rung"})
+    rung: int | None = None
     portfolio: PortfolioSnapshot
     fill: FillRecord
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class StopUpdated(StrategyEvent):
-    """A position's stop moved: its stop-loss, or its trailing stop with the new anchor."""
+class PositionClosed(StrategyEvent, frozen=True):
+    """A position closed: its trade record, the portfolio after it and the closing fill."""
 
-    type: ClassVar[str] = "stop_updated"
+    type: ClassVar[str] = "position_closed"
+    __flat__ = frozenset({"trade"})
+    trade: TradeRecord
+    portfolio: PortfolioSnapshot
+    fill: FillRecord
+
+
+class _StopUpdatedPositional(StrategyEvent, frozen=True):
+    """StopUpdated's positional fields."""
+
     position_id: str
-    stop_loss: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    trailing_stop: float | None = field(default=None, kw_only=True, metadata=OMIT)
-    anchor: float | None = field(default=None, kw_only=True, metadata=OMIT)
     reason: str
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class TrailingActivated(StrategyEvent):
+class StopUpdated(_StopUpdatedPositional, frozen=True, kw_only=True):
+    """A position's stop moved: its stop-loss, or its trailing stop with the new anchor."""
+
+    type: ClassVar[str] = "stop_updated"
+    __omit__ = frozenset({"stop_loss", "trailing_stop", "anchor"})
+    __order__ = ("position_id", "stop_loss", "trailing_stop", "anchor", "reason")
+    stop_loss: float | None = None
+    trailing_stop: float | None = None
+    anchor: float | None = None
+
+
+class TrailingActivated(StrategyEvent, frozen=True):
     """A position's trailing stop started, `distance_pct` behind `anchor`."""
 
     type: ClassVar[str] = "trailing_activated"
@@ -499,24 +457,26 @@ class TrailingActivated(StrategyEvent):
     trailing_stop: float
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class RiskRejected(StrategyEvent):
-    """An entry refused by a risk rule (`pair`: one leg of a pair, so neither was sent)."""
+class _RiskRejectedPositional(StrategyEvent, frozen=True):
+    """RiskRejected's positional fields."""
 
-    type: ClassVar[str] = "risk_rejected"
     rule: str
     reason: str
     symbol: str
     side: str
     quantity: float
     price: float
-    pair: bool = field(default=False, kw_only=True, metadata=OMIT)
 
 
-@_quick_init
-@dataclass(frozen=True, slots=True)
-class ActionFailed(StrategyEvent):
+class RiskRejected(_RiskRejectedPositional, frozen=True, kw_only=True):
+    """An entry refused by a risk rule (`pair`: one leg of a pair, so neither was sent)."""
+
+    type: ClassVar[str] = "risk_rejected"
+    __omit__ = frozenset({"pair"})
+    pair: bool = False
+
+
+class ActionFailed(StrategyEvent, frozen=True):
     """A queued action could not be carried out."""
 
     type: ClassVar[str] = "action_failed"

@@ -1,9 +1,10 @@
 """Builders shared by the tests: real configs, services and strategies, no mocks."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
+
+import msgspec
 
 from bot.ohlcv import Candle
 from bot.config.loader import deep_merge
@@ -76,7 +77,7 @@ class Rig:
 
 def without_seq(event: E) -> E:
     """The event with its bus sequence number zeroed: what it says, not where it fell among other strategies' events."""
-    return replace(event, seq=0)
+    return msgspec.structs.replace(event, seq=0)
 
 
 def repo_catalog() -> StrategyCatalog:

@@ -1,8 +1,6 @@
 """The event bus: tagging rules, filtered subscriptions, bounded async streams."""
 from __future__ import annotations
 
-import dataclasses
-
 import anyio
 import pytest
 
@@ -40,9 +38,9 @@ def test_strategy_event_without_strategy_id_is_refused() -> None:
 
 def test_an_event_missing_a_field_or_with_an_unknown_one_cannot_be_built() -> None:
     bus, _ = make_bus()
-    with pytest.raises(TypeError, match="missing 1 required positional argument: 'error'"):
+    with pytest.raises(TypeError, match="Missing required argument 'error'"):
         bus.publish(ActionFailed, None, "s1", "open")  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="unexpected keyword argument 'price'"):
+    with pytest.raises(TypeError, match="Unexpected keyword argument 'price'"):
         bus.publish(CandleGap, None, "ETH/BTC", "1m", 0, 120_000, 1, price=1.0)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         CandleClosed(1, 2, 2, "s1", "ETH/BTC", "1m", CANDLE)  # type: ignore[call-arg]  # a market event has no strategy id
@@ -63,7 +61,7 @@ def test_envelope_is_immutable_and_sequenced_with_clock_time() -> None:
     second = signal(bus, "s1")
     assert (first.seq, first.ts, first.ts_init) == (1, 1_000, 1_000)
     assert (second.seq, second.ts, second.strategy_id) == (2, 5_000, "s1")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="immutable"):
         first.seq = 9  # type: ignore[misc]
 
 

@@ -1,11 +1,11 @@
 """The event codec: every event class survives encode/decode (line and wire), the header is checked, and bad input is named."""
 from __future__ import annotations
 
-import dataclasses
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -30,6 +30,7 @@ from bot.events import (
     Event,
     FeedState,
     FillRecord,
+    Frozen,
     OrderSubmitted,
     PortfolioSnapshot,
     PositionOpened,
@@ -53,7 +54,7 @@ def _strategy_for(hint: Any) -> st.SearchStrategy[Any]:
     origin = get_origin(hint)
     if hint is Candle:
         return st.builds(Candle, _INTS, _FLOATS, _FLOATS, _FLOATS, _FLOATS, _FLOATS)
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+    if isinstance(hint, type) and issubclass(hint, Frozen):
         return _records(hint)
     if hint is int:
         return _INTS
@@ -83,7 +84,7 @@ def _strategy_for(hint: Any) -> st.SearchStrategy[Any]:
 
 def _records(cls: type[Any]) -> st.SearchStrategy[Any]:
     hints = get_type_hints(cls)
-    fields = {f.name: _strategy_for(hints[f.name]) for f in dataclasses.fields(cls)}
+    fields = {f.name: _strategy_for(hints[f.name]) for f in msgspec.structs.fields(cls)}
     if issubclass(cls, StrategyEvent):
         fields["strategy_id"] = _TEXT.filter(bool)  # the bus and the decoder refuse an empty id
     return st.builds(cls, **fields)
@@ -112,7 +113,7 @@ def _instances(cls: type[Event]) -> st.SearchStrategy[Any]:
 def test_every_event_class_round_trips_through_a_line_and_a_wire_message(cls: type[Event], data: st.DataObject) -> None:
     event = data.draw(_instances(cls))
     # A line leaves ts_init out (a replay's file is deterministic): it reads back as the market time.
-    assert decode_line(encode_line(event)) == dataclasses.replace(event, ts_init=event.ts)
+    assert decode_line(encode_line(event)) == msgspec.structs.replace(event, ts_init=event.ts)
     assert decode_message(encode_message(event)) == event
     assert orjson.loads(encode_message(event))["v"] == 1
 
@@ -139,7 +140,7 @@ def test_a_replay_events_file_has_the_header_first_and_decodes_completely(tmp_pa
 def test_rung_is_written_only_where_the_reason_does_not_say_it() -> None:
     fill = FillRecord("s-1", "BTC/USD", "sell", 1.0, 100.0, 0.1, "taker", "take_profit_1", 5, rung=0)
     ladder = OrderSubmitted(1, 5, 5, "s", "s-1", "BTC/USD", "sell", 1.0, "close", "s-p1", "take_profit_1", 100.0, rung=0)
-    named = dataclasses.replace(ladder, rung=None)  # a strategy's close it chose to call take_profit_1
+    named = msgspec.structs.replace(ladder, rung=None)  # a strategy's close it chose to call take_profit_1
     assert b'"rung"' not in encode_line(ladder)
     assert b'"rung":null' in encode_line(named)
     assert decode_line(encode_line(named)) == named and decode_line(encode_line(ladder)) == ladder
@@ -247,7 +248,7 @@ def test_nested_records_tuples_and_mappings_are_checked_to_their_elements() -> N
     for key, value, path, problem in cases:
         bad = orjson.dumps({**doc, "payload": {**doc["payload"], key: value}})
         if not path:
-            assert decode_message(bad) == dataclasses.replace(opened, position=dataclasses.replace(_POSITION, entry_price=100))
+            assert decode_message(bad) == msgspec.structs.replace(opened, position=msgspec.structs.replace(_POSITION, entry_price=100))
             continue
         with pytest.raises(EventDecodeError) as caught:
             decode_message(bad)
@@ -265,10 +266,10 @@ def test_nested_records_tuples_and_mappings_are_checked_to_their_elements() -> N
 def _optional_keys(cls: type[Any]) -> set[str]:
     """Payload keys a producer may leave out (the flat records' too)."""
     keys = set()
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("flat"):
+    for f in msgspec.structs.fields(cls):
+        if f.name in cls.__flat__:
             keys |= _optional_keys(get_type_hints(cls)[f.name])
-        elif f.metadata.get("omit"):
+        elif f.name in cls.__omit__:
             keys.add(f.name)
     return keys
 
@@ -304,13 +305,13 @@ def test_every_payload_key_is_checked_an_unknown_one_refused_and_only_optional_o
 
 def _payload_records(cls: type[Any]) -> list[type[Any]]:
     hints = get_type_hints(cls)
-    return [cls, *(rec for f in dataclasses.fields(cls) if f.metadata.get("flat") for rec in _payload_records(hints[f.name]))]
+    return [cls, *(rec for f in msgspec.structs.fields(cls) if f.name in cls.__flat__ for rec in _payload_records(hints[f.name]))]
 
 
 def test_a_wire_message_always_carries_the_rung_and_a_line_infers_it_only_where_this_bot_left_it_out() -> None:
     """A strategy's close named take_profit_1 (rung None) from another process keeps rung None, never rung 0."""
     named = OrderSubmitted(1, 5, 5, "s", "s-1", "BTC/USD", "sell", 1.0, "close", "s-p1", "take_profit_1", 100.0)
-    ladder = dataclasses.replace(named, rung=0)
+    ladder = msgspec.structs.replace(named, rung=0)
     assert orjson.loads(encode_message(ladder))["payload"]["rung"] == 0
     assert orjson.loads(encode_message(named))["payload"]["rung"] is None
     dropped = _message(named, rung=_DROP)
@@ -338,7 +339,7 @@ def test_a_feed_state_round_trips_or_is_refused_when_built(args: tuple[Any, ...]
         return
     event = FeedState(*args)
     assert decode_message(encode_message(event)) == event
-    assert decode_line(encode_line(event)) == dataclasses.replace(event, ts_init=event.ts)
+    assert decode_line(encode_line(event)) == msgspec.structs.replace(event, ts_init=event.ts)
 
 
 def test_a_feed_state_is_read_by_its_keys_not_their_order() -> None:

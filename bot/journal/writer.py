@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from bot.event_codec import encode_record, payload_of
@@ -91,6 +92,9 @@ def _encode(value: Any) -> Any:
     # NamedTuples (candles) are not serialised by orjson itself: write them as arrays.
     if isinstance(value, tuple):
         return list(value)
+    # Records (PositionState, PortfolioSnapshot) as orjson wrote them as dataclasses: keys in field order.
+    if isinstance(value, msgspec.Struct):
+        return msgspec.structs.asdict(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
