@@ -346,8 +346,6 @@ def _plan_of(cls: type[Any], wire: bool = False) -> _Plan:
 
 
 def _plan(cls: type[Frozen], wire: bool) -> _Plan:
-    lines: list[str] = []
-    names: dict[str, Any] = {"rung_in_reason": rung_in_reason}
     decoders: list[Step] = []
     keys: set[str] = set()
     seen: list[str] = []
@@ -360,16 +358,79 @@ def _plan(cls: type[Frozen], wire: bool) -> _Plan:
         if keys & own:
             raise TypeError(f"{cls.__name__}: payload keys {sorted(keys & own)} would be written twice")
         keys |= own
-        lines += _field_source(cls, f, hint, wire, names)
         decoders.append(_field_decoder(cls, f, hint, wire))
-    return _Plan(cls, _encoder(cls, lines, names), decoders, frozenset(keys))
+    names: dict[str, Any] = {"rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON}
+    return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj"), names), decoders, frozenset(keys))
 
 
-def _encoder(cls: type[Any], lines: list[str], names: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
-    """One function per class writing its fields in order (as dataclasses writes an __init__): every
-    event passes through it, and one call with the fields inline costs a fraction of a call per field.
-    The source is built from the class's own field names (identifiers), never from data."""
-    body = "\n".join(f"    {line}" for line in ["out = {}", *lines, "return out"])
+# What an encoder does per field: ("key", expression) for a key always written (the keys of a run of
+# them go into one dict literal), or statements ("set", lines) that write conditionally, or
+# ("let", line) binding a flat record to a local before the literal that reads it.
+_Write = tuple[str, Any]
+
+
+def _writes(cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str) -> list[_Write]:
+    """The writes of `cls`'s payload fields read from the expression `obj`, a flat record's inlined in its parent's."""
+    writes: list[_Write] = []
+    for f in payload_fields(cls):
+        name, hint = f.name, f.type
+        if not name.isidentifier():
+            raise TypeError(f"field {name!r} is not an identifier")
+        helper = f"{name}_{len(names)}"
+        if name in cls.__flat__:
+            writes.append(("let", f"{helper} = {obj}.{name}"))
+            writes += _writes(hint, wire, names, helper)
+        elif name in cls.__rung__ and not wire:
+            # A line leaves the rung out where the reason says it; the wire always writes it.
+            writes.append(("set", [
+                f"value = {obj}.{name}",
+                f"if (value is not None or {obj}.reason.startswith(RUNG_REASON)) and value != rung_in_reason({obj}.reason):",
+                f"    out[{name!r}] = value",
+            ]))
+        elif name in cls.__omit__:
+            names[helper] = _default_of(cls, f)
+            writes.append(("set", [f"value = {obj}.{name}", f"if value != {helper}:", f"    out[{name!r}] = value"]))
+        elif _is_record(hint):
+            names[helper] = _plan_of(hint, wire).encode
+            writes.append(("key", (name, f"{helper}({obj}.{name})")))
+        elif get_origin(hint) is tuple and _is_record(get_args(hint)[0]):
+            names[helper] = _plan_of(get_args(hint)[0], wire).encode
+            writes.append(("key", (name, f"[{helper}(value) for value in {obj}.{name}]")))
+        elif get_origin(hint) is tuple:
+            # As JSON has it (arrays), so a payload equals its decoded text.
+            writes.append(("key", (name, f"[list(value) if isinstance(value, tuple) else value for value in {obj}.{name}]")))
+        else:
+            writes.append(("key", (name, f"{obj}.{name}")))
+    return writes
+
+
+def _encoder(cls: type[Any], writes: list[_Write], names: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
+    """One function per class writing its payload in key order, runs of keys as dict literals (as
+    dataclasses writes an __init__): every event passes through it, and one call with the fields
+    inline costs a fraction of a call per field. The source holds our classes' field names only
+    (identifiers, checked), never data."""
+    lines: list[str] = []
+    run: list[str] = []
+    started = False
+
+    def flush() -> None:
+        nonlocal started
+        literal = "{" + ", ".join(run) + "}"
+        lines.append(f"out.update({literal})" if started else f"out = {literal}")
+        started = True
+        run.clear()
+
+    for kind, what in writes:
+        if kind == "key":
+            run.append(f"{what[0]!r}: {what[1]}")
+        elif kind == "let":
+            lines.append(what)  # binds a local only: the literal being built may go on after it
+        else:
+            flush()
+            lines += what
+    if run or not started:
+        flush()
+    body = "\n".join(f"    {line}" for line in [*lines, "return out"])
     source = f"def encode_{cls.__name__}(obj):\n{body}\n"
     exec(compile(source, f"<encoder of {cls.__qualname__}>", "exec"), names)  # noqa: S102  our classes' field names only
     encode: Callable[[Any], dict[str, Any]] = names[f"encode_{cls.__name__}"]
@@ -380,32 +441,6 @@ def _default_of(cls: type[Frozen], f: Field) -> Any:
     if f.default is msgspec.NODEFAULT:
         raise TypeError(f"{cls.__name__}.{f.name}: a key left out at its default needs a default")
     return f.default
-
-
-def _field_source(cls: type[Frozen], f: Field, hint: Any, wire: bool, names: dict[str, Any]) -> list[str]:
-    """The lines that write one field into `out`; helpers they call go into `names`."""
-    name = f.name
-    if not name.isidentifier():
-        raise TypeError(f"field {name!r} is not an identifier")
-    if name in cls.__flat__:
-        names[f"flat_{name}"] = _plan_of(hint, wire).encode
-        return [f"out.update(flat_{name}(obj.{name}))"]
-    if name in cls.__rung__ and not wire:
-        # A line leaves the rung out where the reason says it; the wire always writes it.
-        return [f"value = obj.{name}", "if value != rung_in_reason(obj.reason):", f"    out[{name!r}] = value"]
-    if name in cls.__omit__:
-        names[f"default_{name}"] = _default_of(cls, f)
-        return [f"value = obj.{name}", f"if value != default_{name}:", f"    out[{name!r}] = value"]
-    if _is_record(hint):
-        names[f"record_{name}"] = _plan_of(hint, wire).encode
-        return [f"out[{name!r}] = record_{name}(obj.{name})"]
-    if get_origin(hint) is tuple and _is_record(get_args(hint)[0]):
-        names[f"record_{name}"] = _plan_of(get_args(hint)[0], wire).encode
-        return [f"out[{name!r}] = [record_{name}(value) for value in obj.{name}]"]
-    if get_origin(hint) is tuple:
-        # As JSON has it (arrays), so a payload equals its decoded text.
-        return [f"out[{name!r}] = [list(value) if isinstance(value, tuple) else value for value in obj.{name}]"]
-    return [f"out[{name!r}] = obj.{name}"]
 
 
 def _field_decoder(cls: type[Frozen], f: Field, hint: Any, wire: bool) -> Step:
