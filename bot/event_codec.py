@@ -16,7 +16,8 @@ bot's encoder leaves it out only where the reason implies it (a wire message mus
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import count
 from typing import Any, Final, Literal, Union, get_args, get_origin
 
 import msgspec
@@ -360,7 +361,7 @@ def _plan(cls: type[Frozen], wire: bool) -> _Plan:
         keys |= own
         decoders.append(_field_decoder(cls, f, hint, wire))
     names: dict[str, Any] = {"rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON}
-    return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj"), names), decoders, frozenset(keys))
+    return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj", count()), names), decoders, frozenset(keys))
 
 
 # What an encoder does per field: ("key", expression) for a key always written (the keys of a run of
@@ -369,17 +370,21 @@ def _plan(cls: type[Frozen], wire: bool) -> _Plan:
 _Write = tuple[str, Any]
 
 
-def _writes(cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str) -> list[_Write]:
-    """The writes of `cls`'s payload fields read from the expression `obj`, a flat record's inlined in its parent's."""
+def _writes(cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str, numbers: Iterator[int]) -> list[_Write]:
+    """The writes of `cls`'s payload fields read from the expression `obj`, a flat record's inlined in its parent's.
+
+    Every local and helper gets a number of its own (`numbers`), so a flat record inside another
+    never rebinds a name its parent still reads.
+    """
     writes: list[_Write] = []
     for f in payload_fields(cls):
         name, hint = f.name, f.type
         if not name.isidentifier():
             raise TypeError(f"field {name!r} is not an identifier")
-        helper = f"{name}_{len(names)}"
+        helper = f"{name}_{next(numbers)}"
         if name in cls.__flat__:
             writes.append(("let", f"{helper} = {obj}.{name}"))
-            writes += _writes(hint, wire, names, helper)
+            writes += _writes(hint, wire, names, helper, numbers)
         elif name in cls.__rung__ and not wire:
             # A line leaves the rung out where the reason says it; the wire always writes it.
             writes.append(("set", [

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 import orjson
@@ -20,6 +20,7 @@ from bot.event_codec import (
     decode_message,
     encode_line,
     encode_message,
+    encode_record,
     payload_of,
     read_lines,
 )
@@ -353,3 +354,30 @@ def test_a_feed_state_is_read_by_its_keys_not_their_order() -> None:
         decode_message(no_timeframe)
     with pytest.raises(EventDecodeError, match="payload.symbol: expected str, got int"):
         decode_message(no_timeframe.replace(b'"BTC/USD"', b"7"))
+
+
+class _Leaf(Frozen, frozen=True):
+    """A record at the bottom of two flat levels."""
+
+    a: int
+
+
+class _Middle(Frozen, frozen=True):
+    """A flat record holding another under the same field name as its parent's."""
+
+    __flat__: ClassVar[frozenset[str]] = frozenset({"x"})
+    x: _Leaf
+    m: int
+
+
+class _Outer(Frozen, frozen=True):
+    """The record whose payload holds both levels' keys."""
+
+    __flat__: ClassVar[frozenset[str]] = frozenset({"x"})
+    x: _Middle
+    z: int
+
+
+def test_a_flat_record_inside_another_under_the_same_name_is_written_from_its_own_fields() -> None:
+    """The generated encoder binds each level to a local of its own: the inner level never shadows the outer one."""
+    assert encode_record(_Outer(_Middle(_Leaf(1), 2), 3)) == {"a": 1, "m": 2, "z": 3}

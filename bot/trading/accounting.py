@@ -26,15 +26,20 @@ class Accounting:
     every revaluation. `positions` is the manager's own dict of open positions (read here).
     """
 
-    __slots__ = ("portfolio", "marks", "_open", "_set_value")
+    __slots__ = ("_portfolio", "marks", "_open", "_set_value")
 
     def __init__(self, portfolio: Portfolio, positions: dict[str, Position]) -> None:
-        self.portfolio = portfolio
+        self._portfolio = portfolio
         # A live view of the manager's dict and the bound setter: revalue runs per candle per
         # strategy holding a position, and these were two lookups and a method call each time.
         self._open = positions.values()
         self._set_value = portfolio.revalue
         self.marks: dict[str, float] = {}
+
+    @property
+    def portfolio(self) -> Portfolio:
+        """The portfolio fills are booked into (fixed at construction: `revalue` holds its bound setter)."""
+        return self._portfolio
 
     def book_entry(self, position: Position, fill: Fill) -> None:
         """Book an entry's fill (the position holds its quantity, price and fee already) and revalue."""

@@ -5,21 +5,21 @@ import csv
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import anyio
 import orjson
 
+from bot.events import PortfolioSnapshot
+from bot.kernel.replay import build_replay
 from bot.ohlcv import Candle
-from bot.strategy.config_load import load_config
 from bot.replay.equity import (
     EQUITY_COLUMNS,
     HOUR_MS,
     EquitySampler,
     sampling_interval_ms,
 )
-from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
+from bot.strategy.config_load import load_config
 from tests.report.builders import write_replay_config
 
 T0 = 1_640_995_200_000  # 2022-01-01T00:00Z, on the hour
@@ -30,8 +30,9 @@ MIN = 60_000
 class _Portfolio:
     equity: float = 100.0
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"equity": self.equity, "cash": self.equity, "unrealised": 0.0}
+    def record(self) -> PortfolioSnapshot:
+        # A flat book: all of the equity is cash.
+        return PortfolioSnapshot(100.0, self.equity, self.equity, 0.0, 0.0, 0.0, 0.0, self.equity, 0.0, 0.0)
 
 
 @dataclass
