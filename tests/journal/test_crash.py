@@ -98,8 +98,10 @@ def _kill_mid_run(tmp_path: Path, events: list[Event], child: str, acks_before_k
             still_running = proc.poll() is None
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=_TIMEOUT_S)
-            # Lines already in the pipe were acknowledged before the kill.
-            acked.extend(line.split() for line in proc.stdout.read().splitlines())
+            # Lines already in the pipe were acknowledged before the kill; a line the kill cut
+            # short (no newline: "3012" without its count) is not an acknowledgement.
+            complete, _, _cut = proc.stdout.read().rpartition("\n")
+            acked.extend(line.split() for line in complete.splitlines())
         finally:
             watchdog.cancel()
             if proc.poll() is None:
