@@ -4,8 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
-if ! .venv/bin/ruff check --output-format concise bot strategies scripts; then
-  echo "lint failed: ruff found the problems above (those marked [*]: .venv/bin/ruff check --fix bot strategies scripts)" >&2
+if ! .venv/bin/ruff check --output-format concise bot strategies scripts tests; then
+  echo "lint failed: ruff found the problems above (those marked [*]: .venv/bin/ruff check --fix bot strategies scripts tests)" >&2
   status=1
 fi
 if ! .venv/bin/mypy; then

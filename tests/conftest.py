@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
+from bot.ohlcv import Candle
 from tests.support import BTC_1M
 
 

@@ -6,12 +6,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from bot.ohlcv import Candle
 from bot.config.loader import deep_merge
 from bot.config.models import BotConfig, StrategyConfig
 from bot.events import Event
 from bot.kernel import Seams, build_bot
 from bot.log import BotLogger
+from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
 from bot.trading.account import ExchangeGateway
 

@@ -7,8 +7,8 @@ import pytest
 from bot.bus import EventBus, StrategyPublisher
 from bot.clock import ReplayClock
 from bot.errors import EventTaggingError
-from bot.ohlcv import Candle
 from bot.events import ActionFailed, CandleClosed, CandleGap, Event, ReplayFinished, Signal
+from bot.ohlcv import Candle
 
 CANDLE = Candle(0, 1.0, 2.0, 0.5, 1.5, 10.0)
 
@@ -156,9 +156,8 @@ def test_in_live_an_event_stamped_by_the_wall_clock_gets_the_same_ts_init() -> N
 async def test_slow_stream_is_bounded_counts_drops_and_never_blocks_publisher() -> None:
     bus, _ = make_bus()
     stream = bus.stream(types=[CandleClosed], maxlen=10)
-    with anyio.fail_after(1):
-        for i in range(1_000):
-            candle(bus, i)  # synchronous: never waits for the reader
+    for i in range(1_000):
+        candle(bus, i)  # synchronous: publishing never waits for the reader
     assert len(stream) == 10
     assert stream.dropped == 990
     received = []

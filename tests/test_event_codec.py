@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.ohlcv import Candle
+from bot import events as events_module
 from bot.event_codec import (
     HEADER,
     EventDecodeError,
@@ -24,7 +24,6 @@ from bot.event_codec import (
     payload_of,
     read_lines,
 )
-from bot import events as events_module
 from bot.events import (
     EVENT_CLASSES,
     CandleClosed,
@@ -40,6 +39,7 @@ from bot.events import (
     ReplayFinished,
     StrategyEvent,
 )
+from bot.ohlcv import Candle
 from tests.cli.test_cli import run_bot
 from tests.support import REPO
 

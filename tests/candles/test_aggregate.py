@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.candles.aggregate import EMPTY, Aggregator
-from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import read_candles
+from bot.ohlcv import Candle, timeframe_ms
 
 M = 60_000
 T0 = 1_640_995_200_000  # 2022-01-01T00:00:00Z, a boundary of every timeframe up to 1d

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import last_timestamp, read_candles
 from bot.candles.window import TimeWindow
 from bot.errors import CandleFileError
+from bot.ohlcv import Candle
 
 HEADER = "ts_ms,open,high,low,close,volume\n"
 T0 = 1_640_995_200_000
@@ -80,7 +80,7 @@ def test_a_first_row_before_the_window_is_refused(tmp_path: Path) -> None:
     err = _error(path, TimeWindow(0, T0, "test bound"))
     assert (err.line, err.reason) == (2, "timestamp -60000 (before 1970) is before the earliest allowed open time, 1970-01-01T00:00:00Z")
     # Without a window the reader takes any 64-bit time, as before.
-    assert [c.ts for c in read_candles(path)][0] == -60000
+    assert next(c.ts for c in read_candles(path)) == -60000
 
 
 def test_a_shifted_window_names_the_time_the_candle_would_play_at(tmp_path: Path) -> None:

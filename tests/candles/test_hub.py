@@ -10,13 +10,13 @@ import pytest
 from bot.bus import EventBus
 from bot.candles.hub import CandleHub
 from bot.candles.merge import merged_candles
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.candles.sources import CandleSource
 from bot.clock import ReplayClock
 from bot.config.models import BotConfig
 from bot.events import CandleClosed, CandleGap, Event, ReplayFinished
 from bot.kernel import build_services
+from bot.ohlcv import Candle
 from bot.services import BotServices
 from tests.support import ETH_1M, ETH_5M, SHARED_DATA
 
@@ -45,7 +45,7 @@ def test_gaps_are_reported_not_hidden() -> None:
 
 
 def test_derived_timeframes_reach_their_subscribers_in_order_with_bounded_history() -> None:
-    hub, events, clock = _hub(history=50)
+    hub, _events, clock = _hub(history=50)
     hub.add_feed("ETH/BTC", "1m")
     got: list[tuple[str, int, int]] = []
     hub.subscribe("ETH/BTC", "5m", lambda s, tf, c, ts: got.append((tf, c.ts, ts)))

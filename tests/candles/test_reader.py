@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.ohlcv import Candle, timeframe_ms
 from bot.candles.reader import count_candles, infer_timeframe, read_candles
 from bot.errors import CandleFileError
+from bot.ohlcv import Candle, timeframe_ms
 
 CSV_FILES = [
     "ETH-BTC_1m.csv",
@@ -63,7 +64,7 @@ def test_shared_csv_matches_manifest(shared_data: Path, manifest: list[dict[str,
     assert count_candles(shared_data / file) == entry["count"]
     if entry["timeframe"] != "1d":  # the daily file counts gaps on a weekday calendar
         step = timeframe_ms(entry["timeframe"])
-        missing = sum((b.ts - a.ts) // step - 1 for a, b in zip(candles, candles[1:]))
+        missing = sum((b.ts - a.ts) // step - 1 for a, b in itertools.pairwise(candles))
         assert missing == entry["missing_candles"]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from bot.event_codec import event_lines
 from bot.events import EVENT_TYPES
 from bot.replay.event_log import TRADE_COLUMNS
-from bot.event_codec import event_lines
 from tests.config.builders import valid_strategy, write_setup
 from tests.support import BTC_1M, REPO
 
@@ -181,7 +182,7 @@ def test_events_jsonl_lines_are_valid_and_sequenced(quiet_replay: ReplayRun) -> 
         assert isinstance(event["ts"], int)
         assert isinstance(event["payload"], dict)
     seqs = [e["seq"] for e in events]
-    assert all(b == a + 1 for a, b in zip(seqs, seqs[1:]))
+    assert all(b == a + 1 for a, b in itertools.pairwise(seqs))
     types = Counter(e["type"] for e in events)
     assert types["replay_started"] == 1
     assert types["replay_finished"] == 1

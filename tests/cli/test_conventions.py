@@ -7,7 +7,7 @@ import re
 import shutil
 import stat
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def test_replay_q_is_its_quiet_and_the_log_file_is_created_for_the_user_only(tmp
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
 async def _record(tmp: Path, fake: FakeBinance, *extra: str) -> tuple[int, str]:

@@ -5,7 +5,7 @@ import csv
 import gzip
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ TREND_MTF_HISTORY_MS = 50 * HOUR
 
 def ms(text: str) -> int:
     """Epoch ms of a UTC ISO date-time, computed here rather than by the bot."""
-    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def open_times(path: Path) -> list[int]:
@@ -121,7 +121,7 @@ def test_a_range_trades_and_writes_nothing_outside_it(setup: Path) -> None:
 
 
 def test_strategies_are_warm_at_from_and_decide_as_the_full_replay_does(setup: Path) -> None:
-    start, end = ms("2022-01-05T00:00"), ms("2022-01-08T00:00")
+    start, _end = ms("2022-01-05T00:00"), ms("2022-01-08T00:00")
     result = run_bot("replay", "--config", "config.json", "--out", "warm", "--quiet", "--from", "2022-01-05", "--to", "2022-01-08", cwd=setup)
     assert result.returncode == 0, result.stderr
     lo, hi = "2022-01-05T00:00:00Z", "2022-01-08T00:00:00Z"
@@ -139,8 +139,8 @@ def test_strategies_are_warm_at_from_and_decide_as_the_full_replay_does(setup: P
     [
         (
             ["--from", "2022-13-01"],
-            "error: --from '2022-13-01' is not a date (month must be in 1..12): "
-            "use a UTC date or date-time such as 2022-01-01, 2022-01-01T12:30 or '2022-01-01 12:30Z'",
+            ("error: --from '2022-13-01' is not a date (month must be in 1..12): "
+            "use a UTC date or date-time such as 2022-01-01, 2022-01-01T12:30 or '2022-01-01 12:30Z'"),
         ),
         (
             ["--to", "yesterday"],
@@ -156,13 +156,13 @@ def test_strategies_are_warm_at_from_and_decide_as_the_full_replay_does(setup: P
         ),
         (
             ["--from", "2022-02-01T05:31"],
-            f"error: --from 2022-02-01T05:31:00Z: no candle opens in that range; the files' candles open: "
-            f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z",
+            (f"error: --from 2022-02-01T05:31:00Z: no candle opens in that range; the files' candles open: "
+            f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z"),
         ),
         (
             ["--from", "2021-01-01", "--to", "2021-12-31T23:00"],
-            f"error: --from 2021-01-01T00:00:00Z --to 2021-12-31T23:00:00Z: no candle opens in that range; the files' candles open: "
-            f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z",
+            (f"error: --from 2021-01-01T00:00:00Z --to 2021-12-31T23:00:00Z: no candle opens in that range; the files' candles open: "
+            f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z"),
         ),
         # Two instants a tenth of a millisecond apart are not one instant: refused, not rounded.
         (
@@ -176,13 +176,13 @@ def test_strategies_are_warm_at_from_and_decide_as_the_full_replay_does(setup: P
         # Found empty only once the warm-up has read up to it: between two candles, and inside a hole in the data.
         (
             ["--from", "2022-01-05T00:00:10", "--to", "2022-01-05T00:00:50"],
-            f"error: --from 2022-01-05T00:00:10Z --to 2022-01-05T00:00:50Z: no candle opens in that range; the files' candles open: "
-            f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z",
+            (f"error: --from 2022-01-05T00:00:10Z --to 2022-01-05T00:00:50Z: no candle opens in that range; the files' candles open: "
+            f"BTC/USD ({BTC_1M}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z"),
         ),
         (
             ["--candles", f"BTC/USD={XMR_1M}", "--from", "2018-01-29T05:31", "--to", "2018-01-29T05:38"],
-            f"error: --from 2018-01-29T05:31:00Z --to 2018-01-29T05:38:00Z: no candle opens in that range; the files' candles open: "
-            f"BTC/USD ({XMR_1M}) from 2018-01-20T04:52:00Z to 2018-01-30T04:48:00Z",
+            (f"error: --from 2018-01-29T05:31:00Z --to 2018-01-29T05:38:00Z: no candle opens in that range; the files' candles open: "
+            f"BTC/USD ({XMR_1M}) from 2018-01-20T04:52:00Z to 2018-01-30T04:48:00Z"),
         ),
     ],
 )
@@ -201,8 +201,8 @@ def test_a_range_past_the_end_of_a_gzipped_file_is_found_by_the_warm_up_before_a
     result = run_bot("replay", "--config", "config.json", "--candles", f"BTC/USD={packed}", "--out", "gz", "--quiet", "--from", "2022-03-01", cwd=setup)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"error: --from 2022-03-01T00:00:00Z: no candle opens in that range; the files' candles open: "
-        f"BTC/USD ({packed}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z"
+        (f"error: --from 2022-03-01T00:00:00Z: no candle opens in that range; the files' candles open: "
+        f"BTC/USD ({packed}) from 2021-12-31T23:00:00Z to 2022-02-01T05:30:00Z")
     ]
     assert not (setup / "gz").exists()
 

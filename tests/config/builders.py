@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, ConfigProblem
+from bot.strategy.config_load import load_config
 
 
 def valid_strategy(**overrides: Any) -> dict[str, Any]:

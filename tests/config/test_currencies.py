@@ -59,8 +59,8 @@ def test_validate_refuses_a_strategy_whose_symbols_have_different_quote_currenci
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: strategies/pairs.json: params.second_symbol: 'BTC/USD' is quoted in USD, but the strategy trades 'ETH/BTC', "
-        "quoted in BTC: a strategy's symbols must share one quote currency, since its balance, PnL and risk are counted in it"
+        ("error: strategies/pairs.json: params.second_symbol: 'BTC/USD' is quoted in USD, but the strategy trades 'ETH/BTC', "
+        "quoted in BTC: a strategy's symbols must share one quote currency, since its balance, PnL and risk are counted in it")
     ]
     setup(tmp_path, {"pairs.json": pairs("ETH/BTC", "XMR/BTC")})
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
@@ -109,8 +109,8 @@ def test_validate_accepts_limits_per_currency_and_refuses_one_that_leaves_a_curr
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        'error: config.json: risk.max_daily_loss: no limit for BTC: add "BTC": <amount> (or "BTC": null for no limit in BTC); '
-        "strategies trading in BTC: 'pairs' (ETH/BTC, strategies/pairs.json)"
+        ('error: config.json: risk.max_daily_loss: no limit for BTC: add "BTC": <amount> (or "BTC": null for no limit in BTC); '
+        "strategies trading in BTC: 'pairs' (ETH/BTC, strategies/pairs.json)")
     ]
 
 
@@ -219,18 +219,18 @@ def test_a_plain_number_across_a_quoted_symbol_and_one_without_a_quote_is_refuse
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: config.json: risk.max_daily_loss: a plain number holds for one currency, but the strategies trade in USD, "
+        ("error: config.json: risk.max_daily_loss: a plain number holds for one currency, but the strategies trade in USD, "
         "BTCUSD (quote unknown): money is never added across currencies, and a symbol not written BASE/QUOTE has no known "
         "quote currency, so it counts on its own; write 'BTCUSD' as BASE/QUOTE (preferred: a plain number then holds while "
-        'every strategy trades in one quote currency), or give the limit per currency group: {"USD": <amount>, "BTCUSD": <amount>}'
+        'every strategy trades in one quote currency), or give the limit per currency group: {"USD": <amount>, "BTCUSD": <amount>}')
     ]
     write_setup(tmp_path, strategies, {"replay": {"candles": UNIFIED_AND_NOT}, "risk": {"max_daily_loss": {"USD": 500}}})
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: config.json: risk.max_daily_loss: no limit for 'BTCUSD', which is not written BASE/QUOTE, so its quote currency "
+        ("error: config.json: risk.max_daily_loss: no limit for 'BTCUSD', which is not written BASE/QUOTE, so its quote currency "
         'is unknown: write it as BASE/QUOTE (preferred), then give the limit of its quote currency; or add "BTCUSD": <amount>, '
-        "a limit of its own (or \"BTCUSD\": null for none); strategies on BTCUSD: 'odd' (BTCUSD, strategies/odd.json)"
+        "a limit of its own (or \"BTCUSD\": null for none); strategies on BTCUSD: 'odd' (BTCUSD, strategies/odd.json)")
     ]
     write_setup(tmp_path, strategies, {"replay": {"candles": UNIFIED_AND_NOT}, "risk": {"max_daily_loss": {"USD": 500, "BTCUSD": 100}}})
     assert run_bot("validate", "--config", "config.json", cwd=tmp_path).returncode == 0
@@ -251,8 +251,8 @@ def test_a_symbol_without_a_quote_named_like_another_symbols_quote_is_refused(tm
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: strategies/odd.json: symbol: 'USD' is not written BASE/QUOTE, so it is a currency group of its own, named USD, "
-        "which is also the quote currency of 'BTC/USD': their money would be added; write 'USD' as BASE/QUOTE"
+        ("error: strategies/odd.json: symbol: 'USD' is not written BASE/QUOTE, so it is a currency group of its own, named USD, "
+        "which is also the quote currency of 'BTC/USD': their money would be added; write 'USD' as BASE/QUOTE")
     ]
 
 
@@ -262,9 +262,9 @@ def test_a_strategy_reading_a_symbol_without_a_quote_beside_a_quoted_one_is_refu
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: strategies/pairs.json: params.second_symbol: 'ETHBTC' is not written BASE/QUOTE, so its quote currency is unknown, "
+        ("error: strategies/pairs.json: params.second_symbol: 'ETHBTC' is not written BASE/QUOTE, so its quote currency is unknown, "
         "but the strategy trades 'ETH/BTC', quoted in BTC: a strategy's symbols must share one quote currency, since its balance, "
-        "PnL and risk are counted in it; write 'ETHBTC' as BASE/QUOTE"
+        "PnL and risk are counted in it; write 'ETHBTC' as BASE/QUOTE")
     ]
 
 
@@ -275,9 +275,9 @@ def test_a_pair_of_two_symbols_without_a_quote_is_refused(tmp_path: Path) -> Non
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        "error: strategies/pairs.json: params.second_symbol: 'XMRBTC' and 'ETHBTC', which the strategy trades, are not written "
+        ("error: strategies/pairs.json: params.second_symbol: 'XMRBTC' and 'ETHBTC', which the strategy trades, are not written "
         "BASE/QUOTE, so their quote currencies are unknown and may differ: a strategy's symbols must share one quote currency, "
-        "since its balance, PnL and risk are counted in it; write both as BASE/QUOTE"
+        "since its balance, PnL and risk are counted in it; write both as BASE/QUOTE")
     ]
 
 
@@ -286,9 +286,9 @@ def test_a_limit_keyed_by_a_lower_case_code_says_codes_are_case_sensitive(tmp_pa
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        'error: config.json: risk.max_daily_loss: no limit for USD: add "USD": <amount> (or "USD": null for no limit in USD); '
+        ('error: config.json: risk.max_daily_loss: no limit for USD: add "USD": <amount> (or "USD": null for no limit in USD); '
         'currency codes are case-sensitive, as the symbols write them (USD, BTC): "usd" is not "USD"; '
-        "strategies trading in USD: 'usd' (BTC/USD, strategies/usd.json)"
+        "strategies trading in USD: 'usd' (BTC/USD, strategies/usd.json)")
     ]
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, ConfigProblem
+from bot.strategy.config_load import load_config
 from tests.config.builders import problems_of, valid_strategy, write_setup
 
 

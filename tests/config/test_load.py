@@ -10,7 +10,6 @@ import pytest
 from pydantic import ValidationError
 
 from bot.config.loader import deep_merge
-from bot.strategy.config_load import load_config
 from bot.config.models import (
     AnalyzerConfig,
     BotConfig,
@@ -20,6 +19,7 @@ from bot.config.models import (
     StrategyConfig,
     StrategyRiskConfig,
 )
+from bot.strategy.config_load import load_config
 from tests.config.builders import valid_strategy, write_setup
 from tests.support import REPO
 

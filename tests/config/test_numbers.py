@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from bot.config.exchange import LiveFeedConfig
 from bot.config.loader import deep_merge
-from bot.strategy.config_load import load_config
 from bot.config.models import StrategyConfig
+from bot.strategy.config_load import load_config
 from tests.config.builders import problems_of, valid_strategy, write_setup
 from tests.support import REPO, strategy
 

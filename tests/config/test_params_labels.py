@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.strategy.config_load import changed_strategy
 from bot.errors import ConfigError
+from bot.strategy.config_load import changed_strategy
 from tests.support import module_strategy, repo_catalog
 
 

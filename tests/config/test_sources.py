@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from bot.strategy.config_load import LoadedConfig, load_config
-from bot.errors import ConfigProblem
 from bot.candles.sources import CandleSource
+from bot.errors import ConfigProblem
 from bot.replay.sources import parse_candle_arg, resolve_sources
+from bot.strategy.config_load import LoadedConfig, load_config
 from tests.config.builders import valid_strategy, write_setup
 from tests.support import BTC_1M, ETH_1M, ETH_5M
 

@@ -17,7 +17,6 @@ from websockets.asyncio.client import unix_connect
 from tests.control.client import call, result
 from tests.daemon.process import DaemonProcess
 
-
 # ema_cross.json retuned to trade often: on the 1m stream it opens a position within a few dozen
 # candles and flips every few candles.
 FAST = {

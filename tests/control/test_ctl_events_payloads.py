@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from bot.control.ctl_output import print_event
-from tests.daemon.process import DaemonProcess, write_daemon_config
 from tests.control.test_ctl_output import _line_of
+from tests.daemon.process import DaemonProcess, write_daemon_config
 
 # A module strategy whose signal details hold what a strategy author may well put there: a
 # field named like a time ("until") holding a count, not epoch milliseconds, and a list of objects.

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from tests.control.client import call, result
-from tests.daemon.process import DaemonProcess
 from tests.control.test_commands import FAST, open_positions, write_strategy
+from tests.daemon.process import DaemonProcess
 from tests.support import BTC_1M
 
 # A float's noise (47479.01099999999) or a raw epoch-milliseconds time in what ctl prints.
@@ -208,8 +208,8 @@ def test_ctl_finds_the_daemon_in_order_and_never_imports_strategy_code(stepped: 
     done = ctl("shutdown", "--config", str(elsewhere / "config.json"), cwd=elsewhere, env={"BOT_SOCKET": str(sock)})
     assert (done.returncode, done.stdout) == (2, ""), done
     assert done.stderr.splitlines() == [
-        f"error: --config {elsewhere / 'config.json'} names the control socket {missing} but BOT_SOCKET names {sock}: "
-        "give only one of them (or --socket PATH)"
+        (f"error: --config {elsewhere / 'config.json'} names the control socket {missing} but BOT_SOCKET names {sock}: "
+        "give only one of them (or --socket PATH)")
     ], done.stderr
     assert call(sock, "status")["ok"] is True
 
@@ -219,8 +219,8 @@ def test_ctl_finds_the_daemon_in_order_and_never_imports_strategy_code(stepped: 
     done = ctl("status", cwd=empty)
     assert (done.returncode, done.stdout) == (2, ""), done
     assert done.stderr.splitlines() == [
-        "error: no daemon to talk to: give --socket PATH or --config FILE, set BOT_SOCKET, "
-        "or run bot ctl in the folder of the daemon's config.json"
+        ("error: no daemon to talk to: give --socket PATH or --config FILE, set BOT_SOCKET, "
+        "or run bot ctl in the folder of the daemon's config.json")
     ], done.stderr
     done = ctl("--config", str(empty / "nope.json"), "status", cwd=empty)
     assert (done.returncode, done.stderr.splitlines()) == (2, [f"error: {empty / 'nope.json'}: not found (--config names the daemon's config.json)"]), done

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import select
 import shutil
-import sqlite3
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile

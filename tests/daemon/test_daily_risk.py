@@ -17,8 +17,8 @@ import pytest
 from bot.daemon.recovery import RISK_CURRENCY_DAY, RISK_DAY
 from bot.journal import Journal
 from tests.control.client import result
-from tests.daemon.process import DaemonProcess
 from tests.control.test_ctl_output import ctl, one_line
+from tests.daemon.process import DaemonProcess
 from tests.daemon.test_recovery import BUSY, _config
 from tests.support import ETH_1M
 

@@ -117,8 +117,8 @@ def test_an_old_record_summed_across_currencies_never_lands_in_a_strategys_curre
         assert risk_manager.day_pnl("usd", T0) == -39.999
         assert risk_manager.tally("BTC")["pnl"] == risk_manager.tally("USD")["pnl"] == 0.0
         assert [r.getMessage() for r in caplog.records if OLD_RECORD_WARNING in r.getMessage()] == [
-            "the journal's daily loss tallies were written before they were kept per currency: the global daily loss of before "
-            "the restart is not carried over (each strategy's own is); the global limits count from the next trade"
+            ("the journal's daily loss tallies were written before they were kept per currency: the global daily loss of before "
+            "the restart is not carried over (each strategy's own is); the global limits count from the next trade")
         ]
         again.bar(ETH_BTC, flat(0.08))
         again.act("eth", ETH_BTC, 1.0)

@@ -68,8 +68,8 @@ def test_a_second_run_says_it_resumes_the_journal_and_what_it_holds(short_tmp: P
     # The first line of the second run, before anything else happens.
     assert lines[0].split(" ", 3)[2:] == [
         "INFO",
-        f"resuming journal.sqlite: 2 strategies, {opened} open position{'s' if opened != 1 else ''}, "
-        f"last candle {format_time(int(before['feed'][0]))}; bot run --fresh starts over",
+        (f"resuming journal.sqlite: 2 strategies, {opened} open position{'s' if opened != 1 else ''}, "
+        f"last candle {format_time(int(before['feed'][0]))}; bot run --fresh starts over"),
     ]
 
 

@@ -57,8 +57,8 @@ async def test_fresh_in_mode_live_is_refused_while_the_journal_holds_a_position_
         done = await bot_run(config, fake, "--fresh")
         assert done.returncode == 2, done.stderr
         assert done.stderr.splitlines() == [
-            "error: --fresh in mode live: journal.sqlite holds 1 open position and 1 pending order on the exchange; a new journal "
-            "would leave them and their stop orders unmanaged: close them first (bot ctl), or add --force to start over all the same"
+            ("error: --fresh in mode live: journal.sqlite holds 1 open position and 1 pending order on the exchange; a new journal "
+            "would leave them and their stop orders unmanaged: close them first (bot ctl), or add --force to start over all the same")
         ]
         assert journal_files(short_tmp) == files  # nothing moved: a plain bot run resumes it
         assert (await bot_run(config, fake, "--force")).stderr.splitlines() == [

@@ -1,6 +1,7 @@
 """Candle gaps in the daemon log: summarised per symbol, at most a line a minute, each gap of a looped recording once."""
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -10,15 +11,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.config.models import BotConfig
 from bot.daemon.event_lines import EventLines, GapLines
-from bot.fmt import format_time
-from bot.log import BotLogger
-from bot.kernel import Seams, build_services
-from bot.services import BotServices
 from bot.events import CandleGap
+from bot.fmt import format_time
+from bot.kernel import Seams, build_services
+from bot.log import BotLogger
+from bot.ohlcv import Candle
+from bot.services import BotServices
 from tests.daemon.process import DaemonProcess, write_daemon_config
 from tests.support import ETH_1M, SHARED_DATA
 
@@ -125,7 +126,7 @@ def test_a_line_a_minute_at_most_and_no_later_than_the_minute_whether_gaps_arriv
     xmr = list(read_candles(XMR_1M))
     logged_at: list[float] = []  # the clock when each line was logged
     half = len(xmr) // 2
-    for n, (before, candle) in enumerate(zip(xmr, xmr[1:])):
+    for n, (before, candle) in enumerate(itertools.pairwise(xmr)):
         if candle.ts - before.ts > MINUTE:
             clock.now += 7.0  # a gap every 7 wall-clock seconds
             if n >= half:
@@ -136,7 +137,7 @@ def test_a_line_a_minute_at_most_and_no_later_than_the_minute_whether_gaps_arriv
     gaps.flush()
     counted = handler.gap_lines()
     assert sum(gaps_of(line) for line in counted) == services.hub.gap_count == 1416
-    apart = [later - earlier for earlier, later in zip(logged_at, logged_at[1:])]
+    apart = [later - earlier for earlier, later in itertools.pairwise(logged_at)]
     # Gaps come every 7 s: each line is the first moment a minute after the last allows, never sooner.
     assert len(apart) > 100 and all(60 <= step < 67 for step in apart), apart
     assert len(counted) == len(logged_at) + 1  # and what the last minute held, at the stop
@@ -144,7 +145,7 @@ def test_a_line_a_minute_at_most_and_no_later_than_the_minute_whether_gaps_arriv
 
 def holes_of(candles: list[Candle]) -> list[tuple[int, int]]:
     """(open time of the candle before, open time of the candle after) of each gap."""
-    return [(a.ts, b.ts) for a, b in zip(candles, candles[1:]) if b.ts - a.ts > MINUTE]
+    return [(a.ts, b.ts) for a, b in itertools.pairwise(candles) if b.ts - a.ts > MINUTE]
 
 
 def test_each_symbol_has_its_own_minute(lines: tuple[logging.Logger, Lines]) -> None:
@@ -187,7 +188,7 @@ def xmr_slice(folder: Path, rows: int) -> tuple[Path, int]:
     path = folder / "XMR-BTC_1m.csv"
     path.write_text("\n".join(lines) + "\n")
     stamps = [int(line.split(",")[0]) for line in lines[1:]]
-    return path, sum(1 for a, b in zip(stamps, stamps[1:]) if b - a > MINUTE)
+    return path, sum(1 for a, b in itertools.pairwise(stamps) if b - a > MINUTE)
 
 
 def test_the_daemon_logs_a_looped_recordings_gaps_once_at_most_a_line_a_minute(short_tmp: Path) -> None:

@@ -4,18 +4,19 @@ from __future__ import annotations
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from bot.ohlcv import Candle
 from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.inbox import CandleInbox
-from bot.log import BotLogger
+from bot.events import PositionClosed, StrategyFault, TradeRecord
 from bot.kernel import Seams, build_services
+from bot.log import BotLogger
+from bot.ohlcv import Candle
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
-from bot.events import PositionClosed, StrategyFault, TradeRecord
 from tests.support import strategy
 
 
@@ -141,7 +142,7 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
             manager.activate("healthy")
             for candle in candles[:40]:
                 services.hub.ingest("BTC/USD", candle)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             await delivery.drain()
             assert doomed.positions.positions, "ema_trend should hold a position by now"
 
@@ -151,7 +152,7 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
             doomed.strategy.analyzers.score = explode  # type: ignore[method-assign]
             for candle in candles[40:]:
                 services.hub.ingest("BTC/USD", candle)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             await delivery.drain()
             delivery.close_all()
         return doomed.state, doomed.last_error, doomed.metrics.errors, healthy.metrics.candles

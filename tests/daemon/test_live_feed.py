@@ -18,12 +18,12 @@ import anyio
 import orjson
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
-from bot.strategy.config_load import load_config
 from bot.control.client import ControlClient
 from bot.errors import ConfigError
 from bot.journal import Journal
+from bot.ohlcv import Candle
+from bot.strategy.config_load import load_config
 from tests.daemon.process import DaemonProcess
 from tests.fake_exchange import FakeBinance
 from tests.support import ETH_1M, REPO
@@ -191,39 +191,38 @@ def _processed(live: Live, count: int) -> Callable[[], Any]:
 
 @pytest.mark.asyncio
 async def test_a_websocket_cut_reconnects_and_the_missing_candles_arrive_in_order(short_tmp: Path, eth: list[Candle]) -> None:
-    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
-        async with live_daemon(write_live_config(short_tmp, fake.exchange_config())) as live:
-            await fake.wait_subscribed()
-            await until(_connected(live), "the feed connected (its start catch-up done)")
-            fake.faults.disconnect[START + 3] = 1  # after the first of that candle's three pushes
-            await fake.stream(8)  # pushed while nobody listens: lost to the stream, still on REST
-            await fake.wait_subscribed(2)
-            await fake.stream(4)
-            await until(lambda: live.candles() and live.candles()[-1].ts >= eth[START + 11].ts, "the candles after the cut")
-            assert live.candles() == eth[START:START + 12]  # each once, in order, the hole filled over REST
-            states = live.feed_states()
-            cut = states.index("reconnecting")
-            logged = _logged_states(live)
-            assert logged[:logged.index("reconnecting")] == ["backfilling", "connected"] and set(states[:cut]) <= {"connected"}
-            assert "backfilling" in states[cut:] and states[-1] == "connected"
-            reconnect = next(e["payload"] for e in live.of_type("feed_state") if e["payload"]["state"] == "reconnecting")
-            assert reconnect["symbol"] == ETH and reconnect["attempt"] == 1 and "error" in reconnect
-            assert all(e["strategy_id"] is None for e in live.of_type("feed_state"))  # market-wide
+    async with FakeBinance({ETH: ETH_1M}, start=START) as fake, live_daemon(write_live_config(short_tmp, fake.exchange_config())) as live:
+        await fake.wait_subscribed()
+        await until(_connected(live), "the feed connected (its start catch-up done)")
+        fake.faults.disconnect[START + 3] = 1  # after the first of that candle's three pushes
+        await fake.stream(8)  # pushed while nobody listens: lost to the stream, still on REST
+        await fake.wait_subscribed(2)
+        await fake.stream(4)
+        await until(lambda: live.candles() and live.candles()[-1].ts >= eth[START + 11].ts, "the candles after the cut")
+        assert live.candles() == eth[START:START + 12]  # each once, in order, the hole filled over REST
+        states = live.feed_states()
+        cut = states.index("reconnecting")
+        logged = _logged_states(live)
+        assert logged[:logged.index("reconnecting")] == ["backfilling", "connected"] and set(states[:cut]) <= {"connected"}
+        assert "backfilling" in states[cut:] and states[-1] == "connected"
+        reconnect = next(e["payload"] for e in live.of_type("feed_state") if e["payload"]["state"] == "reconnecting")
+        assert reconnect["symbol"] == ETH and reconnect["attempt"] == 1 and "error" in reconnect
+        assert all(e["strategy_id"] is None for e in live.of_type("feed_state"))  # market-wide
 
-            # A feed that cannot get back in shows in the daemon's health, and recovers.
-            fake.faults.reject_ws = 1_000_000
-            await fake.ws.disconnect_all()
-            degraded = await until(_health(live, "degraded"), "health degraded while reconnecting")
-            assert any(p.startswith(f"feed {ETH} reconnecting") for p in degraded["problems"]), degraded["problems"]
-            assert degraded["feed"]["symbols"][ETH]["state"] == "reconnecting"
-            fake.faults.reject_ws = 0
-            await fake.wait_subscribed(3)
-            await fake.stream(2)
-            healthy = await until(_health(live, "ok"), "health ok after reconnecting")
-            # backfilling: the REST catch-up right after the reconnect may still be fetching what closed meanwhile
-            assert healthy["feed"]["symbols"][ETH]["state"] in ("backfilling", "connected")
-            await until(lambda: live.candles()[-1].ts >= eth[START + 13].ts, "candles after the second cut")
-            assert live.candles() == eth[START:START + 14]
+        # A feed that cannot get back in shows in the daemon's health, and recovers.
+        fake.faults.reject_ws = 1_000_000
+        await fake.ws.disconnect_all()
+        degraded = await until(_health(live, "degraded"), "health degraded while reconnecting")
+        assert any(p.startswith(f"feed {ETH} reconnecting") for p in degraded["problems"]), degraded["problems"]
+        assert degraded["feed"]["symbols"][ETH]["state"] == "reconnecting"
+        fake.faults.reject_ws = 0
+        await fake.wait_subscribed(3)
+        await fake.stream(2)
+        healthy = await until(_health(live, "ok"), "health ok after reconnecting")
+        # backfilling: the REST catch-up right after the reconnect may still be fetching what closed meanwhile
+        assert healthy["feed"]["symbols"][ETH]["state"] in ("backfilling", "connected")
+        await until(lambda: live.candles()[-1].ts >= eth[START + 13].ts, "candles after the second cut")
+        assert live.candles() == eth[START:START + 14]
 
 
 @pytest.mark.asyncio
@@ -279,8 +278,8 @@ async def test_a_fatal_feed_error_stops_an_in_process_daemon_and_closes_the_exch
 ) -> None:
     import ccxt  # type: ignore[import-untyped]
 
-    from bot.kernel.daemon import EXIT_FEED_FAILED, Daemon
     from bot.daemon.live_feed import LiveFeedError
+    from bot.kernel.daemon import EXIT_FEED_FAILED, Daemon
     from bot.live import exchange as exchange_module
     from bot.log import BotLogger
 

@@ -23,11 +23,11 @@ from bot.control.client import ControlClient
 from bot.daemon.live_trading import settle_unloaded
 from bot.daemon.recovery import restore_orchestrator
 from bot.errors import StrategyStateError
+from bot.events import PositionClosed, PositionOpened
 from bot.journal import Journal
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
-from bot.events import PositionClosed, PositionOpened
 from tests.daemon.process import DaemonProcess, journal_rows
 from tests.daemon.test_live_trading import ETH, START, _positions, call, daemon, limit_reached_within, until, write_config
 from tests.fake_exchange import FakeBinance

@@ -123,7 +123,7 @@ async def test_a_restart_reconciles_a_limit_order_filled_while_the_daemon_was_do
         async with daemon(config, fake) as second:
             held = await _positions(second)
             assert sorted(p["quantity"] for p in held["positions"]) == [0.2, 0.5] and held["pending_orders"] == []
-            entry = [p for p in held["positions"] if p["quantity"] == 0.2][0]
+            entry = next(p for p in held["positions"] if p["quantity"] == 0.2)
             assert entry["entry_price"] == pytest.approx(limit)
             # Pushed before the restarted daemon subscribed, the candles would reach nobody (a loaded
             # machine failed here once): its subscription is the second one the fake has seen.

@@ -14,7 +14,6 @@ import anyio
 import orjson
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.sources import CandleSource
 from bot.daemon import operations
 from bot.daemon.live_feed import PlayedFeed
@@ -29,6 +28,7 @@ from bot.errors import (
     UnknownStrategyError,
 )
 from bot.journal import Journal
+from bot.ohlcv import Candle
 from bot.strategy.config_load import load_config
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition

@@ -152,8 +152,8 @@ def test_a_new_higher_timeframe_without_enough_history_is_said_not_warm(repo_dae
     assert (done.returncode, done.stderr) == (0, ""), done
     assert done.stdout.splitlines() == [
         'trend_mtf: params.trend_timeframe "1h" -> "4h"',
-        f"trend_mtf: not warm yet: {len(whole)} candles of BTC/USD 4h history for ema(period=50,source=close); "
-        "it acts on cold indicators until enough candles close",
+        (f"trend_mtf: not warm yet: {len(whole)} candles of BTC/USD 4h history for ema(period=50,source=close); "
+        "it acts on cold indicators until enough candles close"),
     ]
     assert f"[trend_mtf] not warm after the change: {len(whole)} candles of BTC/USD 4h history for ema(period=50,source=close)" in repo_daemon.log.read_text()
     assert not warm(socket, "trend_mtf")
@@ -175,8 +175,8 @@ def test_a_param_the_strategy_refuses_and_fields_that_stay_fixed_change_nothing(
     done = ctl_in(folder, "set", "trend_mtf", "params.trend_timeframe", "15m")
     assert (done.returncode, done.stdout) == (1, ""), done
     assert done.stderr.splitlines() == [
-        "error: trend_mtf: not changed, the strategy refused it: ValueError: "
-        "trend_mtf: params.trend_timeframe (15m) must be longer than the trading timeframe (15m)"
+        ("error: trend_mtf: not changed, the strategy refused it: ValueError: "
+        "trend_mtf: params.trend_timeframe (15m) must be longer than the trading timeframe (15m)")
     ], done.stderr
     # A second symbol without a feed.
     done = ctl_in(folder, "set", "pairs_arbitrage", "params.second_symbol", "DOGE/BTC")
@@ -186,8 +186,8 @@ def test_a_param_the_strategy_refuses_and_fields_that_stay_fixed_change_nothing(
     # Symbol and timeframe stay what it was loaded with.
     done = ctl_in(folder, "set", "trend_mtf", "timeframe", "5m")
     assert done.stderr.splitlines() == [
-        "error: trend_mtf: cannot change timeframe of a loaded strategy in place (its positions and orders are on its symbol "
-        "and timeframe): change the field in strategies/catalog/trend_mtf.json, then unload and load the strategy"
+        ("error: trend_mtf: cannot change timeframe of a loaded strategy in place (its positions and orders are on its symbol "
+        "and timeframe): change the field in strategies/catalog/trend_mtf.json, then unload and load the strategy")
     ], done.stderr
     loaded = strategies_json(folder)["loaded"]
     assert loaded["trend_mtf"]["config"]["params"]["trend_timeframe"] == "1h" and loaded["trend_mtf"]["config"]["timeframe"] == "15m"

@@ -11,8 +11,8 @@ import anyio
 import orjson
 import pytest
 
-from bot.daemon.feed import RecordedFeed
 from bot.candles.sources import CandleSource
+from bot.daemon.feed import RecordedFeed
 from tests.control.client import result
 from tests.daemon.process import DaemonProcess, Step, journal_rows, write_daemon_config
 from tests.support import BTC_1M, Rig

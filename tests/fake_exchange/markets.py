@@ -57,7 +57,7 @@ class FakeMarket:
 
     symbol: str
     series: Series
-    fake: "FakeBinance" = field(repr=False)
+    fake: FakeBinance = field(repr=False)
     # Whether STOP_LOSS (stop-market) is in the market's orderTypes and accepted: set by
     # FakeBinance(stop_loss=...), read once when the account is built (changing it later has no effect on the account).
     stop_loss: bool = True
@@ -77,7 +77,7 @@ class FakeMarket:
 
     @property
     def venue(self) -> Venue:
-        base, quote, settle = _parse_symbol(self.symbol)
+        _base, quote, settle = _parse_symbol(self.symbol)
         return SPOT if settle is None else USDM if settle == quote else COINM
 
     @property

@@ -66,7 +66,7 @@ class Filters:
     min_notional_market: bool
 
     @classmethod
-    def from_info(cls, info: Mapping[str, Any]) -> "Filters":
+    def from_info(cls, info: Mapping[str, Any]) -> Filters:
         """Read the filters from a /api/v3/exchangeInfo `symbols` entry, so the two cannot disagree."""
         by_type = {f["filterType"]: f for f in info["filters"]}
         price, lot, notional = by_type["PRICE_FILTER"], by_type["LOT_SIZE"], by_type["NOTIONAL"]

@@ -192,7 +192,7 @@ def trade_row(order: Order, fill: Fill) -> dict[str, Any]:
 class PrivateApi:
     """Answers the signed spot endpoints ccxt's binance uses to trade: order, openOrders, allOrders, myTrades, account."""
 
-    def __init__(self, fake: "FakeBinance") -> None:
+    def __init__(self, fake: FakeBinance) -> None:
         self._fake = fake
         self._cancels = 0
 

@@ -30,7 +30,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
 class RestApi:
     """Answers the public market-data endpoints ccxt's binance uses for load_markets and fetch_ohlcv."""
 
-    def __init__(self, fake: "FakeBinance") -> None:
+    def __init__(self, fake: FakeBinance) -> None:
         self._fake = fake
 
     def routes(self) -> list[web.RouteDef]:

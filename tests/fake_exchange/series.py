@@ -22,7 +22,7 @@ class Series:
     values: list[Values]
 
     @classmethod
-    def load(cls, path: Path, timeframe: str) -> "Series":
+    def load(cls, path: Path, timeframe: str) -> Series:
         """Read a shared/data CSV (`ts_ms,open,high,low,close,volume`) keeping every number's text."""
         stamps: list[int] = []
         values: list[Values] = []
@@ -36,7 +36,7 @@ class Series:
                 values.append((o, h, lo, c, v))
         return cls(timeframe, timeframe_ms(timeframe), stamps, values)
 
-    def shifted(self, ms: int) -> "Series":
+    def shifted(self, ms: int) -> Series:
         """The same recorded values, each candle opening `ms` later (negative: earlier); a whole number of candles."""
         if ms % self.tf_ms:
             raise ValueError(f"a shift of {ms} ms is not a whole number of {self.timeframe} candles")
@@ -73,7 +73,7 @@ class Series:
         They differ from the final values (unless the candle is flat), so a feed that publishes
         a partial candle as closed is caught by an exact comparison.
         """
-        o_text, h_text, l_text, c_text, v_text = self.values[index]
+        o_text, _h_text, _l_text, c_text, v_text = self.values[index]
         o, c, v = float(o_text), float(c_text), float(v_text)
         fraction = step / updates
         close = o + (c - o) * fraction

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -116,7 +116,7 @@ class FakeBinance:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "FakeBinance":
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -30,7 +30,7 @@ class Connection:
     streams: set[str] = field(default_factory=set)
 
 
-def kline_message(market: "FakeMarket", index: int, step: int, event_ms: int) -> dict[str, object]:
+def kline_message(market: FakeMarket, index: int, step: int, event_ms: int) -> dict[str, object]:
     """Binance's `<symbol>@kline_<interval>` payload for push `step` (of updates_per_candle) of a candle."""
     series = market.series
     updates = market.fake.updates_per_candle
@@ -50,7 +50,7 @@ def kline_message(market: "FakeMarket", index: int, step: int, event_ms: int) ->
     }
 
 
-def bad_kline(market: "FakeMarket", index: int) -> str:
+def bad_kline(market: FakeMarket, index: int) -> str:
     """A well-formed JSON kline for candle `index` whose prices are garbage."""
     message = kline_message(market, index, market.fake.updates_per_candle, market.series.stamps[index])
     message["k"]["o"] = message["k"]["h"] = "not-a-number"  # type: ignore[index]
@@ -67,7 +67,7 @@ class StreamServer:
     share a stream name, not a websocket.
     """
 
-    def __init__(self, fake: "FakeBinance") -> None:
+    def __init__(self, fake: FakeBinance) -> None:
         self._fake = fake
         self.connections: list[Connection] = []
         self.subscriptions = 0
@@ -156,7 +156,7 @@ class StreamServer:
             self.connections.remove(conn)
             await conn.ws.close(code=1001, message=b"going away")
 
-    async def send(self, market: "FakeMarket", text: str) -> None:
+    async def send(self, market: FakeMarket, text: str) -> None:
         """Push one frame to every connection of the market's venue subscribed to its stream."""
         stream = market.stream
         for conn in list(self.connections):
@@ -167,7 +167,7 @@ class StreamServer:
                 except ConnectionError:
                     pass
 
-    def _pushes(self, market: "FakeMarket") -> Iterator[tuple[int, str, int, int]]:
+    def _pushes(self, market: FakeMarket) -> Iterator[tuple[int, str, int, int]]:
         """(event time, symbol, candle index, push number) of the market's pushes after its cursor."""
         series = market.series
         updates = self._fake.updates_per_candle

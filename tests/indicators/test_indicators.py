@@ -14,7 +14,6 @@ import pytest
 import talipp.indicators as ta  # type: ignore[import-untyped]
 from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
-from bot.ohlcv import Candle
 from bot.indicators import (
     ADX,
     ATR,
@@ -26,6 +25,7 @@ from bot.indicators import (
     Donchian,
     Indicator,
 )
+from bot.ohlcv import Candle
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.indicators import (
     ADX,
     ATR,
@@ -22,6 +21,7 @@ from bot.indicators import (
     Indicator,
     IndicatorRegistry,
 )
+from bot.ohlcv import Candle
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

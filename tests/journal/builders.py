@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.event_codec import encode_record
 from bot.config.models import StrategyConfig
+from bot.event_codec import encode_record
 from bot.journal import JOURNAL_EXTRAS, Journal
 from bot.trading.orders import Order
 from bot.trading.positions import Position

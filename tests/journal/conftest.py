@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.journal import Journal
+from bot.ohlcv import Candle
 from tests.journal.builders import JournalledRun, journalled_rig, strategies
 
 

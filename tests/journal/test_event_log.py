@@ -5,9 +5,9 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from bot.event_codec import payload_of
 from bot.events import ActionFailed, Event, RiskRejected, Signal, StopUpdated
 from bot.journal import STRATEGY_EVENT_LIMIT, Journal
-from bot.event_codec import payload_of
 from tests.journal.builders import JournalledRun
 
 # Event types with a table of their own; everything else a strategy emits goes to the log.

@@ -10,13 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.event_codec import encode_record
-from bot.ohlcv import Candle
+from bot.event_codec import encode_record, payload_of
 from bot.events import CandleClosed, Event, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened
 from bot.journal import JOURNAL_EXTRAS, Journal
+from bot.ohlcv import Candle
 from bot.trading.actions import OpenPosition, UpdateStopLoss
 from bot.trading.positions import Position
-from bot.event_codec import payload_of
 from tests.journal.builders import (
     JournalledRun,
     journalled_rig,

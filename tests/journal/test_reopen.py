@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bot.errors import BotError
+from bot.event_codec import payload_of
 from bot.events import FillRecord, OrderSubmitted, PortfolioSnapshot, PositionClosed, PositionOpened, PositionReduced, PositionState, StrategyStateChanged
 from bot.journal import SCHEMA_VERSION, Journal, JournalError
-from bot.event_codec import payload_of
 from tests.journal.builders import JournalledRun, dump_tables
 
 DAY = 86_400_000

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
+from bot.ohlcv import Candle
 from tests.support import ETH_1M
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
-from bot.ohlcv import Candle
 from bot.config.exchange import ExchangeConfig
 from bot.live.ccxt_feed import LiveCandleFeed
 from bot.live.exchange import build_exchange
+from bot.ohlcv import Candle
 from tests.fake_exchange import FakeBinance, Faults, Series
 from tests.support import ETH_1M
 
@@ -35,7 +36,7 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str =
 
 async def no_wait(delay: float) -> None:
     """A sleep for backoff delays that only yields: tests do not wait out real backoffs."""
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
 
 
 def served(series: Series, first: int, stop: int) -> list[Candle]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.live.assembler import CandleAssembler, Fill, Publish
 from bot.live.backoff import Backoff
+from bot.ohlcv import Candle
 
 M = 60_000
 

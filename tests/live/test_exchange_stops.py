@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
+from bot.events import OrderCancelled, OrderRejected, OrderSubmitted, PositionClosed, PositionOpened, PositionReduced, StopUpdated
 from bot.live.reconcile import Reconciler
 from bot.trading.actions import ActivateTrailingStop, ClosePercent, OpenPosition, UpdateStopLoss
-from bot.events import OrderCancelled, OrderRejected, OrderSubmitted, PositionClosed, PositionOpened, PositionReduced, StopUpdated
 from tests.fake_exchange.orders import Order as FakeOrder
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on, journal_at
@@ -51,7 +51,7 @@ async def test_a_positions_stop_rests_on_the_exchange_and_fires_there_without_th
         assert stop.client_id == "s1-2" and stop.side == "SELL" and stop.quantity == Decimal("0.5")
         assert float(stop.stop_price) == pytest.approx(opened.position.stop_loss, abs=1e-6)
         # The exchange holds the position's ETH for the stop.
-        assert fake.balances()["ETH"] == (Decimal("0"), Decimal("0.5"))
+        assert fake.balances()["ETH"] == (Decimal(0), Decimal("0.5"))
         (placed,) = [p for p in live.events(OrderSubmitted) if p.order_type == "stop"]
         assert placed.client_id == "s1-2" and placed.stop_price == opened.position.stop_loss and placed.reason == "stop_loss"
         stops = live.gateway.status()["stops"]
@@ -63,7 +63,7 @@ async def test_a_positions_stop_rests_on_the_exchange_and_fires_there_without_th
         (closed,) = await live.wait_for(PositionClosed)
         assert closed.trade.exit_reason == "stop_loss" and closed.trade.exit_price == pytest.approx(float(stop.stop_price), rel=0.01)
         # Nothing else was sent: the stop was the close.
-        assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"] and fake.balances()["ETH"] == (Decimal("0"), Decimal("0"))
+        assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"] and fake.balances()["ETH"] == (Decimal(0), Decimal(0))
         assert live.orch().positions.pending_orders() == () and live.gateway.tracked == {}
         assert live.gateway.status()["stops"]["positions"] == {}
 
@@ -102,13 +102,13 @@ async def test_a_close_by_the_strategy_cancels_the_stop_first_and_a_partial_clos
         assert live.events(OrderRejected) == []
         (moved,) = live.events(OrderCancelled)
         assert moved.client_id == first.client_id and moved.kind == "stop_moved"
-        assert fake.balances()["ETH"] == (Decimal("0"), Decimal("0.25"))
+        assert fake.balances()["ETH"] == (Decimal(0), Decimal("0.25"))
 
         live.act(ClosePercent(position.id, 100.0, "done"))
         (closed,) = await live.wait_for(PositionClosed)
         assert closed.trade.exit_reason == "done"
         await until(lambda: second.status == "CANCELED", what="the last stop cancelled")
-        assert fake.balances()["ETH"] == (Decimal("0"), Decimal("0")) and [o.status for o in fake.orders if o.is_open] == []
+        assert fake.balances()["ETH"] == (Decimal(0), Decimal(0)) and [o.status for o in fake.orders if o.is_open] == []
         released = live.events(OrderCancelled)[-1]
         assert released.client_id == second.client_id and released.kind == "stop_released"
         assert live.gateway.tracked == {} and live.orch().positions.pending_orders() == ()

@@ -7,10 +7,9 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from bot.event_codec import encode_record
-from bot.trading.actions import ClosePercent, OpenPosition
-from bot.event_codec import payload_of
+from bot.event_codec import encode_record, payload_of
 from bot.events import OrderCancelled, OrderRejected, PositionClosed, PositionOpened
+from bot.trading.actions import ClosePercent, OpenPosition
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on
 
@@ -38,7 +37,7 @@ async def test_a_market_entry_and_exit_fill_on_the_exchange_under_the_strategys_
         live.act(ClosePercent(position.id, 100.0, "done"))
         (closed,) = await live.wait_for(PositionClosed)
         assert closed.trade.exit_reason == "done" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
-        assert fake.balances()["ETH"] == (Decimal("0"), 0)
+        assert fake.balances()["ETH"] == (Decimal(0), 0)
         assert live.orch().positions.pending_orders() == () and live.gateway.tracked == {}
 
 
@@ -127,7 +126,7 @@ async def test_deactivating_cancels_a_resting_limit_entry_on_the_exchange() -> N
         live.rig.manager.deactivate("s1", "manage")
         (cancelled,) = await live.wait_for(OrderCancelled)
         assert cancelled.client_id == "s1-1" and fake.orders[0].status == "CANCELED"
-        assert fake.balances()["BTC"] == (Decimal("1"), 0)
+        assert fake.balances()["BTC"] == (Decimal(1), 0)
         assert live.orch().positions.open_count() == 0 and live.gateway.tracked == {}
 
 

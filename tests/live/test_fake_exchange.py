@@ -14,9 +14,8 @@ from tests.support import ETH_1M
 
 async def klines(fake: FakeBinance, **query: Any) -> tuple[int, Any]:
     params = {"symbol": "ETHBTC", "interval": "1m", **{k: str(v) for k, v in query.items()}}
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{fake.http_url}/api/v3/klines", params=params) as response:
-            return response.status, await response.json()
+    async with aiohttp.ClientSession() as session, session.get(f"{fake.http_url}/api/v3/klines", params=params) as response:
+        return response.status, await response.json()
 
 
 @pytest.mark.asyncio
@@ -40,7 +39,6 @@ async def test_klines_window_limit_and_now(eth: list[Candle]) -> None:
         assert (await klines(fake, symbol="NOPE"))[1]["code"] == -1121
         assert (await klines(fake, interval="5m"))[1]["code"] == -1120
         fake.faults.rest_errors(429, count=1, retry_after=3)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{fake.http_url}/api/v3/ping") as response:
-                assert response.status == 429 and response.headers["Retry-After"] == "3"
+        async with aiohttp.ClientSession() as session, session.get(f"{fake.http_url}/api/v3/ping") as response:
+            assert response.status == 429 and response.headers["Retry-After"] == "3"
         assert (await klines(fake, limit=1))[0] == 200

@@ -16,8 +16,8 @@ import ccxt.pro  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 
-from bot.ohlcv import Candle
 from bot.live.kline_tap import BinanceKlineTap
+from bot.ohlcv import Candle
 from tests.fake_exchange import FakeBinance, Series
 from tests.fake_exchange.stream import kline_message
 from tests.support import BTC_1M

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
-from bot.events import ExchangeDifference, OrderCancelled, OrderSubmitted, PositionOpened, ReconcileDifference, Reconciled
+from bot.events import ExchangeDifference, OrderCancelled, OrderSubmitted, PositionOpened, Reconciled, ReconcileDifference
 from bot.journal import Journal
 from bot.live.reconcile import Reconciler, ReconcileReport
 from bot.trading.actions import OpenPosition

@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ DOWN = 10**6  # REST requests the fake refuses with 503: down until the test cle
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
 async def start_recorder(tmp: Path, fake: FakeBinance, *extra: str, exchange: dict[str, Any] | None = None) -> asyncio.subprocess.Process:

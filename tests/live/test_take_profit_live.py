@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bot.daemon.recovery import restore_orchestrator
+from bot.events import OrderRejected, OrderSubmitted, PositionOpened, PositionReduced
 from bot.live.reconcile import Reconciler
 from bot.trading.actions import OpenPosition
-from bot.events import OrderRejected, OrderSubmitted, PositionOpened, PositionReduced
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on, journal_at
 

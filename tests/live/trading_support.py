@@ -9,13 +9,13 @@ from typing import Any
 
 import anyio
 
-from bot.ohlcv import Candle
 from bot.clock import WallClock
 from bot.config.exchange import ExchangeConfig
 from bot.config.models import StrategyConfig
 from bot.journal import Journal
 from bot.live.exchange import build_exchange
 from bot.live.execution import LiveExchange
+from bot.ohlcv import Candle
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.actions import Action

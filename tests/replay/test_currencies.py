@@ -15,9 +15,9 @@ import anyio
 import orjson
 import pytest
 
+from bot.event_codec import event_lines
 from bot.kernel.replay import build_replay
 from bot.replay.sources import resolve_sources
-from bot.event_codec import event_lines
 from bot.strategy.config_load import load_config
 from tests.cli.test_cli import run_bot
 from tests.support import ETH_1M, REPO
@@ -144,8 +144,8 @@ def test_a_btc_strategys_losses_and_notional_never_count_against_usd_limits(tmp_
     assert usd_trades == _rows(alone, "trades.csv", "usd_cross")
     assert _rows(both, "equity.csv", "usd_cross") == _rows(alone, "equity.csv", "usd_cross")
     # The two strategies trade side by side on the same days: the BTC losses fall among the USD trades.
-    first_usd = datetime.fromisoformat(usd_trades[0]["exit_time"].replace("Z", "+00:00"))
-    assert any(datetime.fromisoformat(t["exit_time"].replace("Z", "+00:00")) > first_usd for t in btc_trades)
+    first_usd = datetime.fromisoformat(usd_trades[0]["exit_time"])
+    assert any(datetime.fromisoformat(t["exit_time"]) > first_usd for t in btc_trades)
 
 
 def test_a_btc_loss_trips_the_btc_limit_and_the_kill_switch_names_its_currency(tmp_path: Path, btc_slice_file: Path) -> None:

@@ -10,17 +10,16 @@ import anyio
 import orjson
 import pytest
 
-from bot.ohlcv import Candle
-from bot.strategy.config_load import load_config
 from bot.errors import CandleFileError
+from bot.event_codec import event_lines
 from bot.events import CandleClosed, Event, OrderFilled, PositionClosed, PositionOpened, PositionReduced, StrategyFault, StrategyStateChanged
 from bot.indicators.averages import EMA
 from bot.kernel.replay import build_replay
+from bot.ohlcv import Candle
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
-from bot.event_codec import event_lines
-from bot.events import CandleClosed, OrderFilled, PositionClosed, PositionOpened, PositionReduced, StrategyFault, StrategyStateChanged
-from tests.support import BASIC_CONFIG, without_seq, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy
+from bot.strategy.config_load import load_config
+from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy, without_seq
 
 RSI = {
     "id": "rsi",
@@ -217,8 +216,8 @@ def test_ema_cross_matches_an_independent_reference(btc_candles: list[Candle], f
 
 def test_a_failing_subscriber_never_corrupts_trading_state(btc_candles: list[Candle]) -> None:
     from bot.config.models import BotConfig
-    from bot.log import BotLogger
     from bot.kernel import build_services
+    from bot.log import BotLogger
     from bot.strategy.factory import OrchestratorFactory
     from bot.strategy.manager import StrategyManager
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.config.models import BotConfig
 from bot.events import PositionClosed, Signal
+from bot.ohlcv import Candle
 from tests.support import BTC_1M, Rig, module_strategy, repo_catalog
 
 MINUTE_MS = 60_000

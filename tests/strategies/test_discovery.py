@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from bot.cli import main
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
 from bot.strategy.catalog import StrategyCatalog
+from bot.strategy.config_load import load_config
 from tests.support import REPO, Rig
 
 CATALOG = {"ema_cross", "momentum", "mean_reversion", "trend_mtf", "scalping", "pairs_arbitrage", "hybrid"}
@@ -50,15 +50,15 @@ BROKEN = {
         "class NoDoc: needs a docstring",
     ),
     "no_defaults.py": (
-        "from bot.strategy.base import Strategy, StrategyParams\n"
+        ("from bot.strategy.base import Strategy, StrategyParams\n"
         "class P(StrategyParams):\n    period: int\n"
-        "class NoDefaults(Strategy):\n    '''Doc.'''\n    name = 'no_defaults'\n    Params = P\n",
+        "class NoDefaults(Strategy):\n    '''Doc.'''\n    name = 'no_defaults'\n    Params = P\n"),
         "class NoDefaults: every parameter needs a valid default (Params() fails at: period)",
     ),
     "validator_bug.py": (
-        "from pydantic import model_validator\nfrom bot.strategy.base import Strategy, StrategyParams\n"
+        ("from pydantic import model_validator\nfrom bot.strategy.base import Strategy, StrategyParams\n"
         "class P(StrategyParams):\n    @model_validator(mode='after')\n    def _bug(self):\n        raise TypeError('oops')\n"
-        "class Buggy(Strategy):\n    '''Doc.'''\n    name = 'buggy'\n    Params = P\n",
+        "class Buggy(Strategy):\n    '''Doc.'''\n    name = 'buggy'\n    Params = P\n"),
         "class Buggy: Params() raised TypeError: oops",
     ),
     "builtin.py": ("x = 1\n", "the name is reserved"),

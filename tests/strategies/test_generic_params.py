@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.events import PositionClosed
 from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
-from bot.events import PositionClosed
 from tests.support import Rig, module_strategy
 
 _PARAMS = '''

@@ -10,10 +10,10 @@ import pytest
 import talipp.indicators as ta  # type: ignore[import-untyped]
 from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
-from bot.ohlcv import Candle
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
 from bot.events import PositionOpened, Signal
+from bot.ohlcv import Candle
+from bot.strategy.config_load import load_config
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000

@@ -10,9 +10,9 @@ import pytest
 import talipp.indicators as ta  # type: ignore[import-untyped]
 from talipp.ohlcv import OHLCV  # type: ignore[import-untyped]
 
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
 from bot.events import ActionFailed, Signal
+from bot.strategy.config_load import load_config
 from tests.strategies.reference import (
     Bar,
     bollinger,

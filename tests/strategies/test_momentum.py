@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError
 from bot.events import ActionFailed, Signal
+from bot.strategy.config_load import load_config
 from tests.strategies.reference import (
     Bar,
     atr,

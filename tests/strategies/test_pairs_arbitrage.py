@@ -9,14 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
-from bot.strategy.config_load import load_config
 from bot.config.models import StrategyConfig
-from bot.errors import ConfigError
-from bot.trading.actions import ClosePercent
-from bot.errors import StrategyError
+from bot.errors import ConfigError, StrategyError
 from bot.events import ActionFailed, OrderSubmitted, PositionClosed, PositionOpened, RiskRejected, Signal, TradeRecord
+from bot.ohlcv import Candle
+from bot.strategy.config_load import load_config
+from bot.trading.actions import ClosePercent
 from tests.support import REPO, SHARED_DATA, Rig, module_strategy, repo_catalog
 
 TF_MS = 300_000

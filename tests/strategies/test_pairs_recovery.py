@@ -4,12 +4,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.config.models import StrategyConfig
 from bot.daemon.recovery import restore_orchestrator
-from bot.journal import SCHEMA_VERSION, Journal
 from bot.events import OrderSubmitted, PositionClosed, PositionOpened
+from bot.journal import SCHEMA_VERSION, Journal
+from bot.ohlcv import Candle
 from tests.support import SHARED_DATA, Rig, module_strategy, repo_catalog
 
 PARAMS = {"second_symbol": "XMR/BTC", "window": 100, "entry_z": 2.0, "exit_z": 0.5, "stop_z": 4.0}

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
 from bot.events import OrderSubmitted, PositionClosed, PositionOpened, Signal
+from bot.ohlcv import Candle
 from strategies.pairs_arbitrage import SpreadWindow
 from tests.support import SHARED_DATA, Rig, module_strategy, repo_catalog
 

@@ -8,13 +8,13 @@ from typing import Any
 import anyio
 import pytest
 
-from bot.ohlcv import Candle
 from bot.config.loader import deep_merge
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
-from bot.kernel.replay import build_replay
-from bot.replay.sources import resolve_sources
 from bot.events import PositionClosed, PositionOpened, PositionReduced, Signal
+from bot.kernel.replay import build_replay
+from bot.ohlcv import Candle
+from bot.replay.sources import resolve_sources
+from bot.strategy.config_load import load_config
 from tests.support import REPO, Rig, module_strategy, repo_catalog
 
 MINUTE = 60_000

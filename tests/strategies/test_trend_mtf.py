@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.strategy.config_load import load_config
 from bot.errors import ConfigError, StrategyError
 from bot.events import ActionFailed, PositionOpened, Signal, StopUpdated
+from bot.strategy.config_load import load_config
 from tests.strategies.reference import (
     Bar,
     atr,

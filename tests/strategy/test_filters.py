@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.ohlcv import Candle
 from bot.events import Signal
+from bot.ohlcv import Candle
 from tests.support import Rig, strategy
 
 RSI: dict[str, Any] = {

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError
+from bot.events import StrategyFault
+from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.guard import attempt, build
-from bot.events import StrategyFault
 from tests.support import Rig, module_strategy, repo_catalog
 
 RAISER = '''

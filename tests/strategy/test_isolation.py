@@ -3,8 +3,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.events import (
+    CandleClosed,
+    Event,
+    MarketEvent,
+    OrderFilled,
+    OrderSubmitted,
+    PositionClosed,
+    PositionOpened,
+    Signal,
+    StrategyEvent,
+    StrategyStateChanged,
+)
 from bot.ohlcv import Candle
-from bot.events import CandleClosed, Event, MarketEvent, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened, Signal, StrategyEvent, StrategyStateChanged
 from tests.support import Rig, strategy, without_seq
 
 RSI_EXITS: dict[str, Any] = {

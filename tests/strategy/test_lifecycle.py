@@ -6,10 +6,10 @@ import weakref
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError, UnknownStrategyError
-from bot.trading.actions import OpenPosition
 from bot.events import PositionClosed, PositionOpened, StrategyFault, StrategyStateChanged
+from bot.ohlcv import Candle
+from bot.trading.actions import OpenPosition
 from tests.support import Rig, strategy
 
 

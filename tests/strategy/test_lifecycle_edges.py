@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.config.models import BotConfig, ReplayConfig
-from bot.trading.actions import OpenPosition
 from bot.events import OrderCancelled, PositionClosed, PositionOpened, PositionReduced, StopUpdated, TrailingActivated
+from bot.ohlcv import Candle
+from bot.trading.actions import OpenPosition
 from tests.support import Rig, candles_from, strategy
 
 QUIET = {"analyzers": [{"type": "ema_cross", "params": {"fast": 50, "slow": 100}}], "exit_threshold": None, "quantity": 1.0}
@@ -69,7 +69,7 @@ def test_a_strategy_failing_on_a_candle_is_not_also_protected_on_that_candle() -
         raise RuntimeError("boom")
 
     orchestrator.positions.on_bar = counting_on_bar  # type: ignore[method-assign]
-    orchestrator._on_bar = counting_on_bar  # noqa: SLF001
+    orchestrator._on_bar = counting_on_bar
     orchestrator.strategy.analyzers.score = explode  # type: ignore[method-assign]
     candles = candles_from([(100, 100, 100, 100)] * 3)
     rig.feed("BTC/USD", candles)

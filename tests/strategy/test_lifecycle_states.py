@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.ohlcv import Candle
 from bot.errors import StrategyError, StrategyStateError
+from bot.events import StrategyStateChanged
+from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.lifecycle import STATES, TRANSITIONS, IllegalTransitionError, Lifecycle, StrategyState
 from bot.strategy.manager import StrategyManager
-from bot.events import StrategyStateChanged
 from tests.support import Rig, module_strategy, strategy
 
 # A real strategy module whose code raises on its `after`-th trading candle (0: never), or during warm-up.

@@ -11,19 +11,19 @@ from typing import Any
 import anyio
 import pytest
 
-from bot.ohlcv import Candle
 from bot.candles.reader import read_candles
-from bot.strategy.config_load import changed_strategy
 from bot.config.models import BotConfig, StrategyConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.errors import StrategyError, StrategyStateError
 from bot.event_codec import payload_of
-from bot.log import BotLogger
+from bot.events import PositionClosed, PositionOpened, Signal, StopUpdated, StrategyFault
 from bot.kernel import Seams, build_services
+from bot.log import BotLogger
+from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
+from bot.strategy.config_load import changed_strategy
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
-from bot.events import PositionClosed, PositionOpened, Signal, StopUpdated, StrategyFault
 from tests.support import ETH_1M, SHARED_DATA, Rig, module_strategy, repo_catalog, strategy
 
 TREND: dict[str, Any] = {"fast": 9, "slow": 21, "trend_timeframe": "1h", "trend_ema": 20, "atr_period": 14, "atr_mult": 3.0}
@@ -99,7 +99,7 @@ def test_new_params_decide_the_next_candle_as_a_fresh_strategy_warmed_on_the_sam
     fresh.start(trend_spec(NEW_TREND))
     new_registry = orchestrator.indicators[("BTC/USD", "5m")]
     fresh_registry = fresh.manager.get("trend_mtf").indicators[("BTC/USD", "5m")]
-    assert new_registry.keys() == fresh_registry.keys() and "ema(period=5,source=close)" in new_registry.keys()
+    assert new_registry.keys() == fresh_registry.keys() and "ema(period=5,source=close)" in new_registry
     assert new_registry.require("ema", period=5).value == fresh_registry.require("ema", period=5).value is not None
 
     rig.feed("BTC/USD", btc_candles[fed:])
@@ -144,7 +144,7 @@ def test_a_position_and_a_pending_entry_are_kept_and_managed_by_the_new_params(b
     twin = Rig(catalog=repo_catalog())
     twin.start(trend_spec(TREND))
     twin.feed("BTC/USD", btc_candles)
-    assert [e.stop_loss for e in twin.of_type(StopUpdated, "trend_mtf") if e.position_id == opened.position.position_id][0] != ratchets[0][0]
+    assert next(e.stop_loss for e in twin.of_type(StopUpdated, "trend_mtf") if e.position_id == opened.position.position_id) != ratchets[0][0]
     closed = rig.of_type(PositionClosed, "trend_mtf")
     assert closed[-1].trade.position_id == opened.position.position_id and closed[-1].trade.exit_reason == "stop_loss"
 
@@ -360,7 +360,7 @@ def test_candles_queued_at_the_change_reach_its_positions_and_not_the_new_indica
             delivery.close_all()
         return depth, after_set, seen_price, ema
 
-    depth, after_set, seen_price, ema = anyio.run(main)
+    depth, after_set, _seen_price, ema = anyio.run(main)
     assert depth > 0
     # Its positions saw the queued candles: the last price is the last queued 5m candle's close.
     assert after_set == btc_candles[settled + queued - 1].close

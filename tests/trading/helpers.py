@@ -5,10 +5,10 @@ import math
 from typing import Any
 
 from bot.config.models import BotConfig, StrategyConfig
+from bot.events import PortfolioSnapshot
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.actions import Action
 from bot.trading.positions import Position
-from bot.events import PortfolioSnapshot
 from tests.support import E, Rig, candles_from, strategy
 
 SYMBOL = "BTC/USD"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from itertools import islice
+from itertools import islice, pairwise
 
 from bot.bus import EventBus, StrategyPublisher
 from bot.candles.reader import read_candles
@@ -12,8 +12,8 @@ from bot.events import Event, PositionClosed
 from bot.ohlcv import Candle
 from bot.trading.exit_rules import (
     StopHit,
-    TrailMove,
     TrailingStart,
+    TrailMove,
     break_even_stop,
     rung_quantity,
     rungs_hit,
@@ -142,7 +142,7 @@ def test_trailing_starts_on_a_close_at_its_activation_price_and_break_even_after
 def test_the_rules_agree_with_their_definition_on_recorded_candles_and_mutate_nothing() -> None:
     candles = list(islice(read_candles(BTC_1M), 3000))
     stop_hits = rung_hits = 0
-    for previous, candle in zip(candles, candles[1:]):
+    for previous, candle in pairwise(candles):
         entry = previous.close
         position = _long(entry=entry, stop=entry * 0.999, rungs=((entry * 1.001, 0.5), (entry * 1.002, 0.5)))
         before = copy.deepcopy(position)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.trading.actions import ClosePercent, OpenPosition
 from bot.events import OrderFilled, PositionClosed, TrailingActivated
+from bot.trading.actions import ClosePercent, OpenPosition
 from tests.cli.test_cli import run_bot
 from tests.config.builders import write_setup
 from tests.trading.helpers import SYMBOL, Session, flat, quiet

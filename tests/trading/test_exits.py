@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from bot.trading.actions import OpenPosition, Side
 from bot.events import OrderFilled, PositionClosed, PositionReduced, StopUpdated, TrailingActivated
+from bot.trading.actions import OpenPosition, Side
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
 
 approx = pytest.approx

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.trading.actions import ClosePercent, OpenPosition
 from bot.events import OrderFilled, OrderSubmitted, PositionClosed, Signal
+from bot.trading.actions import ClosePercent, OpenPosition
 from tests.support import strategy
 from tests.trading.helpers import SYMBOL, Row, Session, flat, quiet
 

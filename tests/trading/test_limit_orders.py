@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.trading.actions import OpenPair, OpenPosition
 from bot.events import ActionFailed, OrderCancelled, OrderFilled, OrderSubmitted
+from bot.trading.actions import OpenPair, OpenPosition
 from tests.support import Rig, candles_from
 from tests.trading.helpers import MINUTE, SYMBOL, T0, Session, flat, quiet
 

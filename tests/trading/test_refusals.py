@@ -1,8 +1,8 @@
 """An exchange refusing an order: what it reserved is released, and a refused pair leg never leaves its partner alone."""
 from __future__ import annotations
 
-from bot.trading.actions import OpenPair, OpenPosition
 from bot.events import ActionFailed, OrderRejected, OrderSubmitted, PositionOpened, RiskRejected
+from bot.trading.actions import OpenPair, OpenPosition
 from tests.support import candles_from
 from tests.trading.helpers import MINUTE, SYMBOL, Session, flat, quiet
 

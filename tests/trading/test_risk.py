@@ -7,8 +7,8 @@ import pytest
 
 from bot.config.models import BotConfig
 from bot.errors import StrategyStateError
-from bot.trading.actions import ClosePercent, OpenPosition
 from bot.events import KillSwitch, OrderSubmitted, PositionClosed, RiskRejected
+from bot.trading.actions import ClosePercent, OpenPosition
 from tests.support import Rig, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, Session, flat, quiet
 
@@ -382,14 +382,14 @@ def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
     [
         (
             {"max_daily_loss": 1500},
-            "strategy 's2' trades in BTC, and the global risk.max_daily_loss cannot hold for it: a plain number holds for one currency, "
+            ("strategy 's2' trades in BTC, and the global risk.max_daily_loss cannot hold for it: a plain number holds for one currency, "
             "but the strategies trade in USD, BTC: money is never added across currencies, so write the limit per currency: "
-            '{"USD": <amount>, "BTC": <amount>}',
+            '{"USD": <amount>, "BTC": <amount>}'),
         ),
         (
             {"max_total_exposure": {"USD": 50_000}},
-            "strategy 's2' trades in BTC, and the global risk.max_total_exposure cannot hold for it: "
-            'no limit for BTC: add "BTC": <amount> (or "BTC": null for no limit in BTC)',
+            ("strategy 's2' trades in BTC, and the global risk.max_total_exposure cannot hold for it: "
+            'no limit for BTC: add "BTC": <amount> (or "BTC": null for no limit in BTC)'),
         ),
     ],
 )

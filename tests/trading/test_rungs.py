@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.event_codec import encode_record
-from bot.journal.records import pending_order_record, position_record
 from bot.events import OrderFilled, OrderSubmitted, PositionReduced
+from bot.journal.records import pending_order_record, position_record
 from bot.trading.actions import ClosePercent, OpenPosition
 from bot.trading.orders import Order
 from tests.journal.builders import order_as_journalled
