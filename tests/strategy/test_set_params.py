@@ -99,7 +99,7 @@ def test_new_params_decide_the_next_candle_as_a_fresh_strategy_warmed_on_the_sam
     fresh.start(trend_spec(NEW_TREND))
     new_registry = orchestrator.indicators[("BTC/USD", "5m")]
     fresh_registry = fresh.manager.get("trend_mtf").indicators[("BTC/USD", "5m")]
-    assert new_registry.keys() == fresh_registry.keys() and "ema(period=5,source=close)" in new_registry
+    assert new_registry.keys() == fresh_registry.keys() and "ema(period=5,source=close)" in new_registry.keys()  # noqa: SIM118  a registry has keys(), not `in`
     assert new_registry.require("ema", period=5).value == fresh_registry.require("ema", period=5).value is not None
 
     rig.feed("BTC/USD", btc_candles[fed:])
