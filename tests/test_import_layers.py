@@ -39,8 +39,6 @@ ORDER: tuple[tuple[str, ...], ...] = (
     ("__main__",),
 )
 
-# Imports that still go the wrong way, each owned by a part of issue 13 that removes it; the
-# test fails when one is gone and its entry stays, as it does on any new one.
 @dataclass(frozen=True, slots=True)
 class Import:
     """One import of a module of the package by a module of another node."""
