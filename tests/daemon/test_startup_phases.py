@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from anyio.abc import TaskGroup
 
 from bot.bus import Handler
 from bot.candles.sources import CandleSource
@@ -69,6 +70,20 @@ def _bot(loaded: LoadedConfig, journal: Journal, delivery: Any = None) -> Bot:
 
     seams = Seams(journal=journal_first, delivery=delivery, isolate_subscribers=False)
     return build_bot(loaded.bot, "paper", seams, BotLogger.to_stderr(level=60, name="bot.tests.startup_services"), loaded.catalog)
+
+
+def _queued_bot(tg: TaskGroup, loaded: LoadedConfig, journal: Journal) -> tuple[Bot, InboxDelivery, FeedPosition]:
+    """A bot as `bot run` builds it: inboxes in `tg`, and the feed position on their count of queued candles."""
+    queued = QueuedCounter()
+    position = FeedPosition(journal, queued)
+
+    def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+        return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
+
+    bot = _bot(loaded, journal, inboxes)
+    delivery = bot.manager.delivery
+    assert isinstance(delivery, InboxDelivery)
+    return bot, delivery, position
 
 
 def test_open_journal_takes_its_lock_so_a_second_daemon_is_refused(tmp_path: Path) -> None:
@@ -137,16 +152,7 @@ def test_the_feed_plays_the_recorded_candles_and_drops_a_journalled_symbol_that_
 
         async def main() -> tuple[int, int]:
             async with anyio.create_task_group() as tg:
-
-                queued = QueuedCounter()
-                position = FeedPosition(journal, queued)
-
-                def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-                    return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
-
-                bot = _bot(loaded, journal, inboxes)
-                delivery = bot.manager.delivery
-                assert isinstance(delivery, InboxDelivery)
+                bot, delivery, position = _queued_bot(tg, loaded, journal)
                 feed = build_feed(loaded, bot.services, delivery, position, sources, None, None, LOG.error, None)
                 assert isinstance(feed, RecordedFeed) and bot.services.hub.symbols() == ["BTC/USD"]
                 assert add_journalled_symbols(journal, feed, bot.services.hub, 0, LOG) == {}
@@ -230,15 +236,7 @@ def test_serve_answers_on_a_real_unix_socket_before_the_strategies_load_and_remo
 
         async def main() -> dict[str, Any]:
             async with anyio.create_task_group() as tg:
-                queued = QueuedCounter()
-                position = FeedPosition(journal, queued)
-
-                def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-                    return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
-
-                bot = _bot(loaded, journal, inboxes)
-                delivery = bot.manager.delivery
-                assert isinstance(delivery, InboxDelivery)
+                bot, delivery, position = _queued_bot(tg, loaded, journal)
                 feed = build_feed(loaded, bot.services, delivery, position, sources, None, None, LOG.error, None)
                 server = control_server(loaded, bot, feed, journal, list, {}, {}, lambda: stops.append(True), socket_path, LOG)
                 async with server.serving():
@@ -312,15 +310,7 @@ def test_a_bad_row_deep_in_an_added_file_is_announced_as_that_symbols_feed_state
 
         async def main() -> FeedState:
             async with anyio.create_task_group() as tg:
-                queued = QueuedCounter()
-                position = FeedPosition(journal, queued)
-
-                def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-                    return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
-
-                bot = _bot(loaded, journal, inboxes)
-                delivery = bot.manager.delivery
-                assert isinstance(delivery, InboxDelivery)
+                bot, delivery, position = _queued_bot(tg, loaded, journal)
                 announced: list[FeedState] = []
                 seen = anyio.Event()
 
