@@ -295,11 +295,15 @@ Step = tuple[str, Check, Decoder | None]
 class _Plan:
     """How one class is encoded and decoded: a step per field, and the payload keys it may have."""
 
-    __slots__ = ("cls", "encode", "decoders", "keys")
+    __slots__ = ("cls", "encode", "line", "decoders", "keys")
 
-    def __init__(self, cls: type[Any], encode: Callable[[Any], dict[str, Any]], decoders: list[Step], keys: frozenset[str]) -> None:
+    def __init__(
+        self, cls: type[Any], encode: Callable[[Any], dict[str, Any]], line: Callable[[Any], bytes] | None, decoders: list[Step], keys: frozenset[str]
+    ) -> None:
         self.cls = cls
         self.encode = encode
+        # An event class's whole events.jsonl line, newline included (line plans only).
+        self.line = line
         self.decoders = decoders
         self.keys = keys
 
@@ -361,7 +365,19 @@ def _plan(cls: type[Frozen], wire: bool) -> _Plan:
         keys |= own
         decoders.append(_field_decoder(cls, f, hint, wire))
     names: dict[str, Any] = {"rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON}
-    return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj", count()), names), decoders, frozenset(keys))
+    writes = _writes(cls, wire, names, "obj", count())
+    line = None
+    if not wire and issubclass(cls, Event) and cls is not FeedState:
+        names.update(dumps=orjson.dumps, tuple_as_list=_tuple_as_list, NEWLINE=orjson.OPT_APPEND_NEWLINE, TYPE=cls.type)
+        line = _encoder(cls, writes, names, "line", _LINE_RETURN)
+    return _Plan(cls, _encoder(cls, writes, names), line, decoders, frozenset(keys))
+
+
+# A line's envelope around the payload the encoder built, in the one call that writes it.
+_LINE_RETURN: Final = (
+    'return dumps({"seq": obj.seq, "ts": obj.ts, "type": TYPE, "strategy_id": obj.strategy_id, "payload": out},'
+    " default=tuple_as_list, option=NEWLINE)"
+)
 
 
 # What an encoder does per field: ("key", expression) for a key always written (the keys of a run of
@@ -409,11 +425,11 @@ def _writes(cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str, numb
     return writes
 
 
-def _encoder(cls: type[Any], writes: list[_Write], names: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
+def _encoder(cls: type[Any], writes: list[_Write], names: dict[str, Any], role: str = "encode", tail: str = "return out") -> Callable[[Any], Any]:
     """One function per class writing its payload in key order, runs of keys as dict literals (as
     dataclasses writes an __init__): every event passes through it, and one call with the fields
-    inline costs a fraction of a call per field. The source holds our classes' field names only
-    (identifiers, checked), never data."""
+    inline costs a fraction of a call per field. `tail` returns the payload (`out`) or what wraps it.
+    The source holds our classes' field names only (identifiers, checked), never data."""
     lines: list[str] = []
     run: list[str] = []
     started = False
@@ -435,10 +451,10 @@ def _encoder(cls: type[Any], writes: list[_Write], names: dict[str, Any]) -> Cal
             lines += what
     if run or not started:
         flush()
-    body = "\n".join(f"    {line}" for line in [*lines, "return out"])
-    source = f"def encode_{cls.__name__}(obj):\n{body}\n"
-    exec(compile(source, f"<encoder of {cls.__qualname__}>", "exec"), names)  # noqa: S102  our classes' field names only
-    encode: Callable[[Any], dict[str, Any]] = names[f"encode_{cls.__name__}"]
+    body = "\n".join(f"    {line}" for line in [*lines, tail])
+    source = f"def {role}_{cls.__name__}(obj):\n{body}\n"
+    exec(compile(source, f"<{role} of {cls.__qualname__}>", "exec"), names)  # noqa: S102  our classes' field names only
+    encode: Callable[[Any], Any] = names[f"{role}_{cls.__name__}"]
     return encode
 
 
@@ -578,6 +594,17 @@ def encode_line(event: Event) -> bytes:
     )
 
 
+def line_encoder(cls: type[Event]) -> Callable[[Event], bytes]:
+    """The encoder of one class's events.jsonl lines, newline included: `encode_line` in one call (the replay's event log)."""
+    line = _plan_of(cls).line
+    if line is None:  # feed_state's payload is its own shape
+
+        def line(event: Event) -> bytes:
+            return encode_line(event) + b"\n"
+
+    return line
+
+
 _LINE_KEYS: Final = frozenset({"seq", "ts", "type", "strategy_id", "payload"})
 _MESSAGE_KEYS: Final = _LINE_KEYS | {"v", "ts_init"}
 
@@ -697,6 +724,7 @@ __all__ = [
     "encode_record",
     "event_lines",
     "is_header",
+    "line_encoder",
     "payload_fields",
     "payload_of",
     "read_lines",

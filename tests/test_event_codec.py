@@ -19,6 +19,7 @@ from bot.event_codec import (
     decode_line,
     decode_message,
     encode_line,
+    line_encoder,
     encode_message,
     encode_record,
     payload_of,
@@ -115,6 +116,8 @@ def test_every_event_class_round_trips_through_a_line_and_a_wire_message(cls: ty
     event = data.draw(_instances(cls))
     # A line leaves ts_init out (a replay's file is deterministic): it reads back as the market time.
     assert decode_line(encode_line(event)) == msgspec.structs.replace(event, ts_init=event.ts)
+    # The event log's one-call encoder writes the same line.
+    assert line_encoder(cls)(event) == encode_line(event) + b"\n"
     assert decode_message(encode_message(event)) == event
     assert orjson.loads(encode_message(event))["v"] == 1
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from bot.event_codec import HEADER, encode_line
+from bot.event_codec import HEADER, line_encoder
 from bot.events import Event, PositionClosed
 
 
@@ -18,10 +19,14 @@ class EventLog:
         self._file: BinaryIO = path.open("wb", buffering=1 << 20)
         self._file.write(HEADER + b"\n")
         self.count = 0
+        self._encoders: dict[type[Event], Callable[[Event], bytes]] = {}
 
     def write(self, event: Event) -> None:
         """Append one event (a bus subscriber)."""
-        self._file.write(encode_line(event) + b"\n")
+        encode = self._encoders.get(type(event))
+        if encode is None:
+            encode = self._encoders[type(event)] = line_encoder(type(event))
+        self._file.write(encode(event))
         self.count += 1
 
     def close(self) -> None:
