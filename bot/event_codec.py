@@ -63,6 +63,14 @@ class EventDecodeError(EventFormatError):
         return EventDecodeError(self.type_, self.path, self.problem, self.seq, line)
 
 
+class EventVersionError(EventFormatError):
+    """A wire message of another format version (or none): a reader of this version cannot read it, nor what follows it."""
+
+    def __init__(self, version: Any) -> None:
+        self.version = version
+        super().__init__(f"event message version {version!r} is not supported (this bot reads version {VERSION})")
+
+
 def rung_in_reason(reason: str) -> int | None:
     """The 0-based rung a ladder close's reason (`take_profit_<n>`) implies; None for any other reason.
 
@@ -702,10 +710,18 @@ def decode_message(data: bytes | str) -> Event:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise EventFormatError(f"event message is not JSON: {exc}") from exc
+    return message_event(doc)
+
+
+def message_event(doc: Any) -> Event:
+    """The event of a wire message already parsed from JSON (as inside a control reply); see `decode_message`.
+
+    EventVersionError when it is of another version or has none (what an older bot sent).
+    """
     if type(doc) is not dict:
         raise EventFormatError("event message is not an object")
     if doc.get("v") != VERSION or type(doc.get("v")) is not int:
-        raise EventFormatError(f"event message version {doc.get('v')!r} is not supported (this bot reads version {VERSION})")
+        raise EventVersionError(doc.get("v"))
     doc = _envelope(doc, _MESSAGE_KEYS, "event message")
     return event_from(doc["type"], doc["seq"], doc["ts"], doc["ts_init"], doc["strategy_id"], doc["payload"], wire=True)
 
@@ -715,6 +731,7 @@ __all__ = [
     "VERSION",
     "EventDecodeError",
     "EventFormatError",
+    "EventVersionError",
     "check_header",
     "decode_line",
     "decode_message",
@@ -725,6 +742,7 @@ __all__ = [
     "event_lines",
     "is_header",
     "line_encoder",
+    "message_event",
     "payload_fields",
     "payload_of",
     "read_lines",

@@ -78,19 +78,6 @@ def format_qty(quantity: float) -> str:
     return format_number(quantity)
 
 
-def format_amount(amount: float, group: bool = True) -> str:
-    """A money amount for tables: two decimals from 1 up (1,234.50), significant digits below (0.0123, -0.00004850)."""
-    if not math.isfinite(amount):
-        return str(amount)
-    if abs(amount) >= 1:
-        return f"{amount:,.2f}" if group else f"{amount:.2f}"
-    if abs(amount) < _SMALLEST:
-        return "0.00"
-    whole, _, decimals = format(Decimal(f"{amount:.4g}"), "f").partition(".")
-    # At least two decimals, so 0.5 lines up as 0.50 beside 12.25.
-    return f"{whole}.{decimals.ljust(2, '0')}"
-
-
 def format_fields(fields: Mapping[str, Any]) -> str:
     """`key=value` pairs of a payload: nested mappings as dotted keys, times in UTC, numbers without float noise."""
     return " ".join(f"{key}={value}" for key, value in _pairs(fields, ""))

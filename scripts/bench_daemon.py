@@ -127,11 +127,31 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
     from bot.kernel import Seams, build_bot
     from bot.log import BotLogger
     from bot.ohlcv import Candle
+    from bot.strategy.delivery import CandleHandler, CandleOwner
 
     candles = [c for _, c in zip(range(rounds + 200), read_candles(DATA))]
     names = [f"SYM{i}/USD" for i in range(symbols)]
     latencies: list[float] = []
     published: dict[tuple[str, int], float] = {}
+
+    class TimedInboxes:
+        """The daemon's inbox delivery, each candle timed from its publication to the end of the strategy's handler."""
+
+        def __init__(self, inboxes: InboxDelivery) -> None:
+            self._inboxes = inboxes
+
+        def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
+            def timed(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+                handler(symbol, timeframe, candle, ts)
+                latencies.append(time.perf_counter() - published[(symbol, candle.ts)])
+
+            return self._inboxes.wrap(owner, timed)
+
+        def reset(self, owner: CandleOwner) -> list[tuple[str, str, Candle, int]]:
+            return self._inboxes.reset(owner)
+
+        def detach(self, owner: CandleOwner) -> None:
+            self._inboxes.detach(owner)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -139,25 +159,14 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
             def on_error(owner: Any, handler: Any, exc: Exception) -> None:
                 raise exc
 
-            def inboxes(seam: Any) -> InboxDelivery:
-                return InboxDelivery(tg, 1000, on_error)  # a strategy error fails the benchmark, not the strategy
-
-            bot = build_bot(BotConfig(), "paper", Seams(delivery=inboxes), BotLogger.to_stderr(level=40, name="bench.live"))
+            delivery = InboxDelivery(tg, 1000, on_error)  # a strategy error fails the benchmark, not the strategy
+            seams = Seams(delivery=lambda _: TimedInboxes(delivery))
+            bot = build_bot(BotConfig(), "paper", seams, BotLogger.to_stderr(level=40, name="bench.live"))
             services, manager = bot.services, bot.manager
-            delivery = manager.delivery
-            assert isinstance(delivery, InboxDelivery)
             for name in names:
                 services.hub.add_feed(name, "1m")
             for i in range(strategies):
-                spec = StrategyConfig.model_validate(_strategy(f"s{i}", names[i % symbols], 5 + i % 7, 20 + i % 11))
-                orchestrator = manager.load(spec)
-                inner = orchestrator.on_candle
-
-                def timed(symbol: str, timeframe: str, candle: Candle, ts: int, inner: Any = inner) -> None:
-                    inner(symbol, timeframe, candle, ts)
-                    latencies.append(time.perf_counter() - published[(symbol, candle.ts)])
-
-                orchestrator.handler_for = lambda s, tf, timed=timed: timed  # type: ignore[method-assign]  # times each candle: wraps the handler in place
+                manager.load(StrategyConfig.model_validate(_strategy(f"s{i}", names[i % symbols], 5 + i % 7, 20 + i % 11)))
             # Warm-up candles (not timed), then activate, then timed rounds at one minute each.
             for candle in candles[:200]:
                 for name in names:

@@ -74,6 +74,13 @@ class Rig:
         """Published events of one class (and strategy)."""
         return [e for e in self.events if isinstance(e, cls) and (strategy_id is None or e.strategy_id == strategy_id)]
 
+    def routed_to(self, symbol: str, timeframe: str) -> list[str]:
+        """Ids of the strategies the manager hands this stream's candles to for trading, in its order.
+
+        Read from the manager's routing table: only tests ask it (the bot routes, it never asks).
+        """
+        return [orchestrator.strategy_id for orchestrator, _ in self.manager._active.get((symbol, timeframe), ())]
+
 
 def without_seq(event: E) -> E:
     """The event with its bus sequence number zeroed: what it says, not where it fell among other strategies' events."""

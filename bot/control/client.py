@@ -62,13 +62,13 @@ class ControlClient:
             reply = orjson.loads(await self._ws.recv())
         except _TALK_ERRORS as exc:
             raise DaemonUnreachable(f"lost the daemon on {self.socket_path}: {_why(exc)}") from None
-        if not _is_reply(reply):
+        if not is_reply(reply):
             raise DaemonUnreachable(f"the daemon on {self.socket_path} sent a reply that is not a control reply")
         checked: dict[str, Any] = reply
         return checked
 
-    async def events(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Stream events (each message as a dict) until the daemon ends the stream."""
+    async def events(self, args: dict[str, Any]) -> AsyncIterator[Any]:
+        """Stream the messages of an `events` request as parsed JSON (undecoded: `bot.control.event_reader` reads them) until the daemon ends it."""
         assert self._ws is not None
         try:
             await self._ws.send(orjson.dumps({"id": "events", "cmd": "events", "args": args}).decode())
@@ -92,7 +92,7 @@ def _why(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-def _is_reply(reply: Any) -> bool:
+def is_reply(reply: Any) -> bool:
     """Whether `reply` has the shape of a control reply (what `bot ctl` reads of it)."""
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         return False

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, TextIO, TypeVar, overload
 
 import anyio
 import orjson
@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bot.control.client import ControlClient, DaemonNotRunning, DaemonUnreachable
 from bot.control.ctl_output import NEEDS_BEFORE, print_error, print_event, print_following, print_problems, print_result
+from bot.control.event_reader import Received, Unreadable, read_message
 from bot.control.locate import SOCKET_ENV, NoSocket, find_socket
 
 EXIT_OK = 0
@@ -177,7 +178,7 @@ async def _call(args: argparse.Namespace, socket_path: Path, console: Console, e
     cmd, request_args = _request(args)
     async with ControlClient(socket_path) as client:
         if cmd == "events":
-            return await _follow(client, request_args, args.json, console, err)
+            return await follow_events(client.events(request_args), request_args, args.json, console, err, sys.stdout)
         # The line saying what changed names the state before it.
         before = await client.call("status") if cmd in NEEDS_BEFORE and not args.json else None
         reply = await client.call(cmd, request_args)
@@ -196,22 +197,45 @@ async def _call(args: argparse.Namespace, socket_path: Path, console: Console, e
     return EXIT_OK
 
 
-async def _follow(client: ControlClient, request: dict[str, Any], as_json: bool, console: Console, err: Console) -> int:
-    async for message in client.events(request):
-        if "event" in message:
+async def follow_events(messages: AsyncIterable[Any], request: dict[str, Any], as_json: bool, console: Console, err: Console, out: TextIO) -> int:
+    """Print an events stream, each event decoded into its typed event first; return the exit code.
+
+    `--json` prints the wire message as received, to `out`. A message that does not fit its event
+    type is named on stderr and skipped, and the stream goes on: one odd event must not blind an
+    operator to the ones after it; the exit code (1) still says the stream was not read whole. A
+    message of another format version stops at once (exit 3, as for anything on the socket this
+    bot ctl cannot talk to): every message after it is of that version too.
+    """
+    skipped = False
+    async for number, message in _numbered(messages):
+        item = read_message(message, number)
+        if isinstance(item, Received):
             if as_json:
-                print(orjson.dumps(message["event"]).decode(), flush=True)
+                print(orjson.dumps(item.wire).decode(), file=out, flush=True)
             else:
-                print_event(console, message["event"])
-        elif not message.get("ok"):
+                print_event(console, item.event)
+        elif isinstance(item, Unreadable):
+            if item.other_version:
+                print_error(err, f"{item.problem}: the daemon runs another version of the bot; use its own bot ctl")
+                return EXIT_NOT_RUNNING
+            print_error(err, f"skipped {item.problem}")
+            skipped = True
+        elif not item.ok:
             if as_json:
-                print(orjson.dumps(message).decode(), flush=True)
+                print(orjson.dumps(item.message).decode(), file=out, flush=True)
             else:
-                print_error(err, message["error"]["message"])
+                print_error(err, item.message["error"]["message"])
             return EXIT_REFUSED
         elif not as_json:
             print_following(err, request)
-    return EXIT_OK
+    return EXIT_REFUSED if skipped else EXIT_OK
+
+
+async def _numbered(messages: AsyncIterable[Any]) -> AsyncIterator[tuple[int, Any]]:
+    number = 0
+    async for message in messages:
+        number += 1
+        yield number, message
 
 
 def run_ctl(args: argparse.Namespace) -> int:

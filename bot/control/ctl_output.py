@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.config.currency import money_decimals
+from bot.event_codec import payload_of
+from bot.events import Event
 from bot.fmt import format_fields, format_number, format_path, format_time, format_value
 
 # What each position policy does to the positions a strategy holds when it stops trading.
@@ -284,17 +286,14 @@ def print_following(err: Console, request: dict[str, Any]) -> None:
     _print(err, f"following events ({types}; {request.get('strategy_id') or 'all strategies'}); Ctrl-C to stop")
 
 
-def print_event(console: Console, event: Any) -> None:
+def print_event(console: Console, event: Event) -> None:
     """One event of `events`: sequence, UTC time, type, strategy and its payload as key=value fields.
 
-    Whatever the daemon streams is printed, never a traceback: a field missing or of another
-    type than expected is shown as it came (a payload that is not an object as `payload=...`).
+    The fields are named as in events.jsonl and `--json` (the codec's payload of the typed event),
+    so a line a person reads can be found in the file.
     """
-    fields: dict[str, Any] = event if isinstance(event, dict) else {"payload": event}
-    seq, ts, kind, who, payload = (fields.get(key) for key in ("seq", "ts", "type", "strategy_id", "payload"))
-    when = format_time(ts) if isinstance(ts, int) and not isinstance(ts, bool) else format_value("ts", ts)
     try:
-        body = format_fields(payload) if isinstance(payload, dict) else format_fields({"payload": payload})
-    except RecursionError:
+        body = format_fields(payload_of(event, wire=True))
+    except RecursionError:  # a strategy's own details nested deeper than Python recurses
         body = "payload=(nested too deeply to print; --json shows it)"
-    _print(console, f"{format_value('seq', seq):>8} {when} {format_value('type', kind):<16} {format_value('strategy_id', who or '-'):<16} {body}")
+    _print(console, f"{event.seq:>8} {format_time(event.ts)} {event.type:<16} {format_value('strategy_id', event.strategy_id or '-'):<16} {body}")

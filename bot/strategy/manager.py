@@ -127,10 +127,6 @@ class StrategyManager:
         """Each loaded strategy's state."""
         return {sid: self.get(sid).state for sid in self._factory.ids()}
 
-    def routed_to(self, symbol: str, timeframe: str) -> list[str]:
-        """Ids of the strategies that trade on this stream now."""
-        return [o.strategy_id for o, _ in self._active.get((symbol, timeframe), ())]
-
     # -- lifecycle ------------------------------------------------------------------------------
     def load(self, spec: StrategyConfig, announce: bool = True) -> TradingOrchestrator:
         """Build a strategy's orchestrator, dormant; refuse an id that is already loaded.

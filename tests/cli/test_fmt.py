@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.candles.reader import read_candles
-from bot.fmt import format_amount, format_fields, format_number, format_path, format_price, format_qty, format_time
+from bot.fmt import format_fields, format_number, format_path, format_price, format_qty, format_time
 from tests.support import ETH_1M
 
 
@@ -54,14 +54,6 @@ def test_every_recorded_eth_btc_close_reads_as_the_file_wrote_it() -> None:
     for line, candle in zip(lines, candles):
         written = line.split(",")[4]
         assert format_price(candle.close) == (written.rstrip("0").rstrip(".") if "." in written else written), line
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [(1234.5, "1,234.50"), (-18.352079, "-18.35"), (0.0123, "0.0123"), (-0.0123, "-0.0123"), (0.5, "0.50"), (-4.849783e-05, "-0.0000485"), (0.0, "0.00")],
-)
-def test_amounts_for_tables_have_two_decimals_from_one_up_and_significant_digits_below(value: float, text: str) -> None:
-    assert format_amount(value) == text
 
 
 def test_fields_are_key_value_pairs_with_times_nested_keys_and_quotes_where_needed() -> None:

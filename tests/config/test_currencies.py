@@ -311,4 +311,4 @@ def test_set_cannot_make_a_pair_read_a_second_symbol_without_a_quote(symbol: str
     with pytest.raises(ValueError) as refused:
         rig.manager.reconfigure("pairs_arbitrage", spec)
     assert str(refused.value).startswith(why), refused.value
-    assert rig.manager.routed_to(first, "5m") == ["pairs_arbitrage"]
+    assert rig.routed_to(first, "5m") == ["pairs_arbitrage"]

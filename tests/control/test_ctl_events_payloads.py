@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from bot.control.ctl_output import print_event
+from bot.events import Event, FeedState, Signal
 from tests.control.test_ctl_output import _line_of
 from tests.daemon.process import DaemonProcess, write_daemon_config
 
@@ -83,18 +84,21 @@ def _deep(levels: int) -> dict[str, Any]:
     return nested
 
 
+def _signal(seq: int, ts: int, details: dict[str, Any]) -> Signal:
+    return Signal(seq, ts, ts, "odd", "hold", 0.0, "BTC/USD", 47479.01099999999, details)
+
+
+# What a daemon sends that is not an event of this version is the reader's part (test_ctl_events_reader.py).
 @pytest.mark.parametrize(
     ("event", "shown"),
     [
-        ({"seq": 7, "ts": 10**18, "type": "signal", "strategy_id": "odd", "payload": {"since": 2**70}}, "7 1000000000000000000 signal odd since=1180591620717411303424"),
-        ({"seq": 8, "ts": 0, "type": "note", "strategy_id": None, "payload": ["not", "an", "object"]}, '8 1970-01-01 00:00Z note - payload=["not","an","object"]'),
-        ({"seq": "9", "ts": "soon", "type": 3}, '9 soon 3 - payload=null'),
-        ({}, "null null null - payload=null"),
-        ("not an event", 'null null null - payload="not an event"'),
-        ({"seq": 1, "ts": 0, "type": "deep", "strategy_id": None, "payload": _deep(2000)}, "1 1970-01-01 00:00Z deep - payload=(nested too deeply to print; --json shows it)"),
+        (_signal(7, 10**18, {"since": 2**70}), "7 1000000000000000000 signal odd decision=hold score=0 symbol=BTC/USD close=47479.011 analyzers.since=1180591620717411303424"),
+        (_signal(8, 0, {"regime": "a b", "weights": [0.5, None]}), '8 1970-01-01 00:00Z signal odd decision=hold score=0 symbol=BTC/USD close=47479.011 analyzers.regime="a b" analyzers.weights=[0.5,null]'),
+        (FeedState(9, 0, 0, "reconnecting", {"attempt": 2}, "BTC/USD", None), "9 1970-01-01 00:00Z feed_state - symbol=BTC/USD timeframe=null attempt=2 state=reconnecting"),
+        (_signal(1, 0, _deep(2000)), "1 1970-01-01 00:00Z signal odd payload=(nested too deeply to print; --json shows it)"),
     ],
 )
-def test_any_event_prints_one_line_never_a_traceback(event: Any, shown: str) -> None:
+def test_any_event_prints_one_line_never_a_traceback(event: Event, shown: str) -> None:
     out = io.StringIO()
     print_event(Console(file=out, width=400), event)
     assert " ".join(out.getvalue().split()) == shown

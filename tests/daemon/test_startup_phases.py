@@ -1,8 +1,10 @@
 """Each of the daemon's start-up phases (bot/daemon/startup.py) on its own: a real config, a real journal file, recorded candles."""
 from __future__ import annotations
 
+import gc
 import logging
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,11 @@ import pytest
 from anyio.abc import TaskGroup
 
 from bot.bus import Handler
+from bot.candles.reader import read_candles
 from bot.candles.sources import CandleSource
 from bot.clock import WallClock
 from bot.config.exchange import ExchangeConfig
-from bot.config.models import BotConfig
+from bot.config.models import BotConfig, StrategyConfig
 from bot.control.client import ControlClient
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.feed import RecordedFeed
@@ -34,7 +37,7 @@ from bot.daemon.startup import (
     restore,
     strategies_to_load,
 )
-from bot.events import Event, FeedState, KillSwitch, Reconciled
+from bot.events import Event, FeedState, KillSwitch, Reconciled, StrategyStateChanged
 from bot.journal import Journal
 from bot.journal.lock import JournalInUse
 from bot.kernel import Bot, Seams, build_bot
@@ -55,7 +58,7 @@ from tests.live.trading_support import (
     eth_strategy,
     fake_market,
 )
-from tests.support import BTC_1M
+from tests.support import BTC_1M, REPO
 
 LOG = logging.getLogger("bot.tests.startup")
 
@@ -340,4 +343,109 @@ def test_a_bad_row_deep_in_an_added_file_is_announced_as_that_symbols_feed_state
         assert (state.symbol, state.timeframe) == ("ETH/USD", None)
         assert "symbol" not in state.detail and "eth_1m.csv" in state.detail["error"]
     finally:
+        journal.close()
+
+
+# -- activate: every path a journalled strategy can take -------------------------------------------
+_SESSION_TS = 1_640_995_200_000
+
+
+def _journal_state(journal: Journal, sid: str, state: str, policy: str | None = None, error: str | None = None) -> None:
+    """A strategy's lifecycle row, written as the daemon's journal hook writes it from the announcing event."""
+    journal.record(StrategyStateChanged(1, _SESSION_TS, _SESSION_TS, sid, state, "journalled", policy, error))
+
+
+def _restart(loaded: LoadedConfig, journal: Journal, candles: Sequence[Candle] = ()) -> tuple[Bot, list[StrategyConfig], dict[str, Any]]:
+    """The start-up phases before `activate`, as `bot run` runs them: restore, load, the feed's backfill into the hub."""
+    bot = _bot(loaded, journal)
+    bot.services.hub.add_feed("BTC/USD", "1m")
+    saved = restore(loaded, journal, bot.services, LOG).saved
+    loaded_specs = load_strategies(strategies_to_load(loaded, journal, saved, LOG), saved, bot.manager, bot.services.risk, journal, LOG)
+    for candle in candles:
+        bot.services.hub.ingest("BTC/USD", candle)
+    return bot, loaded_specs, saved
+
+
+def test_activate_puts_each_strategy_back_in_its_journalled_state_and_one_it_cannot_stays_its_own(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = ("settling", "new", "active", "dormant", "failed", "unloaded")
+    spec = orjson.loads((REPO / "strategies" / "ema_cross.json").read_bytes())
+    config = write_daemon_config(short_tmp, strategies=[{"file": f"strategies/{sid}.json"} for sid in ids])
+    for sid in (*ids, "runtime"):
+        (short_tmp / "strategies" / f"{sid}.json").write_bytes(orjson.dumps({**spec, "id": sid}))
+    loaded = load_config(config)
+    journal = open_journal(loaded)
+    frozen = gc.get_freeze_count()
+    try:
+        # What the journal holds after the last session (no row for "new": added to the config since).
+        _journal_state(journal, "settling", "settling")  # died while its orders were in flight: no state to restore it to
+        _journal_state(journal, "active", "active")
+        _journal_state(journal, "dormant", "dormant", "freeze")
+        _journal_state(journal, "failed", "failed", "manage", "ZeroDivisionError: division by zero")
+        _journal_state(journal, "unloaded", "unloaded")  # unloaded at runtime, enabled in the config
+        # Loaded at runtime from a file that is gone since: not restored, and the rest starts.
+        _journal_state(journal, "runtime", "active")
+        journal.set_meta(STRATEGY_FILE + "runtime", str(short_tmp / "strategies" / "runtime.json"))
+        (short_tmp / "strategies" / "runtime.json").unlink()
+        with caplog.at_level(logging.INFO, logger=LOG.name):
+            bot, loaded_specs, saved = _restart(loaded, journal)
+            assert [s.id for s in loaded_specs] == list(ids)
+            assert bot.manager.states() == dict.fromkeys(ids, "dormant")  # loaded, nothing routed before activate
+            activate(loaded_specs, saved, bot.manager, bot.services.hub, LOG)
+        manager = bot.manager
+        assert manager.states() == {
+            "settling": "dormant",  # refused and logged; the strategies after it are still put back
+            "new": "active",
+            "active": "active",
+            "dormant": "dormant",
+            "failed": "failed",
+            "unloaded": "active",  # started afresh, as the config enables it
+        }
+        assert (manager.get("dormant").policy, manager.get("failed").policy) == ("freeze", "manage")
+        assert manager.get("failed").last_error == "ZeroDivisionError: division by zero" and manager.get("active").last_error is None
+        assert "cannot restore strategy 'settling' to state 'settling'" in caplog.text
+        assert "runtime" not in manager.ids() and "[runtime] not restored: " in caplog.text
+        # What is alive once every strategy is in place is out of the collector's way (heap.settle).
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        journal.close()
+
+
+def test_activate_marks_restored_positions_at_the_last_close_before_candles_flow(short_tmp: Path) -> None:
+    spec = orjson.loads((REPO / "strategies" / "ema_cross.json").read_bytes())
+    spec.update({"id": "trend", "timeframe": "1m", "analyzers": [{"type": "ema_cross", "params": {"fast": 5, "slow": 13}}]})
+    (short_tmp / "strategies").mkdir()
+    (short_tmp / "strategies" / "trend.json").write_bytes(orjson.dumps(spec))
+    loaded = load_config(write_daemon_config(short_tmp, strategies=[{"file": "strategies/trend.json"}]))
+    candles = iter(read_candles(BTC_1M))
+    # The last session: trend trades until it holds a position, journalled as it opens.
+    journal = open_journal(loaded)
+    try:
+        bot, loaded_specs, saved = _restart(loaded, journal)
+        activate(loaded_specs, saved, bot.manager, bot.services.hub, LOG)
+        book = bot.manager.get("trend").positions
+        while not book.positions:
+            bot.services.hub.ingest("BTC/USD", next(candles))
+        (held,) = book.positions.values()
+    finally:
+        gc.unfreeze()
+        journal.close()
+    # The restart: the feed's backfill brings candles the last session never saw; the position is marked at the newest close.
+    backfill = [next(candles) for _ in range(30)]
+    journal = open_journal(loaded)
+    try:
+        bot, loaded_specs, saved = _restart(loaded, journal, backfill)
+        trend = bot.manager.get("trend")
+        (restored,) = trend.positions.positions.values()
+        assert (restored.id, restored.entry_price, restored.quantity) == (held.id, held.entry_price, held.quantity)
+        before = trend.portfolio.record().unrealised
+        activate(loaded_specs, saved, bot.manager, bot.services.hub, LOG)
+        last = backfill[-1].close
+        assert last != held.entry_price and trend.portfolio.record().unrealised != before
+        assert trend.portfolio.record().unrealised == pytest.approx((last - held.entry_price) * held.quantity, rel=1e-9)
+        assert bot.manager.states() == {"trend": "active"}
+    finally:
+        gc.unfreeze()
         journal.close()

@@ -160,7 +160,7 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     doomed.strategy.analyzers = doomed.strategy.analyzers._inner  # type: ignore[attr-defined]
     rig.manager.activate("doomed")
     assert doomed.state == "active" and doomed.last_error is None
-    assert rig.manager.routed_to("BTC/USD", "1m") == ["healthy", "doomed"]
+    assert rig.routed_to("BTC/USD", "1m") == ["healthy", "doomed"]
 
 
 @pytest.mark.parametrize("engine", ["declarative", "module"])

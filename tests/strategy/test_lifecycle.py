@@ -40,7 +40,7 @@ def test_unload_leaves_nothing_alive(btc_candles: list[Candle]) -> None:
     assert "gone" not in rig.factory and "gone" not in rig.manager.ids()
     assert "gone" not in rig.services.risk.tracked()
     assert "gone" not in rig.services.metrics.snapshot()
-    assert rig.manager.routed_to("BTC/USD", "1m") == ["stays"]
+    assert rig.routed_to("BTC/USD", "1m") == ["stays"]
     assert rig.services.bus.subscriber_count() == bus_subs_before
     # The rig's own event list holds payload dicts, never the orchestrator.
     gc.collect()
@@ -117,7 +117,7 @@ def test_deactivate_policies(btc_candles: list[Candle]) -> None:
         assert len(rig.manager.get(sid).positions.positions) == 1, sid
         rig.manager.deactivate(sid, sid)  # type: ignore[arg-type]
     rig.feed("BTC/USD", btc_candles[2:3_000])
-    assert rig.manager.routed_to("BTC/USD", "1m") == []
+    assert rig.routed_to("BTC/USD", "1m") == []
     # close: closed at the next open after deactivation.
     closed = rig.of_type(PositionClosed, "close")
     assert len(closed) == 1 and closed[0].trade.exit_reason == "deactivate"
@@ -139,7 +139,7 @@ def test_switch_routes_later_candles_to_the_second_strategy_only(btc_candles: li
     rig.manager.load(strategy(id="B"))
     rig.feed("BTC/USD", btc_candles[:1_000])
     rig.manager.switch("A", "B", "close")
-    assert rig.manager.routed_to("BTC/USD", "1m") == ["B"]
+    assert rig.routed_to("BTC/USD", "1m") == ["B"]
     a_before = rig.manager.get("A").metrics.candles
     rig.feed("BTC/USD", btc_candles[1_000:2_000])
     assert rig.manager.get("A").metrics.candles == a_before == 1_000
@@ -165,7 +165,7 @@ def test_switch_to_a_strategy_whose_warm_up_raises_leaves_the_source_trading(btc
         rig.manager.switch("A", "B")
     assert rig.manager.get("A").state == "active"
     assert target.state == "failed" and "indicator exploded" in (target.last_error or "")
-    assert rig.manager.routed_to("BTC/USD", "1m") == ["A"]
+    assert rig.routed_to("BTC/USD", "1m") == ["A"]
     assert rig.of_type(StrategyFault, "B")
     rig.feed("BTC/USD", btc_candles[100:200])
     assert rig.manager.get("A").metrics.candles == 200

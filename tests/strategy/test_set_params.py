@@ -86,8 +86,8 @@ def test_new_params_decide_the_next_candle_as_a_fresh_strategy_warmed_on_the_sam
     assert orchestrator.strategy is not old_object and (orchestrator.strategy.params.fast, orchestrator.strategy.params.trend_timeframe) == (5, "30m")  # type: ignore[attr-defined]
     assert orchestrator.spec.params == NEW_TREND and orchestrator.state == "active"
     assert orchestrator.subscriptions() == [("BTC/USD", "5m"), ("BTC/USD", "30m")]
-    assert rig.manager.routed_to("BTC/USD", "30m") == ["trend_mtf"] and rig.manager.routed_to("BTC/USD", "1h") == []
-    assert rig.manager.routed_to("BTC/USD", "5m") == ["trend_mtf", "other"]  # its place among the others' on the streams it kept
+    assert rig.routed_to("BTC/USD", "30m") == ["trend_mtf"] and rig.routed_to("BTC/USD", "1h") == []
+    assert rig.routed_to("BTC/USD", "5m") == ["trend_mtf", "other"]  # its place among the others' on the streams it kept
     assert orchestrator.is_warm()
     assert orchestrator.portfolio.cash == cash_before and orchestrator.positions.closed_trades == trades_before
 
@@ -162,7 +162,7 @@ def test_params_that_do_not_build_leave_the_running_strategy_untouched(btc_candl
     with pytest.raises(StrategyError, match=r"trend_timeframe \(5m\) must be longer than the trading timeframe \(5m\)"):
         rig.manager.reconfigure("trend_mtf", with_params(rig, "trend_mtf", {**TREND, "trend_timeframe": "5m"}))
     assert (orchestrator.strategy, orchestrator.spec, orchestrator.indicators) == (running, spec, indicators)
-    assert orchestrator.state == "active" and rig.manager.routed_to("BTC/USD", "1h") == ["trend_mtf"]
+    assert orchestrator.state == "active" and rig.routed_to("BTC/USD", "1h") == ["trend_mtf"]
     rig.feed("BTC/USD", btc_candles[4000:])
     twin.feed("BTC/USD", btc_candles[4000:])
     assert decisions(rig, "trend_mtf") == decisions(twin, "trend_mtf")
@@ -289,13 +289,13 @@ def test_a_second_symbol_needs_a_feed_one_quote_currency_and_no_book_on_the_symb
         rig.manager.reconfigure("pairs_arbitrage", with_params(rig, "pairs_arbitrage", {**PAIRS, "second_symbol": "DOGE/BTC"}))
     with pytest.raises(ValueError, match="'BTC/USD' is quoted in USD, but the strategy trades 'ETH/BTC', quoted in BTC"):
         rig.manager.reconfigure("pairs_arbitrage", with_params(rig, "pairs_arbitrage", {**PAIRS, "second_symbol": "BTC/USD"}))
-    assert orchestrator.strategy is running and rig.manager.routed_to("XMR/BTC", "5m") == ["pairs_arbitrage"]
+    assert orchestrator.strategy is running and rig.routed_to("XMR/BTC", "5m") == ["pairs_arbitrage"]
 
     # Flat: it may move to another symbol with a feed; routing follows.
     rig.manager.reconfigure("pairs_arbitrage", with_params(rig, "pairs_arbitrage", {**PAIRS, "second_symbol": "LTC/BTC"}))
-    assert rig.manager.routed_to("XMR/BTC", "5m") == [] and rig.manager.routed_to("LTC/BTC", "5m") == ["pairs_arbitrage"]
+    assert rig.routed_to("XMR/BTC", "5m") == [] and rig.routed_to("LTC/BTC", "5m") == ["pairs_arbitrage"]
     rig.manager.reconfigure("pairs_arbitrage", with_params(rig, "pairs_arbitrage", PAIRS))
-    assert rig.manager.routed_to("XMR/BTC", "5m") == ["pairs_arbitrage"] and rig.manager.routed_to("LTC/BTC", "5m") == []
+    assert rig.routed_to("XMR/BTC", "5m") == ["pairs_arbitrage"] and rig.routed_to("LTC/BTC", "5m") == []
 
     # Holding a pair, it may not stop reading a leg's symbol: its stops would no longer see prices.
     for symbol, candle in candles:
@@ -389,7 +389,7 @@ def test_a_declarative_strategys_analyzers_and_filters_rebuild_it_the_same_way(b
         "d",
     )
     assert rig.manager.reconfigure("d", spec) == ["analyzers", "filters"]
-    assert orchestrator.subscriptions() == [("BTC/USD", "1m"), ("BTC/USD", "15m")] and rig.manager.routed_to("BTC/USD", "15m") == ["d"]
+    assert orchestrator.subscriptions() == [("BTC/USD", "1m"), ("BTC/USD", "15m")] and rig.routed_to("BTC/USD", "15m") == ["d"]
     assert orchestrator.indicators[("BTC/USD", "1m")].keys() == ["ema(period=4,source=close)", "ema(period=8,source=close)"]
     assert orchestrator.is_warm()
     fresh = Rig()
@@ -451,7 +451,7 @@ def test_a_refused_set_derives_no_new_timeframe_in_the_hub(tmp_path: Path, btc_c
     assert hub.timeframes("BTC/USD") == ["1m", "1h"]
     # One that is accepted derives its stream, warmed up from the same history it would have had.
     rig.manager.reconfigure("boom_mtf", with_params(rig, "boom_mtf", {"trend_timeframe": "4h"}))
-    assert hub.timeframes("BTC/USD") == ["1m", "1h", "4h"] and rig.manager.routed_to("BTC/USD", "4h") == ["boom_mtf"]
+    assert hub.timeframes("BTC/USD") == ["1m", "1h", "4h"] and rig.routed_to("BTC/USD", "4h") == ["boom_mtf"]
     assert [c.ts % 14_400_000 for c in hub.history("BTC/USD", "4h")] == [0, 0, 0, 0]
 
 
