@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 
 from bot.candles.hub import CandleHub
-from bot.event_codec import encode_record
 from bot.events import Event
-from bot.journal import Journal
+from bot.journal import Journal, JournalError
+from bot.journal.records import kill_switch_record
 from bot.ohlcv import timeframe_ms
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
@@ -43,7 +43,7 @@ def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hu
         mark_at_last_close(orchestrator, hub)
     closed = journal.closed_trades(sid)
     orchestrator.positions.closed_trades = len(closed)
-    orchestrator.positions.winning_trades = sum(1 for t in closed if t["pnl"] > 0)
+    orchestrator.positions.winning_trades = sum(1 for t in closed if t.trade.pnl > 0)
     return {"positions": len(positions), "pending_orders": len(pending), "trades": len(closed)}
 
 
@@ -79,18 +79,17 @@ class DailySnapshots:
             return
         self._day = day
         for sid in self._manager.ids():
-            self._journal.snapshot_equity(sid, event.ts, encode_record(self._manager.get(sid).portfolio.record()))
+            self._journal.snapshot_equity(sid, event.ts, self._manager.get(sid).portfolio.record())
 
 
 def tripped_currency(kill_switch: str) -> str | None:
     """The currency a journalled kill_switch payload names; None when it names none (an older journal's) or is unreadable."""
     try:
-        payload = orjson.loads(kill_switch)
-    except ValueError:
+        currency = kill_switch_record(kill_switch, f"meta {KILL_SWITCH!r}").currency
+    except JournalError:
         return None
-    currency = payload.get("currency") if isinstance(payload, dict) else None
     # "": the one currency an older version counted every symbol not written BASE/QUOTE in, now one group per symbol.
-    return currency if isinstance(currency, str) and currency else None
+    return currency or None
 
 
 class DailyTallies:
