@@ -16,6 +16,7 @@ from bot.events import FillRecord, Frozen, PortfolioSnapshot, PositionState, Tra
 from bot.journal.schema import JournalError
 from bot.trading.journalled import JournalledPosition, PendingOrder
 from bot.trading.orders import Order
+from bot.trading.risk import DailyTally
 
 R = TypeVar("R")
 
@@ -61,24 +62,42 @@ class JournalledKillSwitch(Frozen, frozen=True):
     tripped_by: str
 
 
+class OlderDailyTally(Frozen, frozen=True):
+    """A strategy's daily loss record as versions before per-currency tallies wrote it: one global figure for every
+    currency beside the strategy's own (floats; no own figure for a strategy that was not tracked)."""
+
+    global_day: float
+    global_pnl: float
+    day: float | None
+    pnl: float | None
+
+
+class JournalRecordError(JournalError):
+    """A journal row or fact that does not fit its record: `where` names the file, table or meta key and row, `problem` the field."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
 def decoded(cls: type[R], fields: Any, where: str) -> R:
-    """The record of class `cls` a decoded JSON value holds, strictly; JournalError naming `where` and the field otherwise."""
+    """The record of class `cls` a decoded JSON value holds, strictly; JournalRecordError naming `where` and the field otherwise."""
     try:
         record: R = decode_record(cls, fields)
     except EventDecodeError as exc:
-        field = f" field {exc.path}:" if exc.path else ""
-        raise JournalError(f"{where}:{field} {exc.problem}") from None
+        raise JournalRecordError(where, f"field {exc.path}: {exc.problem}" if exc.path else exc.problem) from None
     return record
 
 
 def json_object(text: str | bytes, where: str) -> dict[str, Any]:
-    """A JSON column's object; JournalError naming `where` when it is not one."""
+    """A JSON column's object; JournalRecordError naming `where` when it is not one."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise JournalError(f"{where}: not JSON: {exc}") from None
+        raise JournalRecordError(where, f"not JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise JournalError(f"{where}: not a JSON object: {str(text)[:80]!r}")
+        raise JournalRecordError(where, f"not a JSON object: {str(text)[:80]!r}")
     return value
 
 
@@ -146,3 +165,24 @@ def kill_switch_record(text: str | bytes, where: str) -> JournalledKillSwitch:
     fields = json_object(text, where)
     fields.setdefault("currency", None)
     return decoded(JournalledKillSwitch, fields, where)
+
+
+def strategy_tally_record(text: str, where: str) -> DailyTally | OlderDailyTally:
+    """A strategy's journalled daily loss tally; one an older version wrote (a global figure, no currency) as OlderDailyTally."""
+    fields = json_object(text, where)
+    if "currency" not in fields and "global_pnl" in fields:
+        fields.setdefault("day", None)
+        fields.setdefault("pnl", None)
+        return decoded(OlderDailyTally, fields, where)
+    return _tally(fields, where)
+
+
+def currency_tally_record(text: str, currency: str, where: str) -> DailyTally:
+    """A currency's journalled global daily loss tally; the currency is the one its key names."""
+    return _tally({**json_object(text, where), "currency": currency}, where)
+
+
+def _tally(fields: dict[str, Any], where: str) -> DailyTally:
+    tally = decoded(DailyTally, fields, where)
+    # A float field reads an int as it is: the PnL is summed as a float from here on.
+    return tally if type(tally.pnl) is float else msgspec.structs.replace(tally, pnl=float(tally.pnl))
