@@ -275,6 +275,15 @@ def _is_record(hint: Any) -> bool:
     return isinstance(hint, type) and issubclass(hint, Frozen)
 
 
+def _optional_record(hint: Any) -> Any:
+    """R of a field typed `R | None` where R is a record (the decoder reads it as `_optional`), else None."""
+    if get_origin(hint) in (Union, types.UnionType):
+        inner = [arg for arg in get_args(hint) if arg is not type(None)]
+        if len(inner) == 1 and len(inner) < len(get_args(hint)) and _is_record(inner[0]):
+            return inner[0]
+    return None
+
+
 # -- per-class plans, built once from the Struct fields -----------------------------------------
 Field = msgspec.structs.FieldInfo
 
@@ -422,6 +431,9 @@ def _writes(cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str, numb
         elif _is_record(hint):
             names[helper] = _plan_of(hint, wire).encode
             writes.append(("key", (name, f"{helper}({obj}.{name})")))
+        elif _optional_record(hint) is not None:
+            names[helper] = _plan_of(_optional_record(hint), wire).encode
+            writes.append(("key", (name, f"None if {obj}.{name} is None else {helper}({obj}.{name})")))
         elif get_origin(hint) is tuple and _is_record(get_args(hint)[0]):
             names[helper] = _plan_of(get_args(hint)[0], wire).encode
             writes.append(("key", (name, f"[{helper}(value) for value in {obj}.{name}]")))
@@ -523,6 +535,11 @@ def decode_record(cls: type[Any], payload: dict[str, Any]) -> Any:
         raise EventDecodeError(cls.__name__, bad.where(), bad.problem) from None
 
 
+
+def record_json(record: Any) -> bytes:
+    """A record as JSON bytes (a journal column): `encode_record`'s keys, numbers as orjson writes them."""
+    return orjson.dumps(encode_record(record), default=_tuple_as_list)
+
 # -- feed_state: its keys are open-ended, the symbol's ones in front, the state last -----------
 def _feed_state_payload(event: Any) -> dict[str, Any]:
     if event.symbol is not None:
@@ -589,6 +606,11 @@ def event_from(
     except (TypeError, ValueError) as exc:  # a record's own rule (FeedState's keys) or its constructor
         raise EventDecodeError(type_, "payload", f"{type(exc).__name__}: {exc}", seq) from exc
 
+
+
+def payload_json(event: Event) -> bytes:
+    """An event's payload as JSON bytes, as events.jsonl carries it (the journal's event log column)."""
+    return orjson.dumps(payload_of(event), default=_tuple_as_list)
 
 # -- events.jsonl lines -------------------------------------------------------------------------
 def encode_line(event: Event) -> bytes:
@@ -744,7 +766,9 @@ __all__ = [
     "line_encoder",
     "message_event",
     "payload_fields",
+    "payload_json",
     "payload_of",
     "read_lines",
+    "record_json",
     "rung_in_reason",
 ]

@@ -4,16 +4,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
 from bot.candles.hub import CandleHub
-from bot.event_codec import encode_record
+from bot.event_codec import record_json
 from bot.events import Event
-from bot.journal import Journal
+from bot.journal import Journal, JournalError
+from bot.journal.records import JournalRecordError, currency_tally_record, kill_switch_record, strategy_tally_record
 from bot.ohlcv import timeframe_ms
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
-from bot.trading.risk import RiskManager
+from bot.trading.risk import DailyTally, RiskManager
 
 _DAY_MS = 86_400_000
 
@@ -43,7 +42,7 @@ def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hu
         mark_at_last_close(orchestrator, hub)
     closed = journal.closed_trades(sid)
     orchestrator.positions.closed_trades = len(closed)
-    orchestrator.positions.winning_trades = sum(1 for t in closed if t["pnl"] > 0)
+    orchestrator.positions.winning_trades = sum(1 for t in closed if t.trade.pnl > 0)
     return {"positions": len(positions), "pending_orders": len(pending), "trades": len(closed)}
 
 
@@ -79,18 +78,17 @@ class DailySnapshots:
             return
         self._day = day
         for sid in self._manager.ids():
-            self._journal.snapshot_equity(sid, event.ts, encode_record(self._manager.get(sid).portfolio.record()))
+            self._journal.snapshot_equity(sid, event.ts, self._manager.get(sid).portfolio.record())
 
 
 def tripped_currency(kill_switch: str) -> str | None:
     """The currency a journalled kill_switch payload names; None when it names none (an older journal's) or is unreadable."""
     try:
-        payload = orjson.loads(kill_switch)
-    except ValueError:
+        currency = kill_switch_record(kill_switch, f"meta {KILL_SWITCH!r}").currency
+    except JournalError:
         return None
-    currency = payload.get("currency") if isinstance(payload, dict) else None
     # "": the one currency an older version counted every symbol not written BASE/QUOTE in, now one group per symbol.
-    return currency if isinstance(currency, str) and currency else None
+    return currency or None
 
 
 class DailyTallies:
@@ -111,9 +109,9 @@ class DailyTallies:
         """After a booking event of `strategy_id`: journal its own tally and every currency tally booked since the last call."""
         own = self._risk.daily_state(strategy_id)
         if own is not None:  # None: booked after its unload (an order settling); its currency's tally still moved
-            self._journal.set_meta(RISK_DAY + strategy_id, orjson.dumps(own).decode())
+            self._journal.set_meta(RISK_DAY + strategy_id, record_json(own).decode())
         for currency, tally in self._risk.changed_tallies().items():
-            self._journal.set_meta(RISK_CURRENCY_DAY + currency, orjson.dumps(tally).decode())
+            self._journal.set_meta(RISK_CURRENCY_DAY + currency, record_json(tally).decode())
 
     def restore_currencies(self) -> None:
         """At start, before any strategy books: take back every currency's journalled global tally."""
@@ -127,12 +125,13 @@ class DailyTallies:
                     self._journal.path, RISK_CURRENCY_DAY,
                 )
                 continue
+            key = RISK_CURRENCY_DAY + currency
             try:
-                self._risk.restore_tally({**orjson.loads(text), "currency": currency})
-            except (ValueError, KeyError, TypeError) as exc:
+                self._risk.restore_tally(currency_tally_record(text, currency, f"{self._journal.path}: meta {key!r}"))
+            except JournalRecordError as exc:
                 self._log.error(
                     "journal %s: meta %r is not a daily loss tally (%s): the daily loss of %s starts from 0",
-                    self._journal.path, RISK_CURRENCY_DAY + currency, exc, currency,
+                    self._journal.path, key, exc.problem, currency,
                 )
 
     def restore_strategy(self, strategy_id: str) -> None:
@@ -140,22 +139,28 @@ class DailyTallies:
 
         Never a reason not to load the strategy: its positions must be restored and protected.
         """
-        text = self._journal.get_meta(RISK_DAY + strategy_id)
+        key = RISK_DAY + strategy_id
+        text = self._journal.get_meta(key)
         if not text:
             return
         try:
-            state = orjson.loads(text)
-            if not isinstance(state, dict):
-                raise ValueError(f"not a JSON object: {text[:80]!r}")
-            old = self._risk.restore_daily(strategy_id, state)
-        except (ValueError, KeyError, TypeError) as exc:
-            reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            record = strategy_tally_record(text, f"{self._journal.path}: meta {key!r}")
+        except JournalRecordError as exc:
             self._log.error(
                 "[%s] journal %s: meta %r is not a daily loss tally (%s): its daily loss starts from 0",
-                strategy_id, self._journal.path, RISK_DAY + strategy_id, reason,
+                strategy_id, self._journal.path, key, exc.problem,
             )
             return
-        if old and not self._told_old:
+        if isinstance(record, DailyTally):
+            self._risk.restore_daily(strategy_id, record)
+            return
+        # An older version's record: its own figure is still the strategy's, always in its own currency; its global
+        # one (summed across currencies, or its currency's as this strategy last saw it) is not taken back: the
+        # currencies' own records hold the global tallies.
+        own = self._risk.daily_state(strategy_id)
+        if own is not None and record.day is not None and record.pnl is not None:
+            self._risk.restore_daily(strategy_id, DailyTally(own.currency, int(record.day), float(record.pnl)))
+        if not self._told_old:
             self._told_old = True
             self._log.warning(
                 "the journal's daily loss tallies were written before they were kept per currency: the global "

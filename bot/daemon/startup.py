@@ -34,11 +34,12 @@ from bot.daemon.recovery import (
     unread_holdings,
 )
 from bot.errors import BotError, ConfigError, StrategyStateError
-from bot.event_codec import encode_record, payload_of
+from bot.event_codec import payload_json
 from bot.events import Event, FeedState, KillSwitch, PositionClosed, PositionOpened, PositionReduced
 from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
+from bot.journal.records import JournalledState
 from bot.services import BotServices
 from bot.strategy.config_load import LoadedConfig, changed_strategy, load_strategy
 from bot.strategy.manager import StrategyManager
@@ -70,7 +71,7 @@ class JournalRecorder:
         """Record the event, then what must survive a restart with it (the kill switch, the daily tallies)."""
         self._journal.record(event)
         if isinstance(event, KillSwitch):  # market-wide, but it must survive a restart
-            self._journal.set_meta(KILL_SWITCH, orjson.dumps(payload_of(event)).decode())
+            self._journal.set_meta(KILL_SWITCH, payload_json(event).decode())
         elif isinstance(event, _BOOKING_EVENTS):
             # The daily-loss limits must hold across a restart too.
             self._tallies.record(event.strategy_id)
@@ -81,7 +82,7 @@ class JournalRecorder:
 class Restored:
     """What the journal says to resume from: each strategy's saved state row, and the feed's last processed close."""
 
-    saved: dict[str, dict[str, Any]]
+    saved: dict[str, JournalledState]
     resume_close: int | None
 
 
@@ -98,7 +99,7 @@ def restore(loaded: LoadedConfig, journal: Journal, services: BotServices, log: 
     return Restored(saved, int(resume) if resume else None)
 
 
-def _announce_journal(loaded: LoadedConfig, journal: Journal, saved: dict[str, dict[str, Any]], resume: str | None, log: logging.Logger) -> None:
+def _announce_journal(loaded: LoadedConfig, journal: Journal, saved: dict[str, JournalledState], resume: str | None, log: logging.Logger) -> None:
     """One line saying whether the daemon resumes a journal (and what is in it) or starts a new one."""
     path = format_path(loaded.base_dir / loaded.bot.journal.path)
     if not saved and not resume:
@@ -207,14 +208,14 @@ class ToLoad:
     on_file_spec: set[str]
 
 
-def strategies_to_load(loaded: LoadedConfig, journal: Journal, saved: dict[str, dict[str, Any]], log: logging.Logger) -> ToLoad:
+def strategies_to_load(loaded: LoadedConfig, journal: Journal, saved: dict[str, JournalledState], log: logging.Logger) -> ToLoad:
     """The config's enabled strategies, plus those loaded at runtime before a restart (from their files), with their runtime changes."""
     specs = list(loaded.enabled_strategies())
     files: dict[str, Path] = {spec.id: loaded.strategy_files[spec.id].resolve() for spec in specs}
     in_config = {spec.id for spec in loaded.strategies}
     for sid, row in saved.items():
         # A strategy the config lists but disables stays off; an unloaded one stays unloaded.
-        if sid in files or sid in in_config or row["state"] == "unloaded":
+        if sid in files or sid in in_config or row.state == "unloaded":
             continue
         recorded = journal.get_meta(STRATEGY_FILE + sid)
         if not recorded:
@@ -250,7 +251,7 @@ def _with_overrides(loaded: LoadedConfig, journal: Journal, spec: StrategyConfig
 
 
 def load_strategies(
-    to_load: ToLoad, saved: dict[str, dict[str, Any]], manager: StrategyManager, risk: RiskManager, journal: Journal, log: logging.Logger
+    to_load: ToLoad, saved: dict[str, JournalledState], manager: StrategyManager, risk: RiskManager, journal: Journal, log: logging.Logger
 ) -> list[StrategyConfig]:
     """Load each strategy dormant, its journalled book restored; one that cannot be is left out (its journal kept). Returns those loaded."""
     tallies = DailyTallies(journal, risk, log)
@@ -302,20 +303,20 @@ async def reconcile(live: LiveTrading, manager: StrategyManager, bus: EventBus, 
 
 
 # -- activate -------------------------------------------------------------------------------------
-def activate(loaded_specs: list[StrategyConfig], saved: dict[str, dict[str, Any]], manager: StrategyManager, hub: CandleHub, log: logging.Logger) -> None:
+def activate(loaded_specs: list[StrategyConfig], saved: dict[str, JournalledState], manager: StrategyManager, hub: CandleHub, log: logging.Logger) -> None:
     """Once the feed's backfill is in: mark restored positions, put each strategy back in its journalled state (a new one is activated)."""
     for spec in loaded_specs:
         if spec.id in saved:
             mark_at_last_close(manager.get(spec.id), hub)
     for spec in loaded_specs:
         row = saved.get(spec.id)
-        if row is not None and row["state"] == "unloaded":
+        if row is not None and row.state == "unloaded":
             row = None  # unloaded at runtime; the config enables it: start it afresh
         try:
             if row is None:
                 manager.activate(spec.id)
             else:
-                manager.restore_state(spec.id, row["state"], row["policy"], row["last_error"])
+                manager.restore_state(spec.id, row.state, row.policy, row.last_error)
         except BotError as exc:  # one strategy's failure stays its own
             log.error("%s", exc)
     heap.settle()
@@ -332,4 +333,4 @@ async def stop_trading(feed: DaemonFeed, delivery: InboxDelivery, gap_lines: Gap
     gap_lines.flush()
     ts = services.clock.now_ms()
     for sid in manager.ids():
-        journal.snapshot_equity(sid, ts, encode_record(manager.get(sid).portfolio.record()))
+        journal.snapshot_equity(sid, ts, manager.get(sid).portfolio.record())

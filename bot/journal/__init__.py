@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from bot.journal.lock import JournalInUse
+from bot.journal.records import JOURNAL_EXTRAS
 from bot.journal.schema import SCHEMA_VERSION, JournalError
-from bot.journal.sqlite import JOURNAL_EXTRAS, STRATEGY_EVENT_LIMIT, Journal
+from bot.journal.sqlite import STRATEGY_EVENT_LIMIT, Journal
 
 __all__ = ["JOURNAL_EXTRAS", "SCHEMA_VERSION", "STRATEGY_EVENT_LIMIT", "Journal", "JournalError", "JournalInUse"]

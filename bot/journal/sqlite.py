@@ -15,15 +15,20 @@ import orjson
 from bot.events import Event, PortfolioSnapshot
 from bot.journal.checkpoint import CheckpointPolicy, WalCheckpointer, run_checkpoint
 from bot.journal.lock import JournalLock
-from bot.journal.records import pending_order_record, portfolio_record, position_record
+from bot.journal.records import (
+    JOURNAL_EXTRAS,
+    JournalledState,
+    JournalledTrade,
+    pending_order_record,
+    portfolio_record,
+    position_record,
+    trade_record,
+)
 from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
 from bot.journal.writer import JournalWriter
 from bot.trading.journalled import JournalledPosition, PendingOrder
 
 STRATEGY_EVENT_LIMIT: Final[int] = 1000
-# Position attributes that the journalled PositionState leaves out but recovery needs: open_positions adds
-# them to each state dict (trail_anchor is 0.0 until trailing is activated, as on Position).
-JOURNAL_EXTRAS: Final[tuple[str, ...]] = ("trail_anchor", "closed_quantity", "exit_value")
 
 _ORDER_COLUMNS: Final[tuple[str, ...]] = (
     "client_id",
@@ -41,16 +46,6 @@ _ORDER_COLUMNS: Final[tuple[str, ...]] = (
     "limit_price",
     "stop_price",
     "rung",
-)
-_STATE_COLUMNS: Final[tuple[str, ...]] = ("state", "change", "policy", "last_error", "ts")
-_TABLES_WITH_STRATEGIES: Final[tuple[str, ...]] = (
-    "strategy_states",
-    "orders",
-    "positions",
-    "trades",
-    "portfolio",
-    "equity_daily",
-    "strategy_events",
 )
 
 
@@ -120,15 +115,15 @@ class Journal:
         if self._checkpointer.writer_should_checkpoint:
             self._checkpoint_here()
 
-    def snapshot_equity(self, strategy_id: str, ts: int, portfolio: dict[str, Any]) -> None:
+    def snapshot_equity(self, strategy_id: str, ts: int, portfolio: PortfolioSnapshot) -> None:
         """Store a strategy's end-of-day equity snapshot without a trade (the latest of a UTC day wins)."""
         self._writer.snapshot_equity(strategy_id, ts, portfolio)
 
     # -- recovery reads -------------------------------------------------------------------------
-    def strategy_states(self) -> dict[str, dict[str, Any]]:
-        """Every journalled strategy's last lifecycle state: state, change, policy, last_error, ts."""
-        rows = self._query("SELECT strategy_id, " + ", ".join(_STATE_COLUMNS) + " FROM strategy_states ORDER BY strategy_id")
-        return {row[0]: dict(zip(_STATE_COLUMNS, row[1:])) for row in rows}
+    def strategy_states(self) -> dict[str, JournalledState]:
+        """Every journalled strategy's last lifecycle state, by strategy id."""
+        rows = self._query("SELECT strategy_id, state, change, policy, last_error, ts FROM strategy_states ORDER BY strategy_id")
+        return {sid: JournalledState(state, change, policy, last_error, ts) for sid, state, change, policy, last_error, ts in rows}
 
     def open_positions(self, strategy_id: str) -> list[dict[str, Any]]:
         """A strategy's open and partially closed positions, oldest first: the journalled PositionState plus JOURNAL_EXTRAS, as dicts."""
@@ -146,7 +141,8 @@ class Journal:
 
     def position_records(self, strategy_id: str) -> list[JournalledPosition]:
         """A strategy's open and partially closed positions as the typed records recovery restores, oldest first."""
-        return [position_record(row) for row in self.open_positions(strategy_id)]
+        where = f"{self.path}: table positions, strategy {strategy_id!r}, column state"
+        return [position_record(row, where) for row in self.open_positions(strategy_id)]
 
     def order_records(self, strategy_id: str) -> list[PendingOrder]:
         """A strategy's pending orders as the typed records recovery restores, in submission order."""
@@ -170,10 +166,10 @@ class Journal:
         rows = self._query("SELECT snapshot FROM portfolio WHERE strategy_id = ?", (strategy_id,))
         return orjson.loads(rows[0][0]) if rows else None
 
-    def closed_trades(self, strategy_id: str) -> list[dict[str, Any]]:
-        """The strategy's trade records (position_closed payloads without `portfolio`), in closing order."""
-        rows = self._query("SELECT record FROM trades WHERE strategy_id = ? ORDER BY id", (strategy_id,))
-        return [orjson.loads(row[0]) for row in rows]
+    def closed_trades(self, strategy_id: str) -> list[JournalledTrade]:
+        """The strategy's closed trades, each with its closing fill, in closing order."""
+        rows = self._query("SELECT id, record FROM trades WHERE strategy_id = ? ORDER BY id", (strategy_id,))
+        return [trade_record(record, f"{self.path}: table trades, row {id_} of {strategy_id!r}, column record") for id_, record in rows]
 
     def last_order_number(self, strategy_id: str) -> int:
         """The largest n of the strategy's client ids `<strategy_id>-<n>` (0 if none), to continue numbering."""
@@ -185,20 +181,10 @@ class Journal:
         rows = self._query("SELECT max(number) FROM positions WHERE strategy_id = ?", (strategy_id,))
         return rows[0][0] or 0
 
-    def equity_days(self, strategy_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """The strategy's daily equity snapshots as ('YYYY-MM-DD' UTC, snapshot), oldest day first."""
-        rows = self._query("SELECT day, snapshot FROM equity_daily WHERE strategy_id = ? ORDER BY day", (strategy_id,))
-        return [(day, orjson.loads(snapshot)) for day, snapshot in rows]
-
     def strategy_events(self, strategy_id: str) -> list[dict[str, Any]]:
         """The bounded log of the strategy's other events (signals, rejections, errors), oldest first."""
         rows = self._query("SELECT type, ts, seq, payload FROM strategy_events WHERE strategy_id = ? ORDER BY n", (strategy_id,))
         return [{"type": type_, "ts": ts, "seq": seq, "payload": orjson.loads(payload)} for type_, ts, seq, payload in rows]
-
-    def strategy_ids(self) -> list[str]:
-        """Every strategy id with a row in any table, sorted."""
-        union = " UNION ".join(f"SELECT strategy_id FROM {table}" for table in _TABLES_WITH_STRATEGIES)
-        return [row[0] for row in self._query(union + " ORDER BY 1")]
 
     # -- daemon facts -------------------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:

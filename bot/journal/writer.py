@@ -7,10 +7,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-import orjson
+from msgspec.structs import replace
 
-from bot.event_codec import encode_record, payload_of
+from bot.event_codec import payload_json, record_json
 from bot.events import (
     Event,
     FillRecord,
@@ -18,13 +17,16 @@ from bot.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    PortfolioSnapshot,
     PositionClosed,
     PositionOpened,
     PositionReduced,
+    PositionState,
     StopUpdated,
     StrategyStateChanged,
     TrailingActivated,
 )
+from bot.journal.records import JournalledTrade, json_object, stored_position, stored_position_text
 from bot.journal.schema import JournalError
 
 # date.fromordinal(_EPOCH_ORDINAL) is 1970-01-01: day n after the epoch is ordinal + n.
@@ -88,21 +90,6 @@ _TRIM_ALL_EVENTS: Final[str] = """
     WHERE n <= (SELECT max(n) FROM strategy_events WHERE strategy_id = e.strategy_id) - ?"""
 
 
-def _encode(value: Any) -> Any:
-    # NamedTuples (candles) are not serialised by orjson itself: write them as arrays.
-    if isinstance(value, tuple):
-        return list(value)
-    # Records (PositionState, PortfolioSnapshot) as orjson wrote them as dataclasses: keys in field order.
-    if isinstance(value, msgspec.Struct):
-        return msgspec.structs.asdict(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def dumps(value: Any) -> str:
-    """A value as orjson text for a JSON column."""
-    return orjson.dumps(value, default=_encode).decode()
-
-
 def trailing_number(identifier: str, prefix: str) -> int | None:
     """n of an id shaped `<prefix><n>`, or None for another shape."""
     if identifier.startswith(prefix):
@@ -158,7 +145,7 @@ class JournalWriter:
             execute("BEGIN")
             handler(event, strategy_id)
             if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
-                self._portfolio(strategy_id, event.ts, dumps(event.portfolio))
+                self._portfolio(strategy_id, event.ts, record_json(event.portfolio).decode())
             execute("COMMIT")
         except BaseException as exc:
             self._rollback()
@@ -169,10 +156,10 @@ class JournalWriter:
                 ) from exc
             raise
 
-    def snapshot_equity(self, strategy_id: str, ts: int, portfolio: dict[str, Any]) -> None:
+    def snapshot_equity(self, strategy_id: str, ts: int, portfolio: PortfolioSnapshot) -> None:
         """Upsert the day's equity snapshot of a strategy (one statement, so its own transaction)."""
         try:
-            self._execute(_UPSERT_EQUITY, (strategy_id, self._utc_day(ts), dumps(portfolio), ts))
+            self._execute(_UPSERT_EQUITY, (strategy_id, self._utc_day(ts), record_json(portfolio).decode(), ts))
         except (sqlite3.Error, TypeError, ValueError) as exc:
             raise JournalError(f"{self._path}: could not journal the equity snapshot of {strategy_id!r}: {exc}") from exc
 
@@ -249,7 +236,7 @@ class JournalWriter:
                 trailing_number(position_id, sid + "-p"),
                 position.symbol,
                 position.status,
-                dumps(position),
+                record_json(position).decode(),
                 event.client_id,
                 event.ts,
                 event.seq,
@@ -269,7 +256,7 @@ class JournalWriter:
                 trailing_number(position_id, sid + "-p"),
                 position.symbol,
                 position.status,
-                dumps(position),
+                record_json(position).decode(),
                 closed,
                 # The same float operation as Position.exit_value += fill.price * qty.
                 event.price * closed,
@@ -281,35 +268,45 @@ class JournalWriter:
     def _position_closed(self, event: PositionClosed, sid: str) -> None:
         self._fill(event, sid, event.fill)
         trade = event.trade
-        record = {**encode_record(trade), "fill": encode_record(event.fill)}
+        record = record_json(JournalledTrade(trade, event.fill)).decode()
         execute = self._execute
-        execute(_INSERT_TRADE, (sid, trade.position_id, trade.exit_ts, event.ts, event.seq, dumps(record)))
+        execute(_INSERT_TRADE, (sid, trade.position_id, trade.exit_ts, event.ts, event.seq, record))
         execute(_CLOSE_POSITION, (event.ts, event.seq, sid, trade.position_id))
 
     def _stop_updated(self, event: StopUpdated, sid: str) -> None:
-        patch: dict[str, Any] = {}
-        if event.stop_loss is not None:
-            patch["stop_loss"] = event.stop_loss
-        if event.trailing_stop is not None:
-            patch["trailing_stop"] = event.trailing_stop
-        self._patch_position(event, sid, event.position_id, patch, event.anchor)
+        stop_loss, trailing_stop = event.stop_loss, event.trailing_stop
+
+        def moved(state: PositionState) -> PositionState:
+            # The event carries only the stops that moved.
+            return replace(
+                state,
+                stop_loss=state.stop_loss if stop_loss is None else stop_loss,
+                trailing_stop=state.trailing_stop if trailing_stop is None else trailing_stop,
+            )
+
+        self._patch_position(event, sid, event.position_id, moved, event.anchor)
 
     def _trailing_activated(self, event: TrailingActivated, sid: str) -> None:
-        patch = {"trailing_distance_pct": event.distance_pct, "trailing_stop": event.trailing_stop, "trailing_active": True}
-        self._patch_position(event, sid, event.position_id, patch, event.anchor)
+        def activated(state: PositionState) -> PositionState:
+            return replace(state, trailing_distance_pct=event.distance_pct, trailing_stop=event.trailing_stop, trailing_active=True)
 
-    def _patch_position(self, event: Event, sid: str, position_id: str, patch: dict[str, Any], anchor: float | None) -> None:
+        self._patch_position(event, sid, event.position_id, activated, event.anchor)
+
+    def _patch_position(
+        self, event: Event, sid: str, position_id: str, change: Callable[[PositionState], PositionState], anchor: float | None
+    ) -> None:
         # stop_updated and trailing_activated carry only the fields they change: read the stored
-        # state, patch those fields, write it back (both events are rare next to fills).
+        # state, change those fields, write it back (both events are rare next to fills).
         row = self._execute(_SELECT_POSITION_STATE, (sid, position_id)).fetchone()
         if row is None:
             # Nothing journalled to patch (journal attached mid-run): the event alone is not a
             # position; keep it in the event log rather than drop it.
             self._log_event(event, sid)
             return
-        state: dict[str, Any] = orjson.loads(row[0])
-        state.update(patch)
-        self._execute(_PATCH_POSITION, (dumps(state), row[1] if anchor is None else anchor, event.ts, event.seq, sid, position_id))
+        where = f"{self._path}: table positions, position {position_id!r} of {sid!r}, column state"
+        stored = stored_position(json_object(row[0], where), where)
+        text = stored_position_text(replace(stored, state=change(stored.state)))
+        self._execute(_PATCH_POSITION, (text, row[1] if anchor is None else anchor, event.ts, event.seq, sid, position_id))
 
     def _strategy_state(self, event: StrategyStateChanged, sid: str) -> None:
         self._execute(_UPSERT_STATE, (sid, event.state, event.change, event.policy, event.error, event.ts, event.seq))
@@ -319,7 +316,7 @@ class JournalWriter:
         if n is None:
             n = self._execute(_NEXT_EVENT_N, (sid,)).fetchone()[0]
         execute = self._execute
-        execute(_INSERT_EVENT, (sid, n, event.type, event.ts, event.seq, dumps(payload_of(event))))
+        execute(_INSERT_EVENT, (sid, n, event.type, event.ts, event.seq, payload_json(event).decode()))
         # A range delete by primary key: normally the one row that just fell out of the window.
         execute(_TRIM_EVENTS, (sid, n - self._event_limit))
         self._next_n[sid] = n + 1

@@ -7,13 +7,12 @@ Money is never added across currencies: each strategy counts in its symbol's quo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bot.bus import EventBus
 from bot.config.currency import RISK_LIMITS, currency_label, group_collision, in_currency, limit_in, limit_problem, quote_currency, quote_known
 from bot.config.models import GlobalRiskConfig, StrategyRiskConfig
 from bot.errors import StrategyStateError
-from bot.events import KillSwitch
+from bot.events import Frozen, KillSwitch
 
 _DAY_MS = 86_400_000
 
@@ -103,6 +102,14 @@ class StrategyRisk:
         return self.day_pnl if self.day == ts // _DAY_MS else 0.0
 
 
+class DailyTally(Frozen, frozen=True):
+    """A daily loss tally as journalled: the realised PnL net of fees in `currency` on UTC day number `day` (-1: none booked)."""
+
+    currency: str
+    day: int
+    pnl: float
+
+
 class _DayTally:
     """The realised PnL net of fees of one currency's strategies on one UTC day."""
 
@@ -112,9 +119,9 @@ class _DayTally:
         self.day = -1
         self.pnl = 0.0
 
-    def state(self, currency: str) -> dict[str, Any]:
+    def state(self, currency: str) -> DailyTally:
         """The tally as journalled, with the currency it is in."""
-        return {"currency": currency, "day": self.day, "pnl": self.pnl}
+        return DailyTally(currency, self.day, self.pnl)
 
 
 class RiskManager:
@@ -205,12 +212,12 @@ class RiskManager:
         where = next((currency_label(v.symbol) for v in self._views.values() if v.currency == self.tripped_in), self.tripped_in)
         return f"kill switch engaged: the global daily loss limit in {where} was reached"
 
-    def daily_state(self, strategy_id: str) -> dict[str, Any] | None:
-        """The strategy's own loss tally as journalled ({"currency", "day", "pnl"}); None for a strategy not tracked."""
+    def daily_state(self, strategy_id: str) -> DailyTally | None:
+        """The strategy's own loss tally as journalled; None for a strategy not tracked."""
         view = self._views.get(strategy_id)
         if view is None:
             return None
-        return {"currency": view.currency, "day": view.day, "pnl": view.day_pnl}
+        return DailyTally(view.currency, view.day, view.day_pnl)
 
     def day_pnl(self, strategy_id: str, now_ms: int) -> float:
         """The strategy's realised PnL net of fees on the UTC day of `now_ms` (the caller's clock)."""
@@ -229,43 +236,32 @@ class RiskManager:
             days[currency] = {"day_pnl": day_pnl, "max_daily_loss": limit_in(self.limits.max_daily_loss, currency)}
         return days
 
-    def tally(self, currency: str) -> dict[str, Any]:
-        """A currency's global tally as journalled: {"currency", "day", "pnl"} (day -1: nothing booked in it yet)."""
+    def tally(self, currency: str) -> DailyTally:
+        """A currency's global tally as journalled (day -1: nothing booked in it yet)."""
         return self._days.get(currency, _DayTally()).state(currency)
 
-    def changed_tallies(self) -> dict[str, dict[str, Any]]:
+    def changed_tallies(self) -> dict[str, DailyTally]:
         """The global tallies of the currencies booked since the last call, by currency."""
         changed = {currency: self.tally(currency) for currency in sorted(self._changed)}
         self._changed.clear()
         return changed
 
-    def restore_daily(self, strategy_id: str, state: dict[str, Any]) -> bool:
+    def restore_daily(self, strategy_id: str, tally: DailyTally) -> None:
         """Take back a strategy's journalled own tally (an older day rolls over as usual).
 
-        A record of another currency than the strategy's (its symbol changed) is not taken back;
+        A tally of another currency than the strategy's (its symbol changed) is not taken back;
         one of the currency "" is, for a symbol not written BASE/QUOTE (an older version counted
-        all such symbols in "", and the record is still the strategy's own). Returns True when
-        the record is one an older version wrote: a global tally without its currency (summed
-        across currencies before they were kept apart, or the one of the strategy's currency as
-        that strategy last saw it), which is not taken back either; the currencies' own records
-        (`restore_tally`) hold the global tallies.
+        all such symbols in "", and the tally is still the strategy's own).
         """
         view = self._views.get(strategy_id)
-        currency = state.get("currency")
-        if view is not None and "day" in state and (currency in (None, view.currency) or (currency == "" and not quote_known(view.symbol))):
-            # Without a currency (an older record) the tally is still the strategy's own, always in its own currency.
-            view.day, view.day_pnl = int(state["day"]), float(state["pnl"])
-        return currency is None and "global_pnl" in state
+        if view is not None and (tally.currency == view.currency or (tally.currency == "" and not quote_known(view.symbol))):
+            view.day, view.day_pnl = tally.day, tally.pnl
 
-    def restore_tally(self, state: dict[str, Any]) -> None:
-        """Take back a currency's journalled global tally ({"currency", "day", "pnl"}) unless a later day's is already here."""
-        currency = state["currency"]
-        if not isinstance(currency, str):
-            raise ValueError(f"a daily tally's currency must be a string, got {currency!r}")
-        tally = self._days.setdefault(currency, _DayTally())
-        day = int(state["day"])
-        if day >= tally.day:
-            tally.day, tally.pnl = day, float(state["pnl"])
+    def restore_tally(self, tally: DailyTally) -> None:
+        """Take back a currency's journalled global tally unless a later day's is already here."""
+        current = self._days.setdefault(tally.currency, _DayTally())
+        if tally.day >= current.day:
+            current.day, current.pnl = tally.day, tally.pnl
 
     def reset_kill_switch(self) -> None:
         """Allow new entries again (an operator's decision)."""

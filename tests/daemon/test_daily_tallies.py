@@ -16,6 +16,7 @@ from bot.daemon.recovery import RISK_CURRENCY_DAY, RISK_DAY, DailyTallies, tripp
 from bot.events import Event, KillSwitch, PositionClosed, PositionOpened, PositionReduced
 from bot.journal import Journal
 from bot.trading.actions import OpenPosition
+from bot.trading.risk import DailyTally
 from tests.support import Rig, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, flat, quiet
 
@@ -85,7 +86,7 @@ def test_a_currencys_tally_after_a_restart_is_the_sum_whatever_the_restore_order
     again = _restart(path, risk, feeds, log, *(specs[sid] for sid in order))
     try:
         risk_manager = again.rig.services.risk
-        assert risk_manager.tally("USD") == {"currency": "USD", "day": T0 // DAY, "pnl": pytest.approx(-90.0)}
+        assert risk_manager.tally("USD") == DailyTally("USD", T0 // DAY, pytest.approx(-90.0))
         assert risk_manager.day_pnl("a", T0) == pytest.approx(-30.0) and risk_manager.day_pnl("b", T0) == pytest.approx(-60.0)
         again.next_ts = first.next_ts
         again.bar(SYMBOL, flat(100))
@@ -115,7 +116,7 @@ def test_an_old_record_summed_across_currencies_never_lands_in_a_strategys_curre
         risk_manager = again.rig.services.risk
         assert risk_manager.day_pnl("eth", T0) == -0.001  # its own tally is its own, in BTC: kept
         assert risk_manager.day_pnl("usd", T0) == -39.999
-        assert risk_manager.tally("BTC")["pnl"] == risk_manager.tally("USD")["pnl"] == 0.0
+        assert risk_manager.tally("BTC").pnl == risk_manager.tally("USD").pnl == 0.0
         assert [r.getMessage() for r in caplog.records if OLD_RECORD_WARNING in r.getMessage()] == [
             ("the journal's daily loss tallies were written before they were kept per currency: the global daily loss of before "
             "the restart is not carried over (each strategy's own is); the global limits count from the next trade")
@@ -139,7 +140,7 @@ def test_a_strategy_record_of_another_currency_is_not_taken_back(tmp_path: Path)
         journal.set_meta(RISK_DAY + "s1", orjson.dumps({"currency": "BTC", "day": T0 // DAY, "pnl": -0.5}).decode())
     again = _restart(path, {}, {SYMBOL: "1m"}, logging.getLogger("test.tallies"), quiet(id="s1"))
     try:
-        assert again.rig.services.risk.daily_state("s1") == {"currency": "USD", "day": -1, "pnl": 0.0}
+        assert again.rig.services.risk.daily_state("s1") == DailyTally("USD", -1, 0.0)
     finally:
         again.journal.close()
 
@@ -156,8 +157,8 @@ def test_records_of_the_one_currency_older_versions_gave_symbols_without_a_quote
         again = _restart(path, {"max_daily_loss": {"BTCUSD": 100}}, {"BTCUSD": "1m"}, log, quiet(id="btc", symbol="BTCUSD"))
     try:
         risk = again.rig.services.risk
-        assert risk.daily_state("btc") == {"currency": "BTCUSD", "day": day, "pnl": -20.0}
-        assert risk.tally("BTCUSD") == {"currency": "BTCUSD", "day": -1, "pnl": 0.0} and risk.tally("")["day"] == -1
+        assert risk.daily_state("btc") == DailyTally("BTCUSD", day, -20.0)
+        assert risk.tally("BTCUSD") == DailyTally("BTCUSD", -1, 0.0) and risk.tally("").day == -1
         assert risk.currency_days(T0) == {"BTCUSD": {"day_pnl": 0.0, "max_daily_loss": 100.0}}
         [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert warning.endswith(
@@ -166,5 +167,28 @@ def test_records_of_the_one_currency_older_versions_gave_symbols_without_a_quote
         )
         # A kill switch that "" tripped names no group it could be now.
         assert tripped_currency(orjson.dumps({"daily_loss": 60.0, "limit": 50.0, "currency": ""}).decode()) is None
+    finally:
+        again.journal.close()
+
+
+def test_a_tally_that_does_not_fit_its_record_is_logged_by_field_and_starts_from_0(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Decoded strictly: a day that is not an int is named in the log and that tally starts from 0; the others are taken
+    back, an integer PnL as the float it is summed as."""
+    path, log, day = tmp_path / "journal.sqlite", logging.getLogger("test.tallies"), T0 // DAY
+    with Journal(path) as journal:
+        journal.set_meta(RISK_DAY + "s1", orjson.dumps({"currency": "USD", "day": "today", "pnl": -20.0}).decode())
+        journal.set_meta(RISK_CURRENCY_DAY + "USD", orjson.dumps({"currency": "USD", "day": day, "pnl": -50}).decode())
+        journal.set_meta(RISK_CURRENCY_DAY + "BTC", orjson.dumps({"currency": "BTC", "day": day}).decode())
+    with caplog.at_level(logging.ERROR, logger="test.tallies"):
+        again = _restart(path, {}, {SYMBOL: "1m"}, log, quiet(id="s1"))
+    try:
+        risk = again.rig.services.risk
+        assert risk.daily_state("s1") == DailyTally("USD", -1, 0.0)
+        assert risk.tally("USD") == DailyTally("USD", day, -50.0) and type(risk.tally("USD").pnl) is float
+        assert risk.tally("BTC") == DailyTally("BTC", -1, 0.0)
+        assert sorted(r.getMessage().split(": ", 1)[1] for r in caplog.records) == [
+            "meta 'risk.day.currency:BTC' is not a daily loss tally (field pnl: missing): the daily loss of BTC starts from 0",
+            "meta 'risk.day:s1' is not a daily loss tally (field day: expected int, got str): its daily loss starts from 0",
+        ]
     finally:
         again.journal.close()

@@ -74,7 +74,7 @@ async def test_a_stop_resting_on_the_exchange_closes_the_position_while_the_daem
         assert journal.open_positions("dip") == []
         assert [o["client_id"] for o in journal.pending_orders("dip")] == ["dip-2"]
         (trade,) = journal.closed_trades("dip")
-        assert trade["exit_reason"] == "stop_loss" and trade["exit_price"] == pytest.approx(position["stop_loss"], rel=1e-3)
+        assert trade.trade.exit_reason == "stop_loss" and trade.trade.exit_price == pytest.approx(position["stop_loss"], rel=1e-3)
 
 
 async def _resting(status: object) -> list[dict[str, object]] | None:

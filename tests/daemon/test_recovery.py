@@ -105,8 +105,8 @@ def test_kill_9_with_open_positions_then_restart_restores_everything(short_tmp: 
     assert feed_position == str(last_close)
     assert journalled["keeper"] == frozen["positions"]  # the frozen strategy's last status is the journal
     assert journalled["trend"] == held  # and so is the active one's: nothing moved before the kill
-    assert (states["keeper"]["state"], states["keeper"]["policy"]) == ("dormant", "freeze")
-    assert states["trend"]["state"] == "active"
+    assert (states["keeper"].state, states["keeper"].policy) == ("dormant", "freeze")
+    assert states["trend"].state == "active"
 
     second = DaemonProcess(config, stepped=True)  # never stepped before the comparison: nothing trades on top
     try:

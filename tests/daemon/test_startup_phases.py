@@ -37,9 +37,11 @@ from bot.daemon.startup import (
     restore,
     strategies_to_load,
 )
+from bot.event_codec import payload_json
 from bot.events import Event, FeedState, KillSwitch, Reconciled, StrategyStateChanged
 from bot.journal import Journal
 from bot.journal.lock import JournalInUse
+from bot.journal.records import JournalledState
 from bot.kernel import Bot, Seams, build_bot
 from bot.kernel.daemon import control_server
 from bot.live.errors import ExchangeSetupError
@@ -122,7 +124,7 @@ def test_restore_re_engages_the_kill_switch_and_says_what_is_resumed(tmp_path: P
     loaded = _loaded(tmp_path)
     journal = open_journal(loaded)
     try:
-        journal.set_meta(KILL_SWITCH, orjson.dumps({"currency": "USD"}).decode())
+        journal.set_meta(KILL_SWITCH, payload_json(KillSwitch(1, 0, 0, 30.0, 25.0, "USD", "s1")).decode())
         journal.set_meta(FEED_POSITION, "1640995260000")
         bot = _bot(loaded, journal)
         with caplog.at_level(logging.INFO, logger=LOG.name):
@@ -217,7 +219,7 @@ def test_strategies_load_restored_and_are_put_back_in_their_journalled_state(tmp
         to_load = strategies_to_load(loaded, journal, {}, LOG)
         ids = [spec.id for spec in to_load.specs]
         assert ids == ["ema_cross", "rsi_reversion"] and not to_load.on_file_spec
-        saved = {"rsi_reversion": {"state": "dormant", "policy": "manage", "last_error": None}}
+        saved = {"rsi_reversion": JournalledState("dormant", "deactivated", "manage", None, 0)}
         loaded_specs = load_strategies(to_load, saved, bot.manager, bot.services.risk, journal, LOG)
         assert [spec.id for spec in loaded_specs] == ids
         assert journal.get_meta(STRATEGY_FILE + "ema_cross") == str(to_load.files["ema_cross"])

@@ -1,17 +1,24 @@
 """Journal rows to typed records: current rows come back as they were written, older ones get what they lack filled in."""
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
-from bot.event_codec import encode_record
-from bot.events import PortfolioSnapshot
-from bot.journal import Journal
-from bot.journal.records import pending_order_record, portfolio_record, position_record
+import orjson
+import pytest
+
+from bot.daemon.recovery import restore_orchestrator, tripped_currency
+from bot.event_codec import encode_record, payload_json
+from bot.events import FillRecord, KillSwitch, PortfolioSnapshot, TradeRecord
+from bot.journal import Journal, JournalError
+from bot.journal.records import JournalledTrade, kill_switch_record, pending_order_record, portfolio_record, position_record
 from bot.trading.actions import OpenPosition
 from bot.trading.journalled import PendingOrder
 from bot.trading.orders import Order
 from tests.journal.builders import journalled_rig, order_as_journalled, position_as_journalled
-from tests.support import candles_from
+from tests.support import Rig, candles_from
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
 
 LADDER = {"stop_loss_pct": 5, "take_profit": [{"pct": 2, "close_pct": 50}, {"pct": 4, "close_pct": 50}]}
@@ -75,3 +82,61 @@ def test_recovery_reads_the_journal_as_typed_records(tmp_path: Path) -> None:
         assert live is not None and position.state == live.record() and position.rules_kept
         stored, booked = journal.portfolio_record("s1"), orchestrator.portfolio.record()
         assert stored is not None and (stored.start, stored.cash, stored.realised, stored.fees) == (booked.start, booked.cash, booked.realised, booked.fees)
+
+
+# A trade record as each earlier version journalled it: before pairs (no group), before fills were journalled with
+# their position change (no fill), and now.
+_OLDEST_TRADE = {
+    "strategy_id": "s1", "position_id": "s1-p1", "symbol": SYMBOL, "side": "long", "quantity": 1.0, "entry_ts": 0, "entry_price": 100.0,
+    "exit_ts": 60_000, "exit_price": 101.0, "pnl": 0.9, "fees": 0.1, "exit_reason": "take_profit_1",
+}
+_FILL = {"client_id": "s1-4", "symbol": SYMBOL, "side": "sell", "quantity": 1.0, "price": 99.0, "fee": 0.1, "liquidity": "taker", "reason": "stop_loss", "fill_ts": 120_000}
+
+
+def _journal_with_trades(path: Path, *records: dict[str, Any]) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for number, record in enumerate(records, 1):
+            conn.execute(
+                "INSERT INTO trades (strategy_id, position_id, exit_ts, ts, seq, record) VALUES ('s1', ?, 0, ?, ?, ?)",
+                (f"s1-p{number}", number, number, orjson.dumps(record).decode()),
+            )
+
+
+def test_trades_of_every_earlier_version_come_back_as_typed_records_and_restore_the_counts(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    with_group = {**_OLDEST_TRADE, "position_id": "s1-p2", "pnl": -1.5, "group": "s1-g1"}
+    current = {**_OLDEST_TRADE, "position_id": "s1-p3", "pnl": 2.0, "exit_reason": "stop_loss", "group": None, "fill": _FILL}
+    _journal_with_trades(path, _OLDEST_TRADE, with_group, current)
+    with Journal(path) as journal:
+        oldest, grouped, now = journal.closed_trades("s1")
+        assert oldest == JournalledTrade(TradeRecord(**{**_OLDEST_TRADE, "group": None}), None)
+        assert (grouped.trade.group, grouped.trade.pnl, grouped.fill) == ("s1-g1", -1.5, None)
+        assert now.fill == FillRecord(**_FILL) and now.trade.exit_reason == "stop_loss"
+        rig = Rig()
+        orchestrator = rig.manager.load(quiet())
+        assert restore_orchestrator(journal, orchestrator)["trades"] == 3
+        assert (orchestrator.positions.closed_trades, orchestrator.positions.winning_trades) == (3, 2)
+
+
+def test_a_trade_row_that_does_not_fit_names_the_file_the_row_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    _journal_with_trades(path, _OLDEST_TRADE, {**_OLDEST_TRADE, "pnl": "0.9"})
+    with Journal(path) as journal, pytest.raises(JournalError) as raised:
+        journal.closed_trades("s1")
+    assert str(raised.value) == f"{path}: table trades, row 2 of 's1', column record: field pnl: expected float, got str"
+
+
+def test_a_journalled_kill_switch_names_its_currency_and_an_older_or_unreadable_one_none() -> None:
+    current = payload_json(KillSwitch(1, 0, 0, 120.0, 100.0, "USD", "a")).decode()
+    assert current == '{"daily_loss":120.0,"limit":100.0,"currency":"USD","tripped_by":"a"}'
+    assert tripped_currency(current) == "USD"
+    assert kill_switch_record(current, "meta").currency == "USD"
+    # Before tallies were kept per currency: no currency; "" was the one currency of every symbol not written BASE/QUOTE.
+    assert tripped_currency('{"daily_loss":120.0,"limit":100.0,"tripped_by":"a"}') is None
+    assert tripped_currency('{"daily_loss":120.0,"limit":100.0,"currency":"","tripped_by":"a"}') is None
+    for unreadable in ("not json", "[1]", '{"daily_loss":"x","limit":100.0,"currency":"USD","tripped_by":"a"}'):
+        assert tripped_currency(unreadable) is None
+    with pytest.raises(JournalError, match=r"^meta 'risk.kill_switch': field daily_loss: expected float, got str$"):
+        kill_switch_record('{"daily_loss":"x","limit":100.0,"currency":"USD","tripped_by":"a"}', "meta 'risk.kill_switch'")

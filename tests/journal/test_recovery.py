@@ -13,6 +13,7 @@ import pytest
 from bot.event_codec import encode_record, payload_of
 from bot.events import CandleClosed, Event, OrderFilled, OrderSubmitted, PositionClosed, PositionOpened
 from bot.journal import JOURNAL_EXTRAS, Journal
+from bot.journal.records import JournalledTrade
 from bot.ohlcv import Candle
 from bot.trading.actions import OpenPosition, UpdateStopLoss
 from bot.trading.positions import Position
@@ -24,6 +25,7 @@ from tests.journal.builders import (
     strategies,
     without_portfolio,
 )
+from tests.journal.queries import strategy_ids
 from tests.support import Rig
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
 
@@ -145,15 +147,15 @@ def test_journal_equals_live_state_after_every_candle_of_a_real_run(tmp_path: Pa
             checker.close()
 
         for sid in ("a", "b"):
-            assert journal.closed_trades(sid) == [without_portfolio(payload_of(e)) for e in rig.of_type(PositionClosed, sid)]
+            assert journal.closed_trades(sid) == [JournalledTrade(e.trade, e.fill) for e in rig.of_type(PositionClosed, sid)]
             assert journal.last_order_number(sid) == max(int(e.client_id.rsplit("-", 1)[1]) for e in rig.of_type(OrderSubmitted, sid))
             assert journal.last_position_number(sid) == len(rig.of_type(PositionOpened, sid))
         states = journal.strategy_states()
-        assert {sid: (s["state"], s["policy"], s["last_error"]) for sid, s in states.items()} == {
+        assert {sid: (s.state, s.policy, s.last_error) for sid, s in states.items()} == {
             "a": ("dormant", "freeze", None),
             "b": ("active", None, None),
         }
-        assert journal.strategy_ids() == ["a", "b"]
+        assert strategy_ids(journal.path) == ["a", "b"]
         still_pending = sum(len(journal.pending_orders(sid)) for sid in ("a", "b"))
 
     # The run exercised what recovery depends on, and every change was committed before delivery.
@@ -187,7 +189,7 @@ def test_market_events_leave_no_row(tmp_path: Path, btc_candles: list[Candle]) -
         rig = journalled_rig(journal)
         rig.feed(SYMBOL, btc_candles[:50])
         assert rig.of_type(CandleClosed)
-        assert journal.strategy_ids() == []
+        assert strategy_ids(journal.path) == []
 
 
 def test_stop_and_trailing_changes_patch_the_stored_state(tmp_path: Path) -> None:

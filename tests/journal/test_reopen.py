@@ -10,18 +10,20 @@ from typing import Any
 import pytest
 
 from bot.errors import BotError
-from bot.event_codec import payload_of
+from bot.event_codec import encode_record, payload_of
 from bot.events import FillRecord, OrderSubmitted, PortfolioSnapshot, PositionClosed, PositionOpened, PositionReduced, PositionState, StrategyStateChanged
 from bot.journal import SCHEMA_VERSION, Journal, JournalError
+from bot.journal.records import JournalledState
 from tests.journal.builders import JournalledRun, dump_tables
+from tests.journal.queries import equity_days, strategy_ids
 
 DAY = 86_400_000
 T0 = 1_640_995_200_000  # 2022-01-01T00:00:00Z
 
 
 def _reads(journal: Journal) -> dict[str, Any]:
-    reads: dict[str, Any] = {"states": journal.strategy_states(), "ids": journal.strategy_ids()}
-    for sid in journal.strategy_ids():
+    reads: dict[str, Any] = {"states": journal.strategy_states(), "ids": strategy_ids(journal.path)}
+    for sid in strategy_ids(journal.path):
         reads[sid] = (
             journal.open_positions(sid),
             journal.pending_orders(sid),
@@ -29,7 +31,7 @@ def _reads(journal: Journal) -> dict[str, Any]:
             journal.closed_trades(sid),
             journal.last_order_number(sid),
             journal.last_position_number(sid),
-            journal.equity_days(sid),
+            equity_days(journal.path, sid),
             journal.strategy_events(sid),
         )
     return reads
@@ -51,7 +53,7 @@ def test_state_survives_close_and_reopen(tmp_path: Path, journalled_run: Journal
         after = _reads(reopened)
     assert after == before
     assert before["ids"] == ["a", "b"]
-    assert {sid: s["state"] for sid, s in before["states"].items()} == rig.manager.states()
+    assert {sid: s.state for sid, s in before["states"].items()} == rig.manager.states()
     for sid in ("a", "b"):
         assert before[sid][3] and before[sid][6] and before[sid][7]
         assert before[sid][4] == len(rig.of_type(OrderSubmitted, sid))
@@ -63,7 +65,7 @@ def test_reopened_journal_goes_on_writing(tmp_path: Path) -> None:
         journal.record(StrategyStateChanged(1, 0, 0, "a", "active", "activated", None, None))
     with Journal(path) as journal:
         journal.record(StrategyStateChanged(1, 5, 5, "a", "failed", "failed", None, "ValueError: x"))
-        assert journal.strategy_states() == {"a": {"state": "failed", "change": "failed", "policy": None, "last_error": "ValueError: x", "ts": 5}}
+        assert journal.strategy_states() == {"a": JournalledState("failed", "failed", None, "ValueError: x", 5)}
 
 
 def test_creates_parent_folders_in_wal_mode(tmp_path: Path) -> None:
@@ -137,18 +139,23 @@ def test_equity_daily_has_one_row_per_strategy_per_utc_day(journalled_run: Journ
             for event in rig.events:
                 if event.strategy_id == sid and isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
                     expected[_utc_day(event.ts)] = payload_of(event)["portfolio"]
-            days = journal.equity_days(sid)
+            days = equity_days(journal.path, sid)
             assert len(days) >= 8 and dict(days) == expected
             assert [day for day, _ in days] == sorted(expected)
 
 
+def _snapshot(equity: float) -> PortfolioSnapshot:
+    return PortfolioSnapshot(1000.0, 1000.0, equity, 0.0, 0.0, 0.0, 0.0, 1000.0, 0.0, 0.0)
+
+
 def test_snapshot_equity_keeps_the_latest_snapshot_of_each_day(tmp_path: Path) -> None:
-    with Journal(tmp_path / "journal.sqlite") as journal:
-        journal.snapshot_equity("a", T0 + 3_600_000, {"equity": 1.0})
-        journal.snapshot_equity("a", T0 + DAY - 1, {"equity": 2.0})
-        journal.snapshot_equity("a", T0 + 7_200_000, {"equity": 1.5})  # late and older: ignored
-        journal.snapshot_equity("a", T0 + DAY, {"equity": 3.0})
-        journal.snapshot_equity("b", T0, {"equity": 9.0})
-        assert journal.equity_days("a") == [("2022-01-01", {"equity": 2.0}), ("2022-01-02", {"equity": 3.0})]
-        assert journal.equity_days("b") == [("2022-01-01", {"equity": 9.0})]
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as journal:
+        journal.snapshot_equity("a", T0 + 3_600_000, _snapshot(1.0))
+        journal.snapshot_equity("a", T0 + DAY - 1, _snapshot(2.0))
+        journal.snapshot_equity("a", T0 + 7_200_000, _snapshot(1.5))  # late and older: ignored
+        journal.snapshot_equity("a", T0 + DAY, _snapshot(3.0))
+        journal.snapshot_equity("b", T0, _snapshot(9.0))
+        assert equity_days(path, "a") == [("2022-01-01", encode_record(_snapshot(2.0))), ("2022-01-02", encode_record(_snapshot(3.0)))]
+        assert equity_days(path, "b") == [("2022-01-01", encode_record(_snapshot(9.0)))]
         assert journal.portfolio("a") is None

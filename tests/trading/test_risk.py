@@ -9,6 +9,7 @@ from bot.config.models import BotConfig
 from bot.errors import StrategyStateError
 from bot.events import KillSwitch, OrderSubmitted, PositionClosed, RiskRejected
 from bot.trading.actions import ClosePercent, OpenPosition
+from bot.trading.risk import DailyTally
 from tests.support import Rig, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, Session, flat, quiet
 
@@ -358,8 +359,8 @@ def test_a_loss_in_one_currency_never_counts_against_another_currencys_limit() -
     two.act("s2", OpenPosition(ETH_BTC, "long", 1.0))
     assert two.rules("s2") == ["kill_switch"]
     risk = two.rig.services.risk
-    assert risk.tally("USD")["pnl"] == pytest.approx(-2.0, rel=1e-9)
-    assert risk.tally("BTC")["pnl"] == pytest.approx(-5.0, rel=1e-9)
+    assert risk.tally("USD").pnl == pytest.approx(-2.0, rel=1e-9)
+    assert risk.tally("BTC").pnl == pytest.approx(-5.0, rel=1e-9)
 
 
 def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
@@ -430,19 +431,20 @@ def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
     two.bars(100, (0.5, 0.5, 0.44, 0.44))  # -5 BTC
     day = T0 // DAY
     saved = {sid: risk.daily_state(sid) for sid in ("s1", "s2")}
-    assert saved == {"s1": {"currency": "USD", "day": -1, "pnl": 0.0}, "s2": {"currency": "BTC", "day": day, "pnl": pytest.approx(-5.0, rel=1e-9)}}
+    assert saved == {"s1": DailyTally("USD", -1, 0.0), "s2": DailyTally("BTC", day, pytest.approx(-5.0, rel=1e-9))}
     tallies = risk.changed_tallies()
-    assert tallies == {"BTC": {"currency": "BTC", "day": day, "pnl": pytest.approx(-5.0, rel=1e-9)}}
+    assert tallies == {"BTC": DailyTally("BTC", day, pytest.approx(-5.0, rel=1e-9))}
     assert risk.changed_tallies() == {}  # nothing booked since
 
     again = TwoCurrencies(_global(max_daily_loss={"USD": 3, "BTC": 6}), exits={"stop_loss_pct": 10})
     for sid, state in saved.items():
-        assert state is not None and again.rig.services.risk.restore_daily(sid, state) is False
+        assert state is not None
+        again.rig.services.risk.restore_daily(sid, state)
     for tally in tallies.values():
         again.rig.services.risk.restore_tally(tally)
     assert again.rig.services.risk.daily_state("s2") == saved["s2"]
-    assert again.rig.services.risk.tally("BTC")["pnl"] == pytest.approx(-5.0, rel=1e-9)
-    assert again.rig.services.risk.tally("USD") == {"currency": "USD", "day": -1, "pnl": 0.0}
+    assert again.rig.services.risk.tally("BTC").pnl == pytest.approx(-5.0, rel=1e-9)
+    assert again.rig.services.risk.tally("USD") == DailyTally("USD", -1, 0.0)
     # 1.5 BTC more makes 6.5 BTC that day: the restored BTC tally trips the BTC limit; USD never moved.
     again.next_ts = two.next_ts
     again.bars(100, 0.5)
@@ -470,8 +472,8 @@ def test_each_symbol_without_a_quote_keeps_its_own_tally_and_limit() -> None:
     two.bars(100, 0.44)
     two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # -2
     assert two.kills() == []
-    assert (risk.tally("BTCUSD")["pnl"], risk.tally("ETHUSD")["pnl"]) == (pytest.approx(-2.0, rel=1e-9), pytest.approx(-5.0, rel=1e-9))
-    assert risk.total_exposure("BTCUSD") == 0.0 and risk.tally("") == {"currency": "", "day": -1, "pnl": 0.0}
+    assert (risk.tally("BTCUSD").pnl, risk.tally("ETHUSD").pnl) == (pytest.approx(-2.0, rel=1e-9), pytest.approx(-5.0, rel=1e-9))
+    assert risk.total_exposure("BTCUSD") == 0.0 and risk.tally("") == DailyTally("", -1, 0.0)
     two.act("s2", OpenPosition("ETHUSD", "long", 30.0))
     two.bars(97.5, 0.44)
     two.bars(97.5, (0.44, 0.44, 0.38, 0.38))  # stopped at 0.396: -1.32 more, 6.32 in all
