@@ -19,9 +19,9 @@ from bot.event_codec import (
     decode_line,
     decode_message,
     encode_line,
-    line_encoder,
     encode_message,
     encode_record,
+    line_encoder,
     payload_of,
     read_lines,
 )
