@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import anyio
 
 from bot.clock import Clock
 from bot.errors import EventTaggingError
-from bot.events import EVENT_CLASSES, Event, StrategyEvent
+from bot.events import EVENT_CLASSES, STRATEGY_EVENT_CLASSES, Event, StrategyEvent
 
 Handler = Callable[[Event], None]
 P = ParamSpec("P")
@@ -208,6 +208,10 @@ class EventBus:
         )
 
 
+# A set, not the class's own flag: `cls` may be any callable, and this runs for every strategy event.
+_SCOPED: Final[frozenset[object]] = frozenset(STRATEGY_EVENT_CLASSES)
+
+
 class StrategyPublisher:
     """A publisher bound to one strategy id at construction, so its events are always tagged."""
 
@@ -219,7 +223,7 @@ class StrategyPublisher:
 
     def __call__(self, cls: Callable[Concatenate[int, int, int, str, P], S], ts: int | None, *args: P.args, **kwargs: P.kwargs) -> S:
         """Publish a strategy event of class `cls` tagged with this publisher's strategy id; a market event is refused."""
-        if getattr(cls, "scoped", False) is not True:
+        if cls not in _SCOPED:
             # Otherwise the id would fill the market event's first field (ReplayFinished(candles="a")).
             raise EventTaggingError(f"{getattr(cls, 'type', cls)!r} is not a strategy event: strategy {self.strategy_id!r} cannot publish it")
         return self._bus.publish(cls, ts, self.strategy_id, *args, **kwargs)

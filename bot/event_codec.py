@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterator
+from functools import cache
 from itertools import count
 from typing import Any, Final, Literal, Union, get_args, get_origin
 
@@ -288,6 +289,7 @@ def _optional_record(hint: Any) -> Any:
 Field = msgspec.structs.FieldInfo
 
 
+@cache  # msgspec reads the class annotations on every call: a plan asks per field of every nested record
 def payload_fields(cls: type[Frozen]) -> tuple[Field, ...]:
     """The fields a class writes into its payload, in key order (an event's envelope fields left out)."""
     fields = msgspec.structs.fields(cls)
@@ -382,12 +384,12 @@ def _plan(cls: type[Frozen], wire: bool) -> _Plan:
         keys |= own
         decoders.append(_field_decoder(cls, f, hint, wire))
     names: dict[str, Any] = {"rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON}
-    writes = _writes(cls, wire, names, "obj", count())
+    numbers = count()
     line = None
     if not wire and issubclass(cls, Event) and cls is not FeedState:
         names.update(dumps=orjson.dumps, tuple_as_list=_tuple_as_list, NEWLINE=orjson.OPT_APPEND_NEWLINE, TYPE=cls.type)
-        line = _encoder(cls, writes, names, "line", _LINE_RETURN)
-    return _Plan(cls, _encoder(cls, writes, names), line, decoders, frozenset(keys))
+        line = _encoder(cls, _writes(cls, wire, names, "obj", numbers, raw=True), names, "line", _LINE_RETURN)
+    return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj", numbers), names), line, decoders, frozenset(keys))
 
 
 # A line's envelope around the payload the encoder built, in the one call that writes it.
@@ -399,15 +401,19 @@ _LINE_RETURN: Final = (
 
 # What an encoder does per field: ("key", expression) for a key always written (the keys of a run of
 # them go into one dict literal), or statements ("set", lines) that write conditionally, or
-# ("let", line) binding a flat record to a local before the literal that reads it.
+# ("let", lines) binding locals (a flat or nested record, a nested payload built ahead) before the
+# literal that reads them.
 _Write = tuple[str, Any]
 
 
-def _writes(cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str, numbers: Iterator[int]) -> list[_Write]:
+def _writes(
+    cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str, numbers: Iterator[int], raw: bool = False, target: str = "out"
+) -> list[_Write]:
     """The writes of `cls`'s payload fields read from the expression `obj`, a flat record's inlined in its parent's.
 
     Every local and helper gets a number of its own (`numbers`), so a flat record inside another
-    never rebinds a name its parent still reads.
+    never rebinds a name its parent still reads. `raw`: the result goes straight to orjson (a
+    line), which writes tuples as arrays itself. `target`: the dict a conditional key is set in.
     """
     writes: list[_Write] = []
     for f in payload_fields(cls):
@@ -416,28 +422,37 @@ def _writes(cls: type[Frozen], wire: bool, names: dict[str, Any], obj: str, numb
             raise TypeError(f"field {name!r} is not an identifier")
         helper = f"{name}_{next(numbers)}"
         if name in cls.__flat__:
-            writes.append(("let", f"{helper} = {obj}.{name}"))
-            writes += _writes(hint, wire, names, helper, numbers)
+            writes.append(("let", [f"{helper} = {obj}.{name}"]))
+            writes += _writes(hint, wire, names, helper, numbers, raw, target)
         elif name in cls.__rung__ and not wire:
             # A line leaves the rung out where the reason says it; the wire always writes it.
             writes.append(("set", [
                 f"value = {obj}.{name}",
                 f"if (value is not None or {obj}.reason.startswith(RUNG_REASON)) and value != rung_in_reason({obj}.reason):",
-                f"    out[{name!r}] = value",
+                f"    {target}[{name!r}] = value",
             ]))
         elif name in cls.__omit__:
             names[helper] = _default_of(cls, f)
-            writes.append(("set", [f"value = {obj}.{name}", f"if value != {helper}:", f"    out[{name!r}] = value"]))
+            writes.append(("set", [f"value = {obj}.{name}", f"if value != {helper}:", f"    {target}[{name!r}] = value"]))
         elif _is_record(hint):
-            names[helper] = _plan_of(hint, wire).encode
-            writes.append(("key", (name, f"{helper}({obj}.{name})")))
+            # Inline, not a call per nested record: keys only as a dict literal inside its
+            # parent's, otherwise built ahead in a local of its own.
+            nested = _writes(hint, wire, names, helper, numbers, raw, f"{helper}_out")
+            writes.append(("let", [f"{helper} = {obj}.{name}"]))
+            if all(kind != "set" for kind, _ in nested):
+                writes += [write for write in nested if write[0] == "let"]
+                literal = ", ".join(f"{key!r}: {expr}" for kind, (key, expr) in ((k, w) for k, w in nested if k == "key"))
+                writes.append(("key", (name, "{" + literal + "}")))
+            else:
+                writes.append(("let", _body(nested, f"{helper}_out")))
+                writes.append(("key", (name, f"{helper}_out")))
         elif _optional_record(hint) is not None:
             names[helper] = _plan_of(_optional_record(hint), wire).encode
             writes.append(("key", (name, f"None if {obj}.{name} is None else {helper}({obj}.{name})")))
         elif get_origin(hint) is tuple and _is_record(get_args(hint)[0]):
             names[helper] = _plan_of(get_args(hint)[0], wire).encode
             writes.append(("key", (name, f"[{helper}(value) for value in {obj}.{name}]")))
-        elif get_origin(hint) is tuple:
+        elif get_origin(hint) is tuple and not raw:
             # As JSON has it (arrays), so a payload equals its decoded text.
             writes.append(("key", (name, f"[list(value) if isinstance(value, tuple) else value for value in {obj}.{name}]")))
         else:
@@ -450,14 +465,25 @@ def _encoder(cls: type[Any], writes: list[_Write], names: dict[str, Any], role: 
     dataclasses writes an __init__): every event passes through it, and one call with the fields
     inline costs a fraction of a call per field. `tail` returns the payload (`out`) or what wraps it.
     The source holds our classes' field names only (identifiers, checked), never data."""
+    body = "\n".join(f"    {line}" for line in [*_body(writes, "out"), tail])
+    source = f"def {role}_{cls.__name__}(obj):\n{body}\n"
+    exec(compile(source, f"<{role} of {cls.__qualname__}>", "exec"), names)  # noqa: S102  our classes' field names only
+    encode: Callable[[Any], Any] = names[f"{role}_{cls.__name__}"]
+    return encode
+
+
+def _body(writes: list[_Write], target: str) -> list[str]:
+    """The statements that build the dict `target` from `writes`."""
     lines: list[str] = []
     run: list[str] = []
     started = False
 
     def flush() -> None:
         nonlocal started
+        if started and not run:
+            return
         literal = "{" + ", ".join(run) + "}"
-        lines.append(f"out.update({literal})" if started else f"out = {literal}")
+        lines.append(f"{target}.update({literal})" if started else f"{target} = {literal}")
         started = True
         run.clear()
 
@@ -465,17 +491,13 @@ def _encoder(cls: type[Any], writes: list[_Write], names: dict[str, Any], role: 
         if kind == "key":
             run.append(f"{what[0]!r}: {what[1]}")
         elif kind == "let":
-            lines.append(what)  # binds a local only: the literal being built may go on after it
+            lines += what  # binds locals only: the literal being built may go on after them
         else:
             flush()
             lines += what
     if run or not started:
         flush()
-    body = "\n".join(f"    {line}" for line in [*lines, tail])
-    source = f"def {role}_{cls.__name__}(obj):\n{body}\n"
-    exec(compile(source, f"<{role} of {cls.__qualname__}>", "exec"), names)  # noqa: S102  our classes' field names only
-    encode: Callable[[Any], Any] = names[f"{role}_{cls.__name__}"]
-    return encode
+    return lines
 
 
 def _default_of(cls: type[Frozen], f: Field) -> Any:

@@ -11,6 +11,14 @@ from bot.event_codec import HEADER, line_encoder
 from bot.events import Event, PositionClosed
 
 
+class _LineEncoders(dict[type[Event], Callable[[Event], bytes]]):
+    """Each event class's line encoder, built when the first event of the class is written."""
+
+    def __missing__(self, cls: type[Event]) -> Callable[[Event], bytes]:
+        encode = self[cls] = line_encoder(cls)
+        return encode
+
+
 class EventLog:
     """Writes every event to `events.jsonl` as it is published: the format header, then one line per event."""
 
@@ -19,14 +27,11 @@ class EventLog:
         self._file: BinaryIO = path.open("wb", buffering=1 << 20)
         self._file.write(HEADER + b"\n")
         self.count = 0
-        self._encoders: dict[type[Event], Callable[[Event], bytes]] = {}
+        self._encoders = _LineEncoders()
 
     def write(self, event: Event) -> None:
         """Append one event (a bus subscriber)."""
-        encode = self._encoders.get(type(event))
-        if encode is None:
-            encode = self._encoders[type(event)] = line_encoder(type(event))
-        self._file.write(encode(event))
+        self._file.write(self._encoders[type(event)](event))
         self.count += 1
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ the `Stage` it was called for, and is decided in one place (StrategyManager's fa
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal, ParamSpec, TypeVar
 
 from bot.errors import BotError, StrategyError
@@ -32,18 +32,44 @@ def attempt(fn: Callable[_P, object], /, *args: _P.args, **kwargs: _P.kwargs) ->
     return None
 
 
-def deliver(
-    routes: tuple[tuple[_Owner, CandleHandler], ...], symbol: str, timeframe: str, candle: Candle, ts: int, on_error: Callable[[_Owner, Exception], None]
-) -> None:
-    """Hand one candle to every route's handler; what one raises goes to `on_error` with its owner, and the rest still get it.
+Routes = Mapping[tuple[str, str], tuple[tuple[_Owner, CandleHandler], ...]]
 
-    `attempt` for a whole route table: one call per candle, not one per strategy (the replay hot path).
+
+def deliver_stream(
+    active: Routes[_Owner],
+    protect: Routes[_Owner],
+    key: tuple[str, str],
+    on_trade_error: Callable[[_Owner, Exception], None],
+    on_protect_error: Callable[[_Owner, Exception], None],
+    protected: Callable[[tuple[tuple[_Owner, CandleHandler], ...]], None],
+    symbol: str,
+    timeframe: str,
+    candle: Candle,
+    ts: int,
+) -> None:
+    """Hand one candle of stream `key` to the strategies trading on it, then to those protecting positions on it.
+
+    What one handler raises goes to that route's error callback with its owner, and the rest
+    still get the candle; `protected` then sees the protect routes it went to. The candle hub
+    calls this through a partial bound per stream (the replay hot path: one frame per candle).
     """
-    for owner, handler in routes:
-        try:
-            handler(symbol, timeframe, candle, ts)
-        except Exception as exc:  # noqa: BLE001  the seam: anything a strategy raises is its failure
-            on_error(owner, exc)
+    routes = active.get(key)
+    # Read before the active loop: a strategy that fails on this candle joins the protect
+    # route for the next candle, not again for this one.
+    guarding = protect.get(key)
+    if routes:
+        for owner, handler in routes:
+            try:
+                handler(symbol, timeframe, candle, ts)
+            except Exception as exc:  # noqa: BLE001  the seam: anything a strategy raises is its failure
+                on_trade_error(owner, exc)
+    if guarding:
+        for owner, handler in guarding:
+            try:
+                handler(symbol, timeframe, candle, ts)
+            except Exception as exc:  # noqa: BLE001  the seam: anything a strategy raises is its failure
+                on_protect_error(owner, exc)
+        protected(guarding)
 
 
 def build(strategy_id: str, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R:

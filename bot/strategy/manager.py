@@ -5,6 +5,7 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol, assert_never
 
 from bot.config.currency import mixed_currency_problem
@@ -16,7 +17,7 @@ from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
-from bot.strategy.guard import Stage, attempt, deliver
+from bot.strategy.guard import Stage, attempt, deliver_stream
 from bot.strategy.lifecycle import StrategyState
 from bot.strategy.orchestrator import REBUILT_FIELDS, StrategyBuild, TradingOrchestrator
 
@@ -106,7 +107,8 @@ class StrategyManager:
         # Orchestrators not trading but whose positions are still managed: deactivated with
         # policy manage or close, and failed ones (their trading stream only).
         self._protect: dict[_Key, tuple[_Route, ...]] = {}
-        self._hub_keys: set[_Key] = set()
+        # Per stream, the callable the hub delivers its candles to (kept to unsubscribe it).
+        self._hub_routes: dict[_Key, Callable[[str, str, Candle, int], None]] = {}
         # Per paused strategy: the open time of the last candle of each stream it consumed, so
         # reactivation feeds its indicators only what they have not seen.
         self._paused_at: dict[str, dict[_Key, int]] = {}
@@ -453,20 +455,15 @@ class StrategyManager:
 
     # -- routing --------------------------------------------------------------------------------
     def on_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        """Deliver one closed candle to every orchestrator subscribed to its stream."""
+        """Deliver one closed candle to every orchestrator subscribed to its stream (as the hub does, through the guard)."""
         key = (symbol, timeframe)
-        active = self._active.get(key)
-        # Read before the active loop: a strategy that fails on this candle joins the protect
-        # route for the next candle, not again for this one.
-        protect = self._protect.get(key)
-        if active:
-            deliver(active, symbol, timeframe, candle, ts, self._trade_failed)
-        if protect:
-            deliver(protect, symbol, timeframe, candle, ts, self._protect_failed)
-            for orchestrator, _ in protect:
-                # Nothing left to protect (a failed one was removed already: removing is idempotent).
-                if orchestrator.state == "dormant" and not orchestrator.positions.positions and not orchestrator.positions.pending_orders():
-                    self._remove(self._protect, orchestrator)
+        deliver_stream(self._active, self._protect, key, self._trade_failed, self._protect_failed, self._protected, symbol, timeframe, candle, ts)
+
+    def _protected(self, routes: tuple[_Route, ...]) -> None:
+        for orchestrator, _ in routes:
+            # Nothing left to protect (a failed one was removed already: removing is idempotent).
+            if orchestrator.state == "dormant" and not orchestrator.positions.positions and not orchestrator.positions.pending_orders():
+                self._remove(self._protect, orchestrator)
 
     def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         """A candle that is history when it closes (a replay's higher-timeframe candle that opened before --from): the
@@ -488,14 +485,16 @@ class StrategyManager:
         ]
         if users:
             raise StrategyStateError(f"{symbol} is used by {', '.join(users)}: unload them first")
-        for key in [k for k in self._hub_keys if k[0] == symbol]:
-            self._services.hub.unsubscribe(key[0], key[1], self.on_candle)
-            self._hub_keys.discard(key)
+        for key in [k for k in self._hub_routes if k[0] == symbol]:
+            self._services.hub.unsubscribe(key[0], key[1], self._hub_routes.pop(key))
 
     def _ensure_hub_route(self, key: _Key) -> None:
-        if key not in self._hub_keys:
-            self._services.hub.subscribe(key[0], key[1], self.on_candle, self.on_history)
-            self._hub_keys.add(key)
+        if key not in self._hub_routes:
+            # The hub calls the guard's delivery straight, with this stream's key and the
+            # manager's tables bound: no frame of the manager's own per candle.
+            route = partial(deliver_stream, self._active, self._protect, key, self._trade_failed, self._protect_failed, self._protected)
+            self._services.hub.subscribe(key[0], key[1], route, self.on_history)
+            self._hub_routes[key] = route
 
     def _reroute(self, table: dict[_Key, tuple[_Route, ...]], orchestrator: TradingOrchestrator, keys: list[_Key], handler: Callable[[_Key], _Handler]) -> None:
         """Route `orchestrator` on exactly `keys`: a stream it keeps keeps its route, and its place among the

@@ -146,6 +146,7 @@ class TradingOrchestrator:
         self._streams = build.streams
         self._trading = build.trading
         self._updates = build.updates
+        self._trading_updates = build.trading_updates
 
     # -- routing --------------------------------------------------------------------------------
     def subscriptions(self) -> list[Stream]:
@@ -161,7 +162,7 @@ class TradingOrchestrator:
         started = perf_counter_ns()
         self._now = ts
         self._on_bar(symbol, candle, ts)
-        self._updates[(symbol, timeframe)](candle)
+        self._trading_updates[symbol](candle)
         self.strategy.on_candle(symbol, timeframe, candle)
         held = self._held.get(symbol)
         if held:
@@ -393,7 +394,7 @@ class _Registries:
 class StrategyBuild:
     """A strategy object with its context, its indicator registries and the streams they cover, built for one orchestrator."""
 
-    __slots__ = ("spec", "context", "strategy", "indicators", "streams", "trading", "updates")
+    __slots__ = ("spec", "context", "strategy", "indicators", "streams", "trading", "updates", "trading_updates")
 
     def __init__(
         self,
@@ -411,6 +412,9 @@ class StrategyBuild:
         self.streams = streams
         self.trading = trading
         self.updates = {key: registry.update for key, registry in indicators.items()}
+        # By symbol alone: a trading stream's timeframe is the strategy's, and the replay's hot
+        # path is spared a tuple key per candle.
+        self.trading_updates = {symbol: update for (symbol, timeframe), update in self.updates.items() if (symbol, timeframe) in trading}
 
     def trading_streams(self) -> list[Stream]:
         """The streams whose candles would fill its orders and enforce its exits."""
