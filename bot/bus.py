@@ -124,7 +124,11 @@ class EventBus:
             ts_init = ts if wall is None or wall is self._clock else wall.now_ms()
         else:
             ts_init = ts if wall is None else wall.now_ms()
-        event = cls(seq, ts, ts_init, *args, **kwargs)
+        if kwargs:
+            event = cls(seq, ts, ts_init, *args, **kwargs)
+        else:  # most events: built from positional fields, no keyword dict unpacked
+            build: Callable[..., E] = cls
+            event = build(seq, ts, ts_init, *args)
         strategy_id = event.strategy_id
         if event.scoped and not (isinstance(strategy_id, str) and strategy_id):
             raise EventTaggingError(f"event type {event.type!r} is strategy-scoped and needs a strategy_id, got {strategy_id!r}")
@@ -226,4 +230,7 @@ class StrategyPublisher:
         if cls not in _SCOPED:
             # Otherwise the id would fill the market event's first field (ReplayFinished(candles="a")).
             raise EventTaggingError(f"{getattr(cls, 'type', cls)!r} is not a strategy event: strategy {self.strategy_id!r} cannot publish it")
-        return self._bus.publish(cls, ts, self.strategy_id, *args, **kwargs)
+        if kwargs:
+            return self._bus.publish(cls, ts, self.strategy_id, *args, **kwargs)
+        publish: Callable[..., S] = self._bus.publish  # most events: no keyword dict unpacked
+        return publish(cls, ts, self.strategy_id, *args)

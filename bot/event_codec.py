@@ -314,15 +314,11 @@ Step = tuple[str, Check, Decoder | None]
 class _Plan:
     """How one class is encoded and decoded: a step per field, and the payload keys it may have."""
 
-    __slots__ = ("cls", "encode", "line", "decoders", "keys")
+    __slots__ = ("cls", "encode", "decoders", "keys")
 
-    def __init__(
-        self, cls: type[Any], encode: Callable[[Any], dict[str, Any]], line: Callable[[Any], bytes] | None, decoders: list[Step], keys: frozenset[str]
-    ) -> None:
+    def __init__(self, cls: type[Any], encode: Callable[[Any], dict[str, Any]], decoders: list[Step], keys: frozenset[str]) -> None:
         self.cls = cls
         self.encode = encode
-        # An event class's whole events.jsonl line, newline included (line plans only).
-        self.line = line
         self.decoders = decoders
         self.keys = keys
 
@@ -384,12 +380,7 @@ def _plan(cls: type[Frozen], wire: bool) -> _Plan:
         keys |= own
         decoders.append(_field_decoder(cls, f, hint, wire))
     names: dict[str, Any] = {"rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON}
-    numbers = count()
-    line = None
-    if not wire and issubclass(cls, Event) and cls is not FeedState:
-        names.update(dumps=orjson.dumps, tuple_as_list=_tuple_as_list, NEWLINE=orjson.OPT_APPEND_NEWLINE, TYPE=cls.type)
-        line = _encoder(cls, _writes(cls, wire, names, "obj", numbers, raw=True), names, "line", _LINE_RETURN)
-    return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj", numbers), names), line, decoders, frozenset(keys))
+    return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj", count()), names), decoders, frozenset(keys))
 
 
 # A line's envelope around the payload the encoder built, in the one call that writes it.
@@ -452,6 +443,9 @@ def _writes(
         elif get_origin(hint) is tuple and _is_record(get_args(hint)[0]):
             names[helper] = _plan_of(get_args(hint)[0], wire).encode
             writes.append(("key", (name, f"[{helper}(value) for value in {obj}.{name}]")))
+        elif hint is Candle and raw:
+            # A NamedTuple, which orjson leaves to its default hook: a list here spares that call back into Python.
+            writes.append(("key", (name, f"list({obj}.{name})")))
         elif get_origin(hint) is tuple and not raw:
             # As JSON has it (arrays), so a payload equals its decoded text.
             writes.append(("key", (name, f"[list(value) if isinstance(value, tuple) else value for value in {obj}.{name}]")))
@@ -648,12 +642,28 @@ def encode_line(event: Event) -> bytes:
 
 def line_encoder(cls: type[Event]) -> Callable[[Event], bytes]:
     """The encoder of one class's events.jsonl lines, newline included: `encode_line` in one call (the replay's event log)."""
-    line = _plan_of(cls).line
-    if line is None:  # feed_state's payload is its own shape
+    line = _LINE_ENCODERS.get(cls)
+    if line is None:
+        line = _LINE_ENCODERS[cls] = _line_encoder(cls)
+    return line
 
-        def line(event: Event) -> bytes:
+
+_LINE_ENCODERS: dict[type[Event], Callable[[Event], bytes]] = {}
+
+
+def _line_encoder(cls: type[Event]) -> Callable[[Event], bytes]:
+    if cls is FeedState:  # its payload is its own shape
+
+        def feed_state_line(event: Event) -> bytes:
             return encode_line(event) + b"\n"
 
+        return feed_state_line
+    # Only the writing half of a plan: a replay builds this for every class it writes, at its start.
+    names: dict[str, Any] = {
+        "rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON,
+        "dumps": orjson.dumps, "tuple_as_list": _tuple_as_list, "NEWLINE": orjson.OPT_APPEND_NEWLINE, "TYPE": cls.type,
+    }
+    line: Callable[[Event], bytes] = _encoder(cls, _writes(cls, False, names, "obj", count(), raw=True), names, "line", _LINE_RETURN)
     return line
 
 

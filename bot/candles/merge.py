@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from itertools import repeat
 
 from bot.candles.sources import CandleSource
 from bot.ohlcv import Candle, timeframe_ms
@@ -16,11 +17,13 @@ def merged_candles(sources: list[CandleSource]) -> Iterator[tuple[str, Candle]]:
 def merge_streams(streams: list[tuple[str, int, Iterator[Candle]]]) -> Iterator[tuple[str, Candle]]:
     """(symbol, timeframe ms, candles) streams merged in close-time order; ties go in stream order."""
     if len(streams) == 1:
+        # Paired in C: no generator of ours resumed per candle of a one-symbol replay.
         symbol, _, candles = streams[0]
-        for candle in candles:
-            yield symbol, candle
-        return
+        return zip(repeat(symbol), candles)
+    return _merged(streams)
 
+
+def _merged(streams: list[tuple[str, int, Iterator[Candle]]]) -> Iterator[tuple[str, Candle]]:
     def keyed(index: int, symbol: str, length: int, candles: Iterator[Candle]) -> Iterator[tuple[int, int, str, Candle]]:
         for candle in candles:
             yield candle.ts + length, index, symbol, candle

@@ -57,9 +57,10 @@ class CandleSource:
 
     def candles(self) -> Generator[Candle, None, None]:
         """The file's candles, moved in time by `shift_ms` (whole days, so aggregation stays aligned)."""
-        if not self.shift_ms:
-            yield from read_candles(self.path, self.window)
-            return
+        # The reader's own generator when nothing moves: one level less resumed per candle.
+        return read_candles(self.path, self.window) if not self.shift_ms else self._shifted()
+
+    def _shifted(self) -> Generator[Candle, None, None]:
         shift = self.shift_ms
         for candle in read_candles(self.path, self.window):
             yield candle._replace(ts=candle.ts + shift)

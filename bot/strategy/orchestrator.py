@@ -89,7 +89,6 @@ class TradingOrchestrator:
         self._queued = self.actions.queued
         self._now = 0
         self._on_bar = self.positions.on_bar
-        self._held = self.positions.by_symbol
         self._build_strategy = build_strategy
         self._install(self.prepare(spec))
 
@@ -161,10 +160,10 @@ class TradingOrchestrator:
         """Process one closed candle of a trading stream while active (the replay hot path)."""
         started = perf_counter_ns()
         self._now = ts
-        self._on_bar(symbol, candle, ts)
+        # The same list after the strategy's call: its actions are only queued until the drain below.
+        held = self._on_bar(symbol, candle, ts)
         self._trading_updates[symbol](candle)
         self.strategy.on_candle(symbol, timeframe, candle)
-        held = self._held.get(symbol)
         if held:
             for position in held:
                 if (position.trailing_activation_price is not None or position.break_even) and position.closable:

@@ -285,10 +285,12 @@ class PositionManager:
         elif position.status != "closed":
             self._sync_stop(position)
 
-    def on_bar(self, symbol: str, candle: Candle, ts: int) -> None:
+    def on_bar(self, symbol: str, candle: Candle, ts: int) -> list[Position] | None:
         """Per candle of the trading timeframe: fill pending orders, enforce exits, mark to the close.
 
-        The hot path of every delivery: with nothing pending and no position it is two lookups.
+        Returns the symbol's open positions after them (its list in `by_symbol`, None before its
+        first), so the caller's own per-position work needs no second lookup. The hot path of
+        every delivery: with nothing pending and no position it is two lookups.
         """
         self._last_ts = ts
         if self._pending_orders:
@@ -307,6 +309,7 @@ class PositionManager:
             self._revalue()
         else:
             self._marks[symbol] = candle.close
+        return held
 
     def mark_to(self, symbol: str, price: float, ts: int) -> None:
         """Mark open positions of a symbol at a known close (after a restore, before candles flow)."""
