@@ -1,10 +1,12 @@
 """Streaming reader for recorded candle files: CSV or ccxt-style JSON, either optionally gzipped."""
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import itertools
 import math
+import operator
 import os
 import re
 import zlib
@@ -202,8 +204,13 @@ def _kind(path: PathArg, stream: io.BufferedReader) -> str:
     return "json" if head[:1] == b"[" else "csv"
 
 
-def _read_csv(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Candle]:
-    """Yield validated candles from a CSV stream positioned at its header."""
+def _read_csv(name: str, stream: BinaryIO, window: TimeWindow, block_size: int = 1 << 16) -> Iterator[Candle]:
+    """Yield validated candles from a CSV stream positioned at its header.
+
+    Rows are parsed a block at a time, in C (`_parse_block`); a block with
+    anything unusual in it (a blank line, a float timestamp, a bad value) is read again line by
+    line (`_parse_lines`), which names the line at fault.
+    """
     first = stream.readline()
     if first.rstrip(b"\r\n") != HEADER:
         if not first.strip() and not _rest_has_data(stream):
@@ -211,9 +218,86 @@ def _read_csv(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Candl
         raise CandleFileError(name, 1, _header_problem(first))
     # Just before the earliest allowed time: the "ascending" comparison also enforces the lower bound.
     start = prev = window.earliest - 1
+    lineno = 2  # of the block's first line
+    tail = b""
+    while True:
+        data = stream.read(block_size)
+        if data:
+            data = tail + data
+            cut = data.rfind(b"\n") + 1
+            if not cut:  # no whole line yet
+                tail = data
+                continue
+            block = data[: cut - 1]  # b"" is one blank line
+            tail = data[cut:]
+            whole = True
+        else:
+            block, tail = tail, b""
+            whole = bool(block)  # a last line without its newline
+        if whole:
+            candles = _parse_block(block, prev, window.latest)
+            if candles is None:
+                # Line by line, each candle handed on before the next line is read: one before a
+                # bad line is delivered, as from a plain stream.
+                prev, ended = yield from _parse_lines(name, block.split(b"\n"), lineno, prev, window, tail, stream)
+                if ended:
+                    break
+            else:
+                prev = candles[-1][0]
+                yield from candles
+            lineno += block.count(b"\n") + 1
+        if not data:
+            break
+    if prev == start:
+        raise CandleFileError(name, None, "no candles")
+
+
+_new_candle = functools.partial(_new_tuple, Candle)
+
+
+def _parse_block(lines: bytes, prev: int, latest: int) -> list[Candle] | None:
+    """The candles of a block of whole lines when every one is a plain valid row after `prev`, else None (nothing raised).
+
+    The block is read as a JSON array of rows, which parses numbers in C; a JSON number is
+    correctly rounded, as `float` is. Anything JSON or the checks below refuse (a blank line, a
+    float timestamp, `nan`, a quoted field...) is left to the line by line reader.
+    """
+    try:
+        rows = orjson.loads(b"[[" + lines.replace(b"\n", b"],[") + b"]]")
+    except orjson.JSONDecodeError:
+        return None
+    if set(map(len, rows)) != {6}:
+        return None
+    ts, o, h, lo, cl, v = zip(*rows)
+    if set(map(type, ts)) != {int}:
+        return None
+    try:
+        # As float() of the text would: an integral price such as 30000 is a float too.
+        o, h, lo, cl, v = (tuple(map(float, column)) for column in (o, h, lo, cl, v))
+    except TypeError:  # a string, a list, null or a bool in a row
+        return None
+    n = len(ts)
+    zero, top = itertools.repeat(0.0, n), itertools.repeat(MAX_VALUE, n)
+    # The row checks of the line reader, a column at a time; a nan fails every comparison.
+    if not (
+        prev < ts[0] and ts[-1] <= latest and all(map(operator.lt, ts, itertools.islice(ts, 1, None)))
+        and all(map(operator.lt, zero, lo)) and all(map(operator.le, lo, o)) and all(map(operator.le, o, h))
+        and all(map(operator.le, h, top)) and all(map(operator.le, lo, cl)) and all(map(operator.le, cl, h))
+        and all(map(operator.le, itertools.repeat(0.0, n), v)) and all(map(operator.le, v, itertools.repeat(MAX_VALUE, n)))
+    ):
+        return None
+    return list(map(_new_candle, zip(ts, o, h, lo, cl, v)))
+
+
+def _parse_lines(
+    name: str, lines: list[bytes], lineno: int, prev: int, window: TimeWindow, tail: bytes, stream: BinaryIO
+) -> Generator[Candle, None, tuple[int, bool]]:
+    """Yield a block's candles line by line, raising CandleFileError at the first bad line.
+
+    Returns the last timestamp, and True when a blank line ended the file.
+    """
     latest, top = window.latest, MAX_VALUE
-    new = _new_tuple
-    for lineno, line in enumerate(stream, 2):
+    for index, line in enumerate(lines):
         try:
             a, b, c, d, e, f = line.split(b",")
             ts = int(a)
@@ -224,11 +308,11 @@ def _read_csv(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Candl
             v = float(f)
         except ValueError:
             if not line.strip():
-                if _rest_has_data(stream):
-                    raise CandleFileError(name, lineno, "blank line between candles") from None
-                break
+                if any(rest.strip() for rest in lines[index + 1 :]) or tail.strip() or _rest_has_data(stream):
+                    raise CandleFileError(name, lineno + index, "blank line between candles") from None
+                return prev, True
             # Rare path: an integral float timestamp such as 1640991600000.0, or a real error.
-            candle = _parse_csv_row(name, lineno, line, prev, window)
+            candle = _parse_csv_row(name, lineno + index, line, prev, window)
             prev = candle[0]
             yield candle
             continue
@@ -236,13 +320,12 @@ def _read_csv(name: str, stream: BinaryIO, window: TimeWindow) -> Iterator[Candl
         # cap, bad OHLC, order and times past the window.
         if prev < ts <= latest and 0.0 < lo <= o <= h <= top and lo <= cl <= h and 0.0 <= v <= top:
             prev = ts
-            yield new(Candle, (ts, o, h, lo, cl, v))
+            yield _new_tuple(Candle, (ts, o, h, lo, cl, v))
         else:
-            candle = _check(name, lineno, "line", ts, (o, h, lo, cl, v), prev, window)
+            candle = _check(name, lineno + index, "line", ts, (o, h, lo, cl, v), prev, window)
             prev = ts
             yield candle
-    if prev == start:
-        raise CandleFileError(name, None, "no candles")
+    return prev, False
 
 
 def _rest_has_data(stream: BinaryIO) -> bool:
