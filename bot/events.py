@@ -157,10 +157,8 @@ class Event(Frozen, frozen=True):
 class MarketEvent(Event, frozen=True):
     """Base of the market-wide events: they carry no strategy id."""
 
-    @property
-    def strategy_id(self) -> None:
-        """Always None: a market event belongs to no strategy."""
-        return None
+    # A class attribute, not a property: read for every market event published (no call).
+    strategy_id: ClassVar[None] = None
 
 
 class StrategyEvent(Event, frozen=True):

@@ -39,6 +39,10 @@ class _Derived:
 class _Feed:
     base_tf: str
     base_ms: int
+    # The base stream's history and subscribers: the hub's own entries for it, held here too so a
+    # base candle with nothing derived closing is emitted without a lookup.
+    history: deque[Candle]
+    subscribers: list[CandleCallback]
     last_ts: int | None = None
     derived: list[_Derived] = field(default_factory=list)
 
@@ -73,8 +77,9 @@ class CandleHub:
             if self._feeds[symbol].base_tf != base_timeframe:
                 raise ValueError(f"{symbol} already has base timeframe {self._feeds[symbol].base_tf}, not {base_timeframe}")
             return
-        self._feeds[symbol] = _Feed(base_timeframe, timeframe_ms(base_timeframe))
-        self._history.setdefault((symbol, base_timeframe), deque(maxlen=self._history_size))
+        key = (symbol, base_timeframe)
+        history = self._history.setdefault(key, deque(maxlen=self._history_size))
+        self._feeds[symbol] = _Feed(base_timeframe, timeframe_ms(base_timeframe), history, self._subscribers.setdefault(key, []))
 
     def remove_feed(self, symbol: str) -> None:
         """Forget a feed nobody subscribes to (an add that failed half-way)."""
@@ -248,7 +253,12 @@ class CandleHub:
                     completed = []
                 completed.append((derived.ts + item.ms, -item.ms, item.timeframe, derived, derived.ts < item.history_before))
         if completed is None:
-            self._emit(symbol, feed.base_tf, candle, close_ts)
+            # _emit for the base stream, from the feed's own references (the replay's per-candle path).
+            feed.history.append(candle)
+            if self._publish_candles:
+                self._bus.publish(CandleClosed, close_ts, symbol, feed.base_tf, candle)
+            for callback in feed.subscribers:
+                callback(symbol, feed.base_tf, candle, close_ts)
             return
         # Everything that closed at this instant is known before anyone decides on it: older
         # closes first (a bucket closed late by a gap), then the higher timeframe before the
