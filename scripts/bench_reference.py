@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The bench's reference: the EMA crossover as a plain Python loop, one object per strategy.
 
-What a user would write without the bot: the csv module reads the recorded file, each
-strategy is one small object holding its two EMAs and its position, and fills happen at the
+What a user would write without the bot: the csv module reads the recorded file, every row
+parsed to a whole candle (as the bot's reader does), and each strategy is one small object holding its two EMAs and its position, and fills happen at the
 next candle's open. It follows the bot's rule to the bit (the EMA seeded with the mean of its
 first `period` closes, then a * x + (1 - a) * value; long when fast - slow goes from < 0 to
 > 0 while flat, closed when it goes from > 0 to < 0; quantity 0.01, no fees), so its trades
@@ -17,6 +17,8 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+Candle = tuple[int, float, float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,9 @@ class EmaCrossLoop:
         self._entry_ts = 0
         self._entry_price = 0.0
 
-    def on_candle(self, ts: int, open_: float, close: float) -> None:
+    def on_candle(self, candle: Candle) -> None:
         """Fill the order decided on the last candle at this one's open, then decide on this close."""
+        ts, open_, _high, _low, close, _volume = candle
         order = self._order
         if order:
             self._order = 0
@@ -122,10 +125,11 @@ def run(path: Path, pairs: list[tuple[int, int]], quantity: float = 0.01) -> tup
     with path.open(newline="") as file:
         rows = csv.reader(file)
         next(rows)  # header
-        for ts, open_, _high, _low, close, _volume in rows:
-            t, o, c = int(ts), float(open_), float(close)
+        for ts, open_, high, low, close, volume in rows:
+            # Every field parsed, as the bot's reader does: a candle, whatever a strategy reads of it.
+            candle = (int(ts), float(open_), float(high), float(low), float(close), float(volume))
             for handle in handlers:
-                handle(t, o, c)
+                handle(candle)
             count += 1
     return count, loops
 
