@@ -130,7 +130,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candles", type=int, help="synthetic candles per run (default: 100,000 for ratio and order, 525,600 for replay and --profile)")
     parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "live"), default="all")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of the ratio and order cases (and the profile's timing): median (min-max)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each case (the profile: of its timing): median (min-max)")
     parser.add_argument("--profile", action="store_true", help="print the stage table (us per candle) of a 1-strategy replay, from py-spy")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -162,11 +162,13 @@ def main() -> int:
     if args.suite in ("all", "ratio"):
         bench_ratio.ratio_suite(generate, candles("ratio"), args.repeat)
     if args.suite in ("all", "order"):
-        print()
+        if args.suite == "all":
+            print()
         bench_ratio.order_suite(generate, candles("order"), args.repeat)
     if args.suite in ("all", "replay"):
-        print()
-        replay_suite(candles("replay"))
+        if args.suite == "all":
+            print()
+        replay_suite(candles("replay"), args.repeat)
     if args.suite in ("all", "daemon"):
         daemon_suite()
     if args.suite in ("all", "live"):
@@ -247,20 +249,35 @@ def daemon_suite() -> None:
     )
 
 
-def replay_suite(candles: int) -> None:
-    """Replay throughput and peak memory, 1 and 10 strategies, with and without candle events."""
+def replay_suite(candles: int, repeat: int = 1) -> None:
+    """Replay throughput and peak memory, 1 and 10 strategies, with and without candle events (in-process,
+    start-up not timed); with repeat > 1, the median (min-max) of interleaved runs."""
+    import statistics
+
+    def spread(values: list[float], unit: str) -> str:
+        text = format(statistics.median(values), unit)
+        return text if len(values) == 1 else f"{text} ({format(min(values), unit)}-{format(max(values), unit)})"
+
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         data = Path(tmp) / "SYN-USD_1m.csv"
         generate(data, candles)
         cases = [(1, "nolog"), (1, "log"), (10, "nolog"), (10, "log")]
-        print(f"replay benchmark: {candles:,} synthetic 1m candles, python {sys.version.split()[0]}")
-        print(f"{'strategies':>10} {'events.jsonl':>13} {'seconds':>8} {'candles/s':>11} {'deliveries/s':>13} {'events':>10} {'trades':>7} {'peak MB':>8}")
-        for n, log in cases:
-            r = _subprocess_case(f"{n},{log}", data)
+        runs: dict[tuple[int, str], list[dict[str, Any]]] = {case: [] for case in cases}
+        for _ in range(repeat):
+            for n, log in cases:
+                runs[n, log].append(_subprocess_case(f"{n},{log}", data))
+        median = f", median (min-max) of {repeat} interleaved runs" if repeat > 1 else ""
+        print(f"replay benchmark: {candles:,} synthetic 1m candles, python {sys.version.split()[0]}{median}")
+        width = 8 if repeat == 1 else 20
+        rate = 11 if repeat == 1 else 27
+        print(f"{'strategies':>10} {'events.jsonl':>13} {'seconds':>{width}} {'candles/s':>{rate}} {'deliveries/s':>{rate}} {'events':>10} {'trades':>7} {'peak MB':>8}")
+        for (n, log), rows in runs.items():
+            r = rows[0]
             events = "with candles" if r["log_candles"] else "trading only"
             print(
-                f"{r['strategies']:>10} {events:>13} {r['seconds']:>8.2f} {r['candles_per_s']:>11,.0f} {r['deliveries_per_s']:>13,.0f} "
-                f"{r['events']:>10,} {r['trades']:>7,} {r['peak_rss_mb']:>8.1f}"
+                f"{r['strategies']:>10} {events:>13} {spread([x['seconds'] for x in rows], '.2f'):>{width}}"
+                f" {spread([x['candles_per_s'] for x in rows], ',.0f'):>{rate}} {spread([x['deliveries_per_s'] for x in rows], ',.0f'):>{rate}}"
+                f" {r['events']:>10,} {r['trades']:>7,} {max(x['peak_rss_mb'] for x in rows):>8.1f}"
             )
 
 
