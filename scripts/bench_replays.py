@@ -76,11 +76,9 @@ def write_config(folder: Path, data: Path, specs: list[dict[str, Any]]) -> Path:
     for spec in specs:
         (folder / "strategies" / f"{spec['id']}.json").write_text(json.dumps(spec))
         refs.append({"file": f"strategies/{spec['id']}.json"})
-    config = {
-        "replay": {"candles": {SYMBOL: {"path": str(data), "timeframe": "1m"}}},
-        "strategy_paths": [str(SCRIPTS / "bench_strategies")],
-        "strategies": refs,
-    }
+    config: dict[str, Any] = {"replay": {"candles": {SYMBOL: {"path": str(data), "timeframe": "1m"}}}, "strategies": refs}
+    if any("module" in spec for spec in specs):
+        config["strategy_paths"] = [str(SCRIPTS / "bench_strategies")]
     path = folder / "config.json"
     path.write_text(json.dumps(config))
     return path
