@@ -1,14 +1,23 @@
 #!/usr/bin/env python3
-"""Replay throughput benchmark: prints candles/s, candle-deliveries/s and peak memory.
+"""Replay throughput benchmark: the bot against a reference loop, candles/s, deliveries/s, peak memory.
 
-Each case runs in its own subprocess so its peak RSS is its own. The input is a synthetic
-1m series (geometric random walk, fixed seed) written once to a temporary CSV and streamed
-from disk by the replay, as a recorded file would be.
+Each case runs in its own process so its peak RSS is its own. The input is a synthetic 1m
+series (geometric random walk, fixed seed) written once to a temporary CSV and streamed from
+disk, as a recorded file would be.
 
-    .venv/bin/python scripts/bench.py                  # everything
-    .venv/bin/python scripts/bench.py --suite replay   # replay throughput only (525,600 candles)
+The stable figure is the ratio: the bot's throughput over that of a plain Python loop with one
+object per strategy and the same EMA crossover rule (scripts/bench_reference.py, same CSV,
+same trades), both run as commands in the same bench, start-up excluded (each rate is the
+difference from a 1,000-candle run), as the median (min-max) of --repeat interleaved runs.
+
+    .venv/bin/python scripts/bench.py                  # everything but the profile
+    .venv/bin/python scripts/bench.py --suite ratio    # bot / reference loop, 1 and 10 strategies (100,000 candles)
+    .venv/bin/python scripts/bench.py --suite order    # us per market order through the whole path (100,000 candles)
+    .venv/bin/python scripts/bench.py --suite replay   # replay throughput in-process, 1 and 10 strategies, candle events off/on (525,600)
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
     .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies done / action queued (fake exchange, loopback)
+    .venv/bin/python scripts/bench.py --profile        # stage table, us per candle, from py-spy (525,600 candles)
+    .venv/bin/python scripts/bench.py --suite ratio --repeat 5 --candles 200000
 """
 from __future__ import annotations
 
@@ -113,13 +122,21 @@ def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]
     }
 
 
+# Each suite's input size when --candles is not given.
+DEFAULT_CANDLES = {"replay": 525_600, "ratio": 100_000, "order": 100_000, "profile": 525_600}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--candles", type=int, default=525_600)
-    parser.add_argument("--suite", choices=("all", "replay", "daemon", "live"), default="all")
+    parser.add_argument("--candles", type=int, help="synthetic candles per run (default: 100,000 for ratio and order, 525,600 for replay and --profile)")
+    parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "live"), default="all")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each case (the profile: of its timing): median (min-max)")
+    parser.add_argument("--profile", action="store_true", help="print the stage table (us per candle) of a 1-strategy replay, from py-spy")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.case:
         if args.case.startswith("live"):
             print(json.dumps(run_live_case(args.case)))
@@ -130,8 +147,28 @@ def main() -> int:
         n, log = args.case.split(",")
         print(json.dumps(run_case(args.data, int(n), log == "log")))
         return 0
+
+    def candles(suite: str) -> int:
+        return int(args.candles or DEFAULT_CANDLES[suite])
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.profile:
+        import bench_profile
+
+        bench_profile.profile(generate, candles("profile"), args.repeat)
+        return 0
+    import bench_ratio
+
+    if args.suite in ("all", "ratio"):
+        bench_ratio.ratio_suite(generate, candles("ratio"), args.repeat)
+    if args.suite in ("all", "order"):
+        if args.suite == "all":
+            print()
+        bench_ratio.order_suite(generate, candles("order"), args.repeat)
     if args.suite in ("all", "replay"):
-        replay_suite(args.candles)
+        if args.suite == "all":
+            print()
+        replay_suite(candles("replay"), args.repeat)
     if args.suite in ("all", "daemon"):
         daemon_suite()
     if args.suite in ("all", "live"):
@@ -212,20 +249,35 @@ def daemon_suite() -> None:
     )
 
 
-def replay_suite(candles: int) -> None:
-    """Replay throughput and peak memory, 1 and 10 strategies, with and without candle events."""
+def replay_suite(candles: int, repeat: int = 1) -> None:
+    """Replay throughput and peak memory, 1 and 10 strategies, with and without candle events (in-process,
+    start-up not timed); with repeat > 1, the median (min-max) of interleaved runs."""
+    import statistics
+
+    def spread(values: list[float], unit: str) -> str:
+        text = format(statistics.median(values), unit)
+        return text if len(values) == 1 else f"{text} ({format(min(values), unit)}-{format(max(values), unit)})"
+
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         data = Path(tmp) / "SYN-USD_1m.csv"
         generate(data, candles)
         cases = [(1, "nolog"), (1, "log"), (10, "nolog"), (10, "log")]
-        print(f"replay benchmark: {candles:,} synthetic 1m candles, python {sys.version.split()[0]}")
-        print(f"{'strategies':>10} {'events.jsonl':>13} {'seconds':>8} {'candles/s':>11} {'deliveries/s':>13} {'events':>10} {'trades':>7} {'peak MB':>8}")
-        for n, log in cases:
-            r = _subprocess_case(f"{n},{log}", data)
+        runs: dict[tuple[int, str], list[dict[str, Any]]] = {case: [] for case in cases}
+        for _ in range(repeat):
+            for n, log in cases:
+                runs[n, log].append(_subprocess_case(f"{n},{log}", data))
+        median = f", median (min-max) of {repeat} interleaved runs" if repeat > 1 else ""
+        print(f"replay benchmark: {candles:,} synthetic 1m candles, python {sys.version.split()[0]}{median}")
+        width = 8 if repeat == 1 else 20
+        rate = 11 if repeat == 1 else 27
+        print(f"{'strategies':>10} {'events.jsonl':>13} {'seconds':>{width}} {'candles/s':>{rate}} {'deliveries/s':>{rate}} {'events':>10} {'trades':>7} {'peak MB':>8}")
+        for (n, log), rows in runs.items():
+            r = rows[0]
             events = "with candles" if r["log_candles"] else "trading only"
             print(
-                f"{r['strategies']:>10} {events:>13} {r['seconds']:>8.2f} {r['candles_per_s']:>11,.0f} {r['deliveries_per_s']:>13,.0f} "
-                f"{r['events']:>10,} {r['trades']:>7,} {r['peak_rss_mb']:>8.1f}"
+                f"{r['strategies']:>10} {events:>13} {spread([x['seconds'] for x in rows], '.2f'):>{width}}"
+                f" {spread([x['candles_per_s'] for x in rows], ',.0f'):>{rate}} {spread([x['deliveries_per_s'] for x in rows], ',.0f'):>{rate}}"
+                f" {r['events']:>10,} {r['trades']:>7,} {max(x['peak_rss_mb'] for x in rows):>8.1f}"
             )
 
 

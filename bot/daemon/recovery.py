@@ -32,6 +32,12 @@ def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hu
     With `hub`, open positions are marked at the latest close it holds for their symbol.
     """
     sid = orchestrator.strategy_id
+    try:
+        closed = journal.closed_trades(sid)
+    except JournalError as exc:
+        # History that only feeds the trade counters: its open positions must still be restored and managed.
+        orchestrator.log.error("closed trades unreadable, its trade counters start from 0: %s", exc)
+        closed = []
     positions = journal.position_records(sid)
     pending = journal.order_records(sid)
     orchestrator.positions.restore(positions, pending, journal.last_order_number(sid), journal.last_position_number(sid))
@@ -40,7 +46,6 @@ def restore_orchestrator(journal: Journal, orchestrator: TradingOrchestrator, hu
         orchestrator.portfolio.restore(portfolio)
     if hub is not None:
         mark_at_last_close(orchestrator, hub)
-    closed = journal.closed_trades(sid)
     orchestrator.positions.closed_trades = len(closed)
     orchestrator.positions.winning_trades = sum(1 for t in closed if t.trade.pnl > 0)
     return {"positions": len(positions), "pending_orders": len(pending), "trades": len(closed)}

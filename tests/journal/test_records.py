@@ -1,6 +1,7 @@
 """Journal rows to typed records: current rows come back as they were written, older ones get what they lack filled in."""
 from __future__ import annotations
 
+import logging
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -126,6 +127,33 @@ def test_a_trade_row_that_does_not_fit_names_the_file_the_row_and_the_field(tmp_
     with Journal(path) as journal, pytest.raises(JournalError) as raised:
         journal.closed_trades("s1")
     assert str(raised.value) == f"{path}: table trades, row 2 of 's1', column record: field pnl: expected float, got str"
+
+
+def test_an_unreadable_trade_row_leaves_the_counters_at_zero_and_the_open_positions_restored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as journal:
+        rig = journalled_rig(journal)
+        rig.start(quiet())
+        orchestrator = rig.manager.get("s1")
+        rig.feed(SYMBOL, candles_from([(100.0, 100.0, 100.0, 100.0)]))
+        orchestrator.actions.put(OpenPosition(SYMBOL, "long", 1.0))
+        orchestrator.actions.drain()
+        rig.feed(SYMBOL, candles_from([(100.0, 100.0, 100.0, 100.0)], start_ts=1_640_995_260_000))
+    _journal_with_trades(path, _OLDEST_TRADE, {**_OLDEST_TRADE, "pnl": "0.9"})
+    rig = Rig()
+    logger = logging.getLogger("bot.tests")  # the rig's: it does not propagate, and logs criticals only
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.ERROR)
+    try:
+        with Journal(path) as journal:
+            orchestrator = rig.manager.load(quiet())
+            counts = restore_orchestrator(journal, orchestrator)
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(logging.CRITICAL)
+    assert counts == {"positions": 1, "pending_orders": 0, "trades": 0}
+    assert orchestrator.positions.position_on(SYMBOL) is not None and orchestrator.positions.closed_trades == 0
+    assert "closed trades unreadable, its trade counters start from 0" in caplog.text and "row 2 of 's1'" in caplog.text
 
 
 def test_a_journalled_kill_switch_names_its_currency_and_an_older_or_unreadable_one_none() -> None:
