@@ -168,10 +168,11 @@ def _gather(config: Path, candle_args: list[str], daemon: bool) -> tuple[LoadedC
     return loaded, sources, problems + source_problems
 
 
-def _prepare(config: Path, candle_args: list[str], console: Console, daemon: bool = False) -> tuple[LoadedConfig, list[CandleSource]] | None:
+def _prepare(config: Path, candle_args: list[str], console: Console | None, daemon: bool = False) -> tuple[LoadedConfig, list[CandleSource]] | None:
+    """The config and candle sources, or None with the problems printed to `console` (None: a stderr console made only then)."""
     loaded, sources, problems = _gather(config, candle_args, daemon)
     if problems or loaded is None:
-        _print_problems(console, problems)
+        _print_problems(console or _stderr(), problems)
         return None
     return loaded, sources
 
@@ -221,21 +222,20 @@ def _summary(result: ReplayResult) -> Table:
 
 def _replay(args: argparse.Namespace) -> int:
     import anyio
-    from rich.markup import escape
 
     from bot.clock import WallClock
     from bot.kernel.replay import build_replay
     from bot.log import BotLogger
     from bot.replay.timerange import TimeRange
 
-    err = _stderr()
+    # rich is imported only when something is printed: a quiet replay that succeeds prints nothing.
     range_problem: str | None = None
     try:
         time_range = TimeRange.parse(args.start, args.end)
     except ValueError as exc:
         time_range, range_problem = None, str(exc)
-        _error(err, range_problem)
-    prepared = _prepare(args.config, args.candles, err)
+        _error(_stderr(), range_problem)
+    prepared = _prepare(args.config, args.candles, None)
     if prepared is None or range_problem is not None:
         return EXIT_INVALID
     loaded, sources = prepared
@@ -248,6 +248,7 @@ def _replay(args: argparse.Namespace) -> int:
 
         from bot.candles.reader import count_candles
 
+        err = _stderr()
         # A range plays an unknown part of each file: counting it would mean reading them twice.
         total = None if time_range is not None else sum(count_candles(s.path) for s in sources)
         columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -274,6 +275,9 @@ def _replay(args: argparse.Namespace) -> int:
     failed = [sid for sid, r in result.report["strategies"].items() if r["state"] == "failed"]
     if not failed:
         return EXIT_OK
+    from rich.markup import escape
+
+    err = _stderr()
     for sid in failed:
         err.print(
             f"[bold yellow]warning[/]: strategy {escape(sid)} failed: {escape(str(result.report['strategies'][sid]['last_error']))}",
