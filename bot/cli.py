@@ -172,7 +172,7 @@ def _prepare(config: Path, candle_args: list[str], console: Console | None, daem
     """The config and candle sources, or None with the problems printed to `console` (None: a stderr console made only then)."""
     loaded, sources, problems = _gather(config, candle_args, daemon)
     if problems or loaded is None:
-        _print_problems(console or _stderr(), problems)
+        _print_problems(_stderr() if console is None else console, problems)
         return None
     return loaded, sources
 
