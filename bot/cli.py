@@ -2,42 +2,30 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import anyio
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-
-from bot.candles.reader import count_candles
-from bot.candles.sources import CandleSource
-from bot.clock import WallClock
-from bot.config.currency import group_label, money_decimals
-from bot.config.loader import exchange_problems
-from bot.control.ctl_cli import add_ctl_parser, run_ctl
-from bot.control.server import claim_socket_path, control_token
-from bot.daemon.feed import Pacer
+from bot.control.ctl_args import add_ctl_parser
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
-from bot.fmt import format_path
-from bot.journal.aside import move_aside, open_work
-from bot.journal.lock import JournalLock
-from bot.journal.schema import JournalError
-from bot.kernel.daemon import Daemon, socket_path_of
-from bot.kernel.replay import build_replay
-from bot.live.record_cli import add_record_parser, run_record
-from bot.log import BotLogger
+from bot.live.record_args import add_record_parser
 from bot.log_options import add_log_options, log_level
-from bot.replay.runner import ReplayResult
-from bot.replay.sources import SourceScan, parse_candle_arg, resolve_sources, scan_source
-from bot.replay.timerange import TimeRange
-from bot.report.build import write_report
-from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
-from bot.strategy.config_load import IncompleteConfigError, LoadedConfig, load_config
-from bot.version import bot_version
+from bot.strategy.catalog_args import add_strategies_parser
+
+# Each command imports what it runs when it runs, so `bot --help` (and one command) loads none of the others.
+if TYPE_CHECKING:
+    import logging
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.candles.sources import CandleSource
+    from bot.daemon.feed import Pacer
+    from bot.journal.lock import JournalLock
+    from bot.replay.runner import ReplayResult
+    from bot.replay.sources import SourceScan
+    from bot.strategy.config_load import LoadedConfig
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -46,7 +34,7 @@ EXIT_STRATEGY_FAILED = 3
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bot", description="Multi-strategy crypto trading bot.")
-    parser.add_argument("--version", action="version", version=f"bot {bot_version()}", help="print the version and exit")
+    parser.add_argument("--version", action=_PrintVersion, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("version", help="print the version")
 
@@ -102,12 +90,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PrintVersion(argparse.Action):
+    """argparse's version action, reading the installed version only when asked (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        print(_version_line())
+        parser.exit()
+
+
+def _version_line() -> str:
+    from bot.version import bot_version
+
+    return f"bot {bot_version()}"
+
+
 def _stderr() -> Console:
+    from rich.console import Console
+
     # soft_wrap on print keeps one problem on one line when stderr is a file or a pipe.
     return Console(stderr=True)
 
 
 def _error(console: Console, text: str) -> None:
+    from rich.markup import escape
+
     # Error text quotes user input and candle values such as "[low 9.0, high 12.0]": never markup.
     console.print(f"[bold red]error[/]: {escape(text)}", highlight=False, soft_wrap=True)
 
@@ -121,6 +130,10 @@ def _gather(config: Path, candle_args: list[str], daemon: bool) -> tuple[LoadedC
     """The config (None when it has problems), the candle files to read and every problem found:
     the command line's, config.json's, the strategy files' and the candle sources' in one list,
     so one run shows them all. The files of a config with problems are still resolved."""
+    from bot.config.loader import exchange_problems
+    from bot.replay.sources import parse_candle_arg, resolve_sources
+    from bot.strategy.config_load import IncompleteConfigError, load_config
+
     problems: list[ConfigProblem | str] = []
     overrides: dict[str, str] = {}
     try:
@@ -155,10 +168,11 @@ def _gather(config: Path, candle_args: list[str], daemon: bool) -> tuple[LoadedC
     return loaded, sources, problems + source_problems
 
 
-def _prepare(config: Path, candle_args: list[str], console: Console, daemon: bool = False) -> tuple[LoadedConfig, list[CandleSource]] | None:
+def _prepare(config: Path, candle_args: list[str], console: Console | None, daemon: bool = False) -> tuple[LoadedConfig, list[CandleSource]] | None:
+    """The config and candle sources, or None with the problems printed to `console` (None: a stderr console made only then)."""
     loaded, sources, problems = _gather(config, candle_args, daemon)
     if problems or loaded is None:
-        _print_problems(console, problems)
+        _print_problems(_stderr() if console is None else console, problems)
         return None
     return loaded, sources
 
@@ -173,6 +187,10 @@ def _short_time(text: str | None, open_end: str) -> str:
 
 
 def _summary(result: ReplayResult) -> Table:
+    from rich.table import Table
+
+    from bot.config.currency import group_label, money_decimals
+
     # Money is never added across currencies: one TOTAL row per quote currency, and amounts
     # shown with enough decimals for their scale (10 BTC is not 10,000 USD).
     played = result.report["replay"].get("range")
@@ -203,14 +221,21 @@ def _summary(result: ReplayResult) -> Table:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    err = _stderr()
+    import anyio
+
+    from bot.clock import WallClock
+    from bot.kernel.replay import build_replay
+    from bot.log import BotLogger
+    from bot.replay.timerange import TimeRange
+
+    # rich is imported only when something is printed: a quiet replay that succeeds prints nothing.
     range_problem: str | None = None
     try:
         time_range = TimeRange.parse(args.start, args.end)
     except ValueError as exc:
         time_range, range_problem = None, str(exc)
-        _error(err, range_problem)
-    prepared = _prepare(args.config, args.candles, err)
+        _error(_stderr(), range_problem)
+    prepared = _prepare(args.config, args.candles, None)
     if prepared is None or range_problem is not None:
         return EXIT_INVALID
     loaded, sources = prepared
@@ -218,6 +243,12 @@ def _replay(args: argparse.Namespace) -> int:
     if args.quiet:
         result = anyio.run(replay.run)
     else:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from bot.candles.reader import count_candles
+
+        err = _stderr()
         # A range plays an unknown part of each file: counting it would mean reading them twice.
         total = None if time_range is not None else sum(count_candles(s.path) for s in sources)
         columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -244,6 +275,9 @@ def _replay(args: argparse.Namespace) -> int:
     failed = [sid for sid, r in result.report["strategies"].items() if r["state"] == "failed"]
     if not failed:
         return EXIT_OK
+    from rich.markup import escape
+
+    err = _stderr()
     for sid in failed:
         err.print(
             f"[bold yellow]warning[/]: strategy {escape(sid)} failed: {escape(str(result.report['strategies'][sid]['last_error']))}",
@@ -254,6 +288,11 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _write_report(run_dir: Path, out: Path | None, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from bot.report.build import write_report
+
     path = write_report(run_dir, out)
     if not quiet:
         Console().print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
@@ -265,6 +304,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from bot.clock import WallClock
+    from bot.replay.sources import scan_source
+
     console = Console()
     err = _stderr()
     loaded, sources, problems = _gather(args.config, [], daemon=True)
@@ -300,6 +345,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _warn_jumps(console: Console, source: CandleSource, scan: SourceScan) -> None:
+    from rich.markup import escape
+
     # Warnings, not errors: a real market can move that much, so validate still passes.
     for jump in scan.jumps:
         console.print(
@@ -317,6 +364,11 @@ def _warn_jumps(console: Console, source: CandleSource, scan: SourceScan) -> Non
 
 
 def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
+    import anyio
+
+    from bot.kernel.daemon import Daemon
+    from bot.log import BotLogger
+
     prepared = _prepare(args.config, args.candles, _stderr(), daemon=True)
     if prepared is None:
         return EXIT_INVALID
@@ -353,6 +405,12 @@ def _fresh(loaded: LoadedConfig, force: bool, log: logging.Logger) -> JournalLoc
     checked first, under the lock, and so, in mode live without `force`, is the journal's open
     business on the exchange: a refusal leaves the journal in place for a plain `bot run`.
     """
+    from bot.clock import WallClock
+    from bot.control.server import claim_socket_path, control_token
+    from bot.fmt import format_path
+    from bot.journal.aside import move_aside
+    from bot.kernel.daemon import socket_path_of
+
     journal = loaded.base_dir / loaded.bot.journal.path
     # What the old journal leaves open on the exchange (mode live with `force`): said once it is moved.
     left: list[str] = []
@@ -381,6 +439,10 @@ def _open_on_the_exchange(journal: Path, real: Path, force: bool) -> list[str]:
     A new journal knows nothing of those positions and orders: their exchange-side stop orders
     would be left behind, unmanaged.
     """
+    from bot.fmt import format_path
+    from bot.journal.aside import open_work
+    from bot.journal.schema import JournalError
+
     shown = format_path(journal)
     try:
         work = open_work(real)
@@ -408,15 +470,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "version":
-            print(f"bot {bot_version()}")
+            print(_version_line())
             return EXIT_OK
         if args.command == "ctl":
+            from bot.control.ctl_cli import run_ctl
+
             return run_ctl(args)
         if args.command == "record":
+            from bot.live.record_cli import run_record
+            from bot.strategy.config_load import load_config
+
             return run_record(args, lambda path: load_config(path).bot.exchange)
         if args.command == "report":
             return _report(args)
         if args.command == "strategies":
+            from rich.console import Console
+
+            from bot.strategy.catalog_cli import run_strategies
+
             return run_strategies(args, Console(), _stderr())
         return _validate(args)
     except BotError as exc:

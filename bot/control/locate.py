@@ -9,9 +9,9 @@ import orjson
 
 from bot.config.loader import MAX_CONFIG_BYTES
 from bot.config.models import ControlConfig
+from bot.control.ctl_args import SOCKET_ENV
 from bot.errors import BotError
 
-SOCKET_ENV: Final[str] = "BOT_SOCKET"
 DEFAULT_CONFIG: Final[str] = "config.json"
 HOW_TO_POINT: Final[str] = (
     f"no daemon to talk to: give --socket PATH or --config FILE, set {SOCKET_ENV}, or run bot ctl in the folder of the daemon's {DEFAULT_CONFIG}"

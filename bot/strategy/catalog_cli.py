@@ -1,4 +1,4 @@
-"""`bot strategies` and `bot strategies info ID`: what the catalog offers, with defaults and parameter schema."""
+"""`bot strategies` and `bot strategies info ID`: what the catalog offers, with defaults and parameter schema (its arguments: bot.strategy.catalog_args)."""
 from __future__ import annotations
 
 import argparse
@@ -21,18 +21,6 @@ EXIT_OK = 0
 EXIT_INVALID = 2
 # A sentence ends at . ! or ? followed by a space and the next sentence's first letter.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
-
-
-def add_strategies_parser(commands: Any) -> None:
-    """Register `strategies` on the top-level subcommands."""
-    parser = commands.add_parser("strategies", help="list the strategies found by discovery, or show one's parameters")
-    parser.add_argument("--config", default="config.json", type=Path, help="configuration naming extra strategy folders (default: config.json)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="strategies_command", metavar="SUBCOMMAND")
-    info = sub.add_parser("info", help="a strategy's description, default parameters and parameter schema")
-    info.add_argument("name", metavar="ID", help="strategy name (or module, or module:Class)")
-    info.add_argument("--config", default=argparse.SUPPRESS, type=Path, help="as above")
-    info.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="as above")
 
 
 def discover_for(config: Path) -> StrategyCatalog:

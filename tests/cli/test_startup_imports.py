@@ -1,0 +1,73 @@
+"""What the command line imports: `bot --help` only the parser's modules, `bot replay` nothing of the daemon, control or live code.
+
+Each case runs the real command line (bot.cli.main) in a fresh interpreter that then writes its
+sys.modules to a file, so no import made by this test process can hide one.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.config.builders import valid_strategy, write_setup
+from tests.support import BTC_1M
+
+# Runs main(ARGS), then writes sorted(sys.modules) to the file named by the first argument.
+_PROBE = """\
+import json, sys
+from bot.cli import main
+try:
+    code = main(sys.argv[2:])
+except SystemExit as stop:
+    code = stop.code
+with open(sys.argv[1], "w") as out:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, out)
+"""
+# The parser's own modules: the command line, its leaves, and the packages holding an argument module.
+_PARSER_MODULES = {"bot", "bot.cli", "bot.errors", "bot.log_options", "bot.control", "bot.live", "bot.strategy"}
+# Libraries a command loads only when it runs (the event loop, config models, output, exchanges, charts).
+_HEAVY = ("anyio", "asyncio", "ccxt", "msgspec", "orjson", "plotly", "pydantic", "rich", "sqlite3", "websockets")
+# What only the daemon, `bot ctl`, `bot record` and `bot report` need.
+_NOT_FOR_REPLAY = ("bot.daemon", "bot.control", "bot.live", "bot.report", "bot.journal", "ccxt", "websockets", "plotly", "rich")
+_SUBCOMMANDS = ("version", "replay", "validate", "report", "run", "strategies", "ctl", "record")
+
+
+def _imported(args: list[str], cwd: Path) -> tuple[object, list[str]]:
+    """The exit code of `bot ARGS` run in `cwd`, and every module it imported."""
+    (cwd / "probe.py").write_text(_PROBE)
+    report = cwd / "modules.json"
+    done = subprocess.run([sys.executable, "probe.py", str(report), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert report.exists(), done.stderr
+    found = json.loads(report.read_text())
+    return found["code"], found["modules"]
+
+
+def _of(modules: list[str], roots: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == root or m.startswith(root + ".") for root in roots)]
+
+
+def _beyond_the_parser(modules: list[str]) -> list[str]:
+    """The bot modules that are neither the parser's own nor an argument module (`*_args`)."""
+    return [m for m in modules if m.split(".")[0] == "bot" and m not in _PARSER_MODULES and not m.endswith("_args")]
+
+
+@pytest.mark.parametrize("args", [["--help"], *([name, "--help"] for name in _SUBCOMMANDS), ["ctl", "status", "--help"]], ids=" ".join)
+def test_help_imports_the_parser_and_nothing_a_command_runs(args: list[str], tmp_path: Path) -> None:
+    code, modules = _imported(args, tmp_path)
+    assert code == 0
+    assert _beyond_the_parser(modules) == []
+    assert _of(modules, _HEAVY) == []
+
+
+def test_a_replay_imports_nothing_of_the_daemon_control_live_or_report(tmp_path: Path) -> None:
+    candles = tmp_path / "btc.csv"
+    with BTC_1M.open() as recorded:
+        candles.write_text("".join(line for _, line in zip(range(1_001), recorded)))
+    write_setup(tmp_path, {"a.json": valid_strategy()}, {"replay": {"candles": {"BTC/USD": {"path": str(candles)}}}})
+    code, modules = _imported(["replay", "--quiet", "--config", "config.json", "--out", "out"], tmp_path)
+    assert code == 0
+    assert (tmp_path / "out" / "report.json").is_file()
+    assert [m for m in _of(modules, _NOT_FOR_REPLAY) if not m.endswith("_args") and m not in _PARSER_MODULES] == []
