@@ -1,7 +1,6 @@
-"""Configuration: strict pydantic models and the functions that read, merge and validate the files.
+"""Configuration: strict pydantic models (models) and the functions that read, merge and validate the files (loader).
 
-Loading a config with its strategy code is bot.strategy.config_load's.
+Loading a config with its strategy code is bot.strategy.config_load's. This package imports
+nothing itself, so its light modules (currency, defaults) do not load pydantic: `bot ctl` reads
+only those.
 """
-from bot.config.models import BotConfig, StrategyConfig
-
-__all__ = ["BotConfig", "StrategyConfig"]

@@ -13,6 +13,7 @@ import orjson
 from pydantic import ValidationError
 
 from bot.config.currency import RISK_LIMITS, collision_problems, mixed_currency_problem, risk_problems
+from bot.config.defaults import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, ParamsChecks, StrategyConfig
 from bot.errors import ConfigError, ConfigProblem
 from bot.ohlcv import timeframe_ms
@@ -36,7 +37,6 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 # A configuration file is small; anything bigger is the wrong file (and a FIFO or a device
 # would block or never end), so only regular files up to this size are read.
-MAX_CONFIG_BYTES = 1_048_576
 
 
 def _read_json(path: Path, label: str) -> tuple[Any, list[ConfigProblem]]:

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, Validation
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.config.currency import CURRENCY_PATTERN
+from bot.config.defaults import DEFAULT_CONTROL_SOCKET
 from bot.config.exchange import ExchangeConfig
 from bot.config.numbers import Amount, number_problems
 from bot.config.strict import Strict
@@ -318,7 +319,7 @@ class TcpControlConfig(Strict):
 class ControlConfig(Strict):
     """The control socket: a Unix socket (mode 0600), optionally also loopback TCP with a token."""
 
-    socket: str = "run/bot.sock"
+    socket: str = DEFAULT_CONTROL_SOCKET
     tcp: TcpControlConfig | None = None
     max_message_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
     event_buffer: int = Field(default=10_000, ge=10, description="events buffered per `events` reader before it is dropped")

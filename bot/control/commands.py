@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.config.currency import quote_currency
-from bot.config.loader import MAX_CONFIG_BYTES
+from bot.config.defaults import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
 from bot.control.protocol import ControlError, validate_args

@@ -7,8 +7,7 @@ from typing import Final
 
 import orjson
 
-from bot.config.loader import MAX_CONFIG_BYTES
-from bot.config.models import ControlConfig
+from bot.config.defaults import DEFAULT_CONTROL_SOCKET, MAX_CONFIG_BYTES
 from bot.control.ctl_args import SOCKET_ENV
 from bot.errors import BotError
 
@@ -65,7 +64,7 @@ def _same_file(one: Path, other: Path) -> bool:
 
 
 def _socket_of(config: Path) -> Path:
-    """The socket path a config names (ControlConfig's default when it names none)."""
+    """The socket path a config names (the control config's default when it names none)."""
     try:
         if not config.is_file():
             raise NoSocket(f"{config}: not found (--config names the daemon's config.json)")
@@ -79,7 +78,7 @@ def _socket_of(config: Path) -> Path:
     control = data.get("control", {}) if isinstance(data, dict) else None
     if not isinstance(control, dict):
         raise NoSocket(f"{config}: control: must be an object with the control socket's path (control.socket)")
-    socket = control.get("socket", ControlConfig.model_fields["socket"].default)
+    socket = control.get("socket", DEFAULT_CONTROL_SOCKET)
     if not isinstance(socket, str) or not socket:
         raise NoSocket(f"{config}: control.socket: must be the socket's path, a non-empty string")
     return (config.parent / socket).resolve()

@@ -11,7 +11,7 @@ from typing import Any, Final
 import orjson
 from pydantic import BaseModel
 
-from bot.config.loader import MAX_CONFIG_BYTES
+from bot.config.defaults import MAX_CONFIG_BYTES
 from bot.control.files import FileAccess
 from bot.errors import CandleFileError, ConfigProblem
 

@@ -71,3 +71,12 @@ def test_a_replay_imports_nothing_of_the_daemon_control_live_or_report(tmp_path:
     assert code == 0
     assert (tmp_path / "out" / "report.json").is_file()
     assert [m for m in _of(modules, _NOT_FOR_REPLAY) if not m.endswith("_args") and m not in _PARSER_MODULES] == []
+
+
+def test_ctl_finds_the_daemon_without_the_config_models(tmp_path: Path) -> None:
+    # The socket named by ./config.json (read as plain JSON) and no daemon on it: the refusal comes
+    # before anything is sent, and nothing of pydantic or the daemon was loaded on the way.
+    (tmp_path / "config.json").write_text(json.dumps({"control": {"socket": "run/none.sock"}}))
+    code, modules = _imported(["ctl", "status"], tmp_path)
+    assert code not in (0, None)
+    assert _of(modules, ("pydantic", "bot.config.models", "bot.config.loader", "bot.daemon", "ccxt")) == []
