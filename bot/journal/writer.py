@@ -90,6 +90,14 @@ _TRIM_ALL_EVENTS: Final[str] = """
     WHERE n <= (SELECT max(n) FROM strategy_events WHERE strategy_id = e.strategy_id) - ?"""
 
 
+# Nothing to write, no transaction: a fill is journalled from the position event that carries it
+# (`fill`), in the same transaction as the position change, so a crash can never keep one without
+# the other; the order_filled event that follows only repeats it.
+_NOT_WRITTEN: Final[frozenset[type[Event]]] = frozenset({OrderFilled})
+# Written with one statement, atomic on its own: inside a turn, no savepoint around it.
+_ONE_STATEMENT: Final[frozenset[type[Event]]] = frozenset({OrderSubmitted, OrderCancelled, StrategyStateChanged})
+
+
 def trailing_number(identifier: str, prefix: str) -> int | None:
     """n of an id shaped `<prefix><n>`, or None for another shape."""
     if identifier.startswith(prefix):
@@ -125,10 +133,6 @@ class JournalWriter:
         self._turn_began = False
         self._handlers: dict[type[Event], Callable[[Any, str], None]] = {
             OrderSubmitted: self._order_submitted,
-            # A fill is journalled from the position event that carries it (`fill`), in the same
-            # transaction as the position change, so a crash can never keep one without the
-            # other; the order_filled event that follows only repeats it.
-            OrderFilled: self._ignore,
             OrderCancelled: self._order_cancelled,
             OrderRejected: self._order_rejected,
             PositionOpened: self._position_opened,
@@ -146,25 +150,31 @@ class JournalWriter:
     def record(self, event: Event) -> None:
         """Journal one event: committed on return, or part of the open turn's transaction; market events are ignored."""
         strategy_id = event.strategy_id
-        if strategy_id is None:
+        cls = type(event)
+        if strategy_id is None or cls in _NOT_WRITTEN:
             return
-        handler = self._handlers.get(type(event), self._log_event)
+        handler = self._handlers.get(cls, self._log_event)
         execute = self._execute
         turn = self._turn
+        savepoint = turn and cls not in _ONE_STATEMENT
         try:
             if turn:
                 self._join_turn()
-                execute("SAVEPOINT event")
+                if savepoint:
+                    execute("SAVEPOINT event")
             else:
                 execute("BEGIN")
             handler(event, strategy_id)
             if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
                 self._portfolio(strategy_id, event.ts, record_json(event.portfolio).decode())
-            execute("RELEASE event" if turn else "COMMIT")
+            if savepoint:
+                execute("RELEASE event")
+            elif not turn:
+                execute("COMMIT")
         except BaseException as exc:
-            if turn:
+            if savepoint:
                 self._undo_event()
-            else:
+            elif not turn:
                 self._rollback()
             if isinstance(exc, (sqlite3.Error, TypeError, KeyError, ValueError)):
                 raise JournalError(
@@ -287,9 +297,6 @@ class JournalWriter:
             ),
         )
         execute(_FILL_ORDER, (quantity, event.ts, event.seq, sid, client_id))
-
-    def _ignore(self, event: Event, sid: str) -> None:
-        """Nothing to write: the information is journalled with another event."""
 
     def _order_cancelled(self, event: OrderCancelled | OrderRejected, sid: str) -> None:
         self._execute(_CANCEL_ORDER, (event.ts, event.seq, sid, event.client_id))
