@@ -24,9 +24,9 @@ Three runs, the same strategies and stream otherwise:
   `ctx.open`/`ctx.close` call) and the orchestrator's own `self.actions.put`; a check at the end
   proves every action carried out went through the timed `put`.
 - `inbox` with `journal`: the same, plus an SQLite journal written as `bot run` writes it (each
-  strategy event committed before the bus delivers it, the daily risk tallies on fills, the feed
-  position when every inbox is empty, committed after the stamp), with its WAL checkpoint
-  thread. It is closed after the run, out of the timings; the result adds the WAL file's size
+  strategy's turn on a candle one transaction, committed before the bus delivers its events:
+  its strategy events and the daily risk tallies on fills; the feed position when every inbox
+  is empty, committed after the stamp), with its WAL checkpoint thread. It is closed after the run, out of the timings; the result adds the WAL file's size
   at the end and the checkpoints the WAL's size forced onto the writer (the loop).
 
 Candles are streamed one at a time: the next is pushed 1 ms after the previous one has been
@@ -79,14 +79,14 @@ def _specs(strategies: int) -> list[Any]:
     ]
 
 
-def _bot(delivery: Any = None, journal: Any = None) -> Any:
+def _bot(delivery: Any = None, journal: Any = None, turns: Any = None) -> Any:
     from bot.clock import WallClock
     from bot.config.models import BotConfig
     from bot.kernel import Seams, build_bot
     from bot.log import BotLogger
 
     # As the daemon on a live feed, through the kernel: the wall clock is event time, paper execution.
-    seams = Seams(clock=WallClock(), delivery=delivery, journal=journal)
+    seams = Seams(clock=WallClock(), delivery=delivery, journal=journal, turns=turns)
     return build_bot(BotConfig(), "paper", seams, BotLogger.to_stderr(level=50, name="bench.live"))
 
 
@@ -257,14 +257,17 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
 
     book: Any = None
     journal_hook: Any = None
+    turns: Any = None
     wal_bytes = writer_checkpoints = 0
     if journal:
         from bot.daemon.recovery import FEED_POSITION
         from bot.daemon.startup import JournalRecorder
         from bot.journal import Journal
+        from bot.journal.turns import Turns
 
         folder = Path(tempfile.mkdtemp(prefix="bench-live-"))
         book = Journal(folder / "journal.sqlite")
+        turns = Turns(book)  # as the daemon: each strategy's candle one commit, delivered after it
         log = logging.getLogger("bench.live")
 
         def journal_hook(risk: Any) -> Any:  # the daemon's: each event committed before delivery, the daily tallies on fills
@@ -292,9 +295,9 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
                     seam(owner, handler, exc)
 
                 # As the daemon builds it (bot/kernel/daemon.py).
-                return InboxDelivery(tg, inbox_size, on_error, on_drained=on_drained)
+                return InboxDelivery(tg, inbox_size, on_error, on_drained=on_drained, turn=None if turns is None else turns.turn)
 
-            bot = _bot(inboxes, journal_hook)
+            bot = _bot(inboxes, journal_hook, turns)
             services, manager = bot.services, bot.manager
             delivery = manager.delivery
             services.bus.subscribe(events.append)
@@ -349,7 +352,7 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
         "overruns": sum(s["overruns"] for s in stats),
         "coalesced": sum(s["coalesced"] for s in stats),
         "trading_events": sum(e.type in _TRADING_EVENTS for e in events),
-        **({"wal_bytes": wal_bytes, "writer_checkpoints": writer_checkpoints} if journal else {}),
+        **({"wal_bytes": wal_bytes, "writer_checkpoints": writer_checkpoints, "turn_commits": turns.commits} if journal else {}),
     }
 
 

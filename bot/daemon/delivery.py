@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
 
 from bot.daemon.inbox import CandleInbox, QueuedCounter
+from bot.journal import JournalError
 from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook
 from bot.strategy.guard import attempt
@@ -47,6 +49,11 @@ class InboxDelivery:
     A slow strategy delays nobody else: the feed only appends to inboxes, and each owner's task
     yields to the others after every candle. Each candle is handled through the strategy guard
     (bot.strategy.guard.attempt); what it raises goes to `on_error` (the manager), never out of the task.
+
+    With `turn` (the daemon's bot.journal.turns.Turns.turn), each candle a strategy handles, and
+    the manager's handling of what it raised, is one turn: one journal commit, its events
+    delivered and its orders sent after it. A turn that cannot be committed is the strategy's
+    failure too, handed to `on_error` outside any turn.
     """
 
     def __init__(
@@ -56,8 +63,10 @@ class InboxDelivery:
         on_error: ErrorHook,
         on_drained: Callable[[], None] | None = None,
         queued: QueuedCounter | None = None,
+        turn: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         self._tg = task_group
+        self._turn = turn
         self._inbox_size = inbox_size
         self._on_error = on_error
         self._on_drained = on_drained
@@ -132,11 +141,21 @@ class InboxDelivery:
             # yields after every candle and, if it cannot keep up, its inbox coalesces.
             turn_ends = time.perf_counter() + _TIME_SLICE_S
             while item is not None:
-                error = attempt(_run, owner, item)
-                if error is not None:  # the manager decides: the strategy fails, or stops being protected
-                    self._on_error(owner, item[0], error)
+                if self._turn is None:
+                    self._handle(owner, item)
+                else:
+                    try:
+                        with self._turn():
+                            self._handle(owner, item)
+                    except JournalError as exc:  # not committed: nothing of the turn went out
+                        self._on_error(owner, item[0], exc)
                 lane.processed += 1
                 item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
             if self._on_drained is not None and self._queued.n == 0:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()
+
+    def _handle(self, owner: CandleOwner, item: _Item) -> None:
+        error = attempt(_run, owner, item)
+        if error is not None:  # the manager decides: the strategy fails, or stops being protected
+            self._on_error(owner, item[0], error)

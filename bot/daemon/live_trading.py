@@ -13,7 +13,7 @@ from bot.config.exchange import ExchangeConfig
 from bot.live.backoff import Backoff
 from bot.live.errors import ExchangeSetupError
 from bot.live.exchange import build_exchange
-from bot.live.execution import LiveExchange
+from bot.live.execution import CommitGate, LiveExchange
 from bot.live.markets import MarketsAtStart
 from bot.live.reconcile import Reconciler, ReconcileReport
 from bot.strategy.booking_faults import BookingFaults
@@ -23,12 +23,15 @@ from bot.strategy.manager import StrategyManager
 class LiveTrading:
     """Owns the live gateway's exchange connection: built from the exchange section, keys from the environment."""
 
-    def __init__(self, config: ExchangeConfig, env: Mapping[str, str], clock: Clock, logger: logging.Logger, faults: BookingFaults) -> None:
+    def __init__(
+        self, config: ExchangeConfig, env: Mapping[str, str], clock: Clock, logger: logging.Logger, faults: BookingFaults, turns: CommitGate | None = None
+    ) -> None:
         if config.api_key_env is None or config.secret_env is None:
             raise ExchangeSetupError("mode live trades with your account: set exchange.api_key_env and exchange.secret_env")
         self._exchange, self.redact = build_exchange(config, env, streaming=False)
         # A strategy whose fill cannot be booked is failed by the strategy manager built with `faults`.
-        self.gateway = LiveExchange(self._exchange, config.execution, clock, logger, redact=self.redact, on_error=faults.report)
+        # With `turns`, an order decided in a strategy's turn is sent only once the turn is journalled.
+        self.gateway = LiveExchange(self._exchange, config.execution, clock, logger, redact=self.redact, on_error=faults.report, commits=turns)
         self._log = logger
         execution = config.execution
         self._markets = MarketsAtStart(

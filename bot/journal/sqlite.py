@@ -110,10 +110,26 @@ class Journal:
 
     # -- writing --------------------------------------------------------------------------------
     def record(self, event: Event) -> None:
-        """Journal one event in its own transaction, committed before returning (a bus subscriber)."""
-        self._writer.record(event)
+        """Journal one event in its own transaction, committed before returning (a bus subscriber), or in the open turn's."""
+        writer = self._writer
+        writer.record(event)
+        if self._checkpointer.writer_should_checkpoint and not writer.in_turn:
+            self._checkpoint_here()
+
+    # -- turns: one transaction for all of a strategy turn's writes (bot.journal.turns) -------------
+    def begin_turn(self) -> None:
+        """Hold every write (events, daemon facts, snapshots) in one transaction until `commit_turn`."""
+        self._writer.begin_turn()
+
+    def commit_turn(self) -> None:
+        """Commit the turn's writes; JournalError (and nothing of the turn kept) when they cannot be."""
+        self._writer.commit_turn()
         if self._checkpointer.writer_should_checkpoint:
             self._checkpoint_here()
+
+    def rollback_turn(self) -> None:
+        """Drop the turn's writes (after a failed commit: nothing left to drop)."""
+        self._writer.rollback_turn()
 
     def snapshot_equity(self, strategy_id: str, ts: int, portfolio: PortfolioSnapshot) -> None:
         """Store a strategy's end-of-day equity snapshot without a trade (the latest of a UTC day wins)."""
@@ -188,23 +204,21 @@ class Journal:
 
     # -- daemon facts -------------------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:
-        """Store one daemon fact (feed position, a strategy's file), committed on return."""
+        """Store one daemon fact (feed position, a strategy's file), committed on return (or with the open turn)."""
         try:
-            with self._conn:
-                self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            self._writer.statement("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: could not write {key!r}: {exc}") from exc
-        if self._checkpointer.writer_should_checkpoint:
+        if self._checkpointer.writer_should_checkpoint and not self._writer.in_turn:
             self._checkpoint_here()
 
     def delete_meta(self, key: str) -> None:
-        """Forget one daemon fact (no error when it is not there), committed on return."""
+        """Forget one daemon fact (no error when it is not there), committed on return (or with the open turn)."""
         try:
-            with self._conn:
-                self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            self._writer.statement("DELETE FROM meta WHERE key = ?", (key,))
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: could not delete {key!r}: {exc}") from exc
-        if self._checkpointer.writer_should_checkpoint:
+        if self._checkpointer.writer_should_checkpoint and not self._writer.in_turn:
             self._checkpoint_here()
 
     def meta_with_prefix(self, prefix: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Applies each strategy event to the journal tables, one committed transaction per event."""
+"""Applies each strategy event to the journal tables: one committed transaction per event, or per turn while one is open."""
 from __future__ import annotations
 
 import sqlite3
@@ -90,6 +90,14 @@ _TRIM_ALL_EVENTS: Final[str] = """
     WHERE n <= (SELECT max(n) FROM strategy_events WHERE strategy_id = e.strategy_id) - ?"""
 
 
+# Nothing to write, no transaction: a fill is journalled from the position event that carries it
+# (`fill`), in the same transaction as the position change, so a crash can never keep one without
+# the other; the order_filled event that follows only repeats it.
+_NOT_WRITTEN: Final[frozenset[type[Event]]] = frozenset({OrderFilled})
+# Written with one statement, atomic on its own: inside a turn, no savepoint around it.
+_ONE_STATEMENT: Final[frozenset[type[Event]]] = frozenset({OrderSubmitted, OrderCancelled, StrategyStateChanged})
+
+
 def trailing_number(identifier: str, prefix: str) -> int | None:
     """n of an id shaped `<prefix><n>`, or None for another shape."""
     if identifier.startswith(prefix):
@@ -100,7 +108,12 @@ def trailing_number(identifier: str, prefix: str) -> int | None:
 
 
 class JournalWriter:
-    """Writes strategy events into the journal tables; `record` commits before it returns."""
+    """Writes strategy events into the journal tables; `record` commits before it returns, unless a turn is open.
+
+    Between `begin_turn` and `commit_turn` every write joins one transaction (begun at the
+    first write, so a turn that writes nothing costs nothing); each event in it is a savepoint,
+    so one that cannot be journalled is undone alone and the turn's earlier events stay.
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, event_limit: int) -> None:
         if event_limit < 1:
@@ -114,12 +127,12 @@ class JournalWriter:
         self._next_n: dict[str, int] = {}
         # The last UTC day computed, as (day number, 'YYYY-MM-DD'): consecutive events share it.
         self._day: tuple[int, str] = (-(2**62), "")
+        # Inside a turn: whether it began its transaction. A transaction SQLite rolled back on its
+        # own (some I/O errors do) must fail the turn's commit, not be started afresh mid-turn.
+        self._turn = False
+        self._turn_began = False
         self._handlers: dict[type[Event], Callable[[Any, str], None]] = {
             OrderSubmitted: self._order_submitted,
-            # A fill is journalled from the position event that carries it (`fill`), in the same
-            # transaction as the position change, so a crash can never keep one without the
-            # other; the order_filled event that follows only repeats it.
-            OrderFilled: self._ignore,
             OrderCancelled: self._order_cancelled,
             OrderRejected: self._order_rejected,
             PositionOpened: self._position_opened,
@@ -135,20 +148,34 @@ class JournalWriter:
             raise JournalError(f"{path}: could not trim the strategy event log: {exc}") from exc
 
     def record(self, event: Event) -> None:
-        """Journal one event in its own transaction, committed on return; market events are ignored."""
+        """Journal one event: committed on return, or part of the open turn's transaction; market events are ignored."""
         strategy_id = event.strategy_id
-        if strategy_id is None:
+        cls = type(event)
+        if strategy_id is None or cls in _NOT_WRITTEN:
             return
-        handler = self._handlers.get(type(event), self._log_event)
+        handler = self._handlers.get(cls, self._log_event)
         execute = self._execute
+        turn = self._turn
+        savepoint = turn and cls not in _ONE_STATEMENT
         try:
-            execute("BEGIN")
+            if turn:
+                self._join_turn()
+                if savepoint:
+                    execute("SAVEPOINT event")
+            else:
+                execute("BEGIN")
             handler(event, strategy_id)
             if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
                 self._portfolio(strategy_id, event.ts, record_json(event.portfolio).decode())
-            execute("COMMIT")
+            if savepoint:
+                execute("RELEASE event")
+            elif not turn:
+                execute("COMMIT")
         except BaseException as exc:
-            self._rollback()
+            if savepoint:
+                self._undo_event()
+            elif not turn:
+                self._rollback()
             if isinstance(exc, (sqlite3.Error, TypeError, KeyError, ValueError)):
                 raise JournalError(
                     f"{self._path}: could not journal event seq {event.seq} ({event.type} of {strategy_id!r}): "
@@ -156,10 +183,68 @@ class JournalWriter:
                 ) from exc
             raise
 
+    def statement(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run one write statement: its own transaction, or part of the open turn's (a failed statement undoes only itself)."""
+        if self._turn:
+            self._join_turn()
+        self._execute(sql, params)
+
+    # -- turns ----------------------------------------------------------------------------------
+    def begin_turn(self) -> None:
+        """Hold every write until `commit_turn`: one transaction for them all."""
+        if self._turn:
+            raise RuntimeError("a journal turn is already open")
+        self._turn = True
+        self._turn_began = False
+
+    def commit_turn(self) -> None:
+        """Commit the turn's writes (nothing to do when it wrote nothing); on failure nothing of it is kept."""
+        if not self._turn:
+            raise RuntimeError("no journal turn is open")
+        began = self._turn_began
+        self._turn = self._turn_began = False
+        if not began:
+            return
+        try:
+            if not self._conn.in_transaction:
+                raise sqlite3.OperationalError("SQLite rolled the turn's transaction back after an error")
+            self._execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise JournalError(f"{self._path}: could not commit the turn's events: {exc}") from exc
+
+    def rollback_turn(self) -> None:
+        """Drop the turn's writes (idempotent: also after a failed commit)."""
+        self._turn = self._turn_began = False
+        self._rollback()
+
+    @property
+    def in_turn(self) -> bool:
+        """Whether a turn is open (its writes not committed yet)."""
+        return self._turn
+
+    def _join_turn(self) -> None:
+        if not self._turn_began:
+            self._execute("BEGIN")
+            self._turn_began = True
+        elif not self._conn.in_transaction:
+            raise sqlite3.OperationalError("SQLite rolled the turn's transaction back after an error")
+
+    def _undo_event(self) -> None:
+        """Undo the failed event's writes, keeping the turn's earlier ones."""
+        self._next_n.clear()
+        try:
+            if self._conn.in_transaction:
+                self._execute("ROLLBACK TO event")
+                self._execute("RELEASE event")
+        except sqlite3.Error:
+            # No savepoint left: SQLite rolled the whole transaction back, which commit_turn reports.
+            pass
+
     def snapshot_equity(self, strategy_id: str, ts: int, portfolio: PortfolioSnapshot) -> None:
         """Upsert the day's equity snapshot of a strategy (one statement, so its own transaction)."""
         try:
-            self._execute(_UPSERT_EQUITY, (strategy_id, self._utc_day(ts), record_json(portfolio).decode(), ts))
+            self.statement(_UPSERT_EQUITY, (strategy_id, self._utc_day(ts), record_json(portfolio).decode(), ts))
         except (sqlite3.Error, TypeError, ValueError) as exc:
             raise JournalError(f"{self._path}: could not journal the equity snapshot of {strategy_id!r}: {exc}") from exc
 
@@ -212,9 +297,6 @@ class JournalWriter:
             ),
         )
         execute(_FILL_ORDER, (quantity, event.ts, event.seq, sid, client_id))
-
-    def _ignore(self, event: Event, sid: str) -> None:
-        """Nothing to write: the information is journalled with another event."""
 
     def _order_cancelled(self, event: OrderCancelled | OrderRejected, sid: str) -> None:
         self._execute(_CANCEL_ORDER, (event.ts, event.seq, sid, event.client_id))

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.bus import EventBus, Handler
+from bot.bus import EventBus, Handler, HeldDelivery
 from bot.candles.hub import CandleHub
 from bot.clock import Clock, ReplayClock
 from bot.config.models import BotConfig
@@ -45,6 +45,8 @@ class Seams:
     delivery: DeliveryFactory | None = None
     # None: no journal.
     journal: JournalHook | None = None
+    # The daemon's strategy turns (bot.journal.turns): a turn's journalled events are delivered after its commit.
+    turns: HeldDelivery | None = None
     # False lets a bus subscriber's exception propagate (tests: an assertion in a subscriber fails the test).
     isolate_subscribers: bool = True
 
@@ -71,7 +73,11 @@ def build_services(config: BotConfig, logger: BotLogger | None = None, seams: Se
     before_delivery = None if seams.journal is None else seams.journal(risk)
     # Live: ts_init is the wall clock. Replay: no wall clock, so ts_init is the market time.
     bus = EventBus(
-        clock, log.subscriber_failed if seams.isolate_subscribers else None, before_delivery, wall_clock=None if candle_clock is not None else clock
+        clock,
+        log.subscriber_failed if seams.isolate_subscribers else None,
+        before_delivery,
+        wall_clock=None if candle_clock is not None else clock,
+        turns=seams.turns,
     )
     hub = CandleHub(bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles)
     exchange = seams.exchange if seams.exchange is not None else PaperExchange()

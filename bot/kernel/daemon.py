@@ -45,6 +45,7 @@ from bot.daemon.state import DaemonState
 from bot.events import CandleClosed
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
+from bot.journal.turns import Turns
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
 from bot.strategy.booking_faults import BookingFaults
@@ -183,6 +184,8 @@ class Daemon:
         live: LiveTrading | None = None
         # Live: built before the gateway and the strategy manager; the gateway reports through it, the manager handles.
         faults = BookingFaults(log)
+        # Each candle a strategy handles is one journal commit; its events and orders go out after it.
+        turns = Turns(journal)
         if config.mode == "live":
             assert config.exchange is not None and clock is not None  # checked when the config was loaded
             from bot.daemon.live_trading import (
@@ -190,17 +193,17 @@ class Daemon:
             )
 
             # Orders go to the exchange instead of the paper exchange; keys from the environment.
-            live = LiveTrading(config.exchange, os.environ, clock, log, faults)
+            live = LiveTrading(config.exchange, os.environ, clock, log, faults, turns)
         try:
-            return await self._run_services(journal, exchange, clock, live, faults)
+            return await self._run_services(journal, exchange, clock, live, faults, turns)
         finally:
             if live is not None:
                 await live.close()
 
     def _build(
-        self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults
+        self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults, turns: Turns
     ) -> tuple[Bot, InboxDelivery, FeedPosition]:
-        """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox.
+        """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox, each candle it handles one turn.
 
         The feed's journalled position is built first, on the count of queued candles: the
         delivery reports to it when drained, the feed (built later) each close it publishes.
@@ -211,7 +214,7 @@ class Daemon:
         position = FeedPosition(journal, queued)
 
         def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued)
+            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn)
 
         def journal_first(risk: RiskManager) -> Handler:
             return JournalRecorder(journal, risk, log)
@@ -224,6 +227,7 @@ class Daemon:
             booking_faults=None if live is None else faults,
             delivery=inboxes,
             journal=journal_first,
+            turns=turns,
         )
         bot = build_bot(config, mode, seams, self.logger, self.loaded.catalog)
         delivery = bot.manager.delivery
@@ -231,7 +235,7 @@ class Daemon:
         return bot, delivery, position
 
     async def _run_services(
-        self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults
+        self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults, turns: Turns
     ) -> int:
         config = self.loaded.bot
         log = self.logger.logger
@@ -239,7 +243,7 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
-            bot, delivery, position = self._build(tg, journal, clock, live, faults)
+            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns)
             services, manager = bot.services, bot.manager
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved

@@ -6,7 +6,8 @@ import random as _random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, Protocol
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -33,6 +34,12 @@ from bot.trading.account import AccountSink
 from bot.trading.orders import Order
 
 Lookup = Literal["found", "not_found", "unknown"]
+
+
+class CommitGate(Protocol):
+    """Holds an action until the strategy turn it was decided in is journalled (bot.journal.turns.Turns)."""
+
+    def after_commit(self, send: Callable[[], object], discard: Callable[[], object]) -> None: ...
 # Client ids are `<strategy id>-<n>`: room for n up to 10**9.
 _NUMBER_ROOM = 10
 
@@ -80,8 +87,12 @@ class LiveExchange:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = _random.random,
         monotonic: Callable[[], float] = time.monotonic,
+        commits: CommitGate | None = None,
     ) -> None:
         self.exchange = exchange
+        # The daemon's turns: an order decided in a turn leaves only once the turn is committed,
+        # so no order reaches the exchange without its journal entry. None: sent at once.
+        self._commits = commits
         self.settings = settings
         self._clock = clock
         self._log = logger
@@ -232,7 +243,15 @@ class LiveExchange:
             raise RuntimeError("the live gateway is not running: start LiveExchange.run first")
         tracked = TrackedOrder(account, order, sent_at=self._monotonic())
         self.tracked[order.client_id] = tracked
-        self._tg.start_soon(self._guarded, self._place, tracked)
+        place = partial(self._tg.start_soon, self._guarded, self._place, tracked)
+        if self._commits is None:
+            place()
+        else:
+            self._commits.after_commit(place, partial(self._not_journalled, tracked))
+
+    def _not_journalled(self, tracked: TrackedOrder) -> None:
+        """The turn that decided the order could not be journalled: it was never sent, and ends as refused."""
+        self.forget(tracked, "rejected", "journal", "not sent: the journal could not record it")
 
     def cancel(self, order: Order) -> None:
         """Ask the exchange to cancel a resting order; the outcome (cancelled, or filled after all) comes by polling."""

@@ -14,7 +14,7 @@ from bot.config.exchange import ExchangeConfig
 from bot.config.models import StrategyConfig
 from bot.journal import Journal
 from bot.live.exchange import build_exchange
-from bot.live.execution import LiveExchange
+from bot.live.execution import CommitGate, LiveExchange
 from bot.ohlcv import Candle
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.orchestrator import TradingOrchestrator
@@ -113,18 +113,27 @@ class LiveRig:
 
 @asynccontextmanager
 async def gateway_on(
-    fake: FakeBinance, journal: Journal | None = None, *, arm: bool = True, faults: BookingFaults | None = None, **execution: Any
+    fake: FakeBinance,
+    journal: Journal | None = None,
+    *,
+    arm: bool = True,
+    faults: BookingFaults | None = None,
+    commits: CommitGate | None = None,
+    **execution: Any,
 ) -> AsyncIterator[LiveRig]:
     """A running gateway and a Rig on it (the journal, when given, hears every event first); stopped on exit.
 
     Stops may be placed on the exchange at once (`arm`); a test that restores and reconciles
     passes arm=False, and reconciliation arms them, as in the daemon. With `faults`, failed
     bookings go to the strategy manager built with them, as in the daemon (else they are logged).
+    With `commits` (the daemon's Turns), an order decided inside a turn is placed after its commit.
     """
     config = ExchangeConfig.model_validate(fake.signed_exchange_config(timeout_ms=TIMEOUT_MS, execution={**EXECUTION, **execution}))
     exchange, redact = build_exchange(config, fake.credential_env(), streaming=False)
     log = logging.getLogger("bot.tests.live")
-    gateway = CountedGateway(exchange, config.execution, WallClock(), log, redact=redact, on_error=None if faults is None else faults.report)
+    gateway = CountedGateway(
+        exchange, config.execution, WallClock(), log, redact=redact, on_error=None if faults is None else faults.report, commits=commits
+    )
     rig = Rig(feeds={ETH: "1m"}, exchange=gateway)
     if journal is not None:
         rig.services.bus.before_delivery = journal.record

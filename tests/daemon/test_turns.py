@@ -1,0 +1,101 @@
+"""A strategy's turn on a candle in the daemon: one journal commit, its events delivered after it, in seq order."""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+
+from bot.config.models import BotConfig
+from bot.daemon.delivery import InboxDelivery
+from bot.daemon.startup import JournalRecorder
+from bot.events import Event
+from bot.journal import Journal
+from bot.journal.checkpoint import CheckpointPolicy
+from bot.journal.turns import Turns
+from bot.kernel import Seams, build_services
+from bot.log import BotLogger
+from bot.ohlcv import Candle
+from bot.strategy.factory import OrchestratorFactory
+from bot.strategy.manager import StrategyManager
+from bot.trading.actions import OpenPosition
+from tests.journal.wal import wal_commits
+from tests.support import strategy
+
+# No checkpoint while the test runs: the WAL keeps every commit frame, to be counted.
+NO_CHECKPOINTS = CheckpointPolicy(interval_s=3600, busy_interval_s=3600, writer_frames=10**9)
+
+# Every seq a committed row of the journal records, whatever the event's table.
+_COMMITTED_SEQS = """
+    SELECT seq FROM strategy_events UNION SELECT seq FROM strategy_states UNION SELECT seq FROM fills
+    UNION SELECT submitted_seq FROM orders UNION SELECT updated_seq FROM positions"""
+
+
+def _committed(path: Path) -> set[int]:
+    """The seqs whose rows another connection sees: committed ones only."""
+    with closing(sqlite3.connect(path)) as db:
+        return {seq for (seq,) in db.execute(_COMMITTED_SEQS)}
+
+
+def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_order_with_its_failure(tmp_path: Path, btc_candles: list[Candle]) -> None:
+    """The fill booked before the strategy's code raised and the failure events are committed together, then delivered.
+
+    Committed and delivered, not dropped: the fill happened (the position is held in memory and,
+    live, on the exchange), so the journal must keep it, and the failure belongs with it.
+    """
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, checkpoints=NO_CHECKPOINTS)
+    turns = Turns(journal)
+    logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
+    seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+    services = build_services(BotConfig(), logger, seams)
+    services.hub.add_feed("BTC/USD", "1m")
+    heard: list[tuple[Event, set[int]]] = []  # each event of the strategy as delivered, with the seqs committed by then
+    services.bus.subscribe(lambda event: heard.append((event, _committed(path))), strategy_id="s")
+
+    async def main() -> tuple[int, str]:
+        async with anyio.create_task_group() as tg:
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
+            orchestrator = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
+            manager.activate("s")
+            services.hub.ingest("BTC/USD", btc_candles[0])
+            await delivery.drain()
+            # Outside a turn (as a control operation): its own commit, delivered at once.
+            orchestrator.actions.put(OpenPosition("BTC/USD", "long", 0.1, "test"))
+            orchestrator.actions.drain()
+            assert heard[-1][0].type == "order_submitted" and heard[-1][0].seq in heard[-1][1]
+
+            def explode(candle: Candle) -> float:
+                raise RuntimeError("strategy bug")
+
+            # The next candle fills the order at its open, then the strategy's code raises.
+            orchestrator.strategy.analyzers.score = explode  # type: ignore[method-assign]
+            heard.clear()
+            before = wal_commits(path)
+            services.hub.ingest("BTC/USD", btc_candles[1])
+            await delivery.drain()
+            await anyio.lowlevel.checkpoint()
+            commits = wal_commits(path) - before
+            delivery.close_all()
+        return commits, orchestrator.state
+
+    try:
+        commits, state = anyio.run(main)
+    finally:
+        journal.close()
+    types = [event.type for event, _ in heard]
+    assert state == "failed"
+    assert "position_opened" in types and types[-2:] == ["strategy_error", "strategy_state"], types
+    assert commits == 1, f"{commits} commits for one turn"
+    seqs = [event.seq for event, _ in heard]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+    # The first event was delivered only once the whole turn, its failure included, was committed.
+    last = heard[-1][0].seq
+    assert all(last in committed for _, committed in heard)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT state FROM strategy_states WHERE strategy_id = 's'").fetchall() == [("failed",)]
+        assert db.execute("SELECT status FROM positions WHERE strategy_id = 's'").fetchall() == [("open",)]
