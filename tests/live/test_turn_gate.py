@@ -102,3 +102,7 @@ async def test_a_close_held_behind_a_resting_stop_in_a_turn_that_cannot_be_journ
             on_exchange = {o.client_id for o in fake.orders}
             journalled = {cid for cid, _ in _journalled_orders(path)}
             assert on_exchange <= journalled, f"on the exchange without a journal row: {sorted(on_exchange - journalled)}"
+            # The close ends refused; the position keeps a stop on the exchange.
+            (rejected,) = await live.wait_for(OrderRejected)
+            assert rejected.kind == "journal" and live.orch().positions.pending_orders() == ()
+            await until(lambda: any(o.type == "STOP_LOSS" and o.status == "NEW" for o in fake.orders), what="the stop put back")
