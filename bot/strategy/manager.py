@@ -568,6 +568,14 @@ class StrategyManager:
             case "trade":
                 if orchestrator.state == "active":
                     self._fail(orchestrator, exc)
+                elif orchestrator.state == "failed":
+                    # Here, not at the top: replay never journals, and must not import SQLite.
+                    from bot.journal.schema import JournalError
+
+                    if isinstance(exc, JournalError):
+                        # Its turn could not be journalled (bot.daemon.delivery): the failure it announced went with it.
+                        self._report_error(orchestrator, exc, "its turn could not be journalled")
+                        self._announce(orchestrator, "failed")
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
                 orchestrator.last_error = f"{type(exc).__name__}: {exc}"
@@ -599,8 +607,9 @@ class StrategyManager:
         orchestrator.positions.cancel_pending(entries_only=True)
         orchestrator.lifecycle.to("failed")
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
-        self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
+        # Protected before anything is published: a publish that raises (the journal) must not leave them unprotected.
         self._add_protect(orchestrator)
+        self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
         self._protect_dropped(orchestrator, dropped)
         self._announce(orchestrator, "failed")
 
