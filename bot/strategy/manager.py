@@ -15,7 +15,7 @@ from bot.events import StrategyFault, StrategyStateChanged
 from bot.ohlcv import Candle
 from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
-from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook
+from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook, TurnNotJournalled
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.guard import Stage, attempt, deliver_stream
 from bot.strategy.lifecycle import StrategyState
@@ -568,14 +568,10 @@ class StrategyManager:
             case "trade":
                 if orchestrator.state == "active":
                     self._fail(orchestrator, exc)
-                elif orchestrator.state == "failed":
-                    # Here, not at the top: replay never journals, and must not import SQLite.
-                    from bot.journal.schema import JournalError
-
-                    if isinstance(exc, JournalError):
-                        # Its turn could not be journalled (bot.daemon.delivery): the failure it announced went with it.
-                        self._report_error(orchestrator, exc, "its turn could not be journalled")
-                        self._announce(orchestrator, "failed")
+                elif orchestrator.state == "failed" and isinstance(exc, TurnNotJournalled):
+                    # The failure it announced in that turn went with it: announced again.
+                    self._report_error(orchestrator, exc, "its turn could not be journalled")
+                    self._announce(orchestrator, "failed")
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
                 orchestrator.last_error = f"{type(exc).__name__}: {exc}"
