@@ -12,7 +12,7 @@ from anyio.abc import TaskGroup
 from bot.daemon.inbox import CandleInbox, QueuedCounter
 from bot.journal import JournalError
 from bot.ohlcv import Candle, timeframe_ms
-from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook
+from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook, TurnNotJournalled
 from bot.strategy.guard import attempt
 
 # handler, symbol, timeframe, candle, ts, and the older candles of the stream coalesced into it
@@ -148,7 +148,9 @@ class InboxDelivery:
                         with self._turn():
                             self._handle(owner, item)
                     except JournalError as exc:  # not committed: nothing of the turn went out
-                        self._on_error(owner, item[0], exc)
+                        lost = TurnNotJournalled(str(exc))
+                        lost.__cause__ = exc
+                        self._on_error(owner, item[0], lost)
                 lane.processed += 1
                 item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
             if self._on_drained is not None and self._queued.n == 0:

@@ -40,6 +40,10 @@ class CommitGate(Protocol):
     """Holds an action until the strategy turn it was decided in is journalled (bot.journal.turns.Turns)."""
 
     def after_commit(self, send: Callable[[], object], discard: Callable[[], object]) -> None: ...
+def _nothing() -> None:
+    """Nothing to send once the turn is committed."""
+
+
 # Client ids are `<strategy id>-<n>`: room for n up to 10**9.
 _NUMBER_ROOM = 10
 
@@ -248,6 +252,11 @@ class LiveExchange:
             place()
         else:
             self._commits.after_commit(place, partial(self._not_journalled, tracked))
+
+    def unless_journalled(self, discard: Callable[[], object]) -> None:
+        """Run `discard` if the open turn (the caller's) cannot be journalled: for an order held back to be sent later."""
+        if self._commits is not None:
+            self._commits.after_commit(_nothing, discard)
 
     def _not_journalled(self, tracked: TrackedOrder) -> None:
         """The turn that decided the order could not be journalled: it was never sent, and ends as refused."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from bot.config.models import FeesConfig, FillConfig
@@ -46,6 +47,8 @@ class LiveAccount(OrderNumbering):
         """Send the order (a close waits while its position's stop rests on the exchange); its outcome comes later."""
         self.pending_orders.append(order)
         if order.intent == "close" and self.stops.hold_close(order):
+            # Sent later, once the stop is cancelled: never, if the turn deciding it is not journalled.
+            self._gateway.unless_journalled(partial(self.stops.release_held, order))
             return None
         self._gateway.send(self, order)
         return None

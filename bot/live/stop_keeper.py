@@ -93,6 +93,14 @@ class StopKeeper:
         self._step(slot)
         return True
 
+    def release_held(self, order: Order) -> None:
+        """A held close whose turn could not be journalled: it must never be sent, and ends refused."""
+        slot = self.slots.get(order.position_id)
+        if slot is None or not any(o is order for o in slot.waiting):
+            return
+        slot.waiting = [o for o in slot.waiting if o is not order]
+        self._owner.deliver_drop(order, "rejected", "journal", "not sent: the journal could not record it")
+
     def crossed(self, position_id: str) -> None:
         """The feed shows the price went through the stop the exchange holds: ask the exchange about it soon."""
         slot = self.slots.get(position_id)

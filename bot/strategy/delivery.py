@@ -11,6 +11,10 @@ CandleHandler = Callable[[str, str, Candle, int], None]
 HandlerErrorHook = Callable[[Any, CandleHandler, Exception], None]
 
 
+class TurnNotJournalled(Exception):
+    """A strategy's turn on a candle could not be journalled (bot.daemon.delivery): nothing of it was kept or announced."""
+
+
 class CandleOwner(Protocol):
     """What a delivery queues candles for (an orchestrator): its id names its task; `catch_up` shows it candles it skipped."""
 

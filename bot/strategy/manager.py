@@ -15,7 +15,7 @@ from bot.events import StrategyFault, StrategyStateChanged
 from bot.ohlcv import Candle
 from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
-from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook
+from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook, TurnNotJournalled
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.guard import Stage, attempt, deliver_stream
 from bot.strategy.lifecycle import StrategyState
@@ -568,6 +568,10 @@ class StrategyManager:
             case "trade":
                 if orchestrator.state == "active":
                     self._fail(orchestrator, exc)
+                elif orchestrator.state == "failed" and isinstance(exc, TurnNotJournalled):
+                    # The failure it announced in that turn went with it: announced again.
+                    self._report_error(orchestrator, exc, "its turn could not be journalled")
+                    self._announce(orchestrator, "failed")
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
                 orchestrator.last_error = f"{type(exc).__name__}: {exc}"
@@ -599,8 +603,9 @@ class StrategyManager:
         orchestrator.positions.cancel_pending(entries_only=True)
         orchestrator.lifecycle.to("failed")
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
-        self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
+        # Protected before anything is published: a publish that raises (the journal) must not leave them unprotected.
         self._add_protect(orchestrator)
+        self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
         self._protect_dropped(orchestrator, dropped)
         self._announce(orchestrator, "failed")
 

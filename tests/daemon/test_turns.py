@@ -11,7 +11,7 @@ import anyio.lowlevel
 from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.startup import JournalRecorder
-from bot.events import Event
+from bot.events import Event, StrategyFault, StrategyStateChanged
 from bot.journal import Journal
 from bot.journal.checkpoint import CheckpointPolicy
 from bot.journal.turns import Turns
@@ -99,3 +99,65 @@ def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_orde
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT state FROM strategy_states WHERE strategy_id = 's'").fetchall() == [("failed",)]
         assert db.execute("SELECT status FROM positions WHERE strategy_id = 's'").fetchall() == [("open",)]
+
+
+def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_protected_and_its_failure_journalled(
+    tmp_path: Path, btc_candles: list[Candle]
+) -> None:
+    """SQLite rolls a whole transaction back on SQLITE_FULL: the turn's later writes (the failure's) cannot join it.
+
+    The disk is full for one write only (a transient disk-full): the strategy's failure must still
+    be handled completely (its positions stay protected) and journalled and announced.
+    """
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, checkpoints=NO_CHECKPOINTS)
+    turns = Turns(journal)
+    logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
+    seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+    services = build_services(BotConfig(), logger, seams)
+    services.hub.add_feed("BTC/USD", "1m")
+    heard: list[Event] = []
+    services.bus.subscribe(heard.append, strategy_id="s")
+    conn = journal._conn
+
+    def disk_full_once(candle: Candle) -> float:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages}")
+        try:  # a note too big for the pages left: SQLITE_FULL
+            services.bus.publish(StrategyFault, None, "s", "x" * 200_000, "", "a long note")
+        finally:
+            conn.execute("PRAGMA max_page_count=1073741823")  # room again at once
+        return 0.0
+
+    async def main() -> tuple[str, bool]:
+        async with anyio.create_task_group() as tg:
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
+            orchestrator = manager.load(strategy(id="s", exit_threshold=None, exits={"stop_loss_pct": 2.0}, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
+            manager.activate("s")
+            services.hub.ingest("BTC/USD", btc_candles[0])
+            await delivery.drain()
+            orchestrator.actions.put(OpenPosition("BTC/USD", "long", 0.1, "test"))
+            orchestrator.actions.drain()
+            services.hub.ingest("BTC/USD", btc_candles[1])  # fills the order at its open: a position to protect
+            await delivery.drain()
+            assert orchestrator.positions.open_count() == 1
+            orchestrator.strategy.analyzers.score = disk_full_once  # type: ignore[method-assign]
+            heard.clear()
+            services.hub.ingest("BTC/USD", btc_candles[2])
+            await delivery.drain()
+            await anyio.lowlevel.checkpoint()
+            protected = any(o is orchestrator for routes in manager._protect.values() for o, _ in routes)
+            delivery.close_all()
+        return orchestrator.state, protected
+
+    try:
+        state, protected = anyio.run(main)
+    finally:
+        journal.close()
+    assert state == "failed"
+    assert protected, "the failed strategy's open position is no longer protected (no stop enforced from the feed)"
+    assert [e.state for e in heard if isinstance(e, StrategyStateChanged)] == ["failed"], [e.type for e in heard]
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT state FROM strategy_states WHERE strategy_id = 's'").fetchall() == [("failed",)]

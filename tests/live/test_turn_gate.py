@@ -10,8 +10,8 @@ import pytest
 from bot.events import OrderRejected, PositionOpened
 from bot.journal import Journal, JournalError
 from bot.journal.turns import Turns
-from bot.trading.actions import OpenPosition
-from tests.live.support import ETH
+from bot.trading.actions import ClosePercent, OpenPosition
+from tests.live.support import ETH, until
 from tests.live.trading_support import START, eth_strategy, fake_market, gateway_on
 
 
@@ -64,3 +64,45 @@ async def test_an_order_of_a_turn_that_cannot_be_journalled_is_never_sent_and_en
             assert fake.orders == [] and live.gateway.tracked == {} and _journalled_orders(path) == []
             orchestrator = live.orch()
             assert orchestrator.positions.open_count() == 0 and orchestrator.positions.is_flat(ETH)
+
+
+class RefusingWhenTold(Journal):
+    """A journal whose turn commits fail while `refuse` is set (a disk full for a moment)."""
+
+    refuse = False
+
+    def commit_turn(self) -> None:
+        if self.refuse:
+            self.rollback_turn()
+            raise JournalError("commit refused")
+        super().commit_turn()
+
+
+@pytest.mark.asyncio
+async def test_a_close_held_behind_a_resting_stop_in_a_turn_that_cannot_be_journalled_never_reaches_the_exchange(tmp_path: Path) -> None:
+    """The close waits for the stop's cancel; its turn was rolled back, so it must not go out once the stop is gone."""
+    path = tmp_path / "journal.sqlite"
+    with RefusingWhenTold(path) as journal:
+        turns = Turns(journal)
+        async with fake_market() as fake, gateway_on(fake, journal, commits=turns) as live:
+            live.rig.start(eth_strategy(exits={"stop_loss_pct": 0.3}))
+            live.feed_served(START - 50, 50)
+            live.act(OpenPosition(ETH, "long", 0.5, "test"))  # outside a turn: its own commits
+            await live.wait_for(PositionOpened)
+            await until(lambda: any(o.type == "STOP_LOSS" and o.status == "NEW" for o in fake.orders), what="the stop resting")
+            (position,) = live.positions()
+            await until(lambda: live.orch().positions._account.stop_held(position.id), what="the gateway to confirm the stop")
+            journal.refuse = True
+            with pytest.raises(JournalError), turns.turn():
+                live.act(ClosePercent(position.id, 100.0, "done"))
+            journal.refuse = False
+            (stop,) = [o for o in fake.orders if o.type == "STOP_LOSS"]
+            await until(lambda: stop.status == "CANCELED", what="the stop cancelled")
+            await live.gateway.polled(3)
+            on_exchange = {o.client_id for o in fake.orders}
+            journalled = {cid for cid, _ in _journalled_orders(path)}
+            assert on_exchange <= journalled, f"on the exchange without a journal row: {sorted(on_exchange - journalled)}"
+            # The close ends refused; the position keeps a stop on the exchange.
+            (rejected,) = await live.wait_for(OrderRejected)
+            assert rejected.kind == "journal" and live.orch().positions.pending_orders() == ()
+            await until(lambda: any(o.type == "STOP_LOSS" and o.status == "NEW" for o in fake.orders), what="the stop put back")
