@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+from time import gmtime, strftime
 from typing import BinaryIO, TextIO
 
 from bot.event_codec import HEADER, line_encoder
@@ -57,8 +57,9 @@ TRADE_COLUMNS = (
 
 
 def iso_ms(ts_ms: int) -> str:
-    """UTC ISO-8601 text of epoch milliseconds."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC ISO-8601 text of epoch milliseconds (to the second, the milliseconds dropped)."""
+    # time's C functions: a third of datetime's cost, twice per trades.csv row.
+    return strftime("%Y-%m-%dT%H:%M:%SZ", gmtime(ts_ms // 1000))
 
 
 class TradesCsv:
