@@ -27,7 +27,7 @@ from bot.journal.aside import move_aside, open_work
 from bot.journal.lock import JournalLock
 from bot.journal.schema import JournalError
 from bot.kernel.daemon import Daemon, socket_path_of
-from bot.kernel.replay import build_replay
+from bot.kernel.jobs import LogSettings, build_jobs_replay
 from bot.live.record_cli import add_record_parser, run_record
 from bot.log import BotLogger
 from bot.log_options import add_log_options, log_level
@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--to", dest="end", metavar="WHEN", help="stop before the first candle that opens at or after WHEN (exclusive)")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary table, log warnings and errors only")
     replay.add_argument("--report", action="store_true", help="also write the HTML report (OUT/report.html)")
+    replay.add_argument(
+        "--jobs",
+        type=_job_count,
+        default=1,
+        metavar="N",
+        help="replay the strategies in N processes (same outputs; strategies coupled by global risk limits run in one)",
+    )
     add_log_options(replay, quiet=False)
 
     validate = commands.add_parser("validate", help="check the configuration and strategy files without running")
@@ -110,6 +117,17 @@ def _stderr() -> Console:
 def _error(console: Console, text: str) -> None:
     # Error text quotes user input and candle values such as "[low 9.0, high 12.0]": never markup.
     console.print(f"[bold red]error[/]: {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _note(console: Console, text: str) -> None:
+    console.print(f"[bold]note[/]: {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _job_count(text: str) -> int:
+    """--jobs: a whole number of processes, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (a whole number, at least 1)")
+    return int(text)
 
 
 def _print_problems(console: Console, problems: Sequence[ConfigProblem | str]) -> None:
@@ -214,7 +232,9 @@ def _replay(args: argparse.Namespace) -> int:
     if prepared is None or range_problem is not None:
         return EXIT_INVALID
     loaded, sources = prepared
-    replay = build_replay(loaded, sources, args.out, BotLogger.to_stderr(level=log_level(args), log_file=args.log_file), WallClock(), time_range)
+    logger = BotLogger.to_stderr(level=log_level(args), log_file=args.log_file)
+    settings = LogSettings(log_level(args), args.log_file)
+    replay = build_jobs_replay(loaded, sources, args.out, args.jobs, settings, logger, time_range, lambda text: _note(err, text))
     if args.quiet:
         result = anyio.run(replay.run)
     else:
