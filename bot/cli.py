@@ -37,6 +37,7 @@ from bot.replay.timerange import TimeRange
 from bot.report.build import write_report
 from bot.strategy.catalog_cli import add_strategies_parser, run_strategies
 from bot.strategy.config_load import IncompleteConfigError, LoadedConfig, load_config
+from bot.sweep.command import add_sweep_parser, run_sweep
 from bot.version import bot_version
 
 EXIT_OK = 0
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     add_log_options(run)
 
     add_strategies_parser(commands)
+    add_sweep_parser(commands)
     add_ctl_parser(commands)
     add_record_parser(commands)
     return parser
@@ -436,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_record(args, lambda path: load_config(path).bot.exchange)
         if args.command == "report":
             return _report(args)
+        if args.command == "sweep":
+            return run_sweep(args, _prepare, _stderr(), Console(width=None if sys.stdout.isatty() else 160))
         if args.command == "strategies":
             return run_strategies(args, Console(), _stderr())
         return _validate(args)
