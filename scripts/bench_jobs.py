@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-candle-events", action="store_true", help="log_candles false (the bench's 'trading only' row)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bot-jobs-bench-") as tmp:
         work = Path(tmp)
         data = work / "SYN-USD_1m.csv"
         bench.generate(data, args.candles)

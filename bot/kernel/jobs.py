@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import signal
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -190,6 +191,7 @@ class _Processes:
         processes: list[BaseProcess] = []
         pipes: dict[Connection, _Task] = {}
         results: dict[int, dict[str, Any]] = {}
+        previous = _raise_on_signals()
         try:
             for task in self.tasks:
                 receive, send = context.Pipe(duplex=False)
@@ -221,6 +223,8 @@ class _Processes:
                 process.join()
             for pipe in pipes:
                 pipe.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     @staticmethod
     def _outcome(task: _Task, pipe: Connection) -> dict[str, Any]:
@@ -236,6 +240,25 @@ class _Processes:
             # The set-up's refusals (an empty --from/--to range, a bad candle file) are every part's: said as one process says them.
             raise BotError(str(value))
         raise JobError(f"the replay process of strategies {names} failed: {value}")
+
+
+class Terminated(BaseException):
+    """SIGTERM reached `bot replay --jobs` while its parts ran: they are stopped, the command ends."""
+
+
+def _raise_on_signals() -> dict[int, Any]:
+    """Make Ctrl-C and SIGTERM raise in the main thread while it waits for the parts; the handlers replaced, to put back.
+
+    SIGTERM would end this process at once and leave the parts running; asyncio's SIGINT handler
+    (`bot replay` runs under anyio.run) only cancels a task at its next await, which the wait never reaches.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    return {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler), signal.SIGTERM: signal.signal(signal.SIGTERM, terminated)}
 
 
 def work(task: _Task, pipe: Connection, done_counts: Any) -> None:
