@@ -70,11 +70,19 @@ class _Task:
     log: LogSettings
 
 
-def split(count: int, parts: int) -> list[range]:
-    """`count` strategies in `parts` consecutive runs as even as can be, the longer ones last (the first part also writes the candle events)."""
+def split(count: int, parts: int, market_share: bool = False) -> list[range]:
+    """`count` strategies in `parts` consecutive runs as even as can be, the longer ones last.
+
+    With `market_share`, the first part, which also writes the candle events, counts as holding
+    one strategy more (writing a line per candle costs about what a strategy does).
+    """
     parts = max(1, min(parts, count))
+    if market_share and count // parts >= 1 and parts > 1:
+        runs = split(count + 1, parts)
+        if len(runs[0]) > 1:
+            return [range(0, len(runs[0]) - 1)] + [range(run.start - 1, run.stop - 1) for run in runs[1:]]
     base, extra = divmod(count, parts)
-    runs: list[range] = []
+    runs = []
     start = 0
     for index in range(parts):
         size = base + (1 if index >= parts - extra else 0)
@@ -139,7 +147,7 @@ class ParallelReplay:
             streams += extra_streams(spec, self.loaded.catalog, spec.id)[0]
         streams = list(dict.fromkeys(streams))
         tasks = []
-        for index, run in enumerate(split(len(enabled), self.jobs)):
+        for index, run in enumerate(split(len(enabled), self.jobs, market_share=self.loaded.bot.replay.log_candles)):
             folder = scratch / f"part-{index}"
             folder.mkdir()
             bot = self.loaded.bot
