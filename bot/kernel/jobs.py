@@ -80,7 +80,7 @@ def split(count: int, parts: int, market_share: bool = False) -> list[range]:
     if market_share and count // parts >= 1 and parts > 1:
         runs = split(count + 1, parts)
         if len(runs[0]) > 1:
-            return [range(0, len(runs[0]) - 1)] + [range(run.start - 1, run.stop - 1) for run in runs[1:]]
+            return [range(len(runs[0]) - 1)] + [range(run.start - 1, run.stop - 1) for run in runs[1:]]
     base, extra = divmod(count, parts)
     runs = []
     start = 0
