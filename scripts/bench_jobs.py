@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,11 +40,14 @@ def write_config(work: Path, data: Path, strategies: int, log_candles: bool) -> 
     return path
 
 
-def run(config: Path, out: Path, jobs: int) -> float:
-    """Wall seconds of one `bot replay --quiet --jobs N`."""
+def run(config: Path, out: Path, jobs: int) -> tuple[float, float]:
+    """Wall seconds of one `bot replay --quiet --jobs N`, and the CPU seconds of all its processes."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "bot", "replay", "--config", str(config), "--out", str(out), "--quiet", "--jobs", str(jobs)], check=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> int:
@@ -60,11 +64,14 @@ def main() -> int:
         bench.generate(data, args.candles)
         config = write_config(work, data, args.strategies, not args.no_candle_events)
         times: dict[int, list[float]] = {jobs: [] for jobs in args.jobs}
+        cpu: dict[int, list[float]] = {jobs: [] for jobs in args.jobs}
         reference = work / "reference"
         for round_ in range(args.rounds):
             for jobs in args.jobs:
                 out = work / f"out-{jobs}"
-                times[jobs].append(run(config, out, jobs))
+                wall, used = run(config, out, jobs)
+                times[jobs].append(wall)
+                cpu[jobs].append(used)
                 if not reference.exists():
                     out.rename(reference)
                     continue
@@ -72,14 +79,14 @@ def main() -> int:
                 if different:
                     print(f"--jobs {jobs}: {', '.join(different)} differ from the first run", file=sys.stderr)
                     return 1
-            print(f"round {round_ + 1}: " + "  ".join(f"--jobs {jobs} {times[jobs][-1]:.2f}s" for jobs in args.jobs), flush=True)
+            print(f"round {round_ + 1}: " + "  ".join(f"--jobs {jobs} {times[jobs][-1]:.2f}s (cpu {cpu[jobs][-1]:.2f}s)" for jobs in args.jobs), flush=True)
         base = statistics.median(times[args.jobs[0]])
         events = "with candle events" if not args.no_candle_events else "trading only"
         print(f"{args.candles:,} candles x {args.strategies} strategies, {events}; medians of {args.rounds} interleaved runs (wall, whole command):")
         for jobs in args.jobs:
             median = statistics.median(times[jobs])
             spread = f"{min(times[jobs]):.2f}-{max(times[jobs]):.2f}"
-            print(f"  --jobs {jobs}: {median:6.2f} s  (range {spread})  speed-up {base / median:.2f}x")
+            print(f"  --jobs {jobs}: {median:6.2f} s  (range {spread})  speed-up {base / median:.2f}x  cpu {statistics.median(cpu[jobs]):.2f} s")
     return 0
 
 

@@ -79,11 +79,13 @@ def run_sweep(args: argparse.Namespace, prepare: Prepare, err: Console, out: Con
     swept = dataclasses.replace(loaded, strategies=tuple(variant.spec for variant in variants))
     shared = coupling(swept)
     if shared is not None:
-        _note(err, f"the variants are replayed together and share the global risk limits: {shared}")
+        # Alternatives sharing one kill switch: each variant's result depends on the others'.
+        one = f" in one process (not --jobs {args.jobs})" if args.jobs > 1 else ""
+        _note(err, f"the variants are replayed together{one} and share the global risk limits: {shared}")
     level = log_level(args)
     logger = BotLogger.to_stderr(level=level, log_file=args.log_file)
     try:
-        replay = build_jobs_replay(swept, sources, args.out, args.jobs, LogSettings(level, args.log_file), logger, time_range, lambda text: _note(err, text))
+        replay = build_jobs_replay(swept, sources, args.out, args.jobs, LogSettings(level, args.log_file), logger, time_range)
         result = anyio.run(replay.run)
     finally:
         logger.close()

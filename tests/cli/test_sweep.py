@@ -111,3 +111,11 @@ def test_bad_input_is_refused_before_anything_runs(config: Path, tmp_path: Path,
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and flat(lines[0]).startswith(f"error: {error}"), lines
     assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_under_global_risk_limits_says_the_variants_share_them(tmp_path: Path) -> None:
+    config = copied_config(tmp_path, "config.replay.json")
+    result = sweep(config, tmp_path / "sweep", *GRID, "--jobs", "2", "--to", "2022-01-03")
+    assert result.returncode == 0, result.stderr
+    assert "note: the variants are replayed together in one process (not --jobs 2) and share the global risk limits: " in flat(result.stderr)
+    assert (tmp_path / "sweep" / "sweep.csv").read_text().count("ema_cross.fast-") == 2
