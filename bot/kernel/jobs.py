@@ -169,6 +169,8 @@ class ParallelReplay:
 
     def run_blocking(self, progress: Progress | None = None) -> ReplayResult:
         """`run` without an event loop."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ReplayAborted(f"output folder {self.out_dir} exists and is not a folder", self.out_dir)
         scratch = Path(tempfile.mkdtemp(prefix="bot-jobs-"))
         try:
             tasks = self.tasks(scratch)

@@ -262,3 +262,17 @@ def test_split_keeps_config_order_and_puts_the_longer_runs_last() -> None:
     assert split(10, 2) == [range(5), range(5, 10)]
     assert split(7, 3) == [range(2), range(2, 4), range(4, 7)]
     assert split(2, 4) == [range(1), range(1, 2)]
+
+
+def test_refusals_before_the_replay_are_those_of_one_process(tmp_path: Path) -> None:
+    config = copied_config(tmp_path, "config.replay.json", risk=None)
+    for args in (("--from", "2030-01-01"),):
+        one = run_bot("replay", "--config", config, "--out", tmp_path / "one", "--quiet", *args, cwd=tmp_path)
+        two = run_bot("replay", "--config", config, "--out", tmp_path / "two", "--quiet", "--jobs", "2", *args, cwd=tmp_path)
+        assert one.returncode == two.returncode == 2
+        assert error_lines(one.stderr) == error_lines(two.stderr) != []
+        assert not (tmp_path / "one").exists() and not (tmp_path / "two").exists()
+    (tmp_path / "file").write_text("")
+    two = run_bot("replay", "--config", config, "--out", tmp_path / "file", "--quiet", "--jobs", "2", *WEEK, cwd=tmp_path)
+    assert two.returncode == 2
+    assert error_lines(two.stderr) == [f"error: replay aborted: output folder {tmp_path / 'file'} exists and is not a folder (partial output in {tmp_path / 'file'})"]
