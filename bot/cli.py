@@ -12,6 +12,7 @@ from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.live.record_args import add_record_parser
 from bot.log_options import add_log_options, log_level
 from bot.strategy.catalog_args import add_strategies_parser
+from bot.sweep.sweep_args import add_sweep_parser
 
 # Each command imports what it runs when it runs, so `bot --help` (and one command) loads none of the others.
 if TYPE_CHECKING:
@@ -58,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--to", dest="end", metavar="WHEN", help="stop before the first candle that opens at or after WHEN (exclusive)")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary table, log warnings and errors only")
     replay.add_argument("--report", action="store_true", help="also write the HTML report (OUT/report.html)")
+    replay.add_argument(
+        "--jobs",
+        type=_job_count,
+        default=1,
+        metavar="N",
+        help="replay the strategies in N processes (same outputs; strategies coupled by global risk limits run in one)",
+    )
     add_log_options(replay, quiet=False)
 
     validate = commands.add_parser("validate", help="check the configuration and strategy files without running")
@@ -85,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     add_log_options(run)
 
     add_strategies_parser(commands)
+    add_sweep_parser(commands)
     add_ctl_parser(commands)
     add_record_parser(commands)
     return parser
@@ -119,6 +128,19 @@ def _error(console: Console, text: str) -> None:
 
     # Error text quotes user input and candle values such as "[low 9.0, high 12.0]": never markup.
     console.print(f"[bold red]error[/]: {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _note(console: Console, text: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold]note[/]: {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _job_count(text: str) -> int:
+    """--jobs: a whole number of processes, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (a whole number, at least 1)")
+    return int(text)
 
 
 def _print_problems(console: Console, problems: Sequence[ConfigProblem | str]) -> None:
@@ -223,8 +245,7 @@ def _summary(result: ReplayResult) -> Table:
 def _replay(args: argparse.Namespace) -> int:
     import anyio
 
-    from bot.clock import WallClock
-    from bot.kernel.replay import build_replay
+    from bot.kernel.jobs import LogSettings, build_jobs_replay
     from bot.log import BotLogger
     from bot.replay.timerange import TimeRange
 
@@ -239,7 +260,9 @@ def _replay(args: argparse.Namespace) -> int:
     if prepared is None or range_problem is not None:
         return EXIT_INVALID
     loaded, sources = prepared
-    replay = build_replay(loaded, sources, args.out, BotLogger.to_stderr(level=log_level(args), log_file=args.log_file), WallClock(), time_range)
+    logger = BotLogger.to_stderr(level=log_level(args), log_file=args.log_file)
+    settings = LogSettings(log_level(args), args.log_file)
+    replay = build_jobs_replay(loaded, sources, args.out, args.jobs, settings, logger, time_range, lambda text: _note(_stderr(), text))
     if args.quiet:
         result = anyio.run(replay.run)
     else:
@@ -483,6 +506,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_record(args, lambda path: load_config(path).bot.exchange)
         if args.command == "report":
             return _report(args)
+        if args.command == "sweep":
+            from rich.console import Console
+
+            from bot.sweep.command import run_sweep
+
+            return run_sweep(args, _prepare, _stderr(), Console(width=None if sys.stdout.isatty() else 160))
         if args.command == "strategies":
             from rich.console import Console
 

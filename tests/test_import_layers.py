@@ -35,6 +35,7 @@ ORDER: tuple[tuple[str, ...], ...] = (
     ("control", "http"),
     ("cluster",),
     ("kernel",),
+    ("sweep",),
     ("cli",),
     ("__main__",),
 )

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bot.config.currency import quote_currency
 from bot.strategy.orchestrator import TradingOrchestrator
@@ -65,9 +68,18 @@ def build_report(orchestrators: list[TradingOrchestrator], replay: dict[str, Any
     Money is never added across currencies: `totals` maps each currency (in the order the
     strategies first use it) to the totals of the strategies trading in it.
     """
-    strategies = {o.strategy_id: strategy_report(o) for o in orchestrators}
+    return assemble_report({o.strategy_id: strategy_report(o) for o in orchestrators}, replay)
+
+
+def assemble_report(strategies: dict[str, dict[str, Any]], replay: dict[str, Any]) -> dict[str, Any]:
+    """The whole report of strategy reports in order (see build_report): a replay run as parts merges theirs."""
     by_currency: dict[str, list[dict[str, Any]]] = {}
     for report in strategies.values():
         by_currency.setdefault(report["currency"], []).append(report)
     totals = {currency: currency_totals(group) for currency, group in by_currency.items()}
     return {"replay": replay, "strategies": strategies, "totals": totals}
+
+
+def write_report_json(path: Path, report: dict[str, Any]) -> None:
+    """Write report.json as every replay writes it."""
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")

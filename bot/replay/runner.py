@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bot.bus import EventBus
 from bot.candles.hub import CandleFeedError
 from bot.candles.merge import merge_streams
@@ -20,7 +18,7 @@ from bot.events import Event, PositionClosed, ReplayFinished, ReplaySource, Repl
 from bot.ohlcv import Candle, timeframe_ms
 from bot.replay.equity import EquitySampler, sampling_interval_ms
 from bot.replay.event_log import EventLog, TradesCsv
-from bot.replay.report import build_report
+from bot.replay.report import build_report, write_report_json
 from bot.replay.timerange import EmptyRangeError, TimeRange, iso
 from bot.services import BotServices
 from bot.strategy.config_load import LoadedConfig
@@ -260,7 +258,7 @@ class Replay:
         if self.time_range is not None:
             facts["range"] = {**self.time_range.as_report(), "warmup_candles": self.warmup_candles}
         report = build_report(orchestrators, facts)
-        (self.out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        write_report_json(self.out_dir / "report.json", report)
         if error is not None:
             raise ReplayAborted(error, self.out_dir)
         return ReplayResult(self.out_dir, report, count, outputs.events.count)

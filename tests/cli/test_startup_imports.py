@@ -27,12 +27,12 @@ with open(sys.argv[1], "w") as out:
     json.dump({"code": code, "modules": sorted(sys.modules)}, out)
 """
 # The parser's own modules: the command line, its leaves, and the packages holding an argument module.
-_PARSER_MODULES = {"bot", "bot.cli", "bot.errors", "bot.log_options", "bot.control", "bot.live", "bot.strategy"}
+_PARSER_MODULES = {"bot", "bot.cli", "bot.errors", "bot.log_options", "bot.control", "bot.live", "bot.strategy", "bot.sweep"}
 # Libraries a command loads only when it runs (the event loop, config models, output, exchanges, charts).
 _HEAVY = ("anyio", "asyncio", "ccxt", "msgspec", "orjson", "plotly", "pydantic", "rich", "sqlite3", "websockets")
 # What only the daemon, `bot ctl`, `bot record` and `bot report` need.
 _NOT_FOR_REPLAY = ("bot.daemon", "bot.control", "bot.live", "bot.report", "bot.journal", "ccxt", "websockets", "plotly", "rich")
-_SUBCOMMANDS = ("version", "replay", "validate", "report", "run", "strategies", "ctl", "record")
+_SUBCOMMANDS = ("version", "replay", "validate", "report", "run", "strategies", "sweep", "ctl", "record")
 
 
 def _imported(args: list[str], cwd: Path) -> tuple[object, list[str]]:

@@ -1,0 +1,1 @@
+"""`bot sweep`: one strategy replayed over a grid of parameter values, the variants ranked by a report figure."""
