@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from bot.config.models import StrategyConfig
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, ConfigProblem
 from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
 from bot.strategy.config_load import changed_strategy
 
@@ -114,11 +114,16 @@ def build_variants(spec: StrategyConfig, axes: list[Axis], catalog: StrategyCata
         try:
             variant = changed_strategy(spec, {**changes, "id": vid, "enabled": True}, catalog, label)
         except ConfigError as exc:
-            chosen = " ".join(f"--grid {axis.path}={value_text(value)}" for axis, value in zip(axes, values, strict=True))
-            reasons = "; ".join(f"{p.field or '<file>'}: {p.reason}" for p in exc.problems)
-            raise SweepInputError(f"{chosen}: strategy {spec.id!r} refuses this variant: {reasons}") from None
+            raise refused(spec.id, axes, values, exc.problems) from None
         variants.append(Variant(variant, values))
     return variants
+
+
+def refused(strategy_id: str, axes: list[Axis], values: tuple[Any, ...], problems: list[ConfigProblem]) -> SweepInputError:
+    """The error of a variant its strategy or the config refuses: its grid values, then the problems."""
+    chosen = " ".join(f"--grid {axis.path}={value_text(value)}" for axis, value in zip(axes, values, strict=True))
+    reasons = "; ".join(f"{p.field or '<file>'}: {p.reason}" for p in problems)
+    return SweepInputError(f"{chosen}: strategy {strategy_id!r} refuses this variant: {reasons}")
 
 
 def _known_fields(spec: StrategyConfig, catalog: StrategyCatalog) -> dict[str, Any]:
