@@ -101,8 +101,9 @@ def test_sweep_by_drawdown_puts_the_smallest_first(config: Path, tmp_path: Path)
         ((), "--grid: give at least one, such as --grid params.fast=8,10,12"),
         (("--grid", "id=a,b"), "--grid id=a,b: a variant's id is set by the sweep, not by a grid"),
         ((*GRID, "--jobs", "0"), "--jobs 0: give a number of processes, at least 1"),
+        (("--grid", "params.fast=8,8.0,12"), "--grid params.fast=8.0: the same variant as --grid params.fast=8"),
     ],
-    ids=["unknown-strategy", "unknown-path", "refused-combination", "refused-value", "unknown-rank", "empty-grid", "empty-value", "no-grid", "id", "jobs"],
+    ids=["unknown-strategy", "unknown-path", "refused-combination", "refused-value", "unknown-rank", "empty-grid", "empty-value", "no-grid", "id", "jobs", "same-variant"],
 )
 def test_bad_input_is_refused_before_anything_runs(config: Path, tmp_path: Path, args: tuple[str, ...], error: str) -> None:
     strategy = () if "--strategy" in args else ("--strategy", "ema_cross")
