@@ -106,6 +106,8 @@ def build_variants(spec: StrategyConfig, axes: list[Axis], catalog: StrategyCata
     combinations = list(itertools.product(*(axis.values for axis in axes)))
     ids = _variant_ids(spec.id, axes, combinations)
     variants: list[Variant] = []
+    # Each variant's config without its id: values the params model reads alike (8 and 8.0) make one variant.
+    made: dict[bytes, tuple[Any, ...]] = {}
     for vid, values in zip(ids, combinations, strict=True):
         fields = copy.deepcopy(given)
         for axis, value in zip(axes, values, strict=True):
@@ -115,15 +117,29 @@ def build_variants(spec: StrategyConfig, axes: list[Axis], catalog: StrategyCata
             variant = changed_strategy(spec, {**changes, "id": vid, "enabled": True}, catalog, label)
         except ConfigError as exc:
             raise refused(spec.id, axes, values, exc.problems) from None
+        fingerprint = _fingerprint(variant, catalog)
+        if fingerprint in made:
+            raise SweepInputError(f"{_chosen(axes, values)}: the same variant as {_chosen(axes, made[fingerprint])}")
+        made[fingerprint] = values
         variants.append(Variant(variant, values))
     return variants
 
 
 def refused(strategy_id: str, axes: list[Axis], values: tuple[Any, ...], problems: list[ConfigProblem]) -> SweepInputError:
     """The error of a variant its strategy or the config refuses: its grid values, then the problems."""
-    chosen = " ".join(f"--grid {axis.path}={value_text(value)}" for axis, value in zip(axes, values, strict=True))
     reasons = "; ".join(f"{p.field or '<file>'}: {p.reason}" for p in problems)
-    return SweepInputError(f"{chosen}: strategy {strategy_id!r} refuses this variant: {reasons}")
+    return SweepInputError(f"{_chosen(axes, values)}: strategy {strategy_id!r} refuses this variant: {reasons}")
+
+
+def _fingerprint(spec: StrategyConfig, catalog: StrategyCatalog) -> bytes:
+    """The variant's config without its id, its params as the strategy reads them (8 and 8.0 alike for an integer)."""
+    fields = spec.model_dump(mode="json", exclude={"id"})
+    fields["params"] = catalog.resolve(spec.module, spec.class_name).validate_params(spec.params).model_dump(mode="json")
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+def _chosen(axes: list[Axis], values: tuple[Any, ...]) -> str:
+    return " ".join(f"--grid {axis.path}={value_text(value)}" for axis, value in zip(axes, values, strict=True))
 
 
 def _known_fields(spec: StrategyConfig, catalog: StrategyCatalog) -> dict[str, Any]:
