@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.bus import EventBus
+from bot.candles.hub import CandleHub
 from bot.candles.sources import CandleSource
-from bot.clock import WallClock
+from bot.clock import ReplayClock, WallClock
 from bot.config.loader import strategy_folders
 from bot.config.models import BotConfig, StrategyConfig
 from bot.errors import BotError
@@ -91,15 +93,24 @@ def split(count: int, parts: int, market_share: bool = False) -> list[range]:
     return runs
 
 
-def single_process_reason(loaded: LoadedConfig) -> str | None:
+def single_process_reason(loaded: LoadedConfig, sources: Sequence[CandleSource]) -> str | None:
     """Why `--jobs` cannot split this config's strategies over processes; None when it can."""
     coupled = coupling(loaded)
     if coupled is not None:
         return coupled
+    # Every part derives every stream: one the candle files cannot give aborts the replay at that strategy's load, as one process does.
+    feeds = CandleHub(EventBus(ReplayClock()), 1, None, False)
+    for source in sources:
+        feeds.add_feed(source.symbol, source.timeframe)
     for spec in loaded.enabled_strategies():
-        _, unbuilt = extra_streams(spec, loaded.catalog, spec.id)
+        streams, unbuilt = extra_streams(spec, loaded.catalog, spec.id)
         if unbuilt is not None:
             return f"strategy {spec.id!r} raised while being built ({unbuilt.reason}): it fails when loaded, as in one process"
+        for symbol, timeframe in [(spec.symbol, spec.timeframe), *streams]:
+            try:
+                feeds.check(symbol, timeframe)
+            except (KeyError, ValueError) as exc:
+                return f"strategy {spec.id!r} reads {symbol} {timeframe}, which the candle files cannot give ({exc.args[0]}): it fails when loaded, as in one process"
     return None
 
 
@@ -116,7 +127,7 @@ def build_jobs_replay(
     """The replay of `loaded` in `jobs` processes, or in this one (with a `notice` of why, when strategies are coupled)."""
     enabled = loaded.enabled_strategies()
     if jobs > 1 and len(enabled) > 1:
-        reason = single_process_reason(loaded)
+        reason = single_process_reason(loaded, sources)
         if reason is None:
             return ParallelReplay(loaded, sources, out_dir, jobs, log, time_range)
         if notice is not None:

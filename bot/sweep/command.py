@@ -12,13 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.candles.sources import CandleSource
+from bot.config.currency import RISK_LIMITS, collision_problems, risk_problems
+from bot.config.loader import mixed_currency_problems
+from bot.errors import ConfigProblem
 from bot.kernel.jobs import LogSettings, build_jobs_replay
 from bot.log import BotLogger
 from bot.log_options import log_level
 from bot.replay.coupling import coupling
+from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
+from bot.strategy.config_check import extra_streams
 from bot.strategy.config_load import LoadedConfig
-from bot.sweep.grid import SweepInputError, Variant, build_variants, parse_axis
+from bot.sweep.grid import SweepInputError, Variant, build_variants, parse_axis, refused
 from bot.sweep.ranking import Ranked, check_rank, rank, write_csv
 
 # The command line's config loading: the config and its candle files, or None once it printed the problems.
@@ -47,6 +52,10 @@ def run_sweep(args: argparse.Namespace, prepare: Prepare, err: Console, out: Con
             raise SweepInputError(f"--strategy {args.strategy}: no strategy of {args.config} has that id (it has: {known})")
         label = str(loaded.strategy_files.get(spec.id, args.config))
         variants = build_variants(spec, axes, loaded.catalog, label)
+        for variant in variants:
+            problems = _config_problems(loaded, variant, label)
+            if problems:
+                raise refused(spec.id, axes, variant.values, problems)
     except SweepInputError as exc:
         _error(err, str(exc))
         return 2
@@ -67,6 +76,19 @@ def run_sweep(args: argparse.Namespace, prepare: Prepare, err: Console, out: Con
     write_csv(ranked, args.out / "sweep.csv")
     out.print(_table(ranked, variants, args), soft_wrap=True)
     return 0
+
+
+def _config_problems(loaded: LoadedConfig, variant: Variant, label: str) -> list[ConfigProblem]:
+    """What loading config.json would refuse of the variant as a strategy file: another currency read, a symbol
+    without candles, a timeframe they cannot make, a global risk limit that cannot hold for it."""
+    spec = variant.spec
+    streams, _ = extra_streams(spec, loaded.catalog, label)
+    problems = mixed_currency_problems(spec, label, streams)
+    limits = {name: getattr(loaded.bot.risk, name) for name in RISK_LIMITS}
+    problems += risk_problems(limits, str(loaded.path), [(spec.id, spec.symbol, label)])
+    problems += collision_problems([(spec.id, spec.symbol, label)])
+    problems += resolve_sources(dataclasses.replace(loaded, strategies=(spec,)))[1]
+    return problems
 
 
 def _time_range(start: str | None, end: str | None) -> TimeRange | None:

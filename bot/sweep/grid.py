@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from bot.config.models import StrategyConfig
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, ConfigProblem
 from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
 from bot.strategy.config_load import changed_strategy
 
@@ -106,6 +106,8 @@ def build_variants(spec: StrategyConfig, axes: list[Axis], catalog: StrategyCata
     combinations = list(itertools.product(*(axis.values for axis in axes)))
     ids = _variant_ids(spec.id, axes, combinations)
     variants: list[Variant] = []
+    # Each variant's config without its id: values the params model reads alike (8 and 8.0) make one variant.
+    made: dict[bytes, tuple[Any, ...]] = {}
     for vid, values in zip(ids, combinations, strict=True):
         fields = copy.deepcopy(given)
         for axis, value in zip(axes, values, strict=True):
@@ -114,11 +116,30 @@ def build_variants(spec: StrategyConfig, axes: list[Axis], catalog: StrategyCata
         try:
             variant = changed_strategy(spec, {**changes, "id": vid, "enabled": True}, catalog, label)
         except ConfigError as exc:
-            chosen = " ".join(f"--grid {axis.path}={value_text(value)}" for axis, value in zip(axes, values, strict=True))
-            reasons = "; ".join(f"{p.field or '<file>'}: {p.reason}" for p in exc.problems)
-            raise SweepInputError(f"{chosen}: strategy {spec.id!r} refuses this variant: {reasons}") from None
+            raise refused(spec.id, axes, values, exc.problems) from None
+        fingerprint = _fingerprint(variant, catalog)
+        if fingerprint in made:
+            raise SweepInputError(f"{_chosen(axes, values)}: the same variant as {_chosen(axes, made[fingerprint])}")
+        made[fingerprint] = values
         variants.append(Variant(variant, values))
     return variants
+
+
+def refused(strategy_id: str, axes: list[Axis], values: tuple[Any, ...], problems: list[ConfigProblem]) -> SweepInputError:
+    """The error of a variant its strategy or the config refuses: its grid values, then the problems."""
+    reasons = "; ".join(f"{p.field or '<file>'}: {p.reason}" for p in problems)
+    return SweepInputError(f"{_chosen(axes, values)}: strategy {strategy_id!r} refuses this variant: {reasons}")
+
+
+def _fingerprint(spec: StrategyConfig, catalog: StrategyCatalog) -> bytes:
+    """The variant's config without its id, its params as the strategy reads them (8 and 8.0 alike for an integer)."""
+    fields = spec.model_dump(mode="json", exclude={"id"})
+    fields["params"] = catalog.resolve(spec.module, spec.class_name).validate_params(spec.params).model_dump(mode="json")
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+def _chosen(axes: list[Axis], values: tuple[Any, ...]) -> str:
+    return " ".join(f"--grid {axis.path}={value_text(value)}" for axis, value in zip(axes, values, strict=True))
 
 
 def _known_fields(spec: StrategyConfig, catalog: StrategyCatalog) -> dict[str, Any]:

@@ -101,8 +101,9 @@ def test_sweep_by_drawdown_puts_the_smallest_first(config: Path, tmp_path: Path)
         ((), "--grid: give at least one, such as --grid params.fast=8,10,12"),
         (("--grid", "id=a,b"), "--grid id=a,b: a variant's id is set by the sweep, not by a grid"),
         ((*GRID, "--jobs", "0"), "--jobs 0: give a number of processes, at least 1"),
+        (("--grid", "params.fast=8,8.0,12"), "--grid params.fast=8.0: the same variant as --grid params.fast=8"),
     ],
-    ids=["unknown-strategy", "unknown-path", "refused-combination", "refused-value", "unknown-rank", "empty-grid", "empty-value", "no-grid", "id", "jobs"],
+    ids=["unknown-strategy", "unknown-path", "refused-combination", "refused-value", "unknown-rank", "empty-grid", "empty-value", "no-grid", "id", "jobs", "same-variant"],
 )
 def test_bad_input_is_refused_before_anything_runs(config: Path, tmp_path: Path, args: tuple[str, ...], error: str) -> None:
     strategy = () if "--strategy" in args else ("--strategy", "ema_cross")
@@ -119,3 +120,23 @@ def test_sweep_under_global_risk_limits_says_the_variants_share_them(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert "note: the variants are replayed together in one process (not --jobs 2) and share the global risk limits: " in flat(result.stderr)
     assert (tmp_path / "sweep" / "sweep.csv").read_text().count("ema_cross.fast-") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ("--strategy", "pairs_arbitrage", "--grid", "params.second_symbol=XMR/BTC,BTC/USD"),
+            "--grid params.second_symbol=BTC/USD: strategy 'pairs_arbitrage' refuses this variant: ",
+        ),
+        (("--strategy", "ema_cross", "--grid", "symbol=BTC/USD,DOGE/USD"), "--grid symbol=DOGE/USD: strategy 'ema_cross' refuses this variant: "),
+    ],
+    ids=["mixed-currencies", "symbol-without-candles"],
+)
+def test_a_variant_the_config_would_refuse_is_refused_before_anything_runs(config: Path, tmp_path: Path, args: tuple[str, ...], error: str) -> None:
+    # What loading config.json refuses for a strategy file (one money counted across two currencies, a symbol without candles) is refused for a variant too.
+    result = run_bot("sweep", "--config", config.name, "--out", tmp_path / "sweep", *args, *WEEK, cwd=config.parent)
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and flat(lines[0]).startswith(f"error: {error}"), lines
+    assert not (tmp_path / "sweep").exists()

@@ -276,3 +276,20 @@ def test_refusals_before_the_replay_are_those_of_one_process(tmp_path: Path) -> 
     two = run_bot("replay", "--config", config, "--out", tmp_path / "file", "--quiet", "--jobs", "2", *WEEK, cwd=tmp_path)
     assert two.returncode == 2
     assert error_lines(two.stderr) == [f"error: replay aborted: output folder {tmp_path / 'file'} exists and is not a folder (partial output in {tmp_path / 'file'})"]
+
+
+def test_a_strategy_reading_a_symbol_without_candles_aborts_as_in_one_process(tmp_path: Path) -> None:
+    # A pairs strategy whose second symbol has no candle file fails when loaded: one process aborts there, partial outputs written.
+    config = copied_config(tmp_path, "config.replay.json", risk=None)
+    spec = json.loads((tmp_path / "strategies" / "catalog" / "pairs_arbitrage.json").read_text())
+    spec["id"] = "pairs_doge"
+    spec["params"]["second_symbol"] = "DOGE/BTC"
+    (tmp_path / "strategies" / "pairs_doge.json").write_text(json.dumps(spec))
+    data = json.loads(config.read_text())
+    data["strategies"].insert(1, {"file": "strategies/pairs_doge.json"})
+    config.write_text(json.dumps(data))
+    one = replay(config, tmp_path / "one", *WEEK, code=2)
+    two = replay(config, tmp_path / "two", "--jobs", "2", *WEEK, code=2)
+    assert error_lines(two.stderr) == [line.replace("/one", "/two") for line in error_lines(one.stderr)]
+    assert "pairs_doge" in error_lines(one.stderr)[0]
+    same_outputs(tmp_path / "one", tmp_path / "two")
