@@ -271,11 +271,11 @@ def _parse_block(lines: bytes, prev: int, latest: int) -> list[Candle] | None:
     ts, o, h, lo, cl, v = zip(*rows)
     if set(map(type, ts)) != {int}:
         return None
-    try:
-        # As float() of the text would: an integral price such as 30000 is a float too.
-        o, h, lo, cl, v = (tuple(map(float, column)) for column in (o, h, lo, cl, v))
-    except TypeError:  # a string, a list, null or a bool in a row
+    # Numbers only: float() would also take a quoted "100.5" or true, which the line reader refuses.
+    if not all(set(map(type, column)) <= _NUMBER_TYPES for column in (o, h, lo, cl, v)):
         return None
+    # As float() of the text would: an integral price such as 30000 is a float too.
+    o, h, lo, cl, v = (tuple(map(float, column)) for column in (o, h, lo, cl, v))
     n = len(ts)
     zero, top = itertools.repeat(0.0, n), itertools.repeat(MAX_VALUE, n)
     # The row checks of the line reader, a column at a time; a nan fails every comparison.

@@ -29,7 +29,7 @@ def _rows(draw: st.DrawFn) -> list[str]:
     rows = []
     ts = 60_000
     for _ in range(draw(st.integers(0, 40))):
-        kind = draw(st.sampled_from(["good", "good", "good", "good", "good", "odd", "blank", "fields", "back"]))
+        kind = draw(st.sampled_from(["good", "good", "good", "good", "good", "odd", "same", "blank", "fields", "back"]))
         ts += draw(st.sampled_from([60_000, 60_000, 120_000, 0]))
         if kind == "good":
             low = draw(st.integers(90, 100))
@@ -38,6 +38,9 @@ def _rows(draw: st.DrawFn) -> list[str]:
         elif kind == "odd":
             fields = [draw(_TS_TEXT).format(ts=ts)] + [draw(_PRICE_TEXT) for _ in range(5)]
             rows.append(",".join(fields))
+        elif kind == "same":
+            # Every price the same text: odd forms a JSON reader takes (true, "100.5") pass the price checks.
+            rows.append(",".join([str(ts)] + [draw(_PRICE_TEXT)] * 5))
         elif kind == "blank":
             rows.append(draw(st.sampled_from(["", " ", "\r"])))
         elif kind == "fields":
