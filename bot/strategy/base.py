@@ -42,7 +42,7 @@ class StrategyContext:
     strategy's state and cannot emit an event without its strategy id.
     """
 
-    __slots__ = ("spec", "strategy_id", "symbol", "timeframe", "quantity", "_registry_for", "_put", "_publish", "_positions", "_now")
+    __slots__ = ("spec", "strategy_id", "symbol", "timeframe", "quantity", "position_on", "_registry_for", "_put", "_publish", "_positions", "_now")
 
     def __init__(
         self,
@@ -63,6 +63,8 @@ class StrategyContext:
         self._publish = publish
         self._positions = positions
         self._now = now
+        # position() with the symbol given, bound straight to the positions: one call on a strategy's per-candle path.
+        self.position_on: Callable[[str], Position | None] = positions.position_on
 
     # -- market data ---------------------------------------------------------------------------
     def indicators(self, symbol: str | None = None, timeframe: str | None = None) -> IndicatorRegistry:

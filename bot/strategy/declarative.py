@@ -51,7 +51,7 @@ class DeclarativeStrategy(Strategy[StrategyParams]):
         if timeframe != ctx.timeframe:
             return
         score = self.analyzers.score(candle)
-        position = ctx.position(symbol)
+        position = ctx.position_on(symbol)
         if position is None:
             if score < self.entry_threshold or not ctx.is_flat(symbol):
                 return

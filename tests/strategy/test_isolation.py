@@ -52,6 +52,10 @@ def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Ca
     # Same signals, but b's stop-loss and fees make its trades and balance differ.
     assert oa.portfolio.fees == 0 and ob.portfolio.fees > 0
     assert len(rig.of_type(PositionClosed, "a")) != len(rig.of_type(PositionClosed, "b")) or oa.portfolio.equity != ob.portfolio.equity
+    # A strategy's view of positions is its own: position_on (position() with the symbol given) too.
+    held_a = oa.strategy.ctx.position_on("BTC/USD")
+    assert held_a is oa.strategy.ctx.position("BTC/USD") is oa.positions.position_on("BTC/USD")
+    assert held_a is None or held_a.id.startswith("a-p")
     # Both traded, and each one's ids carry its own strategy id only.
     for sid in ("a", "b"):
         fills = rig.of_type(OrderFilled, sid)
