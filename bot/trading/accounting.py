@@ -1,7 +1,7 @@
 """Booking fills into one strategy's positions and portfolio, and marking open positions to market."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from bot.events import TradeRecord
 from bot.trading.orders import Fill
@@ -9,8 +9,7 @@ from bot.trading.portfolio import Portfolio
 from bot.trading.position import DUST, Position
 
 
-@dataclass(frozen=True, slots=True)
-class ExitBooked:
+class ExitBooked(Struct, frozen=True):
     """What booking a reducing fill did: the quantity it took, that share of the position, its realised PnL, whether it closed it."""
 
     quantity: float

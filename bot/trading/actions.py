@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import ClassVar, Literal
+
+from msgspec import Struct
 
 from bot.errors import ActionError
 
@@ -12,8 +13,7 @@ Side = Literal["long", "short"]
 ActionKind = Literal["open_position", "close_percent", "update_stop_loss", "activate_trailing_stop", "open_pair", "close_pair"]
 
 
-@dataclass(frozen=True, slots=True)
-class OpenPosition:
+class OpenPosition(Struct, frozen=True):
     """Open a position of `quantity` on `symbol` at market, or with a limit order at `limit_price`."""
 
     kind: ClassVar[ActionKind] = "open_position"
@@ -24,8 +24,7 @@ class OpenPosition:
     limit_price: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ClosePercent:
+class ClosePercent(Struct, frozen=True):
     """Close `percent` of a position's quantity not already being closed, at market."""
 
     kind: ClassVar[ActionKind] = "close_percent"
@@ -34,8 +33,7 @@ class ClosePercent:
     reason: str = "signal"
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateStopLoss:
+class UpdateStopLoss(Struct, frozen=True):
     """Move a position's stop-loss to `price`."""
 
     kind: ClassVar[ActionKind] = "update_stop_loss"
@@ -44,8 +42,7 @@ class UpdateStopLoss:
     reason: str = "manual"
 
 
-@dataclass(frozen=True, slots=True)
-class ActivateTrailingStop:
+class ActivateTrailingStop(Struct, frozen=True):
     """Start trailing a position's stop `distance_pct` behind the best price since `anchor_price`."""
 
     kind: ClassVar[ActionKind] = "activate_trailing_stop"
@@ -54,8 +51,7 @@ class ActivateTrailingStop:
     anchor_price: float
 
 
-@dataclass(frozen=True, slots=True)
-class OpenPair:
+class OpenPair(Struct, frozen=True):
     """Open two legs (one long, one short) as one action: both are sent, or neither."""
 
     kind: ClassVar[ActionKind] = "open_pair"
@@ -63,8 +59,7 @@ class OpenPair:
     short: OpenPosition
 
 
-@dataclass(frozen=True, slots=True)
-class ClosePair:
+class ClosePair(Struct, frozen=True):
     """Close every leg of a pair together, at market."""
 
     kind: ClassVar[ActionKind] = "close_pair"

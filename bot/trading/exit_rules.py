@@ -6,30 +6,27 @@ exchange account's fill model, not an exit rule.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from bot.ohlcv import Candle
 from bot.trading.position import Position
 
 
-@dataclass(frozen=True, slots=True)
-class StopHit:
+class StopHit(Struct, frozen=True):
     """The binding stop a candle reached: its trigger price and which stop it is (stop_loss or trailing_stop)."""
 
     price: float
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
-class TrailMove:
+class TrailMove(Struct, frozen=True):
     """A trailing stop ratcheting behind a new best price."""
 
     anchor: float
     stop: float
 
 
-@dataclass(frozen=True, slots=True)
-class TrailingStart:
+class TrailingStart(Struct, frozen=True):
     """A trailing stop to activate: its distance, anchored at the activating candle's close."""
 
     distance_pct: float

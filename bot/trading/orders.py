@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from msgspec import Struct
+
 OrderSide = Literal["buy", "sell"]
 Intent = Literal["open", "close"]
 # "stop": a stop-market order resting on the exchange, protecting a position (live accounts only).
@@ -32,8 +34,7 @@ class Order:
     rung: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(Struct, frozen=True):
     """The execution of an order: quantity filled, average price and fee.
 
     One fill completes its order: an exchange's partial fills are summed into one. Its quantity

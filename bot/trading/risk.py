@@ -6,7 +6,7 @@ Money is never added across currencies: each strategy counts in its symbol's quo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from bot.bus import EventBus
 from bot.config.currency import RISK_LIMITS, currency_label, group_collision, in_currency, limit_in, limit_problem, quote_currency, quote_known
@@ -17,8 +17,7 @@ from bot.events import Frozen, KillSwitch
 _DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
-class Trip:
+class Trip(Struct, frozen=True):
     """The kill switch engaged by a booking: what the KillSwitch event announces."""
 
     daily_loss: float
