@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from bot.config.models import FeesConfig, FillConfig
 from bot.live.stop_keeper import StopKeeper, StopSpec
@@ -26,6 +26,8 @@ class LiveAccount(OrderNumbering):
     Where the exchange takes stop orders, each position's stop rests there (its StopKeeper),
     and a close of a position waits until that stop is cancelled.
     """
+
+    rests_stops: ClassVar[bool] = True
 
     def __init__(
         self, strategy_id: str, fees: FeesConfig, gateway: LiveExchange, on_error: Callable[[str, BaseException], None], sink: AccountSink

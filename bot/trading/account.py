@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from bot.config.models import FeesConfig, FillConfig
 from bot.ohlcv import Candle
@@ -35,6 +35,8 @@ class ExchangeAccount(Protocol):
 
     strategy_id: str
     pending_orders: list[Order]
+    # Whether `protect` may rest a stop on the exchange: False lets the manager skip the call per change.
+    rests_stops: ClassVar[bool]
 
     def configure(self, fees: FeesConfig, fill: FillConfig) -> None: ...
 

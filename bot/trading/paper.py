@@ -1,7 +1,7 @@
 """The paper exchange: fills a strategy's orders from candles, per the documented fill model."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from bot.config.models import FeesConfig, FillConfig
 from bot.ohlcv import Candle
@@ -22,6 +22,9 @@ class PaperAccount(OrderNumbering):
     fills at the limit (or at the open, when the candle opened beyond it), without slippage.
     Take-profits and limit orders pay the maker fee, everything else the taker fee.
     """
+
+    # Every paper stop is enforced from candles by the position manager.
+    rests_stops: ClassVar[bool] = False
 
     __slots__ = ("_fees", "_fill", "pending_orders", "_slip")
 

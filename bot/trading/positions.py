@@ -80,6 +80,7 @@ class PositionManager:
         self.winning_trades = 0
         # Last: the account gets this manager, complete but for the account itself, as its sink.
         self._account: ExchangeAccount = open_account(self)
+        self._rests_stops = self._account.rests_stops
         self._book = OrderBook(self._account.pending_orders)
         # The account's own pending list (mutated in place), so "anything pending?" is a truth test.
         self._pending_orders = self._book.orders
@@ -617,10 +618,12 @@ class PositionManager:
         self._sync_stop(position)
 
     def _sync_stop(self, position: Position) -> None:
-        """Tell the account what stop the position should have resting on the exchange (a paper account ignores it).
+        """Tell the account what stop the position should have resting on the exchange (skipped for an account that rests none: paper).
 
         It covers what is not already being closed; a position wholly being closed has none.
         """
+        if not self._rests_stops:
+            return
         # Rounded: float noise just under a lot step (0.5 - 0.4995) would cost the stop a whole step when the exchange truncates it.
         quantity = round(position.open_quantity, 12)
         stop = position.stop if quantity > position.initial_quantity * DUST else None
