@@ -79,7 +79,11 @@ class Position:
         """The position as the typed record events, journal snapshots and status replies carry."""
         return PositionState(
             self.id, self.symbol, self.side, self.status, self.initial_quantity, self.quantity, self.entry_price, self.entry_ts,
-            self.stop_loss, tuple((tp.price, tp.quantity, tp.done) for tp in self.take_profits), self.trailing_active,
+            self.stop_loss, _ladder(self.take_profits) if self.take_profits else (), self.trailing_active,
             self.trailing_distance_pct, self.trailing_activation_price, self.trailing_stop, self.ladder_closes_all,
             self.break_even, self.realised, self.fees, self.group,
         )
+
+
+def _ladder(levels: list[TakeProfitLevel]) -> tuple[tuple[float, float, bool], ...]:
+    return tuple((tp.price, tp.quantity, tp.done) for tp in levels)
