@@ -165,3 +165,25 @@ async def test_a_turn_behind_one_that_cannot_be_journalled_still_goes_out_after_
         assert first.done and isinstance(first.error, JournalError)
         assert heard == [2] and done == ["a discarded", "b"] and _events(path) == [("strategy_error", 2)]
         await turns.idle()
+
+
+@pytest.mark.asyncio
+async def test_idle_returns_once_every_pending_turn_is_delivered_and_sent(tmp_path: Path) -> None:
+    """What the daemon's graceful stop awaits before it closes the journal."""
+    path = tmp_path / "journal.sqlite"
+    with Journal(path, checkpoints=NO_CHECKPOINTS) as journal:
+        turns = _turns(journal)
+        bus = _bus(journal, turns)
+        heard: list[int] = []
+        bus.subscribe(lambda event: heard.append(event.seq))
+        done: list[str] = []
+        with writer_held(journal):
+            for strategy_id in ("a", "b"):
+                with turns.turn():
+                    bus.publish(StrategyFault, 1, strategy_id, "boom", "", "")
+                    turns.after_commit(lambda sid=strategy_id: done.append(sid), lambda: done.append("discarded"))
+        # Nothing has run on the loop since: only idle's wait lets the commits' reports in.
+        assert heard == [] and done == [] and turns.pending == 2
+        await turns.idle()
+        assert heard == [1, 2] and done == ["a", "b"] and turns.pending == 0
+        await turns.idle()  # nothing pending: returns at once
