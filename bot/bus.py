@@ -19,9 +19,9 @@ HandlerErrorPolicy = Callable[[Event, Handler, Exception], None]
 
 
 class HeldDelivery(Protocol):
-    """Where a journalled event waits while a strategy turn is open (bot.journal.turns.Turns)."""
+    """Where a journalled event waits while a strategy turn is open or pending (bot.journal.turns.Turns)."""
 
-    # True while a turn is open or its events are being delivered: then `hold` takes each event.
+    # True while a turn is open, waits for its commit, or is being delivered: then `hold` takes each event.
     holding: bool
 
     def hold(self, event: Event, deliver: Handler) -> None: ...
@@ -92,8 +92,9 @@ class EventBus:
     time (`ts_init`). Without a wall clock (replay) `ts_init` is the market time, so nothing in
     an event depends on when the replay ran.
 
-    With `turns` (the daemon's journal), an event journalled while a strategy turn is open is
-    handed to `turns` and delivered (`deliver`) only once the turn has committed.
+    With `turns` (the daemon's journal), an event published while a strategy turn is open, or
+    while turns wait for their commits, is handed to `turns` and delivered (`deliver`) only once
+    its turn, and every turn before, has committed.
     """
 
     def __init__(

@@ -24,10 +24,13 @@ Three runs, the same strategies and stream otherwise:
   `ctx.open`/`ctx.close` call) and the orchestrator's own `self.actions.put`; a check at the end
   proves every action carried out went through the timed `put`.
 - `inbox` with `journal`: the same, plus an SQLite journal written as `bot run` writes it (each
-  strategy's turn on a candle one transaction, committed before the bus delivers its events:
-  its strategy events and the daily risk tallies on fills; the feed position when every inbox
-  is empty, committed after the stamp), with its WAL checkpoint thread. It is closed after the run, out of the timings; the result adds the WAL file's size
-  at the end and the checkpoints the WAL's size forced onto the writer (the loop).
+  strategy's turn on a candle one transaction, committed on the journal's writer thread while
+  the loop runs the other strategies, before the bus delivers its events: its strategy events
+  and the daily risk tallies on fills; the feed position when every inbox is empty, committed
+  after the stamp, the loop waiting for it), with its WAL checkpoint thread. "Every strategy
+  done" is when the last strategy's turn is committed and delivered. The journal is closed
+  after the run, out of the timings; the result adds the WAL file's size at the end and the
+  checkpoints the WAL's size forced onto the writer thread.
 
 Candles are streamed one at a time: the next is pushed 1 ms after the previous one has been
 processed by every strategy (on an exchange they are a minute apart), so no backlog inflates
@@ -267,7 +270,6 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
 
         folder = Path(tempfile.mkdtemp(prefix="bench-live-"))
         book = Journal(folder / "journal.sqlite")
-        turns = Turns(book)  # as the daemon: each strategy's candle one commit, delivered after it
         log = logging.getLogger("bench.live")
 
         def journal_hook(risk: Any) -> Any:  # the daemon's: each event committed before delivery, the daily tallies on fills
@@ -287,6 +289,9 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
             in_flight.clear()
 
     async def main() -> list[dict[str, int]]:
+        nonlocal turns
+        if book is not None:  # as the daemon: each strategy's candle one commit (on the writer thread), delivered after it
+            turns = Turns(book, asyncio.get_running_loop().call_soon_threadsafe)
         async with anyio.create_task_group() as tg:
 
             def inboxes(seam: Any) -> Any:

@@ -11,6 +11,7 @@ from anyio.abc import TaskGroup
 
 from bot.daemon.inbox import CandleInbox, QueuedCounter
 from bot.journal import JournalError
+from bot.journal.turns import TurnOutcome
 from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook, TurnNotJournalled
 from bot.strategy.guard import attempt
@@ -25,6 +26,8 @@ ErrorHook = HandlerErrorHook
 class _Lane:
     inbox: CandleInbox[_Item]
     processed: int = 0
+    # From taking a candle until its turn is settled (committed, delivered, sent; or its failure handled).
+    busy: bool = False
 
 
 def _coalesce(older: _Item, newer: _Item) -> _Item:
@@ -52,8 +55,10 @@ class InboxDelivery:
 
     With `turn` (the daemon's bot.journal.turns.Turns.turn), each candle a strategy handles, and
     the manager's handling of what it raised, is one turn: one journal commit, its events
-    delivered and its orders sent after it. A turn that cannot be committed is the strategy's
-    failure too, handed to `on_error` outside any turn.
+    delivered and its orders sent after it. The commit runs on the journal's writer thread: the
+    owner's task awaits it before the owner's next candle (so one strategy's turns never
+    overlap), while the other owners' tasks run. A turn that cannot be committed is the
+    strategy's failure too, handed to `on_error` outside any turn.
     """
 
     def __init__(
@@ -63,7 +68,7 @@ class InboxDelivery:
         on_error: ErrorHook,
         on_drained: Callable[[], None] | None = None,
         queued: QueuedCounter | None = None,
-        turn: Callable[[], AbstractContextManager[None]] | None = None,
+        turn: Callable[[], AbstractContextManager[TurnOutcome]] | None = None,
     ) -> None:
         self._tg = task_group
         self._turn = turn
@@ -119,9 +124,11 @@ class InboxDelivery:
         return self._queued.n
 
     async def drain(self) -> None:
-        """Wait until every inbox is empty (graceful stop)."""
+        """Wait until every inbox is empty and every candle taken is done with, its turn settled (graceful stop)."""
         for lane in list(self._lanes.values()):
             await lane.inbox.drained()
+            while lane.busy:
+                await anyio.sleep(0.001)
 
     def close_all(self) -> None:
         """Close every inbox so every consumer task ends."""
@@ -136,23 +143,28 @@ class InboxDelivery:
                 item: _Item | None = await inbox.get()
             except anyio.EndOfStream:
                 return
-            # Take queued candles for up to one time slice, then let the feed and the other
-            # strategies run: a cheap strategy clears a burst in one turn, an expensive one
-            # yields after every candle and, if it cannot keep up, its inbox coalesces.
-            turn_ends = time.perf_counter() + _TIME_SLICE_S
-            while item is not None:
-                if self._turn is None:
-                    self._handle(owner, item)
-                else:
-                    try:
-                        with self._turn():
-                            self._handle(owner, item)
-                    except JournalError as exc:  # not committed: nothing of the turn went out
-                        lost = TurnNotJournalled(str(exc))
-                        lost.__cause__ = exc
-                        self._on_error(owner, item[0], lost)
-                lane.processed += 1
-                item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
+            lane.busy = True
+            try:
+                # Take queued candles for up to one time slice, then let the feed and the other
+                # strategies run: a cheap strategy clears a burst in one turn, an expensive one
+                # yields after every candle and, if it cannot keep up, its inbox coalesces.
+                turn_ends = time.perf_counter() + _TIME_SLICE_S
+                while item is not None:
+                    if self._turn is None:
+                        self._handle(owner, item)
+                    else:
+                        try:
+                            with self._turn() as outcome:
+                                self._handle(owner, item)
+                            await outcome.settled()
+                        except JournalError as exc:  # not committed: nothing of the turn went out
+                            lost = TurnNotJournalled(str(exc))
+                            lost.__cause__ = exc
+                            self._on_error(owner, item[0], lost)
+                    lane.processed += 1
+                    item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
+            finally:
+                lane.busy = False
             if self._on_drained is not None and self._queued.n == 0:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()

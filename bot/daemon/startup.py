@@ -40,6 +40,7 @@ from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.journal.records import JournalledState
+from bot.journal.turns import Turns
 from bot.services import BotServices
 from bot.strategy.config_load import LoadedConfig, changed_strategy, load_strategy
 from bot.strategy.manager import StrategyManager
@@ -323,13 +324,18 @@ def activate(loaded_specs: list[StrategyConfig], saved: dict[str, JournalledStat
 
 
 # -- stop -----------------------------------------------------------------------------------------
-async def stop_trading(feed: DaemonFeed, delivery: InboxDelivery, gap_lines: GapLines, manager: StrategyManager, services: BotServices, journal: Journal) -> None:
-    """Stop the feed, let every strategy finish its queued candles (10 s at most), journal an equity snapshot of each."""
+async def stop_trading(
+    feed: DaemonFeed, delivery: InboxDelivery, gap_lines: GapLines, manager: StrategyManager, services: BotServices, journal: Journal, turns: Turns
+) -> None:
+    """Stop the feed, let every strategy finish its queued candles (10 s at most) and every turn its commit, delivery and
+    sends, journal an equity snapshot of each."""
     services.logger.logger.info("stopping: feed, then queued candles")
     feed.stop()
     with anyio.move_on_after(10):
         await delivery.drain()
     delivery.close_all()
+    # Not bounded: the writer thread commits each of them (or fails it) without waiting on anything.
+    await turns.idle()
     gap_lines.flush()
     ts = services.clock.now_ms()
     for sid in manager.ids():

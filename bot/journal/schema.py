@@ -156,7 +156,8 @@ def _open(path: Path, wal_size_limit: int) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         restrict_journal_files(path)
         # isolation_level=None: the journal issues BEGIN/COMMIT itself, one transaction per event.
-        conn = sqlite3.connect(path, isolation_level=None)
+        # Opened here, then used only by the journal's writer thread (bot.journal.writer_thread).
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
         raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
     try:

@@ -5,10 +5,11 @@ import logging
 import os
 import sqlite3
 import weakref
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import orjson
 
@@ -25,10 +26,12 @@ from bot.journal.records import (
     trade_record,
 )
 from bot.journal.schema import JournalError, open_checkpoint_connection, open_database
-from bot.journal.writer import JournalWriter
+from bot.journal.writer import JournalWriter, writes
+from bot.journal.writer_thread import Completion, WriterThread
 from bot.trading.journalled import JournalledPosition, PendingOrder
 
 STRATEGY_EVENT_LIMIT: Final[int] = 1000
+T = TypeVar("T")
 
 _ORDER_COLUMNS: Final[tuple[str, ...]] = (
     "client_id",
@@ -49,16 +52,40 @@ _ORDER_COLUMNS: Final[tuple[str, ...]] = (
 )
 
 
+class _TurnWrites:
+    """An open turn's writes: queued on the loop, run on the writer thread at the commit (or before a read in the turn)."""
+
+    __slots__ = ("queued", "handed_over", "began", "error")
+
+    def __init__(self) -> None:
+        # Loop side: writes not handed to the thread yet, and whether some were.
+        self.queued: list[Callable[[], object]] = []
+        self.handed_over = False
+        # Writer-thread side: whether the turn's transaction was begun, and what failed it.
+        self.began = False
+        self.error: BaseException | None = None
+
+
+_NOTHING_TO_COMMIT: Final[Completion[None]] = Completion.finished(None)
+
+
 class Journal:
-    """An SQLite journal (one file, WAL) of strategy state, written synchronously from the event bus.
+    """An SQLite journal (one file, WAL) of strategy state, written before the event bus delivers.
 
     Subscribe `record` to the bus before any other subscriber: the bus calls subscribers in
     order, so each change is committed to disk before anything else hears the event. Each
-    strategy's rows are keyed by its id and never mix with another's. A thread of the journal's
+    strategy's rows are keyed by its id and never mix with another's.
+
+    All of the SQL runs on the journal's writer thread (bot/journal/writer_thread.py), which
+    owns the connection, in the order it was asked for. Outside a turn every write and read
+    waits for it: committed (or read) on return, a JournalError raised on the caller's thread.
+    Inside a turn (`begin_turn` .. `commit_turn`) writes only queue up; the commit hands them
+    over and returns at once with a Completion, done once they are committed, or failed (an
+    error of any of them fails the whole turn: nothing of it kept). A thread of the journal's
     own checkpoints the WAL into the file (bot/journal/checkpoint.py), so a commit carries a
     checkpoint only when writes never pause long enough for the WAL to start over; `close`
-    stops the thread and checkpoints once more. `lock`: the journal's lock already held by the
-    caller (taken over, released on close), instead of taking it here.
+    runs what is queued, stops both threads and checkpoints once more. `lock`: the journal's
+    lock already held by the caller (taken over, released on close), instead of taking it here.
     """
 
     def __init__(
@@ -91,11 +118,15 @@ class Journal:
             raise
         try:
             self._writer = JournalWriter(self._conn, self.path, strategy_event_limit)
-            # Nothing the thread holds refers back to the journal, so a journal dropped without
-            # close is still freed, and its finalizer stops the thread.
+            # Nothing the threads hold refers back to the journal, so a journal dropped without
+            # close is still freed, and its finalizers stop them.
             self._checkpointer = WalCheckpointer(partial(open_checkpoint_connection, self.path), self.path, policy, self._log)
             self._checkpointer.start()
             weakref.finalize(self, self._checkpointer.request_stop)
+            # From here on the connection is the writer thread's alone.
+            self._thread = WriterThread(f"journal-writer {self.path.name}", self._log)
+            self._thread.start()
+            weakref.finalize(self, self._thread.request_stop)
         except sqlite3.Error as exc:
             self._conn.close()
             self._lock.release()
@@ -105,35 +136,50 @@ class Journal:
             self._lock.release()
             raise
         self._closed = False
-        # Checkpoints the WAL's size forced onto the writer (the caller's thread): 0 while writes pause now and then.
+        # The open turn's writes (loop side), or None outside a turn.
+        self._turn: _TurnWrites | None = None
+        # Checkpoints the WAL's size forced onto the writer thread: 0 while writes pause now and then.
         self.writer_checkpoints = 0
 
     # -- writing --------------------------------------------------------------------------------
     def record(self, event: Event) -> None:
-        """Journal one event in its own transaction, committed before returning (a bus subscriber), or in the open turn's."""
-        writer = self._writer
-        writer.record(event)
-        if self._checkpointer.writer_should_checkpoint and not writer.in_turn:
-            self._checkpoint_here()
+        """Journal one event in its own transaction, committed before returning (a bus subscriber), or queue it in the open turn."""
+        if not writes(event):  # a market event, or one journalled with another: no SQL, no wait
+            return
+        turn = self._turn
+        if turn is not None:
+            turn.queued.append(partial(self._writer.record, event))
+        else:
+            self._call(self._record_now, event)
 
     # -- turns: one transaction for all of a strategy turn's writes (bot.journal.turns) -------------
     def begin_turn(self) -> None:
-        """Hold every write (events, daemon facts, snapshots) in one transaction until `commit_turn`."""
-        self._writer.begin_turn()
+        """Queue every write (events, daemon facts, snapshots) until `commit_turn`: one transaction for them all."""
+        if self._turn is not None:
+            raise RuntimeError("a journal turn is already open")
+        self._turn = _TurnWrites()
 
-    def commit_turn(self) -> None:
-        """Commit the turn's writes; JournalError (and nothing of the turn kept) when they cannot be."""
-        self._writer.commit_turn()
-        if self._checkpointer.writer_should_checkpoint:
-            self._checkpoint_here()
+    def commit_turn(self, notify: Callable[[], object] | None = None) -> Completion[None]:
+        """Hand the turn's writes over to be committed as one transaction, without waiting.
 
-    def rollback_turn(self) -> None:
-        """Drop the turn's writes (after a failed commit: nothing left to drop)."""
-        self._writer.rollback_turn()
+        The Completion fails with the JournalError of the first write that could not be made, or
+        of the commit: then nothing of the turn is kept. `notify` is called on the writer thread
+        once it is done; a turn that wrote nothing is done at once (no thread, no notify).
+        """
+        turn = self._turn
+        if turn is None:
+            raise RuntimeError("no journal turn is open")
+        self._turn = None
+        if not turn.queued and not turn.handed_over:
+            return _NOTHING_TO_COMMIT
+        if self._closed:
+            return Completion.failed(self._closed_error())
+        part, turn.queued = turn.queued, []
+        return self._thread.submit(partial(self._commit_turn_now, turn, part), notify)
 
     def snapshot_equity(self, strategy_id: str, ts: int, portfolio: PortfolioSnapshot) -> None:
         """Store a strategy's end-of-day equity snapshot without a trade (the latest of a UTC day wins)."""
-        self._writer.snapshot_equity(strategy_id, ts, portfolio)
+        self._write(partial(self._writer.snapshot_equity, strategy_id, ts, portfolio))
 
     # -- recovery reads -------------------------------------------------------------------------
     def strategy_states(self) -> dict[str, JournalledState]:
@@ -205,21 +251,11 @@ class Journal:
     # -- daemon facts -------------------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:
         """Store one daemon fact (feed position, a strategy's file), committed on return (or with the open turn)."""
-        try:
-            self._writer.statement("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-        except sqlite3.Error as exc:
-            raise JournalError(f"{self.path}: could not write {key!r}: {exc}") from exc
-        if self._checkpointer.writer_should_checkpoint and not self._writer.in_turn:
-            self._checkpoint_here()
+        self._write(partial(self._meta_now, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value), "write"))
 
     def delete_meta(self, key: str) -> None:
         """Forget one daemon fact (no error when it is not there), committed on return (or with the open turn)."""
-        try:
-            self._writer.statement("DELETE FROM meta WHERE key = ?", (key,))
-        except sqlite3.Error as exc:
-            raise JournalError(f"{self.path}: could not delete {key!r}: {exc}") from exc
-        if self._checkpointer.writer_should_checkpoint and not self._writer.in_turn:
-            self._checkpoint_here()
+        self._write(partial(self._meta_now, "DELETE FROM meta WHERE key = ?", (key,), "delete"))
 
     def meta_with_prefix(self, prefix: str) -> dict[str, str]:
         """Every daemon fact whose key starts with `prefix`, keyed by the rest of the key."""
@@ -233,18 +269,19 @@ class Journal:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the checkpoint thread, checkpoint the WAL into the file and close it (idempotent)."""
+        """Run the writes handed over, stop the checkpoint thread, checkpoint the WAL into the file, close it (idempotent).
+
+        A turn still open is dropped, as a kill -9 would drop it: nothing of it was delivered or sent.
+        """
         if not self._closed:
             self._closed = True
+            self._turn = None
             try:
                 self._checkpointer.stop()
-                try:
-                    run_checkpoint(self._conn)
-                except sqlite3.Error as exc:
-                    # Every commit is in the WAL, which the next open replays: log and close anyway.
-                    self._log.error("journal %s: final WAL checkpoint failed (the WAL keeps every event): %s", self.path, exc)
+                # Behind every write handed over before: they are committed first.
+                self._thread.call(self._close_now)
             finally:
-                self._conn.close()
+                self._thread.close()
                 self._lock.release()
 
     @property
@@ -257,6 +294,79 @@ class Journal:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+    # -- on the writer thread ---------------------------------------------------------------------
+    def _call(self, work: Callable[..., T], *args: Any) -> T:
+        """Run `work(*args)` on the writer thread and wait; inside a turn, the turn's queued writes run first."""
+        if self._closed:
+            raise self._closed_error()
+        turn = self._turn
+        if turn is not None and turn.queued:
+            part, turn.queued = turn.queued, []
+            turn.handed_over = True
+            self._thread.submit(partial(self._turn_part_now, turn, part))
+        return self._thread.call(work, *args)
+
+    def _closed_error(self) -> JournalError:
+        return JournalError(f"{self.path}: the journal is closed")
+
+    def _write(self, write: Callable[[], object]) -> None:
+        """One write: queued in the open turn, else committed on the writer thread before returning."""
+        turn = self._turn
+        if turn is not None:
+            turn.queued.append(write)
+        else:
+            self._call(self._write_now, write)
+
+    def _record_now(self, event: Event) -> None:
+        self._writer.record(event)
+        self._after_commit()
+
+    def _write_now(self, write: Callable[[], object]) -> None:
+        write()
+        self._after_commit()
+
+    def _meta_now(self, sql: str, params: tuple[str, ...], verb: str) -> None:
+        try:
+            self._writer.statement(sql, params)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: could not {verb} {params[0]!r}: {exc}") from exc
+
+    def _turn_part_now(self, turn: _TurnWrites, part: list[Callable[[], object]]) -> None:
+        """Run some of a turn's writes in its transaction; the first that fails ends the turn (rolled back, the rest skipped)."""
+        if turn.error is not None:
+            return
+        writer = self._writer
+        try:
+            if not turn.began:
+                writer.begin_turn()
+                turn.began = True
+            for write in part:
+                write()
+        except BaseException as exc:  # noqa: BLE001 - the turn's commit reports it
+            turn.error = exc
+            writer.rollback_turn()
+
+    def _commit_turn_now(self, turn: _TurnWrites, part: list[Callable[[], object]]) -> None:
+        self._turn_part_now(turn, part)
+        if turn.error is not None:
+            raise turn.error
+        if turn.began:
+            self._writer.commit_turn()  # JournalError, and nothing kept, when it cannot be
+            self._after_commit()
+
+    def _after_commit(self) -> None:
+        if self._checkpointer.writer_should_checkpoint and not self._writer.in_turn:
+            self._checkpoint_here()
+
+    def _close_now(self) -> None:
+        try:
+            run_checkpoint(self._conn)
+        except sqlite3.Error as exc:
+            # Every commit is in the WAL, which the next open replays: log and close anyway.
+            self._log.error("journal %s: final WAL checkpoint failed (the WAL keeps every event): %s", self.path, exc)
+        finally:
+            self._conn.close()
 
     def _checkpoint_here(self) -> None:
         """The WAL has outgrown the thread's checkpoints: checkpoint once on the writing connection, right after a commit."""
@@ -274,6 +384,9 @@ class Journal:
             self.writer_checkpoints += 1
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return self._call(self._query_now, sql, params)
+
+    def _query_now(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:

@@ -98,6 +98,11 @@ _NOT_WRITTEN: Final[frozenset[type[Event]]] = frozenset({OrderFilled})
 _ONE_STATEMENT: Final[frozenset[type[Event]]] = frozenset({OrderSubmitted, OrderCancelled, StrategyStateChanged})
 
 
+def writes(event: Event) -> bool:
+    """Whether `JournalWriter.record` writes anything for `event`: a strategy's event other than order_filled."""
+    return event.strategy_id is not None and type(event) not in _NOT_WRITTEN
+
+
 def trailing_number(identifier: str, prefix: str) -> int | None:
     """n of an id shaped `<prefix><n>`, or None for another shape."""
     if identifier.startswith(prefix):

@@ -1,6 +1,7 @@
 """`bot run`: the daemon's start-up phases in order, the bot built by the kernel, and the control server it serves."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -184,8 +185,9 @@ class Daemon:
         live: LiveTrading | None = None
         # Live: built before the gateway and the strategy manager; the gateway reports through it, the manager handles.
         faults = BookingFaults(log)
-        # Each candle a strategy handles is one journal commit; its events and orders go out after it.
-        turns = Turns(journal)
+        # Each candle a strategy handles is one journal commit, on the journal's writer thread; its
+        # events and orders go out after it. anyio runs on asyncio here: its loop hears the commits.
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
         if config.mode == "live":
             assert config.exchange is not None and clock is not None  # checked when the config was loaded
             from bot.daemon.live_trading import (
@@ -274,7 +276,7 @@ class Daemon:
                     await tg.start(feed.run)
                     activate(loaded_specs, saved, manager, services.hub, log)
                     await self._stop.wait()
-                    await stop_trading(feed, delivery, gap_lines, manager, services, journal)
+                    await stop_trading(feed, delivery, gap_lines, manager, services, journal, turns)
                 finally:
                     with anyio.CancelScope(shield=True):
                         await services.stop()

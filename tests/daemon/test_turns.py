@@ -1,6 +1,7 @@
 """A strategy's turn on a candle in the daemon: one journal commit, its events delivered after it, in seq order."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -21,6 +22,7 @@ from bot.ohlcv import Candle
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
+from tests.journal.refusals import allow_inserts, refuse_inserts
 from tests.journal.wal import wal_commits
 from tests.support import strategy
 
@@ -47,15 +49,14 @@ def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_orde
     """
     path = tmp_path / "journal.sqlite"
     journal = Journal(path, checkpoints=NO_CHECKPOINTS)
-    turns = Turns(journal)
     logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
-    seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-    services = build_services(BotConfig(), logger, seams)
-    services.hub.add_feed("BTC/USD", "1m")
-    heard: list[tuple[Event, set[int]]] = []  # each event of the strategy as delivered, with the seqs committed by then
-    services.bus.subscribe(lambda event: heard.append((event, _committed(path))), strategy_id="s")
 
     async def main() -> tuple[int, str]:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+        services = build_services(BotConfig(), logger, seams)
+        services.hub.add_feed("BTC/USD", "1m")
+        services.bus.subscribe(lambda event: heard.append((event, _committed(path))), strategy_id="s")
         async with anyio.create_task_group() as tg:
             manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
             delivery = manager.delivery
@@ -78,11 +79,12 @@ def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_orde
             before = wal_commits(path)
             services.hub.ingest("BTC/USD", btc_candles[1])
             await delivery.drain()
-            await anyio.lowlevel.checkpoint()
+            await turns.idle()
             commits = wal_commits(path) - before
             delivery.close_all()
         return commits, orchestrator.state
 
+    heard: list[tuple[Event, set[int]]] = []  # each event of the strategy as delivered, with the seqs committed by then
     try:
         commits, state = anyio.run(main)
     finally:
@@ -104,32 +106,28 @@ def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_orde
 def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_protected_and_its_failure_journalled(
     tmp_path: Path, btc_candles: list[Candle]
 ) -> None:
-    """SQLite rolls a whole transaction back on SQLITE_FULL: the turn's later writes (the failure's) cannot join it.
+    """SQLite rolls a whole transaction back on SQLITE_FULL: the turn cannot be journalled, nothing of it is kept.
 
-    The disk is full for one write only (a transient disk-full): the strategy's failure must still
-    be handled completely (its positions stay protected) and journalled and announced.
+    The disk is full for one write only (a transient disk-full, for a note too big for the room
+    left): the turn fails as a whole, and the strategy's failure must still be handled
+    completely (its positions stay protected), journalled and announced, after it.
     """
     path = tmp_path / "journal.sqlite"
     journal = Journal(path, checkpoints=NO_CHECKPOINTS)
-    turns = Turns(journal)
     logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
-    seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-    services = build_services(BotConfig(), logger, seams)
-    services.hub.add_feed("BTC/USD", "1m")
     heard: list[Event] = []
-    services.bus.subscribe(heard.append, strategy_id="s")
-    conn = journal._conn
-
-    def disk_full_once(candle: Candle) -> float:
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute(f"PRAGMA max_page_count={pages}")
-        try:  # a note too big for the pages left: SQLITE_FULL
-            services.bus.publish(StrategyFault, None, "s", "x" * 200_000, "", "a long note")
-        finally:
-            conn.execute("PRAGMA max_page_count=1073741823")  # room again at once
-        return 0.0
 
     async def main() -> tuple[str, bool]:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+        services = build_services(BotConfig(), logger, seams)
+        services.hub.add_feed("BTC/USD", "1m")
+        services.bus.subscribe(heard.append, strategy_id="s")
+
+        def long_note(candle: Candle) -> float:
+            services.bus.publish(StrategyFault, None, "s", "x" * 200_000, "", "a long note")
+            return 0.0
+
         async with anyio.create_task_group() as tg:
             manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
             delivery = manager.delivery
@@ -143,11 +141,12 @@ def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_
             services.hub.ingest("BTC/USD", btc_candles[1])  # fills the order at its open: a position to protect
             await delivery.drain()
             assert orchestrator.positions.open_count() == 1
-            orchestrator.strategy.analyzers.score = disk_full_once  # type: ignore[method-assign]
+            orchestrator.strategy.analyzers.score = long_note  # type: ignore[method-assign]
+            refuse_inserts(path, "strategy_events", "length(NEW.payload) > 100000")
             heard.clear()
             services.hub.ingest("BTC/USD", btc_candles[2])
             await delivery.drain()
-            await anyio.lowlevel.checkpoint()
+            allow_inserts(path, "strategy_events")
             protected = any(o is orchestrator for routes in manager._protect.values() for o, _ in routes)
             delivery.close_all()
         return orchestrator.state, protected
@@ -159,5 +158,9 @@ def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_
     assert state == "failed"
     assert protected, "the failed strategy's open position is no longer protected (no stop enforced from the feed)"
     assert [e.state for e in heard if isinstance(e, StrategyStateChanged)] == ["failed"], [e.type for e in heard]
+    # The turn's own events (the long note) were neither kept nor announced; its failure was, after it.
+    (fault,) = [e for e in heard if isinstance(e, StrategyFault)]
+    assert "TurnNotJournalled" in fault.error and "database or disk is full" in fault.error, fault
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT state FROM strategy_states WHERE strategy_id = 's'").fetchall() == [("failed",)]
+        assert db.execute("SELECT count(*) FROM strategy_events WHERE strategy_id = 's' AND length(payload) > 100000").fetchone() == (0,)

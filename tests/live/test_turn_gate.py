@@ -1,6 +1,7 @@
 """The live gateway under the daemon's turns: an order decided in a turn reaches the exchange only once the turn is journalled."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -11,16 +12,13 @@ from bot.events import OrderRejected, PositionOpened
 from bot.journal import Journal, JournalError
 from bot.journal.turns import Turns
 from bot.trading.actions import ClosePercent, OpenPosition
+from tests.journal.refusals import allow_inserts, refuse_inserts
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, eth_strategy, fake_market, gateway_on
 
 
-class CommitRefused(Journal):
-    """A journal whose turn commits fail (the disk gone bad at that moment): the turn's writes are rolled back."""
-
-    def commit_turn(self) -> None:
-        self.rollback_turn()
-        raise JournalError("commit refused")
+def _turns(journal: Journal) -> Turns:
+    return Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
 
 
 def _journalled_orders(path: Path) -> list[tuple[str, str]]:
@@ -33,16 +31,17 @@ def _journalled_orders(path: Path) -> list[tuple[str, str]]:
 async def test_an_order_decided_in_a_turn_is_placed_only_after_the_turn_commits(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     with Journal(path) as journal:
-        turns = Turns(journal)
+        turns = _turns(journal)
         async with fake_market(btc="1") as fake, gateway_on(fake, journal, commits=turns) as live:
             live.rig.start(eth_strategy())
             live.feed_served(START - 50, 50)
-            with turns.turn():
+            with turns.turn() as outcome:
                 live.act(OpenPosition(ETH, "long", 0.5, "test"))
                 # The gateway's tasks and its poller have run meanwhile: nothing was sent, nothing is committed.
                 await live.gateway.polled(2)
                 assert fake.orders == [] and _journalled_orders(path) == []
-            # Committed when the turn ended; only then sent.
+            # Committed on the writer thread once the turn ended; only then sent.
+            await outcome.settled()
             assert _journalled_orders(path) == [("s1-1", "submitted")]
             (opened,) = await live.wait_for(PositionOpened)
             assert opened.client_id == "s1-1" and [o.client_id for o in fake.orders] == ["s1-1"]
@@ -51,13 +50,16 @@ async def test_an_order_decided_in_a_turn_is_placed_only_after_the_turn_commits(
 @pytest.mark.asyncio
 async def test_an_order_of_a_turn_that_cannot_be_journalled_is_never_sent_and_ends_rejected(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
-    with CommitRefused(path) as journal:
-        turns = Turns(journal)
+    with Journal(path) as journal:
+        turns = _turns(journal)
         async with fake_market(btc="1") as fake, gateway_on(fake, journal, commits=turns) as live:
             live.rig.start(eth_strategy())
             live.feed_served(START - 50, 50)
-            with pytest.raises(JournalError), turns.turn():
+            refuse_inserts(path, "orders")  # the disk full when the turn's order is written
+            with turns.turn() as outcome:
                 live.act(OpenPosition(ETH, "long", 0.5, "test"))
+            with pytest.raises(JournalError, match="order_submitted of 's1'"):
+                await outcome.settled()
             (rejected,) = await live.wait_for(OrderRejected)
             assert rejected.client_id == "s1-1" and rejected.kind == "journal"
             await live.gateway.polled(2)
@@ -66,24 +68,12 @@ async def test_an_order_of_a_turn_that_cannot_be_journalled_is_never_sent_and_en
             assert orchestrator.positions.open_count() == 0 and orchestrator.positions.is_flat(ETH)
 
 
-class RefusingWhenTold(Journal):
-    """A journal whose turn commits fail while `refuse` is set (a disk full for a moment)."""
-
-    refuse = False
-
-    def commit_turn(self) -> None:
-        if self.refuse:
-            self.rollback_turn()
-            raise JournalError("commit refused")
-        super().commit_turn()
-
-
 @pytest.mark.asyncio
 async def test_a_close_held_behind_a_resting_stop_in_a_turn_that_cannot_be_journalled_never_reaches_the_exchange(tmp_path: Path) -> None:
     """The close waits for the stop's cancel; its turn was rolled back, so it must not go out once the stop is gone."""
     path = tmp_path / "journal.sqlite"
-    with RefusingWhenTold(path) as journal:
-        turns = Turns(journal)
+    with Journal(path) as journal:
+        turns = _turns(journal)
         async with fake_market() as fake, gateway_on(fake, journal, commits=turns) as live:
             live.rig.start(eth_strategy(exits={"stop_loss_pct": 0.3}))
             live.feed_served(START - 50, 50)
@@ -92,10 +82,12 @@ async def test_a_close_held_behind_a_resting_stop_in_a_turn_that_cannot_be_journ
             await until(lambda: any(o.type == "STOP_LOSS" and o.status == "NEW" for o in fake.orders), what="the stop resting")
             (position,) = live.positions()
             await until(lambda: live.orch().positions._account.stop_held(position.id), what="the gateway to confirm the stop")
-            journal.refuse = True
-            with pytest.raises(JournalError), turns.turn():
+            refuse_inserts(path, "orders")  # a disk full for a moment
+            with turns.turn() as outcome:
                 live.act(ClosePercent(position.id, 100.0, "done"))
-            journal.refuse = False
+            with pytest.raises(JournalError):
+                await outcome.settled()
+            allow_inserts(path, "orders")
             (stop,) = [o for o in fake.orders if o.type == "STOP_LOSS"]
             await until(lambda: stop.status == "CANCELED", what="the stop cancelled")
             await live.gateway.polled(3)
