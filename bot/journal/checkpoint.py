@@ -45,9 +45,15 @@ class CheckpointPolicy:
     # Warn when checkpoints have stopped short of the WAL's end for this long: a reader is
     # holding an old snapshot and the WAL grows until it lets go.
     stuck_warning_s: float = 60.0
+    # The thread can go without the GIL while the event loop and the journal's writer thread hand
+    # work back and forth (CPython lets a waiting thread take it only after 5 ms without a switch),
+    # and starved mid-statement it holds the WAL from starting over: when it has not run for this
+    # long, the writer lets it run and checkpoints itself after a commit, at most once per
+    # busy_interval_s, until the thread runs again.
+    writer_takes_over_s: float = 3.0
 
     def __post_init__(self) -> None:
-        if min(self.interval_s, self.busy_interval_s, self.stuck_warning_s) <= 0:
+        if min(self.interval_s, self.busy_interval_s, self.stuck_warning_s, self.writer_takes_over_s) <= 0:
             raise ValueError(f"checkpoint intervals must be > 0: {self}")
         if self.writer_frames < 1 or self.wal_size_limit < 0:
             raise ValueError(f"need writer_frames >= 1 and wal_size_limit >= 0: {self}")
@@ -87,6 +93,9 @@ class WalCheckpointer:
         # Set by the thread, read and cleared by the writer after its commits: one attribute read
         # on the hot path; a stale value only moves the writer's checkpoint by a commit.
         self.writer_should_checkpoint = False
+        # Monotonic times of the thread's last checkpoint and of the writer's last one in its stead.
+        self._ticked_at = time.monotonic()
+        self._writer_took_over_at = 0.0
         self.checkpoints = 0
         self.failures = 0
         self._last: CheckpointResult | None = None
@@ -134,8 +143,18 @@ class WalCheckpointer:
         finally:
             conn.close()
 
+    def starved(self) -> bool:
+        """Whether the writer should step in after its commit: the thread has not run for a while (see the policy)."""
+        now = time.monotonic()
+        policy = self._policy
+        if now - self._ticked_at < policy.writer_takes_over_s or now - self._writer_took_over_at < policy.busy_interval_s:
+            return False
+        self._writer_took_over_at = now
+        return True
+
     def tick(self, conn: sqlite3.Connection) -> float:
         """One checkpoint on `conn`, its outcome logged; returns the wait before the next."""
+        self._ticked_at = time.monotonic()
         try:
             result = run_checkpoint(conn)
         except Exception as exc:  # noqa: BLE001 - nothing is lost: the frames stay in the WAL

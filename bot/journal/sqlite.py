@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 import weakref
 from collections.abc import Callable
 from functools import partial
@@ -67,6 +68,7 @@ class _TurnWrites:
 
 
 _NOTHING_TO_COMMIT: Final[Completion[None]] = Completion.finished(None)
+_LET_THE_CHECKPOINTER_RUN_S: Final[float] = 0.001
 
 
 class Journal:
@@ -356,7 +358,15 @@ class Journal:
             self._after_commit()
 
     def _after_commit(self) -> None:
-        if self._checkpointer.writer_should_checkpoint and not self._writer.in_turn:
+        if self._writer.in_turn:
+            return
+        checkpointer = self._checkpointer
+        if checkpointer.writer_should_checkpoint:
+            self._checkpoint_here()
+        elif checkpointer.starved():
+            # Asleep, the writer leaves the GIL to the starved thread (whoever waits on the writer is
+            # blocked), which finishes the statement that holds the WAL; then it checkpoints itself.
+            time.sleep(_LET_THE_CHECKPOINTER_RUN_S)
             self._checkpoint_here()
 
     def _close_now(self) -> None:

@@ -27,7 +27,7 @@ from tests.journal.wal import wal_commits
 from tests.support import strategy
 
 # No checkpoint while the test runs: the WAL keeps every commit frame, to be counted.
-NO_CHECKPOINTS = CheckpointPolicy(interval_s=3600, busy_interval_s=3600, writer_frames=10**9)
+NO_CHECKPOINTS = CheckpointPolicy(interval_s=3600, busy_interval_s=3600, writer_frames=10**9, writer_takes_over_s=3600)
 
 # Every seq a committed row of the journal records, whatever the event's table.
 _COMMITTED_SEQS = """

@@ -28,7 +28,7 @@ _BURSTS_BOUND = 16 * _MB
 _NO_PAUSE_BOUND = 32 * _MB
 _WAIT_S = 10.0
 # Checkpoints by the thread only: the writer never does one.
-_THREAD_ONLY = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=10**9)
+_THREAD_ONLY = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=10**9, writer_takes_over_s=3600)
 
 
 @pytest.fixture
@@ -104,7 +104,9 @@ def test_the_thread_keeps_the_wal_bounded_when_events_come_in_bursts(tmp_path: P
 def test_the_writer_bounds_the_wal_when_writes_never_pause(tmp_path: Path, events: list[Event], log: logging.Logger) -> None:
     path = tmp_path / "journal.sqlite"
     largest = 0
-    policy = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=300)
+    # The loop and the writer thread hand every write back and forth here: the checkpoint thread
+    # can go without the GIL for seconds, and the writer must bound the WAL without it.
+    policy = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=300, writer_takes_over_s=0.1)
     with Journal(path, checkpoints=policy, log=log) as journal:
         for index, event in enumerate(events):
             journal.record(event)
@@ -118,7 +120,7 @@ def test_the_writer_bounds_the_wal_when_writes_never_pause(tmp_path: Path, event
 def test_a_commit_never_carries_a_checkpoint(tmp_path: Path, events: list[Event]) -> None:
     path = tmp_path / "journal.sqlite"
     # Neither the thread (it waits too long) nor the writer's fallback (too far) checkpoints here.
-    with Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9)) as journal:
+    with Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9, writer_takes_over_s=3600)) as journal:
         for event in events[:2000]:
             journal.record(event)
         # SQLite's automatic checkpoint would have started the WAL over after 1000 pages (4 MiB).
@@ -160,7 +162,7 @@ def test_close_checkpoints_every_event_into_the_file(tmp_path: Path, events: lis
     path = tmp_path / "journal.sqlite"
     # A connection still open (a `bot ctl` reader) keeps the journal's close from being the last
     # one, which would checkpoint by itself; the thread waits too long to run during the test.
-    journal = Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9))
+    journal = Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9, writer_takes_over_s=3600))
     with closing(sqlite3.connect(path)) as other:
         other.execute("SELECT count(*) FROM meta").fetchone()
         for event in events[:2000]:
@@ -229,7 +231,7 @@ def test_a_failing_checkpoint_is_logged_and_events_keep_being_written(
 
     monkeypatch.setattr(journal_module, "open_checkpoint_connection", failing_connection)
     path = tmp_path / "journal.sqlite"
-    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=10**9)
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=10**9, writer_takes_over_s=3600)
     with Journal(path, checkpoints=policy, log=log) as journal:
         for start in range(0, 3000, 100):
             for event in events[start : start + 100]:

@@ -18,7 +18,7 @@ from bot.journal.turns import Turns
 from tests.journal.refusals import DISK_FULL, allow_inserts, refuse_inserts, writer_held
 from tests.journal.wal import wal_commits
 
-NO_CHECKPOINTS = CheckpointPolicy(interval_s=3600, busy_interval_s=3600, writer_frames=10**9)
+NO_CHECKPOINTS = CheckpointPolicy(interval_s=3600, busy_interval_s=3600, writer_frames=10**9, writer_takes_over_s=3600)
 
 
 def _events(path: Path) -> list[tuple[str, int]]:
