@@ -4,12 +4,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
 
 from bot.daemon.inbox import CandleInbox, QueuedCounter
+from bot.daemon.turn_progress import Stream, TurnProgress
 from bot.journal import JournalError
 from bot.journal.turns import TurnOutcome
 from bot.ohlcv import Candle, timeframe_ms
@@ -28,6 +29,11 @@ class _Lane:
     processed: int = 0
     # From taking a candle until its turn is settled (committed, delivered, sent; or its failure handled).
     busy: bool = False
+    # The newest candle per stream it has handled (journalled with its turns: bot.daemon.turn_progress).
+    seen: dict[Stream, int] = field(default_factory=dict)
+    # After a restart: the newest candle per stream it had handled in a journalled turn before; the feed
+    # may play those again (a crash before the feed position's write), and they are history to it.
+    replayed: dict[Stream, int] | None = None
 
 
 def _coalesce(older: _Item, newer: _Item) -> _Item:
@@ -69,9 +75,11 @@ class InboxDelivery:
         on_drained: Callable[[], None] | None = None,
         queued: QueuedCounter | None = None,
         turn: Callable[[], AbstractContextManager[TurnOutcome]] | None = None,
+        progress: TurnProgress | None = None,
     ) -> None:
         self._tg = task_group
         self._turn = turn
+        self._progress = progress if turn is not None else None
         self._inbox_size = inbox_size
         self._on_error = on_error
         self._on_drained = on_drained
@@ -84,6 +92,8 @@ class InboxDelivery:
         lane = self._lanes.get(owner)
         if lane is None:
             lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _coalesce, self._queued))
+            if self._progress is not None:
+                lane.replayed = self._progress.restored(owner.strategy_id)
             self._tg.start_soon(self._consume, owner, lane, name=f"inbox:{owner.strategy_id}")
         put = lane.inbox.put
 
@@ -150,12 +160,19 @@ class InboxDelivery:
                 # yields after every candle and, if it cannot keep up, its inbox coalesces.
                 turn_ends = time.perf_counter() + _TIME_SLICE_S
                 while item is not None:
-                    if self._turn is None:
+                    if lane.replayed is not None:
+                        item = self._unless_replayed(owner, lane, item)
+                    if item is None:
+                        pass  # handled before the restart: history now
+                    elif self._turn is None:
                         self._handle(owner, item)
                     else:
                         try:
                             with self._turn() as outcome:
                                 self._handle(owner, item)
+                                if self._progress is not None:
+                                    lane.seen[(item[1], item[2])] = item[3].ts
+                                    self._progress.note(owner.strategy_id, lane.seen)
                             await outcome.settled()
                         except JournalError as exc:  # not committed: nothing of the turn went out
                             lost = TurnNotJournalled(str(exc))
@@ -168,6 +185,29 @@ class InboxDelivery:
             if self._on_drained is not None and self._queued.n == 0:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()
+
+    def _unless_replayed(self, owner: CandleOwner, lane: _Lane, item: _Item) -> _Item | None:
+        """The item without what the owner handled before the restart (None when all of it was): that goes to it as history."""
+        replayed = lane.replayed
+        assert replayed is not None
+        handler, symbol, timeframe, candle, ts, skipped = item
+        last = replayed.get((symbol, timeframe))
+        if last is None:
+            return item
+        if candle.ts > last:
+            # The first candle after those: from here on the stream is new to it.
+            del replayed[(symbol, timeframe)]
+            if not replayed:
+                lane.replayed = None
+            return (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
+        length = timeframe_ms(timeframe)
+        for old in (*skipped, candle):
+            error = attempt(owner.on_history, symbol, timeframe, old, old.ts + length)
+            if error is not None:
+                self._on_error(owner, handler, error)
+                break
+        lane.seen[(symbol, timeframe)] = candle.ts
+        return None
 
     def _handle(self, owner: CandleOwner, item: _Item) -> None:
         error = attempt(_run, owner, item)

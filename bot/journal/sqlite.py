@@ -161,6 +161,12 @@ class Journal:
             raise RuntimeError("a journal turn is already open")
         self._turn = _TurnWrites()
 
+    @property
+    def turn_writes(self) -> bool:
+        """Whether the open turn has written anything yet (False outside a turn)."""
+        turn = self._turn
+        return turn is not None and (bool(turn.queued) or turn.handed_over)
+
     def commit_turn(self, notify: Callable[[], object] | None = None) -> Completion[None]:
         """Hand the turn's writes over to be committed as one transaction, without waiting.
 

@@ -43,6 +43,7 @@ from bot.daemon.startup import (
     strategies_to_load,
 )
 from bot.daemon.state import DaemonState
+from bot.daemon.turn_progress import TurnProgress
 from bot.events import CandleClosed
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
@@ -214,9 +215,13 @@ class Daemon:
         log = self.logger.logger
         queued = QueuedCounter()
         position = FeedPosition(journal, queued)
+        # Read before any candle is routed: what each strategy had handled, should the feed play it again.
+        progress = TurnProgress(journal, log)
 
         def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
-            return InboxDelivery(tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn)
+            return InboxDelivery(
+                tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn, progress=progress
+            )
 
         def journal_first(risk: RiskManager) -> Handler:
             return JournalRecorder(journal, risk, log)

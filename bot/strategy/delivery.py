@@ -16,7 +16,7 @@ class TurnNotJournalled(Exception):
 
 
 class CandleOwner(Protocol):
-    """What a delivery queues candles for (an orchestrator): its id names its task; `catch_up` shows it candles it skipped."""
+    """What a delivery queues candles for (an orchestrator): its id names its task; `catch_up` shows it candles it skipped, `on_history` ones it had handled."""
 
     @property
     def strategy_id(self) -> str:
@@ -25,6 +25,10 @@ class CandleOwner(Protocol):
 
     def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         """Let its positions see a candle its decisions skipped (stops, take-profits, trailing)."""
+        ...
+
+    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """Feed a candle to its indicators and its strategy's state only: nothing is decided, filled or enforced."""
         ...
 
 
