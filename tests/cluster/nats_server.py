@@ -14,6 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -26,7 +27,7 @@ _CLIENT_PORT = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
 _MONITOR_PORT = re.compile(r"Starting http monitor on [^\s]+:(\d+)")
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip (at module level too) where the cluster extra is missing; fail under CI, whose set-up installs it."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must run the cluster tests (scripts/test.sh installs the cluster extra)", pytrace=False)
