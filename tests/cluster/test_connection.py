@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -160,6 +161,27 @@ async def test_kill_9_of_the_server_degrades_the_health_and_a_restart_on_the_sam
     assert len(refused) == 1, warnings
     assert len(warnings) == len(set(warnings)), warnings
     assert any(r.getMessage().startswith(f"cluster: reconnected to {nats_server.url}") for r in ours)
+
+
+@pytest.mark.asyncio
+async def test_a_server_not_up_yet_is_retried_with_health_degraded_until_it_starts(nats_server: NatsServer) -> None:
+    assert nats_server.stop() == 0
+    connection = ClusterConnection(_config(nats_server), Path(), logging.getLogger(LOGGER), label="test", environ={})
+    connecting = asyncio.create_task(connection.connect())
+    try:
+        await _until(lambda: connection.errors_seen >= 3, "three refused attempts")
+        assert connection.health.state == "degraded"
+        assert connection.health.detail.startswith(f"connecting to {nats_server.url}: ConnectionRefusedError")
+        assert not connecting.done()
+        nats_server.restart()
+        async with asyncio.timeout(DEADLINE_S):
+            await connecting
+        assert connection.health == Health("connected")
+    finally:
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        await connection.close()
 
 
 @pytest.fixture
