@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Set up, lint (ruff, mypy: any finding stops here), then run the whole test suite (pytest exits
-# non-zero when no test ran).
+# Set up (with the cluster extra: tests/cluster starts the nats-server it puts in the venv), lint
+# (ruff, mypy: any finding stops here), then run the whole test suite (pytest exits non-zero when no test ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --cluster
 bash scripts/lint.sh
 # The report's browser test drives Debian's Chromium through Playwright (which never downloads
 # a browser here). Install it once when missing; CI fails that test rather than skip it.

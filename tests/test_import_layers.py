@@ -161,6 +161,46 @@ def test_the_import_graph_of_bot_is_acyclic() -> None:
     assert cycles(edges) == []
 
 
+# The cluster extra's client: one module imports it, and the rest of bot reaches the cluster only when a command needs it.
+NATS_MODULE = BOT / "cluster" / "connection.py"
+
+
+def _module_imports(path: Path) -> list[tuple[str, ast.stmt, bool]]:
+    """(imported module, statement, at module level) of every import in `path`; relative ones resolved within bot."""
+    tree = ast.parse(path.read_text(), str(path))
+    top = {id(node) for node in tree.body}
+    parts = path.relative_to(BOT.parent).with_suffix("").parts
+    found: list[tuple[str, ast.stmt, bool]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for target in _targets(node, parts[:-1] if parts[-1] == "__init__" else parts, parts[-1] == "__init__", BOT.name):
+                found.append((".".join(target), node, id(node) in top))
+    return found
+
+
+def test_only_the_cluster_connection_imports_nats() -> None:
+    importers = sorted(
+        f"{path.relative_to(BOT.parent)}:{node.lineno}"
+        for path in BOT.rglob("*.py")
+        for name, node, _ in _module_imports(path)
+        if name == "nats" or name.startswith("nats.")
+    )
+    assert importers, "nothing imports nats: the test no longer checks anything"
+    assert {i.split(":")[0] for i in importers} == {str(NATS_MODULE.relative_to(BOT.parent))}, importers
+
+
+def test_bot_cluster_is_imported_only_inside_the_functions_that_need_it() -> None:
+    # Module-level imports of the cluster from other packages would load it (and nats) in every command.
+    eager = sorted(
+        f"{path.relative_to(BOT.parent)}:{node.lineno}"
+        for path in BOT.rglob("*.py")
+        if (BOT / "cluster") not in path.parents
+        for name, node, at_top in _module_imports(path)
+        if at_top and (name == "bot.cluster" or name.startswith("bot.cluster."))
+    )
+    assert eager == []
+
+
 # -- the checker itself, on a package written for it ------------------------------------------------
 
 FIXTURE_ORDER = (("low",), ("mid", "side"), ("high",))

@@ -15,22 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 def _declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = list(project["dependencies"])
-    for extra in ("test", "dev"):
+    for extra in ("test", "dev", "cluster"):
         lines += project["optional-dependencies"][extra]
     return [Requirement(line) for line in lines]
 
 
-def _locked() -> dict[str, str]:
+def _locked(name: str = "requirements.lock") -> dict[str, str]:
     pins: dict[str, str] = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
+    # A hash-pinned lock continues a requirement over lines ending in a backslash.
+    text = (ROOT / name).read_text().replace("\\\n", " ")
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        requirement = Requirement(line)
+        requirement = Requirement(line.split(" --hash=", 1)[0])
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         (spec,) = requirement.specifier
-        assert spec.operator == "==", f"requirements.lock: {line!r} is not an exact pin"
+        assert spec.operator == "==", f"{name}: {line!r} is not an exact pin"
         pins[canonicalize_name(requirement.name)] = spec.version
     return pins
 
@@ -62,3 +64,15 @@ def test_the_venv_holds_what_the_lock_pins() -> None:
         if installed != pinned:
             drift[name] = f"{installed} installed, {pinned} locked"
     assert not drift, f"the venv differs from requirements.lock (run scripts/setup.sh): {drift}"
+
+
+def test_the_cluster_lock_pins_the_cluster_extra_as_requirements_lock_does_with_hashes() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = {canonicalize_name(Requirement(line).name) for line in project["optional-dependencies"]["cluster"]}
+    cluster = _locked("requirements-cluster.lock")
+    pins = _locked()
+    assert set(cluster) == extra, "requirements-cluster.lock holds other packages than the cluster extra: run scripts/lock.sh"
+    assert {name: pins.get(name) for name in cluster} == cluster, "the two lock files pin different versions: run scripts/lock.sh"
+    text = (ROOT / "requirements-cluster.lock").read_text()
+    # Each package needs a hash (--require-hashes refuses one without); the server wheel one per Linux machine.
+    assert text.count("--hash=sha256:") >= len(cluster) + 1

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from bot.config.cluster import ClusterConfig
 from bot.config.currency import CURRENCY_PATTERN
 from bot.config.defaults import DEFAULT_CONTROL_SOCKET
 from bot.config.exchange import ExchangeConfig
@@ -356,6 +357,9 @@ class BotConfig(Strict):
     daemon: DaemonConfig = DaemonConfig()
     journal: JournalConfig = JournalConfig()
     risk: GlobalRiskConfig = GlobalRiskConfig()
+    cluster: ClusterConfig | None = Field(
+        default=None, description="run strategies on worker processes through this NATS JetStream server (without it: all in one process)"
+    )
     strategy_defaults: dict[str, Any] = Field(default_factory=dict)
     strategy_paths: tuple[str, ...] = Field(default=(), description="extra folders searched for strategy modules, besides strategies/")
     strategies: tuple[StrategyRef, ...] = ()

@@ -1,0 +1,5 @@
+"""Strategies on worker processes over NATS JetStream: the hub's and workers' side of the cluster.
+
+Imported only when a config has a `cluster` section (or a command names a cluster): nothing here
+is loaded by the single-process daemon or replay. `connection` is the only module importing nats.
+"""
