@@ -16,7 +16,7 @@ from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.delivery import Delivery, HandlerErrorHook
 from bot.strategy.factory import OrchestratorFactory
-from bot.strategy.manager import SettlingAccounts, StrategyManager
+from bot.strategy.manager import SettlingAccounts, StrategyManager, StreamRouter
 from bot.trading.account import ExchangeGateway
 from bot.trading.paper import PaperExchange
 from bot.trading.risk import RiskManager
@@ -47,6 +47,8 @@ class Seams:
     journal: JournalHook | None = None
     # The daemon's strategy turns (bot.journal.turns): a turn's journalled events are delivered after its commit.
     turns: HeldDelivery | None = None
+    # None: deliver_stream; the cluster's lockstep replay hands the strategies' part of each candle to workers.
+    router: StreamRouter | None = None
     # False lets a bus subscriber's exception propagate (tests: an assertion in a subscriber fails the test).
     isolate_subscribers: bool = True
 
@@ -95,5 +97,5 @@ def build_bot(
         raise ValueError("a data-driven replay runs on the candle clock with direct delivery")
     services = build_services(config, logger, seams)
     factory = OrchestratorFactory(services, catalog)
-    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery, booking_faults=seams.booking_faults)
+    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery, booking_faults=seams.booking_faults, router=seams.router)
     return Bot(services, factory, manager)

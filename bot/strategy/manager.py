@@ -28,6 +28,31 @@ _Handler = Callable[[str, str, Candle, int], None]
 _Route = tuple[TradingOrchestrator, _Handler]
 # The journalled states a strategy is put back into as they are; "active" is restored by activating it.
 _RESTORABLE: dict[str, StrategyState] = {"dormant": "dormant", "failed": "failed"}
+_Routes = dict[_Key, tuple[_Route, ...]]
+
+
+class StreamRouter(Protocol):
+    """What hands a stream's candle to its routes: `deliver_stream` in process; the cluster's lockstep router runs the strategies elsewhere."""
+
+    def deliver(
+        self,
+        active: _Routes,
+        protect: _Routes,
+        key: _Key,
+        on_trade_error: Callable[[TradingOrchestrator, Exception], None],
+        on_protect_error: Callable[[TradingOrchestrator, Exception], None],
+        protected: Callable[[tuple[_Route, ...]], None],
+        symbol: str,
+        timeframe: str,
+        candle: Candle,
+        ts: int,
+    ) -> None:
+        """What `deliver_stream` does, bound per stream by the manager."""
+        ...
+
+    def history(self, routes: tuple[_Route, ...], symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """A candle that is history to the strategies trading on its stream, after their orchestrators took it (on_history)."""
+        ...
 
 
 class SettlingAccounts(Protocol):
@@ -92,8 +117,11 @@ class StrategyManager:
         accounts: SettlingAccounts | None = None,
         delivery_for: Callable[[HandlerErrorHook], Delivery] | None = None,
         booking_faults: BookingFaults | None = None,
+        router: StreamRouter | None = None,
     ) -> None:
         self._services = services
+        # None: deliver_stream, the in-process path.
+        self._router = router
         self._factory = factory
         # `delivery_for` builds a queued delivery around this manager's guarded seam, so it has it from the start.
         self.delivery: Delivery = delivery_for(self.on_handler_error) if delivery_for is not None else delivery or DirectDelivery()
@@ -471,10 +499,13 @@ class StrategyManager:
 
         Called directly, not through `delivery`: only a replay's preload makes such candles, and replay delivers directly.
         """
-        for orchestrator, _ in self._active.get((symbol, timeframe), ()):
+        routes = self._active.get((symbol, timeframe), ())
+        for orchestrator, _ in routes:
             error = attempt(orchestrator.on_history, symbol, timeframe, candle, ts)
             if error is not None:
                 self._fault(orchestrator, "trade", error)
+        if self._router is not None:
+            self._router.history(routes, symbol, timeframe, candle, ts)
 
     def release_symbol(self, symbol: str) -> None:
         """Stop listening to a symbol's candles; StrategyStateError while a loaded or settling strategy uses it."""
@@ -492,7 +523,8 @@ class StrategyManager:
         if key not in self._hub_routes:
             # The hub calls the guard's delivery straight, with this stream's key and the
             # manager's tables bound: no frame of the manager's own per candle.
-            route = partial(deliver_stream, self._active, self._protect, key, self._trade_failed, self._protect_failed, self._protected)
+            deliver = deliver_stream if self._router is None else self._router.deliver
+            route = partial(deliver, self._active, self._protect, key, self._trade_failed, self._protect_failed, self._protected)
             self._services.hub.subscribe(key[0], key[1], route, self.on_history)
             self._hub_routes[key] = route
 

@@ -178,6 +178,55 @@ class TradingOrchestrator:
         if elapsed > metrics.max_ns:
             metrics.max_ns = elapsed
 
+    # -- the same turn in three parts, for a mind that runs elsewhere (bot.cluster) --------------
+    # on_candle stays one method (the replay's hot path: no call per part); these are its
+    # statements in the same order, and a test holds that bar + decide + settle == on_candle.
+    def bar(self, symbol: str, candle: Candle, ts: int) -> list[Position] | None:
+        """The book's part before the decision: fills at the open, stops, take-profits, trailing, the mark; the symbol's open positions after them."""
+        self._now = ts
+        return self._on_bar(symbol, candle, ts)
+
+    def decide(self, symbol: str, timeframe: str, candle: Candle) -> None:
+        """The mind's part of a trading stream's candle: its indicators, then the strategy (which queues actions)."""
+        self._trading_updates[symbol](candle)
+        self.strategy.on_candle(symbol, timeframe, candle)
+
+    def settle(self, held: list[Position] | None, candle: Candle, busy_ns: int = 0) -> None:
+        """The book's part after the decision: exit management of `held` (bar's answer), the queued actions carried out, the candle counted.
+
+        `busy_ns`: the time the turn's other parts took, counted with this one's.
+        """
+        started = perf_counter_ns()
+        if held:
+            for position in held:
+                if (position.trailing_activation_price is not None or position.break_even) and position.closable:
+                    self._manage_exits(position, candle)
+        if self._queued:
+            self.actions.drain()
+        elapsed = perf_counter_ns() - started + busy_ns
+        metrics = self.metrics
+        metrics.candles += 1
+        metrics.busy_ns += elapsed
+        metrics.samples.append(elapsed)
+        if elapsed > metrics.max_ns:
+            metrics.max_ns = elapsed
+
+    def decide_other(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> bool:
+        """The mind's part of another timeframe's candle (on_other_candle without the drain); False for a stream it does not watch."""
+        self._now = ts
+        update = self._updates.get((symbol, timeframe))
+        if update is None:
+            return False
+        update(candle)
+        self.strategy.on_candle(symbol, timeframe, candle)
+        return True
+
+    def settle_other(self, ts: int) -> None:
+        """The book's part after another timeframe's candle: the queued actions carried out, on that candle's clock."""
+        self._now = ts
+        if self._queued:
+            self.actions.drain()
+
     def on_other_candle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         """A candle of another timeframe it watches: indicators and the strategy see it; positions do not."""
         self._now = ts
