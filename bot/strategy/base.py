@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
 
 from bot.bus import StrategyPublisher
 from bot.config.numbers import StrictNumbers
@@ -23,9 +23,30 @@ from bot.trading.actions import (
 
 if TYPE_CHECKING:
     from bot.config.models import StrategyConfig
-    from bot.trading.positions import Position, PositionManager
+    from bot.trading.positions import Position
 
 Stream = tuple[str, str]
+
+
+class PositionView(Protocol):
+    """What a strategy's context reads of its positions: its PositionManager in process, a mirror of the hub's book on a worker."""
+
+    @property
+    def positions(self) -> Mapping[str, Position]:
+        """Open positions by id."""
+        ...
+
+    def position_on(self, symbol: str) -> Position | None:
+        """The oldest open position on a symbol, if any."""
+        ...
+
+    def is_flat(self, symbol: str) -> bool:
+        """True when the symbol has no open position and no pending entry."""
+        ...
+
+    def last_price(self, symbol: str) -> float | None:
+        """The latest close (or fill price) seen for a symbol."""
+        ...
 
 
 class StrategyParams(StrictNumbers):
@@ -50,7 +71,7 @@ class StrategyContext:
         registry_for: Callable[[str, str], IndicatorRegistry],
         put: Callable[[Any], None],
         publish: StrategyPublisher,
-        positions: PositionManager,
+        positions: PositionView,
         now: Callable[[], int],
     ) -> None:
         self.spec = spec

@@ -15,7 +15,7 @@ from bot.indicators.registry import IndicatorRegistry
 from bot.log import StrategyLogger
 from bot.metrics import StrategyMetrics
 from bot.ohlcv import Candle, timeframe_ms
-from bot.strategy.base import Strategy, StrategyContext, Stream
+from bot.strategy.base import PositionView, Strategy, StrategyContext, Stream
 from bot.strategy.lifecycle import Lifecycle, StrategyState
 from bot.trading.account import OpenAccount
 from bot.trading.actions import (
@@ -31,7 +31,7 @@ from bot.trading.actions import (
 from bot.trading.exit_rules import break_even_stop, trailing_start
 from bot.trading.portfolio import Portfolio
 from bot.trading.positions import Position, PositionManager
-from bot.trading.risk import StrategyRisk
+from bot.trading.risk import RiskView
 
 # Builds the strategy object `context.spec` names, for that context.
 StrategyBuilder = Callable[[StrategyContext], Strategy[Any]]
@@ -57,7 +57,7 @@ class TradingOrchestrator:
         publish: StrategyPublisher,
         logger: StrategyLogger,
         open_account: OpenAccount,
-        risk: StrategyRisk,
+        risk: RiskView,
         metrics: StrategyMetrics,
         build_strategy: StrategyBuilder,
     ) -> None:
@@ -109,22 +109,7 @@ class TradingOrchestrator:
         """
         if spec.id != self.strategy_id:
             raise ValueError(f"config is for {spec.id!r}, not {self.strategy_id!r}")
-        registries = _Registries(spec.id)
-        registries(spec.symbol, spec.timeframe)
-        context = StrategyContext(spec, registries, self.actions.put, self._publish, self.positions, self._clock)
-        strategy = self._build_strategy(context)
-        streams: list[Stream] = list(dict.fromkeys((s[0], s[1]) for s in strategy.subscriptions()))
-        if not streams or streams[0] != (spec.symbol, spec.timeframe):
-            raise ValueError(
-                f"strategy {spec.id!r}: its first subscription must be its trading stream {spec.symbol} {spec.timeframe}, got {streams[:1]}"
-            )
-        for symbol, timeframe in streams:
-            timeframe_ms(timeframe)
-            registries(symbol, timeframe)
-        registries.building = False
-        indicators = registries.by_stream
-        every = tuple(streams) + tuple(k for k in indicators if k not in streams)
-        return StrategyBuild(spec, context, strategy, indicators, every, frozenset(s for s in every if s[1] == spec.timeframe))
+        return build_mind(spec, self.actions.put, self._publish, self.positions, self._clock, self._build_strategy)
 
     def install(self, build: StrategyBuild) -> list[str]:
         """Put a prepared build in place of the running strategy object, its config's runtime fields too; return the fields changed.
@@ -416,6 +401,37 @@ class TradingOrchestrator:
         self.actions.clear()
         for registry in self.indicators.values():
             registry.clear()
+
+
+def build_mind(
+    spec: StrategyConfig,
+    put: Callable[[Action], None],
+    publish: StrategyPublisher,
+    positions: PositionView,
+    clock: Callable[[], int],
+    build_strategy: StrategyBuilder,
+) -> StrategyBuild:
+    """A strategy object for `spec` with indicator registries of its own, its actions going to `put` (an orchestrator's, or a worker's mind's).
+
+    ValueError for streams that cannot be its (its first subscription must be its trading
+    stream); whatever the strategy's own code raises propagates.
+    """
+    registries = _Registries(spec.id)
+    registries(spec.symbol, spec.timeframe)
+    context = StrategyContext(spec, registries, put, publish, positions, clock)
+    strategy = build_strategy(context)
+    streams: list[Stream] = list(dict.fromkeys((s[0], s[1]) for s in strategy.subscriptions()))
+    if not streams or streams[0] != (spec.symbol, spec.timeframe):
+        raise ValueError(
+            f"strategy {spec.id!r}: its first subscription must be its trading stream {spec.symbol} {spec.timeframe}, got {streams[:1]}"
+        )
+    for symbol, timeframe in streams:
+        timeframe_ms(timeframe)
+        registries(symbol, timeframe)
+    registries.building = False
+    indicators = registries.by_stream
+    every = tuple(streams) + tuple(k for k in indicators if k not in streams)
+    return StrategyBuild(spec, context, strategy, indicators, every, frozenset(s for s in every if s[1] == spec.timeframe))
 
 
 class _Registries:

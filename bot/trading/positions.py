@@ -29,7 +29,7 @@ from bot.trading.order_book import OrderBook
 from bot.trading.orders import Fill, Order, OrderSide
 from bot.trading.portfolio import Portfolio
 from bot.trading.position import DUST, Position, TakeProfitLevel
-from bot.trading.risk import StrategyRisk
+from bot.trading.risk import RiskView
 
 __all__ = ["Position", "PositionManager", "TakeProfitLevel"]
 
@@ -59,7 +59,7 @@ class PositionManager:
         exits: ExitConfig,
         open_account: OpenAccount,
         portfolio: Portfolio,
-        risk: StrategyRisk,
+        risk: RiskView,
         publish: StrategyPublisher,
     ) -> None:
         self.strategy_id = strategy_id

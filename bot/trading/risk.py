@@ -6,6 +6,8 @@ Money is never added across currencies: each strategy counts in its symbol's quo
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 from msgspec import Struct
 
 from bot.bus import EventBus
@@ -24,6 +26,22 @@ class Trip(Struct, frozen=True):
     limit: float
     currency: str
     tripped_by: str
+
+
+class RiskView(Protocol):
+    """What one strategy's book asks and tells the risk manager: a StrategyRisk, or the cluster's tape of one (bot.cluster.tape)."""
+
+    limits: StrategyRiskConfig
+
+    def check_open(self, quantity: float, price: float, open_positions: int, ts: int) -> tuple[str, str] | None: ...
+
+    def on_entry(self, position_id: str, notional: float) -> None: ...
+
+    def on_exit(self, position_id: str, fraction: float, net_pnl: float, ts: int) -> None: ...
+
+    def release(self, position_id: str) -> None: ...
+
+    def book(self, net_pnl: float, ts: int) -> None: ...
 
 
 class StrategyRisk:

@@ -1,0 +1,184 @@
+"""What the hub and the minds say to each other: msgspec Structs, JSON, decoded strictly (a message from another process)."""
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from bot.events import PositionState
+from bot.trading.actions import (
+    Action,
+    ActivateTrailingStop,
+    ClosePair,
+    ClosePercent,
+    OpenPair,
+    OpenPosition,
+    UpdateStopLoss,
+)
+
+# The cluster protocol's version: a message of another is refused, as an event of another codec version is.
+PROTOCOL = 1
+CandleT = tuple[int, float, float, float, float, float]
+TurnKind = Literal["trade", "other", "history"]
+
+
+class ProtocolError(ValueError):
+    """A cluster message that does not decode, or is of another protocol version."""
+
+
+class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t"):
+    """Base of every envelope: the protocol version it was written in."""
+
+    v: int = PROTOCOL
+
+
+class MirrorPosition(msgspec.Struct, frozen=True, kw_only=True):
+    """An open position as the hub's book holds it: the journalled record and the fields only the book knows (every field of Position)."""
+
+    state: PositionState
+    pending_close: float
+    trail_anchor: float
+    closed_quantity: float
+    exit_value: float
+    exit_reason: str
+    exit_ts: int
+
+
+class View(msgspec.Struct, frozen=True, kw_only=True):
+    """What a strategy reads of its book: open positions, the symbols with an entry on its way, the last prices."""
+
+    positions: list[MirrorPosition]
+    pending_entries: list[str]
+    marks: dict[str, float]
+
+
+class TurnEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One strategy's part of a turn: what the candle is to it, and its book's view after the hub's part (None: history)."""
+
+    sid: str
+    kind: TurnKind
+    view: View | None
+
+
+class Turn(Msg, frozen=True, kw_only=True, tag="turn"):
+    """A candle for the minds on one worker, numbered `k` by the hub."""
+
+    k: int
+    symbol: str
+    tf: str
+    candle: CandleT
+    ts: int
+    entries: list[TurnEntry]
+
+
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """What a strategy's code raised, as the hub reports it: the exception's type name, its message, file:line."""
+
+    type_name: str
+    message: str
+    where: str
+
+
+class OpenPositionMsg(OpenPosition, frozen=True, tag="open_position"):
+    """OpenPosition on the wire."""
+
+
+class ClosePercentMsg(ClosePercent, frozen=True, tag="close_percent"):
+    """ClosePercent on the wire."""
+
+
+class UpdateStopLossMsg(UpdateStopLoss, frozen=True, tag="update_stop_loss"):
+    """UpdateStopLoss on the wire."""
+
+
+class ActivateTrailingStopMsg(ActivateTrailingStop, frozen=True, tag="activate_trailing_stop"):
+    """ActivateTrailingStop on the wire."""
+
+
+class OpenPairMsg(OpenPair, frozen=True, tag="open_pair"):
+    """OpenPair on the wire (its legs are plain OpenPosition)."""
+
+
+class ClosePairMsg(ClosePair, frozen=True, tag="close_pair"):
+    """ClosePair on the wire."""
+
+
+ActionMsg = OpenPositionMsg | ClosePercentMsg | UpdateStopLossMsg | ActivateTrailingStopMsg | OpenPairMsg | ClosePairMsg
+# Per action class, its wire class; a kind without one cannot be sent (a test holds every ACTION_KINDS member has one).
+_WIRE: dict[type[Action], type[ActionMsg]] = {
+    OpenPosition: OpenPositionMsg,
+    ClosePercent: ClosePercentMsg,
+    UpdateStopLoss: UpdateStopLossMsg,
+    ActivateTrailingStop: ActivateTrailingStopMsg,
+    OpenPair: OpenPairMsg,
+    ClosePair: ClosePairMsg,
+}
+_PLAIN: dict[type[ActionMsg], type[Action]] = {wire: plain for plain, wire in _WIRE.items()}
+
+
+def action_msg(action: Action) -> ActionMsg:
+    """An action as its wire message."""
+    return _WIRE[type(action)](*msgspec.structs.astuple(action))
+
+
+def action_of(msg: ActionMsg) -> Action:
+    """The action a wire message carries, as the action queue's own class."""
+    plain: type[Action] = _PLAIN[type(msg)]
+    return plain(*msgspec.structs.astuple(msg))
+
+
+class Decision(Msg, frozen=True, kw_only=True, tag="decision"):
+    """A mind's answer to its entry of turn `k`: actions to queue, its events (codec wire messages), or its failure."""
+
+    k: int
+    sid: str
+    actions: list[ActionMsg]
+    events: list[msgspec.Raw]
+    failure: Failure | None
+    busy_ns: int
+
+
+class StreamHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """The candles of one stream the hub holds, oldest first."""
+
+    symbol: str
+    tf: str
+    candles: list[CandleT]
+
+
+class Activate(Msg, frozen=True, kw_only=True, tag="activate"):
+    """Build a strategy's mind from its config (StrategyConfig JSON) and warm it from the hub's history."""
+
+    sid: str
+    spec: msgspec.Raw
+    history: list[StreamHistory]
+
+
+class Activated(Msg, frozen=True, kw_only=True, tag="activated"):
+    """A mind built and warmed (or why not)."""
+
+    sid: str
+    failure: Failure | None
+
+
+Message = Turn | Decision | Activate | Activated
+_DECODER = msgspec.json.Decoder(Message)
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(message: Message) -> bytes:
+    """A message as JSON bytes."""
+    return _ENCODER.encode(message)
+
+
+def decode(data: bytes) -> Message:
+    """The message JSON bytes hold, every field checked; ProtocolError naming what does not fit or another version."""
+    try:
+        message = _DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"cluster message does not decode: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"cluster message is not JSON: {exc}") from None
+    if message.v != PROTOCOL:
+        raise ProtocolError(f"cluster message of protocol {message.v}, this bot speaks {PROTOCOL}")
+    return message
