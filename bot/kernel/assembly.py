@@ -25,6 +25,8 @@ from bot.trading.risk import RiskManager
 Mode = Literal["replay", "paper", "live"]
 # Given the risk manager (whose daily tallies it journals), the hook that commits each event before delivery.
 JournalHook = Callable[[RiskManager], Handler]
+# Given the shared services, the router of every stream's candles and the seam of the books it needs.
+RouterFactory = Callable[[BotServices], StreamRouter]
 # Given the manager's guarded seam for a handler's exception, the delivery that queues candles.
 DeliveryFactory = Callable[[HandlerErrorHook], Delivery]
 
@@ -48,7 +50,7 @@ class Seams:
     # The daemon's strategy turns (bot.journal.turns): a turn's journalled events are delivered after its commit.
     turns: HeldDelivery | None = None
     # None: deliver_stream; the cluster's lockstep replay hands the strategies' part of each candle to workers.
-    router: StreamRouter | None = None
+    router: RouterFactory | None = None
     # False lets a bus subscriber's exception propagate (tests: an assertion in a subscriber fails the test).
     isolate_subscribers: bool = True
 
@@ -96,6 +98,7 @@ def build_bot(
         # Determinism: event time from the candles, each candle finished by all before the next.
         raise ValueError("a data-driven replay runs on the candle clock with direct delivery")
     services = build_services(config, logger, seams)
-    factory = OrchestratorFactory(services, catalog)
-    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery, booking_faults=seams.booking_faults, router=seams.router)
+    router = None if seams.router is None else seams.router(services)
+    factory = OrchestratorFactory(services, catalog, router)
+    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery, booking_faults=seams.booking_faults, router=router)
     return Bot(services, factory, manager)

@@ -5,12 +5,11 @@ from pathlib import Path
 
 from bot.candles.sources import CandleSource
 from bot.clock import Clock
-from bot.kernel.assembly import Seams, build_bot
+from bot.kernel.assembly import RouterFactory, Seams, build_bot
 from bot.log import BotLogger
 from bot.replay.runner import Replay
 from bot.replay.timerange import TimeRange
 from bot.strategy.config_load import LoadedConfig
-from bot.strategy.manager import StreamRouter
 
 
 def build_replay(
@@ -20,7 +19,7 @@ def build_replay(
     logger: BotLogger | None = None,
     wall_clock: Clock | None = None,
     time_range: TimeRange | None = None,
-    router: StreamRouter | None = None,
+    router: RouterFactory | None = None,
 ) -> Replay:
     """A data-driven replay of `sources` into `out_dir`: candle clock, paper exchange, direct delivery, no journal.
 

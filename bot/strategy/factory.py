@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from bot.bus import StrategyPublisher
 from bot.config.models import StrategyConfig
@@ -11,6 +11,15 @@ from bot.strategy.base import Strategy, StrategyContext
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.guard import build
 from bot.strategy.orchestrator import StrategyBuild, TradingOrchestrator
+from bot.trading.risk import RiskView
+
+
+class BookSeam(Protocol):
+    """Chooses the publisher and risk view a strategy's book uses (the cluster's lockstep tapes them)."""
+
+    def book(self, spec: StrategyConfig, publish: StrategyPublisher, risk: RiskView) -> tuple[StrategyPublisher, RiskView]:
+        """The publisher and risk view its orchestrator gets, given its own."""
+        ...
 
 
 class OrchestratorFactory:
@@ -20,8 +29,10 @@ class OrchestratorFactory:
     already bound to its strategy id, so it cannot emit an untagged event or act for another.
     """
 
-    def __init__(self, services: BotServices, catalog: StrategyCatalog | None = None) -> None:
+    def __init__(self, services: BotServices, catalog: StrategyCatalog | None = None, books: BookSeam | None = None) -> None:
         self._services = services
+        # None: each book publishes and books its risk straight (in process).
+        self._books = books
         # Without a catalog only the built-in declarative strategy can be built.
         self.catalog = catalog if catalog is not None else StrategyCatalog()
         self._cache: dict[str, TradingOrchestrator] = {}
@@ -33,7 +44,10 @@ class OrchestratorFactory:
             return cached
         services = self._services
         sid = spec.id
-        risk = services.risk.bind(sid, spec.risk, spec.symbol, services.bus)
+        risk: RiskView = services.risk.bind(sid, spec.risk, spec.symbol, services.bus)
+        publish = StrategyPublisher(services.bus, sid)
+        if self._books is not None:
+            publish, risk = self._books.book(spec, publish, risk)
         try:
             # What the strategy's constructor or subscriptions raise is its failure, reported as
             # one, never a crash of whoever was loading it.
@@ -41,7 +55,7 @@ class OrchestratorFactory:
                 sid,
                 TradingOrchestrator,
                 spec,
-                StrategyPublisher(services.bus, sid),
+                publish,
                 services.logger.for_strategy(sid),
                 partial(services.exchange.open_account, sid, spec.fees, spec.fill),
                 risk,

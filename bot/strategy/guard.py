@@ -8,6 +8,8 @@ the `Stage` it was called for, and is decided in one place (StrategyManager's fa
 """
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Literal, ParamSpec, TypeVar
 
@@ -21,6 +23,24 @@ Stage = Literal["trade", "warm_up", "protect", "catch_up", "booking", "settle"]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _Owner = TypeVar("_Owner")
+
+
+class RemoteStrategyError(Exception):
+    """A strategy's failure in another process (a cluster worker): its exception's type name, message and file:line there."""
+
+    def __init__(self, type_name: str, message: str, where: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.where = where
+
+
+def described(exc: BaseException) -> tuple[str, str]:
+    """`Type: message` and the file:line (file name only) a strategy's failure was raised at, wherever its code ran."""
+    if isinstance(exc, RemoteStrategyError):
+        return f"{exc.type_name}: {exc}", exc.where
+    frames = traceback.extract_tb(exc.__traceback__)
+    # The file's name only: an absolute path would make event logs differ between checkouts.
+    return f"{type(exc).__name__}: {exc}", f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
 
 
 def attempt(fn: Callable[_P, object], /, *args: _P.args, **kwargs: _P.kwargs) -> Exception | None:

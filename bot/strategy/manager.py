@@ -1,8 +1,6 @@
 """StrategyManager: strategy lifecycle and routing of candles to orchestrators by subscription."""
 from __future__ import annotations
 
-import os
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,8 +14,8 @@ from bot.ohlcv import Candle
 from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.delivery import Delivery, DirectDelivery, HandlerErrorHook, TurnNotJournalled
-from bot.strategy.factory import OrchestratorFactory
-from bot.strategy.guard import Stage, attempt, deliver_stream
+from bot.strategy.factory import BookSeam, OrchestratorFactory
+from bot.strategy.guard import Stage, attempt, deliver_stream, described
 from bot.strategy.lifecycle import StrategyState
 from bot.strategy.orchestrator import REBUILT_FIELDS, StrategyBuild, TradingOrchestrator
 
@@ -31,8 +29,8 @@ _RESTORABLE: dict[str, StrategyState] = {"dormant": "dormant", "failed": "failed
 _Routes = dict[_Key, tuple[_Route, ...]]
 
 
-class StreamRouter(Protocol):
-    """What hands a stream's candle to its routes: `deliver_stream` in process; the cluster's lockstep router runs the strategies elsewhere."""
+class StreamRouter(BookSeam, Protocol):
+    """What hands a stream's candle to its routes instead of `deliver_stream` (the cluster's lockstep router runs the strategies elsewhere), with the books it needs."""
 
     def deliver(
         self,
@@ -606,7 +604,7 @@ class StrategyManager:
                     self._announce(orchestrator, "failed")
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
-                orchestrator.last_error = f"{type(exc).__name__}: {exc}"
+                orchestrator.last_error = described(exc)[0]
                 self._report_error(orchestrator, exc, "warm-up failed; strategy not activated")
                 self._remove(self._protect, orchestrator)
                 self._add_protect(orchestrator)  # its positions stay protected by their stops
@@ -634,7 +632,7 @@ class StrategyManager:
         orchestrator.actions.clear()
         orchestrator.positions.cancel_pending(entries_only=True)
         orchestrator.lifecycle.to("failed")
-        orchestrator.last_error = f"{type(exc).__name__}: {exc}"
+        orchestrator.last_error = described(exc)[0]
         # Protected before anything is published: a publish that raises (the journal) must not leave them unprotected.
         self._add_protect(orchestrator)
         self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
@@ -643,11 +641,9 @@ class StrategyManager:
 
     def _report_error(self, orchestrator: TradingOrchestrator, exc: Exception, note: str) -> None:
         orchestrator.metrics.errors += 1
-        orchestrator.log.error("%s: %s: %s", note, type(exc).__name__, exc)
-        frames = traceback.extract_tb(exc.__traceback__)
-        # The file's name only: an absolute path would make event logs differ between checkouts.
-        where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
-        self._services.bus.publish(StrategyFault, None, orchestrator.strategy_id, f"{type(exc).__name__}: {exc}", where, note)
+        error, where = described(exc)
+        orchestrator.log.error("%s: %s", note, error)
+        self._services.bus.publish(StrategyFault, None, orchestrator.strategy_id, error, where, note)
 
     def _announce(self, orchestrator: TradingOrchestrator, change: str) -> None:
         self._services.bus.publish(

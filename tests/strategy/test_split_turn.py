@@ -9,12 +9,17 @@ from pathlib import Path
 import anyio
 import orjson
 
+from bot.bus import StrategyPublisher
+from bot.config.models import StrategyConfig
+from bot.kernel.assembly import RouterFactory
 from bot.kernel.replay import build_replay
 from bot.ohlcv import Candle
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
+from bot.services import BotServices
 from bot.strategy.manager import StreamRouter
 from bot.strategy.orchestrator import TradingOrchestrator
+from bot.trading.risk import RiskView
 from tests.support import REPO, strategy
 
 OUTPUTS = ("events.jsonl", "trades.csv", "equity.csv", "report.json")
@@ -63,8 +68,16 @@ class SplitRouter:
     def history(self, routes: tuple[_Route, ...], symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         """The orchestrators took it already."""
 
+    def book(self, spec: StrategyConfig, publish: StrategyPublisher, risk: RiskView) -> tuple[StrategyPublisher, RiskView]:
+        """Its own."""
+        return publish, risk
 
-def _replay(config: Path, out: Path, time_range: TimeRange | None, router: StreamRouter | None) -> None:
+
+def _split(services: BotServices) -> StreamRouter:
+    return SplitRouter()
+
+
+def _replay(config: Path, out: Path, time_range: TimeRange | None, router: RouterFactory | None) -> None:
     from bot.strategy.config_load import load_config
 
     loaded = load_config(config)
@@ -75,7 +88,7 @@ def _replay(config: Path, out: Path, time_range: TimeRange | None, router: Strea
 
 def _same_outputs(config: Path, tmp: Path, time_range: TimeRange | None) -> None:
     _replay(config, tmp / "whole", time_range, None)
-    _replay(config, tmp / "split", time_range, SplitRouter())
+    _replay(config, tmp / "split", time_range, _split)
     for name in OUTPUTS:
         assert filecmp.cmp(tmp / "whole" / name, tmp / "split" / name, shallow=False), name
     assert (tmp / "whole" / "trades.csv").read_text().count("\n") > 5
