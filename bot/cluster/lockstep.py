@@ -1,0 +1,226 @@
+"""Lockstep: each candle's strategy work handed to minds elsewhere, their decisions applied on the hub in load order, as in process.
+
+Per delivered candle (the manager's StreamRouter in place of deliver_stream):
+pass 1, in load order: every active route's book does its part before the decision (`bar`),
+taped, and its view is taken; the step: one Turn per transport, one Decision per route back;
+pass 2, in load order: the tape replayed, the decision's signals published, its failure
+reported or its actions queued and settled; then the protect routes, as deliver_stream does.
+Why that is the in-process order, byte for byte: bot.cluster.tape.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+
+from bot.bus import StrategyPublisher
+from bot.cluster.messages import (
+    Activate,
+    Activated,
+    Decision,
+    StreamHistory,
+    Turn,
+    TurnEntry,
+    TurnKind,
+    action_of,
+    decode,
+    encode,
+)
+from bot.cluster.mind import view_of
+from bot.cluster.tape import Tape, TapedPublisher, TapedRisk
+from bot.config.models import StrategyConfig
+from bot.event_codec import decode_message
+from bot.events import Event, Signal, StrategyStateChanged
+from bot.ohlcv import Candle
+from bot.services import BotServices
+from bot.strategy.guard import RemoteStrategyError
+from bot.strategy.orchestrator import TradingOrchestrator
+from bot.trading.positions import Position
+from bot.trading.risk import RiskView
+
+_Key = tuple[str, str]
+_Route = tuple[TradingOrchestrator, Callable[[str, str, Candle, int], None]]
+_Routes = dict[_Key, tuple[_Route, ...]]
+
+
+class LockstepError(RuntimeError):
+    """The minds answered what lockstep cannot apply (a missing or foreign decision, a failed activation): the run stops."""
+
+
+class MindTransport(Protocol):
+    """How the hub reaches the minds of some strategies: one encoded message out, the encoded replies back."""
+
+    def request(self, message: bytes) -> list[bytes]:
+        """Send `message` (an Activate or a Turn); the replies (one Activated, or one Decision per entry that decides)."""
+        ...
+
+
+class LockstepRouter:
+    """Routes every stream's candles through minds reached over transports, strategies assigned round-robin in load order."""
+
+    def __init__(self, services: BotServices, transports: list[MindTransport]) -> None:
+        if not transports:
+            raise ValueError("lockstep needs at least one transport")
+        self._services = services
+        self._transports = transports
+        self._tapes: dict[str, Tape] = {}
+        self._specs: dict[str, StrategyConfig] = {}
+        self._where: dict[str, MindTransport] = {}
+        self._k = 0
+        # A failed activation, raised by the next step: the bus only logs what its subscriber raises.
+        self._broken: LockstepError | None = None
+        # A strategy's mind is built and warmed when the hub announces it active: the history then is what its orchestrator warmed on.
+        services.bus.subscribe(self._on_state, [StrategyStateChanged])
+
+    # -- the books' seam (the factory) ----------------------------------------------------------
+    def book(self, spec: StrategyConfig, publish: StrategyPublisher, risk: RiskView) -> tuple[StrategyPublisher, RiskView]:
+        """A taped publisher and risk view for the strategy's book; its mind goes to the next transport."""
+        tape = Tape()
+        self._tapes[spec.id] = tape
+        self._specs[spec.id] = spec
+        self._where[spec.id] = self._transports[len(self._where) % len(self._transports)]
+        return TapedPublisher(publish, tape), TapedRisk(risk, tape)
+
+    def _on_state(self, event: Event) -> None:
+        assert isinstance(event, StrategyStateChanged)
+        if event.change != "activated" or event.strategy_id not in self._specs:
+            return
+        try:
+            self._activate(event.strategy_id)
+        except LockstepError as exc:
+            self._broken = exc
+            raise
+
+    def _activate(self, sid: str) -> None:
+        hub = self._services.hub
+        history = [
+            StreamHistory(symbol=symbol, tf=tf, candles=[tuple(c) for c in hub.history(symbol, tf)])  # type: ignore[misc]
+            for symbol in hub.symbols()
+            for tf in hub.timeframes(symbol)
+        ]
+        # The fields it was given, as a strategy file holds them: a dump of every field also names the declarative
+        # strategy's own defaults, which a module strategy's config must not.
+        spec = msgspec.Raw(self._specs[sid].model_dump_json(exclude_unset=True).encode())
+        (reply,) = self._where[sid].request(encode(Activate(sid=sid, spec=spec, history=history)))
+        activated = decode(reply)
+        if not isinstance(activated, Activated) or activated.sid != sid:
+            raise LockstepError(f"strategy {sid!r}: its mind answered its activation with {activated!r}")
+        if activated.failure is not None:
+            # Its orchestrator warmed on the same history with the same code: a mind that cannot is not the same strategy.
+            raise LockstepError(f"strategy {sid!r}: its mind failed to warm up: {activated.failure.type_name}: {activated.failure.message}")
+
+    # -- the router (the manager) ----------------------------------------------------------------
+    def deliver(
+        self,
+        active: _Routes,
+        protect: _Routes,
+        key: _Key,
+        on_trade_error: Callable[[TradingOrchestrator, Exception], None],
+        on_protect_error: Callable[[TradingOrchestrator, Exception], None],
+        protected: Callable[[tuple[_Route, ...]], None],
+        symbol: str,
+        timeframe: str,
+        candle: Candle,
+        ts: int,
+    ) -> None:
+        """One lockstep step for a candle of stream `key` (see the module's docstring)."""
+        if self._broken is not None:
+            raise self._broken
+        routes = active.get(key)
+        # Read first, as deliver_stream does: a strategy failing on this candle is protected from the next one.
+        guarding = protect.get(key)
+        if routes:
+            self._step(routes, on_trade_error, symbol, timeframe, candle, ts)
+        if guarding:
+            for owner, handler in guarding:
+                try:
+                    handler(symbol, timeframe, candle, ts)
+                except Exception as exc:  # noqa: BLE001  the seam: anything a strategy raises is its failure
+                    on_protect_error(owner, exc)
+            protected(guarding)
+
+    def _step(
+        self, routes: tuple[_Route, ...], on_trade_error: Callable[[TradingOrchestrator, Exception], None],
+        symbol: str, timeframe: str, candle: Candle, ts: int,
+    ) -> None:
+        held: dict[str, list[Position] | None] = {}
+        bar_failed: dict[str, Exception] = {}
+        entries: dict[int, list[TurnEntry]] = {}
+        for owner, handler in routes:
+            sid = owner.strategy_id
+            kind: TurnKind = "trade" if handler == owner.on_candle else "other"
+            if kind == "trade":
+                tape = self._tapes[sid]
+                tape.recording = True
+                try:
+                    held[sid] = owner.bar(symbol, candle, ts)
+                except Exception as exc:  # noqa: BLE001  reported in its slot, as in process
+                    bar_failed[sid] = exc
+                    continue
+                finally:
+                    tape.recording = False
+            view = view_of(owner.positions, list(dict.fromkeys(s for s, _ in owner.subscriptions())))
+            entries.setdefault(id(self._where[sid]), []).append(TurnEntry(sid=sid, kind=kind, view=view))
+        decisions = self._ask(entries, symbol, timeframe, candle, ts)
+        for owner, handler in routes:
+            sid = owner.strategy_id
+            trading = sid in held or sid in bar_failed
+            if trading:
+                self._tapes[sid].replay()
+            failed = bar_failed.get(sid)
+            if failed is not None:
+                on_trade_error(owner, failed)
+                continue
+            decision = decisions.pop(sid, None)
+            if decision is None:
+                raise LockstepError(f"strategy {sid!r}: no decision for {symbol} {timeframe} {ts}")
+            try:
+                self._apply(owner, decision, held.get(sid), trading, candle, ts)
+            except Exception as exc:  # noqa: BLE001  the seam: its failure, or what settling raised, fails it alone
+                on_trade_error(owner, exc)
+        if decisions:
+            raise LockstepError(f"decisions for strategies not routed on {symbol} {timeframe}: {sorted(decisions)}")
+
+    def _apply(self, owner: TradingOrchestrator, decision: Decision, held: list[Position] | None, trading: bool, candle: Candle, ts: int) -> None:
+        bus = self._services.bus
+        for raw in decision.events:
+            event = decode_message(bytes(raw))
+            if not isinstance(event, Signal) or event.strategy_id != owner.strategy_id:
+                raise LockstepError(f"strategy {owner.strategy_id!r}: its mind sent a {event.type} event of {event.strategy_id!r}")
+            # Sequenced here, in its slot: the same event the in-process publish builds.
+            bus.publish(Signal, event.ts, event.strategy_id, event.decision, event.score, event.symbol, event.close, event.analyzers)
+        failure = decision.failure
+        if failure is not None:
+            raise RemoteStrategyError(failure.type_name, failure.message, failure.where)
+        for action in decision.actions:
+            owner.actions.put(action_of(action))
+        if trading:
+            owner.settle(held, candle, decision.busy_ns)
+        else:
+            owner.settle_other(ts)
+
+    def _ask(self, entries: dict[int, list[TurnEntry]], symbol: str, timeframe: str, candle: Candle, ts: int) -> dict[str, Decision]:
+        decisions: dict[str, Decision] = {}
+        for transport in self._transports:
+            mine = entries.get(id(transport))
+            if not mine:
+                continue
+            self._k += 1
+            k = self._k
+            turn = Turn(k=k, symbol=symbol, tf=timeframe, candle=tuple(candle), ts=ts, entries=mine)  # type: ignore[arg-type]
+            for reply in transport.request(encode(turn)):
+                decision = decode(reply)
+                if not isinstance(decision, Decision) or decision.k != k:
+                    raise LockstepError(f"turn {k}: a reply that is not its decision: {decision!r}")
+                decisions[decision.sid] = decision
+        return decisions
+
+    def history(self, routes: tuple[_Route, ...], symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """A candle that is history to the strategies trading on its stream: their minds take it too (nothing is decided)."""
+        entries: dict[int, list[TurnEntry]] = {}
+        for owner, _ in routes:
+            if owner.state == "active":
+                entries.setdefault(id(self._where[owner.strategy_id]), []).append(TurnEntry(sid=owner.strategy_id, kind="history", view=None))
+        if entries and self._ask(entries, symbol, timeframe, candle, ts):
+            raise LockstepError(f"a decision on history {symbol} {timeframe} {ts}")
