@@ -27,7 +27,7 @@ from bot.cluster.messages import (
     decode,
     encode,
 )
-from bot.cluster.mind import view_of
+from bot.cluster.mind import ViewTaker
 from bot.cluster.tape import Tape, TapedPublisher, TapedRisk
 from bot.config.models import StrategyConfig
 from bot.event_codec import decode_message
@@ -65,6 +65,7 @@ class LockstepRouter:
         self._services = services
         self._transports = transports
         self._tapes: dict[str, Tape] = {}
+        self._views: dict[str, ViewTaker] = {}
         self._specs: dict[str, StrategyConfig] = {}
         self._where: dict[str, MindTransport] = {}
         self._k = 0
@@ -78,6 +79,7 @@ class LockstepRouter:
         """A taped publisher and risk view for the strategy's book; its mind goes to the next transport."""
         tape = Tape()
         self._tapes[spec.id] = tape
+        self._views[spec.id] = ViewTaker()
         self._specs[spec.id] = spec
         self._where[spec.id] = self._transports[len(self._where) % len(self._transports)]
         return TapedPublisher(publish, tape), TapedRisk(risk, tape)
@@ -160,7 +162,7 @@ class LockstepRouter:
                     continue
                 finally:
                     tape.recording = False
-            view = view_of(owner.positions, list(dict.fromkeys(s for s, _ in owner.subscriptions())))
+            view = self._views[sid].take(owner.positions, list(dict.fromkeys(s for s, _ in owner.subscriptions())))
             entries.setdefault(id(self._where[sid]), []).append(TurnEntry(sid=sid, kind=kind, view=view))
         decisions = self._ask(entries, symbol, timeframe, candle, ts)
         for owner, handler in routes:

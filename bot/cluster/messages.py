@@ -45,9 +45,11 @@ class MirrorPosition(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class View(msgspec.Struct, frozen=True, kw_only=True):
-    """What a strategy reads of its book: open positions, the symbols with an entry on its way, the last prices."""
+    """What a strategy reads of its book: open positions, those closed since the last view, the symbols with an entry on its way, the last prices."""
 
     positions: list[MirrorPosition]
+    # Their final state: a strategy may hold a Position object, which in process the book closes in place.
+    closed: list[MirrorPosition]
     pending_entries: list[str]
     marks: dict[str, float]
 

@@ -1,6 +1,7 @@
 """A strategy's mind on a worker: its indicators and strategy object, deciding on the hub's turns from a mirror of its book."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import traceback
 from collections.abc import Callable, Mapping
@@ -35,13 +36,28 @@ class MirrorPositions:
         self._marks: dict[str, float] = {}
 
     def load(self, view: View) -> None:
-        """Take the hub's view in place of the last one (the same object: a context binds its methods once)."""
-        self.positions.clear()
+        """Take the hub's view in place of the last one (the same object: a context binds its methods once).
+
+        A position it already holds is updated in place, as the book updates its own: a strategy that kept
+        the object sees it move and close, as in process.
+        """
+        held = self.positions
+        current: dict[str, Position] = {}
         self._by_symbol.clear()
         for mirror in view.positions:
-            position = mirrored(mirror)
-            self.positions[position.id] = position
+            position = held.get(mirror.state.position_id)
+            if position is None:
+                position = mirrored(mirror)
+            else:
+                _update(position, mirrored(mirror))
+            current[position.id] = position
             self._by_symbol.setdefault(position.symbol, []).append(position)
+        for mirror in view.closed:
+            gone = held.get(mirror.state.position_id)
+            if gone is not None:
+                _update(gone, mirrored(mirror))
+        held.clear()
+        held.update(current)
         self._pending_entries = frozenset(view.pending_entries)
         self._marks = dict(view.marks)
 
@@ -59,6 +75,15 @@ class MirrorPositions:
         return self._marks.get(symbol)
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(Position))
+
+
+def _update(position: Position, state: Position) -> None:
+    """Every field of `position` set to `state`'s."""
+    for name in _FIELDS:
+        setattr(position, name, getattr(state, name))
+
+
 def mirror_of(position: Position) -> MirrorPosition:
     """A position of the hub's book as it travels to the mind."""
     return MirrorPosition(
@@ -67,11 +92,30 @@ def mirror_of(position: Position) -> MirrorPosition:
     )
 
 
-def view_of(positions: PositionManager, symbols: list[str]) -> View:
-    """What a strategy's context reads of its book, as it travels to its mind."""
+def view_of(positions: PositionManager, symbols: list[str], closed: list[Position] | None = None) -> View:
+    """What a strategy's context reads of its book, as it travels to its mind (`closed`: gone from the book since the last view)."""
     pending = sorted({order.symbol for order in positions.pending_orders() if order.intent == "open"})
     marks = {symbol: price for symbol in symbols if (price := positions.last_price(symbol)) is not None}
-    return View(positions=[mirror_of(p) for p in positions.positions.values()], pending_entries=pending, marks=marks)
+    return View(
+        positions=[mirror_of(p) for p in positions.positions.values()], closed=[mirror_of(p) for p in closed or ()],
+        pending_entries=pending, marks=marks,
+    )
+
+
+class ViewTaker:
+    """One strategy's views on the hub: each names the positions closed since the one before, which its mind may still hold."""
+
+    __slots__ = ("_sent",)
+
+    def __init__(self) -> None:
+        self._sent: dict[str, Position] = {}
+
+    def take(self, positions: PositionManager, symbols: list[str]) -> View:
+        """The view now; the book's own Position objects are kept until they are reported closed."""
+        current = positions.positions
+        closed = [p for pid, p in self._sent.items() if pid not in current]
+        self._sent = dict(current)
+        return view_of(positions, symbols, closed)
 
 
 def mirrored(mirror: MirrorPosition) -> Position:

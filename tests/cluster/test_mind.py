@@ -46,7 +46,7 @@ def msgspec_fields(cls: type) -> tuple[str, ...]:
 
 def test_a_position_comes_back_from_the_wire_equal_in_every_field() -> None:
     position = _busy_position()
-    view = View(positions=[mirror_of(position)], pending_entries=["ETH/BTC"], marks={"BTC/USD": 39_200.5})
+    view = View(positions=[mirror_of(position)], closed=[], pending_entries=["ETH/BTC"], marks={"BTC/USD": 39_200.5})
     turn = Turn(k=1, symbol="BTC/USD", tf="1m", candle=(1, 1.0, 2.0, 0.5, 1.5, 3.0), ts=60_001, entries=[TurnEntry(sid="s", kind="trade", view=view)])
     decoded = decode(encode(turn))
     assert isinstance(decoded, Turn)
