@@ -31,7 +31,7 @@ from bot.cluster.mind import ViewTaker
 from bot.cluster.tape import Tape, TapedPublisher, TapedRisk
 from bot.config.models import StrategyConfig
 from bot.event_codec import decode_message
-from bot.events import Event, Signal, StrategyStateChanged
+from bot.events import ActionFailed, Event, Signal, StrategyStateChanged
 from bot.ohlcv import Candle
 from bot.services import BotServices
 from bot.strategy.guard import RemoteStrategyError
@@ -188,10 +188,13 @@ class LockstepRouter:
         bus = self._services.bus
         for raw in decision.events:
             event = decode_message(bytes(raw))
-            if not isinstance(event, Signal) or event.strategy_id != owner.strategy_id:
+            if isinstance(event, Signal) and event.strategy_id == owner.strategy_id:
+                # Sequenced here, in its slot: the same event the in-process publish builds.
+                bus.publish(Signal, event.ts, event.strategy_id, event.decision, event.score, event.symbol, event.close, event.analyzers)
+            elif isinstance(event, ActionFailed) and event.strategy_id == owner.strategy_id:
+                bus.publish(ActionFailed, event.ts, event.strategy_id, event.kind, event.error)  # an action its context refused
+            else:
                 raise LockstepError(f"strategy {owner.strategy_id!r}: its mind sent a {event.type} event of {event.strategy_id!r}")
-            # Sequenced here, in its slot: the same event the in-process publish builds.
-            bus.publish(Signal, event.ts, event.strategy_id, event.decision, event.score, event.symbol, event.close, event.analyzers)
         failure = decision.failure
         if failure is not None:
             raise RemoteStrategyError(failure.type_name, failure.message, failure.where)

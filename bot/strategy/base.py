@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, get
 
 from bot.bus import StrategyPublisher
 from bot.config.numbers import StrictNumbers
-from bot.events import Signal
+from bot.events import ActionFailed, Signal
 from bot.indicators.registry import IndicatorRegistry
 from bot.ohlcv import Candle
 from bot.trading.actions import (
+    Action,
     ActivateTrailingStop,
     ClosePair,
     ClosePercent,
@@ -19,6 +20,7 @@ from bot.trading.actions import (
     OpenPosition,
     Side,
     UpdateStopLoss,
+    non_finite,
 )
 
 if TYPE_CHECKING:
@@ -123,27 +125,36 @@ class StrategyContext:
 
         A limit entry rests until the price trades through it (deactivating the strategy cancels it).
         """
-        self._put(OpenPosition(symbol or self.symbol, side, self.quantity if quantity is None else quantity, reason, limit_price))
+        self._queue(OpenPosition(symbol or self.symbol, side, self.quantity if quantity is None else quantity, reason, limit_price))
 
     def close(self, position: Position, percent: float = 100.0, reason: str = "signal") -> None:
         """Queue a market close of `percent` of a position's quantity not already being closed."""
-        self._put(ClosePercent(position.id, percent, reason))
+        self._queue(ClosePercent(position.id, percent, reason))
 
     def open_pair(self, long_symbol: str, long_quantity: float, short_symbol: str, short_quantity: float, reason: str = "signal") -> None:
         """Queue a long and a short as one action: both legs are sent, or neither."""
-        self._put(OpenPair(OpenPosition(long_symbol, "long", long_quantity, reason), OpenPosition(short_symbol, "short", short_quantity, reason)))
+        self._queue(OpenPair(OpenPosition(long_symbol, "long", long_quantity, reason), OpenPosition(short_symbol, "short", short_quantity, reason)))
 
     def close_pair(self, group: str, reason: str = "signal") -> None:
         """Queue closing both legs of a pair together."""
-        self._put(ClosePair(group, reason))
+        self._queue(ClosePair(group, reason))
 
     def update_stop(self, position: Position, price: float, reason: str = "strategy") -> None:
         """Queue moving a position's stop-loss."""
-        self._put(UpdateStopLoss(position.id, price, reason))
+        self._queue(UpdateStopLoss(position.id, price, reason))
 
     def trail(self, position: Position, distance_pct: float, anchor_price: float) -> None:
         """Queue activating a trailing stop on a position."""
-        self._put(ActivateTrailingStop(position.id, distance_pct, anchor_price))
+        self._queue(ActivateTrailingStop(position.id, distance_pct, anchor_price))
+
+    def _queue(self, action: Action) -> None:
+        # A NaN or infinite number fails the action here, the same wherever the strategy runs: on the way to
+        # a book on another machine it could not travel (JSON has no NaN), and no book can act on it.
+        problem = non_finite(action)
+        if problem is not None:
+            self._publish(ActionFailed, self._now(), action.kind, problem)
+            return
+        self._put(action)
 
     def signal(self, decision: str, score: float, symbol: str, candle: Candle, details: dict[str, Any] | None = None) -> None:
         """Publish why the strategy decided what it did (a `signal` event, tagged with its id).

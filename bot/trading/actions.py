@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
+from math import isfinite
 from typing import ClassVar, Literal
 
-from msgspec import Struct
+from msgspec import Struct, structs
 
 from bot.errors import ActionError
 
@@ -72,6 +73,16 @@ ActionHandler = Callable[[Action], None]
 ACTION_KINDS: tuple[ActionKind, ...] = (
     "open_position", "close_percent", "update_stop_loss", "activate_trailing_stop", "open_pair", "close_pair"
 )
+
+
+def non_finite(action: Action) -> str | None:
+    """Why an action cannot be carried out when a number of it is NaN or infinite (None: every number is finite)."""
+    for name, value in zip(action.__struct_fields__, structs.astuple(action), strict=True):
+        if isinstance(value, float) and not isfinite(value):
+            return f"{action.kind} {name} must be a finite number, got {value!r}"
+        if isinstance(value, OpenPosition) and (leg := non_finite(value)) is not None:
+            return f"{action.kind} {name}: {leg}"
+    return None
 
 
 class ActionQueue:
