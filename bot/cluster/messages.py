@@ -26,13 +26,20 @@ class ProtocolError(ValueError):
     """A cluster message that does not decode, or is of another protocol version."""
 
 
-class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t"):
+class Header(msgspec.Struct, frozen=True):
+    """What every message starts with, read first: its protocol version (required) and its type."""
+
+    v: int
+    t: str
+
+
+class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", forbid_unknown_fields=True):
     """Base of every envelope: the protocol version it was written in."""
 
     v: int = PROTOCOL
 
 
-class MirrorPosition(msgspec.Struct, frozen=True, kw_only=True):
+class MirrorPosition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An open position as the hub's book holds it: the journalled record and the fields only the book knows (every field of Position)."""
 
     state: PositionState
@@ -44,7 +51,7 @@ class MirrorPosition(msgspec.Struct, frozen=True, kw_only=True):
     exit_ts: int
 
 
-class View(msgspec.Struct, frozen=True, kw_only=True):
+class View(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a strategy reads of its book: open positions, those closed since the last view, the symbols with an entry on its way, the last prices."""
 
     positions: list[MirrorPosition]
@@ -54,7 +61,7 @@ class View(msgspec.Struct, frozen=True, kw_only=True):
     marks: dict[str, float]
 
 
-class TurnEntry(msgspec.Struct, frozen=True, kw_only=True):
+class TurnEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One strategy's part of a turn: what the candle is to it, and its book's view after the hub's part (None: history)."""
 
     sid: str
@@ -73,7 +80,7 @@ class Turn(Msg, frozen=True, kw_only=True, tag="turn"):
     entries: list[TurnEntry]
 
 
-class Failure(msgspec.Struct, frozen=True, kw_only=True):
+class Failure(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a strategy's code raised, as the hub reports it: the exception's type name, its message, file:line."""
 
     type_name: str
@@ -81,27 +88,27 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
     where: str
 
 
-class OpenPositionMsg(OpenPosition, frozen=True, tag="open_position"):
+class OpenPositionMsg(OpenPosition, frozen=True, tag="open_position", forbid_unknown_fields=True):
     """OpenPosition on the wire."""
 
 
-class ClosePercentMsg(ClosePercent, frozen=True, tag="close_percent"):
+class ClosePercentMsg(ClosePercent, frozen=True, tag="close_percent", forbid_unknown_fields=True):
     """ClosePercent on the wire."""
 
 
-class UpdateStopLossMsg(UpdateStopLoss, frozen=True, tag="update_stop_loss"):
+class UpdateStopLossMsg(UpdateStopLoss, frozen=True, tag="update_stop_loss", forbid_unknown_fields=True):
     """UpdateStopLoss on the wire."""
 
 
-class ActivateTrailingStopMsg(ActivateTrailingStop, frozen=True, tag="activate_trailing_stop"):
+class ActivateTrailingStopMsg(ActivateTrailingStop, frozen=True, tag="activate_trailing_stop", forbid_unknown_fields=True):
     """ActivateTrailingStop on the wire."""
 
 
-class OpenPairMsg(OpenPair, frozen=True, tag="open_pair"):
+class OpenPairMsg(OpenPair, frozen=True, tag="open_pair", forbid_unknown_fields=True):
     """OpenPair on the wire (its legs are plain OpenPosition)."""
 
 
-class ClosePairMsg(ClosePair, frozen=True, tag="close_pair"):
+class ClosePairMsg(ClosePair, frozen=True, tag="close_pair", forbid_unknown_fields=True):
     """ClosePair on the wire."""
 
 
@@ -140,7 +147,7 @@ class Decision(Msg, frozen=True, kw_only=True, tag="decision"):
     busy_ns: int
 
 
-class StreamHistory(msgspec.Struct, frozen=True, kw_only=True):
+class StreamHistory(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The candles of one stream the hub holds, oldest first."""
 
     symbol: str
@@ -164,6 +171,7 @@ class Activated(Msg, frozen=True, kw_only=True, tag="activated"):
 
 
 Message = Turn | Decision | Activate | Activated
+_HEADER = msgspec.json.Decoder(Header)
 _DECODER = msgspec.json.Decoder(Message)
 _ENCODER = msgspec.json.Encoder()
 
@@ -174,13 +182,16 @@ def encode(message: Message) -> bytes:
 
 
 def decode(data: bytes) -> Message:
-    """The message JSON bytes hold, every field checked; ProtocolError naming what does not fit or another version."""
+    """The message JSON bytes hold, every field checked; ProtocolError naming what does not fit or another version.
+
+    The version is read first, alone: a message of another protocol may be shaped otherwise, and is refused as such.
+    """
     try:
-        message = _DECODER.decode(data)
+        header = _HEADER.decode(data)
+        if header.v != PROTOCOL:
+            raise ProtocolError(f"cluster message of protocol {header.v}, this bot speaks {PROTOCOL}")
+        return _DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise ProtocolError(f"cluster message does not decode: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"cluster message is not JSON: {exc}") from None
-    if message.v != PROTOCOL:
-        raise ProtocolError(f"cluster message of protocol {message.v}, this bot speaks {PROTOCOL}")
-    return message

@@ -43,3 +43,35 @@ def test_a_message_that_does_not_fit_is_refused_naming_the_field() -> None:
         decode(msgspec.json.encode({**good, "v": 2}))
     with pytest.raises(ProtocolError, match="not JSON"):
         decode(b"{")
+
+
+def _decision() -> dict[str, object]:
+    action = action_msg(ClosePercent("s-p1", 50.0, "exit"))
+    failure = Failure(type_name="E", message="m", where="f.py:1")
+    decoded: dict[str, object] = msgspec.json.decode(encode(Decision(k=1, sid="s", actions=[action], events=[], failure=failure, busy_ns=0)))
+    return decoded
+
+
+def test_the_version_is_read_first_and_required() -> None:
+    good = _decision()
+    without = {name: value for name, value in good.items() if name != "v"}
+    with pytest.raises(ProtocolError, match="missing required field `v`"):
+        decode(msgspec.json.encode(without))
+    # Another version's shape (a field renamed) is refused as that version, not as a missing field.
+    renamed = {**without, "v": 2, "step": good["k"]}
+    del renamed["k"]
+    with pytest.raises(ProtocolError, match="of protocol 2, this bot speaks 1"):
+        decode(msgspec.json.encode(renamed))
+
+
+@pytest.mark.parametrize("where", ["top", "failure", "action"])
+def test_a_field_this_protocol_does_not_know_is_refused(where: str) -> None:
+    good = _decision()
+    if where == "top":
+        bad = {**good, "extra": 1}
+    elif where == "failure":
+        bad = {**good, "failure": {**good["failure"], "extra": 1}}  # type: ignore[dict-item]
+    else:
+        bad = {**good, "actions": [{**good["actions"][0], "extra": 1}]}  # type: ignore[index, dict-item]
+    with pytest.raises(ProtocolError, match="unknown field `extra`"):
+        decode(msgspec.json.encode(bad))
