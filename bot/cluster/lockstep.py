@@ -42,6 +42,16 @@ from bot.trading.risk import RiskView
 _Key = tuple[str, str]
 _Route = tuple[TradingOrchestrator, Callable[[str, str, Candle, int], None]]
 _Routes = dict[_Key, tuple[_Route, ...]]
+# A strategy's decision and the events it carries, decoded and checked.
+_Answer = tuple[Decision, list[Signal | ActionFailed]]
+
+
+def _own_event(sid: str, raw: msgspec.Raw) -> Signal | ActionFailed:
+    """An event a strategy's mind sent: only its own signals and refused actions are its to send."""
+    event = decode_message(bytes(raw))
+    if not isinstance(event, Signal | ActionFailed) or event.strategy_id != sid:
+        raise LockstepError(f"strategy {sid!r}: its mind sent a {event.type} event of {event.strategy_id!r}")
+    return event
 
 
 class LockstepError(RuntimeError):
@@ -174,27 +184,20 @@ class LockstepRouter:
             if failed is not None:
                 on_trade_error(owner, failed)
                 continue
-            decision = decisions.pop(sid, None)
-            if decision is None:
-                raise LockstepError(f"strategy {sid!r}: no decision for {symbol} {timeframe} {ts}")
             try:
-                self._apply(owner, decision, held.get(sid), trading, candle, ts)
+                self._apply(owner, decisions[sid], held.get(sid), trading, candle, ts)
             except Exception as exc:  # noqa: BLE001  the seam: its failure, or what settling raised, fails it alone
                 on_trade_error(owner, exc)
-        if decisions:
-            raise LockstepError(f"decisions for strategies not routed on {symbol} {timeframe}: {sorted(decisions)}")
 
-    def _apply(self, owner: TradingOrchestrator, decision: Decision, held: list[Position] | None, trading: bool, candle: Candle, ts: int) -> None:
+    def _apply(self, owner: TradingOrchestrator, answer: _Answer, held: list[Position] | None, trading: bool, candle: Candle, ts: int) -> None:
+        decision, events = answer
         bus = self._services.bus
-        for raw in decision.events:
-            event = decode_message(bytes(raw))
-            if isinstance(event, Signal) and event.strategy_id == owner.strategy_id:
-                # Sequenced here, in its slot: the same event the in-process publish builds.
+        for event in events:
+            # Sequenced here, in its slot: the same event the in-process publish builds.
+            if isinstance(event, Signal):
                 bus.publish(Signal, event.ts, event.strategy_id, event.decision, event.score, event.symbol, event.close, event.analyzers)
-            elif isinstance(event, ActionFailed) and event.strategy_id == owner.strategy_id:
-                bus.publish(ActionFailed, event.ts, event.strategy_id, event.kind, event.error)  # an action its context refused
             else:
-                raise LockstepError(f"strategy {owner.strategy_id!r}: its mind sent a {event.type} event of {event.strategy_id!r}")
+                bus.publish(ActionFailed, event.ts, event.strategy_id, event.kind, event.error)  # an action its context refused
         failure = decision.failure
         if failure is not None:
             raise RemoteStrategyError(failure.type_name, failure.message, failure.where)
@@ -205,21 +208,31 @@ class LockstepRouter:
         else:
             owner.settle_other(ts)
 
-    def _ask(self, entries: dict[int, list[TurnEntry]], symbol: str, timeframe: str, candle: Candle, ts: int) -> dict[str, Decision]:
-        decisions: dict[str, Decision] = {}
+    def _ask(self, entries: dict[int, list[TurnEntry]], symbol: str, timeframe: str, candle: Candle, ts: int) -> dict[str, _Answer]:
+        """Every transport's decisions on its entries, checked whole before any is applied: what a worker gets wrong stops the run."""
+        answers: dict[str, _Answer] = {}
         for transport in self._transports:
             mine = entries.get(id(transport))
             if not mine:
                 continue
             self._k += 1
             k = self._k
+            asked = {entry.sid for entry in mine}
             turn = Turn(k=k, symbol=symbol, tf=timeframe, candle=tuple(candle), ts=ts, entries=mine)  # type: ignore[arg-type]
             for reply in transport.request(encode(turn)):
                 decision = decode(reply)
                 if not isinstance(decision, Decision) or decision.k != k:
                     raise LockstepError(f"turn {k}: a reply that is not its decision: {decision!r}")
-                decisions[decision.sid] = decision
-        return decisions
+                sid = decision.sid
+                if sid not in asked:
+                    raise LockstepError(f"turn {k} ({symbol} {timeframe} {ts}): a decision for {sid!r}, not asked of that worker")
+                if sid in answers:
+                    raise LockstepError(f"turn {k} ({symbol} {timeframe} {ts}): two decisions for {sid!r}")
+                answers[sid] = (decision, [_own_event(sid, raw) for raw in decision.events])
+            missing = sorted(entry.sid for entry in mine if entry.kind != "history" and entry.sid not in answers)
+            if missing:
+                raise LockstepError(f"turn {k} ({symbol} {timeframe} {ts}): no decision for {missing}")
+        return answers
 
     def history(self, routes: tuple[_Route, ...], symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         """A candle that is history to the strategies trading on its stream: their minds take it too (nothing is decided)."""
