@@ -97,6 +97,9 @@ def build_bot(
     if mode == "replay" and (seams.clock is not None or seams.delivery is not None):
         # Determinism: event time from the candles, each candle finished by all before the next.
         raise ValueError("a data-driven replay runs on the candle clock with direct delivery")
+    if seams.router is not None and seams.delivery is not None:
+        # A queued delivery wraps each route, so the router would take every trading candle for another stream's: no fills, no stops.
+        raise ValueError("a stream router (the cluster's lockstep) needs direct delivery, not a queued one")
     services = build_services(config, logger, seams)
     router = None if seams.router is None else seams.router(services)
     factory = OrchestratorFactory(services, catalog, router)

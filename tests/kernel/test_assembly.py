@@ -13,8 +13,10 @@ from bot.clock import WallClock
 from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.kernel import Seams, build_bot
+from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.delivery import DirectDelivery, HandlerErrorHook
+from bot.strategy.manager import StreamRouter
 from bot.trading.paper import PaperExchange
 from tests.support import REPO, strategy
 
@@ -87,6 +89,32 @@ def test_a_queued_delivery_is_built_around_the_managers_guarded_seam() -> None:
         return seams == [bot.manager.on_handler_error]
 
     assert anyio.run(main)
+
+
+def test_a_stream_router_is_refused_with_a_queued_delivery() -> None:
+    """A queued delivery wraps each route: the router would take every trading candle for another stream's (no fills, no stops)."""
+    routed: list[BotServices] = []
+
+    def router(services: BotServices) -> StreamRouter:
+        routed.append(services)
+        raise AssertionError("not built: the combination is refused first")
+
+    def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+        raise AssertionError("not built either")
+
+    for mode in ("paper", "live"):
+        seams = Seams(delivery=inboxes, router=router, clock=WallClock())
+        with pytest.raises(ValueError, match="direct delivery, not a queued one"):
+            build_bot(BotConfig(), "paper", seams) if mode == "paper" else build_bot(BotConfig(), "live", _live(seams))
+    assert not routed
+
+
+def _live(seams: Seams) -> Seams:
+    faults = BookingFaults(logging.getLogger("bot.tests.assembly"))
+    return Seams(
+        delivery=seams.delivery, router=seams.router, clock=seams.clock, exchange=PaperExchange(),
+        accounts=cast(Any, object()), booking_faults=faults,
+    )
 
 
 def test_failed_bookings_the_gateway_reports_reach_the_manager_built_with_the_relay() -> None:
