@@ -568,10 +568,8 @@ class StrategyManager:
             case "trade":
                 if orchestrator.state == "active":
                     self._fail(orchestrator, exc)
-                elif orchestrator.state == "failed" and isinstance(exc, TurnNotJournalled):
-                    # The failure it announced in that turn went with it: announced again.
-                    self._report_error(orchestrator, exc, "its turn could not be journalled")
-                    self._announce(orchestrator, "failed")
+                elif isinstance(exc, TurnNotJournalled):
+                    self._not_journalled(orchestrator, exc)
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
                 orchestrator.last_error = f"{type(exc).__name__}: {exc}"
@@ -594,6 +592,23 @@ class StrategyManager:
                 self._report_error(orchestrator, exc, "while settling its orders after its unload")
             case _:
                 assert_never(stage)
+
+    def _not_journalled(self, orchestrator: TradingOrchestrator, exc: TurnNotJournalled) -> None:
+        """A turn decided while it was active could not be journalled, and its state changed while the commit was pending.
+
+        What it holds in memory is ahead of the journal whatever it is now: never silent.
+        """
+        if orchestrator.state == "failed":
+            # The failure it announced in that turn went with it: announced again.
+            self._report_error(orchestrator, exc, "its turn could not be journalled")
+            self._announce(orchestrator, "failed")
+        elif orchestrator.state == "dormant":
+            # Deactivated meanwhile: failed instead, its positions protected by the failed role's routes.
+            self._remove(self._protect, orchestrator)
+            orchestrator.policy = None
+            self._fail(orchestrator, exc)
+        else:  # unloaded (or settling) meanwhile: nothing left to fail
+            self._report_error(orchestrator, exc, "its turn could not be journalled")
 
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         orchestrator.lifecycle.require("failed")

@@ -22,7 +22,7 @@ from bot.ohlcv import Candle
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
-from tests.journal.refusals import allow_inserts, refuse_inserts
+from tests.journal.refusals import allow_inserts, refuse_inserts, writer_held
 from tests.journal.wal import wal_commits
 from tests.support import strategy
 
@@ -164,3 +164,58 @@ def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT state FROM strategy_states WHERE strategy_id = 's'").fetchall() == [("failed",)]
         assert db.execute("SELECT count(*) FROM strategy_events WHERE strategy_id = 's' AND length(payload) > 100000").fetchone() == (0,)
+
+
+def test_a_turn_that_cannot_be_journalled_fails_the_strategy_even_when_it_was_deactivated_while_its_commit_was_pending(
+    tmp_path: Path, btc_candles: list[Candle]
+) -> None:
+    """The commit runs on the writer thread: a control command can change the strategy before the failure comes back.
+
+    Its position is open in memory and not in the journal: that must never go unreported.
+    """
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, checkpoints=NO_CHECKPOINTS)
+    logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
+    heard: list[Event] = []
+
+    async def main() -> tuple[str, int]:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+        services = build_services(BotConfig(), logger, seams)
+        services.hub.add_feed("BTC/USD", "1m")
+        services.bus.subscribe(heard.append, strategy_id="s")
+        async with anyio.create_task_group() as tg:
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
+            orchestrator = manager.load(strategy(id="s", exit_threshold=None, exits={"stop_loss_pct": 2.0}, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
+            manager.activate("s")
+            services.hub.ingest("BTC/USD", btc_candles[0])
+            await delivery.drain()
+            orchestrator.actions.put(OpenPosition("BTC/USD", "long", 0.1, "test"))
+            orchestrator.actions.drain()  # outside a turn: the order is journalled
+            refuse_inserts(path, "positions")  # the next candle's turn fills it: its position row is refused
+            with writer_held(journal) as release:  # a slow disk: the commit's failure comes back late
+                services.hub.ingest("BTC/USD", btc_candles[1])
+                while turns.pending == 0:  # the turn ran and waits for its commit
+                    await anyio.lowlevel.checkpoint()
+                assert orchestrator.positions.open_count() == 1
+                # bot ctl deactivate s, meanwhile: its own writes wait behind the failing commit on the writer
+                # thread, and the loop hears of the failure only after it returns (no await in between).
+                release()
+                manager.deactivate("s", "manage")
+                await delivery.drain()
+                await turns.idle()
+            allow_inserts(path, "positions")
+            delivery.close_all()
+        return orchestrator.state, orchestrator.positions.open_count()
+
+    try:
+        state, held = anyio.run(main)
+    finally:
+        journal.close()
+    assert (state, held) == ("failed", 1)  # failed, its position (in memory only) protected by the failed role's routes
+    faults = [event for event in heard if isinstance(event, StrategyFault)]
+    assert faults and "TurnNotJournalled" in faults[-1].error, heard
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT state FROM strategy_states WHERE strategy_id = 's'").fetchall() == [("failed",)]
