@@ -45,12 +45,15 @@ class _Owner:
     def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         self.calls.append(("history", candle.ts))
 
+    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        self.calls.append(("protect", candle.ts))
+
 
 def _state_event(seq: int) -> StrategyStateChanged:
     return StrategyStateChanged(seq, T0, T0, "s", "active", "activated", None, None)
 
 
-def _run(journal: Journal, owner: _Owner, writes_on: set[int], batches: list[list[int]], inbox_size: int = 100) -> None:
+def _run(journal: Journal, owner: _Owner, writes_on: set[int], batches: list[list[int]], inbox_size: int = 100, protecting: bool = False) -> None:
     """Feed the owner candles (open times) through an InboxDelivery with turns; a turn journals an event for a candle in `writes_on`."""
     progress = TurnProgress(journal, logging.getLogger("bot.tests.progress"))
     seq = 0
@@ -70,7 +73,7 @@ def _run(journal: Journal, owner: _Owner, writes_on: set[int], batches: list[lis
 
         async with anyio.create_task_group() as tg:
             delivery = InboxDelivery(tg, inbox_size, on_error, turn=turns.turn, progress=progress)
-            enqueue = delivery.wrap(owner, handle)
+            enqueue = delivery.wrap(owner, owner.protect if protecting else handle)
             for batch in batches:
                 for ts in batch:  # queued together: with a small inbox, older ones coalesce into the newest
                     enqueue("BTC/USD", "1m", _candle(ts), ts + MINUTE)
@@ -103,8 +106,8 @@ def test_a_coalesced_candle_after_the_restart_point_catches_up_only_on_what_it_h
         owner = _Owner()
         # An inbox of one: the four candles queued together coalesce into the newest.
         _run(journal, owner, writes_on=set(), batches=[[T0, T0 + MINUTE, T0 + 2 * MINUTE, T0 + 3 * MINUTE]], inbox_size=1)
-    # Positions saw T0 and T0+1m before the restart: not again. T0+2m was skipped by the coalescing: positions see it.
-    assert owner.calls == [("catch_up", T0 + 2 * MINUTE), ("decide", T0 + 3 * MINUTE)]
+    # It had handled T0 and T0+1m before the restart: history now. T0+2m was skipped by the coalescing: positions see it.
+    assert owner.calls == [("history", T0), ("history", T0 + MINUTE), ("catch_up", T0 + 2 * MINUTE), ("decide", T0 + 3 * MINUTE)]
 
 
 def test_an_unreadable_progress_is_logged_and_the_strategy_decides_as_before(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -114,3 +117,12 @@ def test_an_unreadable_progress_is_logged_and_the_strategy_decides_as_before(tmp
             progress = TurnProgress(journal, logging.getLogger("bot.tests.progress"))
         assert progress.restored("s") is None
     assert "[s] journal meta 'turn.progress:s' is not a turn progress" in caplog.text
+
+
+def test_after_a_restart_a_protecting_route_drops_what_it_had_handled_without_calling_the_strategy(tmp_path: Path) -> None:
+    """A failed or dormant strategy: its positions saw those candles already, and its code must not run on them."""
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        journal.set_meta(TURN_PROGRESS + "s", f'[["BTC/USD","1m",{T0 + MINUTE}]]')
+        owner = _Owner()
+        _run(journal, owner, writes_on=set(), batches=[[T0], [T0 + MINUTE], [T0 + 2 * MINUTE]], protecting=True)
+    assert owner.calls == [("protect", T0 + 2 * MINUTE)]
