@@ -41,6 +41,10 @@ def _coalesce(older: _Item, newer: _Item) -> _Item:
     return (*newer[:5], older[5] + (older[3],) + newer[5])
 
 
+def _dropped(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+    """Stopping: not taken, so never reported processed (a restart plays it again)."""
+
+
 def _run(owner: CandleOwner, item: _Item) -> None:
     handler, symbol, timeframe, candle, ts, skipped = item
     if skipped:
@@ -89,7 +93,9 @@ class InboxDelivery:
         self._stopping = False
 
     def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
-        """A callable that queues the candle for `owner` with `handler`."""
+        """A callable that queues the candle for `owner` with `handler` (after `stop`: one that drops it)."""
+        if self._stopping:
+            return _dropped
         lane = self._lanes.get(owner)
         if lane is None:
             lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _coalesce, self._queued))
@@ -222,13 +228,19 @@ class InboxDelivery:
         if last is None:
             return item
         done = [old for old in (*skipped, candle) if old.ts <= last]
+        length = timeframe_ms(timeframe)
         if handler != owner.protect:
-            length = timeframe_ms(timeframe)
             for old in done:
                 error = attempt(owner.on_history, symbol, timeframe, old, old.ts + length)
                 if error is not None:
+                    # Failed: it decides on nothing more; its positions still see the new candles.
                     self._on_error(owner, handler, error)
-                    break
+                    for new in (old for old in (*skipped, candle) if old.ts > last):
+                        failure = attempt(owner.catch_up, symbol, timeframe, new, new.ts + length)
+                        if failure is not None:
+                            self._on_error(owner, owner.protect, failure)
+                            break
+                    return None
         if candle.ts <= last:
             lane.seen[(symbol, timeframe)] = candle.ts
             return None

@@ -317,4 +317,4 @@ class Daemon:
 
 def _settle_failed(log: logging.Logger, exc: BaseException) -> None:
     """An event or send from outside any turn failed once the turns before it were settled: logged, the daemon goes on."""
-    log.error("delivering an event or sending an order after the turns before it: %s: %s", type(exc).__name__, exc)
+    log.error("delivering an event or sending an order after the turns before it: %s: %s", type(exc).__name__, exc, exc_info=exc)

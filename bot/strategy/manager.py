@@ -535,7 +535,14 @@ class StrategyManager:
                     del table[key]
 
     def on_handler_error(self, orchestrator: TradingOrchestrator, handler: object, exc: Exception) -> None:
-        """A queued candle's handler raised (the delivery caught it through the guard): a failing protect stops protection, anything else fails the strategy."""
+        """A queued candle's handler raised (the delivery caught it through the guard): a failing protect stops protection, anything else fails the strategy.
+
+        A turn that could not be journalled is handled alike whatever it was for: its state may have
+        changed while the commit was pending, and what it holds in memory is ahead of the journal.
+        """
+        if isinstance(exc, TurnNotJournalled):
+            self._not_journalled(orchestrator, exc)
+            return
         self._fault(orchestrator, "protect" if handler == orchestrator.protect else "trade", exc)
 
     def on_booking_error(self, strategy_id: str, exc: BaseException) -> None:
@@ -566,10 +573,10 @@ class StrategyManager:
         """The one response to a strategy's failure (bot.strategy.guard): it fails, or loses what failed, alone."""
         match stage:
             case "trade":
-                if orchestrator.state == "active":
-                    self._fail(orchestrator, exc)
-                elif isinstance(exc, TurnNotJournalled):
+                if isinstance(exc, TurnNotJournalled):
                     self._not_journalled(orchestrator, exc)
+                elif orchestrator.state == "active":
+                    self._fail(orchestrator, exc)
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
                 orchestrator.last_error = f"{type(exc).__name__}: {exc}"
@@ -594,12 +601,16 @@ class StrategyManager:
                 assert_never(stage)
 
     def _not_journalled(self, orchestrator: TradingOrchestrator, exc: TurnNotJournalled) -> None:
-        """A turn decided while it was active could not be journalled, and its state changed while the commit was pending.
+        """A turn of it (deciding or protecting) could not be journalled; its state may have changed while the commit was pending.
 
-        What it holds in memory is ahead of the journal whatever it is now: never silent.
+        What it holds in memory is ahead of the journal whatever it is now: it fails, never silently.
         """
-        if orchestrator.state == "failed":
-            # The failure it announced in that turn went with it: announced again.
+        if orchestrator.state == "active":
+            self._fail(orchestrator, exc)
+        elif orchestrator.state == "failed":
+            # Failed in that turn: the failure it announced, and the cancel of its resting entries,
+            # went with the turn. Both again, now that no turn is open.
+            orchestrator.positions.cancel_pending(entries_only=True)
             self._report_error(orchestrator, exc, "its turn could not be journalled")
             self._announce(orchestrator, "failed")
         elif orchestrator.state == "dormant":

@@ -53,7 +53,15 @@ def _state_event(seq: int) -> StrategyStateChanged:
     return StrategyStateChanged(seq, T0, T0, "s", "active", "activated", None, None)
 
 
-def _run(journal: Journal, owner: _Owner, writes_on: set[int], batches: list[list[int]], inbox_size: int = 100, protecting: bool = False) -> None:
+def _run(
+    journal: Journal,
+    owner: _Owner,
+    writes_on: set[int],
+    batches: list[list[int]],
+    inbox_size: int = 100,
+    protecting: bool = False,
+    failures: list[Exception] | None = None,
+) -> None:
     """Feed the owner candles (open times) through an InboxDelivery with turns; a turn journals an event for a candle in `writes_on`."""
     progress = TurnProgress(journal, logging.getLogger("bot.tests.progress"))
     seq = 0
@@ -69,7 +77,9 @@ def _run(journal: Journal, owner: _Owner, writes_on: set[int], batches: list[lis
         turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
 
         def on_error(owner: object, handler: object, exc: Exception) -> None:
-            raise AssertionError(f"unexpected error: {exc!r}")
+            if failures is None:
+                raise AssertionError(f"unexpected error: {exc!r}")
+            failures.append(exc)
 
         async with anyio.create_task_group() as tg:
             delivery = InboxDelivery(tg, inbox_size, on_error, turn=turns.turn, progress=progress)
@@ -126,3 +136,22 @@ def test_after_a_restart_a_protecting_route_drops_what_it_had_handled_without_ca
         owner = _Owner()
         _run(journal, owner, writes_on=set(), batches=[[T0], [T0 + MINUTE], [T0 + 2 * MINUTE]], protecting=True)
     assert owner.calls == [("protect", T0 + 2 * MINUTE)]
+
+
+class _BrokenHistory(_Owner):
+    """Its code raises on a history candle."""
+
+    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        super().on_history(symbol, timeframe, candle, ts)
+        raise RuntimeError("strategy bug in on_history")
+
+
+def test_a_strategy_that_fails_on_a_replayed_candle_decides_nothing_more_and_its_positions_see_the_new_one(tmp_path: Path) -> None:
+    """Coalesced: the candles it had handled and a new one in one item (found by a review: it decided on the new one)."""
+    failures: list[Exception] = []
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        journal.set_meta(TURN_PROGRESS + "s", f'[["BTC/USD","1m",{T0 + MINUTE}]]')
+        owner = _BrokenHistory()
+        _run(journal, owner, writes_on=set(), batches=[[T0, T0 + MINUTE, T0 + 2 * MINUTE]], inbox_size=1, failures=failures)
+    assert [str(exc) for exc in failures] == ["strategy bug in on_history"]
+    assert owner.calls == [("history", T0), ("catch_up", T0 + 2 * MINUTE)]

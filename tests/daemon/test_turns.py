@@ -21,7 +21,7 @@ from bot.log import BotLogger
 from bot.ohlcv import Candle
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
-from bot.trading.actions import OpenPosition
+from bot.trading.actions import ClosePercent, OpenPosition
 from tests.journal.refusals import allow_inserts, refuse_inserts, writer_held
 from tests.journal.wal import wal_commits
 from tests.support import strategy
@@ -219,3 +219,61 @@ def test_a_turn_that_cannot_be_journalled_fails_the_strategy_even_when_it_was_de
     assert faults and "TurnNotJournalled" in faults[-1].error, heard
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT state FROM strategy_states WHERE strategy_id = 's'").fetchall() == [("failed",)]
+
+
+def test_a_protecting_turn_that_cannot_be_journalled_fails_the_strategy_even_when_it_was_activated_meanwhile(
+    tmp_path: Path, btc_candles: list[Candle]
+) -> None:
+    """Found by review: the failure came back with the protect handler, took the protect stage, and left it active on a memory ahead of the journal."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, checkpoints=NO_CHECKPOINTS)
+    logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
+    heard: list[Event] = []
+
+    async def main() -> tuple[str, int, int, float | None]:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+        services = build_services(BotConfig(), logger, seams)
+        services.hub.add_feed("BTC/USD", "1m")
+        services.bus.subscribe(heard.append, strategy_id="s")
+        async with anyio.create_task_group() as tg:
+            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
+            orchestrator = manager.load(strategy(id="s", exit_threshold=None, exits={"stop_loss_pct": 50.0}, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
+            manager.activate("s")
+            services.hub.ingest("BTC/USD", btc_candles[0])
+            await delivery.drain()
+            orchestrator.actions.put(OpenPosition("BTC/USD", "long", 0.1, "test"))
+            orchestrator.actions.drain()
+            services.hub.ingest("BTC/USD", btc_candles[1])  # fills the entry
+            await delivery.drain()
+            await turns.idle()
+            assert orchestrator.positions.open_count() == 1
+            manager.deactivate("s", "manage")  # its position protected by the dormant role's route
+            (position,) = orchestrator.positions.positions.values()
+            orchestrator.actions.put(ClosePercent(position.id, 100.0, "by hand"))
+            orchestrator.actions.drain()  # outside a turn: the close order is journalled, fills on the next candle
+            refuse_inserts(path, "fills")  # the protect turn's fill is refused
+            candles_before = orchestrator.metrics.candles
+            with writer_held(journal) as release:
+                services.hub.ingest("BTC/USD", btc_candles[2])
+                while turns.pending == 0:
+                    await anyio.lowlevel.checkpoint()
+                release()
+                manager.activate("s")  # bot ctl activate s, meanwhile
+                services.hub.ingest("BTC/USD", btc_candles[3])  # queued for its active role behind the pending turn
+                await delivery.drain()
+                await turns.idle()
+            allow_inserts(path, "fills")
+            delivery.close_all()
+        return orchestrator.state, orchestrator.positions.open_count(), orchestrator.metrics.candles - candles_before, orchestrator.positions.last_price("BTC/USD")
+
+    try:
+        state, open_count, decided, last_price = anyio.run(main)
+    finally:
+        journal.close()
+    assert (state, open_count, decided) == ("failed", 0, 0)  # its close booked in memory only; failed, it decides nothing
+    # The candle queued for its active role was not dropped silently: its position saw it.
+    assert last_price == btc_candles[3].close
+    assert any(isinstance(e, StrategyFault) and "TurnNotJournalled" in e.error for e in heard), heard

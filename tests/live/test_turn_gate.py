@@ -11,6 +11,7 @@ import pytest
 from bot.events import OrderRejected, PositionOpened
 from bot.journal import Journal, JournalError
 from bot.journal.turns import Turns
+from bot.strategy.delivery import TurnNotJournalled
 from bot.trading.actions import ClosePercent, OpenPosition
 from tests.journal.refusals import allow_inserts, refuse_inserts, writer_held
 from tests.live.support import ETH, until
@@ -111,3 +112,30 @@ async def test_a_close_held_behind_a_resting_stop_in_a_turn_that_cannot_be_journ
             await outcome.settled()
             await until(lambda: stop.status == "CANCELED", what="the stop cancelled for the committed close")
             await until(lambda: any(o.type == "MARKET" and o.side == "SELL" and o.status == "FILLED" for o in fake.orders), what="the close filled")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_strategys_resting_entry_is_cancelled_even_when_the_turn_that_failed_it_is_not_journalled(tmp_path: Path) -> None:
+    """Failed inside its turn, the entry's cancel waits for the commit and is dropped with it: asked again afterwards (found by review)."""
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as journal:
+        turns = _turns(journal)
+        async with fake_market() as fake, gateway_on(fake, journal, commits=turns) as live:
+            live.rig.start(eth_strategy())
+            live.feed_served(START - 50, 50)
+            live.act(OpenPosition(ETH, "long", 0.5, "dip", limit_price=float(fake.price(ETH)) * 0.5))  # outside a turn
+            await until(lambda: bool(fake.orders) and fake.orders[0].status == "NEW", what="the limit entry resting")
+            await until(lambda: live.gateway.tracked["s1-1"].exchange_id is not None, what="acknowledged")
+            manager, orch = live.rig.manager, live.orch()
+            refuse_inserts(path, "strategy_states", "NEW.state = 'failed'")  # a disk full for a moment
+            with turns.turn() as outcome:
+                # The strategy's code raised on this candle: InboxDelivery hands it to the manager inside the turn.
+                manager.on_handler_error(orch, orch.on_candle, RuntimeError("bug"))
+            with pytest.raises(JournalError) as caught:
+                await outcome.settled()
+            allow_inserts(path, "strategy_states")
+            # What InboxDelivery does next, outside any turn.
+            manager.on_handler_error(orch, orch.on_candle, TurnNotJournalled(str(caught.value)))
+            assert orch.state == "failed"
+            # A failed strategy takes no new entry: its resting entry is cancelled on the exchange.
+            await until(lambda: fake.orders[0].status == "CANCELED", what="the entry cancelled")
