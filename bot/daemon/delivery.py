@@ -233,13 +233,16 @@ class InboxDelivery:
             for old in done:
                 error = attempt(owner.on_history, symbol, timeframe, old, old.ts + length)
                 if error is not None:
-                    # Failed: it decides on nothing more; its positions still see the new candles.
-                    self._on_error(owner, handler, error)
+                    # It decides on nothing more; its positions see the new candles first, in order,
+                    # before the manager fails it (and hands them what is queued behind).
+                    failure = None
                     for new in (old for old in (*skipped, candle) if old.ts > last):
                         failure = attempt(owner.catch_up, symbol, timeframe, new, new.ts + length)
                         if failure is not None:
-                            self._on_error(owner, owner.protect, failure)
                             break
+                    self._on_error(owner, handler, error)
+                    if failure is not None:
+                        self._on_error(owner, owner.protect, failure)
                     return None
         if candle.ts <= last:
             lane.seen[(symbol, timeframe)] = candle.ts

@@ -342,6 +342,10 @@ class StrategyManager:
         # Dormant under manage/close and failed strategies keep their positions protected.
         if state == "failed" or policy in ("manage", "close"):
             self._add_protect(orchestrator)
+        if state == "failed":
+            # A failed strategy takes no entry: one the journal still has pending (its cancel went with
+            # a turn that could not be journalled) is cancelled now, not filled by its protecting route.
+            orchestrator.positions.cancel_pending(entries_only=True)
         self._announce(orchestrator, "restored")
 
     def discard(self, strategy_id: str) -> None:
@@ -543,7 +547,9 @@ class StrategyManager:
         if isinstance(exc, TurnNotJournalled):
             self._not_journalled(orchestrator, exc)
             return
-        self._fault(orchestrator, "protect" if handler == orchestrator.protect else "trade", exc)
+        # A protecting turn whose failure comes back once it was activated (the commit was pending): its routes are active ones now.
+        protecting = handler == orchestrator.protect and orchestrator.state != "active"
+        self._fault(orchestrator, "protect" if protecting else "trade", exc)
 
     def on_booking_error(self, strategy_id: str, exc: BaseException) -> None:
         """Booking an exchange's fill or refusal failed in a strategy's code: an active strategy is marked failed."""

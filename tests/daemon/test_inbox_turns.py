@@ -118,3 +118,23 @@ def _nothing() -> None:
 
 def _unexpected(owner: object, handler: object, exc: Exception) -> None:
     raise AssertionError(f"unexpected strategy error: {exc!r}")
+
+
+def test_after_a_graceful_stop_a_new_route_drops_its_candles_and_opens_no_lane(tmp_path: Path) -> None:
+    """A strategy failed during the stop gets a protecting route: it must not start a lane that opens turns."""
+
+    async def main(journal: Journal) -> tuple[list[int], dict[str, int]]:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        owner = _Owner(journal)
+        async with anyio.create_task_group() as tg:
+            delivery = InboxDelivery(tg, 100, _unexpected, turn=turns.turn)
+            await delivery.stop()
+            enqueue = delivery.wrap(owner, owner.handle)
+            enqueue("BTC/USD", "1m", _candle(T0), T0 + MINUTE)
+            await anyio.lowlevel.checkpoint()
+            stats = delivery.stats(owner)
+        return owner.handled, stats
+
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        handled, stats = anyio.run(main, journal)
+    assert handled == [] and stats == {"inbox_depth": 0, "overruns": 0, "coalesced": 0, "processed": 0}

@@ -155,3 +155,37 @@ def test_a_strategy_that_fails_on_a_replayed_candle_decides_nothing_more_and_its
         _run(journal, owner, writes_on=set(), batches=[[T0, T0 + MINUTE, T0 + 2 * MINUTE]], inbox_size=1, failures=failures)
     assert [str(exc) for exc in failures] == ["strategy bug in on_history"]
     assert owner.calls == [("history", T0), ("catch_up", T0 + 2 * MINUTE)]
+
+
+def test_after_a_failed_history_candle_its_positions_see_the_new_candles_in_order(tmp_path: Path) -> None:
+    """Found by review: the manager's failure handling showed the queued candles to its positions before the item's own."""
+    owner = _BrokenHistory()
+
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        journal.set_meta(TURN_PROGRESS + "s", f'[["BTC/USD","1m",{T0 + MINUTE}]]')
+        progress = TurnProgress(journal, logging.getLogger("bot.tests.progress"))
+
+        async def main() -> None:
+            turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+            delivery: InboxDelivery
+
+            def on_error(o: object, handler: object, exc: Exception) -> None:
+                # What StrategyManager._fail does: reset the lane, show the dropped candles to its
+                # positions (_protect_dropped), route it on its protect handler.
+                for symbol, timeframe, candle, ts in delivery.reset(owner):
+                    owner.catch_up(symbol, timeframe, candle, ts)
+                delivery.wrap(owner, owner.protect)
+
+            async with anyio.create_task_group() as tg:
+                delivery = InboxDelivery(tg, 3, on_error, turn=turns.turn, progress=progress)
+                enqueue = delivery.wrap(owner, owner.handle)
+                # Inbox of 3: T0..T3 coalesce into one item (T3, skipped T0..T2), T4 queued behind it.
+                for ts in (T0, T0 + MINUTE, T0 + 2 * MINUTE, T0 + 3 * MINUTE, T0 + 4 * MINUTE):
+                    enqueue("BTC/USD", "1m", _candle(ts), ts + MINUTE)
+                await delivery.drain()
+                await turns.idle()
+                delivery.close_all()
+
+        anyio.run(main)
+    seen = [ts for kind, ts in owner.calls if kind == "catch_up"]
+    assert seen == sorted(seen), owner.calls
