@@ -233,16 +233,13 @@ class InboxDelivery:
             for old in done:
                 error = attempt(owner.on_history, symbol, timeframe, old, old.ts + length)
                 if error is not None:
-                    # It decides on nothing more; its positions see the new candles first, in order,
-                    # before the manager fails it (and hands them what is queued behind).
-                    failure = None
-                    for new in (old for old in (*skipped, candle) if old.ts > last):
-                        failure = attempt(owner.catch_up, symbol, timeframe, new, new.ts + length)
-                        if failure is not None:
-                            break
+                    # The new candles go back first in line, then the manager handles the failure:
+                    # failing the strategy (its entries cancelled, its actions dropped) takes them out
+                    # with what is queued behind, in order, and shows them to its positions.
+                    if candle.ts > last:
+                        rest = tuple(old for old in skipped if old.ts > last)
+                        lane.inbox.put_back((symbol, timeframe), (handler, symbol, timeframe, candle, ts, rest))
                     self._on_error(owner, handler, error)
-                    if failure is not None:
-                        self._on_error(owner, owner.protect, failure)
                     return None
         if candle.ts <= last:
             lane.seen[(symbol, timeframe)] = candle.ts

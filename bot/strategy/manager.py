@@ -583,6 +583,8 @@ class StrategyManager:
                     self._not_journalled(orchestrator, exc)
                 elif orchestrator.state == "active":
                     self._fail(orchestrator, exc)
+                else:  # its committed turn's send or subscriber failed after it stopped trading
+                    self._report_error(orchestrator, exc, "after its turn")
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
                 orchestrator.last_error = f"{type(exc).__name__}: {exc}"

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import anyio
 
+from bot.candles.reader import read_candles
 from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
+from bot.daemon.startup import JournalRecorder
 from bot.daemon.turn_progress import TURN_PROGRESS, TurnProgress
 from bot.events import PositionClosed, StrategyFault
 from bot.journal import Journal
@@ -21,7 +23,8 @@ from bot.log import BotLogger
 from bot.ohlcv import Candle
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
-from tests.support import strategy
+from bot.trading.actions import OpenPosition
+from tests.support import BTC_1M, strategy
 
 M = 60_000
 T0 = 1_640_995_200_000
@@ -87,3 +90,65 @@ def test_a_failed_strategys_code_is_not_run_for_a_replayed_candle(tmp_path: Path
 def test_a_failed_strategy_keeps_its_stops_after_a_replayed_candle(tmp_path: Path) -> None:
     events, _, still_open = _scenario(tmp_path, history_raises=True)
     assert not still_open and any(e.startswith("position_closed") for e in events), events
+
+
+def _first_candles(n: int) -> list[Candle]:
+    out: list[Candle] = []
+    for c in read_candles(BTC_1M):
+        out.append(c)
+        if len(out) == n:
+            break
+    return out
+
+
+def test_a_strategy_failing_on_a_replayed_candle_does_not_fill_its_entry_on_the_new_ones(tmp_path: Path) -> None:
+    """Found by review: the new candles reached its positions before it was failed, filling its resting entry."""
+    candles = _first_candles(10)
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    logger = BotLogger.to_stderr(level=60, name="bot.tests.progress")
+    # "Before the restart" it had handled candles[0..2].
+    journal.set_meta(TURN_PROGRESS + "s", f'[["BTC/USD","1m",{candles[2].ts}]]')
+    progress = TurnProgress(journal, logging.getLogger("bot.tests.progress"))
+
+    async def main() -> tuple[str, int, int]:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+        services = build_services(BotConfig(), logger, seams)
+        services.hub.add_feed("BTC/USD", "1m")
+        async with anyio.create_task_group() as tg:
+            manager = StrategyManager(
+                services,
+                OrchestratorFactory(services),
+                delivery_for=lambda on_error: InboxDelivery(tg, 1, on_error, turn=turns.turn, progress=progress),
+            )
+            orch = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
+            manager.activate("s")
+            services.hub.ingest("BTC/USD", candles[0])  # history to it (handled before the restart)
+            await manager.delivery.drain()
+            await turns.idle()
+            orch.positions.mark_to("BTC/USD", candles[0].close, candles[0].ts + 60_000)  # as a restore marks it
+            # Its resting limit entry (restored from the journal, say), reached by candles[2].
+            orch.actions.put(OpenPosition("BTC/USD", "long", 0.1, "dip", limit_price=min(c.low for c in candles[3:5])))
+            orch.actions.drain()
+            assert len(orch.positions.pending_orders()) == 1
+
+            def broken_history(*args: object) -> None:
+                raise RuntimeError("strategy bug in on_history")
+
+            orch.on_history = broken_history  # type: ignore[method-assign]
+            # Inbox of one: candles[1..4] coalesce into one item; 1 and 2 were handled before the restart, 3 and 4 are new.
+            for c in candles[1:5]:
+                services.hub.ingest("BTC/USD", c)
+            await manager.delivery.drain()
+            await turns.idle()
+            manager.delivery.close_all()
+        return orch.state, orch.positions.open_count(), len(orch.positions.pending_orders())
+
+    try:
+        state, opened, pending = anyio.run(main)
+    finally:
+        journal.close()
+    assert state == "failed"
+    # It failed on candles[1]: a failed strategy takes no entry (as restore_state and _fail ensure).
+    assert opened == 0, f"a position was opened for strategy that failed on an earlier candle (pending left {pending})"
