@@ -186,19 +186,19 @@ class InboxDelivery:
                 # yields after every candle and, if it cannot keep up, its inbox coalesces.
                 turn_ends = time.perf_counter() + _TIME_SLICE_S
                 while item is not None:
-                    if lane.replayed is not None:
-                        item = self._unless_replayed(owner, lane, item)
-                    if item is None:
-                        pass  # handled before the restart: history now
-                    elif self._turn is None:
+                    if self._turn is None:
                         self._handle(owner, item)
                     else:
                         try:
+                            # One turn, also for a candle it had handled before a restart: what failing
+                            # on it publishes and books is journalled as any turn's is.
                             with self._turn() as outcome:
-                                self._handle(owner, item)
-                                if self._progress is not None:
-                                    lane.seen[(item[1], item[2])] = item[3].ts
-                                    self._progress.note(owner.strategy_id, lane.seen)
+                                current = item if lane.replayed is None else self._unless_replayed(owner, lane, item)
+                                if current is not None:
+                                    self._handle(owner, current)
+                                    if self._progress is not None:
+                                        lane.seen[(current[1], current[2])] = current[3].ts
+                                        self._progress.note(owner.strategy_id, lane.seen)
                             await outcome.settled()
                         except JournalError as exc:  # not committed: nothing of the turn went out
                             lost = TurnNotJournalled(str(exc))
@@ -236,10 +236,19 @@ class InboxDelivery:
                     # The new candles go back first in line, then the manager handles the failure:
                     # failing the strategy (its entries cancelled, its actions dropped) takes them out
                     # with what is queued behind, in order, and shows them to its positions.
+                    put_back: _Item | None = None
                     if candle.ts > last:
-                        rest = tuple(old for old in skipped if old.ts > last)
-                        lane.inbox.put_back((symbol, timeframe), (handler, symbol, timeframe, candle, ts, rest))
+                        put_back = (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
+                        lane.inbox.put_back((symbol, timeframe), put_back)
                     self._on_error(owner, handler, error)
+                    if put_back is not None and lane.inbox.first() is put_back:
+                        # The manager left it queued: it decides on nothing more here either.
+                        lane.inbox.get_nowait()
+                        for new in (*put_back[5], candle):
+                            failure = attempt(owner.catch_up, symbol, timeframe, new, new.ts + length)
+                            if failure is not None:
+                                self._on_error(owner, owner.protect, failure)
+                                break
                     return None
         if candle.ts <= last:
             lane.seen[(symbol, timeframe)] = candle.ts

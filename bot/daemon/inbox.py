@@ -55,6 +55,10 @@ class CandleInbox(Generic[Item]):
             self._coalesce()
         self._wakeup.set()
 
+    def first(self) -> Item | None:
+        """The item first in line, left queued (None when empty)."""
+        return self._items[0][1] if self._items else None
+
     def put_back(self, key: Key, item: Item) -> None:
         """Queue an item taken out again, first in line (it is older than everything queued)."""
         if self._closed:

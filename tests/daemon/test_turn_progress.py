@@ -181,3 +181,16 @@ def test_after_a_failed_history_candle_its_positions_see_the_new_candles_in_orde
         anyio.run(main)
     # Failed on T0's history: nothing decided; its positions see T2, T3 (the item's new ones) then T4, in order.
     assert owner.calls == [("history", T0), ("catch_up", T0 + 2 * MINUTE), ("catch_up", T0 + 3 * MINUTE), ("catch_up", T0 + 4 * MINUTE)]
+
+
+def test_a_strategy_that_fails_on_a_replayed_candle_decides_nothing_more_even_when_its_failure_handling_leaves_the_lane(tmp_path: Path) -> None:
+    """Coalesced: candles it had handled and a new one in one item. Whatever the manager does with the failure, the
+    new candle is not decided on here (reviews found it decided, then that the guard's test had been dropped)."""
+    failures: list[Exception] = []
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        journal.set_meta(TURN_PROGRESS + "s", f'[["BTC/USD","1m",{T0 + MINUTE}]]')
+        owner = _BrokenHistory()
+        _run(journal, owner, writes_on=set(), batches=[[T0, T0 + MINUTE, T0 + 2 * MINUTE]], inbox_size=1, failures=failures)
+    assert [str(exc) for exc in failures] == ["strategy bug in on_history"]
+    assert owner.calls == [("history", T0), ("catch_up", T0 + 2 * MINUTE)]
+

@@ -16,7 +16,7 @@ from bot.daemon.delivery import InboxDelivery
 from bot.daemon.startup import JournalRecorder
 from bot.daemon.turn_progress import TURN_PROGRESS, TurnProgress
 from bot.events import PositionClosed, StrategyFault
-from bot.journal import Journal
+from bot.journal import Journal, JournalError
 from bot.journal.turns import Turns
 from bot.kernel import Seams, build_services
 from bot.log import BotLogger
@@ -152,3 +152,65 @@ def test_a_strategy_failing_on_a_replayed_candle_does_not_fill_its_entry_on_the_
     assert state == "failed"
     # It failed on candles[1]: a failed strategy takes no entry (as restore_state and _fail ensure).
     assert opened == 0, f"a position was opened for strategy that failed on an earlier candle (pending left {pending})"
+
+
+def test_a_journal_write_failing_while_a_strategy_fails_on_a_replayed_candle_is_handled_in_its_turn(tmp_path: Path) -> None:
+    """Found by review: that failure was handled outside any turn and outside the lane's error handling, and one failed
+    write (a disk full for a moment) ended the daemon's task group."""
+    candles = _first_candles(10)
+    journal = Journal(tmp_path / "journal.sqlite")
+    logger = BotLogger.to_stderr(level=60, name="bot.tests.progress")
+    journal.set_meta(TURN_PROGRESS + "s", f'[["BTC/USD","1m",{candles[2].ts}]]')
+    progress = TurnProgress(journal, logging.getLogger("bot.tests.progress"))
+    crashed: list[BaseException] = []
+    states: list[str] = []
+
+    async def main() -> None:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+        services = build_services(BotConfig(), logger, seams)
+        services.hub.add_feed("BTC/USD", "1m")
+        async with anyio.create_task_group() as tg:
+            manager = StrategyManager(
+                services,
+                OrchestratorFactory(services),
+                delivery_for=lambda on_error: InboxDelivery(tg, 1, on_error, turn=turns.turn, progress=progress),
+            )
+            orch = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
+            manager.activate("s")
+            services.hub.ingest("BTC/USD", candles[0])
+            await manager.delivery.drain()
+            await turns.idle()
+            record = services.bus.before_delivery
+            assert record is not None
+            failed_once = False
+
+            def flaky(event: object) -> None:  # one transient write failure (disk full for a moment)
+                nonlocal failed_once
+                if isinstance(event, StrategyFault) and not failed_once:
+                    failed_once = True
+                    raise JournalError("disk I/O error")
+                record(event)
+
+            services.bus.before_delivery = flaky
+
+            def broken_history(*args: object) -> None:
+                raise RuntimeError("strategy bug in on_history")
+
+            orch.on_history = broken_history  # type: ignore[method-assign]
+            for c in candles[1:5]:
+                services.hub.ingest("BTC/USD", c)
+            await manager.delivery.drain()
+            await turns.idle()
+            manager.delivery.close_all()
+            states.append(orch.state)
+
+    try:
+        anyio.run(main)
+    except BaseException as exc:  # noqa: BLE001
+        crashed.append(exc)
+    finally:
+        journal.close()
+    # As for any turn: the write failure fails the turn, TurnNotJournalled goes to the manager, the lane goes on.
+    assert not crashed, repr(crashed)
+    assert states == ["failed"]
