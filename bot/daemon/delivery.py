@@ -240,15 +240,17 @@ class InboxDelivery:
                     if candle.ts > last:
                         put_back = (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
                         lane.inbox.put_back((symbol, timeframe), put_back)
-                    self._on_error(owner, handler, error)
-                    if put_back is not None and lane.inbox.first() is put_back:
-                        # The manager left it queued: it decides on nothing more here either.
-                        lane.inbox.get_nowait()
-                        for new in (*put_back[5], candle):
-                            failure = attempt(owner.catch_up, symbol, timeframe, new, new.ts + length)
-                            if failure is not None:
-                                self._on_error(owner, owner.protect, failure)
-                                break
+                    try:
+                        self._on_error(owner, handler, error)
+                    finally:
+                        if put_back is not None and lane.inbox.first() is put_back:
+                            # The manager left it queued: it decides on nothing more here either.
+                            lane.inbox.get_nowait()
+                            for new in (*put_back[5], candle):
+                                failure = attempt(owner.catch_up, symbol, timeframe, new, new.ts + length)
+                                if failure is not None:
+                                    self._on_error(owner, owner.protect, failure)
+                                    break
                     return None
         if candle.ts <= last:
             lane.seen[(symbol, timeframe)] = candle.ts

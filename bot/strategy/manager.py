@@ -639,8 +639,11 @@ class StrategyManager:
         orchestrator.last_error = f"{type(exc).__name__}: {exc}"
         # Protected before anything is published: a publish that raises (the journal) must not leave them unprotected.
         self._add_protect(orchestrator)
-        self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
-        self._protect_dropped(orchestrator, dropped)
+        try:
+            self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
+        finally:
+            # Taken out of its inbox above: its positions see them even if the report could not be journalled.
+            self._protect_dropped(orchestrator, dropped)
         self._announce(orchestrator, "failed")
 
     def _report_error(self, orchestrator: TradingOrchestrator, exc: Exception, note: str) -> None:

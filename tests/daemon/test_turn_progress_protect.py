@@ -164,6 +164,7 @@ def test_a_journal_write_failing_while_a_strategy_fails_on_a_replayed_candle_is_
     progress = TurnProgress(journal, logging.getLogger("bot.tests.progress"))
     crashed: list[BaseException] = []
     states: list[str] = []
+    caught: list[int] = []
 
     async def main() -> None:
         turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
@@ -198,6 +199,13 @@ def test_a_journal_write_failing_while_a_strategy_fails_on_a_replayed_candle_is_
                 raise RuntimeError("strategy bug in on_history")
 
             orch.on_history = broken_history  # type: ignore[method-assign]
+            catch_up = orch.catch_up
+
+            def seen_by_positions(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+                caught.append(candle.ts)
+                catch_up(symbol, timeframe, candle, ts)
+
+            orch.catch_up = seen_by_positions  # type: ignore[method-assign]
             for c in candles[1:5]:
                 services.hub.ingest("BTC/USD", c)
             await manager.delivery.drain()
@@ -214,3 +222,5 @@ def test_a_journal_write_failing_while_a_strategy_fails_on_a_replayed_candle_is_
     # As for any turn: the write failure fails the turn, TurnNotJournalled goes to the manager, the lane goes on.
     assert not crashed, repr(crashed)
     assert states == ["failed"]
+    # The new candles (after the two it had handled) reached its positions although the failure's report was lost.
+    assert caught == [candles[3].ts, candles[4].ts]
