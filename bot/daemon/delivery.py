@@ -200,7 +200,7 @@ class InboxDelivery:
                                         lane.seen[(current[1], current[2])] = current[3].ts
                                         self._progress.note(owner.strategy_id, lane.seen)
                             await outcome.settled()
-                        except JournalError as exc:  # not committed: nothing of the turn went out
+                        except JournalError as exc:  # the turn (or a write of its failure handling) could not be journalled
                             lost = TurnNotJournalled(str(exc))
                             lost.__cause__ = exc
                             self._on_error(owner, item[0], lost)
