@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 import pytest
+from anyio.abc import TaskGroup
 
 from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
@@ -21,6 +22,7 @@ from bot.journal.turns import Turns
 from bot.kernel import Seams, build_services
 from bot.log import BotLogger
 from bot.ohlcv import Candle
+from bot.services import BotServices
 from bot.strategy.delivery import TurnNotJournalled
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
@@ -44,6 +46,23 @@ def _committed(path: Path) -> set[int]:
         return {seq for (seq,) in db.execute(_COMMITTED_SEQS)}
 
 
+def _wired(journal: Journal, logger: BotLogger) -> tuple[Turns, BotServices]:
+    """The daemon's wiring on a BTC/USD 1m feed: every event journalled first, each strategy candle one turn (call on the loop)."""
+    turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+    seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
+    services = build_services(BotConfig(), logger, seams)
+    services.hub.add_feed("BTC/USD", "1m")
+    return turns, services
+
+
+def _inboxes(services: BotServices, tg: TaskGroup, turns: Turns) -> tuple[StrategyManager, InboxDelivery]:
+    """A strategy manager delivering through the daemon's inboxes, each candle a strategy handles one turn."""
+    manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
+    delivery = manager.delivery
+    assert isinstance(delivery, InboxDelivery)
+    return manager, delivery
+
+
 def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_order_with_its_failure(tmp_path: Path, btc_candles: list[Candle]) -> None:
     """The fill booked before the strategy's code raised and the failure events are committed together, then delivered.
 
@@ -55,15 +74,10 @@ def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_orde
     logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
 
     async def main() -> tuple[int, str]:
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-        services = build_services(BotConfig(), logger, seams)
-        services.hub.add_feed("BTC/USD", "1m")
+        turns, services = _wired(journal, logger)
         services.bus.subscribe(lambda event: heard.append((event, _committed(path))), strategy_id="s")
         async with anyio.create_task_group() as tg:
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
-            delivery = manager.delivery
-            assert isinstance(delivery, InboxDelivery)
+            manager, delivery = _inboxes(services, tg, turns)
             orchestrator = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", btc_candles[0])
@@ -121,10 +135,7 @@ def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_
     heard: list[Event] = []
 
     async def main() -> tuple[str, bool]:
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-        services = build_services(BotConfig(), logger, seams)
-        services.hub.add_feed("BTC/USD", "1m")
+        turns, services = _wired(journal, logger)
         services.bus.subscribe(heard.append, strategy_id="s")
 
         def long_note(candle: Candle) -> float:
@@ -132,9 +143,7 @@ def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_
             return 0.0
 
         async with anyio.create_task_group() as tg:
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
-            delivery = manager.delivery
-            assert isinstance(delivery, InboxDelivery)
+            manager, delivery = _inboxes(services, tg, turns)
             orchestrator = manager.load(strategy(id="s", exit_threshold=None, exits={"stop_loss_pct": 2.0}, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", btc_candles[0])
@@ -182,15 +191,10 @@ def test_a_turn_that_cannot_be_journalled_fails_the_strategy_even_when_it_was_de
     heard: list[Event] = []
 
     async def main() -> tuple[str, int]:
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-        services = build_services(BotConfig(), logger, seams)
-        services.hub.add_feed("BTC/USD", "1m")
+        turns, services = _wired(journal, logger)
         services.bus.subscribe(heard.append, strategy_id="s")
         async with anyio.create_task_group() as tg:
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
-            delivery = manager.delivery
-            assert isinstance(delivery, InboxDelivery)
+            manager, delivery = _inboxes(services, tg, turns)
             orchestrator = manager.load(strategy(id="s", exit_threshold=None, exits={"stop_loss_pct": 2.0}, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", btc_candles[0])
@@ -234,15 +238,10 @@ def test_a_protecting_turn_that_cannot_be_journalled_fails_the_strategy_even_whe
     heard: list[Event] = []
 
     async def main() -> tuple[str, int, int, float | None]:
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-        services = build_services(BotConfig(), logger, seams)
-        services.hub.add_feed("BTC/USD", "1m")
+        turns, services = _wired(journal, logger)
         services.bus.subscribe(heard.append, strategy_id="s")
         async with anyio.create_task_group() as tg:
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
-            delivery = manager.delivery
-            assert isinstance(delivery, InboxDelivery)
+            manager, delivery = _inboxes(services, tg, turns)
             orchestrator = manager.load(strategy(id="s", exit_threshold=None, exits={"stop_loss_pct": 50.0}, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", btc_candles[0])
@@ -299,14 +298,10 @@ def test_a_committed_protecting_turn_that_fails_once_the_strategy_was_activated_
 
     async def main() -> tuple[str, int, float | None]:
         nonlocal armed
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-        services = build_services(BotConfig(), logger, seams)
-        services.hub.add_feed("BTC/USD", "1m")
+        turns, services = _wired(journal, logger)
         services.bus.subscribe(flaky, strategy_id="s")
         async with anyio.create_task_group() as tg:
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
-            delivery = manager.delivery
+            manager, delivery = _inboxes(services, tg, turns)
             orchestrator = manager.load(strategy(id="s", exit_threshold=None, exits={"stop_loss_pct": 50.0}, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", btc_candles[0])
@@ -350,13 +345,9 @@ def _fail_in_a_lost_turn_with_a_resting_paper_entry(tmp_path: Path, btc_candles:
     logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
 
     async def main() -> tuple[str, int]:
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-        services = build_services(BotConfig(), logger, seams)
-        services.hub.add_feed("BTC/USD", "1m")
+        turns, services = _wired(journal, logger)
         async with anyio.create_task_group() as tg:
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
-            delivery = manager.delivery
+            manager, delivery = _inboxes(services, tg, turns)
             orch = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", btc_candles[0])
@@ -398,12 +389,9 @@ def test_a_failed_strategy_restored_with_an_entry_still_pending_in_the_journal_c
     logger = BotLogger.to_stderr(level=60, name="bot.tests.turns")
 
     async def main() -> tuple[str, int, int]:
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        seams = Seams(journal=lambda risk: JournalRecorder(journal, risk, logger.logger), turns=turns, isolate_subscribers=False)
-        services = build_services(BotConfig(), logger, seams)
-        services.hub.add_feed("BTC/USD", "1m")
+        turns, services = _wired(journal, logger)
         async with anyio.create_task_group() as tg:
-            manager = StrategyManager(services, OrchestratorFactory(services), delivery_for=lambda on_error: InboxDelivery(tg, 100, on_error, turn=turns.turn))
+            manager = _inboxes(services, tg, turns)[0]
             orch = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             restore_orchestrator(journal, orch)
             manager.restore_state("s", *row)
