@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from bot.bus import HeldDelivery
 from bot.config.loader import deep_merge
 from bot.config.models import BotConfig, StrategyConfig
 from bot.events import Event
@@ -47,9 +48,14 @@ class Rig:
         feeds: dict[str, str] | None = None,
         catalog: StrategyCatalog | None = None,
         exchange: ExchangeGateway | None = None,
+        turns: HeldDelivery | None = None,
     ) -> None:
         bot = build_bot(
-            config or BotConfig(), "replay", Seams(exchange=exchange, isolate_subscribers=False), BotLogger.to_stderr(level=50, name="bot.tests"), catalog
+            config or BotConfig(),
+            "replay",
+            Seams(exchange=exchange, isolate_subscribers=False, turns=turns),
+            BotLogger.to_stderr(level=50, name="bot.tests"),
+            catalog,
         )
         self.services = bot.services
         self.factory = bot.factory

@@ -75,11 +75,13 @@ class ClusterConfig(Strict):
     @field_validator("url")
     @classmethod
     def _url_shape(cls, value: str) -> str:
+        # First, and on any '@' (urlsplit misses userinfo in a malformed url; a token has no ':'):
+        # the messages below quote the url, so none of them may ever see a secret.
+        if "@" in value:
+            raise ValueError("credentials never go in the url: name their environment variables in user_env and password_env")
         parts = urlsplit(value)
         if parts.scheme not in _SCHEMES:
             raise ValueError(f"{value!r} is not a NATS url: nats://host:port or tls://host:port")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("credentials never go in the url: name their environment variables in user_env and password_env")
         try:
             port = parts.port
         except ValueError:

@@ -41,6 +41,10 @@ def _coalesce(older: _Item, newer: _Item) -> _Item:
     return (*newer[:5], older[5] + (older[3],) + newer[5])
 
 
+def _dropped(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+    """Stopping: not taken, so never reported processed (a restart plays it again)."""
+
+
 def _run(owner: CandleOwner, item: _Item) -> None:
     handler, symbol, timeframe, candle, ts, skipped = item
     if skipped:
@@ -86,9 +90,12 @@ class InboxDelivery:
         # Given: shared with whoever must know whether everything published was processed (FeedPosition).
         self._queued = queued if queued is not None else QueuedCounter()
         self._lanes: dict[CandleOwner, _Lane] = {}
+        self._stopping = False
 
     def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
-        """A callable that queues the candle for `owner` with `handler`."""
+        """A callable that queues the candle for `owner` with `handler` (after `stop`: one that drops it)."""
+        if self._stopping:
+            return _dropped
         lane = self._lanes.get(owner)
         if lane is None:
             lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _coalesce, self._queued))
@@ -108,10 +115,14 @@ class InboxDelivery:
         if lane is None:
             return []
         taken: list[tuple[str, str, Candle, int]] = []
+        replayed = lane.replayed or {}
         for _, symbol, timeframe, candle, ts, skipped in lane.inbox.clear():
             length = timeframe_ms(timeframe)
-            taken.extend((symbol, timeframe, old, old.ts + length) for old in skipped)
-            taken.append((symbol, timeframe, candle, ts))
+            # Candles it had handled before a restart: its positions saw them, not again.
+            last = replayed.get((symbol, timeframe), -1)
+            taken.extend((symbol, timeframe, old, old.ts + length) for old in skipped if old.ts > last)
+            if candle.ts > last:
+                taken.append((symbol, timeframe, candle, ts))
         return taken
 
     def detach(self, owner: CandleOwner) -> None:
@@ -146,6 +157,21 @@ class InboxDelivery:
             lane = self._lanes.pop(owner)
             lane.inbox.close()
 
+    async def stop(self) -> None:
+        """A graceful stop after `drain` (or its time limit): drop what is still queued, wait until no candle is being handled.
+
+        Dropped candles are not reported processed, so the journalled feed position stays before
+        them and a restart plays them again. Once this returns no lane opens another turn.
+        """
+        self._stopping = True
+        lanes = list(self._lanes.values())
+        self.close_all()
+        for lane in lanes:
+            lane.inbox.clear()
+        for lane in lanes:
+            while lane.busy:
+                await anyio.sleep(0.001)
+
     async def _consume(self, owner: CandleOwner, lane: _Lane) -> None:
         inbox = lane.inbox
         while True:
@@ -160,54 +186,80 @@ class InboxDelivery:
                 # yields after every candle and, if it cannot keep up, its inbox coalesces.
                 turn_ends = time.perf_counter() + _TIME_SLICE_S
                 while item is not None:
-                    if lane.replayed is not None:
-                        item = self._unless_replayed(owner, lane, item)
-                    if item is None:
-                        pass  # handled before the restart: history now
-                    elif self._turn is None:
+                    if self._turn is None:
                         self._handle(owner, item)
                     else:
                         try:
+                            # One turn, also for a candle it had handled before a restart: what failing
+                            # on it publishes and books is journalled as any turn's is.
                             with self._turn() as outcome:
-                                self._handle(owner, item)
-                                if self._progress is not None:
-                                    lane.seen[(item[1], item[2])] = item[3].ts
-                                    self._progress.note(owner.strategy_id, lane.seen)
+                                current = item if lane.replayed is None else self._unless_replayed(owner, lane, item)
+                                if current is not None:
+                                    self._handle(owner, current)
+                                    if self._progress is not None:
+                                        lane.seen[(current[1], current[2])] = current[3].ts
+                                        self._progress.note(owner.strategy_id, lane.seen)
                             await outcome.settled()
-                        except JournalError as exc:  # not committed: nothing of the turn went out
+                        except JournalError as exc:  # the turn (or a write of its failure handling) could not be journalled
                             lost = TurnNotJournalled(str(exc))
                             lost.__cause__ = exc
                             self._on_error(owner, item[0], lost)
+                        except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
+                            self._on_error(owner, item[0], exc)
                     lane.processed += 1
                     item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
             finally:
                 lane.busy = False
-            if self._on_drained is not None and self._queued.n == 0:
+            if self._on_drained is not None and self._queued.n == 0 and not self._stopping:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()
 
     def _unless_replayed(self, owner: CandleOwner, lane: _Lane, item: _Item) -> _Item | None:
-        """The item without what the owner handled before the restart (None when all of it was): that goes to it as history."""
+        """The item without what the owner handled before the restart (None when all of it was).
+
+        Its decisions and its positions saw those candles already: an active route hands them to
+        it as history (its indicators and its strategy's state take them); a protecting route
+        (dormant or failed: its positions only) drops them, never calling the strategy's code.
+        """
         replayed = lane.replayed
         assert replayed is not None
         handler, symbol, timeframe, candle, ts, skipped = item
         last = replayed.get((symbol, timeframe))
         if last is None:
             return item
-        if candle.ts > last:
-            # The first candle after those: from here on the stream is new to it.
-            del replayed[(symbol, timeframe)]
-            if not replayed:
-                lane.replayed = None
-            return (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
+        done = [old for old in (*skipped, candle) if old.ts <= last]
         length = timeframe_ms(timeframe)
-        for old in (*skipped, candle):
-            error = attempt(owner.on_history, symbol, timeframe, old, old.ts + length)
-            if error is not None:
-                self._on_error(owner, handler, error)
-                break
-        lane.seen[(symbol, timeframe)] = candle.ts
-        return None
+        if handler != owner.protect:
+            for old in done:
+                error = attempt(owner.on_history, symbol, timeframe, old, old.ts + length)
+                if error is not None:
+                    # The new candles go back first in line, then the manager handles the failure:
+                    # failing the strategy (its entries cancelled, its actions dropped) takes them out
+                    # with what is queued behind, in order, and shows them to its positions.
+                    put_back: _Item | None = None
+                    if candle.ts > last:
+                        put_back = (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
+                        lane.inbox.put_back((symbol, timeframe), put_back)
+                    try:
+                        self._on_error(owner, handler, error)
+                    finally:
+                        if put_back is not None and lane.inbox.first() is put_back:
+                            # The manager left it queued: it decides on nothing more here either.
+                            lane.inbox.get_nowait()
+                            for new in (*put_back[5], candle):
+                                failure = attempt(owner.catch_up, symbol, timeframe, new, new.ts + length)
+                                if failure is not None:
+                                    self._on_error(owner, owner.protect, failure)
+                                    break
+                    return None
+        if candle.ts <= last:
+            lane.seen[(symbol, timeframe)] = candle.ts
+            return None
+        # The first candle after those: from here on the stream is new to it.
+        del replayed[(symbol, timeframe)]
+        if not replayed:
+            lane.replayed = None
+        return (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
 
     def _handle(self, owner: CandleOwner, item: _Item) -> None:
         error = attempt(_run, owner, item)

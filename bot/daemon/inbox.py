@@ -55,6 +55,18 @@ class CandleInbox(Generic[Item]):
             self._coalesce()
         self._wakeup.set()
 
+    def first(self) -> Item | None:
+        """The item first in line, left queued (None when empty)."""
+        return self._items[0][1] if self._items else None
+
+    def put_back(self, key: Key, item: Item) -> None:
+        """Queue an item taken out again, first in line (it is older than everything queued)."""
+        if self._closed:
+            return
+        self._items.appendleft((key, item))
+        self._counter.n += 1
+        self._wakeup.set()
+
     def _coalesce(self) -> None:
         before = len(self._items)
         merged: dict[Key, Item] = {}

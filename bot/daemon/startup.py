@@ -333,7 +333,8 @@ async def stop_trading(
     feed.stop()
     with anyio.move_on_after(10):
         await delivery.drain()
-    delivery.close_all()
+    # No lane opens a turn after this: what it had not taken stays for the restart.
+    await delivery.stop()
     # Not bounded: the writer thread commits each of them (or fails it) without waiting on anything.
     await turns.idle()
     gap_lines.flush()

@@ -48,8 +48,8 @@ class CheckpointPolicy:
     # The thread can go without the GIL while the event loop and the journal's writer thread hand
     # work back and forth (CPython lets a waiting thread take it only after 5 ms without a switch),
     # and starved mid-statement it holds the WAL from starting over: when it has not run for this
-    # long, the writer lets it run and checkpoints itself after a commit, at most once per
-    # busy_interval_s, until the thread runs again.
+    # long (and at least two interval_s), the writer lets it run and checkpoints itself after a
+    # commit, at most once per busy_interval_s, until the thread runs again.
     writer_takes_over_s: float = 3.0
 
     def __post_init__(self) -> None:
@@ -147,7 +147,9 @@ class WalCheckpointer:
         """Whether the writer should step in after its commit: the thread has not run for a while (see the policy)."""
         now = time.monotonic()
         policy = self._policy
-        if now - self._ticked_at < policy.writer_takes_over_s or now - self._writer_took_over_at < policy.busy_interval_s:
+        # A thread asleep for its idle interval is not starved: at least two of them.
+        quiet = max(policy.writer_takes_over_s, 2 * policy.interval_s)
+        if now - self._ticked_at < quiet or now - self._writer_took_over_at < policy.busy_interval_s:
             return False
         self._writer_took_over_at = now
         return True

@@ -94,9 +94,18 @@ class Turns:
     waiting (asyncio's loop.call_soon_threadsafe): how a commit's end reaches the loop.
     """
 
-    def __init__(self, journal: TurnJournal, call_soon_threadsafe: Callable[[Callable[[], object]], object]) -> None:
+    def __init__(
+        self,
+        journal: TurnJournal,
+        call_soon_threadsafe: Callable[[Callable[[], object]], object],
+        on_error: Callable[[BaseException], object] | None = None,
+    ) -> None:
         self._journal = journal
-        self._wake = partial(call_soon_threadsafe, self._settle)
+        # A failure of an event or send from outside any turn, settled when no publisher waits for
+        # it (a commit reported by the writer thread, another turn's end): handed here, never raised
+        # into whoever happens to be running (without it, raised: tests).
+        self._on_error = on_error
+        self._wake = partial(call_soon_threadsafe, self._settle_elsewhere)
         self._current: _Entry | None = None
         # Turns committed or being committed, and what waits behind them, in commit order.
         self._pending: deque[_Entry] = deque()
@@ -137,7 +146,7 @@ class Turns:
             entry.commit = self._journal.commit_turn(self._wake)
             self._pending.append(entry)
             # A turn that wrote nothing is committed already: delivered now if nothing waits before it.
-            self._settle()
+            self._settle_elsewhere()
 
     def hold(self, event: Event, deliver: Handler) -> None:
         """Deliver `event` with `deliver` once the turn it belongs to, and every turn before, has committed (the bus)."""
@@ -165,6 +174,15 @@ class Turns:
             if self._idle is None:
                 self._idle = anyio.Event()
             await self._idle.wait()
+
+    def _settle_elsewhere(self) -> None:
+        """`_settle` where no publisher waits for an outside entry's failure: it goes to `on_error`."""
+        try:
+            self._settle()
+        except Exception as exc:
+            if self._on_error is None:
+                raise
+            self._on_error(exc)
 
     def _settle(self) -> None:
         """Deliver and send, from the head, every pending turn whose commit is done (on the loop)."""

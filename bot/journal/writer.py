@@ -94,8 +94,6 @@ _TRIM_ALL_EVENTS: Final[str] = """
 # (`fill`), in the same transaction as the position change, so a crash can never keep one without
 # the other; the order_filled event that follows only repeats it.
 _NOT_WRITTEN: Final[frozenset[type[Event]]] = frozenset({OrderFilled})
-# Written with one statement, atomic on its own: inside a turn, no savepoint around it.
-_ONE_STATEMENT: Final[frozenset[type[Event]]] = frozenset({OrderSubmitted, OrderCancelled, StrategyStateChanged})
 
 
 def writes(event: Event) -> bool:
@@ -116,8 +114,8 @@ class JournalWriter:
     """Writes strategy events into the journal tables; `record` commits before it returns, unless a turn is open.
 
     Between `begin_turn` and `commit_turn` every write joins one transaction (begun at the
-    first write, so a turn that writes nothing costs nothing); each event in it is a savepoint,
-    so one that cannot be journalled is undone alone and the turn's earlier events stay.
+    first write, so a turn that writes nothing costs nothing); a write that fails fails the turn,
+    which its owner (bot.journal.sqlite.Journal) rolls back as a whole.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, event_limit: int) -> None:
@@ -161,25 +159,18 @@ class JournalWriter:
         handler = self._handlers.get(cls, self._log_event)
         execute = self._execute
         turn = self._turn
-        savepoint = turn and cls not in _ONE_STATEMENT
         try:
             if turn:
                 self._join_turn()
-                if savepoint:
-                    execute("SAVEPOINT event")
             else:
                 execute("BEGIN")
             handler(event, strategy_id)
             if isinstance(event, (PositionOpened, PositionReduced, PositionClosed)):
                 self._portfolio(strategy_id, event.ts, record_json(event.portfolio).decode())
-            if savepoint:
-                execute("RELEASE event")
-            elif not turn:
+            if not turn:
                 execute("COMMIT")
         except BaseException as exc:
-            if savepoint:
-                self._undo_event()
-            elif not turn:
+            if not turn:  # inside a turn: the whole turn is rolled back (rollback_turn)
                 self._rollback()
             if isinstance(exc, (sqlite3.Error, TypeError, KeyError, ValueError)):
                 raise JournalError(
@@ -189,7 +180,7 @@ class JournalWriter:
             raise
 
     def statement(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Run one write statement: its own transaction, or part of the open turn's (a failed statement undoes only itself)."""
+        """Run one write statement: its own transaction, or part of the open turn's (a failure fails the turn)."""
         if self._turn:
             self._join_turn()
         self._execute(sql, params)
@@ -234,17 +225,6 @@ class JournalWriter:
             self._turn_began = True
         elif not self._conn.in_transaction:
             raise sqlite3.OperationalError("SQLite rolled the turn's transaction back after an error")
-
-    def _undo_event(self) -> None:
-        """Undo the failed event's writes, keeping the turn's earlier ones."""
-        self._next_n.clear()
-        try:
-            if self._conn.in_transaction:
-                self._execute("ROLLBACK TO event")
-                self._execute("RELEASE event")
-        except sqlite3.Error:
-            # No savepoint left: SQLite rolled the whole transaction back, which commit_turn reports.
-            pass
 
     def snapshot_equity(self, strategy_id: str, ts: int, portfolio: PortfolioSnapshot) -> None:
         """Upsert the day's equity snapshot of a strategy (one statement, so its own transaction)."""

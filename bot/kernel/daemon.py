@@ -188,7 +188,7 @@ class Daemon:
         faults = BookingFaults(log)
         # Each candle a strategy handles is one journal commit, on the journal's writer thread; its
         # events and orders go out after it. anyio runs on asyncio here: its loop hears the commits.
-        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe, on_error=partial(_settle_failed, log))
         if config.mode == "live":
             assert config.exchange is not None and clock is not None  # checked when the config was loaded
             from bot.daemon.live_trading import (
@@ -314,3 +314,7 @@ class Daemon:
                 self.logger.logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if self._stop.is_set() else "")
                 self.request_stop()
 
+
+def _settle_failed(log: logging.Logger, exc: BaseException) -> None:
+    """An event or send from outside any turn failed once the turns before it were settled: logged, the daemon goes on."""
+    log.error("delivering an event or sending an order after the turns before it: %s: %s", type(exc).__name__, exc, exc_info=exc)

@@ -262,14 +262,33 @@ class LiveExchange:
         """The turn that decided the order could not be journalled: it was never sent, and ends as refused."""
         self.forget(tracked, "rejected", "journal", "not sent: the journal could not record it")
 
-    def cancel(self, order: Order) -> None:
-        """Ask the exchange to cancel a resting order; the outcome (cancelled, or filled after all) comes by polling."""
+    def cancel(self, order: Order, dropped: Callable[[], object] | None = None) -> None:
+        """Ask the exchange to cancel a resting order; the outcome (cancelled, or filled after all) comes by polling.
+
+        Like a send, the request goes out only once the turn that decided it is journalled: a
+        kill -9 before that commit must not leave a stop cancelled on the exchange that the
+        journal still has resting. If the turn cannot be journalled, the request is dropped (and
+        `dropped` tells the caller).
+        """
         tracked = self.tracked.get(order.client_id)
         if tracked is None or tracked.cancel_requested:
             return
         tracked.cancel_requested = True
-        if tracked.exchange_id is not None and self._tg is not None:
+        if self._commits is None:
+            self._start_cancel(tracked)
+        else:
+            self._commits.after_commit(partial(self._start_cancel, tracked), partial(self._cancel_dropped, tracked, dropped))
+
+    def _start_cancel(self, tracked: TrackedOrder) -> None:
+        # Not acknowledged yet: `apply` starts the cancel when the exchange reports the order open.
+        if tracked.cancel_requested and tracked.exchange_id is not None and self._tg is not None:
             self._tg.start_soon(self._guarded, self._cancel, tracked)
+
+    def _cancel_dropped(self, tracked: TrackedOrder, dropped: Callable[[], object] | None) -> None:
+        """The turn that asked for the cancel could not be journalled: the order stays as the journal has it."""
+        tracked.cancel_requested = False
+        if dropped is not None:
+            dropped()
 
     def adopt(self, account: LiveAccount, order: Order) -> TrackedOrder:
         """Take over an order restored from the journal (reconciliation decides what it became)."""
@@ -436,8 +455,12 @@ class LiveExchange:
         if outcome.exchange_id is not None:
             tracked.exchange_id = str(outcome.exchange_id)
         if outcome.status == "open":
-            if tracked.cancel_requested and self._tg is not None:
-                self._tg.start_soon(self._guarded, self._cancel, tracked)
+            if tracked.cancel_requested:
+                # Behind any turn still waiting for its commit (the one that asked may be among them).
+                if self._commits is None:
+                    self._start_cancel(tracked)
+                else:
+                    self._commits.after_commit(partial(self._start_cancel, tracked), _nothing)
             tracked.account.opened(order)
             return outcome
         self.tracked.pop(order.client_id, None)

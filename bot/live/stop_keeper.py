@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from bot.trading.orders import Fill, Order, OrderSide
@@ -215,8 +216,8 @@ class StopKeeper:
         order = slot.order
         if order is not None:
             if slot.state in ("resting", "placing") and (slot.waiting or not self._matches(slot)):
-                slot.state = "cancelling"
-                self._gateway.cancel(order)
+                before, slot.state = slot.state, "cancelling"
+                self._gateway.cancel(order, partial(self._cancel_dropped, slot, order, before))
             return
         if slot.waiting:
             waiting, slot.waiting = slot.waiting, []
@@ -236,6 +237,11 @@ class StopKeeper:
         slot.state = "placing"
         self._owner.announce(stop)
         self._gateway.send(self._owner, stop)
+
+    def _cancel_dropped(self, slot: StopSlot, order: Order, before: SlotState) -> None:
+        """The cancel's turn could not be journalled, so it never went out: the stop is as it was (resting, or being placed)."""
+        if slot.order is order and slot.state == "cancelling":
+            slot.state = before
 
     def _slot_of(self, order: Order) -> StopSlot | None:
         slot = self.slots.get(order.position_id)

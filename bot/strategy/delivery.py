@@ -31,6 +31,10 @@ class CandleOwner(Protocol):
         """Feed a candle to its indicators and its strategy's state only: nothing is decided, filled or enforced."""
         ...
 
+    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        """Its positions only (dormant or failed): the handler of its protecting routes."""
+        ...
+
 
 class Delivery(Protocol):
     """Turns an orchestrator's handler into what the router calls for each candle."""

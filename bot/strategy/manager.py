@@ -368,6 +368,10 @@ class StrategyManager:
         # Dormant under manage/close and failed strategies keep their positions protected.
         if state == "failed" or policy in ("manage", "close"):
             self._add_protect(orchestrator)
+        if state == "failed":
+            # A failed strategy takes no entry: one the journal still has pending (its cancel went with
+            # a turn that could not be journalled) is cancelled now, not filled by its protecting route.
+            orchestrator.positions.cancel_pending(entries_only=True)
         self._announce(orchestrator, "restored")
 
     def discard(self, strategy_id: str) -> None:
@@ -565,8 +569,17 @@ class StrategyManager:
                     del table[key]
 
     def on_handler_error(self, orchestrator: TradingOrchestrator, handler: object, exc: Exception) -> None:
-        """A queued candle's handler raised (the delivery caught it through the guard): a failing protect stops protection, anything else fails the strategy."""
-        self._fault(orchestrator, "protect" if handler == orchestrator.protect else "trade", exc)
+        """A queued candle's handler raised (the delivery caught it through the guard): a failing protect stops protection, anything else fails the strategy.
+
+        A turn that could not be journalled is handled alike whatever it was for: its state may have
+        changed while the commit was pending, and what it holds in memory is ahead of the journal.
+        """
+        if isinstance(exc, TurnNotJournalled):
+            self._not_journalled(orchestrator, exc)
+            return
+        # A protecting turn whose failure comes back once it was activated (the commit was pending): its routes are active ones now.
+        protecting = handler == orchestrator.protect and orchestrator.state != "active"
+        self._fault(orchestrator, "protect" if protecting else "trade", exc)
 
     def on_booking_error(self, strategy_id: str, exc: BaseException) -> None:
         """Booking an exchange's fill or refusal failed in a strategy's code: an active strategy is marked failed."""
@@ -596,12 +609,12 @@ class StrategyManager:
         """The one response to a strategy's failure (bot.strategy.guard): it fails, or loses what failed, alone."""
         match stage:
             case "trade":
-                if orchestrator.state == "active":
+                if isinstance(exc, TurnNotJournalled):
+                    self._not_journalled(orchestrator, exc)
+                elif orchestrator.state == "active":
                     self._fail(orchestrator, exc)
-                elif orchestrator.state == "failed" and isinstance(exc, TurnNotJournalled):
-                    # The failure it announced in that turn went with it: announced again.
-                    self._report_error(orchestrator, exc, "its turn could not be journalled")
-                    self._announce(orchestrator, "failed")
+                else:  # its committed turn's send or subscriber failed after it stopped trading
+                    self._report_error(orchestrator, exc, "after its turn")
             case "warm_up":
                 orchestrator.lifecycle.to("failed")
                 orchestrator.last_error = described(exc)[0]
@@ -625,6 +638,27 @@ class StrategyManager:
             case _:
                 assert_never(stage)
 
+    def _not_journalled(self, orchestrator: TradingOrchestrator, exc: TurnNotJournalled) -> None:
+        """A turn of it (deciding or protecting) could not be journalled; its state may have changed while the commit was pending.
+
+        What it holds in memory is ahead of the journal whatever it is now: it fails, never silently.
+        """
+        if orchestrator.state == "active":
+            self._fail(orchestrator, exc)
+        elif orchestrator.state == "failed":
+            # Failed in that turn: the failure it announced, and the cancel of its resting entries,
+            # went with the turn. Both again, now that no turn is open.
+            orchestrator.positions.cancel_pending(entries_only=True)
+            self._report_error(orchestrator, exc, "its turn could not be journalled")
+            self._announce(orchestrator, "failed")
+        elif orchestrator.state == "dormant":
+            # Deactivated meanwhile: failed instead, its positions protected by the failed role's routes.
+            self._remove(self._protect, orchestrator)
+            orchestrator.policy = None
+            self._fail(orchestrator, exc)
+        else:  # unloaded (or settling) meanwhile: nothing left to fail
+            self._report_error(orchestrator, exc, "its turn could not be journalled")
+
     def _fail(self, orchestrator: TradingOrchestrator, exc: Exception) -> None:
         orchestrator.lifecycle.require("failed")
         self._remove(self._active, orchestrator)
@@ -635,8 +669,11 @@ class StrategyManager:
         orchestrator.last_error = described(exc)[0]
         # Protected before anything is published: a publish that raises (the journal) must not leave them unprotected.
         self._add_protect(orchestrator)
-        self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
-        self._protect_dropped(orchestrator, dropped)
+        try:
+            self._report_error(orchestrator, exc, "strategy marked failed; its positions stay protected")
+        finally:
+            # Taken out of its inbox above: its positions see them even if the report could not be journalled.
+            self._protect_dropped(orchestrator, dropped)
         self._announce(orchestrator, "failed")
 
     def _report_error(self, orchestrator: TradingOrchestrator, exc: Exception, note: str) -> None:

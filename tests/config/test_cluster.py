@@ -81,6 +81,28 @@ def test_a_bad_cluster_setting_is_reported_at_its_field(tmp_path: Path, cluster:
     assert (found_field, phrase in reason) == (field, True), reason
 
 
+# Each URL would reach a different refusal were its credentials not checked first: none may show the secret.
+@pytest.mark.parametrize(
+    "url",
+    [
+        "natss://bot:hunter2@nats.example.net:4222",  # scheme
+        "wss://bot:hunter2@nats.example.net:443",  # scheme
+        "bot:hunter2@127.0.0.1:4222",  # no scheme at all
+        "nats://bot:hunter2@127.0.0.1:70000",  # port
+        "nats://bot:hunter2@127.0.0.1",  # no port
+        "nats://bot:hunter2@127.0.0.1:4222/x",  # something after
+        "nats:/bot:hunter2@127.0.0.1:4222",  # no netloc: urlsplit sees no userinfo
+        "nats://hunter2@127.0.0.1:4222",  # a token: the user part is the secret
+        "tls://bot:hunter2@10.0.0.5:4222",  # would fail later, for want of tls and credentials
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_showing_them(tmp_path: Path, url: str) -> None:
+    path = write_setup(tmp_path, {"a.json": valid_strategy()}, {"cluster": {"url": url}})
+    problems = problems_of(path)
+    assert [(p.field, "credentials never go in the url" in p.reason) for p in problems] == [("cluster.url", True)], problems
+    assert all("hunter2" not in str(p) and "hunter2" not in repr(p) for p in problems), problems
+
+
 def test_a_cluster_section_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
     assert _problem(tmp_path, "nats://127.0.0.1:4222")[0] == "cluster"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -26,12 +26,17 @@ def allow_inserts(path: Path, table: str) -> None:
 
 
 @contextmanager
-def writer_held(journal: Journal) -> Iterator[None]:
-    """Keep the journal's writer thread busy until the block ends: what is handed to it meanwhile waits, in order."""
+def writer_held(journal: Journal) -> Iterator[Callable[[], None]]:
+    """Keep the journal's writer thread busy until the block ends, or the callable it yields is called: what is handed to it meanwhile waits, in order."""
     # The writer thread is the journal's own: no outside view lets a test hold it.
     release = threading.Event()
     journal._thread.submit(release.wait)
+    # A blocking journal call on the loop while it is held would wait for the test, which waits
+    # on the loop: let go after a while, so such a regression fails the test instead of hanging it.
+    safety = threading.Timer(10.0, release.set)
+    safety.start()
     try:
-        yield
+        yield release.set
     finally:
         release.set()
+        safety.cancel()

@@ -187,3 +187,27 @@ async def test_idle_returns_once_every_pending_turn_is_delivered_and_sent(tmp_pa
         await turns.idle()
         assert heard == [1, 2] and done == ["a", "b"] and turns.pending == 0
         await turns.idle()  # nothing pending: returns at once
+
+
+@pytest.mark.asyncio
+async def test_a_send_from_outside_any_turn_that_fails_when_the_turns_before_it_settle_goes_to_on_error_not_into_another_turn(tmp_path: Path) -> None:
+    """Its publisher returned long ago: the failure must not surface in whichever turn happens to end, nor in a loop callback."""
+    path = tmp_path / "journal.sqlite"
+    failures: list[BaseException] = []
+    with Journal(path, checkpoints=NO_CHECKPOINTS) as journal:
+        turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe, on_error=failures.append)
+        bus = _bus(journal, turns)
+        with writer_held(journal) as release:
+            with turns.turn() as first:
+                bus.publish(StrategyFault, 1, "a", "boom", "", "first")
+
+            def gone() -> None:
+                raise RuntimeError("the gateway's task group has ended")
+
+            turns.after_commit(gone, lambda: None)  # outside any turn: waits behind the first
+            release()
+            await first.settled()  # settled by the writer thread's report: the send's failure is not the turn's
+        with turns.turn() as second:
+            bus.publish(StrategyFault, 1, "b", "ok", "", "second")
+        await second.settled()
+    assert [str(exc) for exc in failures] == ["the gateway's task group has ended"]

@@ -6,6 +6,7 @@ requests, a partly filled stop): everything else about stops is tested against t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,7 +44,7 @@ class StandInGateway(LiveExchange):
         self.tracked[order.client_id] = TrackedOrder(account, order)
         self.sent_orders.append(order)
 
-    def cancel(self, order: Order) -> None:  # type: ignore[override]
+    def cancel(self, order: Order, dropped: Callable[[], object] | None = None) -> None:  # type: ignore[override]
         t = self.tracked.get(order.client_id)
         if t is None or t.cancel_requested:
             return

@@ -13,6 +13,7 @@ from bot.clock import WallClock
 from bot.config.exchange import ExchangeConfig
 from bot.config.models import StrategyConfig
 from bot.journal import Journal
+from bot.journal.turns import Turns
 from bot.live.exchange import build_exchange
 from bot.live.execution import CommitGate, LiveExchange
 from bot.ohlcv import Candle
@@ -134,7 +135,8 @@ async def gateway_on(
     gateway = CountedGateway(
         exchange, config.execution, WallClock(), log, redact=redact, on_error=None if faults is None else faults.report, commits=commits
     )
-    rig = Rig(feeds={ETH: "1m"}, exchange=gateway)
+    # The daemon's wiring: with its turns, the bus holds a turn's journalled events until the commit.
+    rig = Rig(feeds={ETH: "1m"}, exchange=gateway, turns=commits if isinstance(commits, Turns) else None)
     if journal is not None:
         rig.services.bus.before_delivery = journal.record
     gateway_rig = LiveRig(fake, rig, gateway)

@@ -11,7 +11,7 @@ from bot.events import StrategyFault
 from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
 from bot.strategy.guard import attempt, build
-from tests.support import Rig, module_strategy, repo_catalog
+from tests.support import Rig, module_strategy, repo_catalog, strategy
 
 RAISER = '''
 from pydantic import Field
@@ -113,3 +113,15 @@ def test_a_signal_score_that_is_not_a_finite_number_is_refused(btc_candles: list
     with pytest.raises(ValueError, match="a signal's score must be a finite number"):
         context.signal("enter", score, "BTC/USD", btc_candles[0])
     context.signal("enter", 1, "BTC/USD", btc_candles[0])  # an int is a finite number
+
+
+def test_a_failure_after_a_committed_turn_of_a_strategy_that_stopped_trading_meanwhile_is_reported_not_dropped() -> None:
+    """Its send or a subscriber failed once its turn was committed, and it was deactivated while the commit was pending."""
+    rig = Rig()
+    rig.start(strategy(id="s"))
+    rig.manager.deactivate("s", "manage")
+    orchestrator = rig.manager.get("s")
+    rig.manager.on_handler_error(orchestrator, orchestrator.on_candle, RuntimeError("the gateway's task group has ended"))
+    faults = [e for e in rig.events if isinstance(e, StrategyFault)]
+    assert [(f.error, f.note) for f in faults] == [("RuntimeError: the gateway's task group has ended", "after its turn")]
+    assert orchestrator.state == "dormant"
