@@ -9,7 +9,7 @@ Why that is the in-process order, byte for byte: bot.cluster.tape.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import msgspec
@@ -19,10 +19,14 @@ from bot.cluster.messages import (
     Activate,
     Activated,
     Decision,
+    Message,
+    Refused,
     StreamHistory,
     Turn,
     TurnEntry,
     TurnKind,
+    Warm,
+    Warmed,
     action_of,
     decode,
     encode,
@@ -30,6 +34,7 @@ from bot.cluster.messages import (
 from bot.cluster.mind import ViewTaker
 from bot.cluster.tape import Tape, TapedPublisher, TapedRisk
 from bot.config.models import StrategyConfig
+from bot.errors import BotError
 from bot.event_codec import decode_message
 from bot.events import ActionFailed, Event, Signal, StrategyStateChanged
 from bot.ohlcv import Candle
@@ -54,16 +59,42 @@ def _own_event(sid: str, raw: msgspec.Raw) -> Signal | ActionFailed:
     return event
 
 
-class LockstepError(RuntimeError):
-    """The minds answered what lockstep cannot apply (a missing or foreign decision, a failed activation): the run stops."""
+class LockstepError(BotError):
+    """The minds answered what lockstep cannot apply (a missing or foreign decision, a failed activation, a worker gone): the run stops.
+
+    A BotError: the replay ends as aborted, its report saying why.
+    """
+
+
+class PendingReplies(Protocol):
+    """The replies to a message sent, once they are all there."""
+
+    def result(self) -> list[bytes]:
+        """Wait for the replies; LockstepError when they cannot come (the worker is gone)."""
+        ...
 
 
 class MindTransport(Protocol):
     """How the hub reaches the minds of some strategies: one encoded message out, the encoded replies back."""
 
-    def request(self, message: bytes) -> list[bytes]:
-        """Send `message` (an Activate or a Turn); the replies (one Activated, or one Decision per entry that decides)."""
+    def send(self, message: bytes) -> PendingReplies:
+        """Send `message` (Activate, Warm or Turn); its replies (one Activated or Warmed, or one Decision per entry that decides) to wait for."""
         ...
+
+
+# Candles per Warm message: about 0.5 MB of JSON, inside a NATS server's default 1 MB payload limit.
+WARM_CHUNK = 5_000
+
+
+def _reply(transport: MindTransport, message: bytes) -> Message:
+    """The one reply `message` gets; a worker's refusal is the run's end."""
+    replies = transport.send(message).result()
+    if len(replies) != 1:
+        raise LockstepError(f"{len(replies)} replies where one was due")
+    reply = decode(replies[0])
+    if isinstance(reply, Refused):
+        raise LockstepError(f"a worker refused a message: {reply.reason}")
+    return reply
 
 
 class LockstepRouter:
@@ -94,6 +125,10 @@ class LockstepRouter:
         self._where[spec.id] = self._transports[len(self._where) % len(self._transports)]
         return TapedPublisher(publish, tape), TapedRisk(risk, tape)
 
+    def assignment(self) -> list[list[str]]:
+        """Per transport, in order, the strategies whose minds it holds."""
+        return [[sid for sid, where in self._where.items() if where is transport] for transport in self._transports]
+
     def _on_state(self, event: Event) -> None:
         assert isinstance(event, StrategyStateChanged)
         if event.change != "activated" or event.strategy_id not in self._specs:
@@ -105,22 +140,39 @@ class LockstepRouter:
             raise
 
     def _activate(self, sid: str) -> None:
-        hub = self._services.hub
-        history = [
-            StreamHistory(symbol=symbol, tf=tf, candles=[tuple(c) for c in hub.history(symbol, tf)])  # type: ignore[misc]
-            for symbol in hub.symbols()
-            for tf in hub.timeframes(symbol)
-        ]
+        transport = self._where[sid]
         # The fields it was given, as a strategy file holds them: a dump of every field also names the declarative
         # strategy's own defaults, which a module strategy's config must not.
         spec = msgspec.Raw(self._specs[sid].model_dump_json(exclude_unset=True).encode())
-        (reply,) = self._where[sid].request(encode(Activate(sid=sid, spec=spec, history=history)))
-        activated = decode(reply)
+        activated = _reply(transport, encode(Activate(sid=sid, spec=spec)))
         if not isinstance(activated, Activated) or activated.sid != sid:
             raise LockstepError(f"strategy {sid!r}: its mind answered its activation with {activated!r}")
+        # Its orchestrator was built and warmed on the same history with the same code: a mind that cannot is not the same strategy.
         if activated.failure is not None:
-            # Its orchestrator warmed on the same history with the same code: a mind that cannot is not the same strategy.
-            raise LockstepError(f"strategy {sid!r}: its mind failed to warm up: {activated.failure.type_name}: {activated.failure.message}")
+            raise LockstepError(f"strategy {sid!r}: its mind could not be built: {activated.failure.type_name}: {activated.failure.message}")
+        chunks = list(self._history_chunks(activated.streams))
+        for i, chunk in enumerate(chunks):
+            warmed = _reply(transport, encode(Warm(sid=sid, history=chunk, done=i == len(chunks) - 1)))
+            if not isinstance(warmed, Warmed) or warmed.sid != sid:
+                raise LockstepError(f"strategy {sid!r}: its mind answered its warm-up with {warmed!r}")
+            if warmed.failure is not None:
+                raise LockstepError(f"strategy {sid!r}: its mind failed to warm up: {warmed.failure.type_name}: {warmed.failure.message}")
+
+    def _history_chunks(self, streams: list[tuple[str, str]]) -> Iterator[list[StreamHistory]]:
+        """The hub's history of `streams`, at most WARM_CHUNK candles per message; at least one message (the last warms)."""
+        hub = self._services.hub
+        chunk: list[StreamHistory] = []
+        size = 0
+        for symbol, tf in streams:
+            candles = [tuple(c) for c in hub.history(symbol, tf)]
+            for start in range(0, len(candles), WARM_CHUNK):
+                part = candles[start:start + WARM_CHUNK]
+                if size + len(part) > WARM_CHUNK:
+                    yield chunk
+                    chunk, size = [], 0
+                chunk.append(StreamHistory(symbol=symbol, tf=tf, candles=part))  # type: ignore[arg-type]
+                size += len(part)
+        yield chunk
 
     # -- the router (the manager) ----------------------------------------------------------------
     def deliver(
@@ -211,16 +263,21 @@ class LockstepRouter:
     def _ask(self, entries: dict[int, list[TurnEntry]], symbol: str, timeframe: str, candle: Candle, ts: int) -> dict[str, _Answer]:
         """Every transport's decisions on its entries, checked whole before any is applied: what a worker gets wrong stops the run."""
         answers: dict[str, _Answer] = {}
+        # Every worker's turn sent before any reply is awaited: the workers decide at once.
+        sent: list[tuple[int, list[TurnEntry], PendingReplies]] = []
         for transport in self._transports:
             mine = entries.get(id(transport))
             if not mine:
                 continue
             self._k += 1
-            k = self._k
+            turn = Turn(k=self._k, symbol=symbol, tf=timeframe, candle=tuple(candle), ts=ts, entries=mine)  # type: ignore[arg-type]
+            sent.append((self._k, mine, transport.send(encode(turn))))
+        for k, mine, pending in sent:
             asked = {entry.sid for entry in mine}
-            turn = Turn(k=k, symbol=symbol, tf=timeframe, candle=tuple(candle), ts=ts, entries=mine)  # type: ignore[arg-type]
-            for reply in transport.request(encode(turn)):
+            for reply in pending.result():
                 decision = decode(reply)
+                if isinstance(decision, Refused):
+                    raise LockstepError(f"turn {k} ({symbol} {timeframe} {ts}): a worker refused it: {decision.reason}")
                 if not isinstance(decision, Decision) or decision.k != k:
                     raise LockstepError(f"turn {k}: a reply that is not its decision: {decision!r}")
                 sid = decision.sid

@@ -156,21 +156,73 @@ class StreamHistory(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class Activate(Msg, frozen=True, kw_only=True, tag="activate"):
-    """Build a strategy's mind from its config (StrategyConfig JSON) and warm it from the hub's history."""
+    """Build a strategy's mind from its config (StrategyConfig JSON); Warm messages then bring the history it reads."""
 
     sid: str
     spec: msgspec.Raw
-    history: list[StreamHistory]
 
 
 class Activated(Msg, frozen=True, kw_only=True, tag="activated"):
-    """A mind built and warmed (or why not)."""
+    """A mind built (or why not), and the streams it reads: the history the hub sends it."""
+
+    sid: str
+    failure: Failure | None
+    streams: list[tuple[str, str]]
+
+
+class Warm(Msg, frozen=True, kw_only=True, tag="warm"):
+    """Part of a mind's warm-up history, in chunks a server's payload limit takes; the last (`done`) warms it."""
+
+    sid: str
+    history: list[StreamHistory]
+    done: bool
+
+
+class Warmed(Msg, frozen=True, kw_only=True, tag="warmed"):
+    """A chunk taken; after the last, the mind warmed (or why not)."""
 
     sid: str
     failure: Failure | None
 
 
-Message = Turn | Decision | Activate | Activated
+class Refused(Msg, frozen=True, kw_only=True, tag="refused"):
+    """A worker's answer to a message it cannot act on (does not decode, names a strategy it does not hold): why."""
+
+    reason: str
+
+
+class Fingerprint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What hub and worker must share to trade alike: versions, and per strategy a digest of its config and code."""
+
+    bot_version: str
+    protocol: int
+    codec: int
+    strategies: dict[str, str]
+
+
+class Hello(Msg, frozen=True, kw_only=True, tag="hello"):
+    """A worker ready for turns, asking the hub to take it in."""
+
+    worker: str
+    pid: int
+    host: str
+    fingerprint: Fingerprint
+
+
+class Welcome(Msg, frozen=True, kw_only=True, tag="welcome"):
+    """The hub's answer to a Hello: taken in, or refused with each difference named."""
+
+    accepted: bool
+    problems: list[str]
+
+
+class Stop(Msg, frozen=True, kw_only=True, tag="stop"):
+    """The hub is done with its workers: they exit."""
+
+    reason: str
+
+
+Message = Turn | Decision | Activate | Activated | Warm | Warmed | Refused | Hello | Welcome | Stop
 _HEADER = msgspec.json.Decoder(Header)
 _DECODER = msgspec.json.Decoder(Message)
 _ENCODER = msgspec.json.Encoder()
@@ -195,3 +247,19 @@ def decode(data: bytes) -> Message:
         raise ProtocolError(f"cluster message does not decode: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"cluster message is not JSON: {exc}") from None
+
+
+_BATCH = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def encode_batch(messages: list[bytes]) -> bytes:
+    """Encoded messages as one payload (a JSON array of them): a worker's replies to one request."""
+    return b"[" + b",".join(messages) + b"]"
+
+
+def decode_batch(data: bytes) -> list[bytes]:
+    """The encoded messages of a batch, each still to decode; ProtocolError when it is not a JSON array."""
+    try:
+        return [bytes(raw) for raw in _BATCH.decode(data)]
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProtocolError(f"cluster reply is not a list of messages: {exc}") from None

@@ -8,11 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bot.cluster.local import LocalMinds
-from bot.cluster.lockstep import LockstepError, LockstepRouter
+from bot.cluster.local import Answered, LocalMinds
+from bot.cluster.lockstep import LockstepRouter
 from bot.cluster.messages import Decision, Turn, decode, encode
 from bot.event_codec import decode_message, encode_message
 from bot.events import ActionFailed, KillSwitch
+from bot.replay.runner import ReplayAborted
 from bot.replay.timerange import TimeRange
 from bot.services import BotServices
 from bot.strategy.config_load import load_config
@@ -41,6 +42,9 @@ class Tampering:
             return replies
         self.done = True
         return [encode(d) for d in self._tamper(decisions)]
+
+    def send(self, message: bytes) -> Answered:
+        return Answered(self.request(message))
 
 
 def _with_events(decisions: list[Decision], change: Callable[[bytes], bytes]) -> list[Decision]:
@@ -87,6 +91,7 @@ def test_a_misbehaving_worker_stops_the_run(tmp_path: Path, case: str) -> None:
         workers.append(Tampering(LocalMinds(loaded.catalog), tamper, always))
         return LockstepRouter(services, [LocalMinds(loaded.catalog), workers[0]])
 
-    with pytest.raises(LockstepError, match=reason):
+    # The run ends as aborted, its report naming the worker's fault.
+    with pytest.raises(ReplayAborted, match=reason):
         _replay(loaded, tmp_path / "lockstep", TimeRange.parse(*ONE_DAY), router)
     assert workers[0].done
