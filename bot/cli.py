@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.cluster_args import add_replay_cluster_options, add_worker_parser
 from bot.control.ctl_args import add_ctl_parser
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.live.record_args import add_record_parser
@@ -22,9 +23,11 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from bot.candles.sources import CandleSource
+    from bot.cluster.replay import ClusterReplay
     from bot.daemon.feed import Pacer
     from bot.journal.lock import JournalLock
-    from bot.replay.runner import ReplayResult
+    from bot.kernel.jobs import ParallelReplay
+    from bot.replay.runner import Replay, ReplayResult
     from bot.replay.sources import SourceScan
     from bot.strategy.config_load import LoadedConfig
 
@@ -66,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="replay the strategies in N processes (same outputs; strategies coupled by global risk limits run in one)",
     )
+    add_replay_cluster_options(replay)
     add_log_options(replay, quiet=False)
 
     validate = commands.add_parser("validate", help="check the configuration and strategy files without running")
@@ -96,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     add_sweep_parser(commands)
     add_ctl_parser(commands)
     add_record_parser(commands)
+    add_worker_parser(commands)
     return parser
 
 
@@ -141,6 +146,17 @@ def _job_count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (a whole number, at least 1)")
     return int(text)
+
+
+def _cluster_options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with replay's --cluster, --workers and --jobs together (None: nothing)."""
+    if args.cluster is None:
+        return "--workers needs --cluster URL: the workers are the cluster's" if args.workers is not None else None
+    if args.jobs > 1:
+        return "--jobs and --cluster do not go together: with --cluster the strategies run on --workers N worker processes"
+    from bot.cluster.commands import needs_cluster_extra
+
+    return needs_cluster_extra()
 
 
 def _cluster_unused(config: Path, loaded: LoadedConfig) -> str | None:
@@ -263,13 +279,24 @@ def _replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         time_range, range_problem = None, str(exc)
         _error(_stderr(), range_problem)
+    cluster_problem = _cluster_options_problem(args)
+    if cluster_problem is not None:
+        _error(_stderr(), cluster_problem)
     prepared = _prepare(args.config, args.candles, None)
-    if prepared is None or range_problem is not None:
+    if prepared is None or range_problem is not None or cluster_problem is not None:
         return EXIT_INVALID
     loaded, sources = prepared
     logger = BotLogger.to_stderr(level=log_level(args), log_file=args.log_file)
-    settings = LogSettings(log_level(args), args.log_file)
-    replay = build_jobs_replay(loaded, sources, args.out, args.jobs, settings, logger, time_range, lambda text: _note(_stderr(), text))
+    replay: Replay | ParallelReplay | ClusterReplay
+    if args.cluster is not None:
+        from bot.cluster.commands import cluster_config
+        from bot.cluster.replay import ClusterReplay
+
+        cluster = cluster_config(args.cluster, loaded.bot.cluster)
+        replay = ClusterReplay(loaded, sources, args.out, cluster, args.workers or 2, logger, log_level(args), time_range)
+    else:
+        settings = LogSettings(log_level(args), args.log_file)
+        replay = build_jobs_replay(loaded, sources, args.out, args.jobs, settings, logger, time_range, lambda text: _note(_stderr(), text))
     if args.quiet:
         result = anyio.run(replay.run)
     else:
@@ -517,6 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_record(args, lambda path: load_config(path).bot.exchange)
         if args.command == "report":
             return _report(args)
+        if args.command == "worker":
+            from bot.cluster.commands import run_worker
+
+            return run_worker(args)
         if args.command == "sweep":
             from rich.console import Console
 
