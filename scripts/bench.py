@@ -16,6 +16,7 @@ difference from a 1,000-candle run), as the median (min-max) of --repeat interle
     .venv/bin/python scripts/bench.py --suite replay   # replay throughput in-process, 1 and 10 strategies, candle events off/on (525,600)
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
     .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies done / action queued (fake exchange, loopback)
+    .venv/bin/python scripts/bench.py --suite cluster  # bot replay --cluster: turn round trip, 1 vs 2 workers on CPU-heavy strategies, 1,000 strategies
     .venv/bin/python scripts/bench.py --profile        # stage table, us per candle, from py-spy (525,600 candles)
     .venv/bin/python scripts/bench.py --suite ratio --repeat 5 --candles 200000
 """
@@ -129,7 +130,7 @@ DEFAULT_CANDLES = {"replay": 525_600, "ratio": 100_000, "order": 100_000, "profi
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candles", type=int, help="synthetic candles per run (default: 100,000 for ratio and order, 525,600 for replay and --profile)")
-    parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "live"), default="all")
+    parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "live", "cluster"), default="all")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each case (the profile: of its timing): median (min-max)")
     parser.add_argument("--profile", action="store_true", help="print the stage table (us per candle) of a 1-strategy replay, from py-spy")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -173,6 +174,10 @@ def main() -> int:
         daemon_suite()
     if args.suite in ("all", "live"):
         live_suite()
+    if args.suite in ("all", "cluster"):
+        import bench_cluster
+
+        bench_cluster.main(["--rounds", str(args.repeat)])
     return 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable
+from time import perf_counter_ns
 
 import nats.errors
 
@@ -54,10 +55,15 @@ class RemoteMinds:
         self.subject = subject
         self.exited = exited
         self.timeout_s = timeout_s
+        # Nanoseconds from each message sent to its replies received (on the link's thread): the run's round trips.
+        self.round_trips: list[int] = []
 
     def send(self, message: bytes) -> _Pending:
         """Send `message` on the worker's subject; its replies to wait for."""
-        return _Pending(self._link.submit(self._request(message)), self)
+        sent = perf_counter_ns()
+        future = self._link.submit(self._request(message))
+        future.add_done_callback(lambda _: self.round_trips.append(perf_counter_ns() - sent))
+        return _Pending(future, self)
 
     async def _request(self, message: bytes) -> bytes:
         reply = await self._link.connection.client.request(self.subject, message, timeout=self.timeout_s)

@@ -114,11 +114,13 @@ class ClusterReplay:
                 return routers[-1]
 
             replay = build_replay(self.loaded, self.sources, self.out_dir, self._logger, WallClock(), self.time_range, router)
+            started = time.perf_counter()
             try:
                 return await replay.run(progress)
             finally:
                 for worker, sids in zip(workers, routers[0].assignment() if routers else [], strict=False):
                     self._log.info("cluster: worker %s decided for %s", worker.name, ", ".join(sids) or "no strategy")
+                self._log.info("cluster: %s", round_trip_summary([t for r in transports for t in r.round_trips], time.perf_counter() - started))
         finally:
             self._stop(link, workers)
 
@@ -181,3 +183,15 @@ def _end(process: subprocess.Popen[bytes]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def round_trip_summary(round_trips_ns: list[int], seconds: float) -> str:
+    """The run's messages to workers, its time, and hub-to-replies round trips: p50, p99, max in ms."""
+    if not round_trips_ns:
+        return f"no message to the workers in {seconds:.2f} s"
+    ordered = sorted(round_trips_ns)
+
+    def ms(q: float) -> str:
+        return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6:.2f}"
+
+    return f"{len(ordered)} messages to the workers in {seconds:.2f} s, round trip p50 {ms(0.5)} ms, p99 {ms(0.99)} ms, max {ordered[-1] / 1e6:.2f} ms"

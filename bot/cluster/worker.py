@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 import time
@@ -54,6 +55,7 @@ class ReplayWorker:
         self._subject = turn_subject(cid, name)
         self._stop = asyncio.Event()
         self.undecodable = 0
+        self.answered = 0
 
     def _refused(self, reason: str) -> None:
         self.undecodable += 1
@@ -61,6 +63,7 @@ class ReplayWorker:
 
     async def _on_message(self, msg: NatsMsg) -> None:
         replies = self._minds.request(msg.data)
+        self.answered += 1
         if msg.reply:
             await msg.respond(encode_batch(replies))
 
@@ -94,6 +97,9 @@ class ReplayWorker:
                         return
         finally:
             await self._connection.close()
+            # ru_maxrss is in KiB on Linux.
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self._log.info("cluster: worker %s: %d messages answered, %d refused, peak RSS %.0f MB", self._name, self.answered, self.undecodable, peak)
 
     async def _hello(self) -> None:
         hello = Hello(worker=self._name, pid=os.getpid(), host=socket.gethostname(), fingerprint=self._fingerprint)
