@@ -249,7 +249,9 @@ class LockstepRouter:
             if isinstance(event, Signal):
                 bus.publish(Signal, event.ts, event.strategy_id, event.decision, event.score, event.symbol, event.close, event.analyzers)
             else:
-                bus.publish(ActionFailed, event.ts, event.strategy_id, event.kind, event.error)  # an action its context refused
+                # An action its context refused: failed in its book's count, as in process.
+                bus.publish(ActionFailed, event.ts, event.strategy_id, event.kind, event.error)
+                owner.actions.failed += 1
         failure = decision.failure
         if failure is not None:
             raise RemoteStrategyError(failure.type_name, failure.message, failure.where)

@@ -39,10 +39,14 @@ class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", forbid_unkno
     v: int = PROTOCOL
 
 
+class PositionStateMsg(PositionState, frozen=True, forbid_unknown_fields=True):
+    """PositionState on the wire (the event's record, its unknown fields refused)."""
+
+
 class MirrorPosition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An open position as the hub's book holds it: the journalled record and the fields only the book knows (every field of Position)."""
 
-    state: PositionState
+    state: PositionStateMsg
     pending_close: float
     trail_anchor: float
     closed_quantity: float
@@ -104,8 +108,15 @@ class ActivateTrailingStopMsg(ActivateTrailingStop, frozen=True, tag="activate_t
     """ActivateTrailingStop on the wire."""
 
 
+class OpenPositionLeg(OpenPosition, frozen=True, forbid_unknown_fields=True):
+    """A leg of an OpenPair on the wire (untagged, its unknown fields refused)."""
+
+
 class OpenPairMsg(OpenPair, frozen=True, tag="open_pair", forbid_unknown_fields=True):
-    """OpenPair on the wire (its legs are plain OpenPosition)."""
+    """OpenPair on the wire."""
+
+    long: OpenPositionLeg
+    short: OpenPositionLeg
 
 
 class ClosePairMsg(ClosePair, frozen=True, tag="close_pair", forbid_unknown_fields=True):
@@ -131,7 +142,9 @@ def action_msg(action: Action) -> ActionMsg:
 
 
 def action_of(msg: ActionMsg) -> Action:
-    """The action a wire message carries, as the action queue's own class."""
+    """The action a wire message carries, as the action queue's own class (a pair's legs too)."""
+    if isinstance(msg, OpenPairMsg):
+        return OpenPair(OpenPosition(*msgspec.structs.astuple(msg.long)), OpenPosition(*msgspec.structs.astuple(msg.short)))
     plain: type[Action] = _PLAIN[type(msg)]
     return plain(*msgspec.structs.astuple(msg))
 

@@ -12,10 +12,11 @@ import msgspec
 
 from bot.bus import EventBus, StrategyPublisher
 from bot.clock import ReplayClock
-from bot.cluster.messages import Decision, Failure, MirrorPosition, TurnKind, View, action_msg
+from bot.cluster.messages import Decision, Failure, MirrorPosition, PositionStateMsg, TurnKind, View, action_msg
 from bot.config.models import StrategyConfig
+from bot.errors import ActionError
 from bot.event_codec import encode_message
-from bot.events import Event
+from bot.events import ActionFailed, Event
 from bot.ohlcv import Candle
 from bot.strategy.base import Strategy, StrategyContext, Stream
 from bot.strategy.orchestrator import StrategyBuild, build_mind
@@ -79,15 +80,20 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(Position))
 
 
 def _update(position: Position, state: Position) -> None:
-    """Every field of `position` set to `state`'s."""
+    """Every field of `position` set to `state`'s; its take-profit rungs updated in place (a strategy may keep one, as the book does)."""
+    rungs = position.take_profits
     for name in _FIELDS:
         setattr(position, name, getattr(state, name))
+    if len(rungs) == len(state.take_profits):
+        for rung, new in zip(rungs, state.take_profits, strict=True):
+            rung.price, rung.quantity, rung.done = new.price, new.quantity, new.done
+        position.take_profits = rungs
 
 
 def mirror_of(position: Position) -> MirrorPosition:
     """A position of the hub's book as it travels to the mind."""
     return MirrorPosition(
-        state=position.record(), pending_close=position.pending_close, trail_anchor=position.trail_anchor,
+        state=PositionStateMsg(*msgspec.structs.astuple(position.record())), pending_close=position.pending_close, trail_anchor=position.trail_anchor,
         closed_quantity=position.closed_quantity, exit_value=position.exit_value, exit_reason=position.exit_reason, exit_ts=position.exit_ts,
     )
 
@@ -152,10 +158,15 @@ class Mind:
         # A bus of its own: its signals are built and tagged as in process, then travel as wire messages (the hub sequences them).
         bus = EventBus(ReplayClock())
         bus.subscribe(self._collect)
-        self._build: StrategyBuild = build_mind(spec, self._actions.append, StrategyPublisher(bus, spec.id), self.positions, self._clock, build_strategy)
+        self._publish = StrategyPublisher(bus, spec.id)
+        self._build: StrategyBuild = build_mind(spec, self._actions.append, self._refuse, self._publish, self.positions, self._clock, build_strategy)
 
     def _clock(self) -> int:
         return self._now
+
+    def _refuse(self, action: Action, error: ActionError) -> None:
+        # Announced in its place among its events; the hub counts it as its book's failed action.
+        self._publish(ActionFailed, self._now, action.kind, str(error))
 
     def _collect(self, event: Event) -> None:
         self._events.append(msgspec.Raw(encode_message(event)))

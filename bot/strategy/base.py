@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, get
 
 from bot.bus import StrategyPublisher
 from bot.config.numbers import StrictNumbers
-from bot.events import ActionFailed, Signal
+from bot.errors import ActionError
+from bot.events import Signal
 from bot.indicators.registry import IndicatorRegistry
 from bot.ohlcv import Candle
 from bot.trading.actions import (
@@ -21,6 +22,7 @@ from bot.trading.actions import (
     Side,
     UpdateStopLoss,
     non_finite,
+    unfit,
 )
 
 if TYPE_CHECKING:
@@ -65,13 +67,14 @@ class StrategyContext:
     strategy's state and cannot emit an event without its strategy id.
     """
 
-    __slots__ = ("spec", "strategy_id", "symbol", "timeframe", "quantity", "position_on", "_registry_for", "_put", "_publish", "_positions", "_now")
+    __slots__ = ("spec", "strategy_id", "symbol", "timeframe", "quantity", "position_on", "_registry_for", "_put", "_refuse", "_publish", "_positions", "_now")
 
     def __init__(
         self,
         spec: StrategyConfig,
         registry_for: Callable[[str, str], IndicatorRegistry],
         put: Callable[[Any], None],
+        refuse: Callable[[Action, ActionError], None],
         publish: StrategyPublisher,
         positions: PositionView,
         now: Callable[[], int],
@@ -83,6 +86,8 @@ class StrategyContext:
         self.quantity = spec.quantity
         self._registry_for = registry_for
         self._put = put
+        # An action it cannot queue fails there, counted and announced as a failed one (ActionQueue.refuse in process).
+        self._refuse = refuse
         self._publish = publish
         self._positions = positions
         self._now = now
@@ -148,11 +153,11 @@ class StrategyContext:
         self._queue(ActivateTrailingStop(position.id, distance_pct, anchor_price))
 
     def _queue(self, action: Action) -> None:
-        # A NaN or infinite number fails the action here, the same wherever the strategy runs: on the way to
-        # a book on another machine it could not travel (JSON has no NaN), and no book can act on it.
-        problem = non_finite(action)
+        # A NaN or infinite number, or a value not of its field's type, fails the action here, the same wherever the
+        # strategy runs: on the way to a book on another machine it could not travel (JSON has no NaN), and no book can act on it.
+        problem = non_finite(action) or unfit(action)
         if problem is not None:
-            self._publish(ActionFailed, self._now(), action.kind, problem)
+            self._refuse(action, ActionError(problem))
             return
         self._put(action)
 

@@ -63,7 +63,7 @@ def extra_streams(spec: StrategyConfig, catalog: StrategyCatalog, file_label: st
     positions = PositionManager(
         spec.id, spec.exits, lambda _sink: PaperAccount(spec.id, spec.fees, spec.fill), Portfolio(spec.starting_balance), risk, publish
     )
-    context = StrategyContext(spec, registry_for, nothing, publish, positions, lambda: 0)
+    context = StrategyContext(spec, registry_for, nothing, nothing, publish, positions, lambda: 0)
     streams: list[Stream] = []
 
     def build_and_ask() -> None:

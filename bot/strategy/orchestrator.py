@@ -109,7 +109,7 @@ class TradingOrchestrator:
         """
         if spec.id != self.strategy_id:
             raise ValueError(f"config is for {spec.id!r}, not {self.strategy_id!r}")
-        return build_mind(spec, self.actions.put, self._publish, self.positions, self._clock, self._build_strategy)
+        return build_mind(spec, self.actions.put, self.actions.refuse, self._publish, self.positions, self._clock, self._build_strategy)
 
     def install(self, build: StrategyBuild) -> list[str]:
         """Put a prepared build in place of the running strategy object, its config's runtime fields too; return the fields changed.
@@ -406,19 +406,21 @@ class TradingOrchestrator:
 def build_mind(
     spec: StrategyConfig,
     put: Callable[[Action], None],
+    refuse: Callable[[Action, ActionError], None],
     publish: StrategyPublisher,
     positions: PositionView,
     clock: Callable[[], int],
     build_strategy: StrategyBuilder,
 ) -> StrategyBuild:
-    """A strategy object for `spec` with indicator registries of its own, its actions going to `put` (an orchestrator's, or a worker's mind's).
+    """A strategy object for `spec` with indicator registries of its own, its actions going to `put` (an orchestrator's, or a worker's mind's),
+    those it cannot queue to `refuse`.
 
     ValueError for streams that cannot be its (its first subscription must be its trading
     stream); whatever the strategy's own code raises propagates.
     """
     registries = _Registries(spec.id)
     registries(spec.symbol, spec.timeframe)
-    context = StrategyContext(spec, registries, put, publish, positions, clock)
+    context = StrategyContext(spec, registries, put, refuse, publish, positions, clock)
     strategy = build_strategy(context)
     streams: list[Stream] = list(dict.fromkeys((s[0], s[1]) for s in strategy.subscriptions()))
     if not streams or streams[0] != (spec.symbol, spec.timeframe):

@@ -6,7 +6,9 @@ from collections.abc import Callable, Mapping
 from math import isfinite
 from typing import ClassVar, Literal
 
-from msgspec import Struct, structs
+from msgspec import Struct, ValidationError, structs
+from msgspec import convert as structs_convert
+from msgspec import to_builtins as structs_to_builtins
 
 from bot.errors import ActionError
 
@@ -75,6 +77,19 @@ ACTION_KINDS: tuple[ActionKind, ...] = (
 )
 
 
+def unfit(action: Action) -> str | None:
+    """Why an action cannot be carried out when a value of it is not of its field's type (None: every value fits).
+
+    In process a wrong type may go unnoticed or fail later; on the way to a book on another machine
+    it would not decode: the same refusal wherever the strategy runs.
+    """
+    try:
+        structs_convert(structs_to_builtins(action), type(action))
+    except (ValidationError, TypeError) as exc:
+        return f"{action.kind}: {exc}"
+    return None
+
+
 def non_finite(action: Action) -> str | None:
     """Why an action cannot be carried out when a number of it is NaN or infinite (None: every number is finite)."""
     for name, value in zip(action.__struct_fields__, structs.astuple(action), strict=True):
@@ -108,6 +123,11 @@ class ActionQueue:
     def put(self, action: Action) -> None:
         """Queue an action for the next drain."""
         self.queued.append(action)
+
+    def refuse(self, action: Action, error: ActionError) -> None:
+        """Fail an action that cannot be queued (refused where the strategy asked for it), counted as a failed one."""
+        self.failed += 1
+        self.on_failure(action, error)
 
     def __len__(self) -> int:
         return len(self.queued)
