@@ -166,6 +166,10 @@ class StrategyCatalog:
         else:
             found = [e for e in self._entries.values() if e.module == module]
         if not found:
+            # A module whose every class was skipped: say why, not only that it offers nothing.
+            skipped = [problem.reason for problem in self._problems if problem.path.stem == module]
+            if skipped:
+                raise CatalogLookupError("module", f"module {module!r} offers no usable strategy: {'; '.join(skipped)}")
             known = sorted({e.module for e in self._entries.values()})
             raise CatalogLookupError("module", f"no strategy module {module!r} (found: {', '.join(known)})")
         if class_name is None:

@@ -111,6 +111,7 @@ def test_a_strategy_file_naming_a_broken_module_gets_the_import_error_and_the_ot
         "ok.json": {"id": "ok", "module": "good", "symbol": "BTC/USD", "quantity": 1, "params": {"period": 5}},
         "bad.json": {"id": "bad", "module": "raises", "symbol": "BTC/USD", "quantity": 1},
         "gone.json": {"id": "gone", "module": "nowhere", "symbol": "BTC/USD", "quantity": 1},
+        "skipped.json": {"id": "skipped", "module": "no_defaults", "symbol": "BTC/USD", "quantity": 1},
     }
     for name, body in files.items():
         (tmp_path / name).write_bytes(orjson.dumps(body))
@@ -120,7 +121,11 @@ def test_a_strategy_file_naming_a_broken_module_gets_the_import_error_and_the_ot
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "config.json")
     problems = {(Path(p.file).name, p.field): p.reason for p in caught.value.problems}
-    assert set(problems) == {("bad.json", "module"), ("gone.json", "module")}
+    assert set(problems) == {("bad.json", "module"), ("gone.json", "module"), ("skipped.json", "module")}
+    # Its only class was skipped: the reason, not "no strategy module".
+    assert problems[("skipped.json", "module")] == (
+        "module 'no_defaults' offers no usable strategy: class NoDefaults: every parameter needs a valid default (Params() fails at: period)"
+    )
     assert "cannot import module 'raises'" in problems[("bad.json", "module")]
     assert "no config for me" in problems[("bad.json", "module")]
     assert "no strategy module 'nowhere'" in problems[("gone.json", "module")]
