@@ -28,7 +28,9 @@ def cluster_config(url: str | None, section: ClusterConfig | None, option: str =
     try:
         return ClusterConfig.model_validate({**given, "url": url})
     except ValidationError as exc:
-        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        reasons = "; ".join(
+            ".".join(map(str, e["loc"])) + ": " + str(e["msg"]).removeprefix("Value error, ") if e["loc"] else str(e["msg"]) for e in exc.errors()
+        )
         raise ClusterArgumentError(f"{option} {url if '@' not in url else '(a url with credentials)'}: {reasons}") from None
 
 
@@ -65,7 +67,7 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     connection = ClusterConnection(cluster, loaded.base_dir, logger, label=f"bot worker {name}", environ=os.environ)
-    worker = ReplayWorker(connection, cid, name, loaded.catalog, fingerprint(loaded), logger, parent_pid=os.getppid())
+    worker = ReplayWorker(connection, cid, name, loaded.catalog, fingerprint(loaded), logger, parent_pid=args.hub_pid if args.hub_pid is not None else os.getppid())
     try:
         asyncio.run(worker.run())
     except (WorkerRefused, BotError) as exc:

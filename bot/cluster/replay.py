@@ -136,6 +136,7 @@ class ClusterReplay:
             "--cluster", self.cluster.url,
             "--run", self.cid,
             "--name", name,
+            "--hub-pid", str(os.getpid()),
             "--log-level", logging.getLevelName(self._log_level),
         ]  # fmt: skip
         # Its log goes to this process's stderr; it exits when told, or when this process is gone.
