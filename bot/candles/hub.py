@@ -12,6 +12,8 @@ from bot.events import CandleClosed, CandleGap
 from bot.ohlcv import Candle, timeframe_ms
 
 CandleCallback = Callable[[str, str, Candle, int], None]
+# Told of every candle a stream's history takes, as (symbol, timeframe, candle): the cluster's market-data outbox.
+HistoryObserver = Callable[[str, str, Candle], None]
 
 
 class CandleFeedError(BotError):
@@ -53,15 +55,25 @@ class CandleHub:
     Base candles come from a source (a recorded file in replay, an exchange feed live).
     Higher timeframes are derived from them on UTC boundaries, only where someone asked.
     Missing base candles are reported as `candle_gap` events, never filled in silently.
+    `on_history`, when given, is told of every candle any history takes (published, derived,
+    preloaded, or closing as history), in the order taken; it must not block.
     """
 
-    def __init__(self, bus: EventBus, history_size: int, advance_clock: Callable[[int], None] | None, publish_candles: bool) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        history_size: int,
+        advance_clock: Callable[[int], None] | None,
+        publish_candles: bool,
+        on_history: HistoryObserver | None = None,
+    ) -> None:
         if history_size < 1:
             raise ValueError("history_size must be >= 1")
         self._bus = bus
         self._history_size = history_size
         self._advance = advance_clock
         self._publish_candles = publish_candles
+        self._on_history = on_history
         self._feeds: dict[str, _Feed] = {}
         self._history: dict[tuple[str, str], deque[Candle]] = {}
         self._subscribers: dict[tuple[str, str], list[CandleCallback]] = {}
@@ -118,6 +130,9 @@ class CandleHub:
         derived, history = self._derive(symbol, feed, timeframe)
         feed.derived.append(derived)
         self._history[(symbol, timeframe)] = history
+        if self._on_history is not None:
+            for candle in history:
+                self._on_history(symbol, timeframe, candle)
 
     def preview(self, symbol: str, timeframe: str) -> list[Candle]:
         """The history `require` would give the stream now (its own when it exists), deriving nothing for later candles.
@@ -198,6 +213,7 @@ class CandleHub:
             raise ValueError(f"{symbol} already has candles; preload only a new feed")
         history = self._history[(symbol, feed.base_tf)]
         derived = [(item, self._history[(symbol, item.timeframe)]) for item in feed.derived]
+        observe = self._on_history
         count = 0
         last = None
         for candle in candles:
@@ -207,12 +223,16 @@ class CandleHub:
             if last is not None and ts - last < feed.base_ms:
                 raise CandleFeedError(symbol, f"candle at {ts} comes {ts - last} ms after the previous one, less than one {feed.base_tf}")
             history.append(candle)
+            if observe is not None:
+                observe(symbol, feed.base_tf, candle)
             for item, kept in derived:
                 if item.min_ts is None:
                     item.min_ts = ts
                 for closed in item.aggregator.add(candle):
                     if closed.ts >= item.min_ts:  # the data began inside this bucket: not a whole candle
                         kept.append(closed)
+                        if observe is not None:
+                            observe(symbol, item.timeframe, closed)
             last = ts
             count += 1
         feed.last_ts = last
@@ -255,6 +275,8 @@ class CandleHub:
         if completed is None:
             # _emit for the base stream, from the feed's own references (the replay's per-candle path).
             feed.history.append(candle)
+            if self._on_history is not None:
+                self._on_history(symbol, feed.base_tf, candle)
             if self._publish_candles:
                 self._bus.publish(CandleClosed, close_ts, symbol, feed.base_tf, candle)
             for callback in feed.subscribers:
@@ -275,6 +297,8 @@ class CandleHub:
     def _emit(self, symbol: str, timeframe: str, candle: Candle, close_ts: int) -> None:
         key = (symbol, timeframe)
         self._history[key].append(candle)
+        if self._on_history is not None:
+            self._on_history(symbol, timeframe, candle)
         if self._publish_candles:
             self._bus.publish(CandleClosed, close_ts, symbol, timeframe, candle)
         callbacks = self._subscribers.get(key)
@@ -285,6 +309,8 @@ class CandleHub:
     def _emit_history(self, symbol: str, timeframe: str, candle: Candle, close_ts: int) -> None:
         key = (symbol, timeframe)
         self._history[key].append(candle)
+        if self._on_history is not None:
+            self._on_history(symbol, timeframe, candle)
         for _, callback in self._history_subscribers.get(key, ()):
             callback(symbol, timeframe, candle, close_ts)
 

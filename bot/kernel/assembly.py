@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.bus import EventBus, Handler, HeldDelivery
-from bot.candles.hub import CandleHub
+from bot.candles.hub import CandleHub, HistoryObserver
 from bot.clock import Clock, ReplayClock
 from bot.config.models import BotConfig
 from bot.log import BotLogger
@@ -51,6 +51,8 @@ class Seams:
     turns: HeldDelivery | None = None
     # None: deliver_stream; the cluster's lockstep replay hands the strategies' part of each candle to workers.
     router: RouterFactory | None = None
+    # Told of every candle the hub's history takes (the cluster's market-data outbox); None: nobody.
+    candle_history: HistoryObserver | None = None
     # False lets a bus subscriber's exception propagate (tests: an assertion in a subscriber fails the test).
     isolate_subscribers: bool = True
 
@@ -83,7 +85,9 @@ def build_services(config: BotConfig, logger: BotLogger | None = None, seams: Se
         wall_clock=None if candle_clock is not None else clock,
         turns=seams.turns,
     )
-    hub = CandleHub(bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles)
+    hub = CandleHub(
+        bus, config.replay.history_size, None if candle_clock is None else candle_clock.advance_to, config.replay.log_candles, seams.candle_history
+    )
     exchange = seams.exchange if seams.exchange is not None else PaperExchange()
     return BotServices(clock, bus, hub, log, risk, exchange, Metrics())
 
