@@ -159,11 +159,15 @@ def _cluster_options_problem(args: argparse.Namespace) -> str | None:
     return needs_cluster_extra()
 
 
-def _cluster_unused(config: Path, loaded: LoadedConfig) -> str | None:
-    """What `bot run` makes of a `cluster` section today (None without one): said, lest it seem to run a cluster."""
-    if loaded.bot.cluster is None:
+def _cluster_use(config: Path, loaded: LoadedConfig) -> str | None:
+    """What `bot run` makes of a `cluster` section today (None without one): said, lest it seem to run strategies on workers."""
+    cluster = loaded.bot.cluster
+    if cluster is None:
         return None
-    return f"{config}: the cluster section is read but not used yet: every strategy runs in this process (workers over NATS are not built yet)"
+    return (
+        f"{config}: cluster section: candles and events are published to {cluster.url} (streams MD_{cluster.name}, EVT_{cluster.name}); "
+        "every strategy still runs in this process (workers for bot run are not built yet)"
+    )
 
 
 def _print_problems(console: Console, problems: Sequence[ConfigProblem | str]) -> None:
@@ -390,8 +394,8 @@ def _validate(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         _warn_jumps(err, source, scan)
-    if (unused := _cluster_unused(args.config, loaded)) is not None:
-        _note(err, unused)
+    if (use := _cluster_use(args.config, loaded)) is not None:
+        _note(err, use)
     enabled = loaded.enabled_strategies()
     live = loaded.bot.exchange.feed if loaded.bot.exchange is not None and loaded.bot.feed.source == "ccxt" else None
     fed = f"live candles of {', '.join(live.symbols)} {live.timeframe}" if live is not None else f"candles for {', '.join(s.symbol + ' ' + s.timeframe for s in sources) or 'nothing'}"
@@ -436,8 +440,8 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
         _error(_stderr(), "--force only goes with --fresh (it lets --fresh start over in mode live with positions or orders open)")
         return EXIT_INVALID
     logger = BotLogger.to_stderr(level=log_level(args, loaded.bot.daemon.log_level), log_file=args.log_file)
-    if (unused := _cluster_unused(args.config, loaded)) is not None:
-        logger.logger.warning("%s", unused)
+    if (use := _cluster_use(args.config, loaded)) is not None:
+        logger.logger.warning("%s", use)
     lock: JournalLock | None = None
     try:
         if args.fresh:

@@ -56,10 +56,13 @@ from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
 
 if TYPE_CHECKING:
+    from bot.cluster.outbox import Outbox
     from bot.daemon.live_trading import LiveTrading
 
 # `bot run`'s exit code when the live feed fails while trading (a failure at start is a BotError: 2).
 EXIT_FEED_FAILED = 4
+# Seconds a stop gives the cluster's outbox to publish what is waiting (then it is left, and logged).
+OUTBOX_FLUSH_S = 5.0
 
 
 def socket_path_of(loaded: LoadedConfig) -> Path:
@@ -203,8 +206,23 @@ class Daemon:
             if live is not None:
                 await live.close()
 
+    def _outbox(self) -> Outbox | None:
+        """With a cluster section: the outbox publishing the hub's candles and events to the server (nats imported only then)."""
+        if self.loaded.bot.cluster is None:
+            return None
+        from bot.cluster.hub_outbox import hub_outbox
+
+        return hub_outbox(self.loaded.bot, self.loaded.base_dir, self.logger.logger, os.environ, time.time_ns())
+
     def _build(
-        self, tg: anyio.abc.TaskGroup, journal: Journal, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults, turns: Turns
+        self,
+        tg: anyio.abc.TaskGroup,
+        journal: Journal,
+        clock: WallClock | None,
+        live: LiveTrading | None,
+        faults: BookingFaults,
+        turns: Turns,
+        outbox: Outbox | None,
     ) -> tuple[Bot, InboxDelivery, FeedPosition]:
         """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox, each candle it handles one turn.
 
@@ -235,8 +253,12 @@ class Daemon:
             delivery=inboxes,
             journal=journal_first,
             turns=turns,
+            candle_history=None if outbox is None else outbox.candle,
         )
         bot = build_bot(config, mode, seams, self.logger, self.loaded.catalog)
+        if outbox is not None:
+            # Subscribed before anything is published: the bus delivers events only once journalled, in seq order.
+            bot.services.bus.subscribe(outbox.event)
         delivery = bot.manager.delivery
         assert isinstance(delivery, InboxDelivery)  # what `inboxes` built
         return bot, delivery, position
@@ -250,7 +272,11 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
-            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns)
+            outbox = self._outbox()
+            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox)
+            if outbox is not None:
+                # Connects in the background: the daemon trades while the server is down, the outbox buffering.
+                await tg.start(outbox.run)
             services, manager = bot.services, bot.manager
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved
@@ -285,6 +311,8 @@ class Daemon:
                 finally:
                     with anyio.CancelScope(shield=True):
                         await services.stop()
+                        if outbox is not None:
+                            await outbox.close(OUTBOX_FLUSH_S)
             tg.cancel_scope.cancel()
         if self._failure is not None:
             log.error("stopped: %s", self._failure)

@@ -1,4 +1,4 @@
-"""The `cluster` section as the command line shows it: refused without its secrets, and said to be unused by `bot run`."""
+"""The `cluster` section as the command line shows it: refused without its secrets, and what `bot run` does with it said once."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,10 +26,13 @@ def test_validate_refuses_a_url_with_a_password_without_printing_it(tmp_path: Pa
     assert "hunter2" not in result.stdout + result.stderr
 
 
-UNUSED = "config.json: the cluster section is read but not used yet: every strategy runs in this process (workers over NATS are not built yet)"
+USE = (
+    "config.json: cluster section: candles and events are published to nats://127.0.0.1:4222 (streams MD_main, EVT_main); "
+    "every strategy still runs in this process (workers for bot run are not built yet)"
+)
 
 
-def test_bot_run_warns_once_at_start_that_the_cluster_section_is_not_used(short_tmp: Path) -> None:
+def test_bot_run_says_once_at_start_what_the_cluster_section_is_used_for(short_tmp: Path) -> None:
     daemon = DaemonProcess(write_daemon_config(short_tmp, cluster={}))
     try:
         daemon.wait_ready()
@@ -37,14 +40,14 @@ def test_bot_run_warns_once_at_start_that_the_cluster_section_is_not_used(short_
         code = daemon.stop()
     log = daemon.log.read_text()
     assert code == 0, log
-    warned = [line for line in log.splitlines() if UNUSED in line]
+    warned = [line for line in log.splitlines() if USE in line]
     assert len(warned) == 1 and "WARNING" in warned[0], log
 
 
 @pytest.mark.parametrize("cluster", [True, False], ids=["with-cluster", "without"])
-def test_validate_notes_an_unused_cluster_section(tmp_path: Path, cluster: bool) -> None:
+def test_validate_notes_what_the_cluster_section_is_used_for(tmp_path: Path, cluster: bool) -> None:
     write_setup(tmp_path, {"a.json": valid_strategy()}, {**CANDLES, **({"cluster": {}} if cluster else {})})
     result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("config.json: OK (1 strategies")
-    assert result.stderr.splitlines() == ([f"note: {UNUSED}"] if cluster else [])
+    assert result.stderr.splitlines() == ([f"note: {USE}"] if cluster else [])

@@ -1,0 +1,267 @@
+"""The hub's outbox: every candle its history takes and every event it publishes, to the cluster's JetStream streams, in order.
+
+Fed synchronously from the candle hub's history observer and a bus subscriber (never blocking
+the trading path: a bounded queue that drops its oldest when full, counted), emptied by one task
+that publishes each message with its msg-id and waits for the server's ack before the next, so
+each stream keeps the order things happened in. A publish whose outcome is unknown (a timeout,
+the connection lost or reconnecting) is retried with the same msg-id until acked: the server's
+duplicate window stores it once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import msgspec
+import nats.errors
+import nats.js.errors
+from anyio.abc import TaskStatus
+
+from bot.cluster.access import ClusterConnectError
+from bot.cluster.connection import ClusterConnection, Health
+from bot.cluster.error_lines import ErrorLines
+from bot.cluster.streams import StreamConfigError, StreamNames, ensure_streams
+from bot.event_codec import encode_message
+from bot.events import Event
+from bot.live.backoff import Backoff
+from bot.ohlcv import Candle
+
+# Messages waiting at most; beyond, the oldest is dropped (counted): a day of 1m candles for ~70 streams, or as many events.
+DEFAULT_CAPACITY: Final[int] = 100_000
+# Seconds one publish waits for its ack before its outcome counts as unknown (then retried with the same msg-id).
+PUBLISH_TIMEOUT_S: Final[float] = 2.0
+# Delays between attempts while the server answers but does not ack (JetStream still starting after a restart).
+RETRY_MIN_S: Final[float] = 0.05
+RETRY_MAX_S: Final[float] = 2.0
+# A publish failed with the connection down waits this long for it to come back before trying again anyway.
+RECONNECT_WAIT_S: Final[float] = 5.0
+# Errors after which the outcome of a publish is unknown: the message may be stored or not.
+_UNKNOWN_OUTCOME: Final = (
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candle:
+    symbol: str
+    timeframe: str
+    candle: Candle
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    stream: str
+    subject: str
+    msg_id: str
+    data: bytes
+
+
+class Outbox:
+    """Publishes the hub's candles (to MD_<cid>) and events (to EVT_<cid>) through `connection`, each exactly once and in order.
+
+    `candle` and `event` are the synchronous observers (the hub's history, the bus); `run` is the
+    task in the daemon's task group that connects (retrying forever), makes sure the streams
+    exist and publishes; `close` flushes for a bounded time. While the server is down the daemon
+    trades on and the outbox buffers up to `capacity` messages; `health` says degraded and the
+    log says so once a minute. `run_id` tells this process's events from an earlier start's,
+    since the bus numbers them from 1 each time.
+    """
+
+    def __init__(
+        self,
+        connection: ClusterConnection,
+        names: StreamNames,
+        exchange: str,
+        run_id: str,
+        history_size: int,
+        logger: logging.Logger,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        publish_timeout: float = PUBLISH_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("the outbox needs room for at least one message")
+        self._connection = connection
+        self._names = names
+        self._exchange = exchange
+        self._run_id = run_id
+        self._history_size = history_size
+        self._log = logger
+        self._capacity = capacity
+        self._publish_timeout = publish_timeout
+        self._lines = ErrorLines(logger, clock)
+        self._queue: deque[_Candle | Event] = deque()
+        self._more = anyio.Event()
+        self._in_flight = False
+        self._drained = anyio.Event()
+        self._drained.set()
+        self._done = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self._failure: str | None = None
+        self._waiting_since: float | None = None
+        self._clock = clock
+        self.published = 0
+        self.dropped = 0
+
+    # -- the trading path's side: synchronous, O(1), never blocks -----------------------------------
+    def candle(self, symbol: str, timeframe: str, candle: Candle) -> None:
+        """Queue a candle the hub's history took (the hub's history observer)."""
+        self._put(_Candle(symbol, timeframe, candle))
+
+    def event(self, event: Event) -> None:
+        """Queue an event the bus delivered, so already journalled (a bus subscriber of every type)."""
+        self._put(event)
+
+    def _put(self, item: _Candle | Event) -> None:
+        if self._failure is not None:
+            self.dropped += 1
+            return
+        queue = self._queue
+        if len(queue) >= self._capacity:
+            queue.popleft()
+            self.dropped += 1
+            self._lines("dropped", f"cluster: the outbox is full and dropped its oldest ({self.dropped} dropped in all): {self._why_waiting()}")
+        queue.append(item)
+        if self._drained.is_set():
+            self._drained = anyio.Event()
+        self._more.set()
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        """Messages not acked by the server yet (the one being published included)."""
+        return len(self._queue) + self._in_flight
+
+    @property
+    def health(self) -> Health:
+        """Connected while the server takes what comes; degraded while it does not (with the backlog); closed once given up."""
+        if self._failure is not None:
+            return Health("closed", f"{self._failure}; {self.dropped} dropped")
+        link = self._connection.health
+        dropped = f", {self.dropped} dropped" if self.dropped else ""
+        if link.state != "connected" or self._waiting_since is not None:
+            return Health("degraded", f"{self._why_waiting()}: {self.backlog} waiting{dropped}")
+        if self.dropped:
+            return Health("degraded", f"{self.dropped} dropped (outbox full)")
+        return Health("connected")
+
+    def _why_waiting(self) -> str:
+        link = self._connection.health
+        if link.state != "connected":
+            return link.detail or link.state
+        return "the server does not ack" if self._waiting_since is not None else "the outbox is full"
+
+    # -- the publishing task --------------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect (retrying forever), make sure the streams exist, then publish what comes until `close`."""
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                task_status.started()
+                try:
+                    await self._connection.connect()
+                    await self._ensure_streams()
+                    await self._publish_all()
+                except (ClusterConnectError, StreamConfigError, nats.js.errors.Error, nats.errors.Error) as exc:
+                    # Ours to report, not to trade on: the daemon goes on without the server.
+                    self._give_up(str(exc) if isinstance(exc, (ClusterConnectError, StreamConfigError)) else f"{type(exc).__name__}: {exc}")
+        finally:
+            self._done.set()
+
+    def _give_up(self, reason: str) -> None:
+        self._failure = reason
+        self.dropped += len(self._queue)
+        self._queue.clear()
+        self._drained.set()
+        self._log.error("cluster: no longer publishing candles and events: %s", reason)
+
+    async def _ensure_streams(self) -> None:
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
+        while True:
+            try:
+                for line in await ensure_streams(self._connection.jetstream(self._publish_timeout), self._names, self._history_size):
+                    self._log.info("cluster: %s", line)
+                return
+            except (*_UNKNOWN_OUTCOME, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
+                await self._wait_to_retry(exc, backoff)
+
+    async def _publish_all(self) -> None:
+        while True:
+            while not self._queue:
+                self._drained.set()
+                self._more = anyio.Event()
+                await self._more.wait()
+            item = self._queue.popleft()
+            self._in_flight = True
+            await self._publish(self._message(item))
+            self._in_flight = False
+            self.published += 1
+
+    def _message(self, item: _Candle | Event) -> _Message:
+        names = self._names
+        if isinstance(item, _Candle):
+            return _Message(
+                names.md,
+                names.md_subject(self._exchange, item.symbol, item.timeframe),
+                names.md_msg_id(self._exchange, item.symbol, item.timeframe, item.candle.ts),
+                msgspec.json.encode(item.candle),
+            )
+        return _Message(names.evt, names.evt_subject(item.strategy_id, item.type), names.evt_msg_id(self._run_id, item.seq), encode_message(item))
+
+    async def _publish(self, message: _Message) -> None:
+        """Publish until acked; the same msg-id every time, so a retry of a message the server stored is a duplicate it drops."""
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
+        js = self._connection.jetstream(self._publish_timeout)
+        while True:
+            try:
+                await js.publish(message.subject, message.data, stream=message.stream, headers={"Nats-Msg-Id": message.msg_id})
+            except _UNKNOWN_OUTCOME as exc:
+                await self._wait_to_retry(exc, backoff)
+                continue
+            except nats.js.errors.NoStreamResponseError as exc:
+                # No stream took the subject: JetStream not up yet after a restart, or a store without our streams.
+                await self._wait_to_retry(exc, backoff)
+                await self._ensure_streams()
+                continue
+            if self._waiting_since is not None:
+                self._log.info("cluster: the server takes candles and events again (%s waiting)", self.backlog)
+                self._waiting_since = None
+            return
+
+    async def _wait_to_retry(self, exc: Exception, backoff: Backoff) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = self._clock()
+        self._lines("waiting", f"cluster: candles and events wait for {self._connection.url} ({self._why_waiting()}: {type(exc).__name__}); {self.backlog} waiting")
+        if self._connection.health.state != "connected":
+            with anyio.move_on_after(RECONNECT_WAIT_S):
+                await self._connection.wait_for("connected")
+        else:
+            await anyio.sleep(backoff.next_delay())
+
+    # -- stop -----------------------------------------------------------------------------------
+    async def close(self, timeout: float) -> None:
+        """Publish what is waiting for at most `timeout` seconds, then stop the task and close the connection; log what was left."""
+        # Even while disconnected: a server back within the bound takes what waits.
+        with anyio.move_on_after(timeout):
+            await self._drained.wait()
+        left = self.backlog if self._failure is None else 0
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._done.wait()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
+            await self._connection.close()
+        if left:
+            self._log.warning("cluster: stopped with %d candles and events not taken by the server (%d published, %d dropped)", left, self.published, self.dropped)
+        else:
+            self._log.info("cluster: published %d candles and events (%d dropped)", self.published, self.dropped)

@@ -1,0 +1,213 @@
+"""The hub's outbox: a real stepped `bot run` with a cluster section publishes every candle its history takes and every event, once, in order.
+
+A real nats-server per test; kill -9 of the server between steps and a daemon started while it
+is down: afterwards the streams hold everything exactly once (retries with the same msg-id).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bot.bus import EventBus
+from bot.candles.hub import CandleHub
+from bot.candles.reader import read_candles
+from bot.clock import ReplayClock
+from bot.config.cluster import ClusterConfig
+from bot.event_codec import decode_message, encode_message
+from bot.ohlcv import Candle
+from tests.cluster.nats_server import NatsServer, unavailable
+from tests.control.client import wait_for
+from tests.daemon.process import DaemonProcess, journal_rows, short_tmp, write_daemon_config
+from tests.support import BTC_1M
+
+try:
+    import nats
+    import nats.js.errors
+
+    from bot.cluster.connection import ClusterConnection
+    from bot.cluster.outbox import Outbox
+    from bot.cluster.streams import StreamNames, token
+except ImportError as missing:
+    unavailable(f"nats-py is not installed (bash scripts/setup.sh --cluster): {missing}")
+
+__all__ = ["short_tmp"]
+
+CID = "t1"
+NAMES = StreamNames(CID)
+BACKFILL = 300
+MINUTE = 60_000
+DEADLINE_S = 30.0
+# The repo's two strategies trade 15m and 5m, and read 1h: the hub derives them from the 1m feed.
+TIMEFRAMES = ("1m", "5m", "15m", "1h")
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One message of a stream as the server holds it."""
+
+    subject: str
+    msg_id: str
+    data: bytes
+
+
+def _config(folder: Path, server: NatsServer) -> Path:
+    cluster = {"url": server.url, "name": CID, "reconnect_min_s": 0.02, "reconnect_max_s": 0.2}
+    return write_daemon_config(folder, cluster=cluster, feed={"speed": 1, "loop": False, "backfill": BACKFILL})
+
+
+@pytest.fixture
+def stepped_hub(short_tmp: Path, nats_server: NatsServer) -> Iterator[tuple[DaemonProcess, NatsServer]]:
+    daemon = DaemonProcess(_config(short_tmp, nats_server), stepped=True)
+    try:
+        daemon.wait_ready()
+        yield daemon, nats_server
+    finally:
+        daemon.stop()
+
+
+def read_stream(url: str, stream: str) -> list[Stored]:
+    """Every message `stream` holds, in stream order."""
+
+    async def read() -> list[Stored]:
+        client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+        try:
+            js = client.jetstream(timeout=5)
+            try:
+                state = (await js.stream_info(stream)).state
+            except nats.js.errors.NotFoundError:
+                return []  # not created yet
+            stored: list[Stored] = []
+            for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+                msg = await js.get_msg(stream, seq)
+                assert msg.subject is not None and msg.data is not None and msg.headers is not None
+                stored.append(Stored(msg.subject, msg.headers["Nats-Msg-Id"], msg.data))
+            return stored
+        finally:
+            await client.close()
+
+    return asyncio.run(asyncio.wait_for(read(), DEADLINE_S))
+
+
+def expected_candles(last_close: int) -> list[Stored]:
+    """What MD must hold after the feed published up to `last_close`: each candle of every stream the hub keeps, as the hub takes them."""
+    taken: list[tuple[str, str, Candle]] = []
+    clock = ReplayClock()
+    hub = CandleHub(EventBus(clock), 1_000, clock.advance_to, False, on_history=lambda s, tf, c: taken.append((s, tf, c)))
+    hub.add_feed("BTC/USD", "1m")
+    for timeframe in TIMEFRAMES[1:]:
+        hub.require("BTC/USD", timeframe)
+    for candle in itertools.takewhile(lambda c: c.ts + MINUTE <= last_close, read_candles(BTC_1M)):
+        hub.ingest("BTC/USD", candle)
+    return [
+        Stored(NAMES.md_subject("paper", s, tf), NAMES.md_msg_id("paper", s, tf, c.ts), msgspec.json.encode(c)) for s, tf, c in taken
+    ]
+
+
+def by_subject(messages: list[Stored]) -> dict[str, list[Stored]]:
+    grouped: dict[str, list[Stored]] = {}
+    for message in messages:
+        grouped.setdefault(message.subject, []).append(message)
+    return grouped
+
+
+def assert_md_holds_exactly(url: str, last_close: int) -> None:
+    stored = read_stream(url, NAMES.md)
+    expected = expected_candles(last_close)
+    assert [m for m, n in Counter(m.msg_id for m in stored).items() if n > 1] == []  # no candle twice
+    # Order is kept per subject (a stream's candles in time order); across subjects the hub's order.
+    held, wanted = by_subject(stored), by_subject(expected)
+    assert {k: len(v) for k, v in held.items()} == {k: len(v) for k, v in wanted.items()}
+    assert held == wanted
+    assert {m.subject.split(".")[-1] for m in stored} == set(TIMEFRAMES)
+
+
+def assert_evt_holds_every_event_once_in_seq_order(url: str, folder: Path) -> int:
+    """EVT: seq 1..n without gap or repeat, each the codec's wire message under its subject and msg-id, the journal's events among them; n."""
+    stored = read_stream(url, NAMES.evt)
+    events = [decode_message(m.data) for m in stored]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    runs = {re.fullmatch(rf"{CID}:(\d+):{e.seq}", m.msg_id).group(1) for m, e in zip(stored, events, strict=True)}  # type: ignore[union-attr]
+    assert len(runs) == 1  # one daemon start
+    for message, event in zip(stored, events, strict=True):
+        assert message.data == encode_message(event)
+        assert message.subject == f"evt.{CID}.{'_market' if event.strategy_id is None else token(event.strategy_id)}.{event.type}"
+    by_seq = {e.seq: e for e in events}
+    journalled = [(seq, "strategy_state", ts, sid) for seq, ts, sid in journal_rows(folder, "SELECT seq, ts, strategy_id FROM strategy_states")]
+    journalled += journal_rows(folder, "SELECT seq, type, ts, strategy_id FROM strategy_events")
+    assert len(journalled) >= 2, "the journal holds no event of the strategies"
+    assert [row for row in journalled if (by_seq[row[0]].type, by_seq[row[0]].ts, by_seq[row[0]].strategy_id) != row[1:]] == []
+    assert {"candle", "strategy_state"} <= {e.type for e in events}
+    return len(events)
+
+
+def published_at_stop(daemon: DaemonProcess) -> int:
+    """What the daemon's outbox said it published, in its last line."""
+    lines = re.findall(r"cluster: published (\d+) candles and events \(0 dropped\)", daemon.log.read_text())
+    assert len(lines) == 1, daemon.log.read_text()[-3000:]
+    return int(lines[0])
+
+
+def test_md_and_evt_hold_exactly_the_stepped_candles_and_the_events(stepped_hub: tuple[DaemonProcess, NatsServer]) -> None:
+    daemon, server = stepped_hub
+    last = daemon.step(40).last_close
+    assert last is not None
+    assert daemon.stop() == 0
+    assert_md_holds_exactly(server.url, last)
+    events = assert_evt_holds_every_event_once_in_seq_order(server.url, daemon.folder)
+    assert published_at_stop(daemon) == len(expected_candles(last)) + events
+
+
+def test_a_server_killed_between_steps_and_restarted_on_its_store_ends_with_everything_once(stepped_hub: tuple[DaemonProcess, NatsServer]) -> None:
+    daemon, server = stepped_hub
+    daemon.step(10)
+    server.kill9()
+    daemon.step(15)  # trading goes on while the server is down
+    server.restart()
+    last = daemon.step(10).last_close
+    assert last is not None
+    assert daemon.stop() == 0  # its outbox publishes what waits as it stops, the server back
+    assert_md_holds_exactly(server.url, last)
+    events = assert_evt_holds_every_event_once_in_seq_order(server.url, daemon.folder)
+    assert published_at_stop(daemon) == len(expected_candles(last)) + events
+    assert "cluster: lost " in daemon.log.read_text()
+
+
+def test_a_daemon_started_while_the_server_is_down_trades_and_catches_up_when_it_comes(short_tmp: Path, nats_server: NatsServer) -> None:
+    config = _config(short_tmp, nats_server)
+    nats_server.kill9()
+    daemon = DaemonProcess(config, stepped=True)
+    try:
+        daemon.wait_ready()
+        last = daemon.step(20).last_close
+        assert last is not None
+        assert journal_rows(daemon.folder, "SELECT value FROM meta WHERE key = 'feed.last_ts'") == [(str(last),)]  # traded on
+        nats_server.restart()
+        expected = len(expected_candles(last))
+        wait_for(lambda: len(read_stream(nats_server.url, NAMES.md)) == expected, f"{expected} candles in MD", DEADLINE_S)
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()
+    assert_md_holds_exactly(nats_server.url, last)
+    events = assert_evt_holds_every_event_once_in_seq_order(nats_server.url, daemon.folder)
+    assert published_at_stop(daemon) == expected + events
+
+
+def test_a_full_outbox_drops_its_oldest_counted_and_says_degraded_without_blocking(nats_server: NatsServer) -> None:
+    url = nats_server.url
+    nats_server.kill9()  # nothing takes what comes: it waits in the outbox
+    connection = ClusterConnection(ClusterConfig.model_validate({"url": url}), Path(), logging.getLogger("t"), label="t", environ={})
+    outbox = Outbox(connection, NAMES, "paper", "1", 10, logging.getLogger("t"), capacity=3)
+    for n in range(5):
+        outbox.candle("BTC/USD", "1m", Candle(n * MINUTE, 1.0, 1.0, 1.0, 1.0, 1.0))
+    assert (outbox.backlog, outbox.dropped) == (3, 2)
+    health = outbox.health
+    assert health.state == "degraded" and health.detail.endswith("3 waiting, 2 dropped"), health
