@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import sys
 
@@ -36,9 +37,7 @@ def cluster_config(url: str | None, section: ClusterConfig | None, option: str =
 
 def needs_cluster_extra() -> str | None:
     """Why the cluster cannot run here (its extra not installed), or None."""
-    try:
-        import nats  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("nats") is None:
         return "the cluster needs the cluster extra (nats-py): run bash scripts/setup.sh --cluster"
     return None
 
