@@ -1,0 +1,384 @@
+"""Leases on strategies in the KV bucket `leases_<cid>`: claim, renew, release, who holds one, a watch of every change; epochs for fencing.
+
+A lease is the key `lease.<sid>` holding {worker, hb, epoch}. The bucket's TTL expires a key not
+renewed in time and the server leaves a limit marker (a PURGE with `Nats-Marker-Reason`) that
+watchers see. The revision of the claiming write is the lease's epoch: a stream sequence, so it
+only grows, across claims and server restarts alike. Renewals write new revisions and carry the
+epoch in the value, so whoever reads the key later still learns the claim's epoch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import msgspec
+import nats.js.errors
+from nats.aio.msg import Msg as NatsMsg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from bot.cluster.connection import ClusterConnection
+from bot.cluster.error_lines import ErrorLines
+from bot.cluster.subjects import check_token
+from bot.errors import BotError
+
+KEY_PREFIX = "lease."
+# Seconds the server keeps an expiry marker: long enough for every watcher to be sent it.
+MARKER_TTL_S = 1.0
+# The server expires keys to the second (nats.c#1001): below 2 s a lease could vanish between two renewals of a healthy worker.
+MIN_TTL_S = 2.0
+# The worker named by a lease whose value does not decode: no real worker's name (not a subject token).
+UNKNOWN_WORKER = "?"
+# JetStream's error codes for a failed compare-and-set (wrong last sequence on the subject).
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+# Times a claim re-reads the key when it changes under it (a marker expiring, another claimer): then it gives up as not won.
+_CLAIM_ATTEMPTS = 3
+# Changes a watch holds for a slow reader; beyond, the client's delivery waits (the ordered consumer resumes in order).
+_WATCH_QUEUE = 256
+# A strategy id (bot/config/models.py) as a KV key: no empty token between dots.
+_SID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
+_KV_OPERATION = "KV-Operation"
+_MARKER_REASON = "Nats-Marker-Reason"
+
+
+class LeaseBucketError(BotError):
+    """The lease bucket on the server cannot be used as configured (another TTL, no expiry markers): the message says what to do."""
+
+
+class LeaseLost(BotError):
+    """A renewal lost its compare-and-set: the lease expired and was claimed by another, or was deleted; the worker must drop the strategy."""
+
+    def __init__(self, sid: str, worker: str, reason: str) -> None:
+        super().__init__(f"lease on {sid} lost by {worker}: {reason}")
+        self.sid = sid
+        self.worker = worker
+        self.reason = reason
+
+
+class LeaseValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What a lease key holds: its worker, the heartbeat count, and (from the first renewal on) the epoch of the claim."""
+
+    worker: str
+    hb: int
+    # None on the claim itself: the claim's revision is the epoch, unknown until the server stores it.
+    epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease this process holds: `epoch` is the claim's revision (fixed), `revision` the key's latest write (each renewal moves it)."""
+
+    sid: str
+    worker: str
+    epoch: int
+    revision: int
+    hb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a lease now; a value that does not decode is held by UNKNOWN_WORKER, `problem` saying why."""
+
+    sid: str
+    worker: str
+    epoch: int
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A watch's news: `worker` holds `sid` from `epoch` on (a new claim, or the holder the watch found at its start)."""
+
+    sid: str
+    worker: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """A watch's news: nobody holds `sid` (`reason`: expired, deleted or purged)."""
+
+    sid: str
+    reason: str
+
+
+LeaseChange = Claimed | Gone
+
+
+def is_current(holder: Holder | None, worker: str, epoch: int) -> bool:
+    """Fencing: whether a message from `worker` under `epoch` comes from the lease's present holder."""
+    return holder is not None and holder.problem is None and holder.worker == worker and holder.epoch == epoch
+
+
+def check_sid(sid: str) -> str:
+    """`sid` if it can name a lease key, else ValueError."""
+    if len(sid) > 64 or not _SID.fullmatch(sid):
+        raise ValueError(f"strategy id {sid!r} cannot name a lease: 1-64 letters, digits, '_', '-' or '.' (not at either end, not two in a row)")
+    return sid
+
+
+def _gone_reason(headers: dict[str, str] | None) -> str | None:
+    """Why the message with `headers` ends a lease (a limit marker, a delete, a purge), or None for a value."""
+    if not headers:
+        return None
+    marker = headers.get(_MARKER_REASON)
+    if marker is not None:
+        return "expired" if marker == "MaxAge" else f"removed by the server ({marker})"
+    operation = headers.get(_KV_OPERATION)
+    if operation == "DEL":
+        return "deleted"
+    if operation == "PURGE":
+        return "purged"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    seq: int
+    holder: Holder
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    seq: int
+    reason: str
+
+
+_Read = _Live | _Ended | None
+
+_decoder = msgspec.json.Decoder(LeaseValue)
+_encoder = msgspec.json.Encoder()
+
+
+class LeaseBucket:
+    """The lease bucket `leases_<cid>` on the cluster's server: `open()` it, then claim, renew, release, ask or watch."""
+
+    def __init__(
+        self,
+        connection: ClusterConnection,
+        cid: str,
+        ttl_s: float,
+        logger: logging.Logger,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl_s < MIN_TTL_S:
+            raise ValueError(f"a lease TTL of {ttl_s:g} s is too short: at least {MIN_TTL_S:g} s (the server expires keys to the second)")
+        self._connection = connection
+        self.cid = check_token("cluster id", cid)
+        self.ttl_s = ttl_s
+        self.bucket = f"leases_{cid}"
+        self._stream = f"KV_{self.bucket}"
+        self._subject_prefix = f"$KV.{self.bucket}.{KEY_PREFIX}"
+        self._log = logger
+        self._bad_values = ErrorLines(logger, clock)
+        self._kv: KeyValue | None = None
+
+    async def open(self) -> None:
+        """Bind the bucket, creating it if missing; LeaseBucketError if it exists with another TTL or without expiry markers."""
+        js = self._connection.jetstream()
+        try:
+            kv = await js.key_value(self.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            config = KeyValueConfig(bucket=self.bucket, history=1, ttl=self.ttl_s, storage=StorageType.FILE, limit_marker_ttl=MARKER_TTL_S)
+            try:
+                kv = await js.create_key_value(config)
+            except nats.js.errors.BadRequestError as clash:
+                # Another process created it at the same moment, with a configuration of its own: bind it and compare below.
+                if clash.err_code != 10058:
+                    raise
+                kv = await js.key_value(self.bucket)
+        status = await kv.status()
+        if status.ttl is None or abs(status.ttl - self.ttl_s) > 1e-3:
+            found = "no TTL" if not status.ttl else f"a TTL of {status.ttl:g} s"
+            raise LeaseBucketError(
+                f"lease bucket {self.bucket} exists with {found}, not the {self.ttl_s:g} s of cluster.lease_ttl_s: "
+                f"every process of the cluster needs the same lease_ttl_s (to change it, stop the cluster and delete the bucket)"
+            )
+        if not status.marker_ttl:
+            raise LeaseBucketError(
+                f"lease bucket {self.bucket} exists without limit markers (subject_delete_marker_ttl): nobody would see a lease expire; "
+                f"stop the cluster and delete the bucket so that it is made again"
+            )
+        self._kv = kv
+
+    def _require_open(self) -> KeyValue:
+        if self._kv is None:
+            raise LeaseBucketError(f"lease bucket {self.bucket}: open() it first")
+        return self._kv
+
+    async def _read(self, sid: str) -> _Read:
+        """The last message of `lease.<sid>` as it is on the server: None (no key), ended (a marker or delete) or live."""
+        try:
+            message = await self._connection.jetstream().get_msg(self._stream, subject=self._subject_prefix + sid)
+        except nats.js.errors.NotFoundError:
+            return None
+        seq = message.seq or 0
+        reason = _gone_reason(message.headers)
+        if reason is not None:
+            return _Ended(seq, reason)
+        return _Live(seq, self._holder(sid, seq, message.data or b""))
+
+    def _holder(self, sid: str, seq: int, data: bytes) -> Holder:
+        try:
+            value = _decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            problem = f"lease {KEY_PREFIX}{sid} (revision {seq}) in {self.bucket} does not decode: {exc}: {bytes(data[:80])!r}"
+            return Holder(sid, UNKNOWN_WORKER, seq, problem)
+        return Holder(sid, value.worker, value.epoch if value.epoch is not None else seq)
+
+    async def holder(self, sid: str) -> Holder | None:
+        """Who holds `sid`'s lease now (None: never claimed, expired, released); an undecodable value is held by UNKNOWN_WORKER."""
+        self._require_open()
+        read = await self._read(check_sid(sid))
+        return read.holder if isinstance(read, _Live) else None
+
+    async def claim(self, sid: str, worker: str) -> Lease | None:
+        """Claim `sid` for `worker`: the Lease (its epoch the claim's revision), or None when another holds it live.
+
+        A lease `worker` already holds live is returned as it is: a retried claim whose first
+        attempt was stored (a timeout during a reconnect) finds its own write.
+        """
+        kv = self._require_open()
+        key = KEY_PREFIX + check_sid(sid)
+        value = _encoder.encode(LeaseValue(check_token("worker", worker), 0))
+        try:
+            # create also claims over a delete tombstone (nats-py retries it as an update).
+            revision = await kv.create(key, value)
+            return Lease(sid, worker, revision, revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        for _ in range(_CLAIM_ATTEMPTS):
+            read = await self._read(sid)
+            if isinstance(read, _Live):
+                if read.holder.worker != worker or read.holder.problem is not None:
+                    return None
+                return Lease(sid, worker, read.holder.epoch, read.seq)
+            try:
+                if read is None:
+                    # The expiry marker expired in between: the key is new again.
+                    revision = await kv.create(key, value)
+                else:
+                    # nats-py's create cannot claim over a server's limit marker (nats-server#6712): compare-and-set on it.
+                    revision = await kv.update(key, value, last=read.seq)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+            return Lease(sid, worker, revision, revision)
+        return None
+
+    async def renew(self, lease: Lease) -> Lease:
+        """Heartbeat: write the lease again if it is still ours (compare-and-set on its last revision); LeaseLost when it is not."""
+        kv = self._require_open()
+        beat = lease.hb + 1
+        value = _encoder.encode(LeaseValue(lease.worker, beat, lease.epoch))
+        try:
+            revision = await kv.update(KEY_PREFIX + lease.sid, value, last=lease.revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            read = await self._read(lease.sid)
+            if isinstance(read, _Live) and read.holder.problem is None and (read.holder.worker, read.holder.epoch) == (lease.worker, lease.epoch):
+                # Our own earlier renewal, stored though it timed out (published while reconnecting): still ours.
+                return Lease(lease.sid, lease.worker, lease.epoch, read.seq, beat)
+            raise LeaseLost(lease.sid, lease.worker, self._lost_reason(lease, read)) from None
+        return Lease(lease.sid, lease.worker, lease.epoch, revision, beat)
+
+    def _lost_reason(self, lease: Lease, read: _Read) -> str:
+        if read is None:
+            return f"expired (no key {KEY_PREFIX}{lease.sid} left)"
+        if isinstance(read, _Ended):
+            return f"{read.reason} (revision {read.seq})"
+        if read.holder.problem is not None:
+            return read.holder.problem
+        return f"claimed by {read.holder.worker} with epoch {read.holder.epoch} (ours was {lease.epoch})"
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease up at once (a delete on its last revision); a lease already lost is left as it is, without error."""
+        try:
+            await self._require_open().delete(KEY_PREFIX + lease.sid, last=lease.revision)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code not in _WRONG_LAST_SEQUENCE:
+                raise
+
+    async def watch(self) -> LeaseWatch:
+        """A watch of every lease, listening before this returns: first the present holders (and ends), then each change."""
+        self._require_open()
+        watch = LeaseWatch(self._change)
+        await watch.listen(self._connection.jetstream(), self._subject_prefix + ">", self._stream)
+        return watch
+
+    def _change(self, message: NatsMsg) -> LeaseChange | None:
+        """The change a watched message makes (None: a value that does not decode, logged at most once a minute)."""
+        sid = message.subject.removeprefix(self._subject_prefix)
+        reason = _gone_reason(message.headers)
+        if reason is not None:
+            return Gone(sid, reason)
+        seq = message.metadata.sequence.stream
+        holder = self._holder(sid, seq, message.data)
+        if holder.problem is not None:
+            self._bad_values("bad lease value", f"cluster: {holder.problem}; skipped")
+            return None
+        return Claimed(sid, holder.worker, holder.epoch)
+
+
+class LeaseWatch:
+    """The changes of every lease of a bucket, in order: `async for change in watch`; `stop()` (or `async with`) ends it.
+
+    Renewals are not changes: a lease is reported again only when its worker or epoch changes, or it ends.
+    """
+
+    def __init__(self, change: Callable[[NatsMsg], LeaseChange | None]) -> None:
+        self._change = change
+        self._subscription: Subscription | None = None
+        self._changes: asyncio.Queue[LeaseChange | None] = asyncio.Queue(_WATCH_QUEUE)
+        # What this watch last reported per lease: renewals repeat it and are not news.
+        self._reported: dict[str, LeaseChange] = {}
+        self._stopped = False
+
+    async def listen(self, js: JetStreamContext, subject: str, stream: str) -> None:
+        """Subscribe: from the last message of each lease (the holder or end of each now), then every later write, in order."""
+        # An ordered consumer: the client re-creates it from its last sequence after a reconnect, without gap or repeat.
+        self._subscription = await js.subscribe(subject, stream=stream, cb=self._deliver, ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+
+    async def _deliver(self, message: NatsMsg) -> None:
+        """The subscription's callback: queue the message's change if it is news."""
+        change = self._change(message)
+        if change is None or self._reported.get(change.sid) == change:
+            return
+        if isinstance(change, Gone) and isinstance(self._reported.get(change.sid), Gone):
+            return  # an end after an end (a delete tombstone expiring): still gone
+        self._reported[change.sid] = change
+        await self._changes.put(change)
+
+    async def stop(self) -> None:
+        """Stop listening; an `async for` over the watch ends after the changes already queued."""
+        self._stopped = True
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await subscription.unsubscribe()
+        # Wakes a reader waiting on an empty queue; a reader of a full one sees _stopped once it has drained it.
+        if not self._changes.full():
+            self._changes.put_nowait(None)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> LeaseChange:
+        if self._stopped and self._changes.empty():
+            raise StopAsyncIteration
+        change = await self._changes.get()
+        if change is None:
+            raise StopAsyncIteration
+        return change
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
+        await self.stop()
