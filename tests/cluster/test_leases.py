@@ -1,0 +1,302 @@
+"""Leases against a real nats-server: one winner per claim, renewals, expiry seen by watchers, release, epochs across a restart, bad values."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from bot.config.cluster import ClusterConfig
+from tests.cluster.nats_server import NatsServer, unavailable
+
+try:
+    from bot.cluster.connection import ClusterConnection
+    from bot.cluster.leases import (
+        UNKNOWN_WORKER,
+        Claimed,
+        Gone,
+        Holder,
+        Lease,
+        LeaseBucket,
+        LeaseBucketError,
+        LeaseChange,
+        LeaseLost,
+        LeaseWatch,
+        is_current,
+    )
+except ImportError as missing:
+    unavailable(f"nats-py is not installed (bash scripts/setup.sh --cluster): {missing}")
+
+TTL_S = 2.0
+# A bound on waits for what the client must do at once; an expiry is the server's, awaited for TTL + EXPIRY_SLACK_S.
+DEADLINE_S = 20.0
+EXPIRY_SLACK_S = 10.0
+# How often a test looks again at a condition the server changes on its own (an expiry): a poll, never the proof.
+POLL_S = 0.05
+CID = "t1"
+LOGGER = "bot.test.leases"
+T = TypeVar("T")
+
+
+def _config(server: NatsServer) -> ClusterConfig:
+    return ClusterConfig.model_validate({"url": server.url, "reconnect_min_s": 0.02, "reconnect_max_s": 0.1, "lease_ttl_s": TTL_S})
+
+
+@asynccontextmanager
+async def _connected(server: NatsServer, label: str = "test") -> AsyncIterator[ClusterConnection]:
+    connection = ClusterConnection(_config(server), Path(), logging.getLogger(LOGGER), label=label, environ={})
+    async with asyncio.timeout(DEADLINE_S):
+        await connection.connect()
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def _bucket(server: NatsServer, label: str = "test", ttl_s: float = TTL_S) -> AsyncIterator[LeaseBucket]:
+    """An opened lease bucket of cluster CID on its own connection."""
+    async with _connected(server, label) as connection:
+        bucket = LeaseBucket(connection, CID, ttl_s, logging.getLogger(LOGGER))
+        async with asyncio.timeout(DEADLINE_S):
+            await bucket.open()
+        yield bucket
+
+
+async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str, deadline: float = DEADLINE_S) -> T:
+    """Ask `probe` until `done` says yes; fail naming `what` and the last answer at the deadline."""
+    seen: list[T] = []
+    try:
+        async with asyncio.timeout(deadline):
+            while True:
+                seen[:] = [await probe()]
+                if done(seen[0]):
+                    return seen[0]
+                await asyncio.sleep(POLL_S)
+    except TimeoutError:
+        pytest.fail(f"never happened within {deadline} s: {what} (last seen: {seen[0] if seen else 'nothing'!r})")
+
+
+async def _expired(bucket: LeaseBucket, sid: str) -> None:
+    """Await the server expiring `sid`'s lease (no renewals): the bucket's TTL plus the server's expiry check, generously."""
+    await _until(lambda: bucket.holder(sid), lambda holder: holder is None, f"the lease on {sid} expiring", TTL_S + EXPIRY_SLACK_S)
+
+
+async def _next(watch: LeaseWatch, deadline: float = DEADLINE_S) -> LeaseChange:
+    try:
+        async with asyncio.timeout(deadline):
+            return await anext(watch)
+    except TimeoutError:
+        pytest.fail(f"the watch reported nothing within {deadline} s")
+
+
+@pytest.mark.asyncio
+async def test_of_two_concurrent_claimers_exactly_one_wins_and_the_other_gets_none(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "w2") as two:
+        for sid in ("ema_cross", "trend.mtf", "rsi-1"):
+            got = await asyncio.gather(one.claim(sid, "w1"), two.claim(sid, "w2"))
+            won = [lease for lease in got if lease is not None]
+            assert len(won) == 1, got
+            lease = won[0]
+            assert lease.revision == lease.epoch
+            assert await one.holder(sid) == Holder(sid, lease.worker, lease.epoch)
+            # The loser asking again still gets nothing; the winner asking again gets its own lease.
+            loser, winner = (two, one) if lease.worker == "w1" else (one, two)
+            assert await loser.claim(sid, "w2" if lease.worker == "w1" else "w1") is None
+            assert await winner.claim(sid, lease.worker) == lease
+
+
+@pytest.mark.asyncio
+async def test_renewals_keep_the_lease_past_several_ttls_with_its_epoch_while_its_revision_moves(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "w2") as two:
+        lease = await one.claim("ema_cross", "w1")
+        assert lease is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        renewals = 0
+        # The heartbeat: a renewal every quarter TTL, each awaited; the proof is the holder after more than two TTLs.
+        while loop.time() - started < 2.5 * TTL_S:
+            renewed = await one.renew(lease)
+            assert (renewed.epoch, renewed.hb) == (lease.epoch, lease.hb + 1)
+            assert renewed.revision > lease.revision
+            lease = renewed
+            renewals += 1
+            await asyncio.sleep(TTL_S / 4)
+        assert renewals >= 2
+        holder = await two.holder("ema_cross")
+        assert holder == Holder("ema_cross", "w1", lease.epoch)
+        assert is_current(holder, "w1", lease.epoch)
+        assert not is_current(holder, "w2", lease.epoch)
+        assert not is_current(holder, "w1", lease.epoch - 1)
+        assert await two.claim("ema_cross", "w2") is None
+
+
+@pytest.mark.asyncio
+async def test_an_unrenewed_lease_expires_then_another_worker_claims_it_with_a_higher_epoch_and_the_first_renewal_is_lost(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "w2") as two:
+        first = await one.claim("ema_cross", "w1")
+        assert first is not None
+        first = await one.renew(first)
+        await _expired(two, "ema_cross")
+        second = await two.claim("ema_cross", "w2")
+        assert second is not None
+        assert second.epoch > first.revision > first.epoch
+        assert await one.holder("ema_cross") == Holder("ema_cross", "w2", second.epoch)
+        assert not is_current(await one.holder("ema_cross"), "w1", first.epoch)
+        with pytest.raises(LeaseLost) as lost:
+            await one.renew(first)
+        assert (lost.value.sid, lost.value.worker) == ("ema_cross", "w1")
+        assert lost.value.reason == f"claimed by w2 with epoch {second.epoch} (ours was {first.epoch})"
+        # w2's lease is untouched by the failed renewal.
+        assert (await two.renew(second)).epoch == second.epoch
+
+
+@pytest.mark.asyncio
+async def test_a_renewal_after_expiry_with_no_new_claimer_is_lost_as_expired(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one:
+        lease = await one.claim("ema_cross", "w1")
+        assert lease is not None
+        await _expired(one, "ema_cross")
+        with pytest.raises(LeaseLost) as lost:
+            await one.renew(lease)
+        assert lost.value.reason.startswith("expired")
+
+
+@pytest.mark.asyncio
+async def test_release_lets_another_claim_at_once_and_a_lost_lease_releases_nothing(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "w2") as two:
+        first = await one.claim("ema_cross", "w1")
+        assert first is not None
+        await one.release(first)
+        assert await two.holder("ema_cross") is None
+        second = await two.claim("ema_cross", "w2")
+        assert second is not None and second.epoch > first.epoch
+        # w1's lease is gone: releasing it again touches w2's, renewing it fails.
+        await one.release(first)
+        assert await one.holder("ema_cross") == Holder("ema_cross", "w2", second.epoch)
+        with pytest.raises(LeaseLost) as lost:
+            await one.renew(first)
+        assert lost.value.reason == f"claimed by w2 with epoch {second.epoch} (ours was {first.epoch})"
+        await two.release(second)
+        with pytest.raises(LeaseLost) as deleted:
+            await two.renew(second)
+        assert deleted.value.reason.startswith("deleted")
+
+
+@pytest.mark.asyncio
+async def test_a_watcher_sees_the_holders_at_its_start_a_claim_the_expiry_and_the_reclaim_but_not_renewals(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "w2") as two, _bucket(nats_server, "hub") as hub:
+        held = await one.claim("held", "w1")
+        released = await one.claim("released", "w1")
+        assert held is not None and released is not None
+        await one.release(released)
+        async with await hub.watch() as watch:
+            initial = {await _next(watch), await _next(watch)}
+            assert initial == {Claimed("held", "w1", held.epoch), Gone("released", "deleted")}
+            await one.release(held)
+            assert await _next(watch) == Gone("held", "deleted")
+
+            first = await one.claim("ema_cross", "w1")
+            assert first is not None
+            assert await _next(watch) == Claimed("ema_cross", "w1", first.epoch)
+            # Renewals are no news; the expiry that follows is the next change.
+            first = await one.renew(await one.renew(first))
+            assert await _next(watch, TTL_S + EXPIRY_SLACK_S) == Gone("ema_cross", "expired")
+            second = await two.claim("ema_cross", "w2")
+            assert second is not None
+            assert await _next(watch) == Claimed("ema_cross", "w2", second.epoch)
+        assert [change async for change in watch] == []
+
+
+@pytest.mark.asyncio
+async def test_epochs_keep_increasing_across_a_kill_9_and_restart_of_the_server_on_the_same_store(nats_server: NatsServer) -> None:
+    async with _connected(nats_server, "w1") as connection:
+        bucket = LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER))
+        await bucket.open()
+        epochs: list[int] = []
+        lease = await bucket.claim("ema_cross", "w1")
+        assert lease is not None
+        epochs.append(lease.epoch)
+        await bucket.release(lease)
+        # The bucket emptied entirely (the tombstone expired, then its marker): nothing left to carry the sequence but the store.
+        js = connection.jetstream()
+        await _until(lambda: js.stream_info(f"KV_leases_{CID}"), lambda info: info.state.messages == 0, "the lease bucket emptying", 2 * TTL_S + EXPIRY_SLACK_S)
+
+        for _ in range(2):
+            nats_server.kill9()
+            async with asyncio.timeout(DEADLINE_S):
+                await connection.wait_for("degraded")
+            nats_server.restart()
+            async with asyncio.timeout(DEADLINE_S):
+                await connection.wait_for("connected")
+            await bucket.open()
+            lease = await bucket.claim("ema_cross", "w1")
+            assert lease is not None
+            epochs.append(lease.epoch)
+            # Left to expire before the next kill: the next claim goes over the marker or an empty key.
+            await _expired(bucket, "ema_cross")
+        lease = await bucket.claim("ema_cross", "w2")
+        assert lease is not None
+        epochs.append(lease.epoch)
+        assert epochs == sorted(set(epochs)), epochs
+
+
+@pytest.mark.asyncio
+async def test_a_value_that_does_not_decode_is_held_by_an_unknown_worker_and_skipped_by_watchers_with_one_log_line(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "hub") as hub, _connected(nats_server, "vandal") as vandal:
+        kv = await vandal.jetstream().key_value(f"leases_{CID}")
+        async with await hub.watch() as watch:
+            revision = await kv.put("lease.garbled", b"\xffnot json")
+            await kv.put("lease.garbled", b'{"worker": "w9"}')
+            lease = await one.claim("ema_cross", "w1")
+            assert lease is not None
+            # The garbage came first, the claim after: the watch skipped the garbage and lives on.
+            assert await _next(watch) == Claimed("ema_cross", "w1", lease.epoch)
+
+        holder = await one.holder("garbled")
+        assert holder is not None
+        assert (holder.worker, holder.epoch) == (UNKNOWN_WORKER, revision + 1)
+        assert holder.problem is not None and holder.problem.startswith(f"lease lease.garbled (revision {revision + 1}) in leases_{CID} does not decode: ")
+        assert "hb" in holder.problem
+        assert not is_current(holder, UNKNOWN_WORKER, holder.epoch)
+        assert await one.claim("garbled", "w1") is None
+        lines = [r.getMessage() for r in caplog.records if r.name == LOGGER and "does not decode" in r.getMessage()]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"cluster: lease lease.garbled (revision {revision}) in leases_{CID} does not decode: ")
+
+
+@pytest.mark.asyncio
+async def test_a_bucket_opened_with_another_ttl_is_refused_naming_the_bucket_and_both_ttls(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1"), _connected(nats_server, "w2") as connection:
+        same = LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER))
+        await same.open()
+        other = LeaseBucket(connection, CID, 5, logging.getLogger(LOGGER))
+        with pytest.raises(LeaseBucketError) as refused:
+            await other.open()
+        assert str(refused.value).startswith(f"lease bucket leases_{CID} exists with a TTL of 2 s, not the 5 s of cluster.lease_ttl_s: ")
+
+
+@pytest.mark.asyncio
+async def test_names_are_checked_and_a_bucket_not_opened_is_refused(nats_server: NatsServer) -> None:
+    async with _connected(nats_server) as connection:
+        with pytest.raises(ValueError, match="cluster id 'a.b'"):
+            LeaseBucket(connection, "a.b", TTL_S, logging.getLogger(LOGGER))
+        with pytest.raises(ValueError, match="too short"):
+            LeaseBucket(connection, CID, 1, logging.getLogger(LOGGER))
+        bucket = LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER))
+        with pytest.raises(LeaseBucketError, match="open\\(\\) it first"):
+            await bucket.claim("ema_cross", "w1")
+        await bucket.open()
+        for sid in ("", "a..b", ".a", "a.", "a b", "a>"):
+            with pytest.raises(ValueError, match="cannot name a lease"):
+                await bucket.claim(sid, "w1")
+        with pytest.raises(ValueError, match="worker 'w.1'"):
+            await bucket.claim("ema_cross", "w.1")
+        assert await bucket.holder("never_claimed") is None
+        assert isinstance(await bucket.claim("ema_cross", "w1"), Lease)
