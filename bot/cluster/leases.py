@@ -9,6 +9,7 @@ epoch in the value, so whoever reads the key later still learns the claim's epoc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -18,10 +19,10 @@ from types import TracebackType
 from typing import Self
 
 import msgspec
+import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
@@ -41,6 +42,10 @@ UNKNOWN_WORKER = "?"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 # Times a claim re-reads the key when it changes under it (a marker expiring, another claimer): then it gives up as not won.
 _CLAIM_ATTEMPTS = 3
+# Seconds between the server's idle heartbeats to a watch (nats-py's default: 5).
+WATCH_HEARTBEAT_S = 1.0
+# Seconds between attempts of a watch to subscribe again after a reconnect, while the server is not ready for it.
+_RESUBSCRIBE_S = 0.5
 # Changes a watch holds for a slow reader; beyond, the client's delivery waits (the ordered consumer resumes in order).
 _WATCH_QUEUE = 256
 # A strategy id (bot/config/models.py) as a KV key: no empty token between dots.
@@ -178,8 +183,7 @@ class LeaseBucket:
         self.bucket = f"leases_{cid}"
         self._stream = f"KV_{self.bucket}"
         self._subject_prefix = f"$KV.{self.bucket}.{KEY_PREFIX}"
-        self._log = logger
-        self._bad_values = ErrorLines(logger, clock)
+        self._error_lines = ErrorLines(logger, clock)
         self._kv: KeyValue | None = None
 
     async def open(self) -> None:
@@ -309,8 +313,8 @@ class LeaseBucket:
     async def watch(self) -> LeaseWatch:
         """A watch of every lease, listening before this returns: first the present holders (and ends), then each change."""
         self._require_open()
-        watch = LeaseWatch(self._change)
-        await watch.listen(self._connection.jetstream(), self._subject_prefix + ">", self._stream)
+        watch = LeaseWatch(self._connection, self._subject_prefix + ">", self._stream, self._change, self._error_lines)
+        await watch.start()
         return watch
 
     def _change(self, message: NatsMsg) -> LeaseChange | None:
@@ -322,7 +326,7 @@ class LeaseBucket:
         seq = message.metadata.sequence.stream
         holder = self._holder(sid, seq, message.data)
         if holder.problem is not None:
-            self._bad_values("bad lease value", f"cluster: {holder.problem}; skipped")
+            self._error_lines("bad lease value", f"cluster: {holder.problem}; skipped")
             return None
         return Claimed(sid, holder.worker, holder.epoch)
 
@@ -330,38 +334,111 @@ class LeaseBucket:
 class LeaseWatch:
     """The changes of every lease of a bucket, in order: `async for change in watch`; `stop()` (or `async with`) ends it.
 
-    Renewals are not changes: a lease is reported again only when its worker or epoch changes, or it ends.
+    Renewals are not changes: a lease is reported again only when its worker or epoch changes, or
+    it ends. After a reconnect the watch subscribes again and reports the net changes meanwhile:
+    an ordered consumer lives in the server's memory, and nats-py re-creates a lost one only
+    after missed heartbeats, by when a lease may have expired and its marker too, unseen.
     """
 
-    def __init__(self, change: Callable[[NatsMsg], LeaseChange | None]) -> None:
+    def __init__(
+        self, connection: ClusterConnection, subject: str, stream: str, change: Callable[[NatsMsg], LeaseChange | None], errors: ErrorLines
+    ) -> None:
+        self._connection = connection
+        self._subject = subject
+        self._stream = stream
         self._change = change
+        self._errors = errors
         self._subscription: Subscription | None = None
+        self._follower: asyncio.Task[None] | None = None
         self._changes: asyncio.Queue[LeaseChange | None] = asyncio.Queue(_WATCH_QUEUE)
         # What this watch last reported per lease: renewals repeat it and are not news.
         self._reported: dict[str, LeaseChange] = {}
+        # Each subscription's deliveries carry its generation: a replaced one's late messages are dropped.
+        self._generation = 0
+        self._in_snapshot: set[str] = set()
+        self._snapshot_done = False
         self._stopped = False
 
-    async def listen(self, js: JetStreamContext, subject: str, stream: str) -> None:
-        """Subscribe: from the last message of each lease (the holder or end of each now), then every later write, in order."""
-        # An ordered consumer: the client re-creates it from its last sequence after a reconnect, without gap or repeat.
-        self._subscription = await js.subscribe(subject, stream=stream, cb=self._deliver, ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+    async def start(self) -> None:
+        """Subscribe, and follow the connection's reconnects (subscribing again after each)."""
+        seen = self._connection.reconnects
+        await self._subscribe()
+        self._follower = asyncio.create_task(self._follow(seen), name=f"lease watch {self._subject}")
+
+    async def _subscribe(self) -> None:
+        """A new subscription: the last message of each lease (the snapshot), then every later write, in order."""
+        self._generation += 1
+        generation = self._generation
+        self._in_snapshot = set()
+        self._snapshot_done = False
+        old, self._subscription = self._subscription, None
+        if old is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await old.unsubscribe()
+
+        async def deliver(message: NatsMsg) -> None:
+            if generation == self._generation:
+                await self._deliver(message)
+
+        js = self._connection.jetstream()
+        # Heartbeats: within one connection nats-py re-creates a stalled consumer after two missed ones.
+        subscription = await js.subscribe(
+            self._subject, stream=self._stream, cb=deliver, ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=WATCH_HEARTBEAT_S
+        )
+        self._subscription = subscription
+        info = await subscription.consumer_info()
+        delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+        if generation == self._generation and not self._snapshot_done and info.num_pending == 0 and not delivered:
+            await self._end_snapshot()  # an empty bucket: no message will say the snapshot is over
+
+    async def _follow(self, seen: int) -> None:
+        while True:
+            seen = await self._connection.wait_reconnect(seen)
+            while True:
+                try:
+                    await self._subscribe()
+                    break
+                except nats.errors.Error as exc:
+                    # The restarted server may not serve JetStream yet; another reconnect is awaited by the next subscribe's failure.
+                    self._errors("resubscribe", f"cluster: lease watch on {self._stream}: cannot subscribe again after a reconnect ({exc!r}); retrying")
+                    await asyncio.sleep(_RESUBSCRIBE_S)
 
     async def _deliver(self, message: NatsMsg) -> None:
-        """The subscription's callback: queue the message's change if it is news."""
+        """A message of the current subscription: queue its change if it is news; the snapshot's last ends the snapshot."""
         change = self._change(message)
-        if change is None or self._reported.get(change.sid) == change:
-            return
-        if isinstance(change, Gone) and isinstance(self._reported.get(change.sid), Gone):
-            return  # an end after an end (a delete tombstone expiring): still gone
+        sid = message.subject.removeprefix(self._subject.removesuffix(">"))
+        self._in_snapshot.add(sid)
+        if change is not None:
+            await self._report(change)
+        if not self._snapshot_done and message.metadata.num_pending == 0:
+            await self._end_snapshot()
+
+    async def _end_snapshot(self) -> None:
+        """Every lease this watch had as held and the new snapshot lacks ended meanwhile (its marker expired before we looked)."""
+        self._snapshot_done = True
+        for sid, reported in list(self._reported.items()):
+            if isinstance(reported, Claimed) and sid not in self._in_snapshot:
+                await self._report(Gone(sid, "ended while the watch was reconnecting"))
+
+    async def _report(self, change: LeaseChange) -> None:
+        reported = self._reported.get(change.sid)
+        if reported == change or (isinstance(change, Gone) and isinstance(reported, Gone)):
+            return  # a renewal, or an end after an end (a delete tombstone expiring): no news
         self._reported[change.sid] = change
         await self._changes.put(change)
 
     async def stop(self) -> None:
         """Stop listening; an `async for` over the watch ends after the changes already queued."""
         self._stopped = True
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
-            await subscription.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
         # Wakes a reader waiting on an empty queue; a reader of a full one sees _stopped once it has drained it.
         if not self._changes.full():
             self._changes.put_nowait(None)

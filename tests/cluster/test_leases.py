@@ -246,6 +246,32 @@ async def test_epochs_keep_increasing_across_a_kill_9_and_restart_of_the_server_
 
 
 @pytest.mark.asyncio
+async def test_a_watch_goes_on_across_a_kill_9_and_restart_of_the_server(nats_server: NatsServer) -> None:
+    async with _connected(nats_server, "hub") as connection, _bucket(nats_server, "w1") as one:
+        hub = LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER))
+        await hub.open()
+        async with await hub.watch() as watch:
+            before = await one.claim("before", "w1")
+            assert before is not None
+            assert await _next(watch) == Claimed("before", "w1", before.epoch)
+            nats_server.kill9()
+            async with asyncio.timeout(DEADLINE_S):
+                await connection.wait_for("degraded")
+            nats_server.restart()
+            async with asyncio.timeout(DEADLINE_S):
+                await connection.wait_for("connected")
+            after = await _until(lambda: one.claim("after", "w1"), lambda lease: lease is not None, "a claim after the restart")
+            assert after is not None
+            # The lease taken before the kill expires unrenewed meanwhile: its end and the new claim arrive in either order. The end
+            # is the server's marker, or, when the marker expired before the watch subscribed again, the watch's own finding.
+            changes = [await _next(watch, TTL_S + EXPIRY_SLACK_S), await _next(watch, TTL_S + EXPIRY_SLACK_S)]
+            assert Claimed("after", "w1", after.epoch) in changes
+            ends = [change for change in changes if isinstance(change, Gone)]
+            assert [end.sid for end in ends] == ["before"]
+            assert ends[0].reason in ("expired", "ended while the watch was reconnecting")
+
+
+@pytest.mark.asyncio
 async def test_a_value_that_does_not_decode_is_held_by_an_unknown_worker_and_skipped_by_watchers_with_one_log_line(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
