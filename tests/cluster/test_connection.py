@@ -145,9 +145,11 @@ async def test_kill_9_of_the_server_degrades_the_health_and_a_restart_on_the_sam
         # Many refused attempts while the server is down: each kind of error is logged once, without a traceback.
         await _until(lambda: connection.errors_seen >= 6, "six errors reported by nats-py while the server is down")
 
+        assert connection.reconnects == 0
         nats_server.restart()
         async with asyncio.timeout(DEADLINE_S):
             await connection.wait_for("connected")
+            assert await connection.wait_reconnect(0) == 1
         info = await js.stream_info("EVT_test")
         assert (info.state.messages, info.state.last_seq) == (5, 5)
         # The dedup table survived the kill: a retry of an acked message is still a duplicate.
