@@ -14,6 +14,8 @@ from bot.config.cluster import ClusterConfig
 from tests.cluster.nats_server import NatsServer, unavailable
 
 try:
+    import nats.errors
+
     from bot.cluster.connection import ClusterConnection
     from bot.cluster.leases import (
         UNKNOWN_WORKER,
@@ -68,16 +70,20 @@ async def _bucket(server: NatsServer, label: str = "test", ttl_s: float = TTL_S)
 
 
 async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str, deadline: float = DEADLINE_S) -> T:
-    """Ask `probe` until `done` says yes; fail naming `what` and the last answer at the deadline."""
+    """Ask `probe` until `done` says yes; fail naming `what` and the last answer at the deadline; the probe's own errors propagate."""
     seen: list[T] = []
+    bound = asyncio.timeout(deadline)
     try:
-        async with asyncio.timeout(deadline):
+        async with bound:
             while True:
                 seen[:] = [await probe()]
                 if done(seen[0]):
                     return seen[0]
                 await asyncio.sleep(POLL_S)
     except TimeoutError:
+        # Only our deadline is a "never": a TimeoutError of the probe's own (nats.errors.TimeoutError is one) is its failure.
+        if not bound.expired():
+            raise
         pytest.fail(f"never happened within {deadline} s: {what} (last seen: {seen[0] if seen else 'nothing'!r})")
 
 
@@ -87,10 +93,13 @@ async def _expired(bucket: LeaseBucket, sid: str) -> None:
 
 
 async def _next(watch: LeaseWatch, deadline: float = DEADLINE_S) -> LeaseChange:
+    bound = asyncio.timeout(deadline)
     try:
-        async with asyncio.timeout(deadline):
+        async with bound:
             return await anext(watch)
     except TimeoutError:
+        if not bound.expired():
+            raise
         pytest.fail(f"the watch reported nothing within {deadline} s")
 
 
@@ -326,3 +335,12 @@ async def test_names_are_checked_and_a_bucket_not_opened_is_refused(nats_server:
             await bucket.claim("ema_cross", "w.1")
         assert await bucket.holder("never_claimed") is None
         assert isinstance(await bucket.claim("ema_cross", "w1"), Lease)
+
+
+@pytest.mark.asyncio
+async def test_until_lets_a_timeout_of_the_probe_itself_propagate_rather_than_read_as_never() -> None:
+    async def timing_out() -> int:
+        raise nats.errors.TimeoutError
+
+    with pytest.raises(nats.errors.TimeoutError):
+        await _until(timing_out, lambda _: True, "a probe that times out")
