@@ -110,10 +110,12 @@ class ClusterConnection:
         return self._reconnects
 
     async def wait_reconnect(self, seen: int) -> int:
-        """Return `reconnects` once it is more than `seen` (at once if it is); callers bound the wait or cancel it."""
+        """Return `reconnects` once it is more than `seen` (at once if it is); ClusterConnectError once closed (none will come)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._reconnects > seen)
-            return self._reconnects
+            await self._changed.wait_for(lambda: self._reconnects > seen or self._health.state == "closed")
+            if self._reconnects > seen:
+                return self._reconnects
+            raise ClusterConnectError(f"the connection to {self.url} is {self._health.detail or 'closed'}: no reconnect will come")
 
     @property
     def client(self) -> Client:
@@ -225,10 +227,13 @@ class ClusterConnection:
 
     async def _on_reconnected(self) -> None:
         self._reconnect_backoff.reset()
-        self._reconnects += 1
         held = self._errors.held()
         self._log.info("cluster: reconnected to %s%s", self.url, f" ({held} errors not logged meanwhile)" if held else "")
-        await self._set(Health("connected"))
+        async with self._changed:
+            self._reconnects += 1
+            self._health = Health("connected")
+            # Wakes wait_reconnect as well as wait_for: both read their condition under this lock.
+            self._changed.notify_all()
 
     async def _on_closed(self) -> None:
         if self._closing:

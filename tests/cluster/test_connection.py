@@ -186,6 +186,17 @@ async def test_a_server_not_up_yet_is_retried_with_health_degraded_until_it_star
         await connection.close()
 
 
+@pytest.mark.asyncio
+async def test_a_wait_for_a_reconnect_ends_with_an_error_when_the_connection_closes(nats_server: NatsServer) -> None:
+    async with connected(_config(nats_server)) as connection:
+        waiting = asyncio.create_task(connection.wait_reconnect(0))
+        await connection.close()
+        with pytest.raises(ClusterConnectError) as closed:
+            async with asyncio.timeout(DEADLINE_S):
+                await waiting
+        assert str(closed.value) == f"the connection to {nats_server.url} is closed by this process: no reconnect will come"
+
+
 @pytest.fixture
 def ca(tmp_path: Path) -> TestCa:
     return TestCa(tmp_path / "tls")
