@@ -1,10 +1,16 @@
 """Leases on strategies in the KV bucket `leases_<cid>`: claim, renew, release, who holds one, a watch of every change; epochs for fencing.
 
-A lease is the key `lease.<sid>` holding {worker, hb, epoch}. The bucket's TTL expires a key not
+A lease is the key `lease.<sid>` holding {worker, hb, token, epoch}. The bucket's TTL expires a key not
 renewed in time and the server leaves a limit marker (a PURGE with `Nats-Marker-Reason`) that
 watchers see. The revision of the claiming write is the lease's epoch: a stream sequence, so it
 only grows, across claims and server restarts alike. Renewals write new revisions and carry the
-epoch in the value, so whoever reads the key later still learns the claim's epoch.
+epoch in the value, so whoever reads the key later still learns the claim's epoch. The token is
+random per claim: only the process that made a claim knows it, so two processes under one worker
+name never both hold a lease (a claim never adopts a live lease, a renewal never takes over one).
+
+A nats.errors.TimeoutError from claim, renew or release means the outcome is unknown: the write
+may be stored after a reconnect. A worker stops acting for a strategy once its Lease's
+`expires_at` passes without a successful renewal, whatever it believes.
 """
 from __future__ import annotations
 
@@ -12,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Self
 
@@ -48,10 +55,15 @@ WATCH_HEARTBEAT_S = 1.0
 _RESUBSCRIBE_S = 0.5
 # Changes a watch holds for a slow reader; beyond, the client's delivery waits (the ordered consumer resumes in order).
 _WATCH_QUEUE = 256
+# Random bytes of a claim's token (hex in the value): no two claims share one.
+_TOKEN_BYTES = 8
 # A strategy id (bot/config/models.py) as a KV key: no empty token between dots.
 _SID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
 _KV_OPERATION = "KV-Operation"
 _MARKER_REASON = "Nats-Marker-Reason"
+# How to make a bad bucket again. Deleting it starts the revisions, and so the epochs, again at 1: a worker still running with
+# an old epoch could then match a new claim's, hence every process stops first.
+_MAKE_AGAIN = "stop every process of the cluster (workers and hub), then delete the bucket (nats kv del {bucket}) so that the next start makes it again"
 
 
 class LeaseBucketError(BotError):
@@ -69,22 +81,31 @@ class LeaseLost(BotError):
 
 
 class LeaseValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """What a lease key holds: its worker, the heartbeat count, and (from the first renewal on) the epoch of the claim."""
+    """What a lease key holds: its worker, the heartbeat count, the claim's token, and (from the first renewal on) the claim's epoch."""
 
     worker: str
     hb: int
+    # Random per claim, known only to the claiming process: tells its writes from those of another process under the same name.
+    token: str
     # None on the claim itself: the claim's revision is the epoch, unknown until the server stores it.
     epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A lease this process holds: `epoch` is the claim's revision (fixed), `revision` the key's latest write (each renewal moves it)."""
+    """A lease this process holds: `epoch` the claim's revision (fixed), `revision` the key's latest write, `expires_at` its local deadline.
+
+    `expires_at` is on the monotonic clock: the time taken just before the request that made the
+    latest write, plus the TTL. The server expires the key no earlier, so once `expires_at` passes
+    without a successful renewal another worker may hold the strategy: stop acting for it.
+    """
 
     sid: str
     worker: str
     epoch: int
     revision: int
+    token: str
+    expires_at: float
     hb: int = 0
 
 
@@ -149,6 +170,8 @@ def _gone_reason(headers: dict[str, str] | None) -> str | None:
 class _Live:
     seq: int
     holder: Holder
+    # None when the value does not decode (the holder says why).
+    value: LeaseValue | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +206,7 @@ class LeaseBucket:
         self.bucket = f"leases_{cid}"
         self._stream = f"KV_{self.bucket}"
         self._subject_prefix = f"$KV.{self.bucket}.{KEY_PREFIX}"
+        self._clock = clock
         self._error_lines = ErrorLines(logger, clock)
         self._kv: KeyValue | None = None
 
@@ -201,16 +225,16 @@ class LeaseBucket:
                     raise
                 kv = await js.key_value(self.bucket)
         status = await kv.status()
+        make_again = _MAKE_AGAIN.format(bucket=self.bucket)
         if status.ttl is None or abs(status.ttl - self.ttl_s) > 1e-3:
             found = "no TTL" if not status.ttl else f"a TTL of {status.ttl:g} s"
             raise LeaseBucketError(
                 f"lease bucket {self.bucket} exists with {found}, not the {self.ttl_s:g} s of cluster.lease_ttl_s: "
-                f"every process of the cluster needs the same lease_ttl_s (to change it, stop the cluster and delete the bucket)"
+                f"every process of the cluster needs the same lease_ttl_s (to change it: {make_again})"
             )
         if not status.marker_ttl:
             raise LeaseBucketError(
-                f"lease bucket {self.bucket} exists without limit markers (subject_delete_marker_ttl): nobody would see a lease expire; "
-                f"stop the cluster and delete the bucket so that it is made again"
+                f"lease bucket {self.bucket} exists without limit markers (subject_delete_marker_ttl): nobody would see a lease expire; {make_again}"
             )
         self._kv = kv
 
@@ -229,13 +253,20 @@ class LeaseBucket:
         reason = _gone_reason(message.headers)
         if reason is not None:
             return _Ended(seq, reason)
-        return _Live(seq, self._holder(sid, seq, message.data or b""))
+        data = message.data or b""
+        value = self._value(data)
+        return _Live(seq, self._holder(sid, seq, data, value), value if isinstance(value, LeaseValue) else None)
 
-    def _holder(self, sid: str, seq: int, data: bytes) -> Holder:
+    @staticmethod
+    def _value(data: bytes) -> LeaseValue | msgspec.MsgspecError:
         try:
-            value = _decoder.decode(data)
+            return _decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            problem = f"lease {KEY_PREFIX}{sid} (revision {seq}) in {self.bucket} does not decode: {exc}: {bytes(data[:80])!r}"
+            return exc
+
+    def _holder(self, sid: str, seq: int, data: bytes, value: LeaseValue | msgspec.MsgspecError) -> Holder:
+        if isinstance(value, msgspec.MsgspecError):
+            problem = f"lease {KEY_PREFIX}{sid} (revision {seq}) in {self.bucket} does not decode: {value}: {bytes(data[:80])!r}"
             return Holder(sid, UNKNOWN_WORKER, seq, problem)
         return Holder(sid, value.worker, value.epoch if value.epoch is not None else seq)
 
@@ -246,27 +277,33 @@ class LeaseBucket:
         return read.holder if isinstance(read, _Live) else None
 
     async def claim(self, sid: str, worker: str) -> Lease | None:
-        """Claim `sid` for `worker`: the Lease (its epoch the claim's revision), or None when another holds it live.
+        """Claim `sid` for `worker`: the Lease (its epoch the claim's revision, a new random token), or None when not won.
 
-        A lease `worker` already holds live is returned as it is: a retried claim whose first
-        attempt was stored (a timeout during a reconnect) finds its own write.
+        None when another worker holds the lease live; when a process under this same worker name
+        holds it live (another claim's token: a second process with this name, this worker before a
+        restart, or this process's own earlier claim whose timed-out write was stored after all: a
+        claim never adopts a live lease it did not make, and an unrenewed one expires after the TTL);
+        when the value does not decode (held by UNKNOWN_WORKER); or when the key changed under the
+        claim at each of its attempts (other claimers racing). `holder()` tells these apart.
+        A nats.errors.TimeoutError means the outcome is unknown (see the module's docstring).
         """
         kv = self._require_open()
         key = KEY_PREFIX + check_sid(sid)
-        value = _encoder.encode(LeaseValue(check_token("worker", worker), 0))
+        token = secrets.token_hex(_TOKEN_BYTES)
+        value = _encoder.encode(LeaseValue(check_token("worker", worker), 0, token))
         try:
+            started = self._clock()
             # create also claims over a delete tombstone (nats-py retries it as an update).
             revision = await kv.create(key, value)
-            return Lease(sid, worker, revision, revision)
+            return Lease(sid, worker, revision, revision, token, started + self.ttl_s)
         except nats.js.errors.KeyWrongLastSequenceError:
             pass
         for _ in range(_CLAIM_ATTEMPTS):
             read = await self._read(sid)
             if isinstance(read, _Live):
-                if read.holder.worker != worker or read.holder.problem is not None:
-                    return None
-                return Lease(sid, worker, read.holder.epoch, read.seq)
+                return None
             try:
+                started = self._clock()
                 if read is None:
                     # The expiry marker expired in between: the key is new again.
                     revision = await kv.create(key, value)
@@ -275,23 +312,50 @@ class LeaseBucket:
                     revision = await kv.update(key, value, last=read.seq)
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue
-            return Lease(sid, worker, revision, revision)
+            return Lease(sid, worker, revision, revision, token, started + self.ttl_s)
         return None
 
+    @staticmethod
+    def _retried(lease: Lease, read: _Read) -> _Live | None:
+        """`read` if the key's last write is the one a renewal of `lease` makes (this Lease's next heartbeat under its token), else None.
+
+        Such a write was stored though its request failed (a timeout while reconnecting) and is
+        being retried. The token rules out another process under the same worker name; the
+        heartbeat, a Lease object older than the last renewal.
+        """
+        if not isinstance(read, _Live) or read.value is None:
+            return None
+        value = read.value
+        return read if (value.worker, value.token, value.hb, value.epoch) == (lease.worker, lease.token, lease.hb + 1, lease.epoch) else None
+
     async def renew(self, lease: Lease) -> Lease:
-        """Heartbeat: write the lease again if it is still ours (compare-and-set on its last revision); LeaseLost when it is not."""
+        """Heartbeat: write the lease again if it is still ours (compare-and-set on its last revision); LeaseLost when it is not.
+
+        Every success is a write that restarts the key's age, and moves `expires_at`. A
+        nats.errors.TimeoutError means the outcome is unknown: renew the same Lease again (a
+        stored earlier attempt is recognised by its token and heartbeat) until `expires_at`.
+        """
         kv = self._require_open()
+        key = KEY_PREFIX + lease.sid
         beat = lease.hb + 1
-        value = _encoder.encode(LeaseValue(lease.worker, beat, lease.epoch))
         try:
-            revision = await kv.update(KEY_PREFIX + lease.sid, value, last=lease.revision)
+            started = self._clock()
+            revision = await kv.update(key, _encoder.encode(LeaseValue(lease.worker, beat, lease.token, lease.epoch)), last=lease.revision)
+            return replace(lease, revision=revision, hb=beat, expires_at=started + self.ttl_s)
         except nats.js.errors.KeyWrongLastSequenceError:
-            read = await self._read(lease.sid)
-            if isinstance(read, _Live) and read.holder.problem is None and (read.holder.worker, read.holder.epoch) == (lease.worker, lease.epoch):
-                # Our own earlier renewal, stored though it timed out (published while reconnecting): still ours.
-                return Lease(lease.sid, lease.worker, lease.epoch, read.seq, beat)
-            raise LeaseLost(lease.sid, lease.worker, self._lost_reason(lease, read)) from None
-        return Lease(lease.sid, lease.worker, lease.epoch, revision, beat)
+            pass
+        read = await self._read(lease.sid)
+        ours = self._retried(lease, read)
+        if ours is None:
+            raise LeaseLost(lease.sid, lease.worker, self._lost_reason(lease, read))
+        # Our own earlier attempt, stored at some unknown time: write once more on it, so that the key's age restarts now.
+        beat += 1
+        try:
+            started = self._clock()
+            revision = await kv.update(key, _encoder.encode(LeaseValue(lease.worker, beat, lease.token, lease.epoch)), last=ours.seq)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise LeaseLost(lease.sid, lease.worker, self._lost_reason(lease, await self._read(lease.sid))) from None
+        return replace(lease, revision=revision, hb=beat, expires_at=started + self.ttl_s)
 
     def _lost_reason(self, lease: Lease, read: _Read) -> str:
         if read is None:
@@ -300,15 +364,38 @@ class LeaseBucket:
             return f"{read.reason} (revision {read.seq})"
         if read.holder.problem is not None:
             return read.holder.problem
+        value = read.value
+        if value is not None and (value.worker, read.holder.epoch) == (lease.worker, lease.epoch):
+            if value.token != lease.token:
+                return f"held by {value.worker} with epoch {lease.epoch} under another claim's token: a second process named {value.worker}"
+            return f"renewed past this Lease (heartbeat {value.hb} stored, this Lease's next is {lease.hb + 1}): renew the latest Lease"
         return f"claimed by {read.holder.worker} with epoch {read.holder.epoch} (ours was {lease.epoch})"
 
-    async def release(self, lease: Lease) -> None:
-        """Give the lease up at once (a delete on its last revision); a lease already lost is left as it is, without error."""
+    async def release(self, lease: Lease) -> bool:
+        """Give the lease up at once (a delete on its last revision): True; False when it is no longer ours, left as it is.
+
+        A renewal of `lease` whose request failed but whose write was stored is recognised (token
+        and heartbeat) and released too. A nats.errors.TimeoutError means the outcome is unknown.
+        """
+        kv = self._require_open()
+        key = KEY_PREFIX + lease.sid
+        if await self._delete(kv, key, lease.revision):
+            return True
+        ours = self._retried(lease, await self._read(lease.sid))
+        return ours is not None and await self._delete(kv, key, ours.seq)
+
+    @staticmethod
+    async def _delete(kv: KeyValue, key: str, last: int) -> bool:
+        """Delete `key` if its last revision is `last`: whether it was."""
         try:
-            await self._require_open().delete(KEY_PREFIX + lease.sid, last=lease.revision)
+            await kv.delete(key, last=last)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
         except nats.js.errors.APIError as exc:
             if exc.err_code not in _WRONG_LAST_SEQUENCE:
                 raise
+            return False
+        return True
 
     async def watch(self) -> LeaseWatch:
         """A watch of every lease, listening before this returns: first the present holders (and ends), then each change."""
@@ -324,7 +411,7 @@ class LeaseBucket:
         if reason is not None:
             return Gone(sid, reason)
         seq = message.metadata.sequence.stream
-        holder = self._holder(sid, seq, message.data)
+        holder = self._holder(sid, seq, message.data, self._value(message.data))
         if holder.problem is not None:
             self._error_lines("bad lease value", f"cluster: {holder.problem}; skipped")
             return None

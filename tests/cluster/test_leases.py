@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -113,10 +115,11 @@ async def test_of_two_concurrent_claimers_exactly_one_wins_and_the_other_gets_no
             lease = won[0]
             assert lease.revision == lease.epoch
             assert await one.holder(sid) == Holder(sid, lease.worker, lease.epoch)
-            # The loser asking again still gets nothing; the winner asking again gets its own lease.
+            # The loser asking again still gets nothing; nor does the winner: a claim never adopts a live lease it did not make.
             loser, winner = (two, one) if lease.worker == "w1" else (one, two)
             assert await loser.claim(sid, "w2" if lease.worker == "w1" else "w1") is None
-            assert await winner.claim(sid, lease.worker) == lease
+            assert await winner.claim(sid, lease.worker) is None
+            assert await one.holder(sid) == Holder(sid, lease.worker, lease.epoch)
 
 
 @pytest.mark.asyncio
@@ -180,17 +183,17 @@ async def test_release_lets_another_claim_at_once_and_a_lost_lease_releases_noth
     async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "w2") as two:
         first = await one.claim("ema_cross", "w1")
         assert first is not None
-        await one.release(first)
+        assert await one.release(first)
         assert await two.holder("ema_cross") is None
         second = await two.claim("ema_cross", "w2")
         assert second is not None and second.epoch > first.epoch
-        # w1's lease is gone: releasing it again touches w2's, renewing it fails.
-        await one.release(first)
+        # w1's lease is gone: releasing it again leaves w2's untouched and says so, renewing it fails.
+        assert not await one.release(first)
         assert await one.holder("ema_cross") == Holder("ema_cross", "w2", second.epoch)
         with pytest.raises(LeaseLost) as lost:
             await one.renew(first)
         assert lost.value.reason == f"claimed by w2 with epoch {second.epoch} (ours was {first.epoch})"
-        await two.release(second)
+        assert await two.release(second)
         with pytest.raises(LeaseLost) as deleted:
             await two.renew(second)
         assert deleted.value.reason.startswith("deleted")
@@ -344,3 +347,64 @@ async def test_until_lets_a_timeout_of_the_probe_itself_propagate_rather_than_re
 
     with pytest.raises(nats.errors.TimeoutError):
         await _until(timing_out, lambda _: True, "a probe that times out")
+
+
+@pytest.mark.asyncio
+async def test_a_second_process_under_one_worker_name_never_adopts_a_live_lease_nor_renews_it_under_another_token(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "old") as old, _bucket(nats_server, "new") as new:
+        lease = await old.claim("ema_cross", "w1")
+        assert lease is not None
+        # Another process named w1 (a restart within the TTL, a partitioned twin): not its claim, so not its lease.
+        assert await new.claim("ema_cross", "w1") is None
+        # What adopting would have given it: the same worker, epoch and heartbeat under another claim's token. Its renewal is lost.
+        twin = dataclasses.replace(lease, token="0" * 16)
+        lease = await old.renew(lease)
+        with pytest.raises(LeaseLost) as lost:
+            await new.renew(twin)
+        assert lost.value.reason == f"held by w1 with epoch {lease.epoch} under another claim's token: a second process named w1"
+        assert not await new.release(twin)
+        assert (await old.renew(lease)).epoch == lease.epoch
+
+
+@pytest.mark.asyncio
+async def test_a_retried_renewal_writes_again_and_a_lease_older_than_that_is_lost(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one:
+        claimed = await one.claim("ema_cross", "w1")
+        assert claimed is not None
+        renewed = await one.renew(claimed)
+        # The same renewal again, as after a timeout whose write was stored: recognised, and written once more (the key's age restarts).
+        again = await one.renew(claimed)
+        assert again.revision > renewed.revision
+        assert (again.epoch, again.hb, again.token) == (claimed.epoch, renewed.hb + 1, claimed.token)
+        assert again.expires_at >= renewed.expires_at
+        # A Lease two writes behind the key is no retry: lost, never reported renewed without a write.
+        with pytest.raises(LeaseLost) as lost:
+            await one.renew(claimed)
+        assert lost.value.reason == f"renewed past this Lease (heartbeat {again.hb} stored, this Lease's next is 1): renew the latest Lease"
+        assert (await one.renew(again)).epoch == claimed.epoch
+
+
+@pytest.mark.asyncio
+async def test_a_lease_expires_locally_one_ttl_after_the_request_that_made_or_renewed_it(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one:
+        before = time.monotonic()
+        lease = await one.claim("ema_cross", "w1")
+        after = time.monotonic()
+        assert lease is not None
+        assert before + TTL_S <= lease.expires_at <= after + TTL_S
+        before = time.monotonic()
+        renewed = await one.renew(lease)
+        after = time.monotonic()
+        assert before + TTL_S <= renewed.expires_at <= after + TTL_S
+
+
+@pytest.mark.asyncio
+async def test_release_of_a_lease_whose_renewal_was_stored_unseen_releases_it_and_says_so(nats_server: NatsServer) -> None:
+    async with _bucket(nats_server, "w1") as one:
+        claimed = await one.claim("ema_cross", "w1")
+        assert claimed is not None
+        # A renewal whose request failed (a timeout while reconnecting) though its write was stored: the worker still has `claimed`.
+        await one.renew(claimed)
+        assert await one.release(claimed)
+        assert await one.holder("ema_cross") is None
+        assert not await one.release(claimed)
