@@ -211,7 +211,7 @@ class LeaseBucket:
         self._kv: KeyValue | None = None
 
     async def open(self) -> None:
-        """Bind the bucket, creating it if missing; LeaseBucketError if it exists with another TTL or without expiry markers."""
+        """Bind the bucket, creating it if missing; LeaseBucketError if it exists with another TTL, in memory, or without expiry markers."""
         js = self._connection.jetstream()
         try:
             kv = await js.key_value(self.bucket)
@@ -231,6 +231,14 @@ class LeaseBucket:
             raise LeaseBucketError(
                 f"lease bucket {self.bucket} exists with {found}, not the {self.ttl_s:g} s of cluster.lease_ttl_s: "
                 f"every process of the cluster needs the same lease_ttl_s (to change it: {make_again})"
+            )
+        storage = status.stream_info.config.storage
+        if storage != StorageType.FILE:
+            # nats-py leaves the server's word ("memory") in the field typed StorageType: a str enum, compared and shown as such.
+            kind = str(getattr(storage, "value", storage))
+            raise LeaseBucketError(
+                f"lease bucket {self.bucket} exists with {kind} storage, not file: its revisions, the leases' epochs, would start "
+                f"again at 1 after a server restart, and a stale worker's epoch could match a new claim; {make_again}"
             )
         if not status.marker_ttl:
             raise LeaseBucketError(

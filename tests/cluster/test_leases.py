@@ -17,6 +17,7 @@ from tests.cluster.nats_server import NatsServer, unavailable
 
 try:
     import nats.errors
+    from nats.js.api import KeyValueConfig, StorageType
 
     from bot.cluster.connection import ClusterConnection
     from bot.cluster.leases import (
@@ -408,3 +409,24 @@ async def test_release_of_a_lease_whose_renewal_was_stored_unseen_releases_it_an
         assert await one.release(claimed)
         assert await one.holder("ema_cross") is None
         assert not await one.release(claimed)
+
+
+@pytest.mark.asyncio
+async def test_a_memory_bucket_is_refused_naming_the_bucket_and_its_storage(nats_server: NatsServer) -> None:
+    async with _connected(nats_server) as connection:
+        config = KeyValueConfig(bucket=f"leases_{CID}", history=1, ttl=TTL_S, storage=StorageType.MEMORY, limit_marker_ttl=1.0)
+        await connection.jetstream().create_key_value(config)
+        with pytest.raises(LeaseBucketError) as refused:
+            await LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER)).open()
+        text = str(refused.value)
+        assert text.startswith(f"lease bucket leases_{CID} exists with memory storage, not file: its revisions, the leases' epochs, would start again at 1 ")
+        assert text.endswith("stop every process of the cluster (workers and hub), then delete the bucket (nats kv del leases_t1) so that the next start makes it again")
+
+
+@pytest.mark.asyncio
+async def test_a_bucket_without_limit_markers_is_refused(nats_server: NatsServer) -> None:
+    async with _connected(nats_server) as connection:
+        await connection.jetstream().create_key_value(KeyValueConfig(bucket=f"leases_{CID}", history=1, ttl=TTL_S, storage=StorageType.FILE))
+        with pytest.raises(LeaseBucketError) as refused:
+            await LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER)).open()
+        assert str(refused.value).startswith(f"lease bucket leases_{CID} exists without limit markers (subject_delete_marker_ttl): nobody would see")
