@@ -15,12 +15,13 @@ may be stored after a reconnect. A worker stops acting for a strategy once its L
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Self
@@ -426,6 +427,10 @@ class LeaseBucket:
         return Claimed(sid, holder.worker, holder.epoch)
 
 
+class LeaseWatchError(BotError):
+    """A lease watch ended without stop(): its connection closed, or an unforeseen error (the cause); start a new watch."""
+
+
 class LeaseWatch:
     """The changes of every lease of a bucket, in order: `async for change in watch`; `stop()` (or `async with`) ends it.
 
@@ -433,6 +438,9 @@ class LeaseWatch:
     it ends. After a reconnect the watch subscribes again and reports the net changes meanwhile:
     an ordered consumer lives in the server's memory, and nats-py re-creates a lost one only
     after missed heartbeats, by when a lease may have expired and its marker too, unseen.
+    When the connection closes, or following it fails in a way no retry is known to fix, the
+    iteration raises LeaseWatchError after the changes already queued: a stale view of the leases
+    must not pass for a quiet one.
     """
 
     def __init__(
@@ -445,20 +453,30 @@ class LeaseWatch:
         self._errors = errors
         self._subscription: Subscription | None = None
         self._follower: asyncio.Task[None] | None = None
-        self._changes: asyncio.Queue[LeaseChange | None] = asyncio.Queue(_WATCH_QUEUE)
+        # The changes not read yet, at most _WATCH_QUEUE; the condition wakes the reader, and deliveries waiting for room.
+        self._changes: collections.deque[LeaseChange] = collections.deque()
+        self._changed = asyncio.Condition()
         # What this watch last reported per lease: renewals repeat it and are not news.
         self._reported: dict[str, LeaseChange] = {}
-        # Each subscription's deliveries carry its generation: a replaced one's late messages are dropped.
+        # Each subscription's deliveries carry its generation: a replaced one's late messages are dropped, and so are all after the end.
         self._generation = 0
         self._in_snapshot: set[str] = set()
         self._snapshot_done = False
-        self._stopped = False
+        self._ended = False
+        self._error: LeaseWatchError | None = None
 
     async def start(self) -> None:
-        """Subscribe, and follow the connection's reconnects (subscribing again after each)."""
+        """Subscribe, and follow the connection's reconnects (subscribing again after each); on failure nothing is left subscribed."""
         seen = self._connection.reconnects
-        await self._subscribe()
+        try:
+            await self._subscribe()
+        except BaseException:
+            await self.stop()
+            raise
         self._follower = asyncio.create_task(self._follow(seen), name=f"lease watch {self._subject}")
+
+    def _stale(self, generation: int) -> bool:
+        return self._ended or generation != self._generation
 
     async def _subscribe(self) -> None:
         """A new subscription: the last message of each lease (the snapshot), then every later write, in order."""
@@ -466,65 +484,99 @@ class LeaseWatch:
         generation = self._generation
         self._in_snapshot = set()
         self._snapshot_done = False
-        old, self._subscription = self._subscription, None
+        old = self._subscription
         if old is not None:
             with contextlib.suppress(nats.errors.Error):
                 await old.unsubscribe()
+            # Only now: cancelled during the unsubscribe, the old one stays recorded for stop() to end.
+            self._subscription = None
 
         async def deliver(message: NatsMsg) -> None:
-            if generation == self._generation:
-                await self._deliver(message)
+            if not self._stale(generation):
+                await self._deliver(message, generation)
 
         js = self._connection.jetstream()
         # Heartbeats: within one connection nats-py re-creates a stalled consumer after two missed ones.
-        subscription = await js.subscribe(
-            self._subject, stream=self._stream, cb=deliver, ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=WATCH_HEARTBEAT_S
+        making = asyncio.ensure_future(
+            js.subscribe(
+                self._subject, stream=self._stream, cb=deliver, ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=WATCH_HEARTBEAT_S
+            )
         )
+        try:
+            subscription = await asyncio.shield(making)
+        except asyncio.CancelledError:
+            # The subscribe goes on regardless (shielded): end what it makes, or it would deliver and hold a consumer forever.
+            await _unsubscribe_made(making)
+            raise
         self._subscription = subscription
         info = await subscription.consumer_info()
         delivered = info.delivered.consumer_seq if info.delivered is not None else 0
-        if generation == self._generation and not self._snapshot_done and info.num_pending == 0 and not delivered:
-            await self._end_snapshot()  # an empty bucket: no message will say the snapshot is over
+        if not self._stale(generation) and not self._snapshot_done and info.num_pending == 0 and not delivered:
+            await self._end_snapshot(generation)  # an empty bucket: no message will say the snapshot is over
 
     async def _follow(self, seen: int) -> None:
-        while True:
-            seen = await self._connection.wait_reconnect(seen)
+        """Subscribe again after each reconnect; when the connection closes or anything else fails, end the watch with LeaseWatchError."""
+        try:
             while True:
-                try:
-                    await self._subscribe()
-                    break
-                except nats.errors.Error as exc:
-                    # The restarted server may not serve JetStream yet; another reconnect is awaited by the next subscribe's failure.
-                    self._errors("resubscribe", f"cluster: lease watch on {self._stream}: cannot subscribe again after a reconnect ({exc!r}); retrying")
-                    await asyncio.sleep(_RESUBSCRIBE_S)
+                seen = await self._connection.wait_reconnect(seen)
+                while True:
+                    try:
+                        await self._subscribe()
+                        break
+                    except nats.errors.Error as exc:
+                        if self._connection.health.state == "closed":
+                            raise
+                        # The restarted server may not serve JetStream yet; another reconnect is awaited by the next subscribe's failure.
+                        self._errors("resubscribe", f"cluster: lease watch on {self._stream}: cannot subscribe again after a reconnect ({exc!r}); retrying")
+                        await asyncio.sleep(_RESUBSCRIBE_S)
+        except Exception as exc:  # noqa: BLE001  whatever ended the following, the reader must learn that its view went stale
+            error = LeaseWatchError(f"lease watch on {self._stream} ended: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            await self._end(error)
 
-    async def _deliver(self, message: NatsMsg) -> None:
+    async def _deliver(self, message: NatsMsg, generation: int) -> None:
         """A message of the current subscription: queue its change if it is news; the snapshot's last ends the snapshot."""
         change = self._change(message)
         sid = message.subject.removeprefix(self._subject.removesuffix(">"))
         self._in_snapshot.add(sid)
         if change is not None:
-            await self._report(change)
-        if not self._snapshot_done and message.metadata.num_pending == 0:
-            await self._end_snapshot()
+            await self._report(change, generation)
+        if not self._stale(generation) and not self._snapshot_done and message.metadata.num_pending == 0:
+            await self._end_snapshot(generation)
 
-    async def _end_snapshot(self) -> None:
+    async def _end_snapshot(self, generation: int) -> None:
         """Every lease this watch had as held and the new snapshot lacks ended meanwhile (its marker expired before we looked)."""
         self._snapshot_done = True
         for sid, reported in list(self._reported.items()):
             if isinstance(reported, Claimed) and sid not in self._in_snapshot:
-                await self._report(Gone(sid, "ended while the watch was reconnecting"))
+                await self._report(Gone(sid, "ended while the watch was reconnecting"), generation)
 
-    async def _report(self, change: LeaseChange) -> None:
-        reported = self._reported.get(change.sid)
-        if reported == change or (isinstance(change, Gone) and isinstance(reported, Gone)):
-            return  # a renewal, or an end after an end (a delete tombstone expiring): no news
-        self._reported[change.sid] = change
-        await self._changes.put(change)
+    async def _report(self, change: LeaseChange, generation: int) -> None:
+        async with self._changed:
+            # A slow reader holds the delivery here (the ordered consumer resumes in order); the end or a newer subscription drops it.
+            await self._changed.wait_for(lambda: len(self._changes) < _WATCH_QUEUE or self._stale(generation))
+            if self._stale(generation):
+                return
+            reported = self._reported.get(change.sid)
+            if reported == change or (isinstance(change, Gone) and isinstance(reported, Gone)):
+                return  # a renewal, or an end after an end (a delete tombstone expiring): no news
+            self._reported[change.sid] = change
+            self._changes.append(change)
+            self._changed.notify_all()
+
+    async def _end(self, error: LeaseWatchError | None) -> None:
+        """End the watch (the first end counts): no delivery queues a change after this; the reader ends after the queued ones."""
+        async with self._changed:
+            if self._ended:
+                return
+            self._ended = True
+            self._error = error
+            self._generation += 1
+            self._changed.notify_all()
 
     async def stop(self) -> None:
-        """Stop listening; an `async for` over the watch ends after the changes already queued."""
-        self._stopped = True
+        """Stop listening; an `async for` over the watch ends after the changes already queued (raising the error of a failed watch)."""
+        await self._end(None)
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -534,23 +586,32 @@ class LeaseWatch:
             subscription, self._subscription = self._subscription, None
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
-        # Wakes a reader waiting on an empty queue; a reader of a full one sees _stopped once it has drained it.
-        if not self._changes.full():
-            self._changes.put_nowait(None)
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> LeaseChange:
-        if self._stopped and self._changes.empty():
-            raise StopAsyncIteration
-        change = await self._changes.get()
-        if change is None:
-            raise StopAsyncIteration
-        return change
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._changes) or self._ended)
+            if self._changes:
+                change = self._changes.popleft()
+                self._changed.notify_all()  # room for a delivery waiting on a full queue
+                return change
+        if self._error is not None:
+            raise self._error
+        raise StopAsyncIteration
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
         await self.stop()
+
+
+async def _unsubscribe_made(making: Awaitable[Subscription]) -> None:
+    """Unsubscribe the subscription a cancelled subscribe goes on to make (nothing if it fails)."""
+    try:
+        subscription = await making
+        await subscription.unsubscribe()
+    except nats.errors.Error:
+        pass  # made nothing, or the connection is gone and the subscription with it

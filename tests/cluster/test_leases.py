@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,8 +17,10 @@ from tests.cluster.nats_server import NatsServer, unavailable
 
 try:
     import nats.errors
+    from nats.js import JetStreamContext
     from nats.js.api import KeyValueConfig, StorageType
 
+    from bot.cluster import leases
     from bot.cluster.connection import ClusterConnection
     from bot.cluster.leases import (
         UNKNOWN_WORKER,
@@ -31,6 +33,7 @@ try:
         LeaseChange,
         LeaseLost,
         LeaseWatch,
+        LeaseWatchError,
         is_current,
     )
 except ImportError as missing:
@@ -430,3 +433,84 @@ async def test_a_bucket_without_limit_markers_is_refused(nats_server: NatsServer
         with pytest.raises(LeaseBucketError) as refused:
             await LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER)).open()
         assert str(refused.value).startswith(f"lease bucket leases_{CID} exists without limit markers (subject_delete_marker_ttl): nobody would see")
+
+
+@pytest.mark.asyncio
+async def test_a_watch_ends_with_an_error_when_its_connection_closes(nats_server: NatsServer) -> None:
+    async with _connected(nats_server, "hub") as connection:
+        hub = LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER))
+        await hub.open()
+        watch = await hub.watch()
+        await connection.close()
+        with pytest.raises(LeaseWatchError) as ended:
+            await _next(watch)
+        assert str(ended.value) == (
+            f"lease watch on KV_leases_{CID} ended: ClusterConnectError: the connection to {nats_server.url} is closed by this process: no reconnect will come"
+        )
+        await watch.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_watch_whose_following_fails_unforeseen_ends_with_that_error_as_the_cause(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with _connected(nats_server, "hub") as connection:
+        hub = LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER))
+        await hub.open()
+
+        async def broken(seen: int) -> int:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(connection, "wait_reconnect", broken)
+        async with await hub.watch() as watch:
+            with pytest.raises(LeaseWatchError, match="ended: RuntimeError: a bug") as ended:
+                await _next(watch)
+            assert isinstance(ended.value.__cause__, RuntimeError)
+
+
+@pytest.mark.asyncio
+async def test_a_watch_cancelled_while_subscribing_leaves_no_subscription(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with _connected(nats_server, "hub") as connection:
+        hub = LeaseBucket(connection, CID, TTL_S, logging.getLogger(LOGGER))
+        await hub.open()
+        original = JetStreamContext.subscribe
+        made: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answer = asyncio.Event()
+
+        async def late(self: JetStreamContext, *args: Any, **kwargs: Any) -> Any:
+            # The subscription exists on the client and the server; its maker has not returned it yet.
+            subscription = await original(self, *args, **kwargs)
+            made.set_result(subscription)
+            await answer.wait()
+            return subscription
+
+        monkeypatch.setattr(JetStreamContext, "subscribe", late)
+        starting = asyncio.create_task(hub.watch())
+        async with asyncio.timeout(DEADLINE_S):
+            subscription = await made
+        starting.cancel()
+        answer.set()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        assert subscription._id not in connection.client._subs
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_watch_yields_the_changes_queued_before_and_nothing_a_waiting_delivery_brings(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leases, "_WATCH_QUEUE", 1)
+    async with _bucket(nats_server, "w1") as one, _bucket(nats_server, "hub") as hub:
+        first = await one.claim("a", "w1")
+        assert first is not None and await one.claim("b", "w1") is not None
+        watch = await hub.watch()
+        # The snapshot's first change fills the queue of one; the second's delivery waits for room.
+        subscription = watch._subscription
+        assert subscription is not None
+        await _until(
+            lambda: _value((subscription.delivered, subscription.pending_msgs, len(watch._changes))), lambda seen: seen[0] >= 2 and seen[1:] == (0, 1), "a delivery waiting for room"
+        )
+        await watch.stop()
+        assert [change async for change in watch] == [Claimed("a", "w1", first.epoch)]
+
+
+async def _value(value: T) -> T:
+    return value
