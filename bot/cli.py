@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from bot.cluster.replay import ClusterReplay
     from bot.daemon.feed import Pacer
     from bot.journal.lock import JournalLock
+    from bot.kernel.assembly import RouterFactory
     from bot.kernel.jobs import ParallelReplay
     from bot.replay.runner import Replay, ReplayResult
     from bot.replay.sources import SourceScan
@@ -289,11 +290,17 @@ def _replay(args: argparse.Namespace) -> int:
     logger = BotLogger.to_stderr(level=log_level(args), log_file=args.log_file)
     replay: Replay | ParallelReplay | ClusterReplay
     if args.cluster is not None:
+        from bot.clock import WallClock
         from bot.cluster.commands import cluster_config
         from bot.cluster.replay import ClusterReplay
+        from bot.kernel.replay import build_replay
 
         cluster = cluster_config(args.cluster, loaded.bot.cluster)
-        replay = ClusterReplay(loaded, sources, args.out, cluster, args.workers or 2, logger, log_level(args), time_range)
+
+        def build(router: RouterFactory) -> Replay:
+            return build_replay(loaded, sources, args.out, logger, WallClock(), time_range, router)
+
+        replay = ClusterReplay(loaded, build, cluster, args.workers or 2, logger, log_level(args))
     else:
         settings = LogSettings(log_level(args), args.log_file)
         replay = build_jobs_replay(loaded, sources, args.out, args.jobs, settings, logger, time_range, lambda text: _note(_stderr(), text))

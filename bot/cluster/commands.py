@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import sys
 
@@ -28,15 +29,15 @@ def cluster_config(url: str | None, section: ClusterConfig | None, option: str =
     try:
         return ClusterConfig.model_validate({**given, "url": url})
     except ValidationError as exc:
-        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        reasons = "; ".join(
+            ".".join(map(str, e["loc"])) + ": " + str(e["msg"]).removeprefix("Value error, ") if e["loc"] else str(e["msg"]) for e in exc.errors()
+        )
         raise ClusterArgumentError(f"{option} {url if '@' not in url else '(a url with credentials)'}: {reasons}") from None
 
 
 def needs_cluster_extra() -> str | None:
     """Why the cluster cannot run here (its extra not installed), or None."""
-    try:
-        import nats  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("nats") is None:
         return "the cluster needs the cluster extra (nats-py): run bash scripts/setup.sh --cluster"
     return None
 
@@ -65,7 +66,7 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     connection = ClusterConnection(cluster, loaded.base_dir, logger, label=f"bot worker {name}", environ=os.environ)
-    worker = ReplayWorker(connection, cid, name, loaded.catalog, fingerprint(loaded), logger, parent_pid=os.getppid())
+    worker = ReplayWorker(connection, cid, name, loaded.catalog, fingerprint(loaded), logger, parent_pid=args.hub_pid if args.hub_pid is not None else os.getppid())
     try:
         asyncio.run(worker.run())
     except (WorkerRefused, BotError) as exc:

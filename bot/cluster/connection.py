@@ -1,6 +1,6 @@
 """The process's connection to the cluster's NATS server: connect, reconnect forever with backoff, health, nats-py's callbacks to our log.
 
-The only module that imports nats (the cluster extra).
+Its options are set here alone (timeouts, reconnect, callbacks); the cluster's other modules use the client it holds.
 """
 from __future__ import annotations
 

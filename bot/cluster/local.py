@@ -35,8 +35,14 @@ class Answered:
         return self._replies
 
 
+# The message size an in-process transport allows: a NATS server's default max_payload, so warm-ups are chunked as over the wire.
+LOCAL_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
 class LocalMinds:
     """A worker's minds: the messages a hub sends it are answered here (a MindTransport in process, the worker's handler over NATS)."""
+
+    max_message_bytes = LOCAL_MAX_MESSAGE_BYTES
 
     def __init__(self, catalog: StrategyCatalog, on_refused: Callable[[str], None] | None = None) -> None:
         self._catalog = catalog

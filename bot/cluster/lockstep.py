@@ -77,13 +77,19 @@ class PendingReplies(Protocol):
 class MindTransport(Protocol):
     """How the hub reaches the minds of some strategies: one encoded message out, the encoded replies back."""
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message it carries (a NATS server's max_payload)."""
+        ...
+
     def send(self, message: bytes) -> PendingReplies:
         """Send `message` (Activate, Warm or Turn); its replies (one Activated or Warmed, or one Decision per entry that decides) to wait for."""
         ...
 
 
-# Candles per Warm message: about 0.5 MB of JSON, inside a NATS server's default 1 MB payload limit.
-WARM_CHUNK = 5_000
+# Bytes of JSON a candle may take in a Warm message (they take about 75), and room for the rest of the message.
+CANDLE_BYTES = 128
+WARM_OVERHEAD_BYTES = 4_096
 
 
 def _reply(transport: MindTransport, message: bytes) -> Message:
@@ -131,13 +137,17 @@ class LockstepRouter:
 
     def _on_state(self, event: Event) -> None:
         assert isinstance(event, StrategyStateChanged)
-        if event.change != "activated" or event.strategy_id not in self._specs:
-            return
+        if event.change != "activated" or event.strategy_id not in self._specs or self._broken is not None:
+            return  # once broken, the run stops on the first cause
         try:
             self._activate(event.strategy_id)
         except LockstepError as exc:
             self._broken = exc
             raise
+        except Exception as exc:
+            # Whatever reaching the worker raised: the run stops on it, not on a later symptom.
+            self._broken = LockstepError(f"strategy {event.strategy_id!r}: its activation failed: {type(exc).__name__}: {exc}")
+            raise self._broken from exc
 
     def _activate(self, sid: str) -> None:
         transport = self._where[sid]
@@ -150,7 +160,8 @@ class LockstepRouter:
         # Its orchestrator was built and warmed on the same history with the same code: a mind that cannot is not the same strategy.
         if activated.failure is not None:
             raise LockstepError(f"strategy {sid!r}: its mind could not be built: {activated.failure.type_name}: {activated.failure.message}")
-        chunks = list(self._history_chunks(activated.streams))
+        per_chunk = max(1, (transport.max_message_bytes - WARM_OVERHEAD_BYTES) // CANDLE_BYTES)
+        chunks = list(self._history_chunks(activated.streams, per_chunk))
         for i, chunk in enumerate(chunks):
             warmed = _reply(transport, encode(Warm(sid=sid, history=chunk, done=i == len(chunks) - 1)))
             if not isinstance(warmed, Warmed) or warmed.sid != sid:
@@ -158,16 +169,16 @@ class LockstepRouter:
             if warmed.failure is not None:
                 raise LockstepError(f"strategy {sid!r}: its mind failed to warm up: {warmed.failure.type_name}: {warmed.failure.message}")
 
-    def _history_chunks(self, streams: list[tuple[str, str]]) -> Iterator[list[StreamHistory]]:
-        """The hub's history of `streams`, at most WARM_CHUNK candles per message; at least one message (the last warms)."""
+    def _history_chunks(self, streams: list[tuple[str, str]], per_chunk: int) -> Iterator[list[StreamHistory]]:
+        """The hub's history of `streams`, at most `per_chunk` candles per message; at least one message (the last warms)."""
         hub = self._services.hub
         chunk: list[StreamHistory] = []
         size = 0
         for symbol, tf in streams:
             candles = [tuple(c) for c in hub.history(symbol, tf)]
-            for start in range(0, len(candles), WARM_CHUNK):
-                part = candles[start:start + WARM_CHUNK]
-                if size + len(part) > WARM_CHUNK:
+            for start in range(0, len(candles), per_chunk):
+                part = candles[start:start + per_chunk]
+                if size + len(part) > per_chunk:
                     yield chunk
                     chunk, size = [], 0
                 chunk.append(StreamHistory(symbol=symbol, tf=tf, candles=part))  # type: ignore[arg-type]
@@ -295,6 +306,8 @@ class LockstepRouter:
 
     def history(self, routes: tuple[_Route, ...], symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         """A candle that is history to the strategies trading on its stream: their minds take it too (nothing is decided)."""
+        if self._broken is not None:
+            raise self._broken
         entries: dict[int, list[TurnEntry]] = {}
         for owner, _ in routes:
             if owner.state == "active":

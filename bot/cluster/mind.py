@@ -177,7 +177,16 @@ class Mind:
 
     def warm_up(self, history: Mapping[Stream, list[Candle]]) -> None:
         """Feed the hub's history to the indicators and the strategy, as its orchestrator's warm-up does."""
-        self._build.warm_up(history)
+        try:
+            self._build.warm_up(history)
+        finally:
+            self._forget()
+
+    def _forget(self) -> None:
+        # What the strategy announces or asks for on history is the hub's copy's to publish and queue (it runs
+        # the same code on the same candles): sent again in the next decision, it would be there twice.
+        self._actions.clear()
+        self._events.clear()
 
     def decide(self, k: int, symbol: str, timeframe: str, candle: Candle, ts: int, kind: TurnKind, view: View | None) -> Decision | None:
         """Its part of turn `k`: its actions and events, or its failure; None for a history candle (nothing is decided)."""
@@ -186,9 +195,14 @@ class Mind:
         build = self._build
         update = build.updates.get((symbol, timeframe))
         if kind == "history":
-            if update is not None:
-                update(candle)
-                build.strategy.on_history(symbol, timeframe, candle)
+            try:
+                if update is not None:
+                    update(candle)
+                    build.strategy.on_history(symbol, timeframe, candle)
+            except Exception:  # noqa: BLE001, S110  the hub's copy ran the same code on this candle and reports its failure
+                pass
+            finally:
+                self._forget()
             return None
         if view is not None:
             self.positions.load(view)

@@ -25,21 +25,25 @@ class _Pending:
         self._worker = worker
 
     def result(self) -> list[bytes]:
-        """The worker's replies; LockstepError naming the worker when it exited, nothing listens, or it took too long."""
+        """The worker's replies; LockstepError naming the worker when it exited, nothing listens, it took too long, or sending failed."""
         worker = self._worker
-        while True:
-            try:
-                data = self._future.result(timeout=WATCH_S)
-                break
-            except concurrent.futures.TimeoutError:
-                code = worker.exited()
-                if code is not None:
-                    self._future.cancel()
-                    raise LockstepError(f"worker {worker.name} exited (code {code}) before it answered") from None
-            except nats.errors.NoRespondersError:
-                raise LockstepError(f"worker {worker.name}: nothing listens on {worker.subject} (its process is gone)") from None
-            except nats.errors.TimeoutError:
-                raise LockstepError(f"worker {worker.name}: no answer on {worker.subject} within {worker.timeout_s:g} s") from None
+        future = self._future
+        # Waited on with concurrent.futures.wait, not result(timeout): nats' own TimeoutError is a TimeoutError too.
+        while not concurrent.futures.wait([future], timeout=WATCH_S).done:
+            code = worker.exited()
+            if code is not None:
+                future.cancel()
+                raise LockstepError(f"worker {worker.name} exited (code {code}) before it answered")
+        try:
+            data = future.result()
+        except nats.errors.NoRespondersError:
+            raise LockstepError(f"worker {worker.name}: nothing listens on {worker.subject} (its process is gone)") from None
+        except nats.errors.TimeoutError:
+            raise LockstepError(f"worker {worker.name}: no answer on {worker.subject} within {worker.timeout_s:g} s") from None
+        except nats.errors.MaxPayloadError as exc:
+            raise LockstepError(f"worker {worker.name}: a message too large for the server ({exc}): raise max_payload in its configuration") from None
+        except Exception as exc:  # noqa: BLE001  whatever the client raised: the run stops, saying what
+            raise LockstepError(f"worker {worker.name}: sending on {worker.subject} failed: {type(exc).__name__}: {exc}") from None
         try:
             return decode_batch(data)
         except ProtocolError as exc:
@@ -57,6 +61,11 @@ class RemoteMinds:
         self.timeout_s = timeout_s
         # Nanoseconds from each message sent to its replies received (on the link's thread): the run's round trips.
         self.round_trips: list[int] = []
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message the server takes (its max_payload)."""
+        return int(self._link.connection.client.max_payload)
 
     def send(self, message: bytes) -> _Pending:
         """Send `message` on the worker's subject; its replies to wait for."""

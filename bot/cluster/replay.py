@@ -6,12 +6,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
-from bot.candles.sources import CandleSource
-from bot.clock import WallClock
 from bot.cluster.bridge import ClusterLink, ClusterLinkError
 from bot.cluster.connection import ClusterConnection
 from bot.cluster.fingerprint import fingerprint
@@ -22,13 +19,15 @@ from bot.cluster.remote import RemoteMinds
 from bot.cluster.subjects import hello_subject, replay_run_id, stop_subject, turn_subject
 from bot.config.cluster import ClusterConfig
 from bot.errors import BotError
-from bot.kernel.replay import build_replay
 from bot.log import BotLogger
-from bot.replay.runner import Progress, ReplayResult
-from bot.replay.timerange import TimeRange
+from bot.replay.runner import Progress, Replay, ReplayResult
 from bot.services import BotServices
 from bot.strategy.config_load import LoadedConfig
 from bot.strategy.manager import StreamRouter
+
+# Builds the replay with a router in place of in-process delivery (bot.kernel.replay.build_replay, bound to the run's
+# config, sources and outputs, by the command line: the kernel sits above the cluster).
+ReplayBuilder = Callable[[Callable[[BotServices], StreamRouter]], Replay]
 
 # Seconds to reach the server (an unreachable one is retried meanwhile), and for every worker to say Hello.
 CONNECT_TIMEOUT_S = 15.0
@@ -61,25 +60,21 @@ class ClusterReplay:
     def __init__(
         self,
         loaded: LoadedConfig,
-        sources: list[CandleSource],
-        out_dir: Path,
+        build: ReplayBuilder,
         cluster: ClusterConfig,
         workers: int,
         logger: BotLogger,
         log_level: int,
-        time_range: TimeRange | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a cluster replay needs at least one worker")
         self.loaded = loaded
-        self.sources = sources
-        self.out_dir = out_dir
+        self._build = build
         self.cluster = cluster
         self.workers = workers
         self._logger = logger
         self._log_level = log_level
-        self.time_range = time_range
         self._environ = dict(os.environ if environ is None else environ)
         self.cid = replay_run_id(datetime.now(UTC), os.getpid())
 
@@ -113,7 +108,7 @@ class ClusterReplay:
                 routers.append(LockstepRouter(services, list(transports)))
                 return routers[-1]
 
-            replay = build_replay(self.loaded, self.sources, self.out_dir, self._logger, WallClock(), self.time_range, router)
+            replay = self._build(router)
             started = time.perf_counter()
             try:
                 return await replay.run(progress)
@@ -136,6 +131,7 @@ class ClusterReplay:
             "--cluster", self.cluster.url,
             "--run", self.cid,
             "--name", name,
+            "--hub-pid", str(os.getpid()),
             "--log-level", logging.getLevelName(self._log_level),
         ]  # fmt: skip
         # Its log goes to this process's stderr; it exits when told, or when this process is gone.

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg as NatsMsg
@@ -16,13 +18,13 @@ from nats.aio.msg import Msg as NatsMsg
 from bot.cluster.connection import ClusterConnection
 from bot.cluster.error_lines import ErrorLines
 from bot.cluster.local import LocalMinds
-from bot.cluster.messages import Fingerprint, Hello, ProtocolError, Welcome, decode, encode, encode_batch
+from bot.cluster.messages import Fingerprint, Hello, ProtocolError, Refused, Stop, Welcome, decode, encode, encode_batch
 from bot.cluster.subjects import hello_subject, stop_subject, turn_subject
 from bot.strategy.catalog import StrategyCatalog
 
 # Seconds a Hello may go unanswered (the hub listens before it starts its workers: longer means it is gone).
 HELLO_TIMEOUT_S = 30.0
-# How often a replay worker checks that the hub that started it is still its parent.
+# How often a replay worker checks that the hub that started it is still its parent (a poll: Linux has no portable parent-death event).
 PARENT_CHECK_S = 1.0
 
 
@@ -57,49 +59,84 @@ class ReplayWorker:
         self.undecodable = 0
         self.answered = 0
 
-    def _refused(self, reason: str) -> None:
+    def _refused(self, reason: str, subject: str | None = None) -> None:
+        subject = subject or self._subject
         self.undecodable += 1
-        self._bad_lines(f"refused:{self._subject}", f"cluster: a message on {self._subject} was refused: {reason}")
+        self._bad_lines(f"refused:{subject}", f"cluster: a message on {subject} was refused: {reason}")
 
     async def _on_message(self, msg: NatsMsg) -> None:
-        replies = self._minds.request(msg.data)
+        try:
+            replies = self._minds.request(msg.data)
+        except Exception as exc:  # noqa: BLE001  never into the client's callback: the hub is told why and stops
+            self._log.exception("cluster: worker %s failed on a message on %s", self._name, msg.subject)
+            replies = [encode(Refused(reason=f"worker {self._name} failed: {type(exc).__name__}: {exc}"))]
         self.answered += 1
         if msg.reply:
             await msg.respond(encode_batch(replies))
 
     async def _on_stop(self, msg: NatsMsg) -> None:
-        self._log.info("cluster: worker %s: the hub says stop", self._name)
+        try:
+            stop = decode(msg.data)
+        except ProtocolError as exc:
+            self._refused(str(exc), msg.subject)
+            return
+        if not isinstance(stop, Stop):
+            self._refused(f"a {type(stop).__name__} where a Stop was due", msg.subject)
+            return
+        self._log.info("cluster: worker %s: the hub says stop (%s)", self._name, stop.reason)
         self._stop.set()
 
     async def run(self) -> None:
         """Connect, listen, say Hello; return when the hub says stop, on SIGTERM, or when the hub that started it is gone.
 
-        WorkerRefused when the hub refuses it or does not answer.
+        Connecting is given up on those too (a server that is down is retried until then). WorkerRefused
+        when the hub refuses it or does not answer.
         """
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        await self._connection.connect()
+        watch = asyncio.create_task(self._watch_parent())
         try:
-            client = self._connection.client
-            await client.subscribe(self._subject, cb=self._on_message)
-            await client.subscribe(stop_subject(self._cid), cb=self._on_stop)
-            await client.flush()
-            await self._hello()
-            self._log.info("cluster: worker %s of run %s: taken in, waiting for turns", self._name, self._cid)
-            while not self._stop.is_set():
-                try:
-                    async with asyncio.timeout(PARENT_CHECK_S):
-                        await self._stop.wait()
-                except TimeoutError:
-                    if self._parent_pid is not None and os.getppid() != self._parent_pid:
-                        self._log.warning("cluster: worker %s: the hub (pid %d) is gone; exiting", self._name, self._parent_pid)
-                        return
+            if await self._unless_stopped(self._join()):
+                self._log.info("cluster: worker %s of run %s: taken in, waiting for turns", self._name, self._cid)
+                await self._stop.wait()
         finally:
+            watch.cancel()
             await self._connection.close()
             # ru_maxrss is in KiB on Linux.
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             self._log.info("cluster: worker %s: %d messages answered, %d refused, peak RSS %.0f MB", self._name, self.answered, self.undecodable, peak)
+
+    async def _join(self) -> None:
+        await self._connection.connect()
+        client = self._connection.client
+        await client.subscribe(self._subject, cb=self._on_message)
+        await client.subscribe(stop_subject(self._cid), cb=self._on_stop)
+        await client.flush()
+        await self._hello()
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run `work` until done (True; what it raises propagates) or until a stop comes first (False: it is cancelled)."""
+        task = asyncio.create_task(work)
+        stopped = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            stopped.cancel()
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+
+    async def _watch_parent(self) -> None:
+        """Stop when the hub that started this worker is gone (it is no longer the parent)."""
+        if self._parent_pid is None:
+            return
+        while os.getppid() == self._parent_pid:
+            await asyncio.sleep(PARENT_CHECK_S)
+        self._log.warning("cluster: worker %s: the hub (pid %d) is gone; exiting", self._name, self._parent_pid)
+        self._stop.set()
 
     async def _hello(self) -> None:
         hello = Hello(worker=self._name, pid=os.getpid(), host=socket.gethostname(), fingerprint=self._fingerprint)

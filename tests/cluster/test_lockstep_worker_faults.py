@@ -43,6 +43,8 @@ class Tampering:
         self.done = True
         return [encode(d) for d in self._tamper(decisions)]
 
+    max_message_bytes = 1024 * 1024
+
     def send(self, message: bytes) -> Answered:
         return Answered(self.request(message))
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -144,3 +146,94 @@ async def test_a_worker_answers_what_does_not_decode_with_a_refusal_logs_it_once
     lines = [line for line in stderr.splitlines() if f"a message on {subject} was refused" in line]
     assert len(lines) == 1, stderr
     assert "the hub says stop" in stderr
+
+
+class Lines:
+    """A process's stderr, read line by line on a thread, to await a line without sleeping."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self._stream = process.stderr
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self._stream:
+            for line in self._stream:
+                self.lines.append(line)
+
+    def has(self, words: str) -> bool:
+        return any(words in line for line in list(self.lines))
+
+    def text(self) -> str:
+        self._thread.join(DEADLINE_S)
+        return "".join(self.lines)
+
+
+UNREACHABLE = "nats://127.0.0.1:1"
+
+
+def _worker_process(cluster: str, *extra: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "bot", "worker", "--config", str(REPO / "config.replay.json"), "--cluster", cluster, "--run", CID,
+               "--name", "w1", "--log-level", "INFO", *extra]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.asyncio
+async def test_a_worker_still_connecting_exits_on_sigterm() -> None:
+    worker = _worker_process(UNREACHABLE)
+    lines = Lines(worker)
+    try:
+        await until(lambda: lines.has("cannot connect to") or worker.poll() is not None, "the worker retrying its server")
+        assert worker.poll() is None, lines.text()
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, DEADLINE_S)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert code == 0, lines.text()
+    lines.text()
+
+
+@pytest.mark.asyncio
+async def test_a_worker_whose_hub_is_not_its_parent_exits_while_still_connecting() -> None:
+    # A hub gone before the worker even started: its parent is already another process.
+    worker = _worker_process(UNREACHABLE, "--hub-pid", "999999999")
+    lines = Lines(worker)
+    try:
+        code = await asyncio.to_thread(worker.wait, DEADLINE_S)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert code == 0
+    assert "the hub (pid 999999999) is gone; exiting" in lines.text()
+
+
+@pytest.mark.asyncio
+async def test_garbage_on_the_stop_subject_is_refused_and_the_worker_goes_on(nats_server: NatsServer) -> None:
+    reception = Reception(fingerprint(load_config(REPO / "config.replay.json")), ["w1"], logging.getLogger("test.hub"))
+    async with hub_side(nats_server, reception) as hub:
+        worker = _worker_process(nats_server.url)
+        lines = Lines(worker)
+        try:
+            await until(lambda: "w1" in reception.taken or worker.poll() is not None, "the worker's Hello")
+            subject = stop_subject(CID)
+            await hub.client.publish(subject, b"not json at all")
+            await hub.client.flush()
+            await until(lambda: lines.has(f"a message on {subject} was refused") or worker.poll() is not None, "the refusal's log line")
+            assert worker.poll() is None, lines.text()
+            # Still serving its turn subject.
+            reply = await hub.client.request(turn_subject(CID, "w1"), b"[]", timeout=DEADLINE_S)
+            assert isinstance(decode(decode_batch(reply.data)[0]), Refused)
+            await hub.client.publish(subject, encode(Stop(reason="test over")))
+            await hub.client.flush()
+            code = await asyncio.to_thread(worker.wait, DEADLINE_S)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert code == 0, lines.text()
+    assert "the hub says stop (test over)" in lines.text()
