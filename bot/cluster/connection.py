@@ -84,6 +84,7 @@ class ClusterConnection:
         self._random = random
         self._errors = ErrorLines(logger, clock)
         self._errors_seen = 0
+        self._reconnects = 0
         self._client: Client | None = None
         self._closing = False
         self._health = Health("closed", "not connected yet")
@@ -102,6 +103,19 @@ class ClusterConnection:
     def errors_seen(self) -> int:
         """How many errors the client reported since this object was made (most are logged only once a minute)."""
         return self._errors_seen
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the connection came back after a loss (a subscription whose server state may be gone: an ordered consumer)."""
+        return self._reconnects
+
+    async def wait_reconnect(self, seen: int) -> int:
+        """Return `reconnects` once it is more than `seen` (at once if it is); ClusterConnectError once closed (none will come)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._reconnects > seen or self._health.state == "closed")
+            if self._reconnects > seen:
+                return self._reconnects
+            raise ClusterConnectError(f"the connection to {self.url} is {self._health.detail or 'closed'}: no reconnect will come")
 
     @property
     def client(self) -> Client:
@@ -215,7 +229,11 @@ class ClusterConnection:
         self._reconnect_backoff.reset()
         held = self._errors.held()
         self._log.info("cluster: reconnected to %s%s", self.url, f" ({held} errors not logged meanwhile)" if held else "")
-        await self._set(Health("connected"))
+        async with self._changed:
+            self._reconnects += 1
+            self._health = Health("connected")
+            # Wakes wait_reconnect as well as wait_for: both read their condition under this lock.
+            self._changed.notify_all()
 
     async def _on_closed(self) -> None:
         if self._closing:

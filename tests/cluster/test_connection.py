@@ -145,9 +145,11 @@ async def test_kill_9_of_the_server_degrades_the_health_and_a_restart_on_the_sam
         # Many refused attempts while the server is down: each kind of error is logged once, without a traceback.
         await _until(lambda: connection.errors_seen >= 6, "six errors reported by nats-py while the server is down")
 
+        assert connection.reconnects == 0
         nats_server.restart()
         async with asyncio.timeout(DEADLINE_S):
             await connection.wait_for("connected")
+            assert await connection.wait_reconnect(0) == 1
         info = await js.stream_info("EVT_test")
         assert (info.state.messages, info.state.last_seq) == (5, 5)
         # The dedup table survived the kill: a retry of an acked message is still a duplicate.
@@ -182,6 +184,17 @@ async def test_a_server_not_up_yet_is_retried_with_health_degraded_until_it_star
         with contextlib.suppress(asyncio.CancelledError):
             await connecting
         await connection.close()
+
+
+@pytest.mark.asyncio
+async def test_a_wait_for_a_reconnect_ends_with_an_error_when_the_connection_closes(nats_server: NatsServer) -> None:
+    async with connected(_config(nats_server)) as connection:
+        waiting = asyncio.create_task(connection.wait_reconnect(0))
+        await connection.close()
+        with pytest.raises(ClusterConnectError) as closed:
+            async with asyncio.timeout(DEADLINE_S):
+                await waiting
+        assert str(closed.value) == f"the connection to {nats_server.url} is closed by this process: no reconnect will come"
 
 
 @pytest.fixture
