@@ -31,6 +31,8 @@ PING_INTERVAL_S = 5
 MAX_OUTSTANDING_PINGS = 3
 # Seconds given to closing the client of a failed attempt.
 DISCARD_TIMEOUT_S = 0.5
+# Seconds given to closing the connection (flushing what is pending to a server that may be gone).
+CLOSE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,12 +273,19 @@ class ClusterConnection:
             self._log.debug("cluster: closing a failed attempt's client: %s", _describe(exc))
 
     async def close(self) -> None:
-        """Close the connection (pending publishes are flushed first); health closed. Safe to call twice."""
+        """Close the connection (pending publishes flushed first, for at most CLOSE_TIMEOUT_S); health closed. Safe to call twice.
+
+        Never raises for the connection's own state: closed while nats-py reconnects to a server
+        that is down, its close re-raises the reset of the lost socket; logged at debug, closed all the same.
+        """
         client = self._client
         self._closing = True
         if client is not None:
             try:
-                await client.close()
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await client.close()
+            except Exception as exc:  # noqa: BLE001  the client is closed (no reconnect follows) whatever its flush raised
+                self._log.debug("cluster: closing the connection to %s: %s", self.url, _describe(exc))
             finally:
                 self._client = None
         await self._set(Health("closed", "closed by this process"))

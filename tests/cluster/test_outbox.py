@@ -211,3 +211,18 @@ def test_a_full_outbox_drops_its_oldest_counted_and_says_degraded_without_blocki
     assert (outbox.backlog, outbox.dropped) == (3, 2)
     health = outbox.health
     assert health.state == "degraded" and health.detail.endswith("3 waiting, 2 dropped"), health
+
+
+def test_sigterm_while_the_server_is_down_and_the_client_reconnects_stops_cleanly(stepped_hub: tuple[DaemonProcess, NatsServer]) -> None:
+    """nats-py's close during a reconnect re-raises the lost socket's reset: the daemon's stop still ends with exit 0 and its "stopped" line."""
+    daemon, server = stepped_hub
+    daemon.step(5)
+    server.kill9()
+    daemon.step(5)
+    # The outbox retried a publish with the client reconnecting to nothing (what the reset comes from).
+    wait_for(lambda: "cluster: candles and events wait for" in daemon.log.read_text(), "the outbox waiting for the server", DEADLINE_S)
+    assert daemon.stop() == 0
+    log = daemon.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert re.search(r"INFO stopped$", log, re.MULTILINE), log[-3000:]
+    assert "cluster: stopped with " in log  # what waited was left, and said so
