@@ -58,6 +58,12 @@ class _Candle:
     candle: Candle
 
 
+def _describe(item: _Candle | Event) -> str:
+    if isinstance(item, _Candle):
+        return f"the {item.symbol} {item.timeframe} candle at {item.candle.ts}"
+    return f"event {item.seq} ({item.type})"
+
+
 @dataclass(frozen=True, slots=True)
 class _Message:
     stream: str
@@ -177,7 +183,12 @@ class Outbox:
                     # Ours to report, not to trade on: the daemon goes on without the server.
                     self._give_up(str(exc) if isinstance(exc, (ClusterConnectError, StreamConfigError)) else f"{type(exc).__name__}: {exc}")
         finally:
-            self._done.set()
+            try:
+                # Also when the daemon's start failed and its task group cancelled this task: no client left running.
+                with anyio.CancelScope(shield=True):
+                    await self._connection.close()
+            finally:
+                self._done.set()
 
     def _give_up(self, reason: str) -> None:
         self._failure = reason
@@ -203,10 +214,20 @@ class Outbox:
                 self._more = anyio.Event()
                 await self._more.wait()
             item = self._queue.popleft()
+            try:
+                message = self._message(item)
+            except Exception as exc:  # noqa: BLE001  one item we cannot publish must not end publishing, nor the daemon's task group
+                self._drop("unpublishable", f"cannot make a message of {_describe(item)}: {type(exc).__name__}: {exc}")
+                continue
             self._in_flight = True
-            await self._publish(self._message(item))
+            await self._publish(message)
             self._in_flight = False
             self.published += 1
+
+    def _drop(self, kind: str, reason: str) -> None:
+        """Count one message dropped for a reason of its own; the reason logged once a minute per kind."""
+        self.dropped += 1
+        self._lines(kind, f"cluster: dropped a message ({self.dropped} dropped in all): {reason}")
 
     def _message(self, item: _Candle | Event) -> _Message:
         names = self._names
@@ -258,8 +279,8 @@ class Outbox:
         left = self.backlog if self._failure is None else 0
         if self._scope is not None:
             self._scope.cancel()
-            await self._done.wait()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
+            await self._done.wait()  # the task closes the connection as it ends
+        else:
             await self._connection.close()
         if left:
             self._log.warning("cluster: stopped with %d candles and events not taken by the server (%d published, %d dropped)", left, self.published, self.dropped)

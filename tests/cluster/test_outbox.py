@@ -13,7 +13,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
 import msgspec
 import pytest
 
@@ -21,6 +23,7 @@ from bot.bus import EventBus
 from bot.candles.hub import CandleHub
 from bot.candles.reader import read_candles
 from bot.clock import ReplayClock
+from bot.cluster.access import ClusterConnectError
 from bot.config.cluster import ClusterConfig
 from bot.event_codec import decode_message, encode_message
 from bot.ohlcv import Candle
@@ -74,27 +77,28 @@ def stepped_hub(short_tmp: Path, nats_server: NatsServer) -> Iterator[tuple[Daem
         daemon.stop()
 
 
-def read_stream(url: str, stream: str) -> list[Stored]:
-    """Every message `stream` holds, in stream order."""
-
-    async def read() -> list[Stored]:
-        client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+async def stored_in(url: str, stream: str) -> list[Stored]:
+    """Every message `stream` holds, in stream order (from a client of its own)."""
+    client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        js = client.jetstream(timeout=5)
         try:
-            js = client.jetstream(timeout=5)
-            try:
-                state = (await js.stream_info(stream)).state
-            except nats.js.errors.NotFoundError:
-                return []  # not created yet
-            stored: list[Stored] = []
-            for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
-                msg = await js.get_msg(stream, seq)
-                assert msg.subject is not None and msg.data is not None and msg.headers is not None
-                stored.append(Stored(msg.subject, msg.headers["Nats-Msg-Id"], msg.data))
-            return stored
-        finally:
-            await client.close()
+            state = (await js.stream_info(stream)).state
+        except nats.js.errors.NotFoundError:
+            return []  # not created yet
+        stored: list[Stored] = []
+        for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+            msg = await js.get_msg(stream, seq)
+            assert msg.subject is not None and msg.data is not None and msg.headers is not None
+            stored.append(Stored(msg.subject, msg.headers["Nats-Msg-Id"], msg.data))
+        return stored
+    finally:
+        await client.close()
 
-    return asyncio.run(asyncio.wait_for(read(), DEADLINE_S))
+
+def read_stream(url: str, stream: str) -> list[Stored]:
+    """Every message `stream` holds, in stream order (outside an event loop)."""
+    return asyncio.run(asyncio.wait_for(stored_in(url, stream), DEADLINE_S))
 
 
 def expected_candles(last_close: int) -> list[Stored]:
@@ -226,3 +230,52 @@ def test_sigterm_while_the_server_is_down_and_the_client_reconnects_stops_cleanl
     assert "Traceback" not in log, log[-3000:]
     assert re.search(r"INFO stopped$", log, re.MULTILINE), log[-3000:]
     assert "cluster: stopped with " in log  # what waited was left, and said so
+
+
+def _outbox(url: str, logger: logging.Logger, **options: Any) -> Outbox:
+    """An outbox on `url` whose connection retries quickly, for the in-process tests."""
+    config = ClusterConfig.model_validate({"url": url, "reconnect_min_s": 0.02, "reconnect_max_s": 0.2})
+    return Outbox(ClusterConnection(config, Path(), logger, label="t", environ={}), NAMES, "paper", "1", 10, logger, **options)
+
+
+def _candle(n: int) -> Candle:
+    return Candle(n * MINUTE, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.asyncio
+async def test_an_item_that_makes_no_message_is_dropped_counted_and_logged_and_publishing_goes_on(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A candle whose timeframe is no subject token (any error making the message) does not escape into the daemon's task group."""
+    outbox = _outbox(nats_server.url, logging.getLogger("t.outbox"))
+    async with asyncio.timeout(DEADLINE_S), anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        outbox.candle("BTC/USD", "1 m", _candle(0))
+        outbox.candle("BTC/USD", "1 m", _candle(1))
+        outbox.candle("BTC/USD", "1m", _candle(2))
+        await outbox.close(DEADLINE_S)
+    assert (outbox.published, outbox.dropped, outbox.backlog) == (1, 2, 0)
+    # Once a minute: the second drop is counted into the next line.
+    dropped = [r.getMessage() for r in caplog.records if "dropped a message" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].startswith(
+        "cluster: dropped a message (1 dropped in all): cannot make a message of the BTC/USD 1 m candle at 0: ValueError: "
+    ), dropped
+    async with asyncio.timeout(DEADLINE_S):
+        stored = await stored_in(nats_server.url, NAMES.md)
+    assert [m.msg_id for m in stored] == [NAMES.md_msg_id("paper", "BTC/USD", "1m", 2 * MINUTE)]
+
+
+@pytest.mark.asyncio
+async def test_a_daemon_start_failing_after_the_outbox_started_leaves_its_connection_closed(nats_server: NatsServer) -> None:
+    """The task group cancels the outbox's task: the task closes its connection as it ends (no nats-py client left reconnecting)."""
+    outbox = _outbox(nats_server.url, logging.getLogger("t.outbox"))
+    connection = outbox._connection
+    with pytest.raises(ExceptionGroup) as failed:
+        async with asyncio.timeout(DEADLINE_S), anyio.create_task_group() as tg:
+            await tg.start(outbox.run)
+            await connection.wait_for("connected")
+            raise RuntimeError("the start failed")
+    assert failed.group_contains(RuntimeError)
+    assert connection.health.state == "closed"
+    with pytest.raises(ClusterConnectError):
+        _ = connection.client
