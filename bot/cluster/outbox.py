@@ -5,7 +5,9 @@ the trading path: a bounded queue that drops its oldest when full, counted), emp
 that publishes each message with its msg-id and waits for the server's ack before the next, so
 each stream keeps the order things happened in. A publish whose outcome is unknown (a timeout,
 the connection lost or reconnecting) is retried with the same msg-id until acked: the server's
-duplicate window stores it once.
+duplicate window stores it once; so is one the server refuses for now (503, 500: its store full,
+a leader being elected). A message refused for itself (too big, a 400) or that makes no message
+is dropped, counted, and the next one published.
 """
 from __future__ import annotations
 
@@ -49,6 +51,10 @@ _UNKNOWN_OUTCOME: Final = (
     nats.errors.OutboundBufferLimitError,
     TimeoutError,
 )
+# The server refuses for now what it may take later (503: resources exhausted, a leader being elected; 500): retried like the above.
+_REFUSED_FOR_NOW: Final = (nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError)
+# Refusals of one message (too big for the server, a 400 about its content): that message is dropped, the next published.
+_REFUSED_MESSAGE: Final = (nats.errors.MaxPayloadError, nats.js.errors.BadRequestError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,10 @@ class _Candle:
     symbol: str
     timeframe: str
     candle: Candle
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _describe(item: _Candle | Event) -> str:
@@ -181,7 +191,7 @@ class Outbox:
                     await self._publish_all()
                 except (ClusterConnectError, StreamConfigError, nats.js.errors.Error, nats.errors.Error) as exc:
                     # Ours to report, not to trade on: the daemon goes on without the server.
-                    self._give_up(str(exc) if isinstance(exc, (ClusterConnectError, StreamConfigError)) else f"{type(exc).__name__}: {exc}")
+                    self._give_up(str(exc) if isinstance(exc, (ClusterConnectError, StreamConfigError)) else _error(exc))
         finally:
             try:
                 # Also when the daemon's start failed and its task group cancelled this task: no client left running.
@@ -204,7 +214,7 @@ class Outbox:
                 for line in await ensure_streams(self._connection.jetstream(self._publish_timeout), self._names, self._history_size):
                     self._log.info("cluster: %s", line)
                 return
-            except (*_UNKNOWN_OUTCOME, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
+            except (*_UNKNOWN_OUTCOME, *_REFUSED_FOR_NOW, nats.errors.NoRespondersError) as exc:
                 await self._wait_to_retry(exc, backoff)
 
     async def _publish_all(self) -> None:
@@ -220,9 +230,9 @@ class Outbox:
                 self._drop("unpublishable", f"cannot make a message of {_describe(item)}: {type(exc).__name__}: {exc}")
                 continue
             self._in_flight = True
-            await self._publish(message)
+            published = await self._publish(message)
             self._in_flight = False
-            self.published += 1
+            self.published += published
 
     def _drop(self, kind: str, reason: str) -> None:
         """Count one message dropped for a reason of its own; the reason logged once a minute per kind."""
@@ -240,16 +250,23 @@ class Outbox:
             )
         return _Message(names.evt, names.evt_subject(item.strategy_id, item.type), names.evt_msg_id(self._run_id, item.seq), encode_message(item))
 
-    async def _publish(self, message: _Message) -> None:
-        """Publish until acked; the same msg-id every time, so a retry of a message the server stored is a duplicate it drops."""
+    async def _publish(self, message: _Message) -> bool:
+        """Publish until acked (True) or refused for itself (False: dropped, counted); the same msg-id every time, so a retry of a message the server stored is a duplicate it drops.
+
+        A 400 is taken as about this message (its size, its headers): should a stream's setting make
+        every message refused, each is dropped and the log says so once a minute, health degraded.
+        """
         backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
         js = self._connection.jetstream(self._publish_timeout)
         while True:
             try:
                 await js.publish(message.subject, message.data, stream=message.stream, headers={"Nats-Msg-Id": message.msg_id})
-            except _UNKNOWN_OUTCOME as exc:
+            except (*_UNKNOWN_OUTCOME, *_REFUSED_FOR_NOW) as exc:
                 await self._wait_to_retry(exc, backoff)
                 continue
+            except _REFUSED_MESSAGE as exc:
+                self._drop("refused", f"the server refused {message.msg_id} on {message.subject}: {_error(exc)}")
+                return False
             except nats.js.errors.NoStreamResponseError as exc:
                 # No stream took the subject: JetStream not up yet after a restart, or a store without our streams.
                 await self._wait_to_retry(exc, backoff)
@@ -258,7 +275,7 @@ class Outbox:
             if self._waiting_since is not None:
                 self._log.info("cluster: the server takes candles and events again (%s waiting)", self.backlog)
                 self._waiting_since = None
-            return
+            return True
 
     async def _wait_to_retry(self, exc: Exception, backoff: Backoff) -> None:
         if self._waiting_since is None:

@@ -279,3 +279,48 @@ async def test_a_daemon_start_failing_after_the_outbox_started_leaves_its_connec
     assert connection.health.state == "closed"
     with pytest.raises(ClusterConnectError):
         _ = connection.client
+
+
+class _Scripted:
+    """A JetStream context whose publish of a msg-id first raises the errors scripted for it, then publishes; the rest passes through."""
+
+    def __init__(self, js: Any, script: dict[str, list[Exception]]) -> None:
+        self._js = js
+        self._script = script
+
+    async def publish(self, subject: str, payload: bytes, **options: Any) -> Any:
+        errors = self._script.get(options["headers"]["Nats-Msg-Id"])
+        if errors:
+            raise errors.pop(0)
+        return await self._js.publish(subject, payload, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._js, name)
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_for_now_is_retried_and_a_refusal_of_one_message_drops_that_message_only(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503 (the store full) and 500 are retried with the same msg-id until acked; MaxPayloadError and a 400 drop that message, counted, and publishing goes on."""
+    ids = [NAMES.md_msg_id("paper", "BTC/USD", "1m", n * MINUTE) for n in range(4)]
+    script: dict[str, list[Exception]] = {
+        ids[0]: [nats.js.errors.ServiceUnavailableError(code=503, err_code=10023, description="insufficient resources")] * 3,
+        ids[1]: [nats.errors.MaxPayloadError()],
+        ids[2]: [nats.js.errors.ServerError(code=500, description="internal"), nats.js.errors.BadRequestError(code=400, err_code=10054, description="message size exceeds maximum allowed")],
+    }
+    outbox = _outbox(nats_server.url, logging.getLogger("t.outbox"))
+    connection = outbox._connection
+    jetstream = connection.jetstream
+    monkeypatch.setattr(connection, "jetstream", lambda timeout=2.0: _Scripted(jetstream(timeout), script))
+    async with asyncio.timeout(DEADLINE_S), anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        for n in range(4):
+            outbox.candle("BTC/USD", "1m", _candle(n))
+        await outbox.close(DEADLINE_S)
+        stored = await stored_in(nats_server.url, NAMES.md)
+    assert [m.msg_id for m in stored] == [ids[0], ids[3]]
+    assert (outbox.published, outbox.dropped, outbox.backlog, script) == (2, 2, 0, {ids[0]: [], ids[1]: [], ids[2]: []})
+    assert "no longer publishing" not in caplog.text
+    refused = [r.getMessage() for r in caplog.records if "dropped a message" in r.getMessage()]
+    assert refused == [f"cluster: dropped a message (1 dropped in all): the server refused {ids[1]} on {NAMES.md_subject('paper', 'BTC/USD', '1m')}: MaxPayloadError: nats: maximum payload exceeded"]
