@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -158,7 +159,7 @@ async def ensure_streams(js: JetStreamContext, names: StreamNames, history_size:
 
     A stream whose subjects, retention, storage or discard policy differ is not ours to change:
     StreamConfigError naming the stream and every difference. Limits that follow the config
-    (history_size) are updated in place.
+    (history_size) are updated in place, the rest of the stream's config as the server holds it.
     """
     done: list[str] = []
     for wanted in names.configs(history_size):
@@ -180,7 +181,8 @@ async def ensure_streams(js: JetStreamContext, names: StreamNames, history_size:
         changed = limits_differ(info.config, wanted)
         if changed:
             try:
-                await js.update_stream(wanted)
+                # The stream as the server holds it, only our limits replaced: what an operator set (max_bytes, a description) stays.
+                await js.update_stream(dataclasses.replace(info.config, **{field: getattr(wanted, field) for field in changed}))
             except BadRequestError as exc:
                 raise StreamConfigError(f"cannot update stream {name} ({', '.join(changed)}): {exc.description} (error {exc.err_code})") from None
             done.append(f"updated stream {name}: {', '.join(changed)}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import pytest
@@ -85,5 +86,25 @@ async def test_ensure_streams_creates_then_checks_updates_limits_and_refuses_a_c
                 "stream MD_c2 exists with another configuration: subjects is ['md.c2.x'], not ['md.c2.>']; "
                 "storage is 'memory', not 'file' (delete that stream, or set cluster.name to another name)"
             )
+        finally:
+            await connection.close()
+
+
+@pytest.mark.asyncio
+async def test_a_limits_update_keeps_what_an_operator_set_on_the_stream(nats_server: NatsServer) -> None:
+    """ensure_streams replaces only the limits it owns: an operator's max_bytes (a disk bound) and description stay."""
+    connection = ClusterConnection(ClusterConfig.model_validate({"url": nats_server.url}), nats_server.store, logging.getLogger("t"), label="t", environ={})
+    async with asyncio.timeout(DEADLINE_S):
+        await connection.connect()
+        try:
+            js = connection.jetstream()
+            names = StreamNames("c1")
+            await ensure_streams(js, names, 10)
+            info = await js.stream_info("MD_c1")
+            await js.update_stream(dataclasses.replace(info.config, max_bytes=10_000_000, description="ops"))
+            assert await ensure_streams(js, names, 10) == []
+            assert await ensure_streams(js, names, 20) == ["updated stream MD_c1: max_msgs_per_subject"]
+            after = (await js.stream_info("MD_c1")).config
+            assert (after.max_msgs_per_subject, after.max_bytes, after.description) == (40, 10_000_000, "ops")
         finally:
             await connection.close()
