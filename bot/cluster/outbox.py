@@ -64,6 +64,14 @@ class _Candle:
     candle: Candle
 
 
+def _open_time(data: bytes | None) -> int | None:
+    """The open time of a stored candle (ours: its JSON array); None for a message not ours to read."""
+    try:
+        return msgspec.json.decode(data or b"", type=Candle).ts
+    except msgspec.DecodeError:
+        return None
+
+
 def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -129,6 +137,9 @@ class Outbox:
         self._clock = clock
         self.published = 0
         self.dropped = 0
+        # Candles not published because the stream holds them already (an earlier start's); and the last open time stored per subject.
+        self.skipped = 0
+        self._last_stored: dict[str, int | None] = {}
 
     # -- the trading path's side: synchronous, O(1), never blocks -----------------------------------
     def candle(self, symbol: str, timeframe: str, candle: Candle) -> None:
@@ -230,9 +241,37 @@ class Outbox:
                 self._drop("unpublishable", f"cannot make a message of {_describe(item)}: {type(exc).__name__}: {exc}")
                 continue
             self._in_flight = True
-            published = await self._publish(message)
+            if isinstance(item, _Candle) and await self._stored_since(message.subject, item.candle.ts):
+                self.skipped += 1
+                published = False
+            else:
+                published = await self._publish(message)
+                if published and isinstance(item, _Candle):
+                    self._last_stored[message.subject] = item.candle.ts
             self._in_flight = False
             self.published += published
+
+    async def _stored_since(self, subject: str, ts: int) -> bool:
+        """Whether MD holds a candle of `subject` opened at `ts` or later: one a start before this one published.
+
+        The duplicate window (10 minutes) does not reach back to an earlier start's preload; the
+        last message stored on the subject does. Asked once per subject (then known from the acks).
+        """
+        if subject not in self._last_stored:
+            backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
+            while True:
+                try:
+                    last = await self._connection.jetstream(self._publish_timeout).get_last_msg(self._names.md, subject)
+                except nats.js.errors.NotFoundError:
+                    self._last_stored[subject] = None
+                    break
+                except (*_UNKNOWN_OUTCOME, *_REFUSED_FOR_NOW, nats.errors.NoRespondersError) as exc:
+                    await self._wait_to_retry(exc, backoff)
+                    continue
+                self._last_stored[subject] = _open_time(last.data)
+                break
+        stored = self._last_stored[subject]
+        return stored is not None and ts <= stored
 
     def _drop(self, kind: str, reason: str) -> None:
         """Count one message dropped for a reason of its own; the reason logged once a minute per kind."""
@@ -302,4 +341,5 @@ class Outbox:
         if left:
             self._log.warning("cluster: stopped with %d candles and events not taken by the server (%d published, %d dropped)", left, self.published, self.dropped)
         else:
-            self._log.info("cluster: published %d candles and events (%d dropped)", self.published, self.dropped)
+            skipped = f", {self.skipped} candles stored by an earlier start" if self.skipped else ""
+            self._log.info("cluster: published %d candles and events (%d dropped%s)", self.published, self.dropped, skipped)

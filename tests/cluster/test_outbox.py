@@ -36,6 +36,7 @@ try:
     import nats
     import nats.js.errors
 
+    from bot.cluster import streams
     from bot.cluster.connection import ClusterConnection
     from bot.cluster.outbox import Outbox
     from bot.cluster.streams import StreamNames, token
@@ -232,10 +233,10 @@ def test_sigterm_while_the_server_is_down_and_the_client_reconnects_stops_cleanl
     assert "cluster: stopped with " in log  # what waited was left, and said so
 
 
-def _outbox(url: str, logger: logging.Logger, **options: Any) -> Outbox:
-    """An outbox on `url` whose connection retries quickly, for the in-process tests."""
+def _outbox(url: str, logger: logging.Logger, run: str = "1", **options: Any) -> Outbox:
+    """An outbox on `url` whose connection retries quickly, for the in-process tests; `run` names its events."""
     config = ClusterConfig.model_validate({"url": url, "reconnect_min_s": 0.02, "reconnect_max_s": 0.2})
-    return Outbox(ClusterConnection(config, Path(), logger, label="t", environ={}), NAMES, "paper", "1", 10, logger, **options)
+    return Outbox(ClusterConnection(config, Path(), logger, label="t", environ={}), NAMES, "paper", run, 10, logger, **options)
 
 
 def _candle(n: int) -> Candle:
@@ -324,3 +325,26 @@ async def test_a_refusal_for_now_is_retried_and_a_refusal_of_one_message_drops_t
     assert "no longer publishing" not in caplog.text
     refused = [r.getMessage() for r in caplog.records if "dropped a message" in r.getMessage()]
     assert refused == [f"cluster: dropped a message (1 dropped in all): the server refused {ids[1]} on {NAMES.md_subject('paper', 'BTC/USD', '1m')}: MaxPayloadError: nats: maximum payload exceeded"]
+
+
+@pytest.mark.asyncio
+async def test_a_restart_after_the_duplicate_window_does_not_store_the_preloaded_candles_again(nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon restarted after the window publishes its preload again: what the subject's last stored candle covers is skipped."""
+    window = 1.0
+    monkeypatch.setattr(streams, "DUPLICATE_WINDOW_S", window)
+    logger = logging.getLogger("t.outbox")
+    async with asyncio.timeout(DEADLINE_S):
+        for run, candles in (("1", range(10)), ("2", range(5, 15))):
+            outbox = _outbox(nats_server.url, logger, run)
+            async with anyio.create_task_group() as tg:
+                await tg.start(outbox.run)
+                for n in candles:
+                    outbox.candle("BTC/USD", "1m", _candle(n))
+                await outbox.close(DEADLINE_S)
+            assert outbox.backlog == 0
+            if run == "1":
+                # The server's own clock: its duplicate window (patched short) must be over before the restart.
+                await asyncio.sleep(window + 0.5)
+        stored = await stored_in(nats_server.url, NAMES.md)
+    assert [m.msg_id for m in stored] == [NAMES.md_msg_id("paper", "BTC/USD", "1m", n * MINUTE) for n in range(15)]
+    assert (outbox.published, outbox.skipped) == (5, 5)
