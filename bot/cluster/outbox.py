@@ -1,9 +1,11 @@
 """The hub's outbox: every candle its history takes and every event it publishes, to the cluster's JetStream streams, in order.
 
 Fed synchronously from the candle hub's history observer and a bus subscriber (never blocking
-the trading path: a bounded queue that drops its oldest when full, counted), emptied by one task
-that publishes each message with its msg-id and waits for the server's ack before the next, so
-each stream keeps the order things happened in. A publish whose outcome is unknown (a timeout,
+the trading path: two bounded queues, events and candles, each dropping its oldest when full,
+counted apart), emptied by one task that publishes events first, each message with its msg-id,
+and waits for the server's ack before the next, so each stream keeps the order things happened
+in. (No window of publishes in flight: with message k refused for now or unanswered and k+1
+acked, k's retry would be stored after k+1.) A publish whose outcome is unknown (a timeout,
 the connection lost or reconnecting) is retried with the same msg-id until acked: the server's
 duplicate window stores it once; so is one the server refuses for now (503, 500: its store full,
 a leader being elected). A message refused for itself (too big, a 400) or that makes no message
@@ -15,7 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
@@ -33,8 +35,11 @@ from bot.events import Event
 from bot.live.backoff import Backoff
 from bot.ohlcv import Candle
 
-# Messages waiting at most; beyond, the oldest is dropped (counted): a day of 1m candles for ~70 streams, or as many events.
+# Events waiting at most; beyond, the oldest is dropped (counted). Candles wait in a queue of their own, so a flood of them never pushes an event out.
 DEFAULT_CAPACITY: Final[int] = 100_000
+# The candle streams (symbol x timeframe) a hub is sized for: the candle queue holds twice the whole history of that many
+# (a start's preload while the server is down, and as much again), at least DEFAULT_CAPACITY (a day of 1m candles for ~70 streams).
+HUB_STREAMS: Final[int] = 100
 # Seconds one publish waits for its ack before its outcome counts as unknown (then retried with the same msg-id).
 PUBLISH_TIMEOUT_S: Final[float] = 2.0
 # Delays between attempts while the server answers but does not ack (JetStream still starting after a restart).
@@ -82,6 +87,16 @@ def _describe(item: _Candle | Event) -> str:
     return f"event {item.seq} ({item.type})"
 
 
+@dataclass(slots=True)
+class _Queue:
+    """Candles or events waiting, oldest first, at most `capacity`; `dropped` counts what was lost of them."""
+
+    name: str
+    capacity: int
+    items: deque[_Candle | Event] = field(default_factory=deque)
+    dropped: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class _Message:
     stream: str
@@ -96,7 +111,9 @@ class Outbox:
     `candle` and `event` are the synchronous observers (the hub's history, the bus); `run` is the
     task in the daemon's task group that connects (retrying forever), makes sure the streams
     exist and publishes; `close` flushes for a bounded time. While the server is down the daemon
-    trades on and the outbox buffers up to `capacity` messages; `health` says degraded and the
+    trades on and the outbox buffers up to `capacity` events and as many candles (by default:
+    DEFAULT_CAPACITY events, the candles of a start's preload twice over); events are published
+    before candles, so candles never push an event out. `health` says degraded and the
     log says so once a minute. `run_id` tells this process's events from an earlier start's,
     since the bus numbers them from 1 each time.
     """
@@ -110,11 +127,11 @@ class Outbox:
         history_size: int,
         logger: logging.Logger,
         *,
-        capacity: int = DEFAULT_CAPACITY,
+        capacity: int | None = None,
         publish_timeout: float = PUBLISH_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if capacity < 1:
+        if capacity is not None and capacity < 1:
             raise ValueError("the outbox needs room for at least one message")
         self._connection = connection
         self._names = names
@@ -122,10 +139,12 @@ class Outbox:
         self._run_id = run_id
         self._history_size = history_size
         self._log = logger
-        self._capacity = capacity
         self._publish_timeout = publish_timeout
         self._lines = ErrorLines(logger, clock)
-        self._queue: deque[_Candle | Event] = deque()
+        self._events = _Queue("events", capacity or DEFAULT_CAPACITY)
+        self._candles = _Queue("candles", capacity or max(DEFAULT_CAPACITY, 2 * history_size * HUB_STREAMS))
+        # Set by a drop, cleared once both queues are empty again (health degraded meanwhile; the counts stay).
+        self._dropped_since_drained = False
         self._more = anyio.Event()
         self._in_flight = False
         self._drained = anyio.Event()
@@ -136,7 +155,6 @@ class Outbox:
         self._waiting_since: float | None = None
         self._clock = clock
         self.published = 0
-        self.dropped = 0
         # Candles not published because the stream holds them already (an earlier start's); and the last open time stored per subject.
         self.skipped = 0
         self._last_stored: dict[str, int | None] = {}
@@ -151,15 +169,18 @@ class Outbox:
         self._put(event)
 
     def _put(self, item: _Candle | Event) -> None:
+        queue = self._queue_of(item)
         if self._failure is not None:
-            self.dropped += 1
+            queue.dropped += 1
             return
-        queue = self._queue
-        if len(queue) >= self._capacity:
-            queue.popleft()
-            self.dropped += 1
-            self._lines("dropped", f"cluster: the outbox is full and dropped its oldest ({self.dropped} dropped in all): {self._why_waiting()}")
-        queue.append(item)
+        if len(queue.items) >= queue.capacity:
+            queue.items.popleft()
+            queue.dropped += 1
+            self._dropped_since_drained = True
+            self._lines(
+                f"full {queue.name}", f"cluster: the outbox's {queue.name} are full, the oldest dropped ({queue.dropped} dropped in all): {self._why_waiting()}"
+            )
+        queue.items.append(item)
         if self._drained.is_set():
             self._drained = anyio.Event()
         self._more.set()
@@ -168,7 +189,22 @@ class Outbox:
     @property
     def backlog(self) -> int:
         """Messages not acked by the server yet (the one being published included)."""
-        return len(self._queue) + self._in_flight
+        return len(self._events.items) + len(self._candles.items) + self._in_flight
+
+    @property
+    def dropped(self) -> int:
+        """Candles and events dropped since the start: a full queue's oldest, or a message refused or unpublishable."""
+        return self._candles.dropped + self._events.dropped
+
+    @property
+    def dropped_candles(self) -> int:
+        """Candles dropped since the start."""
+        return self._candles.dropped
+
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped since the start."""
+        return self._events.dropped
 
     @property
     def health(self) -> Health:
@@ -179,8 +215,8 @@ class Outbox:
         dropped = f", {self.dropped} dropped" if self.dropped else ""
         if link.state != "connected" or self._waiting_since is not None:
             return Health("degraded", f"{self._why_waiting()}: {self.backlog} waiting{dropped}")
-        if self.dropped:
-            return Health("degraded", f"{self.dropped} dropped (outbox full)")
+        if self._dropped_since_drained:
+            return Health("degraded", f"{self.dropped} dropped")
         return Health("connected")
 
     def _why_waiting(self) -> str:
@@ -213,8 +249,9 @@ class Outbox:
 
     def _give_up(self, reason: str) -> None:
         self._failure = reason
-        self.dropped += len(self._queue)
-        self._queue.clear()
+        for queue in (self._events, self._candles):
+            queue.dropped += len(queue.items)
+            queue.items.clear()
         self._drained.set()
         self._log.error("cluster: no longer publishing candles and events: %s", reason)
 
@@ -230,15 +267,17 @@ class Outbox:
 
     async def _publish_all(self) -> None:
         while True:
-            while not self._queue:
+            while not (self._events.items or self._candles.items):
+                self._dropped_since_drained = False
                 self._drained.set()
                 self._more = anyio.Event()
                 await self._more.wait()
-            item = self._queue.popleft()
+            # Events first: they are the audit trail; candles can be read again from the exchange.
+            item = (self._events.items or self._candles.items).popleft()
             try:
                 message = self._message(item)
             except Exception as exc:  # noqa: BLE001  one item we cannot publish must not end publishing, nor the daemon's task group
-                self._drop("unpublishable", f"cannot make a message of {_describe(item)}: {type(exc).__name__}: {exc}")
+                self._drop(self._queue_of(item), "unpublishable", f"cannot make a message of {_describe(item)}: {type(exc).__name__}: {exc}")
                 continue
             self._in_flight = True
             if isinstance(item, _Candle) and await self._stored_since(message.subject, item.candle.ts):
@@ -273,9 +312,13 @@ class Outbox:
         stored = self._last_stored[subject]
         return stored is not None and ts <= stored
 
-    def _drop(self, kind: str, reason: str) -> None:
-        """Count one message dropped for a reason of its own; the reason logged once a minute per kind."""
-        self.dropped += 1
+    def _queue_of(self, item: _Candle | Event) -> _Queue:
+        return self._candles if isinstance(item, _Candle) else self._events
+
+    def _drop(self, queue: _Queue, kind: str, reason: str) -> None:
+        """Count one message of `queue` dropped for a reason of its own; the reason logged once a minute per kind."""
+        queue.dropped += 1
+        self._dropped_since_drained = True
         self._lines(kind, f"cluster: dropped a message ({self.dropped} dropped in all): {reason}")
 
     def _message(self, item: _Candle | Event) -> _Message:
@@ -304,7 +347,7 @@ class Outbox:
                 await self._wait_to_retry(exc, backoff)
                 continue
             except _REFUSED_MESSAGE as exc:
-                self._drop("refused", f"the server refused {message.msg_id} on {message.subject}: {_error(exc)}")
+                self._drop(self._candles if message.stream == self._names.md else self._events, "refused", f"the server refused {message.msg_id} on {message.subject}: {_error(exc)}")
                 return False
             except nats.js.errors.NoStreamResponseError as exc:
                 # No stream took the subject: JetStream not up yet after a restart, or a store without our streams.

@@ -26,6 +26,7 @@ from bot.clock import ReplayClock
 from bot.cluster.access import ClusterConnectError
 from bot.config.cluster import ClusterConfig
 from bot.event_codec import decode_message, encode_message
+from bot.events import CandleClosed
 from bot.ohlcv import Candle
 from tests.cluster.nats_server import NatsServer, unavailable
 from tests.control.client import wait_for
@@ -37,7 +38,7 @@ try:
     import nats.js.errors
 
     from bot.cluster import streams
-    from bot.cluster.connection import ClusterConnection
+    from bot.cluster.connection import ClusterConnection, Health
     from bot.cluster.outbox import Outbox
     from bot.cluster.streams import StreamNames, token
 except ImportError as missing:
@@ -348,3 +349,31 @@ async def test_a_restart_after_the_duplicate_window_does_not_store_the_preloaded
         stored = await stored_in(nats_server.url, NAMES.md)
     assert [m.msg_id for m in stored] == [NAMES.md_msg_id("paper", "BTC/USD", "1m", n * MINUTE) for n in range(15)]
     assert (outbox.published, outbox.skipped) == (5, 5)
+
+
+def test_a_flood_of_candles_never_pushes_an_event_out_and_each_queue_counts_its_drops(nats_server: NatsServer) -> None:
+    """Candles and events wait in queues of their own: a full candle queue drops candles only."""
+    nats_server.kill9()  # nothing takes what comes: it waits in the outbox
+    outbox = _outbox(nats_server.url, logging.getLogger("t.outbox"), capacity=3)
+    event = CandleClosed(seq=1, ts=0, ts_init=0, symbol="BTC/USD", timeframe="1m", candle=_candle(0))
+    outbox.event(event)
+    for n in range(10):
+        outbox.candle("BTC/USD", "1m", _candle(n))
+    assert (outbox.backlog, outbox.dropped_candles, outbox.dropped_events, outbox.dropped) == (4, 7, 0, 7)
+
+
+@pytest.mark.asyncio
+async def test_degraded_for_drops_clears_once_the_outbox_is_empty_and_the_counts_stay(nats_server: NatsServer) -> None:
+    """After a full queue's drops, health is degraded until everything waiting is published; the counts stay."""
+    outbox = _outbox(nats_server.url, logging.getLogger("t.outbox"), capacity=3)
+    for n in range(5):
+        outbox.candle("BTC/USD", "1m", _candle(n))
+    outbox.event(CandleClosed(seq=1, ts=0, ts_init=0, symbol="BTC/USD", timeframe="1m", candle=_candle(0)))
+    assert outbox.health.state == "degraded"
+    async with asyncio.timeout(DEADLINE_S), anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        while outbox.backlog:
+            await anyio.sleep(0.01)
+        assert outbox.health == Health("connected")
+        assert (outbox.published, outbox.dropped_candles, outbox.dropped_events) == (4, 2, 0)
+        await outbox.close(DEADLINE_S)
