@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -218,6 +218,20 @@ class Outbox:
         if self._dropped_since_drained:
             return Health("degraded", f"{self.dropped} dropped")
         return Health("connected")
+
+    def status(self) -> dict[str, Any]:
+        """What `bot ctl status` shows under `cluster`: health, backlog, and the counts since the start."""
+        health = self.health
+        return {
+            "state": health.state,
+            "detail": health.detail,
+            "url": self._connection.url,
+            "backlog": self.backlog,
+            "published": self.published,
+            "dropped_candles": self.dropped_candles,
+            "dropped_events": self.dropped_events,
+            "skipped": self.skipped,
+        }
 
     def _why_waiting(self) -> str:
         link = self._connection.health

@@ -189,7 +189,7 @@ def status(control: Control, _: NoArgs) -> dict[str, Any]:
     problems += daemon.start_problems()  # mode live: the exchange not answering while the start loads its markets
     problems += daemon.feed.problems()  # a live feed: the exchange not answering at start, symbols reconnecting, stale or failed
     problems += daemon.services.exchange.problems()  # live orders not confirmed yet
-    return {
+    reply = {
         "health": "degraded" if problems else "ok",
         "problems": problems,
         "uptime_s": round(time.monotonic() - daemon.started_monotonic, 3),
@@ -204,6 +204,10 @@ def status(control: Control, _: NoArgs) -> dict[str, Any]:
         # Unloaded strategies whose orders are still in flight (live): outcomes still booked and journalled.
         "settling": daemon.manager.settling(),
     }
+    if daemon.cluster_status is not None:
+        # The cluster's outbox: its own health (the daemon trades on without the server), backlog and drops.
+        reply["cluster"] = daemon.cluster_status()
+    return reply
 
 
 def strategies(control: Control, _: NoArgs) -> dict[str, Any]:

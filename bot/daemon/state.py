@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bot.daemon.live_feed import DaemonFeed
 from bot.journal import Journal
@@ -30,6 +31,8 @@ class DaemonState:
     # What keeps the daemon from starting, in words (the exchange not answering): health degraded meanwhile.
     start_problems: Callable[[], list[str]] = field(default=_no_problems)
     started_monotonic: float = field(default_factory=time.monotonic)
+    # With a cluster section: the outbox's state for status (its health, backlog and drops); None without.
+    cluster_status: Callable[[], dict[str, Any]] | None = None
     strategy_files: dict[str, Path] = field(default_factory=dict)
     # Symbols added at runtime: {"file", "timeframe"} each, as journalled.
     added_symbols: dict[str, dict[str, str]] = field(default_factory=dict)

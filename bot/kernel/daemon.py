@@ -82,9 +82,10 @@ def control_server(
     request_stop: Callable[[], None],
     socket_path: Path,
     log: logging.Logger,
+    cluster_status: Callable[[], dict[str, Any]] | None = None,
 ) -> ControlServer:
     """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
-    state = DaemonState(loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems)
+    state = DaemonState(loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems, cluster_status=cluster_status)
     state.strategy_files.update(files)
     state.added_symbols.update(added_symbols)
     return ControlServer(state, loaded.bot.control, socket_path, log)
@@ -290,7 +291,10 @@ class Daemon:
             added_symbols = add_journalled_symbols(journal, feed, services.hub, restored.resume_close or 0, log)
             to_load = strategies_to_load(self.loaded, journal, saved, log)
             start_problems = live.problems if live is not None else list
-            server = control_server(self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log)
+            cluster_status = None if outbox is None else outbox.status
+            server = control_server(
+                self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status
+            )
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
             async with server.serving():
                 log.info("control socket %s", self.socket_path)

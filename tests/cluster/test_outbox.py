@@ -29,7 +29,7 @@ from bot.event_codec import decode_message, encode_message
 from bot.events import CandleClosed
 from bot.ohlcv import Candle
 from tests.cluster.nats_server import NatsServer, unavailable
-from tests.control.client import wait_for
+from tests.control.client import result, wait_for
 from tests.daemon.process import DaemonProcess, journal_rows, short_tmp, write_daemon_config
 from tests.support import BTC_1M
 
@@ -166,6 +166,10 @@ def test_md_and_evt_hold_exactly_the_stepped_candles_and_the_events(stepped_hub:
     daemon, server = stepped_hub
     last = daemon.step(40).last_close
     assert last is not None
+    # Status shows the outbox under `cluster`: connected once what was published is acked.
+    cluster = wait_for(lambda: (c := result(daemon.socket, "status")["cluster"])["backlog"] == 0 and c, "an empty outbox in status", DEADLINE_S)
+    assert cluster["state"] == "connected" and cluster["published"] > 0
+    assert (cluster["dropped_candles"], cluster["dropped_events"], cluster["url"]) == (0, 0, server.url)
     assert daemon.stop() == 0
     assert_md_holds_exactly(server.url, last)
     events = assert_evt_holds_every_event_once_in_seq_order(server.url, daemon.folder)
