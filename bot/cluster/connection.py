@@ -203,6 +203,10 @@ class ClusterConnection:
             options["tls"] = tls
             if self.config.tls is not None and self.config.tls.server_name is not None:
                 options["tls_hostname"] = self.config.tls.server_name
+        if self.url.startswith("tls://"):
+            # TLS before anything else: nats-py otherwise upgrades only when the server's plaintext INFO asks, so whoever
+            # answers in its place could say it does not and read the credentials in the CONNECT that follows.
+            options["tls_handshake_first"] = True
         return options
 
     def _guarded(self, client: Client, callback: Callable[..., Awaitable[None]], failures: list[Exception] | None = None) -> Callable[..., Awaitable[None]]:

