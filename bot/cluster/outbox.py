@@ -103,6 +103,8 @@ class _Message:
     subject: str
     msg_id: str
     data: bytes
+    # A candle's open time (None: an event).
+    candle_ts: int | None = None
 
 
 class Outbox:
@@ -146,7 +148,8 @@ class Outbox:
         # Set by a drop, cleared once both queues are empty again (health degraded meanwhile; the counts stay).
         self._dropped_since_drained = False
         self._more = anyio.Event()
-        self._in_flight = False
+        # The queue of the message being published (None: none is).
+        self._in_flight: _Queue | None = None
         self._drained = anyio.Event()
         self._drained.set()
         self._done = anyio.Event()
@@ -189,7 +192,7 @@ class Outbox:
     @property
     def backlog(self) -> int:
         """Messages not acked by the server yet (the one being published included)."""
-        return len(self._events.items) + len(self._candles.items) + self._in_flight
+        return len(self._events.items) + len(self._candles.items) + (self._in_flight is not None)
 
     @property
     def dropped(self) -> int:
@@ -263,6 +266,9 @@ class Outbox:
 
     def _give_up(self, reason: str) -> None:
         self._failure = reason
+        if self._in_flight is not None:
+            self._in_flight.dropped += 1
+            self._in_flight = None
         for queue in (self._events, self._candles):
             queue.dropped += len(queue.items)
             queue.items.clear()
@@ -282,7 +288,6 @@ class Outbox:
     async def _publish_all(self) -> None:
         while True:
             while not (self._events.items or self._candles.items):
-                self._dropped_since_drained = False
                 self._drained.set()
                 self._more = anyio.Event()
                 await self._more.wait()
@@ -293,7 +298,7 @@ class Outbox:
             except Exception as exc:  # noqa: BLE001  one item we cannot publish must not end publishing, nor the daemon's task group
                 self._drop(self._queue_of(item), "unpublishable", f"cannot make a message of {_describe(item)}: {type(exc).__name__}: {exc}")
                 continue
-            self._in_flight = True
+            self._in_flight = self._queue_of(item)
             if isinstance(item, _Candle) and await self._stored_since(message.subject, item.candle.ts):
                 self.skipped += 1
                 published = False
@@ -301,7 +306,7 @@ class Outbox:
                 published = await self._publish(message)
                 if published and isinstance(item, _Candle):
                     self._last_stored[message.subject] = item.candle.ts
-            self._in_flight = False
+            self._in_flight = None
             self.published += published
 
     async def _stored_since(self, subject: str, ts: int) -> bool:
@@ -343,6 +348,7 @@ class Outbox:
                 names.md_subject(self._exchange, item.symbol, item.timeframe),
                 names.md_msg_id(self._exchange, item.symbol, item.timeframe, item.candle.ts),
                 msgspec.json.encode(item.candle),
+                item.candle.ts,
             )
         return _Message(names.evt, names.evt_subject(item.strategy_id, item.type), names.evt_msg_id(self._run_id, item.seq), encode_message(item))
 
@@ -359,6 +365,11 @@ class Outbox:
                 await js.publish(message.subject, message.data, stream=message.stream, headers={"Nats-Msg-Id": message.msg_id})
             except (*_UNKNOWN_OUTCOME, *_REFUSED_FOR_NOW) as exc:
                 await self._wait_to_retry(exc, backoff)
+                if message.stream == self._names.md and message.candle_ts is not None:
+                    # It may have been stored: after a wait beyond the duplicate window the msg-id would not catch a second copy.
+                    self._last_stored.pop(message.subject, None)
+                    if await self._stored_since(message.subject, message.candle_ts):
+                        return True
                 continue
             except _REFUSED_MESSAGE as exc:
                 self._drop(self._candles if message.stream == self._names.md else self._events, "refused", f"the server refused {message.msg_id} on {message.subject}: {_error(exc)}")
@@ -366,11 +377,17 @@ class Outbox:
             except nats.js.errors.NoStreamResponseError as exc:
                 # No stream took the subject: JetStream not up yet after a restart, or a store without our streams.
                 await self._wait_to_retry(exc, backoff)
-                await self._ensure_streams()
+                await self._ensure_streams()  # a StreamConfigError gives up (run), this message counted with the rest
                 continue
+            except (nats.js.errors.Error, nats.errors.Error) as exc:
+                # An answer of no kind above (another API error): about this message as far as we can tell; the next is tried.
+                self._drop(self._candles if message.stream == self._names.md else self._events, "failed", f"publishing {message.msg_id} on {message.subject} failed: {_error(exc)}")
+                return False
             if self._waiting_since is not None:
                 self._log.info("cluster: the server takes candles and events again (%s waiting)", self.backlog)
                 self._waiting_since = None
+            # Degraded by drops until the server takes a message again: one that refuses all stays degraded.
+            self._dropped_since_drained = False
             return True
 
     async def _wait_to_retry(self, exc: Exception, backoff: Backoff) -> None:
