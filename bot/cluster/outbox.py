@@ -8,8 +8,8 @@ in. (No window of publishes in flight: with message k refused for now or unanswe
 acked, k's retry would be stored after k+1.) A publish whose outcome is unknown (a timeout,
 the connection lost or reconnecting) is retried with the same msg-id until acked: the server's
 duplicate window stores it once; so is one the server refuses for now (503, 500: its store full,
-a leader being elected). A message refused for itself (too big, a 400) or that makes no message
-is dropped, counted, and the next one published.
+a leader being elected). A message refused for itself (too big, a 400, an answer of no known kind)
+or that makes no message is dropped, counted, and the next one published.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ class Outbox:
         self._lines = ErrorLines(logger, clock)
         self._events = _Queue("events", capacity or DEFAULT_CAPACITY)
         self._candles = _Queue("candles", capacity or max(DEFAULT_CAPACITY, 2 * history_size * HUB_STREAMS))
-        # Set by a drop, cleared once both queues are empty again (health degraded meanwhile; the counts stay).
+        # Set by a drop, cleared when the server next takes a message (health degraded meanwhile; the counts stay).
         self._dropped_since_drained = False
         self._more = anyio.Event()
         # The queue of the message being published (None: none is).
