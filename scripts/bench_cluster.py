@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,29 +40,18 @@ WORKER = re.compile(r"cluster: worker (w\d+): (\d+) messages answered, \d+ refus
 
 @contextmanager
 def nats_server(work: Path) -> Iterator[str]:
-    """A nats-server with JetStream on a free loopback port and a store in `work`; its url. Stopped after."""
+    """A nats-server with JetStream on a free loopback port (the server picks it: no race) and a store in `work`; its url. Stopped after."""
     if not NATS_SERVER.is_file():
         raise SystemExit(f"no nats-server at {NATS_SERVER}: run bash scripts/setup.sh --cluster")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [str(NATS_SERVER), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(work / "store")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    sys.path.insert(0, str(REPO))
+    from tests.cluster.nats_server import NatsServer  # the tests' server: ports read from its log, readiness awaited
+
+    server = NatsServer(work / "store")
+    server.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"nats-server did not start on port {port}") from None
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
+        yield server.url
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
 
 def write_config(folder: Path, sources: dict[str, Path], specs: Sequence[dict[str, Any]]) -> Path:
