@@ -21,6 +21,7 @@ from bot.trading.actions import (
     OpenPosition,
     Side,
     UpdateStopLoss,
+    fits,
     non_finite,
     unfit,
 )
@@ -155,7 +156,8 @@ class StrategyContext:
     def _queue(self, action: Action) -> None:
         # A NaN or infinite number, or a value not of its field's type, fails the action here, the same wherever the
         # strategy runs: on the way to a book on another machine it could not travel (JSON has no NaN), and no book can act on it.
-        problem = non_finite(action) or unfit(action)
+        # `fits` is the quick test of the common case; the others say why when it does not hold.
+        problem = None if fits(action) else (non_finite(action) or unfit(action))
         if problem is not None:
             self._refuse(action, ActionError(problem))
             return

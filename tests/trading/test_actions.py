@@ -12,9 +12,14 @@ from bot.trading.actions import (
     Action,
     ActionQueue,
     ActivateTrailingStop,
+    ClosePair,
     ClosePercent,
+    OpenPair,
     OpenPosition,
     UpdateStopLoss,
+    fits,
+    non_finite,
+    unfit,
 )
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
 
@@ -309,3 +314,32 @@ def test_unknown_action_kind_on_an_orchestrator_raises() -> None:
     orch.actions.put(_Bogus())  # type: ignore[arg-type]
     with pytest.raises(ActionError):
         orch.actions.drain()
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        OpenPosition("BTC/USD", "long", 0.1),
+        OpenPosition("BTC/USD", "short", 1, "signal", 100.5),
+        OpenPosition("BTC/USD", "long", float("nan")),
+        OpenPosition("BTC/USD", "long", float("inf")),
+        OpenPosition("BTC/USD", "up", 1.0),  # type: ignore[arg-type]
+        OpenPosition("BTC/USD", "long", True),
+        OpenPosition(None, "long", 1.0),  # type: ignore[arg-type]
+        OpenPosition("BTC/USD", "long", 1.0, "signal", "100"),  # type: ignore[arg-type]
+        ClosePercent("p1", 50.0),
+        ClosePercent("p1", "50"),  # type: ignore[arg-type]
+        UpdateStopLoss("p1", 99.0),
+        UpdateStopLoss("p1", -float("inf")),
+        ActivateTrailingStop("p1", 1.0, 100.0),
+        ActivateTrailingStop("p1", 1.0, None),  # type: ignore[arg-type]
+        OpenPair(OpenPosition("A/B", "long", 1.0), OpenPosition("C/B", "short", 2.0)),
+        OpenPair(OpenPosition("A/B", "long", 1.0), OpenPosition("C/B", "short", float("nan"))),
+        OpenPair(OpenPosition("A/B", "long", 1.0), None),  # type: ignore[arg-type]
+        ClosePair("g1"),
+        ClosePair(None),  # type: ignore[arg-type]
+    ],
+)
+def test_the_quick_test_of_an_action_agrees_with_the_refusals(action: Action) -> None:
+    # fits() is only a fast path: an action it passes is one non_finite and unfit pass too, and one it fails they refuse.
+    assert fits(action) == (non_finite(action) is None and unfit(action) is None)
