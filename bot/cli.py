@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.cluster_args import add_replay_cluster_options, add_worker_parser
+from bot.cluster_args import add_replay_cluster_options, add_worker_parser, needs_cluster_extra
 from bot.control.ctl_args import add_ctl_parser
 from bot.errors import BotError, CandleFileError, ConfigError, ConfigProblem
 from bot.live.record_args import add_record_parser
@@ -155,8 +156,6 @@ def _cluster_options_problem(args: argparse.Namespace) -> str | None:
         return "--workers needs --cluster URL: the workers are the cluster's" if args.workers is not None else None
     if args.jobs > 1:
         return "--jobs and --cluster do not go together: with --cluster the strategies run on --workers N worker processes"
-    from bot.cluster.commands import needs_cluster_extra
-
     return needs_cluster_extra()
 
 
@@ -169,6 +168,23 @@ def _cluster_use(config: Path, loaded: LoadedConfig) -> str | None:
         f"{config}: cluster section: candles and events are published to {cluster.url} (streams MD_{cluster.name}, EVT_{cluster.name}); "
         "every strategy still runs in this process (workers for bot run are not built yet)"
     )
+
+
+def _cluster_unusable(loaded: LoadedConfig, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the config's cluster section cannot be used here (the extra missing; with `environ`, a credential's variable unset), or None."""
+    if loaded.bot.cluster is None:
+        return None
+    missing = needs_cluster_extra()
+    if missing is not None:
+        return f"cluster section: {missing}"
+    if environ is not None:
+        from bot.cluster.access import ClusterConnectError, read_credentials
+
+        try:
+            read_credentials(loaded.bot.cluster, environ)
+        except ClusterConnectError as exc:
+            return str(exc)
+    return None
 
 
 def _print_problems(console: Console, problems: Sequence[ConfigProblem | str]) -> None:
@@ -401,6 +417,9 @@ def _validate(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         _warn_jumps(err, source, scan)
+    if (unusable := _cluster_unusable(loaded)) is not None:
+        _error(err, f"{args.config}: {unusable}")
+        return EXIT_INVALID
     if (use := _cluster_use(args.config, loaded)) is not None:
         _note(err, use)
     enabled = loaded.enabled_strategies()
@@ -445,6 +464,11 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
     loaded, sources = prepared
     if args.force and not args.fresh:
         _error(_stderr(), "--force only goes with --fresh (it lets --fresh start over in mode live with positions or orders open)")
+        return EXIT_INVALID
+    cluster_problem = _cluster_unusable(loaded, os.environ)
+    if cluster_problem is not None:
+        # Before the journal is touched: a section the daemon cannot use is the operator's to fix.
+        _error(_stderr(), f"{args.config}: {cluster_problem}")
         return EXIT_INVALID
     logger = BotLogger.to_stderr(level=log_level(args, loaded.bot.daemon.log_level), log_file=args.log_file)
     if (use := _cluster_use(args.config, loaded)) is not None:
@@ -556,6 +580,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         if args.command == "worker":
+            missing = needs_cluster_extra()
+            if missing is not None:
+                _error(_stderr(), missing)
+                return EXIT_INVALID
             from bot.cluster.commands import run_worker
 
             return run_worker(args)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,10 @@ def add_worker_parser(commands: Any) -> None:
     # Set by the hub that starts the worker: it exits when that process is no longer its parent, even one gone before it started.
     worker.add_argument("--hub-pid", type=int, help=argparse.SUPPRESS)
     add_log_options(worker)
+
+
+def needs_cluster_extra() -> str | None:
+    """Why the cluster cannot run here (its extra not installed), or None; imports nothing of it."""
+    if importlib.util.find_spec("nats") is None:
+        return "the cluster needs the cluster extra (nats-py): run bash scripts/setup.sh --cluster"
+    return None

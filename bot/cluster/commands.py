@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import sys
 
@@ -35,26 +34,14 @@ def cluster_config(url: str | None, section: ClusterConfig | None, option: str =
         raise ClusterArgumentError(f"{option} {url if '@' not in url else '(a url with credentials)'}: {reasons}") from None
 
 
-def needs_cluster_extra() -> str | None:
-    """Why the cluster cannot run here (its extra not installed), or None."""
-    if importlib.util.find_spec("nats") is None:
-        return "the cluster needs the cluster extra (nats-py): run bash scripts/setup.sh --cluster"
-    return None
-
-
 def run_worker(args: argparse.Namespace) -> int:
     """Run `bot worker`; return the exit code."""
-    from bot.log import BotLogger
-    from bot.log_options import log_level
-    from bot.strategy.config_load import load_config
-
-    missing = needs_cluster_extra()
-    if missing is not None:
-        print(f"error: {missing}", file=sys.stderr)
-        return EXIT_INVALID
     from bot.cluster.connection import ClusterConnection
     from bot.cluster.fingerprint import fingerprint
     from bot.cluster.worker import ReplayWorker, WorkerRefused
+    from bot.log import BotLogger
+    from bot.log_options import log_level
+    from bot.strategy.config_load import load_config
 
     logger = BotLogger.to_stderr(level=log_level(args), name="bot.worker", log_file=args.log_file).logger
     try:

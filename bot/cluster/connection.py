@@ -203,7 +203,7 @@ class ClusterConnection:
             options["tls"] = tls
             if self.config.tls is not None and self.config.tls.server_name is not None:
                 options["tls_hostname"] = self.config.tls.server_name
-        if self.url.startswith("tls://"):
+        if self.url.startswith("tls://") or self.config.tls is not None:
             # TLS before anything else: nats-py otherwise upgrades only when the server's plaintext INFO asks, so whoever
             # answers in its place could say it does not and read the credentials in the CONNECT that follows.
             options["tls_handshake_first"] = True

@@ -206,7 +206,12 @@ def status(control: Control, _: NoArgs) -> dict[str, Any]:
     }
     if daemon.cluster_status is not None:
         # The cluster's outbox: its own health (the daemon trades on without the server), backlog and drops.
-        reply["cluster"] = daemon.cluster_status()
+        cluster = daemon.cluster_status()
+        reply["cluster"] = cluster
+        if cluster["state"] != "connected":
+            # Trading goes on, but what workers and watchers read does not: the operator is told.
+            problems.append(f"cluster {cluster['state']}: {cluster['detail']}")
+            reply["health"] = "degraded"
     return reply
 
 

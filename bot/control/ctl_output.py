@@ -72,6 +72,14 @@ def _status(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any
             escape(s["last_error"] or ""),
         )
     console.print(table)
+    cluster = result.get("cluster")
+    if cluster:
+        _print(
+            console,
+            f"cluster {cluster['state']} {cluster['url']}: {cluster['published']:,} published, {cluster['backlog']:,} waiting, "
+            f"dropped {cluster['dropped_candles']:,} candles and {cluster['dropped_events']:,} events, {cluster['skipped']:,} already stored"
+            + (f" ({cluster['detail']})" if cluster["detail"] else ""),
+        )
     added = result.get("added_symbols") or {}
     if added:
         _print(console, "added symbols: " + ", ".join(f"{symbol} {entry['timeframe']} ({format_path(Path(entry['file']))})" for symbol, entry in added.items()))

@@ -1,6 +1,7 @@
 """The `cluster` section as the command line shows it: refused without its secrets, and what `bot run` does with it said once."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,33 @@ def test_validate_notes_what_the_cluster_section_is_used_for(tmp_path: Path, clu
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("config.json: OK (1 strategies")
     assert result.stderr.splitlines() == ([f"note: {USE}"] if cluster else [])
+
+
+def test_bot_run_refuses_a_cluster_section_whose_credential_variable_is_unset_before_touching_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    cluster = {"user_env": "BOT_TEST_NATS_USER", "password_env": "BOT_TEST_NATS_PASSWORD"}
+    write_setup(tmp_path, {"a.json": valid_strategy()}, {**CANDLES, "cluster": cluster, "journal": {"path": "journal.db"}})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOT_TEST_NATS_USER", "bot")
+    monkeypatch.delenv("BOT_TEST_NATS_PASSWORD", raising=False)
+    assert main(["run", "--config", "config.json"]) == 2
+    assert error_lines(capsys.readouterr().err) == [
+        "error: config.json: cluster.password_env: the environment variable BOT_TEST_NATS_PASSWORD is not set or empty"
+    ]
+    assert not (tmp_path / "journal.db").exists()
+
+
+def test_without_the_cluster_extra_run_and_validate_refuse_a_cluster_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    write_setup(tmp_path, {"a.json": valid_strategy()}, {**CANDLES, "cluster": {}, "journal": {"path": "journal.db"}})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
+    for command in ("validate", "run"):
+        assert main([command, "--config", "config.json"]) == 2
+        err = capsys.readouterr().err
+        assert "config.json: cluster section: the cluster needs the cluster extra (nats-py): run bash scripts/setup.sh --cluster" in flat(err), err
+    assert not (tmp_path / "journal.db").exists()

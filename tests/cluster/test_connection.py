@@ -244,11 +244,13 @@ async def test_tls_files_are_read_relative_to_the_config_folder_and_a_missing_on
 
 
 @pytest.mark.asyncio
-async def test_a_tls_url_never_speaks_plaintext_so_a_server_without_tls_never_sees_the_credentials(start_nats: StartServer) -> None:
-    # A plaintext server where a tls:// url points (say, someone answering in the real server's place): nats-py
-    # would follow its INFO into plaintext and send the CONNECT, credentials and all. The handshake comes first instead.
+@pytest.mark.parametrize("scheme", ["tls", "nats"])
+async def test_tls_settings_never_speak_plaintext_so_a_server_without_tls_never_sees_the_credentials(start_nats: StartServer, scheme: str) -> None:
+    # A plaintext server where a url with TLS settings points (say, someone answering in the real server's place): nats-py
+    # would follow its INFO into plaintext and send the CONNECT, credentials and all. The handshake comes first instead,
+    # for a tls:// url and for a nats:// one with a tls section alike.
     plain = start_nats(user=USER, password=PASSWORD)
-    url = plain.url.replace("nats://", "tls://")
+    url = plain.url.replace("nats://", f"{scheme}://")
     config = ClusterConfig.model_validate({"url": url, "reconnect_min_s": 0.02, "reconnect_max_s": 0.1, "tls": {}, **_credentials()})
     message, connection = await _refusal(config, CREDENTIAL_ENV)
     assert message.startswith(f"{url}: TLS failed: "), message

@@ -9,6 +9,8 @@ import asyncio
 import itertools
 import logging
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,7 +183,14 @@ def test_a_server_killed_between_steps_and_restarted_on_its_store_ends_with_ever
     daemon.step(10)
     server.kill9()
     daemon.step(15)  # trading goes on while the server is down
+    # ... and status says what does not: health degraded, the outbox's reason among the problems, a line in the text.
+    down = wait_for(lambda: (r := result(daemon.socket, "status"))["health"] == "degraded" and r, "status degraded while the server is down", DEADLINE_S)
+    assert [p for p in down["problems"] if p.startswith("cluster degraded: ")], down["problems"]
+    text = subprocess.run([sys.executable, "-m", "bot", "ctl", "--socket", str(daemon.socket), "status"], capture_output=True, text=True, timeout=60, check=False)
+    assert text.returncode == 0, text.stderr
+    assert re.search(r"^cluster degraded nats://127\.0\.0\.1:\d+: [\d,]+ published, [\d,]+ waiting, dropped 0 candles and 0 events", text.stdout, re.MULTILINE), text.stdout
     server.restart()
+    wait_for(lambda: result(daemon.socket, "status")["health"] == "ok", "status ok once the server takes messages again", DEADLINE_S)
     last = daemon.step(10).last_close
     assert last is not None
     assert daemon.stop() == 0  # its outbox publishes what waits as it stops, the server back
