@@ -39,7 +39,7 @@ from bot.event_codec import decode_message
 from bot.events import ActionFailed, Event, Signal, StrategyStateChanged
 from bot.ohlcv import Candle
 from bot.services import BotServices
-from bot.strategy.guard import RemoteStrategyError
+from bot.strategy.guard import RemoteStrategyError, deliver_stream
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.positions import Position
 from bot.trading.risk import RiskView
@@ -47,6 +47,7 @@ from bot.trading.risk import RiskView
 _Key = tuple[str, str]
 _Route = tuple[TradingOrchestrator, Callable[[str, str, Candle, int], None]]
 _Routes = dict[_Key, tuple[_Route, ...]]
+_NO_ROUTES: _Routes = {}
 # A strategy's decision and the events it carries, decoded and checked.
 _Answer = tuple[Decision, list[Signal | ActionFailed]]
 
@@ -208,12 +209,8 @@ class LockstepRouter:
         if routes:
             self._step(routes, on_trade_error, symbol, timeframe, candle, ts)
         if guarding:
-            for owner, handler in guarding:
-                try:
-                    handler(symbol, timeframe, candle, ts)
-                except Exception as exc:  # noqa: BLE001  the seam: anything a strategy raises is its failure
-                    on_protect_error(owner, exc)
-            protected(guarding)
+            # The protect routes exactly as in process: deliver_stream with no active route.
+            deliver_stream(_NO_ROUTES, protect, key, on_trade_error, on_protect_error, protected, symbol, timeframe, candle, ts)
 
     def _step(
         self, routes: tuple[_Route, ...], on_trade_error: Callable[[TradingOrchestrator, Exception], None],

@@ -66,6 +66,16 @@ def _config_copy(tmp: Path, change: dict[str, Any]) -> Path:
     return path
 
 
+def with_strategy(tmp: Path, module: str, class_name: str, source: str, exits: dict[str, Any]) -> Path:
+    """config.replay.json's catalog plus one test strategy (module `module` from `source`, on BTC/USD 1m), in `tmp`."""
+    strategies = tmp / "strategies"
+    shutil.copytree(REPO / "strategies", strategies)
+    (strategies / f"{module}.py").write_text(source)
+    spec = {"id": module, "module": module, "class_name": class_name, "symbol": "BTC/USD", "timeframe": "1m", "quantity": 0.01, "exits": exits}
+    (strategies / f"{module}.json").write_bytes(orjson.dumps(spec))
+    return _config_copy(tmp, {"extra": [{"file": f"strategies/{module}.json"}]})
+
+
 def test_lockstep_replays_the_catalog_as_in_process(tmp_path: Path) -> None:
     # Global risk limits, a multi-timeframe strategy, the pairs strategy on two symbols, and the --from warm-up.
     workers = _equivalent(REPO / "config.replay.json", tmp_path)
@@ -106,14 +116,7 @@ class FailsLater(Strategy[StrategyParams]):
 
 
 def test_a_strategy_raising_mid_run_fails_as_in_process(tmp_path: Path) -> None:
-    strategies = tmp_path / "strategies"
-    shutil.copytree(REPO / "strategies", strategies)
-    (strategies / "fails_later.py").write_text(FAILING)
-    (strategies / "fails_later.json").write_bytes(orjson.dumps({
-        "id": "fails_later", "module": "fails_later", "class_name": "FailsLater", "symbol": "BTC/USD", "timeframe": "1m",
-        "quantity": 0.01, "exits": {"stop_loss_pct": 0.5},
-    }))
-    config = _config_copy(tmp_path, {"extra": [{"file": "strategies/fails_later.json"}]})
+    config = with_strategy(tmp_path, "fails_later", "FailsLater", FAILING, {"stop_loss_pct": 0.5})
     _equivalent(config, tmp_path)
     events = (tmp_path / "lockstep" / "events.jsonl").read_bytes()
     assert b"broken at candle" in events and b"fails_later.py:" in events

@@ -2,14 +2,11 @@
 the mind forgets what its own copy announced on history)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import orjson
 import pytest
 
-from tests.cluster.test_lockstep_equivalence import _config_copy, _equivalent
-from tests.support import REPO
+from tests.cluster.test_lockstep_equivalence import _equivalent, with_strategy
 
 NOISY = '''
 from bot.strategy.base import Strategy, StrategyParams
@@ -38,13 +35,6 @@ class Noisy(Strategy[StrategyParams]):
 
 @pytest.mark.parametrize("action", ["pass", "self.ctx.open('long', symbol) if self.seen == 1000 else None"], ids=["signal", "signal+open"])
 def test_a_strategy_signalling_in_its_history_replays_as_in_process(tmp_path: Path, action: str) -> None:
-    strategies = tmp_path / "strategies"
-    shutil.copytree(REPO / "strategies", strategies)
-    (strategies / "noisy.py").write_text(NOISY.replace("{action}", action))
-    (strategies / "noisy.json").write_bytes(orjson.dumps({
-        "id": "noisy", "module": "noisy", "class_name": "Noisy", "symbol": "BTC/USD", "timeframe": "1m", "quantity": 0.01,
-        "exits": {"stop_loss_pct": 0.5},
-    }))
-    config = _config_copy(tmp_path, {"extra": [{"file": "strategies/noisy.json"}]})
+    config = with_strategy(tmp_path, "noisy", "Noisy", NOISY.replace("{action}", action), {"stop_loss_pct": 0.5})
     _equivalent(config, tmp_path)
     assert b'"warming"' in (tmp_path / "in_process" / "events.jsonl").read_bytes()

@@ -4,14 +4,10 @@ The review's case: JSON has no NaN (msgspec writes null), so the hub's strict de
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import orjson
-
 from bot.trading.actions import ActivateTrailingStop, OpenPair, OpenPosition, UpdateStopLoss, non_finite
-from tests.cluster.test_lockstep_equivalence import _config_copy, _equivalent
-from tests.support import REPO
+from tests.cluster.test_lockstep_equivalence import _equivalent, with_strategy
 
 NAN_CLOSE = '''
 from bot.strategy.base import Strategy, StrategyParams
@@ -39,14 +35,7 @@ class NanClose(Strategy[StrategyParams]):
 
 
 def test_a_nan_action_fails_the_action_as_in_process(tmp_path: Path) -> None:
-    strategies = tmp_path / "strategies"
-    shutil.copytree(REPO / "strategies", strategies)
-    (strategies / "nan_close.py").write_text(NAN_CLOSE)
-    (strategies / "nan_close.json").write_bytes(orjson.dumps({
-        "id": "nan_close", "module": "nan_close", "class_name": "NanClose", "symbol": "BTC/USD", "timeframe": "1m",
-        "quantity": 0.01, "exits": {"stop_loss_pct": 5.0},
-    }))
-    config = _config_copy(tmp_path, {"extra": [{"file": "strategies/nan_close.json"}]})
+    config = with_strategy(tmp_path, "nan_close", "NanClose", NAN_CLOSE, {"stop_loss_pct": 5.0})
     _equivalent(config, tmp_path)
     events = (tmp_path / "lockstep" / "events.jsonl").read_bytes()
     assert b"action_failed" in events and b"close_percent percent must be a finite number, got nan" in events

@@ -2,13 +2,9 @@
 it could not travel to a book elsewhere (a strict decode would end the run), so neither path carries it out."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import orjson
-
-from tests.cluster.test_lockstep_equivalence import _config_copy, _equivalent
-from tests.support import REPO
+from tests.cluster.test_lockstep_equivalence import _equivalent, with_strategy
 
 CLOSE_PAIR_OF_NONE = '''
 from bot.strategy.base import Strategy, StrategyParams
@@ -36,13 +32,6 @@ class PairOfNone(Strategy[StrategyParams]):
 
 
 def test_a_non_wire_value_fails_the_action_not_the_run(tmp_path: Path) -> None:
-    strategies = tmp_path / "strategies"
-    shutil.copytree(REPO / "strategies", strategies)
-    (strategies / "pair_of_none.py").write_text(CLOSE_PAIR_OF_NONE)
-    (strategies / "pair_of_none.json").write_bytes(orjson.dumps({
-        "id": "pair_of_none", "module": "pair_of_none", "class_name": "PairOfNone", "symbol": "BTC/USD", "timeframe": "1m",
-        "quantity": 0.01, "exits": {"stop_loss_pct": 5.0},
-    }))
-    config = _config_copy(tmp_path, {"extra": [{"file": "strategies/pair_of_none.json"}]})
+    config = with_strategy(tmp_path, "pair_of_none", "PairOfNone", CLOSE_PAIR_OF_NONE, {"stop_loss_pct": 5.0})
     _equivalent(config, tmp_path)
     assert b"close_pair: Expected `str`, got `null` - at `$.group`" in (tmp_path / "lockstep" / "events.jsonl").read_bytes()
