@@ -6,30 +6,34 @@ import inspect
 from pathlib import Path
 
 from bot.cluster.messages import PROTOCOL, Fingerprint
+from bot.config.models import StrategyConfig
 from bot.event_codec import VERSION as CODEC_VERSION
-from bot.strategy.catalog import CatalogLookupError
+from bot.strategy.catalog import CatalogLookupError, StrategyCatalog
 from bot.strategy.config_load import LoadedConfig
 from bot.version import bot_version
 
 
-def _code(loaded: LoadedConfig, module: str | None, class_name: str | None) -> bytes:
+def _code(catalog: StrategyCatalog, module: str | None, class_name: str | None) -> bytes:
     """The source of the file a strategy's class comes from (b"" when the catalog cannot name it: its config differs then)."""
     try:
-        entry = loaded.catalog.resolve(module, class_name)
+        entry = catalog.resolve(module, class_name)
     except CatalogLookupError:
         return b""
     path = entry.path if entry.path is not None else Path(inspect.getfile(entry.cls))
     return path.read_bytes()
 
 
+def strategy_digest(catalog: StrategyCatalog, spec: StrategyConfig) -> str:
+    """A digest of a strategy's config (as given) and of its class's source file: equal where it trades alike."""
+    digest = hashlib.sha256(spec.model_dump_json(exclude_unset=True).encode())
+    digest.update(b"\0")
+    digest.update(_code(catalog, spec.module, spec.class_name))
+    return digest.hexdigest()
+
+
 def fingerprint(loaded: LoadedConfig) -> Fingerprint:
     """This process's fingerprint: versions, and per enabled strategy a digest of its config (as given) and its class's source file."""
-    strategies = {}
-    for spec in loaded.enabled_strategies():
-        digest = hashlib.sha256(spec.model_dump_json(exclude_unset=True).encode())
-        digest.update(b"\0")
-        digest.update(_code(loaded, spec.module, spec.class_name))
-        strategies[spec.id] = digest.hexdigest()
+    strategies = {spec.id: strategy_digest(loaded.catalog, spec) for spec in loaded.enabled_strategies()}
     return Fingerprint(bot_version=bot_version(), protocol=PROTOCOL, codec=CODEC_VERSION, strategies=strategies)
 
 

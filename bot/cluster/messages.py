@@ -17,7 +17,8 @@ from bot.trading.actions import (
 )
 
 # The cluster protocol's version: a message of another is refused, as an event of another codec version is.
-PROTOCOL = 1
+# 2: the daemon's messages (Sync, Synced, Ask, Release, Released) added.
+PROTOCOL = 2
 CandleT = tuple[int, float, float, float, float, float]
 TurnKind = Literal["trade", "other", "history"]
 
@@ -235,7 +236,64 @@ class Stop(Msg, frozen=True, kw_only=True, tag="stop"):
     reason: str
 
 
-Message = Turn | Decision | Activate | Activated | Warm | Warmed | Refused | Hello | Welcome | Stop
+class Sync(Msg, frozen=True, kw_only=True, tag="sync"):
+    """The hub asks a daemon worker to hold a strategy's mind: keep the one it has if it is this one, else claim its lease and build it.
+
+    `decided`: the number of the last turn whose decision the hub applied (0: none); `pending`: the
+    turn it awaits a decision on, if any. A mind kept is one built from the same `digest` that decided
+    exactly through `decided` (or through `pending`, its decision still at hand).
+    """
+
+    sid: str
+    spec: msgspec.Raw
+    digest: str
+    decided: int
+    pending: int | None
+
+
+class Synced(Msg, frozen=True, kw_only=True, tag="synced"):
+    """A worker's answer to a Sync: the mind kept, or built (Warm messages then bring its history), or why not."""
+
+    sid: str
+    # The claim's epoch of its lease (0 when refused).
+    epoch: int
+    kept: bool
+    # The streams it reads, whose history the hub sends (empty when kept or refused).
+    streams: list[tuple[str, str]]
+    # Building the mind raised: the strategy's failure.
+    failure: Failure | None
+    # Not taken, and why (its lease is another worker's, its code differs here); `holder`: the worker holding the lease.
+    refused: str | None
+    holder: str | None
+
+
+class Ask(Msg, frozen=True, kw_only=True, tag="ask"):
+    """Turn `n` of one strategy in the daemon: its candle and its book's view after the hub's part; answered by a Decision with k = n."""
+
+    sid: str
+    epoch: int
+    n: int
+    symbol: str
+    tf: str
+    ts: int
+    candle: CandleT
+    kind: TurnKind
+    view: View
+
+
+class Release(Msg, frozen=True, kw_only=True, tag="release"):
+    """The hub is done with a strategy's mind on this worker (unloaded, moved): drop it and its lease."""
+
+    sid: str
+
+
+class Released(Msg, frozen=True, kw_only=True, tag="released"):
+    """A Release done (also when the worker held no such mind)."""
+
+    sid: str
+
+
+Message = Turn | Decision | Activate | Activated | Warm | Warmed | Refused | Hello | Welcome | Stop | Sync | Synced | Ask | Release | Released
 _HEADER = msgspec.json.Decoder(Header)
 _DECODER = msgspec.json.Decoder(Message)
 _ENCODER = msgspec.json.Encoder()

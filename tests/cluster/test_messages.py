@@ -39,8 +39,8 @@ def test_a_message_that_does_not_fit_is_refused_naming_the_field() -> None:
     good = msgspec.json.decode(encode(Decision(k=1, sid="s", actions=[], events=[], failure=Failure(type_name="E", message="m", where="f.py:1"), busy_ns=0)))
     with pytest.raises(ProtocolError, match="busy_ns"):
         decode(msgspec.json.encode({**good, "busy_ns": "0"}))
-    with pytest.raises(ProtocolError, match="protocol 2"):
-        decode(msgspec.json.encode({**good, "v": 2}))
+    with pytest.raises(ProtocolError, match="protocol 3"):
+        decode(msgspec.json.encode({**good, "v": 3}))
     with pytest.raises(ProtocolError, match="not JSON"):
         decode(b"{")
 
@@ -58,9 +58,9 @@ def test_the_version_is_read_first_and_required() -> None:
     with pytest.raises(ProtocolError, match="missing required field `v`"):
         decode(msgspec.json.encode(without))
     # Another version's shape (a field renamed) is refused as that version, not as a missing field.
-    renamed = {**without, "v": 2, "step": good["k"]}
+    renamed = {**without, "v": 3, "step": good["k"]}
     del renamed["k"]
-    with pytest.raises(ProtocolError, match="of protocol 2, this bot speaks 1"):
+    with pytest.raises(ProtocolError, match="of protocol 3, this bot speaks 2"):
         decode(msgspec.json.encode(renamed))
 
 
