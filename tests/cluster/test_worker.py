@@ -118,7 +118,7 @@ async def test_a_worker_answers_what_does_not_decode_with_a_refusal_logs_it_once
             assert "w1" in reception.taken, worker.communicate()[1]
             subject = turn_subject(CID, "w1")
             refusals = []
-            for garbage in (b"not json", b'{"v": 1, "t": "turn"}', b'{"v": 9, "t": "turn"}', encode(Activated(sid="x", failure=None, streams=[]))):
+            for garbage in (b"not json", b'{"v": 2, "t": "turn"}', b'{"v": 9, "t": "turn"}', encode(Activated(sid="x", failure=None, streams=[]))):
                 reply = await hub.client.request(subject, garbage, timeout=DEADLINE_S)
                 (answer,) = decode_batch(reply.data)
                 refused = decode(answer)
