@@ -18,7 +18,7 @@ import pytest
 
 from bot.cluster.connection import ClusterConnection
 from bot.cluster.fingerprint import differences, fingerprint
-from bot.cluster.messages import Activate, Activated, Refused, Stop, decode, decode_batch, encode
+from bot.cluster.messages import PROTOCOL, Activate, Activated, Refused, Stop, decode, decode_batch, encode
 from bot.cluster.reception import Reception
 from bot.cluster.subjects import hello_subject, stop_subject, turn_subject
 from bot.config.cluster import ClusterConfig
@@ -118,7 +118,7 @@ async def test_a_worker_answers_what_does_not_decode_with_a_refusal_logs_it_once
             assert "w1" in reception.taken, worker.communicate()[1]
             subject = turn_subject(CID, "w1")
             refusals = []
-            for garbage in (b"not json", b'{"v": 2, "t": "turn"}', b'{"v": 9, "t": "turn"}', encode(Activated(sid="x", failure=None, streams=[]))):
+            for garbage in (b"not json", msgspec.json.encode({"v": PROTOCOL, "t": "turn"}), b'{"v": 9, "t": "turn"}', encode(Activated(sid="x", failure=None, streams=[]))):
                 reply = await hub.client.request(subject, garbage, timeout=DEADLINE_S)
                 (answer,) = decode_batch(reply.data)
                 refused = decode(answer)
@@ -126,7 +126,7 @@ async def test_a_worker_answers_what_does_not_decode_with_a_refusal_logs_it_once
                 refusals.append(refused.reason)
             assert refusals[0].startswith("cluster message is not JSON")
             assert "does not decode" in refusals[1]
-            assert refusals[2] == "cluster message of protocol 9, this bot speaks 1"
+            assert refusals[2] == f"cluster message of protocol 9, this bot speaks {PROTOCOL}"
             assert "not Activated" in refusals[3]
             # Still serving: a real activation gets its answer.
             spec = msgspec.Raw(loaded.strategies[0].model_dump_json(exclude_unset=True).encode())
