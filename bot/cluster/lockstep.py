@@ -9,25 +9,25 @@ Why that is the in-process order, byte for byte: bot.cluster.tape.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
 
 from bot.bus import StrategyPublisher
+from bot.cluster.chunks import candles_per_chunk, history_chunks
+from bot.cluster.decisions import ForeignEvent, apply_decision, own_event
 from bot.cluster.messages import (
     Activate,
     Activated,
     Decision,
     Message,
     Refused,
-    StreamHistory,
     Turn,
     TurnEntry,
     TurnKind,
     Warm,
     Warmed,
-    action_of,
     decode,
     encode,
 )
@@ -35,11 +35,10 @@ from bot.cluster.mind import ViewTaker
 from bot.cluster.tape import Tape, TapedPublisher, TapedRisk
 from bot.config.models import StrategyConfig
 from bot.errors import BotError
-from bot.event_codec import decode_message
 from bot.events import ActionFailed, Event, Signal, StrategyStateChanged
 from bot.ohlcv import Candle
 from bot.services import BotServices
-from bot.strategy.guard import RemoteStrategyError, deliver_stream
+from bot.strategy.guard import deliver_stream
 from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.positions import Position
 from bot.trading.risk import RiskView
@@ -54,10 +53,10 @@ _Answer = tuple[Decision, list[Signal | ActionFailed]]
 
 def _own_event(sid: str, raw: msgspec.Raw) -> Signal | ActionFailed:
     """An event a strategy's mind sent: only its own signals and refused actions are its to send."""
-    event = decode_message(bytes(raw))
-    if not isinstance(event, Signal | ActionFailed) or event.strategy_id != sid:
-        raise LockstepError(f"strategy {sid!r}: its mind sent a {event.type} event of {event.strategy_id!r}")
-    return event
+    try:
+        return own_event(sid, raw)
+    except ForeignEvent as exc:
+        raise LockstepError(str(exc)) from None
 
 
 class LockstepError(BotError):
@@ -88,11 +87,6 @@ class MindTransport(Protocol):
         ...
 
 
-# Bytes of JSON a candle may take in a Warm message (they take about 75), and room for the rest of the message.
-CANDLE_BYTES = 128
-WARM_OVERHEAD_BYTES = 4_096
-
-
 def _reply(transport: MindTransport, message: bytes) -> Message:
     """The one reply `message` gets; a worker's refusal is the run's end."""
     replies = transport.send(message).result()
@@ -116,6 +110,7 @@ class LockstepRouter:
         self._views: dict[str, ViewTaker] = {}
         self._specs: dict[str, StrategyConfig] = {}
         self._where: dict[str, MindTransport] = {}
+        self._publishers: dict[str, StrategyPublisher] = {}
         self._k = 0
         # A failed activation, raised by the next step: the bus only logs what its subscriber raises.
         self._broken: LockstepError | None = None
@@ -161,30 +156,15 @@ class LockstepRouter:
         # Its orchestrator was built and warmed on the same history with the same code: a mind that cannot is not the same strategy.
         if activated.failure is not None:
             raise LockstepError(f"strategy {sid!r}: its mind could not be built: {activated.failure.type_name}: {activated.failure.message}")
-        per_chunk = max(1, (transport.max_message_bytes - WARM_OVERHEAD_BYTES) // CANDLE_BYTES)
-        chunks = list(self._history_chunks(activated.streams, per_chunk))
+        hub = self._services.hub
+        history = [(symbol, tf, hub.history(symbol, tf)) for symbol, tf in activated.streams]
+        chunks = list(history_chunks(history, candles_per_chunk(transport.max_message_bytes)))
         for i, chunk in enumerate(chunks):
             warmed = _reply(transport, encode(Warm(sid=sid, history=chunk, done=i == len(chunks) - 1)))
             if not isinstance(warmed, Warmed) or warmed.sid != sid:
                 raise LockstepError(f"strategy {sid!r}: its mind answered its warm-up with {warmed!r}")
             if warmed.failure is not None:
                 raise LockstepError(f"strategy {sid!r}: its mind failed to warm up: {warmed.failure.type_name}: {warmed.failure.message}")
-
-    def _history_chunks(self, streams: list[tuple[str, str]], per_chunk: int) -> Iterator[list[StreamHistory]]:
-        """The hub's history of `streams`, at most `per_chunk` candles per message; at least one message (the last warms)."""
-        hub = self._services.hub
-        chunk: list[StreamHistory] = []
-        size = 0
-        for symbol, tf in streams:
-            candles = [tuple(c) for c in hub.history(symbol, tf)]
-            for start in range(0, len(candles), per_chunk):
-                part = candles[start:start + per_chunk]
-                if size + len(part) > per_chunk:
-                    yield chunk
-                    chunk, size = [], 0
-                chunk.append(StreamHistory(symbol=symbol, tf=tf, candles=part))  # type: ignore[arg-type]
-                size += len(part)
-        yield chunk
 
     # -- the router (the manager) ----------------------------------------------------------------
     def deliver(
@@ -251,24 +231,12 @@ class LockstepRouter:
 
     def _apply(self, owner: TradingOrchestrator, answer: _Answer, held: list[Position] | None, trading: bool, candle: Candle, ts: int) -> None:
         decision, events = answer
-        bus = self._services.bus
-        for event in events:
-            # Sequenced here, in its slot: the same event the in-process publish builds.
-            if isinstance(event, Signal):
-                bus.publish(Signal, event.ts, event.strategy_id, event.decision, event.score, event.symbol, event.close, event.analyzers)
-            else:
-                # An action its context refused: failed in its book's count, as in process.
-                bus.publish(ActionFailed, event.ts, event.strategy_id, event.kind, event.error)
-                owner.actions.failed += 1
-        failure = decision.failure
-        if failure is not None:
-            raise RemoteStrategyError(failure.type_name, failure.message, failure.where)
-        for action in decision.actions:
-            owner.actions.put(action_of(action))
-        if trading:
-            owner.settle(held, candle, decision.busy_ns)
-        else:
-            owner.settle_other(ts)
+        sid = owner.strategy_id
+        publish = self._publishers.get(sid)
+        if publish is None:
+            # Straight to the bus, not the book's taped publisher: the decision's events are sequenced in their slot.
+            publish = self._publishers[sid] = StrategyPublisher(self._services.bus, sid)
+        apply_decision(owner, publish, decision, events, held, trading, candle, ts)
 
     def _ask(self, entries: dict[int, list[TurnEntry]], symbol: str, timeframe: str, candle: Candle, ts: int) -> dict[str, _Answer]:
         """Every transport's decisions on its entries, checked whole before any is applied: what a worker gets wrong stops the run."""

@@ -189,23 +189,7 @@ class InboxDelivery:
                     if self._turn is None:
                         self._handle(owner, item)
                     else:
-                        try:
-                            # One turn, also for a candle it had handled before a restart: what failing
-                            # on it publishes and books is journalled as any turn's is.
-                            with self._turn() as outcome:
-                                current = item if lane.replayed is None else self._unless_replayed(owner, lane, item)
-                                if current is not None:
-                                    self._handle(owner, current)
-                                    if self._progress is not None:
-                                        lane.seen[(current[1], current[2])] = current[3].ts
-                                        self._progress.note(owner.strategy_id, lane.seen)
-                            await outcome.settled()
-                        except JournalError as exc:  # the turn (or a write of its failure handling) could not be journalled
-                            lost = TurnNotJournalled(str(exc))
-                            lost.__cause__ = exc
-                            self._on_error(owner, item[0], lost)
-                        except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
-                            self._on_error(owner, item[0], exc)
+                        await self._take(owner, lane, item)
                     lane.processed += 1
                     item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
             finally:
@@ -213,6 +197,35 @@ class InboxDelivery:
             if self._on_drained is not None and self._queued.n == 0 and not self._stopping:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()
+
+    async def _take(self, owner: CandleOwner, lane: _Lane, item: _Item) -> None:
+        """Handle one candle in one turn, also a candle it had handled before a restart: what failing on it publishes and books is journalled as any turn's is."""
+        try:
+            with self._turn_now() as outcome:
+                current = item if lane.replayed is None else self._unless_replayed(owner, lane, item)
+                if current is not None:
+                    self._handle(owner, current)
+                    self._note(owner, lane, current)
+            await outcome.settled()
+        except JournalError as exc:  # the turn (or a write of its failure handling) could not be journalled
+            self._not_journalled(owner, item[0], exc)
+        except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
+            self._on_error(owner, item[0], exc)
+
+    def _turn_now(self) -> AbstractContextManager[TurnOutcome]:
+        assert self._turn is not None  # only turns' deliveries take items in turns
+        return self._turn()
+
+    def _not_journalled(self, owner: CandleOwner, handler: CandleHandler, exc: JournalError) -> None:
+        lost = TurnNotJournalled(str(exc))
+        lost.__cause__ = exc
+        self._on_error(owner, handler, lost)
+
+    def _note(self, owner: CandleOwner, lane: _Lane, item: _Item) -> None:
+        """Inside its turn: the candle is the newest its stream has had (journalled with the turn)."""
+        if self._progress is not None:
+            lane.seen[(item[1], item[2])] = item[3].ts
+            self._progress.note(owner.strategy_id, lane.seen)
 
     def _unless_replayed(self, owner: CandleOwner, lane: _Lane, item: _Item) -> _Item | None:
         """The item without what the owner handled before the restart (None when all of it was).

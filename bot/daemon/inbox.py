@@ -55,6 +55,10 @@ class CandleInbox(Generic[Item]):
             self._coalesce()
         self._wakeup.set()
 
+    def items(self) -> list[Item]:
+        """What is queued, oldest first, left in place."""
+        return [item for _, item in self._items]
+
     def first(self) -> Item | None:
         """The item first in line, left queued (None when empty)."""
         return self._items[0][1] if self._items else None

@@ -93,6 +93,11 @@ class TradingOrchestrator:
         self._install(self.prepare(spec))
 
     @property
+    def publisher(self) -> StrategyPublisher:
+        """Publishes events tagged with its strategy id (its book's and its strategy's)."""
+        return self._publish
+
+    @property
     def state(self) -> StrategyState:
         """Its lifecycle state (changed only through `lifecycle`)."""
         return self.lifecycle.state
@@ -176,12 +181,15 @@ class TradingOrchestrator:
         self._trading_updates[symbol](candle)
         self.strategy.on_candle(symbol, timeframe, candle)
 
-    def settle(self, held: list[Position] | None, candle: Candle, busy_ns: int = 0) -> None:
+    def settle(self, held: list[Position] | None, candle: Candle, busy_ns: int = 0, ts: int | None = None) -> None:
         """The book's part after the decision: exit management of `held` (bar's answer), the queued actions carried out, the candle counted.
 
-        `busy_ns`: the time the turn's other parts took, counted with this one's.
+        `busy_ns`: the time the turn's other parts took, counted with this one's. `ts`: the candle's
+        close, when something else may have moved the clock since its `bar` (a restart in between).
         """
         started = perf_counter_ns()
+        if ts is not None:
+            self._now = ts
         if held:
             for position in held:
                 if (position.trailing_activation_price is not None or position.break_even) and position.closable:

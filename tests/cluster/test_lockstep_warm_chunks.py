@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bot.cluster.local import Answered, LocalMinds
-from bot.cluster.lockstep import CANDLE_BYTES, WARM_OVERHEAD_BYTES, LockstepRouter
+from bot.cluster.chunks import CANDLE_BYTES, WARM_OVERHEAD_BYTES
+from bot.cluster.lockstep import LockstepRouter
 from bot.cluster.messages import Warm, decode
 from bot.replay.timerange import TimeRange
 from bot.services import BotServices
