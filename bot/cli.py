@@ -164,10 +164,10 @@ def _cluster_use(config: Path, loaded: LoadedConfig) -> str | None:
     cluster = loaded.bot.cluster
     if cluster is None:
         return None
-    return (
-        f"{config}: cluster section: candles and events are published to {cluster.url} (streams MD_{cluster.name}, EVT_{cluster.name}); "
-        "every strategy still runs in this process (workers for bot run are not built yet)"
-    )
+    published = f"{config}: cluster section: candles and events are published to {cluster.url} (streams MD_{cluster.name}, EVT_{cluster.name}); "
+    if cluster.placement == "workers":
+        return published + f"each strategy decides on a worker of cluster {cluster.name} (bot worker --config ... --name NAME), its book kept here"
+    return published + "every strategy decides in this process (placement hub)"
 
 
 def _cluster_unusable(loaded: LoadedConfig, environ: Mapping[str, str] | None = None) -> str | None:

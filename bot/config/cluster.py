@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -68,6 +68,11 @@ class ClusterConfig(Strict):
     tls: ClusterTlsConfig | None = None
     lease_ttl_s: float = Field(
         default=10.0, ge=2, le=600, description="seconds a worker keeps a strategy without renewing its lease (the server expires keys to the second)"
+    )
+    placement: Literal["hub", "workers"] = Field(
+        default="hub",
+        description="where `bot run`'s strategies decide: hub (in its own process, the cluster only publishes candles and events) "
+        "or workers (each strategy's mind on a `bot worker`, its book on the hub)",
     )
     reconnect_min_s: float = Field(default=0.25, gt=0, le=60, description="first delay before reconnecting to a lost server; doubles up to reconnect_max_s")
     reconnect_max_s: float = Field(default=5.0, gt=0, le=600)

@@ -18,14 +18,14 @@ from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook, 
 from bot.strategy.guard import attempt
 
 # handler, symbol, timeframe, candle, ts, and the older candles of the stream coalesced into it
-_Item = tuple[CandleHandler, str, str, Candle, int, tuple[Candle, ...]]
+QueuedCandle = tuple[CandleHandler, str, str, Candle, int, tuple[Candle, ...]]
 _TIME_SLICE_S = 0.001
 ErrorHook = HandlerErrorHook
 
 
 @dataclass(slots=True)
-class _Lane:
-    inbox: CandleInbox[_Item]
+class InboxLane:
+    inbox: CandleInbox[QueuedCandle]
     processed: int = 0
     # From taking a candle until its turn is settled (committed, delivered, sent; or its failure handled).
     busy: bool = False
@@ -36,7 +36,7 @@ class _Lane:
     replayed: dict[Stream, int] | None = None
 
 
-def _coalesce(older: _Item, newer: _Item) -> _Item:
+def _coalesce(older: QueuedCandle, newer: QueuedCandle) -> QueuedCandle:
     """Keep the newer candle of a stream; remember the older ones it replaces, in order."""
     return (*newer[:5], older[5] + (older[3],) + newer[5])
 
@@ -45,7 +45,7 @@ def _dropped(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
     """Stopping: not taken, so never reported processed (a restart plays it again)."""
 
 
-def _run(owner: CandleOwner, item: _Item) -> None:
+def _run(owner: CandleOwner, item: QueuedCandle) -> None:
     handler, symbol, timeframe, candle, ts, skipped = item
     if skipped:
         # Coalesced: decisions skip to the newest candle, but positions see every
@@ -89,7 +89,7 @@ class InboxDelivery:
         self._on_drained = on_drained
         # Given: shared with whoever must know whether everything published was processed (FeedPosition).
         self._queued = queued if queued is not None else QueuedCounter()
-        self._lanes: dict[CandleOwner, _Lane] = {}
+        self._lanes: dict[CandleOwner, InboxLane] = {}
         self._stopping = False
 
     def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
@@ -98,7 +98,7 @@ class InboxDelivery:
             return _dropped
         lane = self._lanes.get(owner)
         if lane is None:
-            lane = self._lanes[owner] = _Lane(CandleInbox(self._inbox_size, _coalesce, self._queued))
+            lane = self._lanes[owner] = InboxLane(CandleInbox(self._inbox_size, _coalesce, self._queued))
             if self._progress is not None:
                 lane.replayed = self._progress.restored(owner.strategy_id)
             self._tg.start_soon(self._consume, owner, lane, name=f"inbox:{owner.strategy_id}")
@@ -172,11 +172,11 @@ class InboxDelivery:
             while lane.busy:
                 await anyio.sleep(0.001)
 
-    async def _consume(self, owner: CandleOwner, lane: _Lane) -> None:
+    async def _consume(self, owner: CandleOwner, lane: InboxLane) -> None:
         inbox = lane.inbox
         while True:
             try:
-                item: _Item | None = await inbox.get()
+                item: QueuedCandle | None = await inbox.get()
             except anyio.EndOfStream:
                 return
             lane.busy = True
@@ -198,7 +198,7 @@ class InboxDelivery:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()
 
-    async def _take(self, owner: CandleOwner, lane: _Lane, item: _Item) -> None:
+    async def _take(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:
         """Handle one candle in one turn, also a candle it had handled before a restart: what failing on it publishes and books is journalled as any turn's is."""
         try:
             with self._turn_now() as outcome:
@@ -221,13 +221,13 @@ class InboxDelivery:
         lost.__cause__ = exc
         self._on_error(owner, handler, lost)
 
-    def _note(self, owner: CandleOwner, lane: _Lane, item: _Item) -> None:
+    def _note(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:
         """Inside its turn: the candle is the newest its stream has had (journalled with the turn)."""
         if self._progress is not None:
             lane.seen[(item[1], item[2])] = item[3].ts
             self._progress.note(owner.strategy_id, lane.seen)
 
-    def _unless_replayed(self, owner: CandleOwner, lane: _Lane, item: _Item) -> _Item | None:
+    def _unless_replayed(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> QueuedCandle | None:
         """The item without what the owner handled before the restart (None when all of it was).
 
         Its decisions and its positions saw those candles already: an active route hands them to
@@ -249,7 +249,7 @@ class InboxDelivery:
                     # The new candles go back first in line, then the manager handles the failure:
                     # failing the strategy (its entries cancelled, its actions dropped) takes them out
                     # with what is queued behind, in order, and shows them to its positions.
-                    put_back: _Item | None = None
+                    put_back: QueuedCandle | None = None
                     if candle.ts > last:
                         put_back = (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
                         lane.inbox.put_back((symbol, timeframe), put_back)
@@ -274,7 +274,7 @@ class InboxDelivery:
             lane.replayed = None
         return (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
 
-    def _handle(self, owner: CandleOwner, item: _Item) -> None:
+    def _handle(self, owner: CandleOwner, item: QueuedCandle) -> None:
         error = attempt(_run, owner, item)
         if error is not None:  # the manager decides: the strategy fails, or stops being protected
             self._on_error(owner, item[0], error)

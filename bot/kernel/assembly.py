@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from bot.bus import EventBus, Handler, HeldDelivery
@@ -27,8 +28,8 @@ Mode = Literal["replay", "paper", "live"]
 JournalHook = Callable[[RiskManager], Handler]
 # Given the shared services, the router of every stream's candles and the seam of the books it needs.
 RouterFactory = Callable[[BotServices], StreamRouter]
-# Given the manager's guarded seam for a handler's exception, the delivery that queues candles.
-DeliveryFactory = Callable[[HandlerErrorHook], Delivery]
+# Given the shared services and the manager's guarded seam for a handler's exception, the delivery that queues candles.
+DeliveryFactory = Callable[[BotServices, HandlerErrorHook], Delivery]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,5 +108,6 @@ def build_bot(
     services = build_services(config, logger, seams)
     router = None if seams.router is None else seams.router(services)
     factory = OrchestratorFactory(services, catalog, router)
-    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=seams.delivery, booking_faults=seams.booking_faults, router=router)
+    delivery_for = None if seams.delivery is None else partial(seams.delivery, services)
+    manager = StrategyManager(services, factory, accounts=seams.accounts, delivery_for=delivery_for, booking_faults=seams.booking_faults, router=router)
     return Bot(services, factory, manager)

@@ -50,6 +50,7 @@ from bot.journal.lock import JournalLock
 from bot.journal.turns import Turns
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
+from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig
 from bot.strategy.delivery import HandlerErrorHook
@@ -89,6 +90,17 @@ def control_server(
     state.strategy_files.update(files)
     state.added_symbols.update(added_symbols)
     return ControlServer(state, loaded.bot.control, socket_path, log)
+
+
+def _cluster_status(outbox: Outbox, minds: Callable[[], dict[str, Any]] | None) -> Callable[[], dict[str, Any]]:
+    """`bot ctl status`'s cluster section: the outbox's, and with strategies on workers, the minds' under `minds`."""
+    if minds is None:
+        return outbox.status
+
+    def status() -> dict[str, Any]:
+        return {**outbox.status(), "minds": minds()}
+
+    return status
 
 
 class Daemon:
@@ -237,7 +249,16 @@ class Daemon:
         # Read before any candle is routed: what each strategy had handled, should the feed play it again.
         progress = TurnProgress(journal, log)
 
-        def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+        def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
+            cluster = config.cluster
+            if cluster is not None and cluster.placement == "workers":
+                # Strategies decide on workers, their books here: NATS imported only then.
+                from bot.cluster.hub_lanes import hub_lanes
+
+                return hub_lanes(
+                    cluster, self.loaded, services, tg, on_error, journal, turns, log, os.environ,
+                    on_drained=position.processed, queued=queued, progress=progress,
+                )
             return InboxDelivery(
                 tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn, progress=progress
             )
@@ -291,7 +312,7 @@ class Daemon:
             added_symbols = add_journalled_symbols(journal, feed, services.hub, restored.resume_close or 0, log)
             to_load = strategies_to_load(self.loaded, journal, saved, log)
             start_problems = live.problems if live is not None else list
-            cluster_status = None if outbox is None else outbox.status
+            cluster_status = None if outbox is None else _cluster_status(outbox, getattr(delivery, "minds_status", None))
             server = control_server(
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status
             )

@@ -29,7 +29,7 @@ def test_validate_refuses_a_url_with_a_password_without_printing_it(tmp_path: Pa
 
 USE = (
     "config.json: cluster section: candles and events are published to nats://127.0.0.1:4222 (streams MD_main, EVT_main); "
-    "every strategy still runs in this process (workers for bot run are not built yet)"
+    "every strategy decides in this process (placement hub)"
 )
 
 

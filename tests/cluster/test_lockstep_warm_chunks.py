@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cluster.local import Answered, LocalMinds
 from bot.cluster.chunks import CANDLE_BYTES, WARM_OVERHEAD_BYTES
+from bot.cluster.local import Answered, LocalMinds
 from bot.cluster.lockstep import LockstepRouter
 from bot.cluster.messages import Warm, decode
 from bot.replay.timerange import TimeRange

@@ -41,6 +41,7 @@ def test_a_full_cluster_section_loads(tmp_path: Path) -> None:
         **CREDENTIALS,
         "tls": {"ca_file": "tls/ca.pem", "cert_file": "tls/hub.pem", "key_file": "tls/hub-key.pem", "server_name": "nats.internal"},
         "lease_ttl_s": 15,
+        "placement": "workers",
         "reconnect_min_s": 0.5,
         "reconnect_max_s": 10,
     }
@@ -60,6 +61,7 @@ def test_a_full_cluster_section_loads(tmp_path: Path) -> None:
         ({"url": 4222}, "cluster.url", "valid string"),
         ({"name": "a.b"}, "cluster.name", "letters, digits, '_' or '-'"),
         ({"name": ""}, "cluster.name", "letters, digits, '_' or '-'"),
+        ({"placement": "everywhere"}, "cluster.placement", "'hub' or 'workers'"),
         ({"user_env": "BOT_NATS_USER"}, "cluster.password_env", "required with user_env"),
         ({"password_env": "BOT_NATS_PASSWORD"}, "cluster.user_env", "required with password_env"),
         ({**CREDENTIALS, "password_env": "hunter2 secret"}, "cluster.password_env", "must be the name of an environment variable"),

@@ -48,6 +48,7 @@ from bot.live.errors import ExchangeSetupError
 from bot.log import BotLogger
 from bot.ohlcv import Candle
 from bot.replay.sources import resolve_sources
+from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
@@ -82,7 +83,7 @@ def _queued_bot(tg: TaskGroup, loaded: LoadedConfig, journal: Journal) -> tuple[
     queued = QueuedCounter()
     position = FeedPosition(journal, queued)
 
-    def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+    def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
         return InboxDelivery(tg, 100, on_error, on_drained=position.processed, queued=queued)
 
     bot = _bot(loaded, journal, inboxes)

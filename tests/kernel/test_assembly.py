@@ -80,7 +80,7 @@ def test_a_queued_delivery_is_built_around_the_managers_guarded_seam() -> None:
         async with anyio.create_task_group() as tg:
             seams: list[HandlerErrorHook] = []
 
-            def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+            def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
                 seams.append(on_error)
                 return InboxDelivery(tg, 10, on_error)
 
@@ -101,7 +101,7 @@ def test_a_stream_router_is_refused_with_a_queued_delivery() -> None:
         routed.append(services)
         raise AssertionError("not built: the combination is refused first")
 
-    def inboxes(on_error: HandlerErrorHook) -> InboxDelivery:
+    def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
         raise AssertionError("not built either")
 
     for mode in ("paper", "live"):

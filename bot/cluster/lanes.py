@@ -1,0 +1,365 @@
+"""The daemon's remote lanes: each strategy's book stays on the hub, its mind decides on a worker; a candle is two journal turns around the decision.
+
+Per candle of an active strategy, in the strategy's own lane task (one candle at a time, as in
+process: a strategy whose worker is slow or gone queues, then coalesces, its candles):
+T1, one journal turn: the coalesced candles shown to its positions, the book's part before the
+decision (`bar`: fills at the open, stops, take-profits, trailing, the mark), and the turn
+journalled as pending (its number `n`, the candle). Then, outside any turn, the mind's decision
+is awaited (MindClient: the worker, re-sent, failed over). T2, one journal turn: the pending turn
+marked decided, the decision's events and actions carried out, exits managed (`settle`).
+No turn spans the wait: other strategies' turns go on meanwhile, and a crash after T1 leaves
+the pending turn in the journal, asked again after the restart (the worker answers a turn it
+already decided from its cache: decided once, applied once).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from bot.cluster.decisions import apply_decision, own_event
+from bot.cluster.messages import CandleT, Decision, View
+from bot.cluster.mind import ViewTaker
+from bot.daemon.delivery import ErrorHook, InboxDelivery, InboxLane, QueuedCandle
+from bot.daemon.inbox import QueuedCounter
+from bot.daemon.turn_progress import Stream, TurnProgress
+from bot.journal import JournalError
+from bot.journal.turns import TurnOutcome
+from bot.ohlcv import Candle, timeframe_ms
+from bot.strategy.delivery import CandleOwner
+from bot.strategy.guard import attempt
+from bot.strategy.orchestrator import TradingOrchestrator
+from bot.trading.positions import Position
+
+# Journal meta per strategy: its lane's turn numbers and its pending turn (bot.cluster.lanes).
+LANE_META = "cluster.lane:"
+
+
+class LaneRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A lane as journalled: the last turn numbered, the last decided (or closed undecided), the pending one."""
+
+    n: int
+    decided: int
+    # n, symbol, timeframe, close time, "trade" or "other", the candle.
+    pending: tuple[int, str, str, int, str, CandleT] | None
+
+
+_RECORD = msgspec.json.Decoder(LaneRecord)
+
+
+@dataclass(slots=True)
+class PendingTurn:
+    """A candle barred on the hub (T1 journalled) whose decision is awaited."""
+
+    n: int
+    symbol: str
+    tf: str
+    candle: Candle
+    ts: int
+    kind: str
+    # The symbol's open positions after `bar`, whose exits settle manages.
+    held: list[Position] | None
+
+
+@dataclass(slots=True)
+class _Mind:
+    """The hub's side of one strategy's remote mind."""
+
+    n: int = 0
+    decided: int = 0
+    pending: PendingTurn | None = None
+    # The wait for the pending turn's decision: cancelled when its role changes or the daemon stops.
+    asking: anyio.CancelScope | None = None
+    views: ViewTaker = field(default_factory=ViewTaker)
+    # Restored from the journal: the pending turn still to be decided (held taken from the restored book).
+    restored: bool = False
+
+
+class MindClient(Protocol):
+    """Where decisions come from: a worker holding the strategy's mind (bot.cluster.hub_minds), or minds in this process."""
+
+    async def decide(
+        self,
+        owner: TradingOrchestrator,
+        turn: PendingTurn,
+        decided: int,
+        view: Callable[[], View],
+        undecided: Callable[[], dict[Stream, int]],
+    ) -> Decision:
+        """The decision on `turn` (k == turn.n) from a mind that decided exactly through turn `decided`.
+
+        `view`: the book as the mind reads it, taken when sent. `undecided`: per stream, the first
+        candle not yet decided (a mind warmed anew takes the history before those). Waits as long
+        as it takes (workers gone, the server down): the caller cancels it.
+        """
+        ...
+
+    def forget(self, sid: str) -> None:
+        """The strategy's role changed: its mind must be synced again before it decides."""
+        ...
+
+    def release(self, sid: str) -> None:
+        """The strategy is unloaded: its mind may go."""
+        ...
+
+    async def close(self) -> None:
+        """The daemon stops: let go of the workers (their minds stay for the next start)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What `bot ctl status` shows of the minds: the workers, where each strategy's mind is."""
+        ...
+
+
+class LaneJournal(Protocol):
+    """The journal's side (bot.journal.Journal)."""
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def delete_meta(self, key: str) -> None: ...
+
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]: ...
+
+
+class RemoteLanes(InboxDelivery):
+    """InboxDelivery whose active strategies decide through a MindClient; protecting routes (dormant, failed) stay local turns."""
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        inbox_size: int,
+        on_error: ErrorHook,
+        client: MindClient,
+        journal: LaneJournal,
+        log: logging.Logger,
+        turn: Callable[[], AbstractContextManager[TurnOutcome]],
+        on_drained: Callable[[], None] | None = None,
+        queued: QueuedCounter | None = None,
+        progress: TurnProgress | None = None,
+    ) -> None:
+        super().__init__(task_group, inbox_size, on_error, on_drained=on_drained, queued=queued, turn=turn, progress=progress)
+        self._client = client
+        self._journal = journal
+        self._log = log
+        self._minds: dict[str, _Mind] = {}
+        self._restored: dict[str, LaneRecord] = {}
+        for sid, text in journal.meta_with_prefix(LANE_META).items():
+            try:
+                self._restored[sid] = _RECORD.decode(text)
+            except msgspec.DecodeError as exc:
+                log.warning("[%s] journal meta %r is not a cluster lane (%s): its pending turn, if any, is not decided", sid, LANE_META + sid, exc)
+
+    # -- Delivery ---------------------------------------------------------------------------------
+    def wrap(self, owner: CandleOwner, handler: Callable[[str, str, Candle, int], None]) -> Callable[[str, str, Candle, int], None]:
+        """As InboxDelivery; the first time for `owner`, its lane's journalled turns taken back."""
+        if owner.strategy_id not in self._minds:
+            self._minds[owner.strategy_id] = self._restore(owner)
+        return super().wrap(owner, handler)
+
+    def _restore(self, owner: CandleOwner) -> _Mind:
+        record = self._restored.pop(owner.strategy_id, None)
+        if record is None:
+            return _Mind()
+        mind = _Mind(n=record.n, decided=record.decided)
+        if record.pending is not None and isinstance(owner, TradingOrchestrator):
+            n, symbol, tf, ts, kind, candle = record.pending
+            held = list(owner.positions.by_symbol.get(symbol, ())) if kind == "trade" else None
+            mind.pending = PendingTurn(n, symbol, tf, Candle(*candle), ts, kind, held)
+            mind.restored = True
+        return mind
+
+    def reset(self, owner: CandleOwner) -> list[tuple[str, str, Candle, int]]:
+        """As InboxDelivery; a pending turn is closed undecided first (its exits managed), and the mind is synced again before it decides."""
+        mind = self._minds.get(owner.strategy_id)
+        if mind is not None:
+            self._close_undecided(owner, mind)
+            # Under its new role it misses (or missed) candles: a new number no mind has decided through.
+            mind.n += 1
+            mind.decided = mind.n
+            mind.views = ViewTaker()
+            self._record(owner.strategy_id, mind)
+            self._client.forget(owner.strategy_id)
+        return super().reset(owner)
+
+    def detach(self, owner: CandleOwner) -> None:
+        """As InboxDelivery; its lane's journal record deleted and its mind released."""
+        mind = self._minds.pop(owner.strategy_id, None)
+        if mind is not None:
+            if mind.asking is not None:
+                mind.asking.cancel()
+            mind.pending = None
+            self._journal.delete_meta(LANE_META + owner.strategy_id)
+            self._client.release(owner.strategy_id)
+        super().detach(owner)
+
+    def stats(self, owner: CandleOwner) -> dict[str, int]:
+        """As InboxDelivery, and the lane's turn numbers: `waiting` 1 while a decision is awaited."""
+        stats = super().stats(owner)
+        mind = self._minds.get(owner.strategy_id)
+        stats["waiting"] = int(mind is not None and mind.pending is not None)
+        stats["decided"] = 0 if mind is None else mind.decided
+        return stats
+
+    async def stop(self) -> None:
+        """As InboxDelivery; decisions still awaited are given up (their turns stay pending in the journal, asked again after a restart)."""
+        for mind in self._minds.values():
+            if mind.asking is not None:
+                mind.asking.cancel()
+        self._stopping = True
+        await super().stop()
+        await self._client.close()
+
+    def minds_status(self) -> dict[str, Any]:
+        """The minds' side of `bot ctl status` (the MindClient's status)."""
+        return self._client.status()
+
+    # -- the lane task ----------------------------------------------------------------------------
+    async def _consume(self, owner: CandleOwner, lane: InboxLane) -> None:
+        mind = self._minds.get(owner.strategy_id)
+        if mind is not None and mind.restored and isinstance(owner, TradingOrchestrator):
+            mind.restored = False
+            lane.busy = True
+            try:
+                if owner.state == "active":
+                    await self._decide(owner, mind)
+                else:
+                    with self._turn_now() as outcome:
+                        self._close_undecided(owner, mind)
+                        self._record(owner.strategy_id, mind)
+                    await outcome.settled()
+            except JournalError as exc:
+                self._not_journalled(owner, owner.protect, exc)
+            finally:
+                lane.busy = False
+        await super()._consume(owner, lane)
+
+    async def _take(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:
+        handler = item[0]
+        if handler == owner.protect or not isinstance(owner, TradingOrchestrator):
+            await super()._take(owner, lane, item)
+            return
+        mind = self._minds[owner.strategy_id]
+        current = item if lane.replayed is None else self._unless_seen(lane, item)
+        if current is None:
+            return
+        kind = "trade" if handler == owner.on_candle else "other"
+        try:
+            with self._turn_now() as outcome:
+                error = attempt(self._bar, owner, mind, current, kind)
+                if error is not None:
+                    self._on_error(owner, handler, error)
+                self._note(owner, lane, current)
+            await outcome.settled()
+        except JournalError as exc:  # not barred: nothing of it was kept
+            mind.pending = None
+            self._not_journalled(owner, handler, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
+            self._on_error(owner, handler, exc)
+        await self._decide(owner, mind)
+
+    def _unless_seen(self, lane: InboxLane, item: QueuedCandle) -> QueuedCandle | None:
+        """The item without the candles barred before a restart (None when all were): the mind decided them, or decides the pending one."""
+        replayed = lane.replayed
+        assert replayed is not None
+        handler, symbol, timeframe, candle, ts, skipped = item
+        last = replayed.get((symbol, timeframe))
+        if last is None:
+            return item
+        if candle.ts <= last:
+            lane.seen[(symbol, timeframe)] = candle.ts
+            return None
+        del replayed[(symbol, timeframe)]
+        if not replayed:
+            lane.replayed = None
+        return (handler, symbol, timeframe, candle, ts, tuple(old for old in skipped if old.ts > last))
+
+    def _bar(self, owner: TradingOrchestrator, mind: _Mind, item: QueuedCandle, kind: str) -> None:
+        """T1's body: the book's part before the decision, and the turn journalled as pending."""
+        _, symbol, timeframe, candle, ts, skipped = item
+        if skipped:
+            # Coalesced: the mind decides on the newest; positions see every skipped candle first, in order.
+            length = timeframe_ms(timeframe)
+            for old in skipped:
+                owner.catch_up(symbol, timeframe, old, old.ts + length)
+        held = owner.bar(symbol, candle, ts) if kind == "trade" else None
+        mind.n += 1
+        mind.pending = PendingTurn(mind.n, symbol, timeframe, candle, ts, kind, None if held is None else list(held))
+        self._record(owner.strategy_id, mind)
+
+    async def _decide(self, owner: TradingOrchestrator, mind: _Mind) -> None:
+        """Await the pending turn's decision, then carry it out in T2 (nothing, when its role changed or the daemon stops meanwhile)."""
+        pending = mind.pending
+        if pending is None or self._stopping:
+            return
+        decision: Decision | None = None
+        with anyio.CancelScope() as scope:
+            mind.asking = scope
+            decision = await self._client.decide(
+                owner, pending, mind.decided, partial(self._view, owner, mind), partial(self._undecided, owner, pending)
+            )
+        mind.asking = None
+        if decision is None or mind.pending is not pending:
+            return
+        handler = owner.on_candle if pending.kind == "trade" else owner.on_other_candle
+        try:
+            with self._turn_now() as outcome:
+                error = attempt(self._apply, owner, mind, pending, decision)
+                if error is not None:
+                    self._on_error(owner, handler, error)
+            await outcome.settled()
+        except JournalError as exc:
+            self._not_journalled(owner, handler, exc)
+        except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
+            self._on_error(owner, handler, exc)
+
+    def _apply(self, owner: TradingOrchestrator, mind: _Mind, pending: PendingTurn, decision: Decision) -> None:
+        """T2's body: the turn marked decided first (a failing decision fails the strategy in this turn, its role reset), then carried out."""
+        mind.pending = None
+        mind.decided = pending.n
+        self._record(owner.strategy_id, mind)
+        sid = owner.strategy_id
+        events = [own_event(sid, raw) for raw in decision.events]
+        apply_decision(owner, owner.publisher, decision, events, pending.held, pending.kind == "trade", pending.candle, pending.ts, settle_ts=pending.ts)
+
+    def _close_undecided(self, owner: CandleOwner, mind: _Mind) -> None:
+        """Its role changes with a turn pending: the decision is given up, the turn's exits managed as if it decided nothing."""
+        pending = mind.pending
+        if pending is None:
+            return
+        mind.pending = None
+        mind.restored = False
+        if mind.asking is not None:
+            mind.asking.cancel()
+        if pending.kind == "trade" and isinstance(owner, TradingOrchestrator):
+            error = attempt(owner.settle, pending.held, pending.candle, 0, pending.ts)
+            if error is not None:
+                self._log.warning("[%s] managing the exits of a turn left undecided failed: %s", owner.strategy_id, error)
+
+    def _view(self, owner: TradingOrchestrator, mind: _Mind) -> View:
+        return mind.views.take(owner.positions, list(dict.fromkeys(symbol for symbol, _ in owner.subscriptions())))
+
+    def _undecided(self, owner: CandleOwner, pending: PendingTurn) -> dict[Stream, int]:
+        """Per stream, the open time of the first candle not decided yet: the pending one's, or the first queued."""
+        first: dict[Stream, int] = {(pending.symbol, pending.tf): pending.candle.ts}
+        lane = self._lanes.get(owner)
+        if lane is not None:
+            for _, symbol, timeframe, candle, _, skipped in lane.inbox.items():
+                ts = skipped[0].ts if skipped else candle.ts
+                first[(symbol, timeframe)] = min(first.get((symbol, timeframe), ts), ts)
+        return first
+
+    def _record(self, sid: str, mind: _Mind) -> None:
+        pending = mind.pending
+        record = LaneRecord(
+            n=mind.n, decided=mind.decided,
+            pending=None if pending is None else (pending.n, pending.symbol, pending.tf, pending.ts, pending.kind, tuple(pending.candle)),  # type: ignore[arg-type]
+        )
+        self._journal.set_meta(LANE_META + sid, msgspec.json.encode(record).decode())

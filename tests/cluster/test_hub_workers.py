@@ -1,0 +1,116 @@
+"""`bot run` as a hub (cluster.placement "workers") with real `bot worker` processes over a real nats-server: each strategy decides on a worker, its book on the hub."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.conftest import StartServer
+from tests.control.client import result, wait_for
+from tests.daemon.process import DaemonProcess, journal_rows, write_daemon_config
+from tests.support import REPO
+
+# A bound on a hang, never a measure of speed.
+DEADLINE_S = 60.0
+TTL_S = 3
+
+
+class Worker:
+    """A `bot worker --name NAME` process of the cluster in `config`; stopped after the test."""
+
+    def __init__(self, config: Path, name: str, url: str) -> None:
+        self.name = name
+        self.log = config.parent / f"worker-{name}.log"
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "worker", "--config", str(config), "--name", name, "--cluster", url],
+            cwd=config.parent, stdout=self._log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send `sig`, wait (kill if it hangs); the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(DEADLINE_S / 2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log_file.close()
+        return self.proc.returncode
+
+
+@contextmanager
+def workers(config: Path, url: str, *names: str) -> Iterator[dict[str, Worker]]:
+    """Worker processes, each stopped after the block whatever happened."""
+    started: dict[str, Worker] = {}
+    try:
+        for name in names:
+            started[name] = Worker(config, name, url)
+        yield started
+    finally:
+        for worker in started.values():
+            worker.stop()
+
+
+def _config(folder: Path, cluster: dict[str, Any] | None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {} if cluster is None else {"cluster": cluster}
+    return write_daemon_config(folder, **overrides)
+
+
+def _book(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """What each strategy traded, as the journal holds it (sequence numbers left out: strategies interleave differently)."""
+    return {
+        "orders": journal_rows(folder, "SELECT strategy_id, client_id, side, quantity, intent, status, filled_quantity, submitted_ts FROM orders ORDER BY strategy_id, client_id"),
+        "fills": journal_rows(folder, "SELECT strategy_id, client_id, price, quantity, fee, fill_ts FROM fills ORDER BY strategy_id, id"),
+        "trades": journal_rows(folder, "SELECT strategy_id, position_id, exit_ts, record FROM trades ORDER BY strategy_id, id"),
+        "events": journal_rows(folder, "SELECT strategy_id, n, type, ts, payload FROM strategy_events ORDER BY strategy_id, n"),
+    }
+
+
+def _minds(daemon: DaemonProcess) -> dict[str, Any]:
+    minds: dict[str, Any] = result(daemon.socket, "status")["cluster"]["minds"]
+    return minds
+
+
+def test_a_hub_with_two_workers_trades_as_the_daemon_in_process(start_nats: StartServer, short_tmp: Path) -> None:
+    server = start_nats()
+    cluster = {"url": server.url, "placement": "workers", "lease_ttl_s": TTL_S}
+    candles = 600
+
+    alone = DaemonProcess(_config(short_tmp / "alone", None), stepped=True)
+    try:
+        alone.wait_ready()
+        alone.step(candles, timeout=DEADLINE_S)
+    finally:
+        assert alone.stop() == 0, alone.log.read_text()[-3000:]
+    expected = _book(short_tmp / "alone")
+    assert expected["trades"], "no trade in the slice: the comparison would prove little"
+
+    config = _config(short_tmp / "hub", cluster)
+    with workers(config, server.url, "w1", "w2") as running:
+        hub = DaemonProcess(config, stepped=True)
+        try:
+            hub.wait_ready()
+            # Both taken in before the first candle: the strategies then spread over both.
+            wait_for(lambda: all(w["live"] for w in _minds(hub)["workers"].values()) and len(_minds(hub)["workers"]) == 2, "both workers taken in", DEADLINE_S)
+            hub.step(candles, timeout=DEADLINE_S)
+            minds = _minds(hub)
+            assert {m["worker"] for m in minds["minds"].values()} == {"w1", "w2"}, minds
+            assert sorted(minds["minds"]) == ["ema_cross", "rsi_reversion"], minds
+            assert minds["counts"]["stale"] == 0 and minds["counts"]["undecodable"] == 0, minds
+        finally:
+            assert hub.stop() == 0, hub.log.read_text()[-3000:]
+        for worker in running.values():
+            assert worker.proc.poll() is None, worker.log.read_text()
+    assert _book(short_tmp / "hub") == expected
+    # Every candle decided once: the lane's last decided turn is the number of candles each strategy took.
+    lanes = dict(journal_rows(short_tmp / "hub", "SELECT key, value FROM meta WHERE key LIKE 'cluster.lane:%'"))
+    assert set(lanes) == {"cluster.lane:ema_cross", "cluster.lane:rsi_reversion"}, lanes
+    assert REPO.is_dir()
