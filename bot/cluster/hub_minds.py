@@ -139,6 +139,10 @@ class HubMinds:
         self._leases: LeaseBucket | None = None
         self._ready = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._closing = False
+        # Strategies being synced, and to which worker: counted in the workers' loads meanwhile.
+        self._placing: dict[str, str] = {}
         self._problem: str | None = "not connected yet"
         self.counts = _Counts()
 
@@ -146,6 +150,13 @@ class HubMinds:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect (in the background: the daemon starts, its stops enforced, while the server is down), take Hellos, follow the leases."""
         task_status.started()
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            if self._closing:
+                return
+            await self._serve()
+
+    async def _serve(self) -> None:
         try:
             await self._connection.connect()
         except ClusterConnectError as exc:
@@ -172,12 +183,15 @@ class HubMinds:
                     async with await leases.watch() as watch:
                         async for change in watch:
                             self._on_change(change)
-                except (LeaseWatchError, nats.errors.Error, TimeoutError) as exc:
+                except (LeaseWatchError, ClusterConnectError, nats.errors.Error, TimeoutError) as exc:
                     self._lines("watch", f"cluster: the lease watch ended ({exc}); watching again")
                     await anyio.sleep(RETRY_S * 4)
 
     async def close(self) -> None:
-        """Close the connection (leases are the workers': their minds stay for the next start)."""
+        """Stop following the leases and close the connection (leases are the workers': their minds stay for the next start)."""
+        self._closing = True
+        if self._scope is not None:
+            self._scope.cancel()
         await self._connection.close()
 
     async def _on_hello(self, msg: NatsMsg) -> None:
@@ -313,6 +327,16 @@ class HubMinds:
         """The strategy's mind on a worker (kept, or built and warmed there); a failed Decision when its code fails there; None to try again."""
         sid = owner.strategy_id
         worker = await self._choose(sid)
+        self._placing[sid] = worker
+        try:
+            return await self._sync_to(worker, owner, turn, decided, undecided)
+        finally:
+            del self._placing[sid]
+
+    async def _sync_to(
+        self, worker: str, owner: TradingOrchestrator, turn: PendingTurn, decided: int, undecided: Callable[[], dict[Stream, int]]
+    ) -> _Slot | Decision | None:
+        sid = owner.strategy_id
         spec = owner.spec
         sync = Sync(
             sid=sid, spec=msgspec.Raw(spec.model_dump_json(exclude_unset=True).encode()), digest=strategy_digest(self._catalog, spec),
@@ -375,9 +399,9 @@ class HubMinds:
                 return holder.worker
             if holder is None and live:
                 load = {name: 0 for name in live}
-                for slot in self._slots.values():
-                    if slot.worker in load:
-                        load[slot.worker] += 1
+                for worker in [slot.worker for sid_, slot in self._slots.items() if sid_ not in self._placing] + list(self._placing.values()):
+                    if worker in load:
+                        load[worker] += 1
                 return min(live, key=lambda name: (load[name], name))
             # No worker taken in, or its lease is another's (not taken in: gone, its lease not yet expired).
             self._lines(f"noworker:{sid}", f"[{sid}] cluster: waiting for a worker" + (f" (its lease is held by {holder.worker})" if holder else ""))
