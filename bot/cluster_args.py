@@ -33,7 +33,12 @@ def add_worker_parser(commands: Any) -> None:
     worker.add_argument("--config", default="config.json", type=Path, help="base configuration, the hub's (default: config.json)")
     worker.add_argument("--name", required=True, help="this worker's name in the cluster (letters, digits, '_', '-')")
     worker.add_argument("--cluster", metavar="URL", help="the NATS server (default: the config's cluster.url)")
-    worker.add_argument("--run", required=True, metavar="ID", help="the replay run to serve (bot replay --cluster names it when it starts the worker)")
+    worker.add_argument(
+        "--run",
+        metavar="ID",
+        help="the replay run to serve (bot replay --cluster names it when it starts the worker); without it, serve the daemon hub of the config's cluster "
+        "(cluster.name) until SIGTERM",
+    )
     # Set by the hub that starts the worker: it exits when that process is no longer its parent, even one gone before it started.
     worker.add_argument("--hub-pid", type=int, help=argparse.SUPPRESS)
     add_log_options(worker)

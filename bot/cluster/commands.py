@@ -35,8 +35,9 @@ def cluster_config(url: str | None, section: ClusterConfig | None, option: str =
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """Run `bot worker`; return the exit code."""
+    """Run `bot worker`: a replay's worker with --run, else a worker of the daemon hub of the config's cluster; return the exit code."""
     from bot.cluster.connection import ClusterConnection
+    from bot.cluster.daemon_worker import HUB_NAME, DaemonWorker
     from bot.cluster.fingerprint import fingerprint
     from bot.cluster.worker import ReplayWorker, WorkerRefused
     from bot.log import BotLogger
@@ -46,14 +47,21 @@ def run_worker(args: argparse.Namespace) -> int:
     logger = BotLogger.to_stderr(level=log_level(args), name="bot.worker", log_file=args.log_file).logger
     try:
         name = check_token("--name", args.name)
-        cid = check_token("--run", args.run)
+        if args.run is None and name == HUB_NAME:
+            raise ValueError(f"--name {HUB_NAME!r} is the hub's own name in the cluster: give this worker another")
+        run = check_token("--run", args.run) if args.run is not None else None
         loaded = load_config(args.config)
         cluster = cluster_config(args.cluster, loaded.bot.cluster)
+        cid = run if run is not None else check_token("cluster.name", cluster.name)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     connection = ClusterConnection(cluster, loaded.base_dir, logger, label=f"bot worker {name}", environ=os.environ)
-    worker = ReplayWorker(connection, cid, name, loaded.catalog, fingerprint(loaded), logger, parent_pid=args.hub_pid if args.hub_pid is not None else os.getppid())
+    worker: ReplayWorker | DaemonWorker
+    if run is None:
+        worker = DaemonWorker(connection, cid, name, loaded.catalog, logger, cluster.lease_ttl_s)
+    else:
+        worker = ReplayWorker(connection, cid, name, loaded.catalog, fingerprint(loaded), logger, parent_pid=args.hub_pid if args.hub_pid is not None else os.getppid())
     try:
         asyncio.run(worker.run())
     except (WorkerRefused, BotError) as exc:
