@@ -395,8 +395,12 @@ class HubMinds:
                 holder = await self._leases.holder(sid)
             except (nats.errors.Error, TimeoutError):
                 pass
-            if holder is not None and holder.worker in live:
-                return holder.worker
+            if holder is not None and waiting.excluded.get(holder.worker, 0) <= now:
+                known = self._workers.get(holder.worker)
+                if known is None or known.live(now, self._ttl_s):
+                    # Its holder, taken in or not yet (this hub just started): its mind may be kept. A holder that is gone
+                    # answers nothing, and its lease expiring frees the strategy for another.
+                    return holder.worker
             if holder is None and live:
                 load = {name: 0 for name in live}
                 for worker in [slot.worker for sid_, slot in self._slots.items() if sid_ not in self._placing] + list(self._placing.values()):

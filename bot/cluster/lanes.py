@@ -170,7 +170,11 @@ class RemoteLanes(InboxDelivery):
         mind = _Mind(n=record.n, decided=record.decided)
         if record.pending is not None and isinstance(owner, TradingOrchestrator):
             n, symbol, tf, ts, kind, candle = record.pending
-            held = list(owner.positions.by_symbol.get(symbol, ())) if kind == "trade" else None
+            held = None
+            if kind == "trade":
+                # What its bar left before the crash: the symbol marked at the candle's close (the decision may size on it).
+                owner.positions.mark_to(symbol, candle[4], ts)
+                held = list(owner.positions.by_symbol.get(symbol, ()))
             mind.pending = PendingTurn(n, symbol, tf, Candle(*candle), ts, kind, held)
             mind.restored = True
         return mind
