@@ -60,6 +60,8 @@ class _Held:
 
     mind: Mind
     lease: Lease
+    # The hub's lane it decides for (Sync.lane): asks of another lane are refused, its cache never answers them.
+    lane: str
     digest: str
     # The n of the last turn it decided (or the hub's `decided` at the Sync that built it).
     decided: int
@@ -143,8 +145,8 @@ class DaemonMinds:
     def _live(self, lease: Lease) -> bool:
         return lease.expires_at > self._clock()
 
-    def _refused_sync(self, sid: str, reason: str, holder: str | None = None) -> Synced:
-        return Synced(sid=sid, epoch=0, kept=False, streams=[], failure=None, refused=reason, holder=holder)
+    def _refused_sync(self, sid: str, reason: str, holder: str | None = None, lasting: bool = False) -> Synced:
+        return Synced(sid=sid, epoch=0, kept=False, streams=[], failure=None, refused=reason, holder=holder, lasting=lasting)
 
     async def _sync(self, sync: Sync) -> Synced:
         sid = sync.sid
@@ -153,13 +155,13 @@ class DaemonMinds:
         except ValueError as exc:
             # The hub validated it: here it does not, so this worker's code or config differs.
             await self._drop(sid, "the hub's config of it does not validate here")
-            return self._refused_sync(sid, f"strategy {sid}: its config does not validate on worker {self._name}: {exc}")
+            return self._refused_sync(sid, f"strategy {sid}: its config does not validate on worker {self._name}: {exc}", lasting=True)
         if spec.id != sid:
-            return self._refused_sync(sid, f"strategy {sid}: the Sync's config is of strategy {spec.id}")
+            return self._refused_sync(sid, f"strategy {sid}: the Sync's config is of strategy {spec.id}", lasting=True)
         if strategy_digest(self._catalog, spec) != sync.digest:
             # Not servable here: whatever mind of it this worker holds must not keep its lease from a worker that can.
             await self._drop(sid, "its config or code differs from the hub's")
-            return self._refused_sync(sid, f"strategy {sid}: its config or code differs on worker {self._name} from the hub's")
+            return self._refused_sync(sid, f"strategy {sid}: its config or code differs on worker {self._name} from the hub's", lasting=True)
         held = self._held.get(sid)
         if held is not None and self._kept(held, sync):
             return Synced(sid=sid, epoch=held.lease.epoch, kept=True, streams=[], failure=None, refused=None, holder=None)
@@ -167,17 +169,19 @@ class DaemonMinds:
         if isinstance(lease, Synced):
             return lease
         try:
-            mind = Mind(spec, self._build_strategy)
+            async with self._deciding:
+                # In a thread, as decisions: a slow constructor (a model loaded) must not hold up the lease heartbeats.
+                mind = await asyncio.to_thread(Mind, spec, self._build_strategy)
         except Exception as exc:  # noqa: BLE001  the seam: what its code raises is its failure, reported to the hub
             self._held.pop(sid, None)
             await self._release(lease)
             return Synced(sid=sid, epoch=lease.epoch, kept=False, streams=[], failure=describe(exc), refused=None, holder=None)
-        self._held[sid] = _Held(mind, lease, sync.digest, sync.decided, warming={})
+        self._held[sid] = _Held(mind, lease, sync.lane, sync.digest, sync.decided, warming={})
         return Synced(sid=sid, epoch=lease.epoch, kept=False, streams=mind.subscriptions(), failure=None, refused=None, holder=None)
 
     def _kept(self, held: _Held, sync: Sync) -> bool:
         """Whether the mind held is the one the hub means: warmed, of the same digest, its lease live, decided through `decided` (or `pending`, cached)."""
-        if held.warming is not None or held.digest != sync.digest or not self._live(held.lease):
+        if held.warming is not None or held.lane != sync.lane or held.digest != sync.digest or not self._live(held.lease):
             return False
         if held.decided == sync.decided:
             return True
@@ -224,7 +228,8 @@ class DaemonMinds:
             return Warmed(sid=sid, failure=None)
         held.warming = None
         try:
-            held.mind.warm_up(taken)
+            async with self._deciding:
+                await asyncio.to_thread(held.mind.warm_up, taken)
         except Exception as exc:  # noqa: BLE001  the seam: what its code raises is its failure, reported to the hub
             await self._drop(sid, "its warm-up failed")
             return Warmed(sid=sid, failure=describe(exc))
@@ -235,7 +240,7 @@ class DaemonMinds:
         if ask.kind == "history":
             raise ProtocolError(f"turn {ask.n} of {sid}: a daemon mind is asked trade and other candles, not history")
         held = self._held.get(sid)
-        if held is None or held.warming is not None or held.lease.epoch != ask.epoch or not self._live(held.lease):
+        if held is None or held.warming is not None or held.lane != ask.lane or held.lease.epoch != ask.epoch or not self._live(held.lease):
             # Fencing: a mind whose lease may be another's by now decides nothing.
             raise ProtocolError(f"not the holder of {sid} under epoch {ask.epoch}")
         if held.cached is not None and held.cached[0] == ask.n:

@@ -38,6 +38,6 @@ def hub_lanes(
     minds = HubMinds(connection, cluster.name, loaded.catalog, services.hub.history, cluster.lease_ttl_s, logger)
     task_group.start_soon(minds.run, name="cluster:minds")
     return RemoteLanes(
-        task_group, loaded.bot.daemon.inbox_size, on_error, minds, journal, logger, turns.turn,
+        task_group, loaded.bot.daemon.inbox_size, on_error, minds, journal, logger, turns.turn, cluster.decision_timeout_s,
         on_drained=on_drained, queued=queued, progress=progress,
     )

@@ -28,7 +28,7 @@ from bot.cluster.connection import ClusterConnection
 from bot.cluster.error_lines import ErrorLines
 from bot.cluster.fingerprint import differences, strategy_digest
 from bot.cluster.lanes import PendingTurn
-from bot.cluster.leases import Claimed, Gone, LeaseBucket, LeaseChange, LeaseWatchError
+from bot.cluster.leases import Claimed, Gone, LeaseBucket, LeaseBucketError, LeaseChange, LeaseWatchError
 from bot.cluster.messages import (
     PROTOCOL,
     Ask,
@@ -50,6 +50,7 @@ from bot.cluster.messages import (
     encode,
 )
 from bot.cluster.subjects import hello_subject, turn_subject
+from bot.config.models import StrategyConfig
 from bot.daemon.turn_progress import Stream
 from bot.event_codec import VERSION as CODEC_VERSION
 from bot.ohlcv import Candle
@@ -87,6 +88,8 @@ class _Slot:
 
     worker: str
     epoch: int
+    # The config it was synced with: the strategy reconfigured since (`set`), its mind is synced again with the new one.
+    spec: StrategyConfig
 
 
 @dataclass(slots=True)
@@ -170,6 +173,10 @@ class HubMinds:
             try:
                 await leases.open()
                 break
+            except LeaseBucketError as exc:
+                self._problem = str(exc)
+                self._log.error("cluster: the hub cannot use the lease bucket: %s", exc)
+                return
             except (nats.errors.Error, TimeoutError) as exc:
                 self._lines("open", f"cluster: cannot open the lease bucket yet ({type(exc).__name__}: {exc}); trying again")
                 await anyio.sleep(RETRY_S * 4)
@@ -221,6 +228,12 @@ class HubMinds:
     def _on_change(self, change: LeaseChange) -> None:
         slot = self._slots.get(change.sid)
         if slot is None:
+            placing = self._placing.get(change.sid)
+            if placing is not None and not (isinstance(change, Claimed) and change.worker == placing):
+                # Being synced to a worker whose claim went (or that lost it): that sync is no use, try again at once.
+                scope = self._asking.get(change.sid)
+                if scope is not None:
+                    scope.cancel()
             return
         if isinstance(change, Claimed) and (change.worker, change.epoch) == (slot.worker, slot.epoch):
             return
@@ -238,12 +251,28 @@ class HubMinds:
         """Synced again before it decides again (its role changed)."""
         self._slots.pop(sid, None)
 
+    def available(self, sid: str) -> bool:
+        """Whether a mind of `sid` could decide now: connected, and its mind synced or a worker taken in that may take it."""
+        if not self._ready.is_set() or self._connection.health.state != "connected":
+            return False
+        if sid in self._slots:
+            return True
+        now = self._clock()
+        waiting = self._waiting.get(sid)
+        return any(w.live(now, self._ttl_s) and (waiting is None or waiting.excluded.get(name, 0) <= now) for name, w in self._workers.items())
+
     def release(self, sid: str) -> None:
         """Unloaded: its worker is told to drop its mind and lease (in the background; a worker that misses it keeps a mind nobody asks)."""
         slot = self._slots.pop(sid, None)
         self._waiting.pop(sid, None)
-        if slot is not None and self._tg is not None:
-            self._tg.start_soon(self._release, sid, slot.worker)
+        workers = {slot.worker} if slot is not None else set()
+        placing = self._placing.get(sid)
+        if placing is not None:
+            # A sync under way (cancelled with the lane): the worker may have claimed it already.
+            workers.add(placing)
+        if self._tg is not None:
+            for worker in sorted(workers):
+                self._tg.start_soon(self._release, sid, worker)
 
     async def _release(self, sid: str, worker: str) -> None:
         released = await self._request(f"release:{sid}", worker, Release(sid=sid), SYNC_TIMEOUT_S)
@@ -263,6 +292,10 @@ class HubMinds:
         sid = owner.strategy_id
         while True:
             slot = self._slots.get(sid)
+            if slot is not None and slot.spec is not owner.spec:
+                # Reconfigured since its sync: its mind is built again on the new config (its digest differs).
+                del self._slots[sid]
+                slot = None
             if slot is None:
                 synced = await self._sync(owner, turn, decided, undecided)
                 if isinstance(synced, Decision):
@@ -272,7 +305,7 @@ class HubMinds:
                     continue
                 slot = synced
             ask = Ask(
-                sid=sid, epoch=slot.epoch, n=turn.n, symbol=turn.symbol, tf=turn.tf, ts=turn.ts,
+                sid=sid, lane=turn.lane, epoch=slot.epoch, n=turn.n, symbol=turn.symbol, tf=turn.tf, ts=turn.ts,
                 candle=tuple(turn.candle), kind=turn.kind, view=view(),  # type: ignore[arg-type]
             )
             reply = await self._request(sid, slot.worker, ask, ASK_TIMEOUT_S)
@@ -339,7 +372,7 @@ class HubMinds:
         sid = owner.strategy_id
         spec = owner.spec
         sync = Sync(
-            sid=sid, spec=msgspec.Raw(spec.model_dump_json(exclude_unset=True).encode()), digest=strategy_digest(self._catalog, spec),
+            sid=sid, lane=turn.lane, spec=msgspec.Raw(spec.model_dump_json(exclude_unset=True).encode()), digest=strategy_digest(self._catalog, spec),
             decided=decided, pending=turn.n,
         )
         synced = await self._request(sid, worker, sync, SYNC_TIMEOUT_S)
@@ -348,9 +381,10 @@ class HubMinds:
                 self._lines(f"sync:{sid}", f"[{sid}] cluster: worker {worker} answered its Sync with {_describe(synced)}")
             return None
         if synced.refused is not None:
-            if synced.holder is None or synced.holder == worker:
-                # Not for this worker (its code differs there): another, or this one again later.
+            if synced.lasting:
+                # Not for this worker (its config or code of it differs there): another, or this one again later.
                 self._waiting.setdefault(sid, _Waiting(self._clock())).excluded[worker] = self._clock() + EXCLUDED_S
+            # Otherwise a passing refusal (its lease held by another, or not claimable just now): tried again.
             self._lines(f"refused:{sid}:{worker}", f"[{sid}] cluster: worker {worker} did not take it: {synced.refused}")
             return None
         if synced.failure is not None:
@@ -362,7 +396,7 @@ class HubMinds:
             self.counts.synced += 1
         else:
             self.counts.kept += 1
-        slot = _Slot(worker, synced.epoch)
+        slot = _Slot(worker, synced.epoch, spec)
         self._slots[sid] = slot
         self._waiting.pop(sid, None)
         self._log.info("[%s] cluster: its mind is on worker %s (epoch %d%s)", sid, worker, synced.epoch, ", kept" if synced.kept else "")

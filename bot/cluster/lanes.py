@@ -14,6 +14,7 @@ already decided from its cache: decided once, applied once).
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ LANE_META = "cluster.lane:"
 class LaneRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A lane as journalled: the last turn numbered, the last decided (or closed undecided), the pending one."""
 
+    # Random per load of the strategy: what a worker holds of another load (an unload, a load again) is never this lane's.
+    lane: str
     n: int
     decided: int
     # n, symbol, timeframe, close time, "trade" or "other", the candle.
@@ -58,6 +61,7 @@ _RECORD = msgspec.json.Decoder(LaneRecord)
 class PendingTurn:
     """A candle barred on the hub (T1 journalled) whose decision is awaited."""
 
+    lane: str
     n: int
     symbol: str
     tf: str
@@ -72,6 +76,7 @@ class PendingTurn:
 class _Mind:
     """The hub's side of one strategy's remote mind."""
 
+    lane: str = field(default_factory=lambda: secrets.token_hex(8))
     n: int = 0
     decided: int = 0
     pending: PendingTurn | None = None
@@ -80,6 +85,8 @@ class _Mind:
     views: ViewTaker = field(default_factory=ViewTaker)
     # Restored from the journal: the pending turn still to be decided (held taken from the restored book).
     restored: bool = False
+    # No decision came in time: its candles go to its positions only until a mind can decide again.
+    protecting: bool = False
 
 
 class MindClient(Protocol):
@@ -103,6 +110,10 @@ class MindClient(Protocol):
 
     def forget(self, sid: str) -> None:
         """The strategy's role changed: its mind must be synced again before it decides."""
+        ...
+
+    def available(self, sid: str) -> bool:
+        """Whether a mind of `sid` could decide now (a worker to go to, the server reachable)."""
         ...
 
     def release(self, sid: str) -> None:
@@ -140,6 +151,7 @@ class RemoteLanes(InboxDelivery):
         journal: LaneJournal,
         log: logging.Logger,
         turn: Callable[[], AbstractContextManager[TurnOutcome]],
+        decision_timeout_s: float,
         on_drained: Callable[[], None] | None = None,
         queued: QueuedCounter | None = None,
         progress: TurnProgress | None = None,
@@ -147,6 +159,7 @@ class RemoteLanes(InboxDelivery):
         super().__init__(task_group, inbox_size, on_error, on_drained=on_drained, queued=queued, turn=turn, progress=progress)
         self._client = client
         self._journal = journal
+        self._decision_timeout_s = decision_timeout_s
         self._log = log
         self._minds: dict[str, _Mind] = {}
         self._restored: dict[str, LaneRecord] = {}
@@ -167,7 +180,7 @@ class RemoteLanes(InboxDelivery):
         record = self._restored.pop(owner.strategy_id, None)
         if record is None:
             return _Mind()
-        mind = _Mind(n=record.n, decided=record.decided)
+        mind = _Mind(lane=record.lane, n=record.n, decided=record.decided)
         if record.pending is not None and isinstance(owner, TradingOrchestrator):
             n, symbol, tf, ts, kind, candle = record.pending
             held = None
@@ -175,7 +188,7 @@ class RemoteLanes(InboxDelivery):
                 # What its bar left before the crash: the symbol marked at the candle's close (the decision may size on it).
                 owner.positions.mark_to(symbol, candle[4], ts)
                 held = list(owner.positions.by_symbol.get(symbol, ()))
-            mind.pending = PendingTurn(n, symbol, tf, Candle(*candle), ts, kind, held)
+            mind.pending = PendingTurn(mind.lane, n, symbol, tf, Candle(*candle), ts, kind, held)
             mind.restored = True
         return mind
 
@@ -183,13 +196,8 @@ class RemoteLanes(InboxDelivery):
         """As InboxDelivery; a pending turn is closed undecided first (its exits managed), and the mind is synced again before it decides."""
         mind = self._minds.get(owner.strategy_id)
         if mind is not None:
+            mind.protecting = False
             self._close_undecided(owner, mind)
-            # Under its new role it misses (or missed) candles: a new number no mind has decided through.
-            mind.n += 1
-            mind.decided = mind.n
-            mind.views = ViewTaker()
-            self._record(owner.strategy_id, mind)
-            self._client.forget(owner.strategy_id)
         return super().reset(owner)
 
     def detach(self, owner: CandleOwner) -> None:
@@ -236,10 +244,11 @@ class RemoteLanes(InboxDelivery):
                 else:
                     with self._turn_now() as outcome:
                         self._close_undecided(owner, mind)
-                        self._record(owner.strategy_id, mind)
                     await outcome.settled()
             except JournalError as exc:
                 self._not_journalled(owner, owner.protect, exc)
+            except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
+                self._on_error(owner, owner.protect, exc)
             finally:
                 lane.busy = False
         await super()._consume(owner, lane)
@@ -253,6 +262,13 @@ class RemoteLanes(InboxDelivery):
         current = item if lane.replayed is None else self._unless_seen(lane, item)
         if current is None:
             return
+        if mind.protecting:
+            if not self._client.available(owner.strategy_id):
+                # No mind can decide: its positions see the candle (stops, take-profits, trailing), as a strategy's in process that fell behind.
+                await super()._take(owner, lane, (owner.protect, *current[1:]))
+                return
+            mind.protecting = False
+            self._log.warning("[%s] cluster: a mind can decide again: its candles are decided from here on", owner.strategy_id)
         kind = "trade" if handler == owner.on_candle else "other"
         try:
             with self._turn_now() as outcome:
@@ -295,24 +311,54 @@ class RemoteLanes(InboxDelivery):
                 owner.catch_up(symbol, timeframe, old, old.ts + length)
         held = owner.bar(symbol, candle, ts) if kind == "trade" else None
         mind.n += 1
-        mind.pending = PendingTurn(mind.n, symbol, timeframe, candle, ts, kind, None if held is None else list(held))
+        mind.pending = PendingTurn(mind.lane, mind.n, symbol, timeframe, candle, ts, kind, None if held is None else list(held))
         self._record(owner.strategy_id, mind)
 
     async def _decide(self, owner: TradingOrchestrator, mind: _Mind) -> None:
-        """Await the pending turn's decision, then carry it out in T2 (nothing, when its role changed or the daemon stops meanwhile)."""
+        """Await the pending turn's decision, then carry it out in T2 (nothing, when its role changed or the daemon stops meanwhile).
+
+        No decision within the decision timeout (no worker, the server down, a mind that hangs): the turn
+        is closed undecided and the strategy's candles go to its positions only until a mind can decide.
+        """
         pending = mind.pending
         if pending is None or self._stopping:
             return
-        decision: Decision | None = None
-        with anyio.CancelScope() as scope:
-            mind.asking = scope
-            decision = await self._client.decide(
-                owner, pending, mind.decided, partial(self._view, owner, mind), partial(self._undecided, owner, pending)
-            )
-        mind.asking = None
-        if decision is None or mind.pending is not pending:
-            return
         handler = owner.on_candle if pending.kind == "trade" else owner.on_other_candle
+        decision: Decision | None = None
+        timed_out = False
+        try:
+            with anyio.CancelScope() as scope:
+                mind.asking = scope
+                with anyio.move_on_after(self._decision_timeout_s) as timer:
+                    decision = await self._client.decide(
+                        owner, pending, mind.decided, partial(self._view, owner, mind), partial(self._undecided, owner, pending)
+                    )
+                timed_out = timer.cancelled_caught
+        except Exception as exc:  # noqa: BLE001 - what reaching its mind raised fails the strategy, never the daemon's task group
+            mind.asking = None
+            if mind.pending is pending:
+                self._on_error(owner, handler, exc)
+            return
+        mind.asking = None
+        if mind.pending is not pending:
+            return
+        if timed_out:
+            self._log.warning(
+                "[%s] cluster: no decision on turn %d within %g s: the turn is closed undecided, its candles go to its positions only "
+                "until a mind can decide", owner.strategy_id, pending.n, self._decision_timeout_s,
+            )
+            mind.protecting = True
+            try:
+                with self._turn_now() as outcome:
+                    self._close_undecided(owner, mind)
+                await outcome.settled()
+            except JournalError as exc:
+                self._not_journalled(owner, handler, exc)
+            except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
+                self._on_error(owner, handler, exc)
+            return
+        if decision is None:
+            return
         try:
             with self._turn_now() as outcome:
                 error = attempt(self._apply, owner, mind, pending, decision)
@@ -334,15 +380,23 @@ class RemoteLanes(InboxDelivery):
         apply_decision(owner, owner.publisher, decision, events, pending.held, pending.kind == "trade", pending.candle, pending.ts, settle_ts=pending.ts)
 
     def _close_undecided(self, owner: CandleOwner, mind: _Mind) -> None:
-        """Its role changes with a turn pending: the decision is given up, the turn's exits managed as if it decided nothing."""
+        """Its role changes (or no decision came): a pending turn's decision is given up, its exits managed as if it decided nothing.
+
+        The lane then takes a new number no mind has decided through, so its mind is synced again before it
+        decides: under its new role it misses (or missed) candles. Journalled first: a crash in between never
+        settles the turn twice.
+        """
         pending = mind.pending
-        if pending is None:
-            return
         mind.pending = None
         mind.restored = False
         if mind.asking is not None:
             mind.asking.cancel()
-        if pending.kind == "trade" and isinstance(owner, TradingOrchestrator):
+        mind.n += 1
+        mind.decided = mind.n
+        mind.views = ViewTaker()
+        self._record(owner.strategy_id, mind)
+        self._client.forget(owner.strategy_id)
+        if pending is not None and pending.kind == "trade" and isinstance(owner, TradingOrchestrator):
             error = attempt(owner.settle, pending.held, pending.candle, 0, pending.ts)
             if error is not None:
                 self._log.warning("[%s] managing the exits of a turn left undecided failed: %s", owner.strategy_id, error)
@@ -355,15 +409,19 @@ class RemoteLanes(InboxDelivery):
         first: dict[Stream, int] = {(pending.symbol, pending.tf): pending.candle.ts}
         lane = self._lanes.get(owner)
         if lane is not None:
+            replayed = lane.replayed or {}
             for _, symbol, timeframe, candle, _, skipped in lane.inbox.items():
-                ts = skipped[0].ts if skipped else candle.ts
-                first[(symbol, timeframe)] = min(first.get((symbol, timeframe), ts), ts)
+                # Candles played again after a restart that it had decided before are no undecided ones: they are dropped.
+                seen = replayed.get((symbol, timeframe), -1)
+                new = [c.ts for c in (*skipped, candle) if c.ts > seen]
+                if new:
+                    first[(symbol, timeframe)] = min(first.get((symbol, timeframe), new[0]), new[0])
         return first
 
     def _record(self, sid: str, mind: _Mind) -> None:
         pending = mind.pending
         record = LaneRecord(
-            n=mind.n, decided=mind.decided,
+            lane=mind.lane, n=mind.n, decided=mind.decided,
             pending=None if pending is None else (pending.n, pending.symbol, pending.tf, pending.ts, pending.kind, tuple(pending.candle)),  # type: ignore[arg-type]
         )
         self._journal.set_meta(LANE_META + sid, msgspec.json.encode(record).decode())

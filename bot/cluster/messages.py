@@ -245,6 +245,8 @@ class Sync(Msg, frozen=True, kw_only=True, tag="sync"):
     """
 
     sid: str
+    # The hub's lane of the strategy (random, per load): a mind or a cached decision of another lane is never taken for this one's.
+    lane: str
     spec: msgspec.Raw
     digest: str
     decided: int
@@ -265,12 +267,15 @@ class Synced(Msg, frozen=True, kw_only=True, tag="synced"):
     # Not taken, and why (its lease is another worker's, its code differs here); `holder`: the worker holding the lease.
     refused: str | None
     holder: str | None
+    # Refused for as long as this worker runs (its config or code of the strategy differs): the hub goes to another.
+    lasting: bool = False
 
 
 class Ask(Msg, frozen=True, kw_only=True, tag="ask"):
     """Turn `n` of one strategy in the daemon: its candle and its book's view after the hub's part; answered by a Decision with k = n."""
 
     sid: str
+    lane: str
     epoch: int
     n: int
     symbol: str

@@ -74,6 +74,12 @@ class ClusterConfig(Strict):
         description="where `bot run`'s strategies decide: hub (in its own process, the cluster only publishes candles and events) "
         "or workers (each strategy's mind on a `bot worker`, its book on the hub)",
     )
+    decision_timeout_s: float = Field(
+        default=60.0, ge=5, le=3600,
+        description="placement workers: seconds a strategy's decision may take (a worker gone, the server down, a slow strategy) before "
+        "its candles go to its positions only (stops, take-profits, trailing) until a mind can decide again; above lease_ttl_s + 5 "
+        "so that a worker's failover is waited for",
+    )
     reconnect_min_s: float = Field(default=0.25, gt=0, le=60, description="first delay before reconnecting to a lost server; doubles up to reconnect_max_s")
     reconnect_max_s: float = Field(default=5.0, gt=0, le=600)
 
@@ -124,6 +130,8 @@ class ClusterConfig(Strict):
                 raise _field_error(self, "tls", f"required for a server off this machine ({self.host}): the link is encrypted (ca_file, and cert_file/key_file if the server verifies clients)")
             if self.user_env is None and self.tls.cert_file is None:
                 raise _field_error(self, "user_env", f"a server off this machine ({self.host}) needs credentials: user_env and password_env, or tls.cert_file")
+        if self.decision_timeout_s <= self.lease_ttl_s + 5:
+            raise _field_error(self, "decision_timeout_s", f"must be above lease_ttl_s + 5 ({self.lease_ttl_s + 5:g}): a worker's failover takes up to that")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise _field_error(self, "reconnect_max_s", f"must be at least reconnect_min_s ({self.reconnect_min_s})")
         return self

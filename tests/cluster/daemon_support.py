@@ -16,6 +16,8 @@ from tests.support import REPO
 CID = "t1"
 TTL_S = 2.0
 SID = "counting"
+# The hub's lane of SID (random per load on a hub).
+LANE = "lane-1"
 MINUTE_MS = 60_000
 # Warm-up candles, then the turns: one a minute on BTC/USD.
 START_MS = 1_700_000_000_000 // MINUTE_MS * MINUTE_MS
@@ -46,11 +48,13 @@ def asked(tmp: Path) -> list[int]:
     return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
-def sync_of(loaded: LoadedConfig, sid: str = SID, decided: int = 0, pending: int | None = None, digest: str | None = None) -> Sync:
+def sync_of(
+    loaded: LoadedConfig, sid: str = SID, decided: int = 0, pending: int | None = None, digest: str | None = None, lane: str = LANE
+) -> Sync:
     """The hub's Sync of `sid` as loaded (its digest computed as the hub does, unless given)."""
     spec = next(s for s in loaded.strategies if s.id == sid)
     raw = msgspec.Raw(spec.model_dump_json(exclude_unset=True).encode())
-    return Sync(sid=sid, spec=raw, digest=digest if digest is not None else strategy_digest(loaded.catalog, spec), decided=decided, pending=pending)
+    return Sync(sid=sid, lane=lane, spec=raw, digest=digest if digest is not None else strategy_digest(loaded.catalog, spec), decided=decided, pending=pending)
 
 
 def candle(i: int) -> CandleT:
@@ -71,10 +75,10 @@ def warms(sid: str = SID, count: int = 40, per_chunk: int = 15) -> list[Warm]:
     return [Warm(sid=sid, history=chunk, done=i == len(chunks) - 1) for i, chunk in enumerate(chunks)]
 
 
-def ask(epoch: int, n: int, sid: str = SID) -> Ask:
+def ask(epoch: int, n: int, sid: str = SID, lane: str = LANE) -> Ask:
     """Turn `n` of `sid` under `epoch`: the (1000 + n)-th candle, traded."""
     ts, *_ = bar = candle(1000 + n)
-    return Ask(sid=sid, epoch=epoch, n=n, symbol="BTC/USD", tf="1m", ts=ts + MINUTE_MS, candle=bar, kind="trade", view=EMPTY_VIEW)
+    return Ask(sid=sid, lane=lane, epoch=epoch, n=n, symbol="BTC/USD", tf="1m", ts=ts + MINUTE_MS, candle=bar, kind="trade", view=EMPTY_VIEW)
 
 
 def loaded_config(path: Path) -> LoadedConfig:

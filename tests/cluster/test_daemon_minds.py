@@ -35,7 +35,7 @@ from bot.config.cluster import ClusterConfig
 from bot.config.models import StrategyConfig
 from bot.strategy.config_check import PARAMS_CHECKS
 from bot.strategy.config_load import LoadedConfig
-from tests.cluster.daemon_support import CID, SID, TTL_S, ask, asked, daemon_config, loaded_config, sync_of, warms
+from tests.cluster.daemon_support import CID, LANE, SID, TTL_S, ask, asked, daemon_config, loaded_config, sync_of, warms
 from tests.cluster.nats_server import NatsServer
 
 # A bound on a hang, never a measure of speed.
@@ -162,6 +162,11 @@ async def test_a_sync_keeps_the_mind_that_decided_through_the_hubs_turn_or_its_p
         await warmed(s.minds)
         await decided(s.minds, epoch, 1)
         assert len(asked(tmp_path)) == 2
+        # Another lane of the strategy (unloaded and loaded again on the hub): its turn numbers start over, nothing of this one is
+        # taken for its own: its asks are refused, its sync builds a mind anew even where the numbers match.
+        assert await refused(s.minds, ask(epoch, 2, lane="lane-2")) == f"not the holder of {SID} under epoch {epoch}"
+        other = await synced(s.minds, sync_of(s.loaded, decided=1, lane="lane-2"))
+        assert (other.kept, other.epoch) == (False, epoch)
 
 
 @pytest.mark.asyncio
@@ -170,7 +175,8 @@ async def test_a_strategy_whose_digest_differs_is_refused_naming_it_and_its_mind
         epoch = await ready(s)
         reply = await synced(s.minds, sync_of(s.loaded, digest="0" * 64))
         assert reply.refused == f"strategy {SID}: its config or code differs on worker w1 from the hub's"
-        assert (reply.epoch, reply.kept, reply.holder) == (0, False, None)
+        # For as long as this worker runs: the hub goes to another.
+        assert (reply.epoch, reply.kept, reply.holder, reply.lasting) == (0, False, None, True)
         # What it held of the strategy is not kept from a worker that can serve it.
         assert await s.bucket.holder(SID) is None
         assert await refused(s.minds, ask(epoch, 1)) == f"not the holder of {SID} under epoch {epoch}"
@@ -211,7 +217,8 @@ async def test_a_strategy_held_by_another_worker_is_refused_naming_the_holder(na
     async with setup(nats_server, tmp_path) as s:
         epoch = await ready(s)
         reply = await synced(s.other, sync_of(s.loaded))
-        assert (reply.refused, reply.holder, reply.epoch) == ("held by worker w1", "w1", 0)
+        # A passing refusal: the hub asks again (or the holder).
+        assert (reply.refused, reply.holder, reply.epoch, reply.lasting) == ("held by worker w1", "w1", 0, False)
         assert await request(s.minds, Release(sid=SID)) == Released(sid=SID)
         assert await s.bucket.holder(SID) is None
         taken = await synced(s.other, sync_of(s.loaded))
@@ -226,7 +233,7 @@ async def test_a_mind_that_fails_to_build_or_warm_reports_its_failure_and_gives_
             spec["params"].update(change)
             raw = orjson.dumps(spec)
             digest = strategy_digest(s.loaded.catalog, StrategyConfig.model_validate_json(raw, context=PARAMS_CHECKS))
-            reply = await synced(s.minds, Sync(sid=SID, spec=msgspec.Raw(raw), digest=digest, decided=0, pending=None))
+            reply = await synced(s.minds, Sync(sid=SID, lane=LANE, spec=msgspec.Raw(raw), digest=digest, decided=0, pending=None))
             if where == "build":
                 assert reply.failure is not None and reply.failure.message == "build refused on purpose" and reply.epoch > 0
                 assert reply.failure.where.startswith("counting.py:")
@@ -261,7 +268,7 @@ async def test_what_a_daemon_mind_cannot_act_on_is_refused_never_raised(nats_ser
         assert s.refusals == reasons
         await decided(s.minds, epoch, 1)
         # A Sync of a strategy this worker's config lacks: its spec does not name a known module here.
-        unknown = await synced(s.minds, Sync(sid="nope", spec=msgspec.Raw(b'{"id": "nope"}'), digest="x", decided=0, pending=None))
+        unknown = await synced(s.minds, Sync(sid="nope", lane=LANE, spec=msgspec.Raw(b'{"id": "nope"}'), digest="x", decided=0, pending=None))
         assert unknown.refused is not None and unknown.refused.startswith("strategy nope: its config does not validate on worker w1")
         await s.minds.release_all()
         assert await s.bucket.holder(SID) is None

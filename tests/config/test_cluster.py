@@ -42,12 +42,13 @@ def test_a_full_cluster_section_loads(tmp_path: Path) -> None:
         "tls": {"ca_file": "tls/ca.pem", "cert_file": "tls/hub.pem", "key_file": "tls/hub-key.pem", "server_name": "nats.internal"},
         "lease_ttl_s": 15,
         "placement": "workers",
+        "decision_timeout_s": 30,
         "reconnect_min_s": 0.5,
         "reconnect_max_s": 10,
     }
     cluster = load_config(write_setup(tmp_path, {"a.json": valid_strategy()}, {"cluster": section})).bot.cluster
     assert cluster is not None
-    assert cluster.model_dump() == {**section, "lease_ttl_s": 15.0, "reconnect_min_s": 0.5, "reconnect_max_s": 10.0}
+    assert cluster.model_dump() == {**section, "lease_ttl_s": 15.0, "decision_timeout_s": 30.0, "reconnect_min_s": 0.5, "reconnect_max_s": 10.0}
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,7 @@ def test_a_full_cluster_section_loads(tmp_path: Path) -> None:
         ({"name": "a.b"}, "cluster.name", "letters, digits, '_' or '-'"),
         ({"name": ""}, "cluster.name", "letters, digits, '_' or '-'"),
         ({"placement": "everywhere"}, "cluster.placement", "'hub' or 'workers'"),
+        ({"lease_ttl_s": 30, "decision_timeout_s": 30}, "cluster.decision_timeout_s", "must be above lease_ttl_s + 5 (35)"),
         ({"user_env": "BOT_NATS_USER"}, "cluster.password_env", "required with user_env"),
         ({"password_env": "BOT_NATS_PASSWORD"}, "cluster.user_env", "required with password_env"),
         ({**CREDENTIALS, "password_env": "hunter2 secret"}, "cluster.password_env", "must be the name of an environment variable"),
