@@ -163,6 +163,15 @@ class DaemonMinds:
             await self._drop(sid, "its config or code differs from the hub's")
             return self._refused_sync(sid, f"strategy {sid}: its config or code differs on worker {self._name} from the hub's", lasting=True)
         held = self._held.get(sid)
+        if held is not None and held.warming is None and not self._live(held.lease):
+            # Its renewals failed a while (the server restarted, the link was down): still ours if the server says so, and the mind kept.
+            try:
+                held.lease = await self._leases.renew(held.lease)
+            except LeaseLost as lost:
+                self._forget(sid, held, f"lost: {lost.reason}")
+                held = None
+            except _UNREACHABLE as exc:
+                return self._refused_sync(sid, f"its lease could not be renewed ({type(exc).__name__}), try again")
         if held is not None and self._kept(held, sync):
             return Synced(sid=sid, epoch=held.lease.epoch, kept=True, streams=[], failure=None, refused=None, holder=None)
         lease = await self._lease_for(sid, held)
