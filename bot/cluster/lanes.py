@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ from bot.trading.positions import Position
 
 # Journal meta per strategy: its lane's turn numbers and its pending turn (bot.cluster.lanes).
 LANE_META = "cluster.lane:"
+# Decision waits kept per strategy for its percentiles.
+WAIT_SAMPLES = 1000
 
 
 class LaneRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,6 +91,8 @@ class _Mind:
     restored: bool = False
     # No decision came in time: its candles go to its positions only until a mind can decide again.
     protecting: bool = False
+    # Microseconds from a turn barred (T1 committed) to its decision here, the latest ones.
+    waits_us: deque[int] = field(default_factory=lambda: deque(maxlen=WAIT_SAMPLES))
 
 
 class MindClient(Protocol):
@@ -212,11 +218,16 @@ class RemoteLanes(InboxDelivery):
         super().detach(owner)
 
     def stats(self, owner: CandleOwner) -> dict[str, int]:
-        """As InboxDelivery, and the lane's turn numbers: `waiting` 1 while a decision is awaited."""
+        """As InboxDelivery, and the lane's: `waiting` 1 while a decision is awaited, the last turn decided, `protecting` 1 while no
+        mind can decide, and the wait for a decision (turn barred to decision here, the latest WAIT_SAMPLES), p50 and p99 in µs."""
         stats = super().stats(owner)
         mind = self._minds.get(owner.strategy_id)
         stats["waiting"] = int(mind is not None and mind.pending is not None)
         stats["decided"] = 0 if mind is None else mind.decided
+        stats["protecting"] = int(mind is not None and mind.protecting)
+        waits = sorted(mind.waits_us) if mind is not None else []
+        stats["decision_wait_p50_us"] = waits[len(waits) // 2] if waits else 0
+        stats["decision_wait_p99_us"] = waits[min(len(waits) - 1, len(waits) * 99 // 100)] if waits else 0
         return stats
 
     async def stop(self) -> None:
@@ -326,6 +337,7 @@ class RemoteLanes(InboxDelivery):
         handler = owner.on_candle if pending.kind == "trade" else owner.on_other_candle
         decision: Decision | None = None
         timed_out = False
+        started = time.perf_counter_ns()
         try:
             with anyio.CancelScope() as scope:
                 mind.asking = scope
@@ -359,6 +371,7 @@ class RemoteLanes(InboxDelivery):
             return
         if decision is None:
             return
+        mind.waits_us.append((time.perf_counter_ns() - started) // 1000)
         try:
             with self._turn_now() as outcome:
                 error = attempt(self._apply, owner, mind, pending, decision)
