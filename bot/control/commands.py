@@ -150,6 +150,8 @@ class Control:
 
 
 Handler = Callable[[Control, Any], Any]
+# Seconds a strategy may wait for a worker to take its mind before status calls it a problem (a failover takes about the lease TTL).
+MIND_WAIT_PROBLEM_S = 15.0
 
 
 def _orchestrator(daemon: DaemonState, strategy_id: str) -> TradingOrchestrator:
@@ -212,6 +214,14 @@ def status(control: Control, _: NoArgs) -> dict[str, Any]:
             # Trading goes on, but what workers and watchers read does not: the operator is told.
             problems.append(f"cluster {cluster['state']}: {cluster['detail']}")
             reply["health"] = "degraded"
+        minds = cluster.get("minds")
+        if minds is not None:
+            # Strategies deciding on workers: one that cannot reach a mind decides nothing (its positions are still protected).
+            mind_problems = [f"cluster workers unreachable: {minds['problem'] or minds['connection']}"] if minds["problem"] or minds["connection"] != "connected" else []
+            mind_problems += [f"strategy {sid} waits for a worker ({age:.0f} s)" for sid, age in minds["waiting"].items() if age >= MIND_WAIT_PROBLEM_S]
+            if mind_problems:
+                problems.extend(mind_problems)
+                reply["health"] = "degraded"
     return reply
 
 

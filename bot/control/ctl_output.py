@@ -55,13 +55,19 @@ def _status(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any
     head += f"  uptime {result['uptime_s']:.0f}s  feed {result['feed']['state']} ({result['feed']['candles']:,} candles)"
     _print(console, head + ("  KILL SWITCH" if result["kill_switch"] else ""))
     table = Table()
-    for column in ("strategy", "state", "symbols", "tf", "warm", "positions", "currency", "equity", "day pnl", "last error"):
+    minds = (result.get("cluster") or {}).get("minds")
+    columns = ["strategy", "state", "symbols", "tf", "warm", "positions", "currency", "equity", "day pnl", "last error"]
+    if minds is not None:
+        columns.insert(2, "worker")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("positions", "equity", "day pnl") else "left")
     for sid, s in result["strategies"].items():
         state = s["state"] + (f" ({s['policy']})" if s["policy"] else "")
+        where = [] if minds is None else [_worker_of(minds, sid)]
         table.add_row(
             escape(sid),
             state,
+            *where,
             escape(", ".join(s["symbols"])),
             s["timeframe"],
             "yes" if s["warm"] else "no",
@@ -80,11 +86,36 @@ def _status(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any
             f"dropped {cluster['dropped_candles']:,} candles and {cluster['dropped_events']:,} events, {cluster['skipped']:,} already stored"
             + (f" ({cluster['detail']})" if cluster["detail"] else ""),
         )
+    if minds is not None:
+        _workers(console, minds)
     added = result.get("added_symbols") or {}
     if added:
         _print(console, "added symbols: " + ", ".join(f"{symbol} {entry['timeframe']} ({format_path(Path(entry['file']))})" for symbol, entry in added.items()))
     for sid, orders in (result.get("settling") or {}).items():
         _print(console, f"{sid}: unloaded, orders still in flight: {', '.join(orders)}")
+
+
+def _worker_of(minds: dict[str, Any], sid: str) -> str:
+    """Where a strategy's mind is: its worker (and lease epoch), waiting for one, or not placed (it has not decided yet)."""
+    mind = minds["minds"].get(sid)
+    if mind is not None:
+        return escape(f"{mind['worker']} (epoch {mind['epoch']})")
+    if sid in minds["waiting"]:
+        return f"waiting {minds['waiting'][sid]:.0f}s"
+    return "-"
+
+
+def _workers(console: Console, minds: dict[str, Any]) -> None:
+    """The workers the hub has taken in: each one's host, pid, whether it is heard from, its strategies."""
+    if not minds["workers"]:
+        _print(console, "workers: none taken in yet (bot worker --config ... --name NAME)")
+        return
+    table = Table(title="workers")
+    for column in ("worker", "host", "pid", "live", "heard", "strategies"):
+        table.add_column(column, justify="right" if column in ("pid", "heard", "strategies") else "left")
+    for name, worker in minds["workers"].items():
+        table.add_row(escape(name), escape(worker["host"]), str(worker["pid"]), "yes" if worker["live"] else "no", f"{worker['seen_s']:.0f}s ago", str(len(worker["strategies"])))
+    console.print(table)
 
 
 def _strategies(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
@@ -120,7 +151,10 @@ def _strategies(console: Console, result: dict[str, Any], _: dict[str, Any], __:
 
 def _metrics(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
     table = Table(title=f"slowest: {result['slowest'] or '-'}")
-    columns = ("candles", "avg_us", "p99_us", "max_us", "inbox_depth", "overruns", "errors", "actions_done", "actions_failed")
+    columns: tuple[str, ...] = ("candles", "avg_us", "p99_us", "max_us", "inbox_depth", "overruns", "errors", "actions_done", "actions_failed")
+    if any("decision_wait_p99_us" in m for m in result["strategies"].values()):
+        # Strategies deciding on workers: how long their decisions take to come back.
+        columns += ("decision_wait_p50_us", "decision_wait_p99_us", "protecting")
     table.add_column("strategy")
     for column in columns:
         table.add_column(column, justify="right")

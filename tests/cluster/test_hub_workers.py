@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,10 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from tests.cluster.conftest import StartServer
 from tests.control.client import result, wait_for
 from tests.daemon.process import DaemonProcess, journal_rows, short_tmp, write_daemon_config
-from tests.support import REPO
 
 __all__ = ["short_tmp"]
 
@@ -108,12 +110,21 @@ def test_a_hub_with_two_workers_trades_as_the_daemon_in_process(start_nats: Star
             assert {m["worker"] for m in minds["minds"].values()} == {"w1", "w2"}, minds
             assert sorted(minds["minds"]) == ["ema_cross", "rsi_reversion"], minds
             assert minds["counts"]["stale"] == 0 and minds["counts"]["undecodable"] == 0, minds
+            # What an operator reads: each strategy's worker, and the workers.
+            shown = subprocess.run(
+                [sys.executable, "-m", "bot", "ctl", "--config", str(config), "status"], capture_output=True, text=True, cwd=config.parent, timeout=DEADLINE_S,
+            ).stdout
+            for sid, mind in minds["minds"].items():
+                assert re.search(rf"{sid}\s.*\sactive\s.*{mind['worker']} \(epoch {mind['epoch']}\)", shown), shown
+            assert re.search(r"w1\s.*\syes\s.*\s1\s", shown) and re.search(r"w2\s.*\syes\s.*\s1\s", shown), shown
+            metrics = result(hub.socket, "metrics")["strategies"]
+            assert all(m["decision_wait_p99_us"] > 0 and m["waiting"] == 0 and m["protecting"] == 0 for m in metrics.values()), metrics
         finally:
             assert hub.stop() == 0, hub.log.read_text()[-3000:]
         for worker in running.values():
             assert worker.proc.poll() is None, worker.log.read_text()
     assert _book(short_tmp / "hub") == expected
-    # Every candle decided once: the lane's last decided turn is the number of candles each strategy took.
-    lanes = dict(journal_rows(short_tmp / "hub", "SELECT key, value FROM meta WHERE key LIKE 'cluster.lane:%'"))
-    assert set(lanes) == {"cluster.lane:ema_cross", "cluster.lane:rsi_reversion"}, lanes
-    assert REPO.is_dir()
+    # Nothing left awaiting a decision: every turn numbered was decided.
+    for key, value in journal_rows(short_tmp / "hub", "SELECT key, value FROM meta WHERE key LIKE 'cluster.lane:%'"):
+        lane = orjson.loads(value)
+        assert lane["pending"] is None and lane["decided"] == lane["n"] > 0, (key, lane)
