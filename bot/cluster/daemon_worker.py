@@ -20,7 +20,7 @@ from bot.cluster.daemon_minds import DaemonMinds
 from bot.cluster.error_lines import ErrorLines
 from bot.cluster.leases import LeaseBucket
 from bot.cluster.messages import PROTOCOL, Fingerprint, Hello, ProtocolError, Refused, Welcome, decode, encode
-from bot.cluster.subjects import hello_subject, turn_subject
+from bot.cluster.subjects import hello_subject, hub_started_subject, turn_subject
 from bot.cluster.worker import WorkerRefused
 from bot.event_codec import VERSION as CODEC_VERSION
 from bot.strategy.catalog import StrategyCatalog
@@ -56,6 +56,8 @@ class DaemonWorker:
         self._subject = turn_subject(cid, name)
         self._fingerprint = Fingerprint(bot_version=bot_version(), protocol=PROTOCOL, codec=CODEC_VERSION, strategies={})
         self._stop = asyncio.Event()
+        # Set when a hub says it started: the next Hello goes at once.
+        self._hello_now = asyncio.Event()
         self._minds: DaemonMinds | None = None
         self._taken_in = False
         self.answered = 0
@@ -95,6 +97,8 @@ class DaemonWorker:
             minds = DaemonMinds(self._catalog, self._name, bucket, self._log, self._clock, on_refused=self._refused)
             self._minds = minds
             subscription = await self._connection.client.subscribe(self._subject, cb=self._on_message)
+            # A hub (re)starting says so: Hello at once, so that it places strategies knowing every worker.
+            started = await self._connection.client.subscribe(hub_started_subject(self._cid), cb=self._on_hub_started)
             try:
                 await self._connection.client.flush()
                 await self._unless_stopped(self._serve(minds))
@@ -102,6 +106,7 @@ class DaemonWorker:
                 # No new request is taken from here on; the leases go at once rather than after their TTL.
                 with contextlib.suppress(nats.errors.Error):
                     await subscription.unsubscribe()
+                    await started.unsubscribe()
                 await minds.release_all()
         finally:
             await self._connection.close()
@@ -148,7 +153,12 @@ class DaemonWorker:
     async def _hellos(self) -> None:
         while True:
             await self._hello()
-            await asyncio.sleep(self._ttl_s / 4)
+            self._hello_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hello_now.wait(), self._ttl_s / 4)
+
+    async def _on_hub_started(self, msg: NatsMsg) -> None:
+        self._hello_now.set()
 
     async def _heartbeats(self, minds: DaemonMinds) -> None:
         while True:

@@ -49,7 +49,7 @@ from bot.cluster.messages import (
     decode,
     encode,
 )
-from bot.cluster.subjects import hello_subject, turn_subject
+from bot.cluster.subjects import hello_subject, hub_started_subject, turn_subject
 from bot.config.models import StrategyConfig
 from bot.daemon.turn_progress import Stream
 from bot.event_codec import VERSION as CODEC_VERSION
@@ -64,6 +64,8 @@ ASK_TIMEOUT_S = 5.0
 SYNC_TIMEOUT_S = 30.0
 # Seconds between attempts while a strategy has no worker to go to, or its worker cannot be reached.
 RETRY_S = 0.25
+# Seconds after connecting that a hub waits for its workers' Hellos before it places strategies.
+GATHER_S = 1.0
 # Seconds a worker that refused a strategy (its code or config differs there) is not asked for it again.
 EXCLUDED_S = 60.0
 
@@ -144,6 +146,7 @@ class HubMinds:
         self._tg: anyio.abc.TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
         self._closing = False
+        self._gathered_at = 0.0
         # Strategies being synced, and to which worker: counted in the workers' loads meanwhile.
         self._placing: dict[str, str] = {}
         self._problem: str | None = "not connected yet"
@@ -168,6 +171,10 @@ class HubMinds:
             return
         client = self._connection.client
         await client.subscribe(hello_subject(self._cid), cb=self._on_hello)
+        # Its workers say Hello at once; strategies are placed once they had the time to (a placement knowing one worker
+        # of several would put every strategy on it).
+        await client.publish(hub_started_subject(self._cid), b"")
+        self._gathered_at = self._clock() + GATHER_S
         leases = LeaseBucket(self._connection, self._cid, self._ttl_s, self._log, clock=self._clock)
         while True:
             try:
@@ -420,6 +427,8 @@ class HubMinds:
     async def _choose(self, sid: str) -> str:
         """The worker to sync `sid` to: its lease's holder if it is taken in, else the one holding fewest; waits for one."""
         assert self._leases is not None
+        while self._clock() < self._gathered_at:
+            await anyio.sleep(self._gathered_at - self._clock())
         while True:
             now = self._clock()
             waiting = self._waiting.setdefault(sid, _Waiting(now))

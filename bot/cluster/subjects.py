@@ -33,3 +33,8 @@ def hello_subject(cid: str) -> str:
 def stop_subject(cid: str) -> str:
     """Where the hub tells its workers to exit."""
     return f"cl.{cid}.stop"
+
+
+def hub_started_subject(cid: str) -> str:
+    """Where a daemon hub says it (re)started: its workers say Hello at once."""
+    return f"cl.{cid}.hub"
