@@ -64,6 +64,10 @@ class ChangeRefused(BotError):
     """A configuration change a running strategy cannot take in place: the operator changes its file, or unloads and loads it."""
 
 
+class MoveRefused(BotError):
+    """A strategy that cannot move to the worker asked (no workers here, a worker not taken in, already there): the message says why."""
+
+
 class FeedStateError(BotError):
     """A feed change that the feed's kind or state does not allow (a symbol it already has, one not added at runtime)."""
 

@@ -52,6 +52,7 @@ from bot.cluster.messages import (
 from bot.cluster.subjects import hello_subject, hub_started_subject, turn_subject
 from bot.config.models import StrategyConfig
 from bot.daemon.turn_progress import Stream
+from bot.errors import MoveRefused
 from bot.event_codec import VERSION as CODEC_VERSION
 from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
@@ -149,6 +150,9 @@ class HubMinds:
         self._gathered_at = 0.0
         # Strategies being synced, and to which worker: counted in the workers' loads meanwhile.
         self._placing: dict[str, str] = {}
+        # Moves asked (bot ctl move), taken at the strategy's next turn; then the worker it goes to until it is synced there.
+        self._moving: dict[str, str] = {}
+        self._target: dict[str, str] = {}
         self._problem: str | None = "not connected yet"
         self.counts = _Counts()
 
@@ -268,6 +272,20 @@ class HubMinds:
         waiting = self._waiting.get(sid)
         return any(w.live(now, self._ttl_s) and (waiting is None or waiting.excluded.get(name, 0) <= now) for name, w in self._workers.items())
 
+    def move(self, sid: str, worker: str) -> str | None:
+        """Move `sid`'s mind to `worker` before its next decision (released where it is first); the worker it is on now. MoveRefused."""
+        now = self._clock()
+        target = self._workers.get(worker)
+        if target is None or not target.live(now, self._ttl_s):
+            live = sorted(name for name, w in self._workers.items() if w.live(now, self._ttl_s))
+            raise MoveRefused(f"{sid}: worker {worker!r} is not taken in (live workers: {', '.join(live) or 'none'})")
+        slot = self._slots.get(sid)
+        current = slot.worker if slot is not None else None
+        if current == worker and sid not in self._moving:
+            raise MoveRefused(f"{sid}: its mind is on {worker} already")
+        self._moving[sid] = worker
+        return current
+
     def release(self, sid: str) -> None:
         """Unloaded: its worker is told to drop its mind and lease (in the background; a worker that misses it keeps a mind nobody asks)."""
         slot = self._slots.pop(sid, None)
@@ -297,6 +315,13 @@ class HubMinds:
         """The decision on `turn` from the strategy's holder (synced first, failed over as the lease watch says); waits as long as it takes."""
         await self._ready.wait()
         sid = owner.strategy_id
+        target = self._moving.pop(sid, None)
+        if target is not None:
+            # A move, between two turns: the mind released where it is (its lease too, so the target can claim it), then synced there.
+            self._target[sid] = target
+            moved = self._slots.pop(sid, None)
+            if moved is not None and moved.worker != target:
+                await self._release(sid, moved.worker)
         while True:
             slot = self._slots.get(sid)
             if slot is not None and slot.spec is not owner.spec:
@@ -406,6 +431,8 @@ class HubMinds:
         slot = _Slot(worker, synced.epoch, spec)
         self._slots[sid] = slot
         self._waiting.pop(sid, None)
+        if self._target.get(sid) == worker:
+            del self._target[sid]
         self._log.info("[%s] cluster: its mind is on worker %s (epoch %d%s)", sid, worker, synced.epoch, ", kept" if synced.kept else "")
         return slot
 
@@ -431,6 +458,12 @@ class HubMinds:
             await anyio.sleep(self._gathered_at - self._clock())
         while True:
             now = self._clock()
+            target = self._target.get(sid)
+            if target is not None:
+                known = self._workers.get(target)
+                if known is not None and known.live(now, self._ttl_s):
+                    return target
+                del self._target[sid]  # gone since the move was asked: placed as any other
             waiting = self._waiting.setdefault(sid, _Waiting(now))
             live = [name for name, w in self._workers.items() if w.live(now, self._ttl_s) and waiting.excluded.get(name, 0) <= now]
             holder = None

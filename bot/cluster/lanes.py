@@ -33,6 +33,7 @@ from bot.cluster.mind import ViewTaker
 from bot.daemon.delivery import ErrorHook, InboxDelivery, InboxLane, QueuedCandle
 from bot.daemon.inbox import QueuedCounter
 from bot.daemon.turn_progress import Stream, TurnProgress
+from bot.errors import MoveRefused
 from bot.journal import JournalError
 from bot.journal.turns import TurnOutcome
 from bot.ohlcv import Candle, timeframe_ms
@@ -120,6 +121,10 @@ class MindClient(Protocol):
 
     def available(self, sid: str) -> bool:
         """Whether a mind of `sid` could decide now (a worker to go to, the server reachable)."""
+        ...
+
+    def move(self, sid: str, worker: str) -> str | None:
+        """Move `sid`'s mind to `worker` before its next decision; the worker it is on now (None: not placed). MoveRefused."""
         ...
 
     def release(self, sid: str) -> None:
@@ -216,6 +221,12 @@ class RemoteLanes(InboxDelivery):
             self._journal.delete_meta(LANE_META + owner.strategy_id)
             self._client.release(owner.strategy_id)
         super().detach(owner)
+
+    def move(self, owner: TradingOrchestrator, worker: str) -> str | None:
+        """Move the strategy's mind to `worker` at its next turn (a decision awaited now comes from where it is); MoveRefused."""
+        if owner.strategy_id not in self._minds:
+            raise MoveRefused(f"{owner.strategy_id}: it has no lane here yet (never routed): activate it first")
+        return self._client.move(owner.strategy_id, worker)
 
     def stats(self, owner: CandleOwner) -> dict[str, int]:
         """As InboxDelivery, and the lane's: `waiting` 1 while a decision is awaited, the last turn decided, `protecting` 1 while no

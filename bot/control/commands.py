@@ -24,6 +24,7 @@ from bot.errors import (
     ChangeRefused,
     ConfigError,
     FeedStateError,
+    MoveRefused,
     StrategyError,
     StrategyStateError,
     UnknownStrategyError,
@@ -81,6 +82,13 @@ class DeactivateArgs(_Args):
 
     id: str = Field(min_length=1, max_length=_ID)
     policy: Literal["manage", "close", "freeze"] = "manage"
+
+
+class MoveArgs(_Args):
+    """move: a strategy id and the worker its mind moves to."""
+
+    id: str = Field(min_length=1, max_length=_ID)
+    worker: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class SwitchArgs(_Args):
@@ -325,6 +333,15 @@ def deactivate(control: Control, args: DeactivateArgs) -> dict[str, Any]:
     return {"id": args.id, "state": "dormant", "policy": args.policy}
 
 
+def move(control: Control, args: MoveArgs) -> dict[str, Any]:
+    """Move a strategy's mind to another worker at its next candle (its book stays on the hub)."""
+    try:
+        source = operations.move(control.daemon, args.id, args.worker)
+    except MoveRefused as exc:
+        raise ControlError("invalid_state", str(exc)) from None
+    return {"id": args.id, "from": source, "to": args.worker, "state": "moving"}
+
+
 def switch(control: Control, args: SwitchArgs) -> dict[str, Any]:
     """Deactivate one strategy and activate another as one step."""
     try:
@@ -463,6 +480,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "unload": (UnloadArgs, unload),
     "activate": (StrategyArg, activate),
     "deactivate": (DeactivateArgs, deactivate),
+    "move": (MoveArgs, move),
     "switch": (SwitchArgs, switch),
     "reload": (StrategyArg, reload),
     "set": (SetArgs, set_param),

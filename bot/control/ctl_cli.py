@@ -39,6 +39,8 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return cmd, {"id": args.id}
     if cmd == "deactivate":
         return cmd, {"id": args.id, "policy": args.policy}
+    if cmd == "move":
+        return cmd, {"id": args.id, "worker": args.worker}
     if cmd == "switch":
         return cmd, {"from": args.source, "to": args.target, "policy": args.policy}
     if cmd == "set":

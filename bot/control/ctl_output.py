@@ -278,6 +278,11 @@ def _risk_reset(console: Console, result: dict[str, Any], _: dict[str, Any], __:
     _print(console, "kill switch released: entries allowed again" if result["was"] else "kill switch was not engaged (nothing to release)")
 
 
+def _move(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    source = f"from {result['from']} " if result["from"] else ""
+    _print(console, f"{result['id']}: its mind moves {source}to {result['to']} at its next candle (its book stays here)")
+
+
 def _shutdown(console: Console, _: dict[str, Any], __: dict[str, Any], ___: Any) -> None:
     _print(console, "daemon stopping (it finishes queued candles, then exits)")
 
@@ -291,6 +296,7 @@ PRINTERS: dict[str, Printer] = {
     "activate": _activate,
     "deactivate": _deactivate,
     "switch": _switch,
+    "move": _move,
     "load": _load,
     "unload": _unload,
     "reload": _reload,

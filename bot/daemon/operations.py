@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -29,7 +29,7 @@ from bot.daemon.recovery import (
     restore_orchestrator,
 )
 from bot.daemon.state import DaemonState
-from bot.errors import ChangeRefused, FeedStateError, StrategyError, StrategyStateError
+from bot.errors import ChangeRefused, FeedStateError, MoveRefused, StrategyError, StrategyStateError
 from bot.ohlcv import timeframe_ms
 from bot.strategy.config_load import changed_strategy, load_strategy
 from bot.strategy.manager import Policy
@@ -255,6 +255,24 @@ def remove_symbol(state: DaemonState, symbol: str) -> None:
     del state.added_symbols[symbol]
     if state.journal is not None:
         state.journal.delete_meta(ADDED_SYMBOL + symbol)
+
+
+@runtime_checkable
+class MindMover(Protocol):
+    """A delivery whose strategies decide on workers (bot.cluster.lanes.RemoteLanes): it moves a strategy's mind to another."""
+
+    def move(self, owner: TradingOrchestrator, worker: str) -> str | None:
+        """Move `owner`'s mind to `worker` at its next turn; the worker it decides on now (None: not placed yet). MoveRefused."""
+        ...
+
+
+def move(state: DaemonState, strategy_id: str, worker: str) -> str | None:
+    """Move a strategy's mind to `worker` (its book stays on the hub); where it decided before. MoveRefused, StrategyStateError."""
+    orchestrator = state.manager.get(strategy_id)
+    delivery = state.manager.delivery
+    if not isinstance(delivery, MindMover):
+        raise MoveRefused(f"{strategy_id}: strategies decide in this process (the config's cluster.placement is not \"workers\"): nothing to move")
+    return delivery.move(orchestrator, worker)
 
 
 def risk_reset(state: DaemonState) -> bool:
