@@ -1,6 +1,7 @@
 """`bot run` as a hub (cluster.placement "workers") with real `bot worker` processes over a real nats-server: each strategy decides on a worker, its book on the hub."""
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -11,8 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import nats
+import nats.errors
 import orjson
 
+from bot.cluster.messages import PROTOCOL, Fingerprint, Hello, Message, Welcome, decode, encode
+from bot.cluster.subjects import hello_subject
 from tests.cluster.conftest import StartServer
 from tests.control.client import result, wait_for
 from tests.daemon.process import DaemonProcess, journal_rows, short_tmp, write_daemon_config
@@ -128,3 +134,51 @@ def test_a_hub_with_two_workers_trades_as_the_daemon_in_process(start_nats: Star
     for key, value in journal_rows(short_tmp / "hub", "SELECT key, value FROM meta WHERE key LIKE 'cluster.lane:%'"):
         lane = orjson.loads(value)
         assert lane["pending"] is None and lane["decided"] == lane["n"] > 0, (key, lane)
+
+
+def test_what_the_hub_cannot_take_on_its_subjects_is_counted_logged_once_and_survived(start_nats: StartServer, short_tmp: Path) -> None:
+    server = start_nats()
+    config = _config(short_tmp / "hub", {"url": server.url, "placement": "workers", "lease_ttl_s": TTL_S})
+    with workers(config, server.url, "w1"):
+        hub = DaemonProcess(config, stepped=True)
+        try:
+            hub.wait_ready()
+            wait_for(lambda: _minds(hub)["workers"], "w1 taken in", DEADLINE_S)
+            hub.step(5, timeout=DEADLINE_S)
+            other = Fingerprint(bot_version="0.0.0-other", protocol=PROTOCOL, codec=1, strategies={})
+            replies = asyncio.run(_send_to_hub(server.url, [
+                b"not json", msgspec.json.encode({"v": PROTOCOL, "t": "hello"}), b'{"v": 99, "t": "hello"}',
+                encode(Welcome(accepted=True, problems=[])),
+                encode(Hello(worker="w9", pid=1, host="elsewhere", fingerprint=other)),
+            ]))
+            # Garbage gets no answer (it is counted and logged); a Hello of another bot version is refused naming it.
+            assert replies[:4] == [None] * 4, replies
+            refused = replies[4]
+            assert isinstance(refused, Welcome) and not refused.accepted and "bot version 0.0.0-other on the worker" in refused.problems[0], refused
+            minds = _minds(hub)
+            assert minds["counts"]["undecodable"] == 4 and "w9" not in minds["workers"], minds
+            # Still deciding.
+            hub.step(5, timeout=DEADLINE_S)
+            assert result(hub.socket, "metrics")["strategies"]["ema_cross"]["waiting"] == 0
+        finally:
+            assert hub.stop() == 0, hub.log.read_text()[-3000:]
+    log = hub.log.read_text()
+    assert log.count("does not decode") == 1, log  # once a minute per subject: the two that do not decode, one line
+    assert "refused worker w9 (pid 1 on elsewhere): bot version 0.0.0-other on the worker" in log
+
+
+async def _send_to_hub(url: str, messages: list[bytes]) -> list[Message | None]:
+    """Each message as a request on the hub's Hello subject: its decoded reply, or None when none comes."""
+    client = await nats.connect(url)
+    replies: list[Message | None] = []
+    try:
+        for data in messages:
+            try:
+                reply = await client.request(hello_subject("main"), data, timeout=1.0)
+            except nats.errors.TimeoutError:
+                replies.append(None)
+                continue
+            replies.append(decode(reply.data))
+    finally:
+        await client.close()
+    return replies
