@@ -21,8 +21,9 @@ pids=()
 server=
 stop_all() {
   # Hub and workers first (SIGTERM: graceful; the workers give their leases up), the server once they are gone.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # ${pids[@]+...}: an empty array under set -u is an error in bash before 4.4.
+  for pid in ${pids[@]+"${pids[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" 2>/dev/null || true; done
   if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
 }
 trap stop_all EXIT INT TERM

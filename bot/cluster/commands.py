@@ -59,7 +59,7 @@ def run_worker(args: argparse.Namespace) -> int:
     connection = ClusterConnection(cluster, loaded.base_dir, logger, label=f"bot worker {name}", environ=os.environ)
     worker: ReplayWorker | DaemonWorker
     if run is None:
-        worker = DaemonWorker(connection, cid, name, loaded.catalog, logger, cluster.lease_ttl_s)
+        worker = DaemonWorker(connection, cid, name, loaded.catalog, logger, cluster.lease_ttl_s, decide_timeout_s=cluster.decision_timeout_s)
     else:
         worker = ReplayWorker(connection, cid, name, loaded.catalog, fingerprint(loaded), logger, parent_pid=args.hub_pid if args.hub_pid is not None else os.getppid())
     try:

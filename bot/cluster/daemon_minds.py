@@ -82,8 +82,12 @@ class DaemonMinds:
         logger: logging.Logger,
         clock: Callable[[], float] = time.monotonic,
         on_refused: Callable[[str], None] | None = None,
+        decide_timeout_s: float = 60.0,
     ) -> None:
         self._catalog = catalog
+        # A decision still running after this long is given up and its mind dropped (its thread cannot be stopped): the hub places
+        # the strategy again, rather than every strategy of this worker waiting behind it.
+        self._decide_timeout_s = decide_timeout_s
         self._name = name
         self._leases = leases
         self._log = logger
@@ -174,6 +178,10 @@ class DaemonMinds:
                 return self._refused_sync(sid, f"its lease could not be renewed ({type(exc).__name__}), try again")
         if held is not None and self._kept(held, sync):
             return Synced(sid=sid, epoch=held.lease.epoch, kept=True, streams=[], failure=None, refused=None, holder=None)
+        if held is not None and self._unwarmed(held, sync):
+            # Built for this very sync before (the hub's request timed out while a slow constructor ran): warmed from the start, not built again.
+            held.warming = {}
+            return Synced(sid=sid, epoch=held.lease.epoch, kept=False, streams=held.mind.subscriptions(), failure=None, refused=None, holder=None)
         lease = await self._lease_for(sid, held)
         if isinstance(lease, Synced):
             return lease
@@ -195,6 +203,12 @@ class DaemonMinds:
         if held.decided == sync.decided:
             return True
         return sync.pending is not None and held.decided == sync.pending and held.cached is not None and held.cached[0] == sync.pending
+
+    def _unwarmed(self, held: _Held, sync: Sync) -> bool:
+        """Whether the mind held was built for this sync and not warmed yet: same lane, digest and decided, its lease live."""
+        return (
+            held.warming is not None and held.lane == sync.lane and held.digest == sync.digest and held.decided == sync.decided and self._live(held.lease)
+        )
 
     async def _lease_for(self, sid: str, held: _Held | None) -> Lease | Synced:
         """The lease to build `sid`'s mind under: the one held if still ours, else a new claim; a refused Synced when neither."""
@@ -258,9 +272,15 @@ class DaemonMinds:
         if ask.n <= held.decided:
             raise ProtocolError(f"turn {ask.n} of {sid} already decided (through {held.decided})")
         self.asked += 1
-        async with self._deciding:
-            # In a thread: a slow strategy must not hold up the lease heartbeats on this loop.
-            decision = await asyncio.to_thread(held.mind.decide, ask.n, ask.symbol, ask.tf, Candle(*ask.candle), ask.ts, ask.kind, ask.view)
+        try:
+            async with self._deciding:
+                # In a thread: a slow strategy must not hold up the lease heartbeats on this loop.
+                decision = await asyncio.wait_for(
+                    asyncio.to_thread(held.mind.decide, ask.n, ask.symbol, ask.tf, Candle(*ask.candle), ask.ts, ask.kind, ask.view), self._decide_timeout_s,
+                )
+        except TimeoutError:
+            await self._drop(sid, f"it did not decide turn {ask.n} within {self._decide_timeout_s:g} s")
+            raise ProtocolError(f"turn {ask.n} of {sid}: its mind did not decide within {self._decide_timeout_s:g} s: dropped on worker {self._name}") from None
         if self._held.get(sid) is not held or held.lease.epoch != ask.epoch or not self._live(held.lease):
             raise ProtocolError(f"not the holder of {sid} under epoch {ask.epoch} any more (its lease was lost while deciding turn {ask.n})")
         if decision is None:

@@ -44,7 +44,9 @@ class DaemonWorker:
         logger: logging.Logger,
         ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
+        decide_timeout_s: float = 60.0,
     ) -> None:
+        self._decide_timeout_s = decide_timeout_s
         self._connection = connection
         self._cid = cid
         self._name = name
@@ -94,7 +96,7 @@ class DaemonWorker:
             bucket = LeaseBucket(self._connection, self._cid, self._ttl_s, self._log, clock=self._clock)
             if not await self._unless_stopped(self._open(bucket)):
                 return
-            minds = DaemonMinds(self._catalog, self._name, bucket, self._log, self._clock, on_refused=self._refused)
+            minds = DaemonMinds(self._catalog, self._name, bucket, self._log, self._clock, on_refused=self._refused, decide_timeout_s=self._decide_timeout_s)
             self._minds = minds
             subscription = await self._connection.client.subscribe(self._subject, cb=self._on_message)
             # A hub (re)starting says so: Hello at once, so that it places strategies knowing every worker.
@@ -152,8 +154,9 @@ class DaemonWorker:
 
     async def _hellos(self) -> None:
         while True:
-            await self._hello()
+            # Cleared first: a hub that says it started while this Hello is on its way gets another at once.
             self._hello_now.clear()
+            await self._hello()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hello_now.wait(), self._ttl_s / 4)
 

@@ -35,7 +35,7 @@ def hub_lanes(
 ) -> RemoteLanes:
     """The daemon's delivery when its strategies decide on workers; the hub's minds start connecting in `task_group` (in the background)."""
     connection = ClusterConnection(cluster, loaded.base_dir, logger, label=f"bot-run-{cluster.name}-minds", environ=environ)
-    minds = HubMinds(connection, cluster.name, loaded.catalog, services.hub.history, cluster.lease_ttl_s, logger)
+    minds = HubMinds(connection, cluster.name, loaded.catalog, services.hub.history, cluster.lease_ttl_s, logger, sync_timeout_s=cluster.decision_timeout_s)
     task_group.start_soon(minds.run, name="cluster:minds")
     return RemoteLanes(
         task_group, loaded.bot.daemon.inbox_size, on_error, minds, journal, logger, turns.turn, cluster.decision_timeout_s,

@@ -28,7 +28,7 @@ from bot.cluster.connection import ClusterConnection
 from bot.cluster.error_lines import ErrorLines
 from bot.cluster.fingerprint import differences, strategy_digest
 from bot.cluster.lanes import PendingTurn
-from bot.cluster.leases import Claimed, Gone, LeaseBucket, LeaseBucketError, LeaseChange, LeaseWatchError
+from bot.cluster.leases import Claimed, Gone, Holder, LeaseBucket, LeaseBucketError, LeaseChange, LeaseWatchError
 from bot.cluster.messages import (
     PROTOCOL,
     Ask,
@@ -61,8 +61,8 @@ from bot.version import bot_version
 
 # Seconds a turn's request may go unanswered before it is sent again (the worker answers a repeat from its cache).
 ASK_TIMEOUT_S = 5.0
-# Seconds a worker may take to claim and build a mind, and to take one chunk of its history.
-SYNC_TIMEOUT_S = 30.0
+# Seconds a Release may go unanswered.
+RELEASE_TIMEOUT_S = 5.0
 # Seconds between attempts while a strategy has no worker to go to, or its worker cannot be reached.
 RETRY_S = 0.25
 # Seconds after connecting that a hub waits for its workers' Hellos before it places strategies.
@@ -127,8 +127,11 @@ class HubMinds:
         ttl_s: float,
         logger: logging.Logger,
         clock: Callable[[], float] = time.monotonic,
+        sync_timeout_s: float = 60.0,
     ) -> None:
         self._connection = connection
+        # A mind's build and each chunk of its warm-up may take this long (a model loaded): the lane bounds the whole wait anyway.
+        self._sync_timeout_s = sync_timeout_s
         self._cid = cid
         self._catalog = catalog
         self._history = history
@@ -147,6 +150,7 @@ class HubMinds:
         self._tg: anyio.abc.TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
         self._closing = False
+        self._joins = 0
         self._gathered_at = 0.0
         # Strategies being synced, and to which worker: counted in the workers' loads meanwhile.
         self._placing: dict[str, str] = {}
@@ -229,6 +233,7 @@ class HubMinds:
         else:
             known = self._workers.get(hello.worker)
             if known is None or known.hello.pid != hello.pid:
+                self._joins += 1
                 self._log.info("cluster: worker %s (pid %d on %s) taken in", hello.worker, hello.pid, hello.host)
             self._workers[hello.worker] = _Worker(hello, self._clock())
             self._arrived.set()
@@ -261,6 +266,7 @@ class HubMinds:
     def forget(self, sid: str) -> None:
         """Synced again before it decides again (its role changed)."""
         self._slots.pop(sid, None)
+        self._waiting.pop(sid, None)
 
     def available(self, sid: str) -> bool:
         """Whether a mind of `sid` could decide now: connected, and its mind synced or a worker taken in that may take it."""
@@ -271,6 +277,10 @@ class HubMinds:
         now = self._clock()
         waiting = self._waiting.get(sid)
         return any(w.live(now, self._ttl_s) and (waiting is None or waiting.excluded.get(name, 0) <= now) for name, w in self._workers.items())
+
+    def joins(self) -> int:
+        """How many workers were taken in so far (one restarted, a new pid, counts again)."""
+        return self._joins
 
     def move(self, sid: str, worker: str) -> str | None:
         """Move `sid`'s mind to `worker` before its next decision (released where it is first); the worker it is on now. MoveRefused."""
@@ -290,6 +300,8 @@ class HubMinds:
         """Unloaded: its worker is told to drop its mind and lease (in the background; a worker that misses it keeps a mind nobody asks)."""
         slot = self._slots.pop(sid, None)
         self._waiting.pop(sid, None)
+        self._moving.pop(sid, None)
+        self._target.pop(sid, None)
         workers = {slot.worker} if slot is not None else set()
         placing = self._placing.get(sid)
         if placing is not None:
@@ -300,7 +312,7 @@ class HubMinds:
                 self._tg.start_soon(self._release, sid, worker)
 
     async def _release(self, sid: str, worker: str) -> None:
-        released = await self._request(f"release:{sid}", worker, Release(sid=sid), SYNC_TIMEOUT_S)
+        released = await self._request(f"release:{sid}", worker, Release(sid=sid), RELEASE_TIMEOUT_S)
         if not isinstance(released, Released):
             self._lines(f"release:{worker}", f"[{sid}] cluster: worker {worker} answered its Release with {_describe(released)}")
 
@@ -318,10 +330,12 @@ class HubMinds:
         target = self._moving.pop(sid, None)
         if target is not None:
             # A move, between two turns: the mind released where it is (its lease too, so the target can claim it), then synced there.
+            # Where it is: its lease's holder (a strategy deactivated, reconfigured or not decided since a restart has no slot here).
             self._target[sid] = target
             moved = self._slots.pop(sid, None)
-            if moved is not None and moved.worker != target:
-                await self._release(sid, moved.worker)
+            holder = await self._holder(sid)
+            for worker in sorted({w for w in (moved.worker if moved else None, holder.worker if holder else None) if w and w != target}):
+                await self._release(sid, worker)
         while True:
             slot = self._slots.get(sid)
             if slot is not None and slot.spec is not owner.spec:
@@ -407,7 +421,7 @@ class HubMinds:
             sid=sid, lane=turn.lane, spec=msgspec.Raw(spec.model_dump_json(exclude_unset=True).encode()), digest=strategy_digest(self._catalog, spec),
             decided=decided, pending=turn.n,
         )
-        synced = await self._request(sid, worker, sync, SYNC_TIMEOUT_S)
+        synced = await self._request(sid, worker, sync, self._sync_timeout_s)
         if not isinstance(synced, Synced) or synced.sid != sid:
             if synced is not None:
                 self._lines(f"sync:{sid}", f"[{sid}] cluster: worker {worker} answered its Sync with {_describe(synced)}")
@@ -416,15 +430,24 @@ class HubMinds:
             if synced.lasting:
                 # Not for this worker (its config or code of it differs there): another, or this one again later.
                 self._waiting.setdefault(sid, _Waiting(self._clock())).excluded[worker] = self._clock() + EXCLUDED_S
+                if self._target.pop(sid, None) == worker:
+                    self._log.warning("[%s] cluster: not moved to worker %s, which cannot take it: %s", sid, worker, synced.refused)
+            elif self._target.get(sid) == worker and synced.holder is not None and synced.holder != worker:
+                # Moving, and another worker still holds it (its Release lost): it gives it up, the hub is who decides where it goes.
+                await self._release(sid, synced.holder)
             # Otherwise a passing refusal (its lease held by another, or not claimable just now): tried again.
             self._lines(f"refused:{sid}:{worker}", f"[{sid}] cluster: worker {worker} did not take it: {synced.refused}")
             return None
         if synced.failure is not None:
+            self._waiting.pop(sid, None)
             return _failed(sid, turn.n, synced.failure)
         if not synced.kept:
             failure = await self._warm(sid, worker, synced.streams, undecided())
+            if isinstance(failure, Failure):
+                self._waiting.pop(sid, None)
+                return _failed(sid, turn.n, failure)
             if failure is not None:
-                return _failed(sid, turn.n, failure) if isinstance(failure, Failure) else None
+                return None
             self.counts.synced += 1
         else:
             self.counts.kept += 1
@@ -444,7 +467,7 @@ class HubMinds:
             history.append((symbol, tf, [c for c in self._history(symbol, tf) if c.ts < before]))
         chunks = list(history_chunks(history, candles_per_chunk(self._connection.client.max_payload)))
         for i, chunk in enumerate(chunks):
-            warmed = await self._request(sid, worker, Warm(sid=sid, history=chunk, done=i == len(chunks) - 1), SYNC_TIMEOUT_S)
+            warmed = await self._request(sid, worker, Warm(sid=sid, history=chunk, done=i == len(chunks) - 1), self._sync_timeout_s)
             if not isinstance(warmed, Warmed) or warmed.sid != sid:
                 return f"worker {worker} answered a warm-up with {_describe(warmed)}"
             if warmed.failure is not None:
@@ -458,19 +481,16 @@ class HubMinds:
             await anyio.sleep(self._gathered_at - self._clock())
         while True:
             now = self._clock()
+            # Shown in status from here on (a move's target too), until it is synced.
+            waiting = self._waiting.setdefault(sid, _Waiting(now))
             target = self._target.get(sid)
             if target is not None:
                 known = self._workers.get(target)
-                if known is not None and known.live(now, self._ttl_s):
+                if known is not None and known.live(now, self._ttl_s) and waiting.excluded.get(target, 0) <= now:
                     return target
                 del self._target[sid]  # gone since the move was asked: placed as any other
-            waiting = self._waiting.setdefault(sid, _Waiting(now))
             live = [name for name, w in self._workers.items() if w.live(now, self._ttl_s) and waiting.excluded.get(name, 0) <= now]
-            holder = None
-            try:
-                holder = await self._leases.holder(sid)
-            except (nats.errors.Error, TimeoutError):
-                pass
+            holder = await self._holder(sid)
             if holder is not None and waiting.excluded.get(holder.worker, 0) <= now:
                 known = self._workers.get(holder.worker)
                 if known is None or known.live(now, self._ttl_s):
@@ -487,6 +507,14 @@ class HubMinds:
             self._lines(f"noworker:{sid}", f"[{sid}] cluster: waiting for a worker" + (f" (its lease is held by {holder.worker})" if holder else ""))
             with anyio.move_on_after(RETRY_S * 4):
                 await self._arrived.wait()
+
+    async def _holder(self, sid: str) -> Holder | None:
+        """Who holds `sid`'s lease (None also when the server does not say now)."""
+        assert self._leases is not None
+        try:
+            return await self._leases.holder(sid)
+        except (nats.errors.Error, TimeoutError):
+            return None
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

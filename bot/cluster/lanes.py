@@ -46,6 +46,8 @@ from bot.trading.positions import Position
 LANE_META = "cluster.lane:"
 # Decision waits kept per strategy for its percentiles.
 WAIT_SAMPLES = 1000
+# The longest a strategy without a mind waits before its mind is asked again (seconds).
+MAX_RETRY_S = 600.0
 
 
 class LaneRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -90,8 +92,13 @@ class _Mind:
     views: ViewTaker = field(default_factory=ViewTaker)
     # Restored from the journal: the pending turn still to be decided (held taken from the restored book).
     restored: bool = False
-    # No decision came in time: its candles go to its positions only until a mind can decide again.
+    # No decision came in time: its candles go to its positions only until a mind can decide again, asked no sooner than
+    # `retry_at` (monotonic); each further timeout doubles the wait (a worker that takes it and hangs costs a timeout each time).
     protecting: bool = False
+    retry_at: float = 0.0
+    retry_s: float = 0.0
+    # The client's joins when it started protecting: a worker joining since is asked at once.
+    joins: int = 0
     # Microseconds from a turn barred (T1 committed) to its decision here, the latest ones.
     waits_us: deque[int] = field(default_factory=lambda: deque(maxlen=WAIT_SAMPLES))
 
@@ -121,6 +128,10 @@ class MindClient(Protocol):
 
     def available(self, sid: str) -> bool:
         """Whether a mind of `sid` could decide now (a worker to go to, the server reachable)."""
+        ...
+
+    def joins(self) -> int:
+        """How many workers were taken in so far (a worker restarted counts again): one that joins is worth asking at once."""
         ...
 
     def move(self, sid: str, worker: str) -> str | None:
@@ -251,8 +262,8 @@ class RemoteLanes(InboxDelivery):
         await self._client.close()
 
     def minds_status(self) -> dict[str, Any]:
-        """The minds' side of `bot ctl status` (the MindClient's status)."""
-        return self._client.status()
+        """The minds' side of `bot ctl status`: the MindClient's status, and the strategies no mind decides for (protecting)."""
+        return {**self._client.status(), "protecting": sorted(sid for sid, mind in self._minds.items() if mind.protecting)}
 
     # -- the lane task ----------------------------------------------------------------------------
     async def _consume(self, owner: CandleOwner, lane: InboxLane) -> None:
@@ -261,7 +272,17 @@ class RemoteLanes(InboxDelivery):
             mind.restored = False
             lane.busy = True
             try:
-                if owner.state == "active":
+                pending = mind.pending
+                played = (lane.replayed or {}).get((pending.symbol, pending.tf), -1) if pending is not None else -1
+                if owner.state == "active" and pending is not None and played > pending.candle.ts:
+                    # Later candles of its stream had turns here since (it ran with placement "hub" meanwhile): a decision on this old
+                    # candle is no use now.
+                    self._log.warning("[%s] cluster: its turn %d pending from before is older than what it has handled since: closed undecided",
+                                      owner.strategy_id, pending.n)
+                    with self._turn_now() as outcome:
+                        self._close_undecided(owner, mind, manage_exits=False)
+                    await outcome.settled()
+                elif owner.state == "active":
                     await self._decide(owner, mind)
                 else:
                     with self._turn_now() as outcome:
@@ -285,12 +306,17 @@ class RemoteLanes(InboxDelivery):
         if current is None:
             return
         if mind.protecting:
-            if not self._client.available(owner.strategy_id):
-                # No mind can decide: its positions see the candle (stops, take-profits, trailing), as a strategy's in process that fell behind.
-                await super()._take(owner, lane, (owner.protect, *current[1:]))
+            waited = time.monotonic() >= mind.retry_at or self._client.joins() > mind.joins
+            if not waited or not self._client.available(owner.strategy_id):
+                # No mind can decide: its positions see its trading candles (stops, take-profits, trailing), as a strategy's in process
+                # that fell behind; other timeframes' candles are its mind's only (warmed anew from history when it decides again).
+                if handler == owner.on_candle:
+                    await super()._take(owner, lane, (owner.protect, *current[1:]))
+                else:
+                    self._note(owner, lane, current)
                 return
             mind.protecting = False
-            self._log.warning("[%s] cluster: a mind can decide again: its candles are decided from here on", owner.strategy_id)
+            self._log.warning("[%s] cluster: asking a mind to decide again", owner.strategy_id)
         kind = "trade" if handler == owner.on_candle else "other"
         try:
             with self._turn_now() as outcome:
@@ -366,11 +392,14 @@ class RemoteLanes(InboxDelivery):
         if mind.pending is not pending:
             return
         if timed_out:
+            mind.retry_s = min(max(mind.retry_s * 2, self._decision_timeout_s), MAX_RETRY_S)
+            mind.retry_at = time.monotonic() + mind.retry_s
             self._log.warning(
                 "[%s] cluster: no decision on turn %d within %g s: the turn is closed undecided, its candles go to its positions only "
-                "until a mind can decide", owner.strategy_id, pending.n, self._decision_timeout_s,
+                "until a mind can decide (asked again in %g s at the earliest)", owner.strategy_id, pending.n, self._decision_timeout_s, mind.retry_s,
             )
             mind.protecting = True
+            mind.joins = self._client.joins()
             try:
                 with self._turn_now() as outcome:
                     self._close_undecided(owner, mind)
@@ -383,6 +412,7 @@ class RemoteLanes(InboxDelivery):
         if decision is None:
             return
         mind.waits_us.append((time.perf_counter_ns() - started) // 1000)
+        mind.retry_s = 0.0
         try:
             with self._turn_now() as outcome:
                 error = attempt(self._apply, owner, mind, pending, decision)
@@ -403,7 +433,7 @@ class RemoteLanes(InboxDelivery):
         events = [own_event(sid, raw) for raw in decision.events]
         apply_decision(owner, owner.publisher, decision, events, pending.held, pending.kind == "trade", pending.candle, pending.ts, settle_ts=pending.ts)
 
-    def _close_undecided(self, owner: CandleOwner, mind: _Mind) -> None:
+    def _close_undecided(self, owner: CandleOwner, mind: _Mind, manage_exits: bool = True) -> None:
         """Its role changes (or no decision came): a pending turn's decision is given up, its exits managed as if it decided nothing.
 
         The lane then takes a new number no mind has decided through, so its mind is synced again before it
@@ -420,7 +450,7 @@ class RemoteLanes(InboxDelivery):
         mind.views = ViewTaker()
         self._record(owner.strategy_id, mind)
         self._client.forget(owner.strategy_id)
-        if pending is not None and pending.kind == "trade" and isinstance(owner, TradingOrchestrator):
+        if manage_exits and pending is not None and pending.kind == "trade" and isinstance(owner, TradingOrchestrator):
             error = attempt(owner.settle, pending.held, pending.candle, 0, pending.ts)
             if error is not None:
                 self._log.warning("[%s] managing the exits of a turn left undecided failed: %s", owner.strategy_id, error)

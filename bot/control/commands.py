@@ -227,6 +227,7 @@ def status(control: Control, _: NoArgs) -> dict[str, Any]:
             # Strategies deciding on workers: one that cannot reach a mind decides nothing (its positions are still protected).
             mind_problems = [f"cluster workers unreachable: {minds['problem'] or minds['connection']}"] if minds["problem"] or minds["connection"] != "connected" else []
             mind_problems += [f"strategy {sid} waits for a worker ({age:.0f} s)" for sid, age in minds["waiting"].items() if age >= MIND_WAIT_PROBLEM_S]
+            mind_problems += [f"strategy {sid}: no mind decides (its positions only)" for sid in minds.get("protecting", ())]
             if mind_problems:
                 problems.extend(mind_problems)
                 reply["health"] = "degraded"

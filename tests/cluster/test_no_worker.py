@@ -72,6 +72,7 @@ def test_without_a_worker_its_stops_still_close_its_position_and_a_new_worker_de
             assert len(_ticks(folder, "tick_a")) == decided, "a candle decided while no worker was there"
             status = result(hub.socket, "status")
             assert status["strategies"]["tick_a"]["state"] == "active" and status["strategies"]["tick_a"]["positions"] == 0, status
+            assert status["health"] == "degraded" and "strategy tick_a: no mind decides (its positions only)" in status["problems"], status
             # A worker joins: its mind is synced (warmed anew) and decides from the next candle on.
             joined = Worker(config, "w2", server.url)
             try:
