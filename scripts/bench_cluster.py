@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -28,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +319,67 @@ def isolation_case(work: Path, url: str, light: int, burn_ms: float, warmup: int
           "and the NATS server share what is left, so this measures core contention as much as the workers' isolation")
 
 
+# -- failover: kill -9 of a worker, its strategies decided on the other ------------------------------------
+
+
+def failover_round(folder: Path, url: str, name: str, held: int, ttl_s: float) -> dict[str, Any]:
+    """One fresh stepped hub with 2 x `held` light strategies spread over w1 and w2; kill -9 of the worker holding `held` (w1) and one candle
+    stepped: seconds from the kill to the last of its strategies' "its mind is on worker w2" lines, and to every strategy decided."""
+    folder.mkdir(parents=True)
+    specs = light_specs(2 * held)
+    # Stepped: the feed moves only when told, so the kill finds no candle under way and the next one is stepped right after it.
+    config = write_hub_config(folder, url, name, specs, {"speed": 60, "loop": True, "backfill": 100}, lease_ttl_s=ttl_s)
+    from tests.daemon.process import DaemonProcess
+
+    with ExitStack() as stack:
+        workers = {worker: start_worker(config, worker, url) for worker in ("w1", "w2")}
+        for proc in workers.values():
+            stack.callback(stop_process, proc)
+        hub = DaemonProcess(config, stepped=True)
+        stack.callback(hub.stop)
+        hub.wait_ready(DEADLINE_S)
+        # Both taken in before the first candle: the least-loaded rule then spreads the strategies half and half.
+        poll(lambda: live_workers(hub.socket) == {"w1", "w2"}, "both workers taken in")
+        hub.step(3, timeout=DEADLINE_S)
+        placed = placement(hub.socket)
+        victims = sorted(sid for sid, worker in placed.items() if worker == "w1")
+        if len(placed) != len(specs) or len(victims) != held:
+            counts = {worker: list(placed.values()).count(worker) for worker in ("w1", "w2")}
+            raise SystemExit(f"failover: {len(specs)} strategies should be spread {held} and {held} before the kill, found {counts}")
+        # Workers renew their leases every ttl_s / 4: a kill at a random point of that period, not just after the claims (a full TTL).
+        time.sleep(ttl_s / 2 + random.uniform(0, ttl_s / 4))
+        killed = time.time()  # the wall clock: the hub's log lines carry UTC wall times
+        stop_process(workers["w1"], signal.SIGKILL)
+        # The candle's turns wait for the victims' new minds: the step returns once every strategy decided it.
+        hub.step(1, timeout=DEADLINE_S)
+        decided = time.time()
+        after = placement(hub.socket)
+        if set(after.values()) != {"w2"}:
+            raise SystemExit(f"failover: minds not all on w2 after the step: {after}")
+    moved = [when for when, sid, worker in mind_lines(hub.log) if sid in victims and worker == "w2" and when >= killed]
+    if len(moved) < held:
+        raise SystemExit(f"failover: {len(moved)} of {held} strategies logged their mind on w2 after the kill:\n{hub.log.read_text()[-3000:]}")
+    return {"moved_s": max(moved) - killed, "first_s": min(moved) - killed, "decided_s": decided - killed}
+
+
+def mind_lines(log: Path) -> list[tuple[float, str, str]]:
+    """The hub log's "[sid] cluster: its mind is on worker W" lines: (UTC time as a timestamp, sid, W)."""
+    found = []
+    for line in log.read_text().splitlines():
+        match = MIND_ON.match(line)
+        if match:
+            when = datetime.fromisoformat(match[1]).replace(tzinfo=UTC).timestamp()
+            found.append((when, match[2], match[3]))
+    return found
+
+
+def failover_case(work: Path, url: str, held: int, ttl_s: float, rounds: int) -> None:
+    runs = [failover_round(work / f"failover-{i}", url, f"fo{i}", held, ttl_s) for i in range(rounds)]
+    print(f"failover: kill -9 of a worker holding {held} of {2 * held} light strategies (lease_ttl_s {ttl_s:g}), {rounds} rounds: to the last of its "
+          f"minds on the other worker {spread([r['moved_s'] for r in runs], '.2f')} s (the first {spread([r['first_s'] for r in runs], '.2f')} s), "
+          f"to every strategy decided {spread([r['decided_s'] for r in runs], '.2f')} s")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="runs of the latency and cpu cases (interleaved in cpu)")
@@ -326,8 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--many-candles", type=int, default=500)
     parser.add_argument("--light", type=int, default=4, help="isolation: light strategies on worker B")
     parser.add_argument("--isolation-burn-ms", type=float, default=200.0, help="isolation: CPU ms the strategy on worker A burns per candle")
-    parser.add_argument("--isolation-warmup", type=int, default=20, help="isolation: candles after the placement before the window")
+    parser.add_argument("--isolation-warmup", type=int, default=12, help="isolation: candles after the placement before the window")
     parser.add_argument("--isolation-candles", type=int, default=120, help="isolation: candles measured (250 ms apart)")
+    parser.add_argument("--failover-strategies", type=int, default=100, help="failover: strategies on the killed worker (as many on the other)")
+    parser.add_argument("--lease-ttl-s", type=float, default=3.0, help="failover: the cluster's lease_ttl_s")
     parser.add_argument("--cases", nargs="+", default=list(CASES), help=f"any of {', '.join(CASES)}, space- or comma-separated (default: all)")
     args = parser.parse_args(argv)
     args.cases = [case for given in args.cases for case in given.split(",") if case]
@@ -345,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 many_case(work, url, args.many_candles)
             if "isolation" in args.cases:
                 isolation_case(work, url, args.light, args.isolation_burn_ms, args.isolation_warmup, args.isolation_candles, args.rounds)
+            if "failover" in args.cases:
+                failover_case(work, url, args.failover_strategies, args.lease_ttl_s, args.rounds)
     return 0
 
 
