@@ -268,11 +268,10 @@ def isolation_round(folder: Path, url: str, name: str, light: int, burn_ms: floa
         wrong = {sid: worker for sid, worker in placed.items() if worker != (WORKER_A if sid == "burner" else WORKER_B)}
         if wrong:
             raise SystemExit(f"isolation: the burner must be on {WORKER_A}, the light strategies on {WORKER_B}; misplaced: {wrong}")
-        start = feed_candles(hub.socket)
-        poll(lambda: feed_candles(hub.socket) >= start + warmup, "the warm-up candles")
+        wait_candles(hub.socket, warmup)
         # The window: from here until `candles` more candles are out, on the bench's clock.
         first, began = feed_candles(hub.socket), time.perf_counter()
-        poll(lambda: feed_candles(hub.socket) >= first + candles, "the measured candles", timeout=DEADLINE_S + candles * SPACING_S * 2)
+        wait_candles(hub.socket, candles, first)
         ended, last = time.perf_counter(), feed_candles(hub.socket)
         figures = control(hub.socket, "metrics")["strategies"]
         if placement(hub.socket) != placed:
@@ -288,6 +287,16 @@ def isolation_round(folder: Path, url: str, name: str, light: int, burn_ms: floa
         "coalesced": sum(f["coalesced"] for f in lights),
         "burner_coalesced": figures["burner"]["coalesced"],
     }
+
+
+def wait_candles(socket: Path, count: int, start: int | None = None) -> None:
+    """Until the feed has published `count` candles after `start` (now, if None): asleep for most of it, then `status` every 50 ms.
+
+    The bench shares the 2 cores with what it measures: it stays off the control socket (and the CPU) while nothing can be due.
+    """
+    start = feed_candles(socket) if start is None else start
+    time.sleep(max(0.0, (count - 2) * SPACING_S))
+    poll(lambda: feed_candles(socket) >= start + count, f"{count} candles from the feed", timeout=DEADLINE_S + count * SPACING_S)
 
 
 def feed_candles(socket: Path) -> int:
