@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Cluster benchmarks: `bot replay --cluster` through a real nats-server (the cluster extra's) on a free loopback port.
+"""Cluster benchmarks through a real nats-server (the cluster extra's) on a free loopback port.
 
-Three cases, each `bot replay --cluster URL --workers N` as a user runs it, figures read from the
+Three cases of `bot replay --cluster URL --workers N` as a user runs it, figures read from the
 hub's and the workers' summary lines (log level INFO):
 
 - latency: the bench's 10 strategies on synthetic 1m candles over 2 workers: the round trip of a
@@ -11,8 +11,21 @@ hub's and the workers' summary lines (log level INFO):
 - many: 1,000 strategies (EMA crossovers) on 10 symbols over 2 workers: turn round trip p99 and
   peak RSS per worker.
 
+Two of the daemon hub (`bot run`, cluster placement "workers", paper on the recorded BTC/USD 1m
+candles) with `bot worker` processes w1 and w2, figures read from `bot ctl status` and `metrics`:
+
+- isolation: --light (4) cheap strategies on worker B, one on worker A burning
+  --isolation-burn-ms (200) of CPU per candle, candles 250 ms apart (feed.speed 240): the light
+  strategies' decision wait p99 (turn barred on the hub -> decision back, RemoteLanes' metric)
+  over --isolation-candles (120), against a baseline whose strategy on A burns nothing;
+  interleaved rounds, medians (min-max), the ratio;
+- failover: kill -9 of the worker holding --failover-strategies (100) light strategies (as many
+  on the other), stepped hub, --lease-ttl-s (3): seconds to their minds on the survivor (the
+  hub's "its mind is on worker" lines) and to every strategy decided (the next step returned).
+
     .venv/bin/python scripts/bench.py --suite cluster
     .venv/bin/python scripts/bench_cluster.py --rounds 5 --burn-ms 20 --cpu-candles 200
+    .venv/bin/python scripts/bench_cluster.py --cases isolation,failover
 """
 from __future__ import annotations
 
