@@ -16,7 +16,8 @@ difference from a 1,000-candle run), as the median (min-max) of --repeat interle
     .venv/bin/python scripts/bench.py --suite replay   # replay throughput in-process, 1 and 10 strategies, candle events off/on (525,600)
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
     .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies done / action queued (fake exchange, loopback)
-    .venv/bin/python scripts/bench.py --suite cluster  # bot replay --cluster: turn round trip, 1 vs 2 workers on CPU-heavy strategies, 1,000 strategies
+    .venv/bin/python scripts/bench.py --suite cluster  # bot replay --cluster: turn round trip, 1 vs 2 workers on CPU-heavy strategies, 1,000 strategies;
+                                                       # bot run hub + workers: isolation from a CPU-heavy worker, worker failover time
     .venv/bin/python scripts/bench.py --profile        # stage table, us per candle, from py-spy (525,600 candles)
     .venv/bin/python scripts/bench.py --suite ratio --repeat 5 --candles 200000
 """
