@@ -308,8 +308,13 @@ class HubMinds:
             # A sync under way (cancelled with the lane): the worker may have claimed it already.
             workers.add(placing)
         if self._tg is not None:
-            for worker in sorted(workers):
-                self._tg.start_soon(self._release, sid, worker)
+            self._tg.start_soon(self._release_all, sid, workers)
+
+    async def _release_all(self, sid: str, workers: set[str]) -> None:
+        """Release `sid` on `workers` and on its lease's holder (its slot is gone already when its role changed before the unload)."""
+        holder = await self._holder(sid) if self._leases is not None else None
+        for worker in sorted(workers | ({holder.worker} if holder is not None else set())):
+            await self._release(sid, worker)
 
     async def _release(self, sid: str, worker: str) -> None:
         released = await self._request(f"release:{sid}", worker, Release(sid=sid), RELEASE_TIMEOUT_S)
