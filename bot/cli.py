@@ -187,6 +187,19 @@ def _cluster_unusable(loaded: LoadedConfig, environ: Mapping[str, str] | None = 
     return None
 
 
+def _http_unusable(loaded: LoadedConfig, environ: Mapping[str, str]) -> str | None:
+    """Why the config's http section cannot be served (its token's variable named but unset), or None."""
+    if loaded.bot.http is None:
+        return None
+    from bot.http.server import HttpStartError, http_token
+
+    try:
+        http_token(loaded.bot.http, environ)
+    except HttpStartError as exc:
+        return str(exc)
+    return None
+
+
 def _print_problems(console: Console, problems: Sequence[ConfigProblem | str]) -> None:
     for problem in problems:
         _error(console, str(problem))
@@ -465,7 +478,7 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
     if args.force and not args.fresh:
         _error(_stderr(), "--force only goes with --fresh (it lets --fresh start over in mode live with positions or orders open)")
         return EXIT_INVALID
-    cluster_problem = _cluster_unusable(loaded, os.environ)
+    cluster_problem = _cluster_unusable(loaded, os.environ) or _http_unusable(loaded, os.environ)
     if cluster_problem is not None:
         # Before the journal is touched: a section the daemon cannot use is the operator's to fix.
         _error(_stderr(), f"{args.config}: {cluster_problem}")

@@ -14,6 +14,7 @@ from bot.config.cluster import ClusterConfig
 from bot.config.currency import CURRENCY_PATTERN
 from bot.config.defaults import DEFAULT_CONTROL_SOCKET
 from bot.config.exchange import ExchangeConfig
+from bot.config.http import HttpConfig
 from bot.config.numbers import Amount, number_problems
 from bot.config.strict import Strict
 from bot.ohlcv import timeframe_ms
@@ -360,6 +361,7 @@ class BotConfig(Strict):
     cluster: ClusterConfig | None = Field(
         default=None, description="run strategies on worker processes through this NATS JetStream server (without it: all in one process)"
     )
+    http: HttpConfig | None = Field(default=None, description="the daemon's HTTP API, web view and /metrics (off without it)")
     strategy_defaults: dict[str, Any] = Field(default_factory=dict)
     strategy_paths: tuple[str, ...] = Field(default=(), description="extra folders searched for strategy modules, besides strategies/")
     strategies: tuple[StrategyRef, ...] = ()

@@ -89,6 +89,11 @@ class ControlServer:
         self._log = logger
         self._token = control_token(config)
 
+    @property
+    def control(self) -> Control:
+        """What its commands act on (the HTTP API runs the same commands on it)."""
+        return self._control
+
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[list[Server]]:
         """Listen while the context is open; on exit close connections and remove the socket file."""

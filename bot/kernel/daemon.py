@@ -58,7 +58,9 @@ from bot.trading.risk import RiskManager
 
 if TYPE_CHECKING:
     from bot.cluster.outbox import Outbox
+    from bot.control.commands import Control
     from bot.daemon.live_trading import LiveTrading
+    from bot.http.server import HttpServer
 
 # `bot run`'s exit code when the live feed fails while trading (a failure at start is a BotError: 2).
 EXIT_FEED_FAILED = 4
@@ -227,6 +229,17 @@ class Daemon:
 
         return hub_outbox(self.loaded.bot, self.loaded.base_dir, self.logger.logger, os.environ, time.time_ns())
 
+    def _http(self, control: Control) -> HttpServer | None:
+        """With an http section: the server of the API on the control commands (starlette and uvicorn imported only then)."""
+        config = self.loaded.bot.http
+        if config is None:
+            return None
+        from bot.http.api import api_app
+        from bot.http.server import HttpServer, http_token
+
+        token = http_token(config, os.environ)
+        return HttpServer(config, lambda port: api_app(control, config, port, token, self.logger.logger), self.logger.logger)
+
     def _build(
         self,
         tg: anyio.abc.TaskGroup,
@@ -319,6 +332,9 @@ class Daemon:
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
             async with server.serving():
                 log.info("control socket %s", self.socket_path)
+                http = self._http(server.control)
+                if http is not None:
+                    await tg.start(http.run)
                 await services.start()
                 try:
                     # The gateway retries the markets while the exchange is down: a stop meanwhile ends
@@ -334,6 +350,8 @@ class Daemon:
                     await self._stop.wait()
                     await stop_trading(feed, delivery, gap_lines, manager, services, journal, turns)
                 finally:
+                    if http is not None:
+                        http.stop()
                     with anyio.CancelScope(shield=True):
                         await services.stop()
                         if outbox is not None:

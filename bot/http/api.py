@@ -1,0 +1,196 @@
+"""`/api/v1`: the control commands over HTTP, each route one command of bot.control.commands (one implementation serves the socket and HTTP).
+
+A route's body is the command's `result`, as `bot ctl --json` shows it inside its envelope; an error is
+`{"error": {"code", "message"}}` with the socket's codes and an HTTP status that fits. Every route needs
+the bearer token, reads too unless `public_read`; a change without a valid token is refused before its
+body is read. A Host header that is not the listen address (or localhost) is refused: a page elsewhere
+must not reach the API through DNS rebinding.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bot.config.http import HttpConfig
+from bot.control.commands import Control, run_command
+from bot.control.protocol import ControlError
+
+# HTTP status per error code (the socket's codes, and the HTTP layer's own).
+STATUS = {
+    "bad_json": 400,
+    "bad_request": 400,
+    "bad_args": 400,
+    "invalid_config": 400,
+    "unauthorized": 401,
+    "forbidden_host": 403,
+    "unknown_strategy": 404,
+    "unknown_command": 404,
+    "invalid_state": 409,
+    "too_large": 413,
+    "internal": 500,
+}
+# Strategy commands taken by POST /api/v1/strategies/{id}/{command}, the id put in their arguments.
+STRATEGY_COMMANDS = ("activate", "deactivate", "set", "reload", "unload", "move")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HttpError(Exception):
+    """A request refused before (or instead of) a command: its code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """`body` as JSON (orjson: the same encoding as the control socket's replies)."""
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def error_response(code: str, message: str) -> Response:
+    """The error body, with the status its code fits."""
+    return json_response({"error": {"code": code, "message": message}}, STATUS.get(code, 400))
+
+
+class Api:
+    """The `/api/v1` routes over a daemon's Control, guarded by the `http` config's host check and token."""
+
+    def __init__(self, control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger) -> None:
+        self._control = control
+        self._config = config
+        self._token = token
+        self._log = logger
+        # What a browser that reached this server by its own address puts in Host (the port may be omitted only for 80).
+        self._hosts = {config.host, "localhost", f"[{config.host}]"}
+        # The port it listens on (the one bound, for a listen port of 0).
+        self._port = port
+
+    def routes(self) -> list[Route]:
+        """The routes, each bound to its command."""
+        read, write = self._read, self._write
+        return [
+            Route("/api/v1/status", read(lambda _: ("status", {})), methods=["GET"]),
+            Route("/api/v1/strategies", read(lambda _: ("strategies", {})), methods=["GET"]),
+            Route("/api/v1/strategies", write(lambda _, body: ("load", body)), methods=["POST"]),
+            Route("/api/v1/strategies/{id}", self._guarded(self._strategy, change=False), methods=["GET"]),
+            Route("/api/v1/strategies/{id}/positions", read(lambda r: ("positions", {"id": r.path_params["id"]})), methods=["GET"]),
+            Route("/api/v1/positions", read(lambda _: ("positions", {})), methods=["GET"]),
+            Route("/api/v1/metrics", read(lambda _: ("metrics", {})), methods=["GET"]),
+            Route("/api/v1/strategies/{id}/switch", write(lambda r, body: ("switch", {**body, "from": r.path_params["id"]})), methods=["POST"]),
+            Route("/api/v1/strategies/{id}/{command}", self._guarded(self._strategy_command, change=True), methods=["POST"]),
+        ]
+
+    # -- guards ---------------------------------------------------------------------------------
+    def _guarded(self, handler: Callable[[Request], Awaitable[Any]], *, change: bool) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                self.check(request, change=change)
+                return json_response(await handler(request))
+            except HttpError as exc:
+                return error_response(exc.code, exc.message)
+            except ControlError as exc:
+                return error_response(exc.code, exc.message)
+            except Exception as exc:  # noqa: BLE001  a bug in a route must not take the daemon down
+                self._log.exception("http: %s %s failed", request.method, request.url.path)
+                return error_response("internal", f"{type(exc).__name__}: {exc}")
+
+        return endpoint
+
+    def check(self, request: Request, *, change: bool) -> None:
+        """HttpError unless the request names this server as its host and carries the token a change (or a closed read) needs."""
+        self.check_host(request)
+        if change or not self._config.public_read:
+            self.check_token(request, change=change)
+
+    def check_host(self, request: Request) -> None:
+        """HttpError unless the Host header is the listen address or localhost, on the listen port."""
+        host = request.headers.get("host", "")
+        name, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+        if not colon:
+            name, port = host, ""
+        if name not in self._hosts or (port and port != str(self._port)) or (not port and self._port != 80):
+            raise HttpError("forbidden_host", f"Host {host!r} is not this server ({self._config.host}:{self._port} or localhost)")
+
+    def check_token(self, request: Request, *, change: bool) -> None:
+        """HttpError unless `Authorization: Bearer <token>` carries the configured token (compared in constant time)."""
+        if self._token is None:
+            why = "changes are refused" if change else "this read needs a token (or http.public_read)"
+            raise HttpError("unauthorized", f"no API token is configured (http.token_env): {why}")
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
+            raise HttpError("unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+
+    # -- routes ---------------------------------------------------------------------------------
+    def _read(self, command: Callable[[Request], tuple[str, dict[str, Any]]]) -> Handler:
+        async def run(request: Request) -> Any:
+            cmd, args = command(request)
+            return run_command(self._control, cmd, args)
+
+        return self._guarded(run, change=False)
+
+    def _write(self, command: Callable[[Request, dict[str, Any]], tuple[str, dict[str, Any]]]) -> Handler:
+        async def run(request: Request) -> Any:
+            cmd, args = command(request, await self.body(request))
+            return run_command(self._control, cmd, args)
+
+        return self._guarded(run, change=True)
+
+    async def _strategy(self, request: Request) -> Any:
+        """A strategy's status row, its config and file (status and strategies, one strategy of each)."""
+        sid = request.path_params["id"]
+        status = run_command(self._control, "status", {})
+        row = status["strategies"].get(sid)
+        if row is None:
+            raise ControlError("unknown_strategy", f"unknown strategy {sid!r}")
+        loaded = run_command(self._control, "strategies", {})["loaded"][sid]
+        return {"id": sid, **row, "file": loaded["file"], "config": loaded["config"]}
+
+    async def _strategy_command(self, request: Request) -> Any:
+        command = request.path_params["command"]
+        if command not in STRATEGY_COMMANDS:
+            raise ControlError("unknown_command", f"unknown strategy command {command!r} (known: {', '.join(STRATEGY_COMMANDS)}, switch)")
+        body = await self.body(request)
+        return run_command(self._control, command, {**body, "id": request.path_params["id"]})
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        """The request's JSON object body ({} when empty); HttpError beyond max_body_bytes, ControlError when not a JSON object."""
+        limit = self._config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HttpError("too_large", f"request body of {declared} bytes: at most {limit} are taken (http.max_body_bytes)")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise HttpError("too_large", f"request body over {limit} bytes (http.max_body_bytes)")
+        if not data.strip():
+            return {}
+        try:
+            body = orjson.loads(bytes(data))
+        except orjson.JSONDecodeError as exc:
+            raise ControlError("bad_json", f"request body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ControlError("bad_request", "request body must be a JSON object")
+        return body
+
+
+def api_app(control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger) -> Starlette:
+    """The Starlette application of `/api/v1` on `port`; unknown routes and methods get JSON errors too."""
+    api = Api(control, config, port, token, logger)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response("unknown_command", f"no route {request.method} {request.url.path}")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return json_response({"error": {"code": "bad_request", "message": f"{request.method} is not allowed on {request.url.path}"}}, 405)
+
+    return Starlette(routes=api.routes(), exception_handlers={404: not_found, 405: not_allowed})

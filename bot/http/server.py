@@ -1,0 +1,104 @@
+"""The HTTP server inside the daemon's task group: uvicorn serving the API on a socket bound first, the daemon keeping its signals."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Generator, Mapping
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+from starlette.types import ASGIApp
+
+from bot.config.http import HttpConfig
+from bot.errors import BotError
+
+# Seconds a stop waits for requests under way before the server is cancelled.
+STOP_GRACE_S = 2
+
+
+class HttpStartError(BotError):
+    """The HTTP server cannot start (its address is in use or not this machine's, its token's variable unset): the message says which."""
+
+
+class _Embedded(uvicorn.Server):
+    """uvicorn's Server without its signal handlers (SIGTERM and SIGINT stay the daemon's: a graceful stop of everything) and
+    without its 0.1 s tick: it waits for `leave()` instead of waking ten times a second (no Date header, no request limit)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._leave = anyio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers, once
+        await self._leave.wait()
+
+    def leave(self) -> None:
+        """End the main loop: the server then shuts down (requests under way answered first)."""
+        self.should_exit = True
+        self._leave.set()
+
+
+def http_token(config: HttpConfig, environ: Mapping[str, str]) -> str | None:
+    """The API's bearer token from the environment variable the config names (None without one); HttpStartError when it is named but unset."""
+    if config.token_env is None:
+        return None
+    token = environ.get(config.token_env, "").strip()
+    if not token:
+        raise HttpStartError(f"http.token_env names {config.token_env}, which is not set (or empty): set it, or remove token_env")
+    return token
+
+
+class HttpServer:
+    """Binds the configured address, then serves the app `make_app(port)` builds until `stop`."""
+
+    def __init__(self, config: HttpConfig, make_app: Callable[[int], ASGIApp], logger: logging.Logger) -> None:
+        self._config = config
+        self._make_app = make_app
+        self._log = logger
+        self._server: _Embedded | None = None
+        self.url: str | None = None
+
+    def bind(self) -> socket.socket:
+        """The listening socket (bound before anything is served, so an address in use stops the start with a clear error)."""
+        host, port = self._config.host, self._config.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise HttpStartError(f"http.listen {self._config.listen}: cannot listen there: {exc.strerror or exc}") from None
+        sock.listen(128)
+        sock.set_inheritable(False)
+        return sock
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Bind, then serve (reported started once listening); return after `stop`."""
+        sock = self.bind()
+        port = sock.getsockname()[1]
+        shown = f"[{self._config.host}]" if ":" in self._config.host else self._config.host
+        self.url = f"http://{shown}:{port}"
+        config = uvicorn.Config(
+            self._make_app(port), lifespan="off", access_log=False, log_config=None, server_header=False, date_header=False,
+            timeout_graceful_shutdown=STOP_GRACE_S, ws="none",
+        )
+        server = self._server = _Embedded(config)
+        self._log.info("http: serving %s (pid %d)", self.url, os.getpid())
+        task_status.started()
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+
+    def stop(self) -> None:
+        """Ask the server to finish: it stops taking connections and ends once requests under way are answered (STOP_GRACE_S at most)."""
+        if self._server is not None:
+            self._server.leave()
