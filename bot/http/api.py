@@ -14,11 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bot.config.cluster import is_loopback
 from bot.config.http import HttpConfig
 from bot.control.commands import Control, run_command
 from bot.control.protocol import ControlError
@@ -183,8 +186,24 @@ class Api:
         return body
 
 
-def api_app(control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger) -> Starlette:
-    """The Starlette application of `/api/v1` on `port`; unknown routes and methods get JSON errors too."""
+def metrics_route(api: Api, config: HttpConfig, registry: CollectorRegistry) -> Route:
+    """`GET /metrics`: the text exposition format 0.0.4 (what Prometheus 2 reads); open on loopback (or with public_read), the token needed elsewhere."""
+    open_read = config.public_read or is_loopback(config.host)
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            api.check_host(request)
+            if not open_read:
+                api.check_token(request, change=False)
+        except HttpError as exc:
+            return error_response(exc.code, exc.message)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    return Route("/metrics", endpoint, methods=["GET"])
+
+
+def api_app(control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger, registry: CollectorRegistry) -> Starlette:
+    """The Starlette application of `/api/v1` and `/metrics` on `port`; unknown routes and methods get JSON errors too."""
     api = Api(control, config, port, token, logger)
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -193,4 +212,4 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return json_response({"error": {"code": "bad_request", "message": f"{request.method} is not allowed on {request.url.path}"}}, 405)
 
-    return Starlette(routes=api.routes(), exception_handlers={404: not_found, 405: not_allowed})
+    return Starlette(routes=[*api.routes(), metrics_route(api, config, registry)], exception_handlers={404: not_found, 405: not_allowed})

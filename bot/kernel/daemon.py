@@ -50,6 +50,7 @@ from bot.journal.lock import JournalLock
 from bot.journal.turns import Turns
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
+from bot.metrics import METRICS_EVENTS
 from bot.services import BotServices
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig
@@ -235,10 +236,14 @@ class Daemon:
         if config is None:
             return None
         from bot.http.api import api_app
+        from bot.http.prometheus import metrics_registry
         from bot.http.server import HttpServer, http_token
 
         token = http_token(config, os.environ)
-        return HttpServer(config, lambda port: api_app(control, config, port, token, self.logger.logger), self.logger.logger)
+        bot_config = self.loaded.bot
+        exchange = bot_config.exchange.id if bot_config.exchange is not None and bot_config.feed.source == "ccxt" else "paper"
+        registry = metrics_registry(control, exchange)
+        return HttpServer(config, lambda port: api_app(control, config, port, token, self.logger.logger, registry), self.logger.logger)
 
     def _build(
         self,
@@ -330,6 +335,8 @@ class Daemon:
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status
             )
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
+            # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).
+            services.bus.subscribe(services.metrics.observe, types=METRICS_EVENTS)
             async with server.serving():
                 log.info("control socket %s", self.socket_path)
                 http = self._http(server.control)

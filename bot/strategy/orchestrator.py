@@ -165,6 +165,7 @@ class TradingOrchestrator:
         metrics.candles += 1
         metrics.busy_ns += elapsed
         metrics.samples.append(elapsed)
+        metrics.histogram[elapsed.bit_length()] += 1
         if elapsed > metrics.max_ns:
             metrics.max_ns = elapsed
 
@@ -201,6 +202,7 @@ class TradingOrchestrator:
         metrics.candles += 1
         metrics.busy_ns += elapsed
         metrics.samples.append(elapsed)
+        metrics.histogram[elapsed.bit_length()] += 1
         if elapsed > metrics.max_ns:
             metrics.max_ns = elapsed
 
