@@ -38,6 +38,11 @@ class BotCollector(Collector):
         build.add_metric([bot_version()], 1)
         yield build
         yield GaugeMetricFamily("bot_health", "1 while the daemon's health is ok, 0 while degraded.", value=1 if status["health"] == "ok" else 0)
+        yield GaugeMetricFamily("bot_kill_switch", "1 while the kill switch is engaged (a global daily loss limit reached: no new entries).",
+                                value=1 if status["kill_switch"] else 0)
+        feed = GaugeMetricFamily("bot_feed_info", "Where the daemon's candles come from: recorded (a replay's clock) or ccxt (live).", labels=["source"])
+        feed.add_metric([str(status["feed"].get("source", "recorded"))], 1)
+        yield feed
         yield from self._streams()
         yield from self._strategies(status["strategies"], figures)
         orders = CounterMetricFamily("bot_orders", "Orders per strategy by what became of them, since the daemon started.", labels=["strategy", "status"])
