@@ -17,7 +17,7 @@ DEFAULT_HTTP_LISTEN = "127.0.0.1:8080"
 def split_listen(listen: str) -> tuple[str, int]:
     """`host:port` (an IPv6 host in brackets) as (host, port); ValueError naming what is wrong."""
     host, colon, port = listen.rpartition(":")
-    if not colon or not host or not port.isdigit():
+    if not colon or not host or not (port.isascii() and port.isdigit()):
         raise ValueError(f"{listen!r} is not host:port, such as {DEFAULT_HTTP_LISTEN}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

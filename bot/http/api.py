@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -59,9 +59,14 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def error_response(code: str, message: str) -> Response:
-    """The error body, with the status its code fits."""
-    return json_response({"error": {"code": code, "message": message}}, STATUS.get(code, 400))
+def error_response(code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """The error body, with the status its code fits (a 401 names its Bearer challenge, as RFC 9110 and 6750 ask)."""
+    response = json_response({"error": {"code": code, "message": message}}, STATUS.get(code, 400))
+    if code == "unauthorized":
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bot"'
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 class Api:
@@ -210,6 +215,10 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
         return error_response("unknown_command", f"no route {request.method} {request.url.path}")
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return json_response({"error": {"code": "bad_request", "message": f"{request.method} is not allowed on {request.url.path}"}}, 405)
+        response = json_response({"error": {"code": "bad_request", "message": f"{request.method} is not allowed on {request.url.path}"}}, 405)
+        # The methods the route takes (Starlette's exception names them): a 405 carries Allow (RFC 9110 15.5.6).
+        for name, value in (getattr(exc, "headers", None) or {}).items():
+            response.headers[name] = value
+        return response
 
     return Starlette(routes=[*api.routes(), metrics_route(api, config, registry)], exception_handlers={404: not_found, 405: not_allowed})

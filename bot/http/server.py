@@ -1,6 +1,7 @@
 """The HTTP server inside the daemon's task group: uvicorn serving the API on a socket bound first, the daemon keeping its signals."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -10,7 +11,7 @@ from collections.abc import Callable, Generator, Mapping
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.config.http import HttpConfig
 from bot.errors import BotError
@@ -55,6 +56,32 @@ def http_token(config: HttpConfig, environ: Mapping[str, str]) -> str | None:
     return token
 
 
+class _Forward(logging.Handler):
+    """uvicorn's log records through the daemon's logger: its format, its log file."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._logger.handle(record)
+
+
+class _QuietWhenStopping:
+    """The app, a request that the stop cut off (its grace over) ending in silence: the daemon is stopping, nothing failed."""
+
+    def __init__(self, app: ASGIApp, stopping: Callable[[], bool]) -> None:
+        self._app = app
+        self._stopping = stopping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self._stopping():
+                raise
+
+
 class HttpServer:
     """Binds the configured address, then serves the app `make_app(port)` builds until `stop`."""
 
@@ -63,6 +90,9 @@ class HttpServer:
         self._make_app = make_app
         self._log = logger
         self._server: _Embedded | None = None
+        self._stopping = False
+        # Set once it has stopped serving (or never started): the daemon waits for it, STOP_GRACE_S and a little more at most.
+        self.done = anyio.Event()
         self.url: str | None = None
 
     def bind(self) -> socket.socket:
@@ -82,12 +112,25 @@ class HttpServer:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind, then serve (reported started once listening); return after `stop`."""
+        try:
+            await self._run(task_status)
+        finally:
+            self.done.set()
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
+        forward = _Forward(self._log)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            # Its warnings (a malformed request) in the daemon's log; its start and stop lines are the daemon's own.
+            uvicorn_log = logging.getLogger(name)
+            uvicorn_log.handlers = [forward]
+            uvicorn_log.propagate = False
+            uvicorn_log.setLevel(logging.WARNING)
         sock = self.bind()
         port = sock.getsockname()[1]
         shown = f"[{self._config.host}]" if ":" in self._config.host else self._config.host
         self.url = f"http://{shown}:{port}"
         config = uvicorn.Config(
-            self._make_app(port), lifespan="off", access_log=False, log_config=None, server_header=False, date_header=False,
+            _QuietWhenStopping(self._make_app(port), lambda: self._stopping), lifespan="off", access_log=False, log_config=None, server_header=False, date_header=False,
             timeout_graceful_shutdown=STOP_GRACE_S, ws="none",
         )
         server = self._server = _Embedded(config)
@@ -100,5 +143,8 @@ class HttpServer:
 
     def stop(self) -> None:
         """Ask the server to finish: it stops taking connections and ends once requests under way are answered (STOP_GRACE_S at most)."""
+        self._stopping = True
         if self._server is not None:
             self._server.leave()
+        else:
+            self.done.set()

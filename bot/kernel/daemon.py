@@ -95,6 +95,10 @@ def control_server(
     return ControlServer(state, loaded.bot.control, socket_path, log)
 
 
+# Seconds a stop waits for the HTTP server to answer the requests under way (its own grace is 2 s).
+HTTP_STOP_WAIT_S = 3.0
+
+
 def _cluster_status(outbox: Outbox, minds: Callable[[], dict[str, Any]] | None) -> Callable[[], dict[str, Any]]:
     """`bot ctl status`'s cluster section: the outbox's, and with strategies on workers, the minds' under `minds`."""
     if minds is None:
@@ -357,9 +361,12 @@ class Daemon:
                     await self._stop.wait()
                     await stop_trading(feed, delivery, gap_lines, manager, services, journal, turns)
                 finally:
-                    if http is not None:
-                        http.stop()
                     with anyio.CancelScope(shield=True):
+                        if http is not None:
+                            # Requests under way are answered first (the server's grace), then the rest stops.
+                            http.stop()
+                            with anyio.move_on_after(HTTP_STOP_WAIT_S):
+                                await http.done.wait()
                         await services.stop()
                         if outbox is not None:
                             await outbox.close(OUTBOX_FLUSH_S)

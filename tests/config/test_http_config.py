@@ -114,11 +114,6 @@ def test_an_http_section_that_is_not_an_object_is_refused(tmp_path: Path) -> Non
     assert _problem(tmp_path, "127.0.0.1:8080")[0] == "http"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="split_listen checks the port with str.isdigit(), which takes non-ASCII digits: Arabic-Indic digits are read as port 8080, "
-    "and a superscript digit ends in int()'s own 'invalid literal' message instead of 'is not host:port'",
-)
 @pytest.mark.parametrize("listen", ["127.0.0.1:\u0668\u0660\u0668\u0660", "127.0.0.1:80\u00b2"])
 def test_a_port_of_other_than_ascii_digits_is_not_host_port(tmp_path: Path, listen: str) -> None:
     field, reason = _problem(tmp_path, {"listen": listen})

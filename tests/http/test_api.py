@@ -292,7 +292,6 @@ def test_the_scheme_is_case_insensitive(served: Served, scheme: str) -> None:
     assert reply.status == 200, reply
 
 
-@pytest.mark.xfail(strict=True, reason="a 401 carries no WWW-Authenticate header (RFC 9110 15.5.2 and RFC 6750 3: it MUST, with the Bearer challenge)")
 def test_a_401_names_the_bearer_challenge(served: Served) -> None:
     reply = served.get("/api/v1/status", auth=None)
     assert reply.status == 401
@@ -534,7 +533,6 @@ def test_a_route_with_another_method_is_a_json_405(served: Served, method: str, 
     assert served.ctl("status")["strategies"]["ema_cross"]["state"] == "active"
 
 
-@pytest.mark.xfail(strict=True, reason="the JSON 405 handler drops Starlette's Allow header (RFC 9110 15.5.6: a 405 MUST carry Allow)")
 def test_a_405_says_which_methods_are_allowed(served: Served) -> None:
     reply = served.get("/api/v1/strategies/ema_cross/deactivate")
     assert reply.status == 405
@@ -598,11 +596,6 @@ def test_a_malformed_request_is_a_400_and_the_server_serves_on(served: Served) -
     assert served.get("/api/v1/strategies").body == served.ctl("strategies")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn's own loggers get no handler (log_config=None): its 'Invalid HTTP request received.' goes through "
-    "logging's last-resort handler to stderr, bare, outside the daemon's log format (and its --log-file)",
-)
 def test_what_the_server_logs_of_a_malformed_request_is_in_the_daemon_log_format(served: Served) -> None:
     assert _malformed(served).status == 400  # logged before the 400 is sent
     bare = [line for line in served.daemon.log.read_text().splitlines() if not LOG_LINE.match(line)]
@@ -755,11 +748,6 @@ def test_sigterm_stops_the_daemon_with_a_request_under_way(short_tmp: Path) -> N
             stalled.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request under way at SIGTERM is cancelled at once (the task group is cancelled, no STOP_GRACE_S wait) and uvicorn "
-    "prints 'Exception in ASGI application' with a CancelledError traceback, unformatted, after the daemon's 'stopped' line",
-)
 def test_sigterm_with_a_request_under_way_logs_no_traceback(short_tmp: Path) -> None:
     with _http_daemon(short_tmp) as served:
         stalled = _stalled(served)
