@@ -11,6 +11,8 @@ from bot.config.cluster import is_loopback
 from bot.config.strict import Strict
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# A DNS name or an IPv4/IPv6 address, as a Host header names it (without the port).
+_HOST_NAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|[0-9A-Fa-f:.]+)$")
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8080"
 
 
@@ -45,6 +47,11 @@ class HttpConfig(Strict):
     allow_remote: bool = Field(default=False, description="listen on a non-loopback address (needs token_env; put TLS in front)")
     public_read: bool = Field(default=False, description="let reads of /api/v1 through without the token (changes still need it)")
     max_body_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024, description="largest request body taken (413 beyond)")
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(), max_length=32,
+        description="names (or addresses) clients reach the server by, besides the listen address: the Host header must be one "
+        "(a DNS-rebinding guard); required with allow_remote on 0.0.0.0 or ::",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -67,7 +74,17 @@ class HttpConfig(Strict):
                 raise ValueError(f"listen {self.listen}: not a loopback address; set allow_remote (with token_env, and TLS in front) to serve a network")
             if self.token_env is None:
                 raise ValueError(f"listen {self.listen}: a server off loopback needs token_env (a bearer token for every /api/v1 route)")
+            if host != "localhost" and ipaddress.ip_address(host).is_unspecified and not self.allowed_hosts:
+                raise ValueError(f"listen {self.listen}: on every address, name in allowed_hosts the hosts clients reach it by (its Host header is checked)")
         return self
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _HOST_NAME.match(name):
+                raise ValueError(f"{name!r} is not a host name or address (no port, no scheme)")
+        return tuple(name.lower() for name in value)
 
     @property
     def host(self) -> str:

@@ -54,7 +54,7 @@ def _describe(exc: ValidationError) -> str:
 MAX_ARGS_DEPTH = 32
 
 
-def _too_deep(value: Any, limit: int) -> bool:
+def too_deep(value: Any, limit: int = MAX_ARGS_DEPTH) -> bool:
     """Whether `value` nests lists/objects more than `limit` levels deep (walked without recursion)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -88,7 +88,7 @@ def parse_request(raw: str | bytes) -> tuple[Request | None, dict[str, Any] | No
     raw_id = data.get("id")
     request_id = raw_id if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
     for key, value in data.items():
-        if _too_deep(value, MAX_ARGS_DEPTH):
+        if too_deep(value, MAX_ARGS_DEPTH):
             code: ErrorCode = "bad_args" if key == "args" else "bad_request"
             return None, error_reply(request_id, code, f"{key}: nested more than {MAX_ARGS_DEPTH} levels deep")
     try:

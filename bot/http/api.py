@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -24,7 +25,7 @@ from starlette.routing import Route
 from bot.config.cluster import is_loopback
 from bot.config.http import HttpConfig
 from bot.control.commands import Control, run_command
-from bot.control.protocol import ControlError
+from bot.control.protocol import MAX_ARGS_DEPTH, ControlError, too_deep
 
 # HTTP status per error code (the socket's codes, and the HTTP layer's own).
 STATUS = {
@@ -37,12 +38,15 @@ STATUS = {
     "unknown_strategy": 404,
     "unknown_command": 404,
     "invalid_state": 409,
+    "timeout": 408,
     "too_large": 413,
     "internal": 500,
 }
 # Strategy commands taken by POST /api/v1/strategies/{id}/{command}, the id put in their arguments.
 STRATEGY_COMMANDS = ("activate", "deactivate", "set", "reload", "unload", "move")
 Handler = Callable[[Request], Awaitable[Response]]
+# Seconds a request's body may take to arrive.
+BODY_TIMEOUT_S = 10.0
 
 
 class HttpError(Exception):
@@ -77,8 +81,12 @@ class Api:
         self._config = config
         self._token = token
         self._log = logger
-        # What a browser that reached this server by its own address puts in Host (the port may be omitted only for 80).
-        self._hosts = {config.host, "localhost", f"[{config.host}]"}
+        # What a client that reached this server by its own address puts in Host (the port may be omitted only for 80):
+        # on loopback any loopback name, else the listen address and the names allowed_hosts gives (a wildcard listen has no name).
+        names = {config.host, *config.allowed_hosts}
+        if is_loopback(config.host):
+            names |= {"localhost", "127.0.0.1", "::1"}
+        self._hosts = names | {f"[{name}]" for name in names if ":" in name}
         # The port it listens on (the one bound, for a listen port of 0).
         self._port = port
 
@@ -107,9 +115,10 @@ class Api:
                 return error_response(exc.code, exc.message)
             except ControlError as exc:
                 return error_response(exc.code, exc.message)
-            except Exception as exc:  # noqa: BLE001  a bug in a route must not take the daemon down
+            except Exception:  # noqa: BLE001  a bug in a route must not take the daemon down
                 self._log.exception("http: %s %s failed", request.method, request.url.path)
-                return error_response("internal", f"{type(exc).__name__}: {exc}")
+                # Its text may name files: the log has it, the client gets the fact.
+                return error_response("internal", "the request failed inside the daemon (its log says why)")
 
         return endpoint
 
@@ -125,7 +134,7 @@ class Api:
         name, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
         if not colon:
             name, port = host, ""
-        if name not in self._hosts or (port and port != str(self._port)) or (not port and self._port != 80):
+        if name.lower() not in self._hosts or (port and port != str(self._port)) or (not port and self._port != 80):
             raise HttpError("forbidden_host", f"Host {host!r} is not this server ({self._config.host}:{self._port} or localhost)")
 
     def check_token(self, request: Request, *, change: bool) -> None:
@@ -176,10 +185,14 @@ class Api:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise HttpError("too_large", f"request body of {declared} bytes: at most {limit} are taken (http.max_body_bytes)")
         data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
-                raise HttpError("too_large", f"request body over {limit} bytes (http.max_body_bytes)")
+        # A body sent slowly, or never finished, is not waited for beyond BODY_TIMEOUT_S.
+        with anyio.move_on_after(BODY_TIMEOUT_S) as waited:
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limit:
+                    raise HttpError("too_large", f"request body over {limit} bytes (http.max_body_bytes)")
+        if waited.cancelled_caught:
+            raise HttpError("timeout", f"the request body did not arrive within {BODY_TIMEOUT_S:g} s")
         if not data.strip():
             return {}
         try:
@@ -188,6 +201,8 @@ class Api:
             raise ControlError("bad_json", f"request body is not JSON: {exc}") from None
         if not isinstance(body, dict):
             raise ControlError("bad_request", "request body must be a JSON object")
+        if too_deep(body):
+            raise ControlError("bad_args", f"request body nested more than {MAX_ARGS_DEPTH} levels deep")
         return body
 
 
@@ -221,4 +236,7 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
             response.headers[name] = value
         return response
 
-    return Starlette(routes=[*api.routes(), metrics_route(api, config, registry)], exception_handlers={404: not_found, 405: not_allowed})
+    app = Starlette(routes=[*api.routes(), metrics_route(api, config, registry)], exception_handlers={404: not_found, 405: not_allowed})
+    # A trailing slash gets the JSON 404, not a redirect to whatever host the request named (before any check).
+    app.router.redirect_slashes = False
+    return app

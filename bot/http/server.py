@@ -12,12 +12,18 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bot.config.http import HttpConfig
 from bot.errors import BotError
 
 # Seconds a stop waits for requests under way before the server is cancelled.
 STOP_GRACE_S = 2
+# Seconds a connection has to send a whole request and have it answered; connections open at once, beyond which new ones are closed.
+REQUEST_DEADLINE_S = 30.0
+MAX_CONNECTIONS = 64
+# Connections the kernel queues before accept (also what asyncio retries per round when accept fails).
+LISTEN_BACKLOG = 128
 
 
 class HttpStartError(BotError):
@@ -54,6 +60,39 @@ def http_token(config: HttpConfig, environ: Mapping[str, str]) -> str | None:
     if not token:
         raise HttpStartError(f"http.token_env names {config.token_env}, which is not set (or empty): set it, or remove token_env")
     return token
+
+
+class _Guarded(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline per request and a cap on connections: idle or half-sent connections do
+    not pile up until the daemon runs out of file descriptors (its control socket with them)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        if len(self.connections) > MAX_CONNECTIONS:
+            transport.close()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(REQUEST_DEADLINE_S, self._expired)
+
+    def _expired(self) -> None:
+        # No whole request answered within the deadline (nothing sent, headers or body sent slowly, or never finished).
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # The next request on this connection has its own deadline (idle keep-alive closes sooner: uvicorn's timeout).
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
 
 
 class _Forward(logging.Handler):
@@ -106,7 +145,7 @@ class HttpServer:
         except OSError as exc:
             sock.close()
             raise HttpStartError(f"http.listen {self._config.listen}: cannot listen there: {exc.strerror or exc}") from None
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
         sock.set_inheritable(False)
         return sock
 
@@ -131,7 +170,7 @@ class HttpServer:
         self.url = f"http://{shown}:{port}"
         config = uvicorn.Config(
             _QuietWhenStopping(self._make_app(port), lambda: self._stopping), lifespan="off", access_log=False, log_config=None, server_header=False, date_header=False,
-            timeout_graceful_shutdown=STOP_GRACE_S, ws="none",
+            timeout_graceful_shutdown=STOP_GRACE_S, ws="none", http=_Guarded, backlog=LISTEN_BACKLOG, proxy_headers=False,
         )
         server = self._server = _Embedded(config)
         self._log.info("http: serving %s (pid %d)", self.url, os.getpid())

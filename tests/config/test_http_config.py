@@ -42,10 +42,13 @@ def test_an_empty_http_section_serves_loopback_port_8080_without_a_token(tmp_pat
 
 
 def test_a_full_http_section_loads(tmp_path: Path) -> None:
-    section = {"listen": "0.0.0.0:9000", "token_env": "BOT_HTTP_TOKEN", "allow_remote": True, "public_read": True, "max_body_bytes": 4096}
+    section = {
+        "listen": "0.0.0.0:9000", "token_env": "BOT_HTTP_TOKEN", "allow_remote": True, "public_read": True, "max_body_bytes": 4096,
+        "allowed_hosts": ["bot.example.net", "192.0.2.7"],
+    }
     http = _http(tmp_path, section)
     assert http is not None
-    assert http.model_dump() == section
+    assert http.model_dump() == {**section, "allowed_hosts": ("bot.example.net", "192.0.2.7")}
     assert (http.host, http.port) == ("0.0.0.0", 9000)
 
 
@@ -81,8 +84,23 @@ def test_a_network_address_with_allow_remote_still_needs_token_env(tmp_path: Pat
 
 
 def test_a_network_address_with_allow_remote_and_token_env_loads(tmp_path: Path) -> None:
-    http = _http(tmp_path, {"listen": "0.0.0.0:8080", "allow_remote": True, "token_env": "BOT_HTTP_TOKEN"})
-    assert http is not None and http.host == "0.0.0.0"
+    http = _http(tmp_path, {"listen": "192.0.2.7:8080", "allow_remote": True, "token_env": "BOT_HTTP_TOKEN"})
+    assert http is not None and http.host == "192.0.2.7"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080"])
+def test_every_address_needs_the_names_clients_reach_it_by(tmp_path: Path, listen: str) -> None:
+    # Its Host header is checked against them (a DNS-rebinding guard): a wildcard address names no host of its own.
+    field, reason = _problem(tmp_path, {"listen": listen, "allow_remote": True, "token_env": "BOT_HTTP_TOKEN"})
+    assert field == "http" and "allowed_hosts" in reason, reason
+    http = _http(tmp_path, {"listen": listen, "allow_remote": True, "token_env": "BOT_HTTP_TOKEN", "allowed_hosts": ["Bot.Example.net"]})
+    assert http is not None and http.allowed_hosts == ("bot.example.net",)
+
+
+@pytest.mark.parametrize("name", ["http://bot.example", "bot.example:8080", "bad host", "-bot.example", ""])
+def test_an_allowed_host_that_is_not_a_name_is_refused(tmp_path: Path, name: str) -> None:
+    field, reason = _problem(tmp_path, {"allowed_hosts": [name]})
+    assert field == "http.allowed_hosts" and "not a host name or address" in reason, (field, reason)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bot.http.server import MAX_CONNECTIONS
 from tests.cli.test_cli import error_lines, flat
 from tests.control.client import call, result
 from tests.daemon.process import DaemonProcess, short_tmp, write_daemon_config
@@ -347,8 +349,9 @@ def test_without_token_env_public_read_opens_the_reads_and_no_change(tokenless_p
 # --- the Host header (DNS rebinding) -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}"])
-def test_the_listen_address_or_localhost_on_its_port_is_accepted(served: Served, host: str) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}"])
+def test_a_loopback_name_on_its_port_is_accepted(served: Served, host: str) -> None:
+    # On loopback any loopback name (its Host names this machine, whatever name resolved): a rebinding page names its own.
     reply = served.get("/api/v1/strategies", headers={"Host": host.format(port=served.port)})
     assert reply.status == 200, reply
 
@@ -364,7 +367,7 @@ def test_the_listen_address_or_localhost_on_its_port_is_accepted(served: Served,
         "127.0.0.1:{other}",
         "localhost",  # no port: only port 80 may leave it out
         "127.0.0.1",
-        "[::1]:{port}",  # not the listen address
+        "[::2]:{port}",
         "",
     ],
 )
@@ -787,3 +790,44 @@ def test_bot_run_refuses_a_token_env_that_is_not_set_before_touching_the_journal
     assert "Traceback" not in run.stderr
     assert sorted(path.name for path in short_tmp.iterdir()) == ["config.json", "strategies"]
     assert config.exists()
+
+
+def test_connections_beyond_the_cap_are_closed_at_once_and_the_control_socket_still_answers(served: Served) -> None:
+    # Idle connections (nothing sent) up to the cap; each one after it is closed by the server at once.
+    held = [socket.create_connection(("127.0.0.1", served.port), timeout=SOCKET_TIMEOUT_S) for _ in range(MAX_CONNECTIONS)]
+    try:
+        # The cap holds connections the server has taken: a request answered on one of them proves the others are taken too.
+        extra = socket.create_connection(("127.0.0.1", served.port), timeout=SOCKET_TIMEOUT_S)
+        try:
+            assert extra.recv(1) == b"", "a connection beyond the cap was kept open"
+        finally:
+            extra.close()
+        assert served.ctl("status")["health"] in ("ok", "degraded")
+    finally:
+        for sock in held:
+            sock.close()
+    # Once they are gone the server serves again.
+    deadline = time.monotonic() + SOCKET_TIMEOUT_S
+    while True:
+        try:
+            if served.get("/api/v1/strategies").status == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the server did not serve again after the idle connections closed"
+        time.sleep(0.05)
+
+
+def test_a_body_nested_deeper_than_the_sockets_limit_is_refused(served: Served) -> None:
+    value: Any = 1
+    for _ in range(40):
+        value = {"a": value}
+    reply = served.request("POST", "/api/v1/strategies/ema_cross/set", orjson.dumps({"path": "params.x", "value": value}))
+    assert reply.status == 400 and reply.body["error"]["code"] == "bad_args" and "levels deep" in reply.body["error"]["message"], reply
+
+
+def test_a_trailing_slash_is_a_json_404_not_a_redirect(served: Served) -> None:
+    # No route has it: the JSON 404 whatever the Host, never a redirect to the host the request named.
+    for host in ("evil.example", f"127.0.0.1:{served.port}"):
+        reply = served.get("/api/v1/status/", headers={"Host": host})
+        assert (reply.status, reply.error[0]) == (404, "unknown_command") and "location" not in reply.headers, reply
