@@ -177,6 +177,15 @@ def _cluster_unusable(loaded: LoadedConfig, environ: Mapping[str, str] | None = 
     missing = needs_cluster_extra()
     if missing is not None:
         return f"cluster section: {missing}"
+    if loaded.bot.cluster.placement == "workers":
+        from bot.cluster.leases import check_sid
+
+        for spec in loaded.enabled_strategies():
+            try:
+                check_sid(spec.id)
+            except ValueError as exc:
+                # Each strategy's mind is placed by a lease named after it: an id that cannot name one would fail it at its first candle.
+                return f"cluster.placement workers: {exc}"
     if environ is not None:
         from bot.cluster.access import ClusterConnectError, read_credentials
 

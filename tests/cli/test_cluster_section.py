@@ -82,3 +82,15 @@ def test_without_the_cluster_extra_run_and_validate_refuse_a_cluster_section(tmp
         err = capsys.readouterr().err
         assert "config.json: cluster section: the cluster needs the cluster extra (nats-py): run bash scripts/setup.sh --cluster" in flat(err), err
     assert not (tmp_path / "journal.db").exists()
+
+
+@pytest.mark.parametrize("sid", ["ema..cross", "ema."])
+def test_placement_workers_refuses_a_strategy_id_that_cannot_name_its_lease(tmp_path: Path, sid: str) -> None:
+    # Valid ids in one process, but each strategy's mind is placed by a KV key named after it (no empty token between dots).
+    write_setup(tmp_path, {"a.json": valid_strategy(id=sid)}, {**CANDLES, "cluster": {"placement": "workers"}})
+    result = run_bot("validate", "--config", "config.json", cwd=tmp_path)
+    assert result.returncode == 2, flat(result.stdout + result.stderr)
+    rule = "1-64 letters, digits, '_', '-' or '.' (not at either end, not two in a row)"
+    assert error_lines(result.stderr) == [f"error: config.json: cluster.placement workers: strategy id {sid!r} cannot name a lease: {rule}"], flat(result.stderr)
+    write_setup(tmp_path, {"a.json": valid_strategy(id=sid)}, {**CANDLES, "cluster": {"placement": "hub"}})
+    assert run_bot("validate", "--config", "config.json", cwd=tmp_path).returncode == 0
