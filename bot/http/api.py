@@ -26,6 +26,7 @@ from bot.config.cluster import is_loopback
 from bot.config.http import HttpConfig
 from bot.control.commands import Control, run_command
 from bot.control.protocol import MAX_ARGS_DEPTH, ControlError, too_deep
+from bot.http.events import EventStreamResponse, events_args
 
 # HTTP status per error code (the socket's codes, and the HTTP layer's own).
 STATUS = {
@@ -101,6 +102,7 @@ class Api:
             Route("/api/v1/strategies/{id}/positions", read(lambda r: ("positions", {"id": r.path_params["id"]})), methods=["GET"]),
             Route("/api/v1/positions", read(lambda _: ("positions", {})), methods=["GET"]),
             Route("/api/v1/metrics", read(lambda _: ("metrics", {})), methods=["GET"]),
+            Route("/api/v1/events", self._events, methods=["GET"]),
             Route("/api/v1/strategies/{id}/switch", write(lambda r, body: ("switch", {**body, "from": r.path_params["id"]})), methods=["POST"]),
             Route("/api/v1/strategies/{id}/{command}", self._guarded(self._strategy_command, change=True), methods=["POST"]),
         ]
@@ -160,6 +162,17 @@ class Api:
             return run_command(self._control, cmd, args)
 
         return self._guarded(run, change=True)
+
+    async def _events(self, request: Request) -> Response:
+        """The live event stream (server-sent events), filtered by `strategy` and `type` as the socket's `events`."""
+        try:
+            self.check(request, change=False)
+            args = events_args(self._control, request)
+        except HttpError as exc:
+            return error_response(exc.code, exc.message)
+        except ControlError as exc:
+            return error_response(exc.code, exc.message)
+        return EventStreamResponse(self._control, args, self._control.daemon.loaded.bot.control.event_buffer)
 
     async def _strategy(self, request: Request) -> Any:
         """A strategy's status row, its config and file (status and strategies, one strategy of each)."""

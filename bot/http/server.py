@@ -21,7 +21,7 @@ from bot.errors import BotError
 STOP_GRACE_S = 2
 # Seconds a connection has to send a whole request and have it answered; connections open at once, beyond which new ones are closed.
 REQUEST_DEADLINE_S = 30.0
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 256
 # Connections the kernel queues before accept (also what asyncio retries per round when accept fails).
 LISTEN_BACKLOG = 128
 
@@ -69,6 +69,8 @@ class _Guarded(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
+        # The last request answered on this connection (its cycle stays until the next request's replaces it).
+        self._answered: object = None
         if len(self.connections) > MAX_CONNECTIONS:
             transport.close()
             return
@@ -80,11 +82,15 @@ class _Guarded(H11Protocol):
         self._deadline = self.loop.call_later(REQUEST_DEADLINE_S, self._expired)
 
     def _expired(self) -> None:
-        # No whole request answered within the deadline (nothing sent, headers or body sent slowly, or never finished).
+        # No request answered within the deadline (nothing sent, headers or body sent slowly, or never finished). A response
+        # under way (an event stream) is its app's to bound: the stream drops a reader that takes nothing.
+        if self.cycle is not None and self.cycle is not self._answered and self.cycle.response_started:
+            return
         if not self.transport.is_closing():
             self.transport.close()
 
     def on_response_complete(self) -> None:
+        self._answered = self.cycle
         super().on_response_complete()
         # The next request on this connection has its own deadline (idle keep-alive closes sooner: uvicorn's timeout).
         self._arm()

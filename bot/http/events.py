@@ -1,0 +1,89 @@
+"""`GET /api/v1/events`: the live event stream as server-sent events, with the control socket's filters and its slow-reader rule.
+
+Each event is one `data:` line holding its wire message (the events.jsonl envelope with `v` and
+`ts_init`, as `bot ctl events --json` prints it). A reader that falls `control.event_buffer` events
+behind, or whose connection takes nothing for SEND_TIMEOUT_S, is dropped (an `event: error` line with
+code slow_reader when it can still be sent): the bot is never slowed and memory stays bounded.
+"""
+from __future__ import annotations
+
+import anyio
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from bot.bus import EventStream
+from bot.control.commands import STREAM_COMMANDS, Control, EventsArgs, check_event_args
+from bot.control.protocol import validate_args
+from bot.event_codec import encode_message
+from bot.events import EVENT_CLASSES
+
+# Seconds a send may wait for a reader that takes nothing before it is dropped.
+SEND_TIMEOUT_S = 5.0
+
+
+def events_args(control: Control, request: Request) -> EventsArgs:
+    """The stream's filters from the query (`strategy`, `type` repeated), checked as the socket's `events` command checks them; ControlError."""
+    raw: dict[str, object] = {}
+    strategy = request.query_params.get("strategy")
+    if strategy is not None:
+        raw["strategy_id"] = strategy
+    types = request.query_params.getlist("type")
+    if types:
+        raw["types"] = types
+    args = validate_args(STREAM_COMMANDS["events"], raw)
+    assert isinstance(args, EventsArgs)
+    return check_event_args(control, args)
+
+
+class EventStreamResponse(Response):
+    """The server-sent events of one reader: opened on the bus when the response starts, closed when it ends."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, control: Control, args: EventsArgs, buffer: int) -> None:
+        super().__init__(headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        # Open-ended: sent chunked, never with the length of an empty body.
+        self.raw_headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
+        self._control = control
+        self._args = args
+        self._buffer = buffer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        bus = self._control.daemon.services.bus
+        types = None if self._args.types is None else [EVENT_CLASSES[name] for name in self._args.types]
+        stream = bus.stream(types, self._args.strategy_id, maxlen=self._buffer)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with anyio.create_task_group() as tg:
+
+                async def end_when_gone() -> None:
+                    # A reader that hangs up is noticed at once, even with no matching event.
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(end_when_gone)
+                await self._forward(stream, send)
+                tg.cancel_scope.cancel()
+        finally:
+            bus.close_stream(stream)
+
+    async def _forward(self, stream: EventStream, send: Send) -> None:
+        if not await _chunk(send, b": streaming\n\n"):
+            return
+        async for event in stream:
+            if stream.dropped:
+                message = f"reader too slow: {stream.dropped} events dropped; reconnect to resume"
+                await _chunk(send, b"event: error\ndata: " + orjson.dumps({"error": {"code": "slow_reader", "message": message}}) + b"\n\n", final=True)
+                return
+            if not await _chunk(send, b"data: " + encode_message(event) + b"\n\n"):
+                return
+
+
+async def _chunk(send: Send, body: bytes, final: bool = False) -> bool:
+    """Send one part of the body; False when the reader took nothing for SEND_TIMEOUT_S (the connection is then left to close)."""
+    with anyio.move_on_after(SEND_TIMEOUT_S) as waited:
+        await send({"type": "http.response.body", "body": body, "more_body": not final})
+    return not waited.cancelled_caught
