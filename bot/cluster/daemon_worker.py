@@ -9,8 +9,7 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import nats.errors
 from nats.aio.msg import Msg as NatsMsg
@@ -20,6 +19,7 @@ from bot.cluster.daemon_minds import DaemonMinds
 from bot.cluster.error_lines import ErrorLines
 from bot.cluster.leases import LeaseBucket
 from bot.cluster.messages import PROTOCOL, Fingerprint, Hello, ProtocolError, Refused, Welcome, decode, encode
+from bot.cluster.stopping import unless_stopped
 from bot.cluster.subjects import hello_subject, hub_started_subject, turn_subject
 from bot.cluster.worker import WorkerRefused
 from bot.event_codec import VERSION as CODEC_VERSION
@@ -91,10 +91,10 @@ class DaemonWorker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         try:
-            if not await self._unless_stopped(self._connection.connect()):
+            if not await unless_stopped(self._stop, self._connection.connect()):
                 return
             bucket = LeaseBucket(self._connection, self._cid, self._ttl_s, self._log, clock=self._clock)
-            if not await self._unless_stopped(self._open(bucket)):
+            if not await unless_stopped(self._stop, self._open(bucket)):
                 return
             minds = DaemonMinds(self._catalog, self._name, bucket, self._log, self._clock, on_refused=self._refused, decide_timeout_s=self._decide_timeout_s)
             self._minds = minds
@@ -103,7 +103,7 @@ class DaemonWorker:
             started = await self._connection.client.subscribe(hub_started_subject(self._cid), cb=self._on_hub_started)
             try:
                 await self._connection.client.flush()
-                await self._unless_stopped(self._serve(minds))
+                await unless_stopped(self._stop, self._serve(minds))
             finally:
                 # No new request is taken from here on; the leases go at once rather than after their TTL.
                 with contextlib.suppress(nats.errors.Error):
@@ -125,20 +125,6 @@ class DaemonWorker:
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
                 self._lines("open", f"cluster: worker {self._name}: the lease bucket {bucket.bucket} cannot be opened yet ({type(exc).__name__}); retrying")
                 await asyncio.sleep(self._ttl_s / 4)
-
-    async def _unless_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
-        """Run `work` until done (True; what it raises propagates) or until a stop comes first (False: it is cancelled)."""
-        task = asyncio.create_task(work)
-        stopped = asyncio.create_task(self._stop.wait())
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            stopped.cancel()
-            task.result()
-            return True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return False
 
     async def _serve(self, minds: DaemonMinds) -> None:
         """Say Hello and renew the leases every ttl_s / 4, apart: a Hello awaiting an absent hub must not delay a renewal."""

@@ -34,7 +34,6 @@ from bot.daemon.delivery import ErrorHook, InboxDelivery, InboxLane, QueuedCandl
 from bot.daemon.inbox import QueuedCounter
 from bot.daemon.turn_progress import Stream, TurnProgress
 from bot.errors import MoveRefused
-from bot.journal import JournalError
 from bot.journal.turns import TurnOutcome
 from bot.ohlcv import Candle, timeframe_ms
 from bot.strategy.delivery import CandleOwner
@@ -279,19 +278,11 @@ class RemoteLanes(InboxDelivery):
                     # candle is no use now.
                     self._log.warning("[%s] cluster: its turn %d pending from before is older than what it has handled since: closed undecided",
                                       owner.strategy_id, pending.n)
-                    with self._turn_now() as outcome:
-                        self._close_undecided(owner, mind, manage_exits=False)
-                    await outcome.settled()
+                    await self._in_turn(owner, owner.protect, partial(self._close_undecided, owner, mind, manage_exits=False))
                 elif owner.state == "active":
                     await self._decide(owner, mind)
                 else:
-                    with self._turn_now() as outcome:
-                        self._close_undecided(owner, mind)
-                    await outcome.settled()
-            except JournalError as exc:
-                self._not_journalled(owner, owner.protect, exc)
-            except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
-                self._on_error(owner, owner.protect, exc)
+                    await self._in_turn(owner, owner.protect, partial(self._close_undecided, owner, mind))
             finally:
                 lane.busy = False
         await super()._consume(owner, lane)
@@ -318,20 +309,19 @@ class RemoteLanes(InboxDelivery):
             mind.protecting = False
             self._log.warning("[%s] cluster: asking a mind to decide again", owner.strategy_id)
         kind = "trade" if handler == owner.on_candle else "other"
-        try:
-            with self._turn_now() as outcome:
-                error = attempt(self._bar, owner, mind, current, kind)
-                if error is not None:
-                    self._on_error(owner, handler, error)
-                self._note(owner, lane, current)
-            await outcome.settled()
-        except JournalError as exc:  # not barred: nothing of it was kept
+
+        def bar() -> None:
+            error = attempt(self._bar, owner, mind, current, kind)
+            if error is not None:
+                self._on_error(owner, handler, error)
+            self._note(owner, lane, current)
+
+        def not_barred() -> None:
+            # Nothing of the turn was kept: no decision is awaited for it (before its failure resets the strategy).
             mind.pending = None
-            self._not_journalled(owner, handler, exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
-            self._on_error(owner, handler, exc)
-        await self._decide(owner, mind)
+
+        if await self._in_turn(owner, handler, bar, lost=not_barred):
+            await self._decide(owner, mind)
 
     def _unless_seen(self, lane: InboxLane, item: QueuedCandle) -> QueuedCandle | None:
         """The item without the candles barred before a restart (None when all were): the mind decided them, or decides the pending one."""
@@ -400,29 +390,19 @@ class RemoteLanes(InboxDelivery):
             )
             mind.protecting = True
             mind.joins = self._client.joins()
-            try:
-                with self._turn_now() as outcome:
-                    self._close_undecided(owner, mind)
-                await outcome.settled()
-            except JournalError as exc:
-                self._not_journalled(owner, handler, exc)
-            except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
-                self._on_error(owner, handler, exc)
+            await self._in_turn(owner, handler, partial(self._close_undecided, owner, mind))
             return
         if decision is None:
             return
         mind.waits_us.append((time.perf_counter_ns() - started) // 1000)
         mind.retry_s = 0.0
-        try:
-            with self._turn_now() as outcome:
-                error = attempt(self._apply, owner, mind, pending, decision)
-                if error is not None:
-                    self._on_error(owner, handler, error)
-            await outcome.settled()
-        except JournalError as exc:
-            self._not_journalled(owner, handler, exc)
-        except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
-            self._on_error(owner, handler, exc)
+
+        def carried_out() -> None:
+            error = attempt(self._apply, owner, mind, pending, decision)
+            if error is not None:
+                self._on_error(owner, handler, error)
+
+        await self._in_turn(owner, handler, carried_out)
 
     def _apply(self, owner: TradingOrchestrator, mind: _Mind, pending: PendingTurn, decision: Decision) -> None:
         """T2's body: the turn marked decided first (a failing decision fails the strategy in this turn, its role reset), then carried out."""

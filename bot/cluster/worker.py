@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import resource
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import nats.errors
 from nats.aio.msg import Msg as NatsMsg
@@ -19,6 +17,7 @@ from bot.cluster.connection import ClusterConnection
 from bot.cluster.error_lines import ErrorLines
 from bot.cluster.local import LocalMinds
 from bot.cluster.messages import Fingerprint, Hello, ProtocolError, Refused, Stop, Welcome, decode, encode, encode_batch
+from bot.cluster.stopping import unless_stopped
 from bot.cluster.subjects import hello_subject, stop_subject, turn_subject
 from bot.strategy.catalog import StrategyCatalog
 
@@ -97,7 +96,7 @@ class ReplayWorker:
             loop.add_signal_handler(signum, self._stop.set)
         watch = asyncio.create_task(self._watch_parent())
         try:
-            if await self._unless_stopped(self._join()):
+            if await unless_stopped(self._stop, self._join()):
                 self._log.info("cluster: worker %s of run %s: taken in, waiting for turns", self._name, self._cid)
                 await self._stop.wait()
         finally:
@@ -114,20 +113,6 @@ class ReplayWorker:
         await client.subscribe(stop_subject(self._cid), cb=self._on_stop)
         await client.flush()
         await self._hello()
-
-    async def _unless_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
-        """Run `work` until done (True; what it raises propagates) or until a stop comes first (False: it is cancelled)."""
-        task = asyncio.create_task(work)
-        stopped = asyncio.create_task(self._stop.wait())
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            stopped.cancel()
-            task.result()
-            return True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return False
 
     async def _watch_parent(self) -> None:
         """Stop when the hub that started this worker is gone (it is no longer the parent)."""

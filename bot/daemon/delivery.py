@@ -200,26 +200,35 @@ class InboxDelivery:
 
     async def _take(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:
         """Handle one candle in one turn, also a candle it had handled before a restart: what failing on it publishes and books is journalled as any turn's is."""
+
+        def handle() -> None:
+            current = item if lane.replayed is None else self._unless_replayed(owner, lane, item)
+            if current is not None:
+                self._handle(owner, current)
+                self._note(owner, lane, current)
+
+        await self._in_turn(owner, item[0], handle)
+
+    async def _in_turn(self, owner: CandleOwner, handler: CandleHandler, body: Callable[[], None], lost: Callable[[], None] | None = None) -> bool:
+        """Run `body` as one turn and wait until it is settled; what fails is `handler`'s failure, handed to the manager.
+
+        False when the turn could not be journalled (nothing of it was kept): `lost` runs first, then the manager hears of it.
+        """
+        assert self._turn is not None  # only turns' deliveries take items in turns
         try:
-            with self._turn_now() as outcome:
-                current = item if lane.replayed is None else self._unless_replayed(owner, lane, item)
-                if current is not None:
-                    self._handle(owner, current)
-                    self._note(owner, lane, current)
+            with self._turn() as outcome:
+                body()
             await outcome.settled()
         except JournalError as exc:  # the turn (or a write of its failure handling) could not be journalled
-            self._not_journalled(owner, item[0], exc)
+            if lost is not None:
+                lost()
+            failure = TurnNotJournalled(str(exc))
+            failure.__cause__ = exc
+            self._on_error(owner, handler, failure)
+            return False
         except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
-            self._on_error(owner, item[0], exc)
-
-    def _turn_now(self) -> AbstractContextManager[TurnOutcome]:
-        assert self._turn is not None  # only turns' deliveries take items in turns
-        return self._turn()
-
-    def _not_journalled(self, owner: CandleOwner, handler: CandleHandler, exc: JournalError) -> None:
-        lost = TurnNotJournalled(str(exc))
-        lost.__cause__ = exc
-        self._on_error(owner, handler, lost)
+            self._on_error(owner, handler, exc)
+        return True
 
     def _note(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:
         """Inside its turn: the candle is the newest its stream has had (journalled with the turn)."""
