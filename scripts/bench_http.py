@@ -133,7 +133,9 @@ class RoundPacer:
 
 def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: int = TIMED_ROUNDS) -> dict[str, Any]:
     """One run, in this (fresh) process: the daemon plays `rounds` timed rounds; with `load`, a load process works its HTTP server meanwhile."""
+    from bot.control.commands import Control
     from bot.daemon.delivery import InboxDelivery
+    from bot.http.server import HttpServer
     from bot.kernel.daemon import Daemon
     from bot.log import BotLogger
     from bot.ohlcv import Candle
@@ -172,14 +174,14 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
     class BenchDaemon(Daemon):
         """`bot run`'s daemon, its strategies' handlers timed and its HTTP server's address kept."""
 
-        url: str | None = None
+        server: HttpServer | None = None
 
         def _build(self, *args: Any) -> Any:
             bot, delivery, position = super()._build(*args)
             bot.manager.delivery = TimedInboxes(delivery)
             return bot, delivery, position
 
-        def _http(self, control: Any) -> Any:
+        def _http(self, control: Control) -> HttpServer | None:
             server = super()._http(control)
             self.server = server
             return server
@@ -190,8 +192,8 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
         nonlocal process
         if not load:
             return
+        assert daemon.server is not None and daemon.server.url is not None
         url = daemon.server.url
-        assert url is not None
         process = await anyio.open_process([sys.executable, __file__, "--load", url], env={**os.environ, TOKEN_ENV: TOKEN}, stderr=None)
         assert process.stdout is not None
         # Its first round done and its event stream open: the load is there before the first timed round.
@@ -305,7 +307,12 @@ def _load(url: str, token: str) -> dict[str, Any]:
     reader = threading.Thread(target=read_events, daemon=True)
     reader.start()
     closed = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), closed.set()), daemon=True).start()
+
+    def until_stdin_closes() -> None:
+        sys.stdin.read()
+        closed.set()
+
+    threading.Thread(target=until_stdin_closes, daemon=True).start()
     rounds = 0
     started = time.monotonic()
     while True:
