@@ -328,8 +328,20 @@ def _load(url: str, token: str) -> dict[str, Any]:
         if closed.wait(max(0.0, started + rounds * LOAD_ROUND_S - time.monotonic())):
             break
     stop.set()
+    # The daemon is idle now (its rounds are over): what each request costs on its own, the median of 5, and its size.
+    alone: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    for path in dict.fromkeys(["/", *(assets(page) if status == 200 else []), *reads, "/metrics"]):
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            sizes[path] = len(get(path)[1])
+            times.append(time.perf_counter() - started)
+        alone[path] = round(1000 * statistics.median(times), 2)
     return {
         "rounds": rounds,
+        "ms_alone": alone,
+        "bytes": sizes,
         "seconds": time.monotonic() - started,
         "requests": sum(answered.values()),
         "answered": dict(sorted(answered.items())),
@@ -374,6 +386,11 @@ def suite(run_case: Callable[[str], dict[str, Any]], repeat: int) -> None:
     paths = loaded[0]["ms_median"]
     print("  client's wait per request, ms, median over the load runs of each run's median: " + ", ".join(
         f"{path} {statistics.median(r['ms_median'].get(path, 0.0) for r in loaded):.1f}" for path in paths))
+    alone = loaded[0]["ms_alone"]
+    print("  each request alone on the idle daemon, ms (median of the runs' medians of 5) and bytes: " + ", ".join(
+        f"{path} {statistics.median(r['ms_alone'][path] for r in loaded):.1f} ({loaded[0]['bytes'][path]:,} B)" for path in alone))
+    per_round = sum(statistics.median(r["ms_alone"][path] for r in loaded) for path in alone if path in paths)
+    print(f"  one load round's requests, alone: {per_round:.0f} ms of the event loop's time every {LOAD_ROUND_S:g} s")
     failures = {key: n for r in loaded for key, n in r["failed"].items()}
     if failures:
         print(f"  requests that failed: {failures}")
