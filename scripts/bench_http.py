@@ -47,7 +47,7 @@ TIMED_ROUNDS = 100
 # The load process: one round of requests every LOAD_ROUND_S.
 LOAD_ROUND_S = 1.0
 # API reads that may not exist yet (a 404 is counted, not an error): probed once, then read every round when they answered.
-OPTIONAL_READS = ("/api/v1/trades", "/api/v1/equity", "/api/v1/candles", "/api/v1/candles?symbol=SYM0/USD&timeframe=1m")
+OPTIONAL_READS = ("/api/v1/trades?limit=1", "/api/v1/equity", "/api/v1/strategies/s0/trades", "/api/v1/strategies/s0/equity", "/api/v1/strategies/s0/candles")
 READS = ("/api/v1/status", "/api/v1/strategies", "/api/v1/positions", "/api/v1/metrics", "/api/v1/strategies/s0", "/api/v1/strategies/s0/positions")
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"'#?]+)""", re.IGNORECASE)
 
