@@ -17,7 +17,8 @@ difference from a 1,000-candle run), as the median (min-max) of --repeat interle
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
     .venv/bin/python scripts/bench.py --suite http     # candle-to-decision with and without a client loading the HTTP server
                                                        # (page, API reads, /metrics every second, one event stream): 5 interleaved
-                                                       # runs of each unless --repeat says more, each its own process (about 5 min)
+                                                       # runs of each unless --repeat says more, each its own process (about 7 min;
+                                                       # --strategies 100 for a smaller daemon)
     .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies done / action queued (fake exchange, loopback)
     .venv/bin/python scripts/bench.py --suite cluster  # bot replay --cluster: turn round trip, 1 vs 2 workers on CPU-heavy strategies, 1,000 strategies;
                                                        # bot run hub + workers: isolation from a CPU-heavy worker, worker failover time
@@ -136,6 +137,7 @@ def main() -> int:
     parser.add_argument("--candles", type=int, help="synthetic candles per run (default: 100,000 for ratio and order, 525,600 for replay and --profile)")
     parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "http", "live", "cluster"), default="all")
     parser.add_argument("--repeat", type=int, help="interleaved runs of each case (the profile: of its timing): median (min-max); default 3, http 5 (at least)")
+    parser.add_argument("--strategies", type=int, default=1000, help="--suite http: active ema_cross strategies on 10 symbols (default 1,000)")
     parser.add_argument("--profile", action="store_true", help="print the stage table (us per candle) of a 1-strategy replay, from py-spy")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -183,7 +185,7 @@ def main() -> int:
         import bench_http
 
         print()
-        bench_http.suite(lambda case: _subprocess_case(f"daemon:{case}"), http_repeat)
+        bench_http.suite(lambda case: _subprocess_case(f"daemon:{case}"), http_repeat, args.strategies)
     if args.suite in ("all", "live"):
         live_suite()
     if args.suite in ("all", "cluster"):
@@ -241,7 +243,8 @@ def run_daemon_case(name: str) -> dict[str, Any]:
     if name.startswith("http:"):
         import bench_http
 
-        return bench_http.http_latency(load=name == "http:load")
+        variant, strategies = name.split(",")
+        return bench_http.http_latency(load=variant == "http:load", strategies=int(strategies))
     return bench_daemon.live_latency(1000, 10, 60)
 
 

@@ -354,12 +354,12 @@ def _load(url: str, token: str) -> dict[str, Any]:
 
 
 # -- the suite --------------------------------------------------------------------------------------
-def suite(run_case: Callable[[str], dict[str, Any]], repeat: int) -> None:
+def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: int = 1000) -> None:
     """`repeat` runs without and with HTTP load, interleaved, each its own process: medians (min-max) of p50/p99, the p99 change."""
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for i in range(repeat):
         for load in (False, True) if i % 2 == 0 else (True, False):
-            result = run_case("http:load" if load else "http:quiet")
+            result = run_case(f"{'http:load' if load else 'http:quiet'},{strategies}")
             runs[load].append(result)
             report = result["load_report"]
             served = f", {report['requests']:,} requests answered in {report['rounds']} load rounds, {report['stream_events']:,} events streamed" if load else ""
