@@ -185,6 +185,7 @@ async function read(path) {
 
 // A read of a route a daemon may not have yet (404/405): null, and the page says what it shows instead.
 async function optional(path, what) {
+  if (view.missing.includes(what)) return null; // asked once per page load: a daemon does not grow routes while it runs
   try {
     return await read(path);
   } catch (error) {
