@@ -15,6 +15,7 @@ const SETTLE_MS = 1200;
 // Lines kept in a strategy's live event list; equity points kept per strategy when the page samples them itself.
 const EVENT_LINES = 200;
 const SAMPLED_POINTS = 2000;
+const LIVE_CANDLES = 1000;
 // What the overview's stream asks for: what can change a number on the page.
 const TRIGGER_TYPES = [
   "candle", "feed_state", "kill_switch", "strategy_state", "strategy_error", "order_filled",
@@ -390,7 +391,7 @@ const state = {
   trades: new Map(),
   tradesNext: undefined,
   tradesFor: null,
-  liveCandles: [],
+  liveCandles: {},
   strategyStream: null,
 };
 
@@ -670,7 +671,7 @@ function renderPrice(sid, strategy, payload, open) {
     note.hidden = true;
   } else {
     // No /candles route: the candles of this strategy's stream as they arrive.
-    rows = state.liveCandles;
+    rows = state.liveCandles[`${strategy.symbols[0]} ${tf}`] || [];
     note.hidden = false;
     note.textContent = "This daemon has no /api/v1/strategies/{id}/candles: candles are drawn as they arrive.";
   }
@@ -680,8 +681,16 @@ function renderPrice(sid, strategy, payload, open) {
     const chart = LightweightCharts.createChart($("#price-chart"), chartOptions());
     const candle = chart.addSeries(LightweightCharts.CandlestickSeries, {
       upColor: "#26a69a", downColor: "#ef5350", wickUpColor: "#26a69a", wickDownColor: "#ef5350", borderVisible: false,
+      // The price scale spans the stop and take-profit lines too: a stop far below the candles is still seen.
+      autoscaleInfoProvider: (original) => {
+        const range = original();
+        const prices = state.price ? state.price.linePrices : [];
+        if (!range || !range.priceRange || !prices.length) return range;
+        const { minValue, maxValue } = range.priceRange;
+        return { ...range, priceRange: { minValue: Math.min(minValue, ...prices), maxValue: Math.max(maxValue, ...prices) } };
+      },
     });
-    chartState = state.price = { sid, chart, candle, markers: LightweightCharts.createSeriesMarkers(candle, []), series: {}, lines: [] };
+    chartState = state.price = { sid, chart, candle, markers: LightweightCharts.createSeriesMarkers(candle, []), series: {}, lines: [], linePrices: [] };
   }
   const candles = rows.map(([ts, o, h, l, c]) => ({ time: Math.floor(ts / 1000), open: o, high: h, low: l, close: c }));
   chartState.candle.applyOptions({ priceFormat: { type: "price", precision: pricePrecision(rows), minMove: 10 ** -pricePrecision(rows) } });
@@ -720,6 +729,7 @@ function renderPrice(sid, strategy, payload, open) {
 
   for (const line of chartState.lines) chartState.candle.removePriceLine(line);
   const lines = stopLines(open);
+  chartState.linePrices = lines.map((line) => line.price);
   chartState.lines = lines.map((line) => chartState.candle.createPriceLine({
     price: line.price, color: line.color, lineWidth: 1, lineStyle: LightweightCharts.LineStyle.Dashed, axisLabelVisible: true, title: line.title,
   }));
@@ -829,11 +839,11 @@ function onTrigger(event) {
   if (event.type === "candle") {
     const { symbol, timeframe, candle } = event.payload;
     if (!state.lastCandle[symbol] || event.ts > state.lastCandle[symbol]) state.lastCandle[symbol] = event.ts;
-    const chart = view.charts.price;
-    if (state.route.name === "strategy" && chart && view.missing.includes("candles") && symbol === chart.symbol && timeframe === chart.timeframe) {
-      state.liveCandles.push(candle);
-      if (state.liveCandles.length > 1000) state.liveCandles.shift();
-    }
+    // For a daemon without the /candles route: every stream's candles as they arrive (a few streams, LIVE_CANDLES each).
+    const key = `${symbol} ${timeframe}`;
+    const kept = state.liveCandles[key] || (state.liveCandles[key] = []);
+    if (!kept.length || kept[kept.length - 1][0] < candle[0]) kept.push(candle);
+    if (kept.length > LIVE_CANDLES) kept.shift();
   }
   refresher.poke();
 }
@@ -868,7 +878,6 @@ function route() {
     if (state.strategyStream) state.strategyStream.stop();
     state.strategyStream = null;
     $("#events").replaceChildren();
-    state.liveCandles = [];
     if (next.name === "strategy") {
       showReply("", "no action yet");
       document.title = `bot · ${next.id}`;
