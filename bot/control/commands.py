@@ -14,6 +14,7 @@ from bot.config.currency import quote_currency
 from bot.config.defaults import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
+from bot.control.history_commands import CandlesArgs, EquityArgs, TradesArgs, candles, equity, trades
 from bot.control.protocol import ControlError, validate_args
 from bot.control.redact import Redactor, schema_words
 from bot.daemon import operations
@@ -473,7 +474,7 @@ def check_event_args(control: Control, args: EventsArgs) -> EventsArgs:
     return args
 
 
-COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
+COMMANDS: dict[str, tuple[type[BaseModel], Handler]] = {
     "status": (NoArgs, status),
     "strategies": (NoArgs, strategies),
     "validate": (ValidateArgs, validate),
@@ -487,6 +488,9 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "set": (SetArgs, set_param),
     "positions": (OptionalStrategyArg, positions),
     "metrics": (NoArgs, metrics),
+    "trades": (TradesArgs, trades),
+    "equity": (EquityArgs, equity),
+    "candles": (CandlesArgs, candles),
     "add-symbol": (AddSymbolArgs, add_symbol),
     "remove-symbol": (SymbolArg, remove_symbol),
     "risk-reset": (NoArgs, risk_reset),

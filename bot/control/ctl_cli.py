@@ -29,6 +29,9 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return cmd, {}
     if cmd == "positions":
         return cmd, {} if args.id is None else {"id": args.id}
+    if cmd == "trades":
+        page = {"limit": args.limit, **({} if args.before is None else {"before": args.before})}
+        return cmd, page if args.id is None else {"id": args.id, **page}
     if cmd == "validate":
         return cmd, {"file": args.file}
     if cmd == "load":

@@ -188,6 +188,26 @@ def _positions(console: Console, result: dict[str, Any], _: dict[str, Any], __: 
         _print(console, line)
 
 
+def _trades(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any) -> None:
+    table = Table()
+    for column in ("n", "strategy", "symbol", "side", "quantity", "entry", "opened", "exit", "closed", "pnl", "fees", "reason"):
+        table.add_column(column, justify="right" if column in ("n", "quantity", "entry", "exit", "pnl", "fees") else "left")
+    for t in result["trades"]:
+        table.add_row(
+            str(t["n"]), escape(t["strategy_id"]), escape(t["symbol"]), t["side"], format_number(t["quantity"]),
+            format_number(t["entry_price"]), format_time(t["entry_ts"]), format_number(t["exit_price"]), format_time(t["exit_ts"]),
+            f"{format_number(t['pnl'])} {t['currency'] or ''}".strip(), format_number(t["fees"]), escape(t["exit_reason"]),
+        )
+    if table.row_count:
+        console.print(table)
+    else:
+        _print(console, "no closed trades")
+    counts = ", ".join(f"{sid} {c['total']} ({c['today']} today)" for sid, c in result["counts"].items())
+    _print(console, f"closed trades: {counts}" if counts else "no strategy loaded")
+    if result["next"] is not None:
+        _print(console, f"older trades: --before {result['next']}")
+
+
 # -- one line per action ----------------------------------------------------------------------
 def _was(before: Any, sid: str) -> tuple[str, int]:
     """A strategy's state and open positions as `status` told them just before the command."""
@@ -293,6 +313,7 @@ PRINTERS: dict[str, Printer] = {
     "strategies": _strategies,
     "metrics": _metrics,
     "positions": _positions,
+    "trades": _trades,
     "activate": _activate,
     "deactivate": _deactivate,
     "switch": _switch,

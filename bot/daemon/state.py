@@ -7,14 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.daemon.chart_series import ChartSeries
+from bot.daemon.equity_curves import EquityCurves
 from bot.daemon.live_feed import DaemonFeed
 from bot.journal import Journal
+from bot.journal.reader import JournalReader
 from bot.services import BotServices
 from bot.strategy.config_load import LoadedConfig
 from bot.strategy.manager import StrategyManager
 
 
 def _no_problems() -> list[str]:
+    return []
+
+
+def _no_points(_: str) -> list[tuple[int, float]]:
     return []
 
 
@@ -37,5 +44,20 @@ class DaemonState:
     # Symbols added at runtime: {"file", "timeframe"} each, as journalled.
     added_symbols: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    # Closed trades and daily equity read beside the journal's writer (None without a journal).
+    history: JournalReader | None = field(init=False)
+    # Each strategy's equity over time (the daemon subscribes it to candle events).
+    equity_curves: EquityCurves = field(init=False)
+    # Candles with each strategy's indicators, for its chart.
+    charts: ChartSeries = field(init=False)
+
     def __post_init__(self) -> None:
         self.strategy_files.update(self.loaded.strategy_files)
+        self.history = JournalReader(self.journal.path) if self.journal is not None else None
+        self.equity_curves = EquityCurves(self.manager, self.history.daily_equity if self.history is not None else _no_points)
+        self.charts = ChartSeries(self.services.hub)
+
+    def close_readers(self) -> None:
+        """Close the history's read connection (the daemon is stopping)."""
+        if self.history is not None:
+            self.history.close()

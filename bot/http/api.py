@@ -102,6 +102,11 @@ class Api:
             Route("/api/v1/strategies/{id}/positions", read(lambda r: ("positions", {"id": r.path_params["id"]})), methods=["GET"]),
             Route("/api/v1/positions", read(lambda _: ("positions", {})), methods=["GET"]),
             Route("/api/v1/metrics", read(lambda _: ("metrics", {})), methods=["GET"]),
+            Route("/api/v1/trades", read(lambda r: ("trades", query_args(r))), methods=["GET"]),
+            Route("/api/v1/strategies/{id}/trades", read(lambda r: ("trades", query_args(r, r.path_params["id"]))), methods=["GET"]),
+            Route("/api/v1/equity", read(lambda r: ("equity", query_args(r))), methods=["GET"]),
+            Route("/api/v1/strategies/{id}/equity", read(lambda r: ("equity", query_args(r, r.path_params["id"]))), methods=["GET"]),
+            Route("/api/v1/strategies/{id}/candles", read(lambda r: ("candles", query_args(r, r.path_params["id"]))), methods=["GET"]),
             Route("/api/v1/events", self._events, methods=["GET"]),
             Route("/api/v1/strategies/{id}/switch", write(lambda r, body: ("switch", {**body, "from": r.path_params["id"]})), methods=["POST"]),
             Route("/api/v1/strategies/{id}/{command}", self._guarded(self._strategy_command, change=True), methods=["POST"]),
@@ -217,6 +222,21 @@ class Api:
         if too_deep(body):
             raise ControlError("bad_args", f"request body nested more than {MAX_ARGS_DEPTH} levels deep")
         return body
+
+
+def query_args(request: Request, strategy_id: str | None = None) -> dict[str, Any]:
+    """A read's query parameters as its command's arguments (the strategy id from the path); ControlError for one given twice, or an id in the query."""
+    args: dict[str, Any] = {}
+    for name in request.query_params:
+        values = request.query_params.getlist(name)
+        if len(values) > 1:
+            raise ControlError("bad_args", f"query parameter {name!r} given {len(values)} times")
+        if name == "id":
+            raise ControlError("bad_args", "a strategy is named in the path (/api/v1/strategies/{id}/...), not by an id parameter")
+        args[name] = values[0]
+    if strategy_id is not None:
+        args["id"] = strategy_id
+    return args
 
 
 def metrics_route(api: Api, config: HttpConfig, registry: CollectorRegistry) -> Route:

@@ -64,13 +64,16 @@ class IndicatorRegistry:
     candles have started flowing start unwarmed.
     """
 
-    __slots__ = ("_by_key", "_updates")
+    __slots__ = ("_by_key", "_requests", "_updates")
 
     _by_key: dict[str, Indicator]
+    _requests: dict[str, tuple[str, dict[str, ParamValue]]]
     _updates: list[Callable[[Candle], None]]
 
     def __init__(self) -> None:
         self._by_key = {}
+        # What each key was made from (name, checked parameters), so `fresh` can make it again.
+        self._requests = {}
         # Bound methods kept aside so update() is one tight loop of calls.
         self._updates = []
 
@@ -122,6 +125,7 @@ class IndicatorRegistry:
         if indicator is None:
             indicator = spec.factory(**values)
             self._by_key[key] = indicator
+            self._requests[key] = (name, values)
             self._updates.append(indicator.update)
         return indicator
 
@@ -138,7 +142,19 @@ class IndicatorRegistry:
     def clear(self) -> None:
         """Drop every registered indicator."""
         self._by_key.clear()
+        self._requests.clear()
         self._updates.clear()
+
+    def fresh(self) -> IndicatorRegistry:
+        """A new registry with the same indicators, unwarmed, in the same order (to compute them again over other candles)."""
+        copy = IndicatorRegistry()
+        for name, values in self._requests.values():
+            copy.require(name, **values)
+        return copy
+
+    def items(self) -> list[tuple[str, str, Indicator]]:
+        """(key, indicator name, indicator) of each registered indicator, in creation order."""
+        return [(key, self._requests[key][0], indicator) for key, indicator in self._by_key.items()]
 
     def ready(self) -> bool:
         """True when every registered indicator has warmed up."""

@@ -339,6 +339,8 @@ class Daemon:
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status
             )
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
+            # Each strategy's equity curve for the API, a point per candle time.
+            services.bus.subscribe(server.control.daemon.equity_curves, types=(CandleClosed,))
             # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).
             services.bus.subscribe(services.metrics.observe, types=METRICS_EVENTS)
             async with server.serving():
@@ -368,6 +370,7 @@ class Daemon:
                             with anyio.move_on_after(HTTP_STOP_WAIT_S):
                                 await http.done.wait()
                         await services.stop()
+                        server.control.daemon.close_readers()
                         if outbox is not None:
                             await outbox.close(OUTBOX_FLUSH_S)
             tg.cancel_scope.cancel()

@@ -105,6 +105,11 @@ class TradingOrchestrator:
     def _clock(self) -> int:
         return self._now
 
+    @property
+    def now(self) -> int:
+        """The close time (ms) of the last candle it handled; 0 before the first."""
+        return self._now
+
     # -- the strategy object ---------------------------------------------------------------------
     def prepare(self, spec: StrategyConfig) -> StrategyBuild:
         """Build a strategy object for `spec` with indicator registries of its own, leaving the running one untouched.

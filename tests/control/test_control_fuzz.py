@@ -28,7 +28,7 @@ SEED = int(os.environ.get("BOT_FUZZ_SEED", "20261205"))
 MAX_MESSAGE = 65_536
 ALLOWED_ERRORS = {"bad_json", "bad_request", "unknown_command", "bad_args", "unknown_strategy", "invalid_state", "invalid_config"}
 # Commands that change nothing when they succeed; every other command is always sent with bad arguments.
-READ_ONLY = {"status", "strategies", "metrics", "positions", "validate"}
+READ_ONLY = {"status", "strategies", "metrics", "positions", "validate", "trades", "equity", "candles"}
 LOADED = ("ema_cross", "rsi_reversion")
 
 PATHS = [
@@ -86,6 +86,10 @@ def _known_command(rng: random.Random) -> dict[str, Any]:
         args = {"symbol": rng.choice([*STRINGS, "ZZ/USD", "BTC/USD", "A/B:C", _value(rng)]), "file": rng.choice(PATHS), "timeframe": rng.choice([None, "1m", "0m", "-1h", "1y", _value(rng)])}
     elif cmd == "remove-symbol":
         args = {"symbol": rng.choice([*STRINGS, "BTC/USD", "ZZ/USD", _value(rng)])}
+    elif cmd in ("trades", "equity", "candles"):
+        args = {"id": _bad_id(rng)} if cmd == "equity" or rng.random() < 0.5 else {"id": rng.choice(LOADED), "limit": _value(rng)}
+        if cmd != "equity" and rng.random() < 0.5:
+            args["before" if cmd == "trades" else "timeframe"] = _value(rng)
     elif cmd == "events":
         args = {"strategy_id": _bad_id(rng)} if rng.random() < 0.5 else {"types": rng.choice([["nope"], "candle", [1], {}, [rng.choice(STRINGS)]])}
     else:  # a command added later: give it garbage

@@ -1,0 +1,105 @@
+"""A strategy's candles with its indicators computed again over them, for its chart: kept per stream, extended as candles arrive."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from bot.candles.hub import CandleHub
+from bot.indicators.registry import IndicatorRegistry
+from bot.ohlcv import Candle
+
+# Candles a chart holds at most (and the most a request gets): the first request computes the
+# indicators over this many at most, on the event loop, once; later ones only over new candles.
+MAX_CANDLES: Final[int] = 5_000
+# What each indicator shows besides `value` (its other lines), by name.
+OUTPUTS: Final[dict[str, tuple[str, ...]]] = {
+    "bollinger": ("value", "upper", "lower"),
+    "donchian": ("value", "upper", "lower"),
+    "adx": ("value", "plus_di", "minus_di"),
+}
+# Indicators in price units, drawn over the candles; the others get a pane of their own.
+OVERLAYS: Final[frozenset[str]] = frozenset({"sma", "ema", "bollinger", "donchian"})
+
+
+@dataclass
+class _Chart:
+    """One stream's candles and, per candle, every indicator's outputs after it."""
+
+    keys: list[str]
+    registry: IndicatorRegistry
+    rows: deque[tuple[Candle, tuple[float | None, ...]]] = field(default_factory=lambda: deque(maxlen=MAX_CANDLES))
+
+
+class ChartSeries:
+    """Candles of the hub's history with a strategy's indicators over them, by the strategy's own indicator code.
+
+    The indicators are made again (unwarmed) from the strategy's registry and fed the history,
+    so early values differ from the strategy's while a recursive one (EMA, RSI, ADX) warms up;
+    over a history several periods long the newest values are the strategy's. A stream's chart
+    holds the hub's window of it: kept, and only fed the candles that arrived since the last
+    request; it starts over when the strategy's indicators changed or the history no longer holds
+    its last candle.
+    """
+
+    def __init__(self, hub: CandleHub) -> None:
+        self._hub = hub
+        self._charts: dict[tuple[str, str, str], _Chart] = {}
+
+    def read(self, strategy_id: str, registry: IndicatorRegistry, symbol: str, timeframe: str, limit: int) -> dict[str, Any]:
+        """The newest `limit` candles (oldest first) as [open ts, open, high, low, close, volume], and each indicator's outputs aligned with them."""
+        chart = self._updated(strategy_id, registry, symbol, timeframe)
+        rows = list(chart.rows)[-limit:] if limit < len(chart.rows) else list(chart.rows)
+        indicators = []
+        column = 0
+        for key, name, _ in chart.registry.items():
+            outputs = OUTPUTS.get(name, ("value",))
+            series = {output: [row[1][column + i] for row in rows] for i, output in enumerate(outputs)}
+            column += len(outputs)
+            indicators.append({"key": key, "name": name, "overlay": name in OVERLAYS, "series": series})
+        return {"candles": [list(row[0]) for row in rows], "indicators": indicators}
+
+    def forget_except(self, strategy_ids: set[str]) -> None:
+        """Drop the charts of strategies not in `strategy_ids` (unloaded)."""
+        for key in [key for key in self._charts if key[0] not in strategy_ids]:
+            del self._charts[key]
+
+    def _updated(self, strategy_id: str, registry: IndicatorRegistry, symbol: str, timeframe: str) -> _Chart:
+        history = self._hub.history(symbol, timeframe, MAX_CANDLES)
+        key = (strategy_id, symbol, timeframe)
+        chart = self._charts.get(key)
+        keys = registry.keys()
+        new: list[Candle] = history
+        if chart is not None and chart.keys == keys and chart.rows:
+            last = chart.rows[-1][0].ts
+            start = _after(history, last)
+            if start is None:
+                chart = None  # the history moved past it (or started over): compute again
+            else:
+                new = history[start:]
+        else:
+            chart = None
+        if chart is None:
+            chart = self._charts[key] = _Chart(keys, registry.fresh())
+        items = chart.registry.items()
+        update = chart.registry.update
+        getters = [(indicator, OUTPUTS.get(name, ("value",))) for _, name, indicator in items]
+        rows = chart.rows
+        for candle in new:
+            update(candle)
+            rows.append((candle, tuple(getattr(indicator, output) for indicator, outputs in getters for output in outputs)))
+        # The hub's window, no more: what it has dropped, the chart drops too.
+        while len(rows) > len(history):
+            rows.popleft()
+        return chart
+
+
+def _after(history: list[Candle], last_ts: int) -> int | None:
+    """The index in `history` just after the candle opened at `last_ts`; None when it holds none (it is empty when nothing is newer)."""
+    for index in range(len(history) - 1, -1, -1):
+        ts = history[index].ts
+        if ts == last_ts:
+            return index + 1
+        if ts < last_ts:
+            return None
+    return None
