@@ -23,7 +23,7 @@ import pytest
 
 from tests.browser import chromium
 from tests.daemon.process import DaemonProcess, write_daemon_config
-from tests.http.test_api import TOKEN, TOKEN_ENV, TOKEN_REQUIRED, Served, _port
+from tests.http.test_api import TOKEN, TOKEN_ENV, TOKEN_REQUIRED, Served, _module_daemon, _port
 from tests.support import REPO
 
 # Generous: the aim for a live update is 5 s (printed, never asserted); this only bounds a broken page.
@@ -220,6 +220,37 @@ def test_a_new_candle_and_equity_change_appear_without_reloading(browser: Any, s
     assert unexpected(watched.problems, served) == []
 
 
+@pytest.fixture(scope="module")
+def closed() -> Iterator[Served]:
+    """Reads behind the token too (no public_read): the page opens on loopback, its reads ask for the token."""
+    with _module_daemon({"listen": "127.0.0.1:0", "token_env": TOKEN_ENV}) as served:
+        yield served
+
+
+def test_a_read_refused_for_want_of_the_token_asks_for_it_once_then_reads_with_it(browser: Any, closed: Served) -> None:
+    status = ctl(closed, "status")
+    with opened(browser, closed) as watched:
+        page = watched.page
+        page.wait_for_selector("#token-dialog:not([hidden])")
+        # Both the status read and the event stream were refused: one form for both.
+        assert TOKEN_REQUIRED in page.text_content("#token-dialog-message")
+        page.fill("#token-dialog-input", "not-the-token")
+        page.click("#token-dialog button[type=submit]")
+        page.wait_for_selector("#token-dialog:not([hidden])")
+        page.fill("#token-dialog-input", TOKEN)
+        page.click("#token-dialog button[type=submit]")
+        page.wait_for_function("n => document.querySelectorAll('#strategies tbody tr').length === n", arg=len(status["strategies"]))
+        page.wait_for_function("() => window.botView.live === 'live'")
+        kept = page.evaluate("() => sessionStorage.getItem('bot.api-token')")
+        # A reload in the same tab reads with the token kept: no form.
+        page.reload(wait_until="load")
+        page.wait_for_function("n => document.querySelectorAll('#strategies tbody tr').length === n", arg=len(status["strategies"]))
+        asked_again = page.is_visible("#token-dialog")
+    assert kept == TOKEN
+    assert not asked_again
+    assert all("status of 401" in problem for problem in unexpected(watched.problems, closed)), watched.problems
+
+
 # --- controls ----------------------------------------------------------------------------------------------
 
 
@@ -299,7 +330,7 @@ def test_the_strategy_page_draws_its_candles_indicators_markers_and_stop_lines(b
     assert f"entry:{position['position_id']}" in ids
     first = candles.body["candles"][0][0]
     for trade in trades:
-        if trade["entry_ts"] >= first:
+        if trade["entry_ts"] >= first and trade["symbol"] == candles.body["symbol"]:
             assert {f"entry:{trade['position_id']}", f"exit:{trade['position_id']}"} <= ids, trade
     stops = [(line["kind"], line["price"]) for line in chart["lines"] if line["position_id"] == position["position_id"]]
     if position["stop_loss"] is not None:

@@ -538,6 +538,11 @@ function renderEquity(status, equity) {
       given[sid] = linePoints(curves[sid].points);
       series.setData(given[sid]);
     });
+    if (!entry.fitted && Object.values(given).some((points) => points.length > 1)) {
+      // Once, when there is a curve to see: the whole of it; afterwards the reader's zoom and scroll are kept.
+      entry.chart.timeScale().fitContent();
+      entry.fitted = true;
+    }
     for (const sid of Object.keys(entry.series)) {
       if (!sids.includes(sid)) {
         entry.chart.removeSeries(entry.series[sid]);
@@ -663,7 +668,7 @@ function renderSwitchTargets(sid, status) {
 // The candlestick chart, its indicators (overlays on the price pane, the others in panes below), markers and lines.
 function renderPrice(sid, strategy, payload, open) {
   const tf = payload ? payload.timeframe : strategy.timeframe;
-  const tfMs = timeframeMs(tf);
+  const tfMs = payload && payload.timeframe_ms ? payload.timeframe_ms : timeframeMs(tf);
   let rows;
   const note = $("#candles-note");
   if (payload) {
@@ -724,11 +729,13 @@ function renderPrice(sid, strategy, payload, open) {
     }
   }
 
-  const markers = tradeMarkers(open, candles, tfMs);
+  const symbol = payload ? payload.symbol : strategy.symbols[0];
+  // A strategy trading two symbols (pairs): this chart's symbol only.
+  const markers = tradeMarkers(open.filter((p) => p.symbol === symbol), [...state.trades.values()].filter((t) => t.symbol === symbol), candles, tfMs);
   chartState.markers.setMarkers(markers);
 
   for (const line of chartState.lines) chartState.candle.removePriceLine(line);
-  const lines = stopLines(open);
+  const lines = stopLines(open.filter((p) => p.symbol === symbol));
   chartState.linePrices = lines.map((line) => line.price);
   chartState.lines = lines.map((line) => chartState.candle.createPriceLine({
     price: line.price, color: line.color, lineWidth: 1, lineStyle: LightweightCharts.LineStyle.Dashed, axisLabelVisible: true, title: line.title,
@@ -736,7 +743,7 @@ function renderPrice(sid, strategy, payload, open) {
   const last = candles.length ? candles[candles.length - 1].time * 1000 : null;
   const box = $("#price-chart");
   box.dataset.lastCandle = last === null ? "" : String(last);
-  box.dataset.symbol = payload ? payload.symbol : strategy.symbols[0];
+  box.dataset.symbol = symbol;
   box.dataset.timeframe = tf;
   view.charts.price = { sid, symbol: box.dataset.symbol, timeframe: tf, candles, markers, lines, series: given };
 }
@@ -747,7 +754,7 @@ function pricePrecision(rows) {
 }
 
 // Entry and exit markers of the trades loaded and the open positions, on the candle each fell in (the last one if later).
-function tradeMarkers(open, candles, tfMs) {
+function tradeMarkers(open, trades, candles, tfMs) {
   if (!candles.length) return [];
   const first = candles[0].time;
   const last = candles[candles.length - 1].time;
@@ -761,7 +768,7 @@ function tradeMarkers(open, candles, tfMs) {
     const time = at(ts);
     if (time !== null) markers.push({ id: `entry:${id}`, time, position: side === "long" ? "belowBar" : "aboveBar", shape: side === "long" ? "arrowUp" : "arrowDown", color: side === "long" ? "#1a7f37" : "#c62828", text });
   };
-  for (const trade of state.trades.values()) {
+  for (const trade of trades) {
     entry(trade.position_id, trade.side, trade.entry_ts, `${trade.side} ${number(trade.quantity)}`);
     const time = at(trade.exit_ts);
     if (time !== null) markers.push({ id: `exit:${trade.position_id}`, time, position: trade.side === "long" ? "aboveBar" : "belowBar", shape: "circle", color: trade.pnl >= 0 ? "#2e7d32" : "#b71c1c", text: `exit ${trade.exit_reason}` });
