@@ -254,9 +254,11 @@ def test_a_read_refused_for_want_of_the_token_asks_for_it_once_then_reads_with_i
 # --- controls ----------------------------------------------------------------------------------------------
 
 
-def _reply(page: Any, seq: int) -> dict[str, str]:
-    """The reply box once it shows the answer to the `seq`-th action."""
-    page.wait_for_function("seq => Number(document.querySelector('#reply').dataset.seq || 0) >= seq && document.querySelector('#reply').dataset.status !== 'pending'", arg=seq)
+def _acted(page: Any, selector: str) -> dict[str, str]:
+    """Click `selector` and return the reply box once it shows the answer to that click (its data-* and text)."""
+    before = int(page.get_attribute("#reply", "data-seq") or 0)
+    page.click(selector)
+    page.wait_for_function("seq => Number(document.querySelector('#reply').dataset.seq || 0) > seq && document.querySelector('#reply').dataset.status !== 'pending'", arg=before)
     reply: dict[str, str] = page.evaluate("() => ({...document.querySelector('#reply').dataset, text: document.querySelector('#reply').textContent})")
     return reply
 
@@ -270,8 +272,7 @@ def test_deactivate_with_the_token_makes_the_strategy_dormant(browser: Any, serv
         page.fill("#token-input", TOKEN)
         page.click("#token-form button[type=submit]")
         page.select_option("#deactivate-policy", "close")
-        page.click("#do-deactivate")
-        reply = _reply(page, 2)
+        reply = _acted(page, "#do-deactivate")
         assert (reply["status"], reply["http"]) == ("ok", "200"), reply
         assert json.loads(reply["text"].split(": ", 1)[1]) == {"id": sid, "state": "dormant", "policy": "close"}
         assert ctl(served, "status")["strategies"][sid]["state"] == "dormant"
@@ -280,8 +281,8 @@ def test_deactivate_with_the_token_makes_the_strategy_dormant(browser: Any, serv
         page.wait_for_function("sid => document.querySelector(`#strategies tr[data-strategy='${sid}']`)?.dataset.state === 'dormant'", arg=sid)
         # Back as it was, through the page too.
         page.goto(f"{watched.origin}/#/strategy/{sid}")
-        page.click("#do-activate")
-        assert _reply(page, 1)["status"] == "ok"
+        page.wait_for_function("() => document.querySelector('#s-state').dataset.state === 'dormant'")
+        assert _acted(page, "#do-activate")["status"] == "ok"
     assert ctl(served, "status")["strategies"][sid]["state"] == "active"
     assert unexpected(watched.problems, served) == []
 
@@ -291,8 +292,7 @@ def test_a_control_without_the_token_is_refused_and_the_page_says_why(browser: A
     with opened(browser, served, f"#/strategy/{sid}") as watched:
         page = watched.page
         page.wait_for_function("() => document.querySelector('#s-state').dataset.state === 'active'")
-        page.click("#do-deactivate")
-        reply = _reply(page, 2)
+        reply = _acted(page, "#do-deactivate")
         dialog_hidden = page.is_hidden("#token-dialog")
     assert (reply["status"], reply["code"], reply["http"]) == ("error", "unauthorized", "401"), reply
     assert TOKEN_REQUIRED in reply["text"]
@@ -320,6 +320,13 @@ def test_the_strategy_page_draws_its_candles_indicators_markers_and_stop_lines(b
         page.wait_for_function("n => window.botView.charts.price?.candles.length === n", arg=len(candles.body["candles"]))
         chart = page.evaluate("() => window.botView.charts.price")
         shown_positions = page.evaluate("() => [...document.querySelectorAll('#positions tbody tr')].map(tr => tr.dataset.position)")
+        # Live on this page too: the next candle of its timeframe drawn without a reload.
+        last = candles.body["candles"][-1][0]
+        served.daemon.step_until(lambda: served.get(f"/api/v1/strategies/{sid}/candles").body["candles"][-1][0] > last, "next candle", candles=15)
+        stepped = time.monotonic()
+        newest = served.get(f"/api/v1/strategies/{sid}/candles").body["candles"][-1][0]
+        page.wait_for_function("ts => Number(document.querySelector('#price-chart').dataset.lastCandle) === ts", arg=newest)
+        print(f"\nnew candle drawn {time.monotonic() - stepped:.2f} s after the step (aim: 5 s)")
     assert unexpected(watched.problems, served) == []
     assert [c["time"] * 1000 for c in chart["candles"]] == [c[0] for c in candles.body["candles"]]
     assert [c["close"] for c in chart["candles"]] == [c[4] for c in candles.body["candles"]]
@@ -338,3 +345,23 @@ def test_the_strategy_page_draws_its_candles_indicators_markers_and_stop_lines(b
     if position["trailing_stop"] is not None:
         assert ("trailing_stop", position["trailing_stop"]) in stops
     assert shown_positions == [position["position_id"]]
+
+
+def test_set_from_the_page_changes_the_parameter_and_a_value_not_json_is_not_sent(browser: Any, served: Served) -> None:
+    sid = "trend_mtf"
+    with opened(browser, served, f"#/strategy/{sid}") as watched:
+        page = watched.page
+        page.wait_for_function("() => document.querySelector('#params tr[data-path=\\'exits.stop_loss_pct\\']') !== null")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.fill("#set-path", "exits.stop_loss_pct")
+        page.fill("#set-value", "nonsense")
+        local = _acted(page, "#set-form button[type=submit]")
+        page.fill("#set-value", "2.5")
+        reply = _acted(page, "#set-form button[type=submit]")
+        page.wait_for_function("() => document.querySelector('#params tr[data-path=\\'exits.stop_loss_pct\\'] td:last-child').textContent === '2.5'")
+    assert (local["status"], local["code"]) == ("error", "bad_value"), local
+    assert (reply["status"], reply["http"]) == ("ok", "200"), reply
+    assert json.loads(reply["text"].split(": ", 1)[1])["new"] == 2.5
+    assert ctl(served, "strategies")["loaded"][sid]["config"]["exits"]["stop_loss_pct"] == 2.5
+    assert unexpected(watched.problems, served) == []
