@@ -124,10 +124,10 @@ def unexpected(problems: list[str], served: Served) -> list[str]:
 
 
 @contextmanager
-def opened(browser: Any, served: Served, route: str = "#/") -> Iterator[Watched]:
-    """A fresh browser context (its own sessionStorage) on the daemon's page at `route`; closed after."""
+def opened(browser: Any, served: Served, route: str = "#/", **context_options: Any) -> Iterator[Watched]:
+    """A fresh browser context (its own sessionStorage, `context_options` such as a viewport) on the daemon's page at `route`; closed after."""
     origin = f"http://127.0.0.1:{served.port}"
-    context = browser.new_context()
+    context = browser.new_context(**context_options)
     watched = Watched(context.new_page(), origin)
     page = watched.page
     page.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
@@ -251,6 +251,17 @@ def test_a_read_refused_for_want_of_the_token_asks_for_it_once_then_reads_with_i
     assert all("status of 401" in problem for problem in unexpected(watched.problems, closed)), watched.problems
 
 
+@pytest.mark.parametrize("route", ["#/", "#/strategy/ema_cross"])
+def test_on_a_phone_the_page_fits_its_width(browser: Any, served: Served, route: str) -> None:
+    """A 390 px wide phone: nothing wider than the screen but inside its own scrolling box (the tables)."""
+    with opened(browser, served, route, viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True) as watched:
+        page = watched.page
+        page.wait_for_function("() => window.botView.refreshes > 0 && document.querySelectorAll('#strategies tbody tr, #params tbody tr').length > 0")
+        widths = page.evaluate("() => ({page: document.documentElement.scrollWidth, screen: window.innerWidth})")
+    assert widths["page"] <= widths["screen"], widths
+    assert unexpected(watched.problems, served) == []
+
+
 # --- controls ----------------------------------------------------------------------------------------------
 
 
@@ -365,3 +376,30 @@ def test_set_from_the_page_changes_the_parameter_and_a_value_not_json_is_not_sen
     assert json.loads(reply["text"].split(": ", 1)[1])["new"] == 2.5
     assert ctl(served, "strategies")["loaded"][sid]["config"]["exits"]["stop_loss_pct"] == 2.5
     assert unexpected(watched.problems, served) == []
+
+
+def test_switch_from_the_page_and_its_refusal_shown_with_the_servers_code(browser: Any, served: Served) -> None:
+    source, target = "hybrid", "mean_reversion"
+    ctl(served, "deactivate", {"id": target})
+    try:
+        with opened(browser, served, f"#/strategy/{source}") as watched:
+            page = watched.page
+            page.wait_for_function("to => [...document.querySelectorAll('#switch-to option')].some(o => o.value === to)", arg=target)
+            page.fill("#token-input", TOKEN)
+            page.click("#token-form button[type=submit]")
+            page.select_option("#switch-to", target)
+            page.select_option("#switch-policy", "manage")
+            switched = _acted(page, "#do-switch")
+            rows = ctl(served, "status")["strategies"]
+            # Again: the source is dormant now, the server refuses, and the page shows its code and message.
+            refused = _acted(page, "#do-switch")
+    finally:
+        for sid in (source, target):
+            if ctl(served, "status")["strategies"][sid]["state"] != "active":
+                ctl(served, "activate", {"id": sid})
+    assert (switched["status"], switched["http"]) == ("ok", "200"), switched
+    assert json.loads(switched["text"].split(": ", 1)[1]) == {"from": source, "to": target, "policy": "manage"}
+    assert (rows[source]["state"], rows[target]["state"]) == ("dormant", "active")
+    assert (refused["status"], refused["code"], refused["http"]) == ("error", "invalid_state", "409"), refused
+    assert "invalid_state" in refused["text"] and len(refused["text"]) > len("switch refused (409 invalid_state): ")
+    assert all("status of 409" in problem for problem in unexpected(watched.problems, served)), watched.problems
