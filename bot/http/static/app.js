@@ -529,7 +529,8 @@ function renderEquity(status, equity) {
     sids.forEach((sid) => {
       let series = entry.series[sid];
       if (!series) {
-        const color = PALETTE[Object.keys(status.strategies).indexOf(sid) % PALETTE.length];
+        // Each strategy its colour by its place in status (one unloaded since keeps a curve, in the first colour).
+        const color = PALETTE[Math.max(0, Object.keys(status.strategies).indexOf(sid)) % PALETTE.length];
         series = entry.series[sid] = entry.chart.addSeries(LightweightCharts.LineSeries, {
           color, lineWidth: 2, title: sid, priceLineVisible: false,
           priceFormat: { type: "price", precision: decimals(currency), minMove: 10 ** -decimals(currency) },
