@@ -124,10 +124,12 @@ def unexpected(problems: list[str], served: Served) -> list[str]:
 
 
 @contextmanager
-def opened(browser: Any, served: Served, route: str = "#/", **context_options: Any) -> Iterator[Watched]:
-    """A fresh browser context (its own sessionStorage, `context_options` such as a viewport) on the daemon's page at `route`; closed after."""
+def opened(browser: Any, served: Served, route: str = "#/", init: str | None = None, **context_options: Any) -> Iterator[Watched]:
+    """A fresh browser context (its own sessionStorage, `context_options` such as a viewport; `init` run before the page's scripts) on the page at `route`; closed after."""
     origin = f"http://127.0.0.1:{served.port}"
     context = browser.new_context(**context_options)
+    if init is not None:
+        context.add_init_script(init)
     watched = Watched(context.new_page(), origin)
     page = watched.page
     page.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
@@ -403,3 +405,26 @@ def test_switch_from_the_page_and_its_refusal_shown_with_the_servers_code(browse
     assert (refused["status"], refused["code"], refused["http"]) == ("error", "invalid_state", "409"), refused
     assert "invalid_state" in refused["text"] and len(refused["text"]) > len("switch refused (409 invalid_state): ")
     assert all("status of 409" in problem for problem in unexpected(watched.problems, served)), watched.problems
+
+
+# Last: it steps the daemon on until a strategy has closed a few trades (the tests above need the position they found).
+def test_older_trades_are_paged_in_by_the_older_button(browser: Any, served: Served) -> None:
+    def with_trades() -> str | None:
+        counts = served.get("/api/v1/trades?limit=1").body["counts"]
+        return next((sid for sid, count in counts.items() if count["total"] >= 5), None)
+
+    sid = served.daemon.step_until(with_trades, "a strategy with 5 trades", candles=300, limit=30_000)
+    every = served.get(f"/api/v1/strategies/{sid}/trades?limit=1000").body["trades"]
+    with opened(browser, served, f"#/strategy/{sid}", init="window.botViewOptions = {tradesPage: 2}") as watched:
+        page = watched.page
+        shown = "() => [...document.querySelectorAll('#trades tbody tr')].map(tr => Number(tr.dataset.trade))"
+        page.wait_for_function("() => document.querySelectorAll('#trades tbody tr').length === 2")
+        first = page.evaluate(shown)
+        while page.is_visible("#trades-older"):
+            count = len(page.evaluate(shown))
+            page.click("#trades-older")
+            page.wait_for_function("n => document.querySelectorAll('#trades tbody tr').length > n || document.querySelector('#trades-older').hidden", arg=count)
+        paged = page.evaluate(shown)
+    assert first == [trade["n"] for trade in every[:2]]
+    assert paged == [trade["n"] for trade in every]
+    assert unexpected(watched.problems, served) == []

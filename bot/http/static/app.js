@@ -16,6 +16,8 @@ const SETTLE_MS = 1200;
 const EVENT_LINES = 200;
 const SAMPLED_POINTS = 2000;
 const LIVE_CANDLES = 1000;
+// Trades per page of the trades table; a test may ask for smaller pages (window.botViewOptions, set before this script runs).
+const TRADES_PAGE = Number((window.botViewOptions || {}).tradesPage) || 100;
 // What the overview's stream asks for: what can change a number on the page.
 const TRIGGER_TYPES = [
   "candle", "feed_state", "kill_switch", "strategy_state", "strategy_error", "order_filled",
@@ -565,7 +567,7 @@ async function refreshStrategy(sid, status) {
   const [strategy, positions, trades, candles, metrics] = await Promise.all([
     read(`/strategies/${enc}`),
     read(`/strategies/${enc}/positions`),
-    optional(`/strategies/${enc}/trades?limit=100`, "trades"),
+    optional(`/strategies/${enc}/trades?limit=${TRADES_PAGE}`, "trades"),
     optional(`/strategies/${enc}/candles`, "candles"),
     read("/metrics"),
   ]);
@@ -629,7 +631,7 @@ function renderTrades(currency, available) {
 async function loadOlderTrades() {
   const sid = state.tradesFor;
   if (sid === null || state.tradesNext === null || state.tradesNext === undefined) return;
-  const page = await read(`/strategies/${encodeURIComponent(sid)}/trades?limit=100&before=${state.tradesNext}`);
+  const page = await read(`/strategies/${encodeURIComponent(sid)}/trades?limit=${TRADES_PAGE}&before=${state.tradesNext}`);
   if (state.tradesFor !== sid) return;
   for (const trade of page.trades) state.trades.set(trade.n, trade);
   state.tradesNext = page.next;
