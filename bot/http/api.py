@@ -269,7 +269,9 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
             response.headers[name] = value
         return response
 
-    app = Starlette(routes=[*api.routes(), metrics_route(api, config, registry)], exception_handlers={404: not_found, 405: not_allowed})
+    from bot.http.page import page_routes  # here: the page's module builds on this one's Api
+
+    app = Starlette(routes=[*api.routes(), metrics_route(api, config, registry), *page_routes(api, config)], exception_handlers={404: not_found, 405: not_allowed})
     # A trailing slash gets the JSON 404, not a redirect to whatever host the request named (before any check).
     app.router.redirect_slashes = False
     return app
