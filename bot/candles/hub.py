@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 
 from bot.bus import EventBus
 from bot.candles.aggregate import Aggregator
@@ -193,7 +194,8 @@ class CandleHub:
             return []
         if limit is None or limit >= len(candles):
             return list(candles)
-        return list(candles)[-limit:]
+        # From the newest end: the cost is the candles asked for, not the whole history (up to 1,000,000).
+        return list(islice(reversed(candles), limit))[::-1]
 
     def preload(self, symbol: str, candles: Iterable[Candle], history_before: int | None = None) -> int:
         """Fill a new feed's history from past candles without publishing them (a symbol added

@@ -1,21 +1,22 @@
 """The control commands: each validates its args with its own model, calls one daemon operation and turns its refusals into error replies."""
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from bot.config.currency import quote_currency
 from bot.config.defaults import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, StrategyConfig
 from bot.control.files import MAX_FILE_ARG, FileAccess
 from bot.control.history_commands import CandlesArgs, EquityArgs, TradesArgs, candles, equity, trades
-from bot.control.protocol import ControlError, validate_args
+from bot.control.protocol import CommandArgs, ControlError, validate_args
 from bot.control.redact import Redactor, schema_words
 from bot.daemon import operations
 from bot.daemon.state import DaemonState
@@ -38,11 +39,7 @@ from bot.strategy.orchestrator import TradingOrchestrator
 from bot.symbols import MAX_SYMBOL_LENGTH, symbol_problem
 
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class NoArgs(_Args):
+class NoArgs(CommandArgs):
     """Commands without arguments."""
 
 
@@ -52,47 +49,47 @@ _FILE = MAX_FILE_ARG
 _PATH = 256
 
 
-class StrategyArg(_Args):
+class StrategyArg(CommandArgs):
     """One strategy id."""
 
     id: str = Field(min_length=1, max_length=_ID)
 
 
-class OptionalStrategyArg(_Args):
+class OptionalStrategyArg(CommandArgs):
     """An optional strategy id (all strategies when omitted)."""
 
     id: str | None = Field(default=None, min_length=1, max_length=_ID)
 
 
-class LoadArgs(_Args):
+class LoadArgs(CommandArgs):
     """load: a strategy file (relative to config.json's folder), optionally activated at once."""
 
     file: str = Field(min_length=1, max_length=_FILE)
     activate: bool = False
 
 
-class UnloadArgs(_Args):
+class UnloadArgs(CommandArgs):
     """unload: a strategy id, and whether to close its positions at the last price first."""
 
     id: str = Field(min_length=1, max_length=_ID)
     close_positions: bool = False
 
 
-class DeactivateArgs(_Args):
+class DeactivateArgs(CommandArgs):
     """deactivate: a strategy id and what happens to its positions."""
 
     id: str = Field(min_length=1, max_length=_ID)
     policy: Literal["manage", "close", "freeze"] = "manage"
 
 
-class MoveArgs(_Args):
+class MoveArgs(CommandArgs):
     """move: a strategy id and the worker its mind moves to."""
 
     id: str = Field(min_length=1, max_length=_ID)
     worker: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
-class SwitchArgs(_Args):
+class SwitchArgs(CommandArgs):
     """switch: from one strategy to another in one step."""
 
     source: str = Field(alias="from", min_length=1, max_length=_ID)
@@ -100,7 +97,7 @@ class SwitchArgs(_Args):
     policy: Literal["manage", "close", "freeze"] = "manage"
 
 
-class SetArgs(_Args):
+class SetArgs(CommandArgs):
     """set: one runtime-changeable parameter, by dotted path (e.g. exits.stop_loss_pct)."""
 
     id: str = Field(min_length=1, max_length=_ID)
@@ -108,13 +105,13 @@ class SetArgs(_Args):
     value: Any
 
 
-class ValidateArgs(_Args):
+class ValidateArgs(CommandArgs):
     """validate: a config.json-like file or a strategy file, checked without applying."""
 
     file: str = Field(min_length=1, max_length=_FILE)
 
 
-class AddSymbolArgs(_Args):
+class AddSymbolArgs(CommandArgs):
     """add-symbol: a symbol and its recorded candle file (relative to config.json's folder)."""
 
     symbol: str = Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)
@@ -129,13 +126,13 @@ class AddSymbolArgs(_Args):
         return value
 
 
-class SymbolArg(_Args):
+class SymbolArg(CommandArgs):
     """remove-symbol: a symbol added at runtime."""
 
     symbol: str = Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)
 
 
-class EventsArgs(_Args):
+class EventsArgs(CommandArgs):
     """events: a live stream, filtered by strategy and/or event types."""
 
     strategy_id: str | None = Field(default=None, min_length=1, max_length=_ID)
@@ -474,7 +471,7 @@ def check_event_args(control: Control, args: EventsArgs) -> EventsArgs:
     return args
 
 
-COMMANDS: dict[str, tuple[type[BaseModel], Handler]] = {
+COMMANDS: dict[str, tuple[type[CommandArgs], Handler]] = {
     "status": (NoArgs, status),
     "strategies": (NoArgs, strategies),
     "validate": (ValidateArgs, validate),
@@ -500,7 +497,10 @@ STREAM_COMMANDS = {"events": EventsArgs}
 
 
 def run_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:
-    """Validate and run one command; ControlError for anything the caller got wrong."""
+    """Validate and run one command; ControlError for anything the caller got wrong.
+
+    A command that reads the journal (trades, equity) gives a coroutine, which `call_command` awaits.
+    """
     entry = COMMANDS.get(cmd)
     if entry is None:
         known = ", ".join(sorted([*COMMANDS, *STREAM_COMMANDS]))
@@ -508,6 +508,20 @@ def run_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:
     model, handler = entry
     args = validate_args(model, raw_args)
     try:
-        return handler(control, args)
+        result = handler(control, args)
     except UnknownStrategyError as exc:  # an operation names the strategy it did not find, before it changes anything
         raise ControlError("unknown_strategy", str(exc)) from None
+    return _awaited(result) if inspect.iscoroutine(result) else result
+
+
+async def _awaited(pending: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await pending
+    except UnknownStrategyError as exc:  # unloaded while it read the journal
+        raise ControlError("unknown_strategy", str(exc)) from None
+
+
+async def call_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:
+    """One client's command (the socket's, HTTP's): its result, awaited when it reads the journal in a worker thread."""
+    result = run_command(control, cmd, raw_args)
+    return await result if inspect.isawaitable(result) else result

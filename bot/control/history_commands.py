@@ -1,13 +1,18 @@
-"""The commands that read what a strategy did: its closed trades (paged), its equity over time, its candles with its indicators."""
+"""The commands that read what a strategy did: its closed trades (paged), its equity over time, its candles with its indicators.
+
+`trades` and `equity` read the journal in a worker thread (their handlers are coroutines, awaited by
+the socket and HTTP alike); `candles` reads the hub's memory.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from bot.config.currency import quote_currency
-from bot.control.protocol import ControlError
+from bot.control.protocol import CommandArgs, ControlError
 from bot.daemon.chart_series import MAX_CANDLES
+from bot.daemon.equity_curves import MAX_POINTS
 from bot.journal import JournalError
 from bot.ohlcv import timeframe_ms
 
@@ -15,9 +20,11 @@ if TYPE_CHECKING:
     from bot.control.commands import Control
 
 _ID = 128
-_DAY_MS: Final[int] = 86_400_000
+_DAY_MS: Final[int] = timeframe_ms("1d")
 # Trades a page holds at most.
 MAX_TRADES: Final[int] = 1_000
+# SQLite's integers: a trade number beyond them names no trade (and SQLite would not take it).
+_MAX_NUMBER: Final[int] = 2**63 - 1
 
 
 def _not_bool(value: object) -> object:
@@ -30,25 +37,22 @@ def _not_bool(value: object) -> object:
 Count = Annotated[int, BeforeValidator(_not_bool)]
 
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TradesArgs(_Args):
-    """trades: closed trades newest first, of one strategy or all, `limit` a page; `before` the `next` of the page before."""
+class TradesArgs(CommandArgs):
+    """trades: closed trades newest first, of one strategy or all, `limit` a page (0: the counts only); `before` the `next` of the page before."""
 
     id: str | None = Field(default=None, min_length=1, max_length=_ID)
     limit: Count = Field(default=100, ge=0, le=MAX_TRADES)
-    before: Count | None = Field(default=None, ge=1)
+    before: Count | None = Field(default=None, ge=1, le=_MAX_NUMBER)
 
 
-class EquityArgs(_Args):
-    """equity: the equity curve of one strategy or all."""
+class EquityArgs(CommandArgs):
+    """equity: the equity curve of one strategy or all, each at most `points` long."""
 
     id: str | None = Field(default=None, min_length=1, max_length=_ID)
+    points: Count = Field(default=1_000, ge=2, le=MAX_POINTS)
 
 
-class CandlesArgs(_Args):
+class CandlesArgs(CommandArgs):
     """candles: a strategy's stream (its trading stream unless named) with its indicators."""
 
     id: str = Field(min_length=1, max_length=_ID)
@@ -65,7 +69,7 @@ def _ids(control: Control, strategy_id: str | None) -> list[str]:
     return [strategy_id]
 
 
-def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
+async def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     """A page of closed trades, newest first, with `next` to ask for the page after it; every strategy's count, all and today (UTC, by the daemon's clock)."""
     daemon = control.daemon
     ids = _ids(control, args.id)
@@ -75,8 +79,7 @@ def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     now = daemon.services.clock.now_ms()
     try:
         # One more than asked says whether there is a page after this one.
-        rows = reader.trades(ids, args.limit + 1, args.before)
-        counts = reader.trade_counts(ids, now - now % _DAY_MS)
+        rows, counts = await reader.trades(ids, args.limit + 1 if args.limit else 0, args.before, now - now % _DAY_MS)
     except JournalError as exc:
         raise ControlError("internal", f"the journal cannot be read: {exc}") from None
     page = rows[: args.limit]
@@ -90,16 +93,32 @@ def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     }
 
 
-def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
+async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
     """Each strategy's equity curve, oldest first: its journalled end-of-day equity before this run, then its equity at the candles it handled (thinned as it grows)."""
     daemon = control.daemon
+    curves = daemon.equity_curves
+    if curves is None:
+        raise ControlError("invalid_state", "this daemon keeps no equity curves")
+    ids = _ids(control, args.id)
+    unseeded = [sid for sid in ids if sid not in curves.seeded]
+    if unseeded and daemon.history is not None:
+        try:
+            days = await daemon.history.daily_equity(unseeded)
+        except JournalError as exc:
+            raise ControlError("internal", f"the journal cannot be read: {exc}") from None
+        loaded = set(daemon.manager.ids())
+        for sid in unseeded:
+            if sid in loaded and sid not in curves.seeded:
+                curves.curve(sid).prepend(days[sid])
+                curves.seeded.add(sid)
+    curves.sample()
     result = {}
-    for sid in _ids(control, args.id):
-        orchestrator = daemon.manager.get(sid)
+    for sid in ids:
+        orchestrator = daemon.manager.get(sid)  # unloaded while the journal was read: unknown_strategy
         result[sid] = {
             "currency": quote_currency(orchestrator.symbol),
             "start": orchestrator.portfolio.start,
-            "points": [list(point) for point in daemon.equity_curves.points(sid)],
+            "points": [list(point) for point in curves.curve(sid).points(args.points)],
         }
     return {"strategies": result}
 
@@ -107,7 +126,11 @@ def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
 def candles(control: Control, args: CandlesArgs) -> dict[str, Any]:
     """The newest candles of one of the strategy's streams with its indicators over them, each series aligned with the candles."""
     daemon = control.daemon
-    orchestrator = daemon.manager.get(args.id)
+    charts = daemon.charts
+    if charts is None:
+        raise ControlError("invalid_state", "this daemon keeps no charts")
+    manager = daemon.manager
+    orchestrator = manager.get(args.id)
     symbol = args.symbol if args.symbol is not None else orchestrator.symbol
     timeframe = args.timeframe if args.timeframe is not None else orchestrator.timeframe
     streams = orchestrator.subscriptions()
@@ -115,6 +138,7 @@ def candles(control: Control, args: CandlesArgs) -> dict[str, Any]:
     if (symbol, timeframe) not in streams or registry is None:
         watched = ", ".join(f"{s} {t}" for s, t in streams)
         raise ControlError("bad_args", f"strategy {args.id!r} does not watch {symbol} {timeframe} (its streams: {watched})")
-    daemon.charts.forget_except(set(daemon.manager.ids()))
-    chart = daemon.charts.read(args.id, registry, symbol, timeframe, args.limit)
+    # Charts of strategies unloaded, or of streams no longer watched, go.
+    charts.keep({(sid, s, t) for sid in manager.ids() for s, t in manager.get(sid).subscriptions()})
+    chart = charts.read(args.id, registry, symbol, timeframe, args.limit)
     return {"id": args.id, "symbol": symbol, "timeframe": timeframe, "timeframe_ms": timeframe_ms(timeframe), **chart}

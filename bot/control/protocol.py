@@ -30,6 +30,12 @@ class ControlError(BotError):
         super().__init__(f"{code}: {message}")
 
 
+class CommandArgs(BaseModel):
+    """The base of every command's arguments: no field it does not name, frozen, fields also by their alias."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class Request(BaseModel):
     """One control request: `{"id", "cmd", "args"}`."""
 

@@ -21,7 +21,7 @@ from websockets.http11 import Response as HttpResponse
 
 from bot.bus import EventStream
 from bot.config.models import ControlConfig
-from bot.control.commands import STREAM_COMMANDS, Control, check_event_args, run_command
+from bot.control.commands import STREAM_COMMANDS, Control, call_command, check_event_args
 from bot.control.protocol import ControlError, error_reply, ok_reply, parse_request, validate_args
 from bot.daemon.state import DaemonState
 from bot.errors import BotError
@@ -146,13 +146,13 @@ class ControlServer:
                 if request.cmd in STREAM_COMMANDS:
                     await self._stream_events(ws, request.id, request.args)
                     return
-                await ws.send(orjson.dumps(self._answer(request.id, request.cmd, request.args)).decode())
+                await ws.send(orjson.dumps(await self._answer(request.id, request.cmd, request.args)).decode())
         except ConnectionClosed:
             return
 
-    def _answer(self, request_id: str | int, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _answer(self, request_id: str | int, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         try:
-            return ok_reply(request_id, run_command(self._control, cmd, args))
+            return ok_reply(request_id, await call_command(self._control, cmd, args))
         except ControlError as exc:
             return error_reply(request_id, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001  a bug in a command must not take the daemon down

@@ -12,12 +12,6 @@ from bot.ohlcv import Candle
 # Candles a chart holds at most (and the most a request gets): the first request computes the
 # indicators over this many at most, on the event loop, once; later ones only over new candles.
 MAX_CANDLES: Final[int] = 5_000
-# What each indicator shows besides `value` (its other lines), by name.
-OUTPUTS: Final[dict[str, tuple[str, ...]]] = {
-    "bollinger": ("value", "upper", "lower"),
-    "donchian": ("value", "upper", "lower"),
-    "adx": ("value", "plus_di", "minus_di"),
-}
 # Indicators in price units, drawn over the candles; the others get a pane of their own.
 OVERLAYS: Final[frozenset[str]] = frozenset({"sma", "ema", "bollinger", "donchian"})
 
@@ -52,16 +46,15 @@ class ChartSeries:
         rows = list(chart.rows)[-limit:] if limit < len(chart.rows) else list(chart.rows)
         indicators = []
         column = 0
-        for key, name, _ in chart.registry.items():
-            outputs = OUTPUTS.get(name, ("value",))
+        for key, name, _, outputs in chart.registry.items():
             series = {output: [row[1][column + i] for row in rows] for i, output in enumerate(outputs)}
             column += len(outputs)
             indicators.append({"key": key, "name": name, "overlay": name in OVERLAYS, "series": series})
         return {"candles": [list(row[0]) for row in rows], "indicators": indicators}
 
-    def forget_except(self, strategy_ids: set[str]) -> None:
-        """Drop the charts of strategies not in `strategy_ids` (unloaded)."""
-        for key in [key for key in self._charts if key[0] not in strategy_ids]:
+    def keep(self, streams: set[tuple[str, str, str]]) -> None:
+        """Drop the charts of any (strategy, symbol, timeframe) not in `streams` (unloaded, or no longer watched)."""
+        for key in [key for key in self._charts if key not in streams]:
             del self._charts[key]
 
     def _updated(self, strategy_id: str, registry: IndicatorRegistry, symbol: str, timeframe: str) -> _Chart:
@@ -71,19 +64,17 @@ class ChartSeries:
         keys = registry.keys()
         new: list[Candle] = history
         if chart is not None and chart.keys == keys and chart.rows:
-            last = chart.rows[-1][0].ts
-            start = _after(history, last)
+            start = _after(history, chart.rows[-1][0])
             if start is None:
-                chart = None  # the history moved past it (or started over): compute again
+                chart = None  # the history moved past it (or holds other candles now): compute again
             else:
                 new = history[start:]
         else:
             chart = None
         if chart is None:
             chart = self._charts[key] = _Chart(keys, registry.fresh())
-        items = chart.registry.items()
         update = chart.registry.update
-        getters = [(indicator, OUTPUTS.get(name, ("value",))) for _, name, indicator in items]
+        getters = [(indicator, outputs) for _, _, indicator, outputs in chart.registry.items()]
         rows = chart.rows
         for candle in new:
             update(candle)
@@ -94,12 +85,12 @@ class ChartSeries:
         return chart
 
 
-def _after(history: list[Candle], last_ts: int) -> int | None:
-    """The index in `history` just after the candle opened at `last_ts`; None when it holds none (it is empty when nothing is newer)."""
+def _after(history: list[Candle], last: Candle) -> int | None:
+    """The index in `history` just after `last`; None when it does not hold that very candle (it is empty when nothing is newer)."""
     for index in range(len(history) - 1, -1, -1):
-        ts = history[index].ts
-        if ts == last_ts:
-            return index + 1
-        if ts < last_ts:
+        candle = history[index]
+        if candle.ts == last.ts:
+            return index + 1 if candle == last else None
+        if candle.ts < last.ts:
             return None
     return None

@@ -21,10 +21,6 @@ def _no_problems() -> list[str]:
     return []
 
 
-def _no_points(_: str) -> list[tuple[int, float]]:
-    return []
-
-
 @dataclass
 class DaemonState:
     """The running daemon as its operations see it: services, manager, feed, config, and what was added at runtime."""
@@ -44,20 +40,11 @@ class DaemonState:
     # Symbols added at runtime: {"file", "timeframe"} each, as journalled.
     added_symbols: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    # Closed trades and daily equity read beside the journal's writer (None without a journal).
-    history: JournalReader | None = field(init=False)
-    # Each strategy's equity over time (the daemon subscribes it to candle events).
-    equity_curves: EquityCurves = field(init=False)
-    # Candles with each strategy's indicators, for its chart.
-    charts: ChartSeries = field(init=False)
+    # Closed trades and daily equity, read beside the journal's writer (None: the history commands answer empty).
+    history: JournalReader | None = None
+    # Each strategy's equity over time, and its charts (None: those commands refuse).
+    equity_curves: EquityCurves | None = None
+    charts: ChartSeries | None = None
 
     def __post_init__(self) -> None:
         self.strategy_files.update(self.loaded.strategy_files)
-        self.history = JournalReader(self.journal.path) if self.journal is not None else None
-        self.equity_curves = EquityCurves(self.manager, self.history.daily_equity if self.history is not None else _no_points)
-        self.charts = ChartSeries(self.services.hub)
-
-    def close_readers(self) -> None:
-        """Close the history's read connection (the daemon is stopping)."""
-        if self.history is not None:
-            self.history.close()

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from bot.config.cluster import is_loopback
 from bot.config.http import HttpConfig
-from bot.control.commands import Control, run_command
+from bot.control.commands import Control, call_command, run_command
 from bot.control.protocol import MAX_ARGS_DEPTH, ControlError, too_deep
 from bot.http.events import EventStreamResponse, events_args
 
@@ -157,14 +157,14 @@ class Api:
     def _read(self, command: Callable[[Request], tuple[str, dict[str, Any]]]) -> Handler:
         async def run(request: Request) -> Any:
             cmd, args = command(request)
-            return run_command(self._control, cmd, args)
+            return await call_command(self._control, cmd, args)
 
         return self._guarded(run, change=False)
 
     def _write(self, command: Callable[[Request, dict[str, Any]], tuple[str, dict[str, Any]]]) -> Handler:
         async def run(request: Request) -> Any:
             cmd, args = command(request, await self.body(request))
-            return run_command(self._control, cmd, args)
+            return await call_command(self._control, cmd, args)
 
         return self._guarded(run, change=True)
 
@@ -194,7 +194,7 @@ class Api:
         if command not in STRATEGY_COMMANDS:
             raise ControlError("unknown_command", f"unknown strategy command {command!r} (known: {', '.join(STRATEGY_COMMANDS)}, switch)")
         body = await self.body(request)
-        return run_command(self._control, command, {**body, "id": request.path_params["id"]})
+        return await call_command(self._control, command, {**body, "id": request.path_params["id"]})
 
     async def body(self, request: Request) -> dict[str, Any]:
         """The request's JSON object body ({} when empty); HttpError beyond max_body_bytes, ControlError when not a JSON object."""
@@ -269,7 +269,9 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
             response.headers[name] = value
         return response
 
-    app = Starlette(routes=[*api.routes(), metrics_route(api, config, registry)], exception_handlers={404: not_found, 405: not_allowed})
+    from bot.http.page import page_routes  # here: the page's module builds on this one's Api
+
+    app = Starlette(routes=[*api.routes(), metrics_route(api, config, registry), *page_routes(api, config)], exception_handlers={404: not_found, 405: not_allowed})
     # A trailing slash gets the JSON 404, not a redirect to whatever host the request named (before any check).
     app.router.redirect_slashes = False
     return app

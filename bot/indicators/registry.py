@@ -27,6 +27,8 @@ class _Param(NamedTuple):
 class _Spec(NamedTuple):
     factory: Callable[..., Indicator]
     params: tuple[_Param, ...]
+    # The attributes an instance gives its values in: `value`, and the other lines of one that draws several.
+    outputs: tuple[str, ...] = ("value",)
 
 
 def _source(owner: str, value: object, name: str) -> str:
@@ -46,10 +48,11 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType({
     "bollinger": _Spec(
         BollingerBands,
         (_Param("period", _period, 20), _Param("k", _positive, 2.0), _Param("source", _source, "close")),
+        ("value", "upper", "lower"),
     ),
     "roc": _Spec(ROC, (_Param("period", _period, 10), _Param("source", _source, "close"))),
-    "donchian": _Spec(Donchian, (_Param("period", _period, 20),)),
-    "adx": _Spec(ADX, (_Param("period", _period, 14),)),
+    "donchian": _Spec(Donchian, (_Param("period", _period, 20),), ("value", "upper", "lower")),
+    "adx": _Spec(ADX, (_Param("period", _period, 14),), ("value", "plus_di", "minus_di")),
 })
 
 INDICATOR_NAMES: Final[tuple[str, ...]] = tuple(_SPECS)
@@ -152,9 +155,9 @@ class IndicatorRegistry:
             copy.require(name, **values)
         return copy
 
-    def items(self) -> list[tuple[str, str, Indicator]]:
-        """(key, indicator name, indicator) of each registered indicator, in creation order."""
-        return [(key, self._requests[key][0], indicator) for key, indicator in self._by_key.items()]
+    def items(self) -> list[tuple[str, str, Indicator, tuple[str, ...]]]:
+        """(key, indicator name, indicator, the attributes holding its values) of each registered indicator, in creation order."""
+        return [(key, self._requests[key][0], indicator, _SPECS[self._requests[key][0]].outputs) for key, indicator in self._by_key.items()]
 
     def ready(self) -> bool:
         """True when every registered indicator has warmed up."""

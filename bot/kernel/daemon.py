@@ -18,7 +18,9 @@ from bot.bus import Handler
 from bot.candles.sources import CandleSource
 from bot.clock import WallClock
 from bot.control.server import ControlServer, claim_socket_path, control_token
+from bot.daemon.chart_series import ChartSeries
 from bot.daemon.delivery import InboxDelivery
+from bot.daemon.equity_curves import EquityCurves
 from bot.daemon.event_lines import (
     GAP_LINE_INTERVAL,
     LOGGED_EVENTS,
@@ -47,6 +49,7 @@ from bot.daemon.turn_progress import TurnProgress
 from bot.events import CandleClosed
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
+from bot.journal.reader import JournalReader
 from bot.journal.turns import Turns
 from bot.kernel.assembly import Bot, Mode, Seams, build_bot
 from bot.log import BotLogger
@@ -87,9 +90,14 @@ def control_server(
     socket_path: Path,
     log: logging.Logger,
     cluster_status: Callable[[], dict[str, Any]] | None = None,
+    history: JournalReader | None = None,
+    equity_curves: EquityCurves | None = None,
 ) -> ControlServer:
     """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
-    state = DaemonState(loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems, cluster_status=cluster_status)
+    state = DaemonState(
+        loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems, cluster_status=cluster_status,
+        history=history, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub),
+    )
     state.strategy_files.update(files)
     state.added_symbols.update(added_symbols)
     return ControlServer(state, loaded.bot.control, socket_path, log)
@@ -335,12 +343,16 @@ class Daemon:
             to_load = strategies_to_load(self.loaded, journal, saved, log)
             start_problems = live.problems if live is not None else list
             cluster_status = None if outbox is None else _cluster_status(outbox, getattr(delivery, "minds_status", None))
+            # Trades and daily equity for the API, read in worker threads on a connection of their own.
+            history = JournalReader(journal.path)
+            curves = EquityCurves(manager)
             server = control_server(
-                self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status
+                self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status,
+                history, curves,
             )
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
-            # Each strategy's equity curve for the API, a point per candle time.
-            services.bus.subscribe(server.control.daemon.equity_curves, types=(CandleClosed,))
+            # Each strategy's equity curve, a point per candle time.
+            services.bus.subscribe(curves, types=(CandleClosed,))
             # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).
             services.bus.subscribe(services.metrics.observe, types=METRICS_EVENTS)
             async with server.serving():
@@ -369,8 +381,10 @@ class Daemon:
                             http.stop()
                             with anyio.move_on_after(HTTP_STOP_WAIT_S):
                                 await http.done.wait()
-                        await services.stop()
-                        server.control.daemon.close_readers()
+                        try:
+                            await services.stop()
+                        finally:
+                            history.close()
                         if outbox is not None:
                             await outbox.close(OUTBOX_FLUSH_S)
             tg.cancel_scope.cancel()

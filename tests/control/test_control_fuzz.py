@@ -87,9 +87,9 @@ def _known_command(rng: random.Random) -> dict[str, Any]:
     elif cmd == "remove-symbol":
         args = {"symbol": rng.choice([*STRINGS, "BTC/USD", "ZZ/USD", _value(rng)])}
     elif cmd in ("trades", "equity", "candles"):
-        args = {"id": _bad_id(rng)} if cmd == "equity" or rng.random() < 0.5 else {"id": rng.choice(LOADED), "limit": _value(rng)}
-        if cmd != "equity" and rng.random() < 0.5:
-            args["before" if cmd == "trades" else "timeframe"] = _value(rng)
+        # A bad id, or a loaded one with one bad number (the others fine, so each is reached).
+        field = {"trades": rng.choice(["limit", "before"]), "equity": "points", "candles": rng.choice(["limit", "timeframe", "symbol"])}[cmd]
+        args = {"id": _bad_id(rng)} if rng.random() < 0.3 else {"id": rng.choice(LOADED), field: _value(rng)}
     elif cmd == "events":
         args = {"strategy_id": _bad_id(rng)} if rng.random() < 0.5 else {"types": rng.choice([["nope"], "candle", [1], {}, [rng.choice(STRINGS)]])}
     else:  # a command added later: give it garbage

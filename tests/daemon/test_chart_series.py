@@ -23,6 +23,8 @@ def _setup() -> tuple[CandleHub, ChartSeries, IndicatorRegistry, list[Candle]]:
     registry = IndicatorRegistry()
     registry.require("sma", period=20)
     registry.require("bollinger", period=20)
+    registry.require("adx", period=14)
+    registry.require("donchian", period=10)
     return hub, ChartSeries(hub), registry, list(islice(read_candles(BTC_1M), 2000))
 
 
@@ -32,12 +34,8 @@ def _fresh(candles: list[Candle], registry: IndicatorRegistry) -> list[list[floa
     rows = []
     for candle in candles:
         copy.update(candle)
-        rows.append([value for _, _, indicator in copy.items() for value in _outputs(indicator)])
+        rows.append([getattr(indicator, name) for _, _, indicator, outputs in copy.items() for name in outputs])
     return [list(column) for column in zip(*rows, strict=True)]
-
-
-def _outputs(indicator: object) -> list[float | None]:
-    return [getattr(indicator, name) for name in ("value", "upper", "lower") if hasattr(indicator, name)]
 
 
 def _columns(chart: dict[str, Any]) -> list[list[float | None]]:
@@ -50,7 +48,15 @@ def test_a_chart_fed_on_equals_indicators_fed_every_candle_and_holds_the_outputs
         hub.ingest("BTC/USD", candle)
     first = charts.read("s", registry, "BTC/USD", "1m", 1000)
     assert [c[0] for c in first["candles"]] == [c.ts for c in candles[:250]]
-    assert [(i["name"], list(i["series"])) for i in first["indicators"]] == [("sma", ["value"]), ("bollinger", ["value", "upper", "lower"])]
+    assert [(i["name"], i["overlay"], list(i["series"])) for i in first["indicators"]] == [
+        ("sma", True, ["value"]),
+        ("bollinger", True, ["value", "upper", "lower"]),
+        ("adx", False, ["value", "plus_di", "minus_di"]),
+        ("donchian", True, ["value", "upper", "lower"]),
+    ]
+    # Each output its own line: ADX's directional indices are not its value.
+    adx = first["indicators"][2]["series"]
+    assert adx["plus_di"][-1] is not None and adx["plus_di"][-1] != adx["value"][-1] != adx["minus_di"][-1]
     for candle in candles[250:400]:
         hub.ingest("BTC/USD", candle)
     later = charts.read("s", registry, "BTC/USD", "1m", 1000)
@@ -81,5 +87,35 @@ def test_changed_indicators_start_the_chart_over() -> None:
     charts.read("s", registry, "BTC/USD", "1m", 1000)
     registry.require("ema", period=5)
     chart = charts.read("s", registry, "BTC/USD", "1m", 1000)
-    assert [i["name"] for i in chart["indicators"]] == ["sma", "bollinger", "ema"]
+    assert [i["name"] for i in chart["indicators"]] == ["sma", "bollinger", "adx", "donchian", "ema"]
     assert _columns(chart) == _fresh(candles[:100], registry)
+
+
+def test_other_candles_at_the_same_times_start_the_chart_over() -> None:
+    # A symbol removed and added again from another file: the times repeat, the candles do not.
+    hub, charts, registry, candles = _setup()
+    for candle in candles[:100]:
+        hub.ingest("BTC/USD", candle)
+    charts.read("s", registry, "BTC/USD", "1m", 1000)
+    hub.remove_feed("BTC/USD")
+    hub.add_feed("BTC/USD", "1m")
+    doubled = [c._replace(open=2 * c.open, high=2 * c.high, low=2 * c.low, close=2 * c.close) for c in candles[:100]]
+    for candle in doubled:
+        hub.ingest("BTC/USD", candle)
+    chart = charts.read("s", registry, "BTC/USD", "1m", 1000)
+    assert [c[4] for c in chart["candles"]] == [c.close for c in doubled]
+    assert _columns(chart) == _fresh(doubled, registry)
+
+
+def test_every_indicator_has_its_outputs_and_a_place_on_the_chart() -> None:
+    from bot.daemon.chart_series import OVERLAYS
+    from bot.indicators.registry import INDICATOR_NAMES
+
+    registry = IndicatorRegistry()
+    for name in INDICATOR_NAMES:
+        registry.require(name, period=5) if name in ("sma", "ema") else registry.require(name)
+    for candle in islice(read_candles(BTC_1M), 100):
+        registry.update(candle)
+    for _, name, indicator, outputs in registry.items():
+        assert outputs[0] == "value" and all(isinstance(getattr(indicator, output), float) for output in outputs), name
+    assert OVERLAYS <= set(INDICATOR_NAMES)

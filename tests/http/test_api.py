@@ -513,7 +513,7 @@ def test_an_unknown_strategy_command_is_404_unknown_command(served: Served, comm
     assert code == "unknown_command" and f"unknown strategy command {command!r}" in message
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("GET", "/api/v1"), ("GET", "/api/v1/nothing"), ("POST", "/api/v2/status"), ("DELETE", "/x")])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/favicon.ico"), ("GET", "/api/v1"), ("GET", "/api/v1/nothing"), ("POST", "/api/v2/status"), ("DELETE", "/x")])
 def test_an_unknown_route_is_a_json_404(served: Served, method: str, path: str) -> None:
     reply = served.request(method, path)
     assert (reply.status, reply.error) == (404, ("unknown_command", f"no route {method} {path}"))

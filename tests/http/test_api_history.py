@@ -104,6 +104,8 @@ def test_trades_are_the_sockets_trades_command(traded: Served) -> None:
         ("limit=many", "limit"),
         ("before=0", "before"),
         ("before=x", "before"),
+        ("before=9223372036854775808", "before"),
+        ("before=true", "before"),
         ("colour=red", "colour"),
         ("limit=1&limit=2", "'limit' given 2 times"),
         ("id=ema_cross", "named in the path"),
@@ -149,6 +151,16 @@ def test_a_curve_grows_with_the_candles_a_strategy_handles(traded: Served) -> No
     assert len(after) > len(before) and after[: len(before) - 1] == before[:-1]
     assert step.last_close is not None and before[-1][0] < after[-1][0] <= step.last_close + MINUTE
     assert after[-1][1] == traded.ctl("status")["strategies"]["rsi_reversion"]["equity"]
+
+
+def test_points_bounds_each_curve_keeping_its_ends(traded: Served) -> None:
+    whole = traded.get("/api/v1/strategies/rsi_reversion/equity?points=2000").body["strategies"]["rsi_reversion"]["points"]
+    few = traded.get("/api/v1/strategies/rsi_reversion/equity?points=10").body["strategies"]["rsi_reversion"]["points"]
+    assert len(whole) > 10 >= len(few) >= 5
+    assert few[0] == whole[0] and few[-1] == whole[-1] and all(point in whole for point in few)
+    for bad in ("points=1", "points=2001", "points=x"):
+        reply = traded.get(f"/api/v1/equity?{bad}")
+        assert reply.status == 400 and reply.error[0] == "bad_args" and "points" in reply.error[1]
 
 
 def test_equity_is_the_sockets_equity_command(traded: Served) -> None:

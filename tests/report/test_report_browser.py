@@ -1,9 +1,6 @@
 """The HTML report rendered in headless Chromium: no errors, no network, one equity curve per strategy."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,46 +8,14 @@ from typing import Any
 import pytest
 
 from bot.report.build import write_report
-
-CHROMIUM = Path(os.environ.get("BOT_CHROMIUM", "/usr/bin/chromium"))
-# Without the background-networking flags Chromium keeps trying hosts this machine cannot reach.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _unavailable(reason: str) -> None:
-    # In CI a missing browser is a broken set-up (scripts/setup.sh installs it), never a pass.
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser test (scripts/setup.sh installs Debian's chromium)")
-    pytest.skip(reason)
+from tests.browser import chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium driven by Playwright."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
-    if not CHROMIUM.exists():
-        _unavailable(f"no Chromium at {CHROMIUM}")
-    profile = tempfile.mkdtemp(prefix="bot-chromium-")
-    try:
-        with sync_playwright() as playwright:
-            instance = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS, env={**os.environ, "HOME": profile})
-            try:
-                yield instance
-            finally:
-                instance.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    with chromium() as instance:
+        yield instance
 
 
 def test_the_report_renders_without_errors_and_with_one_equity_curve_per_strategy(browser: Any, replay_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,431 @@
+"""The web view at `GET /` in headless Chromium (Playwright), against a real stepped daemon running config.json's seven strategies.
+
+Every assertion is on data: the rows' data-* attributes, the clock's timestamp, the reply box, and the
+arrays each chart was given (`window.botView.charts`), never on pixels. Nothing is waited for by sleeping:
+each wait is a condition in the page (`wait_for_function`) or on the control socket.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.browser import chromium
+from tests.daemon.process import DaemonProcess, write_daemon_config
+from tests.http.test_api import TOKEN, TOKEN_ENV, TOKEN_REQUIRED, Served, _module_daemon, _port
+from tests.support import REPO
+
+# Generous: the aim for a live update is 5 s (printed, never asserted); this only bounds a broken page.
+WAIT_MS = 30_000
+CONFIG_JSON = REPO / "config.json"
+
+
+def catalog_config(folder: Path, http: dict[str, Any]) -> Path:
+    """A daemon config in `folder` with config.json's strategies, risk, defaults and candle files (the repo's data/), and this `http`."""
+    config = orjson.loads(CONFIG_JSON.read_bytes())
+    candles = {symbol: {**stream, "path": str(REPO / stream["path"])} for symbol, stream in config["replay"]["candles"].items()}
+    return write_daemon_config(
+        folder,
+        http=http,
+        replay={"candles": candles, "history_size": config["replay"]["history_size"]},
+        strategies=config["strategies"],
+        risk=config["risk"],
+        strategy_defaults=config["strategy_defaults"],
+    )
+
+
+def config_json_ids() -> list[str]:
+    """The ids of config.json's strategies, in its order (each file's own id)."""
+    config = orjson.loads(CONFIG_JSON.read_bytes())
+    return [orjson.loads((REPO / ref["file"]).read_bytes())["id"] for ref in config["strategies"]]
+
+
+@contextmanager
+def catalog_daemon(http: dict[str, Any]) -> Iterator[Served]:
+    """A stepped daemon on config.json's strategies with this `http` section; stopped (exit 0) after."""
+    folder = Path(tempfile.mkdtemp(prefix="web-", dir="/tmp"))
+    daemon = DaemonProcess(catalog_config(folder, http), {TOKEN_ENV: TOKEN}, stepped=True)
+    try:
+        daemon.wait_ready()
+        yield Served(daemon, _port(daemon))
+    finally:
+        code = daemon.stop()
+        log = daemon.log.read_text()
+        shutil.rmtree(folder, ignore_errors=True)
+    assert code == 0, log[-3000:]
+
+
+def ctl(served: Served, cmd: str, args: dict[str, Any] | None = None) -> Any:
+    """The control socket's result, asked from another thread: Playwright's sync API holds an event loop in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(served.ctl, cmd, args).result()
+
+
+def _stopped_position(served: Served) -> tuple[str, dict[str, Any]] | None:
+    """A strategy holding an open position with a stop, and that position (None while there is none)."""
+    for sid, entry in ctl(served, "positions").items():
+        for position in entry["positions"]:
+            if position["stop_loss"] is not None or position["trailing_stop"] is not None:
+                return sid, position
+    return None
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    """public_read with a token: reads open, changes need the token; stepped until a strategy holds a position with a stop."""
+    with catalog_daemon({"listen": "127.0.0.1:0", "token_env": TOKEN_ENV, "public_read": True}) as served:
+        served.daemon.step_until(lambda: _stopped_position(served), "position with a stop", candles=60)
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium driven by Playwright."""
+    with chromium() as instance:
+        yield instance
+
+
+@dataclass
+class Watched:
+    """A page, with every console error or warning, page error, and request to another origin it made."""
+
+    page: Any
+    origin: str
+    problems: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Close the page (its context too)."""
+        context = self.page.context
+        self.page.close()
+        context.close()
+
+
+# The routes the page reads when the daemon has them (a 404 or 405 there is the page's cue to do without).
+OPTIONAL_ROUTES = ("/api/v1/trades", "/api/v1/equity", "/api/v1/strategies/{id}/trades", "/api/v1/strategies/{id}/candles")
+
+
+def unexpected(problems: list[str], served: Served) -> list[str]:
+    """The problems but Chromium's note of a 404/405 from a route this daemon does not have yet (the page does without it)."""
+    missing = [route for route in OPTIONAL_ROUTES if served.get(route.replace("{id}", "ema_cross")).status in (404, 405)]
+    patterns = [re.compile(re.escape(f"/{route.lstrip('/')}").replace(re.escape("{id}"), "[^/]+") + r"(\?[^)]*)?\)$") for route in missing]
+    return [p for p in problems if not ("Failed to load resource" in p and re.search(r"status of 40[45]", p) and any(pattern.search(p) for pattern in patterns))]
+
+
+@contextmanager
+def opened(browser: Any, served: Served, route: str = "#/", init: str | None = None, **context_options: Any) -> Iterator[Watched]:
+    """A fresh browser context (its own sessionStorage, `context_options` such as a viewport; `init` run before the page's scripts) on the page at `route`; closed after."""
+    origin = f"http://127.0.0.1:{served.port}"
+    context = browser.new_context(**context_options)
+    if init is not None:
+        context.add_init_script(init)
+    watched = Watched(context.new_page(), origin)
+    page = watched.page
+    page.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
+    page.on("console", lambda message: watched.problems.append(f"console {message.type}: {message.text} ({message.location.get('url')})") if message.type in ("error", "warning") else None)
+    page.on("request", lambda request: watched.foreign.append(request.url) if not request.url.startswith((origin + "/", "data:", "blob:")) else None)
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(f"{origin}/{route}", wait_until="load")
+        yield watched
+    finally:
+        watched.close()
+
+
+def shown_clock(page: Any, clock_ts: int) -> None:
+    """Wait until the page shows this clock (its status read at or after it)."""
+    page.wait_for_function("ts => Number(document.querySelector('#clock').dataset.ts) >= ts", arg=clock_ts, timeout=WAIT_MS)
+
+
+def rows(page: Any) -> dict[str, dict[str, str]]:
+    """The overview's strategy rows: id → their data-* attributes."""
+    found: dict[str, dict[str, str]] = page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('#strategies tbody tr')].map(tr => [tr.dataset.strategy, {...tr.dataset}]))"
+    )
+    return found
+
+
+# --- the overview ----------------------------------------------------------------------------------------
+
+
+def test_the_overview_loads_without_errors_or_foreign_requests_and_lists_every_strategy_of_config_json(browser: Any, served: Served) -> None:
+    status = ctl(served, "status")
+    with opened(browser, served) as watched:
+        shown_clock(watched.page, status["clock_ts"])
+        watched.page.wait_for_function("n => document.querySelectorAll('#strategies tbody tr').length === n", arg=len(status["strategies"]))
+        shown = rows(watched.page)
+        health = watched.page.get_attribute("#health", "data-health")
+        live = watched.page.wait_for_function("() => window.botView.live === 'live'")
+        assert live
+    assert unexpected(watched.problems, served) == []
+    assert watched.foreign == []
+    assert list(shown) == config_json_ids() == list(status["strategies"])
+    assert {sid: row["state"] for sid, row in shown.items()} == {sid: row["state"] for sid, row in status["strategies"].items()}
+    assert {sid: row["currency"] for sid, row in shown.items()} == {sid: row["currency"] for sid, row in status["strategies"].items()}
+    assert health == status["health"]
+
+
+def test_the_overview_sums_net_pnl_per_currency_never_across_them(browser: Any, served: Served) -> None:
+    status = ctl(served, "status")
+    expected: dict[str, float] = {}
+    for row in status["strategies"].values():
+        expected[row["currency"]] = expected.get(row["currency"], 0.0) + row["equity"] - row["starting_balance"]
+    with opened(browser, served) as watched:
+        shown_clock(watched.page, status["clock_ts"])
+        watched.page.wait_for_function("n => document.querySelectorAll('#totals tbody tr').length >= n", arg=len(expected))
+        totals = watched.page.evaluate("() => Object.fromEntries([...document.querySelectorAll('#totals tbody tr')].map(tr => [tr.dataset.currency, Number(tr.dataset.net)]))")
+        charts = watched.page.evaluate("() => Object.fromEntries(Object.entries(window.botView.charts).map(([name, c]) => [name, Object.keys(c.series)]))")
+    assert set(totals) == {"USD", "BTC"}
+    assert totals == pytest.approx(expected)
+    # One equity chart per currency, each curve one strategy of that currency.
+    per_currency = {f"equity:{currency}": sorted(sid for sid, row in status["strategies"].items() if row["currency"] == currency) for currency in expected}
+    assert {name: sorted(sids) for name, sids in charts.items()} == per_currency
+
+
+def test_a_new_candle_and_equity_change_appear_without_reloading(browser: Any, served: Served) -> None:
+    with opened(browser, served) as watched:
+        page = watched.page
+        shown_clock(page, ctl(served, "status")["clock_ts"])
+        page.wait_for_function("() => window.botView.live === 'live'")
+        loads = page.evaluate("() => performance.getEntriesByType('navigation').length")
+        before = ctl(served, "status")
+        # Until a candle closes that moves an equity (a position marked to it): each step is one the page must show.
+        equity = {sid: row["equity"] for sid, row in before["strategies"].items()}
+        served.daemon.step_until(lambda: {sid: row["equity"] for sid, row in ctl(served, "status")["strategies"].items()} != equity, "equity change", candles=15)
+        stepped = time.monotonic()
+        after = ctl(served, "status")
+        equities = {sid: row["equity"] for sid, row in after["strategies"].items()}
+        page.wait_for_function(
+            """want => {
+                if (Number(document.querySelector('#clock').dataset.ts) < want.clock) return false;
+                const shown = Object.fromEntries([...document.querySelectorAll('#strategies tbody tr')].map(tr => [tr.dataset.strategy, Number(tr.dataset.equity)]));
+                return Object.entries(want.equity).every(([sid, equity]) => shown[sid] === equity);
+            }""",
+            arg={"clock": after["clock_ts"], "equity": equities},
+            timeout=WAIT_MS,
+        )
+        took = time.monotonic() - stepped
+        assert page.evaluate("() => performance.getEntriesByType('navigation').length") == loads
+    print(f"\nlive update shown {took:.2f} s after the step (aim: 5 s)")
+    assert after["clock_ts"] > before["clock_ts"]
+    assert unexpected(watched.problems, served) == []
+
+
+@pytest.fixture(scope="module")
+def closed() -> Iterator[Served]:
+    """Reads behind the token too (no public_read): the page opens on loopback, its reads ask for the token."""
+    with _module_daemon({"listen": "127.0.0.1:0", "token_env": TOKEN_ENV}) as served:
+        yield served
+
+
+def test_a_read_refused_for_want_of_the_token_asks_for_it_once_then_reads_with_it(browser: Any, closed: Served) -> None:
+    status = ctl(closed, "status")
+    with opened(browser, closed) as watched:
+        page = watched.page
+        page.wait_for_selector("#token-dialog:not([hidden])")
+        # Both the status read and the event stream were refused: one form for both.
+        assert TOKEN_REQUIRED in page.text_content("#token-dialog-message")
+        page.fill("#token-dialog-input", "not-the-token")
+        page.click("#token-dialog button[type=submit]")
+        page.wait_for_selector("#token-dialog:not([hidden])")
+        page.fill("#token-dialog-input", TOKEN)
+        page.click("#token-dialog button[type=submit]")
+        page.wait_for_function("n => document.querySelectorAll('#strategies tbody tr').length === n", arg=len(status["strategies"]))
+        page.wait_for_function("() => window.botView.live === 'live'")
+        kept = page.evaluate("() => sessionStorage.getItem('bot.api-token')")
+        # A reload in the same tab reads with the token kept: no form.
+        page.reload(wait_until="load")
+        page.wait_for_function("n => document.querySelectorAll('#strategies tbody tr').length === n", arg=len(status["strategies"]))
+        asked_again = page.is_visible("#token-dialog")
+    assert kept == TOKEN
+    assert not asked_again
+    assert all("status of 401" in problem for problem in unexpected(watched.problems, closed)), watched.problems
+
+
+@pytest.mark.parametrize("route", ["#/", "#/strategy/ema_cross"])
+def test_on_a_phone_the_page_fits_its_width(browser: Any, served: Served, route: str) -> None:
+    """A 390 px wide phone: nothing wider than the screen but inside its own scrolling box (the tables)."""
+    with opened(browser, served, route, viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True) as watched:
+        page = watched.page
+        page.wait_for_function("() => window.botView.refreshes > 0 && document.querySelectorAll('#strategies tbody tr, #params tbody tr').length > 0")
+        widths = page.evaluate("() => ({page: document.documentElement.scrollWidth, screen: window.innerWidth})")
+    assert widths["page"] <= widths["screen"], widths
+    assert unexpected(watched.problems, served) == []
+
+
+# --- controls ----------------------------------------------------------------------------------------------
+
+
+def _acted(page: Any, selector: str) -> dict[str, str]:
+    """Click `selector` and return the reply box once it shows the answer to that click (its data-* and text)."""
+    before = int(page.get_attribute("#reply", "data-seq") or 0)
+    page.click(selector)
+    page.wait_for_function("seq => Number(document.querySelector('#reply').dataset.seq || 0) > seq && document.querySelector('#reply').dataset.status !== 'pending'", arg=before)
+    reply: dict[str, str] = page.evaluate("() => ({...document.querySelector('#reply').dataset, text: document.querySelector('#reply').textContent})")
+    return reply
+
+
+def test_deactivate_with_the_token_makes_the_strategy_dormant(browser: Any, served: Served) -> None:
+    # One holding no position (the close policy then closes nothing another test looks at), and none the other control tests use.
+    rows = ctl(served, "status")["strategies"]
+    sid = next(sid for sid, row in rows.items() if row["state"] == "active" and row["positions"] == 0 and sid not in ("hybrid", "mean_reversion", "trend_mtf"))
+    with opened(browser, served, f"#/strategy/{sid}") as watched:
+        page = watched.page
+        page.wait_for_function("() => document.querySelector('#s-state').dataset.state === 'active'")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.select_option("#deactivate-policy", "close")
+        reply = _acted(page, "#do-deactivate")
+        assert (reply["status"], reply["http"]) == ("ok", "200"), reply
+        assert json.loads(reply["text"].split(": ", 1)[1]) == {"id": sid, "state": "dormant", "policy": "close"}
+        assert ctl(served, "status")["strategies"][sid]["state"] == "dormant"
+        page.wait_for_function("() => document.querySelector('#s-state').dataset.state === 'dormant'")
+        page.goto(f"{watched.origin}/#/")
+        page.wait_for_function("sid => document.querySelector(`#strategies tr[data-strategy='${sid}']`)?.dataset.state === 'dormant'", arg=sid)
+        # Back as it was, through the page too.
+        page.goto(f"{watched.origin}/#/strategy/{sid}")
+        page.wait_for_function("() => document.querySelector('#s-state').dataset.state === 'dormant'")
+        assert _acted(page, "#do-activate")["status"] == "ok"
+    assert ctl(served, "status")["strategies"][sid]["state"] == "active"
+    assert unexpected(watched.problems, served) == []
+
+
+def test_a_control_without_the_token_is_refused_and_the_page_says_why(browser: Any, served: Served) -> None:
+    sid = "hybrid"
+    with opened(browser, served, f"#/strategy/{sid}") as watched:
+        page = watched.page
+        page.wait_for_function("() => document.querySelector('#s-state').dataset.state === 'active'")
+        reply = _acted(page, "#do-deactivate")
+        dialog_hidden = page.is_hidden("#token-dialog")
+    assert (reply["status"], reply["code"], reply["http"]) == ("error", "unauthorized", "401"), reply
+    assert TOKEN_REQUIRED in reply["text"]
+    assert dialog_hidden  # a refused change shows the server's reply, not the token form
+    assert ctl(served, "status")["strategies"][sid]["state"] == "active"
+    # The 401 of the refused change is the only console error (Chromium logs a failed fetch).
+    assert all("401" in problem for problem in unexpected(watched.problems, served)), watched.problems
+
+
+# --- the strategy page -------------------------------------------------------------------------------------
+
+
+def test_the_strategy_page_draws_its_candles_indicators_markers_and_stop_lines(browser: Any, served: Served) -> None:
+    found = _stopped_position(served)
+    assert found is not None
+    sid, position = found
+    candles = served.get(f"/api/v1/strategies/{sid}/candles")
+    if candles.status in (404, 405):
+        pytest.skip("this daemon has no GET /api/v1/strategies/{id}/candles yet")
+    trades = served.get(f"/api/v1/strategies/{sid}/trades?limit=100").body["trades"]
+    status = ctl(served, "status")
+    with opened(browser, served, f"#/strategy/{sid}") as watched:
+        page = watched.page
+        shown_clock(page, status["clock_ts"])
+        page.wait_for_function("n => window.botView.charts.price?.candles.length === n", arg=len(candles.body["candles"]))
+        chart = page.evaluate("() => window.botView.charts.price")
+        shown_positions = page.evaluate("() => [...document.querySelectorAll('#positions tbody tr')].map(tr => tr.dataset.position)")
+        # Live on this page too: the next candle of its timeframe drawn without a reload.
+        last = candles.body["candles"][-1][0]
+        served.daemon.step_until(lambda: served.get(f"/api/v1/strategies/{sid}/candles").body["candles"][-1][0] > last, "next candle", candles=15)
+        stepped = time.monotonic()
+        newest = served.get(f"/api/v1/strategies/{sid}/candles").body["candles"][-1][0]
+        page.wait_for_function("ts => Number(document.querySelector('#price-chart').dataset.lastCandle) === ts", arg=newest)
+        print(f"\nnew candle drawn {time.monotonic() - stepped:.2f} s after the step (aim: 5 s)")
+    assert unexpected(watched.problems, served) == []
+    assert [c["time"] * 1000 for c in chart["candles"]] == [c[0] for c in candles.body["candles"]]
+    assert [c["close"] for c in chart["candles"]] == [c[4] for c in candles.body["candles"]]
+    keys = {f"{indicator['key']}.{name}" for indicator in candles.body["indicators"] for name in indicator["series"]}
+    assert keys and set(chart["series"]) == keys
+    assert all(len(series) == len(chart["candles"]) for series in chart["series"].values())
+    ids = {marker["id"] for marker in chart["markers"]}
+    assert f"entry:{position['position_id']}" in ids
+    first = candles.body["candles"][0][0]
+    for trade in trades:
+        if trade["entry_ts"] >= first and trade["symbol"] == candles.body["symbol"]:
+            assert {f"entry:{trade['position_id']}", f"exit:{trade['position_id']}"} <= ids, trade
+    stops = [(line["kind"], line["price"]) for line in chart["lines"] if line["position_id"] == position["position_id"]]
+    if position["stop_loss"] is not None:
+        assert ("stop_loss", position["stop_loss"]) in stops
+    if position["trailing_stop"] is not None:
+        assert ("trailing_stop", position["trailing_stop"]) in stops
+    assert shown_positions == [position["position_id"]]
+
+
+def test_set_from_the_page_changes_the_parameter_and_a_value_not_json_is_not_sent(browser: Any, served: Served) -> None:
+    sid = "trend_mtf"
+    with opened(browser, served, f"#/strategy/{sid}") as watched:
+        page = watched.page
+        page.wait_for_function("() => document.querySelector('#params tr[data-path=\\'exits.stop_loss_pct\\']') !== null")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.fill("#set-path", "exits.stop_loss_pct")
+        page.fill("#set-value", "nonsense")
+        local = _acted(page, "#set-form button[type=submit]")
+        page.fill("#set-value", "2.5")
+        reply = _acted(page, "#set-form button[type=submit]")
+        page.wait_for_function("() => document.querySelector('#params tr[data-path=\\'exits.stop_loss_pct\\'] td:last-child').textContent === '2.5'")
+    assert (local["status"], local["code"]) == ("error", "bad_value"), local
+    assert (reply["status"], reply["http"]) == ("ok", "200"), reply
+    assert json.loads(reply["text"].split(": ", 1)[1])["new"] == 2.5
+    assert ctl(served, "strategies")["loaded"][sid]["config"]["exits"]["stop_loss_pct"] == 2.5
+    assert unexpected(watched.problems, served) == []
+
+
+def test_switch_from_the_page_and_its_refusal_shown_with_the_servers_code(browser: Any, served: Served) -> None:
+    source, target = "hybrid", "mean_reversion"
+    ctl(served, "deactivate", {"id": target})
+    try:
+        with opened(browser, served, f"#/strategy/{source}") as watched:
+            page = watched.page
+            page.wait_for_function("to => [...document.querySelectorAll('#switch-to option')].some(o => o.value === to)", arg=target)
+            page.fill("#token-input", TOKEN)
+            page.click("#token-form button[type=submit]")
+            page.select_option("#switch-to", target)
+            page.select_option("#switch-policy", "manage")
+            switched = _acted(page, "#do-switch")
+            rows = ctl(served, "status")["strategies"]
+            # Again: the source is dormant now, the server refuses, and the page shows its code and message.
+            refused = _acted(page, "#do-switch")
+    finally:
+        for sid in (source, target):
+            if ctl(served, "status")["strategies"][sid]["state"] != "active":
+                ctl(served, "activate", {"id": sid})
+    assert (switched["status"], switched["http"]) == ("ok", "200"), switched
+    assert json.loads(switched["text"].split(": ", 1)[1]) == {"from": source, "to": target, "policy": "manage"}
+    assert (rows[source]["state"], rows[target]["state"]) == ("dormant", "active")
+    assert (refused["status"], refused["code"], refused["http"]) == ("error", "invalid_state", "409"), refused
+    assert "invalid_state" in refused["text"] and len(refused["text"]) > len("switch refused (409 invalid_state): ")
+    assert all("status of 409" in problem for problem in unexpected(watched.problems, served)), watched.problems
+
+
+# Last: it steps the daemon on until a strategy has closed a few trades (the tests above need the position they found).
+def test_older_trades_are_paged_in_by_the_older_button(browser: Any, served: Served) -> None:
+    def with_trades() -> str | None:
+        counts = served.get("/api/v1/trades?limit=1").body["counts"]
+        return next((sid for sid, count in counts.items() if count["total"] >= 5), None)
+
+    sid = served.daemon.step_until(with_trades, "a strategy with 5 trades", candles=300, limit=30_000)
+    every = served.get(f"/api/v1/strategies/{sid}/trades?limit=1000").body["trades"]
+    with opened(browser, served, f"#/strategy/{sid}", init="window.botViewOptions = {tradesPage: 2}") as watched:
+        page = watched.page
+        shown = "() => [...document.querySelectorAll('#trades tbody tr')].map(tr => Number(tr.dataset.trade))"
+        page.wait_for_function("() => document.querySelectorAll('#trades tbody tr').length === 2")
+        first = page.evaluate(shown)
+        while page.is_visible("#trades-older"):
+            count = len(page.evaluate(shown))
+            page.click("#trades-older")
+            page.wait_for_function("n => document.querySelectorAll('#trades tbody tr').length > n || document.querySelector('#trades-older').hidden", arg=count)
+        paged = page.evaluate(shown)
+    assert first == [trade["n"] for trade in every[:2]]
+    assert paged == [trade["n"] for trade in every]
+    assert unexpected(watched.problems, served) == []
