@@ -13,8 +13,10 @@ With load, a separate process (this file run as `--load URL`) does one round a s
 stdin closes: `/` and the static assets its HTML names (src= and href= on this server; a 404 is
 counted, not an error), the API reads (status, strategies, positions, metrics, and trades, equity
 and candles where they exist), `/metrics`, while one `/api/v1/events` stream stays open and read.
-It prints how many requests each path answered. Without load, the same daemon plays the same
-rounds with nobody on its HTTP server. Each run is its own process; `suite` interleaves them.
+It prints how many requests each path answered, and at the end what each request costs alone on
+the idle daemon. Without load, the same process starts (`--idle URL`) and sends nothing: the same
+daemon plays the same rounds with nobody on its HTTP server. Both variants settle SETTLE_S after
+start-up and play WARMUP_ROUNDS untimed first. Each run is its own process; `suite` interleaves them.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ TOKEN = "bench-http-token"
 # One candle round (every symbol's next 1m candle) every ROUND_S; rounds before the timed ones settle the load and the caches.
 ROUND_S = 0.25
 WARMUP_ROUNDS = 8
+SETTLE_S = 3.0
 TIMED_ROUNDS = 100
 # The load process: one round of requests every LOAD_ROUND_S.
 LOAD_ROUND_S = 1.0
@@ -147,6 +150,8 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
     os.environ[TOKEN_ENV] = TOKEN
     published: dict[int, float] = {}
     latencies: list[float] = []
+    # The slowest decision of each timed round, by its release time.
+    worst: dict[float, float] = {}
     load_report: dict[str, Any] = {}
     minute = 60_000
 
@@ -161,7 +166,9 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
                 handler(symbol, timeframe, candle, ts)
                 released = published.get(candle.ts + minute)
                 if released is not None:
-                    latencies.append(time.perf_counter() - released)
+                    latency = time.perf_counter() - released
+                    latencies.append(latency)
+                    worst[released] = max(worst.get(released, 0.0), latency)
 
             return self._inboxes.wrap(owner, timed)
 
@@ -190,15 +197,17 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
 
     async def start_load() -> None:
         nonlocal process
-        if not load:
-            return
         assert daemon.server is not None and daemon.server.url is not None
         url = daemon.server.url
-        process = await anyio.open_process([sys.executable, __file__, "--load", url], env={**os.environ, TOKEN_ENV: TOKEN}, stderr=None)
+        # Without load the same process starts and waits, idle: both variants start alike, only the requests differ.
+        role = "--load" if load else "--idle"
+        process = await anyio.open_process([sys.executable, __file__, role, url], env={**os.environ, TOKEN_ENV: TOKEN}, stderr=None)
         assert process.stdout is not None
-        # Its first round done and its event stream open: the load is there before the first timed round.
+        # With load, its first round done and its event stream open: the load is there before the first timed round.
         line = await process.stdout.receive()
         assert b"ready" in line, line
+        # What the start-up left (the journal's checkpoint of the strategies' rows, the collector) settles in both variants alike.
+        await anyio.sleep(SETTLE_S)
 
     try:
         config = _write_config(work, strategies, symbols)
@@ -224,7 +233,8 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
                     async for chunk in process.stdout:
                         output += chunk
                     await process.wait()
-                    load_report.update(json.loads(output.decode().strip().splitlines()[-1]))
+                    if load:
+                        load_report.update(json.loads(output.decode().strip().splitlines()[-1]))
                 daemon.request_stop()
             return done[0]
 
@@ -235,6 +245,7 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
             process.kill()
         shutil.rmtree(work, ignore_errors=True)
     assert len(published) == rounds, (len(published), rounds)
+    order = sorted(published.values())
     return {
         "load": load,
         "strategies": strategies,
@@ -245,6 +256,8 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * _pct(latencies, 0.99),
         "max_ms": 1000 * max(latencies),
+        # The five slowest rounds (round number from 0, its slowest decision): a p99 made by a few stalls shows here.
+        "worst_rounds_ms": [[order.index(at), round(1000 * ms, 1)] for at, ms in sorted(worst.items(), key=lambda item: -item[1])[:5]],
         "load_report": load_report,
     }
 
@@ -363,7 +376,11 @@ def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: in
             runs[load].append(result)
             report = result["load_report"]
             served = f", {report['requests']:,} requests answered in {report['rounds']} load rounds, {report['stream_events']:,} events streamed" if load else ""
-            print(f"  run {i + 1} {'with' if load else 'without'} load: p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms{served}", flush=True)
+            slowest = ", ".join(f"#{n} {ms:.0f}" for n, ms in result["worst_rounds_ms"][:3])
+            print(
+                f"  run {i + 1} {'with' if load else 'without'} load: p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
+                f" (slowest rounds, ms: {slowest}){served}", flush=True
+            )
 
     def spread(rows: list[dict[str, Any]], key: str) -> str:
         values = [r[key] for r in rows]
@@ -401,7 +418,11 @@ def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: in
 
 
 def main(argv: list[str]) -> int:
-    """`--load URL`: the load process (token from the environment); prints its report as one JSON line."""
+    """`--load URL`: the load process (token from the environment), its report one JSON line; `--idle URL`: one that sends nothing."""
+    if len(argv) == 2 and argv[0] == "--idle":
+        print("ready", flush=True)
+        sys.stdin.read()
+        return 0
     if len(argv) == 2 and argv[0] == "--load":
         print(json.dumps(_load(argv[1], os.environ[TOKEN_ENV])), flush=True)
         return 0
