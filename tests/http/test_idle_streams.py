@@ -36,15 +36,16 @@ STEP = 200
 STEPS = 80
 # A stream's ending and the end of each read are awaited as conditions; these only bound a server that never ends one.
 ENDED_WITHIN_S = SEND_TIMEOUT_S + SOCKET_TIMEOUT_S
-# The daemon's RSS may grow by at most this much over the run. Per stream, what the server holds while it waits on a reader
-# that takes nothing: its event buffer (EVENT_BUFFER references; the events themselves are the bus's, shared by every
-# stream), the transport's write buffer (uvicorn pauses the stream at HIGH_WATER_LIMIT, 64 KiB, plus the one chunk written
-# past it), the connection's protocol, request and task objects (a few KiB): 128 KiB covers it, times STREAMS is 12.5 MiB;
-# 16 MiB more for what stepping the daemon grows by itself (SQLite's page cache, the allocator's arenas). Memory that grew
-# with the events published would be STEPS * STEP candles * the bytes a candle's events take (measured below) * STREAMS:
-# well over ten times the bound.
-PER_STREAM_BOUND = 128 * 1024
-RSS_BOUND = STREAMS * PER_STREAM_BOUND + 16 * 1024 * 1024
+# The daemon's RSS may grow by at most this much over the run (RSS keeps what the allocator took at the peak, so this bounds
+# the peak). Per stream, what the server holds while it waits on a reader that takes nothing: its event buffer (EVENT_BUFFER
+# references, 8 KiB; the events themselves are the bus's, shared by every stream), the transport's write buffer (uvicorn
+# pauses the stream at HIGH_WATER_LIMIT, 64 KiB, plus the one chunk written past it; a bytearray, whose capacity may be
+# twice that), the connection's protocol, request and task objects (a few KiB): 256 KiB covers it, times STREAMS is 25 MiB
+# (measured: about 14 MiB for the 100). 4 MiB more for what stepping the daemon grows by itself (measured without streams:
+# about 1 MiB). Memory that grew with the events published would be STEPS * STEP candles * the bytes a candle's events take
+# (measured below) * STREAMS: over ten times the bound.
+PER_STREAM_BOUND = 256 * 1024
+RSS_BOUND = STREAMS * PER_STREAM_BOUND + 4 * 1024 * 1024
 
 
 def _rss(pid: int) -> int:
