@@ -111,7 +111,7 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
             if sid in loaded and sid not in curves.seeded:
                 curves.curve(sid).prepend(days[sid])
                 curves.seeded.add(sid)
-    curves.sample()
+    curves.refresh(daemon.manager)
     result = {}
     for sid in ids:
         orchestrator = daemon.manager.get(sid)  # unloaded while the journal was read: unknown_strategy

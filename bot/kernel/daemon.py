@@ -266,6 +266,7 @@ class Daemon:
         faults: BookingFaults,
         turns: Turns,
         outbox: Outbox | None,
+        curves: EquityCurves,
     ) -> tuple[Bot, InboxDelivery, FeedPosition]:
         """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox, each candle it handles one turn.
 
@@ -287,10 +288,11 @@ class Daemon:
 
                 return hub_lanes(
                     cluster, self.loaded, services, tg, on_error, journal, turns, log, os.environ,
-                    on_drained=position.processed, queued=queued, progress=progress,
+                    on_drained=position.processed, queued=queued, progress=progress, after_turn=curves.handled,
                 )
             return InboxDelivery(
-                tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn, progress=progress
+                tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn, progress=progress,
+                after_turn=curves.handled,
             )
 
         def journal_first(risk: RiskManager) -> Handler:
@@ -325,7 +327,9 @@ class Daemon:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
             outbox = self._outbox()
-            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox)
+            # Each strategy's equity curve, a point per turn it has had committed.
+            curves = EquityCurves()
+            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox, curves)
             if outbox is not None:
                 # Connects in the background: the daemon trades while the server is down, the outbox buffering.
                 await tg.start(outbox.run)
@@ -345,14 +349,11 @@ class Daemon:
             cluster_status = None if outbox is None else _cluster_status(outbox, getattr(delivery, "minds_status", None))
             # Trades and daily equity for the API, read in worker threads on a connection of their own.
             history = JournalReader(journal.path)
-            curves = EquityCurves(manager)
             server = control_server(
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status,
                 history, curves,
             )
             services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
-            # Each strategy's equity curve, a point per candle time.
-            services.bus.subscribe(curves, types=(CandleClosed,))
             # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).
             services.bus.subscribe(services.metrics.observe, types=METRICS_EVENTS)
             async with server.serving():

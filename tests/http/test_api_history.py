@@ -143,13 +143,18 @@ def test_each_curve_ends_at_the_strategys_equity_now_and_moves_forward(traded: S
         assert curve["points"][-1][1] == status[sid]["equity"]
 
 
-def test_a_curve_grows_with_the_candles_a_strategy_handles(traded: Served) -> None:
-    before = traded.get("/api/v1/strategies/rsi_reversion/equity").body["strategies"]["rsi_reversion"]["points"]
-    step = traded.daemon.step(10)
-    after = traded.get("/api/v1/strategies/rsi_reversion/equity").body["strategies"]["rsi_reversion"]["points"]
-    # rsi_reversion decides on 5m closes: ten 1m candles hold at least one more of its candles.
-    assert len(after) > len(before) and after[: len(before) - 1] == before[:-1]
-    assert step.last_close is not None and before[-1][0] < after[-1][0] <= step.last_close + MINUTE
+def test_a_curve_takes_a_point_at_every_candle_a_strategy_handles_even_in_a_burst(traded: Served) -> None:
+    before = traded.get("/api/v1/strategies/rsi_reversion/equity?points=2000").body["strategies"]["rsi_reversion"]["points"]
+    handled = traded.ctl("metrics")["strategies"]["rsi_reversion"]["candles"]
+    # Sixty candles published at once: the strategy handles them after they were all announced.
+    step = traded.daemon.step(60)
+    after = traded.get("/api/v1/strategies/rsi_reversion/equity?points=2000").body["strategies"]["rsi_reversion"]["points"]
+    count = traded.ctl("metrics")["strategies"]["rsi_reversion"]["candles"] - handled
+    assert count >= 12  # its 5m candles among sixty 1m ones (and 1h ones of its filter)
+    new = [ts for ts, _ in after if ts > before[-1][0]]
+    assert step.last_close is not None
+    five_minute_closes = list(range(before[-1][0] + 5 * MINUTE, step.last_close + 1, 5 * MINUTE))
+    assert len(five_minute_closes) >= 12 and set(five_minute_closes) <= set(new)
     assert after[-1][1] == traded.ctl("status")["strategies"]["rsi_reversion"]["equity"]
 
 
