@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from bot.control.commands import Control
 
 _ID = 128
-_DAY_MS: Final[int] = timeframe_ms("1d")
 # Trades a page holds at most.
 MAX_TRADES: Final[int] = 1_000
 # SQLite's integers: a trade number beyond them names no trade (and SQLite would not take it).
@@ -73,13 +72,13 @@ async def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     """A page of closed trades, newest first, with `next` to ask for the page after it; every strategy's count, all and today (UTC, by the daemon's clock)."""
     daemon = control.daemon
     ids = _ids(control, args.id)
-    reader = daemon.history
-    if reader is None:
+    reader, counter = daemon.history, daemon.trade_counts
+    if reader is None or counter is None:
         return {"trades": [], "next": None, "counts": {sid: {"total": 0, "today": 0} for sid in ids}}
-    now = daemon.services.clock.now_ms()
     try:
         # One more than asked says whether there is a page after this one.
-        rows, counts = await reader.trades(ids, args.limit + 1 if args.limit else 0, args.before, now - now % _DAY_MS)
+        rows = await reader.trades(ids, args.limit + 1, args.before) if args.limit else []
+        counts = await counter.counts(ids, daemon.services.clock.now_ms())
     except JournalError as exc:
         raise ControlError("internal", f"the journal cannot be read: {exc}") from None
     page = rows[: args.limit]

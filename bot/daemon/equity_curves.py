@@ -92,14 +92,17 @@ class EquityCurves:
     `equity` command puts a strategy's journalled days in front of its curve (`prepend`), once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, after: int | None = None) -> None:
+        # Turns at or before this close replay what an earlier run handled (a restart's candles again, its
+        # positions shown old candles): the equity then was the journalled days', not the book's now.
+        self._after = after if after is not None else 0
         self._curves: dict[str, EquityCurve] = {}
         # Strategies whose journalled days are in front of their curve.
         self.seeded: set[str] = set()
 
     def handled(self, owner: CandleOwner) -> None:
         """After a turn of `owner`: its equity at the close of the candle it handled."""
-        if isinstance(owner, TradingOrchestrator) and owner.now > 0:
+        if isinstance(owner, TradingOrchestrator) and owner.now > self._after:
             curve = self._curves.get(owner.strategy_id)
             if curve is None:
                 curve = self._curves[owner.strategy_id] = EquityCurve()
@@ -110,7 +113,7 @@ class EquityCurves:
         ids = manager.ids()
         for sid in ids:
             orchestrator = manager.get(sid)
-            if orchestrator.now > 0:
+            if orchestrator.now > self._after:
                 self.curve(sid).add(orchestrator.now, orchestrator.portfolio.equity)
         if len(self._curves) > len(ids):
             loaded = set(ids)

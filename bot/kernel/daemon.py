@@ -41,12 +41,14 @@ from bot.daemon.startup import (
     open_journal,
     reconcile,
     restore,
+    resume_close_of,
     stop_trading,
     strategies_to_load,
 )
 from bot.daemon.state import DaemonState
+from bot.daemon.trade_counts import TradeCounts
 from bot.daemon.turn_progress import TurnProgress
-from bot.events import CandleClosed
+from bot.events import CandleClosed, PositionClosed
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.journal.reader import JournalReader
@@ -91,12 +93,13 @@ def control_server(
     log: logging.Logger,
     cluster_status: Callable[[], dict[str, Any]] | None = None,
     history: JournalReader | None = None,
+    trade_counts: TradeCounts | None = None,
     equity_curves: EquityCurves | None = None,
 ) -> ControlServer:
     """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
     state = DaemonState(
         loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems, cluster_status=cluster_status,
-        history=history, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub),
+        history=history, trade_counts=trade_counts, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub),
     )
     state.strategy_files.update(files)
     state.added_symbols.update(added_symbols)
@@ -327,13 +330,19 @@ class Daemon:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
             outbox = self._outbox()
-            # Each strategy's equity curve, a point per turn it has had committed.
-            curves = EquityCurves()
+            # Each strategy's equity curve, a point per turn it has had committed (after what an earlier run handled).
+            curves = EquityCurves(after=resume_close_of(journal))
             bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox, curves)
             if outbox is not None:
                 # Connects in the background: the daemon trades while the server is down, the outbox buffering.
                 await tg.start(outbox.run)
             services, manager = bot.services, bot.manager
+            # Trades and daily equity for the API, read in worker threads on a connection of their own; the
+            # trades of earlier runs counted once, in the background, this run's as they close (before any can).
+            history = JournalReader(journal.path)
+            trade_counts = TradeCounts(await history.next_trade_number())
+            services.bus.subscribe(trade_counts, types=(PositionClosed,))
+            tg.start_soon(trade_counts.load, history)
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved
             gap_lines = GapLines(log, self._monotonic, self._loop_period)
@@ -347,13 +356,11 @@ class Daemon:
             to_load = strategies_to_load(self.loaded, journal, saved, log)
             start_problems = live.problems if live is not None else list
             cluster_status = None if outbox is None else _cluster_status(outbox, getattr(delivery, "minds_status", None))
-            # Trades and daily equity for the API, read in worker threads on a connection of their own.
-            history = JournalReader(journal.path)
             server = control_server(
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status,
-                history, curves,
+                history, trade_counts, curves,
             )
-            services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
+            services.bus.subscribe(DailySnapshots(journal, manager, restored.resume_close), types=(CandleClosed,))
             # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).
             services.bus.subscribe(services.metrics.observe, types=METRICS_EVENTS)
             async with server.serving():
