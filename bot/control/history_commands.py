@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
+import anyio.to_thread
 from pydantic import BeforeValidator, Field
 
 from bot.config.currency import quote_currency
@@ -78,7 +79,7 @@ async def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     try:
         # One more than asked says whether there is a page after this one.
         rows = await reader.trades(ids, args.limit + 1, args.before) if args.limit else []
-        counts = await counter.counts(ids, daemon.services.clock.now_ms())
+        counts = await counter.counts(reader, ids, daemon.services.clock.now_ms())
     except JournalError as exc:
         raise ControlError("internal", f"the journal cannot be read: {exc}") from None
     page = rows[: args.limit]
@@ -111,14 +112,17 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
                 curves.curve(sid).prepend(days[sid])
                 curves.seeded.add(sid)
     curves.refresh(daemon.manager)
+    # The strategies loaded now: one unloaded while the journal was read is left out (a named one is unknown_strategy).
+    manager = daemon.manager
+    loaded_now = set(manager.ids())
+    ids = _ids(control, args.id) if args.id is not None else [sid for sid in ids if sid in loaded_now]
+    copies = {sid: curves.curve(sid).copy() for sid in ids}
+    # Thinning a thousand curves takes a while: in a worker thread, on copies (two array copies each, here).
+    thinned = await anyio.to_thread.run_sync(lambda: {sid: curve.points(args.points) for sid, curve in copies.items()})
     result = {}
     for sid in ids:
-        orchestrator = daemon.manager.get(sid)  # unloaded while the journal was read: unknown_strategy
-        result[sid] = {
-            "currency": quote_currency(orchestrator.symbol),
-            "start": orchestrator.portfolio.start,
-            "points": [list(point) for point in curves.curve(sid).points(args.points)],
-        }
+        orchestrator = manager.get(sid)
+        result[sid] = {"currency": quote_currency(orchestrator.symbol), "start": orchestrator.portfolio.start, "points": thinned[sid]}
     return {"strategies": result}
 
 
@@ -137,7 +141,7 @@ def candles(control: Control, args: CandlesArgs) -> dict[str, Any]:
     if (symbol, timeframe) not in streams or registry is None:
         watched = ", ".join(f"{s} {t}" for s, t in streams)
         raise ControlError("bad_args", f"strategy {args.id!r} does not watch {symbol} {timeframe} (its streams: {watched})")
-    # Charts of strategies unloaded, or of streams no longer watched, go.
-    charts.keep({(sid, s, t) for sid in manager.ids() for s, t in manager.get(sid).subscriptions()})
+    # Charts of strategies unloaded, or of streams this one no longer watches, go.
+    charts.keep(set(manager.ids()), args.id, set(streams))
     chart = charts.read(args.id, registry, symbol, timeframe, args.limit)
     return {"id": args.id, "symbol": symbol, "timeframe": timeframe, "timeframe_ms": timeframe_ms(timeframe), **chart}

@@ -67,6 +67,12 @@ class EquityCurve:
             if len(self.times) > MAX_POINTS:
                 self._thin()
 
+    def copy(self) -> EquityCurve:
+        """A curve with the same points (to thin elsewhere while this one takes more)."""
+        copy = EquityCurve()
+        copy.times, copy.values, copy.spacing = self.times[:], self.values[:], self.spacing
+        return copy
+
     def points(self, at_most: int) -> list[tuple[int, float]]:
         """At most `at_most` of its points, evenly spread in time, the first and the newest among them."""
         times, values = self.times, self.values
@@ -92,17 +98,18 @@ class EquityCurves:
     `equity` command puts a strategy's journalled days in front of its curve (`prepend`), once.
     """
 
-    def __init__(self, after: int | None = None) -> None:
-        # Turns at or before this close replay what an earlier run handled (a restart's candles again, its
-        # positions shown old candles): the equity then was the journalled days', not the book's now.
+    def __init__(self, after: int | None = None, handled_before: dict[str, int] | None = None) -> None:
+        # Turns at or before the close an earlier run had reached (the feed's, or a strategy's own when it
+        # was ahead) replay what that run handled: the equity then was the journalled days', not the book's now.
         self._after = after if after is not None else 0
+        self._floors = {sid: max(ts, self._after) for sid, ts in (handled_before or {}).items()}
         self._curves: dict[str, EquityCurve] = {}
         # Strategies whose journalled days are in front of their curve.
         self.seeded: set[str] = set()
 
     def handled(self, owner: CandleOwner) -> None:
         """After a turn of `owner`: its equity at the close of the candle it handled."""
-        if isinstance(owner, TradingOrchestrator) and owner.now > self._after:
+        if isinstance(owner, TradingOrchestrator) and owner.now > self._floors.get(owner.strategy_id, self._after):
             curve = self._curves.get(owner.strategy_id)
             if curve is None:
                 curve = self._curves[owner.strategy_id] = EquityCurve()
@@ -113,7 +120,7 @@ class EquityCurves:
         ids = manager.ids()
         for sid in ids:
             orchestrator = manager.get(sid)
-            if orchestrator.now > self._after:
+            if orchestrator.now > self._floors.get(sid, self._after):
                 self.curve(sid).add(orchestrator.now, orchestrator.portfolio.equity)
         if len(self._curves) > len(ids):
             loaded = set(ids)

@@ -71,27 +71,26 @@ def mark_at_last_close(orchestrator: TradingOrchestrator, hub: CandleHub) -> Non
 class DailySnapshots:
     """A bus subscriber (candle events) that journals every strategy's equity once per UTC day.
 
-    Only a strategy that has handled a candle of this run (after `after`, the close an earlier run had
-    reached): the candles of a backfill come before it traded, and a restart's backfill replays days
-    whose equity was journalled then; the equity now is neither's.
+    Not for candles at or before `after` (the close an earlier run had reached): a restart's backfill
+    replays days whose equity that run journalled, and the equity now is not theirs.
     """
 
     def __init__(self, journal: Journal, manager: StrategyManager, after: int | None = None) -> None:
         self._journal = journal
         self._manager = manager
-        self._after = after if after is not None else 0
+        self._after = after if after is not None else -1
         self._day: int | None = None
 
     def __call__(self, event: Event) -> None:
-        """On the first candle of a new UTC day, snapshot every loaded strategy that has traded in this run."""
+        """On the first candle of a new UTC day, snapshot every loaded strategy."""
+        if event.ts <= self._after:
+            return
         day = event.ts // _DAY_MS
         if day == self._day:
             return
         self._day = day
         for sid in self._manager.ids():
-            orchestrator = self._manager.get(sid)
-            if orchestrator.now > self._after:
-                self._journal.snapshot_equity(sid, event.ts, orchestrator.portfolio.record())
+            self._journal.snapshot_equity(sid, event.ts, self._manager.get(sid).portfolio.record())
 
 
 def tripped_currency(kill_switch: str) -> str | None:

@@ -46,19 +46,23 @@ class TradeCounts:
                 del days[min(days)]
 
     async def load(self, reader: JournalReader) -> None:
-        """Count the earlier runs' trades (in a worker thread); requests wait for it."""
+        """Count the earlier runs' trades (in a worker thread); requests wait for it. A failure is tried again by the next request."""
         try:
             self._before = await reader.trades_before(self._first_new)
+            self._failure = None
         except JournalError as exc:
             self._failure = str(exc)
         finally:
             self._loaded.set()
 
-    async def counts(self, strategy_ids: list[str], now_ms: int) -> dict[str, tuple[int, int]]:
+    async def counts(self, reader: JournalReader, strategy_ids: list[str], now_ms: int) -> dict[str, tuple[int, int]]:
         """(all, closed today, UTC by `now_ms`) of each strategy; JournalError when the earlier trades could not be read."""
         await self._loaded.wait()
         if self._failure is not None:
-            raise JournalError(self._failure)
+            # Rows numbered below first_new never change: counting them again later is as exact.
+            await self.load(reader)
+            if self._failure is not None:
+                raise JournalError(self._failure)
         today = now_ms // _DAY_MS
         counts = {}
         for sid in strategy_ids:

@@ -64,7 +64,11 @@ class JournalReader:
         return await self._in_thread(partial(self._daily_equity, strategy_ids))
 
     def close(self) -> None:
-        """Close the connection; later reads fail (the daemon is stopping)."""
+        """Close the connection; later reads fail (the daemon is stopping). A read under way is interrupted, not waited for."""
+        self._closed = True
+        conn = self._conn
+        if conn is not None:
+            conn.interrupt()  # thread-safe: the read in its worker thread ends with an error at once
         with self._lock:
             self._closed = True
             if self._conn is not None:

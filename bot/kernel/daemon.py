@@ -49,7 +49,7 @@ from bot.daemon.state import DaemonState
 from bot.daemon.trade_counts import TradeCounts
 from bot.daemon.turn_progress import TurnProgress
 from bot.events import CandleClosed, PositionClosed
-from bot.journal import Journal
+from bot.journal import Journal, JournalError
 from bot.journal.lock import JournalLock
 from bot.journal.reader import JournalReader
 from bot.journal.turns import Turns
@@ -269,6 +269,7 @@ class Daemon:
         faults: BookingFaults,
         turns: Turns,
         outbox: Outbox | None,
+        progress: TurnProgress,
         curves: EquityCurves,
     ) -> tuple[Bot, InboxDelivery, FeedPosition]:
         """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox, each candle it handles one turn.
@@ -280,8 +281,6 @@ class Daemon:
         log = self.logger.logger
         queued = QueuedCounter()
         position = FeedPosition(journal, queued)
-        # Read before any candle is routed: what each strategy had handled, should the feed play it again.
-        progress = TurnProgress(journal, log)
 
         def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
             cluster = config.cluster
@@ -323,6 +322,24 @@ class Daemon:
     async def _run_services(
         self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults, turns: Turns
     ) -> int:
+        # Trades and daily equity for the API, read in worker threads on a connection of its own (closed
+        # as the daemon stops, a read under way interrupted; here too should the start fail).
+        history = JournalReader(journal.path)
+        try:
+            return await self._serve(journal, exchange, clock, live, faults, turns, history)
+        finally:
+            history.close()
+
+    async def _serve(
+        self,
+        journal: Journal,
+        exchange: tuple[Any, Any] | None,
+        clock: WallClock | None,
+        live: LiveTrading | None,
+        faults: BookingFaults,
+        turns: Turns,
+        history: JournalReader,
+    ) -> int:
         config = self.loaded.bot
         log = self.logger.logger
         trading = True  # False once a stop cut the live start short: nothing was reconciled or traded
@@ -330,19 +347,24 @@ class Daemon:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
             outbox = self._outbox()
+            # Read before any candle is routed: what each strategy had handled, should the feed play it again.
+            progress = TurnProgress(journal, log)
             # Each strategy's equity curve, a point per turn it has had committed (after what an earlier run handled).
-            curves = EquityCurves(after=resume_close_of(journal))
-            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox, curves)
+            curves = EquityCurves(resume_close_of(journal), progress.handled_before())
+            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox, progress, curves)
             if outbox is not None:
                 # Connects in the background: the daemon trades while the server is down, the outbox buffering.
                 await tg.start(outbox.run)
             services, manager = bot.services, bot.manager
-            # Trades and daily equity for the API, read in worker threads on a connection of their own; the
-            # trades of earlier runs counted once, in the background, this run's as they close (before any can).
-            history = JournalReader(journal.path)
-            trade_counts = TradeCounts(await history.next_trade_number())
-            services.bus.subscribe(trade_counts, types=(PositionClosed,))
-            tg.start_soon(trade_counts.load, history)
+            # The trades of earlier runs counted once, in the background; this run's as they close (before any can).
+            trade_counts: TradeCounts | None = None
+            try:
+                trade_counts = TradeCounts(await history.next_trade_number())
+            except JournalError as exc:  # the API's counts only: the daemon trades on
+                log.warning("trade counts unavailable (the API shows none): %s", exc)
+            if trade_counts is not None:
+                services.bus.subscribe(trade_counts, types=(PositionClosed,))
+                tg.start_soon(trade_counts.load, history)
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved
             gap_lines = GapLines(log, self._monotonic, self._loop_period)
