@@ -15,7 +15,7 @@ from bot.daemon.turn_progress import TurnProgress
 from bot.journal.turns import Turns
 from bot.services import BotServices
 from bot.strategy.config_load import LoadedConfig
-from bot.strategy.delivery import HandlerErrorHook
+from bot.strategy.delivery import CandleOwner, HandlerErrorHook
 
 
 def hub_lanes(
@@ -32,6 +32,7 @@ def hub_lanes(
     on_drained: Callable[[], None],
     queued: QueuedCounter,
     progress: TurnProgress,
+    after_turn: Callable[[CandleOwner], None] | None = None,
 ) -> RemoteLanes:
     """The daemon's delivery when its strategies decide on workers; the hub's minds start connecting in `task_group` (in the background)."""
     connection = ClusterConnection(cluster, loaded.base_dir, logger, label=f"bot-run-{cluster.name}-minds", environ=environ)
@@ -39,5 +40,5 @@ def hub_lanes(
     task_group.start_soon(minds.run, name="cluster:minds")
     return RemoteLanes(
         task_group, loaded.bot.daemon.inbox_size, on_error, minds, journal, logger, turns.turn, cluster.decision_timeout_s,
-        on_drained=on_drained, queued=queued, progress=progress,
+        on_drained=on_drained, queued=queued, progress=progress, after_turn=after_turn,
     )

@@ -176,8 +176,9 @@ class RemoteLanes(InboxDelivery):
         on_drained: Callable[[], None] | None = None,
         queued: QueuedCounter | None = None,
         progress: TurnProgress | None = None,
+        after_turn: Callable[[CandleOwner], None] | None = None,
     ) -> None:
-        super().__init__(task_group, inbox_size, on_error, on_drained=on_drained, queued=queued, turn=turn, progress=progress)
+        super().__init__(task_group, inbox_size, on_error, on_drained=on_drained, queued=queued, turn=turn, progress=progress, after_turn=after_turn)
         self._client = client
         self._journal = journal
         self._decision_timeout_s = decision_timeout_s

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -496,32 +497,38 @@ COMMANDS: dict[str, tuple[type[CommandArgs], Handler]] = {
 STREAM_COMMANDS = {"events": EventsArgs}
 
 
-def run_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:
-    """Validate and run one command; ControlError for anything the caller got wrong.
-
-    A command that reads the journal (trades, equity) gives a coroutine, which `call_command` awaits.
-    """
+def _command(cmd: str, raw_args: dict[str, Any]) -> tuple[Handler, CommandArgs]:
     entry = COMMANDS.get(cmd)
     if entry is None:
         known = ", ".join(sorted([*COMMANDS, *STREAM_COMMANDS]))
         raise ControlError("unknown_command", f"unknown command {cmd!r} (known: {known})")
     model, handler = entry
-    args = validate_args(model, raw_args)
+    return handler, validate_args(model, raw_args)
+
+
+@contextmanager
+def _unknown_strategy() -> Iterator[None]:
     try:
-        result = handler(control, args)
+        yield
     except UnknownStrategyError as exc:  # an operation names the strategy it did not find, before it changes anything
         raise ControlError("unknown_strategy", str(exc)) from None
-    return _awaited(result) if inspect.iscoroutine(result) else result
 
 
-async def _awaited(pending: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        return await pending
-    except UnknownStrategyError as exc:  # unloaded while it read the journal
-        raise ControlError("unknown_strategy", str(exc)) from None
+def run_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:
+    """Validate and run one command that answers at once; ControlError for anything the caller got wrong.
+
+    TypeError for a command that reads the journal (trades, equity): only `call_command` runs those.
+    """
+    handler, args = _command(cmd, raw_args)
+    if inspect.iscoroutinefunction(handler):
+        raise TypeError(f"command {cmd!r} reads the journal in a worker thread: await call_command")
+    with _unknown_strategy():
+        return handler(control, args)
 
 
 async def call_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:
-    """One client's command (the socket's, HTTP's): its result, awaited when it reads the journal in a worker thread."""
-    result = run_command(control, cmd, raw_args)
-    return await result if inspect.isawaitable(result) else result
+    """One client's command (the socket's, HTTP's), any of them: its result, awaited when it reads the journal in a worker thread."""
+    handler, args = _command(cmd, raw_args)
+    with _unknown_strategy():
+        result = handler(control, args)
+        return await result if inspect.iscoroutine(result) else result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
+import anyio.to_thread
 from pydantic import BeforeValidator, Field
 
 from bot.config.currency import quote_currency
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from bot.control.commands import Control
 
 _ID = 128
-_DAY_MS: Final[int] = timeframe_ms("1d")
 # Trades a page holds at most.
 MAX_TRADES: Final[int] = 1_000
 # SQLite's integers: a trade number beyond them names no trade (and SQLite would not take it).
@@ -73,13 +73,13 @@ async def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     """A page of closed trades, newest first, with `next` to ask for the page after it; every strategy's count, all and today (UTC, by the daemon's clock)."""
     daemon = control.daemon
     ids = _ids(control, args.id)
-    reader = daemon.history
-    if reader is None:
+    reader, counter = daemon.history, daemon.trade_counts
+    if reader is None or counter is None:
         return {"trades": [], "next": None, "counts": {sid: {"total": 0, "today": 0} for sid in ids}}
-    now = daemon.services.clock.now_ms()
     try:
         # One more than asked says whether there is a page after this one.
-        rows, counts = await reader.trades(ids, args.limit + 1 if args.limit else 0, args.before, now - now % _DAY_MS)
+        rows = await reader.trades(ids, args.limit + 1, args.before) if args.limit else []
+        counts = await counter.counts(reader, ids, daemon.services.clock.now_ms())
     except JournalError as exc:
         raise ControlError("internal", f"the journal cannot be read: {exc}") from None
     page = rows[: args.limit]
@@ -111,15 +111,18 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
             if sid in loaded and sid not in curves.seeded:
                 curves.curve(sid).prepend(days[sid])
                 curves.seeded.add(sid)
-    curves.sample()
+    curves.refresh(daemon.manager)
+    # The strategies loaded now: one unloaded while the journal was read is left out (a named one is unknown_strategy).
+    manager = daemon.manager
+    loaded_now = set(manager.ids())
+    ids = _ids(control, args.id) if args.id is not None else [sid for sid in ids if sid in loaded_now]
+    copies = {sid: curves.curve(sid).copy() for sid in ids}
+    # Thinning a thousand curves takes a while: in a worker thread, on copies (two array copies each, here).
+    thinned = await anyio.to_thread.run_sync(lambda: {sid: curve.points(args.points) for sid, curve in copies.items()})
     result = {}
     for sid in ids:
-        orchestrator = daemon.manager.get(sid)  # unloaded while the journal was read: unknown_strategy
-        result[sid] = {
-            "currency": quote_currency(orchestrator.symbol),
-            "start": orchestrator.portfolio.start,
-            "points": [list(point) for point in curves.curve(sid).points(args.points)],
-        }
+        orchestrator = manager.get(sid)
+        result[sid] = {"currency": quote_currency(orchestrator.symbol), "start": orchestrator.portfolio.start, "points": thinned[sid]}
     return {"strategies": result}
 
 
@@ -138,7 +141,7 @@ def candles(control: Control, args: CandlesArgs) -> dict[str, Any]:
     if (symbol, timeframe) not in streams or registry is None:
         watched = ", ".join(f"{s} {t}" for s, t in streams)
         raise ControlError("bad_args", f"strategy {args.id!r} does not watch {symbol} {timeframe} (its streams: {watched})")
-    # Charts of strategies unloaded, or of streams no longer watched, go.
-    charts.keep({(sid, s, t) for sid in manager.ids() for s, t in manager.get(sid).subscriptions()})
+    # Charts of strategies unloaded, or of streams this one no longer watches, go.
+    charts.keep(set(manager.ids()), args.id, set(streams))
     chart = charts.read(args.id, registry, symbol, timeframe, args.limit)
     return {"id": args.id, "symbol": symbol, "timeframe": timeframe, "timeframe_ms": timeframe_ms(timeframe), **chart}

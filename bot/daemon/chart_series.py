@@ -52,9 +52,9 @@ class ChartSeries:
             indicators.append({"key": key, "name": name, "overlay": name in OVERLAYS, "series": series})
         return {"candles": [list(row[0]) for row in rows], "indicators": indicators}
 
-    def keep(self, streams: set[tuple[str, str, str]]) -> None:
-        """Drop the charts of any (strategy, symbol, timeframe) not in `streams` (unloaded, or no longer watched)."""
-        for key in [key for key in self._charts if key not in streams]:
+    def keep(self, loaded: set[str], strategy_id: str, watched: set[tuple[str, str]]) -> None:
+        """Drop the charts of strategies not `loaded`, and those of `strategy_id`'s streams it no longer `watched`."""
+        for key in [key for key in self._charts if key[0] not in loaded or (key[0] == strategy_id and key[1:] not in watched)]:
             del self._charts[key]
 
     def _updated(self, strategy_id: str, registry: IndicatorRegistry, symbol: str, timeframe: str) -> _Chart:

@@ -80,9 +80,12 @@ class InboxDelivery:
         queued: QueuedCounter | None = None,
         turn: Callable[[], AbstractContextManager[TurnOutcome]] | None = None,
         progress: TurnProgress | None = None,
+        after_turn: Callable[[CandleOwner], None] | None = None,
     ) -> None:
         self._tg = task_group
         self._turn = turn
+        # Told of each turn an owner has had committed (its equity curve takes a point).
+        self._after_turn = after_turn
         self._progress = progress if turn is not None else None
         self._inbox_size = inbox_size
         self._on_error = on_error
@@ -228,6 +231,8 @@ class InboxDelivery:
             return False
         except Exception as exc:  # noqa: BLE001 - committed, but a send or a subscriber failed: the strategy's, never the task's
             self._on_error(owner, handler, exc)
+        if self._after_turn is not None:
+            self._after_turn(owner)
         return True
 
     def _note(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:

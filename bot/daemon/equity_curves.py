@@ -5,8 +5,9 @@ from array import array
 from collections.abc import Iterable
 from typing import Final
 
-from bot.events import Event
+from bot.strategy.delivery import CandleOwner
 from bot.strategy.manager import StrategyManager
+from bot.strategy.orchestrator import TradingOrchestrator
 
 # Points a curve keeps at most: past that the spacing between points grows so that the whole
 # curve, evenly in time, fits in half of them; a curve of months stays this long.
@@ -66,6 +67,12 @@ class EquityCurve:
             if len(self.times) > MAX_POINTS:
                 self._thin()
 
+    def copy(self) -> EquityCurve:
+        """A curve with the same points (to thin elsewhere while this one takes more)."""
+        copy = EquityCurve()
+        copy.times, copy.values, copy.spacing = self.times[:], self.values[:], self.spacing
+        return copy
+
     def points(self, at_most: int) -> list[tuple[int, float]]:
         """At most `at_most` of its points, evenly spread in time, the first and the newest among them."""
         times, values = self.times, self.values
@@ -84,46 +91,41 @@ class EquityCurve:
 
 
 class EquityCurves:
-    """A bus subscriber (candle events) that adds every loaded strategy's equity to its curve once per candle time.
+    """Each strategy's equity curve: a point after each turn it has had committed (its equity at the close it handled).
 
-    Each point is the strategy's own: the equity its book holds, at the close of the last candle it
-    handled (a candle announced is not handled yet: the time is the strategy's, never the event's).
-    Nothing here reads the journal: the `equity` command puts a strategy's journalled days in front
-    of its curve (`prepend`), once, off the candle path.
+    The daemon's delivery calls `handled` after a strategy's turn, so every candle a strategy handles
+    is a point, at its own time, however fast candles come. Nothing here reads the journal: the
+    `equity` command puts a strategy's journalled days in front of its curve (`prepend`), once.
     """
 
-    def __init__(self, manager: StrategyManager) -> None:
-        self._manager = manager
+    def __init__(self, after: int | None = None, handled_before: dict[str, int] | None = None) -> None:
+        # Turns at or before the close an earlier run had reached (the feed's, or a strategy's own when it
+        # was ahead) replay what that run handled: the equity then was the journalled days', not the book's now.
+        self._after = after if after is not None else 0
+        self._floors = {sid: max(ts, self._after) for sid, ts in (handled_before or {}).items()}
         self._curves: dict[str, EquityCurve] = {}
         # Strategies whose journalled days are in front of their curve.
         self.seeded: set[str] = set()
-        self._last_ts = -1
 
-    def __call__(self, event: Event) -> None:
-        """Sample every strategy once per new candle time (another symbol's candle of the same close adds nothing)."""
-        if event.ts <= self._last_ts:
-            return
-        self._last_ts = event.ts
-        self.sample()
+    def handled(self, owner: CandleOwner) -> None:
+        """After a turn of `owner`: its equity at the close of the candle it handled."""
+        if isinstance(owner, TradingOrchestrator) and owner.now > self._floors.get(owner.strategy_id, self._after):
+            curve = self._curves.get(owner.strategy_id)
+            if curve is None:
+                curve = self._curves[owner.strategy_id] = EquityCurve()
+            curve.add(owner.now, owner.portfolio.equity)
 
-    def sample(self) -> None:
-        """Add each loaded strategy's current equity at its own time; forget the curves of strategies no longer loaded."""
-        manager = self._manager
-        curves = self._curves
+    def refresh(self, manager: StrategyManager) -> None:
+        """Each loaded strategy's equity now as its newest point (a fill or a mark since its last turn); forget the curves of strategies no longer loaded."""
         ids = manager.ids()
         for sid in ids:
             orchestrator = manager.get(sid)
-            now = orchestrator.now
-            if now <= 0:
-                continue  # it has handled no candle yet
-            curve = curves.get(sid)
-            if curve is None:
-                curve = curves[sid] = EquityCurve()
-            curve.add(now, orchestrator.portfolio.equity)
-        if len(curves) > len(ids):
+            if orchestrator.now > self._floors.get(sid, self._after):
+                self.curve(sid).add(orchestrator.now, orchestrator.portfolio.equity)
+        if len(self._curves) > len(ids):
             loaded = set(ids)
-            for sid in [sid for sid in curves if sid not in loaded]:
-                del curves[sid]
+            for sid in [sid for sid in self._curves if sid not in loaded]:
+                del self._curves[sid]
                 self.seeded.discard(sid)
 
     def curve(self, strategy_id: str) -> EquityCurve:

@@ -69,15 +69,22 @@ def mark_at_last_close(orchestrator: TradingOrchestrator, hub: CandleHub) -> Non
 
 
 class DailySnapshots:
-    """A bus subscriber (candle events) that journals every strategy's equity once per UTC day."""
+    """A bus subscriber (candle events) that journals every strategy's equity once per UTC day.
 
-    def __init__(self, journal: Journal, manager: StrategyManager) -> None:
+    Not for candles at or before `after` (the close an earlier run had reached): a restart's backfill
+    replays days whose equity that run journalled, and the equity now is not theirs.
+    """
+
+    def __init__(self, journal: Journal, manager: StrategyManager, after: int | None = None) -> None:
         self._journal = journal
         self._manager = manager
+        self._after = after if after is not None else -1
         self._day: int | None = None
 
     def __call__(self, event: Event) -> None:
         """On the first candle of a new UTC day, snapshot every loaded strategy."""
+        if event.ts <= self._after:
+            return
         day = event.ts // _DAY_MS
         if day == self._day:
             return

@@ -95,19 +95,25 @@ def restore(loaded: LoadedConfig, journal: Journal, services: BotServices, log: 
         log.warning("kill switch still engaged from before the restart (bot ctl risk-reset releases it)")
     DailyTallies(journal, services.risk, log).restore_currencies()
     saved = journal.strategy_states()  # read before loading announces fresh states
-    resume = journal.get_meta(FEED_POSITION)
+    resume = resume_close_of(journal)
     _announce_journal(loaded, journal, saved, resume, log)
-    return Restored(saved, int(resume) if resume else None)
+    return Restored(saved, resume)
 
 
-def _announce_journal(loaded: LoadedConfig, journal: Journal, saved: dict[str, JournalledState], resume: str | None, log: logging.Logger) -> None:
+def resume_close_of(journal: Journal) -> int | None:
+    """The close of the last candle every strategy had processed before this start (None: a new journal)."""
+    resume = journal.get_meta(FEED_POSITION)
+    return int(resume) if resume else None
+
+
+def _announce_journal(loaded: LoadedConfig, journal: Journal, saved: dict[str, JournalledState], resume: int | None, log: logging.Logger) -> None:
     """One line saying whether the daemon resumes a journal (and what is in it) or starts a new one."""
     path = format_path(loaded.base_dir / loaded.bot.journal.path)
     if not saved and not resume:
         log.info("new journal %s", path)
         return
     positions = sum(len(journal.open_positions(sid)) for sid in saved)
-    last = f"last candle {format_time(int(resume))}" if resume else "no candle processed yet"
+    last = f"last candle {format_time(resume)}" if resume else "no candle processed yet"
     log.info(
         "resuming %s: %d %s, %d open %s, %s; bot run --fresh starts over",
         path,

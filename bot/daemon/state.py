@@ -10,6 +10,7 @@ from typing import Any
 from bot.daemon.chart_series import ChartSeries
 from bot.daemon.equity_curves import EquityCurves
 from bot.daemon.live_feed import DaemonFeed
+from bot.daemon.trade_counts import TradeCounts
 from bot.journal import Journal
 from bot.journal.reader import JournalReader
 from bot.services import BotServices
@@ -42,6 +43,8 @@ class DaemonState:
 
     # Closed trades and daily equity, read beside the journal's writer (None: the history commands answer empty).
     history: JournalReader | None = None
+    # Each strategy's closed trades, all and today's (None: counted as none).
+    trade_counts: TradeCounts | None = None
     # Each strategy's equity over time, and its charts (None: those commands refuse).
     equity_curves: EquityCurves | None = None
     charts: ChartSeries | None = None

@@ -51,6 +51,10 @@ class TurnProgress:
                 continue
             self._restored[strategy_id] = {(symbol, timeframe): ts for symbol, timeframe, ts in rows}
 
+    def handled_before(self) -> dict[str, int]:
+        """Per strategy, the newest close it had processed in a journalled turn before this start (all of them, not taken)."""
+        return {sid: max(streams.values()) for sid, streams in self._restored.items() if streams}
+
     def restored(self, strategy_id: str) -> dict[Stream, int] | None:
         """The newest candle per stream the strategy had processed in a journalled turn before this start (taken once)."""
         return self._restored.pop(strategy_id, None)

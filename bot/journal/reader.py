@@ -6,12 +6,13 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import anyio.to_thread
 
 from bot.journal.records import json_object
 from bot.journal.schema import JournalError
+from bot.ohlcv import timeframe_ms
 
 T = TypeVar("T")
 # The trade fields a reply carries (a trades row's record also holds the closing fill, which it leaves out).
@@ -20,6 +21,14 @@ TRADE_FIELDS: Final[tuple[str, ...]] = (
 )
 # Statements that name a strategy id each: SQLite's default limit on host parameters is far above this.
 _MAX_IDS: Final[int] = 500
+
+
+class TradesBefore(NamedTuple):
+    """A strategy's trades journalled before a run: how many, the UTC day of the newest, and how many closed that day."""
+
+    total: int
+    last_day: int | None
+    last_day_count: int
 
 
 class JournalReader:
@@ -38,17 +47,28 @@ class JournalReader:
         # One read at a time on the connection, whichever worker thread runs it.
         self._lock = threading.Lock()
 
-    async def trades(self, strategy_ids: Sequence[str], limit: int, before: int | None, since_ms: int) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
-        """Up to `limit` closed trades of these strategies newest first, each with its row number `n` (only those below `before` when given),
-        and per strategy its count of closed trades, all and those closed at or after `since_ms`."""
-        return await self._in_thread(partial(self._trades, strategy_ids, limit, before, since_ms))
+    async def trades(self, strategy_ids: Sequence[str], limit: int, before: int | None) -> list[dict[str, Any]]:
+        """Up to `limit` closed trades of these strategies newest first, each with its row number `n` (only those below `before` when given)."""
+        return await self._in_thread(partial(self._trades, strategy_ids, limit, before))
+
+    async def next_trade_number(self) -> int:
+        """The number the next trade row will get (SQLite's rowid: one past the largest)."""
+        return await self._in_thread(self._next_trade_number)
+
+    async def trades_before(self, first_new: int) -> dict[str, TradesBefore]:
+        """Per strategy, the trades numbered below `first_new` (one pass over them: in a worker thread, once)."""
+        return await self._in_thread(partial(self._trades_before, first_new))
 
     async def daily_equity(self, strategy_ids: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
         """Each strategy's end-of-day equity snapshots, oldest first: (ts, equity)."""
         return await self._in_thread(partial(self._daily_equity, strategy_ids))
 
     def close(self) -> None:
-        """Close the connection; later reads fail (the daemon is stopping)."""
+        """Close the connection; later reads fail (the daemon is stopping). A read under way is interrupted, not waited for."""
+        self._closed = True
+        conn = self._conn
+        if conn is not None:
+            conn.interrupt()  # thread-safe: the read in its worker thread ends with an error at once
         with self._lock:
             self._closed = True
             if self._conn is not None:
@@ -58,25 +78,40 @@ class JournalReader:
     async def _in_thread(self, read: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(read)
 
-    def _trades(self, strategy_ids: Sequence[str], limit: int, before: int | None, since_ms: int) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
+    def _trades(self, strategy_ids: Sequence[str], limit: int, before: int | None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        counts = {sid: (0, 0) for sid in strategy_ids}
         for ids in _chunks(strategy_ids):
             marks = ",".join("?" * len(ids))
-            if limit > 0:
-                sql = f"SELECT id, record FROM trades WHERE strategy_id IN ({marks})"
-                params: list[Any] = list(ids)
-                if before is not None:
-                    sql += " AND id < ?"
-                    params.append(before)
-                for n, record in self._rows(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)):
-                    fields = json_object(record, f"{self.path}: table trades, row {n}")
-                    rows.append({"n": n, **{name: fields.get(name) for name in TRADE_FIELDS}})
-            sql = f"SELECT strategy_id, count(*), count(CASE WHEN exit_ts >= ? THEN 1 END) FROM trades WHERE strategy_id IN ({marks}) GROUP BY strategy_id"
-            for sid, total, today in self._rows(sql, (since_ms, *ids)):
-                counts[sid] = (total, today)
+            sql = f"SELECT id, record FROM trades WHERE strategy_id IN ({marks})"
+            params: list[Any] = list(ids)
+            if before is not None:
+                sql += " AND id < ?"
+                params.append(before)
+            for n, record in self._rows(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)):
+                fields = json_object(record, f"{self.path}: table trades, row {n}")
+                rows.append({"n": n, **{name: fields.get(name) for name in TRADE_FIELDS}})
         rows.sort(key=lambda row: row["n"], reverse=True)
-        return rows[:limit], counts
+        return rows[:limit]
+
+    def _next_trade_number(self) -> int:
+        rows = self._rows("SELECT coalesce(max(id), 0) + 1 FROM trades", ())
+        return int(rows[0][0])
+
+    def _trades_before(self, first_new: int) -> dict[str, TradesBefore]:
+        day = timeframe_ms("1d")
+        totals = self._rows(
+            "SELECT strategy_id, count(*), max(exit_ts) FROM trades WHERE id < ? GROUP BY strategy_id", (first_new,)
+        )
+        before = {sid: TradesBefore(total, None if last is None else last // day, 0) for sid, total, last in totals}
+        last_days = self._rows(
+            "SELECT t.strategy_id, count(*) FROM trades AS t JOIN "
+            "(SELECT strategy_id, max(exit_ts) / ? AS day FROM trades WHERE id < ? GROUP BY strategy_id) AS m "
+            "ON t.strategy_id = m.strategy_id WHERE t.id < ? AND t.exit_ts >= m.day * ? GROUP BY t.strategy_id",
+            (day, first_new, first_new, day),
+        )
+        for sid, count in last_days:
+            before[sid] = before[sid]._replace(last_day_count=count)
+        return before
 
     def _daily_equity(self, strategy_ids: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
         days: dict[str, list[tuple[int, float]]] = {sid: [] for sid in strategy_ids}

@@ -41,13 +41,15 @@ from bot.daemon.startup import (
     open_journal,
     reconcile,
     restore,
+    resume_close_of,
     stop_trading,
     strategies_to_load,
 )
 from bot.daemon.state import DaemonState
+from bot.daemon.trade_counts import TradeCounts
 from bot.daemon.turn_progress import TurnProgress
-from bot.events import CandleClosed
-from bot.journal import Journal
+from bot.events import CandleClosed, PositionClosed
+from bot.journal import Journal, JournalError
 from bot.journal.lock import JournalLock
 from bot.journal.reader import JournalReader
 from bot.journal.turns import Turns
@@ -91,12 +93,13 @@ def control_server(
     log: logging.Logger,
     cluster_status: Callable[[], dict[str, Any]] | None = None,
     history: JournalReader | None = None,
+    trade_counts: TradeCounts | None = None,
     equity_curves: EquityCurves | None = None,
 ) -> ControlServer:
     """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
     state = DaemonState(
         loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems, cluster_status=cluster_status,
-        history=history, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub),
+        history=history, trade_counts=trade_counts, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub),
     )
     state.strategy_files.update(files)
     state.added_symbols.update(added_symbols)
@@ -266,6 +269,8 @@ class Daemon:
         faults: BookingFaults,
         turns: Turns,
         outbox: Outbox | None,
+        progress: TurnProgress,
+        curves: EquityCurves,
     ) -> tuple[Bot, InboxDelivery, FeedPosition]:
         """The bot, through the kernel: every event journalled before delivery, each strategy on its own inbox, each candle it handles one turn.
 
@@ -276,8 +281,6 @@ class Daemon:
         log = self.logger.logger
         queued = QueuedCounter()
         position = FeedPosition(journal, queued)
-        # Read before any candle is routed: what each strategy had handled, should the feed play it again.
-        progress = TurnProgress(journal, log)
 
         def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
             cluster = config.cluster
@@ -287,10 +290,11 @@ class Daemon:
 
                 return hub_lanes(
                     cluster, self.loaded, services, tg, on_error, journal, turns, log, os.environ,
-                    on_drained=position.processed, queued=queued, progress=progress,
+                    on_drained=position.processed, queued=queued, progress=progress, after_turn=curves.handled,
                 )
             return InboxDelivery(
-                tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn, progress=progress
+                tg, config.daemon.inbox_size, on_error, on_drained=position.processed, queued=queued, turn=turns.turn, progress=progress,
+                after_turn=curves.handled,
             )
 
         def journal_first(risk: RiskManager) -> Handler:
@@ -318,6 +322,24 @@ class Daemon:
     async def _run_services(
         self, journal: Journal, exchange: tuple[Any, Any] | None, clock: WallClock | None, live: LiveTrading | None, faults: BookingFaults, turns: Turns
     ) -> int:
+        # Trades and daily equity for the API, read in worker threads on a connection of its own (closed
+        # as the daemon stops, a read under way interrupted; here too should the start fail).
+        history = JournalReader(journal.path)
+        try:
+            return await self._serve(journal, exchange, clock, live, faults, turns, history)
+        finally:
+            history.close()
+
+    async def _serve(
+        self,
+        journal: Journal,
+        exchange: tuple[Any, Any] | None,
+        clock: WallClock | None,
+        live: LiveTrading | None,
+        faults: BookingFaults,
+        turns: Turns,
+        history: JournalReader,
+    ) -> int:
         config = self.loaded.bot
         log = self.logger.logger
         trading = True  # False once a stop cut the live start short: nothing was reconciled or traded
@@ -325,11 +347,24 @@ class Daemon:
             # First, so a SIGTERM during start-up (load, backfill) is a graceful stop too.
             await tg.start(self._watch_signals)
             outbox = self._outbox()
-            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox)
+            # Read before any candle is routed: what each strategy had handled, should the feed play it again.
+            progress = TurnProgress(journal, log)
+            # Each strategy's equity curve, a point per turn it has had committed (after what an earlier run handled).
+            curves = EquityCurves(resume_close_of(journal), progress.handled_before())
+            bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox, progress, curves)
             if outbox is not None:
                 # Connects in the background: the daemon trades while the server is down, the outbox buffering.
                 await tg.start(outbox.run)
             services, manager = bot.services, bot.manager
+            # The trades of earlier runs counted once, in the background; this run's as they close (before any can).
+            trade_counts: TradeCounts | None = None
+            try:
+                trade_counts = TradeCounts(await history.next_trade_number())
+            except JournalError as exc:  # the API's counts only: the daemon trades on
+                log.warning("trade counts unavailable (the API shows none): %s", exc)
+            if trade_counts is not None:
+                services.bus.subscribe(trade_counts, types=(PositionClosed,))
+                tg.start_soon(trade_counts.load, history)
             restored = restore(self.loaded, journal, services, log)
             saved = restored.saved
             gap_lines = GapLines(log, self._monotonic, self._loop_period)
@@ -343,16 +378,11 @@ class Daemon:
             to_load = strategies_to_load(self.loaded, journal, saved, log)
             start_problems = live.problems if live is not None else list
             cluster_status = None if outbox is None else _cluster_status(outbox, getattr(delivery, "minds_status", None))
-            # Trades and daily equity for the API, read in worker threads on a connection of their own.
-            history = JournalReader(journal.path)
-            curves = EquityCurves(manager)
             server = control_server(
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status,
-                history, curves,
+                history, trade_counts, curves,
             )
-            services.bus.subscribe(DailySnapshots(journal, manager), types=(CandleClosed,))
-            # Each strategy's equity curve, a point per candle time.
-            services.bus.subscribe(curves, types=(CandleClosed,))
+            services.bus.subscribe(DailySnapshots(journal, manager, restored.resume_close), types=(CandleClosed,))
             # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).
             services.bus.subscribe(services.metrics.observe, types=METRICS_EVENTS)
             async with server.serving():

@@ -143,13 +143,18 @@ def test_each_curve_ends_at_the_strategys_equity_now_and_moves_forward(traded: S
         assert curve["points"][-1][1] == status[sid]["equity"]
 
 
-def test_a_curve_grows_with_the_candles_a_strategy_handles(traded: Served) -> None:
-    before = traded.get("/api/v1/strategies/rsi_reversion/equity").body["strategies"]["rsi_reversion"]["points"]
-    step = traded.daemon.step(10)
-    after = traded.get("/api/v1/strategies/rsi_reversion/equity").body["strategies"]["rsi_reversion"]["points"]
-    # rsi_reversion decides on 5m closes: ten 1m candles hold at least one more of its candles.
-    assert len(after) > len(before) and after[: len(before) - 1] == before[:-1]
-    assert step.last_close is not None and before[-1][0] < after[-1][0] <= step.last_close + MINUTE
+def test_a_curve_takes_a_point_at_every_candle_a_strategy_handles_even_in_a_burst(traded: Served) -> None:
+    before = traded.get("/api/v1/strategies/rsi_reversion/equity?points=2000").body["strategies"]["rsi_reversion"]["points"]
+    handled = traded.ctl("metrics")["strategies"]["rsi_reversion"]["candles"]
+    # Sixty candles published at once: the strategy handles them after they were all announced.
+    step = traded.daemon.step(60)
+    after = traded.get("/api/v1/strategies/rsi_reversion/equity?points=2000").body["strategies"]["rsi_reversion"]["points"]
+    count = traded.ctl("metrics")["strategies"]["rsi_reversion"]["candles"] - handled
+    assert count >= 12  # its 5m candles among sixty 1m ones (and 1h ones of its filter)
+    new = [ts for ts, _ in after if ts > before[-1][0]]
+    assert step.last_close is not None
+    five_minute_closes = list(range(before[-1][0] + 5 * MINUTE, step.last_close + 1, 5 * MINUTE))
+    assert len(five_minute_closes) >= 12 and set(five_minute_closes) <= set(new)
     assert after[-1][1] == traded.ctl("status")["strategies"]["rsi_reversion"]["equity"]
 
 
@@ -277,12 +282,26 @@ def test_after_a_restart_a_curve_starts_with_the_journalled_days(tmp_path: Any) 
     http = {"listen": "127.0.0.1:0", "token_env": TOKEN_ENV}
     with _serving(tmp_path, http) as first:
         first.daemon.step_until(lambda: len(journal_rows(tmp_path, "SELECT day FROM equity_daily WHERE strategy_id = 'ema_cross'")) >= 2, "two days", candles=500)
+        first.daemon.step_until(lambda: journal_rows(tmp_path, "SELECT id FROM trades"), "a trade", candles=250)
     days = [(ts, orjson.loads(snapshot)["equity"]) for ts, snapshot in journal_rows(tmp_path, "SELECT ts, snapshot FROM equity_daily WHERE strategy_id = 'ema_cross' ORDER BY day")]
+    trades_before = len(journal_rows(tmp_path, "SELECT id FROM trades"))
+    assert trades_before > 0
     with _serving(tmp_path, http) as again:
-        again.daemon.step(20)
-        points = again.get("/api/v1/strategies/ema_cross/equity").body["strategies"]["ema_cross"]["points"]
-    assert [tuple(p) for p in points[: len(days)]] == days
-    assert points[-1][0] > days[-1][0]
+        again.daemon.step_until(lambda: len(journal_rows(tmp_path, "SELECT id FROM trades")) > trades_before, "a trade after the restart", candles=100)
+        points = again.get("/api/v1/strategies/ema_cross/equity?points=2000").body["strategies"]["ema_cross"]["points"]
+        counts = again.get("/api/v1/trades?limit=0").body["counts"]
+        now = again.ctl("status")["clock_ts"]
+    # The days before the restart's day as journalled then (the restart's day goes on being updated by its events).
+    resume = days[-1][0]
+    earlier = [day for day in days if day[0] // DAY < resume // DAY]
+    assert earlier and [tuple(p) for p in points[: len(earlier)]] == earlier
+    assert points[len(earlier)][0] >= resume and points[-1][0] > resume
+    # The earlier run's trades counted from the journal, this run's as they closed: together the journal's.
+    rows = journal_rows(tmp_path, "SELECT strategy_id, exit_ts FROM trades")
+    assert counts == {
+        sid: {"total": sum(1 for s, _ in rows if s == sid), "today": sum(1 for s, ts in rows if s == sid and ts >= now - now % DAY)}
+        for sid in ("ema_cross", "rsi_reversion")
+    }
 
 
 def test_bot_ctl_trades_pages_through_the_same_trades(traded: Served) -> None:
