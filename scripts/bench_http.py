@@ -5,9 +5,10 @@ The daemon is the real one (bot.kernel.daemon.Daemon, run in the bench's process
 of its DaemonState exactly as `bot run` does, serving in the same event loop as the strategies, with
 its journal, inboxes and control socket. Only its recorded feed's pacer is the bench's: it releases
 one candle round (every symbol's candle of the next minute) every ROUND_S, after the previous round
-was processed, and notes when. Latency is from that release to the end of each strategy's handler
-(its inbox task), as `bench_daemon.live_latency` measures it: 1,000 `ema_cross` strategies on 10
-symbols.
+was processed, and notes when it was due. Latency is from then to the end of each strategy's handler
+(its inbox task), as `bench_daemon.live_latency` measures it from publication: 1,000 `ema_cross`
+strategies on 10 symbols. From when the round was due rather than when the loop got to it: a round
+that falls due while the loop answers a request waits, as a live candle arriving then would.
 
 With load, a separate process (this file run as `--load URL`) does one round a second until its
 stdin closes: `/` and the static assets its HTML names (src= and href= on this server; a 404 is
@@ -128,7 +129,10 @@ class RoundPacer:
         self._released += 1
         self._current = close_ts
         if self._released > self._warmup:
-            self._published[close_ts] = time.perf_counter()
+            # Timed from when the round was due, not from when the loop got to it: a round that fell due while the loop was busy
+            # (answering a request) waited as a live candle arriving then would, and that wait counts.
+            late = anyio.current_time() - self._next
+            self._published[close_ts] = time.perf_counter() - late
 
     async def finish(self, state: Literal["ended", "stopped"]) -> None:
         self.finished.set()
