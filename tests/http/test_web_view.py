@@ -166,8 +166,9 @@ def test_the_overview_loads_without_errors_or_foreign_requests_and_lists_every_s
         watched.page.wait_for_function("n => document.querySelectorAll('#strategies tbody tr').length === n", arg=len(status["strategies"]))
         shown = rows(watched.page)
         health = watched.page.get_attribute("#health", "data-health")
-        live = watched.page.wait_for_function("() => window.botView.live === 'live'")
-        assert live
+        watched.page.wait_for_function("() => window.botView.live === 'live'")
+        live = watched.page.evaluate("() => [window.botView.live, window.botView.streams, document.querySelector('#live').dataset.state]")
+    assert live == ["live", 1, "live"]
     assert unexpected(watched.problems, served) == []
     assert watched.foreign == []
     assert list(shown) == config_json_ids() == list(status["strategies"])
@@ -286,7 +287,10 @@ def test_deactivate_with_the_token_makes_the_strategy_dormant(browser: Any, serv
         page.fill("#token-input", TOKEN)
         page.click("#token-form button[type=submit]")
         page.select_option("#deactivate-policy", "close")
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
         reply = _acted(page, "#do-deactivate")
+        assert len(asked) == 1 and sid in asked[0] and "close" in asked[0], asked
         assert (reply["status"], reply["http"]) == ("ok", "200"), reply
         assert json.loads(reply["text"].split(": ", 1)[1]) == {"id": sid, "state": "dormant", "policy": "close"}
         assert ctl(served, "status")["strategies"][sid]["state"] == "dormant"
