@@ -290,7 +290,7 @@ class Refresher {
     this.running = false;
     this.pending = false;
     this.causes = new Set();
-    this.lastStart = 0;
+    this.lastStart = -Infinity;
     this.timer = null;
     this.settleTimer = null;
     // Bumped by a new route: a run of an older generation finishes unseen (its reads returned for a page left).
@@ -316,7 +316,7 @@ class Refresher {
   restart(cause) {
     this.generation += 1;
     this.running = false;
-    this.lastStart = 0;
+    this.lastStart = -Infinity;
     clearTimeout(this.timer);
     this.timer = null;
     this.want(cause);
@@ -370,7 +370,8 @@ class SseParser {
     this.data = [];
   }
 
-  push(text) {
+  // The messages complete with this text; `last` when the body has ended (a \r at its very end then ends a line).
+  push(text, last = false) {
     this.buffer += text;
     const out = [];
     const ends = /\r\n|\r|\n/g;
@@ -378,7 +379,7 @@ class SseParser {
     let match;
     while ((match = ends.exec(this.buffer))) {
       // A \r last in what came so far may be half of a \r\n: wait for the next chunk.
-      if (match[0] === "\r" && match.index === this.buffer.length - 1) break;
+      if (match[0] === "\r" && match.index === this.buffer.length - 1 && !last) break;
       this.line(this.buffer.slice(at, match.index), out);
       at = ends.lastIndex;
     }
@@ -483,8 +484,8 @@ class LiveStream {
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return "closed";
-        for (const message of parser.push(value)) {
+        // At the end a message not closed by its blank line is dropped (the spec's rule).
+        for (const message of parser.push(done ? "" : value, done)) {
           if (message.event === "error") {
             console.info("event stream ended by the server:", message.data);
             return "end";
@@ -496,6 +497,7 @@ class LiveStream {
             console.info("event stream: unreadable event", error.message || error);
           }
         }
+        if (done) return "closed";
       }
     } finally {
       reader.cancel().catch(() => {});
