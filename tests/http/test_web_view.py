@@ -648,12 +648,15 @@ def test_a_late_refresh_of_a_page_left_draws_nothing_over_the_next(browser: Any,
         # Every strategy named in the heading from now on, and every chart drawn.
         page.evaluate("""() => { window.seen = [];
             new MutationObserver(() => window.seen.push(document.querySelector('#s-id').textContent)).observe(document.querySelector('#s-id'), {childList: true, characterData: true, subtree: true}); }""")
-        discarded = page.evaluate("() => window.botView.discarded")
+        refreshes = page.evaluate("() => window.botView.refreshes")
         for route in held:
             route.continue_()
-        page.wait_for_function("n => window.botView.discarded > n && window.botView.refreshing === 0", arg=discarded)
+        # The held refresh has finished (its reads returned) and none is running.
+        page.wait_for_function("n => window.botView.refreshes > n && !window.botView.refreshing", arg=refreshes)
+        discarded = page.evaluate("() => window.botView.discarded")
         after = page.evaluate("() => ({seen: window.seen, price: window.botView.charts.price?.sid ?? null, heading: document.querySelector('#s-id').textContent, drawn: document.querySelector('#price-chart').children.length})")
     assert first not in after["seen"], after
+    assert discarded >= 1
     if to == "#/":
         assert (after["price"], after["heading"], after["drawn"]) == (None, "", 0), after
     else:
@@ -661,17 +664,26 @@ def test_a_late_refresh_of_a_page_left_draws_nothing_over_the_next(browser: Any,
     assert unexpected(watched.problems, served) == []
 
 
+def _refreshed_after_a_step(page: Any, served: Served) -> None:
+    """Step until the clock moves; wait until the page shows it and two refreshes have finished since (the event's and its settle's: the rows drawn)."""
+    count = page.evaluate("() => window.botView.refreshes")
+    clock = next_clock(served)
+    shown_clock(page, clock)
+    page.wait_for_function("n => window.botView.refreshes >= n + 2", arg=count)
+
+
 def test_a_refresh_keeps_the_focus_on_a_strategy_link_and_a_parameter(browser: Any, served: Served) -> None:
     with opened(browser, served, init=NO_IDLE) as watched:
         page = watched.page
         shown_clock(page, ctl(served, "status")["clock_ts"])
         page.focus("#strategies tr[data-strategy='ema_cross'] a")
-        shown_clock(page, next_clock(served))
+        _refreshed_after_a_step(page, served)
         overview = page.evaluate("() => [document.activeElement.tagName, document.activeElement.closest('tr')?.dataset.strategy]")
+        assert overview == ["A", "ema_cross"]
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.querySelector('#params button.param[data-path=\\'exits.stop_loss_pct\\']') !== null")
         page.focus("#params button.param[data-path='exits.stop_loss_pct']")
-        shown_clock(page, next_clock(served))
+        _refreshed_after_a_step(page, served)
         strategy = page.evaluate("() => [document.activeElement.tagName, document.activeElement.dataset.path]")
         # A parameter is a button: Enter on it fills the set form.
         page.keyboard.press("Enter")
@@ -775,7 +787,9 @@ def test_a_trailing_stop_active_but_not_placed_draws_no_line(browser: Any, serve
     position = {"position_id": "p1", "stop_loss": 100.0, "trailing_stop": None, "trailing_active": True, "take_profit": [[110.0, 1.0, False], [120.0, 1.0, True]]}
     with opened(browser, served) as watched:
         lines = watched.page.evaluate("p => window.botView.internals.stopLines([p]).map(l => [l.kind, l.price])", position)
-    assert lines == [["stop_loss", 100.0], ["take_profit", 110.0]]
+        # A daemon that leaves the field out: no line at an undefined price either.
+        absent = watched.page.evaluate("p => { delete p.trailing_stop; return window.botView.internals.stopLines([p]).map(l => [l.kind, l.price]); }", position)
+    assert lines == absent == [["stop_loss", 100.0], ["take_profit", 110.0]]
 
 
 

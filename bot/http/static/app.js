@@ -234,6 +234,7 @@ function askToken(message) {
   tokenAsked = new Promise((resolve) => {
     const done = (given) => {
       form.removeEventListener("submit", submitted);
+      form.removeEventListener("keydown", escaped);
       $("#token-dialog-cancel").removeEventListener("click", cancelled);
       input.value = "";
       form.hidden = true;
@@ -252,7 +253,11 @@ function askToken(message) {
       done(true);
     };
     const cancelled = () => done(false);
+    const escaped = (event) => {
+      if (event.key === "Escape") cancelled();
+    };
     form.addEventListener("submit", submitted);
+    form.addEventListener("keydown", escaped);
     $("#token-dialog-cancel").addEventListener("click", cancelled);
   });
   return tokenAsked;
