@@ -766,8 +766,8 @@ def test_close_is_confirmed_first_and_a_token_not_printable_ascii_is_refused_wit
     assert unexpected(watched.problems, served) == []
 
 
-def test_the_token_dialog_can_be_cancelled(browser: Any, closed: Served) -> None:
-    with opened(browser, closed) as watched:
+def test_the_token_dialog_can_be_cancelled_and_is_not_asked_again_at_each_refresh(browser: Any, closed: Served) -> None:
+    with opened(browser, closed, init="window.botViewOptions = {idleRefreshMs: 300}") as watched:
         page = watched.page
         # The status read and the stream both refused: their answers may come on either side of a cancel, so cancel until the read gives up.
         for _ in range(3):
@@ -776,10 +776,17 @@ def test_the_token_dialog_can_be_cancelled(browser: Any, closed: Served) -> None
             page.wait_for_function("() => !document.querySelector('#load-error').hidden || !document.querySelector('#token-dialog').hidden")
             if page.is_visible("#load-error"):
                 break
+        count = page.evaluate("() => window.botView.refreshes")
+        page.wait_for_function("n => window.botView.refreshes >= n + 2", arg=count)
         error = page.text_content("#load-error")
         hidden = page.is_hidden("#token-dialog")
         live = page.evaluate("() => window.botView.live")
-    assert hidden and "401" in (error or "")
+        # The token given on a strategy page's field: the page reads, and the stream is live.
+        page.evaluate("() => { location.hash = '#/strategy/ema_cross'; }")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.wait_for_function("() => window.botView.live === 'live' && document.querySelector('#load-error').hidden")
+    assert hidden and "401" in (error or "") and "reload" in (error or "")
     assert live == "unauthorized"
 
 

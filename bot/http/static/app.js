@@ -147,8 +147,10 @@ function tokenProblem(value) {
   return /^[\x21-\x7e]+$/.test(value) ? "" : "a token is printable ASCII without spaces (letters, digits, punctuation): this one is not, so it was not kept";
 }
 
-// Those waiting for a token (a stream whose token form was cancelled): woken when one is set.
+// Those waiting for a token (a stream whose token form was cancelled): woken when one is set. After a cancel no
+// read asks again (the form would come back at every refresh) until a token is set in the token field.
 let tokenWaiters = [];
+let tokenDeclined = false;
 
 function setToken(value) {
   const trimmed = (value || "").trim();
@@ -159,6 +161,7 @@ function setToken(value) {
   $("#token-input").value = "";
   $("#token-input").placeholder = trimmed ? "a token is kept for this tab" : "bearer token (kept for this tab)";
   if (trimmed) {
+    tokenDeclined = false;
     const waiting = tokenWaiters;
     tokenWaiters = [];
     for (const wake of waiting) wake();
@@ -224,6 +227,7 @@ let tokenAsked = null;
 
 function askToken(message) {
   if (tokenAsked) return tokenAsked;
+  if (tokenDeclined) return Promise.resolve(false);
   const form = $("#token-dialog");
   const shown = $("#token-dialog-message");
   shown.textContent = message;
@@ -252,7 +256,10 @@ function askToken(message) {
       delete shown.dataset.problem;
       done(true);
     };
-    const cancelled = () => done(false);
+    const cancelled = () => {
+      tokenDeclined = true;
+      done(false);
+    };
     const escaped = (event) => {
       if (event.key === "Escape") cancelled();
     };
@@ -350,6 +357,7 @@ class Refresher {
       if (current()) {
         const shown = $("#load-error");
         shown.textContent = error instanceof ApiError ? `${error.status} ${error.code}: ${error.message}` : `cannot reach the daemon: ${error.message || error}`;
+        if (error instanceof ApiError && error.status === 401) shown.textContent += " (reload the page, or use a strategy page's token field, to give the token)";
         shown.hidden = false;
       }
     } finally {
@@ -897,6 +905,8 @@ function renderSwitchTargets(sid, status) {
   const select = $("#switch-to");
   const chosen = select.value;
   const others = Object.keys(status.strategies).filter((other) => other !== sid);
+  // Rebuilt only when the list changed: an open list (a phone's picker) is not closed under the reader.
+  if ([...select.options].map((option) => option.value).join("\n") === others.join("\n")) return;
   select.replaceChildren(...others.map((other) => el("option", { value: other, text: other })));
   if (others.includes(chosen)) select.value = chosen;
 }
