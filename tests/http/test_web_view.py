@@ -799,6 +799,23 @@ def test_a_trailing_stop_active_but_not_placed_draws_no_line(browser: Any, serve
     assert lines == absent == [["stop_loss", 100.0], ["take_profit", 110.0]]
 
 
+def test_past_ten_curves_an_equity_chart_drops_the_last_value_labels_and_twenty_curves_differ_in_colour(browser: Any, served: Served) -> None:
+    with opened(browser, served) as watched:
+        drawn = watched.page.evaluate("""() => {
+            const draw = (n) => {
+                const ids = Array.from({length: n}, (_, i) => `s${n}_${i}`);
+                const currency = `Z${n}`;
+                const status = {strategies: Object.fromEntries(ids.map(id => [id, {currency, equity: 1}]))};
+                const equity = {strategies: Object.fromEntries(ids.map((id, i) => [id, {currency, points: [[0, 1], [60000, 1 + i]]}]))};
+                window.botView.internals.renderEquity(status, equity);
+                const chart = window.botView.charts[`equity:${currency}`];
+                return [chart.labelled, new Set(Object.values(chart.colors)).size];
+            };
+            return [draw(10), draw(11), draw(20)];
+        }""")
+    assert drawn == [[True, 10], [False, 11], [False, 20]]
+
+
 
 # Last: it steps the daemon on until a strategy has closed a few trades (the tests above need the position they found).
 def test_older_trades_are_paged_in_by_the_older_button(browser: Any, served: Served) -> None:

@@ -1233,7 +1233,7 @@ function onVisibility() {
 }
 
 // What tests reach in the page: the parser and the pure helpers.
-view.internals = { LiveStream, SseParser, routeOf, stopLines, tradeMarkers, tokenProblem, PALETTE };
+view.internals = { LiveStream, SseParser, routeOf, stopLines, tradeMarkers, tokenProblem, renderEquity, PALETTE };
 
 function main() {
   setToken(token());
