@@ -15,6 +15,10 @@ difference from a 1,000-candle run), as the median (min-max) of --repeat interle
     .venv/bin/python scripts/bench.py --suite order    # us per market order through the whole path (100,000 candles)
     .venv/bin/python scripts/bench.py --suite replay   # replay throughput in-process, 1 and 10 strategies, candle events off/on (525,600)
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
+    .venv/bin/python scripts/bench.py --suite http     # candle-to-decision with and without a client loading the HTTP server
+                                                       # (page, API reads, /metrics every second, one event stream): 5 interleaved
+                                                       # runs of each unless --repeat says more, each its own process (about 7 min;
+                                                       # --strategies 100 for a smaller daemon)
     .venv/bin/python scripts/bench.py --suite live     # ws kline message -> strategies done / action queued (fake exchange, loopback)
     .venv/bin/python scripts/bench.py --suite cluster  # bot replay --cluster: turn round trip, 1 vs 2 workers on CPU-heavy strategies, 1,000 strategies;
                                                        # bot run hub + workers: isolation from a CPU-heavy worker, worker failover time
@@ -131,14 +135,18 @@ DEFAULT_CANDLES = {"replay": 525_600, "ratio": 100_000, "order": 100_000, "profi
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candles", type=int, help="synthetic candles per run (default: 100,000 for ratio and order, 525,600 for replay and --profile)")
-    parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "live", "cluster"), default="all")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each case (the profile: of its timing): median (min-max)")
+    parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "http", "live", "cluster"), default="all")
+    parser.add_argument("--repeat", type=int, help="interleaved runs of each case (the profile: of its timing): median (min-max); default 3, http 5 (at least)")
+    parser.add_argument("--strategies", type=int, default=1000, help="--suite http: active ema_cross strategies on 10 symbols (default 1,000)")
     parser.add_argument("--profile", action="store_true", help="print the stage table (us per candle) of a 1-strategy replay, from py-spy")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.repeat < 1:
+    if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    # The HTTP load suite compares medians of at least 5 runs each (issue 15).
+    http_repeat = max(5, args.repeat or 5)
+    args.repeat = args.repeat or 3
     if args.case:
         if args.case.startswith("live"):
             print(json.dumps(run_live_case(args.case)))
@@ -173,6 +181,11 @@ def main() -> int:
         replay_suite(candles("replay"), args.repeat)
     if args.suite in ("all", "daemon"):
         daemon_suite()
+    if args.suite in ("all", "http"):
+        import bench_http
+
+        print()
+        bench_http.suite(lambda case: _subprocess_case(f"daemon:{case}"), http_repeat, args.strategies)
     if args.suite in ("all", "live"):
         live_suite()
     if args.suite in ("all", "cluster"):
@@ -227,6 +240,11 @@ def run_daemon_case(name: str) -> dict[str, Any]:
         return bench_daemon.switch_latency(200)
     if name == "memory":
         return bench_daemon.idle_memory(1000)
+    if name.startswith("http:"):
+        import bench_http
+
+        variant, strategies = name.split(",")
+        return bench_http.http_latency(load=variant == "http:load", strategies=int(strategies))
     return bench_daemon.live_latency(1000, 10, 60)
 
 
