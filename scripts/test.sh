@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Set up (with the cluster extra: tests/cluster starts the nats-server it puts in the venv), lint
-# (ruff, mypy: any finding stops here), then run the whole test suite (pytest exits non-zero when no test ran).
+# (ruff, mypy: any finding stops here), then run the whole test suite (pytest exits non-zero when no test ran)
+# on two pytest-xdist workers, each test file whole on one worker (--dist loadfile: a module's
+# module-scoped fixtures, its daemons and servers, are made once, in one process). The arguments go to
+# pytest after these, so they win: `scripts/test.sh -n 0 tests/daemon/test_x.py` runs one file in this process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --cluster
@@ -21,4 +24,4 @@ if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "warning: ${missing[*]} missing and apt-get needs root; the tests that need them cannot run" >&2
   fi
 fi
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

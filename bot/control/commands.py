@@ -5,7 +5,8 @@ import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import Field, field_validator
 from bot.config.currency import quote_currency
 from bot.config.defaults import MAX_CONFIG_BYTES
 from bot.config.models import BotConfig, StrategyConfig
+from bot.control.config_views import ConfigViews
 from bot.control.files import MAX_FILE_ARG, FileAccess
 from bot.control.history_commands import CandlesArgs, EquityArgs, TradesArgs, candles, equity, trades
 from bot.control.protocol import CommandArgs, ControlError, validate_args
@@ -147,6 +149,7 @@ class Control:
     daemon: DaemonState
     files: FileAccess
     redact: Redactor
+    views: ConfigViews = field(default_factory=ConfigViews)
 
     @classmethod
     def of(cls, daemon: DaemonState) -> Control:
@@ -236,28 +239,47 @@ def status(control: Control, _: NoArgs) -> dict[str, Any]:
 def strategies(control: Control, _: NoArgs) -> dict[str, Any]:
     """Loaded strategies, and the strategy files available in the strategies folder with their config."""
     daemon = control.daemon
+    views = control.views
     loaded = {
         sid: {
             "state": daemon.manager.get(sid).state,
             "file": str(daemon.strategy_files.get(sid, "")),
-            "config": daemon.manager.get(sid).spec.model_dump(mode="json"),  # as running, with runtime changes
+            "config": views.running(sid, daemon.manager.get(sid).spec),  # as running, with runtime changes
         }
         for sid in daemon.manager.ids()
     }
     available: dict[str, Any] = {}
     folder = daemon.loaded.base_dir / "strategies"
+    listed: set[Path] = set()
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             control.files.resolve(str(path))  # a link out of the allowed folders is not listed
         except ControlError:
             continue
-        try:
-            spec = operations.read_strategy(daemon, path)
-        except ConfigError as exc:
-            available[path.name] = {"valid": False, "problems": control.redact.lines(exc.problems)}
-        else:
-            available[path.name] = {"valid": True, "id": spec.id, "config": spec.model_dump(mode="json")}
+        listed.add(path)
+        available[path.name] = views.file(path, partial(_strategy_file, control))
+    views.forget_except(set(loaded), listed)
     return {"loaded": loaded, "available": available}
+
+
+def _strategy_file(control: Control, path: Path) -> dict[str, Any]:
+    try:
+        spec = operations.read_strategy(control.daemon, path)
+    except ConfigError as exc:
+        return {"valid": False, "problems": control.redact.lines(exc.problems)}
+    return {"valid": True, "id": spec.id, "config": spec.model_dump(mode="json")}
+
+
+def strategy(control: Control, args: StrategyArg) -> dict[str, Any]:
+    """One loaded strategy: its status row, the file it was loaded from, its config as running."""
+    daemon = control.daemon
+    orchestrator = _orchestrator(daemon, args.id)
+    return {
+        "id": args.id,
+        **_strategy_status(daemon, orchestrator),
+        "file": str(daemon.strategy_files.get(args.id, "")),
+        "config": control.views.running(args.id, orchestrator.spec),
+    }
 
 
 def validate(control: Control, args: ValidateArgs) -> dict[str, Any]:
@@ -475,6 +497,7 @@ def check_event_args(control: Control, args: EventsArgs) -> EventsArgs:
 COMMANDS: dict[str, tuple[type[CommandArgs], Handler]] = {
     "status": (NoArgs, status),
     "strategies": (NoArgs, strategies),
+    "strategy": (StrategyArg, strategy),
     "validate": (ValidateArgs, validate),
     "load": (LoadArgs, load),
     "unload": (UnloadArgs, unload),

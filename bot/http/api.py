@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +25,7 @@ from starlette.routing import Route
 
 from bot.config.cluster import is_loopback
 from bot.config.http import HttpConfig
-from bot.control.commands import Control, call_command, run_command
+from bot.control.commands import Control, call_command
 from bot.control.protocol import MAX_ARGS_DEPTH, ControlError, too_deep
 from bot.http.events import EventStreamResponse, events_args
 
@@ -180,14 +181,8 @@ class Api:
         return EventStreamResponse(self._control, args, self._control.daemon.loaded.bot.control.event_buffer)
 
     async def _strategy(self, request: Request) -> Any:
-        """A strategy's status row, its config and file (status and strategies, one strategy of each)."""
-        sid = request.path_params["id"]
-        status = run_command(self._control, "status", {})
-        row = status["strategies"].get(sid)
-        if row is None:
-            raise ControlError("unknown_strategy", f"unknown strategy {sid!r}")
-        loaded = run_command(self._control, "strategies", {})["loaded"][sid]
-        return {"id": sid, **row, "file": loaded["file"], "config": loaded["config"]}
+        """A strategy's status row, its config and file."""
+        return await call_command(self._control, "strategy", {"id": request.path_params["id"]})
 
     async def _strategy_command(self, request: Request) -> Any:
         command = request.path_params["command"]
@@ -239,6 +234,17 @@ def query_args(request: Request, strategy_id: str | None = None) -> dict[str, An
     return args
 
 
+class Collected(Collector):
+    """Metric families already read: what a scrape formats away from the event loop."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        """The families as they were read."""
+        return self._families
+
+
 def metrics_route(api: Api, config: HttpConfig, registry: CollectorRegistry) -> Route:
     """`GET /metrics`: the text exposition format 0.0.4 (what Prometheus 2 reads); open on loopback (or with public_read), the token needed elsewhere."""
     open_read = config.public_read or is_loopback(config.host)
@@ -250,7 +256,10 @@ def metrics_route(api: Api, config: HttpConfig, registry: CollectorRegistry) -> 
                 api.check_token(request, change=False)
         except HttpError as exc:
             return error_response(exc.code, exc.message)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+        # The figures are read here, on the loop (the daemon's state is the loop's); writing 1,000 strategies'
+        # families out as text is most of a scrape's time, done in a worker thread on what was read.
+        families = Collected(list(registry.collect()))
+        return Response(await anyio.to_thread.run_sync(generate_latest, families), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     return Route("/metrics", endpoint, methods=["GET"])
 

@@ -43,6 +43,12 @@ SECURITY_HEADERS = {
 }
 INDEX = "index.html"
 CHART_LIBRARY = "vendor/lightweight-charts.standalone.production.js"
+# What the page cannot work without (index.html names each, and the library's licence travels with it).
+REQUIRED = (INDEX, "app.js", "app.css", "favicon.svg", CHART_LIBRARY, "vendor/lightweight-charts.LICENSE.txt")
+
+
+class MissingAsset(RuntimeError):
+    """A file the web view needs is not in the package's static folder (a broken install or wheel)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +74,17 @@ def _walk(folder: Traversable, prefix: str = "") -> dict[str, Asset]:
     return found
 
 
+def load_manifest(folder: Traversable) -> dict[str, Asset]:
+    """Every servable file under `folder` by its relative name; MissingAsset naming each required file that is absent."""
+    found = _walk(folder) if folder.is_dir() else {}
+    missing = [name for name in REQUIRED if name not in found]
+    if missing:
+        raise MissingAsset(f"the web view's static files are incomplete, missing from {folder}: {', '.join(missing)} (reinstall the package)")
+    return found
+
+
 # Read once: the package's static folder, name (relative, "/"-separated) to its file.
-MANIFEST: dict[str, Asset] = _walk(files("bot.http") / "static")
+MANIFEST: dict[str, Asset] = load_manifest(files("bot.http") / "static")
 
 
 def _attribution_style_hashes(library: bytes) -> list[str]:

@@ -33,7 +33,6 @@ class BotCollector(Collector):
         """Every family, built afresh from the daemon's state now."""
         daemon = self._control.daemon
         status = run_command(self._control, "status", {})
-        figures = run_command(self._control, "metrics", {})["strategies"]
         build = GaugeMetricFamily("bot_build_info", "The bot's version.", labels=["version"])
         build.add_metric([bot_version()], 1)
         yield build
@@ -44,7 +43,7 @@ class BotCollector(Collector):
         feed.add_metric([str(status["feed"].get("source", "recorded"))], 1)
         yield feed
         yield from self._streams()
-        yield from self._strategies(status["strategies"], figures)
+        yield from self._strategies(status["strategies"])
         orders = CounterMetricFamily("bot_orders", "Orders per strategy by what became of them, since the daemon started.", labels=["strategy", "status"])
         for (sid, state), count in sorted(daemon.services.metrics.orders.items()):
             orders.add_metric([sid, state], count)
@@ -66,8 +65,10 @@ class BotCollector(Collector):
         yield gaps
         yield last
 
-    def _strategies(self, rows: dict[str, dict[str, object]], figures: dict[str, dict[str, float]]) -> Iterator[Metric]:
+    def _strategies(self, rows: dict[str, dict[str, object]]) -> Iterator[Metric]:
         manager = self._control.daemon.manager
+        # The inboxes' figures straight from the delivery (the metrics command also sorts each strategy's samples for its percentiles).
+        delivery_stats = getattr(manager.delivery, "stats", None)
         state = GaugeMetricFamily("bot_strategy_state", "1 for the state each strategy is in, 0 for the others.", labels=["strategy", "state"])
         decision = HistogramMetricFamily("bot_strategy_decision_seconds", "Processing time of each candle a strategy handled.", labels=["strategy"])
         depth = GaugeMetricFamily("bot_strategy_inbox_depth", "Candles queued for a strategy.", labels=["strategy"])
@@ -90,7 +91,7 @@ class BotCollector(Collector):
                 buckets.append((repr(2**bit / 1e9), below))
             buckets.append(("+Inf", sum(counts[: HISTOGRAM_BUCKETS])))
             decision.add_metric([sid], buckets, metrics.busy_ns / 1e9)
-            figure = figures.get(sid, {})
+            figure = delivery_stats(orchestrator) if delivery_stats is not None else {}
             depth.add_metric([sid], figure.get("inbox_depth", 0))
             overruns.add_metric([sid], figure.get("overruns", 0))
             errors.add_metric([sid], metrics.errors)

@@ -253,6 +253,18 @@ def test_a_strategy_is_its_status_row_with_its_file_and_config(served: Served, s
     assert reply.status == 200, reply
     assert reply.body == {"id": sid, **row, "file": loaded["file"], "config": loaded["config"]}
     assert reply.body["file"] == str(served.daemon.folder / "strategies" / f"{sid}.json")
+    # One command behind it, the socket's `strategy`.
+    assert reply.body == served.ctl("strategy", {"id": sid})
+
+
+def test_a_strategy_shows_its_config_as_changed_at_runtime(served: Served) -> None:
+    before = served.get("/api/v1/strategies/rsi_reversion").body["config"]["quantity"]
+    served.ctl("set", {"id": "rsi_reversion", "path": "quantity", "value": before * 2})
+    try:
+        assert served.get("/api/v1/strategies/rsi_reversion").body["config"]["quantity"] == before * 2
+        assert served.ctl("strategies")["loaded"]["rsi_reversion"]["config"]["quantity"] == before * 2
+    finally:
+        served.ctl("set", {"id": "rsi_reversion", "path": "quantity", "value": before})
 
 
 # --- the token -----------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from bot.http.page import CSP, INDEX, MANIFEST
+from bot.http.page import CHART_LIBRARY, CSP, INDEX, MANIFEST, REQUIRED, MissingAsset, load_manifest
 from tests.daemon.process import DaemonProcess, short_tmp, write_daemon_config
 from tests.http.test_api import BEARER, TOKEN, TOKEN_ENV, TOKEN_REQUIRED, Served, served
 
@@ -169,3 +170,39 @@ def test_off_loopback_the_page_needs_the_token_unless_public_read(remote: Served
         response = _raw(remote, "GET", path, BEARER)
         assert response.status == 200
         _security_headers(response)
+
+
+def _package_data() -> list[str]:
+    """The package-data globs pyproject.toml gives bot.http: what a built wheel or sdist holds of the static folder."""
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    patterns: list[str] = config["tool"]["setuptools"]["package-data"]["bot.http"]
+    return patterns
+
+
+def _shipped(name: str, patterns: list[str]) -> bool:
+    """Whether `static/<name>` matches one of setuptools' globs (a `*` never crosses a folder)."""
+    path = PurePosixPath("static", name)
+    return any(len(PurePosixPath(pattern).parts) == len(path.parts) and path.match(pattern) for pattern in patterns)
+
+
+def test_the_package_ships_every_file_the_manifest_serves() -> None:
+    patterns = _package_data()
+    assert [name for name in MANIFEST if not _shipped(name, patterns)] == []
+    assert set(REQUIRED) <= set(MANIFEST)
+    # The installed package's resources (what the daemon reads, wheel or not) hold each file the page needs.
+    for name in REQUIRED:
+        assert (files("bot.http") / "static" / name).read_bytes() == MANIFEST[name].body, name
+
+
+def test_a_missing_vendored_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    copy = tmp_path / "static"
+    shutil.copytree(STATIC, copy)
+    (copy / CHART_LIBRARY).unlink()
+    with pytest.raises(MissingAsset, match=re.escape(CHART_LIBRARY)) as raised:
+        load_manifest(copy)
+    assert "reinstall" in str(raised.value)
+    assert set(load_manifest(STATIC)) == set(MANIFEST)
+    with pytest.raises(MissingAsset, match=re.escape(INDEX)):
+        load_manifest(tmp_path / "nowhere")

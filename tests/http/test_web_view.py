@@ -11,7 +11,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -124,12 +124,16 @@ def unexpected(problems: list[str], served: Served) -> list[str]:
 
 
 @contextmanager
-def opened(browser: Any, served: Served, route: str = "#/", init: str | None = None, **context_options: Any) -> Iterator[Watched]:
-    """A fresh browser context (its own sessionStorage, `context_options` such as a viewport; `init` run before the page's scripts) on the page at `route`; closed after."""
+def opened(
+    browser: Any, served: Served, route: str = "#/", init: str | None = None, before: Callable[[Any], None] | None = None, **context_options: Any
+) -> Iterator[Watched]:
+    """A fresh browser context (its own sessionStorage, `context_options` such as a viewport; `init` run before the page's scripts, `before` given the context) on the page at `route`; closed after."""
     origin = f"http://127.0.0.1:{served.port}"
     context = browser.new_context(**context_options)
     if init is not None:
         context.add_init_script(init)
+    if before is not None:
+        before(context)
     watched = Watched(context.new_page(), origin)
     page = watched.page
     page.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
@@ -166,8 +170,9 @@ def test_the_overview_loads_without_errors_or_foreign_requests_and_lists_every_s
         watched.page.wait_for_function("n => document.querySelectorAll('#strategies tbody tr').length === n", arg=len(status["strategies"]))
         shown = rows(watched.page)
         health = watched.page.get_attribute("#health", "data-health")
-        live = watched.page.wait_for_function("() => window.botView.live === 'live'")
-        assert live
+        watched.page.wait_for_function("() => window.botView.live === 'live'")
+        live = watched.page.evaluate("() => [window.botView.live, window.botView.streams, document.querySelector('#live').dataset.state]")
+    assert live == ["live", 1, "live"]
     assert unexpected(watched.problems, served) == []
     assert watched.foreign == []
     assert list(shown) == config_json_ids() == list(status["strategies"])
@@ -193,8 +198,18 @@ def test_the_overview_sums_net_pnl_per_currency_never_across_them(browser: Any, 
     assert {name: sorted(sids) for name, sids in charts.items()} == per_currency
 
 
+# The idle refresh off: whatever the page shows after a step came through the event stream.
+NO_IDLE = "window.botViewOptions = {idleRefreshMs: 0, slowRefreshMs: 3600000}"
+EVENT_CAUSES = {"event", "settle", "later"}
+
+
+def shown_causes(page: Any) -> set[str]:
+    """Why the refresh that read the clock shown ran (its causes, as the page records them)."""
+    return set((page.get_attribute("#clock", "data-causes") or "").split())
+
+
 def test_a_new_candle_and_equity_change_appear_without_reloading(browser: Any, served: Served) -> None:
-    with opened(browser, served) as watched:
+    with opened(browser, served, init=NO_IDLE) as watched:
         page = watched.page
         shown_clock(page, ctl(served, "status")["clock_ts"])
         page.wait_for_function("() => window.botView.live === 'live'")
@@ -216,8 +231,11 @@ def test_a_new_candle_and_equity_change_appear_without_reloading(browser: Any, s
             timeout=WAIT_MS,
         )
         took = time.monotonic() - stepped
+        causes = shown_causes(page)
         assert page.evaluate("() => performance.getEntriesByType('navigation').length") == loads
     print(f"\nlive update shown {took:.2f} s after the step (aim: 5 s)")
+    # No idle refresh: the update came from an event.
+    assert causes and causes <= EVENT_CAUSES, causes
     assert after["clock_ts"] > before["clock_ts"]
     assert unexpected(watched.problems, served) == []
 
@@ -286,7 +304,10 @@ def test_deactivate_with_the_token_makes_the_strategy_dormant(browser: Any, serv
         page.fill("#token-input", TOKEN)
         page.click("#token-form button[type=submit]")
         page.select_option("#deactivate-policy", "close")
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
         reply = _acted(page, "#do-deactivate")
+        assert len(asked) == 1 and sid in asked[0] and "close" in asked[0], asked
         assert (reply["status"], reply["http"]) == ("ok", "200"), reply
         assert json.loads(reply["text"].split(": ", 1)[1]) == {"id": sid, "state": "dormant", "policy": "close"}
         assert ctl(served, "status")["strategies"][sid]["state"] == "dormant"
@@ -349,6 +370,9 @@ def test_the_strategy_page_draws_its_candles_indicators_markers_and_stop_lines(b
     assert all(len(series) == len(chart["candles"]) for series in chart["series"].values())
     ids = {marker["id"] for marker in chart["markers"]}
     assert f"entry:{position['position_id']}" in ids
+    # Each marker on one of the candles drawn (the chart drops one at any other time).
+    times = {c["time"] for c in chart["candles"]}
+    assert [marker for marker in chart["markers"] if marker["time"] not in times] == []
     first = candles.body["candles"][0][0]
     for trade in trades:
         if trade["entry_ts"] >= first and trade["symbol"] == candles.body["symbol"]:
@@ -358,6 +382,9 @@ def test_the_strategy_page_draws_its_candles_indicators_markers_and_stop_lines(b
         assert ("stop_loss", position["stop_loss"]) in stops
     if position["trailing_stop"] is not None:
         assert ("trailing_stop", position["trailing_stop"]) in stops
+    # Every take-profit rung not yet filled is a line.
+    rungs = [("take_profit", at) for at, _, done in position["take_profit"] if not done]
+    assert [stop for stop in stops if stop[0] == "take_profit"] == rungs
     assert shown_positions == [position["position_id"]]
 
 
@@ -406,6 +433,390 @@ def test_switch_from_the_page_and_its_refusal_shown_with_the_servers_code(browse
     assert (refused["status"], refused["code"], refused["http"]) == ("error", "invalid_state", "409"), refused
     assert "invalid_state" in refused["text"] and len(refused["text"]) > len("switch refused (409 invalid_state): ")
     assert all("status of 409" in problem for problem in unexpected(watched.problems, served)), watched.problems
+
+
+# --- the event stream: one per tab, the updates it brings, its parser and its back-off -------------------
+
+
+def next_clock(served: Served) -> int:
+    """Step the daemon until its clock moves; the new clock."""
+    before = ctl(served, "status")["clock_ts"]
+    clock: int = served.daemon.step_until(lambda: (ts if (ts := ctl(served, "status")["clock_ts"]) > before else None), "clock move", candles=1)
+    return clock
+
+
+def test_four_tabs_of_one_browser_all_load_and_update(browser: Any, served: Served) -> None:
+    """One browser has 6 connections per host for all its tabs: each tab holds one stream, so four (three strategy pages) still load and update."""
+    context = browser.new_context()
+    context.add_init_script(NO_IDLE)
+    origin = f"http://127.0.0.1:{served.port}"
+    problems: list[str] = []
+    try:
+        pages = []
+        for route in ("#/strategy/ema_cross", "#/strategy/hybrid", "#/strategy/trend_mtf", "#/"):
+            page = context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.goto(f"{origin}/{route}", wait_until="load")
+            pages.append(page)
+        for page in pages:
+            page.wait_for_function("() => window.botView.live === 'live' && window.botView.refreshes > 0")
+            page.wait_for_function("() => document.querySelectorAll('#strategies tbody tr, #params tbody tr').length > 0")
+        streams = [page.evaluate("() => window.botView.streams") for page in pages]
+        clock = next_clock(served)
+        stepped = time.monotonic()
+        for page in pages:
+            shown_clock(page, clock)
+        took = time.monotonic() - stepped
+        causes = [shown_causes(page) for page in pages]
+    finally:
+        context.close()
+    print(f"\nfour tabs updated {took:.2f} s after the step")
+    assert streams == [1, 1, 1, 1]
+    assert all(cause and cause <= EVENT_CAUSES for cause in causes), causes
+    assert problems == []
+
+
+def _set_visibility(page: Any, visibility: str) -> None:
+    """Tell the page it is hidden or visible again, as a browser does when its tab is switched."""
+    page.evaluate(
+        """v => { Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => v});
+                  Object.defineProperty(document, 'hidden', {configurable: true, get: () => v === 'hidden'});
+                  document.dispatchEvent(new Event('visibilitychange')); }""",
+        visibility,
+    )
+
+
+def test_a_hidden_tab_closes_its_stream_and_catches_up_when_visible_again(browser: Any, served: Served) -> None:
+    with opened(browser, served, init=NO_IDLE) as watched:
+        page = watched.page
+        page.wait_for_function("() => window.botView.live === 'live' && window.botView.streams === 1")
+        _set_visibility(page, "hidden")
+        page.wait_for_function("() => window.botView.streams === 0 && window.botView.live === 'paused'")
+        clock = next_clock(served)
+        shown_while_hidden = int(page.get_attribute("#clock", "data-ts") or 0)
+        _set_visibility(page, "visible")
+        page.wait_for_function("() => window.botView.live === 'live' && window.botView.streams === 1")
+        shown_clock(page, clock)
+        causes = shown_causes(page)
+    assert shown_while_hidden < clock
+    assert causes & {"visible", "event"}, causes
+    assert unexpected(watched.problems, served) == []
+
+
+def test_with_the_stream_held_a_step_shows_only_at_the_idle_refresh(browser: Any, served: Served) -> None:
+    """The event stream routed to never answer: nothing but the idle refresh (here every 2 s) can show a step."""
+    held: list[Any] = []
+    with opened(browser, served, init="window.botViewOptions = {idleRefreshMs: 2000, slowRefreshMs: 3600000}",
+                before=lambda context: context.route("**/api/v1/events?*", lambda route: held.append(route))) as watched:
+        page = watched.page
+        shown_clock(page, ctl(served, "status")["clock_ts"])
+        clock = next_clock(served)
+        stepped = time.monotonic()
+        shown_clock(page, clock)
+        took = time.monotonic() - stepped
+        causes = shown_causes(page)
+        live = page.evaluate("() => window.botView.live")
+    print(f"\nwith no stream the step was shown {took:.2f} s after it (the idle refresh: 2 s)")
+    assert held
+    assert causes == {"idle"}
+    assert live == "connecting"
+
+
+def _consumed(page: Any, chunks: list[bytes]) -> dict[str, Any]:
+    """What LiveStream.consume makes of a body arriving in these chunks: its events and how it ended."""
+    result: dict[str, Any] = page.evaluate(
+        """async chunks => {
+            const got = [];
+            const stream = new window.botView.internals.LiveStream(event => got.push(event));
+            const body = new ReadableStream({start(c) { for (const chunk of chunks) c.enqueue(new Uint8Array(chunk)); c.close(); }});
+            const end = await stream.consume(body);
+            return {end, got};
+        }""",
+        [list(chunk) for chunk in chunks],
+    )
+    return result
+
+
+def test_the_stream_parser_takes_any_chunking_crlf_multiline_data_comments_and_ends_at_an_error(browser: Any, served: Served) -> None:
+    one = {"seq": 1, "type": "signal", "strategy_id": "é€😀", "payload": {"note": "übergröße ✓"}}
+    two = {"seq": 2, "type": "candle", "strategy_id": None, "payload": {}}
+    text = (
+        ": streaming\n\n"
+        f"data: {json.dumps(one, ensure_ascii=False)}\n\n"
+        ": a comment between\n"
+        'data: {"seq": 2, "type": "candle",\ndata:  "strategy_id": null, "payload": {}}\n\n'
+    ).encode()
+    with opened(browser, served) as watched:
+        page = watched.page
+        whole = _consumed(page, [text])
+        # Every byte its own chunk: messages, lines and UTF-8 sequences all cut.
+        bytewise = _consumed(page, [text[i:i + 1] for i in range(len(text))])
+        crlf = text.replace(b"\n", b"\r\n")
+        # CRLF framing, cut between a \r and its \n too.
+        cut = crlf.index(b"\r\n\r\n") + 1
+        framed = _consumed(page, [crlf[:cut], crlf[cut:]])
+        lone_cr = _consumed(page, [text.replace(b"\n", b"\r")])
+        error = b'event: error\ndata: {"error": {"code": "slow_reader", "message": "fell behind"}}\n\n'
+        ended = _consumed(page, [text[:text.index(b"data: {\"seq\": 2")], error, b'data: {"seq": 9}\n\n'])
+        unfinished = _consumed(page, [b'data: {"seq": 5}\n'])
+    assert whole == {"end": "closed", "got": [one, two]}
+    assert bytewise == whole
+    assert framed == whole
+    assert lone_cr == whole
+    assert ended == {"end": "end", "got": [one]}
+    assert unfinished == {"end": "closed", "got": []}
+
+
+def _events_answered(body: str) -> Callable[[Any], None]:
+    """A context route answering every event stream at once with this body (then closed): a stream that opens and ends."""
+    return lambda context: context.route(
+        "**/api/v1/events?*", lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "delays"),
+    [
+        ("", [500, 1000, 2000]),
+        ('data: {"seq": 1, "ts": 0, "type": "feed_state", "strategy_id": null, "payload": {}}\n\n', [500, 500, 500]),
+    ],
+    ids=["closed-at-once-backs-off", "an-event-resets"],
+)
+def test_the_reconnect_pause_resets_only_after_an_event(browser: Any, served: Served, body: str, delays: list[int]) -> None:
+    with opened(browser, served, init=NO_IDLE, before=_events_answered(body)) as watched:
+        page = watched.page
+        page.wait_for_function("n => window.botView.reconnectDelays.length >= n", arg=len(delays))
+        shown = page.evaluate("() => window.botView.reconnectDelays")
+    assert shown[: len(delays)] == delays
+
+
+def test_the_strategy_page_lists_its_own_live_events(browser: Any, served: Served) -> None:
+    rows = ctl(served, "status")["strategies"]
+    sid = next(sid for sid, row in rows.items() if row["state"] == "active" and row["positions"] == 0 and sid not in ("hybrid", "mean_reversion", "trend_mtf"))
+    other = next(other for other, row in rows.items() if other != sid and row["state"] == "active" and row["positions"] == 0)
+    with opened(browser, served, f"#/strategy/{sid}", init=NO_IDLE) as watched:
+        page = watched.page
+        page.wait_for_function("() => window.botView.live === 'live' && window.botView.refreshes > 0")
+        try:
+            for target in (other, sid):
+                ctl(served, "deactivate", {"id": target})
+                ctl(served, "activate", {"id": target})
+            page.wait_for_function("() => document.querySelectorAll('#events li[data-type=strategy_state]').length >= 2")
+            next_clock(served)
+            shown_clock(page, ctl(served, "status")["clock_ts"])
+            listed = page.evaluate("() => [...document.querySelectorAll('#events li')].map(li => [li.dataset.type, li.dataset.strategy])")
+        finally:
+            for target in (other, sid):
+                if ctl(served, "status")["strategies"][target]["state"] != "active":
+                    ctl(served, "activate", {"id": target})
+    assert [entry for entry in listed if entry[0] == "strategy_state"][:2] == [["strategy_state", sid]] * 2
+    assert {strategy for _, strategy in listed} == {sid}, listed
+    assert unexpected(watched.problems, served) == []
+
+
+# --- refreshes that must not get in the way ----------------------------------------------------------------
+
+
+def _held_candles(sid: str, held: list[Any]) -> Callable[[Any], None]:
+    """A context route holding every /candles read of `sid` (kept in `held`, answered when the test says)."""
+    return lambda context: context.route(f"**/api/v1/strategies/{sid}/candles*", lambda route: held.append(route))
+
+
+def _wait_held(page: Any, held: list[Any]) -> None:
+    """Until the held read has reached the route (polled between Playwright's own events; bounded)."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not held:
+        assert time.monotonic() < deadline, "the held /candles read never came"
+        page.wait_for_timeout(20)
+
+
+@pytest.mark.parametrize("to", ["#/strategy/hybrid", "#/"], ids=["to-another-strategy", "to-the-overview"])
+def test_a_late_refresh_of_a_page_left_draws_nothing_over_the_next(browser: Any, served: Served, to: str) -> None:
+    first = "ema_cross"
+    held: list[Any] = []
+    with opened(browser, served, "#/", init=NO_IDLE, before=_held_candles(first, held)) as watched:
+        page = watched.page
+        page.wait_for_function("() => window.botView.refreshes > 0")
+        page.evaluate("sid => { location.hash = `#/strategy/${sid}`; }", first)
+        _wait_held(page, held)
+        page.evaluate("to => { location.hash = to; }", to)
+        if to == "#/":
+            page.wait_for_function("() => document.querySelectorAll('#strategies tbody tr').length > 0 && !document.querySelector('#overview').hidden")
+        else:
+            page.wait_for_function("() => window.botView.charts.price?.sid === 'hybrid'")
+        # Every strategy named in the heading from now on, and every chart drawn.
+        page.evaluate("""() => { window.seen = [];
+            new MutationObserver(() => window.seen.push(document.querySelector('#s-id').textContent)).observe(document.querySelector('#s-id'), {childList: true, characterData: true, subtree: true}); }""")
+        refreshes = page.evaluate("() => window.botView.refreshes")
+        for route in held:
+            route.continue_()
+        # The held refresh has finished (its reads returned) and none is running.
+        page.wait_for_function("n => window.botView.refreshes > n && !window.botView.refreshing", arg=refreshes)
+        discarded = page.evaluate("() => window.botView.discarded")
+        after = page.evaluate("() => ({seen: window.seen, price: window.botView.charts.price?.sid ?? null, heading: document.querySelector('#s-id').textContent, drawn: document.querySelector('#price-chart').children.length})")
+    assert first not in after["seen"], after
+    assert discarded >= 1
+    if to == "#/":
+        assert (after["price"], after["heading"], after["drawn"]) == (None, "", 0), after
+    else:
+        assert (after["price"], after["heading"]) == ("hybrid", "hybrid"), after
+    assert unexpected(watched.problems, served) == []
+
+
+def _refreshed_after_a_step(page: Any, served: Served) -> None:
+    """Step until the clock moves; wait until the page shows it and two refreshes have finished since (the event's and its settle's: the rows drawn)."""
+    count = page.evaluate("() => window.botView.refreshes")
+    clock = next_clock(served)
+    shown_clock(page, clock)
+    page.wait_for_function("n => window.botView.refreshes >= n + 2", arg=count)
+
+
+def test_a_refresh_keeps_the_focus_on_a_strategy_link_and_a_parameter(browser: Any, served: Served) -> None:
+    with opened(browser, served, init=NO_IDLE) as watched:
+        page = watched.page
+        shown_clock(page, ctl(served, "status")["clock_ts"])
+        page.focus("#strategies tr[data-strategy='ema_cross'] a")
+        _refreshed_after_a_step(page, served)
+        overview = page.evaluate("() => [document.activeElement.tagName, document.activeElement.closest('tr')?.dataset.strategy]")
+        assert overview == ["A", "ema_cross"]
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('#params button.param[data-path=\\'exits.stop_loss_pct\\']') !== null")
+        page.focus("#params button.param[data-path='exits.stop_loss_pct']")
+        _refreshed_after_a_step(page, served)
+        strategy = page.evaluate("() => [document.activeElement.tagName, document.activeElement.dataset.path]")
+        # A parameter is a button: Enter on it fills the set form.
+        page.keyboard.press("Enter")
+        filled = page.evaluate("() => [document.querySelector('#set-path').value, document.querySelector('#set-value').value]")
+        params = ctl(served, "strategies")["loaded"]["ema_cross"]["config"]["exits"]["stop_loss_pct"]
+    assert overview == ["A", "ema_cross"]
+    assert strategy == ["BUTTON", "exits.stop_loss_pct"]
+    assert filled[0] == "exits.stop_loss_pct" and json.loads(filled[1]) == params
+    assert unexpected(watched.problems, served) == []
+
+
+def test_equity_is_read_on_load_only_with_about_a_point_a_pixel_not_at_each_refresh(browser: Any, served: Served) -> None:
+    equity: list[str] = []
+    with opened(browser, served, init=NO_IDLE, before=lambda context: context.on("request", lambda r: equity.append(r.url) if "/api/v1/equity" in r.url else None)) as watched:
+        page = watched.page
+        shown_clock(page, ctl(served, "status")["clock_ts"])
+        refreshes = page.evaluate("() => window.botView.refreshes")
+        for _ in range(3):
+            shown_clock(page, next_clock(served))
+        page.wait_for_function("n => window.botView.refreshes >= n + 3", arg=refreshes)
+        width = page.evaluate("() => document.querySelector('#equity-charts').clientWidth")
+        charts = page.evaluate("() => Object.fromEntries(Object.entries(window.botView.charts).map(([name, c]) => [name, [c.labelled, c.colors]]))")
+        palette = page.evaluate("() => window.botView.internals.PALETTE")
+    assert len(equity) == 1, equity
+    assert re.search(rf"[?&]points={width}(&|$)", equity[0]), (equity, width)
+    colors = [color for _, (_, per) in charts.items() for color in per.values()]
+    assert all(labelled for labelled, _ in charts.values())
+    assert len(set(colors)) == len(colors) == len(ctl(served, "status")["strategies"])
+    assert len(set(palette)) == len(palette) >= 20
+    assert unexpected(watched.problems, served) == []
+
+
+# --- smaller things ----------------------------------------------------------------------------------------
+
+
+def test_a_malformed_hash_is_the_overview_and_an_unknown_strategy_says_so_with_no_controls(browser: Any, served: Served) -> None:
+    with opened(browser, served, "#/strategy/%E0%A4%A") as watched:
+        page = watched.page
+        page.wait_for_function("() => document.querySelectorAll('#strategies tbody tr').length > 0")
+        malformed = page.evaluate("() => [document.querySelector('#overview').hidden, document.querySelector('#strategy').hidden]")
+        page.evaluate("() => { location.hash = '#/strategy/ema_cross'; }")
+        page.wait_for_function("() => window.botView.charts.price?.sid === 'ema_cross' && document.querySelectorAll('#params tbody tr').length > 0")
+        page.evaluate("() => { location.hash = '#/strategy/no_such_strategy'; }")
+        page.wait_for_function("() => document.querySelector('#strategy').dataset.known === 'false'")
+        unknown = page.evaluate("""() => ({
+            heading: document.querySelector('#s-id').textContent, summary: document.querySelector('#s-summary').textContent,
+            controls: document.querySelector('#s-controls').hidden, chart: document.querySelector('#s-chart').hidden,
+            price: window.botView.charts.price ?? null,
+            rows: document.querySelectorAll('#positions tbody tr, #trades tbody tr, #params tbody tr, #events li').length })""")
+    assert malformed == [False, True]
+    assert unknown["heading"] == "no_such_strategy" and "no_such_strategy" in unknown["summary"] and "loaded" in unknown["summary"]
+    assert (unknown["controls"], unknown["chart"], unknown["price"], unknown["rows"]) == (True, True, None, 0), unknown
+    assert unexpected(watched.problems, served) == []
+
+
+def test_close_is_confirmed_first_and_a_token_not_printable_ascii_is_refused_with_the_reason(browser: Any, served: Served) -> None:
+    sid = "hybrid"
+    with opened(browser, served, f"#/strategy/{sid}") as watched:
+        page = watched.page
+        page.wait_for_function("() => document.querySelector('#s-state').dataset.state === 'active'")
+        page.fill("#token-input", "tökén")
+        refused = _acted(page, "#token-form button[type=submit]")
+        kept = page.evaluate("() => sessionStorage.getItem('bot.api-token')")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.select_option("#deactivate-policy", "close")
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+        cancelled = _acted(page, "#do-deactivate")
+        # The reply box and the live dot are announced politely; the token form is a labelled modal dialog with a cancel.
+        aria = page.evaluate("""() => {
+            const attrs = (selector, names) => names.map(name => document.querySelector(selector).getAttribute(name));
+            return [attrs('#reply', ['role', 'aria-live']), attrs('#live', ['role', 'aria-live']),
+                    attrs('#token-dialog', ['role', 'aria-modal', 'aria-labelledby']), attrs('#token-dialog-cancel', ['type'])];
+        }""")
+    assert (refused["status"], refused["code"]) == ("error", "bad_token") and "printable ASCII" in refused["text"], refused
+    assert kept is None
+    assert len(asked) == 1 and "close" in asked[0]
+    assert (cancelled["status"], cancelled["code"]) == ("cancelled", "cancelled"), cancelled
+    assert ctl(served, "status")["strategies"][sid]["state"] == "active"
+    assert aria == [["status", "polite"], ["status", "polite"], ["dialog", "true", "token-dialog-title"], ["button"]]
+    assert unexpected(watched.problems, served) == []
+
+
+def test_the_token_dialog_can_be_cancelled_and_is_not_asked_again_at_each_refresh(browser: Any, closed: Served) -> None:
+    with opened(browser, closed, init="window.botViewOptions = {idleRefreshMs: 300}") as watched:
+        page = watched.page
+        # The status read and the stream both refused: their answers may come on either side of a cancel, so cancel until the read gives up.
+        for _ in range(3):
+            page.wait_for_selector("#token-dialog:not([hidden])")
+            page.click("#token-dialog-cancel")
+            page.wait_for_function("() => !document.querySelector('#load-error').hidden || !document.querySelector('#token-dialog').hidden")
+            if page.is_visible("#load-error"):
+                break
+        count = page.evaluate("() => window.botView.refreshes")
+        page.wait_for_function("n => window.botView.refreshes >= n + 2", arg=count)
+        error = page.text_content("#load-error")
+        hidden = page.is_hidden("#token-dialog")
+        live = page.evaluate("() => window.botView.live")
+        # The token given on a strategy page's field: the page reads, and the stream is live.
+        page.evaluate("() => { location.hash = '#/strategy/ema_cross'; }")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.wait_for_function("() => window.botView.live === 'live' && document.querySelector('#load-error').hidden")
+    assert hidden and "401" in (error or "") and "reload" in (error or "")
+    assert live == "unauthorized"
+
+
+def test_a_trailing_stop_active_but_not_placed_draws_no_line(browser: Any, served: Served) -> None:
+    position = {"position_id": "p1", "stop_loss": 100.0, "trailing_stop": None, "trailing_active": True, "take_profit": [[110.0, 1.0, False], [120.0, 1.0, True]]}
+    with opened(browser, served) as watched:
+        lines = watched.page.evaluate("p => window.botView.internals.stopLines([p]).map(l => [l.kind, l.price])", position)
+        # A daemon that leaves the field out: no line at an undefined price either.
+        absent = watched.page.evaluate("p => { delete p.trailing_stop; return window.botView.internals.stopLines([p]).map(l => [l.kind, l.price]); }", position)
+    assert lines == absent == [["stop_loss", 100.0], ["take_profit", 110.0]]
+
+
+def test_past_ten_curves_an_equity_chart_drops_the_last_value_labels_and_twenty_curves_differ_in_colour(browser: Any, served: Served) -> None:
+    with opened(browser, served) as watched:
+        drawn = watched.page.evaluate("""() => {
+            const draw = (n) => {
+                const ids = Array.from({length: n}, (_, i) => `s${n}_${i}`);
+                const currency = `Z${n}`;
+                const status = {strategies: Object.fromEntries(ids.map(id => [id, {currency, equity: 1}]))};
+                const equity = {strategies: Object.fromEntries(ids.map((id, i) => [id, {currency, points: [[0, 1], [60000, 1 + i]]}]))};
+                window.botView.internals.renderEquity(status, equity);
+                const chart = window.botView.charts[`equity:${currency}`];
+                return [chart.labelled, new Set(Object.values(chart.colors)).size];
+            };
+            return [draw(10), draw(11), draw(20)];
+        }""")
+    assert drawn == [[True, 10], [False, 11], [False, 20]]
+
 
 
 # Last: it steps the daemon on until a strategy has closed a few trades (the tests above need the position they found).

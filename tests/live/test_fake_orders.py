@@ -1,7 +1,6 @@
 """The fake exchange's signed spot endpoints behave as ccxt's binance expects Binance's to (orders, balances, faults)."""
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -178,10 +177,10 @@ async def test_a_timed_out_order_creation_was_booked_and_is_found_by_its_client_
     async with trading(btc="1") as (fake, exchange):
         fake.faults.order_timeout(1.0)
         exchange.timeout = 300
-        began = time.monotonic()
+        # The timeout itself proves the client gave up before the answer held back 1 s (which would
+        # have succeeded); no stopwatch: a busy machine (two test workers) may be slow to say so.
         with pytest.raises(ccxt.RequestTimeout):
             await exchange.create_order(ETH, "market", "buy", 0.5, None, {"clientOrderId": "slow-1"})
-        assert time.monotonic() - began < 0.9
         found = await exchange.fetch_order(None, ETH, {"origClientOrderId": "slow-1"})
         assert found["status"] == "closed" and found["filled"] == 0.5
         assert fake.balances()["ETH"] == (Decimal("0.5"), 0)

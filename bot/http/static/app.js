@@ -6,32 +6,62 @@
 
 const API = "/api/v1";
 const TOKEN_KEY = "bot.api-token";
+// Test hooks, set before this script runs (window.botViewOptions): smaller trade pages, the idle refresh off (0), faster slow timers.
+const OPTIONS = window.botViewOptions || {};
 // A refresh starts at most this often (ms), however many events ask for one.
 const MIN_REFRESH_MS = 1000;
-// Without events (a quiet feed, or the stream down) a refresh still comes this often (ms), while the page is visible.
-const IDLE_REFRESH_MS = 5000;
+// Without events (a quiet feed, or the stream down) a refresh still comes this often (ms), while the page is visible; 0: never.
+const IDLE_REFRESH_MS = OPTIONS.idleRefreshMs === undefined ? 5000 : Number(OPTIONS.idleRefreshMs);
+// The equity curves and the trade counts are read on their own slower timer (ms): heavy reads, slow to change.
+const SLOW_REFRESH_MS = Number(OPTIONS.slowRefreshMs) || 20_000;
 // An event's effects (equity marked to the new candle, a position booked) may land just after it: one more refresh then.
 const SETTLE_MS = 1200;
+// The stream's reconnect pause grows from this to the cap; it starts again from the least only after an event came
+// (or the stream stayed open STREAM_HEALTHY_MS): a stream that opens and closes at once backs off.
+const BACKOFF_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
+const STREAM_HEALTHY_MS = 30_000;
 // Lines kept in a strategy's live event list; equity points kept per strategy when the page samples them itself.
 const EVENT_LINES = 200;
 const SAMPLED_POINTS = 2000;
 const LIVE_CANDLES = 1000;
-// Trades per page of the trades table; a test may ask for smaller pages (window.botViewOptions, set before this script runs).
-const TRADES_PAGE = Number((window.botViewOptions || {}).tradesPage) || 100;
-// What the overview's stream asks for: what can change a number on the page.
+// Trades per page of the trades table; a test may ask for smaller pages.
+const TRADES_PAGE = Number(OPTIONS.tradesPage) || 100;
+// Reads in flight at once per tab: with the one event stream, a few tabs stay within a browser's 6 connections per host.
+const MAX_READS = 2;
+// Beyond this many curves on one equity chart, no per-curve last-value label (they would cover each other).
+const LABELLED_CURVES = 10;
+// What can change a number on the page: the one stream of a tab asks for these (and, on a strategy page, the strategy events).
 const TRIGGER_TYPES = [
   "candle", "feed_state", "kill_switch", "strategy_state", "strategy_error", "order_filled",
   "position_opened", "position_reduced", "position_closed", "stop_updated", "trailing_activated",
 ];
-const PALETTE = ["#2962ff", "#e65100", "#2e7d32", "#6a1b9a", "#00838f", "#c62828", "#5d4037", "#ad1457", "#558b2f", "#283593"];
+const STRATEGY_TYPES = [
+  ...TRIGGER_TYPES.slice(3), "signal", "order_submitted", "order_cancelled", "order_rejected", "reconcile_difference",
+  "risk_rejected", "action_failed",
+];
+// Events after which the trade counts are read at once rather than on the slow timer.
+const TRADE_TYPES = ["position_closed", "position_reduced"];
+// Twenty colours, none repeated before the twenty-first curve.
+const PALETTE = [
+  "#2962ff", "#e65100", "#2e7d32", "#6a1b9a", "#00838f", "#c62828", "#5d4037", "#ad1457", "#558b2f", "#283593",
+  "#f9a825", "#00695c", "#8e24aa", "#d84315", "#1565c0", "#9e9d24", "#4e342e", "#c2185b", "#0277bd", "#424242",
+];
 
-// What tests read: each chart's data as given to the chart, the live stream's state, the refresh count.
+// What tests read: each chart's data as given to the chart, the live stream's state, the refresh count and causes.
 const view = {
   charts: {},
   live: "connecting",
   refreshes: 0,
+  refreshing: 0,
   lastRefresh: null,
+  // Why the last refresh ran: "load", "event", "settle", "idle", "visible", "action", "route", "token".
+  causes: [],
   missing: [],
+  // The stream's open connections (0 or 1), its reconnect pauses in order (ms), and refreshes thrown away for a route left.
+  streams: 0,
+  reconnectDelays: [],
+  discarded: 0,
 };
 window.botView = view;
 
@@ -111,12 +141,36 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
+// Why a token cannot be sent, or "": a header carries printable ASCII only (RFC 6750's b64token has no spaces either).
+function tokenProblem(value) {
+  if (!value) return "";
+  return /^[\x21-\x7e]+$/.test(value) ? "" : "a token is printable ASCII without spaces (letters, digits, punctuation): this one is not, so it was not kept";
+}
+
+// Those waiting for a token (a stream whose token form was cancelled): woken when one is set. After a cancel no
+// read asks again (the form would come back at every refresh) until a token is set in the token field.
+let tokenWaiters = [];
+let tokenDeclined = false;
+
 function setToken(value) {
   const trimmed = (value || "").trim();
+  const problem = tokenProblem(trimmed);
+  if (problem) return problem;
   if (trimmed) sessionStorage.setItem(TOKEN_KEY, trimmed);
   else sessionStorage.removeItem(TOKEN_KEY);
   $("#token-input").value = "";
   $("#token-input").placeholder = trimmed ? "a token is kept for this tab" : "bearer token (kept for this tab)";
+  if (trimmed) {
+    tokenDeclined = false;
+    const waiting = tokenWaiters;
+    tokenWaiters = [];
+    for (const wake of waiting) wake();
+  }
+  return "";
+}
+
+function tokenSet() {
+  return new Promise((resolve) => tokenWaiters.push(resolve));
 }
 
 function authHeaders() {
@@ -132,18 +186,34 @@ class ApiError extends Error {
   }
 }
 
+// At most MAX_READS reads of this tab in flight; the others wait their turn (the browser's connections are few and shared).
+const readSlots = { free: MAX_READS, queue: [] };
+
+async function slot(run) {
+  if (readSlots.free > 0) readSlots.free -= 1;
+  else await new Promise((resolve) => readSlots.queue.push(resolve));
+  try {
+    return await run();
+  } finally {
+    const next = readSlots.queue.shift();
+    if (next) next();
+    else readSlots.free += 1;
+  }
+}
+
 async function call(method, path, body) {
   const headers = { Accept: "application/json", ...authHeaders() };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(API + path, {
+  const send = () => fetch(API + path, {
     method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
   });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null; // an empty or non-JSON body: the status says what happened
-  }
+  const answer = async () => {
+    const reply = await send();
+    return { ok: reply.ok, status: reply.status, statusText: reply.statusText, data: await reply.json().catch(() => null) };
+  };
+  const response = await (method === "GET" ? slot(answer) : answer());
+  // An empty or non-JSON body is null: the status says what happened.
+  const data = response.data;
   if (!response.ok) {
     const error = data && data.error ? data.error : {};
     throw new ApiError(response.status, error.code || `http_${response.status}`, error.message || response.statusText);
@@ -152,36 +222,61 @@ async function call(method, path, body) {
 }
 
 // The one token form: every read refused with 401 waits on the same form, shown once until it is answered.
+// Resolves true when a token was given, false when the form was cancelled.
 let tokenAsked = null;
 
 function askToken(message) {
   if (tokenAsked) return tokenAsked;
+  if (tokenDeclined) return Promise.resolve(false);
   const form = $("#token-dialog");
-  $("#token-dialog-message").textContent = message;
+  const shown = $("#token-dialog-message");
+  shown.textContent = message;
   form.hidden = false;
   const input = $("#token-dialog-input");
   input.value = "";
   input.focus();
   tokenAsked = new Promise((resolve) => {
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      setToken(input.value);
+    const done = (given) => {
+      form.removeEventListener("submit", submitted);
+      form.removeEventListener("keydown", escaped);
+      $("#token-dialog-cancel").removeEventListener("click", cancelled);
       input.value = "";
       form.hidden = true;
       tokenAsked = null;
-      resolve();
-    }, { once: true });
+      resolve(given);
+    };
+    const submitted = (event) => {
+      event.preventDefault();
+      const problem = setToken(input.value);
+      if (problem) {
+        shown.textContent = `${message} (${problem})`;
+        shown.dataset.problem = "token";
+        return;
+      }
+      delete shown.dataset.problem;
+      done(true);
+    };
+    const cancelled = () => {
+      tokenDeclined = true;
+      done(false);
+    };
+    const escaped = (event) => {
+      if (event.key === "Escape") cancelled();
+    };
+    form.addEventListener("submit", submitted);
+    form.addEventListener("keydown", escaped);
+    $("#token-dialog-cancel").addEventListener("click", cancelled);
   });
   return tokenAsked;
 }
 
-// A read: on 401 the token form, then the read again.
+// A read: on 401 the token form, then the read again (a cancelled form leaves the 401).
 async function read(path) {
   try {
     return await call("GET", path);
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401) throw error;
-    await askToken(`${error.message}. Enter the API token (kept in this tab only).`);
+    if (!(await askToken(`${error.message}. Enter the API token (kept in this tab only).`))) throw error;
     return call("GET", path);
   }
 }
@@ -206,66 +301,128 @@ class Refresher {
     this.run = run;
     this.running = false;
     this.pending = false;
-    this.lastStart = 0;
+    this.causes = new Set();
+    this.lastStart = -Infinity;
     this.timer = null;
     this.settleTimer = null;
+    // Bumped by a new route: a run of an older generation finishes unseen (its reads returned for a page left).
+    this.generation = 0;
   }
 
-  // Refresh as soon as allowed (now, or MIN_REFRESH_MS after the last start); never two at once.
-  want() {
-    if (document.visibilityState !== "visible") {
-      this.pending = true;
-      return;
-    }
-    if (this.running) {
+  // Refresh as soon as allowed (now, or MIN_REFRESH_MS after the last start); never two at once for one route.
+  want(cause) {
+    this.causes.add(cause);
+    if (document.visibilityState !== "visible" || this.running) {
       this.pending = true;
       return;
     }
     const wait = this.lastStart + MIN_REFRESH_MS - performance.now();
     if (wait > 0) {
-      if (!this.timer) this.timer = setTimeout(() => { this.timer = null; this.want(); }, wait);
+      if (!this.timer) this.timer = setTimeout(() => { this.timer = null; this.want("later"); }, wait);
       return;
     }
     this.start();
   }
 
+  // A new route: whatever still runs for the old one is left to finish unseen, and this one starts at once.
+  restart(cause) {
+    this.generation += 1;
+    this.running = false;
+    this.lastStart = -Infinity;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.want(cause);
+  }
+
   // An event: refresh now, and once more when its effects have landed.
-  poke() {
-    this.want();
+  poke(cause = "event") {
+    this.want(cause);
     clearTimeout(this.settleTimer);
-    this.settleTimer = setTimeout(() => this.want(), SETTLE_MS);
+    this.settleTimer = setTimeout(() => this.want("settle"), SETTLE_MS);
   }
 
   async start() {
+    const generation = this.generation;
+    const current = () => generation === this.generation;
     this.running = true;
     this.pending = false;
     this.lastStart = performance.now();
+    const causes = [...this.causes].filter((cause) => cause !== "later");
+    this.causes.clear();
+    view.refreshing += 1;
     try {
-      await this.run();
-      $("#load-error").hidden = true;
+      await this.run(causes, current);
+      if (current()) $("#load-error").hidden = true;
     } catch (error) {
-      const shown = $("#load-error");
-      shown.textContent = error instanceof ApiError ? `${error.status} ${error.code}: ${error.message}` : `cannot reach the daemon: ${error.message || error}`;
-      shown.hidden = false;
+      if (current()) {
+        const shown = $("#load-error");
+        shown.textContent = error instanceof ApiError ? `${error.status} ${error.code}: ${error.message}` : `cannot reach the daemon: ${error.message || error}`;
+        if (error instanceof ApiError && error.status === 401) shown.textContent += " (reload the page, or use a strategy page's token field, to give the token)";
+        shown.hidden = false;
+      }
     } finally {
-      this.running = false;
+      view.refreshing -= 1;
       view.refreshes += 1;
       view.lastRefresh = Date.now();
       document.body.dataset.refreshes = String(view.refreshes);
-      if (this.pending) this.want();
+      if (current()) {
+        this.running = false;
+        if (this.pending) this.want("later");
+      }
     }
   }
 }
 
 // --- the live event stream: fetch() and a stream reader (EventSource cannot send the token) -------------------
+// Server-sent events as the spec frames them: lines end in \n, \r\n or \r; a blank line ends a message; ":" starts a comment;
+// data lines are joined with \n. Text in, messages out, however the text was cut into chunks.
+class SseParser {
+  constructor() {
+    this.buffer = "";
+    this.type = "";
+    this.data = [];
+  }
+
+  // The messages complete with this text; `last` when the body has ended (a \r at its very end then ends a line).
+  push(text, last = false) {
+    this.buffer += text;
+    const out = [];
+    const ends = /\r\n|\r|\n/g;
+    let at = 0;
+    let match;
+    while ((match = ends.exec(this.buffer))) {
+      // A \r last in what came so far may be half of a \r\n: wait for the next chunk.
+      if (match[0] === "\r" && match.index === this.buffer.length - 1 && !last) break;
+      this.line(this.buffer.slice(at, match.index), out);
+      at = ends.lastIndex;
+    }
+    this.buffer = this.buffer.slice(at);
+    return out;
+  }
+
+  line(text, out) {
+    if (text === "") {
+      if (this.data.length) out.push({ event: this.type || "message", data: this.data.join("\n") });
+      this.type = "";
+      this.data = [];
+      return;
+    }
+    if (text.startsWith(":")) return;
+    const colon = text.indexOf(":");
+    const field = colon < 0 ? text : text.slice(0, colon);
+    const value = colon < 0 ? "" : text.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") this.type = value;
+    else if (field === "data") this.data.push(value);
+  }
+}
+
+// The tab's one event stream: open while the tab is visible, on the query of the page shown; reconnects by itself.
 class LiveStream {
-  constructor(query, onEvent, { indicator = false, onOpen = () => {} } = {}) {
-    this.query = query;
+  constructor(onEvent, { indicator = false, onOpen = () => {} } = {}) {
     this.onEvent = onEvent;
     this.onOpen = onOpen;
     this.indicator = indicator;
-    this.stopped = false;
-    this.controller = null;
+    this.session = null;
   }
 
   setState(state) {
@@ -273,85 +430,91 @@ class LiveStream {
     view.live = state;
     const shown = $("#live");
     shown.dataset.state = state;
-    shown.textContent = { live: "live", connecting: "connecting", reconnecting: "reconnecting", unauthorized: "no token" }[state] || state;
+    shown.textContent = { live: "live", connecting: "connecting", reconnecting: "reconnecting", unauthorized: "no token", paused: "paused (tab hidden)" }[state] || state;
   }
 
-  stop() {
-    this.stopped = true;
-    if (this.controller) this.controller.abort();
+  // (Re)open on this query: the one before is closed first.
+  open(query) {
+    this.close();
+    const session = this.session = { query, stopped: false, controller: null };
+    this.setState("connecting");
+    this.loop(session);
   }
 
-  async start() {
-    let backoff = 500;
-    while (!this.stopped) {
-      this.controller = new AbortController();
+  close() {
+    if (!this.session) return;
+    this.session.stopped = true;
+    if (this.session.controller) this.session.controller.abort();
+    this.session = null;
+  }
+
+  async loop(session) {
+    let backoff = BACKOFF_MS;
+    while (!session.stopped) {
+      session.controller = new AbortController();
+      let healthy = false;
       try {
-        const response = await fetch(`${API}/events${this.query}`, { headers: authHeaders(), cache: "no-store", signal: this.controller.signal });
+        const response = await fetch(`${API}/events${session.query}`, { headers: authHeaders(), cache: "no-store", signal: session.controller.signal });
         if (response.status === 401) {
           const body = await response.json().catch(() => ({}));
           this.setState("unauthorized");
-          await askToken(`${(body.error && body.error.message) || "unauthorized"}. Enter the API token (kept in this tab only).`);
+          // A cancelled form: wait for a token from the token field, asking nothing more.
+          if (!(await askToken(`${(body.error && body.error.message) || "unauthorized"}. Enter the API token (kept in this tab only).`))) await tokenSet();
           continue;
         }
         if (!response.ok) throw new Error(`events: HTTP ${response.status}`);
+        if (session.stopped) return;
         this.setState("live");
-        backoff = 500;
+        // Events missed while the stream was down are caught up by a refresh now it is back.
         this.onOpen();
-        await this.consume(response.body);
+        view.streams += 1;
+        const timer = setTimeout(() => { healthy = true; }, STREAM_HEALTHY_MS);
+        try {
+          await this.consume(response.body, () => { healthy = true; });
+        } finally {
+          clearTimeout(timer);
+          view.streams -= 1;
+          session.controller.abort(); // the server's end (slow_reader) or ours: the connection goes with it
+        }
       } catch (error) {
-        if (this.stopped) return;
+        if (session.stopped) return;
         if (!(error instanceof DOMException && error.name === "AbortError")) console.info("event stream:", error.message || error);
       }
-      if (this.stopped) return;
-      // Closed by the server (slow_reader, a restart) or the network: come back after a short, growing pause.
+      if (session.stopped) return;
+      // Closed by the server (slow_reader, a restart) or the network: come back after a pause, growing unless an event came.
+      if (healthy) backoff = BACKOFF_MS;
       this.setState("reconnecting");
+      view.reconnectDelays.push(backoff);
       await delay(backoff);
-      backoff = Math.min(backoff * 2, 10_000);
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     }
   }
 
-  async consume(body) {
+  // Read a stream's body to its end, or to an `event: error` (slow_reader: the server ends it): "closed" or "end".
+  async consume(body, onMessage = () => {}) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done || this.stopped) return;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (this.block(block) === "end") {
-          this.controller.abort();
-          return;
-        }
-      }
-    }
-  }
-
-  // One server-sent event: comment lines (": streaming") skipped, data lines joined; an error event ends the stream.
-  block(text) {
-    let type = "message";
-    const data = [];
-    for (const line of text.split("\n")) {
-      if (line === "" || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "event") type = value;
-      else if (field === "data") data.push(value);
-    }
-    if (!data.length) return "";
-    if (type === "error") {
-      console.info("event stream ended by the server:", data.join("\n"));
-      return "end";
-    }
+    const parser = new SseParser();
     try {
-      this.onEvent(JSON.parse(data.join("\n")));
-    } catch (error) {
-      console.info("event stream: unreadable event", error.message || error);
+      for (;;) {
+        const { value, done } = await reader.read();
+        // At the end a message not closed by its blank line is dropped (the spec's rule).
+        for (const message of parser.push(done ? "" : value, done)) {
+          if (message.event === "error") {
+            console.info("event stream ended by the server:", message.data);
+            return "end";
+          }
+          onMessage();
+          try {
+            this.onEvent(JSON.parse(message.data));
+          } catch (error) {
+            console.info("event stream: unreadable event", error.message || error);
+          }
+        }
+        if (done) return "closed";
+      }
+    } finally {
+      reader.cancel().catch(() => {});
     }
-    return "";
   }
 }
 
@@ -394,16 +557,65 @@ const state = {
   tradesNext: undefined,
   tradesFor: null,
   liveCandles: {},
-  strategyStream: null,
+  // The slow reads (equity curves, trade counts): due on load, on the slow timer, when the tab is visible again; counts after a trade event too.
+  equityDue: true,
+  countsDue: true,
+  equity: null,
+  counts: null,
 };
 
+// The route of a hash; anything else (a malformed escape such as %E0%A4%A too) is the overview.
 function routeOf(hash) {
   const match = /^#\/strategy\/(.+)$/.exec(hash || "");
-  return match ? { name: "strategy", id: decodeURIComponent(match[1]) } : { name: "overview" };
+  if (!match) return { name: "overview" };
+  try {
+    return { name: "strategy", id: decodeURIComponent(match[1]) };
+  } catch {
+    return { name: "overview" };
+  }
+}
+
+function onRoute(name, id) {
+  return state.route.name === name && (id === undefined || state.route.id === id);
+}
+
+// --- rows updated in place: a refresh keeps the reader's focus and selection ----------------------------------
+// Make `old` look like `fresh` (attributes, text, children), keeping `old`'s nodes where their tags match.
+function morph(old, fresh) {
+  if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) {
+    old.replaceWith(fresh);
+    return;
+  }
+  if (old.nodeType === Node.TEXT_NODE) {
+    if (old.data !== fresh.data) old.data = fresh.data;
+    return;
+  }
+  for (const { name } of [...old.attributes]) if (!fresh.hasAttribute(name)) old.removeAttribute(name);
+  for (const { name, value } of fresh.attributes) if (old.getAttribute(name) !== value) old.setAttribute(name, value);
+  const olds = [...old.childNodes];
+  const news = [...fresh.childNodes];
+  news.forEach((child, i) => (i < olds.length ? morph(olds[i], child) : old.append(child)));
+  for (const extra of olds.slice(news.length)) extra.remove();
+}
+
+// A table body's rows, each keyed by its `key` attribute: a row kept is updated in place, moved only when out of order.
+function syncRows(tbody, key, rows) {
+  const existing = new Map([...tbody.children].map((tr) => [tr.getAttribute(key), tr]));
+  const kept = rows.map((fresh) => {
+    const old = existing.get(fresh.getAttribute(key));
+    if (!old) return fresh;
+    existing.delete(fresh.getAttribute(key));
+    morph(old, fresh);
+    return old;
+  });
+  for (const gone of existing.values()) gone.remove();
+  kept.forEach((tr, i) => {
+    if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+  });
 }
 
 // --- header: health, problems, clock ------------------------------------------------------------------------
-function renderHeader(status) {
+function renderHeader(status, causes) {
   const health = $("#health");
   health.dataset.health = status.health;
   health.textContent = status.health;
@@ -412,29 +624,48 @@ function renderHeader(status) {
   problems.hidden = status.problems.length === 0;
   const clock = $("#clock");
   clock.dataset.ts = String(status.clock_ts);
+  // What the refresh that read this clock was for (tests tell an event's update from the idle one's).
+  clock.dataset.causes = causes.join(" ");
+  view.causes = causes;
   clock.textContent = iso(status.clock_ts);
 }
 
 // --- overview -------------------------------------------------------------------------------------------------
-async function refreshOverview(status) {
+// Points wanted of an equity curve: about one per pixel of the chart's width.
+function equityPoints() {
+  const width = $("#equity-charts").clientWidth || window.innerWidth || 1000;
+  return Math.max(50, Math.min(2000, Math.round(width)));
+}
+
+async function refreshOverview(status, current) {
+  const equityDue = state.equityDue;
+  const countsDue = state.countsDue;
+  state.equityDue = false;
+  state.countsDue = false;
   const [metrics, trades, equity] = await Promise.all([
     read("/metrics"),
-    optional("/trades?limit=1", "trades"),
-    optional("/equity", "equity"),
+    countsDue ? optional("/trades?limit=1", "trades") : state.counts,
+    equityDue ? optional(`/equity?points=${equityPoints()}`, "equity") : state.equity,
   ]);
+  if (!current()) {
+    view.discarded += 1;
+    return;
+  }
+  state.counts = trades;
+  state.equity = equity;
   renderStrategies(status, metrics, trades);
   renderTotals(status);
   renderFeed(status);
   sample(status);
-  renderEquity(status, equity);
+  // Drawn when read (the slow timer), or at every refresh when the page samples the curves itself.
+  if (equityDue || !equity) renderEquity(status, equity);
 }
 
 function renderStrategies(status, metrics, trades) {
   const rows = Object.entries(status.strategies);
   const withWorker = rows.some(([, row]) => row.worker !== undefined);
   for (const th of document.querySelectorAll(".worker-col")) th.hidden = !withWorker;
-  const body = $("#strategies tbody");
-  body.replaceChildren(...rows.map(([sid, row]) => {
+  syncRows($("#strategies tbody"), "data-strategy", rows.map(([sid, row]) => {
     const figures = (metrics.strategies || {})[sid] || {};
     const counts = trades && trades.counts ? trades.counts[sid] : undefined;
     const net = row.equity - row.starting_balance;
@@ -469,7 +700,7 @@ function renderTotals(status) {
   }
   const days = status.currencies || {};
   const currencies = [...new Set([...Object.keys(per), ...Object.keys(days)])];
-  $("#totals tbody").replaceChildren(...currencies.map((currency) => {
+  syncRows($("#totals tbody"), "data-currency", currencies.map((currency) => {
     const total = per[currency] || { count: 0, equity: 0, net: 0 };
     const day = days[currency] || {};
     return el("tr", { "data-currency": currency, "data-net": total.net },
@@ -492,7 +723,7 @@ function renderFeed(status) {
     for (const symbol of Object.keys(status.added_symbols || {})) symbols.add(symbol);
     rows = [...symbols].sort().map((symbol) => [symbol, feed.state, state.lastCandle[symbol], null]);
   }
-  $("#feed tbody").replaceChildren(...rows.map(([symbol, feedState, last, detail]) =>
+  syncRows($("#feed tbody"), "data-symbol", rows.map(([symbol, feedState, last, detail]) =>
     el("tr", { "data-symbol": symbol, "data-state": feedState }, cell(symbol), cell(feedState), cell(last ? iso(last) : "–"), cell(detail || ""))));
 }
 
@@ -528,6 +759,9 @@ function renderEquity(status, equity) {
       entry = state.equityCharts[currency] = { chart: LightweightCharts.createChart(box, chartOptions()), series: {} };
     }
     const given = {};
+    const colors = {};
+    // Many curves: no last-value label each (they would pile up on the price scale); the legend's titles stay.
+    const labelled = sids.length <= LABELLED_CURVES;
     sids.forEach((sid) => {
       let series = entry.series[sid];
       if (!series) {
@@ -538,6 +772,8 @@ function renderEquity(status, equity) {
           priceFormat: { type: "price", precision: decimals(currency), minMove: 10 ** -decimals(currency) },
         });
       }
+      series.applyOptions({ lastValueVisible: labelled, title: labelled ? sid : "" });
+      colors[sid] = series.options().color;
       given[sid] = linePoints(curves[sid].points);
       series.setData(given[sid]);
     });
@@ -552,25 +788,35 @@ function renderEquity(status, equity) {
         delete entry.series[sid];
       }
     }
-    view.charts[name] = { currency, series: given, candles: [], markers: [], lines: [] };
+    view.charts[name] = { currency, series: given, colors, labelled, candles: [], markers: [], lines: [] };
   }
 }
 
 // --- strategy page --------------------------------------------------------------------------------------------
-async function refreshStrategy(sid, status) {
+async function refreshStrategy(sid, status, current) {
   if (state.tradesFor !== sid) {
     state.trades = new Map();
     state.tradesNext = undefined;
     state.tradesFor = sid;
+    state.tradesPage = undefined;
   }
   const enc = encodeURIComponent(sid);
+  // The trades (and their counts) at the slow pace, or at once after a trade event; five reads, at most MAX_READS at a time.
+  const tradesDue = state.countsDue || state.tradesPage === undefined;
+  state.countsDue = false;
   const [strategy, positions, trades, candles, metrics] = await Promise.all([
     read(`/strategies/${enc}`),
     read(`/strategies/${enc}/positions`),
-    optional(`/strategies/${enc}/trades?limit=${TRADES_PAGE}`, "trades"),
+    tradesDue ? optional(`/strategies/${enc}/trades?limit=${TRADES_PAGE}`, "trades") : state.tradesPage,
     optional(`/strategies/${enc}/candles`, "candles"),
     read("/metrics"),
   ]);
+  // Read for a page since left (another strategy, the overview): drawn nowhere.
+  if (!current() || !onRoute("strategy", sid) || state.tradesFor !== sid) {
+    view.discarded += 1;
+    return;
+  }
+  state.tradesPage = trades;
   const open = positions[sid] ? positions[sid].positions : [];
   if (trades) {
     for (const trade of trades.trades) state.trades.set(trade.n, trade);
@@ -609,9 +855,9 @@ function renderStrategyHead(sid, strategy, metrics, trades, status) {
 }
 
 function renderPositions(open) {
-  $("#positions tbody").replaceChildren(...open.map((p) => el("tr", { "data-position": p.position_id, "data-side": p.side },
+  syncRows($("#positions tbody"), "data-position", open.map((p) => el("tr", { "data-position": p.position_id, "data-side": p.side },
     cell(p.position_id), cell(p.side), cell(number(p.quantity)), cell(price(p.entry_price)), cell(iso(p.entry_ts)),
-    cell(price(p.stop_loss)), cell(p.trailing_stop === null ? (p.trailing_active ? "active" : "–") : price(p.trailing_stop)),
+    cell(price(p.stop_loss)), cell(p.trailing_stop == null ? (p.trailing_active ? "active" : "–") : price(p.trailing_stop)),
     cell(p.take_profit.length ? p.take_profit.map(([at, qty, done]) => `${price(at)}×${number(qty)}${done ? " ✓" : ""}`).join(", ") : "–"),
     cell(number(p.realised)))));
 }
@@ -621,7 +867,7 @@ function renderTrades(currency, available) {
   note.hidden = available;
   note.textContent = available ? "" : "This daemon has no /api/v1/strategies/{id}/trades: trades are not shown.";
   const trades = [...state.trades.values()].sort((a, b) => b.n - a.n);
-  $("#trades tbody").replaceChildren(...trades.map((t) => el("tr", { "data-trade": t.n },
+  syncRows($("#trades tbody"), "data-trade", trades.map((t) => el("tr", { "data-trade": t.n },
     cell(String(t.n)), cell(t.side), cell(number(t.quantity)), cell(price(t.entry_price)), cell(price(t.exit_price)),
     cell(iso(t.exit_ts)), cell(signed(t.pnl, t.currency || currency), sign(t.pnl)), cell(number(t.fees)), cell(t.exit_reason))));
   const older = $("#trades-older");
@@ -636,10 +882,10 @@ async function loadOlderTrades() {
   for (const trade of page.trades) state.trades.set(trade.n, trade);
   state.tradesNext = page.next;
   renderTrades(state.status ? (state.status.strategies[sid] || {}).currency : "", true);
-  refresher.want();
+  refresher.want("older");
 }
 
-// Parameters as dotted paths (what `set` takes); a click puts the path and its value in the set form.
+// Parameters as dotted paths (what `set` takes); each path a button (a click or Enter puts it and its value in the set form).
 function renderParams(config) {
   const rows = [];
   const walk = (value, path) => {
@@ -650,20 +896,17 @@ function renderParams(config) {
     }
   };
   walk(config, "");
-  $("#params tbody").replaceChildren(...rows.map(([path, value]) => {
-    const tr = el("tr", { "data-path": path }, cell(path), cell(value));
-    tr.firstChild.addEventListener("click", () => {
-      $("#set-path").value = path;
-      $("#set-value").value = value;
-    });
-    return tr;
-  }));
+  syncRows($("#params tbody"), "data-path", rows.map(([path, value]) => el("tr", { "data-path": path },
+    el("td", {}, el("button", { type: "button", class: "param", text: path, "data-path": path, "data-value": value, title: "put in the set form" })),
+    cell(value))));
 }
 
 function renderSwitchTargets(sid, status) {
   const select = $("#switch-to");
   const chosen = select.value;
   const others = Object.keys(status.strategies).filter((other) => other !== sid);
+  // Rebuilt only when the list changed: an open list (a phone's picker) is not closed under the reader.
+  if ([...select.options].map((option) => option.value).join("\n") === others.join("\n")) return;
   select.replaceChildren(...others.map((other) => el("option", { value: other, text: other })));
   if (others.includes(chosen)) select.value = chosen;
 }
@@ -686,7 +929,9 @@ function renderPrice(sid, strategy, payload, open) {
   let chartState = state.price;
   if (!chartState || chartState.sid !== sid) {
     if (chartState) chartState.chart.remove();
-    const chart = LightweightCharts.createChart($("#price-chart"), chartOptions());
+    // A few empty bars at the right: the open position's marker label at the last candle is not cut by the price scale (a phone's narrow chart).
+    const options = chartOptions();
+    const chart = LightweightCharts.createChart($("#price-chart"), { ...options, timeScale: { ...options.timeScale, rightOffset: 8 } });
     const candle = chart.addSeries(LightweightCharts.CandlestickSeries, {
       upColor: "#26a69a", downColor: "#ef5350", wickUpColor: "#26a69a", wickDownColor: "#ef5350", borderVisible: false,
       // The price scale spans the stop and take-profit lines too: a stop far below the candles is still seen.
@@ -783,10 +1028,11 @@ function tradeMarkers(open, trades, candles, tfMs) {
 function stopLines(open) {
   const lines = [];
   for (const p of open) {
-    if (p.stop_loss !== null) lines.push({ kind: "stop_loss", position_id: p.position_id, price: p.stop_loss, color: "#c62828", title: "stop" });
-    if (p.trailing_stop !== null) lines.push({ kind: "trailing_stop", position_id: p.position_id, price: p.trailing_stop, color: "#e65100", title: "trail" });
-    p.take_profit.forEach(([at, , done], rung) => {
-      if (!done) lines.push({ kind: "take_profit", position_id: p.position_id, price: at, rung, color: "#2e7d32", title: `tp${rung + 1}` });
+    // A trailing stop active but not placed yet (null) draws no line: only a price draws one.
+    if (Number.isFinite(p.stop_loss)) lines.push({ kind: "stop_loss", position_id: p.position_id, price: p.stop_loss, color: "#c62828", title: "stop" });
+    if (Number.isFinite(p.trailing_stop)) lines.push({ kind: "trailing_stop", position_id: p.position_id, price: p.trailing_stop, color: "#e65100", title: "trail" });
+    (p.take_profit || []).forEach(([at, , done], rung) => {
+      if (!done && Number.isFinite(at)) lines.push({ kind: "take_profit", position_id: p.position_id, price: at, rung, color: "#2e7d32", title: `tp${rung + 1}` });
     });
   }
   return lines;
@@ -815,14 +1061,28 @@ async function act(label, path, body) {
     if (error instanceof ApiError) showReply("error", `${label} refused (${error.status} ${error.code}): ${error.message}`, error.code, error.status);
     else showReply("error", `${label} failed: ${error.message || error}`, "network");
   }
-  refresher.poke();
+  refresher.poke("action");
+}
+
+// A change that closes positions at market (policy close) goes only after the reader confirms it.
+function confirmed(label, policy) {
+  if (policy !== "close") return true;
+  if (window.confirm(`${label} ${state.route.id} and close its open positions at market?`)) return true;
+  showReply("cancelled", `${label}: not sent (not confirmed)`, "cancelled");
+  return false;
 }
 
 function wireControls() {
   const sid = () => encodeURIComponent(state.route.id);
   $("#do-activate").addEventListener("click", () => act("activate", `/strategies/${sid()}/activate`, {}));
-  $("#do-deactivate").addEventListener("click", () => act("deactivate", `/strategies/${sid()}/deactivate`, { policy: $("#deactivate-policy").value }));
-  $("#do-switch").addEventListener("click", () => act("switch", `/strategies/${sid()}/switch`, { to: $("#switch-to").value, policy: $("#switch-policy").value }));
+  $("#do-deactivate").addEventListener("click", () => {
+    const policy = $("#deactivate-policy").value;
+    if (confirmed("deactivate", policy)) act("deactivate", `/strategies/${sid()}/deactivate`, { policy });
+  });
+  $("#do-switch").addEventListener("click", () => {
+    const policy = $("#switch-policy").value;
+    if (confirmed("switch", policy)) act("switch", `/strategies/${sid()}/switch`, { to: $("#switch-to").value, policy });
+  });
   $("#set-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const path = $("#set-path").value.trim();
@@ -837,11 +1097,18 @@ function wireControls() {
   });
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    setToken($("#token-input").value);
-    refresher.want();
+    const problem = setToken($("#token-input").value);
+    if (problem) showReply("error", `token: ${problem}`, "bad_token");
+    else refresher.want("token");
   });
   $("#token-clear").addEventListener("click", () => setToken(""));
   $("#trades-older").addEventListener("click", () => loadOlderTrades().catch((error) => showReply("error", `older trades: ${error.message}`, error.code || "")));
+  $("#params tbody").addEventListener("click", (event) => {
+    const button = event.target.closest("button.param");
+    if (!button) return;
+    $("#set-path").value = button.dataset.path;
+    $("#set-value").value = button.dataset.value;
+  });
 }
 
 // --- events: the page's triggers and a strategy's event list -------------------------------------------------
@@ -855,6 +1122,7 @@ function onTrigger(event) {
     if (!kept.length || kept[kept.length - 1][0] < candle[0]) kept.push(candle);
     if (kept.length > LIVE_CANDLES) kept.shift();
   }
+  if (TRADE_TYPES.includes(event.type)) state.countsDue = true;
   refresher.poke();
 }
 
@@ -862,20 +1130,70 @@ function onStrategyEvent(event) {
   const list = $("#events");
   const payload = JSON.stringify(event.payload);
   const text = `${iso(event.ts)} ${event.type} ${payload.length > 400 ? `${payload.slice(0, 400)}…` : payload}`;
-  list.prepend(el("li", { text, "data-type": event.type, "data-seq": event.seq }));
+  list.prepend(el("li", { text, "data-type": event.type, "data-seq": event.seq, "data-strategy": event.strategy_id }));
   while (list.children.length > EVENT_LINES) list.lastChild.remove();
 }
 
+// One stream for the tab: the triggers everywhere, and on a strategy page that strategy's events too (filtered here).
+function onEvent(event) {
+  if (state.route.name === "strategy" && event.strategy_id === state.route.id) onStrategyEvent(event);
+  if (TRIGGER_TYPES.includes(event.type)) onTrigger(event);
+}
+
+function streamQuery(next) {
+  const types = next.name === "strategy" ? [...new Set([...TRIGGER_TYPES, ...STRATEGY_TYPES])] : TRIGGER_TYPES;
+  return `?${types.map((type) => `type=${type}`).join("&")}`;
+}
+
+const stream = new LiveStream(onEvent, { indicator: true, onOpen: () => refresher.poke("event") });
+
 // --- routing --------------------------------------------------------------------------------------------------
-async function refreshAll() {
+async function refreshAll(causes, current) {
   const status = await read("/status");
+  if (!current()) {
+    view.discarded += 1;
+    return;
+  }
   state.status = status;
-  renderHeader(status);
-  if (state.route.name === "overview") await refreshOverview(status);
-  else if (status.strategies[state.route.id] === undefined) {
-    $("#s-id").textContent = state.route.id;
-    $("#s-summary").textContent = "no such strategy is loaded";
-  } else await refreshStrategy(state.route.id, status);
+  renderHeader(status, causes);
+  if (state.route.name === "overview") await refreshOverview(status, current);
+  else if (status.strategies[state.route.id] === undefined) showUnknown(state.route.id);
+  else {
+    $("#strategy").dataset.known = "true";
+    $("#s-controls").hidden = false;
+    $("#s-chart").hidden = false;
+    await refreshStrategy(state.route.id, status, current);
+  }
+}
+
+// A strategy page's sections emptied: its chart, tables, events (leaving it, or for an id not loaded).
+function clearStrategy() {
+  if (state.price) {
+    state.price.chart.remove();
+    state.price = null;
+  }
+  delete view.charts.price;
+  for (const id of ["#positions", "#trades", "#params"]) $(`${id} tbody`).replaceChildren();
+  $("#events").replaceChildren();
+  $("#trades-older").hidden = true;
+  $("#s-id").textContent = "";
+  $("#s-summary").textContent = "";
+  const badge = $("#s-state");
+  badge.dataset.state = "";
+  badge.textContent = "";
+  state.trades = new Map();
+  state.tradesNext = undefined;
+  state.tradesFor = null;
+  state.tradesPage = undefined;
+}
+
+function showUnknown(sid) {
+  if ($("#strategy").dataset.known !== "false") clearStrategy();
+  $("#strategy").dataset.known = "false";
+  $("#s-id").textContent = sid;
+  $("#s-summary").textContent = `No strategy "${sid}" is loaded (unloaded, or a mistyped address): nothing to show or control. The overview lists those loaded.`;
+  $("#s-controls").hidden = true;
+  $("#s-chart").hidden = true;
 }
 
 function route() {
@@ -884,39 +1202,51 @@ function route() {
   state.route = next;
   $("#overview").hidden = next.name !== "overview";
   $("#strategy").hidden = next.name !== "strategy";
-  if (changed || !state.strategyStream) {
-    if (state.strategyStream) state.strategyStream.stop();
-    state.strategyStream = null;
-    $("#events").replaceChildren();
-    if (next.name === "strategy") {
-      showReply("", "no action yet");
-      document.title = `bot · ${next.id}`;
-      state.strategyStream = new LiveStream(`?strategy=${encodeURIComponent(next.id)}`, onStrategyEvent);
-      state.strategyStream.start();
-    } else {
-      document.title = "bot";
-      if (state.price) {
-        state.price.chart.remove();
-        state.price = null;
-      }
-    }
+  if (!changed) return;
+  clearStrategy();
+  $("#strategy").dataset.known = "";
+  state.countsDue = true;
+  state.equityDue = true;
+  if (next.name === "strategy") {
+    showReply("", "no action yet");
+    document.title = `bot · ${next.id}`;
+  } else {
+    document.title = "bot";
   }
-  refresher.want();
+  if (document.visibilityState === "visible") stream.open(streamQuery(next));
+  refresher.restart("route");
 }
 
 const refresher = new Refresher(refreshAll);
+
+// Hidden, the tab holds no connection (a browser has 6 per host for all its tabs); visible again, it reopens and catches up.
+function onVisibility() {
+  if (document.visibilityState === "visible") {
+    state.equityDue = true;
+    state.countsDue = true;
+    stream.open(streamQuery(state.route));
+    refresher.want("visible");
+  } else {
+    stream.close();
+    stream.setState("paused");
+  }
+}
+
+// What tests reach in the page: the parser and the pure helpers.
+view.internals = { LiveStream, SseParser, routeOf, stopLines, tradeMarkers, tokenProblem, renderEquity, PALETTE };
 
 function main() {
   setToken(token());
   wireControls();
   window.addEventListener("hashchange", route);
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") refresher.want();
-  });
-  setInterval(() => refresher.want(), IDLE_REFRESH_MS);
-  const query = TRIGGER_TYPES.map((type) => `type=${type}`).join("&");
-  // Events missed while the stream was down are caught up by a refresh once it is back.
-  new LiveStream(`?${query}`, onTrigger, { indicator: true, onOpen: () => refresher.poke() }).start();
+  document.addEventListener("visibilitychange", onVisibility);
+  if (IDLE_REFRESH_MS > 0) setInterval(() => refresher.want("idle"), IDLE_REFRESH_MS);
+  setInterval(() => {
+    state.equityDue = true;
+    state.countsDue = true;
+    refresher.want("slow");
+  }, SLOW_REFRESH_MS);
+  state.route = { name: "" };
   route();
 }
 
