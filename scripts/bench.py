@@ -91,7 +91,12 @@ def strategies(count: int) -> list[dict[str, Any]]:
 
 
 def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]:
-    """Run one replay in this process and return its figures."""
+    """Run one replay in this process and return its figures (its folder removed after)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        return _run_case_in(Path(scratch), data, n_strategies, log_candles)
+
+
+def _run_case_in(work: Path, data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]:
     import anyio
 
     from bot.kernel.replay import build_replay
@@ -99,7 +104,6 @@ def run_case(data: Path, n_strategies: int, log_candles: bool) -> dict[str, Any]
     from bot.replay.sources import resolve_sources
     from bot.strategy.config_load import load_config
 
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
     (work / "strategies").mkdir()
     refs = []
     for spec in strategies(n_strategies):
