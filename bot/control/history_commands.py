@@ -119,6 +119,9 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
     copies = {sid: curves.curve(sid).copy() for sid in ids}
     # Thinning a thousand curves takes a while: in a worker thread, on copies (two array copies each, here).
     thinned = await anyio.to_thread.run_sync(lambda: {sid: curve.points(args.points) for sid, curve in copies.items()})
+    if args.id is None:  # again: one unloaded while they were thinned is left out
+        loaded_now = set(manager.ids())
+        ids = [sid for sid in ids if sid in loaded_now]
     result = {}
     for sid in ids:
         orchestrator = manager.get(sid)

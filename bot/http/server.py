@@ -89,8 +89,9 @@ class _Guarded(H11Protocol):
         app = self.app
 
         async def reset_when_given_up(scope: Scope, receive: Receive, send: Send) -> None:
-            await app(scope, receive, send)
+            # This request's cycle, taken now: once its response completes, a pipelined request's takes its place.
             cycle = self.cycle
+            await app(scope, receive, send)
             if cycle is not None and cycle.response_started and not cycle.response_complete and not cycle.disconnected:
                 # Its app gave up on the response under way (an event stream dropping a reader that took nothing): a close would
                 # wait for the reader to take the bytes still buffered, forever for one that never reads, the connection held

@@ -66,17 +66,23 @@ class JournalReader:
     def close(self) -> None:
         """Close the connection; later reads fail (the daemon is stopping). A read under way is interrupted, not waited for."""
         self._closed = True
-        conn = self._conn
-        if conn is not None:
-            conn.interrupt()  # thread-safe: the read in its worker thread ends with an error at once
-        with self._lock:
-            self._closed = True
+        # A read under way is interrupted (thread-safe: it ends with an error at once); one that took the lock but had
+        # not started its statement yet would not be: interrupt again until the lock is free.
+        while not self._lock.acquire(timeout=0.01):
+            conn = self._conn
+            if conn is not None:
+                conn.interrupt()
+        try:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        finally:
+            self._lock.release()
 
     async def _in_thread(self, read: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(read)
+        # A cancelled caller (the daemon's task group at a failed start) stops waiting; the read ends with the
+        # connection: `close` interrupts it.
+        return await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
 
     def _trades(self, strategy_ids: Sequence[str], limit: int, before: int | None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
