@@ -136,6 +136,12 @@ class Api:
         if change or not self._config.public_read:
             self.check_token(request, change=change)
 
+    def check_open_read(self, request: Request) -> None:
+        """The check of what is open on loopback (the page, /metrics): the host, and the token off loopback unless public_read."""
+        self.check_host(request)
+        if not (self._config.public_read or is_loopback(self._config.host)):
+            self.check_token(request, change=False)
+
     def check_host(self, request: Request) -> None:
         """HttpError unless the Host header is the listen address or localhost, on the listen port."""
         host = request.headers.get("host", "")
@@ -245,15 +251,12 @@ class Collected(Collector):
         return self._families
 
 
-def metrics_route(api: Api, config: HttpConfig, registry: CollectorRegistry) -> Route:
+def metrics_route(api: Api, registry: CollectorRegistry) -> Route:
     """`GET /metrics`: the text exposition format 0.0.4 (what Prometheus 2 reads); open on loopback (or with public_read), the token needed elsewhere."""
-    open_read = config.public_read or is_loopback(config.host)
 
     async def endpoint(request: Request) -> Response:
         try:
-            api.check_host(request)
-            if not open_read:
-                api.check_token(request, change=False)
+            api.check_open_read(request)
         except HttpError as exc:
             return error_response(exc.code, exc.message)
         # The figures are read here, on the loop (the daemon's state is the loop's); writing 1,000 strategies'
@@ -280,7 +283,7 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
 
     from bot.http.page import page_routes  # here: the page's module builds on this one's Api
 
-    app = Starlette(routes=[*api.routes(), metrics_route(api, config, registry), *page_routes(api, config)], exception_handlers={404: not_found, 405: not_allowed})
+    app = Starlette(routes=[*api.routes(), metrics_route(api, registry), *page_routes(api)], exception_handlers={404: not_found, 405: not_allowed})
     # A trailing slash gets the JSON 404, not a redirect to whatever host the request named (before any check).
     app.router.redirect_slashes = False
     return app

@@ -20,8 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.config.cluster import is_loopback
-from bot.config.http import HttpConfig
 from bot.http.api import Api, HttpError, error_response
 
 # Content type per file suffix; a file of any other suffix is not served.
@@ -117,15 +115,12 @@ def _served(request: Request, asset: Asset) -> Response:
     return Response(asset.body, media_type=asset.content_type, headers=headers)
 
 
-def page_routes(api: Api, config: HttpConfig) -> list[Route]:
+def page_routes(api: Api) -> list[Route]:
     """`GET /` (the page) and `GET /static/{name}` (its assets, only the manifest's); HEAD too. Open on loopback or with public_read, else the token."""
-    open_read = config.public_read or is_loopback(config.host)
 
     def refused(request: Request) -> Response | None:
         try:
-            api.check_host(request)
-            if not open_read:
-                api.check_token(request, change=False)
+            api.check_open_read(request)
         except HttpError as exc:
             return error_response(exc.code, exc.message)
         return None
