@@ -68,6 +68,19 @@ def workers(config: Path, url: str, *names: str) -> Iterator[dict[str, Worker]]:
             worker.stop()
 
 
+@contextmanager
+def hub_with_workers(config: Path, url: str, *names: str) -> Iterator[DaemonProcess]:
+    """A stepped hub with these workers, ready and every one of them taken in; all stopped after the block (the hub with exit 0)."""
+    with workers(config, url, *names):
+        hub = DaemonProcess(config, stepped=True)
+        try:
+            hub.wait_ready()
+            wait_for(lambda: len(_minds(hub)["workers"]) == len(names), f"workers {', '.join(names)} taken in", DEADLINE_S)
+            yield hub
+        finally:
+            assert hub.stop() == 0, hub.log.read_text()[-3000:]
+
+
 def _config(folder: Path, cluster: dict[str, Any] | None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {} if cluster is None else {"cluster": cluster}
