@@ -270,7 +270,7 @@ class RemoteLanes(InboxDelivery):
         mind = self._minds.get(owner.strategy_id)
         if mind is not None and mind.restored and isinstance(owner, TradingOrchestrator):
             mind.restored = False
-            lane.busy = True
+            self._took(lane)
             try:
                 pending = mind.pending
                 played = (lane.replayed or {}).get((pending.symbol, pending.tf), -1) if pending is not None else -1
@@ -285,7 +285,7 @@ class RemoteLanes(InboxDelivery):
                 else:
                     await self._in_turn(owner, owner.protect, partial(self._close_undecided, owner, mind))
             finally:
-                lane.busy = False
+                self._settled(lane)
         await super()._consume(owner, lane)
 
     async def _take(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:

@@ -149,10 +149,7 @@ class InboxDelivery:
 
     async def drain(self) -> None:
         """Wait until every inbox is empty and every candle taken is done with, its turn settled (graceful stop)."""
-        for lane in list(self._lanes.values()):
-            await lane.inbox.drained()
-            while lane.busy:
-                await anyio.sleep(0.001)
+        await self._queued.wait_idle()
 
     def close_all(self) -> None:
         """Close every inbox so every consumer task ends."""
@@ -182,7 +179,7 @@ class InboxDelivery:
                 item: QueuedCandle | None = await inbox.get()
             except anyio.EndOfStream:
                 return
-            lane.busy = True
+            self._took(lane)
             try:
                 # Take queued candles for up to one time slice, then let the feed and the other
                 # strategies run: a cheap strategy clears a burst in one turn, an expensive one
@@ -196,10 +193,20 @@ class InboxDelivery:
                     lane.processed += 1
                     item = inbox.get_nowait() if time.perf_counter() < turn_ends else None
             finally:
-                lane.busy = False
-            if self._on_drained is not None and self._queued.n == 0 and not self._stopping:
+                drained = self._settled(lane)
+            # Every candle published handled and its turn settled (not only taken): once per round, not once per lane.
+            if drained and self._on_drained is not None and not self._stopping:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()
+
+    def _took(self, lane: InboxLane) -> None:
+        lane.busy = True
+        self._queued.took()
+
+    def _settled(self, lane: InboxLane) -> bool:
+        """The lane is done with what it took; whether every lane is idle and every inbox empty now."""
+        lane.busy = False
+        return self._queued.settled()
 
     async def _take(self, owner: CandleOwner, lane: InboxLane, item: QueuedCandle) -> None:
         """Handle one candle in one turn, also a candle it had handled before a restart: what failing on it publishes and books is journalled as any turn's is."""

@@ -18,19 +18,25 @@ class FeedPosition:
         self._queued = queued
         # The newest close published while playing: what a restart resumes after once it is processed.
         self.last_close: int | None = None
+        # The close journalled last: each is written once (not once per lane that finishes a round).
+        self._written: int | None = None
 
     def published(self, close_ts: int) -> None:
         """A candle closing at `close_ts` went out (after the hub routed it)."""
         if self.last_close is None or close_ts > self.last_close:
             self.last_close = close_ts
-        # Only once every strategy has processed what was published: a restart resumes
-        # after this point, and must not skip candles still queued at a crash.
-        if self._queued.n == 0:
-            # The newest close, not this one: a source added later publishes closes older than
-            # what went out already, and the position must never move back over processed candles.
-            self._journal.set_meta(FEED_POSITION, str(self.last_close))
+        # Only once every strategy has processed what was published (its turn committed): a restart
+        # resumes after this point, and must not skip candles still queued or in hand at a crash.
+        if self._queued.idle:
+            self._write()
 
     def processed(self) -> None:
-        """Every inbox is empty: all published candles have been processed."""
-        if self.last_close is not None:
+        """Every inbox is empty and no lane holds a candle: all published candles have been processed."""
+        self._write()
+
+    def _write(self) -> None:
+        # The newest close, not the one just published: a source added later publishes closes older
+        # than what went out already, and the position must never move back over processed candles.
+        if self.last_close is not None and self.last_close != self._written:
             self._journal.set_meta(FEED_POSITION, str(self.last_close))
+            self._written = self.last_close

@@ -12,12 +12,55 @@ Key = tuple[str, str]
 
 
 class QueuedCounter:
-    """Items queued across a set of inboxes, kept current in O(1) (is everything processed?)."""
+    """Candles queued across a set of inboxes and candles being handled, kept current in O(1): is everything processed?
 
-    __slots__ = ("n",)
+    `n` counts what waits in the inboxes, `in_hand` the lanes handling a candle (taken, its turn not
+    settled yet). Idle is both at zero: every candle published was handled and its turn committed.
+    Long reads (HTTP replies) wait for idle between their slices (bot.daemon.read_slices), so a
+    candle round never waits behind them.
+    """
+
+    __slots__ = ("n", "in_hand", "_idle")
 
     def __init__(self) -> None:
         self.n = 0
+        self.in_hand = 0
+        # Set (and dropped) when the lanes go idle; made by the first waiter of a busy spell.
+        self._idle: anyio.Event | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether no candle is queued and no lane is handling one."""
+        return self.n == 0 and self.in_hand == 0
+
+    def took(self) -> None:
+        """A lane took a candle (or other work of its turns) in hand."""
+        self.in_hand += 1
+
+    def settled(self) -> bool:
+        """A lane is done with what it took; whether everything is processed now (waiters are woken then)."""
+        self.in_hand -= 1
+        if self.n == 0 and self.in_hand == 0:
+            idle, self._idle = self._idle, None
+            if idle is not None:
+                idle.set()
+            return True
+        return False
+
+    def cleared(self, count: int) -> None:
+        """`count` queued candles were taken out unhandled (an inbox cleared)."""
+        self.n -= count
+        if count and self.n == 0 and self.in_hand == 0:
+            idle, self._idle = self._idle, None
+            if idle is not None:
+                idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once idle (at once when idle now)."""
+        while not self.idle:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
 
 
 class CandleInbox(Generic[Item]):
@@ -92,7 +135,7 @@ class CandleInbox(Generic[Item]):
         """Take every queued item out, oldest first, and return them."""
         items = [item for _, item in self._items]
         self._items.clear()
-        self._counter.n -= len(items)
+        self._counter.cleared(len(items))
         return items
 
     def close(self) -> None:
@@ -116,8 +159,3 @@ class CandleInbox(Generic[Item]):
             await self._wakeup.wait()
         self._counter.n -= 1
         return self._items.popleft()[1]
-
-    async def drained(self) -> None:
-        """Wait until the consumer has taken every queued item."""
-        while self._items:
-            await anyio.sleep(0.001)

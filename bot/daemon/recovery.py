@@ -89,8 +89,8 @@ class DailySnapshots:
         if day == self._day:
             return
         self._day = day
-        for sid in self._manager.ids():
-            self._journal.snapshot_equity(sid, event.ts, self._manager.get(sid).portfolio.record())
+        manager = self._manager
+        self._journal.snapshot_equities(event.ts, [(sid, manager.get(sid).portfolio.record()) for sid in manager.ids()])
 
 
 def tripped_currency(kill_switch: str) -> str | None:

@@ -344,6 +344,4 @@ async def stop_trading(
     # Not bounded: the writer thread commits each of them (or fails it) without waiting on anything.
     await turns.idle()
     gap_lines.flush()
-    ts = services.clock.now_ms()
-    for sid in manager.ids():
-        journal.snapshot_equity(sid, ts, manager.get(sid).portfolio.record())
+    journal.snapshot_equities(services.clock.now_ms(), [(sid, manager.get(sid).portfolio.record()) for sid in manager.ids()])

@@ -189,6 +189,14 @@ class Journal:
         """Store a strategy's end-of-day equity snapshot without a trade (the latest of a UTC day wins)."""
         self._write(partial(self._writer.snapshot_equity, strategy_id, ts, portfolio))
 
+    def snapshot_equities(self, ts: int, portfolios: list[tuple[str, PortfolioSnapshot]]) -> None:
+        """`snapshot_equity` of many strategies in one transaction (all or none), committed on return (or with the open turn).
+
+        A thousand strategies' snapshots are one wait for the writer thread, not a thousand.
+        """
+        if portfolios:
+            self._write(partial(self._snapshots_now, ts, portfolios))
+
     # -- recovery reads -------------------------------------------------------------------------
     def strategy_states(self) -> dict[str, JournalledState]:
         """Every journalled strategy's last lifecycle state, by strategy id."""
@@ -339,6 +347,21 @@ class Journal:
             self._writer.statement(sql, params)
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: could not {verb} {params[0]!r}: {exc}") from exc
+
+    def _snapshots_now(self, ts: int, portfolios: list[tuple[str, PortfolioSnapshot]]) -> None:
+        writer = self._writer
+        if writer.in_turn:  # part of the open turn's transaction
+            for strategy_id, portfolio in portfolios:
+                writer.snapshot_equity(strategy_id, ts, portfolio)
+            return
+        writer.begin_turn()
+        try:
+            for strategy_id, portfolio in portfolios:
+                writer.snapshot_equity(strategy_id, ts, portfolio)
+        except BaseException:
+            writer.rollback_turn()
+            raise
+        writer.commit_turn()
 
     def _turn_part_now(self, turn: _TurnWrites, part: list[Callable[[], object]]) -> None:
         """Run some of a turn's writes in its transaction; the first that fails ends the turn (rolled back, the rest skipped)."""
