@@ -50,6 +50,9 @@ class EventStream:
         self._closed = False
         self.dropped = 0
         self.subscription: Subscription | None = None
+        # Set once the buffer holds _filled_at events (a consumer holding back until then: wait_filled).
+        self._filled: anyio.Event | None = None
+        self._filled_at = 0
 
     def push(self, event: Event) -> None:
         """Queue an event without ever blocking the publisher."""
@@ -60,14 +63,33 @@ class EventStream:
             self.dropped += 1
         self._buffer.append(event)
         self._wakeup.set()
+        if self._filled is not None and len(self._buffer) >= self._filled_at:
+            self._filled.set()
 
     def close(self) -> None:
         """End the stream: the consumer drains what is buffered, then iteration stops."""
         self._closed = True
         self._wakeup.set()
+        if self._filled is not None:
+            self._filled.set()
+
+    async def wait_filled(self, count: int) -> None:
+        """Return once at least `count` events are buffered, or the stream is closed."""
+        while len(self._buffer) < count and not self._closed:
+            self._filled_at = count
+            self._filled = anyio.Event()
+            try:
+                await self._filled.wait()
+            finally:
+                self._filled = None
 
     def __len__(self) -> int:
         return len(self._buffer)
+
+    def take_buffered(self, at_most: int) -> list[Event]:
+        """Up to `at_most` events already buffered, oldest first, without waiting (a consumer sending them in one piece)."""
+        buffer = self._buffer
+        return [buffer.popleft() for _ in range(min(at_most, len(buffer)))]
 
     def __aiter__(self) -> EventStream:
         return self

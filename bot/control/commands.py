@@ -22,6 +22,7 @@ from bot.control.history_commands import CandlesArgs, EquityArgs, TradesArgs, ca
 from bot.control.protocol import CommandArgs, ControlError, validate_args
 from bot.control.redact import Redactor, schema_words
 from bot.daemon import operations
+from bot.daemon.read_slices import ReadSlices, each_strategy
 from bot.daemon.state import DaemonState
 from bot.errors import (
     BotError,
@@ -151,6 +152,10 @@ class Control:
     redact: Redactor
     views: ConfigViews = field(default_factory=ConfigViews)
 
+    def slices(self) -> ReadSlices:
+        """A long read's slices: it gives the loop up between them, to the strategies' candles first (bot.daemon.read_slices)."""
+        return ReadSlices(self.daemon.pending)
+
     @classmethod
     def of(cls, daemon: DaemonState) -> Control:
         """The guards of `daemon`'s config: its allowed folders, and its schema's field names (a strategy module's Params too)."""
@@ -189,10 +194,11 @@ def _strategy_status(daemon: DaemonState, orchestrator: TradingOrchestrator) -> 
     }
 
 
-def status(control: Control, _: NoArgs) -> dict[str, Any]:
+async def status(control: Control, _: NoArgs) -> dict[str, Any]:
     """Per-strategy state and the daemon's health."""
     daemon = control.daemon
-    strategies = {sid: _strategy_status(daemon, daemon.manager.get(sid)) for sid in daemon.manager.ids()}
+    # Each row read at once; the rows in slices, between the strategies' candles (bot.daemon.read_slices).
+    strategies = {sid: _strategy_status(daemon, orchestrator) async for sid, orchestrator in each_strategy(control.daemon.manager, control.slices())}
     failed = sorted(sid for sid, s in strategies.items() if s["state"] == "failed")
     kill_switch = daemon.services.risk.kill_switch
     problems = [f"strategy {sid} failed" for sid in failed]
@@ -236,29 +242,29 @@ def status(control: Control, _: NoArgs) -> dict[str, Any]:
     return reply
 
 
-def strategies(control: Control, _: NoArgs) -> dict[str, Any]:
+async def strategies(control: Control, _: NoArgs) -> dict[str, Any]:
     """Loaded strategies, and the strategy files available in the strategies folder with their config."""
     daemon = control.daemon
     views = control.views
+    slices = control.slices()
     loaded = {
         sid: {
-            "state": daemon.manager.get(sid).state,
+            "state": orchestrator.state,
             "file": str(daemon.strategy_files.get(sid, "")),
-            "config": views.running(sid, daemon.manager.get(sid).spec),  # as running, with runtime changes
+            "config": views.running(sid, orchestrator.spec),  # as running, with runtime changes
         }
-        for sid in daemon.manager.ids()
+        async for sid, orchestrator in each_strategy(control.daemon.manager, slices)
     }
     available: dict[str, Any] = {}
     folder = daemon.loaded.base_dir / "strategies"
     listed: set[Path] = set()
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            control.files.resolve(str(path))  # a link out of the allowed folders is not listed
-        except ControlError:
-            continue
+    # A link out of the allowed folders is not listed.
+    for path in control.files.listed(folder, "*.json") if folder.is_dir() else []:
+        await slices.pause()
         listed.add(path)
         available[path.name] = views.file(path, partial(_strategy_file, control))
-    views.forget_except(set(loaded), listed)
+    # The loaded ones now: one loaded while the files were read keeps its cached views.
+    views.forget_except(set(daemon.manager.ids()), listed)
     return {"loaded": loaded, "available": available}
 
 
@@ -408,27 +414,26 @@ def set_param(control: Control, args: SetArgs) -> dict[str, Any]:
     return {**reply, "path": args.path, "old": done.old, "new": done.new}
 
 
-def positions(control: Control, args: OptionalStrategyArg) -> dict[str, Any]:
+def _positions_of(orchestrator: TradingOrchestrator) -> dict[str, Any]:
+    return {
+        "positions": [encode_record(p.record()) for p in orchestrator.positions.positions.values()],
+        "pending_orders": [o.client_id for o in orchestrator.positions.pending_orders()],
+    }
+
+
+async def positions(control: Control, args: OptionalStrategyArg) -> dict[str, Any]:
     """Open positions and pending orders, of one strategy or all."""
-    daemon = control.daemon
-    ids = [args.id] if args.id is not None else daemon.manager.ids()
-    result = {}
-    for sid in ids:
-        orchestrator = _orchestrator(daemon, sid)
-        result[sid] = {
-            "positions": [encode_record(p.record()) for p in orchestrator.positions.positions.values()],
-            "pending_orders": [o.client_id for o in orchestrator.positions.pending_orders()],
-        }
-    return result
+    if args.id is not None:
+        return {args.id: _positions_of(_orchestrator(control.daemon, args.id))}
+    return {sid: _positions_of(orchestrator) async for sid, orchestrator in each_strategy(control.daemon.manager, control.slices())}
 
 
-def metrics(control: Control, _: NoArgs) -> dict[str, Any]:
+async def metrics(control: Control, _: NoArgs) -> dict[str, Any]:
     """Per-strategy processing figures; the slowest strategy named."""
     manager = control.daemon.manager
     per: dict[str, Any] = {}
     delivery_stats = getattr(manager.delivery, "stats", None)
-    for sid in manager.ids():
-        orchestrator = manager.get(sid)
+    async for sid, orchestrator in each_strategy(control.daemon.manager, control.slices()):
         figures = orchestrator.metrics.as_dict()
         if delivery_stats is not None:
             figures.update(delivery_stats(orchestrator))
@@ -535,18 +540,6 @@ def _unknown_strategy() -> Iterator[None]:
         yield
     except UnknownStrategyError as exc:  # an operation names the strategy it did not find, before it changes anything
         raise ControlError("unknown_strategy", str(exc)) from None
-
-
-def run_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:
-    """Validate and run one command that answers at once; ControlError for anything the caller got wrong.
-
-    TypeError for a command that reads the journal (trades, equity): only `call_command` runs those.
-    """
-    handler, args = _command(cmd, raw_args)
-    if inspect.iscoroutinefunction(handler):
-        raise TypeError(f"command {cmd!r} reads the journal in a worker thread: await call_command")
-    with _unknown_strategy():
-        return handler(control, args)
 
 
 async def call_command(control: Control, cmd: str, raw_args: dict[str, Any]) -> Any:

@@ -1,6 +1,7 @@
 """Which files a control client may name: only those inside the folders the config allows."""
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,10 +35,7 @@ class FileAccess:
 
     def resolve(self, name: str, field: str = "file") -> Path:
         """The real path of `name` (relative to config.json's folder); ControlError(bad_args) naming only the path."""
-        if len(name) > MAX_FILE_ARG or any(len(part) > _MAX_COMPONENT for part in name.split("/")):
-            raise ControlError("bad_args", f"{field}: file name too long (at most {MAX_FILE_ARG} characters, {_MAX_COMPONENT} per folder or file name)")
-        if "\x00" in name or not name.isprintable():
-            raise ControlError("bad_args", f"{field}: not a usable file name (control characters)")
+        _check_name(name, field)
         try:
             real = Path(os.path.realpath(self._base / name))
         except (OSError, ValueError):
@@ -49,6 +47,29 @@ class FileAccess:
             )
         return real
 
+    def listed(self, folder: Path, pattern: str) -> list[Path]:
+        """The entries of `folder` matching `pattern`, by name, that `resolve` would take: those in an allowed folder, links leading into one.
+
+        The folder is resolved once: only a link among its entries needs resolving on its own (a
+        thousand strategy files are a thousand lstat calls fewer per folder component).
+        """
+        try:
+            entries = sorted((entry for entry in os.scandir(folder) if fnmatch.fnmatchcase(entry.name, pattern)), key=lambda entry: entry.name)
+        except OSError:
+            return []
+        inside = self.allows(folder)
+        found = []
+        for entry in entries:
+            path = folder / entry.name
+            try:
+                _check_name(str(path), "file")
+            except ControlError:
+                continue
+            # An entry of an allowed folder that is no link is inside; anything else is resolved (a root may lie below the folder).
+            if (inside and not entry.is_symlink()) or self.allows(path):
+                found.append(path)
+        return found
+
     def allows(self, path: Path) -> bool:
         """Whether `path` (after symlinks) lies inside the allowed folders."""
         try:
@@ -56,3 +77,11 @@ class FileAccess:
         except (OSError, ValueError):
             return False
         return any(real == root or real.is_relative_to(root) for root in self.roots)
+
+
+def _check_name(name: str, field: str) -> None:
+    """ControlError(bad_args) for a name too long or with control characters, before the file system sees it."""
+    if len(name) > MAX_FILE_ARG or any(len(part) > _MAX_COMPONENT for part in name.split("/")):
+        raise ControlError("bad_args", f"{field}: file name too long (at most {MAX_FILE_ARG} characters, {_MAX_COMPONENT} per folder or file name)")
+    if "\x00" in name or not name.isprintable():
+        raise ControlError("bad_args", f"{field}: not a usable file name (control characters)")

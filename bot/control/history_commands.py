@@ -7,18 +7,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
-import anyio.to_thread
 from pydantic import BeforeValidator, Field
 
 from bot.config.currency import quote_currency
 from bot.control.protocol import CommandArgs, ControlError
 from bot.daemon.chart_series import MAX_CANDLES
 from bot.daemon.equity_curves import MAX_POINTS
+from bot.daemon.read_slices import each_strategy
 from bot.journal import JournalError
 from bot.ohlcv import timeframe_ms
 
 if TYPE_CHECKING:
     from bot.control.commands import Control
+    from bot.strategy.orchestrator import TradingOrchestrator
 
 _ID = 128
 # Trades a page holds at most.
@@ -111,22 +112,22 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
             if sid in loaded and sid not in curves.seeded:
                 curves.curve(sid).prepend(days[sid])
                 curves.seeded.add(sid)
-    curves.refresh(daemon.manager)
-    # The strategies loaded now: one unloaded while the journal was read is left out (a named one is unknown_strategy).
-    manager = daemon.manager
-    loaded_now = set(manager.ids())
-    ids = _ids(control, args.id) if args.id is not None else [sid for sid in ids if sid in loaded_now]
-    copies = {sid: curves.curve(sid).copy() for sid in ids}
-    # Thinning a thousand curves takes a while: in a worker thread, on copies (two array copies each, here).
-    thinned = await anyio.to_thread.run_sync(lambda: {sid: curve.points(args.points) for sid, curve in copies.items()})
-    if args.id is None:  # again: one unloaded while they were thinned is left out
-        loaded_now = set(manager.ids())
-        ids = [sid for sid in ids if sid in loaded_now]
+    if args.id is not None:
+        # A named one unloaded while the journal was read is unknown_strategy.
+        orchestrator = control.daemon.manager.get(args.id)
+        curves.refresh_one(orchestrator)
+        return {"strategies": {args.id: _equity_of(orchestrator, curves.curve(args.id).points(args.points))}}
+    curves.forget_unloaded(daemon.manager)
     result = {}
-    for sid in ids:
-        orchestrator = manager.get(sid)
-        result[sid] = {"currency": quote_currency(orchestrator.symbol), "start": orchestrator.portfolio.start, "points": thinned[sid]}
+    # A thousand curves thinned in slices, between the strategies' candles; one unloaded meanwhile is left out.
+    async for sid, orchestrator in each_strategy(control.daemon.manager, control.slices()):
+        curves.refresh_one(orchestrator)
+        result[sid] = _equity_of(orchestrator, curves.curve(sid).points(args.points))
     return {"strategies": result}
+
+
+def _equity_of(orchestrator: TradingOrchestrator, points: list[tuple[int, float]]) -> dict[str, Any]:
+    return {"currency": quote_currency(orchestrator.symbol), "start": orchestrator.portfolio.start, "points": points}
 
 
 def candles(control: Control, args: CandlesArgs) -> dict[str, Any]:

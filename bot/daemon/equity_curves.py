@@ -67,12 +67,6 @@ class EquityCurve:
             if len(self.times) > MAX_POINTS:
                 self._thin()
 
-    def copy(self) -> EquityCurve:
-        """A curve with the same points (to thin elsewhere while this one takes more)."""
-        copy = EquityCurve()
-        copy.times, copy.values, copy.spacing = self.times[:], self.values[:], self.spacing
-        return copy
-
     def points(self, at_most: int) -> list[tuple[int, float]]:
         """At most `at_most` of its points, evenly spread in time, the first and the newest among them."""
         times, values = self.times, self.values
@@ -115,13 +109,15 @@ class EquityCurves:
                 curve = self._curves[owner.strategy_id] = EquityCurve()
             curve.add(owner.now, owner.portfolio.equity)
 
-    def refresh(self, manager: StrategyManager) -> None:
-        """Each loaded strategy's equity now as its newest point (a fill or a mark since its last turn); forget the curves of strategies no longer loaded."""
+    def refresh_one(self, orchestrator: TradingOrchestrator) -> None:
+        """The strategy's equity now as its newest point, when its clock moved past its curve's floor."""
+        sid = orchestrator.strategy_id
+        if orchestrator.now > self._floors.get(sid, self._after):
+            self.curve(sid).add(orchestrator.now, orchestrator.portfolio.equity)
+
+    def forget_unloaded(self, manager: StrategyManager) -> None:
+        """Forget the curves of strategies no longer loaded."""
         ids = manager.ids()
-        for sid in ids:
-            orchestrator = manager.get(sid)
-            if orchestrator.now > self._floors.get(sid, self._after):
-                self.curve(sid).add(orchestrator.now, orchestrator.portfolio.equity)
         if len(self._curves) > len(ids):
             loaded = set(ids)
             for sid in [sid for sid in self._curves if sid not in loaded]:

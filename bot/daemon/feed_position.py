@@ -16,6 +16,8 @@ class FeedPosition:
     def __init__(self, journal: Journal, queued: QueuedCounter) -> None:
         self._journal = journal
         self._queued = queued
+        # The candles it watches (queued and in hand): long reads pause for them too (bot.daemon.read_slices).
+        self.pending = queued
         # The newest close published while playing: what a restart resumes after once it is processed.
         self.last_close: int | None = None
         # The close journalled last: each is written once (not once per lane that finishes a round).

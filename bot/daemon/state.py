@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.daemon.chart_series import ChartSeries
 from bot.daemon.equity_curves import EquityCurves
+from bot.daemon.inbox import QueuedCounter
 from bot.daemon.live_feed import DaemonFeed
 from bot.daemon.trade_counts import TradeCounts
 from bot.journal import Journal
@@ -48,6 +49,8 @@ class DaemonState:
     # Each strategy's equity over time, and its charts (None: those commands refuse).
     equity_curves: EquityCurves | None = None
     charts: ChartSeries | None = None
+    # The strategies' candles queued and in hand: long reads pause while there are any (None: they only yield).
+    pending: QueuedCounter | None = None
 
     def __post_init__(self) -> None:
         self.strategy_files.update(self.loaded.strategy_files)

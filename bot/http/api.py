@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 import orjson
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,7 +25,9 @@ from bot.config.cluster import is_loopback
 from bot.config.http import HttpConfig
 from bot.control.commands import Control, call_command
 from bot.control.protocol import MAX_ARGS_DEPTH, ControlError, too_deep
+from bot.daemon.read_slices import ReadSlices
 from bot.http.events import EventStreamResponse, events_args
+from bot.http.prometheus import DaemonMetrics
 
 # HTTP status per error code (the socket's codes, and the HTTP layer's own).
 STATUS = {
@@ -63,6 +63,21 @@ class HttpError(Exception):
 def json_response(body: Any, status: int = 200) -> Response:
     """`body` as JSON (orjson: the same encoding as the control socket's replies)."""
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def sliced_json(body: Any, slices: ReadSlices, depth: int = 2) -> bytes:
+    """The bytes of orjson.dumps(`body`), the entries of its mappings `depth` levels down encoded one at a time, in slices of the loop.
+
+    A reply over a thousand strategies is megabytes of JSON: encoded in one piece it would hold the
+    strategies' candles up for milliseconds.
+    """
+    if depth > 0 and isinstance(body, dict) and all(isinstance(key, str) for key in body):
+        parts = []
+        for key, value in body.items():
+            parts.append(orjson.dumps(key) + b":" + await sliced_json(value, slices, depth - 1))
+            await slices.pause()
+        return b"{" + b",".join(parts) + b"}"
+    return orjson.dumps(body)
 
 
 def error_response(code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -118,7 +133,8 @@ class Api:
         async def endpoint(request: Request) -> Response:
             try:
                 self.check(request, change=change)
-                return json_response(await handler(request))
+                result = await handler(request)
+                return Response(await sliced_json(result, self._control.slices()), media_type="application/json")
             except HttpError as exc:
                 return error_response(exc.code, exc.message)
             except ControlError as exc:
@@ -240,18 +256,7 @@ def query_args(request: Request, strategy_id: str | None = None) -> dict[str, An
     return args
 
 
-class Collected(Collector):
-    """Metric families already read: what a scrape formats away from the event loop."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        """The families as they were read."""
-        return self._families
-
-
-def metrics_route(api: Api, registry: CollectorRegistry) -> Route:
+def metrics_route(api: Api, control: Control, metrics: DaemonMetrics) -> Route:
     """`GET /metrics`: the text exposition format 0.0.4 (what Prometheus 2 reads); open on loopback (or with public_read), the token needed elsewhere."""
 
     async def endpoint(request: Request) -> Response:
@@ -259,15 +264,13 @@ def metrics_route(api: Api, registry: CollectorRegistry) -> Route:
             api.check_open_read(request)
         except HttpError as exc:
             return error_response(exc.code, exc.message)
-        # The figures are read here, on the loop (the daemon's state is the loop's); writing 1,000 strategies'
-        # families out as text is most of a scrape's time, done in a worker thread on what was read.
-        families = Collected(list(registry.collect()))
-        return Response(await anyio.to_thread.run_sync(generate_latest, families), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+        # Read and written out on the loop (the daemon's state is the loop's), in slices between the strategies' candles.
+        return Response(await metrics.scrape(control.slices()), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     return Route("/metrics", endpoint, methods=["GET"])
 
 
-def api_app(control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger, registry: CollectorRegistry) -> Starlette:
+def api_app(control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger, metrics: DaemonMetrics) -> Starlette:
     """The Starlette application of `/api/v1` and `/metrics` on `port`; unknown routes and methods get JSON errors too."""
     api = Api(control, config, port, token, logger)
 
@@ -283,7 +286,7 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
 
     from bot.http.page import page_routes  # here: the page's module builds on this one's Api
 
-    app = Starlette(routes=[*api.routes(), metrics_route(api, registry), *page_routes(api)], exception_handlers={404: not_found, 405: not_allowed})
+    app = Starlette(routes=[*api.routes(), metrics_route(api, control, metrics), *page_routes(api)], exception_handlers={404: not_found, 405: not_allowed})
     # A trailing slash gets the JSON 404, not a redirect to whatever host the request named (before any check).
     app.router.redirect_slashes = False
     return app

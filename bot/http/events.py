@@ -7,7 +7,11 @@ code slow_reader when it can still be sent): the bot is never slowed and memory 
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 import anyio
+import anyio.lowlevel
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +25,10 @@ from bot.events import EVENT_CLASSES
 
 # Seconds a send may wait for a reader that takes nothing before it is dropped.
 SEND_TIMEOUT_S = 5.0
+# Events written in one send at most.
+EVENTS_PER_SEND = 200
+# Seconds the events may be held back while the strategies handle their candles (a daemon never idle still streams).
+HOLD_BACK_S = 1.0
 
 
 def events_args(control: Control, request: Request) -> EventsArgs:
@@ -74,12 +82,32 @@ class EventStreamResponse(Response):
         if not await _chunk(send, b": streaming\n\n"):
             return
         async for event in stream:
+            await self._after_candles(stream)
             if stream.dropped:
                 message = f"reader too slow: {stream.dropped} events dropped; reconnect to resume"
                 await _chunk(send, b"event: error\ndata: " + orjson.dumps({"error": {"code": "slow_reader", "message": message}}) + b"\n\n", final=True)
                 return
-            if not await _chunk(send, b"data: " + encode_message(event) + b"\n\n"):
+            # The events that came meanwhile go with it, in one write: a round of a thousand strategies' events is a few sends, not thousands.
+            events = [event, *stream.take_buffered(EVENTS_PER_SEND - 1)]
+            if not await _chunk(send, b"".join(b"data: " + encode_message(e) + b"\n\n" for e in events)):
                 return
+
+
+    async def _after_candles(self, stream: EventStream) -> None:
+        """The strategies' candles first: while any is queued or in hand, the events gather (until half the buffer is full), then go in a few sends."""
+        pending = self._control.daemon.pending
+        if pending is None or pending.idle:
+            await anyio.lowlevel.checkpoint()  # a send need not yield: a round falling due meanwhile is not kept waiting
+            return
+        with anyio.move_on_after(HOLD_BACK_S):
+            async with anyio.create_task_group() as tg:
+
+                async def first_of(wait: Callable[[], Awaitable[None]]) -> None:
+                    await wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(first_of, pending.wait_idle)
+                tg.start_soon(first_of, partial(stream.wait_filled, max(1, self._buffer // 2)))
 
 
 async def _chunk(send: Send, body: bytes, final: bool = False) -> bool:

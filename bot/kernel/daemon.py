@@ -95,11 +95,12 @@ def control_server(
     history: JournalReader | None = None,
     trade_counts: TradeCounts | None = None,
     equity_curves: EquityCurves | None = None,
+    pending: QueuedCounter | None = None,
 ) -> ControlServer:
     """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
     state = DaemonState(
         loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems, cluster_status=cluster_status,
-        history=history, trade_counts=trade_counts, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub),
+        history=history, trade_counts=trade_counts, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub), pending=pending,
     )
     state.strategy_files.update(files)
     state.added_symbols.update(added_symbols)
@@ -251,14 +252,14 @@ class Daemon:
         if config is None:
             return None
         from bot.http.api import api_app
-        from bot.http.prometheus import metrics_registry
+        from bot.http.prometheus import DaemonMetrics
         from bot.http.server import HttpServer, http_token
 
         token = http_token(config, os.environ)
         bot_config = self.loaded.bot
         exchange = bot_config.exchange.id if bot_config.exchange is not None and bot_config.feed.source == "ccxt" else "paper"
-        registry = metrics_registry(control, exchange)
-        return HttpServer(config, lambda port: api_app(control, config, port, token, self.logger.logger, registry), self.logger.logger)
+        metrics = DaemonMetrics(control, exchange)
+        return HttpServer(config, lambda port: api_app(control, config, port, token, self.logger.logger, metrics), self.logger.logger)
 
     def _build(
         self,
@@ -380,7 +381,7 @@ class Daemon:
             cluster_status = None if outbox is None else _cluster_status(outbox, getattr(delivery, "minds_status", None))
             server = control_server(
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status,
-                history, trade_counts, curves,
+                history, trade_counts, curves, position.pending,
             )
             services.bus.subscribe(DailySnapshots(journal, manager, restored.resume_close), types=(CandleClosed,))
             # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).

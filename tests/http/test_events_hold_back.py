@@ -1,0 +1,96 @@
+"""The event stream holds its events back while the strategies handle candles, and sends them after, in one piece.
+
+A real DaemonState (recorded feed, real journal, its bus) and the real EventStreamResponse, called as
+the server calls it; the candle counter is driven by hand, as the delivery drives it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from bot.control.commands import Control, EventsArgs
+from bot.daemon.inbox import QueuedCounter
+from bot.events import StrategyStateChanged
+from bot.http.events import EventStreamResponse
+from tests.daemon.test_operations import Bot, bot  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.asyncio
+
+
+class _Reader:
+    """The server's side of one response: what was sent, and a disconnect to deliver at the end."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.sent = anyio.Event()
+        self.gone = anyio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            self.bodies.append(message["body"])
+            self.sent.set()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def next_body(self) -> bytes:
+        while not self.bodies:
+            self.sent = anyio.Event()
+            await self.sent.wait()
+        return self.bodies.pop(0)
+
+
+def _publish(bot: Bot, count: int) -> None:  # noqa: F811
+    for n in range(count):
+        bot.state.services.bus.publish(StrategyStateChanged, 1_700_000_000_000 + n, "s", "active", f"change {n}", None, None)
+
+
+async def _streaming(bot: Bot, buffer: int, body: Any) -> None:  # noqa: F811
+    bot.state.pending = QueuedCounter()
+    reader = _Reader()
+    response = EventStreamResponse(Control.of(bot.state), EventsArgs(), buffer)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(response, {"type": "http"}, reader.receive, reader.send)
+        assert await reader.next_body() == b": streaming\n\n"
+        await body(bot.state.pending, reader)
+        reader.gone.set()
+
+
+async def test_events_wait_for_the_strategies_candles_then_go_in_one_send(bot: Bot) -> None:  # noqa: F811
+    async def body(pending: QueuedCounter, reader: _Reader) -> None:
+        pending.took()  # a strategy handles a candle
+        _publish(bot, 5)
+        await anyio.wait_all_tasks_blocked()
+        assert reader.bodies == []  # held back
+        pending.settled()
+        sent = await reader.next_body()
+        assert sent.count(b"data: ") == 5 and b"change 0" in sent and b"change 4" in sent
+
+    await _streaming(bot, 100, body)
+
+
+async def test_held_back_events_go_once_half_the_buffer_is_full_so_none_is_dropped(bot: Bot) -> None:  # noqa: F811
+    async def body(pending: QueuedCounter, reader: _Reader) -> None:
+        pending.took()  # the strategies stay busy throughout
+        _publish(bot, 3)
+        await anyio.wait_all_tasks_blocked()
+        assert reader.bodies == []
+        # The first is taken already: 2 + 8 buffered is half of the 20 the reader may hold.
+        _publish(bot, 8)
+        sent = b""
+        while sent.count(b"data: ") < 11:
+            sent += await reader.next_body()
+        assert b"slow_reader" not in sent and sent.count(b"data: ") == 11
+
+    await _streaming(bot, 20, body)
+
+
+async def test_without_candles_in_hand_events_go_at_once(bot: Bot) -> None:  # noqa: F811
+    async def body(pending: QueuedCounter, reader: _Reader) -> None:
+        _publish(bot, 1)
+        assert (await reader.next_body()).count(b"data: ") == 1
+
+    await _streaming(bot, 100, body)
