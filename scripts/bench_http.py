@@ -1,7 +1,7 @@
 """HTTP under load (imported by scripts/bench.py, `--suite http`): candle-to-decision latency with and without a client of the HTTP server.
 
 The daemon is the real one (bot.kernel.daemon.Daemon, run in the bench's process): its config has an
-`http` section, so `Daemon._http` builds the HttpServer, api_app and metrics_registry over the Control
+`http` section, so `Daemon._http` builds the HttpServer, api_app and DaemonMetrics over the Control
 of its DaemonState exactly as `bot run` does, serving in the same event loop as the strategies, with
 its journal, inboxes and control socket. Only its recorded feed's pacer is the bench's: it releases
 one candle round (every symbol's candle of the next minute) every ROUND_S, after the previous round

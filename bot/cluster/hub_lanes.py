@@ -10,7 +10,7 @@ from bot.cluster.connection import ClusterConnection
 from bot.cluster.hub_minds import HubMinds
 from bot.cluster.lanes import LaneJournal, RemoteLanes
 from bot.config.cluster import ClusterConfig
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.turn_progress import TurnProgress
 from bot.journal.turns import Turns
 from bot.services import BotServices
@@ -30,7 +30,7 @@ def hub_lanes(
     environ: Mapping[str, str],
     *,
     on_drained: Callable[[], None],
-    queued: QueuedCounter,
+    queued: CandleWork,
     progress: TurnProgress,
     after_turn: Callable[[CandleOwner], None] | None = None,
 ) -> RemoteLanes:

@@ -31,7 +31,7 @@ from bot.cluster.decisions import apply_decision, own_event
 from bot.cluster.messages import CandleT, Decision, View
 from bot.cluster.mind import ViewTaker
 from bot.daemon.delivery import ErrorHook, InboxDelivery, InboxLane, QueuedCandle
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.turn_progress import Stream, TurnProgress
 from bot.errors import MoveRefused
 from bot.journal.turns import TurnOutcome
@@ -174,7 +174,7 @@ class RemoteLanes(InboxDelivery):
         turn: Callable[[], AbstractContextManager[TurnOutcome]],
         decision_timeout_s: float,
         on_drained: Callable[[], None] | None = None,
-        queued: QueuedCounter | None = None,
+        queued: CandleWork | None = None,
         progress: TurnProgress | None = None,
         after_turn: Callable[[CandleOwner], None] | None = None,
     ) -> None:
@@ -367,7 +367,7 @@ class RemoteLanes(InboxDelivery):
         timed_out = False
         started = time.perf_counter_ns()
         try:
-            with anyio.CancelScope() as scope:
+            with anyio.CancelScope() as scope, self._waiting_elsewhere():
                 mind.asking = scope
                 with anyio.move_on_after(self._decision_timeout_s) as timer:
                     decision = await self._client.decide(

@@ -1,6 +1,7 @@
 """The control commands: each validates its args with its own model, calls one daemon operation and turns its refusals into error replies."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Iterator
@@ -151,10 +152,16 @@ class Control:
     files: FileAccess
     redact: Redactor
     views: ConfigViews = field(default_factory=ConfigViews)
+    # The slices of the request this control serves (for_request), shared by its command and its reply's encoding.
+    read: ReadSlices | None = None
+
+    def for_request(self) -> Control:
+        """This control for one client request: its long reads share one ReadSlices, so one patience."""
+        return dataclasses.replace(self, read=ReadSlices(self.daemon.candle_work))
 
     def slices(self) -> ReadSlices:
         """A long read's slices: it gives the loop up between them, to the strategies' candles first (bot.daemon.read_slices)."""
-        return ReadSlices(self.daemon.pending)
+        return self.read if self.read is not None else ReadSlices(self.daemon.candle_work)
 
     @classmethod
     def of(cls, daemon: DaemonState) -> Control:

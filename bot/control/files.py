@@ -48,7 +48,7 @@ class FileAccess:
         return real
 
     def listed(self, folder: Path, pattern: str) -> list[Path]:
-        """The entries of `folder` matching `pattern`, by name, that `resolve` would take: those in an allowed folder, links leading into one.
+        """The entries of `folder` matching `pattern`, by name, that lie in an allowed folder once links are resolved.
 
         The folder is resolved once: only a link among its entries needs resolving on its own (a
         thousand strategy files are a thousand lstat calls fewer per folder component).

@@ -112,17 +112,20 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
             if sid in loaded and sid not in curves.seeded:
                 curves.curve(sid).prepend(days[sid])
                 curves.seeded.add(sid)
+    curves.forget_unloaded(daemon.manager)
     if args.id is not None:
         # A named one unloaded while the journal was read is unknown_strategy.
         orchestrator = control.daemon.manager.get(args.id)
         curves.refresh_one(orchestrator)
         return {"strategies": {args.id: _equity_of(orchestrator, curves.curve(args.id).points(args.points))}}
-    curves.forget_unloaded(daemon.manager)
     result = {}
-    # A thousand curves thinned in slices, between the strategies' candles; one unloaded meanwhile is left out.
-    async for sid, orchestrator in each_strategy(control.daemon.manager, control.slices()):
-        curves.refresh_one(orchestrator)
-        result[sid] = _equity_of(orchestrator, curves.curve(sid).points(args.points))
+    # The strategies whose journalled days were read: one loaded since is left for the next call, one unloaded meanwhile left out.
+    listed = set(ids)
+    # A thousand curves thinned in slices, between the strategies' candles.
+    async for sid, orchestrator in each_strategy(daemon.manager, control.slices()):
+        if sid in listed:
+            curves.refresh_one(orchestrator)
+            result[sid] = _equity_of(orchestrator, curves.curve(sid).points(args.points))
     return {"strategies": result}
 
 

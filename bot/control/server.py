@@ -152,7 +152,7 @@ class ControlServer:
 
     async def _answer(self, request_id: str | int, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         try:
-            return ok_reply(request_id, await call_command(self._control, cmd, args))
+            return ok_reply(request_id, await call_command(self._control.for_request(), cmd, args))
         except ControlError as exc:
             return error_reply(request_id, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001  a bug in a command must not take the daemon down

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
 
-from bot.daemon.inbox import CandleInbox, QueuedCounter
+from bot.daemon.inbox import CandleInbox, CandleWork
 from bot.daemon.turn_progress import Stream, TurnProgress
 from bot.journal import JournalError
 from bot.journal.turns import TurnOutcome
@@ -77,7 +77,7 @@ class InboxDelivery:
         inbox_size: int,
         on_error: ErrorHook,
         on_drained: Callable[[], None] | None = None,
-        queued: QueuedCounter | None = None,
+        queued: CandleWork | None = None,
         turn: Callable[[], AbstractContextManager[TurnOutcome]] | None = None,
         progress: TurnProgress | None = None,
         after_turn: Callable[[CandleOwner], None] | None = None,
@@ -91,7 +91,7 @@ class InboxDelivery:
         self._on_error = on_error
         self._on_drained = on_drained
         # Given: shared with whoever must know whether everything published was processed (FeedPosition).
-        self._queued = queued if queued is not None else QueuedCounter()
+        self._queued = queued if queued is not None else CandleWork()
         self._lanes: dict[CandleOwner, InboxLane] = {}
         self._stopping = False
 
@@ -149,7 +149,7 @@ class InboxDelivery:
 
     async def drain(self) -> None:
         """Wait until every inbox is empty and every candle taken is done with, its turn settled (graceful stop)."""
-        await self._queued.wait_idle()
+        await self._queued.wait_drained()
 
     def close_all(self) -> None:
         """Close every inbox so every consumer task ends."""
@@ -198,6 +198,15 @@ class InboxDelivery:
             if drained and self._on_drained is not None and not self._stopping:
                 self._on_drained()
             await anyio.lowlevel.checkpoint()
+
+    @contextmanager
+    def _waiting_elsewhere(self) -> Iterator[None]:
+        """The lane in hand waits on what is not the loop's work (a worker's decision over the network): reads and streams need not wait for it."""
+        self._queued.waits_elsewhere(True)
+        try:
+            yield
+        finally:
+            self._queued.waits_elsewhere(False)
 
     def _took(self, lane: InboxLane) -> None:
         lane.busy = True

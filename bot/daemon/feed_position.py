@@ -1,7 +1,7 @@
 """Where a restart resumes the feed: the newest close published, journalled once every strategy has processed it."""
 from __future__ import annotations
 
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.recovery import FEED_POSITION
 from bot.journal import Journal
 
@@ -13,11 +13,11 @@ class FeedPosition:
     needs the other to exist (the delivery is built with the bot, the feed after it).
     """
 
-    def __init__(self, journal: Journal, queued: QueuedCounter) -> None:
+    def __init__(self, journal: Journal, queued: CandleWork) -> None:
         self._journal = journal
         self._queued = queued
-        # The candles it watches (queued and in hand): long reads pause for them too (bot.daemon.read_slices).
-        self.pending = queued
+        # The candle work it watches: long reads pause for it too (bot.daemon.read_slices).
+        self.work = queued
         # The newest close published while playing: what a restart resumes after once it is processed.
         self.last_close: int | None = None
         # The close journalled last: each is written once (not once per lane that finishes a round).
@@ -29,7 +29,7 @@ class FeedPosition:
             self.last_close = close_ts
         # Only once every strategy has processed what was published (its turn committed): a restart
         # resumes after this point, and must not skip candles still queued or in hand at a crash.
-        if self._queued.idle:
+        if self._queued.drained:
             self._write()
 
     def processed(self) -> None:

@@ -11,26 +11,39 @@ Item = TypeVar("Item")
 Key = tuple[str, str]
 
 
-class QueuedCounter:
-    """Candles queued across a set of inboxes and candles being handled, kept current in O(1): is everything processed?
+class CandleWork:
+    """The strategies' candle work, kept current in O(1): candles queued across a delivery's inboxes and lanes handling one.
 
     `n` counts what waits in the inboxes, `in_hand` the lanes handling a candle (taken, its turn not
-    settled yet). Idle is both at zero: every candle published was handled and its turn committed.
-    Long reads (HTTP replies) wait for idle between their slices (bot.daemon.read_slices), so a
-    candle round never waits behind them.
+    settled yet), `elsewhere` those of them waiting on what is not the loop's work (a worker's
+    decision over the network). Drained is nothing queued or in hand: every candle published was
+    handled and its turn settled (the feed position, a graceful stop). Quiet is nothing queued and
+    nothing in hand but what waits elsewhere: long reads (HTTP replies, scrapes, the event stream)
+    wait for quiet between their slices (bot.daemon.read_slices), so a round never waits behind them.
+
+    CandleInbox changes `n` directly where it cannot reach zero with nothing in hand (a put, a
+    coalesce, a get just before the lane takes the candle in hand); every change that can make the
+    work quiet or drained goes through `settled`, `cleared` or `waits_elsewhere`, which wake the waiters.
     """
 
-    __slots__ = ("n", "in_hand", "_idle")
+    __slots__ = ("n", "in_hand", "elsewhere", "_quiet", "_drained")
 
     def __init__(self) -> None:
         self.n = 0
         self.in_hand = 0
-        # Set (and dropped) when the lanes go idle; made by the first waiter of a busy spell.
-        self._idle: anyio.Event | None = None
+        self.elsewhere = 0
+        # Set (and dropped) when the work goes quiet / drained; made by the first waiter of a busy spell.
+        self._quiet: anyio.Event | None = None
+        self._drained: anyio.Event | None = None
 
     @property
-    def idle(self) -> bool:
-        """Whether no candle is queued and no lane is handling one."""
+    def quiet(self) -> bool:
+        """Whether no candle is queued and no lane handles one on the loop."""
+        return self.n == 0 and self.in_hand == self.elsewhere
+
+    @property
+    def drained(self) -> bool:
+        """Whether no candle is queued and no lane holds one (every turn settled)."""
         return self.n == 0 and self.in_hand == 0
 
     def took(self) -> None:
@@ -38,29 +51,50 @@ class QueuedCounter:
         self.in_hand += 1
 
     def settled(self) -> bool:
-        """A lane is done with what it took; whether everything is processed now (waiters are woken then)."""
+        """A lane is done with what it took; whether the work is drained now (waiters are woken)."""
         self.in_hand -= 1
-        if self.n == 0 and self.in_hand == 0:
-            idle, self._idle = self._idle, None
-            if idle is not None:
-                idle.set()
-            return True
-        return False
+        self._wake()
+        return self.n == 0 and self.in_hand == 0
+
+    def waits_elsewhere(self, waiting: bool) -> None:
+        """A lane in hand starts (True) or stops (False) waiting on what is not the loop's work."""
+        self.elsewhere += 1 if waiting else -1
+        self._wake()
 
     def cleared(self, count: int) -> None:
-        """`count` queued candles were taken out unhandled (an inbox cleared)."""
-        self.n -= count
-        if count and self.n == 0 and self.in_hand == 0:
-            idle, self._idle = self._idle, None
-            if idle is not None:
-                idle.set()
+        """`count` queued candles were taken out unhandled (an inbox cleared): waiters are woken if that made the work quiet.
 
-    async def wait_idle(self) -> None:
-        """Return once idle (at once when idle now)."""
-        while not self.idle:
-            if self._idle is None:
-                self._idle = anyio.Event()
-            await self._idle.wait()
+        Not reported drained: a strategy's candles taken out on a reset are routed again at once, and
+        the feed position waits for the next round's end (a restart replays at most that round).
+        """
+        self.n -= count
+        if count:
+            self._wake()
+
+    async def wait_quiet(self) -> None:
+        """Return once quiet (at once when quiet now)."""
+        while not self.quiet:
+            if self._quiet is None:
+                self._quiet = anyio.Event()
+            await self._quiet.wait()
+
+    async def wait_drained(self) -> None:
+        """Return once drained (at once when drained now)."""
+        while not self.drained:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
+
+    def _wake(self) -> None:
+        if self.n != 0 or self.in_hand != self.elsewhere:
+            return
+        quiet, self._quiet = self._quiet, None
+        if quiet is not None:
+            quiet.set()
+        if self.in_hand == 0:
+            drained, self._drained = self._drained, None
+            if drained is not None:
+                drained.set()
 
 
 class CandleInbox(Generic[Item]):
@@ -73,13 +107,13 @@ class CandleInbox(Generic[Item]):
     A strategy with more streams than `maxlen` keeps one item per stream.
     """
 
-    def __init__(self, maxlen: int, merge: Callable[[Item, Item], Item] | None = None, counter: QueuedCounter | None = None) -> None:
+    def __init__(self, maxlen: int, merge: Callable[[Item, Item], Item] | None = None, counter: CandleWork | None = None) -> None:
         if maxlen < 1:
             raise ValueError("inbox size must be >= 1")
         self._items: deque[tuple[Key, Item]] = deque()
         self._maxlen = maxlen
         self._merge = merge
-        self._counter = counter if counter is not None else QueuedCounter()
+        self._counter = counter if counter is not None else CandleWork()
         self._wakeup = anyio.Event()
         self._closed = False
         self.overruns = 0

@@ -3,7 +3,9 @@
 The daemon's reads run on the strategies' event loop, and a read over a thousand strategies takes
 tens of milliseconds in one piece: a candle round falling due meanwhile would wait for all of it.
 Cut into slices, a round waits for one slice at most, and while any strategy has a candle queued
-or in hand the read waits for it to finish: the strategies come first, a watcher second.
+or in hand on the loop the read waits for it to finish: the strategies come first, a watcher second.
+A reply is read strategy by strategy across those pauses: each strategy's row is consistent, the
+reply as a whole is not one instant's snapshot.
 """
 from __future__ import annotations
 
@@ -13,47 +15,50 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.lowlevel
 
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.errors import UnknownStrategyError
 from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
 
 # The loop time one slice of a read may take before it gives the loop up.
 SLICE_S = 0.002
-# How long one read may wait for the strategies in all (then it only yields between slices): a
-# daemon that is never idle still answers, slower.
+# How long one request may wait for the strategies in all (then it only yields between slices): a
+# daemon that is never quiet still answers, slower.
 PATIENCE_S = 2.0
 
 
 class ReadSlices:
-    """One read's slices: `await pause()` between its items gives the loop up whenever a slice's time is spent."""
+    """One request's slices: `await pause()` between its items gives the loop up whenever a slice's time is spent.
 
-    __slots__ = ("_pending", "_slice_s", "_patience_s", "_slice_ends", "waited_s")
+    The first pause ends a slice at once: a read that arrives while a round is handled starts after it.
+    """
 
-    def __init__(self, pending: QueuedCounter | None, slice_s: float = SLICE_S, patience_s: float = PATIENCE_S) -> None:
+    __slots__ = ("_work", "_slice_s", "_patience_s", "_slice_ends", "_waited_s")
+
+    def __init__(self, work: CandleWork | None, slice_s: float = SLICE_S, patience_s: float = PATIENCE_S) -> None:
         # None: nothing to wait for (no strategies' inboxes), the read only yields.
-        self._pending = pending
+        self._work = work
         self._slice_s = slice_s
         self._patience_s = patience_s
-        # The first pause ends a slice at once: a read that arrives while a round is handled starts after it.
         self._slice_ends = 0.0
-        # Time this read spent waiting for the strategies.
-        self.waited_s = 0.0
+        # Time this request spent waiting for the strategies.
+        self._waited_s = 0.0
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds this request has waited for the strategies so far."""
+        return self._waited_s
 
     async def pause(self) -> None:
         """Within the slice's time: return at once. After it: yield, waiting first until no strategy has a candle to handle."""
         if time.perf_counter() < self._slice_ends:
             return
-        await self.yield_now()
-
-    async def yield_now(self) -> None:
-        """End the slice here: let the loop run what is ready, and the strategies finish their candles first."""
-        pending = self._pending
-        if pending is not None and not pending.idle and self.waited_s < self._patience_s:
+        work = self._work
+        if work is not None and not work.quiet and self._waited_s < self._patience_s:
             started = time.perf_counter()
-            with anyio.move_on_after(self._patience_s - self.waited_s):
-                await pending.wait_idle()
-            self.waited_s += time.perf_counter() - started
+            with anyio.move_on_after(self._patience_s - self._waited_s):
+                await work.wait_quiet()
+            self._waited_s += time.perf_counter() - started
         await anyio.lowlevel.checkpoint()
         self._slice_ends = time.perf_counter() + self._slice_s
 

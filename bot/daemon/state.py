@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.daemon.chart_series import ChartSeries
 from bot.daemon.equity_curves import EquityCurves
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.live_feed import DaemonFeed
 from bot.daemon.trade_counts import TradeCounts
 from bot.journal import Journal
@@ -50,7 +50,7 @@ class DaemonState:
     equity_curves: EquityCurves | None = None
     charts: ChartSeries | None = None
     # The strategies' candles queued and in hand: long reads pause while there are any (None: they only yield).
-    pending: QueuedCounter | None = None
+    candle_work: CandleWork | None = None
 
     def __post_init__(self) -> None:
         self.strategy_files.update(self.loaded.strategy_files)

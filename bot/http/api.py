@@ -47,6 +47,8 @@ STATUS = {
 # Strategy commands taken by POST /api/v1/strategies/{id}/{command}, the id put in their arguments.
 STRATEGY_COMMANDS = ("activate", "deactivate", "set", "reload", "unload", "move")
 Handler = Callable[[Request], Awaitable[Response]]
+# Entries a reply's mapping must have before its encoding is sliced (sliced_json).
+SLICED_ENTRIES = 64
 # Seconds a request's body may take to arrive.
 BODY_TIMEOUT_S = 10.0
 
@@ -66,16 +68,18 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 async def sliced_json(body: Any, slices: ReadSlices, depth: int = 2) -> bytes:
-    """The bytes of orjson.dumps(`body`), the entries of its mappings `depth` levels down encoded one at a time, in slices of the loop.
+    """The bytes of orjson.dumps(`body`); a mapping of more than SLICED_ENTRIES entries, `depth` levels down at most, encoded an entry at a time, in slices of the loop.
 
     A reply over a thousand strategies is megabytes of JSON: encoded in one piece it would hold the
-    strategies' candles up for milliseconds.
+    strategies' candles up for milliseconds. A small reply never pauses.
     """
     if depth > 0 and isinstance(body, dict) and all(isinstance(key, str) for key in body):
+        big = len(body) > SLICED_ENTRIES
         parts = []
         for key, value in body.items():
             parts.append(orjson.dumps(key) + b":" + await sliced_json(value, slices, depth - 1))
-            await slices.pause()
+            if big:
+                await slices.pause()
         return b"{" + b",".join(parts) + b"}"
     return orjson.dumps(body)
 
@@ -129,12 +133,16 @@ class Api:
         ]
 
     # -- guards ---------------------------------------------------------------------------------
-    def _guarded(self, handler: Callable[[Request], Awaitable[Any]], *, change: bool) -> Handler:
+    def _guarded(self, handler: Callable[[Request, Control], Awaitable[Any]], *, change: bool) -> Handler:
         async def endpoint(request: Request) -> Response:
+            # One request: its command and its reply's encoding share one ReadSlices (one patience).
+            control = self._control.for_request()
             try:
                 self.check(request, change=change)
-                result = await handler(request)
-                return Response(await sliced_json(result, self._control.slices()), media_type="application/json")
+                result = await handler(request, control)
+                # A change's reply is small and the change is made: no reason to wait for the strategies.
+                body = orjson.dumps(result) if change else await sliced_json(result, control.slices())
+                return Response(body, media_type="application/json")
             except HttpError as exc:
                 return error_response(exc.code, exc.message)
             except ControlError as exc:
@@ -178,16 +186,16 @@ class Api:
 
     # -- routes ---------------------------------------------------------------------------------
     def _read(self, command: Callable[[Request], tuple[str, dict[str, Any]]]) -> Handler:
-        async def run(request: Request) -> Any:
+        async def run(request: Request, control: Control) -> Any:
             cmd, args = command(request)
-            return await call_command(self._control, cmd, args)
+            return await call_command(control, cmd, args)
 
         return self._guarded(run, change=False)
 
     def _write(self, command: Callable[[Request, dict[str, Any]], tuple[str, dict[str, Any]]]) -> Handler:
-        async def run(request: Request) -> Any:
+        async def run(request: Request, control: Control) -> Any:
             cmd, args = command(request, await self.body(request))
-            return await call_command(self._control, cmd, args)
+            return await call_command(control, cmd, args)
 
         return self._guarded(run, change=True)
 
@@ -202,16 +210,16 @@ class Api:
             return error_response(exc.code, exc.message)
         return EventStreamResponse(self._control, args, self._control.daemon.loaded.bot.control.event_buffer)
 
-    async def _strategy(self, request: Request) -> Any:
+    async def _strategy(self, request: Request, control: Control) -> Any:
         """A strategy's status row, its config and file."""
-        return await call_command(self._control, "strategy", {"id": request.path_params["id"]})
+        return await call_command(control, "strategy", {"id": request.path_params["id"]})
 
-    async def _strategy_command(self, request: Request) -> Any:
+    async def _strategy_command(self, request: Request, control: Control) -> Any:
         command = request.path_params["command"]
         if command not in STRATEGY_COMMANDS:
             raise ControlError("unknown_command", f"unknown strategy command {command!r} (known: {', '.join(STRATEGY_COMMANDS)}, switch)")
         body = await self.body(request)
-        return await call_command(self._control, command, {**body, "id": request.path_params["id"]})
+        return await call_command(control, command, {**body, "id": request.path_params["id"]})
 
     async def body(self, request: Request) -> dict[str, Any]:
         """The request's JSON object body ({} when empty); HttpError beyond max_body_bytes, ControlError when not a JSON object."""
@@ -265,7 +273,7 @@ def metrics_route(api: Api, control: Control, metrics: DaemonMetrics) -> Route:
         except HttpError as exc:
             return error_response(exc.code, exc.message)
         # Read and written out on the loop (the daemon's state is the loop's), in slices between the strategies' candles.
-        return Response(await metrics.scrape(control.slices()), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+        return Response(await metrics.scrape(control.for_request()), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     return Route("/metrics", endpoint, methods=["GET"])
 

@@ -4,6 +4,11 @@ Each event is one `data:` line holding its wire message (the events.jsonl envelo
 `ts_init`, as `bot ctl events --json` prints it). A reader that falls `control.event_buffer` events
 behind, or whose connection takes nothing for SEND_TIMEOUT_S, is dropped (an `event: error` line with
 code slow_reader when it can still be sent): the bot is never slowed and memory stays bounded.
+
+While a strategy has a candle queued or in hand the events are held back, until the round is
+handled, a quarter of the buffer is full or HOLD_BACK_S passed, then sent together: encoding and
+sending them never delays a round. A burst of more than three quarters of the buffer arriving at
+once while events are held can drop a reader that kept up.
 """
 from __future__ import annotations
 
@@ -88,15 +93,17 @@ class EventStreamResponse(Response):
                 await _chunk(send, b"event: error\ndata: " + orjson.dumps({"error": {"code": "slow_reader", "message": message}}) + b"\n\n", final=True)
                 return
             # The events that came meanwhile go with it, in one write: a round of a thousand strategies' events is a few sends, not thousands.
-            events = [event, *stream.take_buffered(EVENTS_PER_SEND - 1)]
+            # Still busy (the buffer filling, or held long enough): all of them, so the buffer's whole size is the reader's slack again.
+            work = self._control.daemon.candle_work
+            events = [event, *stream.take_buffered(EVENTS_PER_SEND - 1 if work is None or work.quiet else len(stream))]
             if not await _chunk(send, b"".join(b"data: " + encode_message(e) + b"\n\n" for e in events)):
                 return
 
 
     async def _after_candles(self, stream: EventStream) -> None:
-        """The strategies' candles first: while any is queued or in hand, the events gather (until half the buffer is full), then go in a few sends."""
-        pending = self._control.daemon.pending
-        if pending is None or pending.idle:
+        """The strategies' candles first: while any is queued or in hand, the events gather (until a quarter of the buffer is full), then go in a few sends."""
+        pending = self._control.daemon.candle_work
+        if pending is None or pending.quiet:
             await anyio.lowlevel.checkpoint()  # a send need not yield: a round falling due meanwhile is not kept waiting
             return
         with anyio.move_on_after(HOLD_BACK_S):
@@ -106,8 +113,8 @@ class EventStreamResponse(Response):
                     await wait()
                     tg.cancel_scope.cancel()
 
-                tg.start_soon(first_of, pending.wait_idle)
-                tg.start_soon(first_of, partial(stream.wait_filled, max(1, self._buffer // 2)))
+                tg.start_soon(first_of, pending.wait_quiet)
+                tg.start_soon(first_of, partial(stream.wait_filled, max(1, self._buffer // 4)))
 
 
 async def _chunk(send: Send, body: bytes, final: bool = False) -> bool:

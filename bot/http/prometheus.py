@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -25,51 +26,62 @@ from bot.version import bot_version
 # a thousand strategies' histograms stay at 16,000 series; the bot's own histogram (bit lengths) gives each bound exactly.
 _BUCKET_BITS = tuple(range(10, 35, 2))
 _BOUNDS = tuple(repr(2**bit / 1e9) for bit in _BUCKET_BITS)
-# Samples of one family written out in one slice of the loop.
+# Strategies per part of a family: each part is read and written out in one slice of the loop.
+_STRATEGIES_PER_PART = 200
+# Samples of one family written out in one slice of the loop at most.
 _SAMPLES_PER_SLICE = 400
 
 
 class BotCollector(Collector):
-    """Reads one daemon's figures at each scrape: `read` (in slices of the loop) refreshes what `collect` returns."""
+    """Reads one daemon's figures as a scrape writes them out: each family in parts of a few hundred strategies.
+
+    `collect` yields consecutive parts of one family under the same name (exposition writes their
+    header once); a part is read from the daemon when it is its turn, so a scrape never holds
+    the tens of thousands of samples of a thousand strategies at once (kept across the loop's
+    slices, they would be promoted to the collector's oldest generation and make the garbage
+    collector walk the whole heap, inside a candle round, about once a scrape). The daemon-wide
+    figures (health, kill switch, feed, strategies listed) come from the `status` the scrape read
+    first (`scrape`); before any scrape nothing is collected.
+    """
 
     def __init__(self, control: Control, exchange: str) -> None:
         self._control = control
         # The exchange label of feed reconnects: the live feed's exchange, or "paper" for recorded candles.
         self._exchange = exchange
-        # What the last read found (nothing before the first scrape).
-        self._families: list[Metric] = []
+        # The status the newest scrape read (None before the first).
+        self._status: dict[str, Any] | None = None
+
+    async def read_status(self, control: Control) -> None:
+        """Read the daemon's status for the scrape about to collect, with the scrape's control (its slices: bot.daemon.read_slices)."""
+        self._status = await call_command(control, "status", {})
 
     def collect(self) -> Iterator[Metric]:
-        """The families the last `read` built (until `forget`)."""
-        return iter(self._families)
-
-    def forget(self) -> None:
-        """Drop what the last read built (a scrape that wrote it out)."""
-        self._families = []
-
-    async def read(self, slices: ReadSlices) -> None:
-        """Every family, built afresh from the daemon's state now, a few strategies per slice (bot.daemon.read_slices)."""
+        """Every family, read now, strategies' families in parts."""
+        status = self._status
+        if status is None:
+            return
         daemon = self._control.daemon
-        status = await call_command(self._control, "status", {})
         build = GaugeMetricFamily("bot_build_info", "The bot's version.", labels=["version"])
         build.add_metric([bot_version()], 1)
-        families: list[Metric] = [build]
-        families.append(GaugeMetricFamily("bot_health", "1 while the daemon's health is ok, 0 while degraded.", value=1 if status["health"] == "ok" else 0))
-        families.append(GaugeMetricFamily("bot_kill_switch", "1 while the kill switch is engaged (a global daily loss limit reached: no new entries).",
-                                          value=1 if status["kill_switch"] else 0))
+        yield build
+        yield GaugeMetricFamily("bot_health", "1 while the daemon's health is ok, 0 while degraded.", value=1 if status["health"] == "ok" else 0)
+        yield GaugeMetricFamily("bot_kill_switch", "1 while the kill switch is engaged (a global daily loss limit reached: no new entries).",
+                                value=1 if status["kill_switch"] else 0)
         feed = GaugeMetricFamily("bot_feed_info", "Where the daemon's candles come from: recorded (a replay's clock) or ccxt (live).", labels=["source"])
         feed.add_metric([str(status["feed"].get("source", "recorded"))], 1)
-        families.append(feed)
-        families.extend(self._streams())
-        families.extend(await self._strategies(sorted(status["strategies"]), slices))
+        yield feed
+        yield from self._streams()
+        ids = sorted(status["strategies"])
+        for family in _STRATEGY_FAMILIES:
+            for start in range(0, max(len(ids), 1), _STRATEGIES_PER_PART):
+                yield self._part(family, ids[start:start + _STRATEGIES_PER_PART])
         orders = CounterMetricFamily("bot_orders", "Orders per strategy by what became of them, since the daemon started.", labels=["strategy", "status"])
         for (sid, state), count in sorted(daemon.services.metrics.orders.items()):
             orders.add_metric([sid, state], count)
-        families.append(orders)
+        yield orders
         reconnects = CounterMetricFamily("bot_exchange_reconnects", "Times a live feed's stream went reconnecting, since the daemon started.", labels=["exchange"])
         reconnects.add_metric([self._exchange], sum(daemon.services.metrics.reconnects.values()))
-        families.append(reconnects)
-        self._families = families
+        yield reconnects
 
     def _streams(self) -> Iterator[Metric]:
         candles = CounterMetricFamily("bot_candles", "Candles the hub took per stream, since the daemon started.", labels=["symbol", "timeframe"])
@@ -84,53 +96,73 @@ class BotCollector(Collector):
         yield gaps
         yield last
 
-    async def _strategies(self, ids: list[str], slices: ReadSlices) -> list[Metric]:
+    def _part(self, family: str, ids: list[str]) -> Metric:
+        """One family's samples for the strategies `ids` (one unloaded since the status was read is left out)."""
         manager = self._control.daemon.manager
+        # A gauge, counter or histogram family: add_metric as its kind takes it.
+        metric: Any = _new_family(family)
         # The inboxes' figures straight from the delivery (the metrics command also sorts each strategy's samples for its percentiles).
         delivery_stats = getattr(manager.delivery, "stats", None)
-        state = GaugeMetricFamily("bot_strategy_state", "1 for the state each strategy is in (one series per strategy).", labels=["strategy", "state"])
-        decision = HistogramMetricFamily("bot_strategy_decision_seconds", "Processing time of each candle a strategy handled.", labels=["strategy"])
-        depth = GaugeMetricFamily("bot_strategy_inbox_depth", "Candles queued for a strategy.", labels=["strategy"])
-        overruns = CounterMetricFamily("bot_strategy_overruns", "Times a strategy's inbox overflowed and coalesced.", labels=["strategy"])
-        errors = CounterMetricFamily("bot_strategy_errors", "Errors a strategy's code raised.", labels=["strategy"])
-        equity = GaugeMetricFamily("bot_strategy_equity", "A strategy's equity, in its quote currency.", labels=["strategy", "currency"])
-        realized = GaugeMetricFamily("bot_strategy_realized_pnl", "A strategy's realised profit and loss, in its quote currency.", labels=["strategy", "currency"])
-        held = GaugeMetricFamily("bot_strategy_position_quantity", "Open quantity per strategy, symbol and side.", labels=["strategy", "symbol", "side"])
-        buckets, count, total = decision.name + "_bucket", decision.name + "_count", decision.name + "_sum"
         for sid in ids:
-            await slices.pause()
             try:
                 orchestrator = manager.get(sid)
-            except UnknownStrategyError:  # unloaded since the status was read
+            except UnknownStrategyError:
                 continue
-            state.add_metric([sid, orchestrator.state], 1)
-            metrics = orchestrator.metrics
-            # The histogram's samples made here, not by add_metric (which builds each label dict twice): most of a scrape's samples.
-            counts = metrics.histogram
-            below = 0
-            done = 0
-            samples = decision.samples
-            for bit, bound in zip(_BUCKET_BITS, _BOUNDS, strict=True):
-                below += sum(counts[done:bit + 1])
-                done = bit + 1
-                samples.append(Sample(buckets, {"strategy": sid, "le": bound}, below))
-            handled = sum(counts[:HISTOGRAM_BUCKETS])
-            samples.append(Sample(buckets, {"strategy": sid, "le": "+Inf"}, handled))
-            samples.append(Sample(count, {"strategy": sid}, handled))
-            samples.append(Sample(total, {"strategy": sid}, metrics.busy_ns / 1e9))
-            figure = delivery_stats(orchestrator) if delivery_stats is not None else {}
-            depth.add_metric([sid], figure.get("inbox_depth", 0))
-            overruns.add_metric([sid], figure.get("overruns", 0))
-            errors.add_metric([sid], metrics.errors)
-            currency = quote_currency(orchestrator.symbol)
-            equity.add_metric([sid, currency], orchestrator.portfolio.equity)
-            realized.add_metric([sid, currency], orchestrator.portfolio.realised)
-            quantities: dict[tuple[str, str], float] = defaultdict(float)
-            for position in orchestrator.positions.positions.values():
-                quantities[(position.symbol, position.side)] += position.quantity
-            for (symbol, side), quantity in sorted(quantities.items()):
-                held.add_metric([sid, symbol, side], quantity)
-        return [state, decision, depth, overruns, errors, equity, realized, held]
+            if family == "bot_strategy_state":
+                metric.add_metric([sid, orchestrator.state], 1)
+            elif family == "bot_strategy_decision_seconds":
+                _add_histogram(metric, sid, orchestrator.metrics.histogram, orchestrator.metrics.busy_ns)
+            elif family in ("bot_strategy_inbox_depth", "bot_strategy_overruns"):
+                figure = delivery_stats(orchestrator) if delivery_stats is not None else {}
+                metric.add_metric([sid], figure.get("inbox_depth" if family == "bot_strategy_inbox_depth" else "overruns", 0))
+            elif family == "bot_strategy_errors":
+                metric.add_metric([sid], orchestrator.metrics.errors)
+            elif family == "bot_strategy_equity":
+                metric.add_metric([sid, quote_currency(orchestrator.symbol)], orchestrator.portfolio.equity)
+            elif family == "bot_strategy_realized_pnl":
+                metric.add_metric([sid, quote_currency(orchestrator.symbol)], orchestrator.portfolio.realised)
+            else:
+                quantities: dict[tuple[str, str], float] = defaultdict(float)
+                for position in orchestrator.positions.positions.values():
+                    quantities[(position.symbol, position.side)] += position.quantity
+                for (symbol, side), quantity in sorted(quantities.items()):
+                    metric.add_metric([sid, symbol, side], quantity)
+        return cast(Metric, metric)
+
+
+# Each strategy's families, in the order they are written: (kind, help, labels).
+_STRATEGY_FAMILY_SPECS: dict[str, tuple[Callable[..., Metric], str, list[str]]] = {
+    "bot_strategy_state": (GaugeMetricFamily, "1 for the state each strategy is in (one series per strategy).", ["strategy", "state"]),
+    "bot_strategy_decision_seconds": (HistogramMetricFamily, "Processing time of each candle a strategy handled.", ["strategy"]),
+    "bot_strategy_inbox_depth": (GaugeMetricFamily, "Candles queued for a strategy.", ["strategy"]),
+    "bot_strategy_overruns": (CounterMetricFamily, "Times a strategy's inbox overflowed and coalesced.", ["strategy"]),
+    "bot_strategy_errors": (CounterMetricFamily, "Errors a strategy's code raised.", ["strategy"]),
+    "bot_strategy_equity": (GaugeMetricFamily, "A strategy's equity, in its quote currency.", ["strategy", "currency"]),
+    "bot_strategy_realized_pnl": (GaugeMetricFamily, "A strategy's realised profit and loss, in its quote currency.", ["strategy", "currency"]),
+    "bot_strategy_position_quantity": (GaugeMetricFamily, "Open quantity per strategy, symbol and side.", ["strategy", "symbol", "side"]),
+}
+_STRATEGY_FAMILIES = tuple(_STRATEGY_FAMILY_SPECS)
+
+
+def _new_family(name: str) -> Metric:
+    kind, documentation, labels = _STRATEGY_FAMILY_SPECS[name]
+    return kind(name, documentation, labels=labels)
+
+
+def _add_histogram(family: Metric, sid: str, counts: list[int], busy_ns: int) -> None:
+    """The strategy's decision histogram at the bounds, from its counts by bit length (samples made here: add_metric builds each label dict twice)."""
+    buckets, count, total = family.name + "_bucket", family.name + "_count", family.name + "_sum"
+    samples = family.samples
+    below = 0
+    done = 0
+    for bit, bound in zip(_BUCKET_BITS, _BOUNDS, strict=True):
+        below += sum(counts[done:bit + 1])
+        done = bit + 1
+        samples.append(Sample(buckets, {"strategy": sid, "le": bound}, below))
+    handled = sum(counts[:HISTOGRAM_BUCKETS])
+    samples.append(Sample(buckets, {"strategy": sid, "le": "+Inf"}, handled))
+    samples.append(Sample(count, {"strategy": sid}, handled))
+    samples.append(Sample(total, {"strategy": sid}, busy_ns / 1e9))
 
 
 class _OneFamily(Collector):
@@ -144,21 +176,26 @@ class _OneFamily(Collector):
         yield self._family
 
 
-async def exposition(registry: CollectorRegistry, slices: ReadSlices) -> bytes:
-    """The registry's families in the text format 0.0.4, written by prometheus-client a few hundred samples per slice.
+async def exposition(families: Iterable[Metric], slices: ReadSlices) -> bytes:
+    """`families` in the text format 0.0.4, written by prometheus-client a few hundred samples per slice of the loop.
 
-    Each family's samples are written in parts; each part after the first leaves out the two
-    header lines (HELP and TYPE) generate_latest writes before any family's samples, so the text
-    is what one generate_latest call over the whole registry gives.
+    Consecutive families of one name are parts of one family, and a family's samples are written in
+    parts too: each part after a family's first leaves out the two header lines (HELP and TYPE)
+    generate_latest writes before any family's samples, so the text is what one generate_latest call
+    over the whole family gives, for families without OpenMetrics' `_created`, `_gsum` or `_gcount`
+    samples (generate_latest writes those after each part: BotCollector makes none). The next family
+    is taken (and so read, from BotCollector) after a pause.
     """
     out: list[bytes] = []
-    for family in registry.collect():
+    previous: str | None = None
+    for family in families:
         samples = family.samples
         for start in range(0, max(len(samples), 1), _SAMPLES_PER_SLICE):
             part = copy.copy(family)
             part.samples = samples[start:start + _SAMPLES_PER_SLICE]
             text = generate_latest(_OneFamily(part))
-            out.append(text if start == 0 else text.split(b"\n", 2)[2])
+            out.append(text.split(b"\n", 2)[2] if family.name == previous else text)
+            previous = family.name
             await slices.pause()
     return b"".join(out)
 
@@ -171,11 +208,7 @@ class DaemonMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
 
-    async def scrape(self, slices: ReadSlices) -> bytes:
-        """The figures read now and written out, both in slices of the loop."""
-        await self.collector.read(slices)
-        try:
-            return await exposition(self.registry, slices)
-        finally:
-            # Tens of thousands of samples not kept between scrapes: the garbage collector would walk them at every full pass.
-            self.collector.forget()
+    async def scrape(self, control: Control) -> bytes:
+        """The daemon's status read, then every family read and written out a part at a time: all in the slices of `control`'s request."""
+        await self.collector.read_status(control)
+        return await exposition(self.registry.collect(), control.slices())

@@ -29,7 +29,7 @@ from bot.daemon.event_lines import (
 )
 from bot.daemon.feed import Pacer, RecordedFeed
 from bot.daemon.feed_position import FeedPosition
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.live_feed import DaemonFeed, close_exchange
 from bot.daemon.recovery import DailySnapshots
 from bot.daemon.startup import (
@@ -95,12 +95,12 @@ def control_server(
     history: JournalReader | None = None,
     trade_counts: TradeCounts | None = None,
     equity_curves: EquityCurves | None = None,
-    pending: QueuedCounter | None = None,
+    candle_work: CandleWork | None = None,
 ) -> ControlServer:
     """The control socket's server, on the daemon's state (serving starts before the strategies load)."""
     state = DaemonState(
         loaded, bot.services, bot.manager, feed, request_stop, journal=journal, start_problems=start_problems, cluster_status=cluster_status,
-        history=history, trade_counts=trade_counts, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub), pending=pending,
+        history=history, trade_counts=trade_counts, equity_curves=equity_curves, charts=ChartSeries(bot.services.hub), candle_work=candle_work,
     )
     state.strategy_files.update(files)
     state.added_symbols.update(added_symbols)
@@ -280,7 +280,7 @@ class Daemon:
         """
         config = self.loaded.bot
         log = self.logger.logger
-        queued = QueuedCounter()
+        queued = CandleWork()
         position = FeedPosition(journal, queued)
 
         def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
@@ -381,7 +381,7 @@ class Daemon:
             cluster_status = None if outbox is None else _cluster_status(outbox, getattr(delivery, "minds_status", None))
             server = control_server(
                 self.loaded, bot, feed, journal, start_problems, to_load.files, added_symbols, self.request_stop, self.socket_path, log, cluster_status,
-                history, trade_counts, curves, position.pending,
+                history, trade_counts, curves, position.work,
             )
             services.bus.subscribe(DailySnapshots(journal, manager, restored.resume_close), types=(CandleClosed,))
             # Candles, gaps, orders and reconnects counted for /metrics (the daemon's; a replay counts none).

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from bot.control.files import FileAccess
 from bot.control.protocol import ControlError
 
@@ -57,3 +59,15 @@ def test_a_folder_that_is_a_link_out_lists_nothing_unless_its_target_is_allowed(
 
 def test_a_folder_that_is_not_there_lists_nothing(tmp_path: Path) -> None:
     assert FileAccess(tmp_path).listed(tmp_path / "strategies", "*.json") == []
+
+
+def test_with_a_relative_config_folder_a_link_out_is_not_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot run --config deploy/config.json`: the config's folder is relative; a link out of it is refused all the same."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "deploy" / "strategies"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text("{}")
+    (tmp_path / "secret.json").write_text("{}")
+    os.symlink(tmp_path / "secret.json", folder / "evil.json")
+    access = FileAccess(Path("deploy"))
+    assert [path.name for path in access.listed(Path("deploy") / "strategies", "*.json")] == ["a.json"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.daemon.feed_position import FeedPosition
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.recovery import FEED_POSITION
 from bot.journal import Journal
 
@@ -13,7 +13,7 @@ def test_an_older_close_published_later_never_moves_the_journalled_position_back
     """A source added mid-run publishes closes older than the feed's newest: a restart must still resume after the newest."""
     journal = Journal(tmp_path / "journal.sqlite")
     try:
-        queued = QueuedCounter()
+        queued = CandleWork()
         position = FeedPosition(journal, queued)
         position.published(2_000)
         assert journal.get_meta(FEED_POSITION) == "2000"

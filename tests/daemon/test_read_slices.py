@@ -10,7 +10,7 @@ import pytest
 
 from bot.control.commands import Control, call_command
 from bot.daemon import operations
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.read_slices import ReadSlices, each_strategy
 from tests.daemon.test_operations import Bot, bot  # noqa: F401  (the fixture)
 
@@ -26,7 +26,7 @@ def _loaded(bot: Bot, count: int) -> list[str]:  # noqa: F811
 
 async def test_a_read_waits_between_slices_while_a_strategy_has_a_candle_in_hand(bot: Bot) -> None:  # noqa: F811
     ids = _loaded(bot, 3)
-    pending = QueuedCounter()
+    pending = CandleWork()
     pending.took()  # a lane holds a candle: its turn is not settled
     seen: list[str] = []
     done = anyio.Event()
@@ -50,7 +50,7 @@ async def test_a_read_waits_between_slices_while_a_strategy_has_a_candle_in_hand
 
 async def test_a_read_whose_patience_is_spent_goes_on_while_the_strategies_are_busy(bot: Bot) -> None:  # noqa: F811
     ids = _loaded(bot, 3)
-    pending = QueuedCounter()
+    pending = CandleWork()
     pending.n = 5  # candles queued that nobody takes here
     seen = [sid async for sid, _ in each_strategy(bot.state.manager, ReadSlices(pending, slice_s=0.0, patience_s=0.0))]
     assert seen == ids
@@ -58,7 +58,7 @@ async def test_a_read_whose_patience_is_spent_goes_on_while_the_strategies_are_b
 
 async def test_the_sliced_commands_answer_as_before_with_every_strategy(bot: Bot) -> None:  # noqa: F811
     ids = _loaded(bot, 4)
-    bot.state.pending = QueuedCounter()
+    bot.state.candle_work = CandleWork()
     control = Control.of(bot.state)
     status = await call_command(control, "status", {})
     assert list(status["strategies"]) == ids and status["health"] == "ok"

@@ -6,6 +6,7 @@ the candles are taken and their turns' commits still pending.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -13,7 +14,7 @@ import anyio.lowlevel
 
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.feed_position import FeedPosition
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.recovery import FEED_POSITION
 from bot.events import StrategyStateChanged
 from bot.journal import Journal
@@ -58,7 +59,7 @@ def test_a_round_is_processed_once_every_turn_is_settled_and_the_feed_position_i
 
     async def main(journal: _CountingJournal) -> tuple[list[bool], int]:
         turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        queued = QueuedCounter()
+        queued = CandleWork()
         position = FeedPosition(journal, queued)
         owners = [_Owner(journal, f"s{i}") for i in range(5)]
         idle_seen: list[bool] = []
@@ -69,7 +70,7 @@ def test_a_round_is_processed_once_every_turn_is_settled_and_the_feed_position_i
 
             async def waiter() -> None:
                 await delivery.drain()
-                idle_seen.append(queued.idle)
+                idle_seen.append(queued.drained)
                 waiter_done.set()
 
             with writer_held(journal) as release:
@@ -80,7 +81,7 @@ def test_a_round_is_processed_once_every_turn_is_settled_and_the_feed_position_i
                 while turns.pending < len(owners):  # every candle taken, every turn's commit waiting
                     await anyio.lowlevel.checkpoint()
                 # Taken is not processed: nothing queued, but the turns are not committed yet.
-                assert queued.n == 0 and queued.in_hand == len(owners) and not queued.idle
+                assert queued.n == 0 and queued.in_hand == len(owners) and not queued.drained
                 assert not waiter_done.is_set()
                 release()
                 await waiter_done.wait()
@@ -98,12 +99,12 @@ def test_a_round_is_processed_once_every_turn_is_settled_and_the_feed_position_i
 
 def test_a_waiter_for_idle_wakes_when_queued_candles_are_cleared_unhandled() -> None:
     async def main() -> bool:
-        queued = QueuedCounter()
+        queued = CandleWork()
         queued.n = 3  # queued for a strategy being unloaded: its inbox is cleared, nobody handles them
         woke = anyio.Event()
 
         async def wait() -> None:
-            await queued.wait_idle()
+            await queued.wait_quiet()
             woke.set()
 
         async with anyio.create_task_group() as tg:
@@ -112,9 +113,34 @@ def test_a_waiter_for_idle_wakes_when_queued_candles_are_cleared_unhandled() -> 
             assert not woke.is_set()
             queued.cleared(3)
             await woke.wait()
-        return queued.idle
+        return queued.drained
 
     assert anyio.run(main)
+
+
+def test_a_lane_waiting_elsewhere_leaves_the_work_quiet_but_not_drained() -> None:
+    async def main() -> list[str]:
+        work = CandleWork()
+        seen: list[str] = []
+
+        async def wait(name: str, waiter: Callable[[], Awaitable[None]]) -> None:
+            await waiter()
+            seen.append(name)
+
+        work.took()  # a lane holds a candle
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, "quiet", work.wait_quiet)
+            tg.start_soon(wait, "drained", work.wait_drained)
+            await anyio.wait_all_tasks_blocked()
+            assert seen == []
+            work.waits_elsewhere(True)  # it waits for a worker's decision: reads may run, the round is not over
+            await anyio.wait_all_tasks_blocked()
+            assert seen == ["quiet"] and work.quiet and not work.drained
+            work.waits_elsewhere(False)
+            assert work.settled()
+        return seen
+
+    assert anyio.run(main) == ["quiet", "drained"]
 
 
 def test_daily_snapshots_of_many_strategies_handed_over_at_once_are_each_kept(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from bot.control.client import ControlClient
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.feed import RecordedFeed
 from bot.daemon.feed_position import FeedPosition
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.daemon.live_trading import LiveTrading
 from bot.daemon.recovery import ADDED_SYMBOL, FEED_POSITION, KILL_SWITCH, STRATEGY_FILE
 from bot.daemon.startup import (
@@ -80,7 +80,7 @@ def _bot(loaded: LoadedConfig, journal: Journal, delivery: Any = None) -> Bot:
 
 def _queued_bot(tg: TaskGroup, loaded: LoadedConfig, journal: Journal) -> tuple[Bot, InboxDelivery, FeedPosition]:
     """A bot as `bot run` builds it: inboxes in `tg`, and the feed position on their count of queued candles."""
-    queued = QueuedCounter()
+    queued = CandleWork()
     position = FeedPosition(journal, queued)
 
     def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
@@ -189,7 +189,7 @@ def test_the_feed_position_is_journalled_once_every_published_candle_is_processe
 
         async def main() -> None:
             async with anyio.create_task_group() as tg:
-                queued = QueuedCounter()
+                queued = CandleWork()
                 position = FeedPosition(journal, queued)
 
                 def failed(owner: object, handler: object, exc: Exception) -> None:

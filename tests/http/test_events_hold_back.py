@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from bot.control.commands import Control, EventsArgs
-from bot.daemon.inbox import QueuedCounter
+from bot.daemon.inbox import CandleWork
 from bot.events import StrategyStateChanged
 from bot.http.events import EventStreamResponse
 from tests.daemon.test_operations import Bot, bot  # noqa: F401  (the fixture)
@@ -49,18 +49,18 @@ def _publish(bot: Bot, count: int) -> None:  # noqa: F811
 
 
 async def _streaming(bot: Bot, buffer: int, body: Any) -> None:  # noqa: F811
-    bot.state.pending = QueuedCounter()
+    bot.state.candle_work = CandleWork()
     reader = _Reader()
     response = EventStreamResponse(Control.of(bot.state), EventsArgs(), buffer)
     async with anyio.create_task_group() as tg:
         tg.start_soon(response, {"type": "http"}, reader.receive, reader.send)
         assert await reader.next_body() == b": streaming\n\n"
-        await body(bot.state.pending, reader)
+        await body(bot.state.candle_work, reader)
         reader.gone.set()
 
 
 async def test_events_wait_for_the_strategies_candles_then_go_in_one_send(bot: Bot) -> None:  # noqa: F811
-    async def body(pending: QueuedCounter, reader: _Reader) -> None:
+    async def body(pending: CandleWork, reader: _Reader) -> None:
         pending.took()  # a strategy handles a candle
         _publish(bot, 5)
         await anyio.wait_all_tasks_blocked()
@@ -72,24 +72,28 @@ async def test_events_wait_for_the_strategies_candles_then_go_in_one_send(bot: B
     await _streaming(bot, 100, body)
 
 
-async def test_held_back_events_go_once_half_the_buffer_is_full_so_none_is_dropped(bot: Bot) -> None:  # noqa: F811
-    async def body(pending: QueuedCounter, reader: _Reader) -> None:
+async def test_held_back_events_go_once_a_quarter_of_the_buffer_is_full_so_none_is_dropped(bot: Bot) -> None:  # noqa: F811
+    async def body(pending: CandleWork, reader: _Reader) -> None:
         pending.took()  # the strategies stay busy throughout
         _publish(bot, 3)
         await anyio.wait_all_tasks_blocked()
         assert reader.bodies == []
-        # The first is taken already: 2 + 8 buffered is half of the 20 the reader may hold.
-        _publish(bot, 8)
+        # The first is taken already: 2 + 3 buffered is a quarter of the 20 the reader may hold; all of them go in one send.
+        _publish(bot, 3)
+        sent = await reader.next_body()
+        assert sent.count(b"data: ") == 6
+        # A burst of three quarters of the buffer while held back again: nothing dropped.
+        _publish(bot, 15)
         sent = b""
-        while sent.count(b"data: ") < 11:
+        while sent.count(b"data: ") < 15:
             sent += await reader.next_body()
-        assert b"slow_reader" not in sent and sent.count(b"data: ") == 11
+        assert b"slow_reader" not in sent and sent.count(b"data: ") == 15
 
     await _streaming(bot, 20, body)
 
 
 async def test_without_candles_in_hand_events_go_at_once(bot: Bot) -> None:  # noqa: F811
-    async def body(pending: QueuedCounter, reader: _Reader) -> None:
+    async def body(pending: CandleWork, reader: _Reader) -> None:
         _publish(bot, 1)
         assert (await reader.next_body()).count(b"data: ") == 1
 

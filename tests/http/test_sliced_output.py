@@ -64,9 +64,29 @@ def test_the_exposition_in_slices_is_what_generate_latest_writes_in_one_call() -
     registry.register(_Families(_families()))
 
     async def main() -> bytes:
-        return await exposition(registry, ReadSlices(None, slice_s=0.0))
+        return await exposition(registry.collect(), ReadSlices(None, slice_s=0.0))
 
     text = anyio.run(main)
     assert text == generate_latest(registry)
     # Each family's header once, though its samples were written in several parts.
     assert text.count(b"# TYPE bot_strategy_decision_seconds histogram\n") == 1
+
+
+def test_consecutive_parts_of_one_family_are_written_as_that_one_family() -> None:
+    whole = _families()
+    parts: list[Metric] = []
+    for family in whole:
+        # Each family cut in three parts (an empty one too), as BotCollector yields a few hundred strategies at a time.
+        third = len(family.samples) // 3
+        for samples in (family.samples[:third], family.samples[third:2 * third], family.samples[2 * third:]):
+            part = type(family).__new__(type(family))
+            part.__dict__.update(family.__dict__)
+            part.samples = list(samples)
+            parts.append(part)
+    merged = CollectorRegistry(auto_describe=False)
+    merged.register(_Families(whole))
+
+    async def main() -> bytes:
+        return await exposition(iter(parts), ReadSlices(None, slice_s=0.0))
+
+    assert anyio.run(main) == generate_latest(merged)
