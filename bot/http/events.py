@@ -6,9 +6,9 @@ behind, or whose connection takes nothing for SEND_TIMEOUT_S, is dropped (an `ev
 code slow_reader when it can still be sent): the bot is never slowed and memory stays bounded.
 
 While a strategy has a candle queued or in hand the events are held back, until the round is
-handled, a quarter of the buffer is full or HOLD_BACK_S passed, then sent together: encoding and
-sending them never delays a round. A burst of more than three quarters of the buffer arriving at
-once while events are held can drop a reader that kept up.
+handled, three quarters of the buffer are full or HOLD_BACK_S passed, then sent together: encoding
+and sending them does not delay a round. A burst of more than a quarter of the buffer arriving at
+once (one loop callback) while events are held can drop a reader that kept up.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ class EventStreamResponse(Response):
 
 
     async def _after_candles(self, stream: EventStream) -> None:
-        """The strategies' candles first: while any is queued or in hand, the events gather (until a quarter of the buffer is full), then go in a few sends."""
+        """The strategies' candles first: while any is queued or in hand, the events gather (until three quarters of the buffer are full), then go in a few sends."""
         pending = self._control.daemon.candle_work
         if pending is None or pending.quiet:
             await anyio.lowlevel.checkpoint()  # a send need not yield: a round falling due meanwhile is not kept waiting
@@ -114,7 +114,9 @@ class EventStreamResponse(Response):
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(first_of, pending.wait_quiet)
-                tg.start_soon(first_of, partial(stream.wait_filled, max(1, self._buffer // 4)))
+                # Three quarters: the encoding held back is the strategies' time (a thousand strategies' trade round is thousands of
+                # events; encoding them mid-round holds the GIL from the journal's writer thread). A quarter left for one burst.
+                tg.start_soon(first_of, partial(stream.wait_filled, max(1, self._buffer * 3 // 4)))
 
 
 async def _chunk(send: Send, body: bytes, final: bool = False) -> bool:

@@ -18,6 +18,7 @@ from bot.bus import Handler
 from bot.candles.sources import CandleSource
 from bot.clock import WallClock
 from bot.control.server import ControlServer, claim_socket_path, control_token
+from bot.daemon import heap
 from bot.daemon.chart_series import ChartSeries
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.equity_curves import EquityCurves
@@ -353,6 +354,8 @@ class Daemon:
             # Each strategy's equity curve, a point per turn it has had committed (after what an earlier run handled).
             curves = EquityCurves(resume_close_of(journal), progress.handled_before())
             bot, delivery, position = self._build(tg, journal, clock, live, faults, turns, outbox, progress, curves)
+            # The garbage collector's full passes between rounds (bot.daemon.heap).
+            tg.start_soon(heap.FullCollections(position.work).run)
             if outbox is not None:
                 # Connects in the background: the daemon trades while the server is down, the outbox buffering.
                 await tg.start(outbox.run)

@@ -72,22 +72,23 @@ async def test_events_wait_for_the_strategies_candles_then_go_in_one_send(bot: B
     await _streaming(bot, 100, body)
 
 
-async def test_held_back_events_go_once_a_quarter_of_the_buffer_is_full_so_none_is_dropped(bot: Bot) -> None:  # noqa: F811
+async def test_held_back_events_go_once_three_quarters_of_the_buffer_are_full_so_none_is_dropped(bot: Bot) -> None:  # noqa: F811
     async def body(pending: CandleWork, reader: _Reader) -> None:
         pending.took()  # the strategies stay busy throughout
-        _publish(bot, 3)
+        _publish(bot, 10)
         await anyio.wait_all_tasks_blocked()
         assert reader.bodies == []
-        # The first is taken already: 2 + 3 buffered is a quarter of the 20 the reader may hold; all of them go in one send.
-        _publish(bot, 3)
+        # The first is taken already: 9 + 6 buffered is three quarters of the 20 the reader may hold; all of them go in one send.
+        _publish(bot, 6)
         sent = await reader.next_body()
-        assert sent.count(b"data: ") == 6
-        # A burst of three quarters of the buffer while held back again: nothing dropped.
-        _publish(bot, 15)
+        assert sent.count(b"data: ") == 16
+        # Held back again, then a burst of a quarter of the buffer at once on top: nothing dropped.
+        _publish(bot, 14)
+        _publish(bot, 5)
         sent = b""
-        while sent.count(b"data: ") < 15:
+        while sent.count(b"data: ") < 19:
             sent += await reader.next_body()
-        assert b"slow_reader" not in sent and sent.count(b"data: ") == 15
+        assert b"slow_reader" not in sent and sent.count(b"data: ") == 19
 
     await _streaming(bot, 20, body)
 

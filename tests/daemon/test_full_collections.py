@@ -1,0 +1,47 @@
+"""The garbage collector's full passes run between candle rounds: none while a strategy handles a candle, the thresholds put back after."""
+from __future__ import annotations
+
+import gc
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from bot.daemon.heap import FullCollections
+from bot.daemon.inbox import CandleWork
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_full_pass_waits_for_the_round_and_the_automatic_ones_stay_off_meanwhile() -> None:
+    before = gc.get_threshold()
+    work = CandleWork()
+    work.took()  # a strategy handles a candle
+    collections = FullCollections(work, every_s=0.0)
+    full_passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full_passes.append(1)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(collections.run)
+        await anyio.wait_all_tasks_blocked()
+        assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] > 10**8
+        gc.callbacks.append(count)
+        try:
+            # As many younger passes as would have let the automatic collector make a full one, and lots of garbage.
+            for _ in range(before[2] + 1):
+                gc.collect(1)
+            _ = [[object()] for _ in range(50 * before[0])]
+            await anyio.wait_all_tasks_blocked()
+            assert collections.passes == 0 and full_passes == []  # not during the round
+            work.settled()
+            with anyio.fail_after(10):
+                while collections.passes == 0:
+                    await anyio.lowlevel.checkpoint()
+            assert full_passes == [1]
+        finally:
+            gc.callbacks.remove(count)
+        tg.cancel_scope.cancel()
+    assert gc.get_threshold() == before
