@@ -155,9 +155,9 @@ class Control:
     # The slices of the request this control serves (for_request), shared by its command and its reply's encoding.
     read: ReadSlices | None = None
 
-    def for_request(self) -> Control:
-        """This control for one client request: its long reads share one ReadSlices, so one patience."""
-        return dataclasses.replace(self, read=ReadSlices(self.daemon.candle_work))
+    def for_request(self, read: ReadSlices | None = None) -> Control:
+        """This control for one client request: its long reads share one ReadSlices (`read`, or a new one), so one patience."""
+        return dataclasses.replace(self, read=read if read is not None else ReadSlices(self.daemon.candle_work))
 
     def slices(self) -> ReadSlices:
         """A long read's slices: it gives the loop up between them, to the strategies' candles first (bot.daemon.read_slices)."""

@@ -2,6 +2,7 @@
 
 The daemon's reads run on the strategies' event loop, and a read over a thousand strategies takes
 tens of milliseconds in one piece: a candle round falling due meanwhile would wait for all of it.
+Slices of about 1 ms: a round at 100 strategies takes about 3 ms.
 Cut into slices, a round waits for one slice at most, and while any strategy has a candle queued
 or in hand on the loop the read waits for it to finish: the strategies come first, a watcher second.
 A reply is read strategy by strategy across those pauses: each strategy's row is consistent, the
@@ -21,7 +22,7 @@ from bot.strategy.manager import StrategyManager
 from bot.strategy.orchestrator import TradingOrchestrator
 
 # The loop time one slice of a read may take before it gives the loop up.
-SLICE_S = 0.002
+SLICE_S = 0.001
 # How long one request may wait for the strategies in all (then it only yields between slices): a
 # daemon that is never quiet still answers, slower.
 PATIENCE_S = 2.0

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.config.cluster import is_loopback
 from bot.config.http import HttpConfig
@@ -47,6 +48,8 @@ STATUS = {
 # Strategy commands taken by POST /api/v1/strategies/{id}/{command}, the id put in their arguments.
 STRATEGY_COMMANDS = ("activate", "deactivate", "set", "reload", "unload", "move")
 Handler = Callable[[Request], Awaitable[Response]]
+# Where StrategiesFirst keeps a request's ReadSlices in its scope's state.
+_READ_SLICES = "bot.read_slices"
 # Entries a reply's mapping must have before its encoding is sliced (sliced_json).
 SLICED_ENTRIES = 64
 # Seconds a request's body may take to arrive.
@@ -135,8 +138,8 @@ class Api:
     # -- guards ---------------------------------------------------------------------------------
     def _guarded(self, handler: Callable[[Request, Control], Awaitable[Any]], *, change: bool) -> Handler:
         async def endpoint(request: Request) -> Response:
-            # One request: its command and its reply's encoding share one ReadSlices (one patience).
-            control = self._control.for_request()
+            # One request: its command and its reply's encoding share one ReadSlices (one patience), begun by StrategiesFirst.
+            control = self._control.for_request(request_slices(request))
             try:
                 self.check(request, change=change)
                 result = await handler(request, control)
@@ -273,12 +276,37 @@ def metrics_route(api: Api, control: Control, metrics: DaemonMetrics) -> Route:
         except HttpError as exc:
             return error_response(exc.code, exc.message)
         # Read and written out on the loop (the daemon's state is the loop's), in slices between the strategies' candles.
-        return Response(await metrics.scrape(control.for_request()), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+        return Response(await metrics.scrape(control.for_request(request_slices(request))), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     return Route("/metrics", endpoint, methods=["GET"])
 
 
-def api_app(control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger, metrics: DaemonMetrics) -> Starlette:
+class StrategiesFirst:
+    """Each read (GET, HEAD) begins once no strategy has a candle queued or in hand: the first slice of the request's ReadSlices.
+
+    Static files, the page and the journal's reads (a worker thread holding the GIL) as much as the
+    long reads; a change is not held back.
+    """
+
+    def __init__(self, app: ASGIApp, control: Control) -> None:
+        self._app = app
+        self._control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            slices = ReadSlices(self._control.daemon.candle_work)
+            scope.setdefault("state", {})[_READ_SLICES] = slices
+            await slices.pause()
+        await self._app(scope, receive, send)
+
+
+def request_slices(request: Request) -> ReadSlices | None:
+    """The request's ReadSlices, begun by StrategiesFirst (None for a change)."""
+    slices: ReadSlices | None = request.scope.get("state", {}).get(_READ_SLICES)
+    return slices
+
+
+def api_app(control: Control, config: HttpConfig, port: int, token: str | None, logger: logging.Logger, metrics: DaemonMetrics) -> ASGIApp:
     """The Starlette application of `/api/v1` and `/metrics` on `port`; unknown routes and methods get JSON errors too."""
     api = Api(control, config, port, token, logger)
 
@@ -297,4 +325,4 @@ def api_app(control: Control, config: HttpConfig, port: int, token: str | None, 
     app = Starlette(routes=[*api.routes(), metrics_route(api, control, metrics), *page_routes(api)], exception_handlers={404: not_found, 405: not_allowed})
     # A trailing slash gets the JSON 404, not a redirect to whatever host the request named (before any check).
     app.router.redirect_slashes = False
-    return app
+    return StrategiesFirst(app, control)
