@@ -6,9 +6,9 @@ behind, or whose connection takes nothing for SEND_TIMEOUT_S, is dropped (an `ev
 code slow_reader when it can still be sent): the bot is never slowed and memory stays bounded.
 
 While a strategy has a candle queued or in hand the events are held back, until the round is
-handled, three quarters of the buffer are full or HOLD_BACK_S passed, then sent together: encoding
-and sending them does not delay a round. A burst of more than a quarter of the buffer arriving at
-once (one loop callback) while events are held can drop a reader that kept up.
+handled, half as many as `control.event_buffer` are held or HOLD_BACK_S passed, then sent
+together: encoding and sending them does not delay a round. The stream's buffer has room for those
+besides the reader's `event_buffer`, so holding back never makes a reader slow.
 """
 from __future__ import annotations
 
@@ -62,11 +62,14 @@ class EventStreamResponse(Response):
         self._control = control
         self._args = args
         self._buffer = buffer
+        # Events held back at most before they go while the strategies are still busy.
+        self._hold = max(1, buffer // 2)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         bus = self._control.daemon.services.bus
         types = None if self._args.types is None else [EVENT_CLASSES[name] for name in self._args.types]
-        stream = bus.stream(types, self._args.strategy_id, maxlen=self._buffer)
+        # Room for the events held back during a round besides the reader's own event_buffer: holding back never makes a reader slow.
+        stream = bus.stream(types, self._args.strategy_id, maxlen=self._buffer + self._hold)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async with anyio.create_task_group() as tg:
@@ -101,7 +104,7 @@ class EventStreamResponse(Response):
 
 
     async def _after_candles(self, stream: EventStream) -> None:
-        """The strategies' candles first: while any is queued or in hand, the events gather (until three quarters of the buffer are full), then go in a few sends."""
+        """The strategies' candles first: while any is queued or in hand, the events gather (up to half the reader's buffer more), then go in a few sends."""
         pending = self._control.daemon.candle_work
         if pending is None or pending.quiet:
             await anyio.lowlevel.checkpoint()  # a send need not yield: a round falling due meanwhile is not kept waiting
@@ -114,9 +117,9 @@ class EventStreamResponse(Response):
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(first_of, pending.wait_quiet)
-                # Three quarters: the encoding held back is the strategies' time (a thousand strategies' trade round is thousands of
-                # events; encoding them mid-round holds the GIL from the journal's writer thread). A quarter left for one burst.
-                tg.start_soon(first_of, partial(stream.wait_filled, max(1, self._buffer * 3 // 4)))
+                # The encoding held back is the strategies' time (a thousand strategies' trade round is thousands of events; encoding
+                # them mid-round holds the GIL from the journal's writer thread).
+                tg.start_soon(first_of, partial(stream.wait_filled, self._hold))
 
 
 async def _chunk(send: Send, body: bytes, final: bool = False) -> bool:

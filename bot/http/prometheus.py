@@ -35,8 +35,9 @@ _SAMPLES_PER_SLICE = 400
 class BotCollector(Collector):
     """Reads one daemon's figures as a scrape writes them out: each family in parts of a few hundred strategies.
 
-    `collect` yields consecutive parts of one family under the same name (exposition writes their
-    header once); a part is read from the daemon when it is its turn, so a scrape never holds
+    `collect` yields consecutive parts of one family under the same name: write them out with
+    `exposition`, which writes each family's header once (generate_latest over the registry would
+    repeat it per part, which Prometheus refuses). A part is read from the daemon when it is its turn, so a scrape never holds
     the tens of thousands of samples of a thousand strategies at once (kept across the loop's
     slices, they would be promoted to the collector's oldest generation and make the garbage
     collector walk the whole heap, inside a candle round, about once a scrape). The daemon-wide

@@ -45,3 +45,39 @@ async def test_a_full_pass_waits_for_the_round_and_the_automatic_ones_stay_off_m
             gc.callbacks.remove(count)
         tg.cancel_scope.cancel()
     assert gc.get_threshold() == before
+
+
+async def test_a_daemon_never_quiet_still_gets_its_full_passes() -> None:
+    before = gc.get_threshold()
+    work = CandleWork()
+    work.took()  # a strategy that never catches up
+    collections = FullCollections(work, every_s=0.0, waits_s=0.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(collections.run)
+        for _ in range(before[2] + 1):
+            gc.collect(1)
+        with anyio.fail_after(10):
+            while collections.passes == 0:
+                await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    assert gc.get_threshold() == before
+
+
+async def test_two_at_once_leave_the_collector_as_it_was() -> None:
+    before = gc.get_threshold()
+    scopes: list[anyio.CancelScope] = []
+
+    async def run(collections: FullCollections) -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await collections.run()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, FullCollections(CandleWork(), every_s=3600.0))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(run, FullCollections(CandleWork(), every_s=3600.0))  # starts while the first has the full passes off
+        await anyio.wait_all_tasks_blocked()
+        scopes[0].cancel()  # the first ends first
+        await anyio.wait_all_tasks_blocked()
+        scopes[1].cancel()
+    assert gc.get_threshold() == before
