@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 
 import anyio
 import anyio.lowlevel
@@ -13,11 +14,22 @@ from bot.daemon.inbox import CandleWork
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.fixture(autouse=True)
+def collector_defaults() -> Iterator[tuple[int, int, int]]:
+    """The collector's default thresholds for the test, whatever the process had, and those put back after."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    gc.collect()  # no younger passes counted yet: a full pass is not due until the test makes it so
+    yield gc.get_threshold()
+    gc.set_threshold(*before)
+
+
 async def test_a_full_pass_waits_for_the_round_and_the_automatic_ones_stay_off_meanwhile() -> None:
     before = gc.get_threshold()
     work = CandleWork()
     work.took()  # a strategy handles a candle
-    collections = FullCollections(work, every_s=0.0)
+    # Sleeping between its checks (not spinning), so the test can wait until every task is blocked.
+    collections = FullCollections(work, every_s=0.001)
     full_passes: list[int] = []
 
     def count(phase: str, info: dict[str, int]) -> None:
@@ -51,7 +63,7 @@ async def test_a_daemon_never_quiet_still_gets_its_full_passes() -> None:
     before = gc.get_threshold()
     work = CandleWork()
     work.took()  # a strategy that never catches up
-    collections = FullCollections(work, every_s=0.0, waits_s=0.0)
+    collections = FullCollections(work, every_s=0.001, waits_s=0.0)
     async with anyio.create_task_group() as tg:
         tg.start_soon(collections.run)
         for _ in range(before[2] + 1):
