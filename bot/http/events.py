@@ -6,9 +6,9 @@ behind, or whose connection takes nothing for SEND_TIMEOUT_S, is dropped (an `ev
 code slow_reader when it can still be sent): the bot is never slowed and memory stays bounded.
 
 While a strategy has a candle queued or in hand the events are held back, until the round is
-handled, half as many as `control.event_buffer` are held or HOLD_BACK_S passed, then sent
-together: encoding and sending them does not delay a round. The stream's buffer has room for those
-besides the reader's `event_buffer`, so holding back never makes a reader slow.
+handled, as many as `control.event_buffer` are held or HOLD_BACK_S passed, then sent together:
+encoding and sending them does not delay a round. The stream's buffer has room for those besides
+the reader's `event_buffer` (twice its size), so holding back never makes a reader slow.
 """
 from __future__ import annotations
 
@@ -62,8 +62,10 @@ class EventStreamResponse(Response):
         self._control = control
         self._args = args
         self._buffer = buffer
-        # Events held back at most before they go while the strategies are still busy.
-        self._hold = max(1, buffer // 2)
+        # Events held back at most before they go while the strategies are still busy: as many as the reader's buffer (a
+        # thousand strategies' trade round is thousands of events; flushed mid-round, their encoding held the GIL from the
+        # journal's writer thread: half the buffer measured slower than three quarters).
+        self._hold = buffer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         bus = self._control.daemon.services.bus
@@ -104,7 +106,7 @@ class EventStreamResponse(Response):
 
 
     async def _after_candles(self, stream: EventStream) -> None:
-        """The strategies' candles first: while any is queued or in hand, the events gather (up to half the reader's buffer more), then go in a few sends."""
+        """The strategies' candles first: while any is queued or in hand, the events gather (up to the reader's buffer more), then go in a few sends."""
         pending = self._control.daemon.candle_work
         if pending is None or pending.quiet:
             await anyio.lowlevel.checkpoint()  # a send need not yield: a round falling due meanwhile is not kept waiting

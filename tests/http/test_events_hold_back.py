@@ -72,24 +72,24 @@ async def test_events_wait_for_the_strategies_candles_then_go_in_one_send(bot: B
     await _streaming(bot, 100, body)
 
 
-async def test_held_back_events_go_once_half_the_buffer_is_held_and_holding_back_never_drops_a_reader(bot: Bot) -> None:  # noqa: F811
+async def test_held_back_events_go_once_a_buffer_full_is_held_and_holding_back_never_drops_a_reader(bot: Bot) -> None:  # noqa: F811
     async def body(pending: CandleWork, reader: _Reader) -> None:
         pending.took()  # the strategies stay busy throughout
-        _publish(bot, 5)
+        _publish(bot, 15)
         await anyio.wait_all_tasks_blocked()
         assert reader.bodies == []
-        # The first is taken already: 4 + 6 buffered is half of the 20 the reader may fall behind; all of them go in one send.
+        # The first is taken already: 14 + 6 buffered is the 20 the reader may fall behind; all of them go in one send.
         _publish(bot, 6)
         sent = await reader.next_body()
-        assert sent.count(b"data: ") == 11
-        # Held back again (9 of the 10 that wake it), then a burst of the reader's whole buffer in one go: nothing dropped.
-        _publish(bot, 9)
+        assert sent.count(b"data: ") == 21
+        # Held back again (19 of the 20 that wake it), then a burst of the reader's whole buffer in one go: nothing dropped.
+        _publish(bot, 19)
         await anyio.wait_all_tasks_blocked()
         _publish(bot, 20)
         sent = b""
-        while sent.count(b"data: ") < 29:
+        while sent.count(b"data: ") < 39:
             sent += await reader.next_body()
-        assert b"slow_reader" not in sent and sent.count(b"data: ") == 29
+        assert b"slow_reader" not in sent and sent.count(b"data: ") == 39
 
     await _streaming(bot, 20, body)
 
