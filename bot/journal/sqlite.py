@@ -187,7 +187,7 @@ class Journal:
 
     def snapshot_equity(self, strategy_id: str, ts: int, portfolio: PortfolioSnapshot) -> None:
         """Store a strategy's end-of-day equity snapshot without a trade (the latest of a UTC day wins)."""
-        self._write(partial(self._writer.snapshot_equity, strategy_id, ts, portfolio))
+        self.snapshot_equities(ts, [(strategy_id, portfolio)])
 
     def snapshot_equities(self, ts: int, portfolios: list[tuple[str, PortfolioSnapshot]]) -> None:
         """`snapshot_equity` of many strategies in one transaction (all or none), committed on return (or with the open turn).
