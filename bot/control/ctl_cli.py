@@ -72,8 +72,7 @@ async def _call(args: argparse.Namespace, socket_path: Path, console: Console, e
     async with ControlClient(socket_path) as client:
         if cmd == "events":
             return await follow_events(client.events(request_args), request_args, args.json, console, err, sys.stdout)
-        # The line saying what changed names the state before it.
-        before = await client.call("status") if cmd in NEEDS_BEFORE and not args.json else None
+        before = await _states_before(client, cmd, request_args) if cmd in NEEDS_BEFORE and not args.json else None
         reply = await client.call(cmd, request_args)
     if args.json:
         print(orjson.dumps(reply).decode())
@@ -86,8 +85,23 @@ async def _call(args: argparse.Namespace, socket_path: Path, console: Console, e
     if cmd == "validate" and not result.get("valid"):
         print_problems(err, result["problems"])
         return EXIT_REFUSED
-    print_result(console, cmd, request_args, result, before["result"] if before is not None and before["ok"] else None)
+    print_result(console, cmd, request_args, result, before)
     return EXIT_OK
+
+
+async def _states_before(client: ControlClient, cmd: str, request_args: dict[str, Any]) -> dict[str, Any]:
+    """The rows of the strategies a change names, read just before it: its line says what changed.
+
+    Only those strategies: a full `status` reads every strategy between candles and can wait
+    for a busy daemon's rounds before the change is even sent.
+    """
+    ids = (request_args["from"], request_args["to"]) if cmd == "switch" else (request_args["id"],)
+    rows: dict[str, Any] = {}
+    for sid in ids:
+        reply = await client.call("strategy", {"id": sid})
+        if reply["ok"]:
+            rows[sid] = reply["result"]
+    return {"strategies": rows}
 
 
 async def follow_events(messages: AsyncIterable[Any], request: dict[str, Any], as_json: bool, console: Console, err: Console, out: TextIO) -> int:

@@ -210,7 +210,7 @@ def _trades(console: Console, result: dict[str, Any], _: dict[str, Any], __: Any
 
 # -- one line per action ----------------------------------------------------------------------
 def _was(before: Any, sid: str) -> tuple[str, int]:
-    """A strategy's state and open positions as `status` told them just before the command."""
+    """A strategy's state and open positions as read just before the command."""
     entry = (before or {}).get("strategies", {}).get(sid) if isinstance(before, dict) else None
     return (entry["state"], entry["positions"]) if entry else ("?", 0)
 
@@ -328,7 +328,7 @@ PRINTERS: dict[str, Printer] = {
     "risk-reset": _risk_reset,
     "shutdown": _shutdown,
 }
-# Commands whose line says what changed from the state just before: `status` is asked first.
+# Commands whose line says what changed from the state just before: the strategies it names are read first.
 NEEDS_BEFORE = frozenset({"activate", "deactivate", "switch", "unload"})
 
 
