@@ -51,16 +51,18 @@ class ReadSlices:
         return self._waited_s
 
     async def pause(self) -> None:
-        """Within the slice's time: return at once. After it: yield, waiting first until no strategy has a candle to handle."""
+        """Within the slice's time: return at once. After it: yield, then wait until no strategy has a candle to handle."""
         if time.perf_counter() < self._slice_ends:
             return
+        await anyio.lowlevel.checkpoint()
+        # Checked after the yield, and the slice begins in the step that saw it quiet: a round released during the
+        # yield (by a feed that is late, right as the one before is handled) is handled before the slice, not after it.
         work = self._work
         if work is not None and not work.quiet and self._waited_s < self._patience_s:
             started = time.perf_counter()
             with anyio.move_on_after(self._patience_s - self._waited_s):
                 await work.wait_quiet()
             self._waited_s += time.perf_counter() - started
-        await anyio.lowlevel.checkpoint()
         self._slice_ends = time.perf_counter() + self._slice_s
 
 

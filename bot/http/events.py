@@ -6,7 +6,7 @@ behind, or whose connection takes nothing for SEND_TIMEOUT_S, is dropped (an `ev
 code slow_reader when it can still be sent): the bot is never slowed and memory stays bounded.
 
 While a strategy has a candle queued or in hand the events are held back, until the round is
-handled, as many as `control.event_buffer` are held or HOLD_BACK_S passed, then sent together:
+handled, as many as `control.event_buffer` are held or HOLD_BACK_S (2 s) passed, then sent together:
 encoding and sending them does not delay a round. The stream's buffer has room for those besides
 the reader's `event_buffer` (twice its size), so holding back never makes a reader slow.
 """
@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from bot.bus import EventStream
 from bot.control.commands import STREAM_COMMANDS, Control, EventsArgs, check_event_args
 from bot.control.protocol import validate_args
+from bot.daemon.read_slices import PATIENCE_S
 from bot.event_codec import encode_message
 from bot.events import EVENT_CLASSES
 
@@ -32,8 +33,9 @@ from bot.events import EVENT_CLASSES
 SEND_TIMEOUT_S = 5.0
 # Events written in one send at most.
 EVENTS_PER_SEND = 200
-# Seconds the events may be held back while the strategies handle their candles (a daemon never idle still streams).
-HOLD_BACK_S = 1.0
+# Seconds the events may be held back while the strategies handle their candles (a daemon never idle still streams):
+# as long as a read waits for them.
+HOLD_BACK_S = PATIENCE_S
 
 
 def events_args(control: Control, request: Request) -> EventsArgs:
@@ -107,21 +109,24 @@ class EventStreamResponse(Response):
 
     async def _after_candles(self, stream: EventStream) -> None:
         """The strategies' candles first: while any is queued or in hand, the events gather (up to the reader's buffer more), then go in a few sends."""
+        # A send need not yield: a round falling due meanwhile is not kept waiting; one released then is waited for below.
+        await anyio.lowlevel.checkpoint()
         pending = self._control.daemon.candle_work
         if pending is None or pending.quiet:
-            await anyio.lowlevel.checkpoint()  # a send need not yield: a round falling due meanwhile is not kept waiting
             return
         with anyio.move_on_after(HOLD_BACK_S):
-            async with anyio.create_task_group() as tg:
+            # Checked again here, where the events are sent from: a late feed releases the next round while the waiters unwind.
+            while not pending.quiet and len(stream) < self._hold:
+                async with anyio.create_task_group() as tg:
 
-                async def first_of(wait: Callable[[], Awaitable[None]]) -> None:
-                    await wait()
-                    tg.cancel_scope.cancel()
+                    async def first_of(wait: Callable[[], Awaitable[None]]) -> None:
+                        await wait()
+                        tg.cancel_scope.cancel()
 
-                tg.start_soon(first_of, pending.wait_quiet)
-                # The encoding held back is the strategies' time (a thousand strategies' trade round is thousands of events; encoding
-                # them mid-round holds the GIL from the journal's writer thread).
-                tg.start_soon(first_of, partial(stream.wait_filled, self._hold))
+                    tg.start_soon(first_of, pending.wait_quiet)
+                    # The encoding held back is the strategies' time (a thousand strategies' trade round is thousands of events;
+                    # encoding them mid-round holds the GIL from the journal's writer thread).
+                    tg.start_soon(first_of, partial(stream.wait_filled, self._hold))
 
 
 async def _chunk(send: Send, body: bytes, final: bool = False) -> bool:

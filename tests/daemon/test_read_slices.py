@@ -67,3 +67,24 @@ async def test_the_sliced_commands_answer_as_before_with_every_strategy(bot: Bot
     listing = await call_command(control, "strategies", {})
     assert list(listing["loaded"]) == ids
     assert {f"{sid}.json" for sid in ids} <= set(listing["available"])
+
+
+async def test_a_round_released_while_a_read_yields_is_handled_before_its_next_slice() -> None:
+    work = CandleWork()
+    slices = ReadSlices(work, slice_s=0.0)
+    sliced = anyio.Event()
+
+    async def release_round() -> None:
+        work.took()  # a late feed releases its next round right as the loop gets to it
+
+    async def read() -> None:
+        tg.start_soon(release_round)  # runs while the read yields between its slices
+        await slices.pause()
+        sliced.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        assert work.in_hand == 1 and not sliced.is_set()  # the slice waits for the round
+        work.settled()
+        await sliced.wait()

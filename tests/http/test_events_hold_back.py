@@ -48,8 +48,8 @@ def _publish(bot: Bot, count: int) -> None:  # noqa: F811
         bot.state.services.bus.publish(StrategyStateChanged, 1_700_000_000_000 + n, "s", "active", f"change {n}", None, None)
 
 
-async def _streaming(bot: Bot, buffer: int, body: Any) -> None:  # noqa: F811
-    bot.state.candle_work = CandleWork()
+async def _streaming(bot: Bot, buffer: int, body: Any, work: CandleWork | None = None) -> None:  # noqa: F811
+    bot.state.candle_work = CandleWork() if work is None else work
     reader = _Reader()
     response = EventStreamResponse(Control.of(bot.state), EventsArgs(), buffer)
     async with anyio.create_task_group() as tg:
@@ -97,6 +97,49 @@ async def test_held_back_events_go_once_a_buffer_full_is_held_and_holding_back_n
 async def test_without_candles_in_hand_events_go_at_once(bot: Bot) -> None:  # noqa: F811
     async def body(pending: CandleWork, reader: _Reader) -> None:
         _publish(bot, 1)
+        assert (await reader.next_body()).count(b"data: ") == 1
+
+    await _streaming(bot, 100, body)
+
+
+class _LateRound(CandleWork):
+    """A late feed: the next round is released right as a waiter sees the strategies quiet, before it is back from waiting."""
+
+    late = True
+
+    async def wait_quiet(self) -> None:
+        await super().wait_quiet()
+        if self.late:
+            self.late = False
+            self.took()
+
+
+async def test_a_round_released_as_the_strategies_go_quiet_is_handled_before_the_events_are_sent(bot: Bot) -> None:  # noqa: F811
+    async def body(pending: CandleWork, reader: _Reader) -> None:
+        pending.took()
+        _publish(bot, 5)
+        await anyio.wait_all_tasks_blocked()
+        pending.settled()  # quiet, and the next round comes at once
+        await anyio.wait_all_tasks_blocked()
+        assert pending.in_hand == 1 and reader.bodies == []
+        pending.settled()
+        assert (await reader.next_body()).count(b"data: ") == 5
+
+    await _streaming(bot, 100, body, _LateRound())
+
+
+async def test_a_round_released_as_the_stream_wakes_is_handled_before_the_events_are_sent(bot: Bot) -> None:  # noqa: F811
+    async def body(pending: CandleWork, reader: _Reader) -> None:
+        async with anyio.create_task_group() as tg:
+            _publish(bot, 1)  # the stream wakes with the strategies quiet...
+
+            async def release_round() -> None:
+                pending.took()  # ...and a round comes while it yields
+
+            tg.start_soon(release_round)
+        await anyio.wait_all_tasks_blocked()
+        assert pending.in_hand == 1 and reader.bodies == []
+        pending.settled()
         assert (await reader.next_body()).count(b"data: ") == 1
 
     await _streaming(bot, 100, body)
