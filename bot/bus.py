@@ -86,6 +86,11 @@ class EventStream:
     def __len__(self) -> int:
         return len(self._buffer)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the stream was closed (what is buffered may still be drained)."""
+        return self._closed
+
     def take_buffered(self, at_most: int) -> list[Event]:
         """Up to `at_most` events already buffered, oldest first, without waiting (a consumer sending them in one piece)."""
         buffer = self._buffer

@@ -80,6 +80,7 @@ async def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     try:
         # One more than asked says whether there is a page after this one.
         rows = await reader.trades(ids, args.limit + 1, args.before) if args.limit else []
+        await control.slices().pause()  # back from the journal's thread: a round may have begun meanwhile
         counts = await counter.counts(reader, ids, daemon.services.clock.now_ms())
     except JournalError as exc:
         raise ControlError("internal", f"the journal cannot be read: {exc}") from None
@@ -107,6 +108,7 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
             days = await daemon.history.daily_equity(unseeded)
         except JournalError as exc:
             raise ControlError("internal", f"the journal cannot be read: {exc}") from None
+        await control.slices().pause()  # back from the journal's thread: a round may have begun meanwhile
         loaded = set(daemon.manager.ids())
         for sid in unseeded:
             if sid in loaded and sid not in curves.seeded:

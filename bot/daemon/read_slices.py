@@ -3,7 +3,7 @@
 The daemon's reads run on the strategies' event loop, and a read over a thousand strategies takes
 tens of milliseconds in one piece: a candle round falling due meanwhile would wait for all of it.
 Slices of about 1 ms: a round at 100 strategies takes about 3 ms.
-Cut into slices, a round waits for one slice at most, and while any strategy has a candle queued
+Cut into slices, a round waits for one slice of each read under way at most, and while any strategy has a candle queued
 or in hand on the loop the read waits for it to finish: the strategies come first, a watcher second.
 A reply is read strategy by strategy across those pauses: each strategy's row is consistent, the
 reply as a whole is not one instant's snapshot.
@@ -51,13 +51,15 @@ class ReadSlices:
         return self._waited_s
 
     async def pause(self) -> None:
-        """Within the slice's time: return at once. After it: yield, then wait until no strategy has a candle to handle."""
-        if time.perf_counter() < self._slice_ends:
+        """Within the slice's time, the strategies quiet: return at once. Else: yield, then wait until no strategy has a candle to handle."""
+        work = self._work
+        # Within the slice's time and nothing for the strategies: go on. A caller that gave the loop up elsewhere
+        # (a journal read in a worker thread) may find a round begun meanwhile: that ends the slice too.
+        if time.perf_counter() < self._slice_ends and (work is None or work.quiet or self._waited_s >= self._patience_s):
             return
         await anyio.lowlevel.checkpoint()
         # Checked after the yield, and the slice begins in the step that saw it quiet: a round released during the
         # yield (by a feed that is late, right as the one before is handled) is handled before the slice, not after it.
-        work = self._work
         if work is not None and not work.quiet and self._waited_s < self._patience_s:
             started = time.perf_counter()
             with anyio.move_on_after(self._patience_s - self._waited_s):

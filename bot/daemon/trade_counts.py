@@ -57,7 +57,8 @@ class TradeCounts:
 
     async def counts(self, reader: JournalReader, strategy_ids: list[str], now_ms: int) -> dict[str, tuple[int, int]]:
         """(all, closed today, UTC by `now_ms`) of each strategy; JournalError when the earlier trades could not be read."""
-        await self._loaded.wait()
+        if not self._loaded.is_set():  # waiting on a set event still yields: the caller's slice would go on after a round begun then
+            await self._loaded.wait()
         if self._failure is not None:
             # Rows numbered below first_new never change: counting them again later is as exact.
             await self.load(reader)

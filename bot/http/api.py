@@ -80,9 +80,9 @@ async def sliced_json(body: Any, slices: ReadSlices, depth: int = 2) -> bytes:
         big = len(body) > SLICED_ENTRIES
         parts = []
         for key, value in body.items():
-            parts.append(orjson.dumps(key) + b":" + await sliced_json(value, slices, depth - 1))
             if big:
                 await slices.pause()
+            parts.append(orjson.dumps(key) + b":" + await sliced_json(value, slices, depth - 1))
         return b"{" + b",".join(parts) + b"}"
     return orjson.dumps(body)
 

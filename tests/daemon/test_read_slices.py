@@ -5,7 +5,10 @@ candle counter is driven by hand, as the delivery drives it when candles come an
 """
 from __future__ import annotations
 
+import threading
+
 import anyio
+import anyio.to_thread
 import pytest
 
 from bot.control.commands import Control, call_command
@@ -78,13 +81,41 @@ async def test_a_round_released_while_a_read_yields_is_handled_before_its_next_s
         work.took()  # a late feed releases its next round right as the loop gets to it
 
     async def read() -> None:
-        tg.start_soon(release_round)  # runs while the read yields between its slices
+        tg.start_soon(release_round)  # runs while the first pause yields
         await slices.pause()
         sliced.set()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(read)
-        await anyio.wait_all_tasks_blocked()
-        assert work.in_hand == 1 and not sliced.is_set()  # the slice waits for the round
-        work.settled()
-        await sliced.wait()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            assert work.in_hand == 1 and not sliced.is_set()  # the slice waits for the round
+            work.settled()
+            await sliced.wait()
+
+
+async def test_a_round_begun_while_the_read_waited_elsewhere_ends_its_slice() -> None:
+    work = CandleWork()
+    slices = ReadSlices(work, slice_s=3600.0)  # a slice that never runs out of time
+    await slices.pause()
+    thread_may_go = threading.Event()
+    back, sliced = anyio.Event(), anyio.Event()
+
+    async def read() -> None:
+        # Mid-slice the read waits for something else (a journal read in a worker thread)...
+        await anyio.to_thread.run_sync(thread_may_go.wait)
+        back.set()
+        await slices.pause()
+        sliced.set()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            work.took()  # ...and a round begins meanwhile
+            thread_may_go.set()
+            await back.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert not sliced.is_set()  # its slice ended with the round: it waits
+            work.settled()
+            await sliced.wait()

@@ -13,6 +13,7 @@ import pytest
 from bot.control.commands import Control, EventsArgs
 from bot.daemon.inbox import CandleWork
 from bot.events import StrategyStateChanged
+from bot.http import events
 from bot.http.events import EventStreamResponse
 from tests.daemon.test_operations import Bot, bot  # noqa: F401  (the fixture)
 
@@ -52,11 +53,12 @@ async def _streaming(bot: Bot, buffer: int, body: Any, work: CandleWork | None =
     bot.state.candle_work = CandleWork() if work is None else work
     reader = _Reader()
     response = EventStreamResponse(Control.of(bot.state), EventsArgs(), buffer)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(response, {"type": "http"}, reader.receive, reader.send)
-        assert await reader.next_body() == b": streaming\n\n"
-        await body(bot.state.candle_work, reader)
-        reader.gone.set()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(response, {"type": "http"}, reader.receive, reader.send)
+            assert await reader.next_body() == b": streaming\n\n"
+            await body(bot.state.candle_work, reader)
+            reader.gone.set()
 
 
 async def test_events_wait_for_the_strategies_candles_then_go_in_one_send(bot: Bot) -> None:  # noqa: F811
@@ -131,6 +133,7 @@ async def test_a_round_released_as_the_strategies_go_quiet_is_handled_before_the
 async def test_a_round_released_as_the_stream_wakes_is_handled_before_the_events_are_sent(bot: Bot) -> None:  # noqa: F811
     async def body(pending: CandleWork, reader: _Reader) -> None:
         async with anyio.create_task_group() as tg:
+            # asyncio runs what is ready in order: the stream's wake-up (queued by the publish) before the round's task.
             _publish(bot, 1)  # the stream wakes with the strategies quiet...
 
             async def release_round() -> None:
@@ -141,5 +144,30 @@ async def test_a_round_released_as_the_stream_wakes_is_handled_before_the_events
         assert pending.in_hand == 1 and reader.bodies == []
         pending.settled()
         assert (await reader.next_body()).count(b"data: ") == 1
+
+    await _streaming(bot, 100, body)
+
+
+async def test_events_held_back_go_after_hold_back_s_while_the_strategies_stay_busy(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr(events, "HOLD_BACK_S", 0.05)
+
+    async def body(pending: CandleWork, reader: _Reader) -> None:
+        pending.took()  # busy throughout: a daemon never idle still streams
+        _publish(bot, 3)
+        assert (await reader.next_body()).count(b"data: ") == 3
+        assert pending.in_hand == 1
+
+    await _streaming(bot, 100, body)
+
+
+async def test_a_stream_closed_while_the_strategies_are_busy_ends_at_once(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr(events, "HOLD_BACK_S", 3600.0)  # only the close can end the holding back in time
+
+    async def body(pending: CandleWork, reader: _Reader) -> None:
+        pending.took()
+        _publish(bot, 2)
+        await anyio.wait_all_tasks_blocked()
+        bot.state.services.bus.close()  # the daemon stopping: its streams end
+        assert (await reader.next_body()).count(b"data: ") == 2  # what was held goes, then the response ends
 
     await _streaming(bot, 100, body)
