@@ -76,7 +76,7 @@ def test_consecutive_parts_of_one_family_are_written_as_that_one_family() -> Non
     whole = _families()
     parts: list[Metric] = []
     for family in whole:
-        # Each family cut in three parts (an empty one too), as BotCollector yields a few hundred strategies at a time.
+        # Each family cut in three parts (an empty one too), as BotCollector yields a few dozen samples at a time.
         third = len(family.samples) // 3
         for samples in (family.samples[:third], family.samples[third:2 * third], family.samples[2 * third:]):
             part = type(family).__new__(type(family))
