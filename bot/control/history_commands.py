@@ -14,11 +14,13 @@ from bot.control.protocol import CommandArgs, ControlError
 from bot.daemon.chart_series import MAX_CANDLES
 from bot.daemon.equity_curves import MAX_POINTS
 from bot.daemon.read_slices import each_strategy
+from bot.errors import UnknownStrategyError
 from bot.journal import JournalError
 from bot.ohlcv import timeframe_ms
 
 if TYPE_CHECKING:
     from bot.control.commands import Control
+    from bot.daemon.state import DaemonState
     from bot.strategy.orchestrator import TradingOrchestrator
 
 _ID = 128
@@ -62,6 +64,14 @@ class CandlesArgs(CommandArgs):
     limit: Count = Field(default=500, ge=1, le=MAX_CANDLES)
 
 
+def _loaded(daemon: DaemonState, strategy_id: str) -> bool:
+    try:
+        daemon.manager.get(strategy_id)
+    except UnknownStrategyError:
+        return False
+    return True
+
+
 def _ids(control: Control, strategy_id: str | None) -> list[str]:
     manager = control.daemon.manager
     if strategy_id is None:
@@ -80,10 +90,12 @@ async def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     try:
         # One more than asked says whether there is a page after this one.
         rows = await reader.trades(ids, args.limit + 1, args.before) if args.limit else []
-        await control.slices().pause()  # back from the journal's thread: a round may have begun meanwhile
         counts = await counter.counts(reader, ids, daemon.services.clock.now_ms())
     except JournalError as exc:
         raise ControlError("internal", f"the journal cannot be read: {exc}") from None
+    if args.id is None:
+        # Back from the journal's thread (and the counts' first load): a round may have begun meanwhile. One strategy's page is small.
+        await control.slices().pause()
     page = rows[: args.limit]
     for row in page:
         row["currency"] = quote_currency(row["symbol"]) if isinstance(row["symbol"], str) else None
@@ -108,10 +120,11 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
             days = await daemon.history.daily_equity(unseeded)
         except JournalError as exc:
             raise ControlError("internal", f"the journal cannot be read: {exc}") from None
-        await control.slices().pause()  # back from the journal's thread: a round may have begun meanwhile
-        loaded = set(daemon.manager.ids())
         for sid in unseeded:
-            if sid in loaded and sid not in curves.seeded:
+            if args.id is None:
+                # Back from the journal's thread, then a strategy at a time: a first call seeds a thousand curves.
+                await control.slices().pause()
+            if sid not in curves.seeded and _loaded(daemon, sid):
                 curves.curve(sid).prepend(days[sid])
                 curves.seeded.add(sid)
     curves.forget_unloaded(daemon.manager)

@@ -52,6 +52,10 @@ class TradeCounts:
             self._failure = None
         except JournalError as exc:
             self._failure = str(exc)
+        except BaseException:
+            # Cancelled or a bug: counted as a failure, so the next request counts again rather than report this run's only.
+            self._failure = "the earlier trades were not counted"
+            raise
         finally:
             self._loaded.set()
 

@@ -6,8 +6,9 @@ behind, or whose connection takes nothing for SEND_TIMEOUT_S, is dropped (an `ev
 code slow_reader when it can still be sent): the bot is never slowed and memory stays bounded.
 
 While a strategy has a candle queued or in hand the events are held back, until the round is
-handled, as many as `control.event_buffer` are held or HOLD_BACK_S (2 s) passed, then sent together:
-encoding and sending them does not delay a round. The stream's buffer has room for those besides
+handled (then EVENTS_PER_SEND a write, the strategies first between writes), or until as many as
+`control.event_buffer` are held or HOLD_BACK_S (2 s) passed (then all at once): encoding and sending
+them does not delay a round, unless the strategies never stop. The stream's buffer has room for those besides
 the reader's `event_buffer` (twice its size), so holding back never makes a reader slow.
 """
 from __future__ import annotations
@@ -99,7 +100,7 @@ class EventStreamResponse(Response):
                 message = f"reader too slow: {stream.dropped} events dropped; reconnect to resume"
                 await _chunk(send, b"event: error\ndata: " + orjson.dumps({"error": {"code": "slow_reader", "message": message}}) + b"\n\n", final=True)
                 return
-            # The events that came meanwhile go with it, in one write: a round of a thousand strategies' events is a few sends, not thousands.
+            # The events that came meanwhile go with it: a round of a thousand strategies' events is a hundred writes, not thousands.
             # Still busy (the buffer filling, or held long enough): all of them, so the buffer's whole size is the reader's slack again.
             work = self._control.daemon.candle_work
             events = [event, *stream.take_buffered(EVENTS_PER_SEND - 1 if work is None or work.quiet else len(stream))]
@@ -108,7 +109,7 @@ class EventStreamResponse(Response):
 
 
     async def _after_candles(self, stream: EventStream) -> None:
-        """The strategies' candles first: while any is queued or in hand, the events gather (up to the reader's buffer more), then go in a few sends."""
+        """The strategies' candles first: while any is queued or in hand, the events gather (up to the reader's buffer more), then go."""
         # A send need not yield: a round falling due meanwhile is not kept waiting; one released then is waited for below.
         await anyio.lowlevel.checkpoint()
         pending = self._control.daemon.candle_work

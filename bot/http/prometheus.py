@@ -26,13 +26,15 @@ from bot.version import bot_version
 # a thousand strategies' histograms stay at 16,000 series; the bot's own histogram (bit lengths) gives each bound exactly.
 _BUCKET_BITS = tuple(range(10, 35, 2))
 _BOUNDS = tuple(repr(2**bit / 1e9) for bit in _BUCKET_BITS)
-# Samples in one part of a family at most (a strategy's samples are never split): a part is read and written out
-# between two pauses of the loop. Measured on a 2-core host: generate_latest takes ~9 µs a sample and a
-# strategy's histogram ~25 µs to read, so 64 samples are about 0.6 ms; 200 strategies' histograms were
-# 5.7 ms to read and 400 samples 3.8 ms to write, each in one step of the strategies' loop.
+# Samples a family is read and written in between two pauses of the loop, about (a part of strategies holds about
+# this many; exposition writes any part in pieces of at most this many). Timed on a 2-core host: generate_latest
+# takes ~9 µs a sample and reading a strategy's histogram ~25 µs, so 64 samples are about 0.6 ms (reading 200
+# histograms took 5.7 ms, writing 400 samples 3.8 ms: timed apart, each was one step of the loop before).
 _SAMPLES_PER_PART = 64
 # Samples each strategy has in a family (the positions' family: one per symbol and side held, seldom more than two).
 _STRATEGY_SAMPLES = {"bot_strategy_decision_seconds": len(_BOUNDS) + 3, "bot_strategy_position_quantity": 2}
+# Statuses an order can end in (bot_orders: one sample per strategy and status).
+_ORDER_STATUSES = 4
 
 
 class BotCollector(Collector):
@@ -80,13 +82,24 @@ class BotCollector(Collector):
             per_part = max(1, _SAMPLES_PER_PART // _STRATEGY_SAMPLES.get(family, 1))
             for start in range(0, max(len(ids), 1), per_part):
                 yield self._part(family, ids[start:start + per_part])
-        orders = CounterMetricFamily("bot_orders", "Orders per strategy by what became of them, since the daemon started.", labels=["strategy", "status"])
-        for (sid, state), count in sorted(daemon.services.metrics.orders.items()):
-            orders.add_metric([sid, state], count)
-        yield orders
+        yield from self._orders()
         reconnects = CounterMetricFamily("bot_exchange_reconnects", "Times a live feed's stream went reconnecting, since the daemon started.", labels=["exchange"])
         reconnects.add_metric([self._exchange], sum(daemon.services.metrics.reconnects.values()))
         yield reconnects
+
+    def _orders(self) -> Iterator[Metric]:
+        """Orders per strategy and status (unloaded strategies' too), in parts: the order of one sort by (strategy, status)."""
+        statuses: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for (sid, state), count in self._control.daemon.services.metrics.orders.items():
+            statuses[sid].append((state, count))
+        ids = sorted(statuses)
+        per_part = max(1, _SAMPLES_PER_PART // _ORDER_STATUSES)
+        for start in range(0, max(len(ids), 1), per_part):
+            orders = CounterMetricFamily("bot_orders", "Orders per strategy by what became of them, since the daemon started.", labels=["strategy", "status"])
+            for sid in ids[start:start + per_part]:
+                for state, count in sorted(statuses[sid]):
+                    orders.add_metric([sid, state], count)
+            yield orders
 
     def _streams(self) -> Iterator[Metric]:
         candles = CounterMetricFamily("bot_candles", "Candles the hub took per stream, since the daemon started.", labels=["symbol", "timeframe"])
@@ -171,7 +184,7 @@ def _add_histogram(family: Metric, sid: str, counts: list[int], busy_ns: int) ->
 
 
 class _OneFamily(Collector):
-    """One family as a collector of its own: what generate_latest formats in one slice."""
+    """One family as a collector of its own: what generate_latest formats as one part."""
 
     def __init__(self, family: Metric) -> None:
         self._family = family

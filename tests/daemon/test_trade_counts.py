@@ -4,7 +4,9 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from bot.daemon.trade_counts import TradeCounts
@@ -74,3 +76,21 @@ async def test_a_closed_reader_refuses_reads(tmp_path: Path) -> None:
         await reader.next_trade_number()
     with closing(sqlite3.connect(path)) as db:  # the file is untouched by the reader
         assert db.execute("SELECT count(*) FROM trades").fetchone() == (0,)
+
+
+@pytest.mark.asyncio
+async def test_a_count_cancelled_under_way_is_made_by_the_next_request(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    _journal(path, [("a", D + 1)])
+    reader = JournalReader(path)
+    counts = TradeCounts(2)
+
+    class Cancelled(JournalReader):
+        async def trades_before(self, first_new: int) -> dict[str, Any]:
+            raise anyio.get_cancelled_exc_class()
+
+    with pytest.raises(anyio.get_cancelled_exc_class()):
+        await counts.load(Cancelled(path))
+    # Not taken for "nothing earlier": counted now.
+    assert await counts.counts(reader, ["a"], D) == {"a": (1, 1)}
+    reader.close()

@@ -171,3 +171,13 @@ async def test_a_stream_closed_while_the_strategies_are_busy_ends_at_once(bot: B
         assert (await reader.next_body()).count(b"data: ") == 2  # what was held goes, then the response ends
 
     await _streaming(bot, 100, body)
+
+
+async def test_events_that_come_while_the_strategies_are_quiet_go_fifty_a_send(bot: Bot) -> None:  # noqa: F811
+    async def body(pending: CandleWork, reader: _Reader) -> None:
+        _publish(bot, 120)  # at once, before the stream sends any
+        sent = [await reader.next_body() for _ in range(3)]
+        assert [part.count(b"data: ") for part in sent] == [50, 50, 20]
+        assert b"change 0\"" in sent[0] and b"change 119\"" in sent[2]
+
+    await _streaming(bot, 1_000, body)
