@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
-import anyio.lowlevel
 
 Item = TypeVar("Item")
 Key = tuple[str, str]
@@ -73,16 +72,11 @@ class CandleWork:
             self._wake()
 
     async def wait_quiet(self) -> None:
-        """Return once quiet, and still quiet after what was ready to run when it went quiet (at once when quiet now).
-
-        A feed that runs late releases its next round as soon as it sees the one before drained: a read
-        woken by the same quiet would otherwise run a slice before that round.
-        """
+        """Return once quiet (at once when quiet now)."""
         while not self.quiet:
             if self._quiet is None:
                 self._quiet = anyio.Event()
             await self._quiet.wait()
-            await anyio.lowlevel.checkpoint()
 
     async def wait_drained(self) -> None:
         """Return once drained (at once when drained now)."""

@@ -154,30 +154,3 @@ def test_daily_snapshots_of_many_strategies_handed_over_at_once_are_each_kept(tm
     with sqlite3.connect(tmp_path / "journal.sqlite") as conn:
         rows = conn.execute("SELECT strategy_id FROM equity_daily").fetchall()
     assert sorted(r[0] for r in rows) == sorted(sid for sid, _ in snapshots)
-
-
-def test_a_round_released_as_the_one_before_drains_is_handled_before_a_waiter_for_quiet_goes_on() -> None:
-    async def main() -> None:
-        work = CandleWork()
-        read = anyio.Event()
-
-        async def reader() -> None:
-            await work.wait_quiet()
-            read.set()
-
-        async def late_feed() -> None:
-            await work.wait_drained()
-            work.took()  # the next round, due already: released at once
-
-        work.took()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(reader)
-            tg.start_soon(late_feed)
-            await anyio.wait_all_tasks_blocked()
-            work.settled()  # the round is handled: the reader and the feed wake together
-            await anyio.wait_all_tasks_blocked()
-            assert work.in_hand == 1 and not read.is_set()
-            work.settled()
-            await read.wait()
-
-    anyio.run(main)
