@@ -90,12 +90,14 @@ async def trades(control: Control, args: TradesArgs) -> dict[str, Any]:
     try:
         # One more than asked says whether there is a page after this one.
         rows = await reader.trades(ids, args.limit + 1, args.before) if args.limit else []
+        if args.id is None:
+            # Back from the journal's thread: a round may have begun meanwhile. (One strategy's reply: the socket's `bot ctl trades --id` never waits.)
+            await control.slices().pause()
         counts = await counter.counts(reader, ids, daemon.services.clock.now_ms())
     except JournalError as exc:
         raise ControlError("internal", f"the journal cannot be read: {exc}") from None
     if args.id is None:
-        # Back from the journal's thread (and the counts' first load): a round may have begun meanwhile. One strategy's page is small.
-        await control.slices().pause()
+        await control.slices().pause()  # the counts may have waited for their first load
     page = rows[: args.limit]
     for row in page:
         row["currency"] = quote_currency(row["symbol"]) if isinstance(row["symbol"], str) else None
@@ -120,10 +122,11 @@ async def equity(control: Control, args: EquityArgs) -> dict[str, Any]:
             days = await daemon.history.daily_equity(unseeded)
         except JournalError as exc:
             raise ControlError("internal", f"the journal cannot be read: {exc}") from None
+        slices = control.slices()
         for sid in unseeded:
             if args.id is None:
                 # Back from the journal's thread, then a strategy at a time: a first call seeds a thousand curves.
-                await control.slices().pause()
+                await slices.pause()
             if sid not in curves.seeded and _loaded(daemon, sid):
                 curves.curve(sid).prepend(days[sid])
                 curves.seeded.add(sid)
