@@ -12,7 +12,7 @@ SAMPLES = 1_024
 HISTOGRAM_BUCKETS = 65
 # What Metrics.observe counts (the daemon subscribes it to these).
 METRICS_EVENTS: tuple[type[Event], ...] = (CandleClosed, CandleGap, OrderSubmitted, OrderFilled, OrderCancelled, OrderRejected, FeedState)
-_ORDER_STATUS: dict[type[Event], str] = {OrderSubmitted: "submitted", OrderFilled: "filled", OrderCancelled: "cancelled", OrderRejected: "rejected"}
+ORDER_STATUS: dict[type[Event], str] = {OrderSubmitted: "submitted", OrderFilled: "filled", OrderCancelled: "cancelled", OrderRejected: "rejected"}
 
 
 class StrategyMetrics:
@@ -88,7 +88,7 @@ class Metrics:
             stream.gaps += 1
             stream.missing += event.missing
         elif isinstance(event, OrderSubmitted | OrderFilled | OrderCancelled | OrderRejected):
-            self.orders[(event.strategy_id, _ORDER_STATUS[type(event)])] += 1
+            self.orders[(event.strategy_id, ORDER_STATUS[type(event)])] += 1
         elif isinstance(event, FeedState) and event.state == "reconnecting" and event.symbol is not None:
             self.reconnects[event.symbol] += 1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -19,7 +19,7 @@ from bot.config.currency import quote_currency
 from bot.control.commands import Control, call_command
 from bot.daemon.read_slices import ReadSlices
 from bot.errors import UnknownStrategyError
-from bot.metrics import HISTOGRAM_BUCKETS
+from bot.metrics import HISTOGRAM_BUCKETS, ORDER_STATUS
 from bot.version import bot_version
 
 # The decision histogram's buckets: powers of four of nanoseconds, from about 1 µs (2**10) to about 17 s (2**34): 13 bounds, so
@@ -33,8 +33,14 @@ _BOUNDS = tuple(repr(2**bit / 1e9) for bit in _BUCKET_BITS)
 _SAMPLES_PER_PART = 64
 # Samples each strategy has in a family (the positions' family: one per symbol and side held, seldom more than two).
 _STRATEGY_SAMPLES = {"bot_strategy_decision_seconds": len(_BOUNDS) + 3, "bot_strategy_position_quantity": 2}
-# Statuses an order can end in (bot_orders: one sample per strategy and status).
-_ORDER_STATUSES = 4
+
+T = TypeVar("T")
+
+
+def _parts(items: list[T], size: int) -> Iterator[list[T]]:
+    """`items` in consecutive parts of `size` (one empty part when there are none: a family is written even empty)."""
+    for start in range(0, max(len(items), 1), size):
+        yield items[start:start + size]
 
 
 class BotCollector(Collector):
@@ -79,9 +85,8 @@ class BotCollector(Collector):
         yield from self._streams()
         ids = sorted(status["strategies"])
         for family in _STRATEGY_FAMILIES:
-            per_part = max(1, _SAMPLES_PER_PART // _STRATEGY_SAMPLES.get(family, 1))
-            for start in range(0, max(len(ids), 1), per_part):
-                yield self._part(family, ids[start:start + per_part])
+            for part in _parts(ids, max(1, _SAMPLES_PER_PART // _STRATEGY_SAMPLES.get(family, 1))):
+                yield self._part(family, part)
         yield from self._orders()
         reconnects = CounterMetricFamily("bot_exchange_reconnects", "Times a live feed's stream went reconnecting, since the daemon started.", labels=["exchange"])
         reconnects.add_metric([self._exchange], sum(daemon.services.metrics.reconnects.values()))
@@ -92,11 +97,9 @@ class BotCollector(Collector):
         statuses: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for (sid, state), count in self._control.daemon.services.metrics.orders.items():
             statuses[sid].append((state, count))
-        ids = sorted(statuses)
-        per_part = max(1, _SAMPLES_PER_PART // _ORDER_STATUSES)
-        for start in range(0, max(len(ids), 1), per_part):
+        for part in _parts(sorted(statuses), max(1, _SAMPLES_PER_PART // len(ORDER_STATUS))):
             orders = CounterMetricFamily("bot_orders", "Orders per strategy by what became of them, since the daemon started.", labels=["strategy", "status"])
-            for sid in ids[start:start + per_part]:
+            for sid in part:
                 for state, count in sorted(statuses[sid]):
                     orders.add_metric([sid, state], count)
             yield orders
@@ -208,9 +211,9 @@ async def exposition(families: Iterable[Metric], slices: ReadSlices) -> bytes:
     previous: str | None = None
     for family in families:
         samples = family.samples
-        for start in range(0, max(len(samples), 1), _SAMPLES_PER_PART):
+        for piece in _parts(samples, _SAMPLES_PER_PART):
             part = copy.copy(family)
-            part.samples = samples[start:start + _SAMPLES_PER_PART]
+            part.samples = piece
             text = generate_latest(_OneFamily(part))
             out.append(text.split(b"\n", 2)[2] if family.name == previous else text)
             previous = family.name
