@@ -31,6 +31,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -119,6 +120,9 @@ class RoundPacer:
         self.finished = anyio.Event()
         self.timed_seconds = 0.0
         self._timed_from = 0.0
+        # CPU seconds of this whole process (the daemon: its loop and its threads) over the timed rounds.
+        self.timed_cpu_seconds = 0.0
+        self._cpu_from = 0.0
 
     def begin(self, last_close: int | None, processed: Callable[[], Awaitable[None]]) -> None:
         self._processed = processed
@@ -135,10 +139,12 @@ class RoundPacer:
         await self._processed()
         if self._released == self._warmup + self._rounds:
             self.timed_seconds = anyio.current_time() - self._timed_from
+            self.timed_cpu_seconds = time.process_time() - self._cpu_from
             self.finished.set()
             await anyio.sleep_forever()  # the daemon's stop cancels this wait
         if self._released == self._warmup:
             self._timed_from = anyio.current_time()
+            self._cpu_from = time.process_time()
         self._next += ROUND_S
         await anyio.sleep_until(self._next)
         self._released += 1
@@ -290,6 +296,8 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
 
         code = anyio.run(main)
         assert code == 0, code
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load_cpu = children.ru_utime + children.ru_stime
     finally:
         if process is not None and process.returncode is None:
             process.kill()
@@ -302,6 +310,9 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
         "symbols": symbols,
         "rounds": rounds,
         "timed_seconds": pacer.timed_seconds,
+        "daemon_cpu_seconds": pacer.timed_cpu_seconds,
+        # The load process's (or the idle one's) whole life, its requests at the end included.
+        "load_process_cpu_seconds": load_cpu,
         "decisions": len(latencies),
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * _pct(latencies, 0.99),
@@ -456,6 +467,12 @@ def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: in
         print(
             f"  {label:<18} timed from due (the backlog of late rounds included): p50 {spread(runs[load], 'p50_from_due_ms')} ms"
             f"  p99 {spread(runs[load], 'p99_from_due_ms')} ms, {statistics.median(r['late_rounds'] for r in runs[load]):.0f} rounds late"
+        )
+    for load in (False, True):
+        label = "with HTTP load" if load else "without HTTP load"
+        print(
+            f"  {label:<18} CPU seconds of the daemon's process over the timed rounds {spread(runs[load], 'daemon_cpu_seconds')},"
+            f" of the load process (all its life) {spread(runs[load], 'load_process_cpu_seconds')}"
         )
     loaded = [r["load_report"] for r in runs[True]]
     print(

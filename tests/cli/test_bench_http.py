@@ -36,6 +36,7 @@ def test_under_load_every_request_is_answered_and_every_decision_timed() -> None
     report = result["load_report"]
     assert report["failed"] == {}, report
     assert report["answered"]["/metrics 200"] >= 1 and report["answered"]["/api/v1/events 200"] == 1, report
+    assert result["daemon_cpu_seconds"] > 0 and result["load_process_cpu_seconds"] > 0
     # No round can start before it is due: timed from when it could start is never longer than from when it was due.
     assert 0 < result["p50_ms"] <= result["p50_from_due_ms"] and result["p99_ms"] <= result["p99_from_due_ms"]
 
