@@ -4,17 +4,18 @@ The daemon is the real one (bot.kernel.daemon.Daemon, run in the bench's process
 `http` section, so `Daemon._http` builds the HttpServer, api_app and DaemonMetrics over the Control
 of its DaemonState exactly as `bot run` does, serving in the same event loop as the strategies, with
 its journal, inboxes and control socket. Only its recorded feed's pacer is the bench's: it releases
-one candle round (every symbol's candle of the next minute) every ROUND_S, after the previous round
-was processed, and notes when it was due. Latency is from then to the end of each strategy's handler
-(its inbox task), as `bench_daemon.live_latency` measures it from publication: 1,000 `ema_cross`
-strategies on 10 symbols. From when the round was due rather than when the loop got to it: a round
-that falls due while the loop answers a request waits, as a live candle arriving then would. But a
-round due while the one before is still processed (trade rounds of a thousand strategies take longer
-than ROUND_S on a 2-core host; live 1m candles come 60 s apart) is timed from the moment the round
-before was done: from there whatever the loop does first (a request's slice, a stream's send, a
-garbage collection) counts, the strategies' own backlog does not, as in `live_latency`, which
-publishes each round once the last is processed. The figures timed from the due time, backlog
-included, are printed too (`p99_from_due_ms`).
+one candle round (every symbol's candle of the next minute) every ROUND_S (1 s; `--round-ms`), each
+after the previous round was processed (every strategy's turn settled: committed, delivered, sent),
+and notes when it was due. Latency is from then to the end of each strategy's handler (its inbox
+task), as `bench_daemon.live_latency` measures it from publication: 1,000 `ema_cross` strategies on
+10 symbols. From when the round was due rather than when the loop got to it: a round that falls due
+while the loop answers a request waits, as a live candle arriving then would. A round due before
+the one before had settled (a late round: the rounds in which a thousand strategies trade take up
+to about 0.8 s on a 2-core host) is timed from the moment it had: from there whatever the loop does
+first (the feed position's write, a request's slice, a stream's send, a garbage collection) counts,
+the time the round before took does not (it is in that round's `settled` figure). The figures timed
+from the due time, that backlog included, are printed too (`p99_from_due_ms`), with how many rounds
+were late and how long each round took to settle.
 
 With load, a separate process (this file run as `--load URL`) does one round a second until its
 stdin closes: `/` and the static assets its HTML names (src= and href= on this server; a 404 is
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import re
 import resource
@@ -40,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,8 +53,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "BTC-USD-PERP_1m.csv"
 TOKEN_ENV = "BOT_BENCH_HTTP_TOKEN"
 TOKEN = "bench-http-token"
-# One candle round (every symbol's next 1m candle) every ROUND_S; rounds before the timed ones settle the load and the caches.
-ROUND_S = 0.25
+# One candle round (every symbol's next 1m candle) every ROUND_S (live 1m candles come 60 s apart; the rounds in which a
+# thousand strategies trade take up to about 0.8 s on a 2-core host); rounds before the timed ones settle the load and the caches.
+ROUND_S = 1.0
 WARMUP_ROUNDS = 8
 SETTLE_S = 3.0
 TIMED_ROUNDS = 100
@@ -96,23 +100,37 @@ def _write_config(folder: Path, strategies: int, symbols: int) -> Path:
     return path
 
 
-class RoundPacer:
-    """Releases one round of candles (one close time, every symbol) every ROUND_S, each after the round before was processed.
+@dataclass(slots=True)
+class TimedRound:
+    """One timed round's moments, perf_counter seconds: due, could start, its first and last decision, every turn settled."""
 
-    Notes for each timed round when it was due (`due`) and when it could start (`released`): when it was due, or when
-    the round before was processed (`drained_at`, the moment the strategies' work drained) if that was later.
+    due: float
+    # When it was due, or when the round before had settled if that was later.
+    start: float
+    first: float = math.inf
+    last: float = 0.0
+    # When every strategy's turn of it had settled (committed, delivered, sent): the strategies' work drained after it.
+    settled: float = 0.0
+
+
+class RoundPacer:
+    """Releases one round of candles (one close time, every symbol) every `round_s`, each after the round before was processed.
+
+    Notes each timed round's moments in `timed` (by close time): when it was due, when it could start (when due, or
+    when the round before had settled if that was later: `drained_at` gives the moment the strategies' work last drained)
+    and when it settled.
     """
 
     def __init__(
-        self, rounds: int, warmup: int, ready: Callable[[], Awaitable[None]], drained_at: Callable[[], float],
-        released: dict[int, float], due: dict[int, float],
+        self, rounds: int, warmup: int, round_s: float, ready: Callable[[], Awaitable[None]], drained_at: Callable[[], float],
+        timed: dict[int, TimedRound],
     ) -> None:
         self._rounds = rounds
         self._warmup = warmup
+        self._round_s = round_s
         self._ready = ready
         self._drained_at = drained_at
-        self._released_at = released
-        self._due = due
+        self._timed = timed
         self._processed: Callable[[], Awaitable[None]] | None = None
         self._current: int | None = None
         self._released = 0
@@ -137,6 +155,8 @@ class RoundPacer:
             await self._ready()
             self._next = anyio.current_time()
         await self._processed()
+        if self._current in self._timed:
+            self._timed[self._current].settled = self._drained_at()
         if self._released == self._warmup + self._rounds:
             self.timed_seconds = anyio.current_time() - self._timed_from
             self.timed_cpu_seconds = time.process_time() - self._cpu_from
@@ -145,26 +165,25 @@ class RoundPacer:
         if self._released == self._warmup:
             self._timed_from = anyio.current_time()
             self._cpu_from = time.process_time()
-        self._next += ROUND_S
+        self._next += self._round_s
         await anyio.sleep_until(self._next)
         self._released += 1
         self._current = close_ts
         if self._released > self._warmup:
             # Timed from when the round was due, not from when the loop got to it: a round that fell due while the loop was busy
-            # (answering a request) waited as a live candle arriving then would, and that wait counts.
+            # (answering a request) waited as a live candle arriving then would, and that wait counts. Or, when the round before
+            # had not settled by then, from when it had: what the loop ran from then on (the feed position's write, a request's
+            # slice, the stream's send, a collector pass) counts, the time the round before took does not (it is that round's).
             late = anyio.current_time() - self._next
             due = time.perf_counter() - late
-            self._due[close_ts] = due
-            # Or from when the round before was processed, if later: what the loop did from then on (a request's slice, a
-            # stream's send, a collector pass) counts; the strategies' own backlog of trade rounds longer than ROUND_S does not.
-            self._released_at[close_ts] = max(due, self._drained_at())
+            self._timed[close_ts] = TimedRound(due, max(due, self._drained_at()))
 
     async def finish(self, state: Literal["ended", "stopped"]) -> None:
         self.finished.set()
 
 
-def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: int = TIMED_ROUNDS) -> dict[str, Any]:
-    """One run, in this (fresh) process: the daemon plays `rounds` timed rounds; with `load`, a load process works its HTTP server meanwhile."""
+def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: int = TIMED_ROUNDS, round_s: float = ROUND_S) -> dict[str, Any]:
+    """One run, in this (fresh) process: the daemon plays `rounds` timed rounds `round_s` apart; with `load`, a load process works its HTTP server meanwhile."""
     from bot.control.commands import Control
     from bot.daemon.delivery import InboxDelivery
     from bot.daemon.inbox import CandleWork
@@ -178,18 +197,15 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
 
     work = Path(tempfile.mkdtemp(prefix="bhttp-", dir="/tmp"))
     os.environ[TOKEN_ENV] = TOKEN
-    # Each timed round's close time: when it could start (see RoundPacer), when it was due.
-    published: dict[int, float] = {}
-    due: dict[int, float] = {}
+    # The timed rounds by close time (RoundPacer notes them, each decision its time).
+    by_close: dict[int, TimedRound] = {}
     latencies: list[float] = []
     latencies_from_due: list[float] = []
-    # The slowest decision of each timed round, by its release time.
-    worst: dict[float, float] = {}
     load_report: dict[str, Any] = {}
     minute = 60_000
 
     class TimedInboxes:
-        """The daemon's inbox delivery, each candle of a timed round timed from its release to the end of the strategy's handler."""
+        """The daemon's inbox delivery, each candle of a timed round timed from when its round could start to the end of the strategy's handler."""
 
         def __init__(self, inboxes: InboxDelivery) -> None:
             self._inboxes = inboxes
@@ -197,13 +213,13 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
         def wrap(self, owner: CandleOwner, handler: CandleHandler) -> CandleHandler:
             def timed(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
                 handler(symbol, timeframe, candle, ts)
-                released = published.get(candle.ts + minute)
-                if released is not None:
+                round_ = by_close.get(candle.ts + minute)
+                if round_ is not None:
                     now = time.perf_counter()
-                    latency = now - released
-                    latencies.append(latency)
-                    latencies_from_due.append(now - due[candle.ts + minute])
-                    worst[released] = max(worst.get(released, 0.0), latency)
+                    latencies.append(now - round_.start)
+                    latencies_from_due.append(now - round_.due)
+                    round_.first = min(round_.first, now)
+                    round_.last = max(round_.last, now)
 
             return self._inboxes.wrap(owner, timed)
 
@@ -214,7 +230,10 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
             self._inboxes.detach(owner)
 
     class DrainTimes(CandleWork):
-        """The daemon's count of the strategies' candle work, noting the moment it last drained (a round's every turn settled)."""
+        """The daemon's count of the strategies' candle work, noting the moment it last drained (every turn settled, nothing queued).
+
+        Noted in the step that drained it, before any task it wakes runs.
+        """
 
         __slots__ = ("drained_at",)
 
@@ -228,9 +247,14 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
                 self.drained_at = time.perf_counter()
             return drained
 
+        def cleared(self, count: int) -> None:
+            super().cleared(count)
+            if count and self.drained:
+                self.drained_at = time.perf_counter()
+
     works: list[DrainTimes] = []
 
-    def candle_work() -> CandleWork:
+    def make_candle_work() -> CandleWork:
         works.append(DrainTimes())
         return works[-1]
 
@@ -270,8 +294,8 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
         loaded = load_config(config)
         sources, problems = resolve_sources(loaded)
         assert not problems, problems
-        pacer = RoundPacer(rounds, WARMUP_ROUNDS, start_load, lambda: works[-1].drained_at, published, due)
-        daemon = BenchDaemon(loaded, sources, BotLogger.to_stderr(level=40, name="bench.http"), pacer=pacer, candle_work=candle_work)
+        pacer = RoundPacer(rounds, WARMUP_ROUNDS, round_s, start_load, lambda: works[-1].drained_at, by_close)
+        daemon = BenchDaemon(loaded, sources, BotLogger.to_stderr(level=40, name="bench.http"), pacer=pacer, make_candle_work=make_candle_work)
 
         async def main() -> int:
             async with anyio.create_task_group() as tg:
@@ -294,21 +318,25 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
                 daemon.request_stop()
             return done[0]
 
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         code = anyio.run(main)
         assert code == 0, code
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        load_cpu = children.ru_utime + children.ru_stime
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     finally:
         if process is not None and process.returncode is None:
             process.kill()
         shutil.rmtree(work, ignore_errors=True)
-    assert len(published) == rounds, (len(published), rounds)
-    order = sorted(published.values())
+    assert len(by_close) == rounds, (len(by_close), rounds)
+    ordered = [by_close[close] for close in sorted(by_close)]
+    settle = [r.settled - r.start for r in ordered]
+    slowest = sorted(range(len(ordered)), key=lambda n: ordered[n].start - ordered[n].last)[:5]
     return {
         "load": load,
         "strategies": strategies,
         "symbols": symbols,
         "rounds": rounds,
+        "round_s": round_s,
         "timed_seconds": pacer.timed_seconds,
         "daemon_cpu_seconds": pacer.timed_cpu_seconds,
         # The load process's (or the idle one's) whole life, its requests at the end included.
@@ -317,13 +345,18 @@ def http_latency(load: bool, strategies: int = 1000, symbols: int = 10, rounds: 
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * _pct(latencies, 0.99),
         "max_ms": 1000 * max(latencies),
-        # Timed from when each round was due, the strategies' backlog included (this bench's figures before 2026-12-06).
+        # Timed from when each round was due, the backlog of late rounds included (how this bench timed every round before a29775c).
         "p50_from_due_ms": 1000 * statistics.median(latencies_from_due),
         "p99_from_due_ms": 1000 * _pct(latencies_from_due, 0.99),
-        # Rounds that could start only after they were due (the round before still processed then).
-        "late_rounds": sum(1 for close, at in published.items() if at > due[close]),
+        # Rounds that could start only after they were due (the round before had not settled by then).
+        "late_rounds": sum(1 for r in ordered if r.start > r.due),
+        # From when a round could start until every turn of it had settled (its journal commits done, its events delivered).
+        "settled_p50_ms": 1000 * statistics.median(settle),
+        "settled_max_ms": 1000 * max(settle),
         # The five slowest rounds (round number from 0, its slowest decision): a p99 made by a few stalls shows here.
-        "worst_rounds_ms": [[order.index(at), round(1000 * ms, 1)] for at, ms in sorted(worst.items(), key=lambda item: -item[1])[:5]],
+        "worst_rounds_ms": [[n, round(1000 * (ordered[n].last - ordered[n].start), 1)] for n in slowest],
+        # Every timed round in order: due, start, first and last decision, settled (perf_counter seconds).
+        "timeline": [[r.due, r.start, r.first, r.last, r.settled] for r in ordered],
         "load_report": load_report,
     }
 
@@ -433,12 +466,12 @@ def _load(url: str, token: str) -> dict[str, Any]:
 
 
 # -- the suite --------------------------------------------------------------------------------------
-def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: int = 1000) -> None:
+def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: int = 1000, round_s: float = ROUND_S) -> None:
     """`repeat` runs without and with HTTP load, interleaved, each its own process: medians (min-max) of p50/p99, the p99 change."""
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for i in range(repeat):
         for load in (False, True) if i % 2 == 0 else (True, False):
-            result = run_case(f"{'http:load' if load else 'http:quiet'},{strategies}")
+            result = run_case(f"{'http:load' if load else 'http:quiet'},{strategies},{round_s}")
             runs[load].append(result)
             report = result["load_report"]
             served = f", {report['requests']:,} requests answered in {report['rounds']} load rounds, {report['stream_events']:,} events streamed" if load else ""
@@ -455,9 +488,9 @@ def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: in
     first = runs[False][0]
     print(
         f"HTTP under load: {first['strategies']:,} ema_cross strategies on {first['symbols']} symbols, {first['rounds']} rounds"
-        f" {ROUND_S * 1000:.0f} ms apart ({first['timed_seconds']:.0f} s timed), {first['decisions']:,} decisions per run;"
-        f" medians (min-max) of {repeat} interleaved runs each; each round timed from when it was due, or from when the round"
-        f" before was processed if later"
+        f" {first['round_s'] * 1000:.0f} ms apart ({first['timed_seconds']:.0f} s timed), {first['decisions']:,} decisions per run;"
+        f" medians (min-max) of {repeat} interleaved runs each; each round timed from when it could start (when due, or when the"
+        f" round before had settled if later)"
     )
     for load in (False, True):
         label = "with HTTP load" if load else "without HTTP load"
@@ -466,7 +499,13 @@ def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: in
         label = "with HTTP load" if load else "without HTTP load"
         print(
             f"  {label:<18} timed from due (the backlog of late rounds included): p50 {spread(runs[load], 'p50_from_due_ms')} ms"
-            f"  p99 {spread(runs[load], 'p99_from_due_ms')} ms, {statistics.median(r['late_rounds'] for r in runs[load]):.0f} rounds late"
+            f"  p99 {spread(runs[load], 'p99_from_due_ms')} ms; rounds late {spread(runs[load], 'late_rounds')}"
+        )
+    for load in (False, True):
+        label = "with HTTP load" if load else "without HTTP load"
+        print(
+            f"  {label:<18} a round from its start to every turn settled (commits, events): median {spread(runs[load], 'settled_p50_ms')} ms,"
+            f" slowest {spread(runs[load], 'settled_max_ms')} ms"
         )
     for load in (False, True):
         label = "with HTTP load" if load else "without HTTP load"

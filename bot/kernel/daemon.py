@@ -149,7 +149,7 @@ class Daemon:
         pacer: Pacer | None = None,
         journal_lock: JournalLock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        candle_work: Callable[[], CandleWork] = CandleWork,
+        make_candle_work: Callable[[], CandleWork] = CandleWork,
     ) -> None:
         self.loaded = loaded
         self.sources = sources
@@ -161,7 +161,7 @@ class Daemon:
         # When the recorded feed plays each candle: None is feed.speed's clock; a test steps it instead.
         self._pacer = pacer
         # Makes each run's count of the strategies' candle work (a bench notes when it drains).
-        self._candle_work = candle_work
+        self._make_candle_work = make_candle_work
         self._stop = anyio.Event()
         self.socket_path = socket_path_of(loaded)
         self._feed: DaemonFeed | None = None
@@ -284,7 +284,7 @@ class Daemon:
         """
         config = self.loaded.bot
         log = self.logger.logger
-        queued = self._candle_work()
+        queued = self._make_candle_work()
         position = FeedPosition(journal, queued)
 
         def inboxes(services: BotServices, on_error: HandlerErrorHook) -> InboxDelivery:
