@@ -142,14 +142,14 @@ def main() -> int:
     parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "http", "live", "cluster"), default="all")
     parser.add_argument("--repeat", type=int, help="interleaved runs of each case (the profile: of its timing): median (min-max); default 3, http 5 (at least)")
     parser.add_argument("--strategies", type=int, default=1000, help="--suite http: active ema_cross strategies on 10 symbols (default 1,000)")
-    parser.add_argument("--round-ms", type=float, default=1000.0, help="--suite http: milliseconds between two rounds of candles (default 1,000)")
+    parser.add_argument("--round-ms", type=float, help="--suite http: milliseconds between two rounds of candles (default 1,100)")
     parser.add_argument("--profile", action="store_true", help="print the stage table (us per candle) of a 1-strategy replay, from py-spy")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    if not args.round_ms > 0:
+    if args.round_ms is not None and not 0 < args.round_ms < math.inf:
         parser.error("--round-ms must be more than 0")
     # The HTTP load suite compares medians of at least 5 runs each (issue 15).
     http_repeat = max(5, args.repeat or 5)
@@ -192,7 +192,8 @@ def main() -> int:
         import bench_http
 
         print()
-        bench_http.suite(lambda case: _subprocess_case(f"daemon:{case}"), http_repeat, args.strategies, args.round_ms / 1000)
+        round_s = bench_http.ROUND_S if args.round_ms is None else args.round_ms / 1000
+        bench_http.suite(lambda case: _subprocess_case(f"daemon:{case}"), http_repeat, args.strategies, round_s)
     if args.suite in ("all", "live"):
         live_suite()
     if args.suite in ("all", "cluster"):

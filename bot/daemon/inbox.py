@@ -64,8 +64,9 @@ class CandleWork:
     def cleared(self, count: int) -> None:
         """`count` queued candles were taken out unhandled (an inbox cleared): waiters are woken if that made the work quiet.
 
-        Not reported drained: a strategy's candles taken out on a reset are routed again at once, and
-        the feed position waits for the next round's end (a restart replays at most that round).
+        Not reported to the delivery's `on_drained` (the feed position), though `wait_drained` waiters
+        are woken: a strategy's candles taken out on a reset are routed again at once, and the feed
+        position waits for the next round's end (a restart replays at most that round).
         """
         self.n -= count
         if count:

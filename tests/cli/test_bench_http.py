@@ -1,10 +1,14 @@
 """scripts/bench_http.py (`bench.py --suite http`) runs the real daemon under its HTTP load, and times each round from when it could start."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from typing import Any
+
+import pytest
 
 from tests.support import REPO
 
@@ -57,5 +61,37 @@ def test_a_round_due_before_the_one_before_had_settled_is_timed_from_when_it_had
     rounds = _check_timeline(result)
     assert result["late_rounds"] == 8
     assert all(start == rounds[n - 1][4] > due for n, (due, start, *_) in enumerate(rounds) if n)
+    # Each turn commits after its handler: a round settles after its last decision, not at it.
+    assert all(last < settled for _, _, _, last, settled in rounds)
     assert result["p50_ms"] < result["p50_from_due_ms"] and result["p99_ms"] < result["p99_from_due_ms"]
     assert result["load_report"] == {}
+
+
+def test_the_suite_runs_its_cases_through_bench_py_and_prints_the_change_with_load(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = importlib.util.spec_from_file_location("bench_http_under_test", REPO / "scripts" / "bench_http.py")
+    assert spec is not None and spec.loader is not None
+    bench_http = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench_http)  # its dataclass looks its module up there
+    spec.loader.exec_module(bench_http)
+    cases: list[str] = []
+
+    def run_case(case: str) -> dict[str, Any]:
+        # As scripts/bench.py's suite runs each case: a process of its own, the case string parsed there.
+        cases.append(case)
+        done = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "bench.py"), "--case", f"daemon:{case}"], capture_output=True, text=True, timeout=300, cwd=REPO,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    bench_http.suite(run_case, 1, strategies=20, round_s=0.02)
+    out = capsys.readouterr().out
+    assert cases == ["http:quiet,20,0.02", "http:load,20,0.02"]
+    assert re.search(r"p99 change with load, timed from due: [+-]\d+\.\d %; timed from when a round could start: [+-]\d+\.\d % \(medians; [0-2] of 2 runs had a late round\)", out), out
+    assert re.search(r"a round's time to settle with load: slowest [+-]\d+\.\d %", out), out
+    runs = json.loads(out.strip().splitlines()[-1])
+    assert [r["round_s"] for r in runs["without"] + runs["with"]] == [0.02, 0.02]
+    assert runs["with"][0]["load_report"]["requests"] > 0 and runs["without"][0]["load_report"] == {}
