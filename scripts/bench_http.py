@@ -500,28 +500,24 @@ def suite(run_case: Callable[[str], dict[str, Any]], repeat: int, strategies: in
         f" medians (min-max) of {repeat} interleaved runs each; each round timed from when it could start (when due, or when the"
         f" round before had settled if later)"
     )
-    for load in (False, True):
-        label = "with HTTP load" if load else "without HTTP load"
-        print(f"  {label:<18} candle-to-decision p50 {spread(runs[load], 'p50_ms')} ms  p99 {spread(runs[load], 'p99_ms')} ms  max {spread(runs[load], 'max_ms')} ms")
-    for load in (False, True):
-        label = "with HTTP load" if load else "without HTTP load"
-        print(
-            f"  {label:<18} timed from due (the backlog of late rounds included): p50 {spread(runs[load], 'p50_from_due_ms')} ms"
-            f"  p99 {spread(runs[load], 'p99_from_due_ms')} ms; rounds late: {', '.join(str(r['late_rounds']) for r in runs[load])}"
-        )
-    for load in (False, True):
-        label = "with HTTP load" if load else "without HTTP load"
-        print(
-            f"  {label:<18} a round from its start to every turn settled (commits, events): median {spread(runs[load], 'settled_p50_ms')} ms,"
-            f" slowest {spread(runs[load], 'settled_max_ms')} ms; from its last decision: p90 {spread(runs[load], 'tail_p90_ms')} ms,"
-            f" slowest {spread(runs[load], 'tail_max_ms')} ms"
-        )
-    for load in (False, True):
-        label = "with HTTP load" if load else "without HTTP load"
-        print(
-            f"  {label:<18} CPU seconds of the daemon's process over the timed rounds {spread(runs[load], 'daemon_cpu_seconds')},"
-            f" of the load process (all its life) {spread(runs[load], 'load_process_cpu_seconds')}"
-        )
+    def each_variant(line: Callable[[list[dict[str, Any]]], str]) -> None:
+        for load in (False, True):
+            print(f"  {'with HTTP load' if load else 'without HTTP load':<18} {line(runs[load])}")
+
+    each_variant(lambda rs: f"candle-to-decision p50 {spread(rs, 'p50_ms')} ms  p99 {spread(rs, 'p99_ms')} ms  max {spread(rs, 'max_ms')} ms")
+    each_variant(lambda rs: (
+        f"timed from due (the backlog of late rounds included): p50 {spread(rs, 'p50_from_due_ms')} ms"
+        f"  p99 {spread(rs, 'p99_from_due_ms')} ms; rounds late: {', '.join(str(r['late_rounds']) for r in rs)}"
+    ))
+    each_variant(lambda rs: (
+        f"a round from its start to every turn settled (commits, events): median {spread(rs, 'settled_p50_ms')} ms,"
+        f" slowest {spread(rs, 'settled_max_ms')} ms; from its last decision: p90 {spread(rs, 'tail_p90_ms')} ms,"
+        f" slowest {spread(rs, 'tail_max_ms')} ms"
+    ))
+    each_variant(lambda rs: (
+        f"CPU seconds of the daemon's process over the timed rounds {spread(rs, 'daemon_cpu_seconds')},"
+        f" of the load process (all its life) {spread(rs, 'load_process_cpu_seconds')}"
+    ))
     loaded = [r["load_report"] for r in runs[True]]
     print(
         f"  load per run: {statistics.median(r['requests'] for r in loaded):,.0f} requests answered (median), {statistics.median(r['rounds'] for r in loaded):.0f} rounds,"
