@@ -127,7 +127,8 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
     from bot.kernel import Seams, build_bot
     from bot.log import BotLogger
     from bot.ohlcv import Candle
-    from bot.strategy.delivery import CandleHandler, CandleOwner
+    from bot.services import BotServices
+    from bot.strategy.delivery import CandleHandler, CandleOwner, HandlerErrorHook
 
     candles = [c for _, c in zip(range(rounds + 200), read_candles(DATA))]
     names = [f"SYM{i}/USD" for i in range(symbols)]
@@ -160,7 +161,11 @@ def live_latency(strategies: int = 1000, symbols: int = 10, rounds: int = 60) ->
                 raise exc
 
             delivery = InboxDelivery(tg, 1000, on_error)  # a strategy error fails the benchmark, not the strategy
-            seams = Seams(delivery=lambda _: TimedInboxes(delivery))
+
+            def timed_inboxes(_services: BotServices, _on_handler_error: HandlerErrorHook) -> TimedInboxes:
+                return TimedInboxes(delivery)
+
+            seams = Seams(delivery=timed_inboxes)
             bot = build_bot(BotConfig(), "paper", seams, BotLogger.to_stderr(level=40, name="bench.live"))
             services, manager = bot.services, bot.manager
             for name in names:

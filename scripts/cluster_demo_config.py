@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 # A 1m candle every 100 ms: each candle of a strategy on a worker waits for a round trip, and the demo should show trades, not backlog.
 DEMO_SPEED = 600
@@ -15,7 +16,7 @@ DEMO_SPEED = 600
 
 def demo_config(base: Path, folder: Path, url: str) -> dict[str, object]:
     """`base` (config.json) with every path absolute, its socket and journal in `folder`, and a cluster section placing strategies on workers."""
-    config = json.loads(base.read_text())
+    config: dict[str, Any] = json.loads(base.read_text())
     here = base.resolve().parent
     for source in config["replay"]["candles"].values():
         source["path"] = str(here / source["path"])

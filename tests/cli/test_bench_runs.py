@@ -52,3 +52,12 @@ def test_the_profile_prints_every_stage_of_the_issue_table() -> None:
     for stage in ("CSV read and parse", "events.jsonl encoding and writing", "candle hub (ingest checks, history, emit)", "paper exchange and positions"):
         assert stage in rows, out
     assert sum(value for stage, value in rows.items() if stage != "total") == pytest.approx(rows["total"], abs=0.1)
+
+
+def test_the_daemon_suites_live_case_times_every_strategys_decision_on_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import bench_daemon
+
+    figures = bench_daemon.live_latency(strategies=12, symbols=3, rounds=4)
+    assert figures["decisions"] == 12 * 4
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]

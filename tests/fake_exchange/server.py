@@ -141,7 +141,7 @@ class FakeBinance:
         (wss://fstream.binance.com/ws -> /fstream/ws), as ccxt tells spot from futures
         connections by it.
         """
-        import ccxt.pro  # type: ignore[import-untyped]
+        import ccxt.pro
 
         def rewrite(value: Any) -> Any:
             if isinstance(value, dict):

@@ -14,7 +14,8 @@ from aiohttp.typedefs import Handler
 from tests.fake_exchange.markets import USDM, VENUES, Venue
 
 if TYPE_CHECKING:
-    from tests.fake_exchange.server import FakeBinance, FakeMarket
+    from tests.fake_exchange.markets import FakeMarket
+    from tests.fake_exchange.server import FakeBinance
 
 # A text frame that is not JSON, and a kline whose prices are not numbers.
 BROKEN_JSON = '{"e":"kline","E":17,"s":'
