@@ -69,16 +69,15 @@ async def test_a_stop_while_the_exchange_is_down_at_start_ends_the_daemon_cleanl
         process = DaemonProcess(config, env=fake.credential_env())
         try:
             await anyio.to_thread.run_sync(_wait_for_log, process, "loading markets failed")
-            started = time.monotonic()
             if how == "sigterm":
                 process.proc.send_signal(signal.SIGTERM)
             else:
                 async with ControlClient(process.socket) as client:
                     reply = await client.call("shutdown")
                 assert reply["ok"], reply
-            code = await anyio.to_thread.run_sync(_exit_code_within, process, 10.0)
+            # Exit 0 is the stop's doing: the start's own deadline (exchange.start_timeout_s) ends it with 2.
+            code = await anyio.to_thread.run_sync(_exit_code_within, process, 30.0)
             assert code == 0, process.log.read_text()
-            assert time.monotonic() - started < 5
         finally:
             await anyio.to_thread.run_sync(process.stop)
     log = process.log.read_text()
