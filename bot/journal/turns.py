@@ -74,7 +74,8 @@ class Turns:
     failure handling included. Inside it the bus queues each event's journal write and hands
     the event here (`hold`) instead of to subscribers, and the live gateway hands its sends here
     (`after_commit`). When the turn's body ends its writes go to the journal's writer thread
-    to be committed, and the body's task gets a TurnOutcome to await: nothing waits for SQL on
+    to be committed (with other turns queued beside it, in one commit: bot.journal.sqlite), and
+    the body's task gets a TurnOutcome to await: nothing waits for SQL on
     the event loop, so the other strategies' tasks run meanwhile. Once committed, the turn's
     events are delivered in seq order, then its sends start. If the turn cannot be journalled
     (a write of it or its commit fails: the turn is atomic, one bad event fails it all) nothing
@@ -113,7 +114,7 @@ class Turns:
         self._idle: anyio.Event | None = None
         # Read by the bus on every journalled publish: a turn is open, pending, or being delivered.
         self.holding = False
-        # Turns that published something: each one journal commit.
+        # Turns that published something and were journalled (each one transaction; several may share a commit).
         self.commits = 0
 
     @property

@@ -134,6 +134,10 @@ class JournalWriter:
         # own (some I/O errors do) must fail the turn's commit, not be started afresh mid-turn.
         self._turn = False
         self._turn_began = False
+        # Inside a group (several turns, one commit): whether its transaction was begun. Each
+        # turn of it is then a savepoint, released at the turn's commit, dropped at its rollback.
+        self._group = False
+        self._group_began = False
         self._handlers: dict[type[Event], Callable[[Any, str], None]] = {
             OrderSubmitted: self._order_submitted,
             OrderCancelled: self._order_cancelled,
@@ -194,7 +198,10 @@ class JournalWriter:
         self._turn_began = False
 
     def commit_turn(self) -> None:
-        """Commit the turn's writes (nothing to do when it wrote nothing); on failure nothing of it is kept."""
+        """Commit the turn's writes (nothing to do when it wrote nothing); on failure nothing of it is kept.
+
+        In a group the turn is only released into the group's transaction: kept once `commit_group` commits.
+        """
         if not self._turn:
             raise RuntimeError("no journal turn is open")
         began = self._turn_began
@@ -204,14 +211,59 @@ class JournalWriter:
         try:
             if not self._conn.in_transaction:
                 raise sqlite3.OperationalError("SQLite rolled the turn's transaction back after an error")
-            self._execute("COMMIT")
+            self._execute("RELEASE turn" if self._group else "COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             raise JournalError(f"{self._path}: could not commit the turn's events: {exc}") from exc
 
     def rollback_turn(self) -> None:
-        """Drop the turn's writes (idempotent: also after a failed commit)."""
+        """Drop the turn's writes (idempotent: also after a failed commit); in a group, only the turn's (see `group_lost`)."""
+        began = self._turn_began
         self._turn = self._turn_began = False
+        if not self._group:
+            self._rollback()
+            return
+        self._next_n.clear()
+        conn = self._conn
+        if began and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK TO turn")
+                conn.execute("RELEASE turn")
+            except sqlite3.Error:
+                self._rollback()  # the group is lost with it
+
+    # -- groups: several turns in one transaction (bot.journal.sqlite.Journal's group commit) -------
+    def begin_group(self) -> None:
+        """Turns from now until `commit_group` share one transaction, each a savepoint of it."""
+        if self._group or self._turn:
+            raise RuntimeError("a journal group or turn is already open")
+        self._group = True
+        self._group_began = False
+
+    @property
+    def group_lost(self) -> bool:
+        """Whether the open group's transaction is gone (SQLite rolled it back after an error): its turns so far with it."""
+        return self._group and self._group_began and not self._conn.in_transaction
+
+    def commit_group(self) -> None:
+        """Commit every turn released into the group; JournalError, and none of them kept, when it cannot be."""
+        if not self._group:
+            raise RuntimeError("no journal group is open")
+        began = self._group_began
+        self._group = self._group_began = False
+        if not began:
+            return
+        try:
+            if not self._conn.in_transaction:
+                raise sqlite3.OperationalError("SQLite rolled the group's transaction back after an error")
+            self._execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise JournalError(f"{self._path}: could not commit the turns' events: {exc}") from exc
+
+    def abandon_group(self) -> None:
+        """Drop the group and every turn in it (idempotent)."""
+        self._group = self._group_began = self._turn = self._turn_began = False
         self._rollback()
 
     @property
@@ -221,7 +273,15 @@ class JournalWriter:
 
     def _join_turn(self) -> None:
         if not self._turn_began:
-            self._execute("BEGIN")
+            if not self._group:
+                self._execute("BEGIN")
+            else:
+                if not self._group_began:
+                    self._execute("BEGIN")
+                    self._group_began = True
+                elif not self._conn.in_transaction:
+                    raise sqlite3.OperationalError("SQLite rolled the group's transaction back after an error")
+                self._execute("SAVEPOINT turn")
             self._turn_began = True
         elif not self._conn.in_transaction:
             raise sqlite3.OperationalError("SQLite rolled the turn's transaction back after an error")

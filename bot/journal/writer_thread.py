@@ -5,17 +5,23 @@ turn no longer waits behind the other strategies' commits. sqlite3 releases the 
 SQLite works, so the loop runs meanwhile. A caller either waits for its work (`call`: the
 result, or the exception re-raised on the caller's thread) or is told when it is done
 (`submit` with `notify`, called on the writer thread: hand it to the loop, never block there).
+Members of a batch (`submit_member`: the journal's strategy turns) that are queued one behind
+another when the thread comes to them are handed over together, so one transaction can commit
+them all (group commit); none waits for members not queued yet.
 """
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from queue import SimpleQueue
-from typing import Generic, ParamSpec, TypeVar
+from queue import Empty, SimpleQueue
+from typing import Any, Generic, ParamSpec, TypeVar
 
 T = TypeVar("T")
+M = TypeVar("M")
 P = ParamSpec("P")
+# Given the members queued one behind another, each one's failure (None: done), in their order.
+Batch = Callable[[list[M]], list[BaseException | None]]
 
 
 class Completion(Generic[T]):
@@ -64,9 +70,15 @@ class Completion(Generic[T]):
 
     def _run(self, work: Callable[[], T], log: logging.Logger) -> None:
         try:
-            self._result = work()
+            result = work()
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
-            self._error = exc
+            self._finish(None, exc, log)
+        else:
+            self._finish(result, None, log)
+
+    def _finish(self, result: T | None, error: BaseException | None, log: logging.Logger) -> None:
+        self._result = result
+        self._error = error
         self._done.set()
         notify = self._notify
         if notify is not None:
@@ -76,28 +88,73 @@ class Completion(Generic[T]):
                 log.error("journal writer: could not report finished work: %s: %s", type(exc).__name__, exc)
 
 
-_Item = tuple[Callable[[], object], Completion[object]]
+class _Member:
+    """One member of a batch waiting in the queue."""
+
+    __slots__ = ("payload", "batch", "completion")
+
+    def __init__(self, payload: Any, batch: Batch[Any], completion: Completion[None]) -> None:
+        self.payload = payload
+        self.batch = batch
+        self.completion = completion
 
 
-def _serve(queue: SimpleQueue[_Item | None], log: logging.Logger) -> None:
+_Item = tuple[Callable[[], object], Completion[object]] | _Member
+
+
+def _serve(queue: SimpleQueue[_Item | None], log: logging.Logger, batch_limit: int) -> None:
     # A function, not a method: the thread holds only its queue, so a journal dropped without close is freed.
+    ahead: list[_Item | None] = []  # what a batch took from the queue that is not its own (None: the stop)
     while True:
-        item = queue.get()
+        item = ahead.pop() if ahead else queue.get()
         if item is None:
             return
-        item[1]._run(item[0], log)
+        if isinstance(item, _Member):
+            _run_batch(_batch_from(item, queue, batch_limit, ahead), log)
+        else:
+            item[1]._run(item[0], log)
         # Not kept while waiting for the next: the work may hold the journal, which must be freed when dropped.
         del item
 
 
-class WriterThread:
-    """One thread that runs work items one after another, in the order they were submitted (FIFO)."""
+def _batch_from(first: _Member, queue: SimpleQueue[_Item | None], batch_limit: int, ahead: list[_Item | None]) -> list[_Member]:
+    """`first` and the members of its batch queued right behind it, `batch_limit` at most; the item after them goes to `ahead`."""
+    members = [first]
+    while len(members) < batch_limit:
+        try:
+            following = queue.get_nowait()
+        except Empty:
+            break
+        # == not is: each `journal._method` is a new bound method object.
+        if isinstance(following, _Member) and following.batch == first.batch:
+            members.append(following)
+        else:
+            ahead.append(following)
+            break
+    return members
 
-    def __init__(self, name: str, log: logging.Logger) -> None:
+
+def _run_batch(members: list[_Member], log: logging.Logger) -> None:
+    try:
+        errors = members[0].batch([member.payload for member in members])
+        if len(errors) != len(members):
+            raise RuntimeError(f"a batch of {len(members)} members reported {len(errors)} outcomes")
+    except BaseException as exc:  # noqa: BLE001 - every member fails with it
+        errors = [exc] * len(members)
+    for member, error in zip(members, errors):
+        member.completion._finish(None, error, log)
+
+
+class WriterThread:
+    """One thread that runs work items one after another, in the order they were submitted (FIFO); at most `batch_limit` members per batch."""
+
+    def __init__(self, name: str, log: logging.Logger, batch_limit: int = 1) -> None:
+        if batch_limit < 1:
+            raise ValueError(f"batch_limit must be >= 1, got {batch_limit}")
         self._queue: SimpleQueue[_Item | None] = SimpleQueue()
         # A daemon thread, as the checkpoint thread: a journal never closed must not keep the process
         # alive; what it had not committed is lost as in a kill -9, and no order of it was sent.
-        self._thread = threading.Thread(target=_serve, args=(self._queue, log), name=name, daemon=True)
+        self._thread = threading.Thread(target=_serve, args=(self._queue, log, batch_limit), name=name, daemon=True)
         self._stopping = False
 
     def start(self) -> None:
@@ -110,6 +167,17 @@ class WriterThread:
             raise RuntimeError(f"{self._thread.name}: stopped, no more work is taken")
         completion: Completion[T] = Completion(notify)
         self._queue.put((work, completion))  # type: ignore[arg-type]  # the item's result type is the completion's
+        return completion
+
+    def submit_member(self, payload: M, batch: Batch[M], notify: Callable[[], object] | None = None) -> Completion[None]:
+        """Queue `payload` as a member of `batch`: run with the members of the same batch right behind it; `notify` as in `submit`.
+
+        Its completion is done, with the member's own failure if any, only once `batch` has returned.
+        """
+        if self._stopping:
+            raise RuntimeError(f"{self._thread.name}: stopped, no more work is taken")
+        completion: Completion[None] = Completion(notify)
+        self._queue.put(_Member(payload, batch, completion))
         return completion
 
     def call(self, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from bot.events import Event
@@ -51,6 +52,31 @@ for index, event in enumerate(events):
     print(index, journal.writer_checkpoints + journal._checkpointer.checkpoints, flush=True)
 print("done", flush=True)
 """
+# Strategy turns (a strategy's events of one candle) handed over without waiting, up to 32 in
+# flight, so the writer thread finds several queued and commits them together; each turn is
+# acknowledged once its completion is done, that is once the commit holding it returned.
+_GROUPING_CHILD = """
+import pickle
+import sys
+from collections import deque
+from pathlib import Path
+
+from bot.journal import Journal
+
+turns = pickle.loads(Path(sys.argv[2]).read_bytes())
+journal = Journal(Path(sys.argv[1]))
+in_flight = deque()
+for index, turn in enumerate(turns):
+    journal.begin_turn()
+    for event in turn:
+        journal.record(event)
+    in_flight.append((index, journal.commit_turn()))
+    while in_flight and (len(in_flight) >= 32 or in_flight[0][1].done):
+        done, completion = in_flight.popleft()
+        completion.result()
+        print(done, journal.group_commits, flush=True)
+print("done", flush=True)
+"""
 _TIMEOUT_S = 60.0
 
 
@@ -70,8 +96,39 @@ def test_kill_9_amid_checkpoints_keeps_every_acknowledged_record(tmp_path: Path,
     _assert_holds_exactly_the_acknowledged(tmp_path, path, events, len(acked))
 
 
-def _kill_mid_run(tmp_path: Path, events: list[Event], child: str, acks_before_kill: int) -> tuple[Path, list[list[str]]]:
-    """Run `child` journalling `events`, kill -9 it after `acks_before_kill` acks; return the journal and every ack, split."""
+def test_kill_9_amid_group_commits_keeps_every_acknowledged_turn_whole(tmp_path: Path, journalled_run: JournalledRun) -> None:
+    turns: list[list[Event]] = []
+    for event in journalled_run.rig.events:
+        if event.strategy_id is None:
+            continue
+        if turns and (turns[-1][0].strategy_id, turns[-1][0].ts) == (event.strategy_id, event.ts):
+            turns[-1].append(event)
+        else:
+            turns.append([event])
+    assert len(turns) > 2 * 1_500 and max(map(len, turns)) > 1
+    path, acked = _kill_mid_run(tmp_path, turns, _GROUPING_CHILD, acks_before_kill=1_500)
+    assert int(acked[-1][1]) > 0  # turns were committed in groups before the kill
+    # The journal holds the acknowledged turns, or those and turns committed before the kill landed but not yet
+    # acknowledged (a group, and what was in flight): always whole turns, in order.
+    assert integrity(path) == "ok"
+    with Journal(path):
+        pass  # opening replays the WAL
+    crashed = dump_tables(path)
+    reference_path = tmp_path / "reference.sqlite"
+    with Journal(reference_path) as reference:
+        for turn in turns[: len(acked)]:
+            for event in turn:
+                reference.record(event)
+        kept = len(acked)
+        while dump_tables(reference_path) != crashed:
+            assert kept < min(len(acked) + 64, len(turns)), "the journal holds no whole prefix of the turns from the acknowledged ones on"
+            for event in turns[kept]:
+                reference.record(event)
+            kept += 1
+
+
+def _kill_mid_run(tmp_path: Path, events: Sequence[object], child: str, acks_before_kill: int) -> tuple[Path, list[list[str]]]:
+    """Run `child` journalling `events` (events or turns of them), kill -9 it after `acks_before_kill` acks; return the journal and every ack, split."""
     events_file = tmp_path / "events.pickle"
     events_file.write_bytes(pickle.dumps(events))
     script = tmp_path / "child.py"

@@ -98,6 +98,73 @@ def test_close_runs_everything_submitted_first_then_stops_the_thread_even_after_
         writer.submit(lambda: None)
 
 
+class _Batches:
+    """A batch function that records each call's members and fails the members named in `failing`."""
+
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        self.calls: list[list[str]] = []
+        self.failing = failing
+
+    def __call__(self, members: list[str]) -> list[BaseException | None]:
+        self.calls.append(members)
+        return [ValueError(f"{m} failed") if m in self.failing else None for m in members]
+
+
+def test_members_queued_one_behind_another_are_one_batch_up_to_the_limit_in_order() -> None:
+    writer = WriterThread("journal-writer test", _LOG, batch_limit=4)
+    writer.start()
+    try:
+        batches, others = _Batches(frozenset({"m2"})), _Batches()
+        ran: list[str] = []
+        release = threading.Event()
+        writer.submit(release.wait)  # everything below queues up behind it
+        first = [writer.submit_member(f"m{n}", batches) for n in range(6)]  # 4, then 2: the limit
+        writer.submit(lambda: ran.append("plain"))  # a plain item ends a batch
+        second = [writer.submit_member(f"m{n}", batches) for n in range(6, 8)]
+        third = [writer.submit_member(f"o{n}", others) for n in range(2)]  # another batch's members are not this one's
+        fourth = writer.submit_member("m8", batches)
+        assert not any(c.done for c in [*first, *second, *third, fourth])
+        release.set()
+        assert writer.call(lambda: "after") == "after"
+        assert batches.calls == [["m0", "m1", "m2", "m3"], ["m4", "m5"], ["m6", "m7"], ["m8"]]
+        assert others.calls == [["o0", "o1"]] and ran == ["plain"]
+        # Each member done with its own outcome.
+        assert [str(c.error) if c.error else None for c in first] == [None, None, "m2 failed", None, None, None]
+        with pytest.raises(ValueError, match="m2 failed"):
+            first[2].result()
+        assert all(c.done and c.error is None for c in [*second, *third, fourth])
+    finally:
+        writer.close()
+
+
+def test_a_member_is_not_held_back_for_members_not_queued_yet_and_a_failing_batch_fails_each_of_its_members() -> None:
+    writer = WriterThread("journal-writer test", _LOG, batch_limit=16)
+    writer.start()
+    try:
+        batches = _Batches()
+        assert writer.submit_member("alone", batches).result() is None  # nothing behind it: run at once, a batch of one
+        assert batches.calls == [["alone"]]
+
+        def broken(members: list[str]) -> list[BaseException | None]:
+            raise RuntimeError("the batch itself failed")
+
+        def short(members: list[str]) -> list[BaseException | None]:
+            return [None]
+
+        release = threading.Event()
+        writer.submit(release.wait)
+        failed = [writer.submit_member(n, broken) for n in ("a", "b")]
+        miscounted = [writer.submit_member(n, short) for n in ("c", "d")]
+        release.set()
+        writer.call(lambda: None)
+        assert [str(c.error) for c in failed] == ["the batch itself failed"] * 2
+        assert [type(c.error) for c in miscounted] == [RuntimeError] * 2 and "2 members reported 1 outcomes" in str(miscounted[0].error)
+    finally:
+        writer.close()
+    with pytest.raises(ValueError, match="batch_limit"):
+        WriterThread("journal-writer test", _LOG, batch_limit=0)
+
+
 def test_a_journal_runs_its_sql_on_its_writer_thread_and_close_stops_it(tmp_path: Path) -> None:
     before = set(threading.enumerate())
     journal = Journal(tmp_path / "journal.sqlite")
