@@ -47,7 +47,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.kernel.assembly import DeliveryFactory, JournalHook
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOL = "ETH/BTC"
@@ -82,7 +85,7 @@ def _specs(strategies: int) -> list[Any]:
     ]
 
 
-def _bot(delivery: Any = None, journal: Any = None, turns: Any = None) -> Any:
+def _bot(delivery: DeliveryFactory | None = None, journal: JournalHook | None = None, turns: Any = None) -> Any:
     from bot.clock import WallClock
     from bot.config.models import BotConfig
     from bot.kernel import Seams, build_bot
@@ -294,7 +297,7 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
             turns = Turns(book, asyncio.get_running_loop().call_soon_threadsafe)
         async with anyio.create_task_group() as tg:
 
-            def inboxes(seam: Any) -> Any:
+            def inboxes(_services: Any, seam: Any) -> Any:
                 def on_error(owner: Any, handler: Any, exc: Exception) -> None:
                     errors.append(exc)
                     seam(owner, handler, exc)

@@ -61,3 +61,14 @@ def test_the_daemon_suites_live_case_times_every_strategys_decision_on_every_rou
     figures = bench_daemon.live_latency(strategies=12, symbols=3, rounds=4)
     assert figures["decisions"] == 12 * 4
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["inbox", "inbox+journal"])
+def test_the_live_suites_inbox_cases_run_every_candle_through_every_strategy(monkeypatch: pytest.MonkeyPatch, journal: bool) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import bench_live
+
+    figures = bench_live.inbox_latency(60, 3, journal=journal)
+    assert figures["done_count"] == 60 and figures["processed"] == 3 * 60
+    assert figures["action_count"] > 0 and figures["overruns"] == 0
+    assert ("turn_commits" in figures) is journal
