@@ -236,6 +236,10 @@ def live_suite() -> None:
         rows.append(("", f"ws kline message -> action put ({r['action_count']} actions, {r['action_candles']} candles)", r, "action_"))
     for label, what, r, prefix in rows:
         print(f"  {label:<29} {what:<62} {figures(r, prefix)}")
+    print(
+        f"  journal: {journal['turn_commits']:,} strategy turns journalled, {journal['grouped_turns']:,} of them"
+        f" in {journal['group_commits']:,} commits shared by several turns"
+    )
     print(json.dumps({"direct": direct, "inbox": inbox, "inbox_journal": journal}))
 
 

@@ -360,7 +360,7 @@ def inbox_latency(candles: int = 2000, strategies: int = 10, inbox_size: int | N
         "overruns": sum(s["overruns"] for s in stats),
         "coalesced": sum(s["coalesced"] for s in stats),
         "trading_events": sum(e.type in _TRADING_EVENTS for e in events),
-        **({"wal_bytes": wal_bytes, "writer_checkpoints": writer_checkpoints, "turn_commits": turns.commits} if journal else {}),
+        **({"wal_bytes": wal_bytes, "writer_checkpoints": writer_checkpoints, "turn_commits": turns.commits, "group_commits": book.group_commits, "grouped_turns": book.grouped_turns} if journal else {}),
     }
 
 

@@ -54,7 +54,11 @@ _ORDER_COLUMNS: Final[tuple[str, ...]] = (
 
 
 class _TurnWrites:
-    """An open turn's writes: queued on the loop, run on the writer thread at the commit (or before a read in the turn)."""
+    """An open turn's writes: queued on the loop, run on the writer thread at the commit (or before a read in the turn).
+
+    A write may run twice (its group's transaction was lost, so the turn is written again alone):
+    each is SQL on the journal's connection and nothing else.
+    """
 
     __slots__ = ("queued", "handed_over", "began", "error")
 
@@ -69,9 +73,10 @@ class _TurnWrites:
 
 _NOTHING_TO_COMMIT: Final[Completion[None]] = Completion.finished(None)
 _LET_THE_CHECKPOINTER_RUN_S: Final[float] = 0.001
-# Strategy turns one commit may take, of those queued when the writer thread comes to them: each
-# commit costs about as much as a turn's writes, and a turn waits for the writes of those before
-# it in the group (16 turns are about 1-2 ms on this host).
+# Strategy turns one commit may take, of those queued when the writer thread comes to them: a
+# commit costs about as much as a turn's writes. Every turn of a group, the first included, waits
+# for the writes of the whole group (16 turns: about 1-2 ms on this host) and for a checkpoint the
+# commit may carry; those queued behind it no longer wait for a commit each.
 TURNS_PER_COMMIT: Final[int] = 16
 
 
@@ -106,6 +111,8 @@ class Journal:
         lock: JournalLock | None = None,
         turns_per_commit: int = TURNS_PER_COMMIT,
     ) -> None:
+        if turns_per_commit < 1:
+            raise ValueError(f"turns_per_commit must be >= 1, got {turns_per_commit}")
         self.path = Path(path)
         self._log = log if log is not None else logging.getLogger("bot.journal")
         policy = checkpoints if checkpoints is not None else CheckpointPolicy()
@@ -150,7 +157,7 @@ class Journal:
         self._turn: _TurnWrites | None = None
         # Checkpoints the WAL's size forced onto the writer thread: 0 while writes pause now and then.
         self.writer_checkpoints = 0
-        # Commits that carried several strategy turns (queued together), and the turns they carried.
+        # Commits that kept several strategy turns (queued together), and the turns they kept.
         self.group_commits = 0
         self.grouped_turns = 0
 
@@ -396,8 +403,12 @@ class Journal:
         errors do: a full disk, an I/O error) or its commit fails, each turn is written again in its
         own transaction, as it would have been without the group, so one turn's failure is never another's.
         """
+        first = turns[0][0]
+        if first.began or first.error is not None:
+            # It read the journal mid-turn, so its transaction is open already: it commits alone. Only
+            # the first can have: its early writes went over as a plain item, which ends a batch.
+            return [self._commit_alone(*turns[0]), *(self._commit_turns_now(turns[1:]) if len(turns) > 1 else [])]
         if len(turns) == 1 or any(turn.began or turn.error is not None for turn, _ in turns):
-            # Alone, or with a read inside a turn (its transaction already open): one commit each.
             return [self._commit_alone(turn, part) for turn, part in turns]
         writer = self._writer
         errors: list[BaseException | None] = [None] * len(turns)
@@ -416,14 +427,16 @@ class Journal:
                         return [self._commit_alone(turn, part) for turn, part in turns]
                     errors[index] = exc
             writer.commit_group()
-            self.group_commits += 1
-            self.grouped_turns += len(turns)
         except JournalError:
             writer.abandon_group()
             return [self._commit_alone(turn, part) for turn, part in turns]
         except BaseException:
             writer.abandon_group()
             raise
+        kept = errors.count(None)
+        if kept > 1:
+            self.group_commits += 1
+            self.grouped_turns += kept
         self._after_commit()
         return errors
 
@@ -443,6 +456,13 @@ class Journal:
             self._after_commit()
 
     def _after_commit(self) -> None:
+        # Never raises: what called it has committed, and its callers must hear so.
+        try:
+            self._checkpoint_after_commit()
+        except Exception:  # noqa: BLE001 - logged: the commit stands
+            self._log.exception("journal %s: checkpoint after a commit failed (the WAL keeps every commit)", self.path)
+
+    def _checkpoint_after_commit(self) -> None:
         if self._writer.in_turn:
             return
         checkpointer = self._checkpointer

@@ -138,6 +138,9 @@ class JournalWriter:
         # turn of it is then a savepoint, released at the turn's commit, dropped at its rollback.
         self._group = False
         self._group_began = False
+        # A turn of the group could not be undone on its own (its RELEASE or ROLLBACK TO failed): the
+        # group must not commit, even if SQLite left the transaction open.
+        self._group_broken = False
         self._handlers: dict[type[Event], Callable[[Any, str], None]] = {
             OrderSubmitted: self._order_submitted,
             OrderCancelled: self._order_cancelled,
@@ -213,6 +216,7 @@ class JournalWriter:
                 raise sqlite3.OperationalError("SQLite rolled the turn's transaction back after an error")
             self._execute("RELEASE turn" if self._group else "COMMIT")
         except sqlite3.Error as exc:
+            self._group_broken = self._group
             self._rollback()
             raise JournalError(f"{self._path}: could not commit the turn's events: {exc}") from exc
 
@@ -230,7 +234,8 @@ class JournalWriter:
                 conn.execute("ROLLBACK TO turn")
                 conn.execute("RELEASE turn")
             except sqlite3.Error:
-                self._rollback()  # the group is lost with it
+                self._group_broken = True  # the group is lost with it
+                self._rollback()
 
     # -- groups: several turns in one transaction (bot.journal.sqlite.Journal's group commit) -------
     def begin_group(self) -> None:
@@ -238,22 +243,24 @@ class JournalWriter:
         if self._group or self._turn:
             raise RuntimeError("a journal group or turn is already open")
         self._group = True
-        self._group_began = False
+        self._group_began = self._group_broken = False
 
     @property
     def group_lost(self) -> bool:
-        """Whether the open group's transaction is gone (SQLite rolled it back after an error): its turns so far with it."""
-        return self._group and self._group_began and not self._conn.in_transaction
+        """Whether the open group's transaction is gone (SQLite rolled it back after an error, or a turn could not be undone alone)."""
+        return self._group and (self._group_broken or (self._group_began and not self._conn.in_transaction))
 
     def commit_group(self) -> None:
         """Commit every turn released into the group; JournalError, and none of them kept, when it cannot be."""
         if not self._group:
             raise RuntimeError("no journal group is open")
-        began = self._group_began
-        self._group = self._group_began = False
+        began, broken = self._group_began, self._group_broken
+        self._group = self._group_began = self._group_broken = False
         if not began:
             return
         try:
+            if broken:
+                raise sqlite3.OperationalError("a turn of the group could not be rolled back on its own")
             if not self._conn.in_transaction:
                 raise sqlite3.OperationalError("SQLite rolled the group's transaction back after an error")
             self._execute("COMMIT")
@@ -263,7 +270,7 @@ class JournalWriter:
 
     def abandon_group(self) -> None:
         """Drop the group and every turn in it (idempotent)."""
-        self._group = self._group_began = self._turn = self._turn_began = False
+        self._group = self._group_began = self._group_broken = self._turn = self._turn_began = False
         self._rollback()
 
     @property

@@ -72,3 +72,5 @@ def test_the_live_suites_inbox_cases_run_every_candle_through_every_strategy(mon
     assert figures["done_count"] == 60 and figures["processed"] == 3 * 60
     assert figures["action_count"] > 0 and figures["overruns"] == 0
     assert ("turn_commits" in figures) is journal
+    if journal:
+        assert 0 <= figures["grouped_turns"] <= figures["turn_commits"] and figures["group_commits"] <= figures["grouped_turns"] // 2

@@ -121,7 +121,10 @@ def test_kill_9_amid_group_commits_keeps_every_acknowledged_turn_whole(tmp_path:
                 reference.record(event)
         kept = len(acked)
         while dump_tables(reference_path) != crashed:
-            assert kept < min(len(acked) + 64, len(turns)), "the journal holds no whole prefix of the turns from the acknowledged ones on"
+            assert kept < min(len(acked) + 64, len(turns)), (
+                f"the journal is not the first N whole turns for any N from the {len(acked)} acknowledged on: an acknowledged turn is missing,"
+                " or a turn is kept in part"
+            )
             for event in turns[kept]:
                 reference.record(event)
             kept += 1
