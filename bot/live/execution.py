@@ -179,6 +179,11 @@ class LiveExchange:
             self.exchange.amount_to_precision, symbol, other_quantity
         ) and self._rounded(self.exchange.price_to_precision, symbol, price) == self._rounded(self.exchange.price_to_precision, symbol, other_price)
 
+    def sellable(self, symbol: str, quantity: float) -> float:
+        """`quantity` rounded down to the market's lot step (as is when that would leave nothing, or no step is known)."""
+        rounded = self._rounded(self.exchange.amount_to_precision, symbol, quantity)
+        return rounded if 0.0 < rounded <= quantity else quantity
+
     @staticmethod
     def _rounded(rounding: Callable[[str, float], Any], symbol: str, value: float) -> float:
         try:
@@ -445,12 +450,12 @@ class LiveExchange:
         """Act on what the exchange says about an order: deliver its outcome, or keep tracking it."""
         order = tracked.order
         fee_bps = tracked.account.fees.maker_bps if order.order_type == "limit" else tracked.account.fees.taker_bps
-        outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps)
+        outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps, self.sellable)
         if outcome.fill is not None and not has_fee(reply) and reply.get("id"):
             # An order status (Binance's GET order) carries no fees: its trades do.
             fees = await self._trade_fees(order, reply["id"])
             if fees:
-                outcome = outcome_of(order, {**reply, "fees": fees}, self._clock.now_ms(), fee_bps)
+                outcome = outcome_of(order, {**reply, "fees": fees}, self._clock.now_ms(), fee_bps, self.sellable)
         tracked.unconfirmed = False
         if outcome.exchange_id is not None:
             tracked.exchange_id = str(outcome.exchange_id)

@@ -1,6 +1,7 @@
 """Reading ccxt's answers about an order: done or not, and the fill it amounts to."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,8 +64,14 @@ def fee_in_quote(order: dict[str, Any], symbol: str, price: float, fallback: flo
     return total if fees else fallback
 
 
-def outcome_of(order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float) -> OrderOutcome:
-    """Turn ccxt's unified order structure into an outcome for `order` (the partial fills summed into one)."""
+def outcome_of(
+    order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float, sellable: Callable[[str, float], float] | None = None
+) -> OrderOutcome:
+    """Turn ccxt's unified order structure into an outcome for `order` (the partial fills summed into one).
+
+    `sellable(symbol, quantity)`: what of a buy's quantity less its fee in the base asset the market
+    lets the account sell (its lot step); without it, all of it.
+    """
     exchange_id = reply.get("id")
     status = str(reply.get("status") or "open").lower()
     filled = _number(reply.get("filled")) or 0.0
@@ -86,10 +93,17 @@ def outcome_of(order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float)
     if taker_or_maker == "maker" or taker_or_maker == "taker":
         liquidity = taker_or_maker
     quantity = filled
-    if order.side == "buy":
+    in_base = base_fee(reply, order.symbol) if order.side == "buy" else 0.0
+    if in_base:
         # Binance spot takes a buyer's commission in the asset bought: what the account holds is
         # the filled quantity less that fee (its value is in `fee`), and a close must not ask for more.
-        quantity = max(0.0, filled - base_fee(reply, order.symbol))
+        # Nor for what is off the market's lot step: the exchange would sell the rest and leave dust
+        # no order can close, and the position could then never be closed. That dust stays on the
+        # account, outside the position, and its value is booked as part of the entry's fee.
+        quantity = max(0.0, filled - in_base)
+        if sellable is not None:
+            held, quantity = quantity, sellable(order.symbol, quantity)
+            fee += (held - quantity) * price
     return OrderOutcome("filled", Fill(order, price, quantity, fee, int(ts), liquidity), exchange_id)
 
 

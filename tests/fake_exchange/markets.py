@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tests.fake_exchange.series import Series
@@ -61,6 +62,8 @@ class FakeMarket:
     # Whether STOP_LOSS (stop-market) is in the market's orderTypes and accepted: set by
     # FakeBinance(stop_loss=...), read once when the account is built (changing it later has no effect on the account).
     stop_loss: bool = True
+    # A spot market's LOT_SIZE stepSize and minQty (FakeBinance(lot_step=...)): real ETHBTC trades in 0.0001 ETH steps.
+    lot_step: str = "0.00000001"
 
     def __post_init__(self) -> None:
         base, quote, settle = _parse_symbol(self.symbol)
@@ -130,7 +133,7 @@ class FakeMarket:
             "isMarginTradingAllowed": False,
             "filters": [
                 {"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "922327.00000000", "tickSize": "0.00000001"},
-                {"filterType": "LOT_SIZE", "minQty": "0.00010000", "maxQty": "100000.00000000", "stepSize": "0.00000001"},
+                {"filterType": "LOT_SIZE", "minQty": max(self.lot_step, "0.00010000", key=Decimal), "maxQty": "100000.00000000", "stepSize": self.lot_step},
                 {"filterType": "NOTIONAL", "minNotional": "0.00010000", "applyMinToMarket": True, "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
             ],
             "permissions": [],

@@ -15,8 +15,8 @@ Simplifications (documented so tests do not mistake them for Binance's behaviour
   for, the gap included, EXPIRES unfilled. trailingDelta is not modelled (stopPrice is
   required). STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT are refused (-1116);
 - commission is charged in the QUOTE asset on both sides, at one rate for makers and takers,
-  so a BUY needs quote for the cost plus the commission (Binance takes it from the asset
-  received, or BNB);
+  so a BUY needs quote for the cost plus the commission; with `buyer_commission_in_base` a BUY
+  pays it as Binance spot does without BNB, in the asset received (quantity * rate of it);
 - amounts are exact Decimals, never rounded (cost = quantity * price, commission = cost * rate),
   so tests can check balances exactly; they are written with 8 decimals like Binance's, or
   with more where they have more (Binance would round those).
@@ -186,9 +186,10 @@ class Balance:
 class Account:
     """The fake's single spot account: balances and orders, matched against the prices it is given."""
 
-    def __init__(self, pairs: Mapping[str, Pair], commission_rate: Decimal) -> None:
+    def __init__(self, pairs: Mapping[str, Pair], commission_rate: Decimal, buyer_commission_in_base: bool = False) -> None:
         self.pairs = dict(pairs)
         self.commission_rate = commission_rate
+        self.buyer_commission_in_base = buyer_commission_in_base
         self.balances: dict[str, Balance] = {}
         for pair in self.pairs.values():
             self.balances.setdefault(pair.base, Balance())
@@ -245,7 +246,7 @@ class Account:
             raise BinanceError(400, -2010, "Order would immediately match and take.")
         cost, commission = self._cost(quantity, price)
         if request.side == "BUY":
-            needed, asset = cost + commission, pair.quote
+            needed, asset = cost + (0 if self.buyer_commission_in_base else commission), pair.quote
         else:
             needed, asset = quantity, pair.base
         balance = self.balances.setdefault(asset, Balance())
@@ -341,7 +342,7 @@ class Account:
         order.triggered_ms = now_ms
         if buy:
             cost, commission = self._cost(order.quantity, price)
-            if self.balances[self.pairs[order.symbol].quote].free < cost + commission:
+            if self.balances[self.pairs[order.symbol].quote].free < cost + (0 if self.buyer_commission_in_base else commission):
                 order.status = "EXPIRED"
                 order.updated_ms = now_ms
                 return False
@@ -365,13 +366,18 @@ class Account:
         pair = self.pairs[order.symbol]
         cost, commission = self._cost(order.quantity, price)
         base, quote = self.balances.setdefault(pair.base, Balance()), self.balances.setdefault(pair.quote, Balance())
-        if order.side == "BUY":
+        asset = pair.quote
+        if order.side == "BUY" and self.buyer_commission_in_base:
+            commission, asset = order.quantity * self.commission_rate, pair.base
+            quote.free -= cost
+            base.free += order.quantity - commission
+        elif order.side == "BUY":
             quote.free -= cost + commission
             base.free += order.quantity
         else:
             base.free -= order.quantity
             quote.free += cost - commission
-        fill = Fill(self._next_trade, order.order_id, price, order.quantity, cost, commission, pair.quote, now_ms, maker)
+        fill = Fill(self._next_trade, order.order_id, price, order.quantity, cost, commission, asset, now_ms, maker)
         self._next_trade += 1
         order.fills.append(fill)
         self.fills.append(fill)

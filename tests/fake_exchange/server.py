@@ -52,6 +52,8 @@ class FakeBinance:
     needs `credentials()`; MARKET orders fill at `price(symbol)`, resting LIMIT orders as the
     pushes reach their price, STOP_LOSS orders as the pushes reach their stopPrice.
     `stop_loss=False` serves every market without STOP_LOSS in its orderTypes (and refuses it).
+    `lot_step` is every spot market's LOT_SIZE step (and minQty, when larger than 0.0001);
+    `buyer_commission_in_base` charges a BUY's commission in the asset bought, as Binance spot does without BNB.
     """
 
     def __init__(
@@ -64,11 +66,13 @@ class FakeBinance:
         secret: str = "fake-secret",
         commission_rate: Amount = "0.001",
         stop_loss: bool = True,
+        lot_step: str = "0.00000001",
+        buyer_commission_in_base: bool = False,
     ) -> None:
         self.faults = Faults()
         self.updates_per_candle = updates_per_candle
         self.markets: dict[str, FakeMarket] = {
-            symbol: FakeMarket(symbol, source if isinstance(source, Series) else Series.load(source, timeframe), self, stop_loss)
+            symbol: FakeMarket(symbol, source if isinstance(source, Series) else Series.load(source, timeframe), self, stop_loss, lot_step)
             for symbol, source in markets.items()
         }
         for market in self.markets.values():
@@ -84,6 +88,7 @@ class FakeBinance:
         self.account = Account(
             {m.id: Pair(m.id, m.base, m.quote, Filters.from_info(m.info()), m.stop_loss) for m in self.markets_by_id.values()},
             _decimal(commission_rate),
+            buyer_commission_in_base,
         )
         # Parameters (signature left out) of every POST /api/v3/order received, faulted ones too.
         self.order_requests: list[dict[str, str]] = []

@@ -24,3 +24,21 @@ def test_a_commission_in_the_quote_leaves_the_quantity_whole() -> None:
         fill = outcome_of(_order(side), reply, 0, 10.0).fill
         assert fill is not None and fill.quantity == 0.5 and fill.fee == pytest.approx(0.000025)
 
+
+
+def test_what_the_market_cannot_sell_of_a_buy_less_its_fee_stays_out_of_the_position_and_is_paid_as_a_fee() -> None:
+    reply = {"id": "7", "status": "closed", "filled": 0.5, "average": 0.05, "fees": [{"currency": "ETH", "cost": 0.0005}]}
+    asked: list[tuple[str, float]] = []
+
+    def to_step(symbol: str, quantity: float) -> float:
+        asked.append((symbol, quantity))
+        return float(int(quantity * 1000)) / 1000  # a 0.001 lot step, rounded down
+
+    fill = outcome_of(_order("buy"), reply, 0, 10.0, to_step).fill
+    assert fill is not None and asked == [("ETH/BTC", pytest.approx(0.4995))]
+    assert fill.quantity == 0.499 and fill.fee == pytest.approx(0.001 * 0.05)  # the commission and the dust
+    # Only a buy paying in the coin bought is rounded: a sell, or a commission in the quote, is what it filled.
+    for side, fees in (("sell", [{"currency": "ETH", "cost": 0.0005}]), ("buy", [{"currency": "BTC", "cost": 0.000025}])):
+        fill = outcome_of(_order(side), {**reply, "fees": fees}, 0, 10.0, to_step).fill
+        assert fill is not None and fill.quantity == 0.5
+    assert len(asked) == 1

@@ -154,11 +154,14 @@ async def gateway_on(
 
 
 @asynccontextmanager
-async def fake_market(btc: str = "1", eth: str = "0", stop_orders: bool = True) -> AsyncIterator[FakeBinance]:
-    """The fake exchange at candle START, serving ETH/BTC (taking stop-market orders or not), with a funded account."""
+async def fake_market(btc: str = "1", eth: str = "0", stop_orders: bool = True, **binance: Any) -> AsyncIterator[FakeBinance]:
+    """The fake exchange at candle START, serving ETH/BTC (taking stop-market orders or not), with a funded account.
+
+    `binance`: more of FakeBinance's options (lot_step, buyer_commission_in_base).
+    """
     from tests.support import ETH_1M
 
-    async with FakeBinance({ETH: ETH_1M}, start=START, stop_loss=stop_orders) as fake:
+    async with FakeBinance({ETH: ETH_1M}, start=START, stop_loss=stop_orders, **binance) as fake:
         fake.set_balance("BTC", btc)
         fake.set_balance("ETH", eth)
         yield fake
