@@ -497,9 +497,10 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
         logger.logger.warning("%s", use)
     lock: JournalLock | None = None
     try:
+        carried: dict[str, tuple[int, int]] = {}
         if args.fresh:
-            lock = _fresh(loaded, args.force, logger.logger)
-        return anyio.run(Daemon(loaded, sources, logger, pacer, journal_lock=lock).run)
+            lock, carried = _fresh(loaded, args.force, logger.logger)
+        return anyio.run(Daemon(loaded, sources, logger, pacer, journal_lock=lock, carried_numbering=carried).run)
     except BaseExceptionGroup as group:
         # An operator's error raised inside the task group (a journal file that is not a
         # journal, say) is still reported as one clear line, not a traceback.
@@ -516,17 +517,20 @@ def _run(args: argparse.Namespace, pacer: Pacer | None = None) -> int:
         logger.close()
 
 
-def _fresh(loaded: LoadedConfig, force: bool, log: logging.Logger) -> JournalLock:
+def _fresh(loaded: LoadedConfig, force: bool, log: logging.Logger) -> tuple[JournalLock, dict[str, tuple[int, int]]]:
     """`run --fresh`: move the journal aside under its lock, and keep the lock for the daemon's new journal.
 
     What would stop the daemon right after (another daemon on the socket, no control token) is
     checked first, under the lock, and so, in mode live without `force`, is the journal's open
-    business on the exchange: a refusal leaves the journal in place for a plain `bot run`.
+    business on the exchange: a refusal leaves the journal in place for a plain `bot run`. In
+    mode live the order and position numbers the old journal used are returned, for the new one
+    to go on from: its orders' client ids are on the exchange, and must not be reused.
     """
     from bot.clock import WallClock
     from bot.control.server import claim_socket_path, control_token
     from bot.fmt import format_path
-    from bot.journal.aside import move_aside
+    from bot.journal.aside import move_aside, numbering
+    from bot.journal.schema import JournalError
     from bot.kernel.daemon import socket_path_of
 
     journal = loaded.base_dir / loaded.bot.journal.path
@@ -548,7 +552,14 @@ def _fresh(loaded: LoadedConfig, force: bool, log: logging.Logger) -> JournalLoc
         log.info("--fresh: no journal at %s yet; starting a new one", format_path(journal))
     for what in left:
         log.warning("--fresh --force: %s", what)
-    return done.lock
+    carried: dict[str, tuple[int, int]] = {}
+    if loaded.bot.mode == "live" and done.moved:
+        old = done.moved[0][1]
+        try:
+            carried = numbering(old)
+        except JournalError as exc:
+            log.warning("--fresh: %s: client ids start again at <strategy id>-1 and may name orders of the old journal on the exchange", exc)
+    return done.lock, carried
 
 
 def _open_on_the_exchange(journal: Path, real: Path, force: bool) -> list[str]:

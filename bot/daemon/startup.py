@@ -40,6 +40,7 @@ from bot.fmt import format_fields, format_path, format_time
 from bot.journal import Journal
 from bot.journal.lock import JournalLock
 from bot.journal.records import JournalledState
+from bot.journal.sqlite import CARRIED_ORDERS, CARRIED_POSITIONS
 from bot.journal.turns import Turns
 from bot.services import BotServices
 from bot.strategy.config_load import LoadedConfig, changed_strategy, load_strategy
@@ -263,6 +264,8 @@ def load_strategies(
     """Load each strategy dormant, its journalled book restored; one that cannot be is left out (its journal kept). Returns those loaded."""
     tallies = DailyTallies(journal, risk, log)
     loaded_specs = []
+    # Numbers a journal moved aside by `run --fresh` used (mode live): a strategy new to this journal goes on after them.
+    carried = journal.meta_with_prefix(CARRIED_ORDERS).keys() | journal.meta_with_prefix(CARRIED_POSITIONS).keys()
     for spec in to_load.specs:
         try:
             orchestrator = manager.load(spec, announce=spec.id not in saved)
@@ -273,6 +276,8 @@ def load_strategies(
                 restored = restore_orchestrator(journal, orchestrator)
                 tallies.restore_strategy(spec.id)
                 log.info("[%s] restored from the journal: %s", spec.id, format_fields(restored))
+            elif spec.id in carried:
+                orchestrator.positions.restore([], [], journal.last_order_number(spec.id), journal.last_position_number(spec.id))
         except (BotError, ValueError, KeyError) as exc:  # one strategy's problem stays its own
             log.error("[%s] not loaded (its journalled state is kept): %s", spec.id, exc)
             if spec.id in manager.ids():

@@ -93,6 +93,36 @@ def open_work(real: Path) -> OpenWork:
     return OpenWork(int(positions), int(orders))
 
 
+def numbering(path: Path) -> dict[str, tuple[int, int]]:
+    """Each strategy's (last order number, last position number) in the journal at `path`, read without writing.
+
+    With what that journal had carried over itself: `run --fresh` twice must not go back either.
+    Raises JournalError when the file cannot be read as a journal.
+    """
+    from bot.journal.sqlite import CARRIED_ORDERS, CARRIED_POSITIONS
+
+    found: dict[str, list[int]] = {}
+
+    def note(sid: str, which: int, number: object) -> None:
+        if isinstance(number, int):
+            numbers = found.setdefault(sid, [0, 0])
+            numbers[which] = max(numbers[which], number)
+
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA query_only=1")
+            for which, table in enumerate(("orders", "positions")):
+                for sid, number in conn.execute(f"SELECT strategy_id, max(number) FROM {table} GROUP BY strategy_id"):  # our two table names, not data
+                    note(sid, which, number)
+            for which, prefix in enumerate((CARRIED_ORDERS, CARRIED_POSITIONS)):
+                for key, value in conn.execute("SELECT key, CAST(value AS INTEGER) FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)):
+                    note(key[len(prefix):], which, value)
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot read the order and position numbers it used: {exc}") from None
+    return {sid: (orders, positions) for sid, (orders, positions) in found.items()}
+
+
 def _rename_all(real: Path, moves: list[tuple[Path, Path]], rename: Rename) -> None:
     """Rename each (source, target) in order, or none: on a failure the renames done are undone, newest first."""
     done: list[tuple[Path, Path]] = []

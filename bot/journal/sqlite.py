@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -73,6 +73,9 @@ class _TurnWrites:
 
 _NOTHING_TO_COMMIT: Final[Completion[None]] = Completion.finished(None)
 _LET_THE_CHECKPOINTER_RUN_S: Final[float] = 0.001
+# Meta keys (+ strategy id) of the numbers a journal moved aside by `run --fresh` had used: carry_numbering.
+CARRIED_ORDERS: Final[str] = "numbering.orders:"
+CARRIED_POSITIONS: Final[str] = "numbering.positions:"
 # Strategy turns one commit may take, of those queued when the writer thread comes to them: a
 # commit costs about as much as a turn's writes. Every turn of a group, the first included, waits
 # for the writes of the whole group (16 turns: about 1-2 ms on this host) and for a checkpoint the
@@ -268,14 +271,52 @@ class Journal:
         return [trade_record(record, f"{self.path}: table trades, row {id_} of {strategy_id!r}, column record") for id_, record in rows]
 
     def last_order_number(self, strategy_id: str) -> int:
-        """The largest n of the strategy's client ids `<strategy_id>-<n>` (0 if none), to continue numbering."""
-        rows = self._query("SELECT max(number) FROM orders WHERE strategy_id = ?", (strategy_id,))
-        return rows[0][0] or 0
+        """The largest n of the strategy's client ids `<strategy_id>-<n>` (0 if none), to continue numbering.
+
+        Numbers carried over from a journal moved aside (`carry_numbering`) count as used.
+        """
+        rows = self._query(
+            "SELECT max(coalesce((SELECT max(number) FROM orders WHERE strategy_id = ?), 0),"
+            " coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?), 0))",
+            (strategy_id, CARRIED_ORDERS + strategy_id),
+        )
+        return int(rows[0][0])
 
     def last_position_number(self, strategy_id: str) -> int:
-        """The largest n of the strategy's position ids `<strategy_id>-p<n>` (0 if none), to continue numbering."""
-        rows = self._query("SELECT max(number) FROM positions WHERE strategy_id = ?", (strategy_id,))
-        return rows[0][0] or 0
+        """The largest n of the strategy's position ids `<strategy_id>-p<n>` (0 if none), to continue numbering (see `last_order_number`)."""
+        rows = self._query(
+            "SELECT max(coalesce((SELECT max(number) FROM positions WHERE strategy_id = ?), 0),"
+            " coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?), 0))",
+            (strategy_id, CARRIED_POSITIONS + strategy_id),
+        )
+        return int(rows[0][0])
+
+    def carry_numbering(self, numbering: Mapping[str, tuple[int, int]]) -> None:
+        """Count each strategy's (last order number, last position number) of a journal moved aside as used, in one commit.
+
+        On an exchange a client id is the order's name: a new journal numbering from 1 again would
+        reuse the ids of the orders the old one placed, and a lookup by id could find one of those.
+        """
+        if numbering:
+            self._write(partial(self._carry_now, dict(numbering)))
+
+    def _carry_now(self, numbering: dict[str, tuple[int, int]]) -> None:
+        rows = [(prefix + sid, str(number)) for sid, numbers in numbering.items() for prefix, number in zip((CARRIED_ORDERS, CARRIED_POSITIONS), numbers)]
+        writer = self._writer
+        in_turn = writer.in_turn
+        if not in_turn:
+            writer.begin_turn()
+        try:
+            for key, value in rows:
+                writer.statement("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        except BaseException as exc:
+            if not in_turn:
+                writer.rollback_turn()
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"{self.path}: could not carry the numbering over: {exc}") from exc
+            raise
+        if not in_turn:
+            writer.commit_turn()
 
     def strategy_events(self, strategy_id: str) -> list[dict[str, Any]]:
         """The bounded log of the strategy's other events (signals, rejections, errors), oldest first."""

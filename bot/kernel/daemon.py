@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,6 +150,7 @@ class Daemon:
         journal_lock: JournalLock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         make_candle_work: Callable[[], CandleWork] = CandleWork,
+        carried_numbering: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         self.loaded = loaded
         self.sources = sources
@@ -162,6 +163,8 @@ class Daemon:
         self._pacer = pacer
         # Makes each run's count of the strategies' candle work (a bench notes when it drains).
         self._make_candle_work = make_candle_work
+        # Per strategy, the last order and position numbers of a journal `run --fresh` moved aside (mode live).
+        self._carried_numbering = dict(carried_numbering or {})
         self._stop = anyio.Event()
         self.socket_path = socket_path_of(loaded)
         self._feed: DaemonFeed | None = None
@@ -201,6 +204,7 @@ class Daemon:
         # reads or writes anything (even with another socket); then the socket and its token.
         journal = open_journal(self.loaded, self._journal_lock)
         try:
+            journal.carry_numbering(self._carried_numbering)  # before any strategy is restored and numbers its orders
             claim_socket_path(self.socket_path)
             control_token(self.loaded.bot.control)
             exchange_config = self.loaded.bot.exchange if self.loaded.bot.feed.source == "ccxt" else None

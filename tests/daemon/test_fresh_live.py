@@ -70,6 +70,12 @@ async def test_fresh_in_mode_live_is_refused_while_the_journal_holds_a_position_
         try:
             with anyio.fail_after(30):
                 await anyio.to_thread.run_sync(forced.wait_ready)
+            # The new journal knows no position: the strategy buys again, under client ids the exchange has not
+            # seen (dip-1 and dip-2 are the old journal's: a lookup by id after a lost answer would find those).
+            await fake.wait_subscribed(2)
+            await fake.stream(1)
+            await until(lambda: len(fake.orders) == 4 or None, "the new journal's two orders", timeout=30)
+            assert [o.client_id for o in fake.orders] == ["dip-1", "dip-2", "dip-3", "dip-4"]
         finally:
             assert await anyio.to_thread.run_sync(forced.stop) == 0
     log = forced.log.read_text()
