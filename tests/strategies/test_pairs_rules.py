@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -10,8 +11,12 @@ import pytest
 from bot.candles.reader import read_candles
 from bot.events import OrderSubmitted, PositionClosed, PositionOpened, Signal
 from bot.ohlcv import Candle
-from strategies.pairs_arbitrage import SpreadWindow
-from tests.support import SHARED_DATA, Rig, module_strategy, repo_catalog
+from tests.support import REPO, SHARED_DATA, Rig, module_strategy, repo_catalog
+
+# strategies/ is a folder of top-level modules, not a package (the catalog loads each file by its path, mypy
+# names each by its stem): import one by that name, never as strategies.<name>, which mypy sees as a second module.
+sys.path.append(str(REPO / "strategies"))
+from pairs_arbitrage import SpreadWindow
 
 MINUTE = 60_000
 T0 = 1_516_406_400_000  # 2018-01-20T00:00:00Z
