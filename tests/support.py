@@ -14,6 +14,9 @@ from bot.kernel import Seams, build_bot
 from bot.log import BotLogger
 from bot.ohlcv import Candle
 from bot.strategy.catalog import StrategyCatalog
+from bot.strategy.declarative import DeclarativeStrategy
+from bot.strategy.lifecycle import StrategyState
+from bot.strategy.orchestrator import TradingOrchestrator
 from bot.trading.account import ExchangeGateway
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +94,18 @@ class Rig:
 def without_seq(event: E) -> E:
     """The event with its bus sequence number zeroed: what it says, not where it fell among other strategies' events."""
     return msgspec.structs.replace(event, seq=0)
+
+
+def declarative(orchestrator: TradingOrchestrator) -> DeclarativeStrategy:
+    """The orchestrator's strategy, one built from a declarative file (whose analyzers a test can replace)."""
+    built = orchestrator.strategy
+    assert isinstance(built, DeclarativeStrategy), built
+    return built
+
+
+def state_of(orchestrator: TradingOrchestrator) -> StrategyState:
+    """Its lifecycle state, read afresh (mypy keeps `orchestrator.state` narrowed by an earlier assert across the calls that change it)."""
+    return orchestrator.state
 
 
 def repo_catalog() -> StrategyCatalog:

@@ -18,8 +18,9 @@ from bot.kernel.replay import build_replay
 from bot.ohlcv import Candle
 from bot.replay.sources import resolve_sources
 from bot.replay.timerange import TimeRange
+from bot.strategy.analyzers import AnalyzerRegistry
 from bot.strategy.config_load import load_config
-from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, module_strategy, repo_catalog, strategy, without_seq
+from tests.support import BASIC_CONFIG, ETH_5M, REPO, Rig, declarative, module_strategy, repo_catalog, state_of, strategy, without_seq
 
 RSI = {
     "id": "rsi",
@@ -115,7 +116,7 @@ def test_accounting_identity_holds_after_every_event(btc_candles: list[Candle]) 
 class _ExplodingAnalyzers:
     """Stands in for one orchestrator's analyzer registry and raises on its nth candle."""
 
-    def __init__(self, inner: Any, after: int) -> None:
+    def __init__(self, inner: AnalyzerRegistry, after: int) -> None:
         self._inner = inner
         self._left = after
 
@@ -141,7 +142,8 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     doomed = rig.manager.get("doomed")
     rig.feed("BTC/USD", candles[:30])
     assert doomed.positions.positions, "ema_trend should hold a position within 30 candles"
-    doomed.strategy.analyzers = _ExplodingAnalyzers(doomed.strategy.analyzers, after=0)  # type: ignore[assignment]
+    registry = declarative(doomed).analyzers
+    declarative(doomed).analyzers = _ExplodingAnalyzers(registry, after=0)  # type: ignore[assignment]  # a stand-in, not a registry
     rig.feed("BTC/USD", candles[30:])
 
     assert doomed.state == "failed" and "ZeroDivisionError: boom" in (doomed.last_error or "")
@@ -157,9 +159,9 @@ def test_an_exception_in_one_strategy_fails_it_alone_and_its_stops_stay_live(btc
     healthy = [without_seq(e) for e in rig.events if e.strategy_id == "healthy"]
     assert healthy == [without_seq(e) for e in baseline.events if e.strategy_id == "healthy"]
     # activate brings it back.
-    doomed.strategy.analyzers = doomed.strategy.analyzers._inner  # type: ignore[attr-defined]
+    declarative(doomed).analyzers = registry
     rig.manager.activate("doomed")
-    assert doomed.state == "active" and doomed.last_error is None
+    assert state_of(doomed) == "active" and doomed.last_error is None
     assert rig.routed_to("BTC/USD", "1m") == ["healthy", "doomed"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 import pytest
@@ -19,7 +19,20 @@ from bot.trading.actions import ClosePercent
 from tests.support import REPO, SHARED_DATA, Rig, module_strategy, repo_catalog
 
 TF_MS = 300_000
-PARAMS = {"second_symbol": "XMR/BTC", "window": 100, "entry_z": 2.0, "exit_z": 0.5, "stop_z": 4.0, "max_hold_bars": 288}
+
+
+class PairsParams(TypedDict):
+    """The parameters these tests run pairs_arbitrage with."""
+
+    second_symbol: str
+    window: int
+    entry_z: float
+    exit_z: float
+    stop_z: float
+    max_hold_bars: int
+
+
+PARAMS: PairsParams = {"second_symbol": "XMR/BTC", "window": 100, "entry_z": 2.0, "exit_z": 0.5, "stop_z": 4.0, "max_hold_bars": 288}
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +100,12 @@ def expected_trades(eth: list[Candle], xmr: list[Candle]) -> list[tuple[int, str
             if bar < opened_from:
                 continue  # legs not both filled yet
             entry_bar, direction = holding
-            signed = -z if direction == "long" else z  # type: ignore[operator]
+            signed = None if z is None else -z if direction == "long" else z
             held = (bar - opened_from) // TF_MS + 1
             reason = None
-            if z is not None and signed <= PARAMS["exit_z"]:
+            if signed is not None and signed <= PARAMS["exit_z"]:
                 reason = "z_exit"
-            elif z is not None and signed >= PARAMS["stop_z"]:
+            elif signed is not None and signed >= PARAMS["stop_z"]:
                 reason = "z_stop"
             elif held >= PARAMS["max_hold_bars"]:
                 reason = "time_limit"

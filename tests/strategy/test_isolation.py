@@ -16,7 +16,7 @@ from bot.events import (
     StrategyStateChanged,
 )
 from bot.ohlcv import Candle
-from tests.support import Rig, strategy, without_seq
+from tests.support import Rig, declarative, strategy, without_seq
 
 RSI_EXITS: dict[str, Any] = {
     "timeframe": "5m",
@@ -42,7 +42,7 @@ def test_two_strategies_on_one_symbol_share_nothing_mutable(btc_candles: list[Ca
     assert oa.portfolio is not ob.portfolio
     assert oa.positions is not ob.positions and oa.positions.positions is not ob.positions.positions
     assert oa.actions is not ob.actions
-    assert oa.strategy.analyzers is not ob.strategy.analyzers
+    assert declarative(oa).analyzers is not declarative(ob).analyzers
     reg_a, reg_b = oa.indicators[("BTC/USD", "1m")], ob.indicators[("BTC/USD", "1m")]
     assert reg_a is not reg_b
     assert reg_a.keys() == reg_b.keys() == ["ema(period=3,source=close)", "ema(period=6,source=close)"]

@@ -7,7 +7,7 @@ from bot.config.models import BotConfig, ReplayConfig
 from bot.events import OrderCancelled, PositionClosed, PositionOpened, PositionReduced, StopUpdated, TrailingActivated
 from bot.ohlcv import Candle
 from bot.trading.actions import OpenPosition
-from tests.support import Rig, candles_from, strategy
+from tests.support import Rig, candles_from, declarative, strategy
 
 QUIET = {"analyzers": [{"type": "ema_cross", "params": {"fast": 50, "slow": 100}}], "exit_threshold": None, "quantity": 1.0}
 
@@ -45,7 +45,7 @@ def test_a_pending_entry_never_fills_after_switch_or_failure() -> None:
     def explode(candle: Candle) -> float:
         raise RuntimeError("boom")
 
-    orchestrator_c.strategy.analyzers.score = explode  # type: ignore[method-assign]
+    declarative(orchestrator_c).analyzers.score = explode
     rig.feed("BTC/USD", candles_from([(101, 101, 101, 101)] * 3, start_ts=1_640_995_260_000))
     assert orchestrator_c.state == "failed"
     # C's entry was filled at the open of the very candle that failed it (fills come first),
@@ -70,7 +70,7 @@ def test_a_strategy_failing_on_a_candle_is_not_also_protected_on_that_candle() -
 
     orchestrator.positions.on_bar = counting_on_bar  # type: ignore[method-assign]
     orchestrator._on_bar = counting_on_bar
-    orchestrator.strategy.analyzers.score = explode  # type: ignore[method-assign]
+    declarative(orchestrator).analyzers.score = explode
     candles = candles_from([(100, 100, 100, 100)] * 3)
     rig.feed("BTC/USD", candles)
     assert orchestrator.state == "failed"

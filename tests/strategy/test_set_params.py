@@ -83,7 +83,7 @@ def test_new_params_decide_the_next_candle_as_a_fresh_strategy_warmed_on_the_sam
 
     # The same orchestrator (its book and counters), a new strategy object reading the new streams, warm at once.
     assert rig.manager.get("trend_mtf") is orchestrator and rig.factory.get("trend_mtf") is orchestrator
-    assert orchestrator.strategy is not old_object and (orchestrator.strategy.params.fast, orchestrator.strategy.params.trend_timeframe) == (5, "30m")  # type: ignore[attr-defined]
+    assert orchestrator.strategy is not old_object and (orchestrator.strategy.params.fast, orchestrator.strategy.params.trend_timeframe) == (5, "30m")
     assert orchestrator.spec.params == NEW_TREND and orchestrator.state == "active"
     assert orchestrator.subscriptions() == [("BTC/USD", "5m"), ("BTC/USD", "30m")]
     assert rig.routed_to("BTC/USD", "30m") == ["trend_mtf"] and rig.routed_to("BTC/USD", "1h") == []
