@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
+import pytest
 
 from bot.bus import HeldDelivery
 from bot.config.loader import deep_merge
@@ -89,6 +90,15 @@ class Rig:
         Read from the manager's routing table: only tests ask it (the bot routes, it never asks).
         """
         return [orchestrator.strategy_id for orchestrator, _ in self.manager._active.get((symbol, timeframe), ())]
+
+
+def approx_float(expected: float, *, rel: float | None = None, abs: float | None = None) -> float:
+    """pytest.approx(expected) where a float is typed: in a tuple, list or record an assertion compares whole.
+
+    pytest types it Approx[float], which mypy's strict equality finds disjoint from float once nested in a
+    container (and a record's float field refuses it); at run time it is the same object, equal to floats near `expected`.
+    """
+    return cast(float, pytest.approx(expected, rel=rel, abs=abs))
 
 
 def without_seq(event: E) -> E:

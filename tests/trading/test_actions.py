@@ -21,6 +21,7 @@ from bot.trading.actions import (
     non_finite,
     unfit,
 )
+from tests.support import approx_float
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
 
 approx = pytest.approx
@@ -131,7 +132,7 @@ def test_activate_trailing_stop_anchors_and_trails() -> None:
     assert position.trailing_stop == approx(114.0, rel=1e-12)
     session.bars((118.0, 118.5, 113.0, 113.5))
     fills = session.events(OrderFilled)
-    assert [(f.fill.reason, f.fill.price) for f in fills[1:]] == [("trailing_stop", approx(114.0, rel=1e-12))]
+    assert [(f.fill.reason, f.fill.price) for f in fills[1:]] == [("trailing_stop", approx_float(114.0, rel=1e-12))]
 
 
 # -- handlers that fail -----------------------------------------------------------------------------

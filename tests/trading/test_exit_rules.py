@@ -12,6 +12,7 @@ from bot.events import OrderFilled, PositionClosed, TrailingActivated
 from bot.trading.actions import ClosePercent, OpenPosition
 from tests.cli.test_cli import run_bot
 from tests.config.builders import write_setup
+from tests.support import approx_float
 from tests.trading.helpers import SYMBOL, Session, flat, quiet
 
 approx = pytest.approx
@@ -117,7 +118,7 @@ def test_trailing_activates_on_a_close_at_the_level_anchored_at_that_close_from_
     session.bars((100.0, 105.0, 99.5, 101.9))
     assert session.events(TrailingActivated) == []
     session.bars((101.9, 105.0, 100.5, 102.0))
-    assert [(a.anchor, a.trailing_stop) for a in session.events(TrailingActivated)] == [(102.0, approx(100.98, rel=1e-12))]
+    assert [(a.anchor, a.trailing_stop) for a in session.events(TrailingActivated)] == [(102.0, approx_float(100.98, rel=1e-12))]
     assert _exit_fills(session) == []
     session.bars((101.5, 101.8, 100.9, 101.0))
     assert _exit_fills(session) == [("trailing_stop", approx(100.98, rel=1e-12), 1.0)]

@@ -5,7 +5,7 @@ import pytest
 
 from bot.events import OrderFilled, OrderSubmitted, PositionClosed, Signal
 from bot.trading.actions import ClosePercent, OpenPosition
-from tests.support import strategy
+from tests.support import approx_float, strategy
 from tests.trading.helpers import SYMBOL, Row, Session, flat, quiet
 
 # Closes 100..95 then 110: the 3/6 EMA cross happens on the 7th candle's close and on no
@@ -69,7 +69,7 @@ def test_slippage_moves_buy_up_and_sell_down_from_the_open() -> None:
     session.act(ClosePercent(position.id, 100.0))
     session.bars((300.0, 310.0, 290.0, 305.0))
     prices = [(f.fill.side, f.fill.price) for f in _filled(session)]
-    assert prices == [("buy", pytest.approx(200.2, rel=1e-12)), ("sell", pytest.approx(299.7, rel=1e-12))]
+    assert prices == [("buy", approx_float(200.2, rel=1e-12)), ("sell", approx_float(299.7, rel=1e-12))]
     closed = session.events(PositionClosed)
     assert len(closed) == 1
     # realised = 299.7 - 200.2 = 99.5, no fees.
@@ -88,8 +88,8 @@ def test_short_slippage_sells_lower_and_buys_back_higher() -> None:
     session.act(ClosePercent(position.id, 100.0))
     session.bars((100.0, 101.0, 99.0, 100.0))
     assert [(f.fill.side, f.fill.price) for f in _filled(session)] == [
-        ("sell", pytest.approx(199.8, rel=1e-12)),
-        ("buy", pytest.approx(100.1, rel=1e-12)),
+        ("sell", approx_float(199.8, rel=1e-12)),
+        ("buy", approx_float(100.1, rel=1e-12)),
     ]
     # realised = (199.8 - 100.1) * 1 = 99.7
     assert session.events(PositionClosed)[0].trade.pnl == pytest.approx(99.7, rel=1e-12)
@@ -105,8 +105,8 @@ def test_market_fills_pay_the_taker_fee() -> None:
     session.bars(flat(110))
     fills = _filled(session)
     assert [(f.fill.liquidity, f.fill.fee) for f in fills] == [
-        ("taker", pytest.approx(0.4, rel=1e-12)),
-        ("taker", pytest.approx(0.44, rel=1e-12)),
+        ("taker", approx_float(0.4, rel=1e-12)),
+        ("taker", approx_float(0.44, rel=1e-12)),
     ]
     closed = session.events(PositionClosed)[0]
     assert closed.trade.fees == pytest.approx(0.84, rel=1e-12)
@@ -128,9 +128,9 @@ def test_take_profit_pays_maker_and_stop_pays_taker() -> None:
     session.bars((100.0, 100.5, 97.0, 97.5))  # stop at 98 inside
     fills = _filled(session)
     assert [(f.fill.reason, f.fill.liquidity, f.fill.price, f.fill.quantity, f.fill.fee) for f in fills] == [
-        ("signal", "taker", 100.0, 1.0, pytest.approx(0.2, rel=1e-12)),
-        ("take_profit_1", "maker", 102.0, 0.5, pytest.approx(0.0255, rel=1e-12)),
-        ("stop_loss", "taker", 98.0, 0.5, pytest.approx(0.098, rel=1e-12)),
+        ("signal", "taker", 100.0, 1.0, approx_float(0.2, rel=1e-12)),
+        ("take_profit_1", "maker", 102.0, 0.5, approx_float(0.0255, rel=1e-12)),
+        ("stop_loss", "taker", 98.0, 0.5, approx_float(0.098, rel=1e-12)),
     ]
 
 

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bot.events import ActionFailed, OrderCancelled, OrderFilled, OrderSubmitted
 from bot.trading.actions import OpenPair, OpenPosition
-from tests.support import Rig, candles_from
+from tests.support import Rig, approx_float, candles_from
 from tests.trading.helpers import MINUTE, SYMBOL, T0, Session, flat, quiet
 
 FEES = {"maker_bps": 2.0, "taker_bps": 5.0}
@@ -24,7 +22,7 @@ def test_a_limit_buy_rests_until_a_candle_trades_down_to_it_and_fills_at_the_lim
     assert session.events(OrderFilled) == [] and not session.orch().positions.is_flat(SYMBOL)
     session.bars((98.0, 98.5, 96.0, 96.5))
     fills = session.events(OrderFilled)
-    assert [(f.fill.price, f.fill.quantity, f.fill.liquidity, f.fill.fee) for f in fills] == [(97.0, 2.0, "maker", pytest.approx(97.0 * 2 * 2 / 10_000))]
+    assert [(f.fill.price, f.fill.quantity, f.fill.liquidity, f.fill.fee) for f in fills] == [(97.0, 2.0, "maker", approx_float(97.0 * 2 * 2 / 10_000))]
     assert session.position().entry_price == 97.0
 
 

@@ -10,7 +10,7 @@ from bot.errors import StrategyStateError
 from bot.events import KillSwitch, OrderSubmitted, PositionClosed, RiskRejected
 from bot.trading.actions import ClosePercent, OpenPosition
 from bot.trading.risk import DailyTally
-from tests.support import Rig, candles_from
+from tests.support import Rig, approx_float, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, Session, flat, quiet
 
 
@@ -259,7 +259,7 @@ def test_kill_switch_does_not_block_stops_of_open_positions() -> None:
     assert len(session.events(KillSwitch, None)) == 1
     session.bars((97.5, 97.5, 95.0, 95.5))  # s2's stop at 96
     closed = session.events(PositionClosed, "s2")
-    assert [(c.trade.exit_reason, c.trade.exit_price) for c in closed] == [("stop_loss", pytest.approx(96.0, rel=1e-12))]
+    assert [(c.trade.exit_reason, c.trade.exit_price) for c in closed] == [("stop_loss", approx_float(96.0, rel=1e-12))]
     assert len(session.events(KillSwitch, None)) == 1
 
 
@@ -355,7 +355,7 @@ def test_a_loss_in_one_currency_never_counts_against_another_currencys_limit() -
     assert two.rules("s1") == []
     two.bars(100, 0.44)  # s1 filled at 100, stop at 98
     two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # stopped at 98: -2 USD
-    assert two.kills() == [(pytest.approx(2.0, rel=1e-9), 1.5, "USD", "s1")]
+    assert two.kills() == [(approx_float(2.0, rel=1e-9), 1.5, "USD", "s1")]
     two.act("s2", OpenPosition(ETH_BTC, "long", 1.0))
     assert two.rules("s2") == ["kill_switch"]
     risk = two.rig.services.risk
@@ -370,7 +370,7 @@ def test_a_btc_loss_trips_the_btc_limit_and_names_its_currency() -> None:
     two.act("s2", OpenPosition(ETH_BTC, "long", 100.0))
     two.bars(100, 0.5)
     two.bars(100, (0.5, 0.5, 0.44, 0.44))
-    assert two.kills() == [(pytest.approx(5.0, rel=1e-9), 4.0, "BTC", "s2")]
+    assert two.kills() == [(approx_float(5.0, rel=1e-9), 4.0, "BTC", "s2")]
     two.act("s1", OpenPosition(SYMBOL, "long", 1.0))
     assert two.rules("s1") == ["kill_switch"]
     # The refusal of a USD entry says which currency's loss holds it.
@@ -417,7 +417,7 @@ def test_a_plain_number_still_holds_for_strategies_of_one_currency() -> None:
     orchestrator.actions.drain()
     rig.feed(ETH_BTC, candles_from([flat(0.5), (0.5, 0.5, 0.44, 0.44)], start_ts=T0 + MINUTE))
     kills = [(e.daily_loss, e.limit, e.currency, e.tripped_by) for e in rig.of_type(KillSwitch)]
-    assert kills == [(pytest.approx(5.0, rel=1e-9), 4.0, "BTC", "a")]
+    assert kills == [(approx_float(5.0, rel=1e-9), 4.0, "BTC", "a")]
 
 
 def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
@@ -431,9 +431,9 @@ def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
     two.bars(100, (0.5, 0.5, 0.44, 0.44))  # -5 BTC
     day = T0 // DAY
     saved = {sid: risk.daily_state(sid) for sid in ("s1", "s2")}
-    assert saved == {"s1": DailyTally("USD", -1, 0.0), "s2": DailyTally("BTC", day, pytest.approx(-5.0, rel=1e-9))}
+    assert saved == {"s1": DailyTally("USD", -1, 0.0), "s2": DailyTally("BTC", day, approx_float(-5.0, rel=1e-9))}
     tallies = risk.changed_tallies()
-    assert tallies == {"BTC": DailyTally("BTC", day, pytest.approx(-5.0, rel=1e-9))}
+    assert tallies == {"BTC": DailyTally("BTC", day, approx_float(-5.0, rel=1e-9))}
     assert risk.changed_tallies() == {}  # nothing booked since
 
     again = TwoCurrencies(_global(max_daily_loss={"USD": 3, "BTC": 6}), exits={"stop_loss_pct": 10})
@@ -451,7 +451,7 @@ def test_daily_tallies_are_journalled_and_restored_per_currency() -> None:
     again.act("s2", OpenPosition(ETH_BTC, "long", 30.0))
     again.bars(100, 0.5)
     again.bars(100, (0.5, 0.5, 0.44, 0.44))
-    assert again.kills() == [(pytest.approx(6.5, rel=1e-9), 6.0, "BTC", "s2")]
+    assert again.kills() == [(approx_float(6.5, rel=1e-9), 6.0, "BTC", "s2")]
 
 
 def test_each_symbol_without_a_quote_keeps_its_own_tally_and_limit() -> None:
@@ -472,12 +472,12 @@ def test_each_symbol_without_a_quote_keeps_its_own_tally_and_limit() -> None:
     two.bars(100, 0.44)
     two.bars((99.0, 99.0, 97.0, 97.5), 0.44)  # -2
     assert two.kills() == []
-    assert (risk.tally("BTCUSD").pnl, risk.tally("ETHUSD").pnl) == (pytest.approx(-2.0, rel=1e-9), pytest.approx(-5.0, rel=1e-9))
+    assert (risk.tally("BTCUSD").pnl, risk.tally("ETHUSD").pnl) == (approx_float(-2.0, rel=1e-9), approx_float(-5.0, rel=1e-9))
     assert risk.total_exposure("BTCUSD") == 0.0 and risk.tally("") == DailyTally("", -1, 0.0)
     two.act("s2", OpenPosition("ETHUSD", "long", 30.0))
     two.bars(97.5, 0.44)
     two.bars(97.5, (0.44, 0.44, 0.38, 0.38))  # stopped at 0.396: -1.32 more, 6.32 in all
-    assert two.kills() == [(pytest.approx(6.32, rel=1e-9), 6.0, "ETHUSD", "s2")]
+    assert two.kills() == [(approx_float(6.32, rel=1e-9), 6.0, "ETHUSD", "s2")]
     two.act("s1", OpenPosition("BTCUSD", "long", 1.0))
     [reason] = [e.reason for e in two.rig.of_type(RiskRejected, "s1")]
     assert reason == "kill switch engaged: the global daily loss limit in ETHUSD (quote unknown) was reached"
