@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 from bot.clock import WallClock
 from bot.config.execution import ExecutionConfig
 from bot.live.execution import LiveExchange, TrackedOrder
 from bot.live.live_account import LiveAccount
 from bot.trading.orders import Fill, Order
+from bot.trading.positions import PositionManager
 from tests.support import Rig, candles_from, strategy
 
 SYM = "BTC/USD"
@@ -37,14 +38,14 @@ class StandInGateway(LiveExchange):
         self._stops_armed = True
 
     @property
-    def running(self) -> bool:  # type: ignore[override]
+    def running(self) -> bool:
         return True
 
-    def send(self, account: LiveAccount, order: Order) -> None:  # type: ignore[override]
+    def send(self, account: LiveAccount, order: Order) -> None:
         self.tracked[order.client_id] = TrackedOrder(account, order)
         self.sent_orders.append(order)
 
-    def cancel(self, order: Order, dropped: Callable[[], object] | None = None) -> None:  # type: ignore[override]
+    def cancel(self, order: Order, dropped: Callable[[], object] | None = None) -> None:
         t = self.tracked.get(order.client_id)
         if t is None or t.cancel_requested:
             return
@@ -64,12 +65,19 @@ class StandInGateway(LiveExchange):
         t = self.tracked.pop(cid)
         t.account.filled(Fill(t.order, price, t.order.quantity if qty is None else qty, 0.0, 1, "taker"))
 
-    def drop(self, cid: str, outcome: str = "cancelled", kind: str = "cancelled") -> None:
+    def drop(self, cid: str, outcome: Literal["rejected", "cancelled"] = "cancelled", kind: str = "cancelled") -> None:
         t = self.tracked.pop(cid)
-        t.account.dropped(t.order, outcome, kind, "stand-in")  # type: ignore[arg-type]
+        t.account.dropped(t.order, outcome, kind, "stand-in")
 
     def sells(self) -> list[tuple[str, str, float]]:
         return [(o.client_id, o.order_type, o.quantity) for o in self.sent_orders if o.side == "sell"]
+
+
+def live_account(positions: PositionManager) -> LiveAccount:
+    """The live account a position manager of the rig trades through."""
+    account = positions.account
+    assert isinstance(account, LiveAccount), account
+    return account
 
 
 def rig(**exits: Any) -> tuple[Rig, StandInGateway]:

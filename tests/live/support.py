@@ -16,6 +16,7 @@ from bot.live.ccxt_feed import LiveCandleFeed
 from bot.live.exchange import build_exchange
 from bot.ohlcv import Candle
 from tests.fake_exchange import FakeBinance, Faults, Series
+from tests.fake_exchange.orders import Order as FakeOrder
 from tests.support import ETH_1M
 
 ETH = "ETH/BTC"
@@ -32,6 +33,12 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await anyio.sleep(0.005)
+
+
+def trigger(order: FakeOrder) -> float:
+    """The trigger price of one of the fake's STOP_LOSS orders, as a float."""
+    assert order.stop_price is not None, order
+    return float(order.stop_price)
 
 
 async def no_wait(delay: float) -> None:

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import anyio
 import ccxt
-import ccxt.pro  # type: ignore[import-untyped]
+import ccxt.pro
 import pytest
 import pytest_asyncio
 
@@ -85,7 +85,7 @@ def test_the_kline_handler_and_message_dispatch_the_tap_and_guard_wrap_take_clie
 def test_the_websocket_client_methods_the_guard_and_feed_use_take_what_they_are_given() -> None:
     expect_parameters("ccxt.pro Exchange.client", ccxt.pro.Exchange.client, ["url"])
     try:
-        from ccxt.async_support.base.ws.client import Client as client_class  # type: ignore[import-untyped]
+        from ccxt.async_support.base.ws.client import Client as client_class
     except ImportError as exc:
         broken("ccxt.async_support.base.ws.client.Client", f"cannot be imported ({exc})")
     expect_parameters("ccxt.pro Client.handle_text_or_binary_message", client_class.handle_text_or_binary_message, ["data"])

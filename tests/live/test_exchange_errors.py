@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import ccxt
-import ccxt.async_support  # type: ignore[import-untyped]
+import ccxt.async_support
 import pytest
 
 import bot

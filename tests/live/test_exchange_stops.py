@@ -12,7 +12,7 @@ from bot.events import OrderCancelled, OrderRejected, OrderSubmitted, PositionCl
 from bot.live.reconcile import Reconciler
 from bot.trading.actions import ActivateTrailingStop, ClosePercent, OpenPosition, UpdateStopLoss
 from tests.fake_exchange.orders import Order as FakeOrder
-from tests.live.support import ETH, until
+from tests.live.support import ETH, trigger, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on, journal_at
 
 STOP_PCT = 0.3
@@ -49,7 +49,7 @@ async def test_a_positions_stop_rests_on_the_exchange_and_fires_there_without_th
         (opened,) = await live.wait_for(PositionOpened)
         stop = await _resting_stop(live)
         assert stop.client_id == "s1-2" and stop.side == "SELL" and stop.quantity == Decimal("0.5")
-        assert float(stop.stop_price) == pytest.approx(opened.position.stop_loss, abs=1e-6)
+        assert trigger(stop) == pytest.approx(opened.position.stop_loss, abs=1e-6)
         # The exchange holds the position's ETH for the stop.
         assert fake.balances()["ETH"] == (Decimal(0), Decimal("0.5"))
         (placed,) = [p for p in live.events(OrderSubmitted) if p.order_type == "stop"]
@@ -61,7 +61,7 @@ async def test_a_positions_stop_rests_on_the_exchange_and_fires_there_without_th
         hit = _first_low_at_or_below(live, opened.position.stop_loss)
         await fake.stream(hit - START + 1)
         (closed,) = await live.wait_for(PositionClosed)
-        assert closed.trade.exit_reason == "stop_loss" and closed.trade.exit_price == pytest.approx(float(stop.stop_price), rel=0.01)
+        assert closed.trade.exit_reason == "stop_loss" and closed.trade.exit_price == pytest.approx(trigger(stop), rel=0.01)
         # Nothing else was sent: the stop was the close.
         assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"] and fake.balances()["ETH"] == (Decimal(0), Decimal(0))
         assert live.orch().positions.pending_orders() == () and live.gateway.tracked == {}
@@ -128,11 +128,11 @@ async def test_moving_the_stop_replaces_the_order_on_the_exchange_and_a_trailing
 
         live.act(UpdateStopLoss(position.id, round(entry * 0.985, 6), "manual"))
         second = await _resting_stop(live, count=2)
-        assert first.status == "CANCELED" and float(second.stop_price) == pytest.approx(entry * 0.985, abs=1e-6)
+        assert first.status == "CANCELED" and trigger(second) == pytest.approx(entry * 0.985, abs=1e-6)
 
         live.act(ActivateTrailingStop(position.id, 1.2, entry))
         third = await _resting_stop(live, count=3)
-        assert second.status == "CANCELED" and float(third.stop_price) == pytest.approx(entry * 0.988, abs=1e-6)
+        assert second.status == "CANCELED" and trigger(third) == pytest.approx(entry * 0.988, abs=1e-6)
         for index in range(START, START + 90):
             await fake.stream(1)
             live.feed_served(index, 1)
@@ -140,7 +140,7 @@ async def test_moving_the_stop_replaces_the_order_on_the_exchange_and_a_trailing
         moves = [p for p in live.events(StopUpdated) if p.reason == "trailing"]
         assert len(moves) >= 2 and position.status == "open"
         (resting,) = _stops(live, "NEW")
-        assert float(resting.stop_price) == pytest.approx(moves[-1].trailing_stop, abs=1e-6) and resting.quantity == Decimal("0.5")
+        assert trigger(resting) == pytest.approx(moves[-1].trailing_stop, abs=1e-6) and resting.quantity == Decimal("0.5")
         # Every earlier stop was cancelled, one replacement per move at most (moves in between are coalesced).
         assert all(o.status == "CANCELED" for o in _stops(live) if o is not resting)
         assert 4 <= len(_stops(live)) <= 3 + len(moves)

@@ -29,7 +29,7 @@ async def test_a_market_entry_and_exit_fill_on_the_exchange_under_the_strategys_
         assert opened.client_id == "s1-1" and opened.position.entry_price == pytest.approx(price)
         assert opened.fill.fee == pytest.approx(0.5 * price * 0.001) and opened.fill.liquidity == "taker"
         assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
-        assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
+        assert fake.balances()["ETH"] == (Decimal("0.5"), Decimal(0))
         portfolio = encode_record(live.orch().portfolio.record())
         assert portfolio["fees"] == pytest.approx(0.5 * price * 0.001)
 
@@ -37,7 +37,7 @@ async def test_a_market_entry_and_exit_fill_on_the_exchange_under_the_strategys_
         live.act(ClosePercent(position.id, 100.0, "done"))
         (closed,) = await live.wait_for(PositionClosed)
         assert closed.trade.exit_reason == "done" and [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]
-        assert fake.balances()["ETH"] == (Decimal(0), 0)
+        assert fake.balances()["ETH"] == (Decimal(0), Decimal(0))
         assert live.orch().positions.pending_orders() == () and live.gateway.tracked == {}
 
 
@@ -86,7 +86,7 @@ async def test_a_timeout_on_an_order_that_reached_the_exchange_is_found_by_clien
         assert opened.client_id == "s1-1" and opened.position.quantity == 0.5
         assert [(o.client_id, o.status) for o in fake.orders] == [("s1-1", "FILLED")]
         assert len(fake.order_requests) == 1 and live.gateway.resent == 0
-        assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
+        assert fake.balances()["ETH"] == (Decimal("0.5"), Decimal(0))
 
 
 @pytest.mark.asyncio
@@ -126,7 +126,7 @@ async def test_deactivating_cancels_a_resting_limit_entry_on_the_exchange() -> N
         live.rig.manager.deactivate("s1", "manage")
         (cancelled,) = await live.wait_for(OrderCancelled)
         assert cancelled.client_id == "s1-1" and fake.orders[0].status == "CANCELED"
-        assert fake.balances()["BTC"] == (Decimal(1), 0)
+        assert fake.balances()["BTC"] == (Decimal(1), Decimal(0))
         assert live.orch().positions.open_count() == 0 and live.gateway.tracked == {}
 
 

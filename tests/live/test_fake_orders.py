@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import ccxt.async_support as ccxt  # type: ignore[import-untyped]
+import ccxt.async_support as ccxt
 import pytest
 
 from bot.config.exchange import ExchangeConfig
@@ -54,7 +54,7 @@ async def test_market_buy_fills_at_the_current_price_with_fee_and_moves_balances
         assert order["average"] == pytest.approx(float(price)) and order["cost"] == pytest.approx(float(cost))
         assert order["fee"] == {"currency": "BTC", "cost": pytest.approx(float(cost * RATE))}
         assert order["trades"][0]["price"] == pytest.approx(float(price))
-        assert fake.balances() == {"BTC": (1 - cost - cost * RATE, 0), "ETH": (Decimal("0.5"), 0)}
+        assert fake.balances() == {"BTC": (1 - cost - cost * RATE, Decimal(0)), "ETH": (Decimal("0.5"), Decimal(0))}
         balance = await exchange.fetch_balance()
         assert balance["ETH"]["free"] == 0.5 and balance["BTC"]["total"] == pytest.approx(float(1 - cost * (1 + RATE)))
         # The price moves with the pushes: a sell after a candle and one partial push gets that push's close.
@@ -67,7 +67,7 @@ async def test_market_buy_fills_at_the_current_price_with_fee_and_moves_balances
         sell = await exchange.create_order(ETH, "market", "sell", 0.2)
         assert sell["average"] == pytest.approx(float(sell_price)) and sell["status"] == "closed"
         proceeds = Decimal("0.2") * sell_price
-        assert fake.balances()["BTC"] == (1 - cost * (1 + RATE) + proceeds * (1 - RATE), 0)
+        assert fake.balances()["BTC"] == (1 - cost * (1 + RATE) + proceeds * (1 - RATE), Decimal(0))
         trades = await exchange.fetch_my_trades(ETH)
         assert [(t["side"], t["takerOrMaker"], t["order"]) for t in trades] == [("buy", "taker", order["id"]), ("sell", "taker", sell["id"])]
         assert [o.status for o in fake.orders] == ["FILLED", "FILLED"] and len(fake.order_requests) == 2
@@ -86,7 +86,7 @@ async def test_insufficient_funds_raise_and_book_nothing() -> None:
         with pytest.raises(ccxt.InsufficientFunds):
             await exchange.create_order(ETH, "market", "buy", 0.1)
         assert fake.orders == [] and len(fake.order_requests) == 3
-        assert fake.balances() == {"BTC": (Decimal("0.1") * price, 0), "ETH": (0, 0)}
+        assert fake.balances() == {"BTC": (Decimal("0.1") * price, Decimal(0)), "ETH": (Decimal(0), Decimal(0))}
 
 
 @pytest.mark.asyncio
@@ -108,7 +108,7 @@ async def test_a_limit_order_rests_locks_its_funds_and_fills_when_the_clock_reac
         filled = await exchange.fetch_order(order["id"], ETH)
         assert filled["status"] == "closed" and filled["filled"] == 2 and filled["average"] == pytest.approx(float(limit))
         assert await exchange.fetch_open_orders(ETH) == []
-        assert fake.balances() == {"BTC": (1 - locked, 0), "ETH": (Decimal(2), 0)}
+        assert fake.balances() == {"BTC": (1 - locked, Decimal(0)), "ETH": (Decimal(2), Decimal(0))}
         trades = await exchange.fetch_order_trades(order["id"], ETH)
         assert len(trades) == 1 and trades[0]["takerOrMaker"] == "maker"
         opened = fake.market(ETH).series.stamps[reached]
@@ -122,7 +122,7 @@ async def test_a_marketable_limit_fills_at_once_at_its_price_and_an_unfilled_ioc
         order = await exchange.create_order(ETH, "limit", "buy", 1, float(above))
         assert order["status"] == "closed" and order["average"] == pytest.approx(float(above))
         ioc = await exchange.create_order(ETH, "limit", "sell", 1, 0.2, {"timeInForce": "IOC"})
-        assert ioc["status"] == "expired" and fake.balances()["ETH"] == (Decimal(2), 0)
+        assert ioc["status"] == "expired" and fake.balances()["ETH"] == (Decimal(2), Decimal(0))
 
 
 @pytest.mark.asyncio
@@ -135,7 +135,7 @@ async def test_cancel_unlocks_and_a_second_cancel_is_order_not_found() -> None:
         assert canceled["status"] == "canceled" and canceled["id"] == buy["id"]
         assert canceled["info"]["origClientOrderId"] == buy["clientOrderId"]  # clientOrderId is the cancel's own
         await exchange.cancel_order(None, ETH, {"origClientOrderId": sell["clientOrderId"]})
-        assert fake.balances() == {"BTC": (1, 0), "ETH": (3, 0)}
+        assert fake.balances() == {"BTC": (Decimal(1), Decimal(0)), "ETH": (Decimal(3), Decimal(0))}
         assert await exchange.fetch_open_orders(ETH) == []
         with pytest.raises(ccxt.OrderNotFound):
             await exchange.cancel_order(buy["id"], ETH)
@@ -183,7 +183,7 @@ async def test_a_timed_out_order_creation_was_booked_and_is_found_by_its_client_
             await exchange.create_order(ETH, "market", "buy", 0.5, None, {"clientOrderId": "slow-1"})
         found = await exchange.fetch_order(None, ETH, {"origClientOrderId": "slow-1"})
         assert found["status"] == "closed" and found["filled"] == 0.5
-        assert fake.balances()["ETH"] == (Decimal("0.5"), 0)
+        assert fake.balances()["ETH"] == (Decimal("0.5"), Decimal(0))
         # Once only: the next order answers at once.
         assert (await exchange.create_order(ETH, "market", "buy", 0.1))["status"] == "closed"
 
@@ -241,7 +241,8 @@ def stop_loss(qty: float, stop: Decimal, client_id: str | None = None) -> tuple[
 
 async def place_stop(exchange: Any, side: str, qty: float, stop: Decimal, client_id: str | None = None) -> dict[str, Any]:
     kind, amount, price, params = stop_loss(qty, stop, client_id)
-    return await exchange.create_order(ETH, kind, side, amount, price, params)
+    order: dict[str, Any] = await exchange.create_order(ETH, kind, side, amount, price, params)
+    return order
 
 
 @pytest.mark.asyncio
@@ -275,7 +276,7 @@ async def test_a_stop_loss_rests_open_with_its_trigger_price_and_locks_its_funds
             await place_stop(exchange, "sell", 0.6, sell_stop)
         # One placed from outside the API (a previous run) is listed as well.
         outside = fake.place_order(ETH, "sell", "stop_loss", "0.5", stop_price=sell_stop, client_id="previous-stop")
-        assert outside.status == "NEW" and fake.balances()["ETH"] == (0, 2)
+        assert outside.status == "NEW" and fake.balances()["ETH"] == (Decimal(0), Decimal(2))
         assert [o["clientOrderId"] for o in await exchange.fetch_open_orders(ETH)][-1] == "previous-stop"
 
 
@@ -284,16 +285,16 @@ async def test_canceling_a_stop_loss_unlocks_its_funds() -> None:
     async with trading(btc="1", eth="2") as (fake, exchange):
         stop = fake.price(ETH) - Decimal("0.001")
         order = await place_stop(exchange, "sell", 2, stop)
-        assert fake.balances()["ETH"] == (0, 2)
+        assert fake.balances()["ETH"] == (Decimal(0), Decimal(2))
         canceled = await exchange.cancel_order(order["id"], ETH)
         assert canceled["status"] == "canceled" and canceled["triggerPrice"] == pytest.approx(float(stop))
-        assert fake.balances()["ETH"] == (2, 0)
+        assert fake.balances()["ETH"] == (Decimal(2), Decimal(0))
         assert await exchange.fetch_open_orders(ETH) == []
         [listed] = await exchange.fetch_orders(ETH)
         assert listed["status"] == "canceled" and listed["info"]["type"] == "STOP_LOSS" and listed["triggerPrice"] == pytest.approx(float(stop))
         # Canceled, it never triggers.
         await fake.stream(20)
-        assert fake.orders[0].status == "CANCELED" and fake.balances()["ETH"] == (2, 0)
+        assert fake.orders[0].status == "CANCELED" and fake.balances()["ETH"] == (Decimal(2), Decimal(0))
 
 
 @pytest.mark.asyncio
@@ -306,14 +307,14 @@ async def test_a_kline_reaching_a_sell_stop_fills_it_whole_at_the_stop_price_as_
         order = await place_stop(exchange, "sell", 1, stop, "stop-cross")
         await fake.stream(reached - START)  # every candle before the one reaching it, closed
         assert (await exchange.fetch_order(order["id"], ETH))["status"] == "open"
-        assert fake.balances()["ETH"] == (0, 1)
+        assert fake.balances()["ETH"] == (Decimal(0), Decimal(1))
         await fake.stream(1)
         filled = await exchange.fetch_order(order["id"], ETH)
         assert filled["status"] == "closed" and filled["filled"] == 1 and filled["remaining"] == 0
         assert filled["average"] == pytest.approx(float(stop)) and filled["triggerPrice"] == pytest.approx(float(stop))
         assert filled["info"]["type"] == "STOP_LOSS" and filled["info"]["isWorking"] is True
         assert await exchange.fetch_open_orders(ETH) == []
-        assert fake.balances() == {"BTC": (1 + stop * (1 - RATE), 0), "ETH": (0, 0)}
+        assert fake.balances() == {"BTC": (1 + stop * (1 - RATE), Decimal(0)), "ETH": (Decimal(0), Decimal(0))}
         [trade] = await exchange.fetch_my_trades(ETH)
         assert trade["order"] == order["id"] and trade["takerOrMaker"] == "taker" and trade["side"] == "sell"
         assert trade["price"] == pytest.approx(float(stop)) and trade["fee"]["cost"] == pytest.approx(float(stop * RATE))
@@ -337,7 +338,7 @@ async def test_a_stop_the_candle_opens_beyond_fills_at_the_open() -> None:
         await fake.stream(1)
         filled = await exchange.fetch_order(order["id"], ETH)
         assert filled["status"] == "closed" and filled["filled"] == 1 and filled["info"]["cummulativeQuoteQty"] == f"{opening:.8f}"
-        assert fake.balances() == {"BTC": (1 + opening * (1 - RATE), 0), "ETH": (0, 0)}
+        assert fake.balances() == {"BTC": (1 + opening * (1 - RATE), Decimal(0)), "ETH": (Decimal(0), Decimal(0))}
         [trade] = await exchange.fetch_order_trades(order["id"], ETH)
         assert trade["info"]["price"] == f"{opening:.8f}" and trade["takerOrMaker"] == "taker"
 
@@ -350,7 +351,7 @@ async def test_a_stop_that_would_trigger_at_once_is_refused() -> None:
             with pytest.raises(ccxt.OrderImmediatelyFillable, match="Stop price would trigger immediately"):
                 await place_stop(exchange, side, 1, stop)
         assert fake.orders == [] and len(fake.order_requests) == 4
-        assert fake.balances() == {"BTC": (1, 0), "ETH": (1, 0)}
+        assert fake.balances() == {"BTC": (Decimal(1), Decimal(0)), "ETH": (Decimal(1), Decimal(0))}
 
 
 @pytest.mark.asyncio
@@ -366,7 +367,7 @@ async def test_a_stop_loss_without_stop_price_or_with_a_price_is_refused() -> No
             await exchange.private_post_order({"symbol": "ETHBTC", "side": "SELL", "type": "STOP_LOSS", "stopPrice": stop})
         with pytest.raises(ccxt.InvalidOrder, match="PRICE_FILTER"):
             await exchange.private_post_order(request | {"stopPrice": "0.0000001"})
-        assert fake.orders == [] and fake.balances()["ETH"] == (1, 0)
+        assert fake.orders == [] and fake.balances()["ETH"] == (Decimal(1), Decimal(0))
 
 
 @pytest.mark.asyncio
@@ -380,7 +381,7 @@ async def test_a_market_without_stop_loss_makes_ccxt_refuse_the_stop_before_send
         # Sent anyway, Binance refuses it.
         with pytest.raises(ccxt.InvalidOrder, match="Stop loss orders are not supported for this symbol"):
             await exchange.private_post_order({"symbol": "ETHBTC", "side": "SELL", "type": "STOP_LOSS", "quantity": "1", "stopPrice": f"{stop:f}"})
-        assert fake.orders == [] and fake.balances()["ETH"] == (1, 0)
+        assert fake.orders == [] and fake.balances()["ETH"] == (Decimal(1), Decimal(0))
 
 
 @pytest.mark.asyncio
@@ -395,9 +396,9 @@ async def test_a_buy_stop_whose_gap_the_free_quote_cannot_pay_expires_and_unlock
         assert fake.price(ETH) < stop
         fake.set_balance("BTC", stop * (1 + RATE))  # exactly the lock: the open costs more
         order = await place_stop(exchange, "buy", 1, stop)
-        assert fake.balances()["BTC"] == (0, stop * (1 + RATE))
+        assert fake.balances()["BTC"] == (Decimal(0), stop * (1 + RATE))
         await fake.stream(1)
         expired = await exchange.fetch_order(order["id"], ETH)
         assert expired["status"] == "expired" and expired["filled"] == 0
-        assert fake.balances() == {"BTC": (stop * (1 + RATE), 0), "ETH": (0, 0)}
+        assert fake.balances() == {"BTC": (stop * (1 + RATE), Decimal(0)), "ETH": (Decimal(0), Decimal(0))}
         assert await exchange.fetch_my_trades(ETH) == []

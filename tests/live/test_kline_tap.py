@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import ccxt.pro  # type: ignore[import-untyped]
+import ccxt.pro
 import pytest
 import pytest_asyncio
 
@@ -105,4 +105,4 @@ async def test_a_kline_whose_market_cannot_be_decided_goes_to_ccxt_and_is_report
     assert "market id BTCUSDT names BTC/USDT, BTC/USDT:USDT, BTC/USDT:USDT-TWIN" in tapped.unfiled[0]
     assert futures.url in tapped.unfiled[0]
     # ccxt got both messages all the same: its cache holds the candle's latest push.
-    assert tapped.exchange.ohlcvs[PERP]["1m"][-1][4] == float(message["k"]["c"])  # type: ignore[index]
+    assert tapped.exchange.ohlcvs[PERP]["1m"][-1][4] == float(message["k"]["c"])

@@ -1,7 +1,7 @@
 """Closes held while a stop rests on the exchange: when the stop fills first, they never sell what it sold."""
 from __future__ import annotations
 
-from tests.live.gateway_stand_in import SYM, rig
+from tests.live.gateway_stand_in import SYM, live_account, rig
 
 
 def test_stop_fill_with_a_close_in_flight_does_not_release_the_held_close() -> None:
@@ -34,7 +34,7 @@ def test_stop_fill_with_a_close_in_flight_does_not_release_the_held_close() -> N
 
     # And when the in-flight half close fills, the position is done; the extra close's fill then has no position.
     errors: list[BaseException] = []
-    pm._account._on_error = lambda sid, exc: errors.append(exc)
+    live_account(pm)._on_error = lambda sid, exc: errors.append(exc)
     gw.fill("s1-3", 99.5)
     assert not pm.positions
     if ("s1-5", "market", 0.5) in gw.sells():
