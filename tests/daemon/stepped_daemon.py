@@ -102,6 +102,7 @@ class StepPacer:
                 # wait here until that stop cancels this wait.
                 os.kill(os.getpid(), signal.SIGTERM)
                 await anyio.sleep_forever()
+                raise AssertionError("the stop cancels that wait")
             words = line.split()
             if len(words) == 2 and words[0] == "step" and words[1].isdigit():
                 return int(words[1])

@@ -17,7 +17,7 @@ from bot.events import Event, KillSwitch, PositionClosed, PositionOpened, Positi
 from bot.journal import Journal
 from bot.trading.actions import OpenPosition
 from bot.trading.risk import DailyTally
-from tests.support import Rig, candles_from
+from tests.support import Rig, approx_float, candles_from
 from tests.trading.helpers import DAY, MINUTE, SYMBOL, T0, flat, quiet
 
 ETH_BTC = "ETH/BTC"
@@ -86,14 +86,14 @@ def test_a_currencys_tally_after_a_restart_is_the_sum_whatever_the_restore_order
     again = _restart(path, risk, feeds, log, *(specs[sid] for sid in order))
     try:
         risk_manager = again.rig.services.risk
-        assert risk_manager.tally("USD") == DailyTally("USD", T0 // DAY, pytest.approx(-90.0))
+        assert risk_manager.tally("USD") == DailyTally("USD", T0 // DAY, approx_float(-90.0))
         assert risk_manager.day_pnl("a", T0) == pytest.approx(-30.0) and risk_manager.day_pnl("b", T0) == pytest.approx(-60.0)
         again.next_ts = first.next_ts
         again.bar(SYMBOL, flat(100))
         again.act("a", SYMBOL, 5.0)
         again.bar(SYMBOL, flat(100))
         again.bar(SYMBOL, (100.0, 100.0, 93.0, 93.5))  # a stopped at 94: -30, 120 in all
-        assert again.kills() == [(pytest.approx(120.0), 100.0, "USD", "a")]
+        assert again.kills() == [(approx_float(120.0), 100.0, "USD", "a")]
     finally:
         again.journal.close()
 

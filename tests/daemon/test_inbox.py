@@ -17,7 +17,7 @@ from bot.ohlcv import Candle
 from bot.strategy.factory import OrchestratorFactory
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import OpenPosition
-from tests.support import strategy
+from tests.support import declarative, strategy
 
 
 def test_a_full_inbox_coalesces_to_the_newest_candle_per_stream() -> None:
@@ -149,7 +149,7 @@ def test_a_strategy_failing_in_its_inbox_task_fails_alone_and_keeps_its_stops(bt
             def explode(candle: Candle) -> float:
                 raise RuntimeError("strategy bug")
 
-            doomed.strategy.analyzers.score = explode  # type: ignore[method-assign]
+            declarative(doomed).analyzers.score = explode
             for candle in candles[40:]:
                 services.hub.ingest("BTC/USD", candle)
                 await anyio.lowlevel.checkpoint()

@@ -45,6 +45,9 @@ class _Owner:
     def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         raise AssertionError("no restart here")
 
+    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("no protecting route here")
+
 
 def test_a_graceful_stop_drops_what_is_queued_opens_no_turn_after_it_and_does_not_report_the_dropped_candles_processed(tmp_path: Path) -> None:
     drained: list[int] = []

@@ -276,7 +276,7 @@ async def test_an_unknown_symbol_stops_the_daemon_with_a_message_naming_it(short
 async def test_a_fatal_feed_error_stops_an_in_process_daemon_and_closes_the_exchange(
     short_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fault: str
 ) -> None:
-    import ccxt  # type: ignore[import-untyped]
+    import ccxt
 
     from bot.daemon.live_feed import LiveFeedError
     from bot.kernel.daemon import EXIT_FEED_FAILED, Daemon

@@ -31,6 +31,7 @@ from bot.trading.actions import OpenPosition
 from tests.daemon.process import DaemonProcess, journal_rows
 from tests.daemon.test_live_trading import ETH, START, _positions, call, daemon, limit_reached_within, until, write_config
 from tests.fake_exchange import FakeBinance
+from tests.live.support import trigger
 from tests.live.support import until as until_live
 from tests.live.trading_support import eth_strategy, fake_market, gateway_on, journal_at
 from tests.support import ETH_1M
@@ -139,7 +140,8 @@ async def test_a_strategy_unloaded_with_an_order_in_flight_settles_it_before_it_
 
 
 async def _no_settling(process: DaemonProcess) -> bool:
-    return (await call(process, "status"))["settling"] == {}
+    settling: dict[str, Any] = (await call(process, "status"))["settling"]
+    return settling == {}
 
 
 @pytest.mark.asyncio
@@ -245,6 +247,6 @@ async def test_a_stop_resting_at_unload_stays_on_the_exchange_and_a_later_load_b
                 manager.adopt_restored("s1")  # as `load` does (its StopKeeper hands the stop over as it is restored)
                 assert gateway.tracked["s1-2"].unconfirmed  # looked up by the poller
                 (closed,) = await live.wait_for(PositionClosed)
-                assert closed.trade.exit_reason == "stop_loss" and closed.trade.exit_price == pytest.approx(float(fake.orders[1].stop_price), rel=0.01)
+                assert closed.trade.exit_reason == "stop_loss" and closed.trade.exit_price == pytest.approx(trigger(fake.orders[1]), rel=0.01)
                 assert manager.get("s1").positions.positions == {} and journal.open_positions("s1") == [] and journal.pending_orders("s1") == []
                 assert [o.client_id for o in fake.orders] == ["s1-1", "s1-2"]

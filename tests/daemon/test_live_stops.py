@@ -16,6 +16,7 @@ import pytest
 from bot.journal import Journal
 from tests.daemon.test_live_trading import ETH, START, _positions, call, daemon, until, write_config
 from tests.fake_exchange import FakeBinance
+from tests.live.support import trigger
 from tests.support import ETH_1M
 
 STOP_PCT = 0.3
@@ -50,7 +51,7 @@ async def test_a_stop_resting_on_the_exchange_closes_the_position_while_the_daem
                 lambda: _resting(call(first, "status")), "the stop confirmed on the exchange in status"
             )
             assert status[0]["client_id"] == "dip-3" and status[0]["stop_price"] == pytest.approx(position["stop_loss"])
-            assert float(stop_order.stop_price) == pytest.approx(position["stop_loss"], abs=1e-6)
+            assert trigger(stop_order) == pytest.approx(position["stop_loss"], abs=1e-6)
             assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # a crash: nothing runs on our side now
 
         series = fake.market(ETH).series

@@ -122,6 +122,7 @@ async def test_a_restart_reconciles_a_limit_order_filled_while_the_daemon_was_do
 
         async with daemon(config, fake) as second:
             held = await _positions(second)
+            assert held is not None
             assert sorted(p["quantity"] for p in held["positions"]) == [0.2, 0.5] and held["pending_orders"] == []
             entry = next(p for p in held["positions"] if p["quantity"] == 0.2)
             assert entry["entry_price"] == pytest.approx(limit)

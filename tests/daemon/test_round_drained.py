@@ -38,6 +38,15 @@ class _Owner:
         self.handled.append(candle.ts)
         self.journal.record(StrategyStateChanged(len(self.handled), ts, ts, self.strategy_id, "active", "activated", None, None))
 
+    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("nothing is coalesced here")
+
+    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("no restart here")
+
+    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("no protecting route here")
+
 
 class _CountingJournal(Journal):
     """The real journal, counting its daemon-fact writes."""

@@ -54,8 +54,8 @@ from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
 from tests.daemon.process import write_daemon_config
+from tests.live.support import ETH
 from tests.live.trading_support import (
-    ETH,
     EXECUTION,
     TIMEOUT_MS,
     eth_strategy,
@@ -180,6 +180,12 @@ class _Owner:
 
     def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
         raise AssertionError("nothing is coalesced here")
+
+    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("no restart here")
+
+    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
+        raise AssertionError("no protecting route here")
 
 
 def test_the_feed_position_is_journalled_once_every_published_candle_is_processed(tmp_path: Path) -> None:

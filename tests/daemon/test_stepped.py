@@ -162,6 +162,7 @@ def test_a_stepped_daemon_killed_resumes_exactly_after_its_last_step_and_stands_
         assert second.last_close == last
         status = result(second.socket, "status")
         assert (status["feed"]["candles"], status["clock_ts"]) == (500, last)
+        assert last is not None
         assert second.step(1).last_close == last + MINUTE  # the candle after the last one processed
     finally:
         assert second.stop() == 0

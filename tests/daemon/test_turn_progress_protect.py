@@ -15,7 +15,7 @@ from bot.config.models import BotConfig
 from bot.daemon.delivery import InboxDelivery
 from bot.daemon.startup import JournalRecorder
 from bot.daemon.turn_progress import TURN_PROGRESS, TurnProgress
-from bot.events import PositionClosed, StrategyFault
+from bot.events import Event, PositionClosed, StrategyFault
 from bot.journal import Journal, JournalError
 from bot.journal.turns import Turns
 from bot.kernel import Seams, build_services
@@ -122,10 +122,12 @@ def test_a_strategy_failing_on_a_replayed_candle_does_not_fill_its_entry_on_the_
                 OrchestratorFactory(services),
                 delivery_for=lambda on_error: InboxDelivery(tg, 1, on_error, turn=turns.turn, progress=progress),
             )
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
             orch = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", candles[0])  # history to it (handled before the restart)
-            await manager.delivery.drain()
+            await delivery.drain()
             await turns.idle()
             orch.positions.mark_to("BTC/USD", candles[0].close, candles[0].ts + 60_000)  # as a restore marks it
             # Its resting limit entry (restored from the journal, say), reached by candles[2].
@@ -133,16 +135,16 @@ def test_a_strategy_failing_on_a_replayed_candle_does_not_fill_its_entry_on_the_
             orch.actions.drain()
             assert len(orch.positions.pending_orders()) == 1
 
-            def broken_history(*args: object) -> None:
+            def broken_history(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
                 raise RuntimeError("strategy bug in on_history")
 
             orch.on_history = broken_history  # type: ignore[method-assign]
             # Inbox of one: candles[1..4] coalesce into one item; 1 and 2 were handled before the restart, 3 and 4 are new.
             for c in candles[1:5]:
                 services.hub.ingest("BTC/USD", c)
-            await manager.delivery.drain()
+            await delivery.drain()
             await turns.idle()
-            manager.delivery.close_all()
+            delivery.close_all()
         return orch.state, orch.positions.open_count(), len(orch.positions.pending_orders())
 
     try:
@@ -177,16 +179,18 @@ def test_a_journal_write_failing_while_a_strategy_fails_on_a_replayed_candle_is_
                 OrchestratorFactory(services),
                 delivery_for=lambda on_error: InboxDelivery(tg, 1, on_error, turn=turns.turn, progress=progress),
             )
+            delivery = manager.delivery
+            assert isinstance(delivery, InboxDelivery)
             orch = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             manager.activate("s")
             services.hub.ingest("BTC/USD", candles[0])
-            await manager.delivery.drain()
+            await delivery.drain()
             await turns.idle()
             record = services.bus.before_delivery
             assert record is not None
             failed_once = False
 
-            def flaky(event: object) -> None:  # one transient write failure (disk full for a moment)
+            def flaky(event: Event) -> None:  # one transient write failure (disk full for a moment)
                 nonlocal failed_once
                 if isinstance(event, StrategyFault) and not failed_once:
                     failed_once = True
@@ -195,7 +199,7 @@ def test_a_journal_write_failing_while_a_strategy_fails_on_a_replayed_candle_is_
 
             services.bus.before_delivery = flaky
 
-            def broken_history(*args: object) -> None:
+            def broken_history(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
                 raise RuntimeError("strategy bug in on_history")
 
             orch.on_history = broken_history  # type: ignore[method-assign]
@@ -208,9 +212,9 @@ def test_a_journal_write_failing_while_a_strategy_fails_on_a_replayed_candle_is_
             orch.catch_up = seen_by_positions  # type: ignore[method-assign]
             for c in candles[1:5]:
                 services.hub.ingest("BTC/USD", c)
-            await manager.delivery.drain()
+            await delivery.drain()
             await turns.idle()
-            manager.delivery.close_all()
+            delivery.close_all()
             states.append(orch.state)
 
     try:

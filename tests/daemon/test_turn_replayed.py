@@ -19,7 +19,7 @@ from tests.daemon.test_recovery import _config
 MINUTE = 60_000
 
 
-def _orders(folder: Path) -> list[tuple[object, ...]]:
+def _orders(folder: Path) -> list[tuple[str, str, int, str, int | None]]:
     return journal_rows(folder, "SELECT strategy_id, client_id, submitted_ts, status, done_ts FROM orders ORDER BY strategy_id, client_id")
 
 

@@ -29,7 +29,7 @@ from bot.strategy.manager import StrategyManager
 from bot.trading.actions import ClosePercent, OpenPosition
 from tests.journal.refusals import allow_inserts, refuse_inserts, writer_held
 from tests.journal.wal import wal_commits
-from tests.support import strategy
+from tests.support import declarative, strategy
 
 # No checkpoint while the test runs: the WAL keeps every commit frame, to be counted.
 NO_CHECKPOINTS = CheckpointPolicy(interval_s=3600, busy_interval_s=3600, writer_frames=10**9, writer_takes_over_s=3600)
@@ -91,7 +91,7 @@ def test_a_turn_that_raises_mid_way_is_one_commit_delivered_after_it_in_seq_orde
                 raise RuntimeError("strategy bug")
 
             # The next candle fills the order at its open, then the strategy's code raises.
-            orchestrator.strategy.analyzers.score = explode  # type: ignore[method-assign]
+            declarative(orchestrator).analyzers.score = explode
             heard.clear()
             before = wal_commits(path)
             services.hub.ingest("BTC/USD", btc_candles[1])
@@ -153,7 +153,7 @@ def test_a_disk_full_mid_turn_still_fails_the_strategy_completely_its_positions_
             services.hub.ingest("BTC/USD", btc_candles[1])  # fills the order at its open: a position to protect
             await delivery.drain()
             assert orchestrator.positions.open_count() == 1
-            orchestrator.strategy.analyzers.score = long_note  # type: ignore[method-assign]
+            declarative(orchestrator).analyzers.score = long_note
             refuse_inserts(path, "strategy_events", "length(NEW.payload) > 100000")
             heard.clear()
             services.hub.ingest("BTC/USD", btc_candles[2])
@@ -391,16 +391,16 @@ def test_a_failed_strategy_restored_with_an_entry_still_pending_in_the_journal_c
     async def main() -> tuple[str, int, int]:
         turns, services = _wired(journal, logger)
         async with anyio.create_task_group() as tg:
-            manager = _inboxes(services, tg, turns)[0]
+            manager, delivery = _inboxes(services, tg, turns)
             orch = manager.load(strategy(id="s", exit_threshold=None, analyzers=[{"type": "ema_trend", "params": {"period": 5}}]))
             restore_orchestrator(journal, orch)
             manager.restore_state("s", *row)
             pending = len(orch.positions.pending_orders())
             for candle in btc_candles[1:200]:
                 services.hub.ingest("BTC/USD", candle)
-                await manager.delivery.drain()
+                await delivery.drain()
             await turns.idle()
-            manager.delivery.close_all()
+            delivery.close_all()
         return orch.state, pending, orch.positions.open_count()
 
     try:

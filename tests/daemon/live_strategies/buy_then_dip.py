@@ -14,7 +14,7 @@ class BuyThenDipParams(StrategyParams):
     limit_quantity: float = Field(default=0.2, gt=0, description="quantity of the resting limit buy")
 
 
-class BuyThenDip(Strategy):
+class BuyThenDip(Strategy[BuyThenDipParams]):
     """On its first live candle with nothing open or pending: a market buy of the configured quantity and a limit buy below."""
 
     name = "buy_then_dip"
