@@ -210,7 +210,7 @@ class _FailingCheckpoints(sqlite3.Connection):
 
     failures = 0
 
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         if sql.startswith("PRAGMA wal_checkpoint") and self.failures > 0:
             self.failures -= 1
             raise sqlite3.OperationalError("disk I/O error")

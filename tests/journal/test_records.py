@@ -87,11 +87,11 @@ def test_recovery_reads_the_journal_as_typed_records(tmp_path: Path) -> None:
 
 # A trade record as each earlier version journalled it: before pairs (no group), before fills were journalled with
 # their position change (no fill), and now.
-_OLDEST_TRADE = {
+_OLDEST_TRADE: dict[str, Any] = {
     "strategy_id": "s1", "position_id": "s1-p1", "symbol": SYMBOL, "side": "long", "quantity": 1.0, "entry_ts": 0, "entry_price": 100.0,
     "exit_ts": 60_000, "exit_price": 101.0, "pnl": 0.9, "fees": 0.1, "exit_reason": "take_profit_1",
 }
-_FILL = {"client_id": "s1-4", "symbol": SYMBOL, "side": "sell", "quantity": 1.0, "price": 99.0, "fee": 0.1, "liquidity": "taker", "reason": "stop_loss", "fill_ts": 120_000}
+_FILL: dict[str, Any] = {"client_id": "s1-4", "symbol": SYMBOL, "side": "sell", "quantity": 1.0, "price": 99.0, "fee": 0.1, "liquidity": "taker", "reason": "stop_loss", "fill_ts": 120_000}
 
 
 def _journal_with_trades(path: Path, *records: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,7 @@ async def test_idle_returns_once_every_pending_turn_is_delivered_and_sent(tmp_pa
             for strategy_id in ("a", "b"):
                 with turns.turn():
                     bus.publish(StrategyFault, 1, strategy_id, "boom", "", "")
-                    turns.after_commit(lambda sid=strategy_id: done.append(sid), lambda: done.append("discarded"))
+                    turns.after_commit(partial(done.append, strategy_id), lambda: done.append("discarded"))
         # Nothing has run on the loop since: only idle's wait lets the commits' reports in.
         assert heard == [] and done == [] and turns.pending == 2
         await turns.idle()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,11 @@ def test_work_runs_in_submission_order_on_one_thread_and_a_call_returns_its_resu
         ran: list[tuple[int, str]] = []
         release = threading.Event()
         writer.submit(release.wait)  # everything below queues up behind it
-        completions = [writer.submit(lambda n=n: ran.append((n, threading.current_thread().name))) for n in range(200)]
+
+        def run(n: int) -> None:
+            ran.append((n, threading.current_thread().name))
+
+        completions = [writer.submit(partial(run, n)) for n in range(200)]
         assert not any(c.done for c in completions)
         release.set()
         assert writer.call(lambda a, b: a + b, 2, b=3) == 5
@@ -88,7 +93,7 @@ def test_close_runs_everything_submitted_first_then_stops_the_thread_even_after_
         raise ValueError("bad item")
 
     failed = writer.submit(fail)
-    later = [writer.submit(lambda n=n: ran.append(n)) for n in range(50)]
+    later = [writer.submit(partial(ran.append, n)) for n in range(50)]
     release.set()
     writer.close()
     assert not writer.running
