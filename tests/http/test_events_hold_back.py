@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from starlette.types import Message
 
 from bot.control.commands import Control, EventsArgs
 from bot.daemon.inbox import CandleWork
@@ -28,12 +29,12 @@ class _Reader:
         self.sent = anyio.Event()
         self.gone = anyio.Event()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         if message["type"] == "http.response.body":
             self.bodies.append(message["body"])
             self.sent.set()
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         await self.gone.wait()
         return {"type": "http.disconnect"}
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
 
 import anyio
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bot.config.http import HttpConfig
@@ -50,7 +50,7 @@ def test_a_pipelined_response_is_not_reset_for_the_one_before_it() -> None:
     second_started = anyio.Event()
     release = anyio.Event()
 
-    async def app(scope: dict[str, object], receive: object, send: Any) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == "/first":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})

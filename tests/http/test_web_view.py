@@ -305,7 +305,12 @@ def test_deactivate_with_the_token_makes_the_strategy_dormant(browser: Any, serv
         page.click("#token-form button[type=submit]")
         page.select_option("#deactivate-policy", "close")
         asked: list[str] = []
-        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+
+        def accept(dialog: Any) -> None:  # a Playwright Dialog
+            asked.append(dialog.message)
+            dialog.accept()
+
+        page.once("dialog", accept)
         reply = _acted(page, "#do-deactivate")
         assert len(asked) == 1 and sid in asked[0] and "close" in asked[0], asked
         assert (reply["status"], reply["http"]) == ("ok", "200"), reply
@@ -751,7 +756,12 @@ def test_close_is_confirmed_first_and_a_token_not_printable_ascii_is_refused_wit
         page.click("#token-form button[type=submit]")
         page.select_option("#deactivate-policy", "close")
         asked: list[str] = []
-        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+
+        def dismiss(dialog: Any) -> None:  # a Playwright Dialog
+            asked.append(dialog.message)
+            dialog.dismiss()
+
+        page.once("dialog", dismiss)
         cancelled = _acted(page, "#do-deactivate")
         # The reply box and the live dot are announced politely; the token form is a labelled modal dialog with a cancel.
         aria = page.evaluate("""() => {
