@@ -125,13 +125,13 @@ def test_loaded_models_are_frozen(tmp_path: Path) -> None:
     loaded = load_config(write_setup(tmp_path, {"a.json": valid_strategy()}))
     spec = loaded.strategies[0]
     with pytest.raises(ValidationError, match="frozen"):
-        spec.quantity = 1.0  # type: ignore[misc]
+        spec.quantity = 1.0
     with pytest.raises(ValidationError, match="frozen"):
-        spec.risk.max_open_positions = 5  # type: ignore[misc]
+        spec.risk.max_open_positions = 5
     with pytest.raises(ValidationError, match="frozen"):
-        spec.analyzers[0].weight = 2.0  # type: ignore[misc]
+        spec.analyzers[0].weight = 2.0
     with pytest.raises(ValidationError, match="frozen"):
-        loaded.bot.replay.history_size = 5  # type: ignore[misc]
+        loaded.bot.replay.history_size = 5
     with pytest.raises(dataclasses.FrozenInstanceError):
         loaded.bot = BotConfig()  # type: ignore[misc]
 

@@ -162,7 +162,8 @@ def test_a_runtime_change_keeps_numbers_strict() -> None:
     dumped = spec.model_dump(mode="json")
     assert StrategyConfig.model_validate(deep_merge(dumped, {"quantity": 0.2})).quantity == 0.2
     assert StrategyConfig.model_validate(deep_merge(dumped, {"quantity": 2})).quantity == 2.0
-    for change, where in [({"quantity": "0.2"}, "quantity"), ({"exits": {"stop_loss_pct": "2"}}, "exits.stop_loss_pct")]:
+    changes: list[tuple[dict[str, Any], str]] = [({"quantity": "0.2"}, "quantity"), ({"exits": {"stop_loss_pct": "2"}}, "exits.stop_loss_pct")]
+    for change, where in changes:
         with pytest.raises(ValidationError) as caught:
             StrategyConfig.model_validate(deep_merge(dumped, change))
         assert reasons(caught.value) == {where: "a string is not a number"}
