@@ -1,6 +1,8 @@
 """Cluster messages: every action kind travels and comes back as itself; what does not fit, or another protocol version, is refused."""
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -45,10 +47,10 @@ def test_a_message_that_does_not_fit_is_refused_naming_the_field() -> None:
         decode(b"{")
 
 
-def _decision() -> dict[str, object]:
+def _decision() -> dict[str, Any]:
     action = action_msg(ClosePercent("s-p1", 50.0, "exit"))
     failure = Failure(type_name="E", message="m", where="f.py:1")
-    decoded: dict[str, object] = msgspec.json.decode(encode(Decision(k=1, sid="s", actions=[action], events=[], failure=failure, busy_ns=0)))
+    decoded: dict[str, Any] = msgspec.json.decode(encode(Decision(k=1, sid="s", actions=[action], events=[], failure=failure, busy_ns=0)))
     return decoded
 
 
@@ -70,8 +72,8 @@ def test_a_field_this_protocol_does_not_know_is_refused(where: str) -> None:
     if where == "top":
         bad = {**good, "extra": 1}
     elif where == "failure":
-        bad = {**good, "failure": {**good["failure"], "extra": 1}}  # type: ignore[dict-item]
+        bad = {**good, "failure": {**good["failure"], "extra": 1}}
     else:
-        bad = {**good, "actions": [{**good["actions"][0], "extra": 1}]}  # type: ignore[index, dict-item]
+        bad = {**good, "actions": [{**good["actions"][0], "extra": 1}]}
     with pytest.raises(ProtocolError, match="unknown field `extra`"):
         decode(msgspec.json.encode(bad))

@@ -1,11 +1,11 @@
 """Unknown fields are refused in nested cluster structs too (a position's state, a pair's legs): a message of a later shape is never read silently as this one."""
 from __future__ import annotations
 
+import msgspec
 import orjson
 import pytest
 
-from bot.cluster.messages import Decision, MirrorPosition, ProtocolError, Turn, TurnEntry, View, action_msg, decode, encode
-from bot.events import PositionState
+from bot.cluster.messages import Decision, MirrorPosition, PositionStateMsg, ProtocolError, Turn, TurnEntry, View, action_msg, decode, encode
 from bot.trading.actions import OpenPair, OpenPosition
 from bot.trading.position import Position
 
@@ -29,7 +29,8 @@ def test_an_unknown_field_in_a_pair_leg_is_refused() -> None:
 
 
 def test_an_unknown_field_in_a_position_state_is_refused() -> None:
-    state: PositionState = Position("s-p1", "BTC/USD", "long", 1, 1.0, 1.0, 100.0, 0).record()
+    # Built as the mind builds it (bot/cluster/mind.py): the journalled record's fields in the message type.
+    state = PositionStateMsg(*msgspec.structs.astuple(Position("s-p1", "BTC/USD", "long", 1, 1.0, 1.0, 100.0, 0).record()))
     mirror = MirrorPosition(state=state, pending_close=0.0, trail_anchor=0.0, closed_quantity=0.0, exit_value=0.0, exit_reason="", exit_ts=0)
     view = View(positions=[mirror], closed=[], pending_entries=[], marks={})
     turn = encode(Turn(k=1, symbol="BTC/USD", tf="1m", candle=(0, 1.0, 1.0, 1.0, 1.0, 1.0), ts=0, entries=[TurnEntry(sid="s", kind="trade", view=view)]))

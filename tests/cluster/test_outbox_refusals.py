@@ -80,7 +80,12 @@ async def test_an_unforeseen_refusal_drops_that_message_and_publishing_goes_on(n
     connection = outbox._connection
     jetstream = connection.jetstream
     failing = _FailingFirst(None, nats.js.errors.APIError(code=409, description="conflict"), 2)
-    monkeypatch.setattr(connection, "jetstream", lambda timeout=2.0: (setattr(failing, "_js", jetstream(timeout)), failing)[1])
+
+    def failing_first(timeout: float = 2.0) -> _FailingFirst:
+        failing._js = jetstream(timeout)
+        return failing
+
+    monkeypatch.setattr(connection, "jetstream", failing_first)
     async with asyncio.timeout(DEADLINE_S), anyio.create_task_group() as tg:
         await tg.start(outbox.run)
         for n in range(3):
