@@ -189,7 +189,7 @@ def strategy_files(tmp_path: Path, specs: list[dict[str, Any]], module: str, sou
 
 def test_a_failing_process_stops_the_others_and_fails_the_command(tmp_path: Path) -> None:
     marker = tmp_path / "stuck.pid"
-    specs = [
+    specs: list[dict[str, Any]] = [
         {"id": "stuck", "module": "stuck", "params": {"marker": str(marker)}},
         {"id": "crash", "module": "crash"},
     ]
@@ -228,7 +228,7 @@ def stuck_pid(fifo: Path) -> int:
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     marker = tmp_path / "stuck.pid"
     os.mkfifo(marker)
-    specs = [{"id": "stuck", "module": "stuck", "params": {"marker": str(marker)}}, {"id": "ema", "analyzers": [{"type": "ema_cross", "params": {"fast": 5, "slow": 20}}]}]
+    specs: list[dict[str, Any]] = [{"id": "stuck", "module": "stuck", "params": {"marker": str(marker)}}, {"id": "ema", "analyzers": [{"type": "ema_cross", "params": {"fast": 5, "slow": 20}}]}]
     config = strategy_files(tmp_path, specs, "stuck", STUCK)
     command = [sys.executable, "-m", "bot", "replay", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "2", *WEEK]
     # SIGINT at its default, as in a terminal (a shell starting the tests in the background ignores it, and exec keeps that).
@@ -247,7 +247,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
 def test_sigterm_stops_every_process(tmp_path: Path) -> None:
     marker = tmp_path / "stuck.pid"
     os.mkfifo(marker)
-    specs = [{"id": "stuck", "module": "stuck", "params": {"marker": str(marker)}}, {"id": "ema", "analyzers": [{"type": "ema_cross", "params": {"fast": 5, "slow": 20}}]}]
+    specs: list[dict[str, Any]] = [{"id": "stuck", "module": "stuck", "params": {"marker": str(marker)}}, {"id": "ema", "analyzers": [{"type": "ema_cross", "params": {"fast": 5, "slow": 20}}]}]
     config = strategy_files(tmp_path, specs, "stuck", STUCK)
     command = [sys.executable, "-m", "bot", "replay", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "2", *WEEK]
     with subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as bot:
