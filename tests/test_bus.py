@@ -43,7 +43,7 @@ def test_an_event_missing_a_field_or_with_an_unknown_one_cannot_be_built() -> No
     with pytest.raises(TypeError, match="Unexpected keyword argument 'price'"):
         bus.publish(CandleGap, None, "ETH/BTC", "1m", 0, 120_000, 1, price=1.0)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        CandleClosed(1, 2, 2, "s1", "ETH/BTC", "1m", CANDLE)  # type: ignore[call-arg]  # a market event has no strategy id
+        CandleClosed(1, 2, 2, "s1", "ETH/BTC", "1m", CANDLE)  # type: ignore[call-arg, arg-type]  # a market event has no strategy id
     assert bus.seq == 0
 
 
