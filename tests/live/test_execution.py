@@ -182,20 +182,20 @@ async def test_a_bug_while_sending_or_polling_one_order_fails_that_order_not_the
             live.gateway._log.removeHandler(caplog.handler)
 
 
-# Binance spot without BNB: a buyer's commission is taken in the asset bought, and ETH/BTC's lot step is coarse.
-BINANCE_SPOT_FEES = {"lot_step": "0.001", "buyer_commission_in_base": True}
+# Binance spot without BNB: a buyer's commission is taken in the asset bought; ETH/BTC's lot step made coarse (real: 0.0001).
+LOT_STEP = "0.001"
 
 
 @pytest.mark.asyncio
 async def test_a_buy_paying_its_fee_in_the_coin_bought_holds_what_the_market_can_sell_and_closes_whole() -> None:
     """0.5 ETH less its 0.0005 ETH fee is 0.4995, off the 0.001 step: the exchange would sell 0.499 and the
     0.0005 left could never be sold, so the position would stay open for good. It holds 0.499; the dust is a fee."""
-    async with fake_market(btc="1", **BINANCE_SPOT_FEES) as fake, gateway_on(fake) as live:
+    async with fake_market(btc="1", lot_step=LOT_STEP, buyer_commission_in_base=True) as fake, gateway_on(fake) as live:
         _start(live)
         price = float(fake.price(ETH))
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
         (opened,) = await live.wait_for(PositionOpened)
-        assert opened.position.quantity == 0.499 and fake.balances()["ETH"] == (Decimal("0.4995"), 0)
+        assert opened.position.quantity == 0.499 and fake.balances()["ETH"] == (Decimal("0.4995"), Decimal(0))
         # Its value counted as paid: the 0.0005 ETH commission and the 0.0005 ETH of dust.
         assert opened.fill.fee == pytest.approx(0.001 * price)
         (position,) = live.positions()
@@ -203,7 +203,7 @@ async def test_a_buy_paying_its_fee_in_the_coin_bought_holds_what_the_market_can
         (closed,) = await live.wait_for(PositionClosed)
         assert closed.trade.quantity == 0.499 and live.positions() == []
         assert [(o.side, o.executed_qty) for o in fake.orders] == [("BUY", Decimal("0.5")), ("SELL", Decimal("0.499"))]
-        assert fake.balances()["ETH"] == (Decimal("0.0005"), 0)  # the dust, the account's, no strategy's
+        assert fake.balances()["ETH"] == (Decimal("0.0005"), Decimal(0))  # the dust, the account's, no strategy's
         assert live.orch().positions.is_flat(ETH)
         live.act(OpenPosition(ETH, "long", 0.5, "again"))  # and the strategy trades on
         assert len(await live.wait_for(PositionOpened, 2)) == 2
@@ -211,15 +211,17 @@ async def test_a_buy_paying_its_fee_in_the_coin_bought_holds_what_the_market_can
 
 @pytest.mark.asyncio
 async def test_a_stop_on_the_exchange_covers_the_whole_position_when_its_entry_paid_the_fee_in_the_coin_bought() -> None:
-    async with fake_market(btc="1", **BINANCE_SPOT_FEES) as fake, gateway_on(fake) as live:
+    async with fake_market(btc="1", lot_step=LOT_STEP, buyer_commission_in_base=True) as fake, gateway_on(fake) as live:
         _start(live, exits={"stop_loss_pct": 0.3})
         live.act(OpenPosition(ETH, "long", 0.5, "test"))
         (opened,) = await live.wait_for(PositionOpened)
         (position,) = live.positions()
         await until(lambda: live.orch().positions._account.stop_held(position.id), what="the stop resting on the exchange")
         assert [o.quantity for o in fake.orders if o.type == "STOP_LOSS"] == [Decimal("0.499")]
+        stop = opened.position.stop_loss
+        assert stop is not None
         series = fake.market(ETH).series
-        hit = next(i for i in range(START, len(series)) if float(series.values[i][2]) <= opened.position.stop_loss)
+        hit = next(i for i in range(START, len(series)) if float(series.values[i][2]) <= stop)
         await fake.stream(hit - START + 3)
         live.feed_served(START, hit - START + 3)
         (closed,) = await live.wait_for(PositionClosed)
