@@ -522,9 +522,9 @@ def _fresh(loaded: LoadedConfig, force: bool, log: logging.Logger) -> tuple[Jour
 
     What would stop the daemon right after (another daemon on the socket, no control token) is
     checked first, under the lock, and so, in mode live without `force`, is the journal's open
-    business on the exchange: a refusal leaves the journal in place for a plain `bot run`. In
-    mode live the order and position numbers the old journal used are returned, for the new one
-    to go on from: its orders' client ids are on the exchange, and must not be reused.
+    business on the exchange: a refusal leaves the journal in place for a plain `bot run`. The
+    order and position numbers the old journal used are returned, for the new one to go on from:
+    its orders' client ids may be on the exchange, and must not be reused.
     """
     from bot.clock import WallClock
     from bot.control.server import claim_socket_path, control_token
@@ -553,7 +553,8 @@ def _fresh(loaded: LoadedConfig, force: bool, log: logging.Logger) -> tuple[Jour
     for what in left:
         log.warning("--fresh --force: %s", what)
     carried: dict[str, tuple[int, int]] = {}
-    if loaded.bot.mode == "live" and done.moved:
+    # In every mode: a paper run between two live ones must not bring the live client ids back to 1.
+    if done.moved:
         old = done.moved[0][1]
         try:
             carried = numbering(old)

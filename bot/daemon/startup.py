@@ -264,7 +264,7 @@ def load_strategies(
     """Load each strategy dormant, its journalled book restored; one that cannot be is left out (its journal kept). Returns those loaded."""
     tallies = DailyTallies(journal, risk, log)
     loaded_specs = []
-    # Numbers a journal moved aside by `run --fresh` used (mode live): a strategy new to this journal goes on after them.
+    # Numbers a journal moved aside by `run --fresh` used: a strategy new to this journal goes on after them.
     carried = journal.meta_with_prefix(CARRIED_ORDERS).keys() | journal.meta_with_prefix(CARRIED_POSITIONS).keys()
     for spec in to_load.specs:
         try:

@@ -163,7 +163,7 @@ class Daemon:
         self._pacer = pacer
         # Makes each run's count of the strategies' candle work (a bench notes when it drains).
         self._make_candle_work = make_candle_work
-        # Per strategy, the last order and position numbers of a journal `run --fresh` moved aside (mode live).
+        # Per strategy, the last order and position numbers of a journal `run --fresh` moved aside.
         self._carried_numbering = dict(carried_numbering or {})
         self._stop = anyio.Event()
         self.socket_path = socket_path_of(loaded)

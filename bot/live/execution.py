@@ -450,12 +450,14 @@ class LiveExchange:
         """Act on what the exchange says about an order: deliver its outcome, or keep tracking it."""
         order = tracked.order
         fee_bps = tracked.account.fees.maker_bps if order.order_type == "limit" else tracked.account.fees.taker_bps
-        outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps, self.sellable)
+        # A perpetual's position is what filled; a spot buy's, what the account can sell of it.
+        spot = bool(((self.exchange.markets or {}).get(order.symbol) or {}).get("spot", True))
+        outcome = outcome_of(order, reply, self._clock.now_ms(), fee_bps, self.sellable, spot)
         if outcome.fill is not None and not has_fee(reply) and reply.get("id"):
             # An order status (Binance's GET order) carries no fees: its trades do.
             fees = await self._trade_fees(order, reply["id"])
             if fees:
-                outcome = outcome_of(order, {**reply, "fees": fees}, self._clock.now_ms(), fee_bps, self.sellable)
+                outcome = outcome_of(order, {**reply, "fees": fees}, self._clock.now_ms(), fee_bps, self.sellable, spot)
         tracked.unconfirmed = False
         if outcome.exchange_id is not None:
             tracked.exchange_id = str(outcome.exchange_id)

@@ -65,12 +65,19 @@ def fee_in_quote(order: dict[str, Any], symbol: str, price: float, fallback: flo
 
 
 def outcome_of(
-    order: Order, reply: dict[str, Any], now_ms: int, fee_bps: float, sellable: Callable[[str, float], float] | None = None
+    order: Order,
+    reply: dict[str, Any],
+    now_ms: int,
+    fee_bps: float,
+    sellable: Callable[[str, float], float] | None = None,
+    spot: bool = True,
 ) -> OrderOutcome:
     """Turn ccxt's unified order structure into an outcome for `order` (the partial fills summed into one).
 
-    `sellable(symbol, quantity)`: what of a buy's quantity less its fee in the base asset the market
-    lets the account sell (its lot step); without it, all of it.
+    `sellable(symbol, quantity)`: what of a spot buy's quantity less its fee in the base asset the
+    market lets the account sell (its lot step); without it, all of it. With it, a buy whose fee
+    is not reported is taken to have paid it in the coin bought, at `fee_bps`. Not `spot` (a
+    perpetual): the position is the quantity filled, whatever currency the fee is in.
     """
     exchange_id = reply.get("id")
     status = str(reply.get("status") or "open").lower()
@@ -93,14 +100,23 @@ def outcome_of(
     if taker_or_maker == "maker" or taker_or_maker == "taker":
         liquidity = taker_or_maker
     quantity = filled
-    in_base = base_fee(reply, order.symbol) if order.side == "buy" else 0.0
+    in_base = 0.0
+    if order.side == "buy" and spot:
+        if has_fee(reply):
+            in_base = base_fee(reply, order.symbol)
+        elif sellable is not None:
+            # The fee is not known (its trades could not be read): it may have been taken in the coin
+            # bought. Holding less than the account has is safe, the rest stays on it; holding more
+            # would make every close and stop of the position fail for want of funds.
+            in_base = filled * fee_bps / 10_000.0
     if in_base:
         # Binance spot takes a buyer's commission in the asset bought: what the account holds is
         # the filled quantity less that fee (its value is in `fee`), and a close must not ask for more.
         # Nor for what is off the market's lot step: the exchange would sell the rest and leave dust
         # no order can close, and the position could then never be closed. That dust stays on the
         # account, outside the position, and its value is booked as part of the entry's fee.
-        quantity = max(0.0, filled - in_base)
+        # Rounded to 12 places first: 0.3 - 0.0003 is 0.29969999999999997 in floats, a step short once truncated.
+        quantity = max(0.0, round(filled - in_base, 12))
         if sellable is not None:
             held, quantity = quantity, sellable(order.symbol, quantity)
             fee += (held - quantity) * price

@@ -62,11 +62,12 @@ class Faults:
     broken messages before the candle's closing push; `reject_ws` refuses that many
     websocket handshakes with HTTP 503; `muted` markets (unified symbols) push nothing, their
     connections staying open; `handshakes`, while not set, holds every websocket handshake.
-    `rest` fails any /api/, /fapi/ or /dapi/ request; `order_delays` and `order_errors` apply
+    `rest` fails any /api/, /fapi/ or /dapi/ request, `trades` GET /api/v3/myTrades only; `order_delays` and `order_errors` apply
     to POST /api/v3/order only (after `rest` and authentication).
     """
 
     rest: list[RestFault] = field(default_factory=list)
+    trades: list[RestFault] = field(default_factory=list)
     order_delays: list[OrderDelay] = field(default_factory=list)
     order_rejects: list[OrderError] = field(default_factory=list)
     disconnect: dict[int, int] = field(default_factory=dict)
@@ -81,6 +82,14 @@ class Faults:
     def rest_errors(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Fail the next `count` REST requests with `status`."""
         self.rest.append(RestFault(status, count, retry_after))
+
+    def trade_errors(self, status: int, count: int = 1) -> None:
+        """Fail the next `count` GET /api/v3/myTrades requests (an order's trades, its fees) with `status`, after `rest`."""
+        self.trades.append(RestFault(status, count, None))
+
+    def take_trades(self) -> RestFault | None:
+        """The fault the next GET /api/v3/myTrades suffers, if any (consumes one)."""
+        return _take(self.trades)
 
     def order_timeout(self, delay_s: float, count: int = 1) -> None:
         """Book the next `count` orders as usual but hold each response back `delay_s` seconds.

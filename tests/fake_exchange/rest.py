@@ -52,6 +52,8 @@ class RestApi:
             params, _, _ = await self._fake.private.read(request)
             self._fake.order_requests.append(params)
         fault = self._fake.faults.take_rest()
+        if fault is None and request.path == "/api/v3/myTrades":
+            fault = self._fake.faults.take_trades()
         if fault is not None:
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             if fault.status == 429:

@@ -226,3 +226,34 @@ async def test_a_stop_on_the_exchange_covers_the_whole_position_when_its_entry_p
         live.feed_served(START, hit - START + 3)
         (closed,) = await live.wait_for(PositionClosed)
         assert closed.trade.quantity == 0.499 and live.positions() == [] and live.events(OrderRejected) == []
+
+
+@pytest.mark.asyncio
+async def test_a_limit_buy_whose_fee_cannot_be_read_holds_no_more_than_the_account_has_and_closes() -> None:
+    """Filled while resting: the order's status carries no fee and its trades cannot be read (the exchange fails
+    the request), so the fee is taken as paid in the coin bought at the configured rate: never more than the account holds."""
+    async with fake_market(btc="1", lot_step=LOT_STEP, buyer_commission_in_base=True) as fake, gateway_on(fake) as live:
+        _start(live)
+        series = fake.market(ETH).series
+        limit = float(min(Decimal(v[2]) for v in series.values[START : START + 30]))
+        live.act(OpenPosition(ETH, "long", 0.5, "dip", limit_price=limit))
+        await until(lambda: bool(fake.orders) and fake.orders[0].status == "NEW", what="the limit entry resting")
+        fake.faults.trade_errors(503, count=10)
+        await fake.stream(30)
+        (opened,) = await live.wait_for(PositionOpened)
+        assert [path for path, _ in fake.requests].count("/api/v3/myTrades") >= 1  # asked, and refused
+        assert opened.position.quantity == 0.499 and fake.balances()["ETH"] == (Decimal("0.4995"), Decimal(0))
+        (position,) = live.positions()
+        live.act(ClosePercent(position.id, 100.0, "done"))
+        (closed,) = await live.wait_for(PositionClosed)
+        assert closed.trade.quantity == 0.499 and live.positions() == [] and live.events(OrderRejected) == []
+
+
+@pytest.mark.asyncio
+async def test_a_quantity_already_on_the_step_after_its_fee_loses_nothing_to_float_rounding() -> None:
+    """0.3 ETH less 0.0003 is 0.2997, on ETH/BTC's real 0.0001 step; in floats 0.29969999999999997, a step short once truncated."""
+    async with fake_market(btc="1", lot_step="0.0001", buyer_commission_in_base=True) as fake, gateway_on(fake) as live:
+        _start(live)
+        live.act(OpenPosition(ETH, "long", 0.3, "test"))
+        (opened,) = await live.wait_for(PositionOpened)
+        assert opened.position.quantity == 0.2997 and fake.balances()["ETH"] == (Decimal("0.2997"), Decimal(0))

@@ -43,3 +43,18 @@ def test_what_the_market_cannot_sell_of_a_buy_less_its_fee_stays_out_of_the_posi
         fill = outcome_of(_order(side), {**reply, "fees": fees}, 0, 10.0, to_step).fill
         assert fill is not None and fill.quantity == 0.5
     assert len(asked) == 1
+
+
+def test_on_a_perpetual_the_position_is_what_filled_whatever_currency_the_fee_is_in() -> None:
+    """COIN-M: BTC/USD:BTC charges its fee in BTC, the base of the symbol, yet not taken from the contracts bought."""
+    order = Order("s1-1", "s1", "BTC/USD:BTC", "buy", 10.0, "open", "s1-p1", "test", 0, 60_000.0)
+    reply = {"id": "7", "status": "closed", "filled": 10.0, "average": 60_000.0, "fees": [{"currency": "BTC", "cost": 0.0000083}]}
+    fill = outcome_of(order, reply, 0, 5.0, lambda symbol, quantity: float(int(quantity)), spot=False).fill
+    assert fill is not None and fill.quantity == 10.0
+
+
+def test_a_spot_buy_whose_fee_is_not_reported_is_taken_to_have_paid_it_in_the_coin_bought() -> None:
+    reply = {"id": "7", "status": "closed", "filled": 0.5, "average": 0.05}
+    fill = outcome_of(_order("buy"), reply, 0, 10.0, lambda symbol, quantity: float(int(quantity * 1000)) / 1000).fill
+    assert fill is not None and fill.quantity == 0.499  # 0.5 less 10 bps is 0.4995, then the step
+    assert fill.fee == approx_float(0.5 * 0.05 * 0.001 + 0.0005 * 0.05)  # the configured rate, and the dust
