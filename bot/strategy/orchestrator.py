@@ -66,6 +66,8 @@ class TradingOrchestrator:
         # Its manager moves it on from loading once it is built and accepted.
         self.lifecycle = Lifecycle(spec.id)
         self.policy: str | None = None
+        # Positions a close was sent for under policy close (or close_all): never sent again for, so a refused one does not repeat.
+        self._closed_for_policy: set[str] = set()
         self.last_error: str | None = None
         self._publish = publish
         self.log = logger
@@ -257,9 +259,17 @@ class TradingOrchestrator:
         self._now = ts
         positions = self.positions
         positions.on_bar(symbol, candle, ts)
-        for position in tuple(positions.by_symbol.get(symbol, ())):
-            if position.trailing_activation_price is not None or position.break_even:
-                self._manage_exits(position, candle)
+        held = positions.by_symbol.get(symbol)
+        if held:
+            for position in tuple(held):
+                if position.trailing_activation_price is not None or position.break_even:
+                    self._manage_exits(position, candle)
+            if self.policy == "close":
+                # Deactivated to close: a position opened since (an entry in flight then, filled later) is closed too.
+                for position in tuple(held):
+                    if position.closable and position.id not in self._closed_for_policy:
+                        self._closed_for_policy.add(position.id)
+                        self.actions.put(ClosePercent(position.id, 100.0, "deactivate"))
         if self._queued:
             self.actions.drain()
 
@@ -384,6 +394,7 @@ class TradingOrchestrator:
         count = 0
         for position in list(self.positions.positions.values()):
             if position.closable:
+                self._closed_for_policy.add(position.id)
                 self.actions.put(ClosePercent(position.id, 100.0, reason))
                 count += 1
         self.actions.drain()

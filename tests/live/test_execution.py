@@ -257,3 +257,20 @@ async def test_a_quantity_already_on_the_step_after_its_fee_loses_nothing_to_flo
         live.act(OpenPosition(ETH, "long", 0.3, "test"))
         (opened,) = await live.wait_for(PositionOpened)
         assert opened.position.quantity == 0.2997 and fake.balances()["ETH"] == (Decimal("0.2997"), Decimal(0))
+
+
+@pytest.mark.asyncio
+async def test_deactivating_to_close_also_closes_a_position_its_entry_in_flight_opens_afterwards() -> None:
+    """The market entry of the last decision is on its way when the operator deactivates with policy close: it cannot be
+    cancelled, so it fills on the dormant strategy; its next candle closes it (once: a refused close is not repeated)."""
+    async with fake_market(btc="1") as fake, gateway_on(fake) as live:
+        _start(live)
+        live.act(OpenPosition(ETH, "long", 0.5, "the last candle's decision"))
+        live.rig.manager.deactivate("s1", "close")
+        orch = live.orch()
+        assert orch.state == "dormant" and orch.policy == "close" and orch.positions.positions == {}
+        (opened,) = await live.wait_for(PositionOpened)
+        live.feed_served(START, 1)  # the protecting route's next candle
+        (closed,) = await live.wait_for(PositionClosed)
+        assert closed.trade.position_id == opened.position.position_id and closed.trade.exit_reason == "deactivate"
+        assert live.positions() == [] and fake.balances()["ETH"] == (Decimal(0), Decimal(0))
