@@ -246,13 +246,16 @@ class StrategyManager:
                 paused[(symbol, tf)] = min(paused.get((symbol, tf), candle.ts), candle.ts - 1)
             self._paused_at[strategy_id] = paused
         orchestrator.lifecycle.to("dormant")
-        orchestrator.policy = policy
         # No new entries once it stops trading: an entry decided on the last candle must not
         # fill afterwards, not even on candles that were still queued. Pending closes stay
         # (except under freeze, which leaves everything).
         orchestrator.positions.cancel_pending(entries_only=policy != "freeze")
         if policy != "freeze":
+            # The candles still queued are caught up before the policy is set: under close, the
+            # protecting route would close at the first of them, at a price from before the command.
             self._protect_dropped(orchestrator, dropped)
+        orchestrator.policy = policy
+        if policy != "freeze":
             if policy == "close":
                 orchestrator.close_all("deactivate")
             self._add_protect(orchestrator)

@@ -274,3 +274,19 @@ async def test_deactivating_to_close_also_closes_a_position_its_entry_in_flight_
         (closed,) = await live.wait_for(PositionClosed)
         assert closed.trade.position_id == opened.position.position_id and closed.trade.exit_reason == "deactivate"
         assert live.positions() == [] and fake.balances()["ETH"] == (Decimal(0), Decimal(0))
+
+
+@pytest.mark.asyncio
+async def test_a_late_positions_close_under_policy_close_is_sent_once_not_again_on_every_candle_when_refused() -> None:
+    async with fake_market(btc="1") as fake, gateway_on(fake) as live:
+        _start(live)
+        live.act(OpenPosition(ETH, "long", 0.5, "the last candle's decision"))
+        live.rig.manager.deactivate("s1", "close")
+        await live.wait_for(PositionOpened)
+        fake.faults.order_errors(400, -2010, "Account has insufficient balance for requested action.")
+        live.feed_served(START, 1)
+        (refused,) = await live.wait_for(OrderRejected)
+        assert refused.intent == "close"
+        live.feed_served(START + 1, 3)
+        await live.gateway.polled(3)
+        assert [r["side"] for r in fake.order_requests] == ["BUY", "SELL"] and len(live.positions()) == 1
