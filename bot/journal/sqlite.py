@@ -301,22 +301,12 @@ class Journal:
             self._write(partial(self._carry_now, dict(numbering)))
 
     def _carry_now(self, numbering: dict[str, tuple[int, int]]) -> None:
-        rows = [(prefix + sid, str(number)) for sid, numbers in numbering.items() for prefix, number in zip((CARRIED_ORDERS, CARRIED_POSITIONS), numbers)]
-        writer = self._writer
-        in_turn = writer.in_turn
-        if not in_turn:
-            writer.begin_turn()
-        try:
-            for key, value in rows:
-                writer.statement("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-        except BaseException as exc:
-            if not in_turn:
-                writer.rollback_turn()
-            if isinstance(exc, sqlite3.Error):
-                raise JournalError(f"{self.path}: could not carry the numbering over: {exc}") from exc
-            raise
-        if not in_turn:
-            writer.commit_turn()
+        def carry() -> None:
+            for sid, numbers in numbering.items():
+                for prefix, number in zip((CARRIED_ORDERS, CARRIED_POSITIONS), numbers):
+                    self._meta_now("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (prefix + sid, str(number)), "write")
+
+        self._all_or_none(carry)
 
     def strategy_events(self, strategy_id: str) -> list[dict[str, Any]]:
         """The bounded log of the strategy's other events (signals, rejections, errors), oldest first."""
@@ -408,15 +398,21 @@ class Journal:
             raise JournalError(f"{self.path}: could not {verb} {params[0]!r}: {exc}") from exc
 
     def _snapshots_now(self, ts: int, portfolios: list[tuple[str, PortfolioSnapshot]]) -> None:
-        writer = self._writer
-        if writer.in_turn:  # part of the open turn's transaction
+        def snapshot() -> None:
             for strategy_id, portfolio in portfolios:
-                writer.snapshot_equity(strategy_id, ts, portfolio)
+                self._writer.snapshot_equity(strategy_id, ts, portfolio)
+
+        self._all_or_none(snapshot)
+
+    def _all_or_none(self, writes: Callable[[], None]) -> None:
+        """Run `writes` in the open turn's transaction, else in one of their own: all of them kept, or none."""
+        writer = self._writer
+        if writer.in_turn:
+            writes()
             return
         writer.begin_turn()
         try:
-            for strategy_id, portfolio in portfolios:
-                writer.snapshot_equity(strategy_id, ts, portfolio)
+            writes()
         except BaseException:
             writer.rollback_turn()
             raise

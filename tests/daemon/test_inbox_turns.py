@@ -12,10 +12,10 @@ import anyio
 import anyio.lowlevel
 
 from bot.daemon.delivery import InboxDelivery
-from bot.events import StrategyStateChanged
 from bot.journal import Journal
 from bot.journal.turns import Turns
 from bot.ohlcv import Candle
+from tests.daemon.owners import JournallingOwner
 from tests.journal.refusals import writer_held
 
 MINUTE = 60_000
@@ -26,35 +26,12 @@ def _candle(ts: int) -> Candle:
     return Candle(ts, 100.0, 101.0, 99.0, 100.5, 1.0)
 
 
-class _Owner:
-    """A strategy that journals an event on every candle it handles."""
-
-    strategy_id = "s"
-
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-        self.handled: list[int] = []
-
-    def handle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        self.handled.append(candle.ts)
-        self.journal.record(StrategyStateChanged(len(self.handled), ts, ts, "s", "active", "activated", None, None))
-
-    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("nothing is coalesced here")
-
-    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("no restart here")
-
-    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("no protecting route here")
-
-
 def test_a_graceful_stop_drops_what_is_queued_opens_no_turn_after_it_and_does_not_report_the_dropped_candles_processed(tmp_path: Path) -> None:
     drained: list[int] = []
 
     async def main(journal: Journal) -> tuple[list[int], int]:
         turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        owner = _Owner(journal)
+        owner = JournallingOwner(journal)
         async with anyio.create_task_group() as tg:
             delivery = InboxDelivery(tg, 100, _unexpected, on_drained=lambda: drained.append(len(owner.handled)), turn=turns.turn)
             enqueue = delivery.wrap(owner, owner.handle)
@@ -88,7 +65,7 @@ def test_a_send_that_fails_after_its_turn_committed_is_the_strategys_failure_and
 
     async def main(journal: Journal) -> list[int]:
         turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        owner = _Owner(journal)
+        owner = JournallingOwner(journal)
 
         def handle(symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
             owner.handle(symbol, timeframe, candle, ts)
@@ -128,7 +105,7 @@ def test_after_a_graceful_stop_a_new_route_drops_its_candles_and_opens_no_lane(t
 
     async def main(journal: Journal) -> tuple[list[int], dict[str, int]]:
         turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
-        owner = _Owner(journal)
+        owner = JournallingOwner(journal)
         async with anyio.create_task_group() as tg:
             delivery = InboxDelivery(tg, 100, _unexpected, turn=turns.turn)
             await delivery.stop()

@@ -16,36 +16,14 @@ from bot.daemon.delivery import InboxDelivery
 from bot.daemon.feed_position import FeedPosition
 from bot.daemon.inbox import CandleWork
 from bot.daemon.recovery import FEED_POSITION
-from bot.events import StrategyStateChanged
 from bot.journal import Journal
 from bot.journal.turns import Turns
 from bot.ohlcv import Candle
+from tests.daemon.owners import JournallingOwner
 from tests.journal.refusals import writer_held
 
 MINUTE = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % MINUTE
-
-
-class _Owner:
-    """A strategy that journals an event on every candle it handles."""
-
-    def __init__(self, journal: Journal, strategy_id: str) -> None:
-        self.journal = journal
-        self.strategy_id = strategy_id
-        self.handled: list[int] = []
-
-    def handle(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        self.handled.append(candle.ts)
-        self.journal.record(StrategyStateChanged(len(self.handled), ts, ts, self.strategy_id, "active", "activated", None, None))
-
-    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("nothing is coalesced here")
-
-    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("no restart here")
-
-    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("no protecting route here")
 
 
 class _CountingJournal(Journal):
@@ -70,7 +48,7 @@ def test_a_round_is_processed_once_every_turn_is_settled_and_the_feed_position_i
         turns = Turns(journal, asyncio.get_running_loop().call_soon_threadsafe)
         queued = CandleWork()
         position = FeedPosition(journal, queued)
-        owners = [_Owner(journal, f"s{i}") for i in range(5)]
+        owners = [JournallingOwner(journal, f"s{i}") for i in range(5)]
         idle_seen: list[bool] = []
         async with anyio.create_task_group() as tg:
             delivery = InboxDelivery(tg, 100, _unexpected, on_drained=position.processed, queued=queued, turn=turns.turn)

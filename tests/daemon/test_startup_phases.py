@@ -53,6 +53,7 @@ from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.config_load import LoadedConfig, load_config
 from bot.strategy.delivery import HandlerErrorHook
 from bot.trading.risk import RiskManager
+from tests.daemon.owners import TradingOnlyOwner
 from tests.daemon.process import write_daemon_config
 from tests.live.support import ETH
 from tests.live.trading_support import (
@@ -175,19 +176,6 @@ def test_the_feed_plays_the_recorded_candles_and_drops_a_journalled_symbol_that_
         journal.close()
 
 
-class _Owner:
-    strategy_id = "s1"
-
-    def catch_up(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("nothing is coalesced here")
-
-    def on_history(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("no restart here")
-
-    def protect(self, symbol: str, timeframe: str, candle: Candle, ts: int) -> None:
-        raise AssertionError("no protecting route here")
-
-
 def test_the_feed_position_is_journalled_once_every_published_candle_is_processed(tmp_path: Path) -> None:
     """The position is built before the delivery and the feed, on their shared count of queued candles: a close published
     while a candle waits in an inbox is journalled when the inbox drains; one published with nothing queued, at once."""
@@ -203,7 +191,7 @@ def test_the_feed_position_is_journalled_once_every_published_candle_is_processe
 
                 delivery = InboxDelivery(tg, 10, failed, on_drained=position.processed, queued=queued)
                 handled: list[int] = []
-                enqueue = delivery.wrap(_Owner(), lambda symbol, timeframe, candle, ts: handled.append(ts))
+                enqueue = delivery.wrap(TradingOnlyOwner(), lambda symbol, timeframe, candle, ts: handled.append(ts))
                 close = 1_640_995_260_000
                 enqueue("BTC/USD", "1m", Candle(close - 60_000, 1.0, 1.0, 1.0, 1.0, 1.0), close)  # routed by the hub
                 position.published(close)

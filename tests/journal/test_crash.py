@@ -111,8 +111,7 @@ def test_kill_9_amid_group_commits_keeps_every_acknowledged_turn_whole(tmp_path:
     # The journal holds the acknowledged turns, or those and turns committed before the kill landed but not yet
     # acknowledged (a group, and what was in flight): always whole turns, in order.
     assert integrity(path) == "ok"
-    with Journal(path):
-        pass  # opening replays the WAL
+    Journal(path).close()  # opening replays the WAL
     crashed = dump_tables(path)
     reference_path = tmp_path / "reference.sqlite"
     with Journal(reference_path) as reference:
