@@ -634,11 +634,19 @@ class PositionManager:
         """Announce an order sent (an account announces through this the orders it creates itself)."""
         # The group is journalled with the order, so a leg pending at a crash comes back as a leg of its pair.
         group = self._book.group_of_entry(order)
+        order_type = order.order_type
+        if order_type == "market" and group is None and order.rung is None:
+            # Most orders: every keyword field at its default, so no keyword dict is built and unpacked twice.
+            self._publish(
+                OrderSubmitted, None, order.client_id, order.symbol, order.side, order.quantity, order.intent, order.position_id,
+                order.reason, order.ref_price,
+            )
+            return
         self._publish(
             OrderSubmitted, None, order.client_id, order.symbol, order.side, order.quantity, order.intent, order.position_id,
-            order.reason, order.ref_price, order_type=order.order_type,
-            limit_price=order.limit_price if order.order_type == "limit" else None,
-            stop_price=order.stop_price if order.order_type == "stop" else None, group=group, rung=order.rung,
+            order.reason, order.ref_price, order_type=order_type,
+            limit_price=order.limit_price if order_type == "limit" else None,
+            stop_price=order.stop_price if order_type == "stop" else None, group=group, rung=order.rung,
         )
 
 
