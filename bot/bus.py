@@ -174,19 +174,22 @@ class EventBus:
         strategy_id = event.strategy_id
         if event.scoped and not (isinstance(strategy_id, str) and strategy_id):
             raise EventTaggingError(f"event type {event.type!r} is strategy-scoped and needs a strategy_id, got {strategy_id!r}")
-        self._seq = seq
+        self._post(event)
+        return event
+
+    def _post(self, event: Event) -> None:
+        """Sequence, journal and deliver an event just built with the next sequence number."""
+        self._seq = event.seq
         if self.before_delivery is not None:
             self.before_delivery(event)
-            # Checked only here: replay has no journal, so its publishing pays nothing for turns.
             turns = self._turns
             if turns is not None and turns.holding:
                 turns.hold(event, self._deliver)
-                return event
-        # The delivery loop inlined (as in `_deliver`): one call fewer per event on replay's hot path.
-        key = (type(event), strategy_id)
+                return
+        key = (type(event), event.strategy_id)
         handlers = self._routes.get(key)
         if handlers is None:
-            handlers = self._resolve(key[0], strategy_id)
+            handlers = self._resolve(key[0], key[1])
             self._routes[key] = handlers
         for handler in handlers:
             try:
@@ -196,7 +199,6 @@ class EventBus:
                 if self._on_handler_error is None:
                     raise
                 self._on_handler_error(event, handler, exc)
-        return event
 
     def _deliver(self, event: Event) -> None:
         """Hand an already published (sequenced, journalled) event to its subscribers: a held turn's events."""
@@ -286,6 +288,9 @@ class StrategyPublisher:
     __slots__ = ("_bus", "strategy_id")
 
     def __init__(self, bus: EventBus, strategy_id: str) -> None:
+        if not (isinstance(strategy_id, str) and strategy_id):
+            # Checked once here, not per event: every event this publishes carries the id.
+            raise EventTaggingError(f"a strategy publisher needs a strategy id, got {strategy_id!r}")
         self._bus = bus
         self.strategy_id = strategy_id
 
@@ -294,7 +299,18 @@ class StrategyPublisher:
         if cls not in _SCOPED:
             # Otherwise the id would fill the market event's first field (ReplayFinished(candles="a")).
             raise EventTaggingError(f"{getattr(cls, 'type', cls)!r} is not a strategy event: strategy {self.strategy_id!r} cannot publish it")
+        bus = self._bus
+        # `publish` inlined up to its delivery: one frame fewer per strategy event (an order's three events: about 5% of its cost).
+        wall = bus._wall_clock
+        if ts is None:
+            ts = bus._clock.now_ms()
+            ts_init = ts if wall is None or wall is bus._clock else wall.now_ms()
+        else:
+            ts_init = ts if wall is None else wall.now_ms()
         if kwargs:
-            return self._bus.publish(cls, ts, self.strategy_id, *args, **kwargs)
-        publish: Callable[..., S] = self._bus.publish  # most events: no keyword dict unpacked
-        return publish(cls, ts, self.strategy_id, *args)
+            event = cls(bus._seq + 1, ts, ts_init, self.strategy_id, *args, **kwargs)
+        else:  # most events: no keyword dict unpacked
+            build: Callable[..., S] = cls
+            event = build(bus._seq + 1, ts, ts_init, self.strategy_id, *args)
+        bus._post(event)
+        return event

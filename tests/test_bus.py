@@ -7,7 +7,7 @@ import pytest
 from bot.bus import EventBus, StrategyPublisher
 from bot.clock import ReplayClock
 from bot.errors import EventTaggingError
-from bot.events import ActionFailed, CandleClosed, CandleGap, Event, ReplayFinished, Signal
+from bot.events import ActionFailed, CandleClosed, CandleGap, Event, OrderSubmitted, ReplayFinished, Signal
 from bot.ohlcv import Candle
 
 CANDLE = Candle(0, 1.0, 2.0, 0.5, 1.5, 10.0)
@@ -123,6 +123,27 @@ def test_a_strategy_publisher_refuses_a_market_event() -> None:
     with pytest.raises(EventTaggingError, match="'replay_finished' is not a strategy event"):
         StrategyPublisher(bus, "a")(ReplayFinished, None, 5)  # type: ignore[type-var, arg-type]
     assert got == [] and bus.seq == 0
+
+
+@pytest.mark.parametrize("strategy_id", ["", None])
+def test_a_strategy_publisher_needs_a_strategy_id(strategy_id: str) -> None:
+    """Refused when made, since its events are built with the id and not checked again."""
+    bus, _ = make_bus()
+    with pytest.raises(EventTaggingError, match="needs a strategy id"):
+        StrategyPublisher(bus, strategy_id)
+
+
+def test_strategy_and_market_events_share_one_sequence_and_keyword_fields_reach_the_event() -> None:
+    bus, _ = make_bus()
+    got: list[Event] = []
+    bus.subscribe(got.append)
+    publish = StrategyPublisher(bus, "s")
+    candle(bus)
+    sent = publish(OrderSubmitted, 7, "s-1", "BTC/USD", "buy", 0.5, "open", "s-p1", "signal", 100.0, order_type="limit", limit_price=99.0)
+    candle(bus)
+    assert [e.seq for e in got] == [1, 2, 3] and bus.seq == 3
+    assert got[1] is sent and sent.ts == 7 and sent.strategy_id == "s"
+    assert sent.order_type == "limit" and sent.limit_price == 99.0 and sent.group is None
 
 
 def test_subscribing_to_a_class_that_is_not_an_event_is_a_value_error() -> None:
