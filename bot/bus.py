@@ -174,7 +174,28 @@ class EventBus:
         strategy_id = event.strategy_id
         if event.scoped and not (isinstance(strategy_id, str) and strategy_id):
             raise EventTaggingError(f"event type {event.type!r} is strategy-scoped and needs a strategy_id, got {strategy_id!r}")
-        self._post(event)
+        self._seq = seq
+        if self.before_delivery is not None:
+            self.before_delivery(event)
+            # Checked only here: replay has no journal, so its publishing pays nothing for turns.
+            turns = self._turns
+            if turns is not None and turns.holding:
+                turns.hold(event, self._deliver)
+                return event
+        # `_post` inlined: one call fewer per market event (a candle's) on replay's hot path.
+        key = (type(event), strategy_id)
+        handlers = self._routes.get(key)
+        if handlers is None:
+            handlers = self._resolve(key[0], strategy_id)
+            self._routes[key] = handlers
+        for handler in handlers:
+            try:
+                handler(event)
+            except Exception as exc:
+                self.handler_errors += 1
+                if self._on_handler_error is None:
+                    raise
+                self._on_handler_error(event, handler, exc)
         return event
 
     def _post(self, event: Event) -> None:
