@@ -30,12 +30,20 @@ class HeldDelivery(Protocol):
 class Subscription:
     """A handle returned by subscribe; pass it to `EventBus.unsubscribe` to stop delivery."""
 
-    __slots__ = ("types", "strategy_id", "handler")
+    __slots__ = ("types", "strategy_id", "handler", "handler_for")
 
-    def __init__(self, types: frozenset[type[Event]] | None, strategy_id: str | None, handler: Handler) -> None:
+    def __init__(
+        self, types: frozenset[type[Event]] | None, strategy_id: str | None, handler: Handler, handler_for: Callable[[type[Event]], Handler] | None = None
+    ) -> None:
         self.types = types
         self.strategy_id = strategy_id
         self.handler = handler
+        # Set by `subscribe_each`: the handler of each event class, asked when routes are resolved.
+        self.handler_for = handler_for
+
+    def handler_of(self, type_: type[Event]) -> Handler:
+        """The function that takes events of class `type_`."""
+        return self.handler if self.handler_for is None else self.handler_for(type_)
 
 
 class EventStream:
@@ -254,6 +262,17 @@ class EventBus:
         self._routes.clear()
         return sub
 
+    def subscribe_each(self, handler_for: Callable[[type[Event]], Handler]) -> Subscription:
+        """Deliver every event to the handler `handler_for` gives for its class (asked once per class and route).
+
+        For a subscriber with a function of its own per event class (the replay's events.jsonl
+        writer): the bus calls that function directly, with no dispatch of the subscriber's own.
+        """
+        sub = Subscription(None, None, _undelivered, handler_for)
+        self._subs.append(sub)
+        self._routes.clear()
+        return sub
+
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering to a subscription; unknown subscriptions are ignored."""
         try:
@@ -293,10 +312,14 @@ class EventBus:
 
     def _resolve(self, type_: type[Event], strategy_id: str | None) -> tuple[Handler, ...]:
         return tuple(
-            s.handler
+            s.handler_of(type_)
             for s in self._subs
             if (s.types is None or type_ in s.types) and (s.strategy_id is None or s.strategy_id == strategy_id)
         )
+
+
+def _undelivered(event: Event) -> None:
+    raise AssertionError("a subscribe_each subscription is delivered through its handler_for")
 
 
 # A set, not the class's own flag: `cls` may be any callable, and this runs for every strategy event.

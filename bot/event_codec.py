@@ -383,13 +383,6 @@ def _plan(cls: type[Frozen], wire: bool) -> _Plan:
     return _Plan(cls, _encoder(cls, _writes(cls, wire, names, "obj", count()), names), decoders, frozenset(keys))
 
 
-# A line's envelope around the payload the encoder built, in the one call that writes it.
-_LINE_RETURN: Final = (
-    'return dumps({"seq": obj.seq, "ts": obj.ts, "type": TYPE, "strategy_id": obj.strategy_id, "payload": out},'
-    " default=tuple_as_list, option=NEWLINE)"
-)
-
-
 # What an encoder does per field: ("key", expression) for a key always written (the keys of a run of
 # them go into one dict literal), or statements ("set", lines) that write conditionally, or
 # ("let", lines) binding locals (a flat or nested record, a nested payload built ahead) before the
@@ -640,31 +633,35 @@ def encode_line(event: Event) -> bytes:
     )
 
 
-def line_encoder(cls: type[Event]) -> Callable[[Event], bytes]:
-    """The encoder of one class's events.jsonl lines, newline included: `encode_line` in one call (the replay's event log)."""
-    line = _LINE_ENCODERS.get(cls)
-    if line is None:
-        line = _LINE_ENCODERS[cls] = _line_encoder(cls)
-    return line
+# A line's envelope around the payload the encoder built, written in the one call that builds it.
+_LINE_WRITE: Final = (
+    'write(dumps({"seq": obj.seq, "ts": obj.ts, "type": TYPE, "strategy_id": obj.strategy_id, "payload": out},'
+    " default=tuple_as_list, option=NEWLINE))"
+)
 
 
-_LINE_ENCODERS: dict[type[Event], Callable[[Event], bytes]] = {}
-
-
-def _line_encoder(cls: type[Event]) -> Callable[[Event], bytes]:
+def line_writer(cls: type[Event], write: Callable[[bytes], object]) -> Callable[[Event], None]:
+    """A function writing each `cls` event's events.jsonl line, newline included, with `write`: `encode_line` and the write in one call."""
     if cls is FeedState:  # its payload is its own shape
 
-        def feed_state_line(event: Event) -> bytes:
-            return encode_line(event) + b"\n"
+        def feed_state_line(event: Event) -> None:
+            write(encode_line(event) + b"\n")
 
         return feed_state_line
-    # Only the writing half of a plan: a replay builds this for every class it writes, at its start.
-    names: dict[str, Any] = {
-        "rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON,
-        "dumps": orjson.dumps, "tuple_as_list": _tuple_as_list, "NEWLINE": orjson.OPT_APPEND_NEWLINE, "TYPE": cls.type,
-    }
-    line: Callable[[Event], bytes] = _encoder(cls, _writes(cls, False, names, "obj", count(), raw=True), names, "line", _LINE_RETURN)
-    return line
+    template = _LINE_WRITERS.get(cls)
+    if template is None:
+        # Only the writing half of a plan: a replay builds this for every class it writes, at its start.
+        names: dict[str, Any] = {
+            "rung_in_reason": rung_in_reason, "RUNG_REASON": _RUNG_REASON,
+            "dumps": orjson.dumps, "tuple_as_list": _tuple_as_list, "NEWLINE": orjson.OPT_APPEND_NEWLINE, "TYPE": cls.type, "write": None,
+        }
+        template = _LINE_WRITERS[cls] = _encoder(cls, _writes(cls, False, names, "obj", count(), raw=True), names, "write", _LINE_WRITE)
+    # Compiled once per class; each file's writer is that code with its own `write` among its globals.
+    writer: Callable[[Event], None] = types.FunctionType(template.__code__, {**template.__globals__, "write": write}, template.__name__)
+    return writer
+
+
+_LINE_WRITERS: dict[type[Event], Callable[[Event], None]] = {}
 
 
 _LINE_KEYS: Final = frozenset({"seq", "ts", "type", "strategy_id", "payload"})
@@ -795,7 +792,7 @@ __all__ = [
     "encode_record",
     "event_lines",
     "is_header",
-    "line_encoder",
+    "line_writer",
     "message_event",
     "payload_fields",
     "payload_json",

@@ -1,6 +1,8 @@
 """The event bus: tagging rules, filtered subscriptions, bounded async streams."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 import pytest
 
@@ -144,6 +146,27 @@ def test_strategy_and_market_events_share_one_sequence_and_keyword_fields_reach_
     assert [e.seq for e in got] == [1, 2, 3] and bus.seq == 3
     assert got[1] is sent and sent.ts == 7 and sent.strategy_id == "s"
     assert sent.order_type == "limit" and sent.limit_price == 99.0 and sent.group is None
+
+
+def test_subscribe_each_delivers_to_the_handler_of_each_class_asked_once_per_route() -> None:
+    bus, _ = make_bus()
+    asked: list[type[Event]] = []
+    got: list[tuple[str, Event]] = []
+
+    def handler_for(cls: type[Event]) -> Callable[[Event], None]:
+        asked.append(cls)
+        return lambda event: got.append((cls.type, event))
+
+    also: list[Event] = []
+    sub = bus.subscribe_each(handler_for)
+    bus.subscribe(also.append, types=[CandleClosed])
+    first, second = candle(bus), candle(bus)
+    failed = StrategyPublisher(bus, "s")(ActionFailed, None, "open", "boom")
+    assert got == [("candle", first), ("candle", second), ("action_failed", failed)]
+    assert asked == [CandleClosed, ActionFailed] and also == [first, second]
+    bus.unsubscribe(sub)
+    candle(bus)
+    assert len(got) == 3 and len(also) == 3
 
 
 def test_subscribing_to_a_class_that_is_not_an_event_is_a_value_error() -> None:

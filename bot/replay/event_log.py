@@ -8,16 +8,8 @@ from pathlib import Path
 from time import gmtime, strftime
 from typing import BinaryIO, Final, TextIO
 
-from bot.event_codec import HEADER, line_encoder
+from bot.event_codec import HEADER, line_writer
 from bot.events import Event, PositionClosed
-
-
-class _LineEncoders(dict[type[Event], Callable[[Event], bytes]]):
-    """Each event class's line encoder, built when the first event of the class is written."""
-
-    def __missing__(self, cls: type[Event]) -> Callable[[Event], bytes]:
-        encode = self[cls] = line_encoder(cls)
-        return encode
 
 
 class EventLog:
@@ -27,13 +19,18 @@ class EventLog:
         self.path = path
         self._file: BinaryIO = path.open("wb", buffering=1 << 20)
         self._file.write(HEADER + b"\n")
-        self.count = 0
-        self._encoders = _LineEncoders()
+        self._writers: dict[type[Event], Callable[[Event], None]] = {}
 
     def write(self, event: Event) -> None:
-        """Append one event (a bus subscriber)."""
-        self._file.write(self._encoders[type(event)](event))
-        self.count += 1
+        """Append one event."""
+        self.writer_for(type(event))(event)
+
+    def writer_for(self, cls: type[Event]) -> Callable[[Event], None]:
+        """The function appending one `cls` event's line: subscribed with `EventBus.subscribe_each`, the bus calls it directly."""
+        writer = self._writers.get(cls)
+        if writer is None:
+            writer = self._writers[cls] = line_writer(cls, self._file.write)
+        return writer
 
     def close(self) -> None:
         """Flush and close the file."""

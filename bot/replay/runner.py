@@ -117,6 +117,7 @@ class _Outputs:
     """The run's output files, opened in its output folder: events.jsonl, trades.csv and equity.csv."""
 
     def __init__(self, out_dir: Path, sources: list[CandleSource]) -> None:
+        self._early = self._first_seq = 0
         self.events = EventLog(out_dir / "events.jsonl")
         try:
             self.trades = TradesCsv(out_dir / "trades.csv")
@@ -132,8 +133,14 @@ class _Outputs:
             self.events.write(event)
             if isinstance(event, PositionClosed):
                 self.trades.write(event)
-        bus.subscribe(self.events.write)
+        # Every event is written from here on: the count is the bus's sequence since.
+        self._early, self._first_seq = len(early), bus.seq
+        bus.subscribe_each(self.events.writer_for)
         bus.subscribe(self.trades.write, types=(PositionClosed,))
+
+    def events_written(self, bus: EventBus) -> int:
+        """How many events went to events.jsonl: those published before the files were open, and every one since."""
+        return self._early + bus.seq - self._first_seq
 
     def close(self) -> None:
         """Flush and close whichever files were opened."""
@@ -261,7 +268,7 @@ class Replay:
         write_report_json(self.out_dir / "report.json", report)
         if error is not None:
             raise ReplayAborted(error, self.out_dir)
-        return ReplayResult(self.out_dir, report, count, outputs.events.count)
+        return ReplayResult(self.out_dir, report, count, outputs.events_written(services.bus))
 
     def _why(self, exc: BotError) -> str:
         """Why the run stopped, for report.json: a candle feed's error names its file."""

@@ -61,7 +61,10 @@ def _run(config_path: Path, out: Path) -> dict[str, Any]:
     loaded = load_config(config_path)
     sources, problems = resolve_sources(loaded)
     assert not problems
-    return anyio.run(build_replay(loaded, sources, out).run).report
+    result = anyio.run(build_replay(loaded, sources, out).run)
+    # The count the summary prints: every line of events.jsonl, the set-up's (written once the folder exists) included.
+    assert result.events == len(event_lines((out / "events.jsonl").read_bytes()))
+    return result.report
 
 
 def test_two_replays_write_byte_identical_outputs(tmp_path: Path, btc_slice_file: Path) -> None:
