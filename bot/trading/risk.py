@@ -205,7 +205,9 @@ class RiskManager:
 
     def book(self, strategy_id: str, currency: str, net_pnl: float, ts: int) -> Trip | None:
         """Add to the currency's daily tally; engage the kill switch at the currency's daily loss limit and return the trip."""
-        tally = self._days.setdefault(currency, _DayTally())
+        tally = self._days.get(currency)
+        if tally is None:  # not setdefault: that would build a tally on every booking
+            tally = self._days[currency] = _DayTally()
         day = ts // _DAY_MS
         if day != tally.day:
             tally.day, tally.pnl = day, 0.0
