@@ -13,6 +13,8 @@ difference from a 1,000-candle run), as the median (min-max) of --repeat interle
     .venv/bin/python scripts/bench.py                  # everything but the profile
     .venv/bin/python scripts/bench.py --suite ratio    # bot / reference loop, 1 and 10 strategies (100,000 candles)
     .venv/bin/python scripts/bench.py --suite order    # us per market order through the whole path (100,000 candles)
+    .venv/bin/python scripts/bench.py --suite instructions  # instructions per order and per candle under valgrind's callgrind
+                                                            # (steady on a busy host; needs valgrind; about 3 min; not in "all")
     .venv/bin/python scripts/bench.py --suite replay   # replay throughput in-process, 1 and 10 strategies, candle events off/on (525,600)
     .venv/bin/python scripts/bench.py --suite daemon   # hot-switch, idle memory, live latency
     .venv/bin/python scripts/bench.py --suite http     # candle-to-decision with and without a client loading the HTTP server
@@ -139,7 +141,7 @@ DEFAULT_CANDLES = {"replay": 525_600, "ratio": 100_000, "order": 100_000, "profi
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candles", type=int, help="synthetic candles per run (default: 100,000 for ratio and order, 525,600 for replay and --profile)")
-    parser.add_argument("--suite", choices=("all", "ratio", "order", "replay", "daemon", "http", "live", "cluster"), default="all")
+    parser.add_argument("--suite", choices=("all", "ratio", "order", "instructions", "replay", "daemon", "http", "live", "cluster"), default="all")
     parser.add_argument("--repeat", type=int, help="interleaved runs of each case (the profile: of its timing): median (min-max); default 3, http 5 (at least)")
     parser.add_argument("--strategies", type=int, default=1000, help="--suite http: active ema_cross strategies on 10 symbols (default 1,000)")
     parser.add_argument("--round-ms", type=float, help="--suite http: milliseconds between two rounds of candles (default 1,100)")
@@ -182,6 +184,10 @@ def main() -> int:
         if args.suite == "all":
             print()
         bench_ratio.order_suite(generate, candles("order"), args.repeat)
+    if args.suite == "instructions":
+        import bench_instructions
+
+        bench_instructions.instructions_suite(generate)
     if args.suite in ("all", "replay"):
         if args.suite == "all":
             print()
