@@ -60,6 +60,17 @@ class CheckpointPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointPacing:
+    """What the checkpoint thread and the writer's take-over read the time from, and what lets the thread checkpoint."""
+
+    # Every "has the thread run lately" and "for how long" is read from this clock.
+    clock: Callable[[], float] = time.monotonic
+    # When given, the thread takes one permit before each checkpoint: whoever holds them back
+    # (a test) holds the thread, and each release lets it checkpoint once.
+    permits: threading.Semaphore | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CheckpointResult:
     """One `PRAGMA wal_checkpoint` answer: another checkpoint was running, frames in the WAL, frames copied so far."""
 
@@ -83,18 +94,27 @@ def run_checkpoint(conn: sqlite3.Connection) -> CheckpointResult:
 class WalCheckpointer:
     """A thread, with its own connection, that checkpoints a WAL database by time and by WAL size."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], path: Path, policy: CheckpointPolicy, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        path: Path,
+        policy: CheckpointPolicy,
+        log: logging.Logger,
+        pacing: CheckpointPacing = CheckpointPacing(),
+    ) -> None:
         self._connect = connect
         self._path = path
         self._policy = policy
         self._log = log
+        self._clock = pacing.clock
+        self._permits = pacing.permits
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Set by the thread, read and cleared by the writer after its commits: one attribute read
         # on the hot path; a stale value only moves the writer's checkpoint by a commit.
         self.writer_should_checkpoint = False
-        # Monotonic times of the thread's last checkpoint and of the writer's last one in its stead.
-        self._ticked_at = time.monotonic()
+        # Times (on the pacing clock) of the thread's last checkpoint and of the writer's last one in its stead.
+        self._ticked_at = self._clock()
         self._writer_took_over_at = 0.0
         self.checkpoints = 0
         self.failures = 0
@@ -121,10 +141,12 @@ class WalCheckpointer:
     def request_stop(self) -> None:
         """Tell the thread to stop after its current checkpoint, without waiting (safe from any thread)."""
         self._stop.set()
+        self._release_held()
 
     def stop(self) -> None:
         """Stop the thread and wait until it has closed its connection; idempotent."""
         self._stop.set()
+        self._release_held()
         if self._thread is not None:
             self._thread.join()
 
@@ -137,15 +159,24 @@ class WalCheckpointer:
         try:
             wait = self._policy.interval_s
             while not self._stop.wait(wait):
+                if self._permits is not None:
+                    self._permits.acquire()
+                    if self._stop.is_set():
+                        break
                 wait = self.tick(conn)
         except BaseException as exc:  # noqa: BLE001 - a thread's exception would only reach stderr
             self._log.error("journal %s: the checkpoint thread stopped: %s: %s", self._path, type(exc).__name__, exc)
         finally:
             conn.close()
 
+    def _release_held(self) -> None:
+        # A thread held for a permit would never see the stop.
+        if self._permits is not None:
+            self._permits.release()
+
     def starved(self) -> bool:
         """Whether the writer should step in after its commit: the thread has not run for a while (see the policy)."""
-        now = time.monotonic()
+        now = self._clock()
         policy = self._policy
         # A thread asleep for its idle interval is not starved: at least two of them.
         quiet = max(policy.writer_takes_over_s, 2 * policy.interval_s)
@@ -156,7 +187,7 @@ class WalCheckpointer:
 
     def tick(self, conn: sqlite3.Connection) -> float:
         """One checkpoint on `conn`, its outcome logged; returns the wait before the next."""
-        self._ticked_at = time.monotonic()
+        self._ticked_at = self._clock()
         try:
             result = run_checkpoint(conn)
         except Exception as exc:  # noqa: BLE001 - nothing is lost: the frames stay in the WAL
@@ -176,7 +207,7 @@ class WalCheckpointer:
     def report_failure(self, exc: Exception) -> None:
         """Log a failed checkpoint (the thread's or the writer's): the first of a run, then at most once a minute."""
         self.failures += 1
-        now = time.monotonic()
+        now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
         elif now - self._failure_logged < _FAILURE_LOG_EVERY_S:
@@ -195,7 +226,7 @@ class WalCheckpointer:
             self._short_since = None
             self._stuck_warned = False
             return
-        now = time.monotonic()
+        now = self._clock()
         if self._short_since is None:
             self._short_since = now
         elif not self._stuck_warned and now - self._short_since >= self._policy.stuck_warning_s:

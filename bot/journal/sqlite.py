@@ -15,7 +15,7 @@ from typing import Any, Final, Self, TypeVar
 import orjson
 
 from bot.events import Event, PortfolioSnapshot
-from bot.journal.checkpoint import CheckpointPolicy, WalCheckpointer, run_checkpoint
+from bot.journal.checkpoint import CheckpointPacing, CheckpointPolicy, WalCheckpointer, run_checkpoint
 from bot.journal.lock import JournalLock
 from bot.journal.records import (
     JOURNAL_EXTRAS,
@@ -103,6 +103,7 @@ class Journal:
     checkpoint only when writes never pause long enough for the WAL to start over; `close`
     runs what is queued, stops both threads and checkpoints once more. `lock`: the journal's
     lock already held by the caller (taken over, released on close), instead of taking it here.
+    `checkpoint_pacing`: the clock and permits the checkpointing goes by (real time, unheld by default).
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class Journal:
         log: logging.Logger | None = None,
         lock: JournalLock | None = None,
         turns_per_commit: int = TURNS_PER_COMMIT,
+        checkpoint_pacing: CheckpointPacing | None = None,
     ) -> None:
         if turns_per_commit < 1:
             raise ValueError(f"turns_per_commit must be >= 1, got {turns_per_commit}")
@@ -140,7 +142,13 @@ class Journal:
             self._writer = JournalWriter(self._conn, self.path, strategy_event_limit)
             # Nothing the threads hold refers back to the journal, so a journal dropped without
             # close is still freed, and its finalizers stop them.
-            self._checkpointer = WalCheckpointer(partial(open_checkpoint_connection, self.path), self.path, policy, self._log)
+            self._checkpointer = WalCheckpointer(
+                partial(open_checkpoint_connection, self.path),
+                self.path,
+                policy,
+                self._log,
+                checkpoint_pacing if checkpoint_pacing is not None else CheckpointPacing(),
+            )
             self._checkpointer.start()
             weakref.finalize(self, self._checkpointer.request_stop)
             # From here on the connection is the writer thread's alone.

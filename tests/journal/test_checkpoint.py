@@ -16,17 +16,21 @@ import pytest
 import bot.journal.sqlite as journal_module
 from bot.events import Event
 from bot.journal import Journal
-from bot.journal.checkpoint import CheckpointPolicy
+from bot.journal.checkpoint import CheckpointPacing, CheckpointPolicy
+from bot.journal.writer import writes
 from tests.journal.builders import JournalledRun, dump_tables, integrity
+from tests.journal.pacing import ManualClock, Permits
+from tests.journal.wal import wal_frames
 
 # Recording every event of the journalled run with no checkpoint at all leaves a WAL of about
 # 150 MB (measured): each bound below is far under that, and far over what a working thread leaves.
 _MB = 1024 * 1024
 # The thread alone (no writer fallback): every WAL a burst leaves is about 1.5 MB (measured).
 _BURSTS_BOUND = 16 * _MB
-# Writes with no pause, the writer's fallback at 300 frames: about 8 MB at most (measured).
-_NO_PAUSE_BOUND = 32 * _MB
 _WAIT_S = 10.0
+# For a ManualClock: binary fractions, so that the clock's sums are exact.
+_BUSY_S = 1 / 64
+_TAKES_OVER_S = 4.0
 # Checkpoints by the thread only: the writer never does one.
 _THREAD_ONLY = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=10**9, writer_takes_over_s=3600)
 
@@ -35,6 +39,12 @@ _THREAD_ONLY = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_f
 def events(journalled_run: JournalledRun) -> list[Event]:
     """The strategy events of the journalled run, in bus order (about 11,000)."""
     return [e for e in journalled_run.rig.events if e.strategy_id is not None]
+
+
+@pytest.fixture
+def writing(events: list[Event]) -> list[Event]:
+    """Those of the events that the journal writes (each its own commit), in bus order."""
+    return [e for e in events if writes(e)]
 
 
 @pytest.fixture
@@ -101,20 +111,99 @@ def test_the_thread_keeps_the_wal_bounded_when_events_come_in_bursts(tmp_path: P
     assert dump_tables(path) == _reference(tmp_path, events)
 
 
-def test_the_writer_bounds_the_wal_when_writes_never_pause(tmp_path: Path, events: list[Event], log: logging.Logger) -> None:
+def test_the_writer_bounds_the_wal_once_the_thread_has_not_run_for_writer_takes_over_s(
+    tmp_path: Path, writing: list[Event], log: logging.Logger
+) -> None:
     path = tmp_path / "journal.sqlite"
-    largest = 0
-    # The loop and the writer thread hand every write back and forth here: the checkpoint thread
-    # can go without the GIL for seconds, and the writer must bound the WAL without it.
-    policy = CheckpointPolicy(interval_s=0.02, busy_interval_s=0.005, writer_frames=300, writer_takes_over_s=0.1)
-    with Journal(path, checkpoints=policy, log=log) as journal:
-        for index, event in enumerate(events):
+    clock = ManualClock()
+    # The thread is held throughout (as when the loop and the writer thread keep the GIL from it):
+    # it never checkpoints, nor tells the writer the WAL has passed writer_frames.
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=_BUSY_S, writer_frames=300, writer_takes_over_s=_TAKES_OVER_S)
+    written = writing[:4000]
+    with Journal(path, checkpoints=policy, log=log, checkpoint_pacing=CheckpointPacing(clock, Permits())) as journal:
+        clock.advance(policy.writer_takes_over_s - policy.busy_interval_s)
+        for event in written[:1000]:
             journal.record(event)
-            if index % 50 == 0:
-                largest = max(largest, _wal_size(path))
-        assert journal.writer_checkpoints > 0
-    assert 0 < largest < _NO_PAUSE_BOUND
-    assert dump_tables(path) == _reference(tmp_path, events)
+        # Not yet writer_takes_over_s since the thread last ran: the writer leaves the WAL to it.
+        assert journal.writer_checkpoints == 0
+        assert wal_frames(path) > 3 * policy.writer_frames
+        clock.advance(policy.busy_interval_s)
+        # After its commit the writer copies every frame the thread has left: the next write starts the WAL over.
+        journal.record(written[1000])
+        assert journal.writer_checkpoints == 1
+        largest = 0
+        # Writes that never pause, eight to a busy_interval_s: the writer checkpoints after every eighth commit.
+        for event in written[1001:]:
+            clock.advance(policy.busy_interval_s / 8)
+            journal.record(event)
+            largest = max(largest, wal_frames(path))
+        assert journal.writer_checkpoints == 1 + len(written[1001:]) // 8
+        assert journal._checkpointer.checkpoints == 0
+    assert 0 < largest < policy.writer_frames
+    assert dump_tables(path) == _reference(tmp_path, written)
+
+
+def test_the_writer_takes_over_at_most_once_per_busy_interval_and_until_the_thread_runs_again(
+    tmp_path: Path, writing: list[Event], log: logging.Logger
+) -> None:
+    clock, permits = ManualClock(), Permits()
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=_BUSY_S, writer_frames=10**9, writer_takes_over_s=_TAKES_OVER_S)
+    with Journal(tmp_path / "journal.sqlite", checkpoints=policy, log=log, checkpoint_pacing=CheckpointPacing(clock, permits)) as journal:
+        events = iter(writing)
+        # The thread, held since the journal opened, has not run for writer_takes_over_s.
+        clock.advance(policy.writer_takes_over_s)
+        journal.record(next(events))
+        assert journal.writer_checkpoints == 1
+        for _ in range(20):  # the clock stands still: within busy_interval_s of the last
+            journal.record(next(events))
+        assert journal.writer_checkpoints == 1
+        clock.advance(policy.busy_interval_s)
+        journal.record(next(events))
+        assert journal.writer_checkpoints == 2
+        permits.let_one()  # the thread runs again, once
+        assert journal._checkpointer.checkpoints == 1
+        ran_at = clock.now
+        # The thread is held again, but has run within writer_takes_over_s: not starved.
+        while clock.now + policy.busy_interval_s < ran_at + policy.writer_takes_over_s:
+            clock.advance(policy.busy_interval_s)
+            journal.record(next(events))
+        assert journal.writer_checkpoints == 2
+        clock.advance(policy.busy_interval_s)
+        journal.record(next(events))
+        assert journal.writer_checkpoints == 3
+
+
+def test_the_writer_checkpoints_once_when_the_thread_finds_the_wal_past_writer_frames(
+    tmp_path: Path, writing: list[Event], log: logging.Logger
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    permits = Permits()
+    # The clock stands still: the thread is never starved, and the writer steps in only when told.
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=300)
+    written = writing[:1000]
+    with Journal(path, checkpoints=policy, log=log, checkpoint_pacing=CheckpointPacing(ManualClock(), permits)) as journal:
+        with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM meta").fetchone()
+            for event in written[:500]:
+                journal.record(event)
+            assert wal_frames(path) > policy.writer_frames
+            # The thread's checkpoint stops short (the reader's snapshot here; a commit under way when
+            # writes never pause), so the next write cannot start the WAL over.
+            permits.let_one()
+            reader.execute("COMMIT")
+        assert journal._checkpointer.checkpoints == 1 and journal.writer_checkpoints == 0
+        # Its commit, then the writer's checkpoint of every frame; the next write starts the WAL over.
+        journal.record(written[500])
+        assert journal.writer_checkpoints == 1
+        journal.record(written[501])
+        assert 0 < wal_frames(path) < policy.writer_frames
+        for event in written[502:]:
+            journal.record(event)
+        # Once per time the thread found the WAL past writer_frames: it has not run since.
+        assert journal.writer_checkpoints == 1
+        assert wal_frames(path) > policy.writer_frames
+    assert dump_tables(path) == _reference(tmp_path, written)
 
 
 def test_a_commit_never_carries_a_checkpoint(tmp_path: Path, events: list[Event]) -> None:
