@@ -208,8 +208,10 @@ def test_the_writer_checkpoints_once_when_the_thread_finds_the_wal_past_writer_f
 
 def test_a_commit_never_carries_a_checkpoint(tmp_path: Path, events: list[Event]) -> None:
     path = tmp_path / "journal.sqlite"
-    # Neither the thread (it waits too long) nor the writer's fallback (too far) checkpoints here.
-    with Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9, writer_takes_over_s=3600)) as journal:
+    # Neither the thread (held) nor the writer (the thread is never starved on a clock that stands
+    # still, and never tells it the WAL is too long) checkpoints here.
+    held = CheckpointPacing(ManualClock(), Permits())
+    with Journal(path, checkpoints=CheckpointPolicy(writer_frames=10**9), checkpoint_pacing=held) as journal:
         for event in events[:2000]:
             journal.record(event)
         # SQLite's automatic checkpoint would have started the WAL over after 1000 pages (4 MiB).
@@ -250,8 +252,9 @@ def test_a_journal_that_fails_to_open_leaves_no_thread(tmp_path: Path) -> None:
 def test_close_checkpoints_every_event_into_the_file(tmp_path: Path, events: list[Event]) -> None:
     path = tmp_path / "journal.sqlite"
     # A connection still open (a `bot ctl` reader) keeps the journal's close from being the last
-    # one, which would checkpoint by itself; the thread waits too long to run during the test.
-    journal = Journal(path, checkpoints=CheckpointPolicy(interval_s=3600, writer_frames=10**9, writer_takes_over_s=3600))
+    # one, which would checkpoint by itself; the thread is held, and the writer never steps in.
+    held = CheckpointPacing(ManualClock(), Permits())
+    journal = Journal(path, checkpoints=CheckpointPolicy(writer_frames=10**9), checkpoint_pacing=held)
     with closing(sqlite3.connect(path)) as other:
         other.execute("SELECT count(*) FROM meta").fetchone()
         for event in events[:2000]:
@@ -268,9 +271,10 @@ def test_a_reader_holding_an_old_snapshot_is_reported_and_events_keep_being_writ
     tmp_path: Path, events: list[Event], log: logging.Logger, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "journal.sqlite"
-    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=200, stuck_warning_s=0.05)
+    clock = ManualClock()
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=200)
     written = events[:3000]
-    with Journal(path, checkpoints=policy, log=log) as journal:
+    with Journal(path, checkpoints=policy, log=log, checkpoint_pacing=CheckpointPacing(clock)) as journal:
         for event in written[:500]:
             journal.record(event)
         with closing(sqlite3.connect(path, isolation_level=None)) as reader:
@@ -280,7 +284,10 @@ def test_a_reader_holding_an_old_snapshot_is_reported_and_events_keep_being_writ
                 for event in written[start : start + 100]:
                     journal.record(event)
                 _checkpoint_tried(journal)  # stopped short: the reader holds the WAL
-            _wait_for(lambda: any("holding an old snapshot" in m for m in _messages(caplog, logging.WARNING)), "the warning")
+            assert not any("holding an old snapshot" in m for m in _messages(caplog, logging.WARNING))
+            clock.advance(policy.stuck_warning_s)
+            _checkpoint_tried(journal)
+            assert any("holding an old snapshot" in m for m in _messages(caplog, logging.WARNING))
             held = _wal_size(path)
             reader.execute("COMMIT")
         for start in range(2000, 3000, 100):
@@ -320,8 +327,9 @@ def test_a_failing_checkpoint_is_logged_and_events_keep_being_written(
 
     monkeypatch.setattr(journal_module, "open_checkpoint_connection", failing_connection)
     path = tmp_path / "journal.sqlite"
-    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=10**9, writer_takes_over_s=3600)
-    with Journal(path, checkpoints=policy, log=log) as journal:
+    policy = CheckpointPolicy(interval_s=0.01, busy_interval_s=0.005, writer_frames=10**9)
+    # The clock stands still: all the failures come within a minute of the first, and the writer never steps in.
+    with Journal(path, checkpoints=policy, log=log, checkpoint_pacing=CheckpointPacing(ManualClock())) as journal:
         for start in range(0, 3000, 100):
             for event in events[start : start + 100]:
                 journal.record(event)
