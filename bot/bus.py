@@ -329,14 +329,19 @@ _SCOPED: Final[frozenset[object]] = frozenset(STRATEGY_EVENT_CLASSES)
 class StrategyPublisher:
     """A publisher bound to one strategy id at construction, so its events are always tagged."""
 
-    __slots__ = ("_bus", "strategy_id")
+    __slots__ = ("_bus", "_strategy_id")
 
     def __init__(self, bus: EventBus, strategy_id: str) -> None:
         if not (isinstance(strategy_id, str) and strategy_id):
-            # Checked once here, not per event: every event this publishes carries the id.
+            # Checked once here, not per event: every event this publishes carries the id, which cannot change.
             raise EventTaggingError(f"a strategy publisher needs a strategy id, got {strategy_id!r}")
         self._bus = bus
-        self.strategy_id = strategy_id
+        self._strategy_id = strategy_id
+
+    @property
+    def strategy_id(self) -> str:
+        """The id every event this publisher publishes is tagged with."""
+        return self._strategy_id
 
     def __call__(self, cls: Callable[Concatenate[int, int, int, str, P], S], ts: int | None, *args: P.args, **kwargs: P.kwargs) -> S:
         """Publish a strategy event of class `cls` tagged with this publisher's strategy id; a market event is refused."""
@@ -352,9 +357,9 @@ class StrategyPublisher:
         else:
             ts_init = ts if wall is None else wall.now_ms()
         if kwargs:
-            event = cls(bus._seq + 1, ts, ts_init, self.strategy_id, *args, **kwargs)
+            event = cls(bus._seq + 1, ts, ts_init, self._strategy_id, *args, **kwargs)
         else:  # most events: no keyword dict unpacked
             build: Callable[..., S] = cls
-            event = build(bus._seq + 1, ts, ts_init, self.strategy_id, *args)
+            event = build(bus._seq + 1, ts, ts_init, self._strategy_id, *args)
         bus._post(event)
         return event

@@ -30,6 +30,8 @@ class EventLog:
         writer = self._writers.get(cls)
         if writer is None:
             writer = self._writers[cls] = line_writer(cls, self._file.write)
+            # The name a failing subscriber is reported by (report.json's error): the same for every class, as before.
+            writer.__qualname__ = "EventLog.write"
         return writer
 
     def close(self) -> None:
