@@ -16,6 +16,7 @@ from bot.live.exchange import build_exchange
 from bot.live.execution import CommitGate, LiveExchange
 from bot.live.markets import MarketsAtStart
 from bot.live.reconcile import Reconciler, ReconcileReport
+from bot.live.stop_wait import OrdersOnTheirWay
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.manager import StrategyManager
 
@@ -60,6 +61,11 @@ class LiveTrading:
         """Bring the restored strategies in line with the exchange; raises when the exchange cannot be asked."""
         managers = {sid: manager.get(sid).positions for sid in manager.ids()}
         return await Reconciler(self.gateway, managers, bus, self._log).run(symbols)
+
+    async def finish_orders(self, manager: StrategyManager, bound_s: float, hurry: anyio.Event) -> list[str]:
+        """At a graceful stop, before `close`: wait at most `bound_s` (less once `hurry` is set) for the orders on their
+        way and the unloads settling; return what is still on its way."""
+        return await OrdersOnTheirWay(self.gateway, manager.settling, self._log).wait(bound_s, hurry)
 
     async def close(self) -> None:
         """Stop tracking and close the connection (orders resting on the exchange stay there)."""

@@ -3,7 +3,7 @@ start the feed, load, reconcile (live), activate; and the orderly stop."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -336,10 +336,17 @@ def activate(loaded_specs: list[StrategyConfig], saved: dict[str, JournalledStat
 
 # -- stop -----------------------------------------------------------------------------------------
 async def stop_trading(
-    feed: DaemonFeed, delivery: InboxDelivery, gap_lines: GapLines, manager: StrategyManager, services: BotServices, journal: Journal, turns: Turns
+    feed: DaemonFeed,
+    delivery: InboxDelivery,
+    gap_lines: GapLines,
+    manager: StrategyManager,
+    services: BotServices,
+    journal: Journal,
+    turns: Turns,
+    finish_orders: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Stop the feed, let every strategy finish its queued candles (10 s at most) and every turn its commit, delivery and
-    sends, journal an equity snapshot of each."""
+    sends, then (live) the orders on their way theirs (`finish_orders`, bounded), journal an equity snapshot of each."""
     services.logger.logger.info("stopping: feed, then queued candles")
     feed.stop()
     with anyio.move_on_after(10):
@@ -348,5 +355,8 @@ async def stop_trading(
     await delivery.stop()
     # Not bounded: the writer thread commits each of them (or fails it) without waiting on anything.
     await turns.idle()
+    if finish_orders is not None:
+        # Before the gateway stops: a close held behind its stop's cancel would otherwise never go out.
+        await finish_orders()
     gap_lines.flush()
     journal.snapshot_equities(services.clock.now_ms(), [(sid, manager.get(sid).portfolio.record()) for sid in manager.ids()])

@@ -73,6 +73,9 @@ if TYPE_CHECKING:
 EXIT_FEED_FAILED = 4
 # Seconds a stop gives the cluster's outbox to publish what is waiting (then it is left, and logged).
 OUTBOX_FLUSH_S = 5.0
+# Seconds a stop (live) gives the orders on their way to the exchange (a close held behind its stop's cancel, an
+# unload settling) to get their outcome before the gateway stops; a second signal ends the wait.
+ORDERS_STOP_WAIT_S = 15.0
 
 
 def socket_path_of(loaded: LoadedConfig) -> Path:
@@ -133,8 +136,9 @@ class Daemon:
     `feed.source` ccxt: the candles before now, the downtime reported as a gap), then put each
     strategy back in its journalled state (or activate a new one; they warm up from the
     backfill) and play the feed. Stop (SIGTERM, SIGINT, `shutdown`, or the live feed failing):
-    stop the feed, let every strategy finish its queued candles, journal an equity snapshot,
-    close the socket, remove its file, close the exchange's connections. A stop while mode live
+    stop the feed, let every strategy finish its queued candles, in mode live wait for the orders
+    on their way to the exchange (ORDERS_STOP_WAIT_S at most; a second signal ends the wait),
+    journal an equity snapshot, close the socket, remove its file, close the exchange's connections. A stop while mode live
     still waits on the exchange at start (markets, reconciliation) ends the start there: exit 0,
     "stopped before trading started". An exchange whose markets do not load within
     `exchange.start_timeout_s` ends the start with ExchangeUnreachable (exit 2); until then
@@ -166,6 +170,8 @@ class Daemon:
         # Per strategy, the last order and position numbers of a journal `run --fresh` moved aside.
         self._carried_numbering = dict(carried_numbering or {})
         self._stop = anyio.Event()
+        # Set by a signal while stopping: the stop waits no longer for the orders on their way.
+        self._hurry = anyio.Event()
         self.socket_path = socket_path_of(loaded)
         self._feed: DaemonFeed | None = None
         self._failure: str | None = None
@@ -414,7 +420,8 @@ class Daemon:
                     await tg.start(feed.run)
                     activate(loaded_specs, saved, manager, services.hub, log)
                     await self._stop.wait()
-                    await stop_trading(feed, delivery, gap_lines, manager, services, journal, turns)
+                    finish_orders = None if live is None else partial(live.finish_orders, manager, ORDERS_STOP_WAIT_S, self._hurry)
+                    await stop_trading(feed, delivery, gap_lines, manager, services, journal, turns, finish_orders)
                 finally:
                     with anyio.CancelScope(shield=True):
                         if http is not None:
@@ -454,7 +461,10 @@ class Daemon:
             async for signum in signals:
                 # Keep the receiver for the whole run: a second signal during a slow stop must
                 # not fall back to the default handler (which would leave the socket file).
-                self.logger.logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if self._stop.is_set() else "")
+                stopping = self._stop.is_set()
+                self.logger.logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if stopping else "")
+                if stopping:
+                    self._hurry.set()
                 self.request_stop()
 
 

@@ -15,6 +15,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from bot.clock import Clock
 from bot.config.execution import ExecutionConfig
 from bot.config.models import FeesConfig, FillConfig
+from bot.fmt import format_qty
 from bot.live.backoff import Backoff
 from bot.live.errors import (
     ExchangeFailure,
@@ -207,6 +208,28 @@ class LiveExchange:
         self._stops_armed = True
         for account in list(self.accounts.values()):
             account.stops.arm()
+
+    def on_their_way(self) -> list[str]:
+        """What a graceful stop waits for, one line each: orders being sent, looked up or cancelled, and closes held
+        behind their stop's cancel; not orders resting as asked (a limit, a stop), whose outcome may take days."""
+        lines = []
+        for cid, tracked in self.tracked.items():
+            order = tracked.order
+            if tracked.cancel_requested:
+                state = "being cancelled"
+            elif tracked.unconfirmed:
+                state = "not known yet whether it reached the exchange"
+            elif tracked.exchange_id is None:
+                state = "being sent"
+            elif order.order_type == "market":
+                state = "open"
+            else:
+                continue  # resting
+            lines.append(f"[{tracked.account.strategy_id}] {cid} ({order.order_type} {order.intent} {order.side} {format_qty(order.quantity)} {order.symbol}): {state}")
+        for sid, account in self.accounts.items():
+            for order in account.stops.held_closes():
+                lines.append(f"[{sid}] {order.client_id} (close {order.side} {format_qty(order.quantity)} {order.symbol} of {order.position_id}): held until its stop is cancelled")
+        return lines
 
     def problems(self) -> list[str]:
         """Orders whose arrival at the exchange could not be confirmed yet (the poller keeps asking)."""

@@ -148,6 +148,10 @@ class StopKeeper:
                 slot.refused = None
                 self._step(slot)
 
+    def held_closes(self) -> list[Order]:
+        """Closes waiting for their position's stop to be cancelled (not sent yet)."""
+        return [order for slot in self.slots.values() for order in slot.waiting]
+
     def status(self) -> list[dict[str, object]]:
         """Each position's exchange stop, for `status`."""
         rows: list[dict[str, object]] = []

@@ -61,7 +61,8 @@ class Faults:
     holds a candle's closing push back until the next candle has started; `malformed` sends
     broken messages before the candle's closing push; `reject_ws` refuses that many
     websocket handshakes with HTTP 503; `muted` markets (unified symbols) push nothing, their
-    connections staying open; `handshakes`, while not set, holds every websocket handshake.
+    connections staying open; `handshakes`, while not set, holds every websocket handshake;
+    `cancels`, while not set, holds every DELETE /api/v3/order before the order is cancelled.
     `rest` fails any /api/, /fapi/ or /dapi/ request, `trades` GET /api/v3/myTrades only; `order_delays` and `order_errors` apply
     to POST /api/v3/order only (after `rest` and authentication).
     """
@@ -78,6 +79,7 @@ class Faults:
     reject_ws: int = 0
     muted: set[str] = field(default_factory=set)
     handshakes: asyncio.Event | None = None
+    cancels: asyncio.Event | None = None
 
     def rest_errors(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Fail the next `count` REST requests with `status`."""
@@ -110,6 +112,14 @@ class Faults:
         """Hold websocket handshakes until the returned event is set: a client dialing meanwhile hears no push."""
         self.handshakes = asyncio.Event()
         return self.handshakes
+
+    def hold_cancels(self) -> asyncio.Event:
+        """Hold order cancels until the returned event is set: each reaches the exchange (and is answered) only then.
+
+        Meanwhile the order is still open to anyone asking about it, as on an exchange slow to take the cancel.
+        """
+        self.cancels = asyncio.Event()
+        return self.cancels
 
     def take_rest(self) -> RestFault | None:
         """The fault the next REST request suffers, if any (consumes one)."""

@@ -298,7 +298,10 @@ class PrivateApi:
         return cancel_result(order, cancel_id, self._fake.now_ms)
 
     async def cancel_order(self, request: web.Request) -> web.Response:
-        """DELETE /api/v3/order: cancels an open order, unlocking its funds."""
+        """DELETE /api/v3/order: cancels an open order, unlocking its funds (once `faults.cancels` lets it, when held)."""
+        held = self._fake.faults.cancels
+        if held is not None:
+            await self._fake.held_until(held)
 
         def answer(params: dict[str, str]) -> Json:
             order = self._fake.account.cancel(*self._target(params), self._fake.now_ms)

@@ -300,6 +300,16 @@ class FakeBinance:
         """Every order the fake accepted, oldest first (client_id, status, executed_qty, avg_price, fills...)."""
         return self.account.orders
 
+    async def held_until(self, released: asyncio.Event) -> None:
+        """Wait until `released` is set, or the fake stops (a held request must not stall shutdown)."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        release = asyncio.ensure_future(released.wait())
+        try:
+            await asyncio.wait((stopping, release), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            release.cancel()
+
     async def hold(self, delay_s: float) -> None:
         """Wait `delay_s` seconds, or less if the fake stops meanwhile (a held response must not stall shutdown)."""
         with contextlib.suppress(TimeoutError):

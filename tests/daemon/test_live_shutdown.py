@@ -1,0 +1,141 @@
+"""Mode live: a graceful stop waits for the orders on their way, and a restart finishes a close that never went out.
+
+A real `bot run` trades buy_then_dip on the fake Binance through the real ccxt client, with a
+stop-loss resting on the exchange and a real SQLite journal. On spot a close first cancels the
+position's stop and is sent only when the cancel is answered: the fake holds every cancel
+(`faults.hold_cancels`) until the test releases it, so the daemon stops (or dies) exactly
+while the close is held.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bot.control.client import ControlClient
+from bot.journal import Journal
+from tests.daemon.process import DaemonProcess
+from tests.daemon.test_live_stops import _with_stop_loss
+from tests.daemon.test_live_trading import ETH, START, _positions, call, until, write_config
+from tests.fake_exchange import FakeBinance
+from tests.support import ETH_1M
+
+
+def _log_or_exit(process: DaemonProcess, text: str, timeout: float = 30.0) -> bool:
+    """Block until the daemon logs `text` (True) or exits (False); run it in a thread: the fake answers from the test's loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in process.log.read_text():
+            return True
+        if process.proc.poll() is not None:
+            return text in process.log.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged after {timeout}s:\n{process.log.read_text()}")
+
+
+def _exit_code(process: DaemonProcess, timeout: float = 30.0) -> int | None:
+    """The exit code once the daemon ends within `timeout` seconds, else None (it is killed then, never leaked)."""
+    try:
+        return process.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.stop(signal.SIGKILL)
+        return None
+
+
+@asynccontextmanager
+async def _started(config: Path, fake: FakeBinance) -> AsyncIterator[DaemonProcess]:
+    """`bot run` on `config`, ready once its feed plays; killed at the end if the test left it running."""
+    process = DaemonProcess(config, env=fake.credential_env())
+    try:
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(process.wait_ready)
+        yield process
+    finally:
+        await anyio.to_thread.run_sync(process.stop, signal.SIGKILL)
+
+
+async def _position_with_its_stop_resting(process: DaemonProcess, fake: FakeBinance) -> None:
+    """Stream the first live candle: dip-1 buys at market (booked), dip-2 rests far below, dip-3 is the position's stop, resting."""
+    await fake.wait_subscribed()
+    await fake.stream(1)
+    await until(
+        lambda: sorted((o.client_id, o.type, o.status) for o in fake.orders)
+        == [("dip-1", "MARKET", "FILLED"), ("dip-2", "LIMIT", "NEW"), ("dip-3", "STOP_LOSS", "NEW")],
+        "the entry filled, the dip and the stop resting",
+    )
+    await until(lambda: _positions(process), "the market buy booked")
+    await until(lambda: _stop_resting(process), "the stop confirmed resting")
+
+
+async def _stop_resting(process: DaemonProcess) -> bool:
+    rows = (await call(process, "status"))["execution"]["stops"]["positions"].get("dip", [])
+    return bool(rows) and rows[0]["state"] == "resting"
+
+
+async def _stop(process: DaemonProcess, how: str) -> None:
+    if how == "sigterm":
+        process.proc.send_signal(signal.SIGTERM)
+    else:
+        async with ControlClient(process.socket) as client:
+            assert (await client.call("shutdown"))["ok"]
+
+
+def _sells(fake: FakeBinance) -> list[tuple[str, str]]:
+    return [(o.client_id, o.status) for o in fake.orders if o.side == "SELL" and o.type == "MARKET"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["sigterm", "shutdown"])
+async def test_a_graceful_stop_right_after_unload_close_waits_for_the_close_held_behind_its_stops_cancel(short_tmp: Path, how: str) -> None:
+    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
+        fake.set_balance("BTC", "1")
+        config = write_config(short_tmp, fake, 0.01)
+        _with_stop_loss(config)
+        async with _started(config, fake) as process:
+            await _position_with_its_stop_resting(process, fake)
+            released = fake.faults.hold_cancels()
+            unloaded = await call(process, "unload", {"id": "dip", "close_positions": True})
+            # The close (dip-4) waits for the stop's cancel, which the exchange has not taken yet.
+            assert unloaded["settling"] == ["dip-2", "dip-3"]
+            await _stop(process, how)
+            waited = await anyio.to_thread.run_sync(_log_or_exit, process, "stopping: waiting up to")
+            released.set()  # the exchange takes the cancels: the close can go out, if the daemon still runs
+            code = await anyio.to_thread.run_sync(_exit_code, process)
+            log = process.log.read_text()
+        assert code == 0, log
+        assert _sells(fake) == [("dip-4", "FILLED")], log
+        assert waited and "[dip] dip-4 (close sell 0.5 ETH/BTC of dip-p1): held until its stop is cancelled" in log
+        assert "stopping: every order on its way has its outcome" in log
+        assert fake.balances()["ETH"] == (Decimal(0), Decimal(0))
+    with Journal(short_tmp / "journal.sqlite") as journal:
+        assert journal.open_positions("dip") == [] and journal.pending_orders("dip") == []
+        assert journal.strategy_states()["dip"].state == "unloaded"
+
+
+@pytest.mark.asyncio
+async def test_a_second_signal_ends_the_wait_and_says_what_was_still_on_its_way(short_tmp: Path) -> None:
+    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
+        fake.set_balance("BTC", "1")
+        config = write_config(short_tmp, fake, 0.01)
+        _with_stop_loss(config)
+        async with _started(config, fake) as process:
+            await _position_with_its_stop_resting(process, fake)
+            fake.faults.hold_cancels()  # never released: the close never goes out
+            await call(process, "unload", {"id": "dip", "close_positions": True})
+            process.proc.send_signal(signal.SIGTERM)
+            assert await anyio.to_thread.run_sync(_log_or_exit, process, "stopping: waiting up to")
+            process.proc.send_signal(signal.SIGTERM)
+            code = await anyio.to_thread.run_sync(_exit_code, process)
+            log = process.log.read_text()
+        assert code == 0, log
+        assert "received SIGTERM (already stopping)" in log
+        line = next(line for line in log.splitlines() if "a second signal ends the wait" in line)
+        assert "dip-4" in line and "held until its stop is cancelled" in line and "[dip] unloaded, settling" in line
+        assert _sells(fake) == []

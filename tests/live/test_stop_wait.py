@@ -1,0 +1,93 @@
+"""What a graceful stop waits for before the gateway stops (OrdersOnTheirWay), on the fake Binance through the real ccxt client."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bot.events import PositionClosed, PositionOpened
+from bot.live.stop_wait import OrdersOnTheirWay
+from bot.trading.actions import ClosePercent, OpenPosition
+from tests.live.support import ETH, until
+from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on, journal_at
+
+LOG = logging.getLogger("bot.tests.stop_wait")
+
+
+async def _protected(live: LiveRig) -> str:
+    """Open 0.5 ETH at market with a stop-loss, and a limit buy far below; return the position's id once its stop rests."""
+    live.rig.start(eth_strategy(exits={"stop_loss_pct": 0.3}, risk={"max_open_positions": 2}))
+    live.feed_served(START - 50, 50)
+    live.act(OpenPosition(ETH, "long", 0.5, "market"))
+    (opened,) = await live.wait_for(PositionOpened)
+    live.act(OpenPosition(ETH, "long", 0.1, "dip", limit_price=float(live.fake.price(ETH)) * 0.5))
+    position_id = opened.position.position_id
+    await until(lambda: live.orch().positions.account.stop_held(position_id), what="the stop resting")
+    await until(lambda: all(t.exchange_id is not None for t in live.gateway.tracked.values()), what="the limit resting")
+    return position_id
+
+
+@pytest.mark.asyncio
+async def test_orders_resting_as_asked_are_not_waited_for(tmp_path: Path) -> None:
+    async with fake_market(btc="2") as fake:
+        with journal_at(tmp_path) as journal:
+            async with gateway_on(fake, journal) as live:
+                await _protected(live)
+                wait = OrdersOnTheirWay(live.gateway, dict, LOG)
+                assert wait.pending() == []
+                assert await wait.wait(60.0, anyio.Event()) == []
+
+
+@pytest.mark.asyncio
+async def test_a_close_held_behind_its_stops_cancel_is_waited_for_until_it_fills(tmp_path: Path) -> None:
+    async with fake_market(btc="2") as fake:
+        with journal_at(tmp_path) as journal:
+            async with gateway_on(fake, journal) as live:
+                position_id = await _protected(live)
+                released = fake.faults.hold_cancels()
+                live.act(ClosePercent(position_id, 100.0, "exit"))
+                wait = OrdersOnTheirWay(live.gateway, dict, LOG)
+                assert wait.pending() == [
+                    "[s1] s1-2 (stop close sell 0.5 ETH/BTC): being cancelled",
+                    "[s1] s1-4 (close sell 0.5 ETH/BTC of s1-p1): held until its stop is cancelled",
+                ]
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_release_once_waiting, wait, released)
+                    left = await wait.wait(60.0, anyio.Event())
+                assert left == [] and len(live.events(PositionClosed)) == 1
+                assert [(o.client_id, o.type, o.status) for o in fake.orders if o.side == "SELL"] == [
+                    ("s1-2", "STOP_LOSS", "CANCELED"), ("s1-4", "MARKET", "FILLED"),
+                ]
+
+
+async def _release_once_waiting(wait: OrdersOnTheirWay, released: asyncio.Event) -> None:
+    await until(lambda: bool(wait.pending()), what="something on its way")
+    released.set()
+
+
+@pytest.mark.asyncio
+async def test_the_bound_or_a_second_signal_ends_the_wait_with_a_line_naming_what_was_still_on_its_way(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOG.name)
+    async with fake_market(btc="2") as fake:
+        with journal_at(tmp_path) as journal:
+            async with gateway_on(fake, journal) as live:
+                position_id = await _protected(live)
+                fake.faults.hold_cancels()  # never released
+                live.act(ClosePercent(position_id, 100.0, "exit"))
+                wait = OrdersOnTheirWay(live.gateway, lambda: {"s9": ["s9-1"]}, LOG)
+                left = await wait.wait(0.2, anyio.Event())
+                hurry = anyio.Event()
+                hurry.set()
+                hurried = await wait.wait(60.0, hurry)
+    assert left == hurried and "[s1] s1-4 (close sell 0.5 ETH/BTC of s1-p1): held until its stop is cancelled" in left
+    assert "[s9] unloaded, settling" in left
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("stopping: still on their way after 0.2 s: ") and "s1-4" in warnings[0]
+    assert warnings[1].startswith("stopping: a second signal ends the wait: ") and "s1-4" in warnings[1]
+    assert not any(o.side == "SELL" and o.type == "MARKET" for o in fake.orders)
