@@ -139,8 +139,8 @@ class Daemon:
     stop the feed, let every strategy finish its queued candles, in mode live wait for the orders
     on their way to the exchange (ORDERS_STOP_WAIT_S at most; a second signal ends the wait),
     journal an equity snapshot, close the socket, remove its file, close the exchange's connections. A stop while mode live
-    still waits on the exchange at start (markets, reconciliation) ends the start there: exit 0,
-    "stopped before trading started". An exchange whose markets do not load within
+    still waits on the exchange at start (markets, reconciliation) ends the start there, with no
+    wait for orders (none was sent): exit 0, "stopped before trading started". An exchange whose markets do not load within
     `exchange.start_timeout_s` ends the start with ExchangeUnreachable (exit 2); until then
     `status` is degraded, saying why.
     """
@@ -420,7 +420,8 @@ class Daemon:
                     await tg.start(feed.run)
                     activate(loaded_specs, saved, manager, services.hub, log)
                     await self._stop.wait()
-                    finish_orders = None if live is None else partial(live.finish_orders, manager, ORDERS_STOP_WAIT_S, self._hurry)
+                    # A start cut short sent nothing (stops are armed last): nothing can be held, so no wait.
+                    finish_orders = None if live is None or not trading else partial(live.finish_orders, manager, ORDERS_STOP_WAIT_S, self._hurry)
                     await stop_trading(feed, delivery, gap_lines, manager, services, journal, turns, finish_orders)
                 finally:
                     with anyio.CancelScope(shield=True):

@@ -139,3 +139,28 @@ async def test_a_second_signal_ends_the_wait_and_says_what_was_still_on_its_way(
         line = next(line for line in log.splitlines() if "a second signal ends the wait" in line)
         assert "dip-4" in line and "held until its stop is cancelled" in line and "[dip] unloaded, settling" in line
         assert _sells(fake) == []
+
+
+@pytest.mark.asyncio
+async def test_a_stop_during_reconciliation_does_not_wait_for_the_orders_it_was_looking_up(short_tmp: Path) -> None:
+    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
+        fake.set_balance("BTC", "1")
+        config = write_config(short_tmp, fake, 0.01)
+        _with_stop_loss(config)
+        async with _started(config, fake) as first:
+            await _position_with_its_stop_resting(first, fake)
+            first.stop(signal.SIGKILL)  # the dip and the stop pending in the journal: the next start looks them up
+        fake.faults.hold_lookups()  # never released: reconciliation never finishes
+        before = len(fake.requests)
+        second = DaemonProcess(config, env=fake.credential_env())
+        try:
+            await until(lambda: any(path == "/api/v3/order" for path, _ in fake.requests[before:]), "a reconciliation lookup held", timeout=30)
+            second.proc.send_signal(signal.SIGTERM)
+            code = await anyio.to_thread.run_sync(_exit_code, second)
+        finally:
+            await anyio.to_thread.run_sync(second.stop, signal.SIGKILL)
+        log = second.log.read_text()
+        assert code == 0, log
+        # Trading never started: nothing can be held behind a cancel, so nothing is waited for.
+        assert "stopped before trading started" in log and "stopping: waiting up to" not in log, log
+        assert len(fake.orders) == 3, log  # nothing sent

@@ -62,7 +62,8 @@ class Faults:
     broken messages before the candle's closing push; `reject_ws` refuses that many
     websocket handshakes with HTTP 503; `muted` markets (unified symbols) push nothing, their
     connections staying open; `handshakes`, while not set, holds every websocket handshake;
-    `cancels`, while not set, holds every DELETE /api/v3/order before the order is cancelled.
+    `cancels`, while not set, holds every DELETE /api/v3/order before the order is cancelled;
+    `lookups`, while not set, holds every GET /api/v3/order before it is answered.
     `rest` fails any /api/, /fapi/ or /dapi/ request, `trades` GET /api/v3/myTrades only; `order_delays` and `order_errors` apply
     to POST /api/v3/order only (after `rest` and authentication).
     """
@@ -80,6 +81,7 @@ class Faults:
     muted: set[str] = field(default_factory=set)
     handshakes: asyncio.Event | None = None
     cancels: asyncio.Event | None = None
+    lookups: asyncio.Event | None = None
 
     def rest_errors(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Fail the next `count` REST requests with `status`."""
@@ -120,6 +122,11 @@ class Faults:
         """
         self.cancels = asyncio.Event()
         return self.cancels
+
+    def hold_lookups(self) -> asyncio.Event:
+        """Hold order lookups (GET /api/v3/order) until the returned event is set: each is answered only then."""
+        self.lookups = asyncio.Event()
+        return self.lookups
 
     def take_rest(self) -> RestFault | None:
         """The fault the next REST request suffers, if any (consumes one)."""

@@ -289,7 +289,10 @@ class PrivateApi:
         return symbol, order_id, client_id
 
     async def get_order(self, request: web.Request) -> web.Response:
-        """GET /api/v3/order by orderId or origClientOrderId."""
+        """GET /api/v3/order by orderId or origClientOrderId (once `faults.lookups` lets it, when held)."""
+        held = self._fake.faults.lookups
+        if held is not None:
+            await self._fake.held_until(held)
         return await self._serve(request, lambda params: order_status(self._fake.account.find(*self._target(params))))
 
     def _cancel(self, order: Order, params: Mapping[str, str]) -> dict[str, Any]:
