@@ -74,7 +74,7 @@ EXIT_FEED_FAILED = 4
 # Seconds a stop gives the cluster's outbox to publish what is waiting (then it is left, and logged).
 OUTBOX_FLUSH_S = 5.0
 # Seconds a stop (live) gives the orders on their way to the exchange (a close held behind its stop's cancel, an
-# unload settling) to get their outcome before the gateway stops; a second signal ends the wait.
+# unload settling) to get their outcome before the gateway stops; a second SIGTERM/SIGINT ends the wait.
 ORDERS_STOP_WAIT_S = 15.0
 
 
@@ -137,7 +137,7 @@ class Daemon:
     strategy back in its journalled state (or activate a new one; they warm up from the
     backfill) and play the feed. Stop (SIGTERM, SIGINT, `shutdown`, or the live feed failing):
     stop the feed, let every strategy finish its queued candles, in mode live wait for the orders
-    on their way to the exchange (ORDERS_STOP_WAIT_S at most; a second signal ends the wait),
+    on their way to the exchange (ORDERS_STOP_WAIT_S at most; a second SIGTERM/SIGINT ends the wait),
     journal an equity snapshot, close the socket, remove its file, close the exchange's connections. A stop while mode live
     still waits on the exchange at start (markets, reconciliation) ends the start there, with no
     wait for orders (none was sent): exit 0, "stopped before trading started". An exchange whose markets do not load within
@@ -170,8 +170,10 @@ class Daemon:
         # Per strategy, the last order and position numbers of a journal `run --fresh` moved aside.
         self._carried_numbering = dict(carried_numbering or {})
         self._stop = anyio.Event()
-        # Set by a signal while stopping: the stop waits no longer for the orders on their way.
+        # Set by the second SIGTERM/SIGINT: the stop waits no longer for the orders on their way. Signals are
+        # counted, not stops: `shutdown` then one SIGTERM (systemd's ExecStop=, then its kill) still waits.
         self._hurry = anyio.Event()
+        self._signals = 0
         self.socket_path = socket_path_of(loaded)
         self._feed: DaemonFeed | None = None
         self._failure: str | None = None
@@ -462,9 +464,9 @@ class Daemon:
             async for signum in signals:
                 # Keep the receiver for the whole run: a second signal during a slow stop must
                 # not fall back to the default handler (which would leave the socket file).
-                stopping = self._stop.is_set()
-                self.logger.logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if stopping else "")
-                if stopping:
+                self._signals += 1
+                self.logger.logger.info("received %s%s", signal.Signals(signum).name, " (already stopping)" if self._stop.is_set() else "")
+                if self._signals >= 2:
                     self._hurry.set()
                 self.request_stop()
 

@@ -164,3 +164,25 @@ async def test_a_stop_during_reconciliation_does_not_wait_for_the_orders_it_was_
         # Trading never started: nothing can be held behind a cancel, so nothing is waited for.
         assert "stopped before trading started" in log and "stopping: waiting up to" not in log, log
         assert len(fake.orders) == 3, log  # nothing sent
+
+
+@pytest.mark.asyncio
+async def test_shutdown_then_one_sigterm_as_systemd_sends_them_still_waits_for_the_held_close(short_tmp: Path) -> None:
+    async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
+        fake.set_balance("BTC", "1")
+        config = write_config(short_tmp, fake, 0.01)
+        _with_stop_loss(config)
+        async with _started(config, fake) as process:
+            await _position_with_its_stop_resting(process, fake)
+            released = fake.faults.hold_cancels()
+            await call(process, "unload", {"id": "dip", "close_positions": True})
+            await _stop(process, "shutdown")  # systemd's ExecStop=, then its SIGTERM: one signal, not a second
+            assert await anyio.to_thread.run_sync(_log_or_exit, process, "stopping: waiting up to")
+            process.proc.send_signal(signal.SIGTERM)
+            assert await anyio.to_thread.run_sync(_log_or_exit, process, "received SIGTERM (already stopping)")
+            released.set()
+            code = await anyio.to_thread.run_sync(_exit_code, process)
+            log = process.log.read_text()
+        assert code == 0, log
+        assert _sells(fake) == [("dip-4", "FILLED")], log
+        assert "stopping: every order on its way has its outcome" in log and "a second signal ends the wait" not in log
