@@ -64,8 +64,8 @@ class LiveTrading:
 
     async def finish_orders(self, manager: StrategyManager, bound_s: float, hurry: anyio.Event) -> list[str]:
         """At a graceful stop, before `close`: wait at most `bound_s` (less once `hurry` is set) for the orders on their
-        way and the unloads settling; return what is still on its way."""
-        return await OrdersOnTheirWay(self.gateway, manager.settling, self._log).wait(bound_s, hurry)
+        way and the unloads settling (settled as soon as their orders are done); return what is still on its way."""
+        return await OrdersOnTheirWay(self.gateway, manager, self._log).wait(bound_s, hurry)
 
     async def close(self) -> None:
         """Stop tracking and close the connection (orders resting on the exchange stay there)."""

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Protocol
 
 import anyio
 
@@ -10,6 +11,14 @@ from bot.live.execution import LiveExchange
 
 # How often the wait looks again: outcomes arrive from the gateway's own tasks, which announce nothing to wait on.
 _TICK_S = 0.05
+
+
+class SettlingUnloads(Protocol):
+    """The strategy manager's unloaded strategies whose orders are in flight (StrategyManager)."""
+
+    def settle(self) -> list[str]: ...
+
+    def settling(self) -> Mapping[str, list[str]]: ...
 
 
 class OrdersOnTheirWay:
@@ -21,16 +30,18 @@ class OrdersOnTheirWay:
     next start reconciles them.
     """
 
-    def __init__(self, gateway: LiveExchange, settling: Callable[[], Mapping[str, list[str]]], log: logging.Logger, tick_s: float = _TICK_S) -> None:
+    def __init__(self, gateway: LiveExchange, unloads: SettlingUnloads, log: logging.Logger, tick_s: float = _TICK_S) -> None:
         self._gateway = gateway
-        self._settling = settling
+        self._unloads = unloads
         self._log = log
         self._tick_s = tick_s
 
     def pending(self) -> list[str]:
-        """One line per order on its way, and per unloaded strategy whose orders are settling."""
+        """Settle the unloads whose orders are all done, then one line per order on its way and per unload still settling."""
+        # The periodic settle may be a poll interval (up to 60 s) away; settling may send a close (`unload --close`).
+        self._unloads.settle()
         lines = self._gateway.on_their_way()
-        lines += [f"[{sid}] unloaded, settling" for sid in self._settling()]
+        lines += [f"[{sid}] unloaded, settling" for sid, waiting in self._unloads.settling().items() if waiting]
         return lines
 
     async def wait(self, bound_s: float, hurry: anyio.Event) -> list[str]:
