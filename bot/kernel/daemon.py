@@ -155,6 +155,7 @@ class Daemon:
         monotonic: Callable[[], float] = time.monotonic,
         make_candle_work: Callable[[], CandleWork] = CandleWork,
         carried_numbering: Mapping[str, tuple[int, int]] | None = None,
+        orders_stop_wait_s: float = ORDERS_STOP_WAIT_S,
     ) -> None:
         self.loaded = loaded
         self.sources = sources
@@ -169,6 +170,8 @@ class Daemon:
         self._make_candle_work = make_candle_work
         # Per strategy, the last order and position numbers of a journal `run --fresh` moved aside.
         self._carried_numbering = dict(carried_numbering or {})
+        # The stop's bound on the wait for orders on their way (a test passes a short one to see it run out).
+        self._orders_stop_wait_s = orders_stop_wait_s
         self._stop = anyio.Event()
         # Set by the second SIGTERM/SIGINT: the stop waits no longer for the orders on their way. Signals are
         # counted, not stops: `shutdown` then one SIGTERM (systemd's ExecStop=, then its kill) still waits.
@@ -423,7 +426,7 @@ class Daemon:
                     activate(loaded_specs, saved, manager, services.hub, log)
                     await self._stop.wait()
                     # A start cut short sent nothing (stops are armed last): nothing can be held, so no wait.
-                    finish_orders = None if live is None or not trading else partial(live.finish_orders, manager, ORDERS_STOP_WAIT_S, self._hurry)
+                    finish_orders = None if live is None or not trading else partial(live.finish_orders, manager, self._orders_stop_wait_s, self._hurry)
                     await stop_trading(feed, delivery, gap_lines, manager, services, journal, turns, finish_orders)
                 finally:
                     with anyio.CancelScope(shield=True):

@@ -13,6 +13,7 @@ from bot.live.stop_wait import OrdersOnTheirWay
 from bot.strategy.booking_faults import BookingFaults
 from bot.strategy.manager import StrategyManager
 from bot.trading.actions import ClosePercent, OpenPosition
+from tests.fake_exchange import FakeBinance
 from tests.live.support import ETH, until
 from tests.live.trading_support import START, LiveRig, eth_strategy, fake_market, gateway_on, journal_at
 
@@ -57,7 +58,8 @@ async def test_orders_resting_as_asked_are_not_waited_for(tmp_path: Path) -> Non
 
 
 @pytest.mark.asyncio
-async def test_a_close_held_behind_its_stops_cancel_is_waited_for_until_it_fills(tmp_path: Path) -> None:
+async def test_a_close_held_behind_its_stops_cancel_is_waited_for_until_it_fills(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, LOG.name)
     async with fake_market(btc="2") as fake:
         with journal_at(tmp_path) as journal:
             async with gateway_on(fake, journal) as live:
@@ -69,17 +71,37 @@ async def test_a_close_held_behind_its_stops_cancel_is_waited_for_until_it_fills
                     "[s1] s1-2 (stop close sell 0.5 ETH/BTC): being cancelled",
                     "[s1] s1-4 (close sell 0.5 ETH/BTC of s1-p1): held until its stop is cancelled",
                 ]
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_release_once_waiting, wait, released)
-                    left = await wait.wait(60.0, anyio.Event())
+                waiting = _Logged("stopping: waiting up to ")
+                LOG.addHandler(waiting)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_release_once_waiting, waiting, fake, released)
+                        left = await wait.wait(60.0, anyio.Event())
+                finally:
+                    LOG.removeHandler(waiting)
                 assert left == [] and len(live.events(PositionClosed)) == 1
                 assert [(o.client_id, o.type, o.status) for o in fake.orders if o.side == "SELL"] == [
                     ("s1-2", "STOP_LOSS", "CANCELED"), ("s1-4", "MARKET", "FILLED"),
                 ]
 
 
-async def _release_once_waiting(wait: OrdersOnTheirWay, released: asyncio.Event) -> None:
-    await until(lambda: bool(wait.pending()), what="something on its way")
+class _Logged(logging.Handler):
+    """Sets `seen` when a record starting with `text` is logged (from the task logging it: the wait's own)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+        self.seen = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self._text):
+            self.seen.set()
+
+
+async def _release_once_waiting(waiting: _Logged, fake: FakeBinance, released: asyncio.Event) -> None:
+    """Let the exchange take the cancel only once the wait waits: it logs that, then awaits, and only then may this task run."""
+    await waiting.seen.wait()
+    assert not any(o.side == "SELL" and o.type == "MARKET" for o in fake.orders)  # the close is still held
     released.set()
 
 
