@@ -44,11 +44,25 @@ def merge_parts(parts: Sequence[Part], out_dir: Path) -> tuple[dict[str, Any], i
     return report, events
 
 
+def _rows(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """A CSV file's rows: a quoted field may hold a line break (a strategy's exit reason), so a row ends where its quotes are even."""
+    for line in lines:
+        if b'"' in line:
+            while line.count(b'"') % 2:
+                more = next(lines, None)
+                if more is None:  # a file cut inside a quoted field: its last row as it stands
+                    break
+                line += more
+        yield line
+
+
 def _keyed(part: Part, lines_file: str, hi_name: str, lo_name: str) -> Iterator[tuple[int, bytes]]:
     hi = load_keys(part.folder, hi_name)
     lo = load_keys(part.folder, lo_name)
-    with (part.folder / lines_file).open("rb") as lines:
-        next(lines)  # the header line
+    with (part.folder / lines_file).open("rb") as file:
+        next(file)  # the header line
+        # events.jsonl lines never break inside an event (JSON escapes line breaks); trades.csv rows may.
+        lines: Iterator[bytes] = _rows(file) if lines_file.endswith(".csv") else file
         if part.market:
             for h, low, line in zip(hi, lo, lines, strict=True):
                 yield h << 63 | low, line

@@ -187,6 +187,34 @@ def strategy_files(tmp_path: Path, specs: list[dict[str, Any]], module: str, sou
     return path
 
 
+WORDY = '''
+"""Test strategy: opens on one candle, closes on the next with an exit reason that csv must quote (a line break, a comma, quotes)."""
+from bot.strategy.base import Strategy, StrategyParams
+
+
+class Wordy(Strategy[StrategyParams]):
+    """Flips every candle; its closes say why on two lines."""
+
+    name = "wordy"
+    version = "1.0.0"
+
+    def on_candle(self, symbol, timeframe, candle) -> None:
+        position = self.ctx.position(symbol)
+        if position is None:
+            self.ctx.open("long")
+        else:
+            self.ctx.close(position, reason='flip,\\n"again"')
+'''
+
+
+def test_jobs_2_merges_trade_rows_whose_exit_reason_spans_lines(tmp_path: Path) -> None:
+    config = strategy_files(tmp_path, [{"id": sid, "module": "wordy"} for sid in ("a", "b", "c")], "wordy", WORDY)
+    replay(config, tmp_path / "one", *WEEK)
+    replay(config, tmp_path / "two", "--jobs", "2", *WEEK)
+    same_outputs(tmp_path / "one", tmp_path / "two")
+    assert b'"flip,\n""again"""' in (tmp_path / "one" / "trades.csv").read_bytes()
+
+
 def test_a_failing_process_stops_the_others_and_fails_the_command(tmp_path: Path) -> None:
     marker = tmp_path / "stuck.pid"
     specs: list[dict[str, Any]] = [
