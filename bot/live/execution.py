@@ -481,6 +481,10 @@ class LiveExchange:
             fees = await self._trade_fees(order, reply["id"])
             if fees:
                 outcome = outcome_of(order, {**reply, "fees": fees}, self._clock.now_ms(), fee_bps, self.sellable, spot)
+        if self.tracked.get(order.client_id) is not tracked:
+            # Another caller (the poller, reconciliation, the send or the cancel) delivered it meanwhile:
+            # a restored order is asked about by both reconciliation and the poller.
+            return outcome
         tracked.unconfirmed = False
         if outcome.exchange_id is not None:
             tracked.exchange_id = str(outcome.exchange_id)
@@ -493,7 +497,7 @@ class LiveExchange:
                     self._commits.after_commit(partial(self._start_cancel, tracked), _nothing)
             tracked.account.opened(order)
             return outcome
-        self.tracked.pop(order.client_id, None)
+        del self.tracked[order.client_id]
         if outcome.fill is not None:
             tracked.account.filled(outcome.fill)
         else:
@@ -512,10 +516,13 @@ class LiveExchange:
             return []
         return [t["fee"] for t in trades if isinstance(t, dict) and t.get("fee")]
 
-    def forget(self, tracked: TrackedOrder, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> None:
-        """End an order without a fill (it never reached the exchange, or was refused)."""
-        self.tracked.pop(tracked.order.client_id, None)
+    def forget(self, tracked: TrackedOrder, outcome: Literal["rejected", "cancelled"], kind: str, reason: str) -> bool:
+        """End an order without a fill (it never reached the exchange, or was refused); False if its outcome was delivered already."""
+        if self.tracked.get(tracked.order.client_id) is not tracked:
+            return False
+        del self.tracked[tracked.order.client_id]
         tracked.account.dropped(tracked.order, outcome, kind, self._redact(reason))
+        return True
 
     def _refused(self, tracked: TrackedOrder, exc: ExchangeFailure) -> None:
         kind = exc.kind
@@ -533,7 +540,7 @@ class LiveExchange:
         except ExchangeFailure as exc:
             self._log.warning("%s: cancelling %s failed: %s (polling continues)", self.exchange.id, order.client_id, self._text(exc))
             return
-        if isinstance(reply, dict) and reply.get("status") and order.client_id in self.tracked:
+        if isinstance(reply, dict) and reply.get("status") and self.tracked.get(order.client_id) is tracked:
             await self.apply(tracked, reply)
 
     async def _guarded(self, step: Callable[[TrackedOrder], Awaitable[None]], tracked: TrackedOrder) -> None:
@@ -542,7 +549,7 @@ class LiveExchange:
             await step(tracked)
         except Exception:  # noqa: BLE001  a bug in one order's step must not stop the gateway
             self._log.exception("%s: unexpected error handling order %s; the poller asks the exchange what became of it", self.exchange.id, tracked.order.client_id)
-            if tracked.order.client_id in self.tracked:
+            if self.tracked.get(tracked.order.client_id) is tracked:
                 tracked.unconfirmed = True  # looked up, never resent blindly
 
     async def _poll_loop(self) -> None:
@@ -575,7 +582,7 @@ class LiveExchange:
 
     async def _poll(self, tracked: TrackedOrder) -> None:
         found, reply = await self.lookup(tracked)
-        if tracked.order.client_id not in self.tracked:
+        if self.tracked.get(tracked.order.client_id) is not tracked:
             return  # its outcome arrived meanwhile
         if found == "found" and reply is not None:
             tracked.missing = 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol, TypeVar
 
 
@@ -24,6 +25,14 @@ class OrderDelay:
 
 
 @dataclass(slots=True)
+class ThinStop:
+    """The next `count` stops to trigger fill only `quantity` each, the rest EXPIRED (Binance: a stop-market order the book ran dry under)."""
+
+    quantity: Decimal
+    count: int
+
+
+@dataclass(slots=True)
 class OrderError:
     """The next `count` order creations are refused with this Binance error, nothing booked."""
 
@@ -31,6 +40,39 @@ class OrderError:
     code: int
     msg: str
     count: int
+
+
+class RequestHold:
+    """The next `count` requests it applies to wait, each at the fake, until `release` (or the fake stops).
+
+    `until_held(n)` returns once `n` of them are waiting: a test holds two callers inside the
+    same request, then lets them go on together.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.held = 0
+        self._released = asyncio.Event()
+        self._arrived = asyncio.Event()
+
+    async def wait(self) -> None:
+        """Hold one request until released."""
+        self.held += 1
+        self._arrived.set()
+        try:
+            await self._released.wait()
+        finally:
+            self.held -= 1
+
+    async def until_held(self, count: int) -> None:
+        """Wait until `count` requests are held at once."""
+        while self.held < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def release(self) -> None:
+        """Let the held requests (and any later one this hold takes) go on."""
+        self._released.set()
 
 
 class _Counted(Protocol):
@@ -65,13 +107,18 @@ class Faults:
     `cancels`, while not set, holds every DELETE /api/v3/order before the order is cancelled;
     `lookups`, while not set, holds every GET /api/v3/order before it is answered.
     `rest` fails any /api/, /fapi/ or /dapi/ request, `trades` GET /api/v3/myTrades only; `order_delays` and `order_errors` apply
-    to POST /api/v3/order only (after `rest` and authentication).
+    to POST /api/v3/order only (after `rest` and authentication). `trade_holds` hold GET /api/v3/myTrades requests until released;
+    `thin_stops` cut the fill of stops as they trigger.
     """
 
     rest: list[RestFault] = field(default_factory=list)
     trades: list[RestFault] = field(default_factory=list)
     order_delays: list[OrderDelay] = field(default_factory=list)
     order_rejects: list[OrderError] = field(default_factory=list)
+    trade_holds: list[RequestHold] = field(default_factory=list)
+    thin_stops: list[ThinStop] = field(default_factory=list)
+    # Every hold made, spent ones too (their requests may still be waiting): released when the fake stops.
+    holds: list[RequestHold] = field(default_factory=list)
     disconnect: dict[int, int] = field(default_factory=dict)
     skip: set[int] = field(default_factory=set)
     duplicate: set[int] = field(default_factory=set)
@@ -90,6 +137,31 @@ class Faults:
     def trade_errors(self, status: int, count: int = 1) -> None:
         """Fail the next `count` GET /api/v3/myTrades requests (an order's trades, its fees) with `status`, after `rest`."""
         self.trades.append(RestFault(status, count, None))
+
+    def hold_trades(self, count: int = 1) -> RequestHold:
+        """Hold the next `count` GET /api/v3/myTrades requests (an order's trades, its fees) until the hold is released."""
+        hold = RequestHold(count)
+        self.trade_holds.append(hold)
+        self.holds.append(hold)
+        return hold
+
+    def take_trade_hold(self) -> RequestHold | None:
+        """The hold the next GET /api/v3/myTrades waits in, if any (consumes one)."""
+        return _take(self.trade_holds)
+
+    def release_holds(self) -> None:
+        """Let every held request go on (the fake is stopping: a held response must not stall it)."""
+        for hold in self.holds:
+            hold.release()
+
+    def thin_stop(self, quantity: str, count: int = 1) -> None:
+        """Let the next `count` triggered stops fill only `quantity` each; the rest of each expires."""
+        self.thin_stops.append(ThinStop(Decimal(quantity), count))
+
+    def take_thin_stop(self) -> Decimal | None:
+        """How much the stop triggering now may fill, if a thin book was scheduled (consumes one)."""
+        fault = _take(self.thin_stops)
+        return None if fault is None else fault.quantity
 
     def take_trades(self) -> RestFault | None:
         """The fault the next GET /api/v3/myTrades suffers, if any (consumes one)."""

@@ -12,7 +12,9 @@ Simplifications (documented so tests do not mistake them for Binance's behaviour
   pushed kline's whole range so far, the part before the order was placed included: a stop
   placed mid-candle inside the candle's range so far triggers at the next push (at its
   stopPrice). A triggered BUY stop that the free quote (its lock released) no longer pays
-  for, the gap included, EXPIRES unfilled. trailingDelta is not modelled (stopPrice is
+  for, the gap included, EXPIRES unfilled. A stop triggering while the fake's faults say the
+  book is thin (`Faults.thin_stop`) fills only that much and EXPIRES with the rest, as a
+  stop-market order does on Binance. trailingDelta is not modelled (stopPrice is
   required). STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT are refused (-1116);
 - commission is charged in the QUOTE asset on both sides, at one rate for makers and takers,
   so a BUY needs quote for the cost plus the commission; with `buyer_commission_in_base` a BUY
@@ -23,7 +25,7 @@ Simplifications (documented so tests do not mistake them for Binance's behaviour
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -114,7 +116,7 @@ class OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One trade of an order: all of it, since the fake never fills partially."""
+    """One trade of an order: all of it, or for a stop under a thin book what it could fill (the fake never fills in parts)."""
 
     trade_id: int
     order_id: int
@@ -186,8 +188,16 @@ class Balance:
 class Account:
     """The fake's single spot account: balances and orders, matched against the prices it is given."""
 
-    def __init__(self, pairs: Mapping[str, Pair], commission_rate: Decimal, buyer_commission_in_base: bool = False) -> None:
+    def __init__(
+        self,
+        pairs: Mapping[str, Pair],
+        commission_rate: Decimal,
+        buyer_commission_in_base: bool = False,
+        stop_depth: Callable[[], Decimal | None] = lambda: None,
+    ) -> None:
         self.pairs = dict(pairs)
+        # How much the stop triggering now can fill (None: all of it).
+        self._stop_depth = stop_depth
         self.commission_rate = commission_rate
         self.buyer_commission_in_base = buyer_commission_in_base
         self.balances: dict[str, Balance] = {}
@@ -346,7 +356,7 @@ class Account:
                 order.status = "EXPIRED"
                 order.updated_ms = now_ms
                 return False
-        self._fill(order, price, now_ms, maker=False)
+        self._fill(order, price, now_ms, maker=False, quantity=self._stop_depth())
         return True
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -362,24 +372,26 @@ class Account:
             balance.free += amount
             order.lock = None
 
-    def _fill(self, order: Order, price: Decimal, now_ms: int, maker: bool) -> None:
+    def _fill(self, order: Order, price: Decimal, now_ms: int, maker: bool, quantity: Decimal | None = None) -> None:
+        """Fill the order whole, or `quantity` of it and expire the rest."""
         pair = self.pairs[order.symbol]
-        cost, commission = self._cost(order.quantity, price)
+        filled = order.quantity if quantity is None else min(quantity, order.quantity)
+        cost, commission = self._cost(filled, price)
         base, quote = self.balances.setdefault(pair.base, Balance()), self.balances.setdefault(pair.quote, Balance())
         asset = pair.quote
         if order.side == "BUY" and self.buyer_commission_in_base:
-            commission, asset = order.quantity * self.commission_rate, pair.base
+            commission, asset = filled * self.commission_rate, pair.base
             quote.free -= cost
-            base.free += order.quantity - commission
+            base.free += filled - commission
         elif order.side == "BUY":
             quote.free -= cost + commission
-            base.free += order.quantity
+            base.free += filled
         else:
-            base.free -= order.quantity
+            base.free -= filled
             quote.free += cost - commission
-        fill = Fill(self._next_trade, order.order_id, price, order.quantity, cost, commission, asset, now_ms, maker)
+        fill = Fill(self._next_trade, order.order_id, price, filled, cost, commission, asset, now_ms, maker)
         self._next_trade += 1
         order.fills.append(fill)
         self.fills.append(fill)
-        order.status = "FILLED"
+        order.status = "FILLED" if filled == order.quantity else "EXPIRED"
         order.updated_ms = now_ms

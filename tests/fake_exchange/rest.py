@@ -61,6 +61,9 @@ class RestApi:
             else:
                 body = '{"code":-1001,"msg":"Internal error; unable to process your request. Please try again."}'
             return web.Response(status=fault.status, text=body, content_type="application/json", headers=headers)
+        hold = self._fake.faults.take_trade_hold() if request.path == "/api/v3/myTrades" else None
+        if hold is not None:
+            await hold.wait()
         return await handler(request)
 
     async def ping(self, request: web.Request, venue: Venue) -> web.Response:

@@ -89,6 +89,7 @@ class FakeBinance:
             {m.id: Pair(m.id, m.base, m.quote, Filters.from_info(m.info()), m.stop_loss) for m in self.markets_by_id.values()},
             _decimal(commission_rate),
             buyer_commission_in_base,
+            self.faults.take_thin_stop,
         )
         # Parameters (signature left out) of every POST /api/v3/order received, faulted ones too.
         self.order_requests: list[dict[str, str]] = []
@@ -116,6 +117,7 @@ class FakeBinance:
     async def stop(self) -> None:
         """Close every websocket, release held responses, and stop listening."""
         self._stopping.set()
+        self.faults.release_holds()
         await self.ws.disconnect_all()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -120,6 +120,7 @@ async def gateway_on(
     arm: bool = True,
     faults: BookingFaults | None = None,
     commits: CommitGate | None = None,
+    timeout_ms: int = TIMEOUT_MS,
     **execution: Any,
 ) -> AsyncIterator[LiveRig]:
     """A running gateway and a Rig on it (the journal, when given, hears every event first); stopped on exit.
@@ -128,8 +129,9 @@ async def gateway_on(
     passes arm=False, and reconciliation arms them, as in the daemon. With `faults`, failed
     bookings go to the strategy manager built with them, as in the daemon (else they are logged).
     With `commits` (the daemon's Turns), an order decided inside a turn is placed after its commit.
+    `timeout_ms` is the client's request timeout.
     """
-    config = ExchangeConfig.model_validate(fake.signed_exchange_config(timeout_ms=TIMEOUT_MS, execution={**EXECUTION, **execution}))
+    config = ExchangeConfig.model_validate(fake.signed_exchange_config(timeout_ms=timeout_ms, execution={**EXECUTION, **execution}))
     exchange, redact = build_exchange(config, fake.credential_env(), streaming=False)
     log = logging.getLogger("bot.tests.live")
     gateway = CountedGateway(
