@@ -107,8 +107,8 @@ class Faults:
     `cancels`, while not set, holds every DELETE /api/v3/order before the order is cancelled;
     `lookups`, while not set, holds every GET /api/v3/order before it is answered.
     `rest` fails any /api/, /fapi/ or /dapi/ request, `trades` GET /api/v3/myTrades only; `order_delays` and `order_errors` apply
-    to POST /api/v3/order only (after `rest` and authentication). `trade_holds` hold GET /api/v3/myTrades requests until released;
-    `thin_stops` cut the fill of stops as they trigger.
+    to POST /api/v3/order only (after `rest` and authentication). `trade_holds` hold GET /api/v3/myTrades requests until released,
+    `query_holds` GET /api/v3/order (an order looked up); `thin_stops` cut the fill of stops as they trigger.
     """
 
     rest: list[RestFault] = field(default_factory=list)
@@ -116,6 +116,7 @@ class Faults:
     order_delays: list[OrderDelay] = field(default_factory=list)
     order_rejects: list[OrderError] = field(default_factory=list)
     trade_holds: list[RequestHold] = field(default_factory=list)
+    query_holds: list[RequestHold] = field(default_factory=list)
     thin_stops: list[ThinStop] = field(default_factory=list)
     # Every hold made, spent ones too (their requests may still be waiting): released when the fake stops.
     holds: list[RequestHold] = field(default_factory=list)
@@ -148,6 +149,17 @@ class Faults:
     def take_trade_hold(self) -> RequestHold | None:
         """The hold the next GET /api/v3/myTrades waits in, if any (consumes one)."""
         return _take(self.trade_holds)
+
+    def hold_queries(self, count: int = 1) -> RequestHold:
+        """Hold the next `count` GET /api/v3/order requests (an order looked up) until the hold is released."""
+        hold = RequestHold(count)
+        self.query_holds.append(hold)
+        self.holds.append(hold)
+        return hold
+
+    def take_query_hold(self) -> RequestHold | None:
+        """The hold the next GET /api/v3/order waits in, if any (consumes one)."""
+        return _take(self.query_holds)
 
     def release_holds(self) -> None:
         """Let every held request go on (the fake is stopping: a held response must not stall it)."""

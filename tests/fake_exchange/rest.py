@@ -61,7 +61,11 @@ class RestApi:
             else:
                 body = '{"code":-1001,"msg":"Internal error; unable to process your request. Please try again."}'
             return web.Response(status=fault.status, text=body, content_type="application/json", headers=headers)
-        hold = self._fake.faults.take_trade_hold() if request.path == "/api/v3/myTrades" else None
+        hold = None
+        if request.path == "/api/v3/myTrades":
+            hold = self._fake.faults.take_trade_hold()
+        elif request.method == "GET" and request.path == "/api/v3/order":
+            hold = self._fake.faults.take_query_hold()
         if hold is not None:
             await hold.wait()
         return await handler(request)

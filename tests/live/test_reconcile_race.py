@@ -39,32 +39,53 @@ async def _stop_fires_while_down(fake: FakeBinance, journal: Journal) -> None:
     await fake.stream(hit - START + 1)
 
 
-async def _reconcile_while_the_poller_asks_too(live: LiveRig, journal: Journal) -> ReconcileReport:
-    """Restore the strategy and reconcile, holding the stop's trades until both reconciliation and the poller wait for them."""
+async def _reconcile_while_the_poller_asks_too(live: LiveRig, journal: Journal, first: str) -> ReconcileReport:
+    """Restore the strategy and reconcile while the poller asks about the same stop; `first` ("reconciliation" or "poller") delivers first.
+
+    Both find the stop done and ask for its fees, and wait there (each in its own hold, so
+    past every check before delivering); the test then lets them go on one after the other.
+    """
     live.rig.manager.load(eth_strategy(exits={"stop_loss_pct": STOP_PCT}), announce=False)
     restore_orchestrator(journal, live.orch())
     managers = {sid: live.rig.manager.get(sid).positions for sid in live.rig.manager.ids()}
     reconciler = Reconciler(live.gateway, managers, live.rig.services.bus, logging.getLogger("bot.tests.reconcile"))
-    hold = live.fake.faults.hold_trades(2)
+    gateway = live.gateway
+    # The poller asks only once reconciliation waits for the fees: each request lands in its own hold.
+    gateway.hold_polls()
+    reconciling = live.fake.faults.hold_trades(1)
+    polling = live.fake.faults.hold_trades(1)
     reports: list[ReconcileReport] = []
+    reconciled = anyio.Event()
 
     async def reconcile() -> None:
         reports.append(await reconciler.run([ETH]))
+        reconciled.set()
+
+    async def let_reconciliation_on() -> None:
+        reconciling.release()
+        await reconciled.wait()
+
+    async def let_the_poller_on() -> None:
+        polling.release()
+        await gateway.polled(1)  # the round waiting in the hold, once it is over
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(reconcile)
-            # Both found the stop done and ask for its fees: both are past every check before delivering.
-            await hold.until_held(2)
-            polled = live.gateway.polled(1)  # the round waiting in the hold, once it is over
-            hold.release()
-            await polled
+            await reconciling.until_held(1)
+            gateway.allow_polls(1)
+            await polling.until_held(1)
+            steps = [let_reconciliation_on, let_the_poller_on]
+            for step in steps if first == "reconciliation" else reversed(steps):
+                await step()
+    gateway.allow_polls()
     (report,) = reports
     return report
 
 
 @pytest.mark.asyncio
-async def test_a_stop_filled_while_down_is_booked_once_when_reconciliation_and_the_poller_both_find_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", ["reconciliation", "poller"])
+async def test_a_stop_filled_while_down_is_booked_once_when_reconciliation_and_the_poller_both_find_it(tmp_path: Path, first: str) -> None:
     errors: list[str] = []
     faults = BookingFaults(logging.getLogger("bot.tests.live"))
     faults.handled_by(lambda sid, exc: errors.append(f"[{sid}] {exc}"))
@@ -74,7 +95,7 @@ async def test_a_stop_filled_while_down_is_booked_once_when_reconciliation_and_t
             assert [(o.client_id, o.type, o.status) for o in fake.orders] == [("s1-1", "MARKET", "FILLED"), ("s1-2", "STOP_LOSS", "FILLED")]
 
             async with gateway_on(fake, journal, arm=False, faults=faults, timeout_ms=PATIENT_MS) as second:
-                report = await _reconcile_while_the_poller_asks_too(second, journal)
+                report = await _reconcile_while_the_poller_asks_too(second, journal, first)
                 assert report.counts == {"order_filled_while_down": 1}
                 assert errors == []
                 assert [f.fill.client_id for f in second.events(OrderFilled)] == ["s1-2"]
@@ -85,7 +106,8 @@ async def test_a_stop_filled_while_down_is_booked_once_when_reconciliation_and_t
 
 
 @pytest.mark.asyncio
-async def test_a_stop_partly_filled_while_down_reduces_the_position_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", ["reconciliation", "poller"])
+async def test_a_stop_partly_filled_while_down_reduces_the_position_once(tmp_path: Path, first: str) -> None:
     errors: list[str] = []
     faults = BookingFaults(logging.getLogger("bot.tests.live"))
     faults.handled_by(lambda sid, exc: errors.append(f"[{sid}] {exc}"))
@@ -98,7 +120,7 @@ async def test_a_stop_partly_filled_while_down_reduces_the_position_once(tmp_pat
             assert (stop.client_id, stop.status, stop.executed_qty) == ("s1-2", "EXPIRED", Decimal("0.2"))
 
             async with gateway_on(fake, journal, arm=False, faults=faults, timeout_ms=PATIENT_MS) as second:
-                report = await _reconcile_while_the_poller_asks_too(second, journal)
+                report = await _reconcile_while_the_poller_asks_too(second, journal, first)
                 assert report.counts == {"order_filled_while_down": 1}
                 assert errors == []
                 assert [f.fill.client_id for f in second.events(OrderFilled)] == ["s1-2"]

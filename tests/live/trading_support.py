@@ -51,14 +51,35 @@ def eth_strategy(**overrides: Any) -> StrategyConfig:
 
 
 class CountedGateway(LiveExchange):
-    """The live gateway, counting its poll rounds so a test can wait for some instead of for a time."""
+    """The live gateway, counting its poll rounds so a test can wait for some instead of for a time.
+
+    A test can also hold the poller (`hold_polls`) and let it run a given number of rounds
+    (`allow_polls`), so it decides when the poller asks the exchange relative to another caller.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.poll_rounds = 0
         self._polled = anyio.Event()
+        # Rounds the poller may still start (None: any number).
+        self._allowed: int | None = None
+        self._allowance = anyio.Event()
+
+    def hold_polls(self) -> None:
+        """Start no further poll round until `allow_polls` (a round already asking goes on)."""
+        self._allowed = 0
+
+    def allow_polls(self, rounds: int | None = None) -> None:
+        """Let the poller start `rounds` more rounds (None: any number, as before `hold_polls`)."""
+        self._allowed = None if rounds is None else (self._allowed or 0) + rounds
+        self._allowance.set()
+        self._allowance = anyio.Event()
 
     async def poll_once(self) -> None:
+        while self._allowed == 0:
+            await self._allowance.wait()
+        if self._allowed is not None:
+            self._allowed -= 1
         await super().poll_once()
         self.poll_rounds += 1
         self._polled.set()
