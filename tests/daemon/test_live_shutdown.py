@@ -107,13 +107,19 @@ def _sells(fake: FakeBinance) -> list[tuple[str, str]]:
     return [(o.client_id, o.status) for o in fake.orders if o.side == "SELL" and o.type == "MARKET"]
 
 
+def _dip_with_a_stop_loss(folder: Path, fake: FakeBinance) -> Path:
+    """The dip strategy's config on the fake with BTC to buy with and a stop-loss to rest on the exchange."""
+    fake.set_balance("BTC", "1")
+    config = write_config(folder, fake, 0.01)
+    _with_stop_loss(config)
+    return config
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("how", ["sigterm", "shutdown"])
 async def test_a_graceful_stop_right_after_unload_close_waits_for_the_close_held_behind_its_stops_cancel(short_tmp: Path, how: str) -> None:
     async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
-        fake.set_balance("BTC", "1")
-        config = write_config(short_tmp, fake, 0.01)
-        _with_stop_loss(config)
+        config = _dip_with_a_stop_loss(short_tmp, fake)
         async with _started(config, fake) as process:
             await _position_with_its_stop_resting(process.socket, fake)
             released = fake.faults.hold_cancels()
@@ -138,9 +144,7 @@ async def test_a_graceful_stop_right_after_unload_close_waits_for_the_close_held
 @pytest.mark.asyncio
 async def test_a_second_signal_ends_the_wait_and_says_what_was_still_on_its_way(short_tmp: Path) -> None:
     async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
-        fake.set_balance("BTC", "1")
-        config = write_config(short_tmp, fake, 0.01)
-        _with_stop_loss(config)
+        config = _dip_with_a_stop_loss(short_tmp, fake)
         async with _started(config, fake) as process:
             await _position_with_its_stop_resting(process.socket, fake)
             fake.faults.hold_cancels()  # never released: the close never goes out
@@ -160,9 +164,7 @@ async def test_a_second_signal_ends_the_wait_and_says_what_was_still_on_its_way(
 @pytest.mark.asyncio
 async def test_a_stop_during_reconciliation_does_not_wait_for_the_orders_it_was_looking_up(short_tmp: Path) -> None:
     async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
-        fake.set_balance("BTC", "1")
-        config = write_config(short_tmp, fake, 0.01)
-        _with_stop_loss(config)
+        config = _dip_with_a_stop_loss(short_tmp, fake)
         async with _started(config, fake) as first:
             await _position_with_its_stop_resting(first.socket, fake)
             first.stop(signal.SIGKILL)  # the dip and the stop pending in the journal: the next start looks them up
@@ -185,9 +187,7 @@ async def test_a_stop_during_reconciliation_does_not_wait_for_the_orders_it_was_
 @pytest.mark.asyncio
 async def test_shutdown_then_one_sigterm_as_systemd_sends_them_still_waits_for_the_held_close(short_tmp: Path) -> None:
     async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
-        fake.set_balance("BTC", "1")
-        config = write_config(short_tmp, fake, 0.01)
-        _with_stop_loss(config)
+        config = _dip_with_a_stop_loss(short_tmp, fake)
         async with _started(config, fake) as process:
             await _position_with_its_stop_resting(process.socket, fake)
             released = fake.faults.hold_cancels()
@@ -207,9 +207,7 @@ async def test_shutdown_then_one_sigterm_as_systemd_sends_them_still_waits_for_t
 @pytest.mark.asyncio
 async def test_the_bound_ends_the_wait_and_says_what_was_still_on_its_way(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with FakeBinance({ETH: ETH_1M}, start=START) as fake:
-        fake.set_balance("BTC", "1")
-        config = write_config(short_tmp, fake, 0.01)
-        _with_stop_loss(config)
+        config = _dip_with_a_stop_loss(short_tmp, fake)
         for name, value in fake.credential_env().items():
             monkeypatch.setenv(name, value)  # the daemon reads the keys the config names from its environment
         log_file = short_tmp / "daemon.log"

@@ -83,12 +83,18 @@ async def _reconcile_while_the_poller_asks_too(live: LiveRig, journal: Journal, 
     return report
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("first", ["reconciliation", "poller"])
-async def test_a_stop_filled_while_down_is_booked_once_when_reconciliation_and_the_poller_both_find_it(tmp_path: Path, first: str) -> None:
+def _collected_booking_faults() -> tuple[BookingFaults, list[str]]:
+    """Booking faults that collect their lines (a second delivery of one outcome shows up here)."""
     errors: list[str] = []
     faults = BookingFaults(logging.getLogger("bot.tests.live"))
     faults.handled_by(lambda sid, exc: errors.append(f"[{sid}] {exc}"))
+    return faults, errors
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("first", ["reconciliation", "poller"])
+async def test_a_stop_filled_while_down_is_booked_once_when_reconciliation_and_the_poller_both_find_it(tmp_path: Path, first: str) -> None:
+    faults, errors = _collected_booking_faults()
     async with fake_market(btc="2") as fake:
         with journal_at(tmp_path) as journal:
             await _stop_fires_while_down(fake, journal)
@@ -108,9 +114,7 @@ async def test_a_stop_filled_while_down_is_booked_once_when_reconciliation_and_t
 @pytest.mark.asyncio
 @pytest.mark.parametrize("first", ["reconciliation", "poller"])
 async def test_a_stop_partly_filled_while_down_reduces_the_position_once(tmp_path: Path, first: str) -> None:
-    errors: list[str] = []
-    faults = BookingFaults(logging.getLogger("bot.tests.live"))
-    faults.handled_by(lambda sid, exc: errors.append(f"[{sid}] {exc}"))
+    faults, errors = _collected_booking_faults()
     async with fake_market(btc="2") as fake:
         with journal_at(tmp_path) as journal:
             # The book under the stop is thin: it sells 0.2 of the 0.5 and expires with the rest.
